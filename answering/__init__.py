@@ -1,0 +1,1 @@
+"""Answering: the extractive reader (arrives with the reader issue)."""

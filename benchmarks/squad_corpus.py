@@ -1,0 +1,67 @@
+"""Turning SQuAD-format data into a folder of paragraph files plus questions with their gold file."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Data sets under ../shared/data (see its README): which are fair for development and which are held out.
+DATASETS = {
+    "xquad-en": "xquad-en/xquad.en.json",
+    "squad2-train-part": "squad2-train-part/train-v2.0-part.json",
+    "squad1-train-part": "squad1-train-part/train-v1.1-part.json",
+    "squad2-dev-part": "squad2-dev-part/dev-v2.0-part.json",  # held out: report, never tune on it
+}
+HELD_OUT = {"squad2-dev-part"}
+DISTRACTORS = "wiki-distractors/summaries_en-us.json"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    gold: Path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "untitled"
+
+
+def squad_titles(path: Path) -> set[str]:
+    return {article["title"] for article in json.loads(path.read_text(encoding="utf-8"))["data"]}
+
+
+def write_squad_corpus(data_dir: Path, dataset: str, folder: Path, exclude_titles: set[str] = frozenset(),
+                       max_questions: int | None = None) -> list[Question]:
+    """One ``.txt`` file per paragraph under ``folder``; answerable questions point at their paragraph's file."""
+    articles = json.loads((data_dir / DATASETS[dataset]).read_text(encoding="utf-8"))["data"]
+    questions: list[Question] = []
+    for article in articles:
+        if article["title"] in exclude_titles:
+            continue
+        article_dir = folder / _slug(article["title"])
+        article_dir.mkdir(parents=True, exist_ok=True)
+        for number, paragraph in enumerate(article["paragraphs"]):
+            path = article_dir / f"{number:03d}.txt"
+            path.write_text(paragraph["context"], encoding="utf-8")
+            questions += [Question(qa["question"], path.resolve()) for qa in paragraph["qas"]
+                          if not qa.get("is_impossible") and qa.get("answers")]
+    return questions[:max_questions] if max_questions else questions
+
+
+def write_distractors(data_dir: Path, folder: Path, count: int) -> int:
+    """Up to ``count`` Wikipedia summaries as extra files, so retrieval has to work among unrelated text."""
+    if count <= 0:
+        return 0
+    summaries = json.loads((data_dir / DISTRACTORS).read_text(encoding="utf-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for number, entry in enumerate(summaries.values()):
+        if written >= count:
+            break
+        text = (entry.get("extract") or "").strip()
+        if text:
+            (folder / f"{number:05d}.txt").write_text(text, encoding="utf-8")
+            written += 1
+    return written

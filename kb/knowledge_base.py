@@ -1,0 +1,132 @@
+"""``KnowledgeBase``: the public face of a knowledge base directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from ingestion.pipeline import Ingestor, Progress
+from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
+from kb.encoders import TextEncoder, text_encoder
+from kb.keywords import keyword_tokenizer
+from kb.storage.database import schema_version
+from kb.storage.models import Chunk, Document, Run, Source, Space, Vector
+from kb.storage.store import Store
+from kb.types import TEXT_SPACE, Filters, Hit, IngestReport, SearchMode, SpaceStats, Stats
+from retrieval.retriever import Retriever
+
+DEFAULT_HOME = ".kb"
+
+
+class KnowledgeBase:
+    """A knowledge base in a directory: ingest folders into it, search it.
+
+    Open it with :meth:`open` (creating the directory if missing); use it as a context manager so the database
+    and index files are closed cleanly.
+    """
+
+    def __init__(self, directory: Path, settings: Settings) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.store = Store(directory, settings)
+        self.encoder: TextEncoder = text_encoder(settings)
+        self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
+        self.retriever = Retriever(self.store, self.encoder, self.keywords, settings)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
+        """Open (or create) the knowledge base at ``path`` (default ``$KB_HOME`` or ``./.kb``).
+
+        ``overrides`` are settings (see :class:`kb.config.Settings`); a new knowledge base records its settings
+        in ``kb.json`` so it reopens with the same models and options.
+        """
+        directory = Path(path or os.environ.get("KB_HOME") or DEFAULT_HOME).expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        is_new = not (directory / CONFIG_FILE).exists()
+        settings = load_settings(directory, overrides)
+        knowledge_base = cls(directory, settings)
+        if is_new:
+            save_settings(directory, settings)
+        return knowledge_base
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def ingest(self, folder: str | os.PathLike[str], progress: Progress | None = None) -> IngestReport:
+        """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed."""
+        return Ingestor(self.store, self.encoder, self.keywords, self.settings, progress).run(Path(folder))
+
+    def reembed(self, batch_size: int = 256) -> int:
+        """Re-embed every chunk with the configured text encoder (after a model change); returns the count."""
+        identity = self.encoder.identity()
+        with self.store.writer_lock, self.store.sessions.begin() as session:
+            space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
+            if space is None:
+                return 0
+            session.execute(delete(Vector).where(Vector.space_id == space.id))
+            session.execute(update(Space).where(Space.id == space.id).values(
+                model=identity.model, fingerprint=identity.fingerprint, dimension=identity.dimension,
+                normalized=identity.normalized, generation=space.generation + 1))
+            ids_texts = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text")
+                                        .order_by(Chunk.id)).all()
+            for start in range(0, len(ids_texts), batch_size):
+                part = ids_texts[start : start + batch_size]
+                vectors = self.encoder.encode([text for _, text in part])
+                session.execute(Vector.__table__.insert(), [
+                    {"space_id": space.id, "chunk_id": chunk_id, "vector": vector.tobytes()}
+                    for (chunk_id, _), vector in zip(part, vectors)])
+        refreshed = self.store.space(TEXT_SPACE, identity, create=False)
+        assert refreshed is not None
+        self.store.index(refreshed)
+        save_settings(self.directory, self.settings)
+        return len(ids_texts)
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid",
+               filters: Filters | dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` chunks that best match ``query``, each with its file, page and character offsets."""
+        if isinstance(filters, dict):
+            filters = Filters(**filters)
+        return self.retriever.search(query, k=k, mode=mode, filters=filters)
+
+    def stats(self) -> Stats:
+        """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""
+        with self.store.sessions() as session:
+            documents = dict(session.execute(select(Document.status, func.count()).group_by(Document.status)).all())
+            file_types = dict(session.execute(select(Document.file_type, func.count())
+                                              .where(Document.status == "ok").group_by(Document.file_type)).all())
+            spaces = [
+                SpaceStats(name=space.name, model=space.model, dimension=space.dimension,
+                           generation=space.generation, index_factory=self.settings.index_factory,
+                           vectors=session.scalar(select(func.count()).select_from(Vector)
+                                                  .where(Vector.space_id == space.id)) or 0)
+                for space in session.scalars(select(Space).order_by(Space.id))
+            ]
+            return Stats(
+                path=str(self.directory),
+                database=self.store.sessions.kw["bind"].url.render_as_string(hide_password=True),
+                schema_version=schema_version(self.store.sessions),
+                sources=list(session.scalars(select(Source.path).order_by(Source.id))),
+                documents=documents.get("ok", 0),
+                failed_documents=documents.get("failed", 0),
+                chunks=session.scalar(select(func.count()).select_from(Chunk)) or 0,
+                file_types=file_types,
+                spaces=spaces,
+                last_run=session.scalar(select(func.max(Run.finished_at))),
+            )
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Storage: the SQL data model, vector indexes and the writer lock."""

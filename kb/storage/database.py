@@ -1,0 +1,69 @@
+"""Opening the SQL database: SQLite in WAL mode by default, any SQLAlchemy URL otherwise, schema version checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kb.storage.models import SCHEMA_VERSION, Base, Meta
+
+
+class SchemaError(RuntimeError):
+    """The database was written by an incompatible version of this program."""
+
+
+# Migrations from version N to N+1, applied in order inside one transaction each.
+MIGRATIONS: dict[int, Callable[[Session], None]] = {}
+
+
+def default_url(kb_dir: Path) -> str:
+    return f"sqlite:///{(kb_dir / 'kb.sqlite').resolve()}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """Connect, create the schema on an empty database, migrate an old one, refuse a newer one."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    tables = set(inspect(engine).get_table_names())
+    factory = sessionmaker(engine, expire_on_commit=False)
+    if "meta" not in tables:
+        if tables & set(Base.metadata.tables):
+            raise SchemaError(f"{url} holds tables but no schema version; it was not made by this program")
+        Base.metadata.create_all(engine)
+        with factory.begin() as session:
+            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        return factory
+    with factory.begin() as session:
+        version = int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"this knowledge base has schema version {version}, newer than this program's {SCHEMA_VERSION}; "
+                "upgrade the program to open it"
+            )
+        while version < SCHEMA_VERSION:
+            if version not in MIGRATIONS:
+                raise SchemaError(f"no migration from schema version {version}; rebuild the knowledge base")
+            MIGRATIONS[version](session)
+            version += 1
+            session.merge(Meta(key="schema_version", value=str(version)))
+    return factory
+
+
+def schema_version(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)

@@ -1,0 +1,161 @@
+"""The SQL data model: the database is the truth; FAISS files are caches derived from ``vectors``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """Now, as naive UTC: every timestamp in the database is naive UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def file_time(mtime_ns: int) -> datetime:
+    """A file's modification time as naive UTC."""
+    return datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).replace(tzinfo=None)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A user's datetime (aware, or naive meaning UTC) as naive UTC, for comparing with stored timestamps."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the database itself, such as ``schema_version``."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Source(Base):
+    """A folder the knowledge base ingests."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    documents: Mapped[list[Document]] = relationship(back_populates="source", passive_deletes=True)
+
+
+class Document(Base):
+    """A file seen in a source: either ingested (``status='ok'``) or failed with its reason."""
+
+    __tablename__ = "documents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    relpath: Mapped[str] = mapped_column(String(4096))
+    file_type: Mapped[str] = mapped_column(String(32), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    modified_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    pages: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    source: Mapped[Source] = relationship(back_populates="documents")
+    chunks: Mapped[list[Chunk]] = relationship(back_populates="document", passive_deletes=True)
+
+
+class Chunk(Base):
+    """A passage of a document: ``document.text[start:end] == text``."""
+
+    __tablename__ = "chunks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    modality: Mapped[str] = mapped_column(String(16), default="text")
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    keyword_length: Mapped[int] = mapped_column(Integer, default=0)
+    document: Mapped[Document] = relationship(back_populates="chunks")
+
+
+class Space(Base):
+    """An embedding space: one encoder identity, one FAISS index, a generation bumped on every vector change."""
+
+    __tablename__ = "spaces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    dimension: Mapped[int] = mapped_column(Integer)
+    normalized: Mapped[bool] = mapped_column(default=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Vector(Base):
+    """One chunk's embedding in one space, as float32 bytes."""
+
+    __tablename__ = "vectors"
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_vectors_chunk", "chunk_id"),)
+
+
+class Posting(Base):
+    """BM25 keyword index: how often ``term`` occurs in a chunk. Portable SQL, deleted with its chunk."""
+
+    __tablename__ = "postings"
+    term: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    tf: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_postings_chunk", "chunk_id"), {"sqlite_with_rowid": False})
+
+
+class Run(Base):
+    """One ingest run and its outcome."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    failures: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Base",
+    "Chunk",
+    "Document",
+    "Meta",
+    "Posting",
+    "Run",
+    "Source",
+    "Space",
+    "Vector",
+    "as_utc",
+    "file_time",
+    "utcnow",
+]

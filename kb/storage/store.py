@@ -1,0 +1,110 @@
+"""The storage of one knowledge base: its SQL database, embedding spaces and their FAISS caches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from kb.config import Settings
+from kb.encoders.base import EncoderIdentity
+from kb.storage.database import default_url, open_database
+from kb.storage.lock import WriterLock
+from kb.storage.models import Chunk, Document, Posting, Space, Vector
+from kb.storage.vector_index import VectorIndex
+
+
+class EncoderMismatchError(RuntimeError):
+    """A space is being opened with an encoder other than the one that built it."""
+
+
+class Store:
+    """Database sessions, spaces and vector indexes of the knowledge base in ``directory``."""
+
+    def __init__(self, directory: Path, settings: Settings) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.url = settings.database_url or default_url(directory)
+        self.sessions: sessionmaker[Session] = open_database(self.url)
+        self.writer_lock = WriterLock(directory / "write.lock")
+        self._indexes: dict[str, VectorIndex] = {}
+
+    def close(self) -> None:
+        self.sessions.kw["bind"].dispose()
+
+    # -- spaces ---------------------------------------------------------------------------------------------
+
+    def space(self, name: str, identity: EncoderIdentity, create: bool = True) -> Space | None:
+        """The space ``name`` checked against ``identity`` (created for it if new and ``create``).
+
+        A space built by a different encoder is a clear error naming the command that re-embeds.
+        """
+        with self.sessions.begin() as session:
+            space = session.scalar(select(Space).where(Space.name == name))
+            if space is None and create:
+                space = Space(name=name, model=identity.model, fingerprint=identity.fingerprint,
+                              dimension=identity.dimension, normalized=identity.normalized, generation=0)
+                session.add(space)
+                session.flush()
+            elif space is not None and (space.fingerprint != identity.fingerprint
+                                        or space.dimension != identity.dimension):
+                raise EncoderMismatchError(
+                    f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
+                    f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
+                    f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}). Open it with "
+                    f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
+                )
+            return space
+
+    def spaces(self) -> list[Space]:
+        with self.sessions() as session:
+            return list(session.scalars(select(Space).order_by(Space.id)))
+
+    def index(self, space: Space) -> VectorIndex:
+        """The space's FAISS index, synced with the database (loaded from cache or rebuilt)."""
+        index = self._indexes.get(space.name)
+        if index is None or index.dimension != space.dimension:
+            index = VectorIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
+            self._indexes[space.name] = index
+        index.sync(self.sessions)
+        return index
+
+    def loaded_indexes(self) -> list[VectorIndex]:
+        return list(self._indexes.values())
+
+    @staticmethod
+    def bump_generation(session: Session, space_id: int) -> tuple[int, int]:
+        """Advance a space's generation inside the writing transaction; returns (previous, new)."""
+        previous = session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
+        session.execute(update(Space).where(Space.id == space_id).values(generation=previous + 1))
+        return previous, previous + 1
+
+    # -- the one delete path ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def delete_chunks(session: Session, chunk_ids: Iterable[int]) -> list[int]:
+        """Remove chunks with their vectors (every space) and keyword postings; returns the ids removed."""
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            session.execute(delete(Posting).where(Posting.chunk_id.in_(part)))
+            session.execute(delete(Vector).where(Vector.chunk_id.in_(part)))
+            session.execute(delete(Chunk).where(Chunk.id.in_(part)))
+        return ids
+
+    @classmethod
+    def delete_document_content(cls, session: Session, document_id: int) -> list[int]:
+        """Remove everything derived from a document, keeping its row; returns the chunk ids removed."""
+        ids = session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)).all()
+        return cls.delete_chunks(session, ids)
+
+    @classmethod
+    def delete_documents(cls, session: Session, document_ids: Iterable[int]) -> list[int]:
+        """Remove documents and everything derived from them; returns the chunk ids removed."""
+        removed: list[int] = []
+        for document_id in document_ids:
+            removed += cls.delete_document_content(session, document_id)
+            session.execute(delete(Document).where(Document.id == document_id))
+        return removed

