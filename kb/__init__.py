@@ -1,7 +1,22 @@
 """A retrieval-augmented multimodal knowledge base: ingest a folder, search it, answer from it with citations."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from kb.config import Settings
-from kb.knowledge_base import KnowledgeBase
 from kb.types import FailedFile, Filters, Hit, IngestReport, Stats
 
+if TYPE_CHECKING:
+    from kb.knowledge_base import KnowledgeBase
+
 __all__ = ["FailedFile", "Filters", "Hit", "IngestReport", "KnowledgeBase", "Settings", "Stats"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: KnowledgeBase pulls in the pipelines, which themselves import kb's storage and types.
+    if name == "KnowledgeBase":
+        from kb.knowledge_base import KnowledgeBase
+
+        return KnowledgeBase
+    raise AttributeError(f"module 'kb' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE = "kb.json"
@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
     follow_symlinks_outside: bool = False
+
+    @model_validator(mode="after")
+    def _overlap_below_limit(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens ({self.chunk_tokens})")
+        return self
 
     @classmethod
     def settings_customise_sources(

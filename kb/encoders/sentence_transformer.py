@@ -40,6 +40,12 @@ def resolve_model_folder(name: str) -> Path:
     )
 
 
+def _dimension(model: Any) -> int:
+    """The embedding size, under its new (v6) or old method name."""
+    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(method())
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model producing L2-normalised float32 vectors in batches."""
 
@@ -61,7 +67,7 @@ class SentenceTransformerEncoder:
                 self._identity = EncoderIdentity(
                     model=self.name,
                     fingerprint=folder_fingerprint(folder),
-                    dimension=int(model.get_sentence_embedding_dimension()),
+                    dimension=int(_dimension(model)),
                     normalized=True,
                 )
                 self._model = model
