@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # pypdf logs every recoverable oddity of a malformed PDF; the ingest report already says what failed.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         return run(args)
     except EXPECTED_ERRORS as error:

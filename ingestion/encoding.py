@@ -1,0 +1,156 @@
+"""Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
+
+Order: byte-order mark; UTF-16/32 detection when there are NUL bytes (else the data is binary); UTF-8, which
+legacy text almost never forms by accident; the charset the file declares, if any; windows-1252 when the bytes
+have the shape of Western text; charset_normalizer's detection. Every step is deterministic.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import unicodedata
+
+import charset_normalizer
+
+from ingestion.loaders.base import LoadError
+
+# Longest marks first: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+# Declared labels that really mean a superset, as browsers read them (WHATWG Encoding Standard).
+_LABEL_SUPERSETS = {
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
+    "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "ascii": "cp1252", "us-ascii": "cp1252",
+    "big5": "big5hkscs", "shift_jis": "cp932", "sjis": "cp932", "euc-kr": "cp949", "ks_c_5601-1987": "cp949",
+}
+
+# Tie-breaking among equally good decodings: the most widespread legacy encodings first.
+_PREFERRED = ("cp1252", "gb18030", "big5", "cp932", "cp949")
+_CHAOS_TIE = 0.01  # charset_normalizer's own margin for "equally clean"
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_WESTERN = frozenset(
+    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿŒœŠšŽžŸ‘’‚“”„–—…•€™«»°·¡¿£©®§¢¥ªº±½¼¾µ\u00a0"
+)
+
+# Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
+_MAX_SUSPICIOUS = 0.05
+_NEWLINES = re.compile(r"\r\n?")
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta).
+
+    Raises ``LoadError("binary or undecodable: ...")`` when no decoding gives plausible text.
+    """
+    text = _decode(data, declared)
+    if _suspicious_share(text) > _MAX_SUSPICIOUS:
+        raise LoadError("binary or undecodable: decoded text is mostly control or unassigned characters")
+    return _NEWLINES.sub("\n", text)
+
+
+def _decode(data: bytes, declared: str | None) -> str:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(encoding, errors="replace")
+    if b"\x00" in data:
+        return _decode_wide(data)
+    try:
+        return _repair_double_utf8(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    codec = _usable_label(declared)
+    if codec is not None:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            pass  # mislabelled: the bytes are not in the declared charset, so detect instead
+    return _western(data) or _detect(data)
+
+
+def _decode_wide(data: bytes) -> str:
+    """UTF-16/32 without a byte-order mark; any other data holding NUL bytes is binary."""
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None or not best.encoding.startswith(("utf_16", "utf_32")):
+        raise LoadError("binary or undecodable: contains NUL bytes and is not UTF-16 or UTF-32")
+    return str(best)
+
+
+def _western(data: bytes) -> str | None:
+    """The windows-1252 reading when it has the shape of Western European text, else None.
+
+    charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"). In real Western
+    text the non-ASCII characters are accented letters and typographic punctuation, mostly alone between
+    ASCII letters; multi-byte CJK encodings and Cyrillic read as windows-1252 give long runs instead.
+    """
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    runs = [len(run) for run in _NON_ASCII_RUN.findall(text)]
+    singles = sum(1 for length in runs if length == 1)
+    if max(runs, default=0) > 3 or singles < len(runs) - singles:
+        return None
+    return text if all(char in _WESTERN for char in text if char > "\x7f") else None
+
+
+def _detect(data: bytes) -> str:
+    """charset_normalizer's guess; among decodings it finds equally clean, the most coherent and then the
+    most widespread wins (it would otherwise keep its trial order: cp1250 before cp1252, cp949 before GBK)."""
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
+        raise LoadError("binary or undecodable: not valid text in any known encoding")
+    contenders = [m for m in matches if m.chaos <= matches[0].chaos + _CHAOS_TIE]
+    chosen = min(contenders, key=lambda m: (-round(m.coherence, 2), _preference(m.could_be_from_charset)))
+    for encoding in _PREFERRED:
+        if encoding in chosen.could_be_from_charset:
+            return data.decode(encoding, errors="replace")
+    return str(chosen)
+
+
+def _preference(encodings: list[str]) -> int:
+    return min((_PREFERRED.index(e) for e in encodings if e in _PREFERRED), default=len(_PREFERRED))
+
+
+def _usable_label(declared: str | None) -> str | None:
+    """The codec for a declared charset, or None when it is unknown or cannot be right (UTF-16 in ASCII)."""
+    if not declared:
+        return None
+    label = declared.strip().lower()
+    label = _LABEL_SUPERSETS.get(label, label)
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    return None if name.startswith(("utf-16", "utf-32")) else name
+
+
+def _repair_double_utf8(text: str) -> str:
+    """Undo UTF-8 that was decoded as Latin-1 and encoded again ("â\\x80\\x93" for "–").
+
+    C1 control characters almost never occur in real text, so their presence plus a clean round trip is
+    strong evidence; anything else is returned unchanged.
+    """
+    if not _C1_CONTROL.search(text):
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def _suspicious_share(text: str) -> float:
+    if not text:
+        return 0.0
+    suspicious = sum(
+        1 for char in text
+        if char == "\ufffd" or (unicodedata.category(char) in ("Cc", "Co", "Cn") and char not in "\t\n\r\f\v")
+    )
+    return suspicious / len(text)

@@ -1,0 +1,32 @@
+"""Which loader reads a file, chosen by its lower-cased suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingestion.loaders.base import Loader
+from ingestion.loaders.docx import DocxLoader
+from ingestion.loaders.html import HtmlLoader
+from ingestion.loaders.markdown import MarkdownLoader
+from ingestion.loaders.pdf import PdfLoader
+from ingestion.loaders.text import TextLoader
+
+_TEXT, _MARKDOWN, _HTML = TextLoader(), MarkdownLoader(), HtmlLoader()
+_LOADERS: dict[str, Loader] = {
+    ".txt": _TEXT,
+    ".text": _TEXT,
+    ".md": _MARKDOWN,
+    ".markdown": _MARKDOWN,
+    ".htm": _HTML,
+    ".html": _HTML,
+    ".xhtml": _HTML,
+    ".pdf": PdfLoader(),
+    ".docx": DocxLoader(),
+}
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
+
+
+def loader_for(path: Path | str) -> Loader | None:
+    """The loader for ``path``'s suffix, or None when the format is not supported (the caller skips it)."""
+    return _LOADERS.get(Path(path).suffix.lower())

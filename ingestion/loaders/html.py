@@ -1,0 +1,157 @@
+"""HTML pages reduced to the text a browser shows, with block structure kept as line and paragraph breaks."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
+from bs4.element import PageElement, PreformattedString
+
+from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders.base import Loader, clean_text
+from kb.types import ExtractedDocument
+
+# A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
+_DECLARED = re.compile(
+    rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)|<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)""", re.IGNORECASE
+)
+_SNIFF_BYTES = 16384
+
+_DROPPED = frozenset(
+    {"head", "script", "style", "noscript", "template", "svg", "iframe", "form", "nav", "aside", "object", "embed"}
+)
+_HIDDEN_ROLES = frozenset({"navigation", "banner", "contentinfo"})
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_PARAGRAPH = frozenset({
+    "address", "article", "blockquote", "caption", "center", "details", "dialog", "div", "dl", "fieldset",
+    "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "main", "ol", "p", "pre", "section",
+    "summary", "table", "ul",
+})
+_LINE = frozenset({"dd", "dt", "li", "tr"})
+_CELLS = ("td", "th")
+_MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, to bound the recursion
+_SPACES = re.compile(r"[ \t\n\r\f]+")
+
+
+class HtmlLoader(Loader):
+    """Visible text of an HTML page; the title comes from <title>, else the first <h1>."""
+
+    file_type = "html"
+
+    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+        text = encoding.decode_text(data, _declared_charset(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
+            soup = BeautifulSoup(text, "lxml")
+        return ExtractedDocument(text=clean_text(_render(soup)), file_type=self.file_type, title=_title(soup))
+
+
+def _declared_charset(data: bytes) -> str | None:
+    found = _DECLARED.search(data[:_SNIFF_BYTES])
+    if found is None:
+        return None
+    return (found.group(1) or found.group(2)).decode("ascii", errors="replace")
+
+
+def _title(soup: BeautifulSoup) -> str | None:
+    head = soup.find("head")
+    candidates = [head.find("title") if isinstance(head, Tag) else None, soup.find("h1")]
+    for candidate in candidates:
+        if isinstance(candidate, Tag) and candidate.get_text().strip():
+            return candidate.get_text(" ")
+    return None
+
+
+def _hidden(tag: Tag) -> bool:
+    """Elements a reader does not see as page content: scripts, chrome, navigation, hidden parts."""
+    if tag.name in _DROPPED:
+        return True
+    if tag.name in ("header", "footer") and tag.find_parent(("article", "main")) is None:
+        return True  # page banner and footer; inside an article they hold its own title and byline
+    if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
+        return True
+    return not _HIDDEN_ROLES.isdisjoint(str(tag.get("role", "")).lower().split())
+
+
+class _Writer:
+    """Collects text and owed breaks, so breaks never pile up and spaces never start a line."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.owed = 0  # newlines to write before the next text
+
+    def text(self, text: str, preformatted: bool) -> None:
+        if not preformatted:
+            text = _SPACES.sub(" ", text)
+            if self.owed or not self.parts or self.parts[-1].endswith("\n"):
+                text = text.lstrip(" ")
+        if not text:
+            return
+        if self.owed and self.parts:
+            self.parts.append("\n" * self.owed)
+        self.owed = 0
+        self.parts.append(text)
+
+    def brk(self, newlines: int) -> None:
+        self.owed = max(self.owed, newlines)
+
+    def line_break(self) -> None:
+        """<br>: a second one in a row makes a paragraph break."""
+        self.owed = min(self.owed + 1, 2)
+
+    def value(self) -> str:
+        return "".join(self.parts)
+
+
+def _render(root: Tag, tables: int = 0) -> str:
+    """The visible text under ``root``, which lies inside ``tables`` table cells.
+
+    Iterative, so deeply nested elements cannot exhaust the stack; only nested tables recurse, and only
+    up to ``_MAX_NESTED_TABLES`` deep.
+    """
+    writer = _Writer()
+    preformatted = 0
+    stack: list[tuple[PageElement, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if isinstance(node, NavigableString):
+            if not isinstance(node, PreformattedString):  # comments, doctypes, processing instructions
+                writer.text(str(node), preformatted > 0)
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        if leaving:
+            if name == "pre":
+                preformatted -= 1
+            writer.brk(2 if name in _PARAGRAPH else 1)
+            continue
+        if _hidden(node):
+            continue
+        if name == "br":
+            writer.line_break()
+        elif name == "tr":
+            writer.brk(1)
+            writer.text(_row(node, tables), preformatted=True)
+            writer.brk(1)
+        elif name in _PARAGRAPH or name in _LINE:
+            writer.brk(2 if name in _PARAGRAPH else 1)
+            if name == "pre":
+                preformatted += 1
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(node.contents))
+        else:
+            stack.extend((child, False) for child in reversed(node.contents))
+    return writer.value()
+
+
+def _row(row: Tag, tables: int) -> str:
+    """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '."""
+    cells = (
+        _render(cell, tables + 1) if tables < _MAX_NESTED_TABLES else cell.get_text(" ")
+        for cell in row.find_all(_CELLS, recursive=False)
+        if not _hidden(cell)
+    )
+    return " | ".join(" ".join(cell.split()) for cell in cells if cell.strip())

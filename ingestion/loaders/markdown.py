@@ -1,0 +1,173 @@
+"""Markdown files reduced to the text a reader sees, with code kept verbatim."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders.base import Loader, clean_text
+from kb.types import ExtractedDocument
+
+_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?(?:\1|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_TITLE = re.compile(r"""^title[ \t]*[:=][ \t]*["']?(.*?)["']?[ \t]*$""", re.MULTILINE)
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+
+_ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_RULE = re.compile(r"^ {0,3}([-*_])[ \t]*(?:\1[ \t]*){2,}$")
+_ADMONITION = re.compile(r'^\s*(?:!!!|\?\?\?\+?)[ \t]*[\w-]+(?:[ \t]+"(.*)")?[ \t]*$')
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]]+\]:\s*\S+.*$")
+_FOOTNOTE_DEFINITION = re.compile(r"^\s*\[\^[^\]]+\]:\s*")
+_QUOTE = re.compile(r"^\s*(?:>[ \t]?)+")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?")
+_CELL_BORDER = re.compile(r"(?<!\\)\|")
+
+# Code spans and backslash escapes are taken literally; everything between them gets the inline rules.
+# Every repetition that could scan far is bounded (or stops at "<"), so hostile input stays linear.
+_LITERAL = re.compile(r"(?<!`)(`{1,16})(?!`)(.{1,2000}?)(?<!`)\1(?!`)|\\([!-/:-@\[-`{-~])")
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+_URL = r"\((?:[^()]|\([^()]{0,500}\)){0,2000}\)"
+_LABEL = r"\[([^\]]{0,1000})\]"
+_SPAN = r"(?:.|\n(?!\n)){1,500}?"  # emphasised text: may wrap onto the next line, never past a paragraph
+_INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"""<img\b[^<>]{0,2000}?\balt\s*=\s*["']([^"'<>]*)["'][^<>]{0,2000}>""", re.IGNORECASE), r"\1"),
+    (re.compile(r"!" + _LABEL + r"(?:" + _URL + r"|\[[^\]]{0,1000}\])?"), r"\1"),
+    (re.compile(_LABEL + r"(?:" + _URL + r"|\[[^\]]{0,1000}\])"), r"\1"),
+    (re.compile(r"\[\^[^\]]{1,100}\]"), ""),
+    (re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+|[^<>\s@]+@[^<>\s@]+)>"), r"\1"),
+    (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"), ""),
+    (re.compile(r"(\*\*|__)(?=\S)(" + _SPAN + r")(?<=\S)\1"), r"\2"),
+    (re.compile(r"~~(?=\S)(" + _SPAN + r")(?<=\S)~~"), r"\1"),
+    (re.compile(r"\*(?=[^\s*])(" + _SPAN + r")(?<=[^\s*])\*"), r"\1"),
+    (re.compile(r"(?<!\w)_(?=[^\s_])(" + _SPAN + r")(?<=[^\s_])_(?!\w)"), r"\1"),
+)
+
+
+class MarkdownLoader(Loader):
+    """Visible text of a Markdown file: markup removed, image alt text and link text kept, code kept.
+
+    The title is the front matter's ``title``, else the first heading of the highest level.
+    """
+
+    file_type = "markdown"
+
+    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+        source = encoding.decode_text(data)
+        title: str | None = None
+        front = _FRONT_MATTER.match(source)
+        if front:
+            found = _FRONT_TITLE.search(front.group(2) or "")
+            if found and found.group(1):
+                title = found.group(1)
+            source = source[front.end():]
+        lines, headings = _render(source.split("\n"))
+        if title is None and headings:
+            title = min(headings, key=lambda heading: heading[0])[1]
+        return ExtractedDocument(text=clean_text("\n".join(lines)), file_type=self.file_type, title=title)
+
+
+def _render(lines: list[str]) -> tuple[list[str], list[tuple[int, str]]]:
+    """Output lines, and the headings as (level, text) in order; fenced code passes through untouched."""
+    out: list[str] = []
+    headings: list[tuple[int, str]] = []
+    prose: list[str] = []
+    fence: tuple[str, int, str, bool] | None = None  # (fence character, length, indentation, in a quote)
+    for line in lines:
+        quote = _QUOTE.match(line)
+        unquoted = line[quote.end():] if quote else line
+        if fence is not None:
+            char, length, indent, quoted = fence
+            code = unquoted if quoted else line
+            if re.match(rf"^\s*{re.escape(char)}{{{length},}}\s*$", code):
+                out.append("")
+                fence = None
+            else:
+                out.append(code[len(indent):] if code.startswith(indent) else code.lstrip())
+            continue
+        opening = _FENCE.match(unquoted)
+        if opening:
+            out.extend(_render_prose(prose, headings))
+            prose = []
+            out.append("")
+            fence = (opening.group(2)[0], len(opening.group(2)), opening.group(1), quote is not None)
+            continue
+        prose.append(line)
+    out.extend(_render_prose(prose, headings))
+    return out, headings
+
+
+def _render_prose(lines: list[str], headings: list[tuple[int, str]]) -> list[str]:
+    """Block and inline markup removed from a run of non-code lines; headings become their own paragraphs.
+
+    Inline markup is removed from the whole run at once, so a link may wrap onto the next line.
+    """
+    out: list[str] = []
+    for line in _COMMENT.sub("", "\n".join(lines)).split("\n"):
+        line = _QUOTE.sub("", line)
+        setext = _SETEXT.match(line)
+        if setext and out and out[-1].strip():
+            headings.append((1 if setext.group(1)[0] == "=" else 2, _inline(out[-1])))
+            out[-1:] = ["", out[-1], ""]
+            continue
+        if _RULE.match(line) or _LINK_DEFINITION.match(line) or _is_table_delimiter(line):
+            out.append("")
+            continue
+        atx = _ATX.match(line)
+        if atx:
+            text = _heading_text(line[atx.end():])
+            headings.append((len(atx.group(1)), _inline(text)))
+            out.extend(["", text, ""])
+            continue
+        admonition = _ADMONITION.match(line)
+        if admonition:
+            out.extend(["", admonition.group(1) or "", ""])
+            continue
+        line = _FOOTNOTE_DEFINITION.sub("", _LIST_MARKER.sub("", line)).strip()
+        out.append(_table_row(line) if line.startswith("|") else line)
+    return _inline("\n".join(out)).split("\n")
+
+
+def _heading_text(rest: str) -> str:
+    """An ATX heading's text, without the optional closing run of '#'."""
+    text = rest.strip()
+    bare = text.rstrip("#")
+    if bare != text and (not bare or bare[-1] in " \t"):
+        return bare.rstrip()
+    return text
+
+
+def _table_row(line: str) -> str:
+    """A pipe-table row without its outer pipes, cells joined by ' | '."""
+    inner = line[1:]
+    if inner.endswith("|") and not inner.endswith("\\|"):
+        inner = inner[:-1]
+    return " | ".join(cell.strip() for cell in _CELL_BORDER.split(inner))
+
+
+def _is_table_delimiter(line: str) -> bool:
+    stripped = line.strip()
+    return "|" in stripped and "-" in stripped and set(stripped) <= set("|:- \t")
+
+
+def _inline(text: str) -> str:
+    """Inline markup removed; code span contents and escaped characters kept literally.
+
+    Literals are swapped for placeholders first, so that a code span inside link text stays inside it.
+    """
+    literals: list[str] = []
+
+    def hide(found: re.Match[str]) -> str:
+        literals.append(found.group(2) if found.group(1) else found.group(3))
+        return f"\ue000{len(literals) - 1}\ue001"
+
+    text = _inline_markup(_LITERAL.sub(hide, text))
+    return _PLACEHOLDER.sub(lambda found: literals[int(found.group(1))], text)
+
+
+def _inline_markup(text: str) -> str:
+    for pattern, replacement in _INLINE_RULES:
+        text = pattern.sub(replacement, text)
+    return html.unescape(text)

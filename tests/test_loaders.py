@@ -1,0 +1,429 @@
+"""Document loaders: every input is generated here, so the tests run offline on a fresh clone."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+from docx import Document
+from pypdf import PdfReader, PdfWriter
+
+from ingestion.encoding import decode_text
+from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for
+from ingestion.loaders.base import clean_text
+from ingestion.loaders.pdf import PdfLoader
+from kb.types import ExtractedDocument
+
+
+def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
+    """Write ``data`` as ``name`` and load it the way the pipeline does: the loader for its suffix, bytes once."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    loader = loader_for(path)
+    assert loader is not None, name
+    return loader.load(path, path.read_bytes())
+
+
+def pdf_bytes(pages: list[list[str]], title: str | None = None) -> bytes:
+    """A minimal valid PDF: one Helvetica text line per string, pages in order, a correct xref table."""
+    page_ids = [5 + 2 * index for index in range(len(pages))]
+    objects: dict[int, bytes] = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: f"<< /Type /Pages /Kids [{' '.join(f'{i} 0 R' for i in page_ids)}] /Count {len(pages)} >>".encode(),
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        4: f"<< /Title ({title or ''}) >>".encode(),
+    }
+    for page_id, lines in zip(page_ids, pages, strict=True):
+        shows = " ".join(f"({line}) Tj 0 -16 Td" for line in lines)
+        stream = f"BT /F1 12 Tf 72 720 Td {shows} ET".encode() if lines else b""
+        objects[page_id] = (
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {page_id + 1} 0 R >>"
+        ).encode()
+        objects[page_id + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets: dict[int, int] = {}
+    for number in sorted(objects):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offsets[number] for number in sorted(objects))
+    info = b" /Info 4 0 R" if title else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
+    return bytes(out)
+
+
+# --- text and encodings ---------------------------------------------------------------------------------------
+
+ACCENTED = "Café crème brûlée, naïve façade, déjà vu, señor Müller’s “Straße”."
+CHINESE = "知识库的文档加载器需要处理多种编码。中文文本没有空格，但仍然需要被正确地切分成段落。"
+
+
+WESTERN_SAMPLES = {
+    "utf8": ACCENTED.encode("utf-8"),
+    "utf8-bom": b"\xef\xbb\xbf" + ACCENTED.encode("utf-8"),
+    "utf16-bom": ACCENTED.encode("utf-16"),
+    "utf16-be-bom": b"\xfe\xff" + ACCENTED.encode("utf-16-be"),
+    "utf32-bom": ACCENTED.encode("utf-32"),
+    "cp1252": ACCENTED.encode("cp1252"),
+}
+
+
+@pytest.mark.parametrize("name", list(WESTERN_SAMPLES))
+def test_text_in_western_encodings(tmp_path: Path, name: str) -> None:
+    document = load(tmp_path, f"{name}.txt", WESTERN_SAMPLES[name])
+    assert document.text == ACCENTED
+    assert document.file_type == "text"
+    assert document.pages == []
+
+
+CJK_SAMPLES = {
+    "gb18030": CHINESE,
+    "gbk": CHINESE,
+    "big5": "知識庫的文件載入器需要處理多種編碼。繁體中文的段落也必須正確地讀出來。",
+    "shift_jis": "日本語のテキストです。文字コードはシフトJISですが、正しく読めるはずです。",
+}
+
+
+@pytest.mark.parametrize("codec", list(CJK_SAMPLES))
+def test_text_in_cjk_legacy_encodings(tmp_path: Path, codec: str) -> None:
+    text = CJK_SAMPLES[codec]
+    assert load(tmp_path, f"{codec}.txt", text.encode(codec)).text == text
+
+
+def test_utf16_without_bom_is_detected() -> None:
+    text = "This file is UTF-16 little-endian text without a byte-order mark.\nSecond line."
+    assert decode_text(text.encode("utf-16-le")) == text
+    assert decode_text(text.encode("utf-16-be")) == text
+
+
+def test_utf8_declared_charset_is_overruled_by_valid_utf8_and_used_otherwise() -> None:
+    assert decode_text(CHINESE.encode("utf-8"), declared="gb2312") == CHINESE
+    assert decode_text(CHINESE.encode("gbk"), declared="gb2312") == CHINESE
+    assert decode_text(ACCENTED.encode("cp1252"), declared="iso-8859-1") == ACCENTED
+
+
+def test_double_encoded_utf8_is_repaired() -> None:
+    mojibake = "Youth career – 1986 Watford".encode().decode("latin-1").encode("utf-8")
+    assert decode_text(mojibake) == "Youth career – 1986 Watford"
+
+
+def test_newlines_are_normalised_and_decoding_is_deterministic() -> None:
+    data = "a\r\nb\rc\n".encode("cp1252") + "é".encode("cp1252")
+    assert decode_text(data) == "a\nb\nc\né"
+    assert {decode_text(CHINESE.encode("gb18030")) for _ in range(3)} == {CHINESE}
+
+
+def test_binary_data_is_refused(tmp_path: Path) -> None:
+    noise = random.Random(7).randbytes(4096)
+    with pytest.raises(LoadError, match="binary or undecodable"):
+        load(tmp_path, "noise.txt", noise)
+    with pytest.raises(LoadError, match="binary or undecodable"):
+        load(tmp_path, "controls.md", bytes(range(1, 32)) * 50)
+
+
+@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx"])
+def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
+    with pytest.raises(LoadError, match=r"^empty file$"):
+        load(tmp_path, name, b"")
+
+
+def test_whitespace_only_text_is_an_empty_document(tmp_path: Path) -> None:
+    assert load(tmp_path, "blank.txt", b" \n\t\n ").text == ""
+
+
+def test_clean_text_shapes_text_for_the_chunker() -> None:
+    raw = "Cafe\u0301 \x00bell\x07 \r\nline two   \n\n\n\n\nnext\tpara\x0cpage\ufeff  \u2028ﬁne ﬂow"
+    assert clean_text(raw) == "Café bell\nline two\n\nnext\tpara\npage\nfine flow"
+
+
+# --- factory ----------------------------------------------------------------------------------------------------
+
+def test_loader_for_picks_by_lower_cased_suffix() -> None:
+    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx"} == SUPPORTED_SUFFIXES
+    names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "slides.pptx", "old.doc", "README"]
+    picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
+    assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
+                      "w.Docx": "docx", "slides.pptx": None, "old.doc": None, "README": None}
+
+
+# --- markdown ---------------------------------------------------------------------------------------------------
+
+MARKDOWN = """---
+title: "Loader Guide"
+tags: [secret-front-matter-value]
+---
+
+# Getting *started*
+
+Read the [installation guide](https://example.com/install "Install") and
+the [reference
+manual](docs/ref.md) first. ![A diagram of the pipeline](img/pipeline.png)
+
+<!-- editor note: do not index this
+spanning two lines -->
+Some **bold**, _emphasised_ and ~~struck~~ words, <span class="x">inline html</span>, 5 * 3 = 15,
+snake_case_name and an escaped \\*star\\*.
+
+- first item
+- [x] done item
+1. numbered item
+
+> quoted line
+
+| Name | Value |
+|------|------:|
+| alpha | 1 |
+
+Setext heading
+--------------
+
+```python
+x = "**not bold**"  # [not a link](http://x)
+```
+
+Inline `code with [brackets](kept)` stays. See <https://example.org>.
+
+[ref]: https://example.com/hidden-reference-url
+"""
+
+
+def test_markdown_visible_text(tmp_path: Path) -> None:
+    document = load(tmp_path, "guide.md", MARKDOWN.encode())
+    text = document.text
+    assert document.title == "Loader Guide"
+    assert document.file_type == "markdown"
+    for hidden in ("secret-front-matter-value", "https://example.com/install", "docs/ref.md", "img/pipeline.png",
+                   "editor note", "<span", "#", "**bold**", "_emphasised_", "~~", "- first", "[x]", "> quoted",
+                   "|---", "-----", "hidden-reference-url", "title:"):
+        assert hidden not in text.replace('"**not bold**"', "").replace("# [not", ""), hidden
+    for visible in ("Getting started", "installation guide", "the reference\nmanual first.",
+                    "A diagram of the pipeline", "Some bold, emphasised and struck words, inline html, 5 * 3 = 15",
+                    "snake_case_name and an escaped *star*.", "first item", "done item", "numbered item",
+                    "quoted line", "Name | Value", "alpha | 1", "Setext heading",
+                    'x = "**not bold**"  # [not a link](http://x)', "Inline code with [brackets](kept) stays.",
+                    "See https://example.org."):
+        assert visible in text, visible
+
+
+def test_markdown_paragraphs_are_separated_by_blank_lines(tmp_path: Path) -> None:
+    document = load(tmp_path, "notes.markdown", b"# Title\nFirst paragraph.\n\n\n\n## Next\nSecond.\n")
+    assert document.text == "Title\n\nFirst paragraph.\n\nNext\n\nSecond."
+    assert document.title == "Title"
+
+
+def test_markdown_title_falls_back_to_first_heading(tmp_path: Path) -> None:
+    document = load(tmp_path, "n.md", "Intro text.\n\n## Second level\n\n# Top level\n".encode("latin-1"))
+    assert document.title == "Top level"
+    assert load(tmp_path, "plain.md", b"just text").title is None
+
+
+# --- html -------------------------------------------------------------------------------------------------------
+
+HTML = """<!DOCTYPE html>
+<html><head><title>  The   Page Title </title><style>.hidden-css-rule { color: red }</style>
+<script>var trackingScriptCode = 1;</script></head>
+<body>
+<header><a href="/">Site banner text</a></header>
+<nav><ul><li>Navigation link</li></ul></nav>
+<div role="navigation">Role navigation text</div>
+<main>
+<article>
+<header><h1>Article Heading</h1></header>
+<p>First    paragraph
+   of the <b>article</b> body.</p>
+<p>Second paragraph.<br>After a break.</p>
+<div hidden>Hidden attribute text</div>
+<span style="display: none">Display none text</span>
+<noscript>Enable JavaScript text</noscript>
+<template>Template text</template>
+<svg><text>SVG text</text></svg>
+<form><label>Form label text</label></form>
+<ul><li>Item one</li><li>Item two</li></ul>
+<table><tr><th>Name</th><th>Score</th></tr><tr><td>Alice</td><td> 42 </td></tr></table>
+<pre>  indented
+    code block</pre>
+<p>Caf&eacute; &amp; entities</p>
+<!-- an html comment -->
+</article>
+<aside>Aside sidebar text</aside>
+</main>
+<footer>Footer copyright text</footer>
+<div role="contentinfo">Contentinfo text</div>
+<script type="application/ld+json">{"jsonLd": true}</script>
+</body></html>
+"""
+
+
+def test_html_visible_text_only(tmp_path: Path) -> None:
+    document = load(tmp_path, "page.html", HTML.encode())
+    text = document.text
+    assert document.title == "The Page Title"
+    assert document.file_type == "html"
+    for hidden in ("hidden-css-rule", "trackingScriptCode", "Site banner text", "Navigation link",
+                   "Role navigation text", "Hidden attribute text", "Display none text", "Enable JavaScript",
+                   "Template text", "SVG text", "Form label text", "Aside sidebar", "Footer copyright",
+                   "Contentinfo text", "jsonLd", "an html comment", "The Page Title"):
+        assert hidden not in text, hidden
+    assert text == (
+        "Article Heading\n\nFirst paragraph of the article body.\n\nSecond paragraph.\nAfter a break.\n\n"
+        "Item one\nItem two\n\nName | Score\nAlice | 42\n\n  indented\n    code block\n\nCafé & entities"
+    )
+
+
+def test_html_title_falls_back_to_first_h1(tmp_path: Path) -> None:
+    document = load(tmp_path, "t.htm", b"<html><body><p>intro</p><h1>Main <i>Heading</i></h1></body></html>")
+    assert document.title == "Main Heading"
+
+
+def test_html_gbk_page_mislabelled_as_utf8(tmp_path: Path) -> None:
+    page = f'<html><head><meta charset="utf-8"><title>新闻</title></head><body><p>{CHINESE}</p></body></html>'
+    document = load(tmp_path, "news.html", page.encode("gbk"))
+    assert CHINESE in document.text
+    assert document.title == "新闻"
+    assert "\ufffd" not in document.text
+
+
+def test_html_utf8_page_labelled_gb2312_and_declared_legacy_charsets(tmp_path: Path) -> None:
+    page = f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312"></head>' \
+           f'<body><p>{CHINESE}</p></body></html>'
+    assert load(tmp_path, "utf8.html", page.encode("utf-8")).text == CHINESE
+    assert load(tmp_path, "gbk.html", page.encode("gbk")).text == CHINESE
+    western = f'<html><head><meta charset="windows-1252"></head><body><p>{ACCENTED}</p></body></html>'
+    assert load(tmp_path, "w.html", western.encode("cp1252")).text == ACCENTED
+
+
+def test_html_utf16_with_bom(tmp_path: Path) -> None:
+    page = f"<html><body><p>{ACCENTED}</p><p>{CHINESE}</p></body></html>"
+    assert load(tmp_path, "u16.xhtml", page.encode("utf-16")).text == f"{ACCENTED}\n\n{CHINESE}"
+
+
+def test_html_deeply_nested_does_not_exhaust_the_stack(tmp_path: Path) -> None:
+    page = "<html><body>" + "<span>" * 5000 + "deep text" + "</span>" * 5000 + "</body></html>"
+    assert "deep text" in load(tmp_path, "deep.html", page.encode()).text
+
+
+# --- pdf --------------------------------------------------------------------------------------------------------
+
+def test_pdf_pages_are_located_in_the_text(tmp_path: Path) -> None:
+    data = pdf_bytes([["Alpha beta gamma", "second line on page one"], ["Delta epsilon zeta"]], title="Two Pages")
+    document = load(tmp_path, "two.pdf", data)
+    assert document.file_type == "pdf"
+    assert document.title == "Two Pages"
+    assert [page.number for page in document.pages] == [1, 2]
+    first, second = (document.text[page.start:page.end] for page in document.pages)
+    assert "Alpha beta gamma" in first and "second line on page one" in first and "Delta" not in first
+    assert "Delta epsilon zeta" in second and "Alpha" not in second
+    assert document.text == first + "\n\n" + second
+    assert document.page_at(document.text.index("Delta")) == 2
+    assert document.warnings == []
+
+
+def test_pdf_pages_without_text_are_kept_and_reported(tmp_path: Path) -> None:
+    document = load(tmp_path, "mixed.pdf", pdf_bytes([["Only this page has words"], []]))
+    assert document.text == "Only this page has words"
+    assert [(page.number, page.start, page.end) for page in document.pages] == [(1, 0, 24), (2, 24, 24)]
+    assert document.warnings == ["1 of 2 pages have no text layer (scanned?)"]
+
+
+def test_pdf_without_any_text_is_still_a_document(tmp_path: Path) -> None:
+    document = load(tmp_path, "scan.pdf", pdf_bytes([[], [], []]))
+    assert document.text == ""
+    assert len(document.pages) == 3
+    assert document.warnings == ["3 of 3 pages have no text layer (scanned?)"]
+
+
+def test_pdf_page_cap(tmp_path: Path) -> None:
+    data = pdf_bytes([["page one"], ["page two"], ["page three"]])
+    document = PdfLoader(max_pages=2).load(tmp_path / "long.pdf", data)
+    assert [page.number for page in document.pages] == [1, 2]
+    assert "page three" not in document.text
+    assert document.warnings == ["only the first 2 of 3 pages were read (max_pages)"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(pdf_bytes([["Alpha beta gamma"], ["Delta"]])[:150], id="truncated"),
+        pytest.param(random.Random(3).randbytes(3000), id="random"),
+        pytest.param(b"%PDF-1.4\n%%EOF\n", id="header-only"),
+        pytest.param(b"<html><body>saved as pdf</body></html>", id="html-named-pdf"),
+    ],
+)
+def test_broken_pdf_is_a_load_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(LoadError, match="PDF"):
+        load(tmp_path, "broken.pdf", data)
+
+
+def encrypt(data: bytes, user_password: str, owner_password: str) -> bytes:
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(data)))
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_encrypted_pdf_needs_a_password(tmp_path: Path) -> None:
+    data = encrypt(pdf_bytes([["Confidential words"]]), user_password="secret", owner_password="owner")
+    with pytest.raises(LoadError, match="encrypted"):
+        load(tmp_path, "locked.pdf", data)
+
+
+def test_pdf_with_owner_password_only_opens(tmp_path: Path) -> None:
+    data = encrypt(pdf_bytes([["Readable restricted words"]]), user_password="", owner_password="owner")
+    assert load(tmp_path, "restricted.pdf", data).text == "Readable restricted words"
+
+
+# --- docx -------------------------------------------------------------------------------------------------------
+
+def docx_bytes(title: str | None = None) -> bytes:
+    document = Document()
+    if title is not None:
+        document.core_properties.title = title
+    document.sections[0].header.paragraphs[0].text = "Running header text"
+    document.sections[0].footer.paragraphs[0].text = "Running footer text"
+    document.add_paragraph("Opening paragraph before any heading.")
+    document.add_heading("Quarterly Results", level=1)
+    document.add_paragraph("Revenue grew in every region.")
+    table = document.add_table(rows=3, cols=3)
+    rows = [("Region", "Q1", "Q2"), ("North", "10", "12"), ("South", "", "9")]
+    for row, values in zip(table.rows, rows, strict=True):
+        for cell, value in zip(row.cells, values, strict=True):
+            cell.text = value
+    document.add_paragraph("")
+    document.add_paragraph("Closing paragraph after the table.\tTabbed.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_docx_text_order_and_tables(tmp_path: Path) -> None:
+    document = load(tmp_path, "report.docx", docx_bytes())
+    assert document.file_type == "docx"
+    assert document.text == (
+        "Opening paragraph before any heading.\n\nQuarterly Results\n\nRevenue grew in every region.\n\n"
+        "Region | Q1 | Q2\nNorth | 10 | 12\nSouth | 9\n\nClosing paragraph after the table.\tTabbed."
+    )
+    assert "Running header" not in document.text and "Running footer" not in document.text
+    assert document.title == "Quarterly Results"
+
+
+def test_docx_title_from_core_properties(tmp_path: Path) -> None:
+    assert load(tmp_path, "titled.docx", docx_bytes(title="Annual Report")).title == "Annual Report"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(docx_bytes()[:2000], id="truncated"),
+        pytest.param(b"PK\x03\x04" + random.Random(5).randbytes(500), id="zip-garbage"),
+        pytest.param(b"plain text saved as docx", id="not-a-zip"),
+    ],
+)
+def test_broken_docx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(LoadError, match="corrupt DOCX"):
+        load(tmp_path, "broken.docx", data)
