@@ -242,3 +242,17 @@ def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
         with pytest.raises(WriterBusyError):
             other.ingest(write_docs(tmp_path / "docs"))
     assert other.ingest(tmp_path / "docs").added
+
+
+def test_pdf_hits_cite_their_page(kb_factory, tmp_path: Path) -> None:
+    from tests.documents import pdf_bytes
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "manual.pdf").write_bytes(pdf_bytes([["Chapter one covers assembly of the frame."],
+                                                   ["Chapter two explains the hydraulic pump maintenance."]]))
+    kb = kb_factory()
+    kb.ingest(folder)
+    hit = kb.search("hydraulic pump", k=1, mode="keyword")[0]
+    assert hit.page == 2 and "hydraulic pump" in hit.text
+    assert kb.search("frame assembly", k=1, mode="keyword")[0].page == 1
