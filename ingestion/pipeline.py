@@ -58,16 +58,14 @@ class Ingestor:
         self.keywords = keywords
         self.settings = settings
         self.progress = progress
-        self._chunker: Chunker | None = None
+        self.chunker: Chunker | None = None
 
-    @property
-    def chunker(self) -> Chunker:
-        if self._chunker is None:
-            tokenizer = self.encoder.tokenizer
-            offsets = hf_token_offsets(tokenizer) if tokenizer is not None else approximate_token_offsets
-            self._chunker = Chunker(max_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.chunk_overlap,
-                                    token_offsets=offsets)
-        return self._chunker
+    def _build_chunker(self) -> Chunker:
+        """A chunker counting tokens with the encoder's own tokenizer (approximate tokens if it has none)."""
+        tokenizer = self.encoder.tokenizer
+        offsets = hf_token_offsets(tokenizer) if tokenizer is not None else approximate_token_offsets
+        return Chunker(max_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.chunk_overlap,
+                       token_offsets=offsets)
 
     def run(self, folder: Path) -> IngestReport:
         root = folder.expanduser().resolve()
@@ -116,6 +114,10 @@ class Ingestor:
     # -- the work -------------------------------------------------------------------------------------------
 
     def _ingest(self, root: Path, source_id: int, report: IngestReport) -> None:
+        # Load the model and check it against the space before touching any file: a missing or mismatched
+        # model is the run's error, not every file's.
+        self.store.space(TEXT_SPACE, self.encoder.identity())
+        self.chunker = self._build_chunker()
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
@@ -178,6 +180,7 @@ class Ingestor:
             return None
         try:
             document = loader.load(file.path, data)
+            assert self.chunker is not None
             chunks = self.chunker.chunk(document)
         except LoadError as error:
             self._record_failure(file, source_id, loader.file_type, content_hash, str(error), known, report)

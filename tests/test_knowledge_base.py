@@ -256,3 +256,26 @@ def test_pdf_hits_cite_their_page(kb_factory, tmp_path: Path) -> None:
     hit = kb.search("hydraulic pump", k=1, mode="keyword")[0]
     assert hit.page == 2 and "hydraulic pump" in hit.text
     assert kb.search("frame assembly", k=1, mode="keyword")[0].page == 1
+
+
+def test_a_file_that_vanishes_between_scan_and_read_is_reported(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    victim = folder / "policies" / "returns.html"
+
+    def delete_victim(done: int, total: int, relpath: str) -> None:
+        if done == 1:
+            victim.unlink()
+
+    report = kb_factory().ingest(folder, progress=delete_victim)
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [("returns.html", "vanished before it could be read")]
+    assert len(report.added) == 3
+
+
+def test_a_missing_model_is_one_clear_error(kb_factory, tmp_path: Path) -> None:
+    from kb.encoders import ModelNotFoundError
+
+    kb = kb_factory(text_model=str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelNotFoundError, match="looked in"):
+        kb.ingest(write_docs(tmp_path / "docs"))
+    assert kb.stats().failed_documents == 0
+    assert kb.search("anything", mode="keyword") == []
