@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -121,12 +122,14 @@ class Ingestor:
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
+        # Every document under this folder, whichever source first brought it in (sources may be nested).
         with self.store.sessions() as session:
             known = {
                 row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
                 for row in session.execute(
                     select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
-                           Document.status, Document.error).where(Document.source_id == source_id))
+                           Document.status, Document.error)
+                    .where(Document.path.startswith(str(root) + os.sep, autoescape=True)))
             }
         pending: list[_Pending] = []
         pending_chunks = 0

@@ -279,3 +279,14 @@ def test_a_missing_model_is_one_clear_error(kb_factory, tmp_path: Path) -> None:
         kb.ingest(write_docs(tmp_path / "docs"))
     assert kb.stats().failed_documents == 0
     assert kb.search("anything", mode="keyword") == []
+
+
+def test_nested_sources_share_documents(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    report = kb.ingest(folder / "handbook")
+    assert len(report.unchanged) == 2 and not report.added
+    (folder / "handbook" / "leave.txt").unlink()
+    assert [Path(p).name for p in kb.ingest(folder / "handbook").removed] == ["leave.txt"]
+    assert len(kb.ingest(folder).unchanged) == 3
