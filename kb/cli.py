@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -78,6 +79,17 @@ def _filters(args: argparse.Namespace) -> Filters | None:
     return None if filters.is_empty() else filters
 
 
+def quiet_libraries() -> None:
+    """The command owns the terminal: no per-model progress bars, no pypdf chatter about malformed PDFs."""
+    # pypdf logs every recoverable oddity of a malformed PDF; the ingest report already says what failed.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kb", description=__doc__)
     parser.add_argument("--kb", metavar="DIR", help="knowledge base directory (default: $KB_HOME or ./.kb)")
@@ -135,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # pypdf logs every recoverable oddity of a malformed PDF; the ingest report already says what failed.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    quiet_libraries()
     try:
         return run(args)
     except EXPECTED_ERRORS as error:
