@@ -125,8 +125,8 @@ def main() -> int:
     parser.add_argument("--distractors", type=int, default=2000, help="Wikipedia summaries added as noise")
     parser.add_argument("--max-questions", type=int, default=None)
     parser.add_argument("--model", default=None, help="sentence-transformers folder (default: packaged MiniLM)")
-    parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.3],
-                        help="keyword weights to try with calibrated fusion (default: the shipped 0.3)")
+    parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.5],
+                        help="keyword weights to try with calibrated fusion (default: the shipped 0.5)")
     parser.add_argument("--no-txtai", action="store_true", help="skip the txtai comparison even if installed")
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
     args = parser.parse_args()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
@@ -20,23 +20,11 @@ from ingestion.scan import ScannedFile, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.keywords import KeywordTokenizer
-from kb.storage.models import Chunk, Document, Posting, Run, Source, Vector, file_time, utcnow
+from kb.storage.models import Chunk, Document, Run, Source, file_time, utcnow
 from kb.storage.store import Store
 from kb.types import TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
 
 Progress = Callable[[int, int, str], None]
-MAX_TERM_LENGTH = 128
-
-
-@dataclass
-class _Pending:
-    """A loaded and chunked file waiting for its embeddings."""
-
-    file: ScannedFile
-    content_hash: str
-    document: ExtractedDocument
-    chunks: list[ChunkSpan]
-    existing_id: int | None
 
 
 @dataclass
@@ -47,6 +35,18 @@ class _Known:
     content_hash: str
     status: str
     error: str | None
+
+
+@dataclass
+class _Pending:
+    """A loaded and chunked file waiting for its embeddings."""
+
+    file: ScannedFile
+    content_hash: str
+    document: ExtractedDocument
+    chunks: list[ChunkSpan]
+    existing: _Known | None
+    document_id: int | None = None
 
 
 class Ingestor:
@@ -118,18 +118,21 @@ class Ingestor:
         # Load the model and check it against the space before touching any file: a missing or mismatched
         # model is the run's error, not every file's.
         self.store.space(TEXT_SPACE, self.encoder.identity())
+        self.store.check_keyword_tokenizer(self.keywords.name)
         self.chunker = self._build_chunker()
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
         # Every document under this folder, whichever source first brought it in (sources may be nested).
+        # The prefix is compared exactly: SQL LIKE would ignore case and mix up /Docs and /docs.
+        prefix = str(root) + os.sep
         with self.store.sessions() as session:
             known = {
                 row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
                 for row in session.execute(
                     select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
                            Document.status, Document.error)
-                    .where(Document.path.startswith(str(root) + os.sep, autoescape=True)))
+                    .where(func.substr(Document.path, 1, len(prefix)) == prefix))
             }
         pending: list[_Pending] = []
         pending_chunks = 0
@@ -192,7 +195,7 @@ class Ingestor:
             reason = f"unexpected {type(error).__name__}: {error}"
             self._record_failure(file, source_id, loader.file_type, content_hash, reason, known, report)
             return None
-        return _Pending(file, content_hash, document, chunks, known.id if known else None)
+        return _Pending(file, content_hash, document, chunks, known)
 
     def _record_unchanged(self, known: _Known, path: str, report: IngestReport) -> None:
         if known.status == "failed":
@@ -204,7 +207,7 @@ class Ingestor:
         with self.store.sessions.begin() as session:
             document = session.get(Document, document_id)
             assert document is not None
-            document.mtime_ns, document.size = file.mtime_ns, file.size
+            document.mtime_ns, document.size, document.error = file.mtime_ns, file.size, None
 
     def _record_failure(self, file: ScannedFile, source_id: int, file_type: str, content_hash: str, reason: str,
                         known: _Known | None, report: IngestReport) -> None:
@@ -224,33 +227,48 @@ class Ingestor:
                 content_hash=content_hash, status="failed", error=reason, warnings=[], text="", pages=[]))
 
     def _write(self, pending: list[_Pending], source_id: int, report: IngestReport) -> None:
-        """Embed a batch of documents and replace their rows, vectors and postings in one transaction."""
+        """Embed a batch of documents and replace their rows, vectors and postings in one transaction.
+
+        Each document is written inside a savepoint, so data one file's database rejects costs that file only.
+        """
         if not pending:
             return
-        texts = [chunk.text for item in pending for chunk in item.chunks]
         encode_started = time.perf_counter()
-        vectors = self.encoder.encode(texts)
+        vectors = self.encoder.encode([chunk.text for item in pending for chunk in item.chunks])
         report.encoder_seconds += time.perf_counter() - encode_started
         space = self.store.space(TEXT_SPACE, self.encoder.identity())
         assert space is not None
-        index = self.store.index(space)
+        self.store.index(space)  # current before the change, so the change can be applied in place
         removed: list[int] = []
-        added: list[int] = []
+        added_ids: list[int] = []
+        added_vectors: list[np.ndarray] = []
+        offset = 0
         with self.store.sessions.begin() as session:
             for item in pending:
-                document_id = self._upsert_document(session, item, source_id, removed)
-                added += self._insert_chunks(session, document_id, item.chunks)
-                (report.updated if item.existing_id else report.added).append(str(item.file.path))
-            session.execute(insert(Vector), [
-                {"space_id": space.id, "chunk_id": chunk_id, "vector": vector.tobytes()}
-                for chunk_id, vector in zip(added, vectors)])
-            previous, generation = self.store.bump_generation(session, space.id)
-        index.apply(np.asarray(added, dtype=np.int64), vectors, np.asarray(removed, dtype=np.int64),
-                    generation, previous)
-        report.chunks_added += len(added)
+                item_vectors = vectors[offset : offset + len(item.chunks)]
+                offset += len(item.chunks)
+                try:
+                    with session.begin_nested():
+                        item_removed = self._replace_content(session, item, source_id)
+                        ids = self._insert_chunks(session, item)
+                        self.store.insert_vectors(session, space.id, ids, item_vectors)
+                except (SQLAlchemyError, UnicodeError, ValueError) as error:
+                    report.failed.append(FailedFile(path=str(item.file.path), reason=f"could not be stored: {error}"))
+                    continue
+                removed += item_removed
+                added_ids += ids
+                added_vectors.append(item_vectors)
+                was_ingested = item.existing is not None and item.existing.status == "ok"
+                (report.updated if was_ingested else report.added).append(str(item.file.path))
+            touched = [s.id for s in self.store.spaces()] if removed else [space.id]
+            bumps = self.store.bump_generations(session, touched)
+        added = np.concatenate(added_vectors) if added_vectors else np.zeros((0, space.dimension), np.float32)
+        self.store.apply_committed(bumps, {space.id: (np.asarray(added_ids, dtype=np.int64), added)}, removed)
+        report.chunks_added += len(added_ids)
         report.chunks_removed += len(removed)
 
-    def _upsert_document(self, session: Session, item: _Pending, source_id: int, removed: list[int]) -> int:
+    def _replace_content(self, session: Session, item: _Pending, source_id: int) -> list[int]:
+        """Insert or update the document row, removing its old chunks; returns the chunk ids removed."""
         values = dict(
             source_id=source_id, path=str(item.file.path), relpath=item.file.relpath,
             file_type=item.document.file_type, size=item.file.size, mtime_ns=item.file.mtime_ns,
@@ -259,47 +277,41 @@ class Ingestor:
             text=item.document.text, pages=[[p.number, p.start, p.end] for p in item.document.pages],
             ingested_at=utcnow(),
         )
-        if item.existing_id is None:
+        if item.existing is None:
             document = Document(**values)
             session.add(document)
             session.flush()
-            return document.id
-        removed += self.store.delete_document_content(session, item.existing_id)
-        document = session.get(Document, item.existing_id)
+            item.document_id = document.id
+            return []
+        removed = self.store.delete_document_content(session, item.existing.id)
+        document = session.get(Document, item.existing.id)
         assert document is not None
         for name, value in values.items():
             setattr(document, name, value)
-        return document.id
+        item.document_id = document.id
+        return removed
 
-    def _insert_chunks(self, session: Session, document_id: int, chunks: list[ChunkSpan]) -> list[int]:
-        if not chunks:
+    def _insert_chunks(self, session: Session, item: _Pending) -> list[int]:
+        if not item.chunks:
             return []
-        terms = [self.keywords.tokenize(chunk.text) for chunk in chunks]
+        terms = [self.keywords.tokenize(chunk.text) for chunk in item.chunks]
         rows = [
-            {"document_id": document_id, "ordinal": i, "modality": "text", "text": c.text, "start": c.start,
+            {"document_id": item.document_id, "ordinal": i, "modality": "text", "text": c.text, "start": c.start,
              "end": c.end, "page": c.page, "tokens": c.tokens, "keyword_length": len(t)}
-            for i, (c, t) in enumerate(zip(chunks, terms))
+            for i, (c, t) in enumerate(zip(item.chunks, terms))
         ]
         ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
-        postings = [
-            {"term": term[:MAX_TERM_LENGTH], "chunk_id": chunk_id, "tf": tf}
-            for chunk_id, chunk_terms in zip(ids, terms)
-            for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
-        ]
-        if postings:
-            session.execute(insert(Posting), postings)
+        self.store.insert_postings(session, ids, terms)
         return ids
 
     def _remove(self, gone: list[tuple[str, int]], report: IngestReport) -> None:
         """Delete documents whose files are gone, from the database and every index."""
-        indexes = {space.id: self.store.index(space) for space in self.store.spaces()}
+        spaces = self.store.spaces()
+        for space in spaces:
+            self.store.index(space)
         with self.store.sessions.begin() as session:
             removed = self.store.delete_documents(session, [document_id for _, document_id in gone])
-            bumps = {space_id: self.store.bump_generation(session, space_id) for space_id in indexes}
-        removed_ids = np.asarray(removed, dtype=np.int64)
-        for space_id, index in indexes.items():
-            previous, generation = bumps[space_id]
-            index.apply(np.zeros(0, dtype=np.int64), np.zeros((0, index.dimension), dtype=np.float32),
-                        removed_ids, generation, previous)
+            bumps = self.store.bump_generations(session, [space.id for space in spaces])
+        self.store.apply_committed(bumps, {}, removed)
         report.removed += [path for path, _ in gone]
         report.chunks_removed += len(removed)

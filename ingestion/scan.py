@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -32,6 +33,15 @@ class ScanResult:
         return not any(path.startswith(str(d) + os.sep) for d in self.unreadable_dirs)
 
 
+def _valid_name(name: str) -> bool:
+    """False for names with bytes that are not UTF-8 (Python keeps them as surrogates no database can store)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
@@ -60,6 +70,9 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
+            if not _valid_name(entry.name):
+                result.failed.append(FailedFile(path=repr(entry.path)[1:-1], reason="file name is not valid UTF-8"))
+                continue
             try:
                 if entry.is_symlink():
                     target = os.path.realpath(path, strict=True)
@@ -72,7 +85,7 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
                 result.failed.append(FailedFile(path=str(path), reason=reason))
                 continue
             except OSError as error:
-                reason = "symlink loop" if error.errno == 40 else f"cannot stat: {error.strerror}"
+                reason = "symlink loop" if error.errno == errno.ELOOP else f"cannot stat: {error.strerror}"
                 result.failed.append(FailedFile(path=str(path), reason=reason))
                 continue
             if stat.S_ISDIR(info.st_mode):

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from kb.encoders import ModelNotFoundError
-from kb.knowledge_base import KnowledgeBase
+from kb.config import CONFIG_FILE
+from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command != "ingest" and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"no knowledge base at {knowledge_base_dir(args.kb)}; `kb ingest FOLDER` creates it")
     with KnowledgeBase.open(args.kb) as knowledge_base:
         if args.command == "ingest":
             update, close = _progress_bar()

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from sqlalchemy.engine import make_url
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MACHINE_SETTINGS = ("device", "batch_size")
 
 
 class Settings(BaseSettings):
@@ -31,7 +33,7 @@ class Settings(BaseSettings):
     keyword_tokenizer: Literal["simple", "jieba"] = "simple"
     fusion: Literal["calibrated", "rrf", "relative"] = Field(
         default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
-    keyword_weight: float = Field(default=0.3, ge=0, le=1, description="keyword share in calibrated fusion")
+    keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
@@ -72,8 +74,16 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
 
 
 def save_settings(kb_dir: Path, settings: Settings) -> None:
-    """Record ``settings`` atomically so the knowledge base reopens with the same models and options."""
+    """Record what defines the knowledge base, atomically, so it reopens with the same models and options.
+
+    Settings of the machine it runs on (device, batch size) are not recorded, nor a database URL holding a
+    password: pass that through ``KB_DATABASE_URL`` each time.
+    """
     path = kb_dir / CONFIG_FILE
+    exclude = set(MACHINE_SETTINGS)
+    if settings.database_url and make_url(settings.database_url).password:
+        exclude.add("database_url")
+    recorded = settings.model_dump(exclude=exclude)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(settings.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -14,12 +14,17 @@ from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.encoders import TextEncoder, text_encoder
 from kb.keywords import keyword_tokenizer
 from kb.storage.database import schema_version
-from kb.storage.models import Chunk, Document, Run, Source, Space, Vector
+from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, Vector
 from kb.storage.store import Store
 from kb.types import TEXT_SPACE, Filters, Hit, IngestReport, SearchMode, SpaceStats, Stats
 from retrieval.retriever import Retriever
 
 DEFAULT_HOME = ".kb"
+
+
+def knowledge_base_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """Where a knowledge base lives: ``path``, else ``$KB_HOME``, else ``./.kb``."""
+    return Path(path or os.environ.get("KB_HOME") or DEFAULT_HOME).expanduser().resolve()
 
 
 class KnowledgeBase:
@@ -44,7 +49,7 @@ class KnowledgeBase:
         ``overrides`` are settings (see :class:`kb.config.Settings`); a new knowledge base records its settings
         in ``kb.json`` so it reopens with the same models and options.
         """
-        directory = Path(path or os.environ.get("KB_HOME") or DEFAULT_HOME).expanduser().resolve()
+        directory = knowledge_base_dir(path)
         directory.mkdir(parents=True, exist_ok=True)
         is_new = not (directory / CONFIG_FILE).exists()
         settings = load_settings(directory, overrides)
@@ -60,29 +65,39 @@ class KnowledgeBase:
         return Ingestor(self.store, self.encoder, self.keywords, self.settings, progress).run(Path(folder))
 
     def reembed(self, batch_size: int = 256) -> int:
-        """Re-embed every chunk with the configured text encoder (after a model change); returns the count."""
+        """Rebuild every chunk's vector and keyword postings with the configured encoder and keyword tokenizer.
+
+        One transaction: until it commits, searches see the old space. Returns the number of chunks.
+        """
         identity = self.encoder.identity()
         with self.store.writer_lock, self.store.sessions.begin() as session:
             space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
             if space is None:
-                return 0
+                space = Space(name=TEXT_SPACE, model=identity.model, fingerprint=identity.fingerprint,
+                              dimension=identity.dimension, normalized=identity.normalized, generation=0)
+                session.add(space)
+                session.flush()
             session.execute(delete(Vector).where(Vector.space_id == space.id))
-            session.execute(update(Space).where(Space.id == space.id).values(
-                model=identity.model, fingerprint=identity.fingerprint, dimension=identity.dimension,
-                normalized=identity.normalized, generation=space.generation + 1))
-            ids_texts = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text")
-                                        .order_by(Chunk.id)).all()
-            for start in range(0, len(ids_texts), batch_size):
-                part = ids_texts[start : start + batch_size]
-                vectors = self.encoder.encode([text for _, text in part])
-                session.execute(Vector.__table__.insert(), [
-                    {"space_id": space.id, "chunk_id": chunk_id, "vector": vector.tobytes()}
-                    for (chunk_id, _), vector in zip(part, vectors)])
+            session.execute(delete(Posting))
+            space.model, space.fingerprint = identity.model, identity.fingerprint
+            space.dimension, space.normalized = identity.dimension, identity.normalized
+            space.generation += 1
+            rows = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text")
+                                   .order_by(Chunk.id)).all()
+            for start in range(0, len(rows), batch_size):
+                part = rows[start : start + batch_size]
+                ids, texts = [row[0] for row in part], [row[1] for row in part]
+                self.store.insert_vectors(session, space.id, ids, self.encoder.encode(texts))
+                terms = [self.keywords.tokenize(text) for text in texts]
+                self.store.insert_postings(session, ids, terms)
+                for chunk_id, chunk_terms in zip(ids, terms):
+                    session.execute(update(Chunk).where(Chunk.id == chunk_id).values(keyword_length=len(chunk_terms)))
+            self.store.record_keyword_tokenizer(session, self.keywords.name)
         refreshed = self.store.space(TEXT_SPACE, identity, create=False)
         assert refreshed is not None
         self.store.index(refreshed)
         save_settings(self.directory, self.settings)
-        return len(ids_texts)
+        return len(rows)
 
     # -- reading --------------------------------------------------------------------------------------------
 

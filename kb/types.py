@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Modality = Literal["text", "image"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
 TEXT_SPACE = "text"  # the name of the sentence-transformers embedding space
-# File suffixes a user may type in a file-type filter, mapped to the document types loaders record.
+# The document types loaders record, and the file suffixes a user may type for them in a filter.
+FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "docx"})
 FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html"}
 
 
@@ -121,8 +123,11 @@ class Filters(BaseModel):
     @model_validator(mode="after")
     def _normalise_types(self) -> Filters:
         if self.file_types is not None:
-            types = (t.lower().lstrip(".") for t in self.file_types)
-            self.file_types = [FILE_TYPE_ALIASES.get(t, t) for t in types]
+            types = [FILE_TYPE_ALIASES.get(t, t) for t in (t.lower().lstrip(".") for t in self.file_types)]
+            unknown = set(types) - FILE_TYPES
+            if unknown:
+                raise ValueError(f"unknown file types {sorted(unknown)}; known: {', '.join(sorted(FILE_TYPES))}")
+            self.file_types = types
         return self
 
     def is_empty(self) -> bool:

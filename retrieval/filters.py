@@ -25,7 +25,8 @@ def document_conditions(filters: Filters | None) -> list[ColumnElement[bool]]:
         globs = [filters.path_glob] if isinstance(filters.path_glob, str) else filters.path_glob
         matches = []
         for glob in globs:
-            like = glob_to_like(glob.lower())
+            # Both sides go through the database's own lower(), so they fold case the same way.
+            like = func.lower(glob_to_like(glob))
             matches += [func.lower(Document.relpath).like(like, escape="\\"),
                         func.lower(Document.path).like(like, escape="\\")]
         conditions.append(or_(*matches))

@@ -9,7 +9,7 @@ from kb.encoders.base import TextEncoder
 from kb.keywords import KeywordTokenizer
 from kb.storage.models import Chunk, Document
 from kb.storage.store import Store
-from kb.types import Filters, Hit, SearchMode
+from kb.types import SEARCH_MODES, Filters, Hit, SearchMode
 from retrieval.dense import dense_search
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_search
@@ -27,6 +27,10 @@ class Retriever:
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None) -> list[Hit]:
         if k <= 0:
             raise ValueError("k must be positive")
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+        if mode != "dense":
+            self.store.check_keyword_tokenizer(self.keywords.name)
         depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" else k
         dense = dense_search(self.store, self.encoder, query, depth, filters) if mode != "keyword" else []
         if mode != "dense":

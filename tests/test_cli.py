@@ -49,5 +49,8 @@ def test_kb_option_and_errors(kb_env: Path, tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert main(["--kb", str(tmp_path / "explicit"), "ingest", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert main(["--kb", str(tmp_path / "other"), "search", "x", "--modified-after", "2024-01-01"]) == 0
+    assert main(["--kb", str(tmp_path / "explicit"), "search", "zzzz", "--mode", "keyword",
+                 "--modified-after", "2999-01-01"]) == 0
     assert "no results" in capsys.readouterr().out
+    assert main(["--kb", str(tmp_path / "typo"), "search", "x"]) == 2
+    assert "no knowledge base" in capsys.readouterr().err and not (tmp_path / "typo").exists()

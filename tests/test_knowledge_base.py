@@ -290,3 +290,65 @@ def test_nested_sources_share_documents(kb_factory, tmp_path: Path) -> None:
     (folder / "handbook" / "leave.txt").unlink()
     assert [Path(p).name for p in kb.ingest(folder / "handbook").removed] == ["leave.txt"]
     assert len(kb.ingest(folder).unchanged) == 3
+
+
+def test_folders_differing_only_in_case_stay_apart(kb_factory, tmp_path: Path) -> None:
+    upper = write_docs(tmp_path / "Docs", {"a.txt": "alpha paragraph"})
+    lower = write_docs(tmp_path / "docs", {"b.txt": "beta paragraph"})
+    kb = kb_factory()
+    kb.ingest(upper)
+    assert not kb.ingest(lower).removed
+    assert kb.stats().documents == 2
+
+
+def test_a_file_name_that_is_not_utf8_costs_only_that_file(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    with open(os.path.join(os.fsencode(folder), b"bad\xff.txt"), "wb") as handle:
+        handle.write(b"some text")
+    report = kb_factory().ingest(folder)
+    assert len(report.added) == 4
+    assert [f.reason for f in report.failed] == ["file name is not valid UTF-8"]
+
+
+def test_index_types_that_need_training_and_factory_changes(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory(index_factory="IVF4,Flat")  # 4 vectors cannot train 4 centroids well: exact search meanwhile
+    kb.ingest(folder)
+    assert kb.search("duchy margrave castle", k=1, mode="dense")
+    kb.close()
+    hnsw = kb_factory(index_factory="HNSW16")
+    hnsw.search("duchy", k=1, mode="dense")
+    index = hnsw.store.index(hnsw.store.spaces()[0])
+    import faiss
+
+    assert "HNSW" in type(faiss.downcast_index(index.index.index)).__name__ and index.count == hnsw.stats().chunks
+    (folder / "history.txt").unlink()  # HNSW cannot remove in place: the index is rebuilt from the database
+    hnsw.ingest(folder)
+    db_count, index_count = vector_counts(hnsw)
+    assert db_count == index_count == hnsw.stats().chunks
+
+
+def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    with pytest.raises(ValueError, match="unknown search mode"):
+        kb.search("days", mode="bm25")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown file types"):
+        kb.search("days", filters={"file_types": ["pptx"]})
+
+
+def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    other = kb_factory(keyword_tokenizer="jieba")
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        other.search("days", mode="keyword")
+    other.reembed()
+    assert other.search("margrave", mode="keyword")[0].path.endswith("history.txt")
+
+
+def test_machine_settings_are_not_recorded(kb_factory, tmp_path: Path) -> None:
+    kb_factory(batch_size=8).close()
+    recorded = json.loads((tmp_path / "kb" / "kb.json").read_text())
+    assert "device" not in recorded and "batch_size" not in recorded and recorded["text_model"]

@@ -9,15 +9,27 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 CONFIG_NAMES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json", "vocab.txt")
 
 
+SAMPLE_BYTES = 4 << 20
+
+
 def folder_fingerprint(folder: Path) -> str:
-    """SHA-256 over the folder's weight and configuration files (names and contents)."""
+    """SHA-256 over the folder's configuration files and weight files (names, sizes, contents).
+
+    Weight files larger than 8 MiB contribute their size and their first and last 4 MiB: enough to tell two
+    models apart, and cheap enough to compute whenever a model loads, even for gigabyte checkpoints.
+    """
     digest = hashlib.sha256()
     files = sorted(
         p for p in folder.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_NAMES)
     )
     for path in files:
-        digest.update(str(path.relative_to(folder)).encode())
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder)}:{size}".encode())
         with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            if size <= 2 * SAMPLE_BYTES:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(SAMPLE_BYTES))
+                handle.seek(-SAMPLE_BYTES, 2)
+                digest.update(handle.read(SAMPLE_BYTES))
     return digest.hexdigest()

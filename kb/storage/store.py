@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+import numpy as np
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.storage.database import default_url, open_database
 from kb.storage.lock import WriterLock
-from kb.storage.models import Chunk, Document, Posting, Space, Vector
+from kb.storage.models import Chunk, Document, Meta, Posting, Space, Vector
 from kb.storage.vector_index import VectorIndex
+
+
+MAX_TERM_LENGTH = 128
+KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 
 
 class EncoderMismatchError(RuntimeError):
@@ -29,7 +35,8 @@ class Store:
         self.url = settings.database_url or default_url(directory)
         self.sessions: sessionmaker[Session] = open_database(self.url)
         self.writer_lock = WriterLock(directory / "write.lock")
-        self._indexes: dict[str, VectorIndex] = {}
+        self._indexes: dict[int, VectorIndex] = {}
+        self._keyword_tokenizer_checked: str | None = None
 
     def close(self) -> None:
         self.sessions.kw["bind"].dispose()
@@ -58,28 +65,79 @@ class Store:
                 )
             return space
 
+    def check_keyword_tokenizer(self, name: str) -> None:
+        """Record the keyword tokenizer on first use; querying with a different one later is a clear error."""
+        if self._keyword_tokenizer_checked == name:
+            return
+        with self.sessions.begin() as session:
+            recorded = session.get(Meta, KEYWORD_TOKENIZER_KEY)
+            if recorded is None:
+                session.add(Meta(key=KEYWORD_TOKENIZER_KEY, value=name))
+            elif recorded.value != name:
+                raise EncoderMismatchError(
+                    f"the keyword index was built with the {recorded.value!r} tokenizer but {name!r} is configured; "
+                    f"open with keyword_tokenizer={recorded.value!r}, or run `kb reembed` to rebuild it")
+        self._keyword_tokenizer_checked = name
+
+    @staticmethod
+    def record_keyword_tokenizer(session: Session, name: str) -> None:
+        session.merge(Meta(key=KEYWORD_TOKENIZER_KEY, value=name))
+
     def spaces(self) -> list[Space]:
         with self.sessions() as session:
             return list(session.scalars(select(Space).order_by(Space.id)))
 
     def index(self, space: Space) -> VectorIndex:
         """The space's FAISS index, synced with the database (loaded from cache or rebuilt)."""
-        index = self._indexes.get(space.name)
+        index = self._indexes.get(space.id)
         if index is None or index.dimension != space.dimension:
             index = VectorIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
-            self._indexes[space.name] = index
+            self._indexes[space.id] = index
         index.sync(self.sessions)
         return index
 
     def loaded_indexes(self) -> list[VectorIndex]:
         return list(self._indexes.values())
 
+    # -- writing (inside the writer's transaction) ------------------------------------------------------------
+
     @staticmethod
-    def bump_generation(session: Session, space_id: int) -> tuple[int, int]:
-        """Advance a space's generation inside the writing transaction; returns (previous, new)."""
-        previous = session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
-        session.execute(update(Space).where(Space.id == space_id).values(generation=previous + 1))
-        return previous, previous + 1
+    def insert_vectors(session: Session, space_id: int, chunk_ids: list[int], vectors: np.ndarray) -> None:
+        if chunk_ids:
+            session.execute(insert(Vector), [{"space_id": space_id, "chunk_id": chunk_id, "vector": vector.tobytes()}
+                                             for chunk_id, vector in zip(chunk_ids, vectors, strict=True)])
+
+    @staticmethod
+    def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:
+        """Keyword postings (term frequencies) of freshly inserted chunks."""
+        rows = [
+            {"term": term, "chunk_id": chunk_id, "tf": tf}
+            for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
+            for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
+        ]
+        if rows:
+            session.execute(insert(Posting), rows)
+
+    @staticmethod
+    def bump_generations(session: Session, space_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Advance spaces' generations inside the writing transaction; returns {space id: (previous, new)}."""
+        bumps = {}
+        for space_id in space_ids:
+            previous = session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
+            session.execute(update(Space).where(Space.id == space_id).values(generation=previous + 1))
+            bumps[space_id] = (previous, previous + 1)
+        return bumps
+
+    def apply_committed(self, bumps: dict[int, tuple[int, int]], added: dict[int, tuple[np.ndarray, np.ndarray]],
+                        removed: list[int]) -> None:
+        """After a commit, apply it to the loaded indexes (an index not at the previous generation goes stale)."""
+        removed_ids = np.asarray(removed, dtype=np.int64)
+        for space_id, (previous, generation) in bumps.items():
+            index = self._indexes.get(space_id)
+            if index is None:
+                continue
+            ids, vectors = added.get(space_id, (np.zeros(0, np.int64), np.zeros((0, index.dimension), np.float32)))
+            index.apply(ids, vectors, removed_ids, generation, previous)
 
     # -- the one delete path ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -26,12 +27,17 @@ REBUILD_BATCH = 10_000
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to a unique temporary file beside ``path``, fsync it, and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -81,12 +87,15 @@ class VectorIndex:
             if self._load_cache(space.generation, count):
                 return
             self._rebuild(session, space)
-        self.save()
+        try:
+            self.save()
+        except OSError as error:  # a reader without write access still searches the rebuilt index
+            log.warning("could not save index cache %s: %s", self.path, error)
 
     def _load_cache(self, generation: int, count: int) -> bool:
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            if meta.get("generation") != generation or meta.get("count") != count:
+            if (meta.get("generation"), meta.get("count"), meta.get("factory")) != (generation, count, self.factory):
                 log.info("index cache %s is stale; rebuilding from the database", self.path.name)
                 return False
             data = self.path.read_bytes()
@@ -118,20 +127,15 @@ class VectorIndex:
         if ids_parts:
             ids = np.concatenate(ids_parts)
             vectors = np.concatenate(vec_parts).reshape(-1, self.dimension)
-            self._train(index, vectors)
+            if not index.is_trained:
+                try:
+                    index.train(vectors)
+                except RuntimeError as error:
+                    log.warning("index type %r cannot be trained on %d vectors (%s); searching exactly until "
+                                "there are enough", self.factory, len(vectors), error)
+                    index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
             index.add_with_ids(vectors, ids)
         self.index, self.generation = index, space.generation
-
-    def _train(self, index: faiss.Index, vectors: np.ndarray) -> None:
-        if index.is_trained:
-            return
-        try:
-            index.train(vectors)
-        except RuntimeError as error:
-            raise ValueError(
-                f"index type {self.factory!r} could not be trained on {len(vectors)} vectors ({error}); "
-                "use 'Flat' until the knowledge base is larger"
-            ) from error
 
     # -- changes made by the writer ---------------------------------------------------------------------------
 
@@ -139,14 +143,13 @@ class VectorIndex:
               previous_generation: int) -> None:
         """Apply one committed change; if this index was not at ``previous_generation`` it is marked stale."""
         with self._lock:
-            if self.generation != previous_generation:
-                self.generation = -1
+            if self.generation != previous_generation or not self.index.is_trained:
+                self.generation = -1  # rebuilt (and trained on every vector) at the next sync
                 return
             try:
                 if len(removed_ids):
                     self.index.remove_ids(faiss.IDSelectorBatch(removed_ids.astype(np.int64)))
                 if len(added_ids):
-                    self._train(self.index, added)
                     self.index.add_with_ids(added, added_ids.astype(np.int64))
             except RuntimeError as error:  # e.g. HNSW cannot remove: fall back to a rebuild on next sync
                 log.info("index %s cannot apply the change in place (%s); will rebuild", self.space_name, error)
