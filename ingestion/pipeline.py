@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,8 @@ from kb.storage.store import Store
 from kb.types import TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
 
 Progress = Callable[[int, int, str], None]
+# What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
+STORAGE_ERRORS = (SQLAlchemyError, UnicodeError, ValueError)
 
 
 @dataclass
@@ -46,7 +48,6 @@ class _Pending:
     document: ExtractedDocument
     chunks: list[ChunkSpan]
     existing: _Known | None
-    document_id: int | None = None
 
 
 class Ingestor:
@@ -93,6 +94,9 @@ class Ingestor:
 
     def _start_run(self, root: Path) -> tuple[int, int]:
         with self.store.sessions.begin() as session:
+            # We hold the writer lock, so a run still marked running was killed: say so in its record.
+            session.execute(update(Run).where(Run.status == "running")
+                            .values(status="interrupted", error="the process stopped before the run finished"))
             source = session.scalar(select(Source).where(Source.path == str(root)))
             if source is None:
                 source = Source(path=str(root))
@@ -229,7 +233,8 @@ class Ingestor:
     def _write(self, pending: list[_Pending], source_id: int, report: IngestReport) -> None:
         """Embed a batch of documents and replace their rows, vectors and postings in one transaction.
 
-        Each document is written inside a savepoint, so data one file's database rejects costs that file only.
+        The batch is written in bulk; if the database rejects it, each document is retried in its own savepoint,
+        so data one file's database rejects costs that file only.
         """
         if not pending:
             return
@@ -239,37 +244,72 @@ class Ingestor:
         space = self.store.space(TEXT_SPACE, self.encoder.identity())
         assert space is not None
         self.store.index(space)  # current before the change, so the change can be applied in place
+        bounds = np.cumsum([0] + [len(item.chunks) for item in pending])
+        groups = [(item, vectors[bounds[i] : bounds[i + 1]]) for i, item in enumerate(pending)]
+        written: list[_Pending] = []
         removed: list[int] = []
         added_ids: list[int] = []
-        added_vectors: list[np.ndarray] = []
-        offset = 0
         with self.store.sessions.begin() as session:
-            for item in pending:
-                item_vectors = vectors[offset : offset + len(item.chunks)]
-                offset += len(item.chunks)
-                try:
-                    with session.begin_nested():
-                        item_removed = self._replace_content(session, item, source_id)
-                        ids = self._insert_chunks(session, item)
-                        self.store.insert_vectors(session, space.id, ids, item_vectors)
-                except (SQLAlchemyError, UnicodeError, ValueError) as error:
-                    report.failed.append(FailedFile(path=str(item.file.path), reason=f"could not be stored: {error}"))
-                    continue
-                removed += item_removed
-                added_ids += ids
-                added_vectors.append(item_vectors)
-                was_ingested = item.existing is not None and item.existing.status == "ok"
-                (report.updated if was_ingested else report.added).append(str(item.file.path))
+            try:
+                with session.begin_nested():
+                    removed, added_ids = self._store_documents(session, groups, source_id, space.id)
+                written = pending
+            except STORAGE_ERRORS:
+                for group in groups:
+                    try:
+                        with session.begin_nested():
+                            item_removed, item_added = self._store_documents(session, [group], source_id, space.id)
+                    except STORAGE_ERRORS as error:
+                        reason = f"could not be stored: {error}"
+                        report.failed.append(FailedFile(path=str(group[0].file.path), reason=reason))
+                        continue
+                    removed += item_removed
+                    added_ids += item_added
+                    written.append(group[0])
             touched = [s.id for s in self.store.spaces()] if removed else [space.id]
             bumps = self.store.bump_generations(session, touched)
-        added = np.concatenate(added_vectors) if added_vectors else np.zeros((0, space.dimension), np.float32)
+        kept = [vecs for item, vecs in groups if item in written]
+        added = np.concatenate(kept) if kept else np.zeros((0, space.dimension), np.float32)
         self.store.apply_committed(bumps, {space.id: (np.asarray(added_ids, dtype=np.int64), added)}, removed)
+        for item in written:
+            was_ingested = item.existing is not None and item.existing.status == "ok"
+            (report.updated if was_ingested else report.added).append(str(item.file.path))
         report.chunks_added += len(added_ids)
         report.chunks_removed += len(removed)
 
-    def _replace_content(self, session: Session, item: _Pending, source_id: int) -> list[int]:
-        """Insert or update the document row, removing its old chunks; returns the chunk ids removed."""
-        values = dict(
+    def _store_documents(self, session: Session, groups: list[tuple[_Pending, np.ndarray]], source_id: int,
+                         space_id: int) -> tuple[list[int], list[int]]:
+        """Insert or replace documents with their chunks, postings and vectors; returns (removed, added) ids."""
+        rows = [self._document_row(item, source_id) for item, _ in groups]
+        existing = [(item.existing.id, row) for (item, _), row in zip(groups, rows) if item.existing]
+        removed: list[int] = []
+        for document_id, _ in existing:
+            removed += self.store.delete_document_content(session, document_id)
+        if existing:
+            session.execute(update(Document), [{"id": document_id, **row} for document_id, row in existing])
+        new_rows = [row for (item, _), row in zip(groups, rows) if not item.existing]
+        new_ids = iter(session.scalars(insert(Document).returning(Document.id, sort_by_parameter_order=True),
+                                       new_rows).all() if new_rows else [])
+        chunk_rows: list[dict[str, object]] = []
+        terms: list[list[str]] = []
+        for item, _ in groups:
+            document_id = item.existing.id if item.existing else next(new_ids)
+            for ordinal, chunk in enumerate(item.chunks):
+                chunk_terms = self.keywords.tokenize(chunk.text)
+                terms.append(chunk_terms)
+                chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": "text",
+                                   "text": chunk.text, "start": chunk.start, "end": chunk.end, "page": chunk.page,
+                                   "tokens": chunk.tokens, "keyword_length": len(chunk_terms)})
+        if not chunk_rows:
+            return removed, []
+        chunk_ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), chunk_rows))
+        self.store.insert_postings(session, chunk_ids, terms)
+        self.store.insert_vectors(session, space_id, chunk_ids, np.concatenate([vecs for _, vecs in groups]))
+        return removed, chunk_ids
+
+    @staticmethod
+    def _document_row(item: _Pending, source_id: int) -> dict[str, object]:
+        return dict(
             source_id=source_id, path=str(item.file.path), relpath=item.file.relpath,
             file_type=item.document.file_type, size=item.file.size, mtime_ns=item.file.mtime_ns,
             modified_at=file_time(item.file.mtime_ns), content_hash=item.content_hash,
@@ -277,32 +317,6 @@ class Ingestor:
             text=item.document.text, pages=[[p.number, p.start, p.end] for p in item.document.pages],
             ingested_at=utcnow(),
         )
-        if item.existing is None:
-            document = Document(**values)
-            session.add(document)
-            session.flush()
-            item.document_id = document.id
-            return []
-        removed = self.store.delete_document_content(session, item.existing.id)
-        document = session.get(Document, item.existing.id)
-        assert document is not None
-        for name, value in values.items():
-            setattr(document, name, value)
-        item.document_id = document.id
-        return removed
-
-    def _insert_chunks(self, session: Session, item: _Pending) -> list[int]:
-        if not item.chunks:
-            return []
-        terms = [self.keywords.tokenize(chunk.text) for chunk in item.chunks]
-        rows = [
-            {"document_id": item.document_id, "ordinal": i, "modality": "text", "text": c.text, "start": c.start,
-             "end": c.end, "page": c.page, "tokens": c.tokens, "keyword_length": len(t)}
-            for i, (c, t) in enumerate(zip(item.chunks, terms))
-        ]
-        ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
-        self.store.insert_postings(session, ids, terms)
-        return ids
 
     def _remove(self, gone: list[tuple[str, int]], report: IngestReport) -> None:
         """Delete documents whose files are gone, from the database and every index."""

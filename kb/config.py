@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     )
     text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
     device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0)

@@ -352,3 +352,37 @@ def test_machine_settings_are_not_recorded(kb_factory, tmp_path: Path) -> None:
     kb_factory(batch_size=8).close()
     recorded = json.loads((tmp_path / "kb" / "kb.json").read_text())
     assert "device" not in recorded and "batch_size" not in recorded and recorded["text_model"]
+
+
+def test_a_killed_run_is_recorded_as_interrupted(kb_factory, tmp_path: Path) -> None:
+    from kb.storage.models import Run
+
+    kb = kb_factory()
+    with kb.store.sessions.begin() as session:
+        session.add(Run(status="running"))  # what a killed process leaves behind
+    kb.ingest(write_docs(tmp_path / "docs"))
+    with kb.store.sessions() as session:
+        statuses = [run.status for run in session.query(Run).order_by(Run.id)]
+    assert statuses == ["interrupted", "ok"]
+
+
+def test_a_document_the_database_rejects_costs_only_that_file(kb_factory, tmp_path: Path, monkeypatch) -> None:
+    from ingestion.loaders.text import TextLoader
+    from kb.types import ExtractedDocument
+
+    original = TextLoader.extract
+
+    def extract(self, path: Path, data: bytes) -> ExtractedDocument:  # type: ignore[no-untyped-def]
+        if path.name == "poison.txt":  # a lone surrogate in the title: no database can store it as text
+            return ExtractedDocument(text="an ordinary sentence", title="broken \ud800 title", file_type="text")
+        return original(self, path, data)
+
+    monkeypatch.setattr(TextLoader, "extract", extract)
+    folder = write_docs(tmp_path / "docs", {**DOCS, "poison.txt": "anything"})
+    kb = kb_factory()
+    report = kb.ingest(folder)
+    assert sorted(Path(p).name for p in report.added) == ["expenses.md", "history.txt", "leave.txt", "returns.html"]
+    assert [Path(f.path).name for f in report.failed] == ["poison.txt"]
+    assert "could not be stored" in report.failed[0].reason
+    db_count, index_count = vector_counts(kb)
+    assert db_count == index_count == kb.stats().chunks

@@ -104,8 +104,9 @@ class Store:
     @staticmethod
     def insert_vectors(session: Session, space_id: int, chunk_ids: list[int], vectors: np.ndarray) -> None:
         if chunk_ids:
-            session.execute(insert(Vector), [{"space_id": space_id, "chunk_id": chunk_id, "vector": vector.tobytes()}
-                                             for chunk_id, vector in zip(chunk_ids, vectors, strict=True)])
+            rows = [{"space_id": space_id, "chunk_id": chunk_id, "vector": vector.tobytes()}
+                    for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
+            session.execute(insert(Vector.__table__), rows)
 
     @staticmethod
     def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:
@@ -115,8 +116,8 @@ class Store:
             for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
             for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
         ]
-        if rows:
-            session.execute(insert(Posting), rows)
+        if rows:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
+            session.execute(insert(Posting.__table__), rows)
 
     @staticmethod
     def bump_generations(session: Session, space_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
