@@ -20,7 +20,7 @@ from ingestion.scan import ScannedFile, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.keywords import KeywordTokenizer
-from kb.storage.models import Chunk, Document, Run, Source, file_time, utcnow
+from kb.storage.models import Chunk, Document, Run, Source, file_time, text_hash, utcnow
 from kb.storage.store import Store
 from kb.types import TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
 
@@ -50,6 +50,15 @@ class _Pending:
     existing: _Known | None
 
 
+@dataclass
+class _Group:
+    """A pending document with its chunks' vectors and text hashes, ready to be stored."""
+
+    item: _Pending
+    vectors: np.ndarray
+    hashes: list[str]
+
+
 class Ingestor:
     """Brings the knowledge base in line with a folder; unchanged files cost one stat each."""
 
@@ -61,6 +70,7 @@ class Ingestor:
         self.settings = settings
         self.progress = progress
         self.chunker: Chunker | None = None
+        self._vanished: dict[str, str] = {}
 
     def _build_chunker(self) -> Chunker:
         """A chunker counting tokens with the encoder's own tokenizer (approximate tokens if it has none)."""
@@ -113,7 +123,7 @@ class Ingestor:
             assert run is not None
             run.status, run.error, run.finished_at = status, error, utcnow()
             run.counts = {name: len(getattr(report, name)) for name in
-                          ("added", "updated", "unchanged", "removed", "failed", "skipped")}
+                          ("added", "updated", "unchanged", "removed", "moved", "failed", "skipped")}
             run.failures = [f.model_dump() for f in report.failed]
 
     # -- the work -------------------------------------------------------------------------------------------
@@ -138,6 +148,10 @@ class Ingestor:
                            Document.status, Document.error)
                     .where(func.substr(Document.path, 1, len(prefix)) == prefix))
             }
+        seen = {str(f.path) for f in scanned.files}
+        gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
+        # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
+        self._vanished = {k.content_hash: path for path, k in gone.items() if k.status == "ok"}
         pending: list[_Pending] = []
         pending_chunks = 0
         batch_chunks = max(self.settings.batch_size * 4, 256)
@@ -153,10 +167,10 @@ class Ingestor:
             if self.progress:
                 self.progress(done, total, file.relpath)
         self._write(pending, source_id, report)
-        seen = {str(f.path) for f in scanned.files}
-        gone = [(path, k.id) for path, k in known.items() if path not in seen and scanned.covers(path)]
-        if gone:
-            self._remove(gone, report)
+        moved = set(report.moved)
+        still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
+        if still_gone:
+            self._remove(still_gone, report)
 
     def _prepare(self, file: ScannedFile, known: _Known | None, source_id: int,
                  report: IngestReport) -> _Pending | None:
@@ -188,6 +202,11 @@ class Ingestor:
             self._touch(known.id, file)
             report.unchanged.append(path)
             return None
+        if known is None and content_hash in self._vanished:
+            old_path = self._vanished.pop(content_hash)
+            self._move(old_path, file, source_id)
+            report.moved[old_path] = path
+            return None
         try:
             document = loader.load(file.path, data)
             assert self.chunker is not None
@@ -206,6 +225,14 @@ class Ingestor:
             report.failed.append(FailedFile(path=path, reason=f"{known.error} (unchanged since the last run)"))
         else:
             report.unchanged.append(path)
+
+    def _move(self, old_path: str, file: ScannedFile, source_id: int) -> None:
+        """Point a document at its new path; its chunks, vectors and postings stay as they are."""
+        with self.store.sessions.begin() as session:
+            document = session.scalar(select(Document).where(Document.path == old_path))
+            assert document is not None
+            document.path, document.relpath, document.source_id = str(file.path), file.relpath, source_id
+            document.size, document.mtime_ns, document.modified_at = file.size, file.mtime_ns, file_time(file.mtime_ns)
 
     def _touch(self, document_id: int, file: ScannedFile) -> None:
         with self.store.sessions.begin() as session:
@@ -238,14 +265,15 @@ class Ingestor:
         """
         if not pending:
             return
-        encode_started = time.perf_counter()
-        vectors = self.encoder.encode([chunk.text for item in pending for chunk in item.chunks])
-        report.encoder_seconds += time.perf_counter() - encode_started
         space = self.store.space(TEXT_SPACE, self.encoder.identity())
         assert space is not None
         self.store.index(space)  # current before the change, so the change can be applied in place
+        texts = [chunk.text for item in pending for chunk in item.chunks]
+        hashes = [text_hash(text) for text in texts]
+        vectors = self._embed(texts, hashes, space.id, report)
         bounds = np.cumsum([0] + [len(item.chunks) for item in pending])
-        groups = [(item, vectors[bounds[i] : bounds[i + 1]]) for i, item in enumerate(pending)]
+        groups = [_Group(item, vectors[bounds[i] : bounds[i + 1]], hashes[bounds[i] : bounds[i + 1]])
+                  for i, item in enumerate(pending)]
         written: list[_Pending] = []
         removed: list[int] = []
         added_ids: list[int] = []
@@ -261,14 +289,14 @@ class Ingestor:
                             item_removed, item_added = self._store_documents(session, [group], source_id, space.id)
                     except STORAGE_ERRORS as error:
                         reason = f"could not be stored: {error}"
-                        report.failed.append(FailedFile(path=str(group[0].file.path), reason=reason))
+                        report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
                         continue
                     removed += item_removed
                     added_ids += item_added
-                    written.append(group[0])
+                    written.append(group.item)
             touched = [s.id for s in self.store.spaces()] if removed else [space.id]
             bumps = self.store.bump_generations(session, touched)
-        kept = [vecs for item, vecs in groups if item in written]
+        kept = [group.vectors for group in groups if group.item in written]
         added = np.concatenate(kept) if kept else np.zeros((0, space.dimension), np.float32)
         self.store.apply_committed(bumps, {space.id: (np.asarray(added_ids, dtype=np.int64), added)}, removed)
         for item in written:
@@ -277,34 +305,48 @@ class Ingestor:
         report.chunks_added += len(added_ids)
         report.chunks_removed += len(removed)
 
-    def _store_documents(self, session: Session, groups: list[tuple[_Pending, np.ndarray]], source_id: int,
+    def _embed(self, texts: list[str], hashes: list[str], space_id: int, report: IngestReport) -> np.ndarray:
+        """Vectors for ``texts``; a text already embedded in the space, or repeated in the batch, is encoded once."""
+        vectors = self.store.vectors_by_text_hash(space_id, set(hashes))
+        missing = {h: text for h, text in zip(hashes, texts) if h not in vectors}
+        if missing:
+            encode_started = time.perf_counter()
+            encoded = self.encoder.encode(list(missing.values()))
+            report.encoder_seconds += time.perf_counter() - encode_started
+            vectors.update(zip(missing, encoded))
+        if not texts:
+            return np.zeros((0, self.encoder.identity().dimension), dtype=np.float32)
+        return np.stack([vectors[h] for h in hashes])
+
+    def _store_documents(self, session: Session, groups: list[_Group], source_id: int,
                          space_id: int) -> tuple[list[int], list[int]]:
         """Insert or replace documents with their chunks, postings and vectors; returns (removed, added) ids."""
-        rows = [self._document_row(item, source_id) for item, _ in groups]
-        existing = [(item.existing.id, row) for (item, _), row in zip(groups, rows) if item.existing]
+        rows = [self._document_row(group.item, source_id) for group in groups]
+        existing = [(group.item.existing.id, row) for group, row in zip(groups, rows) if group.item.existing]
         removed: list[int] = []
         for document_id, _ in existing:
             removed += self.store.delete_document_content(session, document_id)
         if existing:
             session.execute(update(Document), [{"id": document_id, **row} for document_id, row in existing])
-        new_rows = [row for (item, _), row in zip(groups, rows) if not item.existing]
+        new_rows = [row for group, row in zip(groups, rows) if not group.item.existing]
         new_ids = iter(session.scalars(insert(Document).returning(Document.id, sort_by_parameter_order=True),
                                        new_rows).all() if new_rows else [])
         chunk_rows: list[dict[str, object]] = []
         terms: list[list[str]] = []
-        for item, _ in groups:
-            document_id = item.existing.id if item.existing else next(new_ids)
-            for ordinal, chunk in enumerate(item.chunks):
+        for group in groups:
+            document_id = group.item.existing.id if group.item.existing else next(new_ids)
+            for ordinal, (chunk, chunk_hash) in enumerate(zip(group.item.chunks, group.hashes)):
                 chunk_terms = self.keywords.tokenize(chunk.text)
                 terms.append(chunk_terms)
                 chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": "text",
-                                   "text": chunk.text, "start": chunk.start, "end": chunk.end, "page": chunk.page,
-                                   "tokens": chunk.tokens, "keyword_length": len(chunk_terms)})
+                                   "text": chunk.text, "text_hash": chunk_hash, "start": chunk.start,
+                                   "end": chunk.end, "page": chunk.page, "tokens": chunk.tokens,
+                                   "keyword_length": len(chunk_terms)})
         if not chunk_rows:
             return removed, []
         chunk_ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), chunk_rows))
         self.store.insert_postings(session, chunk_ids, terms)
-        self.store.insert_vectors(session, space_id, chunk_ids, np.concatenate([vecs for _, vecs in groups]))
+        self.store.insert_vectors(session, space_id, chunk_ids, np.concatenate([group.vectors for group in groups]))
         return removed, chunk_ids
 
     @staticmethod

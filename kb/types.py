@@ -87,6 +87,7 @@ class IngestReport(BaseModel):
     updated: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
+    moved: dict[str, str] = Field(default_factory=dict, description="old path -> new path, nothing re-embedded")
     failed: list[FailedFile] = Field(default_factory=list)
     skipped: list[FailedFile] = Field(default_factory=list)
     chunks_added: int = 0
@@ -98,7 +99,8 @@ class IngestReport(BaseModel):
         """One line a person reads at the end of a run."""
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
-            f"{len(self.removed)} removed, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+            f"{len(self.removed)} removed, {len(self.moved)} moved, {len(self.failed)} failed, "
+            f"{len(self.skipped)} skipped; "
             f"{self.chunks_added} chunks embedded in {self.seconds:.1f}s"
         )
 

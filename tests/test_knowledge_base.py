@@ -386,3 +386,41 @@ def test_a_document_the_database_rejects_costs_only_that_file(kb_factory, tmp_pa
     assert "could not be stored" in report.failed[0].reason
     db_count, index_count = vector_counts(kb)
     assert db_count == index_count == kb.stats().chunks
+
+
+def test_moved_files_and_identical_text_are_not_embedded_again(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    chunk_ids = {h.chunk_id for h in kb.search("margrave", mode="keyword")}
+    encoder = counting(kb)
+    (folder / "history.txt").rename(folder / "archive-history.txt")
+    (folder / "copy-of-leave.txt").write_text(DOCS["handbook/leave.txt"], encoding="utf-8")
+    report = kb.ingest(folder)
+    assert report.moved == {str((folder / "history.txt").resolve()): str((folder / "archive-history.txt").resolve())}
+    assert not report.removed and report.added == [str((folder / "copy-of-leave.txt").resolve())]
+    assert encoder.texts == 0  # the move kept its vectors; the copy reused the original's
+    hit = kb.search("margrave", mode="keyword")[0]
+    assert hit.path.endswith("archive-history.txt") and hit.chunk_id in chunk_ids
+    copies = [h.path for h in kb.search("twenty-five vacation days", k=10, mode="keyword") if "twenty-five" in h.text]
+    assert sorted(Path(p).name for p in copies) == ["copy-of-leave.txt", "leave.txt"]
+    db_count, index_count = vector_counts(kb)
+    assert db_count == index_count == kb.stats().chunks
+
+
+def test_a_version_1_database_is_migrated(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # back to the version 1 schema
+        connection.execute("DROP INDEX ix_chunks_text_hash")
+        for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at")):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    migrated = kb_factory()
+    assert migrated.stats().schema_version == 2
+    with migrated.store.sessions() as session:
+        from sqlalchemy import text
+
+        assert session.execute(text("SELECT count(*) FROM chunks WHERE text_hash = ''")).scalar() == 0
+    assert migrated.search("margrave", mode="keyword")

@@ -5,18 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.storage.models import SCHEMA_VERSION, Base, Meta
+from kb.storage.models import SCHEMA_VERSION, Base, Meta, text_hash
 
 
 class SchemaError(RuntimeError):
     """The database was written by an incompatible version of this program."""
 
 
+def _add_schedules_and_chunk_hashes(session: Session) -> None:
+    """v1 -> v2: sources gain a schedule; chunks gain a text hash so identical text is embedded once."""
+    session.execute(text("ALTER TABLE sources ADD COLUMN schedule VARCHAR(256)"))
+    session.execute(text("ALTER TABLE sources ADD COLUMN next_run_at DATETIME"))
+    session.execute(text("ALTER TABLE chunks ADD COLUMN text_hash VARCHAR(64) NOT NULL DEFAULT ''"))
+    rows = session.execute(text("SELECT id, text FROM chunks")).all()
+    if rows:
+        session.execute(text("UPDATE chunks SET text_hash = :hash WHERE id = :id"),
+                        [{"id": chunk_id, "hash": text_hash(chunk_text)} for chunk_id, chunk_text in rows])
+    session.execute(text("CREATE INDEX ix_chunks_text_hash ON chunks (text_hash)"))
+
+
 # Migrations from version N to N+1, applied in order inside one transaction each.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes}
 
 
 def default_url(kb_dir: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -16,12 +17,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
     """Now, as naive UTC: every timestamp in the database is naive UTC."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of a chunk's text: identical text shares one embedding per space."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def file_time(mtime_ns: int) -> datetime:
@@ -53,6 +59,8 @@ class Source(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(String(4096), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    schedule: Mapped[str | None] = mapped_column(String(256), nullable=True)  # cron expression or "every 15m"
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     documents: Mapped[list[Document]] = relationship(back_populates="source", passive_deletes=True)
 
 
@@ -89,6 +97,7 @@ class Chunk(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     modality: Mapped[str] = mapped_column(String(16), default="text")
     text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64), index=True, default="")
     start: Mapped[int] = mapped_column(Integer)
     end: Mapped[int] = mapped_column(Integer)
     page: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -156,6 +165,7 @@ __all__ = [
     "Space",
     "Vector",
     "as_utc",
+    "text_hash",
     "file_time",
     "utcnow",
 ]

@@ -108,6 +108,18 @@ class Store:
                     for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
             session.execute(insert(Vector.__table__), rows)
 
+    def vectors_by_text_hash(self, space_id: int, hashes: set[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks with these text hashes in a space, one per hash."""
+        found: dict[str, np.ndarray] = {}
+        wanted = sorted(hashes)
+        with self.sessions() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.execute(
+                    select(Chunk.text_hash, Vector.vector).join(Vector, Vector.chunk_id == Chunk.id)
+                    .where(Vector.space_id == space_id, Chunk.text_hash.in_(wanted[start : start + 500])))
+                found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        return found
+
     @staticmethod
     def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:
         """Keyword postings (term frequencies) of freshly inserted chunks."""
