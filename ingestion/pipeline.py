@@ -63,12 +63,13 @@ class Ingestor:
     """Brings the knowledge base in line with a folder; unchanged files cost one stat each."""
 
     def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
         self.settings = settings
         self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
         self.chunker: Chunker | None = None
         self._vanished: dict[str, str] = {}
 
@@ -82,7 +83,8 @@ class Ingestor:
     def run(self, folder: Path) -> IngestReport:
         root = folder.expanduser().resolve()
         if not root.is_dir():
-            raise NotADirectoryError(f"{folder} is not a folder")
+            self._record_missing_folder(root)
+            raise NotADirectoryError(f"{folder} is not a folder; nothing was changed")
         started = time.perf_counter()
         report = IngestReport(source=str(root))
         with self.store.writer_lock:
@@ -97,7 +99,9 @@ class Ingestor:
                 for index in self.store.loaded_indexes():
                     index.save()
             report.seconds = time.perf_counter() - started
-            self._finish_run(run_id, report, status="ok")
+            report.interrupted = self.should_stop()
+            self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
+                             error="stopped on request before every file was seen" if report.interrupted else None)
         return report
 
     # -- run bookkeeping ------------------------------------------------------------------------------------
@@ -116,6 +120,15 @@ class Ingestor:
             session.add(run)
             session.flush()
             return source.id, run.id
+
+    def _record_missing_folder(self, root: Path) -> None:
+        """A registered source whose folder is gone (an unmounted share, say) gets a failed run, and keeps its
+        documents: the folder's absence is not taken as every file's deletion."""
+        with self.store.sessions.begin() as session:
+            source_id = session.scalar(select(Source.id).where(Source.path == str(root)))
+            if source_id is not None:
+                session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(),
+                                error=f"{root} is missing or not a folder"))
 
     def _finish_run(self, run_id: int, report: IngestReport, status: str, error: str | None = None) -> None:
         with self.store.sessions.begin() as session:
@@ -157,6 +170,8 @@ class Ingestor:
         batch_chunks = max(self.settings.batch_size * 4, 256)
         total = len(scanned.files)
         for done, file in enumerate(scanned.files, start=1):
+            if self.should_stop():
+                break
             item = self._prepare(file, known.get(str(file.path)), source_id, report)
             if item is not None:
                 pending.append(item)
@@ -167,6 +182,8 @@ class Ingestor:
             if self.progress:
                 self.progress(done, total, file.relpath)
         self._write(pending, source_id, report)
+        if self.should_stop():  # not every file was seen, so absence proves nothing: remove nothing
+            return
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
         if still_gone:

@@ -1,4 +1,4 @@
-"""The ``kb`` command: ingest a folder, search, show statistics, re-embed."""
+"""The ``kb`` command: ingest and search, keep sources up to date on a schedule, check and repair."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 from datetime import datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from kb.encoders import ModelNotFoundError
@@ -19,10 +21,12 @@ from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
-from kb.types import Filters, Hit, IngestReport, Stats
+from ingestion.schedule import ScheduleError
+from kb.sources import SourceNotFoundError
+from kb.types import DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
-                   FileNotFoundError, ValidationError, ValueError)
+                   FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError)
 
 
 def _progress_bar() -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
@@ -74,6 +78,46 @@ def _print_stats(stats: Stats) -> None:
     print(f"last run        {stats.last_run or '-'}")
 
 
+def _print_run_summaries(reports: list[IngestReport]) -> None:
+    for report in reports:
+        print(f"{report.source}: {report.summary()}")
+
+
+def _print_sources(sources: list[SourceInfo]) -> None:
+    if not sources:
+        print("no sources")
+    for info in sources:
+        schedule = info.schedule or "manual"
+        due = f", next {info.next_run_at:%Y-%m-%d %H:%M} UTC" if info.next_run_at else ""
+        last = f", last run {info.last_status}" if info.last_status else ""
+        print(f"{info.path}  [{schedule}{due}]  {info.documents} documents{last}")
+
+
+def _print_jobs(jobs: list[Job]) -> None:
+    if not jobs:
+        print("no runs yet")
+    for job in jobs:
+        counts = ", ".join(f"{value} {name}" for name, value in job.counts.items() if value)
+        finished = f"{job.finished_at:%H:%M:%S}" if job.finished_at else "-"
+        print(f"#{job.id} {job.status:<11} {job.started_at:%Y-%m-%d %H:%M:%S} → {finished}  {job.source or '-'}")
+        if counts:
+            print(f"    {counts}")
+        if job.error:
+            print(f"    error: {job.error}")
+        for failure in job.failures[:10]:
+            print(f"    failed {failure.path}: {failure.reason}")
+
+
+def _print_doctor(report: DoctorReport) -> None:
+    if not report.problems:
+        print("no problems found")
+    for problem in report.problems:
+        state = "repaired" if problem.repaired else "found"
+        print(f"{state:<9} {problem.kind}: {problem.detail}")
+    if not report.healthy:
+        print("run `kb doctor --repair` to fix what can be fixed")
+
+
 def _filters(args: argparse.Namespace) -> Filters | None:
     filters = Filters(path_glob=args.path, file_types=args.type, modified_after=args.modified_after,
                       modified_before=args.modified_before)
@@ -98,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="ingest a folder (incrementally)")
     ingest.add_argument("folder")
-    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
     search = commands.add_parser("search", help="search the knowledge base")
     search.add_argument("query")
@@ -108,44 +151,127 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--type", action="append", metavar="EXT", help="only this file type (pdf, docx, ...)")
     search.add_argument("--modified-after", type=datetime.fromisoformat, metavar="DATE")
     search.add_argument("--modified-before", type=datetime.fromisoformat, metavar="DATE")
-    search.add_argument("--json", action="store_true", help="print hits as JSON")
 
-    stats = commands.add_parser("stats", help="show what the knowledge base holds")
-    stats.add_argument("--json", action="store_true")
+    commands.add_parser("stats", help="show what the knowledge base holds")
+    commands.add_parser("reembed", help="re-embed every chunk (and rebuild keyword postings) with the configured models")
 
-    commands.add_parser("reembed", help="re-embed every chunk with the configured text model")
+    source = commands.add_parser("source", help="manage the folders kept up to date")
+    source_commands = source.add_subparsers(dest="source_command", required=True)
+    add = source_commands.add_parser("add", help="register a folder, optionally on a schedule")
+    add.add_argument("folder")
+    when = add.add_mutually_exclusive_group()
+    when.add_argument("--schedule", metavar="CRON", help='cron expression, e.g. "*/30 * * * *"')
+    when.add_argument("--every", metavar="INTERVAL", help="interval, e.g. 15m, 2h, 1d")
+    source_commands.add_parser("list", help="list the sources and when each is next due")
+    remove = source_commands.add_parser("remove", help="forget a folder and delete its documents")
+    remove.add_argument("folder")
+
+    scheduler = commands.add_parser("scheduler", help="run due reindex jobs until stopped (SIGTERM or Ctrl-C)")
+    scheduler.add_argument("--poll", type=float, default=30.0, metavar="SECONDS", help="longest sleep (default 30)")
+    reindex = commands.add_parser("reindex", help="reindex one source, or every source, now")
+    reindex.add_argument("source", nargs="?")
+    jobs = commands.add_parser("jobs", help="history of ingest and reindex runs")
+    jobs.add_argument("--limit", type=int, default=20)
+    doctor = commands.add_parser("doctor", help="check database, indexes and files agree")
+    doctor.add_argument("--repair", action="store_true", help="fix what is found")
+
+    for command in (ingest, search, commands.choices["stats"], add, source_commands.choices["list"], reindex, jobs,
+                    doctor):
+        command.add_argument("--json", action="store_true", help="print JSON for machines")
     return parser
 
 
+def _emit(args: argparse.Namespace, value: BaseModel | list[BaseModel], show: Callable[[Any], None]) -> None:
+    """JSON with --json, else the human-readable form."""
+    if getattr(args, "json", False):
+        data = [item.model_dump(mode="json") for item in value] if isinstance(value, list) \
+            else value.model_dump(mode="json")
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        show(value)
+
+
+def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    update, close = _progress_bar()
+    try:
+        report = knowledge_base.ingest(args.folder, progress=update)
+    finally:
+        close()
+    _emit(args, report, _print_report)
+    return 0
+
+
+def _search(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    hits = knowledge_base.search(args.query, k=args.k, mode=args.mode, filters=_filters(args))
+    _emit(args, hits, _print_hits)
+    return 0
+
+
+def _stats(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    _emit(args, knowledge_base.stats(), _print_stats)
+    return 0
+
+
+def _reembed(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    print(f"re-embedded {knowledge_base.reembed()} chunks")
+    return 0
+
+
+def _source(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    if args.source_command == "add":
+        schedule = args.schedule or (f"every {args.every}" if args.every else None)
+        _emit(args, knowledge_base.add_source(args.folder, schedule), lambda info: _print_sources([info]))
+    elif args.source_command == "list":
+        _emit(args, knowledge_base.sources(), _print_sources)
+    else:
+        print(f"removed the source and its {knowledge_base.remove_source(args.folder)} documents")
+    return 0
+
+
+def _scheduler(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    scheduler = knowledge_base.scheduler(poll_seconds=args.poll,
+                                         on_report=lambda report: print(f"{report.source}: {report.summary()}",
+                                                                        flush=True))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: scheduler.stop())
+    print(f"scheduler running for {knowledge_base.directory}; SIGTERM or Ctrl-C stops it", flush=True)
+    scheduler.run()
+    print("scheduler stopped", flush=True)
+    return 0
+
+
+def _reindex(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    update, close = _progress_bar()
+    try:
+        reports = knowledge_base.reindex(args.source, progress=update)
+    finally:
+        close()
+    _emit(args, reports, _print_run_summaries)
+    return 0
+
+
+def _jobs(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    _emit(args, knowledge_base.jobs(args.limit), _print_jobs)
+    return 0
+
+
+def _doctor(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    report = knowledge_base.doctor(repair=args.repair)
+    _emit(args, report, _print_doctor)
+    return 0 if report.healthy else 1
+
+
+COMMANDS: dict[str, Callable[[KnowledgeBase, argparse.Namespace], int]] = {
+    "ingest": _ingest, "search": _search, "stats": _stats, "reembed": _reembed, "source": _source,
+    "scheduler": _scheduler, "reindex": _reindex, "jobs": _jobs, "doctor": _doctor,
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.command != "ingest" and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
+    if args.command not in ("ingest", "source") and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
         raise FileNotFoundError(f"no knowledge base at {knowledge_base_dir(args.kb)}; `kb ingest FOLDER` creates it")
     with KnowledgeBase.open(args.kb) as knowledge_base:
-        if args.command == "ingest":
-            update, close = _progress_bar()
-            try:
-                report = knowledge_base.ingest(args.folder, progress=update)
-            finally:
-                close()
-            if args.json:
-                print(report.model_dump_json(indent=2))
-            else:
-                _print_report(report)
-        elif args.command == "search":
-            hits = knowledge_base.search(args.query, k=args.k, mode=args.mode, filters=_filters(args))
-            if args.json:
-                print(json.dumps([h.model_dump() for h in hits], indent=2, ensure_ascii=False))
-            else:
-                _print_hits(hits)
-        elif args.command == "stats":
-            stats = knowledge_base.stats()
-            if args.json:
-                print(stats.model_dump_json(indent=2))
-            else:
-                _print_stats(stats)
-        elif args.command == "reembed":
-            print(f"re-embedded {knowledge_base.reembed()} chunks")
-    return 0
+        return COMMANDS[args.command](knowledge_base, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
 from ingestion.pipeline import Ingestor, Progress
+from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.encoders import TextEncoder, text_encoder
 from kb.keywords import keyword_tokenizer
 from kb.storage.database import schema_version
 from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, Vector
 from kb.storage.store import Store
-from kb.types import TEXT_SPACE, Filters, Hit, IngestReport, SearchMode, SpaceStats, Stats
+from kb.scheduler import Scheduler
+from kb.types import (TEXT_SPACE, DoctorReport, Filters, Hit, IngestReport, Job, SearchMode, SourceInfo, SpaceStats,
+                      Stats)
 from retrieval.retriever import Retriever
 
 DEFAULT_HOME = ".kb"
@@ -60,17 +64,64 @@ class KnowledgeBase:
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    def ingest(self, folder: str | os.PathLike[str], progress: Progress | None = None) -> IngestReport:
-        """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed."""
-        return Ingestor(self.store, self.encoder, self.keywords, self.settings, progress).run(Path(folder))
+    def ingest(self, folder: str | os.PathLike[str], progress: Progress | None = None,
+               should_stop: Callable[[], bool] | None = None) -> IngestReport:
+        """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed.
+
+        ``should_stop`` is polled between files: when it returns True the run commits what it has, removes
+        nothing, and is recorded as interrupted.
+        """
+        ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop)
+        return ingestor.run(Path(folder))
+
+    def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
+        """Keep ``folder`` up to date: ``schedule`` is a cron expression ("*/30 * * * *") or an interval
+        ("every 15m", "2h"). A scheduled source is due at once; ``run_scheduler`` or ``kb scheduler`` runs it."""
+        return sources.add_source(self.store, folder, schedule)
+
+    def remove_source(self, folder: str | os.PathLike[str]) -> int:
+        """Forget a source and delete its documents everywhere; returns how many documents were removed."""
+        return sources.remove_source(self.store, folder)
+
+    def sources(self) -> list[SourceInfo]:
+        return sources.list_sources(self.store)
+
+    def reindex(self, folder: str | os.PathLike[str] | None = None,
+                progress: Progress | None = None) -> list[IngestReport]:
+        """One run now, for one source or every registered source."""
+        registered = [info.path for info in self.sources()]
+        if folder is not None:
+            wanted = sources.resolve(folder)
+            if wanted not in registered:
+                raise sources.SourceNotFoundError(f"no source {wanted}; add it with `kb source add` or `kb ingest`")
+            registered = [wanted]
+        return [self.ingest(path, progress) for path in registered]
+
+    def jobs(self, limit: int = 20) -> list[Job]:
+        """The most recent ingest and reindex runs, newest first."""
+        return sources.jobs(self.store, limit)
+
+    def scheduler(self, poll_seconds: float = 30.0,
+                  on_report: Callable[[IngestReport], None] | None = None) -> Scheduler:
+        """A scheduler over this knowledge base: ``.run()`` until ``.stop()``, or ``.run_pending()`` once."""
+        return Scheduler(self, poll_seconds, on_report)
+
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
+        return doctor.examine(self, repair)
 
     def reembed(self, batch_size: int = 256) -> int:
         """Rebuild every chunk's vector and keyword postings with the configured encoder and keyword tokenizer.
 
         One transaction: until it commits, searches see the old space. Returns the number of chunks.
         """
+        with self.store.writer_lock:
+            return self.reembed_locked(batch_size)
+
+    def reembed_locked(self, batch_size: int = 256) -> int:
+        """``reembed`` for a caller that already holds the writer lock."""
         identity = self.encoder.identity()
-        with self.store.writer_lock, self.store.sessions.begin() as session:
+        with self.store.sessions.begin() as session:
             space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
             if space is None:
                 space = Space(name=TEXT_SPACE, model=identity.model, fingerprint=identity.fingerprint,

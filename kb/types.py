@@ -94,6 +94,7 @@ class IngestReport(BaseModel):
     chunks_removed: int = 0
     seconds: float = 0.0
     encoder_seconds: float = 0.0
+    interrupted: bool = False
 
     def summary(self) -> str:
         """One line a person reads at the end of a run."""
@@ -158,3 +159,43 @@ class Stats(BaseModel):
     file_types: dict[str, int]
     spaces: list[SpaceStats]
     last_run: datetime | None = None
+
+
+class SourceInfo(BaseModel):
+    """A folder the knowledge base keeps up to date, and when it is next due."""
+
+    path: str
+    schedule: str | None
+    next_run_at: datetime | None
+    documents: int
+    last_status: str | None = None
+    last_finished_at: datetime | None = None
+
+
+class Job(BaseModel):
+    """One ingest or reindex run, as recorded in the database."""
+
+    id: int
+    source: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    counts: dict[str, int]
+    failures: list[FailedFile]
+    error: str | None
+
+
+class Problem(BaseModel):
+    """One inconsistency ``doctor`` found, and whether ``--repair`` fixed it."""
+
+    kind: str
+    detail: str
+    repaired: bool = False
+
+
+class DoctorReport(BaseModel):
+    problems: list[Problem] = Field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return all(problem.repaired for problem in self.problems)

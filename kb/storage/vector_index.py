@@ -92,23 +92,32 @@ class VectorIndex:
         except OSError as error:  # a reader without write access still searches the rebuilt index
             log.warning("could not save index cache %s: %s", self.path, error)
 
-    def _load_cache(self, generation: int, count: int) -> bool:
+    def read_cache(self, generation: int, count: int) -> tuple[faiss.Index | None, str]:
+        """The cached index if it is valid for the database's ``generation`` and vector ``count``, else why not."""
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            if (meta.get("generation"), meta.get("count"), meta.get("factory")) != (generation, count, self.factory):
-                log.info("index cache %s is stale; rebuilding from the database", self.path.name)
-                return False
             data = self.path.read_bytes()
-            if _sha256(data) != meta.get("sha256"):
-                log.warning("index cache %s is corrupt (checksum); rebuilding from the database", self.path.name)
-                return False
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except FileNotFoundError:
-            return False
-        except (ValueError, RuntimeError, json.JSONDecodeError) as error:
-            log.warning("index cache %s unreadable (%s); rebuilding from the database", self.path.name, error)
-            return False
+            return None, "missing"
+        except (OSError, json.JSONDecodeError) as error:
+            return None, f"unreadable ({error})"
+        if (meta.get("generation"), meta.get("count"), meta.get("factory")) != (generation, count, self.factory):
+            return None, (f"stale (cache: {meta.get('count')} vectors at generation {meta.get('generation')}, "
+                          f"database: {count} at generation {generation})")
+        if _sha256(data) != meta.get("sha256"):
+            return None, "corrupt (checksum mismatch)"
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as error:
+            return None, f"unreadable ({error})"
         if index.ntotal != count or index.d != self.dimension:
+            return None, f"inconsistent ({index.ntotal} vectors of {index.d} dimensions)"
+        return index, "ok"
+
+    def _load_cache(self, generation: int, count: int) -> bool:
+        index, reason = self.read_cache(generation, count)
+        if index is None:
+            log.info("index cache %s is %s; rebuilding from the database", self.path.name, reason)
             return False
         self.index, self.generation = index, generation
         return True

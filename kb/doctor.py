@@ -1,0 +1,167 @@
+"""``kb doctor``: find (and with ``repair``, fix) what makes the database, the indexes and the files disagree."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+
+from kb.encoders import ModelNotFoundError
+from kb.storage.lock import WriterBusyError
+from kb.storage.models import Chunk, Document, Posting, Run, Source, Vector
+from kb.storage.vector_index import VectorIndex
+from kb.types import TEXT_SPACE, DoctorReport, Problem
+
+if TYPE_CHECKING:
+    from kb.knowledge_base import KnowledgeBase
+
+
+def examine(knowledge_base: KnowledgeBase, repair: bool = False) -> DoctorReport:
+    """Every check, in an order where each repair leaves the next check meaningful."""
+    report = DoctorReport()
+    with knowledge_base.store.writer_lock if repair else nullcontext():
+        _stuck_runs(knowledge_base, report, repair)
+        _orphans(knowledge_base, report, repair)
+        if _encoder_matches(knowledge_base, report, repair):
+            _missing_vectors(knowledge_base, report, repair)
+        _files_gone(knowledge_base, report, repair)
+        _index_caches(knowledge_base, report, repair)
+        _temporary_files(knowledge_base, report, repair)
+    return report
+
+
+def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Runs still marked running while no process holds the writer lock were killed."""
+    store = knowledge_base.store
+    with store.sessions() as session:
+        stuck = session.scalar(select(func.count()).select_from(Run).where(Run.status == "running")) or 0
+    if not stuck:
+        return
+    if not repair:
+        try:
+            with store.writer_lock:
+                pass
+        except WriterBusyError:
+            return  # a writer is at work: its run really is running
+    if repair:
+        with store.sessions.begin() as session:
+            session.execute(update(Run).where(Run.status == "running").values(
+                status="interrupted", error="the process stopped before the run finished"))
+    report.problems.append(Problem(kind="stuck runs", detail=f"{stuck} run(s) marked running but no writer is active",
+                                   repaired=repair))
+
+
+def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Rows whose parent is gone: postings and vectors without a chunk, chunks without a document."""
+    store = knowledge_base.store
+    checks = [
+        ("orphan chunks", Chunk, ~Chunk.document_id.in_(select(Document.id))),
+        ("orphan vectors", Vector, ~Vector.chunk_id.in_(select(Chunk.id))),
+        ("orphan postings", Posting, ~Posting.chunk_id.in_(select(Chunk.id))),
+    ]
+    for kind, model, condition in checks:
+        with store.sessions() as session:
+            count = session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+        if not count:
+            continue
+        if repair:
+            with store.sessions.begin() as session:
+                if model is Chunk:
+                    store.delete_chunks(session, session.scalars(select(Chunk.id).where(condition)).all())
+                else:
+                    session.execute(delete(model).where(condition))
+                store.bump_generations(session, [space.id for space in store.spaces()])
+        report.problems.append(Problem(kind=kind, detail=f"{count} row(s)", repaired=repair))
+
+
+def _encoder_matches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> bool:
+    """The text space must have been built by the configured encoder; repairing re-embeds every chunk."""
+    space = next((s for s in knowledge_base.store.spaces() if s.name == TEXT_SPACE), None)
+    if space is None:
+        return True
+    try:
+        identity = knowledge_base.encoder.identity()
+    except ModelNotFoundError as error:
+        report.problems.append(Problem(kind="encoder unavailable", detail=str(error)))
+        return False
+    if (identity.fingerprint, identity.dimension) == (space.fingerprint, space.dimension):
+        return True
+    detail = (f"space {space.name!r} was built with {space.model!r}; the configured encoder is {identity.model!r} "
+              f"(`kb doctor --repair` or `kb reembed` re-embeds every chunk)")
+    if repair:
+        knowledge_base.reembed_locked()
+    report.problems.append(Problem(kind="encoder mismatch", detail=detail, repaired=repair))
+    return repair
+
+
+def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Text chunks without a vector in the text space (searchable by keyword only) get embedded."""
+    store = knowledge_base.store
+    space = next((s for s in store.spaces() if s.name == TEXT_SPACE), None)
+    if space is None:
+        return
+    embedded = select(Vector.chunk_id).where(Vector.space_id == space.id)
+    with store.sessions() as session:
+        rows = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text",
+                                                                    ~Chunk.id.in_(embedded))).all()
+    if not rows:
+        return
+    if repair:
+        with store.sessions.begin() as session:
+            ids = [row[0] for row in rows]
+            store.insert_vectors(session, space.id, ids, knowledge_base.encoder.encode([row[1] for row in rows]))
+            store.bump_generations(session, [space.id])
+    report.problems.append(Problem(kind="missing vectors", detail=f"{len(rows)} chunk(s) have no vector",
+                                   repaired=repair))
+
+
+def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Documents whose file no longer exists. Those of a source whose whole folder is missing (an unmounted
+    share) are reported but never deleted."""
+    store = knowledge_base.store
+    with store.sessions() as session:
+        rows = session.execute(select(Document.id, Document.path, Source.path)
+                               .join(Source, Source.id == Document.source_id)).all()
+    gone = [(doc_id, path) for doc_id, path, root in rows if not Path(path).exists() and Path(root).is_dir()]
+    missing_roots = sorted({root for _, _, root in rows if not Path(root).is_dir()})
+    for root in missing_roots:
+        report.problems.append(Problem(kind="source folder missing",
+                                       detail=f"{root} (its documents are kept until the folder is back or removed "
+                                              f"with `kb source remove`)"))
+    if not gone:
+        return
+    if repair:
+        with store.sessions.begin() as session:
+            store.delete_documents(session, [doc_id for doc_id, _ in gone])
+            store.bump_generations(session, [space.id for space in store.spaces()])
+    shown = ", ".join(path for _, path in gone[:5]) + (" ..." if len(gone) > 5 else "")
+    report.problems.append(Problem(kind="files gone", detail=f"{len(gone)} file(s): {shown}", repaired=repair))
+
+
+def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Each space's FAISS cache must exist, be intact, and match the database's generation and vector count."""
+    store = knowledge_base.store
+    for space in store.spaces():
+        with store.sessions() as session:
+            count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
+        cache = VectorIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index_factory)
+        index, reason = cache.read_cache(space.generation, count)
+        if index is not None:
+            continue
+        if repair:
+            store.index(space).save()
+        report.problems.append(Problem(kind="index cache", detail=f"space {space.name!r}: {reason}", repaired=repair))
+
+
+def _temporary_files(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+    """Temporary files a killed save left behind."""
+    leftovers = sorted((knowledge_base.store.directory / "indexes").glob("*.tmp"))
+    if not leftovers:
+        return
+    if repair:
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+    report.problems.append(Problem(kind="temporary files", detail=", ".join(p.name for p in leftovers),
+                                   repaired=repair))

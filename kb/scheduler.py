@@ -1,0 +1,70 @@
+"""The scheduler: runs due reindex jobs until stopped, one writer at a time across processes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kb.sources import due_sources, next_due, schedule_next
+from kb.storage.lock import WriterBusyError
+from kb.storage.models import utcnow
+from kb.types import IngestReport
+
+if TYPE_CHECKING:
+    from kb.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Polls for due sources and reindexes them; ``stop()`` (e.g. from a SIGTERM handler) ends it cleanly.
+
+    A stop request also reaches a reindex in progress, which commits what it has, removes nothing, and is
+    recorded as interrupted. A source whose run fails is rescheduled as usual; the failure is in ``kb jobs``.
+    """
+
+    def __init__(self, knowledge_base: KnowledgeBase, poll_seconds: float = 30.0,
+                 on_report: Callable[[IngestReport], None] | None = None) -> None:
+        self.knowledge_base = knowledge_base
+        self.poll_seconds = poll_seconds
+        self.on_report = on_report
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run_pending(self) -> list[IngestReport]:
+        """Reindex every source that is due now."""
+        reports = []
+        for path in due_sources(self.knowledge_base.store, utcnow()):
+            if self.stopped:
+                break
+            try:
+                report = self.knowledge_base.ingest(path, should_stop=self._stop.is_set)
+            except WriterBusyError:
+                log.info("another writer is busy; %s stays due", path)
+                continue
+            except Exception as error:  # the run is recorded as failed; the scheduler keeps going
+                log.error("reindex of %s failed: %s", path, error)
+            else:
+                reports.append(report)
+                if self.on_report:
+                    self.on_report(report)
+            schedule_next(self.knowledge_base.store, path, utcnow())
+        return reports
+
+    def run(self) -> None:
+        """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``)."""
+        while not self.stopped:
+            self.run_pending()
+            wait = self.poll_seconds
+            upcoming = next_due(self.knowledge_base.store)
+            if upcoming is not None:
+                wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
+            self._stop.wait(wait)
