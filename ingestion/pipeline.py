@@ -167,7 +167,7 @@ class Ingestor:
         self._vanished = {k.content_hash: path for path, k in gone.items() if k.status == "ok"}
         pending: list[_Pending] = []
         pending_chunks = 0
-        batch_chunks = max(self.settings.batch_size * 4, 256)
+        batch_chunks = self.settings.batch_size * 8  # chunks per commit
         total = len(scanned.files)
         for done, file in enumerate(scanned.files, start=1):
             if self.should_stop():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr
                qn("w:noBreakHyphen"): "-"}
 _T = qn("w:t")
 _STYLE_ID = qn("w:val")
+MAX_EXPANDED_BYTES = 512 * 2**20
 _STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")  # python-docx names the stream
 
 
@@ -39,6 +41,7 @@ class DocxLoader(Loader):
     file_type = "docx"
 
     def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+        _refuse_zip_bomb(data)
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
             document = Document(io.BytesIO(data))
@@ -52,6 +55,18 @@ class DocxLoader(Loader):
         return ExtractedDocument(
             text=text, file_type=self.file_type, title=title or _first_heading(body, heading_styles)
         )
+
+
+def _refuse_zip_bomb(data: bytes) -> None:
+    """A DOCX is a zip: refuse one that would inflate past ``MAX_EXPANDED_BYTES`` before anything unpacks it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a readable zip: python-docx reports it as corrupt
+    if expanded > MAX_EXPANDED_BYTES:
+        raise LoadError(f"DOCX would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
+                        f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
 
 
 def _is_heading(name: str | None) -> bool:

@@ -1,0 +1,141 @@
+"""Sources on schedules, the scheduler, reindex runs, the job history and the doctor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kb.sources import SourceNotFoundError
+from kb.storage.models import utcnow
+from tests.test_knowledge_base import vector_counts, write_docs
+
+
+def test_sources_reindex_and_jobs(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    info = kb.add_source(folder, "*/30 * * * *")
+    assert info.schedule == "*/30 * * * *" and info.next_run_at is not None
+    with pytest.raises(ValueError):
+        kb.add_source(folder, "every tuesday")
+    [report] = kb.reindex()
+    assert len(report.added) == 4
+    (folder / "history.txt").write_text("The river was renamed in 1950.", encoding="utf-8")
+    [report] = kb.reindex(folder)
+    assert len(report.updated) == 1
+    with pytest.raises(SourceNotFoundError):
+        kb.reindex(tmp_path)
+    jobs = kb.jobs()
+    assert [job.status for job in jobs] == ["ok", "ok"] and jobs[0].counts["updated"] == 1
+    assert kb.sources()[0].documents == 4 and kb.sources()[0].last_status == "ok"
+    assert kb.remove_source(folder) == 4
+    assert kb.stats().documents == 0 and vector_counts(kb) == (0, 0) and not kb.sources()
+
+
+def test_scheduler_runs_due_sources_and_reschedules(kb_factory, tmp_path: Path) -> None:
+    due = write_docs(tmp_path / "due")
+    manual = write_docs(tmp_path / "manual", {"x.txt": "manual source"})
+    kb = kb_factory()
+    kb.add_source(due, "every 1h")
+    kb.add_source(manual)  # no schedule: never run by the scheduler
+    reports = kb.scheduler().run_pending()
+    assert [r.source for r in reports] == [str(due.resolve())]
+    next_run_at = next(s for s in kb.sources() if s.path == str(due.resolve())).next_run_at
+    assert next_run_at is not None and next_run_at > utcnow()
+    assert kb.scheduler().run_pending() == []  # nothing due any more
+
+
+def test_a_stopped_run_commits_what_it_has_and_removes_nothing(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    (folder / "history.txt").unlink()
+    (folder / "new.txt").write_text("A new file about lighthouses.", encoding="utf-8")
+    seen: list[str] = []
+    report = kb.ingest(folder, progress=lambda done, total, path: seen.append(path),
+                       should_stop=lambda: len(seen) >= 1)
+    assert report.interrupted and not report.removed
+    assert kb.search("margrave", mode="keyword")  # the deletion waits for a complete run
+    assert kb.jobs()[0].status == "interrupted"
+    report = kb.ingest(folder)
+    assert [Path(p).name for p in report.removed] == ["history.txt"] and len(report.added) == 1
+
+
+def test_a_missing_source_folder_fails_the_run_and_keeps_its_documents(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "share")
+    kb = kb_factory()
+    kb.add_source(folder, "every 5m")
+    kb.scheduler().run_pending()
+    folder.rename(tmp_path / "unmounted")
+    with pytest.raises(NotADirectoryError):
+        kb.reindex(folder)
+    assert kb.jobs()[0].status == "failed" and "missing" in kb.jobs()[0].error
+    assert kb.stats().documents == 4
+    report = kb.doctor()
+    assert [p.kind for p in report.problems] == ["source folder missing"]
+
+
+def test_doctor_finds_and_repairs(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    kb.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with sqlite3.connect(database) as connection:  # damage of the kind bugs and crashes leave
+        connection.execute("PRAGMA foreign_keys=OFF")
+        connection.execute("INSERT INTO postings (term, chunk_id, tf) VALUES ('ghost', 99999, 1)")
+        connection.execute("INSERT INTO runs (started_at, status, counts, failures) "
+                           "VALUES ('2026-01-01 00:00:00', 'running', '{}', '[]')")
+        chunk_id = connection.execute("SELECT min(chunk_id) FROM vectors").fetchone()[0]
+        connection.execute("DELETE FROM vectors WHERE chunk_id = ?", (chunk_id,))
+    (folder / "history.txt").unlink()
+    (tmp_path / "kb" / "indexes" / "text.faiss.123.tmp").write_bytes(b"partial")
+    kb = kb_factory()
+    found = kb.doctor()
+    kinds = {p.kind for p in found.problems}
+    assert kinds == {"stuck runs", "orphan postings", "missing vectors", "files gone", "index cache",
+                     "temporary files"}
+    assert not found.healthy
+    repaired = kb.doctor(repair=True)
+    assert repaired.healthy and {p.kind for p in repaired.problems} == kinds
+    assert kb.doctor().problems == []
+    db_count, index_count = vector_counts(kb)
+    assert db_count == index_count == kb.stats().chunks == 3
+    assert not kb.search("margrave", mode="keyword")
+
+
+def test_doctor_repairs_an_encoder_mismatch_by_reembedding(kb_factory, tmp_path: Path) -> None:
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
+        connection.execute("UPDATE spaces SET fingerprint = 'another-model'")
+    kb = kb_factory()
+    assert [p.kind for p in kb.doctor().problems] == ["encoder mismatch"]
+    assert kb.doctor(repair=True).healthy
+    assert kb.search("duchy margrave", k=1, mode="dense")
+
+
+def test_scheduler_command_stops_cleanly_on_sigterm(tmp_path: Path, tiny_text_model: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu", "KB_HOME": str(tmp_path / "kb")}
+    kb = [sys.executable, "-m", "kb.cli"]
+    subprocess.run([*kb, "source", "add", str(folder), "--every", "1h"], env=env, check=True, capture_output=True)
+    process = subprocess.Popen([*kb, "scheduler", "--poll", "1"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        output = ""
+        while "4 added" not in output and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        assert "4 added" in output
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "scheduler stopped" in rest
