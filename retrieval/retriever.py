@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
@@ -32,41 +33,41 @@ class Retriever:
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
         depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" else k
-        dense = dense_search(self.store, self.encoder, query, depth, filters) if mode != "keyword" else []
-        if mode != "dense":
-            with self.store.sessions() as session:
-                keyword = keyword_search(session, self.keywords, query, depth, filters)
-        else:
-            keyword = []
-        if mode == "dense":
-            ranked = dense
-        elif mode == "keyword":
-            ranked = keyword
-        elif self.settings.fusion == "rrf":
-            ranked = reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
-        elif self.settings.fusion == "relative":
-            ranked = relative_score_fusion([dense, keyword])
-        else:
-            weight = self.settings.keyword_weight
-            ranked = weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
-        return self._hits(ranked[:k], dict(dense), dict(keyword))
+        # One read transaction: the index, the keyword postings and the chunk rows all come from one snapshot,
+        # so a search during a reindex sees the state before or after a commit, never a mix.
+        with self.store.sessions() as session:
+            dense = dense_search(self.store, session, self.encoder, query, depth, filters) if mode != "keyword" else []
+            keyword = keyword_search(session, self.keywords, query, depth, filters) if mode != "dense" else []
+            if mode == "dense":
+                ranked = dense
+            elif mode == "keyword":
+                ranked = keyword
+            elif self.settings.fusion == "rrf":
+                ranked = reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
+            elif self.settings.fusion == "relative":
+                ranked = relative_score_fusion([dense, keyword])
+            else:
+                weight = self.settings.keyword_weight
+                ranked = weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
+            return self._hits(session, ranked[:k], dict(dense), dict(keyword))
 
-    def _hits(self, ranked: list[tuple[int, float]], dense: dict[int, float], keyword: dict[int, float]) -> list[Hit]:
+    @staticmethod
+    def _hits(session: Session, ranked: list[tuple[int, float]], dense: dict[int, float],
+              keyword: dict[int, float]) -> list[Hit]:
         if not ranked:
             return []
         ids = [chunk_id for chunk_id, _ in ranked]
-        with self.store.sessions() as session:
-            rows = {
-                row.id: row for row in session.execute(
-                    select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
-                           Chunk.modality, Document.path, Document.title)
-                    .join(Document, Document.id == Chunk.document_id)
-                    .where(Chunk.id.in_(ids)))
-            }
+        rows = {
+            row.id: row for row in session.execute(
+                select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
+                       Chunk.modality, Document.path, Document.title)
+                .join(Document, Document.id == Chunk.document_id)
+                .where(Chunk.id.in_(ids)))
+        }
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)
-            if row is None:  # deleted between the index search and this read
+            if row is None:  # not in this snapshot (cannot happen for a consistent index; kept as a guard)
                 continue
             hits.append(Hit(path=row.path, page=row.page, start=row.start, end=row.end, text=row.text, score=score,
                             modality=row.modality, chunk_id=chunk_id, document_id=row.document_id, title=row.title,

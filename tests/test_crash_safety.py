@@ -69,6 +69,7 @@ def assert_consistent(kb: KnowledgeBase) -> None:
     assert kb.store.index(kb.store.spaces()[0]).count == stats.chunks
 
 
+@pytest.mark.slow
 def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tiny_text_model: Path) -> None:
     folder = tmp_path / "docs"
     markers = write_corpus(folder, 120, seed=1)
@@ -110,6 +111,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
         assert "edited" in kb.search(markers["file0001.txt"], k=1, mode="keyword")[0].text
 
 
+@pytest.mark.slow
 def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: Path) -> None:
     folder = tmp_path / "docs"
     write_corpus(folder, 40, seed=2)

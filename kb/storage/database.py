@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.storage.models import SCHEMA_VERSION, Base, Meta, text_hash
@@ -36,14 +37,22 @@ def default_url(kb_dir: Path) -> str:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    """WAL (readers never blocked by the writer) and real transactions: Python's sqlite3 begins none before a
+    SELECT, so without an explicit BEGIN each query of a search would see a different state."""
+
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -87,13 +87,17 @@ class Store:
         with self.sessions() as session:
             return list(session.scalars(select(Space).order_by(Space.id)))
 
-    def index(self, space: Space) -> VectorIndex:
-        """The space's FAISS index, synced with the database (loaded from cache or rebuilt)."""
+    def index(self, space: Space, session: Session | None = None) -> VectorIndex:
+        """The space's FAISS index in step with the database as ``session`` (default: a new one) sees it."""
         index = self._indexes.get(space.id)
         if index is None or index.dimension != space.dimension:
             index = VectorIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
             self._indexes[space.id] = index
-        index.sync(self.sessions)
+        if session is not None:
+            index.sync(session)
+        else:
+            with self.sessions() as own:
+                index.sync(own)
         return index
 
     def loaded_indexes(self) -> list[VectorIndex]:

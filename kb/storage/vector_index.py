@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from kb.storage.models import Space, Vector
 
@@ -75,22 +75,24 @@ class VectorIndex:
 
     # -- keeping in step with the database -------------------------------------------------------------------
 
-    def sync(self, sessions: sessionmaker[Session]) -> None:
-        """Make the index match the database: keep it, load the cache file, or rebuild from stored vectors."""
-        with self._lock, sessions() as session:
+    def sync(self, session: Session) -> None:
+        """Make the index match what ``session`` sees: keep it, load the cache file, or rebuild from stored vectors.
+
+        Inside a read transaction this is the snapshot the rest of a search reads, so dense and keyword results
+        come from the same state of the knowledge base.
+        """
+        with self._lock:
             space = session.scalar(select(Space).where(Space.name == self.space_name))
-            if space is None:
-                return
-            if space.generation == self.generation:
+            if space is None or space.generation == self.generation:
                 return
             count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
             if self._load_cache(space.generation, count):
                 return
             self._rebuild(session, space)
-        try:
-            self.save()
-        except OSError as error:  # a reader without write access still searches the rebuilt index
-            log.warning("could not save index cache %s: %s", self.path, error)
+            try:
+                self.save()
+            except OSError as error:  # a reader without write access still searches the rebuilt index
+                log.warning("could not save index cache %s: %s", self.path, error)
 
     def read_cache(self, generation: int, count: int) -> tuple[faiss.Index | None, str]:
         """The cached index if it is valid for the database's ``generation`` and vector ``count``, else why not."""
