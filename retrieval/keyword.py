@@ -9,11 +9,17 @@ from sqlalchemy.orm import Session
 
 from kb.keywords import KeywordTokenizer
 from kb.storage.models import Chunk, Document, Posting
+from kb.storage.store import MAX_TERM_LENGTH
 from kb.types import Filters
 from retrieval.filters import document_conditions
 
 K1 = 1.2
 B = 0.75
+
+
+def _idf(total: int, document_frequency: int) -> float:
+    """BM25's idf, never negative (the "+1" form Lucene uses)."""
+    return math.log(1 + (total - document_frequency + 0.5) / (document_frequency + 0.5))
 
 
 def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k: int,
@@ -24,7 +30,7 @@ def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k:
     ``idf * (k1 + 1)``, terms absent from the corpus included), so scores lie in [0, 1] and mean the same from
     query to query; that is what lets hybrid search weigh them against cosine similarities.
     """
-    terms = sorted(set(tokenizer.tokenize(query)))
+    terms = sorted({term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize(query)})
     if not terms or k <= 0:
         return []
     total, average_length = session.execute(
@@ -37,9 +43,9 @@ def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k:
     ).all())
     if not frequencies:
         return []
-    idf = {term: math.log(1 + (total - df + 0.5) / (df + 0.5)) for term, df in frequencies.items()}
-    attainable = (K1 + 1) * sum(math.log(1 + (total - frequencies.get(t, 0) + 0.5) / (frequencies.get(t, 0) + 0.5))
-                                for t in terms)
+    every_idf = {term: _idf(total, frequencies.get(term, 0)) for term in terms}
+    attainable = (K1 + 1) * sum(every_idf.values())
+    idf = {term: value for term, value in every_idf.items() if term in frequencies}
     length_norm = K1 * (1 - B + B * Chunk.keyword_length / float(average_length or 1.0))
     contribution = case(idf, value=Posting.term) * Posting.tf * (K1 + 1) / (Posting.tf + length_norm)
     score = func.sum(contribution).label("score")
