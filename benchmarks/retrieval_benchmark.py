@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.squad_corpus import DATASETS, HELD_OUT, Question, squad_titles, write_distractors, write_squad_corpus
-from kb import KnowledgeBase
 from sqlalchemy import select
 
+from benchmarks.squad_corpus import DATASETS, HELD_OUT, Question, squad_titles, write_distractors, write_squad_corpus
+from kb import KnowledgeBase
 from kb.storage.models import Chunk, Document
 
 KS = (1, 5, 20)
@@ -164,7 +164,8 @@ def main() -> int:
                       f"{ingest['seconds'] / txtai_ingest['seconds']:.2f} (kb also loads, chunks and stores files)")
                 print_table("txtai retrieval (same chunks, same model)", txtai_results)
                 print("\nratios kb/txtai:")
-                for name, ours in (("dense", "dense"), ("keyword", "keyword"), ("hybrid", f"hybrid-calibrated-{args.keyword_weights[0]:g}")):
+                default_hybrid = f"hybrid-calibrated-{args.keyword_weights[0]:g}"
+                for name, ours in (("dense", "dense"), ("keyword", "keyword"), ("hybrid", default_hybrid)):
                     theirs = txtai_results[name]
                     print(f"  {name:<8} R@5 {results[ours]['recall@5'] / max(theirs['recall@5'], 1e-9):.2f}  "
                           f"p50 latency {results[ours]['p50_ms'] / theirs['p50_ms']:.2f}")

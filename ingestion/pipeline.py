@@ -195,7 +195,8 @@ class Ingestor:
         path = str(file.path)
         loader = loader_for(file.path)
         if loader is None:
-            report.skipped.append(FailedFile(path=path, reason=f"unsupported file type '{file.path.suffix or '(none)'}'"))
+            reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
+            report.skipped.append(FailedFile(path=path, reason=reason))
             return None
         if known is not None and known.size == file.size and known.mtime_ns == file.mtime_ns:
             self._record_unchanged(known, path, report)

@@ -80,8 +80,8 @@ class CronSchedule:
         limit = moment + SEARCH_LIMIT
         while candidate <= limit:
             if candidate.month not in self.months:
-                year, month = (candidate.year + 1, 1) if candidate.month == 12 else (candidate.year, candidate.month + 1)
-                candidate = candidate.replace(year=year, month=month, day=1, hour=0, minute=0)
+                first_of_month = candidate.replace(day=1, hour=0, minute=0)
+                candidate = (first_of_month + timedelta(days=32)).replace(day=1)
             elif not self._day_matches(candidate):
                 candidate = (candidate + timedelta(days=1)).replace(hour=0, minute=0)
             elif candidate.hour not in self.hours:

@@ -9,20 +9,20 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-from kb.encoders import ModelNotFoundError
+from ingestion.schedule import ScheduleError
 from kb.config import CONFIG_FILE
+from kb.encoders import ModelNotFoundError
 from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
+from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
-from ingestion.schedule import ScheduleError
-from kb.sources import SourceNotFoundError
 from kb.types import DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--modified-before", type=datetime.fromisoformat, metavar="DATE")
 
     commands.add_parser("stats", help="show what the knowledge base holds")
-    commands.add_parser("reembed", help="re-embed every chunk (and rebuild keyword postings) with the configured models")
+    commands.add_parser("reembed", help="re-embed every chunk and rebuild keyword postings with the configured models")
 
     source = commands.add_parser("source", help="manage the folders kept up to date")
     source_commands = source.add_subparsers(dest="source_command", required=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy.engine import make_url
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -15,12 +15,22 @@ from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.encoders import TextEncoder, text_encoder
 from kb.keywords import keyword_tokenizer
+from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
 from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, Vector
 from kb.storage.store import Store
-from kb.scheduler import Scheduler
-from kb.types import (TEXT_SPACE, DoctorReport, Filters, Hit, IngestReport, Job, SearchMode, SourceInfo, SpaceStats,
-                      Stats)
+from kb.types import (
+    TEXT_SPACE,
+    DoctorReport,
+    Filters,
+    Hit,
+    IngestReport,
+    Job,
+    SearchMode,
+    SourceInfo,
+    SpaceStats,
+    Stats,
+)
 from retrieval.retriever import Retriever
 
 DEFAULT_HOME = ".kb"

@@ -10,7 +10,6 @@ from kb.types import TEXT_SPACE, Filters
 from retrieval.filters import allowed_chunk_ids
 
 
-
 def dense_search(store: Store, session: Session, encoder: TextEncoder, query: str, k: int,
                  filters: Filters | None = None, space_name: str = TEXT_SPACE) -> list[tuple[int, float]]:
     """Top ``k`` (chunk id, cosine similarity) in ``space_name`` as ``session`` sees the knowledge base."""

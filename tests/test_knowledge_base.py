@@ -267,7 +267,8 @@ def test_a_file_that_vanishes_between_scan_and_read_is_reported(kb_factory, tmp_
             victim.unlink()
 
     report = kb_factory().ingest(folder, progress=delete_victim)
-    assert [(Path(f.path).name, f.reason) for f in report.failed] == [("returns.html", "vanished before it could be read")]
+    failures = [(Path(f.path).name, f.reason) for f in report.failed]
+    assert failures == [("returns.html", "vanished before it could be read")]
     assert len(report.added) == 3
 
 

@@ -17,7 +17,6 @@ from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, Vector
 from kb.storage.vector_index import VectorIndex
 
-
 MAX_TERM_LENGTH = 128
 KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 
