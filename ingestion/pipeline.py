@@ -107,7 +107,7 @@ class Ingestor:
     # -- run bookkeeping ------------------------------------------------------------------------------------
 
     def _start_run(self, root: Path) -> tuple[int, int]:
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             # We hold the writer lock, so a run still marked running was killed: say so in its record.
             session.execute(update(Run).where(Run.status == "running")
                             .values(status="interrupted", error="the process stopped before the run finished"))
@@ -124,14 +124,14 @@ class Ingestor:
     def _record_missing_folder(self, root: Path) -> None:
         """A registered source whose folder is gone (an unmounted share, say) gets a failed run, and keeps its
         documents: the folder's absence is not taken as every file's deletion."""
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             source_id = session.scalar(select(Source.id).where(Source.path == str(root)))
             if source_id is not None:
                 session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(),
                                 error=f"{root} is missing or not a folder"))
 
     def _finish_run(self, run_id: int, report: IngestReport, status: str, error: str | None = None) -> None:
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             run = session.get(Run, run_id)
             assert run is not None
             run.status, run.error, run.finished_at = status, error, utcnow()
@@ -246,14 +246,14 @@ class Ingestor:
 
     def _move(self, old_path: str, file: ScannedFile, source_id: int) -> None:
         """Point a document at its new path; its chunks, vectors and postings stay as they are."""
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             document = session.scalar(select(Document).where(Document.path == old_path))
             assert document is not None
             document.path, document.relpath, document.source_id = str(file.path), file.relpath, source_id
             document.size, document.mtime_ns, document.modified_at = file.size, file.mtime_ns, file_time(file.mtime_ns)
 
     def _touch(self, document_id: int, file: ScannedFile) -> None:
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             document = session.get(Document, document_id)
             assert document is not None
             document.mtime_ns, document.size, document.error = file.mtime_ns, file.size, None
@@ -262,7 +262,7 @@ class Ingestor:
                         known: _Known | None, report: IngestReport) -> None:
         """Record why a file failed. A previously ingested version stays searchable (nothing is lost)."""
         report.failed.append(FailedFile(path=str(file.path), reason=reason))
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             if known is not None:
                 document = session.get(Document, known.id)
                 assert document is not None
@@ -295,7 +295,7 @@ class Ingestor:
         written: list[_Pending] = []
         removed: list[int] = []
         added_ids: list[int] = []
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             try:
                 with session.begin_nested():
                     removed, added_ids = self._store_documents(session, groups, source_id, space.id)
@@ -383,7 +383,7 @@ class Ingestor:
         spaces = self.store.spaces()
         for space in spaces:
             self.store.index(space)
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             removed = self.store.delete_documents(session, [document_id for _, document_id in gone])
             bumps = self.store.bump_generations(session, [space.id for space in spaces])
         self.store.apply_committed(bumps, {}, removed)

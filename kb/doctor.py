@@ -46,7 +46,7 @@ def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
         except WriterBusyError:
             return  # a writer is at work: its run really is running
     if repair:
-        with store.sessions.begin() as session:
+        with store.write() as session:
             session.execute(update(Run).where(Run.status == "running").values(
                 status="interrupted", error="the process stopped before the run finished"))
     report.problems.append(Problem(kind="stuck runs", detail=f"{stuck} run(s) marked running but no writer is active",
@@ -67,7 +67,7 @@ def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) 
         if not count:
             continue
         if repair:
-            with store.sessions.begin() as session:
+            with store.write() as session:
                 if model is Chunk:
                     store.delete_chunks(session, session.scalars(select(Chunk.id).where(condition)).all())
                 else:
@@ -109,7 +109,7 @@ def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair
     if not rows:
         return
     if repair:
-        with store.sessions.begin() as session:
+        with store.write() as session:
             ids = [row[0] for row in rows]
             store.insert_vectors(session, space.id, ids, knowledge_base.encoder.encode([row[1] for row in rows]))
             store.bump_generations(session, [space.id])
@@ -133,7 +133,7 @@ def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
     if not gone:
         return
     if repair:
-        with store.sessions.begin() as session:
+        with store.write() as session:
             store.delete_documents(session, [doc_id for doc_id, _ in gone])
             store.bump_generations(session, [space.id for space in store.spaces()])
     shown = ", ".join(path for _, path in gone[:5]) + (" ..." if len(gone) > 5 else "")

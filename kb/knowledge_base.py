@@ -131,7 +131,7 @@ class KnowledgeBase:
     def reembed_locked(self, batch_size: int = 256) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
         identity = self.encoder.identity()
-        with self.store.sessions.begin() as session:
+        with self.store.write() as session:
             space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
             if space is None:
                 space = Space(name=TEXT_SPACE, model=identity.model, fingerprint=identity.fingerprint,

@@ -27,7 +27,7 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
     if not Path(folder).is_dir():
         raise NotADirectoryError(f"{path} is not a folder")
     normalised = validate_schedule(schedule) if schedule else None
-    with store.sessions.begin() as session:
+    with store.write() as session:
         source = session.scalar(select(Source).where(Source.path == folder))
         if source is None:
             source = Source(path=folder)
@@ -40,7 +40,7 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
 def remove_source(store: Store, path: str | Path) -> int:
     """Forget a source and delete its documents everywhere; returns how many documents were removed."""
     folder = resolve(path)
-    with store.writer_lock, store.sessions.begin() as session:
+    with store.writer_lock, store.write() as session:
         source = session.scalar(select(Source).where(Source.path == folder))
         if source is None:
             raise SourceNotFoundError(f"no source {folder}; `kb source list` shows them")
@@ -79,7 +79,7 @@ def next_due(store: Store) -> datetime | None:
 
 def schedule_next(store: Store, path: str, after: datetime) -> None:
     """Set a scheduled source's next run from its schedule (a missed run is not repeated)."""
-    with store.sessions.begin() as session:
+    with store.write() as session:
         source = session.scalar(select(Source).where(Source.path == path))
         if source is not None and source.schedule:
             source.next_run_at = next_run(source.schedule, after)

@@ -32,6 +32,9 @@ def _add_schedules_and_chunk_hashes(session: Session) -> None:
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes}
 
 
+IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
+
+
 def default_url(kb_dir: Path) -> str:
     return f"sqlite:///{(kb_dir / 'kb.sqlite').resolve()}"
 
@@ -52,7 +55,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(IMMEDIATE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def open_database(url: str) -> sessionmaker[Session]:

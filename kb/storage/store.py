@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.storage.database import default_url, open_database
+from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, Vector
 from kb.storage.vector_index import VectorIndex
@@ -42,40 +43,51 @@ class Store:
 
     # -- spaces ---------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a short write beside a
+        running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot."""
+        with self.sessions.begin() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            yield session
+
     def space(self, name: str, identity: EncoderIdentity, create: bool = True) -> Space | None:
         """The space ``name`` checked against ``identity`` (created for it if new and ``create``).
 
         A space built by a different encoder is a clear error naming the command that re-embeds.
         """
-        with self.sessions.begin() as session:
+        with self.sessions() as session:
             space = session.scalar(select(Space).where(Space.name == name))
-            if space is None and create:
-                space = Space(name=name, model=identity.model, fingerprint=identity.fingerprint,
-                              dimension=identity.dimension, normalized=identity.normalized, generation=0)
-                session.add(space)
-                session.flush()
-            elif space is not None and (space.fingerprint != identity.fingerprint
-                                        or space.dimension != identity.dimension):
-                raise EncoderMismatchError(
-                    f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
-                    f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
-                    f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}). Open it with "
-                    f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
-                )
-            return space
+        if space is None and create:
+            with self.write() as session:
+                space = session.scalar(select(Space).where(Space.name == name))
+                if space is None:
+                    space = Space(name=name, model=identity.model, fingerprint=identity.fingerprint,
+                                  dimension=identity.dimension, normalized=identity.normalized, generation=0)
+                    session.add(space)
+                    session.flush()
+        if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
+            raise EncoderMismatchError(
+                f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
+                f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
+                f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}). Open it with "
+                f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
+            )
+        return space
 
     def check_keyword_tokenizer(self, name: str) -> None:
         """Record the keyword tokenizer on first use; querying with a different one later is a clear error."""
         if self._keyword_tokenizer_checked == name:
             return
-        with self.sessions.begin() as session:
-            recorded = session.get(Meta, KEYWORD_TOKENIZER_KEY)
-            if recorded is None:
-                session.add(Meta(key=KEYWORD_TOKENIZER_KEY, value=name))
-            elif recorded.value != name:
-                raise EncoderMismatchError(
-                    f"the keyword index was built with the {recorded.value!r} tokenizer but {name!r} is configured; "
-                    f"open with keyword_tokenizer={recorded.value!r}, or run `kb reembed` to rebuild it")
+        with self.sessions() as session:
+            recorded = session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
+        if recorded is None:
+            with self.write() as session:
+                self.record_keyword_tokenizer(session, name)
+        elif recorded != name:
+            raise EncoderMismatchError(
+                f"the keyword index was built with the {recorded!r} tokenizer but {name!r} is configured; "
+                f"open with keyword_tokenizer={recorded!r}, or run `kb reembed` to rebuild it")
         self._keyword_tokenizer_checked = name
 
     @staticmethod
