@@ -1,4 +1,4 @@
-"""The ``kb`` command: ingest a folder, search, show statistics, re-embed."""
+"""The ``kb`` command: ingest a folder, search it, ask it questions, show statistics, re-embed, evaluate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -19,7 +20,7 @@ from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
-from kb.types import Filters, Hit, IngestReport, Stats
+from kb.types import AskResult, Filters, Hit, IngestReport, Stats
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, ValidationError, ValueError)
@@ -59,6 +60,33 @@ def _print_hits(hits: list[Hit]) -> None:
         print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
         snippet = " ".join(hit.text.split())
         print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+def _print_answers(result: AskResult, emphasis: bool) -> None:
+    """The best answer with its highlighted passages and places, other answers, or why there is none."""
+    if result.status == "reader_unavailable":
+        print(f"no answer: the reader is unavailable: {result.message}. The retrieved evidence, best first:")
+        _print_hits(result.evidence)
+        return
+    if not result.answers:
+        why = f" (no-answer probability {result.no_answer_score:.2f})" if result.no_answer_score is not None else ""
+        print(f"no answer: the knowledge base does not seem to hold one{why}")
+        if result.evidence:
+            print("closest passages:")
+            _print_hits(result.evidence)
+        return
+    before, after = ("\033[1m", "\033[0m") if emphasis else (">>>", "<<<")
+    best = result.answers[0]
+    print(f"answer: {best.text}  (score {best.score:.2f})")
+    for citation in best.sources:
+        page = f" p.{citation.page}" if citation.page is not None else ""
+        print(f"  from {citation.path}{page} [{citation.start}:{citation.end}] score={citation.score:.2f}")
+        print(f"    {' '.join(citation.highlighted(before, after).split())}")
+    for other in result.answers[1:]:
+        source = other.sources[0]
+        page = f" p.{source.page}" if source.page is not None else ""
+        print(f"other answer: {other.text}  (score {other.score:.2f}) from {source.path}{page} "
+              f"[{source.start}:{source.end}]")
 
 
 def _print_stats(stats: Stats) -> None:
@@ -110,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--modified-before", type=datetime.fromisoformat, metavar="DATE")
     search.add_argument("--json", action="store_true", help="print hits as JSON")
 
+    ask = commands.add_parser("ask", help="answer a question from the knowledge base, with citations")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5, help="passages retrieved and read (default 5)")
+    ask.add_argument("--answers", type=int, default=3, help="answers returned at most (default 3)")
+    ask.add_argument("--json", action="store_true", help="print the answers and evidence as JSON")
+
+    evaluate = commands.add_parser("eval", help="evaluate on a benchmark file")
+    benchmarks = evaluate.add_subparsers(dest="benchmark", required=True)
+    squad = benchmarks.add_parser("squad", help="SQuAD v1.1/v2.0 file: reader on gold contexts, or open mode")
+    squad.add_argument("file", type=Path)
+    squad.add_argument("--mode", choices=["reader", "open"], default="reader",
+                       help="reader: each question on its gold paragraph; open: retrieve from all paragraphs")
+    squad.add_argument("--distractors", type=Path, metavar="DIR", help="open mode: a folder ingested as well")
+    squad.add_argument("-k", "--k", type=int, default=5, help="open mode: passages retrieved and read")
+    squad.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    squad.add_argument("--out", type=Path, default=Path("squad-eval.json"), help="JSON results file")
+
     stats = commands.add_parser("stats", help="show what the knowledge base holds")
     stats.add_argument("--json", action="store_true")
 
@@ -117,7 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from answering.squad_eval import evaluate
+
+    # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
+    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit)
+    print(report.table())
+    args.out.write_text(report.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
+    print(f"results written to {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "eval":
+        return _evaluate(args)
     if args.command != "ingest" and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
         raise FileNotFoundError(f"no knowledge base at {knowledge_base_dir(args.kb)}; `kb ingest FOLDER` creates it")
     with KnowledgeBase.open(args.kb) as knowledge_base:
@@ -137,6 +195,12 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps([h.model_dump() for h in hits], indent=2, ensure_ascii=False))
             else:
                 _print_hits(hits)
+        elif args.command == "ask":
+            result = knowledge_base.ask(args.question, k=args.k, top_k=args.answers)
+            if args.json:
+                print(result.model_dump_json(indent=2))
+            else:
+                _print_answers(result, emphasis=sys.stdout.isatty())
         elif args.command == "stats":
             stats = knowledge_base.stats()
             if args.json:
