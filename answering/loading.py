@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,23 @@ def load_question_answering(name: str, *, device: str | None = None, quantize: b
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     path = Path(name).expanduser()
-    where = f"local folder {path}" if path.is_dir() else f"local folder {path} (absent) and the Hugging Face hub/cache"
+    where = f"the folder {path}" if path.is_dir() else f"no folder {path}; the Hugging Face hub and cache"
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, use_fast=True)
         model = AutoModelForQuestionAnswering.from_pretrained(str(path) if path.is_dir() else name)
     except (OSError, ValueError) as error:  # offline, unknown repository, folder without weights
         raise ModelNotFoundError(
-            f"reader model {name!r} could not be loaded from {where} ({type(error).__name__}); set "
-            "KB_READER_MODEL (or reader_model) to a local question-answering model folder, e.g. one saved with "
-            "save_pretrained, or download the model while online"
+            f"reader model {name!r} could not be loaded (looked in: {where}); set KB_READER_MODEL to a local "
+            "question-answering model folder (model and tokenizer saved with save_pretrained), or run once online "
+            "to download it"
         ) from error
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"reader model {name!r} has no fast tokenizer (tokenizer.json); the reader needs "
                                  "one for character offsets: save the model with a fast tokenizer")
     model.eval()
     if quantize:  # int8 kernels exist for CPU only
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), tokenizer
+        with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao; it works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), tokenizer
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), tokenizer

@@ -65,7 +65,7 @@ def _print_hits(hits: list[Hit]) -> None:
 def _print_answers(result: AskResult, emphasis: bool) -> None:
     """The best answer with its highlighted passages and places, other answers, or why there is none."""
     if result.status == "reader_unavailable":
-        print(f"no answer: the reader is unavailable: {result.message}. The retrieved evidence, best first:")
+        print(f"no answer: {result.message}. Retrieved evidence, best first:")
         _print_hits(result.evidence)
         return
     if not result.answers:

@@ -43,6 +43,14 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "st"
 
 
+@pytest.fixture(scope="session")
+def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT question-answering model trained for seconds on generated facts (see tests/qa_model.py)."""
+    from tests.qa_model import train_tiny_reader
+
+    return train_tiny_reader(tmp_path_factory.mktemp("tiny-reader"), minilm_path())
+
+
 @pytest.fixture
 def kb_factory(tmp_path: Path, tiny_text_model: Path) -> Iterator:
     """Opens knowledge bases under tmp_path with the tiny model, closing them after the test."""
