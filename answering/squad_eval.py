@@ -68,6 +68,8 @@ class SquadReport(BaseModel):
 def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     """Paragraphs and questions of a SQuAD-format JSON file, the first ``limit`` questions if given."""
     data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
     questions: list[SquadQuestion] = []
     impossible = False

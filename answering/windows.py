@@ -32,9 +32,12 @@ class Windows:
 def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_length: int, stride: int,
                  max_windows: int, input_names: set[str]) -> Windows:
     """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first)."""
+    # A pasted paragraph as question must not starve the passage: each window keeps more than ``stride`` passage
+    # tokens (the tokenizer requires it) beside the question and the special tokens.
+    limit = min(MAX_QUESTION_TOKENS, max_length - stride - 4)
     question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
-    if len(question_ids) > MAX_QUESTION_TOKENS:  # a pasted paragraph as question must not starve the passage
-        question = tokenizer.decode(question_ids[:MAX_QUESTION_TOKENS])
+    if len(question_ids) > limit:
+        question = tokenizer.decode(question_ids[:limit])
     encoding = tokenizer([question] * len(passages), passages, truncation="only_second", max_length=max_length,
                          stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
     count = min(len(encoding["input_ids"]), max_windows)
@@ -56,6 +59,8 @@ def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int,
     """Context tokens of ``window`` that have more surrounding context here than in the passage's other windows."""
     def centrality(w: int) -> dict[tuple[int, int], float]:
         positions = np.flatnonzero(context[w])
+        if not len(positions):  # a passage of nothing but whitespace
+            return {}
         first, last = positions[0], positions[-1]
         return {offsets[w][p]: min(p - first, last - p) + 0.01 * (last - first) for p in positions}
 
