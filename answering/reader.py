@@ -57,7 +57,7 @@ class ExtractiveReader:
         """The ``top_k`` best answers to ``question`` in ``passages`` (ranked retrieval hits).
 
         Answers scoring below ``threshold`` (default: the ``reader_no_answer_threshold`` setting) are dropped, and
-        so are all answers when no answer is more probable than the best one.
+        all are when "no answer" is more probable than the best answer.
         """
         threshold = self.settings.reader_no_answer_threshold if threshold is None else threshold
         if not passages:

@@ -14,7 +14,7 @@ MAX_QUESTION_TOKENS = 64
 class Windows:
     """Tokenised windows of several passages, in passage order, unpadded.
 
-    ``offsets[w][t]`` is token ``t``'s character range in its passage (context tokens only); ``context`` marks
+    ``offsets[w][t]`` is token ``t``'s character range in its passage (meaningful for context tokens); ``context`` marks
     passage tokens; ``owned`` marks the context tokens this window is the best place to read (the window where
     the token has most context on both sides), so a token shared by two windows counts once.
     """
@@ -64,12 +64,14 @@ def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int,
         first, last = positions[0], positions[-1]
         return {offsets[w][p]: min(p - first, last - p) + 0.01 * (last - first) for p in positions}
 
+    def beaten(key: tuple[int, int], mine: float, earlier: bool, theirs: dict[tuple[int, int], float]) -> bool:
+        other = theirs.get(key)
+        return other is not None and (other > mine or (other == mine and earlier))  # ties go to the earlier
+
     mine = centrality(window)
-    # On a tie the earlier window keeps the token.
     others = [(w < window, centrality(w)) for w in np.flatnonzero(passage == passage[window]) if w != window]
     mask = np.zeros_like(context[window])
     for position in np.flatnonzero(context[window]):
         key = offsets[window][position]
-        mask[position] = all(mine[key] > other[key] if earlier and key in other else mine[key] >= other.get(key, -1.0)
-                             for earlier, other in others)
+        mask[position] = not any(beaten(key, mine[key], earlier, theirs) for earlier, theirs in others)
     return mask

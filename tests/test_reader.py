@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 from answering.merging import merge_answers
 from answering.spans import best_spans
 from answering.windows import make_windows
+from kb import KnowledgeBase
 from kb.cli import main
 from kb.config import Settings
 from kb.types import Citation
 from tests.documents import pdf_bytes
 from tests.qa_model import FILLER, fact, question
 
+OpenKB = Callable[..., KnowledgeBase]
 FILLER_DOCS = {"weather.txt": " ".join(FILLER[:3]), "office.md": " ".join(FILLER[3:6]),
                "travel.txt": " ".join(FILLER[6:])}
 
@@ -29,14 +32,14 @@ def write(folder: Path, files: dict[str, str | bytes]) -> Path:
     return folder
 
 
-def document_text(knowledge_base, document_id: int) -> str:  # type: ignore[no-untyped-def]
+def document_text(knowledge_base: KnowledgeBase, document_id: int) -> str:
     from kb.storage.models import Document
 
     with knowledge_base.store.sessions() as session:
         return session.get(Document, document_id).text
 
 
-def test_ask_answers_with_exact_citation(kb_factory, tiny_reader: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ask_answers_with_exact_citation(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
     pdf = pdf_bytes([[FILLER[0], FILLER[1]], [FILLER[2], fact("alice", 4821), FILLER[3]]])
     docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes/alice.pdf": pdf})
     knowledge_base = kb_factory(reader_model=str(tiny_reader))
@@ -57,7 +60,7 @@ def test_ask_answers_with_exact_citation(kb_factory, tiny_reader: Path, tmp_path
     json.loads(answers.model_dump_json())
 
 
-def test_same_answer_in_two_documents_is_merged(kb_factory, tiny_reader: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_same_answer_in_two_documents_is_merged(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
     sentence = f"{FILLER[0]} {fact('bruno', 7310)}"
     docs = write(tmp_path / "docs", {**FILLER_DOCS, "a.txt": sentence, "b/copy.txt": f"{FILLER[4]} {sentence}"})
     knowledge_base = kb_factory(reader_model=str(tiny_reader))
@@ -71,7 +74,7 @@ def test_same_answer_in_two_documents_is_merged(kb_factory, tiny_reader: Path, t
         assert document_text(knowledge_base, source.document_id)[source.start : source.end] == "7310"
 
 
-def test_abstains_without_answer_and_below_threshold(kb_factory, tiny_reader: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_abstains_without_answer_and_below_threshold(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
     docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
     knowledge_base = kb_factory(reader_model=str(tiny_reader))
     knowledge_base.ingest(docs)
@@ -87,7 +90,7 @@ def test_abstains_without_answer_and_below_threshold(kb_factory, tiny_reader: Pa
     assert above.status == "no_answer" and not above.answers and above.evidence
 
 
-def test_reader_unavailable_still_returns_ranked_evidence(kb_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reader_unavailable_still_returns_ranked_evidence(kb_factory: OpenKB, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-reader"
     docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
     knowledge_base = kb_factory(reader_model=str(missing))
