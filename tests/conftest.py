@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +47,14 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer BERT question-answering model trained for seconds on generated facts (see tests/qa_model.py)."""
-    from tests.qa_model import train_tiny_reader
+    """A 2-layer BERT question-answering model trained for seconds on generated facts (see tests/qa_model.py).
 
-    return train_tiny_reader(tmp_path_factory.mktemp("tiny-reader"), minilm_path())
+    It trains in a fresh process: OpenMP threads that faiss leaves spinning in this one slow torch down tenfold.
+    """
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    subprocess.run([sys.executable, "-m", "tests.qa_model", str(folder), str(minilm_path())], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+    return folder
 
 
 @pytest.fixture

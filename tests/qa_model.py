@@ -7,6 +7,7 @@ is "What is the code of <name>?". Contexts without the fact teach the no-answer 
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 NAMES = ["alice", "bruno", "chen", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jonas", "kofi", "lena",
@@ -78,3 +79,7 @@ def train_tiny_reader(folder: Path, tokenizer_path: Path, steps: int = 250, seed
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+if __name__ == "__main__":  # python -m tests.qa_model FOLDER TOKENIZER_FOLDER
+    train_tiny_reader(Path(sys.argv[1]), Path(sys.argv[2]))
