@@ -15,7 +15,7 @@ from kb.types import Answer, Citation, Hit
 from answering.loading import load_question_answering
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
-from answering.windows import Windows, make_windows
+from answering.windows import Windows, length_batches, make_windows
 
 CANDIDATES_PER_ANSWER = 10  # spans kept per requested answer before merging: duplicates need room
 
@@ -87,14 +87,12 @@ class ExtractiveReader:
         """Start and end logits of every window, in batches of similar lengths (little padding)."""
         import torch
 
-        order = sorted(range(len(windows)), key=lambda w: len(windows.features[w]["input_ids"]))
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         device = next(self._model.parameters()).device
-        size = self.settings.reader_batch_size
+        lengths = [len(feature["input_ids"]) for feature in windows.features]
         with torch.inference_mode():
-            for first in range(0, len(order), size):
-                batch = order[first : first + size]
+            for batch in length_batches(lengths, self.settings.reader_batch_size):
                 inputs = self._tokenizer.pad([windows.features[w] for w in batch], return_tensors="pt")
                 output = self._model(**{name: tensor.to(device) for name, tensor in inputs.items()})
                 start_logits = output.start_logits.float().cpu().numpy().astype(np.float64)

@@ -75,3 +75,21 @@ def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int,
         key = offsets[window][position]
         mask[position] = not any(beaten(key, mine[key], earlier, theirs) for earlier, theirs in others)
     return mask
+
+
+def length_batches(lengths: list[int], max_size: int, max_padding: float = 0.1) -> list[list[int]]:
+    """Window indices grouped into batches of similar lengths: shortest first, a batch closes when it holds
+    ``max_size`` windows or when padding its windows to the longest would add more than ``max_padding`` of its
+    tokens. On a CPU a padded token costs as much as a real one, so this batches without paying for padding."""
+    batches: list[list[int]] = []
+    tokens = 0
+    for window in sorted(range(len(lengths)), key=lengths.__getitem__):
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < max_size and \
+                (len(batch) + 1) * lengths[window] <= (tokens + lengths[window]) * (1 + max_padding):
+            batch.append(window)
+            tokens += lengths[window]
+        else:
+            batches.append([window])
+            tokens = lengths[window]
+    return batches

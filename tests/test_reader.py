@@ -183,3 +183,11 @@ def test_cli_ask(tiny_reader: Path, tiny_text_model: Path, tmp_path: Path, monke
     assert main(["--kb", home, "ask", question("farid"), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("no answer:") and "KB_READER_MODEL" in lines[0] and lines[1].startswith("1. ")
+
+
+def test_length_batches_avoid_padding() -> None:
+    from answering.windows import length_batches
+
+    batches = length_batches([300, 100, 102, 98, 305, 50], max_size=16)
+    assert batches == [[5], [3, 1, 2], [0, 4]]
+    assert length_batches([100] * 5, max_size=2) == [[0, 1], [2, 3], [4]]
