@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     reader_max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")
     reader_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a passage")
     reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
-    reader_batch_size: int = Field(default=16, ge=1, description="windows per forward pass")
+    reader_batch_size: int = Field(default=16, ge=1,
+                                   description="windows per forward pass, at most (a batch also closes at 10% padding)")
     reader_no_answer_threshold: float = Field(
         default=0.1, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer")
     reader_quantize: bool = Field(default=False, description="int8 dynamic quantisation of Linear layers (CPU)")
