@@ -66,7 +66,8 @@ class SquadReport(BaseModel):
 
 
 def load_squad(path: Path, limit: int | None = None) -> SquadSet:
-    """Paragraphs and questions of a SQuAD-format JSON file, the first ``limit`` questions if given."""
+    """Every paragraph of a SQuAD-format JSON file and its questions (the first ``limit`` if given): in open mode
+    the whole file is the corpus, however few questions are asked."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
@@ -81,11 +82,8 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
                 questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"], answers=answers,
                                                paragraph=len(paragraphs)))
             paragraphs.append((article.get("title", ""), paragraph["context"]))
-    questions = questions[:limit] if limit else questions
-    used = sorted({q.paragraph for q in questions})
-    renumber = {old: new for new, old in enumerate(used)}
-    return SquadSet(version="2.0" if impossible else "1.1", paragraphs=[paragraphs[i] for i in used],
-                    questions=[q.model_copy(update={"paragraph": renumber[q.paragraph]}) for q in questions])
+    return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
+                    questions=questions[:limit] if limit else questions)
 
 
 def _scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
