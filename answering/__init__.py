@@ -1,1 +1,1 @@
-"""Answering: the extractive reader (arrives with the reader issue)."""
+"""Answering: an extractive reader that reads retrieved passages and cites the answers it finds."""

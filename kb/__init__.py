@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kb.config import Settings
-from kb.types import FailedFile, Filters, Hit, IngestReport, Stats
+from kb.types import Answer, AskResult, Citation, FailedFile, Filters, Hit, IngestReport, Stats
 
 if TYPE_CHECKING:
     from kb.knowledge_base import KnowledgeBase
 
-__all__ = ["FailedFile", "Filters", "Hit", "IngestReport", "KnowledgeBase", "Settings", "Stats"]
+__all__ = ["Answer", "AskResult", "Citation", "FailedFile", "Filters", "Hit", "IngestReport", "KnowledgeBase",
+           "Settings", "Stats"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The ``kb`` command: ingest and search, keep sources up to date on a schedule, check and repair."""
+"""The ``kb`` command: ingest, search and ask; keep sources up to date on a schedule; check, repair, evaluate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +24,7 @@ from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
-from kb.types import DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
+from kb.types import AskResult, DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError)
@@ -63,6 +64,33 @@ def _print_hits(hits: list[Hit]) -> None:
         print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
         snippet = " ".join(hit.text.split())
         print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+def _print_answers(result: AskResult, emphasis: bool) -> None:
+    """The best answer with its highlighted passages and places, other answers, or why there is none."""
+    if result.status == "reader_unavailable":
+        print(f"no answer: {result.message}. Retrieved evidence, best first:")
+        _print_hits(result.evidence)
+        return
+    if not result.answers:
+        why = f" (no-answer probability {result.no_answer_score:.2f})" if result.no_answer_score is not None else ""
+        print(f"no answer: the knowledge base does not seem to hold one{why}")
+        if result.evidence:
+            print("closest passages:")
+            _print_hits(result.evidence)
+        return
+    before, after = ("\033[1m", "\033[0m") if emphasis else (">>>", "<<<")
+    best = result.answers[0]
+    print(f"answer: {best.text}  (score {best.score:.2f})")
+    for citation in best.sources:
+        page = f" p.{citation.page}" if citation.page is not None else ""
+        print(f"  from {citation.path}{page} [{citation.start}:{citation.end}] score={citation.score:.2f}")
+        print(f"    {' '.join(citation.highlighted(before, after).split())}")
+    for other in result.answers[1:]:
+        source = other.sources[0]
+        page = f" p.{source.page}" if source.page is not None else ""
+        print(f"other answer: {other.text}  (score {other.score:.2f}) from {source.path}{page} "
+              f"[{source.start}:{source.end}]")
 
 
 def _print_stats(stats: Stats) -> None:
@@ -155,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stats", help="show what the knowledge base holds")
     commands.add_parser("reembed", help="re-embed every chunk and rebuild keyword postings with the configured models")
 
+    ask = commands.add_parser("ask", help="answer a question from the knowledge base, with citations")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5, help="passages retrieved and read (default 5)")
+    ask.add_argument("--answers", type=int, default=3, help="answers returned at most (default 3)")
+
+    evaluate = commands.add_parser("eval", help="evaluate on a benchmark file")
+    benchmarks = evaluate.add_subparsers(dest="benchmark", required=True)
+    squad = benchmarks.add_parser("squad", help="SQuAD v1.1/v2.0 file: reader on gold contexts, or open mode")
+    squad.add_argument("file", type=Path)
+    squad.add_argument("--mode", choices=["reader", "open"], default="reader",
+                       help="reader: each question on its gold paragraph; open: retrieve from all paragraphs")
+    squad.add_argument("--distractors", type=Path, metavar="DIR", help="open mode: a folder ingested as well")
+    squad.add_argument("-k", "--k", type=int, default=5, help="open mode: passages retrieved and read")
+    squad.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    squad.add_argument("--out", type=Path, default=Path("squad-eval.json"), help="JSON results file")
+
     source = commands.add_parser("source", help="manage the folders kept up to date")
     source_commands = source.add_subparsers(dest="source_command", required=True)
     add = source_commands.add_parser("add", help="register a folder, optionally on a schedule")
@@ -175,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check database, indexes and files agree")
     doctor.add_argument("--repair", action="store_true", help="fix what is found")
 
-    for command in (ingest, search, commands.choices["stats"], add, source_commands.choices["list"], reindex, jobs,
-                    doctor):
+    json_commands = (ingest, search, commands.choices["ask"], commands.choices["stats"], add,
+                     source_commands.choices["list"], reindex, jobs, doctor)
+    for command in json_commands:
         command.add_argument("--json", action="store_true", help="print JSON for machines")
     return parser
 
@@ -261,13 +306,32 @@ def _doctor(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     return 0 if report.healthy else 1
 
 
+def _ask(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    result = knowledge_base.ask(args.question, k=args.k, top_k=args.answers)
+    _emit(args, result, lambda value: _print_answers(value, emphasis=sys.stdout.isatty()))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from answering.squad_eval import evaluate
+
+    # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
+    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit)
+    print(report.table())
+    args.out.write_text(report.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
+    print(f"results written to {args.out}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[KnowledgeBase, argparse.Namespace], int]] = {
-    "ingest": _ingest, "search": _search, "stats": _stats, "reembed": _reembed, "source": _source,
+    "ingest": _ingest, "search": _search, "ask": _ask, "stats": _stats, "reembed": _reembed, "source": _source,
     "scheduler": _scheduler, "reindex": _reindex, "jobs": _jobs, "doctor": _doctor,
 }
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "eval":
+        return _evaluate(args)
     if args.command not in ("ingest", "source") and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
         raise FileNotFoundError(f"no knowledge base at {knowledge_base_dir(args.kb)}; `kb ingest FOLDER` creates it")
     with KnowledgeBase.open(args.kb) as knowledge_base:

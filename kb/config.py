@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-MACHINE_SETTINGS = ("device", "batch_size")
+DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
+MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_quantize")
 
 
 class Settings(BaseSettings):
@@ -38,11 +39,26 @@ class Settings(BaseSettings):
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
     follow_symlinks_outside: bool = False
+    reader_model: str = Field(default=DEFAULT_READER_MODEL,
+                              description="transformers question-answering model: hub name or local folder")
+    reader_max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
+    reader_max_windows: int = Field(default=40, ge=1, description="model windows per question, at most")
+    reader_max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")
+    reader_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a passage")
+    reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
+    reader_batch_size: int = Field(default=16, ge=1,
+                                   description="windows per forward pass, at most (a batch also closes at 10% padding)")
+    reader_no_answer_threshold: float = Field(
+        default=0.1, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer")
+    reader_quantize: bool = Field(default=False, description="int8 dynamic quantisation of Linear layers (CPU)")
 
     @model_validator(mode="after")
     def _overlap_below_limit(self) -> Settings:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens ({self.chunk_tokens})")
+        if self.reader_stride >= self.reader_max_seq_length // 2:
+            raise ValueError(f"reader_stride ({self.reader_stride}) must be below half of reader_max_seq_length "
+                             f"({self.reader_max_seq_length})")
         return self
 
     @classmethod

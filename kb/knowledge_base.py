@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from answering.reader import ExtractiveReader
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
-from kb.encoders import TextEncoder, text_encoder
+from kb.encoders import ModelNotFoundError, TextEncoder, text_encoder
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
@@ -21,6 +22,7 @@ from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, Vect
 from kb.storage.store import Store
 from kb.types import (
     TEXT_SPACE,
+    AskResult,
     DoctorReport,
     Filters,
     Hit,
@@ -42,7 +44,7 @@ def knowledge_base_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 class KnowledgeBase:
-    """A knowledge base in a directory: ingest folders into it, search it.
+    """A knowledge base in a directory: ingest folders into it, search it, ask it questions.
 
     Open it with :meth:`open` (creating the directory if missing); use it as a context manager so the database
     and index files are closed cleanly.
@@ -55,6 +57,7 @@ class KnowledgeBase:
         self.encoder: TextEncoder = text_encoder(settings)
         self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings)
+        self.reader = ExtractiveReader(settings)  # loads its model on the first question
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
@@ -168,6 +171,26 @@ class KnowledgeBase:
         if isinstance(filters, dict):
             filters = Filters(**filters)
         return self.retriever.search(query, k=k, mode=mode, filters=filters)
+
+    def ask(self, question: str, k: int = 5, top_k: int = 3, mode: SearchMode = "hybrid",
+            filters: Filters | dict[str, Any] | None = None, threshold: float | None = None) -> AskResult:
+        """Answers to ``question`` read from the ``k`` best passages, best first, each citing its sources.
+
+        The result behaves as the list of answers (``answers[0]`` is the best) and carries the ranked
+        ``evidence``. It is empty when no answer scores ``threshold`` (default ``reader_no_answer_threshold``) or
+        more; when the reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a
+        ``message`` saying what to do, and the evidence still ranked.
+        """
+        evidence = self.search(question, k=k, mode=mode, filters=filters)
+        if not evidence:
+            return AskResult(question=question, status="no_evidence", message="no passage matches the question")
+        try:
+            reading = self.reader.run(question, evidence, top_k=top_k, threshold=threshold)
+        except ModelNotFoundError as error:
+            return AskResult(question=question, evidence=evidence, status="reader_unavailable", message=str(error))
+        return AskResult(question=question, answers=reading.answers, evidence=evidence,
+                         no_answer_score=reading.no_answer_score,
+                         status="answered" if reading.answers else "no_answer")
 
     def stats(self) -> Stats:
         """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""

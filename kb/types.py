@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Literal
 
@@ -69,6 +70,73 @@ class Hit(BaseModel):
     title: str | None = None
     dense_score: float | None = None
     keyword_score: float | None = None
+
+
+class Citation(BaseModel):
+    """Where an answer was read: ``document_text[start:end] == answer.text``, inside the cited passage.
+
+    ``start``/``end`` are the answer's character offsets in the document's extracted text (the ``documents.text``
+    column); ``passage`` is the retrieved chunk, ``document_text[passage_start:passage_end]``, on ``page``.
+    ``score`` is this occurrence's own probability; the answer's score is the sum over its sources.
+    """
+
+    path: str
+    page: int | None
+    start: int
+    end: int
+    passage: str
+    passage_start: int
+    passage_end: int
+    score: float
+    chunk_id: int
+    document_id: int
+    title: str | None = None
+
+    def highlighted(self, before: str = ">>>", after: str = "<<<") -> str:
+        """The passage with the answer marked."""
+        left, right = self.start - self.passage_start, self.end - self.passage_start
+        return f"{self.passage[:left]}{before}{self.passage[left:right]}{after}{self.passage[right:]}"
+
+
+class Answer(BaseModel):
+    """An extracted answer: its text, a probability in [0, 1] comparable across passages, and its evidence."""
+
+    text: str
+    score: float = Field(ge=0, le=1)
+    sources: list[Citation]
+    images: list[Hit] = Field(default_factory=list, description="image evidence (empty until image search lands)")
+
+
+AskStatus = Literal["answered", "no_answer", "no_evidence", "reader_unavailable"]
+
+
+class AskResult(BaseModel):
+    """What ``KnowledgeBase.ask`` returns: the answers, best first, and the evidence they were read from.
+
+    It behaves as the list of answers (``result[0]``, ``len(result)``, ``for answer in result``), empty when the
+    knowledge base holds no answer. ``status`` says why it is empty: ``no_answer`` (the reader abstained; the
+    ``no_answer_score`` or the threshold won), ``no_evidence`` (nothing retrieved) or ``reader_unavailable`` (the
+    reader model could not be loaded; ``message`` says what to do). ``evidence`` is always the ranked retrieval.
+    """
+
+    question: str
+    answers: list[Answer] = Field(default_factory=list)
+    evidence: list[Hit] = Field(default_factory=list)
+    status: AskStatus
+    no_answer_score: float | None = Field(default=None, description="probability the passages hold no answer")
+    message: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, index: int) -> Answer:
+        return self.answers[index]
+
+    def __iter__(self) -> Iterator[Answer]:  # type: ignore[override]  # iterate answers, like the list it stands for
+        return iter(self.answers)
+
+    def __bool__(self) -> bool:
+        return bool(self.answers)
 
 
 class FailedFile(BaseModel):

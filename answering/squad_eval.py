@@ -1,0 +1,173 @@
+"""``kb eval squad``: the reader on SQuAD v1.1/v2.0 files, on gold contexts or end to end over a corpus."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from answering.reader import ExtractiveReader
+from answering.squad_metrics import best_scores
+from kb.config import Settings
+from kb.types import Hit
+
+EvalMode = Literal["reader", "open"]
+
+
+class SquadQuestion(BaseModel):
+    id: str
+    question: str
+    answers: list[str]
+    paragraph: int
+
+
+class SquadSet(BaseModel):
+    """A SQuAD file's paragraphs (title, context) and questions; ``version`` 2.0 when it has impossible ones."""
+
+    version: str
+    paragraphs: list[tuple[str, str]]
+    questions: list[SquadQuestion]
+
+
+class SquadReport(BaseModel):
+    """Scores in percent, as the official script prints them; HasAns/NoAns only for SQuAD 2.0 files."""
+
+    file: str
+    mode: EvalMode
+    version: str
+    reader_model: str
+    questions: int
+    k: int | None = None
+    exact: float | None = None
+    f1: float | None = None
+    has_ans_exact: float | None = Field(default=None, serialization_alias="HasAns_exact")
+    has_ans_f1: float | None = Field(default=None, serialization_alias="HasAns_f1")
+    has_ans_total: int | None = Field(default=None, serialization_alias="HasAns_total")
+    no_ans_exact: float | None = Field(default=None, serialization_alias="NoAns_exact")
+    no_ans_f1: float | None = Field(default=None, serialization_alias="NoAns_f1")
+    no_ans_total: int | None = Field(default=None, serialization_alias="NoAns_total")
+    recall_at_k: float | None = Field(default=None, description="gold passage among the k retrieved (answerable)")
+    seconds: float
+    message: str | None = None
+    predictions: dict[str, str] = Field(default_factory=dict)
+
+    def table(self) -> str:
+        """The report as aligned ``name  value`` lines."""
+        rows = self.model_dump(by_alias=True, exclude={"predictions"}, exclude_none=True)
+        rows = {("recall@k" if name == "recall_at_k" else name): value for name, value in rows.items()}
+        width = max(len(name) for name in rows)
+        return "\n".join(f"{name:<{width}}  {value:.2f}" if isinstance(value, float) else f"{name:<{width}}  {value}"
+                         for name, value in rows.items())
+
+
+def load_squad(path: Path, limit: int | None = None) -> SquadSet:
+    """Every paragraph of a SQuAD-format JSON file and its questions (the first ``limit`` if given): in open mode
+    the whole file is the corpus, however few questions are asked."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
+    paragraphs: list[tuple[str, str]] = []
+    questions: list[SquadQuestion] = []
+    impossible = False
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                impossible |= "is_impossible" in qa
+                answers = [] if qa.get("is_impossible") else [a["text"] for a in qa["answers"]]
+                questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"], answers=answers,
+                                               paragraph=len(paragraphs)))
+            paragraphs.append((article.get("title", ""), paragraph["context"]))
+    return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
+                    questions=questions[:limit] if limit else questions)
+
+
+def _scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
+    """Exact match and F1 in percent, overall and (SQuAD 2.0) for answerable and unanswerable questions."""
+    def mean(values: list[float]) -> float | None:
+        return 100.0 * sum(values) / len(values) if values else None
+
+    scored = [(q, *best_scores(predictions[q.id], q.answers)) for q in squad.questions]
+    result: dict[str, Any] = {"exact": mean([em for _, em, _ in scored]), "f1": mean([f1 for _, _, f1 in scored])}
+    if squad.version == "2.0":
+        has = [(em, f1) for q, em, f1 in scored if q.answers]
+        no = [(em, f1) for q, em, f1 in scored if not q.answers]
+        result |= {"has_ans_exact": mean([em for em, _ in has]), "has_ans_f1": mean([f1 for _, f1 in has]),
+                   "has_ans_total": len(has), "no_ans_exact": mean([em for em, _ in no]),
+                   "no_ans_f1": mean([f1 for _, f1 in no]), "no_ans_total": len(no)}
+    return result
+
+
+def evaluate_reader(path: Path, settings: Settings, limit: int | None = None) -> SquadReport:
+    """Each question read from its own gold paragraph; the reader may abstain (empty prediction)."""
+    squad = load_squad(path, limit)
+    reader = ExtractiveReader(settings)
+    started = time.perf_counter()
+    predictions: dict[str, str] = {}
+    for question in squad.questions:
+        title, context = squad.paragraphs[question.paragraph]
+        hit = Hit(path=f"{title}#{question.paragraph}", page=None, start=0, end=len(context), text=context,
+                  score=1.0, chunk_id=question.paragraph, document_id=question.paragraph, title=title)
+        reading = reader.run(question.question, [hit], top_k=1)
+        predictions[question.id] = reading.answers[0].text if reading.answers else ""
+    return SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader_model,
+                       questions=len(squad.questions), seconds=time.perf_counter() - started,
+                       predictions=predictions, **_scores(squad, predictions))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "untitled"
+
+
+def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors: Path | None = None,
+                  limit: int | None = None) -> SquadReport:
+    """Every paragraph becomes a file of a temporary knowledge base (with ``distractors`` ingested too); each
+    question is asked of it. Recall@k counts the answerable questions whose paragraph's file is retrieved;
+    EM/F1 score the best answer (empty when the reader abstains). Without reader weights only recall is given.
+    """
+    from kb.knowledge_base import KnowledgeBase  # the harness drives a whole knowledge base
+
+    squad = load_squad(path, limit)
+    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        files = []
+        for number, (title, context) in enumerate(squad.paragraphs):
+            file = corpus / _slug(title) / f"{number:05d}.txt"
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text(context, encoding="utf-8")
+            files.append(str(file.resolve()))
+        with KnowledgeBase.open(Path(tmp) / "kb", **overrides) as knowledge_base:
+            knowledge_base.ingest(corpus)
+            if distractors is not None:
+                knowledge_base.ingest(distractors)
+            started = time.perf_counter()
+            predictions: dict[str, str] = {}
+            found: list[bool] = []
+            message = None
+            for question in squad.questions:
+                result = knowledge_base.ask(question.question, k=k, top_k=1)
+                if result.status == "reader_unavailable":
+                    message = result.message
+                predictions[question.id] = result.answers[0].text if result.answers else ""
+                if question.answers:
+                    found.append(any(hit.path == files[question.paragraph] for hit in result.evidence))
+            seconds = time.perf_counter() - started
+            model = knowledge_base.settings.reader_model
+    scores = {} if message else _scores(squad, predictions)
+    return SquadReport(file=str(path), mode="open", version=squad.version, reader_model=model,
+                       questions=len(squad.questions), k=k, seconds=seconds, message=message,
+                       recall_at_k=100.0 * sum(found) / len(found) if found else None,
+                       predictions={} if message else predictions, **scores)
+
+
+def evaluate(path: Path, mode: EvalMode, settings_overrides: dict[str, Any], k: int = 5,
+             distractors: Path | None = None, limit: int | None = None) -> SquadReport:
+    """Run ``mode`` on the SQuAD file at ``path``; in reader mode a missing reader raises ModelNotFoundError."""
+    if mode == "reader":
+        return evaluate_reader(path, Settings(**settings_overrides), limit)
+    return evaluate_open(path, settings_overrides, k, distractors, limit)
+

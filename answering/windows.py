@@ -1,0 +1,95 @@
+"""Cutting passages into model windows: question + a stretch of passage, consecutive stretches sharing tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_QUESTION_TOKENS = 64
+
+
+@dataclass
+class Windows:
+    """Tokenised windows of several passages, in passage order, unpadded.
+
+    ``offsets[w][t]`` is token ``t``'s character range in its passage (meaningful for context tokens); ``context`` marks
+    passage tokens; ``owned`` marks the context tokens this window is the best place to read (the window where
+    the token has most context on both sides), so a token shared by two windows counts once.
+    """
+
+    features: list[dict[str, list[int]]]
+    passage: np.ndarray
+    offsets: list[list[tuple[int, int]]]
+    context: list[np.ndarray]
+    owned: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_length: int, stride: int,
+                 max_windows: int, input_names: set[str]) -> Windows:
+    """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first)."""
+    # A pasted paragraph as question must not starve the passage: each window keeps more than ``stride`` passage
+    # tokens (the tokenizer requires it) beside the question and the special tokens.
+    limit = min(MAX_QUESTION_TOKENS, max_length - stride - 4)
+    question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+    if len(question_ids) > limit:
+        question = tokenizer.decode(question_ids[:limit])
+    encoding = tokenizer([question] * len(passages), passages, truncation="only_second", max_length=max_length,
+                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+    count = min(len(encoding["input_ids"]), max_windows)
+    mapping = encoding["overflow_to_sample_mapping"]
+    features, offsets, context, owned = [], [], [], []
+    for window in range(count):
+        features.append({name: encoding[name][window] for name in input_names if name in encoding})
+        sequence = np.array([s == 1 for s in encoding.sequence_ids(window)])
+        context.append(sequence)
+        offsets.append([tuple(pair) for pair in encoding["offset_mapping"][window]])
+    passage = np.asarray(mapping[:count], dtype=np.int64)
+    for window in range(count):
+        owned.append(_max_context(window, passage, offsets, context))
+    return Windows(features, passage, offsets, context, owned)
+
+
+def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int, int]]],
+                 context: list[np.ndarray]) -> np.ndarray:
+    """Context tokens of ``window`` that have more surrounding context here than in the passage's other windows."""
+    def centrality(w: int) -> dict[tuple[int, int], float]:
+        positions = np.flatnonzero(context[w])
+        if not len(positions):  # a passage of nothing but whitespace
+            return {}
+        first, last = positions[0], positions[-1]
+        return {offsets[w][p]: min(p - first, last - p) + 0.01 * (last - first) for p in positions}
+
+    def beaten(key: tuple[int, int], mine: float, earlier: bool, theirs: dict[tuple[int, int], float]) -> bool:
+        other = theirs.get(key)
+        return other is not None and (other > mine or (other == mine and earlier))  # ties go to the earlier
+
+    mine = centrality(window)
+    others = [(w < window, centrality(w)) for w in np.flatnonzero(passage == passage[window]) if w != window]
+    mask = np.zeros_like(context[window])
+    for position in np.flatnonzero(context[window]):
+        key = offsets[window][position]
+        mask[position] = not any(beaten(key, mine[key], earlier, theirs) for earlier, theirs in others)
+    return mask
+
+
+def length_batches(lengths: list[int], max_size: int, max_padding: float = 0.1) -> list[list[int]]:
+    """Window indices grouped into batches of similar lengths: shortest first, a batch closes when it holds
+    ``max_size`` windows or when padding its windows to the longest would add more than ``max_padding`` of its
+    tokens. On a CPU a padded token costs as much as a real one, so this batches without paying for padding."""
+    batches: list[list[int]] = []
+    tokens = 0
+    for window in sorted(range(len(lengths)), key=lengths.__getitem__):
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < max_size and \
+                (len(batch) + 1) * lengths[window] <= (tokens + lengths[window]) * (1 + max_padding):
+            batch.append(window)
+            tokens += lengths[window]
+        else:
+            batches.append([window])
+            tokens = lengths[window]
+    return batches

@@ -1,0 +1,193 @@
+"""The extractive reader: right answers with exact citations, merging, abstention, windows, and its failure path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from answering.merging import merge_answers
+from answering.spans import best_spans
+from answering.windows import make_windows
+from kb import KnowledgeBase
+from kb.cli import main
+from kb.config import Settings
+from kb.types import Citation
+from tests.documents import pdf_bytes
+from tests.qa_model import FILLER, fact, question
+
+OpenKB = Callable[..., KnowledgeBase]
+FILLER_DOCS = {"weather.txt": " ".join(FILLER[:3]), "office.md": " ".join(FILLER[3:6]),
+               "travel.txt": " ".join(FILLER[6:])}
+
+
+def write(folder: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
+def document_text(knowledge_base: KnowledgeBase, document_id: int) -> str:
+    from kb.storage.models import Document
+
+    with knowledge_base.store.sessions() as session:
+        return session.get(Document, document_id).text
+
+
+def test_ask_answers_with_exact_citation(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
+    pdf = pdf_bytes([[FILLER[0], FILLER[1]], [FILLER[2], fact("alice", 4821), FILLER[3]]])
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes/alice.pdf": pdf})
+    knowledge_base = kb_factory(reader_model=str(tiny_reader))
+    knowledge_base.ingest(docs)
+
+    answers = knowledge_base.ask(question("alice"), k=4)
+    assert answers.status == "answered" and len(answers) >= 1 and answers.evidence
+    best = answers[0]
+    assert best.text == "4821" and 0.5 < best.score <= 1 and best.images == []
+    source = best.sources[0]
+    assert source.path.endswith("codes/alice.pdf") and source.page == 2
+    assert document_text(knowledge_base, source.document_id)[source.start : source.end] == "4821"
+    assert source.passage[source.start - source.passage_start : source.end - source.passage_start] == "4821"
+    assert ">>>4821<<<" in source.highlighted()
+    assert [a.text for a in answers] == [a.text for a in answers.answers]
+    # Scores are normalised over every passage read: reading more passages without the answer barely moves them.
+    assert knowledge_base.ask(question("alice"), k=1)[0].score == pytest.approx(best.score, abs=0.1)
+    json.loads(answers.model_dump_json())
+
+
+def test_same_answer_in_two_documents_is_merged(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
+    sentence = f"{FILLER[0]} {fact('bruno', 7310)}"
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "a.txt": sentence, "b/copy.txt": f"{FILLER[4]} {sentence}"})
+    knowledge_base = kb_factory(reader_model=str(tiny_reader))
+    knowledge_base.ingest(docs)
+    answers = knowledge_base.ask(question("bruno"), k=5)
+    assert answers[0].text == "7310"
+    assert sorted(Path(s.path).name for s in answers[0].sources) == ["a.txt", "copy.txt"]
+    assert answers[0].score >= sum(s.score for s in answers[0].sources) - 1e-9
+    assert all(a.text != "7310" for a in answers.answers[1:])
+    for source in answers[0].sources:
+        assert document_text(knowledge_base, source.document_id)[source.start : source.end] == "7310"
+
+
+def test_abstains_without_answer_and_below_threshold(kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path) -> None:
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
+    knowledge_base = kb_factory(reader_model=str(tiny_reader))
+    knowledge_base.ingest(docs)
+    # Only filler passages: the reader's no-answer output wins.
+    none = knowledge_base.ask(question("zoe"), k=3, filters={"path_glob": ["weather.txt", "office.md", "travel.txt"]})
+    assert none.status == "no_answer" and len(none) == 0 and not none and none.evidence
+    assert none.no_answer_score is not None and none.no_answer_score > 0.5
+    answered = knowledge_base.ask(question("chen"), k=4)
+    score = answered[0].score
+    assert answered[0].text == "5150" and score < 1.0
+    # A threshold above the best score makes any reader abstain, even one that never predicts "no answer".
+    above = knowledge_base.ask(question("chen"), k=4, threshold=(score + 1.0) / 2)
+    assert above.status == "no_answer" and not above.answers and above.evidence
+
+
+def test_reader_unavailable_still_returns_ranked_evidence(kb_factory: OpenKB, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-reader"
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
+    knowledge_base = kb_factory(reader_model=str(missing))
+    knowledge_base.ingest(docs)
+    result = knowledge_base.ask(question("chen"), k=3)
+    assert result.status == "reader_unavailable" and len(result) == 0
+    assert str(missing) in result.message and "KB_READER_MODEL" in result.message and "\n" not in result.message
+    scores = [hit.score for hit in result.evidence]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from answering.reader import ExtractiveReader
+    from kb.types import Hit
+
+    passage = " ".join(FILLER * 4) + " " + fact("dmitri", 2718) + " " + " ".join(FILLER)
+    settings = Settings(reader_model=str(tiny_reader), device="cpu", reader_max_seq_length=64, reader_stride=16)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_reader))
+    windows = make_windows(tokenizer, question("dmitri"), [passage, FILLER[0]], max_length=64, stride=16,
+                           max_windows=100, input_names={"input_ids", "attention_mask"})
+    assert len(windows) > 4 and set(windows.passage.tolist()) == {0, 1}
+    owned = [windows.offsets[w][t] for w in np.flatnonzero(windows.passage == 0)
+             for t in np.flatnonzero(windows.owned[w])]
+    covered = {windows.offsets[w][t] for w in np.flatnonzero(windows.passage == 0)
+               for t in np.flatnonzero(windows.context[w])}
+    assert len(owned) == len(set(owned)) and set(owned) == covered  # every token owned by exactly one window
+    hit = Hit(path="long.txt", page=None, start=100, end=100 + len(passage), text=passage, score=1.0, chunk_id=1,
+              document_id=1)
+    reading = ExtractiveReader(settings).run(question("dmitri"), [hit])
+    assert reading.answers[0].text == "2718" and reading.answers[0].sources[0].start == 100 + passage.index("2718")
+    # Bounded work: with one window only, the answer near the end is never read.
+    bounded = ExtractiveReader(settings.model_copy(update={"reader_max_windows": 1}))
+    assert all(a.text != "2718" for a in bounded.run(question("dmitri"), [hit]).answers)
+
+
+def test_quantized_reader_gives_the_same_answer(tiny_reader: Path) -> None:
+    from answering.reader import ExtractiveReader
+    from kb.types import Hit
+
+    text = f"{FILLER[1]} {fact('elena', 9012)} {FILLER[2]}"
+    hit = Hit(path="x.txt", page=None, start=0, end=len(text), text=text, score=1.0, chunk_id=1, document_id=1)
+    settings = Settings(reader_model=str(tiny_reader), device="cpu", reader_quantize=True)
+    assert ExtractiveReader(settings).run(question("elena"), [hit]).answers[0].text == "9012"
+
+
+def test_span_probabilities_are_shared_across_windows() -> None:
+    context = [np.array([False, True, True, True])] * 2
+    starts = [np.array([0.0, 5.0, 0.0, 0.0]), np.array([0.0, 5.0, 0.0, 0.0])]
+    ends = [np.array([0.0, 0.0, 5.0, 0.0]), np.array([0.0, 0.0, 5.0, 0.0])]
+    spans, null = best_spans(starts, ends, context, context, max_answer_tokens=2, top=100)
+    total = sum(span.probability for span in spans) + null
+    assert total == pytest.approx(1.0)  # every valid span of both windows, plus no answer
+    assert spans[0].probability == pytest.approx(spans[1].probability)  # equal logits, equal scores
+    assert {(s.window, s.start, s.end) for s in spans[:2]} == {(0, 1, 2), (1, 1, 2)}
+    assert all(s.end - s.start < 2 for s in spans)
+
+
+def test_merge_answers_sums_same_and_overlapping_readings() -> None:
+    def cite(document: int, start: int, end: int, score: float) -> Citation:
+        return Citation(path=f"d{document}", page=None, start=start, end=end, passage="", passage_start=0,
+                        passage_end=0, score=score, chunk_id=document, document_id=document)
+
+    answers = merge_answers([("1138", cite(1, 10, 14, 0.4)), ("in 1138", cite(1, 7, 14, 0.1)),
+                             ("The 1138.", cite(2, 3, 12, 0.2)), ("1138", cite(1, 10, 14, 0.05)),
+                             ("river Elbe", cite(1, 40, 50, 0.3))], top=5)
+    assert [(a.text, round(a.score, 2)) for a in answers] == [("1138", 0.75), ("river Elbe", 0.3)]
+    assert [(s.document_id, s.start) for s in answers[0].sources] == [(1, 10), (2, 3)]
+
+
+def test_cli_ask(tiny_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    monkeypatch.setenv("KB_READER_MODEL", str(tiny_reader))
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": f"{FILLER[0]} {fact('farid', 6060)}"})
+    home = str(tmp_path / "kb")
+    assert main(["--kb", home, "ingest", str(docs)]) == 0
+    capsys.readouterr()
+    assert main(["--kb", home, "ask", question("farid"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "answered" and result["answers"][0]["text"] == "6060"
+    assert result["answers"][0]["sources"][0]["path"].endswith("codes.txt") and result["evidence"]
+    assert main(["--kb", home, "ask", question("farid"), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("answer: 6060") and ">>>6060<<<" in out and "codes.txt" in out
+
+    monkeypatch.setenv("KB_READER_MODEL", str(tmp_path / "absent"))
+    assert main(["--kb", home, "ask", question("farid"), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("no answer:") and "KB_READER_MODEL" in lines[0] and lines[1].startswith("1. ")
+
+
+def test_length_batches_avoid_padding() -> None:
+    from answering.windows import length_batches
+
+    batches = length_batches([300, 100, 102, 98, 305, 50], max_size=16)
+    assert batches == [[5], [3, 1, 2], [0, 4]]
+    assert length_batches([100] * 5, max_size=2) == [[0, 1], [2, 3], [4]]

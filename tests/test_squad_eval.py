@@ -1,0 +1,57 @@
+"""``kb eval squad``: reader-only and open mode on a tiny generated SQuAD 2.0 file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kb.cli import main
+from tests.qa_model import examples
+
+
+def squad_file(path: Path) -> Path:
+    """A SQuAD 2.0 file: 8 answerable and 4 unanswerable generated questions, one article per context."""
+    pool = examples(100, seed=7)
+    chosen = [e for e in pool if e[2] is not None][:8] + [e for e in pool if e[2] is None][:4]
+    data = []
+    for number, (question, context, answer) in enumerate(chosen):
+        qa = {"id": f"q{number}", "question": question, "is_impossible": answer is None,
+              "answers": [] if answer is None else [{"text": answer, "answer_start": context.index(answer)}]}
+        data.append({"title": f"Article {number}", "paragraphs": [{"context": context, "qas": [qa]}]})
+    path.write_text(json.dumps({"version": "v2.0", "data": data}), encoding="utf-8")
+    return path
+
+
+def test_eval_squad_reader_and_open(tiny_reader: Path, tiny_text_model: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KB_READER_MODEL", str(tiny_reader))
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    data = squad_file(tmp_path / "tiny-v2.json")
+    out = tmp_path / "reader.json"
+    assert main(["eval", "squad", str(data), "--out", str(out)]) == 0
+    screen = capsys.readouterr().out
+    assert "HasAns_exact" in screen and "NoAns_f1" in screen and str(out) in screen
+    report = json.loads(out.read_text())
+    assert report["version"] == "2.0" and report["questions"] == 12
+    assert (report["HasAns_total"], report["NoAns_total"]) == (8, 4)
+    assert report["exact"] >= 75 and report["NoAns_exact"] == 100.0 and len(report["predictions"]) == 12
+
+    distractors = tmp_path / "distractors"
+    distractors.mkdir()
+    (distractors / "other.txt").write_text("Bicycles are parked behind the station.", encoding="utf-8")
+    out = tmp_path / "open.json"
+    assert main(["eval", "squad", str(data), "--mode", "open", "-k", "3", "--distractors", str(distractors),
+                 "--limit", "6", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "open" and report["questions"] == 6 and report["k"] == 3
+    assert 0 <= report["recall_at_k"] <= 100 and report["f1"] is not None
+
+    monkeypatch.setenv("KB_READER_MODEL", str(tmp_path / "absent"))
+    assert main(["eval", "squad", str(data), "--mode", "open", "--limit", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["exact"] is None and report["recall_at_k"] is not None and "KB_READER_MODEL" in report["message"]
+    assert main(["eval", "squad", str(data), "--out", str(out)]) == 2
+    assert "KB_READER_MODEL" in capsys.readouterr().err
