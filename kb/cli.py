@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,22 +31,22 @@ EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, Sc
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError)
 
 
-def _progress_bar() -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int, str], None]]:
     """A tqdm bar on stderr (silent when stderr is not a terminal), created once the total is known."""
-    state: dict[str, tqdm] = {}
+    bars: list[tqdm] = []
 
     def update(done: int, total: int, path: str) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(total=total, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
-        bar.set_postfix_str(path[-40:], refresh=False)
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True))
+        bars[0].set_postfix_str(path[-40:], refresh=False)
+        bars[0].update(done - bars[0].n)
 
-    def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
-
-    return update, close
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _print_report(report: IngestReport) -> None:
@@ -237,11 +238,8 @@ def _emit(args: argparse.Namespace, value: BaseModel | list[BaseModel], show: Ca
 
 
 def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
-    update, close = _progress_bar()
-    try:
+    with _progress_bar() as update:
         report = knowledge_base.ingest(args.folder, progress=update)
-    finally:
-        close()
     _emit(args, report, _print_report)
     return 0
 
@@ -286,11 +284,8 @@ def _scheduler(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 
 def _reindex(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
-    update, close = _progress_bar()
-    try:
+    with _progress_bar() as update:
         reports = knowledge_base.reindex(args.source, progress=update)
-    finally:
-        close()
     _emit(args, reports, _print_run_summaries)
     return 0
 

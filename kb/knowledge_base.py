@@ -135,12 +135,8 @@ class KnowledgeBase:
         """``reembed`` for a caller that already holds the writer lock."""
         identity = self.encoder.identity()
         with self.store.write() as session:
-            space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
-            if space is None:
-                space = Space(name=TEXT_SPACE, model=identity.model, fingerprint=identity.fingerprint,
-                              dimension=identity.dimension, normalized=identity.normalized, generation=0)
-                session.add(space)
-                session.flush()
+            space = session.scalar(select(Space).where(Space.name == TEXT_SPACE)) \
+                or self.store.new_space(session, TEXT_SPACE, identity)
             session.execute(delete(Vector).where(Vector.space_id == space.id))
             session.execute(delete(Posting))
             space.model, space.fingerprint = identity.model, identity.fingerprint

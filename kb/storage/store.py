@@ -51,6 +51,15 @@ class Store:
             session.connection(execution_options={IMMEDIATE: True})
             yield session
 
+    @staticmethod
+    def new_space(session: Session, name: str, identity: EncoderIdentity) -> Space:
+        """A new, empty space for ``identity``, flushed so it has its id."""
+        space = Space(name=name, model=identity.model, fingerprint=identity.fingerprint,
+                      dimension=identity.dimension, normalized=identity.normalized, generation=0)
+        session.add(space)
+        session.flush()
+        return space
+
     def space(self, name: str, identity: EncoderIdentity, create: bool = True) -> Space | None:
         """The space ``name`` checked against ``identity`` (created for it if new and ``create``).
 
@@ -62,10 +71,7 @@ class Store:
             with self.write() as session:
                 space = session.scalar(select(Space).where(Space.name == name))
                 if space is None:
-                    space = Space(name=name, model=identity.model, fingerprint=identity.fingerprint,
-                                  dimension=identity.dimension, normalized=identity.normalized, generation=0)
-                    session.add(space)
-                    session.flush()
+                    space = self.new_space(session, name, identity)
         if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
             same_name = " (same name, different model files)" if space.model == identity.model else ""
             raise EncoderMismatchError(
