@@ -99,7 +99,6 @@ class Ingestor:
                 for index in self.store.loaded_indexes():
                     index.save()
             report.seconds = time.perf_counter() - started
-            report.interrupted = self.should_stop()
             self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
                              error="stopped on request before every file was seen" if report.interrupted else None)
         return report
@@ -171,6 +170,7 @@ class Ingestor:
         total = len(scanned.files)
         for done, file in enumerate(scanned.files, start=1):
             if self.should_stop():
+                report.interrupted = True
                 break
             item = self._prepare(file, known.get(str(file.path)), source_id, report)
             if item is not None:
@@ -182,7 +182,7 @@ class Ingestor:
             if self.progress:
                 self.progress(done, total, file.relpath)
         self._write(pending, source_id, report)
-        if self.should_stop():  # not every file was seen, so absence proves nothing: remove nothing
+        if report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
             return
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
