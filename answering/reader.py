@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from answering.language import question_language
 from answering.loading import load_question_answering
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
@@ -18,6 +19,22 @@ from kb.config import Settings
 from kb.types import Answer, Citation, Hit
 
 CANDIDATES_PER_ANSWER = 10  # spans kept per requested answer before merging: duplicates need room
+
+
+class Readers:
+    """One reader per model, chosen by the question's language (``reader_models_by_language``, else
+    ``reader_model``); each loads its model on its first question."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_model: dict[str, ExtractiveReader] = {}
+
+    def for_question(self, question: str) -> ExtractiveReader:
+        language = question_language(question)
+        name = self.settings.reader_models_by_language.get(language or "", self.settings.reader_model)
+        if name not in self._by_model:
+            self._by_model[name] = ExtractiveReader(self.settings, name)
+        return self._by_model[name]
 
 
 class Reading(BaseModel):
@@ -35,8 +52,9 @@ class ExtractiveReader:
     ``reader_max_windows``.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, model_name: str | None = None) -> None:
         self.settings = settings
+        self.model_name = model_name or settings.reader_model
         self._model: Any = None
         self._tokenizer: Any = None
         self._input_names: set[str] = set()
@@ -45,7 +63,7 @@ class ExtractiveReader:
     def warm_up(self) -> None:
         with self._lock:
             if self._model is None:
-                model, tokenizer = load_question_answering(self.settings.reader_model, device=self.settings.device,
+                model, tokenizer = load_question_answering(self.model_name, device=self.settings.device,
                                                            quantize=self.settings.reader_quantize)
                 accepted = set(inspect.signature(model.forward).parameters)
                 self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from answering.reader import ExtractiveReader
+from answering.reader import Readers
 from answering.squad_metrics import best_scores
 from kb.config import Settings
 from kb.types import Hit
@@ -105,14 +105,14 @@ def _scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
 def evaluate_reader(path: Path, settings: Settings, limit: int | None = None) -> SquadReport:
     """Each question read from its own gold paragraph; the reader may abstain (empty prediction)."""
     squad = load_squad(path, limit)
-    reader = ExtractiveReader(settings)
+    readers = Readers(settings)
     started = time.perf_counter()
     predictions: dict[str, str] = {}
     for question in squad.questions:
         title, context = squad.paragraphs[question.paragraph]
         hit = Hit(path=f"{title}#{question.paragraph}", page=None, start=0, end=len(context), text=context,
                   score=1.0, chunk_id=question.paragraph, document_id=question.paragraph, title=title)
-        reading = reader.run(question.question, [hit], top_k=1)
+        reading = readers.for_question(question.question).run(question.question, [hit], top_k=1)
         predictions[question.id] = reading.answers[0].text if reading.answers else ""
     return SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader_model,
                        questions=len(squad.questions), seconds=time.perf_counter() - started,

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     follow_symlinks_outside: bool = False
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")
+    reader_models_by_language: dict[str, str] = Field(
+        default_factory=dict, description='readers for questions in other languages, e.g. {"zh": "uer/roberta-'
+        'base-chinese-extractive-qa"}; keys "zh", "ja", "ko"; other questions use reader_model')
     reader_max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
     reader_max_windows: int = Field(default=40, ge=1, description="model windows per question, at most")
     reader_max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from answering.reader import ExtractiveReader
+from answering.reader import Readers
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
@@ -57,7 +57,7 @@ class KnowledgeBase:
         self.encoder: TextEncoder = text_encoder(settings)
         self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings)
-        self.reader = ExtractiveReader(settings)  # loads its model on the first question
+        self.readers = Readers(settings)  # one per model; each loads on its first question
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
@@ -181,7 +181,8 @@ class KnowledgeBase:
         if not evidence:
             return AskResult(question=question, status="no_evidence", message="no passage matches the question")
         try:
-            reading = self.reader.run(question, evidence, top_k=top_k, threshold=threshold)
+            reader = self.readers.for_question(question)
+            reading = reader.run(question, evidence, top_k=top_k, threshold=threshold)
         except ModelNotFoundError as error:
             return AskResult(question=question, evidence=evidence, status="reader_unavailable", message=str(error))
         return AskResult(question=question, answers=reading.answers, evidence=evidence,

