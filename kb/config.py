@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_quantize")
 
 
@@ -38,6 +40,23 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
+    clip_model: str = Field(default=DEFAULT_CLIP_MODEL,
+                            description='open_clip architecture name, or a model config .json file; "none" turns '
+                            "the image space off")
+    clip_pretrained: str = Field(default=DEFAULT_CLIP_PRETRAINED,
+                                 description="open_clip pretrained tag (laion2b_s34b_b79k, openai, ...) or a path to "
+                                 "a checkpoint file")
+    max_image_pixels: int = Field(default=64_000_000, ge=1,
+                                  description="larger images are refused as possible decompression bombs")
+    min_image_side: int = Field(default=32, ge=1,
+                                description="embedded images smaller than this on a side are decoration and skipped")
+    ocr: Literal["auto", "on", "off"] = Field(
+        default="auto", description="read text in image files and scanned PDF pages (rapidocr-onnxruntime); auto: "
+        "when installed")
+    ocr_embedded_images: bool = Field(default=False,
+                                      description="also OCR images embedded in pages that have a text layer (slow)")
+    image_weight: float = Field(default=0.5, ge=0, le=1,
+                                description="CLIP share of an image's score; the rest is its description's match")
     follow_symlinks_outside: bool = False
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")

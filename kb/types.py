@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Modality = Literal["text", "image"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
+MODALITIES: tuple[Modality, ...] = ("text", "image")
 TEXT_SPACE = "text"  # the name of the sentence-transformers embedding space
+CLIP_SPACE = "clip"  # the shared image-text space: image embeddings and the CLIP text embeddings of chunks
 # The document types loaders record, and the file suffixes a user may type for them in a filter.
-FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "docx"})
-FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html"}
+FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "docx", "image"})
+FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "jpg": "image",
+                     "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
+                     "tif": "image", "tiff": "image"}
 
 
 class Page(BaseModel):
@@ -25,8 +29,33 @@ class Page(BaseModel):
     end: int = Field(ge=0)
 
 
+class ExtractedImage(BaseModel):
+    """An image a loader found (an image file itself, or one embedded in a document), decoded and guarded.
+
+    ``image`` is an RGB ``PIL.Image`` already EXIF-rotated and bounded in size; ``width``/``height`` are the
+    original's. ``[start, end)`` is the span of the document text the image belongs with: its caption or
+    surrounding paragraph, or, after OCR, the text read from it (``start == end`` when there is none).
+    ``alt`` and ``caption`` are descriptive texts that need not be part of the document text (HTML alt,
+    DOCX description). ``scanned_page`` marks the image of a PDF page that has no text layer: OCR fills the page.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: Any = Field(exclude=True, repr=False)
+    sha256: str
+    name: str
+    width: int
+    height: int
+    page: int | None = None
+    start: int = 0
+    end: int = 0
+    alt: str | None = None
+    caption: str | None = None
+    scanned_page: bool = False
+
+
 class ExtractedDocument(BaseModel):
-    """What a loader gives back: the document's visible text and where each page lies in it.
+    """What a loader gives back: the document's visible text, where each page lies in it, and its images.
 
     Chunk offsets and citations point into ``text``; ``pages`` is empty for formats without pages.
     """
@@ -35,6 +64,7 @@ class ExtractedDocument(BaseModel):
     file_type: str
     title: str | None = None
     pages: list[Page] = Field(default_factory=list)
+    images: list[ExtractedImage] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     def page_at(self, offset: int) -> int | None:
@@ -55,8 +85,23 @@ class ChunkSpan(BaseModel):
     tokens: int = 0
 
 
+class ImageInfo(BaseModel):
+    """What an image hit shows: the image's name in its file (the file name, "page 3 image 2", a DOCX media
+    part, an HTML src), its original size, and the hash of its bytes."""
+
+    name: str
+    width: int
+    height: int
+    sha256: str
+
+
 class Hit(BaseModel):
-    """One search result with everything needed to cite it."""
+    """One search result with everything needed to cite it.
+
+    A text hit's ``text`` is ``document_text[start:end]``. An image hit (``modality="image"``) carries ``image``;
+    its ``text`` is the image's description (alt text, caption, surrounding or OCR text) and ``[start, end)`` the
+    span of the document text it belongs with; ``path`` is the image file or the document that embeds it.
+    """
 
     path: str
     page: int | None
@@ -70,6 +115,8 @@ class Hit(BaseModel):
     title: str | None = None
     dense_score: float | None = None
     keyword_score: float | None = None
+    clip_score: float | None = None
+    image: ImageInfo | None = None
 
 
 class Citation(BaseModel):
@@ -104,7 +151,8 @@ class Answer(BaseModel):
     text: str
     score: float = Field(ge=0, le=1)
     sources: list[Citation]
-    images: list[Hit] = Field(default_factory=list, description="image evidence (empty until image search lands)")
+    images: list[Hit] = Field(default_factory=list,
+                              description="images retrieved for the question or linked to the cited passages")
 
 
 AskStatus = Literal["answered", "no_answer", "no_evidence", "reader_unavailable"]
