@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, insert, select, update
@@ -16,13 +17,16 @@ from sqlalchemy.orm import Session
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.loaders import LoadError, loader_for
+from ingestion.ocr import OcrEngine, apply_ocr
+from ingestion.pictures import Picture, pictures_of
 from ingestion.scan import ScannedFile, scan
 from kb.config import Settings
-from kb.encoders.base import TextEncoder
+from kb.encoders.base import ModelNotFoundError, TextEncoder
+from kb.encoders.clip import ClipEncoder
 from kb.keywords import KeywordTokenizer
-from kb.storage.models import Chunk, Document, Run, Source, file_time, text_hash, utcnow
+from kb.storage.models import Chunk, Document, Run, Source, Space, StoredImage, file_time, text_hash, utcnow
 from kb.storage.store import Store
-from kb.types import TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
+from kb.types import CLIP_SPACE, TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
 
 Progress = Callable[[int, int, str], None]
 # What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
@@ -41,37 +45,56 @@ class _Known:
 
 @dataclass
 class _Pending:
-    """A loaded and chunked file waiting for its embeddings."""
+    """A loaded and chunked file waiting for its embeddings: text chunks, then pictures, are its units."""
 
     file: ScannedFile
     content_hash: str
     document: ExtractedDocument
     chunks: list[ChunkSpan]
+    pictures: list[Picture]
     existing: _Known | None
+
+    @property
+    def units(self) -> int:
+        return len(self.chunks) + len(self.pictures)
+
+    def described(self) -> list[Picture]:
+        """Pictures with a description: those have a vector in the text space and keyword postings."""
+        return [picture for picture in self.pictures if picture.description]
 
 
 @dataclass
 class _Group:
-    """A pending document with its chunks' vectors and text hashes, ready to be stored."""
+    """A pending document with its units' vectors per space, ready to be stored.
+
+    ``vectors[space id]`` rows follow the units that space holds: in the text space the chunks then the
+    described pictures; in the CLIP space every chunk (CLIP text embedding) then every picture.
+    """
 
     item: _Pending
-    vectors: np.ndarray
     hashes: list[str]
+    vectors: dict[int, np.ndarray]
 
 
 class Ingestor:
     """Brings the knowledge base in line with a folder; unchanged files cost one stat each."""
 
     def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
-                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 clip: ClipEncoder | None = None, ocr: OcrEngine | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
         self.settings = settings
         self.progress = progress
         self.should_stop = should_stop or (lambda: False)
+        self.clip = clip
+        self.ocr = ocr
         self.chunker: Chunker | None = None
+        self.clip_space: Space | None = None
+        self.text_space_id = 0
         self._vanished: dict[str, str] = {}
+        self._unread_images = 0  # image files and scanned pages left unread because OCR is off
 
     def _build_chunker(self) -> Chunker:
         """A chunker counting tokens with the encoder's own tokenizer (approximate tokens if it has none)."""
@@ -144,6 +167,7 @@ class Ingestor:
         # Load the model and check it against the space before touching any file: a missing or mismatched
         # model is the run's error, not every file's.
         self.store.space(TEXT_SPACE, self.encoder.identity())
+        self.clip_space = self._open_clip_space(report)
         self.store.check_keyword_tokenizer(self.keywords.name)
         self.chunker = self._build_chunker()
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
@@ -175,13 +199,16 @@ class Ingestor:
             item = self._prepare(file, known.get(str(file.path)), source_id, report)
             if item is not None:
                 pending.append(item)
-                pending_chunks += len(item.chunks)
+                pending_chunks += item.units
                 if pending_chunks >= batch_chunks:
                     self._write(pending, source_id, report)
                     pending, pending_chunks = [], 0
             if self.progress:
                 self.progress(done, total, file.relpath)
         self._write(pending, source_id, report)
+        if self._unread_images:
+            report.notices.append(f"OCR is off, so the text in {self._unread_images} image file(s) and scanned "
+                                  "page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime) to read it")
         if report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
             return
         moved = set(report.moved)
@@ -227,8 +254,10 @@ class Ingestor:
             return None
         try:
             document = loader.load(file.path, data)
+            self._read_text_in_images(document)
             assert self.chunker is not None
             chunks = self.chunker.chunk(document)
+            pictures = pictures_of(document)
         except LoadError as error:
             self._record_failure(file, source_id, loader.file_type, content_hash, str(error), known, report)
             return None
@@ -236,7 +265,25 @@ class Ingestor:
             reason = f"unexpected {type(error).__name__}: {error}"
             self._record_failure(file, source_id, loader.file_type, content_hash, reason, known, report)
             return None
-        return _Pending(file, content_hash, document, chunks, known)
+        return _Pending(file, content_hash, document, chunks, pictures, known)
+
+    def _open_clip_space(self, report: IngestReport) -> Space | None:
+        """The CLIP space, or None when it is turned off or its weights cannot be had (the run says why)."""
+        if self.clip is None:
+            return None
+        try:
+            identity = self.clip.identity()
+        except ModelNotFoundError as error:
+            report.notices.append(f"the image space is off for this run: {error}")
+            return None
+        return self.store.space(CLIP_SPACE, identity)
+
+    def _read_text_in_images(self, document: ExtractedDocument) -> None:
+        """OCR image files and scanned pages into the document's text (counted, when OCR is off, for the report)."""
+        if self.ocr is not None:
+            apply_ocr(document, self.ocr, embedded=self.settings.ocr_embedded_images)
+        elif document.file_type == "image" or any(image.scanned_page for image in document.images):
+            self._unread_images += 1
 
     def _record_unchanged(self, known: _Known, path: str, report: IngestReport) -> None:
         if known.status == "failed":
@@ -283,62 +330,87 @@ class Ingestor:
         """
         if not pending:
             return
-        space = self.store.space(TEXT_SPACE, self.encoder.identity())
-        assert space is not None
-        self.store.index(space)  # current before the change, so the change can be applied in place
-        texts = [chunk.text for item in pending for chunk in item.chunks]
-        hashes = [text_hash(text) for text in texts]
-        vectors = self._embed(texts, hashes, space.id, report)
-        bounds = np.cumsum([0] + [len(item.chunks) for item in pending])
-        groups = [_Group(item, vectors[bounds[i] : bounds[i + 1]], hashes[bounds[i] : bounds[i + 1]])
-                  for i, item in enumerate(pending)]
+        text_space = self.store.space(TEXT_SPACE, self.encoder.identity())
+        assert text_space is not None
+        self.text_space_id = text_space.id
+        spaces = [text_space] + ([self.clip_space] if self.clip_space is not None else [])
+        for space in spaces:
+            self.store.index(space)  # current before the change, so the change can be applied in place
+        groups = self._embed_groups(pending, text_space, report)
         written: list[_Pending] = []
         removed: list[int] = []
-        added_ids: list[int] = []
+        added: dict[int, list[tuple[list[int], np.ndarray]]] = {space.id: [] for space in spaces}
         with self.store.write() as session:
             try:
                 with session.begin_nested():
-                    removed, added_ids = self._store_documents(session, groups, source_id, space.id)
+                    batches = [self._store_documents(session, groups, source_id)]
                 written = pending
             except STORAGE_ERRORS:
+                batches = []
                 for group in groups:
                     try:
                         with session.begin_nested():
-                            item_removed, item_added = self._store_documents(session, [group], source_id, space.id)
+                            batches.append(self._store_documents(session, [group], source_id))
                     except STORAGE_ERRORS as error:
                         reason = f"could not be stored: {error}"
                         report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
                         continue
-                    removed += item_removed
-                    added_ids += item_added
                     written.append(group.item)
-            touched = [s.id for s in self.store.spaces()] if removed else [space.id]
+            for batch_removed, batch_added in batches:
+                removed += batch_removed
+                for space_id, pair in batch_added.items():
+                    added[space_id].append(pair)
+            touched = [s.id for s in self.store.spaces()] if removed else [space.id for space in spaces]
             bumps = self.store.bump_generations(session, touched)
-        kept = [group.vectors for group in groups if group.item in written]
-        added = np.concatenate(kept) if kept else np.zeros((0, space.dimension), np.float32)
-        self.store.apply_committed(bumps, {space.id: (np.asarray(added_ids, dtype=np.int64), added)}, removed)
+        self.store.apply_committed(bumps, {space.id: _concatenate(added[space.id], space.dimension)
+                                           for space in spaces}, removed)
         for item in written:
             was_ingested = item.existing is not None and item.existing.status == "ok"
             (report.updated if was_ingested else report.added).append(str(item.file.path))
-        report.chunks_added += len(added_ids)
+        report.chunks_added += sum(item.units for item in written)
         report.chunks_removed += len(removed)
 
-    def _embed(self, texts: list[str], hashes: list[str], space_id: int, report: IngestReport) -> np.ndarray:
-        """Vectors for ``texts``; a text already embedded in the space, or repeated in the batch, is encoded once."""
-        vectors = self.store.vectors_by_text_hash(space_id, set(hashes))
-        missing = {h: text for h, text in zip(hashes, texts) if h not in vectors}
+    def _embed_groups(self, pending: list[_Pending], text_space: Space, report: IngestReport) -> list[_Group]:
+        """Every unit's vectors in every space, each distinct text or picture encoded once per space."""
+        chunk_hashes = [[text_hash(chunk.text) for chunk in item.chunks] for item in pending]
+        text_keys = [hashes + [p.description_hash for p in item.described()]
+                     for item, hashes in zip(pending, chunk_hashes)]
+        text_items = [[chunk.text for chunk in item.chunks] + [p.description for p in item.described()]
+                      for item in pending]
+        per_space = {text_space.id: self._embed(text_space, text_keys, text_items, self.encoder.encode, report)}
+        if self.clip is not None and self.clip_space is not None:
+            clip_texts = self._embed(self.clip_space, chunk_hashes, [[c.text for c in item.chunks] for item in pending],
+                                     self.clip.encode, report)
+            clip_images = self._embed(self.clip_space, [[p.image.sha256 for p in item.pictures] for item in pending],
+                                      [[p.image.image for p in item.pictures] for item in pending],
+                                      self.clip.encode_images, report, images=True)
+            per_space[self.clip_space.id] = [np.concatenate(pair) for pair in zip(clip_texts, clip_images)]
+        return [_Group(item, hashes, {space_id: vectors[i] for space_id, vectors in per_space.items()})
+                for i, (item, hashes) in enumerate(zip(pending, chunk_hashes))]
+
+    def _embed(self, space: Space, keys: list[list[str]], items: list[list[Any]],
+               encode: Callable[[list[Any]], np.ndarray], report: IngestReport,
+               images: bool = False) -> list[np.ndarray]:
+        """Vectors of each document's ``items`` in ``space``; an item whose key (text or picture hash) is already
+        embedded in the space, or repeated in the batch, is encoded once."""
+        flat_keys = [key for part in keys for key in part]
+        vectors = self.store.vectors_by_hash(space.id, set(flat_keys), images=images)
+        missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
+                   if key not in vectors}
         if missing:
             encode_started = time.perf_counter()
-            encoded = self.encoder.encode(list(missing.values()))
+            encoded = encode(list(missing.values()))
             report.encoder_seconds += time.perf_counter() - encode_started
             vectors.update(zip(missing, encoded))
-        if not texts:
-            return np.zeros((0, self.encoder.identity().dimension), dtype=np.float32)
-        return np.stack([vectors[h] for h in hashes])
+        empty = np.zeros((0, space.dimension), dtype=np.float32)
+        return [np.stack([vectors[key] for key in part]) if part else empty for part in keys]
 
-    def _store_documents(self, session: Session, groups: list[_Group], source_id: int,
-                         space_id: int) -> tuple[list[int], list[int]]:
-        """Insert or replace documents with their chunks, postings and vectors; returns (removed, added) ids."""
+    def _store_documents(self, session: Session, groups: list[_Group],
+                         source_id: int) -> tuple[list[int], dict[int, tuple[list[int], np.ndarray]]]:
+        """Insert or replace documents with their chunks, pictures, postings and vectors, in bulk.
+
+        Returns the chunk ids removed and, per space, the chunk ids added with their vectors.
+        """
         rows = [self._document_row(group.item, source_id) for group in groups]
         existing = [(group.item.existing.id, row) for group, row in zip(groups, rows) if group.item.existing]
         removed: list[int] = []
@@ -352,20 +424,43 @@ class Ingestor:
         chunk_rows: list[dict[str, object]] = []
         terms: list[list[str]] = []
         for group in groups:
-            document_id = group.item.existing.id if group.item.existing else next(new_ids)
-            for ordinal, (chunk, chunk_hash) in enumerate(zip(group.item.chunks, group.hashes)):
-                chunk_terms = self.keywords.tokenize(chunk.text)
-                terms.append(chunk_terms)
-                chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": "text",
-                                   "text": chunk.text, "text_hash": chunk_hash, "start": chunk.start,
-                                   "end": chunk.end, "page": chunk.page, "tokens": chunk.tokens,
-                                   "keyword_length": len(chunk_terms)})
+            item = group.item
+            document_id = item.existing.id if item.existing else next(new_ids)
+            units = [("text", chunk.text, chunk_hash, chunk.start, chunk.end, chunk.page, chunk.tokens)
+                     for chunk, chunk_hash in zip(item.chunks, group.hashes)]
+            units += [("image", p.description, p.description_hash, p.image.start, p.image.end, p.image.page, 0)
+                      for p in item.pictures]
+            for ordinal, (modality, text, unit_hash, start, end, page, tokens) in enumerate(units):
+                unit_terms = self.keywords.tokenize(text)
+                terms.append(unit_terms)
+                chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": modality,
+                                   "text": text, "text_hash": unit_hash, "start": start, "end": end, "page": page,
+                                   "tokens": tokens, "keyword_length": len(unit_terms)})
         if not chunk_rows:
-            return removed, []
-        chunk_ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), chunk_rows))
-        self.store.insert_postings(session, chunk_ids, terms)
-        self.store.insert_vectors(session, space_id, chunk_ids, np.concatenate([group.vectors for group in groups]))
-        return removed, chunk_ids
+            return removed, {}
+        all_ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), chunk_rows))
+        self.store.insert_postings(session, all_ids, terms)
+        ids = iter(all_ids)
+        text_ids: list[int] = []
+        clip_ids: list[int] = []
+        image_rows: list[dict[str, object]] = []
+        for group in groups:
+            chunk_ids = [next(ids) for _ in group.item.chunks]
+            picture_ids = [next(ids) for _ in group.item.pictures]
+            pictures = group.item.pictures
+            text_ids += chunk_ids + [chunk_id for chunk_id, p in zip(picture_ids, pictures) if p.description]
+            clip_ids += chunk_ids + picture_ids
+            image_rows += [{"chunk_id": chunk_id, "name": p.image.name, "width": p.image.width,
+                            "height": p.image.height, "sha256": p.image.sha256, "preview": p.preview}
+                           for chunk_id, p in zip(picture_ids, pictures)]
+        if image_rows:
+            session.execute(insert(StoredImage.__table__), image_rows)
+        added = {space_id: (text_ids if space_id == self.text_space_id else clip_ids,
+                            np.concatenate([group.vectors[space_id] for group in groups]))
+                 for space_id in groups[0].vectors}
+        for space_id, (space_ids, vectors) in added.items():
+            self.store.insert_vectors(session, space_id, space_ids, vectors)
+        return removed, added
 
     @staticmethod
     def _document_row(item: _Pending, source_id: int) -> dict[str, object]:
@@ -389,3 +484,10 @@ class Ingestor:
         self.store.apply_committed(bumps, {}, removed)
         report.removed += [path for path, _ in gone]
         report.chunks_removed += len(removed)
+
+
+def _concatenate(parts: list[tuple[list[int], np.ndarray]], dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ids and vectors of several documents as one pair of arrays."""
+    ids = [chunk_id for part_ids, _ in parts for chunk_id in part_ids]
+    vectors = np.concatenate([vectors for _, vectors in parts]) if parts else np.zeros((0, dimension), np.float32)
+    return np.asarray(ids, dtype=np.int64), vectors

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from ingestion.loaders import LoadError
 from ingestion.schedule import ScheduleError
 from kb.config import CONFIG_FILE
 from kb.encoders import ModelNotFoundError
@@ -25,10 +26,12 @@ from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
+from retrieval.retriever import ImageSearchUnavailable
 from kb.types import AskResult, DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
-                   FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError)
+                   FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError,
+                   ImageSearchUnavailable, LoadError, KeyError)
 
 
 @contextmanager
@@ -54,6 +57,8 @@ def _print_report(report: IngestReport) -> None:
         print(f"failed   {failure.path}: {failure.reason}")
     for skipped in report.skipped:
         print(f"skipped  {skipped.path}: {skipped.reason}")
+    for notice in report.notices:
+        print(f"notice   {notice}")
     print(report.summary())
 
 
@@ -62,9 +67,15 @@ def _print_hits(hits: list[Hit]) -> None:
         print("no results")
     for rank, hit in enumerate(hits, start=1):
         page = f" p.{hit.page}" if hit.page is not None else ""
-        print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
+        if hit.image is not None:
+            where = "" if hit.image.name == Path(hit.path).name else f" {hit.image.name}"
+            print(f"{rank}. [image] {hit.path}{page}{where} ({hit.image.width}x{hit.image.height}, "
+                  f"chunk {hit.chunk_id}) score={hit.score:.4f}")
+        else:
+            print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
         snippet = " ".join(hit.text.split())
-        print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+        if snippet:
+            print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
 
 
 def _print_answers(result: AskResult, emphasis: bool) -> None:
@@ -87,6 +98,10 @@ def _print_answers(result: AskResult, emphasis: bool) -> None:
         page = f" p.{citation.page}" if citation.page is not None else ""
         print(f"  from {citation.path}{page} [{citation.start}:{citation.end}] score={citation.score:.2f}")
         print(f"    {' '.join(citation.highlighted(before, after).split())}")
+    for image in best.images:
+        page = f" p.{image.page}" if image.page is not None else ""
+        assert image.image is not None
+        print(f"  image {image.path}{page} {image.image.name} (chunk {image.chunk_id})")
     for other in result.answers[1:]:
         source = other.sources[0]
         page = f" p.{source.page}" if source.page is not None else ""
@@ -172,14 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="ingest a folder (incrementally)")
     ingest.add_argument("folder")
 
-    search = commands.add_parser("search", help="search the knowledge base")
-    search.add_argument("query")
+    search = commands.add_parser("search", help="search the knowledge base by text, or by image with --image")
+    search.add_argument("query", nargs="?")
+    search.add_argument("--image", metavar="FILE", help="find images and passages near this image")
+    search.add_argument("--modality", action="append", choices=["text", "image"],
+                        help="only this kind of result (repeatable; default both)")
     search.add_argument("-k", type=int, default=5, help="number of results (default 5)")
     search.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
     search.add_argument("--path", action="append", metavar="GLOB", help="only paths matching this glob")
     search.add_argument("--type", action="append", metavar="EXT", help="only this file type (pdf, docx, ...)")
     search.add_argument("--modified-after", type=datetime.fromisoformat, metavar="DATE")
     search.add_argument("--modified-before", type=datetime.fromisoformat, metavar="DATE")
+
+    preview = commands.add_parser("preview", help="write the stored preview of an image hit to a JPEG file")
+    preview.add_argument("chunk", type=int, help="the image hit's chunk id")
+    preview.add_argument("out", type=Path)
 
     commands.add_parser("stats", help="show what the knowledge base holds")
     commands.add_parser("reembed", help="re-embed every chunk and rebuild keyword postings with the configured models")
@@ -245,8 +267,18 @@ def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 
 def _search(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
-    hits = knowledge_base.search(args.query, k=args.k, mode=args.mode, filters=_filters(args))
+    if (args.query is None) == (args.image is None):
+        print("kb search: give a query or --image FILE", file=sys.stderr)
+        return 2
+    hits = knowledge_base.search(args.query, k=args.k, mode=args.mode, filters=_filters(args),
+                                 modalities=args.modality, image=args.image)
     _emit(args, hits, _print_hits)
+    return 0
+
+
+def _preview(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
+    args.out.write_bytes(knowledge_base.image_preview(args.chunk))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -319,7 +351,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[KnowledgeBase, argparse.Namespace], int]] = {
-    "ingest": _ingest, "search": _search, "ask": _ask, "stats": _stats, "reembed": _reembed, "source": _source,
+    "ingest": _ingest, "search": _search, "ask": _ask, "stats": _stats, "reembed": _reembed, "preview": _preview,
+    "source": _source,
     "scheduler": _scheduler, "reindex": _reindex, "jobs": _jobs, "doctor": _doctor,
 }
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 
+from kb.embedding import embed_stored, members
 from kb.encoders import ModelNotFoundError
 from kb.storage.lock import WriterBusyError
 from kb.storage.models import Chunk, Document, Posting, Run, Source, Vector
 from kb.storage.vector_index import VectorIndex
-from kb.types import TEXT_SPACE, DoctorReport, Problem
+from kb.types import DoctorReport, Problem
 
 if TYPE_CHECKING:
     from kb.knowledge_base import KnowledgeBase
@@ -77,44 +78,47 @@ def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) 
 
 
 def _encoder_matches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> bool:
-    """The text space must have been built by the configured encoder; repairing re-embeds every chunk."""
-    space = next((s for s in knowledge_base.store.spaces() if s.name == TEXT_SPACE), None)
-    if space is None:
-        return True
+    """Each space must have been built by its configured encoder; repairing re-embeds every chunk."""
     try:
-        identity = knowledge_base.encoder.identity()
+        knowledge_base.encoder.identity()
     except ModelNotFoundError as error:
         report.problems.append(Problem(kind="encoder unavailable", detail=str(error)))
         return False
-    if (identity.fingerprint, identity.dimension) == (space.fingerprint, space.dimension):
-        return True
-    detail = (f"space {space.name!r} was built with {space.model!r}; the configured encoder is {identity.model!r} "
-              f"(`kb doctor --repair` or `kb reembed` re-embeds every chunk)")
-    if repair:
-        knowledge_base.reembed_locked()
-    report.problems.append(Problem(kind="encoder mismatch", detail=detail, repaired=repair))
-    return repair
+    built = {space.name: space for space in knowledge_base.store.spaces()}
+    for name, encoder in knowledge_base.space_encoders().items():
+        space, identity = built.get(name), encoder.identity()
+        if space is None or (identity.fingerprint, identity.dimension) == (space.fingerprint, space.dimension):
+            continue
+        detail = (f"space {space.name!r} was built with {space.model!r}; the configured encoder is "
+                  f"{identity.model!r} (`kb doctor --repair` or `kb reembed` re-embeds every chunk)")
+        if repair:
+            knowledge_base.reembed_locked()
+        report.problems.append(Problem(kind="encoder mismatch", detail=detail, repaired=repair))
+        return repair
+    return True
 
 
 def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
-    """Text chunks without a vector in the text space (searchable by keyword only) get embedded."""
+    """Chunks without a vector in a space that should hold them (an image ingested while CLIP was unavailable,
+    say) get embedded."""
     store = knowledge_base.store
-    space = next((s for s in store.spaces() if s.name == TEXT_SPACE), None)
-    if space is None:
-        return
-    embedded = select(Vector.chunk_id).where(Vector.space_id == space.id)
-    with store.sessions() as session:
-        rows = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text",
-                                                                    ~Chunk.id.in_(embedded))).all()
-    if not rows:
-        return
-    if repair:
-        with store.write() as session:
-            ids = [row[0] for row in rows]
-            store.insert_vectors(session, space.id, ids, knowledge_base.encoder.encode([row[1] for row in rows]))
-            store.bump_generations(session, [space.id])
-    report.problems.append(Problem(kind="missing vectors", detail=f"{len(rows)} chunk(s) have no vector",
-                                   repaired=repair))
+    built = {space.name: space for space in store.spaces()}
+    for name, encoder in knowledge_base.space_encoders().items():
+        space = built.get(name)
+        if space is None:
+            continue
+        embedded = select(Vector.chunk_id).where(Vector.space_id == space.id)
+        with store.sessions() as session:
+            ids = session.scalars(select(Chunk.id).where(members(name), ~Chunk.id.in_(embedded))).all()
+        if not ids:
+            continue
+        if repair:
+            with store.write() as session:
+                store.insert_vectors(session, space.id, ids, embed_stored(session, name, encoder, ids))
+                store.bump_generations(session, [space.id])
+        report.problems.append(Problem(kind="missing vectors",
+                                       detail=f"{len(ids)} chunk(s) have no vector in space {name!r}",
+                                       repaired=repair))
 
 
 def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import delete, func, select, update
 
 from answering.reader import Readers
+from ingestion.images import decode_image
+from ingestion.ocr import ocr_engine
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
-from kb.encoders import ModelNotFoundError, TextEncoder, text_encoder
+from kb.embedding import embed_stored, members
+from kb.encoders import ClipEncoder, ModelNotFoundError, TextEncoder, clip_encoder, text_encoder
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
-from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, Vector
+from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector
 from kb.storage.store import Store
 from kb.types import (
+    CLIP_SPACE,
     TEXT_SPACE,
+    Answer,
     AskResult,
     DoctorReport,
     Filters,
@@ -34,6 +40,8 @@ from kb.types import (
     Stats,
 )
 from retrieval.retriever import Retriever
+
+ImageQuery = str | os.PathLike[str] | Image.Image
 
 DEFAULT_HOME = ".kb"
 
@@ -55,8 +63,9 @@ class KnowledgeBase:
         self.settings = settings
         self.store = Store(directory, settings)
         self.encoder: TextEncoder = text_encoder(settings)
+        self.clip: ClipEncoder | None = clip_encoder(settings)
         self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
-        self.retriever = Retriever(self.store, self.encoder, self.keywords, settings)
+        self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)
         self.readers = Readers(settings)  # one per model; each loads on its first question
 
     @classmethod
@@ -84,7 +93,8 @@ class KnowledgeBase:
         ``should_stop`` is polled between files: when it returns True the run commits what it has, removes
         nothing, and is recorded as interrupted.
         """
-        ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop)
+        ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
+                            clip=self.clip, ocr=ocr_engine(self.settings.ocr))
         return ingestor.run(Path(folder))
 
     def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
@@ -124,70 +134,125 @@ class KnowledgeBase:
         return doctor.examine(self, repair)
 
     def reembed(self, batch_size: int = 256) -> int:
-        """Rebuild every chunk's vector and keyword postings with the configured encoder and keyword tokenizer.
+        """Rebuild every chunk's vectors (text space, and CLIP space when its model loads) and keyword postings
+        with the configured encoders and keyword tokenizer.
 
-        One transaction: until it commits, searches see the old space. Returns the number of chunks.
+        One transaction: until it commits, searches see the old spaces. Returns the number of chunks.
         """
         with self.store.writer_lock:
             return self.reembed_locked(batch_size)
 
     def reembed_locked(self, batch_size: int = 256) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
-        identity = self.encoder.identity()
+        encoders = self.space_encoders()
         with self.store.write() as session:
-            space = session.scalar(select(Space).where(Space.name == TEXT_SPACE)) \
-                or self.store.new_space(session, TEXT_SPACE, identity)
-            session.execute(delete(Vector).where(Vector.space_id == space.id))
+            for name, encoder in encoders.items():
+                identity = encoder.identity()
+                space = session.scalar(select(Space).where(Space.name == name)) \
+                    or self.store.new_space(session, name, identity)
+                session.execute(delete(Vector).where(Vector.space_id == space.id))
+                space.model, space.fingerprint = identity.model, identity.fingerprint
+                space.dimension, space.normalized = identity.dimension, identity.normalized
+                space.generation += 1
+                ids = session.scalars(select(Chunk.id).where(members(name)).order_by(Chunk.id)).all()
+                for start in range(0, len(ids), batch_size):
+                    part = ids[start : start + batch_size]
+                    self.store.insert_vectors(session, space.id, part, embed_stored(session, name, encoder, part))
             session.execute(delete(Posting))
-            space.model, space.fingerprint = identity.model, identity.fingerprint
-            space.dimension, space.normalized = identity.dimension, identity.normalized
-            space.generation += 1
-            rows = session.execute(select(Chunk.id, Chunk.text).where(Chunk.modality == "text")
-                                   .order_by(Chunk.id)).all()
+            rows = session.execute(select(Chunk.id, Chunk.text).order_by(Chunk.id)).all()
             for start in range(0, len(rows), batch_size):
                 part = rows[start : start + batch_size]
-                ids, texts = [row[0] for row in part], [row[1] for row in part]
-                self.store.insert_vectors(session, space.id, ids, self.encoder.encode(texts))
-                terms = [self.keywords.tokenize(text) for text in texts]
-                self.store.insert_postings(session, ids, terms)
-                for chunk_id, chunk_terms in zip(ids, terms):
-                    session.execute(update(Chunk).where(Chunk.id == chunk_id).values(keyword_length=len(chunk_terms)))
+                terms = [self.keywords.tokenize(text) for _, text in part]
+                self.store.insert_postings(session, [chunk_id for chunk_id, _ in part], terms)
+                session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": len(chunk_terms)}
+                                                for (chunk_id, _), chunk_terms in zip(part, terms)])
             self.store.record_keyword_tokenizer(session, self.keywords.name)
-        refreshed = self.store.space(TEXT_SPACE, identity, create=False)
-        assert refreshed is not None
-        self.store.index(refreshed)
+        for space in self.store.spaces():
+            self.store.index(space)
         save_settings(self.directory, self.settings)
         return len(rows)
 
+    def space_encoders(self) -> dict[str, TextEncoder | ClipEncoder]:
+        """The encoder of each space that can be built here: the text space always, the CLIP space when its model
+        loads (otherwise its vectors are left as they are)."""
+        encoders: dict[str, TextEncoder | ClipEncoder] = {TEXT_SPACE: self.encoder}
+        if self.clip is not None:
+            try:
+                self.clip.identity()
+                encoders[CLIP_SPACE] = self.clip
+            except ModelNotFoundError:
+                pass
+        return encoders
+
     # -- reading --------------------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid",
-               filters: Filters | dict[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` chunks that best match ``query``, each with its file, page and character offsets."""
+    def search(self, query: str | None = None, k: int = 5, mode: SearchMode = "hybrid",
+               filters: Filters | dict[str, Any] | None = None, modalities: Iterable[str] | None = None,
+               image: ImageQuery | None = None) -> list[Hit]:
+        """The ``k`` chunks and images that best match ``query``, or ``image`` (a path or a PIL image).
+
+        ``modalities`` restricts the results to ``{"text"}`` or ``{"image"}`` (both by default). Every hit has its
+        file, page and character offsets; an image hit also has ``hit.image`` (see :meth:`image_preview`).
+        """
         if isinstance(filters, dict):
             filters = Filters(**filters)
-        return self.retriever.search(query, k=k, mode=mode, filters=filters)
+        if (query is None) == (image is None):
+            raise ValueError("search with a query or an image, not both or neither")
+        if image is not None:
+            return self.retriever.search_image(self._query_image(image), k=k, filters=filters, modalities=modalities)
+        assert query is not None
+        return self.retriever.search(query, k=k, mode=mode, filters=filters, modalities=modalities)
+
+    def image_preview(self, hit: Hit | int) -> bytes:
+        """The stored JPEG preview of an image hit (or image chunk id): an embedded image a user can look at."""
+        chunk_id = hit.chunk_id if isinstance(hit, Hit) else hit
+        with self.store.sessions() as session:
+            preview = session.scalar(select(StoredImage.preview).where(StoredImage.chunk_id == chunk_id))
+        if preview is None:
+            raise KeyError(f"chunk {chunk_id} is not an image")
+        return preview
+
+    def _query_image(self, image: ImageQuery) -> Image.Image:
+        """An image to search with, decoded with the same guards as ingested images."""
+        if isinstance(image, Image.Image):
+            return image.convert("RGB")
+        path = Path(image)
+        return decode_image(path.read_bytes(), path.name, max_pixels=self.settings.max_image_pixels).image
 
     def ask(self, question: str, k: int = 5, top_k: int = 3, mode: SearchMode = "hybrid",
             filters: Filters | dict[str, Any] | None = None, threshold: float | None = None) -> AskResult:
         """Answers to ``question`` read from the ``k`` best passages, best first, each citing its sources.
 
         The result behaves as the list of answers (``answers[0]`` is the best) and carries the ranked
-        ``evidence``. It is empty when no answer scores ``threshold`` (default ``reader_no_answer_threshold``) or
-        more; when the reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a
-        ``message`` saying what to do, and the evidence still ranked.
+        ``evidence``: the passages read and the images ranked among the ``k`` best hits. Each answer's
+        ``images`` are those images plus the images that belong with the passages it cites. The result is
+        empty when no answer scores ``threshold`` (default ``reader_no_answer_threshold``) or more; when the
+        reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a ``message``
+        saying what to do, and the evidence still ranked.
         """
-        evidence = self.search(question, k=k, mode=mode, filters=filters)
-        if not evidence:
-            return AskResult(question=question, status="no_evidence", message="no passage matches the question")
+        hits = self.search(question, k=2 * k, mode=mode, filters=filters)
+        passages = [hit for hit in hits if hit.modality == "text"][:k]
+        images = [hit for hit in hits[:k] if hit.modality == "image"]
+        evidence = sorted(passages + images, key=lambda hit: -hit.score)
+        if not passages:
+            return AskResult(question=question, evidence=evidence, status="no_evidence",
+                             message="no passage matches the question")
         try:
             reader = self.readers.for_question(question)
-            reading = reader.run(question, evidence, top_k=top_k, threshold=threshold)
+            reading = reader.run(question, passages, top_k=top_k, threshold=threshold)
         except ModelNotFoundError as error:
             return AskResult(question=question, evidence=evidence, status="reader_unavailable", message=str(error))
+        for answer in reading.answers:
+            answer.images = self._answer_images(answer, images)
         return AskResult(question=question, answers=reading.answers, evidence=evidence,
                          no_answer_score=reading.no_answer_score,
                          status="answered" if reading.answers else "no_answer")
+
+    def _answer_images(self, answer: Answer, retrieved: list[Hit]) -> list[Hit]:
+        """The retrieved images, then those that belong with the answer's cited passages, each once."""
+        linked = self.retriever.images_near(source.chunk_id for source in answer.sources)
+        seen = {hit.chunk_id for hit in retrieved}
+        return retrieved + [hit for hit in linked if hit.chunk_id not in seen]
 
     def stats(self) -> Stats:
         """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""

@@ -211,6 +211,7 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     encoder_seconds: float = 0.0
     interrupted: bool = False
+    notices: list[str] = Field(default_factory=list, description="what this run could not do, and why")
 
     def summary(self) -> str:
         """One line a person reads at the end of a run."""

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy.orm import Session
 
-from kb.encoders.base import TextEncoder
+from kb.storage.models import Space
 from kb.storage.store import Store
-from kb.types import TEXT_SPACE, Filters
+from kb.types import Filters, Modality
 from retrieval.filters import allowed_chunk_ids
 
 
-def dense_search(store: Store, session: Session, encoder: TextEncoder, query: str, k: int,
-                 filters: Filters | None = None, space_name: str = TEXT_SPACE) -> list[tuple[int, float]]:
-    """Top ``k`` (chunk id, cosine similarity) in ``space_name`` as ``session`` sees the knowledge base."""
-    space = store.space(space_name, encoder.identity(), create=False)
-    if space is None:
-        return []
+def dense_search(store: Store, session: Session, space: Space, vector: np.ndarray, k: int,
+                 filters: Filters | None = None,
+                 modalities: frozenset[Modality] | None = None) -> list[tuple[int, float]]:
+    """Top ``k`` (chunk id, cosine similarity) to ``vector`` in ``space`` as ``session`` sees the knowledge base."""
     index = store.index(space, session)
-    allowed = allowed_chunk_ids(session, filters)
-    vector = encoder.encode([query])[0]
-    return index.search(vector, k, allowed)
+    return index.search(vector, k, allowed_chunk_ids(session, filters, modalities))

@@ -7,7 +7,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from kb.storage.models import Chunk, Document, as_utc
-from kb.types import Filters
+from kb.types import MODALITIES, Filters, Modality
 
 
 def glob_to_like(pattern: str) -> str:
@@ -16,9 +16,13 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def document_conditions(filters: Filters | None) -> list[ColumnElement[bool]]:
-    """SQL conditions on ``documents`` for ``filters`` (always restricted to successfully ingested ones)."""
+def chunk_conditions(filters: Filters | None, modalities: frozenset[Modality] | None = None
+                     ) -> list[ColumnElement[bool]]:
+    """SQL conditions on ``chunks`` joined with ``documents`` for ``filters`` and ``modalities`` (always restricted
+    to successfully ingested documents)."""
     conditions: list[ColumnElement[bool]] = [Document.status == "ok"]
+    if modalities is not None and set(modalities) != set(MODALITIES):
+        conditions.append(Chunk.modality.in_(sorted(modalities)))
     if filters is None:
         return conditions
     if filters.path_glob is not None:
@@ -43,9 +47,11 @@ def document_conditions(filters: Filters | None) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def allowed_chunk_ids(session: Session, filters: Filters | None) -> np.ndarray | None:
-    """Chunk ids that pass ``filters``, or None when there is nothing to filter (every chunk is allowed)."""
-    if filters is None or filters.is_empty():
+def allowed_chunk_ids(session: Session, filters: Filters | None,
+                      modalities: frozenset[Modality] | None = None) -> np.ndarray | None:
+    """Chunk ids that pass ``filters`` and ``modalities``, or None when every chunk is allowed."""
+    if (filters is None or filters.is_empty()) and (modalities is None or set(modalities) == set(MODALITIES)):
         return None
-    query = select(Chunk.id).join(Document, Document.id == Chunk.document_id).where(*document_conditions(filters))
+    query = select(Chunk.id).join(Document, Document.id == Chunk.document_id)
+    query = query.where(*chunk_conditions(filters, modalities))
     return np.fromiter(session.scalars(query), dtype=np.int64)

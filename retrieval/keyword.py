@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from kb.keywords import KeywordTokenizer
 from kb.storage.models import Chunk, Document, Posting
 from kb.storage.store import MAX_TERM_LENGTH
-from kb.types import Filters
-from retrieval.filters import document_conditions
+from kb.types import Filters, Modality
+from retrieval.filters import chunk_conditions
 
 K1 = 1.2
 B = 0.75
@@ -23,7 +23,8 @@ def _idf(total: int, document_frequency: int) -> float:
 
 
 def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k: int,
-                   filters: Filters | None = None) -> list[tuple[int, float]]:
+                   filters: Filters | None = None,
+                   modalities: frozenset[Modality] | None = None) -> list[tuple[int, float]]:
     """Top ``k`` (chunk id, score) for ``query``: BM25 divided by the query's attainable maximum.
 
     The maximum is what a chunk would score with every query term at unbounded frequency (the sum of the terms'
@@ -53,7 +54,7 @@ def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k:
         select(Posting.chunk_id, score)
         .join(Chunk, Chunk.id == Posting.chunk_id)
         .join(Document, Document.id == Chunk.document_id)
-        .where(Posting.term.in_(list(idf)), *document_conditions(filters))
+        .where(Posting.term.in_(list(idf)), *chunk_conditions(filters, modalities))
         .group_by(Posting.chunk_id)
         .order_by(score.desc(), Posting.chunk_id)
         .limit(k)

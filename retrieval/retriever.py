@@ -1,67 +1,174 @@
-"""Hybrid retrieval: dense and keyword results fused into one ranked list of citable hits."""
+"""Retrieval across modalities: text chunks and images fused into one ranked list of citable hits."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kb.config import Settings
-from kb.encoders.base import TextEncoder
+from kb.encoders.base import ModelNotFoundError, TextEncoder
+from kb.encoders.clip import ClipEncoder
 from kb.keywords import KeywordTokenizer
-from kb.storage.models import Chunk, Document
+from kb.storage.models import Chunk, Document, Space, StoredImage
 from kb.storage.store import Store
-from kb.types import SEARCH_MODES, Filters, Hit, SearchMode
+from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
+from retrieval.calibration import Backgrounds, align, standardise
 from retrieval.dense import dense_search
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_search
 
+log = logging.getLogger(__name__)
+Ranked = list[tuple[int, float]]
+
+
+class ImageSearchUnavailable(RuntimeError):
+    """A search by image needs the CLIP space and its model, and one of them is missing."""
+
+
+def modality_set(modalities: Iterable[str] | None) -> frozenset[Modality]:
+    """The modalities a search returns (all by default); an unknown one is an error."""
+    wanted = frozenset(modalities) if modalities is not None else frozenset(MODALITIES)
+    unknown = wanted - set(MODALITIES)
+    if unknown or not wanted:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; use some of {', '.join(MODALITIES)}")
+    return wanted  # type: ignore[return-value]  # checked against MODALITIES above
+
 
 class Retriever:
-    """Finds the chunks that answer a query: ``dense``, ``keyword`` or fused ``hybrid`` (the default)."""
+    """Finds the chunks and images that answer a query.
 
-    def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings) -> None:
+    A text query is matched in the text space (``dense``), by BM25 (``keyword``) or both fused (``hybrid``, the
+    default); images are found by their descriptions the same way and, through the CLIP space, by what they show.
+    An image query is matched in the CLIP space against images and text chunks alike.
+    """
+
+    def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
+                 clip: ClipEncoder | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
         self.settings = settings
+        self.clip = clip
+        self.backgrounds = Backgrounds()
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
+               modalities: Iterable[str] | None = None) -> list[Hit]:
         if k <= 0:
             raise ValueError("k must be positive")
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+        wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
-        depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" else k
-        # One read transaction: the index, the keyword postings and the chunk rows all come from one snapshot,
+        depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" or "image" in wanted else k
+        text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
+        clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
+        # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
         with self.store.sessions() as session:
-            dense = dense_search(self.store, session, self.encoder, query, depth, filters) if mode != "keyword" else []
-            keyword = keyword_search(session, self.keywords, query, depth, filters) if mode != "dense" else []
-            if mode == "dense":
-                ranked = dense
-            elif mode == "keyword":
-                ranked = keyword
-            elif self.settings.fusion == "rrf":
-                ranked = reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
-            elif self.settings.fusion == "relative":
-                ranked = relative_score_fusion([dense, keyword])
-            else:
-                weight = self.settings.keyword_weight
-                ranked = weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
-            return self._hits(session, ranked[:k], dict(dense), dict(keyword))
+            vector = self.encoder.encode([query])[0] if text_space is not None else None
+            dense = dense_search(self.store, session, text_space, vector, depth, filters, wanted) \
+                if text_space is not None and vector is not None else []
+            keyword = keyword_search(session, self.keywords, query, depth, filters, wanted) if mode != "dense" else []
+            ranked = self._fuse(mode, dense, keyword)
+            clip_scores: dict[int, float] = {}
+            if clip_space is not None and self.clip is not None:
+                clip_vector = self.clip.encode([query])[0]
+                found = dense_search(self.store, session, clip_space, clip_vector, depth, filters,
+                                     frozenset({"image"}))
+                clip_scores = dict(found)
+                typical_image = self.backgrounds.typical(session, clip_space, clip_vector, "image")
+                if text_space is not None and vector is not None:
+                    typical_text = self.backgrounds.typical(session, text_space, vector, "text")
+                    ranked = _best_of(ranked, align(found, typical_image, typical_text))
+            return self._hits(session, ranked[:k], dict(dense), dict(keyword), clip_scores)
+
+    def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
+                     modalities: Iterable[str] | None = None) -> list[Hit]:
+        """Images and text chunks near ``image`` (an RGB ``PIL.Image``) in the CLIP space.
+
+        Image-to-image similarities run far higher than image-to-text ones (CLIP's modality gap), so each
+        modality's results are standardised against their own background before they are merged: a hit's
+        ``score`` is its standard score, comparable across the two.
+        """
+        if k <= 0:
+            raise ValueError("k must be positive")
+        wanted = modality_set(modalities)
+        space = self._clip_space()
+        if space is None or self.clip is None:
+            raise ImageSearchUnavailable(self._clip_unavailable_reason())
+        vector = self.clip.encode_images([image])[0]
+        with self.store.sessions() as session:
+            ranked: Ranked = []
+            clip_scores: dict[int, float] = {}
+            for modality in sorted(wanted):
+                found = dense_search(self.store, session, space, vector, k, filters, frozenset({modality}))
+                clip_scores.update(found)
+                ranked += standardise(found, self.backgrounds.typical(session, space, vector, modality))
+            ranked.sort(key=lambda pair: (-pair[1], pair[0]))
+            return self._hits(session, ranked[:k], {}, {}, clip_scores)
+
+    def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
+        """Images that belong with these text chunks: in the same document, their span overlapping the chunk's."""
+        ids = sorted(set(chunk_ids))
+        if not ids:
+            return []
+        with self.store.sessions() as session:
+            text = select(Chunk.document_id, Chunk.start, Chunk.end).where(Chunk.id.in_(ids)).subquery()
+            rows = session.execute(
+                select(Chunk.id).join(text, text.c.document_id == Chunk.document_id)
+                .where(Chunk.modality == "image", Chunk.start <= text.c.end, Chunk.end >= text.c.start)
+                .order_by(Chunk.id).distinct()).scalars().all()
+            return self._hits(session, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
+
+    def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked) -> Ranked:
+        if mode == "dense":
+            return dense
+        if mode == "keyword":
+            return keyword
+        if self.settings.fusion == "rrf":
+            return reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
+        if self.settings.fusion == "relative":
+            return relative_score_fusion([dense, keyword])
+        weight = self.settings.keyword_weight
+        return weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
+
+    def _clip_space(self) -> Space | None:
+        """The CLIP space if the knowledge base has one and its model loads; otherwise images are found by their
+        descriptions only (logged once per reason)."""
+        if self.clip is None:
+            return None
+        try:
+            return self.store.space(CLIP_SPACE, self.clip.identity(), create=False)
+        except ModelNotFoundError as error:
+            log.warning("searching images by their descriptions only: %s", error)
+            return None
+
+    def _clip_unavailable_reason(self) -> str:
+        if self.clip is None:
+            return "the image space is turned off (clip_model is 'none'); set KB_CLIP_MODEL and run `kb reembed`"
+        try:
+            self.clip.identity()
+        except ModelNotFoundError as error:
+            return f"searching by image needs the CLIP model: {error}"
+        return "this knowledge base has no image space yet: ingest a folder with the CLIP model available"
 
     @staticmethod
-    def _hits(session: Session, ranked: list[tuple[int, float]], dense: dict[int, float],
-              keyword: dict[int, float]) -> list[Hit]:
+    def _hits(session: Session, ranked: Ranked, dense: dict[int, float], keyword: dict[int, float],
+              clip: dict[int, float]) -> list[Hit]:
         if not ranked:
             return []
         ids = [chunk_id for chunk_id, _ in ranked]
         rows = {
             row.id: row for row in session.execute(
                 select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
-                       Chunk.modality, Document.path, Document.title)
+                       Chunk.modality, Document.path, Document.title, StoredImage.name, StoredImage.width,
+                       StoredImage.height, StoredImage.sha256)
                 .join(Document, Document.id == Chunk.document_id)
+                .outerjoin(StoredImage, StoredImage.chunk_id == Chunk.id)
                 .where(Chunk.id.in_(ids)))
         }
         hits = []
@@ -69,7 +176,22 @@ class Retriever:
             row = rows.get(chunk_id)
             if row is None:  # not in this snapshot (cannot happen for a consistent index; kept as a guard)
                 continue
+            image = ImageInfo(name=row.name, width=row.width, height=row.height, sha256=row.sha256) \
+                if row.name is not None else None
             hits.append(Hit(path=row.path, page=row.page, start=row.start, end=row.end, text=row.text, score=score,
                             modality=row.modality, chunk_id=chunk_id, document_id=row.document_id, title=row.title,
-                            dense_score=dense.get(chunk_id), keyword_score=keyword.get(chunk_id)))
+                            dense_score=dense.get(chunk_id), keyword_score=keyword.get(chunk_id),
+                            clip_score=clip.get(chunk_id), image=image))
         return hits
+
+
+def _best_of(ranked: Ranked, extra: Ranked) -> Ranked:
+    """Merge two calibrated lists; an item in both keeps its better score (its strongest evidence)."""
+    best = dict(ranked)
+    for item, score in extra:
+        if score > best.get(item, float("-inf")):
+            best[item] = score
+    return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+__all__ = ["ImageSearchUnavailable", "Retriever", "modality_set"]

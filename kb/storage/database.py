@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.storage.models import SCHEMA_VERSION, Base, Meta, text_hash
+from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
 
 
 class SchemaError(RuntimeError):
@@ -28,8 +28,13 @@ def _add_schedules_and_chunk_hashes(session: Session) -> None:
     session.execute(text("CREATE INDEX ix_chunks_text_hash ON chunks (text_hash)"))
 
 
+def _add_images(session: Session) -> None:
+    """v2 -> v3: image chunks get a row with their picture's name, size, hash and preview."""
+    StoredImage.__table__.create(session.connection())
+
+
 # Migrations from version N to N+1, applied in order inside one transaction each.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)

@@ -17,7 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
 
 def utcnow() -> datetime:
@@ -106,6 +107,23 @@ class Chunk(Base):
     document: Mapped[Document] = relationship(back_populates="chunks")
 
 
+class StoredImage(Base):
+    """The picture behind an image chunk: its name in its file, original size, hash, and a small JPEG preview.
+
+    The chunk's ``text`` is the image's description (alt text, caption, nearby or OCR text) and its
+    ``[start, end)`` the span of the document text the image belongs with. The preview (shorter side at most
+    ``PREVIEW_SIDE`` pixels) lets a user see an embedded image and lets ``kb reembed`` rebuild the CLIP space.
+    """
+
+    __tablename__ = "images"
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    preview: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Space(Base):
     """An embedding space: one encoder identity, one FAISS index, a generation bumped on every vector change."""
 
@@ -163,6 +181,7 @@ __all__ = [
     "Run",
     "Source",
     "Space",
+    "StoredImage",
     "Vector",
     "as_utc",
     "text_hash",

@@ -15,7 +15,7 @@ from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
-from kb.storage.models import Chunk, Document, Meta, Posting, Space, Vector
+from kb.storage.models import Chunk, Document, Meta, Posting, Space, StoredImage, Vector
 from kb.storage.vector_index import VectorIndex
 
 MAX_TERM_LENGTH = 128
@@ -130,15 +130,17 @@ class Store:
                     for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
             session.execute(insert(Vector.__table__), rows)
 
-    def vectors_by_text_hash(self, space_id: int, hashes: set[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of chunks with these text hashes in a space, one per hash."""
+    def vectors_by_hash(self, space_id: int, hashes: set[str], images: bool = False) -> dict[str, np.ndarray]:
+        """Stored vectors in a space, one per hash: of text chunks by text hash, or of images by picture hash."""
+        key = StoredImage.sha256 if images else Chunk.text_hash
         found: dict[str, np.ndarray] = {}
         wanted = sorted(hashes)
         with self.sessions() as session:
             for start in range(0, len(wanted), 500):
-                rows = session.execute(
-                    select(Chunk.text_hash, Vector.vector).join(Vector, Vector.chunk_id == Chunk.id)
-                    .where(Vector.space_id == space_id, Chunk.text_hash.in_(wanted[start : start + 500])))
+                query = select(key, Vector.vector).join(Vector, Vector.chunk_id == Chunk.id)
+                query = query.join(StoredImage, StoredImage.chunk_id == Chunk.id) if images else \
+                    query.where(Chunk.modality == "text")
+                rows = session.execute(query.where(Vector.space_id == space_id, key.in_(wanted[start : start + 500])))
                 found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
         return found
 
@@ -178,12 +180,13 @@ class Store:
 
     @staticmethod
     def delete_chunks(session: Session, chunk_ids: Iterable[int]) -> list[int]:
-        """Remove chunks with their vectors (every space) and keyword postings; returns the ids removed."""
+        """Remove chunks with their vectors (every space), keyword postings and images; returns the ids removed."""
         ids = list(chunk_ids)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             session.execute(delete(Posting).where(Posting.chunk_id.in_(part)))
             session.execute(delete(Vector).where(Vector.chunk_id.in_(part)))
+            session.execute(delete(StoredImage).where(StoredImage.chunk_id.in_(part)))
             session.execute(delete(Chunk).where(Chunk.id.in_(part)))
         return ids
 

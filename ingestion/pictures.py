@@ -1,0 +1,61 @@
+"""Images as knowledge-base units: what describes each one, and the preview that is stored for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ingestion.images import thumbnail_jpeg
+from kb.storage.models import PREVIEW_SIDE, text_hash
+from kb.types import ExtractedDocument, ExtractedImage
+
+DESCRIPTION_CHARS = 1000  # an image's description is for finding it, not for reading: the nearby text is cut
+
+
+@dataclass
+class Picture:
+    """An extracted image ready to store: its description (searchable text) and its JPEG preview."""
+
+    image: ExtractedImage
+    description: str
+    description_hash: str
+    preview: bytes
+
+
+def describe(image: ExtractedImage, text: str) -> str:
+    """The image's alt text, caption and the document text it belongs with, each once, as one searchable text."""
+    parts: list[str] = []
+    for part in (image.alt, image.caption, text[image.start : image.end]):
+        part = " ".join((part or "").split())
+        if part and not any(part in seen for seen in parts):
+            parts.append(part)
+    return "\n".join(parts)[:DESCRIPTION_CHARS]
+
+
+def preview_side(width: int, height: int) -> int:
+    """The longest side of a preview whose shorter side is ``PREVIEW_SIDE`` (what CLIP crops from), capped at 4x."""
+    short, long = sorted((max(width, 1), max(height, 1)))
+    return min(round(PREVIEW_SIDE * long / short), 4 * PREVIEW_SIDE)
+
+
+def pictures_of(document: ExtractedDocument) -> list[Picture]:
+    """The document's images as units to store, in the order the loader found them.
+
+    Each image is cut down to preview size here: CLIP reads no more, ``kb reembed`` re-reads the stored preview,
+    and a batch of pending documents does not hold full-size pixels while it waits for the encoder.
+    """
+    pictures = []
+    for image in document.images:
+        side = preview_side(*image.image.size)
+        image.image = image.image.copy() if max(image.image.size) <= side else image.image.resize(
+            _fit(image.image.size, side), Image.Resampling.BICUBIC)
+        description = describe(image, document.text)
+        pictures.append(Picture(image, description, text_hash(description), thumbnail_jpeg(image.image, side)))
+    return pictures
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled so its longest side is ``side``."""
+    scale = side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))

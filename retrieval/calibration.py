@@ -1,0 +1,81 @@
+"""Putting similarities from different spaces on one scale before they are fused.
+
+A cosine similarity means different things in different spaces: all-MiniLM puts a good text match near 0.6,
+CLIP puts a good caption-to-image match near 0.3 and an image near a copy of itself at 1.0. What carries over
+is how unusual a score is *for this query*: its standard score against the query's similarities to a fixed
+sample of the space's vectors (the "background"). Two scores with the same standard score are equally strong
+evidence, so a CLIP score is moved onto the text scale as ``text_mean + z * text_std`` of the query's own text
+background, and results from several CLIP lists are merged by ``z``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kb.storage.models import Chunk, Space, Vector
+from kb.types import Modality
+
+SAMPLE_SIZE = 512  # background vectors per space and modality
+MIN_SAMPLE = 8  # fewer than this and a modality borrows the whole space's background
+
+
+@dataclass(frozen=True)
+class Typical:
+    """A query's typical similarity in one space and how widely it varies."""
+
+    mean: float
+    std: float
+
+    def z(self, score: float) -> float:
+        return (score - self.mean) / self.std
+
+
+class Backgrounds:
+    """Background samples per space and modality, drawn from the database and kept until the space changes."""
+
+    def __init__(self) -> None:
+        self._samples: dict[tuple[int, str | None], tuple[int, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def typical(self, session: Session, space: Space, query: np.ndarray, modality: Modality | None = None) -> Typical:
+        """Mean and spread of ``query``'s similarities to the background of ``modality`` (all when None)."""
+        sample = self._sample(session, space, modality)
+        if len(sample) < MIN_SAMPLE and modality is not None:
+            sample = self._sample(session, space, None)
+        if len(sample) < 2:  # nothing to compare with: leave scores as they are
+            return Typical(0.0, 1.0)
+        similarities = sample @ query.astype(np.float32)
+        return Typical(float(similarities.mean()), max(float(similarities.std()), 1e-3))
+
+    def _sample(self, session: Session, space: Space, modality: Modality | None) -> np.ndarray:
+        generation = session.scalar(select(Space.generation).where(Space.id == space.id)) or 0
+        key = (space.id, modality)
+        with self._lock:
+            cached = self._samples.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        query = select(Vector.vector).where(Vector.space_id == space.id)
+        if modality is not None:
+            query = query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
+        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        step = max(1, count // SAMPLE_SIZE)  # every step-th vector by id: an even spread, no random() scan
+        blobs = session.scalars(query.where(Vector.chunk_id % step == 0).limit(SAMPLE_SIZE)).all()
+        sample = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, space.dimension)
+        with self._lock:
+            self._samples[key] = (generation, sample)
+        return sample
+
+
+def align(ranked: list[tuple[int, float]], source: Typical, target: Typical) -> list[tuple[int, float]]:
+    """Scores from the ``source`` space moved onto the ``target`` space's scale by their standard scores."""
+    return [(item, target.mean + source.z(score) * target.std) for item, score in ranked]
+
+
+def standardise(ranked: list[tuple[int, float]], typical: Typical) -> list[tuple[int, float]]:
+    """Scores replaced by their standard scores, for merging lists from one space's different modalities."""
+    return [(item, typical.z(score)) for item, score in ranked]
