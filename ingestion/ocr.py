@@ -150,8 +150,9 @@ def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page 
 
     A blank line is added before and after ``text`` where a neighbour needs one. ``page`` (one of
     ``document.pages``) holds the new text: an empty page becomes exactly ``text``, a non-empty one grows; pages
-    after it move. Image spans keep their text; one that strictly contains ``offset`` grows to hold the insertion.
-    Images on pages after ``page`` move with their page, even an empty span at ``offset``.
+    after it move (an empty one at ``offset`` to the end of ``text``, as the PDF loader places empty pages). Image
+    spans keep their text; one that strictly contains ``offset`` grows to hold the insertion. Images on pages after
+    ``page`` move with their page, even an empty span at ``offset``.
     """
     before, after = document.text[:offset], document.text[offset:]
     prefix = _PARAGRAPH[: max(0, 2 - _trailing_newlines(before))] if before else ""
@@ -164,17 +165,21 @@ def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page 
     def moved(position: int) -> int:
         return position + length if position > offset else position
 
+    def later(span_start: int, span_end: int) -> tuple[int, int]:
+        """A span on a later page: moved past the insertion, or right after ``text`` if empty at ``offset``."""
+        return (span_start + length, span_end + length) if span_end > offset else (end, end)
+
     for other in document.pages:
         if page is None:
             other.start, other.end = moved(other.start), moved(other.end)
         elif other.number > page.number:
-            other.start, other.end = other.start + length, other.end + length
+            other.start, other.end = later(other.start, other.end)
         elif other is page:
             other.start, other.end = (start, end) if page.start == page.end else (
                 min(moved(page.start), start), max(moved(page.end), end))
     for image in document.images:
         if page is not None and image.page is not None and image.page > page.number:
-            image.start, image.end = image.start + length, image.end + length
+            image.start, image.end = later(image.start, image.end)
         else:  # a span starting at ``offset`` has its text after the insertion, unless it is empty
             starts_after = image.start > offset or image.start == offset < image.end
             image.start, image.end = image.start + length if starts_after else image.start, moved(image.end)
