@@ -1,0 +1,238 @@
+"""OCR: text read from image files, scanned PDF pages and (optionally) embedded images joins the document text.
+
+The engine is rapidocr-onnxruntime (PP-OCRv4 Chinese+English models shipped inside the package, CPU). Inserted text
+follows the PDF loader's conventions: paragraphs and pages are separated by a blank line, and every page span,
+image span and later citation still points at the same characters after an insertion.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ingestion.loaders.base import clean_text
+from kb.encoders.base import ModelNotFoundError
+from kb.keywords import CJK_CHARS
+from kb.types import ExtractedDocument, ExtractedImage, Page
+
+_PARAGRAPH = "\n\n"
+_CJK = re.compile(rf"[{CJK_CHARS}]")
+_NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned\?\)$")
+INSTALL_HINT = "pip install 'multimodal-kb[ocr]'"
+
+
+class OcrError(RuntimeError):
+    """OCR of one image failed; the message is the reason, fit for a document warning."""
+
+
+class OcrEngine(Protocol):
+    """Reads the text in an image, in reading order, as clean text ("" when there is none)."""
+
+    def read(self, image: Image.Image) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TextBox:
+    """One recognised piece of text and its bounds in the image (pixels, y downwards)."""
+
+    text: str
+    left: float
+    top: float
+    bottom: float
+
+
+def reading_order(boxes: Sequence[TextBox]) -> str:
+    """The boxes' text as lines top to bottom, each left to right; boxes that overlap vertically by at least half
+    the smaller height share a line. Words on a line are joined by a space, except between two CJK characters."""
+    lines: list[list[TextBox]] = []
+    line_top = line_bottom = 0.0
+    for box in sorted(boxes, key=lambda box: (box.top + box.bottom) / 2):
+        overlap = min(box.bottom, line_bottom) - max(box.top, line_top)
+        if lines and overlap >= 0.5 * min(box.bottom - box.top, line_bottom - line_top):
+            lines[-1].append(box)
+            line_top, line_bottom = min(line_top, box.top), max(line_bottom, box.bottom)
+        else:
+            lines.append([box])
+            line_top, line_bottom = box.top, box.bottom
+    return clean_text("\n".join(_join_words([box.text for box in sorted(line, key=lambda b: b.left)])
+                                for line in lines))
+
+
+def _join_words(words: list[str]) -> str:
+    """Words of one line joined by spaces, but CJK characters that meet across a gap are written together."""
+    text = ""
+    for word in (word.strip() for word in words):
+        if not word:
+            continue
+        if text and not (_CJK.match(text[-1]) and _CJK.match(word[0])):
+            text += " "
+        text += word
+    return text
+
+
+class RapidOcrEngine:
+    """OCR with rapidocr-onnxruntime, built on first use (thread-safe) and run one image at a time (onnxruntime
+    already uses every core). Images are downscaled to ``max_side`` pixels on their longest side; pieces read with
+    a confidence below ``min_score`` are dropped."""
+
+    def __init__(self, min_score: float = 0.5, max_side: int = 2000) -> None:
+        self.min_score = min_score
+        self.max_side = max_side
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as error:
+            raise ModelNotFoundError(f"OCR needs rapidocr-onnxruntime: {INSTALL_HINT}, or set KB_OCR=off") from error
+        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        try:
+            return RapidOCR(text_score=self.min_score)
+        except Exception as error:  # a broken install or missing model file inside the package
+            raise ModelNotFoundError(f"rapidocr-onnxruntime could not load its models ({error}); reinstall it "
+                                     f"({INSTALL_HINT}) or set KB_OCR=off") from error
+
+    def read(self, image: Image.Image) -> str:
+        pixels = self._pixels(image)
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._build()
+            try:
+                result, _ = self._engine(pixels)
+            except Exception as error:  # onnxruntime and OpenCV raise many types on odd inputs
+                raise OcrError(f"OCR failed: {str(error) or type(error).__name__}") from error
+        boxes = [_text_box(points, text) for points, text, score in result or () if float(score) >= self.min_score]
+        return reading_order(boxes)
+
+    def _pixels(self, image: Image.Image) -> np.ndarray:
+        """The image as the contiguous BGR uint8 array rapidocr expects for numpy input, at most ``max_side``."""
+        image = image.convert("RGB")
+        if max(image.size) > self.max_side:
+            scale = self.max_side / max(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.LANCZOS)
+        return np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+
+
+def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
+    xs, ys = [point[0] for point in points], [point[1] for point in points]
+    return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
+
+
+def ocr_engine(mode: str) -> OcrEngine | None:
+    """The engine for the ``ocr`` setting: "off" none, "auto" one when rapidocr-onnxruntime is installed, "on" one
+    or a ``ModelNotFoundError`` that says how to install it."""
+    if mode == "off":
+        return None
+    if mode not in ("auto", "on"):
+        raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
+    try:
+        import rapidocr_onnxruntime  # noqa: F401
+    except ImportError as error:
+        if mode == "auto":
+            return None
+        raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
+                                 "or set KB_OCR=off") from error
+    return RapidOcrEngine()
+
+
+def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page | None = None) -> tuple[int, int]:
+    """Insert ``text`` into ``document.text`` at ``offset`` as a paragraph of its own, on ``page``, and shift every
+    page and image span after it; returns where ``text`` now lies.
+
+    A blank line is added before and after ``text`` where a neighbour needs one. ``page`` (one of
+    ``document.pages``) holds the new text: an empty page becomes exactly ``text``, a non-empty one grows; pages
+    after it move (an empty one at ``offset`` to the end of ``text``, as the PDF loader places empty pages). Image
+    spans keep their text; one that strictly contains ``offset`` grows to hold the insertion. Images on pages after
+    ``page`` move with their page, even an empty span at ``offset``.
+    """
+    before, after = document.text[:offset], document.text[offset:]
+    prefix = _PARAGRAPH[: max(0, 2 - _trailing_newlines(before))] if before else ""
+    suffix = _PARAGRAPH[: max(0, 2 - _leading_newlines(after))] if after else ""
+    inserted = prefix + text + suffix
+    length = len(inserted)
+    start, end = offset + len(prefix), offset + len(prefix) + len(text)
+    document.text = before + inserted + after
+
+    def moved(position: int) -> int:
+        return position + length if position > offset else position
+
+    def later(span_start: int, span_end: int) -> tuple[int, int]:
+        """A span on a later page: moved past the insertion, or right after ``text`` if empty at ``offset``."""
+        return (span_start + length, span_end + length) if span_end > offset else (end, end)
+
+    for other in document.pages:
+        if page is None:
+            other.start, other.end = moved(other.start), moved(other.end)
+        elif other.number > page.number:
+            other.start, other.end = later(other.start, other.end)
+        elif other is page:
+            other.start, other.end = (start, end) if page.start == page.end else (
+                min(moved(page.start), start), max(moved(page.end), end))
+    for image in document.images:
+        if page is not None and image.page is not None and image.page > page.number:
+            image.start, image.end = later(image.start, image.end)
+        else:  # a span starting at ``offset`` has its text after the insertion, unless it is empty
+            starts_after = image.start > offset or image.start == offset < image.end
+            image.start, image.end = image.start + length if starts_after else image.start, moved(image.end)
+    return start, end
+
+
+def _trailing_newlines(text: str) -> int:
+    return len(text) - len(text.rstrip("\n"))
+
+
+def _leading_newlines(text: str) -> int:
+    return len(text) - len(text.lstrip("\n"))
+
+
+def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False) -> int:
+    """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
+    insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
+    images were read; an image that cannot be read becomes a warning."""
+    read = filled = 0
+    for image in list(document.images):
+        if not (document.file_type == "image" or image.scanned_page or embedded):
+            continue
+        try:
+            text = clean_text(engine.read(image.image))
+        except OcrError as error:
+            document.warnings.append(f"{image.name}: {error}")
+            continue
+        read += 1
+        if text:
+            page = _page(document, image)
+            offset = page.end if image.scanned_page and page is not None else image.end
+            image.start, image.end = insert_text(document, offset, text, page)
+            filled += image.scanned_page
+    if filled:
+        _note_scanned_pages(document, filled)
+    return read
+
+
+def _page(document: ExtractedDocument, image: ExtractedImage) -> Page | None:
+    """The page the image lies on: its recorded page number, else the page holding its span's end."""
+    number = image.page if image.page is not None else document.page_at(image.end)
+    return next((page for page in document.pages if page.number == number), None)
+
+
+def _note_scanned_pages(document: ExtractedDocument, filled: int) -> None:
+    """Replace the loader's "no text layer" warning with how many scanned pages OCR filled and how many stay empty."""
+    notes = [f"{filled} scanned page(s) read by OCR"]
+    for index, warning in enumerate(document.warnings):
+        match = _NO_TEXT_LAYER.match(warning)
+        if match:
+            blank, total = int(match.group(1)) - filled, int(match.group(2))
+            if blank > 0:
+                notes.append(f"{blank} of {total} pages have no text layer and OCR found no text in them")
+            document.warnings[index : index + 1] = notes
+            return
+    document.warnings.extend(notes)

@@ -1,0 +1,261 @@
+"""OCR: reading rendered text, reading order, inserting OCR text into documents with every offset kept right."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ingestion.loaders.base import clean_text
+from ingestion.loaders.pdf import _join
+from ingestion.ocr import (
+    OcrError,
+    RapidOcrEngine,
+    TextBox,
+    apply_ocr,
+    insert_text,
+    ocr_engine,
+    reading_order,
+)
+from kb.encoders.base import ModelNotFoundError
+from kb.types import ExtractedDocument, ExtractedImage
+from tests.rendering import LATIN_FONT, cjk_font, render_lines
+
+needs_font = pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
+
+
+@pytest.fixture(scope="module")
+def engine() -> RapidOcrEngine:
+    pytest.importorskip("rapidocr_onnxruntime", reason="OCR tests need rapidocr-onnxruntime (the ocr extra)")
+    return RapidOcrEngine()
+
+
+def _words(text: str) -> set[str]:
+    return set(text.upper().split())
+
+
+def _image(picture: Image.Image | None = None, *, page: int | None = None, start: int = 0, end: int = 0,
+           scanned: bool = False, name: str = "image") -> ExtractedImage:
+    picture = picture or Image.new("RGB", (64, 64), "white")
+    return ExtractedImage(image=picture, sha256="0" * 64, name=name, width=picture.width, height=picture.height,
+                          page=page, start=start, end=end, scanned_page=scanned)
+
+
+class FixedEngine:
+    """Reads the same text from every image, or fails on the images named in ``fail``."""
+
+    def __init__(self, text: str, fail: frozenset[str] = frozenset()) -> None:
+        self.text, self.fail, self.seen = text, fail, []
+
+    def read(self, image: Image.Image) -> str:
+        self.seen.append(image)
+        if any(getattr(image, "info", {}).get("name") == name for name in self.fail):
+            raise OcrError("OCR failed: broken image")
+        return self.text
+
+
+@needs_font
+def test_reads_a_photographed_sign(engine: RapidOcrEngine) -> None:
+    text = engine.read(render_lines(["LOADING DOCK 7", "FORKLIFTS ONLY"]))
+    assert {"LOADING", "DOCK", "7", "FORKLIFTS", "ONLY"} <= _words(text)
+
+
+@needs_font
+def test_lines_come_top_to_bottom_and_words_left_to_right(engine: RapidOcrEngine) -> None:
+    # Wide gaps make separate boxes on one line; the lower line is drawn first so drawing order cannot help.
+    image = Image.new("RGB", (1200, 600), "white")
+    from PIL import ImageDraw, ImageFont
+
+    draw, face = ImageDraw.Draw(image), ImageFont.truetype(str(LATIN_FONT), 64)
+    draw.text((60, 380), "SECOND", font=face, fill="black")
+    draw.text((700, 390), "LINE", font=face, fill="black")
+    draw.text((700, 120), "FIRST", font=face, fill="black")
+    draw.text((60, 110), "TOP", font=face, fill="black")
+    lines = engine.read(image).upper().split("\n")
+    assert lines == ["TOP FIRST", "SECOND LINE"]
+
+
+@pytest.mark.skipif(cjk_font() is None, reason="no font with Chinese glyphs (set TEST_CJK_FONT, or pip install "
+                    "rinoh-typeface-notosanscjk)")
+def test_reads_chinese_without_spaces_between_characters(engine: RapidOcrEngine) -> None:
+    font = cjk_font()
+    assert font is not None
+    text = engine.read(render_lines(["七号装卸区", "仅限叉车通行"], font=font))
+    assert "装卸" in text and "叉车" in text
+    assert " " not in text
+
+
+def test_reading_order_groups_boxes_into_lines_by_vertical_overlap() -> None:
+    boxes = [TextBox("world", 300, 12, 52), TextBox("line", 200, 100, 140), TextBox("hello", 10, 10, 50),
+             TextBox("second", 10, 104, 142), TextBox("你好", 10, 200, 240), TextBox("世界", 120, 202, 238),
+             TextBox("ok", 220, 199, 241)]
+    assert reading_order(boxes) == "hello world\nsecond line\n你好世界 ok"
+
+
+def test_engine_gets_bgr_pixels_at_most_max_side_and_errors_become_ocr_errors() -> None:
+    seen: list[np.ndarray] = []
+
+    def fake(pixels: np.ndarray) -> tuple[list, list]:
+        seen.append(pixels)
+        boxes = [[[0, 0], [10, 0], [10, 10], [0, 10]], [[0, 20], [9, 20], [9, 30], [0, 30]]]
+        return [[boxes[0], "RED", 0.9], [boxes[1], "x", 0.1]], []
+
+    ocr = RapidOcrEngine(max_side=2000)
+    ocr._engine = fake
+    assert ocr.read(Image.new("RGB", (5000, 1000), (255, 0, 0))) == "RED"  # the 0.1-confidence piece is dropped
+    assert seen[0].shape == (400, 2000, 3) and seen[0].flags.c_contiguous
+    assert seen[0][0, 0].tolist() == [0, 0, 255]
+
+    def broken(pixels: np.ndarray) -> None:
+        raise ValueError("bad input")
+
+    ocr._engine = broken
+    with pytest.raises(OcrError, match="bad input"):
+        ocr.read(Image.new("L", (50, 50)))
+
+
+def test_ocr_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ocr_engine("off") is None
+    with pytest.raises(ValueError):
+        ocr_engine("sometimes")
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # makes the import fail
+    assert ocr_engine("auto") is None
+    with pytest.raises(ModelNotFoundError, match=r"multimodal-kb\[ocr\].*KB_OCR=off"):
+        ocr_engine("on")
+    monkeypatch.undo()
+    pytest.importorskip("rapidocr_onnxruntime")
+    assert isinstance(ocr_engine("auto"), RapidOcrEngine) and isinstance(ocr_engine("on"), RapidOcrEngine)
+
+
+@needs_font
+def test_image_file_text_becomes_the_document_text(engine: RapidOcrEngine) -> None:
+    document = ExtractedDocument(text="", file_type="image",
+                                 images=[_image(render_lines(["EMERGENCY EXIT", "KEEP CLEAR"]))])
+    assert apply_ocr(document, engine) == 1
+    image = document.images[0]
+    # The PP-OCRv4 (Chinese+English) recogniser sometimes drops the space between English words ("KEEPCLEAR").
+    squashed = "".join(document.text.upper().split())
+    assert "EMERGENCYEXIT" in squashed and "KEEPCLEAR" in squashed
+    assert (image.start, image.end) == (0, len(document.text))
+
+
+def _three_pages(scanned: Image.Image) -> ExtractedDocument:
+    """A PDF-like document whose middle page has no text layer, with an image on every page."""
+    text, pages = _join(["Page one. See the figure.", "", "Page three has a chart."])
+    images = [_image(page=1, start=10, end=25, name="page 1 image 1"),
+              _image(scanned, page=2, start=pages[1].start, end=pages[1].end, scanned=True, name="page 2"),
+              _image(page=3, start=pages[2].start + 11, end=pages[2].end, name="page 3 image 1")]
+    return ExtractedDocument(text=text, file_type="pdf", pages=pages, images=images,
+                             warnings=["1 of 3 pages have no text layer (scanned?)"])
+
+
+@needs_font
+def test_scanned_page_is_filled_and_every_offset_shifts(engine: RapidOcrEngine) -> None:
+    document = _three_pages(render_lines(["LOADING DOCK 7", "FORKLIFTS ONLY"]))
+    quotes = [document.text[image.start : image.end] for image in document.images]
+    assert apply_ocr(document, engine) == 1  # only the scanned page is read by default
+    text, (one, two, three) = document.text, document.pages
+    assert text[one.start : one.end] == "Page one. See the figure."
+    assert {"LOADING", "DOCK", "FORKLIFTS", "ONLY"} <= _words(text[two.start : two.end])
+    assert text[three.start : three.end] == "Page three has a chart."
+    assert (text[one.end : two.start], text[two.end : three.start]) == ("\n\n", "\n\n")
+    first, scanned, last = document.images
+    assert (scanned.start, scanned.end) == (two.start, two.end)
+    assert [text[first.start : first.end], text[last.start : last.end]] == [quotes[0], quotes[2]]
+    assert document.page_at(scanned.start) == 2 and document.page_at(last.start) == 3
+    assert document.warnings == ["1 scanned page(s) read by OCR"]
+
+
+def test_embedded_images_become_paragraphs_after_their_caption() -> None:
+    document = _three_pages(Image.new("RGB", (64, 64), "white"))
+    assert apply_ocr(document, FixedEngine("Sales 2024"), embedded=True) == 3
+    text = document.text
+    assert text == ("Page one. See the figure.\n\nSales 2024\n\nSales 2024\n\n"
+                    "Page three has a chart.\n\nSales 2024")
+    assert [text[page.start : page.end] for page in document.pages] == [
+        "Page one. See the figure.\n\nSales 2024", "Sales 2024", "Page three has a chart.\n\nSales 2024"]
+    assert all(text[image.start : image.end] == "Sales 2024" for image in document.images)
+
+
+def test_failures_become_warnings_and_empty_pages_stay_reported() -> None:
+    document = _three_pages(Image.new("RGB", (64, 64), "white"))
+    document.images[1].image.info["name"] = "bad"
+    before = document.model_copy(deep=True)
+    assert apply_ocr(document, FixedEngine("x", fail=frozenset({"bad"}))) == 0
+    assert (document.text, document.pages) == (before.text, before.pages)
+    assert document.warnings == ["1 of 3 pages have no text layer (scanned?)", "page 2: OCR failed: broken image"]
+    assert apply_ocr(document, FixedEngine("")) == 1  # read, but nothing found: the page stays empty
+    assert document.text == before.text and document.warnings[0].endswith("(scanned?)")
+
+
+page_texts = st.lists(st.text(alphabet="ab .\n汉", max_size=10).map(clean_text), min_size=1, max_size=5)
+ocr_texts = st.text(alphabet="XY 字\n", min_size=1, max_size=8).map(clean_text).filter(bool)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> tuple[list[str], ExtractedDocument]:
+    """Pages joined the PDF loader's way, with images whose spans lie inside their pages (some empty)."""
+    texts = draw(page_texts)
+    text, pages = _join(texts)
+    images = []
+    for _ in range(draw(st.integers(0, 4))):
+        page = draw(st.sampled_from(pages))
+        start = draw(st.integers(page.start, page.end))
+        images.append(_image(page=page.number, start=start, end=draw(st.integers(start, page.end))))
+    return texts, ExtractedDocument(text=text, file_type="pdf", pages=pages, images=images)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents(), st.data(), ocr_texts)
+def test_filling_a_page_is_what_the_loader_would_have_joined(
+    drawn: tuple[list[str], ExtractedDocument], data: st.DataObject, ocr: str
+) -> None:
+    texts, document = drawn
+    index = data.draw(st.integers(0, len(texts) - 1))
+    page = document.pages[index]
+    quotes = [document.text[image.start : image.end] for image in document.images]
+    start, end = insert_text(document, page.end, ocr, page)
+    texts[index] = f"{texts[index]}\n\n{ocr}" if texts[index] else ocr
+    assert (document.text, document.pages) == _join(texts)
+    assert document.text[start:end] == ocr
+    assert [document.text[image.start : image.end] for image in document.images] == quotes
+    assert all(document.page_at(image.start) == image.page or image.start == image.end
+               for image in document.images)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents(), st.data(), ocr_texts)
+def test_inserting_anywhere_in_a_page_keeps_every_other_span(
+    drawn: tuple[list[str], ExtractedDocument], data: st.DataObject, ocr: str
+) -> None:
+    _, document = drawn
+    old_text = document.text
+    page = data.draw(st.sampled_from(document.pages))
+    offset = data.draw(st.integers(page.start, page.end))
+    old_pages = [old_text[other.start : other.end] for other in document.pages]
+    old_spans = [(image.start, image.end, old_text[image.start : image.end]) for image in document.images]
+
+    start, end = insert_text(document, offset, ocr, page)
+    text, grown = document.text, len(document.text) - len(old_text)
+    assert text[:offset] == old_text[:offset] and text[offset + grown :] == old_text[offset:]
+    assert text[start:end] == ocr and offset <= start and end <= offset + grown
+    assert start == 0 or text[:start].endswith("\n\n")
+    assert end == len(text) or text[end:].startswith("\n\n")
+    for before, after in zip(document.pages, document.pages[1:]):
+        assert before.start <= before.end <= after.start <= after.end <= len(text)
+    for other, old in zip(document.pages, old_pages, strict=True):
+        if other.number == page.number:
+            assert other.start <= start and end <= other.end
+            assert text[other.start : offset] + text[offset + grown : other.end] == old
+        else:
+            assert text[other.start : other.end] == old
+    for image, (old_start, old_end, quote) in zip(document.images, old_spans, strict=True):
+        if old_start < offset < old_end:  # the insertion landed inside this span, which grows around it
+            inserted = text[offset : offset + grown]
+            assert text[image.start : image.end] == old_text[old_start:offset] + inserted + old_text[offset:old_end]
+        else:
+            assert text[image.start : image.end] == quote
