@@ -60,12 +60,15 @@ def test_missing_checkpoint_file_says_what_to_do(tiny_clip: tuple[Path, Path], t
     assert "missing.pt" in str(caught.value) and "KB_CLIP_MODEL=none" in str(caught.value)
 
 
-def test_uncached_tag_fails_fast_offline() -> None:
+def test_uncached_tag_fails_fast_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # weights cached on this machine stay unseen
     started = time.perf_counter()
     with pytest.raises(ModelNotFoundError, match="ViT-B-32/laion2b_s34b_b79k") as caught:
         ClipEncoder("ViT-B-32", "laion2b_s34b_b79k").identity()
     assert time.perf_counter() - started < 5
-    assert "cache" in str(caught.value) and "offline" in str(caught.value)
+    assert str(tmp_path) in str(caught.value) and "offline" in str(caught.value)
     with pytest.raises(ModelNotFoundError, match="laion2b_s34b_b79k"):  # the known tags are listed
         ClipEncoder("ViT-B-32", "no-such-tag").identity()
     with pytest.raises(ModelNotFoundError, match="architecture"):
