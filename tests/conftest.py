@@ -73,3 +73,23 @@ def kb_factory(tmp_path: Path, tiny_text_model: Path) -> Iterator:
     yield open_kb
     for knowledge_base in opened:
         knowledge_base.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model config, random checkpoint) of a tiny open_clip CLIP (see tests/clip_model.py)."""
+    from tests.clip_model import save_random_checkpoint, write_tiny_config
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    config = write_tiny_config(folder)
+    return config, save_random_checkpoint(config, folder / "random.pt")
+
+
+@pytest.fixture(scope="session")
+def trained_clip(tiny_clip: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(model config, checkpoint) of the tiny CLIP trained for seconds on coloured shapes, in a fresh process."""
+    config, _ = tiny_clip
+    checkpoint = config.parent / "trained.pt"
+    subprocess.run([sys.executable, "-m", "tests.clip_model", str(config), str(checkpoint)], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+    return config, checkpoint

@@ -23,13 +23,26 @@ def folder_fingerprint(folder: Path) -> str:
         p for p in folder.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_NAMES)
     )
     for path in files:
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder)}:{size}".encode())
-        with path.open("rb") as handle:
-            if size <= 2 * SAMPLE_BYTES:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(SAMPLE_BYTES))
-                handle.seek(-SAMPLE_BYTES, 2)
-                digest.update(handle.read(SAMPLE_BYTES))
+        digest.update(f"{path.relative_to(folder)}:{path.stat().st_size}".encode())
+        _update_with_file(digest, path)
     return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    """SHA-256 over one weight file's size and contents (sampled like ``folder_fingerprint`` above 8 MiB), so a
+    checkpoint keeps its fingerprint when it is moved or renamed."""
+    digest = hashlib.sha256(f"{path.stat().st_size}".encode())
+    _update_with_file(digest, path)
+    return digest.hexdigest()
+
+
+def _update_with_file(digest: hashlib._Hash, path: Path) -> None:
+    """Feed the file's contents to ``digest``: all of it up to 8 MiB, else its first and last 4 MiB."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if size <= 2 * SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            digest.update(handle.read(SAMPLE_BYTES))
+            handle.seek(-SAMPLE_BYTES, 2)
+            digest.update(handle.read(SAMPLE_BYTES))
