@@ -40,18 +40,19 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
             # Pillow warns above its own MAX_IMAGE_PIXELS; ours (max_pixels) is checked below instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"refused as a possible decompression bomb: {error}") from error
+    except Image.DecompressionBombError as error:  # far over Pillow's own limit, which it checks first
+        raise ImageError(f"refused before decoding as a possible decompression bomb ({error})") from error
     except UnidentifiedImageError as error:
         raise ImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from error
     except Exception as error:  # a header Pillow recognises but cannot parse
-        raise ImageError(f"corrupt image header: {_describe(error)}") from error
+        raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
-                         f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding (a decompression bomb?)")
+                         f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding as a possible "
+                         "decompression bomb")
     return image
 
 
