@@ -75,7 +75,7 @@ def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages
         src, alt = image_source(img)
         figure = img.find_parent("figure")
         figcaption = figure.find("figcaption") if figure is not None else None
-        caption = " ".join(figcaption.get_text(" ").split()) or None if isinstance(figcaption, Tag) else None
+        caption = (" ".join(figcaption.get_text(" ").split()) or None) if isinstance(figcaption, Tag) else None
         block = img.find_parent(_IMAGE_BLOCKS)
         span = None
         if block is not None:
