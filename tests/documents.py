@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 
-def pdf_bytes(pages: list[list[str]], title: str | None = None) -> bytes:
-    """A minimal valid PDF: one Helvetica text line per string, pages in order, a correct xref table."""
-    page_ids = [5 + 2 * index for index in range(len(pages))]
+from PIL import Image
+
+
+def image_bytes(image_format: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB",
+                color: object = (200, 30, 30), **save: object) -> bytes:
+    """A one-colour image encoded in ``image_format``; ``save`` goes to Pillow (exif, transparency, ...)."""
+    out = io.BytesIO()
+    Image.new(mode, size, color).save(out, image_format, **save)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (its data is a few bytes)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+def pdf_bytes(pages: list[list[str]], title: str | None = None, images: list[bytes | None] | None = None) -> bytes:
+    """A minimal valid PDF: one Helvetica text line per string, pages in order, a correct xref table.
+
+    ``images``, when given, holds per page a JPEG drawn below the text (or None for no image).
+    """
+    images = images or [None] * len(pages)
+    page_ids = [5 + 3 * index for index in range(len(pages))]
     objects: dict[int, bytes] = {
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         2: f"<< /Type /Pages /Kids [{' '.join(f'{i} 0 R' for i in page_ids)}] /Count {len(pages)} >>".encode(),
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
         4: f"<< /Title ({title or ''}) >>".encode(),
     }
-    for page_id, lines in zip(page_ids, pages, strict=True):
+    for page_id, lines, jpeg in zip(page_ids, pages, images, strict=True):
         shows = " ".join(f"({line}) Tj 0 -16 Td" for line in lines)
         stream = f"BT /F1 12 Tf 72 720 Td {shows} ET".encode() if lines else b""
+        xobjects = b""
+        if jpeg is not None:
+            width, height = Image.open(io.BytesIO(jpeg)).size
+            objects[page_id + 2] = b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB " \
+                b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream" % (
+                    width, height, len(jpeg), jpeg)
+            xobjects = b" /XObject << /Im1 %d 0 R >>" % (page_id + 2)
+            stream += b" q 200 0 0 150 72 400 cm /Im1 Do Q"
         objects[page_id] = (
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-            f"/Contents {page_id + 1} 0 R >>"
-        ).encode()
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>%s >> "
+            b"/Contents %d 0 R >>" % (xobjects, page_id + 1)
+        )
         objects[page_id + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets: dict[int, int] = {}
@@ -26,8 +62,9 @@ def pdf_bytes(pages: list[list[str]], title: str | None = None) -> bytes:
         offsets[number] = len(out)
         out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
     xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offsets[number] for number in sorted(objects))
+    numbers = range(1, max(objects) + 1)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(numbers) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] if n in offsets else b"0000000000 65535 f \n" for n in numbers)
     info = b" /Info 4 0 R" if title else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(numbers) + 1, info, xref)
     return bytes(out)

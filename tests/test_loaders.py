@@ -96,7 +96,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
         load(tmp_path, "controls.md", bytes(range(1, 32)) * 50)
 
 
-@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx"])
+@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
         load(tmp_path, name, b"")
@@ -114,11 +114,14 @@ def test_clean_text_shapes_text_for_the_chunker() -> None:
 # --- factory ----------------------------------------------------------------------------------------------------
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
-    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx"} == SUPPORTED_SUFFIXES
-    names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "slides.pptx", "old.doc", "README"]
+    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".jpg", ".jpeg", ".png",
+            ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
+    names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "slides.pptx", "old.doc", "README",
+             "photo.JPG", "scan.tiff", "icon.svg"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
-                      "w.Docx": "docx", "slides.pptx": None, "old.doc": None, "README": None}
+                      "w.Docx": "docx", "slides.pptx": None, "old.doc": None, "README": None, "photo.JPG": "image",
+                      "scan.tiff": "image", "icon.svg": None}
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------

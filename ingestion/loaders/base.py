@@ -5,13 +5,39 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kb.types import ExtractedDocument
+
+if TYPE_CHECKING:
+    from kb.config import Settings
 
 
 class LoadError(Exception):
     """A file that cannot be turned into text; the message is the reason a person reads in the report."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds on the images a loader decodes; the defaults are those of the knowledge base's settings.
+
+    ``max_pixels`` refuses decompression bombs from the header; embedded images under ``min_side`` on a side are
+    decoration; kept images are scaled down to ``max_side``; a document keeps at most ``max_images`` images and
+    ``max_total_pixels`` pixels of them (memory); a referenced image file may hold ``max_bytes``.
+    """
+
+    max_pixels: int = 64_000_000
+    min_side: int = 32
+    max_side: int = 2048
+    max_images: int = 200
+    max_total_pixels: int = 100_000_000
+    max_bytes: int = 50 * 2**20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        return cls(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
 
 
 # Characters that end a line in some convention; all become "\n" so the chunker sees one kind of break.
@@ -38,23 +64,42 @@ def clean_text(text: str) -> str:
 class Loader(ABC):
     """Turns the bytes of one kind of file into its visible text.
 
-    The caller reads the bytes once (it also hashes them); ``path`` only names the file in messages.
+    The caller reads the bytes once (it also hashes them); ``path`` names the file in messages, and locates the
+    image files a document refers to.
     """
 
     file_type: str
 
-    def load(self, path: Path, data: bytes) -> ExtractedDocument:
+    def load(self, path: Path, data: bytes, limits: ImageLimits | None = None) -> ExtractedDocument:
         """The document in ``data``; raises ``LoadError`` with a readable reason when there is none.
 
-        The title comes back as one clean line, or None when it is blank.
+        The title comes back as one clean line, or None when it is blank. Images are decoded within ``limits``
+        (``ImageLimits.from_settings``; default: the default settings').
         """
         if not data:
             raise LoadError("empty file")
-        document = self.extract(path, data)
+        document = self.extract(path, data, limits or ImageLimits())
         if document.title is not None:
             document.title = " ".join(clean_text(document.title).split()) or None
         return document
 
     @abstractmethod
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         """Format-specific work for ``load``; ``data`` is never empty here."""
+
+
+class TextCursor:
+    """Finds snippets of a loader's cleaned text in reading order, so that each lands on the right occurrence."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.start = self.end = 0  # the span of the last snippet found
+
+    def find(self, snippet: str) -> tuple[int, int] | None:
+        """Where ``snippet``, cleaned like the text, lies at or after the last snippet found; None if nowhere."""
+        needle = clean_text(snippet)
+        found = self.text.find(needle, self.start) if needle else -1
+        if found < 0:
+            return None
+        self.start, self.end = found, found + len(needle)
+        return self.start, self.end

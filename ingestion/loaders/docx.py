@@ -7,17 +7,22 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from docx import Document
+from docx.opc.part import Part
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
-from ingestion.loaders.base import Loader, LoadError, clean_text
-from kb.types import ExtractedDocument
+from ingestion.images import EmbeddedImages
+from ingestion.loaders.base import ImageLimits, Loader, LoadError, TextCursor, clean_text
+from kb.types import ExtractedDocument, ExtractedImage
 
 _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
 _SDT, _SDT_CONTENT, _CUSTOM_XML = qn("w:sdt"), qn("w:sdtContent"), qn("w:customXml")
 _TEXTBOX = qn("w:txbxContent")
+_DRAWING, _DOC_PR, _BLIP, _EMBED = qn("w:drawing"), qn("wp:docPr"), qn("a:blip"), qn("r:embed")
+_FIGURE_LABELS = ("figure", "fig.")  # a paragraph starting so, right after a picture, is its caption
 # Not shown as text: paragraph/run properties (their w:tab is a tab stop), deleted revisions, and the
 # fallback copy of a drawing (its text box repeats the one in mc:Choice).
 _SKIPPED = frozenset({qn("w:pPr"), qn("w:rPr"), qn("w:del"), qn("w:moveFrom"), qn("w:instrText"),
@@ -35,26 +40,38 @@ class DocxLoader(Loader):
 
     Text boxes follow the paragraph that anchors them. Headers, footers, footnotes and comments are not part
     of the body and are left out. The title is the core properties' title, else the first Title or Heading
-    paragraph.
+    paragraph. Pictures (inline or floating) come with their description as alt text, the next paragraph as
+    caption when it is one, and the span of their paragraph and caption.
     """
 
     file_type = "docx"
 
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         _refuse_zip_bomb(data)
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
             document = Document(io.BytesIO(data))
             title = (document.core_properties.title or "").strip() or None
             heading_styles = {style.style_id for style in document.styles if _is_heading(style.name)}
+            caption_styles = {style.style_id for style in document.styles if (style.name or "").lower() == "caption"}
         except Exception as error:
             reason = _STREAM_REPR.sub("the file", str(error)) or type(error).__name__
             raise LoadError(f"corrupt DOCX: {reason}") from error
         body = document.element.body
-        text = clean_text("\n\n".join(block for block in _blocks(body) if block.strip()))
-        return ExtractedDocument(
-            text=text, file_type=self.file_type, title=title or _first_heading(body, heading_styles)
-        )
+        blocks = list(_blocks(body))
+        text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
+        warnings: list[str] = []
+        images = _pictures(document.part, blocks, text, caption_styles, EmbeddedImages(limits, warnings))
+        title = title or _first_heading(body, heading_styles)
+        return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=warnings)
+
+
+class _Block(NamedTuple):
+    """A paragraph or table of the body: its text, its element, and the drawings inside it."""
+
+    text: str
+    element: _Element
+    drawings: list[_Element]
 
 
 def _refuse_zip_bomb(data: bytes) -> None:
@@ -84,14 +101,16 @@ def _first_heading(body: _Element, heading_styles: set[str]) -> str | None:
     return None
 
 
-def _blocks(container: _Element) -> Iterator[str]:
-    """Paragraph texts and tables of a body, cell or text box, in document order."""
+def _blocks(container: _Element) -> Iterator[_Block]:
+    """Paragraphs and tables of a body, cell or text box, in document order."""
     for child in container.iterchildren():
         if child.tag == _P:
-            boxes: list[_Element] = []
-            yield _paragraph(child, boxes)
-            for box in boxes:
-                yield from _blocks(box)
+            found: list[_Element] = []
+            text = _paragraph(child, found)
+            yield _Block(text, child, [element for element in found if element.tag == _DRAWING])
+            for box in found:
+                if box.tag == _TEXTBOX:
+                    yield from _blocks(box)
         elif child.tag == _TBL:
             yield _table(child)
         elif child.tag == _SDT:
@@ -102,8 +121,8 @@ def _blocks(container: _Element) -> Iterator[str]:
             yield from _blocks(child)
 
 
-def _paragraph(element: _Element, boxes: list[_Element]) -> str:
-    """The visible text of a paragraph; text boxes met inside it are appended to ``boxes``."""
+def _paragraph(element: _Element, found: list[_Element]) -> str:
+    """The visible text of a paragraph; text boxes and drawings met inside it are appended to ``found``."""
     parts: list[str] = []
     for child in element.iterchildren():
         if child.tag in _SKIPPED:
@@ -113,18 +132,67 @@ def _paragraph(element: _Element, boxes: list[_Element]) -> str:
         elif child.tag in _CHARACTERS:
             parts.append(_CHARACTERS[child.tag])
         elif child.tag == _TEXTBOX:
-            boxes.append(child)
+            found.append(child)
         else:
-            parts.append(_paragraph(child, boxes))
+            if child.tag == _DRAWING:
+                found.append(child)
+            parts.append(_paragraph(child, found))
     return "".join(parts)
 
 
-def _table(table: _Element) -> str:
+def _table(table: _Element) -> _Block:
     """One line per row; a cell's paragraphs (and nested tables) flattened onto the line."""
     rows: list[str] = []
+    drawings: list[_Element] = []
     for row in table.iterchildren(_TR):
-        cells = (" ".join(" ".join(_blocks(cell)).split()) for cell in row.iterchildren(_TC))
+        cells: list[str] = []
+        for cell in row.iterchildren(_TC):
+            blocks = list(_blocks(cell))
+            cells.append(" ".join(" ".join(block.text for block in blocks).split()))
+            drawings.extend(drawing for block in blocks for drawing in block.drawings)
         line = " | ".join(cell for cell in cells if cell)
         if line:
             rows.append(line)
-    return "\n".join(rows)
+    return _Block("\n".join(rows), table, drawings)
+
+
+def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[str],
+              images: EmbeddedImages) -> list[ExtractedImage]:
+    """The pictures of the body, each with its alt text, caption and span in ``text``."""
+    cursor = TextCursor(text)
+    for index, block in enumerate(blocks):
+        if not block.drawings:
+            continue
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        caption = following if following is not None and _is_caption(following, caption_styles) else None
+        span = _span(cursor, blocks[:index + 1], caption)
+        for drawing in block.drawings:
+            properties = drawing.find(f".//{_DOC_PR}")
+            alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
+            for blip in drawing.iter(_BLIP):  # a group holds several pictures
+                related = part.related_parts.get(blip.get(_EMBED, ""))
+                if related is None:
+                    images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
+                    continue
+                images.add_bytes(related.blob, related.partname.lstrip("/"), start=span[0], end=span[1],
+                                 alt=alt or None, caption=caption and " ".join(caption.text.split()))
+    return images.finish()
+
+
+def _is_caption(block: _Block, caption_styles: set[str]) -> bool:
+    style = block.element.find(f"{qn('w:pPr')}/{qn('w:pStyle')}")
+    if style is not None and style.get(_STYLE_ID) in caption_styles:
+        return True
+    return block.text.strip().lower().startswith(_FIGURE_LABELS)
+
+
+def _span(cursor: TextCursor, blocks: list[_Block], caption: _Block | None) -> tuple[int, int]:
+    """The span of the last of ``blocks`` (it holds the picture) through its caption; for a picture alone in
+    its paragraph and without caption, the empty span after the text before it."""
+    holder = cursor.find(blocks[-1].text)
+    captioned = cursor.find(caption.text) if caption is not None else None
+    if holder is None and captioned is None:
+        before = next((block for block in reversed(blocks) if block.text.strip()), None)
+        found = cursor.find(before.text) if before is not None else None
+        return (found[1], found[1]) if found else (cursor.end, cursor.end)
+    return (holder or captioned)[0], (captioned or holder)[1]  # type: ignore[index]

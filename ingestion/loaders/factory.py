@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ingestion.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.html import HtmlLoader
+from ingestion.loaders.image import ImageLoader
 from ingestion.loaders.markdown import MarkdownLoader
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.text import TextLoader
@@ -23,6 +25,8 @@ _LOADERS: dict[str, Loader] = {
     ".pdf": PdfLoader(),
     ".docx": DocxLoader(),
 }
+_IMAGE = ImageLoader()
+_LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
 

@@ -10,8 +10,9 @@ from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import Loader, clean_text
-from kb.types import ExtractedDocument
+from ingestion.images import EmbeddedImages
+from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
+from kb.types import ExtractedDocument, ExtractedImage
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
 _DECLARED = re.compile(
@@ -33,19 +34,59 @@ _LINE = frozenset({"dd", "dt", "li", "tr"})
 _CELLS = ("td", "th")
 _MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, to bound the recursion
 _SPACES = re.compile(r"[ \t\n\r\f]+")
+_IMAGE_BLOCKS = _PARAGRAPH | _LINE | set(_CELLS)  # an image's span is the text of the nearest of these around it
+_MAX_SPAN = 2000  # a block with more text than this is not a useful span for an image
 
 
 class HtmlLoader(Loader):
-    """Visible text of an HTML page; the title comes from <title>, else the first <h1>."""
+    """Visible text of an HTML page; the title comes from <title>, else the first <h1>.
+
+    Visible ``<img>`` elements whose ``src`` is a local file (relative to the page) or a data: URI come as
+    images, with alt (or title) text, their <figcaption>, and the span of the block around them.
+    """
 
     file_type = "html"
 
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         text = encoding.decode_text(data, _declared_charset(data))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
             soup = BeautifulSoup(text, "lxml")
-        return ExtractedDocument(text=clean_text(_render(soup)), file_type=self.file_type, title=_title(soup))
+        visible = clean_text(_render(soup))
+        notes: list[str] = []
+        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes))
+        return ExtractedDocument(text=visible, file_type=self.file_type, title=_title(soup), images=images,
+                                 warnings=notes)
+
+
+def image_source(img: Tag) -> tuple[str, str | None]:
+    """An ``<img>``'s src and its alt text (the title attribute when there is no alt)."""
+    alt = " ".join(str(img.get("alt") or img.get("title") or "").split())
+    return str(img.get("src") or ""), alt or None
+
+
+def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages) -> list[ExtractedImage]:
+    """The visible images of the page, in document order, located in ``text``."""
+    cursor = TextCursor(text)
+    blocks: dict[int, str] = {}  # rendered text of the blocks met so far, by id
+    for number, img in enumerate(soup.find_all("img"), 1):
+        if _hidden(img) or any(_hidden(parent) for parent in img.parents):
+            continue
+        src, alt = image_source(img)
+        figure = img.find_parent("figure")
+        figcaption = figure.find("figcaption") if figure is not None else None
+        caption = (" ".join(figcaption.get_text(" ").split()) or None) if isinstance(figcaption, Tag) else None
+        block = img.find_parent(_IMAGE_BLOCKS)
+        span = None
+        if block is not None:
+            if id(block) not in blocks:
+                blocks[id(block)] = _render(block)
+            if len(blocks[id(block)]) <= _MAX_SPAN:
+                span = cursor.find(blocks[id(block)])
+        start, end = span or (cursor.end, cursor.end)
+        name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
+        images.add_reference(src, folder, name, start=start, end=end, alt=alt, caption=caption)
+    return images.finish()
 
 
 def _declared_charset(data: bytes) -> str | None:

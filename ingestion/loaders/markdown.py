@@ -5,10 +5,15 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import NamedTuple
+
+from bs4 import BeautifulSoup
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import Loader, clean_text
-from kb.types import ExtractedDocument
+from ingestion.images import EmbeddedImages
+from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
+from ingestion.loaders.html import image_source
+from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?(?:\1|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _FRONT_TITLE = re.compile(r"""^title[ \t]*[:=][ \t]*["']?(.*?)["']?[ \t]*$""", re.MULTILINE)
@@ -32,6 +37,8 @@ _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _URL = r"\((?:[^()]|\([^()]{0,500}\)){0,2000}\)"
 _LABEL = r"\[([^\]]{0,1000})\]"
 _SPAN = r"(?:.|\n(?!\n)){1,500}?"  # emphasised text: may wrap onto the next line, never past a paragraph
+_IMAGE = re.compile(r"!" + _LABEL + r"\(\s*<?([^\s()<>]{1,2000})>?(?:\s+[\"'(]([^\"')]{0,1000})[\"')])?\s*\)")
+_IMG_TAG = re.compile(r"<img\b[^<>]{0,4000}>", re.IGNORECASE)
 _INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"""<img\b[^<>]{0,2000}?\balt\s*=\s*["']([^"'<>]*)["'][^<>]{0,2000}>""", re.IGNORECASE), r"\1"),
     (re.compile(r"!" + _LABEL + r"(?:" + _URL + r"|\[[^\]]{0,1000}\])?"), r"\1"),
@@ -46,15 +53,24 @@ _INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+class _Reference(NamedTuple):
+    """An image a Markdown file shows: ``![alt](src "title")`` or an HTML ``<img>``."""
+
+    src: str
+    alt: str | None
+    title: str | None
+
+
 class MarkdownLoader(Loader):
     """Visible text of a Markdown file: markup removed, image alt text and link text kept, code kept.
 
-    The title is the front matter's ``title``, else the first heading of the highest level.
+    The title is the front matter's ``title``, else the first heading of the highest level. Images linked by a
+    relative path (or a data: URI) come with their alt text, title as caption, and the span of the alt text.
     """
 
     file_type = "markdown"
 
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         source = encoding.decode_text(data)
         title: str | None = None
         front = _FRONT_MATTER.match(source)
@@ -63,14 +79,46 @@ class MarkdownLoader(Loader):
             if found and found.group(1):
                 title = found.group(1)
             source = source[front.end():]
-        lines, headings = _render(source.split("\n"))
+        references: list[_Reference] = []
+        lines, headings = _render(source.split("\n"), references)
         if title is None and headings:
             title = min(headings, key=lambda heading: heading[0])[1]
-        return ExtractedDocument(text=clean_text("\n".join(lines)), file_type=self.file_type, title=title)
+        text = clean_text("\n".join(lines))
+        notes: list[str] = []
+        images = _images(references, text, path.parent, EmbeddedImages(limits, notes))
+        return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
 
-def _render(lines: list[str]) -> tuple[list[str], list[tuple[int, str]]]:
-    """Output lines, and the headings as (level, text) in order; fenced code passes through untouched."""
+def _images(references: list[_Reference], text: str, folder: Path,
+            images: EmbeddedImages) -> list[ExtractedImage]:
+    """The referenced images, each located at its alt text in ``text`` (which shows it in the image's place)."""
+    cursor = TextCursor(text)
+    for reference in references:
+        start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
+        images.add_reference(reference.src, folder, reference.src, start=start, end=end, alt=reference.alt,
+                             caption=reference.title)
+    return images.finish()
+
+
+def _references(prose: str) -> list[_Reference]:
+    """The images of a run of prose, in order of appearance."""
+    found: list[tuple[int, _Reference]] = []
+    for match in _IMAGE.finditer(prose):
+        found.append((match.start(), _Reference(match.group(2), _inline(match.group(1)).strip() or None,
+                                                (match.group(3) or "").strip() or None)))
+    for match in _IMG_TAG.finditer(prose):
+        img = BeautifulSoup(match.group(0), "html.parser").find("img")
+        if img is not None:
+            src, alt = image_source(img)  # type: ignore[arg-type]
+            found.append((match.start(), _Reference(src, alt, None)))
+    return [reference for _, reference in sorted(found, key=lambda item: item[0])]
+
+
+def _render(lines: list[str], references: list[_Reference]) -> tuple[list[str], list[tuple[int, str]]]:
+    """Output lines, and the headings as (level, text) in order; fenced code passes through untouched.
+
+    The images met in prose are appended to ``references``.
+    """
     out: list[str] = []
     headings: list[tuple[int, str]] = []
     prose: list[str] = []
@@ -89,23 +137,25 @@ def _render(lines: list[str]) -> tuple[list[str], list[tuple[int, str]]]:
             continue
         opening = _FENCE.match(unquoted)
         if opening:
-            out.extend(_render_prose(prose, headings))
+            out.extend(_render_prose(prose, headings, references))
             prose = []
             out.append("")
             fence = (opening.group(2)[0], len(opening.group(2)), opening.group(1), quote is not None)
             continue
         prose.append(line)
-    out.extend(_render_prose(prose, headings))
+    out.extend(_render_prose(prose, headings, references))
     return out, headings
 
 
-def _render_prose(lines: list[str], headings: list[tuple[int, str]]) -> list[str]:
+def _render_prose(lines: list[str], headings: list[tuple[int, str]], references: list[_Reference]) -> list[str]:
     """Block and inline markup removed from a run of non-code lines; headings become their own paragraphs.
 
     Inline markup is removed from the whole run at once, so a link may wrap onto the next line.
     """
     out: list[str] = []
-    for line in _COMMENT.sub("", "\n".join(lines)).split("\n"):
+    prose = _COMMENT.sub("", "\n".join(lines))
+    references.extend(_references(prose))
+    for line in prose.split("\n"):
         line = _QUOTE.sub("", line)
         setext = _SETEXT.match(line)
         if setext and out and out[-1].strip():

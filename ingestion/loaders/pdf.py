@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
-from pypdf import PasswordType, PdfReader
+from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
+from pypdf.generic import DictionaryObject, StreamObject
 
-from ingestion.loaders.base import Loader, LoadError, clean_text
+from ingestion.images import EmbeddedImages
+from ingestion.loaders.base import ImageLimits, Loader, LoadError, clean_text
 from kb.types import ExtractedDocument, Page
 
 _PAGE_SEPARATOR = "\n\n"
 _HEADER_WINDOW = 1024  # readers accept up to this much junk before "%PDF-"
+_MAX_FORM_DEPTH = 8  # form XObjects nested deeper than this are not searched for images
 
 
 class PdfLoader(Loader):
     """Text of a PDF page by page; pages without a text layer are kept (empty) and reported in a warning.
+
+    Each page's images come with the page's text span; on a page without a text layer they are marked
+    ``scanned_page`` (OCR reads them). An image used on several pages is kept once, where it first appears.
 
     pypdf runs in non-strict mode so that slightly broken files still load; at most ``max_pages`` pages are
     read, which bounds the time a pathological file can take.
@@ -27,13 +34,13 @@ class PdfLoader(Loader):
     def __init__(self, max_pages: int = 2000) -> None:
         self.max_pages = max_pages
 
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         try:
-            return self._read(data)
+            return self._read(data, limits)
         except DependencyError as error:  # AES encryption, even with an empty password, needs a crypto library
             raise LoadError("encrypted PDF (AES): decrypting it needs the 'cryptography' package") from error
 
-    def _read(self, data: bytes) -> ExtractedDocument:
+    def _read(self, data: bytes, limits: ImageLimits) -> ExtractedDocument:
         if b"%PDF-" not in data[:_HEADER_WINDOW]:
             raise LoadError("not a PDF: no %PDF- header at the start of the file")
         # pypdf signals malformed input with many exception types (KeyError, ValueError, zlib.error, ...),
@@ -68,9 +75,60 @@ class PdfLoader(Loader):
             warnings.append(f"{blank} of {count} pages have no text layer (scanned?)")
 
         text, pages = _join(texts)
-        return ExtractedDocument(
-            text=text, file_type=self.file_type, title=_title(reader), pages=pages, warnings=warnings
-        )
+        images = EmbeddedImages(limits, warnings)
+        seen: set[tuple[int, int] | int] = set()
+        for index, page in enumerate(pages):
+            _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen)
+        return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,
+                                 images=images.finish(), warnings=warnings)
+
+
+def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: EmbeddedImages,
+                 seen: set[tuple[int, int] | int]) -> None:
+    """Keep the images of one page, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped."""
+    for ordinal, (key, xobject) in enumerate(_image_xobjects(pdf_page), 1):
+        reference = xobject.indirect_reference
+        identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        name = f"page {page.number} image {ordinal}"
+        if not images.wants(name, *_size(xobject)):
+            continue
+        # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
+        try:
+            found = pdf_page.images[key if len(key) > 1 else key[0]]
+        except Exception as error:
+            images.skip(name, f"cannot decode: {_describe(error)}")
+            continue
+        images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
+                           scanned_page=scanned)
+
+
+def _image_xobjects(container: DictionaryObject, key: tuple[str, ...] = (),
+                    depth: int = 0) -> Iterator[tuple[list[str], StreamObject]]:
+    """(resource path, image XObject) for each image in a page's or form's resources, forms searched too."""
+    try:
+        xobjects = container["/Resources"]["/XObject"]
+        entries = [(name, xobjects[name]) for name in xobjects]
+    except Exception:  # no resources, no XObjects, or a broken dictionary: no images here
+        return
+    for name, xobject in entries:
+        if not isinstance(xobject, StreamObject):
+            continue
+        subtype = xobject.get("/Subtype")
+        if subtype == "/Image":
+            yield [*key, name], xobject
+        elif subtype == "/Form" and depth < _MAX_FORM_DEPTH:
+            yield from _image_xobjects(xobject, (*key, name), depth + 1)
+
+
+def _size(xobject: StreamObject) -> tuple[int, int]:
+    """An image XObject's declared width and height; (0, 0) when they are missing or not numbers."""
+    try:
+        return int(xobject["/Width"]), int(xobject["/Height"])
+    except (KeyError, TypeError, ValueError):
+        return 0, 0
 
 
 def _unlock(reader: PdfReader) -> None:

@@ -1,0 +1,268 @@
+"""Decoding images with Pillow, guarded: supported formats only, size checked from the header before decoding."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+import stat
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ingestion.loaders.base import ImageLimits, LoadError
+from kb.types import ExtractedImage
+
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+_WHITE = (255, 255, 255)
+_ORIENTATION = 0x0112
+_TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees: width and height swap
+_DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
+
+
+class ImageError(LoadError):
+    """An image that cannot be used; the message is the reason a person reads."""
+
+
+def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """``data`` opened lazily (nothing decoded yet), refused unless a supported format within ``max_pixels``."""
+    if not data:
+        raise ImageError("empty image")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own MAX_IMAGE_PIXELS; ours (max_pixels) is checked below instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError as error:  # far over Pillow's own limit, which it checks first
+        raise ImageError(f"refused before decoding as a possible decompression bomb ({error})") from error
+    except UnidentifiedImageError as error:
+        raise ImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from error
+    except Exception as error:  # a header Pillow recognises but cannot parse
+        raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
+                         f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding as a possible "
+                         "decompression bomb")
+    return image
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int = 2048,
+                 notes: list[str] | None = None) -> ExtractedImage:
+    """The image in ``data``: RGB, fully loaded, EXIF-rotated, longest side at most ``max_side``.
+
+    ``width``/``height`` are the original's as displayed; what was simplified (an animation reduced to its
+    first frame) is appended to ``notes``.
+    """
+    return _decode(open_image(data, max_pixels=max_pixels), data, name, max_side, notes)
+
+
+def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: list[str] | None) -> ExtractedImage:
+    width, height = image.size
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and notes is not None:
+        notes.append(f"{name}: {frames} frames (animated or multi-page); only the first is used")
+    try:
+        orientation = image.getexif().get(_ORIENTATION)
+        if image.format == "JPEG":
+            image.draft(None, (max_side, max_side))  # decode at a reduced scale: much faster for big photos
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = bounded(to_rgb(image), max_side)
+    except Exception as error:  # Pillow reports truncated or corrupt data with OSError, SyntaxError, ValueError...
+        raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
+    if orientation in _TURNED:
+        width, height = height, width
+    return ExtractedImage(image=image, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
+                          height=height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB image: transparency composited on white, 16-bit and float greys scaled into 8 bits."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _grey_to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, _WHITE)
+        image.paste(rgba, mask=rgba.getchannel("A"))
+        return image
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _grey_to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image as 8-bit grey: 16-bit divided down, others stretched to their range."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def bounded(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down (never up) so that its longest side is at most ``max_side``."""
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def thumbnail_jpeg(image: Image.Image, max_side: int = 256, quality: int = 80) -> bytes:
+    """JPEG bytes of a small preview of ``image``, stored so a person can see an embedded image."""
+    preview = to_rgb(image).copy()
+    preview.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    preview.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+class EmbeddedImages:
+    """Collects the images embedded in one document within ``limits``; an image that is skipped never fails the
+    document, it becomes a warning (tiny decorations and repeats are skipped quietly, and counted)."""
+
+    def __init__(self, limits: ImageLimits, warnings: list[str]) -> None:
+        self.limits = limits
+        self.warnings = warnings
+        self.images: list[ExtractedImage] = []
+        self._hashes: set[str] = set()
+        self._pixels = 0
+        self._tiny = 0
+        self._dropped = 0
+        self._remote = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.images) >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
+
+    def wants(self, name: str, width: int, height: int) -> bool:
+        """Whether an image of this (header) size is worth decoding; says why when it is not."""
+        if self.full:
+            self._dropped += 1
+            return False
+        if min(width, height) < self.limits.min_side:
+            self._tiny += 1
+            return False
+        if width * height > self.limits.max_pixels:
+            self.skip(name, f"{width}x{height} is over the limit of {self.limits.max_pixels / 1e6:g} megapixels "
+                      "(max_image_pixels)")
+            return False
+        return True
+
+    def add_bytes(self, data: bytes, name: str, **fields: Any) -> None:
+        """Decode an embedded image file's bytes and keep it, unless it is skipped (with a warning)."""
+        try:
+            image = open_image(data, max_pixels=self.limits.max_pixels)
+            if self.wants(name, *image.size):
+                self.keep(_decode(image, data, name, self.limits.max_side, self.warnings), **fields)
+        except ImageError as error:
+            self.skip(name, str(error))
+
+    def add_decoded(self, image: Image.Image, data: bytes, name: str, **fields: Any) -> None:
+        """Keep an image another library already decoded (a PDF's); ``data`` are the bytes it came from."""
+        width, height = image.size  # before ``bounded``, which may scale ``image`` itself down
+        try:
+            rgb = bounded(to_rgb(image), self.limits.max_side)
+        except Exception as error:  # odd modes or broken pixel data from the PDF
+            self.skip(name, f"cannot convert to RGB: {_describe(error)}")
+            return
+        self.keep(ExtractedImage(image=rgb, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
+                                 height=height), **fields)
+
+    def add_reference(self, src: str, folder: Path, name: str, **fields: Any) -> None:
+        """Keep the image an HTML ``src`` or a Markdown link names (see ``read_reference``); an empty ``src`` is
+        ignored, and images on other sites are only counted: nothing is fetched."""
+        src = src.strip()
+        if not src:
+            return
+        if _is_remote(src):
+            self._remote += 1
+            return
+        try:
+            data = read_reference(src, folder, self.limits)
+        except ImageError as error:
+            self.skip(name, str(error))
+            return
+        self.add_bytes(data, name, **fields)
+
+    def keep(self, image: ExtractedImage, **fields: Any) -> None:
+        if image.sha256 in self._hashes:
+            return  # the same picture again (a logo on every page): kept once, where it first appears
+        self._hashes.add(image.sha256)
+        self._pixels += image.image.width * image.image.height
+        self.images.append(image.model_copy(update=fields))
+
+    def skip(self, name: str, reason: str) -> None:
+        self.warnings.append(f"image {name} skipped: {reason}")
+
+    def finish(self) -> list[ExtractedImage]:
+        """The images kept, after adding the summary warnings."""
+        if self._tiny:
+            self.warnings.append(f"{self._tiny} image(s) smaller than {self.limits.min_side} px on a side skipped "
+                                 "(min_image_side)")
+        if self._dropped:
+            self.warnings.append(f"{self._dropped} image(s) beyond the first {len(self.images)} skipped (at most "
+                                 f"{self.limits.max_images} images or {self.limits.max_total_pixels / 1e6:g} "
+                                 "megapixels per document)")
+        if self._remote:
+            self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
+                                 "relative file paths and data: URIs only)")
+        return self.images
+
+
+def _is_remote(src: str) -> bool:
+    """A URL on a network, or a path from a web site's root: pages link to these, but they are not local files."""
+    parts = urlsplit(src)
+    return bool(parts.netloc) or parts.scheme.lower() in ("http", "https", "ftp") or src.startswith("/")
+
+
+def read_reference(src: str, folder: Path, limits: ImageLimits) -> bytes:
+    """The bytes an HTML ``src`` or Markdown image link names: a ``data:`` URI, or a file relative to ``folder``.
+
+    Nothing is ever fetched from a network: URLs with a scheme and absolute paths are refused.
+    """
+    if src.lower().startswith("data:"):
+        return _data_uri(src, limits)
+    parts = urlsplit(src)
+    if parts.scheme or parts.netloc:
+        raise ImageError(f"not a local file ({parts.scheme or 'network'} URL), not fetched")
+    relative = unquote(parts.path)
+    if not relative or Path(relative).is_absolute():
+        raise ImageError("absolute paths are not followed; use a path relative to the document")
+    try:
+        target = (folder / relative).resolve(strict=True)
+        status = target.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise ImageError("not a regular file")
+        if status.st_size > limits.max_bytes:
+            raise ImageError(f"file is {status.st_size / 2**20:.1f} MB, over {limits.max_bytes / 2**20:g} MB")
+        return target.read_bytes()
+    except FileNotFoundError as error:
+        raise ImageError("file not found") from error
+    except (OSError, RuntimeError) as error:  # unreadable, or a symlink loop
+        raise ImageError(f"cannot read: {getattr(error, 'strerror', None) or error}") from error
+
+
+def _data_uri(src: str, limits: ImageLimits) -> bytes:
+    found = _DATA_URI.match(src.strip())
+    if found is None or not found.group(3):
+        raise ImageError("data URI is not base64-encoded image data")
+    payload = re.sub(r"\s+", "", unquote(found.group(4)))
+    if len(payload) * 3 // 4 > limits.max_bytes:
+        raise ImageError(f"data URI holds over {limits.max_bytes / 2**20:g} MB")
+    try:
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ImageError("data URI has invalid base64") from error

@@ -1,0 +1,272 @@
+"""Images: guarded decoding, image files, and the images embedded in PDF, DOCX, HTML and Markdown documents."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+from docx import Document
+from PIL import Image
+
+from ingestion.images import ImageError, decode_image, thumbnail_jpeg
+from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders.base import ImageLimits
+from kb.config import Settings
+from kb.types import ExtractedDocument
+from tests.documents import bomb_png, image_bytes, pdf_bytes
+
+RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
+
+
+def load(folder: Path, name: str, data: bytes, limits: ImageLimits | None = None) -> ExtractedDocument:
+    """Write ``data`` as ``name`` and load it the way the pipeline does."""
+    path = folder / name
+    path.write_bytes(data)
+    loader = loader_for(path)
+    assert loader is not None, name
+    return loader.load(path, path.read_bytes(), limits)
+
+
+def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def noise_png(size: int = 300) -> bytes:
+    """A PNG that does not compress: cutting it anywhere cuts pixel data."""
+    out = io.BytesIO()
+    Image.effect_noise((size, size), 80).convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+def decode(data: bytes, notes: list[str] | None = None) -> Image.Image:
+    return decode_image(data, "x", max_pixels=10_000_000, notes=notes).image
+
+
+# --- image files -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, image_format", [("photo.JPG", "JPEG"), ("pic.png", "PNG"), ("a.webp", "WEBP"),
+                                                 ("b.bmp", "BMP"), ("c.tiff", "TIFF"), ("d.gif", "GIF")])
+def test_image_file_is_a_document_with_one_image(tmp_path: Path, name: str, image_format: str) -> None:
+    data = image_bytes(image_format, size=(80, 50), color=RED)
+    document = load(tmp_path, name, data)
+    assert (document.text, document.file_type, document.title, document.warnings) == ("", "image", None, [])
+    [image] = document.images
+    assert (image.name, image.width, image.height, image.start, image.end) == (name, 80, 50, 0, 0)
+    assert image.sha256 == hashlib.sha256(data).hexdigest()
+    assert image.image.mode == "RGB" and image.image.size == (80, 50)
+    assert near(image.image.getpixel((40, 25)), RED)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    picture = Image.new("RGB", (60, 40), BLUE)
+    picture.paste(RED, (0, 0, 30, 40))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: the left half ends up on top
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif.tobytes(), quality=95)
+    [image] = load(tmp_path, "rotated.jpg", out.getvalue()).images
+    assert image.image.size == (40, 60) and (image.width, image.height) == (40, 60)
+    assert near(image.image.getpixel((20, 10)), RED) and near(image.image.getpixel((20, 50)), BLUE)
+
+
+def test_large_image_is_scaled_down_and_keeps_its_original_size() -> None:
+    image = decode_image(image_bytes("PNG", size=(3000, 1000)), "wide.png", max_pixels=10_000_000)
+    assert image.image.size == (2048, 683) and (image.width, image.height) == (3000, 1000)
+    assert decode_image(image_bytes("JPEG", size=(4000, 400)), "j", max_pixels=10**8, max_side=500).image.size == \
+        (500, 50)
+
+
+@pytest.mark.parametrize("data, expected", [
+    pytest.param(image_bytes("JPEG", mode="CMYK", color=(0, 255, 255, 0)), RED, id="cmyk-jpeg"),
+    pytest.param(image_bytes("PNG", mode="I;16", color=65535), WHITE, id="16-bit-png"),
+    pytest.param(image_bytes("TIFF", mode="I", color=70000), (0, 0, 0), id="32-bit-flat-tiff"),
+    pytest.param(image_bytes("PNG", mode="1", color=0), (0, 0, 0), id="1-bit"),
+    pytest.param(image_bytes("PNG", mode="RGBA", color=(255, 0, 0, 0)), WHITE, id="transparent-rgba"),
+    pytest.param(image_bytes("PNG", mode="LA", color=(0, 128)), (127, 127, 127), id="half-transparent-la"),
+    pytest.param(image_bytes("PNG", mode="P", color=0, transparency=0), WHITE, id="palette-transparency"),
+    pytest.param(image_bytes("TIFF", mode="F", color=0.5), (0, 0, 0), id="float-tiff"),
+])
+def test_modes_become_rgb(data: bytes, expected: tuple[int, int, int]) -> None:
+    image = decode(data)
+    assert image.mode == "RGB"
+    assert near(image.getpixel((3, 3)), expected), image.getpixel((3, 3))
+
+
+def test_16_bit_grey_keeps_its_gradient() -> None:
+    ramp = Image.new("I;16", (256, 1))
+    ramp.putdata([value * 257 for value in range(256)])
+    out = io.BytesIO()
+    ramp.save(out, "PNG")
+    image = decode(out.getvalue())
+    assert [image.getpixel((x, 0))[0] for x in (0, 128, 255)] == [0, 128, 255]
+
+
+def test_animated_gif_gives_its_first_frame_and_a_note(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (40, 40), colour) for colour in (RED, BLUE, WHITE)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    document = load(tmp_path, "anim.gif", out.getvalue())
+    assert near(document.images[0].image.getpixel((20, 20)), RED)
+    assert document.warnings == ["anim.gif: 3 frames (animated or multi-page); only the first is used"]
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    pytest.param("cut.png", noise_png()[:5000], "truncated", id="truncated-png"),
+    pytest.param("cut.jpg", image_bytes("JPEG", size=(300, 300))[:300], "truncated", id="truncated-jpeg"),
+    pytest.param("notes.jpg", b"Just some text, saved with the wrong suffix.\n", "not an image", id="text-as-jpg"),
+    pytest.param("vector.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image", id="svg-as-png"),
+    pytest.param("empty.png", b"", "^empty file$", id="zero-bytes"),
+])
+def test_bad_image_files_fail_with_a_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    with pytest.raises(ImageError if data else LoadError, match=reason):
+        load(tmp_path, name, data)
+
+
+def test_noise_png_is_refused_not_crashed() -> None:
+    data = bytearray(noise_png())
+    data[200:260] = b"\xff" * 60  # corrupt the compressed pixel data
+    with pytest.raises(ImageError, match="corrupt|truncated"):
+        decode(bytes(data))
+
+
+@pytest.mark.filterwarnings("error")
+def test_decompression_bomb_is_refused_from_the_header_quickly(tmp_path: Path) -> None:
+    data = bomb_png(100_000, 100_000)
+    assert len(data) < 200
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load(tmp_path, "bomb.png", data)
+    with pytest.raises(ImageError, match=r"10000x10000 = 100 megapixels, over the limit of 64 .*decompression bomb"):
+        load(tmp_path, "big.png", bomb_png(10_000, 10_000))  # over Pillow's warning limit: the warning is not raised
+    assert time.perf_counter() - started < 1
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own setting is left as it was
+
+
+def test_limits_follow_the_settings(tmp_path: Path) -> None:
+    assert ImageLimits() == ImageLimits.from_settings(Settings())
+    limits = ImageLimits.from_settings(Settings(max_image_pixels=1000, min_image_side=8))
+    assert (limits.max_pixels, limits.min_side) == (1000, 8)
+    with pytest.raises(ImageError, match="over the limit"):
+        load(tmp_path, "small.png", image_bytes("PNG", size=(50, 50)), limits)
+
+
+def test_thumbnail_is_a_small_jpeg() -> None:
+    preview = Image.open(io.BytesIO(thumbnail_jpeg(decode(image_bytes("PNG", size=(1000, 500))))))
+    assert preview.format == "JPEG" and preview.size == (256, 128)
+
+
+# --- pdf ---------------------------------------------------------------------------------------------------------
+
+def test_pdf_images_have_pages_spans_and_scanned_flags(tmp_path: Path) -> None:
+    red, blue = image_bytes("JPEG", color=RED), image_bytes("JPEG", color=BLUE)
+    tiny = image_bytes("JPEG", size=(10, 10))
+    document = load(tmp_path, "mixed.pdf", pdf_bytes([["Figure one shows red"], [], ["A tiny icon"], ["Again"]],
+                                                     images=[red, blue, tiny, red]))
+    assert [(i.name, i.page, i.scanned_page, i.width, i.height) for i in document.images] == [
+        ("page 1 image 1", 1, False, 64, 48), ("page 2 image 1", 2, True, 64, 48)]
+    first, scanned = document.images
+    assert document.text[first.start:first.end] == "Figure one shows red"
+    assert scanned.start == scanned.end == document.pages[1].start
+    assert near(scanned.image.getpixel((30, 20)), BLUE)
+    assert "1 image(s) smaller than 32 px on a side skipped (min_image_side)" in document.warnings
+
+
+def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (300, 400), RED).save(out, "PDF")
+    document = load(tmp_path, "scan.pdf", out.getvalue())
+    assert document.text == ""
+    [image] = document.images
+    assert (image.page, image.scanned_page, image.width, image.height) == (1, True, 300, 400)
+
+
+def test_pdf_image_count_is_capped(tmp_path: Path) -> None:
+    pages = [[f"page {n}"] for n in range(4)]
+    images = [image_bytes("JPEG", color=(60 * n, 0, 0)) for n in range(4)]
+    document = load(tmp_path, "many.pdf", pdf_bytes(pages, images=images), ImageLimits(max_images=2))
+    assert [image.page for image in document.images] == [1, 2]
+    assert document.warnings[-1].startswith("2 image(s) beyond the first 2 skipped")
+
+
+# --- docx --------------------------------------------------------------------------------------------------------
+
+def test_docx_picture_with_alt_text_caption_and_span(tmp_path: Path) -> None:
+    document = Document()
+    document.add_paragraph("Introduction to the chart.")
+    picture = document.add_paragraph().add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(120, 90))))
+    picture._inline.docPr.set("descr", "A bar chart of sales")
+    document.add_paragraph("Figure 1: Sales by region", style="Caption")
+    document.add_paragraph("Closing words.")
+    inline_run = document.add_paragraph("Text with an ").add_run()
+    inline_run.add_picture(io.BytesIO(image_bytes("PNG", size=(40, 40), color=BLUE)))
+    document.add_paragraph().add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(8, 8))))
+    out = io.BytesIO()
+    document.save(out)
+    loaded = load(tmp_path, "chart.docx", out.getvalue())
+    assert loaded.text == "Introduction to the chart.\n\nFigure 1: Sales by region\n\nClosing words.\n\nText with an"
+    chart, inline = loaded.images
+    assert (chart.alt, chart.caption, chart.width, chart.height) == ("A bar chart of sales",
+                                                                     "Figure 1: Sales by region", 120, 90)
+    assert loaded.text[chart.start:chart.end] == "Figure 1: Sales by region"
+    assert chart.name.startswith("word/media/") and chart.page is None
+    assert loaded.text[inline.start:inline.end] == "Text with an" and inline.caption is None
+    assert loaded.warnings == ["1 image(s) smaller than 32 px on a side skipped (min_image_side)"]
+
+
+# --- html and markdown -------------------------------------------------------------------------------------------
+
+def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "chart.png").write_bytes(image_bytes("PNG", size=(100, 80)))
+    inline = base64.b64encode(image_bytes("JPEG", size=(50, 50), color=BLUE)).decode()
+    garbage = base64.b64encode(b"not really an image").decode()
+    page = f"""<html><body><nav><img src="img/chart.png" alt="nav logo"></nav>
+    <p>Intro paragraph.</p>
+    <figure><img src="img/chart.png" alt="Sales chart"><figcaption>Figure 2. Sales</figcaption></figure>
+    <p>Logo:<img src="data:image/jpeg;base64,{inline}" title="Company logo"> in a line.</p>
+    <p><img src="https://example.com/remote.png"><img src="img/missing.png"><img src="file:///etc/x.png">
+    <img src="data:image/png;base64,{garbage}"></p></body></html>"""
+    document = load(tmp_path, "page.html", page.encode())
+    assert document.text == "Intro paragraph.\n\nFigure 2. Sales\n\nLogo: in a line."
+    chart, logo = document.images
+    assert (chart.name, chart.alt, chart.caption) == ("img/chart.png", "Sales chart", "Figure 2. Sales")
+    assert document.text[chart.start:chart.end] == "Figure 2. Sales"
+    assert (logo.name, logo.alt, logo.width) == ("image 3 (data URI)", "Company logo", 50)
+    assert document.text[logo.start:logo.end] == "Logo: in a line."
+    assert document.warnings == [
+        "image img/missing.png skipped: file not found",
+        "image file:///etc/x.png skipped: not a local file (file URL), not fetched",
+        "image image 7 (data URI) skipped: not an image in a supported format (JPEG, PNG, WEBP, GIF, BMP, TIFF)",
+        "1 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
+
+
+def test_markdown_images_relative_html_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "shot.png").write_bytes(image_bytes("PNG", size=(90, 60)))
+    source = """# Guide
+
+See the screen ![The main screen](../img/shot.png "Main window") below.
+
+```markdown
+![In a code block](../img/code.png)
+```
+
+<img src="../img/shot.png" alt="again"> and ![Gone](missing.png)
+"""
+    document = load(tmp_path / "docs", "guide.md", source.encode())
+    [shot] = document.images  # the <img> shows the same picture again: kept once
+    assert (shot.name, shot.alt, shot.caption, shot.width) == ("../img/shot.png", "The main screen", "Main window", 90)
+    assert document.text[shot.start:shot.end] == "The main screen"
+    assert document.warnings == ["image missing.png skipped: file not found"]
+
+
+def test_symlink_loop_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    document = load(tmp_path, "page.md", b"![loop](loop.png)\n")
+    assert document.text == "loop" and document.images == []
+    assert document.warnings[0].startswith("image loop.png skipped: cannot read")
