@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ingestion.images import thumbnail_jpeg
+from ingestion.loaders.images import thumbnail_jpeg
 from kb.storage.models import PREVIEW_SIDE, text_hash
 from kb.types import ExtractedDocument, ExtractedImage
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders.base import ImageLimits
 from ingestion.ocr import OcrEngine, apply_ocr
 from ingestion.pictures import Picture, pictures_of
 from ingestion.scan import ScannedFile, scan
@@ -94,6 +95,7 @@ class Ingestor:
         self.clip_space: Space | None = None
         self.text_space_id = 0
         self._vanished: dict[str, str] = {}
+        self.image_limits = ImageLimits.from_settings(settings)
         self._unread_images = 0  # image files and scanned pages left unread because OCR is off
 
     def _build_chunker(self) -> Chunker:
@@ -253,7 +255,7 @@ class Ingestor:
             report.moved[old_path] = path
             return None
         try:
-            document = loader.load(file.path, data)
+            document = loader.load(file.path, data, self.image_limits)
             self._read_text_in_images(document)
             assert self.chunker is not None
             chunks = self.chunker.chunk(document)

@@ -99,20 +99,22 @@ def _encoder_matches(knowledge_base: KnowledgeBase, report: DoctorReport, repair
 
 
 def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
-    """Chunks without a vector in a space that should hold them (an image ingested while CLIP was unavailable,
-    say) get embedded."""
+    """Chunks without a vector in a space that should hold them get embedded: an image ingested while the CLIP
+    model was unavailable, say, or a whole CLIP space that could not be built then."""
     store = knowledge_base.store
     built = {space.name: space for space in store.spaces()}
     for name, encoder in knowledge_base.space_encoders().items():
         space = built.get(name)
-        if space is None:
-            continue
-        embedded = select(Vector.chunk_id).where(Vector.space_id == space.id)
         with store.sessions() as session:
-            ids = session.scalars(select(Chunk.id).where(members(name), ~Chunk.id.in_(embedded))).all()
+            query = select(Chunk.id).where(members(name))
+            if space is not None:
+                query = query.where(~Chunk.id.in_(select(Vector.chunk_id).where(Vector.space_id == space.id)))
+            ids = session.scalars(query).all()
         if not ids:
             continue
         if repair:
+            space = space or store.space(name, encoder.identity())
+            assert space is not None
             with store.write() as session:
                 store.insert_vectors(session, space.id, ids, embed_stored(session, name, encoder, ids))
                 store.bump_generations(session, [space.id])

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import delete, func, select, update
 
 from answering.reader import Readers
-from ingestion.images import decode_image
+from ingestion.loaders.images import decode_image
 from ingestion.ocr import ocr_engine
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources

@@ -12,7 +12,7 @@ import pytest
 from docx import Document
 from PIL import Image
 
-from ingestion.images import ImageError, decode_image, thumbnail_jpeg
+from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import ImageLimits
 from kb.config import Settings

@@ -373,10 +373,10 @@ def test_a_document_the_database_rejects_costs_only_that_file(kb_factory, tmp_pa
 
     original = TextLoader.extract
 
-    def extract(self, path: Path, data: bytes) -> ExtractedDocument:  # type: ignore[no-untyped-def]
+    def extract(self, path: Path, data: bytes, limits) -> ExtractedDocument:  # type: ignore[no-untyped-def]
         if path.name == "poison.txt":  # a lone surrogate in the title: no database can store it as text
             return ExtractedDocument(text="an ordinary sentence", title="broken \ud800 title", file_type="text")
-        return original(self, path, data)
+        return original(self, path, data, limits)
 
     monkeypatch.setattr(TextLoader, "extract", extract)
     folder = write_docs(tmp_path / "docs", {**DOCS, "poison.txt": "anything"})
@@ -409,17 +409,18 @@ def test_moved_files_and_identical_text_are_not_embedded_again(kb_factory, tmp_p
     assert db_count == index_count == kb.stats().chunks
 
 
-def test_a_version_1_database_is_migrated(kb_factory, tmp_path: Path) -> None:
+def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
     with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # back to the version 1 schema
         connection.execute("DROP INDEX ix_chunks_text_hash")
+        connection.execute("DROP TABLE images")
         for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at")):
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 2
+    assert migrated.stats().schema_version == 3
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

@@ -14,7 +14,7 @@ from docx.opc.part import Part
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
-from ingestion.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, LoadError, TextCursor, clean_text
 from kb.types import ExtractedDocument, ExtractedImage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.images import SUFFIXES as IMAGE_SUFFIXES
+from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.html import HtmlLoader

@@ -10,7 +10,7 @@ from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
 from kb.types import ExtractedDocument, ExtractedImage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.images import decode_image
+from ingestion.loaders.images import decode_image
 from ingestion.loaders.base import ImageLimits, Loader
 from kb.types import ExtractedDocument
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 from bs4 import BeautifulSoup
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
 from ingestion.loaders.html import image_source
 from kb.types import ExtractedDocument, ExtractedImage

@@ -10,7 +10,7 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
 from pypdf.generic import DictionaryObject, StreamObject
 
-from ingestion.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, LoadError, clean_text
 from kb.types import ExtractedDocument, Page
 

@@ -137,7 +137,7 @@ class Store:
         wanted = sorted(hashes)
         with self.sessions() as session:
             for start in range(0, len(wanted), 500):
-                query = select(key, Vector.vector).join(Vector, Vector.chunk_id == Chunk.id)
+                query = select(key, Vector.vector).select_from(Chunk).join(Vector, Vector.chunk_id == Chunk.id)
                 query = query.join(StoredImage, StoredImage.chunk_id == Chunk.id) if images else \
                     query.where(Chunk.modality == "text")
                 rows = session.execute(query.where(Vector.space_id == space_id, key.in_(wanted[start : start + 500])))

@@ -1,0 +1,240 @@
+"""Images in the knowledge base: ingested from files and documents, found by text and by image, kept consistent."""
+
+from __future__ import annotations
+
+import io
+import random
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+
+from kb.cli import main
+from kb.storage.models import Chunk, Space, StoredImage, Vector
+from kb.storage.store import EncoderMismatchError
+from kb.types import CLIP_SPACE, TEXT_SPACE
+from retrieval.retriever import ImageSearchUnavailable
+
+
+def noise_image(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> Path:
+    """A distinct picture per seed: blocks of random colour."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(4, 6, 3), dtype=np.uint8)
+    Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST).save(path)
+    return path
+
+
+def write_folder(folder: Path) -> Path:
+    """Three image files, a Markdown page embedding a fourth with alt text, and a plain text file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in range(3):
+        noise_image(folder / f"photo-{seed}.png", seed)
+    (folder / "img").mkdir(exist_ok=True)
+    noise_image(folder / "img" / "dock.png", 7)
+    (folder / "warehouse.md").write_text(
+        "# Warehouse\n\nThe east wing stores pallets.\n\n![forklift at the loading dock](img/dock.png)\n\n"
+        "Only trained staff may drive there.\n", encoding="utf-8")
+    (folder / "policy.txt").write_text("Customers may return unused items within 30 days for a refund.\n",
+                                       encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def image_kb(kb_factory, tiny_clip):
+    config, checkpoint = tiny_clip
+
+    def open_kb(name: str = "kb", **overrides: object):
+        overrides.setdefault("clip_model", str(config))
+        overrides.setdefault("clip_pretrained", str(checkpoint))
+        return kb_factory(name, **overrides)
+
+    return open_kb
+
+
+def counts(kb) -> dict[str, int]:
+    """Vectors per space, image rows, and image chunks, as the database holds them."""
+    with kb.store.sessions() as session:
+        spaces = dict(session.execute(select(Space.name, func.count(Vector.chunk_id))
+                                      .join(Vector, Vector.space_id == Space.id).group_by(Space.name)).all())
+        images = session.scalar(select(func.count()).select_from(StoredImage)) or 0
+        image_chunks = session.scalar(select(func.count()).where(Chunk.modality == "image")) or 0
+    return {**spaces, "images": images, "image_chunks": image_chunks}
+
+
+def test_images_are_ingested_into_both_spaces_and_found_by_themselves(image_kb, tmp_path: Path) -> None:
+    kb = image_kb()
+    folder = write_folder(tmp_path / "docs")
+    report = kb.ingest(folder)
+    assert not report.failed and not report.notices
+    assert len(report.added) == 6  # three photos, img/dock.png, the Markdown page embedding it, the text file
+    found = counts(kb)
+    assert found["images"] == found["image_chunks"] == 5
+    text_chunks = kb.stats().chunks - 5
+    assert found[CLIP_SPACE] == text_chunks + 5  # every chunk: CLIP text embeddings and image embeddings
+    assert found[TEXT_SPACE] == text_chunks + 1  # text chunks and the one described image
+
+    for seed in range(3):
+        best = kb.search(image=folder / f"photo-{seed}.png", k=3, modalities={"image"})[0]
+        assert Path(best.path).name == f"photo-{seed}.png" and best.modality == "image"
+        assert best.image is not None and (best.image.width, best.image.height) == (96, 64)
+        assert best.clip_score == pytest.approx(1.0, abs=1e-3)
+    mixed = kb.search(image=folder / "photo-1.png", k=10)
+    assert {hit.modality for hit in mixed} == {"text", "image"}
+    assert all(hit.modality == "text" for hit in kb.search("pallets", k=5, modalities={"text"}))
+
+
+def test_an_embedded_image_carries_its_document_and_description(image_kb, tmp_path: Path) -> None:
+    kb = image_kb()
+    kb.ingest(write_folder(tmp_path / "docs"))
+    hits = kb.search("forklift loading dock", k=3, mode="keyword", modalities={"image"})
+    assert hits, "the alt text makes the embedded image searchable"
+    dock = hits[0]
+    assert dock.path.endswith("warehouse.md") and dock.image is not None and dock.image.name.endswith("dock.png")
+    assert "forklift at the loading dock" in dock.text
+    preview = Image.open(io.BytesIO(kb.image_preview(dock)))
+    assert preview.format == "JPEG" and min(preview.size) <= 256
+    near = kb.retriever.images_near([h.chunk_id for h in kb.search("trained staff drive", k=1, mode="keyword")])
+    assert [hit.chunk_id for hit in near] == [dock.chunk_id]
+
+
+def test_removing_an_image_file_removes_it_everywhere(image_kb, tmp_path: Path) -> None:
+    kb = image_kb()
+    folder = write_folder(tmp_path / "docs")
+    kb.ingest(folder)
+    before = counts(kb)
+    (folder / "photo-0.png").unlink()
+    report = kb.ingest(folder)
+    assert [Path(p).name for p in report.removed] == ["photo-0.png"]
+    after = counts(kb)
+    assert after["images"] == before["images"] - 1 and after[CLIP_SPACE] == before[CLIP_SPACE] - 1
+    for space in kb.store.spaces():
+        index = kb.store.index(space)
+        assert index.count == after[space.name]
+    again = kb.ingest(folder)
+    assert again.chunks_added == 0 and len(again.unchanged) == 5
+
+
+def test_without_clip_weights_text_still_works_and_the_user_is_told(image_kb, kb_factory, tiny_clip,
+                                                                    tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "docs")
+    config, checkpoint = tiny_clip
+    kb = image_kb(clip_pretrained=str(tmp_path / "missing.pt"))
+    report = kb.ingest(folder)
+    assert not report.failed and len(report.added) == 6
+    assert any("image space is off" in notice and "missing.pt" in notice for notice in report.notices), report.notices
+    assert kb.search("refund", k=1)[0].path.endswith("policy.txt")
+    assert kb.search("forklift", k=1, modalities={"image"})[0].path.endswith("warehouse.md")
+    with pytest.raises(ImageSearchUnavailable, match="missing.pt"):
+        kb.search(image=folder / "photo-0.png")
+    kb.close()
+    # With the weights back, doctor --repair embeds what the run could not, from the stored previews.
+    repaired = image_kb(clip_pretrained=str(checkpoint))
+    problems = repaired.doctor(repair=True).problems
+    assert any(problem.kind == "missing vectors" for problem in problems)
+    assert Path(repaired.search(image=folder / "photo-2.png", k=1)[0].path).name == "photo-2.png"
+
+
+def test_a_different_clip_model_is_a_clear_error(image_kb, tiny_clip, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "docs")
+    image_kb().ingest(folder)
+    config, checkpoint = tiny_clip
+    from tests.clip_model import save_random_checkpoint
+
+    other = save_random_checkpoint(config, tmp_path / "other.pt", seed=1)
+    kb = image_kb(clip_pretrained=str(other))
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        kb.ingest(folder)
+    assert kb.reembed() > 0
+    assert Path(kb.search(image=folder / "photo-1.png", k=1)[0].path).name == "photo-1.png"
+
+
+def test_bad_images_are_reported_and_the_rest_ingested(image_kb, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "docs")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not a picture", encoding="utf-8")
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), "red").save(buffer, "PNG")
+    (folder / "truncated.png").write_bytes(buffer.getvalue()[:120])
+    report = image_kb().ingest(folder)
+    failed = {Path(f.path).name: f.reason for f in report.failed}
+    assert set(failed) == {"empty.jpg", "notes.png", "truncated.png"}
+    assert all(reason for reason in failed.values())
+    assert len(report.added) == 6
+
+
+def test_text_finds_images_by_what_they_show(kb_factory, trained_clip, tmp_path: Path) -> None:
+    """A tiny CLIP trained on coloured shapes: captions find the matching pictures, which have no description."""
+    from tests.clip_model import COLOURS, SHAPES, caption, draw
+
+    config, checkpoint = trained_clip
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    rng = random.Random(11)
+    for colour in COLOURS:
+        for shape in SHAPES:
+            draw(colour, shape, rng).save(folder / f"{colour}-{shape}.png")
+    kb = kb_factory(clip_model=str(config), clip_pretrained=str(checkpoint), ocr="off")
+    kb.ingest(folder)
+    top1 = [Path(kb.search(caption(c, s), k=1, modalities={"image"})[0].path).stem == f"{c}-{s}"
+            for c in COLOURS for s in SHAPES]
+    chance = 1 / (len(COLOURS) * len(SHAPES))
+    assert np.mean(top1) >= 3 * chance, f"text-to-image R@1 {np.mean(top1):.2f}, chance {chance:.2f}"
+
+
+def test_ocr_makes_text_in_images_searchable_and_linked(image_kb, tmp_path: Path) -> None:
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not font.exists():
+        pytest.skip("DejaVuSans.ttf is not installed")
+    from PIL import ImageFont
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    sign = Image.new("RGB", (900, 300), "white")
+    ImageDraw.Draw(sign).text((40, 100), "LOADING DOCK SEVEN", fill="black", font=ImageFont.truetype(str(font), 64))
+    sign.save(folder / "sign.jpg")
+    sign.save(folder / "scan.pdf", "PDF", resolution=100)  # an image-only PDF page: a scan
+    kb = image_kb(ocr="on")
+    report = kb.ingest(folder)
+    assert not report.failed, report.failed
+    hits = kb.search("loading dock", k=5, mode="keyword", modalities={"text"})
+    assert {Path(hit.path).name for hit in hits} == {"sign.jpg", "scan.pdf"}
+    scan_hit = next(hit for hit in hits if hit.path.endswith("scan.pdf"))
+    assert scan_hit.page == 1 and "DOCK" in scan_hit.text.upper()
+    linked = kb.retriever.images_near([hit.chunk_id for hit in hits])
+    assert {Path(hit.path).name for hit in linked} == {"sign.jpg", "scan.pdf"}
+
+
+def test_cli_searches_by_image_and_writes_previews(image_kb, tmp_path: Path, capsys) -> None:
+    folder = write_folder(tmp_path / "docs")
+    image_kb().close()
+    home = str(tmp_path / "kb")
+    assert main(["--kb", home, "ingest", str(folder)]) == 0
+    capsys.readouterr()
+    assert main(["--kb", home, "search", "--image", str(folder / "photo-2.png"), "--modality", "image", "-k", "1",
+                 "--json"]) == 0
+    import json
+
+    hit = json.loads(capsys.readouterr().out)[0]
+    assert hit["path"].endswith("photo-2.png") and hit["image"]["width"] == 96
+    out = tmp_path / "preview.jpg"
+    assert main(["--kb", home, "preview", str(hit["chunk_id"]), str(out)]) == 0
+    assert Image.open(out).format == "JPEG"
+    assert main(["--kb", home, "search"]) == 2
+
+
+def test_a_version_2_database_gains_the_images_table(image_kb, tmp_path: Path) -> None:
+    kb = image_kb()
+    kb.ingest(write_folder(tmp_path / "docs"))
+    kb.close()
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
+        connection.execute("DROP TABLE images")  # version 2 had no images: drop them with everything derived
+        for table in ("vectors", "postings"):
+            connection.execute(f"DELETE FROM {table} WHERE chunk_id IN (SELECT id FROM chunks WHERE modality = 'image')")
+        connection.execute("DELETE FROM chunks WHERE modality = 'image'")
+        connection.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    migrated = image_kb()
+    assert migrated.stats().schema_version == 3
+    assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
