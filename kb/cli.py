@@ -26,8 +26,8 @@ from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
 from kb.storage.store import EncoderMismatchError
-from retrieval.retriever import ImageSearchUnavailable
 from kb.types import AskResult, DoctorReport, Filters, Hit, IngestReport, Job, SourceInfo, Stats
+from retrieval.retriever import ImageSearchUnavailable
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError,

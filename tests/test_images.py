@@ -12,9 +12,9 @@ import pytest
 from docx import Document
 from PIL import Image
 
-from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import ImageLimits
+from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from kb.config import Settings
 from kb.types import ExtractedDocument
 from tests.documents import bomb_png, image_bytes, pdf_bytes

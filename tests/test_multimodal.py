@@ -231,8 +231,9 @@ def test_a_version_2_database_gains_the_images_table(image_kb, tmp_path: Path) -
     kb.close()
     with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
         connection.execute("DROP TABLE images")  # version 2 had no images: drop them with everything derived
+        images = "SELECT id FROM chunks WHERE modality = 'image'"
         for table in ("vectors", "postings"):
-            connection.execute(f"DELETE FROM {table} WHERE chunk_id IN (SELECT id FROM chunks WHERE modality = 'image')")
+            connection.execute(f"DELETE FROM {table} WHERE chunk_id IN ({images})")
         connection.execute("DELETE FROM chunks WHERE modality = 'image'")
         connection.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     migrated = image_kb()

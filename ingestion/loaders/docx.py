@@ -14,8 +14,8 @@ from docx.opc.part import Part
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
-from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, LoadError, TextCursor, clean_text
+from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")

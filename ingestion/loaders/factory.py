@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.html import HtmlLoader
 from ingestion.loaders.image import ImageLoader
+from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.markdown import MarkdownLoader
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.text import TextLoader

@@ -10,8 +10,8 @@ from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
+from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.loaders.images import decode_image
 from ingestion.loaders.base import ImageLimits, Loader
+from ingestion.loaders.images import decode_image
 from kb.types import ExtractedDocument
 
 

@@ -10,9 +10,9 @@ from typing import NamedTuple
 from bs4 import BeautifulSoup
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
 from ingestion.loaders.html import image_source
+from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?(?:\1|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)

@@ -10,8 +10,8 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
 from pypdf.generic import DictionaryObject, StreamObject
 
-from ingestion.loaders.images import EmbeddedImages
 from ingestion.loaders.base import ImageLimits, Loader, LoadError, clean_text
+from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, Page
 
 _PAGE_SEPARATOR = "\n\n"
