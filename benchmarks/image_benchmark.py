@@ -117,8 +117,9 @@ def kb_figures(model: str, pretrained: str, folder: Path, device: str | None, ba
         if kb.clip is not None:
             kb.clip.encode(["warm up"])
         report = kb.ingest(folder)
-        images = len(report.added)
-        print(f"\nkb ingest: {images} images in {report.seconds:.1f}s = {images / report.seconds:.1f} images/s "
+        images = sum(Path(path).name in {record["image"] for record in records} for path in report.added)
+        print(f"\nkb ingest: {images} images ({len(report.added)} files) in {report.seconds:.1f}s = "
+              f"{images / report.seconds:.1f} images/s "
               f"(encoders {report.encoder_seconds:.1f}s = {report.encoder_seconds / report.seconds:.0%}); "
               f"{len(report.failed)} failed, notices: {report.notices or 'none'}")
         latencies, ranks = [], []

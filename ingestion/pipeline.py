@@ -96,7 +96,7 @@ class Ingestor:
         self.text_space_id = 0
         self._vanished: dict[str, str] = {}
         self.image_limits = ImageLimits.from_settings(settings)
-        self._unread_images = 0  # image files and scanned pages left unread because OCR is off
+        self._unread_images = 0  # image files and scanned pages left unread because OCR is not installed
 
     def _build_chunker(self) -> Chunker:
         """A chunker counting tokens with the encoder's own tokenizer (approximate tokens if it has none)."""
@@ -209,8 +209,8 @@ class Ingestor:
                 self.progress(done, total, file.relpath)
         self._write(pending, source_id, report)
         if self._unread_images:
-            report.notices.append(f"OCR is off, so the text in {self._unread_images} image file(s) and scanned "
-                                  "page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime) to read it")
+            report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
+                                  "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
         if report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
             return
         moved = set(report.moved)
@@ -284,8 +284,9 @@ class Ingestor:
         """OCR image files and scanned pages into the document's text (counted, when OCR is off, for the report)."""
         if self.ocr is not None:
             apply_ocr(document, self.ocr, embedded=self.settings.ocr_embedded_images)
-        elif document.file_type == "image" or any(image.scanned_page for image in document.images):
-            self._unread_images += 1
+        elif self.settings.ocr == "auto" and (document.file_type == "image"
+                                               or any(image.scanned_page for image in document.images)):
+            self._unread_images += 1  # OCR was wanted where available, and is not installed: say so
 
     def _record_unchanged(self, known: _Known, path: str, report: IngestReport) -> None:
         if known.status == "failed":

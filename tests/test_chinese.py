@@ -82,3 +82,24 @@ def test_questions_go_to_the_reader_of_their_language(tmp_path: Path, tiny_reade
         assert chinese.status in {"answered", "no_answer"} and chinese.evidence  # the Chinese reader read them
         english = kb.ask("How long do customers have to return an item?")
         assert english.status == "reader_unavailable" and "no-english-reader" in english.message
+
+
+def test_chinese_text_in_an_image_is_read_and_found(kb_factory, tmp_path: Path) -> None:
+    """A photographed Chinese sign goes through OCR (rapidocr's Chinese model) into jieba keyword search."""
+    import pytest
+
+    from tests.rendering import cjk_font, render_lines
+
+    font = cjk_font()
+    if font is None:
+        pytest.skip("no font with Chinese glyphs (pip install rinoh-typeface-notosanscjk)")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    render_lines(["七号装卸区", "仅限叉车通行"], font=font).save(folder / "sign.png")
+    write(folder, CHINESE)
+    kb = kb_factory(keyword_tokenizer="jieba", ocr="on", clip_model="none")
+    kb.ingest(folder)
+    hits = kb.search("叉车在哪里通行", k=2, mode="keyword", modalities={"text"})
+    assert Path(hits[0].path).name == "sign.png" and "叉车" in hits[0].text
+    assert [Path(hit.path).name for hit in kb.search("装卸区", k=1, mode="keyword", modalities={"image"})] == \
+        ["sign.png"]
