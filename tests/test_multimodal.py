@@ -239,3 +239,22 @@ def test_a_version_2_database_gains_the_images_table(image_kb, tmp_path: Path) -
     migrated = image_kb()
     assert migrated.stats().schema_version == 3
     assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
+
+
+def test_answers_come_with_the_images_of_their_passages(image_kb, tiny_reader: Path, tmp_path: Path) -> None:
+    from tests.qa_model import question
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    noise_image(folder / "badge.png", 3)
+    (folder / "badges.md").write_text("![a staff badge](badge.png)\n\nThe code of alice is 4721. Parking is free "
+                                      "for visitors.\n", encoding="utf-8")
+    (folder / "other.md").write_text("The code of bruno is 815. Parking is free for visitors.\n", encoding="utf-8")
+    kb = image_kb(reader_model=str(tiny_reader))
+    kb.ingest(folder)
+    answers = kb.ask(question("alice"), k=3)
+    assert answers.status == "answered" and answers[0].text == "4721"
+    linked = [hit for hit in answers[0].images if hit.path.endswith("badges.md")]
+    assert linked and linked[0].image is not None and linked[0].image.name.endswith("badge.png")
+    assert all(hit.modality == "text" for hit in answers.evidence if hit.chunk_id in
+               {source.chunk_id for source in answers[0].sources})
