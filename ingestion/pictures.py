@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ingestion.loaders.images import thumbnail_jpeg
 from kb.storage.models import PREVIEW_SIDE, text_hash
@@ -48,14 +48,9 @@ def pictures_of(document: ExtractedDocument) -> list[Picture]:
     pictures = []
     for image in document.images:
         side = preview_side(*image.image.size)
-        image.image = image.image.copy() if max(image.image.size) <= side else image.image.resize(
-            _fit(image.image.size, side), Image.Resampling.BICUBIC)
+        if max(image.image.size) > side:
+            image.image = ImageOps.contain(image.image, (side, side), Image.Resampling.BICUBIC)
         description = describe(image, document.text)
         pictures.append(Picture(image, description, text_hash(description), thumbnail_jpeg(image.image, side)))
     return pictures
 
-
-def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
-    """``size`` scaled so its longest side is ``side``."""
-    scale = side / max(size)
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))

@@ -53,6 +53,7 @@ class Retriever:
         self.settings = settings
         self.clip = clip
         self.backgrounds = Backgrounds()
+        self._warned: set[str] = set()
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -144,7 +145,9 @@ class Retriever:
         try:
             return self.store.space(CLIP_SPACE, self.clip.identity(), create=False)
         except ModelNotFoundError as error:
-            log.warning("searching images by their descriptions only: %s", error)
+            if str(error) not in self._warned:
+                self._warned.add(str(error))
+                log.warning("searching images by their descriptions only: %s", error)
             return None
 
     def _clip_unavailable_reason(self) -> str:
