@@ -115,7 +115,7 @@ def _print_stats(stats: Stats) -> None:
     print(f"sources         {', '.join(stats.sources) or '-'}")
     print(f"documents       {stats.documents} ingested, {stats.failed_documents} failed")
     print(f"file types      {', '.join(f'{k}: {v}' for k, v in sorted(stats.file_types.items())) or '-'}")
-    print(f"chunks          {stats.chunks}")
+    print(f"chunks          {stats.chunks} ({stats.images} of them images)")
     for space in stats.spaces:
         print(f"space {space.name:<9} {space.model}, {space.dimension} dims, {space.vectors} vectors, "
               f"index {space.index_factory}, generation {space.generation}")

@@ -275,6 +275,7 @@ class KnowledgeBase:
                 documents=documents.get("ok", 0),
                 failed_documents=documents.get("failed", 0),
                 chunks=session.scalar(select(func.count()).select_from(Chunk)) or 0,
+                images=session.scalar(select(func.count()).select_from(StoredImage)) or 0,
                 file_types=file_types,
                 spaces=spaces,
                 last_run=session.scalar(select(func.max(Run.finished_at))),

@@ -273,6 +273,7 @@ class Stats(BaseModel):
     documents: int
     failed_documents: int
     chunks: int
+    images: int = Field(description="image chunks: image files and images inside documents")
     file_types: dict[str, int]
     spaces: list[SpaceStats]
     last_run: datetime | None = None
