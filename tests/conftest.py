@@ -93,3 +93,16 @@ def trained_clip(tiny_clip: tuple[Path, Path]) -> tuple[Path, Path]:
     subprocess.run([sys.executable, "-m", "tests.clip_model", str(config), str(checkpoint)], check=True,
                    cwd=Path(__file__).resolve().parent.parent)
     return config, checkpoint
+
+
+@pytest.fixture
+def image_kb(kb_factory, tiny_clip: tuple[Path, Path]):
+    """Like ``kb_factory``, with the tiny random CLIP as the image space's model."""
+    config, checkpoint = tiny_clip
+
+    def open_kb(name: str = "kb", **overrides: object) -> KnowledgeBase:
+        overrides.setdefault("clip_model", str(config))
+        overrides.setdefault("clip_pretrained", str(checkpoint))
+        return kb_factory(name, **overrides)
+
+    return open_kb

@@ -42,18 +42,6 @@ def write_folder(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def image_kb(kb_factory, tiny_clip):
-    config, checkpoint = tiny_clip
-
-    def open_kb(name: str = "kb", **overrides: object):
-        overrides.setdefault("clip_model", str(config))
-        overrides.setdefault("clip_pretrained", str(checkpoint))
-        return kb_factory(name, **overrides)
-
-    return open_kb
-
-
 def counts(kb) -> dict[str, int]:
     """Vectors per space, image rows, and image chunks, as the database holds them."""
     with kb.store.sessions() as session:

@@ -1,0 +1,40 @@
+"""Calibration puts similarities from different spaces on one scale before they are fused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.calibration import MIN_SAMPLE, Typical, align, standardise
+
+
+def test_an_equally_unusual_score_counts_the_same_on_the_target_scale() -> None:
+    clip, text = Typical(mean=0.20, std=0.02), Typical(mean=0.10, std=0.10)
+    aligned = dict(align([(1, 0.26), (2, 0.20), (3, 0.18)], clip, text))
+    assert aligned[1] == pytest.approx(0.40)  # three deviations above typical, on either scale
+    assert aligned[2] == pytest.approx(0.10) and aligned[3] == pytest.approx(0.0)
+
+
+def test_lists_with_different_ranges_merge_by_standard_score() -> None:
+    # Image-to-image similarities run high, image-to-text low: the better text match must not lose by default.
+    images = standardise([(10, 0.80)], Typical(mean=0.75, std=0.05))
+    texts = standardise([(20, 0.35)], Typical(mean=0.20, std=0.05))
+    merged = sorted(images + texts, key=lambda pair: -pair[1])
+    assert [item for item, _ in merged] == [20, 10]
+
+
+def test_a_small_modality_borrows_the_whole_space_as_background(image_kb, tmp_path) -> None:
+    from tests.test_multimodal import write_folder
+
+    kb = image_kb()
+    kb.ingest(write_folder(tmp_path / "docs"))
+    space = next(space for space in kb.store.spaces() if space.name == "clip")
+    query = np.ones(space.dimension, dtype=np.float32) / np.sqrt(space.dimension)
+    backgrounds = kb.retriever.backgrounds
+    with kb.store.sessions() as session:
+        images = backgrounds._sample(session, space, "image")
+        everything = backgrounds._sample(session, space, None)
+        typical = backgrounds.typical(session, space, query, "image")
+    assert len(images) == 5 < MIN_SAMPLE and len(everything) == 7  # five images are too few to say what is typical
+    assert typical.mean == pytest.approx(float((everything @ query).mean()), abs=1e-5)
+    assert typical.std == pytest.approx(float((everything @ query).std()), abs=1e-5)
