@@ -6,12 +6,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from kb.config import ReaderPrecision
 from kb.encoders.base import ModelNotFoundError
 from kb.encoders.hub import hub_reachable
 
 
-def load_question_answering(name: str, *, device: str | None = None, quantize: bool = False) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for ``name``, in eval mode; optionally int8-quantised (CPU only).
+def load_question_answering(name: str, *, device: str | None = None,
+                            precision: ReaderPrecision = "float32") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for ``name``, in eval mode, in ``precision``: float32, bfloat16 weights and
+    arithmetic, or int8 dynamic quantisation of the Linear layers (CPU only).
 
     A model that cannot be had raises :class:`ModelNotFoundError` saying where it was looked for and how to
     provide one. A slow (Python) tokenizer is refused: citations need its character offsets.
@@ -38,9 +41,10 @@ def load_question_answering(name: str, *, device: str | None = None, quantize: b
         raise ModelNotFoundError(f"reader model {name!r} has no fast tokenizer (tokenizer.json); the reader needs "
                                  "one for character offsets: save the model with a fast tokenizer")
     model.eval()
-    if quantize:  # int8 kernels exist for CPU only
+    if precision == "int8":  # int8 kernels exist for CPU only
         with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao; it works
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
             return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), tokenizer
-    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), tokenizer
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    return model.to(device=device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype=dtype), tokenizer

@@ -64,7 +64,7 @@ class ExtractiveReader:
         with self._lock:
             if self._model is None:
                 model, tokenizer = load_question_answering(self.model_name, device=self.settings.device,
-                                                           quantize=self.settings.reader_quantize)
+                                                           precision=self.settings.reader_precision)
                 accepted = set(inspect.signature(model.forward).parameters)
                 self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")
                                      if name in accepted}

@@ -1,7 +1,7 @@
 """Reader throughput and ``ask`` latency, beside transformers' own question-answering pipeline.
 
     python benchmarks/reader_benchmark.py [--data ../shared/data] [--questions 20] [--ks 3 5 10]
-                                          [--repeats 2] [--pipeline-path DIR]
+                                          [--repeats 2] [--pipeline-path DIR] [--agreement 200]
 
 Builds a distilbert-sized reader with random weights (a distilbert-base forward pass costs the same whatever the
 weights; the packaged MiniLM tokenizer stands in for distilbert's), ingests the xquad-en paragraphs into a
@@ -9,10 +9,13 @@ temporary knowledge base (packaged MiniLM encoder) and, for each k, asks the fir
 
 - ``ask`` latency p50/p95 (retrieval + reading, this process);
 - on the passages each question retrieved, in a subprocess where the systems take turns question by question (so
-  a busy machine slows them alike; each time is the best of ``--repeats``): the reader's passages/s, the reader
-  with int8 dynamic quantisation (and whether its best answer equals float32's), and transformers'
-  ``pipeline("question-answering")`` with the same model, windows and answer length, at its default batch size
-  (1) and at 16, with how often it picks the same best span as the reader in each passage.
+  a busy machine slows them alike; each time is the best of ``--repeats``): the reader's passages/s in float32,
+  bfloat16 and int8 (``reader_precision``; with whether the best answer equals float32's, which with random
+  weights says little), and transformers' ``pipeline("question-answering")`` with the same model, windows and
+  answer length, at its default batch size (1) and at 16, with how often it picks the same best span as the
+  float32 reader in each passage, and each precision's speed ratio to it;
+- answer agreement of bfloat16 and int8 with float32 on a trained model (benchmarks/reader_agreement.py, on
+  ``--agreement`` generated questions; 0 skips it).
 
 transformers 5 no longer ships the question-answering pipeline; ``--pipeline-path`` names a folder where
 transformers 4.x is installed (``pip install --target DIR --no-deps 'transformers<5' 'huggingface_hub<1'
@@ -35,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 ANSWER_TOKENS, SEQ_LENGTH, STRIDE = 30, 384, 128
+REDUCED = ("bfloat16", "int8")  # reader precisions compared with float32
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -68,7 +72,7 @@ def best_span_per_passage(reader: Any, question: str, hits: list[Any]) -> list[t
 
 
 def compare_worker(job: Path) -> None:
-    """Runs in a subprocess (transformers 4.x first on its path when given): the reader, its int8 variant and the
+    """Runs in a subprocess (transformers 4.x first on its path when given): the reader in each precision and the
     pipeline at batch sizes 1 and 16 take turns on each question, so a busy machine slows them alike; each
     question's time is the best of ``repeats``."""
     import torch
@@ -82,8 +86,9 @@ def compare_worker(job: Path) -> None:
     spec = json.loads(job.read_text())
     settings = Settings(reader_model=spec["model"], device="cpu", reader_max_seq_length=SEQ_LENGTH,
                         reader_stride=STRIDE, reader_max_answer_tokens=ANSWER_TOKENS)
-    systems: dict[str, Any] = {"reader": ExtractiveReader(settings),
-                               "reader int8": ExtractiveReader(settings.model_copy(update={"reader_quantize": True}))}
+    systems: dict[str, Any] = {"reader": ExtractiveReader(settings)}
+    for precision in REDUCED:
+        systems[f"reader {precision}"] = ExtractiveReader(settings.model_copy(update={"reader_precision": precision}))
     if "question-answering" in SUPPORTED_TASKS:
         tokenizer = AutoTokenizer.from_pretrained(spec["model"])
         tokenizer.model_input_names = ["input_ids", "attention_mask"]
@@ -149,6 +154,8 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per question and system (best kept)")
     parser.add_argument("--pipeline-path", help="folder with transformers 4.x installed, for the pipeline baseline")
+    parser.add_argument("--agreement", type=int, default=200,
+                        help="generated questions for the trained-model answer agreement (0: skip)")
     parser.add_argument("--compare-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compare_worker:
@@ -198,12 +205,18 @@ def main() -> None:
                         same = sum(tuple(a) == tuple(b) for ours, theirs in zip(spans, found["outputs"][name])
                                    for a, b in zip(ours, theirs))
                         line += f"   reader x{rate['reader'] / value:.2f}; same best span in {same}/{passages} passages"
-                    elif name == "reader int8":
+                        line += "".join(f"; {p} x{rate[f'reader {p}'] / value:.2f}" for p in REDUCED)
+                    elif name != "reader":
                         same = sum(a == b for a, b in zip(found["outputs"][name], found["outputs"]["reader"]))
-                        line += f"   x{value / rate['reader']:.2f} vs float32; same best answer {same}/{len(items)}"
+                        line += (f"   x{value / rate['reader']:.2f} vs float32; same best answer {same}/{len(items)} "
+                                 "(random weights)")
                     print(line)
                 if not any(name.startswith("pipeline") for name in rate):
                     print("  (no question-answering pipeline in this transformers: pass --pipeline-path, see --help)")
+    if args.agreement:
+        print(flush=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reader_agreement.py"), "--questions",
+                        str(args.agreement)], check=True)
 
 
 if __name__ == "__main__":

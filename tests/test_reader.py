@@ -128,14 +128,34 @@ def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
     assert all(a.text != "2718" for a in bounded.run(question("dmitri"), [hit]).answers)
 
 
-def test_quantized_reader_gives_the_same_answer(tiny_reader: Path) -> None:
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_reduced_precision_gives_the_float32_answers(tiny_reader: Path, precision: str) -> None:
     from answering.reader import ExtractiveReader
     from kb.types import Hit
 
-    text = f"{FILLER[1]} {fact('elena', 9012)} {FILLER[2]}"
-    hit = Hit(path="x.txt", page=None, start=0, end=len(text), text=text, score=1.0, chunk_id=1, document_id=1)
-    settings = Settings(reader_model=str(tiny_reader), device="cpu", reader_quantize=True)
-    assert ExtractiveReader(settings).run(question("elena"), [hit]).answers[0].text == "9012"
+    settings = Settings(reader_model=str(tiny_reader), device="cpu")
+    exact = ExtractiveReader(settings)
+    reduced = ExtractiveReader(settings.model_copy(update={"reader_precision": precision}))
+    for name, code in (("elena", 9012), ("greta", 3141)):
+        texts = [FILLER[6], f"{FILLER[1]} {fact(name, code)} {FILLER[2]}", " ".join(FILLER[3:5])]
+        hits = [Hit(path=f"{i}.txt", page=None, start=0, end=len(t), text=t, score=1.0, chunk_id=i, document_id=i)
+                for i, t in enumerate(texts)]
+        expected = exact.run(question(name), hits, threshold=0.0)
+        reading = reduced.run(question(name), hits, threshold=0.0)
+        assert reading.answers[0].text == expected.answers[0].text == str(code)
+        assert reading.answers[0].score == pytest.approx(expected.answers[0].score, abs=0.05)
+        assert reading.no_answer_score == pytest.approx(expected.no_answer_score, abs=0.05)
+
+
+def test_reader_precision_is_a_machine_setting(tmp_path: Path) -> None:
+    from kb.config import load_settings, save_settings
+
+    assert Settings(reader_quantize=True).reader_precision == "int8"  # the older spelling still works
+    with pytest.raises(ValueError, match="reader_quantize"):
+        Settings(reader_quantize=True, reader_precision="bfloat16")
+    save_settings(tmp_path, Settings(reader_precision="bfloat16"))
+    assert "reader_precision" not in json.loads((tmp_path / "kb.json").read_text())
+    assert load_settings(tmp_path, {}).reader_precision == "float32"
 
 
 def test_span_probabilities_are_shared_across_windows() -> None:
