@@ -147,7 +147,8 @@ class Retriever:
         except ModelNotFoundError as error:
             if str(error) not in self._warned:
                 self._warned.add(str(error))
-                log.warning("searching images by their descriptions only: %s", error)
+                reason = str(error).split(";")[0]  # the ingest notice gives the whole message
+                log.warning("images are matched by their descriptions only: %s", reason)
             return None
 
     def _clip_unavailable_reason(self) -> str:
