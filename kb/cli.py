@@ -21,7 +21,7 @@ from ingestion.loaders import LoadError
 from ingestion.schedule import ScheduleError
 from kb.config import CONFIG_FILE
 from kb.encoders import ModelNotFoundError
-from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
+from kb.knowledge_base import KnowledgeBase, NotAnImageError, knowledge_base_dir
 from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
 from kb.storage.lock import WriterBusyError
@@ -31,7 +31,7 @@ from retrieval.retriever import ImageSearchUnavailable
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError,
-                   ImageSearchUnavailable, LoadError, KeyError)
+                   ImageSearchUnavailable, LoadError, NotAnImageError)
 
 
 @contextmanager

@@ -56,8 +56,6 @@ class Settings(BaseSettings):
         "when installed")
     ocr_embedded_images: bool = Field(default=False,
                                       description="also OCR images embedded in pages that have a text layer (slow)")
-    image_weight: float = Field(default=0.5, ge=0, le=1,
-                                description="CLIP share of an image's score; the rest is its description's match")
     follow_symlinks_outside: bool = False
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 
-from kb.embedding import embed_stored, members
+from kb.embedding import EMBED_BATCH, embed_stored, members
 from kb.encoders import ModelNotFoundError
 from kb.storage.lock import WriterBusyError
 from kb.storage.models import Chunk, Document, Posting, Run, Source, Vector
@@ -115,8 +115,10 @@ def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair
         if repair:
             space = space or store.space(name, encoder.identity())
             assert space is not None
-            with store.write() as session:
-                store.insert_vectors(session, space.id, ids, embed_stored(session, name, encoder, ids))
+            with store.write() as session:  # one transaction, embedded in batches: previews decode a batch at a time
+                for start in range(0, len(ids), EMBED_BATCH):
+                    part = ids[start : start + EMBED_BATCH]
+                    store.insert_vectors(session, space.id, part, embed_stored(session, name, encoder, part))
                 store.bump_generations(session, [space.id])
         report.problems.append(Problem(kind="missing vectors",
                                        detail=f"{len(ids)} chunk(s) have no vector in space {name!r}",

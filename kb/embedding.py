@@ -19,6 +19,8 @@ from kb.encoders.clip import ClipEncoder
 from kb.storage.models import Chunk, StoredImage
 from kb.types import TEXT_SPACE
 
+EMBED_BATCH = 256  # chunks embedded (and previews decoded) at a time by reembed and doctor
+
 
 def members(space_name: str) -> ColumnElement[bool]:
     """The condition on ``chunks`` for the chunks that have a vector in ``space_name``."""

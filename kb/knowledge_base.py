@@ -17,7 +17,7 @@ from ingestion.ocr import ocr_engine
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
-from kb.embedding import embed_stored, members
+from kb.embedding import EMBED_BATCH, embed_stored, members
 from kb.encoders import ClipEncoder, ModelNotFoundError, TextEncoder, clip_encoder, text_encoder
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
@@ -44,6 +44,10 @@ from retrieval.retriever import Retriever
 ImageQuery = str | os.PathLike[str] | Image.Image
 
 DEFAULT_HOME = ".kb"
+
+
+class NotAnImageError(LookupError):
+    """An image preview was asked for a chunk that is not an image."""
 
 
 def knowledge_base_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -133,7 +137,7 @@ class KnowledgeBase:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
         return doctor.examine(self, repair)
 
-    def reembed(self, batch_size: int = 256) -> int:
+    def reembed(self, batch_size: int = EMBED_BATCH) -> int:
         """Rebuild every chunk's vectors (text space, and CLIP space when its model loads) and keyword postings
         with the configured encoders and keyword tokenizer.
 
@@ -142,7 +146,7 @@ class KnowledgeBase:
         with self.store.writer_lock:
             return self.reembed_locked(batch_size)
 
-    def reembed_locked(self, batch_size: int = 256) -> int:
+    def reembed_locked(self, batch_size: int = EMBED_BATCH) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
         encoders = self.space_encoders()
         with self.store.write() as session:
@@ -209,7 +213,7 @@ class KnowledgeBase:
         with self.store.sessions() as session:
             preview = session.scalar(select(StoredImage.preview).where(StoredImage.chunk_id == chunk_id))
         if preview is None:
-            raise KeyError(f"chunk {chunk_id} is not an image")
+            raise NotAnImageError(f"chunk {chunk_id} is not an image of this knowledge base")
         return preview
 
     def _query_image(self, image: ImageQuery) -> Image.Image:
@@ -230,9 +234,10 @@ class KnowledgeBase:
         reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a ``message``
         saying what to do, and the evidence still ranked.
         """
-        hits = self.search(question, k=2 * k, mode=mode, filters=filters)
-        passages = [hit for hit in hits if hit.modality == "text"][:k]
-        images = [hit for hit in hits[:k] if hit.modality == "image"]
+        passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
+        pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
+        evidence = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
+        images = [hit for hit in evidence if hit.modality == "image"]
         evidence = sorted(passages + images, key=lambda hit: -hit.score)
         if not passages:
             return AskResult(question=question, evidence=evidence, status="no_evidence",

@@ -3,7 +3,7 @@
 A cosine similarity means different things in different spaces: all-MiniLM puts a good text match near 0.6,
 CLIP puts a good caption-to-image match near 0.3 and an image near a copy of itself at 1.0. What carries over
 is how unusual a score is *for this query*: its standard score against the query's similarities to a fixed
-sample of the space's vectors (the "background"). Two scores with the same standard score are equally strong
+sample of the space's distinct vectors (the "background"). Two scores with the same standard score are equally strong
 evidence, so a CLIP score is moved onto the text scale as ``text_mean + z * text_std`` of the query's own text
 background, and results from several CLIP lists are merged by ``z``.
 """
@@ -14,14 +14,16 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kb.storage.models import Chunk, Space, Vector
 from kb.types import Modality
 
 SAMPLE_SIZE = 512  # background vectors per space and modality
-MIN_SAMPLE = 8  # fewer than this and a modality borrows the whole space's background
+OVERDRAW = 4  # vectors read per background vector wanted, so that repeats can be dropped
+MIN_SAMPLE = 8  # fewer distinct vectors than this and a modality borrows the whole space's background
+MIN_STD = 0.01  # a spread below this (near-identical background) would turn tiny differences into huge z
 
 
 @dataclass(frozen=True)
@@ -50,26 +52,32 @@ class Backgrounds:
         if len(sample) < 2:  # nothing to compare with: leave scores as they are
             return Typical(0.0, 1.0)
         similarities = sample @ query.astype(np.float32)
-        return Typical(float(similarities.mean()), max(float(similarities.std()), 1e-3))
+        return Typical(float(similarities.mean()), max(float(similarities.std()), MIN_STD))
 
     def _sample(self, session: Session, space: Space, modality: Modality | None) -> np.ndarray:
+        """Up to ``SAMPLE_SIZE`` distinct vectors spread evenly over the space's chunks (of one modality)."""
         generation = session.scalar(select(Space.generation).where(Space.id == space.id)) or 0
         key = (space.id, modality)
         with self._lock:
             cached = self._samples.get(key)
         if cached is not None and cached[0] == generation:
             return cached[1]
-        query = select(Vector.vector).where(Vector.space_id == space.id)
+        ids_query = select(Vector.chunk_id).where(Vector.space_id == space.id).order_by(Vector.chunk_id)
         if modality is not None:
-            query = query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
-        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        step = max(1, count // SAMPLE_SIZE)  # every step-th vector by id: an even spread, no random() scan
-        blobs = session.scalars(query.where(Vector.chunk_id % step == 0).limit(SAMPLE_SIZE)).all()
-        sample = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, space.dimension)
+            ids_query = ids_query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
+        ids = session.scalars(ids_query).all()
+        # Over-draw, then drop repeats: a logo on every page must not make the background look uniform.
+        wanted = ids[:: max(1, len(ids) // (OVERDRAW * SAMPLE_SIZE))]
+        blobs = [blob for start in range(0, len(wanted), 500) for blob in session.scalars(
+            select(Vector.vector).where(Vector.space_id == space.id, Vector.chunk_id.in_(wanted[start : start + 500]))
+            .order_by(Vector.chunk_id))]
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, space.dimension)
+        _, first = np.unique(vectors, axis=0, return_index=True)
+        distinct = vectors[np.sort(first)]
+        sample = distinct[:: max(1, -(-len(distinct) // SAMPLE_SIZE))]
         with self._lock:
             self._samples[key] = (generation, sample)
         return sample
-
 
 def align(ranked: list[tuple[int, float]], source: Typical, target: Typical) -> list[tuple[int, float]]:
     """Scores from the ``source`` space moved onto the ``target`` space's scale by their standard scores."""

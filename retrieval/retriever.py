@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from kb.config import Settings
@@ -21,6 +22,7 @@ from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weig
 from retrieval.keyword import keyword_search
 
 log = logging.getLogger(__name__)
+CLIP_RETRY_SECONDS = 300.0
 Ranked = list[tuple[int, float]]
 
 
@@ -28,8 +30,10 @@ class ImageSearchUnavailable(RuntimeError):
     """A search by image needs the CLIP space and its model, and one of them is missing."""
 
 
-def modality_set(modalities: Iterable[str] | None) -> frozenset[Modality]:
-    """The modalities a search returns (all by default); an unknown one is an error."""
+def modality_set(modalities: str | Iterable[str] | None) -> frozenset[Modality]:
+    """The modalities a search returns (all by default; one may be named alone); an unknown one is an error."""
+    if isinstance(modalities, str):
+        modalities = [modalities]
     wanted = frozenset(modalities) if modalities is not None else frozenset(MODALITIES)
     unknown = wanted - set(MODALITIES)
     if unknown or not wanted:
@@ -53,7 +57,7 @@ class Retriever:
         self.settings = settings
         self.clip = clip
         self.backgrounds = Backgrounds()
-        self._warned: set[str] = set()
+        self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -74,17 +78,18 @@ class Retriever:
             dense = dense_search(self.store, session, text_space, vector, depth, filters, wanted) \
                 if text_space is not None and vector is not None else []
             keyword = keyword_search(session, self.keywords, query, depth, filters, wanted) if mode != "dense" else []
-            ranked = self._fuse(mode, dense, keyword)
             clip_scores: dict[int, float] = {}
-            if clip_space is not None and self.clip is not None:
+            if clip_space is not None and self.clip is not None and text_space is not None and vector is not None:
+                # Images matched by what they show join the dense list on its scale, so every fusion treats a
+                # CLIP match like a text-space match; an image found both ways keeps its better dense score.
                 clip_vector = self.clip.encode([query])[0]
                 found = dense_search(self.store, session, clip_space, clip_vector, depth, filters,
                                      frozenset({"image"}))
                 clip_scores = dict(found)
                 typical_image = self.backgrounds.typical(session, clip_space, clip_vector, "image")
-                if text_space is not None and vector is not None:
-                    typical_text = self.backgrounds.typical(session, text_space, vector, "text")
-                    ranked = _best_of(ranked, align(found, typical_image, typical_text))
+                typical_text = self.backgrounds.typical(session, text_space, vector, "text")
+                dense = _best_of(dense, align(found, typical_image, typical_text))
+            ranked = self._fuse(mode, dense, keyword)
             return self._hits(session, ranked[:k], dict(dense), dict(keyword), clip_scores)
 
     def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
@@ -98,7 +103,7 @@ class Retriever:
         if k <= 0:
             raise ValueError("k must be positive")
         wanted = modality_set(modalities)
-        space = self._clip_space()
+        space = self._clip_space(retry=True)  # asked for explicitly: look for the model again
         if space is None or self.clip is None:
             raise ImageSearchUnavailable(self._clip_unavailable_reason())
         vector = self.clip.encode_images([image])[0]
@@ -113,15 +118,18 @@ class Retriever:
             return self._hits(session, ranked[:k], {}, {}, clip_scores)
 
     def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
-        """Images that belong with these text chunks: in the same document, their span overlapping the chunk's."""
+        """Images that belong with these text chunks: in the same document, their span overlapping the chunk's (an
+        image with an empty span, placed between two texts, belongs with the chunk it sits in)."""
         ids = sorted(set(chunk_ids))
         if not ids:
             return []
         with self.store.sessions() as session:
             text = select(Chunk.document_id, Chunk.start, Chunk.end).where(Chunk.id.in_(ids)).subquery()
+            overlaps = and_(Chunk.start < text.c.end, Chunk.end > text.c.start)
+            sits_inside = and_(Chunk.start == Chunk.end, Chunk.start >= text.c.start, Chunk.start < text.c.end)
             rows = session.execute(
                 select(Chunk.id).join(text, text.c.document_id == Chunk.document_id)
-                .where(Chunk.modality == "image", Chunk.start <= text.c.end, Chunk.end >= text.c.start)
+                .where(Chunk.modality == "image", or_(overlaps, sits_inside))
                 .order_by(Chunk.id).distinct()).scalars().all()
             return self._hits(session, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
 
@@ -137,18 +145,18 @@ class Retriever:
         weight = self.settings.keyword_weight
         return weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
 
-    def _clip_space(self) -> Space | None:
+    def _clip_space(self, retry: bool = False) -> Space | None:
         """The CLIP space if the knowledge base has one and its model loads; otherwise images are found by their
-        descriptions only (logged once per reason)."""
-        if self.clip is None:
+        descriptions only. After a failed load, text searches skip CLIP for ``CLIP_RETRY_SECONDS`` unless ``retry``."""
+        if self.clip is None or (not retry and time.monotonic() < self._clip_retry_at):
             return None
         try:
             return self.store.space(CLIP_SPACE, self.clip.identity(), create=False)
         except ModelNotFoundError as error:
-            if str(error) not in self._warned:
-                self._warned.add(str(error))
-                reason = str(error).split(";")[0]  # the ingest notice gives the whole message
-                log.warning("images are matched by their descriptions only: %s", reason)
+            # Looking for weights costs file lookups (and a hub probe when online): not on every text search.
+            self._clip_retry_at = time.monotonic() + CLIP_RETRY_SECONDS
+            reason = str(error).split(";")[0]  # the ingest notice gives the whole message
+            log.warning("images are matched by their descriptions only: %s", reason)
             return None
 
     def _clip_unavailable_reason(self) -> str:

@@ -35,6 +35,24 @@ def test_a_small_modality_borrows_the_whole_space_as_background(image_kb, tmp_pa
         images = backgrounds._sample(session, space, "image")
         everything = backgrounds._sample(session, space, None)
         typical = backgrounds.typical(session, space, query, "image")
-    assert len(images) == 5 < MIN_SAMPLE and len(everything) == 7  # five images are too few to say what is typical
+    assert len(images) == 4 < MIN_SAMPLE and len(everything) == 6  # four distinct pictures: too few to say
     assert typical.mean == pytest.approx(float((everything @ query).mean()), abs=1e-5)
     assert typical.std == pytest.approx(float((everything @ query).std()), abs=1e-5)
+
+
+def test_repeated_pictures_count_once_in_the_background(image_kb, tmp_path) -> None:
+    from tests.test_multimodal import noise_image
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    noise_image(folder / "logo.png", 5)
+    for page in range(20):
+        (folder / f"page{page}.md").write_text("![logo](logo.png)\n\nText.\n", encoding="utf-8")
+    for seed in range(3):
+        noise_image(folder / f"photo{seed}.png", seed)
+    kb = image_kb()
+    kb.ingest(folder)
+    space = next(space for space in kb.store.spaces() if space.name == "clip")
+    with kb.store.sessions() as session:
+        sample = kb.retriever.backgrounds._sample(session, space, "image")
+    assert len(sample) == 4  # the logo (21 image chunks share it) once, and the three photos

@@ -246,3 +246,26 @@ def test_answers_come_with_the_images_of_their_passages(image_kb, tiny_reader: P
     assert linked and linked[0].image is not None and linked[0].image.name.endswith("badge.png")
     assert all(hit.modality == "text" for hit in answers.evidence if hit.chunk_id in
                {source.chunk_id for source in answers[0].sources})
+
+
+@pytest.mark.parametrize("fusion", ["calibrated", "rrf", "relative"])
+def test_a_strong_passage_is_not_outranked_by_unrelated_pictures(image_kb, tmp_path: Path, fusion: str) -> None:
+    """CLIP matches join the dense list on its scale before fusion, whatever the fusion."""
+    kb = image_kb(fusion=fusion)
+    kb.ingest(write_folder(tmp_path / "docs"))
+    best = kb.search("pallets in the east wing", k=3)[0]
+    assert best.modality == "text" and best.path.endswith("warehouse.md")
+
+
+def test_many_pictures_do_not_crowd_passages_out_of_ask(image_kb, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    noise_image(folder / "logo.png", 5)
+    for page in range(12):
+        (folder / f"page{page}.md").write_text(f"![company logo](logo.png)\n\nThis page is about subject {page}.\n",
+                                               encoding="utf-8")
+    kb = image_kb()
+    kb.ingest(folder)
+    result = kb.ask("Which page talks about subject 7?", k=3)  # no reader weights here: evidence only
+    assert result.status == "reader_unavailable"
+    assert [Path(hit.path).name for hit in result.evidence if hit.modality == "text"][0] == "page7.md"
