@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
-
-from ingestion.loaders.images import thumbnail_jpeg
+from ingestion.loaders.images import bounded, thumbnail_jpeg
 from kb.storage.models import PREVIEW_SIDE, text_hash
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -48,8 +46,7 @@ def pictures_of(document: ExtractedDocument) -> list[Picture]:
     pictures = []
     for image in document.images:
         side = preview_side(*image.image.size)
-        if max(image.image.size) > side:
-            image.image = ImageOps.contain(image.image, (side, side), Image.Resampling.BICUBIC)
+        image.image = bounded(image.image, side)
         description = describe(image, document.text)
         pictures.append(Picture(image, description, text_hash(description), thumbnail_jpeg(image.image, side)))
     return pictures

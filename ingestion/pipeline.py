@@ -93,7 +93,6 @@ class Ingestor:
         self.ocr = ocr
         self.chunker: Chunker | None = None
         self.clip_space: Space | None = None
-        self.text_space_id = 0
         self._vanished: dict[str, str] = {}
         self.image_limits = ImageLimits.from_settings(settings)
         self._unread_images = 0  # image files and scanned pages left unread because OCR is not installed
@@ -335,7 +334,6 @@ class Ingestor:
             return
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity())
         assert text_space is not None
-        self.text_space_id = text_space.id
         spaces = [text_space] + ([self.clip_space] if self.clip_space is not None else [])
         for space in spaces:
             self.store.index(space)  # current before the change, so the change can be applied in place
@@ -346,14 +344,14 @@ class Ingestor:
         with self.store.write() as session:
             try:
                 with session.begin_nested():
-                    batches = [self._store_documents(session, groups, source_id)]
+                    batches = [self._store_documents(session, groups, source_id, text_space.id)]
                 written = pending
             except STORAGE_ERRORS:
                 batches = []
                 for group in groups:
                     try:
                         with session.begin_nested():
-                            batches.append(self._store_documents(session, [group], source_id))
+                            batches.append(self._store_documents(session, [group], source_id, text_space.id))
                     except STORAGE_ERRORS as error:
                         reason = f"could not be stored: {error}"
                         report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
@@ -408,8 +406,8 @@ class Ingestor:
         empty = np.zeros((0, space.dimension), dtype=np.float32)
         return [np.stack([vectors[key] for key in part]) if part else empty for part in keys]
 
-    def _store_documents(self, session: Session, groups: list[_Group],
-                         source_id: int) -> tuple[list[int], dict[int, tuple[list[int], np.ndarray]]]:
+    def _store_documents(self, session: Session, groups: list[_Group], source_id: int,
+                         text_space_id: int) -> tuple[list[int], dict[int, tuple[list[int], np.ndarray]]]:
         """Insert or replace documents with their chunks, pictures, postings and vectors, in bulk.
 
         Returns the chunk ids removed and, per space, the chunk ids added with their vectors.
@@ -458,7 +456,7 @@ class Ingestor:
                            for chunk_id, p in zip(picture_ids, pictures)]
         if image_rows:
             session.execute(insert(StoredImage.__table__), image_rows)
-        added = {space_id: (text_ids if space_id == self.text_space_id else clip_ids,
+        added = {space_id: (text_ids if space_id == text_space_id else clip_ids,
                             np.concatenate([group.vectors[space_id] for group in groups]))
                  for space_id in groups[0].vectors}
         for space_id, (space_ids, vectors) in added.items():

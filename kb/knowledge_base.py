@@ -236,8 +236,8 @@ class KnowledgeBase:
         """
         passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
-        evidence = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
-        images = [hit for hit in evidence if hit.modality == "image"]
+        top = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
+        images = [hit for hit in top if hit.modality == "image"]
         evidence = sorted(passages + images, key=lambda hit: -hit.score)
         if not passages:
             return AskResult(question=question, evidence=evidence, status="no_evidence",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from functools import lru_cache
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from retrieval.keyword import keyword_search
 
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
+QUERY_CACHE = 64  # recent query texts whose text-space vectors are kept
 Ranked = list[tuple[int, float]]
 
 
@@ -57,6 +59,8 @@ class Retriever:
         self.settings = settings
         self.clip = clip
         self.backgrounds = Backgrounds()
+        # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
+        self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
@@ -74,7 +78,7 @@ class Retriever:
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
         with self.store.sessions() as session:
-            vector = self.encoder.encode([query])[0] if text_space is not None else None
+            vector = self._query_vector(query) if text_space is not None else None
             dense = dense_search(self.store, session, text_space, vector, depth, filters, wanted) \
                 if text_space is not None and vector is not None else []
             keyword = keyword_search(session, self.keywords, query, depth, filters, wanted) if mode != "dense" else []
