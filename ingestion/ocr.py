@@ -19,6 +19,7 @@ from PIL import Image
 
 from ingestion.loaders.base import clean_text
 from kb.encoders.base import ModelNotFoundError
+from kb.errors import KbError
 from kb.keywords import CJK_CHARS
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -28,7 +29,7 @@ _NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned
 INSTALL_HINT = "pip install 'multimodal-kb[ocr]'"
 
 
-class OcrError(RuntimeError):
+class OcrError(KbError, RuntimeError):
     """OCR of one image failed; the message is the reason, fit for a document warning."""
 
 

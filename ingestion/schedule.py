@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from kb.errors import KbError
+
 INTERVAL = re.compile(r"^(?:every\s+)?(\d+)\s*([smhd])$", re.IGNORECASE)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # (name, lowest, highest) of the five cron fields, in order.
@@ -12,7 +14,7 @@ CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("mo
 SEARCH_LIMIT = timedelta(days=5 * 366)
 
 
-class ScheduleError(ValueError):
+class ScheduleError(KbError, ValueError):
     """A schedule that cannot be understood or never fires."""
 
 

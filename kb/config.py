@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from kb.atomic import write_atomic
+
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
@@ -135,6 +137,4 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     if settings.database_url and make_url(settings.database_url).password:
         exclude.add("database_url")
     recorded = settings.model_dump(exclude=exclude)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

@@ -19,6 +19,7 @@ from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.embedding import EMBED_BATCH, embed_stored, members
 from kb.encoders import ClipEncoder, ModelNotFoundError, TextEncoder, clip_encoder, text_encoder
+from kb.errors import KbError
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
@@ -46,7 +47,7 @@ ImageQuery = str | os.PathLike[str] | Image.Image
 DEFAULT_HOME = ".kb"
 
 
-class NotAnImageError(LookupError):
+class NotAnImageError(KbError, LookupError):
     """An image preview was asked for a chunk that is not an image."""
 
 
@@ -81,12 +82,12 @@ class KnowledgeBase:
         """
         directory = knowledge_base_dir(path)
         directory.mkdir(parents=True, exist_ok=True)
-        is_new = not (directory / CONFIG_FILE).exists()
         settings = load_settings(directory, overrides)
-        knowledge_base = cls(directory, settings)
-        if is_new:
+        if not (directory / CONFIG_FILE).exists():
+            # Recorded before the database exists: a process killed in between leaves no database whose
+            # settings are unknown (and later opened with other ones).
             save_settings(directory, settings)
-        return knowledge_base
+        return cls(directory, settings)
 
     # -- writing --------------------------------------------------------------------------------------------
 

@@ -8,12 +8,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ingestion.schedule import next_run, validate_schedule
+from kb.errors import KbError
 from kb.storage.models import Document, Run, Source, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
 
 
-class SourceNotFoundError(LookupError):
+class SourceNotFoundError(KbError, LookupError):
     """No source with that path."""
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from kb.config import Settings
 from kb.encoders.base import ModelNotFoundError, TextEncoder
 from kb.encoders.clip import ClipEncoder
+from kb.errors import KbError
 from kb.keywords import KeywordTokenizer
 from kb.storage.models import Chunk, Document, Space, StoredImage
 from kb.storage.store import Store
@@ -28,7 +29,7 @@ QUERY_CACHE = 64  # recent query texts whose text-space vectors are kept
 Ranked = list[tuple[int, float]]
 
 
-class ImageSearchUnavailable(RuntimeError):
+class ImageSearchUnavailable(KbError, RuntimeError):
     """A search by image needs the CLIP space and its model, and one of them is missing."""
 
 

@@ -89,7 +89,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
             time.sleep(rng.uniform(0.0, 1.0))
         process.kill()
         process.wait()
-        with KnowledgeBase.open(tmp_path / "kb") as kb:
+        with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as kb:
             assert_consistent(kb)
             documents_after_kill.append(kb.stats().documents)
         # The folder changes between runs too: a file edited, a file removed.
@@ -100,7 +100,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
     done = subprocess.run([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    with KnowledgeBase.open(tmp_path / "kb") as kb:
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as kb:
         assert_consistent(kb)
         with kb.store.sessions() as session:
             paths = sorted(Path(p).name for p in session.scalars(select(Document.path)))

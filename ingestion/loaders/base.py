@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kb.errors import KbError
 from kb.types import ExtractedDocument
 
 if TYPE_CHECKING:
     from kb.config import Settings
 
 
-class LoadError(Exception):
+class LoadError(KbError):
     """A file that cannot be turned into text; the message is the reason a person reads in the report."""
 
 

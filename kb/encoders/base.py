@@ -10,8 +10,10 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from kb.errors import KbError
 
-class ModelNotFoundError(RuntimeError):
+
+class ModelNotFoundError(KbError, RuntimeError):
     """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from kb.errors import KbError
 from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
 
 
-class SchemaError(RuntimeError):
+class SchemaError(KbError, RuntimeError):
     """The database was written by an incompatible version of this program."""
 
 

@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from kb.errors import KbError
 
-class WriterBusyError(RuntimeError):
+
+class WriterBusyError(KbError, RuntimeError):
     """Another process is writing to this knowledge base."""
 
 

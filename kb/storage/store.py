@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
+from kb.errors import KbError
 from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, StoredImage, Vector
@@ -22,7 +23,7 @@ MAX_TERM_LENGTH = 128
 KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 
 
-class EncoderMismatchError(RuntimeError):
+class EncoderMismatchError(KbError, RuntimeError):
     """A space is being opened with an encoder other than the one that built it."""
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -20,29 +18,11 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kb.atomic import write_atomic
 from kb.storage.models import Space, Vector
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 10_000
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a unique temporary file beside ``path``, fsync it, and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _sha256(data: bytes) -> str:
@@ -175,10 +155,10 @@ class VectorIndex:
                 return
             data = faiss.serialize_index(self.index).tobytes()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_write(self.path, data)
+            write_atomic(self.path, data)
             meta = {"generation": self.generation, "count": self.count, "sha256": _sha256(data),
                     "dimension": self.dimension, "factory": self.factory}
-            _fsync_write(self.meta_path, json.dumps(meta).encode())
+            write_atomic(self.meta_path, json.dumps(meta).encode())
 
     # -- reading ----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,9 @@
+"""The root of the errors the knowledge base raises on purpose: their messages are written for the user."""
+
+from __future__ import annotations
+
+
+class KbError(Exception):
+    """A failure the user can act on (a missing model, a busy writer, a bad setting); the CLI prints its message
+    in one line. Each subclass also derives from the built-in error it refines, so ``except LookupError`` and the
+    like keep working."""
