@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
     reader_batch_size: int = Field(default=16, ge=1,
                                    description="windows per forward pass, at most (a batch also closes at 10% padding)")
-    reader_no_answer_threshold: float = Field(
-        default=0.1, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer")
+    reader_no_answer_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer. "
+        "Default: the threshold tuned for the reader model (its training.json), else 0.1")
     reader_precision: ReaderPrecision = Field(
         default="float32", description="reader arithmetic: float32; bfloat16 (for GPUs and CPUs with AMX: slower than "
         "float32 on an AVX-512 CPU without AMX); int8 dynamic quantisation of Linear layers (CPU, about 2x float32)")

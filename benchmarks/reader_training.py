@@ -1,0 +1,100 @@
+"""Train the reader from the packaged MiniLM on the SQuAD train parts, then evaluate it on XQuAD English.
+
+Training data: squad2-train-part + squad1-train-part (development data), validation held out from them by article.
+Evaluation: ``kb eval squad`` in reader mode on xquad-en without the 5 titles it shares with the held-out
+squad2-dev-part (1,090 questions), in float32 and each other precision asked for; optionally the held-out
+squad2-dev-part itself, reported with the threshold tuned on the validation split and at the old default.
+
+    python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
+    python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm --precisions float32 int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.squad_corpus import DATASETS, squad_titles
+
+
+def xquad_without_held_out(data: Path, folder: Path) -> Path:
+    """xquad-en minus the articles whose titles are in squad2-dev-part, as a SQuAD file in ``folder``."""
+    held_out = squad_titles(data / DATASETS["squad2-dev-part"])
+    xquad = json.loads((data / DATASETS["xquad-en"]).read_text(encoding="utf-8"))
+    xquad["data"] = [article for article in xquad["data"] if article["title"] not in held_out]
+    path = folder / "xquad-en-dev.json"
+    path.write_text(json.dumps(xquad), encoding="utf-8")
+    return path
+
+
+def train(args: argparse.Namespace) -> int:
+    from training.options import TrainOptions
+    from training.reader import train_reader
+
+    files = [args.data / DATASETS["squad2-train-part"], args.data / DATASETS["squad1-train-part"]]
+    options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
+                           max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
+                           checkpoint_minutes=args.checkpoint_minutes)
+    card = train_reader(files, options)
+    print(card.model_dump_json(indent=2))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from answering.squad_eval import evaluate as squad_evaluate
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {"xquad-en minus held-out titles": xquad_without_held_out(args.data, Path(tmp))}
+        if args.held_out:
+            sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
+        for name, path in sets.items():
+            for precision in args.precisions:
+                overrides = {"reader_model": str(args.model), "reader_precision": precision, "device": "cpu"}
+                if args.threshold is not None:
+                    overrides["reader_no_answer_threshold"] = args.threshold
+                started = time.perf_counter()
+                report = squad_evaluate(path, "reader", overrides)
+                figures = report.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
+                figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+                results[f"{name}, {precision}"] = figures
+                print(f"{name}, {precision}:", json.dumps(figures), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    commands = parser.add_subparsers(dest="command", required=True)
+    training = commands.add_parser("train")
+    training.add_argument("--out", type=Path, required=True)
+    training.add_argument("--epochs", type=float, default=2.0)
+    training.add_argument("--batch-size", type=int, default=16)
+    training.add_argument("--learning-rate", type=float, default=1e-4)
+    training.add_argument("--max-seq-length", type=int, default=None)
+    training.add_argument("--max-seconds", type=float, default=None)
+    training.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    training.add_argument("--resume", action="store_true")
+    training.add_argument("--overwrite", action="store_true")
+    evaluation = commands.add_parser("evaluate")
+    evaluation.add_argument("--model", type=Path, required=True)
+    evaluation.add_argument("--precisions", nargs="+", default=["float32"])
+    evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")
+    evaluation.add_argument("--held-out", action="store_true", help="also report squad2-dev-part (never tune on it)")
+    evaluation.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
+        return 2
+    return train(args) if args.command == "train" else evaluate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
