@@ -39,7 +39,7 @@ def train(args: argparse.Namespace) -> int:
     options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                            max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
-                           checkpoint_minutes=args.checkpoint_minutes)
+                           checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
     card = train_reader(files, options)
     print(card.model_dump_json(indent=2))
     return 0
@@ -81,6 +81,7 @@ def main() -> int:
     training.add_argument("--max-seq-length", type=int, default=None)
     training.add_argument("--max-seconds", type=float, default=None)
     training.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    training.add_argument("--threads", type=int, default=None)
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
     evaluation = commands.add_parser("evaluate")

@@ -72,3 +72,28 @@ def write_card(folder: str | Path, card: TrainingCard) -> Path:
     path = card_path(folder)
     write_atomic(path, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
     return path
+
+
+USAGE = {
+    "reader": "KB_READER_MODEL={out} kb ask ...  (or kb eval squad FILE)",
+    "retriever": "KB_TEXT_MODEL={out} kb reembed",
+    "reranker": "KB_RERANKER_MODEL={out} kb search ...",
+    "clip": "KB_CLIP_MODEL=<architecture or config .json> KB_CLIP_PRETRAINED={out}/model.pt kb reembed",
+}
+
+
+def summarise(card: TrainingCard, out: str | Path) -> str:
+    """A few lines for the terminal: what was trained on what, validation before and after, how to use it."""
+    def scores(values: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:.4g}" for name, value in values.items() if name != "loss") or "-"
+
+    skipped = ", ".join(f"{count} {reason}" for reason, count in card.skipped.items()) or "none"
+    lines = [f"trained a {card.kind} from {card.base_model} on {card.examples} examples (skipped: {skipped})",
+             f"  {card.steps} steps, {card.epochs:g} epochs, {card.seconds:.0f} s on {card.device}"
+             + (" (stopped by the time budget)" if card.stopped_early else ""),
+             f"  validation ({card.validation_split}):",
+             f"    before  {scores(card.validation_before)}", f"    after   {scores(card.validation_after)}"]
+    if card.no_answer_threshold is not None:
+        lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
+    lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
+    return "\n".join(lines)

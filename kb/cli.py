@@ -19,8 +19,10 @@ from tqdm import tqdm
 
 from ingestion.loaders import LoadError
 from ingestion.schedule import ScheduleError
+from kb.cards import summarise
 from kb.config import CONFIG_FILE
 from kb.encoders import ModelNotFoundError
+from kb.errors import KbError
 from kb.knowledge_base import KnowledgeBase, NotAnImageError, knowledge_base_dir
 from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
@@ -31,7 +33,7 @@ from retrieval.retriever import ImageSearchUnavailable
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError,
-                   ImageSearchUnavailable, LoadError, NotAnImageError)
+                   ImageSearchUnavailable, LoadError, NotAnImageError, KbError)
 
 
 @contextmanager
@@ -221,6 +223,42 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("-k", "--k", type=int, default=5, help="open mode: passages retrieved and read")
     squad.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
     squad.add_argument("--out", type=Path, default=Path("squad-eval.json"), help="JSON results file")
+    squad.add_argument("--tune-threshold", action="store_true",
+                       help="reader mode: choose the no-answer threshold that maximises F1 on this file, and record "
+                       "it in the reader folder's training.json (tune on validation data, not on a test set)")
+
+    train = commands.add_parser("train", help="fine-tune the reader, the retriever, a reranker or CLIP on your data")
+    kinds = train.add_subparsers(dest="kind", required=True)
+    for kind, data_help in (("reader", "SQuAD v1.1/v2.0 JSON files"),
+                            ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
+                            ("reranker", "SQuAD files or JSONL {query, positive[, negatives]}"),
+                            ("clip", "JSONL {image: path relative to the file, caption}")):
+        command = kinds.add_parser(kind, help=f"train a {kind} from {data_help}")
+        command.add_argument("data", nargs="*", type=Path, metavar="DATA", help=data_help)
+        command.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the trained model")
+        command.add_argument("--base-model", metavar="NAME", help="model to start from (name or folder)")
+        command.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
+                             help="validation data (default: held out from DATA by article or document)")
+        command.add_argument("--epochs", type=float)
+        command.add_argument("--max-seconds", type=float, help="stop after this long, keeping the best checkpoint")
+        command.add_argument("--batch-size", type=int)
+        command.add_argument("--learning-rate", type=float)
+        command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window)")
+        command.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+        command.add_argument("--device", help="torch device (default: cuda when there is one)")
+        command.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+        command.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+        if kind != "reader":
+            command.add_argument("--from-kb", action="store_true",
+                                 help="also learn from the knowledge base (--kb): titles and headings with their "
+                                 "passages" + (", images with their captions" if kind == "clip" else ""))
+        if kind in ("retriever", "reranker"):
+            command.add_argument("--hard-negatives", type=int, default=1 if kind == "retriever" else 3,
+                                 help="negatives mined per question from the knowledge base (--kb when it exists, "
+                                 "else the training passages): BM25 and dense neighbours that are not the answer")
+        if kind == "clip":
+            command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
+                                 "(default: the clip_pretrained setting)")
 
     source = commands.add_parser("source", help="manage the folders kept up to date")
     source_commands = source.add_subparsers(dest="source_command", required=True)
@@ -343,7 +381,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from answering.squad_eval import evaluate
 
     # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
-    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit)
+    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit,
+                      tune_threshold=args.tune_threshold)
     print(report.table())
     args.out.write_text(report.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
     print(f"results written to {args.out}")
@@ -357,9 +396,24 @@ COMMANDS: dict[str, Callable[[KnowledgeBase, argparse.Namespace], int]] = {
 }
 
 
+def _train(args: argparse.Namespace) -> int:
+    from training import train
+
+    card = train(args.kind, args.data, out=args.out, kb_dir=knowledge_base_dir(args.kb),
+                 from_kb=getattr(args, "from_kb", False), hard_negatives=getattr(args, "hard_negatives", None),
+                 clip_pretrained=getattr(args, "pretrained", None), base_model=args.base_model, epochs=args.epochs,
+                 max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                 max_seq_length=args.max_seq_length, validation=args.validation, threads=args.threads,
+                 device=args.device, overwrite=args.overwrite, resume=args.resume)
+    print(summarise(card, args.out))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         return _evaluate(args)
+    if args.command == "train":
+        return _train(args)
     if args.command not in ("ingest", "source") and not (knowledge_base_dir(args.kb) / CONFIG_FILE).exists():
         raise FileNotFoundError(f"no knowledge base at {knowledge_base_dir(args.kb)}; `kb ingest FOLDER` creates it")
     with KnowledgeBase.open(args.kb) as knowledge_base:

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     ocr_embedded_images: bool = Field(default=False,
                                       description="also OCR images embedded in pages that have a text layer (slow)")
     follow_symlinks_outside: bool = False
+    reranker_model: str | None = Field(
+        default=None, description="cross-encoder (sentence-transformers name or folder, e.g. from `kb train "
+        "reranker`) that reorders the best text hits of every search; none by default")
+    rerank_candidates: int = Field(default=20, ge=1, description="fused hits the reranker reorders (more: better "
+                                   "recall, slower search)")
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")
     reader_models_by_language: dict[str, str] = Field(

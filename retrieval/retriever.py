@@ -22,6 +22,7 @@ from retrieval.calibration import Backgrounds, align, standardise
 from retrieval.dense import dense_search
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_search
+from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
@@ -63,6 +64,8 @@ class Retriever:
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
+        self.reranker = CrossEncoderReranker(settings.reranker_model, settings.device) \
+            if reranker_enabled(settings.reranker_model) else None
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -73,7 +76,9 @@ class Retriever:
         wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
-        depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" or "image" in wanted else k
+        wanted_hits = max(k, self.settings.rerank_candidates) if self.reranker is not None else k
+        depth = max(wanted_hits, self.settings.fusion_candidates) if mode == "hybrid" or "image" in wanted \
+            else wanted_hits
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
@@ -95,7 +100,10 @@ class Retriever:
                 typical_text = self.backgrounds.typical(session, text_space, vector, "text")
                 dense = _best_of(dense, align(found, typical_image, typical_text))
             ranked = self._fuse(mode, dense, keyword)
-            return self._hits(session, ranked[:k], dict(dense), dict(keyword), clip_scores)
+            hits = self._hits(session, ranked[:wanted_hits], dict(dense), dict(keyword), clip_scores)
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
 
     def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
                      modalities: Iterable[str] | None = None) -> list[Hit]:

@@ -26,3 +26,5 @@ class TrainOptions(BaseModel):
     overwrite: bool = False
     resume: bool = False
     device: str | None = Field(default=None, description="torch device; default: cuda when there is one")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads; default: every core (on cores busy "
+                                "with other work, one thread can be faster: threads wait for each other)")

@@ -30,7 +30,7 @@ from training.errors import TrainingDataError
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.reader_features import ReaderFeatures, reader_features
-from training.runner import (finish_card, library_versions, run_trainer, trainer_arguments, use_every_core,
+from training.runner import (finish_card, library_versions, run_trainer, trainer_arguments, use_cores,
                              utc_now)
 from training.squad_data import load_squad_files, split_by_title
 
@@ -126,7 +126,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reader", "base": base, "data": [f.sha256 for f in files],
                                       "validation": split, **hyperparameters})
-    use_every_core()
+    use_cores(options.threads)
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))

@@ -18,12 +18,13 @@ from training.output import last_checkpoint
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 
 
-def use_every_core() -> None:
-    """Torch's intra-op threads on every core this process may run on (torch defaults to physical cores)."""
+def use_cores(threads: int | None) -> None:
+    """Torch's intra-op threads: ``threads``, else every core this process may run on (torch's default is the
+    physical cores)."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores))
+    torch.set_num_threads(max(1, threads or cores))
 
 
 def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float, batch_size: int,
