@@ -49,6 +49,8 @@ class TrainingCard(BaseModel):
     validation_before: dict[str, float] = Field(default_factory=dict)
     validation_after: dict[str, float] = Field(default_factory=dict)
     best_checkpoint: str | None = None
+    resumed_from: str | None = Field(default=None, description="the checkpoint an interrupted run continued from")
+    training_loss: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss) as logged")
     no_answer_threshold: float | None = Field(
         default=None, description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
     threshold_tuned_on: str | None = None

@@ -34,7 +34,7 @@ from training.errors import TrainingDataError
 from training.files import data_file
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
-from training.runner import library_versions, use_cores, utc_now
+from training.runner import LOG_EVERY, library_versions, use_cores, utc_now
 
 DEFAULTS = {"epochs": 5.0, "batch_size": 32, "learning_rate": 1e-5}
 KEEP_SIDE = 512  # decoded images are kept at most this large: enough for any CLIP input resolution up to 448
@@ -183,14 +183,16 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = max(1, round(epochs * steps_per_epoch))
     scheduler = get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * total), total)
-    state = {"step": 0, "best": -1.0, "best_step": 0, "before": None, "seconds": 0.0}
+    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": 0, "before": None, "losses": [],
+                             "resumed_from": None}
+    log_every, running = max(1, round(LOG_EVERY * total)), []
     resume_file = checkpoints / STATE
     if options.resume and resume_file.is_file():
         saved = torch.load(resume_file, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
+        state = saved["state"] | {"resumed_from": f"step {saved['state']['step']}"}
     if state["before"] is None:
         state["before"] = _recall_at_1(model, preprocess, tokenizer, validation, device)
     out = options.out.expanduser()
@@ -229,6 +231,10 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         with torch.no_grad():  # as CLIP does: the temperature stays within 100
             model.logit_scale.clamp_(0, math.log(100))
         state["step"] += 1
+        running.append(loss.item())
+        if state["step"] % log_every == 0 or state["step"] == total:
+            state["losses"].append((state["step"], round(sum(running) / len(running), 4)))
+            running = []
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if state["step"] % steps_per_epoch == 0 or state["step"] == total:
@@ -237,7 +243,6 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         if out_of_time or time.monotonic() - last_save >= options.checkpoint_minutes * 60:
             if out_of_time and state["step"] % steps_per_epoch:
                 evaluate_and_keep()
-            state["seconds"] += time.monotonic() - last_save
             save(resume_file, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "state": state})
             last_save = time.monotonic()
@@ -259,7 +264,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                         seconds=round(time.monotonic() - started, 1), steps=state["step"],
                         epochs=round(state["step"] / steps_per_epoch, 3), stopped_early=stopped_early,
                         device=device, validation_before=state["before"], validation_after=after,
-                        best_checkpoint=f"step {state['best_step']}",
+                        best_checkpoint=f"step {state['best_step']}", resumed_from=state["resumed_from"],
+                        training_loss=state["losses"],
                         libraries=library_versions("open_clip_torch"))
     write_card(out, card)
     finish_output(out / CHECKPOINTS)

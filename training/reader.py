@@ -86,8 +86,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     Windows default to the reader's (``reader_max_seq_length`` 384, ``reader_stride`` 128); a shorter
     ``max_seq_length`` scales the stride with it.
     """
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer, \
-        TrainingArguments
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+
+    from training.qa_trainer import QuestionAnsweringTrainer
 
     started = time.monotonic()
     defaults = Settings()
@@ -130,7 +131,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))
-    trainer = Trainer(model=model, args=arguments, train_dataset=train_features.features,
+    trainer = QuestionAnsweringTrainer(model=model, args=arguments, train_dataset=train_features.features,
                       eval_dataset=validation_features.features, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens))
@@ -140,7 +141,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     else:
         before = _scores_of(trainer.evaluate())
         before_file.write_text(json.dumps(before), encoding="utf-8")
-    budget = run_trainer(trainer, options, checkpoints)
+    run = run_trainer(trainer, options, checkpoints)
     after = _scores_of(trainer.evaluate())
     out = options.out.expanduser()
     trainer.save_model(str(out))
@@ -150,7 +151,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
         validation_data=validation_files, validation_split=split, examples=len(train_features.questions),
         skipped=dict(train_features.skipped), hyperparameters=hyperparameters, started_at=started_at,
         validation_before=before, validation_after=after, libraries=library_versions("accelerate"))
-    finish_card(card, trainer, budget, started)
+    finish_card(card, trainer, run, started)
     if any(not q.answers for q in validation_features.questions):
         settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
                             reader_max_answer_tokens=max_answer_tokens, device=options.device,

@@ -61,8 +61,9 @@ def _label(windows: Windows, window: int, first: int, last: int) -> tuple[int, i
 
 def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride: int, input_names: set[str],
                     for_training: bool) -> ReaderFeatures:
-    """Windows of every question of ``squad``. For training, an answerable question contributes its first usable
-    gold answer, and questions without one are skipped and counted; for evaluation every question is kept."""
+    """Windows of every question of ``squad``, labelled with the first gold answer that can be placed. For training,
+    questions whose answer cannot be used are skipped and counted; for evaluation every question is kept (its
+    windows then labelled "no answer")."""
     out = ReaderFeatures()
     for question in squad.questions:
         context = squad.paragraphs[question.paragraph][1]
@@ -72,19 +73,16 @@ def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride:
             out.skipped["empty context"] += 1
             continue
         labels = [(0, 0)] * len(windows)
-        if question.answers and for_training:
+        if question.answers:
             spans = [(found, found + len(text)) for text, start in
                      zip(question.answers, question.answer_starts or [-1] * len(question.answers))
                      if (found := locate_answer(context, text, start)) is not None]
-            if not spans:
-                out.skipped[NOT_FOUND] += 1
+            placed = [_label(windows, w, *spans[0]) for w in range(len(windows))] if spans else []
+            if not any(placed) and for_training:
+                reason = NOT_FOUND if not spans else CUT if len(windows) == MAX_WINDOWS_PER_QUESTION else TOO_LONG
+                out.skipped[reason] += 1
                 continue
-            first, last = spans[0]
-            placed = [(w, _label(windows, w, first, last)) for w in range(len(windows))]
-            if not any(label for _, label in placed):
-                out.skipped[CUT if len(windows) == MAX_WINDOWS_PER_QUESTION else TOO_LONG] += 1
-                continue
-            labels = [label or (0, 0) for _, label in placed]
+            labels = [label or (0, 0) for label in placed] or labels
         out.first_feature.append(len(out.features))
         for feature, (start, end) in zip(windows.features, labels):
             out.features.append({**feature, "start_positions": start, "end_positions": end})

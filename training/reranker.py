@@ -88,7 +88,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
                                   evaluator=evaluator)
     before = _scores(evaluator(model))
-    budget = run_trainer(trainer, options, checkpoints)
+    run = run_trainer(trainer, options, checkpoints)
     after = _scores(evaluator(model))
     out = options.out.expanduser()
     model.save(str(out))
@@ -98,7 +98,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                         hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
                         started_at=started_at, validation_before=before, validation_after=after,
                         libraries=library_versions("sentence-transformers", "datasets"))
-    write_card(out, finish_card(card, trainer, budget, started))
+    write_card(out, finish_card(card, trainer, run, started))
     finish_output(out / CHECKPOINTS)
     return card
 

@@ -97,7 +97,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
                                          train_dataset=Dataset.from_dict(pair_columns(prepared.train, hard_negatives)),
                                          loss=MultipleNegativesRankingLoss(model), evaluator=evaluator)
     before = scores_of(evaluator(model), f"{EVALUATOR}_")
-    budget = run_trainer(trainer, options, checkpoints)
+    run = run_trainer(trainer, options, checkpoints)
     after = scores_of(evaluator(model), f"{EVALUATOR}_")
     out = options.out.expanduser()
     model.save(str(out))
@@ -107,6 +107,6 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
                         hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
                         started_at=started_at, validation_before=before, validation_after=after,
                         libraries=library_versions("sentence-transformers", "datasets"))
-    write_card(out, finish_card(card, trainer, budget, started))
+    write_card(out, finish_card(card, trainer, run, started))
     finish_output(out / CHECKPOINTS)
     return card

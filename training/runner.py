@@ -16,6 +16,7 @@ from training.options import TrainOptions
 from training.output import last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
+LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
 
 
 def use_cores(threads: int | None) -> None:
@@ -37,13 +38,13 @@ def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=options.warmup_ratio,
         weight_decay=options.weight_decay, lr_scheduler_type="linear", eval_strategy="steps", eval_steps=NEVER,
         save_strategy="steps", save_steps=NEVER, save_total_limit=2, load_best_model_at_end=True,
-        metric_for_best_model=metric, greater_is_better=greater_is_better, logging_steps=10, report_to="none",
+        metric_for_best_model=metric, greater_is_better=greater_is_better, logging_steps=LOG_EVERY, report_to="none",
         disable_tqdm=True, seed=options.seed, dataloader_num_workers=0, dataloader_pin_memory=False, use_cpu=options.device == "cpu", **extra)
 
 
-def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> TimeBudget:
+def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple[TimeBudget, str | None]:
     """Train with the shared callbacks, from the last checkpoint when resuming; returns the budget (did it stop
-    the run early?)."""
+    the run early?) and the checkpoint resumed from."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for callback in (PrinterCallback, ProgressCallback):
@@ -51,8 +52,9 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> TimeB
     budget = TimeBudget(options.max_seconds, options.checkpoint_minutes * 60)
     trainer.add_callback(budget)
     trainer.add_callback(ProgressBar())
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints) if options.resume else None)
-    return budget
+    resume_from = last_checkpoint(checkpoints) if options.resume else None
+    trainer.train(resume_from_checkpoint=resume_from)
+    return budget, Path(resume_from).name if resume_from else None
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -65,9 +67,11 @@ def library_versions(*names: str) -> dict[str, str]:
     return found
 
 
-def finish_card(card: TrainingCard, trainer: Any, budget: TimeBudget, started: float) -> TrainingCard:
+def finish_card(card: TrainingCard, trainer: Any, run: tuple[TimeBudget, str | None], started: float) -> TrainingCard:
     """Fill the card's run facts from the trainer's final state."""
+    budget, card.resumed_from = run
     state = trainer.state
+    card.training_loss = [(entry["step"], round(entry["loss"], 4)) for entry in state.log_history if "loss" in entry]
     card.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
     card.seconds = round(time.monotonic() - started, 1)
     card.steps, card.epochs = state.global_step, round(state.epoch or 0.0, 3)

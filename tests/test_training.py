@@ -1,0 +1,157 @@
+"""``kb train``: tiny models trained for seconds learn, save folders the knowledge base loads by its usual settings,
+resume after a kill, and refuse what they cannot use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from answering.threshold import ScoredAnswer, tune_threshold
+from kb.cards import read_card
+from kb.cli import main
+from tests.conftest import minilm_path
+from tests.qa_model import fact, question, save_tiny_bert, write_squad
+from training import OutputExistsError, TrainingDataError, TrainOptions, train_reader
+
+READER = dict(epochs=4, learning_rate=3e-3, batch_size=32, max_seq_length=64, threads=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_path())
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_squad(tmp_path_factory.mktemp("facts") / "facts.json", 1600, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_reader(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, facts: Path) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "reader"
+    train_reader([facts], TrainOptions(out=out, base_model=str(tiny_base), **READER))
+    return out
+
+
+def test_reader_learns_and_writes_its_card(trained_reader: Path, facts: Path, tiny_base: Path) -> None:
+    card = read_card(trained_reader)
+    assert card is not None and card.kind == "reader" and card.base_model == str(tiny_base)
+    assert card.data[0].path == str(facts.resolve()) and len(card.data[0].sha256) == 64
+    assert card.data[0].examples == 1600 and 0 < card.examples < 1600  # the rest is the validation split
+    assert "articles (titles) held out" in card.validation_split
+    assert card.training_loss[-1][1] < card.training_loss[0][1] / 2
+    assert card.validation_after["f1"] > card.validation_before["f1"] + 50
+    assert card.validation_after["loss"] < card.validation_before["loss"]
+    assert card.hyperparameters["max_seq_length"] == 64 and card.hyperparameters["stride"] == 21
+    assert card.no_answer_threshold is not None and 0 <= card.no_answer_threshold <= 1
+    assert {"model.safetensors", "tokenizer.json", "config.json", "training.json"} <= \
+        {path.name for path in trained_reader.iterdir()}
+    assert not (trained_reader / "checkpoints").exists()
+
+
+def test_trained_reader_answers_through_kb_ask_with_exact_citations(
+        trained_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    codes = {"alice": 4821, "marco": 1375, "wen": 9042}
+    text = " ".join(f"Meetings start after lunch on Mondays. {fact(name, code)}" for name, code in codes.items())
+    (docs / "codes.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_READER_MODEL", str(trained_reader))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(docs)]) == 0
+    for name, code in codes.items():
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "ask", question(name), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        best = result["answers"][0]
+        assert best["text"] == str(code)
+        source = best["sources"][0]
+        assert text[source["start"]:source["end"]] == str(code)
+
+
+def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_factory, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(f"The garden has roses and tulips. {fact('greta', 5150)}", encoding="utf-8")
+    strict = tmp_path / "strict-reader"
+    strict.mkdir()
+    for path in trained_reader.iterdir():
+        (strict / path.name).write_bytes(path.read_bytes())
+    card = read_card(strict)
+    card.no_answer_threshold = 1.0  # nothing reaches it
+    (strict / "training.json").write_text(card.model_dump_json(), encoding="utf-8")
+    knowledge_base = kb_factory(reader_model=str(strict))
+    knowledge_base.ingest(docs)
+    assert knowledge_base.ask(question("greta")).status == "no_answer"
+    assert knowledge_base.ask(question("greta"), threshold=0.0)[0].text == "5150"
+    assert knowledge_base.readers.for_question("x").threshold == 1.0
+    knowledge_base.settings.reader_no_answer_threshold = 0.0  # a setting the user gives wins over the card
+    assert knowledge_base.ask(question("greta"))[0].text == "5150"
+
+
+def test_tune_threshold_maximises_f1_over_answerable_and_unanswerable() -> None:
+    scored = [ScoredAnswer(text="paris", score=0.9), ScoredAnswer(text="1999", score=0.7),
+              ScoredAnswer(text="rome", score=0.4), ScoredAnswer(text="oslo", score=0.3)]
+    golds = [["Paris"], ["1999"], [], []]  # the last two are unanswerable: only abstaining scores
+    threshold = tune_threshold(scored, golds)
+    assert 0.4 < threshold < 0.7
+    assert tune_threshold(scored[:2], golds[:2]) == 0.0  # all answerable: never abstain
+    assert tune_threshold([ScoredAnswer(text="x", score=0.5)], [[]]) > 0.5
+
+
+def test_eval_tune_threshold_makes_the_reader_abstain(trained_reader: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader that answers unanswerable questions at the default threshold abstains on them once tuned."""
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    for path in trained_reader.iterdir():
+        if path.name != "training.json":  # a reader trained elsewhere: no card, default threshold
+            (reader / path.name).write_bytes(path.read_bytes())
+    # Unanswerable questions whose paragraph states another name's code: tempting for a small reader.
+    articles = [{"title": "t", "paragraphs": []}]
+    for number, (name, other) in enumerate([("alice", "bruno"), ("chen", "elena"), ("hiro", "ines"),
+                                            ("lena", "oscar"), ("rosa", "sven"), ("ulla", "wen")]):
+        code = 1000 + 37 * number
+        articles[0]["paragraphs"] += [
+            {"context": f"The weather was mild. {fact(name, code)}",
+             "qas": [{"id": f"a{number}", "question": question(name), "is_impossible": False,
+                      "answers": [{"text": str(code), "answer_start": 27 + len(name)}]}]},
+            {"context": f"Parking is free. {fact(other, code + 1)}",
+             "qas": [{"id": f"n{number}", "question": question(name), "is_impossible": True, "answers": []}]}]
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
+    monkeypatch.setenv("KB_READER_MODEL", str(reader))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "squad", str(dev), "--tune-threshold"]) == 0
+    report = json.loads((tmp_path / "squad-eval.json").read_text(encoding="utf-8"))
+    assert report["tuned"]["f1"] >= report["f1"]
+    assert report["tuned"]["NoAns_exact"] >= report["NoAns_exact"]
+    card = read_card(reader)
+    assert card is not None and card.no_answer_threshold == report["tuned"]["threshold"]
+    assert card.threshold_tuned_on == str(dev)
+
+
+def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "Nothing here.", "qas": [
+        {"id": "1", "question": "What?", "answers": [{"text": "elsewhere", "answer_start": 3}]}]}]}]}),
+        encoding="utf-8")
+    options = dict(base_model=str(tiny_base), **READER)
+    with pytest.raises(TrainingDataError, match="1 answer not found in its context"):
+        train_reader([bad], TrainOptions(out=tmp_path / "out", **options))
+    with pytest.raises(TrainingDataError, match="not a readable SQuAD"):
+        train_reader([tmp_path / "missing.json"], TrainOptions(out=tmp_path / "out", **options))
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine", encoding="utf-8")
+    facts = write_squad(tmp_path / "facts.json", 40)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        train_reader([facts], TrainOptions(out=occupied, **options))
+    assert (occupied / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert main(["train", "reader", str(bad), "--out", str(tmp_path / "cli"), "--base-model", str(tiny_base)]) == 2
