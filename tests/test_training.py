@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +273,33 @@ def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Pa
                       clip_pretrained=str(checkpoint), kb_dir=knowledge_base.directory, from_kb=True)
     assert card.examples >= 9 and "images held out" in card.validation_split  # 12 pictures with their alt texts
     assert card.hyperparameters["from_kb"] is True
+
+
+@pytest.mark.slow
+def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-run, then --resume: training continues from the last checkpoint to the planned step count."""
+    out = tmp_path / "reader"
+    options = dict(base_model=str(tiny_base), **(READER | {"epochs": 3}), checkpoint_minutes=0.05)
+    script = (f"from pathlib import Path\nfrom training import TrainOptions, train_reader\n"
+              f"train_reader([Path({str(facts)!r})], TrainOptions(out=Path({str(out)!r}), **{options!r}))\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (out / "training.json").exists()
+    with pytest.raises(OutputExistsError):
+        train_reader([facts], TrainOptions(out=out, **options))
+    with pytest.raises(OutputExistsError, match="learning_rate"):
+        train_reader([facts], TrainOptions(out=out, resume=True, **(options | {"learning_rate": 1e-3})))
+    card = train_reader([facts], TrainOptions(out=out, resume=True, **options))
+    assert card.resumed_from is not None and int(card.resumed_from.split("-")[1]) > 0
+    steps_per_epoch = card.steps / 3
+    assert steps_per_epoch == int(steps_per_epoch) and card.epochs == pytest.approx(3)
+    assert card.validation_after["f1"] > 80

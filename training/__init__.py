@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import TrainingCard
+from training.dependencies import require_train_extra
 from training.errors import OutputExistsError, TrainingDataError
 from training.options import TrainOptions
 
@@ -21,6 +22,7 @@ KINDS = ("reader", "retriever", "reranker", "clip")
 
 def train_reader(data: Sequence[str | Path], options: TrainOptions) -> TrainingCard:
     """Fine-tune an extractive reader on SQuAD v1.1/v2.0 files (see :mod:`training.reader`)."""
+    require_train_extra()
     from training.reader import train_reader as run
 
     return run([Path(path) for path in data], options)
@@ -29,6 +31,7 @@ def train_reader(data: Sequence[str | Path], options: TrainOptions) -> TrainingC
 def train_retriever(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
                     from_kb: bool = False, hard_negatives: int = 1) -> TrainingCard:
     """Fine-tune the text space's model on (question, passage) pairs (see :mod:`training.retriever`)."""
+    require_train_extra()
     from training.retriever import train_retriever as run
 
     return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb,
@@ -38,6 +41,7 @@ def train_retriever(data: Sequence[str | Path], options: TrainOptions, *, kb_dir
 def train_reranker(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
                    from_kb: bool = False, hard_negatives: int = 3) -> TrainingCard:
     """Train a cross-encoder reranker (see :mod:`training.reranker`)."""
+    require_train_extra()
     from training.reranker import train_reranker as run
 
     return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb,
