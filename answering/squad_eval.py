@@ -15,6 +15,7 @@ from answering.reader import Readers
 from answering.squad_metrics import best_scores
 from answering.threshold import ScoredAnswer, record_threshold, tune_threshold
 from kb.config import Settings
+from kb.errors import InvalidRequestError
 from kb.types import Hit
 
 EvalMode = Literal["reader", "open"]
@@ -95,7 +96,7 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     the whole file is the corpus, however few questions are asked."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
+        raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
     questions: list[SquadQuestion] = []
     impossible = False

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 
 from kb.atomic import write_atomic
+from kb.errors import ConfigurationError
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -125,7 +126,7 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         recorded = json.loads(path.read_text(encoding="utf-8"))
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
-            raise ValueError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+            raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
     env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
     merged = {k: v for k, v in recorded.items() if k not in env_names}
     merged.update(overrides)
