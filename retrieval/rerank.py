@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kb.encoders.base import ModelNotFoundError
+from kb.errors import ModelNotFoundError
 from kb.encoders.sentence_transformer import resolve_model_folder
 from kb.types import Hit
 
