@@ -66,7 +66,8 @@ class ExtractiveReader:
         with self._lock:
             if self._model is None:
                 model, tokenizer = load_question_answering(self.model_name, device=self.settings.device,
-                                                           precision=self.settings.reader_precision)
+                                                           precision=self.settings.reader_precision,
+                                                           int8_float_layers=self.settings.reader_int8_float_layers)
                 accepted = set(inspect.signature(model.forward).parameters)
                 self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")
                                      if name in accepted}

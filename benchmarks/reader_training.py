@@ -2,11 +2,13 @@
 
 Training data: squad2-train-part + squad1-train-part (development data), validation held out from them by article.
 Evaluation: ``kb eval squad`` in reader mode on xquad-en without the 5 titles it shares with the held-out
-squad2-dev-part (1,090 questions), in float32 and each other precision asked for; optionally the held-out
-squad2-dev-part itself, reported with the threshold tuned on the validation split and at the old default.
+squad2-dev-part (1,090 questions), for each variant asked for: a precision, and for int8 the Linear layers left in
+float32 (regular expressions, the ``reader_int8_float_layers`` setting); optionally the held-out squad2-dev-part
+too, at the threshold the card holds (tuned on the validation split) and at any ``--threshold`` given.
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
-    python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm --precisions float32 int8
+    python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
+        --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\.\d+\.output\.dense$'
 """
 
 from __future__ import annotations
@@ -46,24 +48,31 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from answering.squad_eval import evaluate as squad_evaluate
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.variant = args.variant or ["float32"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         sets = {"xquad-en minus held-out titles": xquad_without_held_out(args.data, Path(tmp))}
         if args.held_out:
             sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
         for name, path in sets.items():
-            for precision in args.precisions:
-                overrides = {"reader_model": str(args.model), "reader_precision": precision, "device": "cpu"}
+            for variant in args.variant:
+                precision, _, layers = variant.partition(":")
+                overrides = {"reader_model": str(args.model), "reader_precision": precision, "device": "cpu",
+                             "reader_int8_float_layers": [layer for layer in layers.split(",") if layer]}
                 if args.threshold is not None:
                     overrides["reader_no_answer_threshold"] = args.threshold
                 started = time.perf_counter()
-                report = squad_evaluate(path, "reader", overrides)
+                report = squad_evaluate(path, "reader", overrides, limit=args.limit)
                 figures = report.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
                 figures["wall_seconds"] = round(time.perf_counter() - started, 1)
-                results[f"{name}, {precision}"] = figures
-                print(f"{name}, {precision}:", json.dumps(figures), flush=True)
+                results[f"{name}, {variant}"] = figures
+                print(f"{name}, {variant}:", json.dumps(figures), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
@@ -86,7 +95,10 @@ def main() -> int:
     training.add_argument("--overwrite", action="store_true")
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--model", type=Path, required=True)
-    evaluation.add_argument("--precisions", nargs="+", default=["float32"])
+    evaluation.add_argument("--variant", action="append", default=[],
+                            help="PRECISION[:REGEX,REGEX...] (layers left in float32 under int8); repeatable")
+    evaluation.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
+    evaluation.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")
     evaluation.add_argument("--held-out", action="store_true", help="also report squad2-dev-part (never tune on it)")
     evaluation.add_argument("--json", type=Path, default=None)

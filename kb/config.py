@@ -19,7 +19,8 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize")
+MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
+                    "reader_int8_float_layers")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 
 
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     reader_precision: ReaderPrecision = Field(
         default="float32", description="reader arithmetic: float32; bfloat16 (for GPUs and CPUs with AMX: slower than "
         "float32 on an AVX-512 CPU without AMX); int8 dynamic quantisation of Linear layers (CPU, about 2x float32)")
+    reader_int8_float_layers: list[str] = Field(
+        default_factory=list, description="with reader_precision=int8: regular expressions of Linear layer names "
+        r'left in float32, e.g. ["qa_outputs", "layer\\.\\d+\\.output\\.dense"]')
     reader_quantize: bool = Field(default=False, description='older spelling of reader_precision="int8", turned into '
                                   "it on validation")
 
