@@ -39,11 +39,9 @@ class SquadSet(BaseModel):
     questions: list[SquadQuestion]
 
 
-class TunedThreshold(BaseModel):
-    """The no-answer threshold that maximises F1 on the evaluated file, and the scores it gives."""
+class SquadScores(BaseModel):
+    """Exact match and F1 in percent, as the official script prints them; HasAns/NoAns only for SQuAD 2.0 files."""
 
-    threshold: float
-    recorded_in: str | None = Field(default=None, description="the training card it was written to")
     exact: float | None = None
     f1: float | None = None
     has_ans_exact: float | None = Field(default=None, serialization_alias="HasAns_exact")
@@ -54,8 +52,15 @@ class TunedThreshold(BaseModel):
     no_ans_total: int | None = Field(default=None, serialization_alias="NoAns_total")
 
 
-class SquadReport(BaseModel):
-    """Scores in percent, as the official script prints them; HasAns/NoAns only for SQuAD 2.0 files."""
+class TunedThreshold(SquadScores):
+    """The no-answer threshold that maximises F1 on the evaluated file, and the scores it gives."""
+
+    threshold: float
+    recorded_in: str | None = Field(default=None, description="the training card it was written to")
+
+
+class SquadReport(SquadScores):
+    """A ``kb eval squad`` run: what was evaluated, its scores, and every prediction."""
 
     file: str
     mode: EvalMode
@@ -63,14 +68,6 @@ class SquadReport(BaseModel):
     reader_model: str
     questions: int
     k: int | None = None
-    exact: float | None = None
-    f1: float | None = None
-    has_ans_exact: float | None = Field(default=None, serialization_alias="HasAns_exact")
-    has_ans_f1: float | None = Field(default=None, serialization_alias="HasAns_f1")
-    has_ans_total: int | None = Field(default=None, serialization_alias="HasAns_total")
-    no_ans_exact: float | None = Field(default=None, serialization_alias="NoAns_exact")
-    no_ans_f1: float | None = Field(default=None, serialization_alias="NoAns_f1")
-    no_ans_total: int | None = Field(default=None, serialization_alias="NoAns_total")
     recall_at_k: float | None = Field(default=None, description="gold passage among the k retrieved (answerable)")
     seconds: float
     no_answer_threshold: float | None = None
@@ -80,7 +77,9 @@ class SquadReport(BaseModel):
 
     def table(self) -> str:
         """The report as aligned ``name  value`` lines."""
-        rows = self.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
+        dumped = self.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
+        first = [name for name in ("file", "mode", "version", "reader_model", "questions", "k") if name in dumped]
+        rows = {name: dumped[name] for name in first} | {k: v for k, v in dumped.items() if k not in first}
         if self.tuned is not None:
             tuned = self.tuned.model_dump(by_alias=True, exclude={"recorded_in"}, exclude_none=True)
             rows |= {f"tuned {name}": value for name, value in tuned.items()}

@@ -8,7 +8,7 @@ too, at the threshold the card holds (tuned on the validation split) and at any 
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
-        --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\.\d+\.output\.dense$'
+        --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
 """
 
 from __future__ import annotations

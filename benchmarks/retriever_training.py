@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.retrieval_benchmark import default_model, evaluate  # noqa: E402
-from benchmarks.squad_corpus import DATASETS, DISTRACTORS, squad_titles, write_distractors, write_squad_corpus  # noqa: E402
+from benchmarks.retrieval_benchmark import default_model, evaluate
+from benchmarks.squad_corpus import DATASETS, DISTRACTORS, squad_titles, write_distractors, write_squad_corpus
 
 K = 5
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from kb.errors import ModelNotFoundError
 from kb.encoders.sentence_transformer import resolve_model_folder
+from kb.errors import ModelNotFoundError
 from kb.types import Hit
 
 OFF = {"", "none", "off"}

@@ -17,10 +17,17 @@ from kb.cards import read_card
 from kb.cli import main
 from tests.conftest import minilm_path
 from tests.qa_model import FILLER, NAMES, fact, question, save_tiny_bert, write_squad
-from training import (OutputExistsError, TrainingDataError, TrainOptions, train_clip, train_reader, train_reranker,
-                      train_retriever)
+from training import (
+    OutputExistsError,
+    TrainingDataError,
+    TrainOptions,
+    train_clip,
+    train_reader,
+    train_reranker,
+    train_retriever,
+)
 
-READER = dict(epochs=4, learning_rate=3e-3, batch_size=32, max_seq_length=64, threads=1, device="cpu")
+READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length": 64, "threads": 1, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +194,7 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-PAIRS = dict(epochs=4, learning_rate=5e-4, batch_size=16, threads=1, device="cpu", validation_fraction=0.2)
+PAIRS = {"epochs": 4, "learning_rate": 5e-4, "batch_size": 16, "threads": 1, "device": "cpu", "validation_fraction": 0.2}
 
 
 def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(

@@ -12,7 +12,6 @@ the best validation recall kept. Use the result with ``KB_CLIP_MODEL`` (architec
 from __future__ import annotations
 
 import io
-import json
 import math
 import random
 import shutil
@@ -31,7 +30,7 @@ from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from training.errors import TrainingDataError
-from training.files import data_file
+from training.files import data_file, read_jsonl
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.runner import LOG_EVERY, library_versions, use_cores, utc_now
@@ -58,20 +57,10 @@ def jsonl_captions(path: Path, max_pixels: int) -> tuple[list[Captioned], Counte
     from ingestion.loaders.images import decode_image
 
     root = path.parent.resolve()
-    pairs, skipped, decoded = [], Counter[str](), {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            skipped["not JSON"] += 1
-            continue
-        image, caption = (row.get("image"), row.get("caption")) if isinstance(row, dict) else (None, None)
+    pairs, decoded = [], {}
+    rows, skipped = read_jsonl(path)
+    for row in rows:
+        image, caption = row.get("image"), row.get("caption")
         if not isinstance(image, str) or not isinstance(caption, str) or not caption.strip():
             skipped["no image path or caption"] += 1
             continue

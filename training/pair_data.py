@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from kb.cards import DataFile
+from kb.cards import DataFile, ModelKind, TrainingCard, write_card
+from kb.encoders.fingerprint import folder_fingerprint
 from training.errors import TrainingDataError
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
+from training.output import CHECKPOINTS, finish_output
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
+from training.runner import finish_card, library_versions, run_trainer
 
 
 @dataclass
@@ -68,3 +73,24 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
                 passages_knowledge_base([p.positive for p in train + validation], text_model))
         mined = mine_negatives(train + validation, knowledge_base, negatives)
     return PreparedPairs(train, validation, files, validation_files, split, skipped, mined)
+
+
+def train_and_save(kind: ModelKind, trainer: Any, score: Callable[[Any], dict[str, float]], *, options: TrainOptions,
+                   checkpoints: Path, prepared: PreparedPairs, base: str, base_folder: Path,
+                   hyperparameters: dict[str, Any], started: float, started_at: datetime) -> TrainingCard:
+    """Score the model on validation, train, score the best checkpoint, save the model and its card."""
+    model = trainer.model
+    before = score(model)
+    run = run_trainer(trainer, options, checkpoints)
+    after = score(model)
+    out = options.out.expanduser()
+    model.save(str(out))
+    card = TrainingCard(kind=kind, base_model=base, base_fingerprint=folder_fingerprint(base_folder),
+                        data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
+                        examples=len(prepared.train), skipped=dict(prepared.skipped),
+                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
+                        started_at=started_at, validation_before=before, validation_after=after,
+                        libraries=library_versions("sentence-transformers", "datasets"))
+    write_card(out, finish_card(card, trainer, run, started))
+    finish_output(out / CHECKPOINTS)
+    return card

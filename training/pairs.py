@@ -4,7 +4,6 @@ built from a knowledge base's own documents (``--from-kb``)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -13,8 +12,7 @@ from pathlib import Path
 
 from kb.cards import DataFile
 from kb.storage.store import StoredDocument
-from training.errors import TrainingDataError
-from training.files import data_file
+from training.files import data_file, read_jsonl
 from training.squad_data import load_squad_files
 
 HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
@@ -57,21 +55,10 @@ def squad_pairs(paths: Sequence[Path]) -> PairSet:
 def jsonl_pairs(path: Path) -> PairSet:
     """Lines ``{"query": ..., "positive": ..., "negatives": [...] (optional), "group": ... (optional)}``; lines that
     are not such objects are counted and left out."""
-    pairs, skipped = [], Counter[str]()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            skipped["not JSON"] += 1
-            continue
-        query = row.get("query") if isinstance(row, dict) else None
-        positive = row.get("positive") if isinstance(row, dict) else None
+    pairs = []
+    rows, skipped = read_jsonl(path)
+    for row in rows:
+        query, positive = row.get("query"), row.get("positive")
         if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
             skipped["no query or positive text"] += 1
             continue

@@ -30,8 +30,7 @@ from training.errors import TrainingDataError
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.reader_features import ReaderFeatures, reader_features
-from training.runner import (finish_card, library_versions, run_trainer, trainer_arguments, use_cores,
-                             utc_now)
+from training.runner import finish_card, library_versions, run_trainer, trainer_arguments, use_cores, utc_now
 from training.squad_data import load_squad_files, split_by_title
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
@@ -112,7 +111,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
     accepted = set(inspect.signature(model.forward).parameters)
     input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted}
-    window = dict(max_length=max_length, stride=stride, input_names=input_names)
+    window = {"max_length": max_length, "stride": stride, "input_names": input_names}
     train_features = reader_features(train_set, tokenizer, for_training=True, **window)
     validation_features = reader_features(validation_set, tokenizer, for_training=False, **window)
     if not train_features.questions:

@@ -14,16 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kb.cards import TrainingCard, write_card
+from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
-from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.options import TrainOptions
-from training.output import CHECKPOINTS, finish_output, prepare_output
-from training.pair_data import prepare_pairs
+from training.output import prepare_output
+from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
 from training.retriever import scores_of
-from training.runner import finish_card, library_versions, run_trainer, trainer_arguments, use_cores, utc_now
+from training.runner import trainer_arguments, use_cores, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 16, "learning_rate": 5e-5, "max_seq_length": 256}
 EVALUATOR = "validation"
@@ -87,20 +86,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                                                                   metric=METRIC))
     trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
                                   evaluator=evaluator)
-    before = _scores(evaluator(model))
-    run = run_trainer(trainer, options, checkpoints)
-    after = _scores(evaluator(model))
-    out = options.out.expanduser()
-    model.save(str(out))
-    card = TrainingCard(kind="reranker", base_model=base, base_fingerprint=folder_fingerprint(base_folder),
-                        data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
-                        examples=len(prepared.train), skipped=dict(prepared.skipped),
-                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
-                        started_at=started_at, validation_before=before, validation_after=after,
-                        libraries=library_versions("sentence-transformers", "datasets"))
-    write_card(out, finish_card(card, trainer, run, started))
-    finish_output(out / CHECKPOINTS)
-    return card
+    return train_and_save("reranker", trainer, lambda model: _scores(evaluator(model)), options=options,
+                          checkpoints=checkpoints, prepared=prepared, base=base, base_folder=base_folder,
+                          hyperparameters=hyperparameters, started=started, started_at=started_at)
 
 
 def _scores(metrics: dict[str, float]) -> dict[str, float]:

@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kb.cards import TrainingCard, write_card
+from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
-from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.options import TrainOptions
-from training.output import CHECKPOINTS, finish_output, prepare_output
-from training.pair_data import prepare_pairs
+from training.output import prepare_output
+from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
-from training.runner import finish_card, library_versions, run_trainer, trainer_arguments, use_cores, utc_now
+from training.runner import trainer_arguments, use_cores, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 32, "learning_rate": 2e-5}
 EVALUATOR = "validation"
@@ -65,8 +64,11 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     pairs) and, with ``from_kb``, weak pairs from the knowledge base at ``kb_dir``; write the model and its
     ``training.json`` to ``options.out``."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, \
-        SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
@@ -96,17 +98,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     trainer = SentenceTransformerTrainer(model=model, args=arguments,
                                          train_dataset=Dataset.from_dict(pair_columns(prepared.train, hard_negatives)),
                                          loss=MultipleNegativesRankingLoss(model), evaluator=evaluator)
-    before = scores_of(evaluator(model), f"{EVALUATOR}_")
-    run = run_trainer(trainer, options, checkpoints)
-    after = scores_of(evaluator(model), f"{EVALUATOR}_")
-    out = options.out.expanduser()
-    model.save(str(out))
-    card = TrainingCard(kind="retriever", base_model=base, base_fingerprint=folder_fingerprint(base_folder),
-                        data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
-                        examples=len(prepared.train), skipped=dict(prepared.skipped),
-                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
-                        started_at=started_at, validation_before=before, validation_after=after,
-                        libraries=library_versions("sentence-transformers", "datasets"))
-    write_card(out, finish_card(card, trainer, run, started))
-    finish_output(out / CHECKPOINTS)
-    return card
+    return train_and_save("retriever", trainer, lambda model: scores_of(evaluator(model), f"{EVALUATOR}_"),
+                          options=options, checkpoints=checkpoints, prepared=prepared, base=base,
+                          base_folder=base_folder, hyperparameters=hyperparameters, started=started,
+                          started_at=started_at)
