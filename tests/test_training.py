@@ -310,3 +310,23 @@ def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_
     steps_per_epoch = card.steps / 3
     assert steps_per_epoch == int(steps_per_epoch) and card.epochs == pytest.approx(3)
     assert card.validation_after["f1"] > 80
+
+
+def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text_model: Path, tmp_path: Path) -> None:
+    """Without any question: each Markdown heading is a query for the passage under it (weak supervision)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in NAMES[:12]:
+        (docs / f"{name}.md").write_text(f"# Profile of {name}\n\n{fact(name, 1234)} {FILLER[0]}\n\n"
+                                         f"## Parking for {name}\n\n{name} parks in the north lot.\n",
+                                         encoding="utf-8")
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(docs)
+    knowledge_base.close()
+    with pytest.raises(TrainingDataError, match="no knowledge base"):
+        train_retriever([], TrainOptions(out=tmp_path / "none", **PAIRS), kb_dir=tmp_path / "nowhere", from_kb=True)
+    card = train_retriever([], TrainOptions(out=tmp_path / "weak", base_model=str(tiny_text_model), **PAIRS),
+                           kb_dir=knowledge_base.directory, from_kb=True)
+    assert card.examples + int(card.validation_split.split()[0]) == 24  # a title and a heading per document
+    assert card.skipped == {"heading too short or repeated": 12}  # the first heading is the title
+    assert card.hyperparameters["from_kb"] is True and falls(card.training_loss)

@@ -15,8 +15,10 @@ from kb.storage.store import StoredDocument
 from training.files import data_file, read_jsonl
 from training.squad_data import load_squad_files
 
-HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+LINE = re.compile(r"[^\n]+")
 MIN_QUERY_CHARS = 3
+MAX_HEADING_CHARS = 80
+MAX_HEADING_WORDS = 12
 
 
 @dataclass
@@ -78,9 +80,21 @@ def file_pairs(paths: Sequence[Path]) -> PairSet:
                    sum((s.skipped for s in sets), Counter()))
 
 
+def headings(text: str) -> list[tuple[str, int]]:
+    """Heading-like lines of an extracted text (loaders keep headings as lines of their own): short, no sentence
+    punctuation at the end, followed by a longer line. Each with the offset where the text under it starts."""
+    lines = [(match.group().strip(), match.end()) for match in LINE.finditer(text) if match.group().strip()]
+    found = []
+    for (line, end), (following, _) in zip(lines, lines[1:]):
+        if len(line) <= MAX_HEADING_CHARS and len(line.split()) <= MAX_HEADING_WORDS and \
+                not line.endswith((".", "!", "?", ":", ";", ",", "。", "！", "？")) and len(following) > len(line):
+            found.append((line, end))
+    return found
+
+
 def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
     """Weak supervision from a knowledge base's own documents: a document's title as the query for its first
-    passage, and each Markdown heading as the query for the passage that holds the text under it."""
+    passage, and each heading as the query for the passage that holds the text under it."""
     pairs, skipped = [], Counter[str]()
     for document in documents:
         chunks = [chunk for chunk in document.chunks if chunk.text.strip()]
@@ -89,7 +103,7 @@ def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
         queries: list[tuple[str, int]] = []
         if document.title:
             queries.append((document.title, chunks[0].start))
-        queries += [(m.group(1), m.end()) for m in HEADING.finditer(document.text)]
+        queries += headings(document.text)
         seen = set()
         for query, position in queries:
             query = " ".join(query.split())
