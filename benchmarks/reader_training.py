@@ -47,6 +47,31 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    """Tune (again) the trained reader's no-answer threshold on its validation split, as ``kb train reader`` does
+    after training, and record it on its card."""
+    from kb.cards import read_card, write_card
+    from kb.config import Settings
+    from training.reader import tune_reader_threshold
+    from training.squad_data import load_squad_files, split_by_title
+
+    card = read_card(args.model)
+    if card is None:
+        print(f"no training card in {args.model}", file=sys.stderr)
+        return 2
+    squad, _ = load_squad_files([Path(file.path) for file in card.data])
+    _, validation, split = split_by_title(squad, 0.1, card.hyperparameters.get("seed", 0))
+    settings = Settings(reader_model=str(args.model), device="cpu",
+                        reader_max_seq_length=card.hyperparameters["max_seq_length"],
+                        reader_stride=card.hyperparameters["stride"])
+    card.no_answer_threshold = tune_reader_threshold(validation, settings, card.hyperparameters.get("seed", 0))
+    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
+        "another paragraph of their article"
+    write_card(args.model, card)
+    print(f"no-answer threshold {card.no_answer_threshold:.4f} recorded in {args.model}/training.json")
+    return 0
+
+
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -93,6 +118,8 @@ def main() -> int:
     training.add_argument("--threads", type=int, default=None)
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
+    tuning = commands.add_parser("tune")
+    tuning.add_argument("--model", type=Path, required=True)
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--model", type=Path, required=True)
     evaluation.add_argument("--variant", action="append", default=[],
@@ -106,7 +133,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
         return 2
-    return train(args) if args.command == "train" else evaluate(args)
+    return {"train": train, "tune": tune, "evaluate": evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def headings(text: str) -> list[tuple[str, int]]:
     punctuation at the end, followed by a longer line. Each with the offset where the text under it starts."""
     lines = [(match.group().strip(), match.end()) for match in LINE.finditer(text) if match.group().strip()]
     found = []
-    for (line, end), (following, _) in zip(lines, lines[1:]):
+    for (line, end), (following, _) in pairwise(lines):
         if len(line) <= MAX_HEADING_CHARS and len(line.split()) <= MAX_HEADING_WORDS and \
                 not line.endswith((".", "!", "?", ":", ";", ",", "。", "！", "？")) and len(following) > len(line):
             found.append((line, end))

@@ -31,7 +31,7 @@ from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import finish_card, library_versions, run_trainer, trainer_arguments, use_cores, utc_now
-from training.squad_data import load_squad_files, split_by_title
+from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
 DEFAULTS = {"epochs": 2.0, "batch_size": 16, "learning_rate": 1e-4}
@@ -151,18 +151,23 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
         skipped=dict(train_features.skipped), hyperparameters=hyperparameters, started_at=started_at,
         validation_before=before, validation_after=after, libraries=library_versions("accelerate"))
     finish_card(card, trainer, run, started)
-    if any(not q.answers for q in validation_features.questions):
-        settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
-                            reader_max_answer_tokens=max_answer_tokens, device=options.device,
-                            reader_no_answer_threshold=0.0)
-        questions = validation_set.model_copy(update={"questions": validation_features.questions})
-        scored = read_scored(questions, Readers(settings))
-        card.no_answer_threshold = tune_threshold([scored[q.id] for q in questions.questions],
-                                                  [q.answers for q in questions.questions])
-        card.threshold_tuned_on = f"validation ({split})"
+    settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
+                        reader_max_answer_tokens=max_answer_tokens, device=options.device)
+    card.no_answer_threshold = tune_reader_threshold(
+        validation_set.model_copy(update={"questions": validation_features.questions}), settings, options.seed)
+    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
+        "another paragraph of their article"
     write_card(out, card)
     finish_output(out / CHECKPOINTS)
     return card
+
+
+def tune_reader_threshold(validation: SquadSet, settings: Settings, seed: int = 0) -> float:
+    """The no-answer threshold that maximises F1 when the reader of ``settings`` reads ``validation`` and, for each
+    answerable question, another paragraph of its article without the answer."""
+    questions = with_unanswerable_copies(validation, seed)
+    scored = read_scored(questions, Readers(settings))
+    return tune_threshold([scored[q.id] for q in questions.questions], [q.answers for q in questions.questions])
 
 
 def _scores_of(metrics: dict[str, float]) -> dict[str, float]:
