@@ -330,3 +330,36 @@ def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text
     assert card.examples + int(card.validation_split.split()[0]) == 24  # a title and a heading per document
     assert card.skipped == {"heading too short or repeated": 12}  # the first heading is the title
     assert card.hyperparameters["from_kb"] is True and falls(card.training_loss)
+
+
+def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:
+    from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
+
+    squad, files = load_squad_files([write_squad(tmp_path / "a.json", 200, seed=2, titles=5)])
+    train, validation, description = split_by_title(squad, 0.2, seed=0)
+    train_titles = {squad.paragraphs[q.paragraph][0] for q in train.questions}
+    validation_titles = {squad.paragraphs[q.paragraph][0] for q in validation.questions}
+    assert train_titles and validation_titles and not train_titles & validation_titles
+    assert len(train.questions) + len(validation.questions) == files[0].examples == 200
+    assert f"{len(validation.questions)} questions" in description
+    copies = [q for q in with_unanswerable_copies(validation).questions if q.id.endswith("-elsewhere")]
+    assert copies and all(not q.answers for q in copies)
+    originals = {q.id: q for q in validation.questions}
+    for copy in copies:
+        original = originals[copy.id.removesuffix("-elsewhere")]
+        assert copy.paragraph != original.paragraph
+        assert squad.paragraphs[copy.paragraph][0] == squad.paragraphs[original.paragraph][0]
+        assert not any(answer in squad.paragraphs[copy.paragraph][1] for answer in original.answers)
+
+
+def test_headings_and_answer_location() -> None:
+    from training.pairs import headings
+    from training.reader_features import locate_answer
+
+    text = "Returns policy\nCustomers have 30 days to return an item.\nShort.\nA longer closing sentence here."
+    assert [line for line, _ in headings(text)] == ["Returns policy"]  # "Short." ends a sentence
+    assert text[headings(text)[0][1]:].startswith("\nCustomers")
+    context = "The code of alice is 4821. The code of bruno is 4821."
+    assert locate_answer(context, "4821", 21) == 21
+    assert locate_answer(context, "4821", 45) == 48  # off by a few characters: the nearest occurrence
+    assert locate_answer(context, "9999", 0) is None and locate_answer(context, " ", 3) is None
