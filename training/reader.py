@@ -77,6 +77,18 @@ def _validation(train: SquadSet, options: TrainOptions) -> tuple[SquadSet, Squad
     return (*split_by_title(train, options.validation_fraction, options.seed), [])
 
 
+def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int | None) -> tuple[int, int, int]:
+    """Window length, stride and answer length: the reader's settings unless given (a shorter window scales the
+    stride with it); checked the way the reader checks them."""
+    defaults = Settings()
+    max_length = max_length or defaults.reader_max_seq_length
+    if stride is None:
+        stride = round(defaults.reader_stride * max_length / defaults.reader_max_seq_length)
+    max_answer_tokens = max_answer_tokens or defaults.reader_max_answer_tokens
+    Settings(reader_max_seq_length=max_length, reader_stride=stride, reader_max_answer_tokens=max_answer_tokens)
+    return max_length, stride, max_answer_tokens
+
+
 def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | None = None,
                  max_answer_tokens: int | None = None) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
@@ -90,12 +102,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     from training.qa_trainer import QuestionAnsweringTrainer
 
     started = time.monotonic()
-    defaults = Settings()
-    max_length = options.max_seq_length or defaults.reader_max_seq_length
-    stride = stride if stride is not None else round(defaults.reader_stride * max_length
-                                                     / defaults.reader_max_seq_length)
-    max_answer_tokens = max_answer_tokens or defaults.reader_max_answer_tokens
-    Settings(reader_max_seq_length=max_length, reader_stride=stride)  # the reader must accept these windows
+    max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
@@ -130,10 +137,10 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))
-    trainer = QuestionAnsweringTrainer(model=model, args=arguments, train_dataset=train_features.features,
-                      eval_dataset=validation_features.features, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens))
+    trainer = QuestionAnsweringTrainer(
+        model=model, args=arguments, train_dataset=train_features.features, eval_dataset=validation_features.features,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens))
     before_file = checkpoints / "before.json"
     if before_file.is_file():  # resumed: measured by the interrupted run
         before = json.loads(before_file.read_text(encoding="utf-8"))
@@ -143,7 +150,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     run = run_trainer(trainer, options, checkpoints)
     after = _scores_of(trainer.evaluate())
     out = options.out.expanduser()
-    trainer.save_model(str(out))
+    trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
     tokenizer.save_pretrained(str(out))
     card = TrainingCard(
         kind="reader", base_model=base, base_fingerprint=folder_fingerprint(base_folder), data=files,
