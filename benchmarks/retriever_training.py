@@ -59,6 +59,7 @@ def train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_seconds=args.max_seconds, threads=args.threads,
+                           max_seq_length=args.max_seq_length,
                            resume=args.resume, overwrite=args.overwrite)
     squad = [args.data / DATASETS["squad2-train-part"]]
     if args.what == "retriever":
@@ -128,6 +129,7 @@ def main() -> int:
     training.add_argument("--batch-size", type=int, default=None)
     training.add_argument("--learning-rate", type=float, default=None)
     training.add_argument("--hard-negatives", type=int, default=1)
+    training.add_argument("--max-seq-length", type=int, default=None)
     training.add_argument("--max-seconds", type=float, default=None)
     training.add_argument("--threads", type=int, default=None)
     training.add_argument("--resume", action="store_true")
