@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,8 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
+# Chosen on development data (CMRC 2018 trial and DRCD; README, Chinese): see benchmarks/retrieval_benchmark.py.
+CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
 
 
 class Settings(BaseSettings):
@@ -37,10 +40,17 @@ class Settings(BaseSettings):
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0)
-    keyword_tokenizer: Literal["simple", "jieba"] = "simple"
+    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(
+        default="auto", description='BM25 terms: "jieba" segments Chinese into words, "simple" indexes CJK as '
+        'character bigrams (English is the same in both); "auto" is jieba when installed (the chinese extra), '
+        "recorded as the one chosen")
     fusion: Literal["calibrated", "rrf", "relative"] = Field(
         default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
     keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
+    keyword_weights_by_language: dict[str, float] = Field(
+        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description='keyword share for questions in a '
+        'language ("zh", "ja", "ko"); others use keyword_weight. Chinese leans on jieba BM25, which finds Chinese '
+        "passages far better than the offline text models do")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
@@ -90,6 +100,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _choose_keyword_tokenizer(self) -> Settings:
+        """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
+        if self.keyword_tokenizer == "auto":
+            self.keyword_tokenizer = "jieba" if _installed("jieba") and _installed("opencc") else "simple"
+        return self
+
+    @model_validator(mode="after")
     def _quantize_means_int8(self) -> Settings:
         """``reader_quantize`` (KB_READER_QUANTIZE) predates ``reader_precision``: it still asks for int8."""
         if self.reader_quantize:
@@ -110,6 +127,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides).
         return init_settings, env_settings
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:

@@ -15,6 +15,7 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
 from kb.keywords import KeywordTokenizer
+from kb.language import question_language
 from kb.storage.models import Chunk, Document, Space, StoredImage
 from kb.storage.store import Store
 from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
@@ -95,7 +96,7 @@ class Retriever:
                 dense = _best_of(dense, align(found, typical_image, typical_text))
             # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
             dense = [(chunk_id, score) for chunk_id, score in dense if score > 0]
-            ranked = self._fuse(mode, dense, keyword)
+            ranked = self._fuse(mode, dense, keyword, question_language(query))
             return self._hits(session, ranked[:k], dict(dense), dict(keyword), clip_scores)
 
     def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
@@ -139,7 +140,7 @@ class Retriever:
                 .order_by(Chunk.id).distinct()).scalars().all()
             return self._hits(session, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
 
-    def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked) -> Ranked:
+    def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked, language: str | None = None) -> Ranked:
         if mode == "dense":
             return dense
         if mode == "keyword":
@@ -148,7 +149,7 @@ class Retriever:
             return reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
         if self.settings.fusion == "relative":
             return relative_score_fusion([dense, keyword])
-        weight = self.settings.keyword_weight
+        weight = self.settings.keyword_weights_by_language.get(language or "", self.settings.keyword_weight)
         return weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
 
     def _clip_space(self, retry: bool = False) -> Space | None:
