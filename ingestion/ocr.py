@@ -7,8 +7,10 @@ image span and later citation still points at the same characters after an inser
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +110,8 @@ class RapidOcrEngine:
                 self._engine = self._build()
             try:
                 result, _ = self._engine(pixels)
+            except MemoryError:  # the file is over the memory budget: that is the reason
+                raise
             except Exception as error:  # onnxruntime and OpenCV raise many types on odd inputs
                 raise OcrError(f"OCR failed: {str(error) or type(error).__name__}") from error
         boxes = [_text_box(points, text) for points, text, score in result or () if float(score) >= self.min_score]
@@ -128,21 +132,26 @@ def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
     return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
 
 
-def ocr_engine(mode: str) -> OcrEngine | None:
-    """The engine for the ``ocr`` setting: "off" none, "auto" one when rapidocr-onnxruntime is installed, "on" one
-    or a ``ModelNotFoundError`` that says how to install it."""
+def ocr_available(mode: str) -> bool:
+    """Whether the ``ocr`` setting turns OCR on here: "off" never, "auto" when rapidocr-onnxruntime is installed,
+    "on" always, or a ``ModelNotFoundError`` that says how to install it."""
     if mode == "off":
-        return None
+        return False
     if mode not in ("auto", "on"):
         raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError as error:
+    if not _installed("rapidocr_onnxruntime"):
         if mode == "auto":
-            return None
+            return False
         raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
-                                 "or set KB_OCR=off") from error
-    return RapidOcrEngine()
+                                 "or set KB_OCR=off")
+    return True
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (onnxruntime is slow to import)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page | None = None) -> tuple[int, int]:

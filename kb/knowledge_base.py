@@ -13,7 +13,6 @@ from sqlalchemy import delete, func, select, update
 
 from answering.reader import Readers
 from ingestion.loaders.images import decode_image
-from ingestion.ocr import ocr_engine
 from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
@@ -92,14 +91,16 @@ class KnowledgeBase:
     # -- writing --------------------------------------------------------------------------------------------
 
     def ingest(self, folder: str | os.PathLike[str], progress: Progress | None = None,
-               should_stop: Callable[[], bool] | None = None) -> IngestReport:
+               should_stop: Callable[[], bool] | None = None, allow_removal: bool = False) -> IngestReport:
         """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed.
 
-        ``should_stop`` is polled between files: when it returns True the run commits what it has, removes
-        nothing, and is recorded as interrupted.
+        ``should_stop`` is polled between files and while one is read: when it returns True the run commits what
+        it has, removes nothing, and is recorded as interrupted. A folder that is empty or unreadable where
+        documents came from fails the run, and more than ``max_removed_share`` of its documents missing at once
+        are kept (the report says so), unless ``allow_removal``: an unmounted share is not every file deleted.
         """
         ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
-                            clip=self.clip, ocr=ocr_engine(self.settings.ocr))
+                            clip=self.clip, allow_removal=allow_removal)
         return ingestor.run(Path(folder))
 
     def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
@@ -114,16 +115,16 @@ class KnowledgeBase:
     def sources(self) -> list[SourceInfo]:
         return sources.list_sources(self.store)
 
-    def reindex(self, folder: str | os.PathLike[str] | None = None,
-                progress: Progress | None = None) -> list[IngestReport]:
-        """One run now, for one source or every registered source."""
+    def reindex(self, folder: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+                allow_removal: bool = False) -> list[IngestReport]:
+        """One run now, for one source or every registered source (``allow_removal``: see ``ingest``)."""
         registered = [info.path for info in self.sources()]
         if folder is not None:
             wanted = sources.resolve(folder)
             if wanted not in registered:
                 raise sources.SourceNotFoundError(f"no source {wanted}; add it with `kb source add` or `kb ingest`")
             registered = [wanted]
-        return [self.ingest(path, progress) for path in registered]
+        return [self.ingest(path, progress, allow_removal=allow_removal) for path in registered]
 
     def jobs(self, limit: int = 20) -> list[Job]:
         """The most recent ingest and reindex runs, newest first."""

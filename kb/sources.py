@@ -18,6 +18,15 @@ class SourceNotFoundError(KbError, LookupError):
     """No source with that path."""
 
 
+REMOVAL_FLOOR = 10  # fewer missing documents than this are always removed: a folder tidied by hand
+
+
+def too_many_missing(missing: int, documents: int, share: float) -> bool:
+    """Whether ``missing`` of a source's ``documents`` is too many to remove in one go without being told to:
+    more than ``share`` of them (and at least ``REMOVAL_FLOOR``), as when part of a share is unmounted."""
+    return missing >= REMOVAL_FLOOR and missing > share * documents
+
+
 def resolve(path: str | Path) -> str:
     return str(Path(path).expanduser().resolve())
 
