@@ -7,6 +7,7 @@ stopped (``ingestion.isolation``); its inputs and results are small, picklable v
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,11 @@ class FileReader:
         try:
             data = read_inside(job.root, job.path, self.settings.max_bytes, job.identity,
                                allow_outside=self.settings.follow_symlinks_outside)
-        except (RefusedFileError, FileTooLargeError) as error:
+        except RefusedFileError as error:
+            # The scanned path itself lies in the folder: saying it is gone tells nothing about anything outside.
+            reason = str(error) if os.path.lexists(job.path) else "vanished before it could be read"
+            raise ReadFailed(reason) from error
+        except FileTooLargeError as error:
             raise ReadFailed(str(error)) from error
         self._job, self._data = job, data
         return hashlib.sha256(data).hexdigest()

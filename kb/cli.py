@@ -21,6 +21,7 @@ from ingestion.loaders import LoadError
 from ingestion.schedule import ScheduleError
 from kb.config import CONFIG_FILE
 from kb.encoders import ModelNotFoundError
+from kb.errors import KbError
 from kb.knowledge_base import KnowledgeBase, NotAnImageError, knowledge_base_dir
 from kb.sources import SourceNotFoundError
 from kb.storage.database import SchemaError
@@ -31,7 +32,7 @@ from retrieval.retriever import ImageSearchUnavailable
 
 EXPECTED_ERRORS = (ModelNotFoundError, EncoderMismatchError, WriterBusyError, SchemaError, NotADirectoryError,
                    FileNotFoundError, SourceNotFoundError, ScheduleError, ValidationError, ValueError,
-                   ImageSearchUnavailable, LoadError, NotAnImageError)
+                   ImageSearchUnavailable, LoadError, NotAnImageError, KbError)
 
 
 @contextmanager
