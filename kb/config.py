@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from kb.atomic import write_atomic
+from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -146,11 +146,11 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     """Record what defines the knowledge base, atomically, so it reopens with the same models and options.
 
     Settings of the machine it runs on (device, batch size) are not recorded, nor a database URL holding a
-    password: pass that through ``KB_DATABASE_URL`` each time.
+    password in any of its forms: pass that through ``KB_DATABASE_URL`` each time.
     """
     path = kb_dir / CONFIG_FILE
     exclude = set(MACHINE_SETTINGS)
-    if settings.database_url and make_url(settings.database_url).password:
+    if settings.database_url and holds_secret(settings.database_url):
         exclude.add("database_url")
     recorded = settings.model_dump(exclude=exclude)
     write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

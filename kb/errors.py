@@ -17,3 +17,7 @@ class SourceUnavailableError(KbError, OSError):
 class StorageError(KbError, OSError):
     """The knowledge base's files or database cannot be written (read-only, disk full): the message names the
     cause, and the original error is its ``__cause__``."""
+
+
+class ConfigurationError(KbError, ValueError):
+    """A setting that cannot work (a database URL that cannot be used, say)."""

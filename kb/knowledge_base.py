@@ -24,6 +24,7 @@ from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
 from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector
 from kb.storage.store import Store
+from kb.storage.urls import redact
 from kb.types import (
     CLIP_SPACE,
     TEXT_SPACE,
@@ -276,7 +277,7 @@ class KnowledgeBase:
             ]
             return Stats(
                 path=str(self.directory),
-                database=self.store.sessions.kw["bind"].url.render_as_string(hide_password=True),
+                database=redact(self.store.url),
                 schema_version=schema_version(self.store.sessions),
                 sources=list(session.scalars(select(Source.path).order_by(Source.id))),
                 documents=documents.get("ok", 0),

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ingestion.schedule import ScheduleError
 from kb.sources import due_sources, next_due, schedule_next
 from kb.storage.lock import WriterBusyError
 from kb.storage.models import utcnow
@@ -56,7 +57,10 @@ class Scheduler:
                 reports.append(report)
                 if self.on_report:
                     self.on_report(report)
-            schedule_next(self.knowledge_base.store, path, utcnow())
+            try:
+                schedule_next(self.knowledge_base.store, path, utcnow())
+            except ScheduleError as error:
+                log.error("%s", error)
         return reports
 
     def run(self) -> None:
