@@ -99,7 +99,7 @@ class Loader(ABC):
         document = self.extract(path, data, limits, (root or path.parent).resolve())
         limits.check_chars(len(document.text))
         if document.title is not None:
-            document.title = " ".join(clean_text(document.title[:_MAX_TITLE]).split()) or None
+            document.title = clean_text(" ".join(document.title.split())[:_MAX_TITLE]) or None
         return document
 
     @abstractmethod

@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from docx import Document
 from docx.opc.part import Part
@@ -193,7 +193,14 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
         if block.drawings and not images.full:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
-            span = _span(cursor, block, last_text, caption)
+            spans: list[tuple[int, int]] = []  # found once per block, for its first kept picture
+
+            def described(block: _Block = block, before: _Block | None = last_text, caption: _Block | None = caption,
+                          spans: list[tuple[int, int]] = spans) -> dict[str, Any]:
+                if not spans:
+                    spans.append(_span(cursor, block, before, caption))
+                return {"start": spans[0][0], "end": spans[0][1]}
+
             for drawing in block.drawings:
                 properties = drawing.find(f".//{_DOC_PR}")
                 alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
@@ -205,8 +212,8 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                     name = related.partname.lstrip("/")
                     if name not in hashes:
                         hashes[name] = hashlib.sha256(related.blob).hexdigest()
-                    images.add_bytes(related.blob, name, sha256=hashes[name], start=span[0], end=span[1],
-                                     alt=alt or None, caption=caption and " ".join(caption.text.split()))
+                    images.add_bytes(related.blob, name, sha256=hashes[name], described=described, alt=alt or None,
+                                     caption=caption and " ".join(caption.text.split()))
         if block.text.strip():
             last_text = block
     return images.finish()

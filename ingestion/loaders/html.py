@@ -6,7 +6,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
@@ -38,7 +38,7 @@ _MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, 
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _IMAGE_BLOCKS = _PARAGRAPH | _LINE | set(_CELLS)  # an image's span is the text of the nearest of these around it
 _MAX_SPAN = 2000  # a block with more text than this is not a useful span for an image
-_MAX_SPAN_NODES = 4 * _MAX_SPAN  # elements and strings looked at while rendering one image's block or caption
+_MAX_SPAN_NODES = 2 * _MAX_SPAN  # elements and strings looked at while rendering one image's block or caption
 
 
 class HtmlLoader(Loader):
@@ -112,24 +112,26 @@ def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages
     for found in _visible_images(soup):
         number = numbers[id(found.img)]
         src, alt = image_source(found.img)
-        if images.full:
-            images.add_reference(src, folder, src)  # counted as dropped, nothing read
-            continue
-        caption = None
-        if found.figure is not None:
-            figcaption = found.figure.find("figcaption", recursive=False)
-            if isinstance(figcaption, Tag):
-                caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
-        span = None
-        if found.block is not None:
-            if id(found.block) not in blocks:
-                blocks[id(found.block)] = _bounded_render(found.block, found.in_article)
-            rendered = blocks[id(found.block)]
-            if rendered is not None:
-                span = cursor.find(rendered)
-        start, end = span or (cursor.end, cursor.end)
+
+        def described(found: _Visible = found, alt: str | None = alt) -> dict[str, Any]:
+            """Caption and span, looked for only when the image is kept: each costs a bounded render."""
+            caption = None
+            if found.figure is not None:
+                figcaption = found.figure.find("figcaption", recursive=False)
+                if isinstance(figcaption, Tag):
+                    caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
+            span = None
+            if found.block is not None:
+                if id(found.block) not in blocks:
+                    blocks[id(found.block)] = _bounded_render(found.block, found.in_article)
+                rendered = blocks[id(found.block)]
+                if rendered is not None:
+                    span = cursor.find(rendered)
+            start, end = span or (cursor.end, cursor.end)
+            return {"start": start, "end": end, "alt": alt, "caption": caption}
+
         name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
-        images.add_reference(src, folder, name, start=start, end=end, alt=alt, caption=caption)
+        images.add_reference(src, folder, name, described=described)
     return images.finish()
 
 

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,7 @@ _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}  # what makes an image with this EXIF orientation upright
+Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 _MAX_WARNINGS = 20  # skipped images named one by one in a document's warnings; the rest are counted
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
@@ -206,10 +208,12 @@ class EmbeddedImages:
                 self._shown += 1
         return True
 
-    def add_bytes(self, data: bytes, name: str, sha256: str | None = None, **fields: Any) -> None:
+    def add_bytes(self, data: bytes, name: str, sha256: str | None = None, described: Described | None = None,
+                  **fields: Any) -> None:
         """Decode an embedded image file's bytes and keep it, unless it is a repeat or is skipped (with a warning).
 
-        ``sha256`` spares hashing bytes whose hash the caller already has.
+        ``sha256`` spares hashing bytes whose hash the caller already has; ``described`` gives more fields, called
+        only for an image that is kept (finding its span in the text costs more than refusing it).
         """
         sha256 = sha256 or hashlib.sha256(data).hexdigest()
         if self._repeat(sha256):
@@ -217,7 +221,8 @@ class EmbeddedImages:
         try:
             image = open_image(data, max_pixels=self.limits.max_pixels)
             if self.wants(name, *image.size):
-                self.keep(_decode(image, data, name, self.limits.max_side, self.warnings, sha256), **fields)
+                decoded = _decode(image, data, name, self.limits.max_side, self.warnings, sha256)
+                self.keep(decoded, **fields, **(described() if described else {}))
         except ImageError as error:
             self.skip(name, str(error))
 
@@ -234,9 +239,10 @@ class EmbeddedImages:
         self.keep(ExtractedImage(image=rgb, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
                                  height=height), **fields)
 
-    def add_reference(self, src: str, folder: Path, name: str, **fields: Any) -> None:
+    def add_reference(self, src: str, folder: Path, name: str, described: Described | None = None,
+                      **fields: Any) -> None:
         """Keep the image an HTML ``src`` or a Markdown link names (see ``read_reference``); an empty ``src`` is
-        ignored, and images on other sites are only counted: nothing is fetched."""
+        ignored, and images on other sites are only counted: nothing is fetched. ``described``: see ``add_bytes``."""
         src = src.strip()
         if not src:
             return
@@ -252,7 +258,7 @@ class EmbeddedImages:
             self.skip(name, str(error))
             return
         if data is not None:
-            self.add_bytes(data, name, **fields)
+            self.add_bytes(data, name, described=described, **fields)
 
     def _read(self, src: str, folder: Path) -> bytes | None:
         """The bytes ``src`` names, each file read once per document, all of them within ``max_total_bytes``;

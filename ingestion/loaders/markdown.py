@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup
 
@@ -123,11 +123,12 @@ def _images(references: list[_Reference], text: str, folder: Path,
     """The referenced images, each located at its alt text in ``text`` (which shows it in the image's place)."""
     cursor = TextCursor(text)
     for reference in references:
-        if images.full:
-            images.add_reference(reference.src, folder, reference.src)  # counted as dropped, nothing read
-            continue
-        start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
-        images.add_reference(reference.src, folder, reference.src, start=start, end=end, alt=reference.alt,
+        def described(reference: _Reference = reference) -> dict[str, Any]:
+            """The span of the alt text, looked for only when the image is kept."""
+            start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
+            return {"start": start, "end": end}
+
+        images.add_reference(reference.src, folder, reference.src, described=described, alt=reference.alt,
                              caption=reference.title)
     return images.finish()
 
