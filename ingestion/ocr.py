@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ingestion.loaders.base import clean_text
-from kb.encoders.base import ModelNotFoundError
-from kb.errors import KbError
+from kb.errors import KbError, ModelNotFoundError
 from kb.keywords import CJK_CHARS
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -132,6 +130,14 @@ def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
     return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
 
 
+def _rapidocr_installed() -> bool:
+    """Whether rapidocr can be imported, found without importing it (that costs seconds; it waits for first use)."""
+    try:
+        return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+    except (ImportError, ValueError):  # a module entry that is None (blocked) or has no spec
+        return False
+
+
 def ocr_available(mode: str) -> bool:
     """Whether the ``ocr`` setting turns OCR on here: "off" never, "auto" when rapidocr-onnxruntime is installed,
     "on" always, or a ``ModelNotFoundError`` that says how to install it."""
@@ -139,19 +145,12 @@ def ocr_available(mode: str) -> bool:
         return False
     if mode not in ("auto", "on"):
         raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
-    if not _installed("rapidocr_onnxruntime"):
+    if not _rapidocr_installed():
         if mode == "auto":
             return False
         raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
                                  "or set KB_OCR=off")
     return True
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` can be imported, found without importing it (onnxruntime is slow to import)."""
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    return importlib.util.find_spec(module) is not None
 
 
 def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page | None = None) -> tuple[int, int]:

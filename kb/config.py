@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kb.atomic import write_atomic
+from kb.errors import ConfigurationError
 from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
@@ -135,7 +136,7 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         recorded = json.loads(path.read_text(encoding="utf-8"))
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
-            raise ValueError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+            raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
     env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
     merged = {k: v for k, v in recorded.items() if k not in env_names}
     merged.update(overrides)

@@ -9,6 +9,51 @@ class KbError(Exception):
     like keep working."""
 
 
+class ModelNotFoundError(KbError, RuntimeError):
+    """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
+
+
+class EncoderMismatchError(KbError, RuntimeError):
+    """A space is being opened with an encoder other than the one that built it."""
+
+
+class WriterBusyError(KbError, RuntimeError):
+    """Another process is writing to this knowledge base."""
+
+
+class SchemaError(KbError, RuntimeError):
+    """The database was written by an incompatible version of this program."""
+
+
+class SourceNotFoundError(KbError, LookupError):
+    """No source with that path."""
+
+
+class NotAnImageError(KbError, LookupError):
+    """An image preview was asked for a chunk that is not an image."""
+
+
+class ImageSearchUnavailable(KbError, RuntimeError):
+    """A search by image needs the CLIP space and its model, and one of them is missing."""
+
+
+class ScheduleError(KbError, ValueError):
+    """A schedule that cannot be understood or never fires."""
+
+
+class InvalidRequestError(KbError, ValueError):
+    """A request the knowledge base cannot take as given: an empty query, an unknown search mode or modality."""
+
+
+class ConfigurationError(KbError, ValueError):
+    """A setting that cannot work: an unknown keyword tokenizer, an invalid index factory string, a ``kb.json``
+    written by a newer version, a database URL that cannot be used."""
+
+
+class LockFileError(KbError, RuntimeError):
+    """The writer lock file is a symlink or not a regular file: it is never followed or truncated."""
+
+
 class SourceUnavailableError(KbError, OSError):
     """A source folder that is missing, unreadable, or empty where documents came from (an unmounted share): the
     run fails and removes nothing."""
@@ -17,7 +62,3 @@ class SourceUnavailableError(KbError, OSError):
 class StorageError(KbError, OSError):
     """The knowledge base's files or database cannot be written (read-only, disk full): the message names the
     cause, and the original error is its ``__cause__``."""
-
-
-class ConfigurationError(KbError, ValueError):
-    """A setting that cannot work (a database URL that cannot be used, say)."""

@@ -7,9 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ingestion.schedule import ScheduleError
-from kb.sources import due_sources, next_due, schedule_next
-from kb.storage.lock import WriterBusyError
+from kb.errors import WriterBusyError
+from kb.sources import due_sources, next_due
 from kb.storage.models import utcnow
 from kb.types import IngestReport
 
@@ -57,10 +56,6 @@ class Scheduler:
                 reports.append(report)
                 if self.on_report:
                     self.on_report(report)
-            try:
-                schedule_next(self.knowledge_base.store, path, utcnow())
-            except ScheduleError as error:
-                log.error("%s", error)
         return reports
 
     def run(self) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.errors import SourceUnavailableError
-from kb.sources import SourceNotFoundError
+from kb.errors import SourceNotFoundError, SourceUnavailableError
 from kb.storage.models import utcnow
 from tests.test_knowledge_base import vector_counts, write_docs
 

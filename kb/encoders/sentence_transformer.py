@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
+from kb.encoders.quiet import quiet_model_loading
+from kb.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
 
 PACKAGED_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -58,11 +63,13 @@ class SentenceTransformerEncoder(LazyEncoder):
         self.batch_size = batch_size
 
     def _build(self) -> tuple[Any, EncoderIdentity]:
-        from sentence_transformers import SentenceTransformer
+        log.info("loading text model %s", self.name)
+        with quiet_model_loading():
+            from sentence_transformers import SentenceTransformer
 
-        folder = resolve_model_folder(self.name)
-        # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
-        model = SentenceTransformer(str(folder), device=self.device, trust_remote_code=False)
+            folder = resolve_model_folder(self.name)
+            # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
+            model = SentenceTransformer(str(folder), device=self.device, trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    dimension=_dimension(model), normalized=True)
         return model, identity

@@ -10,13 +10,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.errors import ConfigurationError, KbError
+from kb.errors import ConfigurationError, SchemaError
 from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
 from kb.storage.urls import redact
-
-
-class SchemaError(KbError, RuntimeError):
-    """The database was written by an incompatible version of this program."""
 
 
 def _add_schedules_and_chunk_hashes(session: Session) -> None:

@@ -9,15 +9,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
-from kb.errors import KbError, StorageError
-
-
-class WriterBusyError(KbError, RuntimeError):
-    """Another process is writing to this knowledge base."""
-
-
-class LockFileError(KbError, RuntimeError):
-    """The writer lock file is a symlink or not a regular file."""
+from kb.errors import LockFileError, StorageError, WriterBusyError
 
 
 class WriterLock:
