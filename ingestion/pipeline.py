@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
@@ -428,12 +428,16 @@ class Ingestor:
                 with session.begin_nested():
                     batches = [self._store_documents(session, groups, source_id, text_space.id)]
                 written = pending
+            except OperationalError:
+                raise  # the database itself (full, read-only, locked, failing): the run's error, never a file's
             except STORAGE_ERRORS:
                 batches = []
                 for group in groups:
                     try:
                         with session.begin_nested():
                             batches.append(self._store_documents(session, [group], source_id, text_space.id))
+                    except OperationalError:
+                        raise
                     except STORAGE_ERRORS as error:
                         reason = f"could not be stored: {error}"
                         report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
@@ -584,8 +588,9 @@ def _concatenate(parts: list[tuple[list[int], np.ndarray]], dimension: int) -> t
 
 
 def _quietly(action: Callable[[], object]) -> None:
-    """Run a clean-up step on the way out of a failed run; its own failure is logged, never raised over the first."""
+    """Run a clean-up step on the way out of a failed run; its own failure is noted, never raised over the first
+    (recording the run, saving an index cache: the database rebuilds a cache that could not be saved)."""
     try:
         action()
     except Exception as error:
-        log.warning("while ending a failed run: %s: %s", type(error).__name__, error)
+        log.info("after the run failed, a clean-up step failed too: %s: %s", type(error).__name__, error)
