@@ -74,10 +74,10 @@ class WorkerRunner:
         self._connection: Connection | None = None
         self._pid = 0
         self._pidfd: int | None = None
-        _zygote()  # started now, so its imports overlap with whatever the ingest loads meanwhile
 
     def start(self) -> None:
-        """Start the worker now (it is otherwise started by the first file that needs it)."""
+        """Start the worker, if it is not running: the first file that needs reading does (a run over unchanged
+        files starts none)."""
         if self._connection is not None:
             return
         self._connection, self._pid, self._pidfd = _zygote().fork()

@@ -145,7 +145,7 @@ class Ingestor:
         except OSError:  # a folder on the way that cannot be searched
             is_folder = False
         if not is_folder:
-            self._record_missing_folder(root, f"{root} is missing or not a folder")
+            self._record_missing_folder(root)
             raise SourceUnavailableError(f"{folder} is missing or not a folder; nothing was changed")
         started = time.perf_counter()
         report = IngestReport(source=str(root))
@@ -195,13 +195,14 @@ class Ingestor:
             session.flush()
             return source.id, run.id
 
-    def _record_missing_folder(self, root: Path, error: str) -> None:
+    def _record_missing_folder(self, root: Path) -> None:
         """A registered source whose folder is gone (an unmounted share, say) gets a failed run, and keeps its
         documents: the folder's absence is not taken as every file's deletion."""
         with self.store.write() as session:
             source_id = session.scalar(select(Source.id).where(Source.path == str(root)))
             if source_id is not None:
-                session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(), error=error))
+                session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(),
+                                error=f"{root} is missing or not a folder"))
 
     def _finish_run(self, run_id: int, report: IngestReport, status: str, error: str | None = None) -> None:
         with self.store.write() as session:

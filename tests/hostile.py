@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,8 @@ def docx_with_shared_picture(count: int, picture: bytes) -> bytes:
     return out.getvalue()
 
 
-def docx_with_body(body: str) -> bytes:
-    """A valid DOCX (made by python-docx) whose document.xml body is replaced by ``body`` (raw XML)."""
+def _docx_with_document_xml(rewrite: Callable[[str], str]) -> bytes:
+    """A valid DOCX (made by python-docx) whose word/document.xml is ``rewrite`` of the original."""
     from docx import Document
 
     plain = io.BytesIO()
@@ -87,36 +88,26 @@ def docx_with_body(body: str) -> bytes:
         for item in source.infolist():
             data = source.read(item.filename)
             if item.filename == "word/document.xml":
-                head = data.decode().split("<w:body>")[0]
-                data = (head + "<w:body>" + body + "</w:body></w:document>").encode()
+                data = rewrite(data.decode()).encode()
             target.writestr(item, data)
     return out.getvalue()
 
 
 def docx_xml_bomb(megabytes: float) -> bytes:
     """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed)."""
-    return docx_with_body("<w:p/>" * int(megabytes * 2**20 / 6))
+    body = "<w:p/>" * int(megabytes * 2**20 / 6)
+    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>")
 
 
 def docx_external_entity(target: Path) -> bytes:
     """A DOCX whose XML declares an external entity naming ``target`` and uses it (XXE)."""
-    from docx import Document
+    def rewrite(xml: str) -> str:
+        declaration, _, rest = xml.partition("?>")
+        doctype = f'<!DOCTYPE w:document [<!ENTITY leak SYSTEM "file://{target}">]>'
+        rest = rest.replace("<w:body>", "<w:body><w:p><w:r><w:t>entity: &leak; end</w:t></w:r></w:p>", 1)
+        return declaration + "?>" + doctype + rest
 
-    plain = io.BytesIO()
-    Document().save(plain)
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as source, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target_zip:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "word/document.xml":
-                text = data.decode()
-                declaration, _, rest = text.partition("?>")
-                doctype = f'<!DOCTYPE w:document [<!ENTITY leak SYSTEM "file://{target}">]>'
-                rest = rest.replace("<w:body>", "<w:body><w:p><w:r><w:t>entity: &leak; end</w:t></w:r></w:p>", 1)
-                data = (declaration + "?>" + doctype + rest).encode()
-            target_zip.writestr(item, data)
-    return out.getvalue()
+    return _docx_with_document_xml(rewrite)
 
 
 def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -> bytes:
