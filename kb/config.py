@@ -10,17 +10,18 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
+from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize")
+MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
+                    "file_isolation", "file_timeout", "worker_memory_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 # Chosen on development data (CMRC 2018 trial and DRCD; README, Chinese): see benchmarks/retrieval_benchmark.py.
 CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
@@ -54,6 +55,21 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     max_file_mb: float = Field(default=100.0, gt=0)
+    file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
+                                 "stopped when the file is over its time or memory budget")
+    file_timeout: float = Field(default=60.0, gt=0, description="seconds one file may take to read and load "
+                                "(OCR included) before it fails; needs file_isolation")
+    worker_memory_mb: int = Field(default=2048, ge=256, description="memory of the process that loads files, at "
+                                  "most; a file that needs more fails (needs file_isolation)")
+    max_document_chars: int = Field(default=10_000_000, ge=1, description="a document with more extracted text "
+                                    "fails")
+    max_pages: int = Field(default=2000, ge=1, description="PDF pages read per file; the rest are left out, with a "
+                           "warning")
+    max_html_mb: float = Field(default=5.0, gt=0, description="larger HTML files fail (parsing costs about 100 times "
+                               "the size in memory)")
+    max_removed_share: float = Field(default=0.5, ge=0, le=1, description="a run that would remove more than this "
+                                     "share of a source's documents removes none unless told to (an unmounted or "
+                                     "emptied share is not taken as every file deleted)")
     clip_model: str = Field(default=DEFAULT_CLIP_MODEL,
                             description='open_clip architecture name, or a model config .json file; "none" turns '
                             "the image space off")
@@ -152,11 +168,11 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     """Record what defines the knowledge base, atomically, so it reopens with the same models and options.
 
     Settings of the machine it runs on (device, batch size) are not recorded, nor a database URL holding a
-    password: pass that through ``KB_DATABASE_URL`` each time.
+    password in any of its forms: pass that through ``KB_DATABASE_URL`` each time.
     """
     path = kb_dir / CONFIG_FILE
     exclude = set(MACHINE_SETTINGS)
-    if settings.database_url and make_url(settings.database_url).password:
+    if settings.database_url and holds_secret(settings.database_url):
         exclude.add("database_url")
     recorded = settings.model_dump(exclude=exclude)
     write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

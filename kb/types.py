@@ -248,6 +248,8 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     encoder_seconds: float = 0.0
     interrupted: bool = False
+    removal_withheld: list[str] = Field(default_factory=list, description="documents whose files are missing but "
+                                        "were kept: too many at once (max_removed_share), see notices")
     notices: list[str] = Field(default_factory=list, description="what this run could not do, and why")
 
     def counts(self) -> dict[str, int]:

@@ -68,7 +68,8 @@ class SentenceTransformerEncoder(LazyEncoder):
             from sentence_transformers import SentenceTransformer
 
             folder = resolve_model_folder(self.name)
-            model = SentenceTransformer(str(folder), device=self.device)
+            # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
+            model = SentenceTransformer(str(folder), device=self.device, trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    dimension=_dimension(model), normalized=True)
         return model, identity

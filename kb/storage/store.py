@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.errors import EncoderMismatchError
+from kb.errors import EncoderMismatchError, StorageError
 from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, StoredImage, Vector
@@ -46,10 +47,16 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a short write beside a
-        running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot."""
-        with self.sessions.begin() as session:
-            session.connection(execution_options={IMMEDIATE: True})
-            yield session
+        running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot.
+
+        A database that cannot be written (read-only, disk full) raises ``StorageError`` naming the cause.
+        """
+        try:
+            with self.sessions.begin() as session:
+                session.connection(execution_options={IMMEDIATE: True})
+                yield session
+        except OperationalError as error:
+            raise StorageError(f"the database cannot be written: {error.orig or error}") from error
 
     @staticmethod
     def new_space(session: Session, name: str, identity: EncoderIdentity) -> Space:
