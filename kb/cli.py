@@ -67,10 +67,11 @@ def _print_hits(hits: list[Hit]) -> None:
         print("no results")
     for rank, hit in enumerate(hits, start=1):
         page = f" p.{hit.page}" if hit.page is not None else ""
-        if hit.image is not None:
+        if hit.image is not None:  # an image, or a passage carrying the image it is the text of
             where = "" if hit.image.name == Path(hit.path).name else f" {hit.image.name}"
-            print(f"{rank}. [image] {hit.path}{page}{where} ({hit.image.width}x{hit.image.height}, "
-                  f"chunk {hit.chunk_id}) score={hit.score:.4f}")
+            span = f" [{hit.start}:{hit.end}]" if hit.modality == "text" else ""
+            print(f"{rank}. [image] {hit.path}{page}{where}{span} ({hit.image.width}x{hit.image.height}, "
+                  f"chunk {hit.image.chunk_id}) score={hit.score:.4f}")
         else:
             print(f"{rank}. {hit.path}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
         snippet = " ".join(hit.text.split())

@@ -146,6 +146,24 @@ class Store:
         return found
 
     @staticmethod
+    def stored_vectors(session: Session, space: Space, chunk_ids: Iterable[int],
+                       modality: str | None = None) -> tuple[list[int], np.ndarray]:
+        """The stored vectors of these chunks in ``space`` (of one ``modality`` if given), as ids and a matrix;
+        chunks without a vector there are left out."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        wanted = sorted(set(chunk_ids))
+        for start in range(0, len(wanted), 500):
+            query = select(Vector.chunk_id, Vector.vector).where(Vector.space_id == space.id,
+                                                                 Vector.chunk_id.in_(wanted[start : start + 500]))
+            if modality is not None:
+                query = query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
+            for chunk_id, blob in session.execute(query):
+                ids.append(int(chunk_id))
+                blobs.append(blob)
+        return ids, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), space.dimension)
+
+    @staticmethod
     def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:
         """Keyword postings (term frequencies) of freshly inserted chunks."""
         rows = [
