@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,34 +9,17 @@ import pytest
 
 from kb import KnowledgeBase
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
+from tests.identifiers import write_coded_files
 
-COMMON = ("order customer delivery invoice payment warehouse shipment account product service request update "
-          "status team office week month report price item").split()
 FUSIONS = ["calibrated", "rrf", "relative"]
-
-
-def code(rng: random.Random) -> str:
-    """An identifier like ``zq094x``: two letters, three digits, a letter."""
-    letters = string.ascii_lowercase
-    return "".join(rng.choices(letters, k=2)) + "".join(rng.choices(string.digits, k=3)) + rng.choice(letters)
 
 
 @pytest.fixture(scope="module")
 def coded(tmp_path_factory: pytest.TempPathFactory, tiny_text_model: Path) -> Iterator[tuple[KnowledgeBase, dict]]:
     """A knowledge base of 300 files, each holding one unique code among common words ("order" in every one of
     them), and {code: file name}. Tests set the fusion they need on its settings."""
-    rng = random.Random(14)
     folder = tmp_path_factory.mktemp("codes")
-    codes: dict[str, str] = {}
-    while len(codes) < 300:
-        value = code(rng)
-        if value in codes:
-            continue
-        name = f"record-{len(codes):03d}.txt"
-        words = rng.sample(COMMON, 12)
-        words.insert(rng.randrange(len(words)), "order")
-        (folder / name).write_text(f"Record {value}. " + " ".join(words).capitalize() + ".", encoding="utf-8")
-        codes[value] = name
+    codes = write_coded_files(folder, 300)
     with KnowledgeBase.open(tmp_path_factory.mktemp("kb"), text_model=str(tiny_text_model), device="cpu") as kb:
         kb.ingest(folder)
         yield kb, codes

@@ -75,6 +75,8 @@ class Store:
                     space = self.new_space(session, name, identity)
         if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
             same_name = " (same name, different model files)" if space.model == identity.model else ""
+            if not same_name and space.model.split(" (")[0] == identity.model.split(" (")[0]:
+                same_name = " (the same model on another encoder backend: int8 backends compute other vectors)"
             raise EncoderMismatchError(
                 f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
                 f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
