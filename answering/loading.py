@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 from kb.config import ReaderPrecision
-from kb.encoders.base import ModelNotFoundError
 from kb.encoders.hub import hub_reachable
+from kb.encoders.quiet import quiet_model_loading
+from kb.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
 
 
 def load_question_answering(name: str, *, device: str | None = None,
@@ -28,9 +32,11 @@ def load_question_answering(name: str, *, device: str | None = None,
         f"no folder {path}; the Hugging Face {'hub and ' if online else ''}cache"
         + ("" if online else " (the hub is not reachable from here)"))
     source = str(path) if path.is_dir() else name
+    log.info("loading reader model %s", name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=not online)
-        model = AutoModelForQuestionAnswering.from_pretrained(source, local_files_only=not online)
+        with quiet_model_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=not online)
+            model = AutoModelForQuestionAnswering.from_pretrained(source, local_files_only=not online)
     except (OSError, ValueError) as error:  # offline, unknown repository, folder without weights
         raise ModelNotFoundError(
             f"reader model {name!r} could not be loaded (looked in: {where}); set KB_READER_MODEL to a local "

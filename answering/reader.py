@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from answering.language import question_language
 from answering.loading import load_question_answering
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
 from answering.windows import Windows, length_batches, make_windows
 from kb.config import Settings
+from kb.language import question_language
 from kb.types import Answer, Citation, Hit
 
 CANDIDATES_PER_ANSWER = 10  # spans kept per requested answer before merging: duplicates need room

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from answering.reader import Readers
 from answering.squad_metrics import best_scores
 from kb.config import Settings
+from kb.errors import InvalidRequestError
 from kb.types import Hit
 
 EvalMode = Literal["reader", "open"]
@@ -70,7 +71,7 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     the whole file is the corpus, however few questions are asked."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
+        raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
     questions: list[SquadQuestion] = []
     impossible = False

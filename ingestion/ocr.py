@@ -7,6 +7,7 @@ image span and later citation still points at the same characters after an inser
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import threading
@@ -18,8 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ingestion.loaders.base import clean_text
-from kb.encoders.base import ModelNotFoundError
-from kb.errors import KbError
+from kb.errors import KbError, ModelNotFoundError
 from kb.keywords import CJK_CHARS
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -128,6 +128,14 @@ def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
     return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
 
 
+def _rapidocr_installed() -> bool:
+    """Whether rapidocr can be imported, found without importing it (that costs seconds; it waits for first use)."""
+    try:
+        return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+    except (ImportError, ValueError):  # a module entry that is None (blocked) or has no spec
+        return False
+
+
 def ocr_engine(mode: str) -> OcrEngine | None:
     """The engine for the ``ocr`` setting: "off" none, "auto" one when rapidocr-onnxruntime is installed, "on" one
     or a ``ModelNotFoundError`` that says how to install it."""
@@ -135,13 +143,11 @@ def ocr_engine(mode: str) -> OcrEngine | None:
         return None
     if mode not in ("auto", "on"):
         raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError as error:
+    if not _rapidocr_installed():
         if mode == "auto":
             return None
         raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
-                                 "or set KB_OCR=off") from error
+                                 "or set KB_OCR=off")
     return RapidOcrEngine()
 
 

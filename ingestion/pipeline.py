@@ -22,14 +22,34 @@ from ingestion.ocr import OcrEngine, apply_ocr
 from ingestion.pictures import Picture, pictures_of
 from ingestion.scan import ScannedFile, scan
 from kb.config import Settings
-from kb.encoders.base import ModelNotFoundError, TextEncoder
+from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
+from kb.errors import ModelNotFoundError
 from kb.keywords import KeywordTokenizer
-from kb.storage.models import Chunk, Document, Run, Source, Space, StoredImage, file_time, text_hash, utcnow
-from kb.storage.store import Store
-from kb.types import CLIP_SPACE, TEXT_SPACE, ChunkSpan, ExtractedDocument, FailedFile, IngestReport
+from kb.storage.models import (
+    INGESTED,
+    Chunk,
+    Document,
+    Run,
+    Source,
+    Space,
+    StoredImage,
+    file_time,
+    text_hash,
+    utcnow,
+)
+from kb.storage.store import IMAGE_SPACE_OFF, Store
+from kb.types import (
+    CLIP_SPACE,
+    TEXT_SPACE,
+    ChunkSpan,
+    ExtractedDocument,
+    FailedFile,
+    IngestProgress,
+    IngestReport,
+    SilentProgress,
+)
 
-Progress = Callable[[int, int, str], None]
 # What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
 STORAGE_ERRORS = (SQLAlchemyError, UnicodeError, ValueError)
 
@@ -59,6 +79,11 @@ class _Pending:
     def units(self) -> int:
         return len(self.chunks) + len(self.pictures)
 
+    @property
+    def empty(self) -> bool:
+        """Read, but without any text to index (its pictures, if any, are still kept for the image space)."""
+        return not self.chunks and not self.described()
+
     def described(self) -> list[Picture]:
         """Pictures with a description: those have a vector in the text space and keyword postings."""
         return [picture for picture in self.pictures if picture.description]
@@ -81,13 +106,13 @@ class Ingestor:
     """Brings the knowledge base in line with a folder; unchanged files cost one stat each."""
 
     def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
-                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 progress: IngestProgress | None = None, should_stop: Callable[[], bool] | None = None,
                  clip: ClipEncoder | None = None, ocr: OcrEngine | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
         self.settings = settings
-        self.progress = progress
+        self.progress = progress or SilentProgress()
         self.should_stop = should_stop or (lambda: False)
         self.clip = clip
         self.ocr = ocr
@@ -120,7 +145,10 @@ class Ingestor:
                 self._finish_run(run_id, report, status="failed", error=f"{type(error).__name__}: {error}")
                 raise
             finally:
-                for index in self.store.loaded_indexes():
+                indexes = self.store.loaded_indexes()
+                if indexes:
+                    self.progress.phase("saving indexes")
+                for index in indexes:
                     index.save()
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
@@ -158,19 +186,29 @@ class Ingestor:
             run = session.get(Run, run_id)
             assert run is not None
             run.status, run.error, run.finished_at = status, error, utcnow()
-            run.counts = {name: len(getattr(report, name)) for name in
-                          ("added", "updated", "unchanged", "removed", "moved", "failed", "skipped")}
+            run.counts = report.counts()
             run.failures = [f.model_dump() for f in report.failed]
 
     # -- the work -------------------------------------------------------------------------------------------
 
+    def _models_ready(self, report: IngestReport) -> Chunker:
+        """Load the models and check them against their spaces, once, when the first file needs reading: a run
+        over unchanged files loads none, and a missing or mismatched model is the run's error, not every file's."""
+        if self.chunker is None:
+            self.progress.phase("loading models", self.encoder_name)
+            self.store.space(TEXT_SPACE, self.encoder.identity())
+            self.clip_space = self._open_clip_space(report)
+            self.store.check_keyword_tokenizer(self.keywords.name)
+            self.chunker = self._build_chunker()
+            self.progress.phase("reading")
+        return self.chunker
+
+    @property
+    def encoder_name(self) -> str:
+        return self.settings.text_model + ("" if self.clip is None else f" and CLIP {self.settings.clip_model}")
+
     def _ingest(self, root: Path, source_id: int, report: IngestReport) -> None:
-        # Load the model and check it against the space before touching any file: a missing or mismatched
-        # model is the run's error, not every file's.
-        self.store.space(TEXT_SPACE, self.encoder.identity())
-        self.clip_space = self._open_clip_space(report)
-        self.store.check_keyword_tokenizer(self.keywords.name)
-        self.chunker = self._build_chunker()
+        self.progress.phase("scanning", str(root))
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
@@ -188,11 +226,12 @@ class Ingestor:
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
-        self._vanished = {k.content_hash: path for path, k in gone.items() if k.status == "ok"}
+        self._vanished = {k.content_hash: path for path, k in gone.items() if k.status in INGESTED}
         pending: list[_Pending] = []
         pending_chunks = 0
         batch_chunks = self.settings.batch_size * 8  # chunks per commit
         total = len(scanned.files)
+        self.progress.phase("reading", f"{total} files")
         for done, file in enumerate(scanned.files, start=1):
             if self.should_stop():
                 report.interrupted = True
@@ -204,8 +243,7 @@ class Ingestor:
                 if pending_chunks >= batch_chunks:
                     self._write(pending, source_id, report)
                     pending, pending_chunks = [], 0
-            if self.progress:
-                self.progress(done, total, file.relpath)
+            self.progress.file(done, total, file.relpath)
         self._write(pending, source_id, report)
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
@@ -244,7 +282,7 @@ class Ingestor:
             self._record_failure(file, source_id, loader.file_type, "", f"cannot read: {error.strerror}", known, report)
             return None
         content_hash = hashlib.sha256(data).hexdigest()
-        if known is not None and known.content_hash == content_hash and known.status == "ok":
+        if known is not None and known.content_hash == content_hash and known.status in INGESTED:
             self._touch(known.id, file)
             report.unchanged.append(path)
             return None
@@ -253,11 +291,11 @@ class Ingestor:
             self._move(old_path, file, source_id)
             report.moved[old_path] = path
             return None
+        chunker = self._models_ready(report)
         try:
             document = loader.load(file.path, data, self.image_limits)
             self._read_text_in_images(document)
-            assert self.chunker is not None
-            chunks = self.chunker.chunk(document)
+            chunks = chunker.chunk(document)
             pictures = pictures_of(document)
         except LoadError as error:
             self._record_failure(file, source_id, loader.file_type, content_hash, str(error), known, report)
@@ -269,14 +307,18 @@ class Ingestor:
         return _Pending(file, content_hash, document, chunks, pictures, known)
 
     def _open_clip_space(self, report: IngestReport) -> Space | None:
-        """The CLIP space, or None when it is turned off or its weights cannot be had (the run says why)."""
+        """The CLIP space, or None when it is turned off or its weights cannot be had. The first run without them
+        says so in a short notice; the knowledge base keeps the whole reason for `kb stats` and `kb doctor`."""
         if self.clip is None:
             return None
         try:
             identity = self.clip.identity()
         except ModelNotFoundError as error:
-            report.notices.append(f"the image space is off for this run: {error}")
+            if self.store.record_notice(IMAGE_SPACE_OFF, f"the image space is off: {error}"):
+                report.notices.append(f"the image space is off: {str(error).split(';')[0]}; images are found by "
+                                      "their descriptions and OCR text (`kb stats` says how to turn it on)")
             return None
+        self.store.record_notice(IMAGE_SPACE_OFF, None)
         return self.store.space(CLIP_SPACE, identity)
 
     def _read_text_in_images(self, document: ExtractedDocument) -> None:
@@ -337,6 +379,7 @@ class Ingestor:
         spaces = [text_space] + ([self.clip_space] if self.clip_space is not None else [])
         for space in spaces:
             self.store.index(space)  # current before the change, so the change can be applied in place
+        self.progress.phase("embedding", f"{sum(item.units for item in pending)} chunks")
         groups = self._embed_groups(pending, text_space, report)
         written: list[_Pending] = []
         removed: list[int] = []
@@ -366,8 +409,13 @@ class Ingestor:
         self.store.apply_committed(bumps, {space.id: _concatenate(added[space.id], space.dimension)
                                            for space in spaces}, removed)
         for item in written:
-            was_ingested = item.existing is not None and item.existing.status == "ok"
-            (report.updated if was_ingested else report.added).append(str(item.file.path))
+            was_ingested = item.existing is not None and item.existing.status in INGESTED
+            path = str(item.file.path)
+            (report.updated if was_ingested else report.added).append(path)
+            if item.empty:
+                report.empty.append(path)
+            if item.document.warnings:
+                report.warnings[path] = item.document.warnings
         report.chunks_added += sum(item.units for item in written)
         report.chunks_removed += len(removed)
 
@@ -469,13 +517,15 @@ class Ingestor:
             source_id=source_id, path=str(item.file.path), relpath=item.file.relpath,
             file_type=item.document.file_type, size=item.file.size, mtime_ns=item.file.mtime_ns,
             modified_at=file_time(item.file.mtime_ns), content_hash=item.content_hash,
-            status="ok", error=None, warnings=item.document.warnings, title=item.document.title,
+            status="empty" if item.empty else "ok", error=None, warnings=item.document.warnings,
+            title=item.document.title,
             text=item.document.text, pages=[[p.number, p.start, p.end] for p in item.document.pages],
             ingested_at=utcnow(),
         )
 
     def _remove(self, gone: list[tuple[str, int]], report: IngestReport) -> None:
         """Delete documents whose files are gone, from the database and every index."""
+        self.progress.phase("removing", f"{len(gone)} documents")
         spaces = self.store.spaces()
         for space in spaces:
             self.store.index(space)

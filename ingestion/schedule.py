@@ -5,23 +5,25 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from kb.errors import KbError
+from kb.errors import ScheduleError
 
 INTERVAL = re.compile(r"^(?:every\s+)?(\d+)\s*([smhd])$", re.IGNORECASE)
+# What a person means as an interval, well formed or not: "every ..." or a number with a word after it.
+LOOKS_LIKE_INTERVAL = re.compile(r"^(?:every\b.*|\d+\s*[a-z]+)$", re.IGNORECASE)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # (name, lowest, highest) of the five cron fields, in order.
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 SEARCH_LIMIT = timedelta(days=5 * 366)
 
 
-class ScheduleError(KbError, ValueError):
-    """A schedule that cannot be understood or never fires."""
-
 
 def interval_seconds(text: str) -> int | None:
     """``"every 15m"`` / ``"15m"`` / ``"2h"`` / ``"1d"`` as seconds, or None if ``text`` is not an interval."""
     match = INTERVAL.match(text.strip())
     if not match:
+        if LOOKS_LIKE_INTERVAL.match(text.strip()):
+            raise ScheduleError(f"cannot read the interval {text!r}: give a number and a unit, s, m, h or d "
+                                "(30s, 15m, 2h, 1d)")
         return None
     seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2).lower()]
     if seconds <= 0:

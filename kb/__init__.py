@@ -5,13 +5,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kb.config import Settings
-from kb.types import Answer, AskResult, Citation, FailedFile, Filters, Hit, IngestReport, Stats
+from kb.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    EncoderMismatchError,
+    ImageSearchUnavailable,
+    InvalidRequestError,
+    KbError,
+    ModelNotFoundError,
+    NotAnImageError,
+    ScheduleError,
+    SchemaError,
+    SourceNotFoundError,
+    WriterBusyError,
+)
+from kb.types import Answer, AskResult, Citation, FailedFile, Filters, Hit, IngestProgress, IngestReport, Stats
 
 if TYPE_CHECKING:
     from kb.knowledge_base import KnowledgeBase
 
-__all__ = ["Answer", "AskResult", "Citation", "FailedFile", "Filters", "Hit", "IngestReport", "KnowledgeBase",
-           "Settings", "Stats"]
+__all__ = ["Answer", "AskResult", "BackendUnavailableError", "Citation", "ConfigurationError", "EncoderMismatchError", "FailedFile", "Filters",
+           "Hit", "ImageSearchUnavailable", "IngestProgress", "IngestReport", "InvalidRequestError", "KbError",
+           "KnowledgeBase", "ModelNotFoundError", "NotAnImageError", "ScheduleError", "SchemaError", "Settings",
+           "SourceNotFoundError", "Stats", "WriterBusyError"]
 
 
 def __getattr__(name: str) -> Any:

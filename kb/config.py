@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 
 from kb.atomic import write_atomic
+from kb.errors import ConfigurationError
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -133,7 +134,7 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         recorded = json.loads(path.read_text(encoding="utf-8"))
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
-            raise ValueError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+            raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
         # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
         recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
         recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select, update
 
 from kb.embedding import EMBED_BATCH, embed_stored, members
-from kb.encoders import ModelNotFoundError
-from kb.storage.lock import WriterBusyError
-from kb.storage.models import Chunk, Document, Posting, Run, Source, Vector
+from kb.errors import ModelNotFoundError, WriterBusyError
+from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Vector
+from kb.storage.store import IMAGE_SPACE_OFF
 from kb.storage.vector_index import VectorIndex
-from kb.types import DoctorReport, Problem
+from kb.types import CLIP_SPACE, DoctorReport, Problem
 
 if TYPE_CHECKING:
     from kb.knowledge_base import KnowledgeBase
@@ -30,7 +30,25 @@ def examine(knowledge_base: KnowledgeBase, repair: bool = False) -> DoctorReport
         _files_gone(knowledge_base, report, repair)
         _index_caches(knowledge_base, report, repair)
         _temporary_files(knowledge_base, report, repair)
+    _notes(knowledge_base, report)
     return report
+
+
+def _notes(knowledge_base: KnowledgeBase, report: DoctorReport) -> None:
+    """What needs no repair but a person should know: documents that hold no text, documents read only in part,
+    and what the knowledge base cannot do for now."""
+    store = knowledge_base.store
+    with store.sessions() as session:
+        empty = session.scalars(select(Document.path).where(Document.status == "empty").order_by(Document.path)).all()
+        partial = sum(1 for warnings in session.scalars(
+            select(Document.warnings).where(Document.status.in_(INGESTED))) if warnings)
+    if empty:
+        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+        report.notes.append(f"{len(empty)} document(s) hold no text (scans without OCR, images with nothing "
+                            f"written in them): {shown}")
+    if partial:
+        report.notes.append(f"{partial} document(s) were read only in part; `kb stats --json` lists them with why")
+    report.notes += store.notices()
 
 
 def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
@@ -120,6 +138,8 @@ def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair
                     part = ids[start : start + EMBED_BATCH]
                     store.insert_vectors(session, space.id, part, embed_stored(session, name, encoder, part))
                 store.bump_generations(session, [space.id])
+            if name == CLIP_SPACE:
+                store.record_notice(IMAGE_SPACE_OFF, None)
         report.problems.append(Problem(kind="missing vectors",
                                        detail=f"{len(ids)} chunk(s) have no vector in space {name!r}",
                                        repaired=repair))

@@ -7,3 +7,48 @@ class KbError(Exception):
     """A failure the user can act on (a missing model, a busy writer, a bad setting); the CLI prints its message
     in one line. Each subclass also derives from the built-in error it refines, so ``except LookupError`` and the
     like keep working."""
+
+
+class ModelNotFoundError(KbError, RuntimeError):
+    """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
+
+
+class BackendUnavailableError(ModelNotFoundError):
+    """The configured encoder backend needs a package that is not installed; the message says which and how."""
+
+
+class EncoderMismatchError(KbError, RuntimeError):
+    """A space is being opened with an encoder other than the one that built it."""
+
+
+class WriterBusyError(KbError, RuntimeError):
+    """Another process is writing to this knowledge base."""
+
+
+class SchemaError(KbError, RuntimeError):
+    """The database was written by an incompatible version of this program."""
+
+
+class SourceNotFoundError(KbError, LookupError):
+    """No source with that path."""
+
+
+class NotAnImageError(KbError, LookupError):
+    """An image preview was asked for a chunk that is not an image."""
+
+
+class ImageSearchUnavailable(KbError, RuntimeError):
+    """A search by image needs the CLIP space and its model, and one of them is missing."""
+
+
+class ScheduleError(KbError, ValueError):
+    """A schedule that cannot be understood or never fires."""
+
+
+class InvalidRequestError(KbError, ValueError):
+    """A request the knowledge base cannot take as given: an empty query, an unknown search mode or modality."""
+
+
+class ConfigurationError(KbError, ValueError):
+    """A setting that cannot work: an unknown keyword tokenizer, an invalid index factory string, a ``kb.json``
+    written by a newer version."""

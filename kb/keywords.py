@@ -16,6 +16,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from kb.errors import ConfigurationError
+
 # Regex character-class bodies (no brackets), shared with the chunker's approximate token counter.
 HAN_CHARS = "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 KANA_HANGUL_CHARS = (
@@ -144,6 +146,31 @@ def _tokenize(text: str, han: Callable[[str], list[str]]) -> list[str]:
     return terms
 
 
+def term_spans(text: str, terms: set[str], tokenizer: KeywordTokenizer) -> list[tuple[int, int, str]]:
+    """``(start, end, term)`` for each stretch of ``text`` that ``tokenizer`` indexes as one of ``terms``, in order,
+    for showing where a query matched. Words are matched whole; in a CJK run each occurrence of a CJK term is."""
+    spans: list[tuple[int, int, str]] = []
+    cjk_terms = sorted((term for term in terms if re.fullmatch(f"[{CJK_CHARS}]+", term)), key=len, reverse=True)
+    for match in _RUNS.finditer(text):
+        if match.lastgroup == "word":
+            found = next((term for term in tokenizer.tokenize(match.group()) if term in terms), None)
+            if found is not None:
+                spans.append((match.start(), match.end(), found))
+            continue
+        run = unicodedata.normalize("NFKC", match.group())
+        if len(run) != len(match.group()):  # offsets would not carry over; such runs are rare
+            continue
+        taken = [False] * len(run)
+        for term in cjk_terms:  # longest first, so a word wins over the bigrams inside it
+            at = run.find(term)
+            while at >= 0:
+                if not any(taken[at : at + len(term)]):
+                    taken[at : at + len(term)] = [True] * len(term)
+                    spans.append((match.start() + at, match.start() + at + len(term), term))
+                at = run.find(term, at + 1)
+    return sorted(spans)
+
+
 _TOKENIZERS: dict[str, Callable[[], KeywordTokenizer]] = {"simple": SimpleTokenizer, "jieba": JiebaTokenizer}
 
 
@@ -152,7 +179,7 @@ def keyword_tokenizer(name: str) -> KeywordTokenizer:
     try:
         factory = _TOKENIZERS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown keyword tokenizer {name!r}; valid names: {', '.join(sorted(_TOKENIZERS))}"
         ) from None
     return factory()

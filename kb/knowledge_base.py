@@ -6,24 +6,19 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-from PIL import Image
 from sqlalchemy import delete, func, select, update
 
-from answering.reader import Readers
-from ingestion.loaders.images import decode_image
-from ingestion.ocr import ocr_engine
-from ingestion.pipeline import Ingestor, Progress
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.embedding import EMBED_BATCH, embed_stored, members
-from kb.encoders import ClipEncoder, ModelNotFoundError, TextEncoder, clip_encoder, text_encoder
-from kb.errors import KbError
+from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
+from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, WriterBusyError
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
-from kb.storage.models import Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector
+from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.store import Store
 from kb.types import (
     CLIP_SPACE,
@@ -31,8 +26,11 @@ from kb.types import (
     Answer,
     AskResult,
     DoctorReport,
+    FailedFile,
+    FileProgress,
     Filters,
     Hit,
+    IngestProgress,
     IngestReport,
     Job,
     SearchMode,
@@ -43,13 +41,16 @@ from kb.types import (
 from retrieval.evidence import one_hit_per_evidence
 from retrieval.retriever import Retriever
 
-ImageQuery = str | os.PathLike[str] | Image.Image
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from answering.reader import Readers
+
+ImageQuery = Union[str, os.PathLike[str], "Image"]
+FileCallback = Callable[[int, int, str], None]
 
 DEFAULT_HOME = ".kb"
 
-
-class NotAnImageError(KbError, LookupError):
-    """An image preview was asked for a chunk that is not an image."""
 
 
 def knowledge_base_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -72,7 +73,7 @@ class KnowledgeBase:
         self.clip: ClipEncoder | None = clip_encoder(settings)
         self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)
-        self.readers = Readers(settings)  # one per model; each loads on its first question
+        self._readers: Readers | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
@@ -92,16 +93,30 @@ class KnowledgeBase:
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    def ingest(self, folder: str | os.PathLike[str], progress: Progress | None = None,
+    def ingest(self, folder: str | os.PathLike[str], progress: IngestProgress | FileCallback | None = None,
                should_stop: Callable[[], bool] | None = None) -> IngestReport:
         """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed.
 
-        ``should_stop`` is polled between files: when it returns True the run commits what it has, removes
-        nothing, and is recorded as interrupted.
+        ``progress`` is an :class:`kb.types.IngestProgress` (phases and files) or a plain
+        ``callback(done, total, relpath)`` called as each file has been read. ``should_stop`` is polled between
+        files: when it returns True the run commits what it has, removes nothing, and is recorded as interrupted.
         """
+        from ingestion.ocr import ocr_engine
+        from ingestion.pipeline import Ingestor
+
+        if progress is not None and not isinstance(progress, IngestProgress):
+            progress = FileProgress(progress)
         ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
                             clip=self.clip, ocr=ocr_engine(self.settings.ocr))
-        return ingestor.run(Path(folder))
+        ran = True
+        try:
+            return ingestor.run(Path(folder))
+        except WriterBusyError:
+            ran = False  # another writer is at work: a scheduled source stays due
+            raise
+        finally:
+            if ran:  # any run of a scheduled source, by hand or by the scheduler, ended or failed, is its run
+                sources.schedule_next(self.store, sources.resolve(folder), utcnow())
 
     def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
         """Keep ``folder`` up to date: ``schedule`` is a cron expression ("*/30 * * * *") or an interval
@@ -116,7 +131,7 @@ class KnowledgeBase:
         return sources.list_sources(self.store)
 
     def reindex(self, folder: str | os.PathLike[str] | None = None,
-                progress: Progress | None = None) -> list[IngestReport]:
+                progress: IngestProgress | FileCallback | None = None) -> list[IngestReport]:
         """One run now, for one source or every registered source."""
         registered = [info.path for info in self.sources()]
         if folder is not None:
@@ -203,7 +218,7 @@ class KnowledgeBase:
         if isinstance(filters, dict):
             filters = Filters(**filters)
         if (query is None) == (image is None):
-            raise ValueError("search with a query or an image, not both or neither")
+            raise InvalidRequestError("search with a query or an image, not both or neither")
         if image is not None:
             return self.retriever.search_image(self._query_image(image), k=k, filters=filters, modalities=modalities)
         assert query is not None
@@ -218,8 +233,12 @@ class KnowledgeBase:
             raise NotAnImageError(f"chunk {chunk_id} is not an image of this knowledge base")
         return preview
 
-    def _query_image(self, image: ImageQuery) -> Image.Image:
+    def _query_image(self, image: ImageQuery) -> Image:
         """An image to search with, decoded with the same guards as ingested images."""
+        from PIL import Image
+
+        from ingestion.loaders.images import decode_image
+
         if isinstance(image, Image.Image):
             return image.convert("RGB")
         path = Path(image)
@@ -255,6 +274,15 @@ class KnowledgeBase:
                          no_answer_score=reading.no_answer_score,
                          status="answered" if reading.answers else "no_answer")
 
+    @property
+    def readers(self) -> Readers:
+        """The extractive readers, one per model; each loads its model on its first question."""
+        if self._readers is None:
+            from answering.reader import Readers
+
+            self._readers = Readers(self.settings)
+        return self._readers
+
     def _answer_images(self, answer: Answer, retrieved: list[Hit]) -> list[Hit]:
         """The retrieved images, then those that belong with the answer's cited passages, each once."""
         linked = self.retriever.images_near(source.chunk_id for source in answer.sources)
@@ -266,7 +294,15 @@ class KnowledgeBase:
         with self.store.sessions() as session:
             documents = dict(session.execute(select(Document.status, func.count()).group_by(Document.status)).all())
             file_types = dict(session.execute(select(Document.file_type, func.count())
-                                              .where(Document.status == "ok").group_by(Document.file_type)).all())
+                                              .where(Document.status.in_(INGESTED))
+                                              .group_by(Document.file_type)).all())
+            failed = [FailedFile(path=path, reason=error or "unknown") for path, error in session.execute(
+                select(Document.path, Document.error).where(Document.status == "failed").order_by(Document.path))]
+            empty = list(session.scalars(select(Document.path).where(Document.status == "empty")
+                                         .order_by(Document.path)))
+            warnings = {path: found for path, found in session.execute(
+                select(Document.path, Document.warnings).where(Document.status.in_(INGESTED))
+                .order_by(Document.path)) if found}
             spaces = [
                 SpaceStats(name=space.name, model=space.model, dimension=space.dimension,
                            generation=space.generation, index_factory=self.settings.index_factory,
@@ -279,8 +315,12 @@ class KnowledgeBase:
                 database=self.store.sessions.kw["bind"].url.render_as_string(hide_password=True),
                 schema_version=schema_version(self.store.sessions),
                 sources=list(session.scalars(select(Source.path).order_by(Source.id))),
-                documents=documents.get("ok", 0),
+                documents=sum(documents.get(status, 0) for status in INGESTED),
                 failed_documents=documents.get("failed", 0),
+                empty=empty,
+                warnings=warnings,
+                failed=failed,
+                notices=self.store.notices(),
                 chunks=session.scalar(select(func.count()).select_from(Chunk)) or 0,
                 images=session.scalar(select(func.count()).select_from(StoredImage)) or 0,
                 file_types=file_types,

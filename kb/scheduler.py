@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kb.sources import due_sources, next_due, schedule_next
-from kb.storage.lock import WriterBusyError
+from kb.errors import WriterBusyError
+from kb.sources import due_sources, next_due
 from kb.storage.models import utcnow
 from kb.types import IngestReport
 
@@ -56,7 +56,6 @@ class Scheduler:
                 reports.append(report)
                 if self.on_report:
                     self.on_report(report)
-            schedule_next(self.knowledge_base.store, path, utcnow())
         return reports
 
     def run(self) -> None:

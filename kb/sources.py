@@ -8,14 +8,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ingestion.schedule import next_run, validate_schedule
-from kb.errors import KbError
-from kb.storage.models import Document, Run, Source, utcnow
+from kb.errors import SourceNotFoundError
+from kb.storage.models import INGESTED, Document, Run, Source, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
-
-
-class SourceNotFoundError(KbError, LookupError):
-    """No source with that path."""
 
 
 def resolve(path: str | Path) -> str:
@@ -55,7 +51,7 @@ def remove_source(store: Store, path: str | Path) -> int:
 
 def list_sources(store: Store) -> list[SourceInfo]:
     with store.sessions() as session:
-        counts = dict(session.execute(select(Document.source_id, func.count()).where(Document.status == "ok")
+        counts = dict(session.execute(select(Document.source_id, func.count()).where(Document.status.in_(INGESTED))
                                       .group_by(Document.source_id)).all())
         infos = []
         for source in session.scalars(select(Source).order_by(Source.path)):

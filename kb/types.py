@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -210,6 +210,39 @@ class FailedFile(BaseModel):
     reason: str
 
 
+IngestPhase = Literal["scanning", "loading models", "reading", "embedding", "saving indexes", "removing"]
+
+
+@runtime_checkable
+class IngestProgress(Protocol):
+    """Receives an ingest's progress: each phase as it starts (``detail`` says what it works on), and each file
+    as it has been read (``done`` of ``total``)."""
+
+    def phase(self, name: IngestPhase, detail: str = "") -> None: ...
+
+    def file(self, done: int, total: int, relpath: str) -> None: ...
+
+
+class SilentProgress:
+    """Progress that nobody watches."""
+
+    def phase(self, name: IngestPhase, detail: str = "") -> None:
+        pass
+
+    def file(self, done: int, total: int, relpath: str) -> None:
+        pass
+
+
+class FileProgress(SilentProgress):
+    """Adapts a plain ``callback(done, total, relpath)``, called as each file has been read."""
+
+    def __init__(self, callback: Callable[[int, int, str], None]) -> None:
+        self.callback = callback
+
+    def file(self, done: int, total: int, relpath: str) -> None:
+        self.callback(done, total, relpath)
+
+
 class IngestReport(BaseModel):
     """What one ingest run did to the knowledge base."""
 
@@ -222,6 +255,10 @@ class IngestReport(BaseModel):
     moved: dict[str, str] = Field(default_factory=dict, description="old path -> new path, nothing re-embedded")
     failed: list[FailedFile] = Field(default_factory=list)
     skipped: list[FailedFile] = Field(default_factory=list)
+    empty: list[str] = Field(default_factory=list,
+                             description="added or updated files that hold no text (a scan without OCR, say)")
+    warnings: dict[str, list[str]] = Field(default_factory=dict,
+                                           description="added or updated files read only in part, with why")
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
@@ -229,14 +266,23 @@ class IngestReport(BaseModel):
     interrupted: bool = False
     notices: list[str] = Field(default_factory=list, description="what this run could not do, and why")
 
+    def counts(self) -> dict[str, int]:
+        """How many files each outcome had (``empty`` and ``warnings`` count files among the added and updated)."""
+        return {name: len(getattr(self, name)) for name in
+                ("added", "updated", "unchanged", "removed", "moved", "failed", "skipped", "empty", "warnings")}
+
     def summary(self) -> str:
-        """One line a person reads at the end of a run."""
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
-            f"{len(self.removed)} removed, {len(self.moved)} moved, {len(self.failed)} failed, "
-            f"{len(self.skipped)} skipped; "
-            f"{self.chunks_added} chunks embedded in {self.seconds:.1f}s"
-        )
+        """One line a person reads at the end of a run: every outcome that happened, nothing that did not."""
+        counts = self.counts()
+        outcomes = [f"{counts[name]} {name}" for name in ("added", "updated", "unchanged", "removed", "moved",
+                                                          "failed", "skipped") if counts[name] or name == "added"]
+        partial = [f"{counts[name]} {label}" for name, label in (("empty", "empty"), ("warnings", "with warnings"))
+                   if counts[name]]
+        parts = [", ".join(outcomes), *([", ".join(partial)] if partial else []),
+                 f"{self.chunks_added} chunks embedded in {self.seconds:.1f} s"]
+        if self.interrupted:
+            parts.append("stopped before every file was seen")
+        return "; ".join(parts)
 
 
 class Filters(BaseModel):
@@ -286,8 +332,12 @@ class Stats(BaseModel):
     database: str
     schema_version: int
     sources: list[str]
-    documents: int
+    documents: int = Field(description="documents read, empty ones included")
     failed_documents: int
+    empty: list[str] = Field(default_factory=list, description="documents read that hold no text")
+    warnings: dict[str, list[str]] = Field(default_factory=dict, description="documents read only in part, and why")
+    failed: list[FailedFile] = Field(default_factory=list, description="every failed document, with why")
+    notices: list[str] = Field(default_factory=list, description="what the knowledge base cannot do for now")
     chunks: int
     images: int = Field(description="image chunks: image files and images inside documents")
     file_types: dict[str, int]
@@ -328,7 +378,10 @@ class Problem(BaseModel):
 
 
 class DoctorReport(BaseModel):
+    """The problems found (each repaired or not), and notes that need no repair (empty documents, notices)."""
+
     problems: list[Problem] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
     @property
     def healthy(self) -> bool:

@@ -6,7 +6,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from kb.storage.models import Chunk, Document, as_utc
+from kb.storage.models import INGESTED, Chunk, Document, as_utc
 from kb.types import MODALITIES, Filters, Modality
 
 
@@ -20,7 +20,7 @@ def chunk_conditions(filters: Filters | None, modalities: frozenset[Modality] | 
                      ) -> list[ColumnElement[bool]]:
     """SQL conditions on ``chunks`` joined with ``documents`` for ``filters`` and ``modalities`` (always restricted
     to successfully ingested documents)."""
-    conditions: list[ColumnElement[bool]] = [Document.status == "ok"]
+    conditions: list[ColumnElement[bool]] = [Document.status.in_(INGESTED)]
     if modalities is not None and set(modalities) != set(MODALITIES):
         conditions.append(Chunk.modality.in_(sorted(modalities)))
     if filters is None:

@@ -13,9 +13,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from kb.config import Settings
-from kb.encoders.base import ModelNotFoundError, TextEncoder
+from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import KbError
+from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
 from kb.keywords import KeywordTokenizer
 from kb.storage.models import Chunk, Document, Space, StoredImage
 from kb.storage.store import Store
@@ -32,9 +32,6 @@ QUERY_CACHE = 64  # recent query texts whose text-space vectors are kept
 Ranked = list[tuple[int, float]]
 
 
-class ImageSearchUnavailable(KbError, RuntimeError):
-    """A search by image needs the CLIP space and its model, and one of them is missing."""
-
 
 def modality_set(modalities: str | Iterable[str] | None) -> frozenset[Modality]:
     """The modalities a search returns (all by default; one may be named alone); an unknown one is an error."""
@@ -43,7 +40,7 @@ def modality_set(modalities: str | Iterable[str] | None) -> frozenset[Modality]:
     wanted = frozenset(modalities) if modalities is not None else frozenset(MODALITIES)
     unknown = wanted - set(MODALITIES)
     if unknown or not wanted:
-        raise ValueError(f"unknown modalities {sorted(unknown)}; use some of {', '.join(MODALITIES)}")
+        raise InvalidRequestError(f"unknown modalities {sorted(unknown)}; use some of {', '.join(MODALITIES)}")
     return wanted  # type: ignore[return-value]  # checked against MODALITIES above
 
 
@@ -69,10 +66,12 @@ class Retriever:
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
+        if not query.strip():
+            raise InvalidRequestError("the query is empty")
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise InvalidRequestError("k must be positive")
         if mode not in SEARCH_MODES:
-            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+            raise InvalidRequestError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
@@ -128,7 +127,7 @@ class Retriever:
         ``score`` is its standard score, comparable across the two.
         """
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise InvalidRequestError("k must be positive")
         wanted = modality_set(modalities)
         space = self._clip_space(retry=True)  # asked for explicitly: look for the model again
         if space is None or self.clip is None:
@@ -181,12 +180,14 @@ class Retriever:
         descriptions only. After a failed load, text searches skip CLIP for ``CLIP_RETRY_SECONDS`` unless ``retry``."""
         if self.clip is None or (not retry and time.monotonic() < self._clip_retry_at):
             return None
+        if not self.store.has_space(CLIP_SPACE):  # never built (no weights at ingest): `kb stats` says so
+            return None
         try:
             return self.store.space(CLIP_SPACE, self.clip.identity(), create=False)
         except ModelNotFoundError as error:
-            # Looking for weights costs file lookups (and a hub probe when online): not on every text search.
+            # The space exists but its weights are gone: worth a warning, though not on every text search.
             self._clip_retry_at = time.monotonic() + CLIP_RETRY_SECONDS
-            reason = str(error).split(";")[0]  # the ingest notice gives the whole message
+            reason = str(error).split(";")[0]
             log.warning("images are matched by their descriptions only: %s", reason)
             return None
 
@@ -241,10 +242,11 @@ class _Signals:
     keyword: Ranked = field(default_factory=list)
 
     def dense(self) -> Ranked:
-        """One dense list on the text scale: text-space cosines and aligned CLIP scores, the better of the two."""
-        if self.clip_scale is None:
-            return sorted(self.text, key=lambda pair: (-pair[1], pair[0]))
-        return _best_of(self.text, align(self.clip, *self.clip_scale))
+        """One dense list on the text scale: text-space cosines and aligned CLIP scores, the better of the two. A
+        negative cosine is no evidence: without a keyword match such a chunk is not a hit at all."""
+        merged = _best_of(self.text, align(self.clip, *self.clip_scale)) if self.clip_scale is not None else \
+            sorted(self.text, key=lambda pair: (-pair[1], pair[0]))
+        return [(chunk_id, score) for chunk_id, score in merged if score > 0]
 
 
 def _best_of(ranked: Ranked, extra: Ranked) -> Ranked:

@@ -29,8 +29,13 @@ def minilm_path() -> Path:
 def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT sentence-transformers model with the real MiniLM tokenizer."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer, BertConfig, BertModel
+
+    try:  # sentence-transformers 6 moved the modules; older releases keep them in sentence_transformers.models
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-text-model")

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from kb.encoders.clip import ClipEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
-from kb.inference import BackendUnavailableError, ExportCache
+from kb.errors import BackendUnavailableError, EncoderMismatchError
+from kb.inference import ExportCache
 from kb.storage.models import Space
-from kb.storage.store import EncoderMismatchError
 from kb.types import TEXT_SPACE
 
 pytest.importorskip("onnxruntime", reason="the onnx backends need onnxruntime (the onnx extra)")

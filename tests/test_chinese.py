@@ -61,7 +61,7 @@ def test_a_chinese_question_finds_the_english_passage(tmp_path: Path) -> None:
 
 
 def test_question_language() -> None:
-    from answering.language import question_language
+    from kb.language import question_language
 
     assert question_language("带薪年假有多少天？") == "zh"
     assert question_language("帶薪年假有多少天？") == "zh"

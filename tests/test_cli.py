@@ -54,3 +54,94 @@ def test_kb_option_and_errors(kb_env: Path, tmp_path: Path, capsys: pytest.Captu
     assert "no results" in capsys.readouterr().out
     assert main(["--kb", str(tmp_path / "typo"), "search", "x"]) == 2
     assert "no knowledge base" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+def test_errors_are_one_line_and_nothing_is_created_for_a_missing_folder(
+        kb_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--kb", str(tmp_path / "new"), "ingest", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["ingest", str(kb_env)]) == 0
+    capsys.readouterr()
+    for argv, expected in ((["search", ""], "the query is empty"),
+                           (["search", "   "], "the query is empty"),
+                           (["search", "refund", "--type", "xyz"], "unknown file types ['xyz']"),
+                           (["source", "add", str(kb_env), "--every", "15x"], "cannot read the interval"),
+                           (["search", "refund", "-k", "0"], "k must be positive")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kb: error: ") and expected in err and err.count("\n") == 1 and "http" not in err
+    # A filter that leaves nothing to match gives nothing, not a hit with no evidence.
+    assert main(["search", "refund", "--type", "png"]) == 0
+    assert capsys.readouterr().out.strip() == "no results"
+
+
+def test_version_and_errors_importable_from_kb(capsys: pytest.CaptureFixture[str]) -> None:
+    import kb
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("kb ")
+    for name in ("KbError", "ModelNotFoundError", "EncoderMismatchError", "WriterBusyError", "SchemaError",
+                 "ImageSearchUnavailable", "SourceNotFoundError", "NotAnImageError", "ScheduleError",
+                 "InvalidRequestError", "ConfigurationError"):
+        assert issubclass(getattr(kb, name), kb.KbError), name
+
+
+def test_search_shows_the_part_of_a_hit_that_matches(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    filler = " ".join(f"Paragraph {n} of the policy says nothing in particular about anything." for n in range(12))
+    (kb_env / "long.txt").write_text(f"{filler} Staff may carry over eleven unused vacation days. {filler}",
+                                     encoding="utf-8")
+    assert main(["ingest", str(kb_env)]) == 0
+    capsys.readouterr()
+    assert main(["search", "carry over vacation days", "--mode", "keyword", "-k", "1"]) == 0
+    snippet = capsys.readouterr().out.splitlines()[1]
+    assert "carry over eleven unused vacation days" in snippet and len(snippet) < 340 and snippet.strip()[0] == "…"
+    assert main(["search", "carry over vacation days", "--mode", "keyword", "-k", "1", "--full"]) == 0
+    assert "Paragraph 0 of" in capsys.readouterr().out
+
+
+def test_reports_failures_empty_files_and_strictness_alike(kb_env: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.documents import pdf_bytes
+
+    (kb_env / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog")
+    (kb_env / "scan.pdf").write_bytes(pdf_bytes([[]]))  # one page without a text layer
+    assert main(["ingest", str(kb_env)]) == 0
+    out = capsys.readouterr().out
+    assert "failed   " in out and "broken.pdf" in out and "1 empty" in out and "--verbose" in out
+    assert "scan.pdf" not in out
+    (kb_env / "scan.pdf").write_bytes(pdf_bytes([[], []]))
+    assert main(["ingest", str(kb_env), "--verbose", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "empty    " in out and "warning  " in out and "scan.pdf" in out and "no text layer" in out
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 empty, 1 with warnings)" in out and "broken.pdf: " in out  # failures with their reasons
+    assert main(["reindex"]) == 0
+    out = capsys.readouterr().out
+    assert "failed   " in out and "broken.pdf" in out and "unchanged" in out  # reindex reports as ingest does
+    assert main(["doctor"]) == 0
+    assert "hold no text" in capsys.readouterr().out
+
+
+def test_progress_goes_to_stderr_as_lines_without_a_terminal(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ingest", str(kb_env), "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout holds the report alone
+    phases = [line for line in captured.err.splitlines() if line.startswith("kb: [")]
+    assert any("scanning" in line for line in phases) and any("loading models" in line for line in phases)
+    assert any("saving indexes" in line for line in phases)
+
+
+def test_a_manual_reindex_counts_as_the_scheduled_run(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kb import KnowledgeBase
+    from kb.storage.models import utcnow
+
+    assert main(["source", "add", str(kb_env), "--every", "2h"]) == 0
+    with KnowledgeBase.open() as kb:
+        assert kb.sources()[0].next_run_at <= utcnow()  # due at once
+    assert main(["reindex"]) == 0
+    with KnowledgeBase.open() as kb:
+        due = kb.sources()[0].next_run_at
+        assert due is not None and (due - utcnow()).total_seconds() > 7000
+        assert kb.scheduler().run_pending() == []  # the scheduler does not run it again at once

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kb.config import Settings
-from kb.encoders import ClipEncoder, ModelNotFoundError, clip_encoder
+from kb.encoders import ClipEncoder, clip_encoder
+from kb.errors import ModelNotFoundError
 from tests.clip_model import CLASSES, caption, shape_images
 
 

@@ -11,9 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from kb import Filters, KnowledgeBase
-from kb.storage.database import SchemaError
-from kb.storage.lock import WriterBusyError
-from kb.storage.store import EncoderMismatchError
+from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
 
 DOCS = {
     "handbook/leave.txt": "Every employee receives twenty-five vacation days. Unused days expire in March.",
@@ -273,7 +271,6 @@ def test_a_file_that_vanishes_between_scan_and_read_is_reported(kb_factory, tmp_
 
 
 def test_a_missing_model_is_one_clear_error(kb_factory, tmp_path: Path) -> None:
-    from kb.encoders import ModelNotFoundError
 
     kb = kb_factory(text_model=str(tmp_path / "no-such-model"))
     with pytest.raises(ModelNotFoundError, match="looked in"):
@@ -426,3 +423,36 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
 
         assert session.execute(text("SELECT count(*) FROM chunks WHERE text_hash = ''")).scalar() == 0
     assert migrated.search("margrave", mode="keyword")
+
+
+def test_settings_file_comes_first_and_is_private(kb_factory, tmp_path: Path, monkeypatch) -> None:
+    import kb.knowledge_base as facade
+
+    def crash(*_args: object) -> None:
+        raise KeyboardInterrupt  # killed after the settings were written, before the database exists
+
+    monkeypatch.setattr(facade.Store, "__init__", crash)
+    with pytest.raises(KeyboardInterrupt):
+        kb_factory("killed")
+    assert (tmp_path / "killed" / "kb.json").exists() and not (tmp_path / "killed" / "kb.sqlite").exists()
+    monkeypatch.undo()
+    kb = kb_factory("fresh")
+    assert (kb.directory / "kb.json").stat().st_mode & 0o777 == 0o600
+    assert not list(kb.directory.glob("*.tmp"))
+
+
+def test_empty_documents_are_a_status_of_their_own(kb_factory, tmp_path: Path) -> None:
+    from tests.documents import pdf_bytes
+
+    folder = write_docs(tmp_path / "docs")
+    (folder / "scan.pdf").write_bytes(pdf_bytes([[], []]))  # pages without a text layer
+    kb = kb_factory(ocr="off")
+    report = kb.ingest(folder)
+    scan = str((folder / "scan.pdf").resolve())
+    assert report.empty == [scan] and scan in report.added and "no text layer" in report.warnings[scan][0]
+    assert "1 empty, 1 with warnings" in report.summary()
+    stats = kb.stats()
+    assert stats.documents == 5 and stats.empty == [scan] and list(stats.warnings) == [scan]
+    assert any("hold no text" in note for note in kb.doctor().notes)
+    assert kb.ingest(folder).unchanged  # an empty document is not read again until it changes
+    assert scan in kb.ingest(folder).unchanged

@@ -13,10 +13,9 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from kb.cli import main
+from kb.errors import EncoderMismatchError, ImageSearchUnavailable
 from kb.storage.models import Chunk, Space, StoredImage, Vector
-from kb.storage.store import EncoderMismatchError
 from kb.types import CLIP_SPACE, TEXT_SPACE
-from retrieval.retriever import ImageSearchUnavailable
 
 
 def noise_image(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> Path:
@@ -112,7 +111,10 @@ def test_without_clip_weights_text_still_works_and_the_user_is_told(image_kb, kb
     kb = image_kb(clip_pretrained=str(tmp_path / "missing.pt"))
     report = kb.ingest(folder)
     assert not report.failed and len(report.added) == 6
-    assert any("image space is off" in notice and "missing.pt" in notice for notice in report.notices), report.notices
+    assert [notice for notice in report.notices if "image space is off" in notice], report.notices
+    assert any("missing.pt" in notice for notice in kb.stats().notices)  # the whole reason, kept
+    noise_image(folder / "photo-9.png", 9)
+    assert not kb.ingest(folder).notices  # said once per knowledge base, not on every run
     assert kb.search("refund", k=1)[0].path.endswith("policy.txt")
     assert kb.search("forklift", k=1, modalities={"image"})[0].path.endswith("warehouse.md")
     with pytest.raises(ImageSearchUnavailable, match="missing.pt"):
@@ -123,6 +125,7 @@ def test_without_clip_weights_text_still_works_and_the_user_is_told(image_kb, kb
     problems = repaired.doctor(repair=True).problems
     assert any(problem.kind == "missing vectors" for problem in problems)
     assert Path(repaired.search(image=folder / "photo-2.png", k=1)[0].path).name == "photo-2.png"
+    assert not repaired.stats().notices  # the image space is on again
 
 
 def test_a_different_clip_model_is_a_clear_error(image_kb, tiny_clip, tmp_path: Path) -> None:
@@ -133,6 +136,10 @@ def test_a_different_clip_model_is_a_clear_error(image_kb, tiny_clip, tmp_path: 
 
     other = save_random_checkpoint(config, tmp_path / "other.pt", seed=1)
     kb = image_kb(clip_pretrained=str(other))
+    assert kb.ingest(folder).unchanged  # nothing to embed, so no model is even loaded
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        kb.search(image=folder / "photo-1.png", k=1)
+    (folder / "policy.txt").write_text("Customers may return unused items within 60 days.\n", encoding="utf-8")
     with pytest.raises(EncoderMismatchError, match="kb reembed"):
         kb.ingest(folder)
     assert kb.reembed() > 0

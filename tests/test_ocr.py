@@ -21,7 +21,7 @@ from ingestion.ocr import (
     ocr_engine,
     reading_order,
 )
-from kb.encoders.base import ModelNotFoundError
+from kb.errors import ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage
 from tests.rendering import LATIN_FONT, cjk_font, render_lines
 

@@ -6,7 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from ingestion.schedule import ScheduleError, next_run, validate_schedule
+from ingestion.schedule import next_run, validate_schedule
+from kb.errors import ScheduleError
 
 SATURDAY = datetime(2026, 11, 28, 22, 13, 30)
 

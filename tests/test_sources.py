@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.sources import SourceNotFoundError
+from kb.errors import SourceNotFoundError
 from kb.storage.models import utcnow
 from tests.test_knowledge_base import vector_counts, write_docs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from pypdf.generic import DictionaryObject, StreamObject
 from ingestion.loaders.base import ImageLimits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, Page
+
+# pypdf logs every oddity of a malformed file as a warning; the document's own warnings and the ingest report say
+# what matters. With a handler of its own, pypdf's records reach an application's logging configuration (the `kb`
+# command keeps them in kb.log) but are never printed by Python's last-resort handler on a user's terminal.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 _PAGE_SEPARATOR = "\n\n"
 _HEADER_WINDOW = 1024  # readers accept up to this much junk before "%PDF-"

@@ -11,12 +11,6 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from kb.errors import KbError
-
-
-class ModelNotFoundError(KbError, RuntimeError):
-    """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
-
 
 class EncoderIdentity(BaseModel):
     """What must match between the vectors stored in a space and the encoder that queries it."""

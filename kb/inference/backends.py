@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Literal, get_args
 
-from kb.encoders.base import ModelNotFoundError
+from kb.errors import BackendUnavailableError
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -15,10 +15,6 @@ INSTALL_HINTS = {
     "openvino": "pip install 'multimodal-kb[openvino]'",
     "nncf": "pip install 'multimodal-kb[openvino]'",
 }
-
-
-class BackendUnavailableError(ModelNotFoundError):
-    """The configured backend needs a package that is not installed; the message says which and how to get it."""
 
 
 def runtime(backend: Backend) -> str:

@@ -9,12 +9,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.errors import KbError
+from kb.errors import SchemaError
 from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
-
-
-class SchemaError(KbError, RuntimeError):
-    """The database was written by an incompatible version of this program."""
 
 
 def _add_schedules_and_chunk_hashes(session: Session) -> None:

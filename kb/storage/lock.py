@@ -7,11 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from kb.errors import KbError
-
-
-class WriterBusyError(KbError, RuntimeError):
-    """Another process is writing to this knowledge base."""
+from kb.errors import WriterBusyError
 
 
 class WriterLock:

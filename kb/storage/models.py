@@ -41,6 +41,12 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+# A document's status: "ok" (its text is indexed), "empty" (it was read and holds no text: a scan without OCR, an
+# image with nothing written in it; its pictures are still kept), "failed" (never read; ``error`` says why). A
+# document that fails after a good version keeps that version and its status, with the new ``error``.
+INGESTED = ("ok", "empty")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -176,6 +182,7 @@ __all__ = [
     "Base",
     "Chunk",
     "Document",
+    "INGESTED",
     "Meta",
     "Posting",
     "Run",

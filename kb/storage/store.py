@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.errors import KbError
+from kb.errors import EncoderMismatchError
 from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, StoredImage, Vector
@@ -21,10 +21,9 @@ from kb.storage.vector_index import VectorIndex
 
 MAX_TERM_LENGTH = 128
 KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
+NOTICE_PREFIX = "notice:"
+IMAGE_SPACE_OFF = "image space off"  # a standing notice: the CLIP weights could not be had at the last ingest
 
-
-class EncoderMismatchError(KbError, RuntimeError):
-    """A space is being opened with an encoder other than the one that built it."""
 
 
 class Store:
@@ -84,6 +83,31 @@ class Store:
                 f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
             )
         return space
+
+    def notices(self) -> list[str]:
+        """Standing notices: what the knowledge base cannot do for now, and why (say, no CLIP weights)."""
+        with self.sessions() as session:
+            return list(session.scalars(select(Meta.value).where(Meta.key.startswith(NOTICE_PREFIX))
+                                        .order_by(Meta.key)))
+
+    def record_notice(self, name: str, text: str | None) -> bool:
+        """Set (or with None, clear) the standing notice ``name``; True when ``text`` was not already standing, so
+        a missing optional model is told once per knowledge base, not on every run."""
+        key = NOTICE_PREFIX + name
+        with self.sessions() as session:
+            if session.scalar(select(Meta.value).where(Meta.key == key)) == text:
+                return False
+        with self.write() as session:
+            if text is None:
+                session.execute(delete(Meta).where(Meta.key == key))
+            else:
+                session.merge(Meta(key=key, value=text))
+        return True
+
+    def has_space(self, name: str) -> bool:
+        """Whether the space ``name`` has been built (cheap: no model is loaded to ask)."""
+        with self.sessions() as session:
+            return session.scalar(select(Space.id).where(Space.name == name)) is not None
 
     def check_keyword_tokenizer(self, name: str) -> None:
         """Record the keyword tokenizer on first use; querying with a different one later is a clear error."""

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kb.atomic import write_atomic
+from kb.errors import ConfigurationError
 from kb.storage.models import Space, Vector
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class VectorIndex:
         try:
             return faiss.index_factory(self.dimension, spec, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
-            raise ValueError(f"invalid faiss index factory string {self.factory!r}: {error}") from error
+            raise ConfigurationError(f"invalid faiss index factory string {self.factory!r}: {error}") from error
 
     @property
     def count(self) -> int:

@@ -1,4 +1,4 @@
-"""The language of a question, coarsely, so a reader can be chosen per language."""
+"""The language of a question, coarsely: readers and keyword weights can be chosen per language."""
 
 from __future__ import annotations
 

@@ -1,0 +1,43 @@
+"""Snippets: the stretch of a hit that holds the query's terms, marked, in English and Chinese."""
+
+from __future__ import annotations
+
+import pytest
+
+from kb.keywords import keyword_tokenizer
+from retrieval.snippets import snippet
+
+FILLER = "Nothing of note happens in this sentence at all. "
+
+
+def marked(text: str, query: str, tokenizer: str = "simple", width: int = 120) -> str:
+    return snippet(text, query, keyword_tokenizer(tokenizer), width=width).render(mark=lambda term: f"[{term}]")
+
+
+def test_the_window_with_the_most_query_terms_is_shown_with_them_marked() -> None:
+    text = FILLER * 6 + "Employees receive 25 vacation days per year. " + FILLER * 6
+    shown = marked(text, "How many vacation days do employees get?")
+    assert "[Employees] receive 25 [vacation] [days] per year." in shown
+    assert shown.startswith("…") and shown.endswith("…") and len(shown) <= 125
+
+
+def test_more_distinct_terms_beat_more_repeats_of_one() -> None:
+    text = "refund " * 10 + FILLER * 5 + "The refund policy allows returns within thirty days. " + FILLER * 5
+    assert "[refund] [policy] allows [returns]" in marked(text, "refund policy returns")
+
+
+def test_plural_and_case_meet_as_in_keyword_search() -> None:
+    assert marked("Refunds are paid to the original card.", "refund card") == "[Refunds] are paid to the original [card]."
+
+
+def test_without_a_matching_term_the_start_is_shown() -> None:
+    text = "Alpha beta gamma. " * 20
+    shown = marked(text, "unrelated words")
+    assert shown.startswith("Alpha beta") and "[" not in shown and shown.endswith("…")
+
+
+@pytest.mark.parametrize("tokenizer", ["simple", "jieba"])
+def test_chinese_terms_are_found_without_spaces(tokenizer: str) -> None:
+    text = "公司简介。" * 30 + "客户在收到商品后三十天内可以退货。" + "其他内容。" * 30
+    shown = marked(text, "客户退货有多少天？", tokenizer, width=40)
+    assert "[客户]" in shown and "[退货]" in shown and len(shown) <= 50
