@@ -21,8 +21,11 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "file_isolation", "file_timeout", "worker_memory_mb")
+                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
+LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # Chosen on development data (CMRC 2018 trial and DRCD; README, Chinese): see benchmarks/retrieval_benchmark.py.
 CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
 
@@ -37,6 +40,13 @@ class Settings(BaseSettings):
     )
     text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
     device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
+    encoder_backend: EncoderBackend = Field(
+        default=DEFAULT_ENCODER_BACKEND, description="what runs the text encoder: torch, or the model exported once "
+        "to ONNX and run on ONNX Runtime or OpenVINO (CPU), in float32 (torch's vectors) or int8 (faster, other "
+        "vectors: recorded in the space's identity)")
+    clip_backend: EncoderBackend = Field(default="torch", description="what runs the CLIP towers (as encoder_backend)")
+    model_cache: str | None = Field(default=None, description="where exported models are cached; default "
+                                    "~/.cache/multimodal-kb")
     batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
@@ -54,6 +64,10 @@ class Settings(BaseSettings):
         "passages far better than the offline text models do")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    fusion_true_scores: bool = Field(
+        default=True, description="score every fused candidate on both signals (its cosine from its stored vector, "
+        "its BM25 in SQL); false: a candidate missing from one retriever's top list counts 0 there (the behaviour "
+        "before, kept to measure the difference)")
     max_file_mb: float = Field(default=100.0, gt=0)
     file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
                                  "stopped when the file is over its time or memory budget")
@@ -158,6 +172,9 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
             raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+        # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
+        recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
+        recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
     env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
     merged = {k: v for k, v in recorded.items() if k not in env_names}
     merged.update(overrides)
