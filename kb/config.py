@@ -21,7 +21,7 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache")
+                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     ocr_embedded_images: bool = Field(default=False,
                                       description="also OCR images embedded in pages that have a text layer (slow)")
     follow_symlinks_outside: bool = False
+    reranker_model: str | None = Field(
+        default=None, description="cross-encoder (sentence-transformers name or folder, e.g. from `kb train "
+        "reranker`) that reorders the best text hits of every search; none by default")
+    rerank_candidates: int = Field(default=20, ge=1, description="fused hits the reranker reorders (more: better "
+                                   "recall, slower search)")
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")
     reader_models_by_language: dict[str, str] = Field(
@@ -112,11 +117,15 @@ class Settings(BaseSettings):
     reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
     reader_batch_size: int = Field(default=16, ge=1,
                                    description="windows per forward pass, at most (a batch also closes at 10% padding)")
-    reader_no_answer_threshold: float = Field(
-        default=0.1, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer")
+    reader_no_answer_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer. "
+        "Default: the threshold tuned for the reader model (its training.json), else 0.1")
     reader_precision: ReaderPrecision = Field(
         default="float32", description="reader arithmetic: float32; bfloat16 (for GPUs and CPUs with AMX: slower than "
         "float32 on an AVX-512 CPU without AMX); int8 dynamic quantisation of Linear layers (CPU, about 2x float32)")
+    reader_int8_float_layers: list[str] = Field(
+        default_factory=list, description="with reader_precision=int8: regular expressions of Linear layer names "
+        r'left in float32, e.g. ["qa_outputs", "layer\\.\\d+\\.output\\.dense"]')
     reader_quantize: bool = Field(default=False, description='older spelling of reader_precision="int8", turned into '
                                   "it on validation")
 

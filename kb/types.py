@@ -131,6 +131,9 @@ class Hit(BaseModel):
     dense_score: float | None = None
     keyword_score: float | None = None
     clip_score: float | None = None
+    rerank_score: float | None = Field(default=None, description="the cross-encoder's probability, when a reranker "
+                                       "ordered the text hits (it is then also ``score``)")
+    fused_score: float | None = Field(default=None, description="the fused score before reranking")
     image: ImageInfo | None = None
     repeats: list[Place] = Field(default_factory=list)
 

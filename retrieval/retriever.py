@@ -26,6 +26,7 @@ from retrieval.dense import dense_scores, dense_search
 from retrieval.evidence import one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_scores, keyword_search
+from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
@@ -64,6 +65,8 @@ class Retriever:
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
+        self.reranker = CrossEncoderReranker(settings.reranker_model, settings.device) \
+            if reranker_enabled(settings.reranker_model) else None
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -76,8 +79,10 @@ class Retriever:
         wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
-        # Deeper than k: candidates for fusion, and spare hits for those that fold into others (see evidence.py).
-        depth = max(2 * k, self.settings.fusion_candidates)
+        wanted_hits = max(k, self.settings.rerank_candidates) if self.reranker is not None else k
+        # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
+        # evidence.py).
+        depth = max(2 * wanted_hits, self.settings.fusion_candidates)
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
@@ -103,7 +108,10 @@ class Retriever:
             dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
             ranked = self._fuse(mode, dense, signals.keyword, question_language(query))
             hits = self._hits(session, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
-            return one_hit_per_evidence(hits)[:k]
+            hits = one_hit_per_evidence(hits)[:wanted_hits]
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
 
     def _complete(self, session: Session, signals: _Signals, query: str, text_space: Space | None,
                   vector: np.ndarray | None, clip_space: Space | None) -> None:

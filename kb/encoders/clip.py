@@ -151,7 +151,7 @@ class ClipEncoder(LazyEncoder):
                 image_mean=tag.get("mean"), image_std=tag.get("std"), image_interpolation=tag.get("interpolation"),
                 image_resize_mode=tag.get("resize_mode"))
             tokenizer = open_clip.get_tokenizer(architecture)
-        except pickle.UnpicklingError as error:  # open_clip loads with weights_only: a pickle with code is refused
+        except pickle.UnpicklingError:  # open_clip loads with weights_only: a pickle with code is refused
             raise ModelNotFoundError(f"CLIP checkpoint {checkpoint} is refused: it holds more than tensors (pickled "
                                      f"objects that could run code). {ADVICE}") from None
         except (OSError, RuntimeError) as error:  # a corrupt or mismatched checkpoint, an uncached HF tokenizer

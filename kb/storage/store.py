@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,34 @@ KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 NOTICE_PREFIX = "notice:"
 IMAGE_SPACE_OFF = "image space off"  # a standing notice: the CLIP weights could not be had at the last ingest
 
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A text chunk as training material: its text and span in its document's text."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """An ingested document as training material: path, title, text and its text chunks in order."""
+
+    path: str
+    title: str | None
+    text: str
+    chunks: list[StoredChunk]
+
+
+@dataclass(frozen=True)
+class StoredPicture:
+    """An image chunk as training material: its description (caption, alt text, OCR text) and JPEG preview."""
+
+    description: str
+    preview: bytes
+    path: str
 
 
 class Store:
@@ -256,3 +285,31 @@ class Store:
             removed += cls.delete_document_content(session, document_id)
             session.execute(delete(Document).where(Document.id == document_id))
         return removed
+
+    # -- training material ----------------------------------------------------------------------------------
+
+    def documents(self, batch: int = 200) -> Iterator[StoredDocument]:
+        """Every ingested document with its text chunks, a batch of documents per read."""
+        last = 0
+        while True:
+            with self.sessions() as session:
+                rows = session.execute(select(Document.id, Document.path, Document.title, Document.text)
+                                       .where(Document.status == "ok", Document.id > last)
+                                       .order_by(Document.id).limit(batch)).all()
+                if not rows:
+                    return
+                chunks: dict[int, list[StoredChunk]] = {row.id: [] for row in rows}
+                for chunk in session.execute(select(Chunk.document_id, Chunk.text, Chunk.start, Chunk.end)
+                                             .where(Chunk.document_id.in_(chunks), Chunk.modality == "text")
+                                             .order_by(Chunk.document_id, Chunk.ordinal)):
+                    chunks[chunk.document_id].append(StoredChunk(chunk.text, chunk.start, chunk.end))
+            yield from (StoredDocument(row.path, row.title, row.text, chunks[row.id]) for row in rows)
+            last = rows[-1].id
+
+    def pictures(self) -> Iterator[StoredPicture]:
+        """Every stored image with its description and preview."""
+        with self.sessions() as session:
+            for row in session.execute(select(Chunk.text, StoredImage.preview, Document.path)
+                                       .join(StoredImage, StoredImage.chunk_id == Chunk.id)
+                                       .join(Document, Document.id == Chunk.document_id).order_by(Chunk.id)):
+                yield StoredPicture(row.text, row.preview, row.path)
