@@ -11,6 +11,7 @@ and the zygote when the ingesting process goes away.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import resource
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -202,9 +204,11 @@ class _Zygote:
         theirs.close()
         self.control = ours
         self.lock = threading.Lock()
+        self.owner = os.getpid()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Running, and this process's own (a forked child of the ingesting process starts its own)."""
+        return self.owner == os.getpid() and self.process.poll() is None
 
     def fork(self) -> tuple[Connection, int, int | None]:
         """A new worker: (its connection, its pid, a pidfd to signal it with where the OS has them)."""
@@ -241,6 +245,9 @@ def zygote_main(control_fd: int) -> None:
     pidfd); exit when the ingesting process closes the control socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the ingest decides
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited workers
+    # What libraries say about a file's oddities is noise on the ingest's terminal; its report says what matters.
+    warnings.simplefilter("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
     control = socket.socket(fileno=control_fd)
     while True:
         try:

@@ -77,8 +77,7 @@ def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int = 204
 
 def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: list[str] | None,
             sha256: str | None = None) -> ExtractedImage:
-    """Decode, scale down to ``max_side`` before any conversion (so conversions cost preview-size memory, not
-    full-size), then make RGB and upright."""
+    """Decode, make RGB within ``max_side`` (see ``small_rgb``) and upright."""
     width, height = image.size
     frames = getattr(image, "n_frames", 1)
     if frames > 1 and notes is not None:
@@ -88,9 +87,7 @@ def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: li
         if image.format == "JPEG":
             image.draft(None, (max_side, max_side))  # decode at a reduced scale: much faster for big photos
         image.load()
-        if image.mode not in ("P", "1"):  # palette images are scaled once their colours are real ones
-            image = bounded(image, max_side)
-        image = bounded(to_rgb(image), max_side)
+        image = small_rgb(image, max_side)
         if orientation in _TRANSPOSE:
             image = image.transpose(_TRANSPOSE[orientation])
     except MemoryError:  # the file is over the memory budget: that is the reason
@@ -124,6 +121,14 @@ def _grey_to_8bit(image: Image.Image) -> Image.Image:
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def small_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` as RGB within ``max_side``, scaled down before any conversion, so that converting costs
+    preview-size memory, not full-size (palette and 1-bit images are scaled once their colours are real ones)."""
+    if image.mode not in ("P", "1"):
+        image = bounded(image, max_side)
+    return bounded(to_rgb(image), max_side)
 
 
 def bounded(image: Image.Image, max_side: int) -> Image.Image:
@@ -230,7 +235,7 @@ class EmbeddedImages:
         """Keep an image another library already decoded (a PDF's); ``data`` are the bytes it came from."""
         width, height = image.size  # before ``bounded``, which may scale ``image`` itself down
         try:
-            rgb = bounded(to_rgb(bounded(image, self.limits.max_side)), self.limits.max_side)
+            rgb = small_rgb(image, self.limits.max_side)
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:  # odd modes or broken pixel data from the PDF
