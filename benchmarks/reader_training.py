@@ -82,8 +82,10 @@ def evaluate(args: argparse.Namespace) -> int:
     args.variant = args.variant or ["float32"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sets = {"xquad-en minus held-out titles": xquad_without_held_out(args.data, Path(tmp))}
-        if args.held_out:
+        sets = {}
+        if "xquad" in args.sets:
+            sets["xquad-en minus held-out titles"] = xquad_without_held_out(args.data, Path(tmp))
+        if "held-out" in args.sets:
             sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
         for name, path in sets.items():
             for variant in args.variant:
@@ -127,7 +129,9 @@ def main() -> int:
     evaluation.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
     evaluation.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")
-    evaluation.add_argument("--held-out", action="store_true", help="also report squad2-dev-part (never tune on it)")
+    evaluation.add_argument("--sets", nargs="+", choices=["xquad", "held-out"], default=["xquad"],
+                            help="xquad: xquad-en minus the held-out titles; held-out: squad2-dev-part (report only, "
+                            "never tune on it)")
     evaluation.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not args.data.is_dir():

@@ -30,7 +30,15 @@ from training.errors import TrainingDataError
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.reader_features import ReaderFeatures, reader_features
-from training.runner import finish_card, library_versions, run_trainer, trainer_arguments, use_cores, utc_now
+from training.runner import (
+    best_evaluation,
+    finish_card,
+    library_versions,
+    run_trainer,
+    trainer_arguments,
+    use_cores,
+    utc_now,
+)
 from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
@@ -148,7 +156,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
         before = _scores_of(trainer.evaluate())
         before_file.write_text(json.dumps(before), encoding="utf-8")
     run = run_trainer(trainer, options, checkpoints)
-    after = _scores_of(trainer.evaluate())
+    after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate())
     out = options.out.expanduser()
     trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
     tokenizer.save_pretrained(str(out))

@@ -57,6 +57,13 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple
     return budget, Path(resume_from).name if resume_from else None
 
 
+def best_evaluation(state: Any) -> dict[str, float] | None:
+    """The logged evaluation of the checkpoint that was kept (the model now loaded), so it need not run again."""
+    found = [entry for entry in state.log_history
+             if entry.get("step") == state.best_global_step and any(name.startswith("eval_") for name in entry)]
+    return found[-1] if found and state.best_global_step else None
+
+
 def library_versions(*names: str) -> dict[str, str]:
     found = {}
     for name in ("torch", "transformers", *names):
