@@ -51,8 +51,11 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     log.info("loading reader model %s", name)
     try:
         with quiet_model_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=not online)
-            model = AutoModelForQuestionAnswering.from_pretrained(source, local_files_only=not online)
+            # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=not online,
+                                                      trust_remote_code=False)
+            model = AutoModelForQuestionAnswering.from_pretrained(source, local_files_only=not online,
+                                                                  trust_remote_code=False)
     except (OSError, ValueError) as error:  # offline, unknown repository, folder without weights
         raise ModelNotFoundError(
             f"reader model {name!r} could not be loaded (looked in: {where}); set KB_READER_MODEL to a local "

@@ -108,6 +108,8 @@ class RapidOcrEngine:
                 self._engine = self._build()
             try:
                 result, _ = self._engine(pixels)
+            except MemoryError:  # the file is over the memory budget: that is the reason
+                raise
             except Exception as error:  # onnxruntime and OpenCV raise many types on odd inputs
                 raise OcrError(f"OCR failed: {str(error) or type(error).__name__}") from error
         boxes = [_text_box(points, text) for points, text, score in result or () if float(score) >= self.min_score]
@@ -136,19 +138,19 @@ def _rapidocr_installed() -> bool:
         return False
 
 
-def ocr_engine(mode: str) -> OcrEngine | None:
-    """The engine for the ``ocr`` setting: "off" none, "auto" one when rapidocr-onnxruntime is installed, "on" one
-    or a ``ModelNotFoundError`` that says how to install it."""
+def ocr_available(mode: str) -> bool:
+    """Whether the ``ocr`` setting turns OCR on here: "off" never, "auto" when rapidocr-onnxruntime is installed,
+    "on" always, or a ``ModelNotFoundError`` that says how to install it."""
     if mode == "off":
-        return None
+        return False
     if mode not in ("auto", "on"):
         raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
     if not _rapidocr_installed():
         if mode == "auto":
-            return None
+            return False
         raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
                                  "or set KB_OCR=off")
-    return RapidOcrEngine()
+    return True
 
 
 def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page | None = None) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -12,20 +12,23 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
+from ingestion.isolation import FileRunner, StopRequested, file_runner
 from ingestion.loaders import LoadError, loader_for
-from ingestion.loaders.base import ImageLimits
-from ingestion.ocr import OcrEngine, apply_ocr
-from ingestion.pictures import Picture, pictures_of
-from ingestion.scan import ScannedFile, scan
+from ingestion.loaders.base import Limits
+from ingestion.ocr import ocr_available
+from ingestion.pictures import Picture
+from ingestion.reading import FileJob, ReadFailed, ReadSettings
+from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import ModelNotFoundError
+from kb.errors import ModelNotFoundError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer
+from kb.sources import too_many_missing
 from kb.storage.models import (
     INGESTED,
     Chunk,
@@ -50,6 +53,7 @@ from kb.types import (
     SilentProgress,
 )
 
+log = logging.getLogger(__name__)
 # What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
 STORAGE_ERRORS = (SQLAlchemyError, UnicodeError, ValueError)
 
@@ -107,7 +111,7 @@ class Ingestor:
 
     def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
                  progress: IngestProgress | None = None, should_stop: Callable[[], bool] | None = None,
-                 clip: ClipEncoder | None = None, ocr: OcrEngine | None = None) -> None:
+                 clip: ClipEncoder | None = None, allow_removal: bool = False) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
@@ -115,11 +119,16 @@ class Ingestor:
         self.progress = progress or SilentProgress()
         self.should_stop = should_stop or (lambda: False)
         self.clip = clip
-        self.ocr = ocr
+        self.allow_removal = allow_removal
         self.chunker: Chunker | None = None
         self.clip_space: Space | None = None
         self._vanished: dict[str, str] = {}
-        self.image_limits = ImageLimits.from_settings(settings)
+        self._root = Path()
+        ocr = ocr_available(settings.ocr)
+        self.read_settings = ReadSettings(
+            limits=Limits.from_settings(settings), max_bytes=int(settings.max_file_mb * 2**20),
+            follow_symlinks_outside=settings.follow_symlinks_outside, ocr=ocr,
+            ocr_embedded_images=settings.ocr_embedded_images, ocr_wanted=settings.ocr == "auto" and not ocr)
         self._unread_images = 0  # image files and scanned pages left unread because OCR is not installed
 
     def _build_chunker(self) -> Chunker:
@@ -131,29 +140,43 @@ class Ingestor:
 
     def run(self, folder: Path) -> IngestReport:
         root = folder.expanduser().resolve()
-        if not root.is_dir():
+        try:
+            is_folder = root.is_dir()
+        except OSError:  # a folder on the way that cannot be searched
+            is_folder = False
+        if not is_folder:
             self._record_missing_folder(root)
-            raise NotADirectoryError(f"{folder} is not a folder; nothing was changed")
+            raise SourceUnavailableError(f"{folder} is missing or not a folder; nothing was changed")
         started = time.perf_counter()
         report = IngestReport(source=str(root))
         with self.store.writer_lock:
             source_id, run_id = self._start_run(root)
             report.run_id = run_id
+            runner = file_runner(self.read_settings, self.settings.file_isolation, self.settings.file_timeout,
+                                 self.settings.worker_memory_mb, self.should_stop)
             try:
-                self._ingest(root, source_id, report)
+                self._ingest(root, source_id, report, runner)
             except BaseException as error:
-                self._finish_run(run_id, report, status="failed", error=f"{type(error).__name__}: {error}")
+                # Recorded where possible; a second fault here (a read-only database, a full disk) must not
+                # replace the error that ended the run.
+                reason = f"{type(error).__name__}: {error}"
+                _quietly(lambda: self._finish_run(run_id, report, status="failed", error=reason))
+                _quietly(self._save_indexes)
                 raise
             finally:
-                indexes = self.store.loaded_indexes()
-                if indexes:
-                    self.progress.phase("saving indexes")
-                for index in indexes:
-                    index.save()
+                runner.close()
+            self._save_indexes()
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
                              error="stopped on request before every file was seen" if report.interrupted else None)
         return report
+
+    def _save_indexes(self) -> None:
+        indexes = self.store.loaded_indexes()
+        if indexes:
+            self.progress.phase("saving indexes")
+        for index in indexes:
+            index.save()
 
     # -- run bookkeeping ------------------------------------------------------------------------------------
 
@@ -207,8 +230,9 @@ class Ingestor:
     def encoder_name(self) -> str:
         return self.settings.text_model + ("" if self.clip is None else f" and CLIP {self.settings.clip_model}")
 
-    def _ingest(self, root: Path, source_id: int, report: IngestReport) -> None:
+    def _ingest(self, root: Path, source_id: int, report: IngestReport, runner: FileRunner) -> None:
         self.progress.phase("scanning", str(root))
+        self._root = root
         scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
@@ -223,6 +247,7 @@ class Ingestor:
                            Document.status, Document.error)
                     .where(func.substr(Document.path, 1, len(prefix)) == prefix))
             }
+        self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
@@ -233,10 +258,13 @@ class Ingestor:
         total = len(scanned.files)
         self.progress.phase("reading", f"{total} files")
         for done, file in enumerate(scanned.files, start=1):
-            if self.should_stop():
+            try:
+                if self.should_stop():
+                    raise StopRequested("stopped on request")
+                item = self._prepare(file, known.get(str(file.path)), source_id, report, runner)
+            except StopRequested:
                 report.interrupted = True
                 break
-            item = self._prepare(file, known.get(str(file.path)), source_id, report)
             if item is not None:
                 pending.append(item)
                 pending_chunks += item.units
@@ -252,12 +280,31 @@ class Ingestor:
             return
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
-        if still_gone:
+        if still_gone and not self.allow_removal and too_many_missing(len(still_gone), len(known),
+                                                                      self.settings.max_removed_share):
+            report.removal_withheld = [path for path, _ in still_gone]
+            report.notices.append(
+                f"{len(still_gone)} of the {len(known)} documents from this folder are missing and were kept: that "
+                f"is over max_removed_share ({self.settings.max_removed_share:.0%}), as when a share is partly "
+                "unmounted; if the files really were deleted, run again allowing removal (kb ingest/reindex "
+                "--allow-removal)")
+        elif still_gone:
             self._remove(still_gone, report)
 
-    def _prepare(self, file: ScannedFile, known: _Known | None, source_id: int,
-                 report: IngestReport) -> _Pending | None:
-        """Decide what a file needs; load and chunk it if it is new or changed."""
+    def _check_available(self, root: Path, scanned: ScanResult, documents: int) -> None:
+        """Fail the run, removing nothing, when the folder cannot be read, or holds nothing at all while
+        documents came from it (the bare mount point of an unmounted share) and removal was not allowed."""
+        if root in scanned.unreadable_dirs:
+            raise SourceUnavailableError(f"the folder {root} cannot be read; nothing was changed")
+        if documents and not scanned.files and not scanned.failed and not scanned.skipped and not self.allow_removal:
+            raise SourceUnavailableError(
+                f"the folder {root} is empty, but {documents} document(s) came from it (an unmounted share?); "
+                "nothing was removed. If its files really were deleted, run again allowing removal "
+                "(kb ingest/reindex --allow-removal)")
+
+    def _prepare(self, file: ScannedFile, known: _Known | None, source_id: int, report: IngestReport,
+                 runner: FileRunner) -> _Pending | None:
+        """Decide what a file needs; read, load and chunk it (through ``runner``) if it is new or changed."""
         path = str(file.path)
         loader = loader_for(file.path)
         if loader is None:
@@ -273,15 +320,12 @@ class Ingestor:
                                  f"file is {file.size / 2**20:.1f} MB, over the {self.settings.max_file_mb:g} MB limit",
                                  known, report)
             return None
+        job = FileJob(self._root, file.path, file.identity)
         try:
-            data = file.path.read_bytes()
-        except FileNotFoundError:
-            report.failed.append(FailedFile(path=path, reason="vanished before it could be read"))
+            content_hash = runner.read(job)
+        except LoadError as error:  # refused, vanished, or over the time budget: the next run tries again
+            report.failed.append(FailedFile(path=path, reason=str(error)))
             return None
-        except OSError as error:
-            self._record_failure(file, source_id, loader.file_type, "", f"cannot read: {error.strerror}", known, report)
-            return None
-        content_hash = hashlib.sha256(data).hexdigest()
         if known is not None and known.content_hash == content_hash and known.status in INGESTED:
             self._touch(known.id, file)
             report.unchanged.append(path)
@@ -293,18 +337,22 @@ class Ingestor:
             return None
         chunker = self._models_ready(report)
         try:
-            document = loader.load(file.path, data, self.image_limits)
-            self._read_text_in_images(document)
-            chunks = chunker.chunk(document)
-            pictures = pictures_of(document)
+            loaded = runner.load(job)
+            chunks = chunker.chunk(loaded.document)
+        except ReadFailed as error:
+            report.failed.append(FailedFile(path=path, reason=str(error)))
+            return None
         except LoadError as error:
             self._record_failure(file, source_id, loader.file_type, content_hash, str(error), known, report)
             return None
+        except StopRequested:
+            raise
         except Exception as error:  # a loader bug must cost one file, never the run
             reason = f"unexpected {type(error).__name__}: {error}"
             self._record_failure(file, source_id, loader.file_type, content_hash, reason, known, report)
             return None
-        return _Pending(file, content_hash, document, chunks, pictures, known)
+        self._unread_images += loaded.unread_images
+        return _Pending(file, content_hash, loaded.document, chunks, loaded.pictures, known)
 
     def _open_clip_space(self, report: IngestReport) -> Space | None:
         """The CLIP space, or None when it is turned off or its weights cannot be had. The first run without them
@@ -320,14 +368,6 @@ class Ingestor:
             return None
         self.store.record_notice(IMAGE_SPACE_OFF, None)
         return self.store.space(CLIP_SPACE, identity)
-
-    def _read_text_in_images(self, document: ExtractedDocument) -> None:
-        """OCR image files and scanned pages into the document's text (counted, when OCR is off, for the report)."""
-        if self.ocr is not None:
-            apply_ocr(document, self.ocr, embedded=self.settings.ocr_embedded_images)
-        elif self.settings.ocr == "auto" and (document.file_type == "image"
-                                               or any(image.scanned_page for image in document.images)):
-            self._unread_images += 1  # OCR was wanted where available, and is not installed: say so
 
     def _record_unchanged(self, known: _Known, path: str, report: IngestReport) -> None:
         if known.status == "failed":
@@ -389,12 +429,16 @@ class Ingestor:
                 with session.begin_nested():
                     batches = [self._store_documents(session, groups, source_id, text_space.id)]
                 written = pending
+            except OperationalError:
+                raise  # the database itself (full, read-only, locked, failing): the run's error, never a file's
             except STORAGE_ERRORS:
                 batches = []
                 for group in groups:
                     try:
                         with session.begin_nested():
                             batches.append(self._store_documents(session, [group], source_id, text_space.id))
+                    except OperationalError:
+                        raise
                     except STORAGE_ERRORS as error:
                         reason = f"could not be stored: {error}"
                         report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
@@ -542,3 +586,12 @@ def _concatenate(parts: list[tuple[list[int], np.ndarray]], dimension: int) -> t
     ids = [chunk_id for part_ids, _ in parts for chunk_id in part_ids]
     vectors = np.concatenate([vectors for _, vectors in parts]) if parts else np.zeros((0, dimension), np.float32)
     return np.asarray(ids, dtype=np.int64), vectors
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    """Run a clean-up step on the way out of a failed run; its own failure is noted, never raised over the first
+    (recording the run, saving an index cache: the database rebuilds a cache that could not be saved)."""
+    try:
+        action()
+    except Exception as error:
+        log.info("after the run failed, a clean-up step failed too: %s: %s", type(error).__name__, error)

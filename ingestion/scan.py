@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kb.containment import REFUSED, inside
 from kb.types import FailedFile
 
 
 @dataclass(frozen=True)
 class ScannedFile:
-    """A file found under the source root (``path`` is under the root even when it is a symlink)."""
+    """A file found under the source root (``path`` is under the root even when it is a symlink).
+
+    ``identity`` is the (device, inode) the scan saw: the read refuses a file replaced since.
+    """
 
     path: Path
     relpath: str
     size: int
     mtime_ns: int
+    identity: tuple[int, int]
 
 
 @dataclass
@@ -42,15 +46,16 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
+class _Refused(Exception):
+    """A symlink the scan does not follow."""
 
 
 def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
     """All regular files under ``root``; hidden entries (names starting with '.') are left out.
 
-    Symlinks are followed while they stay inside ``root`` (or anywhere, if allowed); loops, broken links,
-    unreadable folders and files that vanish mid-scan are reported instead of raising.
+    Symlinks are followed while they stay inside ``root`` (or anywhere, if allowed); loops, unreadable folders
+    and files that vanish mid-scan are reported instead of raising. A symlink leading outside the folder, or to
+    nothing, is reported with the containment rule's one message: the report never says what exists outside.
     """
     root = root.resolve()
     root_str = str(root)
@@ -75,18 +80,24 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
                 continue
             try:
                 if entry.is_symlink():
-                    target = os.path.realpath(path, strict=True)
-                    if not follow_symlinks_outside and not _inside(target, root_str):
-                        result.skipped.append(FailedFile(path=str(path), reason="symlink points outside the folder"))
-                        continue
-                info = path.stat()
-            except FileNotFoundError:
-                reason = "broken symlink" if os.path.islink(path) else "vanished during the scan"
-                result.failed.append(FailedFile(path=str(path), reason=reason))
+                    # The target is checked where it really is, and never followed further: a link re-pointed
+                    # meanwhile shows up as a link and is refused like one leading outside.
+                    target = os.path.realpath(path)
+                    if not follow_symlinks_outside and not inside(target, root_str):
+                        raise _Refused
+                    info = os.stat(target, follow_symlinks=False)
+                    if stat.S_ISLNK(info.st_mode):
+                        raise _Refused
+                else:
+                    info = entry.stat(follow_symlinks=False)
+            except (_Refused, FileNotFoundError) as error:
+                if entry.is_symlink() or isinstance(error, _Refused):
+                    result.skipped.append(FailedFile(path=str(path), reason=f"symlink: {REFUSED}"))
+                else:
+                    result.failed.append(FailedFile(path=str(path), reason="vanished during the scan"))
                 continue
             except OSError as error:
-                reason = "symlink loop" if error.errno == errno.ELOOP else f"cannot stat: {error.strerror}"
-                result.failed.append(FailedFile(path=str(path), reason=reason))
+                result.failed.append(FailedFile(path=str(path), reason=f"cannot stat: {error.strerror}"))
                 continue
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
@@ -98,7 +109,7 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
             elif stat.S_ISREG(info.st_mode):
                 relpath = str(path.relative_to(root))
                 result.files.append(ScannedFile(path=path, relpath=relpath, size=info.st_size,
-                                                mtime_ns=info.st_mtime_ns))
+                                                mtime_ns=info.st_mtime_ns, identity=(info.st_dev, info.st_ino)))
             else:
                 result.skipped.append(FailedFile(path=str(path), reason="not a regular file"))
     result.files.sort(key=lambda f: f.relpath)

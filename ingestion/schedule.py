@@ -14,6 +14,7 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # (name, lowest, highest) of the five cron fields, in order.
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 SEARCH_LIMIT = timedelta(days=5 * 366)
+MAX_INTERVAL = timedelta(days=366)  # longer intervals are typing mistakes, and overflow date arithmetic
 
 
 
@@ -25,9 +26,12 @@ def interval_seconds(text: str) -> int | None:
             raise ScheduleError(f"cannot read the interval {text!r}: give a number and a unit, s, m, h or d "
                                 "(30s, 15m, 2h, 1d)")
         return None
-    seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2).lower()]
+    number = match.group(1).lstrip("0") or "0"
+    seconds = int(number) * UNIT_SECONDS[match.group(2).lower()] if len(number) <= 12 else None
+    if seconds is None or seconds > MAX_INTERVAL.total_seconds():
+        raise ScheduleError(f"interval {text[:40]!r} is longer than {MAX_INTERVAL.days} days")
     if seconds <= 0:
-        raise ScheduleError(f"interval {text!r} must be positive")
+        raise ScheduleError(f"interval {text[:40]!r} must be positive")
     return seconds
 
 

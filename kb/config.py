@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -9,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
+from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -20,8 +21,13 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "reader_int8_float_layers")
+                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
+LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
+# Chosen on development data (CMRC 2018 trial and DRCD; README, Chinese): see benchmarks/retrieval_benchmark.py.
+CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
 
 
 class Settings(BaseSettings):
@@ -34,17 +40,50 @@ class Settings(BaseSettings):
     )
     text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
     device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
+    encoder_backend: EncoderBackend = Field(
+        default=DEFAULT_ENCODER_BACKEND, description="what runs the text encoder: torch, or the model exported once "
+        "to ONNX and run on ONNX Runtime or OpenVINO (CPU), in float32 (torch's vectors) or int8 (faster, other "
+        "vectors: recorded in the space's identity)")
+    clip_backend: EncoderBackend = Field(default="torch", description="what runs the CLIP towers (as encoder_backend)")
+    model_cache: str | None = Field(default=None, description="where exported models are cached; default "
+                                    "~/.cache/multimodal-kb")
     batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0)
-    keyword_tokenizer: Literal["simple", "jieba"] = "simple"
+    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(
+        default="auto", description='BM25 terms: "jieba" segments Chinese into words, "simple" indexes CJK as '
+        'character bigrams (English is the same in both); "auto" is jieba when installed (the chinese extra), '
+        "recorded as the one chosen")
     fusion: Literal["calibrated", "rrf", "relative"] = Field(
         default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
     keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
+    keyword_weights_by_language: dict[str, float] = Field(
+        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description='keyword share for questions in a '
+        'language ("zh", "ja", "ko"); others use keyword_weight. Chinese leans on jieba BM25, which finds Chinese '
+        "passages far better than the offline text models do")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    fusion_true_scores: bool = Field(
+        default=True, description="score every fused candidate on both signals (its cosine from its stored vector, "
+        "its BM25 in SQL); false: a candidate missing from one retriever's top list counts 0 there (the behaviour "
+        "before, kept to measure the difference)")
     max_file_mb: float = Field(default=100.0, gt=0)
+    file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
+                                 "stopped when the file is over its time or memory budget")
+    file_timeout: float = Field(default=60.0, gt=0, description="seconds one file may take to read and load "
+                                "(OCR included) before it fails; needs file_isolation")
+    worker_memory_mb: int = Field(default=2048, ge=256, description="memory of the process that loads files, at "
+                                  "most; a file that needs more fails (needs file_isolation)")
+    max_document_chars: int = Field(default=10_000_000, ge=1, description="a document with more extracted text "
+                                    "fails")
+    max_pages: int = Field(default=2000, ge=1, description="PDF pages read per file; the rest are left out, with a "
+                           "warning")
+    max_html_mb: float = Field(default=5.0, gt=0, description="larger HTML files fail (parsing costs about 100 times "
+                               "the size in memory)")
+    max_removed_share: float = Field(default=0.5, ge=0, le=1, description="a run that would remove more than this "
+                                     "share of a source's documents removes none unless told to (an unmounted or "
+                                     "emptied share is not taken as every file deleted)")
     clip_model: str = Field(default=DEFAULT_CLIP_MODEL,
                             description='open_clip architecture name, or a model config .json file; "none" turns '
                             "the image space off")
@@ -100,6 +139,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _choose_keyword_tokenizer(self) -> Settings:
+        """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
+        if self.keyword_tokenizer == "auto":
+            self.keyword_tokenizer = "jieba" if _installed("jieba") and _installed("opencc") else "simple"
+        return self
+
+    @model_validator(mode="after")
     def _quantize_means_int8(self) -> Settings:
         """``reader_quantize`` (KB_READER_QUANTIZE) predates ``reader_precision``: it still asks for int8."""
         if self.reader_quantize:
@@ -122,6 +168,10 @@ class Settings(BaseSettings):
         return init_settings, env_settings
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
     """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides``."""
     recorded: dict[str, Any] = {}
@@ -131,6 +181,9 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
             raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+        # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
+        recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
+        recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
     env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
     merged = {k: v for k, v in recorded.items() if k not in env_names}
     merged.update(overrides)
@@ -141,11 +194,11 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     """Record what defines the knowledge base, atomically, so it reopens with the same models and options.
 
     Settings of the machine it runs on (device, batch size) are not recorded, nor a database URL holding a
-    password: pass that through ``KB_DATABASE_URL`` each time.
+    password in any of its forms: pass that through ``KB_DATABASE_URL`` each time.
     """
     path = kb_dir / CONFIG_FILE
     exclude = set(MACHINE_SETTINGS)
-    if settings.database_url and make_url(settings.database_url).password:
+    if settings.database_url and holds_secret(settings.database_url):
         exclude.add("database_url")
     recorded = settings.model_dump(exclude=exclude)
     write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
 from contextlib import nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 
 from kb.embedding import EMBED_BATCH, embed_stored, members
 from kb.errors import ModelNotFoundError, WriterBusyError
+from kb.sources import too_many_missing
 from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Vector
 from kb.storage.store import IMAGE_SPACE_OFF
 from kb.storage.vector_index import VectorIndex
@@ -146,18 +148,37 @@ def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair
 
 
 def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
-    """Documents whose file no longer exists. Those of a source whose whole folder is missing (an unmounted
-    share) are reported but never deleted."""
+    """Documents whose file no longer exists. Nothing is deleted for a source whose folder is missing, unreadable
+    or empty (an unmounted share), nor when more than ``max_removed_share`` of a source's files are missing at
+    once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
     store = knowledge_base.store
     with store.sessions() as session:
         rows = session.execute(select(Document.id, Document.path, Source.path)
                                .join(Source, Source.id == Document.source_id)).all()
-    gone = [(doc_id, path) for doc_id, path, root in rows if not Path(path).exists() and Path(root).is_dir()]
-    missing_roots = sorted({root for _, _, root in rows if not Path(root).is_dir()})
-    for root in missing_roots:
-        report.problems.append(Problem(kind="source folder missing",
-                                       detail=f"{root} (its documents are kept until the folder is back or removed "
-                                              f"with `kb source remove`)"))
+    by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for document_id, path, root in rows:
+        by_source[root].append((document_id, path))
+    gone: list[tuple[int, str]] = []
+    unknown = 0
+    for root, documents in sorted(by_source.items()):
+        state = _folder_state(root)
+        if state is not None:
+            report.problems.append(Problem(kind=f"source folder {state}", detail=f"{root} (its documents are kept "
+                                           "until the folder is back, or removed with `kb source remove`)"))
+            continue
+        states = [(document_id, path, _file_state(path)) for document_id, path in documents]
+        missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
+        unknown += sum(1 for _, _, state in states if state == "unknown")
+        if too_many_missing(len(missing), len(documents), knowledge_base.settings.max_removed_share):
+            report.problems.append(Problem(kind="many files missing", detail=(
+                f"{len(missing)} of the {len(documents)} files of {root} are missing: more than max_removed_share, "
+                "so --repair keeps their documents (if they really were deleted, `kb reindex SOURCE "
+                "--allow-removal` removes them)")))
+            continue
+        gone += missing
+    if unknown:
+        report.problems.append(Problem(kind="files unreadable", detail=f"{unknown} document file(s) cannot be looked "
+                                       "at (a folder on the way cannot be read); their documents are kept"))
     if not gone:
         return
     if repair:
@@ -166,6 +187,29 @@ def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
             store.bump_generations(session, [space.id for space in store.spaces()])
     shown = ", ".join(path for _, path in gone[:5]) + (" ..." if len(gone) > 5 else "")
     report.problems.append(Problem(kind="files gone", detail=f"{len(gone)} file(s): {shown}", repaired=repair))
+
+
+def _folder_state(root: str) -> str | None:
+    """Why a source folder cannot vouch for its files ("missing", "unreadable", "empty"), or None when it can."""
+    try:
+        with os.scandir(root) as entries:
+            empty = next(entries, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError:
+        return "unreadable"
+    return "empty" if empty else None
+
+
+def _file_state(path: str) -> str:
+    """"present", "gone" (the file, or a folder on its way, does not exist) or "unknown" (it cannot be looked at)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "gone"
+    except OSError:
+        return "unknown"
+    return "present"
 
 
 def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:

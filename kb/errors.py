@@ -13,6 +13,10 @@ class ModelNotFoundError(KbError, RuntimeError):
     """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
 
 
+class BackendUnavailableError(ModelNotFoundError):
+    """The configured encoder backend needs a package that is not installed; the message says which and how."""
+
+
 class EncoderMismatchError(KbError, RuntimeError):
     """A space is being opened with an encoder other than the one that built it."""
 
@@ -47,4 +51,18 @@ class InvalidRequestError(KbError, ValueError):
 
 class ConfigurationError(KbError, ValueError):
     """A setting that cannot work: an unknown keyword tokenizer, an invalid index factory string, a ``kb.json``
-    written by a newer version."""
+    written by a newer version, a database URL that cannot be used."""
+
+
+class LockFileError(KbError, RuntimeError):
+    """The writer lock file is a symlink or not a regular file: it is never followed or truncated."""
+
+
+class SourceUnavailableError(KbError, OSError):
+    """A source folder that is missing, unreadable, or empty where documents came from (an unmounted share): the
+    run fails and removes nothing."""
+
+
+class StorageError(KbError, OSError):
+    """The knowledge base's files or database cannot be written (read-only, disk full): the message names the
+    cause, and the original error is its ``__cause__``."""

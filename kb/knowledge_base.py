@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,12 +15,13 @@ from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.embedding import EMBED_BATCH, embed_stored, members
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
-from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, WriterBusyError
+from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, ScheduleError, WriterBusyError
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
 from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.store import Store
+from kb.storage.urls import redact
 from kb.types import (
     CLIP_SPACE,
     TEXT_SPACE,
@@ -38,6 +40,7 @@ from kb.types import (
     SpaceStats,
     Stats,
 )
+from retrieval.evidence import one_hit_per_evidence
 from retrieval.retriever import Retriever
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 ImageQuery = Union[str, os.PathLike[str], "Image"]
 FileCallback = Callable[[int, int, str], None]
 
+log = logging.getLogger(__name__)
 DEFAULT_HOME = ".kb"
 
 
@@ -93,20 +97,22 @@ class KnowledgeBase:
     # -- writing --------------------------------------------------------------------------------------------
 
     def ingest(self, folder: str | os.PathLike[str], progress: IngestProgress | FileCallback | None = None,
-               should_stop: Callable[[], bool] | None = None) -> IngestReport:
+               should_stop: Callable[[], bool] | None = None, allow_removal: bool = False) -> IngestReport:
         """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed.
 
         ``progress`` is an :class:`kb.types.IngestProgress` (phases and files) or a plain
         ``callback(done, total, relpath)`` called as each file has been read. ``should_stop`` is polled between
-        files: when it returns True the run commits what it has, removes nothing, and is recorded as interrupted.
+        files and while one is read: when it returns True the run commits what it has, removes nothing, and is
+        recorded as interrupted. A folder that is empty or unreadable where documents came from fails the run, and
+        more than ``max_removed_share`` of its documents missing at once are kept (the report says so), unless
+        ``allow_removal``: an unmounted share is not every file deleted.
         """
-        from ingestion.ocr import ocr_engine
         from ingestion.pipeline import Ingestor
 
         if progress is not None and not isinstance(progress, IngestProgress):
             progress = FileProgress(progress)
         ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
-                            clip=self.clip, ocr=ocr_engine(self.settings.ocr))
+                            clip=self.clip, allow_removal=allow_removal)
         ran = True
         try:
             return ingestor.run(Path(folder))
@@ -115,7 +121,10 @@ class KnowledgeBase:
             raise
         finally:
             if ran:  # any run of a scheduled source, by hand or by the scheduler, ended or failed, is its run
-                sources.schedule_next(self.store, sources.resolve(folder), utcnow())
+                try:
+                    sources.schedule_next(self.store, sources.resolve(folder), utcnow())
+                except ScheduleError as error:  # a stored schedule that cannot be used: said, never raised over
+                    log.error("%s", error)      # the run's own outcome
 
     def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
         """Keep ``folder`` up to date: ``schedule`` is a cron expression ("*/30 * * * *") or an interval
@@ -130,15 +139,16 @@ class KnowledgeBase:
         return sources.list_sources(self.store)
 
     def reindex(self, folder: str | os.PathLike[str] | None = None,
-                progress: IngestProgress | FileCallback | None = None) -> list[IngestReport]:
-        """One run now, for one source or every registered source."""
+                progress: IngestProgress | FileCallback | None = None,
+                allow_removal: bool = False) -> list[IngestReport]:
+        """One run now, for one source or every registered source (``allow_removal``: see ``ingest``)."""
         registered = [info.path for info in self.sources()]
         if folder is not None:
             wanted = sources.resolve(folder)
             if wanted not in registered:
                 raise sources.SourceNotFoundError(f"no source {wanted}; add it with `kb source add` or `kb ingest`")
             registered = [wanted]
-        return [self.ingest(path, progress) for path in registered]
+        return [self.ingest(path, progress, allow_removal=allow_removal) for path in registered]
 
     def jobs(self, limit: int = 20) -> list[Job]:
         """The most recent ingest and reindex runs, newest first."""
@@ -224,8 +234,8 @@ class KnowledgeBase:
         return self.retriever.search(query, k=k, mode=mode, filters=filters, modalities=modalities)
 
     def image_preview(self, hit: Hit | int) -> bytes:
-        """The stored JPEG preview of an image hit (or image chunk id): an embedded image a user can look at."""
-        chunk_id = hit.chunk_id if isinstance(hit, Hit) else hit
+        """The stored JPEG preview of the image a hit shows or carries (or of an image chunk id)."""
+        chunk_id = (hit.image.chunk_id if hit.image is not None else hit.chunk_id) if isinstance(hit, Hit) else hit
         with self.store.sessions() as session:
             preview = session.scalar(select(StoredImage.preview).where(StoredImage.chunk_id == chunk_id))
         if preview is None:
@@ -258,7 +268,7 @@ class KnowledgeBase:
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
         top = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
         images = [hit for hit in top if hit.modality == "image"]
-        evidence = sorted(passages + images, key=lambda hit: -hit.score)
+        evidence = one_hit_per_evidence(sorted(passages + images, key=lambda hit: -hit.score))
         if not passages:
             return AskResult(question=question, evidence=evidence, status="no_evidence",
                              message="no passage matches the question")
@@ -311,7 +321,7 @@ class KnowledgeBase:
             ]
             return Stats(
                 path=str(self.directory),
-                database=self.store.sessions.kw["bind"].url.render_as_string(hide_password=True),
+                database=redact(self.store.url),
                 schema_version=schema_version(self.store.sessions),
                 sources=list(session.scalars(select(Source.path).order_by(Source.id))),
                 documents=sum(documents.get(status, 0) for status in INGESTED),

@@ -8,10 +8,18 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ingestion.schedule import next_run, validate_schedule
-from kb.errors import SourceNotFoundError
+from kb.errors import ScheduleError, SourceNotFoundError
 from kb.storage.models import INGESTED, Document, Run, Source, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
+
+REMOVAL_FLOOR = 10  # fewer missing documents than this are always removed: a folder tidied by hand
+
+
+def too_many_missing(missing: int, documents: int, share: float) -> bool:
+    """Whether ``missing`` of a source's ``documents`` is too many to remove in one go without being told to:
+    more than ``share`` of them (and at least ``REMOVAL_FLOOR``), as when part of a share is unmounted."""
+    return missing >= REMOVAL_FLOOR and missing > share * documents
 
 
 def resolve(path: str | Path) -> str:
@@ -75,11 +83,23 @@ def next_due(store: Store) -> datetime | None:
 
 
 def schedule_next(store: Store, path: str, after: datetime) -> None:
-    """Set a scheduled source's next run from its schedule (a missed run is not repeated)."""
+    """Set a scheduled source's next run from its schedule (a missed run is not repeated).
+
+    A stored schedule that cannot be used (written by an older version that let absurd intervals through) stops
+    the source from being scheduled, and raises ``ScheduleError`` saying so, rather than failing every poll.
+    """
     with store.write() as session:
         source = session.scalar(select(Source).where(Source.path == path))
-        if source is not None and source.schedule:
+        if source is None or not source.schedule:
+            return
+        try:
             source.next_run_at = next_run(source.schedule, after)
+            return
+        except (ScheduleError, OverflowError) as error:
+            source.next_run_at = None
+            problem, schedule = error, source.schedule
+    raise ScheduleError(f"the schedule {schedule[:40]!r} of {path} cannot be used ({problem}); the source is no longer "
+                        "scheduled: set a schedule again with `kb source add`") from problem
 
 
 def jobs(store: Store, limit: int = 20) -> list[Job]:

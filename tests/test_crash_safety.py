@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from kb import KnowledgeBase
+from kb import KnowledgeBase, containment
+from kb.containment import REFUSED
 from kb.storage.models import Chunk, Document
 from tests.documents import pdf_bytes
 
@@ -162,22 +163,22 @@ def test_a_folder_of_bad_input_is_reported_and_the_rest_ingested(kb_factory, tmp
     (folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     (folder / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "locked.txt").write_text("secret", encoding="utf-8")
-    original = Path.read_bytes
+    original = os.open
 
-    def read_bytes(self: Path) -> bytes:  # root reads every file, so unreadability is simulated
-        if self.name == "locked.txt":
+    def open_file(path: str, flags: int, *args: object, **kwargs: object) -> int:  # root reads every file,
+        if path == "locked.txt":                                                    # so unreadability is simulated
             raise PermissionError(13, "Permission denied")
-        return original(self)
+        return original(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    kb = kb_factory(max_file_mb=6)
+    monkeypatch.setattr(containment.os, "open", open_file)
+    kb = kb_factory(max_file_mb=6, file_isolation=False)  # the patched open runs in this process
     report = kb.ingest(folder)
     failed = {Path(f.path).name: f.reason for f in report.failed}
     assert sorted(Path(p).name for p in report.added) == ["chinese.txt", "good.pdf", "one-line.md", "utf16.txt"]
     assert "PDF" in failed["truncated.pdf"] and "PDF" in failed["random.pdf"]
     assert "DOCX" in failed["random.docx"] and "zip bomb" in failed["bomb.docx"]
     assert failed["zero.txt"] == "empty file" and "limit" in failed["big.txt"]
-    assert "Permission denied" in failed["locked.txt"] and "loop" in failed["loop"]
+    assert failed["locked.txt"] == REFUSED and "loop" in failed["loop"]
     assert "image" in failed["truncated.png"] and not report.skipped
     assert kb.search("anchors", k=1, mode="keyword")[0].path.endswith("good.pdf")
     assert kb.search("bridges", k=1, mode="keyword")[0].path.endswith("utf16.txt")

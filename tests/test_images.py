@@ -13,22 +13,25 @@ from docx import Document
 from PIL import Image
 
 from ingestion.loaders import LoadError, loader_for
-from ingestion.loaders.base import ImageLimits
+from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from kb.config import Settings
+from kb.containment import REFUSED
 from kb.types import ExtractedDocument
 from tests.documents import bomb_png, image_bytes, pdf_bytes
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
 
-def load(folder: Path, name: str, data: bytes, limits: ImageLimits | None = None) -> ExtractedDocument:
-    """Write ``data`` as ``name`` and load it the way the pipeline does."""
+def load(folder: Path, name: str, data: bytes, limits: Limits | None = None,
+         root: Path | None = None) -> ExtractedDocument:
+    """Write ``data`` as ``name`` and load it the way the pipeline does, in source folder ``root`` (default
+    ``folder``)."""
     path = folder / name
     path.write_bytes(data)
     loader = loader_for(path)
     assert loader is not None, name
-    return loader.load(path, path.read_bytes(), limits)
+    return loader.load(path, path.read_bytes(), limits, root)
 
 
 def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 40) -> bool:
@@ -147,8 +150,8 @@ def test_decompression_bomb_is_refused_from_the_header_quickly(tmp_path: Path) -
 
 
 def test_limits_follow_the_settings(tmp_path: Path) -> None:
-    assert ImageLimits() == ImageLimits.from_settings(Settings())
-    limits = ImageLimits.from_settings(Settings(max_image_pixels=1000, min_image_side=8))
+    assert Limits() == Limits.from_settings(Settings())
+    limits = Limits.from_settings(Settings(max_image_pixels=1000, min_image_side=8))
     assert (limits.max_pixels, limits.min_side) == (1000, 8)
     with pytest.raises(ImageError, match="over the limit"):
         load(tmp_path, "small.png", image_bytes("PNG", size=(50, 50)), limits)
@@ -187,7 +190,7 @@ def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:
 def test_pdf_image_count_is_capped(tmp_path: Path) -> None:
     pages = [[f"page {n}"] for n in range(4)]
     images = [image_bytes("JPEG", color=(60 * n, 0, 0)) for n in range(4)]
-    document = load(tmp_path, "many.pdf", pdf_bytes(pages, images=images), ImageLimits(max_images=2))
+    document = load(tmp_path, "many.pdf", pdf_bytes(pages, images=images), Limits(max_images=2))
     assert [image.page for image in document.images] == [1, 2]
     assert document.warnings[-1].startswith("2 image(s) beyond the first 2 skipped")
 
@@ -238,7 +241,7 @@ def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
     assert (logo.name, logo.alt, logo.width) == ("image 3 (data URI)", "Company logo", 50)
     assert document.text[logo.start:logo.end] == "Logo: in a line."
     assert document.warnings == [
-        "image img/missing.png skipped: file not found",
+        f"image img/missing.png skipped: {REFUSED}",
         "image file:///etc/x.png skipped: not a local file (file URL), not fetched",
         "image image 7 (data URI) skipped: not an image in a supported format (JPEG, PNG, WEBP, GIF, BMP, TIFF)",
         "1 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
@@ -258,15 +261,18 @@ See the screen ![The main screen](../img/shot.png "Main window") below.
 
 <img src="../img/shot.png" alt="again"> and ![Gone](missing.png)
 """
-    document = load(tmp_path / "docs", "guide.md", source.encode())
+    document = load(tmp_path / "docs", "guide.md", source.encode(), root=tmp_path)
     [shot] = document.images  # the <img> shows the same picture again: kept once
     assert (shot.name, shot.alt, shot.caption, shot.width) == ("../img/shot.png", "The main screen", "Main window", 90)
     assert document.text[shot.start:shot.end] == "The main screen"
-    assert document.warnings == ["image missing.png skipped: file not found"]
+    assert document.warnings == [f"image missing.png skipped: {REFUSED}"]
+    outside = load(tmp_path / "docs", "guide.md", source.encode())  # a source folder of docs/ alone
+    assert outside.images == [] and outside.warnings == [f"image ../img/shot.png skipped: {REFUSED}",
+                                                          f"image missing.png skipped: {REFUSED}"]
 
 
 def test_symlink_loop_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     document = load(tmp_path, "page.md", b"![loop](loop.png)\n")
     assert document.text == "loop" and document.images == []
-    assert document.warnings[0].startswith("image loop.png skipped: cannot read")
+    assert document.warnings == [f"image loop.png skipped: {REFUSED}"]

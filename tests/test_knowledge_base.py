@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from kb import Filters, KnowledgeBase
+from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
 
 DOCS = {
@@ -136,7 +137,7 @@ def test_bad_files_are_reported_and_the_rest_ingested(kb_factory, tmp_path: Path
     assert "binary.txt" in reasons
     assert "loop" in reasons["loop"]
     assert "unsupported" in skipped["archive.zip"]
-    assert "outside" in skipped["secret-link.txt"]
+    assert skipped["secret-link.txt"] == f"symlink: {REFUSED}"
     assert kb.stats().failed_documents == 3
     # Failures are remembered: an unchanged bad file is reported again without being re-read.
     again = kb.ingest(folder)
@@ -336,7 +337,7 @@ def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> 
 
 
 def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:
-    kb = kb_factory()
+    kb = kb_factory(keyword_tokenizer="simple")
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
     other = kb_factory(keyword_tokenizer="jieba")
@@ -370,14 +371,14 @@ def test_a_document_the_database_rejects_costs_only_that_file(kb_factory, tmp_pa
 
     original = TextLoader.extract
 
-    def extract(self, path: Path, data: bytes, limits) -> ExtractedDocument:  # type: ignore[no-untyped-def]
+    def extract(self, path: Path, data: bytes, limits, root) -> ExtractedDocument:  # type: ignore[no-untyped-def]
         if path.name == "poison.txt":  # a lone surrogate in the title: no database can store it as text
             return ExtractedDocument(text="an ordinary sentence", title="broken \ud800 title", file_type="text")
-        return original(self, path, data, limits)
+        return original(self, path, data, limits, root)
 
     monkeypatch.setattr(TextLoader, "extract", extract)
     folder = write_docs(tmp_path / "docs", {**DOCS, "poison.txt": "anything"})
-    kb = kb_factory()
+    kb = kb_factory(file_isolation=False)  # the patched loader runs in this process
     report = kb.ingest(folder)
     assert sorted(Path(p).name for p in report.added) == ["expenses.md", "history.txt", "leave.txt", "returns.html"]
     assert [Path(f.path).name for f in report.failed] == ["poison.txt"]

@@ -12,7 +12,7 @@ from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
 from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for
-from ingestion.loaders.base import clean_text
+from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
@@ -312,7 +312,7 @@ def test_pdf_without_any_text_is_still_a_document(tmp_path: Path) -> None:
 
 def test_pdf_page_cap(tmp_path: Path) -> None:
     data = pdf_bytes([["page one"], ["page two"], ["page three"]])
-    document = PdfLoader(max_pages=2).load(tmp_path / "long.pdf", data)
+    document = PdfLoader().load(tmp_path / "long.pdf", data, Limits(max_pages=2))
     assert [page.number for page in document.pages] == [1, 2]
     assert "page three" not in document.text
     assert document.warnings == ["only the first 2 of 3 pages were read (max_pages)"]

@@ -18,7 +18,7 @@ from ingestion.ocr import (
     TextBox,
     apply_ocr,
     insert_text,
-    ocr_engine,
+    ocr_available,
     reading_order,
 )
 from kb.errors import ModelNotFoundError
@@ -119,16 +119,16 @@ def test_engine_gets_bgr_pixels_at_most_max_side_and_errors_become_ocr_errors() 
 
 
 def test_ocr_modes(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ocr_engine("off") is None
+    assert ocr_available("off") is False
     with pytest.raises(ValueError):
-        ocr_engine("sometimes")
+        ocr_available("sometimes")
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # makes the import fail
-    assert ocr_engine("auto") is None
+    assert ocr_available("auto") is False
     with pytest.raises(ModelNotFoundError, match=r"multimodal-kb\[ocr\].*KB_OCR=off"):
-        ocr_engine("on")
+        ocr_available("on")
     monkeypatch.undo()
     pytest.importorskip("rapidocr_onnxruntime")
-    assert isinstance(ocr_engine("auto"), RapidOcrEngine) and isinstance(ocr_engine("on"), RapidOcrEngine)
+    assert ocr_available("auto") is True and ocr_available("on") is True
 
 
 @needs_font

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.errors import SourceNotFoundError
+from kb.errors import SourceNotFoundError, SourceUnavailableError
 from kb.storage.models import utcnow
 from tests.test_knowledge_base import vector_counts, write_docs
 
@@ -73,7 +73,7 @@ def test_a_missing_source_folder_fails_the_run_and_keeps_its_documents(kb_factor
     kb.add_source(folder, "every 5m")
     kb.scheduler().run_pending()
     folder.rename(tmp_path / "unmounted")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(SourceUnavailableError):
         kb.reindex(folder)
     assert kb.jobs()[0].status == "failed" and "missing" in kb.jobs()[0].error
     assert kb.stats().documents == 4

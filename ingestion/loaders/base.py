@@ -21,26 +21,41 @@ class LoadError(KbError):
 
 
 @dataclass(frozen=True)
-class ImageLimits:
-    """Bounds on the images a loader decodes; the defaults are those of the knowledge base's settings.
+class Limits:
+    """The work one file may cost a loader; the defaults are those of the knowledge base's settings.
 
-    ``max_pixels`` refuses decompression bombs from the header; embedded images under ``min_side`` on a side are
-    decoration; kept images are scaled down to ``max_side``; a document keeps at most ``max_images`` images and
-    ``max_total_pixels`` pixels of them (memory); a referenced image file may hold ``max_bytes``.
+    ``max_chars`` bounds the extracted text, ``max_pages`` the PDF pages read and ``max_markup_bytes`` the size of
+    an HTML page (parsing costs about a hundred times its size in memory). For images: ``max_pixels``
+    refuses decompression bombs from the header; embedded images under ``min_side`` on a side are decoration;
+    kept images are scaled down to ``max_side``; a document keeps at most ``max_images`` images (a repeated
+    picture counts each time it appears) and ``max_total_pixels`` pixels of them; a referenced image file may
+    hold ``max_bytes``, and all of a document's together ``max_total_bytes``.
     """
 
+    max_chars: int = 10_000_000
+    max_pages: int = 2000
+    max_markup_bytes: int = 5 * 2**20
     max_pixels: int = 64_000_000
     min_side: int = 32
     max_side: int = 2048
     max_images: int = 200
     max_total_pixels: int = 100_000_000
     max_bytes: int = 50 * 2**20
+    max_total_bytes: int = 200 * 2**20
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ImageLimits:
-        return cls(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(max_chars=settings.max_document_chars, max_pages=settings.max_pages,
+                   max_markup_bytes=int(settings.max_html_mb * 2**20), max_pixels=settings.max_image_pixels,
+                   min_side=settings.min_image_side)
+
+    def check_chars(self, count: int) -> None:
+        """Refuse a document whose text has grown past ``max_chars``."""
+        if count > self.max_chars:
+            raise LoadError(f"over budget: more than {self.max_chars:,} characters of text (max_document_chars)")
 
 
+_MAX_TITLE = 1000  # a title is one line a person reads; a longer one is cut
 # Characters that end a line in some convention; all become "\n" so the chunker sees one kind of break.
 _LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x85\u2028\u2029]")
 # Control characters other than "\n" and "\t", plus stray byte-order marks inside the text.
@@ -66,26 +81,29 @@ class Loader(ABC):
     """Turns the bytes of one kind of file into its visible text.
 
     The caller reads the bytes once (it also hashes them); ``path`` names the file in messages, and locates the
-    image files a document refers to.
+    image files a document refers to, which are read only inside ``root`` (the source folder; default the
+    document's own folder) under the containment rule (``kb.containment``).
     """
 
     file_type: str
 
-    def load(self, path: Path, data: bytes, limits: ImageLimits | None = None) -> ExtractedDocument:
+    def load(self, path: Path, data: bytes, limits: Limits | None = None, root: Path | None = None) -> ExtractedDocument:
         """The document in ``data``; raises ``LoadError`` with a readable reason when there is none.
 
-        The title comes back as one clean line, or None when it is blank. Images are decoded within ``limits``
-        (``ImageLimits.from_settings``; default: the default settings').
+        The title comes back as one clean line, or None when it is blank. The work stays within ``limits``
+        (``Limits.from_settings``; default: the default settings'); a text over ``max_chars`` is refused.
         """
         if not data:
             raise LoadError("empty file")
-        document = self.extract(path, data, limits or ImageLimits())
+        limits = limits or Limits()
+        document = self.extract(path, data, limits, (root or path.parent).resolve())
+        limits.check_chars(len(document.text))
         if document.title is not None:
-            document.title = " ".join(clean_text(document.title).split()) or None
+            document.title = clean_text(" ".join(document.title.split())[:_MAX_TITLE]) or None
         return document
 
     @abstractmethod
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
         """Format-specific work for ``load``; ``data`` is never empty here."""
 
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from docx import Document
 from docx.opc.part import Part
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
-from ingestion.loaders.base import ImageLimits, Loader, LoadError, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -32,6 +34,10 @@ _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr
 _T = qn("w:t")
 _STYLE_ID = qn("w:val")
 MAX_EXPANDED_BYTES = 512 * 2**20
+# Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
+# parts are counted (by their "<", streamed) before anything parses them.
+MAX_XML_TAGS = 2_000_000
+_COUNT_CHUNK = 1 << 20
 _STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")  # python-docx names the stream
 
 
@@ -46,22 +52,25 @@ class DocxLoader(Loader):
 
     file_type = "docx"
 
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
-        _refuse_zip_bomb(data)
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+        _refuse_bombs(data)
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
             document = Document(io.BytesIO(data))
             title = (document.core_properties.title or "").strip() or None
             heading_styles = {style.style_id for style in document.styles if _is_heading(style.name)}
             caption_styles = {style.style_id for style in document.styles if (style.name or "").lower() == "caption"}
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
         except Exception as error:
             reason = _STREAM_REPR.sub("the file", str(error)) or type(error).__name__
             raise LoadError(f"corrupt DOCX: {reason}") from error
         body = document.element.body
-        blocks = list(_blocks(body))
+        blocks = [block if block.text or block.drawings else _EMPTY for block in _blocks(body)]
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
+        limits.check_chars(len(text))
         warnings: list[str] = []
-        images = _pictures(document.part, blocks, text, caption_styles, EmbeddedImages(limits, warnings))
+        images = _pictures(document.part, blocks, text, caption_styles, EmbeddedImages(limits, warnings, root))
         title = title or _first_heading(body, heading_styles)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=warnings)
 
@@ -70,20 +79,35 @@ class _Block(NamedTuple):
     """A paragraph or table of the body: its text, its element, and the drawings inside it."""
 
     text: str
-    element: _Element
+    element: _Element | None
     drawings: list[_Element]
 
 
-def _refuse_zip_bomb(data: bytes) -> None:
-    """A DOCX is a zip: refuse one that would inflate past ``MAX_EXPANDED_BYTES`` before anything unpacks it."""
+_EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
+
+
+def _refuse_bombs(data: bytes) -> None:
+    """A DOCX is a zip of XML: refuse one that would inflate past ``MAX_EXPANDED_BYTES``, or whose XML holds more
+    than ``MAX_XML_TAGS`` elements, before anything unpacks or parses it."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(member.file_size for member in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+            members = archive.infolist()
+            expanded = sum(member.file_size for member in members)
+            if expanded > MAX_EXPANDED_BYTES:
+                raise LoadError(f"DOCX would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
+                                f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
+            tags = 0
+            for member in members:
+                if not member.filename.lower().endswith((".xml", ".rels")):
+                    continue
+                with archive.open(member) as part:
+                    while chunk := part.read(_COUNT_CHUNK):
+                        tags += chunk.count(b"<")
+                        if tags > MAX_XML_TAGS:
+                            raise LoadError(f"over budget: DOCX XML holds more than {MAX_XML_TAGS:,} elements "
+                                            "(an XML bomb?)")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: python-docx reports it as corrupt
-    if expanded > MAX_EXPANDED_BYTES:
-        raise LoadError(f"DOCX would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
-                        f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
 
 
 def _is_heading(name: str | None) -> bool:
@@ -158,41 +182,58 @@ def _table(table: _Element) -> _Block:
 
 def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[str],
               images: EmbeddedImages) -> list[ExtractedImage]:
-    """The pictures of the body, each with its alt text, caption and span in ``text``."""
+    """The pictures of the body, each with its alt text, caption and span in ``text``.
+
+    Pictures sharing one image part are hashed once and decoded once; each repeat counts against the limit.
+    """
     cursor = TextCursor(text)
+    hashes: dict[str, str] = {}  # image part name -> hash of its bytes
+    last_text: _Block | None = None  # the last block with text before the current one
     for index, block in enumerate(blocks):
-        if not block.drawings:
-            continue
-        following = blocks[index + 1] if index + 1 < len(blocks) else None
-        caption = following if following is not None and _is_caption(following, caption_styles) else None
-        span = _span(cursor, blocks[:index + 1], caption)
-        for drawing in block.drawings:
-            properties = drawing.find(f".//{_DOC_PR}")
-            alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
-            for blip in drawing.iter(_BLIP):  # a group holds several pictures
-                related = part.related_parts.get(blip.get(_EMBED, ""))
-                if related is None:
-                    images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
-                    continue
-                images.add_bytes(related.blob, related.partname.lstrip("/"), start=span[0], end=span[1],
-                                 alt=alt or None, caption=caption and " ".join(caption.text.split()))
+        if block.drawings and not images.full:
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            caption = following if following is not None and _is_caption(following, caption_styles) else None
+            spans: list[tuple[int, int]] = []  # found once per block, for its first kept picture
+
+            def described(block: _Block = block, before: _Block | None = last_text, caption: _Block | None = caption,
+                          spans: list[tuple[int, int]] = spans) -> dict[str, Any]:
+                if not spans:
+                    spans.append(_span(cursor, block, before, caption))
+                return {"start": spans[0][0], "end": spans[0][1]}
+
+            for drawing in block.drawings:
+                properties = drawing.find(f".//{_DOC_PR}")
+                alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
+                for blip in drawing.iter(_BLIP):  # a group holds several pictures
+                    related = part.related_parts.get(blip.get(_EMBED, ""))
+                    if related is None:
+                        images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
+                        continue
+                    name = related.partname.lstrip("/")
+                    if name not in hashes:
+                        hashes[name] = hashlib.sha256(related.blob).hexdigest()
+                    images.add_bytes(related.blob, name, sha256=hashes[name], described=described, alt=alt or None,
+                                     caption=caption and " ".join(caption.text.split()))
+        if block.text.strip():
+            last_text = block
     return images.finish()
 
 
 def _is_caption(block: _Block, caption_styles: set[str]) -> bool:
+    if block.element is None:
+        return False
     style = block.element.find(f"{qn('w:pPr')}/{qn('w:pStyle')}")
     if style is not None and style.get(_STYLE_ID) in caption_styles:
         return True
     return block.text.strip().lower().startswith(_FIGURE_LABELS)
 
 
-def _span(cursor: TextCursor, blocks: list[_Block], caption: _Block | None) -> tuple[int, int]:
-    """The span of the last of ``blocks`` (it holds the picture) through its caption; for a picture alone in
-    its paragraph and without caption, the empty span after the text before it."""
-    holder = cursor.find(blocks[-1].text)
+def _span(cursor: TextCursor, holder: _Block, before: _Block | None, caption: _Block | None) -> tuple[int, int]:
+    """The span of the block holding the picture through its caption; for a picture alone in its paragraph and
+    without caption, the empty span after ``before``, the last block with text before it."""
+    held = cursor.find(holder.text)
     captioned = cursor.find(caption.text) if caption is not None else None
-    if holder is None and captioned is None:
-        before = next((block for block in reversed(blocks) if block.text.strip()), None)
+    if held is None and captioned is None:
         found = cursor.find(before.text) if before is not None else None
         return (found[1], found[1]) if found else (cursor.end, cursor.end)
-    return (holder or captioned)[0], (captioned or holder)[1]  # type: ignore[index]
+    return (held or captioned)[0], (captioned or held)[1]  # type: ignore[index]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -36,6 +38,7 @@ _MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, 
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _IMAGE_BLOCKS = _PARAGRAPH | _LINE | set(_CELLS)  # an image's span is the text of the nearest of these around it
 _MAX_SPAN = 2000  # a block with more text than this is not a useful span for an image
+_MAX_SPAN_NODES = 2 * _MAX_SPAN  # elements and strings looked at while rendering one image's block or caption
 
 
 class HtmlLoader(Loader):
@@ -47,14 +50,19 @@ class HtmlLoader(Loader):
 
     file_type = "html"
 
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+        if len(data) > limits.max_markup_bytes:
+            raise LoadError(f"over budget: HTML of {len(data) / 2**20:.1f} MB, over the "
+                            f"{limits.max_markup_bytes / 2**20:g} MB limit (max_html_mb)")
         text = encoding.decode_text(data, _declared_charset(data))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
             soup = BeautifulSoup(text, "lxml")
+        del text
         visible = clean_text(_render(soup))
+        limits.check_chars(len(visible))
         notes: list[str] = []
-        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes))
+        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes, root))
         return ExtractedDocument(text=visible, file_type=self.file_type, title=_title(soup), images=images,
                                  warnings=notes)
 
@@ -65,27 +73,65 @@ def image_source(img: Tag) -> tuple[str, str | None]:
     return str(img.get("src") or ""), alt or None
 
 
-def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages) -> list[ExtractedImage]:
-    """The visible images of the page, in document order, located in ``text``."""
-    cursor = TextCursor(text)
-    blocks: dict[int, str] = {}  # rendered text of the blocks met so far, by id
-    for number, img in enumerate(soup.find_all("img"), 1):
-        if _hidden(img) or any(_hidden(parent) for parent in img.parents):
+class _Visible(NamedTuple):
+    """A visible ``<img>`` with the elements around it that describe it."""
+
+    img: Tag
+    block: Tag | None  # the nearest paragraph, line or cell holding it
+    in_article: bool  # whether that block lies inside an <article> or <main>
+    figure: Tag | None
+
+
+def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
+    """Every ``<img>`` a reader sees, in document order, found in one walk of the tree (hidden parts skipped
+    whole), so the cost stays linear however deep the nesting."""
+    stack: list[tuple[PageElement, Tag | None, bool, Tag | None]] = [(soup, None, False, None)]
+    while stack:
+        node, block, in_article, figure = stack.pop()
+        if not isinstance(node, Tag) or _hidden(node, in_article):
             continue
-        src, alt = image_source(img)
-        figure = img.find_parent("figure")
-        figcaption = figure.find("figcaption") if figure is not None else None
-        caption = (" ".join(figcaption.get_text(" ").split()) or None) if isinstance(figcaption, Tag) else None
-        block = img.find_parent(_IMAGE_BLOCKS)
-        span = None
-        if block is not None:
-            if id(block) not in blocks:
-                blocks[id(block)] = _render(block)
-            if len(blocks[id(block)]) <= _MAX_SPAN:
-                span = cursor.find(blocks[id(block)])
-        start, end = span or (cursor.end, cursor.end)
+        if node.name == "img":
+            yield _Visible(node, block, in_article, figure)
+            continue
+        if node.name in _IMAGE_BLOCKS:
+            block = node
+        figure = node if node.name == "figure" else figure
+        children_in_article = in_article or node.name in ("article", "main")
+        stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
+
+
+def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages) -> list[ExtractedImage]:
+    """The visible images of the page, in document order, located in ``text``.
+
+    An image's block and caption are rendered with a bounded budget: a block too long to be a useful span is
+    abandoned early, so nested blocks cost no more than flat ones.
+    """
+    cursor = TextCursor(text)
+    blocks: dict[int, str | None] = {}  # rendered text of the blocks met so far, by id (None: too long)
+    numbers = {id(img): number for number, img in enumerate(soup.find_all("img"), 1)}  # hidden ones count too
+    for found in _visible_images(soup):
+        number = numbers[id(found.img)]
+        src, alt = image_source(found.img)
+
+        def described(found: _Visible = found, alt: str | None = alt) -> dict[str, Any]:
+            """Caption and span, looked for only when the image is kept: each costs a bounded render."""
+            caption = None
+            if found.figure is not None:
+                figcaption = found.figure.find("figcaption", recursive=False)
+                if isinstance(figcaption, Tag):
+                    caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
+            span = None
+            if found.block is not None:
+                if id(found.block) not in blocks:
+                    blocks[id(found.block)] = _bounded_render(found.block, found.in_article)
+                rendered = blocks[id(found.block)]
+                if rendered is not None:
+                    span = cursor.find(rendered)
+            start, end = span or (cursor.end, cursor.end)
+            return {"start": start, "end": end, "alt": alt, "caption": caption}
+
         name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
-        images.add_reference(src, folder, name, start=start, end=end, alt=alt, caption=caption)
+        images.add_reference(src, folder, name, described=described)
     return images.finish()
 
 
@@ -105,15 +151,44 @@ def _title(soup: BeautifulSoup) -> str | None:
     return None
 
 
-def _hidden(tag: Tag) -> bool:
-    """Elements a reader does not see as page content: scripts, chrome, navigation, hidden parts."""
+def _hidden(tag: Tag, in_article: bool) -> bool:
+    """Elements a reader does not see as page content: scripts, chrome, navigation, hidden parts.
+
+    ``in_article``: the tag lies inside an <article> or <main>, where a header or footer is the article's own.
+    """
     if tag.name in _DROPPED:
         return True
-    if tag.name in ("header", "footer") and tag.find_parent(("article", "main")) is None:
+    if tag.name in ("header", "footer") and not in_article:
         return True  # page banner and footer; inside an article they hold its own title and byline
     if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
         return True
     return not _HIDDEN_ROLES.isdisjoint(str(tag.get("role", "")).lower().split())
+
+
+class _TooLong(Exception):
+    """A bounded render ran out of its budget."""
+
+
+class _Budget:
+    """Nodes a bounded render may still look at (None: unbounded)."""
+
+    def __init__(self, nodes: int | None) -> None:
+        self.nodes = nodes
+
+    def spend(self) -> None:
+        if self.nodes is not None:
+            self.nodes -= 1
+            if self.nodes < 0:
+                raise _TooLong
+
+
+def _bounded_render(root: Tag, in_article: bool) -> str | None:
+    """The visible text under ``root``, or None when it is longer than an image span may be."""
+    try:
+        text = _render(root, in_article=in_article, budget=_Budget(_MAX_SPAN_NODES))
+    except _TooLong:
+        return None
+    return text if len(text) <= _MAX_SPAN else None
 
 
 class _Writer:
@@ -146,17 +221,20 @@ class _Writer:
         return "".join(self.parts)
 
 
-def _render(root: Tag, tables: int = 0) -> str:
-    """The visible text under ``root``, which lies inside ``tables`` table cells.
+def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None) -> str:
+    """The visible text under ``root``, which lies inside ``tables`` table cells (and an article if
+    ``in_article``); a ``budget`` of nodes, when given, raises ``_TooLong`` once spent.
 
     Iterative, so deeply nested elements cannot exhaust the stack; only nested tables recurse, and only
     up to ``_MAX_NESTED_TABLES`` deep.
     """
+    budget = budget or _Budget(None)
     writer = _Writer()
     preformatted = 0
-    stack: list[tuple[PageElement, bool]] = [(root, False)]
+    stack: list[tuple[PageElement, bool, bool]] = [(root, False, in_article)]
     while stack:
-        node, leaving = stack.pop()
+        node, leaving, article = stack.pop()
+        budget.spend()
         if isinstance(node, NavigableString):
             if not isinstance(node, PreformattedString):  # comments, doctypes, processing instructions
                 writer.text(str(node), preformatted > 0)
@@ -169,30 +247,31 @@ def _render(root: Tag, tables: int = 0) -> str:
                 preformatted -= 1
             writer.brk(2 if name in _PARAGRAPH else 1)
             continue
-        if _hidden(node):
+        if _hidden(node, article):
             continue
+        article = article or name in ("article", "main")
         if name == "br":
             writer.line_break()
         elif name == "tr":
             writer.brk(1)
-            writer.text(_row(node, tables), preformatted=True)
+            writer.text(_row(node, tables, article, budget), preformatted=True)
             writer.brk(1)
         elif name in _PARAGRAPH or name in _LINE:
             writer.brk(2 if name in _PARAGRAPH else 1)
             if name == "pre":
                 preformatted += 1
-            stack.append((node, True))
-            stack.extend((child, False) for child in reversed(node.contents))
+            stack.append((node, True, article))
+            stack.extend((child, False, article) for child in reversed(node.contents))
         else:
-            stack.extend((child, False) for child in reversed(node.contents))
+            stack.extend((child, False, article) for child in reversed(node.contents))
     return writer.value()
 
 
-def _row(row: Tag, tables: int) -> str:
+def _row(row: Tag, tables: int, in_article: bool, budget: _Budget) -> str:
     """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '."""
     cells = (
-        _render(cell, tables + 1) if tables < _MAX_NESTED_TABLES else cell.get_text(" ")
+        _render(cell, tables + 1, in_article, budget) if tables < _MAX_NESTED_TABLES else cell.get_text(" ")
         for cell in row.find_all(_CELLS, recursive=False)
-        if not _hidden(cell)
+        if not _hidden(cell, in_article)
     )
     return " | ".join(" ".join(cell.split()) for cell in cells if cell.strip())

@@ -6,17 +6,19 @@ import base64
 import binascii
 import hashlib
 import io
+import os
 import re
-import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from ingestion.loaders.base import ImageLimits, LoadError
+from ingestion.loaders.base import Limits, LoadError
+from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -24,6 +26,11 @@ SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", 
 _WHITE = (255, 255, 255)
 _ORIENTATION = 0x0112
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees: width and height swap
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # what makes an image with this EXIF orientation upright
+Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
+_MAX_WARNINGS = 20  # skipped images named one by one in a document's warnings; the rest are counted
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
 
@@ -44,6 +51,8 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageError(f"refused before decoding as a possible decompression bomb ({error})") from error
     except UnidentifiedImageError as error:
         raise ImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from error
+    except MemoryError:  # the file is over the memory budget: that is the reason
+        raise
     except Exception as error:  # a header Pillow recognises but cannot parse
         raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
     width, height = image.size
@@ -66,7 +75,9 @@ def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int = 204
     return _decode(open_image(data, max_pixels=max_pixels), data, name, max_side, notes)
 
 
-def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: list[str] | None) -> ExtractedImage:
+def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: list[str] | None,
+            sha256: str | None = None) -> ExtractedImage:
+    """Decode, make RGB within ``max_side`` (see ``small_rgb``) and upright."""
     width, height = image.size
     frames = getattr(image, "n_frames", 1)
     if frames > 1 and notes is not None:
@@ -76,13 +87,16 @@ def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: li
         if image.format == "JPEG":
             image.draft(None, (max_side, max_side))  # decode at a reduced scale: much faster for big photos
         image.load()
-        image = ImageOps.exif_transpose(image)
-        image = bounded(to_rgb(image), max_side)
+        image = small_rgb(image, max_side)
+        if orientation in _TRANSPOSE:
+            image = image.transpose(_TRANSPOSE[orientation])
+    except MemoryError:  # the file is over the memory budget: that is the reason
+        raise
     except Exception as error:  # Pillow reports truncated or corrupt data with OSError, SyntaxError, ValueError...
         raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
     if orientation in _TURNED:
         width, height = height, width
-    return ExtractedImage(image=image, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
+    return ExtractedImage(image=image, sha256=sha256 or hashlib.sha256(data).hexdigest(), name=name, width=width,
                           height=height)
 
 
@@ -109,9 +123,24 @@ def _grey_to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
+def small_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` as RGB within ``max_side``, scaled down before any conversion, so that converting costs
+    preview-size memory, not full-size (palette and 1-bit images are scaled once their colours are real ones)."""
+    if image.mode not in ("P", "1"):
+        image = bounded(image, max_side)
+    return bounded(to_rgb(image), max_side)
+
+
 def bounded(image: Image.Image, max_side: int) -> Image.Image:
-    """``image`` scaled down (never up) so that its longest side is at most ``max_side``."""
+    """``image`` scaled down (never up) so that its longest side is at most ``max_side``.
+
+    16-bit greys, which Pillow's Lanczos filter does not take, are averaged down by boxes.
+    """
     if max(image.size) > max_side:
+        if image.mode.startswith("I;16"):
+            scale = max_side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            return image.resize(size, Image.Resampling.BOX)
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
 
@@ -131,21 +160,32 @@ def _describe(error: Exception) -> str:
 
 class EmbeddedImages:
     """Collects the images embedded in one document within ``limits``; an image that is skipped never fails the
-    document, it becomes a warning (tiny decorations and repeats are skipped quietly, and counted)."""
+    document, it becomes a warning (tiny decorations and repeats are skipped quietly, and counted).
 
-    def __init__(self, limits: ImageLimits, warnings: list[str]) -> None:
+    Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
+    ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once.
+    """
+
+    def __init__(self, limits: Limits, warnings: list[str], root: Path) -> None:
         self.limits = limits
         self.warnings = warnings
+        self.root = root
         self.images: list[ExtractedImage] = []
-        self._hashes: set[str] = set()
+        self._kept: set[str] = set()  # hashes of the pictures kept
+        self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
+        self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
+        self._bytes_read = 0
+        self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0
         self._tiny = 0
         self._dropped = 0
         self._remote = 0
+        self._named = 0  # skipped images named in a warning, at most _MAX_WARNINGS
+        self._unnamed = 0
 
     @property
     def full(self) -> bool:
-        return len(self.images) >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
+        return self._shown >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
 
     def wants(self, name: str, width: int, height: int) -> bool:
         """Whether an image of this (header) size is worth decoding; says why when it is not."""
@@ -161,12 +201,33 @@ class EmbeddedImages:
             return False
         return True
 
-    def add_bytes(self, data: bytes, name: str, **fields: Any) -> None:
-        """Decode an embedded image file's bytes and keep it, unless it is skipped (with a warning)."""
+    def _repeat(self, sha256: str) -> bool:
+        """True when a picture with these bytes was already looked at; a repeat of a kept one counts as shown."""
+        if sha256 not in self._seen:
+            self._seen.add(sha256)
+            return False
+        if sha256 in self._kept:
+            if self.full:
+                self._dropped += 1
+            else:
+                self._shown += 1
+        return True
+
+    def add_bytes(self, data: bytes, name: str, sha256: str | None = None, described: Described | None = None,
+                  **fields: Any) -> None:
+        """Decode an embedded image file's bytes and keep it, unless it is a repeat or is skipped (with a warning).
+
+        ``sha256`` spares hashing bytes whose hash the caller already has; ``described`` gives more fields, called
+        only for an image that is kept (finding its span in the text costs more than refusing it).
+        """
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
+        if self._repeat(sha256):
+            return
         try:
             image = open_image(data, max_pixels=self.limits.max_pixels)
             if self.wants(name, *image.size):
-                self.keep(_decode(image, data, name, self.limits.max_side, self.warnings), **fields)
+                decoded = _decode(image, data, name, self.limits.max_side, self.warnings, sha256)
+                self.keep(decoded, **fields, **(described() if described else {}))
         except ImageError as error:
             self.skip(name, str(error))
 
@@ -174,48 +235,88 @@ class EmbeddedImages:
         """Keep an image another library already decoded (a PDF's); ``data`` are the bytes it came from."""
         width, height = image.size  # before ``bounded``, which may scale ``image`` itself down
         try:
-            rgb = bounded(to_rgb(image), self.limits.max_side)
+            rgb = small_rgb(image, self.limits.max_side)
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
         except Exception as error:  # odd modes or broken pixel data from the PDF
             self.skip(name, f"cannot convert to RGB: {_describe(error)}")
             return
         self.keep(ExtractedImage(image=rgb, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
                                  height=height), **fields)
 
-    def add_reference(self, src: str, folder: Path, name: str, **fields: Any) -> None:
+    def add_reference(self, src: str, folder: Path, name: str, described: Described | None = None,
+                      **fields: Any) -> None:
         """Keep the image an HTML ``src`` or a Markdown link names (see ``read_reference``); an empty ``src`` is
-        ignored, and images on other sites are only counted: nothing is fetched."""
+        ignored, and images on other sites are only counted: nothing is fetched. ``described``: see ``add_bytes``."""
         src = src.strip()
         if not src:
             return
         if _is_remote(src):
             self._remote += 1
             return
+        if self.full:
+            self._dropped += 1
+            return
         try:
-            data = read_reference(src, folder, self.limits)
+            data = self._read(src, folder)
         except ImageError as error:
             self.skip(name, str(error))
             return
-        self.add_bytes(data, name, **fields)
+        if data is not None:
+            self.add_bytes(data, name, described=described, **fields)
+
+    def _read(self, src: str, folder: Path) -> bytes | None:
+        """The bytes ``src`` names, each file read once per document, all of them within ``max_total_bytes``;
+        None for a file met before (a repeat is counted; a refusal was reported once)."""
+        if src.lower().startswith("data:"):
+            return _data_uri(src, self.limits)
+        path = local_path(src, folder)
+        key = os.path.realpath(path)
+        if key in self._files:
+            found = self._files[key]
+            if isinstance(found, str):
+                self._repeat(found)
+            return None
+        left = self.limits.max_total_bytes - self._bytes_read
+        try:
+            data = read_reference(path, self.root, min(self.limits.max_bytes, left))
+        except ImageError as error:
+            if left < self.limits.max_bytes and str(error) != REFUSED:
+                error = ImageError(f"over the {self.limits.max_total_bytes / 2**20:g} MB of image files one "
+                                   "document may reference")
+            self._files[key] = error
+            raise error from None
+        self._bytes_read += len(data)
+        self._files[key] = hashlib.sha256(data).hexdigest()
+        return data
 
     def keep(self, image: ExtractedImage, **fields: Any) -> None:
-        if image.sha256 in self._hashes:
+        self._seen.add(image.sha256)
+        if image.sha256 in self._kept:
             return  # the same picture again (a logo on every page): kept once, where it first appears
-        self._hashes.add(image.sha256)
+        self._kept.add(image.sha256)
+        self._shown += 1
         self._pixels += image.image.width * image.image.height
         self.images.append(image.model_copy(update=fields))
 
     def skip(self, name: str, reason: str) -> None:
-        self.warnings.append(f"image {name} skipped: {reason}")
+        if self._named < _MAX_WARNINGS:
+            self._named += 1
+            self.warnings.append(f"image {name[:200]} skipped: {reason}")
+        else:
+            self._unnamed += 1
 
     def finish(self) -> list[ExtractedImage]:
         """The images kept, after adding the summary warnings."""
+        if self._unnamed:
+            self.warnings.append(f"{self._unnamed} more image(s) skipped")
         if self._tiny:
             self.warnings.append(f"{self._tiny} image(s) smaller than {self.limits.min_side} px on a side skipped "
                                  "(min_image_side)")
         if self._dropped:
-            self.warnings.append(f"{self._dropped} image(s) beyond the first {len(self.images)} skipped (at most "
-                                 f"{self.limits.max_images} images or {self.limits.max_total_pixels / 1e6:g} "
-                                 "megapixels per document)")
+            self.warnings.append(f"{self._dropped} image(s) beyond the first {self._shown} skipped (at most "
+                                 f"{self.limits.max_images} images, repeats included, or "
+                                 f"{self.limits.max_total_pixels / 1e6:g} megapixels per document)")
         if self._remote:
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")
@@ -228,34 +329,32 @@ def _is_remote(src: str) -> bool:
     return bool(parts.netloc) or parts.scheme.lower() in ("http", "https", "ftp") or src.startswith("/")
 
 
-def read_reference(src: str, folder: Path, limits: ImageLimits) -> bytes:
-    """The bytes an HTML ``src`` or Markdown image link names: a ``data:`` URI, or a file relative to ``folder``.
+def local_path(src: str, folder: Path) -> Path:
+    """The file an HTML ``src`` or Markdown image link names, relative to the document's ``folder``.
 
     Nothing is ever fetched from a network: URLs with a scheme and absolute paths are refused.
     """
-    if src.lower().startswith("data:"):
-        return _data_uri(src, limits)
     parts = urlsplit(src)
     if parts.scheme or parts.netloc:
         raise ImageError(f"not a local file ({parts.scheme or 'network'} URL), not fetched")
     relative = unquote(parts.path)
-    if not relative or Path(relative).is_absolute():
+    if not relative or Path(relative).is_absolute() or "\0" in relative:
         raise ImageError("absolute paths are not followed; use a path relative to the document")
+    return folder / relative
+
+
+def read_reference(path: Path, root: Path, max_bytes: int) -> bytes:
+    """The bytes of a referenced image file under the containment rule: inside ``root``, a regular file, opened
+    without following a symlink; every refusal gives the same reason, whatever the file is or whether it exists."""
     try:
-        target = (folder / relative).resolve(strict=True)
-        status = target.stat()
-        if not stat.S_ISREG(status.st_mode):
-            raise ImageError("not a regular file")
-        if status.st_size > limits.max_bytes:
-            raise ImageError(f"file is {status.st_size / 2**20:.1f} MB, over {limits.max_bytes / 2**20:g} MB")
-        return target.read_bytes()
-    except FileNotFoundError as error:
-        raise ImageError("file not found") from error
-    except (OSError, RuntimeError) as error:  # unreadable, or a symlink loop
-        raise ImageError(f"cannot read: {getattr(error, 'strerror', None) or error}") from error
+        return read_inside(root, path, max_bytes)
+    except RefusedFileError as error:
+        raise ImageError(REFUSED) from error
+    except FileTooLargeError as error:
+        raise ImageError(str(error)) from error
 
 
-def _data_uri(src: str, limits: ImageLimits) -> bytes:
+def _data_uri(src: str, limits: Limits) -> bytes:
     found = _DATA_URI.match(src.strip())
     if found is None or not found.group(3):
         raise ImageError("data URI is not base64-encoded image data")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import ImageLimits, Loader, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, TextCursor, clean_text
 from ingestion.loaders.html import image_source
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
-_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?(?:\1|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_FRONT_TITLE = re.compile(r"""^title[ \t]*[:=][ \t]*["']?(.*?)["']?[ \t]*$""", re.MULTILINE)
+_FRONT_MATTER_FENCES = ("---", "+++")
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 
@@ -70,23 +69,53 @@ class MarkdownLoader(Loader):
 
     file_type = "markdown"
 
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
-        source = encoding.decode_text(data)
-        title: str | None = None
-        front = _FRONT_MATTER.match(source)
-        if front:
-            found = _FRONT_TITLE.search(front.group(2) or "")
-            if found and found.group(1):
-                title = found.group(1)
-            source = source[front.end():]
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+        title, source = _front_matter(encoding.decode_text(data))
         references: list[_Reference] = []
         lines, headings = _render(source.split("\n"), references)
         if title is None and headings:
             title = min(headings, key=lambda heading: heading[0])[1]
         text = clean_text("\n".join(lines))
+        limits.check_chars(len(text))
         notes: list[str] = []
-        images = _images(references, text, path.parent, EmbeddedImages(limits, notes))
+        images = _images(references, text, path.parent, EmbeddedImages(limits, notes, root))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
+
+
+def _front_matter(source: str) -> tuple[str | None, str]:
+    """(title, the rest) of a document that opens with YAML (``---``) or TOML (``+++``) front matter, closed by
+    the same fence or ``...``; (None, ``source``) when there is none. One pass over the lines, no backtracking."""
+    first = source.find("\n")
+    fence = source[:first].rstrip(" \t") if first >= 0 else ""
+    if fence not in _FRONT_MATTER_FENCES:
+        return None, source
+    title: str | None = None
+    position = first + 1
+    while position <= len(source):
+        end = source.find("\n", position)
+        line = source[position:] if end < 0 else source[position:end]
+        if line.rstrip(" \t") in (fence, "..."):
+            return title, "" if end < 0 else source[end + 1:]
+        title = title or _front_title(line)
+        if end < 0:
+            break
+        position = end + 1
+    return None, source  # never closed: an ordinary document that starts with a rule
+
+
+def _front_title(line: str) -> str | None:
+    """The value of a front matter line ``title: ...`` (or ``title = "..."``), quotes removed; None otherwise."""
+    if not line.startswith("title"):
+        return None
+    rest = line[len("title"):].lstrip(" \t")
+    if not rest or rest[0] not in ":=":
+        return None
+    value = rest[1:].strip(" \t")
+    if value[:1] in ("'", '"'):
+        value = value[1:]
+    if value[-1:] in ("'", '"'):
+        value = value[:-1]
+    return value or None
 
 
 def _images(references: list[_Reference], text: str, folder: Path,
@@ -94,8 +123,12 @@ def _images(references: list[_Reference], text: str, folder: Path,
     """The referenced images, each located at its alt text in ``text`` (which shows it in the image's place)."""
     cursor = TextCursor(text)
     for reference in references:
-        start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
-        images.add_reference(reference.src, folder, reference.src, start=start, end=end, alt=reference.alt,
+        def described(reference: _Reference = reference) -> dict[str, Any]:
+            """The span of the alt text, looked for only when the image is kept."""
+            start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
+            return {"start": start, "end": end}
+
+        images.add_reference(reference.src, folder, reference.src, described=described, alt=reference.alt,
                              caption=reference.title)
     return images.finish()
 

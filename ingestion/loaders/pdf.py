@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
-from pypdf.generic import DictionaryObject, StreamObject
+from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
 
-from ingestion.loaders.base import ImageLimits, Loader, LoadError, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, Page
 
@@ -31,22 +31,20 @@ class PdfLoader(Loader):
     Each page's images come with the page's text span; on a page without a text layer they are marked
     ``scanned_page`` (OCR reads them). An image used on several pages is kept once, where it first appears.
 
-    pypdf runs in non-strict mode so that slightly broken files still load; at most ``max_pages`` pages are
-    read, which bounds the time a pathological file can take.
+    pypdf runs in non-strict mode so that slightly broken files still load; at most ``limits.max_pages`` pages
+    are read, and pages sharing one content stream (and resources) are parsed once, which bounds the time a
+    pathological file can take; the text is refused as soon as it grows past ``limits.max_chars``.
     """
 
     file_type = "pdf"
 
-    def __init__(self, max_pages: int = 2000) -> None:
-        self.max_pages = max_pages
-
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
         try:
-            return self._read(data, limits)
+            return self._read(data, limits, root)
         except DependencyError as error:  # AES encryption, even with an empty password, needs a crypto library
             raise LoadError("encrypted PDF (AES): decrypting it needs the 'cryptography' package") from error
 
-    def _read(self, data: bytes, limits: ImageLimits) -> ExtractedDocument:
+    def _read(self, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
         if b"%PDF-" not in data[:_HEADER_WINDOW]:
             raise LoadError("not a PDF: no %PDF- header at the start of the file")
         # pypdf signals malformed input with many exception types (KeyError, ValueError, zlib.error, ...),
@@ -57,23 +55,40 @@ class PdfLoader(Loader):
             total = len(reader.pages)
         except (LoadError, DependencyError):
             raise
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
         except Exception as error:
             raise LoadError(f"corrupt PDF: {_describe(error)}") from error
 
         warnings: list[str] = []
-        count = min(total, self.max_pages)
+        count = min(total, limits.max_pages)
         if total > count:
             warnings.append(f"only the first {count} of {total} pages were read (max_pages)")
         texts: list[str] = []
         failed: list[int] = []
+        parsed: dict[object, str | None] = {}  # page text by content stream and resources: None if it failed
+        length = 0
         for index in range(count):
-            try:
-                texts.append(clean_text(reader.pages[index].extract_text()))
-            except DependencyError:
-                raise
-            except Exception:  # one unreadable page should not lose the rest of the document
+            page = reader.pages[index]
+            key = _content_key(page)
+            if key is None or key not in parsed:
+                try:
+                    text: str | None = clean_text(page.extract_text())
+                except DependencyError:
+                    raise
+                except MemoryError:  # the file is over the memory budget: that is the reason
+                    raise
+                except Exception:  # one unreadable page should not lose the rest of the document
+                    text = None
+                if key is not None:
+                    parsed[key] = text
+            else:
+                text = parsed[key]
+            if text is None:
                 failed.append(index + 1)
-                texts.append("")
+            texts.append(text or "")
+            length += len(text or "") + 2
+            limits.check_chars(length)
         if failed:
             warnings.append(f"text extraction failed on {len(failed)} page(s): {_numbers(failed)}")
         blank = sum(1 for number, text in enumerate(texts, 1) if not text and number not in failed)
@@ -81,7 +96,7 @@ class PdfLoader(Loader):
             warnings.append(f"{blank} of {count} pages have no text layer (scanned?)")
 
         text, pages = _join(texts)
-        images = EmbeddedImages(limits, warnings)
+        images = EmbeddedImages(limits, warnings, root)
         seen: set[tuple[int, int] | int] = set()
         for index, page in enumerate(pages):
             _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen)
@@ -104,11 +119,31 @@ def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: Embedd
         # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
         try:
             found = pdf_page.images[key if len(key) > 1 else key[0]]
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
         except Exception as error:
             images.skip(name, f"cannot decode: {_describe(error)}")
             continue
         images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
                            scanned_page=scanned)
+
+
+def _content_key(page: PageObject) -> tuple[object, object] | None:
+    """What a page's text depends on, as a key equal for pages that share their content stream(s) and resources;
+    None when it cannot be told (the page is then parsed on its own)."""
+    try:
+        return _reference(page.raw_get("/Contents")), _reference(page.raw_get("/Resources"))
+    except Exception:  # a missing or broken entry: no sharing to exploit
+        return None
+
+
+def _reference(value: object) -> object:
+    """An indirect object's number, the numbers of an array of them, else the value's text (small direct dicts)."""
+    if isinstance(value, IndirectObject):
+        return value.idnum, value.generation
+    if isinstance(value, list):
+        return tuple(_reference(item) for item in value)
+    return repr(value)
 
 
 def _image_xobjects(container: DictionaryObject, key: tuple[str, ...] = (),
@@ -117,6 +152,8 @@ def _image_xobjects(container: DictionaryObject, key: tuple[str, ...] = (),
     try:
         xobjects = container["/Resources"]["/XObject"]
         entries = [(name, xobjects[name]) for name in xobjects]
+    except MemoryError:  # the file is over the memory budget: that is the reason
+        raise
     except Exception:  # no resources, no XObjects, or a broken dictionary: no images here
         return
     for name, xobject in entries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import ImageLimits, Loader, clean_text
+from ingestion.loaders.base import Limits, Loader, clean_text
 from kb.types import ExtractedDocument
 
 
@@ -14,5 +14,7 @@ class TextLoader(Loader):
 
     file_type = "text"
 
-    def extract(self, path: Path, data: bytes, limits: ImageLimits) -> ExtractedDocument:
-        return ExtractedDocument(text=clean_text(encoding.decode_text(data)), file_type=self.file_type)
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+        text = encoding.decode_text(data)
+        limits.check_chars(len(text))  # before cleaning copies it
+        return ExtractedDocument(text=clean_text(text), file_type=self.file_type)

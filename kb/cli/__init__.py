@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--repair", action="store_true", help="fix what is found")
 
     for command in (ingest, reindex):
+        command.add_argument("--allow-removal", action="store_true",
+                             help="remove the documents of missing files even when the folder is empty or more than "
+                             "max_removed_share of them are missing (default: keep them, as for an unmounted share)")
         command.add_argument("--verbose", "-v", action="store_true",
                              help="also list empty files and files read only in part, with why")
         command.add_argument("--strict", action="store_true",
@@ -137,7 +140,7 @@ def _filters(args: argparse.Namespace) -> Filters | None:
 
 def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
-        report = knowledge_base.ingest(args.folder, progress=progress)
+        report = knowledge_base.ingest(args.folder, progress=progress, allow_removal=args.allow_removal)
     _emit(args, report, lambda: show.report(report, args.verbose))
     return 1 if args.strict and report.failed else 0
 
@@ -199,7 +202,7 @@ def _scheduler(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 def _reindex(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
-        reports = knowledge_base.reindex(args.source, progress=progress)
+        reports = knowledge_base.reindex(args.source, progress=progress, allow_removal=args.allow_removal)
     _emit(args, reports, lambda: show.run_reports(reports, args.verbose))
     return 1 if args.strict and any(report.failed for report in reports) else 0
 

@@ -30,6 +30,7 @@ def configure_logging(directory: Path | None) -> None:
     for logger, old in _installed:
         logger.removeHandler(old)
     _installed.clear()
+    logging.raiseExceptions = False  # a log file on a full disk must not print tracebacks over the real error
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if directory is not None:

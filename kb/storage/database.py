@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.errors import SchemaError
+from kb.errors import ConfigurationError, SchemaError
 from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
+from kb.storage.urls import redact
 
 
 def _add_schedules_and_chunk_hashes(session: Session) -> None:
@@ -62,15 +64,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
-    """Connect, create the schema on an empty database, migrate an old one, refuse a newer one."""
-    engine = create_engine(url)
+    """Connect, create the schema on an empty database, migrate an old one, refuse a newer one.
+
+    The URL appears in messages only with its secrets hidden.
+    """
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, ValueError) as error:
+        raise ConfigurationError(f"cannot use the database URL {redact(url)}: {type(error).__name__}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     tables = set(inspect(engine).get_table_names())
     factory = sessionmaker(engine, expire_on_commit=False)
     if "meta" not in tables:
         if tables & set(Base.metadata.tables):
-            raise SchemaError(f"{url} holds tables but no schema version; it was not made by this program")
+            raise SchemaError(f"{redact(url)} holds tables but no schema version; it was not made by this program")
         Base.metadata.create_all(engine)
         with factory.begin() as session:
             session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))

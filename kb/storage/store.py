@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.errors import EncoderMismatchError
+from kb.errors import EncoderMismatchError, StorageError
 from kb.storage.database import IMMEDIATE, default_url, open_database
 from kb.storage.lock import WriterLock
 from kb.storage.models import Chunk, Document, Meta, Posting, Space, StoredImage, Vector
@@ -75,10 +76,16 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a short write beside a
-        running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot."""
-        with self.sessions.begin() as session:
-            session.connection(execution_options={IMMEDIATE: True})
-            yield session
+        running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot.
+
+        A database that cannot be written (read-only, disk full) raises ``StorageError`` naming the cause.
+        """
+        try:
+            with self.sessions.begin() as session:
+                session.connection(execution_options={IMMEDIATE: True})
+                yield session
+        except OperationalError as error:
+            raise StorageError(f"the database cannot be written: {error.orig or error}") from error
 
     @staticmethod
     def new_space(session: Session, name: str, identity: EncoderIdentity) -> Space:
@@ -103,6 +110,8 @@ class Store:
                     space = self.new_space(session, name, identity)
         if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
             same_name = " (same name, different model files)" if space.model == identity.model else ""
+            if not same_name and space.model.split(" (")[0] == identity.model.split(" (")[0]:
+                same_name = " (the same model on another encoder backend: int8 backends compute other vectors)"
             raise EncoderMismatchError(
                 f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
                 f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
@@ -197,6 +206,24 @@ class Store:
                 rows = session.execute(query.where(Vector.space_id == space_id, key.in_(wanted[start : start + 500])))
                 found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
         return found
+
+    @staticmethod
+    def stored_vectors(session: Session, space: Space, chunk_ids: Iterable[int],
+                       modality: str | None = None) -> tuple[list[int], np.ndarray]:
+        """The stored vectors of these chunks in ``space`` (of one ``modality`` if given), as ids and a matrix;
+        chunks without a vector there are left out."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        wanted = sorted(set(chunk_ids))
+        for start in range(0, len(wanted), 500):
+            query = select(Vector.chunk_id, Vector.vector).where(Vector.space_id == space.id,
+                                                                 Vector.chunk_id.in_(wanted[start : start + 500]))
+            if modality is not None:
+                query = query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
+            for chunk_id, blob in session.execute(query):
+                ids.append(int(chunk_id))
+                blobs.append(blob)
+        return ids, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), space.dimension)
 
     @staticmethod
     def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:

@@ -1,0 +1,104 @@
+"""One file's work with hostile input: the contained read, then the load into text and pictures (OCR included).
+
+This is the part of an ingest that a hostile file can make slow, hungry or stuck, so it runs where it can be
+stopped (``ingestion.isolation``); its inputs and results are small, picklable values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders.base import Limits
+from ingestion.ocr import OcrEngine, RapidOcrEngine, apply_ocr
+from ingestion.pictures import Picture, pictures_of
+from kb.containment import FileTooLargeError, RefusedFileError, read_inside
+from kb.types import ExtractedDocument
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """What reading and loading need from the knowledge base's settings."""
+
+    limits: Limits
+    max_bytes: int
+    follow_symlinks_outside: bool = False
+    ocr: bool = False  # read the text in image files and scanned pages
+    ocr_embedded_images: bool = False
+    ocr_wanted: bool = False  # OCR is off only because it is not installed: count what it would have read
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """A scanned file to read: where, and the (device, inode) the scan saw."""
+
+    root: Path
+    path: Path
+    identity: tuple[int, int]
+
+
+@dataclass
+class Loaded:
+    """A loaded file: its document, its pictures ready to store, and whether OCR would have read more."""
+
+    document: ExtractedDocument
+    pictures: list[Picture]
+    unread_images: bool = False
+
+
+class ReadFailed(LoadError):
+    """The file could not be read at all (refused, vanished, over the size limit): nothing is recorded for it,
+    the next run tries again."""
+
+
+class FileReader:
+    """Reads a file under the containment rule and keeps its bytes for the load that may follow."""
+
+    def __init__(self, settings: ReadSettings) -> None:
+        self.settings = settings
+        self._ocr: OcrEngine | None = None
+        self._job: FileJob | None = None
+        self._data = b""
+
+    def read(self, job: FileJob) -> str:
+        """The SHA-256 of the file's bytes (kept for ``load``); ``ReadFailed`` says why there are none."""
+        self._job, self._data = None, b""
+        try:
+            data = read_inside(job.root, job.path, self.settings.max_bytes, job.identity,
+                               allow_outside=self.settings.follow_symlinks_outside)
+        except RefusedFileError as error:
+            # The scanned path itself lies in the folder: saying it is gone tells nothing about anything outside.
+            reason = str(error) if os.path.lexists(job.path) else "vanished before it could be read"
+            raise ReadFailed(reason) from error
+        except FileTooLargeError as error:
+            raise ReadFailed(str(error)) from error
+        self._job, self._data = job, data
+        return hashlib.sha256(data).hexdigest()
+
+    def load(self, job: FileJob) -> Loaded:
+        """The document in the bytes ``read`` kept for ``job``, OCR applied, pictures cut to preview size."""
+        if self._job != job:
+            raise ReadFailed("the file was not read before loading")
+        data, self._data = self._data, b""
+        loader = loader_for(job.path)
+        if loader is None:
+            raise LoadError(f"unsupported file type '{job.path.suffix or '(none)'}'")
+        document = loader.load(job.path, data, self.settings.limits, job.root)
+        del data
+        unread = self._read_text_in_images(document)
+        self.settings.limits.check_chars(len(document.text))
+        return Loaded(document, pictures_of(document), unread)
+
+    def _read_text_in_images(self, document: ExtractedDocument) -> bool:
+        """OCR image files and scanned pages into the text; True when OCR is wanted, not installed, and would
+        have read something here."""
+        if self.settings.ocr:
+            if self._ocr is None:
+                self._ocr = RapidOcrEngine()
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images)
+            return False
+        return self.settings.ocr_wanted and (document.file_type == "image"
+                                             or any(image.scanned_page for image in document.images))

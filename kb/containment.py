@@ -1,0 +1,115 @@
+"""The one containment rule for every file the knowledge base reads from a source, or will ever serve from one.
+
+A file is read only if its real path lies inside the source folder, it is a regular file, and the file opened is
+the one that was checked: every folder on the way is opened without following a symlink, the file itself with
+``O_NOFOLLOW | O_NONBLOCK`` (a FIFO swapped in cannot block the open), and ``fstat`` of what was opened must match
+the ``lstat`` made just before (and the scan's, when the caller has one). Whatever the cause of a refusal (outside
+the folder, missing, a link, a device, unreadable), the message is the same, so a report never says whether some
+path outside the folder exists.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from kb.errors import KbError
+
+REFUSED = "not a readable regular file inside the source folder"
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_READ_CHUNK = 1 << 20
+
+
+class RefusedFileError(KbError, PermissionError):
+    """A file that the containment rule refuses; its message never depends on why."""
+
+    def __init__(self) -> None:
+        super().__init__(REFUSED)
+
+
+class FileTooLargeError(KbError, ValueError):
+    """A contained file holds more bytes than the reader accepts."""
+
+
+def inside(path: str, root: str) -> bool:
+    """True when ``path`` is ``root`` or lies under it (both absolute, normalised strings)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None, *,
+                allow_outside: bool = False) -> int:
+    """A read-only descriptor of ``path`` if the containment rule allows it; else ``RefusedFileError``.
+
+    ``root`` must be the resolved source folder. ``expected`` is the (device, inode) the scan saw: a file replaced
+    since then is refused. ``allow_outside`` lets a scanned symlink that the user allowed to leave the folder
+    (``follow_symlinks_outside``) be read; the walk to it still follows no symlink.
+    """
+    real = os.path.realpath(path)
+    if inside(real, str(root)):
+        base, relative = str(root), os.path.relpath(real, root)
+    elif allow_outside:
+        base, relative = os.sep, real.lstrip(os.sep)
+    else:
+        raise RefusedFileError()
+    parts = [part for part in relative.split(os.sep) if part not in ("", ".")]
+    if not parts or ".." in parts:
+        raise RefusedFileError()
+    try:
+        folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        raise RefusedFileError() from None
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, _DIRECTORY_FLAGS, dir_fd=folder)
+            os.close(folder)
+            folder = child
+        checked = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+        if not stat.S_ISREG(checked.st_mode):
+            raise RefusedFileError()
+        descriptor = os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
+    except OSError:
+        raise RefusedFileError() from None
+    finally:
+        os.close(folder)
+    opened = os.fstat(descriptor)
+    identity = (opened.st_dev, opened.st_ino)
+    if not stat.S_ISREG(opened.st_mode) or identity != (checked.st_dev, checked.st_ino) or \
+            (expected is not None and identity != expected):
+        os.close(descriptor)
+        raise RefusedFileError()
+    return descriptor
+
+
+def read_inside(root: Path, path: Path, max_bytes: int, expected: tuple[int, int] | None = None, *,
+                allow_outside: bool = False) -> bytes:
+    """The bytes of ``path`` under the containment rule (see ``open_inside``), at most ``max_bytes`` of them.
+
+    The size is checked while reading, not only from ``fstat``: a file that grows past the limit is refused too.
+    """
+    descriptor = open_inside(root, path, expected, allow_outside=allow_outside)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size > max_bytes:
+            raise FileTooLargeError(_too_large(size, max_bytes))
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                part = os.read(descriptor, _READ_CHUNK)
+            except OSError as error:
+                raise RefusedFileError() from error
+            if not part:
+                break
+            total += len(part)
+            if total > max_bytes:
+                raise FileTooLargeError(_too_large(total, max_bytes))
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(descriptor)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"file is {size / 2**20:.1f} MB, over the {limit / 2**20:g} MB limit"

@@ -1,0 +1,142 @@
+"""Hostile files generated on the spot: each shape once cost minutes, gigabytes, a hang, or a read outside the folder."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.documents import image_bytes
+
+SECRET = "OUTSIDE-SECRET-5f3a"  # text that lives outside every source folder: it must never show up anywhere
+SECRET_COLOUR = (13, 200, 77)
+
+
+def outside(folder: Path) -> tuple[Path, Path]:
+    """A folder beside the source holding a secret text file and a secret picture; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text, picture = folder / "secret.txt", folder / "secret.png"
+    text.write_text(f"{SECRET} the payroll password is hunter2", encoding="utf-8")
+    picture.write_bytes(image_bytes("PNG", size=(120, 90), color=SECRET_COLOUR))
+    return text, picture
+
+
+def noise_png(side: int, seed: int = 0) -> bytes:
+    """A PNG of random pixels: expensive to decode, and never equal to another one."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def grey16_png(side: int) -> bytes:
+    """A 16-bit greyscale PNG of side x side pixels that compresses to almost nothing (64 MP in about 140 KB)."""
+    out = io.BytesIO()
+    Image.new("I;16", (side, side), 1000).save(out, "PNG")
+    return out.getvalue()
+
+
+def front_matter_markdown(spaces: int = 200_000) -> bytes:
+    """Markdown whose front matter title line is mostly spaces: a backtracking regex took minutes on it."""
+    return ("---\ntitle: x" + " " * spaces + "y\n---\n\nThe body of the front matter note.\n").encode()
+
+
+def nested_html(depth: int, image: str = "missing.png") -> bytes:
+    """HTML nested ``depth`` blocks deep, an image in each: quadratic walks took minutes."""
+    return ("<html><body>" + f"<div>level <img src='{image}' alt='a'>" * depth + "deep text"
+            + "</div>" * depth + "</body></html>").encode()
+
+
+def big_html(megabytes: float) -> bytes:
+    """Simple HTML, many tiny elements: parsing it cost over a hundred times its size in memory."""
+    return ("<html><body>" + "<p>x</p>" * int(megabytes * 2**20 / 8) + "</body></html>").encode()
+
+
+def repeated_image_markdown(image: str, count: int) -> bytes:
+    """Markdown showing the same image file ``count`` times: each reference was decoded again."""
+    return ("# Gallery\n\n" + "".join(f"![view {n}]({image})\n\n" for n in range(count))).encode()
+
+
+def docx_with_shared_picture(count: int, picture: bytes) -> bytes:
+    """A DOCX whose ``count`` pictures all use one image part (python-docx shares identical images)."""
+    from docx import Document
+    from docx.shared import Inches
+
+    document = Document()
+    document.add_paragraph("Pictures that share one image part.")
+    for _ in range(count):
+        document.add_picture(io.BytesIO(picture), width=Inches(1))
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def _docx_with_document_xml(rewrite: Callable[[str], str]) -> bytes:
+    """A valid DOCX (made by python-docx) whose word/document.xml is ``rewrite`` of the original."""
+    from docx import Document
+
+    plain = io.BytesIO()
+    Document().save(plain)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                data = rewrite(data.decode()).encode()
+            target.writestr(item, data)
+    return out.getvalue()
+
+
+def docx_xml_bomb(megabytes: float) -> bytes:
+    """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed)."""
+    body = "<w:p/>" * int(megabytes * 2**20 / 6)
+    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>")
+
+
+def docx_external_entity(target: Path) -> bytes:
+    """A DOCX whose XML declares an external entity naming ``target`` and uses it (XXE)."""
+    def rewrite(xml: str) -> str:
+        declaration, _, rest = xml.partition("?>")
+        doctype = f'<!DOCTYPE w:document [<!ENTITY leak SYSTEM "file://{target}">]>'
+        rest = rest.replace("<w:body>", "<w:body><w:p><w:r><w:t>entity: &leak; end</w:t></w:r></w:p>", 1)
+        return declaration + "?>" + doctype + rest
+
+    return _docx_with_document_xml(rewrite)
+
+
+def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -> bytes:
+    """A PDF of ``pages`` pages that all draw one content stream of ``stream_megabytes`` (compressed to kilobytes).
+
+    The stream is line drawing (``text`` adds a short line of text to it); each page parsed it again.
+    """
+    operation = b"10 10 m 20 20 l S\n"
+    body = operation * int(stream_megabytes * 2**20 / len(operation))
+    if text:
+        body = b"BT /F1 12 Tf 72 720 Td (A page drawn from a shared stream) Tj ET\n" + body
+    stream = zlib.compress(body, 9)
+    kids = " ".join(f"{5 + index} 0 R" for index in range(pages))
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        4: b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+    }
+    for index in range(pages):
+        objects[5 + index] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                              b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = {}
+    for number in sorted(objects):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
+    xref, size = len(out), max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    out += b"".join(b"%010d 00000 n \n" % offsets[number] for number in range(1, size))
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+    return bytes(out)

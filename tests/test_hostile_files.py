@@ -1,0 +1,313 @@
+"""Hostile files: nothing outside the source folder is read, and no file costs more than its budget.
+
+Every file is generated here. Each loader case runs in a fresh process (``tests.load_probe``) so that its peak
+memory can be held to a bound; the bounds and times are wide (several times what is needed here) but far below
+what these files cost before: minutes to hours, and gigabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+import ingestion.pipeline
+from ingestion.loaders import images as image_module
+from ingestion.loaders import loader_for
+from ingestion.loaders.base import Limits
+from kb.containment import REFUSED
+from kb.storage.models import Chunk, Document, StoredImage
+from tests.documents import image_bytes
+from tests.hostile import (
+    SECRET,
+    SECRET_COLOUR,
+    big_html,
+    docx_external_entity,
+    docx_with_shared_picture,
+    docx_xml_bomb,
+    front_matter_markdown,
+    grey16_png,
+    nested_html,
+    noise_png,
+    outside,
+    repeated_image_markdown,
+    shared_stream_pdf,
+)
+from tests.test_knowledge_base import write_docs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def probe(path: Path, root: Path) -> dict:
+    """Read and load ``path`` (in source folder ``root``) in a fresh process: what it gave and what it cost."""
+    done = subprocess.run([sys.executable, "-m", "tests.load_probe", str(path), str(root)], capture_output=True,
+                          text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert SECRET not in done.stdout + done.stderr
+    return result
+
+
+def _outside_references(folder: Path) -> str:
+    outside(folder.parent / "outside")
+    (folder / "link.png").symlink_to(folder.parent / "outside" / "secret.png")
+    (folder / "page.html").write_text(
+        "<p>A page that points outside.</p><img src='../outside/secret.png' alt='one'>"
+        "<img src='../outside/no-such.png' alt='two'><img src='../../../../../../../../proc/kmsg' alt='three'>"
+        "<img src='link.png' alt='four'><img src='..%2Foutside%2Fsecret.png' alt='five'>", encoding="utf-8")
+    return "page.html"
+
+
+def _outside_markdown(folder: Path) -> str:
+    outside(folder.parent / "outside")
+    (folder / "notes.md").write_text("# Notes\n\n![one](../outside/secret.png) ![two](../outside/no-such.png)\n"
+                                     "![three](<../outside/secret.png>)\n", encoding="utf-8")
+    return "notes.md"
+
+
+def _write(name: str, data: Callable[[], bytes]) -> Callable[[Path], str]:
+    def build(folder: Path) -> str:
+        (folder / name).write_bytes(data())
+        return name
+    return build
+
+
+def _repeated_image(folder: Path) -> str:
+    (folder / "photo.png").write_bytes(noise_png(2000))
+    (folder / "gallery.md").write_bytes(repeated_image_markdown("photo.png", 40))
+    return "gallery.md"
+
+
+def _xhtml_entity(folder: Path) -> str:
+    secret, _ = outside(folder.parent / "outside")
+    (folder / "entity.xhtml").write_text(f'<?xml version="1.0"?><!DOCTYPE html [<!ENTITY leak SYSTEM '
+                                         f'"file://{secret}">]><html><body><p>entity: &leak; end</p></body></html>',
+                                         encoding="utf-8")
+    return "entity.xhtml"
+
+
+def _docx_entity(folder: Path) -> str:
+    secret, _ = outside(folder.parent / "outside")
+    (folder / "entity.docx").write_bytes(docx_external_entity(secret))
+    return "entity.docx"
+
+
+def _many_refused(folder: Path) -> str:
+    (folder / "refs.html").write_text("<p>Many references.</p>" + "".join(
+        f"<img src='../outside/x{number}.png'>" for number in range(5000)), encoding="utf-8")
+    return "refs.html"
+
+
+# (builder, reason expected or None for a file that loads, peak memory bound in MB, seconds bound)
+CASES = {
+    "html images outside the folder": (_outside_references, None, 400, 30),
+    "markdown images outside the folder": (_outside_markdown, None, 400, 30),
+    "markdown front matter of 200 KB": (_write("front.md", front_matter_markdown), None, 400, 30),
+    "html nested 3000 deep with images": (_write("deep.html", lambda: nested_html(3000)), None, 400, 30),
+    "40 references to one large image": (_repeated_image, None, 500, 30),
+    "docx with 40 pictures sharing one part": (
+        _write("shared.docx", lambda: docx_with_shared_picture(40, noise_png(1500))), None, 500, 30),
+    "docx whose xml expands to 50 MB": (_write("bomb.docx", lambda: docx_xml_bomb(50)), "XML bomb", 400, 30),
+    "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
+    "20 MB of simple html": (_write("big.html", lambda: big_html(20)), "max_html_mb", 400, 30),
+    "pdf of 2000 pages sharing a 1 MB stream": (
+        _write("shared.pdf", lambda: shared_stream_pdf(2000, 1, text=True)), None, 500, 60),
+    "xhtml external entity": (_xhtml_entity, None, 400, 30),
+    "docx external entity": (_docx_entity, None, 400, 30),
+    "5000 refused image references": (_many_refused, None, 400, 30),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path) -> None:
+    build, reason, max_mb, max_seconds = CASES[case]
+    folder = tmp_path / "source"
+    folder.mkdir()
+    result = probe(folder / build(folder), folder)
+    if reason is None:
+        assert result["reason"] is None, result["reason"]
+    else:
+        assert reason in (result["reason"] or ""), result["reason"]
+    assert result["max_rss_mb"] < max_mb, result["max_rss_mb"]
+    assert result["seconds"] < max_seconds, result["seconds"]
+    assert SECRET not in result["text"] and not any(SECRET in warning for warning in result["warnings"])
+    if "outside" in case:
+        refused = [warning for warning in result["warnings"] if warning.endswith(REFUSED)]
+        assert result["images"] == [] and len(refused) == len(result["warnings"]) >= 2
+        # An existing file and a missing one outside the folder are refused in the very same words.
+        assert {warning.split(" skipped: ")[1] for warning in refused} == {REFUSED}
+    if case in ("40 references to one large image", "docx with 40 pictures sharing one part",
+                "16-bit grey png of 64 megapixels"):
+        assert len(result["images"]) == 1
+    if case == "pdf of 2000 pages sharing a 1 MB stream":
+        assert result["text"].count("A page drawn from a shared stream") == 2000
+    if case == "5000 refused image references":
+        assert len(result["warnings"]) == 21 and result["warnings"][-1] == "4980 more image(s) skipped"
+
+
+def test_each_distinct_picture_is_decoded_once_and_repeats_count(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    original = image_module._decode
+
+    def counting(image, data, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        decoded.append(name)
+        return original(image, data, name, *args, **kwargs)
+
+    monkeypatch.setattr(image_module, "_decode", counting)
+    picture = image_bytes("PNG", size=(200, 150), color=(10, 90, 200))
+    (tmp_path / "p.png").write_bytes(picture)
+    (tmp_path / "copy.png").write_bytes(picture)  # the same bytes under another name
+    (tmp_path / "g.md").write_bytes(repeated_image_markdown("p.png", 20) + b"![copy](copy.png)\n")
+    gallery = loader_for("g.md").load(tmp_path / "g.md", (tmp_path / "g.md").read_bytes(), Limits(max_images=5))
+    assert decoded == ["p.png"] and len(gallery.images) == 1
+    # The picture is shown 21 times: five count against max_images, the 16 after are dropped and said so.
+    assert gallery.warnings == ["16 image(s) beyond the first 5 skipped (at most 5 images, repeats included, or "
+                                "100 megapixels per document)"]
+    decoded.clear()
+    data = docx_with_shared_picture(30, picture)
+    document = loader_for("s.docx").load(tmp_path / "s.docx", data)
+    assert len(decoded) == 1 and len(document.images) == 1
+
+
+def _swap_after_scan(monkeypatch: pytest.MonkeyPatch, swaps: Callable[[], None]) -> None:
+    """Make the ingest's scan run ``swaps`` right after listing the folder: between the scan and the reads."""
+    scan = ingestion.pipeline.scan
+
+    def scan_then_swap(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = scan(*args, **kwargs)
+        swaps()
+        return result
+
+    monkeypatch.setattr(ingestion.pipeline, "scan", scan_then_swap)
+
+
+@pytest.mark.parametrize("isolation", [True, False], ids=["worker", "in-process"])
+def test_files_swapped_for_links_and_fifos_after_the_scan_are_refused(
+        isolation: bool, kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_docs(tmp_path / "docs", {"good.txt": "An ordinary note about lighthouses.",
+                                             "a.txt": "soon a link", "b.txt": "soon a fifo", "c.md": "soon a link",
+                                             "d.txt": "soon replaced", "e.txt": "soon a device"})
+    secret, _ = outside(tmp_path / "outside")
+    os.mkfifo(tmp_path / "outside" / "fifo")
+
+    def swaps() -> None:
+        (folder / "a.txt").unlink()
+        (folder / "a.txt").symlink_to(secret)
+        (folder / "b.txt").unlink()
+        os.mkfifo(folder / "b.txt")  # an open that blocked on it hung the run for good
+        (folder / "c.md").unlink()
+        (folder / "c.md").symlink_to(tmp_path / "outside" / "fifo")
+        (folder / "d.new").write_text("a new file under the old name", encoding="utf-8")
+        (folder / "d.new").replace(folder / "d.txt")  # another inode: not the file the scan saw
+        (folder / "e.txt").unlink()
+        (folder / "e.txt").symlink_to("/dev/zero")
+
+    _swap_after_scan(monkeypatch, swaps)
+    kb = kb_factory(file_isolation=isolation)
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the ingest hung on a swapped file"))
+    signal.alarm(120)
+    try:
+        report = kb.ingest(folder)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [Path(path).name for path in report.added] == ["good.txt"]
+    assert {Path(f.path).name: f.reason for f in report.failed} == dict.fromkeys(
+        ["a.txt", "b.txt", "c.md", "d.txt", "e.txt"], REFUSED)
+    _assert_nothing_outside(kb)
+    monkeypatch.undo()
+    (folder / "b.txt").unlink()
+    report = kb.ingest(folder)  # the next run sees the folder as it is now: links refused, the new file read
+    assert [Path(path).name for path in report.added] == ["d.txt"] and not report.failed
+    assert {Path(f.path).name: f.reason for f in report.skipped} == dict.fromkeys(["a.txt", "c.md", "e.txt"],
+                                                                                 f"symlink: {REFUSED}")
+    _assert_nothing_outside(kb)
+
+
+def _assert_nothing_outside(kb) -> None:  # type: ignore[no-untyped-def]
+    """No document, chunk, warning or stored picture of ``kb`` holds anything from outside its folders."""
+    with kb.store.sessions() as session:
+        texts = list(session.scalars(select(Chunk.text))) + list(session.scalars(select(Document.text)))
+        warnings = [w for ws in session.scalars(select(Document.warnings)) for w in ws or []]
+        errors = [e or "" for e in session.scalars(select(Document.error))]
+        pictures = list(session.scalars(select(StoredImage.sha256)))
+    assert not any(SECRET in text for text in texts + warnings + errors)
+    secret_picture = image_bytes("PNG", size=(120, 90), color=SECRET_COLOUR)
+    assert hashlib.sha256(secret_picture).hexdigest() not in pictures
+
+
+def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs", {"good.txt": "An ordinary note about lighthouses."})
+    (folder / "slow.pdf").write_bytes(shared_stream_pdf(1, 2, text=True))  # seconds of pypdf
+    kb = kb_factory(file_timeout=1)
+    report = kb.ingest(folder)
+    assert [Path(path).name for path in report.added] == ["good.txt"]
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [
+        ("slow.pdf", "over budget: loading took more than 1 s (file_timeout)")]
+    again = kb.ingest(folder)  # remembered: an unchanged file over budget is not tried again
+    assert again.failed[0].reason.endswith("(unchanged since the last run)")
+
+
+def test_a_file_over_its_memory_budget_fails_and_the_next_file_loads(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs", {"z-good.txt": "An ordinary note about lighthouses."})
+    (folder / "grey.png").write_bytes(grey16_png(8000))  # a few hundred megabytes to decode
+    kb = kb_factory(worker_memory_mb=256, ocr="off")
+    report = kb.ingest(folder)
+    assert [Path(path).name for path in report.added] == ["z-good.txt"]
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [
+        ("grey.png", "over budget: loading needs more than 256 MB of memory (worker_memory_mb)")]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_scheduler_while_a_file_is_being_loaded(tmp_path: Path, tiny_text_model: Path) -> None:
+    folder = write_docs(tmp_path / "docs", {"b-good.txt": "An ordinary note about lighthouses."})
+    (folder / "a-slow.pdf").write_bytes(shared_stream_pdf(1, 20, text=True))  # a minute of pypdf: mid-file
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu", "KB_HOME": str(tmp_path / "kb"),
+           "KB_FILE_TIMEOUT": "600"}
+    kb = [sys.executable, "-m", "kb.cli"]
+    subprocess.run([*kb, "source", "add", str(folder), "--every", "1h"], env=env, check=True, capture_output=True,
+                   cwd=REPO)
+    process = subprocess.Popen([*kb, "scheduler", "--poll", "1"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _workers(process.pid):
+            time.sleep(0.2)
+        assert _workers(process.pid), "no file worker started"
+        time.sleep(2)  # the slow file, first in the folder, is being read
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out, err = process.communicate(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "scheduler stopped" in out, err[-2000:]
+    assert stopped_after < 20  # not the minutes the file would take
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
+        status, failures = connection.execute("SELECT status, failures FROM runs ORDER BY id DESC").fetchone()
+        documents = connection.execute("SELECT count(*) FROM documents").fetchone()[0]
+    assert status == "interrupted" and json.loads(failures) == [] and documents == 0
+
+
+def _workers(pid: int) -> list[int]:
+    """The file workers under process ``pid``: children of its children (the zygote forks them)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    children = {child for child, parent in parents.items() if parent == pid}
+    return [child for child, parent in parents.items() if parent in children]

@@ -1,0 +1,354 @@
+"""Hostile conditions around the files: an unmounted or unreadable share deletes nothing, secrets are never shown
+or recorded, a bad lock file, schedule, checkpoint, read-only database or full disk ends in one clear line, and a
+whole hostile folder goes through the `kb` command with its names escaped and nothing from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from kb import KnowledgeBase
+from kb.cli import main
+from kb.encoders.clip import ClipEncoder
+from kb.errors import (
+    LockFileError,
+    ModelNotFoundError,
+    ScheduleError,
+    SourceUnavailableError,
+    StorageError,
+)
+from kb.storage.urls import holds_secret, redact
+from kb.storage.vector_index import VectorIndex
+from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
+from tests.test_hostile_files import _assert_nothing_outside
+from tests.test_knowledge_base import DOCS, write_docs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def errors(stderr: str) -> list[str]:
+    """The lines of ``stderr`` other than progress lines (``kb: [  3 s] ...``)."""
+    return [line for line in stderr.splitlines() if not line.startswith("kb: [")]
+
+
+def _run(*command: str) -> bool:
+    return subprocess.run(command, capture_output=True).returncode == 0
+
+
+@contextmanager
+def share_at(folder: Path) -> Iterator[bool]:
+    """A tmpfs mounted at ``folder`` while the test can mount (root); yields whether it is a real mount."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = shutil.which("mount") is not None and _run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs",
+                                                         str(folder))
+    try:
+        yield mounted
+    finally:
+        if mounted and os.path.ismount(folder):
+            _run("umount", str(folder))
+
+
+def unmount(folder: Path, mounted: bool, away: Path) -> None:
+    """Take the share away, as an unmount does: the mount point stays, empty (without a mount: moved away)."""
+    if mounted:
+        assert _run("umount", str(folder))
+    else:
+        away.mkdir()
+        for entry in folder.iterdir():
+            entry.rename(away / entry.name)
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
+def test_an_unmounted_share_fails_its_run_and_keeps_every_document(
+        kb_factory, tmp_path: Path, tiny_text_model: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    share = tmp_path / "share"
+    with share_at(share) as mounted:
+        write_docs(share)
+        kb = kb_factory()
+        kb.add_source(share, "every 1h")
+        [report] = kb.reindex()
+        assert len(report.added) == 4
+        unmount(share, mounted, tmp_path / "away")
+        with pytest.raises(SourceUnavailableError, match="empty"):
+            kb.reindex(share)
+        assert kb.jobs()[0].status == "failed" and kb.stats().documents == 4
+        assert kb.search("margrave", k=1, mode="keyword")
+        doctor = kb.doctor(repair=True)
+        assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("source folder empty", False)]
+        assert kb.stats().documents == 4
+        monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "reindex"]) == 2
+        [error] = errors(capsys.readouterr().err)
+        assert error.startswith("kb: error: the folder") and "nothing was removed" in error
+        assert kb.stats().documents == 4
+        if mounted:  # mounted again, with its files: nothing to redo
+            assert _run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(share))
+            write_docs(share)
+        else:
+            for entry in (tmp_path / "away").iterdir():
+                entry.rename(share / entry.name)
+        [report] = kb.reindex(share)
+        assert not report.removed and len(report.updated) + len(report.unchanged) == 4
+        # Emptied on purpose: told so, the run removes them.
+        for entry in share.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        [report] = kb.reindex(share, allow_removal=True)
+        assert len(report.removed) == 4 and kb.stats().documents == 0
+
+
+def test_a_mostly_missing_source_keeps_its_documents_unless_removal_is_allowed(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs", {f"part/note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(20)})
+    kb = kb_factory()
+    kb.ingest(folder)
+    for n in range(3):  # a few files deleted by hand: removed as always
+        (folder / "part" / f"note{n:02d}.txt").unlink()
+    assert len(kb.ingest(folder).removed) == 3
+    for n in range(3, 18):  # most of what is left gone at once: a subfolder share unmounted, say
+        (folder / "part" / f"note{n:02d}.txt").unlink()
+    report = kb.ingest(folder)
+    assert not report.removed and len(report.removal_withheld) == 15
+    assert any("max_removed_share" in notice for notice in report.notices)
+    assert kb.stats().documents == 17
+    doctor = kb.doctor(repair=True)
+    assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("many files missing", False)]
+    assert kb.stats().documents == 17
+    report = kb.ingest(folder, allow_removal=True)
+    assert len(report.removed) == 15 and kb.stats().documents == 2
+
+
+def _without_root_override() -> list[str] | None:
+    """A command prefix under which file permissions apply even to root (None: root, and no tool to drop them)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv"):
+        return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search", "--"]
+    return None
+
+
+@pytest.mark.slow
+def test_unreadable_folders_remove_nothing_and_doctor_survives(kb_factory, tmp_path: Path,
+                                                               tiny_text_model: Path) -> None:
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    folder = write_docs(tmp_path / "docs")
+    kb_factory(clip_model="none").ingest(folder)
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu"}
+    kb = [*prefix, sys.executable, "-m", "kb.cli", "--kb", str(tmp_path / "kb")]
+    locked = folder / "handbook"
+    locked.chmod(0)
+    try:
+        doctor = subprocess.run([*kb, "doctor", "--repair", "--json"], env=env, capture_output=True, text=True,
+                                cwd=REPO)
+        problems = {problem["kind"]: problem for problem in json.loads(doctor.stdout)["problems"]}
+        assert doctor.returncode == 1 and "files unreadable" in problems and not problems["files unreadable"]["repaired"]
+        folder.chmod(0)
+        reindex = subprocess.run([*kb, "ingest", str(folder)], env=env, capture_output=True, text=True, cwd=REPO)
+        [error] = errors(reindex.stderr)
+        assert reindex.returncode == 2 and error.startswith("kb: error: ") and "cannot be read" in error
+        doctor = subprocess.run([*kb, "doctor", "--repair", "--json"], env=env, capture_output=True, text=True,
+                                cwd=REPO)
+        kinds = [problem["kind"] for problem in json.loads(doctor.stdout)["problems"]]
+        assert "source folder unreadable" in kinds and "files gone" not in kinds
+    finally:
+        folder.chmod(0o755)
+        locked.chmod(0o755)
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as reopened:
+        assert reopened.stats().documents == len(DOCS)
+
+
+def test_database_url_secrets_are_never_shown_or_recorded(kb_factory, tmp_path: Path, tiny_text_model: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    forms = ["postgresql://bob:s3cret@db/kb", "postgresql://bob@db/kb?password=s3cret",
+             "mysql://bob@db/kb?passwd=s3cret&charset=utf8", "mssql+pyodbc://bob@dsn?pwd=s3cret",
+             "postgresql://db/kb?sslpassword=s3cret", "postgresql://bob:s%33cret@db/kb",
+             "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BUID%3Dbob%3BPWD%3Ds3cret",
+             "postgresql://db/kb?password=s3cret&password=s3cret", "not a url, password=s3cret"]
+    for url in forms:
+        assert holds_secret(url) and "s3cret" not in redact(url) and "***" in redact(url), url
+    assert not holds_secret("postgresql://bob@db/kb?sslmode=require") and not holds_secret("sqlite:////srv/kb.sqlite")
+    url = f"sqlite:///file:{tmp_path / 'own.sqlite'}?mode=rwc&uri=true&password=s3cret"
+    kb = kb_factory(database_url=url)
+    recorded = (tmp_path / "kb" / "kb.json").read_text(encoding="utf-8")
+    assert "s3cret" not in recorded and "database_url" not in json.loads(recorded)
+    assert stat.S_IMODE((tmp_path / "kb" / "kb.json").stat().st_mode) == 0o600
+    assert "s3cret" not in kb.stats().database and "***" in kb.stats().database
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_DATABASE_URL", url)
+    assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 0
+    monkeypatch.setenv("KB_DATABASE_URL", "sqlite+nosuchdriver://bob:s3cret@db/kb?password=s3cret")
+    assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 2
+    shown = capsys.readouterr()
+    assert "s3cret" not in shown.out + shown.err and "kb: error: cannot use the database URL" in shown.err
+
+
+def test_the_writer_lock_never_follows_a_symlink(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("must stay as it is", encoding="utf-8")
+    (tmp_path / "kb" / "write.lock").unlink(missing_ok=True)
+    (tmp_path / "kb" / "write.lock").symlink_to(precious)
+    with pytest.raises(LockFileError, match="symlink"):
+        kb.ingest(folder)
+    assert precious.read_text(encoding="utf-8") == "must stay as it is"
+    (tmp_path / "kb" / "write.lock").unlink()
+    os.mkfifo(tmp_path / "kb" / "write.lock")
+    with pytest.raises(LockFileError, match="not a regular file"):
+        kb.ingest(folder)
+
+
+def test_absurd_schedules_are_refused_and_a_stored_one_does_not_stop_the_scheduler(kb_factory,
+                                                                                    tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    for schedule in ("every 99999999999d", "every 400d", "every " + "9" * 5000 + "s", "0s"):
+        with pytest.raises(ScheduleError):
+            kb.add_source(folder, schedule)
+    kb.add_source(folder, "every 1h")
+    kb.close()
+    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # as an older version let it through
+        connection.execute("UPDATE sources SET schedule = 'every 99999999999d', next_run_at = '2000-01-01 00:00:00'")
+    kb = kb_factory()
+    reports = kb.scheduler().run_pending()
+    assert len(reports) == 1 and len(reports[0].added) == 4
+    assert kb.sources()[0].next_run_at is None  # no longer due: no failure on every poll
+    assert kb.scheduler().run_pending() == []
+
+
+def test_a_read_only_database_ends_in_one_line(kb_factory, tmp_path: Path, tiny_text_model: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb_factory().ingest(folder)
+    (folder / "new.txt").write_text("A new note about lanterns.", encoding="utf-8")
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu",
+           "KB_DATABASE_URL": f"sqlite:///file:{tmp_path / 'kb' / 'kb.sqlite'}?mode=ro&uri=true"}
+    done = subprocess.run([sys.executable, "-m", "kb.cli", "--kb", str(tmp_path / "kb"), "ingest", str(folder)],
+                          env=env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2
+    assert errors(done.stderr) == ["kb: error: the database cannot be written: attempt to write a readonly database"]
+
+
+def test_a_full_database_is_the_error_reported_not_the_index_save_after_it(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_docs(tmp_path / "docs", {f"n{n:02d}.txt": f"Note {n}: " + "lantern harbour " * 300
+                                             for n in range(40)})
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "first", {"a.txt": "A first note."}))
+    engine = kb.store.sessions.kw["bind"]
+    engine.dispose()
+
+    @event.listens_for(engine, "connect")
+    def _full(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+
+    def no_space(self: VectorIndex) -> None:
+        raise StorageError(f"cannot write {self.path}: No space left on device")
+
+    monkeypatch.setattr(VectorIndex, "save", no_space)
+    with pytest.raises(StorageError) as raised:
+        kb.ingest(folder)
+    assert str(raised.value) == "the database cannot be written: database or disk is full"
+    assert isinstance(raised.value.__cause__, Exception)  # the original error, kept
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_ends_in_one_line(tmp_path: Path, tiny_text_model: Path) -> None:
+    home = tmp_path / "kb"
+    with share_at(home) as mounted:
+        if not mounted:
+            pytest.skip("a small filesystem needs a mount, which needs root")
+        assert _run("mount", "-o", "remount,size=600k", str(home))
+        folder = write_docs(tmp_path / "docs", {f"n{n:03d}.txt": f"Note {n}: " + "lantern harbour " * 400
+                                                for n in range(60)})
+        env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu"}
+        done = subprocess.run([sys.executable, "-m", "kb.cli", "--kb", str(home), "ingest", str(folder)], env=env,
+                              capture_output=True, text=True, cwd=REPO)
+        [error] = errors(done.stderr)
+        assert done.returncode == 2 and error.startswith("kb: error: ") and ("full" in error or "No space" in error)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
+    import torch
+
+    config, checkpoint = tiny_clip
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return os.system, (f"touch {marker}",)
+
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"state_dict": torch.load(checkpoint, weights_only=True), "extra": Payload()}, hostile)
+    with pytest.raises(ModelNotFoundError, match="refused"):
+        ClipEncoder(str(config), str(hostile), device="cpu").identity()
+    assert not marker.exists()
+
+
+def test_a_hostile_folder_through_the_command(tmp_path: Path, tiny_text_model: Path) -> None:
+    folder = tmp_path / "share"
+    write_docs(folder, {"good.txt": "An ordinary note about the lighthouse keeper.",
+                        "notes.md": "# Notes\n\n![inside](pics/ok.png)\n\nThe harbour map.\n"})
+    (folder / "pics").mkdir()
+    (folder / "pics" / "ok.png").write_bytes(_picture((40, 40, 200)))
+    secret, _ = outside(tmp_path / "outside")
+    (folder / "page.html").write_text("<p>Links outside.</p><img src='../outside/secret.png'>"
+                                      "<img src='../outside/absent.png'>", encoding="utf-8")
+    (folder / "link.txt").symlink_to(secret)
+    os.mkfifo(folder / "pipe.txt")
+    (folder / "front.md").write_bytes(front_matter_markdown())
+    (folder / "deep.html").write_bytes(nested_html(2000))
+    (folder / "bomb.docx").write_bytes(docx_xml_bomb(15))
+    (folder / "big.html").write_bytes(big_html(6))
+    names = ["evil\x1b[2J\x1b[31mred.txt", "forged\nfailed   payroll.txt: fake.txt", "bidi\u202etxt.exe.txt"]
+    for name in names:
+        (folder / name).write_bytes(b"")  # empty: failed, so the report prints its name
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu", "KB_CLIP_MODEL": "none"}
+    # The command, then its own peak memory (see tests/load_probe.py: rusage would count this test process too).
+    kb = [sys.executable, "-c", "import sys; from kb.cli import main; from tests.load_probe import peak_memory_mb; "
+          "code = main(sys.argv[1:]); print(f'peak {peak_memory_mb()}', file=sys.stderr); sys.exit(code)",
+          "--kb", str(tmp_path / "kb")]
+    started = time.monotonic()
+    done = subprocess.run([*kb, "ingest", str(folder), "--verbose"], env=env, capture_output=True, text=True,
+                          cwd=REPO, timeout=600)
+    seconds = time.monotonic() - started
+    peak_mb = float(done.stderr.rsplit("peak ", 1)[-1])
+    shown = done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert seconds < 300 and peak_mb < 2500, (seconds, peak_mb)
+    assert SECRET not in shown and "\x1b" not in shown and "\u202e" not in shown
+    assert not any(line.startswith("failed   payroll.txt") for line in shown.splitlines())
+    assert "evil\\x1b[2J\\x1b[31mred.txt" in shown and "forged\\x0afailed   payroll.txt: fake.txt" in shown
+    assert "6 added" in done.stdout and "5 failed" in done.stdout and "2 skipped" in done.stdout
+    report = json.loads(subprocess.run([*kb, "ingest", str(folder), "--json"], env=env, capture_output=True,
+                                       text=True, cwd=REPO, timeout=600).stdout)
+    failed = {Path(f["path"]).name: f["reason"] for f in report["failed"]}
+    assert set(failed) >= set(names)  # --json: the names exactly as they are
+    assert "XML bomb" in failed["bomb.docx"] and "max_html_mb" in failed["big.html"]
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as opened:
+        _assert_nothing_outside(opened)
+        assert opened.stats().images == 2  # pics/ok.png, as a file and as shown in notes.md
+        for query in (SECRET, "payroll password hunter2"):
+            assert all(SECRET not in hit.text for hit in opened.search(query, k=10))
+
+
+def _picture(colour: tuple[int, int, int]) -> bytes:
+    from tests.documents import image_bytes
+
+    return image_bytes("PNG", size=(64, 64), color=colour)
