@@ -293,7 +293,9 @@ def test_sigterm_stops_the_scheduler_while_a_file_is_being_loaded(tmp_path: Path
     finally:
         process.kill()
     assert process.returncode == 0 and "scheduler stopped" in out, err[-2000:]
-    assert stopped_after < 20  # not the minutes the file would take
+    # Not the minutes the file would take; the bound leaves room for a machine loaded with other work, where the
+    # stopped run still commits, saves its indexes and records itself as interrupted.
+    assert stopped_after < 45
     with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
         status, failures = connection.execute("SELECT status, failures FROM runs ORDER BY id DESC").fetchone()
         documents = connection.execute("SELECT count(*) FROM documents").fetchone()[0]
