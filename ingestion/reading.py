@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,35 @@ class Loaded:
     unread_images: bool = False
 
 
+@dataclass
+class Fetched:
+    """A file read and, unless its hash was one the caller had no use for loading, loaded."""
+
+    content_hash: str
+    loaded: Loaded | None = None
+
+
 class ReadFailed(LoadError):
     """The file could not be read at all (refused, vanished, over the size limit): nothing is recorded for it,
     the next run tries again."""
+
+
+class LoadFailed(LoadError):
+    """The file was read (``content_hash``) but could not be loaded: its failure is recorded."""
+
+    def __init__(self, reason: str, content_hash: str) -> None:
+        super().__init__(reason)
+        self.content_hash = content_hash
+
+
+def fetch(reader: FileReader, job: FileJob, skip: frozenset[str], on_read: Callable[[str], None]) -> Fetched:
+    """Read ``job`` and, unless its hash is in ``skip`` (unchanged, or a moved file), load it, in one go;
+    ``on_read`` hears the hash as soon as it is known. A load failure raises ``LoadError`` after ``on_read``."""
+    content_hash = reader.read(job)
+    on_read(content_hash)
+    if content_hash in skip:
+        return Fetched(content_hash)
+    return Fetched(content_hash, reader.load(job))
 
 
 class FileReader:
