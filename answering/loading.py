@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,24 @@ from kb.errors import ModelNotFoundError
 log = logging.getLogger(__name__)
 
 
-def load_question_answering(name: str, *, device: str | None = None,
-                            precision: ReaderPrecision = "float32") -> tuple[Any, Any]:
+def quantize_int8(model: Any, float_layers: Sequence[str] = ()) -> Any:
+    """``model`` with torch's dynamic int8 quantisation of its Linear layers, except those whose names match one
+    of the ``float_layers`` regular expressions (left in float32: the layers whose error costs most answers)."""
+    import torch
+
+    patterns = [re.compile(pattern) for pattern in float_layers]
+    chosen = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+              and not any(pattern.search(name) for pattern in patterns)}
+    with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao; it works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, chosen, dtype=torch.qint8)
+
+
+def load_question_answering(name: str, *, device: str | None = None, precision: ReaderPrecision = "float32",
+                            int8_float_layers: Sequence[str] = ()) -> tuple[Any, Any]:
     """``(model, tokenizer)`` for ``name``, in eval mode, in ``precision``: float32, bfloat16 weights and
-    arithmetic, or int8 dynamic quantisation of the Linear layers (CPU only).
+    arithmetic, or int8 dynamic quantisation of the Linear layers (CPU only) except ``int8_float_layers``.
 
     A model that cannot be had raises :class:`ModelNotFoundError` saying where it was looked for and how to
     provide one. A slow (Python) tokenizer is refused: citations need its character offsets.
@@ -51,9 +67,6 @@ def load_question_answering(name: str, *, device: str | None = None,
                                  "one for character offsets: save the model with a fast tokenizer")
     model.eval()
     if precision == "int8":  # int8 kernels exist for CPU only
-        with warnings.catch_warnings():  # torch marks eager quantisation deprecated in favour of torchao; it works
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), tokenizer
+        return quantize_int8(model, int8_float_layers), tokenizer
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     return model.to(device=device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype=dtype), tokenizer

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from answering.loading import load_question_answering
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
+from answering.threshold import model_threshold
 from answering.windows import Windows, length_batches, make_windows
 from kb.config import Settings
 from kb.language import question_language
@@ -58,26 +59,38 @@ class ExtractiveReader:
         self._model: Any = None
         self._tokenizer: Any = None
         self._input_names: set[str] = set()
+        self._threshold: float | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         with self._lock:
             if self._model is None:
                 model, tokenizer = load_question_answering(self.model_name, device=self.settings.device,
-                                                           precision=self.settings.reader_precision)
+                                                           precision=self.settings.reader_precision,
+                                                           int8_float_layers=self.settings.reader_int8_float_layers)
                 accepted = set(inspect.signature(model.forward).parameters)
                 self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")
                                      if name in accepted}
                 self._model, self._tokenizer = model, tokenizer
 
+    @property
+    def threshold(self) -> float:
+        """The no-answer threshold: the ``reader_no_answer_threshold`` setting when given, else the one tuned for
+        this model (its training card), else the default."""
+        if self.settings.reader_no_answer_threshold is not None:
+            return self.settings.reader_no_answer_threshold
+        if self._threshold is None:
+            self._threshold = model_threshold(self.model_name)
+        return self._threshold
+
     def run(self, question: str, passages: Sequence[Hit], top_k: int = 3,
             threshold: float | None = None) -> Reading:
         """The ``top_k`` best answers to ``question`` in ``passages`` (ranked retrieval hits).
 
-        Answers scoring below ``threshold`` (default: the ``reader_no_answer_threshold`` setting) are dropped, and
-        all are when "no answer" is more probable than the best answer.
+        Answers scoring below ``threshold`` (default: :attr:`threshold`) are dropped, and all are when "no answer"
+        is more probable than the best answer.
         """
-        threshold = self.settings.reader_no_answer_threshold if threshold is None else threshold
+        threshold = self.threshold if threshold is None else threshold
         if not passages:
             return Reading(answers=[], no_answer_score=1.0)
         spans, null, windows = self.spans(question, passages, top=top_k * CANDIDATES_PER_ANSWER)

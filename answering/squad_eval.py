@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from answering.reader import Readers
 from answering.squad_metrics import best_scores
+from answering.threshold import ScoredAnswer, record_threshold, tune_threshold
 from kb.config import Settings
 from kb.errors import InvalidRequestError
 from kb.types import Hit
@@ -21,9 +22,12 @@ EvalMode = Literal["reader", "open"]
 
 
 class SquadQuestion(BaseModel):
+    """A question, its gold answers (empty: unanswerable) with their character offsets in the paragraph."""
+
     id: str
     question: str
     answers: list[str]
+    answer_starts: list[int] = Field(default_factory=list)
     paragraph: int
 
 
@@ -35,15 +39,9 @@ class SquadSet(BaseModel):
     questions: list[SquadQuestion]
 
 
-class SquadReport(BaseModel):
-    """Scores in percent, as the official script prints them; HasAns/NoAns only for SQuAD 2.0 files."""
+class SquadScores(BaseModel):
+    """Exact match and F1 in percent, as the official script prints them; HasAns/NoAns only for SQuAD 2.0 files."""
 
-    file: str
-    mode: EvalMode
-    version: str
-    reader_model: str
-    questions: int
-    k: int | None = None
     exact: float | None = None
     f1: float | None = None
     has_ans_exact: float | None = Field(default=None, serialization_alias="HasAns_exact")
@@ -52,14 +50,40 @@ class SquadReport(BaseModel):
     no_ans_exact: float | None = Field(default=None, serialization_alias="NoAns_exact")
     no_ans_f1: float | None = Field(default=None, serialization_alias="NoAns_f1")
     no_ans_total: int | None = Field(default=None, serialization_alias="NoAns_total")
+
+
+class TunedThreshold(SquadScores):
+    """The no-answer threshold that maximises F1 on the evaluated file, and the scores it gives."""
+
+    threshold: float
+    recorded_in: str | None = Field(default=None, description="the training card it was written to")
+
+
+class SquadReport(SquadScores):
+    """A ``kb eval squad`` run: what was evaluated, its scores, and every prediction."""
+
+    file: str
+    mode: EvalMode
+    version: str
+    reader_model: str
+    questions: int
+    k: int | None = None
     recall_at_k: float | None = Field(default=None, description="gold passage among the k retrieved (answerable)")
     seconds: float
+    no_answer_threshold: float | None = None
+    tuned: TunedThreshold | None = Field(default=None, description="scores at the threshold tuned on this file")
     message: str | None = None
     predictions: dict[str, str] = Field(default_factory=dict)
 
     def table(self) -> str:
         """The report as aligned ``name  value`` lines."""
-        rows = self.model_dump(by_alias=True, exclude={"predictions"}, exclude_none=True)
+        dumped = self.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
+        first = [name for name in ("file", "mode", "version", "reader_model", "questions", "k") if name in dumped]
+        rows = {name: dumped[name] for name in first} | {k: v for k, v in dumped.items() if k not in first}
+        if self.tuned is not None:
+            tuned = self.tuned.model_dump(by_alias=True, exclude={"recorded_in"}, exclude_none=True)
+            rows |= {f"tuned {name}": value for name, value in tuned.items()}
+            rows["tuned threshold recorded in"] = self.tuned.recorded_in or "- (the reader is not a local folder)"
         rows = {("recall@k" if name == "recall_at_k" else name): value for name, value in rows.items()}
         width = max(len(name) for name in rows)
         return "\n".join(f"{name:<{width}}  {value:.2f}" if isinstance(value, float) else f"{name:<{width}}  {value}"
@@ -79,15 +103,17 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 impossible |= "is_impossible" in qa
-                answers = [] if qa.get("is_impossible") else [a["text"] for a in qa["answers"]]
-                questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"], answers=answers,
+                gold = [] if qa.get("is_impossible") else qa["answers"]
+                questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"],
+                                               answers=[a["text"] for a in gold],
+                                               answer_starts=[int(a.get("answer_start", -1)) for a in gold],
                                                paragraph=len(paragraphs)))
             paragraphs.append((article.get("title", ""), paragraph["context"]))
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit else questions)
 
 
-def _scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
+def squad_scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
     """Exact match and F1 in percent, overall and (SQuAD 2.0) for answerable and unanswerable questions."""
     def mean(values: list[float]) -> float | None:
         return 100.0 * sum(values) / len(values) if values else None
@@ -103,21 +129,49 @@ def _scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def evaluate_reader(path: Path, settings: Settings, limit: int | None = None) -> SquadReport:
-    """Each question read from its own gold paragraph; the reader may abstain (empty prediction)."""
-    squad = load_squad(path, limit)
-    readers = Readers(settings)
-    started = time.perf_counter()
-    predictions: dict[str, str] = {}
+def read_scored(squad: SquadSet, readers: Readers) -> dict[str, ScoredAnswer]:
+    """Each question read from its own gold paragraph at threshold 0: the best answer and its score (``""`` when
+    the reader finds "no answer" more probable), so any threshold can be applied afterwards."""
+    scored: dict[str, ScoredAnswer] = {}
     for question in squad.questions:
         title, context = squad.paragraphs[question.paragraph]
         hit = Hit(path=f"{title}#{question.paragraph}", page=None, start=0, end=len(context), text=context,
                   score=1.0, chunk_id=question.paragraph, document_id=question.paragraph, title=title)
-        reading = readers.for_question(question.question).run(question.question, [hit], top_k=1)
-        predictions[question.id] = reading.answers[0].text if reading.answers else ""
-    return SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader_model,
-                       questions=len(squad.questions), seconds=time.perf_counter() - started,
-                       predictions=predictions, **_scores(squad, predictions))
+        reading = readers.for_question(question.question).run(question.question, [hit], top_k=1, threshold=0.0)
+        best = reading.answers[0] if reading.answers else None
+        scored[question.id] = ScoredAnswer(text=best.text if best else "", score=best.score if best else 0.0)
+    return scored
+
+
+def at_threshold(scored: dict[str, ScoredAnswer], threshold: float) -> dict[str, str]:
+    """The predictions when answers scoring below ``threshold`` are dropped."""
+    return {qid: answer.text if answer.score >= threshold else "" for qid, answer in scored.items()}
+
+
+def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
+                    tune: bool = False) -> SquadReport:
+    """Each question read from its own gold paragraph; the reader may abstain (empty prediction). Answers are
+    dropped below the reader's threshold (the setting, else its model's training card, else the default); with
+    ``tune`` the threshold that maximises F1 on this file is chosen too, scored, and recorded in the model's
+    training card when the model is a local folder."""
+    squad = load_squad(path, limit)
+    started = time.perf_counter()
+    readers = Readers(settings)
+    scored = read_scored(squad, readers)
+    threshold = readers.for_question("").threshold
+    predictions = at_threshold(scored, threshold)
+    report = SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader_model,
+                         questions=len(squad.questions), seconds=time.perf_counter() - started,
+                         no_answer_threshold=threshold, predictions=predictions,
+                         **squad_scores(squad, predictions))
+    if tune:
+        tuned = tune_threshold([scored[q.id] for q in squad.questions], [q.answers for q in squad.questions])
+        tuned_predictions = at_threshold(scored, tuned)
+        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(settings.reader_model, tuned,
+                                                                                   str(path)),
+                                      **squad_scores(squad, tuned_predictions))
+        report.predictions = tuned_predictions
+    return report
 
 
 def _slug(text: str) -> str:
@@ -158,7 +212,7 @@ def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors
                     found.append(any(hit.path == files[question.paragraph] for hit in result.evidence))
             seconds = time.perf_counter() - started
             model = knowledge_base.settings.reader_model
-    scores = {} if message else _scores(squad, predictions)
+    scores = {} if message else squad_scores(squad, predictions)
     return SquadReport(file=str(path), mode="open", version=squad.version, reader_model=model,
                        questions=len(squad.questions), k=k, seconds=seconds, message=message,
                        recall_at_k=100.0 * sum(found) / len(found) if found else None,
@@ -166,9 +220,12 @@ def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors
 
 
 def evaluate(path: Path, mode: EvalMode, settings_overrides: dict[str, Any], k: int = 5,
-             distractors: Path | None = None, limit: int | None = None) -> SquadReport:
-    """Run ``mode`` on the SQuAD file at ``path``; in reader mode a missing reader raises ModelNotFoundError."""
+             distractors: Path | None = None, limit: int | None = None, tune_threshold: bool = False) -> SquadReport:
+    """Run ``mode`` on the SQuAD file at ``path``; in reader mode a missing reader raises ModelNotFoundError.
+    ``tune_threshold`` (reader mode) also chooses the no-answer threshold on this file."""
     if mode == "reader":
-        return evaluate_reader(path, Settings(**settings_overrides), limit)
+        return evaluate_reader(path, Settings(**settings_overrides), limit, tune_threshold)
+    if tune_threshold:
+        raise ValueError("--tune-threshold needs --mode reader (each question on its own paragraph)")
     return evaluate_open(path, settings_overrides, k, distractors, limit)
 

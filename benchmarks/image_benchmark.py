@@ -6,7 +6,8 @@ On an image-caption folder (``captions.jsonl`` + images, default ../shared/data/
 of ``encode_images`` (median of ``--runs``), query latency p50/p95 (encode one caption + FAISS inner-product search
 over the image vectors), and recall@1/5/10 text->image (every caption; its image is the gold) and image->text (any
 of the image's captions). ``--pretrained random`` saves a randomly initialised checkpoint first: the same cost,
-meaningless recall. Then, on SQuAD-format paragraphs chunked at 200 MiniLM tokens (default xquad-en), how much of a
+meaningless recall. With ``--backends`` the encoder figures are taken on each encoder backend in turn (exported
+once into a temporary model cache), with how closely each backend's vectors agree with torch's. Then, on SQuAD-format paragraphs chunked at 200 MiniLM tokens (default xquad-en), how much of a
 chunk CLIP's context cuts off.
 
 With ``--kb`` the same folder also goes through the knowledge base: ``kb ingest`` (images/s through the whole
@@ -31,6 +32,7 @@ import numpy as np
 from benchmarks.retrieval_benchmark import percentile
 from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from kb.encoders.clip import ClipEncoder, resolve_architecture
+from kb.inference import BACKENDS, ExportCache
 
 KS = (1, 5, 10)
 
@@ -65,7 +67,8 @@ def recall(ranked: np.ndarray, gold: list[set[int]]) -> dict[str, float]:
             for k in KS}
 
 
-def image_figures(encoder: ClipEncoder, folder: Path, runs: int, queries: int) -> None:
+def image_figures(encoder: ClipEncoder, folder: Path, runs: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Throughput, query latency and recall of ``encoder`` on the folder; returns its image and caption vectors."""
     import faiss
 
     started = time.perf_counter()
@@ -103,6 +106,7 @@ def image_figures(encoder: ClipEncoder, folder: Path, runs: int, queries: int) -
     for name, figures in (("text->image", recall(to_images, [{i} for i in owner])),
                           ("image->text", recall(to_owners, [{i} for i in range(len(images))]))):
         print(f"{name}: " + ", ".join(f"{k} {value:.3f}" for k, value in figures.items()))
+    return image_vectors, text_vectors
 
 
 def kb_figures(model: str, pretrained: str, folder: Path, device: str | None, batch_size: int) -> None:
@@ -175,15 +179,26 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=100, help="captions timed as single queries")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--kb", action="store_true", help="also ingest and search the folder through a knowledge base")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["torch"],
+                        help="encoder backends to measure the CLIP towers on (torch first, as the reference)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pretrained = args.pretrained
         if pretrained == "random":
             pretrained = str(random_checkpoint(args.model, Path(tmp)))
             print("note: random weights: speed figures hold, recall figures mean nothing (chance level)")
-        encoder = ClipEncoder(args.model, pretrained, device=args.device, batch_size=args.batch_size)
         if (args.images / "captions.jsonl").exists():
-            image_figures(encoder, args.images, args.runs, args.queries)
+            reference: tuple[np.ndarray, np.ndarray] | None = None
+            for backend in dict.fromkeys(["torch", *args.backends]):
+                print(f"\n-- backend {backend}")
+                encoder = ClipEncoder(args.model, pretrained, device=args.device, batch_size=args.batch_size,
+                                      backend=backend, cache=ExportCache(Path(tmp) / "model-cache"))
+                vectors = image_figures(encoder, args.images, args.runs, args.queries)
+                reference = reference or vectors
+                for name, ours, theirs in zip(("images", "captions"), vectors, reference, strict=True):
+                    agreement = np.sum(ours * theirs, axis=1)
+                    print(f"{name}: cosine to torch's vectors min {agreement.min():.5f}, "
+                          f"median {np.median(agreement):.5f}")
             if args.kb:
                 kb_figures(args.model, pretrained, args.images, args.device, args.batch_size)
         else:

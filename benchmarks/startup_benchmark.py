@@ -38,12 +38,14 @@ PEERS = {
 }
 
 
-def timed(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    """Median wall seconds of ``argv`` over ``repeat`` runs (after one unmeasured run that warms the file cache)."""
+def timed(argv: list[str], env: dict[str, str], repeat: int, cwd: Path = ROOT) -> float:
+    """Median wall seconds of ``argv`` over ``repeat`` runs (after one unmeasured run that warms the file cache).
+
+    ``cwd`` is the checkout whose code runs: ``python -m`` puts the working folder first on the import path."""
     times = []
     for attempt in range(repeat + 1):
         started = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         if attempt:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
@@ -52,9 +54,9 @@ def timed(argv: list[str], env: dict[str, str], repeat: int) -> float:
 def measure(checkout: Path, kb_dir: Path, repeat: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout), "KB_HOME": str(kb_dir), "HF_HUB_OFFLINE": "1"}
     kb = [sys.executable, "-m", "kb.cli"]
-    subprocess.run(kb + ["ingest", str(EXAMPLES)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    return {name: timed(kb + argv, env, repeat) for name, argv in COMMANDS.items()
+    subprocess.run(kb + ["ingest", str(EXAMPLES)], env=env, cwd=checkout, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return {name: timed(kb + argv, env, repeat, checkout) for name, argv in COMMANDS.items()
             if name != "kb --version" or checkout == ROOT}
 
 

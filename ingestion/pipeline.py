@@ -160,8 +160,8 @@ class Ingestor:
             except BaseException as error:
                 # Recorded where possible; a second fault here (a read-only database, a full disk) must not
                 # replace the error that ended the run.
-                _quietly(lambda: self._finish_run(run_id, report, status="failed",
-                                                  error=f"{type(error).__name__}: {error}"))
+                reason = f"{type(error).__name__}: {error}"
+                _quietly(lambda: self._finish_run(run_id, report, status="failed", error=reason))
                 _quietly(self._save_indexes)
                 raise
             finally:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import Settings
 from kb.errors import (
+    BackendUnavailableError,
     ConfigurationError,
     EncoderMismatchError,
     ImageSearchUnavailable,
@@ -23,7 +24,7 @@ from kb.types import Answer, AskResult, Citation, FailedFile, Filters, Hit, Inge
 if TYPE_CHECKING:
     from kb.knowledge_base import KnowledgeBase
 
-__all__ = ["Answer", "AskResult", "Citation", "ConfigurationError", "EncoderMismatchError", "FailedFile", "Filters",
+__all__ = ["Answer", "AskResult", "BackendUnavailableError", "Citation", "ConfigurationError", "EncoderMismatchError", "FailedFile", "Filters",
            "Hit", "ImageSearchUnavailable", "IngestProgress", "IngestReport", "InvalidRequestError", "KbError",
            "KnowledgeBase", "ModelNotFoundError", "NotAnImageError", "ScheduleError", "SchemaError", "Settings",
            "SourceNotFoundError", "Stats", "WriterBusyError"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,8 +21,14 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "file_isolation", "file_timeout", "worker_memory_mb")
+                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
+LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
+# Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD (README,
+# Chinese by default). 0.8 is a prior, not yet tuned: benchmarks/retrieval_benchmark.py --keyword-weights tunes it.
+CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
 
 
 class Settings(BaseSettings):
@@ -34,16 +41,34 @@ class Settings(BaseSettings):
     )
     text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
     device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
+    encoder_backend: EncoderBackend = Field(
+        default=DEFAULT_ENCODER_BACKEND, description="what runs the text encoder: torch, or the model exported once "
+        "to ONNX and run on ONNX Runtime or OpenVINO (CPU), in float32 (torch's vectors) or int8 (faster, other "
+        "vectors: recorded in the space's identity)")
+    clip_backend: EncoderBackend = Field(default="torch", description="what runs the CLIP towers (as encoder_backend)")
+    model_cache: str | None = Field(default=None, description="where exported models are cached; default "
+                                    "~/.cache/multimodal-kb")
     batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0)
-    keyword_tokenizer: Literal["simple", "jieba"] = "simple"
+    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(
+        default="auto", description='BM25 terms: "jieba" segments Chinese into words, "simple" indexes CJK as '
+        'character bigrams (English is the same in both); "auto" is jieba when installed (the chinese extra), '
+        "recorded as the one chosen")
     fusion: Literal["calibrated", "rrf", "relative"] = Field(
         default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
     keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
+    keyword_weights_by_language: dict[str, float] = Field(
+        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description='keyword share for questions in a '
+        'language ("zh", "ja", "ko"); others use keyword_weight. Chinese leans on jieba BM25, which finds Chinese '
+        "passages far better than the offline text models do")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    fusion_true_scores: bool = Field(
+        default=True, description="score every fused candidate on both signals (its cosine from its stored vector, "
+        "its BM25 in SQL); false: a candidate missing from one retriever's top list counts 0 there (the behaviour "
+        "before, kept to measure the difference)")
     max_file_mb: float = Field(default=100.0, gt=0)
     file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
                                  "stopped when the file is over its time or memory budget")
@@ -76,6 +101,11 @@ class Settings(BaseSettings):
     ocr_embedded_images: bool = Field(default=False,
                                       description="also OCR images embedded in pages that have a text layer (slow)")
     follow_symlinks_outside: bool = False
+    reranker_model: str | None = Field(
+        default=None, description="cross-encoder (sentence-transformers name or folder, e.g. from `kb train "
+        "reranker`) that reorders the best text hits of every search; none by default")
+    rerank_candidates: int = Field(default=20, ge=1, description="fused hits the reranker reorders (more: better "
+                                   "recall, slower search)")
     reader_model: str = Field(default=DEFAULT_READER_MODEL,
                               description="transformers question-answering model: hub name or local folder")
     reader_models_by_language: dict[str, str] = Field(
@@ -88,11 +118,15 @@ class Settings(BaseSettings):
     reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
     reader_batch_size: int = Field(default=16, ge=1,
                                    description="windows per forward pass, at most (a batch also closes at 10% padding)")
-    reader_no_answer_threshold: float = Field(
-        default=0.1, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer")
+    reader_no_answer_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer. "
+        "Default: the threshold tuned for the reader model (its training.json), else 0.1")
     reader_precision: ReaderPrecision = Field(
         default="float32", description="reader arithmetic: float32; bfloat16 (for GPUs and CPUs with AMX: slower than "
         "float32 on an AVX-512 CPU without AMX); int8 dynamic quantisation of Linear layers (CPU, about 2x float32)")
+    reader_int8_float_layers: list[str] = Field(
+        default_factory=list, description="with reader_precision=int8: regular expressions of Linear layer names "
+        r'left in float32, e.g. ["qa_outputs", "layer\\.\\d+\\.output\\.dense"]')
     reader_quantize: bool = Field(default=False, description='older spelling of reader_precision="int8", turned into '
                                   "it on validation")
 
@@ -103,6 +137,13 @@ class Settings(BaseSettings):
         if self.reader_stride >= self.reader_max_seq_length // 2:
             raise ValueError(f"reader_stride ({self.reader_stride}) must be below half of reader_max_seq_length "
                              f"({self.reader_max_seq_length})")
+        return self
+
+    @model_validator(mode="after")
+    def _choose_keyword_tokenizer(self) -> Settings:
+        """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
+        if self.keyword_tokenizer == "auto":
+            self.keyword_tokenizer = "jieba" if _installed("jieba") and _installed("opencc") else "simple"
         return self
 
     @model_validator(mode="after")
@@ -128,6 +169,10 @@ class Settings(BaseSettings):
         return init_settings, env_settings
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
     """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides``."""
     recorded: dict[str, Any] = {}
@@ -137,6 +182,9 @@ def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
         unknown = set(recorded) - set(Settings.model_fields)
         if unknown:
             raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+        # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
+        recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
+        recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
     env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
     merged = {k: v for k, v in recorded.items() if k not in env_names}
     merged.update(overrides)

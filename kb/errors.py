@@ -13,6 +13,10 @@ class ModelNotFoundError(KbError, RuntimeError):
     """A model could not be loaded: the message says which, where it was looked for, and how to provide it."""
 
 
+class BackendUnavailableError(ModelNotFoundError):
+    """The configured encoder backend needs a package that is not installed; the message says which and how."""
+
+
 class EncoderMismatchError(KbError, RuntimeError):
     """A space is being opened with an encoder other than the one that built it."""
 

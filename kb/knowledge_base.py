@@ -40,6 +40,7 @@ from kb.types import (
     SpaceStats,
     Stats,
 )
+from retrieval.evidence import one_hit_per_evidence
 from retrieval.retriever import Retriever
 
 if TYPE_CHECKING:
@@ -233,8 +234,8 @@ class KnowledgeBase:
         return self.retriever.search(query, k=k, mode=mode, filters=filters, modalities=modalities)
 
     def image_preview(self, hit: Hit | int) -> bytes:
-        """The stored JPEG preview of an image hit (or image chunk id): an embedded image a user can look at."""
-        chunk_id = hit.chunk_id if isinstance(hit, Hit) else hit
+        """The stored JPEG preview of the image a hit shows or carries (or of an image chunk id)."""
+        chunk_id = (hit.image.chunk_id if hit.image is not None else hit.chunk_id) if isinstance(hit, Hit) else hit
         with self.store.sessions() as session:
             preview = session.scalar(select(StoredImage.preview).where(StoredImage.chunk_id == chunk_id))
         if preview is None:
@@ -267,7 +268,7 @@ class KnowledgeBase:
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
         top = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
         images = [hit for hit in top if hit.modality == "image"]
-        evidence = sorted(passages + images, key=lambda hit: -hit.score)
+        evidence = one_hit_per_evidence(sorted(passages + images, key=lambda hit: -hit.score))
         if not passages:
             return AskResult(question=question, evidence=evidence, status="no_evidence",
                              message="no passage matches the question")

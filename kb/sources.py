@@ -13,7 +13,6 @@ from kb.storage.models import INGESTED, Document, Run, Source, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
 
-
 REMOVAL_FLOOR = 10  # fewer missing documents than this are always removed: a folder tidied by hand
 
 

@@ -87,12 +87,22 @@ class ChunkSpan(BaseModel):
 
 class ImageInfo(BaseModel):
     """What an image hit shows: the image's name in its file (the file name, "page 3 image 2", a DOCX media
-    part, an HTML src), its original size, and the hash of its bytes."""
+    part, an HTML src), its original size, the hash of its bytes, and its image chunk (for its preview)."""
 
     name: str
     width: int
     height: int
     sha256: str
+    chunk_id: int
+
+
+class Place(BaseModel):
+    """Another place of the same document holding the same passage or picture as a hit (folded into it)."""
+
+    page: int | None
+    start: int
+    end: int
+    chunk_id: int
 
 
 class Hit(BaseModel):
@@ -101,6 +111,11 @@ class Hit(BaseModel):
     A text hit's ``text`` is ``document_text[start:end]``. An image hit (``modality="image"``) carries ``image``;
     its ``text`` is the image's description (alt text, caption, surrounding or OCR text) and ``[start, end)`` the
     span of the document text it belongs with; ``path`` is the image file or the document that embeds it.
+
+    One hit is one piece of evidence: a text hit found together with the image its text belongs to (a photographed
+    sign and its OCR text, a scanned page and its text, a figure and its caption's paragraph) carries that image
+    in ``image`` (its ``chunk_id`` names the image chunk); the same passage or picture repeated in a document is
+    one hit, the other places listed in ``repeats``.
     """
 
     path: str
@@ -116,7 +131,11 @@ class Hit(BaseModel):
     dense_score: float | None = None
     keyword_score: float | None = None
     clip_score: float | None = None
+    rerank_score: float | None = Field(default=None, description="the cross-encoder's probability, when a reranker "
+                                       "ordered the text hits (it is then also ``score``)")
+    fused_score: float | None = Field(default=None, description="the fused score before reranking")
     image: ImageInfo | None = None
+    repeats: list[Place] = Field(default_factory=list)
 
 
 class Citation(BaseModel):

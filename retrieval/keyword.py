@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -31,8 +32,22 @@ def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k:
     ``idf * (k1 + 1)``, terms absent from the corpus included), so scores lie in [0, 1] and mean the same from
     query to query; that is what lets hybrid search weigh them against cosine similarities.
     """
+    return _bm25(session, tokenizer, query, k, chunk_conditions(filters, modalities)) if k > 0 else []
+
+
+def keyword_scores(session: Session, tokenizer: KeywordTokenizer, query: str,
+                   chunk_ids: Collection[int]) -> list[tuple[int, float]]:
+    """The same normalised BM25 for the given chunks only (those sharing no term with the query score 0 and are
+    left out): the true keyword score of a candidate another retriever found."""
+    ids = sorted(set(chunk_ids))
+    return _bm25(session, tokenizer, query, len(ids), [Chunk.id.in_(ids)]) if ids else []
+
+
+def _bm25(session: Session, tokenizer: KeywordTokenizer, query: str, limit: int,
+          conditions: list) -> list[tuple[int, float]]:
+    """Top ``limit`` chunks meeting ``conditions`` (on chunks joined with documents) by normalised BM25."""
     terms = sorted({term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize(query)})
-    if not terms or k <= 0:
+    if not terms:
         return []
     total, average_length = session.execute(
         select(func.count(Chunk.id), func.avg(Chunk.keyword_length))
@@ -54,9 +69,9 @@ def keyword_search(session: Session, tokenizer: KeywordTokenizer, query: str, k:
         select(Posting.chunk_id, score)
         .join(Chunk, Chunk.id == Posting.chunk_id)
         .join(Document, Document.id == Chunk.document_id)
-        .where(Posting.term.in_(list(idf)), *chunk_conditions(filters, modalities))
+        .where(Posting.term.in_(list(idf)), *conditions)
         .group_by(Posting.chunk_id)
         .order_by(score.desc(), Posting.chunk_id)
-        .limit(k)
+        .limit(limit)
     )
     return [(int(chunk_id), float(value) / attainable) for chunk_id, value in session.execute(query_sql)]

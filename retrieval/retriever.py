@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -15,13 +17,16 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
 from kb.keywords import KeywordTokenizer
+from kb.language import question_language
 from kb.storage.models import Chunk, Document, Space, StoredImage
 from kb.storage.store import Store
 from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
-from retrieval.calibration import Backgrounds, align, standardise
-from retrieval.dense import dense_search
+from retrieval.calibration import Backgrounds, Typical, align, standardise
+from retrieval.dense import dense_scores, dense_search
+from retrieval.evidence import one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
-from retrieval.keyword import keyword_search
+from retrieval.keyword import keyword_scores, keyword_search
+from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
@@ -60,6 +65,8 @@ class Retriever:
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
+        self.reranker = CrossEncoderReranker(settings.reranker_model, settings.device) \
+            if reranker_enabled(settings.reranker_model) else None
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -72,31 +79,54 @@ class Retriever:
         wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
-        depth = max(k, self.settings.fusion_candidates) if mode == "hybrid" or "image" in wanted else k
+        wanted_hits = max(k, self.settings.rerank_candidates) if self.reranker is not None else k
+        # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
+        # evidence.py).
+        depth = max(2 * wanted_hits, self.settings.fusion_candidates)
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
         with self.store.sessions() as session:
             vector = self._query_vector(query) if text_space is not None else None
-            dense = dense_search(self.store, session, text_space, vector, depth, filters, wanted) \
-                if text_space is not None and vector is not None else []
-            keyword = keyword_search(session, self.keywords, query, depth, filters, wanted) if mode != "dense" else []
-            clip_scores: dict[int, float] = {}
-            if clip_space is not None and self.clip is not None and text_space is not None and vector is not None:
-                # Images matched by what they show join the dense list on its scale, so every fusion treats a
-                # CLIP match like a text-space match; an image found both ways keeps its better dense score.
-                clip_vector = self.clip.encode([query])[0]
-                found = dense_search(self.store, session, clip_space, clip_vector, depth, filters,
-                                     frozenset({"image"}))
-                clip_scores = dict(found)
-                typical_image = self.backgrounds.typical(session, clip_space, clip_vector, "image")
-                typical_text = self.backgrounds.typical(session, text_space, vector, "text")
-                dense = _best_of(dense, align(found, typical_image, typical_text))
+            signals = _Signals()
+            if text_space is not None and vector is not None:
+                signals.text = dense_search(self.store, session, text_space, vector, depth, filters, wanted)
+                if clip_space is not None and self.clip is not None:
+                    # Images matched by what they show join the dense list on its scale, so every fusion treats a
+                    # CLIP match like a text-space match; an image found both ways keeps its better dense score.
+                    signals.clip_vector = clip_vector = self.clip.encode([query])[0]
+                    signals.clip = dense_search(self.store, session, clip_space, clip_vector, depth, filters,
+                                                frozenset({"image"}))
+                    signals.clip_scale = (self.backgrounds.typical(session, clip_space, clip_vector, "image"),
+                                          self.backgrounds.typical(session, text_space, vector, "text"))
+            if mode != "dense":
+                signals.keyword = keyword_search(session, self.keywords, query, depth, filters, wanted)
+            if mode == "hybrid" and self.settings.fusion_true_scores:
+                self._complete(session, signals, query, text_space, vector, clip_space)
             # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
-            dense = [(chunk_id, score) for chunk_id, score in dense if score > 0]
-            ranked = self._fuse(mode, dense, keyword)
-            return self._hits(session, ranked[:k], dict(dense), dict(keyword), clip_scores)
+            dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
+            ranked = self._fuse(mode, dense, signals.keyword, question_language(query))
+            hits = self._hits(session, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
+            hits = one_hit_per_evidence(hits)[:wanted_hits]
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
+
+    def _complete(self, session: Session, signals: _Signals, query: str, text_space: Space | None,
+                  vector: np.ndarray | None, clip_space: Space | None) -> None:
+        """Give every fusion candidate its true score on every signal: a candidate one retriever found but the
+        other did not rank high enough is scored by that other one too (its cosine from its stored vectors, its
+        BM25 in SQL), so an exact identifier found by keyword alone is not fused with a dense score of 0."""
+        candidates = {chunk_id for chunk_id, _ in signals.text + signals.clip + signals.keyword}
+        if text_space is not None and vector is not None:
+            signals.text += dense_scores(session, text_space, vector, candidates - {i for i, _ in signals.text})
+            if clip_space is not None and signals.clip_vector is not None:
+                signals.clip += dense_scores(session, clip_space, signals.clip_vector,
+                                             candidates - {i for i, _ in signals.clip}, modality="image")
+        signals.keyword += keyword_scores(session, self.keywords, query,
+                                          candidates - {i for i, _ in signals.keyword})
+        signals.keyword.sort(key=lambda pair: (-pair[1], pair[0]))
 
     def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
                      modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -117,11 +147,11 @@ class Retriever:
             ranked: Ranked = []
             clip_scores: dict[int, float] = {}
             for modality in sorted(wanted):
-                found = dense_search(self.store, session, space, vector, k, filters, frozenset({modality}))
+                found = dense_search(self.store, session, space, vector, 2 * k, filters, frozenset({modality}))
                 clip_scores.update(found)
                 ranked += standardise(found, self.backgrounds.typical(session, space, vector, modality))
             ranked.sort(key=lambda pair: (-pair[1], pair[0]))
-            return self._hits(session, ranked[:k], {}, {}, clip_scores)
+            return one_hit_per_evidence(self._hits(session, ranked, {}, {}, clip_scores))[:k]
 
     def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
         """Images that belong with these text chunks: in the same document, their span overlapping the chunk's (an
@@ -139,17 +169,21 @@ class Retriever:
                 .order_by(Chunk.id).distinct()).scalars().all()
             return self._hits(session, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
 
-    def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked) -> Ranked:
+    def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked, language: str | None = None) -> Ranked:
         if mode == "dense":
             return dense
         if mode == "keyword":
             return keyword
+        weight = self.settings.keyword_weights_by_language.get(language or "", self.settings.keyword_weight)
+        calibrated = weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
+        if self.settings.fusion == "calibrated":
+            return calibrated
+        # Rank and min-max fusions tie often (the best of one list and the worst of the other): with true scores
+        # such ties go to the stronger evidence, as the calibrated fusion of the same scores measures it.
+        tie_break = dict(calibrated) if self.settings.fusion_true_scores else None
         if self.settings.fusion == "rrf":
-            return reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k)
-        if self.settings.fusion == "relative":
-            return relative_score_fusion([dense, keyword])
-        weight = self.settings.keyword_weight
-        return weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
+            return reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k, tie_break=tie_break)
+        return relative_score_fusion([dense, keyword], tie_break=tie_break)
 
     def _clip_space(self, retry: bool = False) -> Space | None:
         """The CLIP space if the knowledge base has one and its model loads; otherwise images are found by their
@@ -196,13 +230,33 @@ class Retriever:
             row = rows.get(chunk_id)
             if row is None:  # not in this snapshot (cannot happen for a consistent index; kept as a guard)
                 continue
-            image = ImageInfo(name=row.name, width=row.width, height=row.height, sha256=row.sha256) \
+            image = ImageInfo(name=row.name, width=row.width, height=row.height, sha256=row.sha256,
+                              chunk_id=chunk_id) \
                 if row.name is not None else None
             hits.append(Hit(path=row.path, page=row.page, start=row.start, end=row.end, text=row.text, score=score,
                             modality=row.modality, chunk_id=chunk_id, document_id=row.document_id, title=row.title,
                             dense_score=dense.get(chunk_id), keyword_score=keyword.get(chunk_id),
                             clip_score=clip.get(chunk_id), image=image))
         return hits
+
+
+@dataclass
+class _Signals:
+    """What each retriever scored for one query: text-space cosines, CLIP cosines of images (with the query's
+    typical similarities in the CLIP and text spaces, to align them), and normalised BM25."""
+
+    text: Ranked = field(default_factory=list)
+    clip: Ranked = field(default_factory=list)
+    clip_vector: np.ndarray | None = None
+    clip_scale: tuple[Typical, Typical] | None = None
+    keyword: Ranked = field(default_factory=list)
+
+    def dense(self) -> Ranked:
+        """One dense list on the text scale: text-space cosines and aligned CLIP scores, the better of the two. A
+        negative cosine is no evidence: without a keyword match such a chunk is not a hit at all."""
+        merged = _best_of(self.text, align(self.clip, *self.clip_scale)) if self.clip_scale is not None else \
+            sorted(self.text, key=lambda pair: (-pair[1], pair[0]))
+        return [(chunk_id, score) for chunk_id, score in merged if score > 0]
 
 
 def _best_of(ranked: Ranked, extra: Ranked) -> Ranked:

@@ -6,6 +6,7 @@ is "What is the code of <name>?". Contexts without the fact teach the no-answer 
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from pathlib import Path
@@ -39,6 +40,32 @@ def examples(count: int, seed: int = 0, max_filler: int = 3) -> list[tuple[str, 
             sentences.insert(rng.randint(0, len(sentences)), fact(name, int(answer)))
         out.append((question(name), " ".join(sentences), answer))
     return out
+
+
+def write_squad(path: Path, count: int, seed: int = 0, titles: int = 4) -> Path:
+    """A SQuAD 2.0 file of ``count`` generated questions, one paragraph each, spread over ``titles`` articles."""
+    articles: list[dict] = [{"title": f"article {number}", "paragraphs": []} for number in range(titles)]
+    for number, (text, context, answer) in enumerate(examples(count, seed)):
+        qa: dict = {"id": f"{seed}-{number}", "question": text, "is_impossible": answer is None, "answers": []}
+        if answer is not None:
+            qa["answers"] = [{"text": answer, "answer_start": context.index(f" is {answer}.") + 4}]
+        articles[number % titles]["paragraphs"].append({"context": context, "qas": [qa]})
+    path.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
+    return path
+
+
+def save_tiny_bert(folder: Path, tokenizer_path: Path, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT with the MiniLM tokenizer: a base to train a reader or reranker from."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def train_tiny_reader(folder: Path, tokenizer_path: Path, steps: int = 300, seed: int = 0) -> Path:

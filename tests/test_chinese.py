@@ -103,3 +103,16 @@ def test_chinese_text_in_an_image_is_read_and_found(kb_factory, tmp_path: Path) 
     assert Path(hits[0].path).name == "sign.png" and "叉车" in hits[0].text
     assert [Path(hit.path).name for hit in kb.search("装卸区", k=1, mode="keyword", modalities={"image"})] == \
         ["sign.png"]
+
+
+def test_the_default_settings_answer_chinese_questions_among_english_documents(kb_factory, tmp_path: Path) -> None:
+    """No setting changed: jieba segments Chinese (it is installed with the chinese extra) and a Chinese question
+    leans on it, so the default English text model's weak view of Chinese cannot bury the right passage."""
+    folder = write(tmp_path / "docs", {**ENGLISH, **{f"zh-{name}": text for name, text in CHINESE.items()}})
+    kb = kb_factory()
+    assert kb.settings.keyword_tokenizer == "jieba" and kb.settings.keyword_weights_by_language["zh"] > 0.5
+    kb.ingest(folder)
+    for question, expected in (("顾客退货有多少天？", "zh-returns.txt"), ("员工的带薪年假有多少天？", "zh-leave.txt"),
+                               ("公司是哪一年在德卢斯成立的？", "zh-history.txt")):
+        assert Path(kb.search(question, k=1)[0].path).name == expected, question
+    assert Path(kb.search("How many days do customers have for a refund?", k=1)[0].path).name == "refunds.txt"

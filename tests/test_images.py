@@ -16,8 +16,8 @@ from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from kb.config import Settings
-from kb.types import ExtractedDocument
 from kb.containment import REFUSED
+from kb.types import ExtractedDocument
 from tests.documents import bomb_png, image_bytes, pdf_bytes
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)

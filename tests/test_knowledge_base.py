@@ -337,7 +337,7 @@ def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> 
 
 
 def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:
-    kb = kb_factory()
+    kb = kb_factory(keyword_tokenizer="simple")
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
     other = kb_factory(keyword_tokenizer="jieba")

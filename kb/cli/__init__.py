@@ -21,6 +21,7 @@ from kb.cli import show
 from kb.cli.logs import configure_logging
 from kb.cli.progress import Progress
 from kb.cli.terminal import is_terminal, one_line
+from kb.cli.train import add_train_parser, run_train
 from kb.config import CONFIG_FILE
 from kb.errors import InvalidRequestError, KbError
 from kb.types import Filters
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("-k", "--k", type=int, default=5, help="open mode: passages retrieved and read")
     squad.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
     squad.add_argument("--out", type=Path, default=Path("squad-eval.json"), help="JSON results file")
+    squad.add_argument("--tune-threshold", action="store_true",
+                       help="reader mode: choose the no-answer threshold that maximises F1 on this file, and record "
+                       "it in the reader folder's training.json (tune on validation data, not on a test set)")
+    add_train_parser(commands)
 
     source = commands.add_parser("source", help="manage the folders kept up to date")
     source_commands = source.add_subparsers(dest="source_command", required=True)
@@ -224,7 +229,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from answering.squad_eval import evaluate
 
     # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
-    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit)
+    report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit,
+                      tune_threshold=args.tune_threshold)
     print(report.table())
     args.out.write_text(report.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
     print(f"results written to {args.out}")
@@ -253,6 +259,9 @@ def run(args: argparse.Namespace) -> int:
     from kb.knowledge_base import KnowledgeBase, knowledge_base_dir
 
     directory = knowledge_base_dir(args.kb)
+    if args.command == "train":
+        configure_logging(None)
+        return run_train(args, directory)
     _check_before_opening(args, directory)
     with KnowledgeBase.open(directory) as knowledge_base:
         configure_logging(directory)

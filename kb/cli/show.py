@@ -38,10 +38,11 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
     mark = Emphasis(terminal)
     for rank, hit in enumerate(found, start=1):
         page = f" p.{hit.page}" if hit.page is not None else ""
-        if hit.image is not None:
+        if hit.image is not None:  # an image, or a passage carrying the image it is the text of
             where = "" if hit.image.name == Path(hit.path).name else f" {safe(hit.image.name)}"
-            print(f"{rank}. [image] {safe(hit.path)}{page}{where} ({hit.image.width}x{hit.image.height}, "
-                  f"chunk {hit.chunk_id}) score={hit.score:.4f}")
+            span = f" [{hit.start}:{hit.end}]" if hit.modality == "text" else ""
+            print(f"{rank}. [image] {safe(hit.path)}{page}{where}{span} ({hit.image.width}x{hit.image.height}, "
+                  f"chunk {hit.image.chunk_id}) score={hit.score:.4f}")
         else:
             print(f"{rank}. {safe(hit.path)}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
         text = one_line(hit.text)

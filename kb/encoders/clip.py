@@ -23,6 +23,7 @@ from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import file_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import ModelNotFoundError
+from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -34,12 +35,14 @@ ADVICE = ("Set KB_CLIP_PRETRAINED to a checkpoint file, download the weights whi
 
 
 class _Loaded(NamedTuple):
-    """What one load yields: the model and the functions that prepare its inputs."""
+    """What one load yields: the model, the functions that prepare its inputs, and for backends other than torch
+    the exported towers that compute instead (``{"image": graph, "text": graph}``)."""
 
     model: Any
     preprocess: Callable[[Image], Any]
     tokenizer: Callable[[Sequence[str]], Any]
     device: str
+    towers: dict[str, CompiledGraph]
 
 
 def resolve_architecture(model: str) -> str:
@@ -123,12 +126,15 @@ class ClipEncoder(LazyEncoder):
     It satisfies ``TextEncoder``, so the CLIP space's text side (queries, chunk texts) goes through ``encode``.
     """
 
-    def __init__(self, model: str, pretrained: str, *, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(self, model: str, pretrained: str, *, device: str | None = None, batch_size: int = 32,
+                 backend: Backend = "torch", cache: ExportCache | None = None) -> None:
         super().__init__()
         self.model = model
         self.pretrained = pretrained
         self.device = device
         self.batch_size = batch_size
+        self.backend = backend
+        self.cache = cache or ExportCache()
 
     def _build(self) -> tuple[_Loaded, EncoderIdentity]:
         log.info("loading CLIP model %s (%s)", self.model, self.pretrained)
@@ -137,7 +143,7 @@ class ClipEncoder(LazyEncoder):
 
         architecture = resolve_architecture(self.model)
         checkpoint, tag = resolve_checkpoint(architecture, self.pretrained)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cpu" if self.backend != "torch" else self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         quick_gelu = bool(tag.get("quick_gelu", False))
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -145,7 +151,7 @@ class ClipEncoder(LazyEncoder):
                 image_mean=tag.get("mean"), image_std=tag.get("std"), image_interpolation=tag.get("interpolation"),
                 image_resize_mode=tag.get("resize_mode"))
             tokenizer = open_clip.get_tokenizer(architecture)
-        except pickle.UnpicklingError as error:  # open_clip loads with weights_only: a pickle with code is refused
+        except pickle.UnpicklingError:  # open_clip loads with weights_only: a pickle with code is refused
             raise ModelNotFoundError(f"CLIP checkpoint {checkpoint} is refused: it holds more than tensors (pickled "
                                      f"objects that could run code). {ADVICE}") from None
         except (OSError, RuntimeError) as error:  # a corrupt or mismatched checkpoint, an uncached HF tokenizer
@@ -158,7 +164,28 @@ class ClipEncoder(LazyEncoder):
         name = self.pretrained if tag else checkpoint.name
         identity = EncoderIdentity(model=f"{architecture}/{name}", fingerprint=digest.hexdigest(),
                                    dimension=int(config["model"]["embed_dim"]), normalized=True)
-        return _Loaded(model, preprocess, tokenizer, device), identity
+        towers = self._export_towers(model, tokenizer, identity) if self.backend != "torch" else {}
+        return _Loaded(model, preprocess, tokenizer, device, towers), identity.on_backend(self.backend)
+
+    def _export_towers(self, model: Any, tokenizer: Callable[[Sequence[str]], Any],
+                       identity: EncoderIdentity) -> dict[str, CompiledGraph]:
+        """Both towers as graphs for the configured backend, exported once per checkpoint (see ``kb.inference``)."""
+        import torch
+
+        from kb.encoders.exportable import ClipTower
+
+        side = model.visual.image_size
+        height, width = (side, side) if isinstance(side, int) else side
+        examples = {"image": lambda: [torch.zeros(2, 3, height, width)],
+                    "text": lambda: [tokenizer(["a photo of a loading dock", "a sign"])]}
+        towers = {}
+        for tower, example in examples.items():
+            spec = GraphSpec(name=f"clip-{tower}", inputs=["inputs"], output="embedding",
+                             dynamic={"inputs": {0: "batch"}, "embedding": {0: "batch"}})
+            path = self.cache.graph(identity.fingerprint, spec, self.backend,
+                                    lambda tower=tower: ClipTower(model, tower), example)
+            towers[tower] = CompiledGraph(path, self.backend)
+        return towers
 
     @property
     def tokenizer(self) -> Any | None:
@@ -172,25 +199,31 @@ class ClipEncoder(LazyEncoder):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """CLIP text embeddings of ``texts``, each truncated to the model's context."""
         loaded = self._load()
-        return self._batches(texts, lambda batch: loaded.model.encode_text(loaded.tokenizer(list(batch))
-                                                                           .to(loaded.device), normalize=True))
+        return self._batches(texts, "text", lambda batch: loaded.tokenizer(list(batch)))
 
     def encode_images(self, images: Sequence[Image]) -> np.ndarray:
         """CLIP image embeddings of RGB PIL images, through the model's own resize, crop and normalisation."""
         import torch
 
         loaded = self._load()
-        return self._batches(images, lambda batch: loaded.model.encode_image(
-            torch.stack([loaded.preprocess(image) for image in batch]).to(loaded.device), normalize=True))
+        return self._batches(images, "image", lambda batch: torch.stack([loaded.preprocess(image) for image in batch]))
 
-    def _batches(self, items: Sequence[Any], embed: Callable[[Sequence[Any]], Any]) -> np.ndarray:
+    def _batches(self, items: Sequence[Any], tower: str, prepare: Callable[[Sequence[Any]], Any]) -> np.ndarray:
+        """``items`` through one tower in batches: prepared as torch tensors, computed by torch or the tower's graph."""
         import torch
 
+        loaded = self._load()
+        graph = loaded.towers.get(tower)
+        encode = loaded.model.encode_image if tower == "image" else loaded.model.encode_text
         dimension = self.identity().dimension
         parts = []
         with torch.inference_mode():
             for first in range(0, len(items), self.batch_size):
-                parts.append(embed(items[first : first + self.batch_size]).float().cpu().numpy())
+                inputs = prepare(items[first : first + self.batch_size])
+                if graph is not None:
+                    parts.append(graph.run({"inputs": inputs.numpy()}))
+                else:
+                    parts.append(encode(inputs.to(loaded.device), normalize=True).float().cpu().numpy())
         if not parts:
             return np.zeros((0, dimension), dtype=np.float32)
         vectors = np.concatenate(parts).astype(np.float32, copy=False)

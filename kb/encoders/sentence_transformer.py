@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
 from kb.errors import ModelNotFoundError
+from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +54,72 @@ def _dimension(model: Any) -> int:
     return int(method())
 
 
-class SentenceTransformerEncoder(LazyEncoder):
-    """A sentence-transformers model producing L2-normalised float32 vectors in batches."""
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 
-    def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64) -> None:
+
+class _Loaded(NamedTuple):
+    """The sentence-transformers model (tokenizer, and the computation for the torch backend) and, for the other
+    backends, the exported graph that computes instead."""
+
+    model: Any
+    graph: CompiledGraph | None
+
+
+class SentenceTransformerEncoder(LazyEncoder):
+    """A sentence-transformers model producing L2-normalised float32 vectors in batches.
+
+    With a ``backend`` other than torch, the whole model (transformer, pooling, dense layers, normalisation) is
+    exported once to an ONNX graph cached by the model's fingerprint (see ``kb.inference``) and run on ONNX
+    Runtime or OpenVINO, on the CPU; tokenisation stays the model's own.
+    """
+
+    def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64, backend: Backend = "torch",
+                 cache: ExportCache | None = None) -> None:
         super().__init__()
         self.name = name
         self.device = device
         self.batch_size = batch_size
+        self.backend = backend
+        self.cache = cache or ExportCache()
 
-    def _build(self) -> tuple[Any, EncoderIdentity]:
-        log.info("loading text model %s", self.name)
+    def _build(self) -> tuple[_Loaded, EncoderIdentity]:
+        log.info("loading text model %s (%s)", self.name, self.backend)
         with quiet_model_loading():
             from sentence_transformers import SentenceTransformer
 
             folder = resolve_model_folder(self.name)
             # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
-            model = SentenceTransformer(str(folder), device=self.device, trust_remote_code=False)
+            model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu",
+                                        trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    dimension=_dimension(model), normalized=True)
-        return model, identity
+        if self.backend == "torch":
+            return _Loaded(model, None), identity
+        example = _tokenize(model, ["An example sentence to trace.", "Another one."])
+        names = [name for name in TOKENIZER_OUTPUTS if name in example]
+        spec = GraphSpec(name="sentence-embedding", inputs=names, output="embedding",
+                         dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "embedding": {0: "batch"}})
+
+        def module() -> Any:
+            from kb.encoders.exportable import SentenceEmbedding
+
+            return SentenceEmbedding(model, names)
+
+        path = self.cache.graph(identity.fingerprint, spec, self.backend, module,
+                                lambda: [example[name] for name in names])
+        return _Loaded(model, CompiledGraph(path, self.backend)), identity.on_backend(self.backend)
 
     @property
     def tokenizer(self) -> Any | None:
-        return getattr(self._load(), "tokenizer", None)
+        return getattr(self._load().model, "tokenizer", None)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
+        loaded = self._load()
         if not texts:
             return np.zeros((0, self.identity().dimension), dtype=np.float32)
-        vectors = model.encode(
+        if loaded.graph is not None:
+            return self._encode_graph(loaded, texts)
+        vectors = loaded.model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -90,3 +127,21 @@ class SentenceTransformerEncoder(LazyEncoder):
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode_graph(self, loaded: _Loaded, texts: Sequence[str]) -> np.ndarray:
+        """Batches of similar lengths (longest first, as sentence-transformers orders them) through the graph."""
+        assert loaded.graph is not None
+        vectors = np.empty((len(texts), self.identity().dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            features = _tokenize(loaded.model, [texts[i] for i in batch])
+            vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+
+def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
+    """The model's own tokenisation (``preprocess`` in sentence-transformers 5.2+, ``tokenize`` before)."""
+    method = getattr(model, "preprocess", None) or model.tokenize
+    return method(texts)

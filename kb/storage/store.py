@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,34 @@ KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 NOTICE_PREFIX = "notice:"
 IMAGE_SPACE_OFF = "image space off"  # a standing notice: the CLIP weights could not be had at the last ingest
 
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A text chunk as training material: its text and span in its document's text."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """An ingested document as training material: path, title, text and its text chunks in order."""
+
+    path: str
+    title: str | None
+    text: str
+    chunks: list[StoredChunk]
+
+
+@dataclass(frozen=True)
+class StoredPicture:
+    """An image chunk as training material: its description (caption, alt text, OCR text) and JPEG preview."""
+
+    description: str
+    preview: bytes
+    path: str
 
 
 class Store:
@@ -81,6 +110,8 @@ class Store:
                     space = self.new_space(session, name, identity)
         if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
             same_name = " (same name, different model files)" if space.model == identity.model else ""
+            if not same_name and space.model.split(" (")[0] == identity.model.split(" (")[0]:
+                same_name = " (the same model on another encoder backend: int8 backends compute other vectors)"
             raise EncoderMismatchError(
                 f"the {name!r} space was built with {space.model!r} ({space.dimension} dimensions, "
                 f"fingerprint {space.fingerprint[:12]}) but the configured encoder is {identity.model!r} "
@@ -177,6 +208,24 @@ class Store:
         return found
 
     @staticmethod
+    def stored_vectors(session: Session, space: Space, chunk_ids: Iterable[int],
+                       modality: str | None = None) -> tuple[list[int], np.ndarray]:
+        """The stored vectors of these chunks in ``space`` (of one ``modality`` if given), as ids and a matrix;
+        chunks without a vector there are left out."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        wanted = sorted(set(chunk_ids))
+        for start in range(0, len(wanted), 500):
+            query = select(Vector.chunk_id, Vector.vector).where(Vector.space_id == space.id,
+                                                                 Vector.chunk_id.in_(wanted[start : start + 500]))
+            if modality is not None:
+                query = query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
+            for chunk_id, blob in session.execute(query):
+                ids.append(int(chunk_id))
+                blobs.append(blob)
+        return ids, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), space.dimension)
+
+    @staticmethod
     def insert_postings(session: Session, chunk_ids: list[int], terms: list[list[str]]) -> None:
         """Keyword postings (term frequencies) of freshly inserted chunks."""
         rows = [
@@ -236,3 +285,31 @@ class Store:
             removed += cls.delete_document_content(session, document_id)
             session.execute(delete(Document).where(Document.id == document_id))
         return removed
+
+    # -- training material ----------------------------------------------------------------------------------
+
+    def documents(self, batch: int = 200) -> Iterator[StoredDocument]:
+        """Every ingested document with its text chunks, a batch of documents per read."""
+        last = 0
+        while True:
+            with self.sessions() as session:
+                rows = session.execute(select(Document.id, Document.path, Document.title, Document.text)
+                                       .where(Document.status == "ok", Document.id > last)
+                                       .order_by(Document.id).limit(batch)).all()
+                if not rows:
+                    return
+                chunks: dict[int, list[StoredChunk]] = {row.id: [] for row in rows}
+                for chunk in session.execute(select(Chunk.document_id, Chunk.text, Chunk.start, Chunk.end)
+                                             .where(Chunk.document_id.in_(chunks), Chunk.modality == "text")
+                                             .order_by(Chunk.document_id, Chunk.ordinal)):
+                    chunks[chunk.document_id].append(StoredChunk(chunk.text, chunk.start, chunk.end))
+            yield from (StoredDocument(row.path, row.title, row.text, chunks[row.id]) for row in rows)
+            last = rows[-1].id
+
+    def pictures(self) -> Iterator[StoredPicture]:
+        """Every stored image with its description and preview."""
+        with self.sessions() as session:
+            for row in session.execute(select(Chunk.text, StoredImage.preview, Document.path)
+                                       .join(StoredImage, StoredImage.chunk_id == Chunk.id)
+                                       .join(Document, Document.id == Chunk.document_id).order_by(Chunk.id)):
+                yield StoredPicture(row.text, row.preview, row.path)

@@ -1,0 +1,126 @@
+"""Encoder backends side by side: ingest time, query latency and recall per backend, against torch and txtai.
+
+    python benchmarks/backend_benchmark.py [--data ../shared/data] [--dataset xquad-en] [--distractors 2000]
+        [--backends torch onnx onnx-int8 openvino openvino-int8] [--repeat 1] [--no-txtai]
+
+Builds the SQuAD corpus of the retrieval benchmark (one file per paragraph plus Wikipedia distractors), exports the
+text model once per backend into a fresh model cache (timed apart: it is made once per model), then for each
+backend ingests the corpus into a fresh knowledge base (its full ingest: load, chunk, embed, store), and asks every
+question in dense and default hybrid mode. txtai indexes the same chunks, already in memory, with the same model
+folder (torch). With --repeat N the ingests take turns N times (torch, the backends, txtai, then again) and the
+median time counts, so a machine shared with other work affects them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.retrieval_benchmark import default_model, evaluate, run_txtai
+from benchmarks.squad_corpus import DATASETS, HELD_OUT, squad_titles, write_distractors, write_squad_corpus
+from kb import KnowledgeBase
+from kb.config import EncoderBackend, Settings
+from kb.encoders import text_encoder
+from kb.inference import BACKENDS
+
+MODES = ("dense", "hybrid")
+
+
+def open_kb(folder: Path, model: str, backend: EncoderBackend, cache: Path) -> KnowledgeBase:
+    return KnowledgeBase.open(folder, text_model=model, device="cpu", encoder_backend=backend,
+                              model_cache=str(cache), clip_model="none", ocr="off")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="xquad-en")
+    parser.add_argument("--distractors", type=int, default=2000)
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--model", default=None, help="sentence-transformers folder (default: packaged MiniLM)")
+    parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="ingests per backend, taking turns; median counts")
+    parser.add_argument("--no-txtai", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
+    args = parser.parse_args()
+    if not (args.data / DATASETS[args.dataset]).exists():
+        print(f"data not found: {args.data / DATASETS[args.dataset]} (pass --data DIR)", file=sys.stderr)
+        return 2
+    if args.dataset in HELD_OUT:
+        print(f"note: {args.dataset} is held out; report its figures, do not tune on them", file=sys.stderr)
+    model = args.model or default_model()
+    backends: list[EncoderBackend] = ["torch"] + [b for b in args.backends if b != "torch"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        exclude = squad_titles(args.data / DATASETS["squad2-dev-part"]) \
+            if args.dataset == "xquad-en" and (args.data / DATASETS["squad2-dev-part"]).exists() else set()
+        questions = write_squad_corpus(args.data, args.dataset, root / "corpus" / "squad", exclude)
+        questions = questions[: args.max_questions]
+        distractors = write_distractors(args.data, root / "corpus" / "distractors", args.distractors)
+        print(f"corpus: {args.dataset} ({len(questions)} questions) + {distractors} distractor passages; "
+              f"model {model}")
+        cache = root / "model-cache"
+        exports = {}
+        for backend in backends:  # made once per model and backend; not part of any ingest
+            started = time.perf_counter()
+            text_encoder(Settings(text_model=model, encoder_backend=backend, model_cache=str(cache))).encode(["x"])
+            exports[backend] = time.perf_counter() - started
+        seconds: dict[str, list[float]] = {backend: [] for backend in [*backends, "txtai"]}
+        figures: dict[str, dict] = {}
+        for round_number in range(args.repeat):
+            for backend in backends:
+                folder = root / f"kb-{backend}-{round_number}"
+                with open_kb(folder, model, backend, cache) as kb:
+                    kb.encoder.encode(["warm up"])  # model load is not ingest
+                    report = kb.ingest(root / "corpus")
+                    seconds[backend].append(report.seconds)
+                    if round_number == 0:
+                        figures[backend] = {"encoder_s": report.encoder_seconds, "chunks": kb.stats().chunks}
+                        for mode in MODES:
+                            figures[backend][mode] = evaluate(
+                                lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)], questions)
+                    if backend == "torch" and not args.no_txtai:
+                        try:
+                            txtai_ingest, txtai_results = run_txtai(kb, questions, model)
+                        except ImportError:
+                            print("txtai is not installed; `pip install txtai` to compare side by side")
+                            args.no_txtai = True
+                        else:
+                            seconds["txtai"].append(txtai_ingest["seconds"])
+                            figures.setdefault("txtai", {"hybrid": txtai_results["hybrid"],
+                                                         "dense": txtai_results["dense"]})
+                shutil.rmtree(folder, ignore_errors=True)
+            print(f"round {round_number + 1}: " + ", ".join(f"{name} {values[-1]:.1f}s"
+                                                            for name, values in seconds.items() if values), flush=True)
+    ingest = {name: statistics.median(values) for name, values in seconds.items() if values}
+    torch_r5 = figures["torch"]["hybrid"]["recall@5"]
+    print(f"\n{'backend':<15}{'load s':>9}{'ingest s':>9}{'x torch':>8}{'x txtai':>8}{'encoder':>8}"
+          f"{'dense R@1':>10}{'R@5':>7}{'hybrid R@1':>11}{'R@5':>7}{'dR@5':>7}{'p50 ms':>8}")
+    for name in [*backends, "txtai"]:
+        if name not in figures:
+            continue
+        row = figures[name]
+        versus_txtai = f"{ingest[name] / ingest['txtai']:>8.2f}" if "txtai" in ingest else f"{'-':>8}"
+        encoder = f"{row['encoder_s'] / ingest[name]:>8.0%}" if "encoder_s" in row else f"{'-':>8}"
+        print(f"{name:<15}{exports.get(name, 0.0):>9.1f}{ingest[name]:>9.1f}{ingest[name] / ingest['torch']:>8.2f}"
+              f"{versus_txtai}{encoder}{row['dense']['recall@1']:>10.3f}{row['dense']['recall@5']:>7.3f}"
+              f"{row['hybrid']['recall@1']:>11.3f}{row['hybrid']['recall@5']:>7.3f}"
+              f"{(row['hybrid']['recall@5'] - torch_r5) * 100:>+7.1f}{row['hybrid']['p50_ms']:>8.1f}")
+    print("(load: model load, with its export and quantisation, made once per model; ingest: median of the rounds;\n"
+          " dR@5: hybrid recall@5 minus torch's, in points; p50: hybrid search latency)")
+    if args.out:
+        args.out.write_text(json.dumps({"dataset": args.dataset, "questions": len(questions), "exports_s": exports,
+                                        "ingest_s": seconds, "figures": figures}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

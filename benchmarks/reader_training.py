@@ -1,0 +1,144 @@
+"""Train the reader from the packaged MiniLM on the SQuAD train parts, then evaluate it on XQuAD English.
+
+Training data: squad2-train-part + squad1-train-part (development data), validation held out from them by article.
+Evaluation: ``kb eval squad`` in reader mode on xquad-en without the 5 titles it shares with the held-out
+squad2-dev-part (1,090 questions), for each variant asked for: a precision, and for int8 the Linear layers left in
+float32 (regular expressions, the ``reader_int8_float_layers`` setting); optionally the held-out squad2-dev-part
+too, at the threshold the card holds (tuned on the validation split) and at any ``--threshold`` given.
+
+    python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
+    python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
+        --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.squad_corpus import DATASETS, squad_titles
+
+
+def xquad_without_held_out(data: Path, folder: Path) -> Path:
+    """xquad-en minus the articles whose titles are in squad2-dev-part, as a SQuAD file in ``folder``."""
+    held_out = squad_titles(data / DATASETS["squad2-dev-part"])
+    xquad = json.loads((data / DATASETS["xquad-en"]).read_text(encoding="utf-8"))
+    xquad["data"] = [article for article in xquad["data"] if article["title"] not in held_out]
+    path = folder / "xquad-en-dev.json"
+    path.write_text(json.dumps(xquad), encoding="utf-8")
+    return path
+
+
+def train(args: argparse.Namespace) -> int:
+    from training.options import TrainOptions
+    from training.reader import train_reader
+
+    files = [args.data / DATASETS["squad2-train-part"], args.data / DATASETS["squad1-train-part"]]
+    options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
+                           max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
+                           checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+    card = train_reader(files, options)
+    print(card.model_dump_json(indent=2))
+    return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    """Tune (again) the trained reader's no-answer threshold on its validation split, as ``kb train reader`` does
+    after training, and record it on its card."""
+    from kb.cards import read_card, write_card
+    from kb.config import Settings
+    from training.reader import tune_reader_threshold
+    from training.squad_data import load_squad_files, split_by_title
+
+    card = read_card(args.model)
+    if card is None:
+        print(f"no training card in {args.model}", file=sys.stderr)
+        return 2
+    squad, _ = load_squad_files([Path(file.path) for file in card.data])
+    _, validation, split = split_by_title(squad, 0.1, card.hyperparameters.get("seed", 0))
+    settings = Settings(reader_model=str(args.model), device="cpu",
+                        reader_max_seq_length=card.hyperparameters["max_seq_length"],
+                        reader_stride=card.hyperparameters["stride"])
+    card.no_answer_threshold = tune_reader_threshold(validation, settings, card.hyperparameters.get("seed", 0))
+    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
+        "another paragraph of their article"
+    write_card(args.model, card)
+    print(f"no-answer threshold {card.no_answer_threshold:.4f} recorded in {args.model}/training.json")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from answering.squad_eval import evaluate as squad_evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.variant = args.variant or ["float32"]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {}
+        if "xquad" in args.sets:
+            sets["xquad-en minus held-out titles"] = xquad_without_held_out(args.data, Path(tmp))
+        if "held-out" in args.sets:
+            sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
+        for name, path in sets.items():
+            for variant in args.variant:
+                precision, _, layers = variant.partition(":")
+                overrides = {"reader_model": str(args.model), "reader_precision": precision, "device": "cpu",
+                             "reader_int8_float_layers": [layer for layer in layers.split(",") if layer]}
+                if args.threshold is not None:
+                    overrides["reader_no_answer_threshold"] = args.threshold
+                started = time.perf_counter()
+                report = squad_evaluate(path, "reader", overrides, limit=args.limit)
+                figures = report.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
+                figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+                results[f"{name}, {variant}"] = figures
+                print(f"{name}, {variant}:", json.dumps(figures), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    commands = parser.add_subparsers(dest="command", required=True)
+    training = commands.add_parser("train")
+    training.add_argument("--out", type=Path, required=True)
+    training.add_argument("--epochs", type=float, default=2.0)
+    training.add_argument("--batch-size", type=int, default=16)
+    training.add_argument("--learning-rate", type=float, default=1e-4)
+    training.add_argument("--max-seq-length", type=int, default=None)
+    training.add_argument("--max-seconds", type=float, default=None)
+    training.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    training.add_argument("--threads", type=int, default=None)
+    training.add_argument("--resume", action="store_true")
+    training.add_argument("--overwrite", action="store_true")
+    tuning = commands.add_parser("tune")
+    tuning.add_argument("--model", type=Path, required=True)
+    evaluation = commands.add_parser("evaluate")
+    evaluation.add_argument("--model", type=Path, required=True)
+    evaluation.add_argument("--variant", action="append", default=[],
+                            help="PRECISION[:REGEX,REGEX...] (layers left in float32 under int8); repeatable")
+    evaluation.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
+    evaluation.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")
+    evaluation.add_argument("--sets", nargs="+", choices=["xquad", "held-out"], default=["xquad"],
+                            help="xquad: xquad-en minus the held-out titles; held-out: squad2-dev-part (report only, "
+                            "never tune on it)")
+    evaluation.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
+        return 2
+    return {"train": train, "tune": tune, "evaluate": evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Training cards: ``training.json`` beside a trained model says how it was made and how to use it.
+
+``kb train`` writes one into every model folder it produces; the reader reads the calibrated no-answer threshold
+from it. The card is plain JSON, readable without this program.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from kb.atomic import write_atomic
+
+CARD_FILE = "training.json"
+ModelKind = Literal["reader", "retriever", "reranker", "clip"]
+
+
+class DataFile(BaseModel):
+    """One training or validation input: where it came from, its hash, and what was used or skipped."""
+
+    path: str
+    sha256: str
+    examples: int = Field(default=0, description="examples (questions, pairs, images) the file holds")
+
+
+class TrainingCard(BaseModel):
+    """How a model was trained and what it scored, before and after."""
+
+    kind: ModelKind
+    base_model: str
+    base_fingerprint: str | None = None
+    data: list[DataFile] = Field(default_factory=list)
+    validation_data: list[DataFile] = Field(default_factory=list)
+    validation_split: str = Field(default="", description="how the validation examples were chosen")
+    examples: int = Field(default=0, description="training examples used")
+    skipped: dict[str, int] = Field(default_factory=dict, description="training examples left out, by reason")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float = 0.0
+    steps: int = 0
+    epochs: float = 0.0
+    stopped_early: bool = Field(default=False, description="the time budget ended training before its epochs")
+    device: str = "cpu"
+    validation_before: dict[str, float] = Field(default_factory=dict)
+    validation_after: dict[str, float] = Field(default_factory=dict)
+    best_checkpoint: str | None = None
+    resumed_from: str | None = Field(default=None, description="the checkpoint an interrupted run continued from")
+    training_loss: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss) as logged")
+    no_answer_threshold: float | None = Field(
+        default=None, description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
+    threshold_tuned_on: str | None = None
+    libraries: dict[str, str] = Field(default_factory=dict)
+
+
+def card_path(folder: str | Path) -> Path:
+    return Path(folder) / CARD_FILE
+
+
+def read_card(folder: str | Path) -> TrainingCard | None:
+    """The card in a model folder, or None when the folder has none (a model not trained here, a hub name)."""
+    path = card_path(Path(folder).expanduser())
+    if not path.is_file():
+        return None
+    return TrainingCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_card(folder: str | Path, card: TrainingCard) -> Path:
+    """Write the card atomically into ``folder``."""
+    path = card_path(folder)
+    write_atomic(path, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
+    return path
+
+
+USAGE = {
+    "reader": "KB_READER_MODEL={out} kb ask ...  (or kb eval squad FILE)",
+    "retriever": "KB_TEXT_MODEL={out} kb reembed",
+    "reranker": "KB_RERANKER_MODEL={out} kb search ...",
+    "clip": "KB_CLIP_MODEL=<architecture or config .json> KB_CLIP_PRETRAINED={out}/model.pt kb reembed",
+}
+
+
+def summarise(card: TrainingCard, out: str | Path) -> str:
+    """A few lines for the terminal: what was trained on what, validation before and after, how to use it."""
+    def scores(values: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:.4g}" for name, value in values.items() if name != "loss") or "-"
+
+    skipped = ", ".join(f"{count} {reason}" for reason, count in card.skipped.items()) or "none"
+    lines = [f"trained a {card.kind} from {card.base_model} on {card.examples} examples (skipped: {skipped})",
+             f"  {card.steps} steps, {card.epochs:g} epochs, {card.seconds:.0f} s on {card.device}"
+             + (" (stopped by the time budget)" if card.stopped_early else ""),
+             f"  validation ({card.validation_split}):",
+             f"    before  {scores(card.validation_before)}", f"    after   {scores(card.validation_after)}"]
+    if card.no_answer_threshold is not None:
+        lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
+    lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""``kb train reader|retriever|reranker|clip``: its arguments and its run. The trainers are imported only when a
+training starts, so the parser costs nothing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+KINDS = (("reader", "SQuAD v1.1/v2.0 JSON files"),
+         ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
+         ("reranker", "SQuAD files or JSONL {query, positive[, negatives]}"),
+         ("clip", "JSONL {image: path relative to the file, caption}"))
+
+
+def add_train_parser(commands: Any) -> None:
+    train = commands.add_parser("train", help="fine-tune the reader, the retriever, a reranker or CLIP on your data")
+    kinds = train.add_subparsers(dest="kind", required=True)
+    for kind, data_help in KINDS:
+        command = kinds.add_parser(kind, help=f"train a {kind} from {data_help}")
+        command.add_argument("data", nargs="*", type=Path, metavar="DATA", help=data_help)
+        command.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the trained model")
+        command.add_argument("--base-model", metavar="NAME", help="model to start from (name or folder)")
+        command.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
+                             help="validation data (default: held out from DATA by article or document)")
+        command.add_argument("--epochs", type=float)
+        command.add_argument("--max-seconds", type=float, help="stop after this long, keeping the best checkpoint")
+        command.add_argument("--batch-size", type=int)
+        command.add_argument("--learning-rate", type=float)
+        command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window)")
+        command.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+        command.add_argument("--device", help="torch device (default: cuda when there is one)")
+        command.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+        command.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+        if kind != "reader":
+            command.add_argument("--from-kb", action="store_true",
+                                 help="also learn from the knowledge base (--kb): "
+                                 + ("its images with their captions, alt texts and OCR text" if kind == "clip"
+                                    else "titles and headings as queries for their passages"))
+        if kind in ("retriever", "reranker"):
+            command.add_argument("--hard-negatives", type=int, default=1 if kind == "retriever" else 3,
+                                 help="negatives mined per question from the knowledge base (--kb when it exists, "
+                                 "else the training passages): BM25 and dense neighbours that are not the answer")
+        if kind == "clip":
+            command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
+                                 "(default: the clip_pretrained setting)")
+
+
+def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
+    from kb.cards import summarise
+    from training import train
+
+    card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
+                 hard_negatives=getattr(args, "hard_negatives", None), clip_pretrained=getattr(args, "pretrained", None),
+                 base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
+                 batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
+                 validation=args.validation, threads=args.threads, device=args.device, overwrite=args.overwrite,
+                 resume=args.resume)
+    print(summarise(card, args.out))
+    return 0

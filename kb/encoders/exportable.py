@@ -1,0 +1,38 @@
+"""Encoders' forward passes as torch modules with one output, the shape ``torch.onnx.export`` traces.
+
+Imported only when a model is exported (it imports torch); see ``kb.inference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class SentenceEmbedding(torch.nn.Module):
+    """A sentence-transformers model from tokenizer tensors (``names``, in order) to its sentence embedding: every
+    module of the model (transformer, pooling, dense, normalisation) is in the graph."""
+
+    def __init__(self, model: Any, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
+
+
+class ClipTower(torch.nn.Module):
+    """One tower of an open_clip model: ``image`` (pixels to normalised embedding) or ``text`` (tokens to it)."""
+
+    def __init__(self, model: Any, tower: str) -> None:
+        super().__init__()
+        self.model = model
+        self.tower = tower
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.tower == "image":
+            return self.model.encode_image(inputs, normalize=True)
+        return self.model.encode_text(inputs, normalize=True)

@@ -1,0 +1,60 @@
+"""One exported graph, compiled on ONNX Runtime or OpenVINO, run on numpy inputs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from kb.inference.backends import Backend, require, runtime
+
+
+def cpu_threads() -> int:
+    """Threads to compute with: torch's setting when torch is loaded (so every runtime obeys one knob), else the
+    CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class CompiledGraph:
+    """An ONNX file (or OpenVINO IR) ready to run; ``run`` feeds named numpy arrays and returns the one output.
+
+    OpenVINO runs float32 graphs at float32 precision (``INFERENCE_PRECISION_HINT``), not the bfloat16 it picks by
+    default on CPUs that have it: float32 backends must give torch's vectors. ``openvino-int8`` keeps OpenVINO's
+    default (bfloat16 where the CPU computes it natively, as AVX-512 BF16 and AMX CPUs do): its vectors differ from
+    torch's anyway, and bfloat16 makes it about 1.2x faster here.
+    """
+
+    def __init__(self, path: Path, backend: Backend, threads: int | None = None) -> None:
+        self.path = path
+        self.backend = backend
+        threads = threads or cpu_threads()
+        if runtime(backend) == "openvino":
+            openvino = require("openvino", backend)
+            config = {"INFERENCE_NUM_THREADS": threads}
+            if backend == "openvino":
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            self._compiled = openvino.Core().compile_model(str(path), "CPU", config)
+            self.inputs = [port.get_any_name() for port in self._compiled.inputs]
+            self._lock = threading.Lock()  # one infer request at a time per compiled model
+        else:
+            onnxruntime = require("onnxruntime", backend)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.inputs = [node.name for node in self._session.get_inputs()]
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The graph's output for ``feed`` (extra entries, such as a tokenizer's bookkeeping, are ignored)."""
+        inputs = {name: np.ascontiguousarray(feed[name]) for name in self.inputs}
+        if runtime(self.backend) == "openvino":
+            with self._lock:
+                return np.asarray(self._compiled(inputs)[0])
+        return np.asarray(self._session.run(None, inputs)[0])

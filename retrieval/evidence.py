@@ -1,0 +1,70 @@
+"""One hit per piece of evidence: an image folded into the passage that is its own text, repeats folded into one.
+
+A photographed sign is stored twice, as the text chunks OCR read in it and as an image chunk described by that
+same text; a scanned page likewise, and a figure's description is its caption's paragraph. Found together, they
+are one piece of evidence, so they become one hit, and ``k`` counts distinct pieces of evidence. The rule:
+
+- **The passage carries the image.** An image and a text chunk of the same document whose spans overlap (or an
+  image with an empty span that sits inside the chunk, as ``Retriever.images_near`` links them) become the text
+  hit, with the image in ``hit.image``: the passage is what is cited to the character and what the reader reads;
+  the image comes with it. The merged hit takes the better rank and score of the two. A passage carries one
+  image; a second picture belonging with it stays a hit of its own.
+- **Repeats fold into their first occurrence.** The same passage text, or the same picture (by its hash), found
+  more than once in one document is one hit; the other places are listed in ``hit.repeats``. Identical text in
+  two different files stays two hits: they are two sources.
+"""
+
+from __future__ import annotations
+
+from kb.types import Hit, Place
+
+
+def one_hit_per_evidence(hits: list[Hit]) -> list[Hit]:
+    """``hits`` (best first) with images folded into their passages and repeats into their first occurrence."""
+    kept: list[Hit] = []
+    for hit in hits:
+        for position, earlier in enumerate(kept):
+            if earlier.document_id != hit.document_id:
+                continue
+            if _repeats(earlier, hit):
+                kept[position] = earlier.model_copy(update={"repeats": [*earlier.repeats, *_places(hit)]})
+                break
+            if _belong_together(earlier, hit):
+                kept[position] = _passage_with_image(earlier, hit)
+                break
+        else:
+            kept.append(hit)
+    return kept
+
+
+def _repeats(earlier: Hit, hit: Hit) -> bool:
+    """The same passage text, or the same picture, as an earlier hit of the same document."""
+    if hit.modality == "image":
+        return earlier.image is not None and hit.image is not None and earlier.image.sha256 == hit.image.sha256
+    return earlier.modality == "text" and earlier.text == hit.text
+
+
+def _belong_together(earlier: Hit, hit: Hit) -> bool:
+    """One is a passage without an image yet, the other an image whose span lies in or overlaps the passage."""
+    if {earlier.modality, hit.modality} != {"text", "image"}:
+        return False
+    passage, image = (earlier, hit) if earlier.modality == "text" else (hit, earlier)
+    if passage.image is not None:
+        return False
+    if image.start == image.end:
+        return passage.start <= image.start < passage.end
+    return image.start < passage.end and image.end > passage.start
+
+
+def _passage_with_image(earlier: Hit, hit: Hit) -> Hit:
+    """The passage of the two, carrying the other's image, at the better score of both."""
+    passage, image = (earlier, hit) if earlier.modality == "text" else (hit, earlier)
+    return passage.model_copy(update={
+        "image": image.image, "score": max(earlier.score, hit.score),
+        "clip_score": image.clip_score if image.clip_score is not None else passage.clip_score,
+        "repeats": [*earlier.repeats, *hit.repeats]})
+
+
+def _places(hit: Hit) -> list[Place]:
+    """Where a folded hit was, and the places already folded into it."""
+    return [Place(page=hit.page, start=hit.start, end=hit.end, chunk_id=hit.chunk_id), *hit.repeats]

@@ -1,0 +1,141 @@
+"""Encoder backends: the text encoder and the CLIP towers exported once to ONNX and run on ONNX Runtime or OpenVINO,
+in float32 (torch's vectors) or int8 (other vectors, a space identity of their own)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from kb.encoders.clip import ClipEncoder
+from kb.encoders.sentence_transformer import SentenceTransformerEncoder
+from kb.errors import BackendUnavailableError, EncoderMismatchError
+from kb.inference import ExportCache
+from kb.storage.models import Space
+from kb.types import TEXT_SPACE
+
+pytest.importorskip("onnxruntime", reason="the onnx backends need onnxruntime (the onnx extra)")
+pytest.importorskip("onnx", reason="exporting needs onnx (the onnx extra)")
+TEXTS = ["The loading dock accepts deliveries from 6 am.", "Record zq094x.", "退货政策：三十天内", "word " * 400]
+FLOAT32 = ["onnx", "openvino"]
+INT8 = ["onnx-int8", "openvino-int8"]
+
+
+def available(backend: str) -> None:
+    if backend.startswith("openvino"):
+        pytest.importorskip("openvino", reason="the openvino backends need openvino (the openvino extra)")
+        if backend.endswith("int8"):
+            pytest.importorskip("nncf", reason="openvino-int8 needs nncf (the openvino extra)")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> ExportCache:
+    """One export cache for the module: each model and backend is exported once, as in real use."""
+    return ExportCache(tmp_path_factory.mktemp("model-cache"))
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1)
+
+
+@pytest.mark.parametrize("backend", FLOAT32 + INT8)
+def test_text_encoder_backends_agree_with_torch(tiny_text_model: Path, cache: ExportCache, backend: str) -> None:
+    available(backend)
+    torch_encoder = SentenceTransformerEncoder(str(tiny_text_model), device="cpu")
+    encoder = SentenceTransformerEncoder(str(tiny_text_model), backend=backend, cache=cache, batch_size=3)
+    reference, vectors = torch_encoder.encode(TEXTS), encoder.encode(TEXTS)
+    assert vectors.shape == reference.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    if backend in FLOAT32:  # the same vectors: the same space identity, nothing to re-embed
+        assert cosines(vectors, reference).min() > 0.99999
+        assert encoder.identity() == torch_encoder.identity()
+    else:  # int8: close, but other vectors, so another identity that names the backend
+        assert cosines(vectors, reference).min() > 0.95
+        assert encoder.identity().model == f"{tiny_text_model} ({backend})"
+        assert encoder.identity().fingerprint != torch_encoder.identity().fingerprint
+    assert encoder.tokenizer is not None  # chunking still counts the model's own tokens
+
+
+def test_a_model_is_exported_once_per_fingerprint(tiny_text_model: Path, tmp_path: Path, monkeypatch) -> None:
+    from kb.inference import export
+
+    exports: list[str] = []
+    original = export._export
+    monkeypatch.setattr(export, "_export", lambda *args: (exports.append(args[2].name), original(*args))[1])
+    cache = ExportCache(tmp_path / "cache")
+    for _ in range(2):
+        SentenceTransformerEncoder(str(tiny_text_model), backend="onnx-int8", cache=cache).encode(TEXTS[:1])
+    SentenceTransformerEncoder(str(tiny_text_model), backend="onnx", cache=cache).encode(TEXTS[:1])
+    assert exports == ["sentence-embedding"]  # float32 and int8 come from the one export
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_text_model, changed)
+    (changed / "modules.json").write_text((changed / "modules.json").read_text() + "\n")  # other files: other key
+    SentenceTransformerEncoder(str(changed), backend="onnx", cache=cache).encode(TEXTS[:1])
+    assert exports == ["sentence-embedding"] * 2
+    assert len(list((tmp_path / "cache" / "exports").iterdir())) == 2
+    assert not list((tmp_path / "cache" / "exports").glob("*/.partial-*"))
+
+
+def test_switching_to_an_int8_backend_needs_reembed_and_records_it(kb_factory, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "dock.txt").write_text("Loading dock B accepts deliveries from 6 am to 2 pm.\n", encoding="utf-8")
+    (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
+    cache = str(tmp_path / "cache")
+    kb_factory(model_cache=cache).ingest(folder)  # built with torch
+    same = kb_factory(encoder_backend="onnx", model_cache=cache)
+    assert same.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")  # float32: same space
+    switched = kb_factory(encoder_backend="onnx-int8", model_cache=cache)
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        switched.search("returns", k=1, mode="dense")
+    assert switched.reembed() == 2
+    with switched.store.sessions() as session:
+        space = session.scalar(select(Space).where(Space.name == TEXT_SPACE))
+        rows = session.execute(select(Space.model)).scalars().all()
+    assert space is not None and space.model.endswith("(onnx-int8)") and rows == [space.model]
+    assert space.fingerprint == switched.encoder.identity().fingerprint
+    assert switched.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")
+    reopened = kb_factory()  # the backend is recorded with the knowledge base
+    assert reopened.settings.encoder_backend == "onnx-int8"
+    assert reopened.search("deliveries", k=1)[0].path.endswith("dock.txt")
+    with pytest.raises(EncoderMismatchError, match="onnx-int8"):
+        kb_factory(encoder_backend="torch").search("returns", k=1, mode="dense")
+
+
+def test_a_knowledge_base_recorded_before_backends_opens_with_torch(kb_factory, tmp_path: Path) -> None:
+    import json
+
+    kb = kb_factory(encoder_backend="onnx")
+    kb.close()
+    recorded = tmp_path / "kb" / "kb.json"
+    settings = json.loads(recorded.read_text())
+    del settings["encoder_backend"], settings["clip_backend"]
+    recorded.write_text(json.dumps(settings))
+    assert kb_factory().settings.encoder_backend == "torch"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
+def test_clip_towers_run_on_the_backend(tiny_clip: tuple[Path, Path], cache: ExportCache, backend: str) -> None:
+    available(backend)
+    config, checkpoint = tiny_clip
+    torch_clip = ClipEncoder(str(config), str(checkpoint), device="cpu")
+    clip = ClipEncoder(str(config), str(checkpoint), backend=backend, cache=cache, batch_size=2)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40 + 9 * i, 50, 3), dtype=np.uint8)) for i in range(3)]
+    texts = ["a red circle", "a blue square on a white sign", "a photo"]
+    floor = 0.9999 if backend in FLOAT32 else 0.95
+    assert cosines(clip.encode_images(images), torch_clip.encode_images(images)).min() > floor
+    assert cosines(clip.encode(texts), torch_clip.encode(texts)).min() > floor
+    assert (clip.identity() == torch_clip.identity()) == (backend in FLOAT32)
+
+
+def test_a_missing_runtime_is_one_clear_error(tiny_text_model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an import finds when the package is not installed
+    encoder = SentenceTransformerEncoder(str(tiny_text_model), backend="openvino", cache=ExportCache(tmp_path))
+    with pytest.raises(BackendUnavailableError, match=r"multimodal-kb\[openvino\]"):
+        encoder.encode(["x"])

@@ -1,0 +1,82 @@
+"""One hit per piece of evidence: an image and the passage that is its own text are one hit; repeats are one hit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kb.types import Hit, ImageInfo
+from retrieval.evidence import one_hit_per_evidence
+from tests.rendering import LATIN_FONT, render_lines
+
+
+def hit(chunk_id: int, score: float, start: int, end: int, *, document: int = 1, text: str = "passage",
+        picture: str | None = None) -> Hit:
+    image = ImageInfo(name=f"{picture}.png", width=10, height=10, sha256=picture * 64, chunk_id=chunk_id) \
+        if picture else None
+    return Hit(path=f"/docs/{document}", page=None, start=start, end=end, text=text, score=score,
+               modality="image" if picture else "text", chunk_id=chunk_id, document_id=document, image=image,
+               clip_score=0.3 if picture else None)
+
+
+def test_an_image_ranked_first_folds_into_its_passage_at_the_image_rank() -> None:
+    hits = [hit(1, 0.9, 0, 40, picture="a"), hit(2, 0.8, 0, 40, document=2), hit(3, 0.7, 10, 60)]
+    merged = one_hit_per_evidence(hits)
+    assert [h.chunk_id for h in merged] == [3, 2]
+    assert merged[0].modality == "text" and merged[0].image is not None and merged[0].image.chunk_id == 1
+    assert merged[0].score == 0.9 and merged[0].clip_score == 0.3 and (merged[0].start, merged[0].end) == (10, 60)
+
+
+def test_a_passage_carries_one_image_and_unrelated_images_stay() -> None:
+    hits = [hit(1, 0.9, 0, 100), hit(2, 0.8, 20, 30, picture="a"), hit(3, 0.7, 50, 60, picture="b"),
+            hit(4, 0.6, 200, 210, picture="c"), hit(5, 0.5, 0, 10, document=2, picture="d")]
+    merged = one_hit_per_evidence(hits)
+    assert [h.chunk_id for h in merged] == [1, 3, 4, 5]
+    assert merged[0].image is not None and merged[0].image.name == "a.png"
+
+
+def test_an_image_with_an_empty_span_belongs_with_the_passage_it_sits_in() -> None:
+    assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 50, 50, picture="a")])) == 2
+    assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 49, 49, picture="a")])) == 1
+
+
+def test_repeated_passages_and_pictures_of_one_document_are_one_hit() -> None:
+    hits = [hit(1, 0.9, 0, 20, text="Terms apply."), hit(2, 0.8, 0, 20, document=2, text="Terms apply."),
+            hit(3, 0.7, 300, 320, text="Terms apply."), hit(4, 0.6, 900, 900, picture="logo"),
+            hit(5, 0.5, 1900, 1900, picture="logo")]
+    merged = one_hit_per_evidence(hits)
+    assert [h.chunk_id for h in merged] == [1, 2, 4]
+    assert [(place.start, place.chunk_id) for place in merged[0].repeats] == [(300, 3)]
+    assert [place.chunk_id for place in merged[2].repeats] == [5]
+
+
+@pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
+def test_a_photographed_sign_is_one_hit_that_carries_its_image(image_kb, tmp_path: Path) -> None:
+    pytest.importorskip("rapidocr_onnxruntime", reason="needs OCR (the ocr extra)")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    render_lines(["LOADING DOCK B", "DELIVERIES ACCEPTED", "MONDAY TO FRIDAY", "6 AM TO 2 PM"]).save(
+        folder / "dock-sign.png")
+    (folder / "returns.txt").write_text("Customers may return unused items within 30 days of delivery.\n",
+                                        encoding="utf-8")
+    (folder / "parking.txt").write_text("Visitors park in the north lot; deliveries use the east gate.\n",
+                                        encoding="utf-8")
+    kb = image_kb(ocr="on")
+    report = kb.ingest(folder)
+    assert not report.failed, report.failed
+    with kb.store.sessions() as session:  # the sign is stored twice: its OCR text and its picture
+        from sqlalchemy import select
+
+        from kb.storage.models import Chunk, Document
+        stored = session.execute(select(Chunk.modality).join(Document).where(Document.path.like("%dock-sign.png")))
+        assert sorted(stored.scalars()) == ["image", "text"]
+    for mode in ("hybrid", "keyword", "dense"):
+        hits = kb.search("When does loading dock B accept deliveries?", k=3, mode=mode)
+        names = [Path(h.path).name for h in hits]
+        assert names.count("dock-sign.png") == 1, (mode, names)
+        assert len(hits) == 3 and len(set(names)) == 3  # k distinct pieces of evidence
+        sign = hits[names.index("dock-sign.png")]
+        assert sign.modality == "text" and sign.image is not None and sign.image.name == "dock-sign.png"
+        assert "DOCK" in sign.text.upper()
+        assert kb.image_preview(sign)[:2] == b"\xff\xd8"  # the preview of the image it carries (a JPEG)

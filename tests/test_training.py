@@ -1,0 +1,365 @@
+"""``kb train``: tiny models trained for seconds learn, save folders the knowledge base loads by its usual settings,
+resume after a kill, and refuse what they cannot use."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from answering.threshold import ScoredAnswer, tune_threshold
+from kb.cards import read_card
+from kb.cli import main
+from tests.conftest import minilm_path
+from tests.qa_model import FILLER, NAMES, fact, question, save_tiny_bert, write_squad
+from training import (
+    OutputExistsError,
+    TrainingDataError,
+    TrainOptions,
+    train_clip,
+    train_reader,
+    train_reranker,
+    train_retriever,
+)
+
+READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length": 64, "threads": 1, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_path())
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_squad(tmp_path_factory.mktemp("facts") / "facts.json", 1600, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_reader(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, facts: Path) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "reader"
+    train_reader([facts], TrainOptions(out=out, base_model=str(tiny_base), **READER))
+    return out
+
+
+def test_reader_learns_and_writes_its_card(trained_reader: Path, facts: Path, tiny_base: Path) -> None:
+    card = read_card(trained_reader)
+    assert card is not None and card.kind == "reader" and card.base_model == str(tiny_base)
+    assert card.data[0].path == str(facts.resolve()) and len(card.data[0].sha256) == 64
+    assert card.data[0].examples == 1600 and 0 < card.examples < 1600  # the rest is the validation split
+    assert "articles (titles) held out" in card.validation_split
+    assert card.training_loss[-1][1] < card.training_loss[0][1] / 2
+    assert card.validation_after["f1"] > card.validation_before["f1"] + 50
+    assert card.validation_after["loss"] < card.validation_before["loss"]
+    assert card.hyperparameters["max_seq_length"] == 64 and card.hyperparameters["stride"] == 21
+    assert card.no_answer_threshold is not None and 0 <= card.no_answer_threshold <= 1
+    assert {"model.safetensors", "tokenizer.json", "config.json", "training.json"} <= \
+        {path.name for path in trained_reader.iterdir()}
+    assert not (trained_reader / "checkpoints").exists()
+
+
+def test_trained_reader_answers_through_kb_ask_with_exact_citations(
+        trained_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_READER_MODEL", str(trained_reader))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    for name, code in (("alice", 4821), ("wen", 9042)):
+        docs = tmp_path / name
+        (docs / "notes").mkdir(parents=True)
+        for number, filler in enumerate(FILLER[:4]):
+            (docs / "notes" / f"{number}.txt").write_text(filler, encoding="utf-8")
+        text = f"{FILLER[5]} {fact(name, code)} {FILLER[6]}"
+        (docs / "codes.txt").write_text(text, encoding="utf-8")
+        assert main(["--kb", str(tmp_path / f"kb-{name}"), "ingest", str(docs)]) == 0
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / f"kb-{name}"), "ask", question(name), "--json"]) == 0
+        best = json.loads(capsys.readouterr().out)["answers"][0]
+        assert best["text"] == str(code)
+        source = best["sources"][0]
+        assert source["path"].endswith("codes.txt") and text[source["start"]:source["end"]] == str(code)
+
+
+def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_factory, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(f"The garden has roses and tulips. {fact('greta', 5150)}", encoding="utf-8")
+    strict = tmp_path / "strict-reader"
+    strict.mkdir()
+    for path in trained_reader.iterdir():
+        (strict / path.name).write_bytes(path.read_bytes())
+    card = read_card(strict)
+    card.no_answer_threshold = 1.0  # nothing reaches it
+    (strict / "training.json").write_text(card.model_dump_json(), encoding="utf-8")
+    knowledge_base = kb_factory(reader_model=str(strict))
+    knowledge_base.ingest(docs)
+    assert knowledge_base.ask(question("greta")).status == "no_answer"
+    assert knowledge_base.ask(question("greta"), threshold=0.0)[0].text == "5150"
+    assert knowledge_base.readers.for_question("x").threshold == 1.0
+    knowledge_base.settings.reader_no_answer_threshold = 0.0  # a setting the user gives wins over the card
+    assert knowledge_base.ask(question("greta"))[0].text == "5150"
+
+
+def test_tune_threshold_maximises_f1_over_answerable_and_unanswerable() -> None:
+    scored = [ScoredAnswer(text="paris", score=0.9), ScoredAnswer(text="1999", score=0.7),
+              ScoredAnswer(text="rome", score=0.4), ScoredAnswer(text="oslo", score=0.3)]
+    golds = [["Paris"], ["1999"], [], []]  # the last two are unanswerable: only abstaining scores
+    threshold = tune_threshold(scored, golds)
+    assert 0.4 < threshold < 0.7
+    assert tune_threshold(scored[:2], golds[:2]) == 0.0  # all answerable: never abstain
+    assert tune_threshold([ScoredAnswer(text="x", score=0.5)], [[]]) > 0.5
+
+
+def test_eval_tune_threshold_makes_the_reader_abstain(trained_reader: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader that answers unanswerable questions at the default threshold abstains on them once tuned."""
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    for path in trained_reader.iterdir():
+        if path.name != "training.json":  # a reader trained elsewhere: no card, default threshold
+            (reader / path.name).write_bytes(path.read_bytes())
+    # Unanswerable questions whose paragraph states another name's code: tempting for a small reader.
+    articles = [{"title": "t", "paragraphs": []}]
+    for number, (name, other) in enumerate([("alice", "bruno"), ("chen", "elena"), ("hiro", "ines"),
+                                            ("lena", "oscar"), ("rosa", "sven"), ("ulla", "wen")]):
+        code = 1000 + 37 * number
+        articles[0]["paragraphs"] += [
+            {"context": f"The weather was mild. {fact(name, code)}",
+             "qas": [{"id": f"a{number}", "question": question(name), "is_impossible": False,
+                      "answers": [{"text": str(code), "answer_start": 27 + len(name)}]}]},
+            {"context": f"Parking is free. {fact(other, code + 1)}",
+             "qas": [{"id": f"n{number}", "question": question(name), "is_impossible": True, "answers": []}]}]
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
+    monkeypatch.setenv("KB_READER_MODEL", str(reader))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "squad", str(dev), "--tune-threshold"]) == 0
+    report = json.loads((tmp_path / "squad-eval.json").read_text(encoding="utf-8"))
+    assert report["NoAns_exact"] < 50  # at the default threshold it answers most unanswerable questions
+    assert report["tuned"]["NoAns_exact"] > report["NoAns_exact"] and report["tuned"]["f1"] > report["f1"]
+    card = read_card(reader)
+    assert card is not None and card.no_answer_threshold == report["tuned"]["threshold"]
+    assert card.threshold_tuned_on == str(dev)
+
+
+def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "Nothing here.", "qas": [
+        {"id": "1", "question": "What?", "answers": [{"text": "elsewhere", "answer_start": 3}]}]}]}]}),
+        encoding="utf-8")
+    options = dict(base_model=str(tiny_base), **READER)
+    with pytest.raises(TrainingDataError, match="1 answer not found in its context"):
+        train_reader([bad], TrainOptions(out=tmp_path / "out", **options))
+    with pytest.raises(TrainingDataError, match="not a readable SQuAD"):
+        train_reader([tmp_path / "missing.json"], TrainOptions(out=tmp_path / "out", **options))
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine", encoding="utf-8")
+    facts = write_squad(tmp_path / "facts.json", 40)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        train_reader([facts], TrainOptions(out=occupied, **options))
+    assert (occupied / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert main(["train", "reader", str(bad), "--out", str(tmp_path / "cli"), "--base-model", str(tiny_base)]) == 2
+
+
+def falls(curve: list[tuple[int, float]]) -> bool:
+    """The loss of the last fifth of the logged steps is below that of the first fifth (losses are noisy)."""
+    fifth = max(1, len(curve) // 5)
+    return sum(loss for _, loss in curve[-fifth:]) < sum(loss for _, loss in curve[:fifth])
+
+
+def pair_lines(names: list[str], seed: int) -> list[str]:
+    """JSONL pairs: questions about a person's code and the passage stating it, grouped by person."""
+    rng = random.Random(seed)
+    lines = []
+    for name in names:
+        passage = f"{fact(name, rng.randint(100, 9999))} {rng.choice(FILLER)}"
+        for wording in (question(name), f"code for {name}", f"{name} code number"):
+            lines.append(json.dumps({"query": wording, "positive": passage, "group": name}))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("\n".join(pair_lines(NAMES, 0) + ["not json", json.dumps({"query": "no positive"})]) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+PAIRS = {"epochs": 4, "learning_rate": 5e-4, "batch_size": 16, "threads": 1, "device": "cpu", "validation_fraction": 0.2}
+
+
+def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(
+        pairs_file: Path, tiny_text_model: Path, kb_factory, tmp_path: Path) -> None:
+    out = tmp_path / "retriever"
+    card = train_retriever([pairs_file], TrainOptions(out=out, base_model=str(tiny_text_model), **PAIRS))
+    assert card.kind == "retriever" and card.skipped == {"not JSON": 1, "no query or positive text": 1}
+    assert falls(card.training_loss)
+    assert sum(card.hyperparameters["negatives_mined"].values()) > 0
+    assert "cosine_accuracy@1" in card.validation_after and (out / "modules.json").is_file()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "codes.txt").write_text(fact("alice", 4821), encoding="utf-8")
+    kb_factory().ingest(docs)
+    knowledge_base = kb_factory(text_model=str(out))  # the same knowledge base, opened with the trained model
+    assert knowledge_base.reembed() == 1
+    assert knowledge_base.stats().spaces[0].model == str(out)
+    assert knowledge_base.search("code of alice", mode="dense")[0].text == fact("alice", 4821)
+
+
+def test_reranker_learns_and_reorders_search(pairs_file: Path, tiny_base: Path, kb_factory, tmp_path: Path) -> None:
+    out = tmp_path / "reranker"
+    card = train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base),
+                                                     **(PAIRS | {"learning_rate": 3e-3})))
+    assert card.kind == "reranker" and falls(card.training_loss)
+    assert card.validation_after["ndcg@10"] > card.validation_before["ndcg@10"] + 0.2
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for number, name in enumerate(NAMES[:6]):
+        (docs / f"{name}.txt").write_text(f"{fact(name, 1000 + number)} {FILLER[number]}", encoding="utf-8")
+    knowledge_base = kb_factory(reranker_model=str(out), rerank_candidates=6)
+    knowledge_base.ingest(docs)
+    hits = knowledge_base.search(question("chen"), k=3)
+    assert len(hits) == 3 and all(hit.rerank_score is not None and hit.fused_score is not None for hit in hits)
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
+
+
+def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    from kb.encoders.clip import ClipEncoder
+    from tests.clip_model import shape_images
+
+    config, checkpoint = tiny_clip
+    folder = tmp_path / "captions"
+    folder.mkdir()
+    lines = []
+    for number, (image, caption) in enumerate(shape_images(4, seed=3)):
+        image.save(folder / f"{number}.png")
+        lines.append(json.dumps({"image": f"{number}.png", "caption": caption}))
+    lines += [json.dumps({"image": "../outside.png", "caption": "a red circle"}), "{broken"]
+    (tmp_path / "outside.png").write_bytes((folder / "0.png").read_bytes())
+    data = folder / "captions.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "clip"
+    card = train_clip([data], TrainOptions(out=out, base_model=str(config), epochs=6, batch_size=12,
+                                           learning_rate=1e-3, threads=1, device="cpu"),
+                      clip_pretrained=str(checkpoint))
+    assert card.skipped == {"image outside the data file's folder": 1, "not JSON": 1}
+    assert falls(card.training_loss)
+    assert (out / "model.pt").is_file() and (out / config.name).is_file()
+    encoder = ClipEncoder(str(out / config.name), str(out / "model.pt"), device="cpu")
+    assert encoder.identity().model.endswith("model.pt")
+    assert encoder.encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)
+
+
+def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
+    from tests.clip_model import shape_images
+
+    config, checkpoint = tiny_clip
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    lines = []
+    for number, (image, caption) in enumerate(shape_images(1, seed=4)):
+        image.resize((64, 64)).save(docs / f"{number}.png")
+        lines.append(f"![{caption}]({number}.png)")
+    (docs / "shapes.md").write_text("# Shapes\n\n" + "\n\n".join(lines) + "\n", encoding="utf-8")
+    knowledge_base = image_kb()
+    knowledge_base.ingest(docs)
+    knowledge_base.close()
+    card = train_clip([], TrainOptions(out=tmp_path / "clip", base_model=str(config), epochs=2, batch_size=8,
+                                       learning_rate=1e-3, threads=1, device="cpu"),
+                      clip_pretrained=str(checkpoint), kb_dir=knowledge_base.directory, from_kb=True)
+    assert card.examples >= 9 and "images held out" in card.validation_split  # 12 pictures with their alt texts
+    assert card.hyperparameters["from_kb"] is True
+
+
+@pytest.mark.slow
+def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-run, then --resume: training continues from the last checkpoint to the planned step count."""
+    out = tmp_path / "reader"
+    options = dict(base_model=str(tiny_base), **(READER | {"epochs": 3}), checkpoint_minutes=0.05)
+    script = (f"from pathlib import Path\nfrom training import TrainOptions, train_reader\n"
+              f"train_reader([Path({str(facts)!r})], TrainOptions(out=Path({str(out)!r}), **{options!r}))\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (out / "training.json").exists()
+    with pytest.raises(OutputExistsError):
+        train_reader([facts], TrainOptions(out=out, **options))
+    with pytest.raises(OutputExistsError, match="learning_rate"):
+        train_reader([facts], TrainOptions(out=out, resume=True, **(options | {"learning_rate": 1e-3})))
+    card = train_reader([facts], TrainOptions(out=out, resume=True, **options))
+    assert card.resumed_from is not None and int(card.resumed_from.split("-")[1]) > 0
+    steps_per_epoch = card.steps / 3
+    assert steps_per_epoch == int(steps_per_epoch) and card.epochs == pytest.approx(3)
+    assert card.validation_after["f1"] > 80
+
+
+def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text_model: Path, tmp_path: Path) -> None:
+    """Without any question: each Markdown heading is a query for the passage under it (weak supervision)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in NAMES[:12]:
+        (docs / f"{name}.md").write_text(f"# Profile of {name}\n\n{fact(name, 1234)} {FILLER[0]}\n\n"
+                                         f"## Parking for {name}\n\n{name} parks in the north lot.\n",
+                                         encoding="utf-8")
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(docs)
+    knowledge_base.close()
+    with pytest.raises(TrainingDataError, match="no knowledge base"):
+        train_retriever([], TrainOptions(out=tmp_path / "none", **PAIRS), kb_dir=tmp_path / "nowhere", from_kb=True)
+    card = train_retriever([], TrainOptions(out=tmp_path / "weak", base_model=str(tiny_text_model), **PAIRS),
+                           kb_dir=knowledge_base.directory, from_kb=True)
+    assert card.examples + int(card.validation_split.split()[0]) == 24  # a title and a heading per document
+    assert card.skipped == {"heading too short or repeated": 12}  # the first heading is the title
+    assert card.hyperparameters["from_kb"] is True and falls(card.training_loss)
+
+
+def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:
+    from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
+
+    squad, files = load_squad_files([write_squad(tmp_path / "a.json", 200, seed=2, titles=5)])
+    train, validation, description = split_by_title(squad, 0.2, seed=0)
+    train_titles = {squad.paragraphs[q.paragraph][0] for q in train.questions}
+    validation_titles = {squad.paragraphs[q.paragraph][0] for q in validation.questions}
+    assert train_titles and validation_titles and not train_titles & validation_titles
+    assert len(train.questions) + len(validation.questions) == files[0].examples == 200
+    assert f"{len(validation.questions)} questions" in description
+    copies = [q for q in with_unanswerable_copies(validation).questions if q.id.endswith("-elsewhere")]
+    assert copies and all(not q.answers for q in copies)
+    originals = {q.id: q for q in validation.questions}
+    for copy in copies:
+        original = originals[copy.id.removesuffix("-elsewhere")]
+        assert copy.paragraph != original.paragraph
+        assert squad.paragraphs[copy.paragraph][0] == squad.paragraphs[original.paragraph][0]
+        assert not any(answer in squad.paragraphs[copy.paragraph][1] for answer in original.answers)
+
+
+def test_headings_and_answer_location() -> None:
+    from training.pairs import headings
+    from training.reader_features import locate_answer
+
+    text = "Returns policy\nCustomers have 30 days to return an item.\nShort.\nA longer closing sentence here."
+    assert [line for line, _ in headings(text)] == ["Returns policy"]  # "Short." ends a sentence
+    assert text[headings(text)[0][1]:].startswith("\nCustomers")
+    context = "The code of alice is 4821. The code of bruno is 4821."
+    assert locate_answer(context, "4821", 21) == 21
+    assert locate_answer(context, "4821", 45) == 48  # off by a few characters: the nearest occurrence
+    assert locate_answer(context, "9999", 0) is None and locate_answer(context, " ", 3) is None

@@ -1,0 +1,261 @@
+"""``kb train clip``: contrastive fine-tuning of an open_clip model on image-caption pairs.
+
+Pairs come from a JSONL file (``{"image": path relative to the file, "caption": ...}``) or from the knowledge
+base's own images with their captions, alt texts and OCR text (``--from-kb``). Images are decoded with the ingest's
+guards (pixel limit, formats); an image path leaving the JSONL file's folder is refused. open_clip has no trainer
+class, so the loop is written here: open_clip's ``ClipLoss`` (symmetric InfoNCE over the batch), AdamW, linear
+decay after a warm-up, the same time budget, checkpoints and resume as the other trainers, and the weights with
+the best validation recall kept. Use the result with ``KB_CLIP_MODEL`` (architecture or config file) and
+``KB_CLIP_PRETRAINED=DIR/model.pt``, then ``kb reembed``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from kb.cards import TrainingCard, write_card
+from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
+from kb.encoders.clip import resolve_architecture, resolve_checkpoint
+from kb.encoders.fingerprint import file_fingerprint
+from training.errors import TrainingDataError
+from training.files import data_file, read_jsonl
+from training.options import TrainOptions
+from training.output import CHECKPOINTS, finish_output, prepare_output
+from training.runner import LOG_EVERY, library_versions, use_cores, utc_now
+
+DEFAULTS = {"epochs": 5.0, "batch_size": 32, "learning_rate": 1e-5}
+KEEP_SIDE = 512  # decoded images are kept at most this large: enough for any CLIP input resolution up to 448
+STATE = "last.pt"
+
+
+@dataclass
+class Captioned:
+    image: Any  # an RGB PIL image
+    caption: str
+    group: str  # the image's identity: an image and all its captions stay on one side of the split
+
+
+def _small(image: Any) -> Any:
+    image.thumbnail((KEEP_SIDE, KEEP_SIDE))
+    return image
+
+
+def jsonl_captions(path: Path, max_pixels: int) -> tuple[list[Captioned], Counter[str]]:
+    """Pairs of a JSONL file; unusable lines are counted by reason."""
+    from ingestion.loaders.images import decode_image
+
+    root = path.parent.resolve()
+    pairs, decoded = [], {}
+    rows, skipped = read_jsonl(path)
+    for row in rows:
+        image, caption = row.get("image"), row.get("caption")
+        if not isinstance(image, str) or not isinstance(caption, str) or not caption.strip():
+            skipped["no image path or caption"] += 1
+            continue
+        file = (root / image).resolve()
+        if not file.is_relative_to(root):
+            skipped["image outside the data file's folder"] += 1
+            continue
+        if str(file) not in decoded:
+            try:
+                decoded[str(file)] = _small(decode_image(file.read_bytes(), file.name, max_pixels=max_pixels).image)
+            except Exception as error:  # noqa: BLE001 - a bad image is a skipped example, whatever the decoder says
+                decoded[str(file)] = None
+                skipped[f"image unreadable ({type(error).__name__})"] += 1
+        if decoded[str(file)] is None:
+            continue
+        pairs.append(Captioned(decoded[str(file)], caption.strip(), str(file)))
+    return pairs, skipped
+
+
+def kb_captions(store: Any) -> tuple[list[Captioned], Counter[str]]:
+    """The knowledge base's images with their descriptions, from the stored previews."""
+    from PIL import Image
+
+    pairs, skipped = [], Counter[str]()
+    for picture in store.pictures():
+        if not picture.description.strip():
+            skipped["image without caption, alt text or OCR text"] += 1
+            continue
+        image = Image.open(io.BytesIO(picture.preview)).convert("RGB")
+        pairs.append(Captioned(image, " ".join(picture.description.split()), f"{picture.path}#{len(pairs)}"))
+    return pairs, skipped
+
+
+def split_captioned(pairs: list[Captioned], fraction: float, seed: int) -> tuple[list[Captioned], list[Captioned]]:
+    groups = sorted({pair.group for pair in pairs})
+    random.Random(seed).shuffle(groups)
+    held = set(groups[: max(1, min(len(groups) - 1, round(fraction * len(groups))))])
+    return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
+
+
+def _recall_at_1(model: Any, preprocess: Any, tokenizer: Any, pairs: Sequence[Captioned], device: str) -> dict:
+    """Text-to-image and image-to-text recall@1 over the validation pairs (a caption's own image counts)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        images = model.encode_image(torch.stack([preprocess(p.image) for p in pairs]).to(device), normalize=True)
+        texts = model.encode_text(tokenizer([p.caption for p in pairs]).to(device), normalize=True)
+    similarity = (texts @ images.T).cpu()
+    groups = [p.group for p in pairs]
+    text_to_image = sum(groups[int(similarity[i].argmax())] == groups[i] for i in range(len(pairs))) / len(pairs)
+    image_to_text = sum(groups[int(similarity[:, j].argmax())] == groups[j] for j in range(len(pairs))) / len(pairs)
+    return {"text_to_image_r1": round(text_to_image, 4), "image_to_text_r1": round(image_to_text, 4),
+            "mean_r1": round((text_to_image + image_to_text) / 2, 4)}
+
+
+def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: str | None = None,
+               kb_dir: Path | None = None, from_kb: bool = False) -> TrainingCard:
+    """Fine-tune the open_clip model ``options.base_model`` (architecture or config ``.json``; default the
+    ``clip_model`` setting) from ``clip_pretrained`` (tag or checkpoint file) on the JSONL files ``data`` and, with
+    ``from_kb``, the images of the knowledge base at ``kb_dir``; write ``model.pt`` and ``training.json``."""
+    import open_clip
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    started, started_at = time.monotonic(), utc_now()
+    settings = Settings()
+    model_name = options.base_model or DEFAULT_CLIP_MODEL
+    pretrained = clip_pretrained or DEFAULT_CLIP_PRETRAINED
+    architecture = resolve_architecture(model_name)
+    checkpoint, tag = resolve_checkpoint(architecture, pretrained)
+    pairs, skipped, files = [], Counter[str](), []
+    for path in data:
+        found, dropped = jsonl_captions(Path(path), settings.max_image_pixels)
+        pairs += found
+        skipped += dropped
+        files.append(data_file(Path(path), len(found)))
+    if from_kb:
+        from kb.knowledge_base import KnowledgeBase
+
+        if kb_dir is None or not (kb_dir / "kb.json").is_file():
+            raise TrainingDataError(f"--from-kb: no knowledge base at {kb_dir}; give its folder with --kb")
+        with KnowledgeBase.open(kb_dir) as knowledge_base:
+            found, dropped = kb_captions(knowledge_base.store)
+        pairs += found
+        skipped += dropped
+    if len({p.group for p in pairs}) < 2:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none given"
+        raise TrainingDataError(f"fewer than two usable images with captions ({len(pairs)} pairs; skipped: {reasons})")
+    train, validation = split_captioned(pairs, options.validation_fraction, options.seed)
+    epochs = options.epochs or DEFAULTS["epochs"]
+    batch_size = min(options.batch_size or DEFAULTS["batch_size"], len(train))
+    learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
+    hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                       "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
+                       "seed": options.seed, "loss": "open_clip.ClipLoss", "pretrained": pretrained,
+                       "from_kb": from_kb}
+    checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
+                                 run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
+                                      "pairs": len(train), **hyperparameters})
+    use_cores(options.threads)
+    torch.manual_seed(options.seed)
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+        architecture, pretrained=str(checkpoint), device=device, force_quick_gelu=bool(tag.get("quick_gelu")))
+    tokenizer = open_clip.get_tokenizer(architecture)
+    loss_fn = open_clip.ClipLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=options.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = max(1, round(epochs * steps_per_epoch))
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * total), total)
+    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": 0, "before": None, "losses": [],
+                             "resumed_from": None}
+    log_every, running = max(1, round(LOG_EVERY * total)), []
+    resume_file = checkpoints / STATE
+    if options.resume and resume_file.is_file():
+        saved = torch.load(resume_file, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"] | {"resumed_from": f"step {saved['state']['step']}"}
+    if state["before"] is None:
+        state["before"] = _recall_at_1(model, preprocess, tokenizer, validation, device)
+    out = options.out.expanduser()
+    best_file = checkpoints / "best.pt"
+
+    def save(path: Path, payload: dict[str, Any]) -> None:
+        torch.save(payload, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    def evaluate_and_keep() -> dict:
+        scores = _recall_at_1(model, preprocess, tokenizer, validation, device)
+        if scores["mean_r1"] > state["best"]:
+            state["best"], state["best_step"] = scores["mean_r1"], state["step"]
+            save(best_file, model.state_dict())
+        model.train()
+        return scores
+
+    run_started, last_save = time.monotonic(), time.monotonic()
+    stopped_early = False
+    bar = tqdm(total=total, initial=state["step"], unit="step", file=sys.stderr, desc="training",
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    model.train()
+    order_rng = random.Random(options.seed)
+    epoch_orders = [order_rng.sample(range(len(train)), len(train)) for _ in range(math.ceil(epochs))]
+    while state["step"] < total:
+        epoch, position = divmod(state["step"], steps_per_epoch)
+        batch = [train[i] for i in epoch_orders[epoch][position * batch_size : (position + 1) * batch_size]]
+        images = torch.stack([preprocess_train(p.image) for p in batch]).to(device)
+        texts = tokenizer([p.caption for p in batch]).to(device)
+        image_features, text_features, logit_scale = model(images, texts)[:3]
+        loss = loss_fn(image_features, text_features, logit_scale)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        with torch.no_grad():  # as CLIP does: the temperature stays within 100
+            model.logit_scale.clamp_(0, math.log(100))
+        state["step"] += 1
+        running.append(loss.item())
+        if state["step"] % log_every == 0 or state["step"] == total:
+            state["losses"].append((state["step"], round(sum(running) / len(running), 4)))
+            running = []
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if state["step"] % steps_per_epoch == 0 or state["step"] == total:
+            bar.write(f"step {state['step']}: validation {evaluate_and_keep()}", file=sys.stderr)
+        out_of_time = options.max_seconds is not None and time.monotonic() - run_started >= options.max_seconds
+        if out_of_time or time.monotonic() - last_save >= options.checkpoint_minutes * 60:
+            if out_of_time and state["step"] % steps_per_epoch:
+                evaluate_and_keep()
+            save(resume_file, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "state": state})
+            last_save = time.monotonic()
+            if out_of_time:
+                stopped_early = state["step"] < total
+                break
+    bar.close()
+    model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
+    after = _recall_at_1(model, preprocess, tokenizer, validation, device)
+    torch.save(model.state_dict(), out / "model.pt")
+    config = Path(model_name)
+    if config.suffix == ".json" and config.is_file():  # a custom architecture travels with its weights
+        shutil.copy(config, out / config.name)
+    card = TrainingCard(kind="clip", base_model=f"{architecture}/{pretrained}",
+                        base_fingerprint=file_fingerprint(checkpoint), data=files,
+                        validation_split=f"{len({p.group for p in validation})} images held out "
+                        f"({len(validation)} captions)", examples=len(train), skipped=dict(skipped),
+                        hyperparameters=hyperparameters, started_at=started_at, finished_at=utc_now(),
+                        seconds=round(time.monotonic() - started, 1), steps=state["step"],
+                        epochs=round(state["step"] / steps_per_epoch, 3), stopped_early=stopped_early,
+                        device=device, validation_before=state["before"], validation_after=after,
+                        best_checkpoint=f"step {state['best_step']}", resumed_from=state["resumed_from"],
+                        training_loss=state["losses"],
+                        libraries=library_versions("open_clip_torch"))
+    write_card(out, card)
+    finish_output(out / CHECKPOINTS)
+    return card

@@ -1,0 +1,47 @@
+"""Input files of a training run: their hashes for the training card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kb.cards import DataFile
+from training.errors import TrainingDataError
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_file(path: Path, examples: int = 0) -> DataFile:
+    """The card's record of one input file."""
+    return DataFile(path=str(path.resolve()), sha256=sha256_file(path), examples=examples)
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The JSON objects of a JSONL file, one a line; blank lines are ignored, other lines counted as skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
+    rows, skipped = [], Counter[str]()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            skipped["not JSON"] += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            skipped["not a JSON object"] += 1
+    return rows, skipped

@@ -1,0 +1,66 @@
+"""Hard negatives mined from a knowledge base: passages that BM25 or the dense space rank high for a question but
+that are not its gold passage (nor a piece of it, nor a passage holding its answer)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from answering.squad_metrics import normalize_answer
+from training.pairs import Pair
+
+MINING_DEPTH = 10  # hits of each kind looked at per question
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def is_gold(passage: str, pair: Pair) -> bool:
+    """The passage is the pair's positive, a piece of it or holds it, or contains the pair's answer: not a negative."""
+    passage, positive = _squash(passage), _squash(pair.positive)
+    if passage in positive or positive in passage:
+        return True
+    return bool(pair.answer) and normalize_answer(pair.answer) in normalize_answer(passage)
+
+
+def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int) -> Counter[str]:
+    """Give each pair up to ``per_query`` hard negatives, alternating BM25 and dense neighbours from
+    ``knowledge_base`` (a :class:`kb.KnowledgeBase`); returns how many came from each kind."""
+    found: Counter[str] = Counter()
+    if per_query <= 0:
+        return found
+    for pair in pairs:
+        ranked = {mode: knowledge_base.search(pair.query, k=MINING_DEPTH, mode=mode, modalities={"text"})
+                  for mode in ("keyword", "dense")}
+        chosen: list[str] = list(pair.negatives)
+        for rank in range(MINING_DEPTH):
+            for mode, hits in ranked.items():
+                if len(chosen) >= per_query + len(pair.negatives) or rank >= len(hits):
+                    continue
+                text = hits[rank].text
+                if text.strip() and text not in chosen and not is_gold(text, pair):
+                    chosen.append(text)
+                    found[mode] += 1
+        pair.negatives = chosen
+    return found
+
+
+@contextmanager
+def passages_knowledge_base(passages: Sequence[str], text_model: str) -> Iterator[Any]:
+    """A temporary knowledge base of ``passages`` (one file each) embedded with ``text_model``: where negatives are
+    mined when training data comes without a knowledge base of its own."""
+    from kb.knowledge_base import KnowledgeBase
+
+    with tempfile.TemporaryDirectory(prefix="kb-train-") as tmp:
+        corpus = Path(tmp) / "passages"
+        corpus.mkdir()
+        for number, text in enumerate(dict.fromkeys(passages)):
+            (corpus / f"{number:06d}.txt").write_text(text, encoding="utf-8")
+        with KnowledgeBase.open(Path(tmp) / "kb", text_model=text_model, clip_model="none", ocr="off") as knowledge_base:
+            knowledge_base.ingest(corpus)
+            yield knowledge_base

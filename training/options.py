@@ -1,0 +1,30 @@
+"""What a training run is asked to do: the options every ``kb train`` command shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class TrainOptions(BaseModel):
+    """Options of one training run; ``None`` means the model kind's own default (see each trainer)."""
+
+    out: Path = Field(description="folder the trained model and its training.json are written to")
+    base_model: str | None = Field(default=None, description="model to start from: hub name or local folder")
+    epochs: float | None = Field(default=None, gt=0)
+    max_seconds: float | None = Field(default=None, gt=0, description="stop (evaluate, keep the best) after this")
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    max_seq_length: int | None = Field(default=None, ge=16)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 0
+    validation: list[Path] = Field(default_factory=list, description="validation files; default: held out")
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    checkpoint_minutes: float = Field(default=10.0, gt=0, description="evaluate and save at least this often")
+    overwrite: bool = False
+    resume: bool = False
+    device: str | None = Field(default=None, description="torch device; default: cuda when there is one")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads; default: every core (on cores busy "
+                                "with other work, one thread can be faster: threads wait for each other)")

@@ -1,0 +1,96 @@
+"""Training pairs for the retriever and the reranker, ready to train on: read, split, hard negatives mined."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kb.cards import DataFile, ModelKind, TrainingCard, write_card
+from kb.encoders.fingerprint import folder_fingerprint
+from training.errors import TrainingDataError
+from training.negatives import mine_negatives, passages_knowledge_base
+from training.options import TrainOptions
+from training.output import CHECKPOINTS, finish_output
+from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
+from training.runner import finish_card, library_versions, run_trainer
+
+
+@dataclass
+class PreparedPairs:
+    train: list[Pair]
+    validation: list[Pair]
+    files: list[DataFile]
+    validation_files: list[DataFile]
+    split: str
+    skipped: Counter[str] = field(default_factory=Counter)
+    mined: Counter[str] = field(default_factory=Counter)
+
+
+def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: str, kb_dir: Path | None,
+                  from_kb: bool, negatives: int) -> PreparedPairs:
+    """Pairs from ``data`` (SQuAD or JSONL files) and, with ``from_kb``, weak pairs from the knowledge base at
+    ``kb_dir``; validation held out by group (article, document) unless given; ``negatives`` hard negatives per
+    pair mined from the knowledge base at ``kb_dir`` when there is one, else from the pairs' own passages
+    embedded with ``text_model``."""
+    from kb.knowledge_base import KnowledgeBase
+
+    pair_set = file_pairs(list(data)) if data else None
+    pairs = list(pair_set.pairs) if pair_set else []
+    files = list(pair_set.files) if pair_set else []
+    skipped = Counter(pair_set.skipped) if pair_set else Counter()
+    with ExitStack() as stack:
+        knowledge_base = None
+        if kb_dir is not None and (kb_dir / "kb.json").is_file():
+            knowledge_base = stack.enter_context(KnowledgeBase.open(kb_dir))
+        if from_kb:
+            if knowledge_base is None:
+                raise TrainingDataError(f"--from-kb: no knowledge base at {kb_dir}; give its folder with --kb")
+            weak = weak_pairs(knowledge_base.store.documents())
+            pairs += weak.pairs
+            skipped += weak.skipped
+        if not pairs:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "no example given"
+            raise TrainingDataError(f"no usable (query, passage) pair ({reasons})")
+        if options.validation:
+            validation_set = file_pairs(options.validation)
+            train, validation = pairs, validation_set.pairs
+            validation_files, split = validation_set.files, "given: " + ", ".join(map(str, options.validation))
+        else:
+            train, validation = split_pairs(pairs, options.validation_fraction, options.seed)
+            validation_files = []
+            split = f"{len(validation)} pairs of {len({p.group for p in validation})} groups (articles, documents) " \
+                    "held out from the training data"
+        if not train or not validation:
+            raise TrainingDataError("too few groups (articles, documents) to hold out a validation split: give "
+                                    "--validation FILE, or more data")
+        if knowledge_base is None:
+            knowledge_base = stack.enter_context(
+                passages_knowledge_base([p.positive for p in train + validation], text_model))
+        mined = mine_negatives(train + validation, knowledge_base, negatives)
+    return PreparedPairs(train, validation, files, validation_files, split, skipped, mined)
+
+
+def train_and_save(kind: ModelKind, trainer: Any, score: Callable[[Any], dict[str, float]], *, options: TrainOptions,
+                   checkpoints: Path, prepared: PreparedPairs, base: str, base_folder: Path,
+                   hyperparameters: dict[str, Any], started: float, started_at: datetime) -> TrainingCard:
+    """Score the model on validation, train, score the best checkpoint, save the model and its card."""
+    model = trainer.model
+    before = score(model)
+    run = run_trainer(trainer, options, checkpoints)
+    after = score(model)
+    out = options.out.expanduser()
+    model.save(str(out))
+    card = TrainingCard(kind=kind, base_model=base, base_fingerprint=folder_fingerprint(base_folder),
+                        data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
+                        examples=len(prepared.train), skipped=dict(prepared.skipped),
+                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
+                        started_at=started_at, validation_before=before, validation_after=after,
+                        libraries=library_versions("sentence-transformers", "datasets"))
+    write_card(out, finish_card(card, trainer, run, started))
+    finish_output(out / CHECKPOINTS)
+    return card

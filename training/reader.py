@@ -1,0 +1,191 @@
+"""``kb train reader``: fine-tune a transformers encoder into the extractive reader, on SQuAD v1.1/v2.0 files.
+
+Training uses the reader's own windows (:mod:`training.reader_features`), transformers' ``Trainer`` (AdamW, linear
+decay after a warm-up), evaluation with the reader's own decoding (shared normalisation over windows, the same
+answer length limit) on a validation split held out by article, and keeps the checkpoint with the best validation
+F1. Afterwards the no-answer threshold is tuned on the validation questions through the reader itself and stored
+in the model's training card, where ``ask`` finds it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from answering.reader import Readers
+from answering.spans import best_spans
+from answering.squad_eval import SquadSet, read_scored, squad_scores
+from answering.threshold import tune_threshold
+from kb.cards import DataFile, TrainingCard, write_card
+from kb.config import Settings
+from kb.encoders.fingerprint import folder_fingerprint
+from kb.encoders.sentence_transformer import resolve_model_folder
+from training.errors import TrainingDataError
+from training.options import TrainOptions
+from training.output import CHECKPOINTS, finish_output, prepare_output
+from training.reader_features import ReaderFeatures, reader_features
+from training.runner import (
+    best_evaluation,
+    finish_card,
+    library_versions,
+    run_trainer,
+    trainer_arguments,
+    use_cores,
+    utc_now,
+)
+from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
+
+DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
+DEFAULTS = {"epochs": 2.0, "batch_size": 16, "learning_rate": 1e-4}
+
+
+def decode(data: ReaderFeatures, start_logits: np.ndarray, end_logits: np.ndarray,
+           max_answer_tokens: int) -> dict[str, str]:
+    """Each question's prediction as the reader makes it: the most probable span over all its windows under
+    shared normalisation, or ``""`` when "no answer" is more probable."""
+    predictions = {}
+    for number, question in enumerate(data.questions):
+        windows, first = data.windows[number], data.first_feature[number]
+        lengths = [len(feature["input_ids"]) for feature in windows.features]
+        starts = [start_logits[first + w, :n].astype(np.float64) for w, n in enumerate(lengths)]
+        ends = [end_logits[first + w, :n].astype(np.float64) for w, n in enumerate(lengths)]
+        spans, null = best_spans(starts, ends, windows.context, windows.owned, max_answer_tokens=max_answer_tokens,
+                                 top=1)
+        text = ""
+        if spans and spans[0].probability > null:
+            offsets = windows.offsets[spans[0].window]
+            text = data.contexts[number][offsets[spans[0].start][0] : offsets[spans[0].end][1]]
+        predictions[question.id] = text
+    return predictions
+
+
+def _metrics(squad: SquadSet, data: ReaderFeatures, max_answer_tokens: int) -> Any:
+    """A ``compute_metrics`` for the Trainer: EM/F1 (and HasAns/NoAns) in percent on the validation questions."""
+    questions = squad.model_copy(update={"questions": data.questions})
+
+    def compute(prediction: Any) -> dict[str, float]:
+        start_logits, end_logits = prediction.predictions[:2]
+        scores = squad_scores(questions, decode(data, start_logits, end_logits, max_answer_tokens))
+        return {name: float(value) for name, value in scores.items() if isinstance(value, float)}
+
+    return compute
+
+
+def _validation(train: SquadSet, options: TrainOptions) -> tuple[SquadSet, SquadSet, str, list[DataFile]]:
+    """(train, validation, how it was chosen, the validation files' records)."""
+    if options.validation:
+        validation, files = load_squad_files(options.validation)
+        return train, validation, "given: " + ", ".join(map(str, options.validation)), files
+    return (*split_by_title(train, options.validation_fraction, options.seed), [])
+
+
+def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int | None) -> tuple[int, int, int]:
+    """Window length, stride and answer length: the reader's settings unless given (a shorter window scales the
+    stride with it); checked the way the reader checks them."""
+    defaults = Settings()
+    max_length = max_length or defaults.reader_max_seq_length
+    if stride is None:
+        stride = round(defaults.reader_stride * max_length / defaults.reader_max_seq_length)
+    max_answer_tokens = max_answer_tokens or defaults.reader_max_answer_tokens
+    Settings(reader_max_seq_length=max_length, reader_stride=stride, reader_max_answer_tokens=max_answer_tokens)
+    return max_length, stride, max_answer_tokens
+
+
+def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | None = None,
+                 max_answer_tokens: int | None = None) -> TrainingCard:
+    """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
+    the SQuAD files ``data``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
+
+    Windows default to the reader's (``reader_max_seq_length`` 384, ``reader_stride`` 128); a shorter
+    ``max_seq_length`` scales the stride with it.
+    """
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+
+    from training.qa_trainer import QuestionAnsweringTrainer
+
+    started = time.monotonic()
+    max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
+    epochs = options.epochs or DEFAULTS["epochs"]
+    batch_size = options.batch_size or DEFAULTS["batch_size"]
+    learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
+    base = options.base_model or DEFAULT_BASE
+    base_folder = resolve_model_folder(base)
+
+    started_at = utc_now()
+    squad, files = load_squad_files([Path(path) for path in data])
+    train_set, validation_set, split, validation_files = _validation(squad, options)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_folder), use_fast=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
+    model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
+    accepted = set(inspect.signature(model.forward).parameters)
+    input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted}
+    window = {"max_length": max_length, "stride": stride, "input_names": input_names}
+    train_features = reader_features(train_set, tokenizer, for_training=True, **window)
+    validation_features = reader_features(validation_set, tokenizer, for_training=False, **window)
+    if not train_features.questions:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in train_features.skipped.items()) or "none given"
+        raise TrainingDataError(f"no usable training question in {', '.join(map(str, data))} ({reasons})")
+    if not validation_features.questions:
+        raise TrainingDataError("no validation question: give --validation FILE, or more than one article")
+    hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                       "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
+                       "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
+                       "seed": options.seed, "scheduler": "linear"}
+    checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
+                                 run={"kind": "reader", "base": base, "data": [f.sha256 for f in files],
+                                      "validation": split, **hyperparameters})
+    use_cores(options.threads)
+    arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
+                                                      learning_rate=learning_rate, metric="f1",
+                                                      train_sampling_strategy="group_by_length"))
+    trainer = QuestionAnsweringTrainer(
+        model=model, args=arguments, train_dataset=train_features.features, eval_dataset=validation_features.features,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens))
+    before_file = checkpoints / "before.json"
+    if before_file.is_file():  # resumed: measured by the interrupted run
+        before = json.loads(before_file.read_text(encoding="utf-8"))
+    else:
+        before = _scores_of(trainer.evaluate())
+        before_file.write_text(json.dumps(before), encoding="utf-8")
+    run = run_trainer(trainer, options, checkpoints)
+    after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate())
+    out = options.out.expanduser()
+    trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
+    tokenizer.save_pretrained(str(out))
+    card = TrainingCard(
+        kind="reader", base_model=base, base_fingerprint=folder_fingerprint(base_folder), data=files,
+        validation_data=validation_files, validation_split=split, examples=len(train_features.questions),
+        skipped=dict(train_features.skipped), hyperparameters=hyperparameters, started_at=started_at,
+        validation_before=before, validation_after=after, libraries=library_versions("accelerate"))
+    finish_card(card, trainer, run, started)
+    settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
+                        reader_max_answer_tokens=max_answer_tokens, device=options.device)
+    card.no_answer_threshold = tune_reader_threshold(
+        validation_set.model_copy(update={"questions": validation_features.questions}), settings, options.seed)
+    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
+        "another paragraph of their article"
+    write_card(out, card)
+    finish_output(out / CHECKPOINTS)
+    return card
+
+
+def tune_reader_threshold(validation: SquadSet, settings: Settings, seed: int = 0) -> float:
+    """The no-answer threshold that maximises F1 when the reader of ``settings`` reads ``validation`` and, for each
+    answerable question, another paragraph of its article without the answer."""
+    questions = with_unanswerable_copies(validation, seed)
+    scored = read_scored(questions, Readers(settings))
+    return tune_threshold([scored[q.id] for q in questions.questions], [q.answers for q in questions.questions])
+
+
+def _scores_of(metrics: dict[str, float]) -> dict[str, float]:
+    """The validation scores of a Trainer evaluation, without the ``eval_`` prefix and timing entries."""
+    return {name[5:]: round(value, 3) for name, value in metrics.items()
+            if name.startswith("eval_") and not name.endswith(("runtime", "per_second", "preparation_time"))}

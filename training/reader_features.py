@@ -1,0 +1,92 @@
+"""SQuAD questions into labelled reader windows: the very windows the reader reads at inference.
+
+Each question is cut with :func:`answering.windows.make_windows` (same question truncation, window length and
+stride). A window containing the whole answer is labelled with its first and last token; every other window, and
+every window of an unanswerable question, is labelled with the no-answer position 0 (CLS), as in SQuAD 2.0
+training. Questions whose answer cannot be used are skipped and counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from answering.squad_eval import SquadQuestion, SquadSet
+from answering.windows import Windows, make_windows
+
+MAX_WINDOWS_PER_QUESTION = 64  # a 20,000-token paragraph; longer ones are cut (and counted)
+NOT_FOUND = "answer not found in its context"
+TOO_LONG = "answer does not fit in one window"
+CUT = "paragraph longer than 64 windows"
+
+
+@dataclass
+class ReaderFeatures:
+    """Model inputs with labels (``features``), and for evaluation each question's windows and gold answers."""
+
+    features: list[dict[str, Any]] = field(default_factory=list)
+    questions: list[SquadQuestion] = field(default_factory=list)
+    windows: list[Windows] = field(default_factory=list)
+    first_feature: list[int] = field(default_factory=list)
+    contexts: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def locate_answer(context: str, text: str, start: int) -> int | None:
+    """The answer's start in ``context``: the given offset when the text is there, else the occurrence nearest to
+    it (hand-made files are often off by a few characters), else None."""
+    if not text.strip():
+        return None
+    if 0 <= start and context[start : start + len(text)] == text:
+        return start
+    found = [i for i in range(len(context)) if context.startswith(text, i)]
+    return min(found, key=lambda i: abs(i - start)) if found else None
+
+
+def _label(windows: Windows, window: int, first: int, last: int) -> tuple[int, int] | None:
+    """First and last token of the answer ``[first, last)`` if window ``window`` holds all of it."""
+    tokens = np.flatnonzero(windows.context[window])
+    offsets = windows.offsets[window]
+    if offsets[tokens[0]][0] > first or offsets[tokens[-1]][1] < last:
+        return None
+    inside = [t for t in tokens if offsets[t][0] < last and offsets[t][1] > first]
+    return (int(inside[0]), int(inside[-1])) if inside else None
+
+
+def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride: int, input_names: set[str],
+                    for_training: bool) -> ReaderFeatures:
+    """Windows of every question of ``squad``, labelled with the first gold answer that can be placed. For training,
+    questions whose answer cannot be used are skipped and counted; for evaluation every question is kept (its
+    windows then labelled "no answer")."""
+    out = ReaderFeatures()
+    for question in squad.questions:
+        context = squad.paragraphs[question.paragraph][1]
+        windows = make_windows(tokenizer, question.question, [context], max_length=max_length, stride=stride,
+                               max_windows=MAX_WINDOWS_PER_QUESTION, input_names=input_names)
+        if not len(windows):
+            out.skipped["empty context"] += 1
+            continue
+        labels = [(0, 0)] * len(windows)
+        if question.answers:
+            spans = [(found, found + len(text)) for text, start in
+                     zip(question.answers, question.answer_starts or [-1] * len(question.answers))
+                     if (found := locate_answer(context, text, start)) is not None]
+            placed = [_label(windows, w, *spans[0]) for w in range(len(windows))] if spans else []
+            if not any(placed) and for_training:
+                reason = NOT_FOUND if not spans else CUT if len(windows) == MAX_WINDOWS_PER_QUESTION else TOO_LONG
+                out.skipped[reason] += 1
+                continue
+            labels = [label or (0, 0) for label in placed] or labels
+        out.first_feature.append(len(out.features))
+        for feature, (start, end) in zip(windows.features, labels):
+            out.features.append({**feature, "start_positions": start, "end_positions": end})
+        out.questions.append(question)
+        out.windows.append(windows)
+        out.contexts.append(context)
+    return out

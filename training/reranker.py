@@ -1,0 +1,96 @@
+"""``kb train reranker``: a cross-encoder that scores (question, passage) together, for the rerank stage.
+
+sentence-transformers' ``CrossEncoderTrainer`` with binary cross-entropy over each question's gold passage
+(label 1) and its hard negatives mined from the knowledge base (label 0, weighted so both sides count alike);
+validation with the library's reranking evaluator (nDCG@10 over the gold passage and the mined negatives).
+Default start: the packaged all-MiniLM-L6-v2 (a BERT; its scoring head starts random). Use it with the
+``reranker_model`` setting (``KB_RERANKER_MODEL=DIR``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kb.cards import TrainingCard
+from kb.config import DEFAULT_TEXT_MODEL
+from kb.encoders.sentence_transformer import resolve_model_folder
+from training.options import TrainOptions
+from training.output import prepare_output
+from training.pair_data import prepare_pairs, train_and_save
+from training.pairs import Pair
+from training.retriever import scores_of
+from training.runner import trainer_arguments, use_cores, utc_now
+
+DEFAULTS = {"epochs": 1.0, "batch_size": 16, "learning_rate": 5e-5, "max_seq_length": 256}
+EVALUATOR = "validation"
+METRIC = f"eval_{EVALUATOR}_ndcg@10"
+
+
+def labelled_rows(pairs: Sequence[Pair]) -> dict[str, list[Any]]:
+    """(query, passage, label) rows: each gold passage with label 1, each mined negative with label 0."""
+    rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    for pair in pairs:
+        for passage, label in [(pair.positive, 1.0)] + [(negative, 0.0) for negative in pair.negatives]:
+            rows["query"].append(pair.query)
+            rows["passage"].append(passage)
+            rows["label"].append(label)
+    return rows
+
+
+def reranking_evaluator(validation: Sequence[Pair]) -> Any:
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    # The gold passage goes last: a model that cannot tell them apart must not win ties by position.
+    samples = [{"query": p.query, "positive": [p.positive], "documents": [*p.negatives, p.positive]}
+               for p in validation]
+    return CrossEncoderRerankingEvaluator(samples, at_k=10, name=EVALUATOR, write_csv=False, batch_size=32)
+
+
+def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None,
+                   from_kb: bool = False, hard_negatives: int = 3) -> TrainingCard:
+    """Train a cross-encoder from ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) on ``data`` and,
+    with ``from_kb``, weak pairs from the knowledge base at ``kb_dir``; write it and ``training.json`` to
+    ``options.out``."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    started, started_at = time.monotonic(), utc_now()
+    base = options.base_model or DEFAULT_TEXT_MODEL
+    base_folder = resolve_model_folder(base)
+    prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
+                             negatives=max(1, hard_negatives))
+    epochs = options.epochs or DEFAULTS["epochs"]
+    batch_size = options.batch_size or DEFAULTS["batch_size"]
+    learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
+    max_length = options.max_seq_length or DEFAULTS["max_seq_length"]
+    rows = labelled_rows(prepared.train)
+    positives = sum(rows["label"])
+    hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                       "hard_negatives": hard_negatives, "loss": "BinaryCrossEntropyLoss",
+                       "max_seq_length": max_length, "warmup_ratio": options.warmup_ratio,
+                       "weight_decay": options.weight_decay, "seed": options.seed, "from_kb": from_kb}
+    checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
+                                 run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
+                                      "pairs": len(prepared.train), **hyperparameters})
+    use_cores(options.threads)
+    model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows["label"]) - positives) / positives))
+    evaluator = reranking_evaluator(prepared.validation)
+    arguments = CrossEncoderTrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs,
+                                                                  batch_size=batch_size, learning_rate=learning_rate,
+                                                                  metric=METRIC))
+    trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
+                                  evaluator=evaluator)
+    return train_and_save("reranker", trainer, lambda model: _scores(evaluator(model)), options=options,
+                          checkpoints=checkpoints, prepared=prepared, base=base, base_folder=base_folder,
+                          hyperparameters=hyperparameters, started=started, started_at=started_at)
+
+
+def _scores(metrics: dict[str, float]) -> dict[str, float]:
+    """The reranker's own scores (the evaluator also reports the candidates' given order as ``base_*``)."""
+    return {name: value for name, value in scores_of(metrics, f"{EVALUATOR}_").items() if not name.startswith("base")}

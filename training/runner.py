@@ -1,0 +1,92 @@
+"""Running a transformers or sentence-transformers trainer the same way for every model kind: arguments from the
+options, a time budget, a progress bar, resume from the last checkpoint, the card's common fields."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from kb.cards import TrainingCard
+from training.callbacks import ProgressBar, TimeBudget
+from training.options import TrainOptions
+from training.output import last_checkpoint
+
+NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
+LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
+
+
+def use_cores(threads: int | None) -> None:
+    """Torch's intra-op threads: ``threads``, else every core this process may run on (torch's default is the
+    physical cores)."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads or cores))
+
+
+def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float, batch_size: int,
+                      learning_rate: float, metric: str, greater_is_better: bool = True,
+                      **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for ``TrainingArguments`` (or sentence-transformers' subclasses): linear decay after a
+    warm-up, evaluation and checkpoints when :class:`TimeBudget` asks, the best checkpoint loaded at the end."""
+    return dict(
+        output_dir=str(checkpoints), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=options.warmup_ratio,
+        weight_decay=options.weight_decay, lr_scheduler_type="linear", eval_strategy="steps", eval_steps=NEVER,
+        save_strategy="steps", save_steps=NEVER, save_total_limit=2, load_best_model_at_end=True,
+        metric_for_best_model=metric, greater_is_better=greater_is_better, logging_steps=LOG_EVERY, report_to="none",
+        disable_tqdm=True, seed=options.seed, dataloader_num_workers=0, dataloader_pin_memory=False, use_cpu=options.device == "cpu", **extra)
+
+
+def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple[TimeBudget, str | None]:
+    """Train with the shared callbacks, from the last checkpoint when resuming; returns the budget (did it stop
+    the run early?) and the checkpoint resumed from."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    budget = TimeBudget(options.max_seconds, options.checkpoint_minutes * 60)
+    trainer.add_callback(budget)
+    trainer.add_callback(ProgressBar())
+    resume_from = last_checkpoint(checkpoints) if options.resume else None
+    trainer.train(resume_from_checkpoint=resume_from)
+    return budget, Path(resume_from).name if resume_from else None
+
+
+def best_evaluation(state: Any) -> dict[str, float] | None:
+    """The logged evaluation of the checkpoint that was kept (the model now loaded), so it need not run again."""
+    found = [entry for entry in state.log_history
+             if entry.get("step") == state.best_global_step and any(name.startswith("eval_") for name in entry)]
+    return found[-1] if found and state.best_global_step else None
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    found = {}
+    for name in ("torch", "transformers", *names):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def finish_card(card: TrainingCard, trainer: Any, run: tuple[TimeBudget, str | None], started: float) -> TrainingCard:
+    """Fill the card's run facts from the trainer's final state."""
+    budget, card.resumed_from = run
+    state = trainer.state
+    card.training_loss = [(entry["step"], round(entry["loss"], 4)) for entry in state.log_history if "loss" in entry]
+    card.finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    card.seconds = round(time.monotonic() - started, 1)
+    card.steps, card.epochs = state.global_step, round(state.epoch or 0.0, 3)
+    card.stopped_early = budget.stopped_early
+    card.device = str(trainer.args.device)
+    card.best_checkpoint = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+    return card
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)

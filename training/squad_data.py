@@ -1,0 +1,89 @@
+"""SQuAD-format training data: several files read as one set, and a validation split by article title."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from answering.squad_eval import SquadQuestion, SquadSet, load_squad
+from kb.cards import DataFile
+from training.errors import TrainingDataError
+from training.files import data_file
+
+
+def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
+    """All paragraphs and questions of ``paths`` (SQuAD v1.1 or v2.0), as one set ("2.0" if any has impossible
+    questions), and each file's record for the card. A file that is not SQuAD is a :class:`TrainingDataError`
+    naming it."""
+    if not paths:
+        raise TrainingDataError("no training files given")
+    paragraphs: list[tuple[str, str]] = []
+    questions: list[SquadQuestion] = []
+    version = "1.1"
+    files = []
+    for path in paths:
+        try:
+            squad = load_squad(Path(path))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
+            raise TrainingDataError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
+                                    f"{error})") from error
+        offset = len(paragraphs)
+        paragraphs += squad.paragraphs
+        questions += [q.model_copy(update={"paragraph": q.paragraph + offset}) for q in squad.questions]
+        version = "2.0" if squad.version == "2.0" else version
+        files.append(data_file(Path(path), len(squad.questions)))
+    return SquadSet(version=version, paragraphs=paragraphs, questions=questions), files
+
+
+def _rank(key: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[SquadSet, SquadSet, str]:
+    """(train, validation, description): whole articles (by title) go to validation, in a seeded order, until it
+    holds ``fraction`` of the questions, so no paragraph is in both. With a single title, whole paragraphs are
+    split instead."""
+    titles = sorted({title for title, _ in squad.paragraphs})
+    by_title = len(titles) > 1
+    group = [title if by_title else str(number) for number, (title, _) in enumerate(squad.paragraphs)]
+    counts: dict[str, int] = {}
+    for question in squad.questions:
+        counts[group[question.paragraph]] = counts.get(group[question.paragraph], 0) + 1
+    held: set[str] = set()
+    wanted = fraction * len(squad.questions)
+    for key in sorted(counts, key=lambda key: _rank(key, seed)):
+        if sum(counts[k] for k in held) >= wanted or len(held) + 1 >= len(counts):
+            break
+        held.add(key)
+    train = [q for q in squad.questions if group[q.paragraph] not in held]
+    validation = [q for q in squad.questions if group[q.paragraph] in held]
+    unit = "articles (titles)" if by_title else "paragraphs"
+    names = f": {', '.join(sorted(held))}" if by_title else ""
+    description = f"{len(held)} {unit} held out from the training data, {len(validation)} questions{names}"
+    return (squad.model_copy(update={"questions": train}), squad.model_copy(update={"questions": validation}),
+            description)
+
+
+def with_unanswerable_copies(squad: SquadSet, seed: int = 0) -> SquadSet:
+    """``squad`` plus, for each answerable question, a copy asked of another paragraph of its article that contains
+    none of its answers: unanswerable there, as when retrieval brings a passage without the answer. Tuning the
+    no-answer threshold on these teaches the reader's scores what ``ask`` meets, even when the data holds no
+    unanswerable question (SQuAD 1.1)."""
+    rng = random.Random(seed)
+    by_title: dict[str, list[int]] = {}
+    for number, (title, _) in enumerate(squad.paragraphs):
+        by_title.setdefault(title, []).append(number)
+    copies = []
+    for question in squad.questions:
+        if not question.answers:
+            continue
+        title = squad.paragraphs[question.paragraph][0]
+        others = [n for n in by_title[title] if n != question.paragraph
+                  and not any(answer in squad.paragraphs[n][1] for answer in question.answers)]
+        if others:
+            copies.append(question.model_copy(update={"id": f"{question.id}-elsewhere", "answers": [],
+                                                      "answer_starts": [], "paragraph": rng.choice(others)}))
+    return squad.model_copy(update={"version": "2.0", "questions": squad.questions + copies})
