@@ -2,8 +2,9 @@
 
 A helper process (the "zygote") imports the loaders once per ingesting process and forks a fresh worker on request,
 in milliseconds; one worker serves a run's files one at a time. The ingest waits for each answer in short slices:
-a file over its ``file_timeout``, or a stop request (SIGTERM to the scheduler), kills the worker at once, whatever
-it is blocked in, and the next file gets a new one. The worker's memory is capped with ``RLIMIT_DATA``, so a file
+a file over its ``file_timeout`` (for reading and loading it, then again for each image its OCR reads), or a stop
+request (SIGTERM to the scheduler), kills the worker at once, whatever it is blocked in, and the next file gets a
+new one. The worker's memory is capped with ``RLIMIT_DATA``, so a file
 that would need more fails with ``MemoryError`` instead of taking the machine down. Workers die with the zygote,
 and the zygote when the ingesting process goes away.
 """
@@ -113,7 +114,8 @@ class WorkerRunner:
         """Send ``request`` and wait for its answer, within the time budget, watching for a stop request.
 
         The worker says the file's hash as soon as it has read it: a failure after that is the file's (recorded,
-        ``LoadFailed``), one before it a failure to read (``ReadFailed``).
+        ``LoadFailed``), one before it a failure to read (``ReadFailed``). It says when each image's OCR begins:
+        each such step gets ``timeout`` of its own (a file's OCR is bounded by its images: 200, 100 MP at most).
         """
         self.start()
         assert self._connection is not None
@@ -123,6 +125,7 @@ class WorkerRunner:
             self._kill()
             raise ReadFailed("the loader process stopped before reading the file") from None
         deadline = time.monotonic() + self.timeout
+        ocr = False
         while True:
             if self._connection.poll(_POLL_SECONDS):
                 try:
@@ -133,13 +136,16 @@ class WorkerRunner:
                 if status == "read":
                     content_hash = value
                     continue
+                if status == "step":  # the next image's OCR begins: it has a budget of its own
+                    deadline, ocr = time.monotonic() + self.timeout, True
+                    continue
                 return self._result(status, value, content_hash)
             if self.should_stop():
                 self._kill()
                 raise StopRequested("stopped on request while a file was being read")
             if time.monotonic() >= deadline:
                 self._kill()
-                doing = "reading" if content_hash is None else "loading"
+                doing = "reading" if content_hash is None else "reading the text in an image" if ocr else "loading"
                 raise _failure(f"over budget: {doing} took more than {self.timeout:g} s (file_timeout)", content_hash)
 
     def _result(self, status: str, value: Any, content_hash: str | None) -> Any:
@@ -199,7 +205,7 @@ def serve(connection: Connection) -> None:
         return
     limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    reader = FileReader(settings)
+    reader = FileReader(settings, on_step=lambda: connection.send(("step", None)))
     while True:
         try:
             request = connection.recv()

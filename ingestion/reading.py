@@ -82,10 +82,15 @@ def fetch(reader: FileReader, job: FileJob, skip: frozenset[str], on_read: Calla
 
 
 class FileReader:
-    """Reads a file under the containment rule and keeps its bytes for the load that may follow."""
+    """Reads a file under the containment rule and keeps its bytes for the load that may follow.
 
-    def __init__(self, settings: ReadSettings) -> None:
+    ``on_step`` is called as each image's OCR begins: the worker tells the ingest, whose time budget is per step
+    (reading and loading, then each image read by OCR), so that a long scan is not cut short.
+    """
+
+    def __init__(self, settings: ReadSettings, on_step: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
+        self.on_step = on_step
         self._ocr: OcrEngine | None = None
         self._job: FileJob | None = None
         self._data = b""
@@ -125,7 +130,7 @@ class FileReader:
         if self.settings.ocr:
             if self._ocr is None:
                 self._ocr = RapidOcrEngine()
-            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images)
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"
                                              or any(image.scanned_page for image in document.images))
