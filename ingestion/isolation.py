@@ -2,8 +2,9 @@
 
 A helper process (the "zygote") imports the loaders once per ingesting process and forks a fresh worker on request,
 in milliseconds; one worker serves a run's files one at a time. The ingest waits for each answer in short slices:
-a file over its ``file_timeout``, or a stop request (SIGTERM to the scheduler), kills the worker at once, whatever
-it is blocked in, and the next file gets a new one. The worker's memory is capped with ``RLIMIT_DATA``, so a file
+a file over its ``file_timeout`` (for reading and loading it, then again for each image its OCR reads), or a stop
+request (SIGTERM to the scheduler), kills the worker at once, whatever it is blocked in, and the next file gets a
+new one. The worker's memory is capped with ``RLIMIT_DATA``, so a file
 that would need more fails with ``MemoryError`` instead of taking the machine down. Workers die with the zygote,
 and the zygote when the ingesting process goes away.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingestion.loaders import LoadError
-from ingestion.reading import FileJob, FileReader, Loaded, ReadFailed, ReadSettings
+from ingestion.reading import FileJob, FileReader, Fetched, Loaded, LoadFailed, ReadFailed, ReadSettings, fetch
 from kb.errors import KbError
 
 _POLL_SECONDS = 0.05  # how often a waiting ingest looks for a stop request
@@ -39,11 +40,16 @@ class StopRequested(KbError, InterruptedError):
 
 
 class FileRunner(Protocol):
-    """Reads and loads files for an ingest: in this process, or in a worker that can be stopped."""
+    """Reads and loads files for an ingest: in this process, or in a worker that can be stopped.
 
-    def read(self, job: FileJob) -> str: ...
+    ``fetch`` reads a file and loads it unless its hash is in ``skip``; it raises ``ReadFailed`` when the file
+    could not be read (nothing to record) and ``LoadFailed`` when it was read but not loaded. ``load`` loads the
+    file the last ``fetch`` read, for a caller that skipped it and changed its mind.
+    """
 
-    def load(self, job: FileJob) -> Loaded: ...
+    def fetch(self, job: FileJob, skip: frozenset[str]) -> Fetched: ...
+
+    def load(self, job: FileJob, content_hash: str) -> Loaded: ...
 
     def close(self) -> None: ...
 
@@ -54,11 +60,22 @@ class InProcessRunner:
     def __init__(self, settings: ReadSettings) -> None:
         self.reader = FileReader(settings)
 
-    def read(self, job: FileJob) -> str:
-        return self.reader.read(job)
+    def fetch(self, job: FileJob, skip: frozenset[str]) -> Fetched:
+        read: list[str] = []
+        try:
+            return fetch(self.reader, job, skip, read.append)
+        except ReadFailed:
+            raise
+        except LoadError as error:
+            raise LoadFailed(str(error), read[0]) from error
 
-    def load(self, job: FileJob) -> Loaded:
-        return self.reader.load(job)
+    def load(self, job: FileJob, content_hash: str) -> Loaded:
+        try:
+            return self.reader.load(job)
+        except ReadFailed:
+            raise
+        except LoadError as error:
+            raise LoadFailed(str(error), content_hash) from error
 
     def close(self) -> None:
         pass
@@ -85,45 +102,59 @@ class WorkerRunner:
         self._connection, self._pid, self._pidfd = _zygote().fork()
         self._connection.send((self.settings, self.memory_mb))
 
-    def read(self, job: FileJob) -> str:
-        result: str = self._call("read", job, "reading")
+    def fetch(self, job: FileJob, skip: frozenset[str]) -> Fetched:
+        result: Fetched = self._call(("fetch", job, skip), None)
         return result
 
-    def load(self, job: FileJob) -> Loaded:
-        result: Loaded = self._call("load", job, "loading")
+    def load(self, job: FileJob, content_hash: str) -> Loaded:
+        result: Loaded = self._call(("load", job), content_hash)
         return result
 
-    def _call(self, kind: str, job: FileJob, doing: str) -> Any:
+    def _call(self, request: tuple[Any, ...], content_hash: str | None) -> Any:
+        """Send ``request`` and wait for its answer, within the time budget, watching for a stop request.
+
+        The worker says the file's hash as soon as it has read it: a failure after that is the file's (recorded,
+        ``LoadFailed``), one before it a failure to read (``ReadFailed``). It says when each image's OCR begins:
+        each such step gets ``timeout`` of its own (a file's OCR is bounded by its images: 200, 100 MP at most).
+        """
         self.start()
         assert self._connection is not None
         try:
-            self._connection.send((kind, job))
+            self._connection.send(request)
         except (BrokenPipeError, ConnectionError):
             self._kill()
-            raise LoadError(f"the loader process stopped before {doing} the file") from None
+            raise ReadFailed("the loader process stopped before reading the file") from None
         deadline = time.monotonic() + self.timeout
+        ocr = False
         while True:
             if self._connection.poll(_POLL_SECONDS):
                 try:
                     status, value = self._connection.recv()
                 except (EOFError, ConnectionError):
                     self._kill()
-                    raise LoadError(f"the loader process crashed while {doing} the file") from None
-                return self._result(status, value)
+                    raise _failure("the loader process crashed", content_hash) from None
+                if status == "read":
+                    content_hash = value
+                    continue
+                if status == "step":  # the next image's OCR begins: it has a budget of its own
+                    deadline, ocr = time.monotonic() + self.timeout, True
+                    continue
+                return self._result(status, value, content_hash)
             if self.should_stop():
                 self._kill()
-                raise StopRequested(f"stopped on request while {doing} the file")
+                raise StopRequested("stopped on request while a file was being read")
             if time.monotonic() >= deadline:
                 self._kill()
-                raise LoadError(f"over budget: {doing} took more than {self.timeout:g} s (file_timeout)")
+                doing = "reading" if content_hash is None else "reading the text in an image" if ocr else "loading"
+                raise _failure(f"over budget: {doing} took more than {self.timeout:g} s (file_timeout)", content_hash)
 
-    def _result(self, status: str, value: Any) -> Any:
+    def _result(self, status: str, value: Any, content_hash: str | None) -> Any:
         if status == "ok":
             return value
         if status == "memory":
             self._kill()  # a process that ran out of memory is not trusted with the next file
-            raise LoadError(f"over budget: loading needs more than {self.memory_mb} MB of memory (worker_memory_mb)")
-        raise (ReadFailed if status == "unread" else LoadError)(value)
+            value = f"over budget: loading needs more than {self.memory_mb} MB of memory (worker_memory_mb)"
+        raise ReadFailed(value) if status == "unread" else _failure(value, content_hash)
 
     def _kill(self) -> None:
         """Stop the worker at once; a process stuck in the kernel dies when it leaves it, unwaited for."""
@@ -148,6 +179,11 @@ class WorkerRunner:
             self._pidfd = None
 
 
+def _failure(reason: str, content_hash: str | None) -> LoadError:
+    """A file that failed after its bytes were read is the file's failure; before, a failure to read it."""
+    return ReadFailed(reason) if content_hash is None else LoadFailed(reason, content_hash)
+
+
 def file_runner(settings: ReadSettings, isolate: bool, timeout: float, memory_mb: int,
                 should_stop: Callable[[], bool]) -> FileRunner:
     """A worker with the budget when ``isolate`` (the default), else reading in this process."""
@@ -157,11 +193,11 @@ def file_runner(settings: ReadSettings, isolate: bool, timeout: float, memory_mb
 
 
 def serve(connection: Connection) -> None:
-    """A worker's loop: take (settings, memory budget), then answer ("read" | "load", job) requests until the
-    connection closes.
+    """A worker's loop: take (settings, memory budget), then answer ("fetch", job, skip) and ("load", job)
+    requests until the connection closes.
 
-    Answers are (status, value): "ok" with the result, "unread" or "failed" with the reason, "memory" when the
-    file needed more than the budget.
+    Answers are (status, value): "read" with the file's hash as soon as it is read (a fetch goes on), then "ok"
+    with the result, "unread" or "failed" with the reason, or "memory" when the file needed more than the budget.
     """
     try:
         settings, memory_mb = connection.recv()
@@ -169,14 +205,18 @@ def serve(connection: Connection) -> None:
         return
     limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    reader = FileReader(settings)
+    reader = FileReader(settings, on_step=lambda: connection.send(("step", None)))
     while True:
         try:
-            kind, job = connection.recv()
+            request = connection.recv()
         except (EOFError, ConnectionError):
             return
         try:
-            answer: tuple[str, Any] = ("ok", reader.read(job) if kind == "read" else reader.load(job))
+            if request[0] == "fetch":
+                answer: tuple[str, Any] = ("ok", fetch(reader, request[1], request[2],
+                                                       lambda found: connection.send(("read", found))))
+            else:
+                answer = ("ok", reader.load(request[1]))
         except MemoryError:
             answer = ("memory", None)
         except ReadFailed as error:

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -203,14 +203,17 @@ def _leading_newlines(text: str) -> int:
     return len(text) - len(text.lstrip("\n"))
 
 
-def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False) -> int:
+def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,
+              before_each: Callable[[], None] = lambda: None) -> int:
     """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
     insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
-    images were read; an image that cannot be read becomes a warning."""
+    images were read; an image that cannot be read becomes a warning. ``before_each`` is called before each image
+    is read (each is a step of the file's time budget)."""
     read = filled = 0
     for image in list(document.images):
         if not (document.file_type == "image" or image.scanned_page or embedded):
             continue
+        before_each()
         try:
             text = clean_text(engine.read(image.image))
         except OcrError as error:

@@ -21,7 +21,7 @@ from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.ocr import ocr_available
 from ingestion.pictures import Picture
-from ingestion.reading import FileJob, ReadFailed, ReadSettings
+from ingestion.reading import FileJob, LoadFailed, ReadFailed, ReadSettings
 from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
@@ -56,6 +56,7 @@ from kb.types import (
 log = logging.getLogger(__name__)
 # What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
 STORAGE_ERRORS = (SQLAlchemyError, UnicodeError, ValueError)
+_SKIP_SENT = 256  # at most this many hashes of gone files go with each new file to the worker
 
 
 @dataclass
@@ -322,10 +323,14 @@ class Ingestor:
             return None
         job = FileJob(self._root, file.path, file.identity)
         try:
-            content_hash = runner.read(job)
-        except LoadError as error:  # refused, vanished, or over the time budget: the next run tries again
+            fetched = runner.fetch(job, self._not_worth_loading(known))
+        except ReadFailed as error:  # refused, vanished, or not read in time: nothing recorded, the next run retries
             report.failed.append(FailedFile(path=path, reason=str(error)))
             return None
+        except LoadFailed as error:
+            self._record_failure(file, source_id, loader.file_type, error.content_hash, str(error), known, report)
+            return None
+        content_hash = fetched.content_hash
         if known is not None and known.content_hash == content_hash and known.status in INGESTED:
             self._touch(known.id, file)
             report.unchanged.append(path)
@@ -337,7 +342,7 @@ class Ingestor:
             return None
         chunker = self._models_ready(report)
         try:
-            loaded = runner.load(job)
+            loaded = fetched.loaded or runner.load(job, content_hash)  # skipped as a move, and not one after all
             chunks = chunker.chunk(loaded.document)
         except ReadFailed as error:
             report.failed.append(FailedFile(path=path, reason=str(error)))
@@ -347,12 +352,19 @@ class Ingestor:
             return None
         except StopRequested:
             raise
-        except Exception as error:  # a loader bug must cost one file, never the run
+        except Exception as error:  # a chunker bug must cost one file, never the run
             reason = f"unexpected {type(error).__name__}: {error}"
             self._record_failure(file, source_id, loader.file_type, content_hash, reason, known, report)
             return None
         self._unread_images += loaded.unread_images
         return _Pending(file, content_hash, loaded.document, chunks, loaded.pictures, known)
+
+    def _not_worth_loading(self, known: _Known | None) -> frozenset[str]:
+        """Hashes for which a read file need not be loaded: the one it had (unchanged bytes, touched) or, for a new
+        path, those of the files gone this run (a move); a long list of gone files is not sent with every file."""
+        if known is not None:
+            return frozenset({known.content_hash} if known.status in INGESTED else ())
+        return frozenset(self._vanished) if len(self._vanished) <= _SKIP_SENT else frozenset()
 
     def _open_clip_space(self, report: IngestReport) -> Space | None:
         """The CLIP space, or None when it is turned off or its weights cannot be had. The first run without them

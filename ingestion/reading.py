@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +50,47 @@ class Loaded:
     unread_images: bool = False
 
 
+@dataclass
+class Fetched:
+    """A file read and, unless its hash was one the caller had no use for loading, loaded."""
+
+    content_hash: str
+    loaded: Loaded | None = None
+
+
 class ReadFailed(LoadError):
     """The file could not be read at all (refused, vanished, over the size limit): nothing is recorded for it,
     the next run tries again."""
 
 
-class FileReader:
-    """Reads a file under the containment rule and keeps its bytes for the load that may follow."""
+class LoadFailed(LoadError):
+    """The file was read (``content_hash``) but could not be loaded: its failure is recorded."""
 
-    def __init__(self, settings: ReadSettings) -> None:
+    def __init__(self, reason: str, content_hash: str) -> None:
+        super().__init__(reason)
+        self.content_hash = content_hash
+
+
+def fetch(reader: FileReader, job: FileJob, skip: frozenset[str], on_read: Callable[[str], None]) -> Fetched:
+    """Read ``job`` and, unless its hash is in ``skip`` (unchanged, or a moved file), load it, in one go;
+    ``on_read`` hears the hash as soon as it is known. A load failure raises ``LoadError`` after ``on_read``."""
+    content_hash = reader.read(job)
+    on_read(content_hash)
+    if content_hash in skip:
+        return Fetched(content_hash)
+    return Fetched(content_hash, reader.load(job))
+
+
+class FileReader:
+    """Reads a file under the containment rule and keeps its bytes for the load that may follow.
+
+    ``on_step`` is called as each image's OCR begins: the worker tells the ingest, whose time budget is per step
+    (reading and loading, then each image read by OCR), so that a long scan is not cut short.
+    """
+
+    def __init__(self, settings: ReadSettings, on_step: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
+        self.on_step = on_step
         self._ocr: OcrEngine | None = None
         self._job: FileJob | None = None
         self._data = b""
@@ -98,7 +130,7 @@ class FileReader:
         if self.settings.ocr:
             if self._ocr is None:
                 self._ocr = RapidOcrEngine()
-            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images)
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"
                                              or any(image.scanned_page for image in document.images))

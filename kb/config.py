@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(default=100.0, gt=0)
     file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
                                  "stopped when the file is over its time or memory budget")
-    file_timeout: float = Field(default=60.0, gt=0, description="seconds one file may take to read and load "
-                                "(OCR included) before it fails; needs file_isolation")
+    file_timeout: float = Field(default=60.0, gt=0, description="seconds one file may take to be read and loaded, and "
+                                "then each of its images to be read by OCR, before it fails; needs file_isolation")
     worker_memory_mb: int = Field(default=2048, ge=256, description="memory of the process that loads files, at "
                                   "most; a file that needs more fails (needs file_isolation)")
     max_document_chars: int = Field(default=10_000_000, ge=1, description="a document with more extracted text "
