@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -106,8 +106,9 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
     return ingest, results, kb
 
 
-def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str) -> tuple[dict, dict]:
-    """The same chunks through txtai's hybrid (dense + BM25) index on the same model folder."""
+def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str,
+              modes: Sequence[str] = ("dense", "keyword", "hybrid")) -> tuple[dict, dict]:
+    """The same chunks through txtai's hybrid (dense + BM25) index on the same model folder, searched in ``modes``."""
     from txtai import Embeddings
 
     with kb.store.sessions() as session:
@@ -121,6 +122,8 @@ def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str) -> tuple
     seconds = time.perf_counter() - started
     results = {}
     for name, weights in (("dense", 1.0), ("keyword", 0.0), ("hybrid", 0.5)):
+        if name not in modes:
+            continue
         results[name] = evaluate(
             lambda q, w=weights: [path_of[r["id"]] for r in embeddings.search(q, limit=20, weights=w)], questions)
     return {"seconds": seconds, "chunks_per_s": len(rows) / seconds}, results
