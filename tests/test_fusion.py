@@ -61,10 +61,10 @@ def test_every_candidate_carries_its_true_score_on_both_signals(codes_kb) -> Non
     from the postings, exactly what dense and keyword search alone give it."""
     kb, codes = codes_kb
     kb.settings.fusion_candidates = 5
-    value, name = next(iter(codes.items()))
-    query = f"order {value}"
-    assert name not in {Path(hit.path).name for hit in kb.search(query, k=10, mode="dense")}  # keyword finds it
-    hits = kb.search(query, k=5)  # 10 candidates from each retriever
+    # A code whose file is not among the 10 dense candidates (k=5 takes 10 from each retriever): keyword finds it.
+    query, name = next((f"order {value}", name) for value, name in codes.items()
+                       if name not in {Path(hit.path).name for hit in kb.search(f"order {value}", k=10, mode="dense")})
+    hits = kb.search(query, k=5)
     dense = {hit.chunk_id: hit.score for hit in kb.search(query, k=300, mode="dense")}
     keyword = {hit.chunk_id: hit.score for hit in kb.search(query, k=300, mode="keyword")}
     for hit in hits:  # (a negative cosine is no evidence: no dense score, in either search)
