@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,18 +51,27 @@ def percentile(values: list[float], q: float) -> float:
 
 def evaluate(search: Callable[[str], list[str]], questions: list[Question]) -> dict[str, float]:
     """Recall@k of the gold file and latency (ms) for a search function returning ranked file paths."""
-    ranks: list[int | None] = []
-    latencies: list[float] = []
+    return evaluate_in_turn({"search": search}, questions)["search"]
+
+
+def evaluate_in_turn(searches: dict[str, Callable[[str], list[str]]],
+                     questions: list[Question]) -> dict[str, dict[str, float]]:
+    """``evaluate`` for several search functions taking turns question by question, so that a machine shared with
+    other work slows them alike and their latencies compare."""
+    ranks: dict[str, list[int | None]] = {name: [] for name in searches}
+    latencies: dict[str, list[float]] = {name: [] for name in searches}
     for question in questions:
-        started = time.perf_counter()
-        paths = search(question.text)
-        latencies.append((time.perf_counter() - started) * 1000)
-        ordered = list(dict.fromkeys(paths))
         gold = str(question.gold)
-        ranks.append(ordered.index(gold) + 1 if gold in ordered else None)
-    result = {f"recall@{k}": sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in KS}
-    result |= {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 0.95)}
-    return result
+        for name, search in searches.items():
+            started = time.perf_counter()
+            paths = search(question.text)
+            latencies[name].append((time.perf_counter() - started) * 1000)
+            ordered = list(dict.fromkeys(paths))
+            ranks[name].append(ordered.index(gold) + 1 if gold in ordered else None)
+    return {name: {**{f"recall@{k}": sum(1 for r in ranks[name] if r is not None and r <= k) / len(questions)
+                      for k in KS},
+                   "p50_ms": statistics.median(latencies[name]), "p95_ms": percentile(latencies[name], 0.95)}
+            for name in searches}
 
 
 def default_model() -> str:
@@ -106,24 +116,32 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
     return ingest, results, kb
 
 
-def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str) -> tuple[dict, dict]:
-    """The same chunks through txtai's hybrid (dense + BM25) index on the same model folder."""
+def txtai_index(kb: KnowledgeBase, model: str) -> tuple[Any, dict[str, str], float]:
+    """The knowledge base's chunks indexed by txtai's hybrid (dense + BM25) index on the same model folder: the
+    index, chunk id -> file path, and the seconds indexing took."""
     from txtai import Embeddings
 
     with kb.store.sessions() as session:
         rows = session.execute(
             select(Chunk.id, Chunk.text, Document.path)
             .join(Document, Document.id == Chunk.document_id)).all()
-    path_of = {str(chunk_id): path for chunk_id, _, path in rows}
     embeddings = Embeddings(path=model, content=True, hybrid=True, backend="faiss")
     started = time.perf_counter()
     embeddings.index([(str(chunk_id), text, None) for chunk_id, text, _ in rows])
-    seconds = time.perf_counter() - started
-    results = {}
-    for name, weights in (("dense", 1.0), ("keyword", 0.0), ("hybrid", 0.5)):
-        results[name] = evaluate(
-            lambda q, w=weights: [path_of[r["id"]] for r in embeddings.search(q, limit=20, weights=w)], questions)
-    return {"seconds": seconds, "chunks_per_s": len(rows) / seconds}, results
+    return embeddings, {str(chunk_id): path for chunk_id, _, path in rows}, time.perf_counter() - started
+
+
+def txtai_search(embeddings: Any, path_of: dict[str, str], weights: float) -> Callable[[str], list[str]]:
+    """A search function over a txtai index: ``weights`` 1 is dense, 0 keyword, 0.5 hybrid."""
+    return lambda query: [path_of[r["id"]] for r in embeddings.search(query, limit=20, weights=weights)]
+
+
+def run_txtai(kb: KnowledgeBase, questions: list[Question], model: str) -> tuple[dict, dict]:
+    """The same chunks through txtai's hybrid (dense + BM25) index on the same model folder."""
+    embeddings, path_of, seconds = txtai_index(kb, model)
+    results = {name: evaluate(txtai_search(embeddings, path_of, weights), questions)
+               for name, weights in (("dense", 1.0), ("keyword", 0.0), ("hybrid", 0.5))}
+    return {"seconds": seconds, "chunks_per_s": len(path_of) / seconds}, results
 
 
 def print_table(title: str, results: dict[str, dict[str, float]]) -> None:

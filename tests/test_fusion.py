@@ -61,15 +61,15 @@ def test_every_candidate_carries_its_true_score_on_both_signals(codes_kb) -> Non
     from the postings, exactly what dense and keyword search alone give it."""
     kb, codes = codes_kb
     kb.settings.fusion_candidates = 5
-    # A code whose file dense search alone does not rank in its top 10: only keyword search finds it.
-    query, name = next((f"order {value}", name) for value, name in codes.items() if name not in
-                       {Path(hit.path).name for hit in kb.search(f"order {value}", k=10, mode="dense")})
-    hits = kb.search(query, k=5)  # 10 candidates from each retriever
+    # A code whose file is not among the 10 dense candidates (k=5 takes 10 from each retriever): keyword finds it.
+    query, name = next((f"order {value}", name) for value, name in codes.items()
+                       if name not in {Path(hit.path).name for hit in kb.search(f"order {value}", k=10, mode="dense")})
+    hits = kb.search(query, k=5)
     dense = {hit.chunk_id: hit.score for hit in kb.search(query, k=300, mode="dense")}
     keyword = {hit.chunk_id: hit.score for hit in kb.search(query, k=300, mode="keyword")}
-    for hit in hits:
-        assert hit.dense_score == pytest.approx(dense[hit.chunk_id], abs=1e-5)
-        assert hit.keyword_score == pytest.approx(keyword[hit.chunk_id], abs=1e-9)
+    for hit in hits:  # (a negative cosine is no evidence: no dense score, in either search)
+        assert hit.dense_score == pytest.approx(dense.get(hit.chunk_id), abs=1e-5)
+        assert hit.keyword_score == pytest.approx(keyword.get(hit.chunk_id), abs=1e-9)
     assert Path(hits[0].path).name == name
 
 

@@ -180,7 +180,7 @@ class ClipEncoder(LazyEncoder):
                     "text": lambda: [tokenizer(["a photo of a loading dock", "a sign"])]}
         towers = {}
         for tower, example in examples.items():
-            spec = GraphSpec(name=f"clip-{tower}", inputs=["inputs"], output="embedding",
+            spec = GraphSpec(name=f"clip-{tower}", inputs=["inputs"], outputs=["embedding"],
                              dynamic={"inputs": {0: "batch"}, "embedding": {0: "batch"}})
             path = self.cache.graph(identity.fingerprint, spec, self.backend,
                                     lambda tower=tower: ClipTower(model, tower), example)
@@ -221,7 +221,7 @@ class ClipEncoder(LazyEncoder):
             for first in range(0, len(items), self.batch_size):
                 inputs = prepare(items[first : first + self.batch_size])
                 if graph is not None:
-                    parts.append(graph.run({"inputs": inputs.numpy()}))
+                    parts.append(graph.run({"inputs": inputs.numpy()})[0])
                 else:
                     parts.append(encode(inputs.to(loaded.device), normalize=True).float().cpu().numpy())
         if not parts:

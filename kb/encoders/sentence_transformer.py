@@ -97,7 +97,7 @@ class SentenceTransformerEncoder(LazyEncoder):
             return _Loaded(model, None), identity
         example = _tokenize(model, ["An example sentence to trace.", "Another one."])
         names = [name for name in TOKENIZER_OUTPUTS if name in example]
-        spec = GraphSpec(name="sentence-embedding", inputs=names, output="embedding",
+        spec = GraphSpec(name="sentence-embedding", inputs=names, outputs=["embedding"],
                          dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "embedding": {0: "batch"}})
 
         def module() -> Any:
@@ -136,7 +136,7 @@ class SentenceTransformerEncoder(LazyEncoder):
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
             features = _tokenize(loaded.model, [texts[i] for i in batch])
-            vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})
+            vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 

@@ -10,13 +10,15 @@ processes never export the same graph at once) and moved into place only when co
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,13 @@ def default_cache() -> Path:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """How to export one graph: a torch module taking ``inputs`` (names, in its forward's order) and returning one
-    tensor named ``output``; ``dynamic`` names the axes of each input that vary (batch, sequence)."""
+    """How to export one graph: a torch module taking ``inputs`` (names, in its forward's order) and returning the
+    tensors named ``outputs`` (one, or a tuple: a reader's start and end logits); ``dynamic`` names the axes of
+    each input and output that vary (batch, sequence)."""
 
     name: str
     inputs: Sequence[str]
-    output: str
+    outputs: Sequence[str]
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
@@ -65,15 +68,39 @@ class ExportCache:
             source = folder / _file_name("onnx")
             if not source.exists():
                 log.info("exporting %s (%s) to ONNX, once, into %s", spec.name, fingerprint[:12], folder)
-                _make(source, lambda path: _export(module(), example(), spec, path))
+                with _quiet():
+                    _make(source, lambda path: _export(module(), example(), spec, path))
                 (folder / "graph.json").write_text(json.dumps({"fingerprint": fingerprint, "graph": spec.name,
-                                                               "inputs": list(spec.inputs), "output": spec.output}))
+                                                               "inputs": list(spec.inputs),
+                                                               "outputs": list(spec.outputs)}))
             if not target.exists():
                 log.info("quantising %s for %s, once", spec.name, backend)
-                _make(target, lambda path: _quantise(source, path, backend))
+                with _quiet():
+                    _make(target, lambda path: _quantise(source, path, backend))
         finally:
             lock.release()
         return target
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Exporters and quantisers talk: tracer warnings, NNCF's statistics table and progress bar (printed), ONNX
+    Runtime's advice on the root logger. While they run, what they print goes to this module's debug log and their
+    loggers say only errors."""
+    loggers = [logging.getLogger(name) for name in ("nncf", "torch", "onnxruntime")] + [logging.getLogger()]
+    levels = [logger.level for logger in loggers]
+    printed = io.StringIO()
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), redirect_stdout(printed), redirect_stderr(printed):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if printed.getvalue().strip():
+            log.debug("export output: %s", printed.getvalue().strip())
 
 
 def _file_name(backend: Backend) -> str:
@@ -109,10 +136,9 @@ def _export(module: Any, example: Sequence[Any], spec: GraphSpec, path: Path) ->
     fast_path = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about shapes taken as constants: expected here
+        with torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(module, tuple(example), str(path), input_names=list(spec.inputs),
-                              output_names=[spec.output], dynamic_axes=dict(spec.dynamic), opset_version=OPSET,
+                              output_names=list(spec.outputs), dynamic_axes=dict(spec.dynamic), opset_version=OPSET,
                               dynamo=False)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)

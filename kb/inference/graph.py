@@ -23,7 +23,7 @@ def cpu_threads() -> int:
 
 
 class CompiledGraph:
-    """An ONNX file (or OpenVINO IR) ready to run; ``run`` feeds named numpy arrays and returns the one output.
+    """An ONNX file (or OpenVINO IR) ready to run; ``run`` feeds named numpy arrays and returns the outputs.
 
     OpenVINO runs float32 graphs at float32 precision (``INFERENCE_PRECISION_HINT``), not the bfloat16 it picks by
     default on CPUs that have it: float32 backends must give torch's vectors. ``openvino-int8`` keeps OpenVINO's
@@ -51,10 +51,12 @@ class CompiledGraph:
             self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self.inputs = [node.name for node in self._session.get_inputs()]
 
-    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The graph's output for ``feed`` (extra entries, such as a tokenizer's bookkeeping, are ignored)."""
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The graph's outputs for ``feed``, in order (extra entries, such as a tokenizer's bookkeeping, are
+        ignored)."""
         inputs = {name: np.ascontiguousarray(feed[name]) for name in self.inputs}
         if runtime(self.backend) == "openvino":
             with self._lock:
-                return np.asarray(self._compiled(inputs)[0])
-        return np.asarray(self._session.run(None, inputs)[0])
+                results = self._compiled(inputs)
+                return [np.asarray(results[port]) for port in self._compiled.outputs]
+        return [np.asarray(output) for output in self._session.run(None, inputs)]
