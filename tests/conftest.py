@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 for name in list(os.environ):
     if name.startswith("KB_"):
         del os.environ[name]
+# Models exported for the encoder backends go to a folder of this run, never to the user's cache; each model is
+# exported once per run (the folder outlives its knowledge bases, as the real cache does).
+_MODEL_CACHE = tempfile.TemporaryDirectory(prefix="kb-test-model-cache-")
+os.environ["KB_MODEL_CACHE"] = _MODEL_CACHE.name
 
 from kb import KnowledgeBase  # noqa: E402
 
