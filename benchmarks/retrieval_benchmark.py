@@ -107,8 +107,9 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
     for mode, fusion, weight, true_scores in runs:
         if fusion:
             kb.settings.fusion = fusion
-        if weight is not None:
+        if weight is not None:  # the swept weight applies to every question, Chinese ones included
             kb.settings.keyword_weight = weight
+            kb.settings.keyword_weights_by_language = {}
         kb.settings.fusion_true_scores = true_scores
         name = f"{mode}-{fusion}" + (f"-{weight:g}" if weight is not None else "") if fusion else mode
         name += "" if true_scores else " (listed)"
@@ -166,7 +167,8 @@ def main() -> int:
     parser.add_argument("--keyword-tokenizer", choices=["simple", "jieba"], default="simple",
                         help="jieba for Chinese data sets")
     parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.5],
-                        help="keyword weights to try with calibrated fusion (default: the shipped 0.5)")
+                        help="keyword weights to try with calibrated fusion, for questions in every language "
+                             "(the per-language weights are set aside; default: the shipped 0.5)")
     parser.add_argument("--no-txtai", action="store_true", help="skip the txtai comparison even if installed")
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
     args = parser.parse_args()
