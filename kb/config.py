@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
+from kb.optional import installed
 from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     def _choose_keyword_tokenizer(self) -> Settings:
         """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
         if self.keyword_tokenizer == "auto":
-            self.keyword_tokenizer = "jieba" if _installed("jieba") and _installed("opencc") else "simple"
+            self.keyword_tokenizer = "jieba" if installed("jieba") and installed("opencc") else "simple"
         return self
 
     @model_validator(mode="after")
@@ -167,10 +167,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides).
         return init_settings, env_settings
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
