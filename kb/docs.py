@@ -19,6 +19,26 @@ BEGIN = "<!-- settings table: generated from kb/config.py by `python -m kb.docs`
 END = "<!-- end of the generated settings table -->"
 
 
+# The settings by concern, in the order the reference shows them (the model itself is flat: KB_* names and
+# keyword arguments stay as they are). A setting missing here is listed under "Other" until it is given a place.
+CONCERNS: dict[str, tuple[str, ...]] = {
+    "Storage and indexes": ("database_url", "index_factory"),
+    "Text encoder": ("text_model", "device", "encoder_backend", "model_cache", "batch_size"),
+    "Chunking": ("chunk_tokens", "chunk_overlap"),
+    "Keyword search and fusion": ("keyword_tokenizer", "fusion", "keyword_weight", "keyword_weights_by_language",
+                                  "rrf_k", "fusion_candidates", "fusion_true_scores"),
+    "Reranker": ("reranker_model", "rerank_candidates"),
+    "Files: limits and isolation": ("max_file_mb", "follow_symlinks_outside", "file_isolation", "file_timeout",
+                                    "worker_memory_mb", "max_document_chars", "max_pages", "max_html_mb",
+                                    "max_removed_share"),
+    "Images, CLIP and OCR": ("clip_model", "clip_pretrained", "clip_backend", "max_image_pixels", "min_image_side",
+                             "ocr", "ocr_embedded_images"),
+    "Reader": ("reader_model", "reader_models_by_language", "reader_max_passages", "reader_max_windows",
+               "reader_max_seq_length", "reader_stride", "reader_max_answer_tokens", "reader_batch_size",
+               "reader_no_answer_threshold", "reader_precision", "reader_int8_float_layers", "reader_quantize"),
+}
+
+
 def _default(field: FieldInfo) -> str:
     value = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
     if value is None or value is PydanticUndefined:
@@ -38,16 +58,26 @@ def _takes_json(field: FieldInfo) -> bool:
     return typing.get_origin(annotation) in (dict, list) or annotation in (dict, list)
 
 
+def _row(name: str, field: FieldInfo) -> str:
+    env = f"`KB_{name.upper()}`" + (" (JSON)" if _takes_json(field) else "")
+    meaning = (field.description or "").replace("|", "\\|")
+    if name in MACHINE_SETTINGS:
+        meaning += " (this machine's: not recorded in `kb.json`)"
+    return f"| `{name}` | {env} | {_default(field)} | {meaning} |"
+
+
 def settings_table() -> str:
-    """One row per setting: name, environment variable, default, and its description from the model."""
-    rows = ["| setting | env | default | meaning |", "| --- | --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        env = f"`KB_{name.upper()}`" + (" (JSON)" if _takes_json(field) else "")
-        meaning = (field.description or "").replace("|", "\\|")
-        if name in MACHINE_SETTINGS:
-            meaning += " (this machine's: not recorded in `kb.json`)"
-        rows.append(f"| `{name}` | {env} | {_default(field)} | {meaning} |")
-    return "\n".join(rows)
+    """One table per concern, one row per setting: name, environment variable, default, and its description."""
+    fields = Settings.model_fields
+    placed = {name for names in CONCERNS.values() for name in names}
+    concerns = {**CONCERNS, "Other": tuple(name for name in fields if name not in placed)}
+    parts = []
+    for concern, names in concerns.items():
+        if names:
+            rows = [_row(name, fields[name]) for name in names if name in fields]
+            parts.append("\n".join([f"## {concern}", "", "| setting | env | default | meaning |",
+                                    "| --- | --- | --- | --- |", *rows]))
+    return "\n\n".join(parts)
 
 
 def render(document: str) -> str:
@@ -55,7 +85,7 @@ def render(document: str) -> str:
     start, end = document.find(BEGIN), document.find(END)
     if start < 0 or end < start:
         raise ValueError(f"{CONFIGURATION} lacks the markers of the generated table")
-    return document[: start + len(BEGIN)] + "\n" + settings_table() + "\n" + document[end:]
+    return document[: start + len(BEGIN)] + "\n\n" + settings_table() + "\n\n" + document[end:]
 
 
 def main(argv: list[str] | None = None) -> int:

