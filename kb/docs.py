@@ -1,5 +1,6 @@
 """The configuration reference in docs/configuration.md, generated from the settings model: ``python -m kb.docs``
-rewrites it, ``python -m kb.docs --check`` fails when it is not current (a test runs the check)."""
+rewrites it, ``python -m kb.docs --check`` fails when it is not current (a test runs the check). For a checkout of
+the project: the docs are not part of an installed package."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ CONCERNS: dict[str, tuple[str, ...]] = {
 
 
 def _default(field: FieldInfo) -> str:
+    """The default as the reference shows it: ``none``, ``true``, ``2,048``, or the value in backticks."""
     value = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
     if value is None or value is PydanticUndefined:
         return "none"
