@@ -85,12 +85,15 @@ class Settings(BaseSettings):
             "(`ko`); other questions use `keyword_weight`. Chinese questions lean on jieba BM25: see "
             "[Chinese](#chinese-by-default)"
         ))
-    cross_lingual: bool = Field(
-        default=True, description="also search a Chinese question as its English gloss, word by word from CC-CEDICT "
-        "(the chinese extra), so it finds English passages; a chunk keeps the better of its two scores")
-    cross_lingual_weight: float = Field(
-        default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description="factor on the scores of hits found by the English gloss: "
-        "below 1, a passage in the question's own language wins a near tie")
+    cross_lingual: bool = Field(default=True, description=(
+        "also search a Chinese question as its English gloss, word by word from CC-CEDICT (the `chinese` extra), so "
+        "it finds English passages; a chunk keeps the better of its two scores; see [Chinese by default]"
+        "(configuration.md#chinese-by-default)"
+    ))
+    cross_lingual_weight: float = Field(default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description=(
+        "factor on the scores of hits found by the English gloss: below 1, a passage in the question's own language "
+        "wins a near tie"
+    ))
     rrf_k: int = Field(default=60, ge=1, description="RRF constant")
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     fusion_true_scores: bool = Field(default=True, description=(
