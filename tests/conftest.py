@@ -22,6 +22,41 @@ _MODEL_CACHE = tempfile.TemporaryDirectory(prefix="kb-test-model-cache-")
 os.environ["KB_MODEL_CACHE"] = _MODEL_CACHE.name
 
 from kb import KnowledgeBase  # noqa: E402
+from tests.databases import DATABASES, Database, PostgresServer  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "databases(*names): run on each named database (default: SQLite and a real "
+                            "PostgreSQL started by pgserver); a test's own marker overrides its module's")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``databases`` runs once per database through the ``database`` fixture."""
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is not None and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", list(marker.args or DATABASES), indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    try:
+        import pgserver  # noqa: F401
+        import psycopg  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"PostgreSQL tests need the postgres extra (pip install -e '.[postgres]'): {error}")
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """SQLite unless the test is marked ``databases`` (then each of them in turn)."""
+    kind = getattr(request, "param", "sqlite")
+    server = request.getfixturevalue("postgres_server") if kind == "postgresql" else None
+    chosen = Database(kind, server, request.node.name)
+    yield chosen
+    chosen.close()
 
 
 def minilm_path() -> Path:
@@ -69,13 +104,15 @@ def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def kb_factory(tmp_path: Path, tiny_text_model: Path) -> Iterator:
-    """Opens knowledge bases under tmp_path with the tiny model, closing them after the test."""
+def kb_factory(tmp_path: Path, tiny_text_model: Path, database: Database) -> Iterator:
+    """Opens knowledge bases under tmp_path with the tiny model (in ``database``), closing them after the test."""
     opened: list[KnowledgeBase] = []
 
     def open_kb(name: str = "kb", **overrides: object) -> KnowledgeBase:
         overrides.setdefault("text_model", str(tiny_text_model))
         overrides.setdefault("device", "cpu")
+        if "database_url" not in overrides and database.url(name) is not None:
+            overrides["database_url"] = database.url(name)
         knowledge_base = KnowledgeBase.open(tmp_path / name, **overrides)
         opened.append(knowledge_base)
         return knowledge_base
