@@ -66,3 +66,7 @@ class SourceUnavailableError(KbError, OSError):
 class StorageError(KbError, OSError):
     """The knowledge base's files or database cannot be written (read-only, disk full): the message names the
     cause, and the original error is its ``__cause__``."""
+
+
+class RejectedDataError(KbError, ValueError):
+    """The database refused one piece of data (a string it cannot store, a constraint): that item fails alone."""
