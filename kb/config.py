@@ -50,6 +50,10 @@ class Settings(BaseSettings):
                                     "~/.cache/multimodal-kb")
     batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
     index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
+    vector_index: Literal["faiss", "pgvector"] = Field(
+        default="faiss", description='how spaces are searched: "faiss" (an in-memory index per process, cached on '
+        'disk) or "pgvector" (HNSW inside PostgreSQL: nothing to rebuild, every machine sees each commit); recorded '
+        "in the knowledge base")
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0)
     keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(

@@ -12,7 +12,7 @@ from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.sources import too_many_missing
 from kb.storage.reading import ORPHANS
 from kb.storage.store import IMAGE_SPACE_OFF
-from kb.storage.vector_index import VectorIndex
+from kb.storage.faiss_index import FaissIndex
 from kb.types import CLIP_SPACE, DoctorReport, Problem
 
 if TYPE_CHECKING:
@@ -199,7 +199,9 @@ def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: b
     for space in store.spaces():
         with store.read() as snapshot:
             count = snapshot.vector_count(space)
-        cache = VectorIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index_factory)
+        if store.vector_index != "faiss":
+            continue  # the index lives in the database: no cache to check
+        cache = FaissIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index_factory)
         index, reason = cache.read_cache(space.generation, count)
         if index is not None:
             continue

@@ -178,7 +178,7 @@ class KnowledgeBase:
                 identity = encoder.identity()
                 facts = (identity.model, identity.fingerprint, identity.dimension, identity.normalized)
                 space = unit.space(name) or unit.new_space(name, *facts)
-                unit.replace_space(space, *facts)
+                space = unit.replace_space(space, *facts)
                 ids = unit.read.member_ids(name)
                 for start in range(0, len(ids), batch_size):
                     part = ids[start : start + batch_size]
@@ -292,11 +292,12 @@ class KnowledgeBase:
 
     def stats(self) -> Stats:
         """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""
+        index = "pgvector HNSW" if self.store.vector_index == "pgvector" else self.settings.index_factory
         with self.store.read() as snapshot:
             documents = snapshot.documents_by_status()
             spaces = [
                 SpaceStats(name=space.name, model=space.model, dimension=space.dimension,
-                           generation=space.generation, index_factory=self.settings.index_factory,
+                           generation=space.generation, index_factory=index,
                            vectors=snapshot.vector_count(space))
                 for space in snapshot.spaces()
             ]

@@ -26,8 +26,9 @@ from tests.databases import DATABASES, Database, PostgresServer  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "databases(*names): run on each named database (default: SQLite and a real "
-                            "PostgreSQL started by pgserver); a test's own marker overrides its module's")
+    config.addinivalue_line("markers", "databases(*names): run on each named database (default: SQLite, and a real "
+                            "PostgreSQL started by pgserver with the faiss and with the pgvector index); a test's own "
+                            "marker overrides its module's")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -53,7 +54,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 def database(request: pytest.FixtureRequest) -> Iterator[Database]:
     """SQLite unless the test is marked ``databases`` (then each of them in turn)."""
     kind = getattr(request, "param", "sqlite")
-    server = request.getfixturevalue("postgres_server") if kind == "postgresql" else None
+    server = request.getfixturevalue("postgres_server") if kind != "sqlite" else None
     chosen = Database(kind, server, request.node.name)
     yield chosen
     chosen.close()
@@ -111,8 +112,9 @@ def kb_factory(tmp_path: Path, tiny_text_model: Path, database: Database) -> Ite
     def open_kb(name: str = "kb", **overrides: object) -> KnowledgeBase:
         overrides.setdefault("text_model", str(tiny_text_model))
         overrides.setdefault("device", "cpu")
-        if "database_url" not in overrides and database.url(name) is not None:
-            overrides["database_url"] = database.url(name)
+        if "database_url" not in overrides:
+            for key, value in database.settings(name).items():
+                overrides.setdefault(key, value)
         knowledge_base = KnowledgeBase.open(tmp_path / name, **overrides)
         opened.append(knowledge_base)
         return knowledge_base

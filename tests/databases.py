@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 if TYPE_CHECKING:
     import pgserver
 
-DATABASES = ("sqlite", "postgresql")
+# SQLite with FAISS; PostgreSQL with FAISS; PostgreSQL with pgvector (vectors searched inside the database).
+DATABASES = ("sqlite", "postgresql", "pgvector")
 
 
 def _start(folder: Path, attempts: int = 3) -> pgserver.PostgresServer:
@@ -69,7 +70,7 @@ class PostgresServer:
 
 class Database:
     """Where a test's knowledge bases keep their SQL: SQLite files in their folders (the default), or one fresh
-    PostgreSQL database per knowledge base name."""
+    PostgreSQL database per knowledge base name (``pgvector``: with the vector index in PostgreSQL too)."""
 
     def __init__(self, kind: str, server: PostgresServer | None, label: str) -> None:
         self.kind = kind
@@ -85,10 +86,15 @@ class Database:
             self._urls[name] = self.server.create(f"{self.label}_{name}")
         return self._urls[name]
 
+    def settings(self, name: str = "kb") -> dict[str, str]:
+        """The settings that put the knowledge base ``name`` in this database."""
+        url = self.url(name)
+        chosen = {"database_url": url} if url else {}
+        return {**chosen, "vector_index": "pgvector"} if self.kind == "pgvector" else chosen
+
     def environment(self, name: str = "kb") -> dict[str, str]:
         """Variables a ``kb`` command needs to reach the knowledge base ``name``."""
-        url = self.url(name)
-        return {"KB_DATABASE_URL": url} if url else {}
+        return {f"KB_{key.upper()}": value for key, value in self.settings(name).items()}
 
     def close(self) -> None:
         """Drop this test's PostgreSQL databases (after its knowledge bases closed)."""

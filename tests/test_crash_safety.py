@@ -77,7 +77,7 @@ def assert_consistent(kb: KnowledgeBase) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.databases()
+@pytest.mark.databases("sqlite", "pgvector")  # PostgreSQL with faiss adds nothing here that these two miss
 def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tiny_text_model: Path,
                                                              database: Database) -> None:
     folder = tmp_path / "docs"
@@ -100,7 +100,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
         process.kill()
         process.wait()
         with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
-                                database_url=database.url()) as kb:
+                            **database.settings()) as kb:
             assert_consistent(kb)
             documents_after_kill.append(kb.stats().documents)
         # The folder changes between runs too: a file edited, a file removed.
@@ -112,7 +112,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
-                            database_url=database.url()) as kb:
+                            **database.settings()) as kb:
         assert_consistent(kb)
         with kb.store.sessions() as session:
             paths = sorted(Path(p).name for p in session.scalars(select(Document.path)))
@@ -124,7 +124,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
 
 
 @pytest.mark.slow
-@pytest.mark.databases()
+@pytest.mark.databases("sqlite", "pgvector")
 def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: Path, database: Database) -> None:
     folder = tmp_path / "docs"
     write_corpus(folder, 40, seed=2)
@@ -139,7 +139,7 @@ def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: P
     def search_until_done() -> None:
         nonlocal searches
         with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
-                                database_url=database.url()) as kb:
+                            **database.settings()) as kb:
             while writer.poll() is None:
                 for mode in ("dense", "keyword", "hybrid"):
                     try:

@@ -174,6 +174,7 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
         kb.search("days", filters={"author": "someone"})
 
 
+@pytest.mark.databases("sqlite", "postgresql")  # the faiss index
 def test_index_cache_missing_or_corrupt_is_rebuilt_without_reembedding(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
@@ -312,6 +313,7 @@ def test_a_file_name_that_is_not_utf8_costs_only_that_file(kb_factory, tmp_path:
     assert [f.reason for f in report.failed] == ["file name is not valid UTF-8"]
 
 
+@pytest.mark.databases("sqlite", "postgresql")  # the faiss index
 def test_index_types_that_need_training_and_factory_changes(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory(index_factory="IVF4,Flat")  # 4 vectors cannot train 4 centroids well: exact search meanwhile

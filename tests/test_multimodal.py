@@ -17,7 +17,7 @@ from kb.storage.models import Chunk, Space, StoredImage, Vector
 from kb.types import CLIP_SPACE, TEXT_SPACE
 from tests.databases import execute_sql
 
-pytestmark = pytest.mark.databases()
+pytestmark = pytest.mark.databases("sqlite", "pgvector")  # PostgreSQL with faiss: see test_knowledge_base
 
 
 def noise_image(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> Path:

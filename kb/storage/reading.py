@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from kb.storage.filters import allowed_chunk_ids, chunk_conditions
+from kb.storage.filters import chunk_conditions
 from kb.storage.models import INGESTED, Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector
 from kb.types import TEXT_SPACE, Filters, Modality
 
@@ -69,8 +69,7 @@ class Snapshot:
     def dense_search(self, space: Space, vector: np.ndarray, k: int, filters: Filters | None = None,
                      modalities: frozenset[Modality] | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (chunk id, cosine similarity) to ``vector`` in ``space``, filters resolved in SQL first."""
-        index = self.store.index(space, self.session)
-        return index.search(vector, k, allowed_chunk_ids(self.session, filters, modalities))
+        return self.store.index(space, self.session).search(self.session, vector, k, filters, modalities)
 
     def stored_vectors(self, space: Space, chunk_ids: Collection[int],
                        modality: Modality | None = None) -> tuple[list[int], np.ndarray]:

@@ -14,15 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.errors import EncoderMismatchError, StorageError
+from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
 from kb.storage.database import IMMEDIATE, default_url, open_database
-from kb.storage.lock import WriterLock
-from kb.storage.models import Chunk, Document, Meta, Space, StoredImage
+from kb.storage.faiss_index import FaissIndex
+from kb.storage.lock import DatabaseWriterLock, WriterLock
+from kb.storage.models import Chunk, Document, Meta, Space, StoredImage, Vector
+from kb.storage.pgvector_index import PgvectorIndex, prepare
 from kb.storage.reading import Snapshot
-from kb.storage.vector_index import VectorIndex
+from kb.storage.vector_index import IndexKind, VectorIndex
 from kb.storage.writing import KEYWORD_TOKENIZER_KEY, Changes, WriteUnit
 
 NOTICE_PREFIX = "notice:"
+VECTOR_INDEX_KEY = "vector_index"
 IMAGE_SPACE_OFF = "image space off"  # a standing notice: the CLIP weights could not be had at the last ingest
 
 
@@ -63,9 +66,30 @@ class Store:
         self.settings = settings
         self.url = settings.database_url or default_url(directory)
         self.sessions: sessionmaker[Session] = open_database(self.url)
-        self.writer_lock = WriterLock(directory / "write.lock")
+        engine = self.sessions.kw["bind"]
+        self.writer_lock: WriterLock | DatabaseWriterLock = DatabaseWriterLock(engine) \
+            if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
         self._keyword_tokenizer_checked: str | None = None
+        self.vector_index: IndexKind = self._recorded_vector_index(settings.vector_index)
+
+    def _recorded_vector_index(self, configured: IndexKind) -> IndexKind:
+        """The vector index backend recorded in the knowledge base (recorded on first use); a different one
+        configured later is a clear error: the other backend's vectors were never indexed that way."""
+        with self.sessions() as session:
+            recorded = session.scalar(select(Meta.value).where(Meta.key == VECTOR_INDEX_KEY))
+            if recorded is None and session.scalar(select(Vector.chunk_id).limit(1)) is not None:
+                recorded = "faiss"  # built before the choice was recorded
+        if recorded is not None and recorded != configured:
+            raise ConfigurationError(f"this knowledge base's vectors are indexed with {recorded!r} but "
+                                     f"vector_index={configured!r} is configured; open it with "
+                                     f"vector_index={recorded!r}")
+        if recorded is None:
+            with self.write() as unit:
+                if configured == "pgvector":
+                    prepare(unit.session)
+                unit.set_meta(VECTOR_INDEX_KEY, configured)
+        return configured
 
     def close(self) -> None:
         self.sessions.kw["bind"].dispose()
@@ -83,7 +107,8 @@ class Store:
         try:
             with self.sessions.begin() as session:
                 session.connection(execution_options={IMMEDIATE: True})
-                unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self))
+                unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self),
+                                 pgvector=getattr(self, "vector_index", None) == "pgvector")
                 yield unit
                 bumps = unit.bump_generations()
         except OperationalError as error:
@@ -161,10 +186,11 @@ class Store:
             return list(session.scalars(select(Space).order_by(Space.id)))
 
     def index(self, space: Space, session: Session | None = None) -> VectorIndex:
-        """The space's FAISS index in step with the database as ``session`` (default: a new one) sees it."""
+        """The space's vector index in step with the database as ``session`` (default: a new one) sees it."""
         index = self._indexes.get(space.id)
         if index is None or index.dimension != space.dimension:
-            index = VectorIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
+            index = PgvectorIndex(self.sessions, space) if self.vector_index == "pgvector" else \
+                FaissIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
             self._indexes[space.id] = index
         if session is not None:
             index.sync(session)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kb.errors import RejectedDataError
+from kb.storage import pgvector_index
 from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.reading import ORPHANS, Snapshot
 
@@ -58,8 +59,9 @@ class Changes:
 class WriteUnit:
     """The writer's view of one transaction (see the module's docstring)."""
 
-    def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot) -> None:
+    def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, pgvector: bool = False) -> None:
         self.session = session
+        self.pgvector = pgvector  # vectors also go to ``vectors.embedding``, each space has its HNSW index
         self._all_spaces = list(all_spaces)
         self.changes = Changes()
         self.read = snapshot  # reads inside this transaction see its own writes
@@ -99,17 +101,27 @@ class WriteUnit:
         self.session.add(space)
         self.session.flush()
         self._all_spaces.append(space.id)
+        if self.pgvector:
+            pgvector_index.create_space_index(self.session, space)
         return space
 
     def space(self, name: str) -> Space | None:
         return self.session.scalar(select(Space).where(Space.name == name))
 
-    def replace_space(self, space: Space, model: str, fingerprint: str, dimension: int, normalized: bool) -> None:
-        """Drop every vector of ``space`` and give it a new encoder identity (its vectors are added again)."""
+    def replace_space(self, space: Space, model: str, fingerprint: str, dimension: int, normalized: bool) -> Space:
+        """Drop every vector of ``space`` and give it a new encoder identity (its vectors are added again); returns
+        the space to add them to. With pgvector a new dimension makes a new space row (and HNSW index): an index
+        built in this transaction would still see the old vectors this one deleted."""
         self.session.execute(delete(Vector).where(Vector.space_id == space.id))
-        space.model, space.fingerprint, space.dimension, space.normalized = model, fingerprint, dimension, normalized
         self.changes.touched.add(space.id)
         self.changes.rebuilt.add(space.id)
+        if self.pgvector and (space.dimension, space.normalized) != (dimension, normalized):
+            self.session.delete(space)
+            self.session.flush()
+            self._all_spaces.remove(space.id)
+            return self.new_space(space.name, model, fingerprint, dimension, normalized)
+        space.model, space.fingerprint, space.dimension, space.normalized = model, fingerprint, dimension, normalized
+        return space
 
     def set_meta(self, key: str, value: str | None) -> None:
         if value is None:
@@ -127,7 +139,10 @@ class WriteUnit:
             return
         rows = [{"space_id": space_id, "chunk_id": int(chunk_id), "vector": vector.astype(np.float32).tobytes()}
                 for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
-        self.session.execute(insert(Vector.__table__), rows)
+        if self.pgvector:
+            self.session.execute(insert(pgvector_index.vectors_table()), pgvector_index.embedding_rows(rows))
+        else:
+            self.session.execute(insert(Vector.__table__), rows)
         self.changes.added.setdefault(space_id, []).append(
             (np.asarray(chunk_ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32)))
         self.changes.touched.add(space_id)
