@@ -29,6 +29,9 @@ LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base record
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD (README,
 # Chinese by default). 0.8 is a prior, not yet tuned: benchmarks/retrieval_benchmark.py --keyword-weights tunes it.
 CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
+# Hits of a Chinese question's English gloss count a little less than its own: untuned until
+# benchmarks/language_benchmark.py --gloss-weights has run on the development sets.
+CROSS_LINGUAL_WEIGHT = 0.8
 
 
 class Settings(BaseSettings):
@@ -67,6 +70,12 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description='keyword share for questions in a '
         'language ("zh", "ja", "ko"); others use keyword_weight. Chinese leans on jieba BM25, which finds Chinese '
         "passages far better than the offline text models do")
+    cross_lingual: bool = Field(
+        default=True, description="also search a Chinese question as its English gloss, word by word from CC-CEDICT "
+        "(the chinese extra), so it finds English passages; a chunk keeps the better of its two scores")
+    cross_lingual_weight: float = Field(
+        default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description="factor on the scores of hits found by the English gloss: "
+        "below 1, a passage in the question's own language wins a near tie")
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
     fusion_true_scores: bool = Field(

@@ -37,7 +37,7 @@ class CrossEncoderReranker:
 
                 folder = resolve_model_folder(self.name)
                 try:
-                    self._model = CrossEncoder(str(folder), device=self.device)
+                    self._model = CrossEncoder(str(folder), device=self.device, trust_remote_code=False)
                 except (OSError, ValueError) as error:
                     raise ModelNotFoundError(f"reranker model {self.name!r} could not be loaded from {folder} "
                                              f"({error}); set KB_RERANKER_MODEL to a cross-encoder folder (`kb "

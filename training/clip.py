@@ -177,7 +177,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     log_every, running = max(1, round(LOG_EVERY * total)), []
     resume_file = checkpoints / STATE
     if options.resume and resume_file.is_file():
-        saved = torch.load(resume_file, map_location=device, weights_only=False)
+        saved = torch.load(resume_file, map_location=device, weights_only=True)  # a planted file runs no code
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
