@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from kb import KnowledgeBase, containment
 from kb.containment import REFUSED
 from kb.storage.database import default_url
 from kb.storage.models import Chunk, Document
+from tests.concurrency import search_while_running
 from tests.databases import Database
 from tests.documents import pdf_bytes
 
@@ -133,26 +133,9 @@ def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: P
     write_corpus(folder, 90, seed=3)  # rewrites the 40 files and adds 50: a reindex with many commits
     writer = subprocess.Popen([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    errors: list[BaseException] = []
-    searches = 0
-
-    def search_until_done() -> None:
-        nonlocal searches
-        with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
                             **database.settings()) as kb:
-            while writer.poll() is None:
-                for mode in ("dense", "keyword", "hybrid"):
-                    try:
-                        for hit in kb.search("harbour lantern copper", k=5, mode=mode):
-                            assert hit.text and hit.end > hit.start
-                        searches += 1
-                    except BaseException as error:  # noqa: BLE001 - every failure counts
-                        errors.append(error)
-
-    thread = threading.Thread(target=search_until_done)
-    thread.start()
-    writer.wait(timeout=300)
-    thread.join(timeout=60)
+        searches, errors = search_while_running(writer, kb, lambda: "harbour lantern copper")
     assert writer.returncode == 0, writer.stderr.read()
     assert not errors, errors[:3]
     assert searches > 5

@@ -6,13 +6,13 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from kb import KnowledgeBase
 from kb.errors import ConfigurationError, WriterBusyError
+from tests.concurrency import search_while_running
 from tests.databases import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,26 +53,8 @@ def test_a_reader_elsewhere_sees_each_commit_without_a_rebuild(tmp_path: Path, t
     markers |= write_files(folder, range(10, 40))
     writer = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               cwd=REPO)
-    errors: list[BaseException] = []
-    searches = 0
-
-    def search_while_writing() -> None:
-        nonlocal searches
-        rng = random.Random(3)
-        while writer.poll() is None:
-            name = rng.choice(sorted(markers))
-            try:
-                for mode in ("dense", "keyword", "hybrid"):
-                    for hit in reader.search(markers[name], k=3, mode=mode):
-                        assert hit.text and hit.end > hit.start
-                searches += 1
-            except BaseException as error:  # noqa: BLE001 - every failure counts
-                errors.append(error)
-
-    thread = threading.Thread(target=search_while_writing)
-    thread.start()
-    writer.wait(timeout=300)
-    thread.join(timeout=60)
+    rng = random.Random(3)
+    searches, errors = search_while_running(writer, reader, lambda: markers[rng.choice(sorted(markers))])
     assert writer.returncode == 0, writer.stderr.read()
     assert not errors, errors[:3]
     assert searches > 0
