@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,15 +40,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     try:
         import pgserver  # noqa: F401
         import psycopg  # noqa: F401
     except ImportError as error:
         pytest.skip(f"PostgreSQL tests need the postgres extra (pip install -e '.[postgres]'): {error}")
-    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's temporary folder: another pytest run on the machine prunes old ones while this one runs.
+    folder = Path(tempfile.mkdtemp(prefix="kb-test-postgres-"))
+    server = PostgresServer(folder / "data")
     yield server
     server.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
