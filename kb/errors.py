@@ -17,6 +17,10 @@ class BackendUnavailableError(ModelNotFoundError):
     """The configured encoder backend needs a package that is not installed; the message says which and how."""
 
 
+class MissingDependencyError(KbError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the extra to install."""
+
+
 class EncoderMismatchError(KbError, RuntimeError):
     """A space is being opened with an encoder other than the one that built it."""
 

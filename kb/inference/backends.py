@@ -5,16 +5,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Literal, get_args
 
+from kb import optional
 from kb.errors import BackendUnavailableError
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
-INSTALL_HINTS = {
-    "onnxruntime": "pip install 'multimodal-kb[onnx]'",
-    "onnx": "pip install 'multimodal-kb[onnx]'",
-    "openvino": "pip install 'multimodal-kb[openvino]'",
-    "nncf": "pip install 'multimodal-kb[openvino]'",
-}
 
 
 def runtime(backend: Backend) -> str:
@@ -24,11 +19,5 @@ def runtime(backend: Backend) -> str:
 
 def require(module: str, backend: str) -> ModuleType:
     """Import an optional package a backend needs, or say how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        package = module.split(".")[0]
-        raise BackendUnavailableError(f"encoder backend {backend!r} needs the package {package!r}: "
-                                      f"{INSTALL_HINTS[package]}, or use encoder_backend='torch'") from error
+    return optional.require(module, f"encoder backend {backend!r}", instead="or use encoder_backend='torch'",
+                            error=BackendUnavailableError)

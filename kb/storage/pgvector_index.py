@@ -16,6 +16,7 @@ from sqlalchemy import Column, Float, MetaData, Table, bindparam, cast, func, li
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError
+from kb.optional import require
 from kb.storage.filters import chunk_conditions
 from kb.storage.models import Chunk, Document, Space, Vector
 from kb.types import Filters, Modality
@@ -26,12 +27,7 @@ FILTERED_EF_FACTOR = 8  # a filtered search looks at this many candidates per hi
 
 def _vector_type(dimension: int | None = None) -> Any:
     """pgvector's SQLAlchemy type, imported only when the pgvector backend is used (the postgres extra)."""
-    try:
-        from pgvector.sqlalchemy import VECTOR
-    except ImportError as error:
-        raise ConfigurationError("vector_index='pgvector' needs the pgvector package: "
-                                 "pip install 'multimodal-kb[postgres]'") from error
-    return VECTOR(dimension)
+    return require("pgvector.sqlalchemy", "vector_index='pgvector'").VECTOR(dimension)
 
 
 def prepare(session: Session) -> None:
