@@ -30,5 +30,6 @@ def require(module: str, backend: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         package = module.split(".")[0]
-        raise BackendUnavailableError(f"encoder backend {backend!r} needs the package {package!r}: "
-                                      f"{INSTALL_HINTS[package]}, or use encoder_backend='torch'") from error
+        raise BackendUnavailableError(f"backend {backend!r} needs the package {package!r}: {INSTALL_HINTS[package]}, "
+                                      "or set the setting that chose it (encoder_backend, clip_backend or "
+                                      "reader_backend) back to 'torch'") from error
