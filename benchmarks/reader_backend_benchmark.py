@@ -15,7 +15,8 @@ turns question by question, in rotating order, so a machine busy with other work
 EM/F1 of the best answer (empty when the reader abstains below ``--threshold``: 0.1 by default, as the README's
 xquad figures; ``--threshold card`` for the model's own), ``ask`` p50
 and p95, the p50 speed-up over torch float32, the answers equal to torch float32's, and whether it meets the
-target: p50 at least 2x faster at EM and F1 within 0.5 points. ``--threads N`` sets torch's threads (which
+target: p50 at least 2x faster at EM and F1 within 0.5 points (a loss is what the tolerance guards against, so
+a system scoring higher than torch float32 meets it too; the deltas are printed either way). ``--threads N`` sets torch's threads (which
 ONNX Runtime and OpenVINO follow) and faiss's: on a machine busier than its cores, torch's default threads wait on
 one another at every layer, which slows torch far more than the other runtimes.
 """
@@ -40,7 +41,7 @@ from benchmarks.reader_training import xquad_without_held_out
 from benchmarks.retrieval_benchmark import default_model
 from benchmarks.squad_corpus import DATASETS, squad_titles, write_squad_corpus
 
-TARGET_SPEEDUP, TOLERANCE = 2.0, 0.5  # the issue's target: 2x faster p50 at EM/F1 within half a point
+TARGET_SPEEDUP, TOLERANCE = 2.0, 0.5  # the issue's target: 2x faster p50 at EM/F1 at most half a point lower
 
 
 def spaced(items: list[Any], count: int) -> list[Any]:
@@ -125,16 +126,16 @@ def main() -> int:
         if "f1" in row:
             row["delta_exact"] = round(row["exact"] - base_row["exact"], 2)
             row["delta_f1"] = round(row["f1"] - base_row["f1"], 2)
-            row["meets_target"] = (row["speedup_p50"] >= TARGET_SPEEDUP and abs(row["delta_exact"]) <= TOLERANCE
-                                   and abs(row["delta_f1"]) <= TOLERANCE)
+            row["meets_target"] = (row["speedup_p50"] >= TARGET_SPEEDUP and row["delta_exact"] >= -TOLERANCE
+                                   and row["delta_f1"] >= -TOLERANCE)
             print(f"{name:<30} {row['exact']:6.2f} {row['f1']:6.2f} {row['delta_exact']:+6.2f} {row['delta_f1']:+6.2f} "
                   f"{row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['speedup_p50']:7.2f}x {row['same_answer_as_torch_float32']:5d} "
                   f"{row['first_ask_s']:11.2f}  {'met' if row['meets_target'] else 'missed'}")
         else:
             print(f"{name:<30} {'':>6} {'':>6} {'':>6} {'':>6} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {'':>8} "
                   f"{'':>5} {row['first_ask_s']:11.2f}")
-    print(f"\ntarget: ask p50 at least {TARGET_SPEEDUP:.0f}x faster than torch float32 at EM and F1 within "
-          f"{TOLERANCE} points; met by: {', '.join(n for n, r in results.items() if r.get('meets_target')) or 'none'}")
+    print(f"\ntarget: ask p50 at least {TARGET_SPEEDUP:.0f}x faster than torch float32 at EM and F1 at most "
+          f"{TOLERANCE} points lower; met by: {', '.join(n for n, r in results.items() if r.get('meets_target')) or 'none'}")
     if args.out:
         args.out.write_text(json.dumps({"questions": len(chosen), "k": args.k, "model": str(args.model),
                                         "threshold": args.threshold, "threads": args.threads,

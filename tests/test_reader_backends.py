@@ -16,18 +16,9 @@ from kb.errors import BackendUnavailableError
 from kb.types import Hit
 from tests.qa_model import FILLER, fact, question
 
-pytest.importorskip("onnxruntime", reason="the onnx backends need onnxruntime (the onnx extra)")
-pytest.importorskip("onnx", reason="exporting needs onnx (the onnx extra)")
-FLOAT32 = ["onnx", "openvino"]
-INT8 = ["onnx-int8", "openvino-int8"]
+from tests.test_backends import FLOAT32, INT8, available  # skips this module too without the onnx extra
+
 CODES = [("elena", 9012), ("greta", 3141), ("kofi", 577)]
-
-
-def available(backend: str) -> None:
-    if backend.startswith("openvino"):
-        pytest.importorskip("openvino", reason="the openvino backends need openvino (the openvino extra)")
-        if backend.endswith("int8"):
-            pytest.importorskip("nncf", reason="openvino-int8 needs nncf (the openvino extra)")
 
 
 def passages(name: str, code: int) -> list[Hit]:
