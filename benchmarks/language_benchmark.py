@@ -11,8 +11,9 @@ Chinese) paragraphs, and English Wikipedia summaries. Then it is asked:
 - zh→en: Chinese questions about countries and languages whose English Wikipedia summary is in the corpus, built
   from CLDR's parallel names (the `babel` package): "安道尔位于哪里？" must find the summary of "Andorra";
 - en→en: the same questions in English, the reference for what the cross-lingual ones lose.
-Recall@1/@5 of the gold file for dense, keyword and hybrid search; for Chinese questions hybrid is also tried with
-other keyword weights (`--zh-weights`). Every set here is for development; none is held out.
+Recall@1/@5 of the gold file for dense, keyword and hybrid search; for Chinese questions also without their English
+gloss (``cross_lingual`` off), and hybrid with other keyword weights (`--zh-weights`) and gloss weights
+(`--gloss-weights`) for Chinese questions. Every set here is for development; none is held out.
 """
 
 from __future__ import annotations
@@ -94,22 +95,33 @@ def build_corpus(data: Path, folder: Path, distractors: int, max_questions: int)
 
 
 def run_config(corpus: Path, kb_dir: Path, model: str, tokenizer: str, sets: dict[str, list[Question]],
-               zh_weights: list[float]) -> dict[str, dict[str, dict[str, float]]]:
+               zh_weights: list[float], gloss_weights: list[float]) -> dict[str, dict[str, dict[str, float]]]:
     """Recall per question set and search mode for one configuration."""
     kb = KnowledgeBase.open(kb_dir, text_model=model, keyword_tokenizer=tokenizer, device="cpu", clip_model="none")
     report = kb.ingest(corpus)
-    print(f"  ingested {len(report.added)} files in {report.seconds:.0f} s", file=sys.stderr)
+    print(f"  ingested {len(report.added)} files ({len(report.unchanged)} kept) in {report.seconds:.0f} s",
+          file=sys.stderr)
     results: dict[str, dict[str, dict[str, float]]] = {}
+    gloss_base = kb.settings.cross_lingual_weight
     for name, questions in sets.items():
         runs: dict[str, dict[str, float]] = {}
         for mode in ("dense", "keyword", "hybrid"):
             runs[mode] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)], questions)
         if name.startswith("zh"):
-            base = kb.settings.keyword_weight
+            kb.settings.cross_lingual = False  # the question alone, without its English gloss
+            for mode in ("dense", "keyword", "hybrid"):
+                runs[f"{mode} no gloss"] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)],
+                                                    questions)
+            kb.settings.cross_lingual = True
+            base = dict(kb.settings.keyword_weights_by_language)
             for weight in zh_weights:
-                kb.settings.keyword_weight = weight
+                kb.settings.keyword_weights_by_language["zh"] = weight
                 runs[f"hybrid w={weight:g}"] = evaluate(lambda q: [h.path for h in kb.search(q, k=20)], questions)
-            kb.settings.keyword_weight = base
+            kb.settings.keyword_weights_by_language = base
+            for weight in gloss_weights:
+                kb.settings.cross_lingual_weight = weight
+                runs[f"hybrid g={weight:g}"] = evaluate(lambda q: [h.path for h in kb.search(q, k=20)], questions)
+            kb.settings.cross_lingual_weight = gloss_base
         results[name] = runs
     kb.close()
     return results
@@ -124,13 +136,18 @@ def main() -> int:
     parser.add_argument("--max-questions", type=int, default=500, help="per question set, sampled with a fixed seed")
     parser.add_argument("--zh-weights", type=float, nargs="*", default=[0.7, 0.9],
                         help="keyword weights also tried for Chinese questions")
+    parser.add_argument("--gloss-weights", type=float, nargs="*", default=[0.6, 1.0],
+                        help="cross_lingual_weight values also tried for Chinese questions")
     parser.add_argument("--out", type=Path, help="write all figures as JSON here")
+    parser.add_argument("--keep", type=Path, help="build the corpus and knowledge bases in this folder and keep them; "
+                        "a later run with the same folder and options searches them again without ingesting")
     args = parser.parse_args()
     if not (args.data / DISTRACTORS).exists():
         print(f"data not found under {args.data} (pass --data DIR)", file=sys.stderr)
         return 2
     figures = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
         corpus = Path(tmp) / "corpus"
         sets = build_corpus(args.data, corpus, args.distractors, args.max_questions)
         print("question sets: " + ", ".join(f"{name} {len(questions)}" for name, questions in sets.items()))
@@ -138,7 +155,7 @@ def main() -> int:
             model, tokenizer = config.split(":")
             print(f"{config}:", file=sys.stderr)
             figures[config] = run_config(corpus, Path(tmp) / config.replace(":", "-"), MODELS[model](), tokenizer,
-                                         sets, args.zh_weights)
+                                         sets, args.zh_weights, args.gloss_weights)
     for name in next(iter(figures.values())):
         print(f"\n{name}: recall@1 / recall@5")
         modes = list(next(iter(figures.values()))[name])

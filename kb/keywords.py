@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from kb import optional
 from kb.errors import ConfigurationError
 
 # Regex character-class bodies (no brackets), shared with the chunker's approximate token counter.
@@ -113,15 +114,9 @@ class JiebaTokenizer:
     name = "jieba"
 
     def __init__(self) -> None:
-        try:
-            import jieba
-            import opencc
-        except ImportError as error:
-            raise ImportError(
-                "The 'jieba' keyword tokenizer needs the jieba and opencc packages: pip install "
-                "'multimodal-kb[chinese]' (or choose the 'simple' tokenizer, which indexes Chinese as character "
-                "bigrams)."
-            ) from error
+        instead = "or choose the 'simple' tokenizer, which indexes Chinese as character bigrams"
+        jieba = optional.require("jieba", "the 'jieba' keyword tokenizer", instead=instead)
+        opencc = optional.require("opencc", "the 'jieba' keyword tokenizer", instead=instead)
         jieba.setLogLevel(logging.WARNING)
         self._cut: Callable[[str], list[str]] = jieba.lcut_for_search
         self._to_simplified: Callable[[str], str] = opencc.OpenCC("t2s").convert

@@ -134,6 +134,8 @@ class Hit(BaseModel):
     rerank_score: float | None = Field(default=None, description="the cross-encoder's probability, when a reranker "
                                        "ordered the text hits (it is then also ``score``)")
     fused_score: float | None = Field(default=None, description="the fused score before reranking")
+    matched_query: str | None = Field(default=None, description="the English gloss of a Chinese question, when it "
+                                      "was that gloss that found the hit (see cross_lingual)")
     image: ImageInfo | None = None
     repeats: list[Place] = Field(default_factory=list)
 

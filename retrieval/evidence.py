@@ -68,3 +68,24 @@ def _passage_with_image(earlier: Hit, hit: Hit) -> Hit:
 def _places(hit: Hit) -> list[Place]:
     """Where a folded hit was, and the places already folded into it."""
     return [Place(page=hit.page, start=hit.start, end=hit.end, chunk_id=hit.chunk_id), *hit.repeats]
+
+
+def best_of_both(first: list[Hit], second: list[Hit]) -> list[Hit]:
+    """Two searches' hits for one question as one list, best first: a chunk found by both keeps the hit that
+    scored it higher, and a hit whose chunks (passage, image, repeats) one of the first already holds is left out."""
+    best = {hit.chunk_id: hit for hit in first}
+    held = {chunk_id for hit in first for chunk_id in _chunk_ids(hit)}
+    for hit in second:
+        if hit.chunk_id in best:
+            if hit.score > best[hit.chunk_id].score:
+                best[hit.chunk_id] = hit
+        elif not held & _chunk_ids(hit):
+            best[hit.chunk_id] = hit
+            held |= _chunk_ids(hit)
+    return sorted(best.values(), key=lambda hit: (-hit.score, hit.chunk_id))
+
+
+def _chunk_ids(hit: Hit) -> set[int]:
+    """Every chunk a hit stands for."""
+    image = {hit.image.chunk_id} if hit.image is not None else set()
+    return {hit.chunk_id, *image, *(place.chunk_id for place in hit.repeats)}

@@ -23,10 +23,11 @@ from kb.storage.store import Store
 from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
 from retrieval.calibration import Backgrounds, Typical, align, standardise
 from retrieval.dense import dense_scores, dense_search
-from retrieval.evidence import one_hit_per_evidence
+from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_scores, keyword_search
 from retrieval.rerank import CrossEncoderReranker, reranker_enabled
+from retrieval.translation import english_gloss
 
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
@@ -79,6 +80,22 @@ class Retriever:
         wanted = modality_set(modalities)
         if mode != "dense":
             self.store.check_keyword_tokenizer(self.keywords.name)
+        language = question_language(query)
+        hits = self._search(query, k, mode, filters, wanted, language)
+        gloss = english_gloss(query) if self.settings.cross_lingual else None
+        if gloss is not None:  # searched as the question is: its words are the question's, not an English sentence
+            glossed = self._search(gloss, k, mode, filters, wanted, language)
+            weight = self.settings.cross_lingual_weight
+            hits = best_of_both(hits, [hit.model_copy(update={"matched_query": gloss, "score": hit.score * weight})
+                                       for hit in glossed])
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
+
+    def _search(self, query: str, k: int, mode: SearchMode, filters: Filters | None, wanted: frozenset[Modality],
+                language: str | None) -> list[Hit]:
+        """The hits for one query text, fused with the keyword weight of ``language``, best first, as many as the
+        reranker (if any) reads."""
         wanted_hits = max(k, self.settings.rerank_candidates) if self.reranker is not None else k
         # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
         # evidence.py).
@@ -106,12 +123,9 @@ class Retriever:
                 self._complete(session, signals, query, text_space, vector, clip_space)
             # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
             dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
-            ranked = self._fuse(mode, dense, signals.keyword, question_language(query))
+            ranked = self._fuse(mode, dense, signals.keyword, language)
             hits = self._hits(session, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
-            hits = one_hit_per_evidence(hits)[:wanted_hits]
-        if self.reranker is not None:
-            hits = self.reranker.rerank(query, hits)
-        return hits[:k]
+            return one_hit_per_evidence(hits)[:wanted_hits]
 
     def _complete(self, session: Session, signals: _Signals, query: str, text_space: Space | None,
                   vector: np.ndarray | None, clip_space: Space | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kb import KnowledgeBase
+from retrieval.translation import english_gloss
 
 CHINESE = {
     "leave.txt": "员工每年享有二十五天带薪年假。未使用的假期可以结转到下一年的第一季度。",
@@ -116,3 +117,37 @@ def test_the_default_settings_answer_chinese_questions_among_english_documents(k
                                ("公司是哪一年在德卢斯成立的？", "zh-history.txt")):
         assert Path(kb.search(question, k=1)[0].path).name == expected, question
     assert Path(kb.search("How many days do customers have for a refund?", k=1)[0].path).name == "refunds.txt"
+
+
+def test_a_chinese_question_is_glossed_into_english_words() -> None:
+    assert english_gloss("顾客退货有多少天？").split()[:3] == ["customer", "return", "merchandise"]
+    assert "Andorra" in english_gloss("安道爾位於哪裡？").split()  # traditional characters too
+    assert "zq094x" in english_gloss("订单 zq094x 什么时候发货？").split()  # codes as asked, punctuation dropped
+    assert "？" not in english_gloss("公司的地址是什么？")
+    assert english_gloss("How many days do customers have?") is None
+
+
+def test_the_default_settings_find_english_passages_for_chinese_questions(kb_factory, tmp_path: Path) -> None:
+    """No setting changed: a Chinese question over English documents is also searched as its English gloss, so it
+    finds the passage that answers it; the hit says which gloss found it."""
+    kb = kb_factory()
+    kb.ingest(write(tmp_path / "en", ENGLISH))
+    questions = (("诺曼底公国是什么时候建立的？", "normandy.txt"), ("退货期限是多少天？", "refunds.txt"),
+                 ("植物怎样把光能转化为化学能？", "plants.txt"))
+    for question, expected in questions:
+        [hit] = kb.search(question, k=1)
+        assert Path(hit.path).name == expected, question
+        assert hit.matched_query == english_gloss(question)
+    kb.settings.cross_lingual = False
+    assert kb.search("退货期限是多少天？", k=3, mode="keyword") == []  # the Chinese words alone match nothing
+
+
+def test_without_the_dictionary_chinese_questions_are_searched_as_asked(monkeypatch) -> None:
+    from retrieval import translation
+
+    translation.dictionary.cache_clear()
+    monkeypatch.setattr(translation, "installed", lambda module: False)
+    try:
+        assert english_gloss("客户退货有多少天？") is None
+    finally:
+        translation.dictionary.cache_clear()

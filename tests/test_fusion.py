@@ -48,7 +48,7 @@ def test_a_query_of_one_rare_token_ranks_its_document_first(codes_kb, fusion: st
 @pytest.mark.parametrize("fusion", ["calibrated", "relative"])
 def test_a_rare_token_beside_a_common_word_still_ranks_its_document_first(codes_kb, fusion: str) -> None:
     """Scores that measure how good a match is keep the rare token decisive; rank fusion (rrf) cannot tell a match
-    on "order" from a match on the code, so it is not held to this (see the README's figures)."""
+    on "order" from a match on the code, so it is not held to this (see the figures in docs/search.md)."""
     kb, codes = codes_kb
     kb.settings.fusion = fusion
     firsts = {value: Path(kb.search(f"order {value}", k=10)[0].path).name for value in list(codes)[1::3]}

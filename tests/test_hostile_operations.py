@@ -29,6 +29,7 @@ from kb.errors import (
     SourceUnavailableError,
     StorageError,
 )
+from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
 from kb.storage.vector_index import VectorIndex
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
@@ -212,6 +213,24 @@ def test_the_writer_lock_never_follows_a_symlink(kb_factory, tmp_path: Path) -> 
     os.mkfifo(tmp_path / "kb" / "write.lock")
     with pytest.raises(LockFileError, match="not a regular file"):
         kb.ingest(folder)
+
+
+def test_the_writer_lock_refuses_a_symlink_swapped_in_after_its_check(tmp_path: Path, monkeypatch) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("must stay as it is", encoding="utf-8")
+    (tmp_path / "write.lock").symlink_to(precious)
+    check = WriterLock._refuse_unusual_file
+    calls: list[int] = []
+
+    def late_check(lock: WriterLock) -> None:  # the first check passes, as if the link appeared just after it
+        calls.append(1)
+        if len(calls) > 1:
+            check(lock)
+
+    monkeypatch.setattr(WriterLock, "_refuse_unusual_file", late_check)
+    with pytest.raises(LockFileError, match="symlink"):
+        WriterLock(tmp_path / "write.lock").acquire()
+    assert precious.read_text(encoding="utf-8") == "must stay as it is"
 
 
 def test_absurd_schedules_are_refused_and_a_stored_one_does_not_stop_the_scheduler(kb_factory,

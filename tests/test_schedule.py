@@ -22,6 +22,9 @@ SATURDAY = datetime(2026, 11, 28, 22, 13, 30)
     ("0 0 29 2 *", datetime(2028, 2, 29, 0, 0)),
     ("5,35 */6 * * *", datetime(2026, 11, 29, 0, 5)),
     ("0 0 1 * 1", datetime(2026, 11, 30, 0, 0)),  # both day fields restricted: either matches
+    ("0 0 1 * */2", datetime(2026, 12, 1, 0, 0)),  # as in cron, a day field starting with * is no restriction
+    ("0 20-20/3 * * *", datetime(2026, 11, 29, 20, 0)),  # a one-value range stays one value (not 20 and 23)
+    ("30 8 * * MON-FRI", datetime(2026, 11, 30, 8, 30)),
     ("every 15m", datetime(2026, 11, 28, 22, 28, 30)),
     ("2h", datetime(2026, 11, 29, 0, 13, 30)),
     ("every 1d", datetime(2026, 11, 29, 22, 13, 30)),
@@ -32,5 +35,5 @@ def test_next_run(schedule: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize("bad", ["* * *", "61 * * * *", "*/0 * * * *", "0 0 31 2 *", "every 0m", "hourly", "a b c d e"])
 def test_bad_schedules_are_clear_errors(bad: str) -> None:
-    with pytest.raises(ScheduleError):
+    with pytest.raises(ScheduleError, match="cron|interval"):
         validate_schedule(bad)

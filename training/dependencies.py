@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-
-from kb.errors import KbError
+from kb import optional
 
 TRAIN_PACKAGES = ("accelerate", "datasets")
 
 
-class TrainingExtraMissing(KbError, ImportError):
-    """A package ``kb train`` needs is not installed."""
-
-
 def require_train_extra() -> None:
-    missing = [name for name in TRAIN_PACKAGES if find_spec(name) is None]
-    if missing:
-        raise TrainingExtraMissing(f"kb train needs {' and '.join(missing)}: pip install 'multimodal-kb[train]' (or "
-                                   f"pip install {' '.join(missing)})")
+    optional.require_installed(TRAIN_PACKAGES, "kb train")

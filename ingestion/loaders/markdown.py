@@ -1,13 +1,18 @@
-"""Markdown files reduced to the text a reader sees, with code kept verbatim."""
+"""Markdown files reduced to the text a reader sees, with code kept verbatim: parsed by markdown-it-py (CommonMark
+with tables, strikethrough, task lists, footnotes and admonitions), rendered to plain text here."""
 
 from __future__ import annotations
 
-import html
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.admon import admon_plugin
+from mdit_py_plugins.footnote import footnote_plugin
+from mdit_py_plugins.tasklists import tasklists_plugin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, TextCursor, clean_text
@@ -16,40 +21,19 @@ from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
-_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 
-_ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_RULE = re.compile(r"^ {0,3}([-*_])[ \t]*(?:\1[ \t]*){2,}$")
-_ADMONITION = re.compile(r'^\s*(?:!!!|\?\?\?\+?)[ \t]*[\w-]+(?:[ \t]+"(.*)")?[ \t]*$')
-_LINK_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]]+\]:\s*\S+.*$")
-_FOOTNOTE_DEFINITION = re.compile(r"^\s*\[\^[^\]]+\]:\s*")
-_QUOTE = re.compile(r"^\s*(?:>[ \t]?)+")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?")
-_CELL_BORDER = re.compile(r"(?<!\\)\|")
 
-# Code spans and backslash escapes are taken literally; everything between them gets the inline rules.
-# Every repetition that could scan far is bounded (or stops at "<"), so hostile input stays linear.
-_LITERAL = re.compile(r"(?<!`)(`{1,16})(?!`)(.{1,2000}?)(?<!`)\1(?!`)|\\([!-/:-@\[-`{-~])")
-_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
-_URL = r"\((?:[^()]|\([^()]{0,500}\)){0,2000}\)"
-_LABEL = r"\[([^\]]{0,1000})\]"
-_SPAN = r"(?:.|\n(?!\n)){1,500}?"  # emphasised text: may wrap onto the next line, never past a paragraph
-_IMAGE = re.compile(r"!" + _LABEL + r"\(\s*<?([^\s()<>]{1,2000})>?(?:\s+[\"'(]([^\"')]{0,1000})[\"')])?\s*\)")
-_IMG_TAG = re.compile(r"<img\b[^<>]{0,4000}>", re.IGNORECASE)
-_INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"""<img\b[^<>]{0,2000}?\balt\s*=\s*["']([^"'<>]*)["'][^<>]{0,2000}>""", re.IGNORECASE), r"\1"),
-    (re.compile(r"!" + _LABEL + r"(?:" + _URL + r"|\[[^\]]{0,1000}\])?"), r"\1"),
-    (re.compile(_LABEL + r"(?:" + _URL + r"|\[[^\]]{0,1000}\])"), r"\1"),
-    (re.compile(r"\[\^[^\]]{1,100}\]"), ""),
-    (re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+|[^<>\s@]+@[^<>\s@]+)>"), r"\1"),
-    (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"), ""),
-    (re.compile(r"(\*\*|__)(?=\S)(" + _SPAN + r")(?<=\S)\1"), r"\2"),
-    (re.compile(r"~~(?=\S)(" + _SPAN + r")(?<=\S)~~"), r"\1"),
-    (re.compile(r"\*(?=[^\s*])(" + _SPAN + r")(?<=[^\s*])\*"), r"\1"),
-    (re.compile(r"(?<!\w)_(?=[^\s_])(" + _SPAN + r")(?<=[^\s_])_(?!\w)"), r"\1"),
-)
+def _parser() -> MarkdownIt:
+    """A CommonMark parser that keeps every link target as written: nothing is rendered as HTML, and the image
+    containment rule (not a URL allow-list) decides what is read."""
+    parser = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    parser.use(footnote_plugin).use(tasklists_plugin).use(admon_plugin)
+    parser.validateLink = lambda url: True  # type: ignore[method-assign]
+    parser.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    return parser
+
+
+_MARKDOWN = _parser()
 
 
 class _Reference(NamedTuple):
@@ -71,14 +55,14 @@ class MarkdownLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
         title, source = _front_matter(encoding.decode_text(data))
-        references: list[_Reference] = []
-        lines, headings = _render(source.split("\n"), references)
-        if title is None and headings:
-            title = min(headings, key=lambda heading: heading[0])[1]
-        text = clean_text("\n".join(lines))
+        rendered = _Renderer()
+        rendered.blocks(_MARKDOWN.parse(source))
+        if title is None and rendered.headings:
+            title = min(rendered.headings, key=lambda heading: heading[0])[1]
+        text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
         notes: list[str] = []
-        images = _images(references, text, path.parent, EmbeddedImages(limits, notes, root))
+        images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
 
@@ -133,124 +117,75 @@ def _images(references: list[_Reference], text: str, folder: Path,
     return images.finish()
 
 
-def _references(prose: str) -> list[_Reference]:
-    """The images of a run of prose, in order of appearance."""
-    found: list[tuple[int, _Reference]] = []
-    for match in _IMAGE.finditer(prose):
-        found.append((match.start(), _Reference(match.group(2), _inline(match.group(1)).strip() or None,
-                                                (match.group(3) or "").strip() or None)))
-    for match in _IMG_TAG.finditer(prose):
-        img = BeautifulSoup(match.group(0), "html.parser").find("img")
-        if img is not None:
+class _Renderer:
+    """The visible text of a token stream: one paragraph per block (the items of a tight list and the rows of a
+    table on lines of their own), inline markup dropped, alt text in place of each image."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.headings: list[tuple[int, str]] = []  # (level, text) in order
+        self.references: list[_Reference] = []  # the images shown, in order
+        self._row: list[str] | None = None
+
+    def blocks(self, tokens: Sequence[Token]) -> None:
+        heading, tight = 0, False  # in a heading; in a paragraph of a tight list item
+        for token in tokens:
+            if token.type == "heading_open":
+                heading = int(token.tag[1])
+            elif token.type in ("paragraph_open", "paragraph_close"):
+                tight = token.hidden and token.type == "paragraph_open"
+            elif token.type in ("fence", "code_block"):
+                self.out.extend(["", token.content.strip("\n"), ""])  # verbatim, indentation kept
+            elif token.type == "html_block":
+                self._paragraph(self._html(token.content))
+            elif token.type == "tr_open":
+                self._row = []
+            elif token.type == "tr_close" and self._row is not None:
+                self._line(" | ".join(self._row))
+                self._row = None
+            elif token.type == "inline":
+                text = self._inline(token.children or [])
+                if self._row is not None:
+                    self._row.append(text.strip())
+                elif heading:
+                    self.headings.append((heading, text.strip()))
+                    self._paragraph(text)
+                    heading = 0
+                elif tight:
+                    self._line(text)
+                else:
+                    self._paragraph(text)
+            elif token.type == "table_close":
+                self.out.append("")
+
+    def _paragraph(self, text: str) -> None:
+        self.out.extend(["", text.strip(), ""])
+
+    def _line(self, text: str) -> None:
+        self.out.append(text.strip())
+
+    def _inline(self, tokens: Sequence[Token]) -> str:
+        parts: list[str] = []
+        for token in tokens:
+            if token.type in ("text", "code_inline"):
+                parts.append(token.content)
+            elif token.type in ("softbreak", "hardbreak"):
+                parts.append("\n")
+            elif token.type == "image":
+                alt = self._inline(token.children or []).strip()
+                self.references.append(_Reference(str(token.attrGet("src") or ""), alt or None,
+                                                  str(token.attrGet("title") or "").strip() or None))
+                parts.append(alt)
+            elif token.type == "html_inline" and token.content[:4].lower() == "<img":
+                parts.append(self._html(token.content))  # any other inline tag is markup, shown as nothing
+        return "".join(parts)
+
+    def _html(self, markup: str) -> str:
+        """The text of raw HTML (comments, scripts and styles dropped), each ``<img>`` kept as a reference and
+        shown as its alt text. lxml, as Python's html.parser takes quadratic time on unclosed comments."""
+        soup = BeautifulSoup(markup, "lxml")
+        for img in soup.find_all("img"):
             src, alt = image_source(img)  # type: ignore[arg-type]
-            found.append((match.start(), _Reference(src, alt, None)))
-    return [reference for _, reference in sorted(found, key=lambda item: item[0])]
-
-
-def _render(lines: list[str], references: list[_Reference]) -> tuple[list[str], list[tuple[int, str]]]:
-    """Output lines, and the headings as (level, text) in order; fenced code passes through untouched.
-
-    The images met in prose are appended to ``references``.
-    """
-    out: list[str] = []
-    headings: list[tuple[int, str]] = []
-    prose: list[str] = []
-    fence: tuple[str, int, str, bool] | None = None  # (fence character, length, indentation, in a quote)
-    for line in lines:
-        quote = _QUOTE.match(line)
-        unquoted = line[quote.end():] if quote else line
-        if fence is not None:
-            char, length, indent, quoted = fence
-            code = unquoted if quoted else line
-            if re.match(rf"^\s*{re.escape(char)}{{{length},}}\s*$", code):
-                out.append("")
-                fence = None
-            else:
-                out.append(code[len(indent):] if code.startswith(indent) else code.lstrip())
-            continue
-        opening = _FENCE.match(unquoted)
-        if opening:
-            out.extend(_render_prose(prose, headings, references))
-            prose = []
-            out.append("")
-            fence = (opening.group(2)[0], len(opening.group(2)), opening.group(1), quote is not None)
-            continue
-        prose.append(line)
-    out.extend(_render_prose(prose, headings, references))
-    return out, headings
-
-
-def _render_prose(lines: list[str], headings: list[tuple[int, str]], references: list[_Reference]) -> list[str]:
-    """Block and inline markup removed from a run of non-code lines; headings become their own paragraphs.
-
-    Inline markup is removed from the whole run at once, so a link may wrap onto the next line.
-    """
-    out: list[str] = []
-    prose = _COMMENT.sub("", "\n".join(lines))
-    references.extend(_references(prose))
-    for line in prose.split("\n"):
-        line = _QUOTE.sub("", line)
-        setext = _SETEXT.match(line)
-        if setext and out and out[-1].strip():
-            headings.append((1 if setext.group(1)[0] == "=" else 2, _inline(out[-1])))
-            out[-1:] = ["", out[-1], ""]
-            continue
-        if _RULE.match(line) or _LINK_DEFINITION.match(line) or _is_table_delimiter(line):
-            out.append("")
-            continue
-        atx = _ATX.match(line)
-        if atx:
-            text = _heading_text(line[atx.end():])
-            headings.append((len(atx.group(1)), _inline(text)))
-            out.extend(["", text, ""])
-            continue
-        admonition = _ADMONITION.match(line)
-        if admonition:
-            out.extend(["", admonition.group(1) or "", ""])
-            continue
-        line = _FOOTNOTE_DEFINITION.sub("", _LIST_MARKER.sub("", line)).strip()
-        out.append(_table_row(line) if line.startswith("|") else line)
-    return _inline("\n".join(out)).split("\n")
-
-
-def _heading_text(rest: str) -> str:
-    """An ATX heading's text, without the optional closing run of '#'."""
-    text = rest.strip()
-    bare = text.rstrip("#")
-    if bare != text and (not bare or bare[-1] in " \t"):
-        return bare.rstrip()
-    return text
-
-
-def _table_row(line: str) -> str:
-    """A pipe-table row without its outer pipes, cells joined by ' | '."""
-    inner = line[1:]
-    if inner.endswith("|") and not inner.endswith("\\|"):
-        inner = inner[:-1]
-    return " | ".join(cell.strip() for cell in _CELL_BORDER.split(inner))
-
-
-def _is_table_delimiter(line: str) -> bool:
-    stripped = line.strip()
-    return "|" in stripped and "-" in stripped and set(stripped) <= set("|:- \t")
-
-
-def _inline(text: str) -> str:
-    """Inline markup removed; code span contents and escaped characters kept literally.
-
-    Literals are swapped for placeholders first, so that a code span inside link text stays inside it.
-    """
-    literals: list[str] = []
-
-    def hide(found: re.Match[str]) -> str:
-        literals.append(found.group(2) if found.group(1) else found.group(3))
-        return f"\ue000{len(literals) - 1}\ue001"
-
-    text = _inline_markup(_LITERAL.sub(hide, text))
-    return _PLACEHOLDER.sub(lambda found: literals[int(found.group(1))], text)
-
-
-def _inline_markup(text: str) -> str:
-    for pattern, replacement in _INLINE_RULES:
-        text = pattern.sub(replacement, text)
-    return html.unescape(text)
+            self.references.append(_Reference(src, alt, None))
+            img.replace_with(alt or "")
+        return soup.get_text()

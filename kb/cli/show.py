@@ -44,10 +44,12 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
             print(f"{rank}. [image] {safe(hit.path)}{page}{where}{span} ({hit.image.width}x{hit.image.height}, "
                   f"chunk {hit.image.chunk_id}) score={hit.score:.4f}")
         else:
-            print(f"{rank}. {safe(hit.path)}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}")
+            via = f" (by the English gloss: {safe(hit.matched_query)})" if hit.matched_query else ""
+            print(f"{rank}. {safe(hit.path)}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}{via}")
         text = one_line(hit.text)
         if text:
-            shown = snippet(text, query or "", keywords, width=len(text) if full else SNIPPET_WIDTH)
+            shown = snippet(text, hit.matched_query or query or "", keywords,
+                            width=len(text) if full else SNIPPET_WIDTH)
             print(f"   {shown.render(mark=mark if terminal else None)}")
 
 

