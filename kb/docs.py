@@ -37,7 +37,8 @@ CONCERNS: dict[str, tuple[str, ...]] = {
                              "ocr", "ocr_embedded_images"),
     "Reader": ("reader_model", "reader_models_by_language", "reader_max_passages", "reader_max_windows",
                "reader_max_seq_length", "reader_stride", "reader_max_answer_tokens", "reader_batch_size",
-               "reader_no_answer_threshold", "reader_precision", "reader_int8_float_layers", "reader_quantize"),
+               "reader_no_answer_threshold", "reader_backend", "reader_precision", "reader_int8_float_layers",
+               "reader_quantize"),
 }
 
 

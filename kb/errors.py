@@ -14,7 +14,8 @@ class ModelNotFoundError(KbError, RuntimeError):
 
 
 class BackendUnavailableError(ModelNotFoundError):
-    """The configured encoder backend needs a package that is not installed; the message says which and how."""
+    """The configured backend (encoder, CLIP or reader) needs a package that is not installed; the message says
+    which and how."""
 
 
 class MissingDependencyError(KbError, ImportError):
