@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -10,12 +9,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from answering.loading import load_question_answering
+from answering.backends import Logits, load_reader
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
 from answering.threshold import model_threshold
 from answering.windows import Windows, length_batches, make_windows
 from kb.config import Settings
+from kb.encoders.factory import export_cache
 from kb.language import question_language
 from kb.types import Answer, Citation, Hit
 
@@ -46,7 +46,8 @@ class Reading(BaseModel):
 
 
 class ExtractiveReader:
-    """A transformers question-answering model reading passages in batched windows.
+    """A transformers question-answering model reading passages in batched windows, its logits computed on
+    ``reader_backend`` (torch, or the exported graph on ONNX Runtime or OpenVINO: see ``answering.backends``).
 
     The model loads on first use (:meth:`warm_up`); a model that cannot be had raises
     :class:`kb.encoders.ModelNotFoundError`. Work per question is bounded by ``reader_max_passages`` and
@@ -56,22 +57,19 @@ class ExtractiveReader:
     def __init__(self, settings: Settings, model_name: str | None = None) -> None:
         self.settings = settings
         self.model_name = model_name or settings.reader_model
-        self._model: Any = None
+        self._logits_of: Logits | None = None
         self._tokenizer: Any = None
-        self._input_names: set[str] = set()
         self._threshold: float | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         with self._lock:
-            if self._model is None:
-                model, tokenizer = load_question_answering(self.model_name, device=self.settings.device,
-                                                           precision=self.settings.reader_precision,
-                                                           int8_float_layers=self.settings.reader_int8_float_layers)
-                accepted = set(inspect.signature(model.forward).parameters)
-                self._input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids")
-                                     if name in accepted}
-                self._model, self._tokenizer = model, tokenizer
+            if self._logits_of is None:
+                settings = self.settings
+                self._logits_of, self._tokenizer = load_reader(
+                    self.model_name, backend=settings.reader_backend, device=settings.device,
+                    precision=settings.reader_precision, int8_float_layers=settings.reader_int8_float_layers,
+                    cache=export_cache(settings))
 
     @property
     def threshold(self) -> float:
@@ -108,7 +106,7 @@ class ExtractiveReader:
         texts = [hit.text for hit in passages[: settings.reader_max_passages]]
         windows = make_windows(self._tokenizer, question, texts, max_length=settings.reader_max_seq_length,
                                stride=settings.reader_stride, max_windows=settings.reader_max_windows,
-                               input_names=self._input_names)
+                               input_names=set(self._logits_of.input_names))
         starts, ends = self._logits(windows)
         spans, null = best_spans(starts, ends, windows.context, windows.owned,
                                  max_answer_tokens=settings.reader_max_answer_tokens, top=top)
@@ -116,21 +114,18 @@ class ExtractiveReader:
 
     def _logits(self, windows: Windows) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Start and end logits of every window, in batches of similar lengths (little padding)."""
-        import torch
-
+        assert self._logits_of is not None
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
-        device = next(self._model.parameters()).device
         lengths = [len(feature["input_ids"]) for feature in windows.features]
-        with torch.inference_mode():
-            for batch in length_batches(lengths, self.settings.reader_batch_size):
-                inputs = self._tokenizer.pad([windows.features[w] for w in batch], return_tensors="pt")
-                output = self._model(**{name: tensor.to(device) for name, tensor in inputs.items()})
-                start_logits = output.start_logits.float().cpu().numpy().astype(np.float64)
-                end_logits = output.end_logits.float().cpu().numpy().astype(np.float64)
-                for row, window in enumerate(batch):
-                    length = len(windows.features[window]["input_ids"])
-                    starts[window], ends[window] = start_logits[row, :length], end_logits[row, :length]
+        for batch in length_batches(lengths, self.settings.reader_batch_size):
+            inputs = self._tokenizer.pad([windows.features[w] for w in batch], return_tensors="np")
+            start_logits, end_logits = self._logits_of({name: np.asarray(array, dtype=np.int64)
+                                                        for name, array in inputs.items()})
+            for row, window in enumerate(batch):
+                length = len(windows.features[window]["input_ids"])
+                starts[window] = start_logits[row, :length].astype(np.float64)
+                ends[window] = end_logits[row, :length].astype(np.float64)
         return starts, ends
 
     @staticmethod

@@ -102,9 +102,6 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained question-answering folder (default: train the tiny one)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from kb.cli import quiet_libraries
-
-    quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="reader-agreement-") as tmp:
         model = args.model or train_tiny_reader(Path(tmp) / "tiny-reader")
         print(f"answer agreement with float32, trained {'tiny reader' if args.model is None else args.model}")

@@ -168,9 +168,6 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from kb import KnowledgeBase
-    from kb.cli import quiet_libraries
-
-    quiet_libraries()
     articles = json.loads(source.read_text(encoding="utf-8"))["data"]
     contexts = [p["context"] for a in articles for p in a["paragraphs"]]
     questions = [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]][: args.questions]

@@ -11,10 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
-
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.isolation import FileRunner, StopRequested, file_runner
 from ingestion.loaders import LoadError, loader_for
@@ -26,22 +22,12 @@ from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import ModelNotFoundError, SourceUnavailableError
+from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer
 from kb.sources import too_many_missing
-from kb.storage.models import (
-    INGESTED,
-    Chunk,
-    Document,
-    Run,
-    Source,
-    Space,
-    StoredImage,
-    file_time,
-    text_hash,
-    utcnow,
-)
+from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
 from kb.storage.store import IMAGE_SPACE_OFF, Store
+from kb.storage.writing import WriteUnit
 from kb.types import (
     CLIP_SPACE,
     TEXT_SPACE,
@@ -54,8 +40,6 @@ from kb.types import (
 )
 
 log = logging.getLogger(__name__)
-# What a database may raise on one document's data (an unstorable string, a constraint): that file fails alone.
-STORAGE_ERRORS = (SQLAlchemyError, UnicodeError, ValueError)
 _SKIP_SENT = 256  # at most this many hashes of gone files go with each new file to the worker
 
 
@@ -182,36 +166,24 @@ class Ingestor:
     # -- run bookkeeping ------------------------------------------------------------------------------------
 
     def _start_run(self, root: Path) -> tuple[int, int]:
-        with self.store.write() as session:
+        with self.store.write() as unit:
             # We hold the writer lock, so a run still marked running was killed: say so in its record.
-            session.execute(update(Run).where(Run.status == "running")
-                            .values(status="interrupted", error="the process stopped before the run finished"))
-            source = session.scalar(select(Source).where(Source.path == str(root)))
-            if source is None:
-                source = Source(path=str(root))
-                session.add(source)
-                session.flush()
-            run = Run(source_id=source.id)
-            session.add(run)
-            session.flush()
-            return source.id, run.id
+            unit.interrupt_running()
+            source = unit.source(str(root), create=True)
+            assert source is not None
+            return source.id, unit.start_run(source.id)
 
     def _record_missing_folder(self, root: Path) -> None:
         """A registered source whose folder is gone (an unmounted share, say) gets a failed run, and keeps its
         documents: the folder's absence is not taken as every file's deletion."""
-        with self.store.write() as session:
-            source_id = session.scalar(select(Source.id).where(Source.path == str(root)))
-            if source_id is not None:
-                session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(),
-                                error=f"{root} is missing or not a folder"))
+        with self.store.write() as unit:
+            source = unit.source(str(root))
+            if source is not None:
+                unit.add_failed_run(source.id, f"{root} is missing or not a folder")
 
     def _finish_run(self, run_id: int, report: IngestReport, status: str, error: str | None = None) -> None:
-        with self.store.write() as session:
-            run = session.get(Run, run_id)
-            assert run is not None
-            run.status, run.error, run.finished_at = status, error, utcnow()
-            run.counts = report.counts()
-            run.failures = [f.model_dump() for f in report.failed]
+        with self.store.write() as unit:
+            unit.finish_run(run_id, status, error, report.counts(), [f.model_dump() for f in report.failed])
 
     # -- the work -------------------------------------------------------------------------------------------
 
@@ -240,14 +212,9 @@ class Ingestor:
         # Every document under this folder, whichever source first brought it in (sources may be nested).
         # The prefix is compared exactly: SQL LIKE would ignore case and mix up /Docs and /docs.
         prefix = str(root) + os.sep
-        with self.store.sessions() as session:
-            known = {
-                row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
-                for row in session.execute(
-                    select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
-                           Document.status, Document.error)
-                    .where(func.substr(Document.path, 1, len(prefix)) == prefix))
-            }
+        with self.store.read() as snapshot:
+            known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
+                     for row in snapshot.documents_under(prefix)}
         self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
@@ -389,34 +356,25 @@ class Ingestor:
 
     def _move(self, old_path: str, file: ScannedFile, source_id: int) -> None:
         """Point a document at its new path; its chunks, vectors and postings stay as they are."""
-        with self.store.write() as session:
-            document = session.scalar(select(Document).where(Document.path == old_path))
-            assert document is not None
-            document.path, document.relpath, document.source_id = str(file.path), file.relpath, source_id
-            document.size, document.mtime_ns, document.modified_at = file.size, file.mtime_ns, file_time(file.mtime_ns)
+        with self.store.write() as unit:
+            unit.move_document(old_path, str(file.path), file.relpath, source_id, file.size, file.mtime_ns,
+                               file_time(file.mtime_ns))
 
     def _touch(self, document_id: int, file: ScannedFile) -> None:
-        with self.store.write() as session:
-            document = session.get(Document, document_id)
-            assert document is not None
-            document.mtime_ns, document.size, document.error = file.mtime_ns, file.size, None
+        with self.store.write() as unit:
+            unit.touch_document(document_id, file.size, file.mtime_ns)
 
     def _record_failure(self, file: ScannedFile, source_id: int, file_type: str, content_hash: str, reason: str,
                         known: _Known | None, report: IngestReport) -> None:
         """Record why a file failed. A previously ingested version stays searchable (nothing is lost)."""
         report.failed.append(FailedFile(path=str(file.path), reason=reason))
-        with self.store.write() as session:
+        with self.store.write() as unit:
             if known is not None:
-                document = session.get(Document, known.id)
-                assert document is not None
-                document.error = reason
-                if document.status == "failed":
-                    document.size, document.mtime_ns, document.content_hash = file.size, file.mtime_ns, content_hash
+                unit.record_failure(known.id, reason, file.size, file.mtime_ns, content_hash)
                 return
-            session.add(Document(
-                source_id=source_id, path=str(file.path), relpath=file.relpath, file_type=file_type, size=file.size,
-                mtime_ns=file.mtime_ns, modified_at=file_time(file.mtime_ns),
-                content_hash=content_hash, status="failed", error=reason, warnings=[], text="", pages=[]))
+            unit.add_failed_document(source_id=source_id, path=str(file.path), relpath=file.relpath,
+                                     file_type=file_type, size=file.size, mtime_ns=file.mtime_ns,
+                                     modified_at=file_time(file.mtime_ns), content_hash=content_hash, error=reason)
 
     def _write(self, pending: list[_Pending], source_id: int, report: IngestReport) -> None:
         """Embed a batch of documents and replace their rows, vectors and postings in one transaction.
@@ -434,36 +392,23 @@ class Ingestor:
         self.progress.phase("embedding", f"{sum(item.units for item in pending)} chunks")
         groups = self._embed_groups(pending, text_space, report)
         written: list[_Pending] = []
-        removed: list[int] = []
-        added: dict[int, list[tuple[list[int], np.ndarray]]] = {space.id: [] for space in spaces}
-        with self.store.write() as session:
+        # A failing database (full, read-only, locked) is the run's error, never a file's: it is not caught here.
+        with self.store.write() as unit:
             try:
-                with session.begin_nested():
-                    batches = [self._store_documents(session, groups, source_id, text_space.id)]
+                with unit.savepoint():
+                    self._store_documents(unit, groups, source_id, text_space.id)
                 written = pending
-            except OperationalError:
-                raise  # the database itself (full, read-only, locked, failing): the run's error, never a file's
-            except STORAGE_ERRORS:
-                batches = []
+            except RejectedDataError:
                 for group in groups:
                     try:
-                        with session.begin_nested():
-                            batches.append(self._store_documents(session, [group], source_id, text_space.id))
-                    except OperationalError:
-                        raise
-                    except STORAGE_ERRORS as error:
+                        with unit.savepoint():
+                            self._store_documents(unit, [group], source_id, text_space.id)
+                    except RejectedDataError as error:
                         reason = f"could not be stored: {error}"
                         report.failed.append(FailedFile(path=str(group.item.file.path), reason=reason))
                         continue
                     written.append(group.item)
-            for batch_removed, batch_added in batches:
-                removed += batch_removed
-                for space_id, pair in batch_added.items():
-                    added[space_id].append(pair)
-            touched = [s.id for s in self.store.spaces()] if removed else [space.id for space in spaces]
-            bumps = self.store.bump_generations(session, touched)
-        self.store.apply_committed(bumps, {space.id: _concatenate(added[space.id], space.dimension)
-                                           for space in spaces}, removed)
+            removed = len(unit.changes.removed)
         for item in written:
             was_ingested = item.existing is not None and item.existing.status in INGESTED
             path = str(item.file.path)
@@ -473,7 +418,7 @@ class Ingestor:
             if item.document.warnings:
                 report.warnings[path] = item.document.warnings
         report.chunks_added += sum(item.units for item in written)
-        report.chunks_removed += len(removed)
+        report.chunks_removed += removed
 
     def _embed_groups(self, pending: list[_Pending], text_space: Space, report: IngestReport) -> list[_Group]:
         """Every unit's vectors in every space, each distinct text or picture encoded once per space."""
@@ -499,7 +444,8 @@ class Ingestor:
         """Vectors of each document's ``items`` in ``space``; an item whose key (text or picture hash) is already
         embedded in the space, or repeated in the batch, is encoded once."""
         flat_keys = [key for part in keys for key in part]
-        vectors = self.store.vectors_by_hash(space.id, set(flat_keys), images=images)
+        with self.store.read() as snapshot:
+            vectors = snapshot.vectors_by_hash(space.id, set(flat_keys), images=images)
         missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
                    if key not in vectors}
         if missing:
@@ -510,22 +456,14 @@ class Ingestor:
         empty = np.zeros((0, space.dimension), dtype=np.float32)
         return [np.stack([vectors[key] for key in part]) if part else empty for part in keys]
 
-    def _store_documents(self, session: Session, groups: list[_Group], source_id: int,
-                         text_space_id: int) -> tuple[list[int], dict[int, tuple[list[int], np.ndarray]]]:
-        """Insert or replace documents with their chunks, pictures, postings and vectors, in bulk.
-
-        Returns the chunk ids removed and, per space, the chunk ids added with their vectors.
-        """
+    def _store_documents(self, unit: WriteUnit, groups: list[_Group], source_id: int, text_space_id: int) -> None:
+        """Insert or replace documents with their chunks, pictures, postings and vectors, in bulk."""
         rows = [self._document_row(group.item, source_id) for group in groups]
         existing = [(group.item.existing.id, row) for group, row in zip(groups, rows) if group.item.existing]
-        removed: list[int] = []
         for document_id, _ in existing:
-            removed += self.store.delete_document_content(session, document_id)
-        if existing:
-            session.execute(update(Document), [{"id": document_id, **row} for document_id, row in existing])
-        new_rows = [row for group, row in zip(groups, rows) if not group.item.existing]
-        new_ids = iter(session.scalars(insert(Document).returning(Document.id, sort_by_parameter_order=True),
-                                       new_rows).all() if new_rows else [])
+            unit.delete_document_content(document_id)
+        unit.update_documents([{"id": document_id, **row} for document_id, row in existing])
+        new_ids = iter(unit.insert_documents([row for group, row in zip(groups, rows) if not group.item.existing]))
         chunk_rows: list[dict[str, object]] = []
         terms: list[list[str]] = []
         for group in groups:
@@ -542,9 +480,9 @@ class Ingestor:
                                    "text": text, "text_hash": unit_hash, "start": start, "end": end, "page": page,
                                    "tokens": tokens, "keyword_length": len(unit_terms)})
         if not chunk_rows:
-            return removed, {}
-        all_ids = list(session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), chunk_rows))
-        self.store.insert_postings(session, all_ids, terms)
+            return
+        all_ids = unit.insert_chunks(chunk_rows)
+        unit.add_postings(all_ids, terms)
         ids = iter(all_ids)
         text_ids: list[int] = []
         clip_ids: list[int] = []
@@ -558,14 +496,10 @@ class Ingestor:
             image_rows += [{"chunk_id": chunk_id, "name": p.image.name, "width": p.image.width,
                             "height": p.image.height, "sha256": p.image.sha256, "preview": p.preview}
                            for chunk_id, p in zip(picture_ids, pictures)]
-        if image_rows:
-            session.execute(insert(StoredImage.__table__), image_rows)
-        added = {space_id: (text_ids if space_id == text_space_id else clip_ids,
-                            np.concatenate([group.vectors[space_id] for group in groups]))
-                 for space_id in groups[0].vectors}
-        for space_id, (space_ids, vectors) in added.items():
-            self.store.insert_vectors(session, space_id, space_ids, vectors)
-        return removed, added
+        unit.insert_images(image_rows)
+        for space_id in groups[0].vectors:
+            unit.add_vectors(space_id, text_ids if space_id == text_space_id else clip_ids,
+                             np.concatenate([group.vectors[space_id] for group in groups]))
 
     @staticmethod
     def _document_row(item: _Pending, source_id: int) -> dict[str, object]:
@@ -585,19 +519,10 @@ class Ingestor:
         spaces = self.store.spaces()
         for space in spaces:
             self.store.index(space)
-        with self.store.write() as session:
-            removed = self.store.delete_documents(session, [document_id for _, document_id in gone])
-            bumps = self.store.bump_generations(session, [space.id for space in spaces])
-        self.store.apply_committed(bumps, {}, removed)
+        with self.store.write() as unit:
+            removed = unit.delete_documents([document_id for _, document_id in gone])
         report.removed += [path for path, _ in gone]
         report.chunks_removed += len(removed)
-
-
-def _concatenate(parts: list[tuple[list[int], np.ndarray]], dimension: int) -> tuple[np.ndarray, np.ndarray]:
-    """Chunk ids and vectors of several documents as one pair of arrays."""
-    ids = [chunk_id for part_ids, _ in parts for chunk_id in part_ids]
-    vectors = np.concatenate([vectors for _, vectors in parts]) if parts else np.zeros((0, dimension), np.float32)
-    return np.asarray(ids, dtype=np.int64), vectors
 
 
 def _quietly(action: Callable[[], object]) -> None:

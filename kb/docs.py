@@ -23,7 +23,7 @@ END = "<!-- end of the generated settings table -->"
 # The settings by concern, in the order the reference shows them (the model itself is flat: KB_* names and
 # keyword arguments stay as they are). A setting missing here is listed under "Other" until it is given a place.
 CONCERNS: dict[str, tuple[str, ...]] = {
-    "Storage and indexes": ("database_url", "index_factory"),
+    "Storage and indexes": ("database_url", "index_factory", "vector_index"),
     "Text encoder": ("text_model", "device", "encoder_backend", "model_cache", "batch_size"),
     "Chunking": ("chunk_tokens", "chunk_overlap"),
     "Keyword search and fusion": ("keyword_tokenizer", "fusion", "keyword_weight", "keyword_weights_by_language",
@@ -37,7 +37,8 @@ CONCERNS: dict[str, tuple[str, ...]] = {
                              "ocr", "ocr_embedded_images"),
     "Reader": ("reader_model", "reader_models_by_language", "reader_max_passages", "reader_max_windows",
                "reader_max_seq_length", "reader_stride", "reader_max_answer_tokens", "reader_batch_size",
-               "reader_no_answer_threshold", "reader_precision", "reader_int8_float_layers", "reader_quantize"),
+               "reader_no_answer_threshold", "reader_backend", "reader_precision", "reader_int8_float_layers",
+               "reader_quantize"),
 }
 
 

@@ -7,14 +7,12 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
-
-from kb.embedding import EMBED_BATCH, embed_stored, members
+from kb.embedding import EMBED_BATCH, embed_stored
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.sources import too_many_missing
-from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Vector
+from kb.storage.reading import ORPHANS
 from kb.storage.store import IMAGE_SPACE_OFF
-from kb.storage.vector_index import VectorIndex
+from kb.storage.faiss_index import FaissIndex
 from kb.types import CLIP_SPACE, DoctorReport, Problem
 
 if TYPE_CHECKING:
@@ -40,10 +38,9 @@ def _notes(knowledge_base: KnowledgeBase, report: DoctorReport) -> None:
     """What needs no repair but a person should know: documents that hold no text, documents read only in part,
     and what the knowledge base cannot do for now."""
     store = knowledge_base.store
-    with store.sessions() as session:
-        empty = session.scalars(select(Document.path).where(Document.status == "empty").order_by(Document.path)).all()
-        partial = sum(1 for warnings in session.scalars(
-            select(Document.warnings).where(Document.status.in_(INGESTED))) if warnings)
+    with store.read() as snapshot:
+        empty = snapshot.empty_documents()
+        partial = len(snapshot.document_warnings())
     if empty:
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
         report.notes.append(f"{len(empty)} document(s) hold no text (scans without OCR, images with nothing "
@@ -56,8 +53,8 @@ def _notes(knowledge_base: KnowledgeBase, report: DoctorReport) -> None:
 def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
     """Runs still marked running while no process holds the writer lock were killed."""
     store = knowledge_base.store
-    with store.sessions() as session:
-        stuck = session.scalar(select(func.count()).select_from(Run).where(Run.status == "running")) or 0
+    with store.read() as snapshot:
+        stuck = snapshot.running_runs()
     if not stuck:
         return
     if not repair:
@@ -67,9 +64,8 @@ def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
         except WriterBusyError:
             return  # a writer is at work: its run really is running
     if repair:
-        with store.write() as session:
-            session.execute(update(Run).where(Run.status == "running").values(
-                status="interrupted", error="the process stopped before the run finished"))
+        with store.write() as unit:
+            unit.interrupt_running()
     report.problems.append(Problem(kind="stuck runs", detail=f"{stuck} run(s) marked running but no writer is active",
                                    repaired=repair))
 
@@ -77,23 +73,14 @@ def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
 def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
     """Rows whose parent is gone: postings and vectors without a chunk, chunks without a document."""
     store = knowledge_base.store
-    checks = [
-        ("orphan chunks", Chunk, ~Chunk.document_id.in_(select(Document.id))),
-        ("orphan vectors", Vector, ~Vector.chunk_id.in_(select(Chunk.id))),
-        ("orphan postings", Posting, ~Posting.chunk_id.in_(select(Chunk.id))),
-    ]
-    for kind, model, condition in checks:
-        with store.sessions() as session:
-            count = session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+    for kind in ORPHANS:
+        with store.read() as snapshot:
+            count = snapshot.orphans(kind)
         if not count:
             continue
         if repair:
-            with store.write() as session:
-                if model is Chunk:
-                    store.delete_chunks(session, session.scalars(select(Chunk.id).where(condition)).all())
-                else:
-                    session.execute(delete(model).where(condition))
-                store.bump_generations(session, [space.id for space in store.spaces()])
+            with store.write() as unit:
+                unit.delete_orphans(kind)
         report.problems.append(Problem(kind=kind, detail=f"{count} row(s)", repaired=repair))
 
 
@@ -125,21 +112,17 @@ def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair
     built = {space.name: space for space in store.spaces()}
     for name, encoder in knowledge_base.space_encoders().items():
         space = built.get(name)
-        with store.sessions() as session:
-            query = select(Chunk.id).where(members(name))
-            if space is not None:
-                query = query.where(~Chunk.id.in_(select(Vector.chunk_id).where(Vector.space_id == space.id)))
-            ids = session.scalars(query).all()
+        with store.read() as snapshot:
+            ids = snapshot.member_ids(name, missing_in=space) if space is not None else snapshot.member_ids(name)
         if not ids:
             continue
         if repair:
             space = space or store.space(name, encoder.identity())
             assert space is not None
-            with store.write() as session:  # one transaction, embedded in batches: previews decode a batch at a time
+            with store.write() as unit:  # one transaction, embedded in batches: previews decode a batch at a time
                 for start in range(0, len(ids), EMBED_BATCH):
                     part = ids[start : start + EMBED_BATCH]
-                    store.insert_vectors(session, space.id, part, embed_stored(session, name, encoder, part))
-                store.bump_generations(session, [space.id])
+                    unit.add_vectors(space.id, part, embed_stored(unit.read, name, encoder, part))
             if name == CLIP_SPACE:
                 store.record_notice(IMAGE_SPACE_OFF, None)
         report.problems.append(Problem(kind="missing vectors",
@@ -152,9 +135,8 @@ def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
     or empty (an unmounted share), nor when more than ``max_removed_share`` of a source's files are missing at
     once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
     store = knowledge_base.store
-    with store.sessions() as session:
-        rows = session.execute(select(Document.id, Document.path, Source.path)
-                               .join(Source, Source.id == Document.source_id)).all()
+    with store.read() as snapshot:
+        rows = snapshot.document_files()
     by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for document_id, path, root in rows:
         by_source[root].append((document_id, path))
@@ -182,9 +164,8 @@ def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
     if not gone:
         return
     if repair:
-        with store.write() as session:
-            store.delete_documents(session, [doc_id for doc_id, _ in gone])
-            store.bump_generations(session, [space.id for space in store.spaces()])
+        with store.write() as unit:
+            unit.delete_documents([doc_id for doc_id, _ in gone])
     shown = ", ".join(path for _, path in gone[:5]) + (" ..." if len(gone) > 5 else "")
     report.problems.append(Problem(kind="files gone", detail=f"{len(gone)} file(s): {shown}", repaired=repair))
 
@@ -216,9 +197,11 @@ def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: b
     """Each space's FAISS cache must exist, be intact, and match the database's generation and vector count."""
     store = knowledge_base.store
     for space in store.spaces():
-        with store.sessions() as session:
-            count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
-        cache = VectorIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index_factory)
+        with store.read() as snapshot:
+            count = snapshot.vector_count(space)
+        if store.vector_index != "faiss":
+            continue  # the index lives in the database: no cache to check
+        cache = FaissIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index_factory)
         index, reason = cache.read_cache(space.generation, count)
         if index is not None:
             continue

@@ -14,7 +14,8 @@ class ModelNotFoundError(KbError, RuntimeError):
 
 
 class BackendUnavailableError(ModelNotFoundError):
-    """The configured encoder backend needs a package that is not installed; the message says which and how."""
+    """The configured backend (encoder, CLIP or reader) needs a package that is not installed; the message says
+    which and how."""
 
 
 class MissingDependencyError(KbError, ImportError):
@@ -70,3 +71,7 @@ class SourceUnavailableError(KbError, OSError):
 class StorageError(KbError, OSError):
     """The knowledge base's files or database cannot be written (read-only, disk full): the message names the
     cause, and the original error is its ``__cause__``."""
+
+
+class RejectedDataError(KbError, ValueError):
+    """The database refused one piece of data (a string it cannot store, a constraint): that item fails alone."""

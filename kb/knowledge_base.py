@@ -9,17 +9,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 
-from sqlalchemy import delete, func, select, update
-
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
-from kb.embedding import EMBED_BATCH, embed_stored, members
+from kb.embedding import EMBED_BATCH, embed_stored
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
 from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, ScheduleError, WriterBusyError
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.storage.database import schema_version
-from kb.storage.models import INGESTED, Chunk, Document, Posting, Run, Source, Space, StoredImage, Vector, utcnow
+from kb.storage.models import INGESTED, utcnow
 from kb.storage.store import Store
 from kb.storage.urls import redact
 from kb.types import (
@@ -175,28 +173,22 @@ class KnowledgeBase:
     def reembed_locked(self, batch_size: int = EMBED_BATCH) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
         encoders = self.space_encoders()
-        with self.store.write() as session:
+        with self.store.write() as unit:
             for name, encoder in encoders.items():
                 identity = encoder.identity()
-                space = session.scalar(select(Space).where(Space.name == name)) \
-                    or self.store.new_space(session, name, identity)
-                session.execute(delete(Vector).where(Vector.space_id == space.id))
-                space.model, space.fingerprint = identity.model, identity.fingerprint
-                space.dimension, space.normalized = identity.dimension, identity.normalized
-                space.generation += 1
-                ids = session.scalars(select(Chunk.id).where(members(name)).order_by(Chunk.id)).all()
+                facts = (identity.model, identity.fingerprint, identity.dimension, identity.normalized)
+                space = unit.space(name) or unit.new_space(name, *facts)
+                space = unit.replace_space(space, *facts)
+                ids = unit.read.member_ids(name)
                 for start in range(0, len(ids), batch_size):
                     part = ids[start : start + batch_size]
-                    self.store.insert_vectors(session, space.id, part, embed_stored(session, name, encoder, part))
-            session.execute(delete(Posting))
-            rows = session.execute(select(Chunk.id, Chunk.text).order_by(Chunk.id)).all()
-            for start in range(0, len(rows), batch_size):
+                    unit.add_vectors(space.id, part, embed_stored(unit.read, name, encoder, part))
+            rows = unit.read.chunk_texts()
+            for start in range(0, max(len(rows), 1), batch_size):
                 part = rows[start : start + batch_size]
-                terms = [self.keywords.tokenize(text) for _, text in part]
-                self.store.insert_postings(session, [chunk_id for chunk_id, _ in part], terms)
-                session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": len(chunk_terms)}
-                                                for (chunk_id, _), chunk_terms in zip(part, terms)])
-            self.store.record_keyword_tokenizer(session, self.keywords.name)
+                unit.replace_postings([chunk_id for chunk_id, _ in part],
+                                      [self.keywords.tokenize(text) for _, text in part], first=start == 0)
+            unit.record_keyword_tokenizer(self.keywords.name)
         for space in self.store.spaces():
             self.store.index(space)
         save_settings(self.directory, self.settings)
@@ -236,8 +228,8 @@ class KnowledgeBase:
     def image_preview(self, hit: Hit | int) -> bytes:
         """The stored JPEG preview of the image a hit shows or carries (or of an image chunk id)."""
         chunk_id = (hit.image.chunk_id if hit.image is not None else hit.chunk_id) if isinstance(hit, Hit) else hit
-        with self.store.sessions() as session:
-            preview = session.scalar(select(StoredImage.preview).where(StoredImage.chunk_id == chunk_id))
+        with self.store.read() as snapshot:
+            preview = snapshot.image_preview(chunk_id)
         if preview is None:
             raise NotAnImageError(f"chunk {chunk_id} is not an image of this knowledge base")
         return preview
@@ -300,41 +292,32 @@ class KnowledgeBase:
 
     def stats(self) -> Stats:
         """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""
-        with self.store.sessions() as session:
-            documents = dict(session.execute(select(Document.status, func.count()).group_by(Document.status)).all())
-            file_types = dict(session.execute(select(Document.file_type, func.count())
-                                              .where(Document.status.in_(INGESTED))
-                                              .group_by(Document.file_type)).all())
-            failed = [FailedFile(path=path, reason=error or "unknown") for path, error in session.execute(
-                select(Document.path, Document.error).where(Document.status == "failed").order_by(Document.path))]
-            empty = list(session.scalars(select(Document.path).where(Document.status == "empty")
-                                         .order_by(Document.path)))
-            warnings = {path: found for path, found in session.execute(
-                select(Document.path, Document.warnings).where(Document.status.in_(INGESTED))
-                .order_by(Document.path)) if found}
+        index = "pgvector HNSW" if self.store.vector_index == "pgvector" else self.settings.index_factory
+        with self.store.read() as snapshot:
+            documents = snapshot.documents_by_status()
             spaces = [
                 SpaceStats(name=space.name, model=space.model, dimension=space.dimension,
-                           generation=space.generation, index_factory=self.settings.index_factory,
-                           vectors=session.scalar(select(func.count()).select_from(Vector)
-                                                  .where(Vector.space_id == space.id)) or 0)
-                for space in session.scalars(select(Space).order_by(Space.id))
+                           generation=space.generation, index_factory=index,
+                           vectors=snapshot.vector_count(space))
+                for space in snapshot.spaces()
             ]
             return Stats(
                 path=str(self.directory),
                 database=redact(self.store.url),
                 schema_version=schema_version(self.store.sessions),
-                sources=list(session.scalars(select(Source.path).order_by(Source.id))),
+                sources=snapshot.source_paths(),
                 documents=sum(documents.get(status, 0) for status in INGESTED),
                 failed_documents=documents.get("failed", 0),
-                empty=empty,
-                warnings=warnings,
-                failed=failed,
+                empty=snapshot.empty_documents(),
+                warnings=snapshot.document_warnings(),
+                failed=[FailedFile(path=path, reason=error or "unknown") for path, error in
+                        snapshot.failed_documents()],
                 notices=self.store.notices(),
-                chunks=session.scalar(select(func.count()).select_from(Chunk)) or 0,
-                images=session.scalar(select(func.count()).select_from(StoredImage)) or 0,
-                file_types=file_types,
+                chunks=snapshot.count("chunks"),
+                images=snapshot.count("images"),
+                file_types=snapshot.file_types(),
                 spaces=spaces,
-                last_run=session.scalar(select(func.max(Run.finished_at))),
+                last_run=snapshot.last_finished(),
             )
 
     # -- lifetime -------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "nncf": ("nncf", "openvino"),
     "accelerate": ("accelerate", "train"),
     "datasets": ("datasets", "train"),
+    "pgvector": ("pgvector", "postgres"),
 }
 
 

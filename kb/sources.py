@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from ingestion.schedule import next_run, validate_schedule
 from kb.errors import ScheduleError, SourceNotFoundError
-from kb.storage.models import INGESTED, Document, Run, Source, utcnow
+from kb.storage.models import utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
 
@@ -32,11 +30,9 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
     if not Path(folder).is_dir():
         raise NotADirectoryError(f"{path} is not a folder")
     normalised = validate_schedule(schedule) if schedule else None
-    with store.write() as session:
-        source = session.scalar(select(Source).where(Source.path == folder))
-        if source is None:
-            source = Source(path=folder)
-            session.add(source)
+    with store.write() as unit:
+        source = unit.source(folder, create=True)
+        assert source is not None
         source.schedule = normalised
         source.next_run_at = utcnow() if normalised else None
     return next(info for info in list_sources(store) if info.path == folder)
@@ -45,41 +41,30 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
 def remove_source(store: Store, path: str | Path) -> int:
     """Forget a source and delete its documents everywhere; returns how many documents were removed."""
     folder = resolve(path)
-    with store.writer_lock, store.write() as session:
-        source = session.scalar(select(Source).where(Source.path == folder))
+    with store.writer_lock, store.write() as unit:
+        source = unit.source(folder)
         if source is None:
             raise SourceNotFoundError(f"no source {folder}; `kb source list` shows them")
-        document_ids = list(session.scalars(select(Document.id).where(Document.source_id == source.id)))
-        removed = store.delete_documents(session, document_ids)
-        bumps = store.bump_generations(session, [space.id for space in store.spaces()])
-        session.delete(source)
-    store.apply_committed(bumps, {}, removed)
-    return len(document_ids)
+        return unit.delete_source(source)
 
 
 def list_sources(store: Store) -> list[SourceInfo]:
-    with store.sessions() as session:
-        counts = dict(session.execute(select(Document.source_id, func.count()).where(Document.status.in_(INGESTED))
-                                      .group_by(Document.source_id)).all())
-        infos = []
-        for source in session.scalars(select(Source).order_by(Source.path)):
-            last = session.scalar(select(Run).where(Run.source_id == source.id).order_by(Run.id.desc()).limit(1))
-            infos.append(SourceInfo(path=source.path, schedule=source.schedule, next_run_at=source.next_run_at,
-                                    documents=counts.get(source.id, 0), last_status=last.status if last else None,
-                                    last_finished_at=last.finished_at if last else None))
-        return infos
+    with store.read() as snapshot:
+        return [SourceInfo(path=source.path, schedule=source.schedule, next_run_at=source.next_run_at,
+                           documents=documents, last_status=last.status if last else None,
+                           last_finished_at=last.finished_at if last else None)
+                for source, documents, last in snapshot.sources()]
 
 
 def due_sources(store: Store, now: datetime) -> list[str]:
     """Paths of scheduled sources whose next run is at or before ``now``."""
-    with store.sessions() as session:
-        return list(session.scalars(select(Source.path).where(Source.next_run_at.is_not(None),
-                                                              Source.next_run_at <= now).order_by(Source.next_run_at)))
+    with store.read() as snapshot:
+        return snapshot.due_sources(now)
 
 
 def next_due(store: Store) -> datetime | None:
-    with store.sessions() as session:
-        return session.scalar(select(func.min(Source.next_run_at)))
+    with store.read() as snapshot:
+        return snapshot.next_due()
 
 
 def schedule_next(store: Store, path: str, after: datetime) -> None:
@@ -88,8 +73,8 @@ def schedule_next(store: Store, path: str, after: datetime) -> None:
     A stored schedule that cannot be used (written by an older version that let absurd intervals through) stops
     the source from being scheduled, and raises ``ScheduleError`` saying so, rather than failing every poll.
     """
-    with store.write() as session:
-        source = session.scalar(select(Source).where(Source.path == path))
+    with store.write() as unit:
+        source = unit.source(path)
         if source is None or not source.schedule:
             return
         try:
@@ -104,9 +89,8 @@ def schedule_next(store: Store, path: str, after: datetime) -> None:
 
 def jobs(store: Store, limit: int = 20) -> list[Job]:
     """The most recent runs, newest first."""
-    with store.sessions() as session:
-        rows = session.execute(select(Run, Source.path).outerjoin(Source, Source.id == Run.source_id)
-                               .order_by(Run.id.desc()).limit(limit)).all()
+    with store.read() as snapshot:
+        rows = snapshot.runs(limit)
         return [Job(id=run.id, source=path, started_at=run.started_at, finished_at=run.finished_at,
                     status=run.status, counts=run.counts or {}, error=run.error,
                     failures=[FailedFile(**failure) for failure in run.failures or []]) for run, path in rows]

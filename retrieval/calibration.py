@@ -14,10 +14,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from kb.storage.models import Chunk, Space, Vector
+from kb.storage.models import Space
+from kb.storage.reading import Snapshot
 from kb.types import Modality
 
 SAMPLE_SIZE = 512  # background vectors per space and modality
@@ -44,34 +42,27 @@ class Backgrounds:
         self._samples: dict[tuple[int, str | None], tuple[int, np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def typical(self, session: Session, space: Space, query: np.ndarray, modality: Modality | None = None) -> Typical:
+    def typical(self, snapshot: Snapshot, space: Space, query: np.ndarray, modality: Modality | None = None) -> Typical:
         """Mean and spread of ``query``'s similarities to the background of ``modality`` (all when None)."""
-        sample = self._sample(session, space, modality)
+        sample = self._sample(snapshot, space, modality)
         if len(sample) < MIN_SAMPLE and modality is not None:
-            sample = self._sample(session, space, None)
+            sample = self._sample(snapshot, space, None)
         if len(sample) < 2:  # nothing to compare with: leave scores as they are
             return Typical(0.0, 1.0)
         similarities = sample @ query.astype(np.float32)
         return Typical(float(similarities.mean()), max(float(similarities.std()), MIN_STD))
 
-    def _sample(self, session: Session, space: Space, modality: Modality | None) -> np.ndarray:
+    def _sample(self, snapshot: Snapshot, space: Space, modality: Modality | None) -> np.ndarray:
         """Up to ``SAMPLE_SIZE`` distinct vectors spread evenly over the space's chunks (of one modality)."""
-        generation = session.scalar(select(Space.generation).where(Space.id == space.id)) or 0
+        generation = snapshot.generation(space)
         key = (space.id, modality)
         with self._lock:
             cached = self._samples.get(key)
         if cached is not None and cached[0] == generation:
             return cached[1]
-        ids_query = select(Vector.chunk_id).where(Vector.space_id == space.id).order_by(Vector.chunk_id)
-        if modality is not None:
-            ids_query = ids_query.join(Chunk, Chunk.id == Vector.chunk_id).where(Chunk.modality == modality)
-        ids = session.scalars(ids_query).all()
+        ids = snapshot.vector_ids(space, modality)
         # Over-draw, then drop repeats: a logo on every page must not make the background look uniform.
-        wanted = ids[:: max(1, len(ids) // (OVERDRAW * SAMPLE_SIZE))]
-        blobs = [blob for start in range(0, len(wanted), 500) for blob in session.scalars(
-            select(Vector.vector).where(Vector.space_id == space.id, Vector.chunk_id.in_(wanted[start : start + 500]))
-            .order_by(Vector.chunk_id))]
-        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, space.dimension)
+        _, vectors = snapshot.stored_vectors(space, ids[:: max(1, len(ids) // (OVERDRAW * SAMPLE_SIZE))])
         _, first = np.unique(vectors, axis=0, return_index=True)
         distinct = vectors[np.sort(first)]
         sample = distinct[:: max(1, -(-len(distinct) // SAMPLE_SIZE))]

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
@@ -18,11 +16,12 @@ from kb.encoders.clip import ClipEncoder
 from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
 from kb.keywords import KeywordTokenizer
 from kb.language import question_language
-from kb.storage.models import Chunk, Document, Space, StoredImage
+from kb.storage.models import Space
+from kb.storage.reading import Snapshot
 from kb.storage.store import Store
 from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
 from retrieval.calibration import Backgrounds, Typical, align, standardise
-from retrieval.dense import dense_scores, dense_search
+from retrieval.dense import dense_scores
 from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_scores, keyword_search
@@ -104,41 +103,41 @@ class Retriever:
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
-        with self.store.sessions() as session:
+        with self.store.read() as snapshot:
             vector = self._query_vector(query) if text_space is not None else None
             signals = _Signals()
             if text_space is not None and vector is not None:
-                signals.text = dense_search(self.store, session, text_space, vector, depth, filters, wanted)
+                signals.text = snapshot.dense_search(text_space, vector, depth, filters, wanted)
                 if clip_space is not None and self.clip is not None:
                     # Images matched by what they show join the dense list on its scale, so every fusion treats a
                     # CLIP match like a text-space match; an image found both ways keeps its better dense score.
                     signals.clip_vector = clip_vector = self.clip.encode([query])[0]
-                    signals.clip = dense_search(self.store, session, clip_space, clip_vector, depth, filters,
-                                                frozenset({"image"}))
-                    signals.clip_scale = (self.backgrounds.typical(session, clip_space, clip_vector, "image"),
-                                          self.backgrounds.typical(session, text_space, vector, "text"))
+                    signals.clip = snapshot.dense_search(clip_space, clip_vector, depth, filters,
+                                                         frozenset({"image"}))
+                    signals.clip_scale = (self.backgrounds.typical(snapshot, clip_space, clip_vector, "image"),
+                                          self.backgrounds.typical(snapshot, text_space, vector, "text"))
             if mode != "dense":
-                signals.keyword = keyword_search(session, self.keywords, query, depth, filters, wanted)
+                signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
             if mode == "hybrid" and self.settings.fusion_true_scores:
-                self._complete(session, signals, query, text_space, vector, clip_space)
+                self._complete(snapshot, signals, query, text_space, vector, clip_space)
             # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
             dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
             ranked = self._fuse(mode, dense, signals.keyword, language)
-            hits = self._hits(session, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
+            hits = self._hits(snapshot, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
             return one_hit_per_evidence(hits)[:wanted_hits]
 
-    def _complete(self, session: Session, signals: _Signals, query: str, text_space: Space | None,
+    def _complete(self, snapshot: Snapshot, signals: _Signals, query: str, text_space: Space | None,
                   vector: np.ndarray | None, clip_space: Space | None) -> None:
         """Give every fusion candidate its true score on every signal: a candidate one retriever found but the
         other did not rank high enough is scored by that other one too (its cosine from its stored vectors, its
         BM25 in SQL), so an exact identifier found by keyword alone is not fused with a dense score of 0."""
         candidates = {chunk_id for chunk_id, _ in signals.text + signals.clip + signals.keyword}
         if text_space is not None and vector is not None:
-            signals.text += dense_scores(session, text_space, vector, candidates - {i for i, _ in signals.text})
+            signals.text += dense_scores(snapshot, text_space, vector, candidates - {i for i, _ in signals.text})
             if clip_space is not None and signals.clip_vector is not None:
-                signals.clip += dense_scores(session, clip_space, signals.clip_vector,
+                signals.clip += dense_scores(snapshot, clip_space, signals.clip_vector,
                                              candidates - {i for i, _ in signals.clip}, modality="image")
-        signals.keyword += keyword_scores(session, self.keywords, query,
+        signals.keyword += keyword_scores(snapshot, self.keywords, query,
                                           candidates - {i for i, _ in signals.keyword})
         signals.keyword.sort(key=lambda pair: (-pair[1], pair[0]))
 
@@ -157,15 +156,15 @@ class Retriever:
         if space is None or self.clip is None:
             raise ImageSearchUnavailable(self._clip_unavailable_reason())
         vector = self.clip.encode_images([image])[0]
-        with self.store.sessions() as session:
+        with self.store.read() as snapshot:
             ranked: Ranked = []
             clip_scores: dict[int, float] = {}
             for modality in sorted(wanted):
-                found = dense_search(self.store, session, space, vector, 2 * k, filters, frozenset({modality}))
+                found = snapshot.dense_search(space, vector, 2 * k, filters, frozenset({modality}))
                 clip_scores.update(found)
-                ranked += standardise(found, self.backgrounds.typical(session, space, vector, modality))
+                ranked += standardise(found, self.backgrounds.typical(snapshot, space, vector, modality))
             ranked.sort(key=lambda pair: (-pair[1], pair[0]))
-            return one_hit_per_evidence(self._hits(session, ranked, {}, {}, clip_scores))[:k]
+            return one_hit_per_evidence(self._hits(snapshot, ranked, {}, {}, clip_scores))[:k]
 
     def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
         """Images that belong with these text chunks: in the same document, their span overlapping the chunk's (an
@@ -173,15 +172,9 @@ class Retriever:
         ids = sorted(set(chunk_ids))
         if not ids:
             return []
-        with self.store.sessions() as session:
-            text = select(Chunk.document_id, Chunk.start, Chunk.end).where(Chunk.id.in_(ids)).subquery()
-            overlaps = and_(Chunk.start < text.c.end, Chunk.end > text.c.start)
-            sits_inside = and_(Chunk.start == Chunk.end, Chunk.start >= text.c.start, Chunk.start < text.c.end)
-            rows = session.execute(
-                select(Chunk.id).join(text, text.c.document_id == Chunk.document_id)
-                .where(Chunk.modality == "image", or_(overlaps, sits_inside))
-                .order_by(Chunk.id).distinct()).scalars().all()
-            return self._hits(session, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
+        with self.store.read() as snapshot:
+            rows = snapshot.images_near(ids)
+            return self._hits(snapshot, [(chunk_id, 0.0) for chunk_id in rows], {}, {}, {})
 
     def _fuse(self, mode: SearchMode, dense: Ranked, keyword: Ranked, language: str | None = None) -> Ranked:
         if mode == "dense":
@@ -225,20 +218,11 @@ class Retriever:
         return "this knowledge base has no image space yet: ingest a folder with the CLIP model available"
 
     @staticmethod
-    def _hits(session: Session, ranked: Ranked, dense: dict[int, float], keyword: dict[int, float],
+    def _hits(snapshot: Snapshot, ranked: Ranked, dense: dict[int, float], keyword: dict[int, float],
               clip: dict[int, float]) -> list[Hit]:
         if not ranked:
             return []
-        ids = [chunk_id for chunk_id, _ in ranked]
-        rows = {
-            row.id: row for row in session.execute(
-                select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
-                       Chunk.modality, Document.path, Document.title, StoredImage.name, StoredImage.width,
-                       StoredImage.height, StoredImage.sha256)
-                .join(Document, Document.id == Chunk.document_id)
-                .outerjoin(StoredImage, StoredImage.chunk_id == Chunk.id)
-                .where(Chunk.id.in_(ids)))
-        }
+        rows = snapshot.hit_rows([chunk_id for chunk_id, _ in ranked])
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)

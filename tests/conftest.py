@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,45 @@ _MODEL_CACHE = tempfile.TemporaryDirectory(prefix="kb-test-model-cache-")
 os.environ["KB_MODEL_CACHE"] = _MODEL_CACHE.name
 
 from kb import KnowledgeBase  # noqa: E402
+from tests.databases import DATABASES, Database, PostgresServer  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "databases(*names): run on each named database (default: SQLite, and a real "
+                            "PostgreSQL started by pgserver with the faiss and with the pgvector index); a test's own "
+                            "marker overrides its module's")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``databases`` runs once per database through the ``database`` fixture."""
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is not None and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", list(marker.args or DATABASES), indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        import pgserver  # noqa: F401
+        import psycopg  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"PostgreSQL tests need the postgres extra (pip install -e '.[postgres]'): {error}")
+    # Not under pytest's temporary folder: another pytest run on the machine prunes old ones while this one runs.
+    folder = Path(tempfile.mkdtemp(prefix="kb-test-postgres-"))
+    server = PostgresServer(folder / "data")
+    yield server
+    server.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """SQLite unless the test is marked ``databases`` (then each of them in turn)."""
+    kind = getattr(request, "param", "sqlite")
+    server = request.getfixturevalue("postgres_server") if kind != "sqlite" else None
+    chosen = Database(kind, server, request.node.name)
+    yield chosen
+    chosen.close()
 
 
 def minilm_path() -> Path:
@@ -69,13 +109,16 @@ def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def kb_factory(tmp_path: Path, tiny_text_model: Path) -> Iterator:
-    """Opens knowledge bases under tmp_path with the tiny model, closing them after the test."""
+def kb_factory(tmp_path: Path, tiny_text_model: Path, database: Database) -> Iterator:
+    """Opens knowledge bases under tmp_path with the tiny model (in ``database``), closing them after the test."""
     opened: list[KnowledgeBase] = []
 
     def open_kb(name: str = "kb", **overrides: object) -> KnowledgeBase:
         overrides.setdefault("text_model", str(tiny_text_model))
         overrides.setdefault("device", "cpu")
+        if "database_url" not in overrides:
+            for key, value in database.settings(name).items():
+                overrides.setdefault(key, value)
         knowledge_base = KnowledgeBase.open(tmp_path / name, **overrides)
         opened.append(knowledge_base)
         return knowledge_base

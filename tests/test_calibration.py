@@ -31,10 +31,10 @@ def test_a_small_modality_borrows_the_whole_space_as_background(image_kb, tmp_pa
     space = next(space for space in kb.store.spaces() if space.name == "clip")
     query = np.ones(space.dimension, dtype=np.float32) / np.sqrt(space.dimension)
     backgrounds = kb.retriever.backgrounds
-    with kb.store.sessions() as session:
-        images = backgrounds._sample(session, space, "image")
-        everything = backgrounds._sample(session, space, None)
-        typical = backgrounds.typical(session, space, query, "image")
+    with kb.store.read() as snapshot:
+        images = backgrounds._sample(snapshot, space, "image")
+        everything = backgrounds._sample(snapshot, space, None)
+        typical = backgrounds.typical(snapshot, space, query, "image")
     assert len(images) == 4 < MIN_SAMPLE and len(everything) == 6  # four distinct pictures: too few to say
     assert typical.mean == pytest.approx(float((everything @ query).mean()), abs=1e-5)
     assert typical.std == pytest.approx(float((everything @ query).std()), abs=1e-5)
@@ -53,6 +53,6 @@ def test_repeated_pictures_count_once_in_the_background(image_kb, tmp_path) -> N
     kb = image_kb()
     kb.ingest(folder)
     space = next(space for space in kb.store.spaces() if space.name == "clip")
-    with kb.store.sessions() as session:
-        sample = kb.retriever.backgrounds._sample(session, space, "image")
+    with kb.store.read() as snapshot:
+        sample = kb.retriever.backgrounds._sample(snapshot, space, "image")
     assert len(sample) == 4  # the logo (21 image chunks share it) once, and the three photos

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from kb import KnowledgeBase, containment
 from kb.containment import REFUSED
+from kb.storage.database import default_url
 from kb.storage.models import Chunk, Document
+from tests.concurrency import search_while_running
+from tests.databases import Database
 from tests.documents import pdf_bytes
 
+SQLITE_WAIT = {"timeout": 30}
 WORDS = ("harbour lantern copper meadow quarry falcon ember glacier orchard thistle pylon saffron "
          "tundra cobalt walnut basalt marigold cinder lagoon juniper").split()
 
@@ -37,21 +40,24 @@ def write_corpus(folder: Path, files: int, seed: int) -> dict[str, str]:
     return markers
 
 
-def environment(kb_dir: Path, model: Path) -> dict[str, str]:
+def environment(kb_dir: Path, model: Path, database: Database) -> dict[str, str]:
     return {**os.environ, "KB_HOME": str(kb_dir), "KB_TEXT_MODEL": str(model), "KB_DEVICE": "cpu",
-            "KB_BATCH_SIZE": "2"}  # a commit every 16 chunks: many moments to be killed in
+            "KB_BATCH_SIZE": "2", **database.environment()}  # a commit every 16 chunks: many moments to be killed in
 
 
-def count_documents(kb_dir: Path) -> int:
+def count_documents(kb_dir: Path, database: Database) -> int:
     """Documents committed so far, read the way another process would."""
-    database = kb_dir / "kb.sqlite"
-    if not database.exists():
+    if database.url() is None and not (kb_dir / "kb.sqlite").exists():
         return 0
-    with sqlite3.connect(database, timeout=30) as connection:
-        try:
-            return connection.execute("SELECT count(*) FROM documents").fetchone()[0]
-        except sqlite3.OperationalError:  # the schema is being created
-            return 0
+    engine = create_engine(database.url() or default_url(kb_dir), connect_args=SQLITE_WAIT if database.url() is None
+                           else {})
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM documents")).scalar_one()
+    except DBAPIError:  # the schema is being created
+        return 0
+    finally:
+        engine.dispose()
 
 
 def assert_consistent(kb: KnowledgeBase) -> None:
@@ -71,26 +77,30 @@ def assert_consistent(kb: KnowledgeBase) -> None:
 
 
 @pytest.mark.slow
-def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tiny_text_model: Path) -> None:
+@pytest.mark.databases("sqlite", "pgvector")  # PostgreSQL with faiss adds nothing here that these two miss
+def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tiny_text_model: Path,
+                                                             database: Database) -> None:
     folder = tmp_path / "docs"
     markers = write_corpus(folder, 120, seed=1)
-    env = environment(tmp_path / "kb", tiny_text_model)
+    env = environment(tmp_path / "kb", tiny_text_model, database)
     rng = random.Random(7)
     documents_after_kill = []
     for attempt in range(6):
-        before = count_documents(tmp_path / "kb")
+        before = count_documents(tmp_path / "kb", database)
         process = subprocess.Popen([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if attempt == 0:
             time.sleep(rng.uniform(1.0, 4.0))  # while starting up
         else:  # once it is committing: somewhere inside a batch, a commit or an index save
             deadline = time.monotonic() + 120
-            while count_documents(tmp_path / "kb") <= before and process.poll() is None and time.monotonic() < deadline:
+            while (count_documents(tmp_path / "kb", database) <= before and process.poll() is None
+                   and time.monotonic() < deadline):
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.0))
         process.kill()
         process.wait()
-        with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as kb:
+        with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
+                            **database.settings()) as kb:
             assert_consistent(kb)
             documents_after_kill.append(kb.stats().documents)
         # The folder changes between runs too: a file edited, a file removed.
@@ -101,7 +111,8 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
     done = subprocess.run([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as kb:
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
+                            **database.settings()) as kb:
         assert_consistent(kb)
         with kb.store.sessions() as session:
             paths = sorted(Path(p).name for p in session.scalars(select(Document.path)))
@@ -113,33 +124,18 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
 
 
 @pytest.mark.slow
-def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: Path) -> None:
+@pytest.mark.databases("sqlite", "pgvector")
+def test_searches_during_a_reindex_never_fail(tmp_path: Path, tiny_text_model: Path, database: Database) -> None:
     folder = tmp_path / "docs"
     write_corpus(folder, 40, seed=2)
-    env = environment(tmp_path / "kb", tiny_text_model)
+    env = environment(tmp_path / "kb", tiny_text_model, database)
     subprocess.run([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env, check=True, capture_output=True)
     write_corpus(folder, 90, seed=3)  # rewrites the 40 files and adds 50: a reindex with many commits
     writer = subprocess.Popen([sys.executable, "-m", "kb.cli", "ingest", str(folder)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    errors: list[BaseException] = []
-    searches = 0
-
-    def search_until_done() -> None:
-        nonlocal searches
-        with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu") as kb:
-            while writer.poll() is None:
-                for mode in ("dense", "keyword", "hybrid"):
-                    try:
-                        for hit in kb.search("harbour lantern copper", k=5, mode=mode):
-                            assert hit.text and hit.end > hit.start
-                        searches += 1
-                    except BaseException as error:  # noqa: BLE001 - every failure counts
-                        errors.append(error)
-
-    thread = threading.Thread(target=search_until_done)
-    thread.start()
-    writer.wait(timeout=300)
-    thread.join(timeout=60)
+    with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
+                            **database.settings()) as kb:
+        searches, errors = search_while_running(writer, kb, lambda: "harbour lantern copper")
     assert writer.returncode == 0, writer.stderr.read()
     assert not errors, errors[:3]
     assert searches > 5

@@ -31,7 +31,7 @@ from kb.errors import (
 )
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
-from kb.storage.vector_index import VectorIndex
+from kb.storage.faiss_index import FaissIndex
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
 from tests.test_hostile_files import _assert_nothing_outside
 from tests.test_knowledge_base import DOCS, write_docs
@@ -277,10 +277,10 @@ def test_a_full_database_is_the_error_reported_not_the_index_save_after_it(
         pages = connection.execute("PRAGMA page_count").fetchone()[0]
         connection.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
 
-    def no_space(self: VectorIndex) -> None:
+    def no_space(self: FaissIndex) -> None:
         raise StorageError(f"cannot write {self.path}: No space left on device")
 
-    monkeypatch.setattr(VectorIndex, "save", no_space)
+    monkeypatch.setattr(FaissIndex, "save", no_space)
     with pytest.raises(StorageError) as raised:
         kb.ingest(folder)
     assert str(raised.value) == "the database cannot be written: database or disk is full"

@@ -13,6 +13,9 @@ from pydantic import ValidationError
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
+from tests.databases import execute_sql
+
+pytestmark = pytest.mark.databases()
 
 DOCS = {
     "handbook/leave.txt": "Every employee receives twenty-five vacation days. Unused days expire in March.",
@@ -171,6 +174,7 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
         kb.search("days", filters={"author": "someone"})
 
 
+@pytest.mark.databases("sqlite", "postgresql")  # the faiss index
 def test_index_cache_missing_or_corrupt_is_rebuilt_without_reembedding(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
@@ -227,9 +231,9 @@ def test_different_encoder_is_a_clear_error_until_reembedded(kb_factory, tmp_pat
 
 
 def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:
-    kb_factory().close()
-    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
-        connection.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    kb = kb_factory()
+    kb.close()
+    execute_sql(kb.store.url, "UPDATE meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(SchemaError, match="newer"):
         kb_factory()
 
@@ -309,6 +313,7 @@ def test_a_file_name_that_is_not_utf8_costs_only_that_file(kb_factory, tmp_path:
     assert [f.reason for f in report.failed] == ["file name is not valid UTF-8"]
 
 
+@pytest.mark.databases("sqlite", "postgresql")  # the faiss index
 def test_index_types_that_need_training_and_factory_changes(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory(index_factory="IVF4,Flat")  # 4 vectors cannot train 4 centroids well: exact search meanwhile
@@ -407,6 +412,7 @@ def test_moved_files_and_identical_text_are_not_embedded_again(kb_factory, tmp_p
     assert db_count == index_count == kb.stats().chunks
 
 
+@pytest.mark.databases("sqlite")  # no PostgreSQL knowledge base was ever at version 1
 def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
@@ -418,7 +424,7 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 3
+    assert migrated.stats().schema_version == 4
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

@@ -12,18 +12,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("kb", "ingestion", "retrieval", "answering", "training")
 PIPELINES = ("ingestion", "retrieval", "answering")
 FACADE = ("kb.knowledge_base", "kb.cli", "kb.doctor", "kb.scheduler", "kb.sources", "kb.embedding", "kb.docs")
 # Modules outside kb/storage that still issue SQL themselves: the storage boundary (issue 13) moves it all into
 # kb/storage. The list may only shrink.
-SQL_OUTSIDE_STORAGE = {
-    "ingestion.pipeline", "kb.doctor", "kb.embedding", "kb.knowledge_base", "kb.sources", "retrieval.calibration",
-    "retrieval.dense", "retrieval.filters", "retrieval.keyword", "retrieval.retriever"}
-
 
 def _imports() -> dict[str, set[str]]:
     """Each module of the project (dotted name) and the absolute names it imports, anywhere in its body."""
@@ -73,10 +67,7 @@ def test_storage_imports_no_upper_layer() -> None:
 def test_only_storage_imports_sqlalchemy() -> None:
     outside = {module for module, names in IMPORTS.items()
                if not _within(module, ("kb.storage",)) and any(_within(name, ("sqlalchemy",)) for name in names)}
-    assert outside - SQL_OUTSIDE_STORAGE == set(), "new SQL outside kb/storage: put it behind the storage API"
-    if outside:
-        pytest.xfail(f"not yet: {len(outside)} modules outside kb/storage still import SQLAlchemy "
-                     f"({', '.join(sorted(outside))}); the storage boundary of issue 13 (branch pg) moves them")
+    assert outside == set(), "SQL outside kb/storage: put it behind the storage API"
 
 
 def test_the_checks_see_the_imports() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import random
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,9 @@ from kb.cli import main
 from kb.errors import EncoderMismatchError, ImageSearchUnavailable
 from kb.storage.models import Chunk, Space, StoredImage, Vector
 from kb.types import CLIP_SPACE, TEXT_SPACE
+from tests.databases import execute_sql
+
+pytestmark = pytest.mark.databases("sqlite", "pgvector")  # PostgreSQL with faiss: see test_knowledge_base
 
 
 def noise_image(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> Path:
@@ -224,15 +226,13 @@ def test_a_version_2_database_gains_the_images_table(image_kb, tmp_path: Path) -
     kb = image_kb()
     kb.ingest(write_folder(tmp_path / "docs"))
     kb.close()
-    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
-        connection.execute("DROP TABLE images")  # version 2 had no images: drop them with everything derived
-        images = "SELECT id FROM chunks WHERE modality = 'image'"
-        for table in ("vectors", "postings"):
-            connection.execute(f"DELETE FROM {table} WHERE chunk_id IN ({images})")
-        connection.execute("DELETE FROM chunks WHERE modality = 'image'")
-        connection.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    images = "SELECT id FROM chunks WHERE modality = 'image'"
+    execute_sql(kb.store.url, "DROP TABLE images",  # version 2 had no images: drop them with everything derived
+                *(f"DELETE FROM {table} WHERE chunk_id IN ({images})" for table in ("vectors", "postings")),
+                "DELETE FROM chunks WHERE modality = 'image'",
+                "UPDATE meta SET value='2' WHERE key='schema_version'")
     migrated = image_kb()
-    assert migrated.stats().schema_version == 3
+    assert migrated.stats().schema_version == 4
     assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
 
 

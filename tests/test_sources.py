@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,10 @@ import pytest
 
 from kb.errors import SourceNotFoundError, SourceUnavailableError
 from kb.storage.models import utcnow
+from tests.databases import execute_sql
 from tests.test_knowledge_base import vector_counts, write_docs
+
+pytestmark = pytest.mark.databases()
 
 
 def test_sources_reindex_and_jobs(kb_factory, tmp_path: Path) -> None:
@@ -81,26 +83,26 @@ def test_a_missing_source_folder_fails_the_run_and_keeps_its_documents(kb_factor
     assert [p.kind for p in report.problems] == ["source folder missing"]
 
 
-def test_doctor_finds_and_repairs(kb_factory, tmp_path: Path) -> None:
+def test_doctor_finds_and_repairs(kb_factory, database, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory()
     kb.ingest(folder)
     kb.close()
-    database = tmp_path / "kb" / "kb.sqlite"
-    with sqlite3.connect(database) as connection:  # damage of the kind bugs and crashes leave
-        connection.execute("PRAGMA foreign_keys=OFF")
-        connection.execute("INSERT INTO postings (term, chunk_id, tf) VALUES ('ghost', 99999, 1)")
-        connection.execute("INSERT INTO runs (started_at, status, counts, failures) "
-                           "VALUES ('2026-01-01 00:00:00', 'running', '{}', '[]')")
-        chunk_id = connection.execute("SELECT min(chunk_id) FROM vectors").fetchone()[0]
-        connection.execute("DELETE FROM vectors WHERE chunk_id = ?", (chunk_id,))
+    # Damage of the kind bugs and crashes leave, foreign keys unchecked (SQLite's default outside the program).
+    unchecked = ["SET session_replication_role = replica"] if database.kind != "sqlite" else []
+    execute_sql(kb.store.url, *unchecked,
+                "INSERT INTO postings (term, chunk_id, tf) VALUES ('ghost', 99999, 1)",
+                "INSERT INTO runs (started_at, status, counts, failures) "
+                "VALUES ('2026-01-01 00:00:00', 'running', '{}', '[]')",
+                "DELETE FROM vectors WHERE chunk_id = (SELECT min(chunk_id) FROM vectors)")
     (folder / "history.txt").unlink()
+    (tmp_path / "kb" / "indexes").mkdir(exist_ok=True)  # pgvector keeps no cache, but a leftover is still found
     (tmp_path / "kb" / "indexes" / "text.faiss.123.tmp").write_bytes(b"partial")
     kb = kb_factory()
     found = kb.doctor()
     kinds = {p.kind for p in found.problems}
-    assert kinds == {"stuck runs", "orphan postings", "missing vectors", "files gone", "index cache",
-                     "temporary files"}
+    caches = {"index cache"} if database.kind != "pgvector" else set()  # pgvector: nothing cached to go stale
+    assert kinds == {"stuck runs", "orphan postings", "missing vectors", "files gone", "temporary files"} | caches
     assert not found.healthy
     repaired = kb.doctor(repair=True)
     assert repaired.healthy and {p.kind for p in repaired.problems} == kinds
@@ -114,17 +116,17 @@ def test_doctor_repairs_an_encoder_mismatch_by_reembedding(kb_factory, tmp_path:
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
-    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
-        connection.execute("UPDATE spaces SET fingerprint = 'another-model'")
+    execute_sql(kb.store.url, "UPDATE spaces SET fingerprint = 'another-model'")
     kb = kb_factory()
     assert [p.kind for p in kb.doctor().problems] == ["encoder mismatch"]
     assert kb.doctor(repair=True).healthy
     assert kb.search("duchy margrave", k=1, mode="dense")
 
 
-def test_scheduler_command_stops_cleanly_on_sigterm(tmp_path: Path, tiny_text_model: Path) -> None:
+def test_scheduler_command_stops_cleanly_on_sigterm(tmp_path: Path, tiny_text_model: Path, database) -> None:
     folder = write_docs(tmp_path / "docs")
-    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu", "KB_HOME": str(tmp_path / "kb")}
+    env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu", "KB_HOME": str(tmp_path / "kb"),
+           **database.environment()}
     kb = [sys.executable, "-m", "kb.cli"]
     subprocess.run([*kb, "source", "add", str(folder), "--every", "1h"], env=env, check=True, capture_output=True)
     process = subprocess.Popen([*kb, "scheduler", "--poll", "1"], env=env, stdout=subprocess.PIPE, text=True)

@@ -1,4 +1,5 @@
-"""Encoders' forward passes as torch modules with one output, the shape ``torch.onnx.export`` traces.
+"""Models' forward passes as torch modules from positional tensors to plain tensors, the shape
+``torch.onnx.export`` traces: an encoder's embedding, a reader's start and end logits.
 
 Imported only when a model is exported (it imports torch); see ``kb.inference``.
 """
@@ -36,3 +37,17 @@ class ClipTower(torch.nn.Module):
         if self.tower == "image":
             return self.model.encode_image(inputs, normalize=True)
         return self.model.encode_text(inputs, normalize=True)
+
+
+class QuestionAnsweringLogits(torch.nn.Module):
+    """A transformers question-answering model from tokenizer tensors (``names``, in order) to its start and end
+    logits, the two outputs the reader's span search consumes."""
+
+    def __init__(self, model: Any, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(**dict(zip(self.names, tensors)))
+        return output.start_logits, output.end_logits

@@ -19,5 +19,6 @@ def runtime(backend: Backend) -> str:
 
 def require(module: str, backend: str) -> ModuleType:
     """Import an optional package a backend needs, or say how to install it."""
-    return optional.require(module, f"encoder backend {backend!r}", instead="or use encoder_backend='torch'",
-                            error=BackendUnavailableError)
+    return optional.require(module, f"backend {backend!r}", error=BackendUnavailableError,
+                            instead="or set the setting that chose it (encoder_backend, clip_backend or reader_backend) "
+                            "back to 'torch'")

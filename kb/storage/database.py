@@ -32,8 +32,17 @@ def _add_images(session: Session) -> None:
     StoredImage.__table__.create(session.connection())
 
 
+def _widen_file_numbers(session: Session) -> None:
+    """v3 -> v4: a file's size and modification time in nanoseconds are 64-bit. SQLite's INTEGER always was; on
+    PostgreSQL the 32-bit column made every file fail to store (a time in nanoseconds does not fit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE documents ALTER COLUMN size TYPE BIGINT, "
+                             "ALTER COLUMN mtime_ns TYPE BIGINT"))
+
+
 # Migrations from version N to N+1, applied in order inside one transaction each.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
+                                                    3: _widen_file_numbers}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)

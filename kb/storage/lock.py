@@ -1,4 +1,5 @@
-"""One writer at a time: a ``filelock`` lock file that the operating system releases when its holder dies."""
+"""One writer at a time: a ``filelock`` lock file (SQLite) or a PostgreSQL advisory lock, released by the operating
+system or the server when its holder dies."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from filelock import FileLock, Timeout
+from sqlalchemy import Connection, Engine, text
 
 from kb.errors import LockFileError, StorageError, WriterBusyError
 
@@ -88,6 +90,50 @@ class WriterLock:
             self._lock.release()
 
     def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.release()
+
+
+class DatabaseWriterLock:
+    """One writer across machines for a knowledge base in PostgreSQL: a session-level advisory lock, held on a
+    connection of its own and released by the server when that connection ends (a killed holder included)."""
+
+    KEY = 0x6B625F7772  # "kb_wr": one knowledge base per database
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._connection: Connection | None = None
+
+    def acquire(self, wait: bool = False) -> None:
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            if wait:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.KEY})
+            elif not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.KEY}).scalar():
+                holder = connection.execute(text(
+                    "SELECT a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :low LIMIT 1"),
+                    {"low": self.KEY & 0xFFFFFFFF}).first()
+                where = "" if holder is None else f" (database session {holder.pid}" + \
+                    (f" from {holder.client_addr})" if holder.client_addr else ")")
+                raise WriterBusyError(f"another process is writing to this knowledge base{where}")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def release(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.KEY})
+            finally:
+                self._connection.close()
+                self._connection = None
+
+    def __enter__(self) -> DatabaseWriterLock:
         self.acquire()
         return self
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -17,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
 
@@ -80,8 +81,8 @@ class Document(Base):
     path: Mapped[str] = mapped_column(String(4096), unique=True)
     relpath: Mapped[str] = mapped_column(String(4096))
     file_type: Mapped[str] = mapped_column(String(32), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)  # 64 bits: PostgreSQL's INTEGER is 32 (sizes over 2 GiB,
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)  # and every nanosecond time since 1970)
     modified_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default="ok")

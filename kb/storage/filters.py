@@ -1,4 +1,4 @@
-"""Typed filters turned into SQL conditions on documents, shared by dense and keyword search."""
+"""Typed filters turned into SQL conditions on documents, shared by dense and keyword search (and pgvector)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,297 @@
+"""One write transaction of the knowledge base: the only way rows, vectors and postings are changed.
+
+A ``WriteUnit`` records the vectors it adds and the chunks it removes. On commit the generations of the spaces it
+touched are bumped inside the transaction, and after the commit the change is applied to the loaded vector indexes
+(an index that was not at the previous generation goes stale and is rebuilt from the database at its next sync).
+Ingestion, sources, reembed and doctor all write through it, so none of them repeats that protocol by hand.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from kb.errors import RejectedDataError
+from kb.storage import pgvector_index
+from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
+from kb.storage.reading import ORPHANS, Snapshot
+
+MAX_TERM_LENGTH = 128
+KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
+
+
+@dataclass
+class Changes:
+    """What a unit did to the vector spaces: vectors added per space, chunks removed, spaces touched."""
+
+    added: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    removed: list[int] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+    rebuilt: set[int] = field(default_factory=set)  # spaces whose every vector was replaced
+
+    def mark(self) -> tuple[dict[int, int], int, set[int], set[int]]:
+        return {space: len(parts) for space, parts in self.added.items()}, len(self.removed), set(self.touched), \
+            set(self.rebuilt)
+
+    def rewind(self, mark: tuple[dict[int, int], int, set[int], set[int]]) -> None:
+        """Forget what was recorded since ``mark`` (its savepoint was rolled back)."""
+        added, removed, touched, rebuilt = mark
+        self.added = {space: parts[: added.get(space, 0)] for space, parts in self.added.items()}
+        del self.removed[removed:]
+        self.touched, self.rebuilt = touched, rebuilt
+
+    def vectors(self, space_id: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and vectors added to one space, as one pair of arrays."""
+        parts = self.added.get(space_id, [])
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, dimension), np.float32)
+        return np.concatenate([ids for ids, _ in parts]), np.concatenate([vectors for _, vectors in parts])
+
+
+class WriteUnit:
+    """The writer's view of one transaction (see the module's docstring)."""
+
+    def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, pgvector: bool = False) -> None:
+        self.session = session
+        self.pgvector = pgvector  # vectors also go to ``vectors.embedding``, each space has its HNSW index
+        self._all_spaces = list(all_spaces)
+        self.changes = Changes()
+        self.read = snapshot  # reads inside this transaction see its own writes
+
+    # -- the commit protocol ---------------------------------------------------------------------------------
+
+    def bump_generations(self) -> dict[int, tuple[int, int]]:
+        """Advance the touched spaces' generations (inside the transaction); returns {space id: (previous, new)}."""
+        bumps = {}
+        for space_id in sorted(self.changes.touched):
+            previous = self.session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
+            self.session.execute(update(Space).where(Space.id == space_id).values(generation=previous + 1))
+            bumps[space_id] = (previous, previous + 1)
+        return bumps
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the unit that can fail alone: data the database rejects raises ``RejectedDataError`` and
+        undoes only this part; a failing database (full, read-only, locked) raises as it is."""
+        mark = self.changes.mark()
+        try:
+            with self.session.begin_nested():
+                yield
+        except OperationalError:
+            self.changes.rewind(mark)
+            raise
+        except (SQLAlchemyError, UnicodeError, ValueError) as error:
+            self.changes.rewind(mark)
+            raise RejectedDataError(str(error)) from error
+
+    # -- spaces and settings ---------------------------------------------------------------------------------
+
+    def new_space(self, name: str, model: str, fingerprint: str, dimension: int, normalized: bool) -> Space:
+        """A new, empty space, flushed so it has its id."""
+        space = Space(name=name, model=model, fingerprint=fingerprint, dimension=dimension, normalized=normalized,
+                      generation=0)
+        self.session.add(space)
+        self.session.flush()
+        self._all_spaces.append(space.id)
+        if self.pgvector:
+            pgvector_index.create_space_index(self.session, space)
+        return space
+
+    def space(self, name: str) -> Space | None:
+        return self.session.scalar(select(Space).where(Space.name == name))
+
+    def replace_space(self, space: Space, model: str, fingerprint: str, dimension: int, normalized: bool) -> Space:
+        """Drop every vector of ``space`` and give it a new encoder identity (its vectors are added again); returns
+        the space to add them to. With pgvector a new dimension makes a new space row (and HNSW index): an index
+        built in this transaction would still see the old vectors this one deleted."""
+        self.session.execute(delete(Vector).where(Vector.space_id == space.id))
+        self.changes.touched.add(space.id)
+        self.changes.rebuilt.add(space.id)
+        if self.pgvector and (space.dimension, space.normalized) != (dimension, normalized):
+            self.session.delete(space)
+            self.session.flush()
+            self._all_spaces.remove(space.id)
+            return self.new_space(space.name, model, fingerprint, dimension, normalized)
+        space.model, space.fingerprint, space.dimension, space.normalized = model, fingerprint, dimension, normalized
+        return space
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.session.execute(delete(Meta).where(Meta.key == key))
+        else:
+            self.session.merge(Meta(key=key, value=value))
+
+    def record_keyword_tokenizer(self, name: str) -> None:
+        self.set_meta(KEYWORD_TOKENIZER_KEY, name)
+
+    # -- vectors and postings --------------------------------------------------------------------------------
+
+    def add_vectors(self, space_id: int, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+        if not len(chunk_ids):
+            return
+        rows = [{"space_id": space_id, "chunk_id": int(chunk_id), "vector": vector.astype(np.float32).tobytes()}
+                for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
+        if self.pgvector:
+            self.session.execute(insert(pgvector_index.vectors_table()), pgvector_index.embedding_rows(rows))
+        else:
+            self.session.execute(insert(Vector.__table__), rows)
+        self.changes.added.setdefault(space_id, []).append(
+            (np.asarray(chunk_ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32)))
+        self.changes.touched.add(space_id)
+
+    def add_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]]) -> None:
+        """Keyword postings (term frequencies) of freshly inserted chunks."""
+        rows = [
+            {"term": term, "chunk_id": chunk_id, "tf": tf}
+            for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
+            for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
+        ]
+        if rows:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
+            self.session.execute(insert(Posting.__table__), rows)
+
+    def replace_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]], first: bool) -> None:
+        """Rebuild the keyword index in parts: the first part drops every posting; each sets its chunks' lengths."""
+        if first:
+            self.session.execute(delete(Posting))
+        self.add_postings(chunk_ids, terms)
+        if chunk_ids:
+            self.session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": len(chunk_terms)}
+                                                 for chunk_id, chunk_terms in zip(chunk_ids, terms)])
+
+    # -- the one delete path ---------------------------------------------------------------------------------
+
+    def delete_chunks(self, chunk_ids: Iterable[int]) -> list[int]:
+        """Remove chunks with their vectors (every space), keyword postings and images; returns the ids removed."""
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            self.session.execute(delete(Posting).where(Posting.chunk_id.in_(part)))
+            self.session.execute(delete(Vector).where(Vector.chunk_id.in_(part)))
+            self.session.execute(delete(StoredImage).where(StoredImage.chunk_id.in_(part)))
+            self.session.execute(delete(Chunk).where(Chunk.id.in_(part)))
+        if ids:
+            self.changes.removed += ids
+            self.changes.touched.update(self._all_spaces)
+        return ids
+
+    def delete_document_content(self, document_id: int) -> list[int]:
+        """Remove everything derived from a document, keeping its row; returns the chunk ids removed."""
+        return self.delete_chunks(self.session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
+
+    def delete_documents(self, document_ids: Iterable[int]) -> list[int]:
+        """Remove documents and everything derived from them; returns the chunk ids removed."""
+        removed: list[int] = []
+        for document_id in document_ids:
+            removed += self.delete_document_content(document_id)
+            self.session.execute(delete(Document).where(Document.id == document_id))
+        if not removed:  # documents without chunks still change what every space's filters allow
+            self.changes.touched.update(self._all_spaces)
+        return removed
+
+    # -- documents, chunks, images ---------------------------------------------------------------------------
+
+    def insert_documents(self, rows: list[dict[str, Any]]) -> list[int]:
+        """New document rows; returns their ids in order."""
+        if not rows:
+            return []
+        return list(self.session.scalars(insert(Document).returning(Document.id, sort_by_parameter_order=True),
+                                         rows))
+
+    def update_documents(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite document rows (each with its ``id``)."""
+        if rows:
+            self.session.execute(update(Document), rows)
+
+    def insert_chunks(self, rows: list[dict[str, Any]]) -> list[int]:
+        """New chunk rows; returns their ids in order."""
+        if not rows:
+            return []
+        return list(self.session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+
+    def insert_images(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(StoredImage.__table__), rows)
+
+    def move_document(self, old_path: str, new_path: str, relpath: str, source_id: int, size: int,
+                      mtime_ns: int, modified_at: Any) -> None:
+        """Point a document at its new path; its chunks, vectors and postings stay as they are."""
+        document = self.session.scalar(select(Document).where(Document.path == old_path))
+        assert document is not None
+        document.path, document.relpath, document.source_id = new_path, relpath, source_id
+        document.size, document.mtime_ns, document.modified_at = size, mtime_ns, modified_at
+
+    def touch_document(self, document_id: int, size: int, mtime_ns: int) -> None:
+        """A file whose bytes did not change: new size and time, no error."""
+        document = self.session.get(Document, document_id)
+        assert document is not None
+        document.mtime_ns, document.size, document.error = mtime_ns, size, None
+
+    def record_failure(self, document_id: int, reason: str, size: int, mtime_ns: int, content_hash: str) -> None:
+        """A known document's file failed: a good version keeps its content; a failed one takes the new facts."""
+        document = self.session.get(Document, document_id)
+        assert document is not None
+        document.error = reason
+        if document.status == "failed":
+            document.size, document.mtime_ns, document.content_hash = size, mtime_ns, content_hash
+
+    def add_failed_document(self, **row: Any) -> None:
+        self.session.add(Document(status="failed", warnings=[], text="", pages=[], **row))
+
+    # -- sources and runs ------------------------------------------------------------------------------------
+
+    def source(self, path: str, create: bool = False) -> Source | None:
+        source = self.session.scalar(select(Source).where(Source.path == path))
+        if source is None and create:
+            source = Source(path=path)
+            self.session.add(source)
+            self.session.flush()
+        return source
+
+    def delete_source(self, source: Source) -> int:
+        """Forget a source and delete its documents everywhere; returns how many documents it had."""
+        document_ids = list(self.session.scalars(select(Document.id).where(Document.source_id == source.id)))
+        self.delete_documents(document_ids)
+        self.changes.touched.update(self._all_spaces)
+        self.session.delete(source)
+        return len(document_ids)
+
+    def interrupt_running(self) -> None:
+        """Runs still marked running were killed (the caller holds the writer lock)."""
+        self.session.execute(update(Run).where(Run.status == "running")
+                             .values(status="interrupted", error="the process stopped before the run finished"))
+
+    def start_run(self, source_id: int) -> int:
+        run = Run(source_id=source_id)
+        self.session.add(run)
+        self.session.flush()
+        return run.id
+
+    def add_failed_run(self, source_id: int, error: str) -> None:
+        self.session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(), error=error))
+
+    def finish_run(self, run_id: int, status: str, error: str | None, counts: dict[str, int],
+                   failures: list[dict[str, str]]) -> None:
+        run = self.session.get(Run, run_id)
+        assert run is not None
+        run.status, run.error, run.finished_at, run.counts, run.failures = status, error, utcnow(), counts, failures
+
+    # -- repairs (doctor) ------------------------------------------------------------------------------------
+
+    def delete_orphans(self, kind: str) -> None:
+        """Remove rows whose parent is gone (see ``Snapshot.orphans``)."""
+        model, condition = ORPHANS[kind]
+        if model is Chunk:
+            self.delete_chunks(self.session.scalars(select(Chunk.id).where(condition)).all())
+            return
+        if model is Vector:  # they may sit in the indexes too
+            self.changes.removed += self.session.scalars(select(Vector.chunk_id).where(condition).distinct()).all()
+            self.changes.touched.update(self._all_spaces)
+        self.session.execute(delete(model).where(condition))

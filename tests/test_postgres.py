@@ -1,0 +1,95 @@
+"""A knowledge base in PostgreSQL shared by machines: one writer anywhere, readers that see each commit at once."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kb import KnowledgeBase
+from kb.errors import ConfigurationError, WriterBusyError
+from tests.concurrency import search_while_running
+from tests.databases import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_files(folder: Path, numbers: range) -> dict[str, str]:
+    """One file per number, each with a unique marker word; returns {file name: marker}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(numbers.start)
+    words = "harbour lantern copper meadow quarry falcon ember glacier orchard thistle".split()
+    markers = {}
+    for number in numbers:
+        marker = f"marker{number:04d}q"
+        text = f"{marker} " + " ".join(rng.choice(words) for _ in range(40)) + "."
+        (folder / f"file{number:04d}.txt").write_text(text, encoding="utf-8")
+        markers[f"file{number:04d}.txt"] = marker
+    return markers
+
+
+def open_kb(directory: Path, model: Path, url: str, **overrides: object) -> KnowledgeBase:
+    return KnowledgeBase.open(directory, text_model=str(model), device="cpu", database_url=url, **overrides)
+
+
+@pytest.mark.slow
+def test_a_reader_elsewhere_sees_each_commit_without_a_rebuild(tmp_path: Path, tiny_text_model: Path,
+                                                               postgres_server: PostgresServer) -> None:
+    """Two knowledge base directories (two machines) on one database with pgvector: one process writes, the other
+    searches throughout, and finds every new file as soon as it is committed, with no index of its own."""
+    url = postgres_server.create("shared")
+    folder = tmp_path / "docs"
+    markers = write_files(folder, range(10))
+    env = {**os.environ, "KB_HOME": str(tmp_path / "writer"), "KB_TEXT_MODEL": str(tiny_text_model),
+           "KB_DEVICE": "cpu", "KB_DATABASE_URL": url, "KB_VECTOR_INDEX": "pgvector", "KB_BATCH_SIZE": "1"}
+    command = [sys.executable, "-m", "kb.cli", "ingest", str(folder)]
+    subprocess.run(command, env=env, check=True, capture_output=True, cwd=REPO)
+    reader = open_kb(tmp_path / "reader", tiny_text_model, url, vector_index="pgvector")
+    assert Path(reader.search(markers["file0003.txt"], k=1, mode="keyword")[0].path).name == "file0003.txt"
+    markers |= write_files(folder, range(10, 40))
+    writer = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO)
+    rng = random.Random(3)
+    searches, errors = search_while_running(writer, reader, lambda: markers[rng.choice(sorted(markers))])
+    assert writer.returncode == 0, writer.stderr.read()
+    assert not errors, errors[:3]
+    assert searches > 0
+    # The same reader, never reopened: every committed file is found, by keyword and by its own text's vector.
+    for name, marker in sorted(markers.items()):
+        assert Path(reader.search(marker, k=1, mode="keyword")[0].path).name == name
+    text = (folder / "file0031.txt").read_text(encoding="utf-8")
+    assert Path(reader.search(text, k=1, mode="dense")[0].path).name == "file0031.txt"
+    assert reader.stats().documents == 40
+    assert not (tmp_path / "reader" / "indexes").exists()  # nothing was rebuilt or cached on the reader's side
+    reader.close()
+
+
+def test_one_writer_across_machines(tmp_path: Path, tiny_text_model: Path, postgres_server: PostgresServer) -> None:
+    """The writer lock of a knowledge base in PostgreSQL is the database's, not a file beside one directory."""
+    url = postgres_server.create("one_writer")
+    first = open_kb(tmp_path / "one", tiny_text_model, url)
+    second = open_kb(tmp_path / "two", tiny_text_model, url)
+    folder = write_files(tmp_path / "docs", range(3)) and tmp_path / "docs"
+    with first.store.writer_lock:
+        with pytest.raises(WriterBusyError, match="another process"):
+            second.ingest(folder)
+    assert second.ingest(folder).added  # released: the other machine writes now
+    assert not (tmp_path / "one" / "write.lock").exists() and not (tmp_path / "two" / "write.lock").exists()
+    first.close()
+    second.close()
+
+
+def test_the_vector_index_is_recorded_and_checked(tmp_path: Path, tiny_text_model: Path,
+                                                  postgres_server: PostgresServer) -> None:
+    url = postgres_server.create("recorded")
+    kb = open_kb(tmp_path / "kb", tiny_text_model, url, vector_index="pgvector")
+    kb.ingest(write_files(tmp_path / "docs", range(3)) and tmp_path / "docs")
+    kb.close()
+    with pytest.raises(ConfigurationError, match="indexed with 'pgvector'"):
+        open_kb(tmp_path / "elsewhere", tiny_text_model, url, vector_index="faiss")
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        KnowledgeBase.open(tmp_path / "lite", text_model=str(tiny_text_model), vector_index="pgvector")
