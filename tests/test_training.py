@@ -170,9 +170,10 @@ def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path:
 
 
 def falls(curve: list[tuple[int, float]]) -> bool:
-    """The loss of the last fifth of the logged steps is below that of the first fifth (losses are noisy)."""
-    fifth = max(1, len(curve) // 5)
-    return sum(loss for _, loss in curve[-fifth:]) < sum(loss for _, loss in curve[:fifth])
+    """The mean loss of the second half of the logged steps is below that of the first half (losses are noisy, and
+    alternate from batch to batch on tiny data: a fifth of the curve was seen to fall by chance or not)."""
+    half = max(1, len(curve) // 2)
+    return sum(loss for _, loss in curve[-half:]) / half < sum(loss for _, loss in curve[:half]) / half
 
 
 def pair_lines(names: list[str], seed: int) -> list[str]:
