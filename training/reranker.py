@@ -62,6 +62,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
+    use_cores(options.threads)  # before mining too: its searches encode every question
     prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=max(1, hard_negatives))
     epochs = options.epochs or DEFAULTS["epochs"]
@@ -77,7 +78,6 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": len(prepared.train), **hyperparameters})
-    use_cores(options.threads)
     model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows["label"]) - positives) / positives))
     evaluator = reranking_evaluator(prepared.validation)

@@ -75,6 +75,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
+    use_cores(options.threads)  # before mining too: its searches encode every question
     prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)
     epochs = options.epochs or DEFAULTS["epochs"]
@@ -87,7 +88,6 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": len(prepared.train), **hyperparameters})
-    use_cores(options.threads)
     model = SentenceTransformer(str(base_folder), device=options.device)
     if options.max_seq_length:
         model.max_seq_length = options.max_seq_length
