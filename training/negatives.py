@@ -3,12 +3,15 @@ that are not its gold passage (nor a piece of it, nor a passage holding its answ
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from answering.squad_metrics import normalize_answer
 from training.pairs import Pair
@@ -34,7 +37,9 @@ def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int) -
     found: Counter[str] = Counter()
     if per_query <= 0:
         return found
-    for pair in pairs:
+    # Two searches per question: minutes for thousands of questions, so a bar like the training's.
+    for pair in tqdm(pairs, desc="mining negatives", unit="question", file=sys.stderr,
+                     mininterval=1.0 if sys.stderr.isatty() else 30.0):
         ranked = {mode: knowledge_base.search(pair.query, k=MINING_DEPTH, mode=mode, modalities={"text"})
                   for mode in ("keyword", "dense")}
         chosen: list[str] = list(pair.negatives)
