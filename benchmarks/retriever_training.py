@@ -91,7 +91,8 @@ def measure(args: argparse.Namespace) -> int:
         questions = write_squad_corpus(args.data, "xquad-en", corpus, held_out_titles(args.data))
         questions = questions[:args.max_questions]
         write_distractors(args.data, corpus / "distractors", args.distractors)
-        retrievers = [("base MiniLM", default_model())] + [tuple(item.split("=", 1)) for item in args.retriever]
+        retrievers = ([] if args.no_base else [("base MiniLM", default_model())]) + \
+            [tuple(item.split("=", 1)) for item in args.retriever]
         kb_dir = Path(tmp) / "kb"
         for number, (name, model) in enumerate(retrievers):
             with KnowledgeBase.open(kb_dir, text_model=model, device="cpu", clip_model="none", ocr="off") as kb:
@@ -141,12 +142,16 @@ def main() -> int:
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--retriever", action="append", default=[], metavar="NAME=FOLDER")
     evaluation.add_argument("--reranker", action="append", default=[], metavar="FOLDER")
+    evaluation.add_argument("--no-base", action="store_true",
+                            help="leave the base MiniLM out (the first --retriever is the one ingested)")
     evaluation.add_argument("--rerank-candidates", type=int, default=20)
     evaluation.add_argument("--max-questions", type=int, default=None, help="ask only the first N questions")
     evaluation.add_argument("--json", type=Path, default=None)
     evaluation.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: torch's; on busy cores 1 can be faster)")
     args = parser.parse_args()
+    if args.command == "evaluate" and args.no_base and not args.retriever:
+        parser.error("--no-base needs a --retriever")
     if not args.data.is_dir():
         print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
         return 2
