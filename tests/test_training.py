@@ -364,3 +364,15 @@ def test_headings_and_answer_location() -> None:
     assert locate_answer(context, "4821", 21) == 21
     assert locate_answer(context, "4821", 45) == 48  # off by a few characters: the nearest occurrence
     assert locate_answer(context, "9999", 0) is None and locate_answer(context, " ", 3) is None
+
+
+def test_reranker_validation_leaves_out_questions_without_a_negative() -> None:
+    from training.pairs import Pair
+    from training.reranker import reranking_evaluator
+
+    ranked = Pair("code of alice?", fact("alice", 4821), "a", negatives=[fact("bob", 1234)])
+    alone = Pair("code of chen?", fact("chen", 5555), "c")  # mining found no passage but its own
+    evaluator = reranking_evaluator([ranked, alone])
+    assert [sample["query"] for sample in evaluator.samples] == [ranked.query]
+    with pytest.raises(TrainingDataError, match="no validation question has a negative"):
+        reranking_evaluator([alone])

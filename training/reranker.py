@@ -17,6 +17,7 @@ from typing import Any
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.sentence_transformer import resolve_model_folder
+from training.errors import TrainingDataError
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -41,11 +42,16 @@ def labelled_rows(pairs: Sequence[Pair]) -> dict[str, list[Any]]:
 
 
 def reranking_evaluator(validation: Sequence[Pair]) -> Any:
+    """The library's reranking evaluator over the validation questions that have a mined negative (a question
+    alone with its gold passage has nothing to rank, and the library refuses it)."""
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
     # The gold passage goes last: a model that cannot tell them apart must not win ties by position.
     samples = [{"query": p.query, "positive": [p.positive], "documents": [*p.negatives, p.positive]}
-               for p in validation]
+               for p in validation if p.negatives]
+    if not samples:
+        raise TrainingDataError("no validation question has a negative passage to rank against its gold one: give "
+                                "more passages (a knowledge base with --kb) or a --validation file with negatives")
     return CrossEncoderRerankingEvaluator(samples, at_k=10, name=EVALUATOR, write_csv=False, batch_size=32)
 
 
