@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.isolation import FileRunner, StopRequested, file_runner
 from ingestion.loaders import LoadError, loader_for

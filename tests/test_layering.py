@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("kb", "ingestion", "retrieval", "answering", "training")
 PIPELINES = ("ingestion", "retrieval", "answering")
-FACADE = ("kb.knowledge_base", "kb.cli", "kb.doctor", "kb.scheduler", "kb.sources", "kb.embedding", "kb.docs")
+FACADE = ("kb.knowledge_base", "kb.cli", "kb.doctor", "kb.scheduler", "kb.sources", "kb.spaces", "kb.docs")
 # Modules outside kb/storage that still issue SQL themselves: the storage boundary (issue 13) moves it all into
 # kb/storage. The list may only shrink.
 
