@@ -1,5 +1,5 @@
-"""The embedding spaces a knowledge base builds here, each with the encoder that makes its vectors, and how a
-stored chunk is embedded into one (``reembed`` and ``doctor``; ingestion embeds units as it reads them).
+"""The embedding spaces a knowledge base builds here, each with the encoder that makes its vectors: new units
+embedded with vector reuse by hash (ingestion), stored chunks embedded again (``reembed`` and ``doctor``).
 
 The text space holds every chunk with text: text chunks and described images (their description). The CLIP
 space holds every chunk: text chunks by CLIP's text tower, images by its image tower from the stored preview
@@ -9,8 +9,10 @@ space holds every chunk: text chunks by CLIP's text tower, images by its image t
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from PIL import Image
@@ -20,10 +22,18 @@ from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Space
 from kb.storage.reading import Snapshot
+from kb.storage.store import Store
 from kb.storage.writing import WriteUnit
 from kb.types import CLIP_SPACE, TEXT_SPACE
 
 EMBED_BATCH = 256  # chunks embedded (and previews decoded) at a time by reembed and doctor
+
+
+class Embedded(NamedTuple):
+    """Vectors per document, and the time the encoder took for them (reused vectors cost none)."""
+
+    vectors: list[np.ndarray]
+    encode_seconds: float
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,23 @@ class EmbeddingSpace:
         if images:
             vectors[images] = encoder.encode_images([_open(ordered[i].preview) for i in images])
         return vectors
+
+    def embed_reusing(self, store: Store, stored: Space, keys: list[list[str]], items: list[list[Any]],
+                      images: bool = False) -> Embedded:
+        """Vectors of each document's new ``items`` (texts, or pictures when ``images``): an item whose key (its
+        text or picture hash) the space already holds, or that is repeated among them, is encoded once."""
+        with store.read() as snapshot:
+            vectors = snapshot.vectors_by_hash(stored.id, {key for part in keys for key in part}, images=images)
+        missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
+                   if key not in vectors}
+        seconds = 0.0
+        if missing:
+            encode = cast(ClipEncoder, self.encoder).encode_images if images else self.encoder.encode
+            started = time.perf_counter()
+            vectors.update(zip(missing, encode(list(missing.values()))))
+            seconds = time.perf_counter() - started
+        empty = np.zeros((0, stored.dimension), dtype=np.float32)
+        return Embedded([np.stack([vectors[key] for key in part]) if part else empty for part in keys], seconds)
 
     def fill(self, unit: WriteUnit, stored: Space, chunk_ids: Sequence[int], batch_size: int = EMBED_BATCH) -> None:
         """Embed stored chunks into the space inside ``unit``, a batch at a time (previews decode a batch at a
