@@ -17,7 +17,7 @@ from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
-from training.runner import finish_card, library_versions, run_trainer
+from training.runner import best_evaluation, finish_card, library_versions, run_trainer
 
 
 @dataclass
@@ -75,14 +75,16 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
     return PreparedPairs(train, validation, files, validation_files, split, skipped, mined)
 
 
-def train_and_save(kind: ModelKind, trainer: Any, score: Callable[[Any], dict[str, float]], *, options: TrainOptions,
+def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dict[str, float]],
+                   scores: Callable[[dict[str, float]], dict[str, float]], *, options: TrainOptions,
                    checkpoints: Path, prepared: PreparedPairs, base: str, base_folder: Path,
                    hyperparameters: dict[str, Any], started: float, started_at: datetime) -> TrainingCard:
-    """Score the model on validation, train, score the best checkpoint, save the model and its card."""
+    """Score the model on validation (``scores`` of the ``evaluator``'s metrics), train, score the best checkpoint
+    (from the trainer's log when it was evaluated there: a validation pass takes minutes), save the model and card."""
     model = trainer.model
-    before = score(model)
+    before = scores(evaluator(model))
     run = run_trainer(trainer, options, checkpoints)
-    after = score(model)
+    after = scores(best_evaluation(trainer.state) or evaluator(model))
     out = options.out.expanduser()
     model.save(str(out))
     card = TrainingCard(kind=kind, base_model=base, base_fingerprint=folder_fingerprint(base_folder),

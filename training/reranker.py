@@ -92,7 +92,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                                                                   metric=METRIC))
     trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
                                   evaluator=evaluator)
-    return train_and_save("reranker", trainer, lambda model: _scores(evaluator(model)), options=options,
+    return train_and_save("reranker", trainer, evaluator, _scores, options=options,
                           checkpoints=checkpoints, prepared=prepared, base=base, base_folder=base_folder,
                           hyperparameters=hyperparameters, started=started, started_at=started_at)
 

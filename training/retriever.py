@@ -98,7 +98,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     trainer = SentenceTransformerTrainer(model=model, args=arguments,
                                          train_dataset=Dataset.from_dict(pair_columns(prepared.train, hard_negatives)),
                                          loss=MultipleNegativesRankingLoss(model), evaluator=evaluator)
-    return train_and_save("retriever", trainer, lambda model: scores_of(evaluator(model), f"{EVALUATOR}_"),
+    return train_and_save("retriever", trainer, evaluator, lambda metrics: scores_of(metrics, f"{EVALUATOR}_"),
                           options=options, checkpoints=checkpoints, prepared=prepared, base=base,
                           base_folder=base_folder, hyperparameters=hyperparameters, started=started,
                           started_at=started_at)
