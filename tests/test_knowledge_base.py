@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,28 @@ def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:
     execute_sql(kb.store.url, "UPDATE meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(SchemaError, match="newer"):
         kb_factory()
+
+
+def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) -> None:
+    """A scheduler and a search started together on a fresh database: the schema is made once, by whichever
+    comes first, and every opener sees it complete."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_at_once() -> None:
+        barrier.wait()
+        try:
+            kb_factory().stats()
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert kb_factory().stats().schema_version == 4
 
 
 def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:

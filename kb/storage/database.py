@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
@@ -40,12 +41,13 @@ def _widen_file_numbers(session: Session) -> None:
                              "ALTER COLUMN mtime_ns TYPE BIGINT"))
 
 
-# Migrations from version N to N+1, applied in order inside one transaction each.
+# Migrations from version N to N+1, applied in order inside one transaction.
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
                                                     3: _widen_file_numbers}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
+SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
 
 
 def default_url(kb_dir: Path) -> str:
@@ -75,7 +77,8 @@ def _configure_sqlite(engine: Engine) -> None:
 def open_database(url: str) -> sessionmaker[Session]:
     """Connect, create the schema on an empty database, migrate an old one, refuse a newer one.
 
-    The URL appears in messages only with its secrets hidden.
+    Processes that open one new or old database at the same moment take turns (``schema_transaction``): the first
+    creates or migrates, the others find it done. The URL appears in messages only with its secrets hidden.
     """
     try:
         engine = create_engine(url)
@@ -83,29 +86,54 @@ def open_database(url: str) -> sessionmaker[Session]:
         raise ConfigurationError(f"cannot use the database URL {redact(url)}: {type(error).__name__}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
-    tables = set(inspect(engine).get_table_names())
     factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        current = _recorded_version(session, url) == SCHEMA_VERSION
+    if not current:
+        with schema_transaction(factory) as session:
+            _create_or_migrate(session, url)
+    return factory
+
+
+@contextmanager
+def schema_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that alone may change the schema or what is recorded at creation: on SQLite it takes the
+    write lock at BEGIN, on PostgreSQL an advisory lock held until it ends. Whoever waited looks again inside it."""
+    with factory.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        else:
+            session.connection(execution_options={IMMEDIATE: True})
+        yield session
+
+
+def _recorded_version(session: Session, url: str) -> int | None:
+    """The schema version of the database, None when it is empty; a newer or a foreign schema is refused."""
+    tables = set(inspect(session.connection()).get_table_names())
     if "meta" not in tables:
         if tables & set(Base.metadata.tables):
             raise SchemaError(f"{redact(url)} holds tables but no schema version; it was not made by this program")
-        Base.metadata.create_all(engine)
-        with factory.begin() as session:
-            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-        return factory
-    with factory.begin() as session:
-        version = int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
-        if version > SCHEMA_VERSION:
-            raise SchemaError(
-                f"this knowledge base has schema version {version}, newer than this program's {SCHEMA_VERSION}; "
-                "upgrade the program to open it"
-            )
-        while version < SCHEMA_VERSION:
-            if version not in MIGRATIONS:
-                raise SchemaError(f"no migration from schema version {version}; rebuild the knowledge base")
-            MIGRATIONS[version](session)
-            version += 1
-            session.merge(Meta(key="schema_version", value=str(version)))
-    return factory
+        return None
+    version = int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"this knowledge base has schema version {version}, newer than this program's "
+                          f"{SCHEMA_VERSION}; upgrade the program to open it")
+    return version
+
+
+def _create_or_migrate(session: Session, url: str) -> None:
+    """Inside ``schema_transaction``: the schema created on an empty database, or migrated step by step."""
+    version = _recorded_version(session, url)
+    if version is None:
+        Base.metadata.create_all(session.connection())
+        session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        return
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise SchemaError(f"no migration from schema version {version}; rebuild the knowledge base")
+        MIGRATIONS[version](session)
+        version += 1
+        session.merge(Meta(key="schema_version", value=str(version)))
 
 
 def schema_version(factory: sessionmaker[Session]) -> int:

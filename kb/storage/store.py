@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
-from kb.storage.database import IMMEDIATE, default_url, open_database
+from kb.storage.database import IMMEDIATE, default_url, open_database, schema_transaction
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
 from kb.storage.models import Chunk, Document, Meta, Space, StoredImage, Vector
@@ -58,6 +59,14 @@ class StoredPicture:
     path: str
 
 
+def _vector_index_of(session: Session) -> IndexKind | None:
+    """The vector index backend a knowledge base recorded; "faiss" for one built before the choice was recorded."""
+    recorded = session.scalar(select(Meta.value).where(Meta.key == VECTOR_INDEX_KEY))
+    if recorded is None and session.scalar(select(Vector.chunk_id).limit(1)) is not None:
+        return "faiss"
+    return cast("IndexKind | None", recorded)
+
+
 class Store:
     """Database sessions, spaces and vector indexes of the knowledge base in ``directory``."""
 
@@ -74,21 +83,23 @@ class Store:
         self.vector_index: IndexKind = self._recorded_vector_index(settings.vector_index)
 
     def _recorded_vector_index(self, configured: IndexKind) -> IndexKind:
-        """The vector index backend recorded in the knowledge base (recorded on first use); a different one
-        configured later is a clear error: the other backend's vectors were never indexed that way."""
+        """The vector index backend recorded in the knowledge base (recorded on first use, by one process when
+        several open it at once); a different one configured later is a clear error: the other backend's vectors
+        were never indexed that way."""
         with self.sessions() as session:
-            recorded = session.scalar(select(Meta.value).where(Meta.key == VECTOR_INDEX_KEY))
-            if recorded is None and session.scalar(select(Vector.chunk_id).limit(1)) is not None:
-                recorded = "faiss"  # built before the choice was recorded
-        if recorded is not None and recorded != configured:
+            recorded = _vector_index_of(session)
+        if recorded is None:
+            with schema_transaction(self.sessions) as session:
+                recorded = _vector_index_of(session)
+                if recorded is None:
+                    if configured == "pgvector":
+                        prepare(session)
+                    session.add(Meta(key=VECTOR_INDEX_KEY, value=configured))
+                    recorded = configured
+        if recorded != configured:
             raise ConfigurationError(f"this knowledge base's vectors are indexed with {recorded!r} but "
                                      f"vector_index={configured!r} is configured; open it with "
                                      f"vector_index={recorded!r}")
-        if recorded is None:
-            with self.write() as unit:
-                if configured == "pgvector":
-                    prepare(unit.session)
-                unit.set_meta(VECTOR_INDEX_KEY, configured)
         return configured
 
     def close(self) -> None:
