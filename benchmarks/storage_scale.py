@@ -31,7 +31,9 @@ import numpy as np
 from kb.config import Settings
 from kb.keywords import SimpleTokenizer
 from kb.storage.faiss_index import FaissIndex
+from kb.storage.models import Space
 from kb.storage.pgvector_index import PgvectorIndex
+from kb.storage.reading import Snapshot
 from kb.storage.store import Store
 from kb.types import Filters
 from tests.peak_memory import peak_mb
@@ -93,7 +95,18 @@ def load(store: Store, vectors: np.ndarray, texts: list[str], terms: list[list[s
         add_chunks(store, start, vectors[start:end], texts[start:end], terms[start:end], names)
 
 
-def timed(store: Store, queries: list[Callable[..., list[tuple[int, float]]]]) -> tuple[list[float], list[list[int]]]:
+Search = Callable[[Snapshot], list[tuple[int, float]]]
+
+
+def dense(space: Space, query: np.ndarray, k: int, filters: Filters | None = None) -> Search:
+    return lambda snapshot: snapshot.dense_search(space, query, k, filters)
+
+
+def dense_and_keyword(space: Space, query: np.ndarray, terms: list[str], depth: int) -> Search:
+    return lambda snapshot: snapshot.dense_search(space, query, depth) + snapshot.bm25(terms, depth)
+
+
+def timed(store: Store, queries: list[Search]) -> tuple[list[float], list[list[int]]]:
     """Seconds per query (each in its own read snapshot) and the chunk ids each returned."""
     times, results = [], []
     for query in queries:
@@ -110,14 +123,14 @@ def first_search_after_commit(writer: Store, reader_factory: Callable[[], Store]
     """Another process (its own Store) has searched; the writer commits 10 chunks; that reader's next search."""
     reader = reader_factory()
     space = reader.spaces()[0]
-    timed(reader, [lambda snapshot: snapshot.dense_search(space, query, 10)])
+    timed(reader, [dense(space, query, 10)])
     writer.index(writer.spaces()[0])
     extra = clustered_vectors(10, space.dimension, seed=99)
     add_chunks(writer, 0, extra, ["extra"] * 10, [["extra"]] * 10, [f"extra{time.time_ns()}.txt"])
     if save:
         for index in writer.loaded_indexes():
             index.save()
-    seconds = timed(reader, [lambda snapshot: snapshot.dense_search(space, query, 10)])[0][0]
+    seconds = timed(reader, [dense(space, query, 10)])[0][0]
     reader.close()
     return seconds
 
@@ -190,13 +203,12 @@ def main() -> None:
             started = time.perf_counter()
             store.index(space)  # FAISS builds (HNSW: the graph) at its first search; pgvector has nothing to do
             built = time.perf_counter() - started
-            dense = [lambda s, q=q: s.dense_search(space, q, 10) for q in queries]
-            timed(store, dense[:3])  # warm: PostgreSQL's caches
-            dense_times, found = timed(store, dense)
-            filtered_times, _ = timed(store, [lambda s, q=q: s.dense_search(space, q, 10, FILTER) for q in queries])
-            keyword_times, _ = timed(store, [lambda s, t=t: s.bm25(t, depth) for t in keyword_queries])
-            both_times, _ = timed(store, [lambda s, q=q, t=t: s.dense_search(space, q, depth) + s.bm25(t, depth)
-                                          for q, t in zip(queries, keyword_queries)])
+            timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
+            dense_times, found = timed(store, [dense(space, query, 10) for query in queries])
+            filtered_times, _ = timed(store, [dense(space, query, 10, FILTER) for query in queries])
+            keyword_times, _ = timed(store, [lambda snapshot, t=t: snapshot.bm25(t, depth) for t in keyword_queries])
+            both_times, _ = timed(store, [dense_and_keyword(space, query, words, depth)
+                                          for query, words in zip(queries, keyword_queries)])
             print(f"{name}: {args.chunks} chunks x {args.dim}, {args.commit} per commit, loaded in {loaded:.0f} s "
                   f"({args.chunks / loaded:.0f} chunks/s; index built at first search: {built:.1f} s); "
                   f"index {index_size_mb(store):.0f} MB", flush=True)
@@ -211,7 +223,7 @@ def main() -> None:
                     store.close()
                     store = factory(ef=value)
                     space = store.spaces()[0]
-                    times, results = timed(store, [lambda s, q=q: s.dense_search(space, q, 10) for q in queries])
+                    times, results = timed(store, [dense(space, query, 10) for query in queries])
                     recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(results, exact)])
                     recalls.append(f"ef {value}: {recall:.3f} (p50 {1000 * statistics.median(times):.1f} ms)")
                 print(f"  recall@10 against exact: {'; '.join(recalls)}", flush=True)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError
 from kb.optional import require
+from kb.storage.database import copy_rows
 from kb.storage.filters import chunk_conditions, passing_chunks
 from kb.storage.models import Chunk, Document, Space, Vector
 from kb.types import Filters, Modality
@@ -89,13 +90,10 @@ def insert_vectors(session: Session, space_id: int, chunk_ids: Sequence[int], ve
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     header = struct.pack(">HH", vectors.shape[1], 0)
-    big_endian = vectors.astype(">f4")
-    connection = session.connection().connection.driver_connection
-    with connection.cursor() as cursor, cursor.copy(
-            "COPY vectors (space_id, chunk_id, vector, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["int4", "int4", "bytea", "bytea"])
-        for chunk_id, vector, stored in zip(chunk_ids, vectors, big_endian, strict=True):
-            copy.write_row((space_id, int(chunk_id), vector.tobytes(), header + stored.tobytes()))
+    rows = ((space_id, int(chunk_id), vector.tobytes(), header + stored.tobytes())
+            for chunk_id, vector, stored in zip(chunk_ids, vectors, vectors.astype(">f4"), strict=True))
+    copy_rows(session, "vectors", ("space_id", "chunk_id", "vector", "embedding"), rows,
+              types=("int4", "int4", "bytea", "bytea"))
 
 
 class BulkIndexing:
@@ -118,11 +116,14 @@ class BulkIndexing:
             self.dropped.add(space_id)
 
     def rebuild(self, session: Session) -> None:
-        """Build the dropped indexes again (inside the unit's transaction, so readers never see a space without)."""
+        """Build the dropped indexes again (inside the unit's transaction, so readers never see a space without),
+        and refresh the table's statistics: planned with the counts from before the load, a search would scan."""
         for space_id in sorted(self.dropped):
             space = session.get(Space, space_id)
             if space is not None:  # a space the unit deleted has no index to build
                 create_space_index(session, space)
+        if self.dropped:
+            session.execute(text("ANALYZE vectors"))
         self.dropped.clear()
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from kb.errors import RejectedDataError
 from kb.storage import pgvector_index
+from kb.storage.database import copy_rows
 from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.reading import ORPHANS, Snapshot
 
@@ -159,7 +160,12 @@ class WriteUnit:
             for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
             for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
         ]
-        if rows:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
+        if not rows:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            copy_rows(self.session, "postings", ("term", "chunk_id", "tf"),
+                      ((row["term"], row["chunk_id"], row["tf"]) for row in rows))
+        else:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
             self.session.execute(insert(Posting.__table__), rows)
 
     def replace_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]], first: bool) -> None:
