@@ -22,11 +22,11 @@ from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
 from kb.storage.filters import allowed_chunk_ids
 from kb.storage.models import Space, Vector
+from kb.storage.vector_index import EXACT_BELOW
 from kb.types import Filters, Modality
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 10_000
-EXACT_BELOW = 20_000  # an approximate index searches a filter passed by at most this many chunks exactly
 
 
 def _sha256(data: bytes) -> str:
@@ -177,8 +177,8 @@ class FaissIndex:
     def search_ids(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (chunk id, inner product) for one query vector, restricted to ``allowed`` ids if given.
 
-        An approximate index (HNSW, IVF) searches few allowed ids exactly, from their stored copies: walking a graph
-        or lists for them would return fewer than ``k`` or miss some.
+        An HNSW index searches few allowed ids exactly, from the copies its graph keeps: walking the graph for them
+        would return fewer than ``k`` or miss some.
         """
         with self._lock:
             if self.count == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
@@ -186,14 +186,14 @@ class FaissIndex:
             query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
             k = min(k, self.count)
             mapped = isinstance(self.index, faiss.IndexIDMap2)  # as built here; a user's factory may say otherwise
-            inner = faiss.downcast_index(self.index.index) if mapped else self.index
-            hnsw = isinstance(inner, faiss.IndexHNSW)
-            if mapped and allowed is not None and not isinstance(inner, faiss.IndexFlat) and \
-                    len(allowed) <= EXACT_BELOW:
+            hnsw = isinstance(faiss.downcast_index(self.index.index) if mapped else self.index, faiss.IndexHNSW)
+            if hnsw and mapped and allowed is not None and len(allowed) <= EXACT_BELOW:
                 return self._exact(query, k, allowed)
             selector = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector) if hnsw else \
-                faiss.SearchParameters(sel=selector)
+            if hnsw:
+                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
+            else:
+                params = None if selector is None else faiss.SearchParameters(sel=selector)
             try:
                 scores, ids = self.index.search(query, k, params=params)
             except RuntimeError:  # index types without selector support: over-fetch and filter

@@ -31,12 +31,12 @@ from kb.optional import require
 from kb.storage.database import copy_rows
 from kb.storage.filters import chunk_conditions, passing_chunks
 from kb.storage.models import Chunk, Document, Space, Vector
+from kb.storage.vector_index import EXACT_BELOW
 from kb.types import Filters, Modality
 
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 OVERFETCH = 2  # candidates per hit wanted when only the documents' status filters
 FILTERED_OVERFETCH = 10  # candidates per hit wanted when many chunks pass the filters (short: searched again exactly)
-EXACT_BELOW = 20_000  # a filter passed by at most this many chunks is searched exactly: cheaper than HNSW, and exact
 BULK_MIN_VECTORS = 2_000  # fewer added vectors are never worth blocking readers for a rebuild
 INSERT_COST = 8  # inserting one vector into an HNSW graph costs about this many times adding it to a fresh build
 BUILD_MEMORY_PER_VECTOR = 256  # bytes of graph beside each vector's floats while building (m=16 neighbours)
