@@ -1,14 +1,15 @@
 """Storage at scale: FAISS Flat and FAISS HNSW (SQLite) against pgvector HNSW (PostgreSQL), in one run.
 
 N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated
-with variations) with their keyword postings, and stored vectors instead of an encoder: clustered random unit
-vectors (``--dim``, 384 as all-MiniLM). Everything is written through the catalog's write unit exactly as an ingest
-writes it, ``--commit`` chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query
-encoding excluded: queries are stored vectors nudged), dense with a path filter, keyword (BM25 in SQL) and both in
-one snapshot (the two searches of hybrid; fusion and the true-score completion excluded); recall@10 against exact
-(FAISS Flat) at each ``--ef`` (``hnsw_ef_search``); another process's first search after a commit (its own
-``Store``: FAISS rebuilds or reloads its index, pgvector has nothing to do); the index's size. PostgreSQL comes
-from ``pgserver`` (the test extra). See docs/benchmarks.md for figures.
+with variations) with their keyword postings, and a fast stand-in for the encoder (``--vectors text``: each
+chunk's words projected at random; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
+all-MiniLM. Everything is written through the catalog's write unit exactly as an ingest writes it, ``--commit``
+chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query encoding excluded),
+dense with a path filter, keyword (BM25 in SQL) and both in one snapshot (the two searches of hybrid; fusion and
+the true-score completion excluded); recall@10 against exact (FAISS Flat) at each ``--ef`` (``hnsw_ef_search``);
+another process's first search after a commit (its own ``Store``: FAISS rebuilds or reloads its index, pgvector
+has nothing to do); the index's size. PostgreSQL comes from ``pgserver`` (the test extra). Figures:
+docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
 """
@@ -21,6 +22,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +53,30 @@ def clustered_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
     vectors = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, dimension),
                                                                                         dtype=np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def text_vectors(terms: list[list[str]], vocabulary: dict[str, int], weights: np.ndarray, dimension: int,
+                 seed: int) -> np.ndarray:
+    """A fast stand-in for a text encoder: every term a fixed random direction, a text the idf-weighted sum of its
+    terms' directions, normalised (a random projection of its bag of words). Texts that share words are near."""
+    directions = np.random.default_rng(seed).standard_normal((len(vocabulary), dimension), dtype=np.float32)
+    vectors = np.zeros((len(terms), dimension), dtype=np.float32)
+    for start in range(0, len(terms), 5_000):
+        part = terms[start : start + 5_000]
+        ids = np.fromiter((vocabulary.get(term, -1) for words in part for term in words), dtype=np.int64)
+        rows = np.repeat(np.arange(len(part)), [len(words) for words in part])
+        known = ids >= 0
+        np.add.at(vectors[start : start + len(part)], rows[known],
+                  directions[ids[known]] * weights[ids[known], None])
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def idf(terms: list[list[str]]) -> tuple[dict[str, int], np.ndarray]:
+    """Every term's number, and its inverse document frequency among the chunks."""
+    frequencies = Counter(term for words in terms for term in set(words))
+    vocabulary = {term: number for number, term in enumerate(sorted(frequencies))}
+    counts = np.array([frequencies[term] for term in sorted(frequencies)], dtype=np.float32)
+    return vocabulary, np.log(len(terms) / counts).astype(np.float32)
 
 
 def chunk_texts(data: Path, count: int) -> list[str]:
@@ -161,22 +187,30 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200, 400],
                         help="hnsw_ef_search values for recall@10 (the first ef is the setting of the timings)")
     parser.add_argument("--hnsw", default="HNSW32", help="the FAISS HNSW index_factory string")
+    parser.add_argument("--vectors", choices=("text", "clustered"), default="text", help=(
+        "text: each chunk's words projected at random (near texts are near vectors); clustered: random vectors "
+        "around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
     if not (args.data / "wiki-distractors").is_dir():
         raise SystemExit(f"the wiki distractors are not under {args.data}: pass --data (see shared/data/README.md)")
     import pgserver
 
-    vectors = clustered_vectors(args.chunks, args.dim, seed=1)
     texts = chunk_texts(args.data, args.chunks)
     tokenizer = SimpleTokenizer()
     terms = [tokenizer.tokenize(text) for text in texts]
     rng = np.random.default_rng(2)
-    sources = rng.integers(0, len(vectors), args.queries)
-    queries = vectors[sources] + 0.3 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    sources = rng.integers(0, args.chunks, args.queries)
     picker = random.Random(3)
     keyword_queries = [picker.sample(sorted(set(terms[i])), min(4, len(set(terms[i])))) for i in sources]
+    if args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
+        vocabulary, weights = idf(terms)
+        vectors = text_vectors(terms, vocabulary, weights, args.dim, seed=1)
+        queries = text_vectors(keyword_queries, vocabulary, weights, args.dim, seed=1)
+    else:  # queries: stored vectors nudged
+        vectors = clustered_vectors(args.chunks, args.dim, seed=1)
+        queries = vectors[sources] + 0.3 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     depth = Settings().fusion_candidates
     ef = args.ef[0]
     with tempfile.TemporaryDirectory(prefix="kb-storage-scale-") as folder:
