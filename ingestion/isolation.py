@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingestion.loaders import LoadError
-from ingestion.reading import FileJob, FileReader, Fetched, Loaded, LoadFailed, ReadFailed, ReadSettings, fetch
+from ingestion.reading import Fetched, FileJob, FileReader, Loaded, LoadFailed, ReadFailed, ReadSettings, fetch
 from kb.errors import KbError
 
 _POLL_SECONDS = 0.05  # how often a waiting ingest looks for a stop request

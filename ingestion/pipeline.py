@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.isolation import FileRunner, StopRequested, file_runner
 from ingestion.loaders import LoadError, loader_for
@@ -25,6 +25,7 @@ from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer
 from kb.sources import too_many_missing
+from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
 from kb.storage.store import IMAGE_SPACE_OFF, Store
 from kb.storage.writing import WriteUnit
@@ -427,34 +428,21 @@ class Ingestor:
                      for item, hashes in zip(pending, chunk_hashes)]
         text_items = [[chunk.text for chunk in item.chunks] + [p.description for p in item.described()]
                       for item in pending]
-        per_space = {text_space.id: self._embed(text_space, text_keys, text_items, self.encoder.encode, report)}
+        embedded = [EmbeddingSpace(TEXT_SPACE, self.encoder).embed_reusing(self.store, text_space, text_keys,
+                                                                           text_items)]
+        per_space = {text_space.id: embedded[0].vectors}
         if self.clip is not None and self.clip_space is not None:
-            clip_texts = self._embed(self.clip_space, chunk_hashes, [[c.text for c in item.chunks] for item in pending],
-                                     self.clip.encode, report)
-            clip_images = self._embed(self.clip_space, [[p.image.sha256 for p in item.pictures] for item in pending],
-                                      [[p.image.image for p in item.pictures] for item in pending],
-                                      self.clip.encode_images, report, images=True)
-            per_space[self.clip_space.id] = [np.concatenate(pair) for pair in zip(clip_texts, clip_images)]
+            clip = EmbeddingSpace(CLIP_SPACE, self.clip)
+            embedded += [clip.embed_reusing(self.store, self.clip_space, chunk_hashes,
+                                            [[c.text for c in item.chunks] for item in pending]),
+                         clip.embed_reusing(self.store, self.clip_space,
+                                            [[p.image.sha256 for p in item.pictures] for item in pending],
+                                            [[p.image.image for p in item.pictures] for item in pending], images=True)]
+            per_space[self.clip_space.id] = [np.concatenate(pair) for pair in zip(embedded[1].vectors,
+                                                                                  embedded[2].vectors)]
+        report.encoder_seconds += sum(part.encode_seconds for part in embedded)
         return [_Group(item, hashes, {space_id: vectors[i] for space_id, vectors in per_space.items()})
                 for i, (item, hashes) in enumerate(zip(pending, chunk_hashes))]
-
-    def _embed(self, space: Space, keys: list[list[str]], items: list[list[Any]],
-               encode: Callable[[list[Any]], np.ndarray], report: IngestReport,
-               images: bool = False) -> list[np.ndarray]:
-        """Vectors of each document's ``items`` in ``space``; an item whose key (text or picture hash) is already
-        embedded in the space, or repeated in the batch, is encoded once."""
-        flat_keys = [key for part in keys for key in part]
-        with self.store.read() as snapshot:
-            vectors = snapshot.vectors_by_hash(space.id, set(flat_keys), images=images)
-        missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
-                   if key not in vectors}
-        if missing:
-            encode_started = time.perf_counter()
-            encoded = encode(list(missing.values()))
-            report.encoder_seconds += time.perf_counter() - encode_started
-            vectors.update(zip(missing, encoded))
-        empty = np.zeros((0, space.dimension), dtype=np.float32)
-        return [np.stack([vectors[key] for key in part]) if part else empty for part in keys]
 
     def _store_documents(self, unit: WriteUnit, groups: list[_Group], source_id: int, text_space_id: int) -> None:
         """Insert or replace documents with their chunks, pictures, postings and vectors, in bulk."""

@@ -4,40 +4,38 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
 
-from kb.embedding import EMBED_BATCH, embed_stored
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.sources import too_many_missing
-from kb.storage.reading import ORPHANS
-from kb.storage.store import IMAGE_SPACE_OFF
+from kb.spaces import EmbeddingSpace
 from kb.storage.faiss_index import FaissIndex
+from kb.storage.reading import ORPHANS
+from kb.storage.store import IMAGE_SPACE_OFF, Store
 from kb.types import CLIP_SPACE, DoctorReport, Problem
 
-if TYPE_CHECKING:
-    from kb.knowledge_base import KnowledgeBase
 
-
-def examine(knowledge_base: KnowledgeBase, repair: bool = False) -> DoctorReport:
-    """Every check, in an order where each repair leaves the next check meaningful."""
+def examine(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], int], max_removed_share: float,
+            repair: bool = False) -> DoctorReport:
+    """Every check, in an order where each repair leaves the next check meaningful. ``spaces`` are those that can
+    be built here; ``reembed`` rebuilds them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
-    with knowledge_base.store.writer_lock if repair else nullcontext():
-        _stuck_runs(knowledge_base, report, repair)
-        _orphans(knowledge_base, report, repair)
-        if _encoder_matches(knowledge_base, report, repair):
-            _missing_vectors(knowledge_base, report, repair)
-        _files_gone(knowledge_base, report, repair)
-        _index_caches(knowledge_base, report, repair)
-        _temporary_files(knowledge_base, report, repair)
-    _notes(knowledge_base, report)
+    with store.writer_lock if repair else nullcontext():
+        _stuck_runs(store, report, repair)
+        _orphans(store, report, repair)
+        if _encoder_matches(store, spaces, reembed, report, repair):
+            _missing_vectors(store, spaces, report, repair)
+        _files_gone(store, max_removed_share, report, repair)
+        _index_caches(store, report, repair)
+        _temporary_files(store, report, repair)
+    _notes(store, report)
     return report
 
 
-def _notes(knowledge_base: KnowledgeBase, report: DoctorReport) -> None:
+def _notes(store: Store, report: DoctorReport) -> None:
     """What needs no repair but a person should know: documents that hold no text, documents read only in part,
     and what the knowledge base cannot do for now."""
-    store = knowledge_base.store
     with store.read() as snapshot:
         empty = snapshot.empty_documents()
         partial = len(snapshot.document_warnings())
@@ -50,9 +48,8 @@ def _notes(knowledge_base: KnowledgeBase, report: DoctorReport) -> None:
     report.notes += store.notices()
 
 
-def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _stuck_runs(store: Store, report: DoctorReport, repair: bool) -> None:
     """Runs still marked running while no process holds the writer lock were killed."""
-    store = knowledge_base.store
     with store.read() as snapshot:
         stuck = snapshot.running_runs()
     if not stuck:
@@ -70,9 +67,8 @@ def _stuck_runs(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
                                    repaired=repair))
 
 
-def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _orphans(store: Store, report: DoctorReport, repair: bool) -> None:
     """Rows whose parent is gone: postings and vectors without a chunk, chunks without a document."""
-    store = knowledge_base.store
     for kind in ORPHANS:
         with store.read() as snapshot:
             count = snapshot.orphans(kind)
@@ -84,57 +80,55 @@ def _orphans(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) 
         report.problems.append(Problem(kind=kind, detail=f"{count} row(s)", repaired=repair))
 
 
-def _encoder_matches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> bool:
+def _encoder_matches(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], int], report: DoctorReport,
+                     repair: bool) -> bool:
     """Each space must have been built by its configured encoder; repairing re-embeds every chunk."""
     try:
-        knowledge_base.encoder.identity()
+        for space in spaces:
+            space.encoder.identity()
     except ModelNotFoundError as error:
         report.problems.append(Problem(kind="encoder unavailable", detail=str(error)))
         return False
-    built = {space.name: space for space in knowledge_base.store.spaces()}
-    for name, encoder in knowledge_base.space_encoders().items():
-        space, identity = built.get(name), encoder.identity()
-        if space is None or (identity.fingerprint, identity.dimension) == (space.fingerprint, space.dimension):
+    built = {stored.name: stored for stored in store.spaces()}
+    for space in spaces:
+        stored = built.get(space.name)
+        if stored is None or not space.built_by_another_model(stored):
             continue
-        detail = (f"space {space.name!r} was built with {space.model!r}; the configured encoder is "
-                  f"{identity.model!r} (`kb doctor --repair` or `kb reembed` re-embeds every chunk)")
+        detail = (f"space {stored.name!r} was built with {stored.model!r}; the configured encoder is "
+                  f"{space.encoder.identity().model!r} (`kb doctor --repair` or `kb reembed` re-embeds every chunk)")
         if repair:
-            knowledge_base.reembed_locked()
+            reembed()
         report.problems.append(Problem(kind="encoder mismatch", detail=detail, repaired=repair))
         return repair
     return True
 
 
-def _missing_vectors(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _missing_vectors(store: Store, spaces: list[EmbeddingSpace], report: DoctorReport, repair: bool) -> None:
     """Chunks without a vector in a space that should hold them get embedded: an image ingested while the CLIP
     model was unavailable, say, or a whole CLIP space that could not be built then."""
-    store = knowledge_base.store
-    built = {space.name: space for space in store.spaces()}
-    for name, encoder in knowledge_base.space_encoders().items():
-        space = built.get(name)
+    built = {stored.name: stored for stored in store.spaces()}
+    for space in spaces:
+        stored = built.get(space.name)
         with store.read() as snapshot:
-            ids = snapshot.member_ids(name, missing_in=space) if space is not None else snapshot.member_ids(name)
+            ids = snapshot.member_ids(space.name, missing_in=stored)
         if not ids:
             continue
         if repair:
-            space = space or store.space(name, encoder.identity())
-            assert space is not None
-            with store.write() as unit:  # one transaction, embedded in batches: previews decode a batch at a time
-                for start in range(0, len(ids), EMBED_BATCH):
-                    part = ids[start : start + EMBED_BATCH]
-                    unit.add_vectors(space.id, part, embed_stored(unit.read, name, encoder, part))
-            if name == CLIP_SPACE:
+            stored = stored or store.space(space.name, space.encoder.identity())
+            assert stored is not None
+            with store.write() as unit:  # one transaction
+                space.fill(unit, stored, ids)
+            if space.name == CLIP_SPACE:
                 store.record_notice(IMAGE_SPACE_OFF, None)
         report.problems.append(Problem(kind="missing vectors",
-                                       detail=f"{len(ids)} chunk(s) have no vector in space {name!r}",
+                                       detail=f"{len(ids)} chunk(s) have no vector in space {space.name!r}",
                                        repaired=repair))
 
 
-def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, repair: bool) -> None:
     """Documents whose file no longer exists. Nothing is deleted for a source whose folder is missing, unreadable
     or empty (an unmounted share), nor when more than ``max_removed_share`` of a source's files are missing at
     once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
-    store = knowledge_base.store
     with store.read() as snapshot:
         rows = snapshot.document_files()
     by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -151,7 +145,7 @@ def _files_gone(knowledge_base: KnowledgeBase, report: DoctorReport, repair: boo
         states = [(document_id, path, _file_state(path)) for document_id, path in documents]
         missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
         unknown += sum(1 for _, _, state in states if state == "unknown")
-        if too_many_missing(len(missing), len(documents), knowledge_base.settings.max_removed_share):
+        if too_many_missing(len(missing), len(documents), max_removed_share):
             report.problems.append(Problem(kind="many files missing", detail=(
                 f"{len(missing)} of the {len(documents)} files of {root} are missing: more than max_removed_share, "
                 "so --repair keeps their documents (if they really were deleted, `kb reindex SOURCE "
@@ -193,9 +187,8 @@ def _file_state(path: str) -> str:
     return "present"
 
 
-def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _index_caches(store: Store, report: DoctorReport, repair: bool) -> None:
     """Each space's FAISS cache must exist, be intact, and match the database's generation and vector count."""
-    store = knowledge_base.store
     for space in store.spaces():
         with store.read() as snapshot:
             count = snapshot.vector_count(space)
@@ -211,9 +204,9 @@ def _index_caches(knowledge_base: KnowledgeBase, report: DoctorReport, repair: b
         report.problems.append(Problem(kind="index cache", detail=f"space {space.name!r}: {reason}", repaired=repair))
 
 
-def _temporary_files(knowledge_base: KnowledgeBase, report: DoctorReport, repair: bool) -> None:
+def _temporary_files(store: Store, report: DoctorReport, repair: bool) -> None:
     """Temporary files a killed save left behind."""
-    leftovers = sorted((knowledge_base.store.directory / "indexes").glob("*.tmp"))
+    leftovers = sorted((store.directory / "indexes").glob("*.tmp"))
     if not leftovers:
         return
     if repair:

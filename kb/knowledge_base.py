@@ -11,18 +11,16 @@ from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
-from kb.embedding import EMBED_BATCH, embed_stored
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
 from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, ScheduleError, WriterBusyError
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
+from kb.spaces import EMBED_BATCH, EmbeddingSpace, buildable_spaces
 from kb.storage.database import schema_version
 from kb.storage.models import INGESTED, utcnow
 from kb.storage.store import Store
 from kb.storage.urls import redact
 from kb.types import (
-    CLIP_SPACE,
-    TEXT_SPACE,
     Answer,
     AskResult,
     DoctorReport,
@@ -155,11 +153,12 @@ class KnowledgeBase:
     def scheduler(self, poll_seconds: float = 30.0,
                   on_report: Callable[[IngestReport], None] | None = None) -> Scheduler:
         """A scheduler over this knowledge base: ``.run()`` until ``.stop()``, or ``.run_pending()`` once."""
-        return Scheduler(self, poll_seconds, on_report)
+        return Scheduler(self.store, self.ingest, poll_seconds, on_report)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
-        return doctor.examine(self, repair)
+        return doctor.examine(self.store, self.spaces(), self.reembed_locked, self.settings.max_removed_share,
+                              repair)
 
     def reembed(self, batch_size: int = EMBED_BATCH) -> int:
         """Rebuild every chunk's vectors (text space, and CLIP space when its model loads) and keyword postings
@@ -172,39 +171,27 @@ class KnowledgeBase:
 
     def reembed_locked(self, batch_size: int = EMBED_BATCH) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
-        encoders = self.space_encoders()
         with self.store.write() as unit:
-            for name, encoder in encoders.items():
-                identity = encoder.identity()
+            for space in self.spaces():
+                identity = space.encoder.identity()
                 facts = (identity.model, identity.fingerprint, identity.dimension, identity.normalized)
-                space = unit.space(name) or unit.new_space(name, *facts)
-                space = unit.replace_space(space, *facts)
-                ids = unit.read.member_ids(name)
-                for start in range(0, len(ids), batch_size):
-                    part = ids[start : start + batch_size]
-                    unit.add_vectors(space.id, part, embed_stored(unit.read, name, encoder, part))
+                stored = unit.space(space.name) or unit.new_space(space.name, *facts)
+                stored = unit.replace_space(stored, *facts)
+                space.fill(unit, stored, unit.read.member_ids(space.name), batch_size)
             rows = unit.read.chunk_texts()
             for start in range(0, max(len(rows), 1), batch_size):
                 part = rows[start : start + batch_size]
                 unit.replace_postings([chunk_id for chunk_id, _ in part],
                                       [self.keywords.tokenize(text) for _, text in part], first=start == 0)
             unit.record_keyword_tokenizer(self.keywords.name)
-        for space in self.store.spaces():
-            self.store.index(space)
+        for stored in self.store.spaces():
+            self.store.index(stored)
         save_settings(self.directory, self.settings)
         return len(rows)
 
-    def space_encoders(self) -> dict[str, TextEncoder | ClipEncoder]:
-        """The encoder of each space that can be built here: the text space always, the CLIP space when its model
-        loads (otherwise its vectors are left as they are)."""
-        encoders: dict[str, TextEncoder | ClipEncoder] = {TEXT_SPACE: self.encoder}
-        if self.clip is not None:
-            try:
-                self.clip.identity()
-                encoders[CLIP_SPACE] = self.clip
-            except ModelNotFoundError:
-                pass
-        return encoders
+    def spaces(self) -> list[EmbeddingSpace]:
+        """The embedding spaces that can be built here (the CLIP space only when its model loads)."""
+        return buildable_spaces(self.encoder, self.clip)
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from kb.errors import WriterBusyError
 from kb.sources import due_sources, next_due
 from kb.storage.models import utcnow
+from kb.storage.store import Store
 from kb.types import IngestReport
 
-if TYPE_CHECKING:
-    from kb.knowledge_base import KnowledgeBase
-
 log = logging.getLogger(__name__)
+
+
+class Reindex(Protocol):
+    """How the scheduler reindexes one source folder (``KnowledgeBase.ingest``); ``should_stop`` ends it early."""
+
+    def __call__(self, folder: str, *, should_stop: Callable[[], bool]) -> IngestReport: ...
 
 
 class Scheduler:
@@ -25,9 +29,10 @@ class Scheduler:
     recorded as interrupted. A source whose run fails is rescheduled as usual; the failure is in ``kb jobs``.
     """
 
-    def __init__(self, knowledge_base: KnowledgeBase, poll_seconds: float = 30.0,
+    def __init__(self, store: Store, reindex: Reindex, poll_seconds: float = 30.0,
                  on_report: Callable[[IngestReport], None] | None = None) -> None:
-        self.knowledge_base = knowledge_base
+        self.store = store
+        self.reindex = reindex
         self.poll_seconds = poll_seconds
         self.on_report = on_report
         self._stop = threading.Event()
@@ -42,11 +47,11 @@ class Scheduler:
     def run_pending(self) -> list[IngestReport]:
         """Reindex every source that is due now."""
         reports = []
-        for path in due_sources(self.knowledge_base.store, utcnow()):
+        for path in due_sources(self.store, utcnow()):
             if self.stopped:
                 break
             try:
-                report = self.knowledge_base.ingest(path, should_stop=self._stop.is_set)
+                report = self.reindex(path, should_stop=self._stop.is_set)
             except WriterBusyError:
                 log.info("another writer is busy; %s stays due", path)
                 continue
@@ -63,7 +68,7 @@ class Scheduler:
         while not self.stopped:
             self.run_pending()
             wait = self.poll_seconds
-            upcoming = next_due(self.knowledge_base.store)
+            upcoming = next_due(self.store)
             if upcoming is not None:
                 wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
             self._stop.wait(wait)

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
 from kb.storage.models import Space
 from kb.storage.reading import Snapshot
 from kb.types import Modality

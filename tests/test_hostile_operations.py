@@ -29,9 +29,9 @@ from kb.errors import (
     SourceUnavailableError,
     StorageError,
 )
+from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
-from kb.storage.faiss_index import FaissIndex
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
 from tests.test_hostile_files import _assert_nothing_outside
 from tests.test_knowledge_base import DOCS, write_docs

@@ -15,7 +15,6 @@ from kb.config import Settings, load_settings, save_settings
 from kb.errors import BackendUnavailableError
 from kb.types import Hit
 from tests.qa_model import FILLER, fact, question
-
 from tests.test_backends import FLOAT32, INT8, available  # skips this module too without the onnx extra
 
 CODES = [("elena", 9012), ("greta", 3141), ("kofi", 577)]

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from kb import optional
 from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
-from kb import optional
 from kb.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
