@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from answering.backends import Logits, load_reader
+from answering.backends import Logits, chosen_backend, load_reader
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
 from answering.threshold import model_threshold
@@ -67,7 +67,8 @@ class ExtractiveReader:
             if self._logits_of is None:
                 settings = self.settings
                 self._logits_of, self._tokenizer = load_reader(
-                    self.model_name, backend=settings.reader_backend, device=settings.device,
+                    self.model_name, device=settings.device,
+                    backend=chosen_backend(settings.reader_backend, settings.device, settings.reader_precision),
                     precision=settings.reader_precision, int8_float_layers=settings.reader_int8_float_layers,
                     cache=export_cache(settings))
 

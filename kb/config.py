@@ -25,6 +25,7 @@ MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precisi
                     "reader_backend")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
@@ -195,11 +196,13 @@ class Settings(BaseSettings):
     reader_int8_float_layers: list[str] = Field(default_factory=list, description=(
         "with `int8`: regular expressions of Linear layer names left in float32, e.g. `[\"qa_outputs\"]`"
     ))
-    reader_backend: EncoderBackend = Field(default="torch", description=(
+    reader_backend: ReaderBackend = Field(default="auto", description=(
         "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
         "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
         "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights); the same window "
-        "and span code reads them all; see [Speed](asking.md#speed)"
+        "and span code reads them all. `auto`: the float32 export on `openvino`, else `onnx`, where its extra is "
+        "installed and the reader runs on the CPU in float32 (the same answers as torch, faster), else `torch`; see "
+        "[Speed](asking.md#speed)"
     ))
     reader_quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 
@@ -232,7 +235,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _precision_is_torch_only(self) -> Settings:
         """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
-        if self.reader_backend != "torch" and self.reader_precision != "float32":
+        if self.reader_backend not in ("torch", "auto") and self.reader_precision != "float32":
             raise ValueError(f"reader_precision={self.reader_precision} applies to reader_backend=torch only; with "
                              f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8)")
         return self

@@ -171,8 +171,9 @@ class KnowledgeBase:
 
     def reembed_locked(self, batch_size: int = EMBED_BATCH) -> int:
         """``reembed`` for a caller that already holds the writer lock."""
+        spaces = self.spaces()  # models loaded before the write transaction begins
         with self.store.write() as unit:
-            for space in self.spaces():
+            for space in spaces:
                 identity = space.encoder.identity()
                 facts = (identity.model, identity.fingerprint, identity.dimension, identity.normalized)
                 stored = unit.space(space.name) or unit.new_space(space.name, *facts)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from answering.backends import chosen_backend
 from answering.reader import ExtractiveReader
 from kb.config import Settings, load_settings, save_settings
 from kb.errors import BackendUnavailableError
@@ -67,15 +68,33 @@ def test_the_reader_is_exported_once(tiny_reader: Path, tmp_path: Path, monkeypa
     assert len(list((tmp_path / "exports").iterdir())) == 1
 
 
-def test_asking_a_knowledge_base_on_a_reader_backend(kb_factory, tiny_reader: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["onnx", "auto"])
+def test_asking_a_knowledge_base_on_a_reader_backend(kb_factory, tiny_reader: Path, tmp_path: Path,
+                                                     backend: str) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "codes.txt").write_text(f"{FILLER[0]} {fact('hiro', 2468)} {FILLER[1]}", encoding="utf-8")
     (docs / "weather.txt").write_text(" ".join(FILLER[2:5]), encoding="utf-8")
-    knowledge_base = kb_factory(reader_model=str(tiny_reader), reader_backend="onnx")
+    cache = tmp_path / "model-cache"
+    knowledge_base = kb_factory(reader_model=str(tiny_reader), reader_backend=backend, model_cache=str(cache))
     knowledge_base.ingest(docs)
     best = knowledge_base.ask(question("hiro"), k=2)[0]
     assert best.text == "2468" and best.sources[0].path.endswith("codes.txt")
+    assert len(list((cache / "exports").iterdir())) == 1  # read from the exported graph (auto: on this CPU)
+
+
+def test_auto_reads_on_a_float32_export_where_a_runtime_is_installed(monkeypatch) -> None:
+    """The default gives torch's answers faster on a CPU; torch where it must (a GPU, a torch precision, no
+    runtime installed); a backend named is kept as it is."""
+    available("openvino")
+    assert chosen_backend("auto", "cpu", "float32") == "openvino"
+    assert chosen_backend("auto", "cpu", "int8") == "torch"
+    assert chosen_backend("auto", "cuda", "float32") == "torch"
+    assert chosen_backend("onnx-int8", "cpu", "float32") == "onnx-int8"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an import finds when the package is not installed
+    assert chosen_backend("auto", "cpu", "float32") == "onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert chosen_backend("auto", "cpu", "float32") == "torch"
 
 
 def test_a_missing_runtime_names_the_package_to_install(tiny_reader: Path, tmp_path: Path, monkeypatch) -> None:
@@ -87,6 +106,6 @@ def test_a_missing_runtime_names_the_package_to_install(tiny_reader: Path, tmp_p
 def test_reader_backend_is_a_machine_setting(tmp_path: Path) -> None:
     save_settings(tmp_path, Settings(reader_backend="onnx-int8"))
     assert "reader_backend" not in json.loads((tmp_path / "kb.json").read_text())
-    assert load_settings(tmp_path, {}).reader_backend == "torch"
+    assert load_settings(tmp_path, {}).reader_backend == "auto"
     with pytest.raises(ValueError, match="reader_backend=torch only"):
         Settings(reader_backend="onnx", reader_precision="int8")
