@@ -1,10 +1,15 @@
-"""Storage at scale: dense search over N chunks with the FAISS cache (SQLite) against pgvector HNSW (PostgreSQL).
+"""Storage at scale: FAISS Flat and FAISS HNSW (SQLite) against pgvector HNSW (PostgreSQL), in one run.
 
-Stored vectors, not an encoder: N chunks get clustered random unit vectors (``--dim``, 384 as all-MiniLM), written
-through the catalog's write unit exactly as an ingest writes them. Printed, for both backends in the same run:
-dense search p50/p95 (query encoding excluded: queries are stored vectors nudged), recall@10 of pgvector's HNSW
-against exact search, and another process's first search after a commit (its own ``Store``: FAISS rebuilds or
-reloads its index, pgvector has nothing to do). PostgreSQL comes from ``pgserver`` (the test extra).
+N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated
+with variations) with their keyword postings, and a fast stand-in for the encoder (``--vectors text``: each
+chunk's words projected at random; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
+all-MiniLM. Everything is written through the catalog's write unit exactly as an ingest writes it, ``--commit``
+chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query encoding excluded),
+dense with a path filter, keyword (BM25 in SQL) and both in one snapshot (the two searches of hybrid; fusion and
+the true-score completion excluded); recall@10 against exact (FAISS Flat) at each ``--ef`` (``hnsw_ef_search``);
+another process's first search after a commit (its own ``Store``: FAISS rebuilds or reloads its index, pgvector
+has nothing to do); the index's size. PostgreSQL comes from ``pgserver`` (the test extra). Figures:
+docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
 """
@@ -12,18 +17,33 @@ reloads its index, pgvector has nothing to do). PostgreSQL comes from ``pgserver
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import statistics
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from kb.config import Settings
+from kb.keywords import SimpleTokenizer
+from kb.storage.faiss_index import FaissIndex
+from kb.storage.models import Space
+from kb.storage.pgvector_index import PgvectorIndex
+from kb.storage.reading import Snapshot
 from kb.storage.store import Store
+from kb.types import Filters
+from tests.peak_memory import peak_mb
 
 DOCUMENT_CHUNKS = 100  # chunks per document
-BATCH = 5_000  # chunks per commit while loading
+WINDOW = 40  # words per chunk
+WHEN = datetime(2026, 1, 1)
+FILTER = Filters(path_glob="doc1*.txt")  # doc1, doc10-19, doc100-199, ...: about a tenth of the documents
 
 
 def clustered_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
@@ -35,68 +55,108 @@ def clustered_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def load(store: Store, vectors: np.ndarray) -> int:
-    """Documents, chunks and vectors through the write unit; returns the space id."""
+def text_vectors(terms: list[list[str]], vocabulary: dict[str, int], weights: np.ndarray, dimension: int,
+                 seed: int) -> np.ndarray:
+    """A fast stand-in for a text encoder: every term a fixed random direction, a text the idf-weighted sum of its
+    terms' directions, normalised (a random projection of its bag of words). Texts that share words are near."""
+    directions = np.random.default_rng(seed).standard_normal((len(vocabulary), dimension), dtype=np.float32)
+    vectors = np.zeros((len(terms), dimension), dtype=np.float32)
+    for start in range(0, len(terms), 5_000):
+        part = terms[start : start + 5_000]
+        ids = np.fromiter((vocabulary.get(term, -1) for words in part for term in words), dtype=np.int64)
+        rows = np.repeat(np.arange(len(part)), [len(words) for words in part])
+        known = ids >= 0
+        np.add.at(vectors[start : start + len(part)], rows[known],
+                  directions[ids[known]] * weights[ids[known], None])
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def idf(terms: list[list[str]]) -> tuple[dict[str, int], np.ndarray]:
+    """Every term's number, and its inverse document frequency among the chunks."""
+    frequencies = Counter(term for words in terms for term in set(words))
+    vocabulary = {term: number for number, term in enumerate(sorted(frequencies))}
+    counts = np.array([frequencies[term] for term in sorted(frequencies)], dtype=np.float32)
+    return vocabulary, np.log(len(terms) / counts).astype(np.float32)
+
+
+def chunk_texts(data: Path, count: int) -> list[str]:
+    """``count`` 40-word windows of the wiki summaries, each passage read again at a new offset on every pass."""
+    passages = [entry["extract"].split() for entry in
+                json.loads((data / "wiki-distractors" / "summaries_en-us.json").read_text(encoding="utf-8")).values()]
+    passages = [words for words in passages if len(words) >= WINDOW]
+    texts = []
+    for number in range(count):
+        words = passages[number % len(passages)]
+        start = (7 * (number // len(passages))) % (len(words) - WINDOW + 1)
+        texts.append(" ".join(words[start : start + WINDOW]))
+    return texts
+
+
+def document_row(source_id: int, name: str) -> dict[str, object]:
+    return {"source_id": source_id, "path": f"/bench/{name}", "relpath": name, "file_type": "text", "size": 1,
+            "mtime_ns": 0, "modified_at": WHEN, "content_hash": name, "status": "ok", "error": None, "warnings": [],
+            "title": None, "text": "", "pages": [], "ingested_at": WHEN}
+
+
+def add_chunks(store: Store, first: int, vectors: np.ndarray, texts: list[str], terms: list[list[str]],
+               names: list[str]) -> None:
+    """One write unit: documents ``names`` (``DOCUMENT_CHUNKS`` chunks each), their chunks, vectors, postings."""
     with store.write() as unit:
-        space = unit.new_space("text", "random-projection", "bench", vectors.shape[1], True)
+        space = unit.space("text") or unit.new_space("text", "random-projection", "bench", vectors.shape[1], True)
         source = unit.source("/bench", create=True)
         assert source is not None
-        source_id = source.id
-    for start in range(0, len(vectors), BATCH):
-        part = vectors[start : start + BATCH]
-        with store.write() as unit:
-            documents = [{"source_id": source_id, "path": f"/bench/doc{number}.txt", "relpath": f"doc{number}.txt",
-                          "file_type": "text", "size": 1, "mtime_ns": 0, "modified_at": _epoch(),
-                          "content_hash": str(number), "status": "ok", "error": None, "warnings": [], "title": None,
-                          "text": "", "pages": [], "ingested_at": _epoch()}
-                         for number in range(start // DOCUMENT_CHUNKS, (start + len(part)) // DOCUMENT_CHUNKS)]
-            document_ids = unit.insert_documents(documents)
-            chunks = [{"document_id": document_ids[i // DOCUMENT_CHUNKS], "ordinal": i % DOCUMENT_CHUNKS,
-                       "modality": "text", "text": f"chunk {start + i}", "text_hash": str(start + i), "start": 0,
-                       "end": 0, "page": None, "tokens": 2, "keyword_length": 2} for i in range(len(part))]
-            unit.add_vectors(space.id, unit.insert_chunks(chunks), part)
-    return space.id
+        document_ids = unit.insert_documents([document_row(source.id, name) for name in names])
+        chunk_ids = unit.insert_chunks([
+            {"document_id": document_ids[i // DOCUMENT_CHUNKS], "ordinal": i % DOCUMENT_CHUNKS, "modality": "text",
+             "text": texts[i], "text_hash": str(first + i), "start": 0, "end": len(texts[i]), "page": None,
+             "tokens": len(terms[i]), "keyword_length": len(terms[i])} for i in range(len(vectors))])
+        unit.add_vectors(space.id, chunk_ids, vectors)
+        unit.add_postings(chunk_ids, terms)
 
 
-def _epoch():  # type: ignore[no-untyped-def]
-    from datetime import datetime
+def load(store: Store, vectors: np.ndarray, texts: list[str], terms: list[list[str]], commit: int) -> None:
+    for start in range(0, len(vectors), commit):
+        end = min(start + commit, len(vectors))
+        names = [f"doc{number}.txt" for number in range(start // DOCUMENT_CHUNKS, -(-end // DOCUMENT_CHUNKS))]
+        add_chunks(store, start, vectors[start:end], texts[start:end], terms[start:end], names)
 
-    return datetime(2026, 1, 1)
+
+Search = Callable[[Snapshot], list[tuple[int, float]]]
 
 
-def search_times(store: Store, queries: np.ndarray, k: int) -> tuple[list[float], list[list[int]]]:
-    space = store.spaces()[0]
+def dense(space: Space, query: np.ndarray, k: int, filters: Filters | None = None) -> Search:
+    return lambda snapshot: snapshot.dense_search(space, query, k, filters)
+
+
+def dense_and_keyword(space: Space, query: np.ndarray, terms: list[str], depth: int) -> Search:
+    return lambda snapshot: snapshot.dense_search(space, query, depth) + snapshot.bm25(terms, depth)
+
+
+def timed(store: Store, queries: list[Search]) -> tuple[list[float], list[list[int]]]:
+    """Seconds per query (each in its own read snapshot) and the chunk ids each returned."""
     times, results = [], []
     for query in queries:
         started = time.perf_counter()
         with store.read() as snapshot:
-            found = snapshot.dense_search(space, query, k)
+            found = query(snapshot)
         times.append(time.perf_counter() - started)
         results.append([chunk_id for chunk_id, _ in found])
     return times, results
 
 
-def first_search_after_commit(writer: Store, reader_factory, queries: np.ndarray, save: bool) -> float:  # type: ignore[no-untyped-def]
-    """Another process (its own Store) has searched; the writer commits 10 vectors; its next search's time."""
+def first_search_after_commit(writer: Store, reader_factory: Callable[[], Store], query: np.ndarray,
+                              save: bool) -> float:
+    """Another process (its own Store) has searched; the writer commits 10 chunks; that reader's next search."""
     reader = reader_factory()
-    search_times(reader, queries[:1], 10)
-    space = writer.spaces()[0]
-    writer.index(space)
+    space = reader.spaces()[0]
+    timed(reader, [dense(space, query, 10)])
+    writer.index(writer.spaces()[0])
     extra = clustered_vectors(10, space.dimension, seed=99)
-    with writer.write() as unit:
-        document_id = unit.insert_documents([{"source_id": 1, "path": f"/bench/extra{time.time_ns()}.txt",
-                                              "relpath": "extra.txt", "file_type": "text", "size": 1, "mtime_ns": 0,
-                                              "modified_at": _epoch(), "content_hash": "x", "status": "ok",
-                                              "error": None, "warnings": [], "title": None, "text": "", "pages": [],
-                                              "ingested_at": _epoch()}])[0]
-        ids = unit.insert_chunks([{"document_id": document_id, "ordinal": i, "modality": "text", "text": "extra",
-                                   "text_hash": "x", "start": 0, "end": 0, "page": None, "tokens": 1,
-                                   "keyword_length": 1} for i in range(10)])
-        unit.add_vectors(space.id, ids, extra)
+    add_chunks(writer, 0, extra, ["extra"] * 10, [["extra"]] * 10, [f"extra{time.time_ns()}.txt"])
     if save:
         for index in writer.loaded_indexes():
             index.save()
-    seconds = search_times(reader, queries[1:2], 10)[0][0]
+    seconds = timed(reader, [dense(space, query, 10)])[0][0]
     reader.close()
     return seconds
 
@@ -105,48 +165,108 @@ def percentile(values: list[float], share: float) -> float:
     return sorted(values)[min(len(values) - 1, int(share * len(values)))]
 
 
+def milliseconds(values: list[float]) -> str:
+    return f"p50 {1000 * statistics.median(values):.1f} ms, p95 {1000 * percentile(values, 0.95):.1f} ms"
+
+
+def index_size_mb(store: Store) -> float:
+    """What the space's index takes: the FAISS index in each process's memory, pgvector's on the server."""
+    index = store.index(store.spaces()[0])
+    if isinstance(index, PgvectorIndex):
+        return index.size_bytes() / 2**20
+    assert isinstance(index, FaissIndex)
+    return len(faiss.serialize_index(index.index)) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--commit", type=int, default=5_000, help="chunks per commit while loading")
+    parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200, 400],
+                        help="hnsw_ef_search values for recall@10 (the first ef is the setting of the timings)")
+    parser.add_argument("--hnsw", default="HNSW32", help="the FAISS HNSW index_factory string")
+    parser.add_argument("--vectors", choices=("text", "clustered"), default="text", help=(
+        "text: each chunk's words projected at random (near texts are near vectors); clustered: random vectors "
+        "around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
+    if not (args.data / "wiki-distractors").is_dir():
+        raise SystemExit(f"the wiki distractors are not under {args.data}: pass --data (see shared/data/README.md)")
     import pgserver
 
-    vectors = clustered_vectors(args.chunks, args.dim, seed=1)
+    texts = chunk_texts(args.data, args.chunks)
+    tokenizer = SimpleTokenizer()
+    terms = [tokenizer.tokenize(text) for text in texts]
     rng = np.random.default_rng(2)
-    queries = vectors[rng.integers(0, len(vectors), args.queries)] + 0.3 * rng.standard_normal(
-        (args.queries, args.dim), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    sources = rng.integers(0, args.chunks, args.queries)
+    picker = random.Random(3)
+    keyword_queries = [picker.sample(sorted(set(terms[i])), min(4, len(set(terms[i])))) for i in sources]
+    if args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
+        vocabulary, weights = idf(terms)
+        vectors = text_vectors(terms, vocabulary, weights, args.dim, seed=1)
+        queries = text_vectors(keyword_queries, vocabulary, weights, args.dim, seed=1)
+    else:  # queries: stored vectors nudged
+        vectors = clustered_vectors(args.chunks, args.dim, seed=1)
+        queries = vectors[sources] + 0.3 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    depth = Settings().fusion_candidates
+    ef = args.ef[0]
     with tempfile.TemporaryDirectory(prefix="kb-storage-scale-") as folder:
         root = Path(folder)
         server = pgserver.get_server(root / "pg", cleanup_mode="stop")
         server.psql("CREATE DATABASE bench;")
         url = f"postgresql+psycopg://postgres@/bench?host={root / 'pg'}"
-        backends = {
-            "faiss Flat (SQLite)": lambda: Store(root / "faiss", Settings()),
-            "pgvector HNSW (PostgreSQL)": lambda: Store(root / "pgvector",
-                                                        Settings(database_url=url, vector_index="pgvector")),
+        for kind in ("flat", "hnsw", "pgvector"):
+            (root / kind).mkdir()
+        backends: dict[str, Callable[..., Store]] = {
+            "FAISS Flat (SQLite)": lambda ef=ef: Store(root / "flat", Settings()),
+            f"FAISS {args.hnsw} (SQLite)": lambda ef=ef: Store(root / "hnsw", Settings(
+                index_factory=args.hnsw, hnsw_ef_search=ef)),
+            "pgvector HNSW (PostgreSQL)": lambda ef=ef: Store(root / "pgvector", Settings(
+                database_url=url, vector_index="pgvector", hnsw_ef_search=ef)),
         }
-        results: dict[str, list[list[int]]] = {}
+        exact: list[list[int]] = []
         for name, factory in backends.items():
-            (root / name.split()[0]).mkdir()
             store = factory()
             started = time.perf_counter()
-            load(store, vectors)
+            load(store, vectors, texts, terms, args.commit)
             loaded = time.perf_counter() - started
-            search_times(store, queries[:3], 10)  # warm: FAISS builds its index, PostgreSQL its caches
-            times, results[name] = search_times(store, queries, 10)
-            rebuild = first_search_after_commit(store, factory, queries, save=False)
-            reload = first_search_after_commit(store, factory, queries, save=True)
-            print(f"{name}: {args.chunks} chunks x {args.dim} loaded in {loaded:.0f} s "
-                  f"({args.chunks / loaded:.0f} chunks/s); dense search p50 {1000 * statistics.median(times):.1f} ms,"
-                  f" p95 {1000 * percentile(times, 0.95):.1f} ms; another process's first search after a commit: "
-                  f"{1000 * rebuild:.0f} ms (no cache saved), {1000 * reload:.0f} ms (cache saved)", flush=True)
+            space = store.spaces()[0]
+            started = time.perf_counter()
+            store.index(space)  # FAISS builds (HNSW: the graph) at its first search; pgvector has nothing to do
+            built = time.perf_counter() - started
+            timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
+            dense_times, found = timed(store, [dense(space, query, 10) for query in queries])
+            filtered_times, _ = timed(store, [dense(space, query, 10, FILTER) for query in queries])
+            keyword_times, _ = timed(store, [lambda snapshot, t=t: snapshot.bm25(t, depth) for t in keyword_queries])
+            both_times, _ = timed(store, [dense_and_keyword(space, query, words, depth)
+                                          for query, words in zip(queries, keyword_queries)])
+            print(f"{name}: {args.chunks} chunks x {args.dim}, {args.commit} per commit, loaded in {loaded:.0f} s "
+                  f"({args.chunks / loaded:.0f} chunks/s; index built at first search: {built:.1f} s); "
+                  f"index {index_size_mb(store):.0f} MB", flush=True)
+            print(f"  dense {milliseconds(dense_times)}; dense, path filter {milliseconds(filtered_times)}; "
+                  f"keyword {milliseconds(keyword_times)}; dense + keyword (depth {depth}) "
+                  f"{milliseconds(both_times)}", flush=True)
+            if not exact:
+                exact = found
+            else:
+                recalls = []
+                for value in args.ef:
+                    store.close()
+                    store = factory(ef=value)
+                    space = store.spaces()[0]
+                    times, results = timed(store, [dense(space, query, 10) for query in queries])
+                    recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(results, exact)])
+                    recalls.append(f"ef {value}: {recall:.3f} (p50 {1000 * statistics.median(times):.1f} ms)")
+                print(f"  recall@10 against exact: {'; '.join(recalls)}", flush=True)
+            rebuild = first_search_after_commit(store, factory, queries[0], save=False)
+            reload = first_search_after_commit(store, factory, queries[1], save=True)
+            print(f"  another process's first search after a commit: {1000 * rebuild:.0f} ms (no cache saved), "
+                  f"{1000 * reload:.0f} ms (cache saved)", flush=True)
             store.close()
-        exact, approximate = results["faiss Flat (SQLite)"], results["pgvector HNSW (PostgreSQL)"]
-        recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approximate, exact)])
-        print(f"pgvector HNSW recall@10 against exact (FAISS Flat): {recall:.3f} over {args.queries} queries")
+        print(f"peak memory of this process: {peak_mb():.0f} MB")
         server.cleanup()
 
 

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     index_factory: str = Field(default="Flat", description=(
         "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
     ))
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description=(
+        "candidate list of an HNSW search (FAISS `HNSW...` factories and pgvector's `hnsw.ef_search`), at least the "
+        "hits asked: larger finds more of the exact neighbours and costs more; see "
+        "[the scale benchmark](benchmarks.md#storage-at-scale)"
+    ))
     vector_index: Literal["faiss", "pgvector"] = Field(default="faiss", description=(
         "how spaces are searched: `faiss` (an in-memory index per process, cached under `indexes/`) or `pgvector` "
         "(HNSW inside PostgreSQL: nothing to rebuild, every machine sees each commit); chosen when the knowledge base "

@@ -23,7 +23,7 @@ END = "<!-- end of the generated settings table -->"
 # The settings by concern, in the order the reference shows them (the model itself is flat: KB_* names and
 # keyword arguments stay as they are). A setting missing here is listed under "Other" until it is given a place.
 CONCERNS: dict[str, tuple[str, ...]] = {
-    "Storage and indexes": ("database_url", "index_factory", "vector_index"),
+    "Storage and indexes": ("database_url", "index_factory", "hnsw_ef_search", "vector_index"),
     "Text encoder": ("text_model", "device", "encoder_backend", "model_cache", "batch_size"),
     "Chunking": ("chunk_tokens", "chunk_overlap"),
     "Keyword search and fusion": ("keyword_tokenizer", "fusion", "keyword_weight", "keyword_weights_by_language",

@@ -326,11 +326,15 @@ def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text
     knowledge_base.close()
     with pytest.raises(TrainingDataError, match="no knowledge base"):
         train_retriever([], TrainOptions(out=tmp_path / "none", **PAIRS), kb_dir=tmp_path / "nowhere", from_kb=True)
-    card = train_retriever([], TrainOptions(out=tmp_path / "weak", base_model=str(tiny_text_model), **PAIRS),
+    card = train_retriever([], TrainOptions(out=tmp_path / "weak", base_model=str(tiny_text_model),
+                                           **(PAIRS | {"epochs": 10, "learning_rate": 2e-3})),
                            kb_dir=knowledge_base.directory, from_kb=True)
     assert card.examples + int(card.validation_split.split()[0]) == 24  # a title and a heading per document
     assert card.skipped == {"heading too short or repeated": 12}  # the first heading is the title
-    assert card.hyperparameters["from_kb"] is True and falls(card.training_loss)
+    assert card.hyperparameters["from_kb"] is True
+    # Trained long enough on these 19 pairs that the loss falls clearly: its steps alternate between a full batch
+    # and a short one (fewer in-batch negatives, lower loss), which each half of the curve holds alike.
+    assert falls(card.training_loss), card.training_loss
 
 
 def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
@@ -139,3 +140,21 @@ def _create_or_migrate(session: Session, url: str) -> None:
 def schema_version(factory: sessionmaker[Session]) -> int:
     with factory() as session:
         return int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+              types: Sequence[str] | None = None) -> None:
+    """Rows into a PostgreSQL table with one ``COPY`` (binary when ``types`` names the columns' types) inside the
+    session's transaction: executemany sends a statement per row. A row the database rejects raises SQLAlchemy's
+    error, as an insert would (so a savepoint treats it like any rejected data)."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN" + (" WITH (FORMAT BINARY)" if types else "")
+    driver = session.connection().connection.driver_connection
+    dbapi = session.get_bind().dialect.loaded_dbapi  # psycopg
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            if types:
+                copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as error:  # psycopg's own error: raised as SQLAlchemy's, as any other statement's would be
+        raise DBAPIError.instance(statement, None, error, dbapi.Error) from error

@@ -22,6 +22,7 @@ from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
 from kb.storage.filters import allowed_chunk_ids
 from kb.storage.models import Space, Vector
+from kb.storage.vector_index import EXACT_BELOW
 from kb.types import Filters, Modality
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,13 @@ class FaissIndex:
     """The in-memory FAISS index of one space, kept in step with the database's generation (the contract in
     ``kb.storage.vector_index``)."""
 
-    def __init__(self, directory: Path, space_name: str, dimension: int, factory: str) -> None:
+    def __init__(self, directory: Path, space_name: str, dimension: int, factory: str, ef_search: int) -> None:
         self.path = directory / f"{space_name}.faiss"
         self.meta_path = directory / f"{space_name}.json"
         self.space_name = space_name
         self.dimension = dimension
         self.factory = factory
+        self.ef_search = ef_search  # candidate list of an HNSW search (see ``hnsw_ef_search``)
         self.generation = -1
         self.index = self._empty()
         self._lock = threading.RLock()
@@ -173,20 +175,39 @@ class FaissIndex:
         return self.search_ids(query, k, allowed_chunk_ids(session, filters, modalities))
 
     def search_ids(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` (chunk id, inner product) for one query vector, restricted to ``allowed`` ids if given."""
+        """Top ``k`` (chunk id, inner product) for one query vector, restricted to ``allowed`` ids if given.
+
+        An HNSW index searches few allowed ids exactly, from the copies its graph keeps: walking the graph for them
+        would return fewer than ``k`` or miss some.
+        """
         with self._lock:
             if self.count == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
                 return []
             query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
             k = min(k, self.count)
-            if allowed is None:
-                scores, ids = self.index.search(query, k)
+            mapped = isinstance(self.index, faiss.IndexIDMap2)  # as built here; a user's factory may say otherwise
+            hnsw = isinstance(faiss.downcast_index(self.index.index) if mapped else self.index, faiss.IndexHNSW)
+            if hnsw and mapped and allowed is not None and len(allowed) <= EXACT_BELOW:
+                return self._exact(query, k, allowed)
+            selector = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
+            if hnsw:
+                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
             else:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-                try:
-                    scores, ids = self.index.search(query, k, params=params)
-                except RuntimeError:  # index types without selector support: over-fetch and filter
-                    scores, ids = self.index.search(query, min(self.count, k * 20))
-                    keep = np.isin(ids[0], allowed)
-                    scores, ids = scores[:, keep][:, :k], ids[:, keep][:, :k]
+                params = None if selector is None else faiss.SearchParameters(sel=selector)
+            try:
+                scores, ids = self.index.search(query, k, params=params)
+            except RuntimeError:  # index types without selector support: over-fetch and filter
+                scores, ids = self.index.search(query, min(self.count, k * 20))
+                keep = np.isin(ids[0], allowed)
+                scores, ids = scores[:, keep][:, :k], ids[:, keep][:, :k]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+        """Exact top ``k`` among the ``allowed`` ids the index holds (their vectors reconstructed)."""
+        allowed = allowed.astype(np.int64)
+        held = allowed[np.isin(allowed, faiss.vector_to_array(self.index.id_map))]
+        if not len(held):
+            return []
+        scores = self.index.reconstruct_batch(held) @ query[0]
+        order = np.lexsort((held, -scores))[:k]
+        return [(int(held[i]), float(scores[i])) for i in order]

@@ -55,3 +55,9 @@ def allowed_chunk_ids(session: Session, filters: Filters | None,
     query = select(Chunk.id).join(Document, Document.id == Chunk.document_id)
     query = query.where(*chunk_conditions(filters, modalities))
     return np.fromiter(session.scalars(query), dtype=np.int64)
+
+
+def passing_chunks(session: Session, conditions: list[ColumnElement[bool]], cap: int) -> int:
+    """How many chunks pass ``conditions`` (from ``chunk_conditions``), counted up to ``cap`` only."""
+    passing = select(Chunk.id).join(Document, Document.id == Chunk.document_id).where(*conditions).limit(cap)
+    return session.scalar(select(func.count()).select_from(passing.subquery())) or 0

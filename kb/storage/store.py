@@ -200,8 +200,11 @@ class Store:
         """The space's vector index in step with the database as ``session`` (default: a new one) sees it."""
         index = self._indexes.get(space.id)
         if index is None or index.dimension != space.dimension:
-            index = PgvectorIndex(self.sessions, space) if self.vector_index == "pgvector" else \
-                FaissIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index_factory)
+            if self.vector_index == "pgvector":
+                index = PgvectorIndex(self.sessions, space, self.settings.hnsw_ef_search)
+            else:
+                index = FaissIndex(self.directory / "indexes", space.name, space.dimension,
+                                   self.settings.index_factory, self.settings.hnsw_ef_search)
             self._indexes[space.id] = index
         if session is not None:
             index.sync(session)

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 from kb.types import Filters, Modality
 
 IndexKind = Literal["faiss", "pgvector"]
+# An approximate index searches a filter passed by at most this many chunks exactly: walking a graph for them would
+# return fewer than k or miss some, and measuring that many vectors costs little.
+EXACT_BELOW = 20_000
 
 
 class VectorIndex(Protocol):

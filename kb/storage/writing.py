@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from kb.errors import RejectedDataError
 from kb.storage import pgvector_index
+from kb.storage.database import copy_rows
 from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.reading import ORPHANS, Snapshot
 
@@ -62,6 +63,7 @@ class WriteUnit:
     def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, pgvector: bool = False) -> None:
         self.session = session
         self.pgvector = pgvector  # vectors also go to ``vectors.embedding``, each space has its HNSW index
+        self.bulk = pgvector_index.BulkIndexing()  # HNSW indexes taken off while this unit adds many vectors
         self._all_spaces = list(all_spaces)
         self.changes = Changes()
         self.read = snapshot  # reads inside this transaction see its own writes
@@ -69,7 +71,9 @@ class WriteUnit:
     # -- the commit protocol ---------------------------------------------------------------------------------
 
     def bump_generations(self) -> dict[int, tuple[int, int]]:
-        """Advance the touched spaces' generations (inside the transaction); returns {space id: (previous, new)}."""
+        """Advance the touched spaces' generations (inside the transaction); returns {space id: (previous, new)}.
+        HNSW indexes taken off for a bulk write are built again first, in the same transaction."""
+        self.bulk.rebuild(self.session)
         bumps = {}
         for space_id in sorted(self.changes.touched):
             previous = self.session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
@@ -137,12 +141,14 @@ class WriteUnit:
     def add_vectors(self, space_id: int, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
         if not len(chunk_ids):
             return
-        rows = [{"space_id": space_id, "chunk_id": int(chunk_id), "vector": vector.astype(np.float32).tobytes()}
-                for chunk_id, vector in zip(chunk_ids, vectors, strict=True)]
         if self.pgvector:
-            self.session.execute(insert(pgvector_index.vectors_table()), pgvector_index.embedding_rows(rows))
+            added = sum(len(ids) for ids, _ in self.changes.added.get(space_id, []))
+            self.bulk.before_adding(self.session, space_id, added + len(chunk_ids))
+            pgvector_index.insert_vectors(self.session, space_id, chunk_ids, vectors)
         else:
-            self.session.execute(insert(Vector.__table__), rows)
+            self.session.execute(insert(Vector.__table__), [
+                {"space_id": space_id, "chunk_id": int(chunk_id), "vector": vector.astype(np.float32).tobytes()}
+                for chunk_id, vector in zip(chunk_ids, vectors, strict=True)])
         self.changes.added.setdefault(space_id, []).append(
             (np.asarray(chunk_ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32)))
         self.changes.touched.add(space_id)
@@ -154,7 +160,12 @@ class WriteUnit:
             for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
             for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
         ]
-        if rows:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
+        if not rows:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            copy_rows(self.session, "postings", ("term", "chunk_id", "tf"),
+                      ((row["term"], row["chunk_id"], row["tf"]) for row in rows))
+        else:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
             self.session.execute(insert(Posting.__table__), rows)
 
     def replace_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]], first: bool) -> None:
