@@ -273,6 +273,11 @@ class IngestReport(BaseModel):
                                         "were kept: too many at once (max_removed_share), see notices")
     notices: list[str] = Field(default_factory=list, description="what this run could not do, and why")
 
+    def read_nothing(self) -> bool:
+        """Files were tried and every one failed: the run did not do its job (a folder of only broken files, or a
+        share whose files cannot be read)."""
+        return bool(self.failed) and not (self.added or self.updated or self.unchanged or self.moved)
+
     def counts(self) -> dict[str, int]:
         """How many files each outcome had (``empty`` and ``warnings`` count files among the added and updated)."""
         return {name: len(getattr(self, name)) for name in

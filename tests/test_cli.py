@@ -124,6 +124,22 @@ def test_reports_failures_empty_files_and_strictness_alike(kb_env: Path, tmp_pat
     assert "hold no text" in capsys.readouterr().out
 
 
+def test_an_ingest_that_reads_no_file_exits_1_even_without_strict(tmp_path: Path, tiny_text_model: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home-kb"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog")
+    (broken / "b.docx").write_bytes(b"PK\x03\x04 not a zip")
+    assert main(["ingest", str(broken)]) == 1
+    assert "2 failed" in capsys.readouterr().out
+    (broken / "c.txt").write_text("One readable file is a run that did its job.", encoding="utf-8")
+    assert main(["ingest", str(broken)]) == 0
+    assert main(["reindex"]) == 0  # c.txt unchanged: the run read what it could
+
+
 def test_progress_goes_to_stderr_as_lines_without_a_terminal(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ingest", str(kb_env), "--json"]) == 0
     captured = capsys.readouterr()

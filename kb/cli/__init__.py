@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--verbose", "-v", action="store_true",
                              help="also list empty files and files read only in part, with why")
         command.add_argument("--strict", action="store_true",
-                             help="exit with status 1 when any file failed (default: 0 if the run completed)")
+                             help="exit with status 1 when any file failed (default: 1 only when every file tried failed)")
     json_commands = (ingest, search, ask, commands.choices["stats"], add, source_commands.choices["list"],
                      reindex, jobs, doctor)
     for command in json_commands:
@@ -142,7 +142,7 @@ def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
         report = knowledge_base.ingest(args.folder, progress=progress, allow_removal=args.allow_removal)
     _emit(args, report, lambda: show.report(report, args.verbose))
-    return 1 if args.strict and report.failed else 0
+    return 1 if report.read_nothing() or (args.strict and report.failed) else 0
 
 
 def _search(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
@@ -204,7 +204,8 @@ def _reindex(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
         reports = knowledge_base.reindex(args.source, progress=progress, allow_removal=args.allow_removal)
     _emit(args, reports, lambda: show.run_reports(reports, args.verbose))
-    return 1 if args.strict and any(report.failed for report in reports) else 0
+    failed = any(report.read_nothing() or (args.strict and report.failed) for report in reports)
+    return 1 if failed else 0
 
 
 def _jobs(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
