@@ -13,7 +13,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
-from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
+from kb.storage import bm25
+from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, StoredImage, text_hash
 from kb.storage.urls import redact
 
 
@@ -42,9 +43,24 @@ def _widen_file_numbers(session: Session) -> None:
                              "ALTER COLUMN mtime_ns TYPE BIGINT"))
 
 
+def _keep_keyword_figures(session: Session) -> None:
+    """v4 -> v5: postings carry their chunk's keyword length (on PostgreSQL in the primary key's index too), so
+    BM25 scores the postings alone; the terms' document frequencies and the chunk count and length sum live in two
+    small tables instead of being counted at every search."""
+    session.execute(text("ALTER TABLE postings ADD COLUMN length INTEGER NOT NULL DEFAULT 0"))
+    session.execute(text("UPDATE postings SET length = (SELECT keyword_length FROM chunks "
+                         "WHERE chunks.id = postings.chunk_id) WHERE chunk_id IN (SELECT id FROM chunks)"))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE postings DROP CONSTRAINT postings_pkey, "
+                             "ADD PRIMARY KEY (term, chunk_id) INCLUDE (tf, length)"))
+    for table in (KeywordTerm.__table__, KeywordTotals.__table__):
+        table.create(session.connection())
+    bm25.recount(session)
+
+
 # Migrations from version N to N+1, applied in order inside one transaction.
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
-                                                    3: _widen_file_numbers}
+                                                    3: _widen_file_numbers, 4: _keep_keyword_figures}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
@@ -127,6 +143,7 @@ def _create_or_migrate(session: Session, url: str) -> None:
     version = _recorded_version(session, url)
     if version is None:
         Base.metadata.create_all(session.connection())
+        bm25.recount(session)
         session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
         return
     while version < SCHEMA_VERSION:

@@ -1,0 +1,199 @@
+"""BM25 in SQL: the figures it needs kept up to date by the write unit, and the top k read from the postings.
+
+A search reads the corpus size, the average keyword length and its terms' document frequencies from two small
+tables (``keyword_totals``, ``keyword_terms``) instead of scanning ``chunks`` and counting postings, and scores the
+postings alone (each carries its chunk's keyword length). Without filters the documents are joined for the top k
+only. A common term's postings are read only for the chunks its rarer companions found, whenever that cannot change
+the top k (MaxScore: a chunk holding none of the rarer terms scores below the common terms' summed maximum).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from kb.storage.filters import chunk_conditions
+from kb.storage.models import Chunk, Document, KeywordTerm, KeywordTotals, Posting
+from kb.types import MODALITIES, Filters, Modality
+
+K1 = 1.2
+B = 0.75
+BATCH = 500  # ids or terms per IN (...) list
+# A common term's postings are skipped only when they outnumber the lookups that replace them this many times
+# (a lookup by (term, chunk) costs a few times a posting read in order).
+PRUNING_GAIN = 4
+MARGIN = 1e-9  # relative: the MaxScore bound is compared with scores summed in SQL, rounded differently
+
+Ranked = list[tuple[int, float]]
+
+
+def idf(total: int, document_frequency: int) -> float:
+    """BM25's idf, never negative (the "+1" form Lucene uses)."""
+    return math.log(1 + (total - document_frequency + 0.5) / (document_frequency + 0.5))
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query's BM25 constants: the idf and document frequency of each term the corpus holds, the corpus's
+    average keyword length, and the attainable maximum (``(k1 + 1)`` times every term's idf, absent terms too)."""
+
+    idf: dict[str, float]
+    frequencies: dict[str, int]
+    average_length: float
+    attainable: float
+
+    def score(self) -> ColumnElement[float]:
+        """The chunk's BM25, summed over its postings of the query's terms."""
+        length_norm = K1 * (1 - B + B * Posting.length / self.average_length)
+        contribution = case(self.idf, value=Posting.term) * Posting.tf * (K1 + 1) / (Posting.tf + length_norm)
+        return func.sum(contribution).label("score")
+
+    def bound(self, terms: Iterable[str]) -> float:
+        """What a chunk holding only ``terms`` scores at most: each term's ``tf`` part stays below ``k1 + 1``."""
+        return (K1 + 1) * sum(self.idf[term] for term in terms)
+
+
+def prepare(session: Session, terms: Sequence[str]) -> Query | None:
+    """The query's constants, None when no chunk holds any of its terms."""
+    total, length = session.execute(select(KeywordTotals.chunks, KeywordTotals.length)).one_or_none() or (0, 0)
+    if not total:
+        return None
+    frequencies = dict(session.execute(select(KeywordTerm.term, KeywordTerm.chunks)
+                                       .where(KeywordTerm.term.in_(terms), KeywordTerm.chunks > 0)).all())
+    if not frequencies:
+        return None
+    every_idf = {term: idf(total, frequencies.get(term, 0)) for term in terms}
+    return Query({term: value for term, value in every_idf.items() if term in frequencies}, frequencies,
+                 float(length) / total or 1.0, (K1 + 1) * sum(every_idf.values()))
+
+
+def search(session: Session, terms: Sequence[str], limit: int, filters: Filters | None = None,
+           modalities: frozenset[Modality] | None = None, chunk_ids: Collection[int] | None = None) -> Ranked:
+    """Top ``limit`` chunks by BM25 of ``terms`` divided by the query's attainable maximum, among the chunks
+    passing ``filters`` and ``modalities`` (or among ``chunk_ids``), best first, ties by chunk id.
+
+    The maximum is what a chunk would score with every term at unbounded frequency, so scores lie in [0, 1] and
+    mean the same from query to query; that is what lets hybrid search weigh them against cosine similarities.
+    """
+    if not terms or limit <= 0:
+        return []
+    query = prepare(session, terms)
+    if query is None:
+        return []
+    if chunk_ids is not None:
+        ranked = _ranked(session, query, list(query.idf), limit, Posting.chunk_id.in_(sorted(chunk_ids)))
+    else:
+        conditions = chunk_conditions(filters, modalities)
+        unfiltered = (filters is None or filters.is_empty()) and (modalities is None or
+                                                                   set(modalities) == set(MODALITIES))
+        ranked = _top(session, query, limit) if unfiltered else []
+        if not unfiltered or _passing(session, [chunk_id for chunk_id, _ in ranked], conditions) < len(ranked):
+            ranked = _ranked(session, query, list(query.idf), limit, *conditions, joined=True)
+    return [(chunk_id, score / query.attainable) for chunk_id, score in ranked]
+
+
+def _ranked(session: Session, query: Query, terms: list[str], limit: int, *conditions: ColumnElement[bool],
+            joined: bool = False) -> Ranked:
+    """Top ``limit`` (chunk id, BM25) of the chunks holding any of ``terms`` and passing ``conditions`` (on
+    chunks and documents when ``joined``, else on the postings)."""
+    score = query.score()
+    statement = select(Posting.chunk_id, score).where(Posting.term.in_(terms), *conditions)
+    if joined:
+        statement = statement.join(Chunk, Chunk.id == Posting.chunk_id).join(Document,
+                                                                              Document.id == Chunk.document_id)
+    statement = statement.group_by(Posting.chunk_id).order_by(score.desc(), Posting.chunk_id).limit(limit)
+    return [(int(chunk_id), float(value)) for chunk_id, value in session.execute(statement)]
+
+
+def _top(session: Session, query: Query, limit: int) -> Ranked:
+    """Top ``limit`` (chunk id, BM25) over the postings alone, the common terms' postings skipped where they
+    cannot change the result.
+
+    Terms rarest first: the chunks holding one of the first terms are scored in full (the common terms' postings
+    looked up for them), and if the ``limit``-th of them scores above what the remaining terms can give a chunk
+    holding only those, no other chunk can enter: that is the answer. Otherwise one more term joins the first.
+    """
+    terms = sorted(query.idf, key=lambda term: (query.frequencies[term], term))
+    for cut in range(1, len(terms)):
+        rare, common = terms[:cut], terms[cut:]
+        candidates = sum(query.frequencies[term] for term in rare)
+        if candidates < limit:
+            continue  # too few chunks to fill the top: a common term's chunk could still enter
+        if sum(query.frequencies[term] for term in common) < PRUNING_GAIN * candidates * len(terms):
+            break  # the lookups would cost about what reading the common terms' postings does
+        holding_rare = aliased(Posting)
+        found = select(holding_rare.chunk_id).where(holding_rare.term.in_(rare))
+        ranked = _ranked(session, query, terms, limit, Posting.chunk_id.in_(found))
+        if len(ranked) == limit and ranked[-1][1] > query.bound(common) * (1 + MARGIN):
+            return ranked
+    return _ranked(session, query, terms, limit)
+
+
+def _passing(session: Session, chunk_ids: list[int], conditions: list[ColumnElement[bool]]) -> int:
+    """How many of ``chunk_ids`` pass ``conditions`` (on chunks joined with documents)."""
+    if not chunk_ids:
+        return 0
+    return session.scalar(select(func.count()).select_from(Chunk).join(Document, Document.id == Chunk.document_id)
+                          .where(Chunk.id.in_(chunk_ids), *conditions)) or 0
+
+
+# -- kept by the write unit ----------------------------------------------------------------------------------------
+
+
+def count_chunks(session: Session, chunks: int, length: int) -> None:
+    """Chunks added (positive) or removed (negative), with the sum of their keyword lengths."""
+    if chunks or length:
+        session.execute(update(KeywordTotals).where(KeywordTotals.id == 1).values(
+            chunks=KeywordTotals.chunks + chunks, length=KeywordTotals.length + length))
+
+
+def count_terms(session: Session, added: Counter[str]) -> None:
+    """Postings added: each term's document frequency raised by its count (terms in order, so two writers never
+    wait on each other's rows crosswise)."""
+    if not added:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(KeywordTerm)
+    statement = statement.on_conflict_do_update(index_elements=[KeywordTerm.term],
+                                                set_={"chunks": KeywordTerm.chunks + statement.excluded.chunks})
+    session.execute(statement, [{"term": term, "chunks": count} for term, count in sorted(added.items())])
+
+
+def uncount_postings(session: Session, condition: ColumnElement[bool]) -> None:
+    """Postings matching ``condition`` are about to be deleted: their terms' document frequencies lowered, and the
+    terms left in no chunk forgotten."""
+    removed = sorted(session.execute(select(Posting.term, func.count()).where(condition)
+                                     .group_by(Posting.term)).all())
+    if not removed:
+        return
+    terms = KeywordTerm.__table__.c  # Core: the ORM would read a list of parameters as updates by primary key
+    session.execute(update(KeywordTerm.__table__).where(terms.term == bindparam("gone_term"))
+                    .values(chunks=terms.chunks - bindparam("gone")),
+                    [{"gone_term": term, "gone": count} for term, count in removed])
+    for start in range(0, len(removed), BATCH):
+        part = [term for term, _ in removed[start : start + BATCH]]
+        session.execute(delete(KeywordTerm).where(KeywordTerm.term.in_(part), KeywordTerm.chunks <= 0))
+
+
+def uncount_chunks(session: Session, chunk_ids: Sequence[int]) -> None:
+    """Chunks about to be deleted (at most ``BATCH``): their postings' terms and their lengths uncounted."""
+    uncount_postings(session, Posting.chunk_id.in_(chunk_ids))
+    count, length = session.execute(select(func.count(), func.coalesce(func.sum(Chunk.keyword_length), 0))
+                                    .where(Chunk.id.in_(chunk_ids))).one()
+    count_chunks(session, -int(count), -int(length))
+
+
+def recount(session: Session) -> None:
+    """Both tables computed afresh from ``chunks`` and ``postings`` (a new or migrated database, a rebuild)."""
+    session.execute(delete(KeywordTerm))
+    session.execute(delete(KeywordTotals))
+    session.execute(insert(KeywordTerm).from_select(["term", "chunks"], select(Posting.term, func.count())
+                                                    .group_by(Posting.term)))
+    session.execute(insert(KeywordTotals).from_select(
+        ["id", "chunks", "length"], select(literal(1), func.count(), func.coalesce(func.sum(Chunk.keyword_length), 0))))
