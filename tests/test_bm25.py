@@ -21,7 +21,7 @@ from kb.storage import bm25
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
 from kb.types import Filters
-from tests.databases import Database, execute_sql
+from tests.databases import Database, back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
@@ -172,10 +172,7 @@ def test_a_version_4_database_gains_the_keyword_figures_and_keeps_its_scores(tmp
     chunks = write(store, 0, corpus(300, seed=4))
     before = {tuple(terms): search(store, terms, 5) for terms in QUERIES}
     store.close()
-    key = ("ALTER TABLE postings DROP CONSTRAINT postings_pkey",) if database.kind != "sqlite" else ()
-    execute_sql(store.url, "DROP TABLE keyword_terms", "DROP TABLE keyword_totals", *key,
-                "ALTER TABLE postings DROP COLUMN length",
-                *(("ALTER TABLE postings ADD PRIMARY KEY (term, chunk_id)",) if key else ()),
+    execute_sql(store.url, *back_to_version_4_keywords(database.kind),
                 "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     migrated = Store(tmp_path, Settings(**database.settings()))
     with migrated.read() as snapshot:

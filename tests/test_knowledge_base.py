@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
-from tests.databases import execute_sql
+from tests.databases import back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases()
 
@@ -443,6 +443,8 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
     with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # back to the version 1 schema
         connection.execute("DROP INDEX ix_chunks_text_hash")
         connection.execute("DROP TABLE images")
+        for statement in back_to_version_4_keywords("sqlite"):
+            connection.execute(statement)
         for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at")):
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")

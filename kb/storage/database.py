@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
 from kb.storage import bm25
-from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, StoredImage, text_hash
+from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, Posting, StoredImage, text_hash
 from kb.storage.urls import redact
 
 
@@ -46,15 +46,17 @@ def _widen_file_numbers(session: Session) -> None:
 def _keep_keyword_figures(session: Session) -> None:
     """v4 -> v5: postings carry their chunk's keyword length (on PostgreSQL in the primary key's index too), so
     BM25 scores the postings alone; the terms' document frequencies and the chunk count and length sum live in two
-    small tables instead of being counted at every search."""
-    session.execute(text("ALTER TABLE postings ADD COLUMN length INTEGER NOT NULL DEFAULT 0"))
-    session.execute(text("UPDATE postings SET length = (SELECT keyword_length FROM chunks "
-                         "WHERE chunks.id = postings.chunk_id) WHERE chunk_id IN (SELECT id FROM chunks)"))
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ALTER TABLE postings DROP CONSTRAINT postings_pkey, "
-                             "ADD PRIMARY KEY (term, chunk_id) INCLUDE (tf, length)"))
-    for table in (KeywordTerm.__table__, KeywordTotals.__table__):
+    small tables instead of being counted at every search. The postings are copied into the new table (an UPDATE
+    of every row costs ten times as much); any whose chunk is gone, which doctor would remove, are left behind."""
+    session.execute(text("ALTER TABLE postings RENAME TO postings_v4"))
+    session.execute(text("DROP INDEX ix_postings_chunk"))
+    if session.get_bind().dialect.name == "postgresql":  # the old key's index would take the new one's name
+        session.execute(text("ALTER INDEX postings_pkey RENAME TO postings_v4_pkey"))
+    for table in (Posting.__table__, KeywordTerm.__table__, KeywordTotals.__table__):
         table.create(session.connection())
+    session.execute(text("INSERT INTO postings (term, chunk_id, tf, length) SELECT p.term, p.chunk_id, p.tf, "
+                         "c.keyword_length FROM postings_v4 p JOIN chunks c ON c.id = p.chunk_id"))
+    session.execute(text("DROP TABLE postings_v4"))
     bm25.recount(session)
 
 
