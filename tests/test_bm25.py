@@ -108,10 +108,10 @@ def search(store: Store, terms: list[str], k: int, filters: Filters | None = Non
 def test_scores_are_the_formulas_through_writes_and_deletes(store: Store, gain: float,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bm25, "PRUNING_GAIN", gain)
-    pruned = []
-    ranked = bm25._ranked
-    monkeypatch.setattr(bm25, "_ranked", lambda session, query, terms, limit, *conditions, **kw: pruned.append(
-        bool(conditions) and not kw) or ranked(session, query, terms, limit, *conditions, **kw))
+    pruned = []  # per read of the postings without filters: whether the common terms' postings were skipped
+    checked = bm25._checked
+    monkeypatch.setattr(bm25, "_checked", lambda session, query, terms, limit, *conditions: pruned.append(
+        bool(conditions)) or checked(session, query, terms, limit, *conditions))
     chunks = write(store, 0, corpus(400, seed=1))
     chunks |= write(store, 40, corpus(200, seed=2))
 

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -60,14 +60,15 @@ class Query:
 
 
 def prepare(session: Session, terms: Sequence[str]) -> Query | None:
-    """The query's constants, None when no chunk holds any of its terms."""
-    total, length = session.execute(select(KeywordTotals.chunks, KeywordTotals.length)).one_or_none() or (0, 0)
-    if not total:
+    """The query's constants (one statement: a search on a loaded server waits on every round trip), None when no
+    chunk holds any of its terms."""
+    rows = session.execute(select(KeywordTerm.term, KeywordTerm.chunks, KeywordTotals.chunks, KeywordTotals.length)
+                           .join(KeywordTotals, KeywordTotals.id == 1)
+                           .where(KeywordTerm.term.in_(terms), KeywordTerm.chunks > 0)).all()
+    if not rows or not rows[0][2]:
         return None
-    frequencies = dict(session.execute(select(KeywordTerm.term, KeywordTerm.chunks)
-                                       .where(KeywordTerm.term.in_(terms), KeywordTerm.chunks > 0)).all())
-    if not frequencies:
-        return None
+    total, length = int(rows[0][2]), int(rows[0][3])
+    frequencies = {term: int(chunks) for term, chunks, _, _ in rows}
     every_idf = {term: idf(total, frequencies.get(term, 0)) for term in terms}
     return Query({term: value for term, value in every_idf.items() if term in frequencies}, frequencies,
                  float(length) / total or 1.0, (K1 + 1) * sum(every_idf.values()))
@@ -88,32 +89,46 @@ def search(session: Session, terms: Sequence[str], limit: int, filters: Filters 
         return []
     if chunk_ids is not None:
         ranked = _ranked(session, query, list(query.idf), limit, Posting.chunk_id.in_(sorted(chunk_ids)))
+    elif (filters is None or filters.is_empty()) and (modalities is None or set(modalities) == set(MODALITIES)):
+        ranked = _top(session, query, limit)
     else:
-        conditions = chunk_conditions(filters, modalities)
-        unfiltered = (filters is None or filters.is_empty()) and (modalities is None or
-                                                                   set(modalities) == set(MODALITIES))
-        ranked = _top(session, query, limit) if unfiltered else []
-        if not unfiltered or _passing(session, [chunk_id for chunk_id, _ in ranked], conditions) < len(ranked):
-            ranked = _ranked(session, query, list(query.idf), limit, *conditions, joined=True)
+        ranked = _ranked(session, query, list(query.idf), limit, joined=chunk_conditions(filters, modalities))
     return [(chunk_id, score / query.attainable) for chunk_id, score in ranked]
 
 
 def _ranked(session: Session, query: Query, terms: list[str], limit: int, *conditions: ColumnElement[bool],
-            joined: bool = False) -> Ranked:
-    """Top ``limit`` (chunk id, BM25) of the chunks holding any of ``terms`` and passing ``conditions`` (on
-    chunks and documents when ``joined``, else on the postings)."""
+            joined: list[ColumnElement[bool]] | None = None) -> Ranked:
+    """Top ``limit`` (chunk id, BM25) of the chunks holding any of ``terms`` and passing ``conditions`` on the
+    postings and ``joined`` (on chunks and documents, joined to every posting)."""
     score = query.score()
     statement = select(Posting.chunk_id, score).where(Posting.term.in_(terms), *conditions)
-    if joined:
-        statement = statement.join(Chunk, Chunk.id == Posting.chunk_id).join(Document,
-                                                                              Document.id == Chunk.document_id)
+    if joined is not None:
+        statement = statement.join(Chunk, Chunk.id == Posting.chunk_id) \
+            .join(Document, Document.id == Chunk.document_id).where(*joined)
     statement = statement.group_by(Posting.chunk_id).order_by(score.desc(), Posting.chunk_id).limit(limit)
     return [(int(chunk_id), float(value)) for chunk_id, value in session.execute(statement)]
 
 
+def _checked(session: Session, query: Query, terms: list[str], limit: int,
+             *conditions: ColumnElement[bool]) -> Ranked | None:
+    """``_ranked`` over the postings alone, then the chunks and documents of those ``limit`` joined (in the same
+    statement) to check that each is ingested; None if one is not (or has lost its chunk), which ingestion never
+    leaves: then the chunks are joined to every posting."""
+    score = query.score()
+    top = (select(Posting.chunk_id, score).where(Posting.term.in_(terms), *conditions).group_by(Posting.chunk_id)
+           .order_by(score.desc(), Posting.chunk_id).limit(limit).subquery())
+    statement = (select(top.c.chunk_id, top.c.score, and_(*chunk_conditions(None)).label("passing"))
+                 .outerjoin(Chunk, Chunk.id == top.c.chunk_id).outerjoin(Document, Document.id == Chunk.document_id)
+                 .order_by(top.c.score.desc(), top.c.chunk_id))
+    rows = session.execute(statement).all()
+    if not all(passing for _, _, passing in rows):
+        return None
+    return [(int(chunk_id), float(value)) for chunk_id, value, _ in rows]
+
+
 def _top(session: Session, query: Query, limit: int) -> Ranked:
-    """Top ``limit`` (chunk id, BM25) over the postings alone, the common terms' postings skipped where they
-    cannot change the result.
+    """Top ``limit`` (chunk id, BM25) of the ingested chunks, scored from the postings alone, the common terms'
+    postings skipped where they cannot change the result.
 
     Terms rarest first: the chunks holding one of the first terms are scored in full (the common terms' postings
     looked up for them), and if the ``limit``-th of them scores above what the remaining terms can give a chunk
@@ -129,18 +144,13 @@ def _top(session: Session, query: Query, limit: int) -> Ranked:
             break  # the lookups would cost about what reading the common terms' postings does
         holding_rare = aliased(Posting)
         found = select(holding_rare.chunk_id).where(holding_rare.term.in_(rare))
-        ranked = _ranked(session, query, terms, limit, Posting.chunk_id.in_(found))
+        ranked = _checked(session, query, terms, limit, Posting.chunk_id.in_(found))
+        if ranked is None:
+            break
         if len(ranked) == limit and ranked[-1][1] > query.bound(common) * (1 + MARGIN):
             return ranked
-    return _ranked(session, query, terms, limit)
-
-
-def _passing(session: Session, chunk_ids: list[int], conditions: list[ColumnElement[bool]]) -> int:
-    """How many of ``chunk_ids`` pass ``conditions`` (on chunks joined with documents)."""
-    if not chunk_ids:
-        return 0
-    return session.scalar(select(func.count()).select_from(Chunk).join(Document, Document.id == Chunk.document_id)
-                          .where(Chunk.id.in_(chunk_ids), *conditions)) or 0
+    ranked = _checked(session, query, terms, limit)
+    return ranked if ranked is not None else _ranked(session, query, terms, limit, joined=chunk_conditions(None))
 
 
 # -- kept by the write unit ----------------------------------------------------------------------------------------
