@@ -30,6 +30,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import scipy.sparse
 
 from kb.config import Settings
 from kb.encoders.factory import text_encoder
@@ -62,14 +63,12 @@ def text_vectors(terms: list[list[str]], vocabulary: dict[str, int], weights: np
     """A fast stand-in for a text encoder: every term a fixed random direction, a text the idf-weighted sum of its
     terms' directions, normalised (a random projection of its bag of words). Texts that share words are near."""
     directions = np.random.default_rng(seed).standard_normal((len(vocabulary), dimension), dtype=np.float32)
-    vectors = np.zeros((len(terms), dimension), dtype=np.float32)
-    for start in range(0, len(terms), 5_000):
-        part = terms[start : start + 5_000]
-        ids = np.fromiter((vocabulary.get(term, -1) for words in part for term in words), dtype=np.int64)
-        rows = np.repeat(np.arange(len(part)), [len(words) for words in part])
-        known = ids >= 0
-        np.add.at(vectors[start : start + len(part)], rows[known],
-                  directions[ids[known]] * weights[ids[known], None])
+    ids = np.fromiter((vocabulary.get(term, -1) for words in terms for term in words), dtype=np.int64)
+    rows = np.repeat(np.arange(len(terms)), [len(words) for words in terms])
+    known = ids >= 0
+    bags = scipy.sparse.csr_matrix((weights[ids[known]], (rows[known], ids[known])),
+                                   shape=(len(terms), len(vocabulary)), dtype=np.float32)
+    vectors = np.asarray(bags @ directions, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
@@ -292,6 +291,8 @@ def main() -> None:
                        if kind in args.measure]
             print(f"  {'; '.join(timings)}", flush=True)
             if "recall" in args.measure:
+                for index in store.loaded_indexes():  # each ef reopens the store: from this cache, not from SQL
+                    index.save()
                 recalls = []
                 for value in args.ef if not name.startswith("FAISS Flat") else args.ef[:1]:
                     store.close()

@@ -110,8 +110,8 @@ def test_scores_are_the_formulas_through_writes_and_deletes(store: Store, gain: 
     monkeypatch.setattr(bm25, "PRUNING_GAIN", gain)
     pruned = []  # per read of the postings without filters: whether the common terms' postings were skipped
     checked = bm25._checked
-    monkeypatch.setattr(bm25, "_checked", lambda session, query, terms, limit, *conditions: pruned.append(
-        bool(conditions)) or checked(session, query, terms, limit, *conditions))
+    monkeypatch.setattr(bm25, "_checked", lambda session, query, terms, limit, rare=None: pruned.append(
+        rare is not None) or checked(session, query, terms, limit, rare))
     chunks = write(store, 0, corpus(400, seed=1))
     chunks |= write(store, 40, corpus(200, seed=2))
 
