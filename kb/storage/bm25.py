@@ -185,9 +185,10 @@ def count_terms(session: Session, added: Counter[str]) -> None:
     if not added:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(KeywordTerm)
-    statement = statement.on_conflict_do_update(index_elements=[KeywordTerm.term],
-                                                set_={"chunks": KeywordTerm.chunks + statement.excluded.chunks})
+    table = KeywordTerm.__table__  # Core: one executemany (the ORM would send a statement per term)
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(index_elements=[table.c.term],
+                                                set_={"chunks": table.c.chunks + statement.excluded.chunks})
     session.execute(statement, [{"term": term, "chunks": count} for term, count in sorted(added.items())])
 
 
