@@ -8,8 +8,9 @@ chunks per commit. Printed per index: ingest throughput; search p50/p95 for dens
 dense with a path filter, keyword (BM25 in SQL) and both in one snapshot (the two searches of hybrid; fusion and
 the true-score completion excluded); recall@10 against exact (FAISS Flat) at each ``--ef`` (``hnsw_ef_search``);
 another process's first search after a commit (its own ``Store``: FAISS rebuilds or reloads its index, pgvector
-has nothing to do); the index's size. PostgreSQL comes from ``pgserver`` (the test extra). Figures:
-docs/benchmarks.md.
+has nothing to do); the index's size. Query encoding, excluded from the search times, is measured apart with the
+default text encoder on the same queries. ``--backends`` picks which of the three to load (a 1M-chunk load into
+pgvector takes hours here). PostgreSQL comes from ``pgserver`` (the test extra). Figures: docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
 """
@@ -29,8 +30,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import scipy.sparse
 
 from kb.config import Settings
+from kb.encoders.factory import text_encoder
 from kb.keywords import SimpleTokenizer
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.models import Space
@@ -60,14 +63,12 @@ def text_vectors(terms: list[list[str]], vocabulary: dict[str, int], weights: np
     """A fast stand-in for a text encoder: every term a fixed random direction, a text the idf-weighted sum of its
     terms' directions, normalised (a random projection of its bag of words). Texts that share words are near."""
     directions = np.random.default_rng(seed).standard_normal((len(vocabulary), dimension), dtype=np.float32)
-    vectors = np.zeros((len(terms), dimension), dtype=np.float32)
-    for start in range(0, len(terms), 5_000):
-        part = terms[start : start + 5_000]
-        ids = np.fromiter((vocabulary.get(term, -1) for words in part for term in words), dtype=np.int64)
-        rows = np.repeat(np.arange(len(part)), [len(words) for words in part])
-        known = ids >= 0
-        np.add.at(vectors[start : start + len(part)], rows[known],
-                  directions[ids[known]] * weights[ids[known], None])
+    ids = np.fromiter((vocabulary.get(term, -1) for words in terms for term in words), dtype=np.int64)
+    rows = np.repeat(np.arange(len(terms)), [len(words) for words in terms])
+    known = ids >= 0
+    bags = scipy.sparse.csr_matrix((weights[ids[known]], (rows[known], ids[known])),
+                                   shape=(len(terms), len(vocabulary)), dtype=np.float32)
+    vectors = np.asarray(bags @ directions, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
@@ -122,6 +123,31 @@ def load(store: Store, vectors: np.ndarray, texts: list[str], terms: list[list[s
 
 
 Search = Callable[[Snapshot], list[tuple[int, float]]]
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:
+    """The true top ``k`` chunk ids of each query by inner product (chunk ids are 1, 2, ... in load order; equal
+    scores by id), computed in blocks with numpy."""
+    best = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    ids = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, len(vectors), 100_000):
+        scores = queries @ vectors[start : start + 100_000].T
+        merged_scores = np.concatenate([best, scores], axis=1)
+        merged_ids = np.concatenate([ids, np.broadcast_to(np.arange(start + 1, start + 1 + scores.shape[1]),
+                                                          scores.shape)], axis=1)
+        order = np.lexsort((merged_ids, -merged_scores), axis=1)[:, :k]
+        best, ids = np.take_along_axis(merged_scores, order, 1), np.take_along_axis(merged_ids, order, 1)
+    return ids.tolist()
+
+
+def timed_calls(calls: list[Callable[[], object]]) -> list[float]:
+    """Seconds per call."""
+    times = []
+    for call in calls:
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def dense(space: Space, query: np.ndarray, k: int, filters: Filters | None = None) -> Search:
@@ -190,6 +216,12 @@ def main() -> None:
     parser.add_argument("--vectors", choices=("text", "clustered"), default="text", help=(
         "text: each chunk's words projected at random (near texts are near vectors); clustered: random vectors "
         "around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--measure", nargs="+", choices=("dense", "filter", "keyword", "hybrid", "recall", "reader"),
+                        default=["dense", "filter", "keyword", "hybrid", "recall", "reader"], help=(
+                            "what to time (filter and reader cost minutes at 1M chunks: the filtered HNSW search "
+                            "runs exactly, another process rebuilds its FAISS index from SQL)"))
+    parser.add_argument("--backends", nargs="+", choices=("flat", "hnsw", "pgvector"),
+                        default=["flat", "hnsw", "pgvector"], help="which indexes to load and time")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
     if not (args.data / "wiki-distractors").is_dir():
@@ -213,6 +245,11 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     depth = Settings().fusion_candidates
     ef = args.ef[0]
+    encoder = text_encoder(Settings())
+    encoder.encode(["warm up"])
+    encoding = timed_calls([lambda words=words: encoder.encode([" ".join(words)]) for words in keyword_queries])
+    print(f"query encoding ({encoder.identity().model}, one query at a time, excluded below): "
+          f"{milliseconds(encoding)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kb-storage-scale-") as folder:
         root = Path(folder)
         server = pgserver.get_server(root / "pg", cleanup_mode="stop")
@@ -220,14 +257,15 @@ def main() -> None:
         url = f"postgresql+psycopg://postgres@/bench?host={root / 'pg'}"
         for kind in ("flat", "hnsw", "pgvector"):
             (root / kind).mkdir()
-        backends: dict[str, Callable[..., Store]] = {
-            "FAISS Flat (SQLite)": lambda ef=ef: Store(root / "flat", Settings()),
-            f"FAISS {args.hnsw} (SQLite)": lambda ef=ef: Store(root / "hnsw", Settings(
-                index_factory=args.hnsw, hnsw_ef_search=ef)),
-            "pgvector HNSW (PostgreSQL)": lambda ef=ef: Store(root / "pgvector", Settings(
-                database_url=url, vector_index="pgvector", hnsw_ef_search=ef)),
+        every_backend: dict[str, tuple[str, Callable[..., Store]]] = {
+            "flat": ("FAISS Flat (SQLite)", lambda ef=ef: Store(root / "flat", Settings())),
+            "hnsw": (f"FAISS {args.hnsw} (SQLite)", lambda ef=ef: Store(root / "hnsw", Settings(
+                index_factory=args.hnsw, hnsw_ef_search=ef))),
+            "pgvector": ("pgvector HNSW (PostgreSQL)", lambda ef=ef: Store(root / "pgvector", Settings(
+                database_url=url, vector_index="pgvector", hnsw_ef_search=ef))),
         }
-        exact: list[list[int]] = []
+        backends = dict(every_backend[kind] for kind in args.backends)
+        exact = exact_search(vectors, queries, 10)
         for name, factory in backends.items():
             store = factory()
             started = time.perf_counter()
@@ -237,23 +275,26 @@ def main() -> None:
             started = time.perf_counter()
             store.index(space)  # FAISS builds (HNSW: the graph) at its first search; pgvector has nothing to do
             built = time.perf_counter() - started
-            timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
-            dense_times, found = timed(store, [dense(space, query, 10) for query in queries])
-            filtered_times, _ = timed(store, [dense(space, query, 10, FILTER) for query in queries])
-            keyword_times, _ = timed(store, [lambda snapshot, t=t: snapshot.bm25(t, depth) for t in keyword_queries])
-            both_times, _ = timed(store, [dense_and_keyword(space, query, words, depth)
-                                          for query, words in zip(queries, keyword_queries)])
             print(f"{name}: {args.chunks} chunks x {args.dim}, {args.commit} per commit, loaded in {loaded:.0f} s "
                   f"({args.chunks / loaded:.0f} chunks/s; index built at first search: {built:.1f} s); "
                   f"index {index_size_mb(store):.0f} MB", flush=True)
-            print(f"  dense {milliseconds(dense_times)}; dense, path filter {milliseconds(filtered_times)}; "
-                  f"keyword {milliseconds(keyword_times)}; dense + keyword (depth {depth}) "
-                  f"{milliseconds(both_times)}", flush=True)
-            if not exact:
-                exact = found
-            else:
+            timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
+            searches: dict[str, list[Search]] = {
+                "dense": [dense(space, query, 10) for query in queries],
+                "dense, path filter": [dense(space, query, 10, FILTER) for query in queries],
+                "keyword": [lambda snapshot, t=t: snapshot.bm25(t, depth) for t in keyword_queries],
+                f"dense + keyword (depth {depth})": [dense_and_keyword(space, query, words, depth)
+                                                     for query, words in zip(queries, keyword_queries)],
+            }
+            chosen = dict(zip(("dense", "filter", "keyword", "hybrid"), searches.items(), strict=True))
+            timings = [f"{label} {milliseconds(timed(store, runs)[0])}" for kind, (label, runs) in chosen.items()
+                       if kind in args.measure]
+            print(f"  {'; '.join(timings)}", flush=True)
+            if "recall" in args.measure:
+                for index in store.loaded_indexes():  # each ef reopens the store: from this cache, not from SQL
+                    index.save()
                 recalls = []
-                for value in args.ef:
+                for value in args.ef if not name.startswith("FAISS Flat") else args.ef[:1]:
                     store.close()
                     store = factory(ef=value)
                     space = store.spaces()[0]
@@ -261,10 +302,11 @@ def main() -> None:
                     recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(results, exact)])
                     recalls.append(f"ef {value}: {recall:.3f} (p50 {1000 * statistics.median(times):.1f} ms)")
                 print(f"  recall@10 against exact: {'; '.join(recalls)}", flush=True)
-            rebuild = first_search_after_commit(store, factory, queries[0], save=False)
-            reload = first_search_after_commit(store, factory, queries[1], save=True)
-            print(f"  another process's first search after a commit: {1000 * rebuild:.0f} ms (no cache saved), "
-                  f"{1000 * reload:.0f} ms (cache saved)", flush=True)
+            if "reader" in args.measure:
+                rebuild = first_search_after_commit(store, factory, queries[0], save=False)
+                reload = first_search_after_commit(store, factory, queries[1], save=True)
+                print(f"  another process's first search after a commit: {1000 * rebuild:.0f} ms (no cache saved), "
+                      f"{1000 * reload:.0f} ms (cache saved)", flush=True)
             store.close()
         print(f"peak memory of this process: {peak_mb():.0f} MB")
         server.cleanup()

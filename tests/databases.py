@@ -112,3 +112,13 @@ def execute_sql(url: str, *statements: str) -> None:
                 connection.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def back_to_version_4_keywords(kind: str) -> list[str]:
+    """Statements that take a database of kind ``kind`` back to schema version 4's keyword index: postings without
+    their chunk's length (on PostgreSQL a primary key without included columns), no keyword figures."""
+    key = kind != "sqlite"
+    return ["DROP TABLE keyword_terms", "DROP TABLE keyword_totals",
+            *(["ALTER TABLE postings DROP CONSTRAINT postings_pkey"] if key else []),
+            "ALTER TABLE postings DROP COLUMN length",
+            *(["ALTER TABLE postings ADD PRIMARY KEY (term, chunk_id)"] if key else [])]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
-from tests.databases import execute_sql
+from tests.databases import back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases()
 
@@ -258,7 +258,7 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) 
     for thread in threads:
         thread.join()
     assert errors == []
-    assert kb_factory().stats().schema_version == 4
+    assert kb_factory().stats().schema_version == 5
 
 
 def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
@@ -443,11 +443,13 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
     with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # back to the version 1 schema
         connection.execute("DROP INDEX ix_chunks_text_hash")
         connection.execute("DROP TABLE images")
+        for statement in back_to_version_4_keywords("sqlite"):
+            connection.execute(statement)
         for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at")):
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 4
+    assert migrated.stats().schema_version == 5
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

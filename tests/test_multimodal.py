@@ -15,7 +15,7 @@ from kb.cli import main
 from kb.errors import EncoderMismatchError, ImageSearchUnavailable
 from kb.storage.models import Chunk, Space, StoredImage, Vector
 from kb.types import CLIP_SPACE, TEXT_SPACE
-from tests.databases import execute_sql
+from tests.databases import Database, back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases("sqlite", "pgvector")  # PostgreSQL with faiss: see test_knowledge_base
 
@@ -222,17 +222,17 @@ def test_cli_searches_by_image_and_writes_previews(image_kb, tmp_path: Path, cap
     assert main(["--kb", home, "search"]) == 2
 
 
-def test_a_version_2_database_gains_the_images_table(image_kb, tmp_path: Path) -> None:
+def test_a_version_2_database_gains_the_images_table(image_kb, database: Database, tmp_path: Path) -> None:
     kb = image_kb()
     kb.ingest(write_folder(tmp_path / "docs"))
     kb.close()
     images = "SELECT id FROM chunks WHERE modality = 'image'"
     execute_sql(kb.store.url, "DROP TABLE images",  # version 2 had no images: drop them with everything derived
                 *(f"DELETE FROM {table} WHERE chunk_id IN ({images})" for table in ("vectors", "postings")),
-                "DELETE FROM chunks WHERE modality = 'image'",
+                "DELETE FROM chunks WHERE modality = 'image'", *back_to_version_4_keywords(database.kind),
                 "UPDATE meta SET value='2' WHERE key='schema_version'")
     migrated = image_kb()
-    assert migrated.stats().schema_version == 4
+    assert migrated.stats().schema_version == 5
     assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
 
 

@@ -91,7 +91,7 @@ def test_doctor_finds_and_repairs(kb_factory, database, tmp_path: Path) -> None:
     # Damage of the kind bugs and crashes leave, foreign keys unchecked (SQLite's default outside the program).
     unchecked = ["SET session_replication_role = replica"] if database.kind != "sqlite" else []
     execute_sql(kb.store.url, *unchecked,
-                "INSERT INTO postings (term, chunk_id, tf) VALUES ('ghost', 99999, 1)",
+                "INSERT INTO postings (term, chunk_id, tf, length) VALUES ('ghost', 99999, 1, 1)",
                 "INSERT INTO runs (started_at, status, counts, failures) "
                 "VALUES ('2026-01-01 00:00:00', 'running', '{}', '[]')",
                 "DELETE FROM vectors WHERE chunk_id = (SELECT min(chunk_id) FROM vectors)")

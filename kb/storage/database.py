@@ -13,7 +13,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
-from kb.storage.models import SCHEMA_VERSION, Base, Meta, StoredImage, text_hash
+from kb.storage import bm25
+from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, Posting, StoredImage, text_hash
 from kb.storage.urls import redact
 
 
@@ -42,9 +43,26 @@ def _widen_file_numbers(session: Session) -> None:
                              "ALTER COLUMN mtime_ns TYPE BIGINT"))
 
 
+def _keep_keyword_figures(session: Session) -> None:
+    """v4 -> v5: postings carry their chunk's keyword length (on PostgreSQL in the primary key's index too), so
+    BM25 scores the postings alone; the terms' document frequencies and the chunk count and length sum live in two
+    small tables instead of being counted at every search. The postings are copied into the new table (an UPDATE
+    of every row costs ten times as much); any whose chunk is gone, which doctor would remove, are left behind."""
+    session.execute(text("ALTER TABLE postings RENAME TO postings_v4"))
+    session.execute(text("DROP INDEX ix_postings_chunk"))
+    if session.get_bind().dialect.name == "postgresql":  # the old key's index would take the new one's name
+        session.execute(text("ALTER INDEX postings_pkey RENAME TO postings_v4_pkey"))
+    for table in (Posting.__table__, KeywordTerm.__table__, KeywordTotals.__table__):
+        table.create(session.connection())
+    session.execute(text("INSERT INTO postings (term, chunk_id, tf, length) SELECT p.term, p.chunk_id, p.tf, "
+                         "c.keyword_length FROM postings_v4 p JOIN chunks c ON c.id = p.chunk_id"))
+    session.execute(text("DROP TABLE postings_v4"))
+    bm25.recount(session)
+
+
 # Migrations from version N to N+1, applied in order inside one transaction.
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
-                                                    3: _widen_file_numbers}
+                                                    3: _widen_file_numbers, 4: _keep_keyword_figures}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
@@ -127,6 +145,7 @@ def _create_or_migrate(session: Session, url: str) -> None:
     version = _recorded_version(session, url)
     if version is None:
         Base.metadata.create_all(session.connection())
+        bm25.recount(session)
         session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
         return
     while version < SCHEMA_VERSION:

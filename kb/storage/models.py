@@ -13,12 +13,13 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
 
@@ -155,13 +156,37 @@ class Vector(Base):
 
 
 class Posting(Base):
-    """BM25 keyword index: how often ``term`` occurs in a chunk. Portable SQL, deleted with its chunk."""
+    """BM25 keyword index: how often ``term`` occurs in a chunk, with the chunk's keyword length (BM25's document
+    length), so that scoring reads the postings alone: on SQLite the table is its primary key, on PostgreSQL the
+    primary key's index includes both numbers. Portable SQL, deleted with its chunk."""
 
     __tablename__ = "postings"
-    term: Mapped[str] = mapped_column(String(128), primary_key=True)
-    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    term: Mapped[str] = mapped_column(String(128))
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"))
     tf: Mapped[int] = mapped_column(Integer)
-    __table_args__ = (Index("ix_postings_chunk", "chunk_id"), {"sqlite_with_rowid": False})
+    length: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (PrimaryKeyConstraint("term", "chunk_id", postgresql_include=["tf", "length"]),
+                      Index("ix_postings_chunk", "chunk_id"), {"sqlite_with_rowid": False})
+
+
+class KeywordTerm(Base):
+    """In how many chunks a term occurs (BM25's document frequency), kept by the write unit so that a search reads
+    it instead of counting postings."""
+
+    __tablename__ = "keyword_terms"
+    term: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chunks: Mapped[int] = mapped_column(Integer)
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class KeywordTotals(Base):
+    """One row (``id`` 1): how many chunks there are and the sum of their keyword lengths (BM25's corpus size and
+    average length), kept by the write unit so that a search does not scan ``chunks``."""
+
+    __tablename__ = "keyword_totals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chunks: Mapped[int] = mapped_column(BigInteger, default=0)
+    length: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Run(Base):
@@ -184,6 +209,8 @@ __all__ = [
     "Chunk",
     "Document",
     "INGESTED",
+    "KeywordTerm",
+    "KeywordTotals",
     "Meta",
     "Posting",
     "Run",

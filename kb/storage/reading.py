@@ -6,24 +6,21 @@ dense and keyword results, and the chunk rows they are turned into, never mix tw
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from kb.storage.filters import chunk_conditions
+from kb.storage import bm25
 from kb.storage.models import INGESTED, Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector
 from kb.types import TEXT_SPACE, Filters, Modality
 
 if TYPE_CHECKING:
     from kb.storage.store import Store
 
-K1 = 1.2
-B = 0.75
 BATCH = 500  # ids per IN (...) list
 
 # Rows whose parent is gone, as doctor finds and removes them: (table, condition).
@@ -38,11 +35,6 @@ def members(space_name: str) -> ColumnElement[bool]:
     """The condition on ``chunks`` for the chunks that have a vector in ``space_name``: the text space holds every
     chunk with text (text chunks and described images), the CLIP space every chunk."""
     return Chunk.text != "" if space_name == TEXT_SPACE else true()
-
-
-def _idf(total: int, document_frequency: int) -> float:
-    """BM25's idf, never negative (the "+1" form Lucene uses)."""
-    return math.log(1 + (total - document_frequency + 0.5) / (document_frequency + 0.5))
 
 
 class Snapshot:
@@ -132,41 +124,9 @@ class Snapshot:
     def bm25(self, terms: Sequence[str], limit: int, filters: Filters | None = None,
              modalities: frozenset[Modality] | None = None,
              chunk_ids: Collection[int] | None = None) -> list[tuple[int, float]]:
-        """Top ``limit`` chunks by BM25 of ``terms`` divided by the query's attainable maximum, among the chunks
-        passing ``filters`` and ``modalities`` (or among ``chunk_ids``).
-
-        The maximum is what a chunk would score with every term at unbounded frequency (the sum of the terms'
-        ``idf * (k1 + 1)``, terms absent from the corpus included), so scores lie in [0, 1] and mean the same from
-        query to query; that is what lets hybrid search weigh them against cosine similarities.
-        """
-        if not terms or limit <= 0:
-            return []
-        conditions = [Chunk.id.in_(sorted(chunk_ids))] if chunk_ids is not None else \
-            chunk_conditions(filters, modalities)
-        total, average_length = self.session.execute(
-            select(func.count(Chunk.id), func.avg(Chunk.keyword_length))).one()
-        if not total:
-            return []
-        frequencies = dict(self.session.execute(
-            select(Posting.term, func.count()).where(Posting.term.in_(terms)).group_by(Posting.term)).all())
-        if not frequencies:
-            return []
-        every_idf = {term: _idf(total, frequencies.get(term, 0)) for term in terms}
-        attainable = (K1 + 1) * sum(every_idf.values())
-        idf = {term: value for term, value in every_idf.items() if term in frequencies}
-        length_norm = K1 * (1 - B + B * Chunk.keyword_length / float(average_length or 1.0))
-        contribution = case(idf, value=Posting.term) * Posting.tf * (K1 + 1) / (Posting.tf + length_norm)
-        score = func.sum(contribution).label("score")
-        query = (
-            select(Posting.chunk_id, score)
-            .join(Chunk, Chunk.id == Posting.chunk_id)
-            .join(Document, Document.id == Chunk.document_id)
-            .where(Posting.term.in_(list(idf)), *conditions)
-            .group_by(Posting.chunk_id)
-            .order_by(score.desc(), Posting.chunk_id)
-            .limit(limit)
-        )
-        return [(int(chunk_id), float(value) / attainable) for chunk_id, value in self.session.execute(query)]
+        """Top ``limit`` chunks by BM25 of ``terms`` divided by the query's attainable maximum, in [0, 1], among
+        the chunks passing ``filters`` and ``modalities`` (or among ``chunk_ids``): see ``kb.storage.bm25``."""
+        return bm25.search(self.session, terms, limit, filters, modalities, chunk_ids)
 
     def meta(self, key: str) -> str | None:
         return self.session.scalar(select(Meta.value).where(Meta.key == key))

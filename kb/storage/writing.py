@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kb.errors import RejectedDataError
-from kb.storage import pgvector_index
+from kb.storage import bm25, pgvector_index
 from kb.storage.database import copy_rows
 from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
 from kb.storage.reading import ORPHANS, Snapshot
@@ -154,28 +154,35 @@ class WriteUnit:
         self.changes.touched.add(space_id)
 
     def add_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]]) -> None:
-        """Keyword postings (term frequencies) of freshly inserted chunks."""
+        """Keyword postings of freshly inserted chunks: each term's frequency with the chunk's keyword length (its
+        number of terms, as ``keyword_length`` records it), and the terms' document frequencies raised."""
         rows = [
-            {"term": term, "chunk_id": chunk_id, "tf": tf}
+            {"term": term, "chunk_id": chunk_id, "tf": tf, "length": len(chunk_terms)}
             for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
             for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
         ]
         if not rows:
             return
         if self.session.get_bind().dialect.name == "postgresql":
-            copy_rows(self.session, "postings", ("term", "chunk_id", "tf"),
-                      ((row["term"], row["chunk_id"], row["tf"]) for row in rows))
+            copy_rows(self.session, "postings", ("term", "chunk_id", "tf", "length"),
+                      ((row["term"], row["chunk_id"], row["tf"], row["length"]) for row in rows))
         else:  # Core insert: the ORM's per-row bookkeeping would cost more than the insert itself
             self.session.execute(insert(Posting.__table__), rows)
+        bm25.count_terms(self.session, Counter(row["term"] for row in rows))
 
     def replace_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]], first: bool) -> None:
-        """Rebuild the keyword index in parts: the first part drops every posting; each sets its chunks' lengths."""
+        """Rebuild the keyword index in parts: the first part drops every posting (and counts the keyword figures
+        afresh); each sets its chunks' lengths."""
         if first:
             self.session.execute(delete(Posting))
+            bm25.recount(self.session)
         self.add_postings(chunk_ids, terms)
         if chunk_ids:
+            before = self.session.scalar(select(func.coalesce(func.sum(Chunk.keyword_length), 0))
+                                         .where(Chunk.id.in_(list(chunk_ids)))) or 0
             self.session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": len(chunk_terms)}
                                                  for chunk_id, chunk_terms in zip(chunk_ids, terms)])
+            bm25.count_chunks(self.session, 0, sum(len(chunk_terms) for chunk_terms in terms) - int(before))
 
     # -- the one delete path ---------------------------------------------------------------------------------
 
@@ -184,6 +191,7 @@ class WriteUnit:
         ids = list(chunk_ids)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
+            bm25.uncount_chunks(self.session, part)
             self.session.execute(delete(Posting).where(Posting.chunk_id.in_(part)))
             self.session.execute(delete(Vector).where(Vector.chunk_id.in_(part)))
             self.session.execute(delete(StoredImage).where(StoredImage.chunk_id.in_(part)))
@@ -225,6 +233,7 @@ class WriteUnit:
         """New chunk rows; returns their ids in order."""
         if not rows:
             return []
+        bm25.count_chunks(self.session, len(rows), sum(int(row.get("keyword_length", 0)) for row in rows))
         return list(self.session.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
 
     def insert_images(self, rows: list[dict[str, Any]]) -> None:
@@ -302,6 +311,8 @@ class WriteUnit:
         if model is Chunk:
             self.delete_chunks(self.session.scalars(select(Chunk.id).where(condition)).all())
             return
+        if model is Posting:  # their terms were counted
+            bm25.uncount_postings(self.session, condition)
         if model is Vector:  # they may sit in the indexes too
             self.changes.removed += self.session.scalars(select(Vector.chunk_id).where(condition).distinct()).all()
             self.changes.touched.update(self._all_spaces)
