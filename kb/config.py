@@ -28,7 +28,7 @@ ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "torch"
+DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
 # of torch's (docs/asking.md, Encoder backends).
@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     encoder_backend: EncoderBackendSetting = Field(default=DEFAULT_ENCODER_BACKEND, description=(
         "what computes the text encoder: `torch`, or the model exported once to ONNX and run on `onnx` (ONNX Runtime)"
         " or `openvino`, in float32 (torch's vectors), or `onnx-int8` / `openvino-int8` (int8 weights: faster, "
-        "slightly other vectors, so recorded in the space's identity). `auto` is `openvino-int8` where the `onnx` "
-        "and `openvino` extras are installed and the encoder runs on the CPU, else `torch`. A knowledge base records "
-        "a definite backend and keeps it wherever it is opened (`kb reembed` changes it); see [Encoder "
-        "backends](asking.md#encoder-backends)"
+        "slightly other vectors, so recorded in the space's identity). `auto` is `openvino-int8` (the fastest within "
+        "half a point of torch's recall) where the `onnx` and `openvino` extras are installed and the encoder runs on "
+        "the CPU, else `torch`; a new knowledge base records the one chosen and keeps it wherever it is opened "
+        "(`KB_ENCODER_BACKEND=torch kb reembed` changes it); see [Encoder backends](asking.md#encoder-backends)"
     ))
     clip_backend: EncoderBackend = Field(default="torch", description="the same for the CLIP towers")
     model_cache: str | None = Field(default=None, description=(

@@ -144,12 +144,12 @@ def test_a_missing_runtime_is_one_clear_error(tiny_text_model: Path, tmp_path: P
 
 
 def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_path: Path, monkeypatch) -> None:
-    """``auto`` is the fastest backend installed on a CPU, written into kb.json as a definite value."""
+    """``auto``, the default, is the fastest backend installed on a CPU, written into kb.json as a definite value."""
     available("openvino-int8")
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
-    knowledge_base = kb_factory(encoder_backend="auto")
+    knowledge_base = kb_factory()
     assert knowledge_base.settings.encoder_backend == "openvino-int8"
     assert json.loads((tmp_path / "kb" / "kb.json").read_text())["encoder_backend"] == "openvino-int8"
     knowledge_base.ingest(folder)
@@ -157,7 +157,7 @@ def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_pat
     assert knowledge_base.encoder.identity().model.endswith("(openvino-int8)")
     assert Settings(encoder_backend="auto", device="cuda").encoder_backend == "torch"  # a GPU computes torch faster than a CPU runtime
     monkeypatch.setitem(sys.modules, "nncf", None)  # what an import finds when the package is not installed
-    assert kb_factory("elsewhere", encoder_backend="auto").settings.encoder_backend == "torch"
+    assert kb_factory("elsewhere").settings.encoder_backend == "torch"
 
 
 def test_a_recorded_backend_is_kept_wherever_the_knowledge_base_opens(kb_factory, tmp_path: Path,
