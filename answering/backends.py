@@ -16,10 +16,11 @@ from kb.config import ReaderBackend, ReaderPrecision
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
-from kb.optional import installed
+from kb.inference.backends import installed, runs_on_cpu
 
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 LOGITS = ("start_logits", "end_logits")
+FLOAT32_EXPORTS: tuple[Backend, ...] = ("openvino", "onnx")  # what ``auto`` reads on, the faster first
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
 
@@ -73,18 +74,10 @@ def chosen_backend(backend: ReaderBackend, device: str | None, precision: Reader
     export) is installed; torch on a GPU, in another ``precision``, or with neither installed."""
     if backend != "auto":
         return backend
-    if precision != "float32" or device not in (None, "cpu") or not installed("onnx"):
-        return "torch"
-    exported: Backend | None = "openvino" if installed("openvino") else "onnx" if installed("onnxruntime") else None
-    if exported is None or (device is None and _cuda_available()):
+    exported = next((name for name in FLOAT32_EXPORTS if installed(name)), None)
+    if precision != "float32" or exported is None or not runs_on_cpu(device):
         return "torch"
     return exported
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def load_reader(name: str, *, backend: Backend = "torch", device: str | None = None,

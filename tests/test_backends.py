@@ -3,6 +3,7 @@ in float32 (torch's vectors) or int8 (other vectors, a space identity of their o
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from kb.config import Settings
 from kb.encoders.clip import ClipEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
 from kb.errors import BackendUnavailableError, EncoderMismatchError
@@ -87,7 +89,7 @@ def test_switching_to_an_int8_backend_needs_reembed_and_records_it(kb_factory, t
     (folder / "dock.txt").write_text("Loading dock B accepts deliveries from 6 am to 2 pm.\n", encoding="utf-8")
     (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
     cache = str(tmp_path / "cache")
-    kb_factory(model_cache=cache).ingest(folder)  # built with torch
+    kb_factory(encoder_backend="torch", model_cache=cache).ingest(folder)
     same = kb_factory(encoder_backend="onnx", model_cache=cache)
     assert same.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")  # float32: same space
     switched = kb_factory(encoder_backend="onnx-int8", model_cache=cache)
@@ -139,3 +141,47 @@ def test_a_missing_runtime_is_one_clear_error(tiny_text_model: Path, tmp_path: P
     encoder = SentenceTransformerEncoder(str(tiny_text_model), backend="openvino", cache=ExportCache(tmp_path))
     with pytest.raises(BackendUnavailableError, match=r"multimodal-kb\[openvino\]"):
         encoder.encode(["x"])
+
+
+def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_path: Path, monkeypatch) -> None:
+    """``auto``, the default, is the fastest backend installed on a CPU, written into kb.json as a definite value."""
+    available("openvino-int8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
+    knowledge_base = kb_factory()
+    assert knowledge_base.settings.encoder_backend == "openvino-int8"
+    assert json.loads((tmp_path / "kb" / "kb.json").read_text())["encoder_backend"] == "openvino-int8"
+    knowledge_base.ingest(folder)
+    assert knowledge_base.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")
+    assert knowledge_base.encoder.identity().model.endswith("(openvino-int8)")
+    assert Settings(encoder_backend="auto", device="cuda").encoder_backend == "torch"  # a GPU computes torch faster than a CPU runtime
+    monkeypatch.setitem(sys.modules, "nncf", None)  # what an import finds when the package is not installed
+    assert kb_factory("elsewhere").settings.encoder_backend == "torch"
+
+
+def test_a_recorded_backend_is_kept_wherever_the_knowledge_base_opens(kb_factory, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    available("openvino-int8")
+    with monkeypatch.context() as without_openvino:
+        without_openvino.setitem(sys.modules, "openvino", None)
+        assert kb_factory(encoder_backend="auto").settings.encoder_backend == "torch"  # built without openvino
+    assert kb_factory().settings.encoder_backend == "torch"  # reopened where it is: still torch, no reembed
+
+
+def test_a_recorded_backend_that_is_not_installed_says_what_to_do(kb_factory, tmp_path: Path, monkeypatch) -> None:
+    available("openvino-int8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "dock.txt").write_text("Loading dock B accepts deliveries from 6 am to 2 pm.\n", encoding="utf-8")
+    kb_factory(encoder_backend="auto").ingest(folder)  # recorded with openvino-int8
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(BackendUnavailableError, match=r"encoder_backend 'openvino-int8' needs openvino: pip install "
+                       r"'multimodal-kb\[openvino\]'.*KB_ENCODER_BACKEND=torch kb reembed"):
+        kb_factory()
+    monkeypatch.setenv("KB_ENCODER_BACKEND", "torch")  # the advice, followed
+    assert kb_factory().reembed() == 1
+    monkeypatch.delenv("KB_ENCODER_BACKEND")
+    reopened = kb_factory()
+    assert reopened.settings.encoder_backend == "torch"
+    assert reopened.search("deliveries", k=1, mode="dense")[0].path.endswith("dock.txt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
@@ -10,7 +11,10 @@ from kb.encoders.clip import ClipEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
 from kb.encoders.usem3 import NAME as USEM3
 from kb.encoders.usem3 import Usem3Encoder
-from kb.inference import ExportCache
+from kb.errors import BackendUnavailableError
+from kb.inference import Backend, ExportCache
+from kb.inference.backends import NEEDS
+from kb.optional import require_installed
 
 
 def export_cache(settings: Settings) -> ExportCache:
@@ -24,8 +28,13 @@ def text_encoder(settings: Settings) -> TextEncoder:
     ``encoder_backend``."""
     if settings.text_model.lower() == USEM3:
         return Usem3Encoder(batch_size=settings.batch_size)
+    backend = cast(Backend, settings.encoder_backend)  # never ``auto``: the settings chose one
+    # Checked when the knowledge base opens, not at its first search: a recorded backend is part of its vectors.
+    require_installed(NEEDS[backend], f"encoder_backend {backend!r}", error=BackendUnavailableError,
+                      instead="or re-embed the knowledge base on another backend (it keeps the one it was built "
+                              "with): KB_ENCODER_BACKEND=torch kb reembed")
     return SentenceTransformerEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size,
-                                      backend=settings.encoder_backend, cache=export_cache(settings))
+                                      backend=backend, cache=export_cache(settings))
 
 
 def clip_encoder(settings: Settings) -> ClipEncoder | None:

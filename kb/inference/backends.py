@@ -10,6 +10,28 @@ from kb.errors import BackendUnavailableError
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+# The modules each backend needs: onnx to export the model (once), then the runtime (and nncf to compress weights).
+NEEDS: dict[Backend, tuple[str, ...]] = {
+    "torch": (),
+    "onnx": ("onnx", "onnxruntime"),
+    "onnx-int8": ("onnx", "onnxruntime"),
+    "openvino": ("onnx", "openvino"),
+    "openvino-int8": ("onnx", "openvino", "nncf"),
+}
+
+
+def installed(backend: Backend) -> bool:
+    """Whether every package ``backend`` needs is installed (found, not imported)."""
+    return all(optional.installed(module) for module in NEEDS[backend])
+
+
+def runs_on_cpu(device: str | None) -> bool:
+    """Whether torch computes on the CPU: ``device`` says so, or none is named and no GPU is visible."""
+    if device is not None:
+        return device == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def runtime(backend: Backend) -> str:
