@@ -25,7 +25,7 @@ MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precisi
                     "reader_backend")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-static"]
 DEFAULT_ENCODER_BACKEND: EncoderBackend = "torch"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on

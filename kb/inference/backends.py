@@ -8,11 +8,13 @@ from typing import Literal, get_args
 from kb import optional
 from kb.errors import BackendUnavailableError
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]  # any model, exported on first use
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+CalibratedBackend = Literal["openvino-int8-static"]  # a graph calibrated on data, kept in its model's folder
+GraphBackend = Backend | CalibratedBackend
 
 
-def runtime(backend: Backend) -> str:
+def runtime(backend: GraphBackend) -> str:
     """The runtime that executes ``backend``'s graphs: ``onnxruntime`` or ``openvino``."""
     return "openvino" if backend.startswith("openvino") else "onnxruntime"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.inference.backends import Backend, require, runtime
+from kb.inference.backends import GraphBackend, require, runtime
 
 
 def cpu_threads() -> int:
@@ -31,7 +31,7 @@ class CompiledGraph:
     torch's anyway, and bfloat16 makes it about 1.2x faster here.
     """
 
-    def __init__(self, path: Path, backend: Backend, threads: int | None = None) -> None:
+    def __init__(self, path: Path, backend: GraphBackend, threads: int | None = None) -> None:
         self.path = path
         self.backend = backend
         threads = threads or cpu_threads()
