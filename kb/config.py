@@ -239,7 +239,8 @@ class Settings(BaseSettings):
         """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
         if self.reader_backend not in ("torch", "auto") and self.reader_precision != "float32":
             raise ValueError(f"reader_precision={self.reader_precision} applies to reader_backend=torch only; with "
-                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8, openvino-int8-static)")
+                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8, "
+                             "openvino-int8-static)")
         return self
 
     @classmethod
