@@ -171,8 +171,8 @@ def _exportable(model: Any, names: list[str]) -> Any:
 
 
 def model_fingerprint(name: str) -> str:
-    """The fingerprint of the model's files (not its calibrated int8 graph): its folder, or its snapshot in the Hugging Face cache (where
-    :func:`load_question_answering` has just found it)."""
+    """The fingerprint of the model's files (not its calibrated int8 graph): its folder, or its snapshot in the
+    Hugging Face cache (where :func:`load_question_answering` has just found it)."""
     path = Path(name).expanduser()
     if not path.is_dir():
         from huggingface_hub import snapshot_download

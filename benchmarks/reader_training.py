@@ -4,7 +4,8 @@ Training data: squad2-train-part + squad1-train-part (development data), validat
 Evaluation: ``kb eval squad`` in reader mode on xquad-en without the 5 titles it shares with the held-out
 squad2-dev-part (1,090 questions), for each variant asked for: a torch precision, and for int8 the Linear layers
 left in float32 (regular expressions, the ``reader_int8_float_layers`` setting), or a ``reader_backend``;
-optionally the held-out squad2-dev-part too, at the threshold the card holds (tuned on the validation split) and at any ``--threshold`` given.
+optionally the held-out squad2-dev-part too, at the threshold the card holds (tuned on the validation split) and at
+any ``--threshold`` given.
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \

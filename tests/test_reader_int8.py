@@ -43,7 +43,8 @@ def reader(model: Path, backend: str) -> ExtractiveReader:
 def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibrated_reader: Path) -> None:
     graph = calibrated_reader / "int8" / "openvino_model.xml"
     assert graph.is_file() and graph.with_suffix(".bin").is_file()
-    assert graph.read_text(encoding="utf-8").count('type="FakeQuantize"') >= 8  # activations quantised, not weights only
+    quantizers = graph.read_text(encoding="utf-8").count('type="FakeQuantize"')
+    assert quantizers >= 8  # activations quantised too, not weights only
     record = json.loads((calibrated_reader / "int8" / "calibration.json").read_text(encoding="utf-8"))
     assert record["source_fingerprint"] == model_fingerprint(str(calibrated_reader))
     assert record["samples"] == 64 and "facts.json" in record["calibrated_on"]["questions"]

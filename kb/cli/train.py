@@ -46,7 +46,8 @@ def add_train_parser(commands: Any) -> None:
                                  "(default: the clip_pretrained setting)")
     quantize = kinds.add_parser("quantize-reader", help="calibrate a reader's int8 graph on SQuAD files and "
                                 "record its validation F1 beside float32's (kb train reader does it after training)")
-    quantize.add_argument("model", type=Path, metavar="MODEL", help="the reader's folder (the graph goes in MODEL/int8)")
+    quantize.add_argument("model", type=Path, metavar="MODEL",
+                          help="the reader's folder (the graph goes into MODEL/int8)")
     quantize.add_argument("data", nargs="*", type=Path, metavar="DATA",
                           help="SQuAD files to calibrate on (default: the training files on MODEL's card)")
     quantize.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
