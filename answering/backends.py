@@ -105,7 +105,8 @@ def calibrated_within_tolerance(model: str) -> bool:
     path = Path(model).expanduser()
     card = read_card(path) if model and path.is_dir() else None
     scores = card.int8 if card else None
-    return scores is not None and "f1" in scores.int8 and scores.f1_loss <= INT8_F1_TOLERANCE
+    return scores is not None and "f1" in scores.int8 and "f1" in scores.float32 and \
+        scores.f1_loss <= INT8_F1_TOLERANCE
 
 
 def _cuda_available() -> bool:

@@ -62,6 +62,8 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
     model, tokenizer = load_question_answering(name, device="cpu")
     source = exported_graph(name, model, tokenizer, "onnx", export_cache(settings))
     samples = calibration_windows(tokenizer, calibration, settings, accepted_inputs(model), windows)
+    if not samples:
+        raise InvalidRequestError("no calibration window: ask for at least one (--windows)")
     quantize_static(source, folder, samples, fingerprint=model_fingerprint(name),
                     calibrated_on={"questions": calibrated_on, "windows": len(samples),
                                    "max_seq_length": settings.reader_max_seq_length,
