@@ -45,10 +45,10 @@ def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, inp
 
 
 def calibrate_reader(settings: Settings, calibration: SquadSet, validation: SquadSet, *, calibrated_on: str,
-                     validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = (),
-                     smooth_quant_alpha: float | None = None) -> Int8Scores:
+                     validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = ()) -> Int8Scores:
     """Calibrate the int8 graph of the reader folder ``settings.reader_model`` on windows of ``calibration``
-    (``kb.inference.quantize_static``), score it and float32 on ``validation`` (each question on its own
+    (``kb.inference.quantize_static``; operations matching ``ignored`` left in float), score it and float32 on
+    ``validation`` (each question on its own
     paragraph, at the reader's no-answer threshold), and record both on the folder's training card (one is
     started for a reader trained elsewhere)."""
     started = time.monotonic()
@@ -68,7 +68,7 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
                     calibrated_on={"questions": calibrated_on, "windows": len(samples),
                                    "max_seq_length": settings.reader_max_seq_length,
                                    "stride": settings.reader_stride},
-                    ignored=ignored, smooth_quant_alpha=smooth_quant_alpha)
+                    ignored=ignored)
     calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
     float32, int8 = (_scores(settings.model_copy(update={"reader_backend": backend}), validation)
                      for backend in ("openvino", STATIC))

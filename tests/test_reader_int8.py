@@ -54,6 +54,20 @@ def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibr
     assert card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
 
 
+def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
+    from training.int8 import quantize_reader
+
+    folder = tmp_path / "reader"
+    shutil.copytree(calibrated_reader, folder)
+    quantize_reader(folder, [calibrated_reader.parent / "facts.json"], windows=16,
+                    float_operations=["output/dense/MatMul", "qa_outputs"])
+    graph = (folder / "int8" / "openvino_model.xml").read_text(encoding="utf-8")
+    every = (calibrated_reader / "int8" / "openvino_model.xml").read_text(encoding="utf-8")
+    assert 0 < graph.count('type="FakeQuantize"') < every.count('type="FakeQuantize"')
+    assert json.loads((folder / "int8" / "calibration.json").read_text())["ignored"] == ["output/dense/MatMul",
+                                                                                        "qa_outputs"]
+
+
 def test_kb_ask_reads_with_the_calibrated_graph_and_cites_exactly(kb_factory, calibrated_reader: Path,
                                                                  tmp_path: Path) -> None:
     docs = tmp_path / "docs"

@@ -26,9 +26,10 @@ PACKAGES = ("onnx", "openvino", "nncf")  # to export, quantise and run the graph
 
 
 def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence[Path] = (), *,
-                    windows: int = CALIBRATION_WINDOWS) -> Int8Scores:
+                    windows: int = CALIBRATION_WINDOWS, float_operations: Sequence[str] = ()) -> Int8Scores:
     """Calibrate the int8 graph of the reader folder ``model`` on windows of ``data`` (default: its card's
-    training files) and record its validation EM/F1 beside float32's on the card."""
+    training files), the graph operations matching ``float_operations`` left in float, and record its
+    validation EM/F1 beside float32's on the card."""
     folder = model.expanduser()
     card = read_card(folder) if folder.is_dir() else None
     files = list(data) or ([Path(file.path) for file in card.data] if card else [])
@@ -48,7 +49,7 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
                                                                 ("reader_stride", "stride")) if key in hyperparameters}
     settings = Settings(reader_model=str(folder), device="cpu", **overrides)
     return calibrate_reader(settings, calibration, held_out, calibrated_on=_described(calibration, files),
-                            validated_on=described, windows=windows)
+                            validated_on=described, windows=windows, ignored=float_operations)
 
 
 def quantize_trained_reader(settings: Settings, train: SquadSet, validation: SquadSet, files: Sequence[Path],

@@ -53,6 +53,9 @@ def add_train_parser(commands: Any) -> None:
     quantize.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
                           help="questions to score float32 and int8 on (default: articles held out from DATA)")
     quantize.add_argument("--windows", type=int, default=300, help="calibration windows (default 300)")
+    quantize.add_argument("--float", action="append", default=[], metavar="REGEX", dest="float_operations",
+                          help="graph operations left in float32, by ONNX name (e.g. 'output/dense/MatMul' for the "
+                          "attention and feed-forward outputs); repeatable")
 
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
@@ -76,7 +79,8 @@ def _quantize_reader(args: argparse.Namespace) -> int:
     from answering.backends import INT8_F1_TOLERANCE
     from training.int8 import quantize_reader
 
-    scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows)
+    scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
+                             float_operations=args.float_operations)
     chosen = scores.f1_loss <= INT8_F1_TOLERANCE
     print(f"calibrated int8 graph: {args.model / scores.graph}\n  calibrated on {scores.calibrated_on}\n"
           f"  validation ({scores.validation}, {scores.questions} questions):\n"

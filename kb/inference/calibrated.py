@@ -43,7 +43,8 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
     NNCF's transformer scheme: int8 matrix products with per-channel symmetric weights and per-tensor asymmetric
     activations (the ``MIXED`` preset), SmoothQuant moving activation outliers into the weights
     (``smooth_quant_alpha``: NNCF's default when None, negative to turn it off) and bias correction; operations
-    whose names match a regular expression of ``ignored`` stay in float.
+    whose names contain a match of a regular expression of ``ignored`` (ONNX names such as
+    ``/model/bert/encoder/layer.0/output/dense/MatMul``) stay in float.
     """
     openvino = require("openvino", STATIC)
     nncf = require("nncf", STATIC)
@@ -51,7 +52,8 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
     if smooth_quant_alpha is not None:
         advanced = nncf.AdvancedQuantizationParameters(
             smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=smooth_quant_alpha))
-    scope = nncf.IgnoredScope(patterns=list(ignored), validate=False) if ignored else None
+    scope = nncf.IgnoredScope(patterns=[f".*(?:{pattern})" for pattern in ignored], validate=False) \
+        if ignored else None  # NNCF matches from the start of the name
     target = model_folder / GRAPH
     target.parent.mkdir(parents=True, exist_ok=True)
 
