@@ -118,6 +118,6 @@ def summarise(card: TrainingCard, out: str | Path) -> str:
         lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
     if card.int8 is not None:
         lines.append(f"  calibrated int8 graph ({card.int8.graph}): validation F1 {card.int8.int8['f1']:.2f} against "
-                     f"float32's {card.int8.float32['f1']:.2f} ({-card.int8.f1_loss:+.2f})")
+                     f"float32's {card.int8.float32['f1']:.2f} ({card.int8.int8['f1'] - card.int8.float32['f1']:+.2f})")
     lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
     return "\n".join(lines)

@@ -87,5 +87,5 @@ def _quantize_reader(args: argparse.Namespace) -> int:
           f"    float32  EM {scores.float32['exact']:.2f}  F1 {scores.float32['f1']:.2f}\n"
           f"    int8     EM {scores.int8['exact']:.2f}  F1 {scores.int8['f1']:.2f}\n"
           f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
-          f"{-scores.f1_loss:+.2f} against the tolerance of -{INT8_F1_TOLERANCE}")
+          f"{scores.int8['f1'] - scores.float32['f1']:+.2f} against the tolerance of -{INT8_F1_TOLERANCE}")
     return 0
