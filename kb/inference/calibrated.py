@@ -33,25 +33,21 @@ class CalibratedGraphError(BackendUnavailableError):
 
 
 def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[str, np.ndarray]], *,
-                    fingerprint: str, calibrated_on: Mapping[str, Any], ignored: Sequence[str] = (),
-                    smooth_quant_alpha: float | None = None) -> Path:
+                    fingerprint: str, calibrated_on: Mapping[str, Any], ignored: Sequence[str] = ()) -> Path:
     """Quantise the float32 ONNX graph ``source`` (exported from the weights whose fingerprint is
     ``fingerprint``) to static int8, with activation ranges measured on ``samples`` (named input arrays, as the
     model is fed), into ``model_folder``; ``calibrated_on`` describes the samples for the record. Returns the
     graph's path.
 
     NNCF's transformer scheme: int8 matrix products with per-channel symmetric weights and per-tensor asymmetric
-    activations (the ``MIXED`` preset), SmoothQuant moving activation outliers into the weights
-    (``smooth_quant_alpha``: NNCF's default when None, negative to turn it off) and bias correction; operations
-    whose names contain a match of a regular expression of ``ignored`` (ONNX names such as
+    activations (the ``MIXED`` preset) and bias correction, without SmoothQuant (which moves activation outliers
+    into the weights: on the trained MiniLM reader it cost 0.93 validation F1 where plain ranges cost 0.23);
+    operations whose names contain a match of a regular expression of ``ignored`` (ONNX names such as
     ``/model/bert/encoder/layer.0/output/dense/MatMul``) stay in float.
     """
     openvino = require("openvino", STATIC)
     nncf = require("nncf", STATIC)
-    advanced = None
-    if smooth_quant_alpha is not None:
-        advanced = nncf.AdvancedQuantizationParameters(
-            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=smooth_quant_alpha))
+    advanced = nncf.AdvancedQuantizationParameters(smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1))
     scope = nncf.IgnoredScope(patterns=[f".*(?:{pattern})" for pattern in ignored], validate=False) \
         if ignored else None  # NNCF matches from the start of the name
     target = model_folder / GRAPH
@@ -63,9 +59,10 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
                                   subset_size=len(samples), advanced_parameters=advanced, ignored_scope=scope)
         openvino.save_model(quantized, path, compress_to_fp16=False)
         record = {"source_fingerprint": fingerprint, "created_at": datetime.now(timezone.utc).isoformat(),
-                  "method": "NNCF post-training static quantisation, transformer scheme (MIXED preset)",
+                  "method": "NNCF post-training static quantisation, transformer scheme (MIXED preset), "
+                            "SmoothQuant off",
                   "nncf": nncf.__version__, "openvino": openvino.__version__, "ignored": list(ignored),
-                  "smooth_quant_alpha": smooth_quant_alpha, "samples": len(samples),
+                  "samples": len(samples),
                   "calibrated_on": dict(calibrated_on)}
         (path.parent / Path(RECORD).name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
