@@ -1,35 +1,45 @@
-"""What computes the reader's start and end logits: the torch model (``reader_backend="torch"``), or its graph
-exported once to ONNX and run on ONNX Runtime or OpenVINO, in float32 or int8 (``kb.inference``). Windows, span
-search and citations are the reader's one code path whichever computes the logits."""
+"""What computes the reader's start and end logits: the torch model (``reader_backend="torch"``), its graph
+exported once to ONNX and run on ONNX Runtime or OpenVINO, in float32 or data-free int8, or the int8 graph
+calibrated on data and kept in the model's folder (``openvino-int8-static``; see ``answering.int8``), all through
+``kb.inference``. Windows, span search and citations are the reader's one code path whichever computes the
+logits."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from answering.loading import load_question_answering
+from kb.cards import read_card
 from kb.config import ReaderBackend, ReaderPrecision
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
-from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.errors import BackendUnavailableError
+from kb.inference import STATIC, Backend, CompiledGraph, ExportCache, GraphBackend, GraphSpec, static_graph
 from kb.inference.backends import installed, runs_on_cpu
+from kb.inference.calibrated import FOLDER
+
+log = logging.getLogger(__name__)
 
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 LOGITS = ("start_logits", "end_logits")
 FLOAT32_EXPORTS: tuple[Backend, ...] = ("openvino", "onnx")  # what ``auto`` reads on, the faster first
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
+INT8_F1_TOLERANCE = 0.5  # validation F1 points the calibrated int8 graph may lose for ``auto`` to choose it
 
 
 class Logits(Protocol):
     """Start and end logits (batch x tokens, float32) of a padded batch of windows given as named int64 arrays;
-    ``input_names`` are the tokenizer outputs it reads."""
+    ``input_names`` are the tokenizer outputs it reads, ``backend`` what computes them."""
 
     input_names: list[str]
+    backend: str
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -40,6 +50,7 @@ class TorchLogits:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.input_names = accepted_inputs(model)
+        self.backend = "torch"
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -56,6 +67,7 @@ class GraphLogits:
     def __init__(self, graph: CompiledGraph) -> None:
         self.graph = graph
         self.input_names = list(graph.inputs)
+        self.backend = graph.backend
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.graph.run(batch)
@@ -68,37 +80,81 @@ def accepted_inputs(model: Any) -> list[str]:
     return [name for name in TOKENIZER_OUTPUTS if name in accepted]
 
 
-def chosen_backend(backend: ReaderBackend, device: str | None, precision: ReaderPrecision) -> Backend:
-    """``backend``, with ``auto`` made definite: a float32 export gives torch's answers (every answer equal on
-    300 questions) faster on a CPU, so it runs on OpenVINO, else ONNX Runtime, where the package (and ``onnx``, to
-    export) is installed; torch on a GPU, in another ``precision``, or with neither installed."""
+def chosen_backend(backend: ReaderBackend, device: str | None, precision: ReaderPrecision,
+                   model: str = "") -> GraphBackend | Literal["torch"]:
+    """``backend``, with ``auto`` made definite: on a CPU in float32, the graph of ``model`` calibrated to int8
+    when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 (and OpenVINO is
+    installed); else the float32 export, which gives torch's answers (every answer equal on 300 questions)
+    faster, on OpenVINO, else ONNX Runtime, where the package (and ``onnx``, to export) is installed; torch on a
+    GPU, in another ``precision``, or with neither installed."""
     if backend != "auto":
         return backend
     exported = next((name for name in FLOAT32_EXPORTS if installed(name)), None)
     if precision != "float32" or exported is None or not runs_on_cpu(device):
         return "torch"
+    if exported == "openvino" and calibrated_within_tolerance(model):
+        return STATIC
     return exported
 
 
-def load_reader(name: str, *, backend: Backend = "torch", device: str | None = None,
+def calibrated_within_tolerance(model: str) -> bool:
+    """Whether the training card of the reader folder ``model`` records a calibrated int8 graph whose validation
+    F1 is at most ``INT8_F1_TOLERANCE`` below float32's."""
+    path = Path(model).expanduser()
+    card = read_card(path) if model and path.is_dir() else None
+    scores = card.int8 if card else None
+    return scores is not None and "f1" in scores.int8 and "f1" in scores.float32 and \
+        scores.f1_loss <= INT8_F1_TOLERANCE
+
+
+def load_reader(name: str, *, backend: GraphBackend | Literal["torch"] = "torch", device: str | None = None,
                 precision: ReaderPrecision = "float32", int8_float_layers: Sequence[str] = (),
                 cache: ExportCache | None = None) -> tuple[Logits, Any]:
     """``(logits, tokenizer)`` for the question-answering model ``name`` on ``backend``: torch in ``precision``
-    on ``device``, or the float32 model exported once (cached by its fingerprint in ``cache``) and run on the CPU,
-    quantised to int8 for the int8 backends."""
+    on ``device``; the float32 model exported once (cached by its fingerprint in ``cache``) and run on the CPU,
+    quantised to int8 for the data-free int8 backends; or the graph calibrated to int8 in the model's folder,
+    where one made from these weights loads (else the float32 export on OpenVINO, with a warning saying why)."""
     if backend == "torch":
         model, tokenizer = load_question_answering(name, device=device, precision=precision,
                                                    int8_float_layers=int8_float_layers)
         return TorchLogits(model), tokenizer
     model, tokenizer = load_question_answering(name, device="cpu")
+    if backend == STATIC:
+        try:
+            return GraphLogits(calibrated_graph(name)), tokenizer
+        except BackendUnavailableError as error:
+            if not installed("openvino"):
+                raise
+            log.warning("reader %s: %s; reading with the float32 export on openvino instead", name, error)
+            backend = "openvino"
+    return GraphLogits(CompiledGraph(exported_graph(name, model, tokenizer, backend, cache), backend)), tokenizer
+
+
+def calibrated_graph(name: str) -> CompiledGraph:
+    """The int8 graph calibrated for the reader folder ``name``, compiled; a :class:`BackendUnavailableError`
+    saying why when there is none, it was made from other weights, or it does not load."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise BackendUnavailableError(f"{STATIC} reads a graph kept in the model's folder, and {name!r} is not a "
+                                      "local folder")
+    path = static_graph(folder, model_fingerprint(name))
+    try:
+        return CompiledGraph(path, STATIC)
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO's parse and compile errors are RuntimeErrors
+        raise BackendUnavailableError(f"the calibrated int8 graph {path} does not load ({error})") from error
+
+
+def exported_graph(name: str, model: Any, tokenizer: Any, backend: GraphBackend,
+                   cache: ExportCache | None = None) -> Path:
+    """The file ``backend`` runs for the question-answering ``model`` (loaded from ``name``): its float32 ONNX
+    export or a data-free int8 quantisation of it, made once and cached by the model's fingerprint."""
     names = accepted_inputs(model)
     sequence = {0: "batch", 1: "sequence"}
     spec = GraphSpec(name="question-answering", inputs=names, outputs=LOGITS,
                      dynamic={name: sequence for name in [*names, *LOGITS]})
     example = tokenizer(*TRACE_EXAMPLE, padding=True, return_tensors="pt")
-    path = (cache or ExportCache()).graph(_fingerprint(name), spec, backend, lambda: _exportable(model, names),
+    return (cache or ExportCache()).graph(model_fingerprint(name), spec, backend, lambda: _exportable(model, names),
                                           lambda: [example[name] for name in names])
-    return GraphLogits(CompiledGraph(path, backend)), tokenizer
 
 
 def _exportable(model: Any, names: list[str]) -> Any:
@@ -107,12 +163,12 @@ def _exportable(model: Any, names: list[str]) -> Any:
     return QuestionAnsweringLogits(model, names)
 
 
-def _fingerprint(name: str) -> str:
-    """The fingerprint of the model's files: its folder, or its snapshot in the Hugging Face cache (where
-    :func:`load_question_answering` has just found it)."""
+def model_fingerprint(name: str) -> str:
+    """The fingerprint of the model's files (not its calibrated int8 graph): its folder, or its snapshot in the
+    Hugging Face cache (where :func:`load_question_answering` has just found it)."""
     path = Path(name).expanduser()
     if not path.is_dir():
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(repo_id=name, local_files_only=not hub_reachable()))
-    return folder_fingerprint(path)
+    return folder_fingerprint(path, skip=(FOLDER,))

@@ -68,9 +68,17 @@ class ExtractiveReader:
                 settings = self.settings
                 self._logits_of, self._tokenizer = load_reader(
                     self.model_name, device=settings.device,
-                    backend=chosen_backend(settings.reader_backend, settings.device, settings.reader_precision),
+                    backend=chosen_backend(settings.reader_backend, settings.device, settings.reader_precision,
+                                           self.model_name),
                     precision=settings.reader_precision, int8_float_layers=settings.reader_int8_float_layers,
                     cache=export_cache(settings))
+
+    @property
+    def backend(self) -> str:
+        """What computes the logits (``reader_backend`` made definite, after any fallback), once loaded."""
+        self.warm_up()
+        assert self._logits_of is not None
+        return self._logits_of.backend
 
     @property
     def threshold(self) -> float:

@@ -3,13 +3,15 @@ today's torch float32 reader, in one run.
 
     python benchmarks/reader_backend_benchmark.py --model /work/models/reader-minilm [--data ../shared/data]
         [--questions 300] [--k 5] [--threshold 0.1] [--threads N]
-        [--backends torch onnx onnx-int8 openvino openvino-int8] [--no-torch-int8] [--out figures.json]
+        [--backends torch onnx onnx-int8 openvino openvino-int8 openvino-int8-static] [--no-torch-int8]
+        [--out figures.json]
 
 The corpus is xquad-en minus the 5 titles it shares with the held-out squad2-dev-part (one file per paragraph,
 ingested once with the packaged MiniLM encoder on torch); ``--questions`` of its questions, evenly spaced over the
 articles, are asked with ``ask(k, top_k=1)`` (retrieve, then read the k passages), as users ask. The knowledge base
 is opened once per system: each reader backend (exported once into a fresh model cache: the first question, timed
-apart, includes the export and the load), torch with ``reader_precision=int8`` (the former fast option) unless
+apart, includes the export and the load; ``openvino-int8-static`` reads the graph calibrated in the model's folder,
+made by ``kb train quantize-reader``), torch with ``reader_precision=int8`` (the former fast option) unless
 ``--no-torch-int8``, and a retrieval-only turn (``search``, the floor every ``ask`` stands on). The systems take
 turns question by question, in rotating order, so a machine busy with other work slows them alike. Per system:
 EM/F1 of the best answer (empty when the reader abstains below ``--threshold``: 0.1 by default, as the README's
@@ -52,20 +54,28 @@ def spaced(items: list[Any], count: int) -> list[Any]:
 
 
 def main() -> int:
-    from kb.inference import BACKENDS
+    from typing import get_args
 
+    from kb.config import ReaderBackend
+    from kb.inference import STATIC
+
+    backends = [backend for backend in get_args(ReaderBackend) if backend != "auto"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--model", type=Path, required=True, help="a trained question-answering model folder")
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--k", type=int, default=5, help="passages retrieved and read per question")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
-                        help="reader backends (torch, float32, is always the reference)")
+    parser.add_argument("--backends", nargs="+", choices=backends, default=None,
+                        help="reader backends (torch, float32, is always the reference; default: all, "
+                        f"{STATIC} where the model has a calibrated graph)")
     parser.add_argument("--threshold", default="0.1", help="no-answer threshold, or 'card' for the model's own")
     parser.add_argument("--threads", type=int, default=None, help="torch (and so every runtime) and faiss threads")
     parser.add_argument("--no-torch-int8", action="store_true", help="leave out torch with reader_precision=int8")
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
     args = parser.parse_args()
+    if args.backends is None:
+        args.backends = [backend for backend in backends
+                         if backend != STATIC or (args.model / "int8" / "openvino_model.xml").is_file()]
     if not (args.data / DATASETS["xquad-en"]).exists():
         print(f"data not found: {args.data / DATASETS['xquad-en']} (pass --data DIR)", file=sys.stderr)
         return 2
@@ -160,8 +170,10 @@ def measure(bases: dict[str, Any], questions: list[Any], k: int) -> dict[str, di
         started = time.perf_counter()
         call(questions[0].question)
         figures[name]["first"] = time.perf_counter() - started
+        read_by = f", read by {bases[name].readers.for_question(questions[0].question).backend}" \
+            if name in bases else ""
         print(f"  {name}: first question (load{', export' if name in bases else ''}) "
-              f"{figures[name]['first']:.1f} s", flush=True)
+              f"{figures[name]['first']:.1f} s{read_by}", flush=True)
     names = list(calls)
     for number, question in enumerate(questions):
         turn = number % len(names)

@@ -2,13 +2,16 @@
 
 Training data: squad2-train-part + squad1-train-part (development data), validation held out from them by article.
 Evaluation: ``kb eval squad`` in reader mode on xquad-en without the 5 titles it shares with the held-out
-squad2-dev-part (1,090 questions), for each variant asked for: a precision, and for int8 the Linear layers left in
-float32 (regular expressions, the ``reader_int8_float_layers`` setting); optionally the held-out squad2-dev-part
-too, at the threshold the card holds (tuned on the validation split) and at any ``--threshold`` given.
+squad2-dev-part (1,090 questions), for each variant asked for: a torch precision, and for int8 the Linear layers
+left in float32 (regular expressions, the ``reader_int8_float_layers`` setting), or a ``reader_backend``;
+optionally the held-out squad2-dev-part too, at the threshold the card holds (tuned on the validation split) and at
+any ``--threshold`` given.
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
+    python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
+        --variant openvino --variant openvino-int8 --variant openvino-int8-static
 """
 
 from __future__ import annotations
@@ -72,6 +75,21 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def variant_settings(variant: str) -> dict[str, object]:
+    """The reader settings a ``--variant`` names: a ``reader_backend`` other than torch (``openvino``,
+    ``openvino-int8-static``, ...), else a torch precision with the Linear layers left in float32 under int8
+    (``int8:REGEX,REGEX``)."""
+    from typing import get_args
+
+    from kb.config import ReaderBackend
+
+    if variant in get_args(ReaderBackend) and variant != "torch":
+        return {"reader_backend": variant}
+    precision, _, layers = variant.partition(":")
+    return {"reader_backend": "torch", "reader_precision": precision,
+            "reader_int8_float_layers": [layer for layer in layers.split(",") if layer]}
+
+
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -89,9 +107,7 @@ def evaluate(args: argparse.Namespace) -> int:
             sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
         for name, path in sets.items():
             for variant in args.variant:
-                precision, _, layers = variant.partition(":")
-                overrides = {"reader_model": str(args.model), "reader_precision": precision, "device": "cpu",
-                             "reader_int8_float_layers": [layer for layer in layers.split(",") if layer]}
+                overrides = {"reader_model": str(args.model), "device": "cpu", **variant_settings(variant)}
                 if args.threshold is not None:
                     overrides["reader_no_answer_threshold"] = args.threshold
                 started = time.perf_counter()
@@ -125,7 +141,8 @@ def main() -> int:
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--model", type=Path, required=True)
     evaluation.add_argument("--variant", action="append", default=[],
-                            help="PRECISION[:REGEX,REGEX...] (layers left in float32 under int8); repeatable")
+                            help="PRECISION[:REGEX,REGEX...] on torch (layers left in float32 under int8), or a "
+                            "reader_backend (openvino, openvino-int8, openvino-int8-static, ...); repeatable")
     evaluation.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
     evaluation.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")

@@ -27,6 +27,24 @@ class DataFile(BaseModel):
     examples: int = Field(default=0, description="examples (questions, pairs, images) the file holds")
 
 
+class Int8Scores(BaseModel):
+    """A reader's calibrated int8 graph (``graph``, in its folder) beside its float32 model: validation EM/F1 of
+    both on the same questions through the same reader, which ``reader_backend=auto`` reads before choosing it."""
+
+    graph: str
+    calibrated_on: str = Field(description="the questions whose windows set the activation ranges")
+    validation: str = Field(description="the questions both were scored on")
+    questions: int = 0
+    float32: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
+    int8: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
+    seconds: float = Field(default=0.0, description="calibrating and scoring both")
+
+    @property
+    def f1_loss(self) -> float:
+        """Validation F1 points lost to int8 (negative when int8 scored higher)."""
+        return self.float32["f1"] - self.int8["f1"]
+
+
 class TrainingCard(BaseModel):
     """How a model was trained and what it scored, before and after."""
 
@@ -54,6 +72,7 @@ class TrainingCard(BaseModel):
     no_answer_threshold: float | None = Field(
         default=None, description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
     threshold_tuned_on: str | None = None
+    int8: Int8Scores | None = Field(default=None, description="reader: its calibrated int8 graph, if one was made")
     libraries: dict[str, str] = Field(default_factory=dict)
 
 
@@ -97,5 +116,8 @@ def summarise(card: TrainingCard, out: str | Path) -> str:
              f"    before  {scores(card.validation_before)}", f"    after   {scores(card.validation_after)}"]
     if card.no_answer_threshold is not None:
         lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
+    if card.int8 is not None:
+        lines.append(f"  calibrated int8 graph ({card.int8.graph}): validation F1 {card.int8.int8['f1']:.2f} against "
+                     f"float32's {card.int8.float32['f1']:.2f} ({card.int8.int8['f1'] - card.int8.float32['f1']:+.2f})")
     lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precisi
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-static"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
@@ -207,10 +207,12 @@ class Settings(BaseSettings):
     reader_backend: ReaderBackend = Field(default="auto", description=(
         "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
         "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
-        "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights); the same window "
-        "and span code reads them all. `auto`: the float32 export on `openvino`, else `onnx`, where its extra is "
-        "installed and the reader runs on the CPU in float32 (the same answers as torch, faster), else `torch`; see "
-        "[Speed](asking.md#speed)"
+        "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights, no data needed), "
+        "or `openvino-int8-static` (weights and activations in int8, the graph calibrated on data in the reader's "
+        "folder by `kb train reader` or `kb train quantize-reader`); the same window and span code reads them all. "
+        "`auto`: on a CPU in float32, the calibrated graph when the reader's `training.json` shows its validation F1 "
+        "at most 0.5 below float32's, else the float32 export on `openvino`, else `onnx`, where its extra is "
+        "installed; else `torch`; see [Speed](asking.md#speed)"
     ))
     reader_quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 
@@ -254,7 +256,8 @@ class Settings(BaseSettings):
         """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
         if self.reader_backend not in ("torch", "auto") and self.reader_precision != "float32":
             raise ValueError(f"reader_precision={self.reader_precision} applies to reader_backend=torch only; with "
-                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8)")
+                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8, "
+                             "openvino-int8-static)")
         return self
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 from answering.threshold import ScoredAnswer, tune_threshold
 from kb.cards import read_card
 from kb.cli import main
+from kb.optional import installed
 from tests.conftest import minilm_path
 from tests.qa_model import FILLER, NAMES, fact, question, save_tiny_bert, write_squad
 from training import (
@@ -26,6 +28,7 @@ from training import (
     train_reranker,
     train_retriever,
 )
+from training.int8 import PACKAGES as INT8_PACKAGES
 
 READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length": 64, "threads": 1, "device": "cpu"}
 
@@ -61,6 +64,10 @@ def test_reader_learns_and_writes_its_card(trained_reader: Path, facts: Path, ti
     assert {"model.safetensors", "tokenizer.json", "config.json", "training.json"} <= \
         {path.name for path in trained_reader.iterdir()}
     assert not (trained_reader / "checkpoints").exists()
+    if all(installed(package) for package in INT8_PACKAGES):  # then an int8 graph is calibrated and scored too
+        assert card.int8 is not None and (trained_reader / card.int8.graph).is_file()
+        assert "training questions of" in card.int8.calibrated_on and card.int8.validation == card.validation_split
+        assert card.int8.float32["f1"] > card.validation_before["f1"] + 50 and card.int8.int8["f1"] > 50
 
 
 def test_trained_reader_answers_through_kb_ask_with_exact_citations(
@@ -90,9 +97,7 @@ def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_fact
     docs.mkdir()
     (docs / "a.txt").write_text(f"The garden has roses and tulips. {fact('greta', 5150)}", encoding="utf-8")
     strict = tmp_path / "strict-reader"
-    strict.mkdir()
-    for path in trained_reader.iterdir():
-        (strict / path.name).write_bytes(path.read_bytes())
+    shutil.copytree(trained_reader, strict)
     card = read_card(strict)
     card.no_answer_threshold = 1.0  # nothing reaches it
     (strict / "training.json").write_text(card.model_dump_json(), encoding="utf-8")
@@ -119,11 +124,8 @@ def test_eval_tune_threshold_makes_the_reader_abstain(trained_reader: Path, tmp_
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """A reader that answers unanswerable questions at the default threshold abstains on them once tuned."""
-    reader = tmp_path / "reader"
-    reader.mkdir()
-    for path in trained_reader.iterdir():
-        if path.name != "training.json":  # a reader trained elsewhere: no card, default threshold
-            (reader / path.name).write_bytes(path.read_bytes())
+    reader = tmp_path / "reader"  # a reader trained elsewhere: no card, default threshold
+    shutil.copytree(trained_reader, reader, ignore=shutil.ignore_patterns("training.json"))
     # Unanswerable questions whose paragraph states another name's code: tempting for a small reader.
     articles = [{"title": "t", "paragraphs": []}]
     for number, (name, other) in enumerate([("alice", "bruno"), ("chen", "elena"), ("hiro", "ines"),

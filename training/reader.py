@@ -4,7 +4,8 @@ Training uses the reader's own windows (:mod:`training.reader_features`), transf
 decay after a warm-up), evaluation with the reader's own decoding (shared normalisation over windows, the same
 answer length limit) on a validation split held out by article, and keeps the checkpoint with the best validation
 F1. Afterwards the no-answer threshold is tuned on the validation questions through the reader itself and stored
-in the model's training card, where ``ask`` finds it.
+in the model's training card, where ``ask`` finds it; last, an int8 graph is calibrated on windows of the training
+questions and scored against float32 on the validation questions (``training.int8``), recorded on the card too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
+from training.int8 import quantize_trained_reader
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.reader_features import ReaderFeatures, reader_features
@@ -168,12 +170,13 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     finish_card(card, trainer, run, started)
     settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
                         reader_max_answer_tokens=max_answer_tokens, device=options.device)
-    card.no_answer_threshold = tune_reader_threshold(
-        validation_set.model_copy(update={"questions": validation_features.questions}), settings, options.seed)
+    validated = validation_set.model_copy(update={"questions": validation_features.questions})
+    card.no_answer_threshold = tune_reader_threshold(validated, settings, options.seed)
     card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
         "another paragraph of their article"
     write_card(out, card)
     finish_output(out / CHECKPOINTS)
+    card.int8 = quantize_trained_reader(settings, train_set, validated, data, split)  # recorded on the card
     return card
 
 

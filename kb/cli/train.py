@@ -1,5 +1,5 @@
-"""``kb train reader|retriever|reranker|clip``: its arguments and its run. The trainers are imported only when a
-training starts, so the parser costs nothing."""
+"""``kb train reader|retriever|reranker|clip|quantize-reader``: its arguments and its run. The trainers are
+imported only when a training starts, so the parser costs nothing."""
 
 from __future__ import annotations
 
@@ -44,11 +44,26 @@ def add_train_parser(commands: Any) -> None:
         if kind == "clip":
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
                                  "(default: the clip_pretrained setting)")
+    quantize = kinds.add_parser("quantize-reader", help="calibrate a reader's int8 graph on SQuAD files and "
+                                "record its validation F1 beside float32's (kb train reader does it after training)")
+    quantize.add_argument("model", type=Path, metavar="MODEL",
+                          help="the reader's folder (the graph goes into MODEL/int8)")
+    quantize.add_argument("data", nargs="*", type=Path, metavar="DATA",
+                          help="SQuAD files to calibrate on (default: the training files on MODEL's card)")
+    quantize.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
+                          help="questions to score float32 and int8 on (default: articles held out from DATA)")
+    quantize.add_argument("--windows", type=int, default=300, help="calibration windows (default 300)")
+    quantize.add_argument("--float", action="append", default=[], metavar="REGEX", dest="float_operations",
+                          help="graph operations left in float32, by ONNX name (e.g. 'output/dense/MatMul' for the "
+                          "attention and feed-forward outputs); repeatable")
 
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
     from kb.cards import summarise
     from training import train
+
+    if args.kind == "quantize-reader":
+        return _quantize_reader(args)
 
     card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
                  hard_negatives=getattr(args, "hard_negatives", None), clip_pretrained=getattr(args, "pretrained", None),
@@ -57,4 +72,20 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
                  validation=args.validation, threads=args.threads, device=args.device, overwrite=args.overwrite,
                  resume=args.resume)
     print(summarise(card, args.out))
+    return 0
+
+
+def _quantize_reader(args: argparse.Namespace) -> int:
+    from answering.backends import INT8_F1_TOLERANCE
+    from training.int8 import quantize_reader
+
+    scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
+                             float_operations=args.float_operations)
+    chosen = scores.f1_loss <= INT8_F1_TOLERANCE
+    print(f"calibrated int8 graph: {args.model / scores.graph}\n  calibrated on {scores.calibrated_on}\n"
+          f"  validation ({scores.validation}, {scores.questions} questions):\n"
+          f"    float32  EM {scores.float32['exact']:.2f}  F1 {scores.float32['f1']:.2f}\n"
+          f"    int8     EM {scores.int8['exact']:.2f}  F1 {scores.int8['f1']:.2f}\n"
+          f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
+          f"{scores.int8['f1'] - scores.float32['f1']:+.2f} against the tolerance of -{INT8_F1_TOLERANCE}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".npz", ".model")  # .model: SentencePiece
@@ -12,8 +13,9 @@ CONFIG_NAMES = ("config.json", "modules.json", "sentence_bert_config.json", "tok
 SAMPLE_BYTES = 4 << 20
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """SHA-256 over the folder's configuration files and weight files (names, sizes, contents).
+def folder_fingerprint(folder: Path, skip: Sequence[str] = ()) -> str:
+    """SHA-256 over the folder's configuration files and weight files (names, sizes, contents), leaving out its
+    subfolders named in ``skip`` (what was derived from the model, such as a reader's calibrated int8 graph).
 
     Weight files larger than 8 MiB contribute their size and their first and last 4 MiB: enough to tell two
     models apart, and cheap enough to compute whenever a model loads, even for gigabyte checkpoints.
@@ -21,6 +23,7 @@ def folder_fingerprint(folder: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(
         p for p in folder.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_NAMES)
+        and p.relative_to(folder).parts[0] not in skip
     )
     for path in files:
         digest.update(f"{path.relative_to(folder)}:{path.stat().st_size}".encode())

@@ -8,8 +8,10 @@ from typing import Literal, get_args
 from kb import optional
 from kb.errors import BackendUnavailableError
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]  # any model, exported on first use
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+CalibratedBackend = Literal["openvino-int8-static"]  # a graph calibrated on data, kept in its model's folder
+GraphBackend = Backend | CalibratedBackend
 # The modules each backend needs: onnx to export the model (once), then the runtime (and nncf to compress weights).
 NEEDS: dict[Backend, tuple[str, ...]] = {
     "torch": (),
@@ -34,7 +36,7 @@ def runs_on_cpu(device: str | None) -> bool:
     return not torch.cuda.is_available()
 
 
-def runtime(backend: Backend) -> str:
+def runtime(backend: GraphBackend) -> str:
     """The runtime that executes ``backend``'s graphs: ``onnxruntime`` or ``openvino``."""
     return "openvino" if backend.startswith("openvino") else "onnxruntime"
 

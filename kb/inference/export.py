@@ -68,22 +68,22 @@ class ExportCache:
             source = folder / _file_name("onnx")
             if not source.exists():
                 log.info("exporting %s (%s) to ONNX, once, into %s", spec.name, fingerprint[:12], folder)
-                with _quiet():
-                    _make(source, lambda path: _export(module(), example(), spec, path))
+                with quiet():
+                    make_atomically(source, lambda path: _export(module(), example(), spec, path))
                 (folder / "graph.json").write_text(json.dumps({"fingerprint": fingerprint, "graph": spec.name,
                                                                "inputs": list(spec.inputs),
                                                                "outputs": list(spec.outputs)}))
             if not target.exists():
                 log.info("quantising %s for %s, once", spec.name, backend)
-                with _quiet():
-                    _make(target, lambda path: _quantise(source, path, backend))
+                with quiet():
+                    make_atomically(target, lambda path: _quantise(source, path, backend))
         finally:
             lock.release()
         return target
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Exporters and quantisers talk: tracer warnings, NNCF's statistics table and progress bar (printed), ONNX
     Runtime's advice on the root logger. While they run, what they print goes to this module's debug log and their
     loggers say only errors."""
@@ -112,7 +112,7 @@ def _file_name(backend: Backend) -> str:
     return "float32.onnx"
 
 
-def _make(target: Path, write: Callable[[Path], None]) -> None:
+def make_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write ``target`` (and its companion files) in a temporary folder beside it, then move them into place, the
     named file last, so a crash leaves no half-written graph under a name the cache trusts."""
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))

@@ -1,0 +1,88 @@
+"""The reader's calibrated int8 graph: made from windows of real questions cut and tokenised exactly as the reader
+cuts them, scored against float32 on validation questions through the reader itself, and recorded on the model's
+training card, where ``reader_backend=auto`` looks before choosing it (``answering.backends``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from answering.backends import STATIC, accepted_inputs, calibrated_graph, exported_graph, model_fingerprint
+from answering.loading import load_question_answering
+from answering.reader import Readers
+from answering.squad_eval import SquadSet, at_threshold, read_scored, squad_scores
+from answering.windows import make_windows
+from kb.cards import Int8Scores, TrainingCard, read_card, write_card
+from kb.config import Settings
+from kb.encoders.factory import export_cache
+from kb.errors import InvalidRequestError
+from kb.inference import quantize_static
+from kb.inference.calibrated import GRAPH
+
+CALIBRATION_WINDOWS = 300  # NNCF's default subset: ranges settle well before
+
+
+def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, input_names: Sequence[str],
+                        count: int = CALIBRATION_WINDOWS) -> list[dict[str, np.ndarray]]:
+    """Up to ``count`` windows of ``squad``'s questions against their own paragraphs, cut and tokenised as the
+    reader cuts them (its window settings), each a batch of one (no padding); questions evenly spaced over the
+    set, so every article contributes."""
+    step = max(1, len(squad.questions) // count)
+    samples: list[dict[str, np.ndarray]] = []
+    for question in squad.questions[::step]:
+        windows = make_windows(tokenizer, question.question, [squad.paragraphs[question.paragraph][1]],
+                               max_length=settings.reader_max_seq_length, stride=settings.reader_stride,
+                               max_windows=settings.reader_max_windows, input_names=set(input_names))
+        samples += [{name: np.asarray([feature[name]], dtype=np.int64) for name in input_names}
+                    for feature in windows.features]
+        if len(samples) >= count:
+            break
+    return samples[:count]
+
+
+def calibrate_reader(settings: Settings, calibration: SquadSet, validation: SquadSet, *, calibrated_on: str,
+                     validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = ()) -> Int8Scores:
+    """Calibrate the int8 graph of the reader folder ``settings.reader_model`` on windows of ``calibration``
+    (``kb.inference.quantize_static``; operations matching ``ignored`` left in float), score it and float32 on
+    ``validation`` (each question on its own
+    paragraph, at the reader's no-answer threshold), and record both on the folder's training card (one is
+    started for a reader trained elsewhere)."""
+    started = time.monotonic()
+    name = settings.reader_model
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise InvalidRequestError(f"a calibrated int8 graph is kept in the reader's folder; {name!r} is not a folder")
+    if not calibration.questions or not validation.questions:
+        raise InvalidRequestError("calibrating int8 needs calibration and validation questions")
+    settings = settings.model_copy(update={"device": "cpu"})
+    model, tokenizer = load_question_answering(name, device="cpu")
+    source = exported_graph(name, model, tokenizer, "onnx", export_cache(settings))
+    samples = calibration_windows(tokenizer, calibration, settings, accepted_inputs(model), windows)
+    if not samples:
+        raise InvalidRequestError("no calibration window: ask for at least one (--windows)")
+    quantize_static(source, folder, samples, fingerprint=model_fingerprint(name),
+                    calibrated_on={"questions": calibrated_on, "windows": len(samples),
+                                   "max_seq_length": settings.reader_max_seq_length,
+                                   "stride": settings.reader_stride},
+                    ignored=ignored)
+    calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
+    float32, int8 = (_scores(settings.model_copy(update={"reader_backend": backend}), validation)
+                     for backend in ("openvino", STATIC))
+    card = read_card(folder) or TrainingCard(kind="reader", base_model=name)
+    card.int8 = Int8Scores(graph=GRAPH, calibrated_on=f"{len(samples)} windows of {calibrated_on}",
+                           validation=validated_on, questions=len(validation.questions), float32=float32, int8=int8,
+                           seconds=round(time.monotonic() - started, 1))
+    write_card(folder, card)
+    return card.int8
+
+
+def _scores(settings: Settings, validation: SquadSet) -> dict[str, float]:
+    """EM and F1 (percent) of the reader of ``settings`` on ``validation``, at its no-answer threshold."""
+    readers = Readers(settings)
+    scored = read_scored(validation, readers)
+    figures = squad_scores(validation, at_threshold(scored, readers.for_question("").threshold))
+    return {"exact": round(figures["exact"], 3), "f1": round(figures["f1"], 3)}

@@ -1,0 +1,147 @@
+"""The reader's calibrated int8 graph: made from the reader's own windows and kept in its folder, chosen by
+``reader_backend=auto`` only where its card shows validation F1 within tolerance of float32, read through the one
+span and citation path, and never a crash when it is missing, damaged or made from other weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from answering.backends import INT8_F1_TOLERANCE, chosen_backend, model_fingerprint
+from answering.reader import ExtractiveReader
+from kb.cards import Int8Scores, TrainingCard, read_card, write_card
+from kb.cli import main
+from kb.config import Settings
+from tests.qa_model import FILLER, fact, question, write_squad
+from tests.test_backends import available
+from tests.test_reader_backends import CODES, passages
+
+STATIC = "openvino-int8-static"
+
+
+@pytest.fixture(scope="module")
+def calibrated_reader(tiny_reader: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny reader with its int8 graph calibrated by ``kb train quantize-reader`` on generated
+    facts (articles held out for validation)."""
+    available(STATIC)
+    folder = tmp_path_factory.mktemp("calibrated") / "reader"
+    shutil.copytree(tiny_reader, folder)
+    facts = write_squad(folder.parent / "facts.json", 240, seed=3)
+    assert main(["train", "quantize-reader", str(folder), str(facts), "--windows", "64"]) == 0
+    return folder
+
+
+def reader(model: Path, backend: str) -> ExtractiveReader:
+    return ExtractiveReader(Settings(reader_model=str(model), device="cpu", reader_backend=backend,
+                                     reader_max_seq_length=64, reader_stride=16, reader_batch_size=2))
+
+
+def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibrated_reader: Path) -> None:
+    graph = calibrated_reader / "int8" / "openvino_model.xml"
+    assert graph.is_file() and graph.with_suffix(".bin").is_file()
+    quantizers = graph.read_text(encoding="utf-8").count('type="FakeQuantize"')
+    assert quantizers >= 8  # activations quantised too, not weights only
+    record = json.loads((calibrated_reader / "int8" / "calibration.json").read_text(encoding="utf-8"))
+    assert record["source_fingerprint"] == model_fingerprint(str(calibrated_reader))
+    assert record["samples"] == 64 and "facts.json" in record["calibrated_on"]["questions"]
+    card = read_card(calibrated_reader)
+    assert card is not None and card.int8 is not None and card.int8.graph == "int8/openvino_model.xml"
+    assert "held out" in card.int8.validation and card.int8.questions == 60  # one article of four
+    assert card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
+
+
+def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
+    from training.int8 import quantize_reader
+
+    folder = tmp_path / "reader"
+    shutil.copytree(calibrated_reader, folder)
+    quantize_reader(folder, [calibrated_reader.parent / "facts.json"], windows=16,
+                    float_operations=["output/dense/MatMul", "qa_outputs"])
+    graph = (folder / "int8" / "openvino_model.xml").read_text(encoding="utf-8")
+    every = (calibrated_reader / "int8" / "openvino_model.xml").read_text(encoding="utf-8")
+    assert 0 < graph.count('type="FakeQuantize"') < every.count('type="FakeQuantize"')
+    assert json.loads((folder / "int8" / "calibration.json").read_text())["ignored"] == ["output/dense/MatMul",
+                                                                                        "qa_outputs"]
+
+
+def test_kb_ask_reads_with_the_calibrated_graph_and_cites_exactly(kb_factory, calibrated_reader: Path,
+                                                                 tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = f"{FILLER[0]} {fact('hiro', 2468)} {FILLER[1]}"
+    (docs / "codes.txt").write_text(text, encoding="utf-8")
+    (docs / "weather.txt").write_text(" ".join(FILLER[2:5]), encoding="utf-8")
+    knowledge_base = kb_factory(reader_model=str(calibrated_reader), reader_backend="auto")
+    knowledge_base.ingest(docs)
+    best = knowledge_base.ask(question("hiro"), k=2)[0]
+    source = best.sources[0]
+    assert best.text == "2468" and source.path.endswith("codes.txt") and text[source.start:source.end] == "2468"
+    assert knowledge_base.readers.for_question(question("hiro")).backend == STATIC
+
+
+def test_the_calibrated_graph_answers_as_float32_does(calibrated_reader: Path) -> None:
+    exact, int8 = reader(calibrated_reader, "openvino"), reader(calibrated_reader, STATIC)
+    for name, code in CODES:
+        expected = exact.run(question(name), passages(name, code), top_k=1, threshold=0.0).answers[0]
+        answer = int8.run(question(name), passages(name, code), top_k=1, threshold=0.0).answers[0]
+        assert answer.text == expected.text == str(code)
+        assert answer.sources[0].start == expected.sources[0].start
+        assert answer.score == pytest.approx(expected.score, abs=0.1)
+    assert int8.backend == STATIC
+
+
+@pytest.mark.parametrize(("loss", "chosen"), [(None, "openvino"), (0.0, STATIC), (-1.0, STATIC),
+                                              (INT8_F1_TOLERANCE, STATIC), (0.6, "openvino"), (5.0, "openvino")])
+def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path, loss: float | None,
+                                                                 chosen: str) -> None:
+    available(STATIC)
+    card = TrainingCard(kind="reader", base_model="elsewhere")
+    if loss is not None:
+        card.int8 = Int8Scores(graph="int8/openvino_model.xml", calibrated_on="-", validation="-",
+                               float32={"exact": 40.0, "f1": 50.0}, int8={"exact": 40.0, "f1": 50.0 - loss})
+    write_card(tmp_path, card)
+    assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
+    assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"  # int8 graphs are for CPUs
+    assert chosen_backend("openvino", "cpu", "float32", str(tmp_path)) == "openvino"  # a backend named is kept
+
+
+def _damage(folder: Path, how: str) -> str:
+    """Spoil the calibrated graph in ``folder``; returns what the warning must say."""
+    if how == "missing":
+        (folder / "int8" / "openvino_model.bin").unlink()
+        return "no complete calibrated int8 graph"
+    if how == "corrupt":
+        (folder / "int8" / "openvino_model.xml").write_text("<net><layers>half a graph", encoding="utf-8")
+        return "does not load"
+    record = json.loads((folder / "int8" / "calibration.json").read_text(encoding="utf-8"))
+    record["source_fingerprint"] = "0" * 64  # as when the model is retrained into the folder
+    (folder / "int8" / "calibration.json").write_text(json.dumps(record), encoding="utf-8")
+    return "made from other weights"
+
+
+@pytest.mark.parametrize("backend", ["auto", STATIC])
+@pytest.mark.parametrize("how", ["missing", "corrupt", "stale"])
+def test_an_unusable_calibrated_graph_falls_back_to_float32_saying_why(
+        calibrated_reader: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str, backend: str) -> None:
+    folder = tmp_path / "reader"
+    shutil.copytree(calibrated_reader, folder)
+    reason = _damage(folder, how)
+    name, code = CODES[0]
+    with caplog.at_level(logging.WARNING, logger="answering.backends"):
+        damaged = reader(folder, backend)
+        assert damaged.run(question(name), passages(name, code)).answers[0].text == str(code)
+    assert damaged.backend == "openvino"
+    assert reason in caplog.text and "float32 export" in caplog.text
+
+
+def test_a_reader_never_calibrated_reads_in_float32_on_auto_and_says_so_when_asked_for_int8(
+        tiny_reader: Path, caplog: pytest.LogCaptureFixture) -> None:
+    available(STATIC)
+    assert reader(tiny_reader, "auto").backend == "openvino"
+    with caplog.at_level(logging.WARNING, logger="answering.backends"):
+        assert reader(tiny_reader, STATIC).backend == "openvino"
+    assert "no complete calibrated int8 graph" in caplog.text
