@@ -20,7 +20,9 @@ and p95, the p50 speed-up over torch float32, the answers equal to torch float32
 target: p50 at least 2x faster at EM and F1 within 0.5 points (a loss is what the tolerance guards against, so
 a system scoring higher than torch float32 meets it too; the deltas are printed either way). ``--threads N`` sets torch's threads (which
 ONNX Runtime and OpenVINO follow) and faiss's: on a machine busier than its cores, torch's default threads wait on
-one another at every layer, which slows torch far more than the other runtimes.
+one another at every layer, which slows torch far more than the other runtimes. Idle threads sleep
+(``OMP_WAIT_POLICY=PASSIVE`` unless set): the runtimes share one process, and threads spinning after one
+system's turn would take the cores from the next; a deployment runs one of them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see the docstring
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.reader_benchmark import percentile

@@ -18,6 +18,7 @@ from kb.encoders.clip import ClipEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
 from kb.errors import BackendUnavailableError, EncoderMismatchError
 from kb.inference import ExportCache
+from kb.inference.graph import padded_tokens
 from kb.storage.models import Space
 from kb.types import TEXT_SPACE
 
@@ -43,6 +44,19 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> ExportCache:
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1)
+
+
+def test_openvino_reads_token_batches_at_few_lengths() -> None:
+    """A tokenised batch grows to the next multiple (masked zeros, so the graph's answers are unchanged, as the
+    backend tests above check); an image batch, and a batch already at a multiple, pass as they are."""
+    ids = np.arange(1, 81, dtype=np.int64).reshape(2, 40)
+    batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    padded = padded_tokens(batch, 32)
+    assert {name: array.shape for name, array in padded.items()} == {name: (2, 64) for name in batch}
+    assert (padded["input_ids"][:, :40] == ids).all() and not padded["attention_mask"][:, 40:].any()
+    assert padded_tokens({name: array[:, :32] for name, array in batch.items()}, 32)["input_ids"].shape == (2, 32)
+    images = {"inputs": np.zeros((2, 3, 40, 40), dtype=np.float32)}
+    assert padded_tokens(images, 32)["inputs"].shape == (2, 3, 40, 40)
 
 
 @pytest.mark.parametrize("backend", FLOAT32 + INT8)

@@ -12,6 +12,8 @@ import numpy as np
 
 from kb.inference.backends import GraphBackend, require, runtime
 
+LENGTH_MULTIPLE = 32  # OpenVINO token inputs are padded to a multiple of this: few shapes, each compiled once
+
 
 def cpu_threads() -> int:
     """Threads to compute with: torch's setting when torch is loaded (so every runtime obeys one knob), else the
@@ -55,10 +57,25 @@ class CompiledGraph:
 
     def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The graph's outputs for ``feed``, in order (extra entries, such as a tokenizer's bookkeeping, are
-        ignored)."""
+        ignored). On OpenVINO a tokenised batch is padded first (see :func:`padded_tokens`), so outputs along the
+        token axis may come back longer than the input: their first tokens are the input's."""
         inputs = {name: np.ascontiguousarray(feed[name]) for name in self.inputs}
         if runtime(self.backend) == "openvino":
+            inputs = padded_tokens(inputs, LENGTH_MULTIPLE)
             with self._lock:
                 results = self._compiled(inputs)
                 return [np.asarray(results[port]) for port in self._compiled.outputs]
         return [np.asarray(output) for output in self._session.run(None, inputs)]
+
+
+def padded_tokens(inputs: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
+    """A tokenised batch (an ``attention_mask`` and token arrays of its shape) with zeros appended to its length,
+    up to a multiple of ``multiple``, masked out; other inputs (an image batch) as they are. OpenVINO compiles
+    its CPU kernels for each new input shape, which made the first call at a new length about twice as slow
+    as the next; rounding lengths keeps the shapes few, so a reader's varied windows reuse them."""
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.ndim != 2 or mask.shape[1] % multiple == 0:
+        return inputs
+    extra = multiple - mask.shape[1] % multiple
+    return {name: np.pad(array, ((0, 0), (0, extra))) if array.shape == mask.shape else array
+            for name, array in inputs.items()}
