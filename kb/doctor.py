@@ -24,6 +24,7 @@ def examine(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], in
     with store.writer_lock if repair else nullcontext():
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
+        _keyword_figures(store, report, repair)
         if _encoder_matches(store, spaces, reembed, report, repair):
             _missing_vectors(store, spaces, report, repair)
         _files_gone(store, max_removed_share, report, repair)
@@ -78,6 +79,20 @@ def _orphans(store: Store, report: DoctorReport, repair: bool) -> None:
             with store.write() as unit:
                 unit.delete_orphans(kind)
         report.problems.append(Problem(kind=kind, detail=f"{count} row(s)", repaired=repair))
+
+
+def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:
+    """The document frequencies and totals BM25 reads are kept by each write; they must agree with the postings
+    (else keyword scores are off for every search). Repairing counts them afresh."""
+    with store.read() as snapshot:
+        count = snapshot.keyword_drift()
+    if not count:
+        return
+    if repair:
+        with store.write() as unit:
+            unit.recount_keywords()
+    report.problems.append(Problem(kind="keyword figures", detail=f"{count} BM25 figure(s) disagree with the "
+                                   "postings (document frequencies, totals)", repaired=repair))
 
 
 def _encoder_matches(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], int], report: DoctorReport,

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from kb.config import Settings
+from kb.doctor import examine
 from kb.storage import bm25
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
@@ -185,3 +186,22 @@ def test_a_version_4_database_gains_the_keyword_figures_and_keeps_its_scores(tmp
     chunks |= write(migrated, 100, corpus(50, seed=5))
     assert_top(search(migrated, QUERIES[0], 5), reference(chunks, QUERIES[0]), 5)
     migrated.close()
+
+
+def test_doctor_finds_and_recounts_damaged_keyword_figures(store: Store) -> None:
+    chunks = write(store, 0, corpus(300, seed=6))
+    assert "keyword figures" not in {problem.kind for problem in examine(store, [], lambda: 0, 0.0).problems}
+    execute_sql(store.url, "UPDATE keyword_terms SET chunks = chunks + 7 WHERE term = 'zeta'",
+                "DELETE FROM keyword_terms WHERE term = 'omega'",
+                "INSERT INTO keyword_terms (term, chunks) VALUES ('ghost', 3)",
+                "UPDATE keyword_totals SET length = length + 100")
+    expected = reference(chunks, ["zeta", "w0"])
+    assert not all(expected[chunk_id] == pytest.approx(score, abs=1e-6)
+                   for chunk_id, score in search(store, ["zeta", "w0"], 5))  # the damage moves the scores
+    found = [p for p in examine(store, [], lambda: 0, 0.0).problems if p.kind == "keyword figures"]
+    assert [(p.detail.split()[0], p.repaired) for p in found] == [("4", False)]
+    repaired = [p for p in examine(store, [], lambda: 0, 0.0, repair=True).problems if p.kind == "keyword figures"]
+    assert [p.repaired for p in repaired] == [True]
+    assert "keyword figures" not in {problem.kind for problem in examine(store, [], lambda: 0, 0.0).problems}
+    for terms in QUERIES:
+        assert_top(search(store, terms, 5), reference(chunks, terms), 5)

@@ -231,6 +231,10 @@ class Snapshot:
     def last_finished(self) -> datetime | None:
         return self.session.scalar(select(func.max(Run.finished_at)))
 
+    def keyword_drift(self) -> int:
+        """How many kept keyword figures disagree with the postings and chunks (see :func:`bm25.drift`)."""
+        return bm25.drift(self.session)
+
     def orphans(self, kind: str) -> int:
         """How many rows of ``kind`` (a key of ``ORPHANS``) have lost their parent."""
         model, condition = ORPHANS[kind]

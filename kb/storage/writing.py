@@ -305,6 +305,10 @@ class WriteUnit:
 
     # -- repairs (doctor) ------------------------------------------------------------------------------------
 
+    def recount_keywords(self) -> None:
+        """Compute the kept keyword figures afresh from the postings and chunks (a repair of their drift)."""
+        bm25.recount(self.session)
+
     def delete_orphans(self, kind: str) -> None:
         """Remove rows whose parent is gone (see ``Snapshot.orphans``)."""
         model, condition = ORPHANS[kind]
