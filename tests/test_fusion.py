@@ -29,10 +29,9 @@ def coded(tmp_path_factory: pytest.TempPathFactory, tiny_text_model: Path) -> It
 def codes_kb(coded: tuple[KnowledgeBase, dict]) -> Iterator[tuple[KnowledgeBase, dict]]:
     """``coded`` with its default settings restored after each test."""
     kb, codes = coded
-    saved = kb.settings.model_dump()
+    saved = kb.settings.fusion.model_copy(deep=True)
     yield kb, codes
-    for name in ("fusion", "fusion_candidates", "fusion_true_scores"):
-        setattr(kb.settings, name, saved[name])
+    kb.settings.fusion = saved
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
