@@ -35,8 +35,8 @@ def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, inp
     samples: list[dict[str, np.ndarray]] = []
     for question in squad.questions[::step]:
         windows = make_windows(tokenizer, question.question, [squad.paragraphs[question.paragraph][1]],
-                               max_length=settings.reader_max_seq_length, stride=settings.reader_stride,
-                               max_windows=settings.reader_max_windows, input_names=set(input_names))
+                               max_length=settings.reader.max_seq_length, stride=settings.reader.stride,
+                               max_windows=settings.reader.max_windows, input_names=set(input_names))
         samples += [{name: np.asarray([feature[name]], dtype=np.int64) for name in input_names}
                     for feature in windows.features]
         if len(samples) >= count:
@@ -46,13 +46,13 @@ def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, inp
 
 def calibrate_reader(settings: Settings, calibration: SquadSet, validation: SquadSet, *, calibrated_on: str,
                      validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = ()) -> Int8Scores:
-    """Calibrate the int8 graph of the reader folder ``settings.reader_model`` on windows of ``calibration``
+    """Calibrate the int8 graph of the reader folder ``settings.reader.model`` on windows of ``calibration``
     (``kb.inference.quantize_static``; operations matching ``ignored`` left in float), score it and float32 on
     ``validation`` (each question on its own
     paragraph, at the reader's no-answer threshold), and record both on the folder's training card (one is
     started for a reader trained elsewhere)."""
     started = time.monotonic()
-    name = settings.reader_model
+    name = settings.reader.model
     folder = Path(name).expanduser()
     if not folder.is_dir():
         raise InvalidRequestError(f"a calibrated int8 graph is kept in the reader's folder; {name!r} is not a folder")
@@ -66,8 +66,8 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
         raise InvalidRequestError("no calibration window: ask for at least one (--windows)")
     quantize_static(source, folder, samples, fingerprint=model_fingerprint(name),
                     calibrated_on={"questions": calibrated_on, "windows": len(samples),
-                                   "max_seq_length": settings.reader_max_seq_length,
-                                   "stride": settings.reader_stride},
+                                   "max_seq_length": settings.reader.max_seq_length,
+                                   "stride": settings.reader.stride},
                     ignored=ignored)
     calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
     float32, int8 = (_scores(settings.model_copy(update={"reader_backend": backend}), validation)

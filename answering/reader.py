@@ -32,7 +32,7 @@ class Readers:
 
     def for_question(self, question: str) -> ExtractiveReader:
         language = question_language(question)
-        name = self.settings.reader_models_by_language.get(language or "", self.settings.reader_model)
+        name = self.settings.reader.models_by_language.get(language or "", self.settings.reader.model)
         if name not in self._by_model:
             self._by_model[name] = ExtractiveReader(self.settings, name)
         return self._by_model[name]
@@ -56,7 +56,7 @@ class ExtractiveReader:
 
     def __init__(self, settings: Settings, model_name: str | None = None) -> None:
         self.settings = settings
-        self.model_name = model_name or settings.reader_model
+        self.model_name = model_name or settings.reader.model
         self._logits_of: Logits | None = None
         self._tokenizer: Any = None
         self._threshold: float | None = None
@@ -68,9 +68,9 @@ class ExtractiveReader:
                 settings = self.settings
                 self._logits_of, self._tokenizer = load_reader(
                     self.model_name, device=settings.device,
-                    backend=chosen_backend(settings.reader_backend, settings.device, settings.reader_precision,
+                    backend=chosen_backend(settings.reader.backend, settings.device, settings.reader.precision,
                                            self.model_name),
-                    precision=settings.reader_precision, int8_float_layers=settings.reader_int8_float_layers,
+                    precision=settings.reader.precision, int8_float_layers=settings.reader.int8_float_layers,
                     cache=export_cache(settings))
 
     @property
@@ -84,8 +84,8 @@ class ExtractiveReader:
     def threshold(self) -> float:
         """The no-answer threshold: the ``reader_no_answer_threshold`` setting when given, else the one tuned for
         this model (its training card), else the default."""
-        if self.settings.reader_no_answer_threshold is not None:
-            return self.settings.reader_no_answer_threshold
+        if self.settings.reader.no_answer_threshold is not None:
+            return self.settings.reader.no_answer_threshold
         if self._threshold is None:
             self._threshold = model_threshold(self.model_name)
         return self._threshold
@@ -112,13 +112,13 @@ class ExtractiveReader:
         P(no answer), and the windows the spans' token positions refer to."""
         self.warm_up()
         settings = self.settings
-        texts = [hit.text for hit in passages[: settings.reader_max_passages]]
-        windows = make_windows(self._tokenizer, question, texts, max_length=settings.reader_max_seq_length,
-                               stride=settings.reader_stride, max_windows=settings.reader_max_windows,
+        texts = [hit.text for hit in passages[: settings.reader.max_passages]]
+        windows = make_windows(self._tokenizer, question, texts, max_length=settings.reader.max_seq_length,
+                               stride=settings.reader.stride, max_windows=settings.reader.max_windows,
                                input_names=set(self._logits_of.input_names))
         starts, ends = self._logits(windows)
         spans, null = best_spans(starts, ends, windows.context, windows.owned,
-                                 max_answer_tokens=settings.reader_max_answer_tokens, top=top)
+                                 max_answer_tokens=settings.reader.max_answer_tokens, top=top)
         return spans, null, windows
 
     def _logits(self, windows: Windows) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -127,7 +127,7 @@ class ExtractiveReader:
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         lengths = [len(feature["input_ids"]) for feature in windows.features]
-        for batch in length_batches(lengths, self.settings.reader_batch_size):
+        for batch in length_batches(lengths, self.settings.reader.batch_size):
             inputs = self._tokenizer.pad([windows.features[w] for w in batch], return_tensors="np")
             start_logits, end_logits = self._logits_of({name: np.asarray(array, dtype=np.int64)
                                                         for name, array in inputs.items()})

@@ -160,14 +160,14 @@ def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
     scored = read_scored(squad, readers)
     threshold = readers.for_question("").threshold
     predictions = at_threshold(scored, threshold)
-    report = SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader_model,
+    report = SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader.model,
                          questions=len(squad.questions), seconds=time.perf_counter() - started,
                          no_answer_threshold=threshold, predictions=predictions,
                          **squad_scores(squad, predictions))
     if tune:
         tuned = tune_threshold([scored[q.id] for q in squad.questions], [q.answers for q in squad.questions])
         tuned_predictions = at_threshold(scored, tuned)
-        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(settings.reader_model, tuned,
+        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(settings.reader.model, tuned,
                                                                                    str(path)),
                                       **squad_scores(squad, tuned_predictions))
         report.predictions = tuned_predictions
@@ -211,7 +211,7 @@ def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors
                 if question.answers:
                     found.append(any(hit.path == files[question.paragraph] for hit in result.evidence))
             seconds = time.perf_counter() - started
-            model = knowledge_base.settings.reader_model
+            model = knowledge_base.settings.reader.model
     scores = {} if message else squad_scores(squad, predictions)
     return SquadReport(file=str(path), mode="open", version=squad.version, reader_model=model,
                        questions=len(squad.questions), k=k, seconds=seconds, message=message,

@@ -56,7 +56,7 @@ def main() -> int:
                   f"{f'{COMMON_WORD} code: first':>20}{'top 10':>8}{'p50 ms':>8}")
             for fusion in FUSIONS:
                 for true_scores in (False, True):
-                    kb.settings.fusion, kb.settings.fusion_true_scores = fusion, true_scores
+                    kb.settings.fusion.method, kb.settings.fusion.true_scores = fusion, true_scores
                     alone = measure(kb, codes, "{}")
                     beside = measure(kb, codes, COMMON_WORD + " {}")
                     name = fusion + ("" if true_scores else " (listed)")

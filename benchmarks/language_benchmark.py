@@ -102,26 +102,26 @@ def run_config(corpus: Path, kb_dir: Path, model: str, tokenizer: str, sets: dic
     print(f"  ingested {len(report.added)} files ({len(report.unchanged)} kept) in {report.seconds:.0f} s",
           file=sys.stderr)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    gloss_base = kb.settings.cross_lingual_weight
+    gloss_base = kb.settings.cross_lingual.weight
     for name, questions in sets.items():
         runs: dict[str, dict[str, float]] = {}
         for mode in ("dense", "keyword", "hybrid"):
             runs[mode] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)], questions)
         if name.startswith("zh"):
-            kb.settings.cross_lingual = False  # the question alone, without its English gloss
+            kb.settings.cross_lingual.enabled = False  # the question alone, without its English gloss
             for mode in ("dense", "keyword", "hybrid"):
                 runs[f"{mode} no gloss"] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)],
                                                     questions)
-            kb.settings.cross_lingual = True
-            base = dict(kb.settings.keyword_weights_by_language)
+            kb.settings.cross_lingual.enabled = True
+            base = dict(kb.settings.fusion.keyword_weights_by_language)
             for weight in zh_weights:
-                kb.settings.keyword_weights_by_language["zh"] = weight
+                kb.settings.fusion.keyword_weights_by_language["zh"] = weight
                 runs[f"hybrid w={weight:g}"] = evaluate(lambda q: [h.path for h in kb.search(q, k=20)], questions)
-            kb.settings.keyword_weights_by_language = base
+            kb.settings.fusion.keyword_weights_by_language = base
             for weight in gloss_weights:
-                kb.settings.cross_lingual_weight = weight
+                kb.settings.cross_lingual.weight = weight
                 runs[f"hybrid g={weight:g}"] = evaluate(lambda q: [h.path for h in kb.search(q, k=20)], questions)
-            kb.settings.cross_lingual_weight = gloss_base
+            kb.settings.cross_lingual.weight = gloss_base
         results[name] = runs
     kb.close()
     return results

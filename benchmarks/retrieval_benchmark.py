@@ -99,7 +99,7 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
         "documents_per_s": len(report.added) / report.seconds, "chunks_per_s": chunks / report.seconds,
         "encoder_share": report.encoder_seconds / report.seconds,
         "pipeline_overhead": (report.seconds - report.encoder_seconds) / report.encoder_seconds,
-        "failed": len(report.failed), "encoder_backend": kb.settings.encoder_backend,
+        "failed": len(report.failed), "encoder_backend": kb.settings.text_encoder.backend,
     }
     started = time.perf_counter()
     unchanged = kb.ingest(corpus)
@@ -113,11 +113,11 @@ def run_kb(corpus: Path, kb_dir: Path, questions: list[Question], model: str, ke
         runs += ([("hybrid", fusion, weight, False)] if listed else []) + [("hybrid", fusion, weight, True)]
     for mode, fusion, weight, true_scores in runs:
         if fusion:
-            kb.settings.fusion = fusion
+            kb.settings.fusion.method = fusion
         if weight is not None:  # the swept weight applies to every question, Chinese ones included
-            kb.settings.keyword_weight = weight
-            kb.settings.keyword_weights_by_language = {}
-        kb.settings.fusion_true_scores = true_scores
+            kb.settings.fusion.keyword_weight = weight
+            kb.settings.fusion.keyword_weights_by_language = {}
+        kb.settings.fusion.true_scores = true_scores
         name = f"{mode}-{fusion}" + (f"-{weight:g}" if weight is not None else "") if fusion else mode
         name += "" if true_scores else " (listed)"
         results[name] = evaluate(lambda q, m=mode: [h.path for h in kb.search(q, k=20, mode=m)], questions)

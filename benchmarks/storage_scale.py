@@ -243,7 +243,7 @@ def main() -> None:
         vectors = clustered_vectors(args.chunks, args.dim, seed=1)
         queries = vectors[sources] + 0.3 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    depth = Settings().fusion_candidates
+    depth = Settings().fusion.candidates
     ef = args.ef[0]
     encoder = text_encoder(Settings())
     encoder.encode(["warm up"])

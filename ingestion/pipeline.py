@@ -110,18 +110,18 @@ class Ingestor:
         self.clip_space: Space | None = None
         self._vanished: dict[str, str] = {}
         self._root = Path()
-        ocr = ocr_available(settings.ocr)
+        ocr = ocr_available(settings.ocr.mode)
         self.read_settings = ReadSettings(
-            limits=Limits.from_settings(settings), max_bytes=int(settings.max_file_mb * 2**20),
-            follow_symlinks_outside=settings.follow_symlinks_outside, ocr=ocr,
-            ocr_embedded_images=settings.ocr_embedded_images, ocr_wanted=settings.ocr == "auto" and not ocr)
+            limits=Limits.from_settings(settings), max_bytes=int(settings.ingestion.max_file_mb * 2**20),
+            follow_symlinks_outside=settings.ingestion.follow_symlinks_outside, ocr=ocr,
+            ocr_embedded_images=settings.ocr.embedded_images, ocr_wanted=settings.ocr.mode == "auto" and not ocr)
         self._unread_images = 0  # image files and scanned pages left unread because OCR is not installed
 
     def _build_chunker(self) -> Chunker:
         """A chunker counting tokens with the encoder's own tokenizer (approximate tokens if it has none)."""
         tokenizer = self.encoder.tokenizer
         offsets = hf_token_offsets(tokenizer) if tokenizer is not None else approximate_token_offsets
-        return Chunker(max_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.chunk_overlap,
+        return Chunker(max_tokens=self.settings.chunking.tokens, overlap_tokens=self.settings.chunking.overlap,
                        token_offsets=offsets)
 
     def run(self, folder: Path) -> IngestReport:
@@ -138,8 +138,9 @@ class Ingestor:
         with self.store.writer_lock:
             source_id, run_id = self._start_run(root)
             report.run_id = run_id
-            runner = file_runner(self.read_settings, self.settings.file_isolation, self.settings.file_timeout,
-                                 self.settings.worker_memory_mb, self.should_stop)
+            ingestion = self.settings.ingestion
+            runner = file_runner(self.read_settings, ingestion.file_isolation, ingestion.file_timeout,
+                                 ingestion.worker_memory_mb, self.should_stop)
             try:
                 self._ingest(root, source_id, report, runner)
             except BaseException as error:
@@ -202,12 +203,12 @@ class Ingestor:
 
     @property
     def encoder_name(self) -> str:
-        return self.settings.text_model + ("" if self.clip is None else f" and CLIP {self.settings.clip_model}")
+        return self.settings.text_encoder.model + ("" if self.clip is None else f" and CLIP {self.settings.clip.model}")
 
     def _ingest(self, root: Path, source_id: int, report: IngestReport, runner: FileRunner) -> None:
         self.progress.phase("scanning", str(root))
         self._root = root
-        scanned = scan(root, follow_symlinks_outside=self.settings.follow_symlinks_outside)
+        scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
         # Every document under this folder, whichever source first brought it in (sources may be nested).
@@ -250,12 +251,12 @@ class Ingestor:
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
         if still_gone and not self.allow_removal and too_many_missing(len(still_gone), len(known),
-                                                                      self.settings.max_removed_share):
+                                                                      self.settings.ingestion.max_removed_share):
             report.removal_withheld = [path for path, _ in still_gone]
             report.notices.append(
                 f"{len(still_gone)} of the {len(known)} documents from this folder are missing and were kept: that "
-                f"is over max_removed_share ({self.settings.max_removed_share:.0%}), as when a share is partly "
-                "unmounted; if the files really were deleted, run again allowing removal (kb ingest/reindex "
+                f"is over max_removed_share ({self.settings.ingestion.max_removed_share:.0%}), as when a share is "
+                "partly unmounted; if the files really were deleted, run again allowing removal (kb ingest/reindex "
                 "--allow-removal)")
         elif still_gone:
             self._remove(still_gone, report)
@@ -283,10 +284,10 @@ class Ingestor:
         if known is not None and known.size == file.size and known.mtime_ns == file.mtime_ns:
             self._record_unchanged(known, path, report)
             return None
-        limit = int(self.settings.max_file_mb * 1024 * 1024)
-        if file.size > limit:
+        max_mb = self.settings.ingestion.max_file_mb
+        if file.size > int(max_mb * 1024 * 1024):
             self._record_failure(file, source_id, loader.file_type, "",
-                                 f"file is {file.size / 2**20:.1f} MB, over the {self.settings.max_file_mb:g} MB limit",
+                                 f"file is {file.size / 2**20:.1f} MB, over the {max_mb:g} MB limit",
                                  known, report)
             return None
         job = FileJob(self._root, file.path, file.identity)

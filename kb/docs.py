@@ -13,33 +13,11 @@ from pathlib import Path
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from kb.config import MACHINE_SETTINGS, Settings
+from kb.config import FLAT_NAMES, GROUPS, MACHINE_SETTINGS, field_of
 
 CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN = "<!-- settings table: generated from kb/config.py by `python -m kb.docs`; edit the model, not this table -->"
 END = "<!-- end of the generated settings table -->"
-
-
-# The settings by concern, in the order the reference shows them (the model itself is flat: KB_* names and
-# keyword arguments stay as they are). A setting missing here is listed under "Other" until it is given a place.
-CONCERNS: dict[str, tuple[str, ...]] = {
-    "Storage and indexes": ("database_url", "index_factory", "hnsw_ef_search", "vector_index"),
-    "Text encoder": ("text_model", "device", "encoder_backend", "model_cache", "batch_size"),
-    "Chunking": ("chunk_tokens", "chunk_overlap"),
-    "Keyword search and fusion": ("keyword_tokenizer", "fusion", "keyword_weight", "keyword_weights_by_language",
-                                  "rrf_k", "fusion_candidates", "fusion_true_scores", "cross_lingual",
-                                  "cross_lingual_weight"),
-    "Reranker": ("reranker_model", "rerank_candidates"),
-    "Files: limits and isolation": ("max_file_mb", "follow_symlinks_outside", "file_isolation", "file_timeout",
-                                    "worker_memory_mb", "max_document_chars", "max_pages", "max_html_mb",
-                                    "max_removed_share"),
-    "Images, CLIP and OCR": ("clip_model", "clip_pretrained", "clip_backend", "max_image_pixels", "min_image_side",
-                             "ocr", "ocr_embedded_images"),
-    "Reader": ("reader_model", "reader_models_by_language", "reader_max_passages", "reader_max_windows",
-               "reader_max_seq_length", "reader_stride", "reader_max_answer_tokens", "reader_batch_size",
-               "reader_no_answer_threshold", "reader_backend", "reader_precision", "reader_int8_float_layers",
-               "reader_quantize"),
-}
 
 
 def _default(field: FieldInfo) -> str:
@@ -62,26 +40,30 @@ def _takes_json(field: FieldInfo) -> bool:
     return typing.get_origin(annotation) in (dict, list) or annotation in (dict, list)
 
 
-def _row(name: str, field: FieldInfo) -> str:
+def _row(name: str) -> str:
+    field = field_of(name)
     env = f"`KB_{name.upper()}`" + (" (JSON)" if _takes_json(field) else "")
     meaning = (field.description or "").replace("|", "\\|")
     if name in MACHINE_SETTINGS:
         meaning += " (this machine's: not recorded in `kb.json`)"
-    return f"| `{name}` | {env} | {_default(field)} | {meaning} |"
+    return f"| `{name}` | {env} | `{'.'.join(FLAT_NAMES[name])}` | {_default(field)} | {meaning} |"
+
+
+def _section(title: str, summary: str, names: list[str]) -> str:
+    return "\n".join([f"## {title}", "", " ".join(summary.split()), "",
+                      "| setting | env | attribute | default | meaning |", "| --- | --- | --- | --- | --- |",
+                      *map(_row, names)])
 
 
 def settings_table() -> str:
-    """One table per concern, one row per setting: name, environment variable, default, and its description."""
-    fields = Settings.model_fields
-    placed = {name for names in CONCERNS.values() for name in names}
-    concerns = {**CONCERNS, "Other": tuple(name for name in fields if name not in placed)}
-    parts = []
-    for concern, names in concerns.items():
-        if names:
-            rows = [_row(name, fields[name]) for name in names if name in fields]
-            parts.append("\n".join([f"## {concern}", "", "| setting | env | default | meaning |",
-                                    "| --- | --- | --- | --- |", *rows]))
-    return "\n\n".join(parts)
+    """One table per group of the model, the global settings first; one row per setting: its flat name and
+    environment variable, where the model holds it, its default and its description."""
+    sections = [_section("Global", "Settings of the whole knowledge base.",
+                         [name for name, path in FLAT_NAMES.items() if len(path) == 1])]
+    sections += [_section(f"`{group}`", model.__doc__ or "", [name for name, path in FLAT_NAMES.items()
+                                                               if path[:-1] == (group,)])
+                 for group, model in GROUPS.items()]
+    return "\n\n".join(sections)
 
 
 def render(document: str) -> str:

@@ -70,7 +70,7 @@ class KnowledgeBase:
         self.encoder: TextEncoder = text_encoder(settings)  # first: a backend not installed fails before any opening
         self.store = Store(directory, settings)
         self.clip: ClipEncoder | None = clip_encoder(settings)
-        self.keywords = keyword_tokenizer(settings.keyword_tokenizer)
+        self.keywords = keyword_tokenizer(settings.keywords.tokenizer)
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)
         self._readers: Readers | None = None
 
@@ -157,7 +157,7 @@ class KnowledgeBase:
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
-        return doctor.examine(self.store, self.spaces(), self.reembed_locked, self.settings.max_removed_share,
+        return doctor.examine(self.store, self.spaces(), self.reembed_locked, self.settings.ingestion.max_removed_share,
                               repair)
 
     def reembed(self, batch_size: int = EMBED_BATCH) -> int:
@@ -231,7 +231,7 @@ class KnowledgeBase:
         if isinstance(image, Image.Image):
             return image.convert("RGB")
         path = Path(image)
-        return decode_image(path.read_bytes(), path.name, max_pixels=self.settings.max_image_pixels).image
+        return decode_image(path.read_bytes(), path.name, max_pixels=self.settings.ingestion.max_image_pixels).image
 
     def ask(self, question: str, k: int = 5, top_k: int = 3, mode: SearchMode = "hybrid",
             filters: Filters | dict[str, Any] | None = None, threshold: float | None = None) -> AskResult:
@@ -280,7 +280,7 @@ class KnowledgeBase:
 
     def stats(self) -> Stats:
         """Counts of sources, documents, chunks and vectors, and the spaces' encoders."""
-        index = "pgvector HNSW" if self.store.vector_index == "pgvector" else self.settings.index_factory
+        index = "pgvector HNSW" if self.store.vector_index == "pgvector" else self.settings.index.factory
         with self.store.read() as snapshot:
             documents = snapshot.documents_by_status()
             spaces = [

@@ -65,8 +65,8 @@ class Retriever:
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
-        self.reranker = CrossEncoderReranker(settings.reranker_model, settings.device) \
-            if reranker_enabled(settings.reranker_model) else None
+        self.reranker = CrossEncoderReranker(settings.reranker.model, settings.device) \
+            if reranker_enabled(settings.reranker.model) else None
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -81,10 +81,10 @@ class Retriever:
             self.store.check_keyword_tokenizer(self.keywords.name)
         language = question_language(query)
         hits = self._search(query, k, mode, filters, wanted, language)
-        gloss = english_gloss(query) if self.settings.cross_lingual else None
+        gloss = english_gloss(query) if self.settings.cross_lingual.enabled else None
         if gloss is not None:  # searched as the question is: its words are the question's, not an English sentence
             glossed = self._search(gloss, k, mode, filters, wanted, language)
-            weight = self.settings.cross_lingual_weight
+            weight = self.settings.cross_lingual.weight
             hits = best_of_both(hits, [hit.model_copy(update={"matched_query": gloss, "score": hit.score * weight})
                                        for hit in glossed])
         if self.reranker is not None:
@@ -95,10 +95,10 @@ class Retriever:
                 language: str | None) -> list[Hit]:
         """The hits for one query text, fused with the keyword weight of ``language``, best first, as many as the
         reranker (if any) reads."""
-        wanted_hits = max(k, self.settings.rerank_candidates) if self.reranker is not None else k
+        wanted_hits = max(k, self.settings.reranker.candidates) if self.reranker is not None else k
         # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
         # evidence.py).
-        depth = max(2 * wanted_hits, self.settings.fusion_candidates)
+        depth = max(2 * wanted_hits, self.settings.fusion.candidates)
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
@@ -118,7 +118,7 @@ class Retriever:
                                           self.backgrounds.typical(snapshot, text_space, vector, "text"))
             if mode != "dense":
                 signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
-            if mode == "hybrid" and self.settings.fusion_true_scores:
+            if mode == "hybrid" and self.settings.fusion.true_scores:
                 self._complete(snapshot, signals, query, text_space, vector, clip_space)
             # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
             dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
@@ -181,15 +181,16 @@ class Retriever:
             return dense
         if mode == "keyword":
             return keyword
-        weight = self.settings.keyword_weights_by_language.get(language or "", self.settings.keyword_weight)
+        fusion = self.settings.fusion
+        weight = fusion.keyword_weights_by_language.get(language or "", fusion.keyword_weight)
         calibrated = weighted_score_fusion([dense, keyword], [1.0 - weight, weight])
-        if self.settings.fusion == "calibrated":
+        if fusion.method == "calibrated":
             return calibrated
         # Rank and min-max fusions tie often (the best of one list and the worst of the other): with true scores
         # such ties go to the stronger evidence, as the calibrated fusion of the same scores measures it.
-        tie_break = dict(calibrated) if self.settings.fusion_true_scores else None
-        if self.settings.fusion == "rrf":
-            return reciprocal_rank_fusion([dense, keyword], k=self.settings.rrf_k, tie_break=tie_break)
+        tie_break = dict(calibrated) if fusion.true_scores else None
+        if fusion.method == "rrf":
+            return reciprocal_rank_fusion([dense, keyword], k=fusion.rrf_k, tie_break=tie_break)
         return relative_score_fusion([dense, keyword], tie_break=tie_break)
 
     def _clip_space(self, retry: bool = False) -> Space | None:

@@ -117,7 +117,7 @@ def test_switching_to_an_int8_backend_needs_reembed_and_records_it(kb_factory, t
     assert space.fingerprint == switched.encoder.identity().fingerprint
     assert switched.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")
     reopened = kb_factory()  # the backend is recorded with the knowledge base
-    assert reopened.settings.encoder_backend == "onnx-int8"
+    assert reopened.settings.text_encoder.backend == "onnx-int8"
     assert reopened.search("deliveries", k=1)[0].path.endswith("dock.txt")
     with pytest.raises(EncoderMismatchError, match="onnx-int8"):
         kb_factory(encoder_backend="torch").search("returns", k=1, mode="dense")
@@ -132,7 +132,7 @@ def test_a_knowledge_base_recorded_before_backends_opens_with_torch(kb_factory, 
     settings = json.loads(recorded.read_text())
     del settings["encoder_backend"], settings["clip_backend"]
     recorded.write_text(json.dumps(settings))
-    assert kb_factory().settings.encoder_backend == "torch"
+    assert kb_factory().settings.text_encoder.backend == "torch"
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
@@ -164,14 +164,14 @@ def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_pat
     folder.mkdir()
     (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
     knowledge_base = kb_factory()
-    assert knowledge_base.settings.encoder_backend == "openvino-int8"
+    assert knowledge_base.settings.text_encoder.backend == "openvino-int8"
     assert json.loads((tmp_path / "kb" / "kb.json").read_text())["encoder_backend"] == "openvino-int8"
     knowledge_base.ingest(folder)
     assert knowledge_base.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")
     assert knowledge_base.encoder.identity().model.endswith("(openvino-int8)")
-    assert Settings(encoder_backend="auto", device="cuda").encoder_backend == "torch"  # a GPU computes torch faster than a CPU runtime
+    assert Settings(encoder_backend="auto", device="cuda").text_encoder.backend == "torch"  # a GPU computes torch faster than a CPU runtime
     monkeypatch.setitem(sys.modules, "nncf", None)  # what an import finds when the package is not installed
-    assert kb_factory("elsewhere").settings.encoder_backend == "torch"
+    assert kb_factory("elsewhere").settings.text_encoder.backend == "torch"
 
 
 def test_a_recorded_backend_is_kept_wherever_the_knowledge_base_opens(kb_factory, tmp_path: Path,
@@ -179,8 +179,8 @@ def test_a_recorded_backend_is_kept_wherever_the_knowledge_base_opens(kb_factory
     available("openvino-int8")
     with monkeypatch.context() as without_openvino:
         without_openvino.setitem(sys.modules, "openvino", None)
-        assert kb_factory(encoder_backend="auto").settings.encoder_backend == "torch"  # built without openvino
-    assert kb_factory().settings.encoder_backend == "torch"  # reopened where it is: still torch, no reembed
+        assert kb_factory(encoder_backend="auto").settings.text_encoder.backend == "torch"  # built without openvino
+    assert kb_factory().settings.text_encoder.backend == "torch"  # reopened where it is: still torch, no reembed
 
 
 def test_a_recorded_backend_that_is_not_installed_says_what_to_do(kb_factory, tmp_path: Path, monkeypatch) -> None:
@@ -197,5 +197,5 @@ def test_a_recorded_backend_that_is_not_installed_says_what_to_do(kb_factory, tm
     assert kb_factory().reembed() == 1
     monkeypatch.delenv("KB_ENCODER_BACKEND")
     reopened = kb_factory()
-    assert reopened.settings.encoder_backend == "torch"
+    assert reopened.settings.text_encoder.backend == "torch"
     assert reopened.search("deliveries", k=1, mode="dense")[0].path.endswith("dock.txt")

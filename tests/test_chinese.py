@@ -111,7 +111,7 @@ def test_the_default_settings_answer_chinese_questions_among_english_documents(k
     leans on it, so the default English text model's weak view of Chinese cannot bury the right passage."""
     folder = write(tmp_path / "docs", {**ENGLISH, **{f"zh-{name}": text for name, text in CHINESE.items()}})
     kb = kb_factory()
-    assert kb.settings.keyword_tokenizer == "jieba" and kb.settings.keyword_weights_by_language["zh"] > 0.5
+    assert kb.settings.keywords.tokenizer == "jieba" and kb.settings.fusion.keyword_weights_by_language["zh"] > 0.5
     kb.ingest(folder)
     for question, expected in (("顾客退货有多少天？", "zh-returns.txt"), ("员工的带薪年假有多少天？", "zh-leave.txt"),
                                ("公司是哪一年在德卢斯成立的？", "zh-history.txt")):
@@ -138,7 +138,7 @@ def test_the_default_settings_find_english_passages_for_chinese_questions(kb_fac
         [hit] = kb.search(question, k=1)
         assert Path(hit.path).name == expected, question
         assert hit.matched_query == english_gloss(question)
-    kb.settings.cross_lingual = False
+    kb.settings.cross_lingual.enabled = False
     assert kb.search("退货期限是多少天？", k=3, mode="keyword") == []  # the Chinese words alone match nothing
 
 

@@ -29,16 +29,15 @@ def coded(tmp_path_factory: pytest.TempPathFactory, tiny_text_model: Path) -> It
 def codes_kb(coded: tuple[KnowledgeBase, dict]) -> Iterator[tuple[KnowledgeBase, dict]]:
     """``coded`` with its default settings restored after each test."""
     kb, codes = coded
-    saved = kb.settings.model_dump()
+    saved = kb.settings.fusion.model_copy(deep=True)
     yield kb, codes
-    for name in ("fusion", "fusion_candidates", "fusion_true_scores"):
-        setattr(kb.settings, name, saved[name])
+    kb.settings.fusion = saved
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_a_query_of_one_rare_token_ranks_its_document_first(codes_kb, fusion: str) -> None:
     kb, codes = codes_kb
-    kb.settings.fusion = fusion
+    kb.settings.fusion.method = fusion
     firsts = {value: kb.search(value, k=10)[0] for value in list(codes)[::3]}
     wrong = {value: Path(hit.path).name for value, hit in firsts.items() if Path(hit.path).name != codes[value]}
     assert not wrong, f"{len(wrong)} of {len(firsts)} codes ranked another file first: {wrong}"
@@ -50,7 +49,7 @@ def test_a_rare_token_beside_a_common_word_still_ranks_its_document_first(codes_
     """Scores that measure how good a match is keep the rare token decisive; rank fusion (rrf) cannot tell a match
     on "order" from a match on the code, so it is not held to this (see the figures in docs/search.md)."""
     kb, codes = codes_kb
-    kb.settings.fusion = fusion
+    kb.settings.fusion.method = fusion
     firsts = {value: Path(kb.search(f"order {value}", k=10)[0].path).name for value in list(codes)[1::3]}
     wrong = {value: name for value, name in firsts.items() if name != codes[value]}
     assert not wrong, f"{len(wrong)} of {len(firsts)} codes ranked another file first: {wrong}"
@@ -60,7 +59,7 @@ def test_every_candidate_carries_its_true_score_on_both_signals(codes_kb) -> Non
     """A candidate one retriever missed gets that retriever's own score: its cosine from its stored vector, its BM25
     from the postings, exactly what dense and keyword search alone give it."""
     kb, codes = codes_kb
-    kb.settings.fusion_candidates = 5
+    kb.settings.fusion.candidates = 5
     # A code whose file is not among the 10 dense candidates (k=5 takes 10 from each retriever): keyword finds it.
     query, name = next((f"order {value}", name) for value, name in codes.items()
                        if name not in {Path(hit.path).name for hit in kb.search(f"order {value}", k=10, mode="dense")})

@@ -207,11 +207,11 @@ def test_settings_are_recorded_and_reopened(kb_factory, tmp_path: Path, monkeypa
     recorded = json.loads((tmp_path / "kb" / "kb.json").read_text())
     assert recorded["chunk_tokens"] == 64
     reopened = KnowledgeBase.open(tmp_path / "kb")
-    assert reopened.settings.chunk_tokens == 64 and reopened.settings.fusion == "relative"
+    assert reopened.settings.chunking.tokens == 64 and reopened.settings.fusion.method == "relative"
     reopened.close()
     monkeypatch.setenv("KB_CHUNK_TOKENS", "100")
     from_env = KnowledgeBase.open(tmp_path / "kb")
-    assert from_env.settings.chunk_tokens == 100
+    assert from_env.settings.chunking.tokens == 100
     from_env.close()
     with pytest.raises(ValidationError):
         KnowledgeBase.open(tmp_path / "other", no_such_setting=1)

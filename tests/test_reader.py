@@ -150,12 +150,12 @@ def test_reduced_precision_gives_the_float32_answers(tiny_reader: Path, precisio
 def test_reader_precision_is_a_machine_setting(tmp_path: Path) -> None:
     from kb.config import load_settings, save_settings
 
-    assert Settings(reader_quantize=True).reader_precision == "int8"  # the older spelling still works
+    assert Settings(reader_quantize=True).reader.precision == "int8"  # the older spelling still works
     with pytest.raises(ValueError, match="reader_quantize"):
         Settings(reader_quantize=True, reader_precision="bfloat16")
     save_settings(tmp_path, Settings(reader_precision="bfloat16"))
     assert "reader_precision" not in json.loads((tmp_path / "kb.json").read_text())
-    assert load_settings(tmp_path, {}).reader_precision == "float32"
+    assert load_settings(tmp_path, {}).reader.precision == "float32"
 
 
 def test_span_probabilities_are_shared_across_windows() -> None:

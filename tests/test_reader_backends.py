@@ -107,6 +107,6 @@ def test_a_missing_runtime_names_the_package_to_install(tiny_reader: Path, tmp_p
 def test_reader_backend_is_a_machine_setting(tmp_path: Path) -> None:
     save_settings(tmp_path, Settings(reader_backend="onnx-int8"))
     assert "reader_backend" not in json.loads((tmp_path / "kb.json").read_text())
-    assert load_settings(tmp_path, {}).reader_backend == "auto"
+    assert load_settings(tmp_path, {}).reader.backend == "auto"
     with pytest.raises(ValueError, match="reader_backend=torch only"):
         Settings(reader_backend="onnx", reader_precision="int8")

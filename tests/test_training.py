@@ -106,7 +106,7 @@ def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_fact
     assert knowledge_base.ask(question("greta")).status == "no_answer"
     assert knowledge_base.ask(question("greta"), threshold=0.0)[0].text == "5150"
     assert knowledge_base.readers.for_question("x").threshold == 1.0
-    knowledge_base.settings.reader_no_answer_threshold = 0.0  # a setting the user gives wins over the card
+    knowledge_base.settings.reader.no_answer_threshold = 0.0  # a setting the user gives wins over the card
     assert knowledge_base.ask(question("greta"))[0].text == "5150"
 
 
@@ -214,7 +214,7 @@ def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(
     kb_factory().ingest(docs)
     knowledge_base = kb_factory(text_model=str(out))  # the same knowledge base, opened with the trained model
     assert knowledge_base.reembed() == 1
-    backend = knowledge_base.settings.encoder_backend  # a space names its backend when it changes the vectors
+    backend = knowledge_base.settings.text_encoder.backend  # a space names its backend when it changes the vectors
     assert knowledge_base.stats().spaces[0].model == (str(out) if backend == "torch" else f"{out} ({backend})")
     assert knowledge_base.search("code of alice", mode="dense")[0].text == fact("alice", 4821)
 

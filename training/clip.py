@@ -134,7 +134,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     checkpoint, tag = resolve_checkpoint(architecture, pretrained)
     pairs, skipped, files = [], Counter[str](), []
     for path in data:
-        found, dropped = jsonl_captions(Path(path), settings.max_image_pixels)
+        found, dropped = jsonl_captions(Path(path), settings.ingestion.max_image_pixels)
         pairs += found
         skipped += dropped
         files.append(data_file(Path(path), len(found)))

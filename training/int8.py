@@ -66,7 +66,7 @@ def quantize_trained_reader(settings: Settings, train: SquadSet, validation: Squ
                                 validated_on=validated_on)
     except Exception as error:  # noqa: BLE001 - NNCF and OpenVINO raise many types; the reader is saved already
         log.warning("the reader is trained, but calibrating its int8 graph failed (%s: %s); retry with "
-                    "kb train quantize-reader %s", type(error).__name__, error, settings.reader_model)
+                    "kb train quantize-reader %s", type(error).__name__, error, settings.reader.model)
         return None
 
 

@@ -91,10 +91,10 @@ def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int 
     """Window length, stride and answer length: the reader's settings unless given (a shorter window scales the
     stride with it); checked the way the reader checks them."""
     defaults = Settings()
-    max_length = max_length or defaults.reader_max_seq_length
+    max_length = max_length or defaults.reader.max_seq_length
     if stride is None:
-        stride = round(defaults.reader_stride * max_length / defaults.reader_max_seq_length)
-    max_answer_tokens = max_answer_tokens or defaults.reader_max_answer_tokens
+        stride = round(defaults.reader.stride * max_length / defaults.reader.max_seq_length)
+    max_answer_tokens = max_answer_tokens or defaults.reader.max_answer_tokens
     Settings(reader_max_seq_length=max_length, reader_stride=stride, reader_max_answer_tokens=max_answer_tokens)
     return max_length, stride, max_answer_tokens
 

@@ -45,9 +45,10 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(max_chars=settings.max_document_chars, max_pages=settings.max_pages,
-                   max_markup_bytes=int(settings.max_html_mb * 2**20), max_pixels=settings.max_image_pixels,
-                   min_side=settings.min_image_side)
+        ingestion = settings.ingestion
+        return cls(max_chars=ingestion.max_document_chars, max_pages=ingestion.max_pages,
+                   max_markup_bytes=int(ingestion.max_html_mb * 2**20), max_pixels=ingestion.max_image_pixels,
+                   min_side=ingestion.min_image_side)
 
     def check_chars(self, count: int) -> None:
         """Refuse a document whose text has grown past ``max_chars``."""

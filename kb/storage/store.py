@@ -80,7 +80,7 @@ class Store:
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
         self._keyword_tokenizer_checked: str | None = None
-        self.vector_index: IndexKind = self._recorded_vector_index(settings.vector_index)
+        self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
 
     def _recorded_vector_index(self, configured: IndexKind) -> IndexKind:
         """The vector index backend recorded in the knowledge base (recorded on first use, by one process when
@@ -201,10 +201,10 @@ class Store:
         index = self._indexes.get(space.id)
         if index is None or index.dimension != space.dimension:
             if self.vector_index == "pgvector":
-                index = PgvectorIndex(self.sessions, space, self.settings.hnsw_ef_search)
+                index = PgvectorIndex(self.sessions, space, self.settings.index.hnsw_ef_search)
             else:
                 index = FaissIndex(self.directory / "indexes", space.name, space.dimension,
-                                   self.settings.index_factory, self.settings.hnsw_ef_search)
+                                   self.settings.index.factory, self.settings.index.hnsw_ef_search)
             self._indexes[space.id] = index
         if session is not None:
             index.sync(session)

@@ -1,0 +1,203 @@
+"""Settings are grouped by concern (``settings.reader.model``) while every flat name users have written keeps
+working: the ``KB_*`` variables, keyword arguments, and the keys of a ``kb.json`` written before the grouping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kb.cli import main
+from kb.config import FLAT_NAMES, MACHINE_SETTINGS, ReaderSettings, Settings, field_of, load_settings, save_settings
+from kb.errors import ConfigurationError
+
+# Every flat name there was before the grouping, with a value other than its default (as an environment variable
+# gives it) and where the grouped model keeps it. Written out here, not derived: it is what users rely on.
+FLAT = {
+    "database_url": ("sqlite:////tmp/elsewhere.sqlite", "database_url", "sqlite:////tmp/elsewhere.sqlite"),
+    "device": ("cpu", "device", "cpu"),
+    "model_cache": ("/tmp/exports", "model_cache", "/tmp/exports"),
+    "batch_size": ("7", "batch_size", 7),
+    "vector_index": ("pgvector", "index.kind", "pgvector"),
+    "index_factory": ("HNSW32", "index.factory", "HNSW32"),
+    "hnsw_ef_search": ("64", "index.hnsw_ef_search", 64),
+    "text_model": ("my/encoder", "text_encoder.model", "my/encoder"),
+    "encoder_backend": ("onnx", "text_encoder.backend", "onnx"),
+    "chunk_tokens": ("120", "chunking.tokens", 120),
+    "chunk_overlap": ("10", "chunking.overlap", 10),
+    "keyword_tokenizer": ("simple", "keywords.tokenizer", "simple"),
+    "fusion": ("rrf", "fusion.method", "rrf"),
+    "keyword_weight": ("0.3", "fusion.keyword_weight", 0.3),
+    "keyword_weights_by_language": ('{"ja": 0.7}', "fusion.keyword_weights_by_language", {"ja": 0.7}),
+    "rrf_k": ("10", "fusion.rrf_k", 10),
+    "fusion_candidates": ("12", "fusion.candidates", 12),
+    "fusion_true_scores": ("false", "fusion.true_scores", False),
+    "cross_lingual": ("false", "cross_lingual.enabled", False),
+    "cross_lingual_weight": ("0.6", "cross_lingual.weight", 0.6),
+    "reranker_model": ("my/reranker", "reranker.model", "my/reranker"),
+    "rerank_candidates": ("8", "reranker.candidates", 8),
+    "max_file_mb": ("3.5", "ingestion.max_file_mb", 3.5),
+    "follow_symlinks_outside": ("true", "ingestion.follow_symlinks_outside", True),
+    "file_isolation": ("false", "ingestion.file_isolation", False),
+    "file_timeout": ("5", "ingestion.file_timeout", 5.0),
+    "worker_memory_mb": ("512", "ingestion.worker_memory_mb", 512),
+    "max_document_chars": ("1000", "ingestion.max_document_chars", 1000),
+    "max_pages": ("3", "ingestion.max_pages", 3),
+    "max_html_mb": ("1.5", "ingestion.max_html_mb", 1.5),
+    "max_image_pixels": ("1000000", "ingestion.max_image_pixels", 1_000_000),
+    "min_image_side": ("8", "ingestion.min_image_side", 8),
+    "max_removed_share": ("0.25", "ingestion.max_removed_share", 0.25),
+    "clip_model": ("none", "clip.model", "none"),
+    "clip_pretrained": ("/tmp/clip.pt", "clip.pretrained", "/tmp/clip.pt"),
+    "clip_backend": ("onnx", "clip.backend", "onnx"),
+    "ocr": ("off", "ocr.mode", "off"),
+    "ocr_embedded_images": ("true", "ocr.embedded_images", True),
+    "reader_model": ("my/reader", "reader.model", "my/reader"),
+    "reader_models_by_language": ('{"zh": "my/zh-reader"}', "reader.models_by_language", {"zh": "my/zh-reader"}),
+    "reader_max_passages": ("3", "reader.max_passages", 3),
+    "reader_max_windows": ("5", "reader.max_windows", 5),
+    "reader_max_seq_length": ("512", "reader.max_seq_length", 512),
+    "reader_stride": ("64", "reader.stride", 64),
+    "reader_max_answer_tokens": ("12", "reader.max_answer_tokens", 12),
+    "reader_batch_size": ("4", "reader.batch_size", 4),
+    "reader_no_answer_threshold": ("0.2", "reader.no_answer_threshold", 0.2),
+    "reader_precision": ("bfloat16", "reader.precision", "bfloat16"),
+    "reader_int8_float_layers": ('["qa_outputs"]', "reader.int8_float_layers", ["qa_outputs"]),
+    "reader_backend": ("onnx", "reader.backend", "onnx"),
+    "reader_quantize": ("true", "reader.precision", "int8"),  # the older spelling of reader_precision=int8
+}
+
+# A kb.json as the code before the grouping wrote it (flat keys; machine settings left out).
+OLD_KB_JSON = {
+    "chunk_overlap": 32, "chunk_tokens": 120, "clip_backend": "torch", "clip_model": "ViT-B-32",
+    "clip_pretrained": "laion2b_s34b_b79k", "cross_lingual": False, "cross_lingual_weight": 0.8, "database_url": None,
+    "encoder_backend": "torch", "follow_symlinks_outside": False, "fusion": "rrf", "fusion_candidates": 50,
+    "fusion_true_scores": True, "hnsw_ef_search": 100, "index_factory": "Flat", "keyword_tokenizer": "simple",
+    "keyword_weight": 0.5, "keyword_weights_by_language": {"zh": 0.8}, "max_document_chars": 10000000,
+    "max_file_mb": 100.0, "max_html_mb": 5.0, "max_image_pixels": 64000000, "max_pages": 2000,
+    "max_removed_share": 0.5, "min_image_side": 32, "ocr": "off", "ocr_embedded_images": False,
+    "reader_max_answer_tokens": 30, "reader_max_passages": 10, "reader_max_seq_length": 384, "reader_max_windows": 40,
+    "reader_model": "my/reader", "reader_models_by_language": {}, "reader_no_answer_threshold": None,
+    "reader_stride": 128, "rerank_candidates": 20, "reranker_model": None, "rrf_k": 60,
+    "text_model": "sentence-transformers/all-MiniLM-L6-v2", "vector_index": "faiss",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_kb_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sets the variables it is about, and only those."""
+    for name in FLAT_NAMES:
+        monkeypatch.delenv(f"KB_{name.upper()}", raising=False)
+
+
+def _at(settings: Settings, attribute: str) -> object:
+    value: object = settings
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def test_every_flat_name_there_was_is_still_a_setting() -> None:
+    assert set(FLAT_NAMES) == set(FLAT)
+    assert set(MACHINE_SETTINGS) <= set(FLAT_NAMES)
+
+
+@pytest.mark.parametrize("name", sorted(FLAT))
+def test_a_flat_environment_variable_sets_its_grouped_setting(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text, attribute, expected = FLAT[name]
+    assert field_of(name).get_default(call_default_factory=True) != expected
+    monkeypatch.setenv(f"KB_{name.upper()}", text)
+    assert _at(Settings(), attribute) == expected
+
+
+@pytest.mark.parametrize("name", sorted(FLAT))
+def test_a_flat_keyword_argument_sets_its_grouped_setting(name: str) -> None:
+    text, attribute, expected = FLAT[name]
+    value = json.loads(text) if text.startswith(("{", "[")) else text  # as a caller writes it: "7" converts too
+    assert _at(Settings(**{name: value}), attribute) == expected
+
+
+def test_a_group_may_be_given_whole_beside_flat_names_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(reader={"model": "my/reader", "stride": 96}, reader_max_seq_length=256)
+    assert (settings.reader.model, settings.reader.stride, settings.reader.max_seq_length) == ("my/reader", 96, 256)
+    assert settings.reader.max_windows == ReaderSettings().max_windows  # what the group was not given: its default
+    assert Settings(fusion=settings.fusion.model_copy(update={"method": "relative"})).fusion.method == "relative"
+    monkeypatch.setenv("KB_READER_MODEL", "env/reader")
+    monkeypatch.setenv("KB_FUSION", "rrf")
+    from_env = Settings(reader={"stride": 96})  # a group given in part keeps the environment's other settings
+    assert (from_env.reader.model, from_env.reader.stride, from_env.fusion.method) == ("env/reader", 96, "rrf")
+    assert Settings(reader={"model": "given/reader"}).reader.model == "given/reader"  # arguments over environment
+    assert Settings(fusion="relative").fusion.method == "relative"  # a flat name that is also a group's name
+
+
+def test_a_copy_takes_flat_names_is_validated_and_has_its_own_groups() -> None:
+    settings = Settings(reader_model="my/reader")
+    copy = settings.model_copy(update={"reader_backend": "torch", "reader_precision": "int8"})
+    assert (copy.reader.model, copy.reader.backend, copy.reader.precision) == ("my/reader", "torch", "int8")
+    copy.reader.stride = 32
+    assert settings.reader.stride == 128 and settings.reader.precision == "float32"
+    with pytest.raises(ValidationError, match="reader_precision=int8 applies to reader_backend=torch only"):
+        copy.model_copy(update={"reader_backend": "onnx"})
+
+
+def test_a_kb_json_written_before_the_grouping_opens_and_is_rewritten_the_same(tmp_path: Path) -> None:
+    (tmp_path / "kb.json").write_text(json.dumps(OLD_KB_JSON, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    settings = load_settings(tmp_path, {})
+    assert (settings.reader.model, settings.chunking.tokens, settings.fusion.method, settings.ocr.mode) == \
+        ("my/reader", 120, "rrf", "off")
+    assert settings.cross_lingual.enabled is False and settings.fusion.keyword_weights_by_language == {"zh": 0.8}
+    before = (tmp_path / "kb.json").read_text(encoding="utf-8")
+    save_settings(tmp_path, settings)
+    assert (tmp_path / "kb.json").read_text(encoding="utf-8") == before
+
+
+def test_recorded_settings_rank_below_the_environment_and_the_caller(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "kb.json").write_text(json.dumps(OLD_KB_JSON), encoding="utf-8")
+    monkeypatch.setenv("KB_CHUNK_TOKENS", "64")
+    settings = load_settings(tmp_path, {"fusion": "relative", "reader": {"stride": 96}})
+    assert (settings.chunking.tokens, settings.fusion.method) == (64, "relative")
+    assert (settings.reader.model, settings.reader.stride) == ("my/reader", 96)  # the recorded model is kept
+
+
+def test_a_kb_json_from_before_backends_keeps_torch_and_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "kb.json").write_text(json.dumps({"chunk_tokens": 120}), encoding="utf-8")
+    settings = load_settings(tmp_path, {})
+    assert (settings.text_encoder.backend, settings.clip.backend) == ("torch", "torch")
+    (tmp_path / "kb.json").write_text(json.dumps({"reader": {"model": "x"}}), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"unknown settings \['reader'\]"):
+        load_settings(tmp_path, {})
+
+
+def test_errors_name_the_flat_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_READER_STRIDE", "many")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert [issue["loc"] for issue in raised.value.errors()] == [("reader_stride",)]
+    monkeypatch.delenv("KB_READER_STRIDE")
+    assert [issue["loc"] for issue in _errors(keyword_weights_by_language={"zh": "high"})] == \
+        [("keyword_weights_by_language", "zh")]
+    assert [issue["loc"] for issue in _errors(reader_modle="x")] == [("reader_modle",)]
+    between = _errors(chunk_tokens=32, chunk_overlap=40)  # a check between two settings names both, no group
+    assert [issue["loc"] for issue in between] == [()] and "chunk_overlap (40) must be below chunk_tokens (32)" in \
+        between[0]["msg"]
+
+
+def _errors(**values: object) -> list:
+    with pytest.raises(ValidationError) as raised:
+        Settings(**values)
+    return raised.value.errors()
+
+
+def test_the_cli_says_which_setting_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setenv("KB_READER_STRIDE", "-1")
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(tmp_path / "docs")]) == 2
+    assert capsys.readouterr().err.strip() == "kb: error: reader_stride: Input should be greater than or equal to 0"
+    monkeypatch.setenv("KB_READER_STRIDE", "300")
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(tmp_path / "docs")]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "kb: error: reader_stride (300) must be below half of reader_max_seq_length (384)"
