@@ -380,6 +380,13 @@ class Settings(BaseSettings):
         with _errors_by_flat_name():
             return type(self).model_validate(_combined(self.model_dump(), nest(update or {})))
 
+    def __getattr__(self, name: str) -> Any:
+        """A flat name read as an attribute (code written before the grouping) says where the setting is now."""
+        path = FLAT_NAMES.get(name, ())
+        if len(path) == 2:
+            raise AttributeError(f"settings.{name} is settings.{'.'.join(path)} now")
+        return super().__getattr__(name)  # type: ignore[misc]
+
     def flat_dump(self) -> dict[str, Any]:
         """Every setting by its flat name, as ``kb.json`` records them."""
         dumped = self.model_dump()

@@ -119,6 +119,15 @@ def test_a_flat_keyword_argument_sets_its_grouped_setting(name: str) -> None:
     assert _at(Settings(**{name: value}), attribute) == expected
 
 
+def test_a_flat_name_read_as_an_attribute_says_where_the_setting_is_now() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError, match=r"settings\.reader_model is settings\.reader\.model now"):
+        settings.reader_model  # noqa: B018
+    with pytest.raises(AttributeError, match="no_such_setting"):
+        settings.no_such_setting  # noqa: B018
+    assert settings.fusion.method == "calibrated" and settings.device is None  # a group and a global setting
+
+
 def test_a_group_may_be_given_whole_beside_flat_names_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(reader={"model": "my/reader", "stride": 96}, reader_max_seq_length=256)
     assert (settings.reader.model, settings.reader.stride, settings.reader.max_seq_length) == ("my/reader", 96, 256)
