@@ -35,7 +35,8 @@ MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precisi
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-static"]
+ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8",
+                        "openvino-int8-static"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
@@ -290,12 +291,13 @@ class ReaderSettings(SettingsGroup):
     backend: ReaderBackend = Field(default="auto", description=(
         "what computes the reader's start and end logits: `torch` (in `reader_precision`), or the question-answering "
         "model exported once to ONNX (cached by its fingerprint in `model_cache`) and run on `onnx` (ONNX Runtime) or "
-        "`openvino` in float32 (torch's answers), or `onnx-int8` / `openvino-int8` (int8 weights, no data needed), "
-        "or `openvino-int8-static` (weights and activations in int8, the graph calibrated on data in the reader's "
-        "folder by `kb train reader` or `kb train quantize-reader`); the same window and span code reads them all. "
-        "`auto`: on a CPU in float32, the calibrated graph when the reader's `training.json` shows its validation F1 "
-        "at most 0.5 below float32's, else the float32 export on `openvino`, else `onnx`, where its extra is "
-        "installed; else `torch`; see [Speed](asking.md#speed)"
+        "`openvino` in float32 (torch's answers), `openvino-bf16` (the float32 export computed in bfloat16), "
+        "`onnx-int8` / `openvino-int8` (int8 weights, no data needed), or `openvino-int8-static` (weights and "
+        "activations in int8, the graph calibrated on data in the reader's folder by `kb train reader` or `kb train "
+        "quantize-reader`); the same window and span code reads them all. `auto`: on a CPU in float32, the "
+        "calibrated graph when the reader's `training.json` shows its validation F1 at most 0.5 below float32's, "
+        "else `openvino-bf16` where the CPU computes bfloat16 natively, else `openvino`, else `onnx`, where its "
+        "extra is installed; else `torch`; see [Speed](asking.md#speed)"
     ))
     quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from answering import backends
 from answering.backends import chosen_backend
 from answering.reader import ExtractiveReader
 from kb.config import Settings, load_settings, save_settings
 from kb.errors import BackendUnavailableError
+from kb.inference.backends import bfloat16_native
 from kb.types import Hit
 from tests.qa_model import FILLER, fact, question
 from tests.test_backends import FLOAT32, INT8, available  # skips this module too without the onnx extra
@@ -34,7 +36,7 @@ def reader(tiny_reader: Path, cache: Path, backend: str) -> ExtractiveReader:
                                      reader_batch_size=2))
 
 
-@pytest.mark.parametrize("backend", FLOAT32 + INT8)
+@pytest.mark.parametrize("backend", FLOAT32 + ["openvino-bf16"] + INT8)
 def test_reader_backends_give_torch_float32_answers(tiny_reader: Path, tmp_path_factory: pytest.TempPathFactory,
                                                     backend: str) -> None:
     available(backend)
@@ -85,9 +87,12 @@ def test_asking_a_knowledge_base_on_a_reader_backend(kb_factory, tiny_reader: Pa
 
 
 def test_auto_reads_on_a_float32_export_where_a_runtime_is_installed(monkeypatch) -> None:
-    """The default gives torch's answers faster on a CPU; torch where it must (a GPU, a torch precision, no
-    runtime installed); a backend named is kept as it is."""
+    """The default reads faster on a CPU: the export computed in bfloat16 where the CPU does that natively, else
+    torch's answers in float32; torch where it must (a GPU, a torch precision, no runtime installed); a backend
+    named is kept as it is."""
     available("openvino")
+    assert chosen_backend("auto", "cpu", "float32") == ("openvino-bf16" if bfloat16_native() else "openvino")
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: False)
     assert chosen_backend("auto", "cpu", "float32") == "openvino"
     assert chosen_backend("auto", "cpu", "int8") == "torch"
     assert chosen_backend("auto", "cuda", "float32") == "torch"

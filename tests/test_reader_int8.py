@@ -16,6 +16,7 @@ from answering.reader import ExtractiveReader
 from kb.cards import Int8Scores, TrainingCard, read_card, write_card
 from kb.cli import main
 from kb.config import Settings
+from kb.inference.backends import bfloat16_native
 from tests.qa_model import FILLER, fact, question, write_squad
 from tests.test_backends import available
 from tests.test_reader_backends import CODES, passages
@@ -94,8 +95,8 @@ def test_the_calibrated_graph_answers_as_float32_does(calibrated_reader: Path) -
     assert int8.backend == STATIC
 
 
-@pytest.mark.parametrize(("loss", "chosen"), [(None, "openvino"), (0.0, STATIC), (-1.0, STATIC),
-                                              (INT8_F1_TOLERANCE, STATIC), (0.6, "openvino"), (5.0, "openvino")])
+@pytest.mark.parametrize(("loss", "chosen"), [(None, "export"), (0.0, STATIC), (-1.0, STATIC),
+                                              (INT8_F1_TOLERANCE, STATIC), (0.6, "export"), (5.0, "export")])
 def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path, loss: float | None,
                                                                  chosen: str) -> None:
     available(STATIC)
@@ -104,6 +105,8 @@ def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path,
         card.int8 = Int8Scores(graph="int8/openvino_model.xml", calibrated_on="-", validation="-",
                                float32={"exact": 40.0, "f1": 50.0}, int8={"exact": 40.0, "f1": 50.0 - loss})
     write_card(tmp_path, card)
+    if chosen == "export":  # what auto reads on without the graph: the export, in bfloat16 where that is native
+        chosen = "openvino-bf16" if bfloat16_native() else "openvino"
     assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
     assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"  # int8 graphs are for CPUs
     assert chosen_backend("openvino", "cpu", "float32", str(tmp_path)) == "openvino"  # a backend named is kept
@@ -138,10 +141,10 @@ def test_an_unusable_calibrated_graph_falls_back_to_float32_saying_why(
     assert reason in caplog.text and "float32 export" in caplog.text
 
 
-def test_a_reader_never_calibrated_reads_in_float32_on_auto_and_says_so_when_asked_for_int8(
+def test_a_reader_never_calibrated_reads_the_export_on_auto_and_says_so_when_asked_for_int8(
         tiny_reader: Path, caplog: pytest.LogCaptureFixture) -> None:
     available(STATIC)
-    assert reader(tiny_reader, "auto").backend == "openvino"
+    assert reader(tiny_reader, "auto").backend == ("openvino-bf16" if bfloat16_native() else "openvino")
     with caplog.at_level(logging.WARNING, logger="answering.backends"):
         assert reader(tiny_reader, STATIC).backend == "openvino"
     assert "no complete calibrated int8 graph" in caplog.text

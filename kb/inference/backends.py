@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from kb import optional
 from kb.errors import BackendUnavailableError
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]  # any model, exported on first use
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]  # exported on first use
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 CalibratedBackend = Literal["openvino-int8-static"]  # a graph calibrated on data, kept in its model's folder
 GraphBackend = Backend | CalibratedBackend
@@ -18,6 +18,7 @@ NEEDS: dict[Backend, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime"),
     "onnx-int8": ("onnx", "onnxruntime"),
     "openvino": ("onnx", "openvino"),
+    "openvino-bf16": ("onnx", "openvino"),
     "openvino-int8": ("onnx", "openvino", "nncf"),
 }
 
@@ -34,6 +35,13 @@ def runs_on_cpu(device: str | None) -> bool:
     import torch
 
     return not torch.cuda.is_available()
+
+
+def bfloat16_native() -> bool:
+    """Whether OpenVINO computes bfloat16 natively on this CPU (AVX-512 BF16 or AMX); elsewhere it would emulate it
+    slower than float32."""
+    openvino = require("openvino", "openvino-bf16")
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def runtime(backend: GraphBackend) -> str:
