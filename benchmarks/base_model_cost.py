@@ -1,8 +1,11 @@
-"""What a larger base model would cost as the reader, against the packaged MiniLM, on this machine: seconds per
-training step and per question read, the models taking turns so that a machine busy with other work slows them alike.
+"""What a larger base model costs against the packaged MiniLM on this machine, the models taking turns so that a
+machine busy with other work slows them alike: as the reader, seconds per training step and per question read;
+with ``--encoder``, as the text encoder, per backend: passages and single questions encoded.
 
     python benchmarks/base_model_cost.py --model mpnet=/work/models/all-mpnet-base-v2 [--batch-size 16]
         [--micro-batch 4] [--windows 384] [--steps 2] [--reads 5] [--passages 5] [--threads 1]
+    python benchmarks/base_model_cost.py --model mpnet=/work/models/all-mpnet-base-v2 --encoder
+        [--backends torch openvino-int8] [--encode 200] [--questions 50] [--model-cache DIR] [--threads 1]
 
 Each model is loaded as ``kb train reader`` loads it (``AutoModelForQuestionAnswering``, its head new) and fed real
 windows: squad2-train-part questions with their paragraphs, tokenised by the model's own tokenizer and padded to
@@ -11,7 +14,10 @@ is ``--batch-size`` windows (forward, backward, AdamW), accumulated over micro-b
 bound the memory (batch 16 at 384 tokens took 10.8 GB for all-mpnet-base-v2 and was killed on a shared 23 GB
 machine); its compute is the full batch's. A read is one forward pass over ``--passages`` windows, what ``ask``
 does for k = 5 passages. Wall and CPU seconds are both reported: on a loaded machine the CPU seconds (one thread)
-are the steadier measure, the wall seconds what was waited.
+are the steadier measure, the wall seconds what was waited. The encoder part goes through kb's own
+``SentenceTransformerEncoder`` (batches of 32, as ingestion does; non-torch backends exported into
+``--model-cache`` first, untimed): ``--encode`` xquad-en paragraphs in one call, then ``--questions`` of its
+questions one at a time (a search's query encoding).
 """
 
 from __future__ import annotations
@@ -58,14 +64,22 @@ def main() -> int:
     parser.add_argument("--reads", type=int, default=5, help="timed reads per model (after one untimed)")
     parser.add_argument("--passages", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--encoder", action="store_true", help="measure the text encoder instead of the reader")
+    parser.add_argument("--backends", nargs="+", default=["torch", "openvino-int8"])
+    parser.add_argument("--encode", type=int, default=200, help="paragraphs encoded per model and backend")
+    parser.add_argument("--questions", type=int, default=50, help="single questions encoded per model and backend")
+    parser.add_argument("--model-cache", type=Path, default=None, help="where exported graphs are kept")
     args = parser.parse_args()
+    named = [("base MiniLM", default_model())] + [tuple(item.split("=", 1)) for item in args.model]
+    if args.encoder:
+        return encoder_cost(args, named)
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models: dict[str, dict[str, Any]] = {}
-    for name, folder in [("base MiniLM", default_model())] + [tuple(item.split("=", 1)) for item in args.model]:
+    for name, folder in named:
         tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
         model = AutoModelForQuestionAnswering.from_pretrained(folder)
         batch = windows(args.data, tokenizer, args.batch_size, args.windows)
@@ -109,6 +123,37 @@ def main() -> int:
         read_wall, read_cpu = (1000 * statistics.median(f[i] for f in entry["read"]) for i in (0, 1))
         print(f"{name:<24}{entry['parameters'] / 1e6:>11.1f}M{step_wall:>13.1f}{step_cpu:>12.1f}{read_wall:>14.0f}"
               f"{read_cpu:>13.0f}")
+    return 0
+
+
+def encoder_cost(args: argparse.Namespace, named: list[tuple[str, str]]) -> int:
+    """Paragraphs and single questions encoded by each model on each backend, taking turns."""
+    import torch
+
+    from kb.encoders.sentence_transformer import SentenceTransformerEncoder
+    from kb.inference import ExportCache
+
+    torch.set_num_threads(args.threads)
+    articles = json.loads((args.data / DATASETS["xquad-en"]).read_text(encoding="utf-8"))["data"]
+    paragraphs = [p["context"] for a in articles for p in a["paragraphs"]][: args.encode]
+    questions = [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]][: args.questions]
+    encoders = {f"{name}, {backend}": SentenceTransformerEncoder(folder, device="cpu", batch_size=32, backend=backend,
+                                                                 cache=ExportCache(args.model_cache))
+                for name, folder in named for backend in args.backends}
+    for encoder in encoders.values():
+        encoder.encode(["warm up"])  # loads, and exports once per backend
+    passages = {name: timed(lambda e=encoder: e.encode(paragraphs)) for name, encoder in encoders.items()}
+    queries: dict[str, list[tuple[float, float]]] = {name: [] for name in encoders}
+    for question in questions:
+        for name, encoder in encoders.items():
+            queries[name].append(timed(lambda e=encoder: e.encode([question])))
+    print(f"\n{'model, backend':<28}{'passages wall s':>17}{'CPU s':>8}{'per passage ms':>16}"
+          f"{'query p50 wall ms':>19}{'CPU ms':>8}")
+    for name in encoders:
+        wall, cpu = passages[name]
+        print(f"{name:<28}{wall:>17.1f}{cpu:>8.1f}{1000 * wall / len(paragraphs):>16.1f}"
+              f"{1000 * statistics.median(f[0] for f in queries[name]):>19.1f}"
+              f"{1000 * statistics.median(f[1] for f in queries[name]):>8.1f}")
     return 0
 
 
