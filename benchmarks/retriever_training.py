@@ -4,7 +4,7 @@
     python benchmarks/retriever_training.py train reranker --out /work/models/reranker-minilm
     python benchmarks/retriever_training.py train weak --out /work/models/retriever-weak   # --from-kb, no questions
     python benchmarks/retriever_training.py evaluate --retriever trained=/work/models/retriever-minilm \\
-        --reranker /work/models/reranker-minilm --threads 1
+        --reranker /work/models/reranker-minilm --rerank-candidates 20 5 --threads 1
 
 Training data: squad2-train-part's answerable questions with their paragraphs (development data; negatives mined
 from those paragraphs, BM25 and dense, as ``kb train`` does). Weak supervision: ``kb train retriever --from-kb``
@@ -13,11 +13,12 @@ heading, each distractor under its own title): titles and headings are the only 
 Evaluation: xquad-en without the 5 titles it shares with the held-out squad2-dev-part (1,090 questions over 215
 paragraphs) plus 2,000 Wikipedia distractors, one file each; recall@1/@5 of the gold paragraph and search latency
 at k = 5, dense and hybrid, for the base MiniLM and each retriever (one ingestion, then ``reembed`` per retriever),
-then each reranker on top of the last retriever given; each retriever's ``reembed`` is timed (the embedding cost
-of the corpus with that model). ``--retriever`` takes any sentence-transformers folder, trained or not (e.g.
-``mpnet=/work/models/all-mpnet-base-v2``); ``--encoder-backend`` sets kb's ``encoder_backend`` for all of them
-(default ``auto``). ``--threads 1`` sets torch's threads (which ONNX Runtime and OpenVINO follow) for ingestion,
-mining, training and search alike: on cores busy with other work, one thread was several times faster per query.
+then each reranker on top of the last retriever given, once per ``--rerank-candidates`` value (the fused hits it
+reads); each retriever's ``reembed`` is timed (the embedding cost of the corpus with that model). ``--retriever``
+takes any sentence-transformers folder, trained or not (e.g. ``mpnet=/work/models/all-mpnet-base-v2``);
+``--encoder-backend`` sets kb's ``encoder_backend`` for all of them (default ``auto``). ``--threads 1`` sets
+torch's threads (which ONNX Runtime and OpenVINO follow) for ingestion, mining, training and search alike: on cores
+busy with other work, one thread was several times faster per query.
 """
 
 from __future__ import annotations
@@ -118,13 +119,13 @@ def measure(args: argparse.Namespace) -> int:
                     print(name, mode, json.dumps(results[f"{name}, {mode}"]), flush=True)
         name, model = retrievers[-1]  # the rerankers read the last retriever's hybrid hits (the space now built)
         for reranker in args.reranker:
-            with KnowledgeBase.open(kb_dir, text_model=model, device="cpu", clip_model="none", ocr="off",
-                                    reranker_model=reranker, rerank_candidates=args.rerank_candidates,
-                                    **backend) as kb:
-                kb.search("warm up", k=K)
-                label = f"{name}, hybrid + reranker {Path(reranker).name} ({args.rerank_candidates} candidates)"
-                results[label] = evaluate(lambda q: [h.path for h in kb.search(q, k=K)], questions)
-                print(label, json.dumps(results[label]), flush=True)
+            for candidates in args.rerank_candidates:
+                with KnowledgeBase.open(kb_dir, text_model=model, device="cpu", clip_model="none", ocr="off",
+                                        reranker_model=reranker, rerank_candidates=candidates, **backend) as kb:
+                    kb.search("warm up", k=K)
+                    label = f"{name}, hybrid + reranker {Path(reranker).name} ({candidates} candidates)"
+                    results[label] = evaluate(lambda q: [h.path for h in kb.search(q, k=K)], questions)
+                    print(label, json.dumps(results[label]), flush=True)
     print(f"\n{'retriever, mode':<72}{'R@1':>7}{'R@5':>7}{'p50 ms':>9}{'p95 ms':>9}{'embed s':>9}")
     for name, figures in results.items():
         print(f"{name:<72}{figures['recall@1']:>7.3f}{figures['recall@5']:>7.3f}{figures['p50_ms']:>9.1f}"
@@ -156,7 +157,8 @@ def main() -> int:
     evaluation.add_argument("--reranker", action="append", default=[], metavar="FOLDER")
     evaluation.add_argument("--no-base", action="store_true",
                             help="leave the base MiniLM out (the first --retriever is the one ingested)")
-    evaluation.add_argument("--rerank-candidates", type=int, default=20)
+    evaluation.add_argument("--rerank-candidates", type=int, nargs="+", default=[20],
+                            help="fused hits each reranker reads; several values: one measurement each")
     evaluation.add_argument("--max-questions", type=int, default=None, help="ask only the first N questions")
     evaluation.add_argument("--encoder-backend", default="auto",
                             help="the text encoder's backend (kb's encoder_backend setting), for every retriever")
