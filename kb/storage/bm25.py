@@ -217,14 +217,16 @@ def uncount_chunks(session: Session, chunk_ids: Sequence[int]) -> None:
 
 
 def drift(session: Session) -> int:
-    """How many of the figures kept by the write unit disagree with ``chunks`` and ``postings``: terms whose
-    document frequency is wrong, missing or left over, plus one for wrong totals (damage from outside, or a bug)."""
-    counted = select(Posting.term, func.count().label("chunks")).group_by(Posting.term).subquery()
+    """How many of the figures kept by the write unit disagree with ``chunks`` and the postings of stored chunks:
+    terms whose document frequency is wrong, missing or left over, plus one for wrong totals (damage from outside,
+    or a bug)."""
+    kept = select(Posting.term).join(Chunk, Chunk.id == Posting.chunk_id)  # orphan postings are a problem apart
+    counted = kept.add_columns(func.count().label("chunks")).group_by(Posting.term).subquery()
     wrong = session.scalar(select(func.count()).select_from(counted)
                            .outerjoin(KeywordTerm, KeywordTerm.term == counted.c.term)
                            .where(KeywordTerm.chunks.is_(None) | (KeywordTerm.chunks != counted.c.chunks))) or 0
     left_over = session.scalar(select(func.count()).select_from(KeywordTerm).where(
-        ~select(Posting.term).where(Posting.term == KeywordTerm.term).exists())) or 0
+        ~kept.where(Posting.term == KeywordTerm.term).exists())) or 0
     totals = session.execute(select(KeywordTotals.chunks, KeywordTotals.length)).one_or_none()
     actual = tuple(session.execute(select(func.count(), func.coalesce(func.sum(Chunk.keyword_length), 0))
                                    .select_from(Chunk)).one())
