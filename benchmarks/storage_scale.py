@@ -1,8 +1,10 @@
 """Storage at scale: FAISS Flat and FAISS HNSW (SQLite) against pgvector HNSW (PostgreSQL), in one run.
 
 N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated
-with variations) with their keyword postings, and a fast stand-in for the encoder (``--vectors text``: each
-chunk's words projected at random; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
+with variations) with their keyword postings, and their vectors: ``--vectors encoder``, the configured text
+encoder's, queried with real questions (xquad-en's, minus the titles held out with squad2-dev-part), embedded once
+and cached under ``--vector-cache``; or a fast stand-in for the encoder (``text``: each chunk's words projected at
+random, queried with four of a chunk's words; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
 all-MiniLM. Everything is written through the catalog's write unit exactly as an ingest writes it, ``--commit``
 chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query encoding excluded),
 dense with a path filter, keyword (BM25 in SQL) and both in one snapshot (the two searches of hybrid; fusion and
@@ -13,6 +15,8 @@ default text encoder on the same queries. ``--backends`` picks which of the thre
 pgvector takes hours here). PostgreSQL comes from ``pgserver`` (the test extra). Figures: docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
+    nice -n 19 python -m benchmarks.storage_scale --chunks 100000 --vectors encoder --backends hnsw pgvector \
+        --measure recall dense --ef 40 64 100 200 400
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import faiss
 import numpy as np
 import scipy.sparse
 
+from benchmarks.squad_corpus import DATASETS, squad_questions, squad_titles
 from kb.config import Settings
+from kb.encoders.base import TextEncoder
 from kb.encoders.factory import text_encoder
 from kb.keywords import SimpleTokenizer
 from kb.storage.faiss_index import FaissIndex
@@ -78,6 +84,39 @@ def idf(terms: list[list[str]]) -> tuple[dict[str, int], np.ndarray]:
     vocabulary = {term: number for number, term in enumerate(sorted(frequencies))}
     counts = np.array([frequencies[term] for term in sorted(frequencies)], dtype=np.float32)
     return vocabulary, np.log(len(terms) / counts).astype(np.float32)
+
+
+def encoder_vectors(encoder: TextEncoder, texts: list[str], cache: Path) -> np.ndarray:
+    """The encoder's vectors of the first ``len(texts)`` chunks: read from ``cache``, where a file is named by the
+    chunk count and the encoder's identity, else embedded in blocks (the time printed) and saved there."""
+    identity = encoder.identity()
+    path = cache / f"wiki-{WINDOW}w-{len(texts)}-{identity.fingerprint[:16]}.npy"
+    if path.exists():
+        print(f"chunk vectors ({identity.model}) read from {path}", flush=True)
+        return np.load(path)
+    started = time.perf_counter()
+    blocks = []
+    for start in range(0, len(texts), 10_000):
+        blocks.append(encoder.encode(texts[start : start + 10_000]))
+        print(f"  embedded {start + len(blocks[-1])} chunks in {time.perf_counter() - started:.0f} s", flush=True)
+    vectors = np.concatenate(blocks).astype(np.float32)
+    seconds = time.perf_counter() - started
+    print(f"embedding {len(texts)} chunks ({identity.model}, batches of {Settings().batch_size}): {seconds:.0f} s "
+          f"({len(texts) / seconds:.0f} chunks/s)", flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npy")
+    np.save(partial, vectors)
+    partial.replace(path)  # whole or absent: a run stopped while writing leaves no file that looks complete
+    return vectors
+
+
+def dev_questions(data: Path, count: int) -> list[str]:
+    """``count`` xquad-en questions (dev questions, the titles it shares with the held-out squad2-dev-part left
+    out), drawn at random."""
+    held_out = squad_titles(data / DATASETS["squad2-dev-part"]) if (data / DATASETS["squad2-dev-part"]).exists() \
+        else set()
+    questions = squad_questions(data / DATASETS["xquad-en"], held_out)
+    return random.Random(4).sample(questions, min(count, len(questions)))
 
 
 def chunk_texts(data: Path, count: int) -> list[str]:
@@ -213,9 +252,13 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200, 400],
                         help="hnsw_ef_search values for recall@10 (the first ef is the setting of the timings)")
     parser.add_argument("--hnsw", default="HNSW32", help="the FAISS HNSW index_factory string")
-    parser.add_argument("--vectors", choices=("text", "clustered"), default="text", help=(
-        "text: each chunk's words projected at random (near texts are near vectors); clustered: random vectors "
-        "around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--vectors", choices=("encoder", "text", "clustered"), default="text", help=(
+        "encoder: the configured text encoder's vectors, queried with xquad-en's dev questions (--queries at most "
+        "1,090); text: each chunk's words projected at random (near texts are near vectors); clustered: random "
+        "vectors around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--vector-cache", type=Path, default=Path(tempfile.gettempdir()) / "kb-encoder-vectors",
+                        help="where --vectors encoder keeps the chunks' vectors between runs (one .npy per chunk "
+                             "count and encoder)")
     parser.add_argument("--measure", nargs="+", choices=("dense", "filter", "keyword", "hybrid", "recall", "reader"),
                         default=["dense", "filter", "keyword", "hybrid", "recall", "reader"], help=(
                             "what to time (filter and reader cost minutes at 1M chunks: the filtered HNSW search "
@@ -235,7 +278,14 @@ def main() -> None:
     sources = rng.integers(0, args.chunks, args.queries)
     picker = random.Random(3)
     keyword_queries = [picker.sample(sorted(set(terms[i])), min(4, len(set(terms[i])))) for i in sources]
-    if args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
+    query_texts = [" ".join(words) for words in keyword_queries]
+    encoder = text_encoder(Settings())
+    if args.vectors == "encoder":  # queries: real questions, their keyword search on their own terms
+        query_texts = dev_questions(args.data, args.queries)
+        keyword_queries = [tokenizer.tokenize(question) for question in query_texts]
+        vectors = encoder_vectors(encoder, texts, args.vector_cache)
+        queries = encoder.encode(query_texts)
+    elif args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
         vocabulary, weights = idf(terms)
         vectors = text_vectors(terms, vocabulary, weights, args.dim, seed=1)
         queries = text_vectors(keyword_queries, vocabulary, weights, args.dim, seed=1)
@@ -245,9 +295,8 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     depth = Settings().fusion.candidates
     ef = args.ef[0]
-    encoder = text_encoder(Settings())
     encoder.encode(["warm up"])
-    encoding = timed_calls([lambda words=words: encoder.encode([" ".join(words)]) for words in keyword_queries])
+    encoding = timed_calls([lambda query=query: encoder.encode([query]) for query in query_texts])
     print(f"query encoding ({encoder.identity().model}, one query at a time, excluded below): "
           f"{milliseconds(encoding)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kb-storage-scale-") as folder:
@@ -275,7 +324,7 @@ def main() -> None:
             started = time.perf_counter()
             store.index(space)  # FAISS builds (HNSW: the graph) at its first search; pgvector has nothing to do
             built = time.perf_counter() - started
-            print(f"{name}: {args.chunks} chunks x {args.dim}, {args.commit} per commit, loaded in {loaded:.0f} s "
+            print(f"{name}: {args.chunks} chunks x {vectors.shape[1]}, {args.commit} per commit, loaded in {loaded:.0f} s "
                   f"({args.chunks / loaded:.0f} chunks/s; index built at first search: {built:.1f} s); "
                   f"index {index_size_mb(store):.0f} MB", flush=True)
             timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
