@@ -37,6 +37,17 @@ def squad_titles(path: Path) -> set[str]:
     return {article["title"] for article in json.loads(path.read_text(encoding="utf-8"))["data"]}
 
 
+def _answerable(qa: dict) -> bool:
+    return not qa.get("is_impossible") and bool(qa.get("answers")) and bool(qa["question"].strip())
+
+
+def squad_questions(path: Path, exclude_titles: set[str] = frozenset()) -> list[str]:
+    """The answerable questions of a SQuAD-format file, articles titled in ``exclude_titles`` left out."""
+    return [qa["question"] for article in json.loads(path.read_text(encoding="utf-8"))["data"]
+            if article.get("title") not in exclude_titles for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"] if _answerable(qa)]
+
+
 def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
                        exclude_titles: set[str] = frozenset()) -> list[Question]:
     """One ``.txt`` file per paragraph under ``folder``; answerable questions point at their paragraph's file."""
@@ -51,7 +62,7 @@ def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
             path = article_dir / f"{number:03d}.txt"
             path.write_text(paragraph["context"], encoding="utf-8")
             questions += [Question(qa["question"], path.resolve(), str(qa.get("id", ""))) for qa in paragraph["qas"]
-                          if not qa.get("is_impossible") and qa.get("answers") and qa["question"].strip()]
+                          if _answerable(qa)]
     blank = sum(1 for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]
                 if not qa["question"].strip())
     if blank:  # CMRC 2018 trial has two questions with empty text; a search refuses an empty query

@@ -1,8 +1,10 @@
 """Storage at scale: FAISS Flat and FAISS HNSW (SQLite) against pgvector HNSW (PostgreSQL), in one run.
 
 N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated
-with variations) with their keyword postings, and a fast stand-in for the encoder (``--vectors text``: each
-chunk's words projected at random; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
+with variations) with their keyword postings, and their vectors: ``--vectors encoder``, the configured text
+encoder's, queried with real questions (xquad-en's, minus the titles held out with squad2-dev-part), embedded once
+and cached under ``--vector-cache``; or a fast stand-in for the encoder (``text``: each chunk's words projected at
+random, queried with four of a chunk's words; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
 all-MiniLM. Everything is written through the catalog's write unit exactly as an ingest writes it, ``--commit``
 chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query encoding excluded),
 dense with a path filter, keyword (BM25 in SQL), both in one snapshot (the two searches of hybrid) and the whole
@@ -14,6 +16,8 @@ times, is measured apart with the default text encoder on the same queries. ``--
 three to load. PostgreSQL comes from ``pgserver`` (the test extra). Figures: docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
+    nice -n 19 python -m benchmarks.storage_scale --chunks 100000 --vectors encoder --backends hnsw pgvector \
+        --measure recall dense --ef 40 64 100 200 400
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ import faiss
 import numpy as np
 import scipy.sparse
 
+from benchmarks.squad_corpus import DATASETS, squad_questions, squad_titles
 from kb.config import Settings
-from kb.encoders.base import EncoderIdentity
+from kb.encoders.base import EncoderIdentity, TextEncoder
 from kb.encoders.factory import text_encoder
 from kb.keywords import SimpleTokenizer
 from kb.storage.faiss_index import FaissIndex
@@ -81,6 +86,39 @@ def idf(terms: list[list[str]]) -> tuple[dict[str, int], np.ndarray]:
     vocabulary = {term: number for number, term in enumerate(sorted(frequencies))}
     counts = np.array([frequencies[term] for term in sorted(frequencies)], dtype=np.float32)
     return vocabulary, np.log(len(terms) / counts).astype(np.float32)
+
+
+def encoder_vectors(encoder: TextEncoder, texts: list[str], cache: Path) -> np.ndarray:
+    """The encoder's vectors of the first ``len(texts)`` chunks: read from ``cache``, where a file is named by the
+    chunk count and the encoder's identity, else embedded in blocks (the time printed) and saved there."""
+    identity = encoder.identity()
+    path = cache / f"wiki-{WINDOW}w-{len(texts)}-{identity.fingerprint[:16]}.npy"
+    if path.exists():
+        print(f"chunk vectors ({identity.model}) read from {path}", flush=True)
+        return np.load(path)
+    started = time.perf_counter()
+    blocks = []
+    for start in range(0, len(texts), 10_000):
+        blocks.append(encoder.encode(texts[start : start + 10_000]))
+        print(f"  embedded {start + len(blocks[-1])} chunks in {time.perf_counter() - started:.0f} s", flush=True)
+    vectors = np.concatenate(blocks).astype(np.float32)
+    seconds = time.perf_counter() - started
+    print(f"embedding {len(texts)} chunks ({identity.model}, batches of {Settings().batch_size}): {seconds:.0f} s "
+          f"({len(texts) / seconds:.0f} chunks/s)", flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npy")
+    np.save(partial, vectors)
+    partial.replace(path)  # whole or absent: a run stopped while writing leaves no file that looks complete
+    return vectors
+
+
+def dev_questions(data: Path, count: int) -> list[str]:
+    """``count`` xquad-en questions (dev questions, the titles it shares with the held-out squad2-dev-part left
+    out), drawn at random."""
+    held_out = squad_titles(data / DATASETS["squad2-dev-part"]) if (data / DATASETS["squad2-dev-part"]).exists() \
+        else set()
+    questions = squad_questions(data / DATASETS["xquad-en"], held_out)
+    return random.Random(4).sample(questions, min(count, len(questions)))
 
 
 def chunk_texts(data: Path, count: int) -> list[str]:
@@ -236,9 +274,13 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200, 400],
                         help="hnsw_ef_search values for recall@10 (the first ef is the setting of the timings)")
     parser.add_argument("--hnsw", default="HNSW32", help="the FAISS HNSW index_factory string")
-    parser.add_argument("--vectors", choices=("text", "clustered"), default="text", help=(
-        "text: each chunk's words projected at random (near texts are near vectors); clustered: random vectors "
-        "around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--vectors", choices=("encoder", "text", "clustered"), default="text", help=(
+        "encoder: the configured text encoder's vectors, queried with xquad-en's dev questions (--queries at most "
+        "1,090); text: each chunk's words projected at random (near texts are near vectors); clustered: random "
+        "vectors around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--vector-cache", type=Path, default=Path(tempfile.gettempdir()) / "kb-encoder-vectors",
+                        help="where --vectors encoder keeps the chunks' vectors between runs (one .npy per chunk "
+                             "count and encoder)")
     parser.add_argument("--measure", nargs="+",
                         choices=("dense", "filter", "keyword", "hybrid", "search", "recall", "reader"),
                         default=["dense", "filter", "keyword", "hybrid", "search", "recall", "reader"], help=(
@@ -264,7 +306,14 @@ def main() -> None:
     sources = rng.integers(0, args.chunks, args.queries)
     picker = random.Random(3)
     keyword_queries = [picker.sample(sorted(set(terms[i])), min(4, len(set(terms[i])))) for i in sources]
-    if args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
+    query_texts = [" ".join(words) for words in keyword_queries]
+    encoder = text_encoder(Settings())
+    if args.vectors == "encoder":  # queries: real questions, their keyword search on their own terms
+        query_texts = dev_questions(args.data, args.queries)
+        keyword_queries = [tokenizer.tokenize(question) for question in query_texts]
+        vectors = encoder_vectors(encoder, texts, args.vector_cache)
+        queries = encoder.encode(query_texts)
+    elif args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
         vocabulary, weights = idf(terms)
         vectors = text_vectors(terms, vocabulary, weights, args.dim, seed=1)
         queries = text_vectors(keyword_queries, vocabulary, weights, args.dim, seed=1)
@@ -274,9 +323,8 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     depth = Settings().fusion.candidates
     ef = args.ef[0]
-    encoder = text_encoder(Settings())
     encoder.encode(["warm up"])
-    encoding = timed_calls([lambda words=words: encoder.encode([" ".join(words)]) for words in keyword_queries])
+    encoding = timed_calls([lambda query=query: encoder.encode([query]) for query in query_texts])
     print(f"query encoding ({encoder.identity().model}, one query at a time, excluded below): "
           f"{milliseconds(encoding)}", flush=True)
     loaded_as = {"chunks": args.chunks, "dim": args.dim, "vectors": args.vectors}
@@ -312,7 +360,7 @@ def main() -> None:
             built = time.perf_counter() - started
             how = f"kept from an earlier run in {root / kind}" if kept else \
                 f"{args.commit} per commit, loaded in {loaded:.0f} s ({args.chunks / loaded:.0f} chunks/s)"
-            print(f"{name}: {args.chunks} chunks x {args.dim}, {how}; index built at first search: {built:.1f} s; "
+            print(f"{name}: {args.chunks} chunks x {vectors.shape[1]}, {how}; index built at first search: {built:.1f} s; "
                   f"index {index_size_mb(store):.0f} MB", flush=True)
             timed(store, [dense(space, query, 10) for query in queries[:3]])  # warm: PostgreSQL's caches
             searches: dict[str, list[Search]] = {
@@ -326,11 +374,10 @@ def main() -> None:
             timings = [f"{label} {milliseconds(timed(store, runs)[0])}" for kind, (label, runs) in chosen.items()
                        if kind in args.measure]
             if "search" in args.measure:
-                asked = [" ".join(words) for words in keyword_queries]
-                retriever = Retriever(store, StoredQueryVectors(asked, queries), SimpleTokenizer(), store.settings)
-                retriever.search(asked[0], k=10)  # records the keyword tokenizer: a write, not a search
-                timings.append(f"whole hybrid search (k 10) "
-                               f"{milliseconds(timed_calls([lambda q=q: retriever.search(q, k=10) for q in asked]))}")
+                retriever = Retriever(store, StoredQueryVectors(query_texts, queries), tokenizer, store.settings)
+                retriever.search(query_texts[0], k=10)  # records the keyword tokenizer: a write, not a search
+                whole = timed_calls([lambda q=q: retriever.search(q, k=10) for q in query_texts])
+                timings.append(f"whole hybrid search (k 10) {milliseconds(whole)}")
             print(f"  {'; '.join(timings)}", flush=True)
             if "recall" in args.measure:
                 for index in store.loaded_indexes():  # each ef reopens the store: from this cache, not from SQL
