@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
-import kb.storage.migrations
 from kb.errors import SchemaError
 from kb.storage.database import default_url, open_database
+from kb.storage.migrations import FOLDER
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base
 from tests.databases import Database, back_to_version_1, back_to_version_4_keywords, execute_sql
 
@@ -42,7 +42,7 @@ def rows(url: str, query: str) -> list[tuple[object, ...]]:
 @pytest.mark.databases("sqlite")
 def test_the_revisions_form_one_line_ending_at_the_schema_version() -> None:
     """Revision N makes version N from N - 1, in the file named after it; the newest is ``SCHEMA_VERSION``."""
-    script = ScriptDirectory(str(Path(kb.storage.migrations.__file__).parent))
+    script = ScriptDirectory(str(FOLDER))
     newest_first = list(script.walk_revisions())
     assert script.get_heads() == [str(SCHEMA_VERSION)] and script.get_bases() == ["2"]
     assert [revision.revision for revision in newest_first] == [str(n) for n in range(SCHEMA_VERSION, 1, -1)]

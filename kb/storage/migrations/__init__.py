@@ -9,24 +9,26 @@ database. Alembic's own table (``VERSION_TABLE``) is set from it before every up
 from __future__ import annotations
 
 import threading
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from kb.errors import SchemaError
+from kb.storage.models import VERSION_TABLE
 
+FOLDER = Path(__file__).parent  # env.py and versions/: Alembic's script location
 _ONE_AT_A_TIME = threading.Lock()  # Alembic's ``op`` and ``context`` are module globals: one run per process
 
 
-def _config(connection: Connection) -> Config:
-    """Alembic's configuration without an ini file: this folder, and the connection for ``env.py``."""
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent))
-    config.attributes["connection"] = connection
-    return config
+@cache
+def _revisions() -> ScriptDirectory:
+    """The revision files, read once per process."""
+    return ScriptDirectory(str(FOLDER))
 
 
 def _revision(version: int) -> str:
@@ -35,10 +37,11 @@ def _revision(version: int) -> str:
 
 def upgrade(connection: Connection, version: int) -> None:
     """A database at schema ``version`` brought to the newest revision, in the connection's transaction."""
-    config = _config(connection)
-    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
-    if version != 1 and str(version) not in known:
+    if version != 1 and str(version) not in {script.revision for script in _revisions().walk_revisions()}:
         raise SchemaError(f"no migration from schema version {version}; rebuild the knowledge base")
+    config = Config()  # no ini file: this folder, and the connection for env.py
+    config.set_main_option("script_location", str(FOLDER))
+    config.attributes["connection"] = connection
     with _ONE_AT_A_TIME:
         command.stamp(config, _revision(version), purge=True)
         command.upgrade(config, "head")
@@ -46,5 +49,4 @@ def upgrade(connection: Connection, version: int) -> None:
 
 def stamp_newest(connection: Connection) -> None:
     """A database just created from the models recorded at the newest revision."""
-    with _ONE_AT_A_TIME:
-        command.stamp(_config(connection), "head", purge=True)
+    MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).stamp(_revisions(), "head")
