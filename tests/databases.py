@@ -122,3 +122,13 @@ def back_to_version_4_keywords(kind: str) -> list[str]:
             *(["ALTER TABLE postings DROP CONSTRAINT postings_pkey"] if key else []),
             "ALTER TABLE postings DROP COLUMN length",
             *(["ALTER TABLE postings ADD PRIMARY KEY (term, chunk_id)"] if key else [])]
+
+
+def back_to_version_1(kind: str) -> list[str]:
+    """Statements that take a database of kind ``kind`` back to schema version 1: no schedules, chunk text hashes,
+    images or keyword figures, and on PostgreSQL 32-bit file sizes and times (so: a database without documents)."""
+    narrow = ["ALTER TABLE documents ALTER COLUMN size TYPE INTEGER, ALTER COLUMN mtime_ns TYPE INTEGER"]
+    return ["DROP INDEX ix_chunks_text_hash", "DROP TABLE images", *back_to_version_4_keywords(kind),
+            *(f"ALTER TABLE {table} DROP COLUMN {column}"
+              for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at"))),
+            *(narrow if kind != "sqlite" else []), "UPDATE meta SET value = '1' WHERE key = 'schema_version'"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
-from tests.databases import back_to_version_4_keywords, execute_sql
+from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases()
 
@@ -261,6 +260,36 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) 
     assert kb_factory().stats().schema_version == 5
 
 
+def test_processes_opening_an_old_knowledge_base_at_once_all_succeed(kb_factory, database, tmp_path: Path) -> None:
+    """Two programs upgraded together open a version 4 database at the same moment: one migrates it, the other
+    waits for the lock and finds it done; the keyword figures are counted once."""
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    execute_sql(kb.store.url, *back_to_version_4_keywords(database.kind),
+                "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_at_once() -> None:
+        barrier.wait()
+        try:
+            kb_factory().stats()
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    migrated = kb_factory()
+    assert migrated.stats().schema_version == 5
+    assert migrated.search("margrave", mode="keyword")[0].path.endswith("history.txt")
+    assert migrated.doctor().problems == []
+
+
 def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     other = kb_factory()
@@ -440,14 +469,7 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
-    with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:  # back to the version 1 schema
-        connection.execute("DROP INDEX ix_chunks_text_hash")
-        connection.execute("DROP TABLE images")
-        for statement in back_to_version_4_keywords("sqlite"):
-            connection.execute(statement)
-        for table, column in (("chunks", "text_hash"), ("sources", "schedule"), ("sources", "next_run_at")):
-            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    execute_sql(kb.store.url, *back_to_version_1("sqlite"))
     migrated = kb_factory()
     assert migrated.stats().schema_version == 5
     with migrated.store.sessions() as session:

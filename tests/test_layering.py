@@ -4,7 +4,8 @@
 - ``training/`` sits above them (it fine-tunes their models, and must cut passages exactly as the reader does), and
   nothing but the ``kb`` command imports ``training/``.
 - ``kb/storage`` imports no upper layer: no pipeline, no training, and not the facade of ``kb``.
-- Only ``kb/storage`` imports SQLAlchemy.
+- Only ``kb/storage`` imports SQLAlchemy, and only its migrations import Alembic (opening a current database
+  never pays for it).
 """
 
 from __future__ import annotations
@@ -69,7 +70,14 @@ def test_only_storage_imports_sqlalchemy() -> None:
     assert outside == set(), "SQL outside kb/storage: put it behind the storage API"
 
 
+def test_only_the_migrations_import_alembic() -> None:
+    outside = {module for module, names in IMPORTS.items()
+               if not _within(module, ("kb.storage.migrations",)) and any(_within(name, ("alembic",)) for name in names)}
+    assert outside == set(), "Alembic belongs in kb/storage/migrations, imported only to change the schema"
+
+
 def test_the_checks_see_the_imports() -> None:
     """The reader of imports finds what is certainly there, so the checks above cannot pass by reading nothing."""
     assert "sqlalchemy" in " ".join(IMPORTS["kb.storage.database"])
+    assert "alembic" in IMPORTS["kb.storage.migrations.env"]
     assert "kb.errors" in IMPORTS["ingestion.schedule"] and len(IMPORTS) > 100

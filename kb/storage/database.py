@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,56 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
 from kb.storage import bm25
-from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, Posting, StoredImage, text_hash
+from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
 from kb.storage.urls import redact
-
-
-def _add_schedules_and_chunk_hashes(session: Session) -> None:
-    """v1 -> v2: sources gain a schedule; chunks gain a text hash so identical text is embedded once."""
-    session.execute(text("ALTER TABLE sources ADD COLUMN schedule VARCHAR(256)"))
-    session.execute(text("ALTER TABLE sources ADD COLUMN next_run_at DATETIME"))
-    session.execute(text("ALTER TABLE chunks ADD COLUMN text_hash VARCHAR(64) NOT NULL DEFAULT ''"))
-    rows = session.execute(text("SELECT id, text FROM chunks")).all()
-    if rows:
-        session.execute(text("UPDATE chunks SET text_hash = :hash WHERE id = :id"),
-                        [{"id": chunk_id, "hash": text_hash(chunk_text)} for chunk_id, chunk_text in rows])
-    session.execute(text("CREATE INDEX ix_chunks_text_hash ON chunks (text_hash)"))
-
-
-def _add_images(session: Session) -> None:
-    """v2 -> v3: image chunks get a row with their picture's name, size, hash and preview."""
-    StoredImage.__table__.create(session.connection())
-
-
-def _widen_file_numbers(session: Session) -> None:
-    """v3 -> v4: a file's size and modification time in nanoseconds are 64-bit. SQLite's INTEGER always was; on
-    PostgreSQL the 32-bit column made every file fail to store (a time in nanoseconds does not fit)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ALTER TABLE documents ALTER COLUMN size TYPE BIGINT, "
-                             "ALTER COLUMN mtime_ns TYPE BIGINT"))
-
-
-def _keep_keyword_figures(session: Session) -> None:
-    """v4 -> v5: postings carry their chunk's keyword length (on PostgreSQL in the primary key's index too), so
-    BM25 scores the postings alone; the terms' document frequencies and the chunk count and length sum live in two
-    small tables instead of being counted at every search. The postings are copied into the new table (an UPDATE
-    of every row costs ten times as much); any whose chunk is gone, which doctor would remove, are left behind."""
-    session.execute(text("ALTER TABLE postings RENAME TO postings_v4"))
-    session.execute(text("DROP INDEX ix_postings_chunk"))
-    if session.get_bind().dialect.name == "postgresql":  # the old key's index would take the new one's name
-        session.execute(text("ALTER INDEX postings_pkey RENAME TO postings_v4_pkey"))
-    for table in (Posting.__table__, KeywordTerm.__table__, KeywordTotals.__table__):
-        table.create(session.connection())
-    session.execute(text("INSERT INTO postings (term, chunk_id, tf, length) SELECT p.term, p.chunk_id, p.tf, "
-                         "c.keyword_length FROM postings_v4 p JOIN chunks c ON c.id = p.chunk_id"))
-    session.execute(text("DROP TABLE postings_v4"))
-    bm25.recount(session)
-
-
-# Migrations from version N to N+1, applied in order inside one transaction.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
-                                                    3: _widen_file_numbers, 4: _keep_keyword_figures}
-
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
 SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
@@ -130,7 +82,7 @@ def _recorded_version(session: Session, url: str) -> int | None:
     """The schema version of the database, None when it is empty; a newer or a foreign schema is refused."""
     tables = set(inspect(session.connection()).get_table_names())
     if "meta" not in tables:
-        if tables & set(Base.metadata.tables):
+        if tables & {*Base.metadata.tables, VERSION_TABLE}:
             raise SchemaError(f"{redact(url)} holds tables but no schema version; it was not made by this program")
         return None
     version = int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
@@ -141,19 +93,20 @@ def _recorded_version(session: Session, url: str) -> int | None:
 
 
 def _create_or_migrate(session: Session, url: str) -> None:
-    """Inside ``schema_transaction``: the schema created on an empty database, or migrated step by step."""
+    """Inside ``schema_transaction``: the schema created on an empty database, or migrated by Alembic's revisions;
+    ``meta.schema_version`` set in the same transaction."""
     version = _recorded_version(session, url)
+    if version == SCHEMA_VERSION:  # whoever held the lock before did it
+        return
+    from kb.storage import migrations  # Alembic is imported only to change the schema: opening stays cheap
+
     if version is None:
         Base.metadata.create_all(session.connection())
         bm25.recount(session)
-        session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-        return
-    while version < SCHEMA_VERSION:
-        if version not in MIGRATIONS:
-            raise SchemaError(f"no migration from schema version {version}; rebuild the knowledge base")
-        MIGRATIONS[version](session)
-        version += 1
-        session.merge(Meta(key="schema_version", value=str(version)))
+        migrations.stamp_newest(session.connection())
+    else:
+        migrations.upgrade(session.connection(), version)
+    session.merge(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def schema_version(factory: sessionmaker[Session]) -> int:

@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 5  # the newest revision in kb/storage/migrations/versions
+VERSION_TABLE = "kb_alembic_version"  # Alembic's record of the revision (its default name left to other programs)
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
 
@@ -205,6 +206,7 @@ class Run(Base):
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VERSION_TABLE",
     "Base",
     "Chunk",
     "Document",
