@@ -258,7 +258,7 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) 
     for thread in threads:
         thread.join()
     assert errors == []
-    assert kb_factory().stats().schema_version == 5
+    assert kb_factory().stats().schema_version == 6
 
 
 def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
@@ -449,7 +449,7 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
             connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 5
+    assert migrated.stats().schema_version == 6
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

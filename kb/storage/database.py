@@ -14,7 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
 from kb.storage import bm25
-from kb.storage.models import SCHEMA_VERSION, Base, KeywordTerm, KeywordTotals, Meta, Posting, StoredImage, text_hash
+from kb.storage.models import (
+    SCHEMA_VERSION,
+    Base,
+    KeywordTerm,
+    KeywordTotals,
+    Meta,
+    Posting,
+    StoredImage,
+    VectorChange,
+    text_hash,
+)
 from kb.storage.urls import redact
 
 
@@ -60,9 +70,19 @@ def _keep_keyword_figures(session: Session) -> None:
     bm25.recount(session)
 
 
+def _log_vector_changes(session: Session) -> None:
+    """v5 -> v6: the change log of each space's vectors (``vector_changes``), and the generation it starts from
+    (``spaces.logged_from``): an empty log describes no generation before the current one, so every space's log
+    starts at its current generation, and a process whose index is older loads or rebuilds it as before."""
+    VectorChange.__table__.create(session.connection())
+    session.execute(text("ALTER TABLE spaces ADD COLUMN logged_from INTEGER NOT NULL DEFAULT 0"))
+    session.execute(text("UPDATE spaces SET logged_from = generation"))
+
+
 # Migrations from version N to N+1, applied in order inside one transaction.
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _add_schedules_and_chunk_hashes, 2: _add_images,
-                                                    3: _widen_file_numbers, 4: _keep_keyword_figures}
+                                                    3: _widen_file_numbers, 4: _keep_keyword_figures,
+                                                    5: _log_vector_changes}
 
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
