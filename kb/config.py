@@ -31,7 +31,7 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
                     "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
-                    "reader_backend")
+                    "reader_backend", "pgvector_build_memory_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -82,6 +82,13 @@ class IndexSettings(SettingsGroup):
         "candidate list of an HNSW search (FAISS `HNSW...` factories and pgvector's `hnsw.ef_search`), at least the "
         "hits asked: larger finds more of the exact neighbours and costs more; see "
         "[the scale benchmark](benchmarks.md#storage-at-scale)"
+    ))
+    pgvector_build_memory_mb: int = Field(default=1024, ge=64, json_schema_extra=flat_name("pgvector_build_memory_mb"),
+                                          description=(
+        "most `maintenance_work_mem` asked of PostgreSQL while pgvector builds a space's HNSW graph in one pass "
+        "(each vector needs its floats plus about 256 bytes): a graph that does not fit goes on being built one "
+        "insert at a time, several times slower; raise it where the server has the memory (about 1.8 GB for "
+        "1M vectors of 384 dimensions)"
     ))
 
 

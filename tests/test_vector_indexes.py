@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from kb.config import Settings
 from kb.storage import pgvector_index
@@ -103,6 +104,23 @@ def test_pgvector_searches_through_its_hnsw_index_and_filters_stay_complete(
     assert sorted(search(store, vectors[0], 10, rare)) == sorted([ids[7], ids[2500], ids[2999]])
     found = search(store, vectors[150], 10, few)
     assert len(found) == 10 and found[0] == ids[150] and set(found) <= {ids[i] for i in passing}
+
+
+def test_pgvector_graph_builds_ask_for_memory_up_to_the_setting(
+        tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A company's server may give a build more memory (or less) than the default: the setting caps what is asked."""
+    monkeypatch.setattr(pgvector_index, "BUILD_MEMORY_PER_VECTOR", 2**20)  # as if each vector needed 1 MB of graph
+    url = postgres_server.create("memory")
+    store = Store(tmp_path, Settings(database_url=url, vector_index="pgvector", pgvector_build_memory_mb=100))
+    asked: list[str] = []
+    event.listen(store.sessions.kw["bind"], "before_cursor_execute",
+                 lambda *args: asked.append(args[2]) if "maintenance_work_mem" in args[2] else None)
+    vectors = unit_vectors(COUNT, seed=4)
+    ids = add(store, vectors, first=0)  # a bulk write: built in one pass
+    assert asked[-1].endswith("'100MB'"), asked  # the build of 3,000 "1 MB" vectors (the empty space's asked 64)
+    assert search(store, vectors[9], 1) == [ids[9]]
+    store.close()
+    postgres_server.drop(url)
 
 
 def test_faiss_hnsw_is_an_option_of_the_faiss_cache(tmp_path: Path) -> None:

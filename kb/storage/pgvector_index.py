@@ -40,7 +40,6 @@ FILTERED_OVERFETCH = 10  # candidates per hit wanted when many chunks pass the f
 BULK_MIN_VECTORS = 2_000  # fewer added vectors are never worth blocking readers for a rebuild
 INSERT_COST = 8  # inserting one vector into an HNSW graph costs about this many times adding it to a fresh build
 BUILD_MEMORY_PER_VECTOR = 256  # bytes of graph beside each vector's floats while building (m=16 neighbours)
-MAX_BUILD_MEMORY_MB = 1024  # maintenance_work_mem asked for a build at most (what does not fit is built on disk)
 
 
 def _vector_type(dimension: int | None = None) -> Any:
@@ -70,12 +69,13 @@ def _index_name(space_id: int) -> str:
     return f"ix_vectors_hnsw_{int(space_id)}"
 
 
-def create_space_index(session: Session, space: Space) -> None:
+def create_space_index(session: Session, space: Space, max_memory_mb: int) -> None:
     """The partial HNSW index of one space, built in one pass (dropped first if it exists), with enough
-    ``maintenance_work_mem`` for the graph of the vectors it holds to be built in memory."""
+    ``maintenance_work_mem`` for the graph of the vectors it holds to be built in memory, up to ``max_memory_mb``
+    (the ``pgvector_build_memory_mb`` setting)."""
     count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
     memory_mb = count * (4 * int(space.dimension) + BUILD_MEMORY_PER_VECTOR) // 2**20 + 64
-    session.execute(text(f"SET LOCAL maintenance_work_mem = '{min(memory_mb, MAX_BUILD_MEMORY_MB)}MB'"))
+    session.execute(text(f"SET LOCAL maintenance_work_mem = '{min(memory_mb, max_memory_mb)}MB'"))
     session.execute(text(f"DROP INDEX IF EXISTS {_index_name(space.id)}"))
     ops = "vector_cosine_ops" if space.normalized else "vector_ip_ops"
     session.execute(text(f"CREATE INDEX {_index_name(space.id)} ON vectors USING hnsw "
@@ -104,7 +104,8 @@ class BulkIndexing:
     Dropping an index locks the table until commit (readers wait), so small writes never do it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_memory_mb: int) -> None:
+        self.max_memory_mb = max_memory_mb  # of each build (``create_space_index``)
         self.dropped: set[int] = set()
 
     def before_adding(self, session: Session, space_id: int, adding: int) -> None:
@@ -121,7 +122,7 @@ class BulkIndexing:
         for space_id in sorted(self.dropped):
             space = session.get(Space, space_id)
             if space is not None:  # a space the unit deleted has no index to build
-                create_space_index(session, space)
+                create_space_index(session, space, self.max_memory_mb)
         if self.dropped:
             session.execute(text("ANALYZE vectors"))
         self.dropped.clear()

@@ -119,7 +119,8 @@ class Store:
             with self.sessions.begin() as session:
                 session.connection(execution_options={IMMEDIATE: True})
                 unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self),
-                                 pgvector=getattr(self, "vector_index", None) == "pgvector")
+                                 pgvector=getattr(self, "vector_index", None) == "pgvector",
+                                 build_memory_mb=self.settings.index.pgvector_build_memory_mb)
                 yield unit
                 bumps = unit.bump_generations()
         except OperationalError as error:

@@ -83,10 +83,11 @@ class Changes:
 class WriteUnit:
     """The writer's view of one transaction (see the module's docstring)."""
 
-    def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, pgvector: bool = False) -> None:
+    def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, *, pgvector: bool,
+                 build_memory_mb: int) -> None:
         self.session = session
         self.pgvector = pgvector  # vectors also go to ``vectors.embedding``, each space has its HNSW index
-        self.bulk = pgvector_index.BulkIndexing()  # HNSW indexes taken off while this unit adds many vectors
+        self.bulk = pgvector_index.BulkIndexing(build_memory_mb)  # HNSW indexes taken off while adding many vectors
         self._all_spaces = list(all_spaces)
         self.changes = Changes()
         self.read = snapshot  # reads inside this transaction see its own writes
@@ -154,7 +155,7 @@ class WriteUnit:
         self.session.flush()
         self._all_spaces.append(space.id)
         if self.pgvector:
-            pgvector_index.create_space_index(self.session, space)
+            pgvector_index.create_space_index(self.session, space, self.bulk.max_memory_mb)
         return space
 
     def space(self, name: str) -> Space | None:
