@@ -114,11 +114,17 @@ def execute_sql(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+def back_to_version_5() -> list[str]:
+    """Statements that take a database back to schema version 5: no change log of the vectors."""
+    return ["DROP TABLE vector_changes", "ALTER TABLE spaces DROP COLUMN logged_from"]
+
+
 def back_to_version_4_keywords(kind: str) -> list[str]:
-    """Statements that take a database of kind ``kind`` back to schema version 4's keyword index: postings without
-    their chunk's length (on PostgreSQL a primary key without included columns), no keyword figures."""
+    """Statements that take a database of kind ``kind`` back to schema version 4 (through version 5): its keyword
+    index's postings without their chunk's length (on PostgreSQL a primary key without included columns), no
+    keyword figures."""
     key = kind != "sqlite"
-    return ["DROP TABLE keyword_terms", "DROP TABLE keyword_totals",
+    return [*back_to_version_5(), "DROP TABLE keyword_terms", "DROP TABLE keyword_totals",
             *(["ALTER TABLE postings DROP CONSTRAINT postings_pkey"] if key else []),
             "ALTER TABLE postings DROP COLUMN length",
             *(["ALTER TABLE postings ADD PRIMARY KEY (term, chunk_id)"] if key else [])]

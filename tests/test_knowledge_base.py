@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
+from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
 
 pytestmark = pytest.mark.databases()
@@ -257,7 +258,7 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) 
     for thread in threads:
         thread.join()
     assert errors == []
-    assert kb_factory().stats().schema_version == 5
+    assert kb_factory().stats().schema_version == SCHEMA_VERSION
 
 
 def test_processes_opening_an_old_knowledge_base_at_once_all_succeed(kb_factory, database, tmp_path: Path) -> None:
@@ -285,7 +286,7 @@ def test_processes_opening_an_old_knowledge_base_at_once_all_succeed(kb_factory,
         thread.join()
     assert errors == []
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 5
+    assert migrated.stats().schema_version == SCHEMA_VERSION
     assert migrated.search("margrave", mode="keyword")[0].path.endswith("history.txt")
     assert migrated.doctor().problems == []
 
@@ -471,7 +472,7 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
     kb.close()
     execute_sql(kb.store.url, *back_to_version_1("sqlite"))
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 5
+    assert migrated.stats().schema_version == 6
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

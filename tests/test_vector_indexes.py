@@ -6,7 +6,7 @@ them, each chunk in a document of its own so that a path filter picks exact chun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -30,10 +30,12 @@ def unit_vectors(count: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def add(store: Store, vectors: np.ndarray, first: int) -> list[int]:
-    """One document and chunk per vector, named ``doc<number>.txt`` from ``first`` on; returns the chunk ids."""
+def add(store: Store, vectors: np.ndarray, first: int, removing: Sequence[int] = ()) -> list[int]:
+    """One document and chunk per vector, named ``doc<number>.txt`` from ``first`` on, in one unit that first
+    removes the chunks ``removing`` (as reindexing a changed file does); returns the chunk ids."""
     when = datetime(2026, 1, 1)
     with store.write() as unit:
+        unit.delete_chunks(removing)
         space = unit.space("text") or unit.new_space("text", "random", "test", DIMENSION, True)
         source = unit.source("/docs", create=True)
         assert source is not None

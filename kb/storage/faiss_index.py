@@ -1,8 +1,16 @@
 """The ``faiss`` vector index backend: a cache of the ``vectors`` table, stamped with the space's generation.
 
 On disk: ``<space>.faiss`` (readable with ``faiss.read_index``) and ``<space>.json`` holding the generation, the
-vector count and the SHA-256 of the index file. A missing, stale or corrupt cache is rebuilt from the database
+vector count and the SHA-256 of the index file. An index behind the database catches up from the change log
+(``vector_changes``: which chunks' vectors changed at each generation; their vectors are read from ``vectors``), at
+a cost proportional to the change. Where the log does not reach (too far behind, or across a re-embedding), the
+cache is loaded (an older one brought forward by the log) or, missing, stale or corrupt, rebuilt from the database
 without re-embedding; saves go through a temporary file, fsync and ``os.replace``.
+
+A removed vector becomes a tombstone: its entry in the index's id map is relabelled with a negative number (an HNSW
+graph cannot drop a node, and compacting a flat index moves every vector after it), and every search passes only
+ids from 0 up. The labels are part of the index file, so tombstones survive a save and load under its checksum, and
+a chunk id added again is a new entry while its old vector stays dead.
 """
 
 from __future__ import annotations
@@ -21,16 +29,29 @@ from sqlalchemy.orm import Session
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
 from kb.storage.filters import allowed_chunk_ids
-from kb.storage.models import Space, Vector
+from kb.storage.models import Space, Vector, VectorChange
 from kb.storage.vector_index import EXACT_BELOW
 from kb.types import Filters, Modality
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 10_000
+# Tombstones allowed before the index is compacted (``remove_ids``; an HNSW graph is rebuilt from the database). At a
+# quarter, dead entries take at most a third more memory and HNSW walks at most about a third more nodes to fill its
+# candidate list, while a graph rebuild (minutes at 1M vectors) comes at most once per quarter of the index removed:
+# four insertions' worth of work per removed vector.
+TOMBSTONE_SHARE = 0.25
+LIVE_BELOW = 2**62  # every chunk id is below; tombstones are negative
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _labels(index: faiss.Index) -> np.ndarray:
+    """The id map of an ``IDMap`` index (chunk ids; tombstones negative), as a view that writes through to it."""
+    if index.ntotal == 0:
+        return np.zeros(0, dtype=np.int64)
+    return faiss.rev_swig_ptr(index.id_map.data(), index.id_map.size())
 
 
 class FaissIndex:
@@ -46,6 +67,8 @@ class FaissIndex:
         self.ef_search = ef_search  # candidate list of an HNSW search (see ``hnsw_ef_search``)
         self.generation = -1
         self.index = self._empty()
+        self.tombstones = 0  # removed vectors still in the index (negative labels)
+        self._where: np.ndarray | None = None  # entry of each chunk id, -1: none (4 bytes an id up to the largest)
         self._lock = threading.RLock()
 
     def _empty(self) -> faiss.Index:
@@ -57,22 +80,46 @@ class FaissIndex:
 
     @property
     def count(self) -> int:
-        return int(self.index.ntotal)
+        """Vectors the index holds, tombstones left out."""
+        return int(self.index.ntotal) - self.tombstones
+
+    def _use(self, index: faiss.Index, generation: int) -> None:
+        """Search ``index`` from now on, as of ``generation`` (its tombstones counted, its positions read: a load
+        or rebuild costs what the index holds anyway, so the changes after it need not)."""
+        self.index, self.generation, self._where = index, generation, None
+        self.tombstones = int(np.count_nonzero(_labels(index) < 0))
+        self._positions()
+
+    def _positions(self, largest: int = 0) -> np.ndarray:
+        """Each chunk id's entry in the index (-1: none), indexable up to ``largest``: read from the id map when
+        the index is set (FAISS does not expose its own reverse map), then kept, so that a change costs what it
+        changes."""
+        if self._where is None:
+            labels = _labels(self.index)
+            live = np.flatnonzero(labels >= 0)
+            self._where = np.full(int(labels.max(initial=0)) + 1, -1, dtype=np.int32)
+            self._where[labels[live]] = live
+        if largest >= len(self._where):
+            grown = np.full(max(largest + 1, 2 * len(self._where)), -1, dtype=np.int32)
+            grown[: len(self._where)] = self._where
+            self._where = grown
+        return self._where
 
     # -- keeping in step with the database -------------------------------------------------------------------
 
     def sync(self, session: Session) -> None:
-        """Make the index match what ``session`` sees: keep it, load the cache file, or rebuild from stored vectors.
+        """Make the index match what ``session`` sees: keep it, catch up from the change log, load the cache file
+        (an older one caught up from its generation), or rebuild from stored vectors.
 
         Inside a read transaction this is the snapshot the rest of a search reads, so dense and keyword results
         come from the same state of the knowledge base.
         """
         with self._lock:
             space = session.scalar(select(Space).where(Space.name == self.space_name))
-            if space is None or space.generation == self.generation:
+            if space is None or space.generation == self.generation or self._catch_up(session, space):
                 return
             count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
-            if self._load_cache(space.generation, count):
+            if self._load_cache(session, space, count):
                 return
             self._rebuild(session, space)
             try:
@@ -80,35 +127,70 @@ class FaissIndex:
             except OSError as error:  # a reader without write access still searches the rebuilt index
                 log.warning("could not save index cache %s: %s", self.path, error)
 
+    def _catch_up(self, session: Session, space: Space) -> bool:
+        """Apply the changes logged after this index's generation, up to the space's: the chunks that changed are
+        taken out and those that still have a vector put back with it. False (the caller loads or rebuilds) when
+        the log does not describe them all, or when the index must be rebuilt to compact its tombstones."""
+        start = self.generation
+        if not (space.logged_from <= start < space.generation) or not self.index.is_trained:
+            return False
+        logged = select(VectorChange.chunk_id).where(VectorChange.space_id == space.id,
+                                                     VectorChange.generation > start,
+                                                     VectorChange.generation <= space.generation)
+        changed = np.fromiter(session.scalars(logged.distinct()), dtype=np.int64)
+        rows = session.execute(select(Vector.chunk_id, Vector.vector).where(Vector.space_id == space.id,
+                                                                            Vector.chunk_id.in_(logged))).all()
+        if (session.scalar(select(Space.logged_from).where(Space.id == space.id)) or 0) > start:
+            return False  # pruned while read (on PostgreSQL each statement sees the latest commit): nothing applied
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dimension)
+        if not self._change(changed, ids, vectors):
+            self.generation = -1
+            return False
+        self.generation = space.generation
+        return True
+
     def read_cache(self, generation: int, count: int) -> tuple[faiss.Index | None, str]:
         """The cached index if it is valid for the database's ``generation`` and vector ``count``, else why not."""
+        index, _, reason = self._read_cache(generation, generation, count)
+        return index, reason
+
+    def _read_cache(self, oldest: int, generation: int, count: int) -> tuple[faiss.Index | None, int, str]:
+        """The cached index with the generation it reflects, if that is ``generation`` (with ``count`` vectors) or
+        an older one from ``oldest`` on (which the change log brings forward), else why not."""
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return None, "missing"
+            return None, -1, "missing"
         except (OSError, json.JSONDecodeError) as error:
-            return None, f"unreadable ({error})"
-        if (meta.get("generation"), meta.get("count"), meta.get("factory")) != (generation, count, self.factory):
-            return None, (f"stale (cache: {meta.get('count')} vectors at generation {meta.get('generation')}, "
-                          f"database: {count} at generation {generation})")
+            return None, -1, f"unreadable ({error})"
+        cached = meta.get("generation")
+        current = (cached, meta.get("count")) == (generation, count)
+        older = isinstance(cached, int) and oldest <= cached < generation
+        if meta.get("factory") != self.factory or not (current or older):
+            return None, -1, (f"stale (cache: {meta.get('count')} vectors at generation {cached}, "
+                              f"database: {count} at generation {generation})")
         if _sha256(data) != meta.get("sha256"):
-            return None, "corrupt (checksum mismatch)"
+            return None, -1, "corrupt (checksum mismatch)"
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as error:
-            return None, f"unreadable ({error})"
-        if index.ntotal != count or index.d != self.dimension:
-            return None, f"inconsistent ({index.ntotal} vectors of {index.d} dimensions)"
-        return index, "ok"
+            return None, -1, f"unreadable ({error})"
+        live = index.ntotal - int(np.count_nonzero(_labels(index) < 0)) if hasattr(index, "id_map") else -1
+        if (current and live != count) or index.d != self.dimension:
+            return None, -1, f"inconsistent ({live} vectors of {index.d} dimensions)"
+        return index, cached, "ok"
 
-    def _load_cache(self, generation: int, count: int) -> bool:
-        index, reason = self.read_cache(generation, count)
-        if index is None:
-            log.info("index cache %s is %s; rebuilding from the database", self.path.name, reason)
-            return False
-        self.index, self.generation = index, generation
-        return True
+    def _load_cache(self, session: Session, space: Space, count: int) -> bool:
+        index, cached, reason = self._read_cache(space.logged_from, space.generation, count)
+        if index is not None:
+            self._use(index, cached)
+            if cached == space.generation or (self._catch_up(session, space) and self.count == count):
+                return True
+            reason = f"at generation {cached}, not brought to {space.generation} by the change log"
+        log.info("index cache %s is %s; rebuilding from the database", self.path.name, reason)
+        return False
 
     def _rebuild(self, session: Session, space: Space) -> None:
         """Rebuild from the ``vectors`` table (training on all of them when the index type needs it)."""
@@ -132,27 +214,44 @@ class FaissIndex:
                                 "there are enough", self.factory, len(vectors), error)
                     index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
             index.add_with_ids(vectors, ids)
-        self.index, self.generation = index, space.generation
+        self._use(index, space.generation)
 
     # -- changes made by the writer ---------------------------------------------------------------------------
 
     def apply(self, added_ids: np.ndarray, added: np.ndarray, removed_ids: np.ndarray, generation: int,
               previous_generation: int) -> None:
-        """Apply one committed change; if this index was not at ``previous_generation`` it is marked stale."""
+        """Apply one committed change. An index not at ``previous_generation`` stays where it is (its next sync
+        catches up from the change log); an untrained one, or one past its share of tombstones that cannot compact,
+        is rebuilt at the next sync."""
         with self._lock:
-            if self.generation != previous_generation or not self.index.is_trained:
+            if not self.index.is_trained:
                 self.generation = -1  # rebuilt (and trained on every vector) at the next sync
-                return
-            try:
-                if len(removed_ids):
-                    self.index.remove_ids(faiss.IDSelectorBatch(removed_ids.astype(np.int64)))
-                if len(added_ids):
-                    self.index.add_with_ids(added, added_ids.astype(np.int64))
-            except RuntimeError as error:  # e.g. HNSW cannot remove: fall back to a rebuild on next sync
-                log.info("index %s cannot apply the change in place (%s); will rebuild", self.space_name, error)
-                self.generation = -1
-                return
-            self.generation = generation
+            elif self.generation == previous_generation:
+                changed = np.union1d(removed_ids.astype(np.int64), added_ids.astype(np.int64))
+                self.generation = generation if self._change(changed, added_ids, added) else -1
+
+    def _change(self, changed: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> bool:
+        """Tombstone what the index holds of the ``changed`` chunks, then add ``vectors`` under ``ids``; compact
+        once tombstones pass ``TOMBSTONE_SHARE``. False when the index type cannot compact: it must be rebuilt."""
+        where = self._positions(int(max(changed.max(initial=0), ids.max(initial=0))))
+        held = where[changed]
+        held = held[held >= 0]
+        _labels(self.index)[held] = -2 - held  # unique (IDMap2 maps each label to one entry), never FAISS's -1
+        where[changed] = -1
+        self.tombstones += len(held)
+        if len(ids):
+            where[ids] = np.arange(self.index.ntotal, self.index.ntotal + len(ids))
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+        if self.tombstones <= TOMBSTONE_SHARE * self.index.ntotal:
+            return True
+        try:
+            self.index.remove_ids(faiss.IDSelectorRange(-LIVE_BELOW, 0))
+        except RuntimeError as error:  # HNSW cannot remove: rebuilt from the database
+            log.info("index %s holds %d tombstones and cannot remove them (%s); will rebuild", self.space_name,
+                     self.tombstones, error)
+            return False
+        self.tombstones, self._where = 0, None  # entries moved
+        return True
 
     def save(self) -> None:
         """Write the cache atomically: index file first, then the metadata that vouches for it."""
@@ -163,7 +262,7 @@ class FaissIndex:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, data)
             meta = {"generation": self.generation, "count": self.count, "sha256": _sha256(data),
-                    "dimension": self.dimension, "factory": self.factory}
+                    "dimension": self.dimension, "factory": self.factory, "tombstones": self.tombstones}
             write_atomic(self.meta_path, json.dumps(meta).encode())
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -189,7 +288,8 @@ class FaissIndex:
             hnsw = isinstance(faiss.downcast_index(self.index.index) if mapped else self.index, faiss.IndexHNSW)
             if hnsw and mapped and allowed is not None and len(allowed) <= EXACT_BELOW:
                 return self._exact(query, k, allowed)
-            selector = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
+            selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else \
+                faiss.IDSelectorRange(0, LIVE_BELOW) if self.tombstones else None
             if hnsw:
                 params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
             else:
@@ -197,15 +297,17 @@ class FaissIndex:
             try:
                 scores, ids = self.index.search(query, k, params=params)
             except RuntimeError:  # index types without selector support: over-fetch and filter
-                scores, ids = self.index.search(query, min(self.count, k * 20))
-                keep = np.isin(ids[0], allowed)
+                fetch = k + self.tombstones if allowed is None else k * 20 + self.tombstones
+                scores, ids = self.index.search(query, min(self.index.ntotal, fetch))
+                keep = ids[0] >= 0 if allowed is None else np.isin(ids[0], allowed)
                 scores, ids = scores[:, keep][:, :k], ids[:, keep][:, :k]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
         """Exact top ``k`` among the ``allowed`` ids the index holds (their vectors reconstructed)."""
         allowed = allowed.astype(np.int64)
-        held = allowed[np.isin(allowed, faiss.vector_to_array(self.index.id_map))]
+        where = self._positions(int(allowed.max(initial=0)))
+        held = allowed[where[allowed] >= 0]
         if not len(held):
             return []
         scores = self.index.reconstruct_batch(held) @ query[0]

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5  # the newest revision in kb/storage/migrations/versions
+SCHEMA_VERSION = 6  # the newest revision in kb/storage/migrations/versions
 VERSION_TABLE = "kb_alembic_version"  # Alembic's record of the revision (its default name left to other programs)
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
@@ -134,7 +134,8 @@ class StoredImage(Base):
 
 
 class Space(Base):
-    """An embedding space: one encoder identity, one FAISS index, a generation bumped on every vector change."""
+    """An embedding space: one encoder identity, one FAISS index, a generation bumped on every vector change.
+    ``vector_changes`` describes every generation after ``logged_from`` (with ``vector_index=faiss``)."""
 
     __tablename__ = "spaces"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -144,6 +145,7 @@ class Space(Base):
     dimension: Mapped[int] = mapped_column(Integer)
     normalized: Mapped[bool] = mapped_column(default=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    logged_from: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Vector(Base):
@@ -154,6 +156,19 @@ class Vector(Base):
     chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     __table_args__ = (Index("ix_vectors_chunk", "chunk_id"),)
+
+
+class VectorChange(Base):
+    """The change log of a space's vectors: a chunk whose vector was added, replaced or removed at ``generation``,
+    written by the write unit in the transaction that made the change. Another process's FAISS index catches up
+    from its generation by reading the vectors of these chunks (none: removed) instead of reloading everything.
+    No foreign key to ``chunks``: a removed chunk's row is gone."""
+
+    __tablename__ = "vector_changes"
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class Posting(Base):
@@ -220,6 +235,7 @@ __all__ = [
     "Space",
     "StoredImage",
     "Vector",
+    "VectorChange",
     "as_utc",
     "text_hash",
     "file_time",

@@ -218,7 +218,8 @@ class Store:
         return list(self._indexes.values())
 
     def apply_committed(self, bumps: dict[int, tuple[int, int]], changes: Changes) -> None:
-        """After a commit, apply it to the loaded indexes (an index not at the previous generation goes stale)."""
+        """After a commit, apply it to the loaded indexes (an index not at the previous generation catches up from
+        the change log at its next sync)."""
         removed_ids = np.asarray(changes.removed, dtype=np.int64)
         for space_id, (previous, generation) in bumps.items():
             index = self._indexes.get(space_id)

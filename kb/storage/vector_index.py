@@ -2,7 +2,8 @@
 
 The database is the truth (``vectors`` holds every vector as float32 bytes); an index is how a space is searched.
 Two backends: ``faiss`` (``kb.storage.faiss_index``: an in-memory FAISS index per process, cached on disk, stamped
-with the space's generation and rebuilt from the database when stale) and ``pgvector``
+with the space's generation, brought forward by the change log the write unit keeps, rebuilt from the database when
+the log does not reach) and ``pgvector``
 (``kb.storage.pgvector_index``: HNSW inside PostgreSQL, nothing to rebuild). ``Store`` picks one by configuration.
 """
 

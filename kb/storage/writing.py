@@ -1,8 +1,9 @@
 """One write transaction of the knowledge base: the only way rows, vectors and postings are changed.
 
 A ``WriteUnit`` records the vectors it adds and the chunks it removes. On commit the generations of the spaces it
-touched are bumped inside the transaction, and after the commit the change is applied to the loaded vector indexes
-(an index that was not at the previous generation goes stale and is rebuilt from the database at its next sync).
+touched are bumped inside the transaction, together with the change log (``vector_changes``: which chunks' vectors
+changed at the new generation), and after the commit the change is applied to the loaded vector indexes (an index
+that was not at the previous generation catches up from the log at its next sync, or is rebuilt).
 Ingestion, sources, reembed and doctor all write through it, so none of them repeats that protocol by hand.
 """
 
@@ -22,10 +23,27 @@ from sqlalchemy.orm import Session
 from kb.errors import RejectedDataError
 from kb.storage import bm25, pgvector_index
 from kb.storage.database import copy_rows
-from kb.storage.models import Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector, utcnow
+from kb.storage.models import (
+    Chunk,
+    Document,
+    Meta,
+    Posting,
+    Run,
+    Source,
+    Space,
+    StoredImage,
+    Vector,
+    VectorChange,
+    utcnow,
+)
 from kb.storage.reading import ORPHANS, Snapshot
 
 MAX_TERM_LENGTH = 128
+# Generations of each space the change log keeps: a process whose index is at most this many commits behind (at the
+# default 256 chunks a commit, an ingest of 256,000 chunks) catches up from the log; one further behind loads its
+# cache or rebuilds, as it would without the log. The log holds ids only (bytes a chunk, against 1.5 KB for a
+# 384-dimensional vector), and keeping it bounded costs one range delete on its primary key per commit.
+LOG_GENERATIONS = 1_000
 KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
 
 
@@ -48,6 +66,11 @@ class Changes:
         self.added = {space: parts[: added.get(space, 0)] for space, parts in self.added.items()}
         del self.removed[removed:]
         self.touched, self.rebuilt = touched, rebuilt
+
+    def changed_ids(self, space_id: int) -> np.ndarray:
+        """Chunks whose vector in one space this unit added, replaced or removed (removals are every space's)."""
+        return np.union1d(np.asarray(self.removed, dtype=np.int64),
+                          np.concatenate([np.zeros(0, np.int64), *(ids for ids, _ in self.added.get(space_id, []))]))
 
     def vectors(self, space_id: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids and vectors added to one space, as one pair of arrays."""
@@ -77,10 +100,35 @@ class WriteUnit:
         self.bulk.rebuild(self.session)
         bumps = {}
         for space_id in sorted(self.changes.touched):
-            previous = self.session.scalar(select(Space.generation).where(Space.id == space_id)) or 0
-            self.session.execute(update(Space).where(Space.id == space_id).values(generation=previous + 1))
+            row = self.session.execute(select(Space.generation, Space.logged_from).where(Space.id == space_id)).first()
+            previous, logged_from = row if row is not None else (0, 0)  # a space this unit deleted (pgvector)
+            if not self.pgvector:  # pgvector's index is the table: no process has anything to catch up
+                logged_from = self._log_changes(space_id, previous + 1, logged_from)
+            self.session.execute(update(Space).where(Space.id == space_id)
+                                 .values(generation=previous + 1, logged_from=logged_from))
             bumps[space_id] = (previous, previous + 1)
         return bumps
+
+    def _log_changes(self, space_id: int, generation: int, logged_from: int) -> int:
+        """Record which chunks' vectors in the space changed at ``generation`` and keep the newest
+        ``LOG_GENERATIONS``; returns the generation the log now describes every change after. A unit that replaced
+        every vector empties the log instead: nothing older can be caught up from."""
+        if space_id in self.changes.rebuilt:
+            self.session.execute(delete(VectorChange).where(VectorChange.space_id == space_id))
+            return generation
+        ids = self.changes.changed_ids(space_id).tolist()
+        if ids and self.session.get_bind().dialect.name == "postgresql":
+            copy_rows(self.session, "vector_changes", ("space_id", "generation", "chunk_id"),
+                      ((space_id, generation, chunk_id) for chunk_id in ids))
+        elif ids:
+            self.session.execute(insert(VectorChange.__table__), [
+                {"space_id": space_id, "generation": generation, "chunk_id": chunk_id} for chunk_id in ids])
+        oldest = generation - LOG_GENERATIONS
+        if oldest <= logged_from:
+            return logged_from
+        self.session.execute(delete(VectorChange).where(VectorChange.space_id == space_id,
+                                                        VectorChange.generation <= oldest))
+        return oldest
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
