@@ -41,10 +41,16 @@ def stored(store: Store) -> tuple[list[int], np.ndarray]:
 
 
 def held(index: FaissIndex) -> tuple[list[int], np.ndarray]:
-    """The chunk ids an index holds alive, in order, and their vectors as it keeps them."""
-    labels = faiss.vector_to_array(index.index.id_map)
-    live = np.sort(labels[labels >= 0])
-    return live.tolist(), index.index.reconstruct_batch(live)
+    """The chunk ids an index holds alive (its side index's included), in order, and their vectors as it keeps
+    them."""
+    found: dict[int, np.ndarray] = {}
+    for part in (index.index, index.recent):
+        labels = faiss.vector_to_array(part.id_map)
+        live = labels[labels >= 0]
+        if len(live):
+            found.update(zip(live.tolist(), part.reconstruct_batch(live)))
+    ids = sorted(found)
+    return ids, np.array([found[i] for i in ids], dtype=np.float32).reshape(len(ids), DIMENSION)
 
 
 def assert_like_a_fresh_index(store: Store, queries: np.ndarray) -> None:
@@ -121,6 +127,49 @@ def test_a_reader_catches_up_on_another_process_s_commits(tmp_path: Path, monkey
     assert_like_a_fresh_index(reader, np.concatenate([vectors[[5, 20, 100]], unit_vectors(30, seed=6)[:2]]))
     assert not set(search(reader, vectors[ids.index(20)], 10)) & set(range(10, 60))
     reader.close()
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32"])
+def test_added_vectors_wait_in_a_side_index_until_saved_or_past_its_limit(tmp_path: Path, factory: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded index is not grown by a catch-up (growing copies it: about a second at 1M vectors); what was
+    added is searched from the side index, alone, mixed with the index's hits, and under filters."""
+    settings = Settings(index_factory=factory)
+    writer, reader = Store(tmp_path, settings), Store(tmp_path, settings)
+    vectors = unit_vectors(500, seed=13)
+    ids = add(writer, vectors, first=0)
+    search(reader, vectors[0], 10)
+    index = reader.index(reader.spaces()[0])
+    assert isinstance(index, FaissIndex)
+    forbid_reloading(monkeypatch)
+    more = unit_vectors(40, seed=14)
+    ids += add(writer, more, first=500, removing=ids[:10])
+    assert_like_a_fresh_index(reader, np.concatenate([more[[0, 39]], vectors[[10, 250, 499]]]))
+    assert (index.index.ntotal, index.recent.ntotal, index.count) == (500, 40, 530)
+    mixed = Filters(path_glob="doc5*.txt")  # doc5 and doc50-59 in the index, doc500-539 in the side index
+    passing = [i for i, number in enumerate(range(540)) if str(number).startswith("5")]
+    every = np.concatenate([vectors, more])
+    for query in (more[3], vectors[55]):
+        assert search(reader, query, 10, mixed) == exact([ids[i] for i in passing], every[passing], query, 10)
+    monkeypatch.setattr(faiss_index, "EXACT_BELOW", 0)  # an HNSW index's filtered search through its graph
+    assert set(search(reader, more[3], 10, mixed)) <= {ids[i] for i in passing}
+
+    monkeypatch.setattr(faiss_index, "RECENT_LIMIT", 50)  # past the limit: merged into the index
+    ids += add(writer, unit_vectors(20, seed=15), first=540)
+    assert_like_a_fresh_index(reader, np.concatenate([more[[1]], vectors[[499]]]))
+    assert (index.index.ntotal, index.recent.ntotal) == (560, 0)
+    add(writer, unit_vectors(5, seed=16), first=560)
+    search(reader, vectors[0], 1)
+    assert index.recent.ntotal == 5
+    index.save()  # the saved cache holds the side index's vectors
+    assert (index.index.ntotal, index.recent.ntotal, index.count) == (565, 0, 555)
+    monkeypatch.undo()
+    rebuilds = count_rebuilds(monkeypatch)
+    reopened = Store(tmp_path, settings)
+    assert_like_a_fresh_index(reopened, vectors[[20, 30]])
+    assert rebuilds == []
+    for store in (reopened, reader, writer):
+        store.close()
 
 
 def test_hnsw_removals_are_tombstones_never_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,11 @@ A removed vector becomes a tombstone: its entry in the index's id map is relabel
 graph cannot drop a node, and compacting a flat index moves every vector after it), and every search passes only
 ids from 0 up. The labels are part of the index file, so tombstones survive a save and load under its checksum, and
 a chunk id added again is a new entry while its old vector stays dead.
+
+Vectors added since the index was loaded or rebuilt wait in a small exact side index, searched with it and merged
+into it when saved or when it passes ``RECENT_LIMIT``: adding to a loaded index grows its arrays by copying them (a
+loaded index has no room to spare, and FAISS's Python API cannot reserve any), close to a second at 1M vectors, which
+would otherwise fall on the first search after the first commit a reading process sees.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ REBUILD_BATCH = 10_000
 # four insertions' worth of work per removed vector.
 TOMBSTONE_SHARE = 0.25
 LIVE_BELOW = 2**62  # every chunk id is below; tombstones are negative
+# Vectors the side index holds before they are merged into the index: searching them exactly costs about a
+# millisecond at 384 dimensions, and a merge (which may copy the whole index once) comes at most once per this many.
+RECENT_LIMIT = 10_000
 
 
 def _sha256(data: bytes) -> str:
@@ -67,6 +75,7 @@ class FaissIndex:
         self.ef_search = ef_search  # candidate list of an HNSW search (see ``hnsw_ef_search``)
         self.generation = -1
         self.index = self._empty()
+        self.recent = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))  # added since loaded or rebuilt, exact
         self.tombstones = 0  # removed vectors still in the index (negative labels)
         self._where: np.ndarray | None = None  # entry of each chunk id, -1: none (4 bytes an id up to the largest)
         self._lock = threading.RLock()
@@ -80,18 +89,20 @@ class FaissIndex:
 
     @property
     def count(self) -> int:
-        """Vectors the index holds, tombstones left out."""
-        return int(self.index.ntotal) - self.tombstones
+        """Vectors the index holds, tombstones left out, the side index's included."""
+        return int(self.index.ntotal) - self.tombstones + int(self.recent.ntotal)
 
     def _use(self, index: faiss.Index, generation: int) -> None:
         """Search ``index`` from now on, as of ``generation`` (its tombstones counted, its positions read: a load
         or rebuild costs what the index holds anyway, so the changes after it need not)."""
         self.index, self.generation, self._where = index, generation, None
+        self.recent.reset()
         self.tombstones = int(np.count_nonzero(_labels(index) < 0))
         self._positions()
 
     def _positions(self, largest: int = 0) -> np.ndarray:
-        """Each chunk id's entry in the index (-1: none), indexable up to ``largest``: read from the id map when
+        """Each chunk id's entry in the index (-1: none, or in the side index), indexable up to ``largest``: read
+        from the id map when
         the index is set (FAISS does not expose its own reverse map), then kept, so that a change costs what it
         changes."""
         if self._where is None:
@@ -231,17 +242,21 @@ class FaissIndex:
                 self.generation = generation if self._change(changed, added_ids, added) else -1
 
     def _change(self, changed: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> bool:
-        """Tombstone what the index holds of the ``changed`` chunks, then add ``vectors`` under ``ids``; compact
-        once tombstones pass ``TOMBSTONE_SHARE``. False when the index type cannot compact: it must be rebuilt."""
-        where = self._positions(int(max(changed.max(initial=0), ids.max(initial=0))))
+        """Tombstone what the index holds of the ``changed`` chunks and drop them from the side index, then add
+        ``vectors`` under ``ids`` to the side index (merged at ``RECENT_LIMIT``); compact once tombstones pass
+        ``TOMBSTONE_SHARE``. False when the index type cannot compact: it must be rebuilt."""
+        where = self._positions(int(changed.max(initial=0)))
         held = where[changed]
         held = held[held >= 0]
         _labels(self.index)[held] = -2 - held  # unique (IDMap2 maps each label to one entry), never FAISS's -1
         where[changed] = -1
         self.tombstones += len(held)
+        if self.recent.ntotal and len(changed):
+            self.recent.remove_ids(faiss.IDSelectorBatch(changed.astype(np.int64)))
         if len(ids):
-            where[ids] = np.arange(self.index.ntotal, self.index.ntotal + len(ids))
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+            self.recent.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+        if self.recent.ntotal > RECENT_LIMIT:
+            self._merge_recent()
         if self.tombstones <= TOMBSTONE_SHARE * self.index.ntotal:
             return True
         try:
@@ -253,11 +268,23 @@ class FaissIndex:
         self.tombstones, self._where = 0, None  # entries moved
         return True
 
+    def _merge_recent(self) -> None:
+        """Move the side index's vectors into the index."""
+        ids = _labels(self.recent).copy()
+        if not len(ids):
+            return
+        vectors = self.recent.index.reconstruct_n(0, self.recent.ntotal)
+        self._positions(int(ids.max()))[ids] = np.arange(self.index.ntotal, self.index.ntotal + len(ids))
+        self.index.add_with_ids(vectors, ids)
+        self.recent.reset()
+
     def save(self) -> None:
-        """Write the cache atomically: index file first, then the metadata that vouches for it."""
+        """Write the cache atomically (the side index merged in first): index file first, then the metadata that
+        vouches for it."""
         with self._lock:
             if self.generation < 0:
                 return
+            self._merge_recent()
             data = faiss.serialize_index(self.index).tobytes()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, data)
@@ -274,33 +301,42 @@ class FaissIndex:
         return self.search_ids(query, k, allowed_chunk_ids(session, filters, modalities))
 
     def search_ids(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` (chunk id, inner product) for one query vector, restricted to ``allowed`` ids if given.
-
-        An HNSW index searches few allowed ids exactly, from the copies its graph keeps: walking the graph for them
-        would return fewer than ``k`` or miss some.
-        """
+        """Top ``k`` (chunk id, inner product) for one query vector, restricted to ``allowed`` ids if given: the
+        index's and the side index's hits merged by score."""
         with self._lock:
             if self.count == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
                 return []
             query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
             k = min(k, self.count)
-            mapped = isinstance(self.index, faiss.IndexIDMap2)  # as built here; a user's factory may say otherwise
-            hnsw = isinstance(faiss.downcast_index(self.index.index) if mapped else self.index, faiss.IndexHNSW)
-            if hnsw and mapped and allowed is not None and len(allowed) <= EXACT_BELOW:
-                return self._exact(query, k, allowed)
-            selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else \
-                faiss.IDSelectorRange(0, LIVE_BELOW) if self.tombstones else None
-            if hnsw:
-                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
-            else:
-                params = None if selector is None else faiss.SearchParameters(sel=selector)
-            try:
-                scores, ids = self.index.search(query, k, params=params)
-            except RuntimeError:  # index types without selector support: over-fetch and filter
-                fetch = k + self.tombstones if allowed is None else k * 20 + self.tombstones
-                scores, ids = self.index.search(query, min(self.index.ntotal, fetch))
-                keep = ids[0] >= 0 if allowed is None else np.isin(ids[0], allowed)
-                scores, ids = scores[:, keep][:, :k], ids[:, keep][:, :k]
+            found = self._search_index(query, k, allowed) if self.index.ntotal > self.tombstones else []
+            if not self.recent.ntotal:
+                return found
+            selector = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
+            scores, ids = self.recent.search(query, min(k, self.recent.ntotal),
+                                             params=None if selector is None else faiss.SearchParameters(sel=selector))
+        found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return sorted(found, key=lambda hit: (-hit[1], hit[0]))[:k]
+
+    def _search_index(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """Top ``k`` of the index itself. An HNSW index searches few allowed ids exactly, from the copies its
+        graph keeps: walking the graph for them would return fewer than ``k`` or miss some."""
+        mapped = isinstance(self.index, faiss.IndexIDMap2)  # as built here; a user's factory may say otherwise
+        hnsw = isinstance(faiss.downcast_index(self.index.index) if mapped else self.index, faiss.IndexHNSW)
+        if hnsw and mapped and allowed is not None and len(allowed) <= EXACT_BELOW:
+            return self._exact(query, k, allowed)
+        selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else \
+            faiss.IDSelectorRange(0, LIVE_BELOW) if self.tombstones else None
+        if hnsw:
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
+        else:
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
+        try:
+            scores, ids = self.index.search(query, k, params=params)
+        except RuntimeError:  # index types without selector support: over-fetch and filter
+            fetch = k + self.tombstones if allowed is None else k * 20 + self.tombstones
+            scores, ids = self.index.search(query, min(self.index.ntotal, fetch))
+            keep = ids[0] >= 0 if allowed is None else np.isin(ids[0], allowed)
+            scores, ids = scores[:, keep][:, :k], ids[:, keep][:, :k]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
