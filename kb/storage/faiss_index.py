@@ -102,9 +102,8 @@ class FaissIndex:
 
     def _positions(self, largest: int = 0) -> np.ndarray:
         """Each chunk id's entry in the index (-1: none, or in the side index), indexable up to ``largest``: read
-        from the id map when
-        the index is set (FAISS does not expose its own reverse map), then kept, so that a change costs what it
-        changes."""
+        from the id map when the index is set (FAISS does not expose its own reverse map), then kept, so that a
+        change costs what it changes."""
         if self._where is None:
             labels = _labels(self.index)
             live = np.flatnonzero(labels >= 0)
