@@ -20,15 +20,14 @@ from kb.config import ReaderBackend, ReaderPrecision
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import BackendUnavailableError
-from kb.inference import STATIC, Backend, CompiledGraph, ExportCache, GraphBackend, GraphSpec, static_graph
-from kb.inference.backends import bfloat16_native, installed, runs_on_cpu
+from kb.inference import STATIC, CompiledGraph, ExportCache, GraphBackend, GraphSpec, static_graph
+from kb.inference.backends import float_backend, installed, runs_on_cpu
 from kb.inference.calibrated import FOLDER
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 LOGITS = ("start_logits", "end_logits")
-FLOAT32_EXPORTS: tuple[Backend, ...] = ("openvino", "onnx")  # what ``auto`` reads on, the faster first
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
 INT8_F1_TOLERANCE = 0.5  # validation F1 points the calibrated int8 graph may lose for ``auto`` to choose it
@@ -84,20 +83,15 @@ def chosen_backend(backend: ReaderBackend, device: str | None, precision: Reader
                    model: str = "") -> GraphBackend | Literal["torch"]:
     """``backend``, with ``auto`` made definite: on a CPU in float32, the graph of ``model`` calibrated to int8
     when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 (and OpenVINO is
-    installed); else the float32 export on OpenVINO, computed in bfloat16 where the CPU does that natively (about
-    twice float32's speed; EM/F1 within 0.5 of torch's over 1,090 questions here) and in float32 elsewhere (torch's
-    answers), else on ONNX Runtime, where the package (and ``onnx``, to export) is installed; torch on a GPU, in
-    another ``precision``, or with neither installed."""
+    installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that natively: EM/F1 within 0.5
+    of torch's over 1,090 questions here); torch in another ``precision``."""
     if backend != "auto":
         return backend
-    exported = next((name for name in FLOAT32_EXPORTS if installed(name)), None)
-    if precision != "float32" or exported is None or not runs_on_cpu(device):
+    if precision != "float32":
         return "torch"
-    if exported == "openvino" and calibrated_within_tolerance(model):
+    if installed("openvino") and runs_on_cpu(device) and calibrated_within_tolerance(model):
         return STATIC
-    if exported == "openvino" and bfloat16_native():
-        return "openvino-bf16"
-    return exported
+    return float_backend(device)
 
 
 def calibrated_within_tolerance(model: str) -> bool:

@@ -14,7 +14,10 @@ Evaluation: xquad-en without the 5 titles it shares with the held-out squad2-dev
 paragraphs) plus 2,000 Wikipedia distractors, one file each; recall@1/@5 of the gold paragraph and search latency
 at k = 5, dense and hybrid, for the base MiniLM and each retriever (one ingestion, then ``reembed`` per retriever),
 then each reranker on top of the last retriever given, once per ``--rerank-candidates`` value (the fused hits it
-reads); each retriever's ``reembed`` is timed (the embedding cost of the corpus with that model). ``--retriever``
+reads) and ``--rerank-weights`` value (its probability's share of the blended score), on ``--reranker-backend``;
+each retriever's ``reembed`` is timed (the embedding cost of the corpus with that model). ``--on validation`` asks
+instead the questions of the squad2-train-part articles that training holds out for validation, over that file's
+694 paragraphs plus the distractors: where the rerank weight was chosen, so that xquad-en stays a measure. ``--retriever``
 takes any sentence-transformers folder, trained or not (e.g. ``mpnet=/work/models/all-mpnet-base-v2``);
 ``--encoder-backend`` sets kb's ``encoder_backend`` for all of them (default ``auto``). ``--threads 1`` sets
 torch's threads (which ONNX Runtime and OpenVINO follow) for ingestion, mining, training and search alike: on cores
@@ -24,6 +27,7 @@ busy with other work, one thread was several times faster per query.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -40,6 +44,18 @@ K = 5
 
 def held_out_titles(data: Path) -> set[str]:
     return squad_titles(data / DATASETS["squad2-dev-part"])
+
+
+def validation_titles(data: Path) -> set[str]:
+    """The squad2-train-part articles ``kb train`` holds out for validation with its default options (questions
+    neither the trained retriever nor the reranker saw): where settings such as the rerank weight are chosen."""
+    from training import TrainOptions
+    from training.pairs import split_pairs, squad_pairs
+
+    defaults = TrainOptions.model_fields
+    _, validation = split_pairs(squad_pairs([data / DATASETS["squad2-train-part"]]).pairs,
+                                defaults["validation_fraction"].default, defaults["seed"].default)
+    return {pair.group for pair in validation}
 
 
 def write_markdown_corpus(data: Path, folder: Path, distractors: int) -> None:
@@ -93,7 +109,11 @@ def measure(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
-        questions = write_squad_corpus(args.data, "xquad-en", corpus, held_out_titles(args.data))
+        if args.on == "validation":
+            questions = write_squad_corpus(args.data, "squad2-train-part", corpus,
+                                           question_titles=validation_titles(args.data))
+        else:
+            questions = write_squad_corpus(args.data, "xquad-en", corpus, held_out_titles(args.data))
         questions = questions[:args.max_questions]
         write_distractors(args.data, corpus / "distractors", args.distractors)
         retrievers = ([] if args.no_base else [("base MiniLM", default_model())]) + \
@@ -118,14 +138,15 @@ def measure(args: argparse.Namespace) -> int:
                         "reembed_s": embed_seconds, "chunks": chunks, "backend": kb.settings.text_encoder.backend}
                     print(name, mode, json.dumps(results[f"{name}, {mode}"]), flush=True)
         name, model = retrievers[-1]  # the rerankers read the last retriever's hybrid hits (the space now built)
-        for reranker in args.reranker:
-            for candidates in args.rerank_candidates:
-                with KnowledgeBase.open(kb_dir, text_model=model, device="cpu", clip_model="none", ocr="off",
-                                        reranker_model=reranker, rerank_candidates=candidates, **backend) as kb:
-                    kb.search("warm up", k=K)
-                    label = f"{name}, hybrid + reranker {Path(reranker).name} ({candidates} candidates)"
-                    results[label] = evaluate(lambda q: [h.path for h in kb.search(q, k=K)], questions)
-                    print(label, json.dumps(results[label]), flush=True)
+        for reranker, candidates, weight in itertools.product(args.reranker, args.rerank_candidates,
+                                                              args.rerank_weights):
+            with KnowledgeBase.open(kb_dir, text_model=model, device="cpu", clip_model="none", ocr="off",
+                                    reranker_model=reranker, rerank_candidates=candidates, rerank_weight=weight,
+                                    reranker_backend=args.reranker_backend, **backend) as kb:
+                kb.search("warm up", k=K)
+                label = f"{name}, hybrid + reranker {Path(reranker).name} ({candidates} candidates, weight {weight})"
+                results[label] = evaluate(lambda q: [h.path for h in kb.search(q, k=K)], questions)
+                print(label, json.dumps(results[label]), flush=True)
     print(f"\n{'retriever, mode':<72}{'R@1':>7}{'R@5':>7}{'p50 ms':>9}{'p95 ms':>9}{'embed s':>9}")
     for name, figures in results.items():
         print(f"{name:<72}{figures['recall@1']:>7.3f}{figures['recall@5']:>7.3f}{figures['p50_ms']:>9.1f}"
@@ -153,12 +174,20 @@ def main() -> int:
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
     evaluation = commands.add_parser("evaluate")
+    evaluation.add_argument("--on", choices=["xquad", "validation"], default="xquad",
+                            help="xquad: xquad-en's 1,090 development questions (the default); validation: the "
+                                 "questions of the squad2-train-part articles training held out, over all its "
+                                 "paragraphs (where settings are chosen)")
     evaluation.add_argument("--retriever", action="append", default=[], metavar="NAME=FOLDER")
     evaluation.add_argument("--reranker", action="append", default=[], metavar="FOLDER")
     evaluation.add_argument("--no-base", action="store_true",
                             help="leave the base MiniLM out (the first --retriever is the one ingested)")
     evaluation.add_argument("--rerank-candidates", type=int, nargs="+", default=[20],
                             help="fused hits each reranker reads; several values: one measurement each")
+    evaluation.add_argument("--rerank-weights", type=float, nargs="+", default=[0.1],
+                            help="the cross-encoder's share of a reranked hit's score (1: its order alone); several "
+                                 "values: one measurement each")
+    evaluation.add_argument("--reranker-backend", default="auto", help="kb's reranker_backend setting")
     evaluation.add_argument("--max-questions", type=int, default=None, help="ask only the first N questions")
     evaluation.add_argument("--encoder-backend", default="auto",
                             help="the text encoder's backend (kb's encoder_backend setting), for every retriever")

@@ -48,9 +48,10 @@ def squad_questions(path: Path, exclude_titles: set[str] = frozenset()) -> list[
             for qa in paragraph["qas"] if _answerable(qa)]
 
 
-def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
-                       exclude_titles: set[str] = frozenset()) -> list[Question]:
-    """One ``.txt`` file per paragraph under ``folder``; answerable questions point at their paragraph's file."""
+def write_squad_corpus(data_dir: Path, dataset: str, folder: Path, exclude_titles: set[str] = frozenset(),
+                       question_titles: set[str] | None = None) -> list[Question]:
+    """One ``.txt`` file per paragraph under ``folder``; answerable questions (of the articles titled in
+    ``question_titles`` only, when given) point at their paragraph's file."""
     articles = json.loads((data_dir / DATASETS[dataset]).read_text(encoding="utf-8"))["data"]
     questions: list[Question] = []
     for article_number, article in enumerate(articles):
@@ -61,8 +62,9 @@ def write_squad_corpus(data_dir: Path, dataset: str, folder: Path,
         for number, paragraph in enumerate(article["paragraphs"]):
             path = article_dir / f"{number:03d}.txt"
             path.write_text(paragraph["context"], encoding="utf-8")
-            questions += [Question(qa["question"], path.resolve(), str(qa.get("id", ""))) for qa in paragraph["qas"]
-                          if _answerable(qa)]
+            if question_titles is None or article.get("title") in question_titles:
+                questions += [Question(qa["question"], path.resolve(), str(qa.get("id", "")))
+                              for qa in paragraph["qas"] if _answerable(qa)]
     blank = sum(1 for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]
                 if not qa["question"].strip())
     if blank:  # CMRC 2018 trial has two questions with empty text; a search refuses an empty query

@@ -31,12 +31,13 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
                     "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
-                    "reader_backend", "pgvector_build_memory_mb")
+                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8",
                         "openvino-int8-static"]
+RerankerBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
@@ -196,6 +197,16 @@ class RerankerSettings(SettingsGroup):
     ))
     candidates: int = Field(default=20, ge=1, json_schema_extra=flat_name("rerank_candidates"), description=(
         "fused hits the reranker reads per search (more: better recall, slower)"
+    ))
+    weight: float = Field(default=0.1, ge=0, le=1, json_schema_extra=flat_name("rerank_weight"), description=(
+        "how much the cross-encoder's probability counts against the fused score in a reranked hit's score: 1 orders"
+        " by the cross-encoder alone, 0 keeps the fused order (0.1 was best on held-out training questions)"
+    ))
+    backend: RerankerBackend = Field(default="auto", description=(
+        "what computes the cross-encoder: `torch`, or the model exported once to ONNX (cached by its fingerprint in "
+        "`model_cache`) and run on `onnx` or `openvino` in float32, `openvino-bf16`, or `onnx-int8` / "
+        "`openvino-int8` (int8 weights). `auto`: on a CPU, `openvino-bf16` where the CPU computes bfloat16 natively, "
+        "else `openvino`, else `onnx`, where its extra is installed; else `torch`"
     ))
 
 

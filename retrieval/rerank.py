@@ -1,67 +1,120 @@
-"""The optional rerank stage: a cross-encoder reads the query with each of the best fused text hits and reorders
-them. Slower than fusion (one transformer pass per candidate) and usually more precise at the top."""
+"""The optional rerank stage: a cross-encoder reads the query with each of the best fused text hits, and its
+probability blended with the fused score reorders them. Slower than fusion (one transformer pass per candidate),
+so on a CPU it runs on an exported graph (see ``kb.inference``) unless ``reranker_backend`` says torch."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from kb.encoders.sentence_transformer import resolve_model_folder
+from kb.config import RerankerBackend
+from kb.encoders.fingerprint import folder_fingerprint
+from kb.encoders.quiet import quiet_model_loading
+from kb.encoders.sentence_transformer import TOKENIZER_OUTPUTS, resolve_model_folder, tokenize
 from kb.errors import ModelNotFoundError
+from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.inference.backends import float_backend
 from kb.types import Hit
 
 OFF = {"", "none", "off"}
+TRACE_EXAMPLE = [("What is traced?", "An example passage, long enough to trace the model."), ("Which?", "Another.")]
 
 
 def reranker_enabled(name: str | None) -> bool:
     return name is not None and name.strip().lower() not in OFF
 
 
-class CrossEncoderReranker:
-    """A sentence-transformers cross-encoder, loaded on first use; scores are probabilities (sigmoid)."""
+class _Loaded(NamedTuple):
+    """The sentence-transformers cross-encoder (tokenizer, and the computation on torch) and, on the other
+    backends, its exported graph that computes instead."""
 
-    def __init__(self, name: str, device: str | None = None, batch_size: int = 32) -> None:
+    model: Any
+    graph: CompiledGraph | None
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers cross-encoder, loaded on first use on ``backend`` (``auto``: see
+    :func:`float_backend`); scores are probabilities (sigmoid of its logit)."""
+
+    def __init__(self, name: str, device: str | None = None, backend: RerankerBackend = "auto",
+                 cache: ExportCache | None = None, batch_size: int = 32) -> None:
         self.name = name
         self.device = device
+        self.backend: Backend = float_backend(device) if backend == "auto" else backend
+        self.cache = cache or ExportCache()
         self.batch_size = batch_size
-        self._model: Any = None
+        self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    def _load(self) -> _Loaded:
         with self._lock:
-            if self._model is None:
-                from sentence_transformers.cross_encoder import CrossEncoder
+            if self._loaded is None:
+                self._loaded = self._build()
+        return self._loaded
 
-                folder = resolve_model_folder(self.name)
-                try:
-                    self._model = CrossEncoder(str(folder), device=self.device, trust_remote_code=False)
-                except (OSError, ValueError) as error:
-                    raise ModelNotFoundError(f"reranker model {self.name!r} could not be loaded from {folder} "
-                                             f"({error}); set KB_RERANKER_MODEL to a cross-encoder folder (`kb "
-                                             "train reranker` makes one) or to none") from error
-        return self._model
+    def _build(self) -> _Loaded:
+        folder = resolve_model_folder(self.name)
+        with quiet_model_loading():
+            from sentence_transformers.cross_encoder import CrossEncoder
+
+            try:
+                # A model named in kb.json is data, never code: no custom modelling code runs.
+                model = CrossEncoder(str(folder), device=self.device if self.backend == "torch" else "cpu",
+                                     trust_remote_code=False)
+            except (OSError, ValueError) as error:
+                raise ModelNotFoundError(f"reranker model {self.name!r} could not be loaded from {folder} "
+                                         f"({error}); set KB_RERANKER_MODEL to a cross-encoder folder (`kb "
+                                         "train reranker` makes one) or to none") from error
+        if self.backend == "torch":
+            return _Loaded(model, None)
+        example = tokenize(model, TRACE_EXAMPLE)
+        names = [name for name in TOKENIZER_OUTPUTS if name in example]
+        spec = GraphSpec(name="cross-encoder-scores", inputs=names, outputs=["scores"],
+                         dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "scores": {0: "batch"}})
+
+        def module() -> Any:
+            from kb.encoders.exportable import SentenceTransformersOutput
+
+            return SentenceTransformersOutput(model, names, "scores")
+
+        path = self.cache.graph(folder_fingerprint(folder), spec, self.backend, module,
+                                lambda: [example[name] for name in names])
+        return _Loaded(model, CompiledGraph(path, self.backend))
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """The cross-encoder's probability that each of ``texts`` answers ``query``."""
         if not texts:
             return np.zeros(0)
-        model = self._load()
-        import torch
+        loaded = self._load()
+        pairs = [(query, text) for text in texts]
+        if loaded.graph is None:
+            import torch
 
-        return np.asarray(model.predict([(query, text) for text in texts], batch_size=self.batch_size,
-                                        activation_fn=torch.nn.Sigmoid(), show_progress_bar=False), dtype=np.float64)
+            return np.asarray(loaded.model.predict(pairs, batch_size=self.batch_size, activation_fn=torch.nn.Sigmoid(),
+                                                   show_progress_bar=False), dtype=np.float64)
+        logits = np.empty(len(pairs), dtype=np.float64)
+        for first in range(0, len(pairs), self.batch_size):
+            batch = pairs[first : first + self.batch_size]
+            features = tokenize(loaded.model, batch)
+            output = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})[0]
+            logits[first : first + len(batch)] = output.reshape(len(batch), -1)[:, 0]
+        return 1.0 / (1.0 + np.exp(-logits))
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """``hits`` with the text hits reordered by the cross-encoder in the places text hits held (images keep
-        theirs); a reranked hit's ``score`` is the cross-encoder's probability, its fused score is kept."""
+    def rerank(self, query: str, hits: list[Hit], weight: float) -> list[Hit]:
+        """``hits`` with the text hits reordered in the places text hits held (images keep theirs) by ``weight`` x
+        the cross-encoder's probability + (1 - ``weight``) x the fused score, which becomes the hit's ``score``;
+        both parts are kept. A blend, not the cross-encoder alone: fusion knows the words the cross-encoder misses."""
         slots = [i for i, hit in enumerate(hits) if hit.modality == "text"]
-        scores = self.scores(query, [hits[i].text for i in slots])
-        order = sorted(range(len(slots)), key=lambda j: (-scores[j], j))
+        probabilities = self.scores(query, [hits[i].text for i in slots])
+        blended = [weight * probability + (1 - weight) * hits[slot].score
+                   for slot, probability in zip(slots, probabilities)]
+        order = sorted(range(len(slots)), key=lambda j: (-blended[j], j))
         result = list(hits)
         for slot, j in zip(slots, order):
             hit = hits[slots[j]]
-            result[slot] = hit.model_copy(update={"score": float(scores[j]), "rerank_score": float(scores[j]),
+            result[slot] = hit.model_copy(update={"score": blended[j], "rerank_score": float(probabilities[j]),
                                                   "fused_score": hit.score})
         return result

@@ -13,6 +13,7 @@ import numpy as np
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
+from kb.encoders.factory import export_cache
 from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
 from kb.keywords import KeywordTokenizer
 from kb.language import question_language
@@ -65,8 +66,9 @@ class Retriever:
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
-        self.reranker = CrossEncoderReranker(settings.reranker.model, settings.device) \
-            if reranker_enabled(settings.reranker.model) else None
+        self.reranker = CrossEncoderReranker(settings.reranker.model, settings.device, settings.reranker.backend,
+                                             export_cache(settings)) if reranker_enabled(settings.reranker.model) \
+            else None
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
@@ -88,7 +90,7 @@ class Retriever:
             hits = best_of_both(hits, [hit.model_copy(update={"matched_query": gloss, "score": hit.score * weight})
                                        for hit in glossed])
         if self.reranker is not None:
-            hits = self.reranker.rerank(query, hits)
+            hits = self.reranker.rerank(query, hits, self.settings.reranker.weight)
         return hits[:k]
 
     def _search(self, query: str, k: int, mode: SearchMode, filters: Filters | None, wanted: frozenset[Modality],

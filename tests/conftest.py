@@ -23,6 +23,8 @@ _MODEL_CACHE = tempfile.TemporaryDirectory(prefix="kb-test-model-cache-")
 os.environ["KB_MODEL_CACHE"] = _MODEL_CACHE.name
 
 from kb import KnowledgeBase  # noqa: E402
+from kb.inference import Backend  # noqa: E402
+from kb.inference.backends import NEEDS  # noqa: E402
 from tests.databases import DATABASES, Database, PostgresServer  # noqa: E402
 
 
@@ -62,6 +64,12 @@ def database(request: pytest.FixtureRequest) -> Iterator[Database]:
     chosen = Database(kind, server, request.node.name)
     yield chosen
     chosen.close()
+
+
+def needs_backend(backend: Backend) -> None:
+    """Skips the calling test where a package ``backend`` needs (to export or to run) is not installed."""
+    for module in NEEDS[backend]:
+        pytest.importorskip(module, reason=f"the {backend} backend needs {module}")
 
 
 def minilm_path() -> Path:

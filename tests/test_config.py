@@ -39,6 +39,8 @@ FLAT = {
     "cross_lingual_weight": ("0.6", "cross_lingual.weight", 0.6),
     "reranker_model": ("my/reranker", "reranker.model", "my/reranker"),
     "rerank_candidates": ("8", "reranker.candidates", 8),
+    "rerank_weight": ("0.4", "reranker.weight", 0.4),
+    "reranker_backend": ("openvino", "reranker.backend", "openvino"),
     "max_file_mb": ("3.5", "ingestion.max_file_mb", 3.5),
     "follow_symlinks_outside": ("true", "ingestion.follow_symlinks_outside", True),
     "file_isolation": ("false", "ingestion.file_isolation", False),
@@ -81,7 +83,7 @@ OLD_KB_JSON = {
     "max_removed_share": 0.5, "min_image_side": 32, "ocr": "off", "ocr_embedded_images": False,
     "reader_max_answer_tokens": 30, "reader_max_passages": 10, "reader_max_seq_length": 384, "reader_max_windows": 40,
     "reader_model": "my/reader", "reader_models_by_language": {}, "reader_no_answer_threshold": None,
-    "reader_stride": 128, "rerank_candidates": 20, "reranker_model": None, "rrf_k": 60,
+    "reader_stride": 128, "rerank_candidates": 20, "rerank_weight": 0.1, "reranker_model": None, "rrf_k": 60,
     "text_model": "sentence-transformers/all-MiniLM-L6-v2", "vector_index": "faiss",
 }
 

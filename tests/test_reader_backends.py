@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from answering import backends
 from answering.backends import chosen_backend
 from answering.reader import ExtractiveReader
 from kb.config import Settings, load_settings, save_settings
 from kb.errors import BackendUnavailableError
+from kb.inference import backends
 from kb.inference.backends import bfloat16_native
 from kb.types import Hit
 from tests.qa_model import FILLER, fact, question

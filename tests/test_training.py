@@ -11,13 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from answering.threshold import ScoredAnswer, tune_threshold
 from kb.cards import read_card
 from kb.cli import main
+from kb.inference import Backend, ExportCache
+from kb.inference.backends import float_backend
 from kb.optional import installed
-from tests.conftest import minilm_path
+from retrieval.rerank import CrossEncoderReranker
+from tests.conftest import minilm_path, needs_backend
 from tests.qa_model import FILLER, NAMES, fact, question, save_tiny_bert, write_squad
 from training import (
     OutputExistsError,
@@ -219,22 +223,50 @@ def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(
     assert knowledge_base.search("code of alice", mode="dense")[0].text == fact("alice", 4821)
 
 
-def test_reranker_learns_and_reorders_search(pairs_file: Path, tiny_base: Path, kb_factory, tmp_path: Path) -> None:
-    out = tmp_path / "reranker"
-    card = train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base),
-                                                     **(PAIRS | {"learning_rate": 3e-3})))
-    assert card.kind == "reranker" and falls(card.training_loss)
+@pytest.fixture(scope="module")
+def trained_reranker(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path, tiny_base: Path) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "reranker"
+    train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base), **(PAIRS | {"learning_rate": 3e-3})))
+    return out
+
+
+def test_reranker_learns_and_reorders_search(trained_reranker: Path, kb_factory, tmp_path: Path) -> None:
+    out = trained_reranker
+    card = read_card(out)
+    assert card is not None and card.kind == "reranker" and falls(card.training_loss)
     assert card.validation_after["ndcg@10"] > card.validation_before["ndcg@10"] + 0.2
     docs = tmp_path / "docs"
     docs.mkdir()
     for number, name in enumerate(NAMES[:6]):
         (docs / f"{name}.txt").write_text(f"{fact(name, 1000 + number)} {FILLER[number]}", encoding="utf-8")
-    knowledge_base = kb_factory(reranker_model=str(out), rerank_candidates=6)
-    knowledge_base.ingest(docs)
-    hits = knowledge_base.search(question("chen"), k=3)
-    assert len(hits) == 3 and all(hit.rerank_score is not None and hit.fused_score is not None for hit in hits)
-    scores = [hit.score for hit in hits]
-    assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
+    kb_factory().ingest(docs)
+    fused = [hit.chunk_id for hit in kb_factory().search(question("chen"), k=6)]
+    for weight in (0.0, 0.1, 1.0):
+        hits = kb_factory(reranker_model=str(out), rerank_candidates=6, rerank_weight=weight).search(
+            question("chen"), k=6)
+        assert len(hits) == 6 and all(hit.rerank_score is not None and hit.fused_score is not None for hit in hits)
+        for hit in hits:  # a hit's score is the blend of the cross-encoder's probability and the fused score
+            assert hit.score == pytest.approx(weight * hit.rerank_score + (1 - weight) * hit.fused_score)
+        scores = [hit.score for hit in hits]
+        assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
+        if weight == 0.0:
+            assert [hit.chunk_id for hit in hits] == fused
+        if weight == 1.0:
+            assert hits[0].text.startswith(fact("chen", 1000 + NAMES.index("chen")))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-bf16", "onnx-int8", "openvino-int8"])
+def test_reranker_backends_give_torch_probabilities(trained_reranker: Path, backend: Backend, tmp_path: Path) -> None:
+    """The cross-encoder exported once and run on ONNX Runtime or OpenVINO scores as torch does: the same
+    probabilities in float32, within a few hundredths in bfloat16 and int8; ``auto`` runs one of them on a CPU."""
+    needs_backend(backend)
+    passages = [f"{fact(name, 1000 + number)} {FILLER[number]}" for number, name in enumerate(NAMES[:6])] + ["x " * 600]
+    reference = CrossEncoderReranker(str(trained_reranker), "cpu", "torch").scores(question("chen"), passages)
+    reranker = CrossEncoderReranker(str(trained_reranker), "cpu", backend, ExportCache(tmp_path), batch_size=3)
+    scores = reranker.scores(question("chen"), passages)
+    assert scores.shape == reference.shape
+    assert np.abs(scores - reference).max() < (1e-4 if backend in ("onnx", "openvino") else 0.05)
+    assert CrossEncoderReranker(str(trained_reranker), "cpu").backend == float_backend("cpu") != "torch"
 
 
 def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],

@@ -1,5 +1,5 @@
 """Models' forward passes as torch modules from positional tensors to plain tensors, the shape
-``torch.onnx.export`` traces: an encoder's embedding, a reader's start and end logits.
+``torch.onnx.export`` traces: an encoder's embedding, a cross-encoder's scores, a reader's start and end logits.
 
 Imported only when a model is exported (it imports torch); see ``kb.inference``.
 """
@@ -12,17 +12,19 @@ from typing import Any
 import torch
 
 
-class SentenceEmbedding(torch.nn.Module):
-    """A sentence-transformers model from tokenizer tensors (``names``, in order) to its sentence embedding: every
-    module of the model (transformer, pooling, dense, normalisation) is in the graph."""
+class SentenceTransformersOutput(torch.nn.Module):
+    """A sentence-transformers model (a bi-encoder or a cross-encoder) from tokenizer tensors (``names``, in order)
+    to one of its outputs (``sentence_embedding``; a cross-encoder's ``scores``): every module of the model
+    (transformer, pooling, dense, normalisation) is in the graph."""
 
-    def __init__(self, model: Any, names: Sequence[str]) -> None:
+    def __init__(self, model: Any, names: Sequence[str], output: str) -> None:
         super().__init__()
         self.model = model
         self.names = list(names)
+        self.output = output
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
+        return self.model(dict(zip(self.names, tensors)))[self.output]
 
 
 class ClipTower(torch.nn.Module):

@@ -93,15 +93,15 @@ class SentenceTransformerEncoder(LazyEncoder):
                                    dimension=_dimension(model), normalized=True)
         if self.backend == "torch":
             return _Loaded(model, None), identity
-        example = _tokenize(model, ["An example sentence to trace.", "Another one."])
+        example = tokenize(model, ["An example sentence to trace.", "Another one."])
         names = [name for name in TOKENIZER_OUTPUTS if name in example]
         spec = GraphSpec(name="sentence-embedding", inputs=names, outputs=["embedding"],
                          dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "embedding": {0: "batch"}})
 
         def module() -> Any:
-            from kb.encoders.exportable import SentenceEmbedding
+            from kb.encoders.exportable import SentenceTransformersOutput
 
-            return SentenceEmbedding(model, names)
+            return SentenceTransformersOutput(model, names, "sentence_embedding")
 
         path = self.cache.graph(identity.fingerprint, spec, self.backend, module,
                                 lambda: [example[name] for name in names])
@@ -133,13 +133,13 @@ class SentenceTransformerEncoder(LazyEncoder):
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
-            features = _tokenize(loaded.model, [texts[i] for i in batch])
+            features = tokenize(loaded.model, [texts[i] for i in batch])
             vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 
 
-def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
+def tokenize(model: Any, texts: Sequence[Any]) -> dict[str, Any]:
     """The model's own tokenisation (``preprocess`` in sentence-transformers 5.2+, ``tokenize`` before)."""
     method = getattr(model, "preprocess", None) or model.tokenize
     return method(texts)
