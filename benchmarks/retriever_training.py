@@ -80,7 +80,7 @@ def write_markdown_corpus(data: Path, folder: Path, distractors: int) -> None:
 def train(args: argparse.Namespace) -> int:
     from training import TrainOptions, train_reranker, train_retriever
 
-    options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+    options = TrainOptions(out=args.out, base_model=args.base_model, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_seconds=args.max_seconds, threads=args.threads,
                            max_seq_length=args.max_seq_length,
                            resume=args.resume, overwrite=args.overwrite)
@@ -164,6 +164,7 @@ def main() -> int:
     training = commands.add_parser("train")
     training.add_argument("what", choices=["retriever", "reranker", "weak"])
     training.add_argument("--out", type=Path, required=True)
+    training.add_argument("--base-model", default=None, help="the model to start from (default: kb train's)")
     training.add_argument("--epochs", type=float, default=None)
     training.add_argument("--batch-size", type=int, default=None)
     training.add_argument("--learning-rate", type=float, default=None)

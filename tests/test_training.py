@@ -251,8 +251,16 @@ def test_reranker_learns_and_reorders_search(trained_reranker: Path, kb_factory,
         assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
         if weight == 0.0:
             assert [hit.chunk_id for hit in hits] == fused
-        if weight == 1.0:
-            assert hits[0].text.startswith(fact("chen", 1000 + NAMES.index("chen")))
+
+
+def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: Path, pairs_file: Path,
+                                                              tmp_path: Path) -> None:
+    """A cross-encoder base (a reranker trained again) embeds no passage on its own: negatives are mined with the
+    packaged bi-encoder, and the card says so."""
+    card = train_reranker([pairs_file], TrainOptions(out=tmp_path / "again", base_model=str(trained_reranker),
+                                                     **(PAIRS | {"epochs": 1})))
+    assert card.hyperparameters["negatives_mined_with"] == str(minilm_path())
+    assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-bf16", "onnx-int8", "openvino-int8"])

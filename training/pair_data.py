@@ -29,6 +29,7 @@ class PreparedPairs:
     split: str
     skipped: Counter[str] = field(default_factory=Counter)
     mined: Counter[str] = field(default_factory=Counter)
+    mined_with: str = ""  # the text model whose dense neighbours were mined
 
 
 def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: str, kb_dir: Path | None,
@@ -72,7 +73,8 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
             knowledge_base = stack.enter_context(
                 passages_knowledge_base([p.positive for p in train + validation], text_model))
         mined = mine_negatives(train + validation, knowledge_base, negatives)
-    return PreparedPairs(train, validation, files, validation_files, split, skipped, mined)
+        mined_with = knowledge_base.settings.text_encoder.model
+    return PreparedPairs(train, validation, files, validation_files, split, skipped, mined, mined_with)
 
 
 def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dict[str, float]],
@@ -90,7 +92,8 @@ def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dic
     card = TrainingCard(kind=kind, base_model=base, base_fingerprint=folder_fingerprint(base_folder),
                         data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
                         examples=len(prepared.train), skipped=dict(prepared.skipped),
-                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined)},
+                        hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined),
+                                                           "negatives_mined_with": prepared.mined_with},
                         started_at=started_at, validation_before=before, validation_after=after,
                         libraries=library_versions("sentence-transformers", "datasets"))
     write_card(out, finish_card(card, trainer, run, started))
