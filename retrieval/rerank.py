@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from kb.config import RerankerBackend
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.quiet import quiet_model_loading
-from kb.encoders.sentence_transformer import TOKENIZER_OUTPUTS, resolve_model_folder, tokenize
+from kb.encoders.sentence_transformer import Loaded, exported_graph, resolve_model_folder, tokenize
 from kb.errors import ModelNotFoundError
-from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.inference import Backend, ExportCache
 from kb.inference.backends import float_backend
 from kb.types import Hit
 
@@ -25,14 +24,6 @@ TRACE_EXAMPLE = [("What is traced?", "An example passage, long enough to trace t
 
 def reranker_enabled(name: str | None) -> bool:
     return name is not None and name.strip().lower() not in OFF
-
-
-class _Loaded(NamedTuple):
-    """The sentence-transformers cross-encoder (tokenizer, and the computation on torch) and, on the other
-    backends, its exported graph that computes instead."""
-
-    model: Any
-    graph: CompiledGraph | None
 
 
 class CrossEncoderReranker:
@@ -46,16 +37,16 @@ class CrossEncoderReranker:
         self.backend: Backend = float_backend(device) if backend == "auto" else backend
         self.cache = cache or ExportCache()
         self.batch_size = batch_size
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         with self._lock:
             if self._loaded is None:
                 self._loaded = self._build()
         return self._loaded
 
-    def _build(self) -> _Loaded:
+    def _build(self) -> Loaded:
         folder = resolve_model_folder(self.name)
         with quiet_model_loading():
             from sentence_transformers.cross_encoder import CrossEncoder
@@ -69,20 +60,9 @@ class CrossEncoderReranker:
                                          f"({error}); set KB_RERANKER_MODEL to a cross-encoder folder (`kb "
                                          "train reranker` makes one) or to none") from error
         if self.backend == "torch":
-            return _Loaded(model, None)
-        example = tokenize(model, TRACE_EXAMPLE)
-        names = [name for name in TOKENIZER_OUTPUTS if name in example]
-        spec = GraphSpec(name="cross-encoder-scores", inputs=names, outputs=["scores"],
-                         dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "scores": {0: "batch"}})
-
-        def module() -> Any:
-            from kb.encoders.exportable import SentenceTransformersOutput
-
-            return SentenceTransformersOutput(model, names, "scores")
-
-        path = self.cache.graph(folder_fingerprint(folder), spec, self.backend, module,
-                                lambda: [example[name] for name in names])
-        return _Loaded(model, CompiledGraph(path, self.backend))
+            return Loaded(model, None)
+        return Loaded(model, exported_graph(model, folder_fingerprint(folder), self.backend, self.cache,
+                                             name="cross-encoder-scores", output="scores", example=TRACE_EXAMPLE))
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """The cross-encoder's probability that each of ``texts`` answers ``query``."""

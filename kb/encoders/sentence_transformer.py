@@ -55,9 +55,9 @@ def _dimension(model: Any) -> int:
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 
 
-class _Loaded(NamedTuple):
-    """The sentence-transformers model (tokenizer, and the computation for the torch backend) and, for the other
-    backends, the exported graph that computes instead."""
+class Loaded(NamedTuple):
+    """A sentence-transformers model, bi-encoder or cross-encoder (tokenizer, and the computation for the torch
+    backend) and, for the other backends, the exported graph that computes instead."""
 
     model: Any
     graph: CompiledGraph | None
@@ -80,7 +80,7 @@ class SentenceTransformerEncoder(LazyEncoder):
         self.backend = backend
         self.cache = cache or ExportCache()
 
-    def _build(self) -> tuple[_Loaded, EncoderIdentity]:
+    def _build(self) -> tuple[Loaded, EncoderIdentity]:
         log.info("loading text model %s (%s)", self.name, self.backend)
         with quiet_model_loading():
             from sentence_transformers import SentenceTransformer
@@ -92,20 +92,10 @@ class SentenceTransformerEncoder(LazyEncoder):
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    dimension=_dimension(model), normalized=True)
         if self.backend == "torch":
-            return _Loaded(model, None), identity
-        example = tokenize(model, ["An example sentence to trace.", "Another one."])
-        names = [name for name in TOKENIZER_OUTPUTS if name in example]
-        spec = GraphSpec(name="sentence-embedding", inputs=names, outputs=["embedding"],
-                         dynamic={**{name: {0: "batch", 1: "sequence"} for name in names}, "embedding": {0: "batch"}})
-
-        def module() -> Any:
-            from kb.encoders.exportable import SentenceTransformersOutput
-
-            return SentenceTransformersOutput(model, names, "sentence_embedding")
-
-        path = self.cache.graph(identity.fingerprint, spec, self.backend, module,
-                                lambda: [example[name] for name in names])
-        return _Loaded(model, CompiledGraph(path, self.backend)), identity.on_backend(self.backend)
+            return Loaded(model, None), identity
+        graph = exported_graph(model, identity.fingerprint, self.backend, self.cache, name="sentence-embedding",
+                               output="sentence_embedding", example=["An example sentence to trace.", "Another one."])
+        return Loaded(model, graph), identity.on_backend(self.backend)
 
     @property
     def tokenizer(self) -> Any | None:
@@ -126,7 +116,7 @@ class SentenceTransformerEncoder(LazyEncoder):
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _encode_graph(self, loaded: _Loaded, texts: Sequence[str]) -> np.ndarray:
+    def _encode_graph(self, loaded: Loaded, texts: Sequence[str]) -> np.ndarray:
         """Batches of similar lengths (longest first, as sentence-transformers orders them) through the graph."""
         assert loaded.graph is not None
         vectors = np.empty((len(texts), self.identity().dimension), dtype=np.float32)
@@ -137,6 +127,25 @@ class SentenceTransformerEncoder(LazyEncoder):
             vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
+
+
+def exported_graph(model: Any, fingerprint: str, backend: Backend, cache: ExportCache, *, name: str, output: str,
+                   example: Sequence[Any]) -> CompiledGraph:
+    """The sentence-transformers ``model``'s ``output`` (a bi-encoder's ``sentence_embedding``, a cross-encoder's
+    ``scores``) as a graph named ``name``, exported once (cached by ``fingerprint``) and compiled for ``backend``;
+    traced on the tokenised ``example``."""
+    features = tokenize(model, example)
+    names = [tensor for tensor in TOKENIZER_OUTPUTS if tensor in features]
+    spec = GraphSpec(name=name, inputs=names, outputs=[output],
+                     dynamic={**{tensor: {0: "batch", 1: "sequence"} for tensor in names}, output: {0: "batch"}})
+
+    def module() -> Any:
+        from kb.encoders.exportable import SentenceTransformersOutput
+
+        return SentenceTransformersOutput(model, names, output)
+
+    path = cache.graph(fingerprint, spec, backend, module, lambda: [features[tensor] for tensor in names])
+    return CompiledGraph(path, backend)
 
 
 def tokenize(model: Any, texts: Sequence[Any]) -> dict[str, Any]:
