@@ -253,30 +253,6 @@ def test_reranker_learns_and_reorders_search(trained_reranker: Path, kb_factory,
             assert [hit.chunk_id for hit in hits] == fused
 
 
-def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: Path, pairs_file: Path,
-                                                              tmp_path: Path) -> None:
-    """A cross-encoder base (a reranker trained again) embeds no passage on its own: negatives are mined with the
-    packaged bi-encoder, and the card says so."""
-    card = train_reranker([pairs_file], TrainOptions(out=tmp_path / "again", base_model=str(trained_reranker),
-                                                     **(PAIRS | {"epochs": 1})))
-    assert card.hyperparameters["negatives_mined_with"] == str(minilm_path())
-    assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
-
-
-@pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-bf16", "onnx-int8", "openvino-int8"])
-def test_reranker_backends_give_torch_probabilities(trained_reranker: Path, backend: Backend, tmp_path: Path) -> None:
-    """The cross-encoder exported once and run on ONNX Runtime or OpenVINO scores as torch does: the same
-    probabilities in float32, within a few hundredths in bfloat16 and int8; ``auto`` runs one of them on a CPU."""
-    needs_backend(backend)
-    passages = [f"{fact(name, 1000 + number)} {FILLER[number]}" for number, name in enumerate(NAMES[:6])] + ["x " * 600]
-    reference = CrossEncoderReranker(str(trained_reranker), "cpu", "torch").scores(question("chen"), passages)
-    reranker = CrossEncoderReranker(str(trained_reranker), "cpu", backend, ExportCache(tmp_path), batch_size=3)
-    scores = reranker.scores(question("chen"), passages)
-    assert scores.shape == reference.shape
-    assert np.abs(scores - reference).max() < (1e-4 if backend in ("onnx", "openvino") else 0.05)
-    assert CrossEncoderReranker(str(trained_reranker), "cpu").backend == float_backend("cpu") != "torch"
-
-
 def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
                                                                      tmp_path: Path) -> None:
     from kb.encoders.clip import ClipEncoder
@@ -423,3 +399,17 @@ def test_reranker_validation_leaves_out_questions_without_a_negative() -> None:
     assert [sample["query"] for sample in evaluator.samples] == [ranked.query]
     with pytest.raises(TrainingDataError, match="no validation question has a negative"):
         reranking_evaluator([alone])
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-bf16", "onnx-int8", "openvino-int8"])
+def test_reranker_backends_give_torch_probabilities(trained_reranker: Path, backend: Backend, tmp_path: Path) -> None:
+    """The cross-encoder exported once and run on ONNX Runtime or OpenVINO scores as torch does: the same
+    probabilities in float32, within a few hundredths in bfloat16 and int8; ``auto`` runs one of them on a CPU."""
+    needs_backend(backend)
+    passages = [f"{fact(name, 1000 + number)} {FILLER[number]}" for number, name in enumerate(NAMES[:6])] + ["x " * 600]
+    reference = CrossEncoderReranker(str(trained_reranker), "cpu", "torch").scores(question("chen"), passages)
+    reranker = CrossEncoderReranker(str(trained_reranker), "cpu", backend, ExportCache(tmp_path), batch_size=3)
+    scores = reranker.scores(question("chen"), passages)
+    assert scores.shape == reference.shape
+    assert np.abs(scores - reference).max() < (1e-4 if backend in ("onnx", "openvino") else 0.05)
+    assert CrossEncoderReranker(str(trained_reranker), "cpu").backend == float_backend("cpu") != "torch"

@@ -69,10 +69,8 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
     use_cores(options.threads)  # before mining too: its searches encode every question
-    # Mined with the packaged bi-encoder, whatever the base: a cross-encoder base (a reranker trained further) embeds
-    # no passage on its own.
-    prepared = prepare_pairs(data, options, text_model=str(resolve_model_folder(DEFAULT_TEXT_MODEL)), kb_dir=kb_dir,
-                             from_kb=from_kb, negatives=max(1, hard_negatives))
+    prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
+                             negatives=max(1, hard_negatives))
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
