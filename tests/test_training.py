@@ -224,16 +224,20 @@ def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(
 
 
 @pytest.fixture(scope="module")
-def trained_reranker(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path, tiny_base: Path) -> Path:
+def trained_reranker(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path, tiny_base: Path,
+                     tiny_text_model: Path) -> Path:
     out = tmp_path_factory.mktemp("trained") / "reranker"
-    train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base), **(PAIRS | {"learning_rate": 3e-3})))
+    train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base), **(PAIRS | {"learning_rate": 3e-3})),
+                   mining_model=str(tiny_text_model))
     return out
 
 
-def test_reranker_learns_and_reorders_search(trained_reranker: Path, kb_factory, tmp_path: Path) -> None:
+def test_reranker_learns_and_reorders_search(trained_reranker: Path, tiny_text_model: Path, kb_factory,
+                                             tmp_path: Path) -> None:
     out = trained_reranker
     card = read_card(out)
     assert card is not None and card.kind == "reranker" and falls(card.training_loss)
+    assert card.hyperparameters["negatives_mined_with"] == str(tiny_text_model)  # a bi-encoder, not the base
     assert card.validation_after["ndcg@10"] > card.validation_before["ndcg@10"] + 0.2
     docs = tmp_path / "docs"
     docs.mkdir()

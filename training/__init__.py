@@ -29,23 +29,25 @@ def train_reader(data: Sequence[str | Path], options: TrainOptions) -> TrainingC
 
 
 def train_retriever(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
-                    from_kb: bool = False, hard_negatives: int = 1) -> TrainingCard:
+                    from_kb: bool = False, hard_negatives: int = 1,
+                    mining_model: str | None = None) -> TrainingCard:
     """Fine-tune the text space's model on (question, passage) pairs (see :mod:`training.retriever`)."""
     require_train_extra()
     from training.retriever import train_retriever as run
 
     return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb,
-               hard_negatives=hard_negatives)
+               hard_negatives=hard_negatives, mining_model=mining_model)
 
 
 def train_reranker(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
-                   from_kb: bool = False, hard_negatives: int = 3) -> TrainingCard:
+                   from_kb: bool = False, hard_negatives: int = 3,
+                   mining_model: str | None = None) -> TrainingCard:
     """Train a cross-encoder reranker (see :mod:`training.reranker`)."""
     require_train_extra()
     from training.reranker import train_reranker as run
 
     return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb,
-               hard_negatives=hard_negatives)
+               hard_negatives=hard_negatives, mining_model=mining_model)
 
 
 def train_clip(data: Sequence[str | Path], options: TrainOptions, *, clip_pretrained: str | None = None,
@@ -58,7 +60,8 @@ def train_clip(data: Sequence[str | Path], options: TrainOptions, *, clip_pretra
 
 
 def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = None, from_kb: bool = False,
-          hard_negatives: int | None = None, clip_pretrained: str | None = None, **options: Any) -> TrainingCard:
+          hard_negatives: int | None = None, mining_model: str | None = None, clip_pretrained: str | None = None,
+          **options: Any) -> TrainingCard:
     """Train a model of ``kind`` (reader, retriever, reranker, clip); ``options`` are :class:`TrainOptions` fields
     (``None`` values mean the kind's default)."""
     settings = TrainOptions(**{name: value for name, value in options.items() if value is not None})
@@ -69,7 +72,7 @@ def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = 
     if kind in ("retriever", "reranker"):
         function = train_retriever if kind == "retriever" else train_reranker
         extra = {} if hard_negatives is None else {"hard_negatives": hard_negatives}
-        return function(data, settings, kb_dir=kb_dir, from_kb=from_kb, **extra)
+        return function(data, settings, kb_dir=kb_dir, from_kb=from_kb, mining_model=mining_model, **extra)
     raise ValueError(f"unknown model kind {kind!r}; use one of {', '.join(KINDS)}")
 
 

@@ -33,7 +33,7 @@ from training.errors import TrainingDataError
 from training.files import data_file, read_jsonl
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
-from training.runner import LOG_EVERY, library_versions, use_cores, utc_now
+from training.runner import LOG_EVERY, library_versions, start_run, utc_now
 
 DEFAULTS = {"epochs": 5.0, "batch_size": 32, "learning_rate": 1e-5}
 KEEP_SIDE = 512  # decoded images are kept at most this large: enough for any CLIP input resolution up to 448
@@ -161,8 +161,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
                                       "pairs": len(train), **hyperparameters})
-    use_cores(options.threads)
-    torch.manual_seed(options.seed)
+    start_run(options)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
         architecture, pretrained=str(checkpoint), device=device, force_quick_gelu=bool(tag.get("quick_gelu")))

@@ -37,8 +37,8 @@ from training.runner import (
     finish_card,
     library_versions,
     run_trainer,
+    start_run,
     trainer_arguments,
-    use_cores,
     utc_now,
 )
 from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
@@ -125,6 +125,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder), use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
+    start_run(options)
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
     accepted = set(inspect.signature(model.forward).parameters)
     input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted}
@@ -143,7 +144,6 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reader", "base": base, "data": [f.sha256 for f in files],
                                       "validation": split, **hyperparameters})
-    use_cores(options.threads)
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))

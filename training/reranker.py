@@ -23,7 +23,7 @@ from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
 from training.retriever import scores_of
-from training.runner import trainer_arguments, use_cores, utc_now
+from training.runner import start_run, trainer_arguments, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 16, "learning_rate": 5e-5, "max_seq_length": 256}
 EVALUATOR = "validation"
@@ -56,10 +56,11 @@ def reranking_evaluator(validation: Sequence[Pair]) -> Any:
 
 
 def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None,
-                   from_kb: bool = False, hard_negatives: int = 3) -> TrainingCard:
+                   from_kb: bool = False, hard_negatives: int = 3, mining_model: str | None = None) -> TrainingCard:
     """Train a cross-encoder from ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) on ``data`` and,
     with ``from_kb``, weak pairs from the knowledge base at ``kb_dir``; write it and ``training.json`` to
-    ``options.out``."""
+    ``options.out``. Without a knowledge base, negatives are mined with the bi-encoder ``mining_model`` (default: the
+    packaged all-MiniLM-L6-v2): a cross-encoder base cannot embed passages."""
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -68,8 +69,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
-    use_cores(options.threads)  # before mining too: its searches encode every question
-    prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
+    start_run(options)  # before mining too: its searches encode every question
+    mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL)
+    prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=max(1, hard_negatives))
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]

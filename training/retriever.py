@@ -21,7 +21,7 @@ from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
-from training.runner import trainer_arguments, use_cores, utc_now
+from training.runner import start_run, trainer_arguments, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 32, "learning_rate": 2e-5}
 EVALUATOR = "validation"
@@ -59,10 +59,11 @@ def scores_of(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None,
-                    from_kb: bool = False, hard_negatives: int = 1) -> TrainingCard:
+                    from_kb: bool = False, hard_negatives: int = 1, mining_model: str | None = None) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the text model, all-MiniLM-L6-v2) on ``data`` (SQuAD or JSONL
     pairs) and, with ``from_kb``, weak pairs from the knowledge base at ``kb_dir``; write the model and its
-    ``training.json`` to ``options.out``."""
+    ``training.json`` to ``options.out``. Without a knowledge base, negatives are mined with ``mining_model``
+    (default: the base model itself)."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -75,8 +76,9 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
-    use_cores(options.threads)  # before mining too: its searches encode every question
-    prepared = prepare_pairs(data, options, text_model=str(base_folder), kb_dir=kb_dir, from_kb=from_kb,
+    start_run(options)  # before mining too: its searches encode every question
+    mining_folder = resolve_model_folder(mining_model) if mining_model else base_folder
+    prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]

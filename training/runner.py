@@ -19,13 +19,20 @@ NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step 
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
 
 
-def use_cores(threads: int | None) -> None:
-    """Torch's intra-op threads: ``threads``, else every core this process may run on (torch's default is the
-    physical cores)."""
+def start_run(options: TrainOptions) -> None:
+    """Torch's intra-op threads (``options.threads``, else every core this process may run on: torch's default is
+    the physical cores) and every random generator seeded, before a new head's weights are drawn, so a run does not
+    depend on what the process did before it."""
+    import random
+
+    import numpy
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, threads or cores))
+    torch.set_num_threads(max(1, options.threads or cores))
+    random.seed(options.seed)
+    numpy.random.seed(options.seed)
+    torch.manual_seed(options.seed)
 
 
 def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float, batch_size: int,

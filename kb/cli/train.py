@@ -41,6 +41,10 @@ def add_train_parser(commands: Any) -> None:
             command.add_argument("--hard-negatives", type=int, default=1 if kind == "retriever" else 3,
                                  help="negatives mined per question from the knowledge base (--kb when it exists, "
                                  "else the training passages): BM25 and dense neighbours that are not the answer")
+            command.add_argument("--mining-model", metavar="NAME",
+                                 help="bi-encoder whose dense neighbours are the negatives when there is no --kb "
+                                 "(default: " + ("the base model" if kind == "retriever"
+                                                 else "the packaged all-MiniLM-L6-v2") + ")")
         if kind == "clip":
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
                                  "(default: the clip_pretrained setting)")
@@ -66,7 +70,8 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
         return _quantize_reader(args)
 
     card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
-                 hard_negatives=getattr(args, "hard_negatives", None), clip_pretrained=getattr(args, "pretrained", None),
+                 hard_negatives=getattr(args, "hard_negatives", None), mining_model=getattr(args, "mining_model", None),
+                 clip_pretrained=getattr(args, "pretrained", None),
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                  validation=args.validation, threads=args.threads, device=args.device, overwrite=args.overwrite,
