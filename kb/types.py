@@ -132,7 +132,7 @@ class Hit(BaseModel):
     keyword_score: float | None = None
     clip_score: float | None = None
     rerank_score: float | None = Field(default=None, description="the cross-encoder's probability, when a reranker "
-                                       "ordered the text hits (``score`` is then its blend with ``fused_score``)")
+                                       "read the hit (``score`` is then its blend with ``fused_score``)")
     fused_score: float | None = Field(default=None, description="the fused score before reranking")
     matched_query: str | None = Field(default=None, description="the English gloss of a Chinese question, when it "
                                       "was that gloss that found the hit (see cross_lingual)")

@@ -83,18 +83,24 @@ class CrossEncoderReranker:
             logits[first : first + len(batch)] = output.reshape(len(batch), -1)[:, 0]
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def rerank(self, query: str, hits: list[Hit], weight: float) -> list[Hit]:
-        """``hits`` with the text hits reordered in the places text hits held (images keep theirs) by ``weight`` x
-        the cross-encoder's probability + (1 - ``weight``) x the fused score, which becomes the hit's ``score``;
-        both parts are kept. A blend, not the cross-encoder alone: fusion knows the words the cross-encoder misses."""
+    def rerank(self, query: str, hits: list[Hit], weight: float, candidates: int) -> list[Hit]:
+        """``hits`` with the first ``candidates`` text hits reordered in the places they held (images keep theirs) by
+        ``weight`` x the cross-encoder's probability + (1 - ``weight``) x the fused score, which becomes the hit's
+        ``score``; both parts are kept. Text hits past the candidates are scored as if the cross-encoder gave them 0,
+        so they stay below every reranked one in the fused order. A blend, not the cross-encoder alone: fusion knows
+        the words the cross-encoder misses."""
         slots = [i for i, hit in enumerate(hits) if hit.modality == "text"]
-        probabilities = self.scores(query, [hits[i].text for i in slots])
+        read, unread = slots[:candidates], slots[candidates:]
+        probabilities = self.scores(query, [hits[i].text for i in read])
         blended = [weight * probability + (1 - weight) * hits[slot].score
-                   for slot, probability in zip(slots, probabilities)]
-        order = sorted(range(len(slots)), key=lambda j: (-blended[j], j))
+                   for slot, probability in zip(read, probabilities)]
+        order = sorted(range(len(read)), key=lambda j: (-blended[j], j))
         result = list(hits)
-        for slot, j in zip(slots, order):
-            hit = hits[slots[j]]
+        for slot, j in zip(read, order):
+            hit = hits[read[j]]
             result[slot] = hit.model_copy(update={"score": blended[j], "rerank_score": float(probabilities[j]),
                                                   "fused_score": hit.score})
+        for slot in unread:
+            result[slot] = hits[slot].model_copy(update={"score": (1 - weight) * hits[slot].score,
+                                                         "fused_score": hits[slot].score})
         return result

@@ -90,7 +90,7 @@ class Retriever:
             hits = best_of_both(hits, [hit.model_copy(update={"matched_query": gloss, "score": hit.score * weight})
                                        for hit in glossed])
         if self.reranker is not None:
-            hits = self.reranker.rerank(query, hits, self.settings.reranker.weight)
+            hits = self.reranker.rerank(query, hits, self.settings.reranker.weight, self.settings.reranker.candidates)
         return hits[:k]
 
     def _search(self, query: str, k: int, mode: SearchMode, filters: Filters | None, wanted: frozenset[Modality],

@@ -255,6 +255,12 @@ def test_reranker_learns_and_reorders_search(trained_reranker: Path, tiny_text_m
         assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
         if weight == 0.0:
             assert [hit.chunk_id for hit in hits] == fused
+    # Fewer candidates than hits: only the best fused ones are read; the rest keep fusion's order below them.
+    hits = kb_factory(reranker_model=str(out), rerank_candidates=3, rerank_weight=0.5).search(question("chen"), k=6)
+    assert [hit.rerank_score is None for hit in hits] == [False] * 3 + [True] * 3
+    assert {hit.chunk_id for hit in hits[:3]} == set(fused[:3]) and [hit.chunk_id for hit in hits[3:]] == fused[3:]
+    assert all(hit.score == pytest.approx(0.5 * hit.fused_score) for hit in hits[3:])
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
 
 
 def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
