@@ -4,7 +4,7 @@
     python benchmarks/retriever_training.py train reranker --out /work/models/reranker-minilm
     python benchmarks/retriever_training.py train weak --out /work/models/retriever-weak   # --from-kb, no questions
     python benchmarks/retriever_training.py evaluate --retriever trained=/work/models/retriever-minilm \\
-        --reranker /work/models/reranker-minilm --rerank-candidates 20 5 --threads 1
+        --reranker /work/models/reranker-minilm --rerank-candidates 3 5 --threads 1
 
 Training data: squad2-train-part's answerable questions with their paragraphs (development data; negatives mined
 from those paragraphs, BM25 and dense, as ``kb train`` does). Weak supervision: ``kb train retriever --from-kb``
@@ -183,7 +183,7 @@ def main() -> int:
     evaluation.add_argument("--reranker", action="append", default=[], metavar="FOLDER")
     evaluation.add_argument("--no-base", action="store_true",
                             help="leave the base MiniLM out (the first --retriever is the one ingested)")
-    evaluation.add_argument("--rerank-candidates", type=int, nargs="+", default=[20],
+    evaluation.add_argument("--rerank-candidates", type=int, nargs="+", default=[3],
                             help="fused hits each reranker reads; several values: one measurement each")
     evaluation.add_argument("--rerank-weights", type=float, nargs="+", default=[0.1],
                             help="the cross-encoder's share of a reranked hit's score (1: its order alone); several "
