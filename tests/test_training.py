@@ -263,6 +263,16 @@ def test_reranker_learns_and_reorders_search(trained_reranker: Path, tiny_text_m
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
 
 
+def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: Path, pairs_file: Path,
+                                                              tmp_path: Path) -> None:
+    """A cross-encoder base (a reranker trained again) embeds no passage on its own: negatives are mined with the
+    packaged bi-encoder by default, and the card says so."""
+    card = train_reranker([pairs_file], TrainOptions(out=tmp_path / "again", base_model=str(trained_reranker),
+                                                     **(PAIRS | {"epochs": 1})))
+    assert card.hyperparameters["negatives_mined_with"] == str(minilm_path())
+    assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
+
+
 def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
                                                                      tmp_path: Path) -> None:
     from kb.encoders.clip import ClipEncoder
