@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -239,25 +240,30 @@ def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:
         kb_factory()
 
 
-def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) -> None:
-    """A scheduler and a search started together on a fresh database: the schema is made once, by whichever
-    comes first, and every opener sees it complete."""
-    barrier = threading.Barrier(4)
+def errors_opening_at_once(kb_factory: Callable[[], KnowledgeBase], count: int) -> list[BaseException]:
+    """``count`` threads open the knowledge base at the same moment; what any of them raised."""
+    barrier = threading.Barrier(count)
     errors: list[BaseException] = []
 
     def open_at_once() -> None:
         barrier.wait()
         try:
             kb_factory().stats()
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+        except BaseException as error:  # noqa: BLE001 - collected for the caller's assertion
             errors.append(error)
 
-    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    threads = [threading.Thread(target=open_at_once) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) -> None:
+    """A scheduler and a search started together on a fresh database: the schema is made once, by whichever
+    comes first, and every opener sees it complete."""
+    assert errors_opening_at_once(kb_factory, 4) == []
     assert kb_factory().stats().schema_version == SCHEMA_VERSION
 
 
@@ -269,22 +275,7 @@ def test_processes_opening_an_old_knowledge_base_at_once_all_succeed(kb_factory,
     kb.close()
     execute_sql(kb.store.url, *back_to_version_4_keywords(database.kind),
                 "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def open_at_once() -> None:
-        barrier.wait()
-        try:
-            kb_factory().stats()
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert errors_opening_at_once(kb_factory, 4) == []
     migrated = kb_factory()
     assert migrated.stats().schema_version == SCHEMA_VERSION
     assert migrated.search("margrave", mode="keyword")[0].path.endswith("history.txt")
