@@ -92,21 +92,31 @@ def idf(terms: list[list[str]]) -> tuple[dict[str, int], np.ndarray]:
 
 def encoder_vectors(encoder: TextEncoder, texts: list[str], cache: Path) -> np.ndarray:
     """The encoder's vectors of the first ``len(texts)`` chunks: read from ``cache``, where a file is named by the
-    chunk count and the encoder's identity, else embedded in blocks (the time printed) and saved there."""
-    identity = encoder.identity()
-    path = cache / f"wiki-{WINDOW}w-{len(texts)}-{identity.fingerprint[:16]}.npy"
+    chunk count and the encoder's identity, else made and saved there. Each distinct text is embedded once (1M
+    chunks hold about 342k), and those of the largest smaller count cached for the same encoder are reused: the
+    chunks are the same from the first on."""
+    fingerprint = encoder.identity().fingerprint[:16]
+    path = cache / f"wiki-{WINDOW}w-{len(texts)}-{fingerprint}.npy"
     if path.exists():
-        print(f"chunk vectors ({identity.model}) read from {path}", flush=True)
+        print(f"chunk vectors ({encoder.identity().model}) read from {path}", flush=True)
         return np.load(path)
+    known: dict[str, np.ndarray] = {}
+    cached = ((int(found.name.split("-")[2]), found) for found in cache.glob(f"wiki-{WINDOW}w-*-{fingerprint}.npy"))
+    smaller = sorted((count, found) for count, found in cached if count < len(texts))
+    if smaller:
+        count, found = smaller[-1]
+        known = dict(zip(texts[:count], np.load(found), strict=True))
+        print(f"vectors of the first {count} chunks read from {found}", flush=True)
+    missing = list(dict.fromkeys(text for text in texts if text not in known))
     started = time.perf_counter()
-    blocks = []
-    for start in range(0, len(texts), 10_000):
-        blocks.append(encoder.encode(texts[start : start + 10_000]))
-        print(f"  embedded {start + len(blocks[-1])} chunks in {time.perf_counter() - started:.0f} s", flush=True)
-    vectors = np.concatenate(blocks).astype(np.float32)
+    for start in range(0, len(missing), 10_000):
+        known.update(zip(missing[start : start + 10_000], encoder.encode(missing[start : start + 10_000]), strict=True))
+        print(f"  embedded {min(start + 10_000, len(missing))} of {len(missing)} texts in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     seconds = time.perf_counter() - started
-    print(f"embedding {len(texts)} chunks ({identity.model}, batches of {Settings().batch_size}): {seconds:.0f} s "
-          f"({len(texts) / seconds:.0f} chunks/s)", flush=True)
+    print(f"embedding {len(missing)} distinct texts of {len(texts)} chunks ({encoder.identity().model}, batches of "
+          f"{Settings().batch_size}): {seconds:.0f} s ({len(missing) / max(seconds, 1e-9):.0f} texts/s)", flush=True)
+    vectors = np.stack([known[text] for text in texts]).astype(np.float32)
     cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npy")
     np.save(partial, vectors)
