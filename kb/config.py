@@ -31,7 +31,7 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
                     "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
-                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb")
+                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb", "hnsw_ef_construction")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -82,8 +82,16 @@ class IndexSettings(SettingsGroup):
                                 description=(
         "candidate list of an HNSW search (FAISS `HNSW...` factories and pgvector's `hnsw.ef_search`), at least the "
         "hits asked: larger finds more of the exact neighbours and costs more. 400 is the smallest value measured "
-        "to reach recall@10 0.98 of exact on a real encoder's vectors with both indexes (100 before; see "
-        "[Recall on real encoder vectors](benchmarks.md#recall-on-real-encoder-vectors))"
+        "to reach recall@10 0.98 of exact on a real encoder's vectors at 100k chunks with both indexes (100 "
+        "before; see [Recall on real encoder vectors](benchmarks.md#recall-on-real-encoder-vectors)); not enough at "
+        "1M (see `hnsw_ef_construction`)"
+    ))
+    hnsw_ef_construction: int | None = Field(default=None, ge=32, le=1000,
+                                             json_schema_extra=flat_name("hnsw_ef_construction"), description=(
+        "candidate list while an HNSW graph is built (FAISS `HNSW...` factories; pgvector's `ef_construction`); "
+        "unset: each library's own (FAISS 40, pgvector 64). Larger builds a better graph, slower: on 342k distinct "
+        "real vectors 200 took 5x as long and lifted recall@10 at ef 400 from 0.941 to 0.988 (see [Recall at 1M "
+        "chunks](benchmarks.md#recall-on-real-encoder-vectors-at-1m)). Applies to graphs built from then on"
     ))
     pgvector_build_memory_mb: int = Field(default=1024, ge=64, json_schema_extra=flat_name("pgvector_build_memory_mb"),
                                           description=(

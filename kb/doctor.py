@@ -209,8 +209,7 @@ def _index_caches(store: Store, report: DoctorReport, repair: bool) -> None:
             count = snapshot.vector_count(space)
         if store.vector_index != "faiss":
             continue  # the index lives in the database: no cache to check
-        cache = FaissIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index.factory,
-                           store.settings.index.hnsw_ef_search)
+        cache = FaissIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index)
         index, reason = cache.read_cache(space.generation, count)
         if index is not None:
             continue

@@ -23,6 +23,7 @@ FLAT = {
     "vector_index": ("pgvector", "index.kind", "pgvector"),
     "index_factory": ("HNSW32", "index.factory", "HNSW32"),
     "hnsw_ef_search": ("64", "index.hnsw_ef_search", 64),
+    "hnsw_ef_construction": ("200", "index.hnsw_ef_construction", 200),
     "pgvector_build_memory_mb": ("2048", "index.pgvector_build_memory_mb", 2048),
     "text_model": ("my/encoder", "text_encoder.model", "my/encoder"),
     "encoder_backend": ("onnx", "text_encoder.backend", "onnx"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from kb.config import Settings
 from kb.storage import pgvector_index
@@ -119,6 +119,36 @@ def test_pgvector_graph_builds_ask_for_memory_up_to_the_setting(
     ids = add(store, vectors, first=0)  # a bulk write: built in one pass
     assert asked[-1].endswith("'100MB'"), asked  # the build of 3,000 "1 MB" vectors (the empty space's asked 64)
     assert search(store, vectors[9], 1) == [ids[9]]
+    store.close()
+    postgres_server.drop(url)
+
+
+def test_hnsw_graphs_are_built_with_the_ef_construction_set(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """A large knowledge base needs a better graph than the libraries' defaults build (recall at 1M chunks): the
+    setting reaches FAISS's graph, kept in its cache, and pgvector's index; unset, each library's own applies."""
+    vectors = unit_vectors(COUNT, seed=5)
+    for ef_construction, expected in ((None, 40), (80, 80)):
+        folder = tmp_path / f"faiss-{ef_construction}"
+        folder.mkdir()
+        settings = Settings(index_factory="HNSW32", hnsw_ef_construction=ef_construction)
+        store = Store(folder, settings)
+        ids = add(store, vectors, first=0)
+        store.index(store.spaces()[0]).save()
+        store.close()
+        reopened = Store(folder, settings)
+        graph = faiss.downcast_index(reopened.index(reopened.spaces()[0]).index.index)
+        assert graph.hnsw.efConstruction == expected
+        assert search(reopened, vectors[42], 1) == [ids[42]]
+        reopened.close()
+    url = postgres_server.create("construction")
+    (tmp_path / "pgvector").mkdir()
+    store = Store(tmp_path / "pgvector", Settings(database_url=url, vector_index="pgvector", hnsw_ef_construction=80))
+    ids = add(store, vectors, first=0)  # a bulk write: the graph built in one pass, with the setting
+    with store.read() as snapshot:
+        definitions = snapshot.session.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname LIKE "
+                                                    "'ix_vectors_hnsw_%'")).scalars().all()
+    assert len(definitions) == 1 and "ef_construction='80'" in definitions[0], definitions
+    assert search(store, vectors[42], 1) == [ids[42]]
     store.close()
     postgres_server.drop(url)
 

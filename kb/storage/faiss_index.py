@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kb.atomic import write_atomic
+from kb.config import IndexSettings
 from kb.errors import ConfigurationError
 from kb.storage.filters import allowed_chunk_ids
 from kb.storage.models import Space, Vector, VectorChange
@@ -66,13 +67,14 @@ class FaissIndex:
     """The in-memory FAISS index of one space, kept in step with the database's generation (the contract in
     ``kb.storage.vector_index``)."""
 
-    def __init__(self, directory: Path, space_name: str, dimension: int, factory: str, ef_search: int) -> None:
+    def __init__(self, directory: Path, space_name: str, dimension: int, settings: IndexSettings) -> None:
         self.path = directory / f"{space_name}.faiss"
         self.meta_path = directory / f"{space_name}.json"
         self.space_name = space_name
         self.dimension = dimension
-        self.factory = factory
-        self.ef_search = ef_search  # candidate list of an HNSW search (see ``hnsw_ef_search``)
+        self.factory = settings.factory
+        self.ef_search = settings.hnsw_ef_search  # candidate list of an HNSW search
+        self.ef_construction = settings.hnsw_ef_construction  # of an HNSW build; None: FAISS's own
         self.generation = -1
         self.index = self._empty()
         self.recent = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))  # added since loaded or rebuilt, exact
@@ -83,9 +85,13 @@ class FaissIndex:
     def _empty(self) -> faiss.Index:
         spec = self.factory if "IDMap" in self.factory else f"IDMap2,{self.factory}"
         try:
-            return faiss.index_factory(self.dimension, spec, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.index_factory(self.dimension, spec, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ConfigurationError(f"invalid faiss index factory string {self.factory!r}: {error}") from error
+        graph = faiss.downcast_index(index.index)
+        if self.ef_construction is not None and isinstance(graph, faiss.IndexHNSW):
+            graph.hnsw.efConstruction = self.ef_construction
+        return index
 
     @property
     def count(self) -> int:

@@ -26,6 +26,7 @@ from sqlalchemy import Float, Select, String, bindparam, cast, func, literal, li
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
+from kb.config import IndexSettings
 from kb.errors import ConfigurationError
 from kb.optional import require
 from kb.storage.database import copy_rows
@@ -69,17 +70,21 @@ def _index_name(space_id: int) -> str:
     return f"ix_vectors_hnsw_{int(space_id)}"
 
 
-def create_space_index(session: Session, space: Space, max_memory_mb: int) -> None:
+def create_space_index(session: Session, space: Space, settings: IndexSettings) -> None:
     """The partial HNSW index of one space, built in one pass (dropped first if it exists), with enough
-    ``maintenance_work_mem`` for the graph of the vectors it holds to be built in memory, up to ``max_memory_mb``
-    (the ``pgvector_build_memory_mb`` setting)."""
+    ``maintenance_work_mem`` for the graph of the vectors it holds to be built in memory, up to
+    ``pgvector_build_memory_mb``, and ``hnsw_ef_construction`` where it is set."""
     count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
     memory_mb = count * (4 * int(space.dimension) + BUILD_MEMORY_PER_VECTOR) // 2**20 + 64
-    session.execute(text(f"SET LOCAL maintenance_work_mem = '{min(memory_mb, max_memory_mb)}MB'"))
+    memory_mb = min(memory_mb, settings.pgvector_build_memory_mb)
+    session.execute(text(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'"))
     session.execute(text(f"DROP INDEX IF EXISTS {_index_name(space.id)}"))
     ops = "vector_cosine_ops" if space.normalized else "vector_ip_ops"
+    options = "" if settings.hnsw_ef_construction is None else \
+        f" WITH (ef_construction = {int(settings.hnsw_ef_construction)})"
     session.execute(text(f"CREATE INDEX {_index_name(space.id)} ON vectors USING hnsw "
-                         f"((embedding::vector({int(space.dimension)})) {ops}) WHERE space_id = {int(space.id)}"))
+                         f"((embedding::vector({int(space.dimension)})) {ops}){options} "
+                         f"WHERE space_id = {int(space.id)}"))
 
 
 def insert_vectors(session: Session, space_id: int, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -104,8 +109,8 @@ class BulkIndexing:
     Dropping an index locks the table until commit (readers wait), so small writes never do it.
     """
 
-    def __init__(self, max_memory_mb: int) -> None:
-        self.max_memory_mb = max_memory_mb  # of each build (``create_space_index``)
+    def __init__(self, settings: IndexSettings) -> None:
+        self.settings = settings  # of each build (``create_space_index``)
         self.dropped: set[int] = set()
 
     def before_adding(self, session: Session, space_id: int, adding: int) -> None:
@@ -122,7 +127,7 @@ class BulkIndexing:
         for space_id in sorted(self.dropped):
             space = session.get(Space, space_id)
             if space is not None:  # a space the unit deleted has no index to build
-                create_space_index(session, space, self.max_memory_mb)
+                create_space_index(session, space, self.settings)
         if self.dropped:
             session.execute(text("ANALYZE vectors"))
         self.dropped.clear()

@@ -120,7 +120,7 @@ class Store:
                 session.connection(execution_options={IMMEDIATE: True})
                 unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self),
                                  pgvector=getattr(self, "vector_index", None) == "pgvector",
-                                 build_memory_mb=self.settings.index.pgvector_build_memory_mb)
+                                 index_settings=self.settings.index)
                 yield unit
                 bumps = unit.bump_generations()
         except OperationalError as error:
@@ -204,8 +204,7 @@ class Store:
             if self.vector_index == "pgvector":
                 index = PgvectorIndex(self.sessions, space, self.settings.index.hnsw_ef_search)
             else:
-                index = FaissIndex(self.directory / "indexes", space.name, space.dimension,
-                                   self.settings.index.factory, self.settings.index.hnsw_ef_search)
+                index = FaissIndex(self.directory / "indexes", space.name, space.dimension, self.settings.index)
             self._indexes[space.id] = index
         if session is not None:
             index.sync(session)

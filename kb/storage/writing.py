@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from kb.config import IndexSettings
 from kb.errors import RejectedDataError
 from kb.storage import bm25, pgvector_index
 from kb.storage.database import copy_rows
@@ -84,10 +85,10 @@ class WriteUnit:
     """The writer's view of one transaction (see the module's docstring)."""
 
     def __init__(self, session: Session, all_spaces: Sequence[int], snapshot: Snapshot, *, pgvector: bool,
-                 build_memory_mb: int) -> None:
+                 index_settings: IndexSettings) -> None:
         self.session = session
         self.pgvector = pgvector  # vectors also go to ``vectors.embedding``, each space has its HNSW index
-        self.bulk = pgvector_index.BulkIndexing(build_memory_mb)  # HNSW indexes taken off while adding many vectors
+        self.bulk = pgvector_index.BulkIndexing(index_settings)  # HNSW indexes taken off while adding many vectors
         self._all_spaces = list(all_spaces)
         self.changes = Changes()
         self.read = snapshot  # reads inside this transaction see its own writes
@@ -155,7 +156,7 @@ class WriteUnit:
         self.session.flush()
         self._all_spaces.append(space.id)
         if self.pgvector:
-            pgvector_index.create_space_index(self.session, space, self.bulk.max_memory_mb)
+            pgvector_index.create_space_index(self.session, space, self.bulk.settings)
         return space
 
     def space(self, name: str) -> Space | None:
