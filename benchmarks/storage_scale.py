@@ -294,6 +294,8 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200, 400],
                         help="hnsw_ef_search values for recall@10 (the first ef is the setting of the timings)")
     parser.add_argument("--hnsw", default="HNSW32", help="the FAISS HNSW index_factory string")
+    parser.add_argument("--ef-construction", type=int, help="hnsw_ef_construction for both graphs (unset: each "
+                        "library's own, FAISS 40, pgvector 64)")
     parser.add_argument("--vectors", choices=("encoder", "text", "clustered"), default="text", help=(
         "encoder: the configured text encoder's vectors, queried with xquad-en's dev questions (--queries at most "
         "1,090); text: each chunk's words projected at random (near texts are near vectors); clustered: random "
@@ -359,9 +361,10 @@ def main() -> None:
         every_backend: dict[str, tuple[str, Callable[..., Store]]] = {
             "flat": ("FAISS Flat (SQLite)", lambda ef=ef: Store(root / "flat", Settings())),
             "hnsw": (f"FAISS {args.hnsw} (SQLite)", lambda ef=ef: Store(root / "hnsw", Settings(
-                index_factory=args.hnsw, hnsw_ef_search=ef))),
+                index_factory=args.hnsw, hnsw_ef_search=ef, hnsw_ef_construction=args.ef_construction))),
             "pgvector": ("pgvector HNSW (PostgreSQL)", lambda ef=ef: Store(root / "pgvector", Settings(
-                database_url=url, vector_index="pgvector", hnsw_ef_search=ef))),
+                database_url=url, vector_index="pgvector", hnsw_ef_search=ef,
+                hnsw_ef_construction=args.ef_construction))),
         }
         backends = {kind: every_backend[kind] for kind in args.backends}
         kth = kth_best_scores(vectors, queries, 10)
