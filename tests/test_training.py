@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -176,10 +177,10 @@ def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path:
 
 
 def falls(curve: list[tuple[int, float]]) -> bool:
-    """The mean loss of the second half of the logged steps is below that of the first half (losses are noisy, and
-    alternate from batch to batch on tiny data: a fifth of the curve was seen to fall by chance or not)."""
+    """The median loss of the second half of the logged steps is below that of the first half (losses are noisy,
+    alternate from batch to batch on tiny data, and spike now and then at the high learning rates these tests use)."""
     half = max(1, len(curve) // 2)
-    return sum(loss for _, loss in curve[-half:]) / half < sum(loss for _, loss in curve[:half]) / half
+    return statistics.median(loss for _, loss in curve[-half:]) < statistics.median(loss for _, loss in curve[:half])
 
 
 def pair_lines(names: list[str], seed: int) -> list[str]:
@@ -374,6 +375,21 @@ def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text
     # Trained long enough on these 19 pairs that the loss falls clearly: its steps alternate between a full batch
     # and a short one (fewer in-batch negatives, lower loss), which each half of the curve holds alike.
     assert falls(card.training_loss), card.training_loss
+
+
+def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in() -> None:
+    """Parallel ingestion stores documents in any order; the weak pairs (and so the training batches) stay the same."""
+    from kb.storage.store import StoredChunk, StoredDocument
+    from training.pairs import weak_pairs
+
+    documents = []
+    for name in NAMES[:4]:
+        text = f"Parking for {name}\n\n{name} parks in the north lot, next to the loading dock."
+        documents.append(StoredDocument(f"{name}.md", f"Profile of {name}", text, [StoredChunk(text, 0, len(text))]))
+    ingested = weak_pairs(documents).pairs
+    assert [(p.query, p.group) for p in ingested][:2] == [(f"Profile of {NAMES[0]}", f"{NAMES[0]}.md"),
+                                                         (f"Parking for {NAMES[0]}", f"{NAMES[0]}.md")]
+    assert weak_pairs(reversed(documents)).pairs == ingested
 
 
 def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:

@@ -117,6 +117,7 @@ def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
                 skipped["heading without text under it"] += 1
                 continue
             pairs.append(Pair(query, chunk.text, document.path))
+    pairs.sort(key=lambda pair: pair.group)  # by path, not by ingest order, so that training is reproducible
     return PairSet(pairs, [], skipped)
 
 
