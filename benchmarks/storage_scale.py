@@ -1,21 +1,22 @@
 """Storage at scale: FAISS Flat and FAISS HNSW (SQLite) against pgvector HNSW (PostgreSQL), in one run.
 
-N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated
-with variations) with their keyword postings, and their vectors: ``--vectors encoder``, the configured text
-encoder's, queried with real questions (xquad-en's, minus the titles held out with squad2-dev-part), embedded once
-and cached under ``--vector-cache``; or a fast stand-in for the encoder (``text``: each chunk's words projected at
-random, queried with four of a chunk's words; ``clustered``: random vectors around 1,000 centres), ``--dim`` 384 as
-all-MiniLM. Everything is written through the catalog's write unit exactly as an ingest writes it, ``--commit``
-chunks per commit. Printed per index: ingest throughput; search p50/p95 for dense (query encoding excluded),
-dense with a path filter, keyword (BM25 in SQL), both in one snapshot (the two searches of hybrid) and the whole
-hybrid search a user runs (``Retriever.search``: the true-score completion, fusion and the hits' rows too);
-recall@10 against an exact numpy search (ties counted as ann-benchmarks counts them) at each ``--ef``
-(``hnsw_ef_search``); another process's first search after a commit that replaces a 10-chunk document (its own
-``Store``: one with its FAISS index loaded catches up from the change log; a fresh one loads the cache, one commit
-old and caught up, or at the commit's generation; pgvector has nothing to do); the index's size. Query encoding,
-excluded from the search times, is measured apart with the default text encoder on the same queries.
-``--backends`` picks which of the three to load. PostgreSQL comes from ``pgserver`` (the test extra). Figures:
-docs/benchmarks.md.
+N chunks of real text (the wiki distractors' summaries, 40-word windows at shifting offsets: the text repeated with
+variations) with their keyword postings, and their vectors: ``--vectors encoder``, the configured text encoder's,
+queried with real questions (xquad-en's, minus the titles held out with squad2-dev-part), embedded once and cached
+under ``--vector-cache``; or a fast stand-in for the encoder (``text``: each chunk's words projected at random,
+queried with four of a chunk's words or, with ``--questions``, those questions' words; ``clustered``: random vectors
+around 1,000 centres), ``--dim`` 384 as all-MiniLM. Everything is written through the catalog's write unit exactly
+as an ingest writes it, ``--commit`` chunks per commit. Printed per index: ingest throughput; search p50/p95 for
+dense (query encoding excluded), dense with a path filter, keyword (BM25 summed from the posting cache, each query
+once, so the first use of a term reads it from SQL; then the memory the cache holds and, as the peer, every search
+in SQL), both in one snapshot (the two searches of hybrid) and the whole hybrid search a user runs
+(``Retriever.search``: the true-score completion, fusion and the hits' rows too); recall@10 against an exact numpy
+search (ties counted as ann-benchmarks counts them) at each ``--ef`` (``hnsw_ef_search``); another process's first
+search after a commit that replaces a 10-chunk document (its own ``Store``: one with its FAISS index loaded catches
+up from the change log; a fresh one loads the cache, one commit old and caught up, or at the commit's generation;
+pgvector has nothing to do); the index's size. Query encoding, excluded from the search times, is measured apart
+with the default text encoder on the same queries. ``--backends`` picks which of the three to load. PostgreSQL comes
+from ``pgserver`` (the test extra). Figures: docs/benchmarks.md.
 
     nice -n 10 python -m benchmarks.storage_scale --chunks 100000
     nice -n 19 python -m benchmarks.storage_scale --chunks 100000 --vectors encoder --backends hnsw pgvector \
@@ -300,6 +301,10 @@ def main() -> None:
         "encoder: the configured text encoder's vectors, queried with xquad-en's dev questions (--queries at most "
         "1,090); text: each chunk's words projected at random (near texts are near vectors); clustered: random "
         "vectors around 1,000 centres, nearly equidistant within a cluster (a hard case for HNSW)"))
+    parser.add_argument("--questions", action="store_true", help=(
+        "with text or clustered vectors too, the keyword searches run xquad-en's dev questions instead of four of "
+        "a chunk's words (text vectors: a question's words projected as a chunk's are): real questions' keyword "
+        "and hybrid timings without an hour of encoding at 1M chunks"))
     parser.add_argument("--vector-cache", type=Path, default=Path(tempfile.gettempdir()) / "kb-encoder-vectors",
                         help="where --vectors encoder keeps the chunks' vectors between runs (one .npy per chunk "
                              "count and encoder)")
@@ -330,12 +335,13 @@ def main() -> None:
     keyword_queries = [picker.sample(sorted(set(terms[i])), min(4, len(set(terms[i])))) for i in sources]
     query_texts = [" ".join(words) for words in keyword_queries]
     encoder = text_encoder(Settings())
-    if args.vectors == "encoder":  # queries: real questions, their keyword search on their own terms
+    if args.vectors == "encoder" or args.questions:  # queries: real questions, their keyword search on their terms
         query_texts = dev_questions(args.data, args.queries)
         keyword_queries = [tokenizer.tokenize(question) for question in query_texts]
+    if args.vectors == "encoder":
         vectors = encoder_vectors(encoder, texts, args.vector_cache)
         queries = encoder.encode(query_texts)
-    elif args.vectors == "text":  # queries: the four words of each keyword query, encoded the same way
+    elif args.vectors == "text":  # queries: the words of each keyword query, encoded the same way
         vocabulary, weights = idf(terms)
         vectors = text_vectors(terms, vocabulary, weights, args.dim, seed=1)
         queries = text_vectors(keyword_queries, vocabulary, weights, args.dim, seed=1)
@@ -358,13 +364,16 @@ def main() -> None:
         url = f"postgresql+psycopg://postgres@/bench?host={root / 'pg'}"
         for kind in ("flat", "hnsw", "pgvector"):
             (root / kind).mkdir(parents=True, exist_ok=True)
+        cache_mb = Settings().keywords.cache_mb
         every_backend: dict[str, tuple[str, Callable[..., Store]]] = {
-            "flat": ("FAISS Flat (SQLite)", lambda ef=ef: Store(root / "flat", Settings())),
-            "hnsw": (f"FAISS {args.hnsw} (SQLite)", lambda ef=ef: Store(root / "hnsw", Settings(
-                index_factory=args.hnsw, hnsw_ef_search=ef, hnsw_ef_construction=args.ef_construction))),
-            "pgvector": ("pgvector HNSW (PostgreSQL)", lambda ef=ef: Store(root / "pgvector", Settings(
-                database_url=url, vector_index="pgvector", hnsw_ef_search=ef,
-                hnsw_ef_construction=args.ef_construction))),
+            "flat": ("FAISS Flat (SQLite)", lambda ef=ef, cache=cache_mb: Store(root / "flat", Settings(
+                keyword_cache_mb=cache))),
+            "hnsw": (f"FAISS {args.hnsw} (SQLite)", lambda ef=ef, cache=cache_mb: Store(root / "hnsw", Settings(
+                index_factory=args.hnsw, hnsw_ef_search=ef, hnsw_ef_construction=args.ef_construction,
+                keyword_cache_mb=cache))),
+            "pgvector": ("pgvector HNSW (PostgreSQL)", lambda ef=ef, cache=cache_mb: Store(
+                root / "pgvector", Settings(database_url=url, vector_index="pgvector", hnsw_ef_search=ef,
+                hnsw_ef_construction=args.ef_construction, keyword_cache_mb=cache))),
         }
         backends = {kind: every_backend[kind] for kind in args.backends}
         kth = kth_best_scores(vectors, queries, 10)
@@ -396,6 +405,13 @@ def main() -> None:
             chosen = dict(zip(("dense", "filter", "keyword", "hybrid"), searches.items(), strict=True))
             timings = [f"{label} {milliseconds(timed(store, runs)[0])}" for kind, (label, runs) in chosen.items()
                        if kind in args.measure]
+            if "keyword" in args.measure:  # the peer: every search scored in SQL, as with keyword_cache_mb 0
+                held = store.posting_cache.held / 2**20 if store.posting_cache else 0
+                timings.append(f"posting cache {held:.0f} MB of {cache_mb}")
+                uncached = factory(cache=0)
+                in_sql = timed(uncached, searches["keyword"])[0]
+                timings.append(f"keyword in SQL (no posting cache) {milliseconds(in_sql)}")
+                uncached.close()
             if "search" in args.measure:
                 retriever = Retriever(store, StoredQueryVectors(query_texts, queries), tokenizer, store.settings)
                 retriever.search(query_texts[0], k=10)  # records the keyword tokenizer: a write, not a search

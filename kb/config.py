@@ -31,7 +31,8 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
                     "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
-                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb", "hnsw_ef_construction")
+                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb", "hnsw_ef_construction",
+                    "keyword_cache_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -146,6 +147,13 @@ class KeywordSettings(SettingsGroup):
         "characters to simplified with OpenCC, so either script finds both; extra `chinese`); English is tokenised "
         "the same way by both. `auto` is `jieba` where it is installed, else `simple`, and a new knowledge base "
         "records the one chosen"
+    ))
+    cache_mb: int = Field(default=256, ge=0, description=(
+        "memory each process may keep of keyword postings read into arrays, so that a search without filters sums "
+        "its terms' postings there instead of in SQL (a term in 100,000 chunks takes 1.6 MB); entries stay valid "
+        "until the next write of the keyword index. 0 scores every search in SQL. At 1M chunks it took real "
+        "questions' keyword search from 83 to NN ms at the median (see [Keyword search for questions]"
+        "(benchmarks.md#keyword-search-for-questions))"
     ))
 
     @model_validator(mode="after")

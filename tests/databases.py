@@ -114,9 +114,15 @@ def execute_sql(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+def back_to_version_6() -> list[str]:
+    """Statements that take a database back to schema version 6: no generation of the keyword index."""
+    return ["ALTER TABLE keyword_totals DROP COLUMN generation"]
+
+
 def back_to_version_5() -> list[str]:
-    """Statements that take a database back to schema version 5: no change log of the vectors."""
-    return ["DROP TABLE vector_changes", "ALTER TABLE spaces DROP COLUMN logged_from"]
+    """Statements that take a database back to schema version 5 (through version 6): no change log of the
+    vectors."""
+    return [*back_to_version_6(), "DROP TABLE vector_changes", "ALTER TABLE spaces DROP COLUMN logged_from"]
 
 
 def back_to_version_4_keywords(kind: str) -> list[str]:

@@ -22,7 +22,7 @@ from kb.storage import bm25
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
 from kb.types import Filters
-from tests.databases import Database, back_to_version_4_keywords, execute_sql
+from tests.databases import Database, back_to_version_4_keywords, back_to_version_6, execute_sql
 
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
@@ -105,26 +105,40 @@ def search(store: Store, terms: list[str], k: int, filters: Filters | None = Non
         return snapshot.bm25(sorted(terms), k, filters)
 
 
-@pytest.mark.parametrize("gain", [0, bm25.PRUNING_GAIN, math.inf], ids=["prune-whenever-sound", "default", "never"])
-def test_scores_are_the_formulas_through_writes_and_deletes(store: Store, gain: float,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("gain", "cache_mb"), [(0, 0), (bm25.PRUNING_GAIN, 0), (math.inf, 0), (bm25.PRUNING_GAIN, 64)],
+                         ids=["sql-prune-whenever-sound", "sql-default", "sql-never", "cached"])
+def test_scores_are_the_formulas_through_writes_and_deletes(tmp_path: Path, database: Database, gain: float,
+                                                            cache_mb: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In SQL (MaxScore's pruning always tried where sound, as by default, or never) and summed from the posting
+    cache, which is read again after every write and not between."""
+    store = Store(tmp_path, Settings(**database.settings(), keyword_cache_mb=cache_mb))
     monkeypatch.setattr(bm25, "PRUNING_GAIN", gain)
-    pruned = []  # per read of the postings without filters: whether the common terms' postings were skipped
+    pruned = []  # per read of the postings in SQL without filters: whether the common terms' postings were skipped
     checked = bm25._checked
     monkeypatch.setattr(bm25, "_checked", lambda session, query, terms, limit, rare=None: pruned.append(
         rare is not None) or checked(session, query, terms, limit, rare))
+    read = []  # the terms whose postings were read into arrays
+    read_postings = bm25._read_postings
+    monkeypatch.setattr(bm25, "_read_postings", lambda session, query, term: read.append(term) or read_postings(
+        session, query, term))
     chunks = write(store, 0, corpus(400, seed=1))
     chunks |= write(store, 40, corpus(200, seed=2))
 
     def check() -> None:
-        for terms in QUERIES:
-            pruned.clear()
-            found = search(store, terms, 5)
-            assert_top(found, reference(chunks, terms), 5)
-            if gain == 0 and terms[0] in RARE and len(terms) > 2:
-                assert pruned[-1]  # the answer read the common words' postings of the rarer words' chunks only
-            if gain == math.inf:
-                assert True not in pruned
+        read.clear()
+        for _ in range(2):
+            for terms in QUERIES:
+                pruned.clear()
+                found = search(store, terms, 5)
+                assert_top(found, reference(chunks, terms), 5)
+                if gain == 0 and terms[0] in RARE and len(terms) > 2:
+                    assert pruned[-1]  # the answer read the common words' postings of the rarer words' chunks only
+                if gain == math.inf:
+                    assert True not in pruned
+                assert not (cache_mb and pruned)
+        # each term held by a chunk is read once (both rounds, since the last write) when there is a cache
+        held = {term for words in chunks.values() for term in words}
+        assert sorted(read) == (sorted({term for terms in QUERIES for term in terms} & held) if cache_mb else [])
 
     check()
     # Deletes (documents and single chunks) and a rewrite of the keyword index keep the figures BM25 reads.
@@ -144,6 +158,7 @@ def test_scores_are_the_formulas_through_writes_and_deletes(store: Store, gain: 
             unit.replace_postings(part, [rewritten[i] for i in part], first=start == 0)
     chunks = rewritten
     check()
+    store.close()
 
 
 def test_filters_and_given_chunks_score_the_same(store: Store) -> None:
@@ -177,7 +192,7 @@ def test_a_version_4_database_gains_the_keyword_figures_and_keeps_its_scores(tmp
                 "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     migrated = Store(tmp_path, Settings(**database.settings()))
     with migrated.read() as snapshot:
-        assert snapshot.meta("schema_version") == str(SCHEMA_VERSION) == "6"
+        assert snapshot.meta("schema_version") == str(SCHEMA_VERSION) == "7"
     for terms in QUERIES:
         found = search(migrated, terms, 5)
         assert [chunk_id for chunk_id, _ in found] == [chunk_id for chunk_id, _ in before[tuple(terms)]]
@@ -186,6 +201,31 @@ def test_a_version_4_database_gains_the_keyword_figures_and_keeps_its_scores(tmp
     chunks |= write(migrated, 100, corpus(50, seed=5))
     assert_top(search(migrated, QUERIES[0], 5), reference(chunks, QUERIES[0]), 5)
     migrated.close()
+
+
+def test_cached_postings_follow_another_process_writes_and_a_version_6_database(tmp_path: Path,
+                                                                                database: Database) -> None:
+    """Postings cached by one process are not used once another has written (the keyword index's generation, which
+    a version 6 database gains at 0, has moved on)."""
+    store = Store(tmp_path, Settings(**database.settings()))
+    chunks = write(store, 0, corpus(300, seed=7))
+    store.close()
+    execute_sql(store.url, *back_to_version_6(), "UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    searching = Store(tmp_path, Settings(**database.settings()))
+    for terms in QUERIES:
+        assert_top(search(searching, terms, 5), reference(chunks, terms), 5)
+    assert searching.posting_cache is not None and searching.posting_cache.held > 0
+    writing = Store(tmp_path, Settings(**database.settings()))
+    chunks |= write(writing, 100, corpus(100, seed=8))  # new chunks, new frequencies and a new average length
+    with writing.read() as snapshot:
+        documents = [i for i, path, _ in snapshot.document_files() if Path(path).name == "doc3.txt"]
+    with writing.write() as unit:
+        for chunk_id in unit.delete_documents(documents):
+            del chunks[chunk_id]
+    writing.close()
+    for terms in QUERIES:
+        assert_top(search(searching, terms, 5), reference(chunks, terms), 5)
+    searching.close()
 
 
 def test_doctor_finds_and_recounts_damaged_keyword_figures(store: Store) -> None:

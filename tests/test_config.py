@@ -30,6 +30,7 @@ FLAT = {
     "chunk_tokens": ("120", "chunking.tokens", 120),
     "chunk_overlap": ("10", "chunking.overlap", 10),
     "keyword_tokenizer": ("simple", "keywords.tokenizer", "simple"),
+    "keyword_cache_mb": ("0", "keywords.cache_mb", 0),
     "fusion": ("rrf", "fusion.method", "rrf"),
     "keyword_weight": ("0.3", "fusion.keyword_weight", 0.3),
     "keyword_weights_by_language": ('{"ja": 0.7}', "fusion.keyword_weights_by_language", {"ja": 0.7}),

@@ -296,7 +296,7 @@ def test_a_version_5_database_gains_the_change_log(tmp_path: Path, database: Dat
     execute_sql(store.url, *back_to_version_5(), "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     writer, reader = Store(tmp_path, settings), Store(tmp_path, settings)
     with reader.read() as snapshot:
-        assert snapshot.meta("schema_version") == "6"
+        assert snapshot.meta("schema_version") == "7"
         space = snapshot.spaces()[0]
         assert space.logged_from == space.generation == 1
     search(reader, vectors[0], 10)

@@ -232,7 +232,7 @@ def test_a_version_2_database_gains_the_images_table(image_kb, database: Databas
                 "DELETE FROM chunks WHERE modality = 'image'", *back_to_version_4_keywords(database.kind),
                 "UPDATE meta SET value='2' WHERE key='schema_version'")
     migrated = image_kb()
-    assert migrated.stats().schema_version == 6
+    assert migrated.stats().schema_version == 7
     assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
 
 

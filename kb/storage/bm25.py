@@ -5,6 +5,11 @@ tables (``keyword_totals``, ``keyword_terms``) instead of scanning ``chunks`` an
 postings alone (each carries its chunk's keyword length). Without filters the documents are joined for the top k
 only. A common term's postings are read only for the chunks its rarer companions found, whenever that cannot change
 the top k (MaxScore: a chunk holding none of the rarer terms scores below the common terms' summed maximum).
+
+With a ``PostingCache`` (the default: ``keyword_cache_mb``) a search without filters reads each term's postings
+into arrays once per generation of the keyword index and sums them there instead: a question keeps several terms
+past the stopwords, some in a large share of the chunks, and MaxScore cannot skip enough of them to spare SQL the
+sort of every posting (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, insert, literal, select, union_all, update
+import numpy as np
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, insert, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from kb.storage.filters import chunk_conditions
 from kb.storage.models import Chunk, Document, KeywordTerm, KeywordTotals, Posting
+from kb.storage.posting_cache import PostingCache, TermPostings
 from kb.types import MODALITIES, Filters, Modality
 
 K1 = 1.2
@@ -33,6 +40,7 @@ PRUNING_GAIN = 2
 # 150 tries at 100k chunks and 160 of 161 at 1M (against 136 of 600 at 100k for every split tried in turn).
 LIKELY = 2.0
 MARGIN = 1e-9  # relative: the MaxScore bound is compared with scores summed in SQL, rounded differently
+READ_BATCH = 4096  # postings per fetch while a term's are read into arrays
 
 Ranked = list[tuple[int, float]]
 
@@ -45,12 +53,14 @@ def idf(total: int, document_frequency: int) -> float:
 @dataclass(frozen=True)
 class Query:
     """One query's BM25 constants: the idf and document frequency of each term the corpus holds, the corpus's
-    average keyword length, and the attainable maximum (``(k1 + 1)`` times every term's idf, absent terms too)."""
+    average keyword length, the attainable maximum (``(k1 + 1)`` times every term's idf, absent terms too), and the
+    keyword index's generation they were read at."""
 
     idf: dict[str, float]
     frequencies: dict[str, int]
     average_length: float
     attainable: float
+    generation: int
 
     def share(self) -> ColumnElement[float]:
         """A posting's share of its chunk's BM25."""
@@ -69,22 +79,25 @@ class Query:
 def prepare(session: Session, terms: Sequence[str]) -> Query | None:
     """The query's constants (one statement: a search on a loaded server waits on every round trip), None when no
     chunk holds any of its terms."""
-    rows = session.execute(select(KeywordTerm.term, KeywordTerm.chunks, KeywordTotals.chunks, KeywordTotals.length)
+    rows = session.execute(select(KeywordTerm.term, KeywordTerm.chunks, KeywordTotals.chunks, KeywordTotals.length,
+                                  KeywordTotals.generation)
                            .join(KeywordTotals, KeywordTotals.id == 1)
                            .where(KeywordTerm.term.in_(terms), KeywordTerm.chunks > 0)).all()
     if not rows or not rows[0][2]:
         return None
-    total, length = int(rows[0][2]), int(rows[0][3])
-    frequencies = {term: int(chunks) for term, chunks, _, _ in rows}
+    total, length, generation = int(rows[0][2]), int(rows[0][3]), int(rows[0][4])
+    frequencies = {term: int(chunks) for term, chunks, _, _, _ in rows}
     every_idf = {term: idf(total, frequencies.get(term, 0)) for term in terms}
     return Query({term: value for term, value in every_idf.items() if term in frequencies}, frequencies,
-                 float(length) / total or 1.0, (K1 + 1) * sum(every_idf.values()))
+                 float(length) / total or 1.0, (K1 + 1) * sum(every_idf.values()), generation)
 
 
 def search(session: Session, terms: Sequence[str], limit: int, filters: Filters | None = None,
-           modalities: frozenset[Modality] | None = None, chunk_ids: Collection[int] | None = None) -> Ranked:
+           modalities: frozenset[Modality] | None = None, chunk_ids: Collection[int] | None = None,
+           cache: PostingCache | None = None) -> Ranked:
     """Top ``limit`` chunks by BM25 of ``terms`` divided by the query's attainable maximum, among the chunks
-    passing ``filters`` and ``modalities`` (or among ``chunk_ids``), best first, ties by chunk id.
+    passing ``filters`` and ``modalities`` (or among ``chunk_ids``), best first, ties by chunk id; without filters
+    summed from ``cache``'s arrays where one is given.
 
     The maximum is what a chunk would score with every term at unbounded frequency, so scores lie in [0, 1] and
     mean the same from query to query; that is what lets hybrid search weigh them against cosine similarities.
@@ -97,7 +110,7 @@ def search(session: Session, terms: Sequence[str], limit: int, filters: Filters 
     if chunk_ids is not None:
         ranked = _ranked(session, query, list(query.idf), limit, Posting.chunk_id.in_(sorted(chunk_ids)))
     elif (filters is None or filters.is_empty()) and (modalities is None or set(modalities) == set(MODALITIES)):
-        ranked = _top(session, query, limit)
+        ranked = _top(session, query, limit) if cache is None else _cached_top(session, query, limit, cache)
     else:
         ranked = _ranked(session, query, list(query.idf), limit, joined=chunk_conditions(filters, modalities))
     return [(chunk_id, score / query.attainable) for chunk_id, score in ranked]
@@ -169,14 +182,65 @@ def _top(session: Session, query: Query, limit: int) -> Ranked:
     return ranked if ranked is not None else _ranked(session, query, terms, limit, joined=chunk_conditions(None))
 
 
+def _read_postings(session: Session, query: Query, term: str) -> TermPostings:
+    """A term's postings with their shares at the query's generation, read through the driver's own cursor in the
+    search's transaction (SQLAlchemy's rows cost as much again at 100k postings, and many alive at once make
+    Python's garbage collector walk the whole heap)."""
+    connection = session.connection()
+    placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"SELECT chunk_id, tf, length FROM {Posting.__tablename__} WHERE term = {placeholder}",
+                       (term,))
+        parts = [np.array(rows, dtype=np.float64) for rows in iter(lambda: cursor.fetchmany(READ_BATCH), [])]
+    finally:
+        cursor.close()
+    rows = np.concatenate(parts) if parts else np.empty((0, 3))
+    tf, length = rows[:, 1], rows[:, 2]
+    shares = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / query.average_length))
+    return TermPostings(rows[:, 0].astype(np.int64), shares)
+
+
+def _cached_top(session: Session, query: Query, limit: int, cache: PostingCache) -> Ranked:
+    """Top ``limit`` (chunk id, BM25) summed from the terms' cached arrays (read into the cache where missing),
+    then checked to be ingested chunks as ``_checked`` checks them (else ranked in SQL with the joins)."""
+    chunk_ids, scores = [], []
+    for term, value in query.idf.items():
+        postings = cache.get(term, query.generation)
+        if postings is None:
+            postings = _read_postings(session, query, term)
+            cache.put(term, query.generation, postings)
+        chunk_ids.append(postings.chunk_ids)
+        scores.append(value * postings.shares)
+    found, inverse = np.unique(np.concatenate(chunk_ids), return_inverse=True)
+    totals = np.bincount(inverse, np.concatenate(scores), minlength=len(found))
+    if len(found) > limit:  # every chunk at the limit-th score or above, ties included, then ordered
+        kept = np.flatnonzero(totals >= np.partition(totals, len(totals) - limit)[len(totals) - limit])
+        found, totals = found[kept], totals[kept]
+    order = np.lexsort((found, -totals))[:limit]
+    ranked = [(int(found[i]), float(totals[i])) for i in order]
+    ingested = session.scalar(select(func.count()).select_from(Chunk).join(Document, Document.id == Chunk.document_id)
+                              .where(Chunk.id.in_([chunk_id for chunk_id, _ in ranked]), *chunk_conditions(None)))
+    return ranked if ingested == len(ranked) else \
+        _ranked(session, query, list(query.idf), limit, joined=chunk_conditions(None))
+
+
 # -- kept by the write unit ----------------------------------------------------------------------------------------
+
+
+def advance(session: Session) -> None:
+    """The keyword index's generation advanced: postings or totals are changing in this transaction, so arrays
+    cached at the current generation will not be used by a search that sees the change."""
+    session.execute(update(KeywordTotals).where(KeywordTotals.id == 1).values(
+        generation=KeywordTotals.generation + 1))
 
 
 def count_chunks(session: Session, chunks: int, length: int) -> None:
     """Chunks added (positive) or removed (negative), with the sum of their keyword lengths."""
     if chunks or length:
         session.execute(update(KeywordTotals).where(KeywordTotals.id == 1).values(
-            chunks=KeywordTotals.chunks + chunks, length=KeywordTotals.length + length))
+            chunks=KeywordTotals.chunks + chunks, length=KeywordTotals.length + length,
+            generation=KeywordTotals.generation + 1))
 
 
 def count_terms(session: Session, added: Counter[str]) -> None:
@@ -190,6 +254,7 @@ def count_terms(session: Session, added: Counter[str]) -> None:
     statement = statement.on_conflict_do_update(index_elements=[table.c.term],
                                                 set_={"chunks": table.c.chunks + statement.excluded.chunks})
     session.execute(statement, [{"term": term, "chunks": count} for term, count in sorted(added.items())])
+    advance(session)
 
 
 def uncount_postings(session: Session, condition: ColumnElement[bool]) -> None:
@@ -199,6 +264,7 @@ def uncount_postings(session: Session, condition: ColumnElement[bool]) -> None:
                                      .group_by(Posting.term)).all())
     if not removed:
         return
+    advance(session)
     terms = KeywordTerm.__table__.c  # Core: the ORM would read a list of parameters as updates by primary key
     session.execute(update(KeywordTerm.__table__).where(terms.term == bindparam("gone_term"))
                     .values(chunks=terms.chunks - bindparam("gone")),
@@ -234,10 +300,13 @@ def drift(session: Session) -> int:
 
 
 def recount(session: Session) -> None:
-    """Both tables computed afresh from ``chunks`` and ``postings`` (a new or migrated database, a rebuild)."""
+    """Both tables computed afresh from ``chunks`` and ``postings`` (a new or migrated database, a rebuild), the
+    generation left to the caller (``advance``: migration 5 runs this before the column exists)."""
     session.execute(delete(KeywordTerm))
-    session.execute(delete(KeywordTotals))
     session.execute(insert(KeywordTerm).from_select(["term", "chunks"], select(Posting.term, func.count())
                                                     .group_by(Posting.term)))
-    session.execute(insert(KeywordTotals).from_select(
-        ["id", "chunks", "length"], select(literal(1), func.count(), func.coalesce(func.sum(Chunk.keyword_length), 0))))
+    chunks, length = session.execute(select(func.count(), func.coalesce(func.sum(Chunk.keyword_length), 0))
+                                     .select_from(Chunk)).one()
+    totals = {"chunks": int(chunks), "length": int(length)}
+    if not session.execute(update(KeywordTotals).where(KeywordTotals.id == 1).values(**totals)).rowcount:
+        session.execute(insert(KeywordTotals).values(id=1, **totals))

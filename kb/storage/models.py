@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 6  # the newest revision in kb/storage/migrations/versions
+SCHEMA_VERSION = 7  # the newest revision in kb/storage/migrations/versions
 VERSION_TABLE = "kb_alembic_version"  # Alembic's record of the revision (its default name left to other programs)
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
@@ -197,12 +197,14 @@ class KeywordTerm(Base):
 
 class KeywordTotals(Base):
     """One row (``id`` 1): how many chunks there are and the sum of their keyword lengths (BM25's corpus size and
-    average length), kept by the write unit so that a search does not scan ``chunks``."""
+    average length), kept by the write unit so that a search does not scan ``chunks``; and the keyword index's
+    generation, advanced by every write that changes postings or these totals (what cached postings are keyed by)."""
 
     __tablename__ = "keyword_totals"
     id: Mapped[int] = mapped_column(primary_key=True)
     chunks: Mapped[int] = mapped_column(BigInteger, default=0)
     length: Mapped[int] = mapped_column(BigInteger, default=0)
+    generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Run(Base):

@@ -126,7 +126,7 @@ class Snapshot:
              chunk_ids: Collection[int] | None = None) -> list[tuple[int, float]]:
         """Top ``limit`` chunks by BM25 of ``terms`` divided by the query's attainable maximum, in [0, 1], among
         the chunks passing ``filters`` and ``modalities`` (or among ``chunk_ids``): see ``kb.storage.bm25``."""
-        return bm25.search(self.session, terms, limit, filters, modalities, chunk_ids)
+        return bm25.search(self.session, terms, limit, filters, modalities, chunk_ids, self.store.posting_cache)
 
     def meta(self, key: str) -> str | None:
         return self.session.scalar(select(Meta.value).where(Meta.key == key))

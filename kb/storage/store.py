@@ -21,6 +21,7 @@ from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
 from kb.storage.models import Chunk, Document, Meta, Space, StoredImage, Vector
 from kb.storage.pgvector_index import PgvectorIndex, prepare
+from kb.storage.posting_cache import PostingCache
 from kb.storage.reading import Snapshot
 from kb.storage.vector_index import IndexKind, VectorIndex
 from kb.storage.writing import KEYWORD_TOKENIZER_KEY, Changes, WriteUnit
@@ -80,6 +81,7 @@ class Store:
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
         self._keyword_tokenizer_checked: str | None = None
+        self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
 
     def _recorded_vector_index(self, configured: IndexKind) -> IndexKind:

@@ -226,6 +226,7 @@ class WriteUnit:
         if first:
             self.session.execute(delete(Posting))
             bm25.recount(self.session)
+            bm25.advance(self.session)
         self.add_postings(chunk_ids, terms)
         if chunk_ids:
             before = self.session.scalar(select(func.coalesce(func.sum(Chunk.keyword_length), 0))
@@ -358,6 +359,7 @@ class WriteUnit:
     def recount_keywords(self) -> None:
         """Compute the kept keyword figures afresh from the postings and chunks (a repair of their drift)."""
         bm25.recount(self.session)
+        bm25.advance(self.session)
 
     def delete_orphans(self, kind: str) -> None:
         """Remove rows whose parent is gone (see ``Snapshot.orphans``)."""
