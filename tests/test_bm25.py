@@ -216,7 +216,11 @@ def test_cached_postings_follow_another_process_writes_and_a_version_6_database(
         assert_top(search(searching, terms, 5), reference(chunks, terms), 5)
     assert searching.posting_cache is not None and searching.posting_cache.held > 0
     writing = Store(tmp_path, Settings(**database.settings()))
-    chunks |= write(writing, 100, corpus(100, seed=8))  # new chunks, new frequencies and a new average length
+    before = dict(chunks)
+    with searching.read() as snapshot:  # a snapshot open across another process's commit sees the state before
+        assert_top(snapshot.bm25(sorted(QUERIES[1]), 5), reference(before, QUERIES[1]), 5)
+        chunks |= write(writing, 100, corpus(100, seed=8))  # new chunks, new frequencies and a new average length
+        assert_top(snapshot.bm25(sorted(QUERIES[0]), 5), reference(before, QUERIES[0]), 5)
     with writing.read() as snapshot:
         documents = [i for i, path, _ in snapshot.document_files() if Path(path).name == "doc3.txt"]
     with writing.write() as unit:

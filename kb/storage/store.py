@@ -131,8 +131,11 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Snapshot]:
-        """A read snapshot: one transaction, so every query in it sees one state of the knowledge base."""
+        """A read snapshot: one transaction, so every query in it sees one state of the knowledge base (on
+        PostgreSQL a repeatable read: its default, read committed, lets each statement see a newer commit)."""
         with self.sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield Snapshot(session, self)
 
     def space(self, name: str, identity: EncoderIdentity, create: bool = True) -> Space | None:
