@@ -31,7 +31,7 @@ def calibrated_reader(tiny_reader: Path, tmp_path_factory: pytest.TempPathFactor
     available(STATIC)
     folder = tmp_path_factory.mktemp("calibrated") / "reader"
     shutil.copytree(tiny_reader, folder)
-    facts = write_squad(folder.parent / "facts.json", 240, seed=3)
+    facts = write_squad(folder.parent / "facts.json", 960, seed=3)
     assert main(["train", "quantize-reader", str(folder), str(facts), "--windows", "64"]) == 0
     return folder
 
@@ -51,7 +51,7 @@ def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibr
     assert record["samples"] == 64 and "facts.json" in record["calibrated_on"]["questions"]
     card = read_card(calibrated_reader)
     assert card is not None and card.int8 is not None and card.int8.graph == "int8/openvino_model.xml"
-    assert "held out" in card.int8.validation and card.int8.questions == 60  # one article of four
+    assert "held out" in card.int8.validation and card.int8.questions == 240  # one article of four
     assert card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
 
 
