@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from kb.storage.urls import redact
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
 SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
+BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock before "database is locked"
 
 
 def default_url(kb_dir: Path) -> str:
@@ -33,16 +35,31 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN itself
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch to WAL, trying again for up to ``BUSY_TIMEOUT_S``: a connection that meets another switching a new
+    database's journal mode is told "database is locked" at once (SQLite skips the busy handler there, as it does
+    where waiting could deadlock), so processes opening a new knowledge base together would fail by chance."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_database(url: str) -> sessionmaker[Session]:
