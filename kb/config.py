@@ -41,9 +41,6 @@ ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openv
 RerankerBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
-# What ``encoder_backend=auto`` picks where installed: the fastest backend whose recall stayed within half a point
-# of torch's (docs/asking.md, Encoder backends).
-FASTEST_ENCODER_BACKEND: EncoderBackend = "openvino-int8"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -117,9 +114,10 @@ class TextEncoderSettings(SettingsGroup):
                                            json_schema_extra=flat_name("encoder_backend"), description=(
         "what computes the text encoder: `torch`, or the model exported once to ONNX and run on `onnx` (ONNX Runtime)"
         " or `openvino`, in float32 (torch's vectors), or `onnx-int8` / `openvino-int8` (int8 weights: faster, "
-        "slightly other vectors, so recorded in the space's identity). `auto` is `openvino-int8` (the fastest within "
-        "half a point of torch's recall) where the `onnx` and `openvino` extras are installed and the encoder runs on "
-        "the CPU, else `torch`; a new knowledge base records the one chosen and keeps it wherever it is opened "
+        "slightly other vectors, so recorded in the space's identity). `auto` is the fastest within half a point of "
+        "torch's recall for the encoder on this CPU: `openvino-int8` where the CPU computes bfloat16 natively (AVX-512 "
+        "BF16 or AMX) and the `openvino` extra is installed, else `onnx` where the `onnx` extra is, else `torch` (and "
+        "`torch` on a GPU); a new knowledge base records the one chosen and keeps it wherever it is opened "
         "(`KB_ENCODER_BACKEND=torch kb reembed` changes it); see [Encoder backends](asking.md#encoder-backends)"
     ))
 
@@ -227,7 +225,7 @@ class RerankerSettings(SettingsGroup):
         "what computes the cross-encoder: `torch`, or the model exported once to ONNX (cached by its fingerprint in "
         "`model_cache`) and run on `onnx` or `openvino` in float32, `openvino-bf16`, or `onnx-int8` / "
         "`openvino-int8` (int8 weights). `auto`: on a CPU, `openvino-bf16` where the CPU computes bfloat16 natively, "
-        "else `openvino`, else `onnx`, where its extra is installed; else `torch`"
+        "else `onnx`, else `openvino`, where its extra is installed; else `torch`"
     ))
 
 
@@ -336,7 +334,7 @@ class ReaderSettings(SettingsGroup):
         "activations in int8, the graph calibrated on data in the reader's folder by `kb train reader` or `kb train "
         "quantize-reader`); the same window and span code reads them all. `auto`: on a CPU in float32, the "
         "calibrated graph when the reader's `training.json` shows its validation F1 at most 0.5 below float32's, "
-        "else `openvino-bf16` where the CPU computes bfloat16 natively, else `openvino`, else `onnx`, where its "
+        "else `openvino-bf16` where the CPU computes bfloat16 natively, else `onnx`, else `openvino`, where its "
         "extra is installed; else `torch`; see [Speed](asking.md#speed)"
     ))
     quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
@@ -412,8 +410,7 @@ class Settings(BaseSettings):
         """``auto`` becomes the fastest backend this machine can run, so the knowledge base records a definite one
         (its vectors depend on it)."""
         if self.text_encoder.backend == "auto":
-            fastest = backends.installed(FASTEST_ENCODER_BACKEND) and backends.runs_on_cpu(self.device)
-            self.text_encoder.backend = FASTEST_ENCODER_BACKEND if fastest else "torch"
+            self.text_encoder.backend = backends.encoder_backend(self.device)
         return self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:

@@ -17,7 +17,7 @@ from kb.config import Settings
 from kb.encoders.clip import ClipEncoder
 from kb.encoders.sentence_transformer import SentenceTransformerEncoder
 from kb.errors import BackendUnavailableError, EncoderMismatchError
-from kb.inference import ExportCache
+from kb.inference import ExportCache, backends
 from kb.inference.graph import padded_tokens
 from kb.storage.models import Space
 from kb.types import TEXT_SPACE
@@ -158,8 +158,10 @@ def test_a_missing_runtime_is_one_clear_error(tiny_text_model: Path, tmp_path: P
 
 
 def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_path: Path, monkeypatch) -> None:
-    """``auto``, the default, is the fastest backend installed on a CPU, written into kb.json as a definite value."""
+    """``auto``, the default, is the fastest backend installed for this CPU, written into kb.json as a definite
+    value: ``openvino-int8`` where the CPU computes bfloat16 natively, else ``onnx`` (float32, torch's vectors)."""
     available("openvino-int8")
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: True)
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "returns.txt").write_text("Unused items can be returned within 30 days.\n", encoding="utf-8")
@@ -170,17 +172,27 @@ def test_a_new_knowledge_base_records_the_backend_auto_chose(kb_factory, tmp_pat
     assert knowledge_base.search("returns", k=1, mode="dense")[0].path.endswith("returns.txt")
     assert knowledge_base.encoder.identity().model.endswith("(openvino-int8)")
     assert Settings(encoder_backend="auto", device="cuda").text_encoder.backend == "torch"  # a GPU computes torch faster than a CPU runtime
-    monkeypatch.setitem(sys.modules, "nncf", None)  # what an import finds when the package is not installed
-    assert kb_factory("elsewhere").settings.text_encoder.backend == "torch"
+    with monkeypatch.context() as without_nncf:
+        without_nncf.setitem(sys.modules, "nncf", None)  # what an import finds when the package is not installed
+        assert kb_factory("elsewhere").settings.text_encoder.backend == "onnx"
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: False)  # e.g. AVX2 only: OpenVINO's int8 was slowest
+    plain = kb_factory("plain")
+    assert plain.settings.text_encoder.backend == "onnx"
+    plain.ingest(folder)
+    torch_encoder = SentenceTransformerEncoder(plain.settings.text_encoder.model, backend="torch")
+    assert plain.encoder.identity() == torch_encoder.identity()  # float32: the vectors torch would make
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert kb_factory("bare").settings.text_encoder.backend == "torch"
 
 
 def test_a_recorded_backend_is_kept_wherever_the_knowledge_base_opens(kb_factory, tmp_path: Path,
                                                                        monkeypatch) -> None:
     available("openvino-int8")
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: True)
     with monkeypatch.context() as without_openvino:
         without_openvino.setitem(sys.modules, "openvino", None)
-        assert kb_factory(encoder_backend="auto").settings.text_encoder.backend == "torch"  # built without openvino
-    assert kb_factory().settings.text_encoder.backend == "torch"  # reopened where it is: still torch, no reembed
+        assert kb_factory(encoder_backend="auto").settings.text_encoder.backend == "onnx"  # built without openvino
+    assert kb_factory().settings.text_encoder.backend == "onnx"  # reopened where auto is openvino-int8: no reembed
 
 
 def test_a_recorded_backend_that_is_not_installed_says_what_to_do(kb_factory, tmp_path: Path, monkeypatch) -> None:
@@ -188,6 +200,7 @@ def test_a_recorded_backend_that_is_not_installed_says_what_to_do(kb_factory, tm
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "dock.txt").write_text("Loading dock B accepts deliveries from 6 am to 2 pm.\n", encoding="utf-8")
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: True)
     kb_factory(encoder_backend="auto").ingest(folder)  # recorded with openvino-int8
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(BackendUnavailableError, match=r"encoder_backend 'openvino-int8' needs openvino: pip install "

@@ -87,17 +87,22 @@ def test_asking_a_knowledge_base_on_a_reader_backend(kb_factory, tiny_reader: Pa
 
 
 def test_auto_reads_on_a_float32_export_where_a_runtime_is_installed(monkeypatch) -> None:
-    """The default reads faster on a CPU: the export computed in bfloat16 where the CPU does that natively, else
-    torch's answers in float32; torch where it must (a GPU, a torch precision, no runtime installed); a backend
-    named is kept as it is."""
+    """The default reads faster on a CPU: the export on OpenVINO in bfloat16 where the CPU computes that natively,
+    else torch's answers in float32 on ONNX Runtime (or OpenVINO where ONNX Runtime is missing); torch where it
+    must (a GPU, a torch precision, no runtime installed); a backend named is kept as it is."""
     available("openvino")
-    assert chosen_backend("auto", "cpu", "float32") == ("openvino-bf16" if bfloat16_native() else "openvino")
+    assert chosen_backend("auto", "cpu", "float32") == ("openvino-bf16" if bfloat16_native() else "onnx")
+    monkeypatch.setattr(backends, "bfloat16_native", lambda: True)
+    assert chosen_backend("auto", "cpu", "float32") == "openvino-bf16"
     monkeypatch.setattr(backends, "bfloat16_native", lambda: False)
-    assert chosen_backend("auto", "cpu", "float32") == "openvino"
+    assert chosen_backend("auto", "cpu", "float32") == "onnx"
     assert chosen_backend("auto", "cpu", "int8") == "torch"
     assert chosen_backend("auto", "cuda", "float32") == "torch"
     assert chosen_backend("onnx-int8", "cpu", "float32") == "onnx-int8"
-    monkeypatch.setitem(sys.modules, "openvino", None)  # what an import finds when the package is not installed
+    with monkeypatch.context() as without_onnxruntime:
+        without_onnxruntime.setitem(sys.modules, "onnxruntime", None)  # as an import finds a package not installed
+        assert chosen_backend("auto", "cpu", "float32") == "openvino"
+    monkeypatch.setitem(sys.modules, "openvino", None)
     assert chosen_backend("auto", "cpu", "float32") == "onnx"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert chosen_backend("auto", "cpu", "float32") == "torch"

@@ -106,7 +106,7 @@ def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path,
                                float32={"exact": 40.0, "f1": 50.0}, int8={"exact": 40.0, "f1": 50.0 - loss})
     write_card(tmp_path, card)
     if chosen == "export":  # what auto reads on without the graph: the export, in bfloat16 where that is native
-        chosen = "openvino-bf16" if bfloat16_native() else "openvino"
+        chosen = "openvino-bf16" if bfloat16_native() else "onnx"
     assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
     assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"  # int8 graphs are for CPUs
     assert chosen_backend("openvino", "cpu", "float32", str(tmp_path)) == "openvino"  # a backend named is kept
@@ -144,7 +144,7 @@ def test_an_unusable_calibrated_graph_falls_back_to_float32_saying_why(
 def test_a_reader_never_calibrated_reads_the_export_on_auto_and_says_so_when_asked_for_int8(
         tiny_reader: Path, caplog: pytest.LogCaptureFixture) -> None:
     available(STATIC)
-    assert reader(tiny_reader, "auto").backend == ("openvino-bf16" if bfloat16_native() else "openvino")
+    assert reader(tiny_reader, "auto").backend == ("openvino-bf16" if bfloat16_native() else "onnx")
     with caplog.at_level(logging.WARNING, logger="answering.backends"):
         assert reader(tiny_reader, STATIC).backend == "openvino"
     assert "no complete calibrated int8 graph" in caplog.text
