@@ -60,8 +60,8 @@ def bfloat16_native() -> bool:
 def encoder_backend(device: str | None) -> Backend:
     """What ``encoder_backend=auto`` computes a text encoder on: the fastest backend installed whose recall stays
     within half a point of torch's (docs/asking.md, Encoder backends). On a CPU with native bfloat16 that is
-    ``openvino-int8``; elsewhere OpenVINO computes in float32 and its int8 weights only add decompression (slower
-    than torch there), and ONNX Runtime's int8 lost 0.6 points of recall, so ONNX Runtime in float32 (torch's
+    ``openvino-int8``; elsewhere OpenVINO computes in float32 and its int8 weights only add decompression (no
+    faster than torch there), and ONNX Runtime's int8 lost 0.6 points of recall, so ONNX Runtime in float32 (torch's
     vectors). On a GPU, torch."""
     if installed("openvino-int8") and runs_on_cpu(device) and bfloat16_native():
         return "openvino-int8"
