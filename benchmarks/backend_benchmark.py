@@ -1,15 +1,17 @@
 """Encoder backends side by side: ingest time, query latency and recall per backend, against torch and txtai.
 
     python benchmarks/backend_benchmark.py [--data ../shared/data] [--dataset xquad-en] [--distractors 2000]
-        [--backends torch onnx onnx-int8 openvino openvino-int8] [--repeat 1] [--no-txtai]
+        [--backends torch onnx onnx-int8 openvino openvino-int8] [--repeat 1] [--no-txtai] [--encode-rounds 3]
 
 Builds the SQuAD corpus of the retrieval benchmark (one file per paragraph plus Wikipedia distractors), exports the
-text model once per backend into a fresh model cache (timed apart: it is made once per model), then for each
+text model once per backend into a fresh model cache (timed apart: it is made once per model), times each backend's
+encoder alone on the corpus's first ``--encode-texts`` paragraphs (the backends taking turns, ``--encode-rounds``
+rounds, the median: steadier than an ingest on a shared machine, with the threads torch has), then for each
 backend ingests the corpus into a fresh knowledge base (its full ingest: load, chunk, embed, store), and asks every
 question in dense and default hybrid mode. txtai indexes the same chunks, already in memory, with the same model
-folder (torch), and is asked every question in its hybrid mode. With --repeat N the ingests take turns N times (torch, the backends, txtai, then again) and the
-median time counts, so a machine shared with other work affects them alike; the searches take turns question by
-question for the same reason.
+folder (torch), and is asked every question in its hybrid mode. With --repeat N the ingests take turns N times
+(torch, the backends, txtai, then again) and the median time counts, so a machine shared with other work affects
+them alike; the searches take turns question by question for the same reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.retrieval_benchmark import default_model, evaluate_in_turn, txtai_index, txtai_search
@@ -32,6 +36,7 @@ from benchmarks.squad_corpus import DATASETS, HELD_OUT, squad_titles, write_dist
 from kb import KnowledgeBase
 from kb.config import EncoderBackend, Settings
 from kb.encoders import text_encoder
+from kb.encoders.base import TextEncoder
 from kb.inference import BACKENDS
 
 MODES = ("hybrid", "dense")
@@ -40,6 +45,17 @@ MODES = ("hybrid", "dense")
 def open_kb(folder: Path, model: str, backend: EncoderBackend, cache: Path) -> KnowledgeBase:
     return KnowledgeBase.open(folder, text_model=model, device="cpu", encoder_backend=backend,
                               model_cache=str(cache), clip_model="none", ocr="off")
+
+
+def encoding_rates(encoders: dict[str, TextEncoder], texts: list[str], rounds: int) -> dict[str, float]:
+    """Texts per second of each encoder alone, the median of ``rounds`` rounds in which they take turns."""
+    rates: dict[str, list[float]] = {backend: [] for backend in encoders}
+    for _ in range(rounds):
+        for backend, encoder in encoders.items():
+            started = time.perf_counter()
+            encoder.encode(texts)
+            rates[backend].append(len(texts) / (time.perf_counter() - started))
+    return {backend: statistics.median(values) for backend, values in rates.items()}
 
 
 def main() -> int:
@@ -52,6 +68,10 @@ def main() -> int:
     parser.add_argument("--max-questions", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=1, help="ingests per backend, taking turns; median counts")
     parser.add_argument("--no-txtai", action="store_true")
+    parser.add_argument("--encode-texts", type=int, default=640, help="paragraphs each encoder encodes alone")
+    parser.add_argument("--encode-rounds", type=int, default=3, help="rounds of encoding alone; median counts")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's threads, which ONNX Runtime and OpenVINO follow (default: torch's own)")
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
     args = parser.parse_args()
     if not (args.data / DATASETS[args.dataset]).exists():
@@ -60,6 +80,8 @@ def main() -> int:
     if args.dataset in HELD_OUT:
         print(f"note: {args.dataset} is held out; report its figures, do not tune on them", file=sys.stderr)
     model = args.model or default_model()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.no_txtai and importlib.util.find_spec("txtai") is None:
         print("txtai is not installed; `pip install txtai` to compare side by side")
         args.no_txtai = True
@@ -74,11 +96,15 @@ def main() -> int:
         print(f"corpus: {args.dataset} ({len(questions)} questions) + {distractors} distractor passages; "
               f"model {model}")
         cache = root / "model-cache"
-        exports = {}
+        exports, encoders = {}, {}
         for backend in backends:  # made once per model and backend; not part of any ingest
             started = time.perf_counter()
-            text_encoder(Settings(text_model=model, encoder_backend=backend, model_cache=str(cache))).encode(["x"])
+            encoders[backend] = text_encoder(Settings(text_model=model, encoder_backend=backend,
+                                                      model_cache=str(cache)))
+            encoders[backend].encode(["x"])
             exports[backend] = time.perf_counter() - started
+        paragraphs = [path.read_text(encoding="utf-8") for path in sorted((root / "corpus" / "squad").rglob("*.txt"))]
+        rates = encoding_rates(encoders, paragraphs[: args.encode_texts], args.encode_rounds)
         seconds: dict[str, list[float]] = {backend: [] for backend in [*backends, "txtai"]}
         shares: dict[str, list[float]] = {backend: [] for backend in backends}
         kept: dict[str, KnowledgeBase] = {}  # the first round's knowledge bases, searched afterwards
@@ -112,6 +138,9 @@ def main() -> int:
                 kb.close()
     ingest = {name: statistics.median(values) for name, values in seconds.items() if values}
     torch_r5 = results["torch hybrid"]["recall@5"]
+    print(f"\nencoder alone, texts/s ({len(paragraphs[: args.encode_texts])} paragraphs, {torch.get_num_threads()} "
+          f"threads, median of {args.encode_rounds} rounds): " + ", ".join(
+              f"{name} {rate:.1f} ({rate / rates['torch']:.2f}x torch)" for name, rate in rates.items()))
     print(f"\n{'backend':<15}{'load s':>9}{'ingest s':>9}{'x torch':>8}{'x txtai':>8}{'encoder':>8}"
           f"{'dense R@1':>10}{'R@5':>7}{'hybrid R@1':>11}{'R@5':>7}{'dR@5':>7}{'p50 ms':>8}{'p95 ms':>8}")
     for name in [*backends, "txtai"]:
@@ -130,7 +159,8 @@ def main() -> int:
           " search latency, the systems taking turns question by question)")
     if args.out:
         args.out.write_text(json.dumps({"dataset": args.dataset, "questions": len(questions), "exports_s": exports,
-                                        "ingest_s": seconds, "encoder_share": shares, "search": results}, indent=2))
+                                        "encode_texts_per_s": rates, "ingest_s": seconds, "encoder_share": shares,
+                                        "search": results}, indent=2))
     return 0
 
 
