@@ -26,8 +26,10 @@ from ``pgserver`` (the test extra). Figures: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -95,7 +97,8 @@ def encoder_vectors(encoder: TextEncoder, texts: list[str], cache: Path) -> np.n
     """The encoder's vectors of the first ``len(texts)`` chunks: read from ``cache``, where a file is named by the
     chunk count and the encoder's identity, else made and saved there. Each distinct text is embedded once (1M
     chunks hold about 342k), and those of the largest smaller count cached for the same encoder are reused: the
-    chunks are the same from the first on."""
+    chunks are the same from the first on. Embedding takes an hour at 1M chunks, so each batch of 10,000 is saved as
+    it is made and a stopped run resumes from the batches saved."""
     fingerprint = encoder.identity().fingerprint[:16]
     path = cache / f"wiki-{WINDOW}w-{len(texts)}-{fingerprint}.npy"
     if path.exists():
@@ -109,20 +112,35 @@ def encoder_vectors(encoder: TextEncoder, texts: list[str], cache: Path) -> np.n
         known = dict(zip(texts[:count], np.load(found), strict=True))
         print(f"vectors of the first {count} chunks read from {found}", flush=True)
     missing = list(dict.fromkeys(text for text in texts if text not in known))
+    batches = cache / f"{path.stem}-batches-{hashlib.sha256(chr(0).join(missing).encode()).hexdigest()[:12]}"
+    batches.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for start in range(0, len(missing), 10_000):
-        known.update(zip(missing[start : start + 10_000], encoder.encode(missing[start : start + 10_000]), strict=True))
-        print(f"  embedded {min(start + 10_000, len(missing))} of {len(missing)} texts in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        batch = missing[start : start + 10_000]
+        saved = batches / f"{start:07d}.npy"
+        if saved.exists():
+            known.update(zip(batch, np.load(saved), strict=True))
+            continue
+        vectors = encoder.encode(batch)
+        save_whole(saved, vectors)
+        known.update(zip(batch, vectors, strict=True))
+        print(f"  embedded {start + len(batch)} of {len(missing)} texts in {time.perf_counter() - started:.0f} s",
+              flush=True)
     seconds = time.perf_counter() - started
     print(f"embedding {len(missing)} distinct texts of {len(texts)} chunks ({encoder.identity().model}, batches of "
-          f"{Settings().batch_size}): {seconds:.0f} s ({len(missing) / max(seconds, 1e-9):.0f} texts/s)", flush=True)
+          f"{Settings().batch_size}): {seconds:.0f} s", flush=True)
     vectors = np.stack([known[text] for text in texts]).astype(np.float32)
-    cache.mkdir(parents=True, exist_ok=True)
+    save_whole(path, vectors)
+    shutil.rmtree(batches)
+    return vectors
+
+
+def save_whole(path: Path, vectors: np.ndarray) -> None:
+    """Save ``vectors`` at ``path`` whole or not at all: a run stopped while writing leaves no file that looks
+    complete."""
     partial = path.with_suffix(".partial.npy")
     np.save(partial, vectors)
-    partial.replace(path)  # whole or absent: a run stopped while writing leaves no file that looks complete
-    return vectors
+    partial.replace(path)
 
 
 def dev_questions(data: Path, count: int) -> list[str]:
