@@ -168,6 +168,8 @@ class Ingestor:
     # -- run bookkeeping ------------------------------------------------------------------------------------
 
     def _start_run(self, root: Path) -> tuple[int, int]:
+        for leftover in self.store.abandoned_temporaries():  # a killed run's half-written cache, perhaps gigabytes
+            leftover.unlink(missing_ok=True)
         with self.store.write() as unit:
             # We hold the writer lock, so a run still marked running was killed: say so in its record.
             unit.interrupt_running()

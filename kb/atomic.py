@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from kb.errors import StorageError
+
+TEMPORARY_SUFFIX = ".tmp"
+ABANDONED_AFTER_S = 3600.0  # a save writes its file until it renames it: one untouched this long will never finish
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -23,7 +27,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    # The writer's process id in the name tells a killed save's leftover from a live one (abandoned_temporaries).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -39,3 +44,36 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def abandoned_temporaries(folder: Path) -> list[Path]:
+    """The temporary files in ``folder`` whose save will never finish: the process named in one is gone, or it has
+    not been written to for ``ABANDONED_AFTER_S`` (a name without a process id, or one reused). Another process's
+    live save is left out, so deleting these never breaks one."""
+    now = time.time()
+    found = []
+    for path in sorted(folder.glob(f"*{TEMPORARY_SUFFIX}")):
+        try:
+            untouched = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its save finished or failed just now
+        writer = _writer(path)
+        if untouched > ABANDONED_AFTER_S or (writer is not None and not _running(writer)):
+            found.append(path)
+    return found
+
+
+def _writer(path: Path) -> int | None:
+    """The process id in a temporary file's name (``target.PID.random.tmp``), if it has one."""
+    parts = path.name.removesuffix(TEMPORARY_SUFFIX).split(".")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -219,8 +219,8 @@ def _index_caches(store: Store, report: DoctorReport, repair: bool) -> None:
 
 
 def _temporary_files(store: Store, report: DoctorReport, repair: bool) -> None:
-    """Temporary files a killed save left behind."""
-    leftovers = sorted((store.directory / "indexes").glob("*.tmp"))
+    """Temporary files that killed saves left behind (not those of a save running now)."""
+    leftovers = store.abandoned_temporaries()
     if not leftovers:
         return
     if repair:

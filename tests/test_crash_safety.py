@@ -62,7 +62,7 @@ def count_documents(kb_dir: Path, database: Database) -> int:
 
 def assert_consistent(kb: KnowledgeBase) -> None:
     """What a killed run may leave: a stale index cache, a run marked running, and the temporary file of an index
-    save it was killed in (its last step is an atomic rename; `kb doctor --repair` deletes it). Nothing else."""
+    save it was killed in (its last step is an atomic rename; the next ingest deletes it). Nothing else."""
     allowed = {"index cache", "stuck runs", "temporary files"}
     assert {p.kind for p in kb.doctor().problems} <= allowed
     with kb.store.sessions() as session:
@@ -114,6 +114,7 @@ def test_ingest_killed_at_random_moments_recovers_completely(tmp_path: Path, tin
     assert done.returncode == 0, done.stderr
     with KnowledgeBase.open(tmp_path / "kb", text_model=str(tiny_text_model), device="cpu",
                             **database.settings()) as kb:
+        assert kb.doctor().problems == []  # the killed runs' records closed, their leftovers deleted
         assert_consistent(kb)
         with kb.store.sessions() as session:
             paths = sorted(Path(p).name for p in session.scalars(select(Document.path)))

@@ -97,7 +97,7 @@ def test_doctor_finds_and_repairs(kb_factory, database, tmp_path: Path) -> None:
                 "DELETE FROM vectors WHERE chunk_id = (SELECT min(chunk_id) FROM vectors)")
     (folder / "history.txt").unlink()
     (tmp_path / "kb" / "indexes").mkdir(exist_ok=True)  # pgvector keeps no cache, but a leftover is still found
-    (tmp_path / "kb" / "indexes" / "text.faiss.123.tmp").write_bytes(b"partial")
+    (tmp_path / "kb" / "indexes" / f"text.faiss.{ended_process()}.k1ll3d.tmp").write_bytes(b"partial")
     kb = kb_factory()
     found = kb.doctor()
     kinds = {p.kind for p in found.problems}
@@ -110,6 +110,31 @@ def test_doctor_finds_and_repairs(kb_factory, database, tmp_path: Path) -> None:
     db_count, index_count = vector_counts(kb)
     assert db_count == index_count == kb.stats().chunks == 3
     assert not kb.search("margrave", mode="keyword")
+
+
+def ended_process() -> int:
+    """The id of a process that has exited (its owner killed, as far as a leftover file can tell)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_next_ingest_deletes_a_killed_saves_leftovers_but_not_a_live_saves(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    indexes = kb.directory / "indexes"
+    indexes.mkdir(exist_ok=True)
+    killed = indexes / f"text.faiss.{ended_process()}.a1b2c3d4.tmp"  # as write_atomic names them
+    old = indexes / "text.faiss.x9y8z7w6.tmp"  # an older version's name, no process id: judged by its age
+    live = indexes / f"text.faiss.{os.getpid()}.e5f6g7h8.tmp"  # a save this process is making now
+    for path in (killed, old, live):
+        path.write_bytes(b"half a cache")
+    os.utime(old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
+    assert {p.kind for p in kb.doctor().problems} == {"temporary files"}
+    kb.ingest(folder)
+    assert not killed.exists() and not old.exists() and live.exists()
+    assert kb.doctor().problems == []
 
 
 def test_doctor_repairs_an_encoder_mismatch_by_reembedding(kb_factory, tmp_path: Path) -> None:

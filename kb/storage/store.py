@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from kb.atomic import abandoned_temporaries
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
@@ -106,6 +107,10 @@ class Store:
 
     def close(self) -> None:
         self.sessions.kw["bind"].dispose()
+
+    def abandoned_temporaries(self) -> list[Path]:
+        """Temporary files that killed saves left in the knowledge base's folder and its index caches' folder."""
+        return abandoned_temporaries(self.directory) + abandoned_temporaries(self.directory / "indexes")
 
     # -- spaces ---------------------------------------------------------------------------------------------
 
