@@ -338,7 +338,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--keep", type=Path, help=(
         "load into this folder and keep it (the PostgreSQL server's data too); a later run with the same --chunks, "
-        "--dim and --vectors measures what is there instead of loading again (a 1M-chunk load takes 15-40 min)"))
+        "--dim and --vectors measures what is there instead of loading again (a 1M-chunk load takes 15-40 min); a "
+        "stopped load is cleared and started over"))
     args = parser.parse_args()
     if not (args.data / "wiki-distractors").is_dir():
         raise SystemExit(f"the wiki distractors are not under {args.data}: pass --data (see shared/data/README.md)")
@@ -396,9 +397,15 @@ def main() -> None:
         backends = {kind: every_backend[kind] for kind in args.backends}
         kth = kth_best_scores(vectors, queries, 10)
         for kind, (name, factory) in backends.items():
-            store = factory()
             marker = root / kind / "loaded.json"
             kept = marker.is_file() and json.loads(marker.read_text()) == loaded_as
+            if not kept:  # what an earlier, stopped or different load left goes first
+                shutil.rmtree(root / kind)
+                (root / kind).mkdir()
+                if kind == "pgvector":
+                    server.psql("DROP DATABASE bench WITH (FORCE);")
+                    server.psql("CREATE DATABASE bench;")
+            store = factory()
             started = time.perf_counter()
             if not kept:
                 load(store, vectors, texts, terms, args.commit)
