@@ -51,7 +51,7 @@ def abandoned_temporaries(folder: Path) -> list[Path]:
     not been written to for ``ABANDONED_AFTER_S`` (a name without a process id, or one reused). Another process's
     live save is left out, so deleting these never breaks one."""
     now = time.time()
-    found = []
+    found: list[Path] = []
     for path in sorted(folder.glob(f"*{TEMPORARY_SUFFIX}")):
         try:
             untouched = now - path.stat().st_mtime
@@ -70,6 +70,7 @@ def _writer(path: Path) -> int | None:
 
 
 def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
