@@ -341,6 +341,9 @@ def main() -> None:
         "--dim and --vectors measures what is there instead of loading again (a 1M-chunk load takes 15-40 min); a "
         "stopped load is cleared and started over"))
     args = parser.parse_args()
+    if args.commit % DOCUMENT_CHUNKS:
+        parser.error(f"--commit must be a multiple of {DOCUMENT_CHUNKS}, the chunks of one document: a document is "
+                     "written whole in one commit")
     if not (args.data / "wiki-distractors").is_dir():
         raise SystemExit(f"the wiki distractors are not under {args.data}: pass --data (see shared/data/README.md)")
     import pgserver
