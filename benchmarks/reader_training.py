@@ -8,6 +8,8 @@ optionally the held-out squad2-dev-part too, at the threshold the card holds (tu
 any ``--threshold`` given.
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
+    python benchmarks/reader_training.py cloze --out /work/models/cloze-wiki.json   # then kb train reader on it,
+    python benchmarks/reader_training.py train --out /work/models/reader-cloze --base-model THAT_READER
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.squad_corpus import DATASETS, squad_titles
+from benchmarks.squad_corpus import DATASETS, DISTRACTORS, squad_titles
 
 
 def xquad_without_held_out(data: Path, folder: Path) -> Path:
@@ -41,12 +43,38 @@ def train(args: argparse.Namespace) -> int:
     from training.reader import train_reader
 
     files = [args.data / DATASETS["squad2-train-part"], args.data / DATASETS["squad1-train-part"]]
-    options = TrainOptions(out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+    options = TrainOptions(out=args.out, base_model=args.base_model, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                            max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
                            checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
     card = train_reader(files, options)
     print(card.model_dump_json(indent=2))
+    return 0
+
+
+def cloze(args: argparse.Namespace) -> int:
+    """Cloze questions (``kb train reader --from-kb``'s) from the wiki-distractors summaries, less the articles of
+    xquad-en and squad2-dev-part, as a SQuAD file: a stand-in for a company's documents with no questions."""
+    from training.cloze import cloze_questions
+
+    evaluated = {title.replace("_", " ") for name in ("xquad-en", "squad2-dev-part")
+                 for title in squad_titles(args.data / DATASETS[name])}
+    summaries = json.loads((args.data / DISTRACTORS).read_text(encoding="utf-8"))
+    passages = [(title, entry["extract"]) for title, entry in sorted(summaries.items()) if title not in evaluated]
+    squad, skipped = cloze_questions(passages, seed=args.seed)
+    articles = {}
+    for question in squad.questions:
+        title, context = squad.paragraphs[question.paragraph]
+        articles.setdefault(title, {"title": title, "paragraphs": [{"context": context, "qas": []}]})
+        articles[title]["paragraphs"][0]["qas"].append(
+            {"id": question.id, "question": question.question,
+             "answers": [{"text": question.answers[0], "answer_start": question.answer_starts[0]}]})
+    args.out.write_text(json.dumps({"version": "1.1", "data": list(articles.values())}, ensure_ascii=False),
+                        encoding="utf-8")
+    print(f"{len(squad.questions)} cloze questions from {len(passages)} summaries ({len(summaries) - len(passages)} "
+          f"evaluation articles left out; skipped: {dict(skipped)}) in {args.out}")
+    for question in squad.questions[: args.show]:
+        print(f"  {question.question} -> {question.answers[0]}")
     return 0
 
 
@@ -127,6 +155,7 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     training = commands.add_parser("train")
     training.add_argument("--out", type=Path, required=True)
+    training.add_argument("--base-model", default=None, help="default: the packaged MiniLM")
     training.add_argument("--epochs", type=float, default=2.0)
     training.add_argument("--batch-size", type=int, default=16)
     training.add_argument("--learning-rate", type=float, default=1e-4)
@@ -136,6 +165,10 @@ def main() -> int:
     training.add_argument("--threads", type=int, default=None)
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
+    cloze_file = commands.add_parser("cloze")
+    cloze_file.add_argument("--out", type=Path, required=True)
+    cloze_file.add_argument("--seed", type=int, default=0)
+    cloze_file.add_argument("--show", type=int, default=20, help="print the first N questions")
     tuning = commands.add_parser("tune")
     tuning.add_argument("--model", type=Path, required=True)
     evaluation = commands.add_parser("evaluate")
@@ -154,7 +187,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
         return 2
-    return {"train": train, "tune": tune, "evaluate": evaluate}[args.command](args)
+    return {"train": train, "cloze": cloze, "tune": tune, "evaluate": evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

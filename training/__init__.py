@@ -20,12 +20,14 @@ from training.options import TrainOptions
 KINDS = ("reader", "retriever", "reranker", "clip")
 
 
-def train_reader(data: Sequence[str | Path], options: TrainOptions) -> TrainingCard:
-    """Fine-tune an extractive reader on SQuAD v1.1/v2.0 files (see :mod:`training.reader`)."""
+def train_reader(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
+                 from_kb: bool = False) -> TrainingCard:
+    """Fine-tune an extractive reader on SQuAD v1.1/v2.0 files and, with ``from_kb``, on cloze questions made from
+    the knowledge base's own passages (see :mod:`training.reader`, :mod:`training.cloze`)."""
     require_train_extra()
     from training.reader import train_reader as run
 
-    return run([Path(path) for path in data], options)
+    return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb)
 
 
 def train_retriever(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
@@ -66,7 +68,7 @@ def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = 
     (``None`` values mean the kind's default)."""
     settings = TrainOptions(**{name: value for name, value in options.items() if value is not None})
     if kind == "reader":
-        return train_reader(data, settings)
+        return train_reader(data, settings, kb_dir=kb_dir, from_kb=from_kb)
     if kind == "clip":
         return train_clip(data, settings, clip_pretrained=clip_pretrained, kb_dir=kb_dir, from_kb=from_kb)
     if kind in ("retriever", "reranker"):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from kb.cards import DataFile, TrainingCard, write_card
 from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
+from training.cloze import cloze_questions, kb_passages
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import TrainOptions
@@ -41,7 +44,7 @@ from training.runner import (
     trainer_arguments,
     utc_now,
 )
-from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
+from training.squad_data import joined, load_squad_files, split_by_title, squad_sha256, with_unanswerable_copies
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
 DEFAULTS = {"epochs": 2.0, "batch_size": 16, "learning_rate": 1e-4}
@@ -87,6 +90,50 @@ def _validation(train: SquadSet, options: TrainOptions) -> tuple[SquadSet, Squad
     return (*split_by_title(train, options.validation_fraction, options.seed), [])
 
 
+def _kb_cloze(kb_dir: Path | None, seed: int) -> tuple[SquadSet, Counter[str]]:
+    """Cloze questions from the passages of the knowledge base at ``kb_dir`` (``--from-kb``)."""
+    from kb.knowledge_base import KnowledgeBase
+
+    if kb_dir is None or not (kb_dir / "kb.json").is_file():
+        raise TrainingDataError(f"--from-kb: no knowledge base at {kb_dir}; give its folder with --kb")
+    with KnowledgeBase.open(kb_dir) as knowledge_base:
+        return cloze_questions(kb_passages(knowledge_base.store.documents()), seed=seed)
+
+
+@dataclass
+class ReaderData:
+    """What a reader trains and is validated on, and the records of where it came from."""
+
+    train: SquadSet
+    validation: SquadSet
+    split: str  # how the validation questions were chosen
+    files: list[DataFile]
+    validation_files: list[DataFile]
+    cloze: SquadSet | None  # the knowledge base's cloze questions (``--from-kb``), all in ``train``
+    cloze_skipped: Counter[str] = field(default_factory=Counter)  # passages that gave no question, by reason
+
+
+def _reader_data(data: Sequence[Path], options: TrainOptions, kb_dir: Path | None, from_kb: bool) -> ReaderData:
+    """The SQuAD files' questions plus, with ``from_kb``, the knowledge base's cloze questions. These all go to
+    training when there are real questions to validate on: the checkpoint kept is the one that answers people
+    best."""
+    if not data and not from_kb:
+        raise TrainingDataError("no training data: give SQuAD files, or --from-kb to make questions from --kb")
+    squad, files = load_squad_files(data) if data else (joined([]), [])
+    if not from_kb:
+        train, validation, split, validation_files = _validation(squad, options)
+        return ReaderData(train, validation, split, files, validation_files, None)
+    cloze, skipped = _kb_cloze(kb_dir, options.seed)
+    if not cloze.questions:
+        raise TrainingDataError(f"--from-kb: the knowledge base at {kb_dir} has no passage with a date, number, "
+                                "name or title to ask about")
+    if squad.questions or options.validation:
+        train, validation, split, validation_files = _validation(squad, options)
+        return ReaderData(joined([train, cloze]), validation, split, files, validation_files, cloze, skipped)
+    train, validation, split, validation_files = _validation(cloze, options)
+    return ReaderData(train, validation, split, files, validation_files, cloze, skipped)
+
+
 def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int | None) -> tuple[int, int, int]:
     """Window length, stride and answer length: the reader's settings unless given (a shorter window scales the
     stride with it); checked the way the reader checks them."""
@@ -99,10 +146,11 @@ def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int 
     return max_length, stride, max_answer_tokens
 
 
-def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | None = None,
-                 max_answer_tokens: int | None = None) -> TrainingCard:
+def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None, from_kb: bool = False,
+                 stride: int | None = None, max_answer_tokens: int | None = None) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
-    the SQuAD files ``data``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
+    the SQuAD files ``data`` and, with ``from_kb``, cloze questions made from the passages of the knowledge base at
+    ``kb_dir``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
 
     Windows default to the reader's (``reader_max_seq_length`` 384, ``reader_stride`` 128); a shorter
     ``max_seq_length`` scales the stride with it.
@@ -120,8 +168,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     base_folder = resolve_model_folder(base)
 
     started_at = utc_now()
-    squad, files = load_squad_files([Path(path) for path in data])
-    train_set, validation_set, split, validation_files = _validation(squad, options)
+    reader_data = _reader_data([Path(path) for path in data], options, kb_dir, from_kb)
+    train_set, validation_set, split, files = reader_data.train, reader_data.validation, reader_data.split, \
+        reader_data.files
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder), use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
@@ -134,13 +183,16 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     validation_features = reader_features(validation_set, tokenizer, for_training=False, **window)
     if not train_features.questions:
         reasons = ", ".join(f"{count} {reason}" for reason, count in train_features.skipped.items()) or "none given"
-        raise TrainingDataError(f"no usable training question in {', '.join(map(str, data))} ({reasons})")
+        raise TrainingDataError(f"no usable training question in {', '.join(map(str, data)) or kb_dir} ({reasons})")
     if not validation_features.questions:
         raise TrainingDataError("no validation question: give --validation FILE, or more than one article")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
                        "seed": options.seed, "scheduler": "linear"}
+    if reader_data.cloze is not None:
+        hyperparameters |= {"from_kb": True, "cloze_questions": len(reader_data.cloze.questions),
+                            "cloze_sha256": squad_sha256(reader_data.cloze)}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reader", "base": base, "data": [f.sha256 for f in files],
                                       "validation": split, **hyperparameters})
@@ -164,8 +216,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
     tokenizer.save_pretrained(str(out))
     card = TrainingCard(
         kind="reader", base_model=base, base_fingerprint=folder_fingerprint(base_folder), data=files,
-        validation_data=validation_files, validation_split=split, examples=len(train_features.questions),
-        skipped=dict(train_features.skipped), hyperparameters=hyperparameters, started_at=started_at,
+        validation_data=reader_data.validation_files, validation_split=split,
+        examples=len(train_features.questions), skipped=dict(train_features.skipped + reader_data.cloze_skipped),
+        hyperparameters=hyperparameters, started_at=started_at,
         validation_before=before, validation_after=after, libraries=library_versions("accelerate"))
     finish_card(card, trainer, run, started)
     settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
@@ -176,7 +229,8 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, stride: int | N
         "another paragraph of their article"
     write_card(out, card)
     finish_output(out / CHECKPOINTS)
-    card.int8 = quantize_trained_reader(settings, train_set, validated, data, split)  # recorded on the card
+    sources = [*data, *([kb_dir] if from_kb and kb_dir else [])]
+    card.int8 = quantize_trained_reader(settings, train_set, validated, sources, split)  # recorded on the card
     return card
 
 

@@ -20,22 +20,34 @@ def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
     naming it."""
     if not paths:
         raise TrainingDataError("no training files given")
-    paragraphs: list[tuple[str, str]] = []
-    questions: list[SquadQuestion] = []
-    version = "1.1"
-    files = []
+    sets, files = [], []
     for path in paths:
         try:
             squad = load_squad(Path(path))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
             raise TrainingDataError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                     f"{error})") from error
+        sets.append(squad)
+        files.append(data_file(Path(path), len(squad.questions)))
+    return joined(sets), files
+
+
+def joined(sets: Sequence[SquadSet]) -> SquadSet:
+    """The paragraphs and questions of ``sets`` as one set ("2.0" if any has impossible questions)."""
+    paragraphs: list[tuple[str, str]] = []
+    questions: list[SquadQuestion] = []
+    for squad in sets:
         offset = len(paragraphs)
         paragraphs += squad.paragraphs
         questions += [q.model_copy(update={"paragraph": q.paragraph + offset}) for q in squad.questions]
-        version = "2.0" if squad.version == "2.0" else version
-        files.append(data_file(Path(path), len(squad.questions)))
-    return SquadSet(version=version, paragraphs=paragraphs, questions=questions), files
+    version = "2.0" if any(squad.version == "2.0" for squad in sets) else "1.1"
+    return SquadSet(version=version, paragraphs=paragraphs, questions=questions)
+
+
+def squad_sha256(squad: SquadSet) -> str:
+    """A hash of the questions and paragraphs of ``squad``, made here rather than read from a file (cloze
+    questions): a resumed run checks it trains on the same ones."""
+    return hashlib.sha256(squad.model_dump_json().encode()).hexdigest()
 
 
 def _rank(key: str, seed: int) -> str:

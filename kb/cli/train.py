@@ -11,6 +11,10 @@ KINDS = (("reader", "SQuAD v1.1/v2.0 JSON files"),
          ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
          ("reranker", "SQuAD files or JSONL {query, positive[, negatives]}"),
          ("clip", "JSONL {image: path relative to the file, caption}"))
+FROM_KB = {"reader": "cloze questions made from its passages (a date, number, name or title blanked out)",
+           "retriever": "titles and headings as queries for their passages",
+           "reranker": "titles and headings as queries for their passages",
+           "clip": "its images with their captions, alt texts and OCR text"}
 
 
 def add_train_parser(commands: Any) -> None:
@@ -32,11 +36,8 @@ def add_train_parser(commands: Any) -> None:
         command.add_argument("--device", help="torch device (default: cuda when there is one)")
         command.add_argument("--overwrite", action="store_true", help="replace what --out holds")
         command.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-        if kind != "reader":
-            command.add_argument("--from-kb", action="store_true",
-                                 help="also learn from the knowledge base (--kb): "
-                                 + ("its images with their captions, alt texts and OCR text" if kind == "clip"
-                                    else "titles and headings as queries for their passages"))
+        command.add_argument("--from-kb", action="store_true",
+                             help="also learn from the knowledge base (--kb): " + FROM_KB[kind])
         if kind in ("retriever", "reranker"):
             command.add_argument("--hard-negatives", type=int, default=1 if kind == "retriever" else 3,
                                  help="negatives mined per question from the knowledge base (--kb when it exists, "
