@@ -33,7 +33,8 @@ ENGLISH_RULES = [  # (question word, pattern whose group 1 is the answer; the wh
 CHINESE_UNITS = "元|美元|人|名|个|家|次|年|天|小时|分钟|公里|千米|米|吨|件|台|户|岁|项|所|座|条|种|位|平方米|公顷"
 CHINESE_RULES = [
     ("什么时候", r"((?:\d{4}|[一二三四五六七八九〇零]{4})年(?:\d{1,2}月)?(?:\d{1,2}[日号])?)"),
-    ("多少", rf"(?<!\d)((?!\d{{4}}年)\d+(?:[.,]\d+)*(?:[万亿千百])?(?:%|％|{CHINESE_UNITS}))"),
+    # possessive digits: a long run of digits without a unit after it fails at once instead of backtracking
+    ("多少", rf"(?<!\d)((?!\d{{4}}年)\d++(?:[.,]\d++)*+(?:[万亿千百])?(?:%|％|{CHINESE_UNITS}))"),
     ("什么", r"《([^《》]{2,30})》"),
     ("什么", r"“([^“”]{2,20})”"),
 ]
