@@ -39,10 +39,13 @@ class Readers:
 
 
 class Reading(BaseModel):
-    """The reader's verdict on one question: answers above the threshold, best first, and P(no answer)."""
+    """The reader's verdict on one question: answers above the threshold, best first, P(no answer), and the best
+    answer's score and the threshold it was held to (so that an abstention can say which of the two won)."""
 
     answers: list[Answer]
     no_answer_score: float
+    best_score: float | None = None
+    threshold: float | None = None
 
 
 class ExtractiveReader:
@@ -103,9 +106,11 @@ class ExtractiveReader:
         spans, null, windows = self.spans(question, passages, top=top_k * CANDIDATES_PER_ANSWER)
         candidates = [self._cite(span, windows, passages) for span in spans]
         answers = merge_answers([c for c in candidates if c[0].strip()], top=top_k)
+        best = answers[0].score if answers else None
         if answers and null > answers[0].score:
             answers = []
-        return Reading(answers=[a for a in answers if a.score >= threshold], no_answer_score=null)
+        return Reading(answers=[a for a in answers if a.score >= threshold], no_answer_score=null, best_score=best,
+                       threshold=threshold)
 
     def spans(self, question: str, passages: Sequence[Hit], top: int) -> tuple[list[Span], float, Windows]:
         """The ``top`` most probable spans over the first ``reader_max_passages`` of (non-empty) ``passages``,

@@ -260,7 +260,8 @@ class KnowledgeBase:
         for answer in reading.answers:
             answer.images = self._answer_images(answer, images)
         return AskResult(question=question, answers=reading.answers, evidence=evidence,
-                         no_answer_score=reading.no_answer_score,
+                         no_answer_score=reading.no_answer_score, best_score=reading.best_score,
+                         threshold=reading.threshold,
                          status="answered" if reading.answers else "no_answer")
 
     @property

@@ -193,6 +193,8 @@ class AskResult(BaseModel):
     evidence: list[Hit] = Field(default_factory=list)
     status: AskStatus
     no_answer_score: float | None = Field(default=None, description="probability the passages hold no answer")
+    best_score: float | None = Field(default=None, description="the reader's best answer's score, kept or not")
+    threshold: float | None = Field(default=None, description="the no-answer threshold answers had to reach")
     message: str | None = None
 
     def __len__(self) -> int:

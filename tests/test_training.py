@@ -18,6 +18,7 @@ import pytest
 from answering.threshold import ScoredAnswer, tune_threshold
 from kb.cards import read_card
 from kb.cli import main
+from kb.cli.show import abstention
 from kb.inference import Backend, ExportCache
 from kb.inference.backends import float_backend
 from kb.optional import installed
@@ -108,7 +109,10 @@ def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_fact
     (strict / "training.json").write_text(card.model_dump_json(), encoding="utf-8")
     knowledge_base = kb_factory(reader_model=str(strict))
     knowledge_base.ingest(docs)
-    assert knowledge_base.ask(question("greta")).status == "no_answer"
+    abstained = knowledge_base.ask(question("greta"))
+    assert abstained.status == "no_answer" and abstained.threshold == 1.0 and 0.5 < abstained.best_score < 1.0
+    assert abstention(abstained).startswith(f"the best answer scored {abstained.best_score:.2f}, under the reader's "
+                                            "no-answer threshold 1.00")  # not "does not seem to hold one"
     assert knowledge_base.ask(question("greta"), threshold=0.0)[0].text == "5150"
     assert knowledge_base.readers.for_question("x").threshold == 1.0
     knowledge_base.settings.reader.no_answer_threshold = 0.0  # a setting the user gives wins over the card

@@ -53,6 +53,17 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
             print(f"   {shown.render(mark=mark if terminal else None)}")
 
 
+def abstention(result: AskResult) -> str:
+    """Why the reader gave no answer: "no answer" was more probable than its best one, or that one scored under
+    the no-answer threshold (a tuned one can be high: then the user may lower it)."""
+    if result.best_score is not None and result.threshold is not None and \
+            result.best_score < result.threshold and result.best_score >= (result.no_answer_score or 0):
+        return (f"the best answer scored {result.best_score:.2f}, under the reader's no-answer threshold "
+                f"{result.threshold:.2f} (KB_READER_NO_ANSWER_THRESHOLD sets another)")
+    why = f" (no-answer probability {result.no_answer_score:.2f})" if result.no_answer_score is not None else ""
+    return f"the knowledge base does not seem to hold one{why}"
+
+
 def answers(result: AskResult, keywords: KeywordTokenizer, terminal: bool) -> None:
     """The best answer with its highlighted passages and places, other answers, or why there is none."""
     if result.status == "reader_unavailable":
@@ -60,8 +71,7 @@ def answers(result: AskResult, keywords: KeywordTokenizer, terminal: bool) -> No
         hits(result.evidence, result.question, keywords, full=False, terminal=terminal)
         return
     if not result.answers:
-        why = f" (no-answer probability {result.no_answer_score:.2f})" if result.no_answer_score is not None else ""
-        print(f"no answer: the knowledge base does not seem to hold one{why}")
+        print(f"no answer: {abstention(result)}")
         if result.evidence:
             print("closest passages:")
             hits(result.evidence, result.question, keywords, full=False, terminal=terminal)
