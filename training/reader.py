@@ -169,8 +169,8 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
 
     started_at = utc_now()
     reader_data = _reader_data([Path(path) for path in data], options, kb_dir, from_kb)
-    train_set, validation_set, split, files = reader_data.train, reader_data.validation, reader_data.split, \
-        reader_data.files
+    train_set, validation_set, split = reader_data.train, reader_data.validation, reader_data.split
+    files = reader_data.files
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder), use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
