@@ -10,11 +10,13 @@ reader with no questions at all, or a first stage before training on a few real 
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from answering.squad_eval import SquadQuestion, SquadSet
 from kb.storage.store import StoredDocument
@@ -139,9 +141,13 @@ def cloze_questions(passages: Iterable[tuple[str, str]], *, per_passage: int = 1
 
 
 def kb_passages(documents: Iterable[StoredDocument]) -> Iterator[tuple[str, str]]:
-    """(document path, chunk text) for every text chunk of a knowledge base's documents, in path order so that
-    the questions are the same whatever order the documents were ingested in."""
-    for document in sorted(documents, key=lambda document: document.path):
+    """(document path, chunk text) for every text chunk of a knowledge base's documents, in path order and with
+    paths relative to the folder that holds them all, so that the questions, and the documents held out for
+    validation, are the same whatever order the documents were ingested in and wherever the folder is mounted."""
+    ordered = sorted(documents, key=lambda document: document.path)
+    root = os.path.commonpath([os.path.dirname(document.path) for document in ordered]) if ordered else ""
+    for document in ordered:
+        title = PurePath(document.path).relative_to(root).as_posix() if root else document.path
         for chunk in document.chunks:
             if chunk.text.strip():
-                yield document.path, chunk.text
+                yield title, chunk.text
