@@ -381,19 +381,25 @@ def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text
     assert falls(card.training_loss), card.training_loss
 
 
-def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in() -> None:
-    """Parallel ingestion stores documents in any order; the weak pairs (and so the training batches) stay the same."""
+def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in_nor_on_the_mount() -> None:
+    """Parallel ingestion stores documents in any order, and a share can be mounted elsewhere; the weak pairs (and so
+    the training batches and the documents held out for validation) stay the same."""
     from kb.storage.store import StoredChunk, StoredDocument
     from training.pairs import weak_pairs
 
-    documents = []
-    for name in NAMES[:4]:
-        text = f"Parking for {name}\n\n{name} parks in the north lot, next to the loading dock."
-        documents.append(StoredDocument(f"{name}.md", f"Profile of {name}", text, [StoredChunk(text, 0, len(text))]))
-    ingested = weak_pairs(documents).pairs
+    def documents(folder: str) -> list[StoredDocument]:
+        made = []
+        for name in NAMES[:4]:
+            text = f"Parking for {name}\n\n{name} parks in the north lot, next to the loading dock."
+            made.append(StoredDocument(f"{folder}/{name}.md", f"Profile of {name}", text,
+                                       [StoredChunk(text, 0, len(text))]))
+        return made
+
+    ingested = weak_pairs(documents("/srv/share")).pairs
     assert [(p.query, p.group) for p in ingested][:2] == [(f"Profile of {NAMES[0]}", f"{NAMES[0]}.md"),
                                                          (f"Parking for {NAMES[0]}", f"{NAMES[0]}.md")]
-    assert weak_pairs(reversed(documents)).pairs == ingested
+    assert weak_pairs(reversed(documents("/srv/share"))).pairs == ingested
+    assert weak_pairs(documents("/mnt/share")).pairs == ingested
 
 
 def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:

@@ -10,16 +10,15 @@ reader with no questions at all, or a first stage before training on a few real 
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePath
 
 from answering.squad_eval import SquadQuestion, SquadSet
 from kb.storage.store import StoredDocument
+from training.kb_documents import named_documents
 
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 NAME_WORD = rf"(?!(?:{MONTHS})\b)[A-Z][\w'’.-]*\w"  # a capitalised word that is not a month
@@ -141,13 +140,8 @@ def cloze_questions(passages: Iterable[tuple[str, str]], *, per_passage: int = 1
 
 
 def kb_passages(documents: Iterable[StoredDocument]) -> Iterator[tuple[str, str]]:
-    """(document path, chunk text) for every text chunk of a knowledge base's documents, in path order and with
-    paths relative to the folder that holds them all, so that the questions, and the documents held out for
-    validation, are the same whatever order the documents were ingested in and wherever the folder is mounted."""
-    ordered = sorted(documents, key=lambda document: document.path)
-    root = os.path.commonpath([os.path.dirname(document.path) for document in ordered]) if ordered else ""
-    for document in ordered:
-        title = PurePath(document.path).relative_to(root).as_posix() if root else document.path
+    """(document name, chunk text) for every text chunk of a knowledge base's documents (see ``named_documents``)."""
+    for name, document in named_documents(documents):
         for chunk in document.chunks:
             if chunk.text.strip():
-                yield title, chunk.text
+                yield name, chunk.text

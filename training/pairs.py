@@ -14,6 +14,7 @@ from pathlib import Path
 from kb.cards import DataFile
 from kb.storage.store import StoredDocument
 from training.files import data_file, read_jsonl
+from training.kb_documents import named_documents
 from training.squad_data import load_squad_files
 
 LINE = re.compile(r"[^\n]+")
@@ -97,7 +98,7 @@ def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
     """Weak supervision from a knowledge base's own documents: a document's title as the query for its first
     passage, and each heading as the query for the passage that holds the text under it."""
     pairs, skipped = [], Counter[str]()
-    for document in documents:
+    for name, document in named_documents(documents):
         chunks = [chunk for chunk in document.chunks if chunk.text.strip()]
         if not chunks:
             continue
@@ -116,8 +117,7 @@ def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
             if chunk is None or chunk.text.strip() == query:
                 skipped["heading without text under it"] += 1
                 continue
-            pairs.append(Pair(query, chunk.text, document.path))
-    pairs.sort(key=lambda pair: pair.group)  # by path, not by ingest order, so that training is reproducible
+            pairs.append(Pair(query, chunk.text, name))
     return PairSet(pairs, [], skipped)
 
 
