@@ -93,7 +93,7 @@ class SquadReport(SquadScores):
 def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     """Every paragraph of a SQuAD-format JSON file and its questions (the first ``limit`` if given): in open mode
     the whole file is the corpus, however few questions are asked."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not JSON
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []

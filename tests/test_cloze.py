@@ -107,3 +107,22 @@ def test_with_real_questions_the_cloze_ones_only_train(kb_factory, tiny_base: Pa
     validation = int(card["validation_split"].split(", ")[1].split()[0])
     assert card["hyperparameters"]["cloze_questions"] == 96 and 0 < validation < 80
     assert card["examples"] == 96 + 80 - validation
+
+
+def test_cloze_questions_on_validation_paragraphs_do_not_train(kb_factory, tiny_base: Path, tmp_path: Path) -> None:
+    """A company's questions are often written on the very documents its knowledge base holds: a cloze question
+    from a validation paragraph would put that paragraph on both sides."""
+    kb_dir = staff_kb(kb_factory, tmp_path / "staff")
+    paragraphs = []
+    for number, document in enumerate(sorted((tmp_path / "staff").glob("*.txt"))[:5]):
+        text = document.read_text(encoding="utf-8")
+        city = next(city for city in CITIES if f"works in {city}" in text)
+        paragraphs.append({"context": text, "qas": [{"id": str(number), "question": f"Where does {document.stem} "
+                           "work?", "answers": [{"text": city, "answer_start": text.index(f"works in {city}") + 9}]}]})
+    validation = tmp_path / "validation.json"
+    validation.write_text(json.dumps({"data": [{"title": "staff", "paragraphs": paragraphs}]}), encoding="utf-8")
+    options = TrainOptions(out=tmp_path / "reader", base_model=str(tiny_base), validation=[validation],
+                           **(READER | {"epochs": 1}))
+    card = train_reader([write_squad(tmp_path / "facts.json", 40)], options, kb_dir=kb_dir, from_kb=True)
+    assert card.skipped["passage shares text with a validation paragraph"] == 5
+    assert card.hyperparameters["cloze_questions"] == 91 and card.examples == 40 + 91

@@ -304,6 +304,13 @@ def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: t
     encoder = ClipEncoder(str(out / config.name), str(out / "model.pt"), device="cpu")
     assert encoder.identity().model.endswith("model.pt")
     assert encoder.encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)
+    validation = folder / "validation.jsonl"  # a given validation file is used as it is, nothing held out
+    validation.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
+    card = train_clip([data], TrainOptions(out=tmp_path / "given", base_model=str(config), epochs=1, batch_size=12,
+                                           threads=1, device="cpu", validation=[validation]),
+                      clip_pretrained=str(checkpoint))
+    assert card.validation_split == f"given: {validation}" and card.examples == 48  # 12 classes, 4 images each
+    assert [file.examples for file in card.validation_data] == [2]
 
 
 def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:

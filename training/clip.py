@@ -11,7 +11,9 @@ the best validation recall kept. Use the result with ``KB_CLIP_MODEL`` (architec
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import random
 import shutil
@@ -25,8 +27,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from kb.cards import TrainingCard, write_card
+from kb.cards import DataFile, TrainingCard, write_card
 from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
+from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from training.errors import TrainingDataError
@@ -52,8 +55,10 @@ def _small(image: Any) -> Any:
     return image
 
 
-def jsonl_captions(path: Path, max_pixels: int) -> tuple[list[Captioned], Counter[str]]:
-    """Pairs of a JSONL file; unusable lines are counted by reason."""
+def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Captioned], Counter[str]]:
+    """Pairs of a JSONL file; unusable lines are counted by reason. Images are read as a source folder's files
+    are: regular files inside the data file's folder, at most ``max_bytes`` (a FIFO or a device cannot stall the
+    run)."""
     from ingestion.loaders.images import decode_image
 
     root = path.parent.resolve()
@@ -70,7 +75,14 @@ def jsonl_captions(path: Path, max_pixels: int) -> tuple[list[Captioned], Counte
             continue
         if str(file) not in decoded:
             try:
-                decoded[str(file)] = _small(decode_image(file.read_bytes(), file.name, max_pixels=max_pixels).image)
+                data = read_inside(root, root / image, max_bytes)
+                decoded[str(file)] = _small(decode_image(data, file.name, max_pixels=max_pixels).image)
+            except RefusedFileError:
+                decoded[str(file)] = None
+                skipped["image not a readable regular file in the data file's folder"] += 1
+            except FileTooLargeError:
+                decoded[str(file)] = None
+                skipped["image file over the max_file_mb limit"] += 1
             except Exception as error:  # noqa: BLE001 - a bad image is a skipped example, whatever the decoder says
                 decoded[str(file)] = None
                 skipped[f"image unreadable ({type(error).__name__})"] += 1
@@ -78,6 +90,24 @@ def jsonl_captions(path: Path, max_pixels: int) -> tuple[list[Captioned], Counte
             continue
         pairs.append(Captioned(decoded[str(file)], caption.strip(), str(file)))
     return pairs, skipped
+
+
+def _file_captions(paths: Sequence[Path], max_pixels: int,
+                   max_bytes: int) -> tuple[list[Captioned], Counter[str], list[DataFile]]:
+    """The pairs of JSONL files, what was skipped, and each file's record for the card."""
+    pairs, skipped, files = [], Counter[str](), []
+    for path in paths:
+        found, dropped = jsonl_captions(Path(path), max_pixels, max_bytes)
+        pairs += found
+        skipped += dropped
+        files.append(data_file(Path(path), len(found)))
+    return pairs, skipped, files
+
+
+def _captions_sha256(pairs: Sequence[Captioned]) -> str:
+    """A hash of the captions and their images' names, so a resumed run checks it trains on the same pairs (those
+    of ``--from-kb`` come from a knowledge base, which no file hash covers)."""
+    return hashlib.sha256(json.dumps([[p.group, p.caption] for p in pairs]).encode()).hexdigest()
 
 
 def kb_captions(store: Any) -> tuple[list[Captioned], Counter[str]]:
@@ -127,17 +157,14 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     from transformers import get_linear_schedule_with_warmup
 
     started, started_at = time.monotonic(), utc_now()
+    start_run(options)
     settings = Settings()
     model_name = options.base_model or DEFAULT_CLIP_MODEL
     pretrained = clip_pretrained or DEFAULT_CLIP_PRETRAINED
     architecture = resolve_architecture(model_name)
     checkpoint, tag = resolve_checkpoint(architecture, pretrained)
-    pairs, skipped, files = [], Counter[str](), []
-    for path in data:
-        found, dropped = jsonl_captions(Path(path), settings.ingestion.max_image_pixels)
-        pairs += found
-        skipped += dropped
-        files.append(data_file(Path(path), len(found)))
+    limits = (settings.ingestion.max_image_pixels, round(settings.ingestion.max_file_mb * 2**20))
+    pairs, skipped, files = _file_captions(data, *limits)
     if from_kb:
         from kb.knowledge_base import KnowledgeBase
 
@@ -147,10 +174,22 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
             found, dropped = kb_captions(knowledge_base.store)
         pairs += found
         skipped += dropped
-    if len({p.group for p in pairs}) < 2:
+    validation_files: list[DataFile] = []
+    if options.validation:
+        validation, unusable, validation_files = _file_captions(options.validation, *limits)
+        if not validation:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in unusable.items()) or "none given"
+            raise TrainingDataError(f"no usable image with a caption in the --validation files (skipped: {reasons})")
+        train, split = pairs, "given: " + ", ".join(map(str, options.validation))
+    elif len({p.group for p in pairs}) >= 2:
+        train, validation = split_captioned(pairs, options.validation_fraction, options.seed)
+        split = f"{len({p.group for p in validation})} images held out ({len(validation)} captions)"
+    else:
+        train = []
+    if not train:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none given"
-        raise TrainingDataError(f"fewer than two usable images with captions ({len(pairs)} pairs; skipped: {reasons})")
-    train, validation = split_captioned(pairs, options.validation_fraction, options.seed)
+        raise TrainingDataError(f"too few usable images with captions ({len(pairs)} pairs; skipped: {reasons})"
+                                + ("" if options.validation else "; two are needed, one held out for validation"))
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = min(options.batch_size or DEFAULTS["batch_size"], len(train))
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
@@ -160,8 +199,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                        "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
-                                      "pairs": len(train), **hyperparameters})
-    start_run(options)
+                                      "validation_data": [f.sha256 for f in validation_files],
+                                      "pairs": _captions_sha256(train + validation), **hyperparameters})
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
         architecture, pretrained=str(checkpoint), device=device, force_quick_gelu=bool(tag.get("quick_gelu")))
@@ -245,9 +284,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     if config.suffix == ".json" and config.is_file():  # a custom architecture travels with its weights
         shutil.copy(config, out / config.name)
     card = TrainingCard(kind="clip", base_model=f"{architecture}/{pretrained}",
-                        base_fingerprint=file_fingerprint(checkpoint), data=files,
-                        validation_split=f"{len({p.group for p in validation})} images held out "
-                        f"({len(validation)} captions)", examples=len(train), skipped=dict(skipped),
+                        base_fingerprint=file_fingerprint(checkpoint), data=files, validation_data=validation_files,
+                        validation_split=split, examples=len(train), skipped=dict(skipped),
                         hyperparameters=hyperparameters, started_at=started_at, finished_at=utc_now(),
                         seconds=round(time.monotonic() - started, 1), steps=state["step"],
                         epochs=round(state["step"] / steps_per_epoch, 3), stopped_early=stopped_early,

@@ -28,7 +28,7 @@ def data_file(path: Path, examples: int = 0) -> DataFile:
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
     """The JSON objects of a JSONL file, one a line; blank lines are ignored, other lines counted as skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of line 1
     except (OSError, UnicodeDecodeError) as error:
         raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
     rows, skipped = [], Counter[str]()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,11 @@ def is_gold(passage: str, pair: Pair) -> bool:
     return bool(pair.answer) and normalize_answer(pair.answer) in normalize_answer(passage)
 
 
-def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int) -> Counter[str]:
+def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int,
+                   excluded: Callable[[str], bool] | None = None) -> Counter[str]:
     """Give each pair up to ``per_query`` hard negatives, alternating BM25 and dense neighbours from
-    ``knowledge_base`` (a :class:`kb.KnowledgeBase`); returns how many came from each kind."""
+    ``knowledge_base`` (a :class:`kb.KnowledgeBase`), none of them ``excluded``; returns how many came from each
+    kind."""
     found: Counter[str] = Counter()
     if per_query <= 0:
         return found
@@ -48,7 +50,8 @@ def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int) -
                 if len(chosen) >= per_query + len(pair.negatives) or rank >= len(hits):
                     continue
                 text = hits[rank].text
-                if text.strip() and text not in chosen and not is_gold(text, pair):
+                if text.strip() and text not in chosen and not is_gold(text, pair) and \
+                        not (excluded and excluded(text)):
                     chosen.append(text)
                     found[mode] += 1
         pair.negatives = chosen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -16,6 +18,7 @@ from training.errors import TrainingDataError
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output
+from training.overlap import PassageOverlap
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
 from training.runner import best_evaluation, finish_card, library_versions, run_trainer
 
@@ -30,6 +33,14 @@ class PreparedPairs:
     skipped: Counter[str] = field(default_factory=Counter)
     mined: Counter[str] = field(default_factory=Counter)
     mined_with: str = ""  # the text model whose dense neighbours were mined
+
+    def sha256(self) -> str:
+        """A hash of every (query, passage) pair, so a resumed run checks it trains on the same ones: weak pairs come
+        from a knowledge base, which no file hash covers."""
+        digest = hashlib.sha256()
+        for pair in self.train + self.validation:
+            digest.update(json.dumps([pair.query, pair.positive]).encode())
+        return digest.hexdigest()
 
 
 def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: str, kb_dir: Path | None,
@@ -61,6 +72,8 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
             validation_set = file_pairs(options.validation)
             train, validation = pairs, validation_set.pairs
             validation_files, split = validation_set.files, "given: " + ", ".join(map(str, options.validation))
+            if not validation:
+                raise TrainingDataError("no usable (query, passage) pair in the --validation files")
         else:
             train, validation = split_pairs(pairs, options.validation_fraction, options.seed)
             validation_files = []
@@ -72,7 +85,10 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
         if knowledge_base is None:
             knowledge_base = stack.enter_context(
                 passages_knowledge_base([p.positive for p in train + validation], text_model))
-        mined = mine_negatives(train + validation, knowledge_base, negatives)
+        # A validation passage is never a training negative: training would have seen it.
+        mined = mine_negatives(train, knowledge_base, negatives,
+                               excluded=PassageOverlap(p.positive for p in validation))
+        mined += mine_negatives(validation, knowledge_base, negatives)
         mined_with = knowledge_base.settings.text_encoder.model
     return PreparedPairs(train, validation, files, validation_files, split, skipped, mined, mined_with)
 

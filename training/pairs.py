@@ -66,9 +66,13 @@ def jsonl_pairs(path: Path) -> PairSet:
         if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
             skipped["no query or positive text"] += 1
             continue
-        negatives = row.get("negatives") or ([row["negative"]] if isinstance(row.get("negative"), str) else [])
+        negatives = row.get("negatives") if row.get("negatives") is not None else row.get("negative")
+        negatives = [negatives] if isinstance(negatives, str) else negatives if negatives is not None else []
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            skipped["negatives not a text or a list of texts"] += 1
+            continue
         pairs.append(Pair(query, positive, str(row.get("group") or positive),
-                          negatives=[n for n in negatives if isinstance(n, str) and n.strip()]))
+                          negatives=[n for n in negatives if n.strip()]))
     return PairSet(pairs, [data_file(path, len(pairs))], skipped)
 
 

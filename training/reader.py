@@ -34,6 +34,7 @@ from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
+from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import (
     best_evaluation,
@@ -110,7 +111,7 @@ class ReaderData:
     files: list[DataFile]
     validation_files: list[DataFile]
     cloze: SquadSet | None  # the knowledge base's cloze questions (``--from-kb``), all in ``train``
-    cloze_skipped: Counter[str] = field(default_factory=Counter)  # passages that gave no question, by reason
+    cloze_skipped: Counter[str] = field(default_factory=Counter)  # passages that gave no question or were left out
 
 
 def _reader_data(data: Sequence[Path], options: TrainOptions, kb_dir: Path | None, from_kb: bool) -> ReaderData:
@@ -129,9 +130,19 @@ def _reader_data(data: Sequence[Path], options: TrainOptions, kb_dir: Path | Non
                                 "name or title to ask about")
     if squad.questions or options.validation:
         train, validation, split, validation_files = _validation(squad, options)
+        cloze, repeated = _not_in_validation(cloze, validation)
+        skipped += Counter({"passage shares text with a validation paragraph": repeated} if repeated else {})
         return ReaderData(joined([train, cloze]), validation, split, files, validation_files, cloze, skipped)
     train, validation, split, validation_files = _validation(cloze, options)
     return ReaderData(train, validation, split, files, validation_files, cloze, skipped)
+
+
+def _not_in_validation(cloze: SquadSet, validation: SquadSet) -> tuple[SquadSet, int]:
+    """``cloze`` without the questions whose passage shares text with a validation paragraph (a knowledge base often
+    holds the documents its questions were written on), and how many were dropped."""
+    overlaps = PassageOverlap(validation.paragraphs[question.paragraph][1] for question in validation.questions)
+    kept = [question for question in cloze.questions if not overlaps(cloze.paragraphs[question.paragraph][1])]
+    return cloze.model_copy(update={"questions": kept}), len(cloze.questions) - len(kept)
 
 
 def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int | None) -> tuple[int, int, int]:
@@ -160,6 +171,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     from training.qa_trainer import QuestionAnsweringTrainer
 
     started = time.monotonic()
+    start_run(options)
     max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
@@ -174,7 +186,6 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder), use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
-    start_run(options)
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
     accepted = set(inspect.signature(model.forward).parameters)
     input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted}
@@ -185,7 +196,8 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
         reasons = ", ".join(f"{count} {reason}" for reason, count in train_features.skipped.items()) or "none given"
         raise TrainingDataError(f"no usable training question in {', '.join(map(str, data)) or kb_dir} ({reasons})")
     if not validation_features.questions:
-        raise TrainingDataError("no validation question: give --validation FILE, or more than one article")
+        raise TrainingDataError("no usable question in the --validation files" if options.validation else
+                                "no validation question: give --validation FILE, or more than one article")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
@@ -195,7 +207,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                             "cloze_sha256": squad_sha256(reader_data.cloze)}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reader", "base": base, "data": [f.sha256 for f in files],
-                                      "validation": split, **hyperparameters})
+                                      "validation": split,
+                                      "validation_data": [f.sha256 for f in reader_data.validation_files],
+                                      **hyperparameters})
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))

@@ -71,8 +71,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     base_folder = resolve_model_folder(base)
     start_run(options)  # before mining too: its searches encode every question
     mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL)
+    hard_negatives = max(1, hard_negatives)  # a question with no negative teaches a cross-encoder nothing
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
-                             negatives=max(1, hard_negatives))
+                             negatives=hard_negatives)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
@@ -85,7 +86,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                        "weight_decay": options.weight_decay, "seed": options.seed, "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
-                                      "pairs": len(prepared.train), **hyperparameters})
+                                      "pairs": prepared.sha256(), **hyperparameters})
     model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows["label"]) - positives) / positives))
     evaluator = reranking_evaluator(prepared.validation)

@@ -17,6 +17,8 @@ from typing import Any
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.sentence_transformer import resolve_model_folder
+from training.errors import TrainingDataError
+from training.negatives import is_gold
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -44,13 +46,28 @@ def retrieval_evaluator(validation: Sequence[Pair], extra_passages: Sequence[str
 
 
 def pair_columns(pairs: Sequence[Pair], negatives: int) -> dict[str, list[str]]:
-    """(anchor, positive, negative_1..n) columns; a pair short of mined negatives borrows other pairs' passages."""
+    """(anchor, positive, negative_1..n) columns; a pair short of mined negatives borrows the passages of the pairs
+    after it that are neither its own passage nor hold its answer."""
+    filled = [_negatives_of(pairs, number, negatives) for number in range(len(pairs))]
     columns: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
     for n in range(negatives):
-        columns[f"negative_{n + 1}"] = [
-            p.negatives[n] if n < len(p.negatives) else pairs[(i + n + 1) % len(pairs)].positive
-            for i, p in enumerate(pairs)]
+        columns[f"negative_{n + 1}"] = [chosen[n] for chosen in filled]
     return columns
+
+
+def _negatives_of(pairs: Sequence[Pair], number: int, wanted: int) -> list[str]:
+    pair = pairs[number]
+    chosen = list(pair.negatives[:wanted])
+    for offset in range(1, len(pairs)):
+        if len(chosen) >= wanted:
+            break
+        passage = pairs[(number + offset) % len(pairs)].positive
+        if passage not in chosen and not is_gold(passage, pair):
+            chosen.append(passage)
+    if len(chosen) < wanted:
+        raise TrainingDataError(f"no passage to use as a negative for {pair.query!r}: every other passage is its "
+                                "own or holds its answer; give more pairs, or a knowledge base to mine from (--kb)")
+    return chosen
 
 
 def scores_of(metrics: dict[str, float], prefix: str) -> dict[str, float]:
@@ -89,7 +106,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
                        "weight_decay": options.weight_decay, "seed": options.seed, "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files],
-                                      "pairs": len(prepared.train), **hyperparameters})
+                                      "pairs": prepared.sha256(), **hyperparameters})
     model = SentenceTransformer(str(base_folder), device=options.device)
     if options.max_seq_length:
         model.max_seq_length = options.max_seq_length

@@ -13,21 +13,23 @@ from typing import Any
 from kb.cards import TrainingCard
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
-from training.output import last_checkpoint
+from training.output import check_output, last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
 
 
 def start_run(options: TrainOptions) -> None:
-    """Torch's intra-op threads (``options.threads``, else every core this process may run on: torch's default is
-    the physical cores) and every random generator seeded, before a new head's weights are drawn, so a run does not
-    depend on what the process did before it."""
+    """First thing in a run: an ``--out`` it may not write refused before any data is read (see
+    :func:`check_output`); torch's intra-op threads (``options.threads``, else every core this process may run on:
+    torch's default is the physical cores) and every random generator seeded, so a run does not depend on what the
+    process did before it."""
     import random
 
     import numpy
     import torch
 
+    check_output(options.out, overwrite=options.overwrite, resume=options.resume)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
     random.seed(options.seed)

@@ -57,10 +57,11 @@ def _rank(key: str, seed: int) -> str:
 def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[SquadSet, SquadSet, str]:
     """(train, validation, description): whole articles (by title) go to validation, in a seeded order, until it
     holds ``fraction`` of the questions, so no paragraph is in both. With a single title, whole paragraphs are
-    split instead."""
+    split instead, by their text: a flat export that repeats a paragraph for each of its questions keeps it on one
+    side."""
     titles = sorted({title for title, _ in squad.paragraphs})
     by_title = len(titles) > 1
-    group = [title if by_title else str(number) for number, (title, _) in enumerate(squad.paragraphs)]
+    group = [title if by_title else " ".join(text.split()) for title, text in squad.paragraphs]
     counts: dict[str, int] = {}
     for question in squad.questions:
         counts[group[question.paragraph]] = counts.get(group[question.paragraph], 0) + 1

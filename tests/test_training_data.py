@@ -1,0 +1,110 @@
+"""What a training run reads and writes: its output folder, training files of odd shapes, and no passage on both
+sides of the validation split (seconds: no model is trained here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.qa_model import FILLER, NAMES, fact, question
+from training import OutputExistsError, TrainOptions, train_reader
+from training.clip import jsonl_captions
+from training.errors import TrainingDataError
+from training.output import prepare_output
+from training.pair_data import prepare_pairs
+from training.pairs import Pair, jsonl_pairs
+from training.retriever import pair_columns
+from training.squad_data import load_squad_files, split_by_title
+
+
+def test_overwrite_replaces_only_a_training_output_and_out_is_checked_before_any_data_is_read(tmp_path: Path) -> None:
+    qa = tmp_path / "qa"
+    qa.mkdir()
+    (qa / "train.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(OutputExistsError, match="no training run wrote"):  # --out qa --overwrite keeps the questions
+        train_reader([qa / "train.json"], TrainOptions(out=qa, overwrite=True))
+    assert (qa / "train.json").read_text(encoding="utf-8") == "{}"
+    with pytest.raises(OutputExistsError, match="not empty"):  # refused before the (missing) data file is read
+        train_reader([tmp_path / "missing.json"], TrainOptions(out=qa))
+    earlier = tmp_path / "reader"
+    earlier.mkdir()
+    for name in ("training.json", "model.safetensors"):
+        (earlier / name).write_text("old", encoding="utf-8")
+    checkpoints = prepare_output(earlier, overwrite=True, resume=False, run={"kind": "reader"})
+    assert sorted(path.name for path in earlier.iterdir()) == ["checkpoints"] and checkpoints.is_dir()
+
+
+def test_a_single_article_keeps_each_paragraph_on_one_side_even_when_repeated_per_question(tmp_path: Path) -> None:
+    contexts = [fact(name, 1000 + number) + " " + FILLER[number % len(FILLER)] for number, name in enumerate(NAMES[:6])]
+    paragraphs = [{"context": contexts[number % 6], "qas": [{
+        "id": str(number), "question": question(NAMES[number % 6]),
+        "answers": [{"text": str(1000 + number % 6), "answer_start": contexts[number % 6].index(" is ") + 4}]}]}
+        for number in range(30)]  # a flat export: each question with its own copy of the paragraph
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps({"data": [{"title": "handbook", "paragraphs": paragraphs}]}), encoding="utf-8")
+    squad, _ = load_squad_files([path])
+    train, validation, _ = split_by_title(squad, 0.3)
+    sides = [{squad.paragraphs[q.paragraph][1] for q in part.questions} for part in (train, validation)]
+    assert sides[0] and sides[1] and not sides[0] & sides[1]
+
+
+def test_validation_passages_are_never_training_negatives(tiny_text_model: Path, tmp_path: Path) -> None:
+    lines = [json.dumps({"query": question(name), "positive": f"{fact(name, 1000 + number)} {FILLER[number % 8]}",
+                         "group": name}) for number, name in enumerate(NAMES[:12])]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare_pairs([data], TrainOptions(out=tmp_path / "out", validation_fraction=0.4),
+                             text_model=str(tiny_text_model), kb_dir=None, from_kb=False, negatives=5)
+    held = {pair.positive for pair in prepared.validation}
+    assert held and all(pair.negatives for pair in prepared.train)
+    assert not any(negative in held for pair in prepared.train for negative in pair.negatives)
+    assert any(negative in {p.positive for p in prepared.train} for pair in prepared.validation
+               for negative in pair.negatives)  # the validation side may still rank training passages
+
+
+def test_borrowed_negatives_are_never_the_pairs_own_passage() -> None:
+    shared, other = fact("alice", 4821), fact("bruno", 1234)
+    pairs = [Pair(question("alice"), shared, "a", "4821"), Pair("code for alice", shared, "a", "4821"),
+             Pair(question("bruno"), other, "b", "1234")]  # SQuAD: neighbouring questions share their paragraph
+    columns = pair_columns(pairs, 1)
+    assert columns["negative_1"] == [other, other, shared]
+    with pytest.raises(TrainingDataError, match="no passage to use as a negative"):
+        pair_columns(pairs[:2], 1)
+
+
+def test_jsonl_negatives_may_be_one_text_and_a_byte_order_mark_is_not_part_of_line_one(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"query": "q1", "positive": "p1", "negatives": "a wrong passage"},
+            {"query": "q2", "positive": "p2", "negatives": 3},
+            {"query": "q3", "positive": "p3", "negative": "n3", "negatives": None}]
+    path.write_text("\ufeff" + "\n".join(map(json.dumps, rows)) + "\n", encoding="utf-8")
+    found = jsonl_pairs(path)
+    assert [(p.query, p.negatives) for p in found.pairs] == [("q1", ["a wrong passage"]), ("q3", ["n3"])]
+    assert found.skipped == {"negatives not a text or a list of texts": 1}
+    squad = tmp_path / "bom.json"
+    squad.write_text("\ufeff" + json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "It is 42.", "qas": [
+        {"id": "1", "question": "What is it?", "answers": [{"text": "42", "answer_start": 6}]}]}]}]}),
+        encoding="utf-8")
+    assert len(load_squad_files([squad])[0].questions) == 1
+
+
+def test_caption_images_that_are_not_regular_files_or_too_large_are_skipped_without_blocking(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
+    os.mkfifo(tmp_path / "pipe.png")  # reading a FIFO with no writer would wait forever
+    (tmp_path / "large.png").write_bytes(b"\x89PNG" + bytes(4096))
+    data = tmp_path / "captions.jsonl"
+    data.write_text("\n".join(json.dumps({"image": name, "caption": "a red square"})
+                              for name in ("red.png", "pipe.png", "large.png")) + "\n", encoding="utf-8")
+    signal.alarm(20)
+    try:
+        pairs, skipped = jsonl_captions(data, max_pixels=10**6, max_bytes=1024)
+    finally:
+        signal.alarm(0)
+    assert len(pairs) == 1 and skipped == {"image not a readable regular file in the data file's folder": 1,
+                                           "image file over the max_file_mb limit": 1}
