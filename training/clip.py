@@ -37,6 +37,7 @@ from training.files import data_file, read_jsonl
 from training.options import TrainOptions
 from training.output import CHECKPOINTS, finish_output, prepare_output
 from training.runner import LOG_EVERY, library_versions, start_run, utc_now
+from training.split import held_out_groups
 
 DEFAULTS = {"epochs": 5.0, "batch_size": 32, "learning_rate": 1e-5}
 KEEP_SIDE = 512  # decoded images are kept at most this large: enough for any CLIP input resolution up to 448
@@ -125,9 +126,8 @@ def kb_captions(store: Any) -> tuple[list[Captioned], Counter[str]]:
 
 
 def split_captioned(pairs: list[Captioned], fraction: float, seed: int) -> tuple[list[Captioned], list[Captioned]]:
-    groups = sorted({pair.group for pair in pairs})
-    random.Random(seed).shuffle(groups)
-    held = set(groups[: max(1, min(len(groups) - 1, round(fraction * len(groups))))])
+    """(train, validation): an image and all its captions on one side."""
+    held = held_out_groups((pair.group for pair in pairs), fraction, seed)
     return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
 
 

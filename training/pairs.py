@@ -3,7 +3,6 @@ built from a knowledge base's own documents (``--from-kb``)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -15,6 +14,7 @@ from kb.cards import DataFile
 from kb.storage.store import StoredDocument
 from training.files import data_file, read_jsonl
 from training.kb_documents import named_documents
+from training.split import held_out_groups
 from training.squad_data import load_squad_files
 
 LINE = re.compile(r"[^\n]+")
@@ -125,17 +125,8 @@ def weak_pairs(documents: Iterable[StoredDocument]) -> PairSet:
     return PairSet(pairs, [], skipped)
 
 
-def _rank(key: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
-
-
 def split_pairs(pairs: list[Pair], fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
     """(train, validation): whole groups go to validation, in a seeded order, until it holds ``fraction`` of the
     pairs; at least one group stays for training."""
-    counts = Counter(pair.group for pair in pairs)
-    held: set[str] = set()
-    for group in sorted(counts, key=lambda key: _rank(key, seed)):
-        if sum(counts[g] for g in held) >= fraction * len(pairs) or len(held) + 1 >= len(counts):
-            break
-        held.add(group)
+    held = held_out_groups((pair.group for pair in pairs), fraction, seed)
     return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]

@@ -12,6 +12,7 @@ from answering.squad_eval import SquadQuestion, SquadSet, load_squad
 from kb.cards import DataFile
 from training.errors import TrainingDataError
 from training.files import data_file
+from training.split import held_out_groups
 
 
 def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
@@ -50,10 +51,6 @@ def squad_sha256(squad: SquadSet) -> str:
     return hashlib.sha256(squad.model_dump_json().encode()).hexdigest()
 
 
-def _rank(key: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
-
-
 def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[SquadSet, SquadSet, str]:
     """(train, validation, description): whole articles (by title) go to validation, in a seeded order, until it
     holds ``fraction`` of the questions, so no paragraph is in both. With a single title, whole paragraphs are
@@ -62,15 +59,7 @@ def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[Squ
     titles = sorted({title for title, _ in squad.paragraphs})
     by_title = len(titles) > 1
     group = [title if by_title else " ".join(text.split()) for title, text in squad.paragraphs]
-    counts: dict[str, int] = {}
-    for question in squad.questions:
-        counts[group[question.paragraph]] = counts.get(group[question.paragraph], 0) + 1
-    held: set[str] = set()
-    wanted = fraction * len(squad.questions)
-    for key in sorted(counts, key=lambda key: _rank(key, seed)):
-        if sum(counts[k] for k in held) >= wanted or len(held) + 1 >= len(counts):
-            break
-        held.add(key)
+    held = held_out_groups((group[question.paragraph] for question in squad.questions), fraction, seed)
     train = [q for q in squad.questions if group[q.paragraph] not in held]
     validation = [q for q in squad.questions if group[q.paragraph] in held]
     unit = "articles (titles)" if by_title else "paragraphs"
