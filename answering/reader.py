@@ -19,7 +19,9 @@ from kb.encoders.factory import export_cache
 from kb.language import question_language
 from kb.types import Answer, Citation, Hit
 
-CANDIDATES_PER_ANSWER = 10  # spans kept per requested answer before merging: duplicates need room
+# Spans read before merging, whatever the number of answers asked for (more only past five answers): an answer's
+# score sums its readings among them, so a threshold tuned with one answer holds for ask's three.
+CANDIDATE_SPANS = 50
 
 
 class Readers:
@@ -103,7 +105,7 @@ class ExtractiveReader:
         threshold = self.threshold if threshold is None else threshold
         if not passages:
             return Reading(answers=[], no_answer_score=1.0)
-        spans, null, windows = self.spans(question, passages, top=top_k * CANDIDATES_PER_ANSWER)
+        spans, null, windows = self.spans(question, passages, top=max(CANDIDATE_SPANS, 10 * top_k))
         candidates = [self._cite(span, windows, passages) for span in spans]
         answers = merge_answers([c for c in candidates if c[0].strip()], top=top_k)
         best = answers[0].score if answers else None

@@ -93,6 +93,8 @@ class SquadReport(SquadScores):
 def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     """Every paragraph of a SQuAD-format JSON file and its questions (the first ``limit`` if given): in open mode
     the whole file is the corpus, however few questions are asked."""
+    if limit is not None and limit < 1:
+        raise InvalidRequestError("the number of questions (--limit) must be positive")
     data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not JSON
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
@@ -110,7 +112,7 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
                                                paragraph=len(paragraphs)))
             paragraphs.append((article.get("title", ""), paragraph["context"]))
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
-                    questions=questions[:limit] if limit else questions)
+                    questions=questions[:limit] if limit is not None else questions)
 
 
 def squad_scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:
@@ -157,18 +159,25 @@ def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
     squad = load_squad(path, limit)
     started = time.perf_counter()
     readers = Readers(settings)
+    # The reader of each question (reader_models_by_language may give Chinese questions another model), and so
+    # its threshold and the card a tuned one belongs in.
+    reader_of = {question.id: readers.for_question(question.question) for question in squad.questions}
+    models = sorted({reader.model_name for reader in reader_of.values()}) or [settings.reader.model]
+    if tune and len(models) > 1:
+        raise InvalidRequestError(f"--tune-threshold: this file's questions are read by {len(models)} models "
+                                  f"({', '.join(models)}); tune each on a file of its own language")
     scored = read_scored(squad, readers)
-    threshold = readers.for_question("").threshold
-    predictions = at_threshold(scored, threshold)
-    report = SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=settings.reader.model,
+    thresholds = {reader.threshold for reader in reader_of.values()} or {readers.for_question("").threshold}
+    predictions = {qid: answer.text if answer.score >= reader_of[qid].threshold else ""
+                   for qid, answer in scored.items()}
+    report = SquadReport(file=str(path), mode="reader", version=squad.version, reader_model=", ".join(models),
                          questions=len(squad.questions), seconds=time.perf_counter() - started,
-                         no_answer_threshold=threshold, predictions=predictions,
-                         **squad_scores(squad, predictions))
+                         no_answer_threshold=thresholds.pop() if len(thresholds) == 1 else None,
+                         predictions=predictions, **squad_scores(squad, predictions))
     if tune:
         tuned = tune_threshold([scored[q.id] for q in squad.questions], [q.answers for q in squad.questions])
         tuned_predictions = at_threshold(scored, tuned)
-        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(settings.reader.model, tuned,
-                                                                                   str(path)),
+        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(models[0], tuned, str(path)),
                                       **squad_scores(squad, tuned_predictions))
         report.predictions = tuned_predictions
     return report

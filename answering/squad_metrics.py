@@ -1,18 +1,25 @@
-"""SQuAD metrics with the official evaluation script's rules (v1.1 and v2.0).
+"""SQuAD metrics with the official evaluation script's rules (v1.1 and v2.0), and CMRC 2018's for Chinese.
 
 Answers are compared after ``normalize_answer`` (lower case, no punctuation, no articles a/an/the, single
 spaces). Exact match and token F1 take the maximum over the gold answers; a question without gold answers
 (SQuAD 2.0 "impossible") counts as gold ``""``, so only an empty prediction scores 1 on it.
+
+Chinese has no spaces, so whitespace tokens would make F1 equal exact match. Where the prediction or the gold
+answer holds a Chinese character, the CMRC 2018 evaluation's rules apply instead: every Chinese character is a
+token (runs of other characters are words split at spaces), punctuation of any script is dropped, and F1 comes
+from the longest common run of tokens.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def normalize_answer(text: str) -> str:
@@ -21,12 +28,52 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+def _chinese(*texts: str) -> bool:
+    return any(_HAN.search(text) for text in texts)
+
+
+def chinese_tokens(text: str) -> list[str]:
+    """CMRC 2018's segmentation: each Chinese character a token, other runs words split at spaces, punctuation of
+    any script dropped, lower case."""
+    tokens: list[str] = []
+    word = ""
+    for char in text.lower():
+        if _HAN.match(char) or char.isspace() or unicodedata.category(char).startswith("P"):
+            tokens += [word] if word else []
+            word = ""
+            tokens += [char] if _HAN.match(char) else []
+        else:
+            word += char
+    return tokens + ([word] if word else [])
+
+
+def _longest_common_run(first: list[str], second: list[str]) -> int:
+    best, previous = 0, [0] * (len(second) + 1)
+    for token in first:
+        current = [0] * (len(second) + 1)
+        for position, other in enumerate(second, 1):
+            if token == other:
+                current[position] = previous[position - 1] + 1
+                best = max(best, current[position])
+        previous = current
+    return best
+
+
 def exact_match(prediction: str, gold: str) -> float:
+    if _chinese(prediction, gold):
+        return float(chinese_tokens(prediction) == chinese_tokens(gold))
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
 def f1_score(prediction: str, gold: str) -> float:
-    """Token-overlap F1; when either side has no tokens, 1 if both have none, else 0."""
+    """Token-overlap F1 (for Chinese, CMRC 2018's longest common run of tokens); when either side has no tokens,
+    1 if both have none, else 0."""
+    if _chinese(prediction, gold):
+        predicted, expected = chinese_tokens(prediction), chinese_tokens(gold)
+        if not predicted or not expected:
+            return float(predicted == expected)
+        common = _longest_common_run(predicted, expected)
+        return 0.0 if common == 0 else 2 * common / (len(predicted) + len(expected))
     predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
     if not predicted or not expected:
         return float(predicted == expected)

@@ -244,6 +244,8 @@ class KnowledgeBase:
         reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a ``message``
         saying what to do, and the evidence still ranked.
         """
+        if top_k < 1:
+            raise InvalidRequestError("the number of answers (top_k, --answers) must be positive")
         passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
         top = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]

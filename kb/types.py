@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 Modality = Literal["text", "image"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
@@ -141,7 +141,9 @@ class Hit(BaseModel):
 
 
 class Citation(BaseModel):
-    """Where an answer was read: ``document_text[start:end] == answer.text``, inside the cited passage.
+    """Where an answer was read: ``document_text[start:end] == text``, inside the cited passage. ``text`` is this
+    reading's wording; the answer's ``text`` is its most probable reading's, the same after SQuAD normalisation
+    (case, articles, punctuation) for every source.
 
     ``start``/``end`` are the answer's character offsets in the document's extracted text (the ``documents.text``
     column); ``passage`` is the retrieved chunk, ``document_text[passage_start:passage_end]``, on ``page``.
@@ -159,6 +161,12 @@ class Citation(BaseModel):
     chunk_id: int
     document_id: int
     title: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def text(self) -> str:
+        """The cited characters."""
+        return self.passage[self.start - self.passage_start : self.end - self.passage_start]
 
     def highlighted(self, before: str = ">>>", after: str = "<<<") -> str:
         """The passage with the answer marked."""

@@ -15,6 +15,7 @@ from answering.windows import make_windows
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.config import Settings
+from kb.errors import InvalidRequestError
 from kb.types import Citation
 from tests.documents import pdf_bytes
 from tests.qa_model import FILLER, fact, question
@@ -88,6 +89,9 @@ def test_abstains_without_answer_and_below_threshold(kb_factory: OpenKB, tiny_re
     # A threshold above the best score makes any reader abstain, even one that never predicts "no answer".
     above = knowledge_base.ask(question("chen"), k=4, threshold=(score + 1.0) / 2)
     assert above.status == "no_answer" and not above.answers and above.evidence
+    for top_k in (0, -1):  # no answers asked for is a mistake, not "the knowledge base holds no answer"
+        with pytest.raises(InvalidRequestError, match="must be positive"):
+            knowledge_base.ask(question("chen"), top_k=top_k)
 
 
 def test_reader_unavailable_still_returns_ranked_evidence(kb_factory: OpenKB, tmp_path: Path) -> None:
@@ -147,6 +151,33 @@ def test_reduced_precision_gives_the_float32_answers(tiny_reader: Path, precisio
         assert reading.no_answer_score == pytest.approx(expected.no_answer_score, abs=0.05)
 
 
+def test_an_answers_score_does_not_depend_on_how_many_answers_are_asked_for(tmp_path: Path) -> None:
+    """Thresholds are tuned with one answer (``kb eval squad``) and used with ``ask``'s three: the best answer must
+    score the same. A random reader with sharp logits spreads probability over many overlapping spans."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    from answering.reader import ExtractiveReader
+    from kb.types import Hit
+    from tests.conftest import minilm_path
+
+    torch.manual_seed(1)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+    model = BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                                num_attention_heads=2, intermediate_size=64))
+    with torch.no_grad():
+        model.qa_outputs.weight.mul_(30)
+    model.save_pretrained(tmp_path / "reader")
+    tokenizer.save_pretrained(tmp_path / "reader")
+    reader = ExtractiveReader(Settings(reader_model=str(tmp_path / "reader"), reader_backend="torch", device="cpu"))
+    text = "Northwind Tools Returns Policy. Customers have 30 days from the date of delivery to return an item. " * 3
+    hits = [Hit(path="a.txt", page=1, start=100, end=100 + len(text), text=text, score=1.0, chunk_id=1, document_id=1)]
+    readings = [reader.run("How many days to return an item?", hits, top_k=top_k, threshold=0.0) for top_k in (1, 3, 5)]
+    assert len({reading.answers[0].text for reading in readings}) == 1
+    assert readings[0].answers[0].score == pytest.approx(readings[1].answers[0].score, abs=1e-6)
+    assert readings[0].answers[0].score == pytest.approx(readings[2].answers[0].score, abs=1e-6)
+
+
 def test_reader_precision_is_a_machine_setting(tmp_path: Path) -> None:
     from kb.config import load_settings, save_settings
 
@@ -171,15 +202,20 @@ def test_span_probabilities_are_shared_across_windows() -> None:
 
 
 def test_merge_answers_sums_same_and_overlapping_readings() -> None:
-    def cite(document: int, start: int, end: int, score: float) -> Citation:
-        return Citation(path=f"d{document}", page=None, start=start, end=end, passage="", passage_start=0,
-                        passage_end=0, score=score, chunk_id=document, document_id=document)
+    documents = {1: "Founded in 1138 by the river Elbe.", 2: "Year: The 1138. Done"}
 
-    answers = merge_answers([("1138", cite(1, 10, 14, 0.4)), ("in 1138", cite(1, 7, 14, 0.1)),
-                             ("The 1138.", cite(2, 3, 12, 0.2)), ("1138", cite(1, 10, 14, 0.05)),
-                             ("river Elbe", cite(1, 40, 50, 0.3))], top=5)
+    def cite(document: int, start: int, end: int, score: float) -> tuple[str, Citation]:
+        text = documents[document]
+        return text[start:end], Citation(path=f"d{document}", page=None, start=start, end=end, passage=text,
+                                         passage_start=0, passage_end=len(text), score=score, chunk_id=document,
+                                         document_id=document)
+
+    answers = merge_answers([cite(1, 11, 15, 0.4), cite(1, 8, 15, 0.1), cite(2, 6, 15, 0.2), cite(1, 11, 15, 0.05),
+                             cite(1, 23, 33, 0.3)], top=5)
     assert [(a.text, round(a.score, 2)) for a in answers] == [("1138", 0.75), ("river Elbe", 0.3)]
-    assert [(s.document_id, s.start) for s in answers[0].sources] == [(1, 10), (2, 3)]
+    assert [(s.document_id, s.start) for s in answers[0].sources] == [(1, 11), (2, 6)]
+    assert [s.text for s in answers[0].sources] == ["1138", "The 1138."]  # each source in its own wording
+    assert answers[0].sources[1].model_dump()["text"] == "The 1138."
 
 
 def test_cli_ask(tiny_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

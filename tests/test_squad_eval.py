@@ -55,3 +55,35 @@ def test_eval_squad_reader_and_open(tiny_reader: Path, tiny_text_model: Path, tm
     assert report["exact"] is None and report["recall_at_k"] is not None and "KB_READER_MODEL" in report["message"]
     assert main(["eval", "squad", str(data), "--out", str(out)]) == 2
     assert "KB_READER_MODEL" in capsys.readouterr().err
+    assert main(["eval", "squad", str(data), "--limit", "0"]) == 2  # no question, rather than every question
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, tmp_path: Path) -> None:
+    """With a reader per language, the questions' own reader sets the threshold and gets the tuned one."""
+    import shutil
+
+    from answering.squad_eval import evaluate_reader
+    from kb.cards import read_card
+    from kb.config import Settings
+    from kb.errors import InvalidRequestError
+
+    english, chinese = tmp_path / "en", tmp_path / "zh"
+    shutil.copytree(tiny_reader, english)
+    shutil.copytree(tiny_reader, chinese)
+    context = "客户在收货后三十天内可以退货。"
+    qas = [{"id": "z1", "question": "客户有多少天可以退货？", "answers": [{"text": "三十天", "answer_start": 6}]}]
+    data = tmp_path / "zh.json"
+    data.write_text(json.dumps({"data": [{"title": "退货", "paragraphs": [{"context": context, "qas": qas}]}]},
+                               ensure_ascii=False), encoding="utf-8")
+    settings = Settings(reader_model=str(english), reader_models_by_language={"zh": str(chinese)}, device="cpu")
+    report = evaluate_reader(data, settings, tune=True)
+    assert report.reader_model == str(chinese) and report.tuned is not None
+    assert report.tuned.recorded_in is not None and Path(report.tuned.recorded_in).parent == chinese
+    assert read_card(english) is None or read_card(english).no_answer_threshold is None
+    mixed = squad_file(tmp_path / "en.json")
+    both = json.loads(mixed.read_text(encoding="utf-8"))
+    both["data"] += json.loads(data.read_text(encoding="utf-8"))["data"]
+    mixed.write_text(json.dumps(both), encoding="utf-8")
+    with pytest.raises(InvalidRequestError, match="read by 2 models"):
+        evaluate_reader(mixed, settings, tune=True)

@@ -37,3 +37,15 @@ def test_best_over_gold_answers_and_no_answer() -> None:
     assert best_scores("something", []) == (0.0, 0.0)
     assert best_scores("", ["Denver"]) == (0.0, 0.0)
     assert best_scores("x", ["the", "x"]) == (1.0, 1.0)  # gold answers that normalise to nothing are dropped
+
+
+def test_chinese_answers_are_scored_by_character_as_cmrc_2018_does() -> None:
+    from answering.squad_metrics import chinese_tokens
+
+    assert chinese_tokens("iPhone 7于2016年发布，售价649美元。") == [
+        "iphone", "7", "于", "2016", "年", "发", "布", "售", "价", "649", "美", "元"]
+    assert best_scores("三十天。", ["三十天"]) == (1.0, 1.0)  # Chinese punctuation is no part of the answer
+    assert best_scores("三十天", ["三十天内"]) == (0.0, pytest.approx(2 * 3 / 7))  # whitespace tokens: F1 0
+    assert f1_score("2016年", "2016年9月") == pytest.approx(2 * 2 / 6)  # a common run of 2 of 2 and 4 tokens
+    assert f1_score("发布售价", "售价发布") == pytest.approx(2 * 2 / 8)  # the longest common run, not the bag
+    assert best_scores("", ["三十天"]) == (0.0, 0.0) and best_scores("三十天", []) == (0.0, 0.0)
