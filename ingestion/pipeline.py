@@ -18,7 +18,7 @@ from ingestion.loaders.base import Limits
 from ingestion.ocr import ocr_available
 from ingestion.pictures import Picture
 from ingestion.reading import FileJob, LoadFailed, ReadFailed, ReadSettings
-from ingestion.scan import ScannedFile, ScanResult, scan
+from ingestion.scan import ScannedFile, ScanResult, scan, valid_name
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
@@ -126,6 +126,8 @@ class Ingestor:
 
     def run(self, folder: Path) -> IngestReport:
         root = folder.expanduser().resolve()
+        if not valid_name(str(root)):
+            raise SourceUnavailableError(f"{str(root)!r} is not valid UTF-8; no database can store its paths")
         try:
             is_folder = root.is_dir()
         except OSError:  # a folder on the way that cannot be searched
@@ -252,6 +254,15 @@ class Ingestor:
             return
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
+        emptied = [path for path, _ in still_gone if scanned.in_empty_folder(path)] if not self.allow_removal else []
+        if emptied:
+            report.removal_withheld += emptied
+            report.notices.append(
+                f"{len(emptied)} document(s) came from folders that are now empty and were kept (unmounted "
+                "shares?); if their files really were deleted, run again allowing removal (kb ingest/reindex "
+                "--allow-removal)")
+            kept = set(emptied)
+            still_gone = [(path, document_id) for path, document_id in still_gone if path not in kept]
         if still_gone and not self.allow_removal and too_many_missing(len(still_gone), len(known),
                                                                       self.settings.ingestion.max_removed_share):
             report.removal_withheld = [path for path, _ in still_gone]

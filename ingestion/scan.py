@@ -31,13 +31,27 @@ class ScanResult:
     failed: list[FailedFile] = field(default_factory=list)
     skipped: list[FailedFile] = field(default_factory=list)
     unreadable_dirs: list[Path] = field(default_factory=list)
+    unchecked: list[Path] = field(default_factory=list)  # entries listed but not stat'ed: present, state unknown
+    empty_dirs: list[Path] = field(default_factory=list)  # folders holding nothing the scan looks at
 
     def covers(self, path: str) -> bool:
-        """True unless ``path`` lies in a folder that could not be listed (its absence proves nothing)."""
-        return not any(path.startswith(str(d) + os.sep) for d in self.unreadable_dirs)
+        """True unless ``path`` could not be looked at: it lies in a folder that could not be listed, or is (or
+        lies under) an entry that could not be stat'ed. Its absence from the files then proves nothing."""
+        return not any(path.startswith(str(d) + os.sep) for d in self.unreadable_dirs) and \
+            not any(path == str(entry) or path.startswith(str(entry) + os.sep) for entry in self.unchecked)
+
+    def in_empty_folder(self, path: str) -> bool:
+        """``path`` lies in a folder (below the root too) that now holds nothing: the bare mount point of an
+        unmounted share, more likely than every file deleted."""
+        return any(path.startswith(str(d) + os.sep) for d in self.empty_dirs)
 
 
-def _valid_name(name: str) -> bool:
+def hidden(name: str) -> bool:
+    """Entries the scan leaves out: names starting with '.'."""
+    return name.startswith(".")
+
+
+def valid_name(name: str) -> bool:
     """False for names with bytes that are not UTF-8 (Python keeps them as surrogates no database can store)."""
     try:
         name.encode("utf-8")
@@ -71,11 +85,13 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
             result.failed.append(FailedFile(path=str(directory), reason=f"folder could not be read: {error.strerror}"))
             result.unreadable_dirs.append(directory)
             continue
+        if all(hidden(entry.name) for entry in entries):
+            result.empty_dirs.append(directory)
         for entry in entries:
-            if entry.name.startswith("."):
+            if hidden(entry.name):
                 continue
             path = Path(entry.path)
-            if not _valid_name(entry.name):
+            if not valid_name(entry.name):
                 result.failed.append(FailedFile(path=repr(entry.path)[1:-1], reason="file name is not valid UTF-8"))
                 continue
             try:
@@ -96,8 +112,9 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
                 else:
                     result.failed.append(FailedFile(path=str(path), reason="vanished during the scan"))
                 continue
-            except OSError as error:
+            except OSError as error:  # a permission, a dead mount, an I/O error: not a deletion
                 result.failed.append(FailedFile(path=str(path), reason=f"cannot stat: {error.strerror}"))
+                result.unchecked.append(path)
                 continue
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)

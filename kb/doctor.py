@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
 
+from ingestion.scan import hidden
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -160,6 +161,17 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
         states = [(document_id, path, _file_state(path)) for document_id, path in documents]
         missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
         unknown += sum(1 for _, _, state in states if state == "unknown")
+        emptied = sum(1 for _, _, state in states if state == "in an empty folder")
+        if emptied:
+            report.problems.append(Problem(kind="source sub-folder empty", detail=(
+                f"{emptied} document file(s) of {root} lie in folders that now hold nothing (unmounted shares?); "
+                "their documents are kept until the files are back, or removed with `kb reindex SOURCE "
+                "--allow-removal`")))
+        if missing and len(missing) == len(documents):
+            report.problems.append(Problem(kind="every file missing", detail=(
+                f"none of the {len(documents)} files of {root} is there, yet the folder is not empty: --repair keeps "
+                "their documents (if they really were deleted, `kb reindex SOURCE --allow-removal` removes them)")))
+            continue
         if too_many_missing(len(missing), len(documents), max_removed_share):
             report.problems.append(Problem(kind="many files missing", detail=(
                 f"{len(missing)} of the {len(documents)} files of {root} are missing: more than max_removed_share, "
@@ -182,8 +194,7 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
 def _folder_state(root: str) -> str | None:
     """Why a source folder cannot vouch for its files ("missing", "unreadable", "empty"), or None when it can."""
     try:
-        with os.scandir(root) as entries:
-            empty = next(entries, None) is None
+        empty = _holds_nothing(root)
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     except OSError:
@@ -191,12 +202,26 @@ def _folder_state(root: str) -> str | None:
     return "empty" if empty else None
 
 
+def _holds_nothing(folder: str) -> bool:
+    """The folder holds nothing an ingest would look at (hidden entries aside, as the scan leaves them out)."""
+    with os.scandir(folder) as entries:
+        return all(hidden(entry.name) for entry in entries)
+
+
 def _file_state(path: str) -> str:
-    """"present", "gone" (the file, or a folder on its way, does not exist) or "unknown" (it cannot be looked at)."""
+    """"present", "gone" (the file, or a folder on its way, does not exist), "in an empty folder" (its folder is
+    there and holds nothing: an unmounted share below the source, as the ingest reads it) or "unknown" (it cannot
+    be looked at)."""
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return "gone"
+        folder = os.path.dirname(path)
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:  # the nearest folder still there
+            folder = os.path.dirname(folder)
+        try:
+            return "in an empty folder" if _holds_nothing(folder) else "gone"
+        except OSError:
+            return "gone"
     except OSError:
         return "unknown"
     return "present"

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, Union
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
-from kb.errors import InvalidRequestError, ModelNotFoundError, NotAnImageError, ScheduleError, WriterBusyError
+from kb.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotAnImageError,
+    ScheduleError,
+    SourceUnavailableError,
+    WriterBusyError,
+)
 from kb.keywords import keyword_tokenizer
 from kb.scheduler import Scheduler
 from kb.spaces import EMBED_BATCH, EmbeddingSpace, buildable_spaces
@@ -137,14 +144,22 @@ class KnowledgeBase:
     def reindex(self, folder: str | os.PathLike[str] | None = None,
                 progress: IngestProgress | FileCallback | None = None,
                 allow_removal: bool = False) -> list[IngestReport]:
-        """One run now, for one source or every registered source (``allow_removal``: see ``ingest``)."""
+        """One run now, for one source or every registered source (``allow_removal``: see ``ingest``). Over every
+        source, one that cannot be read (an unmounted share) is reported as failed, its documents kept, and the
+        sources after it still run."""
         registered = [info.path for info in self.sources()]
         if folder is not None:
             wanted = sources.resolve(folder)
             if wanted not in registered:
                 raise sources.SourceNotFoundError(f"no source {wanted}; add it with `kb source add` or `kb ingest`")
-            registered = [wanted]
-        return [self.ingest(path, progress, allow_removal=allow_removal) for path in registered]
+            return [self.ingest(wanted, progress, allow_removal=allow_removal)]
+        reports = []
+        for path in registered:
+            try:
+                reports.append(self.ingest(path, progress, allow_removal=allow_removal))
+            except SourceUnavailableError as error:
+                reports.append(IngestReport(source=path, failed=[FailedFile(path=path, reason=str(error))]))
+        return reports
 
     def jobs(self, limit: int = 20) -> list[Job]:
         """The most recent ingest and reindex runs, newest first."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from ingestion.scan import valid_name
 from ingestion.schedule import next_run, validate_schedule
-from kb.errors import ScheduleError, SourceNotFoundError
+from kb.errors import ScheduleError, SourceNotFoundError, SourceUnavailableError
 from kb.storage.models import utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
@@ -27,6 +28,8 @@ def resolve(path: str | Path) -> str:
 def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceInfo:
     """Register a folder (or change its schedule); it is first due now, so the scheduler ingests it at once."""
     folder = resolve(path)
+    if not valid_name(folder):
+        raise SourceUnavailableError(f"{folder!r} is not valid UTF-8; no database can store its paths")
     if not Path(folder).is_dir():
         raise NotADirectoryError(f"{path} is not a folder")
     normalised = validate_schedule(schedule) if schedule else None
@@ -73,6 +76,8 @@ def schedule_next(store: Store, path: str, after: datetime) -> None:
     A stored schedule that cannot be used (written by an older version that let absurd intervals through) stops
     the source from being scheduled, and raises ``ScheduleError`` saying so, rather than failing every poll.
     """
+    if not valid_name(path):
+        return  # no source is stored under a path that is not UTF-8
     with store.write() as unit:
         source = unit.source(path)
         if source is None or not source.schedule:

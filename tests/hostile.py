@@ -76,8 +76,9 @@ def docx_with_shared_picture(count: int, picture: bytes) -> bytes:
     return out.getvalue()
 
 
-def _docx_with_document_xml(rewrite: Callable[[str], str]) -> bytes:
-    """A valid DOCX (made by python-docx) whose word/document.xml is ``rewrite`` of the original."""
+def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document.xml") -> bytes:
+    """A valid DOCX (made by python-docx) whose word/document.xml is ``rewrite`` of the original, stored as
+    word/``part`` (the package's content types and relationships renamed with it)."""
     from docx import Document
 
     plain = io.BytesIO()
@@ -89,14 +90,18 @@ def _docx_with_document_xml(rewrite: Callable[[str], str]) -> bytes:
             data = source.read(item.filename)
             if item.filename == "word/document.xml":
                 data = rewrite(data.decode()).encode()
-            target.writestr(item, data)
+            elif item.filename in ("[Content_Types].xml", "_rels/.rels"):
+                data = data.replace(b"word/document.xml", f"word/{part}".encode())
+            target.writestr(item.filename.replace("document.xml", part), data)
     return out.getvalue()
 
 
-def docx_xml_bomb(megabytes: float) -> bytes:
-    """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed)."""
+def docx_xml_bomb(megabytes: float, part: str = "document.xml") -> bytes:
+    """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed),
+    its main part stored as word/``part``: a name not ending in .xml must not hide it from the bomb check."""
     body = "<w:p/>" * int(megabytes * 2**20 / 6)
-    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>")
+    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>",
+                                   part)
 
 
 def docx_external_entity(target: Path) -> bytes:

@@ -92,9 +92,11 @@ def test_an_unmounted_share_fails_its_run_and_keeps_every_document(
         assert kb.stats().documents == 4
         monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
         capsys.readouterr()
-        assert main(["--kb", str(tmp_path / "kb"), "reindex"]) == 2
+        assert main(["--kb", str(tmp_path / "kb"), "reindex", str(share)]) == 2
         [error] = errors(capsys.readouterr().err)
         assert error.startswith("kb: error: the folder") and "nothing was removed" in error
+        assert main(["--kb", str(tmp_path / "kb"), "reindex"]) == 1  # every source: this one failed, said why
+        assert "nothing was removed" in capsys.readouterr().out
         assert kb.stats().documents == 4
         if mounted:  # mounted again, with its files: nothing to redo
             assert _run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(share))
@@ -131,6 +133,69 @@ def test_a_mostly_missing_source_keeps_its_documents_unless_removal_is_allowed(k
     assert len(report.removed) == 15 and kb.stats().documents == 2
 
 
+def test_a_sub_folder_left_empty_keeps_its_documents_in_ingest_and_doctor(kb_factory, tmp_path: Path) -> None:
+    """A share mounted below the source (finance/ here) and unmounted leaves an empty folder: fewer documents than
+    max_removed_share would let go, yet not proof that they were deleted."""
+    docs = {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)}
+    folder = write_docs(tmp_path / "docs", docs | {f"finance/q{n}/report.txt": f"Quarter {n} revenue grew {n} percent."
+                                                   for n in range(12)})
+    kb = kb_factory()
+    kb.ingest(folder)
+    shutil.move(folder / "finance", tmp_path / "away")
+    (folder / "finance").mkdir()
+    (folder / "finance" / ".mounted-here").write_text("", encoding="utf-8")  # hidden: as good as empty
+    report = kb.ingest(folder)
+    assert not report.removed and len(report.removal_withheld) == 12 and kb.stats().documents == 42
+    assert any("now empty" in notice for notice in report.notices)
+    doctor = kb.doctor(repair=True)
+    assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("source sub-folder empty", False)]
+    assert kb.stats().documents == 42
+    assert len(kb.ingest(folder, allow_removal=True).removed) == 12 and kb.stats().documents == 30
+
+
+def test_doctor_keeps_a_source_whose_every_file_is_gone(kb_factory, tmp_path: Path) -> None:
+    """What ingest refuses to remove, doctor --repair must not remove either: a folder holding only a hidden
+    file, or other files, while none of the documents' files is there."""
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    shutil.move(folder, tmp_path / "away")
+    folder.mkdir()
+    (folder / ".share-not-mounted").write_text("", encoding="utf-8")
+    with pytest.raises(SourceUnavailableError, match="empty"):
+        kb.ingest(folder)
+    kinds = [(problem.kind, problem.repaired) for problem in kb.doctor(repair=True).problems]
+    assert kinds == [("source folder empty", False)] and kb.stats().documents == len(DOCS)
+    (folder / "unrelated.txt").write_text("Something else entirely.", encoding="utf-8")
+    kinds = [(problem.kind, problem.repaired) for problem in kb.doctor(repair=True).problems]
+    assert ("every file missing", False) in kinds and kb.stats().documents == len(DOCS)
+
+
+def test_reindex_goes_on_past_a_source_that_cannot_be_read(kb_factory, tmp_path: Path) -> None:
+    first, second = write_docs(tmp_path / "a"), write_docs(tmp_path / "b", {"one.txt": "A note on the harbour."})
+    kb = kb_factory()
+    kb.add_source(first, None)
+    kb.add_source(second, None)
+    kb.reindex()
+    shutil.move(first, tmp_path / "away")
+    first.mkdir()  # the bare mount point
+    (second / "two.txt").write_text("A second note, about the lighthouse keeper.", encoding="utf-8")
+    reports = {report.source: report for report in kb.reindex()}
+    assert reports[str(first)].read_nothing() and "empty" in reports[str(first)].failed[0].reason
+    assert reports[str(second)].added == [str(second / "two.txt")]
+    assert kb.search("lighthouse keeper", k=1, mode="keyword") and kb.stats().documents == len(DOCS) + 2
+
+
+def test_a_source_path_that_is_not_utf8_is_refused_in_one_line(kb_factory, tmp_path: Path) -> None:
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/f\xff5"))
+    folder.mkdir()
+    (folder / "a.txt").write_text("Some text.", encoding="utf-8")
+    kb = kb_factory()
+    for action in (lambda: kb.ingest(folder), lambda: kb.add_source(folder, None)):
+        with pytest.raises(SourceUnavailableError, match="not valid UTF-8"):
+            action()
+
+
 def _without_root_override() -> list[str] | None:
     """A command prefix under which file permissions apply even to root (None: root, and no tool to drop them)."""
     if os.geteuid() != 0:
@@ -152,8 +217,13 @@ def test_unreadable_folders_remove_nothing_and_doctor_survives(kb_factory, tmp_p
     env = {**os.environ, "KB_TEXT_MODEL": str(tiny_text_model), "KB_DEVICE": "cpu"}
     kb = [*prefix, sys.executable, "-m", "kb.cli", "--kb", str(tmp_path / "kb")]
     locked = folder / "handbook"
-    locked.chmod(0)
+    locked.chmod(0o444)  # listed, but nothing in it can be stat'ed: as a dead mount or an I/O error answers
     try:
+        ingest = subprocess.run([*kb, "ingest", str(folder), "--json"], env=env, capture_output=True, text=True,
+                                cwd=REPO)
+        report = json.loads(ingest.stdout)
+        assert not report["removed"] and len(report["failed"]) == 2 and "cannot stat" in report["failed"][0]["reason"]
+        locked.chmod(0)
         doctor = subprocess.run([*kb, "doctor", "--repair", "--json"], env=env, capture_output=True, text=True,
                                 cwd=REPO)
         problems = {problem["kind"]: problem for problem in json.loads(doctor.stdout)["problems"]}

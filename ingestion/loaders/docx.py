@@ -38,6 +38,7 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 # parts are counted (by their "<", streamed) before anything parses them.
 MAX_XML_TAGS = 2_000_000
 _COUNT_CHUNK = 1 << 20
+_XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
 _STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")  # python-docx names the stream
 
 
@@ -98,14 +99,16 @@ def _refuse_bombs(data: bytes) -> None:
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
             tags = 0
             for member in members:
-                if not member.filename.lower().endswith((".xml", ".rels")):
-                    continue
                 with archive.open(member) as part:
-                    while chunk := part.read(_COUNT_CHUNK):
+                    chunk = part.read(_COUNT_CHUNK)
+                    if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
+                        continue  # an image or other binary part: it cannot parse as XML, whatever its name
+                    while chunk:
                         tags += chunk.count(b"<")
                         if tags > MAX_XML_TAGS:
                             raise LoadError(f"over budget: DOCX XML holds more than {MAX_XML_TAGS:,} elements "
                                             "(an XML bomb?)")
+                        chunk = part.read(_COUNT_CHUNK)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: python-docx reports it as corrupt
 
