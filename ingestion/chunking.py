@@ -12,11 +12,14 @@ dependency-free ``approximate_token_offsets``. Either is called once per page, n
 from __future__ import annotations
 
 import re
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from kb.keywords import CJK_CHARS
 from kb.types import ChunkSpan, ExtractedDocument
@@ -38,17 +41,17 @@ _LINE_BREAK = re.compile(r"\n")
 # Places a hard cut may follow: whitespace, clause punctuation and unambiguous closers (not ' or ", which also open).
 _SOFT_BREAK = re.compile(r"[\s,;:，、；：)\]}）］｝】」』》〉〕〗〙〛”»]")
 _TOKENIZER_PIECE_CHARS = 1 << 13
-_TOKENIZER_BATCH_PIECES = 64
+_TOKENIZER_BATCH_PIECES = 16
 
 
-def approximate_token_offsets(text: str) -> list[int]:
+def approximate_token_offsets(text: str) -> array[int]:
     """Token starts without a tokenizer: a run of letters/digits is one token, as is every CJK, kana or hangul
     character and every other non-space character.
 
     Subword tokenizers split long or rare words further, so this undercounts them a little; use
     ``hf_token_offsets`` when the encoder's tokenizer is at hand.
     """
-    return [match.start() for match in _APPROXIMATE_TOKEN.finditer(text)]
+    return array("q", (match.start() for match in _APPROXIMATE_TOKEN.finditer(text)))
 
 
 def hf_token_offsets(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> TokenOffsets:
@@ -67,16 +70,16 @@ def hf_token_offsets(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> TokenOff
     backend.no_truncation()
     backend.no_padding()
 
-    def offsets(text: str) -> list[int]:
-        starts: list[int] = []
+    def offsets(text: str) -> array[int]:
+        starts = array("q")
         pieces = _tokenizer_pieces(text)
         for first in range(0, len(pieces), _TOKENIZER_BATCH_PIECES):
             batch = pieces[first : first + _TOKENIZER_BATCH_PIECES]
             encodings = backend.encode_batch([text[start:end] for start, end in batch], add_special_tokens=False)
             for (piece_start, _), encoding in zip(batch, encodings, strict=True):
                 starts.extend(piece_start + begin for begin, finish in encoding.offsets if finish > begin)
-        starts.sort()
-        return starts
+        values = np.frombuffer(starts, dtype=np.int64)
+        return starts if bool(np.all(values[1:] >= values[:-1])) else array("q", np.sort(values).tobytes())
 
     return offsets
 
@@ -138,7 +141,13 @@ class Chunker:
         return chunks
 
     def _chunk_span(self, text: str, start: int, end: int, page: int | None) -> list[ChunkSpan]:
-        tokens = [start + offset for offset in self.token_offsets(text[start:end])]
+        # Token starts as 8-byte integers, shifted in place, not lists of Python ints: a 10 MB text of punctuation
+        # has 10 million tokens.
+        tokens = self.token_offsets(text[start:end])
+        if not isinstance(tokens, array) or tokens.typecode != "q":
+            tokens = array("q", tokens)
+        if start and tokens:
+            np.frombuffer(tokens, dtype=np.int64)[:] += start
         tokens = _split_long_tokens(text, tokens, end, self.max_token_chars)
         return _SpanPacker(self, text, tokens, page).pack(_sentences(text, start, end), end)
 
@@ -150,17 +159,21 @@ class _Sentence:
     paragraph_end: bool = False
 
 
-def _split_long_tokens(text: str, tokens: list[int], end: int, max_chars: int) -> list[int]:
+def _split_long_tokens(text: str, tokens: array[int], end: int, max_chars: int) -> array[int]:
     """Add token starts every ``max_chars`` characters inside any longer token (trailing whitespace excluded)."""
-    bounds = [*tokens, end]
-    if all(after - before <= max_chars for before, after in pairwise(bounds)):
+    starts = np.frombuffer(tokens, dtype=np.int64)
+    long = np.flatnonzero(np.diff(np.append(starts, end)) > max_chars)
+    if not len(long):
         return tokens
-    split: list[int] = []
-    for before, after in pairwise(bounds):
-        split.append(before)
-        if after - before > max_chars:
-            extent = len(text[before:after].rstrip())
-            split.extend(range(before + max_chars, before + extent, max_chars))
+    split = array("q")
+    previous = 0
+    for index in long.tolist():
+        before = int(starts[index])
+        after = int(starts[index + 1]) if index + 1 < len(starts) else end
+        split.frombytes(starts[previous : index + 1].tobytes())
+        split.extend(range(before + max_chars, before + len(text[before:after].rstrip()), max_chars))
+        previous = index + 1
+    split.frombytes(starts[previous:].tobytes())
     return split
 
 
@@ -176,7 +189,7 @@ def _sentences(text: str, start: int, end: int) -> list[_Sentence]:
     """Whitespace-stripped, non-empty sentences of ``text[start:end]``, marking each paragraph's last one."""
     sentences: list[_Sentence] = []
     paragraph_start = start
-    for paragraph_end in [*(match.start() for match in _PARAGRAPH_BREAK.finditer(text, start, end)), end]:
+    for paragraph_end in chain((match.start() for match in _PARAGRAPH_BREAK.finditer(text, start, end)), (end,)):
         before = len(sentences)
         sentence_start = paragraph_start
         ends = [match.end() for match in _SENTENCE_END.finditer(text, paragraph_start, paragraph_end)]
@@ -194,7 +207,7 @@ def _sentences(text: str, start: int, end: int) -> list[_Sentence]:
 class _SpanPacker:
     """Packs the sentences of one page (or page-less text) into chunks, given that span's token starts."""
 
-    def __init__(self, chunker: Chunker, text: str, tokens: list[int], page: int | None) -> None:
+    def __init__(self, chunker: Chunker, text: str, tokens: array[int], page: int | None) -> None:
         self.max = chunker.max_tokens
         self.overlap = chunker.overlap_tokens
         self.text = text
