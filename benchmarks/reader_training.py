@@ -61,7 +61,7 @@ def cloze(args: argparse.Namespace) -> int:
                  for title in squad_titles(args.data / DATASETS[name])}
     summaries = json.loads((args.data / DISTRACTORS).read_text(encoding="utf-8"))
     passages = [(title, entry["extract"]) for title, entry in sorted(summaries.items()) if title not in evaluated]
-    squad, skipped = cloze_questions(passages, seed=args.seed)
+    squad, skipped = cloze_questions(passages, per_passage=args.per_passage, seed=args.seed)
     articles = {}
     for question in squad.questions:
         title, context = squad.paragraphs[question.paragraph]
@@ -168,6 +168,7 @@ def main() -> int:
     cloze_file = commands.add_parser("cloze")
     cloze_file.add_argument("--out", type=Path, required=True)
     cloze_file.add_argument("--seed", type=int, default=0)
+    cloze_file.add_argument("--per-passage", type=int, default=1, help="cloze questions asked of each summary")
     cloze_file.add_argument("--show", type=int, default=20, help="print the first N questions")
     tuning = commands.add_parser("tune")
     tuning.add_argument("--model", type=Path, required=True)

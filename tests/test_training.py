@@ -278,12 +278,11 @@ def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: 
     assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
 
 
-def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
-                                                                     tmp_path: Path) -> None:
-    from kb.encoders.clip import ClipEncoder
+def caption_file(tmp_path: Path) -> Path:
+    """A JSONL caption file beside 48 shape pictures (12 classes, 4 each), plus a line naming a picture outside its
+    folder and a line that is not JSON."""
     from tests.clip_model import shape_images
 
-    config, checkpoint = tiny_clip
     folder = tmp_path / "captions"
     folder.mkdir()
     lines = []
@@ -294,6 +293,16 @@ def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: t
     (tmp_path / "outside.png").write_bytes((folder / "0.png").read_bytes())
     data = folder / "captions.jsonl"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data
+
+
+def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    from kb.encoders.clip import ClipEncoder
+    from tests.clip_model import shape_images
+
+    config, checkpoint = tiny_clip
+    data = caption_file(tmp_path)
     out = tmp_path / "clip"
     card = train_clip([data], TrainOptions(out=out, base_model=str(config), epochs=6, batch_size=12,
                                            learning_rate=1e-3, threads=1, device="cpu"),
@@ -304,8 +313,8 @@ def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: t
     encoder = ClipEncoder(str(out / config.name), str(out / "model.pt"), device="cpu")
     assert encoder.identity().model.endswith("model.pt")
     assert encoder.encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)
-    validation = folder / "validation.jsonl"  # a given validation file is used as it is, nothing held out
-    validation.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
+    validation = data.parent / "validation.jsonl"  # a given validation file is used as it is, nothing held out
+    validation.write_text("\n".join(data.read_text(encoding="utf-8").splitlines()[:2]) + "\n", encoding="utf-8")
     card = train_clip([data], TrainOptions(out=tmp_path / "given", base_model=str(config), epochs=1, batch_size=12,
                                            threads=1, device="cpu", validation=[validation]),
                       clip_pretrained=str(checkpoint))
@@ -466,3 +475,64 @@ def test_reranker_backends_give_torch_probabilities(trained_reranker: Path, back
     assert scores.shape == reference.shape
     assert np.abs(scores - reference).max() < (1e-4 if backend in ("onnx", "openvino") else 0.05)
     assert CrossEncoderReranker(str(trained_reranker), "cpu").backend == float_backend("cpu") != "torch"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+needs_cuda = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU (these run on a machine with one)")
+ON_THE_DEFAULT_DEVICE = {"device": None}  # no --device: the trainers take the GPU when there is one
+
+
+@needs_cuda
+def test_reader_trains_on_the_gpu_by_default_and_reads_on_a_cpu(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    from answering.squad_eval import evaluate
+
+    out = tmp_path / "reader"
+    card = train_reader([facts], TrainOptions(out=out, base_model=str(tiny_base), **(READER | ON_THE_DEFAULT_DEVICE)))
+    assert card.device.startswith("cuda")
+    assert card.validation_after["f1"] > card.validation_before["f1"] + 50 and card.no_answer_threshold is not None
+    assert evaluate(facts, "reader", {"reader_model": str(out), "device": "cpu"}, limit=200).f1 > 50
+
+
+@needs_cuda
+def test_retriever_trains_on_the_gpu_by_default_and_encodes_on_a_cpu(pairs_file: Path, tiny_text_model: Path,
+                                                                      tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "retriever"
+    card = train_retriever([pairs_file], TrainOptions(out=out, base_model=str(tiny_text_model),
+                                                      **(PAIRS | ON_THE_DEFAULT_DEVICE)))
+    assert card.device.startswith("cuda") and falls(card.training_loss)
+    assert SentenceTransformer(str(out), device="cpu").encode(["code of alice"]).shape == (1, 32)
+
+
+@needs_cuda
+def test_reranker_trains_on_the_gpu_by_default_and_scores_on_a_cpu(pairs_file: Path, tiny_base: Path,
+                                                                    tiny_text_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reranker"
+    card = train_reranker([pairs_file], TrainOptions(out=out, base_model=str(tiny_base),
+                                                     **(PAIRS | {"learning_rate": 3e-3} | ON_THE_DEFAULT_DEVICE)),
+                          mining_model=str(tiny_text_model))
+    assert card.device.startswith("cuda") and falls(card.training_loss)
+    assert card.validation_after["ndcg@10"] > card.validation_before["ndcg@10"] + 0.2
+    scores = CrossEncoderReranker(str(out), device="cpu").scores(question("chen"), [fact("chen", 1234), FILLER[0]])
+    assert len(scores) == 2 and all(0 <= score <= 1 for score in scores)
+
+
+@needs_cuda
+def test_clip_trains_on_the_gpu_by_default_and_encodes_on_a_cpu(tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
+    from kb.encoders.clip import ClipEncoder
+    from tests.clip_model import shape_images
+
+    config, checkpoint = tiny_clip
+    out = tmp_path / "clip"
+    card = train_clip([caption_file(tmp_path)], TrainOptions(out=out, base_model=str(config), epochs=6, batch_size=12,
+                                                             learning_rate=1e-3, **ON_THE_DEFAULT_DEVICE),
+                      clip_pretrained=str(checkpoint))
+    assert card.device.startswith("cuda") and falls(card.training_loss)
+    encoder = ClipEncoder(str(out / config.name), str(out / "model.pt"), device="cpu")
+    assert encoder.encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)

@@ -15,10 +15,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from answering.squad_eval import SquadQuestion, SquadSet
-from kb.storage.store import StoredDocument
 from training.kb_documents import named_documents
+
+if TYPE_CHECKING:  # the store (SQLAlchemy, FAISS) is imported only where a knowledge base is read
+    from kb.storage.store import StoredDocument
 
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 NAME_WORD = rf"(?!(?:{MONTHS})\b)[A-Z][\w'’.-]*\w"  # a capitalised word that is not a month

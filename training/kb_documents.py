@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from kb.storage.store import StoredDocument
+if TYPE_CHECKING:  # the store (SQLAlchemy, FAISS) is imported only where a knowledge base is read
+    from kb.storage.store import StoredDocument
 
 
 def named_documents(documents: Iterable[StoredDocument]) -> list[tuple[str, StoredDocument]]:
