@@ -278,6 +278,25 @@ def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: 
     assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
 
 
+def test_reader_training_validates_once_at_each_epoch_end(tiny_base: Path, facts: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Trainer evaluates at its last step itself; the epoch's end must not pay a second validation pass."""
+    from training.qa_trainer import QuestionAnsweringTrainer
+
+    steps: list[int] = []
+    evaluate = QuestionAnsweringTrainer.evaluate
+
+    def counted(trainer: QuestionAnsweringTrainer, *args: object, **kwargs: object) -> dict[str, float]:
+        steps.append(trainer.state.global_step)
+        return evaluate(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(QuestionAnsweringTrainer, "evaluate", counted)
+    card = train_reader([facts], TrainOptions(out=tmp_path / "reader", base_model=str(tiny_base),
+                                              **(READER | {"epochs": 2})))
+    per_epoch = card.steps // 2
+    assert steps == [0, per_epoch, 2 * per_epoch]  # before training, then once at each epoch's end
+
+
 def caption_file(tmp_path: Path) -> Path:
     """A JSONL caption file beside 48 shape pictures (12 classes, 4 each), plus a line naming a picture outside its
     folder and a line that is not JSON."""

@@ -20,6 +20,7 @@ class TimeBudget(TrainerCallback):
         self.checkpoint_seconds = checkpoint_seconds
         self.stopped_early = False
         self._started = self._saved = time.monotonic()
+        self._evaluated_step = self._saved_step = -1
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
@@ -37,10 +38,17 @@ class TimeBudget(TrainerCallback):
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
-        control.should_evaluate = control.should_save = True
+        # the Trainer evaluates and saves at its last step itself: a second validation pass would only cost time
+        control.should_evaluate = state.global_step != self._evaluated_step
+        control.should_save = state.global_step != self._saved_step
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        self._evaluated_step = state.global_step
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self._saved = time.monotonic()
+        self._saved_step = state.global_step
 
 
 class ProgressBar(TrainerCallback):
