@@ -173,6 +173,8 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
         hits = kb.search("duchy founded", k=10, mode=mode, filters={"modified_before": "2020-01-01T00:00:00"})
         assert [Path(h.path).name for h in hits] == ["history.txt"], mode
         assert not kb.search("duchy", k=10, mode=mode, filters={"path_glob": "nothing/*"})
+        for nothing in ({"path_glob": []}, {"file_types": []}):  # an empty list allows nothing, not everything
+            assert not kb.search("duchy", k=10, mode=mode, filters=nothing), (mode, nothing)
     with pytest.raises(ValidationError):
         kb.search("days", filters={"author": "someone"})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from kb.storage.models import INGESTED, Chunk, Document, as_utc
@@ -33,7 +33,7 @@ def chunk_conditions(filters: Filters | None, modalities: frozenset[Modality] | 
             like = func.lower(glob_to_like(glob))
             matches += [func.lower(Document.relpath).like(like, escape="\\"),
                         func.lower(Document.path).like(like, escape="\\")]
-        conditions.append(or_(*matches))
+        conditions.append(or_(false(), *matches))  # an empty list matches nothing, as file_types=[] does
     if filters.file_types is not None:
         conditions.append(Document.file_type.in_(filters.file_types))
     if filters.modified_after is not None:
