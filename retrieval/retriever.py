@@ -103,17 +103,20 @@ class Retriever:
         depth = max(2 * wanted_hits, self.settings.fusion.candidates)
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
+        # The query is encoded first, so that the snapshot below is as short as a read can be.
+        vector = self._query_vector(query) if text_space is not None else None
+        clip_vector = self.clip.encode([query])[0] if vector is not None and clip_space is not None and \
+            self.clip is not None else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
         with self.store.read() as snapshot:
-            vector = self._query_vector(query) if text_space is not None else None
             signals = _Signals()
             if text_space is not None and vector is not None:
                 signals.text = snapshot.dense_search(text_space, vector, depth, filters, wanted)
-                if clip_space is not None and self.clip is not None:
+                if clip_space is not None and clip_vector is not None:
                     # Images matched by what they show join the dense list on its scale, so every fusion treats a
                     # CLIP match like a text-space match; an image found both ways keeps its better dense score.
-                    signals.clip_vector = clip_vector = self.clip.encode([query])[0]
+                    signals.clip_vector = clip_vector
                     signals.clip = snapshot.dense_search(clip_space, clip_vector, depth, filters,
                                                          frozenset({"image"}))
                     signals.clip_scale = (self.backgrounds.typical(snapshot, clip_space, clip_vector, "image"),

@@ -129,6 +129,28 @@ def test_a_reader_catches_up_on_another_process_s_commits(tmp_path: Path, monkey
     reader.close()
 
 
+def test_a_search_begun_before_a_commit_searches_the_newer_index_as_it_is(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read snapshot older than the in-memory index (a commit landed and was applied while a search ran) neither
+    rebuilds the index backwards nor writes that older index over the newer cache file."""
+    store = Store(tmp_path, Settings(index_factory="HNSW32"))
+    vectors = unit_vectors(300, seed=11)
+    ids = add(store, vectors, first=0)
+    search(store, vectors[0], 5)
+    space = store.spaces()[0]
+    index = store.index(space)
+    forbid_reloading(monkeypatch)
+    with store.read() as older:
+        older.generation(space)  # the snapshot is taken here
+        newer = add(store, unit_vectors(1, seed=12), first=300)
+        index.save()
+        saved = index.meta_path.read_bytes()
+        found = [chunk_id for chunk_id, _ in older.dense_search(space, vectors[7], 5)]
+    assert found[0] == ids[7] and newer[0] not in found  # rows come from the older snapshot
+    assert index.meta_path.read_bytes() == saved
+    store.close()
+
+
 @pytest.mark.parametrize("factory", ["Flat", "HNSW32"])
 def test_added_vectors_wait_in_a_side_index_until_saved_or_past_its_limit(tmp_path: Path, factory: str,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:

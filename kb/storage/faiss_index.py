@@ -128,11 +128,17 @@ class FaissIndex:
         (an older one caught up from its generation), or rebuild from stored vectors.
 
         Inside a read transaction this is the snapshot the rest of a search reads, so dense and keyword results
-        come from the same state of the knowledge base.
+        come from the same state of the knowledge base; only an index already past the snapshot (a commit applied
+        while the search ran) is searched as it is.
         """
         with self._lock:
             space = session.scalar(select(Space).where(Space.name == self.space_name))
             if space is None or space.generation == self.generation or self._catch_up(session, space):
+                return
+            if space.generation < self.generation:
+                # A snapshot begun before a commit this process has applied already: search the newer index
+                # (hits whose rows the snapshot lacks are dropped) rather than rebuild it backwards, a stall on a
+                # large index, and save that older index over the newer cache file.
                 return
             count = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
             if self._load_cache(session, space, count):
