@@ -43,7 +43,7 @@ from kb.types import (
     SpaceStats,
     Stats,
 )
-from retrieval.evidence import one_hit_per_evidence
+from retrieval.evidence import interleaved, one_hit_per_evidence
 from retrieval.retriever import Retriever
 
 if TYPE_CHECKING:
@@ -263,9 +263,10 @@ class KnowledgeBase:
             raise InvalidRequestError("the number of answers (top_k, --answers) must be positive")
         passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
-        top = sorted(passages + pictures, key=lambda hit: -hit.score)[:k]
-        images = [hit for hit in top if hit.modality == "image"]
-        evidence = one_hit_per_evidence(sorted(passages + images, key=lambda hit: -hit.score))
+        ranked = interleaved(passages, pictures)
+        images = [hit for hit in ranked[:k] if hit.modality == "image"]
+        evidence = one_hit_per_evidence([hit for place, hit in enumerate(ranked)
+                                         if hit.modality != "image" or place < k])
         if not passages:
             return AskResult(question=question, evidence=evidence, status="no_evidence",
                              message="no passage matches the question")

@@ -19,6 +19,15 @@ from __future__ import annotations
 from kb.types import Hit, Place
 
 
+def interleaved(passages: list[Hit], pictures: list[Hit]) -> list[Hit]:
+    """``passages`` and ``pictures`` (each best first) in one ranking: the places are taken by the fused score, the
+    scale both share (a reranker rescales passages only), and the passages keep their own order in theirs, as the
+    slots of a reranked search do."""
+    places = sorted(passages + pictures, key=lambda hit: -(hit.score if hit.fused_score is None else hit.fused_score))
+    in_order = iter(passages)
+    return [hit if hit.modality == "image" else next(in_order) for hit in places]
+
+
 def one_hit_per_evidence(hits: list[Hit]) -> list[Hit]:
     """``hits`` (best first) with images folded into their passages and repeats into their first occurrence."""
     kept: list[Hit] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kb.types import Hit, ImageInfo
-from retrieval.evidence import one_hit_per_evidence
+from retrieval.evidence import interleaved, one_hit_per_evidence
 from tests.rendering import LATIN_FONT, render_lines
 
 
@@ -80,3 +80,14 @@ def test_a_photographed_sign_is_one_hit_that_carries_its_image(image_kb, tmp_pat
         assert sign.modality == "text" and sign.image is not None and sign.image.name == "dock-sign.png"
         assert "DOCK" in sign.text.upper()
         assert kb.image_preview(sign)[:2] == b"\xff\xd8"  # the preview of the image it carries (a JPEG)
+
+
+def test_reranked_passages_and_pictures_are_ranked_on_the_fused_scale_they_share() -> None:
+    """A reranker rescales passages (a probability blend) but not pictures: a picture takes its place among the
+    passages by the fused score, and the passages keep the reranked order in theirs."""
+    passages = [hit(1, 0.004, 0, 40, document=1).model_copy(update={"fused_score": 0.5}),  # reranked first
+                hit(2, 0.002, 0, 40, document=2).model_copy(update={"fused_score": 0.9})]
+    pictures = [hit(3, 0.7, 0, 40, document=3, picture="c"), hit(4, 0.1, 0, 40, document=4, picture="d")]
+    assert [h.chunk_id for h in interleaved(passages, pictures)] == [1, 3, 2, 4]
+    plain = [hit(5, 0.8, 0, 40, document=5), hit(6, 0.6, 0, 40, document=6)]  # no reranker: scores are fused
+    assert [h.chunk_id for h in interleaved(plain, pictures)] == [5, 3, 6, 4]
