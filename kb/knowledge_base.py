@@ -114,16 +114,20 @@ class KnowledgeBase:
 
         if progress is not None and not isinstance(progress, IngestProgress):
             progress = FileProgress(progress)
-        ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
-                            clip=self.clip, allow_removal=allow_removal)
-        ran = True
+        ran, report = True, None
         try:
-            return ingestor.run(Path(folder))
+            ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
+                                clip=self.clip, allow_removal=allow_removal)
+            report = ingestor.run(Path(folder))
+            return report
         except WriterBusyError:
             ran = False  # another writer is at work: a scheduled source stays due
             raise
         finally:
-            if ran:  # any run of a scheduled source, by hand or by the scheduler, ended or failed, is its run
+            # Any run of a scheduled source, by hand or by the scheduler, that ended or failed (even before it
+            # began) is its run; one stopped on request (a scheduler shut down) saw only part of the folder, and
+            # stays due so that the next start finishes it.
+            if ran and not (report is not None and report.interrupted):
                 try:
                     sources.schedule_next(self.store, sources.resolve(folder), utcnow())
                 except ScheduleError as error:  # a stored schedule that cannot be used: said, never raised over
@@ -200,9 +204,9 @@ class KnowledgeBase:
                 unit.replace_postings([chunk_id for chunk_id, _ in part],
                                       [self.keywords.tokenize(text) for _, text in part], first=start == 0)
             unit.record_keyword_tokenizer(self.keywords.name)
+        save_settings(self.directory, self.settings)  # committed: a kill while the indexes rebuild keeps the models
         for stored in self.store.spaces():
             self.store.index(stored)
-        save_settings(self.directory, self.settings)
         return len(rows)
 
     def spaces(self) -> list[EmbeddingSpace]:

@@ -36,6 +36,7 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.on_report = on_report
         self._stop = threading.Event()
+        self._deferred = False  # a due source was left for the next poll (another writer was busy)
 
     def stop(self) -> None:
         self._stop.set()
@@ -47,13 +48,15 @@ class Scheduler:
     def run_pending(self) -> list[IngestReport]:
         """Reindex every source that is due now."""
         reports = []
+        self._deferred = False
         for path in due_sources(self.store, utcnow()):
             if self.stopped:
                 break
             try:
                 report = self.reindex(path, should_stop=self._stop.is_set)
             except WriterBusyError:
-                log.info("another writer is busy; %s stays due", path)
+                log.info("another writer is busy; %s stays due until the next poll", path)
+                self._deferred = True
                 continue
             except Exception as error:  # the run is recorded as failed; the scheduler keeps going
                 log.error("reindex of %s failed: %s", path, error)
@@ -69,6 +72,6 @@ class Scheduler:
             self.run_pending()
             wait = self.poll_seconds
             upcoming = next_due(self.store)
-            if upcoming is not None:
+            if upcoming is not None and not self._deferred:  # a source left due is tried again at the next poll
                 wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
             self._stop.wait(wait)

@@ -44,11 +44,15 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
 def remove_source(store: Store, path: str | Path) -> int:
     """Forget a source and delete its documents everywhere; returns how many documents were removed."""
     folder = resolve(path)
-    with store.writer_lock, store.write() as unit:
-        source = unit.source(folder)
-        if source is None:
-            raise SourceNotFoundError(f"no source {folder}; `kb source list` shows them")
-        return unit.delete_source(source)
+    with store.writer_lock:
+        with store.write() as unit:
+            source = unit.source(folder)
+            if source is None:
+                raise SourceNotFoundError(f"no source {folder}; `kb source list` shows them")
+            removed = unit.delete_source(source)
+        for space in store.spaces():  # the index caches brought up to date, as an ingest leaves them
+            store.index(space).save()
+        return removed
 
 
 def list_sources(store: Store) -> list[SourceInfo]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -233,6 +234,29 @@ def test_different_encoder_is_a_clear_error_until_reembedded(kb_factory, tmp_pat
     assert other.reembed() == other.stats().chunks
     assert other.search("vacation days per year", k=1, mode="dense")[0].path.endswith("leave.txt")
     assert other.stats().spaces[0].dimension == 384
+
+
+def test_a_reembed_stopped_while_its_indexes_rebuild_keeps_the_new_model(kb_factory, tiny_text_model: Path,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new spaces are committed before the indexes are rebuilt: a kill then must not leave kb.json naming the
+    old model (every command would then ask for a reembed back to it)."""
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    other_model = tmp_path / "other-model"
+    shutil.copytree(tiny_text_model, other_model)
+    other = kb_factory(text_model=str(other_model))
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(other.store, "index", killed)
+        with pytest.raises(KeyboardInterrupt):
+            other.reembed()
+    assert json.loads((tmp_path / "kb" / "kb.json").read_text(encoding="utf-8"))["text_model"] == str(other_model)
+    assert other.search("vacation days per year", k=1, mode="dense")  # its index is built at the next search
 
 
 def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ def test_sources_reindex_and_jobs(kb_factory, tmp_path: Path) -> None:
     assert kb.sources()[0].documents == 4 and kb.sources()[0].last_status == "ok"
     assert kb.remove_source(folder) == 4
     assert kb.stats().documents == 0 and vector_counts(kb) == (0, 0) and not kb.sources()
+    assert kb.doctor().problems == []  # the index caches were brought up to date with the removal
 
 
 def test_scheduler_runs_due_sources_and_reschedules(kb_factory, tmp_path: Path) -> None:
@@ -51,6 +52,57 @@ def test_scheduler_runs_due_sources_and_reschedules(kb_factory, tmp_path: Path) 
     next_run_at = next(s for s in kb.sources() if s.path == str(due.resolve())).next_run_at
     assert next_run_at is not None and next_run_at > utcnow()
     assert kb.scheduler().run_pending() == []  # nothing due any more
+
+
+def due_at(kb, folder: Path):
+    return next(s for s in kb.sources() if s.path == str(folder.resolve())).next_run_at
+
+
+def test_a_run_that_fails_before_it_starts_is_rescheduled_and_one_stopped_stays_due(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingestion import pipeline
+
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.add_source(folder, "every 1h")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("OCR is on and rapidocr is not installed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline.Ingestor, "__init__", broken)
+        assert kb.scheduler().run_pending() == []
+    assert due_at(kb, folder) > utcnow()  # rescheduled: not retried at every poll
+    kb.add_source(folder, "every 1h")  # due again
+    report = kb.ingest(folder, should_stop=lambda: True)  # a scheduler stopped mid-run
+    assert report.interrupted and due_at(kb, folder) <= utcnow()  # the next start finishes the folder
+
+
+def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, tmp_path: Path) -> None:
+    from kb.errors import WriterBusyError
+    from kb.scheduler import Scheduler
+
+    kb = kb_factory()
+    kb.add_source(write_docs(tmp_path / "docs"), "every 1h")
+    attempts: list[str] = []
+
+    def busy(path: str, should_stop: object) -> None:
+        attempts.append(path)
+        raise WriterBusyError("another process is writing")
+
+    scheduler = Scheduler(kb.store, busy, poll_seconds=30)
+    waits: list[float] = []
+
+    class Stop:  # records the scheduler's sleep instead of sleeping, and stops it after one
+        def is_set(self) -> bool:
+            return bool(waits)
+
+        def wait(self, seconds: float) -> None:
+            waits.append(seconds)
+
+    scheduler._stop = Stop()  # type: ignore[assignment]
+    scheduler.run()
+    assert len(attempts) == 1 and waits == [30]
 
 
 def test_a_stopped_run_commits_what_it_has_and_removes_nothing(kb_factory, tmp_path: Path) -> None:
