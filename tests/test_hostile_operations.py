@@ -439,3 +439,28 @@ def _picture(colour: tuple[int, int, int]) -> bytes:
     from tests.documents import image_bytes
 
     return image_bytes("PNG", size=(64, 64), color=colour)
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_path_longer_than_the_database_indexes_fails_that_file_alone(kb_factory, database,
+                                                                       tmp_path: Path) -> None:
+    """PostgreSQL's unique index on paths holds at most 2,704 bytes a row; a deeper file (Linux allows 4,096) is
+    one failed file with the database's reason, not a failed run that stores nothing."""
+    import random
+    import string
+
+    from tests.test_knowledge_base import write_docs
+
+    folder = write_docs(tmp_path / "docs")
+    deep = folder
+    letters = random.Random(0)
+    for _ in range(12):  # 12 folders of 240 random characters: about 2,950 bytes, past what a btree row holds
+        deep = deep / "".join(letters.choice(string.ascii_letters) for _ in range(240))
+    deep.mkdir(parents=True)
+    (deep / "note.txt").write_text("a lantern in the harbour", encoding="utf-8")
+    report = kb_factory().ingest(folder)
+    if database.kind == "sqlite":  # no such limit
+        assert len(report.added) == 5 and not report.failed
+    else:
+        assert len(report.added) == 4 and [Path(failed.path).name for failed in report.failed] == ["note.txt"]
+        assert "index row size" in report.failed[0].reason

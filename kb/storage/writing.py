@@ -139,8 +139,10 @@ class WriteUnit:
         try:
             with self.session.begin_nested():
                 yield
-        except OperationalError:
+        except OperationalError as error:
             self.changes.rewind(mark)
+            if _over_a_database_limit(error):
+                raise RejectedDataError(str(error.orig)) from error
             raise
         except (SQLAlchemyError, UnicodeError, ValueError) as error:
             self.changes.rewind(mark)
@@ -373,3 +375,9 @@ class WriteUnit:
             self.changes.removed += self.session.scalars(select(Vector.chunk_id).where(condition).distinct()).all()
             self.changes.touched.update(self._all_spaces)
         self.session.execute(delete(model).where(condition))
+
+
+def _over_a_database_limit(error: OperationalError) -> bool:
+    """PostgreSQL's "program limit exceeded" (SQLSTATE class 54: a path longer than a unique index's row can
+    hold, say) is about one file's data, not a failing database."""
+    return str(getattr(error.orig, "sqlstate", None) or "").startswith("54")
