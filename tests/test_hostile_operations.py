@@ -4,6 +4,7 @@ whole hostile folder goes through the `kb` command with its names escaped and no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from kb.errors import (
     ScheduleError,
     SourceUnavailableError,
     StorageError,
+    WriterBusyError,
 )
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
@@ -301,6 +303,38 @@ def test_the_writer_lock_refuses_a_symlink_swapped_in_after_its_check(tmp_path: 
     with pytest.raises(LockFileError, match="symlink"):
         WriterLock(tmp_path / "write.lock").acquire()
     assert precious.read_text(encoding="utf-8") == "must stay as it is"
+
+
+NO_FLOCK = ("import errno, fcntl\n"
+            "def no_flock(fd, operation):\n"
+            "    raise OSError(errno.ENOSYS, 'Function not implemented')\n"
+            "fcntl.flock = no_flock\n")
+
+
+def test_a_killed_writer_does_not_block_the_next_where_the_filesystem_has_no_flock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without flock (Lustre -o noflock, some FUSE mounts) filelock falls back to a marker naming the holder, which
+    the next writer checks; the writer lock must not overwrite it, or a killed holder blocks every writer for good."""
+    hold = (NO_FLOCK + "import sys, time\nfrom pathlib import Path\nfrom kb.storage.lock import WriterLock\n"
+            "lock = WriterLock(Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\ntime.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "write.lock")], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        import fcntl
+
+        def no_flock(fd: int, operation: int) -> None:  # this process has no flock either
+            raise OSError(errno.ENOSYS, "Function not implemented")
+
+        monkeypatch.setattr(fcntl, "flock", no_flock)
+        with pytest.raises(WriterBusyError, match=f"pid {holder.pid}"):
+            WriterLock(tmp_path / "write.lock").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = WriterLock(tmp_path / "write.lock")
+    lock.acquire()  # the holder is dead: its marker no longer holds the lock
+    lock.release()
 
 
 def test_absurd_schedules_are_refused_and_a_stored_one_does_not_stop_the_scheduler(kb_factory,

@@ -37,6 +37,8 @@ class WriterLock:
             if error.errno == errno.ELOOP:  # swapped for a symlink since the check: refused by O_NOFOLLOW
                 self._refuse_unusual_file()
             raise StorageError(f"cannot open the writer lock {self.path}: {error.strerror}") from error
+        if _fallback_marker_pid(self._lock) is not None:
+            return  # no flock here (Lustre -o noflock, some FUSE mounts): filelock's own marker names the holder
         try:
             self._write_pid()
         except BaseException:
@@ -76,6 +78,9 @@ class WriterLock:
 
     def _holder(self) -> str:
         """The pid the holder wrote, or "unknown" (it may be between taking the lock and writing it)."""
+        marked = _fallback_marker_pid(self._lock)
+        if marked is not None:
+            return str(marked)
         try:
             fd = self._open(os.O_RDONLY)
         except (StorageError, LockFileError):
@@ -95,6 +100,15 @@ class WriterLock:
 
     def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.release()
+
+
+def _fallback_marker_pid(lock: FileLock) -> int | None:
+    """The holder's pid in the marker file filelock falls back to where ``flock`` is not implemented, or None when
+    the lock is a kernel lock. Overwriting that marker would hide a dead holder and block every writer for good."""
+    try:
+        return lock.pid  # filelock 4 raises AttributeError unless the lock fell back to its marker file
+    except AttributeError:
+        return None
 
 
 class DatabaseWriterLock:
