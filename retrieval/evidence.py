@@ -24,8 +24,8 @@ def interleaved(passages: list[Hit], pictures: list[Hit]) -> list[Hit]:
     scale both share (a reranker rescales passages only), and the passages keep their own order in theirs, as the
     slots of a reranked search do."""
     places = sorted(passages + pictures, key=lambda hit: -(hit.score if hit.fused_score is None else hit.fused_score))
-    in_order = iter(passages)
-    return [hit if hit.modality == "image" else next(in_order) for hit in places]
+    in_order, passage = iter(passages), {id(hit) for hit in passages}
+    return [next(in_order) if id(hit) in passage else hit for hit in places]
 
 
 def one_hit_per_evidence(hits: list[Hit]) -> list[Hit]:
