@@ -23,6 +23,8 @@ SAMPLE_SIZE = 512  # background vectors per space and modality
 OVERDRAW = 4  # vectors read per background vector wanted, so that repeats can be dropped
 MIN_SAMPLE = 8  # fewer distinct vectors than this and a modality borrows the whole space's background
 MIN_STD = 0.01  # a spread below this (near-identical background) would turn tiny differences into huge z
+REUSED_FOR = 50  # commits a sample drawn from a large space stays in use: redrawing reads every vector id
+LARGE = OVERDRAW * SAMPLE_SIZE  # vectors in a space whose sample a few commits cannot make unrepresentative
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,12 @@ class Typical:
 
 
 class Backgrounds:
-    """Background samples per space and modality, drawn from the database and kept until the space changes."""
+    """Background samples per space and modality, drawn from the database and kept until the space changes (a
+    sample of a large space: until ``REUSED_FOR`` commits later, so that searches during an ingest do not each
+    read every vector id again)."""
 
     def __init__(self) -> None:
-        self._samples: dict[tuple[int, str | None], tuple[int, np.ndarray]] = {}
+        self._samples: dict[tuple[int, str | None], tuple[int, int, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def typical(self, snapshot: Snapshot, space: Space, query: np.ndarray, modality: Modality | None = None) -> Typical:
@@ -59,8 +63,10 @@ class Backgrounds:
         key = (space.id, modality)
         with self._lock:
             cached = self._samples.get(key)
-        if cached is not None and cached[0] == generation:
-            return cached[1]
+        if cached is not None:
+            drawn_at, drawn_from, kept = cached
+            if drawn_at == generation or (drawn_from >= LARGE and abs(generation - drawn_at) < REUSED_FOR):
+                return kept
         ids = snapshot.vector_ids(space, modality)
         # Over-draw, then drop repeats: a logo on every page must not make the background look uniform.
         _, vectors = snapshot.stored_vectors(space, ids[:: max(1, len(ids) // (OVERDRAW * SAMPLE_SIZE))])
@@ -68,7 +74,7 @@ class Backgrounds:
         distinct = vectors[np.sort(first)]
         sample = distinct[:: max(1, -(-len(distinct) // SAMPLE_SIZE))]
         with self._lock:
-            self._samples[key] = (generation, sample)
+            self._samples[key] = (generation, len(ids), sample)
         return sample
 
 def align(ranked: list[tuple[int, float]], source: Typical, target: Typical) -> list[tuple[int, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.calibration import MIN_SAMPLE, Typical, align, standardise
+from retrieval.calibration import LARGE, MIN_SAMPLE, Typical, align, standardise
 
 
 def test_an_equally_unusual_score_counts_the_same_on_the_target_scale() -> None:
@@ -56,3 +56,36 @@ def test_repeated_pictures_count_once_in_the_background(image_kb, tmp_path) -> N
     with kb.store.read() as snapshot:
         sample = kb.retriever.backgrounds._sample(snapshot, space, "image")
     assert len(sample) == 4  # the logo (21 image chunks share it) once, and the three photos
+
+
+@pytest.mark.parametrize(("vectors", "redrawn"), [(LARGE, False), (100, True)])
+def test_a_large_space_keeps_its_background_over_a_few_commits(tmp_path, vectors: int, redrawn: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redrawing a sample reads every vector id: searches during an ingest must not pay that after each commit
+    when a few commits cannot change what a large space's sample looks like; a small space redraws at once."""
+    from kb.config import Settings
+    from kb.storage.reading import Snapshot
+    from kb.storage.store import Store
+    from retrieval.calibration import Backgrounds
+    from tests.test_vector_indexes import add, unit_vectors
+
+    store = Store(tmp_path, Settings())
+    add(store, unit_vectors(vectors, seed=1), first=0)
+    space = store.spaces()[0]
+    backgrounds = Backgrounds()
+    reads: list[int] = []
+    vector_ids = Snapshot.vector_ids
+
+    def counted(snapshot: Snapshot, *args: object, **kwargs: object) -> list[int]:
+        reads.append(1)
+        return vector_ids(snapshot, *args, **kwargs)
+
+    monkeypatch.setattr(Snapshot, "vector_ids", counted)
+    query = unit_vectors(1, seed=2)[0]
+    with store.read() as snapshot:
+        backgrounds.typical(snapshot, space, query)
+    add(store, unit_vectors(1, seed=3), first=vectors)  # one commit later
+    with store.read() as snapshot:
+        backgrounds.typical(snapshot, space, query)
+    assert len(reads) == (2 if redrawn else 1)
+    store.close()
