@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from answering.squad_metrics import normalize_answer
+from answering.squad_metrics import chinese_tokens, normalize_answer
+from kb.language import HAN
 from kb.types import Answer, Citation
 
 
 def _key(text: str) -> str:
+    """Readings with the same key are one answer: for Chinese, the text without punctuation of any script (so
+    "蔡元培" and "蔡元培。" merge, as "Marxville" and "Marxville." do)."""
+    if HAN.search(text):
+        return " ".join(chinese_tokens(text)) or text.strip()
     return normalize_answer(text) or text.strip()
 
 

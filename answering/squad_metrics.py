@@ -17,9 +17,10 @@ import string
 import unicodedata
 from collections import Counter
 
+from kb.language import HAN
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def normalize_answer(text: str) -> str:
@@ -29,7 +30,7 @@ def normalize_answer(text: str) -> str:
 
 
 def _chinese(*texts: str) -> bool:
-    return any(_HAN.search(text) for text in texts)
+    return any(HAN.search(text) for text in texts)
 
 
 def chinese_tokens(text: str) -> list[str]:
@@ -38,10 +39,10 @@ def chinese_tokens(text: str) -> list[str]:
     tokens: list[str] = []
     word = ""
     for char in text.lower():
-        if _HAN.match(char) or char.isspace() or unicodedata.category(char).startswith("P"):
+        if HAN.match(char) or char.isspace() or unicodedata.category(char).startswith("P"):
             tokens += [word] if word else []
             word = ""
-            tokens += [char] if _HAN.match(char) else []
+            tokens += [char] if HAN.match(char) else []
         else:
             word += char
     return tokens + ([word] if word else [])

@@ -33,13 +33,20 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
                  max_windows: int, input_names: set[str]) -> Windows:
     """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first)."""
     # A pasted paragraph as question must not starve the passage: each window keeps more than ``stride`` passage
-    # tokens (the tokenizer requires it) beside the question and the special tokens.
-    limit = min(MAX_QUESTION_TOKENS, max_length - stride - 4)
-    question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
-    if len(question_ids) > limit:
-        question = tokenizer.decode(question_ids[:limit])
+    # tokens (the tokenizer requires it) beside the question and the special tokens (3 for BERT, 4 for RoBERTa).
+    # Text such as "[CLS]" in a document or question is read as words, never as the model's own control tokens.
+    limit = min(MAX_QUESTION_TOKENS, max_length - stride - tokenizer.num_special_tokens_to_add(pair=True) - 1)
+    keep = limit
+    for attempt in range(4):  # decoding a cut question and encoding it again can give a token or two more
+        question_ids = tokenizer(question, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        if len(question_ids) <= limit:
+            break
+        if attempt:  # the cut question grew when encoded again: cut it shorter by as much
+            keep = max(1, keep - (len(question_ids) - limit))
+        question = tokenizer.decode(question_ids[:keep])
     encoding = tokenizer([question] * len(passages), passages, truncation="only_second", max_length=max_length,
-                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
+                         split_special_tokens=True)
     count = min(len(encoding["input_ids"]), max_windows)
     mapping = encoding["overflow_to_sample_mapping"]
     features, offsets, context, owned = [], [], [], []

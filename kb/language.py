@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # a Han (Chinese) character
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -21,5 +21,5 @@ def question_language(text: str) -> str | None:
     if _HANGUL.search(text):
         return "ko"
     letters = len(_LETTER.findall(text))
-    han = len(_HAN.findall(text))
+    han = len(HAN.findall(text))
     return "zh" if letters and han * 3 >= letters else None

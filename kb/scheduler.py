@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from kb.errors import WriterBusyError
+from kb.errors import InvalidRequestError, WriterBusyError
 from kb.sources import due_sources, next_due
 from kb.storage.models import utcnow
 from kb.storage.store import Store
@@ -31,6 +31,8 @@ class Scheduler:
 
     def __init__(self, store: Store, reindex: Reindex, poll_seconds: float = 30.0,
                  on_report: Callable[[IngestReport], None] | None = None) -> None:
+        if not poll_seconds > 0:  # NaN too: a scheduler that never sleeps would poll the database without end
+            raise InvalidRequestError(f"the poll interval must be a positive number of seconds, not {poll_seconds}")
         self.store = store
         self.reindex = reindex
         self.poll_seconds = poll_seconds

@@ -14,7 +14,7 @@ import logging
 import re
 from functools import lru_cache
 
-from kb.language import question_language
+from kb.language import HAN, question_language
 from kb.optional import installed, missing_message
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ LONGEST_GLOSS = 4  # words; longer glosses explain a usage ("hold a baby in posi
 _ENTRY = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/$")
 _PARENTHESES = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _LATIN = re.compile(r"[^\W_]+")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Glosses that say how a word is written or used, not what it means.
 _NOT_A_MEANING = ("cl:", "variant of", "old variant", "used in", "see ", "also written", "also pr.", "abbr. for",
                   "surname ", "japanese variant", "erhua variant", "taiwan pr.", "pr. ", "unofficial variant")
@@ -69,9 +68,9 @@ def segment(text: str, words: dict[str, list[str]]) -> list[str]:
     pieces: list[str] = []
     position = 0
     while position < len(text):
-        if not _HAN.match(text[position]):
+        if not HAN.match(text[position]):
             end = position + 1
-            while end < len(text) and not _HAN.match(text[end]):
+            while end < len(text) and not HAN.match(text[end]):
                 end += 1
             pieces.append(text[position:end])
             position = end
@@ -99,7 +98,7 @@ def english_gloss(question: str) -> str | None:
         if meanings:
             glossed = True
             parts += meanings[:GLOSSES_PER_WORD]
-        elif not _HAN.match(piece):
+        elif not HAN.match(piece):
             parts += _LATIN.findall(piece)  # names, codes and numbers written in Latin letters or digits, as asked
     text = " ".join(" ".join(parts).split())
     return text if glossed and text else None

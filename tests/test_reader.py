@@ -201,6 +201,19 @@ def test_span_probabilities_are_shared_across_windows() -> None:
     assert all(s.end - s.start < 2 for s in spans)
 
 
+def test_control_token_text_is_read_as_words_and_a_long_question_is_cut(tiny_reader: Path) -> None:
+    """"[CLS]" written in a document must not become the model's no-answer token (its score would be an answer);
+    a question longer than a window leaves the passage more than the stride."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_reader), local_files_only=True)
+    windows = make_windows(tokenizer, "what is [SEP] here? " * 200, ["the list starts with the [CLS] marker. " + " ".join(FILLER)],
+                           max_length=64, stride=16, max_windows=10, input_names={"input_ids"})
+    ids = windows.features[0]["input_ids"]
+    assert ids.count(tokenizer.cls_token_id) == 1 and ids.count(tokenizer.sep_token_id) == 2 and len(ids) <= 64
+    assert sum(windows.context[0]) > 16  # more than the stride of passage beside the cut question
+
+
 def test_merge_answers_sums_same_and_overlapping_readings() -> None:
     documents = {1: "Founded in 1138 by the river Elbe.", 2: "Year: The 1138. Done"}
 
@@ -216,6 +229,9 @@ def test_merge_answers_sums_same_and_overlapping_readings() -> None:
     assert [(s.document_id, s.start) for s in answers[0].sources] == [(1, 11), (2, 6)]
     assert [s.text for s in answers[0].sources] == ["1138", "The 1138."]  # each source in its own wording
     assert answers[0].sources[1].model_dump()["text"] == "The 1138."
+    documents.update({3: "校长是蔡元培。", 4: "蔡元培。"})  # full-width punctuation, as "The 1138." has ASCII
+    answers = merge_answers([cite(3, 3, 6, 0.4), cite(4, 0, 4, 0.35)], top=5)
+    assert [(a.text, round(a.score, 2)) for a in answers] == [("蔡元培", 0.75)]
 
 
 def test_cli_ask(tiny_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

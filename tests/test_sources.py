@@ -79,7 +79,7 @@ def test_a_run_that_fails_before_it_starts_is_rescheduled_and_one_stopped_stays_
 
 
 def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, tmp_path: Path) -> None:
-    from kb.errors import WriterBusyError
+    from kb.errors import InvalidRequestError, WriterBusyError
     from kb.scheduler import Scheduler
 
     kb = kb_factory()
@@ -103,6 +103,9 @@ def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, 
     scheduler._stop = Stop()  # type: ignore[assignment]
     scheduler.run()
     assert len(attempts) == 1 and waits == [30]
+    for never_sleeps in (0, -5, float("nan")):  # would poll the database without end
+        with pytest.raises(InvalidRequestError, match="poll"):
+            Scheduler(kb.store, busy, poll_seconds=never_sleeps)
 
 
 def test_a_stopped_run_commits_what_it_has_and_removes_nothing(kb_factory, tmp_path: Path) -> None:
