@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import tempfile
 import time
@@ -131,6 +132,28 @@ def squad_scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]
     return result
 
 
+def with_unanswerable_copies(squad: SquadSet, seed: int = 0) -> SquadSet:
+    """``squad`` plus, for each answerable question, a copy asked of another paragraph of its article that contains
+    none of its answers: unanswerable there, as when retrieval brings a passage without the answer. Tuning the
+    no-answer threshold on these teaches the reader's scores what ``ask`` meets, even when the data holds no
+    unanswerable question (SQuAD 1.1)."""
+    rng = random.Random(seed)
+    by_title: dict[str, list[int]] = {}
+    for number, (title, _) in enumerate(squad.paragraphs):
+        by_title.setdefault(title, []).append(number)
+    copies = []
+    for question in squad.questions:
+        if not question.answers:
+            continue
+        title = squad.paragraphs[question.paragraph][0]
+        others = [n for n in by_title[title] if n != question.paragraph
+                  and not any(answer in squad.paragraphs[n][1] for answer in question.answers)]
+        if others:
+            copies.append(question.model_copy(update={"id": f"{question.id}-elsewhere", "answers": [],
+                                                      "answer_starts": [], "paragraph": rng.choice(others)}))
+    return squad.model_copy(update={"version": "2.0", "questions": squad.questions + copies})
+
+
 def read_scored(squad: SquadSet, readers: Readers) -> dict[str, ScoredAnswer]:
     """Each question read from its own gold paragraph at threshold 0: the best answer and its score (``""`` when
     the reader finds "no answer" more probable), so any threshold can be applied afterwards."""
@@ -174,8 +197,15 @@ def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
                          questions=len(squad.questions), seconds=time.perf_counter() - started,
                          no_answer_threshold=thresholds.pop() if len(thresholds) == 1 else None,
                          predictions=predictions, **squad_scores(squad, predictions))
-    if tune:
-        tuned = tune_threshold([scored[q.id] for q in squad.questions], [q.answers for q in squad.questions])
+    if tune:  # as kb train reader tunes: each answerable question asked of another paragraph of its article too
+        tuning = with_unanswerable_copies(squad)
+        if all(question.answers for question in tuning.questions):
+            raise InvalidRequestError(f"--tune-threshold: {path} has no unanswerable question, nor a second "
+                                      "paragraph in an article to ask its questions of; a threshold tuned on it "
+                                      "would never abstain")
+        copies = tuning.model_copy(update={"questions": [q for q in tuning.questions if q.id not in scored]})
+        scored |= read_scored(copies, readers)
+        tuned = tune_threshold([scored[q.id] for q in tuning.questions], [q.answers for q in tuning.questions])
         tuned_predictions = at_threshold(scored, tuned)
         report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(models[0], tuned, str(path)),
                                       **squad_scores(squad, tuned_predictions))

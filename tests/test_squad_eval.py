@@ -77,6 +77,13 @@ def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, t
     data.write_text(json.dumps({"data": [{"title": "退货", "paragraphs": [{"context": context, "qas": qas}]}]},
                                ensure_ascii=False), encoding="utf-8")
     settings = Settings(reader_model=str(english), reader_models_by_language={"zh": str(chinese)}, device="cpu")
+    # One answerable question and no other paragraph to ask it of: a threshold tuned there would never abstain.
+    with pytest.raises(InvalidRequestError, match="no unanswerable question"):
+        evaluate_reader(data, settings, tune=True)
+    assert read_card(chinese) is None or read_card(chinese).no_answer_threshold is None  # nothing recorded
+    qas.append({"id": "z2", "question": "客户可以换货吗？", "answers": [], "is_impossible": True})
+    data.write_text(json.dumps({"data": [{"title": "退货", "paragraphs": [{"context": context, "qas": qas}]}]},
+                               ensure_ascii=False), encoding="utf-8")
     report = evaluate_reader(data, settings, tune=True)
     assert report.reader_model == str(chinese) and report.tuned is not None
     assert report.tuned.recorded_in is not None and Path(report.tuned.recorded_in).parent == chinese

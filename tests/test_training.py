@@ -438,7 +438,8 @@ def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in_nor_on
 
 
 def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:
-    from training.squad_data import load_squad_files, split_by_title, with_unanswerable_copies
+    from answering.squad_eval import with_unanswerable_copies
+    from training.squad_data import load_squad_files, split_by_title
 
     squad, files = load_squad_files([write_squad(tmp_path / "a.json", 200, seed=2, titles=5)])
     train, validation, description = split_by_title(squad, 0.2, seed=0)

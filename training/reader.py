@@ -23,7 +23,7 @@ import numpy as np
 
 from answering.reader import Readers
 from answering.spans import best_spans
-from answering.squad_eval import SquadSet, read_scored, squad_scores
+from answering.squad_eval import SquadSet, read_scored, squad_scores, with_unanswerable_copies
 from answering.threshold import tune_threshold
 from kb.cards import DataFile, TrainingCard, write_card
 from kb.config import Settings
@@ -45,7 +45,7 @@ from training.runner import (
     trainer_arguments,
     utc_now,
 )
-from training.squad_data import joined, load_squad_files, split_by_title, squad_sha256, with_unanswerable_copies
+from training.squad_data import joined, load_squad_files, split_by_title, squad_sha256
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged MiniLM: a BERT whose QA head starts random
 DEFAULTS = {"epochs": 2.0, "batch_size": 16, "learning_rate": 1e-4}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,23 +68,3 @@ def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[Squ
             description)
 
 
-def with_unanswerable_copies(squad: SquadSet, seed: int = 0) -> SquadSet:
-    """``squad`` plus, for each answerable question, a copy asked of another paragraph of its article that contains
-    none of its answers: unanswerable there, as when retrieval brings a passage without the answer. Tuning the
-    no-answer threshold on these teaches the reader's scores what ``ask`` meets, even when the data holds no
-    unanswerable question (SQuAD 1.1)."""
-    rng = random.Random(seed)
-    by_title: dict[str, list[int]] = {}
-    for number, (title, _) in enumerate(squad.paragraphs):
-        by_title.setdefault(title, []).append(number)
-    copies = []
-    for question in squad.questions:
-        if not question.answers:
-            continue
-        title = squad.paragraphs[question.paragraph][0]
-        others = [n for n in by_title[title] if n != question.paragraph
-                  and not any(answer in squad.paragraphs[n][1] for answer in question.answers)]
-        if others:
-            copies.append(question.model_copy(update={"id": f"{question.id}-elsewhere", "answers": [],
-                                                      "answer_starts": [], "paragraph": rng.choice(others)}))
-    return squad.model_copy(update={"version": "2.0", "questions": squad.questions + copies})
