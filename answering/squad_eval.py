@@ -96,22 +96,30 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     the whole file is the corpus, however few questions are asked."""
     if limit is not None and limit < 1:
         raise InvalidRequestError("the number of questions (--limit) must be positive")
-    data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not JSON
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
+                                  f"{error})") from error
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
     questions: list[SquadQuestion] = []
     impossible = False
-    for article in data["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                impossible |= "is_impossible" in qa
-                gold = [] if qa.get("is_impossible") else qa["answers"]
-                questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"],
-                                               answers=[a["text"] for a in gold],
-                                               answer_starts=[int(a.get("answer_start", -1)) for a in gold],
-                                               paragraph=len(paragraphs)))
-            paragraphs.append((article.get("title", ""), paragraph["context"]))
+    try:
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    impossible |= "is_impossible" in qa
+                    gold = [] if qa.get("is_impossible") else qa["answers"]
+                    questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"],
+                                                   answers=[a["text"] for a in gold],
+                                                   answer_starts=[int(a.get("answer_start", -1)) for a in gold],
+                                                   paragraph=len(paragraphs)))
+                paragraphs.append((article.get("title", ""), paragraph["context"]))
+    except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field missing or of the wrong type
+        raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
+                                  f"{error})") from error
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit is not None else questions)
 
@@ -265,6 +273,6 @@ def evaluate(path: Path, mode: EvalMode, settings_overrides: dict[str, Any], k: 
     if mode == "reader":
         return evaluate_reader(path, Settings(**settings_overrides), limit, tune_threshold)
     if tune_threshold:
-        raise ValueError("--tune-threshold needs --mode reader (each question on its own paragraph)")
+        raise InvalidRequestError("--tune-threshold needs --mode reader (each question on its own paragraph)")
     return evaluate_open(path, settings_overrides, k, distractors, limit)
 

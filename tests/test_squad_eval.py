@@ -59,6 +59,25 @@ def test_eval_squad_reader_and_open(tiny_reader: Path, tiny_text_model: Path, tm
     assert "--limit" in capsys.readouterr().err
 
 
+def test_eval_squad_says_in_one_line_what_it_cannot_use(tiny_reader: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KB_READER_MODEL", str(tiny_reader))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    data = squad_file(tmp_path / "dev.json")
+    broken, shapeless = tmp_path / "broken.json", tmp_path / "shapeless.json"
+    broken.write_text("{not json", encoding="utf-8")
+    shapeless.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "c"}]}]}), encoding="utf-8")
+    for arguments, said in ((["eval", "squad", str(broken)], "not a readable SQuAD"),
+                            (["eval", "squad", str(shapeless)], "KeyError"),
+                            (["eval", "squad", str(tmp_path)], "not a readable SQuAD"),
+                            (["eval", "squad", str(data), "--mode", "open", "--tune-threshold"], "--mode reader"),
+                            (["eval", "squad", str(data), "--out", str(tmp_path / "absent" / "o.json")], "absent")):
+        assert main(arguments) == 2, arguments
+        err = capsys.readouterr().err
+        assert err.startswith("kb: error:") and said in err and "Traceback" not in err, (arguments, err)
+
+
 def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, tmp_path: Path) -> None:
     """With a reader per language, the questions' own reader sets the threshold and gets the tuned one."""
     import shutil

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from answering.squad_eval import SquadQuestion, SquadSet, load_squad
 from kb.cards import DataFile
+from kb.errors import InvalidRequestError
 from training.errors import TrainingDataError
 from training.files import data_file
 from training.split import held_out_groups
@@ -24,9 +24,8 @@ def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
     for path in paths:
         try:
             squad = load_squad(Path(path))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
-            raise TrainingDataError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
-                                    f"{error})") from error
+        except InvalidRequestError as error:  # not JSON, or not SQuAD's shape
+            raise TrainingDataError(str(error)) from error
         sets.append(squad)
         files.append(data_file(Path(path), len(squad.questions)))
     return joined(sets), files

@@ -229,6 +229,8 @@ def _ask(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from answering.squad_eval import evaluate
 
+    if not args.out.parent.is_dir():  # said before the evaluation runs, not after it, when its results are lost
+        raise InvalidRequestError(f"--out {args.out}: the folder {args.out.parent} does not exist")
     # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
     report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit,
                       tune_threshold=args.tune_threshold)
