@@ -38,7 +38,8 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
     limit = min(MAX_QUESTION_TOKENS, max_length - stride - tokenizer.num_special_tokens_to_add(pair=True) - 1)
     keep = limit
     for attempt in range(4):  # decoding a cut question and encoding it again can give a token or two more
-        question_ids = tokenizer(question, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        question_ids = tokenizer(question, add_special_tokens=False, split_special_tokens=True,
+                                 verbose=False)["input_ids"]  # no "longer than the model" warning: it is cut here
         if len(question_ids) <= limit:
             break
         if attempt:  # the cut question grew when encoded again: cut it shorter by as much

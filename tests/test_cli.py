@@ -161,3 +161,18 @@ def test_a_manual_reindex_counts_as_the_scheduled_run(kb_env: Path, capsys: pyte
         due = kb.sources()[0].next_run_at
         assert due is not None and (due - utcnow()).total_seconds() > 7000
         assert kb.scheduler().run_pending() == []  # the scheduler does not run it again at once
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(kb_env: Path) -> None:
+    """`kb search ... | head -1`: the reader closes the pipe; kb ends with 141 (128 + SIGPIPE), no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    assert main(["ingest", str(kb_env)]) == 0
+    search = subprocess.Popen([sys.executable, "-m", "kb.cli", "search", "days", "--json", "-k", "5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    assert search.stdout is not None and search.stderr is not None
+    search.stdout.close()  # gone before kb writes a byte
+    errors = search.stderr.read().decode()
+    assert search.wait(timeout=120) == 141 and "Traceback" not in errors, errors
