@@ -55,6 +55,9 @@ class Snapshot:
     def generation(self, space: Space) -> int:
         return self.session.scalar(select(Space.generation).where(Space.id == space.id)) or 0
 
+    def chunk_modalities(self) -> frozenset[str]:
+        return self.store.chunk_modalities(self.session)
+
     def vector_count(self, space: Space) -> int:
         return self.session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
 

@@ -20,7 +20,7 @@ from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
 from kb.storage.database import IMMEDIATE, default_url, open_database, schema_transaction
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
-from kb.storage.models import Chunk, Document, Meta, Space, StoredImage, Vector
+from kb.storage.models import Chunk, Document, KeywordTotals, Meta, Space, StoredImage, Vector
 from kb.storage.pgvector_index import PgvectorIndex, prepare
 from kb.storage.posting_cache import PostingCache
 from kb.storage.reading import Snapshot
@@ -82,6 +82,7 @@ class Store:
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
         self._keyword_tokenizer_checked: str | None = None
+        self._modalities: tuple[int, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
         self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
 
@@ -222,6 +223,17 @@ class Store:
             with self.sessions() as own:
                 index.sync(own)
         return index
+
+    def chunk_modalities(self, session: Session) -> frozenset[str]:
+        """The modalities of the stored chunks, read once per generation of the keyword index (which every write
+        that adds or removes a chunk advances: it keeps the chunk count)."""
+        generation = session.scalar(select(KeywordTotals.generation).where(KeywordTotals.id == 1))
+        if generation is None:  # no totals row yet: nothing to key a cached answer by
+            return frozenset(session.scalars(select(Chunk.modality).distinct()))
+        cached = self._modalities
+        if cached is None or cached[0] != generation:
+            cached = self._modalities = (generation, frozenset(session.scalars(select(Chunk.modality).distinct())))
+        return cached[1]
 
     def loaded_indexes(self) -> list[VectorIndex]:
         return list(self._indexes.values())
