@@ -82,7 +82,7 @@ class Store:
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
         self._keyword_tokenizer_checked: str | None = None
-        self._modalities: tuple[int, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
+        self._modalities: tuple[int | None, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
         self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
 
@@ -228,11 +228,11 @@ class Store:
         """The modalities of the stored chunks, read once per generation of the keyword index (which every write
         that adds or removes a chunk advances: it keeps the chunk count)."""
         generation = session.scalar(select(KeywordTotals.generation).where(KeywordTotals.id == 1))
-        if generation is None:  # no totals row yet: nothing to key a cached answer by
-            return frozenset(session.scalars(select(Chunk.modality).distinct()))
         cached = self._modalities
-        if cached is None or cached[0] != generation:
-            cached = self._modalities = (generation, frozenset(session.scalars(select(Chunk.modality).distinct())))
+        if generation is None or cached is None or cached[0] != generation:
+            cached = (generation, frozenset(session.scalars(select(Chunk.modality).distinct())))
+            if generation is not None:  # no totals row yet: nothing to key a kept answer by
+                self._modalities = cached
         return cached[1]
 
     def loaded_indexes(self) -> list[VectorIndex]:
