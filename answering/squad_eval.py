@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from answering.reader import Readers
 from answering.squad_metrics import best_scores
-from answering.threshold import ScoredAnswer, record_threshold, tune_threshold
+from answering.threshold import DEFAULT_UNANSWERABLE_SHARE, ScoredAnswer, record_threshold, tune_threshold
 from kb.config import Settings
 from kb.errors import InvalidRequestError
 from kb.types import Hit
 
+if TYPE_CHECKING:
+    from kb.knowledge_base import KnowledgeBase
+
 EvalMode = Literal["reader", "open"]
+ASKED_PASSAGES = 5  # the passages ask reads by default (its k)
 
 
 class SquadQuestion(BaseModel):
@@ -140,26 +145,65 @@ def squad_scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]
     return result
 
 
-def with_unanswerable_copies(squad: SquadSet, seed: int = 0) -> SquadSet:
-    """``squad`` plus, for each answerable question, a copy asked of another paragraph of its article that contains
-    none of its answers: unanswerable there, as when retrieval brings a passage without the answer. Tuning the
-    no-answer threshold on these teaches the reader's scores what ``ask`` meets, even when the data holds no
-    unanswerable question (SQuAD 1.1)."""
-    rng = random.Random(seed)
-    by_title: dict[str, list[int]] = {}
-    for number, (title, _) in enumerate(squad.paragraphs):
-        by_title.setdefault(title, []).append(number)
-    copies = []
+@contextmanager
+def paragraphs_knowledge_base(squad: SquadSet, folder: Path,
+                              overrides: dict[str, Any]) -> Iterator[tuple[KnowledgeBase, list[str]]]:
+    """A knowledge base in ``folder`` holding each paragraph of ``squad`` as a file of its own, and each paragraph's
+    file. It is always SQLite in ``folder``: a ``database_url`` the environment sets is never written to."""
+    from kb.knowledge_base import KnowledgeBase  # the harness drives a whole knowledge base
+
+    corpus = folder / "corpus"
+    files = []
+    for number, (title, context) in enumerate(squad.paragraphs):
+        file = corpus / _slug(title) / f"{number:05d}.txt"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(context, encoding="utf-8")
+        files.append(str(file.resolve()))
+    with KnowledgeBase.open(folder / "kb", **{**overrides, "database_url": None}) as knowledge_base:
+        knowledge_base.ingest(corpus)
+        yield knowledge_base, files
+
+
+def read_as_asked(squad: SquadSet, knowledge_base: KnowledgeBase,
+                  k: int = ASKED_PASSAGES) -> dict[str, tuple[ScoredAnswer, list[str]]]:
+    """Each question read as ``ask`` reads it (the ``k`` passages the knowledge base retrieves, in one softmax),
+    and each answerable one read again, as ``ID-elsewhere``, from the first ``k`` retrieved passages that hold none
+    of its answers (as when the knowledge base does not hold it): the best answer at threshold 0 and the gold
+    answers, by question id."""
+    reads: dict[str, tuple[ScoredAnswer, list[str]]] = {}
     for question in squad.questions:
-        if not question.answers:
-            continue
-        title = squad.paragraphs[question.paragraph][0]
-        others = [n for n in by_title[title] if n != question.paragraph
-                  and not any(answer in squad.paragraphs[n][1] for answer in question.answers)]
-        if others:
-            copies.append(question.model_copy(update={"id": f"{question.id}-elsewhere", "answers": [],
-                                                      "answer_starts": [], "paragraph": rng.choice(others)}))
-    return squad.model_copy(update={"version": "2.0", "questions": squad.questions + copies})
+        reader = knowledge_base.readers.for_question(question.question)
+        asked = {question.id: (knowledge_base.search(question.question, k=k, modalities={"text"}), question.answers)}
+        if question.answers:
+            hits = knowledge_base.search(question.question, k=2 * k, modalities={"text"})
+            lacking = [hit for hit in hits if not any(answer in hit.text for answer in question.answers)]
+            if lacking:
+                asked[f"{question.id}-elsewhere"] = (lacking[:k], [])
+        for read_id, (passages, golds) in asked.items():
+            reading = reader.run(question.question, passages, top_k=1, threshold=0.0)
+            best = reading.answers[0] if reading.answers else None
+            reads[read_id] = (ScoredAnswer(text=best.text if best else "", score=best.score if best else 0.0), golds)
+    return reads
+
+
+def tune_as_asked(squad: SquadSet, settings: Settings,
+                  unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> float:
+    """The no-answer threshold that maximises F1 over ``squad``'s questions read as ``ask`` reads them from a
+    knowledge base of its paragraphs (see :func:`read_as_asked`), unanswerable ones weighing ``unanswerable_share``.
+    Raises InvalidRequestError when no read is unanswerable: the threshold would never abstain."""
+    with tempfile.TemporaryDirectory(prefix="kb-tune-") as tmp, \
+            paragraphs_knowledge_base(squad, Path(tmp), settings.flat_dump()) as (knowledge_base, _):
+        reads = list(read_as_asked(squad, knowledge_base).values())
+    if all(golds for _, golds in reads):
+        raise InvalidRequestError("no unanswerable question, nor a paragraph without a question's answer to ask it "
+                                  "of: a threshold tuned on these would never abstain")
+    return tune_threshold([scored for scored, _ in reads], [golds for _, golds in reads], unanswerable_share)
+
+
+def tuning_description(unanswerable_share: float) -> str:
+    """How :func:`tune_as_asked` read the questions, for the training card."""
+    return f"read as ask reads them ({ASKED_PASSAGES} retrieved passages; each answerable question also from " \
+        f"{ASKED_PASSAGES} without its answer), unanswerable questions weighing {unanswerable_share:.0%}"
 
 
 def read_scored(squad: SquadSet, readers: Readers) -> dict[str, ScoredAnswer]:
@@ -181,12 +225,12 @@ def at_threshold(scored: dict[str, ScoredAnswer], threshold: float) -> dict[str,
     return {qid: answer.text if answer.score >= threshold else "" for qid, answer in scored.items()}
 
 
-def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
-                    tune: bool = False) -> SquadReport:
+def evaluate_reader(path: Path, settings: Settings, limit: int | None = None, tune: bool = False,
+                    unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> SquadReport:
     """Each question read from its own gold paragraph; the reader may abstain (empty prediction). Answers are
     dropped below the reader's threshold (the setting, else its model's training card, else the default); with
-    ``tune`` the threshold that maximises F1 on this file is chosen too, scored, and recorded in the model's
-    training card when the model is a local folder."""
+    ``tune`` a threshold is chosen too (:func:`tune_as_asked`), scored here, and recorded in the model's training
+    card when the model is a local folder."""
     squad = load_squad(path, limit)
     started = time.perf_counter()
     readers = Readers(settings)
@@ -205,18 +249,15 @@ def evaluate_reader(path: Path, settings: Settings, limit: int | None = None,
                          questions=len(squad.questions), seconds=time.perf_counter() - started,
                          no_answer_threshold=thresholds.pop() if len(thresholds) == 1 else None,
                          predictions=predictions, **squad_scores(squad, predictions))
-    if tune:  # as kb train reader tunes: each answerable question asked of another paragraph of its article too
-        tuning = with_unanswerable_copies(squad)
-        if all(question.answers for question in tuning.questions):
-            raise InvalidRequestError(f"--tune-threshold: {path} has no unanswerable question, nor a second "
-                                      "paragraph in an article to ask its questions of; a threshold tuned on it "
-                                      "would never abstain")
-        copies = tuning.model_copy(update={"questions": [q for q in tuning.questions if q.id not in scored]})
-        scored |= read_scored(copies, readers)
-        tuned = tune_threshold([scored[q.id] for q in tuning.questions], [q.answers for q in tuning.questions])
+    if tune:  # as kb train reader tunes: read as ask reads, from a knowledge base of the file's paragraphs
+        try:
+            tuned = tune_as_asked(squad, settings, unanswerable_share)
+        except InvalidRequestError as error:
+            raise InvalidRequestError(f"--tune-threshold: {path} has {error}") from None
         tuned_predictions = at_threshold(scored, tuned)
-        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(models[0], tuned, str(path)),
-                                      **squad_scores(squad, tuned_predictions))
+        report.tuned = TunedThreshold(threshold=tuned, recorded_in=record_threshold(
+            models[0], tuned, f"{path}, {tuning_description(unanswerable_share)}"),
+            **squad_scores(squad, tuned_predictions))
         report.predictions = tuned_predictions
     return report
 
@@ -231,34 +272,24 @@ def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors
     question is asked of it. Recall@k counts the answerable questions whose paragraph's file is retrieved;
     EM/F1 score the best answer (empty when the reader abstains). Without reader weights only recall is given.
     """
-    from kb.knowledge_base import KnowledgeBase  # the harness drives a whole knowledge base
-
     squad = load_squad(path, limit)
-    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
-        corpus = Path(tmp) / "corpus"
-        files = []
-        for number, (title, context) in enumerate(squad.paragraphs):
-            file = corpus / _slug(title) / f"{number:05d}.txt"
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text(context, encoding="utf-8")
-            files.append(str(file.resolve()))
-        with KnowledgeBase.open(Path(tmp) / "kb", **overrides) as knowledge_base:
-            knowledge_base.ingest(corpus)
-            if distractors is not None:
-                knowledge_base.ingest(distractors)
-            started = time.perf_counter()
-            predictions: dict[str, str] = {}
-            found: list[bool] = []
-            message = None
-            for question in squad.questions:
-                result = knowledge_base.ask(question.question, k=k, top_k=1)
-                if result.status == "reader_unavailable":
-                    message = result.message
-                predictions[question.id] = result.answers[0].text if result.answers else ""
-                if question.answers:
-                    found.append(any(hit.path == files[question.paragraph] for hit in result.evidence))
-            seconds = time.perf_counter() - started
-            model = knowledge_base.settings.reader.model
+    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, \
+            paragraphs_knowledge_base(squad, Path(tmp), overrides) as (knowledge_base, files):
+        if distractors is not None:
+            knowledge_base.ingest(distractors)
+        started = time.perf_counter()
+        predictions: dict[str, str] = {}
+        found: list[bool] = []
+        message = None
+        for question in squad.questions:
+            result = knowledge_base.ask(question.question, k=k, top_k=1)
+            if result.status == "reader_unavailable":
+                message = result.message
+            predictions[question.id] = result.answers[0].text if result.answers else ""
+            if question.answers:
+                found.append(any(hit.path == files[question.paragraph] for hit in result.evidence))
+        seconds = time.perf_counter() - started
+        model = knowledge_base.settings.reader.model
     scores = {} if message else squad_scores(squad, predictions)
     return SquadReport(file=str(path), mode="open", version=squad.version, reader_model=model,
                        questions=len(squad.questions), k=k, seconds=seconds, message=message,
@@ -267,11 +298,12 @@ def evaluate_open(path: Path, overrides: dict[str, Any], k: int = 5, distractors
 
 
 def evaluate(path: Path, mode: EvalMode, settings_overrides: dict[str, Any], k: int = 5,
-             distractors: Path | None = None, limit: int | None = None, tune_threshold: bool = False) -> SquadReport:
+             distractors: Path | None = None, limit: int | None = None, tune_threshold: bool = False,
+             unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> SquadReport:
     """Run ``mode`` on the SQuAD file at ``path``; in reader mode a missing reader raises ModelNotFoundError.
     ``tune_threshold`` (reader mode) also chooses the no-answer threshold on this file."""
     if mode == "reader":
-        return evaluate_reader(path, Settings(**settings_overrides), limit, tune_threshold)
+        return evaluate_reader(path, Settings(**settings_overrides), limit, tune_threshold, unanswerable_share)
     if tune_threshold:
         raise InvalidRequestError("--tune-threshold needs --mode reader (each question on its own paragraph)")
     return evaluate_open(path, settings_overrides, k, distractors, limit)

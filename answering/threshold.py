@@ -3,7 +3,12 @@
 The reader's best answer to each question gets a score (its probability after merging, what ``ask`` compares with
 the threshold); an unanswerable question is answered right only by abstaining. Every threshold between two
 consecutive scores gives the same predictions, so the candidates are the midpoints, and the one with the highest
-F1 over answerable and unanswerable questions together wins (the lowest on a tie: abstain no more than needed).
+F1 wins (the lowest on a tie: abstain no more than needed).
+
+F1 is weighed by how often questions have no answer where they are asked: tuning data holds as many unanswerable
+questions as it was built with (one copy per answerable question), while a knowledge base is mostly asked what it
+holds. ``unanswerable_share`` is the share of questions assumed to have none; the two groups' mean F1s are mixed in
+that proportion, so the threshold does not depend on how many unanswerable examples the tuning data happens to hold.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from answering.squad_metrics import best_scores
 from kb.cards import TrainingCard, read_card, write_card
 
 DEFAULT_THRESHOLD = 0.1  # for readers without a tuned threshold: a conservative guess
+# Questions a knowledge base cannot answer, as a share of those it is asked, when tuning assumes nothing better.
+DEFAULT_UNANSWERABLE_SHARE = 0.2
 
 
 class ScoredAnswer(BaseModel):
@@ -26,11 +33,20 @@ class ScoredAnswer(BaseModel):
     score: float
 
 
-def tune_threshold(scored: Sequence[ScoredAnswer], golds: Sequence[list[str]]) -> float:
-    """The threshold in [0, 1] that maximises mean F1 of ``scored`` against ``golds`` (answers kept when their score
-    reaches it; an empty gold list means unanswerable)."""
-    rows = sorted(((s.score, best_scores(s.text, g)[1] if s.text else best_scores("", g)[1], best_scores("", g)[1])
-                   for s, g in zip(scored, golds)), key=lambda row: row[0])
+def tune_threshold(scored: Sequence[ScoredAnswer], golds: Sequence[list[str]],
+                   unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> float:
+    """The threshold in [0, 1] that maximises F1 of ``scored`` against ``golds`` (answers kept when their score
+    reaches it; an empty gold list means unanswerable), the unanswerable questions weighing ``unanswerable_share``
+    of the whole (their actual share when one of the two groups is empty)."""
+    unanswerable = sum(1 for gold in golds if not gold)
+    answerable = len(golds) - unanswerable
+    weights = {True: unanswerable_share / unanswerable, False: (1 - unanswerable_share) / answerable} \
+        if unanswerable and answerable else {True: 1.0, False: 1.0}
+    rows = []
+    for answer, gold in zip(scored, golds):
+        weight = weights[not gold]
+        rows.append((answer.score, weight * best_scores(answer.text, gold)[1], weight * best_scores("", gold)[1]))
+    rows.sort(key=lambda row: row[0])
     total = sum(kept for _, kept, _ in rows)  # threshold 0: every answer kept
     best_total, best_threshold = total, 0.0
     for index, (score, kept, dropped) in enumerate(rows):

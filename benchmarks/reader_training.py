@@ -14,6 +14,8 @@ any ``--threshold`` given.
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
         --variant openvino --variant openvino-int8 --variant openvino-int8-static
+    python benchmarks/reader_training.py tune --model /work/models/reader-minilm [--unanswerable-share 0.2]
+    python benchmarks/reader_training.py ask --model /work/models/reader-minilm --threshold 0.1 --threshold 0.5
 """
 
 from __future__ import annotations
@@ -81,9 +83,9 @@ def cloze(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     """Tune (again) the trained reader's no-answer threshold on its validation split, as ``kb train reader`` does
     after training, and record it on its card."""
+    from answering.squad_eval import tune_as_asked, tuning_description
     from kb.cards import read_card, write_card
     from kb.config import Settings
-    from training.reader import tune_reader_threshold
     from training.squad_data import load_squad_files, split_by_title
 
     card = read_card(args.model)
@@ -95,11 +97,50 @@ def tune(args: argparse.Namespace) -> int:
     settings = Settings(reader_model=str(args.model), device="cpu",
                         reader_max_seq_length=card.hyperparameters["max_seq_length"],
                         reader_stride=card.hyperparameters["stride"])
-    card.no_answer_threshold = tune_reader_threshold(validation, settings, card.hyperparameters.get("seed", 0))
-    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
-        "another paragraph of their article"
+    card.no_answer_threshold = tune_as_asked(validation, settings, args.unanswerable_share)
+    card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(args.unanswerable_share)}"
     write_card(args.model, card)
     print(f"no-answer threshold {card.no_answer_threshold:.4f} recorded in {args.model}/training.json")
+    return 0
+
+
+def ask(args: argparse.Namespace) -> int:
+    """The reader through ``ask`` on xquad-en minus the held-out titles: a knowledge base holds every other article
+    (by title), and every question is asked of it, so the questions on the other articles have no answer there.
+    Prints F1 on the questions it can answer and the share of the others it abstains on, at each threshold."""
+    from answering.squad_eval import load_squad, paragraphs_knowledge_base
+    from answering.squad_metrics import best_scores
+    from answering.threshold import model_threshold
+
+    thresholds = sorted({*args.threshold, model_threshold(str(args.model))})
+    with tempfile.TemporaryDirectory() as tmp:
+        squad = load_squad(xquad_without_held_out(args.data, Path(tmp)))
+        held = set(sorted({title for title, _ in squad.paragraphs})[::2])
+        corpus = squad.model_copy(update={"paragraphs": [(title, context) for title, context in squad.paragraphs
+                                                         if title in held], "questions": []})
+        reads = []
+        with paragraphs_knowledge_base(corpus, Path(tmp), {"reader_model": str(args.model), "device": "cpu"}) \
+                as (knowledge_base, _):
+            started = time.perf_counter()
+            for question in squad.questions:
+                result = knowledge_base.ask(question.question, k=args.k, top_k=1, threshold=0.0)
+                best = result.answers[0] if result.answers else None
+                golds = question.answers if squad.paragraphs[question.paragraph][0] in held else []
+                reads.append((best.text if best else "", best.score if best else 0.0, golds))
+            seconds = time.perf_counter() - started
+    answerable = [read for read in reads if read[2]]
+    unanswerable = [read for read in reads if not read[2]]
+    print(f"{len(answerable)} questions on the {len(held)} articles held, {len(unanswerable)} on the others; "
+          f"k={args.k}; {seconds / len(reads) * 1000:.0f} ms per question")
+    results = {}
+    for threshold in thresholds:
+        f1 = 100 * sum(best_scores(text if score >= threshold else "", golds)[1]
+                       for text, score, golds in answerable) / len(answerable)
+        abstained = 100 * sum(1 for text, score, _ in unanswerable if score < threshold or not text) / len(unanswerable)
+        results[threshold] = {"answerable_f1": round(f1, 1), "unanswerable_abstained": round(abstained, 1)}
+        print(f"threshold {threshold:.3f}: F1 {f1:.1f} on the answerable, abstains on {abstained:.1f}% of the others")
+    if args.json:
+        args.json.write_text(json.dumps({str(t): r for t, r in results.items()}, indent=2), encoding="utf-8")
     return 0
 
 
@@ -172,6 +213,13 @@ def main() -> int:
     cloze_file.add_argument("--show", type=int, default=20, help="print the first N questions")
     tuning = commands.add_parser("tune")
     tuning.add_argument("--model", type=Path, required=True)
+    tuning.add_argument("--unanswerable-share", type=float, default=0.2)
+    asking = commands.add_parser("ask")
+    asking.add_argument("--model", type=Path, required=True)
+    asking.add_argument("-k", type=int, default=5)
+    asking.add_argument("--threshold", type=float, action="append", default=[],
+                        help="thresholds to score besides the card's; repeatable")
+    asking.add_argument("--json", type=Path, default=None)
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--model", type=Path, required=True)
     evaluation.add_argument("--variant", action="append", default=[],
@@ -188,7 +236,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
         return 2
-    return {"train": train, "cloze": cloze, "tune": tune, "evaluate": evaluate}[args.command](args)
+    return {"train": train, "cloze": cloze, "tune": tune, "ask": ask, "evaluate": evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -123,41 +123,64 @@ def test_tune_threshold_maximises_f1_over_answerable_and_unanswerable() -> None:
     scored = [ScoredAnswer(text="paris", score=0.9), ScoredAnswer(text="1999", score=0.7),
               ScoredAnswer(text="rome", score=0.4), ScoredAnswer(text="oslo", score=0.3)]
     golds = [["Paris"], ["1999"], [], []]  # the last two are unanswerable: only abstaining scores
-    threshold = tune_threshold(scored, golds)
+    threshold = tune_threshold(scored, golds, unanswerable_share=0.5)
     assert 0.4 < threshold < 0.7
     assert tune_threshold(scored[:2], golds[:2]) == 0.0  # all answerable: never abstain
     assert tune_threshold([ScoredAnswer(text="x", score=0.5)], [[]]) > 0.5
 
 
-def test_eval_tune_threshold_makes_the_reader_abstain(trained_reader: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """A reader that answers unanswerable questions at the default threshold abstains on them once tuned."""
+def test_tuned_threshold_follows_the_share_of_unanswerable_questions_not_their_count() -> None:
+    """A wrong answer read with more confidence than a right one: dropping both pays only when unanswerable
+    questions are common where the reader is asked, however many the tuning data holds."""
+    scored = [ScoredAnswer(text="paris", score=0.9), ScoredAnswer(text="1999", score=0.6),
+              ScoredAnswer(text="rome", score=0.7)]
+    golds = [["Paris"], ["1999"], []]
+    assert tune_threshold(scored, golds, unanswerable_share=0.2) == 0.0  # keep "1999": it is worth more
+    assert 0.7 < tune_threshold(scored, golds, unanswerable_share=0.8) < 0.9  # abstain on both
+    repeated = tune_threshold(scored + scored[2:] * 5, golds + golds[2:] * 5, unanswerable_share=0.2)
+    assert repeated == 0.0  # six unanswerable copies weigh what one did
+
+
+def test_eval_tune_threshold_trades_answers_for_abstentions_by_the_share_given(
+        trained_reader: Path, tiny_text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The threshold is tuned on questions read as ask reads them, and the share of questions without an answer
+    decides between answering and abstaining when the reader cannot tell them apart: this small reader finds a
+    code, but does not check whose it is."""
     reader = tmp_path / "reader"  # a reader trained elsewhere: no card, default threshold
     shutil.copytree(trained_reader, reader, ignore=shutil.ignore_patterns("training.json"))
-    # Unanswerable questions whose paragraph states another name's code: tempting for a small reader.
-    articles = [{"title": "t", "paragraphs": []}]
-    for number, (name, other) in enumerate([("alice", "bruno"), ("chen", "elena"), ("hiro", "ines"),
-                                            ("lena", "oscar"), ("rosa", "sven"), ("ulla", "wen")]):
-        code = 1000 + 37 * number
-        articles[0]["paragraphs"] += [
-            {"context": f"The weather was mild. {fact(name, code)}",
-             "qas": [{"id": f"a{number}", "question": question(name), "is_impossible": False,
-                      "answers": [{"text": str(code), "answer_start": 27 + len(name)}]}]},
-            {"context": f"Parking is free. {fact(other, code + 1)}",
-             "qas": [{"id": f"n{number}", "question": question(name), "is_impossible": True, "answers": []}]}]
+    paragraphs = [{"context": f"{FILLER[0]} {fact('alice', 4821)}", "qas": [
+        {"id": "a", "question": question("alice"), "is_impossible": False,
+         "answers": [{"text": "4821", "answer_start": len(FILLER[0]) + 21}]}]}]
+    for number, name in enumerate(["bruno", "chen", "elena", "hiro"], start=1):  # nobody else's code is stated
+        paragraphs.append({"context": f"{FILLER[number]} {FILLER[number + 2]}", "qas": [
+            {"id": name, "question": question(name), "is_impossible": True, "answers": []}]})
     dev = tmp_path / "dev.json"
-    dev.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
-    monkeypatch.setenv("KB_READER_MODEL", str(reader))
-    monkeypatch.setenv("KB_DEVICE", "cpu")
+    dev.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}),
+                   encoding="utf-8")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for number, paragraph in enumerate(paragraphs):
+        (docs / f"{number}.txt").write_text(paragraph["context"], encoding="utf-8")
+    for name, value in (("KB_READER_MODEL", reader), ("KB_TEXT_MODEL", tiny_text_model), ("KB_DEVICE", "cpu")):
+        monkeypatch.setenv(name, str(value))
     monkeypatch.chdir(tmp_path)
-    assert main(["eval", "squad", str(dev), "--tune-threshold"]) == 0
-    report = json.loads((tmp_path / "squad-eval.json").read_text(encoding="utf-8"))
-    assert report["NoAns_exact"] < 50  # at the default threshold it answers most unanswerable questions
-    assert report["tuned"]["NoAns_exact"] > report["NoAns_exact"] and report["tuned"]["f1"] > report["f1"]
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(docs)]) == 0
+
+    def tuned_then_asked(share: str, name: str) -> tuple[float, list[dict]]:
+        assert main(["eval", "squad", str(dev), "--tune-threshold", "--unanswerable-share", share]) == 0
+        threshold = json.loads((tmp_path / "squad-eval.json").read_text(encoding="utf-8"))["tuned"]["threshold"]
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "ask", question(name), "--json"]) == 0
+        return threshold, json.loads(capsys.readouterr().out)["answers"]
+
+    lenient, answers = tuned_then_asked("0.2", "alice")  # mostly asked what it holds: answer
+    assert answers and answers[0]["text"] == "4821"
+    strict, answers = tuned_then_asked("0.8", "bruno")  # mostly asked what it lacks: abstain
+    assert answers == [] and strict > lenient
     card = read_card(reader)
-    assert card is not None and card.no_answer_threshold == report["tuned"]["threshold"]
-    assert card.threshold_tuned_on == str(dev)
+    assert card is not None and card.no_answer_threshold == strict
+    assert card.threshold_tuned_on.startswith(f"{dev}, read as ask reads them") and "weighing 80%" in card.threshold_tuned_on
 
 
 def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path: Path) -> None:
@@ -437,8 +460,7 @@ def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in_nor_on
     assert weak_pairs(documents("/mnt/share")).pairs == ingested
 
 
-def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_answer(tmp_path: Path) -> None:
-    from answering.squad_eval import with_unanswerable_copies
+def test_validation_split_keeps_articles_whole(tmp_path: Path) -> None:
     from training.squad_data import load_squad_files, split_by_title
 
     squad, files = load_squad_files([write_squad(tmp_path / "a.json", 200, seed=2, titles=5)])
@@ -448,14 +470,29 @@ def test_validation_split_keeps_articles_whole_and_unanswerable_copies_lack_the_
     assert train_titles and validation_titles and not train_titles & validation_titles
     assert len(train.questions) + len(validation.questions) == files[0].examples == 200
     assert f"{len(validation.questions)} questions" in description
-    copies = [q for q in with_unanswerable_copies(validation).questions if q.id.endswith("-elsewhere")]
-    assert copies and all(not q.answers for q in copies)
-    originals = {q.id: q for q in validation.questions}
-    for copy in copies:
-        original = originals[copy.id.removesuffix("-elsewhere")]
-        assert copy.paragraph != original.paragraph
-        assert squad.paragraphs[copy.paragraph][0] == squad.paragraphs[original.paragraph][0]
-        assert not any(answer in squad.paragraphs[copy.paragraph][1] for answer in original.answers)
+
+
+def test_threshold_is_tuned_on_questions_read_as_ask_reads_them(trained_reader: Path, tiny_text_model: Path,
+                                                                 facts: Path, tmp_path: Path) -> None:
+    """Each question is read from the passages retrieved for it, and each answerable one again from retrieved
+    passages without its answer: there the reader cannot extract it, so the threshold learns what a wrong answer
+    scores."""
+    from answering.squad_eval import paragraphs_knowledge_base, read_as_asked
+    from training.squad_data import load_squad_files
+
+    squad, _ = load_squad_files([facts])
+    squad = squad.model_copy(update={"questions": squad.questions[:40]})
+    overrides = {"text_model": str(tiny_text_model), "reader_model": str(trained_reader), "device": "cpu"}
+    with paragraphs_knowledge_base(squad, tmp_path, overrides) as (knowledge_base, files):
+        assert len(files) == len(squad.paragraphs) and knowledge_base.settings.database_url is None
+        reads = read_as_asked(squad, knowledge_base)
+    asked = {question.id: question for question in squad.questions}
+    assert set(asked) <= set(reads) and all(reads[qid][1] == asked[qid].answers for qid in asked)
+    elsewhere = {qid.removesuffix("-elsewhere"): read for qid, (read, golds) in reads.items()
+                 if qid.endswith("-elsewhere") and not golds}
+    answerable = [qid for qid, question in asked.items() if question.answers]
+    assert len(answerable) >= 20 and set(elsewhere) == set(answerable) and len(reads) == len(asked) + len(answerable)
+    assert all(read.text not in asked[qid].answers for qid, read in elsewhere.items())
 
 
 def test_headings_and_answer_location() -> None:

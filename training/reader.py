@@ -3,8 +3,9 @@
 Training uses the reader's own windows (:mod:`training.reader_features`), transformers' ``Trainer`` (AdamW, linear
 decay after a warm-up), evaluation with the reader's own decoding (shared normalisation over windows, the same
 answer length limit) on a validation split held out by article, and keeps the checkpoint with the best validation
-F1. Afterwards the no-answer threshold is tuned on the validation questions through the reader itself and stored
-in the model's training card, where ``ask`` finds it; last, an int8 graph is calibrated on windows of the training
+F1. Afterwards the no-answer threshold is tuned on the validation questions read as ``ask`` reads them (from a
+knowledge base of their paragraphs: ``answering.squad_eval.tune_as_asked``) and stored in the model's training
+card, where ``ask`` finds it; last, an int8 graph is calibrated on windows of the training
 questions and scored against float32 on the validation questions (``training.int8``), recorded on the card too.
 """
 
@@ -21,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from answering.reader import Readers
 from answering.spans import best_spans
-from answering.squad_eval import SquadSet, read_scored, squad_scores, with_unanswerable_copies
-from answering.threshold import tune_threshold
+from answering.squad_eval import SquadSet, squad_scores, tune_as_asked, tuning_description
+from answering.threshold import DEFAULT_UNANSWERABLE_SHARE
 from kb.cards import DataFile, TrainingCard, write_card
 from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
@@ -158,7 +158,8 @@ def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int 
 
 
 def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None, from_kb: bool = False,
-                 stride: int | None = None, max_answer_tokens: int | None = None) -> TrainingCard:
+                 stride: int | None = None, max_answer_tokens: int | None = None,
+                 unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
     the SQuAD files ``data`` and, with ``from_kb``, cloze questions made from the passages of the knowledge base at
     ``kb_dir``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
@@ -238,22 +239,13 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
                         reader_max_answer_tokens=max_answer_tokens, device=options.device)
     validated = validation_set.model_copy(update={"questions": validation_features.questions})
-    card.no_answer_threshold = tune_reader_threshold(validated, settings, options.seed)
-    card.threshold_tuned_on = f"the validation questions ({split}) and copies of the answerable ones asked of " \
-        "another paragraph of their article"
+    card.no_answer_threshold = tune_as_asked(validated, settings, unanswerable_share)
+    card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(unanswerable_share)}"
     write_card(out, card)
     finish_output(out / CHECKPOINTS)
     sources = [*data, *([kb_dir] if from_kb and kb_dir else [])]
     card.int8 = quantize_trained_reader(settings, train_set, validated, sources, split)  # recorded on the card
     return card
-
-
-def tune_reader_threshold(validation: SquadSet, settings: Settings, seed: int = 0) -> float:
-    """The no-answer threshold that maximises F1 when the reader of ``settings`` reads ``validation`` and, for each
-    answerable question, another paragraph of its article without the answer."""
-    questions = with_unanswerable_copies(validation, seed)
-    scored = read_scored(questions, Readers(settings))
-    return tune_threshold([scored[q.id] for q in questions.questions], [q.answers for q in questions.questions])
 
 
 def _scores_of(metrics: dict[str, float]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from kb.cli import show
 from kb.cli.logs import configure_logging
 from kb.cli.progress import Progress
 from kb.cli.terminal import is_terminal, one_line
-from kb.cli.train import add_train_parser, run_train
+from kb.cli.train import UNANSWERABLE_SHARE_HELP, add_train_parser, run_train, share
 from kb.config import CONFIG_FILE
 from kb.errors import InvalidRequestError, KbError
 from kb.types import Filters
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--tune-threshold", action="store_true",
                        help="reader mode: choose the no-answer threshold that maximises F1 on this file, and record "
                        "it in the reader folder's training.json (tune on validation data, not on a test set)")
+    squad.add_argument("--unanswerable-share", type=share, metavar="SHARE",
+                       help="with --tune-threshold: " + UNANSWERABLE_SHARE_HELP)
     add_train_parser(commands)
 
     source = commands.add_parser("source", help="manage the folders kept up to date")
@@ -233,8 +235,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():  # said before the evaluation runs, not after it, when its results are lost
         raise InvalidRequestError(f"--out {args.out}: the folder {args.out.parent} does not exist")
     # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
+    if args.unanswerable_share is not None and not args.tune_threshold:
+        raise InvalidRequestError("--unanswerable-share is what --tune-threshold tunes for; give both")
+    tuned_for = {} if args.unanswerable_share is None else {"unanswerable_share": args.unanswerable_share}
     report = evaluate(args.file, args.mode, {}, k=args.k, distractors=args.distractors, limit=args.limit,
-                      tune_threshold=args.tune_threshold)
+                      tune_threshold=args.tune_threshold, **tuned_for)
     print(report.table())
     args.out.write_text(report.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
     print(f"results written to {args.out}")

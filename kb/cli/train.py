@@ -11,10 +11,23 @@ KINDS = (("reader", "SQuAD v1.1/v2.0 JSON files"),
          ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
          ("reranker", "SQuAD files or JSONL {query, positive[, negatives]}"),
          ("clip", "JSONL {image: path relative to the file, caption}"))
+UNANSWERABLE_SHARE_HELP = ("share of questions the knowledge base cannot answer, which the no-answer threshold is "
+                           "tuned for (default 0.2; higher abstains more)")
 FROM_KB = {"reader": "cloze questions made from its passages (a date, number, name or title blanked out)",
            "retriever": "titles and headings as queries for their passages",
            "reranker": "titles and headings as queries for their passages",
            "clip": "its images with their captions, alt texts and OCR text"}
+
+
+def share(text: str) -> float:
+    """A command-line share: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1")
+    return value
 
 
 def add_train_parser(commands: Any) -> None:
@@ -46,6 +59,9 @@ def add_train_parser(commands: Any) -> None:
                                  help="bi-encoder whose dense neighbours are the negatives when there is no --kb "
                                  "(default: " + ("the base model" if kind == "retriever"
                                                  else "the packaged all-MiniLM-L6-v2") + ")")
+        if kind == "reader":
+            command.add_argument("--unanswerable-share", type=share, metavar="SHARE",
+                                 help=UNANSWERABLE_SHARE_HELP)
         if kind == "clip":
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
                                  "(default: the clip_pretrained setting)")
@@ -73,6 +89,7 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
     card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
                  hard_negatives=getattr(args, "hard_negatives", None), mining_model=getattr(args, "mining_model", None),
                  clip_pretrained=getattr(args, "pretrained", None),
+                 unanswerable_share=getattr(args, "unanswerable_share", None),
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                  validation=args.validation, threads=args.threads, device=args.device, overwrite=args.overwrite,
