@@ -195,6 +195,23 @@ def test_markdown_title_falls_back_to_first_heading(tmp_path: Path) -> None:
     assert load(tmp_path, "plain.md", b"just text").title is None
 
 
+def nested_list(depth: int) -> str:
+    return "".join("  " * level + f"- level {level}\n" for level in range(depth))
+
+
+def test_markdown_nested_deeper_than_the_parser_goes_loses_no_text(tmp_path: Path) -> None:
+    ending = "\n# Next section\n\nImportant paragraph.\n"
+    document = load(tmp_path, "deep.md", f"Intro.\n\n{nested_list(12)}{ending}".encode())
+    assert document.text.endswith("level 10\nlevel 11\n\nNext section\n\nImportant paragraph.")
+    assert document.warnings == []
+    hostile = "---\ntitle: Deep\n---\n" + "> " * 60 + "deep quote\n\n" + nested_list(40) + ending
+    document = load(tmp_path, "hostile.md", hostile.encode())
+    assert "deep quote" in document.text and "level 39" in document.text
+    assert document.text.endswith("Next section\n\nImportant paragraph.")
+    assert [warning.split(": ")[0] for warning in document.warnings] == [
+        "Markdown nested more than 50 levels deep at line 4", "Markdown nested more than 50 levels deep at line 30"]
+
+
 # --- html -------------------------------------------------------------------------------------------------------
 
 HTML = """<!DOCTYPE html>

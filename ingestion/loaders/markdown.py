@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 from mdit_py_plugins.admon import admon_plugin
 from mdit_py_plugins.footnote import footnote_plugin
@@ -21,16 +22,38 @@ from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
+# Nesting markdown-it parses (a list level counts two, a quote one): the CommonMark preset's 20 stops at a list ten
+# deep. Not more, as it also bounds inline nesting, whose hostile cost grows with it ("[[[[..." takes twice as long
+# as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
+_MAX_NESTING = 50
+_UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
 
 
 def _parser() -> MarkdownIt:
     """A CommonMark parser that keeps every link target as written: nothing is rendered as HTML, and the image
     containment rule (not a URL allow-list) decides what is read."""
-    parser = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    parser = MarkdownIt("commonmark", {"maxNesting": _MAX_NESTING}).enable(["table", "strikethrough"])
     parser.use(footnote_plugin).use(tasklists_plugin).use(admon_plugin)
     parser.validateLink = lambda url: True  # type: ignore[method-assign]
     parser.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    _keep_too_deep(parser)
     return parser
+
+
+def _keep_too_deep(parser: MarkdownIt) -> None:
+    """Past ``maxNesting`` markdown-it skips every line to the end of the enclosing block, often the rest of the
+    document; this keeps those lines, as a ``_UNPARSED`` token in their place, so that no text is lost silently."""
+    tokenize = parser.block.tokenize
+
+    def guarded(state: StateBlock, start: int, end: int) -> None:
+        line = state.skipEmptyLines(start)
+        if state.level >= _MAX_NESTING and line < end and state.sCount[line] >= state.blkIndent:
+            token = state.push(_UNPARSED, "", 0)
+            token.content = state.getLines(line, end, state.blkIndent, False)
+            token.map = [line, end]
+        tokenize(state, start, end)
+
+    parser.block.tokenize = guarded  # type: ignore[method-assign]
 
 
 _MARKDOWN = _parser()
@@ -54,14 +77,16 @@ class MarkdownLoader(Loader):
     file_type = "markdown"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
-        title, source = _front_matter(encoding.decode_text(data))
-        rendered = _Renderer()
+        decoded = encoding.decode_text(data)
+        title, source = _front_matter(decoded)
+        rendered = _Renderer(first_line=decoded.count("\n", 0, len(decoded) - len(source)) + 1)
         rendered.blocks(_MARKDOWN.parse(source))
         if title is None and rendered.headings:
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
         text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
-        notes: list[str] = []
+        notes = [f"Markdown nested more than {_MAX_NESTING} levels deep at line {line}: the rest of that block is "
+                 "kept as plain text" for line in rendered.unparsed]
         images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
@@ -121,10 +146,12 @@ class _Renderer:
     """The visible text of a token stream: one paragraph per block (the items of a tight list and the rows of a
     table on lines of their own), inline markup dropped, alt text in place of each image."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_line: int = 1) -> None:
+        self.first_line = first_line  # the file's line number of the first line parsed (after front matter)
         self.out: list[str] = []
         self.headings: list[tuple[int, str]] = []  # (level, text) in order
         self.references: list[_Reference] = []  # the images shown, in order
+        self.unparsed: list[int] = []  # the file's line number where each block kept unparsed begins
         self._row: list[str] | None = None
 
     def blocks(self, tokens: Sequence[Token]) -> None:
@@ -138,6 +165,9 @@ class _Renderer:
                 self.out.extend(["", token.content.strip("\n"), ""])  # verbatim, indentation kept
             elif token.type == "html_block":
                 self._paragraph(self._html(token.content))
+            elif token.type == _UNPARSED:
+                self.unparsed.append(self.first_line + (token.map[0] if token.map else 0))
+                self._paragraph(token.content)
             elif token.type == "tr_open":
                 self._row = []
             elif token.type == "tr_close" and self._row is not None:
