@@ -276,3 +276,31 @@ def test_symlink_loop_is_a_warning(tmp_path: Path) -> None:
     document = load(tmp_path, "page.md", b"![loop](loop.png)\n")
     assert document.text == "loop" and document.images == []
     assert document.warnings == [f"image loop.png skipped: {REFUSED}"]
+
+
+def test_images_beside_repeated_text_each_point_at_their_own_place(tmp_path: Path) -> None:
+    colours = {"a.png": RED, "b.png": BLUE, "c.png": WHITE, "d.png": (20, 200, 20)}
+    for name, colour in colours.items():
+        (tmp_path / name).write_bytes(image_bytes("PNG", size=(60, 40), color=colour))
+    markdown = load(tmp_path, "steps.md", b"Step one.\n\n![Screenshot](a.png)\n\nStep two.\n\n![Screenshot](b.png)\n")
+    html = load(tmp_path, "steps.html", b"<p>Intro.</p><p>Photo: <img src='a.png'> <img src='b.png'></p>"
+                                        b"<div>Photo: <img src='c.png'><p>Nested photo: <img src='d.png'></p></div>")
+    document = Document()
+    document.add_paragraph("Intro.")
+    for colour in colours.values():
+        document.add_paragraph("Photo: ").add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(60, 40), color=colour)))
+    out = io.BytesIO()
+    document.save(out)
+    docx = load(tmp_path, "steps.docx", out.getvalue())
+
+    def spans(loaded: ExtractedDocument) -> list[tuple[str, int]]:
+        """Each image's text and where it starts."""
+        return [(loaded.text[image.start:image.end], image.start) for image in loaded.images]
+
+    assert markdown.text == "Step one.\n\nScreenshot\n\nStep two.\n\nScreenshot"
+    assert spans(markdown) == [("Screenshot", 11), ("Screenshot", 34)]
+    # Two images in one paragraph share its span; an image in a block nested in the last one lands inside it.
+    assert html.text == "Intro.\n\nPhoto:\n\nPhoto:\n\nNested photo:"
+    assert spans(html) == [("Photo:", 8), ("Photo:", 8), ("Photo:\n\nNested photo:", 16), ("Nested photo:", 24)]
+    assert docx.text == "Intro.\n\nPhoto:\n\nPhoto:\n\nPhoto:\n\nPhoto:"
+    assert spans(docx) == [("Photo:", 8), ("Photo:", 16), ("Photo:", 24), ("Photo:", 32)]

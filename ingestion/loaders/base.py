@@ -109,16 +109,24 @@ class Loader(ABC):
 
 
 class TextCursor:
-    """Finds snippets of a loader's cleaned text in reading order, so that each lands on the right occurrence."""
+    """Finds snippets of a loader's cleaned text in reading order, so that each lands on its own occurrence."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.start = self.end = 0  # the span of the last snippet found
 
     def find(self, snippet: str) -> tuple[int, int] | None:
-        """Where ``snippet``, cleaned like the text, lies at or after the last snippet found; None if nowhere."""
+        """Where ``snippet``, cleaned like the text, lies after the last snippet found; None if nowhere. A
+        repeated snippet thus lands on its next occurrence, not again on the first."""
+        return self._find(snippet, self.end, len(self.text))
+
+    def find_within(self, snippet: str) -> tuple[int, int] | None:
+        """Where ``snippet`` lies inside the last snippet found (a block nested in the block found before)."""
+        return self._find(snippet, self.start, self.end)
+
+    def _find(self, snippet: str, start: int, end: int) -> tuple[int, int] | None:
         needle = clean_text(snippet)
-        found = self.text.find(needle, self.start) if needle else -1
+        found = self.text.find(needle, start, end) if needle else -1
         if found < 0:
             return None
         self.start, self.end = found, found + len(needle)

@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from docx import Document
 from docx.opc.part import Part
@@ -189,21 +189,14 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
 
     Pictures sharing one image part are hashed once and decoded once; each repeat counts against the limit.
     """
-    cursor = TextCursor(text)
+    located = _located(blocks, text) if any(block.drawings for block in blocks) else []
     hashes: dict[str, str] = {}  # image part name -> hash of its bytes
-    last_text: _Block | None = None  # the last block with text before the current one
+    before: tuple[int, int] | None = None  # the span of the last block with text before the current one
     for index, block in enumerate(blocks):
         if block.drawings and not images.full:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
-            spans: list[tuple[int, int]] = []  # found once per block, for its first kept picture
-
-            def described(block: _Block = block, before: _Block | None = last_text, caption: _Block | None = caption,
-                          spans: list[tuple[int, int]] = spans) -> dict[str, Any]:
-                if not spans:
-                    spans.append(_span(cursor, block, before, caption))
-                return {"start": spans[0][0], "end": spans[0][1]}
-
+            start, end = _span(located[index], located[index + 1] if caption else None, before)
             for drawing in block.drawings:
                 properties = drawing.find(f".//{_DOC_PR}")
                 alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
@@ -215,11 +208,18 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                     name = related.partname.lstrip("/")
                     if name not in hashes:
                         hashes[name] = hashlib.sha256(related.blob).hexdigest()
-                    images.add_bytes(related.blob, name, sha256=hashes[name], described=described, alt=alt or None,
+                    images.add_bytes(related.blob, name, sha256=hashes[name], start=start, end=end, alt=alt or None,
                                      caption=caption and " ".join(caption.text.split()))
-        if block.text.strip():
-            last_text = block
+        if located and located[index] is not None:
+            before = located[index]
     return images.finish()
+
+
+def _located(blocks: list[_Block], text: str) -> list[tuple[int, int] | None]:
+    """The span of each block in ``text`` (None for a block without text), each found after the one before, so
+    that a block repeating an earlier one's text lands on its own occurrence."""
+    cursor = TextCursor(text)
+    return [cursor.find(block.text) if block.text.strip() else None for block in blocks]
 
 
 def _is_caption(block: _Block, caption_styles: set[str]) -> bool:
@@ -231,12 +231,11 @@ def _is_caption(block: _Block, caption_styles: set[str]) -> bool:
     return block.text.strip().lower().startswith(_FIGURE_LABELS)
 
 
-def _span(cursor: TextCursor, holder: _Block, before: _Block | None, caption: _Block | None) -> tuple[int, int]:
-    """The span of the block holding the picture through its caption; for a picture alone in its paragraph and
-    without caption, the empty span after ``before``, the last block with text before it."""
-    held = cursor.find(holder.text)
-    captioned = cursor.find(caption.text) if caption is not None else None
+def _span(held: tuple[int, int] | None, captioned: tuple[int, int] | None,
+          before: tuple[int, int] | None) -> tuple[int, int]:
+    """The span of the block holding a picture (``held``) through its caption; for a picture alone in its
+    paragraph and without caption, the empty span after ``before``, the last block with text before it."""
     if held is None and captioned is None:
-        found = cursor.find(before.text) if before is not None else None
-        return (found[1], found[1]) if found else (cursor.end, cursor.end)
+        end = before[1] if before is not None else 0
+        return end, end
     return (held or captioned)[0], (captioned or held)[1]  # type: ignore[index]

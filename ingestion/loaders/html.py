@@ -106,8 +106,7 @@ def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages
     An image's block and caption are rendered with a bounded budget: a block too long to be a useful span is
     abandoned early, so nested blocks cost no more than flat ones.
     """
-    cursor = TextCursor(text)
-    blocks: dict[int, str | None] = {}  # rendered text of the blocks met so far, by id (None: too long)
+    spans = _BlockSpans(text)
     numbers = {id(img): number for number, img in enumerate(soup.find_all("img"), 1)}  # hidden ones count too
     for found in _visible_images(soup):
         number = numbers[id(found.img)]
@@ -120,19 +119,39 @@ def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages
                 figcaption = found.figure.find("figcaption", recursive=False)
                 if isinstance(figcaption, Tag):
                     caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
-            span = None
-            if found.block is not None:
-                if id(found.block) not in blocks:
-                    blocks[id(found.block)] = _bounded_render(found.block, found.in_article)
-                rendered = blocks[id(found.block)]
-                if rendered is not None:
-                    span = cursor.find(rendered)
-            start, end = span or (cursor.end, cursor.end)
+            span = None if found.block is None else spans.of(found.block, found.in_article)
+            start, end = span or (spans.cursor.end, spans.cursor.end)
             return {"start": start, "end": end, "alt": alt, "caption": caption}
 
         name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
         images.add_reference(src, folder, name, described=described)
     return images.finish()
+
+
+class _BlockSpans:
+    """The span in the text of each block holding an image, located once per block in reading order: inside the
+    last block located when nested in it, else after it (a block repeating an earlier one's text lands on its own
+    occurrence). Blocks too long to be a useful span, or not found, have none."""
+
+    def __init__(self, text: str) -> None:
+        self.cursor = TextCursor(text)
+        self._spans: dict[int, tuple[int, int] | None] = {}  # by the block's id
+        self._last: Tag | None = None  # the last block located
+
+    def of(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
+        if id(block) not in self._spans:
+            self._spans[id(block)] = self._locate(block, in_article)
+        return self._spans[id(block)]
+
+    def _locate(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
+        rendered = _bounded_render(block, in_article)
+        if rendered is None:
+            return None
+        nested = self._last is not None and any(parent is self._last for parent in block.parents)
+        span = self.cursor.find_within(rendered) if nested else self.cursor.find(rendered)
+        if span is not None:
+            self._last = block
+        return span
 
 
 def _declared_charset(data: bytes) -> str | None:
