@@ -96,12 +96,17 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
     return out.getvalue()
 
 
-def docx_xml_bomb(megabytes: float, part: str = "document.xml") -> bytes:
+def docx_xml_bomb(megabytes: float, part: str = "document.xml", lead: int = 0) -> bytes:
     """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed),
-    its main part stored as word/``part``: a name not ending in .xml must not hide it from the bomb check."""
+    its main part stored as word/``part``: a name not ending in .xml must not hide it from the bomb check, nor
+    ``lead`` blanks before its XML (which then has no XML declaration, as one must come first)."""
     body = "<w:p/>" * int(megabytes * 2**20 / 6)
-    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>",
-                                   part)
+
+    def rewrite(xml: str) -> str:
+        head = xml.split("<w:body>")[0]
+        return (" " * lead + head.partition("?>")[2] if lead else head) + f"<w:body>{body}</w:body></w:document>"
+
+    return _docx_with_document_xml(rewrite, part)
 
 
 def docx_external_entity(target: Path) -> bytes:

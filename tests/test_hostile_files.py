@@ -120,6 +120,8 @@ CASES = {
     "docx whose xml expands to 50 MB": (_write("bomb.docx", lambda: docx_xml_bomb(50)), "XML bomb", 400, 30),
     "docx xml bomb in a part not named .xml": (
         _write("renamed.docx", lambda: docx_xml_bomb(50, "document.bin")), "XML bomb", 400, 30),
+    "docx xml bomb behind 2 MB of blanks": (
+        _write("blanks.docx", lambda: docx_xml_bomb(50, lead=2 * 2**20)), "XML bomb", 400, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
     "20 MB of simple html": (_write("big.html", lambda: big_html(20)), "max_html_mb", 400, 30),
     "pdf of 2000 pages sharing a 1 MB stream": (

@@ -101,6 +101,8 @@ def _refuse_bombs(data: bytes) -> None:
             for member in members:
                 with archive.open(member) as part:
                     chunk = part.read(_COUNT_CHUNK)
+                    while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
+                        chunk = part.read(_COUNT_CHUNK)
                     if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
                         continue  # an image or other binary part: it cannot parse as XML, whatever its name
                     while chunk:
