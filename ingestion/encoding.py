@@ -1,8 +1,9 @@
 """Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
 
-Order: byte-order mark; UTF-16/32 detection when there are NUL bytes (else the data is binary); UTF-8, which
-legacy text almost never forms by accident; the charset the file declares, if any; windows-1252 when the bytes
-have the shape of Western text; charset_normalizer's detection. Every step is deterministic.
+Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
+is binary); UTF-8, which legacy text almost never forms by accident; the charset the file declares, if any;
+windows-1252 when the bytes have the shape of Western text; charset_normalizer's detection. Every step is
+deterministic.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _WESTERN = frozenset(
     "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿŒœŠšŽžŸ‘’‚“”„–—…•€™«»°·¡¿£©®§¢¥ªº±½¼¾µ\u00a0"
 )
 
+_MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
 _NEWLINES = re.compile(r"\r\n?")
@@ -61,7 +63,7 @@ def _decode(data: bytes, declared: str | None) -> str:
         if data.startswith(bom):
             return data[len(bom):].decode(encoding, errors="replace")
     if b"\x00" in data:
-        return _decode_wide(data)
+        return _decode_with_nuls(data)
     try:
         return _repair_double_utf8(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -73,6 +75,16 @@ def _decode(data: bytes, declared: str | None) -> str:
         except UnicodeDecodeError:
             pass  # mislabelled: the bytes are not in the declared charset, so detect instead
     return _western(data) or _detect(data)
+
+
+def _decode_with_nuls(data: bytes) -> str:
+    """Valid UTF-8 with a few stray NUL bytes (the text cleaner drops them), else UTF-16/32 or binary."""
+    if data.count(b"\x00") <= len(data) * _MAX_NUL_SHARE:
+        try:
+            return _repair_double_utf8(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    return _decode_wide(data)
 
 
 def _decode_wide(data: bytes) -> str:

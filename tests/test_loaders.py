@@ -88,6 +88,11 @@ def test_newlines_are_normalised_and_decoding_is_deterministic() -> None:
     assert {decode_text(CHINESE.encode("gb18030")) for _ in range(3)} == {CHINESE}
 
 
+def test_utf8_text_with_a_stray_nul_byte_is_read(tmp_path: Path) -> None:
+    document = load(tmp_path, "log.txt", "Plain UTF-8 text, café,\x00 then more text.".encode())
+    assert document.text == "Plain UTF-8 text, café, then more text."
+
+
 def test_binary_data_is_refused(tmp_path: Path) -> None:
     noise = random.Random(7).randbytes(4096)
     with pytest.raises(LoadError, match="binary or undecodable"):
