@@ -20,6 +20,7 @@ from kb.storage.urls import redact
 
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
 SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
+WRITE_LOCK = 0x6B625F7775  # "kb_wu": the advisory lock of write units on PostgreSQL (their BEGIN IMMEDIATE)
 BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock before "database is locked"
 
 
@@ -88,11 +89,18 @@ def schema_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A transaction that alone may change the schema or what is recorded at creation: on SQLite it takes the
     write lock at BEGIN, on PostgreSQL an advisory lock held until it ends. Whoever waited looks again inside it."""
     with factory.begin() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        else:
-            session.connection(execution_options={IMMEDIATE: True})
+        take_turn(session, SCHEMA_LOCK)
         yield session
+
+
+def take_turn(session: Session, key: int) -> None:
+    """Make the session's new transaction wait for, then exclude, every other that takes its turn the same way:
+    on SQLite BEGIN IMMEDIATE (the database's one write lock), on PostgreSQL the advisory lock ``key`` held until
+    the transaction ends. Without it two transactions that read, then insert the same row both insert."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        session.connection(execution_options={IMMEDIATE: True})
 
 
 def _recorded_version(session: Session, url: str) -> int | None:

@@ -17,7 +17,7 @@ from kb.atomic import abandoned_temporaries
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
-from kb.storage.database import IMMEDIATE, default_url, open_database, schema_transaction
+from kb.storage.database import WRITE_LOCK, default_url, open_database, schema_transaction, take_turn
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
 from kb.storage.models import Chunk, Document, KeywordTotals, Meta, Space, StoredImage, Vector
@@ -118,14 +118,15 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[WriteUnit]:
         """A write unit of work (see ``kb.storage.writing``): on commit the spaces it touched get new generations
-        and the loaded indexes the change. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a short write
-        beside a running ingest waits its turn (busy_timeout) instead of failing on a stale snapshot.
+        and the loaded indexes the change. Write units take turns (``take_turn``: BEGIN IMMEDIATE on SQLite, an
+        advisory lock on PostgreSQL), so a short write beside a running ingest waits for it (on SQLite up to the
+        busy timeout) instead of failing on a stale snapshot, and two that record the same row never both insert it.
 
         A database that cannot be written (read-only, disk full) raises ``StorageError`` naming the cause.
         """
         try:
             with self.sessions.begin() as session:
-                session.connection(execution_options={IMMEDIATE: True})
+                take_turn(session, WRITE_LOCK)
                 unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self),
                                  pgvector=getattr(self, "vector_index", None) == "pgvector",
                                  index_settings=self.settings.index)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ MAX_TERM_LENGTH = 128
 # 384-dimensional vector), and keeping it bounded costs one range delete on its primary key per commit.
 LOG_GENERATIONS = 1_000
 KEYWORD_TOKENIZER_KEY = "keyword_tokenizer"
+_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # INSERT ... ON CONFLICT of each dialect
 
 
 @dataclass
@@ -180,10 +182,16 @@ class WriteUnit:
         return space
 
     def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, remove) a setting: an upsert, so it never meets a row another writer just added."""
         if value is None:
             self.session.execute(delete(Meta).where(Meta.key == key))
-        else:
+            return
+        upsert = _UPSERTS.get(self.session.get_bind().dialect.name)
+        if upsert is None:  # another (untested) database: read, then insert or update
             self.session.merge(Meta(key=key, value=value))
+            return
+        self.session.execute(upsert(Meta).values(key=key, value=value)
+                             .on_conflict_do_update(index_elements=[Meta.key], set_={"value": value}))
 
     def record_keyword_tokenizer(self, name: str) -> None:
         self.set_meta(KEYWORD_TOKENIZER_KEY, name)
