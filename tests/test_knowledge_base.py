@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import event
 
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
@@ -292,6 +293,28 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_factory) 
     comes first, and every opener sees it complete."""
     assert errors_at_once(lambda: kb_factory().stats(), 4) == []
     assert kb_factory().stats().schema_version == SCHEMA_VERSION
+
+
+def test_training_material_pairs_each_text_with_its_own_chunks(kb_factory, tmp_path: Path) -> None:
+    """A re-ingest that commits while a batch of training documents is half read (between the documents and
+    their chunks) never pairs a document's old text with its new chunks: every chunk is a span of its text."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Original short text about copper.", encoding="utf-8")
+    reader, writer = kb_factory(), kb_factory()
+    reader.ingest(folder)
+    reingested: list[list[str]] = []
+
+    def reingest_before_the_chunks_are_read(_connection, _cursor, statement: str, *_rest: object) -> None:
+        if not reingested and "FROM chunks" in statement:
+            (folder / "a.txt").write_text("A different, longer text about harbour lanterns. " * 3, encoding="utf-8")
+            reingested.append(writer.ingest(folder).updated)
+
+    event.listen(reader.store.sessions.kw["bind"], "before_cursor_execute", reingest_before_the_chunks_are_read)
+    documents = list(reader.store.documents())
+    assert reingested == [[str(folder / "a.txt")]]
+    assert [chunk.text for document in documents for chunk in document.chunks] == \
+        [document.text[chunk.start:chunk.end] for document in documents for chunk in document.chunks]
 
 
 def test_first_keyword_searches_at_once_all_succeed(kb_factory) -> None:

@@ -256,10 +256,12 @@ class Store:
     # -- training material ----------------------------------------------------------------------------------
 
     def documents(self, batch: int = 200) -> Iterator[StoredDocument]:
-        """Every ingested document with its text chunks, a batch of documents per read."""
+        """Every ingested document with its text chunks, a batch of documents per read snapshot (so a re-ingest
+        that commits meanwhile never pairs a document's old text with its new chunks)."""
         last = 0
         while True:
-            with self.sessions() as session:
+            with self.read() as snapshot:
+                session = snapshot.session
                 rows = session.execute(select(Document.id, Document.path, Document.title, Document.text)
                                        .where(Document.status == "ok", Document.id > last)
                                        .order_by(Document.id).limit(batch)).all()
