@@ -26,6 +26,7 @@ def examine(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], in
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
         _keyword_figures(store, report, repair)
+        _malformed_vectors(store, report, repair)
         if _encoder_matches(store, spaces, reembed, report, repair):
             _missing_vectors(store, spaces, report, repair)
         _files_gone(store, max_removed_share, report, repair)
@@ -94,6 +95,23 @@ def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:
             unit.recount_keywords()
     report.problems.append(Problem(kind="keyword figures", detail=f"{count} BM25 figure(s) disagree with the "
                                    "postings (document frequencies, totals)", repaired=repair))
+
+
+def _malformed_vectors(store: Store, report: DoctorReport, repair: bool) -> None:
+    """Vectors no index can use (bytes of another length than the space's dimension; with pgvector no embedding or
+    one of another dimension), damage from outside: repairing deletes them, and the missing-vectors step that
+    follows embeds their chunks again."""
+    for space in store.spaces():
+        with store.read() as snapshot:
+            ids = snapshot.malformed_vectors(space)
+        if not ids:
+            continue
+        if repair:
+            with store.write() as unit:
+                unit.delete_vectors(space.id, ids)
+        report.problems.append(Problem(kind="malformed vectors", detail=f"{len(ids)} vector(s) in space "
+                                       f"{space.name!r} do not have its {space.dimension} dimensions",
+                                       repaired=repair))
 
 
 def _encoder_matches(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], int], report: DoctorReport,

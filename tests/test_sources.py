@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,34 @@ def test_doctor_finds_and_repairs(kb_factory, database, tmp_path: Path) -> None:
     db_count, index_count = vector_counts(kb)
     assert db_count == index_count == kb.stats().chunks == 3
     assert not kb.search("margrave", mode="keyword")
+
+
+def test_doctor_embeds_malformed_vectors_again(kb_factory, database, tmp_path: Path) -> None:
+    """Vectors damaged from outside (float32 bytes of the wrong length with the FAISS cache gone; with pgvector
+    also a NULL embedding) are reported as such, not as a cache problem, and the repair embeds them again; a dense
+    search meanwhile finds the other chunks instead of failing."""
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    damage = ["UPDATE vectors SET vector = substr(vector, 1, 8) WHERE chunk_id = (SELECT min(chunk_id) FROM vectors)"]
+    if database.kind == "pgvector":
+        damage.append("UPDATE vectors SET embedding = NULL WHERE chunk_id = (SELECT max(chunk_id) FROM vectors)")
+    execute_sql(kb.store.url, *damage)
+    shutil.rmtree(tmp_path / "kb" / "indexes", ignore_errors=True)
+    kb = kb_factory()
+    if database.kind == "pgvector":
+        assert len(kb.search("vacation days", k=4, mode="dense")) == 3
+    found = kb.doctor()
+    caches = {"index cache"} if database.kind != "pgvector" else set()
+    assert {p.kind for p in found.problems} == {"malformed vectors"} | caches
+    [malformed] = [p for p in found.problems if p.kind == "malformed vectors"]
+    assert malformed.detail.startswith(f"{len(damage)} vector(s)")
+    repaired = kb.doctor(repair=True)
+    # the deleted vectors are then missing ones, embedded again by that step
+    assert repaired.healthy and {p.kind for p in repaired.problems} == {"malformed vectors", "missing vectors"} | caches
+    assert kb.doctor().problems == []
+    assert vector_counts(kb) == (4, 4)
+    assert len(kb.search("vacation days", k=4, mode="dense")) == 4
 
 
 def ended_process() -> int:

@@ -22,7 +22,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Float, Select, String, bindparam, cast, func, literal, literal_column, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,6 +78,13 @@ def prepare(session: Session) -> None:
     if session.scalar(select(Vector.chunk_id).limit(1)) is not None:
         raise ConfigurationError("vector_index='pgvector' is chosen when a knowledge base is created; this one "
                                  "already holds vectors indexed otherwise")
+
+
+def unsearchable(dimension: int) -> ColumnElement[bool]:
+    """The condition on ``vectors`` for rows pgvector cannot search in a space of ``dimension``: no embedding (a
+    NULL written from outside), or one of another dimension."""
+    embedding = literal_column("vectors.embedding")
+    return or_(embedding.is_(None), func.vector_dims(embedding) != int(dimension))
 
 
 def _index_name(space_id: int) -> str:
@@ -208,8 +229,10 @@ class PgvectorIndex:
         if len(conditions) > 1 and not exact:
             exact = passing_chunks(session, conditions, EXACT_BELOW + 1) <= EXACT_BELOW
             fetch = k * FILTERED_OVERFETCH
-        # A literal space id: a partial index (WHERE space_id = N) serves only a plan that knows N.
-        in_space = Vector.space_id == bindparam("space", self.space_id, literal_execute=True)
+        # A literal space id: a partial index (WHERE space_id = N) serves only a plan that knows N. A NULL embedding
+        # (written from outside; doctor repairs it) has no distance to rank by.
+        in_space = and_(Vector.space_id == bindparam("space", self.space_id, literal_execute=True),
+                        literal_column("vectors.embedding").is_not(None))
         if exact:
             name = "cosine_distance" if self.normalized else "vector_negative_inner_product"
             distance = getattr(func, name)(embedding, probe, type_=Float)

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from kb.storage import bm25
+from kb.storage import bm25, pgvector_index
 from kb.storage.models import INGESTED, Chunk, Document, Meta, Posting, Run, Source, Space, StoredImage, Vector
 from kb.types import TEXT_SPACE, Filters, Modality
 
@@ -60,6 +60,15 @@ class Snapshot:
 
     def vector_count(self, space: Space) -> int:
         return self.session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space.id)) or 0
+
+    def malformed_vectors(self, space: Space) -> list[int]:
+        """Chunks whose vector in ``space`` cannot be used: float32 bytes of another length than the space's
+        dimension (no index can be built from them), or with pgvector no embedding or one of another dimension."""
+        condition = func.length(Vector.vector) != 4 * int(space.dimension)
+        if self.store.vector_index == "pgvector":
+            condition = or_(condition, pgvector_index.unsearchable(space.dimension))
+        return list(self.session.scalars(select(Vector.chunk_id).where(Vector.space_id == space.id, condition)
+                                         .order_by(Vector.chunk_id)))
 
     def dense_search(self, space: Space, vector: np.ndarray, k: int, filters: Filters | None = None,
                      modalities: frozenset[Modality] | None = None) -> list[tuple[int, float]]:

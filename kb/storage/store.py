@@ -248,7 +248,7 @@ class Store:
             if index is None:
                 continue
             if space_id in changes.rebuilt:
-                index.generation = -1  # every vector replaced: rebuilt at its next sync
+                index.generation = -1  # every vector replaced (or malformed ones removed): rebuilt at its next sync
                 continue
             ids, vectors = changes.vectors(space_id, index.dimension)
             index.apply(ids, vectors, removed_ids, generation, previous)

@@ -57,7 +57,7 @@ class Changes:
     added: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     removed: list[int] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
-    rebuilt: set[int] = field(default_factory=set)  # spaces whose every vector was replaced
+    rebuilt: set[int] = field(default_factory=set)  # spaces whose index is rebuilt (every vector replaced, say)
 
     def mark(self) -> tuple[dict[int, int], int, set[int], set[int]]:
         return {space: len(parts) for space, parts in self.added.items()}, len(self.removed), set(self.touched), \
@@ -370,6 +370,15 @@ class WriteUnit:
         """Compute the kept keyword figures afresh from the postings and chunks (a repair of their drift)."""
         bm25.recount(self.session)
         bm25.advance(self.session)
+
+    def delete_vectors(self, space_id: int, chunk_ids: Sequence[int]) -> None:
+        """Remove some chunks' vectors from one space (malformed ones, to be embedded again); its index is rebuilt
+        from the database at its next sync (it could not hold them as they were)."""
+        for start in range(0, len(chunk_ids), 500):
+            self.session.execute(delete(Vector).where(Vector.space_id == space_id,
+                                                      Vector.chunk_id.in_(chunk_ids[start : start + 500])))
+        self.changes.touched.add(space_id)
+        self.changes.rebuilt.add(space_id)
 
     def delete_orphans(self, kind: str) -> None:
         """Remove rows whose parent is gone (see ``Snapshot.orphans``)."""
