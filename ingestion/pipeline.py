@@ -18,13 +18,13 @@ from ingestion.loaders.base import Limits
 from ingestion.ocr import ocr_available
 from ingestion.pictures import Picture
 from ingestion.reading import FileJob, LoadFailed, ReadFailed, ReadSettings
-from ingestion.scan import ScannedFile, ScanResult, scan, valid_name
+from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer
-from kb.sources import too_many_missing
+from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
 from kb.storage.store import IMAGE_SPACE_OFF, Store
@@ -126,8 +126,7 @@ class Ingestor:
 
     def run(self, folder: Path) -> IngestReport:
         root = folder.expanduser().resolve()
-        if not valid_name(str(root)):
-            raise SourceUnavailableError(f"{str(root)!r} is not valid UTF-8; no database can store its paths")
+        check_storable(str(root))
         try:
             is_folder = root.is_dir()
         except OSError:  # a folder on the way that cannot be searched

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from cronsim import CronSim, CronSimError
 
 from kb.errors import ScheduleError
+from kb.storage.models import MAX_SCHEDULE_LENGTH
 
 INTERVAL = re.compile(r"^(?:every\s+)?(\d+)\s*([smhd])$", re.IGNORECASE)
 # What a person means as an interval, well formed or not: "every ..." or a number with a word after it.
@@ -51,6 +52,9 @@ def _cron_next(expression: str, after: datetime) -> datetime:
 def validate_schedule(text: str) -> str:
     """The schedule, normalised, if it can be understood (raises ``ScheduleError`` otherwise)."""
     text = " ".join(text.split())
+    if len(text) > MAX_SCHEDULE_LENGTH:
+        raise ScheduleError(f"a schedule is at most {MAX_SCHEDULE_LENGTH} characters; {text[:40]!r}... has "
+                            f"{len(text)}")
     if interval_seconds(text) is None:
         _cron_next(text, datetime(2000, 1, 1))
     return text

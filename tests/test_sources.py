@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.errors import SourceNotFoundError, SourceUnavailableError
-from kb.storage.models import utcnow
+from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, SourceUnavailableError
+from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
 from tests.databases import execute_sql
 from tests.test_knowledge_base import vector_counts, write_docs
 
@@ -194,6 +194,27 @@ def test_doctor_embeds_malformed_vectors_again(kb_factory, database, tmp_path: P
     assert kb.doctor().problems == []
     assert vector_counts(kb) == (4, 4)
     assert len(kb.search("vacation days", k=4, mode="dense")) == 4
+
+
+def test_a_folder_path_or_schedule_too_long_to_store_is_refused_before_anything_is_written(
+        kb_factory, tmp_path: Path) -> None:
+    """A folder path longer than PostgreSQL's unique index can hold, or a schedule longer than its column, is a
+    clear error naming the limit on every database (PostgreSQL said "the database cannot be written", or raised
+    its own DataError), and nothing is recorded."""
+    deep = tmp_path / "docs"
+    while len(str(deep).encode()) <= MAX_SOURCE_PATH_BYTES:
+        deep /= "d" * 200
+    deep.mkdir(parents=True)
+    (deep / "deep.txt").write_text("A deep file about copper.", encoding="utf-8")
+    kb = kb_factory()
+    with pytest.raises(InvalidRequestError, match=f"at most {MAX_SOURCE_PATH_BYTES:,} bytes"):
+        kb.ingest(deep)
+    with pytest.raises(InvalidRequestError, match=f"at most {MAX_SOURCE_PATH_BYTES:,} bytes"):
+        kb.add_source(deep, "every 1h")
+    every_minute = " ".join(",".join(map(str, values)) for values in (range(60), range(24), range(1, 32))) + " * *"
+    with pytest.raises(ScheduleError, match="at most 256 characters"):
+        kb.add_source(tmp_path / "docs", every_minute)
+    assert kb.sources() == [] and kb.jobs() == []
 
 
 def ended_process() -> int:

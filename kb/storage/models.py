@@ -62,6 +62,13 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+# The longest source folder path (UTF-8 bytes) stored: PostgreSQL's unique index on ``sources.path`` takes an entry
+# of at most 2,704 bytes (a third of a page, less headers), so a longer path cannot be stored there; SQLite keeps
+# the same limit, so a knowledge base behaves alike on both.
+MAX_SOURCE_PATH_BYTES = 2_600
+MAX_SCHEDULE_LENGTH = 256  # characters of a stored schedule (``sources.schedule``)
+
+
 class Source(Base):
     """A folder the knowledge base ingests."""
 
@@ -69,7 +76,7 @@ class Source(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(String(4096), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    schedule: Mapped[str | None] = mapped_column(String(256), nullable=True)  # cron expression or "every 15m"
+    schedule: Mapped[str | None] = mapped_column(String(MAX_SCHEDULE_LENGTH), nullable=True)  # cron or "every 15m"
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     documents: Mapped[list[Document]] = relationship(back_populates="source", passive_deletes=True)
 
