@@ -181,6 +181,20 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
         kb.search("days", filters={"author": "someone"})
 
 
+def test_path_globs_fold_case_beyond_ascii_on_every_database(kb_factory, tmp_path: Path) -> None:
+    """"*été*" finds "ÉTÉ_report.txt" and "*ÉTÉ*" finds "été_notes.txt" on SQLite as on PostgreSQL (SQLite's own
+    lower() folds ASCII letters only)."""
+    folder = write_docs(tmp_path / "docs", {"ÉTÉ_report.txt": "Copper prices rose in summer.",
+                                            "été_notes.txt": "Copper notes for the summer.",
+                                            "winter.txt": "Copper in winter."})
+    kb = kb_factory()
+    kb.ingest(folder)
+    for mode in ("dense", "keyword"):
+        for glob in ("*été*", "*ÉTÉ*", "*Été_*"):
+            hits = kb.search("copper", k=10, mode=mode, filters={"path_glob": glob})
+            assert sorted(Path(h.path).name for h in hits) == ["ÉTÉ_report.txt", "été_notes.txt"], (mode, glob)
+
+
 @pytest.mark.databases("sqlite", "postgresql")  # the faiss index
 def test_index_cache_missing_or_corrupt_is_rebuilt_without_reembedding(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()

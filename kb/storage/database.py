@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, SchemaError
 from kb.storage import bm25
+from kb.storage.filters import SQLITE_LOWER, unicode_lower
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
 from kb.storage.urls import redact
 
@@ -41,6 +42,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        dbapi_connection.create_function(SQLITE_LOWER, 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import ColumnElement, String, false, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from kb.storage.models import INGESTED, Chunk, Document, as_utc
 from kb.types import MODALITIES, Filters, Modality
+
+SQLITE_LOWER = "kb_lower"  # SQLite's lower() folds ASCII only: this one, registered on each connection, Unicode
+
+
+def unicode_lower(value: str | None) -> str | None:
+    """``SQLITE_LOWER``: Python's Unicode lower case ("ÉTÉ" is "été"), NULL kept."""
+    return None if value is None else str(value).lower()
+
+
+class UnicodeLower(FunctionElement[str]):
+    """Unicode lower case in SQL: PostgreSQL's ``lower()``, on SQLite the function ``SQLITE_LOWER`` (its own
+    ``lower()`` leaves non-ASCII letters as they are), so path filters match the same paths on both."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(UnicodeLower)
+def _lower(element: UnicodeLower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(UnicodeLower, "sqlite")
+def _lower_sqlite(element: UnicodeLower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
 
 
 def glob_to_like(pattern: str) -> str:
@@ -29,10 +59,10 @@ def chunk_conditions(filters: Filters | None, modalities: frozenset[Modality] | 
         globs = [filters.path_glob] if isinstance(filters.path_glob, str) else filters.path_glob
         matches = []
         for glob in globs:
-            # Both sides go through the database's own lower(), so they fold case the same way.
-            like = func.lower(glob_to_like(glob))
-            matches += [func.lower(Document.relpath).like(like, escape="\\"),
-                        func.lower(Document.path).like(like, escape="\\")]
+            # Both sides go through the same lower(), so they fold case the same way.
+            like = UnicodeLower(glob_to_like(glob))
+            matches += [UnicodeLower(Document.relpath).like(like, escape="\\"),
+                        UnicodeLower(Document.path).like(like, escape="\\")]
         conditions.append(or_(false(), *matches))  # an empty list matches nothing, as file_types=[] does
     if filters.file_types is not None:
         conditions.append(Document.file_type.in_(filters.file_types))
