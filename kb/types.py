@@ -325,6 +325,14 @@ class Filters(BaseModel):
     ingested_before: datetime | None = None
 
     @model_validator(mode="after")
+    def _refuse_nul(self) -> Filters:
+        """A NUL character matches no path and no database takes it in a pattern (PostgreSQL refuses it)."""
+        globs = [self.path_glob] if isinstance(self.path_glob, str) else self.path_glob or []
+        if any("\x00" in glob for glob in globs):
+            raise ValueError("path_glob holds a NUL character (\\x00), which no path contains")
+        return self
+
+    @model_validator(mode="after")
     def _normalise_types(self) -> Filters:
         if self.file_types is not None:
             types = [FILE_TYPE_ALIASES.get(t, t) for t in (t.lower().lstrip(".") for t in self.file_types)]

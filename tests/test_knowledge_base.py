@@ -179,6 +179,9 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
             assert not kb.search("duchy", k=10, mode=mode, filters=nothing), (mode, nothing)
     with pytest.raises(ValidationError):
         kb.search("days", filters={"author": "someone"})
+    for glob in ("*\x00*", ["handbook/*", "a\x00b"]):  # SQLite silently matched nothing, PostgreSQL raised its own
+        with pytest.raises(ValidationError, match="NUL character"):
+            kb.search("days", filters={"path_glob": glob})
 
 
 def test_path_globs_fold_case_beyond_ascii_on_every_database(kb_factory, tmp_path: Path) -> None:
