@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from kb import KnowledgeBase
 from kb.errors import ConfigurationError, WriterBusyError
+from kb.storage.lock import DatabaseWriterLock
 from tests.concurrency import search_while_running
 from tests.databases import PostgresServer
 
@@ -93,3 +95,18 @@ def test_the_vector_index_is_recorded_and_checked(tmp_path: Path, tiny_text_mode
         open_kb(tmp_path / "elsewhere", tiny_text_model, url, vector_index="faiss")
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         KnowledgeBase.open(tmp_path / "lite", text_model=str(tiny_text_model), vector_index="pgvector")
+
+
+def test_the_busy_message_names_this_knowledge_bases_writer(postgres_server: PostgresServer) -> None:
+    """Two knowledge bases in two databases of one server each have a writer: a second writer of one is told the
+    database session of that one's writer, never the other's (the lock's key is the same in every database)."""
+    engines = [create_engine(postgres_server.create(name)) for name in ("writer_elsewhere", "writer_here")]
+    elsewhere, here = (DatabaseWriterLock(engine) for engine in engines)
+    elsewhere.acquire()  # taken first: the one a lookup by key alone finds
+    here.acquire()
+    sessions = [lock._connection.execute(text("SELECT pg_backend_pid()")).scalar() for lock in (elsewhere, here)]
+    with pytest.raises(WriterBusyError, match=rf"\(database session {sessions[1]}\)"):
+        DatabaseWriterLock(engines[1]).acquire()
+    for lock, engine in zip((elsewhere, here), engines):
+        lock.release()
+        engine.dispose()

@@ -127,17 +127,25 @@ class DatabaseWriterLock:
             if wait:
                 connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.KEY})
             elif not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.KEY}).scalar():
-                holder = connection.execute(text(
-                    "SELECT a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :low LIMIT 1"),
-                    {"low": self.KEY & 0xFFFFFFFF}).first()
-                where = "" if holder is None else f" (database session {holder.pid}" + \
-                    (f" from {holder.client_addr})" if holder.client_addr else ")")
-                raise WriterBusyError(f"another process is writing to this knowledge base{where}")
+                raise WriterBusyError(f"another process is writing to this knowledge base{self._holder(connection)}")
         except BaseException:
             connection.close()
             raise
         self._connection = connection
+
+    def _holder(self, connection: Connection) -> str:
+        """The busy message's " (database session PID from ADDRESS)" for the writer holding this database's lock,
+        or "" (it just let go). An advisory lock on one bigint shows in ``pg_locks`` as classid (high half), objid
+        (low half) and objsubid 1, in the database it was taken in: another database of the server has its own."""
+        holder = connection.execute(text(
+            "SELECT a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) LIMIT 1"),
+            {"high": self.KEY >> 32, "low": self.KEY & 0xFFFFFFFF}).first()
+        if holder is None:
+            return ""
+        return f" (database session {holder.pid}" + (f" from {holder.client_addr})" if holder.client_addr else ")")
 
     def release(self) -> None:
         if self._connection is not None:
