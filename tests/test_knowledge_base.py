@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
-from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, WriterBusyError
+from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, StorageError, WriterBusyError
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
@@ -353,6 +353,18 @@ def test_a_write_waits_for_the_one_in_progress(kb_factory) -> None:
         assert waiting.is_alive()
     waiting.join(30)
     assert first.notices() == ["written first", "written after the first"]
+
+
+def test_a_write_waiting_too_long_fails_with_a_storage_error(kb_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small write (a search recording its keyword tokenizer) behind a long one (a re-embed) gives up after the
+    busy timeout on every database, instead of hanging as long as the other runs."""
+    monkeypatch.setattr("kb.storage.database.BUSY_TIMEOUT_S", 0.5)
+    first, second = kb_factory().store, kb_factory().store
+    with first.write() as unit:
+        unit.set_meta("notice:first", "written first")
+        with pytest.raises(StorageError, match="cannot be written"):
+            second.record_notice("second", "never written")
+    assert first.notices() == ["written first"]
 
 
 @pytest.mark.databases("sqlite")

@@ -98,9 +98,13 @@ def schema_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def take_turn(session: Session, key: int) -> None:
     """Make the session's new transaction wait for, then exclude, every other that takes its turn the same way:
     on SQLite BEGIN IMMEDIATE (the database's one write lock), on PostgreSQL the advisory lock ``key`` held until
-    the transaction ends. Without it two transactions that read, then insert the same row both insert."""
+    the transaction ends. Without it two transactions that read, then insert the same row both insert. Either
+    waits at most ``BUSY_TIMEOUT_S`` (then OperationalError), so a search's small write never hangs behind a long
+    re-embed."""
     if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = '{int(BUSY_TIMEOUT_S * 1000)}ms'"))
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
     else:
         session.connection(execution_options={IMMEDIATE: True})
 
