@@ -200,6 +200,29 @@ def test_markdown_title_falls_back_to_first_heading(tmp_path: Path) -> None:
     assert load(tmp_path, "plain.md", b"just text").title is None
 
 
+FRONT_MATTER = {
+    "yaml": "---\n# draft\ntitle: 'Release notes'\ntags:\n- loaders\nauthor:\n  name: Ada\n---\n",
+    "toml": '+++\ntitle = "Release notes"\naliases = [\n  "/old",\n]\n\n[params]\nauthor = "Ada"\n+++\n',
+}
+
+
+@pytest.mark.parametrize("kind", FRONT_MATTER)
+def test_markdown_front_matter_gives_the_title_and_is_not_text(tmp_path: Path, kind: str) -> None:
+    document = load(tmp_path, f"{kind}.md", (FRONT_MATTER[kind] + "Body text.\n").encode())
+    assert (document.title, document.text) == ("Release notes", "Body text.")
+
+
+@pytest.mark.parametrize("source", [
+    "---\n\nMeeting notes.\n\n---\n\nSecond.\n",
+    "---\n- Meeting notes.\n- Budget: agreed\n---\nSecond.\n",  # a list between rules has no key
+    "+++\nMeeting notes.\n+++\n\nSecond.\n",
+])
+def test_markdown_opening_with_a_rule_keeps_the_text_between_rules(tmp_path: Path, source: str) -> None:
+    document = load(tmp_path, "rules.md", source.encode())
+    assert "Meeting notes." in document.text and document.text.endswith("Second.")
+    assert document.title is None
+
+
 def nested_list(depth: int) -> str:
     return "".join("  " * level + f"- level {level}\n" for level in range(depth))
 

@@ -3,6 +3,7 @@ with tables, strikethrough, task lists, footnotes and admonitions), rendered to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +23,11 @@ from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
+# Lines of YAML or TOML front matter: a key line (``key: value``, ``key = value``, a bare or quoted key) or a TOML
+# ``[table]`` header; and lines that only continue one: a ``- item``, an indented or closing-bracket continuation,
+# a ``#`` comment. Classes that never overlap, so a long line costs one linear scan.
+_FRONT_KEY = re.compile(r"""(?:[\w.-]+|"[^"]*"|'[^']*')[ \t]*(?::(?:[ \t]|$)|=)|\[\[?[^\[\]]+\]\]?[ \t]*$""")
+_FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # Nesting markdown-it parses (a list level counts two, a quote one): the CommonMark preset's 20 stops at a list ten
 # deep. Not more, as it also bounds inline nesting, whose hostile cost grows with it ("[[[[..." takes twice as long
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
@@ -93,19 +99,24 @@ class MarkdownLoader(Loader):
 
 def _front_matter(source: str) -> tuple[str | None, str]:
     """(title, the rest) of a document that opens with YAML (``---``) or TOML (``+++``) front matter, closed by
-    the same fence or ``...``; (None, ``source``) when there is none. One pass over the lines, no backtracking."""
+    the same fence or ``...``; (None, ``source``) when there is none. A block that holds no key, or a line that is
+    not YAML or TOML, is content between two rules, not front matter. One pass over the lines, no backtracking."""
     first = source.find("\n")
     fence = source[:first].rstrip(" \t") if first >= 0 else ""
     if fence not in _FRONT_MATTER_FENCES:
         return None, source
     title: str | None = None
+    keyed = False
     position = first + 1
     while position <= len(source):
         end = source.find("\n", position)
         line = source[position:] if end < 0 else source[position:end]
         if line.rstrip(" \t") in (fence, "..."):
-            return title, "" if end < 0 else source[end + 1:]
-        title = title or _front_title(line)
+            return (title, "" if end < 0 else source[end + 1:]) if keyed else (None, source)
+        if _FRONT_KEY.match(line):
+            keyed, title = True, title or _front_title(line)
+        elif line.strip() and not _FRONT_MORE.match(line):
+            return None, source  # prose: the document starts with a rule
         if end < 0:
             break
         position = end + 1
