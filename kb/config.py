@@ -247,7 +247,8 @@ class IngestionSettings(SettingsGroup):
         "memory of the file worker (`RLIMIT_DATA`, its own code included, about 200 MB); a file needing more fails"
     ))
     max_document_chars: int = Field(default=10_000_000, ge=1, description=(
-        "a document whose extracted text is longer fails"
+        "a document whose extracted text is longer fails; a Markdown file with more characters, markup included, "
+        "fails before it is parsed"
     ))
     max_pages: int = Field(default=2000, ge=1, description=(
         "PDF pages read per file; the rest are left out with a warning"

@@ -11,7 +11,7 @@ from docx import Document
 from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
-from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for
+from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for, markdown
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
@@ -238,6 +238,23 @@ def test_markdown_nested_deeper_than_the_parser_goes_loses_no_text(tmp_path: Pat
     assert document.text.endswith("Next section\n\nImportant paragraph.")
     assert [warning.split(": ")[0] for warning in document.warnings] == [
         "Markdown nested more than 50 levels deep at line 4", "Markdown nested more than 50 levels deep at line 30"]
+
+
+def test_markdown_over_the_text_limit_is_refused_before_it_is_parsed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing costs about 140 times the source in memory (33 MB took 106 s and 4.6 GB, then was refused)."""
+    source = ("# Notes\n\n" + "Some *text* with `code` and a [link](http://x).\n\n" * 40).encode()
+    path = tmp_path / "notes.md"
+    loader = loader_for(path)
+    assert loader is not None
+    assert loader.load(path, source, Limits(max_chars=len(source))).text.startswith("Notes\n\nSome text")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an oversized source was parsed")
+
+    monkeypatch.setattr(markdown._MARKDOWN, "parse", never)
+    with pytest.raises(LoadError, match=r"^over budget: more than 1,000 characters of text \(max_document_chars\)$"):
+        loader.load(path, source, Limits(max_chars=1000))
 
 
 # --- html -------------------------------------------------------------------------------------------------------

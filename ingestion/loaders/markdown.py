@@ -84,6 +84,9 @@ class MarkdownLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
         decoded = encoding.decode_text(data)
+        # The visible text is most of the source, and parsing costs about 140 times the source in memory, so a
+        # source over the text limit is refused before it is parsed.
+        limits.check_chars(len(decoded))
         title, source = _front_matter(decoded)
         rendered = _Renderer(first_line=decoded.count("\n", 0, len(decoded) - len(source)) + 1)
         rendered.blocks(_MARKDOWN.parse(source))
