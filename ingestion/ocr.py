@@ -147,7 +147,8 @@ def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page 
     ``document.pages``) holds the new text: an empty page becomes exactly ``text``, a non-empty one grows; pages
     after it move (an empty one at ``offset`` to the end of ``text``, as the PDF loader places empty pages). Image
     spans keep their text; one that strictly contains ``offset`` grows to hold the insertion. Images on pages after
-    ``page`` move with their page, even an empty span at ``offset``.
+    ``page`` move with their page; an empty span at ``offset`` whose page now begins after it moves to where its
+    page begins (an empty ``page`` now begins with ``text``), so every image stays inside its page.
     """
     before, after = document.text[:offset], document.text[offset:]
     prefix = _PARAGRAPH[: max(0, 2 - _trailing_newlines(before))] if before else ""
@@ -172,8 +173,12 @@ def insert_text(document: ExtractedDocument, offset: int, text: str, page: Page 
         elif other is page:
             other.start, other.end = (start, end) if page.start == page.end else (
                 min(moved(page.start), start), max(moved(page.end), end))
+    homes = {other.number: other for other in document.pages}
     for image in document.images:
-        if page is not None and image.page is not None and image.page > page.number:
+        home = homes.get(image.page) if image.page is not None else None
+        if image.start == image.end == offset and home is not None and home.start > offset:
+            image.start = image.end = home.start
+        elif page is not None and image.page is not None and image.page > page.number:
             image.start, image.end = later(image.start, image.end)
         else:  # a span starting at ``offset`` has its text after the insertion, unless it is empty
             starts_after = image.start > offset or image.start == offset < image.end

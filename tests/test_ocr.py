@@ -46,7 +46,8 @@ def _image(picture: Image.Image | None = None, *, page: int | None = None, start
 
 
 class FixedEngine:
-    """Reads the same text from every image, or fails on the images named in ``fail``."""
+    """Reads the same text from every image (or the image's ``info["text"]``), or fails on the images named in
+    ``fail``."""
 
     def __init__(self, text: str, fail: frozenset[str] = frozenset()) -> None:
         self.text, self.fail, self.seen = text, fail, []
@@ -55,7 +56,7 @@ class FixedEngine:
         self.seen.append(image)
         if any(getattr(image, "info", {}).get("name") == name for name in self.fail):
             raise OcrError("OCR failed: broken image")
-        return self.text
+        return getattr(image, "info", {}).get("text", self.text)
 
 
 @needs_font
@@ -192,6 +193,20 @@ def test_failures_become_warnings_and_empty_pages_stay_reported() -> None:
     assert document.text == before.text and document.warnings[0].endswith("(scanned?)")
 
 
+@pytest.mark.parametrize("found", [("", "Invoice 42"), ("Invoice 42", "")])
+def test_a_scanned_page_holds_all_its_images_when_ocr_reads_text_in_only_one(found: tuple[str, str]) -> None:
+    text, pages = _join(["Cover page.", "", "Last page."])
+    images = [_image(page=2, start=pages[1].start, end=pages[1].end, scanned=True, name=f"scan {n}") for n in (1, 2)]
+    for image, words in zip(images, found, strict=True):
+        image.image.info["text"] = words
+    document = ExtractedDocument(text=text, file_type="pdf", pages=pages, images=images)
+    assert apply_ocr(document, FixedEngine("")) == 2
+    text, page = document.text, document.pages[1]
+    assert text == "Cover page.\n\nInvoice 42\n\nLast page." and text[page.start : page.end] == "Invoice 42"
+    assert [text[image.start : image.end] for image in images] == list(found)
+    assert all(_on_its_page(document, image) for image in images)
+
+
 page_texts = st.lists(st.text(alphabet="ab .\n汉", max_size=10).map(clean_text), min_size=1, max_size=5)
 ocr_texts = st.text(alphabet="XY 字\n", min_size=1, max_size=8).map(clean_text).filter(bool)
 
@@ -223,8 +238,7 @@ def test_filling_a_page_is_what_the_loader_would_have_joined(
     assert (document.text, document.pages) == _join(texts)
     assert document.text[start:end] == ocr
     assert [document.text[image.start : image.end] for image in document.images] == quotes
-    assert all(document.page_at(image.start) == image.page or image.start == image.end
-               for image in document.images)
+    assert all(_on_its_page(document, image) for image in document.images)
 
 
 @settings(max_examples=300, deadline=None)
@@ -259,3 +273,10 @@ def test_inserting_anywhere_in_a_page_keeps_every_other_span(
             assert text[image.start : image.end] == old_text[old_start:offset] + inserted + old_text[offset:old_end]
         else:
             assert text[image.start : image.end] == quote
+        assert _on_its_page(document, image)
+
+
+def _on_its_page(document: ExtractedDocument, image: ExtractedImage) -> bool:
+    """Whether the image's span lies inside the span of the page it is on."""
+    page = next(page for page in document.pages if page.number == image.page)
+    return page.start <= image.start <= image.end <= page.end
