@@ -1,0 +1,81 @@
+"""A uniform "model soup" of trained readers: their weights averaged into one reader, scored on the validation split.
+
+Readers fine-tuned from the same base (here the packaged MiniLM, through a cloze stage, on the same SQuAD parts)
+often lie in one basin of the loss, where the average of their weights reads better than either (Wortsman et al.,
+2022, "Model soups"). This writes the soup as a reader folder (the first reader's config, tokenizer and card, the
+card's base model naming the ingredients and its scores cleared) and prints validation EM/F1 of each ingredient
+and of the soup at threshold 0.1, on the first reader's validation split (every ingredient must share it, or the
+comparison is refused). Score the soup on xquad-en with ``reader_training.py evaluate`` and tune its threshold
+with ``reader_training.py tune``.
+
+    python -m benchmarks.reader_soup --out /work/models/soup /work/models/reader-cloze-e3 /work/models/reader-gpu-cloze3-e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+THRESHOLD = 0.1  # as the xquad-en figures in docs/training.md
+
+
+def average_weights(readers: list[Path], out: Path) -> None:
+    """The mean of the readers' safetensors weights (in float32) into ``out/model.safetensors``."""
+    from safetensors.torch import load_file, save_file
+
+    states = [load_file(str(reader / "model.safetensors")) for reader in readers]
+    if any(state.keys() != states[0].keys() for state in states):
+        raise SystemExit("the readers do not share one architecture: their weights have different names")
+    mean = {name: sum(state[name].float() for state in states) / len(states) for name in states[0]}
+    save_file(mean, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def validation_scores(readers: list[Path]) -> None:
+    """EM/F1 of each reader folder on the first one's validation split, read as ``kb eval squad`` reads."""
+    from answering.reader import Readers
+    from answering.squad_eval import at_threshold, read_scored, squad_scores
+    from kb.cards import read_card
+    from kb.config import Settings
+    from training.squad_data import load_squad_files, split_by_title
+
+    cards = [read_card(reader) for reader in readers[1:]]
+    first = read_card(readers[0])
+    assert first is not None
+    if any(card is None or card.validation_split != first.validation_split for card in cards):
+        raise SystemExit("the readers were not validated on one split: their validation scores do not compare")
+    squad, _ = load_squad_files([Path(file.path) for file in first.data])
+    _, validation, split = split_by_title(squad, 0.1, first.hyperparameters.get("seed", 0))
+    print(f"validation: {split}")
+    for reader in readers:
+        scored = read_scored(validation, Readers(Settings(reader_model=str(reader), device="cpu")))
+        scores = squad_scores(validation, at_threshold(scored, THRESHOLD))
+        print(f"  {reader}: EM {scores['exact']:.2f}  F1 {scores['f1']:.2f}", flush=True)
+
+
+def main() -> int:
+    from kb.cards import read_card, write_card
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("readers", nargs="+", type=Path, help="reader folders trained from one base")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the soup (must not exist)")
+    args = parser.parse_args()
+    if len(args.readers) < 2 or args.out.exists():
+        print("give two readers or more, and an --out that does not exist", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(args.readers[0] / name, args.out / name)
+    average_weights(args.readers, args.out)
+    card = read_card(args.readers[0])
+    if card is not None:
+        write_card(args.out, card.model_copy(update={
+            "base_model": "uniform soup of " + ", ".join(map(str, args.readers)), "validation_before": {},
+            "validation_after": {}, "no_answer_threshold": None, "threshold_tuned_on": None, "int8": None}))
+    validation_scores([*args.readers, args.out])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
