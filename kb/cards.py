@@ -74,6 +74,9 @@ class TrainingCard(BaseModel):
     threshold_tuned_on: str | None = None
     int8: Int8Scores | None = Field(default=None, description="reader: its calibrated int8 graph, if one was made")
     libraries: dict[str, str] = Field(default_factory=dict)
+    files: list[str] | None = Field(
+        default=None, description="the entries of the model folder the run wrote (None: not recorded, an older "
+        "card), the only ones --overwrite removes beside the card, the checkpoints and the int8 graph")
 
 
 def card_path(folder: str | Path) -> Path:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kb.cards import TrainingCard, read_card
 from tests.qa_model import FILLER, NAMES, fact, question
 from training import OutputExistsError, TrainOptions, train_reader
 from training.clip import jsonl_captions
 from training.errors import TrainingDataError
-from training.output import prepare_output
+from training.output import finish_output, prepare_output
 from training.pair_data import prepare_pairs
 from training.pairs import Pair, jsonl_pairs
 from training.retriever import pair_columns
@@ -30,12 +31,27 @@ def test_overwrite_replaces_only_a_training_output_and_out_is_checked_before_any
     assert (qa / "train.json").read_text(encoding="utf-8") == "{}"
     with pytest.raises(OutputExistsError, match="not empty"):  # refused before the (missing) data file is read
         train_reader([tmp_path / "missing.json"], TrainOptions(out=qa))
+
+
+def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run_wrote(tmp_path: Path) -> None:
+    qa = tmp_path / "qa"
+    qa.mkdir()
+    (qa / "training.json").write_text(json.dumps({"data": []}), encoding="utf-8")  # the user's SQuAD file
+    (qa / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputExistsError, match="no training run wrote"):
+        prepare_output(qa, overwrite=True, resume=False, run={"kind": "reader"})
+    assert sorted(path.name for path in qa.iterdir()) == ["notes.txt", "training.json"]
     earlier = tmp_path / "reader"
-    earlier.mkdir()
-    for name in ("training.json", "model.safetensors"):
-        (earlier / name).write_text("old", encoding="utf-8")
+    checkpoints = prepare_output(earlier, overwrite=False, resume=False, run={"kind": "reader"})
+    (earlier / "model.safetensors").write_text("old", encoding="utf-8")
+    finish_output(earlier, TrainingCard(kind="reader", base_model="base"))
+    assert read_card(earlier).files == ["model.safetensors"] and not checkpoints.exists()
+    (earlier / "notes.txt").write_text("mine", encoding="utf-8")  # the user's, put beside the model afterwards
     checkpoints = prepare_output(earlier, overwrite=True, resume=False, run={"kind": "reader"})
-    assert sorted(path.name for path in earlier.iterdir()) == ["checkpoints"] and checkpoints.is_dir()
+    assert sorted(path.name for path in earlier.iterdir()) == ["checkpoints", "notes.txt"] and checkpoints.is_dir()
+    (earlier / "model.safetensors").write_text("new", encoding="utf-8")
+    finish_output(earlier, TrainingCard(kind="reader", base_model="base"))
+    assert read_card(earlier).files == ["model.safetensors"]  # notes.txt is not the run's: never removed
 
 
 def test_a_single_article_keeps_each_paragraph_on_one_side_even_when_repeated_per_question(tmp_path: Path) -> None:

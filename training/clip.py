@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from kb.cards import DataFile, TrainingCard, write_card
+from kb.cards import DataFile, TrainingCard
 from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
@@ -35,7 +35,7 @@ from kb.encoders.fingerprint import file_fingerprint
 from training.errors import TrainingDataError
 from training.files import data_file, read_jsonl
 from training.options import TrainOptions
-from training.output import CHECKPOINTS, finish_output, prepare_output
+from training.output import finish_output, prepare_output
 from training.runner import LOG_EVERY, library_versions, start_run, utc_now
 from training.split import held_out_groups
 
@@ -293,6 +293,5 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                         best_checkpoint=f"step {state['best_step']}", resumed_from=state["resumed_from"],
                         training_loss=state["losses"],
                         libraries=library_versions("open_clip_torch"))
-    write_card(out, card)
-    finish_output(out / CHECKPOINTS)
+    finish_output(out, card)
     return card

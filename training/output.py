@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from kb.cards import CARD_FILE
+from kb.cards import CARD_FILE, TrainingCard, read_card, write_card
 from training.errors import OutputExistsError
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"  # what the interrupted run was training on, so --resume cannot mix two runs
+KEPT_FILE = "kept.json"  # the entries of the output folder that were there before the run: not its own
 
 
 def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
@@ -27,9 +28,47 @@ def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
         hint = " (it holds no checkpoint to resume from)" if resume else ""
         raise OutputExistsError(f"{out} is not empty{hint}; pass --overwrite to replace it, or --resume to "
                                 "continue an interrupted run")
-    if not (out / CARD_FILE).is_file() and not (out / CHECKPOINTS / RUN_FILE).is_file():
-        raise OutputExistsError(f"{out} holds files that no training run wrote (no {CARD_FILE}); --overwrite "
-                                "replaces only an earlier training output: choose another --out")
+    if run_entries(out) is None:
+        raise OutputExistsError(f"{out} holds files that no training run wrote (no training card in {CARD_FILE}, "
+                                "no run's checkpoints), or a card too old to list the files its run wrote; "
+                                "--overwrite replaces only an earlier training output: choose another --out")
+
+
+def _card(out: Path) -> TrainingCard | None:
+    """The training card in ``out``, or None when there is none or its ``training.json`` is not one (a user's own
+    file of that name)."""
+    try:
+        return read_card(out)
+    except (OSError, ValueError):  # not JSON, not UTF-8, or not a card's fields
+        return None
+
+
+def run_entries(out: Path) -> list[str] | None:
+    """The entries of ``out`` that earlier training runs wrote, or None when no run wrote there (or its card is too
+    old to say which files are its own): what ``--overwrite`` may remove, and nothing else."""
+    card = _card(out)
+    if card is not None and card.files is None:
+        return None
+    entries = [CHECKPOINTS] if (out / CHECKPOINTS / RUN_FILE).is_file() else []
+    if card is not None:
+        entries += [CARD_FILE, *card.files, *([Path(card.int8.graph).parts[0]] if card.int8 else [])]
+    return [name for name in dict.fromkeys(entries) if _plain_name(name)] or None
+
+
+def _plain_name(name: str) -> bool:
+    """A name inside the folder itself: a card's list cannot point removal elsewhere."""
+    return name not in ("", ".", "..") and Path(name).name == name
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _entries(out: Path) -> set[str]:
+    return {path.name for path in out.iterdir()}
 
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, Any]) -> Path:
@@ -50,9 +89,11 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, A
             raise OutputExistsError(f"{out} holds an interrupted run with other data or settings ({', '.join(changed)})"
                                     "; resume with the same ones, or pass --overwrite to start again")
         return checkpoints
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)
+    if out.is_dir():
+        for name in run_entries(out) or []:  # only an earlier run's own files: check_output refused anything else
+            _remove(out / name)
     checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / KEPT_FILE).write_text(json.dumps(sorted(_entries(out) - {CHECKPOINTS})), encoding="utf-8")
     (checkpoints / RUN_FILE).write_text(json.dumps(run, default=str, indent=2, sort_keys=True), encoding="utf-8")
     return checkpoints
 
@@ -64,6 +105,12 @@ def last_checkpoint(checkpoints: Path) -> str | None:
     return str(max(done, key=lambda path: int(path.name.split("-")[-1]))) if done else None
 
 
-def finish_output(checkpoints: Path) -> None:
-    """Remove the checkpoints once the best model is saved beside them."""
+def finish_output(out: Path, card: TrainingCard) -> None:
+    """Once the best model is saved in ``out``: write its card, listing the entries this run wrote (those that were
+    not there before it), and remove the checkpoints."""
+    checkpoints = out / CHECKPOINTS
+    recorded = checkpoints / KEPT_FILE  # absent in checkpoints an older version wrote, into an emptied folder
+    kept = set(json.loads(recorded.read_text(encoding="utf-8"))) if recorded.is_file() else set()
+    card.files = sorted(_entries(out) - kept - {CHECKPOINTS, CARD_FILE})
+    write_card(out, card)
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kb.cards import DataFile, ModelKind, TrainingCard, write_card
+from kb.cards import DataFile, ModelKind, TrainingCard
 from kb.encoders.fingerprint import folder_fingerprint
 from training.errors import TrainingDataError
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
-from training.output import CHECKPOINTS, finish_output
+from training.output import finish_output
 from training.overlap import PassageOverlap
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
 from training.runner import best_evaluation, finish_card, library_versions, run_trainer
@@ -112,6 +112,5 @@ def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dic
                                                            "negatives_mined_with": prepared.mined_with},
                         started_at=started_at, validation_before=before, validation_after=after,
                         libraries=library_versions("sentence-transformers", "datasets"))
-    write_card(out, finish_card(card, trainer, run, started))
-    finish_output(out / CHECKPOINTS)
+    finish_output(out, finish_card(card, trainer, run, started))
     return card

@@ -25,7 +25,7 @@ import numpy as np
 from answering.spans import best_spans
 from answering.squad_eval import SquadSet, squad_scores, tune_as_asked, tuning_description
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE
-from kb.cards import DataFile, TrainingCard, write_card
+from kb.cards import DataFile, TrainingCard
 from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
@@ -33,7 +33,7 @@ from training.cloze import cloze_questions, kb_passages
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import TrainOptions
-from training.output import CHECKPOINTS, finish_output, prepare_output
+from training.output import finish_output, prepare_output
 from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import (
@@ -241,8 +241,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     validated = validation_set.model_copy(update={"questions": validation_features.questions})
     card.no_answer_threshold = tune_as_asked(validated, settings, unanswerable_share)
     card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(unanswerable_share)}"
-    write_card(out, card)
-    finish_output(out / CHECKPOINTS)
+    finish_output(out, card)
     sources = [*data, *([kb_dir] if from_kb and kb_dir else [])]
     card.int8 = quantize_trained_reader(settings, train_set, validated, sources, split)  # recorded on the card
     return card
