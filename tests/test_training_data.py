@@ -12,7 +12,7 @@ import pytest
 
 from kb.cards import TrainingCard, read_card
 from tests.qa_model import FILLER, NAMES, fact, question
-from training import OutputExistsError, TrainOptions, train_reader
+from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
 from training.clip import jsonl_captions
 from training.errors import TrainingDataError
 from training.output import finish_output, prepare_output
@@ -26,8 +26,10 @@ def test_overwrite_replaces_only_a_training_output_and_out_is_checked_before_any
     qa = tmp_path / "qa"
     qa.mkdir()
     (qa / "train.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(OutputExistsError, match="no training run wrote"):  # --out qa --overwrite keeps the questions
+    with pytest.raises(OutputExistsError, match="inside a data file"):  # --out qa --overwrite keeps the questions
         train_reader([qa / "train.json"], TrainOptions(out=qa, overwrite=True))
+    with pytest.raises(OutputExistsError, match="no training run wrote"):
+        train_reader([tmp_path / "other.json"], TrainOptions(out=qa, overwrite=True))
     assert (qa / "train.json").read_text(encoding="utf-8") == "{}"
     with pytest.raises(OutputExistsError, match="not empty"):  # refused before the (missing) data file is read
         train_reader([tmp_path / "missing.json"], TrainOptions(out=qa))
@@ -52,6 +54,27 @@ def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run
     (earlier / "model.safetensors").write_text("new", encoding="utf-8")
     finish_output(earlier, TrainingCard(kind="reader", base_model="base"))
     assert read_card(earlier).files == ["model.safetensors"]  # notes.txt is not the run's: never removed
+
+
+def test_out_may_not_be_or_hold_or_lie_inside_the_base_model_a_data_file_or_the_knowledge_base(tmp_path: Path) -> None:
+    base = tmp_path / "base"  # an earlier training output, used as the base of the next run
+    prepare_output(base, overwrite=False, resume=False, run={"kind": "reader"})
+    (base / "model.safetensors").write_text("weights", encoding="utf-8")
+    finish_output(base, TrainingCard(kind="reader", base_model="b"))
+    data = tmp_path / "facts.json"
+    data.write_text("{}", encoding="utf-8")
+    runs = [(train_reader, dict(out=base, base_model=str(base)), "the model"),
+            (train_retriever, dict(out=base, base_model=str(base)), "the model"),
+            (train_reranker, dict(out=base / "next", base_model=str(base)), "the model"),
+            (train_reader, dict(out=tmp_path, base_model=str(base)), "the model"),
+            (train_reader, dict(out=tmp_path / "v", base_model=str(base), validation=[tmp_path / "v" / "x.json"]),
+             "a validation file")]
+    for train, options, what in runs:
+        with pytest.raises(OutputExistsError, match=f"inside {what}"):
+            train([data], TrainOptions(overwrite=True, **options))
+    with pytest.raises(OutputExistsError, match="inside the knowledge base"):
+        train_reader([data], TrainOptions(out=tmp_path / "kb" / "reader"), kb_dir=tmp_path / "kb")
+    assert (base / "model.safetensors").read_text(encoding="utf-8") == "weights" and data.is_file()
 
 
 def test_a_single_article_keeps_each_paragraph_on_one_side_even_when_repeated_per_question(tmp_path: Path) -> None:

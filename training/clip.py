@@ -157,12 +157,15 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     from transformers import get_linear_schedule_with_warmup
 
     started, started_at = time.monotonic(), utc_now()
-    start_run(options)
     settings = Settings()
     model_name = options.base_model or DEFAULT_CLIP_MODEL
     pretrained = clip_pretrained or DEFAULT_CLIP_PRETRAINED
     architecture = resolve_architecture(model_name)
     checkpoint, tag = resolve_checkpoint(architecture, pretrained)
+    config = Path(model_name)
+    configs = [config] if config.suffix == ".json" and config.is_file() else []
+    start_run(options, data=data, models=[checkpoint, *configs], kb_dir=kb_dir)
+    base_fingerprint = file_fingerprint(checkpoint)
     limits = (settings.ingestion.max_image_pixels, round(settings.ingestion.max_file_mb * 2**20))
     pairs, skipped, files = _file_captions(data, *limits)
     if from_kb:
@@ -280,11 +283,10 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
     after = _recall_at_1(model, preprocess, tokenizer, validation, device)
     torch.save(model.state_dict(), out / "model.pt")
-    config = Path(model_name)
-    if config.suffix == ".json" and config.is_file():  # a custom architecture travels with its weights
+    for config in configs:  # a custom architecture travels with its weights
         shutil.copy(config, out / config.name)
     card = TrainingCard(kind="clip", base_model=f"{architecture}/{pretrained}",
-                        base_fingerprint=file_fingerprint(checkpoint), data=files, validation_data=validation_files,
+                        base_fingerprint=base_fingerprint, data=files, validation_data=validation_files,
                         validation_split=split, examples=len(train), skipped=dict(skipped),
                         hyperparameters=hyperparameters, started_at=started_at, finished_at=utc_now(),
                         seconds=round(time.monotonic() - started, 1), steps=state["step"],

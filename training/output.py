@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
         raise OutputExistsError(f"{out} holds files that no training run wrote (no training card in {CARD_FILE}, "
                                 "no run's checkpoints), or a card too old to list the files its run wrote; "
                                 "--overwrite replaces only an earlier training output: choose another --out")
+
+
+def check_apart(out: Path, inputs: Iterable[tuple[str, Path]]) -> None:
+    """Refuse an ``out`` that is, holds or lies inside one of the run's ``inputs`` ((what, path): the base model,
+    a data file, the knowledge base), before anything is touched: writing there, or ``--overwrite``, would change
+    or delete what the run is about to read."""
+    target = out.expanduser().resolve()
+    for what, path in inputs:
+        source = path.expanduser().resolve()
+        if target == source or target.is_relative_to(source) or source.is_relative_to(target):
+            raise OutputExistsError(f"--out {out} is, holds or lies inside {what} ({path}); the run reads it: "
+                                    "choose another --out")
 
 
 def _card(out: Path) -> TrainingCard | None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import DataFile, ModelKind, TrainingCard
-from kb.encoders.fingerprint import folder_fingerprint
 from training.errors import TrainingDataError
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
@@ -95,7 +94,7 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
 
 def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dict[str, float]],
                    scores: Callable[[dict[str, float]], dict[str, float]], *, options: TrainOptions,
-                   checkpoints: Path, prepared: PreparedPairs, base: str, base_folder: Path,
+                   checkpoints: Path, prepared: PreparedPairs, base: str, base_fingerprint: str,
                    hyperparameters: dict[str, Any], started: float, started_at: datetime) -> TrainingCard:
     """Score the model on validation (``scores`` of the ``evaluator``'s metrics), train, score the best checkpoint
     (from the trainer's log when it was evaluated there: a validation pass takes minutes), save the model and card."""
@@ -105,7 +104,7 @@ def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dic
     after = scores(best_evaluation(trainer.state) or evaluator(model))
     out = options.out.expanduser()
     model.save(str(out))
-    card = TrainingCard(kind=kind, base_model=base, base_fingerprint=folder_fingerprint(base_folder),
+    card = TrainingCard(kind=kind, base_model=base, base_fingerprint=base_fingerprint,
                         data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
                         examples=len(prepared.train), skipped=dict(prepared.skipped),
                         hyperparameters=hyperparameters | {"negatives_mined": dict(prepared.mined),

@@ -172,13 +172,14 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     from training.qa_trainer import QuestionAnsweringTrainer
 
     started = time.monotonic()
-    start_run(options)
+    base = options.base_model or DEFAULT_BASE
+    base_folder = resolve_model_folder(base)
+    start_run(options, data=[Path(path) for path in data], models=[base_folder], kb_dir=kb_dir)
+    base_fingerprint = folder_fingerprint(base_folder)  # of the model read, before anything is written
     max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
-    base = options.base_model or DEFAULT_BASE
-    base_folder = resolve_model_folder(base)
 
     started_at = utc_now()
     reader_data = _reader_data([Path(path) for path in data], options, kb_dir, from_kb)
@@ -230,7 +231,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
     tokenizer.save_pretrained(str(out))
     card = TrainingCard(
-        kind="reader", base_model=base, base_fingerprint=folder_fingerprint(base_folder), data=files,
+        kind="reader", base_model=base, base_fingerprint=base_fingerprint, data=files,
         validation_data=reader_data.validation_files, validation_split=split,
         examples=len(train_features.questions), skipped=dict(train_features.skipped + reader_data.cloze_skipped),
         hyperparameters=hyperparameters, started_at=started_at,

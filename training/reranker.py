@@ -16,6 +16,7 @@ from typing import Any
 
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
+from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
 from training.options import TrainOptions
@@ -69,8 +70,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
-    start_run(options)  # before mining too: its searches encode every question
     mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL)
+    start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
+    base_fingerprint = folder_fingerprint(base_folder)
     hard_negatives = max(1, hard_negatives)  # a question with no negative teaches a cross-encoder nothing
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)
@@ -96,7 +98,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
                                   evaluator=evaluator)
     return train_and_save("reranker", trainer, evaluator, _scores, options=options,
-                          checkpoints=checkpoints, prepared=prepared, base=base, base_folder=base_folder,
+                          checkpoints=checkpoints, prepared=prepared, base=base, base_fingerprint=base_fingerprint,
                           hyperparameters=hyperparameters, started=started, started_at=started_at)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
+from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
 from training.negatives import is_gold
@@ -93,8 +94,9 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
-    start_run(options)  # before mining too: its searches encode every question
     mining_folder = resolve_model_folder(mining_model) if mining_model else base_folder
+    start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
+    base_fingerprint = folder_fingerprint(base_folder)
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)
     epochs = options.epochs or DEFAULTS["epochs"]
@@ -119,5 +121,5 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
                                          loss=MultipleNegativesRankingLoss(model), evaluator=evaluator)
     return train_and_save("retriever", trainer, evaluator, lambda metrics: scores_of(metrics, f"{EVALUATOR}_"),
                           options=options, checkpoints=checkpoints, prepared=prepared, base=base,
-                          base_folder=base_folder, hyperparameters=hyperparameters, started=started,
+                          base_fingerprint=base_fingerprint, hyperparameters=hyperparameters, started=started,
                           started_at=started_at)

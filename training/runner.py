@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -13,22 +14,28 @@ from typing import Any
 from kb.cards import TrainingCard
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
-from training.output import check_output, last_checkpoint
+from training.output import check_apart, check_output, last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
 
 
-def start_run(options: TrainOptions) -> None:
+def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[Path],
+              kb_dir: Path | None = None) -> None:
     """First thing in a run: an ``--out`` it may not write refused before any data is read (see
-    :func:`check_output`); torch's intra-op threads (``options.threads``, else every core this process may run on:
-    torch's default is the physical cores) and every random generator seeded, so a run does not depend on what the
-    process did before it."""
+    :func:`check_output`), as is one that is, holds or lies inside what the run reads (``models``, ``data``, the
+    validation files, the knowledge base at ``kb_dir``); torch's intra-op threads (``options.threads``, else every
+    core this process may run on: torch's default is the physical cores) and every random generator seeded, so a run
+    does not depend on what the process did before it."""
     import random
 
     import numpy
     import torch
 
+    inputs = [*(("the model", Path(model)) for model in models), *(("a data file", Path(file)) for file in data),
+              *(("a validation file", Path(file)) for file in options.validation),
+              *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
+    check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
