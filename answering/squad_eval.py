@@ -6,6 +6,7 @@ import json
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,8 +126,19 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field missing or of the wrong type
         raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                   f"{error})") from error
+    _refuse_repeated_ids(path, questions)
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit is not None else questions)
+
+
+def _refuse_repeated_ids(path: Path, questions: list[SquadQuestion]) -> None:
+    """A file whose question ids repeat is refused: predictions and scores are keyed by id, so two questions
+    sharing one would be scored against one prediction."""
+    repeated = sorted(id_ for id_, count in Counter(q.id for q in questions).items() if count > 1)
+    if repeated:
+        shown = ", ".join(map(repr, repeated[:5])) + (", ..." if len(repeated) > 5 else "")
+        raise InvalidRequestError(f"{path}: {len(repeated)} question ids used by more than one question ({shown}); "
+                                  "give each question its own id")
 
 
 def squad_scores(squad: SquadSet, predictions: dict[str, str]) -> dict[str, Any]:

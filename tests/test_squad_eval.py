@@ -68,8 +68,11 @@ def test_eval_squad_says_in_one_line_what_it_cannot_use(tiny_reader: Path, tmp_p
     broken, shapeless = tmp_path / "broken.json", tmp_path / "shapeless.json"
     broken.write_text("{not json", encoding="utf-8")
     shapeless.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "c"}]}]}), encoding="utf-8")
+    repeated = tmp_path / "repeated.json"  # two questions scored against one prediction would read as a wrong answer
+    repeated.write_text(data.read_text(encoding="utf-8").replace('"id": "q1"', '"id": "q0"'), encoding="utf-8")
     for arguments, said in ((["eval", "squad", str(broken)], "not a readable SQuAD"),
                             (["eval", "squad", str(shapeless)], "KeyError"),
+                            (["eval", "squad", str(repeated)], "1 question ids used by more than one question ('q0')"),
                             (["eval", "squad", str(tmp_path)], "not a readable SQuAD"),
                             (["eval", "squad", str(data), "--mode", "open", "--tune-threshold"], "--mode reader"),
                             (["eval", "squad", str(data), "--out", str(tmp_path / "absent" / "o.json")], "absent")):

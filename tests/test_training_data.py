@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from answering.squad_eval import squad_scores
 from kb.cards import TrainingCard, read_card
 from tests.qa_model import FILLER, NAMES, fact, question
 from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
@@ -89,6 +90,21 @@ def test_a_single_article_keeps_each_paragraph_on_one_side_even_when_repeated_pe
     train, validation, _ = split_by_title(squad, 0.3)
     sides = [{squad.paragraphs[q.paragraph][1] for q in part.questions} for part in (train, validation)]
     assert sides[0] and sides[1] and not sides[0] & sides[1]
+
+
+def test_files_sharing_question_ids_are_scored_apart(tmp_path: Path) -> None:
+    paths = []
+    for name, code in (("a.json", "1234"), ("b.json", "9876")):
+        context = f"The code is {code}."
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps({"data": [{"title": name, "paragraphs": [{"context": context, "qas": [
+            {"id": "q1", "question": "What is the code?", "answers": [{"text": code, "answer_start": 12}]}]}]}]}),
+            encoding="utf-8")
+    squad, _ = load_squad_files(paths)
+    assert [q.id for q in squad.questions] == ["q1", f"{paths[1]}:q1"]
+    assert squad_scores(squad, {q.id: q.answers[0] for q in squad.questions})["exact"] == 100.0
+    with pytest.raises(TrainingDataError, match="given twice"):
+        load_squad_files([paths[0], paths[1], paths[1]])
 
 
 def test_validation_passages_are_never_training_negatives(tiny_text_model: Path, tmp_path: Path) -> None:

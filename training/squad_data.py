@@ -20,15 +20,28 @@ def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
     naming it."""
     if not paths:
         raise TrainingDataError("no training files given")
-    sets, files = [], []
+    sets, files, seen = [], [], set[str]()
     for path in paths:
         try:
             squad = load_squad(Path(path))
-        except InvalidRequestError as error:  # not JSON, or not SQuAD's shape
+        except InvalidRequestError as error:  # not JSON, not SQuAD's shape, or ids repeated within the file
             raise TrainingDataError(str(error)) from error
+        squad = _own_ids(squad, Path(path), seen)
+        seen |= {question.id for question in squad.questions}
         sets.append(squad)
         files.append(data_file(Path(path), len(squad.questions)))
     return joined(sets), files
+
+
+def _own_ids(squad: SquadSet, path: Path, seen: set[str]) -> SquadSet:
+    """``squad`` with each question id an earlier file already used prefixed with ``path``: predictions are keyed
+    by id, so two files both asking "q1" would be scored against one prediction."""
+    questions = [q.model_copy(update={"id": f"{path}:{q.id}"}) if q.id in seen else q for q in squad.questions]
+    clashing = [q.id for q in questions if q.id in seen]
+    if clashing:
+        raise TrainingDataError(f"{path}: question id {clashing[0]!r} is used by an earlier file even with the "
+                                "file's path before it; is the file given twice?")
+    return squad.model_copy(update={"questions": questions})
 
 
 def joined(sets: Sequence[SquadSet]) -> SquadSet:
