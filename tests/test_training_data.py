@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from answering.squad_eval import squad_scores
+from answering.squad_eval import SquadQuestion, SquadSet, squad_scores
 from kb.cards import TrainingCard, read_card
+from tests.conftest import minilm_path
 from tests.qa_model import FILLER, NAMES, fact, question
 from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
 from training.clip import jsonl_captions
@@ -19,6 +20,7 @@ from training.errors import TrainingDataError
 from training.output import finish_output, prepare_output
 from training.pair_data import prepare_pairs
 from training.pairs import Pair, jsonl_pairs
+from training.reader_features import NO_TOKENS, ReaderFeatures, reader_features
 from training.retriever import pair_columns
 from training.squad_data import load_squad_files, split_by_title
 
@@ -105,6 +107,24 @@ def test_files_sharing_question_ids_are_scored_apart(tmp_path: Path) -> None:
     assert squad_scores(squad, {q.id: q.answers[0] for q in squad.questions})["exact"] == 100.0
     with pytest.raises(TrainingDataError, match="given twice"):
         load_squad_files([paths[0], paths[1], paths[1]])
+
+
+def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures:
+    """Training windows (64 tokens) of one question per (context, answer, answer_start)."""
+    from transformers import AutoTokenizer
+
+    squad = SquadSet(version="1.1", paragraphs=[("t", context) for context, _, _ in contexts_and_answers],
+                     questions=[SquadQuestion(id=str(n), question="What is it?", answers=[answer],
+                                              answer_starts=[start], paragraph=n)
+                                for n, (_, answer, start) in enumerate(contexts_and_answers)])
+    return reader_features(squad, AutoTokenizer.from_pretrained(minilm_path()), max_length=64, stride=21,
+                           input_names={"input_ids", "attention_mask", "token_type_ids"}, for_training=True)
+
+
+def test_a_paragraph_of_invisible_characters_is_skipped_and_counted() -> None:
+    found = _windows([("\u200b\u200b\u200b", "\u200b", 0), ("\u00ad\u00ad", "\u00ad", 0),
+                      ("The code is 42.", "42", 12)])
+    assert len(found.questions) == 1 and found.skipped == {NO_TOKENS: 2}
 
 
 def test_validation_passages_are_never_training_negatives(tiny_text_model: Path, tmp_path: Path) -> None:

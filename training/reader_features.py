@@ -21,6 +21,7 @@ MAX_WINDOWS_PER_QUESTION = 64  # a 20,000-token paragraph; longer ones are cut (
 NOT_FOUND = "answer not found in its context"
 TOO_LONG = "answer does not fit in one window"
 CUT = "paragraph longer than 64 windows"
+NO_TOKENS = "paragraph without a token (only invisible characters)"
 
 
 @dataclass
@@ -71,6 +72,9 @@ def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride:
                                max_windows=MAX_WINDOWS_PER_QUESTION, input_names=input_names)
         if not len(windows):
             out.skipped["empty context"] += 1
+            continue
+        if not windows.context[0].any():  # only invisible characters (zero-width spaces, soft hyphens)
+            out.skipped[NO_TOKENS] += 1
             continue
         labels = [(0, 0)] * len(windows)
         if question.answers:
