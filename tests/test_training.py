@@ -503,8 +503,8 @@ def test_headings_and_answer_location() -> None:
     assert [line for line, _ in headings(text)] == ["Returns policy"]  # "Short." ends a sentence
     assert text[headings(text)[0][1]:].startswith("\nCustomers")
     context = "The code of alice is 4821. The code of bruno is 4821."
-    assert locate_answer(context, "4821", 21) == 21
-    assert locate_answer(context, "4821", 45) == 48  # off by a few characters: the nearest occurrence
+    assert locate_answer(context, "4821", 21) == (21, 25)
+    assert locate_answer(context, "4821", 45) == (48, 52)  # off by a few characters: the nearest occurrence
     assert locate_answer(context, "9999", 0) is None and locate_answer(context, " ", 3) is None
 
 

@@ -121,6 +121,17 @@ def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures
                            input_names={"input_ids", "attention_mask", "token_type_ids"}, for_training=True)
 
 
+def test_answers_with_spaces_around_them_label_their_words() -> None:
+    context = "Paris is the capital of France. Berlin is the capital of Germany."
+    found = _windows([(context, " Paris", 0), (context, "Germany. ", context.index("Germany")),
+                      (context, " Berlin ", context.index("Berlin") - 1)])
+    assert not found.skipped
+    labelled = [found.contexts[n][found.windows[n].offsets[0][feature["start_positions"]][0]:
+                                  found.windows[n].offsets[0][feature["end_positions"]][1]]
+                for n, feature in enumerate(found.features)]
+    assert labelled == ["Paris", "Germany.", "Berlin"]
+
+
 def test_a_paragraph_of_invisible_characters_is_skipped_and_counted() -> None:
     found = _windows([("\u200b\u200b\u200b", "\u200b", 0), ("\u00ad\u00ad", "\u00ad", 0),
                       ("The code is 42.", "42", 12)])

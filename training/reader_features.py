@@ -39,15 +39,23 @@ class ReaderFeatures:
         return len(self.features)
 
 
-def locate_answer(context: str, text: str, start: int) -> int | None:
-    """The answer's start in ``context``: the given offset when the text is there, else the occurrence nearest to
-    it (hand-made files are often off by a few characters), else None."""
-    if not text.strip():
+def locate_answer(context: str, text: str, start: int) -> tuple[int, int] | None:
+    """The answer's character span in ``context``, without the spaces around it (an export's " Paris" or "Germany. "
+    is still found, and labels the tokens of its words): at the given offset, moved past the leading spaces, when
+    the text is there, else the occurrence nearest to it (hand-made files are often off by a few characters), else
+    None."""
+    core = text.strip()
+    if not core:
         return None
-    if 0 <= start and context[start : start + len(text)] == text:
-        return start
-    found = [i for i in range(len(context)) if context.startswith(text, i)]
-    return min(found, key=lambda i: abs(i - start)) if found else None
+    if start >= 0:
+        start += len(text) - len(text.lstrip())
+        if context[start : start + len(core)] == core:
+            return start, start + len(core)
+    found = [i for i in range(len(context)) if context.startswith(core, i)]
+    if not found:
+        return None
+    nearest = min(found, key=lambda i: abs(i - start))
+    return nearest, nearest + len(core)
 
 
 def _label(windows: Windows, window: int, first: int, last: int) -> tuple[int, int] | None:
@@ -78,9 +86,9 @@ def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride:
             continue
         labels = [(0, 0)] * len(windows)
         if question.answers:
-            spans = [(found, found + len(text)) for text, start in
+            spans = [span for text, start in
                      zip(question.answers, question.answer_starts or [-1] * len(question.answers))
-                     if (found := locate_answer(context, text, start)) is not None]
+                     if (span := locate_answer(context, text, start)) is not None]
             placed = [_label(windows, w, *spans[0]) for w in range(len(windows))] if spans else []
             if not any(placed) and for_training:
                 reason = NOT_FOUND if not spans else CUT if len(windows) == MAX_WINDOWS_PER_QUESTION else TOO_LONG
