@@ -162,14 +162,16 @@ def test_borrowed_negatives_are_never_the_pairs_own_passage() -> None:
         pair_columns(pairs[:2], 1)
 
 
-def test_jsonl_negatives_may_be_one_text_and_a_byte_order_mark_is_not_part_of_line_one(tmp_path: Path) -> None:
+def test_jsonl_negatives_may_be_one_text_a_byte_order_mark_is_not_part_of_line_one_and_lines_end_at_newlines(tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     rows = [{"query": "q1", "positive": "p1", "negatives": "a wrong passage"},
             {"query": "q2", "positive": "p2", "negatives": 3},
             {"query": "q3", "positive": "p3", "negative": "n3", "negatives": None}]
-    path.write_text("\ufeff" + "\n".join(map(json.dumps, rows)) + "\n", encoding="utf-8")
+    rows.append({"query": "q4", "positive": "line\u2028and paragraph\u2029separators, next line\x85"})
+    path.write_text("\ufeff" + "\r\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n",
+                    encoding="utf-8")
     found = jsonl_pairs(path)
-    assert [(p.query, p.negatives) for p in found.pairs] == [("q1", ["a wrong passage"]), ("q3", ["n3"])]
+    assert [(p.query, p.negatives) for p in found.pairs] == [("q1", ["a wrong passage"]), ("q3", ["n3"]), ("q4", [])]
     assert found.skipped == {"negatives not a text or a list of texts": 1}
     squad = tmp_path / "bom.json"
     squad.write_text("\ufeff" + json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "It is 42.", "qas": [

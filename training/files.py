@@ -28,11 +28,12 @@ def data_file(path: Path, examples: int = 0) -> DataFile:
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
     """The JSON objects of a JSONL file, one a line; blank lines are ignored, other lines counted as skipped."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of line 1
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
     except (OSError, UnicodeDecodeError) as error:
         raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
     rows, skipped = [], Counter[str]()
-    for line in lines:
+    # JSONL lines end at "\n" only (JSON strings may hold U+2028, U+0085...: splitlines() would cut them)
+    for line in (line.removesuffix("\r") for line in text.split("\n")):
         if not line.strip():
             continue
         try:
