@@ -364,6 +364,22 @@ def test_clip_learns_from_jsonl_and_loads_through_the_clip_settings(tiny_clip: t
     assert [file.examples for file in card.validation_data] == [2]
 
 
+def test_clip_saves_where_to_resume_at_each_epoch_end(tiny_clip: tuple[Path, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    config, checkpoint = tiny_clip
+    data, out = caption_file(tmp_path), tmp_path / "clip"
+    options = dict(out=out, base_model=str(config), epochs=2, batch_size=12, learning_rate=1e-3, threads=1,
+                   device="cpu")  # checkpoint_minutes stays 10: only the epoch ends save
+    monkeypatch.setattr("training.clip.finish_output", lambda out, card: None)  # killed just after its last epoch
+    card = train_clip([data], TrainOptions(**options), clip_pretrained=str(checkpoint))
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert saved["step"] == card.steps and f"step {saved['best_step']}" == card.best_checkpoint
+    resumed = train_clip([data], TrainOptions(**options, resume=True), clip_pretrained=str(checkpoint))
+    assert resumed.resumed_from == f"step {card.steps}" and resumed.steps == card.steps
+
+
 def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
     from tests.clip_model import shape_images
 

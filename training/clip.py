@@ -232,11 +232,20 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         torch.save(payload, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
+    def save_state() -> None:
+        nonlocal last_save
+        last_save = time.monotonic()
+        save(resume_file, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "state": state})
+
     def evaluate_and_keep() -> dict:
+        """Score, keep the weights when they are the best so far, and save where a resumed run starts: after a
+        kill it continues from here, knowing the best score best.pt holds."""
         scores = _recall_at_1(model, preprocess, tokenizer, validation, device)
         if scores["mean_r1"] > state["best"]:
             state["best"], state["best_step"] = scores["mean_r1"], state["step"]
             save(best_file, model.state_dict())
+        save_state()
         model.train()
         return scores
 
@@ -267,18 +276,16 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
             running = []
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        out_of_time = options.max_seconds is not None and time.monotonic() - run_started >= options.max_seconds
         if state["step"] % steps_per_epoch == 0 or state["step"] == total:
             bar.write(f"step {state['step']}: validation {evaluate_and_keep()}", file=sys.stderr)
-        out_of_time = options.max_seconds is not None and time.monotonic() - run_started >= options.max_seconds
-        if out_of_time or time.monotonic() - last_save >= options.checkpoint_minutes * 60:
-            if out_of_time and state["step"] % steps_per_epoch:
-                evaluate_and_keep()
-            save(resume_file, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "state": state})
-            last_save = time.monotonic()
-            if out_of_time:
-                stopped_early = state["step"] < total
-                break
+        elif out_of_time:
+            evaluate_and_keep()
+        elif time.monotonic() - last_save >= options.checkpoint_minutes * 60:
+            save_state()
+        if out_of_time:
+            stopped_early = state["step"] < total
+            break
     bar.close()
     model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
     after = _recall_at_1(model, preprocess, tokenizer, validation, device)
