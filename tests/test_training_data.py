@@ -17,9 +17,10 @@ from tests.qa_model import FILLER, NAMES, fact, question
 from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
 from training.clip import jsonl_captions
 from training.errors import TrainingDataError
+from training.negatives import is_gold
 from training.output import finish_output, prepare_output
 from training.pair_data import prepare_pairs
-from training.pairs import Pair, jsonl_pairs
+from training.pairs import Pair, jsonl_pairs, squad_pairs
 from training.reader_features import NO_TOKENS, ReaderFeatures, reader_features
 from training.retriever import pair_columns
 from training.squad_data import load_squad_files, split_by_title
@@ -160,6 +161,20 @@ def test_borrowed_negatives_are_never_the_pairs_own_passage() -> None:
     assert columns["negative_1"] == [other, other, shared]
     with pytest.raises(TrainingDataError, match="no passage to use as a negative"):
         pair_columns(pairs[:2], 1)
+
+
+def test_a_passage_holds_an_answer_only_as_whole_words_and_an_empty_answer_is_counted(tmp_path: Path) -> None:
+    pair = Pair("Which chapter?", "Chapter 1 opens the book.", "a", "1")
+    assert not is_gold("It was published in 2019.", pair) and is_gold("See chapter 1, page 3.", pair)
+    assert is_gold("首都是北京。", Pair("首都是哪里？", "北京是首都。", "b", "北京"))  # Chinese: character by character
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "The code is 42.", "qas": [
+        {"id": "1", "question": "Which word?", "answers": [{"text": "The", "answer_start": 0}]},
+        {"id": "2", "question": "Which code?", "answers": [{"text": "42", "answer_start": 12}]}]}]}]}),
+        encoding="utf-8")
+    found = squad_pairs([path])
+    assert [p.answer for p in found.pairs] == ["42"]
+    assert found.skipped == {"answer empty once normalised (articles or punctuation only)": 1}
 
 
 def test_jsonl_negatives_may_be_one_text_a_byte_order_mark_is_not_part_of_line_one_and_lines_end_at_newlines(tmp_path: Path) -> None:

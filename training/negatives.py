@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from answering.squad_metrics import normalize_answer
+from kb.language import HAN
 from training.pairs import Pair
 
 MINING_DEPTH = 10  # hits of each kind looked at per question
@@ -28,7 +29,16 @@ def is_gold(passage: str, pair: Pair) -> bool:
     passage, positive = _squash(passage), _squash(pair.positive)
     if passage in positive or positive in passage:
         return True
-    return bool(pair.answer) and normalize_answer(pair.answer) in normalize_answer(passage)
+    return bool(pair.answer) and holds_answer(passage, pair.answer)
+
+
+def holds_answer(passage: str, answer: str) -> bool:
+    """``passage`` contains ``answer`` (both normalised as SQuAD scores them) as whole words, so "1" is not found in
+    "2019"; in Chinese, which has no spaces, character by character. An answer empty once normalised is in none."""
+    wanted, text = normalize_answer(answer), normalize_answer(passage)
+    if not wanted:
+        return False
+    return wanted in text if HAN.search(wanted) else f" {wanted} " in f" {text} "
 
 
 def mine_negatives(pairs: Sequence[Pair], knowledge_base: Any, per_query: int,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from answering.squad_metrics import normalize_answer
 from kb.cards import DataFile
 from kb.storage.store import StoredDocument
 from training.files import data_file, read_jsonl
@@ -51,6 +52,9 @@ def squad_pairs(paths: Sequence[Path]) -> PairSet:
         title, context = squad.paragraphs[question.paragraph]
         if not question.answers:
             skipped["unanswerable question"] += 1
+            continue
+        if not normalize_answer(question.answers[0]):  # "the", "...": found in every passage, no negative left
+            skipped["answer empty once normalised (articles or punctuation only)"] += 1
             continue
         pairs.append(Pair(question.question, context, title or context[:80], question.answers[0]))
     return PairSet(pairs, files, skipped)
