@@ -6,6 +6,7 @@ them, each chunk in a document of its own so that a path filter picks exact chun
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +105,32 @@ def test_pgvector_searches_through_its_hnsw_index_and_filters_stay_complete(
     assert sorted(search(store, vectors[0], 10, rare)) == sorted([ids[7], ids[2500], ids[2999]])
     found = search(store, vectors[150], 10, few)
     assert len(found) == 10 and found[0] == ids[150] and set(found) <= {ids[i] for i in passing}
+
+
+def test_pgvector_searches_go_on_while_a_space_is_replaced(pgvector_store: Store) -> None:
+    """A re-embed replaces every vector of a space in one transaction: meanwhile searches read the old vectors
+    through the old index without waiting for the commit (taking that index off would lock them out until then),
+    and after it the new vectors through the new space's index."""
+    store = pgvector_store
+    old, new = unit_vectors(COUNT, seed=6), unit_vectors(COUNT, seed=7)
+    ids = add(store, old, first=0)
+    found: list[list[int]] = []
+    with store.write() as unit:
+        space = unit.replace_space(unit.space("text"), "random", "again", DIMENSION, True)
+        unit.add_vectors(space.id, ids, new)  # a bulk write into the replacing space
+        searcher = threading.Thread(target=lambda: found.append(search(store, old[3], 1)))
+        searcher.start()
+        searcher.join(10)
+        assert not searcher.is_alive(), "a search waited for the re-embed to commit"
+    assert found == [[ids[3]]]
+    assert search(store, new[3], 1) == [ids[3]]
+    replaced = store.spaces()[0]
+    with store.read() as snapshot:
+        plan = store.index(replaced).explain(snapshot.session, new[0], 10)
+        indexes = snapshot.session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE "
+                                                "'ix_vectors_hnsw_%'")).all()
+    assert f"Index Scan using ix_vectors_hnsw_{replaced.id}" in plan, plan
+    assert indexes == [f"ix_vectors_hnsw_{replaced.id}"]  # the replaced space's index went with it
 
 
 def test_pgvector_graph_builds_ask_for_memory_up_to_the_setting(

@@ -123,35 +123,51 @@ def insert_vectors(session: Session, space_id: int, chunk_ids: Sequence[int], ve
 
 
 class BulkIndexing:
-    """Which spaces a write unit took the HNSW index off while it adds many vectors; built again before commit.
+    """Which spaces a write unit leaves without their HNSW index until it ends (taken off while it adds many
+    vectors, or created in it), built before commit; and which retired spaces' indexes go then.
 
     The rule compares costs: rebuilding indexes every vector of the space once, inserting costs ``INSERT_COST``
     times as much per added vector, so a unit adding at least 1/(INSERT_COST - 1) of what the space holds rebuilds.
-    Dropping an index locks the table until commit (readers wait), so small writes never do it.
+    Dropping an index locks the table until commit (readers wait), so small writes never do it, and a space made
+    in the unit (a new model, a re-embed) gets its index only at the end: nothing is dropped for it. Building one
+    takes a lock that readers pass.
     """
 
     def __init__(self, settings: IndexSettings) -> None:
         self.settings = settings  # of each build (``create_space_index``)
-        self.dropped: set[int] = set()
+        self.unbuilt: set[int] = set()
+        self.retired: set[int] = set()
+
+    def defer(self, space_id: int) -> None:
+        """A space made in this unit: its index is built when the unit ends."""
+        self.unbuilt.add(space_id)
+
+    def retire(self, space_id: int) -> None:
+        """A space this unit deleted: its index is dropped when the unit ends (readers use it until then)."""
+        self.retired.add(space_id)
 
     def before_adding(self, session: Session, space_id: int, adding: int) -> None:
-        if space_id in self.dropped or adding < BULK_MIN_VECTORS:
+        if space_id in self.unbuilt or adding < BULK_MIN_VECTORS:
             return
         held = session.scalar(select(func.count()).select_from(Vector).where(Vector.space_id == space_id)) or 0
         if adding * (INSERT_COST - 1) >= held:
             session.execute(text(f"DROP INDEX IF EXISTS {_index_name(space_id)}"))
-            self.dropped.add(space_id)
+            self.unbuilt.add(space_id)
 
     def rebuild(self, session: Session) -> None:
-        """Build the dropped indexes again (inside the unit's transaction, so readers never see a space without),
-        and refresh the table's statistics: planned with the counts from before the load, a search would scan."""
-        for space_id in sorted(self.dropped):
+        """Build the missing indexes (inside the unit's transaction, so readers never see a space without), refresh
+        the table's statistics (planned with the counts from before the load, a search would scan), and last drop
+        the retired spaces' indexes, so that readers wait for that lock only until the commit that follows."""
+        for space_id in sorted(self.unbuilt):
             space = session.get(Space, space_id)
             if space is not None:  # a space the unit deleted has no index to build
                 create_space_index(session, space, self.settings)
-        if self.dropped:
+        if self.unbuilt:
             session.execute(text("ANALYZE vectors"))
-        self.dropped.clear()
+        for space_id in sorted(self.retired):
+            session.execute(text(f"DROP INDEX IF EXISTS {_index_name(space_id)}"))
+        self.unbuilt.clear()
+        self.retired.clear()
 
 
 class PgvectorIndex:

@@ -160,7 +160,7 @@ class WriteUnit:
         self.session.flush()
         self._all_spaces.append(space.id)
         if self.pgvector:
-            pgvector_index.create_space_index(self.session, space, self.bulk.settings)
+            self.bulk.defer(space.id)
         return space
 
     def space(self, name: str) -> Space | None:
@@ -168,15 +168,17 @@ class WriteUnit:
 
     def replace_space(self, space: Space, model: str, fingerprint: str, dimension: int, normalized: bool) -> Space:
         """Drop every vector of ``space`` and give it a new encoder identity (its vectors are added again); returns
-        the space to add them to. With pgvector a new dimension makes a new space row (and HNSW index): an index
-        built in this transaction would still see the old vectors this one deleted."""
+        the space to add them to. With pgvector that is a new space row, whose HNSW index is built when the unit
+        ends: the old index serves searches until the commit (taking it off would lock them out), and an index
+        built on the old row would still see the vectors this transaction deleted."""
         self.session.execute(delete(Vector).where(Vector.space_id == space.id))
         self.changes.touched.add(space.id)
         self.changes.rebuilt.add(space.id)
-        if self.pgvector and (space.dimension, space.normalized) != (dimension, normalized):
+        if self.pgvector:
             self.session.delete(space)
             self.session.flush()
             self._all_spaces.remove(space.id)
+            self.bulk.retire(space.id)
             return self.new_space(space.name, model, fingerprint, dimension, normalized)
         space.model, space.fingerprint, space.dimension, space.normalized = model, fingerprint, dimension, normalized
         return space
