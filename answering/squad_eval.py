@@ -113,22 +113,51 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     questions: list[SquadQuestion] = []
     impossible = False
     try:
-        for article in data["data"]:
-            for paragraph in article["paragraphs"]:
+        for article_number, article in enumerate(data["data"], 1):
+            for paragraph_number, paragraph in enumerate(article["paragraphs"], 1):
                 for qa in paragraph["qas"]:
                     impossible |= "is_impossible" in qa
-                    gold = [] if qa.get("is_impossible") else qa["answers"]
+                    gold = [] if _is_impossible(qa) else qa["answers"]
                     questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"],
                                                    answers=[a["text"] for a in gold],
                                                    answer_starts=[int(a.get("answer_start", -1)) for a in gold],
                                                    paragraph=len(paragraphs)))
-                paragraphs.append((article.get("title", ""), paragraph["context"]))
+                where = f"article {article_number}"
+                paragraphs.append((_text(article, "title", where, default=""),
+                                   _text(paragraph, "context", f"{where} paragraph {paragraph_number}")))
     except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field missing or of the wrong type
         raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                   f"{error})") from error
     _refuse_repeated_ids(path, questions)
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit is not None else questions)
+
+
+def _text(record: dict[str, Any], field: str, where: str, default: str | None = None) -> str:
+    """``record[field]`` (``default`` when absent and one is given), refused unless a JSON string: a null or a
+    number there would otherwise fail later with a validation error naming no file."""
+    value = record[field] if default is None else record.get(field, default)
+    if not isinstance(value, str):
+        raise TypeError(f"{where} has a {field!r} that is {_json_kind(value)}, not a string")
+    return value
+
+
+def _is_impossible(qa: dict[str, Any]) -> bool:
+    """Whether a question is unanswerable: ``is_impossible`` must be a JSON boolean (or absent), as a string
+    such as "false" would be truthy and silently make an answerable question unanswerable."""
+    value = qa.get("is_impossible", False)
+    if not isinstance(value, bool):
+        raise TypeError(f"question {qa.get('id')!r} has an 'is_impossible' that is {_json_kind(value)}, "
+                        "not true or false")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words (``null``, ``a number``), for messages."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
 
 
 def _refuse_repeated_ids(path: Path, questions: list[SquadQuestion]) -> None:

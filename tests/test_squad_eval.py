@@ -9,6 +9,8 @@ import pytest
 
 from kb.cli import main
 from tests.qa_model import examples
+from training.errors import TrainingDataError
+from training.squad_data import load_squad_files
 
 
 def squad_file(path: Path) -> Path:
@@ -79,6 +81,28 @@ def test_eval_squad_says_in_one_line_what_it_cannot_use(tiny_reader: Path, tmp_p
         assert main(arguments) == 2, arguments
         err = capsys.readouterr().err
         assert err.startswith("kb: error:") and said in err and "Traceback" not in err, (arguments, err)
+
+
+def test_a_wrongly_typed_title_context_or_is_impossible_is_refused_naming_the_file_and_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    qa = {"id": "q1", "question": "What is the code?", "answers": [{"text": "1234", "answer_start": 12}]}
+    context = "The code is 1234."
+    for name, article, said in (
+            ("title.json", {"title": None, "paragraphs": [{"context": context, "qas": [qa]}]},
+             "article 1 has a 'title' that is null, not a string"),
+            ("context.json", {"title": "t", "paragraphs": [{"context": 5, "qas": [qa]}]},
+             "article 1 paragraph 1 has a 'context' that is a number (5), not a string"),
+            ("impossible.json",  # "false" is truthy: read as is, an answerable question would become unanswerable
+             {"title": "t", "paragraphs": [{"context": context, "qas": [{**qa, "is_impossible": "false"}]}]},
+             "question 'q1' has an 'is_impossible' that is a string (\"false\"), not true or false")):
+        path = tmp_path / name
+        path.write_text(json.dumps({"data": [article]}), encoding="utf-8")
+        assert main(["eval", "squad", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"kb: error: {path}: not a readable SQuAD") and said in err, err
+        assert "Traceback" not in err and "validation error" not in err, err
+        with pytest.raises(TrainingDataError, match=str(path)):
+            load_squad_files([path])
 
 
 def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, tmp_path: Path) -> None:
