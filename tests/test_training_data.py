@@ -211,3 +211,16 @@ def test_caption_images_that_are_not_regular_files_or_too_large_are_skipped_with
         signal.alarm(0)
     assert len(pairs) == 1 and skipped == {"image not a readable regular file in the data file's folder": 1,
                                            "image file over the max_file_mb limit": 1}
+
+
+def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_counted(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "back.png")
+    (tmp_path / "back.png").symlink_to(tmp_path / "loop.png")
+    data = tmp_path / "captions.jsonl"
+    data.write_text("\n".join(json.dumps({"image": name, "caption": "a red square"})
+                              for name in ("red.png", "bad\u0000.png", "loop.png")) + "\n", encoding="utf-8")
+    pairs, skipped = jsonl_captions(data, max_pixels=10**6, max_bytes=10**6)
+    assert len(pairs) == 1 and skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}

@@ -70,7 +70,10 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Ca
         if not isinstance(image, str) or not isinstance(caption, str) or not caption.strip():
             skipped["no image path or caption"] += 1
             continue
-        file = (root / image).resolve()
+        file = _resolved(root / image)
+        if file is None:
+            skipped["image path that cannot be resolved (a NUL byte, a symlink loop)"] += 1
+            continue
         if not file.is_relative_to(root):
             skipped["image outside the data file's folder"] += 1
             continue
@@ -91,6 +94,15 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Ca
             continue
         pairs.append(Captioned(decoded[str(file)], caption.strip(), str(file)))
     return pairs, skipped
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` made absolute with its symlinks followed, or None when it cannot be: a data file's line naming an
+    image with a NUL byte or through a symlink loop is a skipped example, not a crash."""
+    try:
+        return path.resolve()
+    except (ValueError, OSError, RuntimeError):  # NUL: ValueError; a loop: RuntimeError (OSError from Python 3.13)
+        return None
 
 
 def _file_captions(paths: Sequence[Path], max_pixels: int,
