@@ -203,6 +203,17 @@ def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path:
     assert main(["train", "reader", str(bad), "--out", str(tmp_path / "cli"), "--base-model", str(tiny_base)]) == 2
 
 
+def test_refuses_infinite_or_nan_numbers_before_reading_anything(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for option in ("--epochs", "--learning-rate", "--max-seconds"):
+        for value in ("inf", "nan"):
+            out = tmp_path / "out"
+            assert main(["train", "reader", str(tmp_path / "qa.json"), "--out", str(out), option, value]) == 2
+            err = capsys.readouterr().err
+            field = option.removeprefix("--").replace("-", "_")
+            assert err.startswith(f"kb: error: {field}: Input should be a finite number") and not out.exists(), err
+
+
 def falls(curve: list[tuple[int, float]]) -> bool:
     """The median loss of the second half of the logged steps is below that of the first half (losses are noisy,
     alternate from batch to batch on tiny data, and spike now and then at the high learning rates these tests use)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainOptions(BaseModel):
-    """Options of one training run; ``None`` means the model kind's own default (see each trainer)."""
+    """Options of one training run; ``None`` means the model kind's own default (see each trainer). Numbers must
+    be finite: ``--epochs inf`` passes ``gt=0`` and would end in an OverflowError once the steps are counted."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     out: Path = Field(description="folder the trained model and its training.json are written to")
     base_model: str | None = Field(default=None, description="model to start from: hub name or local folder")
