@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,19 @@ def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run
     (earlier / "model.safetensors").write_text("new", encoding="utf-8")
     finish_output(earlier, TrainingCard(kind="reader", base_model="base"))
     assert read_card(earlier).files == ["model.safetensors"]  # notes.txt is not the run's: never removed
+
+
+def test_a_run_file_that_cannot_be_written_whole_is_not_left_half_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    script = ("import resource, sys; from pathlib import Path; from training.output import prepare_output\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a disk that fills up after 64 bytes\n"
+              f"prepare_output(Path({str(out)!r}), overwrite=False, resume=False, run={{'kind': 'reader', "
+              "'data': ['x' * 200]})")
+    failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert failed.returncode != 0 and "StorageError: cannot write" in failed.stderr, failed.stderr
+    assert not (out / "checkpoints" / "run.json").exists()  # a truncated one would make --resume fail to read it
+    assert json.loads((out / "checkpoints" / "kept.json").read_text(encoding="utf-8")) == []
 
 
 def test_out_may_not_be_or_hold_or_lie_inside_the_base_model_a_data_file_or_the_knowledge_base(tmp_path: Path) -> None:

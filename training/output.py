@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kb.atomic import write_atomic
 from kb.cards import CARD_FILE, TrainingCard, read_card, write_card
 from training.errors import OutputExistsError
 
@@ -106,8 +107,10 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, A
         for name in run_entries(out) or []:  # only an earlier run's own files: check_output refused anything else
             _remove(out / name)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / KEPT_FILE).write_text(json.dumps(sorted(_entries(out) - {CHECKPOINTS})), encoding="utf-8")
-    (checkpoints / RUN_FILE).write_text(json.dumps(run, default=str, indent=2, sort_keys=True), encoding="utf-8")
+    # Written whole or not at all: a run killed (or a disk filled) mid-write must not leave a half file that
+    # --resume or the card's file list then cannot read.
+    write_atomic(checkpoints / KEPT_FILE, json.dumps(sorted(_entries(out) - {CHECKPOINTS})).encode("utf-8"))
+    write_atomic(checkpoints / RUN_FILE, json.dumps(run, default=str, indent=2, sort_keys=True).encode("utf-8"))
     return checkpoints
 
 
