@@ -180,7 +180,8 @@ def test_eval_tune_threshold_trades_answers_for_abstentions_by_the_share_given(
     assert answers == [] and strict > lenient
     card = read_card(reader)
     assert card is not None and card.no_answer_threshold == strict
-    assert card.threshold_tuned_on.startswith(f"{dev}, read as ask reads them") and "weighing 80%" in card.threshold_tuned_on
+    assert card.threshold_tuned_on.startswith(f"{dev}, read as ask reads them")
+    assert "weighing 80%" in card.threshold_tuned_on
 
 
 def test_refuses_unusable_data_and_an_occupied_output(tiny_base: Path, tmp_path: Path) -> None:
@@ -240,7 +241,8 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-PAIRS = {"epochs": 4, "learning_rate": 5e-4, "batch_size": 16, "threads": 1, "device": "cpu", "validation_fraction": 0.2}
+PAIRS = {"epochs": 4, "learning_rate": 5e-4, "batch_size": 16, "threads": 1, "device": "cpu",
+         "validation_fraction": 0.2}
 
 
 def test_retriever_learns_and_is_used_through_kb_text_model_and_reembed(
