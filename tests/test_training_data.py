@@ -133,7 +133,8 @@ def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures
                      questions=[SquadQuestion(id=str(n), question="What is it?", answers=[answer],
                                               answer_starts=[start], paragraph=n)
                                 for n, (_, answer, start) in enumerate(contexts_and_answers)])
-    return reader_features(squad, AutoTokenizer.from_pretrained(minilm_path()), max_length=64, stride=21,
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    return reader_features(squad, tokenizer, max_length=64, stride=21,
                            input_names={"input_ids", "attention_mask", "token_type_ids"}, for_training=True)
 
 
@@ -192,7 +193,8 @@ def test_a_passage_holds_an_answer_only_as_whole_words_and_an_empty_answer_is_co
     assert found.skipped == {"answer empty once normalised (articles or punctuation only)": 1}
 
 
-def test_jsonl_negatives_may_be_one_text_a_byte_order_mark_is_not_part_of_line_one_and_lines_end_at_newlines(tmp_path: Path) -> None:
+def test_jsonl_negatives_may_be_one_text_a_bom_is_not_part_of_line_one_and_lines_end_at_newlines(
+        tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     rows = [{"query": "q1", "positive": "p1", "negatives": "a wrong passage"},
             {"query": "q2", "positive": "p2", "negatives": 3},
