@@ -241,3 +241,35 @@ def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_c
                               for name in ("red.png", "bad\u0000.png", "loop.png")) + "\n", encoding="utf-8")
     pairs, skipped = jsonl_captions(data, max_pixels=10**6, max_bytes=10**6)
     assert len(pairs) == 1 and skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}
+
+
+def test_a_resume_with_other_mined_negatives_is_a_different_run() -> None:
+    """The pairs' hash in run.json covers the negatives: mined from a knowledge base with a mining model that no
+    file hash covers, other negatives (another --mining-model, a changed --kb) make --resume refuse the run."""
+    from training.pair_data import PreparedPairs
+
+    def prepared(negatives: list[str]) -> PreparedPairs:
+        pair = Pair(query="Who founded it?", positive="Ada founded it.", group="a", negatives=negatives)
+        return PreparedPairs(train=[pair], validation=[], files=[], validation_files=[], split="given")
+
+    assert prepared(["Bo ran it."]).sha256() == prepared(["Bo ran it."]).sha256()
+    assert prepared(["Bo ran it."]).sha256() != prepared(["Cy sold it."]).sha256()
+
+
+def test_quantize_reader_refuses_training_files_changed_since_the_reader_trained(tmp_path: Path) -> None:
+    """Its validation split is taken from the card's training files again: changed, the "held out" questions
+    could be ones the reader trained on, and the int8 scores recorded on the card would flatter it."""
+    from kb.cards import write_card
+    from tests.qa_model import write_squad
+    from training.int8 import quantize_reader
+    from training.squad_data import load_squad_files
+
+    data = write_squad(tmp_path / "train.json", 40, seed=1)
+    _, files = load_squad_files([data])
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    write_card(reader, TrainingCard(kind="reader", base_model="tiny", data=files))
+    write_squad(data, 40, seed=2)  # edited since
+    with pytest.raises(TrainingDataError, match="changed since the reader was trained"):
+        quantize_reader(reader, [])
+    assert read_card(reader).int8 is None  # nothing recorded

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from answering.int8 import CALIBRATION_WINDOWS, calibrate_reader
 from answering.squad_eval import SquadSet
-from kb.cards import Int8Scores, read_card
+from kb.cards import DataFile, Int8Scores, read_card
 from kb.config import Settings
 from kb.optional import installed
 from training.errors import TrainingDataError
@@ -37,7 +37,9 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
         validation = [Path(file.path) for file in card.validation_data]  # the files it was validated on, if any
     if not files:
         raise TrainingDataError(f"{model} has no training card naming its data: give SQuAD files to calibrate on")
-    squad, _ = load_squad_files(files)
+    squad, read = load_squad_files(files)
+    if not data and card:
+        _check_unchanged(card.data, read)
     hyperparameters = card.hyperparameters if card else {}
     if validation:
         held_out, _ = load_squad_files(validation)
@@ -50,6 +52,16 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
     settings = Settings(reader_model=str(folder), device="cpu", **overrides)
     return calibrate_reader(settings, calibration, held_out, calibrated_on=_described(calibration, files),
                             validated_on=described, windows=windows, ignored=float_operations)
+
+
+def _check_unchanged(recorded: Sequence[DataFile], read: Sequence[DataFile]) -> None:
+    """The card's training files as they were when the reader trained: changed, the split taken from them again
+    would no longer be the one the reader was validated on (its "held out" questions may have been trained on)."""
+    for was, now in zip(recorded, read, strict=True):
+        if was.sha256 != now.sha256:
+            raise TrainingDataError(f"{was.path} changed since the reader was trained (its SHA-256 is not the card's): "
+                                    "its validation split would not be held out; give the SQuAD files to calibrate "
+                                    "on, and --validation files the reader never saw")
 
 
 def quantize_trained_reader(settings: Settings, train: SquadSet, validation: SquadSet, files: Sequence[Path],

@@ -34,11 +34,11 @@ class PreparedPairs:
     mined_with: str = ""  # the text model whose dense neighbours were mined
 
     def sha256(self) -> str:
-        """A hash of every (query, passage) pair, so a resumed run checks it trains on the same ones: weak pairs come
-        from a knowledge base, which no file hash covers."""
+        """A hash of every (query, passage, negatives) example, so a resumed run checks it trains on the same ones:
+        weak pairs and mined negatives come from a knowledge base and a mining model, which no file hash covers."""
         digest = hashlib.sha256()
         for pair in self.train + self.validation:
-            digest.update(json.dumps([pair.query, pair.positive]).encode())
+            digest.update(json.dumps([pair.query, pair.positive, pair.negatives]).encode())
         return digest.hexdigest()
 
 
