@@ -15,7 +15,7 @@ import pytest
 from answering.squad_eval import SquadQuestion, SquadSet, squad_scores
 from kb.cards import TrainingCard, read_card
 from tests.conftest import minilm_path
-from tests.qa_model import FILLER, NAMES, fact, question
+from tests.qa_model import FILLER, NAMES, fact, question, write_squad
 from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
 from training.clip import jsonl_captions
 from training.errors import TrainingDataError
@@ -260,7 +260,6 @@ def test_quantize_reader_refuses_training_files_changed_since_the_reader_trained
     """Its validation split is taken from the card's training files again: changed, the "held out" questions
     could be ones the reader trained on, and the int8 scores recorded on the card would flatter it."""
     from kb.cards import write_card
-    from tests.qa_model import write_squad
     from training.int8 import quantize_reader
     from training.squad_data import load_squad_files
 
@@ -273,3 +272,15 @@ def test_quantize_reader_refuses_training_files_changed_since_the_reader_trained
     with pytest.raises(TrainingDataError, match="changed since the reader was trained"):
         quantize_reader(reader, [])
     assert read_card(reader).int8 is None  # nothing recorded
+
+
+def test_pairs_from_a_single_article_are_split_by_paragraph_as_the_reader_splits_them(tmp_path: Path) -> None:
+    """A company's one-document SQuAD file has one title: its pairs are grouped by paragraph (a paragraph asked
+    several questions stays on one side), so the retriever and reranker can hold out a validation split."""
+    from training.pairs import split_pairs
+
+    data = write_squad(tmp_path / "one.json", 60, seed=4, titles=1)
+    pairs = squad_pairs([data]).pairs
+    assert len({pair.group for pair in pairs}) == len({pair.positive for pair in pairs}) > 1
+    train, validation = split_pairs(pairs, 0.2)
+    assert train and validation and not {p.positive for p in train} & {p.positive for p in validation}

@@ -16,7 +16,7 @@ from kb.storage.store import StoredDocument
 from training.files import data_file, read_jsonl
 from training.kb_documents import named_documents
 from training.split import held_out_groups
-from training.squad_data import load_squad_files
+from training.squad_data import load_squad_files, paragraph_groups
 
 LINE = re.compile(r"[^\n]+")
 MIN_QUERY_CHARS = 3
@@ -45,18 +45,20 @@ class PairSet:
 
 
 def squad_pairs(paths: Sequence[Path]) -> PairSet:
-    """Answerable SQuAD questions with their paragraph; unanswerable ones are counted and left out."""
+    """Answerable SQuAD questions with their paragraph, grouped as the reader's split groups them (by article, or
+    by paragraph in a single article); unanswerable ones are counted and left out."""
     squad, files = load_squad_files(paths)
+    groups, _ = paragraph_groups(squad)
     pairs, skipped = [], Counter[str]()
     for question in squad.questions:
-        title, context = squad.paragraphs[question.paragraph]
+        context = squad.paragraphs[question.paragraph][1]
         if not question.answers:
             skipped["unanswerable question"] += 1
             continue
         if not normalize_answer(question.answers[0]):  # "the", "...": found in every passage, no negative left
             skipped["answer empty once normalised (articles or punctuation only)"] += 1
             continue
-        pairs.append(Pair(question.question, context, title or context[:80], question.answers[0]))
+        pairs.append(Pair(question.question, context, groups[question.paragraph], question.answers[0]))
     return PairSet(pairs, files, skipped)
 
 

@@ -62,14 +62,20 @@ def squad_sha256(squad: SquadSet) -> str:
     return hashlib.sha256(squad.model_dump_json().encode()).hexdigest()
 
 
+def paragraph_groups(squad: SquadSet) -> tuple[list[str], bool]:
+    """Each paragraph's group, kept whole on one side of a validation split: its article's title, or with a single
+    title its own text (spaces normalised: a flat export that repeats a paragraph per question keeps it in one
+    group); and whether the groups are titles."""
+    by_title = len({title for title, _ in squad.paragraphs}) > 1
+    return [title if by_title else " ".join(text.split()) for title, text in squad.paragraphs], by_title
+
+
 def split_by_title(squad: SquadSet, fraction: float, seed: int = 0) -> tuple[SquadSet, SquadSet, str]:
     """(train, validation, description): whole articles (by title) go to validation, in a seeded order, until it
     holds ``fraction`` of the questions, so no paragraph is in both. With a single title, whole paragraphs are
     split instead, by their text: a flat export that repeats a paragraph for each of its questions keeps it on one
     side."""
-    titles = sorted({title for title, _ in squad.paragraphs})
-    by_title = len(titles) > 1
-    group = [title if by_title else " ".join(text.split()) for title, text in squad.paragraphs]
+    group, by_title = paragraph_groups(squad)
     held = held_out_groups((group[question.paragraph] for question in squad.questions), fraction, seed)
     train = [q for q in squad.questions if group[q.paragraph] not in held]
     validation = [q for q in squad.questions if group[q.paragraph] in held]
