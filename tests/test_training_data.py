@@ -284,3 +284,16 @@ def test_pairs_from_a_single_article_are_split_by_paragraph_as_the_reader_splits
     assert len({pair.group for pair in pairs}) == len({pair.positive for pair in pairs}) > 1
     train, validation = split_pairs(pairs, 0.2)
     assert train and validation and not {p.positive for p in train} & {p.positive for p in validation}
+
+
+def test_unusable_validation_lines_are_counted_on_the_card_apart_from_training_ones(tiny_text_model: Path,
+                                                                                    tmp_path: Path) -> None:
+    lines = [json.dumps({"query": question(name), "positive": fact(name, 1000 + number), "group": name})
+             for number, name in enumerate(NAMES[:8])]
+    data, validation = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+    data.write_text("\n".join(lines[:6] + ["not json"]) + "\n", encoding="utf-8")
+    validation.write_text("\n".join(lines[6:] + ["not json", '{"query": "no positive"}']) + "\n", encoding="utf-8")
+    prepared = prepare_pairs([data], TrainOptions(out=tmp_path / "out", validation=[validation]),
+                             text_model=str(tiny_text_model), kb_dir=None, from_kb=False, negatives=1)
+    assert len(prepared.validation) == 2 and sum(prepared.skipped.values()) == 3
+    assert sum(count for reason, count in prepared.skipped.items() if reason.startswith("validation: ")) == 2

@@ -33,7 +33,7 @@ from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from training.errors import TrainingDataError
-from training.files import data_file, read_jsonl
+from training.files import data_file, in_validation, read_jsonl
 from training.options import TrainOptions
 from training.output import finish_output, prepare_output
 from training.runner import LOG_EVERY, library_versions, start_run, utc_now
@@ -195,6 +195,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         if not validation:
             reasons = ", ".join(f"{count} {reason}" for reason, count in unusable.items()) or "none given"
             raise TrainingDataError(f"no usable image with a caption in the --validation files (skipped: {reasons})")
+        skipped += in_validation(unusable)
         train, split = pairs, "given: " + ", ".join(map(str, options.validation))
     elif len({p.group for p in pairs}) >= 2:
         train, validation = split_captioned(pairs, options.validation_fraction, options.seed)

@@ -46,3 +46,8 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
         else:
             skipped["not a JSON object"] += 1
     return rows, skipped
+
+
+def in_validation(skipped: Counter[str]) -> Counter[str]:
+    """Reasons validation examples were left out, named apart from the training examples' on the card."""
+    return Counter({f"validation: {reason}": count for reason, count in skipped.items()})

@@ -14,6 +14,7 @@ from typing import Any
 
 from kb.cards import DataFile, ModelKind, TrainingCard
 from training.errors import TrainingDataError
+from training.files import in_validation
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import TrainOptions
 from training.output import finish_output
@@ -69,6 +70,7 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
             raise TrainingDataError(f"no usable (query, passage) pair ({reasons})")
         if options.validation:
             validation_set = file_pairs(options.validation)
+            skipped += in_validation(validation_set.skipped)
             train, validation = pairs, validation_set.pairs
             validation_files, split = validation_set.files, "given: " + ", ".join(map(str, options.validation))
             if not validation:
