@@ -124,16 +124,29 @@ class Ingestor:
         return Chunker(max_tokens=self.settings.chunking.tokens, overlap_tokens=self.settings.chunking.overlap,
                        token_offsets=offsets)
 
-    def run(self, folder: Path) -> IngestReport:
-        root = folder.expanduser().resolve()
+    def run(self, root: Path) -> IngestReport:
+        """One run over the source folder ``root``: a registered source's path as stored, or a new one's real path.
+
+        A root that is no longer its own real path (it, or a folder above it, was replaced by a symlink) is not
+        followed: whoever can rename folders in a share must not point a scheduled run at files outside it.
+        """
         check_storable(str(root))
         try:
+            real: Path | None = root.resolve()
             is_folder = root.is_dir()
-        except OSError:  # a folder on the way that cannot be searched
-            is_folder = False
-        if not is_folder:
-            self._record_missing_folder(root)
-            raise SourceUnavailableError(f"{folder} is missing or not a folder; nothing was changed")
+        except (OSError, RuntimeError):  # a folder on the way that cannot be searched; a symlink loop
+            real, is_folder = None, False
+        if real is not None and real != root:
+            problem = f"{root} is now a symlink, or lies behind one, to {real}"
+            advice = (f"a source folder is never followed through a symlink, so nothing was changed: `kb source add "
+                      f"{real}` registers the folder it leads to, `kb source remove {root}` forgets this one")
+        elif not is_folder:
+            problem, advice = f"{root} is missing or not a folder", "nothing was changed"
+        else:
+            problem = advice = ""
+        if problem:
+            self._record_unavailable(root, problem)
+            raise SourceUnavailableError(f"{problem}; {advice}")
         started = time.perf_counter()
         report = IngestReport(source=str(root))
         with self.store.writer_lock:
@@ -178,13 +191,13 @@ class Ingestor:
             assert source is not None
             return source.id, unit.start_run(source.id)
 
-    def _record_missing_folder(self, root: Path) -> None:
-        """A registered source whose folder is gone (an unmounted share, say) gets a failed run, and keeps its
-        documents: the folder's absence is not taken as every file's deletion."""
+    def _record_unavailable(self, root: Path, reason: str) -> None:
+        """A registered source whose folder is gone (an unmounted share, say) or now a symlink gets a failed run,
+        and keeps its documents: the folder's absence is not taken as every file's deletion."""
         with self.store.write() as unit:
             source = unit.source(str(root))
             if source is not None:
-                unit.add_failed_run(source.id, f"{root} is missing or not a folder")
+                unit.add_failed_run(source.id, reason)
 
     def _finish_run(self, run_id: int, report: IngestReport, status: str, error: str | None = None) -> None:
         with self.store.write() as unit:

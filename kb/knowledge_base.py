@@ -17,6 +17,7 @@ from kb.errors import (
     ModelNotFoundError,
     NotAnImageError,
     ScheduleError,
+    SourceNotFoundError,
     SourceUnavailableError,
     WriterBusyError,
 )
@@ -106,32 +107,36 @@ class KnowledgeBase:
         ``progress`` is an :class:`kb.types.IngestProgress` (phases and files) or a plain
         ``callback(done, total, relpath)`` called as each file has been read. ``should_stop`` is polled between
         files and while one is read: when it returns True the run commits what it has, removes nothing, and is
-        recorded as interrupted. A folder that is empty or unreadable where documents came from fails the run, and
-        more than ``max_removed_share`` of its documents missing at once are kept (the report says so), unless
-        ``allow_removal``: an unmounted share is not every file deleted.
+        recorded as interrupted. A folder that is empty or unreadable where documents came from fails the
+        run, and more than ``max_removed_share`` of its documents missing at once are kept (the report says so),
+        unless ``allow_removal``: an unmounted share is not every file deleted. A registered source whose path has
+        become a symlink, or lies behind one, fails its run too: a source folder is never followed through one.
         """
         from ingestion.pipeline import Ingestor
 
         if progress is not None and not isinstance(progress, IngestProgress):
             progress = FileProgress(progress)
-        ran, report = True, None
+        # A registered source runs under its path as stored, even where that path has become a symlink (the run
+        # refuses it); a new folder becomes a source under its real path.
+        registered = sources.find_source(self.store, folder)
+        reschedule, report = True, None
         try:
             ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
                                 clip=self.clip, allow_removal=allow_removal)
-            report = ingestor.run(Path(folder))
+            report = ingestor.run(Path(registered or sources.resolve(folder)))
             return report
         except WriterBusyError:
-            ran = False  # another writer is at work: a scheduled source stays due
+            reschedule = False  # another writer is at work: a scheduled source stays due
             raise
         finally:
             # Any run of a scheduled source, by hand or by the scheduler, that ended or failed (even before it
             # began) is its run; one stopped on request (a scheduler shut down) saw only part of the folder, and
             # stays due so that the next start finishes it.
-            if ran and not (report is not None and report.interrupted):
+            if reschedule and registered is not None and not (report is not None and report.interrupted):
                 try:
-                    sources.schedule_next(self.store, sources.resolve(folder), utcnow())
-                except ScheduleError as error:  # a stored schedule that cannot be used: said, never raised over
-                    log.error("%s", error)      # the run's own outcome
+                    sources.schedule_next(self.store, registered, utcnow())
+                except (ScheduleError, SourceNotFoundError) as error:  # an unusable stored schedule, a source
+                    log.error("%s", error)  # removed meanwhile: said, never raised over the run's own outcome
 
     def add_source(self, folder: str | os.PathLike[str], schedule: str | None = None) -> SourceInfo:
         """Keep ``folder`` up to date: ``schedule`` is a cron expression ("*/30 * * * *") or an interval
@@ -148,17 +153,13 @@ class KnowledgeBase:
     def reindex(self, folder: str | os.PathLike[str] | None = None,
                 progress: IngestProgress | FileCallback | None = None,
                 allow_removal: bool = False) -> list[IngestReport]:
-        """One run now, for one source or every registered source (``allow_removal``: see ``ingest``). Over every
-        source, one that cannot be read (an unmounted share) is reported as failed, its documents kept, and the
-        sources after it still run."""
-        registered = [info.path for info in self.sources()]
+        """One run now, for one source (by the path `kb source list` shows, or one that resolves to it) or every
+        registered source (``allow_removal``: see ``ingest``). Over every source, one that cannot be read (an
+        unmounted share) is reported as failed, its documents kept, and the sources after it still run."""
         if folder is not None:
-            wanted = sources.resolve(folder)
-            if wanted not in registered:
-                raise sources.SourceNotFoundError(f"no source {wanted}; add it with `kb source add` or `kb ingest`")
-            return [self.ingest(wanted, progress, allow_removal=allow_removal)]
+            return [self.ingest(sources.source_path(self.store, folder), progress, allow_removal=allow_removal)]
         reports = []
-        for path in registered:
+        for path in [info.path for info in self.sources()]:
             try:
                 reports.append(self.ingest(path, progress, allow_removal=allow_removal))
             except SourceUnavailableError as error:

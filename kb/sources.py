@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -21,8 +22,34 @@ def too_many_missing(missing: int, documents: int, share: float) -> bool:
     return missing >= REMOVAL_FLOOR and missing > share * documents
 
 
-def resolve(path: str | Path) -> str:
+def resolve(path: str | os.PathLike[str]) -> str:
     return str(Path(path).expanduser().resolve())
+
+
+def find_source(store: Store, folder: str | os.PathLike[str]) -> str | None:
+    """The registered source that ``folder`` names, as stored and as `kb source list` shows it: the path as given
+    (made absolute), else as it resolves; None when neither is a source.
+
+    The path as given comes first: a stored folder that has since become a symlink resolves elsewhere, and must
+    still be found to be run (which refuses it), rescheduled or removed.
+    """
+    with store.read() as snapshot:
+        stored = set(snapshot.source_paths())
+    given = os.path.abspath(Path(folder).expanduser())
+    return next((path for path in (given, resolve(folder)) if path in stored), None)
+
+
+def source_path(store: Store, folder: str | os.PathLike[str]) -> str:
+    """``find_source``, for a command that needs an existing source: raises ``SourceNotFoundError`` otherwise."""
+    found = find_source(store, folder)
+    if found is None:
+        raise _no_source(folder)
+    return found
+
+
+def _no_source(folder: str | os.PathLike[str]) -> SourceNotFoundError:
+    return SourceNotFoundError(f"no source {folder}; `kb source list` shows them, `kb source add` or `kb ingest` "
+                               "adds one")
 
 
 def check_storable(folder: str) -> None:
@@ -51,14 +78,15 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
     return next(info for info in list_sources(store) if info.path == folder)
 
 
-def remove_source(store: Store, path: str | Path) -> int:
-    """Forget a source and delete its documents everywhere; returns how many documents were removed."""
-    folder = resolve(path)
+def remove_source(store: Store, path: str | os.PathLike[str]) -> int:
+    """Forget a source (by the path `kb source list` shows, or one that resolves to it) and delete its documents
+    everywhere; returns how many documents were removed."""
+    folder = source_path(store, path)
     with store.writer_lock:
         with store.write() as unit:
             source = unit.source(folder)
-            if source is None:
-                raise SourceNotFoundError(f"no source {folder}; `kb source list` shows them")
+            if source is None:  # removed by another process meanwhile
+                raise _no_source(folder)
             removed = unit.delete_source(source)
         for space in store.spaces():  # the index caches brought up to date, as an ingest leaves them
             store.index(space).save()
@@ -85,16 +113,18 @@ def next_due(store: Store) -> datetime | None:
 
 
 def schedule_next(store: Store, path: str, after: datetime) -> None:
-    """Set a scheduled source's next run from its schedule (a missed run is not repeated).
+    """Set a scheduled source's next run from its schedule (a missed run is not repeated); ``path`` is the source's
+    as stored (``find_source``). A source that is not there raises ``SourceNotFoundError``: left as it was, a due
+    source would be run again at every poll.
 
     A stored schedule that cannot be used (written by an older version that let absurd intervals through) stops
     the source from being scheduled, and raises ``ScheduleError`` saying so, rather than failing every poll.
     """
-    if not valid_name(path):
-        return  # no source is stored under a path that is not UTF-8
     with store.write() as unit:
-        source = unit.source(path)
-        if source is None or not source.schedule:
+        source = unit.source(path) if valid_name(path) else None  # no source is stored under a path not UTF-8
+        if source is None:
+            raise _no_source(path)
+        if not source.schedule:
             return
         try:
             source.next_run_at = next_run(source.schedule, after)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kb import sources
 from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, SourceUnavailableError
 from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
 from tests.databases import execute_sql
@@ -271,3 +272,26 @@ def test_scheduler_command_stops_cleanly_on_sigterm(tmp_path: Path, tiny_text_mo
     finally:
         process.kill()
     assert process.returncode == 0 and "scheduler stopped" in rest
+
+
+def test_a_source_whose_folder_became_a_symlink_fails_as_stored_and_is_rescheduled(kb_factory, tmp_path: Path) -> None:
+    """Its run is the stored source's (failed, nothing read through the link, rescheduled: not run at every poll);
+    the path `kb source list` shows still reindexes and removes it."""
+    folder = write_docs(tmp_path / "share")
+    stored = str(folder.resolve())
+    kb = kb_factory()
+    kb.add_source(folder, "every 1h")
+    kb.scheduler().run_pending()
+    folder.rename(tmp_path / "moved")
+    folder.symlink_to(tmp_path / "moved", target_is_directory=True)
+    with kb.store.write() as unit:
+        unit.source(stored).next_run_at = utcnow()  # due again
+    assert kb.scheduler().run_pending() == []
+    [info] = kb.sources()  # no second source under the link's target
+    assert info.path == stored and info.last_status == "failed" and info.next_run_at > utcnow()
+    assert "symlink" in kb.jobs()[0].error and kb.stats().documents == 4
+    with pytest.raises(SourceNotFoundError):  # scheduling a path no source has is an error, not a silent no-op
+        sources.schedule_next(kb.store, str(tmp_path / "moved"), utcnow())
+    with pytest.raises(SourceUnavailableError, match="never followed through a symlink"):
+        kb.reindex(stored)
+    assert kb.remove_source(stored) == 4 and not kb.sources()
