@@ -159,9 +159,12 @@ class Ingestor:
                 self._ingest(root, source_id, report, runner)
             except BaseException as error:
                 # Recorded where possible; a second fault here (a read-only database, a full disk) must not
-                # replace the error that ended the run.
-                reason = f"{type(error).__name__}: {error}"
-                _quietly(lambda: self._finish_run(run_id, report, status="failed", error=reason))
+                # replace the error that ended the run. Ctrl-C is a stop request, not a failure: what was
+                # committed is kept and the rest is for the next run.
+                status, reason = (("interrupted", "interrupted (Ctrl-C) before every file was seen")
+                                  if isinstance(error, KeyboardInterrupt) else
+                                  ("failed", f"{type(error).__name__}: {error}"))
+                _quietly(lambda: self._finish_run(run_id, report, status=status, error=reason))
                 _quietly(self._save_indexes)
                 raise
             finally:

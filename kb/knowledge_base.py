@@ -107,7 +107,8 @@ class KnowledgeBase:
         ``progress`` is an :class:`kb.types.IngestProgress` (phases and files) or a plain
         ``callback(done, total, relpath)`` called as each file has been read. ``should_stop`` is polled between
         files and while one is read: when it returns True the run commits what it has, removes nothing, and is
-        recorded as interrupted. A folder that is empty or unreadable where documents came from fails the
+        recorded as interrupted; so is a run ended by Ctrl-C (``KeyboardInterrupt``, raised again), and either
+        leaves a scheduled source due. A folder that is empty or unreadable where documents came from fails the
         run, and more than ``max_removed_share`` of its documents missing at once are kept (the report says so),
         unless ``allow_removal``: an unmounted share is not every file deleted. A registered source whose path has
         become a symlink, or lies behind one, fails its run too: a source folder is never followed through one.
@@ -125,8 +126,10 @@ class KnowledgeBase:
                                 clip=self.clip, allow_removal=allow_removal)
             report = ingestor.run(Path(registered or sources.resolve(folder)))
             return report
-        except WriterBusyError:
-            reschedule = False  # another writer is at work: a scheduled source stays due
+        except (WriterBusyError, KeyboardInterrupt):
+            # Another writer is at work, or the user pressed Ctrl-C (which, like a stop request, keeps what was
+            # committed): a scheduled source stays due.
+            reschedule = False
             raise
         finally:
             # Any run of a scheduled source, by hand or by the scheduler, that ended or failed (even before it

@@ -295,3 +295,19 @@ def test_a_source_whose_folder_became_a_symlink_fails_as_stored_and_is_reschedul
     with pytest.raises(SourceUnavailableError, match="never followed through a symlink"):
         kb.reindex(stored)
     assert kb.remove_source(stored) == 4 and not kb.sources()
+
+
+def test_ctrl_c_is_an_interrupted_run_that_leaves_the_source_due(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.add_source(folder, "every 1h")
+
+    def ctrl_c(done: int, total: int, path: str) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        kb.ingest(folder, progress=ctrl_c)
+    assert kb.jobs()[0].status == "interrupted" and "Ctrl-C" in kb.jobs()[0].error
+    assert due_at(kb, folder) <= utcnow()  # the next run finishes the folder
+    assert len(kb.ingest(folder).added) == 4
