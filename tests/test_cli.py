@@ -176,3 +176,19 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(kb_env: Path) 
     search.stdout.close()  # gone before kb writes a byte
     errors = search.stderr.read().decode()
     assert search.wait(timeout=120) == 141 and "Traceback" not in errors, errors
+
+
+def test_a_terminal_without_unicode_gets_escapes_not_a_crash(kb_env: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONIOENCODING=latin-1: a Chinese folder name and the job list's arrow are printed as escapes."""
+    import io
+    import sys
+
+    folder = write_docs(tmp_path / "知识")
+    assert main(["source", "add", str(folder)]) == 0 and main(["reindex"]) == 0
+    latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", latin1)
+    assert main(["jobs"]) == 0 and main(["source", "list"]) == 0
+    latin1.flush()
+    printed = latin1.buffer.getvalue()  # type: ignore[attr-defined]
+    assert b"\\u2192" in printed and b"\\u77e5\\u8bc6" in printed

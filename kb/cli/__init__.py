@@ -7,6 +7,7 @@ only by the commands that use them.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -285,7 +286,16 @@ def _describe(error: BaseException) -> str:
     return one_line(str(error))
 
 
+def _printable_anywhere() -> None:
+    """A character the output's encoding lacks (a Chinese file name or the job list's arrow on a Latin-1 terminal)
+    is printed as an escape (``\\u2192``), not raised as an error after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _printable_anywhere()
     args = build_parser().parse_args(argv)
     try:
         return run(args)
