@@ -192,3 +192,14 @@ def test_a_terminal_without_unicode_gets_escapes_not_a_crash(kb_env: Path, tmp_p
     latin1.flush()
     printed = latin1.buffer.getvalue()  # type: ignore[attr-defined]
     assert b"\\u2192" in printed and b"\\u77e5\\u8bc6" in printed
+
+
+def test_eval_refuses_an_out_folder_and_kb_before_evaluating(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "dev.json"
+    data.write_text("{}", encoding="utf-8")  # never read: each is refused first
+    for argv, said in ((["eval", "squad", str(data), "--out", str(tmp_path)], "is a folder"),
+                       (["--kb", str(tmp_path / "kb"), "eval", "squad", str(data)], "--kb would be ignored")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kb: error: ") and said in err, err

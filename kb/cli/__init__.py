@@ -230,12 +230,23 @@ def _ask(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_file(path: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before the work runs, not after it, when its results are lost."""
+    if path.is_dir():
+        raise InvalidRequestError(f"--out {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise InvalidRequestError(f"--out {path}: the folder {path.parent} does not exist")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise InvalidRequestError(f"--out {path} cannot be written (permission denied)")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from answering.squad_eval import evaluate
 
-    if not args.out.parent.is_dir():  # said before the evaluation runs, not after it, when its results are lost
-        raise InvalidRequestError(f"--out {args.out}: the folder {args.out.parent} does not exist")
-    # Settings come from KB_* variables (a temporary knowledge base is built in open mode; --kb is not used).
+    if args.kb is not None:  # its settings come from KB_* variables, its knowledge base (open mode) is temporary
+        raise InvalidRequestError("kb eval uses no knowledge base, so --kb would be ignored: leave it out, and give "
+                                  "models and settings as KB_* variables (KB_READER_MODEL=...)")
+    _writable_file(args.out)
     if args.unanswerable_share is not None and not args.tune_threshold:
         raise InvalidRequestError("--unanswerable-share is what --tune-threshold tunes for; give both")
     tuned_for = {} if args.unanswerable_share is None else {"unanswerable_share": args.unanswerable_share}
