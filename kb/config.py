@@ -8,7 +8,6 @@ setting also has one flat name (``reader_model``, ``keyword_weight``), derived f
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from kb.atomic import write_atomic
 from kb.errors import ConfigurationError
@@ -530,7 +535,9 @@ def _flat_location(kind: str, location: tuple[int | str, ...]) -> tuple[int | st
 
 
 class _FlatEnvironmentBase(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KB_", extra="ignore")
+    # Names in any case, as pydantic-settings reads them by default; an empty value is no value (KB_TEXT_MODEL=
+    # must not replace the model a knowledge base was built with by "").
+    model_config = SettingsConfigDict(env_prefix="KB_", extra="ignore", case_sensitive=False, env_ignore_empty=True)
 
 
 # The KB_* variables as pydantic-settings reads them (JSON for lists and mappings): a field per flat name, never
@@ -544,7 +551,22 @@ class _FlatEnvironment(EnvSettingsSource):
     """The ``KB_*`` variables set, by flat name, in the model's shape."""
 
     def __call__(self) -> dict[str, Any]:
-        return nest(super().__call__())
+        return nest(self.flat())
+
+    def flat(self) -> dict[str, Any]:
+        """The ``KB_*`` variables set, by flat name: one that is not the JSON its setting needs is a
+        ``ConfigurationError`` naming it."""
+        try:
+            return super().__call__()
+        except SettingsError as error:  # its message names pydantic-settings' field and source, ours the variable
+            raise ConfigurationError(str(error.__cause__ or error)) from error
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as error:
+            raise ValueError(f"KB_{field_name.upper()} is not valid JSON ({error}); a list or mapping setting is "
+                             "given as JSON, e.g. '[\"qa_outputs\"]' or '{\"zh\": \"MODEL\"}'") from error
 
 
 def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
@@ -553,14 +575,20 @@ def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
     recorded: dict[str, Any] = {}
     path = kb_dir / CONFIG_FILE
     if path.exists():
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        mend = "restore it from a backup or mend it by hand"
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigurationError(f"{path} is not readable JSON ({error}); {mend}") from error
+        if not isinstance(recorded, dict):
+            raise ConfigurationError(f"{path} holds no JSON object of settings; {mend}")
         unknown = set(recorded) - set(FLAT_NAMES)
         if unknown:
             raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
         # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
         recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
         recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
-    env_names = {name for name in FLAT_NAMES if f"KB_{name.upper()}" in os.environ}
+    env_names = set(_FlatEnvironment(_FLAT_ENVIRONMENT).flat())  # as Settings reads them: any case, empty unset
     kept = {name: value for name, value in recorded.items() if name not in env_names}
     return Settings(**_combined(nest(kept), nest(overrides)))
 

@@ -215,3 +215,26 @@ def test_the_cli_says_which_setting_is_wrong(tmp_path: Path, monkeypatch: pytest
     assert main(["--kb", str(tmp_path / "kb"), "ingest", str(tmp_path / "docs")]) == 2
     assert capsys.readouterr().err.strip() == \
         "kb: error: reader_stride (300) must be below half of reader_max_seq_length (384)"
+
+
+def test_the_environment_is_read_alike_for_a_new_and_a_recorded_knowledge_base(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lower-case name sets its setting over kb.json as it does over the defaults; an empty one is unset."""
+    (tmp_path / "kb.json").write_text(json.dumps(OLD_KB_JSON), encoding="utf-8")
+    monkeypatch.setenv("kb_chunk_tokens", "50")
+    monkeypatch.setenv("KB_READER_MODEL", "")
+    assert Settings().chunking.tokens == 50
+    settings = load_settings(tmp_path, {})
+    assert settings.chunking.tokens == 50 and settings.reader.model == "my/reader"
+
+
+def test_a_malformed_json_variable_or_kb_json_is_a_configuration_error_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_READER_MODELS_BY_LANGUAGE", "{zh")
+    with pytest.raises(ConfigurationError, match="KB_READER_MODELS_BY_LANGUAGE is not valid JSON"):
+        Settings()
+    monkeypatch.delenv("KB_READER_MODELS_BY_LANGUAGE")
+    for written in ("{not json", "[1, 2]"):
+        (tmp_path / "kb.json").write_text(written, encoding="utf-8")
+        with pytest.raises(ConfigurationError, match="kb.json"):
+            load_settings(tmp_path, {})
