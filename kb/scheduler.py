@@ -14,6 +14,7 @@ from kb.storage.store import Store
 from kb.types import IngestReport
 
 log = logging.getLogger(__name__)
+MAX_POLL_SECONDS = 86_400.0  # a day: a longer sleep only delays seeing a source another process scheduled
 
 
 class Reindex(Protocol):
@@ -31,8 +32,11 @@ class Scheduler:
 
     def __init__(self, store: Store, reindex: Reindex, poll_seconds: float = 30.0,
                  on_report: Callable[[IngestReport], None] | None = None) -> None:
-        if not poll_seconds > 0:  # NaN too: a scheduler that never sleeps would poll the database without end
-            raise InvalidRequestError(f"the poll interval must be a positive number of seconds, not {poll_seconds}")
+        # Not 0 or NaN (a scheduler that never sleeps would poll the database without end), nor infinite (no sleep
+        # takes it).
+        if not 0 < poll_seconds <= MAX_POLL_SECONDS:
+            raise InvalidRequestError(f"the poll interval must be a positive number of seconds, at most "
+                                      f"{MAX_POLL_SECONDS:,.0f} (a day), not {poll_seconds}")
         self.store = store
         self.reindex = reindex
         self.poll_seconds = poll_seconds

@@ -203,3 +203,21 @@ def test_eval_refuses_an_out_folder_and_kb_before_evaluating(tmp_path: Path,
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and said in err, err
+
+
+def test_what_the_system_refuses_is_a_one_line_error(kb_env: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a knowledge base", encoding="utf-8")
+    assert main(["ingest", str(kb_env)]) == 0
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "kb.json").write_text("{half written", encoding="utf-8")
+    capsys.readouterr()
+    for argv, said in ((["--kb", str(a_file), "ingest", str(kb_env)], "File exists"),
+                       (["search", "--image", str(kb_env)], "Is a directory"),
+                       (["--kb", str(corrupt), "stats"], "kb.json is not readable JSON"),
+                       (["scheduler", "--poll", "inf"], "at most 86,400")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kb: error: ") and said in err and err.count("\n") == 1, (argv, err)

@@ -105,7 +105,7 @@ def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, 
     scheduler._stop = Stop()  # type: ignore[assignment]
     scheduler.run()
     assert len(attempts) == 1 and waits == [30]
-    for never_sleeps in (0, -5, float("nan")):  # would poll the database without end
+    for never_sleeps in (0, -5, float("nan"), float("inf")):  # would poll the database without end, or fail
         with pytest.raises(InvalidRequestError, match="poll"):
             Scheduler(kb.store, busy, poll_seconds=never_sleeps)
 

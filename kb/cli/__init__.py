@@ -294,6 +294,9 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(f"{'.'.join(map(str, issue['loc'])) + ': ' if issue['loc'] else ''}"
                          f"{str(issue['msg']).removeprefix('Value error, ')}" for issue in error.errors())
+    if isinstance(error, OSError) and not isinstance(error, KbError) and error.strerror:
+        where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+        return one_line(f"{where}: {error.strerror}" if where else error.strerror)  # not "[Errno 21] ..."
     return one_line(str(error))
 
 
@@ -310,12 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (KbError, ValidationError, NotADirectoryError, FileNotFoundError) as error:
+    except BrokenPipeError:  # `kb jobs | head`: the reader left; Python must not fail again flushing at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command ended by it
+    except (KbError, ValidationError, OSError) as error:
+        # OSError: what the system refused (--kb naming a file, a folder without write permission, an image path
+        # that is a folder) is the user's to fix, with the path and reason, not a traceback.
         print(f"kb: error: {_describe(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kb: interrupted; work committed so far is kept", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `kb jobs | head`: the reader left; Python must not fail again flushing at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, as a shell reports a command ended by it
