@@ -221,3 +221,14 @@ def test_what_the_system_refuses_is_a_one_line_error(kb_env: Path, tmp_path: Pat
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and said in err and err.count("\n") == 1, (argv, err)
+
+
+def test_only_ingest_and_source_add_create_a_knowledge_base(kb_env: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "typo"  # a mistyped --kb
+    for argv, said in ((["--kb", str(typo), "source", "list"], "no knowledge base"),
+                       (["--kb", str(typo), "source", "remove", str(kb_env)], "no knowledge base"),
+                       (["--kb", str(typo), "source", "add", str(tmp_path / "missing"), "--every", "15m"],
+                        "is not a folder")):
+        assert main(argv) == 2, argv
+        assert said in capsys.readouterr().err and not typo.exists(), argv

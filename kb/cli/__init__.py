@@ -265,11 +265,13 @@ COMMANDS: dict[str, Callable[[KnowledgeBase, argparse.Namespace], int]] = {
 
 
 def _check_before_opening(args: argparse.Namespace, directory: Path) -> None:
-    """Refuse, before anything is created, what cannot work: a command on a knowledge base that does not exist, or
-    an ingest of a folder that does not exist."""
-    if args.command == "ingest" and not Path(args.folder).expanduser().is_dir():
+    """Refuse, before anything is created, what cannot work: a command other than ``ingest`` and ``source add`` (the
+    two that create a knowledge base) where none exists, as after a mistyped ``--kb``, or either of those two for a
+    folder that does not exist."""
+    creates = args.command == "ingest" or (args.command == "source" and args.source_command == "add")
+    if creates and not Path(args.folder).expanduser().is_dir():
         raise NotADirectoryError(f"{args.folder} is not a folder; nothing was changed")
-    if args.command not in ("ingest", "source") and not (directory / CONFIG_FILE).exists():
+    if not creates and not (directory / CONFIG_FILE).exists():
         raise FileNotFoundError(f"no knowledge base at {directory}; `kb ingest FOLDER` creates it")
 
 
