@@ -69,7 +69,7 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
     check_storable(folder)
     if not Path(folder).is_dir():
         raise NotADirectoryError(f"{path} is not a folder")
-    normalised = validate_schedule(schedule) if schedule else None
+    normalised = validate_schedule(schedule) if schedule is not None else None  # "" is refused, not unscheduled
     with store.write() as unit:
         source = unit.source(folder, create=True)
         assert source is not None

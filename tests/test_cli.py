@@ -232,3 +232,12 @@ def test_only_ingest_and_source_add_create_a_knowledge_base(kb_env: Path, tmp_pa
                         "is not a folder")):
         assert main(argv) == 2, argv
         assert said in capsys.readouterr().err and not typo.exists(), argv
+
+
+def test_an_empty_schedule_is_refused_not_taken_for_none(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["source", "add", str(kb_env), "--every", "1h"]) == 0
+    for option in ("--schedule", "--every"):
+        assert main(["source", "add", str(kb_env), option, ""]) == 2, option
+    capsys.readouterr()
+    assert main(["source", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["schedule"] is not None  # still scheduled

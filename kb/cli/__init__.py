@@ -177,7 +177,8 @@ def _reembed(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 def _source(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     if args.source_command == "add":
-        schedule = args.schedule or (f"every {args.every}" if args.every else None)
+        # An empty --schedule "" or --every "" is an error of validation, not a request to unschedule.
+        schedule = args.schedule if args.every is None else f"every {args.every}"
         info = knowledge_base.add_source(args.folder, schedule)
         _emit(args, info, lambda: show.sources([info]))
     elif args.source_command == "list":
