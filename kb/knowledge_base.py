@@ -170,7 +170,9 @@ class KnowledgeBase:
         return reports
 
     def jobs(self, limit: int = 20) -> list[Job]:
-        """The most recent ingest and reindex runs, newest first."""
+        """The ``limit`` most recent ingest and reindex runs, newest first."""
+        if limit < 1:  # SQL would take a negative limit as none at all
+            raise InvalidRequestError("the number of runs shown (limit, --limit) must be positive")
         return sources.jobs(self.store, limit)
 
     def scheduler(self, poll_seconds: float = 30.0,

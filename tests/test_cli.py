@@ -241,3 +241,10 @@ def test_an_empty_schedule_is_refused_not_taken_for_none(kb_env: Path, capsys: p
     capsys.readouterr()
     assert main(["source", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["schedule"] is not None  # still scheduled
+
+
+def test_jobs_limit_must_be_positive(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["source", "add", str(kb_env)]) == 0
+    for limit in ("0", "-1"):
+        assert main(["jobs", "--limit", limit]) == 2
+        assert "--limit" in capsys.readouterr().err
