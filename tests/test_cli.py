@@ -248,3 +248,27 @@ def test_jobs_limit_must_be_positive(kb_env: Path, capsys: pytest.CaptureFixture
     for limit in ("0", "-1"):
         assert main(["jobs", "--limit", limit]) == 2
         assert "--limit" in capsys.readouterr().err
+
+
+def test_log_lines_go_above_a_progress_bar_not_into_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+    import sys
+
+    from kb.cli.logs import configure_logging
+    from kb.cli.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    with monkeypatch.context() as patched:
+        patched.setattr(sys, "stderr", terminal)
+        configure_logging(None)
+        with Progress() as progress:
+            progress.file(1, 10, "a.txt")
+            logging.getLogger("kb.test").warning("a warning")
+    configure_logging(None)  # back on the real stderr
+    shown = terminal.getvalue()
+    assert "10" in shown and shown[:shown.index("kb: a warning")].endswith(("\r", "\n")), repr(shown)

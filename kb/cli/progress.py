@@ -6,10 +6,13 @@ sees what the run is doing: each phase as it starts, and how far the reading has
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from contextlib import ExitStack
 from typing import TextIO
 
+from kb.cli.logs import OUR_LOGGERS
 from kb.cli.terminal import is_terminal, one_line
 from kb.types import IngestPhase
 
@@ -75,16 +78,26 @@ class BarProgress:
 
 
 class Progress:
-    """The right progress for ``stream`` (a bar on a terminal, lines elsewhere), as a context manager."""
+    """The right progress for ``stream`` (a bar on a terminal, lines elsewhere), as a context manager.
+
+    While a bar is shown, our log lines are written above it (``tqdm.write``), not into the middle of it.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.shown: BarProgress | LogProgress | None = None
+        self._bar_shown = ExitStack()
 
     def __enter__(self) -> BarProgress | LogProgress:
-        self.shown = BarProgress(self.stream) if is_terminal(self.stream) else LogProgress(self.stream)
-        return self.shown
+        if not is_terminal(self.stream):
+            self.shown = LogProgress(self.stream)
+            return self.shown
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self.shown = bar = BarProgress(self.stream)
+        self._bar_shown.callback(bar.close)
+        self._bar_shown.enter_context(logging_redirect_tqdm([logging.getLogger(name) for name in OUR_LOGGERS]))
+        return bar
 
     def __exit__(self, *_exc: object) -> None:
-        if isinstance(self.shown, BarProgress):
-            self.shown.close()
+        self._bar_shown.close()
