@@ -6,7 +6,6 @@ logits."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from answering.loading import load_question_answering
+from answering.loading import load_question_answering, model_inputs
 from kb.cards import read_card
 from kb.config import ReaderBackend, ReaderPrecision
 from kb.encoders.fingerprint import folder_fingerprint
@@ -26,7 +25,6 @@ from kb.inference.calibrated import FOLDER
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 LOGITS = ("start_logits", "end_logits")
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
@@ -46,9 +44,9 @@ class Logits(Protocol):
 class TorchLogits:
     """The transformers model itself, on its device and in its precision."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
-        self.input_names = accepted_inputs(model)
+        self.input_names = model_inputs(model, tokenizer)
         self.backend = "torch"
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,12 +69,6 @@ class GraphLogits:
     def __call__(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.graph.run(batch)
         return start, end
-
-
-def accepted_inputs(model: Any) -> list[str]:
-    """The tokenizer outputs ``model``'s forward takes (DistilBERT takes no ``token_type_ids``)."""
-    accepted = set(inspect.signature(model.forward).parameters)
-    return [name for name in TOKENIZER_OUTPUTS if name in accepted]
 
 
 def chosen_backend(backend: ReaderBackend, device: str | None, precision: ReaderPrecision,
@@ -114,7 +106,7 @@ def load_reader(name: str, *, backend: GraphBackend | Literal["torch"] = "torch"
     if backend == "torch":
         model, tokenizer = load_question_answering(name, device=device, precision=precision,
                                                    int8_float_layers=int8_float_layers)
-        return TorchLogits(model), tokenizer
+        return TorchLogits(model, tokenizer), tokenizer
     model, tokenizer = load_question_answering(name, device="cpu")
     if backend == STATIC:
         try:
@@ -145,7 +137,7 @@ def exported_graph(name: str, model: Any, tokenizer: Any, backend: GraphBackend,
                    cache: ExportCache | None = None) -> Path:
     """The file ``backend`` runs for the question-answering ``model`` (loaded from ``name``): its float32 ONNX
     export or a data-free int8 quantisation of it, made once and cached by the model's fingerprint."""
-    names = accepted_inputs(model)
+    names = model_inputs(model, tokenizer)
     sequence = {0: "batch", 1: "sequence"}
     spec = GraphSpec(name="question-answering", inputs=names, outputs=LOGITS,
                      dynamic={name: sequence for name in [*names, *LOGITS]})

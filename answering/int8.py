@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from answering.backends import STATIC, accepted_inputs, calibrated_graph, exported_graph, model_fingerprint
-from answering.loading import load_question_answering
+from answering.backends import STATIC, calibrated_graph, exported_graph, model_fingerprint
+from answering.loading import load_question_answering, model_inputs
 from answering.reader import Readers
 from answering.squad_eval import SquadSet, at_threshold, read_scored, squad_scores
 from answering.windows import make_windows
@@ -61,7 +61,7 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
     settings = settings.model_copy(update={"device": "cpu"})
     model, tokenizer = load_question_answering(name, device="cpu")
     source = exported_graph(name, model, tokenizer, "onnx", export_cache(settings))
-    samples = calibration_windows(tokenizer, calibration, settings, accepted_inputs(model), windows)
+    samples = calibration_windows(tokenizer, calibration, settings, model_inputs(model, tokenizer), windows)
     if not samples:
         raise InvalidRequestError("no calibration window: ask for at least one (--windows)")
     quantize_static(source, folder, samples, fingerprint=model_fingerprint(name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import warnings
@@ -29,6 +30,9 @@ def quantize_int8(model: Any, float_layers: Sequence[str] = ()) -> Any:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         return torch.ao.quantization.quantize_dynamic(model, chosen, dtype=torch.qint8)
+
+
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
 
 
 def load_question_answering(name: str, *, device: str | None = None, precision: ReaderPrecision = "float32",
@@ -70,3 +74,11 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
         return quantize_int8(model, int8_float_layers), tokenizer
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     return model.to(device=device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype=dtype), tokenizer
+
+
+def model_inputs(model: Any, tokenizer: Any) -> list[str]:
+    """The tensors to feed ``model``: the tokenizer outputs its forward takes (DistilBERT takes no
+    ``token_type_ids``) and ``tokenizer`` produces (RoBERTa's and XLM-R's produce none, though the model's forward
+    accepts them)."""
+    accepted = set(inspect.signature(model.forward).parameters)
+    return [name for name in TOKENIZER_OUTPUTS if name in accepted and name in tokenizer.model_input_names]

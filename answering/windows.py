@@ -31,7 +31,9 @@ class Windows:
 
 def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_length: int, stride: int,
                  max_windows: int, input_names: set[str]) -> Windows:
-    """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first)."""
+    """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first), each
+    feature holding exactly the tokenizer outputs ``input_names`` (those the model reads and the tokenizer makes:
+    ``answering.loading.model_inputs``)."""
     # A pasted paragraph as question must not starve the passage: each window keeps more than ``stride`` passage
     # tokens (the tokenizer requires it) beside the question and the special tokens (3 for BERT, 4 for RoBERTa).
     # Text such as "[CLS]" in a document or question is read as words, never as the model's own control tokens.
@@ -47,12 +49,13 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
         question = tokenizer.decode(question_ids[:keep])
     encoding = tokenizer([question] * len(passages), passages, truncation="only_second", max_length=max_length,
                          stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
-                         split_special_tokens=True)
+                         split_special_tokens=True, return_token_type_ids="token_type_ids" in input_names,
+                         return_attention_mask="attention_mask" in input_names)
     count = min(len(encoding["input_ids"]), max_windows)
     mapping = encoding["overflow_to_sample_mapping"]
     features, offsets, context, owned = [], [], [], []
     for window in range(count):
-        features.append({name: encoding[name][window] for name in input_names if name in encoding})
+        features.append({name: encoding[name][window] for name in input_names})
         sequence = np.array([s == 1 for s in encoding.sequence_ids(window)])
         context.append(sequence)
         offsets.append([tuple(pair) for pair in encoding["offset_mapping"][window]])

@@ -68,6 +68,24 @@ def save_tiny_bert(folder: Path, tokenizer_path: Path, seed: int = 0) -> Path:
     return folder
 
 
+def save_random_reader(folder: Path, tokenizer: Any, architecture: str = "bert", seed: int = 0) -> Path:
+    """A randomly initialised 1-layer question-answering model (``bert`` or ``roberta``) with ``tokenizer``, saved
+    to ``folder``: for tests of how the reader reads (inputs, padding, offsets), not of what it answers."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, RobertaConfig, RobertaForQuestionAnswering
+
+    torch.manual_seed(seed)
+    shape = {"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 64, "pad_token_id": tokenizer.pad_token_id}
+    if architecture == "roberta":  # its positions start after the padding token's id
+        model = RobertaForQuestionAnswering(RobertaConfig(**shape, max_position_embeddings=514 + shape["pad_token_id"]))
+    else:
+        model = BertForQuestionAnswering(BertConfig(**shape))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def train_tiny_reader(folder: Path, tokenizer_path: Path, steps: int = 300, seed: int = 0) -> Path:
     """Train a 2-layer BERT question-answering model and save it (with a fast tokenizer) to ``folder``.
 

@@ -16,9 +16,9 @@ from kb import KnowledgeBase
 from kb.cli import main
 from kb.config import Settings
 from kb.errors import InvalidRequestError
-from kb.types import Citation
+from kb.types import Citation, Hit
 from tests.documents import pdf_bytes
-from tests.qa_model import FILLER, fact, question
+from tests.qa_model import FILLER, fact, question, save_random_reader
 
 OpenKB = Callable[..., KnowledgeBase]
 FILLER_DOCS = {"weather.txt": " ".join(FILLER[:3]), "office.md": " ".join(FILLER[3:6]),
@@ -263,3 +263,34 @@ def test_length_batches_avoid_padding() -> None:
     batches = length_batches([300, 100, 102, 98, 305, 50], max_size=16)
     assert batches == [[5], [3, 1, 2], [0, 4]]
     assert length_batches([100] * 5, max_size=2) == [[0, 1], [2, 3], [4]]
+
+
+def hits(*texts: str) -> list[Hit]:
+    """``texts`` as retrieval hits of their own documents, each starting at character 10 of its document."""
+    return [Hit(path=f"{i}.txt", page=None, start=10, end=10 + len(text), text=text, score=1.0, chunk_id=i,
+                document_id=i) for i, text in enumerate(texts)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_reader_is_fed_only_the_inputs_its_tokenizer_makes(tmp_path: Path, backend: str) -> None:
+    """RoBERTa's and XLM-R's forward takes ``token_type_ids``, their tokenizers make none: asking for them failed
+    every question with a KeyError."""
+    from transformers import AutoTokenizer
+
+    from answering.reader import ExtractiveReader
+    from tests.conftest import minilm_path, needs_backend
+
+    if backend != "torch":
+        needs_backend(backend)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True,
+                                              model_input_names=["input_ids", "attention_mask"])
+    folder = save_random_reader(tmp_path / "reader", tokenizer, architecture="roberta")
+    reader = ExtractiveReader(Settings(reader_model=str(folder), reader_backend=backend, device="cpu",
+                                       model_cache=str(tmp_path / "cache")))
+    passage = f"{FILLER[0]} {fact('ines', 8080)}"
+    reading = reader.run(question("ines"), hits(passage), threshold=0.0)
+    assert reading.answers and all(a.text == passage[a.sources[0].start - 10 : a.sources[0].end - 10]
+                                   for a in reading.answers)
+    windows = reader.spans(question("ines"), hits(passage), top=1)[2]
+    assert set(windows.features[0]) == {"input_ids", "attention_mask"}
+

@@ -11,7 +11,6 @@ questions and scored against float32 on the validation questions (``training.int
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from answering.loading import model_inputs
 from answering.spans import best_spans
 from answering.squad_eval import SquadSet, squad_scores, tune_as_asked, tuning_description
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE
@@ -189,9 +189,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
-    accepted = set(inspect.signature(model.forward).parameters)
-    input_names = {name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted}
-    window = {"max_length": max_length, "stride": stride, "input_names": input_names}
+    window = {"max_length": max_length, "stride": stride, "input_names": set(model_inputs(model, tokenizer))}
     train_features = reader_features(train_set, tokenizer, for_training=True, **window)
     validation_features = reader_features(validation_set, tokenizer, for_training=False, **window)
     if not train_features.questions:
