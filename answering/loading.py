@@ -33,6 +33,7 @@ def quantize_int8(model: Any, float_layers: Sequence[str] = ()) -> Any:
 
 
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tensors a transformer reads
+CAUSE_CHARACTERS = 300  # of a library's error, quoted in the one-line message
 
 
 def load_question_answering(name: str, *, device: str | None = None, precision: ReaderPrecision = "float32",
@@ -40,8 +41,11 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     """``(model, tokenizer)`` for ``name``, in eval mode, in ``precision``: float32, bfloat16 weights and
     arithmetic, or int8 dynamic quantisation of the Linear layers (CPU only) except ``int8_float_layers``.
 
-    A model that cannot be had raises :class:`ModelNotFoundError` saying where it was looked for and how to
-    provide one. A slow (Python) tokenizer is refused: citations need its character offsets.
+    Whatever stops the model from loading (no such model, no network, a truncated or corrupt file) raises
+    :class:`ModelNotFoundError` quoting the library's error and saying where the model was looked for and how to
+    provide one, so ``ask`` can fall back to its evidence. So does a model that would load but read nonsense: a
+    slow (Python) tokenizer (citations need a fast one's character offsets), a folder without tokenizer files, or
+    weights without a question-answering head.
     """
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -58,17 +62,27 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
             # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=not online,
                                                       trust_remote_code=False)
-            model = AutoModelForQuestionAnswering.from_pretrained(source, local_files_only=not online,
-                                                                  trust_remote_code=False)
-    except (OSError, ValueError) as error:  # offline, unknown repository, folder without weights
+            model, loading = AutoModelForQuestionAnswering.from_pretrained(
+                source, local_files_only=not online, trust_remote_code=False, output_loading_info=True)
+    except Exception as error:  # offline, unknown repository, no weights, a truncated file: each library its own
+        cause = " ".join(str(error).split())[:CAUSE_CHARACTERS].rstrip(".") or type(error).__name__
         raise ModelNotFoundError(
-            f"reader model {name!r} could not be loaded (looked in: {where}); set KB_READER_MODEL to a local "
-            "question-answering model folder (model and tokenizer saved with save_pretrained), or run once online "
-            "to download it"
+            f"reader model {name!r} could not be loaded (looked in: {where}): {cause}; set KB_READER_MODEL to a "
+            "local question-answering model folder (model and tokenizer saved with save_pretrained), or run once "
+            "online to download it"
         ) from error
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"reader model {name!r} has no fast tokenizer (tokenizer.json); the reader needs "
                                  "one for character offsets: save the model with a fast tokenizer")
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):  # transformers makes one from the config alone
+        raise ModelNotFoundError(f"reader model {name!r} has no tokenizer files (looked in: {where}): its tokenizer "
+                                 "would know only its special tokens; save the tokenizer with the model "
+                                 "(tokenizer.save_pretrained into the same folder)")
+    if missing := sorted(loading["missing_keys"]):  # transformers fills them with random numbers, and warns
+        raise ModelNotFoundError(
+            f"reader model {name!r} is not a question-answering model: its weights lack {', '.join(missing[:4])}"
+            f"{' and more' if len(missing) > 4 else ''}, so it would answer at random; train a reader from it "
+            f"with `kb train reader --base-model {name}`, or set KB_READER_MODEL to a question-answering model")
     model.eval()
     if precision == "int8":  # int8 kernels exist for CPU only
         return quantize_int8(model, int8_float_layers), tokenizer

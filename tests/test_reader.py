@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -293,4 +294,34 @@ def test_a_reader_is_fed_only_the_inputs_its_tokenizer_makes(tmp_path: Path, bac
                                    for a in reading.answers)
     windows = reader.spans(question("ines"), hits(passage), top=1)[2]
     assert set(windows.features[0]) == {"input_ids", "attention_mask"}
+
+
+
+@pytest.mark.parametrize("broken", ["no tokenizer files", "no question-answering head", "truncated weights"])
+def test_a_reader_that_cannot_read_is_refused_and_ask_still_returns_evidence(
+        kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path, broken: str) -> None:
+    """Each of these loaded (and read nonsense: a five-token vocabulary, a random answer head) or made ``ask``
+    raise the library's own error; now ``ask`` says why in its one-line message and returns its evidence."""
+    from tests.conftest import minilm_path
+
+    folder = tmp_path / "reader"
+    if broken == "no question-answering head":  # a sentence-transformers model: BERT weights, no answer head
+        folder, expected = minilm_path(), "not a question-answering model: its weights lack qa_outputs"
+    else:
+        folder.mkdir()
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            if broken == "truncated weights" or not name.startswith("tokenizer"):
+                shutil.copy(tiny_reader / name, folder / name)
+        if broken == "truncated weights":  # an interrupted copy
+            weights = folder / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:1000])
+        expected = "has no tokenizer files" if broken == "no tokenizer files" else "deserializing header"
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
+    knowledge_base = kb_factory(reader_model=str(folder))
+    knowledge_base.ingest(docs)
+    result = knowledge_base.ask(question("chen"), k=3)
+    assert result.status == "reader_unavailable" and not result.answers and len(result.evidence) == 3
+    assert expected in result.message and str(folder) in result.message and "\n" not in result.message
+    if broken == "no question-answering head":
+        assert "kb train reader" in result.message
 
