@@ -45,7 +45,8 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     :class:`ModelNotFoundError` quoting the library's error and saying where the model was looked for and how to
     provide one, so ``ask`` can fall back to its evidence. So does a model that would load but read nonsense: a
     slow (Python) tokenizer (citations need a fast one's character offsets), a folder without tokenizer files, or
-    weights without a question-answering head.
+    weights without a question-answering head. The tokenizer pads on the right, where the reader cuts each
+    window's logits from its padded batch.
     """
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -83,6 +84,7 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
             f"reader model {name!r} is not a question-answering model: its weights lack {', '.join(missing[:4])}"
             f"{' and more' if len(missing) > 4 else ''}, so it would answer at random; train a reader from it "
             f"with `kb train reader --base-model {name}`, or set KB_READER_MODEL to a question-answering model")
+    tokenizer.padding_side = "right"
     model.eval()
     if precision == "int8":  # int8 kernels exist for CPU only
         return quantize_int8(model, int8_float_layers), tokenizer

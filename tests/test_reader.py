@@ -325,3 +325,21 @@ def test_a_reader_that_cannot_read_is_refused_and_ask_still_returns_evidence(
     if broken == "no question-answering head":
         assert "kb train reader" in result.message
 
+
+
+def test_left_padding_tokenizer_reads_as_right_padding(tiny_reader: Path, tmp_path: Path) -> None:
+    """Windows of different lengths are padded into one batch and each window's logits are its first tokens: a
+    tokenizer saved with ``padding_side="left"`` shifted the shorter window's logits onto its padding."""
+    from answering.reader import ExtractiveReader
+
+    left = shutil.copytree(tiny_reader, tmp_path / "left")
+    config = json.loads((left / "tokenizer_config.json").read_text())
+    (left / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+    passage = f"{FILLER[0]} {fact('jonas', 4242)}"
+    passages = hits(passage, f"Yes. {passage}")  # two tokens longer: one batch (length_batches), one padded
+    readings = [ExtractiveReader(Settings(reader_model=str(folder), reader_backend="torch", device="cpu"))
+                .run(question("jonas"), passages, threshold=0.0) for folder in (tiny_reader, left)]
+    assert [a.text for a in readings[1].answers] == [a.text for a in readings[0].answers]
+    assert [a.score for a in readings[1].answers] == pytest.approx([a.score for a in readings[0].answers], abs=1e-6)
+    assert [len(a.sources) for a in readings[1].answers] == [len(a.sources) for a in readings[0].answers]
+
