@@ -107,7 +107,7 @@ class ExtractiveReader:
             return Reading(answers=[], no_answer_score=1.0)
         spans, null, windows = self.spans(question, passages, top=max(CANDIDATE_SPANS, 10 * top_k))
         candidates = [self._cite(span, windows, passages) for span in spans]
-        answers = merge_answers([c for c in candidates if c[0].strip()], top=top_k)
+        answers = merge_answers([c for c in candidates if c[0]], top=top_k)
         best = answers[0].score if answers else None
         if answers and null > answers[0].score:
             answers = []
@@ -146,10 +146,16 @@ class ExtractiveReader:
 
     @staticmethod
     def _cite(span: Span, windows: Windows, passages: Sequence[Hit]) -> tuple[str, Citation]:
-        """The span's text and its citation, with offsets mapped from the passage into the document text."""
+        """The span's text and its citation, with offsets mapped from the passage into the document text.
+
+        Whitespace at either end is left out: sentencepiece (Metaspace) tokenizers count the space before a word
+        as part of its token."""
         hit = passages[int(windows.passage[span.window])]
         offsets = windows.offsets[span.window]
         first, last = offsets[span.start][0], offsets[span.end][1]
+        text = hit.text[first:last]
+        first += len(text) - len(text.lstrip())
+        last = max(first, last - (len(text) - len(text.rstrip())))  # a span of whitespace only becomes empty
         text = hit.text[first:last]
         return text, Citation(path=hit.path, page=hit.page, start=hit.start + first, end=hit.start + last,
                               passage=hit.text, passage_start=hit.start, passage_end=hit.end, score=span.probability,

@@ -19,7 +19,7 @@ from kb.config import Settings
 from kb.errors import InvalidRequestError
 from kb.types import Citation, Hit
 from tests.documents import pdf_bytes
-from tests.qa_model import FILLER, fact, question, save_random_reader
+from tests.qa_model import FILLER, NAMES, fact, question, save_random_reader
 
 OpenKB = Callable[..., KnowledgeBase]
 FILLER_DOCS = {"weather.txt": " ".join(FILLER[:3]), "office.md": " ".join(FILLER[3:6]),
@@ -342,4 +342,34 @@ def test_left_padding_tokenizer_reads_as_right_padding(tiny_reader: Path, tmp_pa
     assert [a.text for a in readings[1].answers] == [a.text for a in readings[0].answers]
     assert [a.score for a in readings[1].answers] == pytest.approx([a.score for a in readings[0].answers], abs=1e-6)
     assert [len(a.sources) for a in readings[1].answers] == [len(a.sources) for a in readings[0].answers]
+
+
+
+def test_answers_and_citations_leave_out_the_space_a_sentencepiece_token_holds(tmp_path: Path) -> None:
+    """Metaspace tokenizers (ALBERT, XLM-R, DeBERTa-v3) give a word's token the space before it: answers and their
+    cited characters began with that space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from answering.reader import ExtractiveReader
+
+    corpus = [fact(name, 1000 + number) for number, name in enumerate(NAMES)] + FILLER + [question("kofi")]
+    model = Tokenizer(models.BPE(unk_token="<unk>"))
+    model.pre_tokenizer, model.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    model.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "[CLS]", "[SEP]",
+                                                                                          "<pad>"]))
+    model.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="<unk>", cls_token="[CLS]",
+                                        sep_token="[SEP]", pad_token="<pad>",
+                                        model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    folder = save_random_reader(tmp_path / "reader", tokenizer)
+    passage = f"{FILLER[2]} {fact('kofi', 1234)} {FILLER[4]}"
+    reading = ExtractiveReader(Settings(reader_model=str(folder), reader_backend="torch", device="cpu")).run(
+        question("kofi"), hits(passage), top_k=10, threshold=0.0)
+    assert any(answer.sources[0].start > 10 for answer in reading.answers)  # one after a space, not at the start
+    for answer in reading.answers:
+        source = answer.sources[0]
+        assert answer.text == answer.text.strip() == source.text
+        assert passage[source.start - 10 : source.end - 10] == source.text
 
