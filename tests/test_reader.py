@@ -296,7 +296,6 @@ def test_a_reader_is_fed_only_the_inputs_its_tokenizer_makes(tmp_path: Path, bac
     assert set(windows.features[0]) == {"input_ids", "attention_mask"}
 
 
-
 @pytest.mark.parametrize("broken", ["no tokenizer files", "no question-answering head", "truncated weights"])
 def test_a_reader_that_cannot_read_is_refused_and_ask_still_returns_evidence(
         kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path, broken: str) -> None:
@@ -326,7 +325,6 @@ def test_a_reader_that_cannot_read_is_refused_and_ask_still_returns_evidence(
         assert "kb train reader" in result.message
 
 
-
 def test_left_padding_tokenizer_reads_as_right_padding(tiny_reader: Path, tmp_path: Path) -> None:
     """Windows of different lengths are padded into one batch and each window's logits are its first tokens: a
     tokenizer saved with ``padding_side="left"`` shifted the shorter window's logits onto its padding."""
@@ -342,7 +340,6 @@ def test_left_padding_tokenizer_reads_as_right_padding(tiny_reader: Path, tmp_pa
     assert [a.text for a in readings[1].answers] == [a.text for a in readings[0].answers]
     assert [a.score for a in readings[1].answers] == pytest.approx([a.score for a in readings[0].answers], abs=1e-6)
     assert [len(a.sources) for a in readings[1].answers] == [len(a.sources) for a in readings[0].answers]
-
 
 
 def test_answers_and_citations_leave_out_the_space_a_sentencepiece_token_holds(tmp_path: Path) -> None:
@@ -373,3 +370,26 @@ def test_answers_and_citations_leave_out_the_space_a_sentencepiece_token_holds(t
         assert answer.text == answer.text.strip() == source.text
         assert passage[source.start - 10 : source.end - 10] == source.text
 
+
+def readings(*texts_and_scores: tuple[str, float]) -> list[tuple[str, Citation]]:
+    """Candidate answers, each read alone in a document of its own."""
+    return [(text, Citation(path=f"d{number}", page=None, start=0, end=len(text), passage=text, passage_start=0,
+                            passage_end=len(text), score=score, chunk_id=number, document_id=number))
+            for number, (text, score) in enumerate(texts_and_scores)]
+
+
+def test_answers_differing_in_a_sign_or_inner_punctuation_are_not_merged() -> None:
+    """SQuAD's normalisation drops every punctuation mark: "-5" and "5", "3.5" and "35", "C++" and "C" became one
+    answer with both scores and sources that disagree with its text."""
+    for first, second in [("-5 degrees", "5 degrees"), ("3.5 million", "35 million"), ("C++", "C"), ("50%", "50")]:
+        answers = merge_answers(readings((first, 0.4), (second, 0.3)), top=5)
+        assert [(a.text, a.score) for a in answers] == [(first, 0.4), (second, 0.3)]
+    # "5 degrees" read inside "-5 degrees" is that answer with other bounds, not a source of the other "5 degrees".
+    minus, plus = readings(("-5 degrees", 0.3), ("5 degrees", 0.5))
+    inside = ("5 degrees", minus[1].model_copy(update={"start": 1, "score": 0.1}))
+    answers = merge_answers([minus, plus, inside], top=5)
+    assert [(a.text, round(a.score, 2), [s.document_id for s in a.sources]) for a in answers] == [
+        ("5 degrees", 0.5, [1]), ("-5 degrees", 0.4, [0])]
+    # Case, punctuation and quotes at the ends, a leading article and runs of spaces still do not matter.
+    answers = merge_answers(readings(("Marxville", 0.4), ("marxville.", 0.2), ("“The  Marxville”", 0.1)), top=5)
+    assert [(a.text, round(a.score, 2), len(a.sources)) for a in answers] == [("Marxville", 0.7, 3)]
