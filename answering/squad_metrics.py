@@ -1,13 +1,19 @@
-"""SQuAD metrics with the official evaluation script's rules (v1.1 and v2.0), and CMRC 2018's for Chinese.
+"""SQuAD metrics with the official evaluation script's rules (v1.1 and v2.0), and for Chinese a segmentation
+modelled on CMRC 2018's evaluation (not identical to it: see below).
 
 Answers are compared after ``normalize_answer`` (lower case, no punctuation, no articles a/an/the, single
 spaces). Exact match and token F1 take the maximum over the gold answers; a question without gold answers
 (SQuAD 2.0 "impossible") counts as gold ``""``, so only an empty prediction scores 1 on it.
 
 Chinese has no spaces, so whitespace tokens would make F1 equal exact match. Where the prediction or the gold
-answer holds a Chinese character, the CMRC 2018 evaluation's rules apply instead: every Chinese character is a
-token (runs of other characters are words split at spaces), punctuation of any script is dropped, and F1 comes
-from the longest common run of tokens.
+answer holds a Chinese character, both are cut by ``chinese_tokens`` instead: every Chinese character is a token,
+runs of other characters are words split at whitespace and at punctuation, every Unicode punctuation character
+(category P: "%", ".", "(" and "，" included) is dropped and symbols ("+", "=") are kept; exact match compares the
+token lists (so whitespace never matters) and F1 comes from the longest common run of tokens, as CMRC's does.
+CMRC 2018's official script (cmrc2018_evaluate.py) differs: it drops only its fixed list of marks (ASCII
+``- : _ * ^ / \\ ~ ` + =`` and full-width ones such as "，。：？！“”；’《》·、「」（）－～『』"), compares exact
+match on the text with its inner whitespace, and splits other runs with nltk's ``word_tokenize`` for F1. So "约50%"
+and "约50", or "北京 大学" and "北京大学", match here and not there; "C++语言" and "C语言" match there and not here.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ def _chinese(*texts: str) -> bool:
 
 
 def chinese_tokens(text: str) -> list[str]:
-    """CMRC 2018's segmentation: each Chinese character a token, other runs words split at spaces, punctuation of
-    any script dropped, lower case."""
+    """Lower-case tokens of ``text``: each Chinese character one, other runs words split at whitespace and at
+    punctuation; every Unicode punctuation character dropped (a segmentation modelled on CMRC 2018's, whose own
+    drops only a fixed list of marks: see the module's docstring)."""
     tokens: list[str] = []
     word = ""
     for char in text.lower():
@@ -67,8 +74,8 @@ def exact_match(prediction: str, gold: str) -> float:
 
 
 def f1_score(prediction: str, gold: str) -> float:
-    """Token-overlap F1 (for Chinese, CMRC 2018's longest common run of tokens); when either side has no tokens,
-    1 if both have none, else 0."""
+    """Token-overlap F1 (for Chinese, the longest common run of ``chinese_tokens``, as CMRC 2018 scores it); when
+    either side has no tokens, 1 if both have none, else 0."""
     if _chinese(prediction, gold):
         predicted, expected = chinese_tokens(prediction), chinese_tokens(gold)
         if not predicted or not expected:

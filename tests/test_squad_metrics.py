@@ -39,7 +39,7 @@ def test_best_over_gold_answers_and_no_answer() -> None:
     assert best_scores("x", ["the", "x"]) == (1.0, 1.0)  # gold answers that normalise to nothing are dropped
 
 
-def test_chinese_answers_are_scored_by_character_as_cmrc_2018_does() -> None:
+def test_chinese_answers_are_scored_by_character_like_cmrc_2018() -> None:
     from answering.squad_metrics import chinese_tokens
 
     assert chinese_tokens("iPhone 7于2016年发布，售价649美元。") == [
@@ -49,3 +49,15 @@ def test_chinese_answers_are_scored_by_character_as_cmrc_2018_does() -> None:
     assert f1_score("2016年", "2016年9月") == pytest.approx(2 * 2 / 6)  # a common run of 2 of 2 and 4 tokens
     assert f1_score("发布售价", "售价发布") == pytest.approx(2 * 2 / 8)  # the longest common run, not the bag
     assert best_scores("", ["三十天"]) == (0.0, 0.0) and best_scores("三十天", []) == (0.0, 0.0)
+
+
+def test_chinese_scoring_differs_from_cmrc_2018s_script_where_the_docstring_says() -> None:
+    """The module claimed CMRC 2018's rules; its punctuation and whitespace rules are its own, and these are the
+    documented cases where CMRC's cmrc2018_evaluate.py (a fixed list of marks, whitespace kept) scores otherwise."""
+    import answering.squad_metrics as metrics
+
+    documented = " ".join((metrics.__doc__ or "").split())
+    for prediction, gold, here in [("约50", "约50%", 1.0), ("北京大学", "北京 大学", 1.0), ("C语言", "C++语言", 0.0)]:
+        assert exact_match(prediction, gold) == here
+        assert f'"{gold}" and "{prediction}"' in documented or f'"{prediction}" and "{gold}"' in documented
+    assert "match here and not there" in documented and "there and not here" in documented
