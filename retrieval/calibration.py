@@ -6,6 +6,12 @@ is how unusual a score is *for this query*: its standard score against the query
 sample of the space's distinct vectors (the "background"). Two scores with the same standard score are equally strong
 evidence, so a CLIP score is moved onto the text scale as ``text_mean + z * text_std`` of the query's own text
 background, and results from several CLIP lists are merged by ``z``.
+
+A background is drawn only from vectors of the same modality: in the CLIP space an image and a text chunk come from
+different towers and sit far apart (the modality gap), so texts say nothing about what is typical for images. A
+modality with fewer than ``MIN_SAMPLE`` distinct vectors has no background (a handful cannot say how widely
+similarities vary), and scores that would be moved by it stay raw cosines: a few photos beside many texts, or a
+folder of photos alone, are still found, at the similarity CLIP gave them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from kb.types import Modality
 
 SAMPLE_SIZE = 512  # background vectors per space and modality
 OVERDRAW = 4  # vectors read per background vector wanted, so that repeats can be dropped
-MIN_SAMPLE = 8  # fewer distinct vectors than this and a modality borrows the whole space's background
+MIN_SAMPLE = 8  # fewer distinct vectors than this and a modality has no background: scores stay cosines
 MIN_STD = 0.01  # a spread below this (near-identical background) would turn tiny differences into huge z
 REUSED_FOR = 50  # commits a sample drawn from a large space stays in use: redrawing reads every vector id
 LARGE = OVERDRAW * SAMPLE_SIZE  # vectors in a space whose sample a few commits cannot make unrepresentative
@@ -47,13 +53,13 @@ class Backgrounds:
         self._samples: dict[tuple[int, str | None], tuple[int, int, np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def typical(self, snapshot: Snapshot, space: Space, query: np.ndarray, modality: Modality | None = None) -> Typical:
-        """Mean and spread of ``query``'s similarities to the background of ``modality`` (all when None)."""
+    def typical(self, snapshot: Snapshot, space: Space, query: np.ndarray,
+                modality: Modality | None = None) -> Typical | None:
+        """Mean and spread of ``query``'s similarities to the background of ``modality`` (all when None); None when
+        it has fewer than ``MIN_SAMPLE`` distinct vectors."""
         sample = self._sample(snapshot, space, modality)
-        if len(sample) < MIN_SAMPLE and modality is not None:
-            sample = self._sample(snapshot, space, None)
-        if len(sample) < 2:  # nothing to compare with: leave scores as they are
-            return Typical(0.0, 1.0)
+        if len(sample) < MIN_SAMPLE:
+            return None
         similarities = sample @ query.astype(np.float32)
         return Typical(float(similarities.mean()), max(float(similarities.std()), MIN_STD))
 
@@ -77,11 +83,22 @@ class Backgrounds:
             self._samples[key] = (generation, len(ids), sample)
         return sample
 
-def align(ranked: list[tuple[int, float]], source: Typical, target: Typical) -> list[tuple[int, float]]:
-    """Scores from the ``source`` space moved onto the ``target`` space's scale by their standard scores."""
+def align(ranked: list[tuple[int, float]], source: Typical | None,
+          target: Typical | None) -> list[tuple[int, float]]:
+    """Scores from the ``source`` space moved onto the ``target`` space's scale by their standard scores; left as
+    they are when either has no background."""
+    if source is None or target is None:
+        return list(ranked)
     return [(item, target.mean + source.z(score) * target.std) for item, score in ranked]
 
 
-def standardise(ranked: list[tuple[int, float]], typical: Typical) -> list[tuple[int, float]]:
-    """Scores replaced by their standard scores, for merging lists from one space's different modalities."""
-    return [(item, typical.z(score)) for item, score in ranked]
+def merge_by_standard_score(lists: list[tuple[list[tuple[int, float]], Typical | None]]) -> list[tuple[int, float]]:
+    """Lists from one space's different modalities, each with its background, merged best first by standard score;
+    by raw cosine when one has no background (a raw cosine and a standard score are not on one scale)."""
+    merged: list[tuple[int, float]] = []
+    for ranked, typical in lists:
+        if typical is None:
+            merged = [pair for found, _ in lists for pair in found]
+            break
+        merged += [(item, typical.z(score)) for item, score in ranked]
+    return sorted(merged, key=lambda pair: (-pair[1], pair[0]))

@@ -21,7 +21,7 @@ from kb.storage.models import Space
 from kb.storage.reading import Snapshot
 from kb.storage.store import Store
 from kb.types import CLIP_SPACE, MODALITIES, SEARCH_MODES, TEXT_SPACE, Filters, Hit, ImageInfo, Modality, SearchMode
-from retrieval.calibration import Backgrounds, Typical, align, standardise
+from retrieval.calibration import Backgrounds, Typical, align, merge_by_standard_score
 from retrieval.dense import dense_scores
 from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
@@ -127,8 +127,7 @@ class Retriever:
                 signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
             if mode == "hybrid" and self.settings.fusion.true_scores:
                 self._complete(snapshot, signals, query, text_space, vector, clip_space)
-            # A negative cosine is no evidence: without a keyword match such a chunk is not a hit at all.
-            dense = [(chunk_id, score) for chunk_id, score in signals.dense() if score > 0]
+            dense = signals.dense()
             ranked = self._fuse(mode, dense, signals.keyword, language)
             hits = self._hits(snapshot, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
             return one_hit_per_evidence(hits)[:wanted_hits]
@@ -154,7 +153,8 @@ class Retriever:
 
         Image-to-image similarities run far higher than image-to-text ones (CLIP's modality gap), so each
         modality's results are standardised against their own background before they are merged: a hit's
-        ``score`` is its standard score, comparable across the two.
+        ``score`` is its standard score, comparable across the two (its cosine when a modality has too few vectors
+        for a background; see calibration.py).
         """
         if k <= 0:
             raise InvalidRequestError("k must be positive")
@@ -164,13 +164,11 @@ class Retriever:
             raise ImageSearchUnavailable(self._clip_unavailable_reason())
         vector = self.clip.encode_images([image])[0]
         with self.store.read() as snapshot:
-            ranked: Ranked = []
-            clip_scores: dict[int, float] = {}
-            for modality in sorted(wanted):
-                found = snapshot.dense_search(space, vector, 2 * k, filters, frozenset({modality}))
-                clip_scores.update(found)
-                ranked += standardise(found, self.backgrounds.typical(snapshot, space, vector, modality))
-            ranked.sort(key=lambda pair: (-pair[1], pair[0]))
+            found = {modality: snapshot.dense_search(space, vector, 2 * k, filters, frozenset({modality}))
+                     for modality in sorted(wanted)}
+            ranked = merge_by_standard_score([(pairs, self.backgrounds.typical(snapshot, space, vector, modality))
+                                              for modality, pairs in found.items()])
+            clip_scores = {chunk_id: score for pairs in found.values() for chunk_id, score in pairs}
             return one_hit_per_evidence(self._hits(snapshot, ranked, {}, {}, clip_scores))[:k]
 
     def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
@@ -249,12 +247,13 @@ class Retriever:
 @dataclass
 class _Signals:
     """What each retriever scored for one query: text-space cosines, CLIP cosines of images (with the query's
-    typical similarities in the CLIP and text spaces, to align them), and normalised BM25."""
+    typical similarities in the CLIP and text spaces, to align them; None where a space has no background for
+    the modality, and CLIP scores stay cosines), and normalised BM25."""
 
     text: Ranked = field(default_factory=list)
     clip: Ranked = field(default_factory=list)
     clip_vector: np.ndarray | None = None
-    clip_scale: tuple[Typical, Typical] | None = None
+    clip_scale: tuple[Typical | None, Typical | None] | None = None
     keyword: Ranked = field(default_factory=list)
 
     def dense(self) -> Ranked:

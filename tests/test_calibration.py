@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.calibration import LARGE, MIN_SAMPLE, Typical, align, standardise
+from retrieval.calibration import LARGE, MIN_SAMPLE, Typical, align, merge_by_standard_score
 
 
 def test_an_equally_unusual_score_counts_the_same_on_the_target_scale() -> None:
@@ -17,13 +17,21 @@ def test_an_equally_unusual_score_counts_the_same_on_the_target_scale() -> None:
 
 def test_lists_with_different_ranges_merge_by_standard_score() -> None:
     # Image-to-image similarities run high, image-to-text low: the better text match must not lose by default.
-    images = standardise([(10, 0.80)], Typical(mean=0.75, std=0.05))
-    texts = standardise([(20, 0.35)], Typical(mean=0.20, std=0.05))
-    merged = sorted(images + texts, key=lambda pair: -pair[1])
-    assert [item for item, _ in merged] == [20, 10]
+    merged = merge_by_standard_score([([(10, 0.80)], Typical(mean=0.75, std=0.05)),
+                                      ([(20, 0.35)], Typical(mean=0.20, std=0.05))])
+    assert merged == [(20, pytest.approx(3.0)), (10, pytest.approx(1.0))]
 
 
-def test_a_small_modality_borrows_the_whole_space_as_background(image_kb, tmp_path) -> None:
+def test_without_a_background_scores_stay_cosines() -> None:
+    text = Typical(mean=0.10, std=0.10)
+    assert align([(1, 0.06), (2, 0.03)], None, text) == [(1, 0.06), (2, 0.03)]
+    assert align([(1, 0.06)], Typical(mean=0.20, std=0.02), None) == [(1, 0.06)]
+    # One list without a background: none is standardised, or a cosine would be ranked against standard scores.
+    assert merge_by_standard_score([([(10, 0.95)], None), ([(20, 0.35)], Typical(mean=0.20, std=0.05))]) == \
+        [(10, 0.95), (20, 0.35)]
+
+
+def test_a_small_modality_has_no_background_of_its_own_or_borrowed(image_kb, tmp_path) -> None:
     from tests.test_multimodal import write_folder
 
     kb = image_kb()
@@ -33,11 +41,44 @@ def test_a_small_modality_borrows_the_whole_space_as_background(image_kb, tmp_pa
     backgrounds = kb.retriever.backgrounds
     with kb.store.read() as snapshot:
         images = backgrounds._sample(snapshot, space, "image")
-        everything = backgrounds._sample(snapshot, space, None)
-        typical = backgrounds.typical(snapshot, space, query, "image")
-    assert len(images) == 4 < MIN_SAMPLE and len(everything) == 6  # four distinct pictures: too few to say
-    assert typical.mean == pytest.approx(float((everything @ query).mean()), abs=1e-5)
-    assert typical.std == pytest.approx(float((everything @ query).std()), abs=1e-5)
+        assert len(images) == 4 < MIN_SAMPLE  # four distinct pictures: too few to say what is typical
+        # The texts beside them are no stand-in: CLIP's text tower puts them far from every picture.
+        assert backgrounds.typical(snapshot, space, query, "image") is None
+
+
+def _found_by_text(kb, query: str) -> tuple[list, dict[int, float]]:
+    """The image hits of a dense text search for ``query``, and every image's raw CLIP cosine with it."""
+    from kb.types import CLIP_SPACE
+
+    retriever = kb.retriever
+    vector = retriever.clip.encode([query])[0]
+    space = kb.store.space(CLIP_SPACE, retriever.clip.identity(), create=False)
+    with kb.store.read() as snapshot:
+        cosines = dict(snapshot.dense_search(space, vector, 100, None, frozenset({"image"})))
+    return kb.search(query, k=100, mode="dense", modalities={"image"}), cosines
+
+
+@pytest.mark.parametrize(("pictures", "texts"), [(5, 40), (12, 0)], ids=["few-images-many-texts", "photos-only"])
+def test_a_text_search_finds_a_small_collection_of_images(image_kb, tmp_path, pictures: int, texts: int) -> None:
+    """A handful of photos beside many texts (no image background: it used to be borrowed from the texts' CLIP
+    vectors, which made every photo score below zero), or a folder of photos alone (no text background: scores
+    used to become standard scores, and every below-average photo was cut): every photo with a positive cosine is
+    found, at that cosine."""
+    from tests.test_multimodal import noise_image
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for seed in range(pictures):
+        noise_image(folder / f"photo{seed}.png", seed)
+    for number in range(texts):
+        (folder / f"note{number}.txt").write_text(f"Note {number} on topic {number}, with some words.\n",
+                                                  encoding="utf-8")
+    kb = image_kb()
+    kb.ingest(folder)
+    hits, cosines = _found_by_text(kb, "photo")
+    positive = {chunk_id for chunk_id, cosine in cosines.items() if cosine > 0}
+    assert positive and {hit.chunk_id for hit in hits} == positive
+    assert all(hit.score == pytest.approx(cosines[hit.chunk_id], abs=1e-5) for hit in hits)
 
 
 def test_repeated_pictures_count_once_in_the_background(image_kb, tmp_path) -> None:
