@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -32,6 +32,7 @@ from retrieval.translation import english_gloss
 log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
 QUERY_CACHE = 64  # recent query texts whose text-space vectors are kept
+DEEPEST = 4096  # candidates per list a search reads at most, looking deeper for hits that repeats folded away
 Ranked = list[tuple[int, float]]
 
 
@@ -99,7 +100,7 @@ class Retriever:
         reranker (if any) reads."""
         wanted_hits = max(k, self.settings.reranker.candidates) if self.reranker is not None else k
         # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
-        # evidence.py).
+        # evidence.py), deeper still when repeats fill the lists (_deepened).
         depth = max(2 * wanted_hits, self.settings.fusion.candidates)
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
@@ -112,25 +113,29 @@ class Retriever:
         with self.store.read() as snapshot:
             if snapshot.chunk_modalities() <= wanted:  # nothing to leave out: search unfiltered, several times faster
                 wanted = frozenset(MODALITIES)
-            signals = _Signals()
-            if text_space is not None and vector is not None:
-                signals.text = snapshot.dense_search(text_space, vector, depth, filters, wanted)
-                if clip_space is not None and clip_vector is not None:
-                    # Images matched by what they show join the dense list on its scale, so every fusion treats a
-                    # CLIP match like a text-space match; an image found both ways keeps its better dense score.
-                    signals.clip_vector = clip_vector
-                    signals.clip = snapshot.dense_search(clip_space, clip_vector, depth, filters,
-                                                         frozenset({"image"}))
-                    signals.clip_scale = (self.backgrounds.typical(snapshot, clip_space, clip_vector, "image"),
-                                          self.backgrounds.typical(snapshot, text_space, vector, "text"))
-            if mode != "dense":
-                signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
-            if mode == "hybrid" and self.settings.fusion.true_scores:
-                self._complete(snapshot, signals, query, text_space, vector, clip_space)
-            dense = signals.dense()
-            ranked = self._fuse(mode, dense, signals.keyword, language)
-            hits = self._hits(snapshot, ranked, dict(dense), dict(signals.keyword), dict(signals.clip))
-            return one_hit_per_evidence(hits)[:wanted_hits]
+
+            def candidates(depth: int) -> tuple[list[Hit], bool]:
+                signals = _Signals()
+                if text_space is not None and vector is not None:
+                    signals.text = snapshot.dense_search(text_space, vector, depth, filters, wanted)
+                    if clip_space is not None and clip_vector is not None:
+                        # Images matched by what they show join the dense list on its scale, so every fusion treats
+                        # a CLIP match like a text-space match; an image found both ways keeps its better dense score.
+                        signals.clip_vector = clip_vector
+                        signals.clip = snapshot.dense_search(clip_space, clip_vector, depth, filters,
+                                                             frozenset({"image"}))
+                        signals.clip_scale = (self.backgrounds.typical(snapshot, clip_space, clip_vector, "image"),
+                                              self.backgrounds.typical(snapshot, text_space, vector, "text"))
+                if mode != "dense":
+                    signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
+                full = any(len(found) >= depth for found in (signals.text, signals.clip, signals.keyword))
+                if mode == "hybrid" and self.settings.fusion.true_scores:
+                    self._complete(snapshot, signals, query, text_space, vector, clip_space)
+                dense = signals.dense()
+                ranked = self._fuse(mode, dense, signals.keyword, language)
+                return self._hits(snapshot, ranked, dict(dense), dict(signals.keyword), dict(signals.clip)), full
+
+            return _deepened(candidates, wanted_hits, depth)
 
     def _complete(self, snapshot: Snapshot, signals: _Signals, query: str, text_space: Space | None,
                   vector: np.ndarray | None, clip_space: Space | None) -> None:
@@ -164,12 +169,17 @@ class Retriever:
             raise ImageSearchUnavailable(self._clip_unavailable_reason())
         vector = self.clip.encode_images([image])[0]
         with self.store.read() as snapshot:
-            found = {modality: snapshot.dense_search(space, vector, 2 * k, filters, frozenset({modality}))
-                     for modality in sorted(wanted)}
-            ranked = merge_by_standard_score([(pairs, self.backgrounds.typical(snapshot, space, vector, modality))
-                                              for modality, pairs in found.items()])
-            clip_scores = {chunk_id: score for pairs in found.values() for chunk_id, score in pairs}
-            return one_hit_per_evidence(self._hits(snapshot, ranked, {}, {}, clip_scores))[:k]
+
+            def candidates(depth: int) -> tuple[list[Hit], bool]:
+                found = {modality: snapshot.dense_search(space, vector, depth, filters, frozenset({modality}))
+                         for modality in sorted(wanted)}
+                ranked = merge_by_standard_score([(pairs, self.backgrounds.typical(snapshot, space, vector, modality))
+                                                  for modality, pairs in found.items()])
+                clip_scores = {chunk_id: score for pairs in found.values() for chunk_id, score in pairs}
+                full = any(len(pairs) >= depth for pairs in found.values())
+                return self._hits(snapshot, ranked, {}, {}, clip_scores), full
+
+            return _deepened(candidates, k, 2 * k)
 
     def images_near(self, chunk_ids: Iterable[int]) -> list[Hit]:
         """Images that belong with these text chunks: in the same document, their span overlapping the chunk's (an
@@ -262,6 +272,19 @@ class _Signals:
         merged = _best_of(self.text, align(self.clip, *self.clip_scale)) if self.clip_scale is not None else \
             sorted(self.text, key=lambda pair: (-pair[1], pair[0]))
         return [(chunk_id, score) for chunk_id, score in merged if score > 0]
+
+
+def _deepened(candidates: Callable[[int], tuple[list[Hit], bool]], wanted: int, depth: int) -> list[Hit]:
+    """The best ``wanted`` hits after one hit per piece of evidence (evidence.py), from ``candidates(depth)``: the
+    hits of candidate lists ``depth`` deep, and whether one of those lists was full. Repeats (a blank page sixty
+    times, a logo on every page) can fill every list and fold into one hit: while fewer than ``wanted`` are left
+    and a list was full, the search looks twice as deep, up to ``DEEPEST``."""
+    while True:
+        hits, full = candidates(depth)
+        kept = one_hit_per_evidence(hits)
+        if len(kept) >= wanted or not full or depth >= DEEPEST:
+            return kept[:wanted]
+        depth = min(2 * depth, DEEPEST)
 
 
 def _best_of(ranked: Ranked, extra: Ranked) -> Ranked:

@@ -91,3 +91,22 @@ def test_reranked_passages_and_pictures_are_ranked_on_the_fused_scale_they_share
     assert [h.chunk_id for h in interleaved(passages, pictures)] == [1, 3, 2, 4]
     plain = [hit(5, 0.8, 0, 40, document=5), hit(6, 0.6, 0, 40, document=6)]  # no reranker: scores are fused
     assert [h.chunk_id for h in interleaved(plain, pictures)] == [5, 3, 6, 4]
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid", "dense"])
+def test_repeats_that_fill_the_candidate_lists_do_not_cost_hits(kb_factory, tmp_path: Path, mode: str) -> None:
+    """A blank page repeated more often than a search reads candidates filled every list and folded into one hit:
+    k = 3 returned 1 although other files match. The search now looks deeper until k distinct hits are found."""
+    from tests.documents import pdf_bytes
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "manual.pdf").write_bytes(pdf_bytes([["This page intentionally left blank."]] * 25))
+    for number in range(4):
+        (folder / f"form{number}.txt").write_text(f"Form {number}: leave the blank fields of page {number} empty.\n",
+                                                  encoding="utf-8")
+    kb = kb_factory(fusion_candidates=5)
+    assert not kb.ingest(folder).failed
+    hits = kb.search("blank page", k=3, mode=mode)
+    names = [Path(h.path).name for h in hits]
+    assert len(hits) == 3 and len(set(names)) == 3, names
