@@ -12,9 +12,16 @@ are one piece of evidence, so they become one hit, and ``k`` counts distinct pie
 - **Repeats fold into their first occurrence.** The same passage text, or the same picture (by its hash), found
   more than once in one document is one hit; the other places are listed in ``hit.repeats``. Identical text in
   two different files stays two hits: they are two sources.
+
+Each hit is folded into the first earlier hit it repeats or belongs with. Searches read thousands of candidates
+when repeats fill their lists (retriever.py), so that earlier hit is looked up, not searched for: by passage text
+and by picture hash per document, and by where spans start, per document, for the hits whose spans may overlap.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
 
 from kb.types import Hit, Place
 
@@ -30,20 +37,84 @@ def interleaved(passages: list[Hit], pictures: list[Hit]) -> list[Hit]:
 
 def one_hit_per_evidence(hits: list[Hit]) -> list[Hit]:
     """``hits`` (best first) with images folded into their passages and repeats into their first occurrence."""
-    kept: list[Hit] = []
+    folding = _Folding()
     for hit in hits:
-        for position, earlier in enumerate(kept):
-            if earlier.document_id != hit.document_id:
-                continue
-            if _repeats(earlier, hit):
-                kept[position] = earlier.model_copy(update={"repeats": [*earlier.repeats, *_places(hit)]})
-                break
-            if _belong_together(earlier, hit):
-                kept[position] = _passage_with_image(earlier, hit)
-                break
+        folding.add(hit)
+    return folding.hits()
+
+
+@dataclass
+class _Spans:
+    """Kept hits of one document and kind (passages without an image, or images), by where their spans start."""
+
+    starts: list[tuple[int, int]] = field(default_factory=list)  # (start, position among the kept hits), sorted
+    longest: int = 0
+
+    def add(self, hit: Hit, position: int) -> None:
+        insort(self.starts, (hit.start, position))
+        self.longest = max(self.longest, hit.end - hit.start)
+
+    def near(self, hit: Hit) -> list[int]:
+        """Positions of the hits whose spans may overlap ``hit``'s or hold its empty span: those starting from
+        ``hit.start`` less the longest span here up to ``hit.end``."""
+        low = bisect_left(self.starts, (hit.start - self.longest, -1))
+        high = bisect_right(self.starts, (hit.end, float("inf")))
+        return [position for _, position in self.starts[low:high]]
+
+
+@dataclass
+class _Folding:
+    """The hits kept so far, with what finds the earlier hit a new one folds into; places of repeats are gathered
+    per kept hit and attached once, at the end."""
+
+    kept: list[Hit] = field(default_factory=list)
+    places: list[list[Place]] = field(default_factory=list)  # repeats folded into each kept hit, in order
+    by_text: dict[tuple[int, str], int] = field(default_factory=dict)  # first text hit of a document and text
+    by_picture: dict[tuple[int, str], int] = field(default_factory=dict)  # first hit carrying a document's picture
+    passages: dict[int, _Spans] = field(default_factory=dict)  # per document
+    images: dict[int, _Spans] = field(default_factory=dict)
+
+    def add(self, hit: Hit) -> None:
+        position = self._earlier(hit)
+        if position is None:
+            self.kept.append(hit)
+            self.places.append([])
+            self._index(hit, len(self.kept) - 1)
+        elif _repeats(self.kept[position], hit):
+            self.places[position] += _places(hit)
         else:
-            kept.append(hit)
-    return kept
+            earlier = self.kept[position]
+            gathered = earlier.model_copy(update={"repeats": [*earlier.repeats, *self.places[position]]})
+            self.kept[position], self.places[position] = _passage_with_image(gathered, hit), []
+            self._index(self.kept[position], position)
+
+    def hits(self) -> list[Hit]:
+        return [hit.model_copy(update={"repeats": [*hit.repeats, *places]}) if places else hit
+                for hit, places in zip(self.kept, self.places)]
+
+    def _earlier(self, hit: Hit) -> int | None:
+        """The position of the first kept hit that ``hit`` repeats or belongs with, if any."""
+        document = hit.document_id
+        found = [self.by_text.get((document, hit.text))] if hit.modality == "text" else \
+            [self.by_picture.get((document, hit.image.sha256))] if hit.image is not None else []
+        spans = (self.images if hit.modality == "text" else self.passages).get(document)
+        if spans is not None:
+            found += [position for position in spans.near(hit) if _belong_together(self.kept[position], hit)]
+        return min((position for position in found if position is not None), default=None)
+
+    def _index(self, hit: Hit, position: int) -> None:
+        """Make ``hit``, kept at ``position``, findable by what a later hit may share with it."""
+        document = hit.document_id
+        if hit.modality == "text":
+            key = (document, hit.text)
+            self.by_text[key] = min(self.by_text.get(key, position), position)
+        if hit.image is not None:
+            key = (document, hit.image.sha256)
+            self.by_picture[key] = min(self.by_picture.get(key, position), position)
+        if hit.modality == "image":
+            self.images.setdefault(document, _Spans()).add(hit, position)
+        elif hit.image is None:
+            self.passages.setdefault(document, _Spans()).add(hit, position)
 
 
 def _repeats(earlier: Hit, hit: Hit) -> bool:

@@ -51,6 +51,23 @@ def test_repeated_passages_and_pictures_of_one_document_are_one_hit() -> None:
     assert [place.chunk_id for place in merged[2].repeats] == [5]
 
 
+
+def test_folding_looks_up_the_earlier_hit_instead_of_comparing_with_every_one(monkeypatch) -> None:
+    """Deep searches fold thousands of hits: each is compared only with the hits of its document whose spans may
+    overlap, not with every hit kept before it (4,000 hits took 1.6 s, 8,000 took 6.9 s)."""
+    from retrieval import evidence
+
+    compared = []
+    belong_together = evidence._belong_together
+    monkeypatch.setattr(evidence, "_belong_together", lambda *pair: compared.append(1) or belong_together(*pair))
+    hits = [hit(number, 1 - number / 4000, 100 * (number // 2), 100 * (number // 2) + 90, document=number % 50,
+                text=f"passage {number}", picture=f"p{number}" if number % 2 else None) for number in range(4000)]
+    merged = one_hit_per_evidence(hits)
+    assert len(merged) == 4000  # neighbours alternate documents: nothing folds
+    assert len(compared) < 2 * len(hits)  # the old loop: about 4000 ** 2 / (2 * 50) = 160,000
+    paired = one_hit_per_evidence([hit(1, 0.9, 0, 90), hit(2, 0.8, 0, 90, picture="a")] * 1000)
+    assert len(paired) == 1 and paired[0].image is not None and len(paired[0].repeats) == 1998
+
 @pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
 def test_a_photographed_sign_is_one_hit_that_carries_its_image(image_kb, tmp_path: Path) -> None:
     pytest.importorskip("rapidocr_onnxruntime", reason="needs OCR (the ocr extra)")
