@@ -11,7 +11,8 @@ are one piece of evidence, so they become one hit, and ``k`` counts distinct pie
   image; a second picture belonging with it stays a hit of its own.
 - **Repeats fold into their first occurrence.** The same passage text, or the same picture (by its hash), found
   more than once in one document is one hit; the other places are listed in ``hit.repeats``. Identical text in
-  two different files stays two hits: they are two sources.
+  two different files stays two hits: they are two sources. A repeat that comes carrying its picture (another
+  search folded it, see ``best_of_both``) hands the picture to its first occurrence if that has none.
 
 Each hit is folded into the first earlier hit it repeats or belongs with. Searches read thousands of candidates
 when repeats fill their lists (retriever.py), so that earlier hit is looked up, not searched for: by passage text
@@ -21,6 +22,7 @@ and by picture hash per document, and by where spans start, per document, for th
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from kb.types import Hit, Place
@@ -82,6 +84,9 @@ class _Folding:
             self._index(hit, len(self.kept) - 1)
         elif _repeats(self.kept[position], hit):
             self.places[position] += _places(hit)
+            if self.kept[position].image is None and hit.image is not None:  # found with its picture (best_of_both)
+                self.kept[position] = _carrying(self.kept[position], hit.model_copy(update={"repeats": []}))
+                self._index(self.kept[position], position)
         else:
             earlier = self.kept[position]
             gathered = earlier.model_copy(update={"repeats": [*earlier.repeats, *self.places[position]]})
@@ -89,6 +94,7 @@ class _Folding:
             self._index(self.kept[position], position)
 
     def hits(self) -> list[Hit]:
+        """The kept hits, each with the places of the repeats folded into it."""
         return [hit.model_copy(update={"repeats": [*hit.repeats, *places]}) if places else hit
                 for hit, places in zip(self.kept, self.places)]
 
@@ -151,18 +157,44 @@ def _places(hit: Hit) -> list[Place]:
 
 
 def best_of_both(first: list[Hit], second: list[Hit]) -> list[Hit]:
-    """Two searches' hits for one question as one list, best first: a chunk found by both keeps the hit that
-    scored it higher, and a hit whose chunks (passage, image, repeats) one of the first already holds is left out."""
-    best = {hit.chunk_id: hit for hit in first}
-    held = {chunk_id for hit in first for chunk_id in _chunk_ids(hit)}
-    for hit in second:
-        if hit.chunk_id in best:
-            if hit.score > best[hit.chunk_id].score:
-                best[hit.chunk_id] = hit
-        elif not held & _chunk_ids(hit):
-            best[hit.chunk_id] = hit
-            held |= _chunk_ids(hit)
-    return sorted(best.values(), key=lambda hit: (-hit.score, hit.chunk_id))
+    """Two searches' hits for one question as one list, best first, one hit per piece of evidence across both.
+
+    Taken best first, a hit for a chunk that a better hit already stands for (the same chunk, its image or one of
+    its repeats) is folded into that hit, which takes over the image and repeats it came with; a hit that only
+    shares an image or repeats with a better one keeps its own chunk without them. Then images fold into their
+    passages and repeats into their first occurrence as within one search, so a passage found by one search and
+    its own photo found by the other are one hit."""
+    kept: list[Hit] = []
+    holder: dict[int, int] = {}  # chunk id -> position of the kept hit that stands for it
+    for hit in sorted([*first, *second], key=lambda hit: (-hit.score, hit.chunk_id)):
+        position = holder.get(hit.chunk_id)
+        if position is None:
+            kept.append(_without(hit, holder.keys()))
+            position = len(kept) - 1
+        else:
+            kept[position] = _carrying(kept[position], hit)
+        for chunk_id in _chunk_ids(kept[position]):
+            holder.setdefault(chunk_id, position)
+    return one_hit_per_evidence(kept)
+
+
+def _carrying(hit: Hit, weaker: Hit) -> Hit:
+    """``hit`` also carrying what ``weaker``, a hit for one of the chunks it stands for, came with: its image (and
+    that image's CLIP score) when ``hit`` has none, and its repeats."""
+    image = hit.image if hit.image is not None else weaker.image
+    clip_score = hit.clip_score if hit.image is not None or weaker.clip_score is None else weaker.clip_score
+    held = _chunk_ids(hit) | ({image.chunk_id} if image is not None else set())
+    repeats = [*hit.repeats, *(place for place in weaker.repeats if place.chunk_id not in held)]
+    return hit.model_copy(update={"image": image, "clip_score": clip_score, "repeats": repeats})
+
+
+def _without(hit: Hit, held: Collection[int]) -> Hit:
+    """``hit`` without the image and repeats a better hit already carries (a passage loses its image's CLIP
+    score with it)."""
+    update: dict[str, object] = {"repeats": [place for place in hit.repeats if place.chunk_id not in held]}
+    if hit.modality == "text" and hit.image is not None and hit.image.chunk_id in held:
+        update |= {"image": None, "clip_score": None}
+    return hit.model_copy(update=update)
 
 
 def _chunk_ids(hit: Hit) -> set[int]:

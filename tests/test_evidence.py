@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.types import Hit, ImageInfo
-from retrieval.evidence import interleaved, one_hit_per_evidence
+from kb.types import Hit, ImageInfo, Place
+from retrieval.evidence import best_of_both, interleaved, one_hit_per_evidence
 from tests.rendering import LATIN_FONT, render_lines
 
 
@@ -67,6 +67,34 @@ def test_folding_looks_up_the_earlier_hit_instead_of_comparing_with_every_one(mo
     assert len(compared) < 2 * len(hits)  # the old loop: about 4000 ** 2 / (2 * 50) = 160,000
     paired = one_hit_per_evidence([hit(1, 0.9, 0, 90), hit(2, 0.8, 0, 90, picture="a")] * 1000)
     assert len(paired) == 1 and paired[0].image is not None and len(paired[0].repeats) == 1998
+
+
+def test_two_searches_give_one_hit_per_piece_of_evidence_across_both() -> None:
+    """A Chinese question and its English gloss are searched apart (cross_lingual): a passage found by one and its
+    own photo by the other were two hits, and a passage one search found carrying its photo lost the photo when the
+    other search scored the passage alone higher."""
+    passage, photo = hit(1, 0.7, 0, 40), hit(2, 0.6, 0, 40, picture="a")
+    [merged] = best_of_both([passage], [photo])
+    assert merged.chunk_id == 1 and merged.image is not None and merged.image.chunk_id == 2
+
+    carried = one_hit_per_evidence([passage, photo])[0].model_copy(
+        update={"repeats": [Place(page=None, start=90, end=130, chunk_id=3)]})
+    [merged] = best_of_both([carried], [hit(1, 0.9, 0, 40)])
+    assert merged.score == 0.9 and merged.image is not None and merged.image.chunk_id == 2
+    assert merged.clip_score == 0.3 and [place.chunk_id for place in merged.repeats] == [3]
+
+    # A repeat that one search folded, found first by the other: one hit, at the better place, keeping the photo.
+    repeat, other = hit(3, 0.8, 90, 130), hit(4, 0.5, 0, 40, document=2)
+    for one, two in (([carried], [repeat, other]), ([repeat, other], [carried])):
+        merged = best_of_both(one, two)
+        assert [h.chunk_id for h in merged] == [3, 4] and merged[0].image is not None
+        assert merged[0].image.chunk_id == 2 and [place.chunk_id for place in merged[0].repeats] == [1]
+
+    # Two passages a photo overlaps, each found carrying it: the better keeps it, the other stays a hit of its own.
+    first, second = hit(5, 0.9, 0, 30, text="Dock A"), hit(6, 0.8, 20, 60, text="Dock B")
+    [with_photo], [also_with_photo] = (one_hit_per_evidence([passage, photo]) for passage in (first, second))
+    merged = best_of_both([with_photo], [also_with_photo])
+    assert [(h.chunk_id, h.image is not None) for h in merged] == [(5, True), (6, False)]
 
 @pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
 def test_a_photographed_sign_is_one_hit_that_carries_its_image(image_kb, tmp_path: Path) -> None:
