@@ -2,7 +2,8 @@
 
 A chunk runs to hundreds of words; showing its first lines hides the answer when it sits further on. As search
 engines' highlighters do, the window with the most distinct query terms is shown (the start of the text when no
-term matches, as for a hit found by meaning alone), cut at word boundaries.
+term matches, as for a hit found by meaning alone), cut at word boundaries. Windows are counted on the stretch they
+show, context before the first term included, so a term that counted is never cut off.
 """
 
 from __future__ import annotations
@@ -40,16 +41,24 @@ def snippet(text: str, query: str, tokenizer: KeywordTokenizer, width: int = 300
     spans = term_spans(text, set(tokenizer.tokenize(query)), tokenizer)
     if len(text) <= width:
         return Snippet(text, [(start, end) for start, end, _ in spans])
-    best_start, best_key = 0, (0, 0)
+    # Each matched term is tried as the first of a window: shown from a little before it (less when the terms that
+    # follow within ``width`` need the room), and scored on the terms the window shows.
+    (begin, end), best = _window(text, 0, width), (0, 0)
     for first, (start, _, _) in enumerate(spans):
-        inside = [span for span in spans[first:] if span[1] <= start + width]
-        key = (len({term for _, _, term in inside}), len(inside))
-        if key > best_key:
-            best_start, best_key = start, key
-    begin = 0 if not best_key[0] else _word_start(text, max(0, best_start - int(width * CONTEXT_SHARE)))
-    end = _word_end(text, min(len(text), begin + width))
+        reach = max([stop for _, stop, _ in spans[first:] if stop <= start + width], default=start)
+        context = min(int(width * CONTEXT_SHARE), width - (reach - start))
+        window = _window(text, max(0, start - context), width)
+        inside = [term for left, right, term in spans if left >= window[0] and right <= window[1]]
+        if (len(set(inside)), len(inside)) > best:
+            (begin, end), best = window, (len(set(inside)), len(inside))
     marks = [(start - begin, stop - begin) for start, stop, _ in spans if start >= begin and stop <= end]
     return Snippet(text[begin:end].strip(), _shift(marks, text[begin:end]), before=begin > 0, after=end < len(text))
+
+
+def _window(text: str, at: int, width: int) -> tuple[int, int]:
+    """The stretch of about ``width`` characters shown from ``at``, cut at word boundaries where there are any."""
+    begin = _word_start(text, at)
+    return begin, _word_end(text, min(len(text), begin + width))
 
 
 def _word_start(text: str, at: int) -> int:

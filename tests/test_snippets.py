@@ -41,3 +41,11 @@ def test_chinese_terms_are_found_without_spaces(tokenizer: str) -> None:
     text = "公司简介。" * 30 + "客户在收到商品后三十天内可以退货。" + "其他内容。" * 30
     shown = marked(text, "客户退货有多少天？", tokenizer, width=40)
     assert "[客户]" in shown and "[退货]" in shown and len(shown) <= 50
+
+
+def test_the_terms_that_chose_the_window_are_all_shown() -> None:
+    """The window was chosen for the terms within ``width`` after its first term but shown from a fifth of the width
+    before it, so a term near its end was counted and then cut off."""
+    text = FILLER * 20 + "The refund is paid by the finance team " + FILLER * 4 + "within thirty days. " + FILLER * 20
+    shown = marked(text, "refund thirty", width=300)
+    assert "[refund]" in shown and "[thirty]" in shown and len(shown) <= 305
