@@ -3,17 +3,24 @@
 A chunk runs to hundreds of words; showing its first lines hides the answer when it sits further on. As search
 engines' highlighters do, the window with the most distinct query terms is shown (the start of the text when no
 term matches, as for a hit found by meaning alone), cut at word boundaries. Windows are counted on the stretch they
-show, context before the first term included, so a term that counted is never cut off.
+show, context before the first term included, so a term that counted is never cut off. Text without spaces (Chinese,
+a run of emoji) is never cut inside a character as a reader sees it: not before a combining accent, a joiner, a
+variation selector or an emoji modifier, not after a zero-width joiner, not between the two letters of a flag (an
+approximation of Unicode's grapheme clusters, enough for these; the ``regex`` package, which knows them all, is not
+a dependency of the project).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kb.keywords import KeywordTokenizer, term_spans
 
 CONTEXT_SHARE = 0.2  # of the window, shown before its first matched term
+LONGEST_CLUSTER = 32  # code points a cut moves back at most to a character's start (longer is hostile text)
+ZWJ = "\u200d"  # zero-width joiner: the emoji on either side form one character
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,39 @@ def snippet(text: str, query: str, tokenizer: KeywordTokenizer, width: int = 300
 
 
 def _window(text: str, at: int, width: int) -> tuple[int, int]:
-    """The stretch of about ``width`` characters shown from ``at``, cut at word boundaries where there are any."""
-    begin = _word_start(text, at)
-    return begin, _word_end(text, min(len(text), begin + width))
+    """The stretch of about ``width`` characters shown from ``at``, cut at word boundaries where there are any and
+    never inside a character as a reader sees it."""
+    begin = _character_start(text, _word_start(text, at))
+    return begin, _character_start(text, _word_end(text, min(len(text), begin + width)))
+
+
+def _character_start(text: str, at: int) -> int:
+    """``at`` moved back to the start of the user-perceived character (grapheme cluster) it falls inside."""
+    floor = max(0, at - LONGEST_CLUSTER)
+    while floor < at < len(text) and (_extends(text[at]) or text[at - 1] == ZWJ or _inside_flag(text, at)):
+        at -= 1
+    return at
+
+
+def _extends(char: str) -> bool:
+    """A code point that belongs with the one before it: a combining mark (accents, vowel signs, variation
+    selectors), a joiner, an emoji modifier (skin tone) or a tag (subdivision flags)."""
+    return unicodedata.category(char) in ("Mn", "Mc", "Me") or char == ZWJ or "\U0001f3fb" <= char <= "\U0001f3ff" \
+        or "\U000e0020" <= char <= "\U000e007f"
+
+
+def _inside_flag(text: str, at: int) -> bool:
+    """``at`` falls between the two regional indicators of one flag: an odd number of them run up to it."""
+    if not _regional(text[at]):
+        return False
+    run = 0
+    while at - run > 0 and _regional(text[at - run - 1]):
+        run += 1
+    return run % 2 == 1
+
+
+def _regional(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
 
 
 def _word_start(text: str, at: int) -> int:

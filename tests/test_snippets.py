@@ -49,3 +49,20 @@ def test_the_terms_that_chose_the_window_are_all_shown() -> None:
     text = FILLER * 20 + "The refund is paid by the finance team " + FILLER * 4 + "within thirty days. " + FILLER * 20
     shown = marked(text, "refund thirty", width=300)
     assert "[refund]" in shown and "[thirty]" in shown and len(shown) <= 305
+
+
+@pytest.mark.parametrize("character", [
+    pytest.param("\U0001F468\u200d\U0001F469\u200d\U0001F467", id="zwj-family"),
+    pytest.param("\U0001F1E8\U0001F1F3", id="flag"),
+    pytest.param("e\u0301", id="combining-accent"),
+    pytest.param("\U0001F44D\U0001F3FD", id="skin-tone"),
+    pytest.param("\u2764\ufe0f", id="variation-selector"),
+])
+@pytest.mark.parametrize("width", [299, 301, 303])
+def test_text_without_spaces_is_cut_between_characters_as_a_reader_sees_them(character: str, width: int) -> None:
+    """Without spaces to cut at, a window was cut at any code point: half a flag, an accent without its letter, a
+    family emoji split at its joiner."""
+    text = character * 150 + "退货政策" + character * 200
+    shown = snippet(text, "退货", keyword_tokenizer("simple"), width=width)
+    assert shown.before and shown.after and "退货政策" in shown.text
+    assert shown.text.replace("退货政策", "").replace(character, "") == ""  # whole characters at both ends
