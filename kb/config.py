@@ -310,8 +310,9 @@ class ReaderSettings(SettingsGroup):
     ))
     models_by_language: dict[str, str] = Field(default_factory=dict, description=(
         "readers for questions written in Chinese, Japanese or Korean, e.g. `{\"zh\": \"uer/roberta-base-chinese-"
-        "extractive-qa\"}`; a question is Chinese when Han characters are at least a third of its letters (kana or "
-        "hangul decide Japanese and Korean); other questions use `reader_model`"
+        "extractive-qa\"}`; a question is Chinese when it has at least as many Han characters as words in other "
+        "scripts (`PostgreSQL 怎么备份` is Chinese; kana or hangul, counted likewise with Han, decide Japanese and "
+        "Korean); other questions use `reader_model`"
     ))
     max_passages: int = Field(default=10, ge=1, description="retrieved passages read per question, at most")
     max_windows: int = Field(default=40, ge=1, description="model windows per question, at most (bounds the work)")

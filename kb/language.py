@@ -7,19 +7,25 @@ import re
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # a Han (Chinese) character
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
-_LETTER = re.compile(r"[^\W\d_]")
+_CJK = re.compile(f"{HAN.pattern}|{_KANA.pattern}|{_HANGUL.pattern}")
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters: a word in a script written with spaces (Latin, Cyrillic...)
 
 
 def question_language(text: str) -> str | None:
     """``"ja"``, ``"ko"`` or ``"zh"`` when the question is written mostly in that script, else None.
 
-    Kana or hangul decide Japanese and Korean; otherwise Han characters making up at least a third of the
-    letters mean Chinese (an English question quoting one Chinese name stays English).
+    Han, kana and hangul characters are counted one by one against the words of other scripts (a word such as
+    "PostgreSQL" is one unit, as a Han character is about one): Japanese when the question has kana and at least
+    as many kana and Han characters as other words, Korean likewise with hangul, Chinese when it has at least as
+    many Han characters as other words ("PostgreSQL 怎么备份" is Chinese; an English question quoting a Chinese
+    name or a Japanese dish stays English).
     """
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    letters = len(_LETTER.findall(text))
+    words = len(_WORD.findall(_CJK.sub(" ", text)))
     han = len(HAN.findall(text))
-    return "zh" if letters and han * 3 >= letters else None
+    kana = len(_KANA.findall(text))
+    hangul = len(_HANGUL.findall(text))
+    if kana and kana + han >= words:
+        return "ja"
+    if hangul and hangul + han >= words:
+        return "ko"
+    return "zh" if han and han >= words else None

@@ -72,6 +72,18 @@ def test_question_language() -> None:
     assert question_language("연차는 며칠인가요?") == "ko"
 
 
+def test_code_mixed_questions_count_words_not_letters() -> None:
+    """A Latin word counts once against Han characters (its letters used to outweigh them), and one kana in an
+    English question does not make it Japanese."""
+    from kb.language import question_language
+
+    assert question_language("PostgreSQL 怎么备份") == "zh"
+    assert question_language("Kubernetes 怎么用?") == "zh"
+    assert question_language("如何配置 Elasticsearch cluster") == "zh"
+    assert question_language("What is the ラーメン set price?") is None
+    assert question_language("What is the meaning of 年假 here?") is None
+
+
 def test_questions_go_to_the_reader_of_their_language(tmp_path: Path, tiny_reader: Path) -> None:
     folder = write(tmp_path / "zh", CHINESE)
     write(folder, ENGLISH)
