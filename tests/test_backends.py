@@ -97,6 +97,18 @@ def test_a_model_is_exported_once_per_fingerprint(tiny_text_model: Path, tmp_pat
     assert not list((tmp_path / "cache" / "exports").glob("*/.partial-*"))
 
 
+def test_a_killed_export_leaves_no_scratch_folder_behind(tiny_text_model: Path, tmp_path: Path) -> None:
+    """A scratch folder left by an export killed midway is removed by the next export into the same entry."""
+    cache = ExportCache(tmp_path / "cache")
+    SentenceTransformerEncoder(str(tiny_text_model), backend="onnx", cache=cache).encode(TEXTS[:1])
+    (entry,) = (tmp_path / "cache" / "exports").iterdir()
+    stale = entry / ".partial-killed"
+    stale.mkdir()
+    (stale / "onnx-int8.onnx").write_bytes(b"half a graph")
+    SentenceTransformerEncoder(str(tiny_text_model), backend="onnx-int8", cache=cache).encode(TEXTS[:1])
+    assert not list(entry.glob(".partial-*"))
+
+
 def test_switching_to_an_int8_backend_needs_reembed_and_records_it(kb_factory, tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()

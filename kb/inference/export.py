@@ -5,7 +5,8 @@ graph, where the key is the model's fingerprint (the SHA-256 its encoder identit
 the same model exported for several knowledge bases is exported once, and a changed model gets a new key. Each
 entry holds ``float32.onnx`` (the export), ``onnx-int8.onnx`` (ONNX Runtime's dynamic quantisation) and
 ``openvino-int8.xml``/``.bin`` (OpenVINO IR with int8 weights), each made when first needed, under a lock (two
-processes never export the same graph at once) and moved into place only when complete.
+processes never export the same graph at once) and moved into place only when complete. Scratch folders
+(``.partial-*``) that a killed export left behind are removed under that lock before the next export.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ExportCache:
         lock = WriterLock(folder / "export.lock")
         lock.acquire(wait=True)
         try:
+            _remove_scratch(folder)
             source = folder / _file_name("onnx")
             if not source.exists():
                 log.info("exporting %s (%s) to ONNX, once, into %s", spec.name, fingerprint[:12], folder)
@@ -110,6 +112,13 @@ def _file_name(backend: Backend) -> str:
     if backend == "openvino-int8":
         return "openvino-int8.xml"
     return "float32.onnx"
+
+
+def _remove_scratch(folder: Path) -> None:
+    """Remove the scratch folders of ``make_atomically`` in ``folder``: the caller holds its export lock, so any
+    there belong to an export that was killed before it could clean up."""
+    for scratch in folder.glob(".partial-*"):
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def make_atomically(target: Path, write: Callable[[Path], None]) -> None:
