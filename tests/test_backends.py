@@ -77,6 +77,26 @@ def test_text_encoder_backends_agree_with_torch(tiny_text_model: Path, cache: Ex
     assert encoder.tokenizer is not None  # chunking still counts the model's own tokens
 
 
+def with_default_prompt(model: Path, folder: Path) -> Path:
+    """A copy of ``model`` whose sentence-transformers config puts a query prompt before every text by default."""
+    shutil.copytree(model, folder)
+    config_file = folder / "config_sentence_transformers.json"
+    config = json.loads(config_file.read_text())
+    config["prompts"] = {**config.get("prompts", {}), "query": "represent this sentence for searching passages: "}
+    config["default_prompt_name"] = "query"
+    config_file.write_text(json.dumps(config))
+    return folder
+
+
+def test_the_exported_graph_reads_the_default_prompt_torch_reads(tiny_text_model: Path, cache: ExportCache,
+                                                                   tmp_path: Path) -> None:
+    """A model's default prompt is put before each text on ONNX as on torch: the same identity, the same vectors."""
+    prompted = with_default_prompt(tiny_text_model, tmp_path / "prompted")
+    reference = SentenceTransformerEncoder(str(prompted), device="cpu").encode(TEXTS)
+    vectors = SentenceTransformerEncoder(str(prompted), backend="onnx", cache=cache).encode(TEXTS)
+    assert cosines(vectors, reference).min() > 0.99999
+
+
 def test_a_model_is_exported_once_per_fingerprint(tiny_text_model: Path, tmp_path: Path, monkeypatch) -> None:
     from kb.inference import export
 

@@ -61,6 +61,7 @@ class Loaded(NamedTuple):
 
     model: Any
     graph: CompiledGraph | None
+    prompt: str = ""
 
 
 class SentenceTransformerEncoder(LazyEncoder):
@@ -95,7 +96,7 @@ class SentenceTransformerEncoder(LazyEncoder):
             return Loaded(model, None), identity
         graph = exported_graph(model, identity.fingerprint, self.backend, self.cache, name="sentence-embedding",
                                output="sentence_embedding", example=["An example sentence to trace.", "Another one."])
-        return Loaded(model, graph), identity.on_backend(self.backend)
+        return Loaded(model, graph, default_prompt(model)), identity.on_backend(self.backend)
 
     @property
     def tokenizer(self) -> Any | None:
@@ -123,10 +124,25 @@ class SentenceTransformerEncoder(LazyEncoder):
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
-            features = tokenize(loaded.model, [texts[i] for i in batch])
+            features = tokenize(loaded.model, [loaded.prompt + texts[i] for i in batch])
             vectors[batch] = loaded.graph.run({name: features[name].numpy() for name in loaded.graph.inputs})[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
+
+
+def default_prompt(model: Any) -> str:
+    """The prompt sentence-transformers puts before every text the model encodes (its ``default_prompt_name`` in
+    ``config_sentence_transformers.json``), so the exported graph is fed what torch is; "" when there is none.
+
+    A model whose pooling leaves the prompt's tokens out (``include_prompt: false``) needs the prompt's length,
+    which the exported graph does not take: it is refused on the exported backends, not run with other vectors.
+    """
+    name = getattr(model, "default_prompt_name", None)
+    prompt = str(getattr(model, "prompts", {}).get(name) or "") if name else ""
+    if prompt and any(getattr(module, "include_prompt", True) is False for module in model):
+        raise ModelNotFoundError("this text model leaves its default prompt out of pooling, which an exported graph "
+                                 "cannot do: use the torch backend for it")
+    return prompt
 
 
 def exported_graph(model: Any, fingerprint: str, backend: Backend, cache: ExportCache, *, name: str, output: str,
