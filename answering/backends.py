@@ -16,7 +16,7 @@ import numpy as np
 from answering.loading import load_question_answering, model_inputs
 from kb.cards import read_card
 from kb.config import ReaderBackend, ReaderPrecision
-from kb.encoders.fingerprint import folder_fingerprint
+from kb.encoders.fingerprint import VERSION, folder_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import BackendUnavailableError
 from kb.inference import STATIC, CompiledGraph, ExportCache, GraphBackend, GraphSpec, static_graph
@@ -126,7 +126,7 @@ def calibrated_graph(name: str) -> CompiledGraph:
     if not folder.is_dir():
         raise BackendUnavailableError(f"{STATIC} reads a graph kept in the model's folder, and {name!r} is not a "
                                       "local folder")
-    path = static_graph(folder, model_fingerprint(name))
+    path = static_graph(folder, model_fingerprint(name), model_fingerprint(name, version=1))
     try:
         return CompiledGraph(path, STATIC)
     except (RuntimeError, OSError, ValueError) as error:  # OpenVINO's parse and compile errors are RuntimeErrors
@@ -152,7 +152,7 @@ def _exportable(model: Any, names: list[str]) -> Any:
     return QuestionAnsweringLogits(model, names)
 
 
-def model_fingerprint(name: str) -> str:
+def model_fingerprint(name: str, version: int = VERSION) -> str:
     """The fingerprint of the model's files (not its calibrated int8 graph): its folder, or its snapshot in the
     Hugging Face cache (where :func:`load_question_answering` has just found it)."""
     path = Path(name).expanduser()
@@ -160,4 +160,4 @@ def model_fingerprint(name: str) -> str:
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(repo_id=name, local_files_only=not hub_reachable()))
-    return folder_fingerprint(path, skip=(FOLDER,))
+    return folder_fingerprint(path, skip=(FOLDER,), version=version)

@@ -45,8 +45,7 @@ class EmbeddingSpace:
 
     def built_by_another_model(self, stored: Space) -> bool:
         """Whether the stored space's vectors came from another model than this encoder (or another size)."""
-        identity = self.encoder.identity()
-        return (identity.fingerprint, identity.dimension) != (stored.fingerprint, stored.dimension)
+        return not self.encoder.identity().built(stored.fingerprint, stored.dimension)
 
     def embed_stored(self, snapshot: Snapshot, chunk_ids: Sequence[int]) -> np.ndarray:
         """Vectors of stored chunks, in the order of ``chunk_ids``."""

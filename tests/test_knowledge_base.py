@@ -277,6 +277,62 @@ def test_a_reembed_stopped_while_its_indexes_rebuild_keeps_the_new_model(kb_fact
     assert other.search("vacation days per year", k=1, mode="dense")  # its index is built at the next search
 
 
+def test_a_fingerprint_reads_every_byte_of_what_the_model_loads_and_nothing_else(tmp_path: Path) -> None:
+    """Weights changed in the middle of a large file, and tokenizer or prompt settings, change the fingerprint;
+    ONNX and OpenVINO variants a hub snapshot gains beside the weights do not."""
+    from kb.encoders.fingerprint import folder_fingerprint
+
+    folder = tmp_path / "model"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    weights = bytearray(os.urandom(10 << 20))
+    (folder / "model.safetensors").write_bytes(weights)
+    seen = {folder_fingerprint(folder)}
+    weights[5 << 20] ^= 0xFF  # retrained in place: same size, same first and last 4 MiB
+    (folder / "model.safetensors").write_bytes(weights)
+    seen.add(folder_fingerprint(folder))
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                 "merges.txt", "config_sentence_transformers.json"):
+        (folder / name).write_text('{"max_seq_length": 16}')
+        seen.add(folder_fingerprint(folder))
+    assert len(seen) == 8
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert folder_fingerprint(folder) not in seen
+    before = folder_fingerprint(folder)
+    for variant in ("onnx/model.onnx", "onnx/model_quantized.onnx", "openvino/openvino_model.bin"):
+        (folder / variant).parent.mkdir(exist_ok=True)
+        (folder / variant).write_bytes(b"an exported variant")
+    assert folder_fingerprint(folder) == before
+
+
+def test_a_space_with_a_version_1_fingerprint_of_its_model_opens_and_is_upgraded(kb_factory, tiny_text_model: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A knowledge base built before fingerprint version 2 recorded its model's version 1 fingerprint: opened with
+    the same files it searches without a reembed and records the new fingerprint; with changed files it is
+    refused as before."""
+    from kb.encoders.fingerprint import folder_fingerprint
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_text_model, model)
+    kb = kb_factory(text_model=str(model), encoder_backend="torch")  # float32: the fingerprint is the folder's
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    execute_sql(kb.store.url, f"UPDATE spaces SET fingerprint = '{folder_fingerprint(model, version=1)}'")
+    reopened = kb_factory(text_model=str(model))
+    encoder = counting(reopened)
+    assert reopened.search("vacation days per year", k=1, mode="dense")  # a random tiny model: any hit
+    assert encoder.texts == 1  # the question only: nothing re-embedded
+    assert [space.fingerprint for space in reopened.store.spaces()] == [folder_fingerprint(model)]
+    reopened.close()
+
+    execute_sql(kb.store.url, f"UPDATE spaces SET fingerprint = '{folder_fingerprint(model, version=1)}'")
+    (model / "modules.json").write_text((model / "modules.json").read_text() + "\n")  # files both versions read
+    changed = kb_factory(text_model=str(model))
+    with pytest.raises(EncoderMismatchError, match="kb reembed"):
+        changed.search("vacation", mode="dense")
+
+
 def test_newer_schema_is_refused(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()
     kb.close()

@@ -19,6 +19,13 @@ class EncoderIdentity(BaseModel):
     fingerprint: str
     dimension: int
     normalized: bool = True
+    previous_fingerprint: str | None = None
+    """The same files' fingerprint under fingerprint version 1, which knowledge bases built before version 2
+    recorded (see ``kb.encoders.fingerprint``): a space that recorded it was built by this encoder."""
+
+    def built(self, fingerprint: str, dimension: int) -> bool:
+        """Whether a space recorded with ``fingerprint`` and ``dimension`` holds this encoder's vectors."""
+        return dimension == self.dimension and fingerprint in (self.fingerprint, self.previous_fingerprint)
 
     def on_backend(self, backend: str) -> EncoderIdentity:
         """The identity of the vectors ``backend`` computes with this model. float32 runtimes give torch's vectors
@@ -27,8 +34,12 @@ class EncoderIdentity(BaseModel):
         different model is."""
         if not backend.endswith("-int8"):
             return self
-        fingerprint = hashlib.sha256(f"{self.fingerprint}:{backend}".encode()).hexdigest()
-        return self.model_copy(update={"model": f"{self.model} ({backend})", "fingerprint": fingerprint})
+        def on(fingerprint: str) -> str:
+            return hashlib.sha256(f"{fingerprint}:{backend}".encode()).hexdigest()
+
+        previous = on(self.previous_fingerprint) if self.previous_fingerprint else None
+        return self.model_copy(update={"model": f"{self.model} ({backend})", "fingerprint": on(self.fingerprint),
+                                       "previous_fingerprint": previous})
 
 
 class TextEncoder(Protocol):

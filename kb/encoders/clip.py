@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from kb.encoders.base import EncoderIdentity, LazyEncoder
-from kb.encoders.fingerprint import file_fingerprint
+from kb.encoders.fingerprint import VERSION, file_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
@@ -159,11 +159,15 @@ class ClipEncoder(LazyEncoder):
                                      f"{ADVICE}") from error
         model.eval()
         config = {"model": open_clip.get_model_config(architecture), "quick_gelu": quick_gelu}
-        digest = hashlib.sha256(file_fingerprint(checkpoint).encode())
-        digest.update(json.dumps(config, sort_keys=True).encode())
+        def fingerprint(version: int) -> str:
+            digest = hashlib.sha256(file_fingerprint(checkpoint, version).encode())
+            digest.update(json.dumps(config, sort_keys=True).encode())
+            return digest.hexdigest()
+
         name = self.pretrained if tag else checkpoint.name
-        identity = EncoderIdentity(model=f"{architecture}/{name}", fingerprint=digest.hexdigest(),
-                                   dimension=int(config["model"]["embed_dim"]), normalized=True)
+        identity = EncoderIdentity(model=f"{architecture}/{name}", fingerprint=fingerprint(VERSION),
+                                   previous_fingerprint=fingerprint(1), dimension=int(config["model"]["embed_dim"]),
+                                   normalized=True)
         towers = self._export_towers(model, tokenizer, identity) if self.backend != "torch" else {}
         return _Loaded(model, preprocess, tokenizer, device, towers), identity.on_backend(self.backend)
 

@@ -91,6 +91,7 @@ class SentenceTransformerEncoder(LazyEncoder):
             model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu",
                                         trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
+                                   previous_fingerprint=folder_fingerprint(folder, version=1),
                                    dimension=_dimension(model), normalized=True)
         if self.backend == "torch":
             return Loaded(model, None), identity

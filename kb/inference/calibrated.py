@@ -82,15 +82,16 @@ def calibration_record(model_folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def static_graph(model_folder: Path, fingerprint: str) -> Path:
-    """The calibrated graph of the model in ``model_folder`` whose weights have ``fingerprint``; a
+def static_graph(model_folder: Path, fingerprint: str, previous_fingerprint: str | None = None) -> Path:
+    """The calibrated graph of the model in ``model_folder`` whose weights have ``fingerprint`` (or, for a graph
+    calibrated before fingerprint version 2, ``previous_fingerprint``: see ``kb.encoders.fingerprint``); a
     :class:`CalibratedGraphError` saying why when there is none to trust."""
     target = model_folder / GRAPH
     record = calibration_record(model_folder)
     if record is None or not target.is_file() or not target.with_suffix(".bin").is_file():
         raise CalibratedGraphError(f"{model_folder} has no complete calibrated int8 graph ({GRAPH}, .bin and "
                                    f"{Path(RECORD).name})")
-    if record.get("source_fingerprint") != fingerprint:
+    if record.get("source_fingerprint") not in {fingerprint, previous_fingerprint} - {None}:
         raise CalibratedGraphError(f"the calibrated int8 graph in {model_folder / FOLDER} was made from other "
                                    "weights than the model's now")
     return target

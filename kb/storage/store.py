@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kb.atomic import abandoned_temporaries
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
-from kb.errors import ConfigurationError, EncoderMismatchError, StorageError
+from kb.errors import ConfigurationError, EncoderMismatchError, KbError, StorageError
 from kb.storage.database import WRITE_LOCK, default_url, open_database, schema_transaction, take_turn
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
@@ -156,7 +156,7 @@ class Store:
             with self.write() as unit:
                 space = unit.space(name) or unit.new_space(name, identity.model, identity.fingerprint,
                                                            identity.dimension, identity.normalized)
-        if space is not None and (space.fingerprint, space.dimension) != (identity.fingerprint, identity.dimension):
+        if space is not None and not identity.built(space.fingerprint, space.dimension):
             same_name = " (same name, different model files)" if space.model == identity.model else ""
             if not same_name and space.model.split(" (")[0] == identity.model.split(" (")[0]:
                 same_name = " (the same model on another encoder backend: int8 backends compute other vectors)"
@@ -166,7 +166,21 @@ class Store:
                 f"({identity.dimension} dimensions, fingerprint {identity.fingerprint[:12]}){same_name}. Open it with "
                 f"the original model, or run `kb reembed` to re-embed every chunk with the configured one."
             )
+        if space is not None and space.fingerprint != identity.fingerprint:
+            self._upgrade_fingerprint(space, identity.fingerprint)
         return space
+
+    def _upgrade_fingerprint(self, space: Space, fingerprint: str) -> None:
+        """Record ``fingerprint`` for ``space``, whose record holds the same model's fingerprint under the previous
+        fingerprint version (``EncoderIdentity.previous_fingerprint``): its vectors stay. Done under the writer
+        lock; while another writer holds it, or the database is read-only, it is left for a later opening (the
+        previous fingerprint is accepted meanwhile)."""
+        try:
+            with self.writer_lock, self.write() as unit:
+                unit.upgrade_fingerprint(space.id, space.fingerprint, fingerprint)
+        except (KbError, OSError):  # busy, read-only, or a lock file that cannot be made: left for later
+            return
+        space.fingerprint = fingerprint
 
     def notices(self) -> list[str]:
         """Standing notices: what the knowledge base cannot do for now, and why (say, no CLIP weights)."""

@@ -183,6 +183,12 @@ class WriteUnit:
         space.model, space.fingerprint, space.dimension, space.normalized = model, fingerprint, dimension, normalized
         return space
 
+    def upgrade_fingerprint(self, space_id: int, previous: str, fingerprint: str) -> None:
+        """Record the space's encoder fingerprint under the current fingerprint version, where it still holds
+        ``previous`` (the same files' fingerprint under the previous version): its vectors are unchanged."""
+        self.session.execute(update(Space).where(Space.id == space_id, Space.fingerprint == previous)
+                             .values(fingerprint=fingerprint))
+
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or with None, remove) a setting: an upsert, so it never meets a row another writer just added."""
         if value is None:
