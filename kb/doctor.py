@@ -9,6 +9,8 @@ from contextlib import nullcontext
 
 from ingestion.scan import hidden
 from kb.errors import ModelNotFoundError, WriterBusyError
+from kb.keywords import KeywordTokenizer
+from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.faiss_index import FaissIndex
@@ -17,14 +19,16 @@ from kb.storage.store import IMAGE_SPACE_OFF, Store
 from kb.types import CLIP_SPACE, DoctorReport, Problem
 
 
-def examine(store: Store, spaces: list[EmbeddingSpace], reembed: Callable[[], int], max_removed_share: float,
-            repair: bool = False) -> DoctorReport:
+def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokenizer, reembed: Callable[[], int],
+            max_removed_share: float, repair: bool = False) -> DoctorReport:
     """Every check, in an order where each repair leaves the next check meaningful. ``spaces`` are those that can
-    be built here; ``reembed`` rebuilds them all (the writer lock held), the repair of an encoder mismatch."""
+    be built here and ``keywords`` the configured keyword tokenizer; ``reembed`` rebuilds them all (the writer lock
+    held), the repair of an encoder mismatch."""
     report = DoctorReport()
     with store.writer_lock if repair else nullcontext():
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
+        _keyword_tokenizer(store, keywords, report, repair)
         _keyword_figures(store, report, repair)
         _malformed_vectors(store, report, repair)
         if _encoder_matches(store, spaces, reembed, report, repair):
@@ -81,6 +85,19 @@ def _orphans(store: Store, report: DoctorReport, repair: bool) -> None:
             with store.write() as unit:
                 unit.delete_orphans(kind)
         report.problems.append(Problem(kind=kind, detail=f"{count} row(s)", repaired=repair))
+
+
+def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorReport, repair: bool) -> None:
+    """The keyword postings must have been made by the configured tokenizer (else every keyword and hybrid search
+    fails); repairing tokenises every chunk again with it, as ``kb reembed`` does, and leaves the vectors."""
+    recorded = store.keyword_tokenizer()
+    if recorded is None or recorded == keywords.name:
+        return
+    if repair:
+        with store.write() as unit:
+            rebuild_postings(unit, keywords)
+    report.problems.append(Problem(kind="keyword tokenizer", detail=f"the keyword index was built with the "
+                                   f"{recorded!r} tokenizer but {keywords.name!r} is configured", repaired=repair))
 
 
 def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:

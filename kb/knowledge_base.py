@@ -22,6 +22,7 @@ from kb.errors import (
     WriterBusyError,
 )
 from kb.keywords import keyword_tokenizer
+from kb.postings import rebuild_postings
 from kb.scheduler import Scheduler
 from kb.spaces import EMBED_BATCH, EmbeddingSpace, buildable_spaces
 from kb.storage.database import schema_version
@@ -182,8 +183,8 @@ class KnowledgeBase:
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
-        return doctor.examine(self.store, self.spaces(), self.reembed_locked, self.settings.ingestion.max_removed_share,
-                              repair)
+        return doctor.examine(self.store, self.spaces(), self.keywords, self.reembed_locked,
+                              self.settings.ingestion.max_removed_share, repair)
 
     def reembed(self, batch_size: int = EMBED_BATCH) -> int:
         """Rebuild every chunk's vectors (text space, and CLIP space when its model loads) and keyword postings
@@ -204,16 +205,11 @@ class KnowledgeBase:
                 stored = unit.space(space.name) or unit.new_space(space.name, *facts)
                 stored = unit.replace_space(stored, *facts)
                 space.fill(unit, stored, unit.read.member_ids(space.name), batch_size)
-            rows = unit.read.chunk_texts()
-            for start in range(0, max(len(rows), 1), batch_size):
-                part = rows[start : start + batch_size]
-                unit.replace_postings([chunk_id for chunk_id, _ in part],
-                                      [self.keywords.tokenize(text) for _, text in part], first=start == 0)
-            unit.record_keyword_tokenizer(self.keywords.name)
+            chunks = rebuild_postings(unit, self.keywords, batch_size)
         save_settings(self.directory, self.settings)  # committed: a kill while the indexes rebuild keeps the models
         for stored in self.store.spaces():
             self.store.index(stored)
-        return len(rows)
+        return chunks
 
     def spaces(self) -> list[EmbeddingSpace]:
         """The embedding spaces that can be built here (the CLIP space only when its model loads)."""

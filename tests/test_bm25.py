@@ -18,6 +18,7 @@ import pytest
 
 from kb.config import Settings
 from kb.doctor import examine
+from kb.keywords import keyword_tokenizer
 from kb.storage import bm25
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
@@ -234,7 +235,7 @@ def test_cached_postings_follow_another_process_writes_and_a_version_6_database(
 
 def test_doctor_finds_and_recounts_damaged_keyword_figures(store: Store) -> None:
     chunks = write(store, 0, corpus(300, seed=6))
-    assert "keyword figures" not in {problem.kind for problem in examine(store, [], lambda: 0, 0.0).problems}
+    assert "keyword figures" not in {problem.kind for problem in examine(store, [], keyword_tokenizer("simple"), lambda: 0, 0.0).problems}
     execute_sql(store.url, "UPDATE keyword_terms SET chunks = chunks + 7 WHERE term = 'zeta'",
                 "DELETE FROM keyword_terms WHERE term = 'omega'",
                 "INSERT INTO keyword_terms (term, chunks) VALUES ('ghost', 3)",
@@ -242,10 +243,10 @@ def test_doctor_finds_and_recounts_damaged_keyword_figures(store: Store) -> None
     expected = reference(chunks, ["zeta", "w0"])
     assert not all(expected[chunk_id] == pytest.approx(score, abs=1e-6)
                    for chunk_id, score in search(store, ["zeta", "w0"], 5))  # the damage moves the scores
-    found = [p for p in examine(store, [], lambda: 0, 0.0).problems if p.kind == "keyword figures"]
+    found = [p for p in examine(store, [], keyword_tokenizer("simple"), lambda: 0, 0.0).problems if p.kind == "keyword figures"]
     assert [(p.detail.split()[0], p.repaired) for p in found] == [("4", False)]
-    repaired = [p for p in examine(store, [], lambda: 0, 0.0, repair=True).problems if p.kind == "keyword figures"]
+    repaired = [p for p in examine(store, [], keyword_tokenizer("simple"), lambda: 0, 0.0, repair=True).problems if p.kind == "keyword figures"]
     assert [p.repaired for p in repaired] == [True]
-    assert "keyword figures" not in {problem.kind for problem in examine(store, [], lambda: 0, 0.0).problems}
+    assert "keyword figures" not in {problem.kind for problem in examine(store, [], keyword_tokenizer("simple"), lambda: 0, 0.0).problems}
     for terms in QUERIES:
         assert_top(search(store, terms, 5), reference(chunks, terms), 5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kb import KnowledgeBase
 from retrieval.translation import english_gloss
 
@@ -163,3 +165,23 @@ def test_without_the_dictionary_chinese_questions_are_searched_as_asked(monkeypa
         assert english_gloss("客户退货有多少天？") is None
     finally:
         translation.dictionary.cache_clear()
+
+
+def test_doctor_finds_and_repairs_postings_made_by_another_keyword_tokenizer(kb_factory, tmp_path: Path) -> None:
+    """Built with the simple tokenizer and opened with jieba, keyword search refuses: doctor says so, and
+    ``--repair`` tokenises the chunks again with jieba (the vectors stay), after which keyword search works."""
+    from kb.errors import EncoderMismatchError
+
+    folder = write(tmp_path / "docs", {"permits.txt": "带薪年假 forklift permits are issued at the loading dock."})
+    built = kb_factory(keyword_tokenizer="simple", clip_model="none")
+    built.ingest(folder)
+    built.close()
+    kb = kb_factory(keyword_tokenizer="jieba", clip_model="none")
+    with pytest.raises(EncoderMismatchError):
+        kb.search("forklift", k=1, mode="keyword")
+    (found,) = [p for p in kb.doctor().problems if p.kind == "keyword tokenizer"]
+    assert "'simple'" in found.detail and not found.repaired
+    assert [p.repaired for p in kb.doctor(repair=True).problems if p.kind == "keyword tokenizer"] == [True]
+    assert not [p for p in kb.doctor().problems]
+    assert kb.search("forklift", k=1, mode="keyword")[0].path.endswith("permits.txt")
+    assert kb.search("年假", k=1, mode="keyword")[0].path.endswith("permits.txt")

@@ -204,12 +204,16 @@ class Store:
         with self.sessions() as session:
             return session.scalar(select(Space.id).where(Space.name == name)) is not None
 
+    def keyword_tokenizer(self) -> str | None:
+        """The name of the tokenizer the keyword postings were made with (None before the first keyword use)."""
+        with self.sessions() as session:
+            return session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
+
     def check_keyword_tokenizer(self, name: str) -> None:
         """Record the keyword tokenizer on first use; querying with a different one later is a clear error."""
         if self._keyword_tokenizer_checked == name:
             return
-        with self.sessions() as session:
-            recorded = session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
+        recorded = self.keyword_tokenizer()
         if recorded is None:
             with self.write() as unit:
                 unit.record_keyword_tokenizer(name)
