@@ -594,6 +594,24 @@ def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
     return Settings(**_combined(nest(kept), nest(overrides)))
 
 
+MODEL_PATH_SETTINGS = ("text_model", "reranker_model", "clip_model", "clip_pretrained", "reader_model",
+                       "reader_models_by_language")
+
+
+def _absolute_if_local(name: str, value: Any) -> Any:
+    """A model setting that names an existing local folder or file (``tiny/st``, ``~/models/reader``) as an
+    absolute path, so the knowledge base opens with the same model from any directory (cron, the scheduler);
+    hub names, tags and other settings as they are."""
+    if name not in MODEL_PATH_SETTINGS:
+        return value
+    if isinstance(value, dict):
+        return {key: _absolute_if_local(name, item) for key, item in value.items()}
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path.absolute()) if path.exists() else value
+
+
 def save_settings(kb_dir: Path, settings: Settings) -> None:
     """Record what defines the knowledge base, atomically, so it reopens with the same models and options: by
     flat names, as every version has.
@@ -605,5 +623,6 @@ def save_settings(kb_dir: Path, settings: Settings) -> None:
     exclude = set(MACHINE_SETTINGS)
     if settings.database_url and holds_secret(settings.database_url):
         exclude.add("database_url")
-    recorded = {name: value for name, value in settings.flat_dump().items() if name not in exclude}
+    recorded = {name: _absolute_if_local(name, value) for name, value in settings.flat_dump().items()
+                if name not in exclude}
     write_atomic(path, (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)

@@ -238,3 +238,24 @@ def test_a_malformed_json_variable_or_kb_json_is_a_configuration_error_naming_it
         (tmp_path / "kb.json").write_text(written, encoding="utf-8")
         with pytest.raises(ConfigurationError, match="kb.json"):
             load_settings(tmp_path, {})
+
+
+def test_local_model_paths_are_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model named by a path relative to the current directory opens from any other (cron, the scheduler); hub
+    names and tags stay as given."""
+    for folder in ("models/st", "models/reader", "models/zh-reader"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "models" / "clip.pt").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(text_model="models/st", reader_model="./models/reader", clip_pretrained="models/clip.pt",
+                        reader_models_by_language={"zh": "models/zh-reader", "ja": "org/ja-reader"},
+                        reranker_model="cross-encoder/ms-marco-MiniLM-L6-v2")
+    (tmp_path / "kb").mkdir()
+    save_settings(tmp_path / "kb", settings)
+    monkeypatch.chdir("/")
+    reopened = load_settings(tmp_path / "kb", {})
+    assert reopened.text_encoder.model == str(tmp_path / "models" / "st")
+    assert Path(reopened.reader.model) == tmp_path / "models" / "reader"
+    assert reopened.clip.pretrained == str(tmp_path / "models" / "clip.pt")
+    assert reopened.reader.models_by_language == {"zh": str(tmp_path / "models" / "zh-reader"), "ja": "org/ja-reader"}
+    assert reopened.reranker.model == "cross-encoder/ms-marco-MiniLM-L6-v2"
