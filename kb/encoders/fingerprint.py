@@ -96,4 +96,3 @@ def _sampled(digest: hashlib._Hash, path: Path) -> None:
             digest.update(handle.read(SAMPLE_BYTES))
             handle.seek(-SAMPLE_BYTES, 2)
             digest.update(handle.read(SAMPLE_BYTES))
-
