@@ -22,7 +22,7 @@ from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
+from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError, StorageError
 from kb.keywords import KeywordTokenizer
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -169,11 +169,22 @@ class Ingestor:
                 raise
             finally:
                 runner.close()
-            self._save_indexes()
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
                              error="stopped on request before every file was seen" if report.interrupted else None)
+            self._save_indexes_or_note(report)
         return report
+
+    def _save_indexes_or_note(self, report: IngestReport) -> None:
+        """Save the index caches after a run whose batches are all committed; a cache that cannot be written (a
+        full disk) is a notice, not the run's failure: the database holds everything, and the next search rebuilds
+        the cache from it."""
+        try:
+            self._save_indexes()
+        except (StorageError, OSError) as error:
+            notice = f"the index cache could not be saved ({error}); the next search rebuilds it from the database"
+            log.warning("%s", notice)
+            report.notices.append(notice)
 
     def _save_indexes(self) -> None:
         indexes = self.store.loaded_indexes()

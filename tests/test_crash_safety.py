@@ -184,3 +184,40 @@ def test_a_folder_of_bad_input_is_reported_and_the_rest_ingested(kb_factory, tmp
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_a_cache_that_cannot_be_saved_leaves_a_committed_run_recorded_and_searchable(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk when the index cache is saved, after every batch committed: the run is ``ok`` with a notice,
+    not left ``running`` behind an error, and a fresh process finds what it added (rebuilding the cache)."""
+    from kb.storage import faiss_index
+
+    write_corpus(tmp_path / "docs", 3, seed=5)
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(tmp_path / "docs")
+    (tmp_path / "docs" / "late.txt").write_text("zebrafinch lantern meadow", encoding="utf-8")
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(faiss_index, "write_atomic", disk_full)
+    report = knowledge_base.ingest(tmp_path / "docs")
+    assert [Path(path).name for path in report.added] == ["late.txt"] and any("could not be saved" in notice for notice in report.notices)
+    assert [job.status for job in knowledge_base.jobs()] == ["ok", "ok"]
+    monkeypatch.undo()
+    reopened = kb_factory()
+    assert "late.txt" in {Path(hit.path).name for hit in reopened.search("zebrafinch", k=3, mode="keyword")}
+
+
+def test_index_metadata_that_is_json_but_no_object_is_rebuilt_not_raised(kb_factory, tmp_path: Path) -> None:
+    """``null`` or ``[]`` in an index cache's metadata file (a damaged save) is a cache to rebuild, as a truncated
+    one is: search and doctor keep working."""
+    markers = write_corpus(tmp_path / "docs", 3, seed=6)
+    kb_factory().ingest(tmp_path / "docs")
+    for meta in (tmp_path / "kb" / "indexes").glob("*.json"):
+        meta.write_text("[]", encoding="utf-8")
+    reopened = kb_factory()
+    hits = reopened.search(markers["file0001.txt"], k=1, mode="dense")
+    assert len(hits) == 1  # the tiny test model's vectors carry no meaning: that it searches is the point
+    reopened.doctor(repair=True)  # reads the same metadata: it raised AttributeError on a list
+    assert len(reopened.search(markers["file0002.txt"], k=1, mode="dense")) == 1

@@ -187,6 +187,8 @@ class FaissIndex:
             return None, -1, "missing"
         except (OSError, json.JSONDecodeError) as error:
             return None, -1, f"unreadable ({error})"
+        if not isinstance(meta, dict):  # valid JSON, but not what a save writes: rebuilt like a damaged file
+            return None, -1, "unreadable (its metadata is not a JSON object)"
         cached = meta.get("generation")
         current = (cached, meta.get("count")) == (generation, count)
         older = isinstance(cached, int) and oldest <= cached < generation
