@@ -238,7 +238,8 @@ class Ingestor:
     def _ingest(self, root: Path, source_id: int, report: IngestReport, runner: FileRunner) -> None:
         self.progress.phase("scanning", str(root))
         self._root = root
-        scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside)
+        scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside,
+                       exclude=self.store.directory)
         report.failed += scanned.failed
         report.skipped += scanned.skipped
         # Every document under this folder, whichever source first brought it in (sources may be nested).

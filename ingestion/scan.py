@@ -60,12 +60,23 @@ def valid_name(name: str) -> bool:
     return True
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``folder``, or None where it cannot be had."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class _Refused(Exception):
     """A symlink the scan does not follow."""
 
 
-def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
-    """All regular files under ``root``; hidden entries (names starting with '.') are left out.
+def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | None = None) -> ScanResult:
+    """All regular files under ``root``; hidden entries (names starting with '.') are left out, and so is the
+    folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes and logs
+    are not documents, and they change at every run).
 
     Symlinks are followed while they stay inside ``root`` (or anywhere, if allowed); loops, unreadable folders
     and files that vanish mid-scan are reported instead of raising. A symlink leading outside the folder, or to
@@ -76,6 +87,7 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
     result = ScanResult()
     root_stat = root.stat()
     visited = {(root_stat.st_dev, root_stat.st_ino)}
+    excluded = _identity(exclude) if exclude is not None else None
     pending = [root]
     while pending:
         directory = pending.pop()
@@ -118,6 +130,8 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False) -> ScanResult:
                 continue
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
+                if key == excluded:  # not entered, and not reported
+                    continue
                 if key in visited:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))
                     continue

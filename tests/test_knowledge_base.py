@@ -101,6 +101,18 @@ def test_reingest_unchanged_folder_embeds_nothing(kb_factory, tmp_path: Path) ->
     assert len(report.unchanged) == 4 and encoder.texts == 0
 
 
+def test_a_knowledge_base_inside_its_source_folder_is_not_read_as_documents(kb_factory, tmp_path: Path) -> None:
+    """Its database, indexes and lock live in the folder it indexes: they are neither documents nor skipped files,
+    and a second run finds nothing new (they change at every run)."""
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory("docs/kb")
+    first = kb.ingest(folder)
+    second = kb.ingest(folder)
+    seen = [*first.added, *(failure.path for failure in [*first.skipped, *first.failed, *second.skipped])]
+    assert len(first.added) == 4 and not [path for path in seen if "/kb/" in path]
+    assert len(second.unchanged) == 4 and not (second.added or second.updated or second.removed)
+
+
 def test_changed_file_is_replaced_and_removed_file_disappears(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory()
