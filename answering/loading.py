@@ -52,7 +52,7 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     path = Path(name).expanduser()
-    online = hub_reachable()
+    online = not path.is_dir() and hub_reachable()  # a local folder needs no network, and must not wait for one
     where = f"the folder {path}" if path.is_dir() else (
         f"no folder {path}; the Hugging Face {'hub and ' if online else ''}cache"
         + ("" if online else " (the hub is not reachable from here)"))

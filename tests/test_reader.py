@@ -393,3 +393,17 @@ def test_answers_differing_in_a_sign_or_inner_punctuation_are_not_merged() -> No
     # Case, punctuation and quotes at the ends, a leading article and runs of spaces still do not matter.
     answers = merge_answers(readings(("Marxville", 0.4), ("marxville.", 0.2), ("“The  Marxville”", 0.1)), top=5)
     assert [(a.text, round(a.score, 2), len(a.sources)) for a in answers] == [("Marxville", 0.7, 3)]
+
+
+def test_a_reader_in_a_local_folder_loads_without_probing_the_network(tiny_reader: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline without ``HF_HUB_OFFLINE``, a probe of the hub can wait seconds for a firewall: a reader named by its
+    folder must never make one."""
+    from answering import loading
+
+    def probe() -> bool:
+        raise AssertionError("the hub was probed for a local folder")
+
+    monkeypatch.setattr(loading, "hub_reachable", probe)
+    model, tokenizer = loading.load_question_answering(str(tiny_reader), device="cpu")
+    assert tokenizer.is_fast and model.training is False
