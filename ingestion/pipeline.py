@@ -22,7 +22,7 @@ from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError, StorageError
+from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -181,7 +181,7 @@ class Ingestor:
         the cache from it."""
         try:
             self._save_indexes()
-        except (StorageError, OSError) as error:
+        except OSError as error:  # a StorageError (the cache cannot be written) is one
             notice = f"the index cache could not be saved ({error}); the next search rebuilds it from the database"
             log.warning("%s", notice)
             report.notices.append(notice)

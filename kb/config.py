@@ -569,7 +569,8 @@ class _FlatEnvironment(EnvSettingsSource):
             raise ConfigurationError(str(error.__cause__ or error)) from error
         given = {key.lower(): value for key, value in os.environ.items()}
         for name in EMPTY_MEANS_OFF:
-            if not given.get(f"kb_{name}", "x").strip():
+            value = given.get(f"kb_{name}")
+            if value is not None and not value.strip():
                 values[name] = "off"
         return values
 
