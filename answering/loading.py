@@ -66,9 +66,11 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
             model, loading = AutoModelForQuestionAnswering.from_pretrained(
                 source, local_files_only=not online, trust_remote_code=False, output_loading_info=True)
     except Exception as error:  # offline, unknown repository, no weights, a truncated file: each library its own
-        cause = " ".join(str(error).split())[:CAUSE_CHARACTERS].rstrip(".") or type(error).__name__
+        # Offline with no such folder, the library's error only repeats that the hub cannot be reached.
+        quoted = " ".join(str(error).split())[:CAUSE_CHARACTERS].rstrip(".") or type(error).__name__
+        cause = f": {quoted}" if online or path.is_dir() else ""
         raise ModelNotFoundError(
-            f"reader model {name!r} could not be loaded (looked in: {where}): {cause}; set KB_READER_MODEL to a "
+            f"reader model {name!r} could not be loaded (looked in: {where}){cause}; set KB_READER_MODEL to a "
             "local question-answering model folder (model and tokenizer saved with save_pretrained), or run once "
             "online to download it"
         ) from error
