@@ -48,7 +48,8 @@ def train(args: argparse.Namespace) -> int:
     options = TrainOptions(out=args.out, base_model=args.base_model, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                            max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
-                           checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+                           checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
+                           data_seed=args.data_seed)
     card = train_reader(files, options)
     print(card.model_dump_json(indent=2))
     return 0
@@ -204,6 +205,7 @@ def main() -> int:
     training.add_argument("--max-seconds", type=float, default=None)
     training.add_argument("--checkpoint-minutes", type=float, default=10.0)
     training.add_argument("--threads", type=int, default=None)
+    training.add_argument("--data-seed", type=int, default=None, help="training order only (soup ingredients)")
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
     cloze_file = commands.add_parser("cloze")

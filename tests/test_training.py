@@ -489,6 +489,37 @@ def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in_nor_on
     assert weak_pairs(documents("/mnt/share")).pairs == ingested
 
 
+def test_runs_differing_in_data_seed_alone_start_alike_and_can_be_souped(tiny_base: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data-seed changes the order the examples come in, not the new head's starting weights nor the validation
+    split (a model soup averages runs from one start); with it equal to --seed, nothing changes at all."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training.qa_trainer import QuestionAnsweringTrainer
+
+    facts = write_squad(tmp_path / "facts.json", 240, seed=4, titles=12)
+    starts: list[torch.Tensor] = []
+    train = QuestionAnsweringTrainer.train
+
+    def recorded(trainer: QuestionAnsweringTrainer, *args: object, **kwargs: object) -> object:
+        starts.append(trainer.model.qa_outputs.weight.detach().clone())
+        return train(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(QuestionAnsweringTrainer, "train", recorded)
+    cards, weights = [], []
+    for name, seeds in (("plain", {}), ("same", {"data_seed": 0}), ("reordered", {"data_seed": 1})):
+        out = tmp_path / name
+        cards.append(train_reader([facts], TrainOptions(out=out, base_model=str(tiny_base),
+                                                         **(READER | {"epochs": 1}), **seeds)))
+        weights.append(load_file(str(out / "model.safetensors"))["qa_outputs.weight"])
+    assert torch.equal(starts[0], starts[1]) and torch.equal(starts[0], starts[2])
+    assert cards[0].validation_split == cards[1].validation_split == cards[2].validation_split
+    assert torch.equal(weights[0], weights[1])
+    assert not torch.allclose(weights[0], weights[2])
+    assert "data_seed" not in cards[0].hyperparameters and cards[2].hyperparameters["data_seed"] == 1
+
+
 def test_validation_split_keeps_articles_whole(tmp_path: Path) -> None:
     from training.squad_data import load_squad_files, split_by_title
 

@@ -211,7 +211,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
-                       "seed": options.seed, "loss": "open_clip.ClipLoss", "pretrained": pretrained,
+                       **options.seeds(), "loss": "open_clip.ClipLoss", "pretrained": pretrained,
                        "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
@@ -267,7 +267,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     bar = tqdm(total=total, initial=state["step"], unit="step", file=sys.stderr, desc="training",
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     model.train()
-    order_rng = random.Random(options.seed)
+    order_rng = random.Random(options.order_seed)
     epoch_orders = [order_rng.sample(range(len(train)), len(train)) for _ in range(math.ceil(epochs))]
     while state["step"] < total:
         epoch, position = divmod(state["step"], steps_per_epoch)

@@ -22,7 +22,11 @@ class TrainOptions(BaseModel):
     max_seq_length: int | None = Field(default=None, ge=16)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)
-    seed: int = 0
+    seed: int = Field(default=0, description="seeds the validation split, the new layers' initial weights and, "
+                      "unless data_seed is given, the order of the training examples")
+    data_seed: int | None = Field(default=None, description="seeds the order the training examples come in (and "
+                                  "dropout) alone: runs that differ only here start from the same weights and hold "
+                                  "out the same validation split, so their weights can be averaged (a model soup)")
     validation: list[Path] = Field(default_factory=list, description="validation files; default: held out")
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
     checkpoint_minutes: float = Field(default=10.0, gt=0, description="evaluate and save at least this often")
@@ -31,3 +35,13 @@ class TrainOptions(BaseModel):
     device: str | None = Field(default=None, description="torch device; default: cuda when there is one")
     threads: int | None = Field(default=None, ge=1, description="CPU threads; default: every core (on cores busy "
                                 "with other work, one thread can be faster: threads wait for each other)")
+
+    @property
+    def order_seed(self) -> int:
+        """The seed of the training order: ``data_seed``, else ``seed``."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    def seeds(self) -> dict[str, int]:
+        """The seeds for a training card: ``data_seed`` only when given, so cards (and ``--resume`` checks) of runs
+        without it stay as they were."""
+        return {"seed": self.seed} | ({} if self.data_seed is None else {"data_seed": self.data_seed})

@@ -201,7 +201,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
-                       "seed": options.seed, "scheduler": "linear"}
+                       **options.seeds(), "scheduler": "linear"}
     if reader_data.cloze is not None:
         hyperparameters |= {"from_kb": True, "cloze_questions": len(reader_data.cloze.questions),
                             "cloze_sha256": squad_sha256(reader_data.cloze)}

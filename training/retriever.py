@@ -105,7 +105,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "hard_negatives": hard_negatives, "loss": "MultipleNegativesRankingLoss",
                        "max_seq_length": options.max_seq_length, "warmup_ratio": options.warmup_ratio,
-                       "weight_decay": options.weight_decay, "seed": options.seed, "from_kb": from_kb}
+                       "weight_decay": options.weight_decay, **options.seeds(), "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": prepared.sha256(), **hyperparameters})

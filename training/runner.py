@@ -55,7 +55,8 @@ def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float
         weight_decay=options.weight_decay, lr_scheduler_type="linear", eval_strategy="steps", eval_steps=NEVER,
         save_strategy="steps", save_steps=NEVER, save_total_limit=2, load_best_model_at_end=True,
         metric_for_best_model=metric, greater_is_better=greater_is_better, logging_steps=LOG_EVERY, report_to="none",
-        disable_tqdm=True, seed=options.seed, dataloader_num_workers=0, dataloader_pin_memory=False, use_cpu=options.device == "cpu", **extra)
+        disable_tqdm=True, seed=options.order_seed, data_seed=options.order_seed, dataloader_num_workers=0,
+        dataloader_pin_memory=False, use_cpu=options.device == "cpu", **extra)
 
 
 def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple[TimeBudget, str | None]:

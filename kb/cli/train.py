@@ -46,6 +46,10 @@ def add_train_parser(commands: Any) -> None:
         command.add_argument("--learning-rate", type=float)
         command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window)")
         command.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+        command.add_argument("--seed", type=int, help="seeds the validation split, the new layers' starting weights "
+                             "and the training order (default 0)")
+        command.add_argument("--data-seed", type=int, help="seeds the training order alone: runs that differ only "
+                             "here can be averaged into a model soup (default: --seed)")
         command.add_argument("--device", help="torch device (default: cuda when there is one)")
         command.add_argument("--overwrite", action="store_true", help="replace what --out holds")
         command.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -92,7 +96,7 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
                  unanswerable_share=getattr(args, "unanswerable_share", None),
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
-                 validation=args.validation, threads=args.threads, device=args.device, overwrite=args.overwrite,
+                 validation=args.validation, threads=args.threads, seed=args.seed, data_seed=args.data_seed, device=args.device, overwrite=args.overwrite,
                  resume=args.resume)
     print(summarise(card, args.out))
     return 0
