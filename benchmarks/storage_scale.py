@@ -359,7 +359,7 @@ def main() -> None:
     encoder = text_encoder(Settings())
     if args.vectors == "encoder" or args.questions:  # queries: real questions, their keyword search on their terms
         query_texts = dev_questions(args.data, args.queries)
-        keyword_queries = [tokenizer.tokenize(question) for question in query_texts]
+        keyword_queries = [tokenizer.tokenize_query(question) for question in query_texts]
     if args.vectors == "encoder":
         vectors = encoder_vectors(encoder, texts, args.vector_cache)
         queries = encoder.encode(query_texts)

@@ -23,7 +23,7 @@ from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
-from kb.keywords import KeywordTokenizer
+from kb.keywords import KeywordTokenizer, keyword_length
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
@@ -226,7 +226,7 @@ class Ingestor:
             self.progress.phase("loading models", self.encoder_name)
             self.store.space(TEXT_SPACE, self.encoder.identity())
             self.clip_space = self._open_clip_space(report)
-            self.store.check_keyword_tokenizer(self.keywords.name)
+            self.store.check_keyword_tokenizer(self.keywords.scheme)
             self.chunker = self._build_chunker()
             self.progress.phase("reading")
         return self.chunker
@@ -507,7 +507,7 @@ class Ingestor:
                 terms.append(unit_terms)
                 chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": modality,
                                    "text": text, "text_hash": unit_hash, "start": start, "end": end, "page": page,
-                                   "tokens": tokens, "keyword_length": len(unit_terms)})
+                                   "tokens": tokens, "keyword_length": keyword_length(unit_terms)})
         if not chunk_rows:
             return
         all_ids = unit.insert_chunks(chunk_rows)

@@ -150,7 +150,8 @@ class KeywordSettings(SettingsGroup):
     tokenizer: Literal["auto", "simple", "jieba"] = Field(default="auto", description=(
         "`simple` (words; CJK as character bigrams) or `jieba` (Chinese word segmentation after folding traditional "
         "characters to simplified with OpenCC, so either script finds both; extra `chinese`); English is tokenised "
-        "the same way by both. `auto` is `jieba` where it is installed, else `simple`, and a new knowledge base "
+        "the same way by both, and with either a question of one CJK character finds it anywhere (see [Keyword "
+        "terms](#keyword-terms)). `auto` is `jieba` where it is installed, else `simple`, and a new knowledge base "
         "records the one chosen"
     ))
     cache_mb: int = Field(default=256, ge=0, description=(

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 
 from ingestion.scan import hidden
 from kb.errors import ModelNotFoundError, WriterBusyError
-from kb.keywords import KeywordTokenizer
+from kb.keywords import KeywordTokenizer, parse_scheme
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -22,8 +22,8 @@ from kb.types import CLIP_SPACE, DoctorReport, Problem
 def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokenizer, reembed: Callable[[], int],
             max_removed_share: float, repair: bool = False) -> DoctorReport:
     """Every check, in an order where each repair leaves the next check meaningful. ``spaces`` are those that can
-    be built here and ``keywords`` the configured keyword tokenizer; ``reembed`` rebuilds them all (the writer lock
-    held), the repair of an encoder mismatch."""
+    be built here and ``keywords`` the configured keyword tokenizer in its latest version; ``reembed`` rebuilds
+    them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
     with store.writer_lock if repair else nullcontext():
         _stuck_runs(store, report, repair)
@@ -89,15 +89,20 @@ def _orphans(store: Store, report: DoctorReport, repair: bool) -> None:
 
 def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorReport, repair: bool) -> None:
     """The keyword postings must have been made by the configured tokenizer (else every keyword and hybrid search
-    fails); repairing tokenises every chunk again with it, as ``kb reembed`` does, and leaves the vectors."""
+    fails), in its latest version (an older one is still read, but misses what the new one finds); repairing
+    tokenises every chunk again with it, as ``kb reembed`` does, and leaves the vectors."""
     recorded = store.keyword_tokenizer()
-    if recorded is None or recorded == keywords.name:
+    if recorded is None or recorded == keywords.scheme:
         return
+    name, version = parse_scheme(recorded)
     if repair:
         with store.write() as unit:
             rebuild_postings(unit, keywords)
-    report.problems.append(Problem(kind="keyword tokenizer", detail=f"the keyword index was built with the "
-                                   f"{recorded!r} tokenizer but {keywords.name!r} is configured", repaired=repair))
+    detail = (f"the keyword index was built with version {version} of the {name!r} tokenizer; version "
+              f"{keywords.version} also finds a single CJK character inside longer text and keeps combining marks "
+              f"inside words" if name == keywords.name else
+              f"the keyword index was built with the {name!r} tokenizer but {keywords.name!r} is configured")
+    report.problems.append(Problem(kind="keyword tokenizer", detail=detail, repaired=repair))
 
 
 def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:

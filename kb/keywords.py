@@ -1,19 +1,26 @@
 """Keyword tokenisation for the BM25 index: text in, index terms out.
 
-The keyword index itself lives in SQL; this module only decides what a term is, so documents and queries are
-tokenised the same way. A tokenizer's ``name`` lets an index record which scheme built it: terms from different
-schemes do not match, so changing it means re-indexing.
+The keyword index itself lives in SQL; this module only decides what a term is, so a question's terms are ones
+its documents were indexed under. A tokenizer's ``scheme`` lets an index record what built it: terms from
+different schemes do not match, so changing it means re-indexing.
 
 CJK text has no spaces between words. ``SimpleTokenizer`` indexes overlapping character bigrams, which needs no
 dictionary; ``JiebaTokenizer`` segments Chinese into words with jieba (the ``chinese`` extra).
+
+Each scheme has versions (``scheme`` is what an index records). Version 2 also indexes every CJK character of a
+document under a character term, so a one-character question (税) finds it inside longer runs, while longer
+questions are looked up and ranked by their bigrams or words as in version 1; and it keeps combining marks inside
+words, so Devanagari, Tamil or Thai words stay whole. Version 1 is kept to read the knowledge bases it built until
+``kb doctor --repair`` rebuilds them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from kb import optional
@@ -32,21 +39,50 @@ ENGLISH_STOPWORDS = frozenset(
     "they this to was will with".split()
 )
 
-_RUNS = re.compile(
-    rf"(?P<han>[{HAN_CHARS}]+)"
-    rf"|(?P<kana>[{KANA_HANGUL_CHARS}]+)"
-    rf"|(?P<word>[^\W_{CJK_CHARS}]+(?:['’][^\W_{CJK_CHARS}]+)*)"
-)
+LATEST_VERSION = 2
+CHARACTER_TERM = "#"  # prefix of a character term: no word or CJK term starts with it
 _LATIN_LETTERS = re.compile(r"[a-z]+")
+# Combining marks live below U+20000 but for the variation selectors of ideographs (U+E0100-U+E01EF).
+_MARKS_BELOW, _HIGH_MARKS = 0x20000, "\U000e0100-\U000e01ef"
+
+
+@functools.cache
+def _combining_marks() -> str:
+    """A regex class body of every combining mark (Unicode category M), built once from ``unicodedata``."""
+    ranges, start = [], None
+    for code in range(_MARKS_BELOW + 1):
+        mark = code < _MARKS_BELOW and unicodedata.category(chr(code)).startswith("M")
+        if mark and start is None:
+            start = code
+        elif not mark and start is not None:
+            ranges.append(f"{chr(start)}-{chr(code - 1)}")
+            start = None
+    return "".join(ranges) + _HIGH_MARKS
+
+
+@functools.cache
+def runs(version: int) -> re.Pattern[str]:
+    """The runs a text is cut into: Han, kana/hangul, and words of letters and digits (from version 2 with the
+    combining marks that follow a letter inside them: version 1 cut हिन्दी into ह, न, द)."""
+    letter = rf"[^\W_{CJK_CHARS}]"
+    word = f"{letter}+" if version == 1 else rf"{letter}(?:{letter}|[{_combining_marks()}])*"
+    return re.compile(rf"(?P<han>[{HAN_CHARS}]+)|(?P<kana>[{KANA_HANGUL_CHARS}]+)|(?P<word>{word}(?:['’]{word})*)")
 
 
 @runtime_checkable
 class KeywordTokenizer(Protocol):
-    """Turns text into BM25 terms; ``name`` identifies the scheme an index was built with."""
+    """Turns text into BM25 terms: ``tokenize`` for what is indexed, ``tokenize_query`` for what is looked up;
+    ``name`` is the setting that chose it and ``scheme`` (name and version) what an index records."""
 
     name: str
+    version: int
+
+    @property
+    def scheme(self) -> str: ...
 
     def tokenize(self, text: str) -> list[str]: ...
+
+    def tokenize_query(self, text: str) -> list[str]: ...
 
 
 def plural_stem(word: str) -> str:
@@ -89,7 +125,42 @@ def character_bigrams(run: str) -> list[str]:
     return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
-class SimpleTokenizer:
+class _Versioned:
+    """What both schemes share: the version, the recorded scheme, and the scan with a scheme's Han segmentation."""
+
+    name: str
+
+    def __init__(self, version: int = LATEST_VERSION) -> None:
+        if not 1 <= version <= LATEST_VERSION:
+            raise ConfigurationError(f"keyword tokenizer {self.name!r} has no version {version}; this version of "
+                                     f"the project knows 1 to {LATEST_VERSION}")
+        self.version = version
+
+    @property
+    def scheme(self) -> str:
+        """What an index records: the name, and ``/version`` from version 2 (version 1 recorded the name alone)."""
+        return self.name if self.version == 1 else f"{self.name}/{self.version}"
+
+    def fold(self, run: str) -> str:
+        """A Han run as it is segmented and indexed (as it is, unless a scheme folds variants together)."""
+        return run
+
+    def segment(self, run: str) -> list[str]:
+        """A folded Han run's terms as a question's are made: overlapping bigrams unless a scheme knows words."""
+        return character_bigrams(run)
+
+    def tokenize(self, text: str) -> list[str]:
+        """The terms ``text`` is indexed under, in order, repeats kept (BM25 needs term frequencies): from version
+        2 each CJK character also as a character term (see :func:`character_term`)."""
+        return _tokenize(text, self, document=True)
+
+    def tokenize_query(self, text: str) -> list[str]:
+        """The terms a question ``text`` is looked up by: a document's, but for its character terms, which stand
+        (from version 2) for a CJK character standing alone in the question."""
+        return _tokenize(text, self, document=False)
+
+
+class SimpleTokenizer(_Versioned):
     """NFKC + case folding; words of letters and digits minus stopwords, plurals folded; CJK as bigrams.
 
     Hyphens, underscores and other punctuation separate words ("state-of-the-art" -> state, art).
@@ -97,12 +168,8 @@ class SimpleTokenizer:
 
     name = "simple"
 
-    def tokenize(self, text: str) -> list[str]:
-        """The terms of ``text`` in order, repeats kept (BM25 needs term frequencies)."""
-        return _tokenize(text, han=character_bigrams)
 
-
-class JiebaTokenizer:
+class JiebaTokenizer(_Versioned):
     """Like ``SimpleTokenizer``, but Chinese runs are folded to simplified characters (OpenCC ``t2s``) and
     segmented into words by ``jieba.lcut_for_search``.
 
@@ -113,7 +180,8 @@ class JiebaTokenizer:
 
     name = "jieba"
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = LATEST_VERSION) -> None:
+        super().__init__(version)
         instead = "or choose the 'simple' tokenizer, which indexes Chinese as character bigrams"
         jieba = optional.require("jieba", "the 'jieba' keyword tokenizer", instead=instead)
         opencc = optional.require("opencc", "the 'jieba' keyword tokenizer", instead=instead)
@@ -121,23 +189,43 @@ class JiebaTokenizer:
         self._cut: Callable[[str], list[str]] = jieba.lcut_for_search
         self._to_simplified: Callable[[str], str] = opencc.OpenCC("t2s").convert
 
-    def tokenize(self, text: str) -> list[str]:
-        """The terms of ``text`` in order, repeats kept (BM25 needs term frequencies)."""
-        return _tokenize(text, han=lambda run: self._cut(self._to_simplified(run)))
+    def fold(self, run: str) -> str:
+        return self._to_simplified(run)
+
+    def segment(self, run: str) -> list[str]:
+        return self._cut(run)
 
 
-def _tokenize(text: str, han: Callable[[str], list[str]]) -> list[str]:
-    """Shared scan: ``han`` turns a run of Han characters into terms; everything else is handled here."""
+def character_term(character: str) -> str:
+    """The term under which a document holds each of its CJK characters, wherever it stands (version 2): a lone
+    character in a question looks it up. Apart from the bigrams and words, so those rank as in version 1."""
+    return CHARACTER_TERM + character
+
+
+def keyword_length(terms: Sequence[str]) -> int:
+    """A chunk's length for BM25: its terms less the character terms, so its length is version 1's."""
+    return sum(not term.startswith(CHARACTER_TERM) for term in terms)
+
+
+def _tokenize(text: str, tokenizer: _Versioned, document: bool) -> list[str]:
+    """Shared scan, with the tokenizer's runs, folding and segmentation of Han runs; from version 2, a document's
+    CJK characters each also as a character term, and a question's lone CJK character as one."""
     terms: list[str] = []
-    for match in _RUNS.finditer(unicodedata.normalize("NFKC", text).casefold()):
+    characters = tokenizer.version > 1
+    for match in runs(tokenizer.version).finditer(unicodedata.normalize("NFKC", text).casefold()):
         if match.lastgroup == "word":
             term = word_term(match.group())
             if term:
                 terms.append(term)
-        elif match.lastgroup == "han":
-            terms.extend(term for term in han(match.group()) if term.strip())
-        else:
-            terms.extend(character_bigrams(match.group()))
+            continue
+        run = tokenizer.fold(match.group()) if match.lastgroup == "han" else match.group()
+        if characters and not document and len(run) == 1:
+            terms.append(character_term(run))
+            continue
+        terms.extend(term for term in (tokenizer.segment(run) if match.lastgroup == "han" else character_bigrams(run))
+                     if term.strip())
+        if characters and document:
+            terms.extend(map(character_term, run))
     return terms
 
 
@@ -145,10 +233,11 @@ def term_spans(text: str, terms: set[str], tokenizer: KeywordTokenizer) -> list[
     """``(start, end, term)`` for each stretch of ``text`` that ``tokenizer`` indexes as one of ``terms``, in order,
     for showing where a query matched. Words are matched whole; in a CJK run each occurrence of a CJK term is."""
     spans: list[tuple[int, int, str]] = []
+    terms = {term.removeprefix(CHARACTER_TERM) for term in terms}
     cjk_terms = sorted((term for term in terms if re.fullmatch(f"[{CJK_CHARS}]+", term)), key=len, reverse=True)
-    for match in _RUNS.finditer(text):
+    for match in runs(tokenizer.version).finditer(text):
         if match.lastgroup == "word":
-            found = next((term for term in tokenizer.tokenize(match.group()) if term in terms), None)
+            found = next((term for term in tokenizer.tokenize_query(match.group()) if term in terms), None)
             if found is not None:
                 spans.append((match.start(), match.end(), found))
             continue
@@ -166,15 +255,22 @@ def term_spans(text: str, terms: set[str], tokenizer: KeywordTokenizer) -> list[
     return sorted(spans)
 
 
-_TOKENIZERS: dict[str, Callable[[], KeywordTokenizer]] = {"simple": SimpleTokenizer, "jieba": JiebaTokenizer}
+_TOKENIZERS: dict[str, Callable[[int], KeywordTokenizer]] = {"simple": SimpleTokenizer, "jieba": JiebaTokenizer}
 
 
-def keyword_tokenizer(name: str) -> KeywordTokenizer:
-    """The keyword tokenizer called ``name``: "simple" (no dependencies) or "jieba" (Chinese word segmentation)."""
+def keyword_tokenizer(name: str, version: int = LATEST_VERSION) -> KeywordTokenizer:
+    """The keyword tokenizer called ``name``: "simple" (no dependencies) or "jieba" (Chinese word segmentation),
+    in ``version`` (the latest unless an index was built with an older one)."""
     try:
         factory = _TOKENIZERS[name]
     except KeyError:
         raise ConfigurationError(
             f"Unknown keyword tokenizer {name!r}; valid names: {', '.join(sorted(_TOKENIZERS))}"
         ) from None
-    return factory()
+    return factory(version)
+
+
+def parse_scheme(scheme: str) -> tuple[str, int]:
+    """(name, version) of a recorded ``scheme``: "simple" (version 1 recorded no version) or "simple/2"."""
+    name, _, version = scheme.partition("/")
+    return name, int(version) if version.isdigit() else 1

@@ -21,7 +21,7 @@ from kb.errors import (
     SourceUnavailableError,
     WriterBusyError,
 )
-from kb.keywords import keyword_tokenizer
+from kb.keywords import LATEST_VERSION, KeywordTokenizer, keyword_tokenizer, parse_scheme
 from kb.postings import rebuild_postings
 from kb.scheduler import Scheduler
 from kb.spaces import EMBED_BATCH, EmbeddingSpace, buildable_spaces
@@ -79,7 +79,7 @@ class KnowledgeBase:
         self.encoder: TextEncoder = text_encoder(settings)  # first: a backend not installed fails before any opening
         self.store = Store(directory, settings)
         self.clip: ClipEncoder | None = clip_encoder(settings)
-        self.keywords = keyword_tokenizer(settings.keywords.tokenizer)
+        self.keywords = self._indexed_keywords()
         self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)
         self._readers: Readers | None = None
 
@@ -183,8 +183,10 @@ class KnowledgeBase:
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
-        return doctor.examine(self.store, self.spaces(), self.keywords, self.reembed_locked,
-                              self.settings.ingestion.max_removed_share, repair)
+        report = doctor.examine(self.store, self.spaces(), keyword_tokenizer(self.settings.keywords.tokenizer),
+                                self.reembed_locked, self.settings.ingestion.max_removed_share, repair)
+        self._use_keywords(self._indexed_keywords())  # a repair may have rebuilt the postings in the latest version
+        return report
 
     def reembed(self, batch_size: int = EMBED_BATCH) -> int:
         """Rebuild every chunk's vectors (text space, and CLIP space when its model loads) and keyword postings
@@ -205,11 +207,24 @@ class KnowledgeBase:
                 stored = unit.space(space.name) or unit.new_space(space.name, *facts)
                 stored = unit.replace_space(stored, *facts)
                 space.fill(unit, stored, unit.read.member_ids(space.name), batch_size)
-            chunks = rebuild_postings(unit, self.keywords, batch_size)
+            keywords = keyword_tokenizer(self.settings.keywords.tokenizer)
+            chunks = rebuild_postings(unit, keywords, batch_size)
         save_settings(self.directory, self.settings)  # committed: a kill while the indexes rebuild keeps the models
+        self._use_keywords(keywords)
         for stored in self.store.spaces():
             self.store.index(stored)
         return chunks
+
+    def _indexed_keywords(self) -> KeywordTokenizer:
+        """The configured keyword tokenizer in the version the keyword index was built with, so questions are cut
+        as its documents were; the latest for a new index or one built by another tokenizer (refused when read)."""
+        configured, recorded = self.settings.keywords.tokenizer, self.store.keyword_tokenizer()
+        name, version = parse_scheme(recorded) if recorded else (configured, LATEST_VERSION)
+        return keyword_tokenizer(configured, version if name == configured else LATEST_VERSION)
+
+    def _use_keywords(self, keywords: KeywordTokenizer) -> None:
+        """Search and ingest with ``keywords`` from now on (after the postings were rebuilt with it)."""
+        self.keywords = self.retriever.keywords = keywords
 
     def spaces(self) -> list[EmbeddingSpace]:
         """The embedding spaces that can be built here (the CLIP space only when its model loads)."""

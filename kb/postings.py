@@ -16,5 +16,5 @@ def rebuild_postings(unit: WriteUnit, keywords: KeywordTokenizer, batch_size: in
         part = rows[start : start + batch_size]
         unit.replace_postings([chunk_id for chunk_id, _ in part], [keywords.tokenize(text) for _, text in part],
                               first=start == 0)
-    unit.record_keyword_tokenizer(keywords.name)
+    unit.record_keyword_tokenizer(keywords.scheme)
     return len(rows)

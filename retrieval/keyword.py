@@ -12,7 +12,7 @@ from kb.types import Filters, Modality
 
 def query_terms(tokenizer: KeywordTokenizer, query: str) -> list[str]:
     """The distinct terms of ``query`` as the keyword index stores them."""
-    return sorted({term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize(query)})
+    return sorted({term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize_query(query)})
 
 
 def keyword_search(snapshot: Snapshot, tokenizer: KeywordTokenizer, query: str, k: int,

@@ -81,7 +81,7 @@ class Retriever:
             raise InvalidRequestError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         wanted = modality_set(modalities)
         if mode != "dense":
-            self.store.check_keyword_tokenizer(self.keywords.name)
+            self.store.check_keyword_tokenizer(self.keywords.scheme)
         language = question_language(query)
         hits = self._search(query, k, mode, filters, wanted, language)
         gloss = english_gloss(query) if self.settings.cross_lingual.enabled else None

@@ -45,7 +45,7 @@ class Snippet:
 
 def snippet(text: str, query: str, tokenizer: KeywordTokenizer, width: int = 300) -> Snippet:
     """The window of about ``width`` characters of ``text`` that holds the most distinct terms of ``query``."""
-    spans = term_spans(text, set(tokenizer.tokenize(query)), tokenizer)
+    spans = term_spans(text, set(tokenizer.tokenize_query(query)), tokenizer)
     if len(text) <= width:
         return Snippet(text, [(start, end) for start, end, _ in spans])
     # Each matched term is tried as the first of a window: shown from a little before it (less when the terms that

@@ -185,3 +185,42 @@ def test_doctor_finds_and_repairs_postings_made_by_another_keyword_tokenizer(kb_
     assert not [p for p in kb.doctor().problems]
     assert kb.search("forklift", k=1, mode="keyword")[0].path.endswith("permits.txt")
     assert kb.search("年假", k=1, mode="keyword")[0].path.endswith("permits.txt")
+
+
+@pytest.mark.parametrize("tokenizer", ["simple", "jieba"])
+def test_a_one_character_question_finds_the_character_inside_longer_text(kb_factory, tmp_path: Path,
+                                                                          tokenizer: str) -> None:
+    """税 ("tax") stands inside 个人所得税 and 税务; it is no bigram and no jieba word, but a term of the index."""
+    folder = write(tmp_path / "docs", {"tax.txt": "个人所得税由公司代扣代缴，税务问题请联系财务部。",
+                                       "leave.txt": CHINESE["leave.txt"]})
+    kb = kb_factory(keyword_tokenizer=tokenizer, clip_model="none")
+    kb.ingest(folder)
+    assert [hit.path.rsplit("/", 1)[-1] for hit in kb.search("税", k=5, mode="keyword")] == ["tax.txt"]
+    assert kb.search("年假", k=1, mode="keyword")[0].path.endswith("leave.txt")
+
+
+def test_a_knowledge_base_indexed_by_version_one_reads_with_it_until_doctor_rebuilds(kb_factory,
+                                                                                   tmp_path: Path) -> None:
+    """A knowledge base from before version 2 keeps working (its questions cut as its documents were); doctor
+    names the older version and ``--repair`` rebuilds the postings, after which one character finds its text."""
+    from kb.keywords import keyword_tokenizer
+    from kb.postings import rebuild_postings
+
+    folder = write(tmp_path / "docs", {"tax.txt": "个人所得税由公司代扣代缴。", "hindi.txt": "हिन्दी भाषा"})
+    built = kb_factory(keyword_tokenizer="simple", clip_model="none")
+    built.ingest(folder)
+    with built.store.write() as unit:  # what version 1 left behind: its postings, recorded as "simple"
+        rebuild_postings(unit, keyword_tokenizer("simple", version=1))
+    built.close()
+    kb = kb_factory(keyword_tokenizer="simple", clip_model="none")
+    assert kb.keywords.scheme == "simple"
+    assert kb.search("所得税", k=1, mode="keyword")[0].path.endswith("tax.txt")
+    assert kb.search("税", k=1, mode="keyword") == []
+    (found,) = [p for p in kb.doctor().problems if p.kind == "keyword tokenizer"]
+    assert "version 1 of the 'simple' tokenizer" in found.detail and not found.repaired
+    assert [p.repaired for p in kb.doctor(repair=True).problems if p.kind == "keyword tokenizer"] == [True]
+    assert not kb.doctor().problems and kb.keywords.scheme == "simple/2"
+    assert kb.search("税", k=1, mode="keyword")[0].path.endswith("tax.txt")
+    assert kb.search("हिन्दी", k=1, mode="keyword")[0].path.endswith("hindi.txt")
+    kb.ingest(folder)  # ingesting goes on in version 2
+    assert kb.store.keyword_tokenizer() == "simple/2"

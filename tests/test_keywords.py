@@ -1,5 +1,6 @@
-"""Keyword tokenisation for BM25: normalisation, stopwords, plural folding, CJK bigrams, jieba segmentation, the
-factory, and properties that keep documents and queries comparable."""
+"""Keyword tokenisation for BM25: normalisation, stopwords, plural folding, CJK bigrams (and, in documents, single
+characters), words with combining marks, jieba segmentation, versions, the factory, and properties that keep
+documents and queries comparable."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from kb.keywords import (
     KeywordTokenizer,
     SimpleTokenizer,
     character_bigrams,
+    keyword_length,
     keyword_tokenizer,
+    parse_scheme,
     plural_stem,
+    term_spans,
     word_term,
 )
 
@@ -70,16 +74,48 @@ def test_numbers_and_mixed_words_stay_whole() -> None:
     ]
 
 
-def test_chinese_becomes_overlapping_bigrams() -> None:
-    assert simple.tokenize("中华人民") == ["中华", "华人", "人民"]
-    assert simple.tokenize("我爱北京。好") == ["我爱", "爱北", "北京", "好"]
-    assert simple.tokenize("GPT-4模型很强") == ["gpt", "4", "模型", "型很", "很强"]
+def test_chinese_questions_become_overlapping_bigrams() -> None:
+    assert simple.tokenize_query("中华人民") == ["中华", "华人", "人民"]
+    assert simple.tokenize_query("我爱北京。好") == ["我爱", "爱北", "北京", "#好"]  # a lone character: see below
+    assert simple.tokenize_query("GPT-4模型很强") == ["gpt", "4", "模型", "型很", "很强"]
 
 
 def test_kana_and_hangul_runs_are_bigrams_too() -> None:
-    assert simple.tokenize("東京タワー") == ["東京", "タワ", "ワー"]
-    assert simple.tokenize("한국어 텍스트") == ["한국", "국어", "텍스", "스트"]
-    assert simple.tokenize("ｶﾀｶﾅ") == ["カタ", "タカ", "カナ"]  # half-width katakana is normalised first
+    assert simple.tokenize_query("東京タワー") == ["東京", "タワ", "ワー"]
+    assert simple.tokenize_query("한국어 텍스트") == ["한국", "국어", "텍스", "스트"]
+    assert simple.tokenize_query("ｶﾀｶﾅ") == ["カタ", "タカ", "カナ"]  # half-width katakana is normalised first
+
+
+def test_documents_hold_every_cjk_character_under_a_character_term() -> None:
+    """So a one-character question (税) finds the character inside longer runs, where no bigram is it; a longer
+    question is looked up by its bigrams alone, and a chunk's length leaves the character terms out, so it ranks
+    as version 1 ranked it."""
+    assert simple.tokenize("个人所得税 is due") == ["个人", "人所", "所得", "得税", "#个", "#人", "#所", "#得", "#税", "due"]
+    assert simple.tokenize("집") == ["집", "#집"]
+    assert simple.tokenize_query("税") == ["#税"] and simple.tokenize_query("所得税") == ["所得", "得税"]
+    assert set(simple.tokenize_query("税 所得税")) <= set(simple.tokenize("个人所得税"))
+    assert keyword_length(simple.tokenize("个人所得税 is due")) == len(SimpleTokenizer(version=1).tokenize("个人所得税 is due"))
+    assert term_spans("个人所得税", set(simple.tokenize_query("税")), simple) == [(4, 5, "税")]  # shown where it matched
+
+
+@pytest.mark.parametrize("word", ["हिन्दी", "தமிழ்", "ภาษาไทย", "naïve"])
+def test_combining_marks_stay_inside_words(word: str) -> None:
+    """Vowel signs and viramas are marks, not letters: version 1 cut हिन्दी into ह, न, द."""
+    decomposed = __import__("unicodedata").normalize("NFD", word)
+    assert simple.tokenize(f"{decomposed}, again") == simple.tokenize_query(word) + ["again"]
+    assert len(simple.tokenize_query(word)) == 1
+    assert len(SimpleTokenizer(version=1).tokenize("हिन्दी")) == 3
+
+
+def test_version_one_still_cuts_as_it_did() -> None:
+    """Knowledge bases built by version 1 are read with it until rebuilt: its terms must not move."""
+    old = SimpleTokenizer(version=1)
+    assert old.tokenize("中华人民 हिन्दी") == old.tokenize_query("中华人民 हिन्दी") == ["中华", "华人", "人民", "ह", "न", "द"]
+    assert (old.scheme, simple.scheme) == ("simple", "simple/2")
+    assert parse_scheme("simple") == ("simple", 1) and parse_scheme("jieba/2") == ("jieba", 2)
+    assert keyword_tokenizer("simple", 1).tokenize("税务") == ["税务"]
+    with pytest.raises(ValueError, match="no version 3"):
+        keyword_tokenizer("simple", 3)
 
 
 def test_character_bigrams() -> None:
@@ -91,7 +127,7 @@ def test_character_bigrams() -> None:
 @settings(max_examples=200)
 @given(run=st.text(HAN, min_size=2, max_size=30))
 def test_bigrams_cover_a_chinese_run(run: str) -> None:
-    terms = simple.tokenize(run)
+    terms = simple.tokenize_query(run)
     assert len(terms) == len(run) - 1
     assert terms[0][0] + "".join(term[1] for term in terms) == run
 
@@ -99,10 +135,11 @@ def test_bigrams_cover_a_chinese_run(run: str) -> None:
 @settings(max_examples=300)
 @given(text=st.text())
 def test_terms_are_clean(text: str) -> None:
-    for term in simple.tokenize(text):
+    for term in simple.tokenize(text) + simple.tokenize_query(text):
         assert term and not any(character.isspace() for character in term)
         assert term not in ENGLISH_STOPWORDS and "'" not in term
         assert term == term.casefold()
+        assert not term.startswith("#") or len(term) == 2  # only a character term starts with the prefix
 
 
 @settings(max_examples=200)
@@ -117,18 +154,28 @@ def test_tokenizing_is_compositional_across_spaces(parts: list[str]) -> None:
     """A document's terms are the concatenation of its space-separated parts' terms, so a query term matches
     wherever the same word appears."""
     assert simple.tokenize(" ".join(parts)) == [term for part in parts for term in simple.tokenize(part)]
+    assert simple.tokenize_query(" ".join(parts)) == [term for part in parts for term in simple.tokenize_query(part)]
 
 
 def test_jieba_segments_chinese_words(jieba_tokenizer: JiebaTokenizer) -> None:
-    terms = jieba_tokenizer.tokenize("我爱北京天安门")
+    terms = jieba_tokenizer.tokenize_query("我爱北京天安门")
     assert {"北京", "天安门"} <= set(terms)
-    assert {"中华", "人民", "共和国", "中华人民共和国"} <= set(jieba_tokenizer.tokenize("中华人民共和国成立了"))
+    assert {"中华", "人民", "共和国", "中华人民共和国"} <= set(jieba_tokenizer.tokenize_query("中华人民共和国成立了"))
+
+
+def test_jieba_holds_each_simplified_character_under_a_character_term(jieba_tokenizer: JiebaTokenizer) -> None:
+    """Traditional text is indexed under simplified characters, words and character terms alike."""
+    terms = jieba_tokenizer.tokenize("個人所得稅了")
+    assert [term for term in terms if term.startswith("#")] == [f"#{c}" for c in "个人所得税了"]
+    assert jieba_tokenizer.tokenize_query("稅") == ["#税"] and "了" in terms
+    assert {"所得税", "个人所得税"} & set(terms)
 
 
 def test_jieba_treats_other_text_like_simple(jieba_tokenizer: JiebaTokenizer) -> None:
     text = "The Studies of O'Neill: 東京タワー 한국어 version 2"
     english = "The Studies of O'Neill: タワー 한국어 version 2"
     assert jieba_tokenizer.tokenize(english) == simple.tokenize(english)
+    assert jieba_tokenizer.tokenize_query(english) == simple.tokenize_query(english)
     assert set(simple.tokenize(english)) <= set(jieba_tokenizer.tokenize(text))
 
 
@@ -138,8 +185,8 @@ def test_jieba_terms_come_from_the_run(jieba_tokenizer: JiebaTokenizer, run: str
     import opencc
 
     simplified = opencc.OpenCC("t2s").convert(run)  # traditional characters are folded before segmentation
-    terms = jieba_tokenizer.tokenize(run)
-    assert terms and all(term in simplified for term in terms)
+    for terms in (jieba_tokenizer.tokenize(run), jieba_tokenizer.tokenize_query(run)):
+        assert terms and all(term.removeprefix("#") in simplified for term in terms)
 
 
 def test_factory() -> None:
@@ -147,7 +194,7 @@ def test_factory() -> None:
     assert isinstance(keyword_tokenizer("jieba"), JiebaTokenizer)
     for tokenizer in (keyword_tokenizer("simple"), keyword_tokenizer("jieba")):
         assert isinstance(tokenizer, KeywordTokenizer)
-        assert keyword_tokenizer(tokenizer.name).name == tokenizer.name
+        assert keyword_tokenizer(tokenizer.name).scheme == tokenizer.scheme == f"{tokenizer.name}/2"
 
 
 def test_factory_rejects_unknown_names() -> None:

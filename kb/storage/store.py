@@ -17,6 +17,7 @@ from kb.atomic import abandoned_temporaries
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity
 from kb.errors import ConfigurationError, EncoderMismatchError, KbError, StorageError
+from kb.keywords import parse_scheme
 from kb.storage.database import WRITE_LOCK, default_url, open_database, schema_transaction, take_turn
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
@@ -205,23 +206,27 @@ class Store:
             return session.scalar(select(Space.id).where(Space.name == name)) is not None
 
     def keyword_tokenizer(self) -> str | None:
-        """The name of the tokenizer the keyword postings were made with (None before the first keyword use)."""
+        """The scheme of the tokenizer the keyword postings were made with (None before the first keyword use)."""
         with self.sessions() as session:
             return session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
 
-    def check_keyword_tokenizer(self, name: str) -> None:
-        """Record the keyword tokenizer on first use; querying with a different one later is a clear error."""
-        if self._keyword_tokenizer_checked == name:
+    def check_keyword_tokenizer(self, scheme: str) -> None:
+        """Record the keyword tokenizer's ``scheme`` ("simple/2": name and version) on first use; querying with a
+        different one later is a clear error."""
+        if self._keyword_tokenizer_checked == scheme:
             return
         recorded = self.keyword_tokenizer()
         if recorded is None:
             with self.write() as unit:
-                unit.record_keyword_tokenizer(name)
-        elif recorded != name:
+                unit.record_keyword_tokenizer(scheme)
+        elif recorded != scheme:
+            (recorded_name, _), (name, _) = parse_scheme(recorded), parse_scheme(scheme)
             raise EncoderMismatchError(
-                f"the keyword index was built with the {recorded!r} tokenizer but {name!r} is configured; "
-                f"open with keyword_tokenizer={recorded!r}, or run `kb reembed` to rebuild it")
-        self._keyword_tokenizer_checked = name
+                f"the keyword index was rebuilt with the {recorded!r} tokenizer after this process opened it with "
+                f"{scheme!r}; open the knowledge base again" if recorded_name == name else
+                f"the keyword index was built with the {recorded_name!r} tokenizer but {name!r} is configured; "
+                f"open with keyword_tokenizer={recorded_name!r}, or run `kb reembed` to rebuild it")
+        self._keyword_tokenizer_checked = scheme
 
     def spaces(self) -> list[Space]:
         with self.sessions() as session:

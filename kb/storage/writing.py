@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from kb.config import IndexSettings
 from kb.errors import RejectedDataError
+from kb.keywords import keyword_length
 from kb.storage import bm25, pgvector_index
 from kb.storage.database import copy_rows
 from kb.storage.models import (
@@ -223,9 +224,10 @@ class WriteUnit:
 
     def add_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]]) -> None:
         """Keyword postings of freshly inserted chunks: each term's frequency with the chunk's keyword length (its
-        number of terms, as ``keyword_length`` records it), and the terms' document frequencies raised."""
+        number of terms less character terms, as ``keyword_length`` records it), and the terms' document
+        frequencies raised."""
         rows = [
-            {"term": term, "chunk_id": chunk_id, "tf": tf, "length": len(chunk_terms)}
+            {"term": term, "chunk_id": chunk_id, "tf": tf, "length": keyword_length(chunk_terms)}
             for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True)
             for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items()
         ]
@@ -249,9 +251,10 @@ class WriteUnit:
         if chunk_ids:
             before = self.session.scalar(select(func.coalesce(func.sum(Chunk.keyword_length), 0))
                                          .where(Chunk.id.in_(list(chunk_ids)))) or 0
-            self.session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": len(chunk_terms)}
-                                                 for chunk_id, chunk_terms in zip(chunk_ids, terms)])
-            bm25.count_chunks(self.session, 0, sum(len(chunk_terms) for chunk_terms in terms) - int(before))
+            lengths = [keyword_length(chunk_terms) for chunk_terms in terms]
+            self.session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": length}
+                                                 for chunk_id, length in zip(chunk_ids, lengths, strict=True)])
+            bm25.count_chunks(self.session, 0, sum(lengths) - int(before))
 
     # -- the one delete path ---------------------------------------------------------------------------------
 
