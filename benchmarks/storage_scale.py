@@ -46,7 +46,7 @@ from benchmarks.squad_corpus import DATASETS, squad_questions, squad_titles
 from kb.config import Settings
 from kb.encoders.base import EncoderIdentity, TextEncoder
 from kb.encoders.factory import text_encoder
-from kb.keywords import SimpleTokenizer
+from kb.keywords import SimpleTokenizer, keyword_length
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.models import Space
 from kb.storage.pgvector_index import PgvectorIndex
@@ -184,7 +184,7 @@ def add_chunks(store: Store, first: int, vectors: np.ndarray, texts: list[str], 
         chunk_ids = unit.insert_chunks([
             {"document_id": document_ids[i // DOCUMENT_CHUNKS], "ordinal": i % DOCUMENT_CHUNKS, "modality": "text",
              "text": texts[i], "text_hash": str(first + i), "start": 0, "end": len(texts[i]), "page": None,
-             "tokens": len(terms[i]), "keyword_length": len(terms[i])} for i in range(len(vectors))])
+             "tokens": len(terms[i]), "keyword_length": keyword_length(terms[i])} for i in range(len(vectors))])
         unit.add_vectors(space.id, chunk_ids, vectors)
         unit.add_postings(chunk_ids, terms)
 

@@ -23,7 +23,7 @@ from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
-from kb.keywords import KeywordTokenizer, keyword_length
+from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
@@ -226,7 +226,8 @@ class Ingestor:
             self.progress.phase("loading models", self.encoder_name)
             self.store.space(TEXT_SPACE, self.encoder.identity())
             self.clip_space = self._open_clip_space(report)
-            self.store.check_keyword_tokenizer(self.keywords.scheme)
+            recorded = self.store.check_keyword_tokenizer(self.keywords.scheme, fresh=True)
+            self.keywords = for_scheme(self.keywords, recorded)  # as the postings are now, not when it was opened
             self.chunker = self._build_chunker()
             self.progress.phase("reading")
         return self.chunker

@@ -133,7 +133,8 @@ class _Versioned:
     def __init__(self, version: int = LATEST_VERSION) -> None:
         if not 1 <= version <= LATEST_VERSION:
             raise ConfigurationError(f"keyword tokenizer {self.name!r} has no version {version}; this version of "
-                                     f"the project knows 1 to {LATEST_VERSION}")
+                                     f"the project knows 1 to {LATEST_VERSION}: upgrade it, or rebuild the keyword "
+                                     f"index with `kb reembed`")
         self.version = version
 
     @property
@@ -268,6 +269,12 @@ def keyword_tokenizer(name: str, version: int = LATEST_VERSION) -> KeywordTokeni
             f"Unknown keyword tokenizer {name!r}; valid names: {', '.join(sorted(_TOKENIZERS))}"
         ) from None
     return factory(version)
+
+
+def for_scheme(tokenizer: KeywordTokenizer, scheme: str) -> KeywordTokenizer:
+    """``tokenizer`` as an index recorded as ``scheme`` needs it: itself, or the same tokenizer in the recorded
+    version (another process rebuilt the postings since it was chosen)."""
+    return tokenizer if tokenizer.scheme == scheme else keyword_tokenizer(*parse_scheme(scheme))
 
 
 def parse_scheme(scheme: str) -> tuple[str, int]:

@@ -79,8 +79,7 @@ class KnowledgeBase:
         self.encoder: TextEncoder = text_encoder(settings)  # first: a backend not installed fails before any opening
         self.store = Store(directory, settings)
         self.clip: ClipEncoder | None = clip_encoder(settings)
-        self.keywords = self._indexed_keywords()
-        self.retriever = Retriever(self.store, self.encoder, self.keywords, settings, self.clip)
+        self.retriever = Retriever(self.store, self.encoder, self._indexed_keywords(), settings, self.clip)
         self._readers: Readers | None = None
 
     @classmethod
@@ -185,7 +184,7 @@ class KnowledgeBase:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""
         report = doctor.examine(self.store, self.spaces(), keyword_tokenizer(self.settings.keywords.tokenizer),
                                 self.reembed_locked, self.settings.ingestion.max_removed_share, repair)
-        self._use_keywords(self._indexed_keywords())  # a repair may have rebuilt the postings in the latest version
+        self.retriever.keywords = self._indexed_keywords()  # a repair may have rebuilt the postings anew
         return report
 
     def reembed(self, batch_size: int = EMBED_BATCH) -> int:
@@ -210,21 +209,24 @@ class KnowledgeBase:
             keywords = keyword_tokenizer(self.settings.keywords.tokenizer)
             chunks = rebuild_postings(unit, keywords, batch_size)
         save_settings(self.directory, self.settings)  # committed: a kill while the indexes rebuild keeps the models
-        self._use_keywords(keywords)
+        self.retriever.keywords = keywords
         for stored in self.store.spaces():
             self.store.index(stored)
         return chunks
 
     def _indexed_keywords(self) -> KeywordTokenizer:
         """The configured keyword tokenizer in the version the keyword index was built with, so questions are cut
-        as its documents were; the latest for a new index or one built by another tokenizer (refused when read)."""
+        as its documents were; the latest for a new index or one built by another tokenizer or a newer version
+        (refused by keyword search, so that dense search and doctor still work)."""
         configured, recorded = self.settings.keywords.tokenizer, self.store.keyword_tokenizer()
         name, version = parse_scheme(recorded) if recorded else (configured, LATEST_VERSION)
-        return keyword_tokenizer(configured, version if name == configured else LATEST_VERSION)
+        return keyword_tokenizer(configured, version if name == configured and version <= LATEST_VERSION
+                                 else LATEST_VERSION)  # a newer version is refused by keyword search, not here
 
-    def _use_keywords(self, keywords: KeywordTokenizer) -> None:
-        """Search and ingest with ``keywords`` from now on (after the postings were rebuilt with it)."""
-        self.keywords = self.retriever.keywords = keywords
+    @property
+    def keywords(self) -> KeywordTokenizer:
+        """The keyword tokenizer questions are cut with (and documents indexed with), as the postings were made."""
+        return self.retriever.keywords
 
     def spaces(self) -> list[EmbeddingSpace]:
         """The embedding spaces that can be built here (the CLIP space only when its model loads)."""

@@ -15,7 +15,7 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.encoders.factory import export_cache
 from kb.errors import ImageSearchUnavailable, InvalidRequestError, ModelNotFoundError
-from kb.keywords import KeywordTokenizer
+from kb.keywords import KeywordTokenizer, for_scheme
 from kb.language import question_language
 from kb.storage.models import Space
 from kb.storage.reading import Snapshot
@@ -81,7 +81,7 @@ class Retriever:
             raise InvalidRequestError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         wanted = modality_set(modalities)
         if mode != "dense":
-            self.store.check_keyword_tokenizer(self.keywords.scheme)
+            self.keywords = for_scheme(self.keywords, self.store.check_keyword_tokenizer(self.keywords.scheme))
         language = question_language(query)
         hits = self._search(query, k, mode, filters, wanted, language)
         gloss = english_gloss(query) if self.settings.cross_lingual.enabled else None

@@ -213,6 +213,9 @@ def test_refuses_infinite_or_nan_numbers_before_reading_anything(tmp_path: Path,
             err = capsys.readouterr().err
             field = option.removeprefix("--").replace("-", "_")
             assert err.startswith(f"kb: error: {field}: Input should be a finite number") and not out.exists(), err
+    for option, value in (("--seed", "-1"), ("--data-seed", str(2**32))):  # numpy and torch take 0 to 2**32 - 1
+        assert main(["train", "reader", str(tmp_path / "qa.json"), "--out", str(tmp_path / "out"), option, value]) == 2
+        assert capsys.readouterr().err.startswith(f"kb: error: {option[2:].replace('-', '_')}: Input should be")
 
 
 def falls(curve: list[tuple[int, float]]) -> bool:

@@ -22,11 +22,12 @@ class TrainOptions(BaseModel):
     max_seq_length: int | None = Field(default=None, ge=16)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)
-    seed: int = Field(default=0, description="seeds the validation split, the new layers' initial weights and, "
-                      "unless data_seed is given, the order of the training examples")
-    data_seed: int | None = Field(default=None, description="seeds the order the training examples come in (and "
-                                  "dropout) alone: runs that differ only here start from the same weights and hold "
-                                  "out the same validation split, so their weights can be averaged (a model soup)")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="seeds the validation split, the new layers' initial "
+                      "weights and, unless data_seed is given, the order of the training examples")
+    data_seed: int | None = Field(default=None, ge=0, lt=2**32, description="seeds the order the training examples "
+                                  "come in (and the reader's, retriever's and reranker's dropout) alone: runs that "
+                                  "differ only here start from the same weights and hold out the same validation "
+                                  "split, so their weights can be averaged (a model soup)")
     validation: list[Path] = Field(default_factory=list, description="validation files; default: held out")
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
     checkpoint_minutes: float = Field(default=10.0, gt=0, description="evaluate and save at least this often")

@@ -82,7 +82,7 @@ class Store:
         self.writer_lock: WriterLock | DatabaseWriterLock = DatabaseWriterLock(engine) \
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
-        self._keyword_tokenizer_checked: str | None = None
+        self._keyword_tokenizer_checked: tuple[str, str] | None = None  # (scheme asked, scheme recorded)
         self._modalities: tuple[int | None, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
         self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
@@ -210,23 +210,25 @@ class Store:
         with self.sessions() as session:
             return session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
 
-    def check_keyword_tokenizer(self, scheme: str) -> None:
-        """Record the keyword tokenizer's ``scheme`` ("simple/2": name and version) on first use; querying with a
-        different one later is a clear error."""
-        if self._keyword_tokenizer_checked == scheme:
-            return
+    def check_keyword_tokenizer(self, scheme: str, fresh: bool = False) -> str:
+        """The scheme the keyword postings were made with ("simple/2": name and version), recording ``scheme`` on
+        first use; another tokenizer's is a clear error, the same one's in another version is returned to be used
+        (another process rebuilt the postings). Cached per scheme asked; ``fresh`` reads it again, as a writer
+        must: it adds postings that have to match the others."""
+        if not fresh and self._keyword_tokenizer_checked is not None and self._keyword_tokenizer_checked[0] == scheme:
+            return self._keyword_tokenizer_checked[1]
         recorded = self.keyword_tokenizer()
         if recorded is None:
             with self.write() as unit:
                 unit.record_keyword_tokenizer(scheme)
-        elif recorded != scheme:
-            (recorded_name, _), (name, _) = parse_scheme(recorded), parse_scheme(scheme)
+            recorded = scheme
+        (recorded_name, _), (name, _) = parse_scheme(recorded), parse_scheme(scheme)
+        if recorded_name != name:
             raise EncoderMismatchError(
-                f"the keyword index was rebuilt with the {recorded!r} tokenizer after this process opened it with "
-                f"{scheme!r}; open the knowledge base again" if recorded_name == name else
                 f"the keyword index was built with the {recorded_name!r} tokenizer but {name!r} is configured; "
                 f"open with keyword_tokenizer={recorded_name!r}, or run `kb reembed` to rebuild it")
-        self._keyword_tokenizer_checked = scheme
+        self._keyword_tokenizer_checked = (scheme, recorded)
+        return recorded
 
     def spaces(self) -> list[Space]:
         with self.sessions() as session:
