@@ -17,6 +17,7 @@ from kb.errors import (
     ScheduleError,
     SchemaError,
     SourceNotFoundError,
+    SourceUnavailableError,
     WriterBusyError,
 )
 from kb.types import Answer, AskResult, Citation, FailedFile, Filters, Hit, IngestProgress, IngestReport, Stats
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "AskResult", "BackendUnavailableError", "Citation", "ConfigurationError", "EncoderMismatchError", "FailedFile", "Filters",
            "Hit", "ImageSearchUnavailable", "IngestProgress", "IngestReport", "InvalidRequestError", "KbError",
            "KnowledgeBase", "ModelNotFoundError", "NotAnImageError", "ScheduleError", "SchemaError", "Settings",
-           "SourceNotFoundError", "Stats", "WriterBusyError"]
+           "SourceNotFoundError", "SourceUnavailableError", "Stats", "WriterBusyError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kb import sources
-from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, SourceUnavailableError
+from kb import SourceUnavailableError, sources  # the error as the API exports it
+from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError
 from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
 from tests.databases import execute_sql
 from tests.test_knowledge_base import vector_counts, write_docs
