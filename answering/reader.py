@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from answering.backends import Logits, chosen_backend, load_reader
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
-from answering.threshold import model_threshold
+from answering.threshold import card_stamp, model_threshold
 from answering.windows import Windows, length_batches, make_windows
 from kb.config import Settings
 from kb.encoders.factory import export_cache
@@ -64,7 +64,7 @@ class ExtractiveReader:
         self.model_name = model_name or settings.reader.model
         self._logits_of: Logits | None = None
         self._tokenizer: Any = None
-        self._threshold: float | None = None
+        self._threshold: tuple[tuple[int, int, int] | None, float] | None = None  # (card read, its threshold)
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -91,9 +91,10 @@ class ExtractiveReader:
         this model (its training card), else the default."""
         if self.settings.reader.no_answer_threshold is not None:
             return self.settings.reader.no_answer_threshold
-        if self._threshold is None:
-            self._threshold = model_threshold(self.model_name)
-        return self._threshold
+        stamp = card_stamp(self.model_name)  # one stat: a long-running process sees a threshold tuned since
+        if self._threshold is None or self._threshold[0] != stamp:
+            self._threshold = (stamp, model_threshold(self.model_name))
+        return self._threshold[1]
 
     def run(self, question: str, passages: Sequence[Hit], top_k: int = 3,
             threshold: float | None = None) -> Reading:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from answering.squad_metrics import best_scores
-from kb.cards import TrainingCard, read_card, write_card
+from kb.cards import CARD_FILE, TrainingCard, read_card, write_card
 
 DEFAULT_THRESHOLD = 0.1  # for readers without a tuned threshold: a conservative guess
 # Questions a knowledge base cannot answer, as a share of those it is asked, when tuning assumes nothing better.
@@ -55,6 +55,16 @@ def tune_threshold(scored: Sequence[ScoredAnswer], golds: Sequence[list[str]],
         if following > score and total > best_total + 1e-9:
             best_total, best_threshold = total, min(1.0, (score + following) / 2)
     return best_threshold
+
+
+def card_stamp(model: str) -> tuple[int, int, int] | None:
+    """Which version of the reader folder ``model``'s training card is there (None without one): a card written
+    since, by ``kb eval squad --tune-threshold`` or a new training, has another."""
+    try:
+        stat = (Path(model).expanduser() / CARD_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def model_threshold(model: str) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from answering.threshold import ScoredAnswer, tune_threshold
+from answering.threshold import ScoredAnswer, record_threshold, tune_threshold
 from kb.cards import read_card
 from kb.cli import main
 from kb.cli.show import abstention
@@ -115,6 +115,10 @@ def test_tuned_threshold_is_used_by_ask_unless_set(trained_reader: Path, kb_fact
                                             "no-answer threshold 1.00")  # not "does not seem to hold one"
     assert knowledge_base.ask(question("greta"), threshold=0.0)[0].text == "5150"
     assert knowledge_base.readers.for_question("x").threshold == 1.0
+    record_threshold(str(strict), 0.25, "a later tuning")  # kb eval squad --tune-threshold, while this process runs
+    assert knowledge_base.ask(question("greta"))[0].text == "5150"
+    record_threshold(str(strict), 1.0, "and back")
+    assert knowledge_base.ask(question("greta")).status == "no_answer"
     knowledge_base.settings.reader.no_answer_threshold = 0.0  # a setting the user gives wins over the card
     assert knowledge_base.ask(question("greta"))[0].text == "5150"
 
