@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
 
 Modality = Literal["text", "image"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
@@ -19,6 +19,15 @@ FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "docx", "image"})
 FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "jpg": "image",
                      "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
                      "tif": "image", "tiff": "image"}
+
+
+def _utc_text(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+
+
+# A time the database recorded: naive UTC in Python (as it is stored), written with its offset in JSON, so that a
+# script reading ``--json`` does not take it for local time.
+UtcTime = Annotated[datetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
 
 
 class Page(BaseModel):
@@ -372,7 +381,7 @@ class Stats(BaseModel):
     images: int = Field(description="image chunks: image files and images inside documents")
     file_types: dict[str, int]
     spaces: list[SpaceStats]
-    last_run: datetime | None = None
+    last_run: UtcTime | None = None
 
 
 class SourceInfo(BaseModel):
@@ -380,10 +389,10 @@ class SourceInfo(BaseModel):
 
     path: str
     schedule: str | None
-    next_run_at: datetime | None
+    next_run_at: UtcTime | None
     documents: int
     last_status: str | None = None
-    last_finished_at: datetime | None = None
+    last_finished_at: UtcTime | None = None
 
 
 class Job(BaseModel):
@@ -391,8 +400,8 @@ class Job(BaseModel):
 
     id: int
     source: str | None
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcTime
+    finished_at: UtcTime | None
     status: str
     counts: dict[str, int]
     failures: list[FailedFile]

@@ -243,6 +243,25 @@ def test_an_empty_schedule_is_refused_not_taken_for_none(kb_env: Path, capsys: p
     assert json.loads(capsys.readouterr().out)[0]["schedule"] is not None  # still scheduled
 
 
+def test_json_times_say_they_are_utc(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A script reading --json must not take the recorded (UTC) times for local ones."""
+    from datetime import datetime, timedelta, timezone
+
+    assert main(["source", "add", str(kb_env), "--every", "1h"]) == 0
+    assert main(["reindex"]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "--json"]) == 0
+    (job,) = json.loads(capsys.readouterr().out)
+    assert main(["source", "list", "--json"]) == 0
+    (source,) = json.loads(capsys.readouterr().out)
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    now = datetime.now(timezone.utc)
+    for text in (job["started_at"], job["finished_at"], source["last_finished_at"], stats["last_run"]):
+        assert abs(datetime.fromisoformat(text) - now) < timedelta(minutes=10), text  # aware: comparable to now
+    assert datetime.fromisoformat(source["next_run_at"]) - now > timedelta(minutes=50)
+
+
 def test_jobs_limit_must_be_positive(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["source", "add", str(kb_env)]) == 0
     for limit in ("0", "-1"):
