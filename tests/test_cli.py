@@ -260,6 +260,9 @@ def test_json_times_say_they_are_utc(kb_env: Path, capsys: pytest.CaptureFixture
     for text in (job["started_at"], job["finished_at"], source["last_finished_at"], stats["last_run"]):
         assert abs(datetime.fromisoformat(text) - now) < timedelta(minutes=10), text  # aware: comparable to now
     assert datetime.fromisoformat(source["next_run_at"]) - now > timedelta(minutes=50)
+    for command in (["jobs"], ["stats"], ["source", "list"]):  # the terminal's times say so too
+        assert main(command) == 0
+        assert " UTC" in capsys.readouterr().out, command
 
 
 def test_jobs_limit_must_be_positive(kb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,7 +111,7 @@ def stats(value: Stats) -> None:
               f"index {space.index_factory}, generation {space.generation}")
     for notice in value.notices:
         print(f"notice          {one_line(notice)}")
-    print(f"last run        {value.last_run or '-'}")
+    print(f"last run        {f'{value.last_run:%Y-%m-%d %H:%M:%S} UTC' if value.last_run else '-'}")
     for failure in value.failed[:LISTED]:
         print(f"failed   {safe(failure.path)}: {one_line(failure.reason)}")
     if len(value.failed) > LISTED:
@@ -140,7 +140,7 @@ def jobs(found: list[Job]) -> None:
     for job in found:
         counts = ", ".join(f"{value} {name}" for name, value in job.counts.items() if value)
         finished = f"{job.finished_at:%H:%M:%S}" if job.finished_at else "-"
-        print(f"#{job.id} {job.status:<11} {job.started_at:%Y-%m-%d %H:%M:%S} → {finished}  "
+        print(f"#{job.id} {job.status:<11} {job.started_at:%Y-%m-%d %H:%M:%S} → {finished} UTC  "
               f"{safe(job.source or '-')}")
         if counts:
             print(f"    {counts}")
