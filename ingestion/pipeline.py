@@ -226,7 +226,7 @@ class Ingestor:
             self.progress.phase("loading models", self.encoder_name)
             self.store.space(TEXT_SPACE, self.encoder.identity())
             self.clip_space = self._open_clip_space(report)
-            recorded = self.store.check_keyword_tokenizer(self.keywords.scheme, fresh=True)
+            recorded = self.store.check_keyword_tokenizer(self.keywords.scheme)
             self.keywords = for_scheme(self.keywords, recorded)  # as the postings are now, not when it was opened
             self.chunker = self._build_chunker()
             self.progress.phase("reading")

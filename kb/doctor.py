@@ -95,6 +95,11 @@ def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorR
     if recorded is None or recorded == keywords.scheme:
         return
     name, version = parse_scheme(recorded)
+    if name == keywords.name and version > keywords.version:
+        report.problems.append(Problem(kind="keyword tokenizer", repaired=False, detail=(
+            f"the keyword index was built with version {version} of the {name!r} tokenizer, newer than this version "
+            f"of the project knows ({keywords.version}): upgrade it; a repair would undo the newer index")))
+        return
     if repair:
         with store.write() as unit:
             rebuild_postings(unit, keywords)

@@ -125,6 +125,7 @@ class KnowledgeBase:
             ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
                                 clip=self.clip, allow_removal=allow_removal)
             report = ingestor.run(Path(registered or sources.resolve(folder)))
+            self.retriever.keywords = ingestor.keywords  # in the version the run found the postings in
             return report
         except (WriterBusyError, KeyboardInterrupt):
             # Another writer is at work, or the user pressed Ctrl-C (which, like a stop request, keeps what was

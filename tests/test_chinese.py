@@ -227,8 +227,9 @@ def test_a_knowledge_base_indexed_by_version_one_reads_with_it_until_doctor_rebu
 
 
 def test_an_open_knowledge_base_follows_a_rebuild_of_the_keyword_index_by_another(kb_factory, tmp_path: Path) -> None:
-    """A long-running process (a scheduler) opened a version 1 index; another one's ``kb doctor --repair`` rebuilt
-    it in version 2. The first must go on writing and reading version 2 terms, not mix version 1 terms in."""
+    """Processes opened a version 1 index; another one's ``kb doctor --repair`` rebuilt it in version 2. One that
+    only searches must cut questions for version 2 from then on, and a long-running one that ingests (a scheduler)
+    must write version 2 terms, not mix version 1 terms in."""
     from kb.keywords import keyword_tokenizer
     from kb.postings import rebuild_postings
 
@@ -238,16 +239,19 @@ def test_an_open_knowledge_base_follows_a_rebuild_of_the_keyword_index_by_anothe
     with running.store.write() as unit:
         rebuild_postings(unit, keyword_tokenizer("simple", version=1))
     running.retriever.keywords = keyword_tokenizer("simple", version=1)  # as if it had opened a version 1 index
-    assert running.search("所得税", k=1, mode="keyword")  # the version 1 scheme checked and cached
+    searching = kb_factory(keyword_tokenizer="simple", clip_model="none")
+    for kb in (running, searching):
+        assert kb.keywords.scheme == "simple" and kb.search("所得税", k=1, mode="keyword")
     repairing = kb_factory(keyword_tokenizer="simple", clip_model="none")
     assert [p.repaired for p in repairing.doctor(repair=True).problems] == [True]
+    assert searching.search("税", k=1, mode="keyword")[0].path.endswith("tax.txt")
     write(folder, {"later.txt": "税务问题请联系财务部。", "hindi.txt": "हिन्दी भाषा"})
     running.ingest(folder)
+    assert running.keywords.scheme == "simple/2"
     assert not repairing.doctor().problems
-    for kb in (running, repairing):
+    for kb in (running, searching, repairing):
         assert {hit.path.rsplit("/", 1)[-1] for hit in kb.search("税", k=5, mode="keyword")} == {"tax.txt", "later.txt"}
         assert kb.search("हिन्दी", k=1, mode="keyword")[0].path.endswith("hindi.txt")
-    assert running.keywords.scheme == "simple/2"
 
 
 def test_a_keyword_index_of_a_newer_version_leaves_dense_search_working(kb_factory, tmp_path: Path) -> None:
@@ -263,3 +267,6 @@ def test_a_keyword_index_of_a_newer_version_leaves_dense_search_working(kb_facto
     assert kb.search("所得税", k=1, mode="dense")
     with pytest.raises(KbError, match="no version 9.*upgrade"):
         kb.search("所得税", k=1, mode="keyword")
+    (found,) = kb.doctor(repair=True).problems
+    assert "newer than this version" in found.detail and not found.repaired  # a repair would undo the newer index
+    assert kb.store.keyword_tokenizer() == "simple/9"

@@ -140,7 +140,7 @@ def jobs(found: list[Job]) -> None:
     for job in found:
         counts = ", ".join(f"{value} {name}" for name, value in job.counts.items() if value)
         finished = f"{job.finished_at:%H:%M:%S}" if job.finished_at else "-"
-        print(f"#{job.id} {job.status:<11} {job.started_at:%Y-%m-%d %H:%M:%S} → {finished} UTC  "
+        print(f"#{job.id} {job.status:<11} {job.started_at:%Y-%m-%d %H:%M:%S} UTC → {finished}  "
               f"{safe(job.source or '-')}")
         if counts:
             print(f"    {counts}")

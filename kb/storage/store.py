@@ -82,7 +82,6 @@ class Store:
         self.writer_lock: WriterLock | DatabaseWriterLock = DatabaseWriterLock(engine) \
             if engine.dialect.name == "postgresql" else WriterLock(directory / "write.lock")
         self._indexes: dict[int, VectorIndex] = {}
-        self._keyword_tokenizer_checked: tuple[str, str] | None = None  # (scheme asked, scheme recorded)
         self._modalities: tuple[int | None, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
         self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
@@ -210,24 +209,21 @@ class Store:
         with self.sessions() as session:
             return session.scalar(select(Meta.value).where(Meta.key == KEYWORD_TOKENIZER_KEY))
 
-    def check_keyword_tokenizer(self, scheme: str, fresh: bool = False) -> str:
+    def check_keyword_tokenizer(self, scheme: str) -> str:
         """The scheme the keyword postings were made with ("simple/2": name and version), recording ``scheme`` on
         first use; another tokenizer's is a clear error, the same one's in another version is returned to be used
-        (another process rebuilt the postings). Cached per scheme asked; ``fresh`` reads it again, as a writer
-        must: it adds postings that have to match the others."""
-        if not fresh and self._keyword_tokenizer_checked is not None and self._keyword_tokenizer_checked[0] == scheme:
-            return self._keyword_tokenizer_checked[1]
+        (another process rebuilt the postings since). Read at every call (one row by its key): a process that
+        kept an answer would go on cutting questions, or indexing documents, for postings that are gone."""
         recorded = self.keyword_tokenizer()
         if recorded is None:
             with self.write() as unit:
                 unit.record_keyword_tokenizer(scheme)
-            recorded = scheme
+            return scheme
         (recorded_name, _), (name, _) = parse_scheme(recorded), parse_scheme(scheme)
         if recorded_name != name:
             raise EncoderMismatchError(
                 f"the keyword index was built with the {recorded_name!r} tokenizer but {name!r} is configured; "
                 f"open with keyword_tokenizer={recorded_name!r}, or run `kb reembed` to rebuild it")
-        self._keyword_tokenizer_checked = (scheme, recorded)
         return recorded
 
     def spaces(self) -> list[Space]:
