@@ -10,6 +10,7 @@ any ``--threshold`` given.
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
     python benchmarks/reader_training.py cloze --out /work/models/cloze-wiki.json   # then kb train reader on it,
     python benchmarks/reader_training.py train --out /work/models/reader-cloze --base-model THAT_READER
+    python benchmarks/reader_training.py train --out /work/models/reader-all --no-validation ...  # the recipe refit
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
@@ -49,7 +50,7 @@ def train(args: argparse.Namespace) -> int:
                            learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
                            max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
                            checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
-                           data_seed=args.data_seed)
+                           data_seed=args.data_seed, use_validation=args.use_validation)
     card = train_reader(files, options)
     print(card.model_dump_json(indent=2))
     return 0
@@ -206,6 +207,8 @@ def main() -> int:
     training.add_argument("--checkpoint-minutes", type=float, default=10.0)
     training.add_argument("--threads", type=int, default=None)
     training.add_argument("--data-seed", type=int, default=None, help="training order only (soup ingredients)")
+    training.add_argument("--no-validation", action="store_false", dest="use_validation",
+                          help="train on every question (the validation articles too) and keep the last step")
     training.add_argument("--resume", action="store_true")
     training.add_argument("--overwrite", action="store_true")
     cloze_file = commands.add_parser("cloze")

@@ -115,8 +115,9 @@ def summarise(card: TrainingCard, out: str | Path) -> str:
     lines = [f"trained a {card.kind} from {card.base_model} on {card.examples} examples (skipped: {skipped})",
              f"  {card.steps} steps, {card.epochs:g} epochs, {card.seconds:.0f} s on {card.device}"
              + (" (stopped by the time budget)" if card.stopped_early else ""),
-             f"  validation ({card.validation_split}):",
-             f"    before  {scores(card.validation_before)}", f"    after   {scores(card.validation_after)}"]
+             f"  validation ({card.validation_split})" + (":" if card.validation_after else "")]
+    if card.validation_after:
+        lines += [f"    before  {scores(card.validation_before)}", f"    after   {scores(card.validation_after)}"]
     if card.no_answer_threshold is not None:
         lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
     if card.int8 is not None:

@@ -35,6 +35,7 @@ from training import (
     train_retriever,
 )
 from training.int8 import PACKAGES as INT8_PACKAGES
+from training.int8 import quantize_reader
 
 READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length": 64, "threads": 1, "device": "cpu"}
 
@@ -660,3 +661,53 @@ def test_clip_trains_on_the_gpu_by_default_and_encodes_on_a_cpu(tiny_clip: tuple
     assert card.device.startswith("cuda") and falls(card.training_loss)
     encoder = ClipEncoder(str(out / config.name), str(out / "model.pt"), device="cpu")
     assert encoder.encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)
+
+
+def test_reader_without_validation_trains_on_every_question_and_keeps_the_last_step(
+        tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-validation refits a chosen recipe on all the data: every question trains, nothing is scored or tuned on
+    questions the reader saw, and a later int8 scoring needs files it never saw."""
+    facts = write_squad(tmp_path / "facts.json", 240, seed=4, titles=12)
+    out = tmp_path / "reader"
+    assert main(["train", "reader", str(facts), "--out", str(out), "--base-model", str(tiny_base),
+                 "--no-validation", "--epochs", "2", "--learning-rate", "3e-3", "--batch-size", "32",
+                 "--max-seq-length", "64", "--threads", "1", "--device", "cpu"]) == 0
+    assert "validation (none: every example trained on" in capsys.readouterr().out
+    card = read_card(out)
+    assert card.examples == 240 and card.validation_split.startswith("none") and card.validation_data == []
+    assert card.validation_before == card.validation_after == {} and card.best_checkpoint is None
+    assert card.no_answer_threshold is None and card.int8 is None and card.hyperparameters["no_validation"] is True
+    assert card.training_loss[-1][1] < card.training_loss[0][1] and card.steps == 16  # 2 epochs of 8 batches
+    assert not (out / "checkpoints").exists()
+    with pytest.raises(TrainingDataError, match="no validation"):
+        quantize_reader(out)
+    with pytest.raises(ValueError, match="validation files were given with no validation"):
+        TrainOptions(out=tmp_path / "x", validation=[facts], use_validation=False)
+
+
+def test_retriever_reranker_and_clip_without_validation_train_on_every_example(
+        pairs_file: Path, tiny_text_model: Path, tiny_base: Path, tiny_clip: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    """With no validation nothing is held out or scored, the last step is kept, and the folders load as usual."""
+    from sentence_transformers import SentenceTransformer
+
+    from kb.encoders.clip import ClipEncoder
+
+    usable = len(pair_lines(NAMES, 0))
+    options = PAIRS | {"epochs": 1, "use_validation": False}
+    for function, base in ((train_retriever, tiny_text_model), (train_reranker, tiny_base)):
+        card = function([pairs_file], TrainOptions(out=tmp_path / function.__name__, base_model=str(base), **options))
+        assert card.examples == usable and card.validation_split.startswith("none")
+        assert card.validation_before == card.validation_after == {} and card.hyperparameters["no_validation"]
+        assert not (tmp_path / function.__name__ / "checkpoints").exists()
+    assert SentenceTransformer(str(tmp_path / "train_retriever"), device="cpu").encode(["a"]).shape[0] == 1
+    assert CrossEncoderReranker(str(tmp_path / "train_reranker"), device="cpu").scores("a", ["b", "c"]).shape == (2,)
+    config, checkpoint = tiny_clip
+    card = train_clip([caption_file(tmp_path)], TrainOptions(out=tmp_path / "clip", base_model=str(config), epochs=1,
+                                                             batch_size=12, threads=1, device="cpu",
+                                                             use_validation=False), clip_pretrained=str(checkpoint))
+    assert card.examples == 48 and card.validation_after == {} and card.best_checkpoint is None
+    from tests.clip_model import shape_images
+
+    assert ClipEncoder(str(tmp_path / "clip" / config.name), str(tmp_path / "clip" / "model.pt"),
+                       device="cpu").encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)

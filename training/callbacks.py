@@ -13,11 +13,12 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 class TimeBudget(TrainerCallback):
     """Save a checkpoint at least every ``checkpoint_seconds``, so a killed run resumes close to where it was;
     evaluate and save at the end of every epoch and when training ends (the Trainer ends an epoch then too), so the
-    best checkpoint is known; stop after ``max_seconds``."""
+    best checkpoint is known (unless ``evaluate`` is off: a run with no validation); stop after ``max_seconds``."""
 
-    def __init__(self, max_seconds: float | None, checkpoint_seconds: float) -> None:
+    def __init__(self, max_seconds: float | None, checkpoint_seconds: float, *, evaluate: bool = True) -> None:
         self.max_seconds = max_seconds
         self.checkpoint_seconds = checkpoint_seconds
+        self.evaluate = evaluate
         self.stopped_early = False
         self._started = self._saved = time.monotonic()
         self._evaluated_step = self._saved_step = -1
@@ -39,7 +40,7 @@ class TimeBudget(TrainerCallback):
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         # the Trainer evaluates and saves at its last step itself: a second validation pass would only cost time
-        control.should_evaluate = state.global_step != self._evaluated_step
+        control.should_evaluate = self.evaluate and state.global_step != self._evaluated_step
         control.should_save = state.global_step != self._saved_step
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

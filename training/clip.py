@@ -34,7 +34,7 @@ from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from training.errors import TrainingDataError
 from training.files import data_file, in_validation, read_jsonl
-from training.options import TrainOptions
+from training.options import NO_VALIDATION, TrainOptions
 from training.output import finish_output, prepare_output
 from training.runner import LOG_EVERY, library_versions, start_run, utc_now
 from training.split import held_out_groups
@@ -197,6 +197,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
             raise TrainingDataError(f"no usable image with a caption in the --validation files (skipped: {reasons})")
         skipped += in_validation(unusable)
         train, split = pairs, "given: " + ", ".join(map(str, options.validation))
+    elif not options.use_validation:
+        train, validation, split = pairs, [], NO_VALIDATION
     elif len({p.group for p in pairs}) >= 2:
         train, validation = split_captioned(pairs, options.validation_fraction, options.seed)
         split = f"{len({p.group for p in validation})} images held out ({len(validation)} captions)"
@@ -205,13 +207,15 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     if not train:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none given"
         raise TrainingDataError(f"too few usable images with captions ({len(pairs)} pairs; skipped: {reasons})"
-                                + ("" if options.validation else "; two are needed, one held out for validation"))
+                                + ("" if options.validation or not options.use_validation
+                                   else "; two are needed, one held out for validation"))
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = min(options.batch_size or DEFAULTS["batch_size"], len(train))
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
-                       **options.seeds(), "loss": "open_clip.ClipLoss", "pretrained": pretrained,
+                       **options.seeds(), **options.validation_recorded(), "loss": "open_clip.ClipLoss",
+                       "pretrained": pretrained,
                        "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
@@ -237,7 +241,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"] | {"resumed_from": f"step {saved['state']['step']}"}
     if state["before"] is None:
-        state["before"] = _recall_at_1(model, preprocess, tokenizer, validation, device)
+        state["before"] = _recall_at_1(model, preprocess, tokenizer, validation, device) if validation else {}
     out = options.out.expanduser()
     best_file = checkpoints / "best.pt"
 
@@ -253,7 +257,10 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
 
     def evaluate_and_keep() -> dict:
         """Score, keep the weights when they are the best so far, and save where a resumed run starts: after a
-        kill it continues from here, knowing the best score best.pt holds."""
+        kill it continues from here, knowing the best score best.pt holds. With no validation it only saves."""
+        if not validation:
+            save_state()
+            return {}
         scores = _recall_at_1(model, preprocess, tokenizer, validation, device)
         if scores["mean_r1"] > state["best"]:
             state["best"], state["best_step"] = scores["mean_r1"], state["step"]
@@ -291,7 +298,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         out_of_time = options.max_seconds is not None and time.monotonic() - run_started >= options.max_seconds
         if state["step"] % steps_per_epoch == 0 or state["step"] == total:
-            bar.write(f"step {state['step']}: validation {evaluate_and_keep()}", file=sys.stderr)
+            if scores := evaluate_and_keep():
+                bar.write(f"step {state['step']}: validation {scores}", file=sys.stderr)
         elif out_of_time:
             evaluate_and_keep()
         elif time.monotonic() - last_save >= options.checkpoint_minutes * 60:
@@ -300,8 +308,10 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
             stopped_early = state["step"] < total
             break
     bar.close()
-    model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
-    after = _recall_at_1(model, preprocess, tokenizer, validation, device)
+    after = {}
+    if validation:  # else the last step's weights are the ones kept
+        model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
+        after = _recall_at_1(model, preprocess, tokenizer, validation, device)
     torch.save(model.state_dict(), out / "model.pt")
     for config in configs:  # a custom architecture travels with its weights
         shutil.copy(config, out / config.name)
@@ -312,7 +322,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                         seconds=round(time.monotonic() - started, 1), steps=state["step"],
                         epochs=round(state["step"] / steps_per_epoch, 3), stopped_early=stopped_early,
                         device=device, validation_before=state["before"], validation_after=after,
-                        best_checkpoint=f"step {state['best_step']}", resumed_from=state["resumed_from"],
+                        best_checkpoint=f"step {state['best_step']}" if validation else None, resumed_from=state["resumed_from"],
                         training_loss=state["losses"],
                         libraries=library_versions("open_clip_torch"))
     finish_output(out, card)

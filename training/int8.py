@@ -41,6 +41,9 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
     if not data and card:
         _check_unchanged(card.data, read)
     hyperparameters = card.hyperparameters if card else {}
+    if not validation and hyperparameters.get("no_validation"):
+        raise TrainingDataError(f"{model} was trained on every question of its data (no validation): give "
+                                "--validation files it never saw to score the int8 graph on")
     if validation:
         held_out, _ = load_squad_files(validation)
         calibration, described = squad, "given: " + ", ".join(map(str, validation))

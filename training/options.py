@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NO_VALIDATION = "none: every example trained on, the last step kept (no validation)"
 
 
 class TrainOptions(BaseModel):
@@ -30,6 +32,9 @@ class TrainOptions(BaseModel):
                                   "split, so their weights can be averaged (a model soup)")
     validation: list[Path] = Field(default_factory=list, description="validation files; default: held out")
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    use_validation: bool = Field(default=True, description="hold out a validation split (or read the validation files) "
+                           "and keep the best checkpoint; False trains on every example and keeps the last step, "
+                           "scoring and tuning nothing: for a recipe already chosen with validation")
     checkpoint_minutes: float = Field(default=10.0, gt=0, description="evaluate and save at least this often")
     overwrite: bool = False
     resume: bool = False
@@ -46,3 +51,13 @@ class TrainOptions(BaseModel):
         """The seeds for a training card: ``data_seed`` only when given, so cards (and ``--resume`` checks) of runs
         without it stay as they were."""
         return {"seed": self.seed} | ({} if self.data_seed is None else {"data_seed": self.data_seed})
+
+    def validation_recorded(self) -> dict[str, bool]:
+        """``no_validation`` for a card's hyper-parameters, only when set (older cards and resume checks stay)."""
+        return {} if self.use_validation else {"no_validation": True}
+
+    @model_validator(mode="after")
+    def _validation_files_need_validation(self) -> TrainOptions:
+        if self.validation and not self.use_validation:
+            raise ValueError("validation files were given with no validation: give one or the other")
+        return self

@@ -16,7 +16,7 @@ from kb.cards import DataFile, ModelKind, TrainingCard
 from training.errors import TrainingDataError
 from training.files import in_validation
 from training.negatives import mine_negatives, passages_knowledge_base
-from training.options import TrainOptions
+from training.options import NO_VALIDATION, TrainOptions
 from training.output import finish_output
 from training.overlap import PassageOverlap
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
@@ -75,12 +75,14 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
             validation_files, split = validation_set.files, "given: " + ", ".join(map(str, options.validation))
             if not validation:
                 raise TrainingDataError("no usable (query, passage) pair in the --validation files")
+        elif not options.use_validation:
+            train, validation, validation_files, split = pairs, [], [], NO_VALIDATION
         else:
             train, validation = split_pairs(pairs, options.validation_fraction, options.seed)
             validation_files = []
             split = f"{len(validation)} pairs of {len({p.group for p in validation})} groups (articles, documents) " \
                     "held out from the training data"
-        if not train or not validation:
+        if not train or (options.use_validation and not validation):
             raise TrainingDataError("too few groups (articles, documents) to hold out a validation split: give "
                                     "--validation FILE, or more data")
         if knowledge_base is None:
@@ -94,16 +96,17 @@ def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: st
     return PreparedPairs(train, validation, files, validation_files, split, skipped, mined, mined_with)
 
 
-def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dict[str, float]],
+def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dict[str, float]] | None,
                    scores: Callable[[dict[str, float]], dict[str, float]], *, options: TrainOptions,
                    checkpoints: Path, prepared: PreparedPairs, base: str, base_fingerprint: str,
                    hyperparameters: dict[str, Any], started: float, started_at: datetime) -> TrainingCard:
     """Score the model on validation (``scores`` of the ``evaluator``'s metrics), train, score the best checkpoint
-    (from the trainer's log when it was evaluated there: a validation pass takes minutes), save the model and card."""
+    (from the trainer's log when it was evaluated there: a validation pass takes minutes), save the model and card;
+    with no ``evaluator`` (no validation) nothing is scored."""
     model = trainer.model
-    before = scores(evaluator(model))
+    before = scores(evaluator(model)) if evaluator else {}
     run = run_trainer(trainer, options, checkpoints)
-    after = scores(best_evaluation(trainer.state) or evaluator(model))
+    after = scores(best_evaluation(trainer.state) or evaluator(model)) if evaluator else {}
     out = options.out.expanduser()
     model.save(str(out))
     card = TrainingCard(kind=kind, base_model=base, base_fingerprint=base_fingerprint,

@@ -32,7 +32,7 @@ from kb.encoders.sentence_transformer import resolve_model_folder
 from training.cloze import cloze_questions, kb_passages
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
-from training.options import TrainOptions
+from training.options import NO_VALIDATION, TrainOptions
 from training.output import finish_output, prepare_output
 from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
@@ -84,7 +84,10 @@ def _metrics(squad: SquadSet, data: ReaderFeatures, max_answer_tokens: int) -> A
 
 
 def _validation(train: SquadSet, options: TrainOptions) -> tuple[SquadSet, SquadSet, str, list[DataFile]]:
-    """(train, validation, how it was chosen, the validation files' records)."""
+    """(train, validation, how it was chosen, the validation files' records); with no validation, every question
+    trains and the validation set is empty."""
+    if not options.use_validation:
+        return train, train.model_copy(update={"questions": []}), NO_VALIDATION, []
     if options.validation:
         validation, files = load_squad_files(options.validation)
         return train, validation, "given: " + ", ".join(map(str, options.validation)), files
@@ -195,13 +198,13 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     if not train_features.questions:
         reasons = ", ".join(f"{count} {reason}" for reason, count in train_features.skipped.items()) or "none given"
         raise TrainingDataError(f"no usable training question in {', '.join(map(str, data)) or kb_dir} ({reasons})")
-    if not validation_features.questions:
+    if options.use_validation and not validation_features.questions:
         raise TrainingDataError("no usable question in the --validation files" if options.validation else
                                 "no validation question: give --validation FILE, or more than one article")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
-                       **options.seeds(), "scheduler": "linear"}
+                       **options.seeds(), **options.validation_recorded(), "scheduler": "linear"}
     if reader_data.cloze is not None:
         hyperparameters |= {"from_kb": True, "cloze_questions": len(reader_data.cloze.questions),
                             "cloze_sha256": squad_sha256(reader_data.cloze)}
@@ -214,17 +217,20 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))
     trainer = QuestionAnsweringTrainer(
-        model=model, args=arguments, train_dataset=train_features.features, eval_dataset=validation_features.features,
+        model=model, args=arguments, train_dataset=train_features.features,
+        eval_dataset=validation_features.features if options.use_validation else None,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens))
+        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if options.use_validation else None)
     before_file = checkpoints / "before.json"
-    if before_file.is_file():  # resumed: measured by the interrupted run
+    if not options.use_validation:
+        before = {}
+    elif before_file.is_file():  # resumed: measured by the interrupted run
         before = json.loads(before_file.read_text(encoding="utf-8"))
     else:
         before = _scores_of(trainer.evaluate())
         before_file.write_text(json.dumps(before), encoding="utf-8")
     run = run_trainer(trainer, options, checkpoints)
-    after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate())
+    after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate()) if options.use_validation else {}
     out = options.out.expanduser()
     trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
     tokenizer.save_pretrained(str(out))
@@ -237,6 +243,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     finish_card(card, trainer, run, started)
     settings = Settings(reader_model=str(out), reader_max_seq_length=max_length, reader_stride=stride,
                         reader_max_answer_tokens=max_answer_tokens, device=options.device)
+    if not options.use_validation:  # nothing held out to tune or score on: kb eval squad --tune-threshold does it later
+        finish_output(out, card)
+        return card
     validated = validation_set.model_copy(update={"questions": validation_features.questions})
     card.no_answer_threshold = tune_as_asked(validated, settings, unanswerable_share)
     card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(unanswerable_share)}"

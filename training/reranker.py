@@ -85,13 +85,14 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "hard_negatives": hard_negatives, "loss": "BinaryCrossEntropyLoss",
                        "max_seq_length": max_length, "warmup_ratio": options.warmup_ratio,
-                       "weight_decay": options.weight_decay, **options.seeds(), "from_kb": from_kb}
+                       "weight_decay": options.weight_decay, **options.seeds(), **options.validation_recorded(),
+                       "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": prepared.sha256(), **hyperparameters})
     model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows["label"]) - positives) / positives))
-    evaluator = reranking_evaluator(prepared.validation)
+    evaluator = reranking_evaluator(prepared.validation) if options.use_validation else None
     arguments = CrossEncoderTrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs,
                                                                   batch_size=batch_size, learning_rate=learning_rate,
                                                                   metric=METRIC))

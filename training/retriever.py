@@ -105,14 +105,16 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "hard_negatives": hard_negatives, "loss": "MultipleNegativesRankingLoss",
                        "max_seq_length": options.max_seq_length, "warmup_ratio": options.warmup_ratio,
-                       "weight_decay": options.weight_decay, **options.seeds(), "from_kb": from_kb}
+                       "weight_decay": options.weight_decay, **options.seeds(), **options.validation_recorded(),
+                       "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": prepared.sha256(), **hyperparameters})
     model = SentenceTransformer(str(base_folder), device=options.device)
     if options.max_seq_length:
         model.max_seq_length = options.max_seq_length
-    evaluator = retrieval_evaluator(prepared.validation, [p.positive for p in prepared.train])
+    evaluator = retrieval_evaluator(prepared.validation, [p.positive for p in prepared.train]) \
+        if options.use_validation else None
     arguments = SentenceTransformerTrainingArguments(
         **trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                             metric=METRIC), batch_sampler=BatchSamplers.NO_DUPLICATES)

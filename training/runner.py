@@ -48,13 +48,15 @@ def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float
                       learning_rate: float, metric: str, greater_is_better: bool = True,
                       **extra: Any) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (or sentence-transformers' subclasses): linear decay after a
-    warm-up, evaluation and checkpoints when :class:`TimeBudget` asks, the best checkpoint loaded at the end."""
+    warm-up, evaluation and checkpoints when :class:`TimeBudget` asks, the best checkpoint loaded at the end (with
+    no validation: no evaluation, the last step kept)."""
+    evaluation = dict(eval_strategy="steps", eval_steps=NEVER, load_best_model_at_end=True,
+                      metric_for_best_model=metric, greater_is_better=greater_is_better) if options.use_validation else {}
     return dict(
         output_dir=str(checkpoints), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=options.warmup_ratio,
-        weight_decay=options.weight_decay, lr_scheduler_type="linear", eval_strategy="steps", eval_steps=NEVER,
-        save_strategy="steps", save_steps=NEVER, save_total_limit=2, load_best_model_at_end=True,
-        metric_for_best_model=metric, greater_is_better=greater_is_better, logging_steps=LOG_EVERY, report_to="none",
+        weight_decay=options.weight_decay, lr_scheduler_type="linear", **evaluation,
+        save_strategy="steps", save_steps=NEVER, save_total_limit=2, logging_steps=LOG_EVERY, report_to="none",
         disable_tqdm=True, seed=options.order_seed, data_seed=options.order_seed, dataloader_num_workers=0,
         dataloader_pin_memory=False, use_cpu=options.device == "cpu", **extra)
 
@@ -66,7 +68,7 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple
 
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
-    budget = TimeBudget(options.max_seconds, options.checkpoint_minutes * 60)
+    budget = TimeBudget(options.max_seconds, options.checkpoint_minutes * 60, evaluate=options.use_validation)
     trainer.add_callback(budget)
     trainer.add_callback(ProgressBar())
     resume_from = last_checkpoint(checkpoints) if options.resume else None

@@ -40,6 +40,9 @@ def add_train_parser(commands: Any) -> None:
         command.add_argument("--base-model", metavar="NAME", help="model to start from (name or folder)")
         command.add_argument("--validation", type=Path, action="append", default=[], metavar="FILE",
                              help="validation data (default: held out from DATA by article or document)")
+        command.add_argument("--no-validation", action="store_false", dest="use_validation",
+                             help="train on every example and keep the last step, scoring and tuning nothing: for a "
+                             "recipe already chosen with validation")
         command.add_argument("--epochs", type=float)
         command.add_argument("--max-seconds", type=float, help="stop after this long, keeping the best checkpoint")
         command.add_argument("--batch-size", type=int)
@@ -96,8 +99,8 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
                  unanswerable_share=getattr(args, "unanswerable_share", None),
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, max_seq_length=args.max_seq_length,
-                 validation=args.validation, threads=args.threads, seed=args.seed, data_seed=args.data_seed, device=args.device, overwrite=args.overwrite,
-                 resume=args.resume)
+                 validation=args.validation, use_validation=args.use_validation, threads=args.threads, seed=args.seed,
+                 data_seed=args.data_seed, device=args.device, overwrite=args.overwrite, resume=args.resume)
     print(summarise(card, args.out))
     return 0
 
