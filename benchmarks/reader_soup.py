@@ -8,10 +8,12 @@ and of the soup at threshold 0.1, on the first reader's validation split (every 
 comparison is refused). ``--greedy`` makes a greedy soup instead (the paper's recipe): ingredients taken best
 first by validation F1, each kept only if the soup with it scores higher, so a weak ingredient cannot pull the
 average down. Score the soup on xquad-en with ``reader_training.py evaluate`` and tune its threshold with
-``reader_training.py tune``.
+``reader_training.py tune``. A reader refit on every question (``--no-validation``) has no validation split left:
+a soup with it is written uniform and unscored (greedy is refused), so decide such a soup before measuring it.
 
     python -m benchmarks.reader_soup --out /work/models/soup /work/models/reader-cloze-e3 /work/models/reader-gpu-cloze3-e6
     python -m benchmarks.reader_soup --greedy --out /work/models/soup3 A B C
+    python -m benchmarks.reader_soup --out /work/models/soup-all /work/models/reader-cloze-all A B   # unscored
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def average_weights(readers: list[Path], out: Path) -> None:
         raise SystemExit("the readers do not share one architecture: their weights have different names")
     mean = {name: sum(state[name].float() for state in states) / len(states) for name in states[0]}
     save_file(mean, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def refit(readers: list[Path]) -> list[Path]:
+    """The readers trained on every question (``--no-validation``): no split is held out from them."""
+    from kb.cards import read_card
+
+    return [reader for reader in readers if (card := read_card(reader)) and card.hyperparameters.get("no_validation")]
 
 
 def validation_set(readers: list[Path]) -> Any:
@@ -108,6 +117,15 @@ def main() -> int:
     if len(args.readers) < 2 or args.out.exists():
         print("give two readers or more, and an --out that does not exist", file=sys.stderr)
         return 2
+    if trained_on_everything := refit(args.readers):
+        if args.greedy:
+            print("a greedy soup is chosen on validation, and these readers have none: "
+                  + ", ".join(map(str, trained_on_everything)), file=sys.stderr)
+            return 2
+        write_soup(args.readers, args.out)
+        print(f"uniform soup written to {args.out}, not scored: "
+              f"{', '.join(map(str, trained_on_everything))} trained on every validation question")
+        return 0
     validation = validation_set(args.readers)
     if args.greedy:
         greedy_soup(args.readers, args.out, validation)

@@ -525,6 +525,7 @@ def test_runs_differing_in_data_seed_alone_start_alike_and_can_be_souped(tiny_ba
     assert cards[0].validation_split == cards[1].validation_split == cards[2].validation_split
     assert torch.equal(weights[0], weights[1])
     assert not torch.allclose(weights[0], weights[2])
+    assert cards[0].hyperparameters == cards[1].hyperparameters  # so either resumes the other
     assert "data_seed" not in cards[0].hyperparameters and cards[2].hyperparameters["data_seed"] == 1
 
 

@@ -48,9 +48,10 @@ class TrainOptions(BaseModel):
         return self.seed if self.data_seed is None else self.data_seed
 
     def seeds(self) -> dict[str, int]:
-        """The seeds for a training card: ``data_seed`` only when given, so cards (and ``--resume`` checks) of runs
-        without it stay as they were."""
-        return {"seed": self.seed} | ({} if self.data_seed is None else {"data_seed": self.data_seed})
+        """The seeds for a training card: ``data_seed`` only when it differs from ``seed``, so cards (and
+        ``--resume`` checks) of runs without it stay as they were, and a run resumed with or without an explicit
+        ``--data-seed`` equal to ``--seed`` (the same training) is not refused as changed."""
+        return {"seed": self.seed} | ({} if self.data_seed in (None, self.seed) else {"data_seed": self.data_seed})
 
     def validation_recorded(self) -> dict[str, bool]:
         """``no_validation`` for a card's hyper-parameters, only when set (older cards and resume checks stay)."""
