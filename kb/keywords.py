@@ -243,6 +243,8 @@ def term_spans(text: str, terms: set[str], tokenizer: KeywordTokenizer) -> list[
                 spans.append((match.start(), match.end(), found))
             continue
         run = unicodedata.normalize("NFKC", match.group())
+        if match.lastgroup == "han":  # as indexed: traditional text marked for a simplified question
+            run = folded if len(folded := tokenizer.fold(run)) == len(run) else run
         if len(run) != len(match.group()):  # offsets would not carry over; such runs are rare
             continue
         taken = [False] * len(run)

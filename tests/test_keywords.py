@@ -171,6 +171,14 @@ def test_jieba_holds_each_simplified_character_under_a_character_term(jieba_toke
     assert {"所得税", "个人所得税"} & set(terms)
 
 
+def test_jieba_marks_traditional_text_found_by_a_simplified_question(jieba_tokenizer: JiebaTokenizer) -> None:
+    """A snippet shows where the question matched: the traditional characters its simplified terms were found in."""
+    text = "本年度個人所得稅申報"
+    spans = term_spans(text, set(jieba_tokenizer.tokenize_query("个人所得税 税")), jieba_tokenizer)
+    assert [text[start:end] for start, end, _ in spans] == ["個人所得稅"]
+    assert term_spans(text, set(jieba_tokenizer.tokenize_query("稅")), jieba_tokenizer) == [(7, 8, "税")]
+
+
 def test_jieba_treats_other_text_like_simple(jieba_tokenizer: JiebaTokenizer) -> None:
     text = "The Studies of O'Neill: 東京タワー 한국어 version 2"
     english = "The Studies of O'Neill: タワー 한국어 version 2"
