@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CLIP_RETRY_SECONDS = 300.0
 QUERY_CACHE = 64  # recent query texts whose text-space vectors are kept
 DEEPEST = 4096  # candidates per list a search reads at most, looking deeper for hits that repeats folded away
+MAX_K = 10_000  # hits a search returns at most: its candidate ids stay within one SQL statement's parameters
 Ranked = list[tuple[int, float]]
 
 
@@ -75,8 +76,7 @@ class Retriever:
                modalities: Iterable[str] | None = None) -> list[Hit]:
         if not query.strip():
             raise InvalidRequestError("the query is empty")
-        if k <= 0:
-            raise InvalidRequestError("k must be positive")
+        _check_k(k)
         if mode not in SEARCH_MODES:
             raise InvalidRequestError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         wanted = modality_set(modalities)
@@ -161,8 +161,7 @@ class Retriever:
         ``score`` is its standard score, comparable across the two (its cosine when a modality has too few vectors
         for a background; see calibration.py).
         """
-        if k <= 0:
-            raise InvalidRequestError("k must be positive")
+        _check_k(k)
         wanted = modality_set(modalities)
         space = self._clip_space(retry=True)  # asked for explicitly: look for the model again
         if space is None or self.clip is None:
@@ -272,6 +271,13 @@ class _Signals:
         merged = _best_of(self.text, align(self.clip, *self.clip_scale)) if self.clip_scale is not None else \
             sorted(self.text, key=lambda pair: (-pair[1], pair[0]))
         return [(chunk_id, score) for chunk_id, score in merged if score > 0]
+
+
+def _check_k(k: int) -> None:
+    """``k`` refused unless 1 to ``MAX_K``: a search reads twice ``k`` candidates from each list, and every one is a
+    parameter of the statement that fetches them (PostgreSQL takes 65,535 at most)."""
+    if not 0 < k <= MAX_K:
+        raise InvalidRequestError(f"k must be between 1 and {MAX_K:,}")
 
 
 def _deepened(candidates: Callable[[int], tuple[list[Hit], bool]], wanted: int, depth: int) -> list[Hit]:

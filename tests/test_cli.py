@@ -66,7 +66,9 @@ def test_errors_are_one_line_and_nothing_is_created_for_a_missing_folder(
                            (["search", "   "], "the query is empty"),
                            (["search", "refund", "--type", "xyz"], "unknown file types ['xyz']"),
                            (["source", "add", str(kb_env), "--every", "15x"], "cannot read the interval"),
-                           (["search", "refund", "-k", "0"], "k must be positive")):
+                           (["search", "refund", "-k", "0"], "k must be between 1 and 10,000"),
+                           (["search", "refund", "-k", "10001"], "k must be between 1 and 10,000"),
+                           (["ask", "refund?", "-k", "10001"], "k must be between 1 and 10,000")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and expected in err and err.count("\n") == 1 and "http" not in err
