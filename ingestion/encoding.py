@@ -2,8 +2,8 @@
 
 Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
 is binary); UTF-8, which legacy text almost never forms by accident; the charset the file declares, if any;
-windows-1252 when the bytes have the shape of Western text; charset_normalizer's detection. Every step is
-deterministic.
+windows-1252 when the bytes have the shape of European text (windows-1250 when only a Central European
+language's letters explain them); charset_normalizer's detection. Every step is deterministic.
 """
 
 from __future__ import annotations
@@ -40,6 +40,31 @@ _WESTERN = frozenset(
     "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿŒœŠšŽžŸ‘’‚“”„–—…•€™«»°·¡¿£©®§¢¥ªº±½¼¾µ\u00a0"
 )
 
+# The letters beyond ASCII each language writes (lower case): a reading whose letters no single language explains
+# ("zamìstnanec", "ètyøi": Czech read as windows-1252) is mojibake.
+_WESTERN_LANGUAGES = (
+    "àâçéèêëîïôùûüÿœ",  # French
+    "äöüß",  # German
+    "áéíñóúü",  # Spanish
+    "àáâãçéêíóôõú",  # Portuguese
+    "àèéìíîòóùú",  # Italian
+    "àçèéíïòóúü",  # Catalan
+    "áéèëïóöü",  # Dutch
+    "æøåé",  # Danish, Norwegian
+    "åäöé",  # Swedish
+    "äöåšž",  # Finnish
+    "áðéíóúýþæö",  # Icelandic
+    "äöõüšž",  # Estonian
+)
+_CENTRAL_EUROPEAN_LANGUAGES = (
+    "áčďéěíňóřšťúůýž",  # Czech
+    "áäčďéíĺľňóôŕšťúýž",  # Slovak
+    "ąćęłńóśźż",  # Polish
+    "áéíóöőúüű",  # Hungarian
+    "čćđšž",  # Slovenian, Croatian, Bosnian
+    "ăâîşţ",  # Romanian
+)
+
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
@@ -74,7 +99,7 @@ def _decode(data: bytes, declared: str | None) -> str:
             return data.decode(codec)
         except UnicodeDecodeError:
             pass  # mislabelled: the bytes are not in the declared charset, so detect instead
-    return _western(data) or _detect(data)
+    return _european(data) or _detect(data)
 
 
 def _decode_with_nuls(data: bytes) -> str:
@@ -95,22 +120,39 @@ def _decode_wide(data: bytes) -> str:
     return str(best)
 
 
-def _western(data: bytes) -> str | None:
-    """The windows-1252 reading when it has the shape of Western European text, else None.
+def _european(data: bytes) -> str | None:
+    """The windows-1252 reading when it has the shape of European text, else None; the windows-1250 reading
+    instead when no Western language writes the letters the first gives and one Central European language writes
+    those of the second.
 
     charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"). In real Western
     text the non-ASCII characters are accented letters and typographic punctuation, mostly alone between
-    ASCII letters; multi-byte CJK encodings and Cyrillic read as windows-1252 give long runs instead.
+    ASCII letters; multi-byte CJK encodings and Cyrillic read as windows-1252 give long runs instead. Czech or
+    Hungarian in windows-1250 has that shape too, and reads in windows-1252 as letters of several languages at once.
     """
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError:
         return None
     runs = [len(run) for run in _NON_ASCII_RUN.findall(text)]
-    singles = sum(1 for length in runs if length == 1)
-    if max(runs, default=0) > 3 or singles < len(runs) - singles:
+    if max(runs, default=0) > 3 or not all(char in _WESTERN for char in text if char > "\x7f"):
         return None
-    return text if all(char in _WESTERN for char in text if char > "\x7f") else None
+    if _one_language_writes(text, _WESTERN_LANGUAGES):  # Finnish "päivää" too, though its runs are not single
+        return text
+    try:
+        central = data.decode("cp1250")
+    except UnicodeDecodeError:
+        central = ""
+    if central and _one_language_writes(central, _CENTRAL_EUROPEAN_LANGUAGES):
+        return central
+    singles = sum(1 for length in runs if length == 1)
+    return text if singles >= len(runs) - singles else None
+
+
+def _one_language_writes(text: str, languages: tuple[str, ...]) -> bool:
+    """Whether one of ``languages`` (their letters beyond ASCII) writes every such letter of ``text``."""
+    letters = {char for char in text.lower() if char > "\x7f" and char.isalpha()}
+    return any(letters <= set(language) for language in languages)
 
 
 def _detect(data: bytes) -> str:

@@ -51,6 +51,28 @@ def test_text_in_western_encodings(tmp_path: Path, name: str) -> None:
     assert document.pages == []
 
 
+EUROPEAN_SAMPLES = {  # short legacy text of one language: no byte-order mark, no declared charset
+    "cs-cp1250": ("Žádost o dovolenou: zaměstnanec má nárok na čtyři týdny dovolené ročně.", "cp1250"),
+    "cs-cp1250-2": ("Dobrý den, jak se máte? Řekněte mi, prosím, kde je nádraží.", "cp1250"),
+    "hu-cp1250": ("Árvíztűrő tükörfúrógép. A szerződés szerint a bérlő köteles fizetni.", "cp1250"),
+    "hr-cp1250": ("Čokolada je ukusna, ali šećer nije zdrav.", "cp1250"),
+    "pl-cp1250": ("Zażółć gęślą jaźń. Pchnąć w tę łódź jeża.", "cp1250"),
+    "fi-cp1252": ("Hyvää päivää!", "cp1252"),
+    "et-cp1252": ("Tere hommikust, kõik on hästi.", "cp1252"),
+    "da-cp1252": ("Ærø og Bornholm er øer i Danmark.", "cp1252"),
+    "fr-cp1252": ("Crème brûlée", "cp1252"),
+    "is-cp1252": ("Þú ert fæddur á Íslandi.", "cp1252"),
+}
+
+
+@pytest.mark.parametrize("name", list(EUROPEAN_SAMPLES))
+def test_text_in_european_legacy_encodings(tmp_path: Path, name: str) -> None:
+    """Czech in windows-1250 has the shape of Western text, and read as windows-1252 it was "zamìstnanec"; Finnish
+    doubled vowels ("päivää") were taken for a multi-byte encoding."""
+    text, codec = EUROPEAN_SAMPLES[name]
+    assert load(tmp_path, f"{name}.txt", text.encode(codec)).text == text
+
+
 CJK_SAMPLES = {
     "gb18030": CHINESE,
     "gbk": CHINESE,
