@@ -65,6 +65,12 @@ _CENTRAL_EUROPEAN_LANGUAGES = (
     "ăâîşţ",  # Romanian
 )
 
+_CENTRAL = frozenset("".join(_CENTRAL_EUROPEAN_LANGUAGES) + "".join(_CENTRAL_EUROPEAN_LANGUAGES).upper()
+                     + "‘’‚“”„–—…•€°·§\u00a0")
+_WORD = re.compile(r"[^\s\d!-/:-@\[-`{-~]+")  # runs without spaces, digits or ASCII punctuation
+_INSIDE_WORDS = "’‘-–—·"  # what may stand between a word's letters (l’école, Paris–Berlin)
+_NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) + "’‘‚“”„–—…•€™"
+
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
@@ -121,38 +127,53 @@ def _decode_wide(data: bytes) -> str:
 
 
 def _european(data: bytes) -> str | None:
-    """The windows-1252 reading when it has the shape of European text, else None; the windows-1250 reading
-    instead when no Western language writes the letters the first gives and one Central European language writes
-    those of the second.
+    """The windows-1252 reading when every word of it is written in a Western language; else the windows-1250
+    reading when every word of that is written in a Central European one; else the windows-1252 reading when it has
+    the shape of Western text (non-ASCII characters mostly alone between ASCII letters); else None.
 
-    charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"). In real Western
-    text the non-ASCII characters are accented letters and typographic punctuation, mostly alone between
-    ASCII letters; multi-byte CJK encodings and Cyrillic read as windows-1252 give long runs instead. Czech or
-    Hungarian in windows-1250 has that shape too, and reads in windows-1252 as letters of several languages at once.
+    charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"). Czech or Hungarian in
+    windows-1250 reads in windows-1252 as letters no one language writes together ("zamìstnanec", "ètyøi");
+    multi-byte CJK encodings and Cyrillic read as either give runs of several non-ASCII characters instead.
     """
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        return None
-    runs = [len(run) for run in _NON_ASCII_RUN.findall(text)]
-    if max(runs, default=0) > 3 or not all(char in _WESTERN for char in text if char > "\x7f"):
-        return None
-    if _one_language_writes(text, _WESTERN_LANGUAGES):  # Finnish "päivää" too, though its runs are not single
-        return text
-    try:
-        central = data.decode("cp1250")
-    except UnicodeDecodeError:
-        central = ""
-    if central and _one_language_writes(central, _CENTRAL_EUROPEAN_LANGUAGES):
+    western, central = _decoded(data, "cp1252"), _decoded(data, "cp1250")
+    if western is not None and all(char in _WESTERN for char in western if char > "\x7f") \
+            and _runs_of_letters(western) and _written_in(western, _WESTERN_LANGUAGES):
+        return western
+    if central is not None and all(char in _CENTRAL for char in central if char > "\x7f") \
+            and _runs_of_letters(central) and _written_in(central, _CENTRAL_EUROPEAN_LANGUAGES):
         return central
+    if western is None or not all(char in _WESTERN for char in western if char > "\x7f"):
+        return None
+    runs = [len(run) for run in _NON_ASCII_RUN.findall(western)]
     singles = sum(1 for length in runs if length == 1)
-    return text if singles >= len(runs) - singles else None
+    return western if max(runs, default=0) <= 3 and singles >= len(runs) - singles else None
 
 
-def _one_language_writes(text: str, languages: tuple[str, ...]) -> bool:
-    """Whether one of ``languages`` (their letters beyond ASCII) writes every such letter of ``text``."""
-    letters = {char for char in text.lower() if char > "\x7f" and char.isalpha()}
-    return any(letters <= set(language) for language in languages)
+def _decoded(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+
+
+def _runs_of_letters(text: str) -> bool:
+    """Non-ASCII runs of at most 3 characters, some of them alone (as in "päivää"): a double-byte encoding read
+    one byte at a time gives runs of two and more only."""
+    runs = [len(run) for run in _NON_ASCII_RUN.findall(text)]
+    return max(runs, default=0) <= 3 and (not runs or min(runs) == 1)
+
+
+def _written_in(text: str, languages: tuple[str, ...]) -> bool:
+    """Whether each word of ``text`` is written in one of ``languages`` (their letters beyond ASCII): its letters
+    all one language's, and nothing but an apostrophe or a dash between them ("Mo¿e" is Polish "Może" misread)."""
+    for word in _WORD.findall(text.lower()):
+        core = word.strip(_NOT_LETTERS)
+        if any(not char.isalpha() and char not in _INSIDE_WORDS for char in core):
+            return False
+        letters = {char for char in core if char > "\x7f"}
+        if letters and not any(letters <= set(language) for language in languages):
+            return False
+    return True
 
 
 def _detect(data: bytes) -> str:

@@ -57,6 +57,11 @@ EUROPEAN_SAMPLES = {  # short legacy text of one language: no byte-order mark, n
     "hu-cp1250": ("Árvíztűrő tükörfúrógép. A szerződés szerint a bérlő köteles fizetni.", "cp1250"),
     "hr-cp1250": ("Čokolada je ukusna, ali šećer nije zdrav.", "cp1250"),
     "pl-cp1250": ("Zażółć gęślą jaźń. Pchnąć w tę łódź jeża.", "cp1250"),
+    "pl-cp1250-2": ("Może też już", "cp1250"),  # in windows-1252 the letters are symbols: Mo¿e te¿ ju¿
+    "pl-cp1250-3": ("Źródło", "cp1250"),  # Ź is a byte windows-1252 does not define
+    "mixed-cp1252": ("Meeting notes: Ana Sánchez, Luis Martínez and Hélène Dubois agreed.", "cp1252"),
+    "mixed-cp1252-2": ("Hotel Ibis Málaga – check-in à 14h, très calme.", "cp1252"),
+    "it-cp1252": ("Ristorante Da Mimì: caffè e cornetto, 3 €. Olá!", "cp1252"),
     "fi-cp1252": ("Hyvää päivää!", "cp1252"),
     "et-cp1252": ("Tere hommikust, kõik on hästi.", "cp1252"),
     "da-cp1252": ("Ærø og Bornholm er øer i Danmark.", "cp1252"),
@@ -68,7 +73,8 @@ EUROPEAN_SAMPLES = {  # short legacy text of one language: no byte-order mark, n
 @pytest.mark.parametrize("name", list(EUROPEAN_SAMPLES))
 def test_text_in_european_legacy_encodings(tmp_path: Path, name: str) -> None:
     """Czech in windows-1250 has the shape of Western text, and read as windows-1252 it was "zamìstnanec"; Finnish
-    doubled vowels ("päivää") were taken for a multi-byte encoding."""
+    doubled vowels ("päivää") were taken for a multi-byte encoding; Western text naming people of several languages
+    stays windows-1252 (each word is some Western language's)."""
     text, codec = EUROPEAN_SAMPLES[name]
     assert load(tmp_path, f"{name}.txt", text.encode(codec)).text == text
 
