@@ -189,7 +189,7 @@ class FusionSettings(SettingsGroup):
             "[Chinese](#chinese-by-default)"
         ))
     rrf_k: int = Field(default=60, ge=1, json_schema_extra=flat_name("rrf_k"), description="RRF constant")
-    candidates: int = Field(default=50, ge=1, description="results taken from each retriever before fusing")
+    candidates: int = Field(default=50, ge=1, le=10_000, description="results taken from each retriever before fusing")
     true_scores: bool = Field(default=True, description=(
         "score every fused candidate on both signals; false fuses the retrievers' top lists as they are (the earlier "
         "behaviour, kept for comparison)"
@@ -219,7 +219,7 @@ class RerankerSettings(SettingsGroup):
         "a cross-encoder (sentence-transformers name or folder, e.g. from `kb train reranker`) that reorders the best"
         " text hits of every search and of `ask`"
     ))
-    candidates: int = Field(default=3, ge=1, json_schema_extra=flat_name("rerank_candidates"), description=(
+    candidates: int = Field(default=3, ge=1, le=10_000, json_schema_extra=flat_name("rerank_candidates"), description=(
         "the best fused text hits the reranker reads per search (each costs one cross-encoder pass); hits past them "
         "keep fusion's order below them. On held-out training questions at the default weight, 1 / 2 / 3 / 5 gave "
         "recall@1 0.744 / 0.775 / 0.786 / 0.784"

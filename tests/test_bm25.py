@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from kb.config import Settings
 from kb.doctor import examine
 from kb.keywords import keyword_tokenizer
-from kb.storage import bm25
+from kb.storage import bm25, reading
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
 from kb.types import Filters
@@ -162,7 +163,7 @@ def test_scores_are_the_formulas_through_writes_and_deletes(tmp_path: Path, data
     store.close()
 
 
-def test_filters_and_given_chunks_score_the_same(store: Store) -> None:
+def test_filters_and_given_chunks_score_the_same(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     chunks = write(store, 0, corpus(400, seed=3))
     terms = ["zeta", "w0", "w1", "w4"]
     expected = reference(chunks, terms)
@@ -174,6 +175,28 @@ def test_filters_and_given_chunks_score_the_same(store: Store) -> None:
     with store.read() as snapshot:
         found = snapshot.bm25(sorted(terms), len(given), chunk_ids=given)
     assert_top(found, {i: s for i, s in expected.items() if i in given}, len(given))
+    # Given chunks are read in batches (a statement takes a bounded number of parameters): the same top, the same
+    # rows, whether they take one statement or many.
+    with store.read() as snapshot:
+        rows = snapshot.hit_rows(given)
+    monkeypatch.setattr(bm25, "BATCH", 7)
+    monkeypatch.setattr(reading, "BATCH", 7)
+    parameters: list[int] = []
+    engine = store.sessions.kw["bind"]
+
+    def count(connection: object, cursor: object, statement: str, values: object, *args: object) -> None:
+        parameters.append(len(values) if isinstance(values, (tuple, list, dict)) else 0)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with store.read() as snapshot:
+            assert snapshot.bm25(sorted(terms), len(given), chunk_ids=given) == found
+            assert snapshot.bm25(sorted(terms), 5, chunk_ids=given) == found[:5]
+            assert snapshot.hit_rows(given) == rows and len(rows) == len(given)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(given) == 58 and 0 < max(parameters) < 40  # 7 ids and the terms' figures per statement
+    monkeypatch.undo()
     # A chunk of a document that failed is left out (none is stored that way by ingestion: checked all the same).
     top = search(store, terms, 3)
     execute_sql(store.url, "UPDATE documents SET status = 'failed' WHERE id = (SELECT document_id FROM chunks "

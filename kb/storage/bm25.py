@@ -107,8 +107,11 @@ def search(session: Session, terms: Sequence[str], limit: int, filters: Filters 
     query = prepare(session, terms)
     if query is None:
         return []
-    if chunk_ids is not None:
-        ranked = _ranked(session, query, list(query.idf), limit, Posting.chunk_id.in_(sorted(chunk_ids)))
+    if chunk_ids is not None:  # in batches, each ranked on its own: a chunk's score does not depend on the others
+        ids = sorted(chunk_ids)
+        ranked = sorted((pair for start in range(0, len(ids), BATCH) for pair in _ranked(
+            session, query, list(query.idf), limit, Posting.chunk_id.in_(ids[start : start + BATCH]))),
+            key=lambda pair: (-pair[1], pair[0]))[:limit]
     elif (filters is None or filters.is_empty()) and (modalities is None or set(modalities) == set(MODALITIES)):
         ranked = _top(session, query, limit) if cache is None else _cached_top(session, query, limit, cache)
     else:

@@ -21,7 +21,7 @@ from kb.types import TEXT_SPACE, Filters, Modality
 if TYPE_CHECKING:
     from kb.storage.store import Store
 
-BATCH = 500  # ids per IN (...) list
+BATCH = bm25.BATCH  # ids per IN (...) list: a statement's parameters are bounded (65,535 on PostgreSQL)
 
 # Rows whose parent is gone, as doctor finds and removes them: (table, condition).
 ORPHANS: dict[str, tuple[type, ColumnElement[bool]]] = {
@@ -150,13 +150,13 @@ class Snapshot:
 
     def hit_rows(self, chunk_ids: Collection[int]) -> dict[int, Row[Any]]:
         """Each chunk with its document's path and title and its image's facts, by chunk id."""
-        return {row.id: row for row in self.session.execute(
-            select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
-                   Chunk.modality, Document.path, Document.title, StoredImage.name, StoredImage.width,
-                   StoredImage.height, StoredImage.sha256)
-            .join(Document, Document.id == Chunk.document_id)
-            .outerjoin(StoredImage, StoredImage.chunk_id == Chunk.id)
-            .where(Chunk.id.in_(list(chunk_ids))))}
+        wanted = sorted(chunk_ids)
+        query = select(Chunk.id, Chunk.document_id, Chunk.text, Chunk.start, Chunk.end, Chunk.page,
+                       Chunk.modality, Document.path, Document.title, StoredImage.name, StoredImage.width,
+                       StoredImage.height, StoredImage.sha256) \
+            .join(Document, Document.id == Chunk.document_id).outerjoin(StoredImage, StoredImage.chunk_id == Chunk.id)
+        return {row.id: row for start in range(0, len(wanted), BATCH)
+                for row in self.session.execute(query.where(Chunk.id.in_(wanted[start : start + BATCH])))}
 
     def images_near(self, chunk_ids: Collection[int]) -> list[int]:
         """Image chunks in the same document as these chunks, their span overlapping the chunk's (an image with an
