@@ -78,6 +78,7 @@ def write_soup(readers: list[Path], out: Path, how: str = "uniform") -> None:
     """``out`` made a reader folder holding the average of ``readers`` (the first one's config, tokenizer and card,
     the card naming the ingredients, its scores and threshold cleared: they were the first reader's)."""
     from kb.cards import read_card, write_card
+    from training.options import NO_VALIDATION
 
     out.mkdir(parents=True)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
@@ -85,9 +86,12 @@ def write_soup(readers: list[Path], out: Path, how: str = "uniform") -> None:
     average_weights(readers, out)
     card = read_card(readers[0])
     if card is not None:
+        unvalidated = {"hyperparameters": card.hyperparameters | {"no_validation": True},
+                       "validation_split": NO_VALIDATION, "validation_data": []} if refit(readers) else {}
         write_card(out, card.model_copy(update={
             "base_model": f"{how} soup of " + ", ".join(map(str, readers)), "validation_before": {},
-            "validation_after": {}, "no_answer_threshold": None, "threshold_tuned_on": None, "int8": None}))
+            "validation_after": {}, "no_answer_threshold": None, "threshold_tuned_on": None, "int8": None,
+            **unvalidated}))
 
 
 def greedy_soup(readers: list[Path], out: Path, validation: Any) -> list[Path]:

@@ -94,6 +94,10 @@ def tune(args: argparse.Namespace) -> int:
     if card is None:
         print(f"no training card in {args.model}", file=sys.stderr)
         return 2
+    if card.hyperparameters.get("no_validation"):
+        print(f"{args.model} trained on every question of its data (no validation): tune it with kb eval squad "
+              "--tune-threshold on questions it never saw", file=sys.stderr)
+        return 2
     squad, _ = load_squad_files([Path(file.path) for file in card.data])
     _, validation, split = split_by_title(squad, 0.1, card.hyperparameters.get("seed", 0))
     settings = Settings(reader_model=str(args.model), device="cpu",

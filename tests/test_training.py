@@ -673,7 +673,7 @@ def test_reader_without_validation_trains_on_every_question_and_keeps_the_last_s
     assert main(["train", "reader", str(facts), "--out", str(out), "--base-model", str(tiny_base),
                  "--no-validation", "--epochs", "2", "--learning-rate", "3e-3", "--batch-size", "32",
                  "--max-seq-length", "64", "--threads", "1", "--device", "cpu"]) == 0
-    assert "validation (none: every example trained on" in capsys.readouterr().out
+    assert "validation (none: every example trained on, the last step kept)\n" in capsys.readouterr().out
     card = read_card(out)
     assert card.examples == 240 and card.validation_split.startswith("none") and card.validation_data == []
     assert card.validation_before == card.validation_after == {} and card.best_checkpoint is None
@@ -682,6 +682,9 @@ def test_reader_without_validation_trains_on_every_question_and_keeps_the_last_s
     assert not (out / "checkpoints").exists()
     with pytest.raises(TrainingDataError, match="no validation"):
         quantize_reader(out)
+    assert main(["train", "reader", str(facts), "--out", str(tmp_path / "other"), "--no-validation",
+                 "--unanswerable-share", "0.5"]) == 2
+    assert "with no validation nothing is tuned" in capsys.readouterr().err
     with pytest.raises(ValueError, match="validation files were given with no validation"):
         TrainOptions(out=tmp_path / "x", validation=[facts], use_validation=False)
 
@@ -712,3 +715,25 @@ def test_retriever_reranker_and_clip_without_validation_train_on_every_example(
 
     assert ClipEncoder(str(tmp_path / "clip" / config.name), str(tmp_path / "clip" / "model.pt"),
                        device="cpu").encode_images([shape_images(1, seed=9)[0][0]]).shape == (1, 32)
+
+
+def test_clip_and_reranker_refuse_data_they_cannot_learn_from(tiny_clip: tuple[Path, Path], tiny_base: Path,
+                                                              tmp_path: Path) -> None:
+    """One image has nothing to be told apart from, and a cross-encoder shown no negative passage learns nothing:
+    both are refused, with or without validation, rather than saved as if trained."""
+    config, checkpoint = tiny_clip
+    data = caption_file(tmp_path)
+    one_image = data.parent / "one.jsonl"
+    one_image.write_text("\n".join(json.dumps({"image": "0.png", "caption": f"picture {n}"}) for n in range(6)) + "\n",
+                         encoding="utf-8")
+    for use_validation in (False, True):
+        with pytest.raises(TrainingDataError, match="training needs two images at least"):
+            train_clip([one_image], TrainOptions(out=tmp_path / f"clip-{use_validation}", base_model=str(config),
+                                                 epochs=1, threads=1, device="cpu", use_validation=use_validation),
+                       clip_pretrained=str(checkpoint))
+    same_passage = tmp_path / "same.jsonl"
+    same_passage.write_text("\n".join(json.dumps({"query": f"question {n}", "positive": fact("alice", 4821)})
+                                      for n in range(8)) + "\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="no negative passage"):
+        train_reranker([same_passage], TrainOptions(out=tmp_path / "reranker", base_model=str(tiny_base),
+                                                    **(PAIRS | {"epochs": 1, "use_validation": False})))

@@ -204,11 +204,12 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         split = f"{len({p.group for p in validation})} images held out ({len(validation)} captions)"
     else:
         train = []
-    if not train:
+    if len({pair.group for pair in train}) < 2:  # one image against itself: a contrastive loss has nothing to learn
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none given"
-        raise TrainingDataError(f"too few usable images with captions ({len(pairs)} pairs; skipped: {reasons})"
-                                + ("" if options.validation or not options.use_validation
-                                   else "; two are needed, one held out for validation"))
+        raise TrainingDataError(f"too few usable images with captions ({len(pairs)} pairs; skipped: {reasons}); "
+                                "training needs two images at least" + ("" if options.validation or not
+                                                                        options.use_validation else
+                                                                        ", and one more held out for validation"))
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = min(options.batch_size or DEFAULTS["batch_size"], len(train))
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]

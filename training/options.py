@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-NO_VALIDATION = "none: every example trained on, the last step kept (no validation)"
+NO_VALIDATION = "none: every example trained on, the last step kept"
 
 
 class TrainOptions(BaseModel):

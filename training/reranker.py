@@ -82,6 +82,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     max_length = options.max_seq_length or DEFAULTS["max_seq_length"]
     rows = labelled_rows(prepared.train)
     positives = sum(rows["label"])
+    if positives == len(rows["label"]):
+        raise TrainingDataError("no negative passage was found for any training question (every pair has the same "
+                                "passage?): a cross-encoder learns nothing from positives alone; give more passages")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "hard_negatives": hard_negatives, "loss": "BinaryCrossEntropyLoss",
                        "max_seq_length": max_length, "warmup_ratio": options.warmup_ratio,
