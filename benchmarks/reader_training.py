@@ -98,8 +98,12 @@ def tune(args: argparse.Namespace) -> int:
         print(f"{args.model} trained on every question of its data (no validation): tune it with kb eval squad "
               "--tune-threshold on questions it never saw", file=sys.stderr)
         return 2
-    squad, _ = load_squad_files([Path(file.path) for file in card.data])
-    _, validation, split = split_by_title(squad, 0.1, card.hyperparameters.get("seed", 0))
+    if card.validation_data:  # given files: the reader trained on every question of its data
+        validation, _ = load_squad_files([Path(file.path) for file in card.validation_data])
+        split = card.validation_split
+    else:
+        squad, _ = load_squad_files([Path(file.path) for file in card.data])
+        _, validation, split = split_by_title(squad, 0.1, card.hyperparameters.get("seed", 0))
     settings = Settings(reader_model=str(args.model), device="cpu",
                         reader_max_seq_length=card.hyperparameters["max_seq_length"],
                         reader_stride=card.hyperparameters["stride"])

@@ -127,21 +127,26 @@ def _decode_wide(data: bytes) -> str:
 
 
 def _european(data: bytes) -> str | None:
-    """The windows-1252 reading when every word of it is written in a Western language; else the windows-1250
-    reading when every word of that is written in a Central European one; else the windows-1252 reading when it has
-    the shape of Western text (non-ASCII characters mostly alone between ASCII letters); else None.
+    """The windows-1252 or windows-1250 reading of European text, else None.
 
-    charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"). Czech or Hungarian in
-    windows-1250 reads in windows-1252 as letters no one language writes together ("zamìstnanec", "ètyøi");
-    multi-byte CJK encodings and Cyrillic read as either give runs of several non-ASCII characters instead.
+    charset_normalizer often misreads short Western text as cp1250 or cp1257 ("crčme"), and Czech or Hungarian in
+    windows-1250 reads in windows-1252 as letters no one language writes together ("zamìstnanec", "fõvárosa"). So
+    a reading is European when each of its words is written in some language of its group (names of several
+    languages, "Hélène Martínez", are words of their own), its non-ASCII characters stand alone or doubled between
+    ASCII letters (multi-byte CJK encodings and Cyrillic give longer runs), and it is preferred when one language
+    writes every letter of its lower-case words. Else the windows-1252 reading when it has the old shape of Western
+    text: non-ASCII characters mostly alone.
     """
     western, central = _decoded(data, "cp1252"), _decoded(data, "cp1250")
-    if western is not None and all(char in _WESTERN for char in western if char > "\x7f") \
-            and _runs_of_letters(western) and _written_in(western, _WESTERN_LANGUAGES):
-        return western
-    if central is not None and all(char in _CENTRAL for char in central if char > "\x7f") \
-            and _runs_of_letters(central) and _written_in(central, _CENTRAL_EUROPEAN_LANGUAGES):
-        return central
+    readings = [(text, languages) for text, allowed, languages in ((western, _WESTERN, _WESTERN_LANGUAGES),
+                                                                  (central, _CENTRAL, _CENTRAL_EUROPEAN_LANGUAGES))
+                if text is not None and all(char in allowed for char in text if char > "\x7f")
+                and _runs_of_letters(text) and _written_in(text, languages)]
+    for text, languages in readings:
+        if _one_language_writes(text, languages):
+            return text
+    if readings:
+        return readings[0][0]
     if western is None or not all(char in _WESTERN for char in western if char > "\x7f"):
         return None
     runs = [len(run) for run in _NON_ASCII_RUN.findall(western)]
@@ -157,23 +162,36 @@ def _decoded(data: bytes, codec: str) -> str | None:
 
 
 def _runs_of_letters(text: str) -> bool:
-    """Non-ASCII runs of at most 3 characters, some of them alone (as in "päivää"): a double-byte encoding read
-    one byte at a time gives runs of two and more only."""
-    runs = [len(run) for run in _NON_ASCII_RUN.findall(text)]
-    return max(runs, default=0) <= 3 and (not runs or min(runs) == 1)
+    """Non-ASCII runs of at most 3 characters, some alone or a letter doubled ("Hyvää"): a double-byte encoding
+    read one byte at a time gives runs of two unlike characters and longer."""
+    runs = _NON_ASCII_RUN.findall(text)
+    return max(map(len, runs), default=0) <= 3 and \
+        (not runs or any(len(run) == 1 or (len(run) == 2 and run[0] == run[1] and run[0].isalpha())
+                     for run in runs))
+
+
+def _cores(text: str) -> list[str]:
+    """The words of ``text`` without the punctuation around them (and a trailing ordinal sign: nº, 1ª)."""
+    return [word.strip(_NOT_LETTERS).rstrip("ªº") for word in _WORD.findall(text)]
 
 
 def _written_in(text: str, languages: tuple[str, ...]) -> bool:
     """Whether each word of ``text`` is written in one of ``languages`` (their letters beyond ASCII): its letters
     all one language's, and nothing but an apostrophe or a dash between them ("Mo¿e" is Polish "Może" misread)."""
-    for word in _WORD.findall(text.lower()):
-        core = word.strip(_NOT_LETTERS)
+    for core in _cores(text.lower()):
         if any(not char.isalpha() and char not in _INSIDE_WORDS for char in core):
             return False
         letters = {char for char in core if char > "\x7f"}
         if letters and not any(letters <= set(language) for language in languages):
             return False
     return True
+
+
+def _one_language_writes(text: str, languages: tuple[str, ...]) -> bool:
+    """Whether one of ``languages`` writes every non-ASCII letter of the lower-case words of ``text`` (capitalised
+    words may be names from elsewhere)."""
+    letters = {char for core in _cores(text) if core[:1].islower() for char in core if char > "\x7f"}
+    return any(letters <= set(language) for language in languages)
 
 
 def _detect(data: bytes) -> str:

@@ -10,9 +10,14 @@ from kb.storage.writing import MAX_TERM_LENGTH
 from kb.types import Filters, Modality
 
 
+MAX_QUERY_TERMS = 1024  # each term is three parameters of a statement, and a statement takes a bounded number
+
+
 def query_terms(tokenizer: KeywordTokenizer, query: str) -> list[str]:
-    """The distinct terms of ``query`` as the keyword index stores them."""
-    return sorted({term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize_query(query)})
+    """The distinct terms of ``query`` as the keyword index stores them: the first ``MAX_QUERY_TERMS`` of a query
+    as long as a pasted document (the text encoder reads only its start too)."""
+    distinct = dict.fromkeys(term[:MAX_TERM_LENGTH] for term in tokenizer.tokenize_query(query))
+    return sorted(list(distinct)[:MAX_QUERY_TERMS])
 
 
 def keyword_search(snapshot: Snapshot, tokenizer: KeywordTokenizer, query: str, k: int,

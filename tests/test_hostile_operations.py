@@ -498,3 +498,22 @@ def test_a_path_longer_than_the_database_indexes_fails_that_file_alone(kb_factor
     else:
         assert len(report.added) == 4 and [Path(failed.path).name for failed in report.failed] == ["note.txt"]
         assert "index row size" in report.failed[0].reason
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_query_as_long_as_a_document_is_searched_by_its_first_terms(kb_factory, tmp_path: Path) -> None:
+    """A pasted document as the query: each keyword term is a parameter of a statement (three once found in the
+    index), and PostgreSQL takes 65,535 at most, so keyword search reads the first 1,024 distinct terms (the text
+    encoder reads only its start too)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "warranty.txt").write_text("The warranty covers the compressor for ten years.", encoding="utf-8")
+    (docs / "other.txt").write_text("Vacation days carry over to the next year.", encoding="utf-8")
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(docs)
+    query = "compressor warranty " + " ".join(f"term{number}" for number in range(70_000))
+    assert Path(knowledge_base.search(query, k=2, mode="keyword")[0].path).name == "warranty.txt"
+    hybrid = knowledge_base.search(query, k=2)  # the tiny test encoder's half of the ranking means nothing
+    assert [hit.keyword_score > 0 for hit in hybrid if Path(hit.path).name == "warranty.txt"] == [True]
+    late = " ".join(f"term{number}" for number in range(70_000)) + " compressor"
+    assert knowledge_base.search(late, k=2, mode="keyword") == []  # past the first 1,024 terms

@@ -62,6 +62,10 @@ EUROPEAN_SAMPLES = {  # short legacy text of one language: no byte-order mark, n
     "mixed-cp1252": ("Meeting notes: Ana Sánchez, Luis Martínez and Hélène Dubois agreed.", "cp1252"),
     "mixed-cp1252-2": ("Hotel Ibis Málaga – check-in à 14h, très calme.", "cp1252"),
     "it-cp1252": ("Ristorante Da Mimì: caffè e cornetto, 3 €. Olá!", "cp1252"),
+    "es-cp1252": ("Mª José García vive en la calle Mayor nº 5.", "cp1252"),  # ordinals, not Romanian ş
+    "fi-cp1252-2": ("Hyvää huomenta", "cp1252"),  # doubled vowels only
+    "hu-cp1250-2": ("A számla 14 napon belül fizetendő.", "cp1250"),
+    "cs-cp1250-3": ("Schůzka se koná v pondělí v 10 hodin.", "cp1250"),
     "fi-cp1252": ("Hyvää päivää!", "cp1252"),
     "et-cp1252": ("Tere hommikust, kõik on hästi.", "cp1252"),
     "da-cp1252": ("Ærø og Bornholm er øer i Danmark.", "cp1252"),

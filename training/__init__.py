@@ -70,9 +70,6 @@ def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = 
     """Train a model of ``kind`` (reader, retriever, reranker, clip); ``options`` are :class:`TrainOptions` fields
     (``None`` values mean the kind's default)."""
     settings = TrainOptions(**{name: value for name, value in options.items() if value is not None})
-    if unanswerable_share is not None and not settings.use_validation:
-        raise TrainingDataError("--unanswerable-share is what the no-answer threshold is tuned for on validation "
-                                "questions; with no validation nothing is tuned (use kb eval squad --tune-threshold)")
     if kind == "reader":
         return train_reader(data, settings, kb_dir=kb_dir, from_kb=from_kb, unanswerable_share=unanswerable_share)
     if kind == "clip":

@@ -205,9 +205,10 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     else:
         train = []
     if len({pair.group for pair in train}) < 2:  # one image against itself: a contrastive loss has nothing to learn
-        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none given"
-        raise TrainingDataError(f"too few usable images with captions ({len(pairs)} pairs; skipped: {reasons}); "
-                                "training needs two images at least" + ("" if options.validation or not
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none"
+        raise TrainingDataError(f"too few usable images with captions ({len({pair.group for pair in pairs})} "
+                                f"images, {len(pairs)} captions; skipped: {reasons}); training needs two images "
+                                "at least" + ("" if options.validation or not
                                                                         options.use_validation else
                                                                         ", and one more held out for validation"))
     epochs = options.epochs or DEFAULTS["epochs"]

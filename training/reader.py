@@ -162,18 +162,23 @@ def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int 
 
 def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None, from_kb: bool = False,
                  stride: int | None = None, max_answer_tokens: int | None = None,
-                 unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> TrainingCard:
+                 unanswerable_share: float | None = None) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
     the SQuAD files ``data`` and, with ``from_kb``, cloze questions made from the passages of the knowledge base at
     ``kb_dir``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
 
     Windows default to the reader's (``reader_max_seq_length`` 384, ``reader_stride`` 128); a shorter
-    ``max_seq_length`` scales the stride with it.
+    ``max_seq_length`` scales the stride with it. ``unanswerable_share`` (default 0.2) is what the no-answer
+    threshold is tuned for, on validation questions: refused with none.
     """
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
     from training.qa_trainer import QuestionAnsweringTrainer
 
+    if unanswerable_share is not None and not options.use_validation:
+        raise TrainingDataError("--unanswerable-share is what the no-answer threshold is tuned for on validation "
+                                "questions; with no validation nothing is tuned (use kb eval squad --tune-threshold)")
+    unanswerable_share = DEFAULT_UNANSWERABLE_SHARE if unanswerable_share is None else unanswerable_share
     started = time.monotonic()
     base = options.base_model or DEFAULT_BASE
     base_folder = resolve_model_folder(base)

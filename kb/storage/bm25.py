@@ -108,7 +108,7 @@ def search(session: Session, terms: Sequence[str], limit: int, filters: Filters 
     if query is None:
         return []
     if chunk_ids is not None:  # in batches, each ranked on its own: a chunk's score does not depend on the others
-        ids = sorted(chunk_ids)
+        ids = sorted(set(chunk_ids))
         ranked = sorted((pair for start in range(0, len(ids), BATCH) for pair in _ranked(
             session, query, list(query.idf), limit, Posting.chunk_id.in_(ids[start : start + BATCH]))),
             key=lambda pair: (-pair[1], pair[0]))[:limit]
