@@ -9,7 +9,6 @@ from kb.storage.reading import Snapshot
 from kb.storage.writing import MAX_TERM_LENGTH
 from kb.types import Filters, Modality
 
-
 MAX_QUERY_TERMS = 1024  # each term is three parameters of a statement, and a statement takes a bounded number
 
 
