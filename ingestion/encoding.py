@@ -69,7 +69,8 @@ _CENTRAL = frozenset("".join(_CENTRAL_EUROPEAN_LANGUAGES) + "".join(_CENTRAL_EUR
                      + "‘’‚“”„–—…•€°·§\u00a0")
 _WORD = re.compile(r"[^\s\d!-/:-@\[-`{-~]+")  # runs without spaces, digits or ASCII punctuation
 _INSIDE_WORDS = "’‘-–—·"  # what may stand between a word's letters (l’école, Paris–Berlin)
-_NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) + "’‘‚“”„–—…•€™"
+_NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) \
+    + "’‘‚“”„–—…•€™"
 
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.

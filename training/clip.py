@@ -206,19 +206,17 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
         train = []
     if len({pair.group for pair in train}) < 2:  # one image against itself: a contrastive loss has nothing to learn
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "none"
+        held_out = "" if options.validation or not options.use_validation else ", and one more held out for validation"
         raise TrainingDataError(f"too few usable images with captions ({len({pair.group for pair in pairs})} "
                                 f"images, {len(pairs)} captions; skipped: {reasons}); training needs two images "
-                                "at least" + ("" if options.validation or not
-                                                                        options.use_validation else
-                                                                        ", and one more held out for validation"))
+                                f"at least{held_out}")
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = min(options.batch_size or DEFAULTS["batch_size"], len(train))
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
                        **options.seeds(), **options.validation_recorded(), "loss": "open_clip.ClipLoss",
-                       "pretrained": pretrained,
-                       "from_kb": from_kb}
+                       "pretrained": pretrained, "from_kb": from_kb}
     checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
                                       "validation_data": [f.sha256 for f in validation_files],
@@ -324,7 +322,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                         seconds=round(time.monotonic() - started, 1), steps=state["step"],
                         epochs=round(state["step"] / steps_per_epoch, 3), stopped_early=stopped_early,
                         device=device, validation_before=state["before"], validation_after=after,
-                        best_checkpoint=f"step {state['best_step']}" if validation else None, resumed_from=state["resumed_from"],
+                        best_checkpoint=f"step {state['best_step']}" if validation else None,
+                        resumed_from=state["resumed_from"],
                         training_loss=state["losses"],
                         libraries=library_versions("open_clip_torch"))
     finish_output(out, card)

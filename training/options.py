@@ -32,9 +32,9 @@ class TrainOptions(BaseModel):
                                   "split, so their weights can be averaged (a model soup)")
     validation: list[Path] = Field(default_factory=list, description="validation files; default: held out")
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
-    use_validation: bool = Field(default=True, description="hold out a validation split (or read the validation files) "
-                           "and keep the best checkpoint; False trains on every example and keeps the last step, "
-                           "scoring and tuning nothing: for a recipe already chosen with validation")
+    use_validation: bool = Field(default=True, description="hold out a validation split (or read the validation "
+                                 "files) and keep the best checkpoint; False trains on every example and keeps the "
+                                 "last step, scoring and tuning nothing: for a recipe already chosen with validation")
     checkpoint_minutes: float = Field(default=10.0, gt=0, description="evaluate and save at least this often")
     overwrite: bool = False
     resume: bool = False

@@ -221,11 +221,12 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length"))
+    validating = options.use_validation
     trainer = QuestionAnsweringTrainer(
         model=model, args=arguments, train_dataset=train_features.features,
-        eval_dataset=validation_features.features if options.use_validation else None,
+        eval_dataset=validation_features.features if validating else None,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if options.use_validation else None)
+        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if validating else None)
     before_file = checkpoints / "before.json"
     if not options.use_validation:
         before = {}

@@ -51,7 +51,8 @@ def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float
     warm-up, evaluation and checkpoints when :class:`TimeBudget` asks, the best checkpoint loaded at the end (with
     no validation: no evaluation, the last step kept)."""
     evaluation = dict(eval_strategy="steps", eval_steps=NEVER, load_best_model_at_end=True,
-                      metric_for_best_model=metric, greater_is_better=greater_is_better) if options.use_validation else {}
+                      metric_for_best_model=metric, greater_is_better=greater_is_better)
+    evaluation = evaluation if options.use_validation else {}
     return dict(
         output_dir=str(checkpoints), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=options.warmup_ratio,

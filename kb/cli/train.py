@@ -44,7 +44,8 @@ def add_train_parser(commands: Any) -> None:
                              help="train on every example and keep the last step, scoring and tuning nothing: for a "
                              "recipe already chosen with validation")
         command.add_argument("--epochs", type=float)
-        command.add_argument("--max-seconds", type=float, help="stop after this long, keeping the best checkpoint (the last with --no-validation)")
+        command.add_argument("--max-seconds", type=float, help="stop after this long, keeping the best checkpoint "
+                             "(the last step with --no-validation)")
         command.add_argument("--batch-size", type=int)
         command.add_argument("--learning-rate", type=float)
         command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window)")
