@@ -5,25 +5,27 @@ training card, where ``reader_backend=auto`` looks before choosing it (``answeri
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from answering.backends import STATIC, calibrated_graph, exported_graph, model_fingerprint
+from answering.backends import STATIC, GraphLogits, calibrated_graph, exported_graph, model_fingerprint
 from answering.loading import load_question_answering, model_inputs
-from answering.reader import Readers
-from answering.squad_eval import SquadSet, at_threshold, read_scored, squad_scores
+from answering.reader import ExtractiveReader, Readers
+from answering.squad_eval import SquadQuestion, SquadSet, at_threshold, read_from_paragraph, read_scored, squad_scores
+from answering.squad_metrics import best_scores
 from answering.windows import make_windows
 from kb.cards import Int8Scores, TrainingCard, read_card, write_card
 from kb.config import Settings
 from kb.encoders.factory import export_cache
 from kb.errors import InvalidRequestError
-from kb.inference import quantize_static
+from kb.inference import AccuracyControl, CompiledGraph, quantize_static
 from kb.inference.calibrated import GRAPH
 
 CALIBRATION_WINDOWS = 300  # NNCF's default subset: ranges settle well before
+CONTROL_QUESTIONS = 500  # read again for every operation put back in float: enough to rank them, still minutes
 
 
 def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, input_names: Sequence[str],
@@ -44,13 +46,43 @@ def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, inp
     return samples[:count]
 
 
+def control_questions(squad: SquadSet, count: int = CONTROL_QUESTIONS) -> list[SquadQuestion]:
+    """Up to ``count`` questions of ``squad`` evenly spaced over it (every article contributes), for accuracy
+    control."""
+    step = max(1, len(squad.questions) // count)
+    return squad.questions[step // 2::step][:count]
+
+
+def accuracy_control(settings: Settings, tokenizer: Any, squad: SquadSet, max_f1_drop: float) -> AccuracyControl:
+    """NNCF's accuracy control for the reader of ``settings``: F1 (points) over :func:`control_questions` of
+    ``squad``, each read from its paragraph by the reader's own code at its no-answer threshold, on the graph
+    being tried."""
+    questions = control_questions(squad)
+    threshold = ExtractiveReader(settings).threshold
+
+    def f1(compiled: Any, items: Iterable[SquadQuestion]) -> tuple[float, list[float]]:
+        reader = ExtractiveReader.on_logits(settings, GraphLogits(CompiledGraph(Path(), STATIC, compiled=compiled)),
+                                            tokenizer)
+        values = []
+        for question in items:
+            answer = read_from_paragraph(reader, squad, question)
+            values.append(100.0 * best_scores(answer.text if answer.score >= threshold else "", question.answers)[1])
+        # NNCF divides by the float graph's metric even for an absolute drop: F1 + 1 has F1's drops and is never 0
+        return 1.0 + (sum(values) / len(values) if values else 0.0), values
+
+    return AccuracyControl(items=questions, metric=f1, max_drop=max_f1_drop,
+                           described=f"F1 over {len(questions)} of the calibration questions")
+
+
 def calibrate_reader(settings: Settings, calibration: SquadSet, validation: SquadSet, *, calibrated_on: str,
-                     validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = ()) -> Int8Scores:
+                     validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = (),
+                     max_f1_drop: float | None = None) -> Int8Scores:
     """Calibrate the int8 graph of the reader folder ``settings.reader.model`` on windows of ``calibration``
-    (``kb.inference.quantize_static``; operations matching ``ignored`` left in float), score it and float32 on
-    ``validation`` (each question on its own
-    paragraph, at the reader's no-answer threshold), and record both on the folder's training card (one is
-    started for a reader trained elsewhere)."""
+    (``kb.inference.quantize_static``; operations matching ``ignored`` left in float; with ``max_f1_drop``, those
+    whose int8 costs most put back in float until F1 on calibration questions is within that many points of
+    float32's), score it and float32 on ``validation`` (each question on its own paragraph, at the reader's
+    no-answer threshold: questions accuracy control never read), and record both on the folder's training card
+    (one is started for a reader trained elsewhere)."""
     started = time.monotonic()
     name = settings.reader.model
     folder = Path(name).expanduser()
@@ -64,17 +96,20 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
     samples = calibration_windows(tokenizer, calibration, settings, model_inputs(model, tokenizer), windows)
     if not samples:
         raise InvalidRequestError("no calibration window: ask for at least one (--windows)")
+    control = None if max_f1_drop is None else accuracy_control(settings, tokenizer, calibration, max_f1_drop)
     quantize_static(source, folder, samples, fingerprint=model_fingerprint(name),
                     calibrated_on={"questions": calibrated_on, "windows": len(samples),
                                    "max_seq_length": settings.reader.max_seq_length,
                                    "stride": settings.reader.stride},
-                    ignored=ignored)
+                    ignored=ignored, control=control)
     calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
     float32, int8 = (_scores(settings.model_copy(update={"reader_backend": backend}), validation)
                      for backend in ("openvino", STATIC))
     card = read_card(folder) or TrainingCard(kind="reader", base_model=name)
     card.int8 = Int8Scores(graph=GRAPH, calibrated_on=f"{len(samples)} windows of {calibrated_on}",
                            validation=validated_on, questions=len(validation.questions), float32=float32, int8=int8,
+                           accuracy_control=control and f"operations put back in float until {control.described} "
+                           f"was at most {control.max_drop:g} below float32's",
                            seconds=round(time.monotonic() - started, 1))
     write_card(folder, card)
     return card.int8

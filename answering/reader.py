@@ -67,6 +67,14 @@ class ExtractiveReader:
         self._threshold: tuple[tuple[int, int, int] | None, float] | None = None  # (card read, its threshold)
         self._lock = threading.Lock()
 
+    @classmethod
+    def on_logits(cls, settings: Settings, logits: Logits, tokenizer: Any) -> ExtractiveReader:
+        """A reader of ``settings.reader.model`` whose logits ``logits`` computes (a graph being tried, say) instead
+        of the model it would load."""
+        reader = cls(settings)
+        reader._logits_of, reader._tokenizer = logits, tokenizer
+        return reader
+
     def warm_up(self) -> None:
         with self._lock:
             if self._logits_of is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from answering.reader import Readers
+from answering.reader import ExtractiveReader, Readers
 from answering.squad_metrics import best_scores
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE, ScoredAnswer, record_threshold, tune_threshold
 from kb.config import Settings
@@ -250,15 +250,19 @@ def tuning_description(unanswerable_share: float) -> str:
 def read_scored(squad: SquadSet, readers: Readers) -> dict[str, ScoredAnswer]:
     """Each question read from its own gold paragraph at threshold 0: the best answer and its score (``""`` when
     the reader finds "no answer" more probable), so any threshold can be applied afterwards."""
-    scored: dict[str, ScoredAnswer] = {}
-    for question in squad.questions:
-        title, context = squad.paragraphs[question.paragraph]
-        hit = Hit(path=f"{title}#{question.paragraph}", page=None, start=0, end=len(context), text=context,
-                  score=1.0, chunk_id=question.paragraph, document_id=question.paragraph, title=title)
-        reading = readers.for_question(question.question).run(question.question, [hit], top_k=1, threshold=0.0)
-        best = reading.answers[0] if reading.answers else None
-        scored[question.id] = ScoredAnswer(text=best.text if best else "", score=best.score if best else 0.0)
-    return scored
+    return {question.id: read_from_paragraph(readers.for_question(question.question), squad, question)
+            for question in squad.questions}
+
+
+def read_from_paragraph(reader: ExtractiveReader, squad: SquadSet, question: SquadQuestion) -> ScoredAnswer:
+    """``question`` read from its own gold paragraph at threshold 0: the best answer and its score (``""`` when the
+    reader finds "no answer" more probable)."""
+    title, context = squad.paragraphs[question.paragraph]
+    hit = Hit(path=f"{title}#{question.paragraph}", page=None, start=0, end=len(context), text=context,
+              score=1.0, chunk_id=question.paragraph, document_id=question.paragraph, title=title)
+    reading = reader.run(question.question, [hit], top_k=1, threshold=0.0)
+    best = reading.answers[0] if reading.answers else None
+    return ScoredAnswer(text=best.text if best else "", score=best.score if best else 0.0)
 
 
 def at_threshold(scored: dict[str, ScoredAnswer], threshold: float) -> dict[str, str]:

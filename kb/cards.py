@@ -37,6 +37,8 @@ class Int8Scores(BaseModel):
     questions: int = 0
     float32: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
     int8: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
+    accuracy_control: str | None = Field(default=None, description=(
+        "how operations were chosen to stay in float, where they were (``--max-f1-drop``)"))
     seconds: float = Field(default=0.0, description="calibrating and scoring both")
 
     @property

@@ -69,6 +69,71 @@ def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path)
                                                                                         "qa_outputs"]
 
 
+def test_accuracy_control_puts_the_costliest_operations_back_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
+    """With a metric no int8 operation can satisfy (the logits exactly as float32's), accuracy control puts
+    operations back in float until it holds; the graph still reads as float32 does."""
+    import numpy as np
+    import openvino
+
+    from answering.backends import exported_graph
+    from answering.int8 import calibration_windows
+    from answering.loading import load_question_answering, model_inputs
+    from kb.encoders.factory import export_cache
+    from kb.inference import AccuracyControl, CompiledGraph, quantize_static
+    from kb.inference.calibrated import quantizers
+    from training.squad_data import load_squad_files
+
+    settings = reader(calibrated_reader, "openvino").settings
+    model, tokenizer = load_question_answering(str(calibrated_reader), device="cpu")
+    squad, _ = load_squad_files([calibrated_reader.parent / "facts.json"])
+    samples = calibration_windows(tokenizer, squad, settings, model_inputs(model, tokenizer), 8)
+    source = exported_graph(str(calibrated_reader), model, tokenizer, "onnx", export_cache(settings))
+    float_logits = [CompiledGraph(source, "openvino").run(sample)[0] for sample in samples]
+
+    def closeness(compiled: object, items: object) -> tuple[float, list[float]]:
+        graph = CompiledGraph(Path(), STATIC, compiled=compiled)
+        values = [1.0 - float(np.abs(graph.run(samples[i])[0][:, :float_logits[i].shape[1]] - float_logits[i]).max())
+                  for i in items]
+        return sum(values) / len(values), values
+
+    control = AccuracyControl(items=list(range(len(samples))), metric=closeness, max_drop=0.0,
+                              described="the logits' distance from float32's")
+    quantize_static(source, tmp_path, samples, fingerprint="test", calibrated_on={}, control=control)
+    graph = tmp_path / "int8" / "openvino_model.xml"
+    every = calibrated_reader / "int8" / "openvino_model.xml"
+    kept, all_of_them = (quantizers(openvino.Core().read_model(path)) for path in (graph, every))
+    assert kept < all_of_them
+    record = json.loads((tmp_path / "int8" / "calibration.json").read_text(encoding="utf-8"))
+    assert "accuracy control: the logits' distance from float32's" in record["method"] and record["quantizers"] == kept
+    assert closeness(openvino.Core().compile_model(str(graph), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
+                     range(len(samples)))[0] >= 1.0 - 1e-4
+
+
+def test_quantize_reader_with_a_maximum_f1_drop_records_how_it_was_made(calibrated_reader: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "reader"
+    shutil.copytree(calibrated_reader, folder)
+    facts = str(calibrated_reader.parent / "facts.json")
+    assert main(["train", "quantize-reader", str(folder), facts, "--windows", "16", "--max-f1-drop", "0.5"]) == 0
+    card = read_card(folder)
+    assert card is not None and card.int8 is not None
+    assert card.int8.accuracy_control == ("operations put back in float until F1 over 500 of the calibration "
+                                          "questions was at most 0.5 below float32's")
+    assert card.int8.questions == 240 and card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
+    assert "accuracy control: operations put back in float" in capsys.readouterr().out
+    record = json.loads((folder / "int8" / "calibration.json").read_text(encoding="utf-8"))
+    assert "with accuracy control: F1 over 500 of the calibration questions, at most 0.5 below" in record["method"]
+    name, code = CODES[0]
+    assert reader(folder, STATIC).run(question(name), passages(name, code)).answers[0].text == str(code)
+
+
+@pytest.mark.parametrize("drop", ["-1", "101", "nan", "half"])
+def test_quantize_reader_refuses_a_drop_that_is_not_points(drop: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "quantize-reader", "reader", "--max-f1-drop", drop])
+    assert "is not a number of F1 points from 0 to 100" in capsys.readouterr().err
+
+
 def test_kb_ask_reads_with_the_calibrated_graph_and_cites_exactly(kb_factory, calibrated_reader: Path,
                                                                  tmp_path: Path) -> None:
     docs = tmp_path / "docs"

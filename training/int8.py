@@ -26,9 +26,11 @@ PACKAGES = ("onnx", "openvino", "nncf")  # to export, quantise and run the graph
 
 
 def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence[Path] = (), *,
-                    windows: int = CALIBRATION_WINDOWS, float_operations: Sequence[str] = ()) -> Int8Scores:
+                    windows: int = CALIBRATION_WINDOWS, float_operations: Sequence[str] = (),
+                    max_f1_drop: float | None = None) -> Int8Scores:
     """Calibrate the int8 graph of the reader folder ``model`` on windows of ``data`` (default: its card's
-    training files), the graph operations matching ``float_operations`` left in float, and record its
+    training files), the graph operations matching ``float_operations`` left in float (and with ``max_f1_drop``
+    those whose int8 costs most, until F1 on training questions is within that of float32's), and record its
     validation EM/F1 beside float32's on the card."""
     folder = model.expanduser()
     card = read_card(folder) if folder.is_dir() else None
@@ -54,7 +56,8 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
                                                                 ("reader_stride", "stride")) if key in hyperparameters}
     settings = Settings(reader_model=str(folder), device="cpu", **overrides)
     return calibrate_reader(settings, calibration, held_out, calibrated_on=_described(calibration, files),
-                            validated_on=described, windows=windows, ignored=float_operations)
+                            validated_on=described, windows=windows, ignored=float_operations,
+                            max_f1_drop=max_f1_drop)
 
 
 def _check_unchanged(recorded: Sequence[DataFile], read: Sequence[DataFile]) -> None:

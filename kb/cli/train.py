@@ -30,6 +30,17 @@ def share(text: str) -> float:
     return value
 
 
+def points(text: str) -> float:
+    """A command-line number of F1 points: from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of F1 points from 0 to 100")
+    return value
+
+
 def add_train_parser(commands: Any) -> None:
     train = commands.add_parser("train", help="fine-tune the reader, the retriever, a reranker or CLIP on your data")
     kinds = train.add_subparsers(dest="kind", required=True)
@@ -85,6 +96,10 @@ def add_train_parser(commands: Any) -> None:
     quantize.add_argument("--float", action="append", default=[], metavar="REGEX", dest="float_operations",
                           help="graph operations left in float32, by ONNX name (e.g. 'output/dense/MatMul' for the "
                           "attention and feed-forward outputs); repeatable")
+    quantize.add_argument("--max-f1-drop", type=points, metavar="POINTS", help="accuracy control: put the operations "
+                          "whose int8 costs most back in float, one by one, until F1 over 500 of the calibration "
+                          "questions (never the validation ones) is at most POINTS below float32's; minutes longer "
+                          "to make, and a slower graph the more it puts back")
 
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
@@ -111,12 +126,13 @@ def _quantize_reader(args: argparse.Namespace) -> int:
     from training.int8 import quantize_reader
 
     scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
-                             float_operations=args.float_operations)
+                             float_operations=args.float_operations, max_f1_drop=args.max_f1_drop)
     chosen = scores.f1_loss <= INT8_F1_TOLERANCE
     print(f"calibrated int8 graph: {args.model / scores.graph}\n  calibrated on {scores.calibrated_on}\n"
           f"  validation ({scores.validation}, {scores.questions} questions):\n"
           f"    float32  EM {scores.float32['exact']:.2f}  F1 {scores.float32['f1']:.2f}\n"
           f"    int8     EM {scores.int8['exact']:.2f}  F1 {scores.int8['f1']:.2f}\n"
+          + (f"  accuracy control: {scores.accuracy_control}\n" if scores.accuracy_control else "") +
           f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
           f"{scores.int8['f1'] - scores.float32['f1']:+.2f} against the tolerance of -{INT8_F1_TOLERANCE}")
     return 0

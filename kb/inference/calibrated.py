@@ -11,7 +11,8 @@ weights it was made from, how, and on what). A graph whose source weights have c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,22 @@ class CalibratedGraphError(BackendUnavailableError):
     """A model folder has no usable calibrated graph: none was made, or it was made from other weights."""
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """Quantisation with accuracy control (NNCF): the quantised operations whose int8 costs ``metric`` most are put
+    back in float, one by one, until ``metric`` on ``items`` is at most ``max_drop`` below the float graph's.
+    ``metric(compiled_model, items)`` returns the mean and each item's value (higher is better); ``described``
+    says what it measures, for the record."""
+
+    items: Sequence[Any]
+    metric: Callable[[Any, Iterable[Any]], tuple[float, list[float]]]
+    max_drop: float
+    described: str
+
+
 def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[str, np.ndarray]], *,
-                    fingerprint: str, calibrated_on: Mapping[str, Any], ignored: Sequence[str] = ()) -> Path:
+                    fingerprint: str, calibrated_on: Mapping[str, Any], ignored: Sequence[str] = (),
+                    control: AccuracyControl | None = None) -> Path:
     """Quantise the float32 ONNX graph ``source`` (exported from the weights whose fingerprint is
     ``fingerprint``) to static int8, with activation ranges measured on ``samples`` (named input arrays, as the
     model is fed), into ``model_folder``; ``calibrated_on`` describes the samples for the record. Returns the
@@ -43,7 +58,8 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
     activations (the ``MIXED`` preset) and bias correction, without SmoothQuant (which moves activation outliers
     into the weights: on the trained MiniLM reader it cost 0.93 validation F1 where plain ranges cost 0.23);
     operations whose names contain a match of a regular expression of ``ignored`` (ONNX names such as
-    ``/model/bert/encoder/layer.0/output/dense/MatMul``) stay in float.
+    ``/model/bert/encoder/layer.0/output/dense/MatMul``) stay in float, and with ``control`` so do those it puts
+    back.
     """
     openvino = require("openvino", STATIC)
     nncf = require("nncf", STATIC)
@@ -54,21 +70,36 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def write(path: Path) -> None:
-        quantized = nncf.quantize(openvino.Core().read_model(source), nncf.Dataset(list(samples)),
-                                  model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED,
-                                  subset_size=len(samples), advanced_parameters=advanced, ignored_scope=scope)
+        model = openvino.Core().read_model(source)
+        common = {"model_type": nncf.ModelType.TRANSFORMER, "preset": nncf.QuantizationPreset.MIXED,
+                  "subset_size": len(samples), "ignored_scope": scope}
+        method = "NNCF post-training static quantisation, transformer scheme (MIXED preset), SmoothQuant off"
+        if control is None:
+            quantized = nncf.quantize(model, nncf.Dataset(list(samples)), advanced_parameters=advanced, **common)
+        else:
+            quantized = nncf.quantize_with_accuracy_control(
+                model, nncf.Dataset(list(samples)), nncf.Dataset(list(control.items)), control.metric,
+                max_drop=control.max_drop, drop_type=nncf.DropType.ABSOLUTE,
+                advanced_quantization_parameters=advanced,
+                advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(num_ranking_workers=1),
+                **common)
+            method += f", with accuracy control: {control.described}, at most {control.max_drop:g} below float"
         openvino.save_model(quantized, path, compress_to_fp16=False)
         record = {"source_fingerprint": fingerprint, "created_at": datetime.now(timezone.utc).isoformat(),
-                  "method": "NNCF post-training static quantisation, transformer scheme (MIXED preset), "
-                            "SmoothQuant off",
-                  "nncf": nncf.__version__, "openvino": openvino.__version__, "ignored": list(ignored),
-                  "samples": len(samples),
+                  "method": method, "nncf": nncf.__version__, "openvino": openvino.__version__,
+                  "ignored": list(ignored), "quantizers": quantizers(quantized), "samples": len(samples),
                   "calibrated_on": dict(calibrated_on)}
         (path.parent / Path(RECORD).name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
     with quiet():
         make_atomically(target, write)
     return target
+
+
+def quantizers(model: Any) -> int:
+    """The int8 quantisation points (FakeQuantize operations) of an OpenVINO model: fewer where operations were
+    left in float."""
+    return sum(operation.get_type_name() == "FakeQuantize" for operation in model.get_ops())
 
 
 def calibration_record(model_folder: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,9 @@ class CompiledGraph:
     bfloat16 there was no faster here, and the calibrated graph was scored that way.
     """
 
-    def __init__(self, path: Path, backend: GraphBackend, threads: int | None = None) -> None:
+    def __init__(self, path: Path, backend: GraphBackend, threads: int | None = None, *, compiled: Any = None) -> None:
+        """``compiled``: an OpenVINO model of ``path`` compiled already (NNCF compiles each graph it tries), run as
+        it is."""
         self.path = path
         self.backend = backend
         threads = threads or cpu_threads()
@@ -53,7 +56,7 @@ class CompiledGraph:
                 config["INFERENCE_PRECISION_HINT"] = "bf16" if native else "f32"
                 if not native:
                     log.warning("%s: this CPU has no native bfloat16; computing in float32", path.name)
-            self._compiled = openvino.Core().compile_model(str(path), "CPU", config)
+            self._compiled = compiled or openvino.Core().compile_model(str(path), "CPU", config)
             self.inputs = [port.get_any_name() for port in self._compiled.inputs]
             self._lock = threading.Lock()  # one infer request at a time per compiled model
         else:
