@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 LOGITS = ("start_logits", "end_logits")
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
-INT8_F1_TOLERANCE = 0.5  # validation F1 points the calibrated int8 graph may lose for ``auto`` to choose it
+INT8_F1_TOLERANCE = 0.5  # validation F1 points (plus a standard error) the calibrated int8 graph may lose for auto
 
 
 class Logits(Protocol):
@@ -74,7 +74,8 @@ class GraphLogits:
 def chosen_backend(backend: ReaderBackend, device: str | None, precision: ReaderPrecision,
                    model: str = "") -> GraphBackend | Literal["torch"]:
     """``backend``, with ``auto`` made definite: on a CPU in float32, the graph of ``model`` calibrated to int8
-    when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 (and OpenVINO is
+    when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 with one standard error
+    to spare (and OpenVINO is
     installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that natively: EM/F1 within 0.5
     of torch's over 1,090 questions here); torch in another ``precision``."""
     if backend != "auto":
@@ -88,12 +89,13 @@ def chosen_backend(backend: ReaderBackend, device: str | None, precision: Reader
 
 def calibrated_within_tolerance(model: str) -> bool:
     """Whether the training card of the reader folder ``model`` records a calibrated int8 graph whose validation
-    F1 is at most ``INT8_F1_TOLERANCE`` below float32's."""
+    F1, less one standard error of the difference (where recorded), is at most ``INT8_F1_TOLERANCE`` below
+    float32's."""
     path = Path(model).expanduser()
     card = read_card(path) if model and path.is_dir() else None
     scores = card.int8 if card else None
     return scores is not None and "f1" in scores.int8 and "f1" in scores.float32 and \
-        scores.f1_loss <= INT8_F1_TOLERANCE
+        scores.f1_loss_bound <= INT8_F1_TOLERANCE
 
 
 def load_reader(name: str, *, backend: GraphBackend | Literal["torch"] = "torch", device: str | None = None,

@@ -103,11 +103,14 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
                                    "stride": settings.reader.stride},
                     ignored=ignored, control=control)
     calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
-    float32, int8 = (_scores(settings.model_copy(update={"reader_backend": backend}), validation)
-                     for backend in ("openvino", STATIC))
+    float_answers, int8_answers = (_answers(settings.model_copy(update={"reader_backend": backend}), validation)
+                                   for backend in ("openvino", STATIC))
     card = read_card(folder) or TrainingCard(kind="reader", base_model=name)
     card.int8 = Int8Scores(graph=GRAPH, calibrated_on=f"{len(samples)} windows of {calibrated_on}",
-                           validation=validated_on, questions=len(validation.questions), float32=float32, int8=int8,
+                           validation=validated_on, questions=len(validation.questions),
+                           float32=_scores(validation, float_answers), int8=_scores(validation, int8_answers),
+                           f1_loss_se=round(paired_standard_error(validation, float_answers, int8_answers), 3),
+                           changed=sum(float_answers[key] != int8_answers[key] for key in float_answers),
                            accuracy_control=control and f"operations put back in float until {control.described} "
                            f"was at most {control.max_drop:g} below float32's",
                            seconds=round(time.monotonic() - started, 1))
@@ -115,9 +118,25 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
     return card.int8
 
 
-def _scores(settings: Settings, validation: SquadSet) -> dict[str, float]:
-    """EM and F1 (percent) of the reader of ``settings`` on ``validation``, at its no-answer threshold."""
+def _answers(settings: Settings, validation: SquadSet) -> dict[str, str]:
+    """The answers of the reader of ``settings`` to ``validation``, at its no-answer threshold."""
     readers = Readers(settings)
-    scored = read_scored(validation, readers)
-    figures = squad_scores(validation, at_threshold(scored, readers.for_question("").threshold))
+    return at_threshold(read_scored(validation, readers), readers.for_question("").threshold)
+
+
+def _scores(validation: SquadSet, answers: dict[str, str]) -> dict[str, float]:
+    """EM and F1 (percent) of ``answers`` to ``validation``."""
+    figures = squad_scores(validation, answers)
     return {"exact": round(figures["exact"], 3), "f1": round(figures["f1"], 3)}
+
+
+def paired_standard_error(squad: SquadSet, first: dict[str, str], second: dict[str, str]) -> float:
+    """The standard error (F1 points) of the difference between two readers' F1 on the same questions: the
+    per-question differences' standard deviation over the square root of their number (0 for one question)."""
+    differences = [100.0 * (best_scores(first[q.id], q.answers)[1] - best_scores(second[q.id], q.answers)[1])
+                   for q in squad.questions]
+    if len(differences) < 2:
+        return 0.0
+    mean = sum(differences) / len(differences)
+    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
+    return (variance / len(differences)) ** 0.5

@@ -37,6 +37,10 @@ class Int8Scores(BaseModel):
     questions: int = 0
     float32: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
     int8: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
+    f1_loss_se: float | None = Field(default=None, description=(
+        "standard error of the F1 lost: the standard deviation of the per-question F1 differences over the square "
+        "root of the questions (about 0.6 points on 1,000 questions here)"))
+    changed: int | None = Field(default=None, description="questions whose int8 answer differs from float32's")
     accuracy_control: str | None = Field(default=None, description=(
         "how operations were chosen to stay in float, where they were (``--max-f1-drop``)"))
     seconds: float = Field(default=0.0, description="calibrating and scoring both")
@@ -45,6 +49,12 @@ class Int8Scores(BaseModel):
     def f1_loss(self) -> float:
         """Validation F1 points lost to int8 (negative when int8 scored higher)."""
         return self.float32["f1"] - self.int8["f1"]
+
+    @property
+    def f1_loss_bound(self) -> float:
+        """The F1 lost plus one standard error (where recorded): what ``reader_backend=auto`` holds to its
+        tolerance, so that a loss measured small only by chance does not pass."""
+        return self.f1_loss + (self.f1_loss_se or 0.0)
 
 
 class TrainingCard(BaseModel):
@@ -124,6 +134,7 @@ def summarise(card: TrainingCard, out: str | Path) -> str:
         lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
     if card.int8 is not None:
         lines.append(f"  calibrated int8 graph ({card.int8.graph}): validation F1 {card.int8.int8['f1']:.2f} against "
-                     f"float32's {card.int8.float32['f1']:.2f} ({card.int8.int8['f1'] - card.int8.float32['f1']:+.2f})")
+                     f"float32's {card.int8.float32['f1']:.2f} ({card.int8.int8['f1'] - card.int8.float32['f1']:+.2f}"
+                     + (f" ± {card.int8.f1_loss_se:.2f}" if card.int8.f1_loss_se is not None else "") + ")")
     lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
     return "\n".join(lines)

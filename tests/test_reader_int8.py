@@ -53,6 +53,8 @@ def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibr
     assert card is not None and card.int8 is not None and card.int8.graph == "int8/openvino_model.xml"
     assert "held out" in card.int8.validation and card.int8.questions == 240  # one article of four
     assert card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
+    assert card.int8.changed is not None and 0 <= card.int8.changed < 240 // 10
+    assert card.int8.f1_loss_se is not None and card.int8.f1_loss_bound <= INT8_F1_TOLERANCE
 
 
 def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
@@ -160,21 +162,39 @@ def test_the_calibrated_graph_answers_as_float32_does(calibrated_reader: Path) -
     assert int8.backend == STATIC
 
 
-@pytest.mark.parametrize(("loss", "chosen"), [(None, "export"), (0.0, STATIC), (-1.0, STATIC),
-                                              (INT8_F1_TOLERANCE, STATIC), (0.6, "export"), (5.0, "export")])
+@pytest.mark.parametrize(("loss", "error", "chosen"), [
+    (None, None, "export"), (0.0, None, STATIC), (-1.0, None, STATIC), (INT8_F1_TOLERANCE, None, STATIC),
+    (0.6, None, "export"), (5.0, None, "export"),
+    (0.2, 0.25, STATIC), (0.2, 0.4, "export"), (-0.3, 0.6, STATIC), (0.0, 0.6, "export")])  # loss + error counts
 def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path, loss: float | None,
-                                                                 chosen: str) -> None:
+                                                                 error: float | None, chosen: str) -> None:
     available(STATIC)
     card = TrainingCard(kind="reader", base_model="elsewhere")
     if loss is not None:
         card.int8 = Int8Scores(graph="int8/openvino_model.xml", calibrated_on="-", validation="-",
-                               float32={"exact": 40.0, "f1": 50.0}, int8={"exact": 40.0, "f1": 50.0 - loss})
+                               float32={"exact": 40.0, "f1": 50.0}, int8={"exact": 40.0, "f1": 50.0 - loss},
+                               f1_loss_se=error)
     write_card(tmp_path, card)
     if chosen == "export":  # what auto reads on without the graph: the export, in bfloat16 where that is native
         chosen = "openvino-bf16" if bfloat16_native() else "onnx"
     assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
     assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"  # int8 graphs are for CPUs
     assert chosen_backend("openvino", "cpu", "float32", str(tmp_path)) == "openvino"  # a backend named is kept
+
+
+def test_the_standard_error_of_a_paired_f1_difference() -> None:
+    from answering.int8 import paired_standard_error
+    from answering.squad_eval import SquadQuestion, SquadSet
+
+    squad = SquadSet(version="1.1", paragraphs=[("t", "Paris is in France.")], questions=[
+        SquadQuestion(id=str(n), question="Where?", paragraph=0, answers=["Paris"], answer_starts=[0])
+        for n in range(4)])
+    right = {str(n): "Paris" for n in range(4)}
+    assert paired_standard_error(squad, right, right) == 0.0  # the same answers: no uncertainty
+    one_wrong = right | {"0": "France"}
+    # differences 100, 0, 0, 0: mean 25, sample standard deviation 50, over the square root of 4
+    assert paired_standard_error(squad, right, one_wrong) == pytest.approx(25.0)
+    assert paired_standard_error(squad, one_wrong, right) == pytest.approx(25.0)
 
 
 def _damage(folder: Path, how: str) -> str:

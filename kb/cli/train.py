@@ -127,12 +127,14 @@ def _quantize_reader(args: argparse.Namespace) -> int:
 
     scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
                              float_operations=args.float_operations, max_f1_drop=args.max_f1_drop)
-    chosen = scores.f1_loss <= INT8_F1_TOLERANCE
+    chosen = scores.f1_loss_bound <= INT8_F1_TOLERANCE
     print(f"calibrated int8 graph: {args.model / scores.graph}\n  calibrated on {scores.calibrated_on}\n"
           f"  validation ({scores.validation}, {scores.questions} questions):\n"
           f"    float32  EM {scores.float32['exact']:.2f}  F1 {scores.float32['f1']:.2f}\n"
           f"    int8     EM {scores.int8['exact']:.2f}  F1 {scores.int8['f1']:.2f}\n"
           + (f"  accuracy control: {scores.accuracy_control}\n" if scores.accuracy_control else "") +
+          f"  answers changed: {scores.changed} of {scores.questions}\n"
           f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
-          f"{scores.int8['f1'] - scores.float32['f1']:+.2f} against the tolerance of -{INT8_F1_TOLERANCE}")
+          f"{-scores.f1_loss:+.2f} ± {scores.f1_loss_se or 0.0:.2f} (standard error); the loss plus one standard "
+          f"error must be within {INT8_F1_TOLERANCE}")
     return 0
