@@ -75,9 +75,8 @@ def chosen_backend(backend: ReaderBackend, device: str | None, precision: Reader
                    model: str = "") -> GraphBackend | Literal["torch"]:
     """``backend``, with ``auto`` made definite: on a CPU in float32, the graph of ``model`` calibrated to int8
     when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 with one standard error
-    to spare (and OpenVINO is
-    installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that natively: EM/F1 within 0.5
-    of torch's over 1,090 questions here); torch in another ``precision``."""
+    to spare (and OpenVINO is installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that
+    natively: EM/F1 within 0.5 of torch's over 1,090 questions here); torch in another ``precision``."""
     if backend != "auto":
         return backend
     if precision != "float32":

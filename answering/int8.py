@@ -22,7 +22,7 @@ from kb.config import Settings
 from kb.encoders.factory import export_cache
 from kb.errors import InvalidRequestError
 from kb.inference import AccuracyControl, CompiledGraph, quantize_static
-from kb.inference.calibrated import GRAPH
+from kb.inference.calibrated import GRAPH, calibration_record
 
 CALIBRATION_WINDOWS = 300  # NNCF's default subset: ranges settle well before
 CONTROL_QUESTIONS = 500  # read again for every operation put back in float: enough to rank them, still minutes
@@ -49,8 +49,8 @@ def calibration_windows(tokenizer: Any, squad: SquadSet, settings: Settings, inp
 def control_questions(squad: SquadSet, count: int = CONTROL_QUESTIONS) -> list[SquadQuestion]:
     """Up to ``count`` questions of ``squad`` evenly spaced over it (every article contributes), for accuracy
     control."""
-    step = max(1, len(squad.questions) // count)
-    return squad.questions[step // 2::step][:count]
+    total, taken = len(squad.questions), min(count, len(squad.questions))
+    return [squad.questions[int((index + 0.5) * total / taken)] for index in range(taken)]
 
 
 def accuracy_control(settings: Settings, tokenizer: Any, squad: SquadSet, max_f1_drop: float) -> AccuracyControl:
@@ -63,12 +63,11 @@ def accuracy_control(settings: Settings, tokenizer: Any, squad: SquadSet, max_f1
     def f1(compiled: Any, items: Iterable[SquadQuestion]) -> tuple[float, list[float]]:
         reader = ExtractiveReader.on_logits(settings, GraphLogits(CompiledGraph(Path(), STATIC, compiled=compiled)),
                                             tokenizer)
-        values = []
-        for question in items:
-            answer = read_from_paragraph(reader, squad, question)
-            values.append(100.0 * best_scores(answer.text if answer.score >= threshold else "", question.answers)[1])
-        # NNCF divides by the float graph's metric even for an absolute drop: F1 + 1 has F1's drops and is never 0
-        return 1.0 + (sum(values) / len(values) if values else 0.0), values
+        items = list(items)
+        answers = at_threshold({question.id: read_from_paragraph(reader, squad, question) for question in items},
+                               threshold)
+        values = question_f1(items, answers)
+        return (sum(values) / len(values) if values else 0.0), values
 
     return AccuracyControl(items=questions, metric=f1, max_drop=max_f1_drop,
                            described=f"F1 over {len(questions)} of the calibration questions")
@@ -111,11 +110,19 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
                            float32=_scores(validation, float_answers), int8=_scores(validation, int8_answers),
                            f1_loss_se=round(paired_standard_error(validation, float_answers, int8_answers), 3),
                            changed=sum(float_answers[key] != int8_answers[key] for key in float_answers),
-                           accuracy_control=control and f"operations put back in float until {control.described} "
-                           f"was at most {control.max_drop:g} below float32's",
+                           accuracy_control=_controlled(folder),
                            seconds=round(time.monotonic() - started, 1))
     write_card(folder, card)
     return card.int8
+
+
+def _controlled(folder: Path) -> str | None:
+    """What accuracy control asked for and reached, from the graph's record, for the card."""
+    control = (calibration_record(folder) or {}).get("accuracy_control")
+    if not control:
+        return None
+    return (f"{control['measures']}: float32 {control['float']:.2f}, int8 {control['int8']:.2f} (asked for at most "
+            f"{control['max_drop']:g} below)")
 
 
 def _answers(settings: Settings, validation: SquadSet) -> dict[str, str]:
@@ -130,11 +137,16 @@ def _scores(validation: SquadSet, answers: dict[str, str]) -> dict[str, float]:
     return {"exact": round(figures["exact"], 3), "f1": round(figures["f1"], 3)}
 
 
+def question_f1(questions: Sequence[SquadQuestion], answers: dict[str, str]) -> list[float]:
+    """Each question's F1 (points) for its answer in ``answers``."""
+    return [100.0 * best_scores(answers[question.id], question.answers)[1] for question in questions]
+
+
 def paired_standard_error(squad: SquadSet, first: dict[str, str], second: dict[str, str]) -> float:
     """The standard error (F1 points) of the difference between two readers' F1 on the same questions: the
     per-question differences' standard deviation over the square root of their number (0 for one question)."""
-    differences = [100.0 * (best_scores(first[q.id], q.answers)[1] - best_scores(second[q.id], q.answers)[1])
-                   for q in squad.questions]
+    differences = [one - other for one, other in zip(question_f1(squad.questions, first),
+                                                     question_f1(squad.questions, second), strict=True)]
     if len(differences) < 2:
         return 0.0
     mean = sum(differences) / len(differences)

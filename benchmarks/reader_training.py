@@ -14,7 +14,8 @@ any ``--threshold`` given.
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
-        --variant openvino --variant openvino-int8 --variant openvino-int8-static
+        --variant openvino --variant openvino-int8 --variant openvino-int8-static \
+        --variant openvino-int8-static@/work/models/reader-minilm2-attention-float   # another graph of the same model
     python benchmarks/reader_training.py tune --model /work/models/reader-minilm [--unanswerable-share 0.2]
     python benchmarks/reader_training.py ask --model /work/models/reader-minilm --threshold 0.1 --threshold 0.5
 """
@@ -185,19 +186,37 @@ def evaluate(args: argparse.Namespace) -> int:
         if "held-out" in args.sets:
             sets["squad2-dev-part (held out)"] = args.data / DATASETS["squad2-dev-part"]
         for name, path in sets.items():
+            first: dict[str, str] | None = None
             for variant in args.variant:
-                overrides = {"reader_model": str(args.model), "device": "cpu", **variant_settings(variant)}
+                setting, _, folder = variant.partition("@")
+                overrides = {"reader_model": folder or str(args.model), "device": "cpu", **variant_settings(setting)}
                 if args.threshold is not None:
                     overrides["reader_no_answer_threshold"] = args.threshold
                 started = time.perf_counter()
                 report = squad_evaluate(path, "reader", overrides, limit=args.limit)
                 figures = report.model_dump(by_alias=True, exclude={"predictions", "tuned"}, exclude_none=True)
                 figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+                if first is None:
+                    first, first_f1 = report.predictions, report.f1
+                else:
+                    figures |= paired(path, args.limit, first, report.predictions, report.f1 - first_f1)
                 results[f"{name}, {variant}"] = figures
                 print(f"{name}, {variant}:", json.dumps(figures), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
+
+
+def paired(path: Path, limit: int | None, first: dict[str, str], other: dict[str, str],
+           difference: float) -> dict[str, float | int]:
+    """A variant against the first, question by question: its F1 difference with the standard error of that
+    difference, and how many answers differ."""
+    from answering.int8 import paired_standard_error
+    from answering.squad_eval import load_squad
+
+    squad = load_squad(path, limit)
+    return {"f1_vs_first": round(difference, 3), "f1_vs_first_se": round(paired_standard_error(squad, first, other), 3),
+            "answers_changed": sum(first[key] != other[key] for key in first)}
 
 
 def main() -> int:
@@ -237,7 +256,10 @@ def main() -> int:
     evaluation.add_argument("--model", type=Path, required=True)
     evaluation.add_argument("--variant", action="append", default=[],
                             help="PRECISION[:REGEX,REGEX...] on torch (layers left in float32 under int8), or a "
-                            "reader_backend (openvino, openvino-int8, openvino-int8-static, ...); repeatable")
+                            "reader_backend (openvino, openvino-int8, openvino-int8-static, ...), each optionally "
+                            "@FOLDER for another copy of the model (another calibrated graph); repeatable; each after "
+                            "the first is also compared with it question by question (F1 difference, its standard "
+                            "error, answers changed)")
     evaluation.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
     evaluation.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     evaluation.add_argument("--threshold", type=float, default=None, help="default: the model's card")

@@ -71,9 +71,10 @@ def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path)
                                                                                         "qa_outputs"]
 
 
-def test_accuracy_control_puts_the_costliest_operations_back_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
+def test_accuracy_control_puts_operations_back_in_float_until_the_metric_holds(calibrated_reader: Path,
+                                                                              tmp_path: Path) -> None:
     """With a metric no int8 operation can satisfy (the logits exactly as float32's), accuracy control puts
-    operations back in float until it holds; the graph still reads as float32 does."""
+    operations back in float until it holds, and records what it reached."""
     import numpy as np
     import openvino
 
@@ -107,6 +108,8 @@ def test_accuracy_control_puts_the_costliest_operations_back_in_float(calibrated
     assert kept < all_of_them
     record = json.loads((tmp_path / "int8" / "calibration.json").read_text(encoding="utf-8"))
     assert "accuracy control: the logits' distance from float32's" in record["method"] and record["quantizers"] == kept
+    assert record["accuracy_control"] == {"measures": "the logits' distance from float32's", "max_drop": 0.0,
+                                          "float": 1.0, "int8": pytest.approx(1.0, abs=1e-3)}
     assert closeness(openvino.Core().compile_model(str(graph), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
                      range(len(samples)))[0] >= 1.0 - 1e-4
 
@@ -119,14 +122,53 @@ def test_quantize_reader_with_a_maximum_f1_drop_records_how_it_was_made(calibrat
     assert main(["train", "quantize-reader", str(folder), facts, "--windows", "16", "--max-f1-drop", "0.5"]) == 0
     card = read_card(folder)
     assert card is not None and card.int8 is not None
-    assert card.int8.accuracy_control == ("operations put back in float until F1 over 500 of the calibration "
-                                          "questions was at most 0.5 below float32's")
+    control = json.loads((folder / "int8" / "calibration.json").read_text(encoding="utf-8"))["accuracy_control"]
+    assert card.int8.accuracy_control == (f"F1 over 500 of the calibration questions: float32 {control['float']:.2f}, "
+                                          f"int8 {control['int8']:.2f} (asked for at most 0.5 below)")
+    assert control["float"] > 80 and control["float"] - control["int8"] <= 0.5
     assert card.int8.questions == 240 and card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
-    assert "accuracy control: operations put back in float" in capsys.readouterr().out
+    assert f"accuracy control: {card.int8.accuracy_control}\n" in capsys.readouterr().out
     record = json.loads((folder / "int8" / "calibration.json").read_text(encoding="utf-8"))
-    assert "with accuracy control: F1 over 500 of the calibration questions, at most 0.5 below" in record["method"]
+    assert "with accuracy control: F1 over 500 of the calibration questions, asked for at most 0.5 below" in \
+        record["method"]
     name, code = CODES[0]
     assert reader(folder, STATIC).run(question(name), passages(name, code)).answers[0].text == str(code)
+
+
+def test_accuracy_control_reads_as_the_reader_reads(calibrated_reader: Path) -> None:
+    """The metric NNCF is given is the reader's own F1 on the control questions: on the float32 graph, what
+    ``kb eval squad`` would score for them."""
+    import openvino
+
+    from answering.backends import exported_graph
+    from answering.int8 import _answers, accuracy_control, question_f1
+    from answering.loading import load_question_answering
+    from kb.encoders.factory import export_cache
+    from training.squad_data import load_squad_files
+
+    settings = reader(calibrated_reader, "openvino").settings
+    model, tokenizer = load_question_answering(str(calibrated_reader), device="cpu")
+    squad, _ = load_squad_files([calibrated_reader.parent / "facts.json"])
+    control = accuracy_control(settings, tokenizer, squad, 0.5)
+    source = exported_graph(str(calibrated_reader), model, tokenizer, "onnx", export_cache(settings))
+    compiled = openvino.Core().compile_model(str(source), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    mean, values = control.metric(compiled, control.items)
+    expected = question_f1(control.items, _answers(settings, squad))
+    assert values == pytest.approx(expected) and mean == pytest.approx(sum(expected) / len(expected))
+    assert 0 < mean <= 100
+
+
+def test_control_questions_come_from_every_article() -> None:
+    from answering.int8 import control_questions
+    from answering.squad_eval import SquadQuestion, SquadSet
+
+    squad = SquadSet(version="1.1", paragraphs=[(f"article {n}", "text") for n in range(3)], questions=[
+        SquadQuestion(id=str(n), question="?", paragraph=n * 3 // 720, answers=["text"]) for n in range(720)])
+    chosen = control_questions(squad, 500)
+    assert len(chosen) == len({question.id for question in chosen}) == 500
+    assert {question.paragraph for question in chosen} == {0, 1, 2}
+    assert [question.paragraph for question in chosen].count(2) > 150  # spread evenly, the last article included
+    assert len(control_questions(squad, 1000)) == 720
 
 
 @pytest.mark.parametrize("drop", ["-1", "101", "nan", "half"])

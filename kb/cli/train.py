@@ -97,9 +97,9 @@ def add_train_parser(commands: Any) -> None:
                           help="graph operations left in float32, by ONNX name (e.g. 'output/dense/MatMul' for the "
                           "attention and feed-forward outputs); repeatable")
     quantize.add_argument("--max-f1-drop", type=points, metavar="POINTS", help="accuracy control: put the operations "
-                          "whose int8 costs most back in float, one by one, until F1 over 500 of the calibration "
-                          "questions (never the validation ones) is at most POINTS below float32's; minutes longer "
-                          "to make, and a slower graph the more it puts back")
+                          "whose int8 costs most back in float, one by one, until F1 over up to 500 of the calibration "
+                          "questions (never the validation ones) is at most "
+                          "POINTS below float32's; minutes longer to make, and a slower graph the more it puts back")
 
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
@@ -135,6 +135,6 @@ def _quantize_reader(args: argparse.Namespace) -> int:
           + (f"  accuracy control: {scores.accuracy_control}\n" if scores.accuracy_control else "") +
           f"  answers changed: {scores.changed} of {scores.questions}\n"
           f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
-          f"{-scores.f1_loss:+.2f} ± {scores.f1_loss_se or 0.0:.2f} (standard error); the loss plus one standard "
-          f"error must be within {INT8_F1_TOLERANCE}")
+          f"{scores.int8['f1'] - scores.float32['f1']:+.2f} ± {scores.f1_loss_se or 0.0:.2f} (standard error); the "
+          f"loss plus one standard error must be within {INT8_F1_TOLERANCE}")
     return 0

@@ -37,13 +37,15 @@ class CalibratedGraphError(BackendUnavailableError):
 class AccuracyControl:
     """Quantisation with accuracy control (NNCF): the quantised operations whose int8 costs ``metric`` most are put
     back in float, one by one, until ``metric`` on ``items`` is at most ``max_drop`` below the float graph's.
-    ``metric(compiled_model, items)`` returns the mean and each item's value (higher is better); ``described``
-    says what it measures, for the record."""
+    ``metric(compiled_model, items)`` returns the mean and each item's value (higher is better); operations are
+    ranked on the ``ranked_on`` items int8 changes most; ``described`` says what the metric measures, for the
+    record."""
 
     items: Sequence[Any]
     metric: Callable[[Any, Iterable[Any]], tuple[float, list[float]]]
     max_drop: float
     described: str
+    ranked_on: int = 300  # NNCF's default ranking subset
 
 
 def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[str, np.ndarray]], *,
@@ -77,23 +79,33 @@ def quantize_static(source: Path, model_folder: Path, samples: Sequence[Mapping[
         if control is None:
             quantized = nncf.quantize(model, nncf.Dataset(list(samples)), advanced_parameters=advanced, **common)
         else:
+            restorer = nncf.AdvancedAccuracyRestorerParameters(  # one worker: others only compile more models
+                ranking_subset_size=min(control.ranked_on, len(control.items)), num_ranking_workers=1)
             quantized = nncf.quantize_with_accuracy_control(
                 model, nncf.Dataset(list(samples)), nncf.Dataset(list(control.items)), control.metric,
-                max_drop=control.max_drop, drop_type=nncf.DropType.ABSOLUTE,
-                advanced_quantization_parameters=advanced,
-                advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(num_ranking_workers=1),
-                **common)
-            method += f", with accuracy control: {control.described}, at most {control.max_drop:g} below float"
+                max_drop=control.max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced,
+                advanced_accuracy_restorer_parameters=restorer, **common)
+            method += f", with accuracy control: {control.described}, asked for at most {control.max_drop:g} below " \
+                "float"
         openvino.save_model(quantized, path, compress_to_fp16=False)
         record = {"source_fingerprint": fingerprint, "created_at": datetime.now(timezone.utc).isoformat(),
                   "method": method, "nncf": nncf.__version__, "openvino": openvino.__version__,
                   "ignored": list(ignored), "quantizers": quantizers(quantized), "samples": len(samples),
                   "calibrated_on": dict(calibrated_on)}
+        if control is not None:  # what it reached: NNCF returns without a word when it cannot reach the limit
+            record["accuracy_control"] = {"measures": control.described, "max_drop": control.max_drop} | {
+                name: round(control.metric(_compiled(openvino, graph), control.items)[0], 3)
+                for name, graph in (("float", model), ("int8", quantized))}
         (path.parent / Path(RECORD).name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
     with quiet():
         make_atomically(target, write)
     return target
+
+
+def _compiled(openvino: Any, model: Any) -> Any:
+    """``model`` compiled for the CPU in float32 precision, as the calibrated graph is read."""
+    return openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 def quantizers(model: Any) -> int:

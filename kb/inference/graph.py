@@ -41,8 +41,8 @@ class CompiledGraph:
     """
 
     def __init__(self, path: Path, backend: GraphBackend, threads: int | None = None, *, compiled: Any = None) -> None:
-        """``compiled``: an OpenVINO model of ``path`` compiled already (NNCF compiles each graph it tries), run as
-        it is."""
+        """``compiled``: an OpenVINO model compiled already (NNCF compiles each graph it tries), run as it is, with
+        the precision and threads it was compiled for (``path`` then only names it)."""
         self.path = path
         self.backend = backend
         threads = threads or cpu_threads()
@@ -56,7 +56,9 @@ class CompiledGraph:
                 config["INFERENCE_PRECISION_HINT"] = "bf16" if native else "f32"
                 if not native:
                     log.warning("%s: this CPU has no native bfloat16; computing in float32", path.name)
-            self._compiled = compiled or openvino.Core().compile_model(str(path), "CPU", config)
+            if compiled is None:
+                compiled = openvino.Core().compile_model(str(path), "CPU", config)
+            self._compiled = compiled
             self.inputs = [port.get_any_name() for port in self._compiled.inputs]
             self._lock = threading.Lock()  # one infer request at a time per compiled model
         else:
