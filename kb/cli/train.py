@@ -4,6 +4,8 @@ imported only when a training starts, so the parser costs nothing."""
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +21,22 @@ FROM_KB = {"reader": "cloze questions made from its passages (a date, number, na
            "clip": "its images with their captions, alt texts and OCR text"}
 
 
-def share(text: str) -> float:
-    """A command-line share: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1")
-    return value
+def number_within(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high`` (not NaN), else refused as not ``what``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
-def points(text: str) -> float:
-    """A command-line number of F1 points: from 0 to 100."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of F1 points from 0 to 100")
-    return value
+share = number_within(0.0, 1.0, "a share from 0 to 1")
+points = number_within(0.0, 100.0, "a number of F1 points from 0 to 100")
 
 
 def add_train_parser(commands: Any) -> None:
