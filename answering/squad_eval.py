@@ -18,6 +18,7 @@ from answering.reader import ExtractiveReader, Readers
 from answering.squad_metrics import best_scores
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE, ScoredAnswer, record_threshold, tune_threshold
 from kb.config import Settings
+from kb.containment import read_named_file
 from kb.errors import InvalidRequestError
 from kb.types import Hit
 
@@ -102,11 +103,14 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     the whole file is the corpus, however few questions are asked."""
     if limit is not None and limit < 1:
         raise InvalidRequestError("the number of questions (--limit) must be positive")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not JSON
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    try:  # a byte-order mark (Windows editors) is not JSON
+        data = json.loads(read_named_file(path).decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError) as error:  # not a regular file, too large, not UTF-8 or not JSON
         raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                   f"{error})") from error
+    if not is_text(data):
+        raise InvalidRequestError(f"{path}: holds a lone UTF-16 surrogate (an escape such as \\ud800 alone), which "
+                                  "is not text")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
@@ -120,7 +124,7 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
                     gold = [] if _is_impossible(qa) else qa["answers"]
                     questions.append(SquadQuestion(id=str(qa["id"]), question=qa["question"],
                                                    answers=[a["text"] for a in gold],
-                                                   answer_starts=[int(a.get("answer_start", -1)) for a in gold],
+                                                   answer_starts=[_answer_start(a) for a in gold],
                                                    paragraph=len(paragraphs)))
                 where = f"article {article_number}"
                 paragraphs.append((_text(article, "title", where, default=""),
@@ -131,6 +135,24 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     _refuse_repeated_ids(path, questions)
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit is not None else questions)
+
+
+def is_text(value: Any) -> bool:
+    """Whether every string in the parsed JSON ``value`` is text: JSON can escape a lone UTF-16 surrogate
+    (``\\ud800``), which no tokenizer takes and no file can hold as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _answer_start(answer: dict[str, Any]) -> int:
+    """An answer's character offset: a whole number (``true`` or ``2.7`` or infinity is refused, not rounded)."""
+    value = answer.get("answer_start", -1)
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise TypeError(f"answer_start {value!r} is not a whole number")
+    return int(value)
 
 
 def _text(record: dict[str, Any], field: str, where: str, default: str | None = None) -> str:

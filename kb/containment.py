@@ -20,6 +20,7 @@ REFUSED = "not a readable regular file inside the source folder"
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _READ_CHUNK = 1 << 20
+DATA_FILE_LIMIT = 512 << 20  # bytes of one training or evaluation file: SQuAD 2.0's whole training set is 42 MB
 
 
 class RefusedFileError(KbError, PermissionError):
@@ -31,6 +32,20 @@ class RefusedFileError(KbError, PermissionError):
 
 class FileTooLargeError(KbError, ValueError):
     """A contained file holds more bytes than the reader accepts."""
+
+
+class NotRegularFileError(KbError, OSError):
+    """A file named as data (training or evaluation files) that is missing, unreadable or not a regular file."""
+
+
+def read_named_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a file the user named as data, wherever it lies and through symlinks, but only a regular file
+    (a FIFO or device given instead could block or never end) of at most ``max_bytes`` (``DATA_FILE_LIMIT``)."""
+    try:
+        return read_inside(Path(os.sep), Path(os.path.realpath(path)), max_bytes or DATA_FILE_LIMIT)
+    except RefusedFileError:
+        raise NotRegularFileError("not a readable regular file (missing, unreadable, a folder, a FIFO or a "
+                                  "device)") from None
 
 
 def inside(path: str, root: str) -> bool:

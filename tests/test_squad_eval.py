@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from answering.squad_eval import load_squad
 from kb.cli import main
+from kb.errors import InvalidRequestError
 from tests.qa_model import examples
 from training.errors import TrainingDataError
 from training.squad_data import load_squad_files
@@ -103,6 +106,20 @@ def test_a_wrongly_typed_title_context_or_is_impossible_is_refused_naming_the_fi
         assert "Traceback" not in err and "validation error" not in err, err
         with pytest.raises(TrainingDataError, match=str(path)):
             load_squad_files([path])
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("[" * 100_000 + "]" * 100_000, "RecursionError"),
+    ('{"data": [], "n": ' + "9" * 5000 + "}", "ValueError"),
+    ('{"data": [{"title": "t\\ud800", "paragraphs": []}]}', "lone UTF-16 surrogate"),
+    *[('{"data": [{"title": "t", "paragraphs": [{"context": "It is 42.", "qas": [{"id": "1", "question": "What?", '
+       f'"answers": [{{"text": "42", "answer_start": {start}}}]}}]}}]}}]}}', f"answer_start {shown} is not a whole")
+      for start, shown in (("Infinity", "inf"), ("1e400", "inf"), ("true", "True"), ("2.7", "2.7"))]])
+def test_a_hostile_squad_file_is_refused_in_one_line(tmp_path: Path, body: str, reason: str) -> None:
+    path = tmp_path / "hostile.json"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(InvalidRequestError, match=re.escape(reason)):
+        load_squad(path)
 
 
 def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, tmp_path: Path) -> None:

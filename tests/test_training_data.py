@@ -123,6 +123,70 @@ def test_files_sharing_question_ids_are_scored_apart(tmp_path: Path) -> None:
     assert squad_scores(squad, {q.id: q.answers[0] for q in squad.questions})["exact"] == 100.0
     with pytest.raises(TrainingDataError, match="given twice"):
         load_squad_files([paths[0], paths[1], paths[1]])
+    third = tmp_path / "c.json"  # its own ids "q1" and "<its path>:q1" would become one once "q1" is prefixed
+    third.write_text(json.dumps({"data": [{"title": "c", "paragraphs": [{"context": "The code is 5555.", "qas": [
+        {"id": identifier, "question": "What is the code?", "answers": [{"text": "5555", "answer_start": 12}]}
+        for identifier in ("q1", f"{third}:q1")]}]}]}), encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="is used twice once the ids an earlier file used are prefixed"):
+        load_squad_files([paths[0], third])
+
+
+def _within_seconds(seconds: float, call: object) -> BaseException | None:
+    """What ``call()`` raised, failing the test if it has not returned within ``seconds`` (a FIFO blocks)."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()  # type: ignore[operator]
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still reading after {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_data_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    paths = {"json": tmp_path / "data.json", "jsonl": tmp_path / "data.jsonl"}
+    for path in paths.values():
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "device":
+            path.symlink_to("/dev/zero")  # endless: read whole, it would take every byte of memory
+        else:
+            path.mkdir()
+    for call in (lambda: load_squad_files([paths["json"]]), lambda: jsonl_pairs(paths["jsonl"])):
+        error = _within_seconds(10, call)
+        assert isinstance(error, TrainingDataError) and "not a readable regular file" in str(error)
+
+
+def test_a_data_file_over_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kb.containment
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"query": "q", "positive": "p" * 2000}) + "\n", encoding="utf-8")
+    monkeypatch.setattr(kb.containment, "DATA_FILE_LIMIT", 1000)
+    with pytest.raises(TrainingDataError, match="over the .* MB limit"):
+        jsonl_pairs(path)
+    with pytest.raises(TrainingDataError, match="over the .* MB limit"):
+        load_squad_files([tmp_path / "pairs.jsonl"])
+
+
+def test_jsonl_lines_nested_too_deep_with_huge_numbers_or_lone_surrogates_are_counted_as_skipped(
+        tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    lines = ["[" * 100_000 + "]" * 100_000, '{"query": "q", "positive": "p", "n": ' + "9" * 5000 + "}",
+             '{"query": "q\\ud800", "positive": "p"}', json.dumps({"query": "kept", "positive": "p"})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    found = jsonl_pairs(path)
+    assert [pair.query for pair in found.pairs] == ["kept"]
+    assert found.skipped == {"not JSON": 2, "a lone UTF-16 surrogate (not text)": 1}
 
 
 def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures:

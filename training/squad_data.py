@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def _own_ids(squad: SquadSet, path: Path, seen: set[str]) -> SquadSet:
     if clashing:
         raise TrainingDataError(f"{path}: question id {clashing[0]!r} is used by an earlier file even with the "
                                 "file's path before it; is the file given twice?")
+    repeated = next((key for key, count in Counter(q.id for q in questions).items() if count > 1), None)
+    if repeated is not None:
+        raise TrainingDataError(f"{path}: question id {repeated!r} is used twice once the ids an earlier file used "
+                                "are prefixed with the file's path; rename it")
     return squad.model_copy(update={"questions": questions})
 
 
