@@ -51,7 +51,10 @@ def locate_answer(context: str, text: str, start: int) -> tuple[int, int] | None
         start += len(text) - len(text.lstrip())
         if context[start : start + len(core)] == core:
             return start, start + len(core)
-    found = [i for i in range(len(context)) if context.startswith(core, i)]
+    found, at = [], context.find(core)
+    while at >= 0:  # every occurrence, overlapping ones too
+        found.append(at)
+        at = context.find(core, at + 1)
     if not found:
         return None
     nearest = min(found, key=lambda i: abs(i - start))
