@@ -60,27 +60,36 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
         context.append(sequence)
         offsets.append([tuple(pair) for pair in encoding["offset_mapping"][window]])
     passage = np.asarray(mapping[:count], dtype=np.int64)
+    centrality = [_centrality(offsets[window], context[window]) for window in range(count)]
+    spans = [(min(start for start, _ in keys), max(end for _, end in keys)) if keys else (0, -1)
+             for keys in (scores.keys() for scores in centrality)]  # each window's characters, first to last
     for window in range(count):
-        owned.append(_max_context(window, passage, offsets, context))
+        owned.append(_max_context(window, passage, offsets, context, centrality, spans))
     return Windows(features, passage, offsets, context, owned)
 
 
-def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int, int]]],
-                 context: list[np.ndarray]) -> np.ndarray:
-    """Context tokens of ``window`` that have more surrounding context here than in the passage's other windows."""
-    def centrality(w: int) -> dict[tuple[int, int], float]:
-        positions = np.flatnonzero(context[w])
-        if not len(positions):  # a passage of nothing but whitespace
-            return {}
-        first, last = positions[0], positions[-1]
-        return {offsets[w][p]: min(p - first, last - p) + 0.01 * (last - first) for p in positions}
+def _centrality(offsets: list[tuple[int, int]], context: np.ndarray) -> dict[tuple[int, int], float]:
+    """How much context each of a window's passage tokens (by its character range) has around it there."""
+    positions = np.flatnonzero(context)
+    if not len(positions):  # a passage of nothing but whitespace
+        return {}
+    first, last = positions[0], positions[-1]
+    return {offsets[p]: min(p - first, last - p) + 0.01 * (last - first) for p in positions}
 
+
+def _max_context(window: int, passage: np.ndarray, offsets: list[list[tuple[int, int]]],
+                 context: list[np.ndarray], centrality: list[dict[tuple[int, int], float]],
+                 spans: list[tuple[int, int]]) -> np.ndarray:
+    """Context tokens of ``window`` that have more surrounding context here than in the passage's other windows
+    (only windows sharing tokens with it can: with 64 windows of a long paragraph, comparing every pair cost
+    seconds a question)."""
     def beaten(key: tuple[int, int], mine: float, earlier: bool, theirs: dict[tuple[int, int], float]) -> bool:
         other = theirs.get(key)
         return other is not None and (other > mine or (other == mine and earlier))  # ties go to the earlier
 
-    mine = centrality(window)
-    others = [(w < window, centrality(w)) for w in np.flatnonzero(passage == passage[window]) if w != window]
+    mine, (first, last) = centrality[window], spans[window]
+    others = [(w < window, centrality[w]) for w in np.flatnonzero(passage == passage[window])
+              if w != window and spans[w][0] <= last and spans[w][1] >= first]
     mask = np.zeros_like(context[window])
     for position in np.flatnonzero(context[window]):
         key = offsets[window][position]
