@@ -4,6 +4,7 @@ training card, where ``reader_backend=auto`` looks before choosing it (``answeri
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -147,8 +148,4 @@ def paired_standard_error(squad: SquadSet, first: dict[str, str], second: dict[s
     per-question differences' standard deviation over the square root of their number (0 for one question)."""
     differences = [one - other for one, other in zip(question_f1(squad.questions, first),
                                                      question_f1(squad.questions, second), strict=True)]
-    if len(differences) < 2:
-        return 0.0
-    mean = sum(differences) / len(differences)
-    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
-    return (variance / len(differences)) ** 0.5
+    return statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else 0.0
