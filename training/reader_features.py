@@ -78,7 +78,7 @@ def reachable_start(tokenizer: Any, context: str, *, max_length: int, stride: in
     A window holds fewer than ``max_length`` passage tokens and the next starts at most ``max_length - stride``
     tokens further on, so no window reads past passage token ``MAX x (max_length - stride) + stride``. Cutting the
     paragraph a few tokens after that leaves every window as it was, and spares each question of a very long
-    paragraph tokenising all of it (seconds a question for 400 KB)."""
+    paragraph tokenising all of it into windows it would drop."""
     reach = MAX_WINDOWS_PER_QUESTION * (max_length - stride) + stride + REACH_MARGIN
     if len(context) <= reach:  # every token covers at least one character
         return context
