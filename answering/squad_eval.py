@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -40,11 +41,14 @@ class SquadQuestion(BaseModel):
 
 
 class SquadSet(BaseModel):
-    """A SQuAD file's paragraphs (title, context) and questions; ``version`` 2.0 when it has impossible ones."""
+    """A SQuAD file's paragraphs (title, context) and questions; ``version`` 2.0 when it has impossible ones;
+    ``sha256`` the hash of the very bytes read (empty for a set made in memory), so a card names what was trained on
+    even if the file changes after."""
 
     version: str
     paragraphs: list[tuple[str, str]]
     questions: list[SquadQuestion]
+    sha256: str = ""
 
 
 class SquadScores(BaseModel):
@@ -104,7 +108,8 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     if limit is not None and limit < 1:
         raise InvalidRequestError("the number of questions (--limit) must be positive")
     try:  # a byte-order mark (Windows editors) is not JSON
-        data = json.loads(read_named_file(path).decode("utf-8-sig"))
+        raw = read_named_file(path)
+        data = json.loads(raw.decode("utf-8-sig"))
     except (OSError, ValueError, RecursionError) as error:  # not a regular file, too large, not UTF-8 or not JSON
         raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                   f"{error})") from error
@@ -134,7 +139,8 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
                                   f"{error})") from error
     _refuse_repeated_ids(path, questions)
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
-                    questions=questions[:limit] if limit is not None else questions)
+                    questions=questions[:limit] if limit is not None else questions,
+                    sha256=hashlib.sha256(raw).hexdigest())
 
 
 def is_text(value: Any) -> bool:

@@ -178,6 +178,35 @@ def test_a_data_file_over_the_limit_is_refused(tmp_path: Path, monkeypatch: pyte
         load_squad_files([tmp_path / "pairs.jsonl"])
 
 
+def test_the_card_hashes_the_bytes_trained_on_even_if_the_file_is_swapped_after_being_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data file replaced between the read that trains and a second read that hashes would be recorded as what it
+    became: each file is read once, and its hash is of those bytes."""
+    import hashlib
+
+    import training.pairs
+    import training.squad_data
+
+    squad, pairs = tmp_path / "train.json", tmp_path / "pairs.jsonl"
+    write_squad(squad, 4)
+    pairs.write_text(json.dumps({"query": "q", "positive": "p"}) + "\n", encoding="utf-8")
+    read = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (squad, pairs)}
+
+    def swapped_after(reader, path_of):  # the real reader, then the file replaced at once
+        def call(*args, **kwargs):
+            result = reader(*args, **kwargs)
+            path_of(args).write_text("swapped", encoding="utf-8")
+            return result
+        return call
+
+    monkeypatch.setattr(training.squad_data, "load_squad", swapped_after(training.squad_data.load_squad,
+                                                                         lambda args: Path(args[0])))
+    monkeypatch.setattr(training.pairs, "read_jsonl", swapped_after(training.pairs.read_jsonl,
+                                                                    lambda args: Path(args[0])))
+    assert [file.sha256 for file in load_squad_files([squad])[1]] == [read[squad]]
+    assert [file.sha256 for file in jsonl_pairs(pairs).files] == [read[pairs]]
+
+
 def test_jsonl_lines_nested_too_deep_with_huge_numbers_or_lone_surrogates_are_counted_as_skipped(
         tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
@@ -307,10 +336,10 @@ def test_caption_images_that_are_not_regular_files_or_too_large_are_skipped_with
                               for name in ("red.png", "pipe.png", "large.png")) + "\n", encoding="utf-8")
     signal.alarm(20)
     try:
-        pairs, skipped = jsonl_captions(data, max_pixels=10**6, max_bytes=1024)
+        found = jsonl_captions(data, max_pixels=10**6, max_bytes=1024)
     finally:
         signal.alarm(0)
-    assert len(pairs) == 1 and skipped == {"image not a readable regular file in the data file's folder": 1,
+    assert len(found.pairs) == 1 and found.skipped == {"image not a readable regular file in the data file's folder": 1,
                                            "image file over the max_file_mb limit": 1}
 
 
@@ -323,8 +352,8 @@ def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_c
     data = tmp_path / "captions.jsonl"
     data.write_text("\n".join(json.dumps({"image": name, "caption": "a red square"})
                               for name in ("red.png", "bad\u0000.png", "loop.png")) + "\n", encoding="utf-8")
-    pairs, skipped = jsonl_captions(data, max_pixels=10**6, max_bytes=10**6)
-    assert len(pairs) == 1 and skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}
+    found = jsonl_captions(data, max_pixels=10**6, max_bytes=10**6)
+    assert len(found.pairs) == 1 and found.skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}
 
 
 def test_a_resume_with_other_mined_negatives_is_a_different_run() -> None:

@@ -56,7 +56,16 @@ def _small(image: Any) -> Any:
     return image
 
 
-def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Captioned], Counter[str]]:
+@dataclass
+class CaptionFile:
+    """The image-caption pairs of one JSONL file, the lines left out by reason, and the hash of the file's bytes."""
+
+    pairs: list[Captioned]
+    skipped: Counter[str]
+    sha256: str
+
+
+def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> CaptionFile:
     """Pairs of a JSONL file; unusable lines are counted by reason. Images are read as a source folder's files
     are: regular files inside the data file's folder, at most ``max_bytes`` (a FIFO or a device cannot stall the
     run)."""
@@ -64,8 +73,9 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Ca
 
     root = path.parent.resolve()
     pairs, decoded = [], {}
-    rows, skipped = read_jsonl(path)
-    for row in rows:
+    read = read_jsonl(path)
+    skipped = read.skipped
+    for row in read.rows:
         image, caption = row.get("image"), row.get("caption")
         if not isinstance(image, str) or not isinstance(caption, str) or not caption.strip():
             skipped["no image path or caption"] += 1
@@ -93,7 +103,7 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> tuple[list[Ca
         if decoded[str(file)] is None:
             continue
         pairs.append(Captioned(decoded[str(file)], caption.strip(), str(file)))
-    return pairs, skipped
+    return CaptionFile(pairs, skipped, read.sha256)
 
 
 def _resolved(path: Path) -> Path | None:
@@ -110,10 +120,10 @@ def _file_captions(paths: Sequence[Path], max_pixels: int,
     """The pairs of JSONL files, what was skipped, and each file's record for the card."""
     pairs, skipped, files = [], Counter[str](), []
     for path in paths:
-        found, dropped = jsonl_captions(Path(path), max_pixels, max_bytes)
-        pairs += found
-        skipped += dropped
-        files.append(data_file(Path(path), len(found)))
+        found = jsonl_captions(Path(path), max_pixels, max_bytes)
+        pairs += found.pairs
+        skipped += found.skipped
+        files.append(data_file(Path(path), found.sha256, len(found.pairs)))
     return pairs, skipped, files
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +15,26 @@ from kb.containment import read_named_file
 from training.errors import TrainingDataError
 
 
-def sha256_file(path: Path) -> str:
-    try:
-        return hashlib.sha256(read_named_file(path)).hexdigest()
-    except (OSError, ValueError) as error:  # not a regular file, or too large
-        raise TrainingDataError(f"{path}: {error}") from error
+@dataclass
+class JsonlFile:
+    """The JSON objects of a JSONL file, the lines left out by reason, and the hash of the bytes they came from."""
+
+    rows: list[dict[str, Any]]
+    skipped: Counter[str]
+    sha256: str
 
 
-def data_file(path: Path, examples: int = 0) -> DataFile:
-    """The card's record of one input file."""
-    return DataFile(path=str(path.resolve()), sha256=sha256_file(path), examples=examples)
+def data_file(path: Path, sha256: str, examples: int) -> DataFile:
+    """The card's record of one input file, hashed from the bytes its examples were read from (read once: a file
+    swapped between two reads would be recorded as what it became, not what trained the model)."""
+    return DataFile(path=str(path.resolve()), sha256=sha256, examples=examples)
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
+def read_jsonl(path: Path) -> JsonlFile:
     """The JSON objects of a JSONL file, one a line; blank lines are ignored, other lines counted as skipped."""
     try:
-        text = read_named_file(path).decode("utf-8-sig")  # a byte-order mark is not part of line 1
+        raw = read_named_file(path)
+        text = raw.decode("utf-8-sig")  # a byte-order mark is not part of line 1
     except (OSError, ValueError) as error:  # not a regular file, too large, not UTF-8
         raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
     rows, skipped = [], Counter[str]()
@@ -48,7 +53,7 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
             skipped["a lone UTF-16 surrogate (not text)"] += 1
         else:
             rows.append(row)
-    return rows, skipped
+    return JsonlFile(rows, skipped, hashlib.sha256(raw).hexdigest())
 
 
 def in_validation(skipped: Counter[str]) -> Counter[str]:

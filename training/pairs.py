@@ -66,8 +66,9 @@ def jsonl_pairs(path: Path) -> PairSet:
     """Lines ``{"query": ..., "positive": ..., "negatives": [...] (optional), "group": ... (optional)}``; lines that
     are not such objects are counted and left out."""
     pairs = []
-    rows, skipped = read_jsonl(path)
-    for row in rows:
+    read = read_jsonl(path)
+    skipped = read.skipped
+    for row in read.rows:
         query, positive = row.get("query"), row.get("positive")
         if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
             skipped["no query or positive text"] += 1
@@ -79,7 +80,7 @@ def jsonl_pairs(path: Path) -> PairSet:
             continue
         pairs.append(Pair(query, positive, str(row.get("group") or positive),
                           negatives=[n for n in negatives if n.strip()]))
-    return PairSet(pairs, [data_file(path, len(pairs))], skipped)
+    return PairSet(pairs, [data_file(path, read.sha256, len(pairs))], skipped)
 
 
 def file_pairs(paths: Sequence[Path]) -> PairSet:

@@ -30,7 +30,7 @@ def load_squad_files(paths: Sequence[Path]) -> tuple[SquadSet, list[DataFile]]:
         squad = _own_ids(squad, Path(path), seen)
         seen |= {question.id for question in squad.questions}
         sets.append(squad)
-        files.append(data_file(Path(path), len(squad.questions)))
+        files.append(data_file(Path(path), squad.sha256, len(squad.questions)))
     return joined(sets), files
 
 
