@@ -171,6 +171,27 @@ def test_control_questions_come_from_every_article() -> None:
     assert len(control_questions(squad, 1000)) == 720
 
 
+def test_calibration_windows_come_from_every_article_when_paragraphs_have_several_windows() -> None:
+    """Each question of a long paragraph gives several windows; the windows still spread over the whole set (taking
+    every window of evenly spaced questions until enough stopped near the middle of the set)."""
+    from transformers import AutoTokenizer
+
+    from answering.int8 import calibration_windows
+    from answering.squad_eval import SquadQuestion, SquadSet
+    from kb.config import Settings
+    from tests.conftest import minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    words = ["alpha", "beta", "gamma"]
+    squad = SquadSet(version="1.1", paragraphs=[(word, f"{word} " * 200) for word in words], questions=[
+        SquadQuestion(id=str(n), question="which?", paragraph=n * 3 // 300, answers=[words[n * 3 // 300]])
+        for n in range(300)])
+    settings = Settings(reader_max_seq_length=64, reader_stride=16)
+    samples = calibration_windows(tokenizer, squad, settings, ["input_ids"], 30)
+    seen = [next(word for word in words if word in tokenizer.decode(sample["input_ids"][0])) for sample in samples]
+    assert len(samples) == 30 and all(8 <= seen.count(word) <= 12 for word in words)
+
+
 @pytest.mark.parametrize("drop", ["-1", "101", "nan", "half"])
 def test_quantize_reader_refuses_a_drop_that_is_not_points(drop: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
