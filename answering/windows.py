@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 MAX_QUESTION_TOKENS = 64
+CUT_MARGIN = 16  # tokens kept past the last one needed: cutting a word may change that word's own tokens
+CHARACTERS_PER_TOKEN = 8  # the first guess of how much text holds a number of tokens (English averages 4-5)
 
 
 @dataclass
@@ -39,6 +41,11 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
     # Text such as "[CLS]" in a document or question is read as words, never as the model's own control tokens.
     limit = min(MAX_QUESTION_TOKENS, max_length - stride - tokenizer.num_special_tokens_to_add(pair=True) - 1)
     keep = limit
+    question = token_prefix(tokenizer, question, limit + 1)  # enough to see it is too long, never all of a huge one
+    # A window's stretch of passage starts at most max_length - stride tokens after the previous one's, so no window
+    # reads past passage token max_windows x (max_length - stride) + stride, whatever the question.
+    reach = max_windows * (max_length - stride) + stride
+    passages = [token_prefix(tokenizer, passage, reach) for passage in passages]
     for attempt in range(4):  # decoding a cut question and encoding it again can give a token or two more
         question_ids = tokenizer(question, add_special_tokens=False, split_special_tokens=True,
                                  verbose=False)["input_ids"]  # no "longer than the model" warning: it is cut here
@@ -66,6 +73,24 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
     for window in range(count):
         owned.append(_max_context(window, passage, offsets, context, centrality, spans))
     return Windows(features, passage, offsets, context, owned)
+
+
+def token_prefix(tokenizer: Any, text: str, tokens: int) -> str:
+    """The start of ``text`` whose tokens begin with the first ``tokens`` tokens of all of ``text`` (all of it when
+    it has no more). Only a growing prefix is tokenised, about as much as those tokens need: a 20 MB paragraph
+    tokenised whole to read its first windows took 8.8 GB and a minute a question."""
+    if len(text) <= tokens + CUT_MARGIN:  # every token covers at least one character
+        return text
+    size = (tokens + CUT_MARGIN) * CHARACTERS_PER_TOKEN
+    while True:
+        whole = size >= len(text)
+        offsets = tokenizer(text if whole else text[:size], add_special_tokens=False, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]
+        if len(offsets) > tokens + CUT_MARGIN:  # the tokens after the cut word's are those of the whole text
+            return text[:offsets[tokens + CUT_MARGIN][0]]
+        if whole:
+            return text
+        size *= 4
 
 
 def _centrality(offsets: list[tuple[int, int]], context: np.ndarray) -> dict[tuple[int, int], float]:

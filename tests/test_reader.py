@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -188,6 +189,45 @@ def test_reader_precision_is_a_machine_setting(tmp_path: Path) -> None:
     save_settings(tmp_path, Settings(reader_precision="bfloat16"))
     assert "reader_precision" not in json.loads((tmp_path / "kb.json").read_text())
     assert load_settings(tmp_path, {}).reader.precision == "float32"
+
+
+def test_a_long_passage_or_question_is_cut_only_past_what_its_windows_read(tiny_reader: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cutting a passage where no window reaches, and a question a little past its limit, leaves every window as
+    it was; only the cut text is tokenised (a 20 MB paragraph was tokenised whole for each question)."""
+    from transformers import AutoTokenizer
+
+    import answering.windows
+
+    class Counting:  # the tokenizer, counting the characters it is given
+        def __init__(self, tokenizer: Any) -> None:
+            self.tokenizer, self.characters = tokenizer, 0
+
+        def __call__(self, *texts: Any, **options: Any) -> Any:
+            self.characters += sum(len(text) if isinstance(text, str) else sum(map(len, text)) for text in texts)
+            return self.tokenizer(*texts, **options)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.tokenizer, name)
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_reader), local_files_only=True)
+    passage = " ".join(f"{fact(name, 1000 + n)} {FILLER[n % len(FILLER)]}" for n, name in enumerate(NAMES * 4))
+    asked = " ".join(question(name) for name in NAMES)  # longer than a window's question part
+
+    def windows(text: str, counting: Counting | None = None) -> Any:
+        return make_windows(counting or tokenizer, asked, [text, FILLER[0]], max_length=64, stride=16, max_windows=3,
+                            input_names={"input_ids", "attention_mask"})
+
+    cut = windows(passage)
+    assert len(answering.windows.token_prefix(tokenizer, passage, 3 * (64 - 16) + 16)) < len(passage) // 3
+    monkeypatch.setattr(answering.windows, "token_prefix", lambda tokenizer, text, tokens: text)
+    whole = windows(passage)
+    assert len(cut) == 3 and cut.features == whole.features and cut.offsets == whole.offsets
+    assert all((a == b).all() for a, b in zip(cut.owned, whole.owned))
+    monkeypatch.undo()
+    counting = Counting(tokenizer)
+    huge = windows(passage * 20_000, counting)  # 5 MB
+    assert huge.features == cut.features and counting.characters < 50_000
 
 
 def test_span_probabilities_are_shared_across_windows() -> None:

@@ -18,7 +18,6 @@ from answering.squad_eval import SquadQuestion, SquadSet
 from answering.windows import Windows, make_windows
 
 MAX_WINDOWS_PER_QUESTION = 64  # a 20,000-token paragraph; longer ones are cut (and counted)
-REACH_MARGIN = 16  # tokens kept past the last one a window can read: the cut word's own tokens may change
 NOT_FOUND = "answer not found in its context"
 TOO_LONG = "answer does not fit in one window"
 CUT = "paragraph longer than 64 windows"
@@ -72,32 +71,15 @@ def _label(windows: Windows, window: int, first: int, last: int) -> tuple[int, i
     return (int(inside[0]), int(inside[-1])) if inside else None
 
 
-def reachable_start(tokenizer: Any, context: str, *, max_length: int, stride: int) -> str:
-    """The start of ``context`` that ``MAX_WINDOWS_PER_QUESTION`` windows can reach, whatever the question.
-
-    A window holds fewer than ``max_length`` passage tokens and the next starts at most ``max_length - stride``
-    tokens further on, so no window reads past passage token ``MAX x (max_length - stride) + stride``. Cutting the
-    paragraph a few tokens after that leaves every window as it was, and spares each question of a very long
-    paragraph tokenising all of it into windows it would drop."""
-    reach = MAX_WINDOWS_PER_QUESTION * (max_length - stride) + stride + REACH_MARGIN
-    if len(context) <= reach:  # every token covers at least one character
-        return context
-    offsets = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-    return context if len(offsets) <= reach else context[: offsets[reach][0]]
-
-
 def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride: int, input_names: set[str],
                     for_training: bool) -> ReaderFeatures:
     """Windows of every question of ``squad``, labelled with the first gold answer that can be placed. For training,
     questions whose answer cannot be used are skipped and counted; for evaluation every question is kept (its
     windows then labelled "no answer")."""
     out = ReaderFeatures()
-    readable: dict[int, str] = {}  # each paragraph's reachable start, tokenised once for all its questions
     for question in squad.questions:
         context = squad.paragraphs[question.paragraph][1]
-        if question.paragraph not in readable:
-            readable[question.paragraph] = reachable_start(tokenizer, context, max_length=max_length, stride=stride)
-        windows = make_windows(tokenizer, question.question, [readable[question.paragraph]], max_length=max_length,
+        windows = make_windows(tokenizer, question.question, [context], max_length=max_length,
                                stride=stride, max_windows=MAX_WINDOWS_PER_QUESTION, input_names=input_names)
         if not len(windows):
             out.skipped["empty context"] += 1
