@@ -108,7 +108,9 @@ class Ingestor:
         self.allow_removal = allow_removal
         self.chunker: Chunker | None = None
         self.clip_space: Space | None = None
-        self._vanished: dict[str, str] = {}
+        # Files gone this run by content hash: their path and file type. A new file with the same bytes is a move
+        # only if read the same way (page.txt renamed page.html is markup now, and is loaded again).
+        self._vanished: dict[str, tuple[str, str]] = {}
         self._root = Path()
         ocr = ocr_available(settings.ocr.mode)
         self.read_settings = ReadSettings(
@@ -253,7 +255,7 @@ class Ingestor:
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
-        self._vanished = {k.content_hash: path for path, k in gone.items() if k.status in INGESTED}
+        self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
         pending: list[_Pending] = []
         pending_chunks = 0
         batch_chunks = self.settings.batch_size * 8  # chunks per commit
@@ -333,7 +335,7 @@ class Ingestor:
             return None
         job = FileJob(self._root, file.path, file.identity)
         try:
-            fetched = runner.fetch(job, self._not_worth_loading(known))
+            fetched = runner.fetch(job, self._not_worth_loading(known, loader.file_type))
         except ReadFailed as error:  # refused, vanished, or not read in time: nothing recorded, the next run retries
             report.failed.append(FailedFile(path=path, reason=str(error)))
             return None
@@ -345,8 +347,8 @@ class Ingestor:
             self._touch(known.id, file)
             report.unchanged.append(path)
             return None
-        if known is None and content_hash in self._vanished:
-            old_path = self._vanished.pop(content_hash)
+        if known is None and self._vanished.get(content_hash, ("", ""))[1] == loader.file_type:
+            old_path, _ = self._vanished.pop(content_hash)
             self._move(old_path, file, source_id)
             report.moved[old_path] = path
             return None
@@ -369,12 +371,15 @@ class Ingestor:
         self._unread_images += loaded.unread_images
         return _Pending(file, content_hash, loaded.document, chunks, loaded.pictures, known)
 
-    def _not_worth_loading(self, known: _Known | None) -> frozenset[str]:
+    def _not_worth_loading(self, known: _Known | None, file_type: str) -> frozenset[str]:
         """Hashes for which a read file need not be loaded: the one it had (unchanged bytes, touched) or, for a new
         path, those of the files gone this run (a move); a long list of gone files is not sent with every file."""
         if known is not None:
             return frozenset({known.content_hash} if known.status in INGESTED else ())
-        return frozenset(self._vanished) if len(self._vanished) <= _SKIP_SENT else frozenset()
+        if len(self._vanished) > _SKIP_SENT:
+            return frozenset()
+        return frozenset(content_hash for content_hash, (_, gone_type) in self._vanished.items()
+                         if gone_type == file_type)
 
     def _open_clip_space(self, report: IngestReport) -> Space | None:
         """The CLIP space, or None when it is turned off or its weights cannot be had. The first run without them
@@ -562,3 +567,9 @@ def _quietly(action: Callable[[], object]) -> None:
         action()
     except Exception as error:
         log.info("after the run failed, a clean-up step failed too: %s: %s", type(error).__name__, error)
+
+
+def _file_type(path: str) -> str:
+    """The file type ``path``'s loader reads it as ("" for none)."""
+    loader = loader_for(path)
+    return loader.file_type if loader is not None else ""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kb.containment import REFUSED, inside
+from kb.containment import REFUSED, RefusedFileError, inside, open_folder
+from kb.errors import SourceUnavailableError
 from kb.types import FailedFile
 
 
@@ -73,51 +75,122 @@ class _Refused(Exception):
     """A symlink the scan does not follow."""
 
 
+@dataclass(frozen=True)
+class _Folder:
+    """A folder to list: ``path`` as reported (under the root, even through a symlink), and where it really is,
+    as names to open one by one from the root (or from ``/``, for a link allowed to leave it), none a symlink."""
+
+    path: Path
+    names: tuple[str, ...]
+    from_root: bool
+    identity: tuple[int, int]
+
+
+def _open(folder: _Folder, root_descriptor: int) -> int:
+    """A descriptor of ``folder``, opened name by name without following a symlink; OSError when one of them is
+    now a symlink or not the folder the scan saw (swapped meanwhile)."""
+    descriptor = os.dup(root_descriptor) if folder.from_root else os.open(os.sep, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in folder.names:
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+        opened = os.fstat(descriptor)
+        if (opened.st_dev, opened.st_ino) != folder.identity:
+            raise OSError(errno.ESTALE, "replaced during the scan")
+    except OSError:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
 def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | None = None) -> ScanResult:
-    """All regular files under ``root``; hidden entries (names starting with '.') are left out, and so is the
-    folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes and logs
-    are not documents, and they change at every run).
+    """All regular files under ``root`` (its real path); hidden entries (names starting with '.') are left out, and
+    so is the folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes
+    and logs are not documents, and they change at every run).
 
     Symlinks are followed while they stay inside ``root`` (or anywhere, if allowed); loops, unreadable folders
     and files that vanish mid-scan are reported instead of raising. A symlink leading outside the folder, or to
     nothing, is reported with the containment rule's one message: the report never says what exists outside.
+    Folders are listed by descriptor, opened from the root's without following a symlink: a root or a folder
+    swapped for a link during the scan is never walked (``SourceUnavailableError`` for the root).
     """
-    root = root.resolve()
-    root_str = str(root)
-    result = ScanResult()
-    root_stat = root.stat()
-    visited = {(root_stat.st_dev, root_stat.st_ino)}
-    excluded = _identity(exclude) if exclude is not None else None
-    pending = [root]
-    while pending:
-        directory = pending.pop()
+    try:
+        root_descriptor = open_folder(root)
+    except RefusedFileError:
+        raise SourceUnavailableError(f"{root} is no longer the folder it was (replaced by a symlink, or missing); "
+                                     "nothing was read or removed") from None
+    try:
+        return _Walk(root, root_descriptor, follow_symlinks_outside, _identity(exclude) if exclude is not None else None).run()
+    finally:
+        os.close(root_descriptor)
+
+
+class _Walk:
+    """One scan: the root's descriptor, the folders still to list, and what was found."""
+
+    def __init__(self, root: Path, root_descriptor: int, follow_symlinks_outside: bool,
+                 excluded: tuple[int, int] | None) -> None:
+        self.root, self.root_descriptor = root, root_descriptor
+        self.follow_symlinks_outside, self.excluded = follow_symlinks_outside, excluded
+        opened = os.fstat(root_descriptor)
+        self.visited = {(opened.st_dev, opened.st_ino)}
+        self.pending = [_Folder(root, (), True, (opened.st_dev, opened.st_ino))]
+        self.result = ScanResult()
+
+    def run(self) -> ScanResult:
+        while self.pending:
+            folder = self.pending.pop()
+            try:
+                descriptor = _open(folder, self.root_descriptor)
+            except OSError as error:
+                self._unreadable(folder.path, error)
+                continue
+            try:
+                self._list(folder, descriptor)
+            finally:
+                os.close(descriptor)
+        self.result.files.sort(key=lambda f: f.relpath)
+        return self.result
+
+    def _unreadable(self, directory: Path, error: OSError) -> None:
+        self.result.failed.append(FailedFile(path=str(directory), reason=f"folder could not be read: {error.strerror}"))
+        self.result.unreadable_dirs.append(directory)
+
+    def _list(self, folder: _Folder, descriptor: int) -> None:
+        """Record the entries of ``folder``, open as ``descriptor``: its files found, its folders to list."""
+        result, directory = self.result, folder.path
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            entries = sorted(os.scandir(descriptor), key=lambda e: e.name)
         except OSError as error:
-            result.failed.append(FailedFile(path=str(directory), reason=f"folder could not be read: {error.strerror}"))
-            result.unreadable_dirs.append(directory)
-            continue
+            self._unreadable(directory, error)
+            return
         if all(hidden(entry.name) for entry in entries):
             result.empty_dirs.append(directory)
         for entry in entries:
             if hidden(entry.name):
                 continue
-            path = Path(entry.path)
+            path = directory / entry.name
             if not valid_name(entry.name):
-                result.failed.append(FailedFile(path=repr(entry.path)[1:-1], reason="file name is not valid UTF-8"))
+                result.failed.append(FailedFile(path=repr(str(path))[1:-1], reason="file name is not valid UTF-8"))
                 continue
+            names, from_root = (*folder.names, entry.name), folder.from_root
             try:
                 if entry.is_symlink():
                     # The target is checked where it really is, and never followed further: a link re-pointed
                     # meanwhile shows up as a link and is refused like one leading outside.
                     target = os.path.realpath(path)
-                    if not follow_symlinks_outside and not inside(target, root_str):
+                    if inside(target, str(self.root)):
+                        names, from_root = Path(target).relative_to(self.root).parts, True
+                    elif self.follow_symlinks_outside:
+                        names, from_root = Path(target).parts[1:], False
+                    else:
                         raise _Refused
                     info = os.stat(target, follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
                         raise _Refused
                 else:
-                    info = entry.stat(follow_symlinks=False)
+                    info = entry.stat(follow_symlinks=False)  # through the folder's descriptor
             except (_Refused, FileNotFoundError) as error:
                 if entry.is_symlink() or isinstance(error, _Refused):
                     result.skipped.append(FailedFile(path=str(path), reason=f"symlink: {REFUSED}"))
@@ -130,18 +203,16 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
                 continue
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
-                if key == excluded:  # not entered, and not reported
+                if key == self.excluded:  # not entered, and not reported
                     continue
-                if key in visited:
+                if key in self.visited:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))
                     continue
-                visited.add(key)
-                pending.append(path)
+                self.visited.add(key)
+                self.pending.append(_Folder(path, names, from_root, key))
             elif stat.S_ISREG(info.st_mode):
-                relpath = str(path.relative_to(root))
-                result.files.append(ScannedFile(path=path, relpath=relpath, size=info.st_size,
-                                                mtime_ns=info.st_mtime_ns, identity=(info.st_dev, info.st_ino)))
+                result.files.append(ScannedFile(path=path, relpath=str(path.relative_to(self.root)),
+                                                size=info.st_size, mtime_ns=info.st_mtime_ns,
+                                                identity=(info.st_dev, info.st_ino)))
             else:
                 result.skipped.append(FailedFile(path=str(path), reason="not a regular file"))
-    result.files.sort(key=lambda f: f.relpath)
-    return result

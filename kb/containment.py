@@ -53,6 +53,23 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def open_folder(root: Path) -> int:
+    """A descriptor of the folder whose real path is ``root``; ``RefusedFileError`` when ``root`` is not that folder
+    as it is opened (it, or a folder above it, replaced by a symlink meanwhile: a run must never walk or read where
+    the link leads). Walks and reads below go by descriptor from here, so a later swap cannot redirect them."""
+    try:
+        descriptor = os.open(root, _DIRECTORY_FLAGS)
+    except OSError:
+        raise RefusedFileError() from None
+    try:
+        if os.path.realpath(root) != str(root) or not os.path.samestat(os.fstat(descriptor), os.stat(root)):
+            raise RefusedFileError()
+    except OSError:
+        os.close(descriptor)
+        raise RefusedFileError() from None
+    return descriptor
+
+
 def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None, *,
                 allow_outside: bool = False) -> int:
     """A read-only descriptor of ``path`` if the containment rule allows it; else ``RefusedFileError``.
@@ -71,10 +88,13 @@ def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None,
     parts = [part for part in relative.split(os.sep) if part not in ("", ".")]
     if not parts or ".." in parts:
         raise RefusedFileError()
-    try:
-        folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        raise RefusedFileError() from None
+    if base == os.sep:
+        try:
+            folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            raise RefusedFileError() from None
+    else:
+        folder = open_folder(root)
     try:
         for part in parts[:-1]:
             child = os.open(part, _DIRECTORY_FLAGS, dir_fd=folder)

@@ -148,7 +148,8 @@ class KnowledgeBase:
         return sources.add_source(self.store, folder, schedule)
 
     def remove_source(self, folder: str | os.PathLike[str]) -> int:
-        """Forget a source and delete its documents everywhere; returns how many documents were removed."""
+        """Forget a source and delete its documents everywhere, but for those another source's folder holds (they
+        pass to the innermost such source); returns how many documents were deleted."""
         return sources.remove_source(self.store, folder)
 
     def sources(self) -> list[SourceInfo]:

@@ -80,7 +80,7 @@ def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceIn
 
 def remove_source(store: Store, path: str | os.PathLike[str]) -> int:
     """Forget a source (by the path `kb source list` shows, or one that resolves to it) and delete its documents
-    everywhere; returns how many documents were removed."""
+    everywhere, but for those another source's folder holds (they pass to it); returns how many were deleted."""
     folder = source_path(store, path)
     with store.writer_lock:
         with store.write() as unit:

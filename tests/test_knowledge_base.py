@@ -636,6 +636,23 @@ def test_moved_files_and_identical_text_are_not_embedded_again(kb_factory, tmp_p
     assert db_count == index_count == kb.stats().chunks
 
 
+def test_a_rename_to_another_format_is_read_again_not_moved(kb_factory, tmp_path: Path) -> None:
+    """page.txt renamed page.html holds the same bytes, but they are markup now: moved as they were, its script
+    text stayed searchable and it was filed as text."""
+    page = "<html><head><title>Lantern guide</title><script>var secretToken = 1;</script></head>" \
+           "<body><p>Trim the wick of the brass lantern.</p></body></html>"
+    folder = write_docs(tmp_path / "docs", {"page.txt": page})
+    kb = kb_factory()
+    kb.ingest(folder)
+    (folder / "page.txt").rename(folder / "page.html")
+    report = kb.ingest(folder)
+    assert not report.moved and report.added == [str(folder.resolve() / "page.html")]
+    assert report.removed == [str(folder.resolve() / "page.txt")]
+    assert not kb.search("secretToken", mode="keyword")
+    [hit] = kb.search("brass lantern wick", k=1, mode="keyword", filters={"file_types": ["html"]})
+    assert hit.path.endswith("page.html") and hit.title == "Lantern guide"
+
+
 @pytest.mark.databases("sqlite")  # no PostgreSQL knowledge base was ever at version 1
 def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_path: Path) -> None:
     kb = kb_factory()

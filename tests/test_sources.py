@@ -16,7 +16,7 @@ from kb import SourceUnavailableError, sources  # the error as the API exports i
 from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError
 from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
 from tests.databases import execute_sql
-from tests.test_knowledge_base import vector_counts, write_docs
+from tests.test_knowledge_base import DOCS, vector_counts, write_docs
 
 pytestmark = pytest.mark.databases()
 
@@ -295,6 +295,58 @@ def test_a_source_whose_folder_became_a_symlink_fails_as_stored_and_is_reschedul
     with pytest.raises(SourceUnavailableError, match="never followed through a symlink"):
         kb.reindex(stored)
     assert kb.remove_source(stored) == 4 and not kb.sources()
+
+
+def test_a_source_or_a_folder_in_it_swapped_for_a_symlink_during_the_scan_is_never_walked(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a share's users can win: a folder checked, then swapped for a link before it is listed. Nothing
+    outside is walked or named, and nothing indexed is removed (the scan followed the link: 5 of 5 removed)."""
+    import ingestion.scan
+    from kb.types import SilentProgress
+
+    folder = write_docs(tmp_path / "share", {**DOCS, "sub/inner.txt": "The inner note names the lantern room."})
+    outside = write_docs(tmp_path / "outside", {"secret.txt": "Not for the knowledge base."})
+    kb = kb_factory()
+    indexed = len(kb.ingest(folder).added)
+    opened = ingestion.scan._open
+
+    def sub_swapped(target: ingestion.scan._Folder, root_descriptor: int) -> int:
+        if target.path == folder / "sub" and not target.path.is_symlink():  # its parent listed, itself not yet
+            target.path.rename(tmp_path / "sub.old")
+            target.path.symlink_to(outside, target_is_directory=True)
+        return opened(target, root_descriptor)
+
+    monkeypatch.setattr(ingestion.scan, "_open", sub_swapped)
+    report = kb.ingest(folder)
+    assert not report.removed and kb.stats().documents == indexed
+    assert [f.path for f in report.failed] == [str(folder / "sub")] and not report.skipped
+    monkeypatch.undo()
+
+    class RootSwapped(SilentProgress):
+        def phase(self, name: str, detail: str = "") -> None:
+            if name == "scanning":  # checked by the run, not yet opened by the scan
+                folder.rename(tmp_path / "share.old")
+                folder.symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(SourceUnavailableError, match="no longer the folder"):
+        kb.ingest(folder, progress=RootSwapped())
+    assert kb.stats().documents == indexed and "secret" not in kb.jobs()[0].error
+
+
+def test_removing_one_of_two_nested_sources_keeps_the_documents_the_other_holds(kb_factory, tmp_path: Path) -> None:
+    """A document belongs to the run that wrote it last; removing its source hands it to another source whose folder
+    holds it (they were deleted, unsearchable until that source's next run embedded them again)."""
+    folder = write_docs(tmp_path / "x", {**DOCS, "sub/north.txt": "The north gate opens at dawn.",
+                                          "sub/south.txt": "The south gate closes at dusk."})
+    kb = kb_factory()
+    kb.ingest(folder)  # the outer source writes all six
+    kb.add_source(folder / "sub", "every 1h")
+    assert len(kb.reindex(str(folder / "sub"))[0].unchanged) == 2
+    assert kb.remove_source(folder) == 4 and kb.stats().documents == 2
+    assert {Path(hit.path).name for hit in kb.search("gate", mode="keyword")} == {"north.txt", "south.txt"}
+    kb.ingest(folder)  # the outer source again: its four back, the inner's two left to it
+    assert kb.remove_source(folder / "sub") == 0 and kb.stats().documents == 6
+    assert kb.remove_source(folder) == 6 and kb.stats().documents == 0
 
 
 def test_ctrl_c_is_an_interrupted_run_that_leaves_the_source_due(kb_factory, tmp_path: Path) -> None:

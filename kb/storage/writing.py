@@ -9,6 +9,7 @@ Ingestion, sources, reembed and doctor all write through it, so none of them rep
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -348,12 +349,24 @@ class WriteUnit:
         return source
 
     def delete_source(self, source: Source) -> int:
-        """Forget a source and delete its documents everywhere; returns how many documents it had."""
-        document_ids = list(self.session.scalars(select(Document.id).where(Document.source_id == source.id)))
-        self.delete_documents(document_ids)
+        """Forget a source and delete its documents everywhere, except those the folder of another source holds
+        too (sources may be nested, and a document belongs to whichever run wrote it last): they pass to the
+        innermost such source instead of waiting, lost, for its next run. Returns how many documents were deleted."""
+        others = sorted(self.session.execute(select(Source.id, Source.path).where(Source.id != source.id)).all(),
+                        key=lambda other: -len(other.path))  # innermost first
+        deleted, handed = [], []
+        for document_id, path in self.session.execute(select(Document.id, Document.path)
+                                                      .where(Document.source_id == source.id)):
+            owner = next((other.id for other in others if path.startswith(other.path.rstrip(os.sep) + os.sep)), None)
+            if owner is None:
+                deleted.append(document_id)
+            else:
+                handed.append({"id": document_id, "source_id": owner})
+        self.update_documents(handed)
+        self.delete_documents(deleted)
         self.changes.touched.update(self._all_spaces)
         self.session.delete(source)
-        return len(document_ids)
+        return len(deleted)
 
     def interrupt_running(self) -> None:
         """Runs still marked running were killed (the caller holds the writer lock)."""
