@@ -121,7 +121,8 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
         raise SourceUnavailableError(f"{root} is no longer the folder it was (replaced by a symlink, or missing); "
                                      "nothing was read or removed") from None
     try:
-        return _Walk(root, root_descriptor, follow_symlinks_outside, _identity(exclude) if exclude is not None else None).run()
+        excluded = _identity(exclude) if exclude is not None else None
+        return _Walk(root, root_descriptor, follow_symlinks_outside, excluded).run()
     finally:
         os.close(root_descriptor)
 
