@@ -13,6 +13,9 @@ from kb.errors import SourceUnavailableError
 from kb.types import FailedFile
 
 
+MAX_DEPTH = 256  # folders below the source, at most; deeper ones are failed with that reason, their documents kept
+
+
 @dataclass(frozen=True)
 class ScannedFile:
     """A file found under the source root (``path`` is under the root even when it is a symlink).
@@ -205,6 +208,11 @@ class _Walk:
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
                 if key == self.excluded:  # not entered, and not reported
+                    continue
+                if len(names) > MAX_DEPTH:  # each folder is opened name by name from the root: bounded work
+                    result.failed.append(FailedFile(path=str(path), reason=f"folder more than {MAX_DEPTH} levels "
+                                                                           "deep (not read)"))
+                    result.unreadable_dirs.append(path)
                     continue
                 if key in self.visited:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))

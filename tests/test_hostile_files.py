@@ -196,6 +196,24 @@ def _swap_after_scan(monkeypatch: pytest.MonkeyPatch, swaps: Callable[[], None])
     monkeypatch.setattr(ingestion.pipeline, "scan", scan_then_swap)
 
 
+def test_folders_nested_past_the_depth_limit_are_failed_not_walked(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each folder is opened name by name from the source's root, so a chain thousands of folders deep would cost
+    the square of its depth: folders past ``MAX_DEPTH`` are failed, and what was indexed from them is kept."""
+    import ingestion.scan
+
+    monkeypatch.setattr(ingestion.scan, "MAX_DEPTH", 3)
+    folder = tmp_path / "src" / "a" / "b" / "c"
+    (folder / "d" / "e").mkdir(parents=True)
+    (folder / "kept.txt").write_text("three deep", encoding="utf-8")
+    (folder / "d" / "e" / "deep.txt").write_text("five deep", encoding="utf-8")
+    found = ingestion.scan.scan(tmp_path / "src")
+    assert [f.relpath for f in found.files] == ["a/b/c/kept.txt"]
+    assert [(f.path, f.reason) for f in found.failed] == [(str(folder / "d"), "folder more than 3 levels deep "
+                                                                             "(not read)")]
+    assert not found.covers(str(folder / "d" / "e" / "deep.txt"))
+
+
 @pytest.mark.parametrize("isolation", [True, False], ids=["worker", "in-process"])
 def test_files_swapped_for_links_and_fifos_after_the_scan_are_refused(
         isolation: bool, kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
