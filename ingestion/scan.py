@@ -12,7 +12,6 @@ from kb.containment import REFUSED, RefusedFileError, inside, open_folder
 from kb.errors import SourceUnavailableError
 from kb.types import FailedFile
 
-
 MAX_DEPTH = 256  # folders below the source, at most; deeper ones are failed with that reason, their documents kept
 
 
