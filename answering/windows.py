@@ -10,6 +10,7 @@ import numpy as np
 MAX_QUESTION_TOKENS = 64
 CUT_MARGIN = 16  # tokens kept past the last one needed: cutting a word may change that word's own tokens
 CHARACTERS_PER_TOKEN = 8  # the first guess of how much text holds a number of tokens (English averages 4-5)
+WORD_BREAKS = " \n\t\r\u3000"  # every tokenizer's pre-tokenizer splits words there
 
 
 @dataclass
@@ -77,20 +78,23 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
 
 def token_prefix(tokenizer: Any, text: str, tokens: int) -> str:
     """The start of ``text`` whose tokens begin with the first ``tokens`` tokens of all of ``text`` (all of it when
-    it has no more). Only a growing prefix is tokenised, about as much as those tokens need: a 20 MB paragraph
-    tokenised whole to read its first windows took 8.8 GB and a minute a question."""
+    it has not many more). Only a growing prefix is tokenised, about as much as those tokens need, cut between words
+    (a word cut in two can read otherwise: a long one is a single unknown token whole, many pieces cut): a 20 MB
+    paragraph tokenised whole to read its first windows took 8.8 GB and a minute a question."""
     if len(text) <= tokens + CUT_MARGIN:  # every token covers at least one character
         return text
     size = (tokens + CUT_MARGIN) * CHARACTERS_PER_TOKEN
-    while True:
-        whole = size >= len(text)
-        offsets = tokenizer(text if whole else text[:size], add_special_tokens=False, return_offsets_mapping=True,
+    while size < len(text):
+        piece = text[:size]
+        space = max(piece.rfind(blank) for blank in WORD_BREAKS)
+        if space > size // 2:  # else (text without spaces, Chinese) the margin absorbs what the cut word changes
+            piece = piece[:space]
+        offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True,
                             verbose=False)["offset_mapping"]
-        if len(offsets) > tokens + CUT_MARGIN:  # the tokens after the cut word's are those of the whole text
+        if len(offsets) > tokens + CUT_MARGIN:
             return text[:offsets[tokens + CUT_MARGIN][0]]
-        if whole:
-            return text
         size *= 4
+    return text  # at most four times what was tokenised last
 
 
 def _centrality(offsets: list[tuple[int, int]], context: np.ndarray) -> dict[tuple[int, int], float]:

@@ -87,6 +87,10 @@ class _Folder:
     from_root: bool
     identity: tuple[int, int]
 
+    def location(self, root: Path) -> Path:
+        """Where the folder really is: ``root`` (or ``/``) and its names."""
+        return (root if self.from_root else Path(os.sep)).joinpath(*self.names)
+
 
 def _open(folder: _Folder, root_descriptor: int) -> int:
     """A descriptor of ``folder``, opened name by name without following a symlink; OSError when one of them is
@@ -106,6 +110,14 @@ def _open(folder: _Folder, root_descriptor: int) -> int:
     return descriptor
 
 
+def _same_folder(path: Path, descriptor: int) -> bool:
+    """Whether ``path`` still leads to the folder open as ``descriptor``."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(descriptor))
+    except OSError:
+        return False
+
+
 def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | None = None) -> ScanResult:
     """All regular files under ``root`` (its real path); hidden entries (names starting with '.') are left out, and
     so is the folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes
@@ -119,9 +131,9 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
     """
     try:
         root_descriptor = open_folder(root)
-    except RefusedFileError:
-        raise SourceUnavailableError(f"{root} is no longer the folder it was (replaced by a symlink, or missing); "
-                                     "nothing was read or removed") from None
+    except RefusedFileError as error:
+        raise SourceUnavailableError(f"{root} cannot be opened without following a symlink (it, or a folder above "
+                                     "it, was replaced by one, or it is missing); nothing was read or removed") from error
     try:
         excluded = _identity(exclude) if exclude is not None else None
         return _Walk(root, root_descriptor, follow_symlinks_outside, excluded).run()
@@ -181,8 +193,12 @@ class _Walk:
             try:
                 if entry.is_symlink():
                     # The target is checked where it really is, and never followed further: a link re-pointed
-                    # meanwhile shows up as a link and is refused like one leading outside.
-                    target = os.path.realpath(path)
+                    # meanwhile shows up as a link and is refused like one leading outside. It is looked up by
+                    # path, so the folder must still be the one listed: else its links were read elsewhere.
+                    target = os.path.realpath(folder.location(self.root) / entry.name)
+                    if not _same_folder(folder.location(self.root), descriptor):
+                        self._unreadable(directory, OSError(errno.ESTALE, "replaced during the scan"))
+                        return
                     if inside(target, str(self.root)):
                         names, from_root = Path(target).relative_to(self.root).parts, True
                     elif self.follow_symlinks_outside:

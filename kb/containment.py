@@ -54,16 +54,18 @@ def inside(path: str, root: str) -> bool:
 
 
 def open_folder(root: Path) -> int:
-    """A descriptor of the folder whose real path is ``root``; ``RefusedFileError`` when ``root`` is not that folder
-    as it is opened (it, or a folder above it, replaced by a symlink meanwhile: a run must never walk or read where
-    the link leads). Walks and reads below go by descriptor from here, so a later swap cannot redirect them."""
+    """A descriptor of the folder at the absolute path ``root``, opened name by name from ``/`` without following a
+    symlink; ``RefusedFileError`` when one of them is a symlink (a folder replaced by a link, however briefly: a run
+    must never walk or read where it leads). Walks and reads below go by descriptor from here, so a later swap cannot
+    redirect them."""
+    if not root.is_absolute() or ".." in root.parts:
+        raise RefusedFileError()
+    descriptor = os.open(os.sep, _DIRECTORY_FLAGS)
     try:
-        descriptor = os.open(root, _DIRECTORY_FLAGS)
-    except OSError:
-        raise RefusedFileError() from None
-    try:
-        if os.path.realpath(root) != str(root) or not os.path.samestat(os.fstat(descriptor), os.stat(root)):
-            raise RefusedFileError()
+        for name in root.parts[1:]:
+            child = os.open(name, _DIRECTORY_FLAGS, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
     except OSError:
         os.close(descriptor)
         raise RefusedFileError() from None

@@ -209,8 +209,8 @@ def test_folders_nested_past_the_depth_limit_are_failed_not_walked(tmp_path: Pat
     (folder / "d" / "e" / "deep.txt").write_text("five deep", encoding="utf-8")
     found = ingestion.scan.scan(tmp_path / "src")
     assert [f.relpath for f in found.files] == ["a/b/c/kept.txt"]
-    assert [(f.path, f.reason) for f in found.failed] == [(str(folder / "d"), "folder more than 3 levels deep "
-                                                                             "(not read)")]
+    reason = "folder more than 3 levels deep (not read)"
+    assert [(f.path, f.reason) for f in found.failed] == [(str(folder / "d"), reason)]
     assert not found.covers(str(folder / "d" / "e" / "deep.txt"))
 
 

@@ -331,8 +331,9 @@ def test_caption_images_that_are_not_regular_files_or_too_large_are_skipped_with
         found = jsonl_captions(data, max_pixels=10**6, max_bytes=1024)
     finally:
         signal.alarm(0)
-    assert len(found.pairs) == 1 and found.skipped == {"image not a readable regular file in the data file's folder": 1,
-                                           "image file over the max_file_mb limit": 1}
+    assert len(found.pairs) == 1
+    assert found.skipped == {"image not a readable regular file in the data file's folder": 1,
+                             "image file over the max_file_mb limit": 1}
 
 
 def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -345,7 +346,8 @@ def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_c
     data.write_text("\n".join(json.dumps({"image": name, "caption": "a red square"})
                               for name in ("red.png", "bad\u0000.png", "loop.png")) + "\n", encoding="utf-8")
     found = jsonl_captions(data, max_pixels=10**6, max_bytes=10**6)
-    assert len(found.pairs) == 1 and found.skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}
+    assert len(found.pairs) == 1
+    assert found.skipped == {"image path that cannot be resolved (a NUL byte, a symlink loop)": 2}
 
 
 def test_a_resume_with_other_mined_negatives_is_a_different_run() -> None:

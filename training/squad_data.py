@@ -64,7 +64,7 @@ def joined(sets: Sequence[SquadSet]) -> SquadSet:
 def squad_sha256(squad: SquadSet) -> str:
     """A hash of the questions and paragraphs of ``squad``, made here rather than read from a file (cloze
     questions): a resumed run checks it trains on the same ones."""
-    return hashlib.sha256(squad.model_dump_json().encode()).hexdigest()
+    return hashlib.sha256(squad.model_dump_json(exclude={"sha256"}).encode()).hexdigest()  # the content alone
 
 
 def paragraph_groups(squad: SquadSet) -> tuple[list[str], bool]:

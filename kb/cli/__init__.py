@@ -185,7 +185,7 @@ def _source(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
         found = knowledge_base.sources()
         _emit(args, found, lambda: show.sources(found))
     else:
-        print(f"removed the source and its {knowledge_base.remove_source(args.folder)} documents")
+        print(f"removed the source; {knowledge_base.remove_source(args.folder)} documents deleted")
     return 0
 
 

@@ -357,11 +357,12 @@ class WriteUnit:
         deleted, handed = [], []
         for document_id, path in self.session.execute(select(Document.id, Document.path)
                                                       .where(Document.source_id == source.id)):
-            owner = next((other.id for other in others if path.startswith(other.path.rstrip(os.sep) + os.sep)), None)
+            owner = next((other for other in others if path.startswith(other.path.rstrip(os.sep) + os.sep)), None)
             if owner is None:
                 deleted.append(document_id)
-            else:
-                handed.append({"id": document_id, "source_id": owner})
+            else:  # its relative path as the new source's runs write it (path filters match on it)
+                handed.append({"id": document_id, "source_id": owner.id,
+                               "relpath": path[len(owner.path.rstrip(os.sep)) + 1:]})
         self.update_documents(handed)
         self.delete_documents(deleted)
         self.changes.touched.update(self._all_spaces)
