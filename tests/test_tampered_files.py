@@ -5,6 +5,8 @@ damaged file there ends in one clear line or a rebuild, never a hang, an exhaust
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main
-from kb.errors import ImageSearchUnavailable, InvalidRequestError
+from kb.errors import ConfigurationError, ImageSearchUnavailable, InvalidRequestError
 from tests.test_hostile_operations import errors
+from tests.test_knowledge_base import write_docs
 from tests.test_multimodal import write_folder
 
 
@@ -57,3 +60,66 @@ def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
         # Without an image space nothing is read: the FIFO is not even opened.
         with pytest.raises(ImageSearchUnavailable, match="turned off"):
             kb_factory("off", clip_model="none").search(image=tmp_path / "pipe.png")
+
+
+def _plant(path: Path, what: str) -> None:
+    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, or a sparse file of a gigabyte."""
+    path.unlink(missing_ok=True)
+    if what == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as sparse:
+            sparse.truncate(1 << 30)
+
+
+@pytest.mark.parametrize("planted", ["text.faiss=/dev/zero", "text.faiss=fifo", "text.faiss=sparse",
+                                     "text.json=/dev/zero", "text.json=fifo", "text.json=sparse"])
+def test_a_file_planted_for_the_index_cache_is_damage_the_search_rebuilds(planted: str, kb_factory,
+                                                                          tmp_path: Path) -> None:
+    kb_factory().ingest(write_docs(tmp_path / "docs"))
+    kb_factory().close()
+    name, what = planted.split("=")
+    cache = tmp_path / "kb" / "indexes" / name
+    _plant(cache, what)
+    with bounded(60, "a search over a planted cache file"):
+        kb = kb_factory()
+        assert kb.search("margrave", k=1, mode="dense")
+    assert cache.is_file() and not cache.is_symlink() and cache.stat().st_size < 1 << 20  # rebuilt and saved
+    assert not kb.doctor().problems
+
+
+def test_an_index_folder_replaced_by_a_symlink_is_neither_written_nor_cleaned_through(kb_factory,
+                                                                                        tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb_factory().ingest(folder)
+    kb_factory().close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    leftover = elsewhere / "notes.123456789.x.tmp"  # looks like a killed save's: a run deleted it
+    leftover.write_text("someone else's file", encoding="utf-8")
+    os.utime(leftover, (0, 0))
+    shutil.rmtree(tmp_path / "kb" / "indexes")
+    (tmp_path / "kb" / "indexes").symlink_to(elsewhere)
+    kb = kb_factory()
+    assert kb.search("margrave", k=1, mode="dense")
+    (folder / "new.txt").write_text("A new note about lanterns.", encoding="utf-8")
+    report = kb.ingest(folder)
+    assert any("is a symlink; the index cache is not written through it" in notice for notice in report.notices)
+    assert [entry.name for entry in elsewhere.iterdir()] == [leftover.name]
+
+
+@pytest.mark.parametrize("what", ["/dev/zero", "fifo", "sparse"])
+def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, kb_factory, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    kb_factory().close()
+    _plant(tmp_path / "kb" / "kb.json", what)
+    said = "over the 4 MB limit" if what == "sparse" else "not a regular file (a symlink, a FIFO or a device"
+    with bounded(60, "opening a knowledge base with a planted kb.json"):
+        with pytest.raises(ConfigurationError, match=re.escape(said)):
+            kb_factory()
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 2
+    [error] = errors(capsys.readouterr().err)
+    assert error.startswith(f"kb: error: {tmp_path / 'kb' / 'kb.json'} cannot be read as settings: ") and said in error
