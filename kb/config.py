@@ -600,7 +600,7 @@ def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
         mend = "restore it from a backup or mend it by hand"
         try:
             recorded = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
             raise ConfigurationError(f"{path} is not readable JSON ({error}); {mend}") from error
         if not isinstance(recorded, dict):
             raise ConfigurationError(f"{path} holds no JSON object of settings; {mend}")

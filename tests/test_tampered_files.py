@@ -63,9 +63,12 @@ def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
 
 
 def _plant(path: Path, what: str) -> None:
-    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, or a sparse file of a gigabyte."""
+    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, a sparse file of a gigabyte, or JSON
+    nested 200,000 deep."""
     path.unlink(missing_ok=True)
-    if what == "/dev/zero":
+    if what == "deep":
+        path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    elif what == "/dev/zero":
         path.symlink_to("/dev/zero")
     elif what == "fifo":
         os.mkfifo(path)
@@ -75,7 +78,7 @@ def _plant(path: Path, what: str) -> None:
 
 
 @pytest.mark.parametrize("planted", ["text.faiss=/dev/zero", "text.faiss=fifo", "text.faiss=sparse",
-                                     "text.json=/dev/zero", "text.json=fifo", "text.json=sparse"])
+                                     "text.json=/dev/zero", "text.json=fifo", "text.json=sparse", "text.json=deep"])
 def test_a_file_planted_for_the_index_cache_is_damage_the_search_rebuilds(planted: str, kb_factory,
                                                                           tmp_path: Path) -> None:
     kb_factory().ingest(write_docs(tmp_path / "docs"))
@@ -110,16 +113,19 @@ def test_an_index_folder_replaced_by_a_symlink_is_neither_written_nor_cleaned_th
     assert [entry.name for entry in elsewhere.iterdir()] == [leftover.name]
 
 
-@pytest.mark.parametrize("what", ["/dev/zero", "fifo", "sparse"])
-def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, kb_factory, tmp_path: Path,
+@pytest.mark.parametrize(("what", "said"), [
+    ("/dev/zero", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
+    ("fifo", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
+    ("sparse", "cannot be read as settings: file is 1024.0 MB, over the 4 MB limit"),
+    ("deep", "is not readable JSON (maximum recursion depth exceeded")])
+def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, said: str, kb_factory, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     kb_factory().close()
     _plant(tmp_path / "kb" / "kb.json", what)
-    said = "over the 4 MB limit" if what == "sparse" else "not a regular file (a symlink, a FIFO or a device"
     with bounded(60, "opening a knowledge base with a planted kb.json"):
         with pytest.raises(ConfigurationError, match=re.escape(said)):
             kb_factory()
         capsys.readouterr()
         assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 2
     [error] = errors(capsys.readouterr().err)
-    assert error.startswith(f"kb: error: {tmp_path / 'kb' / 'kb.json'} cannot be read as settings: ") and said in error
+    assert error.startswith(f"kb: error: {tmp_path / 'kb' / 'kb.json'} {said}")

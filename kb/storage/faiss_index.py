@@ -196,7 +196,7 @@ class FaissIndex:
             data = read_own_file(self.path, _largest_cache(count, self.dimension))
         except FileNotFoundError:
             return None, -1, "missing"
-        except (OSError, ValueError) as error:  # ValueError: not JSON, not UTF-8, too large
+        except (OSError, ValueError, RecursionError) as error:  # not JSON (or nested too deep), not UTF-8, too large
             return None, -1, f"unreadable ({error})"
         if not isinstance(meta, dict):  # valid JSON, but not what a save writes: rebuilt like a damaged file
             return None, -1, "unreadable (its metadata is not a JSON object)"
