@@ -129,3 +129,39 @@ def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, sa
         assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 2
     [error] = errors(capsys.readouterr().err)
     assert error.startswith(f"kb: error: {tmp_path / 'kb' / 'kb.json'} {said}")
+
+
+def _damage(database: Path, how: str) -> None:
+    """Damage the SQLite file ``database`` as a crash, a bad disk or a hand could (its write-ahead log gone too,
+    which would otherwise still hold the pages)."""
+    for log in database.parent.glob(f"{database.name}-*"):
+        log.unlink()
+    data = bytearray(database.read_bytes())
+    if how == "truncated":
+        database.write_bytes(data[:8192])
+    elif how == "header":
+        database.write_bytes(data[:100])
+    elif how == "flipped":  # the schema's page
+        data[100:4096] = bytes(byte ^ 0xFF for byte in data[100:4096])
+        database.write_bytes(data)
+    else:
+        _plant(database, how)
+
+
+@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "fifo", "/dev/zero"])
+def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    kb_factory().ingest(write_docs(tmp_path / "docs"))
+    kb_factory().close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    _damage(database, how)
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    capsys.readouterr()
+    with bounded(60, "opening a damaged database"):
+        for command in (["stats"], ["search", "margrave"], ["doctor"]):
+            assert main(["--kb", str(tmp_path / "kb"), *command]) == 2, command
+            [error] = errors(capsys.readouterr().err)
+            shown = "/dev/zero" if how == "/dev/zero" else str(database)  # the file the link leads to
+            assert error.startswith(f"kb: error: the database {shown} is damaged or not a SQLite database (")
+            assert error.endswith("restore it from a backup")
