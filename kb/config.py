@@ -25,12 +25,14 @@ from pydantic_settings import (
 )
 
 from kb.atomic import write_atomic
+from kb.containment import FileTooLargeError, NotRegularFileError, read_own_file
 from kb.errors import ConfigurationError
 from kb.inference import backends
 from kb.optional import installed
 from kb.storage.urls import holds_secret
 
 CONFIG_FILE = "kb.json"
+CONFIG_BYTES = 4 << 20  # of kb.json, which a save writes in about 1 KB
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
@@ -588,11 +590,17 @@ def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
     names or groups)."""
     recorded: dict[str, Any] = {}
     path = kb_dir / CONFIG_FILE
-    if path.exists():
+    try:
+        raw: bytes | None = read_own_file(path, CONFIG_BYTES)
+    except FileNotFoundError:
+        raw = None
+    except (NotRegularFileError, FileTooLargeError) as error:
+        raise ConfigurationError(f"{path} cannot be read as settings: {error}; restore it from a backup") from error
+    if raw is not None:
         mend = "restore it from a backup or mend it by hand"
         try:
-            recorded = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            recorded = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
             raise ConfigurationError(f"{path} is not readable JSON ({error}); {mend}") from error
         if not isinstance(recorded, dict):
             raise ConfigurationError(f"{path} holds no JSON object of settings; {mend}")

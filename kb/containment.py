@@ -10,6 +10,7 @@ path outside the folder exists.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -20,6 +21,7 @@ REFUSED = "not a readable regular file inside the source folder"
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _READ_CHUNK = 1 << 20
+_NOT_OWN = "not a regular file (a symlink, a FIFO or a device was put in its place)"
 DATA_FILE_LIMIT = 512 << 20  # bytes of one training or evaluation file: SQuAD 2.0's whole training set is 42 MB
 
 
@@ -46,6 +48,29 @@ def read_named_file(path: Path, max_bytes: int | None = None) -> bytes:
     except RefusedFileError:
         raise NotRegularFileError("not a readable regular file (missing, unreadable, a folder, a FIFO or a "
                                   "device)") from None
+
+
+def read_own_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file the knowledge base keeps in its own folder (its settings, an index cache), where whoever
+    can write to the folder could plant anything: only a regular file, its name not a symlink, opened without
+    blocking, of at most ``max_bytes``. ``FileNotFoundError`` when there is none, ``NotRegularFileError`` when it is
+    something else. Read in one piece (no copy: an index cache may hold gigabytes)."""
+    try:
+        descriptor = os.open(path, _FILE_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # ELOOP: the name is a symlink
+        raise NotRegularFileError(_NOT_OWN if error.errno == errno.ELOOP else error.strerror or str(error)) from None
+    with os.fdopen(descriptor, "rb", buffering=0) as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotRegularFileError(_NOT_OWN)
+        if status.st_size > max_bytes:
+            raise FileTooLargeError(_too_large(status.st_size, max_bytes))
+        data = handle.readall()  # sized from fstat: one buffer, however large; a regular file ends
+    if len(data) > max_bytes:  # grown since fstat
+        raise FileTooLargeError(_too_large(len(data), max_bytes))
+    return data
 
 
 def inside(path: str, root: str) -> bool:

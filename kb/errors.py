@@ -73,5 +73,10 @@ class StorageError(KbError, OSError):
     cause, and the original error is its ``__cause__``."""
 
 
+class DatabaseUnreadableError(KbError, RuntimeError):
+    """The database cannot be opened or read: unreachable, or a SQLite file that is damaged or no database (then the
+    message says to restore it from a backup)."""
+
+
 class RejectedDataError(KbError, ValueError):
     """The database refused one piece of data (a string it cannot store, a constraint): that item fails alone."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
+from kb.containment import FileTooLargeError, NotRegularFileError, read_named_file
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
 from kb.errors import (
     InvalidRequestError,
@@ -249,7 +250,9 @@ class KnowledgeBase:
         if (query is None) == (image is None):
             raise InvalidRequestError("search with a query or an image, not both or neither")
         if image is not None:
-            return self.retriever.search_image(self._query_image(image), k=k, filters=filters, modalities=modalities)
+            space = self.retriever.image_space()
+            return self.retriever.search_image(space, self._query_image(image), k=k, filters=filters,
+                                               modalities=modalities)
         assert query is not None
         return self.retriever.search(query, k=k, mode=mode, filters=filters, modalities=modalities)
 
@@ -263,15 +266,22 @@ class KnowledgeBase:
         return preview
 
     def _query_image(self, image: ImageQuery) -> Image:
-        """An image to search with, decoded with the same guards as ingested images."""
+        """An image to search with, decoded with the same guards as ingested images; a path is read only if it is a
+        regular file of at most the size allowed an image a document references (a FIFO or ``/dev/zero`` is
+        refused at once)."""
         from PIL import Image
 
+        from ingestion.loaders.base import Limits
         from ingestion.loaders.images import decode_image
 
         if isinstance(image, Image.Image):
             return image.convert("RGB")
         path = Path(image)
-        return decode_image(path.read_bytes(), path.name, max_pixels=self.settings.ingestion.max_image_pixels).image
+        try:
+            data = read_named_file(path, Limits.max_bytes)
+        except (NotRegularFileError, FileTooLargeError) as error:
+            raise InvalidRequestError(f"{path}: cannot search by this image: {error}") from error
+        return decode_image(data, path.name, max_pixels=self.settings.ingestion.max_image_pixels).image
 
     def ask(self, question: str, k: int = 5, top_k: int = 3, mode: SearchMode = "hybrid",
             filters: Filters | dict[str, Any] | None = None, threshold: float | None = None) -> AskResult:

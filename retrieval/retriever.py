@@ -152,9 +152,17 @@ class Retriever:
                                           candidates - {i for i, _ in signals.keyword})
         signals.keyword.sort(key=lambda pair: (-pair[1], pair[0]))
 
-    def search_image(self, image: object, k: int = 5, filters: Filters | None = None,
+    def image_space(self) -> Space:
+        """The CLIP space a search by image runs in, its model loaded; else ``ImageSearchUnavailable`` saying why.
+        Asked before the query image is read, so a search that cannot run reads nothing."""
+        space = self._clip_space(retry=True)  # asked for explicitly: look for the model again
+        if space is None or self.clip is None:
+            raise ImageSearchUnavailable(self._clip_unavailable_reason())
+        return space
+
+    def search_image(self, space: Space, image: object, k: int = 5, filters: Filters | None = None,
                      modalities: Iterable[str] | None = None) -> list[Hit]:
-        """Images and text chunks near ``image`` (an RGB ``PIL.Image``) in the CLIP space.
+        """Images and text chunks near ``image`` (an RGB ``PIL.Image``) in the CLIP ``space`` (``image_space()``).
 
         Image-to-image similarities run far higher than image-to-text ones (CLIP's modality gap), so each
         modality's results are standardised against their own background before they are merged: a hit's
@@ -163,9 +171,7 @@ class Retriever:
         """
         _check_k(k)
         wanted = modality_set(modalities)
-        space = self._clip_space(retry=True)  # asked for explicitly: look for the model again
-        if space is None or self.clip is None:
-            raise ImageSearchUnavailable(self._clip_unavailable_reason())
+        assert self.clip is not None  # image_space() gave the space
         vector = self.clip.encode_images([image])[0]
         with self.store.read() as snapshot:
 

@@ -217,7 +217,7 @@ def test_what_the_system_refuses_is_a_one_line_error(kb_env: Path, tmp_path: Pat
     (corrupt / "kb.json").write_text("{half written", encoding="utf-8")
     capsys.readouterr()
     for argv, said in ((["--kb", str(a_file), "ingest", str(kb_env)], "File exists"),
-                       (["search", "--image", str(kb_env)], "Is a directory"),
+                       (["search", "--image", str(kb_env)], "searching by image needs the CLIP model"),  # asked first
                        (["--kb", str(corrupt), "stats"], "kb.json is not readable JSON"),
                        (["scheduler", "--poll", "inf"], "at most 86,400")):
         assert main(argv) == 2, argv

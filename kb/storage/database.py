@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.errors import ConfigurationError, SchemaError
+from kb.errors import ConfigurationError, DatabaseUnreadableError, SchemaError
 from kb.storage import bm25
 from kb.storage.filters import SQLITE_LOWER, unicode_lower
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
@@ -22,6 +22,7 @@ from kb.storage.urls import redact
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
 SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
 WRITE_LOCK = 0x6B625F7775  # "kb_wu": the advisory lock of write units on PostgreSQL (their BEGIN IMMEDIATE)
+_DAMAGED = {sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}  # primary result codes
 BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock before "database is locked"
 
 
@@ -78,12 +79,30 @@ def open_database(url: str) -> sessionmaker[Session]:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     factory = sessionmaker(engine, expire_on_commit=False)
-    with factory() as session:
-        current = _recorded_version(session, url) == SCHEMA_VERSION
-    if not current:
-        with schema_transaction(factory) as session:
-            _create_or_migrate(session, url)
+    try:
+        with factory() as session:
+            current = _recorded_version(session, url) == SCHEMA_VERSION
+        if not current:
+            with schema_transaction(factory) as session:
+                _create_or_migrate(session, url)
+    except (DatabaseError, UnicodeDecodeError) as error:  # UnicodeDecodeError: SQLite's text from damaged pages
+        engine.dispose()
+        raise _unreadable(engine, url, error) from error
     return factory
+
+
+def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadableError:
+    """One line naming the database and what the driver said; for a SQLite file that is damaged or is no database
+    (truncated, overwritten, a FIFO or a device in its place), that a backup is the way back."""
+    cause = getattr(error, "orig", None) or error
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    if engine.dialect.name != "sqlite":
+        return DatabaseUnreadableError(f"cannot open the database {redact(url)}: {cause}")
+    where = engine.url.database or redact(url)
+    if isinstance(cause, UnicodeDecodeError) or code in _DAMAGED:
+        return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({cause}); restore "
+                                       "it from a backup")
+    return DatabaseUnreadableError(f"cannot open the database {where}: {cause}")
 
 
 @contextmanager

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from kb.atomic import write_atomic
 from kb.config import IndexSettings
-from kb.errors import ConfigurationError
+from kb.containment import read_own_file
+from kb.errors import ConfigurationError, StorageError
 from kb.storage.filters import allowed_chunk_ids
 from kb.storage.models import Space, Vector, VectorChange
 from kb.storage.vector_index import EXACT_BELOW
@@ -50,6 +51,16 @@ LIVE_BELOW = 2**62  # every chunk id is below; tombstones are negative
 # Vectors the side index holds before they are merged into the index: searching them exactly costs about a
 # millisecond at 384 dimensions, and a merge (which may copy the whole index once) comes at most once per this many.
 RECENT_LIMIT = 10_000
+META_BYTES = 1 << 20  # of a cache's metadata file (a save writes about 200)
+CACHE_SLACK = 256 << 20
+
+
+def _largest_cache(count: int, dimension: int) -> int:
+    """Bytes beyond which a file cannot be the cache of ``count`` vectors (older caches hold more than the database
+    now does, so the bound is loose): each vector takes 4 bytes a dimension, 8 for its id and, in an HNSW graph, 256
+    for its links at M=32; four times that, plus ``CACHE_SLACK`` for an IVF's centroids. A sparse file of 100 GB
+    would otherwise be read whole."""
+    return CACHE_SLACK + 4 * count * (4 * dimension + 8 + 512)
 
 
 def _sha256(data: bytes) -> str:
@@ -180,12 +191,12 @@ class FaissIndex:
     def _read_cache(self, oldest: int, generation: int, count: int) -> tuple[faiss.Index | None, int, str]:
         """The cached index with the generation it reflects, if that is ``generation`` (with ``count`` vectors) or
         an older one from ``oldest`` on (which the change log brings forward), else why not."""
-        try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            data = self.path.read_bytes()
+        try:  # planted files are damage too: a symlink, a FIFO or a device is not read, nor a file over any cache
+            meta = json.loads(read_own_file(self.meta_path, META_BYTES))
+            data = read_own_file(self.path, _largest_cache(count, self.dimension))
         except FileNotFoundError:
             return None, -1, "missing"
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, RecursionError) as error:  # not JSON (or nested too deep), not UTF-8, too large
             return None, -1, f"unreadable ({error})"
         if not isinstance(meta, dict):  # valid JSON, but not what a save writes: rebuilt like a damaged file
             return None, -1, "unreadable (its metadata is not a JSON object)"
@@ -298,6 +309,9 @@ class FaissIndex:
             if self.generation < 0:
                 return
             self._merge_recent()
+            if self.path.parent.is_symlink():  # planted: the cache would be written wherever it leads
+                raise StorageError(f"{self.path.parent} is a symlink; the index cache is not written through it "
+                                   "(remove it: the cache is rebuilt)")
             data = faiss.serialize_index(self.index).tobytes()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, data)

@@ -110,8 +110,10 @@ class Store:
         self.sessions.kw["bind"].dispose()
 
     def abandoned_temporaries(self) -> list[Path]:
-        """Temporary files that killed saves left in the knowledge base's folder and its index caches' folder."""
-        return abandoned_temporaries(self.directory) + abandoned_temporaries(self.directory / "indexes")
+        """Temporary files that killed saves left in the knowledge base's folder and its index caches' folder (not
+        through a symlink planted in its place: they would be deleted wherever it leads)."""
+        indexes = self.directory / "indexes"
+        return abandoned_temporaries(self.directory) + ([] if indexes.is_symlink() else abandoned_temporaries(indexes))
 
     # -- spaces ---------------------------------------------------------------------------------------------
 

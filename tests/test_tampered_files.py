@@ -1,0 +1,167 @@
+"""Files the knowledge base reads besides its sources: an image named to search by, and what others can plant in
+the knowledge-base folder (the index cache, ``kb.json``, ``kb.sqlite``). A FIFO, a device, a symlink, a huge or
+damaged file there ends in one clear line or a rebuild, never a hang, an exhausted memory or a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from kb.cli import main
+from kb.errors import ConfigurationError, ImageSearchUnavailable, InvalidRequestError
+from tests.test_hostile_operations import errors
+from tests.test_knowledge_base import write_docs
+from tests.test_multimodal import write_folder
+
+
+@contextmanager
+def bounded(seconds: int, what: str) -> Iterator[None]:
+    """Fail the test, rather than hang it, when the body blocks for more than ``seconds``."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail(f"{what} hung"))
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
+        image_kb, kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_folder(tmp_path / "docs")
+    kb = image_kb()
+    kb.ingest(folder)
+    os.mkfifo(tmp_path / "pipe.png")  # read_bytes() waited for a writer forever
+    with open(tmp_path / "huge.png", "wb") as huge:  # sparse: 50 MB and a byte, over the referenced-image limit
+        huge.truncate((50 << 20) + 1)
+    refused = {tmp_path / "pipe.png": "not a readable regular file", Path("/dev/zero"): "not a readable regular file",
+               tmp_path: "not a readable regular file", tmp_path / "huge.png": "over the 50 MB limit"}
+    with bounded(60, "a search by image"):
+        for path, said in refused.items():
+            with pytest.raises(InvalidRequestError, match=said) as raised:
+                kb.search(image=path)
+            assert str(raised.value).startswith(f"{path}: cannot search by this image")
+        assert kb.search(image=folder / "photo-1.png", k=1)  # a real picture still searches
+        kb.close()
+        monkeypatch.setenv("KB_DEVICE", "cpu")
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "search", "--image", "/dev/zero"]) == 2
+        assert errors(capsys.readouterr().err) == [
+            "kb: error: /dev/zero: cannot search by this image: not a readable regular file (missing, unreadable, "
+            "a folder, a FIFO or a device)"]
+        # Without an image space nothing is read: the FIFO is not even opened.
+        with pytest.raises(ImageSearchUnavailable, match="turned off"):
+            kb_factory("off", clip_model="none").search(image=tmp_path / "pipe.png")
+
+
+def _plant(path: Path, what: str) -> None:
+    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, a sparse file of a gigabyte, or JSON
+    nested 200,000 deep."""
+    path.unlink(missing_ok=True)
+    if what == "deep":
+        path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    elif what == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as sparse:
+            sparse.truncate(1 << 30)
+
+
+@pytest.mark.parametrize("planted", ["text.faiss=/dev/zero", "text.faiss=fifo", "text.faiss=sparse",
+                                     "text.json=/dev/zero", "text.json=fifo", "text.json=sparse", "text.json=deep"])
+def test_a_file_planted_for_the_index_cache_is_damage_the_search_rebuilds(planted: str, kb_factory,
+                                                                          tmp_path: Path) -> None:
+    kb_factory().ingest(write_docs(tmp_path / "docs"))
+    kb_factory().close()
+    name, what = planted.split("=")
+    cache = tmp_path / "kb" / "indexes" / name
+    _plant(cache, what)
+    with bounded(60, "a search over a planted cache file"):
+        kb = kb_factory()
+        assert kb.search("margrave", k=1, mode="dense")
+    assert cache.is_file() and not cache.is_symlink() and cache.stat().st_size < 1 << 20  # rebuilt and saved
+    assert not kb.doctor().problems
+
+
+def test_an_index_folder_replaced_by_a_symlink_is_neither_written_nor_cleaned_through(kb_factory,
+                                                                                        tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb_factory().ingest(folder)
+    kb_factory().close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    leftover = elsewhere / "notes.123456789.x.tmp"  # looks like a killed save's: a run deleted it
+    leftover.write_text("someone else's file", encoding="utf-8")
+    os.utime(leftover, (0, 0))
+    shutil.rmtree(tmp_path / "kb" / "indexes")
+    (tmp_path / "kb" / "indexes").symlink_to(elsewhere)
+    kb = kb_factory()
+    assert kb.search("margrave", k=1, mode="dense")
+    (folder / "new.txt").write_text("A new note about lanterns.", encoding="utf-8")
+    report = kb.ingest(folder)
+    assert any("is a symlink; the index cache is not written through it" in notice for notice in report.notices)
+    assert [entry.name for entry in elsewhere.iterdir()] == [leftover.name]
+
+
+@pytest.mark.parametrize(("what", "said"), [
+    ("/dev/zero", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
+    ("fifo", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
+    ("sparse", "cannot be read as settings: file is 1024.0 MB, over the 4 MB limit"),
+    ("deep", "is not readable JSON (maximum recursion depth exceeded")])
+def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, said: str, kb_factory, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    kb_factory().close()
+    _plant(tmp_path / "kb" / "kb.json", what)
+    with bounded(60, "opening a knowledge base with a planted kb.json"):
+        with pytest.raises(ConfigurationError, match=re.escape(said)):
+            kb_factory()
+        capsys.readouterr()
+        assert main(["--kb", str(tmp_path / "kb"), "stats"]) == 2
+    [error] = errors(capsys.readouterr().err)
+    assert error.startswith(f"kb: error: {tmp_path / 'kb' / 'kb.json'} {said}")
+
+
+def _damage(database: Path, how: str) -> None:
+    """Damage the SQLite file ``database`` as a crash, a bad disk or a hand could (its write-ahead log gone too,
+    which would otherwise still hold the pages)."""
+    for log in database.parent.glob(f"{database.name}-*"):
+        log.unlink()
+    data = bytearray(database.read_bytes())
+    if how == "truncated":
+        database.write_bytes(data[:8192])
+    elif how == "header":
+        database.write_bytes(data[:100])
+    elif how == "flipped":  # the schema's page
+        data[100:4096] = bytes(byte ^ 0xFF for byte in data[100:4096])
+        database.write_bytes(data)
+    else:
+        _plant(database, how)
+
+
+@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "fifo", "/dev/zero"])
+def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    kb_factory().ingest(write_docs(tmp_path / "docs"))
+    kb_factory().close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    _damage(database, how)
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    capsys.readouterr()
+    with bounded(60, "opening a damaged database"):
+        for command in (["stats"], ["search", "margrave"], ["doctor"]):
+            assert main(["--kb", str(tmp_path / "kb"), *command]) == 2, command
+            [error] = errors(capsys.readouterr().err)
+            shown = "/dev/zero" if how == "/dev/zero" else str(database)  # the file the link leads to
+            assert error.startswith(f"kb: error: the database {shown} is damaged or not a SQLite database (")
+            assert error.endswith("restore it from a backup")
