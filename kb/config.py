@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -69,6 +70,30 @@ def flat_name(name: str) -> dict[str, Any]:
     return {"flat_name": name}
 
 
+# The largest number each part of a FAISS index factory string may hold. FAISS allocates some of them as soon as the
+# string is read (`IVF99999999` took 18 GB before a vector was added; `IVF1048576` takes 200 MB) and others for each
+# vector added; real use stays well below: FAISS suggests 65,536 to 262,144 inverted lists even past 100M vectors
+# and 2^20 for a billion, graphs of 4 to 64 neighbours, codes of at most 16 bits.
+FACTORY_BOUNDS = {"IVF": (2**20, "inverted lists"), "HNSW": (256, "neighbours per node"),
+                  "NSG": (256, "neighbours per node"), "x": (16, "bits per code")}
+FACTORY_DIMENSIONS = 65_536  # any other number: a dimension, a count of sub-quantizers
+
+
+def factory_problem(factory: str) -> str | None:
+    """Why a FAISS index factory string asks for more than any real index needs, or None: checked before FAISS
+    reads it, since reading it may already allocate what it asks."""
+    for name, digits in re.findall(r"([A-Za-z]*)([0-9]+)", factory):
+        most, meaning = FACTORY_BOUNDS.get(name, (FACTORY_DIMENSIONS, "as a dimension or count"))
+        if len(digits) > 9 or int(digits) > most:
+            shown = digits if len(digits) <= 12 else f"{digits[:12]}..."
+            return f"{name}{shown} asks for {shown} {meaning}, more than the {most:,} any real index needs"
+    for halves, bits in re.findall(r"IMI([0-9]+)x([0-9]+)", factory):  # a multi-index: 2^(halves x bits) lists
+        if int(halves) * int(bits) > 20:
+            return (f"IMI{halves}x{bits} asks for 2^{int(halves) * int(bits)} inverted lists, more than the 2^20 "
+                    "any real index needs")
+    return None
+
+
 class IndexSettings(SettingsGroup):
     """How each embedding space's vectors are indexed and searched."""
 
@@ -80,7 +105,9 @@ class IndexSettings(SettingsGroup):
         "is created and recorded in it"
     ))
     factory: str = Field(default="Flat", description=(
-        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
+        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`; at most 1,048,576 inverted lists, "
+        "256 graph neighbours, 16 bits per code and 65,536 for any other number (FAISS allocates some of them as soon "
+        "as it reads the string)"
     ))
     hnsw_ef_search: int = Field(default=400, ge=1, le=1000, json_schema_extra=flat_name("hnsw_ef_search"),
                                 description=(
@@ -106,6 +133,15 @@ class IndexSettings(SettingsGroup):
         "insert at a time, several times slower; raise it where the server has the memory (about 1.8 GB for "
         "1M vectors of 384 dimensions)"
     ))
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_within_bounds(cls, factory: str) -> str:
+        """Refused here, in one line, rather than by running out of memory where FAISS reads it."""
+        problem = factory_problem(factory)
+        if problem is not None:
+            raise ValueError(problem)
+        return factory
 
 
 class TextEncoderSettings(SettingsGroup):
