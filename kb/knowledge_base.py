@@ -46,6 +46,7 @@ from kb.types import (
     Stats,
 )
 from retrieval.evidence import interleaved, one_hit_per_evidence
+from retrieval.query import readable_query
 from retrieval.retriever import Retriever
 
 if TYPE_CHECKING:
@@ -285,6 +286,7 @@ class KnowledgeBase:
         """
         if top_k < 1:
             raise InvalidRequestError("the number of answers (top_k, --answers) must be positive")
+        question = readable_query(question, "question")  # as far as any stage reads it, once
         passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
         ranked = interleaved(passages, pictures)

@@ -68,7 +68,10 @@ def test_errors_are_one_line_and_nothing_is_created_for_a_missing_folder(
                            (["source", "add", str(kb_env), "--every", "15x"], "cannot read the interval"),
                            (["search", "refund", "-k", "0"], "k must be between 1 and 10,000"),
                            (["search", "refund", "-k", "10001"], "k must be between 1 and 10,000"),
-                           (["ask", "refund?", "-k", "10001"], "k must be between 1 and 10,000")):
+                           (["ask", "refund?", "-k", "10001"], "k must be between 1 and 10,000"),
+                           # a byte that is not UTF-8 on the command line ($'refund \xff policy'): a surrogate
+                           (["search", "refund \udcff policy"], "the query holds a lone UTF-16 surrogate"),
+                           (["ask", "refund \udcff?"], "the question holds a lone UTF-16 surrogate")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and expected in err and err.count("\n") == 1 and "http" not in err
