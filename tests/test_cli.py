@@ -199,6 +199,18 @@ def test_a_terminal_without_unicode_gets_escapes_not_a_crash(kb_env: Path, tmp_p
     assert b"\\u2192" in printed and b"\\u77e5\\u8bc6" in printed
 
 
+def test_stats_escapes_what_kb_json_or_a_variable_says(kb_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The index factory and models shown come from kb.json and KB_* variables: an escape sequence there (one that
+    retitles the terminal) is shown, never sent."""
+    assert main(["ingest", str(kb_env)]) == 0
+    monkeypatch.setenv("KB_INDEX_FACTORY", "Flat\x1b]0;pwned\x07")
+    capsys.readouterr()
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "index Flat\\x1b]0;pwned\\x07," in out
+
+
 def test_eval_refuses_an_out_folder_and_kb_before_evaluating(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "dev.json"
