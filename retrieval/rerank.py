@@ -47,7 +47,7 @@ class CrossEncoderReranker:
         return self._loaded
 
     def _build(self) -> Loaded:
-        folder = resolve_model_folder(self.name)
+        folder = resolve_model_folder(self.name, "reranker model", "KB_RERANKER_MODEL")
         with quiet_model_loading():
             from sentence_transformers.cross_encoder import CrossEncoder
 

@@ -506,6 +506,12 @@ def test_a_missing_model_is_one_clear_error(kb_factory, tmp_path: Path) -> None:
         kb.ingest(write_docs(tmp_path / "docs"))
     assert kb.stats().failed_documents == 0
     assert kb.search("anything", mode="keyword") == []
+    # Each model's error names it and the setting that gives another (a reranker's once named the text model's).
+    kb = kb_factory("reranked", reranker_model=str(tmp_path / "no-such-reranker"))
+    kb.ingest(write_docs(tmp_path / "docs"))
+    with pytest.raises(ModelNotFoundError, match=r"^reranker model '.*no-such-reranker' could not be loaded; looked "
+                                                 r"in: .*Give KB_RERANKER_MODEL a local"):
+        kb.search("days")
 
 
 def test_nested_sources_share_documents(kb_factory, tmp_path: Path) -> None:
