@@ -48,6 +48,9 @@ ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openv
 RerankerBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
+# A torch device as torch names one (whether this machine has it is checked where a model is put on it, so that
+# reading the settings imports no torch).
+DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia|meta)(:[0-9]{1,4})?"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -427,7 +430,8 @@ class Settings(BaseSettings):
         "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
     ))
     device: str | None = Field(default=None, description=(
-        "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
+        "torch device for the encoders and the reader (`cpu`, `cuda`, `cuda:1`, `mps`, ...); default: `cuda` when "
+        "available, else `cpu`. One this machine lacks is an error where a model is put on it"
     ))
     model_cache: str | None = Field(default=None, description=(
         "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"
@@ -446,6 +450,13 @@ class Settings(BaseSettings):
     clip: ClipSettings = Field(default_factory=ClipSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     reader: ReaderSettings = Field(default_factory=ReaderSettings)
+
+    @field_validator("device")
+    @classmethod
+    def _device_as_torch_names_one(cls, device: str | None) -> str | None:
+        if device is not None and not re.fullmatch(DEVICE_PATTERN, device):
+            raise ValueError(f"{device[:40]!r} is not a torch device such as cpu, cuda, cuda:1 or mps")
+        return device
 
     def __init__(self, **values: Any) -> None:
         with _errors_by_flat_name():

@@ -16,6 +16,7 @@ from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.inference.backends import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class SentenceTransformerEncoder(LazyEncoder):
 
             folder = resolve_model_folder(self.name)
             # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
-            model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu",
+            device = torch_device(self.device) if self.backend == "torch" else "cpu"
+            model = SentenceTransformer(str(folder), device=device,
                                         trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    previous_fingerprint=folder_fingerprint(folder, version=1),
