@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from kb.arguments import whole_number
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
@@ -273,11 +274,10 @@ class _Signals:
         return [(chunk_id, score) for chunk_id, score in merged if score > 0]
 
 
-def _check_k(k: int) -> None:
+def _check_k(k: object) -> None:
     """``k`` refused unless 1 to ``MAX_K``: a search reads twice ``k`` candidates from each list, and every one is a
     parameter of the statement that fetches them (PostgreSQL takes 65,535 at most)."""
-    if not 0 < k <= MAX_K:
-        raise InvalidRequestError(f"k must be between 1 and {MAX_K:,}")
+    whole_number(k, "k", MAX_K)
 
 
 def _deepened(candidates: Callable[[int], tuple[list[Hit], bool]], wanted: int, depth: int) -> list[Hit]:
