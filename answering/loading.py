@@ -14,6 +14,7 @@ from kb.config import ReaderPrecision
 from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
 from kb.errors import ModelNotFoundError
+from kb.inference.backends import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     if precision == "int8":  # int8 kernels exist for CPU only
         return quantize_int8(model, int8_float_layers), tokenizer
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    return model.to(device=device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype=dtype), tokenizer
+    return model.to(device=torch_device(device), dtype=dtype), tokenizer
 
 
 def model_inputs(model: Any, tokenizer: Any) -> list[str]:

@@ -21,6 +21,7 @@ from answering.threshold import DEFAULT_UNANSWERABLE_SHARE, ScoredAnswer, record
 from kb.config import Settings
 from kb.containment import read_named_file
 from kb.errors import InvalidRequestError
+from kb.text import NOT_TEXT, is_text
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -114,8 +115,7 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
         raise InvalidRequestError(f"{path}: not a readable SQuAD v1.1/v2.0 file ({type(error).__name__}: "
                                   f"{error})") from error
     if not is_text(data):
-        raise InvalidRequestError(f"{path}: holds a lone UTF-16 surrogate (an escape such as \\ud800 alone), which "
-                                  "is not text")
+        raise InvalidRequestError(f"{path}: holds {NOT_TEXT}")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InvalidRequestError(f"{path} is not a SQuAD file: no top-level 'data' list of articles")
     paragraphs: list[tuple[str, str]] = []
@@ -141,16 +141,6 @@ def load_squad(path: Path, limit: int | None = None) -> SquadSet:
     return SquadSet(version="2.0" if impossible else "1.1", paragraphs=paragraphs,
                     questions=questions[:limit] if limit is not None else questions,
                     sha256=hashlib.sha256(raw).hexdigest())
-
-
-def is_text(value: Any) -> bool:
-    """Whether every string in the parsed JSON ``value`` is text: JSON can escape a lone UTF-16 surrogate
-    (``\\ud800``), which no tokenizer takes and no file can hold as UTF-8."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _answer_start(answer: dict[str, Any]) -> int:

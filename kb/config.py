@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -49,6 +50,9 @@ ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openv
 RerankerBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
+# A torch device as torch names one (whether this machine has it is checked where a model is put on it, so that
+# reading the settings imports no torch).
+DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia|meta)(:[0-9]{1,4})?"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -71,6 +75,30 @@ def flat_name(name: str) -> dict[str, Any]:
     return {"flat_name": name}
 
 
+# The largest number each part of a FAISS index factory string may hold. FAISS allocates some of them as soon as the
+# string is read (`IVF99999999` took 18 GB before a vector was added; `IVF1048576` takes 200 MB) and others for each
+# vector added; real use stays well below: FAISS suggests 65,536 to 262,144 inverted lists even past 100M vectors
+# and 2^20 for a billion, graphs of 4 to 64 neighbours, codes of at most 16 bits.
+FACTORY_BOUNDS = {"IVF": (2**20, "inverted lists"), "HNSW": (256, "neighbours per node"),
+                  "NSG": (256, "neighbours per node"), "x": (16, "bits per code")}
+FACTORY_DIMENSIONS = 65_536  # any other number: a dimension, a count of sub-quantizers
+
+
+def factory_problem(factory: str) -> str | None:
+    """Why a FAISS index factory string asks for more than any real index needs, or None: checked before FAISS
+    reads it, since reading it may already allocate what it asks."""
+    for name, digits in re.findall(r"([A-Za-z]*)([0-9]+)", factory):
+        most, meaning = FACTORY_BOUNDS.get(name, (FACTORY_DIMENSIONS, "as a dimension or count"))
+        if len(digits) > 9 or int(digits) > most:
+            shown = digits if len(digits) <= 12 else f"{digits[:12]}..."
+            return f"{name}{shown} asks for {shown} {meaning}, more than the {most:,} any real index needs"
+    for halves, bits in re.findall(r"IMI([0-9]+)x([0-9]+)", factory):  # a multi-index: 2^(halves x bits) lists
+        if int(halves) * int(bits) > 20:
+            return (f"IMI{halves}x{bits} asks for 2^{int(halves) * int(bits)} inverted lists, more than the 2^20 "
+                    "any real index needs")
+    return None
+
+
 class IndexSettings(SettingsGroup):
     """How each embedding space's vectors are indexed and searched."""
 
@@ -82,7 +110,9 @@ class IndexSettings(SettingsGroup):
         "is created and recorded in it"
     ))
     factory: str = Field(default="Flat", description=(
-        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`"
+        "FAISS `index_factory` string (inner product), e.g. `HNSW32`, `IVF256,Flat`; at most 1,048,576 inverted lists, "
+        "256 graph neighbours, 16 bits per code and 65,536 for any other number (FAISS allocates some of them as soon "
+        "as it reads the string)"
     ))
     hnsw_ef_search: int = Field(default=400, ge=1, le=1000, json_schema_extra=flat_name("hnsw_ef_search"),
                                 description=(
@@ -108,6 +138,15 @@ class IndexSettings(SettingsGroup):
         "insert at a time, several times slower; raise it where the server has the memory (about 1.8 GB for "
         "1M vectors of 384 dimensions)"
     ))
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_within_bounds(cls, factory: str) -> str:
+        """Refused here, in one line, rather than by running out of memory where FAISS reads it."""
+        problem = factory_problem(factory)
+        if problem is not None:
+            raise ValueError(problem)
+        return factory
 
 
 class TextEncoderSettings(SettingsGroup):
@@ -393,7 +432,8 @@ class Settings(BaseSettings):
         "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
     ))
     device: str | None = Field(default=None, description=(
-        "torch device for the encoders and the reader; default: `cuda` when available, else `cpu`"
+        "torch device for the encoders and the reader (`cpu`, `cuda`, `cuda:1`, `mps`, ...); default: `cuda` when "
+        "available, else `cpu`. One this machine lacks is an error where a model is put on it"
     ))
     model_cache: str | None = Field(default=None, description=(
         "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"
@@ -412,6 +452,13 @@ class Settings(BaseSettings):
     clip: ClipSettings = Field(default_factory=ClipSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     reader: ReaderSettings = Field(default_factory=ReaderSettings)
+
+    @field_validator("device")
+    @classmethod
+    def _device_as_torch_names_one(cls, device: str | None) -> str | None:
+        if device is not None and not re.fullmatch(DEVICE_PATTERN, device):
+            raise ValueError(f"{device[:40]!r} is not a torch device such as cpu, cuda, cuda:1 or mps")
+        return device
 
     def __init__(self, **values: Any) -> None:
         with _errors_by_flat_name():

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
+from kb.arguments import fraction, whole_number
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.containment import FileTooLargeError, NotRegularFileError, read_named_file
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
@@ -47,7 +48,8 @@ from kb.types import (
     Stats,
 )
 from retrieval.evidence import interleaved, one_hit_per_evidence
-from retrieval.retriever import Retriever
+from retrieval.query import readable_query
+from retrieval.retriever import MAX_K, Retriever
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -59,6 +61,7 @@ FileCallback = Callable[[int, int, str], None]
 
 log = logging.getLogger(__name__)
 DEFAULT_HOME = ".kb"
+MAX_JOBS = 1_000_000  # runs `jobs` lists at most: years of runs every few minutes
 
 
 
@@ -174,9 +177,8 @@ class KnowledgeBase:
 
     def jobs(self, limit: int = 20) -> list[Job]:
         """The ``limit`` most recent ingest and reindex runs, newest first."""
-        if limit < 1:  # SQL would take a negative limit as none at all
-            raise InvalidRequestError("the number of runs shown (limit, --limit) must be positive")
-        return sources.jobs(self.store, limit)
+        # SQL would take a negative limit as none at all, and one past 64 bits as an overflow
+        return sources.jobs(self.store, whole_number(limit, "the number of runs shown (limit, --limit)", MAX_JOBS))
 
     def scheduler(self, poll_seconds: float = 30.0,
                   on_report: Callable[[IngestReport], None] | None = None) -> Scheduler:
@@ -259,8 +261,8 @@ class KnowledgeBase:
     def image_preview(self, hit: Hit | int) -> bytes:
         """The stored JPEG preview of the image a hit shows or carries (or of an image chunk id)."""
         chunk_id = (hit.image.chunk_id if hit.image is not None else hit.chunk_id) if isinstance(hit, Hit) else hit
-        with self.store.read() as snapshot:
-            preview = snapshot.image_preview(chunk_id)
+        with self.store.read() as snapshot:  # an id past what SQL holds (64 bits) names no image either
+            preview = snapshot.image_preview(chunk_id) if isinstance(chunk_id, int) and 0 < chunk_id < 2**63 else None
         if preview is None:
             raise NotAnImageError(f"chunk {chunk_id} is not an image of this knowledge base")
         return preview
@@ -294,8 +296,10 @@ class KnowledgeBase:
         reader model cannot be loaded it is empty too, with ``status="reader_unavailable"``, a ``message``
         saying what to do, and the evidence still ranked.
         """
-        if top_k < 1:
-            raise InvalidRequestError("the number of answers (top_k, --answers) must be positive")
+        whole_number(top_k, "the number of answers (top_k, --answers)", MAX_K)
+        if threshold is not None:
+            fraction(threshold, "threshold")  # as reader_no_answer_threshold: NaN would never answer
+        question = readable_query(question, "question")  # as far as any stage reads it, once
         passages = self.search(question, k=k, mode=mode, filters=filters, modalities={"text"})
         pictures = self.search(question, k=k, mode=mode, filters=filters, modalities={"image"})
         ranked = interleaved(passages, pictures)

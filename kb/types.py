@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
 
+from kb.text import NOT_TEXT, is_text
+
 Modality = Literal["text", "image"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
@@ -316,6 +318,10 @@ class IngestReport(BaseModel):
         return "; ".join(parts)
 
 
+MAX_PATH_GLOBS = 100  # path globs one search takes: each is two conditions of its statement
+MAX_PATH_GLOB_CHARS = 4096  # a path glob's length: Linux's PATH_MAX
+
+
 class Filters(BaseModel):
     """Typed search filters, applied in SQL. Unknown filter names are an error, never silently ignored.
 
@@ -334,11 +340,19 @@ class Filters(BaseModel):
     ingested_before: datetime | None = None
 
     @model_validator(mode="after")
-    def _refuse_nul(self) -> Filters:
-        """A NUL character matches no path and no database takes it in a pattern (PostgreSQL refuses it)."""
+    def _refuse_unmatchable_globs(self) -> Filters:
+        """Globs a database can take: each a condition of one statement (SQLite's expression tree stops at a depth of
+        1,000, reached by 1,001 globs), no longer than a path can be (SQLite refuses a pattern of 50,000 bytes), and
+        text without a NUL (PostgreSQL refuses one; no path holds one) or a lone surrogate (no database stores one)."""
         globs = [self.path_glob] if isinstance(self.path_glob, str) else self.path_glob or []
+        if len(globs) > MAX_PATH_GLOBS:
+            raise ValueError(f"path_glob gives {len(globs):,} globs; at most {MAX_PATH_GLOBS}")
+        if any(len(glob) > MAX_PATH_GLOB_CHARS for glob in globs):
+            raise ValueError(f"a path_glob is longer than any path ({MAX_PATH_GLOB_CHARS:,} characters)")
         if any("\x00" in glob for glob in globs):
             raise ValueError("path_glob holds a NUL character (\\x00), which no path contains")
+        if not is_text(globs):
+            raise ValueError(f"path_glob holds {NOT_TEXT}")
         return self
 
     @model_validator(mode="after")

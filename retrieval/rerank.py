@@ -15,7 +15,7 @@ from kb.encoders.quiet import quiet_model_loading
 from kb.encoders.sentence_transformer import Loaded, exported_graph, resolve_model_folder, tokenize
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, ExportCache
-from kb.inference.backends import float_backend
+from kb.inference.backends import float_backend, torch_device
 from kb.types import Hit
 
 OFF = {"", "none", "off"}
@@ -47,13 +47,14 @@ class CrossEncoderReranker:
         return self._loaded
 
     def _build(self) -> Loaded:
-        folder = resolve_model_folder(self.name)
+        folder = resolve_model_folder(self.name, "reranker model", "KB_RERANKER_MODEL")
         with quiet_model_loading():
             from sentence_transformers.cross_encoder import CrossEncoder
 
             try:
                 # A model named in kb.json is data, never code: no custom modelling code runs.
-                model = CrossEncoder(str(folder), device=self.device if self.backend == "torch" else "cpu",
+                device = torch_device(self.device) if self.backend == "torch" else "cpu"
+                model = CrossEncoder(str(folder), device=device,
                                      trust_remote_code=False)
             except (OSError, ValueError) as error:
                 raise ModelNotFoundError(f"reranker model {self.name!r} could not be loaded from {folder} "

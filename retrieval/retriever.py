@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from kb.arguments import whole_number
 from kb.config import Settings
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
@@ -25,7 +26,8 @@ from retrieval.calibration import Backgrounds, Typical, align, merge_by_standard
 from retrieval.dense import dense_scores
 from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
-from retrieval.keyword import keyword_scores, keyword_search
+from retrieval.keyword import keyword_scores, keyword_search, query_terms
+from retrieval.query import readable_query
 from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 from retrieval.translation import english_gloss
 
@@ -74,8 +76,7 @@ class Retriever:
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", filters: Filters | None = None,
                modalities: Iterable[str] | None = None) -> list[Hit]:
-        if not query.strip():
-            raise InvalidRequestError("the query is empty")
+        query = readable_query(query)
         _check_k(k)
         if mode not in SEARCH_MODES:
             raise InvalidRequestError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
@@ -106,6 +107,7 @@ class Retriever:
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # The query is encoded first, so that the snapshot below is as short as a read can be.
         vector = self._query_vector(query) if text_space is not None else None
+        terms = query_terms(self.keywords, query) if mode != "dense" else []
         clip_vector = self.clip.encode([query])[0] if vector is not None and clip_space is not None and \
             self.clip is not None else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
@@ -127,17 +129,17 @@ class Retriever:
                         signals.clip_scale = (self.backgrounds.typical(snapshot, clip_space, clip_vector, "image"),
                                               self.backgrounds.typical(snapshot, text_space, vector, "text"))
                 if mode != "dense":
-                    signals.keyword = keyword_search(snapshot, self.keywords, query, depth, filters, wanted)
+                    signals.keyword = keyword_search(snapshot, terms, depth, filters, wanted)
                 full = any(len(found) >= depth for found in (signals.text, signals.clip, signals.keyword))
                 if mode == "hybrid" and self.settings.fusion.true_scores:
-                    self._complete(snapshot, signals, query, text_space, vector, clip_space)
+                    self._complete(snapshot, signals, terms, text_space, vector, clip_space)
                 dense = signals.dense()
                 ranked = self._fuse(mode, dense, signals.keyword, language)
                 return self._hits(snapshot, ranked, dict(dense), dict(signals.keyword), dict(signals.clip)), full
 
             return _deepened(candidates, wanted_hits, depth)
 
-    def _complete(self, snapshot: Snapshot, signals: _Signals, query: str, text_space: Space | None,
+    def _complete(self, snapshot: Snapshot, signals: _Signals, terms: list[str], text_space: Space | None,
                   vector: np.ndarray | None, clip_space: Space | None) -> None:
         """Give every fusion candidate its true score on every signal: a candidate one retriever found but the
         other did not rank high enough is scored by that other one too (its cosine from its stored vectors, its
@@ -148,8 +150,7 @@ class Retriever:
             if clip_space is not None and signals.clip_vector is not None:
                 signals.clip += dense_scores(snapshot, clip_space, signals.clip_vector,
                                              candidates - {i for i, _ in signals.clip}, modality="image")
-        signals.keyword += keyword_scores(snapshot, self.keywords, query,
-                                          candidates - {i for i, _ in signals.keyword})
+        signals.keyword += keyword_scores(snapshot, terms, candidates - {i for i, _ in signals.keyword})
         signals.keyword.sort(key=lambda pair: (-pair[1], pair[0]))
 
     def image_space(self) -> Space:
@@ -279,11 +280,10 @@ class _Signals:
         return [(chunk_id, score) for chunk_id, score in merged if score > 0]
 
 
-def _check_k(k: int) -> None:
+def _check_k(k: object) -> None:
     """``k`` refused unless 1 to ``MAX_K``: a search reads twice ``k`` candidates from each list, and every one is a
     parameter of the statement that fetches them (PostgreSQL takes 65,535 at most)."""
-    if not 0 < k <= MAX_K:
-        raise InvalidRequestError(f"k must be between 1 and {MAX_K:,}")
+    whole_number(k, "k", MAX_K)
 
 
 def _deepened(candidates: Callable[[int], tuple[list[Hit], bool]], wanted: int, depth: int) -> list[Hit]:

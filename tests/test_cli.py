@@ -68,10 +68,22 @@ def test_errors_are_one_line_and_nothing_is_created_for_a_missing_folder(
                            (["source", "add", str(kb_env), "--every", "15x"], "cannot read the interval"),
                            (["search", "refund", "-k", "0"], "k must be between 1 and 10,000"),
                            (["search", "refund", "-k", "10001"], "k must be between 1 and 10,000"),
-                           (["ask", "refund?", "-k", "10001"], "k must be between 1 and 10,000")):
+                           (["ask", "refund?", "-k", "10001"], "k must be between 1 and 10,000"),
+                           # a byte that is not UTF-8 on the command line ($'refund \xff policy'): a surrogate
+                           (["search", "refund \udcff policy"], "the query holds a lone UTF-16 surrogate"),
+                           (["ask", "refund \udcff?"], "the question holds a lone UTF-16 surrogate"),
+                           (["search", "refund", "--path", "\udcff*"], "path_glob holds a lone UTF-16 surrogate"),
+                           (["search", "refund", "--path", "*" * 60_000], "longer than any path"),
+                           (["search", "refund", *["--path", "*.txt"] * 1001], "1,001 globs; at most 100"),
+                           (["preview", "99999999999999999999", "out.jpg"], "is not an image of this knowledge"),
+                           (["jobs", "--limit", "99999999999999999999"], "must be between 1 and 1,000,000")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and expected in err and err.count("\n") == 1 and "http" not in err
+    # Dates whose UTC lies past what Python's datetime holds (an OverflowError once) bound nothing.
+    assert main(["search", "refund", "--modified-after", "0001-01-01T00:00:00+14:00",
+                 "--modified-before", "9999-12-31T23:00:00-05:00"]) == 0
+    assert "returns.html" in capsys.readouterr().out
     # A filter that leaves nothing to match gives nothing, not a hit with no evidence.
     assert main(["search", "refund", "--type", "png"]) == 0
     assert capsys.readouterr().out.strip() == "no results"
@@ -194,6 +206,18 @@ def test_a_terminal_without_unicode_gets_escapes_not_a_crash(kb_env: Path, tmp_p
     latin1.flush()
     printed = latin1.buffer.getvalue()  # type: ignore[attr-defined]
     assert b"\\u2192" in printed and b"\\u77e5\\u8bc6" in printed
+
+
+def test_stats_escapes_what_kb_json_or_a_variable_says(kb_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The index factory and models shown come from kb.json and KB_* variables: an escape sequence there (one that
+    retitles the terminal) is shown, never sent."""
+    assert main(["ingest", str(kb_env)]) == 0
+    monkeypatch.setenv("KB_INDEX_FACTORY", "Flat\x1b]0;pwned\x07")
+    capsys.readouterr()
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "index Flat\\x1b]0;pwned\\x07," in out
 
 
 def test_eval_refuses_an_out_folder_and_kb_before_evaluating(tmp_path: Path,

@@ -284,3 +284,44 @@ def test_an_empty_reranker_variable_still_turns_a_recorded_reranker_off(
     assert not reranker_enabled(load_settings(tmp_path, {}).reranker.model)
     monkeypatch.delenv("KB_RERANKER_MODEL")
     assert reranker_enabled(load_settings(tmp_path, {}).reranker.model)
+
+
+@pytest.mark.parametrize(("factory", "refused"), [
+    ("IVF99999999,Flat", "IVF99999999 asks for 99999999 inverted lists, more than the 1,048,576"),
+    ("IVF4096_HNSW100000,Flat", "HNSW100000 asks for 100000 neighbours per node"),
+    ("IMI2x16,Flat", "IMI2x16 asks for 2^32 inverted lists"),
+    ("IVF256,PQ64x24", "x24 asks for 24 bits per code"),
+    ("PCA99999999,Flat", "PCA99999999 asks for 99999999 as a dimension or count"),
+    ("IVF" + "9" * 5000, "IVF999999999999... asks for"),
+])
+def test_an_index_factory_asking_for_absurd_sizes_is_refused_before_faiss_allocates_them(
+        factory: str, refused: str) -> None:
+    """FAISS allocates an IVF index's lists as it reads the string (IVF99999999 took 18 GB), so the setting is
+    refused where it is validated, never handed to FAISS; real strings pass."""
+    assert Settings(index_factory="OPQ16_64,IVF262144_HNSW32,PQ16x8").index.factory.startswith("OPQ16")
+    [issue] = _errors(index_factory=factory)
+    assert issue["loc"] == ("index_factory",) and refused in issue["msg"]
+
+
+def test_the_cli_refuses_an_absurd_index_factory_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setenv("KB_INDEX_FACTORY", "HNSW100000")  # costs nothing to build, gigabytes per vector added
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(tmp_path / "docs")]) == 2
+    assert capsys.readouterr().err == ("kb: error: index_factory: HNSW100000 asks for 100000 neighbours per node, "
+                                       "more than the 256 any real index needs\n")
+
+
+def test_a_device_is_refused_by_its_form_in_the_settings_and_by_its_absence_where_it_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """KB_DEVICE=nonsense or cuda:99 let search run (on ONNX Runtime) and ask die with torch's RuntimeError."""
+    from kb.inference.backends import torch_device
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setenv("KB_DEVICE", "nonsense")
+    assert main(["--kb", str(tmp_path / "kb"), "ingest", str(tmp_path / "docs")]) == 2
+    assert capsys.readouterr().err == ("kb: error: device: 'nonsense' is not a torch device such as cpu, cuda, cuda:1 "
+                                       "or mps\n")
+    assert Settings(device="cuda:99").device == "cuda:99" and torch_device("cpu") == "cpu"
+    with pytest.raises(ConfigurationError, match=r"device 'cuda:99' \(KB_DEVICE\) is not on this machine: "):
+        torch_device("cuda:99")

@@ -34,6 +34,8 @@ from kb.errors import (
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
+from retrieval import retriever
+from retrieval.query import MAX_QUERY_CHARS
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
 from tests.test_hostile_files import _assert_nothing_outside
 from tests.test_knowledge_base import DOCS, write_docs
@@ -517,3 +519,27 @@ def test_a_query_as_long_as_a_document_is_searched_by_its_first_terms(kb_factory
     assert [hit.keyword_score > 0 for hit in hybrid if Path(hit.path).name == "warranty.txt"] == [True]
     late = " ".join(f"term{number}" for number in range(70_000)) + " compressor"
     assert knowledge_base.search(late, k=2, mode="keyword") == []  # past the first 1,024 terms
+
+
+def test_a_question_longer_than_any_stage_reads_is_cut_once_where_search_and_ask_start(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10 MB question took 14 s and 1.4 GB to search and 34 s to ask (1.5 MB of Chinese 42 s): the encoder's
+    tokenizer, keyword tokenisation (twice) and the query-vector cache each had all of it, though each reads only
+    its start. Now no stage is handed more than ``MAX_QUERY_CHARS``, and the answer is the same."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "warranty.txt").write_text("The warranty covers the compressor for ten years.", encoding="utf-8")
+    (docs / "other.txt").write_text("Vacation days carry over to the next year.", encoding="utf-8")
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(docs)
+    handed: list[int] = []
+    encoder = knowledge_base.retriever.encoder
+    encode, terms = encoder.encode, retriever.query_terms
+    monkeypatch.setattr(encoder, "encode", lambda texts, *a, **kw: handed.extend(map(len, texts)) or
+                        encode(texts, *a, **kw))
+    monkeypatch.setattr(retriever, "query_terms", lambda tokenizer, query: handed.append(len(query)) or
+                        terms(tokenizer, query))
+    question = "  compressor warranty" + " compressor" * 1_000_000  # 11 MB, leading blanks left out
+    assert Path(knowledge_base.search(question, k=1, mode="keyword")[0].path).name == "warranty.txt"
+    assert knowledge_base.ask(question, k=1).question == question.lstrip()[:MAX_QUERY_CHARS]
+    assert handed and max(handed) == MAX_QUERY_CHARS

@@ -15,7 +15,14 @@ from sqlalchemy import event
 
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
-from kb.errors import EncoderMismatchError, ModelNotFoundError, SchemaError, StorageError, WriterBusyError
+from kb.errors import (
+    EncoderMismatchError,
+    KbError,
+    ModelNotFoundError,
+    SchemaError,
+    StorageError,
+    WriterBusyError,
+)
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
@@ -506,6 +513,12 @@ def test_a_missing_model_is_one_clear_error(kb_factory, tmp_path: Path) -> None:
         kb.ingest(write_docs(tmp_path / "docs"))
     assert kb.stats().failed_documents == 0
     assert kb.search("anything", mode="keyword") == []
+    # Each model's error names it and the setting that gives another (a reranker's once named the text model's).
+    kb = kb_factory("reranked", reranker_model=str(tmp_path / "no-such-reranker"))
+    kb.ingest(write_docs(tmp_path / "docs"))
+    with pytest.raises(ModelNotFoundError, match=r"^reranker model '.*no-such-reranker' could not be loaded; looked "
+                                                 r"in: .*Give KB_RERANKER_MODEL a local"):
+        kb.search("days")
 
 
 def test_nested_sources_share_documents(kb_factory, tmp_path: Path) -> None:
@@ -699,3 +712,30 @@ def test_empty_documents_are_a_status_of_their_own(kb_factory, tmp_path: Path) -
     assert any("hold no text" in note for note in kb.doctor().notes)
     assert kb.ingest(folder).unchanged  # an empty document is not read again until it changes
     assert scan in kb.ingest(folder).unchanged
+
+
+@pytest.mark.parametrize(("call", "refused"), [
+    (lambda kb: kb.search("days", k=5.5), "k must be between 1 and 10,000, a whole number (got 5.5)"),
+    (lambda kb: kb.search("days", k=True), "k must be between 1 and 10,000, a whole number (got True)"),
+    (lambda kb: kb.search("days", k="5"), "k must be between 1 and 10,000"),
+    (lambda kb: kb.ask("days?", k=2.5), "k must be between 1 and 10,000"),
+    (lambda kb: kb.ask("days?", top_k=2.5), "the number of answers (top_k, --answers) must be between 1 and 10,000"),
+    (lambda kb: kb.ask("days?", top_k=float("nan")), "the number of answers (top_k, --answers) must be between"),
+    (lambda kb: kb.ask("days?", threshold=float("nan")), "threshold must be a number from 0 to 1 (got nan)"),
+    (lambda kb: kb.ask("days?", threshold=float("-inf")), "threshold must be a number from 0 to 1 (got -inf)"),
+    (lambda kb: kb.ask("days?", threshold=1.5), "threshold must be a number from 0 to 1"),
+    (lambda kb: kb.jobs(limit=2**70), "the number of runs shown (limit, --limit) must be between 1 and 1,000,000"),
+    (lambda kb: kb.jobs(limit=2.0), "the number of runs shown (limit, --limit) must be between"),
+    (lambda kb: kb.search("\ud800"), "the query holds a lone UTF-16 surrogate"),
+    (lambda kb: kb.ask("refund \ud800?"), "the question holds a lone UTF-16 surrogate"),
+    (lambda kb: kb.search("days", filters={"path_glob": ["*.txt"] * 100_000}), "100,000 globs; at most 100"),
+    (lambda kb: kb.search("days", filters={"path_glob": "*" * 60_000}), "longer than any path (4,096 characters)"),
+    (lambda kb: kb.search("days", filters={"path_glob": "\ud800*"}), "path_glob holds a lone UTF-16 surrogate"),
+    (lambda kb: kb.image_preview(2**70), "chunk 1180591620717411303424 is not an image"),
+])
+def test_arguments_of_the_wrong_kind_or_past_their_bounds_are_refused_in_one_line(kb_factory, call, refused) -> None:
+    """Each once failed deep inside (a TypeError from the tokenizer or torch, an OverflowError or a 'pattern too
+    complex' from SQL after 35 s), or was taken silently (``k=True`` as 1, ``threshold=nan`` as never answering)."""
+    with pytest.raises((KbError, ValidationError)) as raised:
+        call(kb_factory())
+    assert refused in str(raised.value) and (isinstance(raised.value, KbError) or "path_glob" in str(raised.value))

@@ -92,7 +92,7 @@ def test_abstains_without_answer_and_below_threshold(kb_factory: OpenKB, tiny_re
     above = knowledge_base.ask(question("chen"), k=4, threshold=(score + 1.0) / 2)
     assert above.status == "no_answer" and not above.answers and above.evidence
     for top_k in (0, -1):  # no answers asked for is a mistake, not "the knowledge base holds no answer"
-        with pytest.raises(InvalidRequestError, match="must be positive"):
+        with pytest.raises(InvalidRequestError, match="must be between 1 and"):
             knowledge_base.ask(question("chen"), top_k=top_k)
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from answering.squad_eval import is_text
 from kb.cards import DataFile
 from kb.containment import read_named_file
+from kb.text import is_text
 from training.errors import TrainingDataError
 
 

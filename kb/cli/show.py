@@ -104,11 +104,12 @@ def stats(value: Stats) -> None:
                                                        (len(value.warnings), "with warnings")) if count]
     detail = f" ({', '.join(partial)})" if partial else ""
     print(f"documents       {value.documents} ingested{detail}, {value.failed_documents} failed")
-    print(f"file types      {', '.join(f'{k}: {v}' for k, v in sorted(value.file_types.items())) or '-'}")
+    print(f"file types      {', '.join(f'{safe(k)}: {v}' for k, v in sorted(value.file_types.items())) or '-'}")
     print(f"chunks          {value.chunks} ({value.images} of them images)")
     for space in value.spaces:
-        print(f"space {space.name:<9} {space.model}, {space.dimension} dims, {space.vectors} vectors, "
-              f"index {space.index_factory}, generation {space.generation}")
+        # the model and factory come from kb.json or KB_* variables, which anyone with write access may have set
+        print(f"space {safe(space.name):<9} {safe(space.model)}, {space.dimension} dims, {space.vectors} vectors, "
+              f"index {safe(space.index_factory)}, generation {space.generation}")
     for notice in value.notices:
         print(f"notice          {one_line(notice)}")
     print(f"last run        {f'{value.last_run:%Y-%m-%d %H:%M:%S} UTC' if value.last_run else '-'}")

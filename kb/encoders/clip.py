@@ -24,6 +24,7 @@ from kb.encoders.fingerprint import VERSION, file_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.inference.backends import torch_device
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -139,11 +140,10 @@ class ClipEncoder(LazyEncoder):
     def _build(self) -> tuple[_Loaded, EncoderIdentity]:
         log.info("loading CLIP model %s (%s)", self.model, self.pretrained)
         import open_clip
-        import torch
 
         architecture = resolve_architecture(self.model)
         checkpoint, tag = resolve_checkpoint(architecture, self.pretrained)
-        device = "cpu" if self.backend != "torch" else self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cpu" if self.backend != "torch" else torch_device(self.device)
         quick_gelu = bool(tag.get("quick_gelu", False))
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(

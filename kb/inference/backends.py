@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Literal, get_args
 
 from kb import optional
-from kb.errors import BackendUnavailableError
+from kb.errors import BackendUnavailableError, ConfigurationError
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]  # exported on first use
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -41,6 +41,22 @@ def runs_on_cpu(device: str | None) -> bool:
     import torch
 
     return not torch.cuda.is_available()
+
+
+def torch_device(device: str | None) -> str:
+    """The torch device a model is put on: ``device``, else ``cuda`` where a GPU is visible, else ``cpu``. One this
+    machine lacks (``cuda:99``, ``cuda`` without a GPU) is a ``ConfigurationError`` naming the setting, not torch's
+    error from deep inside a model load (search on ONNX Runtime worked while ask died)."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:  # torch without CUDA asserts, a missing ordinal is an error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigurationError(f"device {device!r} (KB_DEVICE) is not on this machine: {reason}") from error
+    return device
 
 
 @cache

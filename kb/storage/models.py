@@ -40,8 +40,15 @@ def file_time(mtime_ns: int) -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """A user's datetime (aware, or naive meaning UTC) as naive UTC, for comparing with stored timestamps."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    """A user's datetime (aware, or naive meaning UTC) as naive UTC, for comparing with stored timestamps. A moment
+    within hours of year 1 or 9999 whose UTC falls outside what ``datetime`` holds (``0001-01-01T00:00+14:00``) is
+    the nearest it holds: every stored time compares with either as with the moment itself."""
+    if not moment.tzinfo:
+        return moment
+    try:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:
+        return datetime.min if moment.year == datetime.min.year else datetime.max
 
 
 # A document's status: "ok" (its text is indexed), "empty" (it was read and holds no text: a scan without OCR, an
