@@ -27,4 +27,3 @@ def fraction(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise InvalidRequestError(f"{name} must be a number from 0 to 1 (got {repr(value)[:40]})")
     return float(value)
-
