@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,8 @@ def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, sa
 def _damage(database: Path, how: str) -> None:
     """Damage the SQLite file ``database`` as a crash, a bad disk or a hand could (its write-ahead log gone too,
     which would otherwise still hold the pages)."""
+    with closing(sqlite3.connect(database)) as connection:  # where the chunks table starts (page numbers from 1)
+        (chunks_page,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'chunks'").fetchone()
     for log in database.parent.glob(f"{database.name}-*"):
         log.unlink()
     data = bytearray(database.read_bytes())
@@ -144,11 +147,15 @@ def _damage(database: Path, how: str) -> None:
     elif how == "flipped":  # the schema's page
         data[100:4096] = bytes(byte ^ 0xFF for byte in data[100:4096])
         database.write_bytes(data)
+    elif how == "chunks page":  # the database opens well; the first query of the chunks meets the damage
+        start, end = (chunks_page - 1) * 4096, chunks_page * 4096
+        data[start:end] = bytes(byte ^ 0xFF for byte in data[start:end])
+        database.write_bytes(data)
     else:
         _plant(database, how)
 
 
-@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "fifo", "/dev/zero"])
+@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "fifo", "/dev/zero"])
 def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,4 +171,5 @@ def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path
             [error] = errors(capsys.readouterr().err)
             shown = "/dev/zero" if how == "/dev/zero" else str(database)  # the file the link leads to
             assert error.startswith(f"kb: error: the database {shown} is damaged or not a SQLite database (")
-            assert error.endswith("restore it from a backup")
+            assert error.endswith("restore it from a backup, or move the knowledge base aside and ingest its sources "
+                                  "again")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +50,14 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_damage(context: ExceptionContext) -> None:
+        """A page found damaged by a query after the database opened well: the same one line as at opening, from
+        any search, report or run, instead of a traceback."""
+        code = getattr(context.original_exception, "sqlite_errorcode", 0) & 0xFF
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise _unreadable(engine, str(engine.url), context.original_exception)
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:
@@ -101,7 +110,8 @@ def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadabl
     where = engine.url.database or redact(url)
     if isinstance(cause, UnicodeDecodeError) or code in _DAMAGED:
         return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({cause}); restore "
-                                       "it from a backup")
+                                       "it from a backup, or move the knowledge base aside and ingest its sources "
+                                       "again")
     return DatabaseUnreadableError(f"cannot open the database {where}: {cause}")
 
 
