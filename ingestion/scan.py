@@ -133,7 +133,12 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
         root_descriptor = open_folder(root)
     except RefusedFileError as error:
         raise SourceUnavailableError(f"{root} cannot be opened without following a symlink (it, or a folder above "
-                                     "it, was replaced by one, or it is missing); nothing was read or removed") from error
+                                     "it, was replaced by one); nothing was read or removed") from error
+    except OSError as error:  # not readable: reported as any folder that cannot be listed, its documents kept
+        unreadable = ScanResult()
+        unreadable.failed.append(FailedFile(path=str(root), reason=f"folder could not be read: {error.strerror}"))
+        unreadable.unreadable_dirs.append(root)
+        return unreadable
     try:
         excluded = _identity(exclude) if exclude is not None else None
         return _Walk(root, root_descriptor, follow_symlinks_outside, excluded).run()

@@ -52,7 +52,7 @@ DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
 # A torch device as torch names one (whether this machine has it is checked where a model is put on it, so that
 # reading the settings imports no torch).
-DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia|meta)(:[0-9]{1,4})?"
+DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia)(:[0-9]{1,4})?"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -638,7 +638,7 @@ def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
     recorded: dict[str, Any] = {}
     path = kb_dir / CONFIG_FILE
     try:
-        raw: bytes | None = read_own_file(path, CONFIG_BYTES)
+        raw: bytearray | None = read_own_file(path, CONFIG_BYTES)
     except FileNotFoundError:
         raw = None
     except (NotRegularFileError, FileTooLargeError) as error:

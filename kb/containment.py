@@ -37,7 +37,8 @@ class FileTooLargeError(KbError, ValueError):
 
 
 class NotRegularFileError(KbError, OSError):
-    """A file named as data (training or evaluation files) that is missing, unreadable or not a regular file."""
+    """A file named as data (training and evaluation files, a picture to search by) or kept in the knowledge base's
+    own folder that is missing, unreadable or not a regular file."""
 
 
 def read_named_file(path: Path, max_bytes: int | None = None) -> bytes:
@@ -50,11 +51,12 @@ def read_named_file(path: Path, max_bytes: int | None = None) -> bytes:
                                   "device)") from None
 
 
-def read_own_file(path: Path, max_bytes: int) -> bytes:
+def read_own_file(path: Path, max_bytes: int) -> bytearray:
     """The bytes of a file the knowledge base keeps in its own folder (its settings, an index cache), where whoever
     can write to the folder could plant anything: only a regular file, its name not a symlink, opened without
-    blocking, of at most ``max_bytes``. ``FileNotFoundError`` when there is none, ``NotRegularFileError`` when it is
-    something else. Read in one piece (no copy: an index cache may hold gigabytes)."""
+    blocking, of at most ``max_bytes``, never more than its size when opened (a file still growing is refused, not
+    read on). ``FileNotFoundError`` when there is none, ``NotRegularFileError`` when it is something else. Read into
+    one buffer (no copy: an index cache may hold gigabytes)."""
     try:
         descriptor = os.open(path, _FILE_FLAGS)
     except FileNotFoundError:
@@ -67,9 +69,14 @@ def read_own_file(path: Path, max_bytes: int) -> bytes:
             raise NotRegularFileError(_NOT_OWN)
         if status.st_size > max_bytes:
             raise FileTooLargeError(_too_large(status.st_size, max_bytes))
-        data = handle.readall()  # sized from fstat: one buffer, however large; a regular file ends
-    if len(data) > max_bytes:  # grown since fstat
-        raise FileTooLargeError(_too_large(len(data), max_bytes))
+        data = bytearray(status.st_size + 1)  # a byte more than its size: a file grown since fills it
+        filled = 0
+        with memoryview(data) as view:
+            while filled < len(data) and (count := handle.readinto(view[filled:])):
+                filled += count
+    if filled > status.st_size:
+        raise FileTooLargeError(f"file grew past its {status.st_size:,} bytes while it was read")
+    del data[filled:]
     return data
 
 
@@ -81,8 +88,8 @@ def inside(path: str, root: str) -> bool:
 def open_folder(root: Path) -> int:
     """A descriptor of the folder at the absolute path ``root``, opened name by name from ``/`` without following a
     symlink; ``RefusedFileError`` when one of them is a symlink (a folder replaced by a link, however briefly: a run
-    must never walk or read where it leads). Walks and reads below go by descriptor from here, so a later swap cannot
-    redirect them."""
+    must never walk or read where it leads), the ``OSError`` itself when it is missing or cannot be read. Walks and
+    reads below go by descriptor from here, so a later swap cannot redirect them."""
     if not root.is_absolute() or ".." in root.parts:
         raise RefusedFileError()
     descriptor = os.open(os.sep, _DIRECTORY_FLAGS)
@@ -91,9 +98,11 @@ def open_folder(root: Path) -> int:
             child = os.open(name, _DIRECTORY_FLAGS, dir_fd=descriptor)
             os.close(descriptor)
             descriptor = child
-    except OSError:
+    except OSError as error:
         os.close(descriptor)
-        raise RefusedFileError() from None
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink (or a file) where a folder was
+            raise RefusedFileError() from None
+        raise  # missing, or not readable: said as it is
     return descriptor
 
 
@@ -121,7 +130,10 @@ def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None,
         except OSError:
             raise RefusedFileError() from None
     else:
-        folder = open_folder(root)
+        try:
+            folder = open_folder(root)
+        except OSError:
+            raise RefusedFileError() from None
     try:
         for part in parts[:-1]:
             child = os.open(part, _DIRECTORY_FLAGS, dir_fd=folder)

@@ -269,18 +269,17 @@ class KnowledgeBase:
 
     def _query_image(self, image: ImageQuery) -> Image:
         """An image to search with, decoded with the same guards as ingested images; a path is read only if it is a
-        regular file of at most the size allowed an image a document references (a FIFO or ``/dev/zero`` is
-        refused at once)."""
+        regular file of at most ``max_file_mb``, as an image file ingested (a FIFO or ``/dev/zero`` is refused at
+        once)."""
         from PIL import Image
 
-        from ingestion.loaders.base import Limits
         from ingestion.loaders.images import decode_image
 
         if isinstance(image, Image.Image):
             return image.convert("RGB")
         path = Path(image)
         try:
-            data = read_named_file(path, Limits.max_bytes)
+            data = read_named_file(path, int(self.settings.ingestion.max_file_mb * 2**20))
         except (NotRegularFileError, FileTooLargeError) as error:
             raise InvalidRequestError(f"{path}: cannot search by this image: {error}") from error
         return decode_image(data, path.name, max_pixels=self.settings.ingestion.max_image_pixels).image

@@ -15,7 +15,7 @@ from kb.encoders.quiet import quiet_model_loading
 from kb.encoders.sentence_transformer import Loaded, exported_graph, resolve_model_folder, tokenize
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, ExportCache
-from kb.inference.backends import float_backend, torch_device
+from kb.inference.backends import checked_device, float_backend
 from kb.types import Hit
 
 OFF = {"", "none", "off"}
@@ -53,7 +53,7 @@ class CrossEncoderReranker:
 
             try:
                 # A model named in kb.json is data, never code: no custom modelling code runs.
-                device = torch_device(self.device) if self.backend == "torch" else "cpu"
+                device = checked_device(self.device) if self.backend == "torch" else "cpu"
                 model = CrossEncoder(str(folder), device=device,
                                      trust_remote_code=False)
             except (OSError, ValueError) as error:

@@ -315,7 +315,7 @@ def test_the_cli_refuses_an_absurd_index_factory_in_one_line(tmp_path: Path, mon
 def test_a_device_is_refused_by_its_form_in_the_settings_and_by_its_absence_where_it_is_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """KB_DEVICE=nonsense or cuda:99 let search run (on ONNX Runtime) and ask die with torch's RuntimeError."""
-    from kb.inference.backends import torch_device
+    from kb.inference.backends import checked_device, torch_device
 
     (tmp_path / "docs").mkdir()
     monkeypatch.setenv("KB_DEVICE", "nonsense")
@@ -323,5 +323,9 @@ def test_a_device_is_refused_by_its_form_in_the_settings_and_by_its_absence_wher
     assert capsys.readouterr().err == ("kb: error: device: 'nonsense' is not a torch device such as cpu, cuda, cuda:1 "
                                        "or mps\n")
     assert Settings(device="cuda:99").device == "cuda:99" and torch_device("cpu") == "cpu"
-    with pytest.raises(ConfigurationError, match=r"device 'cuda:99' \(KB_DEVICE\) is not on this machine: "):
-        torch_device("cuda:99")
+    for missing in ("cuda:99", "hpu"):  # hpu: torch built without it fails to import its module, not a RuntimeError
+        with pytest.raises(ConfigurationError, match=rf"device '{missing}' \(KB_DEVICE\) is not on this machine: "):
+            torch_device(missing)
+    with pytest.raises(ValidationError):  # a model put on meta has no weights
+        Settings(device="meta")
+    assert checked_device(None) is None  # unset: sentence-transformers chooses among cuda, mps, xpu... as before

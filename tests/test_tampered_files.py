@@ -41,10 +41,11 @@ def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
     kb = image_kb()
     kb.ingest(folder)
     os.mkfifo(tmp_path / "pipe.png")  # read_bytes() waited for a writer forever
-    with open(tmp_path / "huge.png", "wb") as huge:  # sparse: 50 MB and a byte, over the referenced-image limit
-        huge.truncate((50 << 20) + 1)
+    with open(tmp_path / "huge.png", "wb") as huge:  # sparse: over max_file_mb, the limit of an ingested image file
+        huge.truncate(int(kb.settings.ingestion.max_file_mb * 2**20) + 1)
     refused = {tmp_path / "pipe.png": "not a readable regular file", Path("/dev/zero"): "not a readable regular file",
-               tmp_path: "not a readable regular file", tmp_path / "huge.png": "over the 50 MB limit"}
+               tmp_path: "not a readable regular file",
+               tmp_path / "huge.png": f"over the {kb.settings.ingestion.max_file_mb:g} MB limit"}
     with bounded(60, "a search by image"):
         for path, said in refused.items():
             with pytest.raises(InvalidRequestError, match=said) as raised:
@@ -64,8 +65,8 @@ def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
 
 
 def _plant(path: Path, what: str) -> None:
-    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, a sparse file of a gigabyte, or JSON
-    nested 200,000 deep."""
+    """Put ``what`` in the place of ``path``: a symlink to /dev/zero, a FIFO, a sparse file of a terabyte (read
+    whole, it could not be held), or JSON nested 200,000 deep."""
     path.unlink(missing_ok=True)
     if what == "deep":
         path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
@@ -75,7 +76,7 @@ def _plant(path: Path, what: str) -> None:
         os.mkfifo(path)
     else:
         with open(path, "wb") as sparse:
-            sparse.truncate(1 << 30)
+            sparse.truncate(1 << 40)
 
 
 @pytest.mark.parametrize("planted", ["text.faiss=/dev/zero", "text.faiss=fifo", "text.faiss=sparse",
@@ -117,7 +118,7 @@ def test_an_index_folder_replaced_by_a_symlink_is_neither_written_nor_cleaned_th
 @pytest.mark.parametrize(("what", "said"), [
     ("/dev/zero", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
     ("fifo", "cannot be read as settings: not a regular file (a symlink, a FIFO or a device"),
-    ("sparse", "cannot be read as settings: file is 1024.0 MB, over the 4 MB limit"),
+    ("sparse", "cannot be read as settings: file is 1048576.0 MB, over the 4 MB limit"),
     ("deep", "is not readable JSON (maximum recursion depth exceeded")])
 def test_a_settings_file_planted_in_the_knowledge_base_is_one_line(what: str, said: str, kb_factory, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,6 +148,8 @@ def _damage(database: Path, how: str) -> None:
     elif how == "flipped":  # the schema's page
         data[100:4096] = bytes(byte ^ 0xFF for byte in data[100:4096])
         database.write_bytes(data)
+    elif how == "stored text":  # no page damaged: a word's bytes no longer UTF-8, met when a search reads it
+        database.write_bytes(bytes(data).replace(b"margrave", b"\xff" * 8))
     elif how == "chunks page":  # the database opens well; the first query of the chunks meets the damage
         start, end = (chunks_page - 1) * 4096, chunks_page * 4096
         data[start:end] = bytes(byte ^ 0xFF for byte in data[start:end])
@@ -155,21 +158,43 @@ def _damage(database: Path, how: str) -> None:
         _plant(database, how)
 
 
-@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "fifo", "/dev/zero"])
+@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "stored text", "fifo",
+                                 "/dev/zero"])
 def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    kb_factory().ingest(write_docs(tmp_path / "docs"))
-    kb_factory().close()
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()  # no connection left holding the write-ahead log's shared memory
     database = tmp_path / "kb" / "kb.sqlite"
     _damage(database, how)
     monkeypatch.setenv("KB_DEVICE", "cpu")
     capsys.readouterr()
     with bounded(60, "opening a damaged database"):
-        for command in (["stats"], ["search", "margrave"], ["doctor"]):
+        met_later = how in ("chunks page", "stored text")  # only by what reads it: a search's hits
+        for command in ([["search", "margrave"]] if met_later else (["stats"], ["search", "margrave"], ["doctor"])):
             assert main(["--kb", str(tmp_path / "kb"), *command]) == 2, command
             [error] = errors(capsys.readouterr().err)
             shown = "/dev/zero" if how == "/dev/zero" else str(database)  # the file the link leads to
             assert error.startswith(f"kb: error: the database {shown} is damaged or not a SQLite database (")
             assert error.endswith("restore it from a backup, or move the knowledge base aside and ingest its sources "
                                   "again")
+
+
+def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: Path) -> None:
+    """A full disk fails SQLite's opening with an I/O error (the write-ahead log's shared memory cannot be made): the
+    file is sound, so the line points at the disk, not at a backup (a FIFO's I/O error is damage: not a database)."""
+    from sqlalchemy import create_engine
+
+    from kb.storage.database import _unreadable
+
+    database = tmp_path / "kb.sqlite"
+    database.write_bytes(b"")
+    full = sqlite3.OperationalError("disk I/O error")
+    full.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMOPEN
+    said = str(_unreadable(create_engine(f"sqlite:///{database}"), f"sqlite:///{database}", full))
+    assert said == f"cannot read the database {database} (disk I/O error): check the disk's free space, quota and health"
+    database.unlink()
+    os.mkfifo(database)
+    said = str(_unreadable(create_engine(f"sqlite:///{database}"), f"sqlite:///{database}", full))
+    assert said.startswith(f"the database {database} is damaged or not a SQLite database (disk I/O error)")

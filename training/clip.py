@@ -32,6 +32,7 @@ from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
+from kb.inference.backends import torch_device
 from training.errors import TrainingDataError
 from training.files import data_file, in_validation, read_jsonl
 from training.options import NO_VALIDATION, TrainOptions
@@ -231,7 +232,7 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                                  run={"kind": "clip", "base": model_name, "data": [f.sha256 for f in files],
                                       "validation_data": [f.sha256 for f in validation_files],
                                       "pairs": _captions_sha256(train + validation), **hyperparameters})
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch_device(options.device)
     model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
         architecture, pretrained=str(checkpoint), device=device, force_quick_gelu=bool(tag.get("quick_gelu")))
     tokenizer = open_clip.get_tokenizer(architecture)

@@ -16,7 +16,7 @@ from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
 from kb.errors import ModelNotFoundError
 from kb.inference import Backend, CompiledGraph, ExportCache, GraphSpec
-from kb.inference.backends import torch_device
+from kb.inference.backends import checked_device
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class SentenceTransformerEncoder(LazyEncoder):
 
             folder = resolve_model_folder(self.name)
             # A model named in kb.json is data, never code: no custom modelling code runs, whatever its config asks.
-            device = torch_device(self.device) if self.backend == "torch" else "cpu"
+            device = checked_device(self.device) if self.backend == "torch" else "cpu"
             model = SentenceTransformer(str(folder), device=device,
                                         trust_remote_code=False)
         identity = EncoderIdentity(model=self.name, fingerprint=folder_fingerprint(folder),

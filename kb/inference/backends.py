@@ -43,20 +43,29 @@ def runs_on_cpu(device: str | None) -> bool:
     return not torch.cuda.is_available()
 
 
-def torch_device(device: str | None) -> str:
-    """The torch device a model is put on: ``device``, else ``cuda`` where a GPU is visible, else ``cpu``. One this
-    machine lacks (``cuda:99``, ``cuda`` without a GPU) is a ``ConfigurationError`` naming the setting, not torch's
-    error from deep inside a model load (search on ONNX Runtime worked while ask died)."""
+def checked_device(device: str | None) -> str | None:
+    """``device`` if this machine has it (None stays None: the library then chooses, as sentence-transformers does
+    among cuda, mps, xpu...). One it lacks (``cuda:99``, ``cuda`` without a GPU, a backend torch was built without)
+    is a ``ConfigurationError`` naming the setting, not torch's error from deep inside a model load (search on ONNX
+    Runtime worked while ask died)."""
+    if device is None:
+        return None
     import torch
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:  # torch without CUDA asserts, a missing ordinal is an error
+    except Exception as error:  # noqa: BLE001 - CUDA asserts, an ordinal raises, hpu without its module fails import
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigurationError(f"device {device!r} (KB_DEVICE) is not on this machine: {reason}") from error
     return device
+
+
+def torch_device(device: str | None) -> str:
+    """The torch device a model is put on: ``device`` (checked, see :func:`checked_device`), else ``cuda`` where a
+    GPU is visible, else ``cpu``."""
+    import torch
+
+    return checked_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @cache

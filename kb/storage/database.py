@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +25,8 @@ from kb.storage.urls import redact
 IMMEDIATE = "kb_begin_immediate"  # execution option: this transaction will write (see Store.write)
 SCHEMA_LOCK = 0x6B625F7363  # "kb_sc": the advisory lock of schema changes on PostgreSQL
 WRITE_LOCK = 0x6B625F7775  # "kb_wu": the advisory lock of write units on PostgreSQL (their BEGIN IMMEDIATE)
-_DAMAGED = {sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}  # primary result codes
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}  # primary result codes (an I/O error may be a full disk)
+_UNDECODABLE = "Could not decode to UTF-8"  # sqlite3's error for stored text whose bytes were damaged
 BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock before "database is locked"
 
 
@@ -53,10 +56,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _on_damage(context: ExceptionContext) -> None:
-        """A page found damaged by a query after the database opened well: the same one line as at opening, from
-        any search, report or run, instead of a traceback."""
-        code = getattr(context.original_exception, "sqlite_errorcode", 0) & 0xFF
-        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        """A page or a text found damaged by a query after the database opened well: the same one line as at
+        opening, from any search, report or run, instead of a traceback."""
+        if _damaged(context.original_exception):
             raise _unreadable(engine, str(engine.url), context.original_exception)
 
 
@@ -97,22 +99,43 @@ def open_database(url: str) -> sessionmaker[Session]:
     except (DatabaseError, UnicodeDecodeError) as error:  # UnicodeDecodeError: SQLite's text from damaged pages
         engine.dispose()
         raise _unreadable(engine, url, error) from error
+    except DatabaseUnreadableError:  # raised by the error hook
+        engine.dispose()
+        raise
     return factory
+
+
+def _damaged(error: BaseException) -> bool:
+    """Whether a SQLite error says the file is damaged or no database: a corrupt page, a header that is not
+    SQLite's, or stored text that is not UTF-8 any more."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    return code in _DAMAGED or isinstance(error, UnicodeDecodeError) or str(error).startswith(_UNDECODABLE)
 
 
 def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadableError:
     """One line naming the database and what the driver said; for a SQLite file that is damaged or is no database
     (truncated, overwritten, a FIFO or a device in its place), that a backup is the way back."""
     cause = getattr(error, "orig", None) or error
-    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
     if engine.dialect.name != "sqlite":
         return DatabaseUnreadableError(f"cannot open the database {redact(url)}: {cause}")
     where = engine.url.database or redact(url)
-    if isinstance(cause, UnicodeDecodeError) or code in _DAMAGED:
-        return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({cause}); restore "
+    if _damaged(cause) or not _regular_or_absent(where):  # a FIFO or a device read as a database: an I/O error
+        said = "stored text that is not UTF-8 any more" if str(cause).startswith(_UNDECODABLE) else cause
+        return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({said}); restore "
                                        "it from a backup, or move the knowledge base aside and ingest its sources "
                                        "again")
+    if getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+        return DatabaseUnreadableError(f"cannot read the database {where} ({cause}): check the disk's free space, "
+                                       "quota and health")
     return DatabaseUnreadableError(f"cannot open the database {where}: {cause}")
+
+
+def _regular_or_absent(path: str) -> bool:
+    """Whether ``path`` is a regular file or nothing (a new database): not a FIFO, a device or a folder."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 @contextmanager

@@ -63,7 +63,7 @@ def _largest_cache(count: int, dimension: int) -> int:
     return CACHE_SLACK + 4 * count * (4 * dimension + 8 + 512)
 
 
-def _sha256(data: bytes) -> str:
+def _sha256(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
