@@ -193,7 +193,8 @@ def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: P
     full = sqlite3.OperationalError("disk I/O error")
     full.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMOPEN
     said = str(_unreadable(create_engine(f"sqlite:///{database}"), f"sqlite:///{database}", full))
-    assert said == f"cannot read the database {database} (disk I/O error): check the disk's free space, quota and health"
+    assert said == (f"cannot read the database {database} (disk I/O error): check the disk's free space, quota "
+                    "and health")
     database.unlink()
     os.mkfifo(database)
     said = str(_unreadable(create_engine(f"sqlite:///{database}"), f"sqlite:///{database}", full))
