@@ -502,17 +502,23 @@ def test_a_path_longer_than_the_database_indexes_fails_that_file_alone(kb_factor
         assert "index row size" in report.failed[0].reason
 
 
-@pytest.mark.databases("sqlite", "postgresql")
-def test_a_query_as_long_as_a_document_is_searched_by_its_first_terms(kb_factory, tmp_path: Path) -> None:
-    """A pasted document as the query: each keyword term is a parameter of a statement (three once found in the
-    index), and PostgreSQL takes 65,535 at most, so keyword search reads the first 1,024 distinct terms (the text
-    encoder reads only its start too)."""
+def _warranty_kb(kb_factory, tmp_path: Path) -> KnowledgeBase:
+    """A knowledge base of two short documents, one about a compressor's warranty."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "warranty.txt").write_text("The warranty covers the compressor for ten years.", encoding="utf-8")
     (docs / "other.txt").write_text("Vacation days carry over to the next year.", encoding="utf-8")
     knowledge_base = kb_factory()
     knowledge_base.ingest(docs)
+    return knowledge_base
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_query_as_long_as_a_document_is_searched_by_its_first_terms(kb_factory, tmp_path: Path) -> None:
+    """A pasted document as the query: each keyword term is a parameter of a statement (three once found in the
+    index), and PostgreSQL takes 65,535 at most, so keyword search reads the first 1,024 distinct terms (the text
+    encoder reads only its start too)."""
+    knowledge_base = _warranty_kb(kb_factory, tmp_path)
     query = "compressor warranty " + " ".join(f"term{number}" for number in range(70_000))
     assert Path(knowledge_base.search(query, k=2, mode="keyword")[0].path).name == "warranty.txt"
     hybrid = knowledge_base.search(query, k=2)  # the tiny test encoder's half of the ranking means nothing
@@ -526,12 +532,7 @@ def test_a_question_longer_than_any_stage_reads_is_cut_once_where_search_and_ask
     """A 10 MB question took 14 s and 1.4 GB to search and 34 s to ask (1.5 MB of Chinese 42 s): the encoder's
     tokenizer, keyword tokenisation (twice) and the query-vector cache each had all of it, though each reads only
     its start. Now no stage is handed more than ``MAX_QUERY_CHARS``, and the answer is the same."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "warranty.txt").write_text("The warranty covers the compressor for ten years.", encoding="utf-8")
-    (docs / "other.txt").write_text("Vacation days carry over to the next year.", encoding="utf-8")
-    knowledge_base = kb_factory()
-    knowledge_base.ingest(docs)
+    knowledge_base = _warranty_kb(kb_factory, tmp_path)
     handed: list[int] = []
     encoder = knowledge_base.retriever.encoder
     encode, terms = encoder.encode, retriever.query_terms
