@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kb.containment import REFUSED, RefusedFileError, inside, open_folder
 from kb.errors import SourceUnavailableError
+from kb.storage.models import MAX_PATH_BYTES, TIME_RANGE_NS
 from kb.types import FailedFile
 
 MAX_DEPTH = 256  # folders below the source, at most; deeper ones are failed with that reason, their documents kept
@@ -240,8 +241,13 @@ class _Walk:
                 self.visited.add(key)
                 self.pending.append(_Folder(path, names, from_root, key))
             elif stat.S_ISREG(info.st_mode):
+                if len(str(path).encode("utf-8")) > MAX_PATH_BYTES:  # refused here, not by the database's index
+                    result.failed.append(FailedFile(path=str(path), reason=f"path longer than {MAX_PATH_BYTES:,} "
+                                                                           "bytes (UTF-8), more than is stored"))
+                    continue
+                mtime_ns = min(max(info.st_mtime_ns, TIME_RANGE_NS[0]), TIME_RANGE_NS[1])
                 result.files.append(ScannedFile(path=path, relpath=str(path.relative_to(self.root)),
-                                                size=info.st_size, mtime_ns=info.st_mtime_ns,
+                                                size=info.st_size, mtime_ns=mtime_ns,
                                                 identity=(info.st_dev, info.st_ino)))
             else:
                 result.skipped.append(FailedFile(path=str(path), reason="not a regular file"))

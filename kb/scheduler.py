@@ -73,11 +73,17 @@ class Scheduler:
         return reports
 
     def run(self) -> None:
-        """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``)."""
+        """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``). A database
+        that cannot be reached for a poll (a PostgreSQL server restarting) is logged and tried again at the next:
+        the scheduler outlives it, as it outlives a failed run."""
         while not self.stopped:
-            self.run_pending()
             wait = self.poll_seconds
-            upcoming = next_due(self.store)
+            try:
+                self.run_pending()
+                upcoming = next_due(self.store)
+            except Exception as error:  # noqa: BLE001 - a poll's failure (the server away) must not end the scheduler
+                log.error("the knowledge base could not be polled (tried again in %g s): %s", wait, error)
+                upcoming = None
             if upcoming is not None and not self._deferred:  # a source left due is tried again at the next poll
                 wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
             self._stop.wait(wait)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ingestion.scan import valid_name
 from ingestion.schedule import next_run, validate_schedule
 from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, SourceUnavailableError
-from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
+from kb.storage.models import MAX_PATH_BYTES, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
 
@@ -54,13 +54,13 @@ def _no_source(folder: str | os.PathLike[str]) -> SourceNotFoundError:
 
 def check_storable(folder: str) -> None:
     """Refuse, before anything is written, a source folder whose path no database can store: not UTF-8, or longer
-    than ``MAX_SOURCE_PATH_BYTES`` (PostgreSQL's limit, kept on SQLite too)."""
+    than ``MAX_PATH_BYTES`` (PostgreSQL's limit, kept on SQLite too)."""
     if not valid_name(folder):
         raise SourceUnavailableError(f"{folder!r} is not valid UTF-8; no database can store its paths")
     size = len(folder.encode("utf-8"))
-    if size > MAX_SOURCE_PATH_BYTES:
+    if size > MAX_PATH_BYTES:
         raise InvalidRequestError(f"the folder path {folder[:60]!r}... is {size:,} bytes long; a source folder's path "
-                                  f"is at most {MAX_SOURCE_PATH_BYTES:,} bytes (UTF-8): move it to a shorter path")
+                                  f"is at most {MAX_PATH_BYTES:,} bytes (UTF-8): move it to a shorter path")
 
 
 def add_source(store: Store, path: str | Path, schedule: str | None) -> SourceInfo:

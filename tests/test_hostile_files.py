@@ -269,6 +269,31 @@ def _assert_nothing_outside(kb) -> None:  # type: ignore[no-untyped-def]
     assert hashlib.sha256(secret_picture).hexdigest() not in pictures
 
 
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_file_dated_past_2262_or_with_a_path_too_long_to_store_costs_only_itself(kb_factory,
+                                                                                   tmp_path: Path) -> None:
+    """Times are stored in 64-bit nanoseconds and PostgreSQL indexes paths of at most 2,704 bytes: such a file,
+    loadable or not, ended the whole run with a traceback on every run (OverflowError on SQLite, DataError or
+    "index row size" on PostgreSQL), so nothing beside it was ever ingested."""
+    docs = write_docs(tmp_path / "docs", {"now.txt": "The lantern room opens at dawn.",
+                                          "future.txt": "The archive was unpacked with a bogus date.",
+                                          "future.pdf": "not a PDF at all"})
+    deep = docs.joinpath(*["d" * 250] * 11)
+    write_docs(deep, {"long.txt": "Too deep to be stored.", "long.pdf": "not a PDF either"})
+    for name in ("future.txt", "future.pdf"):
+        os.utime(docs / name, ns=(10**19, 10**19))  # the year 2286
+    if (docs / "future.txt").stat().st_mtime_ns != 10**19:
+        pytest.skip("this file system cannot hold a time past 2262")
+    kb = kb_factory()
+    report = kb.ingest(docs)
+    assert sorted(Path(path).name for path in report.added) == ["future.txt", "now.txt"]
+    failed = {Path(f.path).name: f.reason for f in report.failed}
+    assert failed.keys() == {"future.pdf", "long.txt", "long.pdf"}
+    assert failed["long.txt"] == failed["long.pdf"] == "path longer than 2,600 bytes (UTF-8), more than is stored"
+    again = kb.ingest(docs)
+    assert not again.added and not again.updated and len(again.unchanged) == 2  # the kept time still matches
+
+
 def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs", {"good.txt": "An ordinary note about lighthouses."})
     (folder / "slow.pdf").write_bytes(shared_stream_pdf(1, 2, text=True))  # seconds of pypdf

@@ -289,6 +289,29 @@ def test_the_writer_lock_never_follows_a_symlink(kb_factory, tmp_path: Path) -> 
         kb.ingest(folder)
 
 
+def test_the_database_writer_lock_lets_go_quietly_of_a_connection_the_server_dropped() -> None:
+    """A PostgreSQL server stopping mid-ingest: releasing the advisory lock on the dead connection raised over the
+    run's own one-line error (the server let go of the lock with the session)."""
+    from sqlalchemy.exc import OperationalError
+
+    from kb.storage.lock import DatabaseWriterLock
+
+    class Dropped:  # a connection whose server went away
+        closed = False
+
+        def execute(self, *_: object) -> None:
+            raise OperationalError("SELECT pg_advisory_unlock(1)", {}, Exception("terminating connection"),
+                                   connection_invalidated=True)
+
+        def close(self) -> None:
+            self.closed = True
+
+    lock, connection = DatabaseWriterLock(engine=None), Dropped()  # type: ignore[arg-type]
+    lock._connection = connection  # type: ignore[assignment]
+    lock.release()
+    assert connection.closed and lock._connection is None
+
+
 def test_the_writer_lock_refuses_a_symlink_swapped_in_after_its_check(tmp_path: Path, monkeypatch) -> None:
     precious = tmp_path / "precious.txt"
     precious.write_text("must stay as it is", encoding="utf-8")

@@ -14,7 +14,7 @@ import pytest
 
 from kb import SourceUnavailableError, sources  # the error as the API exports it
 from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError
-from kb.storage.models import MAX_SOURCE_PATH_BYTES, utcnow
+from kb.storage.models import MAX_PATH_BYTES, utcnow
 from tests.databases import execute_sql
 from tests.test_knowledge_base import DOCS, vector_counts, write_docs
 
@@ -203,14 +203,14 @@ def test_a_folder_path_or_schedule_too_long_to_store_is_refused_before_anything_
     clear error naming the limit on every database (PostgreSQL said "the database cannot be written", or raised
     its own DataError), and nothing is recorded."""
     deep = tmp_path / "docs"
-    while len(str(deep).encode()) <= MAX_SOURCE_PATH_BYTES:
+    while len(str(deep).encode()) <= MAX_PATH_BYTES:
         deep /= "d" * 200
     deep.mkdir(parents=True)
     (deep / "deep.txt").write_text("A deep file about copper.", encoding="utf-8")
     kb = kb_factory()
-    with pytest.raises(InvalidRequestError, match=f"at most {MAX_SOURCE_PATH_BYTES:,} bytes"):
+    with pytest.raises(InvalidRequestError, match=f"at most {MAX_PATH_BYTES:,} bytes"):
         kb.ingest(deep)
-    with pytest.raises(InvalidRequestError, match=f"at most {MAX_SOURCE_PATH_BYTES:,} bytes"):
+    with pytest.raises(InvalidRequestError, match=f"at most {MAX_PATH_BYTES:,} bytes"):
         kb.add_source(deep, "every 1h")
     every_minute = " ".join(",".join(map(str, values)) for values in (range(60), range(24), range(1, 32))) + " * *"
     with pytest.raises(ScheduleError, match="at most 256 characters"):
@@ -348,6 +348,29 @@ def test_removing_one_of_two_nested_sources_keeps_the_documents_the_other_holds(
     kb.ingest(folder)  # the outer source again: its four back, the inner's two left to it
     assert kb.remove_source(folder / "sub") == 0 and kb.stats().documents == 6
     assert kb.remove_source(folder) == 6 and kb.stats().documents == 0
+
+
+def test_the_scheduler_outlives_a_poll_the_database_cannot_answer(kb_factory, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL server restarting under `kb scheduler` ended it with a traceback at its next poll; the poll is
+    logged and tried again, and the due source still runs."""
+    import kb.scheduler
+
+    folder = write_docs(tmp_path / "docs")
+    knowledge_base = kb_factory()
+    knowledge_base.add_source(folder, "every 1h")
+    polls, due = [], kb.scheduler.due_sources
+
+    def server_away_once(*args: object) -> list[str]:
+        polls.append(len(polls))
+        if len(polls) == 1:
+            raise ConnectionError("terminating connection due to administrator command")
+        return due(*args)
+
+    monkeypatch.setattr(kb.scheduler, "due_sources", server_away_once)
+    scheduler = knowledge_base.scheduler(poll_seconds=0.05, on_report=lambda report: scheduler.stop())
+    scheduler.run()  # returns once the source's run is reported
+    assert len(polls) >= 2 and knowledge_base.stats().documents == 4
 
 
 def test_ctrl_c_is_an_interrupted_run_that_leaves_the_source_due(kb_factory, tmp_path: Path) -> None:

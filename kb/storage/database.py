@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,8 +83,8 @@ def open_database(url: str) -> sessionmaker[Session]:
     Processes that open one new or old database at the same moment take turns (``schema_transaction``): the first
     creates or migrates, the others find it done. The URL appears in messages only with its secrets hidden.
     """
-    try:
-        engine = create_engine(url)
+    try:  # a server's pooled connections are checked before use: after a restart they are dead, not the server
+        engine = create_engine(url, pool_pre_ping=make_url(url).get_backend_name() != "sqlite")
     except (ArgumentError, ValueError) as error:
         raise ConfigurationError(f"cannot use the database URL {redact(url)}: {type(error).__name__}") from None
     if engine.dialect.name == "sqlite":

@@ -11,6 +11,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from kb.errors import LockFileError, StorageError, WriterBusyError
 
@@ -148,9 +149,14 @@ class DatabaseWriterLock:
         return f" (database session {holder.pid}" + (f" from {holder.client_addr})" if holder.client_addr else ")")
 
     def release(self) -> None:
+        """Let go of the lock. A connection the server already dropped (it stopped mid-run) held it no longer: the
+        server let go with the session, and the error that ended the run is the one to tell, not this one."""
         if self._connection is not None:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.KEY})
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
             finally:
                 self._connection.close()
                 self._connection = None

@@ -69,10 +69,13 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-# The longest source folder path (UTF-8 bytes) stored: PostgreSQL's unique index on ``sources.path`` takes an entry
-# of at most 2,704 bytes (a third of a page, less headers), so a longer path cannot be stored there; SQLite keeps
-# the same limit, so a knowledge base behaves alike on both.
-MAX_SOURCE_PATH_BYTES = 2_600
+# The longest source folder or document path (UTF-8 bytes) stored: PostgreSQL's unique indexes on ``sources.path``
+# and ``documents.path`` take an entry of at most 2,704 bytes (a third of a page, less headers), so a longer path
+# cannot be stored there; SQLite keeps the same limit, so a knowledge base behaves alike on both.
+MAX_PATH_BYTES = 2_600
+# File times are stored in nanoseconds in a 64-bit integer column: 1677 to 2262. A time outside (a bogus date from
+# an archive, `touch -d 2300-01-01`) is kept at the nearest end, so the file is still read and its changes seen.
+TIME_RANGE_NS = (-(2**63), 2**63 - 1)
 MAX_SCHEDULE_LENGTH = 256  # characters of a stored schedule (``sources.schedule``)
 
 

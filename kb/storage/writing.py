@@ -148,9 +148,9 @@ class WriteUnit:
             if _over_a_database_limit(error):
                 raise RejectedDataError(str(error.orig)) from error
             raise
-        except (SQLAlchemyError, UnicodeError, ValueError) as error:
+        except (SQLAlchemyError, UnicodeError, ValueError, OverflowError) as error:  # OverflowError: SQLite's integers
             self.changes.rewind(mark)
-            raise RejectedDataError(str(error)) from error
+            raise RejectedDataError(str(getattr(error, "orig", None) or error)) from error  # not the statement's text
 
     # -- spaces and settings ---------------------------------------------------------------------------------
 
