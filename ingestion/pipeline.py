@@ -26,7 +26,7 @@ from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableEr
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
-from kb.storage.models import INGESTED, Space, file_time, text_hash, utcnow
+from kb.storage.models import INGESTED, TIME_RANGE_NS, Space, file_time, text_hash, utcnow
 from kb.storage.store import IMAGE_SPACE_OFF, Store
 from kb.storage.writing import WriteUnit
 from kb.types import (
@@ -324,7 +324,8 @@ class Ingestor:
             reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
             report.skipped.append(FailedFile(path=path, reason=reason))
             return None
-        if known is not None and known.size == file.size and known.mtime_ns == file.mtime_ns:
+        if known is not None and known.size == file.size and known.mtime_ns == file.mtime_ns and \
+                file.mtime_ns not in TIME_RANGE_NS:  # a time kept at an end of the range proves nothing: hashed
             self._record_unchanged(known, path, report)
             return None
         max_mb = self.settings.ingestion.max_file_mb

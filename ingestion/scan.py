@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kb.containment import REFUSED, RefusedFileError, inside, open_folder
+from kb.containment import REFUSED, RefusedFileError, descend, inside, open_folder
 from kb.errors import SourceUnavailableError
 from kb.storage.models import MAX_PATH_BYTES, TIME_RANGE_NS
 from kb.types import FailedFile
@@ -96,18 +96,11 @@ class _Folder:
 def _open(folder: _Folder, root_descriptor: int) -> int:
     """A descriptor of ``folder``, opened name by name without following a symlink; OSError when one of them is
     now a symlink or not the folder the scan saw (swapped meanwhile)."""
-    descriptor = os.dup(root_descriptor) if folder.from_root else os.open(os.sep, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in folder.names:
-            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=descriptor)
-            os.close(descriptor)
-            descriptor = child
-        opened = os.fstat(descriptor)
-        if (opened.st_dev, opened.st_ino) != folder.identity:
-            raise OSError(errno.ESTALE, "replaced during the scan")
-    except OSError:
+    descriptor = descend(folder.names, root_descriptor if folder.from_root else None)
+    opened = os.fstat(descriptor)
+    if (opened.st_dev, opened.st_ino) != folder.identity:
         os.close(descriptor)
-        raise
+        raise OSError(errno.ESTALE, "replaced during the scan")
     return descriptor
 
 
@@ -244,6 +237,7 @@ class _Walk:
                 if len(str(path).encode("utf-8")) > MAX_PATH_BYTES:  # refused here, not by the database's index
                     result.failed.append(FailedFile(path=str(path), reason=f"path longer than {MAX_PATH_BYTES:,} "
                                                                            "bytes (UTF-8), more than is stored"))
+                    result.unchecked.append(path)  # a document stored under it before is kept, not removed
                     continue
                 mtime_ns = min(max(info.st_mtime_ns, TIME_RANGE_NS[0]), TIME_RANGE_NS[1])
                 result.files.append(ScannedFile(path=path, relpath=str(path.relative_to(self.root)),

@@ -432,8 +432,10 @@ class Settings(BaseSettings):
         "default: SQLite (WAL) at `<kb dir>/kb.sqlite`"
     ))
     device: str | None = Field(default=None, description=(
-        "torch device for the encoders and the reader (`cpu`, `cuda`, `cuda:1`, `mps`, ...); default: `cuda` when "
-        "available, else `cpu`. One this machine lacks is an error where a model is put on it"
+        "torch device for the encoders and the reader (`cpu`, `cuda`, `cuda:1`, `mps`, ...); default: the text "
+        "encoder and reranker on torch take sentence-transformers' choice (`cuda`, `mps`, `xpu`... when there is "
+        "one), the reader and CLIP `cuda` when available, else `cpu`. One this machine lacks is an error where a "
+        "model is put on it"
     ))
     model_cache: str | None = Field(default=None, description=(
         "where exported models are kept, one per model fingerprint and backend; default: `~/.cache/multimodal-kb`"

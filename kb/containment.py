@@ -13,12 +13,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from kb.errors import KbError
 
 REFUSED = "not a readable regular file inside the source folder"
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A folder only passed through needs searching, not reading (a 0711 home folder): O_PATH where the system has it.
+_TRAVERSE_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _READ_CHUNK = 1 << 20
 _NOT_OWN = "not a regular file (a symlink, a FIFO or a device was put in its place)"
@@ -85,6 +88,23 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def descend(names: Sequence[str], start: int | None = None) -> int:
+    """A descriptor, for listing, of the folder ``names`` below the open folder ``start`` (left open) or below ``/``,
+    opened name by name without following a symlink (``OSError``, ELOOP or ENOTDIR, where one is). The folders on
+    the way are opened for searching only, so one that can be passed but not listed is no obstacle."""
+    descriptor = os.dup(start) if start is not None else os.open(os.sep, _TRAVERSE_FLAGS if names else
+                                                                 _DIRECTORY_FLAGS)
+    try:
+        for index, name in enumerate(names):
+            child = os.open(name, _DIRECTORY_FLAGS if index == len(names) - 1 else _TRAVERSE_FLAGS, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+    except OSError:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
 def open_folder(root: Path) -> int:
     """A descriptor of the folder at the absolute path ``root``, opened name by name from ``/`` without following a
     symlink; ``RefusedFileError`` when one of them is a symlink (a folder replaced by a link, however briefly: a run
@@ -92,18 +112,12 @@ def open_folder(root: Path) -> int:
     reads below go by descriptor from here, so a later swap cannot redirect them."""
     if not root.is_absolute() or ".." in root.parts:
         raise RefusedFileError()
-    descriptor = os.open(os.sep, _DIRECTORY_FLAGS)
     try:
-        for name in root.parts[1:]:
-            child = os.open(name, _DIRECTORY_FLAGS, dir_fd=descriptor)
-            os.close(descriptor)
-            descriptor = child
+        return descend(root.parts[1:])
     except OSError as error:
-        os.close(descriptor)
         if error.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink (or a file) where a folder was
             raise RefusedFileError() from None
         raise  # missing, or not readable: said as it is
-    return descriptor
 
 
 def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None, *,
@@ -124,21 +138,18 @@ def open_inside(root: Path, path: Path, expected: tuple[int, int] | None = None,
     parts = [part for part in relative.split(os.sep) if part not in ("", ".")]
     if not parts or ".." in parts:
         raise RefusedFileError()
-    if base == os.sep:
-        try:
-            folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            raise RefusedFileError() from None
-    else:
-        try:
-            folder = open_folder(root)
-        except OSError:
-            raise RefusedFileError() from None
     try:
-        for part in parts[:-1]:
-            child = os.open(part, _DIRECTORY_FLAGS, dir_fd=folder)
-            os.close(folder)
-            folder = child
+        if base == os.sep:
+            folder = descend(parts[:-1])
+        else:
+            source = open_folder(root)
+            try:
+                folder = descend(parts[:-1], source)
+            finally:
+                os.close(source)
+    except OSError:
+        raise RefusedFileError() from None
+    try:
         checked = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
         if not stat.S_ISREG(checked.st_mode):
             raise RefusedFileError()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from kb.errors import InvalidRequestError, WriterBusyError
+from kb.errors import DatabaseUnreadableError, InvalidRequestError, WriterBusyError
 from kb.sources import due_sources, next_due
 from kb.storage.models import utcnow
 from kb.storage.store import Store
@@ -15,6 +15,7 @@ from kb.types import IngestReport
 
 log = logging.getLogger(__name__)
 MAX_POLL_SECONDS = 86_400.0  # a day: a longer sleep only delays seeing a source another process scheduled
+T = TypeVar("T")
 
 
 class Reindex(Protocol):
@@ -55,7 +56,7 @@ class Scheduler:
         """Reindex every source that is due now."""
         reports = []
         self._deferred = False
-        for path in due_sources(self.store, utcnow()):
+        for path in self._poll(lambda: due_sources(self.store, utcnow()), []):
             if self.stopped:
                 break
             try:
@@ -73,17 +74,25 @@ class Scheduler:
         return reports
 
     def run(self) -> None:
-        """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``). A database
-        that cannot be reached for a poll (a PostgreSQL server restarting) is logged and tried again at the next:
-        the scheduler outlives it, as it outlives a failed run."""
+        """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``). A poll the
+        database cannot answer (a PostgreSQL server restarting) is logged and asked again at the next: the scheduler
+        outlives it, as it outlives a failed run."""
         while not self.stopped:
+            self.run_pending()
             wait = self.poll_seconds
-            try:
-                self.run_pending()
-                upcoming = next_due(self.store)
-            except Exception as error:  # noqa: BLE001 - a poll's failure (the server away) must not end the scheduler
-                log.error("the knowledge base could not be polled (tried again in %g s): %s", wait, error)
-                upcoming = None
+            upcoming = self._poll(lambda: next_due(self.store), None)
             if upcoming is not None and not self._deferred:  # a source left due is tried again at the next poll
                 wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
             self._stop.wait(wait)
+
+    def _poll(self, ask: Callable[[], T], otherwise: T) -> T:
+        """What the database answers ``ask``, or ``otherwise`` when it cannot answer now (a PostgreSQL server
+        restarting): logged, and asked again at the next poll. A damaged database is no passing trouble: it ends
+        the scheduler with its one line."""
+        try:
+            return ask()
+        except DatabaseUnreadableError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the driver's connection errors are not the knowledge base's
+            log.error("the knowledge base could not be polled (asked again in %g s): %s", self.poll_seconds, error)
+            return otherwise

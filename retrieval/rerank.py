@@ -48,14 +48,13 @@ class CrossEncoderReranker:
 
     def _build(self) -> Loaded:
         folder = resolve_model_folder(self.name, "reranker model", "KB_RERANKER_MODEL")
+        device = checked_device(self.device) if self.backend == "torch" else "cpu"  # its own error, not the model's
         with quiet_model_loading():
             from sentence_transformers.cross_encoder import CrossEncoder
 
             try:
                 # A model named in kb.json is data, never code: no custom modelling code runs.
-                device = checked_device(self.device) if self.backend == "torch" else "cpu"
-                model = CrossEncoder(str(folder), device=device,
-                                     trust_remote_code=False)
+                model = CrossEncoder(str(folder), device=device, trust_remote_code=False)
             except (OSError, ValueError) as error:
                 raise ModelNotFoundError(f"reranker model {self.name!r} could not be loaded from {folder} "
                                          f"({error}); set KB_RERANKER_MODEL to a cross-encoder folder (`kb "

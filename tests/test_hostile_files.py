@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 import ingestion.pipeline
+import ingestion.scan
 from ingestion.loaders import images as image_module
 from ingestion.loaders import loader_for
 from ingestion.loaders.base import Limits
@@ -200,8 +201,6 @@ def test_folders_nested_past_the_depth_limit_are_failed_not_walked(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Each folder is opened name by name from the source's root, so a chain thousands of folders deep would cost
     the square of its depth: folders past ``MAX_DEPTH`` are failed, and what was indexed from them is kept."""
-    import ingestion.scan
-
     monkeypatch.setattr(ingestion.scan, "MAX_DEPTH", 3)
     folder = tmp_path / "src" / "a" / "b" / "c"
     (folder / "d" / "e").mkdir(parents=True)
@@ -270,8 +269,8 @@ def _assert_nothing_outside(kb) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.databases("sqlite", "postgresql")
-def test_a_file_dated_past_2262_or_with_a_path_too_long_to_store_costs_only_itself(kb_factory,
-                                                                                   tmp_path: Path) -> None:
+def test_a_file_dated_past_2262_or_with_a_path_too_long_to_store_costs_only_itself(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Times are stored in 64-bit nanoseconds and PostgreSQL indexes paths of at most 2,704 bytes: such a file,
     loadable or not, ended the whole run with a traceback on every run (OverflowError on SQLite, DataError or
     "index row size" on PostgreSQL), so nothing beside it was ever ingested."""
@@ -292,6 +291,12 @@ def test_a_file_dated_past_2262_or_with_a_path_too_long_to_store_costs_only_itse
     assert failed["long.txt"] == failed["long.pdf"] == "path longer than 2,600 bytes (UTF-8), more than is stored"
     again = kb.ingest(docs)
     assert not again.added and not again.updated and len(again.unchanged) == 2  # the kept time still matches
+    (docs / "future.txt").write_text("The archive was unpacked with a wrong date.", encoding="utf-8")  # same size
+    os.utime(docs / "future.txt", ns=(10**19 + 1, 10**19 + 1))  # still past 2262: the time cannot show the edit
+    assert [Path(path).name for path in kb.ingest(docs).updated] == ["future.txt"]
+    monkeypatch.setattr(ingestion.scan, "MAX_PATH_BYTES", len(str(docs / "now.txt").encode()) - 1)
+    shorter = kb.ingest(docs)  # stored before the limit came down (SQLite kept such paths): kept, not removed
+    assert "now.txt" in {Path(f.path).name for f in shorter.failed} and not shorter.removed
 
 
 def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_path: Path) -> None:

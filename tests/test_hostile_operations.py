@@ -210,6 +210,26 @@ def _without_root_override() -> list[str] | None:
     return None
 
 
+def test_a_source_below_a_folder_that_can_be_passed_but_not_listed_is_scanned(tmp_path: Path) -> None:
+    """A 0711 home folder above a share: the descriptor walk opened every folder on the way for reading, and the
+    whole source was refused as unreadable."""
+    prefix = _without_root_override()
+    if prefix is None or os.geteuid() != 0:
+        pytest.skip("needs root, to give the folder to another user, and setpriv, to make permissions apply")
+    home = tmp_path / "home"
+    write_docs(home / "share", {"a.txt": "Readable below a folder that cannot be listed."})
+    os.chown(home, 65534, 65534)  # another user's: its 0711 lets this process pass, not list
+    home.chmod(0o711)
+    try:
+        scanned = subprocess.run([*prefix, sys.executable, "-c", "import sys; from pathlib import Path; "
+                                  "from ingestion.scan import scan; found = scan(Path(sys.argv[1])); "
+                                  "print([f.relpath for f in found.files], len(found.failed))", str(home / "share")],
+                                 capture_output=True, text=True, cwd=REPO, timeout=60)
+    finally:
+        home.chmod(0o755)
+    assert scanned.stdout.strip() == "['a.txt'] 0", scanned.stderr
+
+
 @pytest.mark.slow
 def test_unreadable_folders_remove_nothing_and_doctor_survives(kb_factory, tmp_path: Path,
                                                                tiny_text_model: Path) -> None:

@@ -199,3 +199,21 @@ def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: P
     os.mkfifo(database)
     said = str(_unreadable(create_engine(f"sqlite:///{database}"), f"sqlite:///{database}", full))
     assert said.startswith(f"the database {database} is damaged or not a SQLite database (disk I/O error)")
+
+
+def test_an_own_file_growing_while_it_is_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted file kept growing (a writer filling the disk) was read on to its end past its size limit."""
+    import kb.containment
+
+    path = tmp_path / "kb.json"
+    path.write_bytes(b"{}" + b" " * 100)
+    real_fstat = os.fstat
+
+    def smaller(descriptor: int) -> os.stat_result:  # its size when opened; 10 bytes came since
+        status = list(real_fstat(descriptor))
+        status[6] -= 10  # st_size
+        return os.stat_result(status)
+
+    monkeypatch.setattr(kb.containment.os, "fstat", smaller)
+    with pytest.raises(kb.containment.FileTooLargeError, match="grew past its 92 bytes"):
+        kb.containment.read_own_file(path, 4096)

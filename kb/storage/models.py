@@ -74,7 +74,8 @@ class Meta(Base):
 # cannot be stored there; SQLite keeps the same limit, so a knowledge base behaves alike on both.
 MAX_PATH_BYTES = 2_600
 # File times are stored in nanoseconds in a 64-bit integer column: 1677 to 2262. A time outside (a bogus date from
-# an archive, `touch -d 2300-01-01`) is kept at the nearest end, so the file is still read and its changes seen.
+# an archive, `touch -d 2300-01-01`) is kept at the nearest end, so the file is still read; its changes are then
+# found by its content's hash, as the time can no longer show them.
 TIME_RANGE_NS = (-(2**63), 2**63 - 1)
 MAX_SCHEDULE_LENGTH = 256  # characters of a stored schedule (``sources.schedule``)
 
