@@ -181,7 +181,7 @@ def test_calibration_windows_come_from_every_article_when_paragraphs_have_severa
     from kb.config import Settings
     from tests.conftest import minilm_path
 
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
     words = ["alpha", "beta", "gamma"]
     squad = SquadSet(version="1.1", paragraphs=[(word, f"{word} " * 200) for word in words], questions=[
         SquadQuestion(id=str(n), question="which?", paragraph=n * 3 // 300, answers=[words[n * 3 // 300]])
