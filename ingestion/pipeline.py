@@ -24,6 +24,7 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
+from kb.mounts import SourceMounts, away, holding_mount, root_unmounted, to_record, within
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, TIME_RANGE_NS, Space, file_time, text_hash, utcnow
@@ -241,6 +242,10 @@ class Ingestor:
     def _ingest(self, root: Path, source_id: int, report: IngestReport, runner: FileRunner) -> None:
         self.progress.phase("scanning", str(root))
         self._root = root
+        with self.store.read() as snapshot:
+            stored = snapshot.source_mounts().get(str(root))
+        recorded = SourceMounts.model_validate(stored) if stored is not None else None
+        self._check_mounted(root, recorded)
         scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside,
                        exclude=self.store.directory)
         report.failed += scanned.failed
@@ -280,29 +285,51 @@ class Ingestor:
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
-        if report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
-            return
+        mounted_now = [str(folder.relative_to(root)) for folder in scanned.mounts]
+        unmounted = away(recorded, str(root), mounted_now)
+        if not report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
+            self._remove_gone(gone, scanned, unmounted, len(known), report)
+        removed = set(report.removed)
+        kept_away = [folder for folder in unmounted if any(within(path, folder) and path not in removed
+                                                           for path in known)]
+        with self.store.write() as unit:
+            unit.record_mounts(source_id, to_record(holding_mount(str(root)), mounted_now, kept_away,
+                                                    str(root)).model_dump())
+
+    def _remove_gone(self, gone: dict[str, _Known], scanned: ScanResult, unmounted: list[str], documents: int,
+                     report: IngestReport) -> None:
+        """Remove the documents whose files are gone, except (unless removal is allowed) those that came from a
+        folder now empty or a share not mounted now, and all of them when too many are missing at once."""
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
-        emptied = [path for path, _ in still_gone if scanned.in_empty_folder(path)] if not self.allow_removal else []
-        if emptied:
-            report.removal_withheld += emptied
-            report.notices.append(
-                f"{len(emptied)} document(s) came from folders that are now empty and were kept (unmounted "
-                "shares?); if their files really were deleted, run again allowing removal (kb ingest/reindex "
-                "--allow-removal)")
-            kept = set(emptied)
-            still_gone = [(path, document_id) for path, document_id in still_gone if path not in kept]
-        if still_gone and not self.allow_removal and too_many_missing(len(still_gone), len(known),
+        if not self.allow_removal:
+            still_gone = _withhold(still_gone, scanned.in_empty_folder, report, "came from folders that are now "
+                                   "empty and were kept (unmounted shares?)")
+            unmounted = [folder for folder in unmounted if any(within(path, folder) for path, _ in still_gone)]
+            shares = ", ".join(os.path.relpath(folder, self._root) for folder in unmounted)
+            still_gone = _withhold(still_gone, lambda path: any(within(path, folder) for folder in unmounted),
+                                   report, f"came from shares mounted below this folder when it was last read "
+                                   f"({shares}), which are not mounted now, and were kept (mount them again)")
+        if still_gone and not self.allow_removal and too_many_missing(len(still_gone), documents,
                                                                       self.settings.ingestion.max_removed_share):
-            report.removal_withheld = [path for path, _ in still_gone]
+            report.removal_withheld += [path for path, _ in still_gone]
             report.notices.append(
-                f"{len(still_gone)} of the {len(known)} documents from this folder are missing and were kept: that "
+                f"{len(still_gone)} of the {documents} documents from this folder are missing and were kept: that "
                 f"is over max_removed_share ({self.settings.ingestion.max_removed_share:.0%}), as when a share is "
                 "partly unmounted; if the files really were deleted, run again allowing removal (kb ingest/reindex "
                 "--allow-removal)")
         elif still_gone:
             self._remove(still_gone, report)
+
+    def _check_mounted(self, root: Path, recorded: SourceMounts | None) -> None:
+        """Fail the run, removing nothing, when the share that held the folder at its last run is not mounted now
+        (the folder seen is the bare mount point's, stray files and all), unless removal was allowed."""
+        share = root_unmounted(recorded)
+        if share is not None and not self.allow_removal:
+            raise SourceUnavailableError(
+                f"the share mounted at {share} when {root} was last read is not mounted now; nothing was removed. "
+                "If the folder now lives there for good, run again allowing removal (kb ingest/reindex "
+                "--allow-removal)")
 
     def _check_available(self, root: Path, scanned: ScanResult, documents: int) -> None:
         """Fail the run, removing nothing, when the folder cannot be read, or holds nothing at all while
@@ -559,6 +586,17 @@ class Ingestor:
             removed = unit.delete_documents([document_id for _, document_id in gone])
         report.removed += [path for path, _ in gone]
         report.chunks_removed += len(removed)
+
+
+def _withhold(gone: list[tuple[str, int]], keep: Callable[[str], bool], report: IngestReport,
+              why: str) -> list[tuple[str, int]]:
+    """``gone`` less the documents ``keep`` holds on to, which are reported withheld, with ``why`` in a notice."""
+    kept = [path for path, _ in gone if keep(path)]
+    if kept:
+        report.removal_withheld += kept
+        report.notices.append(f"{len(kept)} document(s) {why}; if their files really were deleted, run again "
+                              "allowing removal (kb ingest/reindex --allow-removal)")
+    return [(path, document_id) for path, document_id in gone if not keep(path)]
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -38,6 +38,7 @@ class ScanResult:
     unreadable_dirs: list[Path] = field(default_factory=list)
     unchecked: list[Path] = field(default_factory=list)  # entries listed but not stat'ed: present, state unknown
     empty_dirs: list[Path] = field(default_factory=list)  # folders holding nothing the scan looks at
+    mounts: list[Path] = field(default_factory=list)  # folders below the root on another filesystem than their parent
 
     def covers(self, path: str) -> bool:
         """True unless ``path`` could not be looked at: it lies in a folder that could not be listed, or is (or
@@ -232,6 +233,8 @@ class _Walk:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))
                     continue
                 self.visited.add(key)
+                if info.st_dev != folder.identity[0]:  # another filesystem is mounted here
+                    result.mounts.append(path)
                 self.pending.append(_Folder(path, names, from_root, key))
             elif stat.S_ISREG(info.st_mode):
                 if len(str(path).encode("utf-8")) > MAX_PATH_BYTES:  # refused here, not by the database's index

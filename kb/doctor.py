@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from ingestion.scan import hidden
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.keywords import KeywordTokenizer, parse_scheme
+from kb.mounts import SourceMounts, root_unmounted, unmounted_inside, within
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -192,6 +193,8 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
     once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
     with store.read() as snapshot:
         rows = snapshot.document_files()
+        recorded = {root: SourceMounts.model_validate(mounts)
+                    for root, mounts in snapshot.source_mounts().items() if mounts is not None}
     by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for document_id, path, root in rows:
         by_source[root].append((document_id, path))
@@ -203,9 +206,22 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
             report.problems.append(Problem(kind=f"source folder {state}", detail=f"{root} (its documents are kept "
                                            "until the folder is back, or removed with `kb source remove`)"))
             continue
-        states = [(document_id, path, _file_state(path)) for document_id, path in documents]
+        share = root_unmounted(recorded.get(root))
+        if share is not None:
+            report.problems.append(Problem(kind="source share not mounted", detail=(
+                f"{root} was on the share mounted at {share}, which is not mounted now (its documents are kept "
+                "until the share is back, or removed with `kb reindex SOURCE --allow-removal`)")))
+            continue
+        unmounted = unmounted_inside(recorded.get(root), root)
+        states = [(document_id, path, _file_state(path, unmounted)) for document_id, path in documents]
         missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
         unknown += sum(1 for _, _, state in states if state == "unknown")
+        away = sum(1 for _, _, state in states if state == "in an unmounted share")
+        if away:
+            report.problems.append(Problem(kind="source share not mounted", detail=(
+                f"{away} document file(s) of {root} lie in shares mounted below it when it was last read, which "
+                "are not mounted now; their documents are kept until the shares are back, or removed with "
+                "`kb reindex SOURCE --allow-removal`")))
         emptied = sum(1 for _, _, state in states if state == "in an empty folder")
         if emptied:
             report.problems.append(Problem(kind="source sub-folder empty", detail=(
@@ -253,13 +269,15 @@ def _holds_nothing(folder: str) -> bool:
         return all(hidden(entry.name) for entry in entries)
 
 
-def _file_state(path: str) -> str:
-    """"present", "gone" (the file, or a folder on its way, does not exist), "in an empty folder" (its folder is
-    there and holds nothing: an unmounted share below the source, as the ingest reads it) or "unknown" (it cannot
-    be looked at)."""
+def _file_state(path: str, unmounted: list[str]) -> str:
+    """"present", "gone" (the file, or a folder on its way, does not exist), "in an unmounted share" (it lies
+    below one of ``unmounted``), "in an empty folder" (its folder is there and holds nothing: an unmounted share
+    below the source, as the ingest reads it) or "unknown" (it cannot be looked at)."""
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
+        if any(within(path, share) for share in unmounted):
+            return "in an unmounted share"
         folder = os.path.dirname(path)
         while not os.path.isdir(folder) and os.path.dirname(folder) != folder:  # the nearest folder still there
             folder = os.path.dirname(folder)

@@ -114,9 +114,15 @@ def execute_sql(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+def back_to_version_7() -> list[str]:
+    """Statements that take a database back to schema version 7: no mounts recorded for the sources."""
+    return ["ALTER TABLE sources DROP COLUMN mounts"]
+
+
 def back_to_version_6() -> list[str]:
-    """Statements that take a database back to schema version 6: no generation of the keyword index."""
-    return ["ALTER TABLE keyword_totals DROP COLUMN generation"]
+    """Statements that take a database back to schema version 6 (through version 7): no generation of the keyword
+    index."""
+    return [*back_to_version_7(), "ALTER TABLE keyword_totals DROP COLUMN generation"]
 
 
 def back_to_version_5() -> list[str]:

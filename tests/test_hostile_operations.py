@@ -87,7 +87,7 @@ def test_an_unmounted_share_fails_its_run_and_keeps_every_document(
         [report] = kb.reindex()
         assert len(report.added) == 4
         unmount(share, mounted, tmp_path / "away")
-        with pytest.raises(SourceUnavailableError, match="empty"):
+        with pytest.raises(SourceUnavailableError, match="not mounted now" if mounted else "empty"):
             kb.reindex(share)
         assert kb.jobs()[0].status == "failed" and kb.stats().documents == 4
         assert kb.search("margrave", k=1, mode="keyword")
@@ -98,7 +98,7 @@ def test_an_unmounted_share_fails_its_run_and_keeps_every_document(
         capsys.readouterr()
         assert main(["--kb", str(tmp_path / "kb"), "reindex", str(share)]) == 2
         [error] = errors(capsys.readouterr().err)
-        assert error.startswith("kb: error: the folder") and "nothing was removed" in error
+        assert error.startswith("kb: error: the ") and "nothing was removed" in error
         assert main(["--kb", str(tmp_path / "kb"), "reindex"]) == 1  # every source: this one failed, said why
         assert "nothing was removed" in capsys.readouterr().out
         assert kb.stats().documents == 4
@@ -155,6 +155,69 @@ def test_a_sub_folder_left_empty_keeps_its_documents_in_ingest_and_doctor(kb_fac
     assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("source sub-folder empty", False)]
     assert kb.stats().documents == 42
     assert len(kb.ingest(folder, allow_removal=True).removed) == 12 and kb.stats().documents == 30
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_share_unmounted_below_the_source_keeps_its_documents_despite_a_stray_file(
+        kb_factory, tmp_path: Path) -> None:
+    """A few documents from a share mounted below the source, whose bare mount point holds a file (a note left for
+    whoever finds it unmounted): too few to be withheld as a share, and their folder is not empty, yet the
+    share's absence is no proof of their deletion. The mount recorded at the last run says so."""
+    folder = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
+    finance = folder / "finance"
+    with share_at(finance) as mounted:
+        if not mounted:
+            pytest.skip("a share needs a mount, which needs root")
+        write_docs(finance, {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent." for n in range(3)})
+        kb = kb_factory()
+        assert len(kb.ingest(folder).added) == 33
+        assert _run("umount", str(finance))
+        (finance / "NOT-MOUNTED.txt").write_text("The finance share is not mounted.", encoding="utf-8")
+        report = kb.ingest(folder)
+        assert not report.removed and sorted(report.removal_withheld) == [str(finance / f"q{n}.txt")
+                                                                          for n in range(3)]
+        assert any("(finance), which are not mounted now" in notice for notice in report.notices)
+        assert kb.search("Quarter 2 revenue", k=1, mode="keyword")[0].path == str(finance / "q2.txt")
+        doctor = kb.doctor(repair=True)
+        assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("source share not mounted",
+                                                                                      False)]
+        assert kb.stats().documents == 34 and len(kb.ingest(folder).removal_withheld) == 3  # still recorded
+        assert _run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(finance))
+        write_docs(finance, {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent." for n in (0, 1)})
+        report = kb.ingest(folder)  # back, less one file deleted meanwhile, and the stray file hidden again
+        assert sorted(report.removed) == [str(finance / "NOT-MOUNTED.txt"), str(finance / "q2.txt")]
+        assert len(report.updated) + len(report.unchanged) == 32 and not report.removal_withheld
+        assert _run("umount", str(finance))
+        report = kb.ingest(folder)
+        assert len(report.removal_withheld) == 2 and report.added == [str(finance / "NOT-MOUNTED.txt")]
+        assert len(kb.ingest(folder, allow_removal=True).removed) == 2  # told so: gone, and no longer recorded
+        assert not kb.ingest(folder).removal_withheld and kb.stats().documents == 31
+
+
+def test_a_source_whose_share_is_unmounted_fails_its_run_despite_a_stray_file(
+        kb_factory, tmp_path: Path) -> None:
+    """The source folder is itself the mount point: unmounted, it holds a stray file, so it is not empty, and its
+    four documents are fewer than any share of missing files would withhold."""
+    share = tmp_path / "share"
+    with share_at(share) as mounted:
+        if not mounted:
+            pytest.skip("a share needs a mount, which needs root")
+        write_docs(share)
+        kb = kb_factory()
+        assert len(kb.ingest(share).added) == len(DOCS)
+        assert _run("umount", str(share))
+        (share / "NOT-MOUNTED.txt").write_text("The share is not mounted.", encoding="utf-8")
+        with pytest.raises(SourceUnavailableError, match=f"the share mounted at {share} when {share} was last read "
+                           "is not mounted now"):
+            kb.ingest(share)
+        assert kb.jobs()[0].status == "failed" and kb.stats().documents == len(DOCS)
+        doctor = kb.doctor(repair=True)
+        assert [(problem.kind, problem.repaired) for problem in doctor.problems] == [("source share not mounted",
+                                                                                      False)]
+        assert kb.stats().documents == len(DOCS)
+        report = kb.ingest(share, allow_removal=True)  # the folder lives there now: told so, the run goes on
+        assert len(report.removed) == len(DOCS) and report.added == [str(share / "NOT-MOUNTED.txt")]
+        assert kb.ingest(share).unchanged == [str(share / "NOT-MOUNTED.txt")]
 
 
 def test_doctor_keeps_a_source_whose_every_file_is_gone(kb_factory, tmp_path: Path) -> None:

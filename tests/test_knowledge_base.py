@@ -673,7 +673,7 @@ def test_a_version_1_database_is_migrated_to_the_current_schema(kb_factory, tmp_
     kb.close()
     execute_sql(kb.store.url, *back_to_version_1("sqlite"))
     migrated = kb_factory()
-    assert migrated.stats().schema_version == 7
+    assert migrated.stats().schema_version == SCHEMA_VERSION
     with migrated.store.sessions() as session:
         from sqlalchemy import text
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from kb.cli import main
 from kb.errors import EncoderMismatchError, ImageSearchUnavailable
-from kb.storage.models import Chunk, Space, StoredImage, Vector
+from kb.storage.models import SCHEMA_VERSION, Chunk, Space, StoredImage, Vector
 from kb.types import CLIP_SPACE, TEXT_SPACE
 from tests.databases import Database, back_to_version_4_keywords, execute_sql
 
@@ -232,7 +232,7 @@ def test_a_version_2_database_gains_the_images_table(image_kb, database: Databas
                 "DELETE FROM chunks WHERE modality = 'image'", *back_to_version_4_keywords(database.kind),
                 "UPDATE meta SET value='2' WHERE key='schema_version'")
     migrated = image_kb()
-    assert migrated.stats().schema_version == 7
+    assert migrated.stats().schema_version == SCHEMA_VERSION
     assert migrated.search("refund", k=1)[0].path.endswith("policy.txt")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 7  # the newest revision in kb/storage/migrations/versions
+SCHEMA_VERSION = 8  # the newest revision in kb/storage/migrations/versions
 VERSION_TABLE = "kb_alembic_version"  # Alembic's record of the revision (its default name left to other programs)
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
@@ -89,6 +90,8 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     schedule: Mapped[str | None] = mapped_column(String(MAX_SCHEDULE_LENGTH), nullable=True)  # cron or "every 15m"
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Its mounts as its last run found them (kb.mounts.SourceMounts as JSON); None until a run records them.
+    mounts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     documents: Mapped[list[Document]] = relationship(back_populates="source", passive_deletes=True)
 
 

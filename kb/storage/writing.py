@@ -369,6 +369,10 @@ class WriteUnit:
         self.session.delete(source)
         return len(deleted)
 
+    def record_mounts(self, source_id: int, mounts: dict[str, Any]) -> None:
+        """Keep a source's mounts as its run found them (``kb.mounts.SourceMounts``, dumped)."""
+        self.session.execute(update(Source).where(Source.id == source_id).values(mounts=mounts))
+
     def interrupt_running(self) -> None:
         """Runs still marked running were killed (the caller holds the writer lock)."""
         self.session.execute(update(Run).where(Run.status == "running")
