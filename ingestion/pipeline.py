@@ -20,11 +20,12 @@ from ingestion.pictures import Picture
 from ingestion.reading import FileJob, LoadFailed, ReadFailed, ReadSettings
 from ingestion.scan import ScannedFile, ScanResult, scan
 from kb.config import Settings
+from kb.containment import inside
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
-from kb.mounts import SourceMounts, away, holding_mount, root_unmounted, to_record, within
+from kb.mounts import SourceMounts, away, holding_mount, root_unmounted, to_record
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, TIME_RANGE_NS, Space, file_time, text_hash, utcnow
@@ -252,7 +253,7 @@ class Ingestor:
         report.skipped += scanned.skipped
         # Every document under this folder, whichever source first brought it in (sources may be nested).
         # The prefix is compared exactly: SQL LIKE would ignore case and mix up /Docs and /docs.
-        prefix = str(root) + os.sep
+        prefix = str(root).rstrip(os.sep) + os.sep
         with self.store.read() as snapshot:
             known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
                      for row in snapshot.documents_under(prefix)}
@@ -290,7 +291,7 @@ class Ingestor:
         if not report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
             self._remove_gone(gone, scanned, unmounted, len(known), report)
         removed = set(report.removed)
-        kept_away = [folder for folder in unmounted if any(within(path, folder) and path not in removed
+        kept_away = [folder for folder in unmounted if any(inside(path, folder) and path not in removed
                                                            for path in known)]
         with self.store.write() as unit:
             unit.record_mounts(source_id, to_record(holding_mount(str(root)), mounted_now, kept_away,
@@ -305,9 +306,9 @@ class Ingestor:
         if not self.allow_removal:
             still_gone = _withhold(still_gone, scanned.in_empty_folder, report, "came from folders that are now "
                                    "empty and were kept (unmounted shares?)")
-            unmounted = [folder for folder in unmounted if any(within(path, folder) for path, _ in still_gone)]
+            unmounted = [folder for folder in unmounted if any(inside(path, folder) for path, _ in still_gone)]
             shares = ", ".join(os.path.relpath(folder, self._root) for folder in unmounted)
-            still_gone = _withhold(still_gone, lambda path: any(within(path, folder) for folder in unmounted),
+            still_gone = _withhold(still_gone, lambda path: any(inside(path, folder) for folder in unmounted),
                                    report, f"came from shares mounted below this folder when it was last read "
                                    f"({shares}), which are not mounted now, and were kept (mount them again)")
         if still_gone and not self.allow_removal and too_many_missing(len(still_gone), documents,

@@ -43,13 +43,13 @@ class ScanResult:
     def covers(self, path: str) -> bool:
         """True unless ``path`` could not be looked at: it lies in a folder that could not be listed, or is (or
         lies under) an entry that could not be stat'ed. Its absence from the files then proves nothing."""
-        return not any(path.startswith(str(d) + os.sep) for d in self.unreadable_dirs) and \
-            not any(path == str(entry) or path.startswith(str(entry) + os.sep) for entry in self.unchecked)
+        return not any(inside(path, str(folder)) and path != str(folder) for folder in self.unreadable_dirs) and \
+            not any(inside(path, str(entry)) for entry in self.unchecked)
 
     def in_empty_folder(self, path: str) -> bool:
         """``path`` lies in a folder (below the root too) that now holds nothing: the bare mount point of an
         unmounted share, more likely than every file deleted."""
-        return any(path.startswith(str(d) + os.sep) for d in self.empty_dirs)
+        return any(inside(path, str(folder)) for folder in self.empty_dirs)
 
 
 def hidden(name: str) -> bool:

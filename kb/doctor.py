@@ -8,9 +8,10 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 from ingestion.scan import hidden
+from kb.containment import inside
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.keywords import KeywordTokenizer, parse_scheme
-from kb.mounts import SourceMounts, root_unmounted, unmounted_inside, within
+from kb.mounts import SourceMounts, root_unmounted, unmounted_inside
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -276,7 +277,7 @@ def _file_state(path: str, unmounted: list[str]) -> str:
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        if any(within(path, share) for share in unmounted):
+        if any(inside(path, share) for share in unmounted):
             return "in an unmounted share"
         folder = os.path.dirname(path)
         while not os.path.isdir(folder) and os.path.dirname(folder) != folder:  # the nearest folder still there

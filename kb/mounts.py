@@ -39,11 +39,6 @@ def root_unmounted(recorded: SourceMounts | None) -> str | None:
     return recorded.root
 
 
-def within(path: str, folder: str) -> bool:
-    """``path`` lies below ``folder`` (compared as text, as the database stores both)."""
-    return path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def away(recorded: SourceMounts | None, root: str, mounted_now: Iterable[str]) -> list[str]:
     """The folders below ``root`` (absolute) where a filesystem was mounted when last recorded and is not now."""
     if recorded is None:
