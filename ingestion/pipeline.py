@@ -25,7 +25,7 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
-from kb.mounts import SourceMounts, away, holding_mount, root_unmounted, to_record
+from kb.mounts import SourceMounts, away, holding_mount, recorded_mounts, root_unmounted, to_record
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, TIME_RANGE_NS, Space, file_time, text_hash, utcnow
@@ -244,8 +244,7 @@ class Ingestor:
         self.progress.phase("scanning", str(root))
         self._root = root
         with self.store.read() as snapshot:
-            stored = snapshot.source_mounts().get(str(root))
-        recorded = SourceMounts.model_validate(stored) if stored is not None else None
+            recorded = recorded_mounts(snapshot.source_mounts().get(str(root)))
         self._check_mounted(root, recorded)
         scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside,
                        exclude=self.store.directory)

@@ -11,7 +11,7 @@ from ingestion.scan import hidden
 from kb.containment import inside
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.keywords import KeywordTokenizer, parse_scheme
-from kb.mounts import SourceMounts, root_unmounted, unmounted_inside
+from kb.mounts import recorded_mounts, root_unmounted, unmounted_inside
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -194,8 +194,7 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
     once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
     with store.read() as snapshot:
         rows = snapshot.document_files()
-        recorded = {root: SourceMounts.model_validate(mounts)
-                    for root, mounts in snapshot.source_mounts().items() if mounts is not None}
+        recorded = {root: recorded_mounts(mounts) for root, mounts in snapshot.source_mounts().items()}
     by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for document_id, path, root in rows:
         by_source[root].append((document_id, path))

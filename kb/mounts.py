@@ -3,10 +3,13 @@ is told apart from its files' deletion, even when a stray file sits in its bare 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class SourceMounts(BaseModel):
@@ -16,6 +19,18 @@ class SourceMounts(BaseModel):
 
     root: str
     inside: list[str] = Field(default_factory=list)
+
+
+def recorded_mounts(stored: object) -> SourceMounts | None:
+    """The mounts a run recorded (``sources.mounts``), or None where none was, or what is there is not a record
+    (written by hand): then nothing is compared, and the next run records them afresh."""
+    if stored is None:
+        return None
+    try:
+        return SourceMounts.model_validate(stored)
+    except ValidationError:
+        log.warning("the recorded mounts of a source are not readable (%.200r); recording them afresh", stored)
+        return None
 
 
 def is_mount_point(folder: str) -> bool:

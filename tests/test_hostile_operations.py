@@ -31,11 +31,13 @@ from kb.errors import (
     StorageError,
     WriterBusyError,
 )
+from kb.mounts import holding_mount
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
 from retrieval import retriever
 from retrieval.query import MAX_QUERY_CHARS
+from tests.databases import execute_sql
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
 from tests.test_hostile_files import _assert_nothing_outside
 from tests.test_knowledge_base import DOCS, write_docs
@@ -218,6 +220,16 @@ def test_a_source_whose_share_is_unmounted_fails_its_run_despite_a_stray_file(
         report = kb.ingest(share, allow_removal=True)  # the folder lives there now: told so, the run goes on
         assert len(report.removed) == len(DOCS) and report.added == [str(share / "NOT-MOUNTED.txt")]
         assert kb.ingest(share).unchanged == [str(share / "NOT-MOUNTED.txt")]
+
+
+def test_a_mount_record_written_by_hand_is_recorded_afresh(kb_factory, tmp_path: Path) -> None:
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+    execute_sql(kb.store.url, """UPDATE sources SET mounts = '{"inside": 5}'""")
+    assert len(kb.ingest(folder).unchanged) == len(DOCS) and not kb.doctor().problems
+    with kb.store.read() as snapshot:
+        assert snapshot.source_mounts() == {str(folder): {"root": holding_mount(str(folder)), "inside": []}}
 
 
 def test_doctor_keeps_a_source_whose_every_file_is_gone(kb_factory, tmp_path: Path) -> None:
