@@ -216,18 +216,15 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
         states = [(document_id, path, _file_state(path, unmounted)) for document_id, path in documents]
         missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
         unknown += sum(1 for _, _, state in states if state == "unknown")
-        away = sum(1 for _, _, state in states if state == "in an unmounted share")
-        if away:
-            report.problems.append(Problem(kind="source share not mounted", detail=(
-                f"{away} document file(s) of {root} lie in shares mounted below it when it was last read, which "
-                "are not mounted now; their documents are kept until the shares are back, or removed with "
-                "`kb reindex SOURCE --allow-removal`")))
-        emptied = sum(1 for _, _, state in states if state == "in an empty folder")
-        if emptied:
-            report.problems.append(Problem(kind="source sub-folder empty", detail=(
-                f"{emptied} document file(s) of {root} lie in folders that now hold nothing (unmounted shares?); "
-                "their documents are kept until the files are back, or removed with `kb reindex SOURCE "
-                "--allow-removal`")))
+        for kept, kind, where in (
+                ("in an unmounted share", "source share not mounted",
+                 "shares mounted below it when it was last read, which are not mounted now"),
+                ("in an empty folder", "source sub-folder empty", "folders that now hold nothing (unmounted shares?)")):
+            count = sum(1 for _, _, state in states if state == kept)
+            if count:
+                report.problems.append(Problem(kind=kind, detail=(
+                    f"{count} document file(s) of {root} lie in {where}; their documents are kept until the files "
+                    "are back, or removed with `kb reindex SOURCE --allow-removal`")))
         if missing and len(missing) == len(documents):
             report.problems.append(Problem(kind="every file missing", detail=(
                 f"none of the {len(documents)} files of {root} is there, yet the folder is not empty: --repair keeps "
