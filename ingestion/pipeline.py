@@ -25,7 +25,15 @@ from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
-from kb.mounts import SourceMounts, away, holding_mount, recorded_mounts, root_unmounted, to_record
+from kb.mounts import (
+    SourceMounts,
+    holding_mount,
+    recorded_mounts,
+    root_unmounted,
+    to_record,
+    unmounted_below,
+    unmounted_inside,
+)
 from kb.sources import check_storable, too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.models import INGESTED, TIME_RANGE_NS, Space, file_time, text_hash, utcnow
@@ -244,8 +252,8 @@ class Ingestor:
         self.progress.phase("scanning", str(root))
         self._root = root
         with self.store.read() as snapshot:
-            recorded = recorded_mounts(snapshot.source_mounts().get(str(root)))
-        self._check_mounted(root, recorded)
+            records = {folder: recorded_mounts(stored) for folder, stored in snapshot.source_mounts().items()}
+        root_mount = self._check_mounted(root, records.get(str(root)))
         scanned = scan(root, follow_symlinks_outside=self.settings.ingestion.follow_symlinks_outside,
                        exclude=self.store.directory)
         report.failed += scanned.failed
@@ -285,31 +293,38 @@ class Ingestor:
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
-        mounted_now = [str(folder.relative_to(root)) for folder in scanned.mounts]
-        unmounted = away(recorded, str(root), mounted_now)
         if not report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
-            self._remove_gone(gone, scanned, unmounted, len(known), report)
-        removed = set(report.removed)
-        kept_away = [folder for folder in unmounted if any(inside(path, folder) and path not in removed
-                                                           for path in known)]
+            if root_unmounted(SourceMounts(root=root_mount)) is not None:
+                raise SourceUnavailableError(f"the share mounted at {root_mount} went away during the run; what "
+                                             "was read before is kept, and nothing was removed")
+            self._remove_gone(gone, scanned, unmounted_below(records, str(root)), len(known), report)
+        kept = set(known) - set(report.removed)
+        self._record_mounts(source_id, root, root_mount, scanned, records.get(str(root)), kept)
+
+    def _record_mounts(self, source_id: int, root: Path, root_mount: str, scanned: ScanResult,
+                       recorded: SourceMounts | None, kept: set[str]) -> None:
+        """Record the mounts this run found, and those recorded before, not mounted now, from which documents are
+        still ``kept``."""
+        holding = [folder for folder in unmounted_inside(recorded, str(root)) if any(inside(path, folder)
+                                                                                     for path in kept)]
         with self.store.write() as unit:
-            unit.record_mounts(source_id, to_record(holding_mount(str(root)), mounted_now, kept_away,
-                                                    str(root)).model_dump())
+            unit.record_mounts(source_id, to_record(str(root), root_mount, map(str, scanned.mounts),
+                                                    holding).model_dump_json())
 
     def _remove_gone(self, gone: dict[str, _Known], scanned: ScanResult, unmounted: list[str], documents: int,
                      report: IngestReport) -> None:
         """Remove the documents whose files are gone, except (unless removal is allowed) those that came from a
-        folder now empty or a share not mounted now, and all of them when too many are missing at once."""
+        folder now empty or a share ``unmounted`` now, and all of them when too many are missing at once."""
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
         if not self.allow_removal:
             still_gone = _withhold(still_gone, scanned.in_empty_folder, report, "came from folders that are now "
                                    "empty and were kept (unmounted shares?)")
-            unmounted = [folder for folder in unmounted if any(inside(path, folder) for path, _ in still_gone)]
-            shares = ", ".join(os.path.relpath(folder, self._root) for folder in unmounted)
-            still_gone = _withhold(still_gone, lambda path: any(inside(path, folder) for folder in unmounted),
-                                   report, f"came from shares mounted below this folder when it was last read "
-                                   f"({shares}), which are not mounted now, and were kept (mount them again)")
+            shares = [folder for folder in unmounted if any(inside(path, folder) for path, _ in still_gone)]
+            names = ", ".join(os.path.relpath(folder, self._root) for folder in shares)
+            still_gone = _withhold(still_gone, lambda path: any(inside(path, folder) for folder in shares), report,
+                                   f"came from shares mounted here when they were last read ({names}), which are "
+                                   "not mounted now, and were kept (mount them again)")
         if still_gone and not self.allow_removal and too_many_missing(len(still_gone), documents,
                                                                       self.settings.ingestion.max_removed_share):
             report.removal_withheld += [path for path, _ in still_gone]
@@ -321,15 +336,17 @@ class Ingestor:
         elif still_gone:
             self._remove(still_gone, report)
 
-    def _check_mounted(self, root: Path, recorded: SourceMounts | None) -> None:
+    def _check_mounted(self, root: Path, recorded: SourceMounts | None) -> str:
         """Fail the run, removing nothing, when the share that held the folder at its last run is not mounted now
-        (the folder seen is the bare mount point's, stray files and all), unless removal was allowed."""
+        (the folder seen is the bare mount point's, stray files and all), unless removal was allowed. Returns the
+        mount point holding the folder now."""
         share = root_unmounted(recorded)
         if share is not None and not self.allow_removal:
             raise SourceUnavailableError(
                 f"the share mounted at {share} when {root} was last read is not mounted now; nothing was removed. "
                 "If the folder now lives there for good, run again allowing removal (kb ingest/reindex "
                 "--allow-removal)")
+        return holding_mount(str(root))
 
     def _check_available(self, root: Path, scanned: ScanResult, documents: int) -> None:
         """Fail the run, removing nothing, when the folder cannot be read, or holds nothing at all while
@@ -591,12 +608,14 @@ class Ingestor:
 def _withhold(gone: list[tuple[str, int]], keep: Callable[[str], bool], report: IngestReport,
               why: str) -> list[tuple[str, int]]:
     """``gone`` less the documents ``keep`` holds on to, which are reported withheld, with ``why`` in a notice."""
-    kept = [path for path, _ in gone if keep(path)]
+    kept, rest = [], []
+    for path, document_id in gone:
+        (kept if keep(path) else rest).append((path, document_id))
     if kept:
-        report.removal_withheld += kept
+        report.removal_withheld += [path for path, _ in kept]
         report.notices.append(f"{len(kept)} document(s) {why}; if their files really were deleted, run again "
                               "allowing removal (kb ingest/reindex --allow-removal)")
-    return [(path, document_id) for path, document_id in gone if not keep(path)]
+    return rest
 
 
 def _quietly(action: Callable[[], object]) -> None:

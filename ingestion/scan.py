@@ -38,18 +38,36 @@ class ScanResult:
     unreadable_dirs: list[Path] = field(default_factory=list)
     unchecked: list[Path] = field(default_factory=list)  # entries listed but not stat'ed: present, state unknown
     empty_dirs: list[Path] = field(default_factory=list)  # folders holding nothing the scan looks at
-    mounts: list[Path] = field(default_factory=list)  # folders below the root on another filesystem than their parent
+    mounts: list[Path] = field(default_factory=list)  # folders (not links) on another filesystem than their parent
+    _text: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, path: str) -> bool:
         """True unless ``path`` could not be looked at: it lies in a folder that could not be listed, or is (or
         lies under) an entry that could not be stat'ed. Its absence from the files then proves nothing."""
-        return not any(inside(path, str(folder)) and path != str(folder) for folder in self.unreadable_dirs) and \
-            not any(inside(path, str(entry)) for entry in self.unchecked)
+        return path not in self._as_text("unchecked") and \
+            not _below_any(path, self._as_text("unreadable_dirs", "unchecked"))
 
     def in_empty_folder(self, path: str) -> bool:
         """``path`` lies in a folder (below the root too) that now holds nothing: the bare mount point of an
         unmounted share, more likely than every file deleted."""
-        return any(inside(path, str(folder)) for folder in self.empty_dirs)
+        return _below_any(path, self._as_text("empty_dirs"))
+
+    def _as_text(self, *names: str) -> frozenset[str]:
+        """The paths of the lists ``names`` as one set of text, made once the walk is over (asked per missing
+        document, so each question costs the path's depth, not the number of folders)."""
+        if names not in self._text:
+            self._text[names] = frozenset(str(path) for name in names for path in getattr(self, name))
+        return self._text[names]
+
+
+def _below_any(path: str, folders: frozenset[str]) -> bool:
+    """Whether ``path`` lies below one of ``folders``, by looking its parents up."""
+    parent = os.path.dirname(path)
+    while parent not in folders:
+        if parent == os.path.dirname(parent):
+            return False
+        parent = os.path.dirname(parent)
+    return True
 
 
 def hidden(name: str) -> bool:
@@ -233,7 +251,7 @@ class _Walk:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))
                     continue
                 self.visited.add(key)
-                if info.st_dev != folder.identity[0]:  # another filesystem is mounted here
+                if info.st_dev != folder.identity[0] and not entry.is_symlink():  # another filesystem mounted here
                     result.mounts.append(path)
                 self.pending.append(_Folder(path, names, from_root, key))
             elif stat.S_ISREG(info.st_mode):

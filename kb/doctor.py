@@ -11,7 +11,7 @@ from ingestion.scan import hidden
 from kb.containment import inside
 from kb.errors import ModelNotFoundError, WriterBusyError
 from kb.keywords import KeywordTokenizer, parse_scheme
-from kb.mounts import recorded_mounts, root_unmounted, unmounted_inside
+from kb.mounts import recorded_mounts, root_unmounted, unmounted_below
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
@@ -188,10 +188,18 @@ def _missing_vectors(store: Store, spaces: list[EmbeddingSpace], report: DoctorR
                                        repaired=repair))
 
 
+# Files missing whose documents are kept: their state (``_file_state``), the problem's kind, where they lie.
+KEPT_WHERE = (("in an unmounted share", "source share not mounted",
+               "shares mounted there when they were last read, which are not mounted now"),
+              ("in an empty folder", "source sub-folder empty", "folders that now hold nothing (unmounted shares?)"))
+
+
 def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, repair: bool) -> None:
     """Documents whose file no longer exists. Nothing is deleted for a source whose folder is missing, unreadable
-    or empty (an unmounted share), nor when more than ``max_removed_share`` of a source's files are missing at
-    once; a file that cannot be looked at (an unreadable folder on its way) is not taken as gone."""
+    or empty, or whose recorded share is not mounted (an unmounted share), nor for a file in a recorded share
+    below it that is not mounted now or in a folder that now holds nothing, nor when more than
+    ``max_removed_share`` of a source's files are missing at once; a file that cannot be looked at (an unreadable
+    folder on its way) is not taken as gone."""
     with store.read() as snapshot:
         rows = snapshot.document_files()
         recorded = {root: recorded_mounts(mounts) for root, mounts in snapshot.source_mounts().items()}
@@ -212,14 +220,11 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
                 f"{root} was on the share mounted at {share}, which is not mounted now (its documents are kept "
                 "until the share is back, or removed with `kb reindex SOURCE --allow-removal`)")))
             continue
-        unmounted = unmounted_inside(recorded.get(root), root)
+        unmounted = unmounted_below(recorded, root)
         states = [(document_id, path, _file_state(path, unmounted)) for document_id, path in documents]
         missing = [(document_id, path) for document_id, path, state in states if state == "gone"]
         unknown += sum(1 for _, _, state in states if state == "unknown")
-        for kept, kind, where in (
-                ("in an unmounted share", "source share not mounted",
-                 "shares mounted below it when it was last read, which are not mounted now"),
-                ("in an empty folder", "source sub-folder empty", "folders that now hold nothing (unmounted shares?)")):
+        for kept, kind, where in KEPT_WHERE:
             count = sum(1 for _, _, state in states if state == kept)
             if count:
                 report.problems.append(Problem(kind=kind, detail=(

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from ingestion.scan import ScanResult
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.encoders.clip import ClipEncoder
@@ -31,13 +32,13 @@ from kb.errors import (
     StorageError,
     WriterBusyError,
 )
-from kb.mounts import holding_mount
+from kb.mounts import SourceMounts, holding_mount, recorded_mounts
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
 from retrieval import retriever
 from retrieval.query import MAX_QUERY_CHARS
-from tests.databases import execute_sql
+from tests.databases import Database, execute_sql
 from tests.hostile import SECRET, big_html, docx_xml_bomb, front_matter_markdown, nested_html, outside
 from tests.test_hostile_files import _assert_nothing_outside
 from tests.test_knowledge_base import DOCS, write_docs
@@ -222,14 +223,96 @@ def test_a_source_whose_share_is_unmounted_fails_its_run_despite_a_stray_file(
         assert kb.ingest(share).unchanged == [str(share / "NOT-MOUNTED.txt")]
 
 
-def test_a_mount_record_written_by_hand_is_recorded_afresh(kb_factory, tmp_path: Path) -> None:
+def test_a_share_that_goes_away_during_a_run_is_still_recorded_as_the_source_s(kb_factory, tmp_path: Path) -> None:
+    """The source's own share drops while its files are read: the run removes nothing, and the next one, finding
+    the bare mount point with a stray file, knows the share from the run before."""
+    share = tmp_path / "share"
+    with share_at(share) as mounted:
+        if not mounted:
+            pytest.skip("a share needs a mount, which needs root")
+        write_docs(share)
+        kb = kb_factory()
+        assert len(kb.ingest(share).added) == len(DOCS)
+        (share / "new.txt").write_text("A new file, for the second run to read.", encoding="utf-8")
+
+        def unmount_now(done: int, total: int, relpath: str) -> None:
+            if os.path.ismount(share):
+                assert _run("umount", "-l", str(share))
+        with pytest.raises(SourceUnavailableError, match="went away during the run"):
+            kb.ingest(share, progress=unmount_now)
+        (share / "NOT-MOUNTED.txt").write_text("The share is not mounted.", encoding="utf-8")
+        with pytest.raises(SourceUnavailableError, match="is not mounted now"):
+            kb.ingest(share)
+        assert kb.stats().documents == len(DOCS)
+
+
+def test_an_outer_source_keeps_what_a_nested_source_s_unmounted_share_held(kb_factory, tmp_path: Path) -> None:
+    """``docs`` last ran before a share was mounted at ``docs/finance`` and registered as a source of its own: the
+    outer run reads the inner source's record too."""
+    outer = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
+    finance = outer / "finance"
+    kb = kb_factory()
+    kb.ingest(outer)
+    with share_at(finance) as mounted:
+        if not mounted:
+            pytest.skip("a share needs a mount, which needs root")
+        write_docs(finance, {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent." for n in range(3)})
+        assert len(kb.ingest(finance).added) == 3
+        assert _run("umount", str(finance))
+        (finance / "NOT-MOUNTED.txt").write_text("The finance share is not mounted.", encoding="utf-8")
+        with pytest.raises(SourceUnavailableError, match="is not mounted now"):
+            kb.ingest(finance)
+        report = kb.ingest(outer)
+        assert not report.removed and len(report.removal_withheld) == 3 and kb.stats().documents == 34
+        assert [problem.kind for problem in kb.doctor(repair=True).problems] == ["source share not mounted"]
+        assert kb.stats().documents == 34
+
+
+def test_a_symlink_to_another_filesystem_is_not_a_share(kb_factory, tmp_path: Path) -> None:
+    """Followed outside the source, a link to a folder on another filesystem is not a mount point: a file deleted
+    behind it is removed, as any deleted file, by ingest and doctor alike."""
+    elsewhere = tmp_path / "elsewhere"
+    with share_at(elsewhere) as mounted:
+        if not mounted:
+            pytest.skip("another filesystem needs a mount, which needs root")
+        target = write_docs(elsewhere / "sub", {"a.txt": "Alpha apples.", "b.txt": "Beta bananas."})
+        folder = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
+        (folder / "link").symlink_to(target)
+        kb = kb_factory(follow_symlinks_outside=True)
+        assert len(kb.ingest(folder).added) == 32
+        (target / "a.txt").unlink()
+        assert [problem.kind for problem in kb.doctor().problems] == ["files gone"]
+        assert kb.ingest(folder).removed == [str(folder / "link" / "a.txt")]
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_mount_record_written_by_hand_is_recorded_afresh(kb_factory, tmp_path: Path, database: Database) -> None:
+    """A record that is not one, or not JSON at all (SQLite takes any text), is a warning: not a traceback at every
+    run of every source, nor in kb doctor."""
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory()
     kb.ingest(folder)
-    execute_sql(kb.store.url, """UPDATE sources SET mounts = '{"inside": 5}'""")
-    assert len(kb.ingest(folder).unchanged) == len(DOCS) and not kb.doctor().problems
-    with kb.store.read() as snapshot:
-        assert snapshot.source_mounts() == {str(folder): {"root": holding_mount(str(folder)), "inside": []}}
+    damaged = ["""'{"inside": 5}'"""] + (["'not json'"] if database.kind == "sqlite" else [])
+    for value in damaged:
+        execute_sql(kb.store.url, f"UPDATE sources SET mounts = {value}")
+        assert len(kb.ingest(folder).unchanged) == len(DOCS) and not kb.doctor().problems
+        with kb.store.read() as snapshot:
+            assert recorded_mounts(snapshot.source_mounts()[str(folder)]) == SourceMounts(
+                root=holding_mount(str(folder)))
+
+
+def test_what_a_scan_could_not_look_at_is_told_by_each_path_s_parents() -> None:
+    """Which missing documents prove nothing: those below a folder that could not be listed, at or below an entry
+    that could not be stat'ed; and which lie in an emptied folder. Asked once per missing document, each answer
+    costs the path's depth, not the number of such folders (10,000 of each took a minute before)."""
+    scanned = ScanResult(unreadable_dirs=[Path("/s/locked")], unchecked=[Path("/s/dead")],
+                         empty_dirs=[Path("/s/bare"), *(Path(f"/s/e{n}") for n in range(10_000))])
+    assert [scanned.covers(path) for path in ("/s/locked", "/s/locked/a.txt", "/s/locked/x/b.txt", "/s/dead",
+                                              "/s/dead/c.txt", "/s/deadline.txt", "/s/ok/d.txt")] == [
+        True, False, False, False, False, True, True]
+    assert [scanned.in_empty_folder(path) for path in ("/s/bare/a.txt", "/s/bare/x/b.txt", "/s/bare",
+                                                       "/s/barely.txt", "/s/e9999/f.txt")] == [
+        True, True, False, False, True]
 
 
 def test_doctor_keeps_a_source_whose_every_file_is_gone(kb_factory, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -90,8 +89,9 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     schedule: Mapped[str | None] = mapped_column(String(MAX_SCHEDULE_LENGTH), nullable=True)  # cron or "every 15m"
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    # Its mounts as its last run found them (kb.mounts.SourceMounts as JSON); None until a run records them.
-    mounts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Its mounts as its last run found them (kb.mounts.SourceMounts as JSON text, parsed by its reader only, so
+    # that a value damaged by hand fails no query); None until a run records them.
+    mounts: Mapped[str | None] = mapped_column(Text, nullable=True)
     documents: Mapped[list[Document]] = relationship(back_populates="source", passive_deletes=True)
 
 

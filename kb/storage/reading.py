@@ -212,8 +212,9 @@ class Snapshot:
         model = {"chunks": Chunk, "images": StoredImage}[table]
         return self.session.scalar(select(func.count()).select_from(model)) or 0
 
-    def source_mounts(self) -> dict[str, dict[str, Any] | None]:
-        """Each source's folder and its mounts as its last run recorded them (None before any run did)."""
+    def source_mounts(self) -> dict[str, str | None]:
+        """Each source's folder and its mounts as its last run recorded them, as JSON text (None before any run
+        did)."""
         return {path: mounts for path, mounts in self.session.execute(select(Source.path, Source.mounts))}
 
     def source_paths(self) -> list[str]:

@@ -369,8 +369,8 @@ class WriteUnit:
         self.session.delete(source)
         return len(deleted)
 
-    def record_mounts(self, source_id: int, mounts: dict[str, Any]) -> None:
-        """Keep a source's mounts as its run found them (``kb.mounts.SourceMounts``, dumped)."""
+    def record_mounts(self, source_id: int, mounts: str) -> None:
+        """Keep a source's mounts as its run found them (``kb.mounts.SourceMounts`` as JSON text)."""
         self.session.execute(update(Source).where(Source.id == source_id).values(mounts=mounts))
 
     def interrupt_running(self) -> None:
