@@ -68,6 +68,15 @@ def share_at(folder: Path) -> Iterator[bool]:
             _run("umount", str(folder))
 
 
+@contextmanager
+def real_share(folder: Path) -> Iterator[None]:
+    """A tmpfs mounted at ``folder``, for a test about mounts themselves: skipped where it cannot mount."""
+    with share_at(folder) as mounted:
+        if not mounted:
+            pytest.skip("a share needs a mount, which needs root")
+        yield
+
+
 def unmount(folder: Path, mounted: bool, away: Path) -> None:
     """Take the share away, as an unmount does: the mount point stays, empty (without a mount: moved away)."""
     if mounted:
@@ -168,9 +177,7 @@ def test_a_share_unmounted_below_the_source_keeps_its_documents_despite_a_stray_
     share's absence is no proof of their deletion. The mount recorded at the last run says so."""
     folder = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
     finance = folder / "finance"
-    with share_at(finance) as mounted:
-        if not mounted:
-            pytest.skip("a share needs a mount, which needs root")
+    with real_share(finance):
         write_docs(finance, {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent." for n in range(3)})
         kb = kb_factory()
         assert len(kb.ingest(folder).added) == 33
@@ -202,9 +209,7 @@ def test_a_source_whose_share_is_unmounted_fails_its_run_despite_a_stray_file(
     """The source folder is itself the mount point: unmounted, it holds a stray file, so it is not empty, and its
     four documents are fewer than any share of missing files would withhold."""
     share = tmp_path / "share"
-    with share_at(share) as mounted:
-        if not mounted:
-            pytest.skip("a share needs a mount, which needs root")
+    with real_share(share):
         write_docs(share)
         kb = kb_factory()
         assert len(kb.ingest(share).added) == len(DOCS)
@@ -227,9 +232,7 @@ def test_a_share_that_goes_away_during_a_run_is_still_recorded_as_the_source_s(k
     """The source's own share drops while its files are read: the run removes nothing, and the next one, finding
     the bare mount point with a stray file, knows the share from the run before."""
     share = tmp_path / "share"
-    with share_at(share) as mounted:
-        if not mounted:
-            pytest.skip("a share needs a mount, which needs root")
+    with real_share(share):
         write_docs(share)
         kb = kb_factory()
         assert len(kb.ingest(share).added) == len(DOCS)
@@ -253,9 +256,7 @@ def test_an_outer_source_keeps_what_a_nested_source_s_unmounted_share_held(kb_fa
     finance = outer / "finance"
     kb = kb_factory()
     kb.ingest(outer)
-    with share_at(finance) as mounted:
-        if not mounted:
-            pytest.skip("a share needs a mount, which needs root")
+    with real_share(finance):
         write_docs(finance, {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent." for n in range(3)})
         assert len(kb.ingest(finance).added) == 3
         assert _run("umount", str(finance))
@@ -272,9 +273,7 @@ def test_a_symlink_to_another_filesystem_is_not_a_share(kb_factory, tmp_path: Pa
     """Followed outside the source, a link to a folder on another filesystem is not a mount point: a file deleted
     behind it is removed, as any deleted file, by ingest and doctor alike."""
     elsewhere = tmp_path / "elsewhere"
-    with share_at(elsewhere) as mounted:
-        if not mounted:
-            pytest.skip("another filesystem needs a mount, which needs root")
+    with real_share(elsewhere):
         target = write_docs(elsewhere / "sub", {"a.txt": "Alpha apples.", "b.txt": "Beta bananas."})
         folder = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
         (folder / "link").symlink_to(target)
