@@ -213,7 +213,9 @@ class KnowledgeBase:
                 space.fill(unit, stored, unit.read.member_ids(space.name), batch_size)
             keywords = keyword_tokenizer(self.settings.keywords.tokenizer)
             chunks = rebuild_postings(unit, keywords, batch_size)
-        save_settings(self.directory, self.settings)  # committed: a kill while the indexes rebuild keeps the models
+            # Recorded before the commit: a kb.json that cannot be written (a full disk) rolls the new vectors
+            # back, and a kill between the two leaves kb.json naming the new models, which a reembed completes.
+            save_settings(self.directory, self.settings)
         self.retriever.keywords = keywords
         for stored in self.store.spaces():
             self.store.index(stored)

@@ -296,6 +296,32 @@ def test_a_reembed_stopped_while_its_indexes_rebuild_keeps_the_new_model(kb_fact
     assert other.search("vacation days per year", k=1, mode="dense")  # its index is built at the next search
 
 
+def test_a_reembed_whose_models_cannot_be_recorded_changes_nothing(kb_factory, tiny_text_model: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """kb.json cannot be written (a full disk): the new vectors are not committed either, so the knowledge base
+    still searches with the model kb.json names (the vectors committed first left every search and ingest asking
+    for a reembed, and `kb doctor --repair` undid the user's by re-embedding back to the old model)."""
+    kb = kb_factory()
+    kb.ingest(write_docs(tmp_path / "docs"))
+    kb.close()
+    other_model = tmp_path / "other-model"
+    shutil.copytree(tiny_text_model, other_model)
+    other = kb_factory(text_model=str(other_model))
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise StorageError("cannot write kb.json: No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("kb.knowledge_base.save_settings", disk_full)
+        with pytest.raises(StorageError, match="No space left"):
+            other.reembed()
+    other.close()
+    again = kb_factory()
+    assert len(again.search("vacation days per year", k=4, mode="dense")) == 4  # no mismatch: the old vectors
+    assert again.stats().spaces[0].model.startswith(str(tiny_text_model)) and not again.doctor().problems
+
+
 def test_a_fingerprint_reads_every_byte_of_what_the_model_loads_and_nothing_else(tmp_path: Path) -> None:
     """Weights changed in the middle of a large file, and tokenizer or prompt settings, change the fingerprint;
     ONNX and OpenVINO variants a hub snapshot gains beside the weights do not."""
