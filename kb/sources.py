@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, S
 from kb.storage.models import MAX_PATH_BYTES, utcnow
 from kb.storage.store import Store
 from kb.types import FailedFile, Job, SourceInfo
+
+log = logging.getLogger(__name__)
 
 REMOVAL_FLOOR = 10  # fewer missing documents than this are always removed: a folder tidied by hand
 
@@ -88,8 +91,12 @@ def remove_source(store: Store, path: str | os.PathLike[str]) -> int:
             if source is None:  # removed by another process meanwhile
                 raise _no_source(folder)
             removed = unit.delete_source(source)
-        for space in store.spaces():  # the index caches brought up to date, as an ingest leaves them
-            store.index(space).save()
+        try:
+            for space in store.spaces():  # the index caches brought up to date, as an ingest leaves them
+                store.index(space).save()
+        except OSError as error:  # a full disk: the removal is committed, and the next search rebuilds the cache
+            log.warning("the index cache could not be saved after removing %s (%s); the next search rebuilds it "
+                        "from the database", folder, error)
         return removed
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from kb import SourceUnavailableError, sources  # the error as the API exports it
-from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError
+from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, StorageError
+from kb.storage.faiss_index import FaissIndex
 from kb.storage.models import MAX_PATH_BYTES, utcnow
 from tests.databases import execute_sql
 from tests.test_knowledge_base import DOCS, vector_counts, write_docs
@@ -41,6 +42,25 @@ def test_sources_reindex_and_jobs(kb_factory, tmp_path: Path) -> None:
     assert kb.remove_source(folder) == 4
     assert kb.stats().documents == 0 and vector_counts(kb) == (0, 0) and not kb.sources()
     assert kb.doctor().problems == []  # the index caches were brought up to date with the removal
+
+
+def test_a_removal_whose_index_cache_cannot_be_saved_is_still_a_removal(kb_factory, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documents are deleted in one commit; a cache that cannot be saved after it (a full disk) is the next
+    search's to rebuild, not an error saying the removal failed (a retry then found no such source)."""
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.ingest(folder)
+
+    def disk_full(*args: object) -> None:
+        raise StorageError("cannot write text.faiss: No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FaissIndex, "save", disk_full)
+        assert kb.remove_source(folder) == len(DOCS)
+    assert not kb.sources() and not kb.search("vacation days", mode="dense")
+    stale = ["index cache"] if kb.store.vector_index == "faiss" else []  # pgvector keeps no cache
+    assert [problem.kind for problem in kb.doctor(repair=True).problems] == stale and not kb.doctor().problems
 
 
 def test_scheduler_runs_due_sources_and_reschedules(kb_factory, tmp_path: Path) -> None:
