@@ -271,8 +271,10 @@ class Ingestor:
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
         pending: list[_Pending] = []
-        pending_chunks = 0
+        pending_chunks = pending_chars = 0
         batch_chunks = self.settings.batch_size * 8  # chunks per commit
+        # and text held for it: a chunk may span a long run of spaces, so chunks alone do not bound the memory
+        batch_chars = self.settings.ingestion.max_document_chars
         total = len(scanned.files)
         self.progress.phase("reading", f"{total} files")
         for done, file in enumerate(scanned.files, start=1):
@@ -286,9 +288,10 @@ class Ingestor:
             if item is not None:
                 pending.append(item)
                 pending_chunks += item.units
-                if pending_chunks >= batch_chunks:
+                pending_chars += len(item.document.text)
+                if pending_chunks >= batch_chunks or pending_chars >= batch_chars:
                     self._write(pending, source_id, report)
-                    pending, pending_chunks = [], 0
+                    pending, pending_chunks, pending_chars = [], 0, 0
             self.progress.file(done, total, file.relpath)
         self._write(pending, source_id, report)
         if self._unread_images:

@@ -259,6 +259,15 @@ def test_settings_are_recorded_and_reopened(kb_factory, tmp_path: Path, monkeypa
         KnowledgeBase.open(tmp_path / "other", no_such_setting=1)
 
 
+def test_a_batch_is_written_once_it_holds_as_much_text_as_one_document_may(kb_factory, tmp_path: Path) -> None:
+    """Chunks alone do not bound what a batch holds (one chunk may span a long run of spaces): it is also written
+    once its documents' text reaches max_document_chars, each write a generation of the text space."""
+    folder = write_docs(tmp_path / "docs", {f"note{n}.txt": f"Harbour note {n}. " + "x" * 500 for n in range(6)})
+    kb = kb_factory(max_document_chars=1000)
+    assert len(kb.ingest(folder).added) == 6
+    assert kb.stats().spaces[0].generation == 3  # two documents of about 520 characters a batch
+
+
 def test_different_encoder_is_a_clear_error_until_reembedded(kb_factory, tmp_path: Path) -> None:
     from tests.conftest import minilm_path
 
