@@ -96,6 +96,23 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
     return out.getvalue()
 
 
+def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None) -> bytes:
+    """A DOCX whose zip directory marks every part ``encrypted``, or compressed with ``method`` (9: deflate64):
+    zipfile raises RuntimeError or NotImplementedError on such a part, not a zip error."""
+    from docx import Document
+
+    plain = io.BytesIO()
+    Document().save(plain)
+    data = bytearray(plain.getvalue())
+    at = int.from_bytes(data[-6:-2], "little")  # the central directory's offset, in the end record (no comment)
+    while data[at:at + 4] == b"PK\x01\x02":
+        data[at + 8] |= encrypted  # the flag bits; bit 0: encrypted
+        if method is not None:
+            data[at + 10:at + 12] = method.to_bytes(2, "little")
+        at += 46 + sum(int.from_bytes(data[at + field:at + field + 2], "little") for field in (28, 30, 32))
+    return bytes(data)
+
+
 def docx_xml_bomb(megabytes: float, part: str = "document.xml", lead: int = 0) -> bytes:
     """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed),
     its main part stored as word/``part``: a name not ending in .xml must not hide it from the bomb check, nor

@@ -16,6 +16,7 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
+from tests.hostile import docx_with_unreadable_parts
 
 
 def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
@@ -369,6 +370,17 @@ def test_html_utf16_with_bom(tmp_path: Path) -> None:
     assert load(tmp_path, "u16.xhtml", page.encode("utf-16")).text == f"{ACCENTED}\n\n{CHINESE}"
 
 
+@pytest.mark.parametrize("label", ["unicode_escape", "raw_unicode_escape", "punycode", "idna", "utf-7", "rot13",
+                                   "zlib_codec", "utf-16", "cp037", "no-such-charset"])
+def test_html_declaring_a_charset_that_is_not_ascii_compatible_text_is_detected_instead(tmp_path: Path,
+                                                                                       label: str) -> None:
+    """A browser ignores such a label. rot13 and zlib_codec raised LookupError, and unicode_escape turned an escape
+    in the title into a lone surrogate that lxml could not take (UnicodeEncodeError)."""
+    page = f'<meta charset="{label}"><title>Café \\ud800 \\x41</title><p>{ACCENTED}</p>'
+    document = load(tmp_path, "page.html", page.encode("cp1252"))
+    assert (document.text, document.title) == (ACCENTED, "Café \\ud800 \\x41")
+
+
 def test_html_deeply_nested_does_not_exhaust_the_stack(tmp_path: Path) -> None:
     page = "<html><body>" + "<span>" * 5000 + "deep text" + "</span>" * 5000 + "</body></html>"
     assert "deep text" in load(tmp_path, "deep.html", page.encode()).text
@@ -495,3 +507,16 @@ def test_docx_title_from_core_properties(tmp_path: Path) -> None:
 def test_broken_docx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(LoadError, match="corrupt DOCX"):
         load(tmp_path, "broken.docx", data)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    pytest.param(docx_with_unreadable_parts(encrypted=True), "DOCX is encrypted: its part .* needs a password",
+                 id="encrypted"),
+    pytest.param(docx_with_unreadable_parts(method=9), r"uses an unsupported compression \(deflate64\)",
+                 id="deflate64"),
+])
+def test_docx_with_parts_zipfile_cannot_unpack_is_a_load_error(tmp_path: Path, data: bytes, reason: str) -> None:
+    """zipfile raises RuntimeError (encrypted) or NotImplementedError (deflate64) for such parts: the reason was
+    "unexpected RuntimeError: ...", or a traceback that ended the run without file isolation."""
+    with pytest.raises(LoadError, match=reason):
+        load(tmp_path, "locked.docx", data)
