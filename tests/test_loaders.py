@@ -16,7 +16,7 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
-from tests.hostile import docx_with_unreadable_parts
+from tests.hostile import docx_with_unreadable_parts, lone_surrogate_pdf
 
 
 def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
@@ -147,6 +147,10 @@ def test_whitespace_only_text_is_an_empty_document(tmp_path: Path) -> None:
 def test_clean_text_shapes_text_for_the_chunker() -> None:
     raw = "Cafe\u0301 \x00bell\x07 \r\nline two   \n\n\n\n\nnext\tpara\x0cpage\ufeff  \u2028ﬁne ﬂow"
     assert clean_text(raw) == "Café bell\nline two\n\nnext\tpara\npage\nfine flow"
+
+
+def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None:
+    assert clean_text("a\ud800b \ud83d\ude00 c\udc80") == "a\ufffdb \U0001f600 c\ufffd"
 
 
 # --- factory ----------------------------------------------------------------------------------------------------
@@ -456,6 +460,11 @@ def test_encrypted_pdf_needs_a_password(tmp_path: Path) -> None:
 def test_pdf_with_owner_password_only_opens(tmp_path: Path) -> None:
     data = encrypt(pdf_bytes([["Readable restricted words"]]), user_password="", owner_password="owner")
     assert load(tmp_path, "restricted.pdf", data).text == "Readable restricted words"
+
+
+def test_pdf_lone_surrogate_from_a_tounicode_map_becomes_a_replacement_character(tmp_path: Path) -> None:
+    """The tokenizers refuse a lone surrogate ("TextEncodeInput must be ..."): the whole PDF was lost."""
+    assert load(tmp_path, "surrogate.pdf", lone_surrogate_pdf()).text == "Refund policy \ufffdB is here"
 
 
 # --- docx -------------------------------------------------------------------------------------------------------
