@@ -84,6 +84,33 @@ def clean_text(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
+MAX_WARNINGS = 20  # warnings of one kind said one by one on a document; the rest are counted
+
+
+class CappedWarnings:
+    """A document's warnings of one kind: the first ``MAX_WARNINGS`` said, the rest counted in one last warning
+    (``more``, formatted with the count), so that a hostile file cannot fill its record with them."""
+
+    def __init__(self, warnings: list[str], more: str) -> None:
+        self.warnings = warnings
+        self.more = more
+        self.said = 0
+        self.unsaid = 0
+
+    def add(self, warning: str) -> None:
+        """Say ``warning``, or only count it once ``MAX_WARNINGS`` were said."""
+        if self.said < MAX_WARNINGS:
+            self.said += 1
+            self.warnings.append(warning)
+        else:
+            self.unsaid += 1
+
+    def finish(self) -> None:
+        """Add the count of the warnings not said, if any."""
+        if self.unsaid:
+            self.warnings.append(self.more.format(self.unsaid))
+
+
 class Loader(ABC):
     """Turns the bytes of one kind of file into its visible text.
 
