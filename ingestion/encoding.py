@@ -1,9 +1,10 @@
 """Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
 
 Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
-is binary); UTF-8, which legacy text almost never forms by accident; the charset the file declares, if any;
-windows-1252 when the bytes have the shape of European text (windows-1250 when only a Central European
-language's letters explain them); charset_normalizer's detection. Every step is deterministic.
+is binary); UTF-8, which legacy text almost never forms by accident; the charset the file declares, if it is a
+text encoding that reads ASCII as ASCII (a browser ignores any other label); windows-1252 when the bytes have the
+shape of European text (windows-1250 when only a Central European language's letters explain them);
+charset_normalizer's detection. Every step is deterministic.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ _NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code)
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
+# ASCII but the backslash, then what escaping and 7-bit codecs read otherwise: escapes (unicode_escape,
+# raw_unicode_escape), shifted runs (utf-7, hz, iso2022), a punycode label (idna, punycode).
+_ASCII_PROBE = bytes(range(0x5c)) + bytes(range(0x5d, 0x80)) + b"\\x41\\u0041 +AEE- ~{0A~} \x1b$B0A\x1b(B .xn--ls8h."
 _NEWLINES = re.compile(r"\r\n?")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 
@@ -104,7 +108,7 @@ def _decode(data: bytes, declared: str | None) -> str:
     if codec is not None:
         try:
             return data.decode(codec)
-        except UnicodeDecodeError:
+        except UnicodeError:
             pass  # mislabelled: the bytes are not in the declared charset, so detect instead
     return _european(data) or _detect(data)
 
@@ -223,7 +227,17 @@ def _usable_label(declared: str | None) -> str | None:
         name = codecs.lookup(label).name
     except LookupError:
         return None
-    return None if name.startswith(("utf-16", "utf-32")) else name
+    return name if _ascii_compatible(name) else None
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """Whether ``codec`` is a text encoding that reads ASCII as ASCII, as every charset a page can really be in
+    does: not UTF-16/32, EBCDIC, escaping or 7-bit codecs, nor bytes-to-bytes ones (rot13, zlib_codec). A browser
+    ignores such a label; so does the detection (text they could decode is ASCII, read as UTF-8 before)."""
+    try:
+        return _ASCII_PROBE.decode(codec) == _ASCII_PROBE.decode("ascii")
+    except (LookupError, UnicodeError):
+        return False
 
 
 def _repair_double_utf8(text: str) -> str:

@@ -66,16 +66,16 @@ class InProcessRunner:
             return fetch(self.reader, job, skip, read.append)
         except ReadFailed:
             raise
-        except LoadError as error:
-            raise LoadFailed(str(error), read[0]) from error
+        except Exception as error:  # a loader bug must cost one file, never the run, as in a worker
+            raise _failure(_reason(error), read[0] if read else None) from error
 
     def load(self, job: FileJob, content_hash: str) -> Loaded:
         try:
             return self.reader.load(job)
         except ReadFailed:
             raise
-        except LoadError as error:
-            raise LoadFailed(str(error), content_hash) from error
+        except Exception as error:  # as in ``fetch``
+            raise LoadFailed(_reason(error), content_hash) from error
 
     def close(self) -> None:
         pass
@@ -184,6 +184,11 @@ def _failure(reason: str, content_hash: str | None) -> LoadError:
     return ReadFailed(reason) if content_hash is None else LoadFailed(reason, content_hash)
 
 
+def _reason(error: Exception) -> str:
+    """Why a file failed, for the report: a ``LoadError`` says it; any other error is a loader bug, named."""
+    return str(error) if isinstance(error, LoadError) else f"unexpected {type(error).__name__}: {error}"
+
+
 def file_runner(settings: ReadSettings, isolate: bool, timeout: float, memory_mb: int,
                 should_stop: Callable[[], bool]) -> FileRunner:
     """A worker with the budget when ``isolate`` (the default), else reading in this process."""
@@ -221,10 +226,8 @@ def serve(connection: Connection) -> None:
             answer = ("memory", None)
         except ReadFailed as error:
             answer = ("unread", str(error))
-        except LoadError as error:
-            answer = ("failed", str(error))
         except Exception as error:  # a loader bug must cost one file, never the run
-            answer = ("failed", f"unexpected {type(error).__name__}: {error}")
+            answer = ("failed", _reason(error))
         try:
             connection.send(answer)
         except MemoryError:

@@ -96,6 +96,23 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
     return out.getvalue()
 
 
+def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None) -> bytes:
+    """A DOCX whose zip directory marks every part ``encrypted``, or compressed with ``method`` (9: deflate64):
+    zipfile raises RuntimeError or NotImplementedError on such a part, not a zip error."""
+    from docx import Document
+
+    plain = io.BytesIO()
+    Document().save(plain)
+    data = bytearray(plain.getvalue())
+    at = int.from_bytes(data[-6:-2], "little")  # the central directory's offset, in the end record (no comment)
+    while data[at:at + 4] == b"PK\x01\x02":
+        data[at + 8] |= encrypted  # the flag bits; bit 0: encrypted
+        if method is not None:
+            data[at + 10:at + 12] = method.to_bytes(2, "little")
+        at += 46 + sum(int.from_bytes(data[at + field:at + field + 2], "little") for field in (28, 30, 32))
+    return bytes(data)
+
+
 def docx_xml_bomb(megabytes: float, part: str = "document.xml", lead: int = 0) -> bytes:
     """A DOCX of well under a megabyte whose XML expands to ``megabytes`` of empty paragraphs (gigabytes parsed),
     its main part stored as word/``part``: a name not ending in .xml must not hide it from the bomb check, nor
@@ -140,6 +157,29 @@ def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -
     for index in range(pages):
         objects[5 + index] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                               b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>")
+    return _pdf(objects)
+
+
+def lone_surrogate_pdf() -> bytes:
+    """A one-page PDF whose font maps "A" to a lone UTF-16 surrogate (D800) in its ToUnicode map: such text failed
+    the tokenizers ("TextEncodeInput must be ...") and lost the whole file."""
+    cmap = (b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /X def 1 begincodespacerange "
+            b"<00> <FF> endcodespacerange 2 beginbfchar <41> <D800> <42> <0042> endbfchar endcmap CMapName "
+            b"currentdict /CMap defineresource pop end end")
+    content = b"BT /F1 12 Tf 72 720 Td (Refund policy AB is here) Tj ET"
+    return _pdf({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+        4: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        5: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+           b"/Contents 4 0 R >>",
+        6: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap),
+    })
+
+
+def _pdf(objects: dict[int, bytes]) -> bytes:
+    """A PDF of ``objects`` (numbered from 1, the catalog first) with a correct xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = {}
     for number in sorted(objects):

@@ -26,6 +26,7 @@ import ingestion.scan
 from ingestion.loaders import images as image_module
 from ingestion.loaders import loader_for
 from ingestion.loaders.base import Limits
+from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.storage.models import Chunk, Document, StoredImage
 from tests.documents import image_bytes
@@ -297,6 +298,23 @@ def test_a_file_dated_past_2262_or_with_a_path_too_long_to_store_costs_only_itse
     monkeypatch.setattr(ingestion.scan, "MAX_PATH_BYTES", len(str(docs / "now.txt").encode()) - 1)
     shorter = kb.ingest(docs)  # stored before the limit came down (SQLite kept such paths): kept, not removed
     assert "now.txt" in {Path(f.path).name for f in shorter.failed} and not shorter.removed
+
+
+def test_a_loader_bug_fails_only_its_file_without_file_isolation_too(kb_factory, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker fails a file whose loader raises anything; in-process only ``LoadError`` was caught, so one small
+    file (a codec's LookupError, zipfile's RuntimeError) ended every run with a traceback."""
+    folder = write_docs(tmp_path / "docs", {"good.txt": "An ordinary note about lighthouses.",
+                                             "bad.md": "# A note its loader breaks on"})
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("File is encrypted, password required for extraction")
+
+    monkeypatch.setattr(MarkdownLoader, "extract", broken)
+    report = kb_factory(file_isolation=False).ingest(folder)
+    assert [Path(path).name for path in report.added] == ["good.txt"]
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [
+        ("bad.md", "unexpected RuntimeError: File is encrypted, password required for extraction")]
 
 
 def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_path: Path) -> None:

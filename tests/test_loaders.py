@@ -16,6 +16,7 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
+from tests.hostile import docx_with_unreadable_parts, lone_surrogate_pdf
 
 
 def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
@@ -148,6 +149,10 @@ def test_clean_text_shapes_text_for_the_chunker() -> None:
     assert clean_text(raw) == "Café bell\nline two\n\nnext\tpara\npage\nfine flow"
 
 
+def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None:
+    assert clean_text("a\ud800b \ud83d\ude00 c\udc80") == "a\ufffdb \U0001f600 c\ufffd"
+
+
 # --- factory ----------------------------------------------------------------------------------------------------
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
@@ -272,6 +277,15 @@ def test_markdown_nested_deeper_than_the_parser_goes_loses_no_text(tmp_path: Pat
         "Markdown nested more than 50 levels deep at line 4", "Markdown nested more than 50 levels deep at line 30"]
 
 
+def test_markdown_nesting_warnings_are_capped(tmp_path: Path) -> None:
+    """Each block nested too deep gave a warning of its own: 1.4 MB of deep quotes stored 20,000 on the document."""
+    document = load(tmp_path, "quotes.md", ("> " * 52 + "deep line\n\n").encode() * 30)
+    assert document.text.count("deep line") == 30
+    assert len(document.warnings) == 21
+    assert document.warnings[19].startswith("Markdown nested more than 50 levels deep at line 39: ")
+    assert document.warnings[-1] == "10 more block(s) nested more than 50 levels deep kept as plain text"
+
+
 def test_markdown_over_the_text_limit_is_refused_before_it_is_parsed(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Parsing costs about 140 times the source in memory (33 MB took 106 s and 4.6 GB, then was refused)."""
@@ -369,6 +383,17 @@ def test_html_utf16_with_bom(tmp_path: Path) -> None:
     assert load(tmp_path, "u16.xhtml", page.encode("utf-16")).text == f"{ACCENTED}\n\n{CHINESE}"
 
 
+@pytest.mark.parametrize("label", ["unicode_escape", "raw_unicode_escape", "punycode", "idna", "utf-7", "rot13",
+                                   "zlib_codec", "utf-16", "cp037", "no-such-charset"])
+def test_html_declaring_a_charset_that_is_not_ascii_compatible_text_is_detected_instead(tmp_path: Path,
+                                                                                       label: str) -> None:
+    """A browser ignores such a label. rot13 and zlib_codec raised LookupError, and unicode_escape turned an escape
+    in the title into a lone surrogate that lxml could not take (UnicodeEncodeError)."""
+    page = f'<meta charset="{label}"><title>Café \\ud800 \\x41</title><p>{ACCENTED}</p>'
+    document = load(tmp_path, "page.html", page.encode("cp1252"))
+    assert (document.text, document.title) == (ACCENTED, "Café \\ud800 \\x41")
+
+
 def test_html_deeply_nested_does_not_exhaust_the_stack(tmp_path: Path) -> None:
     page = "<html><body>" + "<span>" * 5000 + "deep text" + "</span>" * 5000 + "</body></html>"
     assert "deep text" in load(tmp_path, "deep.html", page.encode()).text
@@ -446,6 +471,11 @@ def test_pdf_with_owner_password_only_opens(tmp_path: Path) -> None:
     assert load(tmp_path, "restricted.pdf", data).text == "Readable restricted words"
 
 
+def test_pdf_lone_surrogate_from_a_tounicode_map_becomes_a_replacement_character(tmp_path: Path) -> None:
+    """The tokenizers refuse a lone surrogate ("TextEncodeInput must be ..."): the whole PDF was lost."""
+    assert load(tmp_path, "surrogate.pdf", lone_surrogate_pdf()).text == "Refund policy \ufffdB is here"
+
+
 # --- docx -------------------------------------------------------------------------------------------------------
 
 def docx_bytes(title: str | None = None) -> bytes:
@@ -495,3 +525,16 @@ def test_docx_title_from_core_properties(tmp_path: Path) -> None:
 def test_broken_docx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(LoadError, match="corrupt DOCX"):
         load(tmp_path, "broken.docx", data)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    pytest.param(docx_with_unreadable_parts(encrypted=True), "DOCX is encrypted: its part .* needs a password",
+                 id="encrypted"),
+    pytest.param(docx_with_unreadable_parts(method=9), r"uses an unsupported compression \(deflate64\)",
+                 id="deflate64"),
+])
+def test_docx_with_parts_zipfile_cannot_unpack_is_a_load_error(tmp_path: Path, data: bytes, reason: str) -> None:
+    """zipfile raises RuntimeError (encrypted) or NotImplementedError (deflate64) for such parts: the reason was
+    "unexpected RuntimeError: ...", or a traceback that ended the run without file isolation."""
+    with pytest.raises(LoadError, match=reason):
+        load(tmp_path, "locked.docx", data)

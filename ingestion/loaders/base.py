@@ -62,6 +62,8 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x85\u2028\u2029]")
 # Control characters other than "\n" and "\t", plus stray byte-order marks inside the text.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufeff]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# UTF-16 surrogates: never text on their own (a PDF font's ToUnicode map may give one), and unencodable as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Typographic ligatures (mostly from PDFs) spelled out, so that "ﬁnd" matches a search for "find".
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
 
@@ -71,11 +73,42 @@ def clean_text(text: str) -> str:
 
     NFC-normalised, ligatures spelled out, control characters (all but "\n" and "\t") dropped, every line
     break a "\n", no trailing spaces, and at most one blank line in a row (blank lines separate paragraphs).
+    Surrogates that pair up become their character, and a lone one U+FFFD: the tokenizers and the database take
+    only valid Unicode.
     """
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     text = unicodedata.normalize("NFC", text).translate(_LIGATURES)
     text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+MAX_WARNINGS = 20  # warnings of one kind said one by one on a document; the rest are counted
+
+
+class CappedWarnings:
+    """A document's warnings of one kind: the first ``MAX_WARNINGS`` said, the rest counted in one last warning
+    (``more``, formatted with the count), so that a hostile file cannot fill its record with them."""
+
+    def __init__(self, warnings: list[str], more: str) -> None:
+        self.warnings = warnings
+        self.more = more
+        self.said = 0
+        self.unsaid = 0
+
+    def add(self, warning: str) -> None:
+        """Say ``warning``, or only count it once ``MAX_WARNINGS`` were said."""
+        if self.said < MAX_WARNINGS:
+            self.said += 1
+            self.warnings.append(warning)
+        else:
+            self.unsaid += 1
+
+    def finish(self) -> None:
+        """Add the count of the warnings not said, if any."""
+        if self.unsaid:
+            self.warnings.append(self.more.format(self.unsaid))
 
 
 class Loader(ABC):

@@ -39,6 +39,8 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 MAX_XML_TAGS = 2_000_000
 _COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
+_ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
+_UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 _STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")  # python-docx names the stream
 
 
@@ -89,7 +91,7 @@ _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
 
 def _refuse_bombs(data: bytes) -> None:
     """A DOCX is a zip of XML: refuse one that would inflate past ``MAX_EXPANDED_BYTES``, or whose XML holds more
-    than ``MAX_XML_TAGS`` elements, before anything unpacks or parses it."""
+    than ``MAX_XML_TAGS`` elements, or with a part that cannot be unpacked, before anything unpacks or parses it."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -99,6 +101,7 @@ def _refuse_bombs(data: bytes) -> None:
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
             tags = 0
             for member in members:
+                _refuse_unreadable(member)
                 with archive.open(member) as part:
                     chunk = part.read(_COUNT_CHUNK)
                     while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
@@ -113,6 +116,17 @@ def _refuse_bombs(data: bytes) -> None:
                         chunk = part.read(_COUNT_CHUNK)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: python-docx reports it as corrupt
+
+
+def _refuse_unreadable(member: zipfile.ZipInfo) -> None:
+    """Refuse a part that zipfile cannot unpack: an encrypted one (a password-protected package) or one compressed
+    with a method it lacks (deflate64, from some zip tools; Word only stores or deflates)."""
+    name = member.filename[:200]
+    if member.flag_bits & _ENCRYPTED:
+        raise LoadError(f"DOCX is encrypted: its part {name} needs a password")
+    if member.compress_type not in _UNPACKED:
+        method = zipfile.compressor_names.get(member.compress_type, f"method {member.compress_type}")
+        raise LoadError(f"DOCX part {name} uses an unsupported compression ({method})")
 
 
 def _is_heading(name: str | None) -> bool:

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ingestion.loaders.base import Limits, LoadError
+from ingestion.loaders.base import CappedWarnings, Limits, LoadError
 from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
 
@@ -30,7 +30,6 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}  # what makes an image with this EXIF orientation upright
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
-_MAX_WARNINGS = 20  # skipped images named one by one in a document's warnings; the rest are counted
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
 
@@ -180,8 +179,7 @@ class EmbeddedImages:
         self._tiny = 0
         self._dropped = 0
         self._remote = 0
-        self._named = 0  # skipped images named in a warning, at most _MAX_WARNINGS
-        self._unnamed = 0
+        self._skipped = CappedWarnings(warnings, "{} more image(s) skipped")
 
     @property
     def full(self) -> bool:
@@ -300,16 +298,11 @@ class EmbeddedImages:
         self.images.append(image.model_copy(update=fields))
 
     def skip(self, name: str, reason: str) -> None:
-        if self._named < _MAX_WARNINGS:
-            self._named += 1
-            self.warnings.append(f"image {name[:200]} skipped: {reason}")
-        else:
-            self._unnamed += 1
+        self._skipped.add(f"image {name[:200]} skipped: {reason}")
 
     def finish(self) -> list[ExtractedImage]:
         """The images kept, after adding the summary warnings."""
-        if self._unnamed:
-            self.warnings.append(f"{self._unnamed} more image(s) skipped")
+        self._skipped.finish()
         if self._tiny:
             self.warnings.append(f"{self._tiny} image(s) smaller than {self.limits.min_side} px on a side skipped "
                                  "(min_image_side)")

@@ -17,7 +17,7 @@ from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import Limits, Loader, TextCursor, clean_text
+from ingestion.loaders.base import CappedWarnings, Limits, Loader, TextCursor, clean_text
 from ingestion.loaders.html import image_source
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
@@ -94,10 +94,22 @@ class MarkdownLoader(Loader):
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
         text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
-        notes = [f"Markdown nested more than {_MAX_NESTING} levels deep at line {line}: the rest of that block is "
-                 "kept as plain text" for line in rendered.unparsed]
+        notes = _too_deep(rendered.unparsed)
         images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
+
+
+def _too_deep(lines: list[int]) -> list[str]:
+    """The warnings for blocks kept as plain text, nested too deep, beginning at the file's ``lines``: the first
+    few named, the rest counted (a hostile file nests thousands)."""
+    notes: list[str] = []
+    warnings = CappedWarnings(notes, f"{{}} more block(s) nested more than {_MAX_NESTING} levels deep kept as "
+                              "plain text")
+    for line in lines:
+        warnings.add(f"Markdown nested more than {_MAX_NESTING} levels deep at line {line}: the rest of that block "
+                     "is kept as plain text")
+    warnings.finish()
+    return notes
 
 
 def _front_matter(source: str) -> tuple[str | None, str]:
