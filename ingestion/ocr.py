@@ -8,10 +8,8 @@ image span and later citation still points at the same characters after an inser
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -197,21 +195,15 @@ def _leading_newlines(text: str) -> int:
 
 
 def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,
-              before_each: Callable[[], None] = lambda: None, budget: float = math.inf) -> int:
+              before_each: Callable[[], None] = lambda: None) -> int:
     """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
     insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
     images were read; an image that cannot be read becomes a warning. ``before_each`` is called before each image
-    is read (each is a step of the file's time budget); once ``budget`` seconds are spent, the images left are not
-    read, and a warning says how many (a file of 200 dense scans would otherwise take hours)."""
+    is read (each is a step of the file's time budget)."""
     read = filled = 0
-    chosen = [image for image in document.images
-              if document.file_type == "image" or image.scanned_page or embedded]
-    started = time.monotonic()
-    for done, image in enumerate(chosen):
-        if time.monotonic() - started >= budget:
-            document.warnings.append(f"OCR stopped after {budget:g} s (ocr_file_timeout): {len(chosen) - done} of "
-                                     f"{len(chosen)} image(s) not read")
-            break
+    for image in list(document.images):
+        if not (document.file_type == "image" or image.scanned_page or embedded):
+            continue
         before_each()
         try:
             text = clean_text(engine.read(image.image))

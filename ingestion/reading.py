@@ -7,7 +7,6 @@ stopped (``ingestion.isolation``); its inputs and results are small, picklable v
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ class ReadSettings:
     follow_symlinks_outside: bool = False
     ocr: bool = False  # read the text in image files and scanned pages
     ocr_embedded_images: bool = False
-    ocr_budget: float = math.inf  # seconds OCR may spend on one file's images, all together
     ocr_wanted: bool = False  # OCR is off only because it is not installed: count what it would have read
 
 
@@ -132,8 +130,7 @@ class FileReader:
         if self.settings.ocr:
             if self._ocr is None:
                 self._ocr = RapidOcrEngine()
-            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step,
-                      budget=self.settings.ocr_budget)
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"
                                              or any(image.scanned_page for image in document.images))

@@ -41,7 +41,7 @@ DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
                     "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
                     "reader_backend", "reranker_backend", "pgvector_build_memory_mb", "hnsw_ef_construction",
-                    "keyword_cache_mb", "ocr_file_timeout")
+                    "keyword_cache_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -289,8 +289,7 @@ class IngestionSettings(SettingsGroup):
         "read and load each file in a worker process that is killed when the file is over its time or memory budget"
     ))
     file_timeout: float = Field(default=60.0, gt=0, description=(
-        "seconds one file may take to be read and loaded, and then each image of it to be read by OCR (all of them "
-        "within `ocr_file_timeout`)"
+        "seconds one file may take to be read and loaded, and then each image of it to be read by OCR"
     ))
     worker_memory_mb: int = Field(default=2048, ge=256, description=(
         "memory of the file worker (`RLIMIT_DATA`, its own code included, about 200 MB); a file needing more fails"
@@ -342,10 +341,6 @@ class OcrSettings(SettingsGroup):
     ))
     embedded_images: bool = Field(default=False, description=(
         "also OCR images embedded in pages that have a text layer (slow: about 1 s per small image)"
-    ))
-    file_timeout: float = Field(default=900.0, gt=0, description=(
-        "seconds OCR may spend on the images of one file, all together (each within `file_timeout`): the images "
-        "left are not read, and the document says how many"
     ))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -192,23 +191,6 @@ def test_failures_become_warnings_and_empty_pages_stay_reported() -> None:
     assert document.warnings == ["1 of 3 pages have no text layer (scanned?)", "page 2: OCR failed: broken image"]
     assert apply_ocr(document, FixedEngine("")) == 1  # read, but nothing found: the page stays empty
     assert document.text == before.text and document.warnings[0].endswith("(scanned?)")
-
-
-def test_ocr_stops_when_the_file_s_budget_is_spent_and_says_how_many_images_it_left() -> None:
-    """Each image has its own time limit, but 200 dense scans of one file would take hours: past ``budget`` the
-    images left are not read, and the text read so far is kept."""
-    class SlowEngine(FixedEngine):
-        def read(self, image: Image.Image) -> str:
-            time.sleep(0.2)
-            return super().read(image)
-
-    text, pages = _join(["", "", "", "", ""])
-    images = [_image(page=n, start=page.start, end=page.end, scanned=True) for n, page in enumerate(pages, start=1)]
-    document = ExtractedDocument(text=text, file_type="pdf", pages=pages, images=images)
-    engine = SlowEngine("Invoice")
-    read = apply_ocr(document, engine, budget=0.3)
-    assert 1 <= read < 5 and len(engine.seen) == read and document.text.count("Invoice") == read
-    assert f"OCR stopped after 0.3 s (ocr_file_timeout): {5 - read} of 5 image(s) not read" in document.warnings
 
 
 @pytest.mark.parametrize("found", [("", "Invoice 42"), ("Invoice 42", "")])
