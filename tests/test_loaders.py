@@ -12,7 +12,7 @@ from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
 from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for, markdown
-from ingestion.loaders.base import MAX_SPACE_RUN, Limits, clean_text
+from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
@@ -151,16 +151,6 @@ def test_clean_text_shapes_text_for_the_chunker() -> None:
 
 def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None:
     assert clean_text("a\ud800b \ud83d\ude00 c\udc80") == "a\ufffdb \U0001f600 c\ufffd"
-
-
-def test_a_long_run_of_white_space_within_a_line_is_cut(tmp_path: Path) -> None:
-    """Columns keep their alignment; 9 million spaces between two words (one chunk spanning them all, held in
-    memory and embedded for half a minute) become 32."""
-    assert clean_text("Name" + " " * 20 + "Price\tQty") == "Name" + " " * 20 + "Price\tQty"
-    assert clean_text("refund" + " \t\u3000" * 4_000_000 + "policy\n\nnext") == (
-        "refund" + (" \t\u3000" * 11)[:MAX_SPACE_RUN] + "policy\n\nnext")
-    document = load(tmp_path, "wide.txt", ("refund " + " " * 9_000_000 + "policy").encode())
-    assert document.text == "refund" + " " * MAX_SPACE_RUN + "policy"
 
 
 # --- factory ----------------------------------------------------------------------------------------------------

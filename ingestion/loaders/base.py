@@ -62,8 +62,6 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x85\u2028\u2029]")
 # Control characters other than "\n" and "\t", plus stray byte-order marks inside the text.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufeff]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-MAX_SPACE_RUN = 32  # white space within a line kept in a row: columns align, and no chunk spans megabytes of it
-_SPACE_RUNS = re.compile(rf"[^\S\n]{{{MAX_SPACE_RUN + 1},}}")
 # UTF-16 surrogates: never text on their own (a PDF font's ToUnicode map may give one), and unencodable as UTF-8.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Typographic ligatures (mostly from PDFs) spelled out, so that "ﬁnd" matches a search for "find".
@@ -74,8 +72,7 @@ def clean_text(text: str) -> str:
     """``text`` in the one shape every loader returns, because offsets point into it and the chunker reads it.
 
     NFC-normalised, ligatures spelled out, control characters (all but "\n" and "\t") dropped, every line
-    break a "\n", no trailing spaces, at most ``MAX_SPACE_RUN`` white-space characters in a row within a line,
-    and at most one blank line in a row (blank lines separate paragraphs).
+    break a "\n", no trailing spaces, and at most one blank line in a row (blank lines separate paragraphs).
     Surrogates that pair up become their character, and a lone one U+FFFD: the tokenizers and the database take
     only valid Unicode.
     """
@@ -84,7 +81,6 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_LIGATURES)
     text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
     text = "\n".join(line.rstrip() for line in text.split("\n"))
-    text = _SPACE_RUNS.sub(lambda run: run.group()[:MAX_SPACE_RUN], text)
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
