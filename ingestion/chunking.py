@@ -16,7 +16,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain, pairwise
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +33,6 @@ TokenOffsets = Callable[[str], Sequence[int]]
 
 _APPROXIMATE_TOKEN = re.compile(rf"[^\W_{CJK_CHARS}]+|\S")
 _WORD_CHARACTER = re.compile(rf"[^\W_{CJK_CHARS}]")
-_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _CLOSERS = "\"'”’»›)\\]}）］｝】」』》〉〕〗〙〛"
 # The lookbehind makes each run of terminators a single match attempt, which keeps a megabyte of "....." linear.
 _SENTENCE_END = re.compile(rf"(?<![.!?])[.!?]+[{_CLOSERS}]*(?=\s)|[。！？；｡．]+[{_CLOSERS}]*")
@@ -127,6 +126,10 @@ class Chunker:
         self.overlap_tokens = overlap_tokens
         self.token_offsets = token_offsets
         self.max_token_chars = max_token_chars
+        # Paragraph breaks: a blank line, or a run of white space wider than a chunk's text may be, which no chunk
+        # spans (10 million spaces between two words were one chunk, held in memory and embedded whole).
+        self.widest_gap = max_tokens * max_token_chars
+        self._breaks = re.compile(rf"\n[^\S\n]*\n|\s{{{self.widest_gap + 1},}}")
 
     def chunk(self, document: ExtractedDocument) -> list[ChunkSpan]:
         """The document's chunks in text order; each page is chunked on its own when the document has pages."""
@@ -149,7 +152,7 @@ class Chunker:
         if start and tokens:
             np.frombuffer(tokens, dtype=np.int64)[:] += start
         tokens = _split_long_tokens(text, tokens, end, self.max_token_chars)
-        return _SpanPacker(self, text, tokens, page).pack(_sentences(text, start, end), end)
+        return _SpanPacker(self, text, tokens, page).pack(_sentences(text, start, end, self._breaks), end)
 
 
 @dataclass(slots=True)
@@ -185,11 +188,12 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     return start, start + len(stripped.rstrip())
 
 
-def _sentences(text: str, start: int, end: int) -> list[_Sentence]:
-    """Whitespace-stripped, non-empty sentences of ``text[start:end]``, marking each paragraph's last one."""
+def _sentences(text: str, start: int, end: int, breaks: re.Pattern[str]) -> list[_Sentence]:
+    """Whitespace-stripped, non-empty sentences of ``text[start:end]``, marking each paragraph's last one (a
+    paragraph ends where ``breaks`` matches)."""
     sentences: list[_Sentence] = []
     paragraph_start = start
-    for paragraph_end in chain((match.start() for match in _PARAGRAPH_BREAK.finditer(text, start, end)), (end,)):
+    for paragraph_end in chain((match.start() for match in breaks.finditer(text, start, end)), (end,)):
         before = len(sentences)
         sentence_start = paragraph_start
         ends = [match.end() for match in _SENTENCE_END.finditer(text, paragraph_start, paragraph_end)]
@@ -210,6 +214,7 @@ class _SpanPacker:
     def __init__(self, chunker: Chunker, text: str, tokens: array[int], page: int | None) -> None:
         self.max = chunker.max_tokens
         self.overlap = chunker.overlap_tokens
+        self.widest_gap = chunker.widest_gap
         self.text = text
         self.tokens = tokens
         self.page = page
@@ -229,10 +234,9 @@ class _SpanPacker:
     def pack(self, sentences: list[_Sentence], span_end: int) -> list[ChunkSpan]:
         """Greedy packing of whole sentences; over-long sentences are cut hard."""
         # A sentence's count includes any token starting in the whitespace after it, so a chunk's sum bounds its count.
-        counts = [
-            self.count(sentence.start, following.start)
-            for sentence, following in pairwise([*sentences, _Sentence(span_end, span_end)])
-        ]
+        nexts = [sentence.start for sentence in sentences[1:]] + ([span_end] if sentences else [])
+        counts = [self.count(sentence.start, after) for sentence, after in zip(sentences, nexts, strict=True)]
+        wide = [after - sentence.end > self.widest_gap for sentence, after in zip(sentences, nexts, strict=True)]
         first: int | None = None  # index of the current chunk's first sentence
         total = 0
         for index, (sentence, tokens) in enumerate(zip(sentences, counts, strict=True)):
@@ -248,7 +252,7 @@ class _SpanPacker:
             if first is None:
                 first = index
             total += tokens
-            if sentence.paragraph_end and 2 * total >= self.max:
+            if sentence.paragraph_end and (2 * total >= self.max or wide[index]):  # no chunk spans a wide gap
                 self.emit(sentences[first].start, sentence.end)
                 first, total = None, 0
         if first is not None:

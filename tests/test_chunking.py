@@ -4,6 +4,7 @@ runaway sentences, CJK without spaces, megabyte inputs, and limits measured by t
 from __future__ import annotations
 
 import os
+import re
 import time
 import unicodedata
 from collections.abc import Callable
@@ -25,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the MiniLM tokenizer is a local 
 FRAGMENTS = [
     "alpha", "Beta", "gamma42", "don't", "x", "internationalization", "a" * 70, "中文", "日本語です", "한국어",
     "北京天安门", ".", "。", "!", "？", "；", "”", '"', ")", "」", ",", "，", "-", "_", "…", "🙂", "e\u0301",
-    " ", " ", " ", "  ", "\n", "\n\n", "\n \n", "\t", "\u3000", "\r\n",
+    " ", " ", " ", "  ", "\n", "\n\n", "\n \n", "\t", "\u3000", "\r\n", " " * 90, "\t\u3000" * 23,
 ]
 fragment_text = st.lists(st.sampled_from(FRAGMENTS), max_size=300).map("".join)
 
@@ -95,6 +96,8 @@ def test_chunk_invariants(document: ExtractedDocument, limit: tuple[int, int], m
     chunks = chunker.chunk(document)
     check_chunks(document, chunks, max_tokens)
     assert all(len("".join(chunk.text.split())) <= max_tokens * max_token_chars for chunk in chunks)
+    widest = max((len(run) for chunk in chunks for run in re.findall(r"\s+", chunk.text)), default=0)
+    assert widest <= max_tokens * max_token_chars  # a wider run of white space is no chunk's
 
 
 @settings(max_examples=200, deadline=None)
@@ -253,6 +256,16 @@ def test_one_megabyte_single_line_is_fast(text: str) -> None:
     assert sum(len(chunk.text) for chunk in chunks) >= len(text.replace(" ", ""))
     assert all(chunk.tokens <= 200 and len(chunk.text) <= 200 * 32 for chunk in chunks)
     assert all(chunk.text == text[chunk.start : chunk.end] for chunk in chunks[:50])
+
+
+def test_millions_of_spaces_between_two_words_are_no_chunk_of_their_own() -> None:
+    """The text is kept as it is; its chunks are the words (one chunk spanned every space, 10 million of them,
+    held in memory and embedded whole)."""
+    text = "refund " + " \t" * 2_000_000 + " policy"
+    started = time.perf_counter()
+    chunks = Chunker().chunk(ExtractedDocument(text=text, file_type="txt"))
+    assert time.perf_counter() - started < 5
+    assert [(chunk.text, chunk.start) for chunk in chunks] == [("refund", 0), ("policy", len(text) - 6)]
 
 
 @pytest.fixture(scope="module")
