@@ -25,11 +25,11 @@ import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ingestion.loaders import LoadError
 from ingestion.reading import Fetched, FileJob, FileReader, Loaded, LoadFailed, ReadFailed, ReadSettings, fetch
-from kb.errors import KbError
+from kb.errors import KbError, MissingDependencyError, ModelNotFoundError
 
 _POLL_SECONDS = 0.05  # how often a waiting ingest looks for a stop request
 _PR_SET_PDEATHSIG = 1
@@ -62,20 +62,10 @@ class InProcessRunner:
 
     def fetch(self, job: FileJob, skip: frozenset[str]) -> Fetched:
         read: list[str] = []
-        try:
-            return fetch(self.reader, job, skip, read.append)
-        except ReadFailed:
-            raise
-        except Exception as error:  # a loader bug must cost one file, never the run, as in a worker
-            raise _failure(_reason(error), read[0] if read else None) from error
+        return _one_file(lambda: fetch(self.reader, job, skip, read.append), lambda: read[0] if read else None)
 
     def load(self, job: FileJob, content_hash: str) -> Loaded:
-        try:
-            return self.reader.load(job)
-        except ReadFailed:
-            raise
-        except Exception as error:  # as in ``fetch``
-            raise LoadFailed(_reason(error), content_hash) from error
+        return _one_file(lambda: self.reader.load(job), lambda: content_hash)
 
     def close(self) -> None:
         pass
@@ -151,6 +141,8 @@ class WorkerRunner:
     def _result(self, status: str, value: Any, content_hash: str | None) -> Any:
         if status == "ok":
             return value
+        if status == "environment":
+            raise value
         if status == "memory":
             self._kill()  # a process that ran out of memory is not trusted with the next file
             value = f"over budget: loading needs more than {self.memory_mb} MB of memory (worker_memory_mb)"
@@ -184,9 +176,25 @@ def _failure(reason: str, content_hash: str | None) -> LoadError:
     return ReadFailed(reason) if content_hash is None else LoadFailed(reason, content_hash)
 
 
+_Result = TypeVar("_Result")
+# What this machine lacks (the OCR models, a package) is the run's error, said once, not a failure of every file.
+ENVIRONMENT_ERRORS = (ModelNotFoundError, MissingDependencyError)
+
+
 def _reason(error: Exception) -> str:
     """Why a file failed, for the report: a ``LoadError`` says it; any other error is a loader bug, named."""
     return str(error) if isinstance(error, LoadError) else f"unexpected {type(error).__name__}: {error}"
+
+
+def _one_file(work: Callable[[], _Result], content_hash: Callable[[], str | None]) -> _Result:
+    """``work`` on one file in this process: any error but the environment's fails that file only (with its hash,
+    once read), as in a worker."""
+    try:
+        return work()
+    except (ReadFailed, *ENVIRONMENT_ERRORS):
+        raise
+    except Exception as error:  # a loader bug must cost one file, never the run
+        raise _failure(_reason(error), content_hash()) from error
 
 
 def file_runner(settings: ReadSettings, isolate: bool, timeout: float, memory_mb: int,
@@ -202,7 +210,8 @@ def serve(connection: Connection) -> None:
     requests until the connection closes.
 
     Answers are (status, value): "read" with the file's hash as soon as it is read (a fetch goes on), then "ok"
-    with the result, "unread" or "failed" with the reason, or "memory" when the file needed more than the budget.
+    with the result, "unread" or "failed" with the reason, "environment" with an error of this machine's (the
+    run's, raised again by the ingest), or "memory" when the file needed more than the budget.
     """
     try:
         settings, memory_mb = connection.recv()
@@ -226,6 +235,8 @@ def serve(connection: Connection) -> None:
             answer = ("memory", None)
         except ReadFailed as error:
             answer = ("unread", str(error))
+        except ENVIRONMENT_ERRORS as error:
+            answer = ("environment", error)
         except Exception as error:  # a loader bug must cost one file, never the run
             answer = ("failed", _reason(error))
         try:

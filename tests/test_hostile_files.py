@@ -28,6 +28,7 @@ from ingestion.loaders import loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
+from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
 from tests.documents import image_bytes
 from tests.hostile import (
@@ -315,6 +316,23 @@ def test_a_loader_bug_fails_only_its_file_without_file_isolation_too(kb_factory,
     assert [Path(path).name for path in report.added] == ["good.txt"]
     assert [(Path(f.path).name, f.reason) for f in report.failed] == [
         ("bad.md", "unexpected RuntimeError: File is encrypted, password required for extraction")]
+
+
+def test_what_the_machine_lacks_ends_the_run_in_one_line_not_every_file(kb_factory, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing OCR model is no file's fault: failing each file for it would keep them failed (unchanged files
+    are not tried again) after the install is fixed."""
+    folder = write_docs(tmp_path / "docs", {"good.txt": "An ordinary note about lighthouses.",
+                                             "scan.md": "# A note whose reading needs a model"})
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise ModelNotFoundError("rapidocr-onnxruntime could not load its models; reinstall it")
+
+    monkeypatch.setattr(MarkdownLoader, "extract", missing)
+    kb = kb_factory(file_isolation=False)
+    with pytest.raises(ModelNotFoundError, match="reinstall"):
+        kb.ingest(folder)
+    assert kb.jobs()[0].status == "failed" and not kb.stats().documents
 
 
 def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_path: Path) -> None:
