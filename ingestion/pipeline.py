@@ -177,7 +177,7 @@ class Ingestor:
                                   if isinstance(error, KeyboardInterrupt) else
                                   ("failed", f"{type(error).__name__}: {error}"))
                 _quietly(lambda: self._finish_run(run_id, report, status=status, error=reason))
-                _quietly(self._save_indexes)
+                _quietly(lambda: self.store.save_caches(self.store.loaded_indexes()))
                 raise
             finally:
                 runner.close()
@@ -188,22 +188,15 @@ class Ingestor:
         return report
 
     def _save_indexes_or_note(self, report: IngestReport) -> None:
-        """Save the index caches after a run whose batches are all committed; a cache that cannot be written (a
-        full disk) is a notice, not the run's failure: the database holds everything, and the next search rebuilds
-        the cache from it."""
-        try:
-            self._save_indexes()
-        except OSError as error:  # a StorageError (the cache cannot be written) is one
-            notice = f"the index cache could not be saved ({error}); the next search rebuilds it from the database"
-            log.warning("%s", notice)
-            report.notices.append(notice)
-
-    def _save_indexes(self) -> None:
+        """Save the index caches after a run whose batches are all committed; one that cannot be written is a
+        notice, not the run's failure."""
         indexes = self.store.loaded_indexes()
         if indexes:
             self.progress.phase("saving indexes")
-        for index in indexes:
-            index.save()
+        notice = self.store.save_caches(indexes)
+        if notice is not None:
+            log.warning("%s", notice)
+            report.notices.append(notice)
 
     # -- run bookkeeping ------------------------------------------------------------------------------------
 

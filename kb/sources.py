@@ -91,12 +91,9 @@ def remove_source(store: Store, path: str | os.PathLike[str]) -> int:
             if source is None:  # removed by another process meanwhile
                 raise _no_source(folder)
             removed = unit.delete_source(source)
-        try:
-            for space in store.spaces():  # the index caches brought up to date, as an ingest leaves them
-                store.index(space).save()
-        except OSError as error:  # a full disk: the removal is committed, and the next search rebuilds the cache
-            log.warning("the index cache could not be saved after removing %s (%s); the next search rebuilds it "
-                        "from the database", folder, error)
+        notice = store.save_caches(store.index(space) for space in store.spaces())  # as an ingest leaves them
+        if notice is not None:
+            log.warning("%s", notice)
         return removed
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +261,16 @@ class Store:
 
     def loaded_indexes(self) -> list[VectorIndex]:
         return list(self._indexes.values())
+
+    def save_caches(self, indexes: Iterable[VectorIndex]) -> str | None:
+        """Save ``indexes``' caches after a commit. One that cannot be written (a full disk) is a notice, returned,
+        not an error: the database holds everything, and the next search rebuilds the cache from it."""
+        try:
+            for index in indexes:
+                index.save()
+        except OSError as error:  # a StorageError (the cache cannot be written) is one
+            return f"the index cache could not be saved ({error}); the next search rebuilds it from the database"
+        return None
 
     def apply_committed(self, bumps: dict[int, tuple[int, int]], changes: Changes) -> None:
         """After a commit, apply it to the loaded indexes (an index not at the previous generation catches up from
