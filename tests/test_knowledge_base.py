@@ -282,17 +282,23 @@ def test_different_encoder_is_a_clear_error_until_reembedded(kb_factory, tmp_pat
     assert other.stats().spaces[0].dimension == 384
 
 
-def test_a_reembed_stopped_while_its_indexes_rebuild_keeps_the_new_model(kb_factory, tiny_text_model: Path,
-                                                                          tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The new spaces are committed before the indexes are rebuilt: a kill then must not leave kb.json naming the
-    old model (every command would then ask for a reembed back to it)."""
+def _opened_with_a_copy_of_the_model(kb_factory, tiny_text_model: Path,  # type: ignore[no-untyped-def]
+                                     tmp_path: Path) -> tuple[KnowledgeBase, Path]:
+    """A knowledge base built with the tiny model, opened again naming a copy of it (a new model to reembed with)."""
     kb = kb_factory()
     kb.ingest(write_docs(tmp_path / "docs"))
     kb.close()
     other_model = tmp_path / "other-model"
     shutil.copytree(tiny_text_model, other_model)
-    other = kb_factory(text_model=str(other_model))
+    return kb_factory(text_model=str(other_model)), other_model
+
+
+def test_a_reembed_stopped_while_its_indexes_rebuild_keeps_the_new_model(kb_factory, tiny_text_model: Path,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new spaces are committed before the indexes are rebuilt: a kill then must not leave kb.json naming the
+    old model (every command would then ask for a reembed back to it)."""
+    other, other_model = _opened_with_a_copy_of_the_model(kb_factory, tiny_text_model, tmp_path)
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -311,12 +317,7 @@ def test_a_reembed_whose_models_cannot_be_recorded_changes_nothing(kb_factory, t
     """kb.json cannot be written (a full disk): the new vectors are not committed either, so the knowledge base
     still searches with the model kb.json names (the vectors committed first left every search and ingest asking
     for a reembed, and `kb doctor --repair` undid the user's by re-embedding back to the old model)."""
-    kb = kb_factory()
-    kb.ingest(write_docs(tmp_path / "docs"))
-    kb.close()
-    other_model = tmp_path / "other-model"
-    shutil.copytree(tiny_text_model, other_model)
-    other = kb_factory(text_model=str(other_model))
+    other, other_model = _opened_with_a_copy_of_the_model(kb_factory, tiny_text_model, tmp_path)
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise StorageError("cannot write kb.json: No space left on device")
