@@ -76,8 +76,9 @@ _NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code)
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
-# ASCII but the backslash, then what escaping and 7-bit codecs read otherwise: escapes (unicode_escape,
-# raw_unicode_escape), shifted runs (utf-7, hz, iso2022), a punycode label (idna, punycode).
+# Every ASCII byte but the backslash, then sequences (with backslashes) that escaping and 7-bit codecs read as
+# something else: escapes (unicode_escape, raw_unicode_escape), shifted runs (utf-7, hz, iso2022), a punycode
+# label (idna, punycode). A codec that reads it all as ASCII does reads ASCII as ASCII.
 _ASCII_PROBE = bytes(range(0x5c)) + bytes(range(0x5d, 0x80)) + b"\\x41\\u0041 +AEE- ~{0A~} \x1b$B0A\x1b(B .xn--ls8h."
 _NEWLINES = re.compile(r"\r\n?")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
@@ -232,8 +233,9 @@ def _usable_label(declared: str | None) -> str | None:
 
 def _ascii_compatible(codec: str) -> bool:
     """Whether ``codec`` is a text encoding that reads ASCII as ASCII, as every charset a page can really be in
-    does: not UTF-16/32, EBCDIC, escaping or 7-bit codecs, nor bytes-to-bytes ones (rot13, zlib_codec). A browser
-    ignores such a label; so does the detection (text they could decode is ASCII, read as UTF-8 before)."""
+    does: not UTF-16/32, EBCDIC, escaping or 7-bit codecs, nor bytes-to-bytes ones (rot13, zlib_codec). Such a
+    label is ignored, and the text detected (7-bit text is read as UTF-8 before; ISO-2022-JP, which browsers
+    honour, comes out garbled, as it did before)."""
     try:
         return _ASCII_PROBE.decode(codec) == _ASCII_PROBE.decode("ascii")
     except (LookupError, UnicodeError):

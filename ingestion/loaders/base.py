@@ -94,21 +94,21 @@ class CappedWarnings:
     def __init__(self, warnings: list[str], more: str) -> None:
         self.warnings = warnings
         self.more = more
-        self.said = 0
-        self.unsaid = 0
+        self._said = 0
+        self._unsaid = 0
 
     def add(self, warning: str) -> None:
         """Say ``warning``, or only count it once ``MAX_WARNINGS`` were said."""
-        if self.said < MAX_WARNINGS:
-            self.said += 1
+        if self._said < MAX_WARNINGS:
+            self._said += 1
             self.warnings.append(warning)
         else:
-            self.unsaid += 1
+            self._unsaid += 1
 
     def finish(self) -> None:
         """Add the count of the warnings not said, if any."""
-        if self.unsaid:
-            self.warnings.append(self.more.format(self.unsaid))
+        if self._unsaid:
+            self.warnings.append(self.more.format(self._unsaid))
 
 
 class Loader(ABC):
