@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,30 @@ class _Pending:
     def described(self) -> list[Picture]:
         """Pictures with a description: those have a vector in the text space and keyword postings."""
         return [picture for picture in self.pictures if picture.description]
+
+
+@dataclass
+class _Batch:
+    """Documents waiting for their embeddings, written in one transaction once they hold ``chunks`` units or
+    ``chars`` characters of text (chunks alone do not bound the memory: a document may be long and its chunks few)."""
+
+    chunks: int
+    chars: int
+    items: list[_Pending] = field(default_factory=list)
+    held_units: int = 0
+    held_chars: int = 0
+
+    def add(self, item: _Pending) -> bool:
+        """Hold ``item``; True when the batch is full."""
+        self.items.append(item)
+        self.held_units += item.units
+        self.held_chars += len(item.document.text)
+        return self.held_units >= self.chunks or self.held_chars >= self.chars
+
+    def take(self) -> list[_Pending]:
+        """The documents held, the batch emptied."""
+        items, self.items, self.held_units, self.held_chars = self.items, [], 0, 0
+        return items
 
 
 @dataclass
@@ -262,11 +286,7 @@ class Ingestor:
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
-        pending: list[_Pending] = []
-        pending_chunks = pending_chars = 0
-        batch_chunks = self.settings.batch_size * 8  # chunks per commit
-        # and text held for it: a chunk may span a long run of spaces, so chunks alone do not bound the memory
-        batch_chars = self.settings.ingestion.max_document_chars
+        batch = _Batch(chunks=self.settings.batch_size * 8, chars=self.settings.ingestion.max_document_chars)
         total = len(scanned.files)
         self.progress.phase("reading", f"{total} files")
         for done, file in enumerate(scanned.files, start=1):
@@ -277,15 +297,10 @@ class Ingestor:
             except StopRequested:
                 report.interrupted = True
                 break
-            if item is not None:
-                pending.append(item)
-                pending_chunks += item.units
-                pending_chars += len(item.document.text)
-                if pending_chunks >= batch_chunks or pending_chars >= batch_chars:
-                    self._write(pending, source_id, report)
-                    pending, pending_chunks, pending_chars = [], 0, 0
+            if item is not None and batch.add(item):
+                self._write(batch.take(), source_id, report)
             self.progress.file(done, total, file.relpath)
-        self._write(pending, source_id, report)
+        self._write(batch.take(), source_id, report)
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
