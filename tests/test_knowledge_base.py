@@ -644,17 +644,17 @@ def test_a_killed_run_is_recorded_as_interrupted(kb_factory, tmp_path: Path) -> 
 
 
 def test_a_document_the_database_rejects_costs_only_that_file(kb_factory, tmp_path: Path, monkeypatch) -> None:
-    from ingestion.loaders.text import TextLoader
-    from kb.types import ExtractedDocument
+    from ingestion.reading import FileJob, FileReader, Loaded
 
-    original = TextLoader.extract
+    original = FileReader.load
 
-    def extract(self, path: Path, data: bytes, limits, root) -> ExtractedDocument:  # type: ignore[no-untyped-def]
-        if path.name == "poison.txt":  # a lone surrogate in the title: no database can store it as text
-            return ExtractedDocument(text="an ordinary sentence", title="broken \ud800 title", file_type="text")
-        return original(self, path, data, limits, root)
+    def load(self: FileReader, job: FileJob) -> Loaded:
+        loaded = original(self, job)
+        if job.path.name == "poison.txt":  # a lone surrogate in the title (past the loaders, which replace one)
+            loaded.document.title = "broken \ud800 title"  # no database can store it as text
+        return loaded
 
-    monkeypatch.setattr(TextLoader, "extract", extract)
+    monkeypatch.setattr(FileReader, "load", load)
     folder = write_docs(tmp_path / "docs", {**DOCS, "poison.txt": "anything"})
     kb = kb_factory(file_isolation=False)  # the patched loader runs in this process
     report = kb.ingest(folder)
