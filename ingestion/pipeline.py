@@ -23,7 +23,7 @@ from kb.config import Settings
 from kb.containment import inside
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
-from kb.errors import ModelNotFoundError, RejectedDataError, SourceUnavailableError
+from kb.errors import ModelNotFoundError, RejectedDataError, SourceNotFoundError, SourceUnavailableError
 from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
 from kb.mounts import (
     SourceMounts,
@@ -160,8 +160,9 @@ class Ingestor:
         return Chunker(max_tokens=self.settings.chunking.tokens, overlap_tokens=self.settings.chunking.overlap,
                        token_offsets=offsets)
 
-    def run(self, root: Path) -> IngestReport:
-        """One run over the source folder ``root``: a registered source's path as stored, or a new one's real path.
+    def run(self, root: Path, registered: bool = False) -> IngestReport:
+        """One run over the source folder ``root``: a registered source's path as stored (``registered``: one that
+        was removed meanwhile is not brought back), or a new one's real path.
 
         A root that is no longer its own real path (it, or a folder above it, was replaced by a symlink) is not
         followed: whoever can rename folders in a share must not point a scheduled run at files outside it.
@@ -186,7 +187,7 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport(source=str(root))
         with self.store.writer_lock:
-            source_id, run_id = self._start_run(root)
+            source_id, run_id = self._start_run(root, create=not registered)
             report.run_id = run_id
             ingestion = self.settings.ingestion
             runner = file_runner(self.read_settings, ingestion.file_isolation, ingestion.file_timeout,
@@ -224,14 +225,15 @@ class Ingestor:
 
     # -- run bookkeeping ------------------------------------------------------------------------------------
 
-    def _start_run(self, root: Path) -> tuple[int, int]:
+    def _start_run(self, root: Path, create: bool) -> tuple[int, int]:
         for leftover in self.store.abandoned_temporaries():  # a killed run's half-written cache, perhaps gigabytes
             leftover.unlink(missing_ok=True)
         with self.store.write() as unit:
             # We hold the writer lock, so a run still marked running was killed: say so in its record.
             unit.interrupt_running()
-            source = unit.source(str(root), create=True)
-            assert source is not None
+            source = unit.source(str(root), create=create)
+            if source is None:  # removed while this run waited for the lock (`kb source remove`)
+                raise SourceNotFoundError(f"the source {root} was removed before its run began; nothing was read")
             return source.id, unit.start_run(source.id)
 
     def _record_unavailable(self, root: Path, reason: str) -> None:
@@ -289,18 +291,16 @@ class Ingestor:
         batch = _Batch(chunks=self.settings.batch_size * 8, chars=self.settings.ingestion.max_document_chars)
         total = len(scanned.files)
         self.progress.phase("reading", f"{total} files")
-        for done, file in enumerate(scanned.files, start=1):
-            try:
-                if self.should_stop():
-                    raise StopRequested("stopped on request")
+        try:
+            for done, file in enumerate(scanned.files, start=1):
+                self._check_stop()
                 item = self._prepare(file, known.get(str(file.path)), source_id, report, runner)
-            except StopRequested:
-                report.interrupted = True
-                break
-            if item is not None and batch.add(item):
-                self._write(batch.take(), source_id, report)
-            self.progress.file(done, total, file.relpath)
-        self._write(batch.take(), source_id, report)
+                if item is not None and batch.add(item):
+                    self._write(batch.take(), source_id, report)
+                self.progress.file(done, total, file.relpath)
+            self._write(batch.take(), source_id, report)
+        except StopRequested:  # what was committed stays; the documents read since are read again next time
+            report.interrupted = True
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
@@ -480,6 +480,11 @@ class Ingestor:
                                      file_type=file_type, size=file.size, mtime_ns=file.mtime_ns,
                                      modified_at=file_time(file.mtime_ns), content_hash=content_hash, error=reason)
 
+    def _check_stop(self) -> None:
+        """Raise ``StopRequested`` when a stop was requested: between files, and while a batch is embedded."""
+        if self.should_stop():
+            raise StopRequested("stopped on request")
+
     def _write(self, pending: list[_Pending], source_id: int, report: IngestReport) -> None:
         """Embed a batch of documents and replace their rows, vectors and postings in one transaction.
 
@@ -531,16 +536,18 @@ class Ingestor:
                      for item, hashes in zip(pending, chunk_hashes)]
         text_items = [[chunk.text for chunk in item.chunks] + [p.description for p in item.described()]
                       for item in pending]
+        check = self._check_stop
         embedded = [EmbeddingSpace(TEXT_SPACE, self.encoder).embed_reusing(self.store, text_space, text_keys,
-                                                                           text_items)]
+                                                                           text_items, between=check)]
         per_space = {text_space.id: embedded[0].vectors}
         if self.clip is not None and self.clip_space is not None:
             clip = EmbeddingSpace(CLIP_SPACE, self.clip)
             embedded += [clip.embed_reusing(self.store, self.clip_space, chunk_hashes,
-                                            [[c.text for c in item.chunks] for item in pending]),
+                                            [[c.text for c in item.chunks] for item in pending], between=check),
                          clip.embed_reusing(self.store, self.clip_space,
                                             [[p.image.sha256 for p in item.pictures] for item in pending],
-                                            [[p.image.image for p in item.pictures] for item in pending], images=True)]
+                                            [[p.image.image for p in item.pictures] for item in pending], images=True,
+                                            between=check)]
             per_space[self.clip_space.id] = [np.concatenate(pair) for pair in zip(embedded[1].vectors,
                                                                                   embedded[2].vectors)]
         report.encoder_seconds += sum(part.encode_seconds for part in embedded)

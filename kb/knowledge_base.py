@@ -128,7 +128,7 @@ class KnowledgeBase:
         try:
             ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
                                 clip=self.clip, allow_removal=allow_removal)
-            report = ingestor.run(Path(registered or sources.resolve(folder)))
+            report = ingestor.run(Path(registered or sources.resolve(folder)), registered=registered is not None)
             self.retriever.keywords = ingestor.keywords  # in the version the run found the postings in
             return report
         except (WriterBusyError, KeyboardInterrupt):

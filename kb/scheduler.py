@@ -8,13 +8,15 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from kb.errors import DatabaseUnreadableError, InvalidRequestError, WriterBusyError
-from kb.sources import due_sources, next_due
+from kb.sources import catch_up_with_the_clock, due_sources, next_due
 from kb.storage.models import utcnow
 from kb.storage.store import Store
 from kb.types import IngestReport
 
 log = logging.getLogger(__name__)
 MAX_POLL_SECONDS = 86_400.0  # a day: a longer sleep only delays seeing a source another process scheduled
+MIN_POLL_SECONDS = 0.05  # a shorter one polls the database without rest (1e-6 took 90% of a core)
+RETRY_SECONDS = 10.0  # a source left due (another writer busy, a run that could not be recorded) is tried again
 T = TypeVar("T")
 
 
@@ -33,17 +35,17 @@ class Scheduler:
 
     def __init__(self, store: Store, reindex: Reindex, poll_seconds: float = 30.0,
                  on_report: Callable[[IngestReport], None] | None = None) -> None:
-        # Not 0 or NaN (a scheduler that never sleeps would poll the database without end), nor infinite (no sleep
-        # takes it).
-        if not 0 < poll_seconds <= MAX_POLL_SECONDS:
-            raise InvalidRequestError(f"the poll interval must be a positive number of seconds, at most "
+        # Not 0, tiny or NaN (a scheduler that never sleeps would poll the database without end), nor infinite (no
+        # sleep takes it).
+        if not MIN_POLL_SECONDS <= poll_seconds <= MAX_POLL_SECONDS:
+            raise InvalidRequestError(f"the poll interval must be a number of seconds from {MIN_POLL_SECONDS:g} to "
                                       f"{MAX_POLL_SECONDS:,.0f} (a day), not {poll_seconds}")
         self.store = store
         self.reindex = reindex
         self.poll_seconds = poll_seconds
         self.on_report = on_report
         self._stop = threading.Event()
-        self._deferred = False  # a due source was left for the next poll (another writer was busy)
+        self._deferred = False  # a due source may be left for the next poll (another writer busy, a failed run)
 
     def stop(self) -> None:
         self._stop.set()
@@ -56,6 +58,7 @@ class Scheduler:
         """Reindex every source that is due now."""
         reports = []
         self._deferred = False
+        self._poll(lambda: catch_up_with_the_clock(self.store, utcnow()), None)
         for path in self._poll(lambda: due_sources(self.store, utcnow()), []):
             if self.stopped:
                 break
@@ -67,6 +70,7 @@ class Scheduler:
                 continue
             except Exception as error:  # the run is recorded as failed; the scheduler keeps going
                 log.error("reindex of %s failed: %s", path, error)
+                self._deferred = True  # not rescheduled if even that failed (a full disk): not at once again
             else:
                 reports.append(report)
                 if self.on_report:
@@ -79,11 +83,17 @@ class Scheduler:
         outlives it, as it outlives a failed run."""
         while not self.stopped:
             self.run_pending()
-            wait = self.poll_seconds
-            upcoming = self._poll(lambda: next_due(self.store), None)
-            if upcoming is not None and not self._deferred:  # a source left due is tried again at the next poll
-                wait = min(wait, max(0.2, (upcoming - utcnow()).total_seconds()))
-            self._stop.wait(wait)
+            self._stop.wait(self._wait())
+
+    def _wait(self) -> float:
+        """Seconds to sleep: until the next source is due, at most ``poll_seconds``; a source left due is tried
+        again after ``RETRY_SECONDS`` (not at once, which spun on a full disk; not after a day-long poll)."""
+        if self._deferred:
+            return min(self.poll_seconds, RETRY_SECONDS)
+        upcoming = self._poll(lambda: next_due(self.store), None)
+        if upcoming is None:
+            return self.poll_seconds
+        return min(self.poll_seconds, max(0.2, (upcoming - utcnow()).total_seconds()))
 
     def _poll(self, ask: Callable[[], T], otherwise: T) -> T:
         """What the database answers ``ask``, or ``otherwise`` when it cannot answer now (a PostgreSQL server

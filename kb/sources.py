@@ -111,6 +111,28 @@ def due_sources(store: Store, now: datetime) -> list[str]:
         return snapshot.due_sources(now)
 
 
+def catch_up_with_the_clock(store: Store, now: datetime) -> None:
+    """Bring a next run later than its schedule allows from ``now`` to the schedule's next time from now: it was set
+    by a clock that ran ahead and was then set back, and the source would wait for the clock to catch up (a day
+    fast, a day without runs). A stored schedule that cannot be used is left to ``schedule_next`` to refuse."""
+    with store.read() as snapshot:
+        ahead = [(path, due) for path, schedule, planned in snapshot.schedules()
+                 if (due := _next_or_none(schedule, now)) is not None and planned > due]
+    if ahead:
+        with store.write() as unit:
+            for path, due in ahead:
+                source = unit.source(path)
+                if source is not None:
+                    source.next_run_at = due
+
+
+def _next_or_none(schedule: str, now: datetime) -> datetime | None:
+    try:
+        return next_run(schedule, now)
+    except (ScheduleError, OverflowError):
+        return None
+
+
 def next_due(store: Store) -> datetime | None:
     with store.read() as snapshot:
         return snapshot.next_due()

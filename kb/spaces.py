@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -27,6 +27,7 @@ from kb.storage.writing import WriteUnit
 from kb.types import CLIP_SPACE, TEXT_SPACE
 
 EMBED_BATCH = 256  # chunks embedded (and previews decoded) at a time by reembed and doctor
+STOP_CHECK_BATCH = 64  # items an ingest embeds between two looks at a stop request (a second or two on a CPU)
 
 
 class Embedded(NamedTuple):
@@ -63,19 +64,23 @@ class EmbeddingSpace:
         return vectors
 
     def embed_reusing(self, store: Store, stored: Space, keys: list[list[str]], items: list[list[Any]],
-                      images: bool = False) -> Embedded:
+                      images: bool = False, between: Callable[[], None] = lambda: None) -> Embedded:
         """Vectors of each document's new ``items`` (texts, or pictures when ``images``): an item whose key (its
-        text or picture hash) the space already holds, or that is repeated among them, is encoded once."""
+        text or picture hash) the space already holds, or that is repeated among them, is encoded once.
+        ``between`` is called before each ``STOP_CHECK_BATCH`` items are encoded (a stop request raises there)."""
         with store.read() as snapshot:
             vectors = snapshot.vectors_by_hash(stored.id, {key for part in keys for key in part}, images=images)
         missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
                    if key not in vectors}
         seconds = 0.0
-        if missing:
-            encode = cast(ClipEncoder, self.encoder).encode_images if images else self.encoder.encode
-            started = time.perf_counter()
-            vectors.update(zip(missing, encode(list(missing.values()))))
-            seconds = time.perf_counter() - started
+        encode = cast(ClipEncoder, self.encoder).encode_images if images else self.encoder.encode
+        new_keys, new_items = list(missing), list(missing.values())
+        for start in range(0, len(new_items), STOP_CHECK_BATCH):
+            between()
+            began = time.perf_counter()
+            vectors.update(zip(new_keys[start : start + STOP_CHECK_BATCH],
+                               encode(new_items[start : start + STOP_CHECK_BATCH])))
+            seconds += time.perf_counter() - began
         empty = np.zeros((0, stored.dimension), dtype=np.float32)
         return Embedded([np.stack([vectors[key] for key in part]) if part else empty for part in keys], seconds)
 

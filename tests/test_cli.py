@@ -243,7 +243,7 @@ def test_what_the_system_refuses_is_a_one_line_error(kb_env: Path, tmp_path: Pat
     for argv, said in ((["--kb", str(a_file), "ingest", str(kb_env)], "File exists"),
                        (["search", "--image", str(kb_env)], "searching by image needs the CLIP model"),  # asked first
                        (["--kb", str(corrupt), "stats"], "kb.json is not readable JSON"),
-                       (["scheduler", "--poll", "inf"], "at most 86,400")):
+                       (["scheduler", "--poll", "inf"], "from 0.05 to 86,400")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("kb: error: ") and said in err and err.count("\n") == 1, (argv, err)

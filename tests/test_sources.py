@@ -8,16 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from kb import SourceUnavailableError, sources  # the error as the API exports it
-from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, StorageError
+from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, StorageError, WriterBusyError
+from kb.scheduler import RETRY_SECONDS, Scheduler
+from kb.spaces import STOP_CHECK_BATCH
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.models import MAX_PATH_BYTES, utcnow
 from tests.databases import execute_sql
-from tests.test_knowledge_base import DOCS, vector_counts, write_docs
+from tests.test_knowledge_base import DOCS, counting, vector_counts, write_docs
 
 pytestmark = pytest.mark.databases()
 
@@ -100,19 +103,20 @@ def test_a_run_that_fails_before_it_starts_is_rescheduled_and_one_stopped_stays_
     assert report.interrupted and due_at(kb, folder) <= utcnow()  # the next start finishes the folder
 
 
-def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, tmp_path: Path) -> None:
-    from kb.errors import InvalidRequestError, WriterBusyError
-    from kb.scheduler import Scheduler
-
+@pytest.mark.parametrize("error", [WriterBusyError("another process is writing"),
+                                   StorageError("the database cannot be written: database or disk is full")])
+def test_a_source_left_due_is_tried_again_after_a_pause(kb_factory, tmp_path: Path, error: Exception) -> None:
+    """Another writer busy, or a run that could not even be recorded (a full disk, so the source stays due): tried
+    again after RETRY_SECONDS, not at once (119 tries in 30 s on a full disk) nor after a day-long poll."""
     kb = kb_factory()
     kb.add_source(write_docs(tmp_path / "docs"), "every 1h")
     attempts: list[str] = []
 
-    def busy(path: str, should_stop: object) -> None:
+    def failing(path: str, should_stop: object) -> None:
         attempts.append(path)
-        raise WriterBusyError("another process is writing")
+        raise error
 
-    scheduler = Scheduler(kb.store, busy, poll_seconds=30)
+    scheduler = Scheduler(kb.store, failing, poll_seconds=86_400)
     waits: list[float] = []
 
     class Stop:  # records the scheduler's sleep instead of sleeping, and stops it after one
@@ -124,11 +128,37 @@ def test_a_source_left_due_by_a_busy_writer_waits_for_the_next_poll(kb_factory, 
 
     scheduler._stop = Stop()  # type: ignore[assignment]
     scheduler.run()
-    assert len(attempts) == 1 and waits == [30]
-    for never_sleeps in (0, -5, float("nan"), float("inf")):  # would poll the database without end, or fail
+    assert len(attempts) == 1 and waits == [RETRY_SECONDS]
+    for never_sleeps in (0, -5, 1e-6, float("nan"), float("inf")):  # would poll the database without end, or fail
         with pytest.raises(InvalidRequestError, match="poll"):
-            Scheduler(kb.store, busy, poll_seconds=never_sleeps)
+            Scheduler(kb.store, failing, poll_seconds=never_sleeps)
 
+
+def test_a_next_run_set_by_a_clock_that_ran_ahead_is_brought_back(kb_factory, tmp_path: Path) -> None:
+    """The clock ran a day fast at the last run, then was set right: the source runs on its schedule from now, not
+    a day later."""
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.add_source(folder, "every 1h")
+    kb.reindex(folder)
+    ahead = (utcnow() + timedelta(days=1)).isoformat(sep=" ")
+    execute_sql(kb.store.url, f"UPDATE sources SET next_run_at = '{ahead}'")
+    assert kb.scheduler().run_pending() == []
+    assert utcnow() < due_at(kb, folder) <= utcnow() + timedelta(hours=1)
+
+
+def test_a_source_removed_while_its_run_waits_is_not_brought_back(kb_factory, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler found the source, then `kb source remove` ran before the run took the writer lock."""
+    folder = write_docs(tmp_path / "docs")
+    kb = kb_factory()
+    kb.add_source(folder, "every 1h")
+    found = sources.find_source(kb.store, folder)
+    kb.remove_source(folder)
+    monkeypatch.setattr(sources, "find_source", lambda store, path: found)
+    with pytest.raises(SourceNotFoundError, match="removed before its run began"):
+        kb.reindex(folder)
+    assert not kb.sources() and not kb.stats().documents
 
 def test_a_stopped_run_commits_what_it_has_and_removes_nothing(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
@@ -144,6 +174,19 @@ def test_a_stopped_run_commits_what_it_has_and_removes_nothing(kb_factory, tmp_p
     assert kb.jobs()[0].status == "interrupted"
     report = kb.ingest(folder)
     assert [Path(p).name for p in report.removed] == ["history.txt"] and len(report.added) == 1
+
+
+def test_a_stop_while_a_batch_is_embedded_takes_effect_within_one_slice(kb_factory, tmp_path: Path) -> None:
+    """A stop request during embedding is seen between slices of STOP_CHECK_BATCH items, not after the batch (a
+    file of 1,400 chunks held a SIGTERM for 47 s); what was read but not committed is read again next time."""
+    long = " ".join(f"Sentence {n} is about the harbour lanterns of the old town." for n in range(2_000))
+    folder = write_docs(tmp_path / "docs", {"long.txt": long, "short.txt": "A short note about lighthouses."})
+    kb = kb_factory()
+    encoder = counting(kb)
+    report = kb.ingest(folder, should_stop=lambda: encoder.texts > 0)
+    assert report.interrupted and encoder.texts == STOP_CHECK_BATCH and kb.stats().documents == 0
+    assert kb.jobs()[0].status == "interrupted"
+    assert len(kb.ingest(folder).added) == 2
 
 
 def test_a_missing_source_folder_fails_the_run_and_keeps_its_documents(kb_factory, tmp_path: Path) -> None:

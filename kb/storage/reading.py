@@ -233,6 +233,12 @@ class Snapshot:
                                                                    Source.next_run_at <= now)
                                          .order_by(Source.next_run_at)))
 
+    def schedules(self) -> list[tuple[str, str, datetime]]:
+        """(folder, schedule, next run) of every scheduled source."""
+        return [(path, schedule, planned) for path, schedule, planned in self.session.execute(
+            select(Source.path, Source.schedule, Source.next_run_at).where(Source.schedule.is_not(None),
+                                                                           Source.next_run_at.is_not(None)))]
+
     def next_due(self) -> datetime | None:
         return self.session.scalar(select(func.min(Source.next_run_at)))
 
