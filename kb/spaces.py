@@ -27,7 +27,7 @@ from kb.storage.writing import WriteUnit
 from kb.types import CLIP_SPACE, TEXT_SPACE
 
 EMBED_BATCH = 256  # chunks embedded (and previews decoded) at a time by reembed and doctor
-STOP_CHECK_BATCH = 64  # items an ingest embeds between two looks at a stop request (a second or two on a CPU)
+STOP_CHECK_BATCH = 64  # items an ingest embeds between two looks at a stop request (seconds on a small CPU)
 
 
 class Embedded(NamedTuple):
