@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kb.containment import REFUSED, RefusedFileError, descend, inside, open_folder
+from kb.containment import REFUSED, RefusedFileError, descend, identity, inside, open_folder
 from kb.errors import SourceUnavailableError
 from kb.storage.models import MAX_PATH_BYTES, TIME_RANGE_NS
 from kb.types import FailedFile
@@ -84,15 +84,6 @@ def valid_name(name: str) -> bool:
     return True
 
 
-def _identity(folder: Path) -> tuple[int, int] | None:
-    """``(device, inode)`` of ``folder``, or None where it cannot be had."""
-    try:
-        info = folder.stat()
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
 class _Refused(Exception):
     """A symlink the scan does not follow."""
 
@@ -153,7 +144,7 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
         unreadable.unreadable_dirs.append(root)
         return unreadable
     try:
-        excluded = _identity(exclude) if exclude is not None else None
+        excluded = identity(exclude) if exclude is not None else None
         return _Walk(root, root_descriptor, follow_symlinks_outside, excluded).run()
     finally:
         os.close(root_descriptor)

@@ -83,6 +83,15 @@ def read_own_file(path: Path, max_bytes: int) -> bytearray:
     return data
 
 
+def identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of what ``path`` names, or None where it cannot be had (gone, unreadable)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def inside(path: str, root: str) -> bool:
     """True when ``path`` is ``root`` or lies under it (both absolute, normalised strings)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -58,6 +58,7 @@ class Scheduler:
         """Reindex every source that is due now."""
         reports = []
         self._deferred = False
+        self.store.check_database_file()  # deleted under a scheduler that runs for days: it ends, in one line
         self._poll(lambda: catch_up_with_the_clock(self.store, utcnow()), None)
         for path in self._poll(lambda: due_sources(self.store, utcnow()), []):
             if self.stopped:

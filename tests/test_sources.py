@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from kb import SourceUnavailableError, sources  # the error as the API exports it
-from kb.errors import InvalidRequestError, ScheduleError, SourceNotFoundError, StorageError, WriterBusyError
+from kb.errors import (
+    DatabaseUnreadableError,
+    InvalidRequestError,
+    ScheduleError,
+    SourceNotFoundError,
+    StorageError,
+    WriterBusyError,
+)
 from kb.scheduler import RETRY_SECONDS, Scheduler
 from kb.spaces import STOP_CHECK_BATCH
 from kb.storage.faiss_index import FaissIndex
@@ -132,6 +139,20 @@ def test_a_source_left_due_is_tried_again_after_a_pause(kb_factory, tmp_path: Pa
     for never_sleeps in (0, -5, 1e-6, float("nan"), float("inf")):  # would poll the database without end, or fail
         with pytest.raises(InvalidRequestError, match="poll"):
             Scheduler(kb.store, failing, poll_seconds=never_sleeps)
+
+
+@pytest.mark.databases("sqlite")
+def test_a_scheduler_whose_database_is_deleted_ends_in_one_line(kb_factory, tmp_path: Path) -> None:
+    """`rm -rf` of the knowledge base under a running scheduler: it used to run on into the deleted file, every run
+    reported ok, and to recreate the folder with only its lock and indexes."""
+    kb = kb_factory()
+    kb.add_source(write_docs(tmp_path / "docs"), "every 1h")
+    scheduler = kb.scheduler()
+    assert len(scheduler.run_pending()) == 1
+    for leftover in (tmp_path / "kb").glob("kb.sqlite*"):
+        leftover.unlink()
+    with pytest.raises(DatabaseUnreadableError, match="was deleted or replaced while this process ran"):
+        scheduler.run_pending()
 
 
 def test_a_next_run_set_by_a_clock_that_ran_ahead_is_brought_back(kb_factory, tmp_path: Path) -> None:

@@ -30,8 +30,11 @@ _UNDECODABLE = "Could not decode to UTF-8"  # sqlite3's error for stored text wh
 BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock before "database is locked"
 
 
+DATABASE_FILE = "kb.sqlite"  # in the knowledge base's folder, unless database_url names another database
+
+
 def default_url(kb_dir: Path) -> str:
-    return f"sqlite:///{(kb_dir / 'kb.sqlite').resolve()}"
+    return f"sqlite:///{(kb_dir / DATABASE_FILE).resolve()}"
 
 
 def _configure_sqlite(engine: Engine) -> None:

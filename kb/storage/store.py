@@ -15,10 +15,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.atomic import abandoned_temporaries
 from kb.config import Settings
+from kb.containment import identity
 from kb.encoders.base import EncoderIdentity
-from kb.errors import ConfigurationError, EncoderMismatchError, KbError, StorageError
+from kb.errors import ConfigurationError, DatabaseUnreadableError, EncoderMismatchError, KbError, StorageError
 from kb.keywords import parse_scheme
-from kb.storage.database import WRITE_LOCK, default_url, open_database, schema_transaction, take_turn
+from kb.storage.database import (
+    DATABASE_FILE,
+    WRITE_LOCK,
+    default_url,
+    open_database,
+    schema_transaction,
+    take_turn,
+)
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import DatabaseWriterLock, WriterLock
 from kb.storage.models import Chunk, Document, KeywordTotals, Meta, Space, StoredImage, Vector
@@ -85,6 +93,14 @@ class Store:
         self._modalities: tuple[int | None, frozenset[str]] | None = None  # (keyword index generation, chunk modalities)
         self.posting_cache = PostingCache(settings.keywords.cache_mb) if settings.keywords.cache_mb else None
         self.vector_index: IndexKind = self._recorded_vector_index(settings.index.kind)
+        self._database_file = identity(directory / DATABASE_FILE) if self.url == default_url(directory) else None
+
+    def check_database_file(self) -> None:
+        """Raise ``DatabaseUnreadableError`` when the SQLite file this store opened was deleted or replaced: a
+        process that runs for days (the scheduler) would write on into the deleted file, every run reported ok."""
+        if self._database_file is not None and identity(self.directory / DATABASE_FILE) != self._database_file:
+            raise DatabaseUnreadableError(f"the database {self.directory / DATABASE_FILE} was deleted or replaced "
+                                          "while this process ran; start it again")
 
     def _recorded_vector_index(self, configured: IndexKind) -> IndexKind:
         """The vector index backend recorded in the knowledge base (recorded on first use, by one process when
