@@ -160,9 +160,9 @@ class Ingestor:
         return Chunker(max_tokens=self.settings.chunking.tokens, overlap_tokens=self.settings.chunking.overlap,
                        token_offsets=offsets)
 
-    def run(self, root: Path, registered: bool = False) -> IngestReport:
-        """One run over the source folder ``root``: a registered source's path as stored (``registered``: one that
-        was removed meanwhile is not brought back), or a new one's real path.
+    def run(self, root: Path, create: bool = True) -> IngestReport:
+        """One run over the source folder ``root``: a registered source's path as stored (unless ``create``, one
+        removed meanwhile is not brought back: ``SourceNotFoundError``), or a new one's real path.
 
         A root that is no longer its own real path (it, or a folder above it, was replaced by a symlink) is not
         followed: whoever can rename folders in a share must not point a scheduled run at files outside it.
@@ -187,7 +187,7 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport(source=str(root))
         with self.store.writer_lock:
-            source_id, run_id = self._start_run(root, create=not registered)
+            source_id, run_id = self._start_run(root, create)
             report.run_id = run_id
             ingestion = self.settings.ingestion
             runner = file_runner(self.read_settings, ingestion.file_isolation, ingestion.file_timeout,
@@ -299,8 +299,12 @@ class Ingestor:
                     self._write(batch.take(), source_id, report)
                 self.progress.file(done, total, file.relpath)
             self._write(batch.take(), source_id, report)
-        except StopRequested:  # what was committed stays; the documents read since are read again next time
+        except StopRequested:
+            # Stopped while reading: what was read is committed, the stop not looked at again (less than a batch
+            # to embed; reading may have taken minutes of OCR). Stopped while embedding: that batch was taken, and
+            # is read again next time.
             report.interrupted = True
+            self._write(batch.take(), source_id, report, stoppable=False)
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
@@ -485,8 +489,9 @@ class Ingestor:
         if self.should_stop():
             raise StopRequested("stopped on request")
 
-    def _write(self, pending: list[_Pending], source_id: int, report: IngestReport) -> None:
-        """Embed a batch of documents and replace their rows, vectors and postings in one transaction.
+    def _write(self, pending: list[_Pending], source_id: int, report: IngestReport, stoppable: bool = True) -> None:
+        """Embed a batch of documents and replace their rows, vectors and postings in one transaction; when
+        ``stoppable``, a stop request is looked at between slices of the embedding (``StopRequested``).
 
         The batch is written in bulk; if the database rejects it, each document is retried in its own savepoint,
         so data one file's database rejects costs that file only.
@@ -499,7 +504,7 @@ class Ingestor:
         for space in spaces:
             self.store.index(space)  # current before the change, so the change can be applied in place
         self.progress.phase("embedding", f"{sum(item.units for item in pending)} chunks")
-        groups = self._embed_groups(pending, text_space, report)
+        groups = self._embed_groups(pending, text_space, report, self._check_stop if stoppable else lambda: None)
         written: list[_Pending] = []
         # A failing database (full, read-only, locked) is the run's error, never a file's: it is not caught here.
         with self.store.write() as unit:
@@ -529,14 +534,15 @@ class Ingestor:
         report.chunks_added += sum(item.units for item in written)
         report.chunks_removed += removed
 
-    def _embed_groups(self, pending: list[_Pending], text_space: Space, report: IngestReport) -> list[_Group]:
-        """Every unit's vectors in every space, each distinct text or picture encoded once per space."""
+    def _embed_groups(self, pending: list[_Pending], text_space: Space, report: IngestReport,
+                      check: Callable[[], None]) -> list[_Group]:
+        """Every unit's vectors in every space, each distinct text or picture encoded once per space; ``check`` is
+        called between slices (it raises on a stop request)."""
         chunk_hashes = [[text_hash(chunk.text) for chunk in item.chunks] for item in pending]
         text_keys = [hashes + [p.description_hash for p in item.described()]
                      for item, hashes in zip(pending, chunk_hashes)]
         text_items = [[chunk.text for chunk in item.chunks] + [p.description for p in item.described()]
                       for item in pending]
-        check = self._check_stop
         embedded = [EmbeddingSpace(TEXT_SPACE, self.encoder).embed_reusing(self.store, text_space, text_keys,
                                                                            text_items, between=check)]
         per_space = {text_space.id: embedded[0].vectors}

@@ -128,12 +128,12 @@ class KnowledgeBase:
         try:
             ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
                                 clip=self.clip, allow_removal=allow_removal)
-            report = ingestor.run(Path(registered or sources.resolve(folder)), registered=registered is not None)
+            report = ingestor.run(Path(registered or sources.resolve(folder)), create=registered is None)
             self.retriever.keywords = ingestor.keywords  # in the version the run found the postings in
             return report
-        except (WriterBusyError, KeyboardInterrupt):
+        except (WriterBusyError, KeyboardInterrupt, SourceNotFoundError):
             # Another writer is at work, or the user pressed Ctrl-C (which, like a stop request, keeps what was
-            # committed): a scheduled source stays due.
+            # committed): a scheduled source stays due. One removed meanwhile has no schedule left to set.
             reschedule = False
             raise
         finally:
@@ -170,7 +170,10 @@ class KnowledgeBase:
         reports = []
         for path in [info.path for info in self.sources()]:
             try:
-                reports.append(self.ingest(path, progress, allow_removal=allow_removal))
+                reports.append(self.ingest(sources.source_path(self.store, path), progress,
+                                           allow_removal=allow_removal))
+            except SourceNotFoundError:  # removed while an earlier source ran: not brought back
+                continue
             except SourceUnavailableError as error:
                 reports.append(IngestReport(source=path, failed=[FailedFile(path=path, reason=str(error))]))
         return reports
@@ -183,7 +186,12 @@ class KnowledgeBase:
     def scheduler(self, poll_seconds: float = 30.0,
                   on_report: Callable[[IngestReport], None] | None = None) -> Scheduler:
         """A scheduler over this knowledge base: ``.run()`` until ``.stop()``, or ``.run_pending()`` once."""
-        return Scheduler(self.store, self.ingest, poll_seconds, on_report)
+        return Scheduler(self.store, self._run_scheduled, poll_seconds, on_report)
+
+    def _run_scheduled(self, folder: str, *, should_stop: Callable[[], bool]) -> IngestReport:
+        """``ingest`` of a source the scheduler found due; one removed since (while an earlier source ran) raises
+        ``SourceNotFoundError`` instead of being brought back as a new folder."""
+        return self.ingest(sources.source_path(self.store, folder), should_stop=should_stop)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
         """Check that the database, the vector and keyword indexes and the files agree; fix them if ``repair``."""

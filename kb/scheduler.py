@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from kb.errors import DatabaseUnreadableError, InvalidRequestError, WriterBusyError
+from kb.errors import DatabaseUnreadableError, InvalidRequestError, SourceNotFoundError, WriterBusyError
 from kb.sources import catch_up_with_the_clock, due_sources, next_due
 from kb.storage.models import utcnow
 from kb.storage.store import Store
@@ -66,17 +66,25 @@ class Scheduler:
             try:
                 report = self.reindex(path, should_stop=self._stop.is_set)
             except WriterBusyError:
-                log.info("another writer is busy; %s stays due until the next poll", path)
+                log.info("another writer is busy; %s is tried again in %g s", path, self._retry_seconds)
                 self._deferred = True
+                continue
+            except SourceNotFoundError:
+                log.info("%s was removed since it was found due; skipped", path)
                 continue
             except Exception as error:  # the run is recorded as failed; the scheduler keeps going
                 log.error("reindex of %s failed: %s", path, error)
-                self._deferred = True  # not rescheduled if even that failed (a full disk): not at once again
+                # Rescheduled as usual, unless even that failed (a full disk): then not again at once.
+                self._deferred = self._deferred or path in self._poll(lambda: due_sources(self.store, utcnow()), [])
             else:
                 reports.append(report)
                 if self.on_report:
                     self.on_report(report)
         return reports
+
+    @property
+    def _retry_seconds(self) -> float:
+        return min(self.poll_seconds, RETRY_SECONDS)
 
     def run(self) -> None:
         """Run due jobs until ``stop()``; sleeps until the next source is due (at most ``poll_seconds``). A poll the
@@ -90,7 +98,7 @@ class Scheduler:
         """Seconds to sleep: until the next source is due, at most ``poll_seconds``; a source left due is tried
         again after ``RETRY_SECONDS`` (not at once, which spun on a full disk; not after a day-long poll)."""
         if self._deferred:
-            return min(self.poll_seconds, RETRY_SECONDS)
+            return self._retry_seconds
         upcoming = self._poll(lambda: next_due(self.store), None)
         if upcoming is None:
             return self.poll_seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ingestion.scan import valid_name
@@ -17,6 +17,8 @@ from kb.types import FailedFile, Job, SourceInfo
 log = logging.getLogger(__name__)
 
 REMOVAL_FLOOR = 10  # fewer missing documents than this are always removed: a folder tidied by hand
+CLOCK_LEEWAY = timedelta(minutes=1)  # a next run further ahead of the schedule than this was set by a fast clock
+UNUSABLE_SCHEDULE = (ScheduleError, OverflowError)  # a stored schedule an older version let through
 
 
 def too_many_missing(missing: int, documents: int, share: float) -> bool:
@@ -115,9 +117,9 @@ def catch_up_with_the_clock(store: Store, now: datetime) -> None:
     """Bring a next run later than its schedule allows from ``now`` to the schedule's next time from now: it was set
     by a clock that ran ahead and was then set back, and the source would wait for the clock to catch up (a day
     fast, a day without runs). A stored schedule that cannot be used is left to ``schedule_next`` to refuse."""
-    with store.read() as snapshot:
+    with store.read() as snapshot:  # a minute's leeway: clocks of two machines differ (a cron slot just run)
         ahead = [(path, due) for path, schedule, planned in snapshot.schedules()
-                 if (due := _next_or_none(schedule, now)) is not None and planned > due]
+                 if (due := _next_or_none(schedule, now + CLOCK_LEEWAY)) is not None and planned > due]
     if ahead:
         with store.write() as unit:
             for path, due in ahead:
@@ -126,10 +128,11 @@ def catch_up_with_the_clock(store: Store, now: datetime) -> None:
                     source.next_run_at = due
 
 
-def _next_or_none(schedule: str, now: datetime) -> datetime | None:
+def _next_or_none(schedule: str, after: datetime) -> datetime | None:
+    """``next_run``, or None for a stored schedule that cannot be used (``schedule_next`` says so)."""
     try:
-        return next_run(schedule, now)
-    except (ScheduleError, OverflowError):
+        return next_run(schedule, after)
+    except UNUSABLE_SCHEDULE:
         return None
 
 
@@ -155,7 +158,7 @@ def schedule_next(store: Store, path: str, after: datetime) -> None:
         try:
             source.next_run_at = next_run(source.schedule, after)
             return
-        except (ScheduleError, OverflowError) as error:
+        except UNUSABLE_SCHEDULE as error:
             source.next_run_at = None
             problem, schedule = error, source.schedule
     raise ScheduleError(f"the schedule {schedule[:40]!r} of {path} cannot be used ({problem}); the source is no longer "

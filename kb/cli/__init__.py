@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("folder")
 
     scheduler = commands.add_parser("scheduler", help="run due reindex jobs until stopped (SIGTERM or Ctrl-C)")
-    scheduler.add_argument("--poll", type=float, default=30.0, metavar="SECONDS", help="longest sleep (default 30)")
+    scheduler.add_argument("--poll", type=float, default=30.0, metavar="SECONDS", help="longest sleep, 0.05 to 86400 (default 30)")
     reindex = commands.add_parser("reindex", help="reindex one source, or every source, now")
     reindex.add_argument("source", nargs="?")
     jobs = commands.add_parser("jobs", help="history of ingest and reindex runs")
