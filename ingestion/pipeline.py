@@ -28,6 +28,7 @@ from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
 from kb.mounts import (
     SourceMounts,
     holding_mount,
+    is_mount_point,
     recorded_mounts,
     root_unmounted,
     to_record,
@@ -309,7 +310,7 @@ class Ingestor:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
         if not report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
-            if root_unmounted(SourceMounts(root=root_mount)) is not None:
+            if not is_mount_point(root_mount):
                 raise SourceUnavailableError(f"the share mounted at {root_mount} went away during the run; what "
                                              "was read before is kept, and nothing was removed")
             self._remove_gone(gone, scanned, unmounted_below(records, str(root)), len(known), report)
