@@ -544,17 +544,19 @@ class Ingestor:
                      for item, hashes in zip(pending, chunk_hashes)]
         text_items = [[chunk.text for chunk in item.chunks] + [p.description for p in item.described()]
                       for item in pending]
+        size = self.settings.batch_size
         embedded = [EmbeddingSpace(TEXT_SPACE, self.encoder).embed_reusing(self.store, text_space, text_keys,
-                                                                           text_items, between=check)]
+                                                                           text_items, between=check, batch_size=size)]
         per_space = {text_space.id: embedded[0].vectors}
         if self.clip is not None and self.clip_space is not None:
             clip = EmbeddingSpace(CLIP_SPACE, self.clip)
             embedded += [clip.embed_reusing(self.store, self.clip_space, chunk_hashes,
-                                            [[c.text for c in item.chunks] for item in pending], between=check),
+                                            [[c.text for c in item.chunks] for item in pending], between=check,
+                                            batch_size=size),
                          clip.embed_reusing(self.store, self.clip_space,
                                             [[p.image.sha256 for p in item.pictures] for item in pending],
                                             [[p.image.image for p in item.pictures] for item in pending], images=True,
-                                            between=check)]
+                                            between=check, batch_size=size)]
             per_space[self.clip_space.id] = [np.concatenate(pair) for pair in zip(embedded[1].vectors,
                                                                                   embedded[2].vectors)]
         report.encoder_seconds += sum(part.encode_seconds for part in embedded)

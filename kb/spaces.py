@@ -64,10 +64,12 @@ class EmbeddingSpace:
         return vectors
 
     def embed_reusing(self, store: Store, stored: Space, keys: list[list[str]], items: list[list[Any]],
-                      images: bool = False, between: Callable[[], None] = lambda: None) -> Embedded:
+                      images: bool = False, between: Callable[[], None] = lambda: None,
+                      batch_size: int = STOP_CHECK_BATCH) -> Embedded:
         """Vectors of each document's new ``items`` (texts, or pictures when ``images``): an item whose key (its
         text or picture hash) the space already holds, or that is repeated among them, is encoded once.
-        ``between`` is called before each ``STOP_CHECK_BATCH`` items are encoded (a stop request raises there)."""
+        ``between`` is called before each slice is encoded (a stop request raises there): ``STOP_CHECK_BATCH``
+        items, rounded up to whole batches of the encoder's ``batch_size``, so that no batch is cut short."""
         with store.read() as snapshot:
             vectors = snapshot.vectors_by_hash(stored.id, {key for part in keys for key in part}, images=images)
         missing = {key: item for part_keys, part in zip(keys, items) for key, item in zip(part_keys, part)
@@ -75,11 +77,11 @@ class EmbeddingSpace:
         seconds = 0.0
         encode = cast(ClipEncoder, self.encoder).encode_images if images else self.encoder.encode
         new_keys, new_items = list(missing), list(missing.values())
-        for start in range(0, len(new_items), STOP_CHECK_BATCH):
+        size = batch_size * -(-STOP_CHECK_BATCH // batch_size)
+        for start in range(0, len(new_items), size):
             between()
             began = time.perf_counter()
-            vectors.update(zip(new_keys[start : start + STOP_CHECK_BATCH],
-                               encode(new_items[start : start + STOP_CHECK_BATCH])))
+            vectors.update(zip(new_keys[start : start + size], encode(new_items[start : start + size])))
             seconds += time.perf_counter() - began
         empty = np.zeros((0, stored.dimension), dtype=np.float32)
         return Embedded([np.stack([vectors[key] for key in part]) if part else empty for part in keys], seconds)
