@@ -84,6 +84,7 @@ class Scheduler:
 
     @property
     def _retry_seconds(self) -> float:
+        """How long a source left due waits: ``RETRY_SECONDS``, or the poll interval when that is shorter."""
         return min(self.poll_seconds, RETRY_SECONDS)
 
     def run(self) -> None:
