@@ -1,7 +1,8 @@
 """Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
 
 Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
-is binary); UTF-8, which legacy text almost never forms by accident; the charset the file declares, if it is a
+is binary); 7-bit ISO-2022 text (Japanese, Korean) in the ISO-2022 codec it declares or whose escape sequences it
+reads; UTF-8, which legacy text almost never forms by accident; the charset the file declares, if it is a
 text encoding that reads ASCII as ASCII (a browser ignores any other label); windows-1252 when the bytes have the
 shape of European text (windows-1250 when only a Central European language's letters explain them);
 charset_normalizer's detection. Every step is deterministic.
@@ -80,6 +81,14 @@ _MAX_SUSPICIOUS = 0.05
 # something else: escapes (unicode_escape, raw_unicode_escape), shifted runs (utf-7, hz, iso2022), a punycode
 # label (idna, punycode). A codec that reads it all as ASCII does reads ASCII as ASCII.
 _ASCII_PROBE = bytes(range(0x5c)) + bytes(range(0x5d, 0x80)) + b"\\x41\\u0041 +AEE- ~{0A~} \x1b$B0A\x1b(B .xn--ls8h."
+# ISO-2022 codecs, tried in turn on 7-bit text that designates a multi-byte set (ESC $ ...) or half-width katakana
+# (ESC ( I): Japanese, Korean, then the Japanese supersets (Korean and Chinese sets; half-width katakana; JIS X 0213).
+# Python has no ISO-2022-CN codec.
+_ISO2022 = ("iso2022_jp", "iso2022_kr", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_2004")
+_ISO2022_DESIGNATION = re.compile(rb"\x1b(?:\$|\(I)")
+# Escape and shift characters left in a decoding: the codec skipped what it did not read (ISO-2022-JP-2 takes the
+# ISO-2022-KR and ISO-2022-CN designations without an error, and leaves their shifted text as ASCII).
+_UNREAD_SHIFTS = re.compile("[\x0e\x0f\x1b]")
 _NEWLINES = re.compile(r"\r\n?")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 
@@ -101,6 +110,9 @@ def _decode(data: bytes, declared: str | None) -> str:
             return data[len(bom):].decode(encoding, errors="replace")
     if b"\x00" in data:
         return _decode_with_nuls(data)
+    shifted = _iso2022(data, declared)
+    if shifted is not None:
+        return shifted
     try:
         return _repair_double_utf8(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -112,6 +124,32 @@ def _decode(data: bytes, declared: str | None) -> str:
         except UnicodeError:
             pass  # mislabelled: the bytes are not in the declared charset, so detect instead
     return _european(data) or _detect(data)
+
+
+def _iso2022(data: bytes, declared: str | None) -> str | None:
+    """7-bit ``data`` in the ISO-2022 codec it declares, else in the first that reads its escape sequences; else
+    None. UTF-8 would read every byte as ASCII, escape sequences and all ("\\x1b$B$3$s\\x1b(B")."""
+    if not data.isascii():
+        return None
+    codec = _iso2022_label(declared)
+    if codec is None and not _ISO2022_DESIGNATION.search(data):
+        return None
+    for candidate in (codec, *_ISO2022) if codec else _ISO2022:
+        text = _decoded(data, candidate)
+        if text is not None and not _UNREAD_SHIFTS.search(text):
+            return text
+    return None  # not valid in any of them (ISO-2022-CN, a stray escape): read as today
+
+
+def _iso2022_label(declared: str | None) -> str | None:
+    """The ISO-2022 codec a declared charset names (iso-2022-jp, csISO2022KR...), else None."""
+    if not declared:
+        return None
+    try:
+        name = codecs.lookup(declared.strip().lower()).name
+    except LookupError:
+        return None
+    return name if name.startswith("iso2022_") else None
 
 
 def _decode_with_nuls(data: bytes) -> str:
@@ -234,8 +272,8 @@ def _usable_label(declared: str | None) -> str | None:
 def _ascii_compatible(codec: str) -> bool:
     """Whether ``codec`` is a text encoding that reads ASCII as ASCII, as every charset a page can really be in
     does: not UTF-16/32, EBCDIC, escaping or 7-bit codecs, nor bytes-to-bytes ones (rot13, zlib_codec). Such a
-    label is ignored, and the text detected (7-bit text is read as UTF-8 before; ISO-2022-JP, which browsers
-    honour, comes out garbled, as it did before)."""
+    label is ignored, and the text detected (7-bit text is read as UTF-8 before, and ISO-2022 text, which browsers
+    honour, before that by ``_iso2022``)."""
     try:
         return _ASCII_PROBE.decode(codec) == _ASCII_PROBE.decode("ascii")
     except (LookupError, UnicodeError):

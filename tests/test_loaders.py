@@ -98,6 +98,57 @@ def test_text_in_cjk_legacy_encodings(tmp_path: Path, codec: str) -> None:
     assert load(tmp_path, f"{codec}.txt", text.encode(codec)).text == text
 
 
+JAPANESE = "こんにちは、世界。請求書は月末に送ります。"
+KOREAN = "안녕하세요, 세계. 청구서는 월말에 보내드립니다."
+ISO2022_FILES = {  # name: (bytes, the text, a word of it)
+    "mail.txt": (JAPANESE.encode("iso2022_jp"), JAPANESE, "請求書"),
+    "page.html": (f'<html><head><meta charset="iso-2022-jp"><title>{JAPANESE[:5]}</title></head>'
+                  f"<body><p>{JAPANESE}</p></body></html>".encode("iso2022_jp"), JAPANESE, "請求書"),
+    "unlabelled.htm": (f"<p>{JAPANESE}</p>".encode("iso2022_jp"), JAPANESE, "請求書"),
+    "korean.txt": (KOREAN.encode("iso2022_kr"), KOREAN, "청구서는"),
+}
+
+
+@pytest.mark.parametrize("name", list(ISO2022_FILES))
+def test_iso2022_files_are_ingested_as_text_and_found_by_their_words(kb_factory, tmp_path: Path, name: str) -> None:
+    """Every byte of ISO-2022 text is 7-bit, so it was read as UTF-8 with its escape sequences as text
+    ("\\x1b$B$3$s$K$A$O\\x1b(B"), and no word of it could be found."""
+    data, text, word = ISO2022_FILES[name]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / name).write_bytes(data)
+    kb = kb_factory(clip_model="none")
+    assert not kb.ingest(folder).failed
+    [hit] = kb.search(word, k=5, mode="keyword")
+    assert (Path(hit.path).name, hit.text) == (name, text)
+
+
+ISO2022_SUPERSETS = {
+    "iso2022_jp_2": f"{JAPANESE}\n{KOREAN}",  # Korean inside Japanese mail
+    "iso2022_jp_ext": "ｺﾝﾆﾁﾊ、世界。",  # half-width katakana
+    "iso2022_jp_2004": "〝四季〟はヴィヴァルディの協奏曲です。",  # JIS X 0213
+}
+
+
+@pytest.mark.parametrize("codec", list(ISO2022_SUPERSETS))
+def test_iso2022_supersets_are_read_by_their_escape_sequences(codec: str) -> None:
+    text = ISO2022_SUPERSETS[codec]
+    assert decode_text(text.encode(codec)) == text
+
+
+def test_a_declared_iso2022_charset_is_used_only_when_the_bytes_decode_with_it() -> None:
+    assert decode_text(KOREAN.encode("iso2022_kr"), declared="iso-2022-jp") == KOREAN  # mislabelled: detected
+    assert decode_text(ACCENTED.encode("cp1252"), declared="iso-2022-jp") == ACCENTED  # 8-bit: not ISO-2022
+    assert decode_text(CHINESE.encode("utf-8"), declared="csISO2022JP") == CHINESE
+
+
+def test_escape_sequences_that_no_iso2022_codec_reads_are_read_as_before() -> None:
+    """Python has no ISO-2022-CN codec: such text, like a stray escape, is read as ASCII (and still garbled)."""
+    iso2022_cn = b"\x1b$)A\x0e" + bytes(byte - 0x80 for byte in CHINESE.encode("gb2312")) + b"\x0f"
+    for data in (iso2022_cn, b"Total \x1b$Z!! due\x1b(B today, as agreed with the supplier last week."):
+        assert decode_text(data) == data.decode("ascii")
+
+
 def test_utf16_without_bom_is_detected() -> None:
     text = "This file is UTF-16 little-endian text without a byte-order mark.\nSecond line."
     assert decode_text(text.encode("utf-16-le")) == text
