@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from ingestion.scan import hidden
 from kb.containment import inside
 from kb.errors import ModelNotFoundError, WriterBusyError
-from kb.keywords import KeywordTokenizer, parse_scheme
+from kb.keywords import ADDED_IN_VERSION, KeywordTokenizer, parse_scheme
 from kb.mounts import recorded_mounts, root_unmounted, unmounted_below
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
@@ -105,9 +105,9 @@ def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorR
     if repair:
         with store.write() as unit:
             rebuild_postings(unit, keywords)
+    added = "; ".join(ADDED_IN_VERSION[newer] for newer in range(version + 1, keywords.version + 1))
     detail = (f"the keyword index was built with version {version} of the {name!r} tokenizer; version "
-              f"{keywords.version} also finds a single CJK character inside longer text and keeps combining marks "
-              f"inside words" if name == keywords.name else
+              f"{keywords.version} {added}" if name == keywords.name else
               f"the keyword index was built with the {name!r} tokenizer but {keywords.name!r} is configured")
     report.problems.append(Problem(kind="keyword tokenizer", detail=detail, repaired=repair))
 

@@ -775,3 +775,29 @@ def test_arguments_of_the_wrong_kind_or_past_their_bounds_are_refused_in_one_lin
     with pytest.raises((KbError, ValidationError)) as raised:
         call(kb_factory())
     assert refused in str(raised.value) and (isinstance(raised.value, KbError) or "path_glob" in str(raised.value))
+
+
+def test_a_question_finds_another_form_of_its_words_once_doctor_rebuilds_a_version_two_index(kb_factory,
+                                                                                             tmp_path: Path) -> None:
+    """Keyword search matches English words by their stem ("invented" finds "invention"); a knowledge base indexed
+    by version 2 (plurals only) reads with it, as before, until ``kb doctor --repair`` rebuilds the postings."""
+    from kb.keywords import keyword_tokenizer
+    from kb.postings import rebuild_postings
+
+    folder = write_docs(tmp_path / "docs", {"phone.txt": "The invention of the telephone changed offices.",
+                                            "radio.txt": "Radio sets were sold in shops."})
+    built = kb_factory(clip_model="none")
+    built.ingest(folder)
+    with built.store.write() as unit:
+        rebuild_postings(unit, keyword_tokenizer(built.keywords.name, version=2))
+    built.close()
+    kb = kb_factory(clip_model="none")
+    name = kb.keywords.name  # the default tokenizer
+    assert kb.keywords.scheme == f"{name}/2"
+    assert kb.search("Who invented the telephone?", k=1, mode="keyword")[0].path.endswith("phone.txt")  # by "telephone"
+    assert kb.search("invented", k=1, mode="keyword") == []
+    (found,) = [p for p in kb.doctor().problems if p.kind == "keyword tokenizer"]
+    assert f"version 2 of the {name!r} tokenizer" in found.detail and "one stem" in found.detail
+    assert [p.repaired for p in kb.doctor(repair=True).problems if p.kind == "keyword tokenizer"] == [True]
+    assert kb.keywords.scheme == f"{name}/3" and not kb.doctor().problems
+    assert [hit.path.rsplit("/", 1)[-1] for hit in kb.search("invented", k=2, mode="keyword")] == ["phone.txt"]
