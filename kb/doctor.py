@@ -105,7 +105,7 @@ def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorR
     if repair:
         with store.write() as unit:
             rebuild_postings(unit, keywords)
-    added = "; ".join(ADDED_IN_VERSION[newer] for newer in range(version + 1, keywords.version + 1))
+    added = ", and ".join(ADDED_IN_VERSION[newer] for newer in range(version + 1, keywords.version + 1))
     detail = (f"the keyword index was built with version {version} of the {name!r} tokenizer; version "
               f"{keywords.version} {added}" if name == keywords.name else
               f"the keyword index was built with the {name!r} tokenizer but {keywords.name!r} is configured")

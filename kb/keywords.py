@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-import snowballstemmer
+from snowballstemmer.english_stemmer import EnglishStemmer
 
 from kb import optional
 from kb.errors import ConfigurationError
@@ -50,6 +50,10 @@ ADDED_IN_VERSION = {
     3: "matches English words of one stem (invented, invention)",
 }
 STEM_CACHE = 1 << 16  # distinct words whose stems are kept: a corpus repeats its vocabulary
+# Longer runs of letters are no English word (the longest in a dictionary has 45): left whole, neither stemmed (the
+# stemmer's time grows faster than a word's length) nor cached (a hostile file's 6,000-letter "words" would pin
+# hundreds of megabytes).
+MAX_STEMMED_LETTERS = 45
 CHARACTER_TERM = "#"  # prefix of a character term: no word or CJK term starts with it
 _LATIN_LETTERS = re.compile(r"[a-z]+")
 # Combining marks live below U+20000 but for the variation selectors of ideographs (U+E0100-U+E01EF).
@@ -116,17 +120,24 @@ def plural_stem(word: str) -> str:
 _stemmers = threading.local()  # a Snowball stemmer keeps state while it works: one per thread
 
 
-@functools.lru_cache(maxsize=STEM_CACHE)
 def english_stem(word: str) -> str:
     """The Snowball (Porter2) English stem of a lower-case ASCII word ("invention" -> "invent"), so that a
-    question's "invented" finds a document's "invention"; other words (numbers, codes, accented words) pass as is.
-    Lucene's English analyzer stems the same way; on the squad2-train-part questions held out for validation it
-    lifted hybrid recall@1 by about two points (docs/search.md)."""
-    if not _LATIN_LETTERS.fullmatch(word):
+    question's "invented" finds a document's "invention"; other words (numbers, codes, accented words, runs of
+    more than ``MAX_STEMMED_LETTERS`` letters) pass as is. On squad2-train-part's questions it lifted keyword
+    recall@1 by 4 points and hybrid by 2.7 (docs/configuration.md, Keyword terms)."""
+    if len(word) > MAX_STEMMED_LETTERS or not _LATIN_LETTERS.fullmatch(word):
         return word
+    return _cached_stem(word)
+
+
+@functools.lru_cache(maxsize=STEM_CACHE)
+def _cached_stem(word: str) -> str:
+    """The stem, by snowballstemmer's own English stemmer: always this one, never PyStemmer's (which the package
+    hands over to when installed), because an index's terms must not change with what else is installed; the
+    release is pinned in pyproject.toml for the same reason (Snowball's English rules changed in 3.0 and 3.1)."""
     stemmer = getattr(_stemmers, "english", None)
     if stemmer is None:
-        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
+        stemmer = _stemmers.english = EnglishStemmer()
     return str(stemmer.stemWord(word))
 
 
