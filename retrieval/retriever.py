@@ -113,7 +113,10 @@ class Retriever:
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,
         # so a search during a reindex sees the state before or after a commit, never a mix.
         with self.store.read() as snapshot:
-            if snapshot.chunk_modalities() <= wanted:  # nothing to leave out: search unfiltered, several times faster
+            stored = snapshot.chunk_modalities()
+            if not stored & wanted:  # ask's search for images in a knowledge base of text: nothing to look through
+                return []
+            if stored <= wanted:  # nothing to leave out: search unfiltered, several times faster
                 wanted = frozenset(MODALITIES)
 
             def candidates(depth: int) -> tuple[list[Hit], bool]:

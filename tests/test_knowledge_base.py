@@ -801,3 +801,23 @@ def test_a_question_finds_another_form_of_its_words_once_doctor_rebuilds_a_versi
     assert [p.repaired for p in kb.doctor(repair=True).problems if p.kind == "keyword tokenizer"] == [True]
     assert kb.keywords.scheme == f"{name}/3" and not kb.doctor().problems
     assert [hit.path.rsplit("/", 1)[-1] for hit in kb.search("invented", k=2, mode="keyword")] == ["phone.txt"]
+
+
+def test_a_search_for_images_in_a_knowledge_base_of_text_reads_no_index(kb_factory, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ask`` searches for images beside its passages; where none is stored, that search is answered at once
+    (it took a third of a search's time, reading the indexes for nothing)."""
+    from kb.storage.reading import Snapshot
+
+    kb = kb_factory(clip_model="none")
+    kb.ingest(write_docs(tmp_path / "docs"))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an index was read")
+
+    monkeypatch.setattr(Snapshot, "dense_search", refuse)
+    monkeypatch.setattr(Snapshot, "bm25", refuse)
+    for mode in ("dense", "keyword", "hybrid"):
+        assert kb.search("vacation days", k=3, mode=mode, modalities={"image"}) == []
+    monkeypatch.undo()
+    assert kb.search("vacation days", k=1, modalities={"text"})[0].path.endswith("leave.txt")
