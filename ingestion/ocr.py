@@ -26,6 +26,8 @@ from kb.types import ExtractedDocument, ExtractedImage, Page
 _PARAGRAPH = "\n\n"
 _CJK = re.compile(rf"[{CJK_CHARS}]")
 _NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned\?\)$")
+SIDEWAYS = 1.5  # a box this many times taller than wide is a line turned sideways (rapidocr turns it to read it)
+FLIPPED_SCORE = 0.9  # rapidocr turns a line it classifies upside down with more than this confidence
 
 
 class OcrError(KbError, RuntimeError):
@@ -46,14 +48,43 @@ class TextBox:
     left: float
     top: float
     bottom: float
+    right: float
+
+    @property
+    def upright(self) -> bool:
+        """Not as tall as rapidocr turns a line for reading (1.5 times its width): a line of a page that is not
+        sideways, or a short word."""
+        return self.bottom - self.top < SIDEWAYS * (self.right - self.left)
+
+    def turned(self, orientation: int) -> TextBox:
+        """The box as it lies once the page is turned upright, on a page whose text was turned ``orientation``
+        degrees counter-clockwise (90: lines run bottom to top). Only relative places count, so no page size."""
+        if orientation == 90:
+            return TextBox(self.text, left=-self.bottom, top=self.left, bottom=self.right, right=-self.top)
+        if orientation == 180:
+            return TextBox(self.text, left=-self.right, top=-self.bottom, bottom=-self.top, right=-self.left)
+        if orientation == 270:
+            return TextBox(self.text, left=self.top, top=-self.right, bottom=-self.left, right=self.bottom)
+        return self
 
 
-def reading_order(boxes: Sequence[TextBox]) -> str:
-    """The boxes' text as lines top to bottom, each left to right; boxes that overlap vertically by at least half
-    the smaller height share a line. Words on a line are joined by a space, except between two CJK characters."""
+def page_orientation(boxes: Sequence[TextBox], flipped: bool) -> int:
+    """How far (degrees, counter-clockwise) a page's text is turned: sideways when most of its characters are in
+    tall boxes, and which way by ``flipped``, whether the line classifier found most lines upside down once
+    rapidocr had turned tall ones a quarter counter-clockwise (a page turned 90 degrees is then upside down)."""
+    tall = sum(len(box.text) for box in boxes if not box.upright)
+    if tall > sum(len(box.text) for box in boxes if box.upright):
+        return 90 if flipped else 270
+    return 180 if flipped else 0
+
+
+def reading_order(boxes: Sequence[TextBox], orientation: int = 0) -> str:
+    """The boxes' text as lines top to bottom, each left to right, on the page turned upright (``orientation``:
+    see ``page_orientation``); boxes that overlap vertically by at least half the smaller height share a line.
+    Words on a line are joined by a space, except between two CJK characters."""
     lines: list[list[TextBox]] = []
     line_top = line_bottom = 0.0
-    for box in sorted(boxes, key=lambda box: (box.top + box.bottom) / 2):
+    for box in sorted((box.turned(orientation) for box in boxes), key=lambda box: (box.top + box.bottom) / 2):
         overlap = min(box.bottom, line_bottom) - max(box.top, line_top)
         if lines and overlap >= 0.5 * min(box.bottom - box.top, line_bottom - line_top):
             lines[-1].append(box)
@@ -92,24 +123,32 @@ class RapidOcrEngine:
         rapidocr = optional.require("rapidocr_onnxruntime", "OCR", instead="or set KB_OCR=off", error=ModelNotFoundError)
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
         try:
-            return rapidocr.RapidOCR(text_score=self.min_score)
+            engine = rapidocr.RapidOCR(text_score=self.min_score)
         except Exception as error:  # a broken install or missing model file inside the package
             raise ModelNotFoundError(f"rapidocr-onnxruntime could not load its models ({error}); reinstall it "
                                      "or set KB_OCR=off") from error
+        if callable(getattr(engine, "text_cls", None)):
+            engine.text_cls = _LineClassifier(engine.text_cls)
+        return engine
 
     def read(self, image: Image.Image) -> str:
         pixels = self._pixels(image)
         with self._lock:
             if self._engine is None:
                 self._engine = self._build()
+            classifier = getattr(self._engine, "text_cls", None)
+            classifier = classifier if isinstance(classifier, _LineClassifier) else None
+            if classifier is not None:
+                classifier.flipped = False
             try:
                 result, _ = self._engine(pixels)
             except MemoryError:  # the file is over the memory budget: that is the reason
                 raise
             except Exception as error:  # onnxruntime and OpenCV raise many types on odd inputs
                 raise OcrError(f"OCR failed: {str(error) or type(error).__name__}") from error
+            flipped = classifier is not None and classifier.flipped
         boxes = [_text_box(points, text) for points, text, score in result or () if float(score) >= self.min_score]
-        return reading_order(boxes)
+        return reading_order(boxes, page_orientation(boxes, flipped))
 
     def _pixels(self, image: Image.Image) -> np.ndarray:
         """The image as the contiguous BGR uint8 array rapidocr expects for numpy input, at most ``max_side``."""
@@ -121,9 +160,28 @@ class RapidOcrEngine:
         return np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
 
 
+class _LineClassifier:
+    """rapidocr's line classifier, noting whether it found most lines upside down (and turned them): its result
+    does not say, and a page's orientation needs it. What it returns passes through unchanged."""
+
+    def __init__(self, classify: Callable[[Any], Any]) -> None:
+        self.classify = classify
+        self.flipped = False
+
+    def __call__(self, crops: Any) -> Any:
+        result = self.classify(crops)
+        try:
+            labels = result[1]
+            turned = sum(1 for label, score in labels if "180" in str(label) and float(score) > FLIPPED_SCORE)
+            self.flipped = 2 * turned > len(labels)
+        except (TypeError, ValueError, IndexError):  # another rapidocr's shape: the orientation is not told
+            self.flipped = False
+        return result
+
+
 def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
     xs, ys = [point[0] for point in points], [point[1] for point in points]
-    return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys))
+    return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs))
 
 
 def ocr_available(mode: str) -> bool:

@@ -19,6 +19,7 @@ from ingestion.ocr import (
     apply_ocr,
     insert_text,
     ocr_available,
+    page_orientation,
     reading_order,
 )
 from kb.errors import ModelNotFoundError
@@ -90,11 +91,62 @@ def test_reads_chinese_without_spaces_between_characters(engine: RapidOcrEngine)
     assert " " not in text
 
 
+PAGE = [TextBox("world", 300, 12, 52, 420), TextBox("line", 200, 100, 140, 280), TextBox("hello", 10, 10, 50, 180),
+        TextBox("second", 10, 104, 142, 190), TextBox("你好", 10, 200, 240, 90), TextBox("世界", 120, 202, 238, 200),
+        TextBox("ok", 220, 199, 241, 260)]
+
+
+@pytest.mark.skipif(cjk_font() is None, reason="no font with Chinese glyphs (set TEST_CJK_FONT, or pip install "
+                    "rinoh-typeface-notosanscjk)")
+def test_chinese_written_in_columns_reads_column_by_column_right_to_left(engine: RapidOcrEngine) -> None:
+    from PIL import ImageDraw, ImageFont
+
+    columns = ["七号装卸区", "仅限叉车通行", "请勿停车"]
+    image = Image.new("RGB", (700, 900), "white")
+    draw, face = ImageDraw.Draw(image), ImageFont.truetype(str(cjk_font()), 80)
+    for number, column in enumerate(columns):  # the first column on the right
+        for place, character in enumerate(column):
+            draw.text((560 - number * 200, 60 + place * 100), character, font=face, fill="black")
+    assert engine.read(image).split("\n") == columns  # was one line, the last column first
+
+
 def test_reading_order_groups_boxes_into_lines_by_vertical_overlap() -> None:
-    boxes = [TextBox("world", 300, 12, 52), TextBox("line", 200, 100, 140), TextBox("hello", 10, 10, 50),
-             TextBox("second", 10, 104, 142), TextBox("你好", 10, 200, 240), TextBox("世界", 120, 202, 238),
-             TextBox("ok", 220, 199, 241)]
-    assert reading_order(boxes) == "hello world\nsecond line\n你好世界 ok"
+    assert reading_order(PAGE) == "hello world\nsecond line\n你好世界 ok"
+    assert page_orientation(PAGE, flipped=False) == 0 and page_orientation(PAGE, flipped=True) == 180
+
+
+def _scanned(box: TextBox, degrees: int, width: float = 500, height: float = 300) -> TextBox:
+    """Where ``box`` of an upright page lies once the page is turned ``degrees`` counter-clockwise (as PIL's
+    ``rotate(degrees, expand=True)`` turns it), worked out from its corners."""
+    corners = [(box.left, box.top), (box.right, box.bottom)]
+    if degrees == 90:
+        corners = [(y, width - x) for x, y in corners]
+    elif degrees == 180:
+        corners = [(width - x, height - y) for x, y in corners]
+    elif degrees == 270:
+        corners = [(height - y, x) for x, y in corners]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    return TextBox(box.text, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs))
+
+
+@pytest.mark.parametrize("degrees, flipped", [(90, True), (180, True), (270, False)])
+def test_a_page_scanned_sideways_or_upside_down_reads_in_its_own_order(degrees: int, flipped: bool) -> None:
+    """Lines run up or down a sideways page (each read by rapidocr turning it; the line classifier says which way
+    by finding the turned lines upside down or not) or right to left on an upside-down one: the boxes are put back
+    upright before lines are formed."""
+    scanned = [_scanned(box, degrees) for box in PAGE]
+    assert page_orientation(scanned, flipped) == degrees
+    assert reading_order(scanned, degrees) == reading_order(PAGE)
+    assert reading_order(scanned) != reading_order(PAGE)  # as it was read before
+
+
+@needs_font
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+def test_a_scan_turned_any_quarter_reads_top_to_bottom(engine: RapidOcrEngine, degrees: int) -> None:
+    lines = ["Quarterly report of the harbour", "Shipments rose in March", "The crane was repaired",
+             "Invoices are due in May"]
+    text = engine.read(render_lines(lines, size=(1300, 700)).rotate(degrees, expand=True))
+    assert [line.split()[0] for line in text.split("\n")] == ["Quarterly", "Shipments", "The", "Invoices"]
 
 
 def test_engine_gets_bgr_pixels_at_most_max_side_and_errors_become_ocr_errors() -> None:
