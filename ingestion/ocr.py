@@ -70,10 +70,11 @@ class TextBox:
 
 def page_orientation(boxes: Sequence[TextBox], flipped: bool) -> int:
     """How far (degrees, counter-clockwise) a page's text is turned: sideways when most of its characters are in
-    tall boxes, and which way by ``flipped``, whether the line classifier found most lines upside down once
+    tall boxes (of two characters or more), and which way by ``flipped``, whether the line classifier found most lines upside down once
     rapidocr had turned tall ones a quarter counter-clockwise (a page turned 90 degrees is then upside down)."""
-    tall = sum(len(box.text) for box in boxes if not box.upright)
-    if tall > sum(len(box.text) for box in boxes if box.upright):
+    voting = [box for box in boxes if len(box.text) > 1]  # a lone "1" or "I" is tall on any page
+    tall = sum(len(box.text) for box in voting if not box.upright)
+    if tall > sum(len(box.text) for box in voting if box.upright):
         return 90 if flipped else 270
     return 180 if flipped else 0
 

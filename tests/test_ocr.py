@@ -113,6 +113,8 @@ def test_chinese_written_in_columns_reads_column_by_column_right_to_left(engine:
 def test_reading_order_groups_boxes_into_lines_by_vertical_overlap() -> None:
     assert reading_order(PAGE) == "hello world\nsecond line\n你好世界 ok"
     assert page_orientation(PAGE, flipped=False) == 0 and page_orientation(PAGE, flipped=True) == 180
+    digits = [TextBox(str(n), 40 * n, 300, 340, 40 * n + 12) for n in range(1, 10)]  # a form's lone digits: tall
+    assert page_orientation([*digits, PAGE[0]], flipped=False) == 0
 
 
 def _scanned(box: TextBox, degrees: int, width: float = 500, height: float = 300) -> TextBox:
