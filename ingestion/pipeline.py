@@ -199,7 +199,7 @@ class Ingestor:
                 # Recorded where possible; a second fault here (a read-only database, a full disk) must not
                 # replace the error that ended the run. Ctrl-C is a stop request, not a failure: what was
                 # committed is kept and the rest is for the next run.
-                status, reason = (("interrupted", "interrupted (Ctrl-C) before every file was seen")
+                status, reason = (("interrupted", "interrupted (Ctrl-C) before every file was stored")
                                   if isinstance(error, KeyboardInterrupt) else
                                   ("failed", f"{type(error).__name__}: {error}"))
                 _quietly(lambda: self._finish_run(run_id, report, status=status, error=reason))
@@ -209,7 +209,7 @@ class Ingestor:
                 runner.close()
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report, status="interrupted" if report.interrupted else "ok",
-                             error="stopped on request before every file was seen" if report.interrupted else None)
+                             error="stopped on request before every file was stored" if report.interrupted else None)
             self._save_indexes_or_note(report)
         return report
 
@@ -309,7 +309,7 @@ class Ingestor:
         if self._unread_images:
             report.notices.append(f"OCR is not installed, so the text in {self._unread_images} image file(s) and "
                                   "scanned page(s) was not read; install the 'ocr' extra (rapidocr-onnxruntime)")
-        if not report.interrupted:  # not every file was seen, so absence proves nothing: remove nothing
+        if not report.interrupted:  # not every file was looked at, so absence proves nothing: remove nothing
             if not is_mount_point(root_mount):
                 raise SourceUnavailableError(f"the share mounted at {root_mount} went away during the run; what "
                                              "was read before is kept, and nothing was removed")

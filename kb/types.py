@@ -314,7 +314,7 @@ class IngestReport(BaseModel):
         parts = [", ".join(outcomes), *([", ".join(partial)] if partial else []),
                  f"{self.chunks_added} chunks embedded in {self.seconds:.1f} s"]
         if self.interrupted:
-            parts.append("stopped before every file was seen")
+            parts.append("stopped before every file was stored")
         return "; ".join(parts)
 
 
