@@ -10,7 +10,6 @@ from pathlib import Path
 
 from kb.containment import REFUSED, RefusedFileError, descend, identity, inside, open_folder
 from kb.errors import SourceUnavailableError
-from kb.mounts import listed_mount_points
 from kb.storage.models import MAX_PATH_BYTES, TIME_RANGE_NS
 from kb.types import FailedFile
 
@@ -39,7 +38,7 @@ class ScanResult:
     unreadable_dirs: list[Path] = field(default_factory=list)
     unchecked: list[Path] = field(default_factory=list)  # entries listed but not stat'ed: present, state unknown
     empty_dirs: list[Path] = field(default_factory=list)  # folders holding nothing the scan looks at
-    mounts: list[Path] = field(default_factory=list)  # folders (not links) where a filesystem or a bind is mounted
+    mounts: list[Path] = field(default_factory=list)  # folders (not links) on another filesystem than their parent
     _text: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, path: str) -> bool:
@@ -161,7 +160,6 @@ class _Walk:
         opened = os.fstat(root_descriptor)
         self.visited = {(opened.st_dev, opened.st_ino)}
         self.pending = [_Folder(root, (), True, (opened.st_dev, opened.st_ino))]
-        self.listed = listed_mount_points()  # bind mounts: on their parent's filesystem, so its device number
         self.result = ScanResult()
 
     def run(self) -> ScanResult:
@@ -244,8 +242,8 @@ class _Walk:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))
                     continue
                 self.visited.add(key)
-                if not entry.is_symlink() and (info.st_dev != folder.identity[0] or str(path) in self.listed):
-                    result.mounts.append(path)  # another filesystem, or a bound folder, mounted here
+                if info.st_dev != folder.identity[0] and not entry.is_symlink():  # another filesystem mounted here
+                    result.mounts.append(path)
                 self.pending.append(_Folder(path, names, from_root, key))
             elif stat.S_ISREG(info.st_mode):
                 if len(str(path).encode("utf-8")) > MAX_PATH_BYTES:  # refused here, not by the database's index

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
@@ -13,9 +12,6 @@ from pydantic import BaseModel, Field
 from kb.containment import inside
 
 log = logging.getLogger(__name__)
-
-MOUNT_TABLE = "/proc/self/mountinfo"  # Linux: every mount this process sees, one line each
-_ESCAPED = re.compile(rb"\\([0-7]{3})")  # the table writes a space, tab, newline or backslash in a path as \ooo
 
 
 class SourceMounts(BaseModel):
@@ -39,31 +35,15 @@ def recorded_mounts(stored: str | None) -> SourceMounts | None:
         return None
 
 
-def listed_mount_points(table: str = MOUNT_TABLE) -> frozenset[str]:
-    """Every mount point the kernel lists for this process, bind mounts included: a folder of one filesystem bound
-    onto another folder of it has its parent's device number, so only this list tells that it is mounted. Empty
-    where there is no such list (not Linux): then device numbers alone decide."""
-    try:
-        with open(table, "rb") as listing:
-            lines = listing.read().splitlines()
-    except OSError:
-        return frozenset()
-    fields = (line.split(b" ") for line in lines)
-    return frozenset(os.fsdecode(_ESCAPED.sub(lambda code: bytes([int(code[1], 8)]), mount[4]))
-                     for mount in fields if len(mount) > 4)
-
-
-def is_mount_point(folder: str, listed: frozenset[str] | None = None) -> bool:
-    """Whether a filesystem, or a folder bound there, is mounted at ``folder`` (where it really is); ``listed``:
-    the mount points already read, when a caller asks about many folders."""
-    real = os.path.realpath(folder)
-    return os.path.ismount(real) or real in (listed_mount_points() if listed is None else listed)
+def is_mount_point(folder: str) -> bool:
+    """Whether another filesystem is mounted at ``folder`` (where it really is)."""
+    return os.path.ismount(os.path.realpath(folder))
 
 
 def holding_mount(folder: str) -> str:
     """The mount point nearest above ``folder``, or ``folder`` itself when it is one."""
-    folder, listed = os.path.realpath(folder), listed_mount_points()
-    while not is_mount_point(folder, listed):
+    folder = os.path.realpath(folder)
+    while not os.path.ismount(folder):
         folder = os.path.dirname(folder)
     return folder
 
@@ -80,9 +60,8 @@ def unmounted_inside(recorded: SourceMounts | None, folder: str) -> list[str]:
     """The folders below a source ``folder`` (absolute) where its last run found a share mounted, and none is now."""
     if recorded is None:
         return []
-    listed = listed_mount_points()
     return [os.path.join(folder, relative) for relative in recorded.inside
-            if not is_mount_point(os.path.join(folder, relative), listed)]
+            if not is_mount_point(os.path.join(folder, relative))]
 
 
 def unmounted_below(records: Mapping[str, SourceMounts | None], root: str) -> list[str]:

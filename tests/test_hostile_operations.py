@@ -32,7 +32,7 @@ from kb.errors import (
     StorageError,
     WriterBusyError,
 )
-from kb.mounts import SourceMounts, holding_mount, listed_mount_points, recorded_mounts
+from kb.mounts import SourceMounts, holding_mount, recorded_mounts
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.lock import WriterLock
 from kb.storage.urls import holds_secret, redact
@@ -75,18 +75,6 @@ def real_share(folder: Path) -> Iterator[None]:
         if not mounted:
             pytest.skip("a share needs a mount, which needs root")
         yield
-
-
-@contextmanager
-def real_bind(folder: Path, bound: Path) -> Iterator[None]:
-    """``bound``, a folder of the same filesystem, bind-mounted at ``folder``: skipped where it cannot mount."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None or not _run("mount", "--bind", str(bound), str(folder)):
-        pytest.skip("a bind mount needs root")
-    try:
-        yield
-    finally:
-        _run("umount", str(folder))
 
 
 def unmount(folder: Path, mounted: bool, away: Path) -> None:
@@ -214,44 +202,6 @@ def test_a_share_unmounted_below_the_source_keeps_its_documents_despite_a_stray_
         assert len(report.removal_withheld) == 2 and report.added == [str(finance / "NOT-MOUNTED.txt")]
         assert len(kb.ingest(folder, allow_removal=True).removed) == 2  # told so: gone, and no longer recorded
         assert not kb.ingest(folder).removal_withheld and kb.stats().documents == 31
-
-
-def test_a_bind_mount_unmounted_below_or_at_the_source_keeps_its_documents_despite_a_stray_file(
-        kb_factory, tmp_path: Path) -> None:
-    """A folder bound onto another of the same filesystem (mount --bind, as containers and fstab do) has its
-    parent's device number, so only the kernel's mount table tells it is mounted. Unmounted, with a note in its
-    bare mount point, its documents are kept, as a share's are; a source that is itself a bind fails its run."""
-    folder = write_docs(tmp_path / "docs", {f"note{n:02d}.txt": f"Note {n} about harbour {n}." for n in range(30)})
-    archive = write_docs(tmp_path / "archive", {f"q{n}.txt": f"Quarter {n} revenue grew {n} percent."
-                                                 for n in range(3)})
-    finance = folder / "finance"
-    with real_bind(finance, archive):
-        assert os.stat(finance).st_dev == os.stat(folder).st_dev  # what a device comparison alone could not tell
-        kb = kb_factory()
-        assert len(kb.ingest(folder).added) == 33
-        assert _run("umount", str(finance))
-        (finance / "NOT-MOUNTED.txt").write_text("The finance share is not mounted.", encoding="utf-8")
-        report = kb.ingest(folder)
-        assert not report.removed and len(report.removal_withheld) == 3
-        assert any("(finance), which are not mounted now" in notice for notice in report.notices)
-    bound = tmp_path / "bound"
-    with real_bind(bound, archive):
-        assert len(kb.ingest(bound).added) == 3
-        assert _run("umount", str(bound))
-        (bound / "NOT-MOUNTED.txt").write_text("The share is not mounted.", encoding="utf-8")
-        with pytest.raises(SourceUnavailableError, match=f"the share mounted at {bound} when"):
-            kb.ingest(bound)
-        assert kb.stats().documents == 30 + 3 + 1 + 3  # the notes, the kept three, the note in finance, these
-
-
-def test_the_mount_table_is_read_with_its_escaped_paths(tmp_path: Path) -> None:
-    """/proc/self/mountinfo writes a space in a path as \\040; a line too short is left out; no table, no mounts."""
-    table = tmp_path / "mountinfo"
-    table.write_bytes(b"22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
-                      b"40 22 8:1 /srv/finance /mnt/finance\\040share rw - ext4 /dev/sda1 rw\n"
-                      b"41 22 8:1 /x /mnt/caf\xc3\xa9\\134q rw - ext4 /dev/sda1 rw\nbroken line\n")
-    assert listed_mount_points(str(table)) == {"/", "/mnt/finance share", "/mnt/café\\q"}
-    assert listed_mount_points(str(tmp_path / "none")) == frozenset()
 
 
 def test_a_source_whose_share_is_unmounted_fails_its_run_despite_a_stray_file(
