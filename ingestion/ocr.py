@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,7 +27,9 @@ _PARAGRAPH = "\n\n"
 _CJK = re.compile(rf"[{CJK_CHARS}]")
 _NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned\?\)$")
 SIDEWAYS = 1.5  # a box this many times taller than wide is a line turned sideways (rapidocr turns it to read it)
-FLIPPED_SCORE = 0.9  # rapidocr turns a line it classifies upside down with more than this confidence
+SIDEWAYS_SHARE = 0.8  # of a page's characters in tall boxes, for the page to be sideways: an upright chart's or
+# table's turned labels can be most of its text, never nearly all of it
+FLIPPED_SCORE = 0.9  # rapidocr turns a line it classifies upside down with more confidence (its cls_thresh)
 
 
 class OcrError(KbError, RuntimeError):
@@ -49,6 +51,7 @@ class TextBox:
     top: float
     bottom: float
     right: float
+    upside_down: bool = False  # the line classifier found it upside down once rapidocr had turned it (if tall)
 
     @property
     def upright(self) -> bool:
@@ -60,21 +63,26 @@ class TextBox:
         """The box as it lies once the page is turned upright, on a page whose text was turned ``orientation``
         degrees counter-clockwise (90: lines run bottom to top). Only relative places count, so no page size."""
         if orientation == 90:
-            return TextBox(self.text, left=-self.bottom, top=self.left, bottom=self.right, right=-self.top)
+            return replace(self, left=-self.bottom, top=self.left, bottom=self.right, right=-self.top)
         if orientation == 180:
-            return TextBox(self.text, left=-self.right, top=-self.bottom, bottom=-self.top, right=-self.left)
+            return replace(self, left=-self.right, top=-self.bottom, bottom=-self.top, right=-self.left)
         if orientation == 270:
-            return TextBox(self.text, left=self.top, top=-self.right, bottom=-self.left, right=self.bottom)
+            return replace(self, left=self.top, top=-self.right, bottom=-self.left, right=self.bottom)
         return self
 
 
-def page_orientation(boxes: Sequence[TextBox], flipped: bool) -> int:
-    """How far (degrees, counter-clockwise) a page's text is turned: sideways when most of its characters are in
-    tall boxes (of two characters or more), and which way by ``flipped``, whether the line classifier found most lines upside down once
-    rapidocr had turned tall ones a quarter counter-clockwise (a page turned 90 degrees is then upside down)."""
+def page_orientation(boxes: Sequence[TextBox]) -> int:
+    """How far (degrees, counter-clockwise) a page's text is turned. Sideways when nearly all its characters
+    (``SIDEWAYS_SHARE``, in boxes of two or more) are in tall boxes; which way, and whether an upright page is
+    upside down, by whether most of those boxes (the tall ones, or the others) were read upside down: rapidocr
+    turns a tall line a quarter counter-clockwise, which puts a page turned 90 degrees upside down."""
     voting = [box for box in boxes if len(box.text) > 1]  # a lone "1" or "I" is tall on any page
-    tall = sum(len(box.text) for box in voting if not box.upright)
-    if tall > sum(len(box.text) for box in voting if box.upright):
+    tall = [box for box in voting if not box.upright]
+    sideways = bool(tall) and sum(map(len, (box.text for box in tall))) >= SIDEWAYS_SHARE * sum(
+        len(box.text) for box in voting)
+    lines = tall if sideways else [box for box in voting if box.upright]  # turned labels of a chart do not vote
+    flipped = 2 * sum(box.upside_down for box in lines) > len(lines)
+    if sideways:
         return 90 if flipped else 270
     return 180 if flipped else 0
 
@@ -124,7 +132,7 @@ class RapidOcrEngine:
         rapidocr = optional.require("rapidocr_onnxruntime", "OCR", instead="or set KB_OCR=off", error=ModelNotFoundError)
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
         try:
-            engine = rapidocr.RapidOCR(text_score=self.min_score)
+            engine = rapidocr.RapidOCR(text_score=0.0)  # every line kept, as the classifier saw them: see read
         except Exception as error:  # a broken install or missing model file inside the package
             raise ModelNotFoundError(f"rapidocr-onnxruntime could not load its models ({error}); reinstall it "
                                      "or set KB_OCR=off") from error
@@ -140,16 +148,20 @@ class RapidOcrEngine:
             classifier = getattr(self._engine, "text_cls", None)
             classifier = classifier if isinstance(classifier, _LineClassifier) else None
             if classifier is not None:
-                classifier.flipped = False
+                classifier.upside_down = []
             try:
                 result, _ = self._engine(pixels)
             except MemoryError:  # the file is over the memory budget: that is the reason
                 raise
             except Exception as error:  # onnxruntime and OpenCV raise many types on odd inputs
                 raise OcrError(f"OCR failed: {str(error) or type(error).__name__}") from error
-            flipped = classifier is not None and classifier.flipped
-        boxes = [_text_box(points, text) for points, text, score in result or () if float(score) >= self.min_score]
-        return reading_order(boxes, page_orientation(boxes, flipped))
+            upside_down = classifier.upside_down if classifier is not None else []
+        result = list(result or ())
+        if len(upside_down) != len(result):  # the lines and the classifier's verdicts do not pair up
+            upside_down = [False] * len(result)
+        boxes = [_text_box(points, text, flipped) for (points, text, score), flipped in zip(result, upside_down)
+                 if float(score) >= self.min_score]
+        return reading_order(boxes, page_orientation(boxes))
 
     def _pixels(self, image: Image.Image) -> np.ndarray:
         """The image as the contiguous BGR uint8 array rapidocr expects for numpy input, at most ``max_side``."""
@@ -162,27 +174,27 @@ class RapidOcrEngine:
 
 
 class _LineClassifier:
-    """rapidocr's line classifier, noting whether it found most lines upside down (and turned them): its result
-    does not say, and a page's orientation needs it. What it returns passes through unchanged."""
+    """rapidocr's line classifier, noting which lines it found upside down (and turned), in the order of the lines
+    rapidocr returns (every line, as none is dropped by score): its result does not say, and a page's orientation
+    needs it. What it returns passes through unchanged."""
 
     def __init__(self, classify: Callable[[Any], Any]) -> None:
         self.classify = classify
-        self.flipped = False
+        self.threshold = float(getattr(classify, "cls_thresh", FLIPPED_SCORE))
+        self.upside_down: list[bool] = []
 
     def __call__(self, crops: Any) -> Any:
         result = self.classify(crops)
         try:
-            labels = result[1]
-            turned = sum(1 for label, score in labels if "180" in str(label) and float(score) > FLIPPED_SCORE)
-            self.flipped = 2 * turned > len(labels)
+            self.upside_down = [("180" in str(label) and float(score) > self.threshold) for label, score in result[1]]
         except (TypeError, ValueError, IndexError):  # another rapidocr's shape: the orientation is not told
-            self.flipped = False
+            self.upside_down = []
         return result
 
 
-def _text_box(points: Sequence[Sequence[float]], text: str) -> TextBox:
+def _text_box(points: Sequence[Sequence[float]], text: str, upside_down: bool) -> TextBox:
     xs, ys = [point[0] for point in points], [point[1] for point in points]
-    return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs))
+    return TextBox(text=text, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs), upside_down=upside_down)
 
 
 def ocr_available(mode: str) -> bool:

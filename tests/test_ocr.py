@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -112,9 +113,22 @@ def test_chinese_written_in_columns_reads_column_by_column_right_to_left(engine:
 
 def test_reading_order_groups_boxes_into_lines_by_vertical_overlap() -> None:
     assert reading_order(PAGE) == "hello world\nsecond line\n你好世界 ok"
-    assert page_orientation(PAGE, flipped=False) == 0 and page_orientation(PAGE, flipped=True) == 180
+    assert page_orientation(PAGE) == 0
+    assert page_orientation([replace(box, upside_down=True) for box in PAGE]) == 180
     digits = [TextBox(str(n), 40 * n, 300, 340, 40 * n + 12) for n in range(1, 10)]  # a form's lone digits: tall
-    assert page_orientation([*digits, PAGE[0]], flipped=False) == 0
+    assert page_orientation([*digits, PAGE[0]]) == 0
+
+
+def test_a_chart_s_turned_labels_do_not_turn_the_page() -> None:
+    """Category names written up the page under a chart's bars are tall, and rapidocr reads them upside down once
+    it has turned them: neither the page nor its upright title is turned for them, unless they are nearly all
+    its text."""
+    labels = [TextBox(name, 100 + 200 * n, 700, 1000, 140 + 200 * n, upside_down=True)
+              for n, name in enumerate(["North America", "South America", "Western Europe", "Eastern Europe"])]
+    title = TextBox("Sales by region 2023", 400, 30, 80, 900)
+    ticks = [TextBox(str(100 * n), 40, 600 - 120 * n, 640 - 120 * n, 110) for n in range(1, 5)]
+    assert page_orientation([title, *ticks, *labels]) == 0
+    assert page_orientation(labels) == 90  # nearly all its text: a page turned sideways
 
 
 def _scanned(box: TextBox, degrees: int, width: float = 500, height: float = 300) -> TextBox:
@@ -128,7 +142,7 @@ def _scanned(box: TextBox, degrees: int, width: float = 500, height: float = 300
     elif degrees == 270:
         corners = [(height - y, x) for x, y in corners]
     xs, ys = [x for x, _ in corners], [y for _, y in corners]
-    return TextBox(box.text, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs))
+    return replace(box, left=min(xs), top=min(ys), bottom=max(ys), right=max(xs))
 
 
 @pytest.mark.parametrize("degrees, flipped", [(90, True), (180, True), (270, False)])
@@ -136,8 +150,8 @@ def test_a_page_scanned_sideways_or_upside_down_reads_in_its_own_order(degrees: 
     """Lines run up or down a sideways page (each read by rapidocr turning it; the line classifier says which way
     by finding the turned lines upside down or not) or right to left on an upside-down one: the boxes are put back
     upright before lines are formed."""
-    scanned = [_scanned(box, degrees) for box in PAGE]
-    assert page_orientation(scanned, flipped) == degrees
+    scanned = [replace(_scanned(box, degrees), upside_down=flipped) for box in PAGE]
+    assert page_orientation(scanned) == degrees
     assert reading_order(scanned, degrees) == reading_order(PAGE)
     assert reading_order(scanned) != reading_order(PAGE)  # as it was read before
 
