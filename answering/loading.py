@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kb.cards import refuse_unfinished
 from kb.config import ReaderPrecision
 from kb.encoders.hub import hub_reachable
 from kb.encoders.quiet import quiet_model_loading
@@ -53,6 +54,8 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     path = Path(name).expanduser()
+    if path.is_dir():
+        refuse_unfinished(path, "reader model", "KB_READER_MODEL")
     online = not path.is_dir() and hub_reachable()  # a local folder needs no network, and must not wait for one
     where = f"the folder {path}" if path.is_dir() else (
         f"no folder {path}; the Hugging Face {'hub and ' if online else ''}cache"

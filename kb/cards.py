@@ -14,8 +14,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kb.atomic import write_atomic
+from kb.errors import ModelNotFoundError
 
 CARD_FILE = "training.json"
+CHECKPOINTS = "checkpoints"  # a training run's checkpoints inside its --out, removed once it has finished
+RUN_FILE = "run.json"  # what the interrupted run was training on, so --resume cannot mix two runs
+
+
+def unfinished_training(folder: Path) -> bool:
+    """Whether ``folder`` is the output of a ``kb train`` run that has not finished (killed, failed, or still
+    running): its checkpoints are there and its card is not, which a run writes last. Its weights, if any, may be
+    any step's, untuned, or half written."""
+    return (folder / CHECKPOINTS / RUN_FILE).is_file() and not (folder / CARD_FILE).is_file()
+
+
+def refuse_unfinished(folder: Path, role: str, setting: str) -> None:
+    """``ModelNotFoundError`` for a model folder that an unfinished training run is writing."""
+    if unfinished_training(folder):
+        raise ModelNotFoundError(f"{role} {folder} is an unfinished `kb train` run (its checkpoints are there, its "
+                                 f"training card is not): finish it by running the same command with --resume, or "
+                                 f"set {setting} to another model")
 ModelKind = Literal["reader", "retriever", "reranker", "clip"]
 
 

@@ -452,6 +452,33 @@ def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_
     assert card.validation_after["f1"] > 80
 
 
+def test_a_model_folder_of_an_unfinished_run_is_refused_by_every_loader(
+        tiny_reader: Path, tiny_text_model: Path, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run killed (or failed) after saving its weights and before its card: the folder looks like a model, but
+    its weights may be a half-written file or an untuned step's. The reader, the text model, the reranker and CLIP
+    refuse it, saying how to finish it; its card, written last, makes it a model."""
+    from answering.loading import load_question_answering
+    from kb.cards import CARD_FILE
+    from kb.encoders.clip import resolve_checkpoint
+    from kb.encoders.sentence_transformer import resolve_model_folder
+    from kb.errors import ModelNotFoundError
+
+    config, checkpoint = tiny_clip
+    folders = {name: shutil.copytree(source, tmp_path / name) for name, source in
+               (("reader", tiny_reader), ("text", tiny_text_model), ("clip", checkpoint.parent))}
+    for folder in folders.values():
+        (folder / "checkpoints").mkdir(exist_ok=True)
+        (folder / "checkpoints" / "run.json").write_text("{}", encoding="utf-8")
+    loaders = {"reader": lambda: load_question_answering(str(folders["reader"])),
+               "text": lambda: resolve_model_folder(str(folders["text"]), "reranker model", "KB_RERANKER_MODEL"),
+               "clip": lambda: resolve_checkpoint(config.stem, str(folders["clip"] / checkpoint.name))}
+    for name, load in loaders.items():
+        with pytest.raises(ModelNotFoundError, match=r"unfinished `kb train` run .* --resume"):
+            load()
+        (folders[name] / CARD_FILE).write_text("{}", encoding="utf-8")
+        load()
+
+
 def test_retriever_from_kb_learns_from_titles_and_headings(kb_factory, tiny_text_model: Path, tmp_path: Path) -> None:
     """Without any question: each Markdown heading is a query for the passage under it (weak supervision)."""
     docs = tmp_path / "docs"

@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from kb.atomic import write_atomic
-from kb.cards import CARD_FILE, TrainingCard, read_card, write_card
+from kb.cards import CARD_FILE, CHECKPOINTS, RUN_FILE, TrainingCard, read_card, write_card
 from training.errors import OutputExistsError
 
-CHECKPOINTS = "checkpoints"
-RUN_FILE = "run.json"  # what the interrupted run was training on, so --resume cannot mix two runs
 KEPT_FILE = "kept.json"  # the entries of the output folder that were there before the run: not its own
 
 

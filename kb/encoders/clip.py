@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from kb.cards import refuse_unfinished
 from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import VERSION, file_fingerprint
 from kb.encoders.hub import hub_reachable
@@ -71,6 +72,7 @@ def resolve_checkpoint(architecture: str, pretrained: str) -> tuple[Path, dict[s
 
     path = Path(pretrained).expanduser()
     if path.is_file():
+        refuse_unfinished(path.parent, "CLIP checkpoint", "KB_CLIP_PRETRAINED")
         return path, {}
     tag = open_clip.get_pretrained_cfg(architecture, pretrained)
     if not tag:

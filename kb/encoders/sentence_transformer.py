@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from kb import optional
+from kb.cards import refuse_unfinished
 from kb.encoders.base import EncoderIdentity, LazyEncoder
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.hub import hub_reachable
@@ -28,6 +29,7 @@ def resolve_model_folder(name: str, role: str = "text model", setting: str = "KB
     ``ModelNotFoundError`` naming the model's ``role`` and the ``setting`` that gives another."""
     path = Path(name).expanduser()
     if path.is_dir():
+        refuse_unfinished(path, role, setting)
         return path
     tried = [f"local folder {path}"]
     if name.lower() in PACKAGED_MINILM_NAMES:
