@@ -5,6 +5,7 @@ file takes (a byte that is not UTF-8 in a command-line argument, kept by Python 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 NOT_TEXT = ("a lone UTF-16 surrogate (a byte that is not UTF-8 on the command line, or an escape such as \\ud800 "
@@ -15,6 +16,29 @@ def is_text(value: Any) -> bool:
     """Whether every string in ``value`` (a string, or parsed JSON) is text, without a lone surrogate."""
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except RecursionError:  # JSON parsed just within the recursion limit, which encoding it goes one level past
+        return all(_encodes(string) for string in _strings(value))
+    return True
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in parsed JSON, keys too, however deep, without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+
+
+def _encodes(string: str) -> bool:
+    try:
+        string.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

@@ -41,6 +41,44 @@ def test_overwrite_replaces_only_a_training_output_and_out_is_checked_before_any
         train_reader([tmp_path / "missing.json"], TrainOptions(out=qa))
 
 
+def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(tmp_path: Path) -> None:
+    """A device the machine lacks, absurd epochs or hard negatives, a dangling symlink as --out: each used to fail
+    hours in, with a traceback, or after leaving checkpoints (training hunt); now before --out is touched."""
+    from pydantic import ValidationError
+
+    from kb.errors import ConfigurationError, InvalidRequestError
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": "q", "positive": "p"}) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigurationError, match="'cuda:7' .* is not on this machine"):
+        train_retriever([pairs], TrainOptions(out=out, base_model=str(minilm_path()), device="cuda:7"))
+    with pytest.raises(ValidationError, match="less than or equal to 10000"):
+        TrainOptions(out=out, epochs=1e308)
+    for kind, most in ((train_retriever, -1), (train_reranker, 0), (train_retriever, 21)):
+        with pytest.raises(InvalidRequestError, match="hard negatives per question"):
+            kind([pairs], TrainOptions(out=out, base_model=str(minilm_path())), hard_negatives=most)
+    assert not out.exists()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputExistsError, match="not a folder"):
+        train_retriever([pairs], TrainOptions(out=tmp_path / "dangling", base_model=str(minilm_path())))
+
+
+def test_json_nested_just_within_the_recursion_limit_is_refused_in_one_line(tmp_path: Path) -> None:
+    """json.loads parses it, and checking its strings for lone surrogates by encoding it went one level deeper."""
+    from kb.text import is_text
+
+    for depth in range(sys.getrecursionlimit() - 60, sys.getrecursionlimit()):
+        try:
+            value = json.loads("[" * depth + '"a"' + "]" * depth)
+        except RecursionError:
+            continue
+        assert is_text(value) and not is_text(json.loads("[" * depth + '"\\ud800"' + "]" * depth))
+        break
+    else:
+        pytest.skip("json.loads took no depth near the limit here")
+
+
 def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run_wrote(tmp_path: Path) -> None:
     qa = tmp_path / "qa"
     qa.mkdir()

@@ -18,6 +18,7 @@ from kb.language import HAN
 from training.pairs import Pair
 
 MINING_DEPTH = 10  # hits of each kind looked at per question
+MAX_HARD_NEGATIVES = 2 * MINING_DEPTH  # per question: no more can be mined from its two searches
 
 
 def _squash(text: str) -> str:

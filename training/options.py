@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 NO_VALIDATION = "none: every example trained on, the last step kept"
 
 
+MAX_EPOCHS = 10_000  # more is no training anyone means, and its step count overflows what the trainers count in
+
+
 class TrainOptions(BaseModel):
     """Options of one training run; ``None`` means the model kind's own default (see each trainer). Numbers must
     be finite: ``--epochs inf`` passes ``gt=0`` and would end in an OverflowError once the steps are counted."""
@@ -17,7 +20,7 @@ class TrainOptions(BaseModel):
 
     out: Path = Field(description="folder the trained model and its training.json are written to")
     base_model: str | None = Field(default=None, description="model to start from: hub name or local folder")
-    epochs: float | None = Field(default=None, gt=0)
+    epochs: float | None = Field(default=None, gt=0, le=MAX_EPOCHS)
     max_seconds: float | None = Field(default=None, gt=0, description="stop (evaluate, keep the best) after this")
     batch_size: int | None = Field(default=None, ge=1)
     learning_rate: float | None = Field(default=None, gt=0)

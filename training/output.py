@@ -20,7 +20,7 @@ def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
     ``resume`` finds an interrupted run there or ``overwrite`` is given; and, even with ``overwrite``, a folder that
     no training run wrote (``--out qa --overwrite`` must not delete the questions in qa/, nor a knowledge base)."""
     out = out.expanduser()
-    if out.exists() and not out.is_dir():
+    if (out.exists() or out.is_symlink()) and not out.is_dir():  # a symlink to nothing: not a folder to write
         raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
     if not out.is_dir() or not any(out.iterdir()) or (resume and (out / CHECKPOINTS / RUN_FILE).is_file()):
         return

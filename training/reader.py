@@ -25,6 +25,7 @@ from answering.loading import model_inputs
 from answering.spans import best_spans
 from answering.squad_eval import SquadSet, squad_scores, tune_as_asked, tuning_description
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE
+from kb.atomic import write_atomic
 from kb.cards import DataFile, TrainingCard
 from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
@@ -234,7 +235,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
         before = json.loads(before_file.read_text(encoding="utf-8"))
     else:
         before = _scores_of(trainer.evaluate())
-        before_file.write_text(json.dumps(before), encoding="utf-8")
+        write_atomic(before_file, json.dumps(before).encode("utf-8"))  # whole or absent: --resume reads it
     run = run_trainer(trainer, options, checkpoints)
     after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate()) if options.use_validation else {}
     out = options.out.expanduser()

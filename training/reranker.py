@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kb.arguments import whole_number
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
+from training.negatives import MAX_HARD_NEGATIVES
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -71,9 +73,9 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
     mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL)
+    whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=1)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
     base_fingerprint = folder_fingerprint(base_folder)
-    hard_negatives = max(1, hard_negatives)  # a question with no negative teaches a cross-encoder nothing
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)
     epochs = options.epochs or DEFAULTS["epochs"]

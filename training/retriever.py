@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kb.arguments import whole_number
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
-from training.negatives import is_gold
+from training.negatives import MAX_HARD_NEGATIVES, is_gold
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -95,6 +96,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base)
     mining_folder = resolve_model_folder(mining_model) if mining_model else base_folder
+    whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=0)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
     base_fingerprint = folder_fingerprint(base_folder)
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import TrainingCard
+from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
 from training.output import check_apart, check_output, last_checkpoint
@@ -22,11 +23,11 @@ LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total
 
 def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[Path],
               kb_dir: Path | None = None) -> None:
-    """First thing in a run: an ``--out`` it may not write refused before any data is read (see
-    :func:`check_output`), as is one that is, holds or lies inside what the run reads (``models``, ``data``, the
-    validation files, the knowledge base at ``kb_dir``); torch's intra-op threads (``options.threads``, else every
-    core this process may run on: torch's default is the physical cores) and every random generator seeded, so a run
-    does not depend on what the process did before it."""
+    """First thing in a run: an ``--out`` it may not write refused before any data is read (see :func:`check_output`),
+    as is one that is, holds or lies inside what the run reads (``models``, ``data``, the validation files, the
+    knowledge base at ``kb_dir``), and a ``device`` this machine lacks; torch's intra-op threads
+    (``options.threads``, else every core this process may run on: torch's default is the physical cores) and every
+    random generator seeded, so a run does not depend on what the process did before it."""
     import random
 
     import numpy
@@ -37,6 +38,7 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
               *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
     check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
+    checked_device(options.device)  # a device this machine lacks fails now, not after hours of training
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
     random.seed(options.seed)
