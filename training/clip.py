@@ -286,10 +286,12 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     model.train()
     order_rng = random.Random(options.order_seed)
-    epoch_orders = [order_rng.sample(range(len(train)), len(train)) for _ in range(math.ceil(epochs))]
+    order_epoch, order = -1, list[int]()  # one epoch's order at a time, drawn in turn (resumed: up to its epoch)
     while state["step"] < total:
         epoch, position = divmod(state["step"], steps_per_epoch)
-        batch = [train[i] for i in epoch_orders[epoch][position * batch_size : (position + 1) * batch_size]]
+        while order_epoch < epoch:
+            order, order_epoch = order_rng.sample(range(len(train)), len(train)), order_epoch + 1
+        batch = [train[i] for i in order[position * batch_size : (position + 1) * batch_size]]
         images = torch.stack([preprocess_train(p.image) for p in batch]).to(device)
         texts = tokenizer([p.caption for p in batch]).to(device)
         image_features, text_features, logit_scale = model(images, texts)[:3]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import TrainingCard
+from kb.errors import InvalidRequestError
 from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
@@ -19,6 +20,7 @@ from training.output import check_apart, check_output, last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
+MODEL_MAX_SENTINEL = 10**6  # a tokenizer that knows no maximum says a huge one (1e30)
 
 
 def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[Path],
@@ -39,11 +41,29 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
     check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
     checked_device(options.device)  # a device this machine lacks fails now, not after hours of training
+    if options.max_seq_length and models and Path(models[0]).is_dir():
+        check_sequence_length(options.max_seq_length, Path(models[0]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
     random.seed(options.seed)
     numpy.random.seed(options.seed)
     torch.manual_seed(options.seed)
+
+
+def check_sequence_length(length: int, model: Path) -> None:
+    """Refuse a ``--max-seq-length`` longer than the base ``model`` reads (its positions, and its tokenizer's
+    maximum, which allows for RoBERTa's offset positions): it failed at the first step with a tensor size error."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        positions = int(AutoConfig.from_pretrained(model, trust_remote_code=False).max_position_embeddings)
+        tokenizer_most = int(AutoTokenizer.from_pretrained(model, trust_remote_code=False).model_max_length)
+    except Exception:  # noqa: BLE001 - no config or tokenizer there: the model's own load says what is wrong
+        return
+    most = min(positions, tokenizer_most) if tokenizer_most < MODEL_MAX_SENTINEL else positions
+    if length > most:
+        raise InvalidRequestError(f"--max-seq-length {length} is longer than the base model {model} reads "
+                                  f"({most} tokens); give at most {most}")
 
 
 def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float, batch_size: int,
