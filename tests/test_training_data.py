@@ -281,8 +281,8 @@ def test_jsonl_lines_nested_too_deep_with_huge_numbers_or_lone_surrogates_are_co
     assert found.skipped == {"not JSON": 2, "a lone UTF-16 surrogate (not text)": 1}
 
 
-def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures:
-    """Training windows (64 tokens) of one question per (context, answer, answer_start)."""
+def _windows(contexts_and_answers: list[tuple[str, str, int]], for_training: bool = True) -> ReaderFeatures:
+    """Training (or evaluation) windows (64 tokens) of one question per (context, answer, answer_start)."""
     from transformers import AutoTokenizer
 
     squad = SquadSet(version="1.1", paragraphs=[("t", context) for context, _, _ in contexts_and_answers],
@@ -291,7 +291,7 @@ def _windows(contexts_and_answers: list[tuple[str, str, int]]) -> ReaderFeatures
                                 for n, (_, answer, start) in enumerate(contexts_and_answers)])
     tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
     return reader_features(squad, tokenizer, max_length=64, stride=21,
-                           input_names={"input_ids", "attention_mask", "token_type_ids"}, for_training=True)
+                           input_names={"input_ids", "attention_mask", "token_type_ids"}, for_training=for_training)
 
 
 def test_an_answer_past_the_last_window_a_question_may_read_is_skipped_as_cut(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,18 +303,33 @@ def test_an_answer_past_the_last_window_a_question_may_read_is_skipped_as_cut(mo
     found = _windows([(context, "1000", context.index(near) + len(near) - 4),
                       (context, str(1000 + len(NAMES) * 4 - 1), context.rindex(far) + len(far) - 4)])
     assert len(found.questions) == 1 and found.skipped == {features_module.CUT: 1}
-    assert all(len(windows) == 3 for windows in found.windows)
+    assert len(found.features) == 3 and len(_windows([(context, "1000", 0)], for_training=False).features) == 3
 
 
 def test_answers_with_spaces_around_them_label_their_words() -> None:
     context = "Paris is the capital of France. Berlin is the capital of Germany."
     found = _windows([(context, " Paris", 0), (context, "Germany. ", context.index("Germany")),
-                      (context, " Berlin ", context.index("Berlin") - 1)])
+                      (context, " Berlin ", context.index("Berlin") - 1)], for_training=False)
     assert not found.skipped
     labelled = [found.contexts[n][found.windows[n].offsets[0][feature["start_positions"]][0]:
                                   found.windows[n].offsets[0][feature["end_positions"]][1]]
                 for n, feature in enumerate(found.features)]
     assert labelled == ["Paris", "Germany.", "Berlin"]
+
+
+def test_a_training_question_on_a_long_paragraph_keeps_its_answer_s_windows_and_two_without_it() -> None:
+    """Sixty windows without the answer teach "not here" no better than the two nearest it, and a long paragraph
+    asked many questions held 64 windows for each (2 GB for 300 questions: training hunt)."""
+    context = " ".join(f"{fact(name, 1000 + n)} {FILLER[n % len(FILLER)]}" for n, name in enumerate(NAMES * 4))
+    middle = fact(NAMES[len(NAMES) // 2], 1000 + len(NAMES) // 2)
+    answer_start = context.index(middle) + len(middle) - 4
+    evaluated = _windows([(context, str(1000 + len(NAMES) // 2), answer_start)], for_training=False)
+    trained = _windows([(context, str(1000 + len(NAMES) // 2), answer_start)])
+    answered = [w for w, feature in enumerate(evaluated.features) if feature["start_positions"]]
+    assert len(evaluated.features) > 10 and answered and not trained.windows
+    assert len(trained.features) == len(answered) + 2
+    assert [feature for feature in trained.features if feature["start_positions"]] == \
+        [evaluated.features[w] for w in answered]
 
 
 def test_a_paragraph_of_invisible_characters_is_skipped_and_counted() -> None:

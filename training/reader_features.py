@@ -18,6 +18,9 @@ from answering.squad_eval import SquadQuestion, SquadSet
 from answering.windows import Windows, make_windows
 
 MAX_WINDOWS_PER_QUESTION = 64  # a 20,000-token paragraph; longer ones are cut (and counted)
+# Windows without the answer a training question keeps, those nearest its answer: they teach "not here" as well as
+# sixty would, and a long paragraph asked many questions would otherwise hold 64 windows for each (2 GB for 300).
+TRAINING_WINDOWS_WITHOUT_ANSWER = 2
 NOT_FOUND = "answer not found in its context"
 TOO_LONG = "answer does not fit in one window"
 CUT = "paragraph longer than 64 windows"
@@ -99,9 +102,20 @@ def reader_features(squad: SquadSet, tokenizer: Any, *, max_length: int, stride:
                 continue
             labels = [label or (0, 0) for label in placed] or labels
         out.first_feature.append(len(out.features))
-        for feature, (start, end) in zip(windows.features, labels):
-            out.features.append({**feature, "start_positions": start, "end_positions": end})
+        kept = _training_windows(labels) if for_training else range(len(labels))
+        out.features += [{**windows.features[w], "start_positions": labels[w][0], "end_positions": labels[w][1]}
+                         for w in kept]
         out.questions.append(question)
-        out.windows.append(windows)
-        out.contexts.append(context)
+        if not for_training:  # what decoding a question's prediction needs; training reads only the features
+            out.windows.append(windows)
+            out.contexts.append(context)
     return out
+
+
+def _training_windows(labels: list[tuple[int, int]]) -> list[int]:
+    """The windows a training question keeps: those holding its answer, and the ``TRAINING_WINDOWS_WITHOUT_ANSWER``
+    nearest them without it (the first ones of an unanswerable question)."""
+    answered = [w for w, label in enumerate(labels) if label != (0, 0)]
+    others = sorted((w for w, label in enumerate(labels) if label == (0, 0)),
+                    key=lambda w: min((abs(w - a) for a in answered), default=w))
+    return sorted(answered + others[:TRAINING_WINDOWS_WITHOUT_ANSWER])
