@@ -7,6 +7,8 @@ from it. The card is plain JSON, readable without this program.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +23,27 @@ CHECKPOINTS = "checkpoints"  # a training run's checkpoints inside its --out, re
 RUN_FILE = "run.json"  # what the interrupted run was training on, so --resume cannot mix two runs
 
 
+_finishing: set[Path] = set()  # output folders this process's own runs read before writing their cards
+
+
+@contextmanager
+def finishing(folder: Path) -> Iterator[None]:
+    """While a run reads its own output before its card is written (a reader's threshold is tuned by reading as
+    ``ask`` reads), that folder is not refused as unfinished."""
+    real = folder.expanduser().resolve()
+    _finishing.add(real)
+    try:
+        yield
+    finally:
+        _finishing.discard(real)
+
+
 def unfinished_training(folder: Path) -> bool:
     """Whether ``folder`` is the output of a ``kb train`` run that has not finished (killed, failed, or still
     running): its checkpoints are there and its card is not, which a run writes last. Its weights, if any, may be
-    any step's, untuned, or half written."""
-    return (folder / CHECKPOINTS / RUN_FILE).is_file() and not (folder / CARD_FILE).is_file()
+    any step's, untuned, or half written. A folder this process's own run is finishing is not."""
+    return (folder / CHECKPOINTS / RUN_FILE).is_file() and not (folder / CARD_FILE).is_file() \
+        and folder.expanduser().resolve() not in _finishing
 
 
 def refuse_unfinished(folder: Path, role: str, setting: str) -> None:

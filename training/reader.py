@@ -26,7 +26,7 @@ from answering.spans import best_spans
 from answering.squad_eval import SquadSet, squad_scores, tune_as_asked, tuning_description
 from answering.threshold import DEFAULT_UNANSWERABLE_SHARE
 from kb.atomic import write_atomic
-from kb.cards import DataFile, TrainingCard
+from kb.cards import DataFile, TrainingCard, finishing
 from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
@@ -254,7 +254,8 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
         finish_output(out, card)
         return card
     validated = validation_set.model_copy(update={"questions": validation_features.questions})
-    card.no_answer_threshold = tune_as_asked(validated, settings, unanswerable_share)
+    with finishing(out):  # the run reads its own output, as ask will, before its card makes it a model
+        card.no_answer_threshold = tune_as_asked(validated, settings, unanswerable_share)
     card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(unanswerable_share)}"
     finish_output(out, card)
     sources = [*data, *([kb_dir] if from_kb and kb_dir else [])]
