@@ -249,7 +249,10 @@ def tune_as_asked(squad: SquadSet, settings: Settings,
                   unanswerable_share: float = DEFAULT_UNANSWERABLE_SHARE) -> float:
     """The no-answer threshold that maximises F1 over ``squad``'s questions read as ``ask`` reads them from a
     knowledge base of its paragraphs (see :func:`read_as_asked`), unanswerable ones weighing ``unanswerable_share``.
-    Raises InvalidRequestError when no read is unanswerable: the threshold would never abstain."""
+    Raises InvalidRequestError when there is no question, or no read is unanswerable: the threshold would never
+    abstain."""
+    if not squad.questions or not squad.paragraphs:
+        raise InvalidRequestError("no question to tune the no-answer threshold on")
     with tempfile.TemporaryDirectory(prefix="kb-tune-") as tmp, \
             paragraphs_knowledge_base(squad, Path(tmp), settings.flat_dump()) as (knowledge_base, _):
         reads = list(read_as_asked(squad, knowledge_base).values())

@@ -143,6 +143,11 @@ def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, t
     # One answerable question and no other paragraph to ask it of: a threshold tuned there would never abstain.
     with pytest.raises(InvalidRequestError, match="no unanswerable question"):
         evaluate_reader(data, settings, tune=True)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": []}]}]}),
+                     encoding="utf-8")
+    with pytest.raises(InvalidRequestError, match="no question to tune"):  # was: a temporary corpus "missing"
+        evaluate_reader(empty, settings, tune=True)
     assert read_card(chinese) is None or read_card(chinese).no_answer_threshold is None  # nothing recorded
     qas.append({"id": "z2", "question": "客户可以换货吗？", "answers": [], "is_impossible": True})
     data.write_text(json.dumps({"data": [{"title": "退货", "paragraphs": [{"context": context, "qas": qas}]}]},

@@ -403,15 +403,16 @@ def test_caption_images_that_are_not_regular_files_or_too_large_are_skipped_with
     (tmp_path / "large.png").write_bytes(b"\x89PNG" + bytes(4096))
     data = tmp_path / "captions.jsonl"
     data.write_text("\n".join(json.dumps({"image": name, "caption": "a red square"})
-                              for name in ("red.png", "pipe.png", "large.png")) + "\n", encoding="utf-8")
+                              for name in ("red.png", "pipe.png", "large.png", "large.png", "red.png"))
+                    + "\n", encoding="utf-8")
     signal.alarm(20)
     try:
         found = jsonl_captions(data, max_pixels=10**6, max_bytes=1024)
     finally:
         signal.alarm(0)
-    assert len(found.pairs) == 1
+    assert len(found.pairs) == 2
     assert found.skipped == {"image not a readable regular file in the data file's folder": 1,
-                             "image file over the max_file_mb limit": 1}
+                             "image file over the max_file_mb limit": 2}  # each line counts (was: each image)
 
 
 def test_caption_image_paths_with_a_nul_byte_or_a_symlink_loop_are_skipped_and_counted(tmp_path: Path) -> None:

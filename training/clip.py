@@ -73,7 +73,7 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> CaptionFile:
     from ingestion.loaders.images import decode_image
 
     root = path.parent.resolve()
-    pairs, decoded = [], {}
+    pairs, decoded = [], dict[str, Any]()  # an image, or why it was refused
     read = read_jsonl(path)
     skipped = read.skipped
     for row in read.rows:
@@ -88,22 +88,21 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> CaptionFile:
         if not file.is_relative_to(root):
             skipped["image outside the data file's folder"] += 1
             continue
-        if str(file) not in decoded:
+        if str(file) not in decoded:  # each image read once, however many captions it has
             try:
                 data = read_inside(root, root / image, max_bytes)
                 decoded[str(file)] = _small(decode_image(data, file.name, max_pixels=max_pixels).image)
             except RefusedFileError:
-                decoded[str(file)] = None
-                skipped["image not a readable regular file in the data file's folder"] += 1
+                decoded[str(file)] = "image not a readable regular file in the data file's folder"
             except FileTooLargeError:
-                decoded[str(file)] = None
-                skipped["image file over the max_file_mb limit"] += 1
+                decoded[str(file)] = "image file over the max_file_mb limit"
             except Exception as error:  # noqa: BLE001 - a bad image is a skipped example, whatever the decoder says
-                decoded[str(file)] = None
-                skipped[f"image unreadable ({type(error).__name__})"] += 1
-        if decoded[str(file)] is None:
+                decoded[str(file)] = f"image unreadable ({type(error).__name__})"
+        found = decoded[str(file)]
+        if isinstance(found, str):  # why the image was refused: each of its lines is a skipped example
+            skipped[found] += 1
             continue
-        pairs.append(Captioned(decoded[str(file)], caption.strip(), str(file)))
+        pairs.append(Captioned(found, caption.strip(), str(file)))
     return CaptionFile(pairs, skipped, read.sha256)
 
 
