@@ -60,6 +60,14 @@ def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(t
             kind([pairs], TrainOptions(out=out, base_model=str(minilm_path())), hard_negatives=most)
     with pytest.raises(InvalidRequestError, match="longer than the base model .* reads \\(512 tokens\\)"):
         train_reranker([pairs], TrainOptions(out=out, base_model=str(minilm_path()), max_seq_length=100_000))
+    with pytest.raises(ConfigurationError, match="'meta' is not a torch device"):
+        train_retriever([pairs], TrainOptions(out=out, base_model=str(minilm_path()), device="meta"))
+    train = write_squad(tmp_path / "train.json", 40, seed=3)
+    one = {"data": [{"title": "t", "paragraphs": [{"context": "The code of alice is 4821.", "qas": [
+        {"id": "v", "question": "What is the code of alice?", "answers": [{"text": "4821", "answer_start": 21}]}]}]}]}
+    (tmp_path / "one.json").write_text(json.dumps(one), encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="all answerable and on one paragraph"):  # was: after training
+        train_reader([train], TrainOptions(out=out, validation=[tmp_path / "one.json"]))
     assert not out.exists()
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(OutputExistsError, match="not a folder"):
@@ -81,27 +89,16 @@ def test_json_nested_just_within_the_recursion_limit_is_refused_in_one_line(tmp_
         pytest.skip("json.loads took no depth near the limit here")
 
 
-def test_a_killed_run_s_own_files_are_its_to_overwrite_and_a_cut_checkpoint_is_passed_over(tmp_path: Path) -> None:
-    """A run killed after saving its weights: --overwrite removes those too (they were recorded as the user's, and
-    kept for ever), not the user's file that was there first; --resume skips a checkpoint whose trainer state a
-    kill or a full disk cut short."""
+def test_resume_passes_over_a_checkpoint_whose_trainer_state_was_cut_short(tmp_path: Path) -> None:
+    """A kill or a full disk while the trainer wrote its state (it writes it last): the checkpoint before is used."""
     from training.output import last_checkpoint
 
-    out = tmp_path / "reader"
-    prepare_output(out, overwrite=False, resume=False, run={"kind": "reader"})
-    finish_output(out, TrainingCard(kind="reader", base_model="base"))  # an earlier run, finished
-    (out / "notes.txt").write_text("mine", encoding="utf-8")  # put beside it by the user
-    checkpoints = prepare_output(out, overwrite=True, resume=False, run={"kind": "reader"})
-    (out / "model.safetensors").write_text("half", encoding="utf-8")  # then killed: no card
-    for step, state in ((1, "{}"), (2, '{"global_step": 2, "log_hi')):
+    checkpoints = prepare_output(tmp_path / "reader", overwrite=False, resume=False, run={"kind": "reader"})
+    for step, state in ((1, "{}"), (2, '{"global_step": 2, "log_hi'), (3, None)):
         (checkpoints / f"checkpoint-{step}").mkdir()
-        (checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text(state, encoding="utf-8")
+        if state is not None:
+            (checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text(state, encoding="utf-8")
     assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-1")
-    prepare_output(out, overwrite=True, resume=False, run={"kind": "reader"})
-    assert sorted(path.name for path in out.iterdir()) == ["checkpoints", "notes.txt"]
-    (out / "model.safetensors").write_text("whole", encoding="utf-8")
-    finish_output(out, TrainingCard(kind="reader", base_model="base"))
-    assert read_card(out).files == ["model.safetensors"]
 
 
 def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run_wrote(tmp_path: Path) -> None:

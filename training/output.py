@@ -62,9 +62,6 @@ def run_entries(out: Path) -> list[str] | None:
     if card is not None and card.files is None:
         return None
     entries = [CHECKPOINTS] if (out / CHECKPOINTS / RUN_FILE).is_file() else []
-    kept = _kept(out)
-    if entries and kept is not None:  # an unfinished run's own files too (its weights, saved before its card)
-        entries += sorted(_entries(out) - kept - {CHECKPOINTS})
     if card is not None:
         entries += [CARD_FILE, *card.files, *([Path(card.int8.graph).parts[0]] if card.int8 else [])]
     return [name for name in dict.fromkeys(entries) if _plain_name(name)] or None
@@ -123,20 +120,13 @@ def last_checkpoint(checkpoints: Path) -> str | None:
     return str(max(done, key=lambda path: int(path.name.split("-")[-1]))) if done else None
 
 
-def _kept(out: Path) -> set[str] | None:
-    """The entries of ``out`` that were there before the run writing its checkpoints began (not its own), or None
-    where it recorded none (checkpoints an older version wrote, into an emptied folder) or the record is damaged."""
-    try:
-        return set(json.loads((out / CHECKPOINTS / KEPT_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def finish_output(out: Path, card: TrainingCard) -> None:
     """Once the best model is saved in ``out``: write its card, listing the entries this run wrote (those that were
     not there before it), and remove the checkpoints."""
     checkpoints = out / CHECKPOINTS
-    card.files = sorted(_entries(out) - (_kept(out) or set()) - {CHECKPOINTS, CARD_FILE})
+    recorded = checkpoints / KEPT_FILE  # absent in checkpoints an older version wrote, into an emptied folder
+    kept = set(json.loads(recorded.read_text(encoding="utf-8"))) if recorded.is_file() else set()
+    card.files = sorted(_entries(out) - kept - {CHECKPOINTS, CARD_FILE})
     write_card(out, card)
     shutil.rmtree(checkpoints, ignore_errors=True)
 

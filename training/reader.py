@@ -39,6 +39,7 @@ from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import (
     best_evaluation,
+    check_sequence_length,
     finish_card,
     library_versions,
     run_trainer,
@@ -182,10 +183,11 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     unanswerable_share = DEFAULT_UNANSWERABLE_SHARE if unanswerable_share is None else unanswerable_share
     started = time.monotonic()
     base = options.base_model or DEFAULT_BASE
-    base_folder = resolve_model_folder(base)
+    base_folder = resolve_model_folder(base, "base model", "--base-model")
     start_run(options, data=[Path(path) for path in data], models=[base_folder], kb_dir=kb_dir)
     base_fingerprint = folder_fingerprint(base_folder)  # of the model read, before anything is written
     max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
+    check_sequence_length(max_length, base_folder)
     epochs = options.epochs or DEFAULTS["epochs"]
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
@@ -207,6 +209,11 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     if options.use_validation and not validation_features.questions:
         raise TrainingDataError("no usable question in the --validation files" if options.validation else
                                 "no validation question: give --validation FILE, or more than one article")
+    if options.use_validation and all(q.answers for q in validation_features.questions) and \
+            len({q.paragraph for q in validation_features.questions}) < 2:  # refused now, not after training
+        raise TrainingDataError("the validation questions are all answerable and on one paragraph: the no-answer "
+                                "threshold, tuned after training on questions asked elsewhere too, has nothing "
+                                "to abstain on; give more validation paragraphs or unanswerable questions")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,

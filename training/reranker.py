@@ -26,7 +26,7 @@ from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
 from training.retriever import scores_of
-from training.runner import start_run, trainer_arguments, utc_now
+from training.runner import check_sequence_length, start_run, trainer_arguments, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 16, "learning_rate": 5e-5, "max_seq_length": 256}
 EVALUATOR = "validation"
@@ -71,10 +71,11 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
 
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
-    base_folder = resolve_model_folder(base)
-    mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL)
+    base_folder = resolve_model_folder(base, "base model", "--base-model")
+    mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL, "mining model", "--mining-model")
     whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=1)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
+    check_sequence_length(options.max_seq_length or DEFAULTS["max_seq_length"], base_folder)
     base_fingerprint = folder_fingerprint(base_folder)
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)

@@ -25,7 +25,7 @@ from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
 from training.pairs import Pair
-from training.runner import start_run, trainer_arguments, utc_now
+from training.runner import check_sequence_length, start_run, trainer_arguments, utc_now
 
 DEFAULTS = {"epochs": 1.0, "batch_size": 32, "learning_rate": 2e-5}
 EVALUATOR = "validation"
@@ -94,10 +94,13 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
 
     started, started_at = time.monotonic(), utc_now()
     base = options.base_model or DEFAULT_TEXT_MODEL
-    base_folder = resolve_model_folder(base)
-    mining_folder = resolve_model_folder(mining_model) if mining_model else base_folder
+    base_folder = resolve_model_folder(base, "base model", "--base-model")
+    mining_folder = resolve_model_folder(mining_model, "mining model", "--mining-model") if mining_model \
+        else base_folder
     whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=0)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
+    if options.max_seq_length:  # else the model's own (sentence-transformers keeps it within its positions)
+        check_sequence_length(options.max_seq_length, base_folder)
     base_fingerprint = folder_fingerprint(base_folder)
     prepared = prepare_pairs(data, options, text_model=str(mining_folder), kb_dir=kb_dir, from_kb=from_kb,
                              negatives=hard_negatives)

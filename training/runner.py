@@ -4,6 +4,7 @@ options, a time budget, a progress bar, resume from the last checkpoint, the car
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import TrainingCard
-from kb.errors import InvalidRequestError
+from kb.config import DEVICE_PATTERN
+from kb.errors import ConfigurationError, InvalidRequestError
 from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
@@ -20,7 +22,7 @@ from training.output import check_apart, check_output, last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
-MODEL_MAX_SENTINEL = 10**6  # a tokenizer that knows no maximum says a huge one (1e30)
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer", "data2vec-text"}
 
 
 def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[Path],
@@ -40,9 +42,9 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
               *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
     check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
+    if options.device is not None and not re.fullmatch(DEVICE_PATTERN, options.device):
+        raise ConfigurationError(f"--device {options.device!r} is not a torch device (cpu, cuda, cuda:1, mps...)")
     checked_device(options.device)  # a device this machine lacks fails now, not after hours of training
-    if options.max_seq_length and models and Path(models[0]).is_dir():
-        check_sequence_length(options.max_seq_length, Path(models[0]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
     random.seed(options.seed)
@@ -51,19 +53,21 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
 
 
 def check_sequence_length(length: int, model: Path) -> None:
-    """Refuse a ``--max-seq-length`` longer than the base ``model`` reads (its positions, and its tokenizer's
-    maximum, which allows for RoBERTa's offset positions): it failed at the first step with a tensor size error."""
-    from transformers import AutoConfig, AutoTokenizer
+    """Refuse a sequence length (``--max-seq-length``, or the trainer's default) longer than the base ``model`` has
+    positions for, before any data is read: it failed at the first step with a tensor size error. RoBERTa-style
+    models number positions after the padding index, so two of theirs are not usable."""
+    from transformers import AutoConfig
 
     try:
-        positions = int(AutoConfig.from_pretrained(model, trust_remote_code=False).max_position_embeddings)
-        tokenizer_most = int(AutoTokenizer.from_pretrained(model, trust_remote_code=False).model_max_length)
-    except Exception:  # noqa: BLE001 - no config or tokenizer there: the model's own load says what is wrong
+        config = AutoConfig.from_pretrained(model, trust_remote_code=False)
+        most = int(config.max_position_embeddings)
+    except Exception:  # noqa: BLE001 - no config, or no positions: the model's own load says what is wrong
         return
-    most = min(positions, tokenizer_most) if tokenizer_most < MODEL_MAX_SENTINEL else positions
+    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
+        most -= int(getattr(config, "pad_token_id", 1) or 0) + 1
     if length > most:
-        raise InvalidRequestError(f"--max-seq-length {length} is longer than the base model {model} reads "
-                                  f"({most} tokens); give at most {most}")
+        raise InvalidRequestError(f"a sequence length of {length} tokens (--max-seq-length) is longer than the base "
+                                  f"model {model} reads ({most} tokens); give at most {most}")
 
 
 def trainer_arguments(options: TrainOptions, checkpoints: Path, *, epochs: float, batch_size: int,

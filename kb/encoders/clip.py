@@ -72,7 +72,7 @@ def resolve_checkpoint(architecture: str, pretrained: str) -> tuple[Path, dict[s
 
     path = Path(pretrained).expanduser()
     if path.is_file():
-        refuse_unfinished(path.parent, "CLIP checkpoint", "KB_CLIP_PRETRAINED")
+        refuse_unfinished(path.resolve().parent, "CLIP checkpoint", "KB_CLIP_PRETRAINED")
         return path, {}
     tag = open_clip.get_pretrained_cfg(architecture, pretrained)
     if not tag:
