@@ -78,8 +78,8 @@ def page_orientation(boxes: Sequence[TextBox]) -> int:
     turns a tall line a quarter counter-clockwise, which puts a page turned 90 degrees upside down."""
     voting = [box for box in boxes if len(box.text) > 1]  # a lone "1" or "I" is tall on any page
     tall = [box for box in voting if not box.upright]
-    sideways = bool(tall) and sum(map(len, (box.text for box in tall))) >= SIDEWAYS_SHARE * sum(
-        len(box.text) for box in voting)
+    characters = sum(len(box.text) for box in voting)
+    sideways = bool(tall) and sum(len(box.text) for box in tall) >= SIDEWAYS_SHARE * characters
     lines = tall if sideways else [box for box in voting if box.upright]  # turned labels of a chart do not vote
     flipped = 2 * sum(box.upside_down for box in lines) > len(lines)
     if sideways:

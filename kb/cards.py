@@ -21,8 +21,7 @@ from kb.errors import ModelNotFoundError
 CARD_FILE = "training.json"
 CHECKPOINTS = "checkpoints"  # a training run's checkpoints inside its --out, removed once it has finished
 RUN_FILE = "run.json"  # what the interrupted run was training on, so --resume cannot mix two runs
-
-
+ModelKind = Literal["reader", "retriever", "reranker", "clip"]
 _finishing: set[Path] = set()  # output folders this process's own runs read before writing their cards
 
 
@@ -52,7 +51,6 @@ def refuse_unfinished(folder: Path, role: str, setting: str) -> None:
         raise ModelNotFoundError(f"{role} {folder} is an unfinished `kb train` run (its checkpoints are there, its "
                                  f"training card is not): finish it by running the same command with --resume, or "
                                  f"set {setting} to another model")
-ModelKind = Literal["reader", "retriever", "reranker", "clip"]
 
 
 class DataFile(BaseModel):
