@@ -72,6 +72,8 @@ def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(t
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(OutputExistsError, match="not a folder"):
         train_retriever([pairs], TrainOptions(out=tmp_path / "dangling", base_model=str(minilm_path())))
+    with pytest.raises(OutputExistsError, match="on the way to .* is a symlink to nothing"):
+        train_retriever([pairs], TrainOptions(out=tmp_path / "dangling" / "sub", base_model=str(minilm_path())))
 
 
 def test_json_nested_just_within_the_recursion_limit_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
     out = out.expanduser()
     if (out.exists() or out.is_symlink()) and not out.is_dir():  # a symlink to nothing: not a folder to write
         raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
+    dangling = next((folder for folder in out.parents if folder.is_symlink() and not folder.exists()), None)
+    if dangling is not None:  # the run would fail at its first mkdir, after mining
+        raise OutputExistsError(f"{dangling}, on the way to {out}, is a symlink to nothing; choose another --out")
     if not out.is_dir() or not any(out.iterdir()) or (resume and (out / CHECKPOINTS / RUN_FILE).is_file()):
         return
     if not overwrite:
