@@ -50,9 +50,6 @@ ReaderBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openv
 RerankerBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 DEFAULT_ENCODER_BACKEND: EncoderBackendSetting = "auto"
 LEGACY_ENCODER_BACKEND: EncoderBackend = "torch"  # what a knowledge base recorded before the setting existed used
-# A torch device as torch names one (whether this machine has it is checked where a model is put on it, so that
-# reading the settings imports no torch).
-DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia)(:[0-9]{1,4})?"
 # Chinese questions lean on jieba BM25, which beat every offline text model on CMRC 2018 trial and DRCD. Tuned on
 # those development sets with the default MiniLM (docs/configuration.md, Chinese by default): 0.9 has the best mean
 # hybrid R@1 (0.959 CMRC trial, 0.926 DRCD; 0.8 gave 0.956 / 0.918, 0.5 gave 0.811 / 0.712).
@@ -458,7 +455,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _device_as_torch_names_one(cls, device: str | None) -> str | None:
-        if device is not None and not re.fullmatch(DEVICE_PATTERN, device):
+        if device is not None and not re.fullmatch(backends.DEVICE_PATTERN, device):
             raise ValueError(f"{device[:40]!r} is not a torch device such as cpu, cuda, cuda:1 or mps")
         return device
 

@@ -14,11 +14,17 @@ from typing import Any
 from tqdm import tqdm
 
 from answering.squad_metrics import normalize_answer
+from kb.arguments import whole_number
 from kb.language import HAN
 from training.pairs import Pair
 
 MINING_DEPTH = 10  # hits of each kind looked at per question
 MAX_HARD_NEGATIVES = 2 * MINING_DEPTH  # per question: no more can be mined from its two searches
+
+
+def checked_negatives(count: int, least: int) -> int:
+    """``count`` hard negatives per question when it is a whole number from ``least`` to ``MAX_HARD_NEGATIVES``."""
+    return whole_number(count, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=least)
 
 
 def _squash(text: str) -> str:

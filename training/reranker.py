@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kb.arguments import whole_number
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
-from training.negatives import MAX_HARD_NEGATIVES
+from training.negatives import checked_negatives
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -73,7 +72,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     base = options.base_model or DEFAULT_TEXT_MODEL
     base_folder = resolve_model_folder(base, "base model", "--base-model")
     mining_folder = resolve_model_folder(mining_model or DEFAULT_TEXT_MODEL, "mining model", "--mining-model")
-    whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=1)
+    checked_negatives(hard_negatives, least=1)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
     check_sequence_length(options.max_seq_length or DEFAULTS["max_seq_length"], base_folder)
     base_fingerprint = folder_fingerprint(base_folder)

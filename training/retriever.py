@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kb.arguments import whole_number
 from kb.cards import TrainingCard
 from kb.config import DEFAULT_TEXT_MODEL
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.errors import TrainingDataError
-from training.negatives import MAX_HARD_NEGATIVES, is_gold
+from training.negatives import checked_negatives, is_gold
 from training.options import TrainOptions
 from training.output import prepare_output
 from training.pair_data import prepare_pairs, train_and_save
@@ -97,7 +96,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     base_folder = resolve_model_folder(base, "base model", "--base-model")
     mining_folder = resolve_model_folder(mining_model, "mining model", "--mining-model") if mining_model \
         else base_folder
-    whole_number(hard_negatives, "hard negatives per question (--hard-negatives)", MAX_HARD_NEGATIVES, least=0)
+    checked_negatives(hard_negatives, least=0)
     start_run(options, data=data, models=[base_folder, mining_folder], kb_dir=kb_dir)  # before mining: it encodes
     if options.max_seq_length:  # else the model's own (sentence-transformers keeps it within its positions)
         check_sequence_length(options.max_seq_length, base_folder)

@@ -4,7 +4,6 @@ options, a time budget, a progress bar, resume from the last checkpoint, the car
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -13,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.cards import TrainingCard
-from kb.config import DEVICE_PATTERN
-from kb.errors import ConfigurationError, InvalidRequestError
+from kb.errors import InvalidRequestError
 from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
 from training.options import TrainOptions
@@ -42,8 +40,6 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
               *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
     check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
-    if options.device is not None and not re.fullmatch(DEVICE_PATTERN, options.device):
-        raise ConfigurationError(f"--device {options.device!r} is not a torch device (cpu, cuda, cuda:1, mps...)")
     checked_device(options.device)  # a device this machine lacks fails now, not after hours of training
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -9,6 +10,10 @@ from typing import Literal, get_args
 
 from kb import optional
 from kb.errors import BackendUnavailableError, ConfigurationError
+
+# A torch device as torch names one (whether this machine has it is checked where a model is put on it, so that
+# reading the settings imports no torch).
+DEVICE_PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|mtia)(:[0-9]{1,4})?"
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]  # exported on first use
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -50,6 +55,8 @@ def checked_device(device: str | None) -> str | None:
     Runtime worked while ask died)."""
     if device is None:
         return None
+    if not re.fullmatch(DEVICE_PATTERN, device):  # "meta" would pass torch's check and hold no weights
+        raise ConfigurationError(f"device {device!r} is not a torch device (KB_DEVICE: cpu, cuda, cuda:1, mps...)")
     import torch
 
     try:
