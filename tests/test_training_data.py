@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +19,9 @@ from kb.cards import TrainingCard, read_card
 from tests.conftest import minilm_path
 from tests.qa_model import FILLER, NAMES, fact, question, write_squad
 from training import OutputExistsError, TrainOptions, train_reader, train_reranker, train_retriever
-from training.clip import jsonl_captions
+from training.clip import jsonl_captions, train_clip
 from training.errors import TrainingDataError
+from training.int8 import quantize_reader
 from training.negatives import is_gold
 from training.output import finish_output, prepare_output
 from training.pair_data import prepare_pairs
@@ -51,7 +54,7 @@ def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(t
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"query": "q", "positive": "p"}) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    with pytest.raises(ConfigurationError, match="'cuda:7' .* is not on this machine"):
+    with pytest.raises(ConfigurationError, match=r"'cuda:7' \(--device\) is not on this machine"):
         train_retriever([pairs], TrainOptions(out=out, base_model=str(minilm_path()), device="cuda:7"))
     with pytest.raises(ValidationError, match="less than or equal to 10000"):
         TrainOptions(out=out, epochs=1e308)
@@ -60,8 +63,16 @@ def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(t
             kind([pairs], TrainOptions(out=out, base_model=str(minilm_path())), hard_negatives=most)
     with pytest.raises(InvalidRequestError, match="longer than the base model .* reads \\(512 tokens\\)"):
         train_reranker([pairs], TrainOptions(out=out, base_model=str(minilm_path()), max_seq_length=100_000))
-    with pytest.raises(ConfigurationError, match="'meta' is not a torch device"):
+    with pytest.raises(ConfigurationError, match=r"'meta' is not a torch device \(--device: "):
         train_retriever([pairs], TrainOptions(out=out, base_model=str(minilm_path()), device="meta"))
+    with pytest.raises(InvalidRequestError, match="--max-seq-length does not apply"):  # was: silently ignored
+        train_clip([pairs], TrainOptions(out=out, max_seq_length=64))
+    for folder, reason in ((tmp_path / "reader.json", "not a folder"), (out, "unfinished `kb train` run")):
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # a killed reader run: no card
+        (out / "checkpoints" / "run.json").write_text("{}", encoding="utf-8")
+        with pytest.raises(InvalidRequestError, match=reason):  # was: "set KB_READER_MODEL", which it never reads
+            quantize_reader(folder, [pairs])
+    shutil.rmtree(out)
     train = write_squad(tmp_path / "train.json", 40, seed=3)
     one = {"data": [{"title": "t", "paragraphs": [{"context": "The code of alice is 4821.", "qas": [
         {"id": "v", "question": "What is the code of alice?", "answers": [{"text": "4821", "answer_start": 21}]}]}]}]}
@@ -122,6 +133,34 @@ def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run
     (earlier / "model.safetensors").write_text("new", encoding="utf-8")
     finish_output(earlier, TrainingCard(kind="reader", base_model="base"))
     assert read_card(earlier).files == ["model.safetensors"]  # notes.txt is not the run's: never removed
+
+
+def test_overwrite_after_a_killed_run_removes_exactly_what_that_run_placed_in_out(tmp_path: Path) -> None:
+    """A run killed after saving its model, before its card: --overwrite removes the model it placed there and
+    keeps a file the user added after the kill; the next card lists the model files as its run's, so a later
+    --overwrite removes them too."""
+    from training.output import publish_model
+
+    out = tmp_path / "reader"
+    prepare_output(out, overwrite=False, resume=False, run={"kind": "reader"})
+    outside = tmp_path / "outside.json"
+    outside.write_text("not the run's", encoding="utf-8")
+    (out / "config.json").symlink_to(outside)  # replaced by the run, never written through
+
+    def save(folder: Path) -> None:
+        (folder / "model.safetensors").write_text("weights", encoding="utf-8")
+        (folder / "config.json").write_text("{}", encoding="utf-8")
+        (folder / "tokenizer").mkdir()
+
+    publish_model(out, save)  # then killed: no card
+    assert outside.read_text(encoding="utf-8") == "not the run's" and not (out / "config.json").is_symlink()
+    (out / "added.txt").write_text("mine after the kill", encoding="utf-8")
+    checkpoints = prepare_output(out, overwrite=True, resume=False, run={"kind": "reader"})
+    assert sorted(path.name for path in out.iterdir()) == ["added.txt", "checkpoints"]
+    publish_model(out, save)
+    publish_model(out, save)  # saved twice (a folder of the same name is replaced whole)
+    finish_output(out, TrainingCard(kind="reader", base_model="base"))
+    assert read_card(out).files == ["config.json", "model.safetensors", "tokenizer"] and not checkpoints.exists()
 
 
 def test_a_run_file_that_cannot_be_written_whole_is_not_left_half_written(tmp_path: Path) -> None:
@@ -482,3 +521,20 @@ def test_unusable_validation_lines_are_counted_on_the_card_apart_from_training_o
                              text_model=str(tiny_text_model), kb_dir=None, from_kb=False, negatives=1)
     assert len(prepared.validation) == 2 and sum(prepared.skipped.values()) == 3
     assert sum(count for reason, count in prepared.skipped.items() if reason.startswith("validation: ")) == 2
+
+
+def test_texts_sharing_a_stretch_with_a_validation_passage_are_found_whatever_their_spacing() -> None:
+    """What keeps validation text out of training: a passage, a piece of one, or a chunk running across one, with
+    other spacing; short texts compared whole; and nothing else."""
+    from training.overlap import RUN, STEP, PassageOverlap
+
+    rng = random.Random(5)
+    words = ["".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(2, 9))) for _ in range(300)]
+    passage, other = (" ".join(rng.choice(words) for _ in range(400)) for _ in range(2))
+    overlap = PassageOverlap([passage, "A short one.", ""])
+    piece = passage[1000 : 1000 + RUN + STEP]
+    assert overlap(passage) and overlap(piece) and overlap(piece.replace(" ", "\n  \t"))
+    assert overlap(other[:500] + " " + piece + " " + other[500:1000])  # a chunk running across the passage
+    assert overlap("A  short\none.") and not overlap("A short one, longer.") and not overlap("")
+    assert not overlap(other) and not overlap(passage[1000 : 1000 + RUN - 1])
+    assert not PassageOverlap([])(passage)

@@ -32,11 +32,12 @@ from kb.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, Settings
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
+from kb.errors import InvalidRequestError
 from kb.inference.backends import torch_device
 from training.errors import TrainingDataError
 from training.files import data_file, in_validation, read_jsonl
 from training.options import NO_VALIDATION, TrainOptions
-from training.output import finish_output, prepare_output
+from training.output import finish_output, prepare_output, publish_model
 from training.runner import LOG_EVERY, library_versions, start_run, utc_now
 from training.split import held_out_groups
 
@@ -178,6 +179,9 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    if options.max_seq_length is not None:  # open_clip adds every position's embedding: captions have one length
+        raise InvalidRequestError("kb train clip reads captions at the model's own context length (77 tokens for "
+                                  "OpenAI's architectures); --max-seq-length does not apply to it")
     started, started_at = time.monotonic(), utc_now()
     settings = Settings()
     model_name = options.base_model or DEFAULT_CLIP_MODEL
@@ -324,9 +328,13 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
     if validation:  # else the last step's weights are the ones kept
         model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
         after = _recall_at_1(model, preprocess, tokenizer, validation, device)
-    torch.save(model.state_dict(), out / "model.pt")
-    for config in configs:  # a custom architecture travels with its weights
-        shutil.copy(config, out / config.name)
+
+    def save_model(folder: Path) -> None:
+        torch.save(model.state_dict(), folder / "model.pt")
+        for config in configs:  # a custom architecture travels with its weights
+            shutil.copy(config, folder / config.name)
+
+    publish_model(out, save_model)
     card = TrainingCard(kind="clip", base_model=f"{architecture}/{pretrained}",
                         base_fingerprint=base_fingerprint, data=files, validation_data=validation_files,
                         validation_split=split, examples=len(train), skipped=dict(skipped),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from training.errors import TrainingDataError
 
 @dataclass
 class JsonlFile:
-    """The JSON objects of a JSONL file, the lines left out by reason, and the hash of the bytes they came from."""
+    """The JSON objects of a JSONL file, the lines left out by reason, and the hash of the bytes they came from.
+    ``rows`` is read once, as it is parsed, and ``skipped`` is complete when it is exhausted: a file of millions of
+    unusable lines (``{}``) never holds them all in memory."""
 
-    rows: list[dict[str, Any]]
+    rows: Iterator[dict[str, Any]]
     skipped: Counter[str]
     sha256: str
 
@@ -37,9 +40,13 @@ def read_jsonl(path: Path) -> JsonlFile:
         text = raw.decode("utf-8-sig")  # a byte-order mark is not part of line 1
     except (OSError, ValueError) as error:  # not a regular file, too large, not UTF-8
         raise TrainingDataError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from error
-    rows, skipped = [], Counter[str]()
-    # JSONL lines end at "\n" only (JSON strings may hold U+2028, U+0085...: splitlines() would cut them)
-    for line in (line.removesuffix("\r") for line in text.split("\n")):
+    skipped = Counter[str]()
+    return JsonlFile(_objects(text, skipped), skipped, hashlib.sha256(raw).hexdigest())
+
+
+def _objects(text: str, skipped: Counter[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of ``text``'s lines, each parsed as it is reached; other non-blank lines counted."""
+    for line in _lines(text):
         if not line.strip():
             continue
         try:
@@ -52,8 +59,18 @@ def read_jsonl(path: Path) -> JsonlFile:
         elif not is_text(row):
             skipped["a lone UTF-16 surrogate (not text)"] += 1
         else:
-            rows.append(row)
-    return JsonlFile(rows, skipped, hashlib.sha256(raw).hexdigest())
+            yield row
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text``'s lines, one at a time (a list of them all took 50 bytes a line). JSONL lines end at "\n" only:
+    JSON strings may hold U+2028, U+0085... that ``splitlines()`` would cut at."""
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end].removesuffix("\r")
+        start = end + 1
 
 
 def in_validation(skipped: Counter[str]) -> Counter[str]:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from answering.int8 import CALIBRATION_WINDOWS, calibrate_reader
 from answering.squad_eval import SquadSet
-from kb.cards import DataFile, Int8Scores, read_card
+from kb.cards import DataFile, Int8Scores, read_card, unfinished_training
 from kb.config import Settings
+from kb.errors import InvalidRequestError
 from kb.optional import installed
 from training.errors import TrainingDataError
 from training.options import TrainOptions
@@ -33,7 +34,12 @@ def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence
     those whose int8 costs most, until F1 on training questions is within that of float32's), and record its
     validation EM/F1 beside float32's on the card."""
     folder = model.expanduser()
-    card = read_card(folder) if folder.is_dir() else None
+    if not folder.is_dir():
+        raise InvalidRequestError(f"{model} is not a folder: give the folder of a reader, where its int8 graph is kept")
+    if unfinished_training(folder):  # the reader's loader would say to set KB_READER_MODEL, which this never reads
+        raise InvalidRequestError(f"{model} is an unfinished `kb train` run (its checkpoints are there, its training "
+                                  "card is not): finish it by running the same command with --resume first")
+    card = read_card(folder)
     files = list(data) or ([Path(file.path) for file in card.data] if card else [])
     if not data and not validation and card:
         validation = [Path(file.path) for file in card.validation_data]  # the files it was validated on, if any

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from kb.cards import CARD_FILE, CHECKPOINTS, RUN_FILE, TrainingCard, read_card, 
 from training.errors import OutputExistsError
 
 KEPT_FILE = "kept.json"  # the entries of the output folder that were there before the run: not its own
+WRITTEN_FILE = "written.json"  # the entries the run placed (or was about to place) in its output: its own
+STAGED = "staged"  # inside the checkpoints: where the model is saved before its entries are recorded and moved
 
 
 def check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
@@ -64,7 +67,7 @@ def run_entries(out: Path) -> list[str] | None:
     card = _card(out)
     if card is not None and card.files is None:
         return None
-    entries = [CHECKPOINTS] if (out / CHECKPOINTS / RUN_FILE).is_file() else []
+    entries = [CHECKPOINTS, *_written(out / CHECKPOINTS)] if (out / CHECKPOINTS / RUN_FILE).is_file() else []
     if card is not None:
         entries += [CARD_FILE, *card.files, *([Path(card.int8.graph).parts[0]] if card.int8 else [])]
     return [name for name in dict.fromkeys(entries) if _plain_name(name)] or None
@@ -84,6 +87,34 @@ def _remove(path: Path) -> None:
 
 def _entries(out: Path) -> set[str]:
     return {path.name for path in out.iterdir()}
+
+
+def _written(checkpoints: Path) -> list[str]:
+    """The entries an unfinished run recorded as its own (none for a run of a version that did not record them)."""
+    try:
+        names = json.loads((checkpoints / WRITTEN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+def publish_model(out: Path, save: Callable[[Path], None]) -> None:
+    """Have ``save`` write the model into a staging folder among the checkpoints, record its entries as this run's,
+    then move them into ``out`` (replacing entries of those names). A run killed at any point has recorded every
+    entry it placed in ``out``, so ``--overwrite`` removes exactly those, and never a file the user added after
+    the kill."""
+    checkpoints = out / CHECKPOINTS
+    staged = checkpoints / STAGED
+    if staged.exists():  # left by a run killed while saving
+        shutil.rmtree(staged)
+    staged.mkdir()
+    save(staged)
+    names = sorted(_entries(staged))
+    write_atomic(checkpoints / WRITTEN_FILE, json.dumps(sorted({*_written(checkpoints), *names})).encode("utf-8"))
+    for name in names:
+        _remove(out / name)  # a folder of that name cannot be replaced in one step; a symlink is replaced, not followed
+        os.replace(staged / name, out / name)
+    staged.rmdir()
 
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, Any]) -> Path:
@@ -125,11 +156,12 @@ def last_checkpoint(checkpoints: Path) -> str | None:
 
 def finish_output(out: Path, card: TrainingCard) -> None:
     """Once the best model is saved in ``out``: write its card, listing the entries this run wrote (those that were
-    not there before it), and remove the checkpoints."""
+    not there before it, and those it replaced), and remove the checkpoints."""
     checkpoints = out / CHECKPOINTS
     recorded = checkpoints / KEPT_FILE  # absent in checkpoints an older version wrote, into an emptied folder
     kept = set(json.loads(recorded.read_text(encoding="utf-8"))) if recorded.is_file() else set()
-    card.files = sorted(_entries(out) - kept - {CHECKPOINTS, CARD_FILE})
+    entries = _entries(out)
+    card.files = sorted((entries - kept | entries & set(_written(checkpoints))) - {CHECKPOINTS, CARD_FILE})
     write_card(out, card)
     shutil.rmtree(checkpoints, ignore_errors=True)
 

@@ -17,7 +17,7 @@ from training.errors import TrainingDataError
 from training.files import in_validation
 from training.negatives import mine_negatives, passages_knowledge_base
 from training.options import NO_VALIDATION, TrainOptions
-from training.output import finish_output
+from training.output import finish_output, publish_model
 from training.overlap import PassageOverlap
 from training.pairs import Pair, file_pairs, split_pairs, weak_pairs
 from training.runner import best_evaluation, finish_card, library_versions, run_trainer
@@ -108,7 +108,7 @@ def train_and_save(kind: ModelKind, trainer: Any, evaluator: Callable[[Any], dic
     run = run_trainer(trainer, options, checkpoints)
     after = scores(best_evaluation(trainer.state) or evaluator(model)) if evaluator else {}
     out = options.out.expanduser()
-    model.save(str(out))
+    publish_model(out, lambda folder: model.save(str(folder)))
     card = TrainingCard(kind=kind, base_model=base, base_fingerprint=base_fingerprint,
                         data=prepared.files, validation_data=prepared.validation_files, validation_split=prepared.split,
                         examples=len(prepared.train), skipped=dict(prepared.skipped),

@@ -34,7 +34,7 @@ from training.cloze import cloze_questions, kb_passages
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import NO_VALIDATION, TrainOptions
-from training.output import finish_output, prepare_output
+from training.output import finish_output, prepare_output, publish_model
 from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import (
@@ -246,8 +246,12 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     run = run_trainer(trainer, options, checkpoints)
     after = _scores_of(best_evaluation(trainer.state) or trainer.evaluate()) if options.use_validation else {}
     out = options.out.expanduser()
-    trainer.model.save_pretrained(str(out))  # the best checkpoint's weights, without the trainer's pickles
-    tokenizer.save_pretrained(str(out))
+
+    def save(folder: Path) -> None:
+        trainer.model.save_pretrained(str(folder))  # the best checkpoint's weights, without the trainer's pickles
+        tokenizer.save_pretrained(str(folder))
+
+    publish_model(out, save)
     card = TrainingCard(
         kind="reader", base_model=base, base_fingerprint=base_fingerprint, data=files,
         validation_data=reader_data.validation_files, validation_split=split,

@@ -40,7 +40,7 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
               *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
     check_apart(options.out, inputs)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
-    checked_device(options.device)  # a device this machine lacks fails now, not after hours of training
+    checked_device(options.device, "--device")  # a device this machine lacks fails now, not after hours of training
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, options.threads or cores))
     random.seed(options.seed)

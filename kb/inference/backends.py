@@ -48,22 +48,22 @@ def runs_on_cpu(device: str | None) -> bool:
     return not torch.cuda.is_available()
 
 
-def checked_device(device: str | None) -> str | None:
+def checked_device(device: str | None, setting: str = "KB_DEVICE") -> str | None:
     """``device`` if this machine has it (None stays None: the library then chooses, as sentence-transformers does
     among cuda, mps, xpu...). One it lacks (``cuda:99``, ``cuda`` without a GPU, a backend torch was built without)
     is a ``ConfigurationError`` naming the setting, not torch's error from deep inside a model load (search on ONNX
-    Runtime worked while ask died)."""
+    Runtime worked while ask died). ``setting`` is where the name came from, for the message."""
     if device is None:
         return None
     if not re.fullmatch(DEVICE_PATTERN, device):  # "meta" would pass torch's check and hold no weights
-        raise ConfigurationError(f"device {device!r} is not a torch device (KB_DEVICE: cpu, cuda, cuda:1, mps...)")
+        raise ConfigurationError(f"device {device!r} is not a torch device ({setting}: cpu, cuda, cuda:1, mps...)")
     import torch
 
     try:
         torch.empty(0, device=device)
     except Exception as error:  # noqa: BLE001 - CUDA asserts, an ordinal raises, hpu without its module fails import
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigurationError(f"device {device!r} (KB_DEVICE) is not on this machine: {reason}") from error
+        raise ConfigurationError(f"device {device!r} ({setting}) is not on this machine: {reason}") from error
     return device
 
 
