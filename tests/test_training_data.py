@@ -163,6 +163,68 @@ def test_overwrite_after_a_killed_run_removes_exactly_what_that_run_placed_in_ou
     assert read_card(out).files == ["config.json", "model.safetensors", "tokenizer"] and not checkpoints.exists()
 
 
+def test_a_run_never_replaces_lists_or_removes_a_file_of_the_users(tmp_path: Path) -> None:
+    """Files of the user's in --out: one added after a kill is not put on the card by --resume; one there before
+    the run that the model would replace (sentence-transformers writes README.md) stops the run before anything is
+    moved, the model kept for --resume; a hostile written.json or a leftover staging symlink changes nothing; an
+    --overwrite killed midway leaves what it did not remove still recorded as the run's."""
+    from training import output
+    from training.output import publish_model, run_entries
+
+    def save(folder: Path) -> None:
+        (folder / "model.safetensors").write_text("weights", encoding="utf-8")
+        (folder / "README.md").write_text("model card", encoding="utf-8")
+
+    out = tmp_path / "retriever"
+    prepare_output(out, overwrite=False, resume=False, run={"kind": "retriever"})
+    publish_model(out, save)  # then killed
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    prepare_output(out, overwrite=False, resume=True, run={"kind": "retriever"})
+    publish_model(out, save)
+    finish_output(out, TrainingCard(kind="retriever", base_model="base"))
+    assert read_card(out).files == ["README.md", "model.safetensors"]  # was: notes.txt too, removed by --overwrite
+
+    out = tmp_path / "reader"  # an earlier run's model, the user's README.md beside it
+    prepare_output(out, overwrite=False, resume=False, run={"kind": "reader"})
+    publish_model(out, lambda folder: (folder / "model.safetensors").write_text("reader", encoding="utf-8"))
+    finish_output(out, TrainingCard(kind="reader", base_model="base"))
+    (out / "README.md").write_text("my notes", encoding="utf-8")
+    checkpoints = prepare_output(out, overwrite=True, resume=False, run={"kind": "retriever"})
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "checkpoints"]
+    (checkpoints / "staged").symlink_to(tmp_path / "elsewhere")  # left over: replaced, never followed
+    with pytest.raises(OutputExistsError, match="holds README.md of yours, .* --resume"):
+        publish_model(out, save)
+    assert (out / "README.md").read_text(encoding="utf-8") == "my notes" and not (out / "model.safetensors").exists()
+    assert run_entries(out) == ["checkpoints"] and (checkpoints / "staged" / "model.safetensors").is_file()
+
+    (out / "README.md").rename(tmp_path / "moved.md")
+    prepare_output(out, overwrite=False, resume=True, run={"kind": "retriever"})
+    publish_model(out, save)
+    written = (checkpoints / "written.json").read_text(encoding="utf-8")
+    for hostile in ("[" * 100_000, None):  # nested past the recursion limit; a FIFO, which would block a reader
+        (checkpoints / "written.json").unlink()
+        if hostile is None:
+            os.mkfifo(checkpoints / "written.json")
+        else:
+            (checkpoints / "written.json").write_text(hostile, encoding="utf-8")
+        assert run_entries(out) == ["checkpoints"]
+    (checkpoints / "written.json").unlink()
+    (checkpoints / "written.json").write_text(written, encoding="utf-8")
+    publish_model(out, save)  # killed after publishing, resumed: the README.md there is the run's now
+    real_remove = output._remove
+    with pytest.MonkeyPatch.context() as patch:
+        def killed_at_checkpoints(path: Path) -> None:
+            if path.name == "checkpoints" or path.parent.name == "checkpoints":
+                raise KeyboardInterrupt  # killed once the model's files are gone, before the records
+            real_remove(path)
+
+        patch.setattr(output, "_remove", killed_at_checkpoints)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_output(out, overwrite=True, resume=False, run={"kind": "retriever"})
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoints"]
+    assert run_entries(out) == ["checkpoints", "README.md", "model.safetensors"]  # still the run's to remove
+
+
 def test_a_run_file_that_cannot_be_written_whole_is_not_left_half_written(tmp_path: Path) -> None:
     out = tmp_path / "out"
     script = ("import resource, sys; from pathlib import Path; from training.output import prepare_output\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -57,7 +56,7 @@ def _card(out: Path) -> TrainingCard | None:
     file of that name)."""
     try:
         return read_card(out)
-    except (OSError, ValueError):  # not JSON, not UTF-8, or not a card's fields
+    except (OSError, ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, or not a card's fields
         return None
 
 
@@ -89,32 +88,58 @@ def _entries(out: Path) -> set[str]:
     return {path.name for path in out.iterdir()}
 
 
+def _names(path: Path) -> list[str] | None:
+    """The names listed in a run's JSON record (``kept.json``, ``written.json``), or None when there is no such
+    file (checkpoints of an older version) or it is not a list (a FIFO is not read: it would block)."""
+    try:
+        names = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else None
+
+
 def _written(checkpoints: Path) -> list[str]:
     """The entries an unfinished run recorded as its own (none for a run of a version that did not record them)."""
-    try:
-        names = json.loads((checkpoints / WRITTEN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+    return _names(checkpoints / WRITTEN_FILE) or []
 
 
 def publish_model(out: Path, save: Callable[[Path], None]) -> None:
     """Have ``save`` write the model into a staging folder among the checkpoints, record its entries as this run's,
     then move them into ``out`` (replacing entries of those names). A run killed at any point has recorded every
     entry it placed in ``out``, so ``--overwrite`` removes exactly those, and never a file the user added after
-    the kill."""
+    the kill. An entry of the user's, there before the run, is never replaced: the run stops, its model kept
+    among the checkpoints for ``--resume`` once the user has moved that entry."""
     checkpoints = out / CHECKPOINTS
     staged = checkpoints / STAGED
-    if staged.exists():  # left by a run killed while saving
-        shutil.rmtree(staged)
+    _remove(staged)  # left by a run killed while saving
     staged.mkdir()
     save(staged)
     names = sorted(_entries(staged))
+    theirs = set(_names(checkpoints / KEPT_FILE) or []) & _entries(out) - set(_written(checkpoints))
+    if clash := theirs & set(names):  # (once this run has replaced an entry, on --resume, it is the run's)
+        raise OutputExistsError(f"{out} holds {', '.join(sorted(clash))} of yours, which the trained model would "
+                                "replace: move it elsewhere, then run the same command with --resume to finish")
     write_atomic(checkpoints / WRITTEN_FILE, json.dumps(sorted({*_written(checkpoints), *names})).encode("utf-8"))
     for name in names:
         _remove(out / name)  # a folder of that name cannot be replaced in one step; a symlink is replaced, not followed
-        os.replace(staged / name, out / name)
+        shutil.move(staged / name, out / name)  # a rename, or a copy where the checkpoints are another filesystem
     staged.rmdir()
+
+
+def _remove_run(out: Path, entries: list[str]) -> None:
+    """Remove an earlier run's ``entries`` from ``out``, its records last (the card, then the checkpoints' run
+    file): a kill midway leaves the rest still recorded as that run's, for the next ``--overwrite``."""
+    for name in sorted(entries, key=lambda name: (name == CHECKPOINTS, name == CARD_FILE)):
+        if name != CHECKPOINTS:
+            _remove(out / name)
+        elif (out / name).is_dir() and not (out / name).is_symlink():
+            for entry in (out / name).iterdir():
+                if entry.name != RUN_FILE:
+                    _remove(entry)
+            _remove(out / name / RUN_FILE)
+            (out / name).rmdir()
+        else:
+            _remove(out / name)
 
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, Any]) -> Path:
@@ -136,8 +161,7 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, A
                                     "; resume with the same ones, or pass --overwrite to start again")
         return checkpoints
     if out.is_dir():
-        for name in run_entries(out) or []:  # only an earlier run's own files: check_output refused anything else
-            _remove(out / name)
+        _remove_run(out, run_entries(out) or [])  # only an earlier run's own files: check_output refused the rest
     checkpoints.mkdir(parents=True, exist_ok=True)
     # Written whole or not at all: a run killed (or a disk filled) mid-write must not leave a half file that
     # --resume or the card's file list then cannot read.
@@ -155,13 +179,13 @@ def last_checkpoint(checkpoints: Path) -> str | None:
 
 
 def finish_output(out: Path, card: TrainingCard) -> None:
-    """Once the best model is saved in ``out``: write its card, listing the entries this run wrote (those that were
-    not there before it, and those it replaced), and remove the checkpoints."""
+    """Once the best model is saved in ``out``: write its card, listing the entries this run wrote, and remove the
+    checkpoints."""
     checkpoints = out / CHECKPOINTS
-    recorded = checkpoints / KEPT_FILE  # absent in checkpoints an older version wrote, into an emptied folder
-    kept = set(json.loads(recorded.read_text(encoding="utf-8"))) if recorded.is_file() else set()
-    entries = _entries(out)
-    card.files = sorted((entries - kept | entries & set(_written(checkpoints))) - {CHECKPOINTS, CARD_FILE})
+    entries, written = _entries(out), _names(checkpoints / WRITTEN_FILE)
+    # What the run recorded as it wrote; checkpoints of an older version record nothing: then what was not kept.
+    own = entries & set(written) if written is not None else entries - set(_names(checkpoints / KEPT_FILE) or [])
+    card.files = sorted(own - {CHECKPOINTS, CARD_FILE})
     write_card(out, card)
     shutil.rmtree(checkpoints, ignore_errors=True)
 

@@ -57,8 +57,8 @@ def add_train_parser(commands: Any) -> None:
                              "(the last step with --no-validation)")
         command.add_argument("--batch-size", type=int)
         command.add_argument("--learning-rate", type=float)
-        if kind != "clip":  # CLIP reads every caption at its model's fixed context length
-            command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window)")
+        command.add_argument("--max-seq-length", type=int, help="tokens per example (reader: per window; clip: "
+                             "refused, captions have the model's own length)")
         command.add_argument("--threads", type=int, help="CPU threads (default: every core)")
         command.add_argument("--seed", type=int, help="seeds the validation split, the new layers' starting weights "
                              "and the training order (default 0)")
@@ -114,7 +114,7 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
                  unanswerable_share=getattr(args, "unanswerable_share", None),
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate,
-                 max_seq_length=getattr(args, "max_seq_length", None), validation=args.validation,
+                 max_seq_length=args.max_seq_length, validation=args.validation,
                  use_validation=args.use_validation, threads=args.threads, seed=args.seed, data_seed=args.data_seed,
                  device=args.device, overwrite=args.overwrite, resume=args.resume)
     print(summarise(card, args.out))
