@@ -78,5 +78,10 @@ class DatabaseUnreadableError(KbError, RuntimeError):
     message says to restore it from a backup)."""
 
 
+class DatabaseUnreachableError(KbError, ConnectionError):
+    """The database server stopped answering after the knowledge base opened (restarting, a network cut): the
+    request fails in one line, and the next one connects again. Passing trouble, unlike a damaged database."""
+
+
 class RejectedDataError(KbError, ValueError):
     """The database refused one piece of data (a string it cannot store, a constraint): that item fails alone."""

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from answering.reader import Readers
 
-ImageQuery = Union[str, os.PathLike[str], "Image"]
+ImageQuery = Union[str, os.PathLike[str], bytes, "Image"]
 FileCallback = Callable[[int, int, str], None]
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,8 @@ class KnowledgeBase:
     def search(self, query: str | None = None, k: int = 5, mode: SearchMode = "hybrid",
                filters: Filters | dict[str, Any] | None = None, modalities: Iterable[str] | None = None,
                image: ImageQuery | None = None) -> list[Hit]:
-        """The ``k`` chunks and images that best match ``query``, or ``image`` (a path or a PIL image).
+        """The ``k`` chunks and images that best match ``query``, or ``image`` (a path, an image file's bytes or
+        a PIL image).
 
         ``modalities`` restricts the results to ``{"text"}`` or ``{"image"}`` (both by default). Every hit has its
         file, page and character offsets; an image hit also has ``hit.image`` (see :meth:`image_preview`).
@@ -280,19 +281,33 @@ class KnowledgeBase:
     def _query_image(self, image: ImageQuery) -> Image:
         """An image to search with, decoded with the same guards as ingested images; a path is read only if it is a
         regular file of at most ``max_file_mb``, as an image file ingested (a FIFO or ``/dev/zero`` is refused at
-        once)."""
+        once); a PIL image is refused before it is decoded when it has no pixels or more than an ingested one may."""
         from PIL import Image
 
         from ingestion.loaders.images import decode_image
 
+        limits = self.settings.ingestion
         if isinstance(image, Image.Image):
+            width, height = image.size  # known before a lazily opened image is decoded
+            if not 0 < width * height <= limits.max_image_pixels:
+                raise InvalidRequestError(f"cannot search by a {width}x{height} image: it must have from 1 to "
+                                          f"{limits.max_image_pixels:,} pixels (max_image_pixels)")
             return image.convert("RGB")
+        if isinstance(image, bytes):
+            if len(image) > limits.max_file_mb * 2**20:
+                raise InvalidRequestError(f"cannot search by an image of {len(image):,} bytes: more than max_file_mb")
+            return decode_image(image, "the query image", max_pixels=limits.max_image_pixels).image
+        if not isinstance(image, (str, os.PathLike)):
+            raise InvalidRequestError(f"search by image takes a path, an image file's bytes or a PIL image, not "
+                                      f"{type(image).__name__}")
         path = Path(image)
+        if "\0" in str(path):
+            raise InvalidRequestError("cannot search by this image: its path holds a NUL character")
         try:
-            data = read_named_file(path, int(self.settings.ingestion.max_file_mb * 2**20))
+            data = read_named_file(path, int(limits.max_file_mb * 2**20))
         except (NotRegularFileError, FileTooLargeError) as error:
             raise InvalidRequestError(f"{path}: cannot search by this image: {error}") from error
-        return decode_image(data, path.name, max_pixels=self.settings.ingestion.max_image_pixels).image
+        return decode_image(data, path.name, max_pixels=limits.max_image_pixels).image
 
     def ask(self, question: str, k: int = 5, top_k: int = 3, mode: SearchMode = "hybrid",
             filters: Filters | dict[str, Any] | None = None, threshold: float | None = None) -> AskResult:

@@ -27,7 +27,7 @@ from retrieval.dense import dense_scores
 from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_scores, keyword_search, query_terms
-from retrieval.query import readable_query
+from retrieval.query import MAX_QUERY_CHARS, readable_query
 from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 from retrieval.translation import english_gloss
 
@@ -69,6 +69,8 @@ class Retriever:
         self.backgrounds = Backgrounds()
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
+        # Likewise its keyword terms (a long Chinese question takes seconds to segment), per tokenizer scheme.
+        self._query_terms = lru_cache(maxsize=QUERY_CACHE)(lambda scheme, text: tuple(query_terms(self.keywords, text)))
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
         self.reranker = CrossEncoderReranker(settings.reranker.model, settings.device, settings.reranker.backend,
                                              export_cache(settings)) if reranker_enabled(settings.reranker.model) \
@@ -86,6 +88,8 @@ class Retriever:
         language = question_language(query)
         hits = self._search(query, k, mode, filters, wanted, language)
         gloss = english_gloss(query) if self.settings.cross_lingual.enabled else None
+        if gloss is not None:  # as far as a question is read (each 客 of a long one glossed "guest ": 17 times longer)
+            gloss = gloss[:MAX_QUERY_CHARS]
         if gloss is not None:  # searched as the question is: its words are the question's, not an English sentence
             glossed = self._search(gloss, k, mode, filters, wanted, language)
             weight = self.settings.cross_lingual.weight
@@ -107,7 +111,7 @@ class Retriever:
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # The query is encoded first, so that the snapshot below is as short as a read can be.
         vector = self._query_vector(query) if text_space is not None else None
-        terms = query_terms(self.keywords, query) if mode != "dense" else []
+        terms = list(self._query_terms(self.keywords.scheme, query)) if mode != "dense" else []
         clip_vector = self.clip.encode([query])[0] if vector is not None and clip_space is not None and \
             self.clip is not None else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,

@@ -43,9 +43,10 @@ class Snippet:
         return (ellipsis if self.before else "") + "".join(pieces) + (ellipsis if self.after else "")
 
 
-def snippet(text: str, query: str, tokenizer: KeywordTokenizer, width: int = 300) -> Snippet:
-    """The window of about ``width`` characters of ``text`` that holds the most distinct terms of ``query``."""
-    spans = term_spans(text, set(tokenizer.tokenize_query(query)), tokenizer)
+def snippet(text: str, terms: set[str], tokenizer: KeywordTokenizer, width: int = 300) -> Snippet:
+    """The window of about ``width`` characters of ``text`` that holds the most distinct query ``terms`` (the
+    query's ``tokenizer.tokenize_query``, made once for all its hits: a long Chinese query takes seconds)."""
+    spans = term_spans(text, terms, tokenizer)
     if len(text) <= width:
         return Snippet(text, [(start, end) for start, end, _ in spans])
     # Each matched term is tried as the first of a window: shown from a little before it (less when the terms that

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from kb import KnowledgeBase
 from kb.errors import ConfigurationError, WriterBusyError
@@ -110,3 +110,51 @@ def test_the_busy_message_names_this_knowledge_bases_writer(postgres_server: Pos
     for lock, engine in zip((elsewhere, here), engines):
         lock.release()
         engine.dispose()
+
+
+def test_a_server_that_stops_answering_after_opening_fails_each_request_in_one_line(
+        tmp_path: Path, tiny_text_model: Path, postgres_server: PostgresServer,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Searches, ask and the command line raised SQLAlchemy's OperationalError with a traceback when the server
+    went away after the knowledge base opened (here: its database stops taking connections and drops them); now
+    one line each, and the next request after it is back answers again."""
+    from kb.cli import main
+    from kb.errors import DatabaseUnreachableError
+
+    url = postgres_server.create("goes_away")
+    name = make_url(url).database
+    markers = write_files(tmp_path / "docs", range(3))
+    kb = open_kb(tmp_path / "kb", tiny_text_model, url)
+    kb.ingest(tmp_path / "docs")
+    marker = markers["file0001.txt"]
+    monkeypatch.setenv("KB_TEXT_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    cli = ["--kb", str(tmp_path / "kb"), "search", marker]
+    opened = KnowledgeBase.open  # the command line's knowledge base opens, then the server goes away
+
+    def open_then_lose(*args: object, **kwargs: object) -> KnowledgeBase:
+        knowledge_base = opened(*args, **kwargs)
+        set_connections(False)
+        return knowledge_base
+
+    def set_connections(allowed: bool) -> None:
+        with postgres_server.admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
+            if not allowed:
+                connection.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                        f"'{name}' AND pid <> pg_backend_pid()"))
+
+    set_connections(False)
+    for request in (lambda: kb.search(marker), lambda: kb.search(marker, mode="keyword"), lambda: kb.ask(marker)):
+        with pytest.raises(DatabaseUnreachableError, match="lost the connection to the database .* not currently "
+                                                           "accepting connections"):
+            request()
+    set_connections(True)
+    assert Path(kb.search(marker, k=1, mode="keyword")[0].path).name == "file0001.txt"
+    kb.close()
+    monkeypatch.setattr(KnowledgeBase, "open", open_then_lose)
+    capsys.readouterr()
+    assert main(cli) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("kb: error: lost the connection to the database") and "Traceback" not in error
+    set_connections(True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kb.keywords import keyword_tokenizer
@@ -11,7 +13,9 @@ FILLER = "Nothing of note happens in this sentence at all. "
 
 
 def marked(text: str, query: str, tokenizer: str = "simple", width: int = 120) -> str:
-    return snippet(text, query, keyword_tokenizer(tokenizer), width=width).render(mark=lambda term: f"[{term}]")
+    keywords = keyword_tokenizer(tokenizer)
+    shown = snippet(text, set(keywords.tokenize_query(query)), keywords, width=width)
+    return shown.render(mark=lambda term: f"[{term}]")
 
 
 def test_the_window_with_the_most_query_terms_is_shown_with_them_marked() -> None:
@@ -63,6 +67,46 @@ def test_text_without_spaces_is_cut_between_characters_as_a_reader_sees_them(cha
     """Without spaces to cut at, a window was cut at any code point: half a flag, an accent without its letter, a
     family emoji split at its joiner."""
     text = character * 150 + "退货政策" + character * 200
-    shown = snippet(text, "退货", keyword_tokenizer("simple"), width=width)
+    keywords = keyword_tokenizer("simple")
+    shown = snippet(text, set(keywords.tokenize_query("退货")), keywords, width=width)
     assert shown.before and shown.after and "退货政策" in shown.text
     assert shown.text.replace("退货政策", "").replace(character, "") == ""  # whole characters at both ends
+
+
+def test_a_question_is_cut_into_terms_once_for_its_searches_and_all_its_snippets(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each printed hit's snippet cut the whole question into terms again, uncut (a 129 KB Chinese question: 8 s a
+    hit, 75 s for ten), and ask cut it once for its passages and again for its images (seconds each for a long
+    Chinese one). Now once per question, as far as the search reads it; jieba segments a long run in slices."""
+    from kb.cli import main
+    from kb.keywords import HAN_SLICE, JiebaTokenizer
+    from retrieval.query import MAX_QUERY_CHARS
+    from tests.test_knowledge_base import write_docs
+
+    notes = {f"note{n}.txt": f"退货政策 第{n}条：客户可在三十天内退货。" for n in range(8)}
+    folder = write_docs(tmp_path / "docs", notes)
+    kb = kb_factory(keyword_tokenizer="jieba")
+    kb.ingest(folder)
+    kb.close()
+    cut: list[int] = []
+    tokenize = JiebaTokenizer.tokenize_query
+
+    def counted(self: JiebaTokenizer, text: str) -> list[str]:
+        if len(text) > 1000:  # the question's or its English gloss's (snippets look up a hit's words one by one)
+            cut.append(len(text))
+        return tokenize(self, text)
+
+    monkeypatch.setattr(JiebaTokenizer, "tokenize_query", counted)
+    question = "退货政策" + "客" * 40_000
+    monkeypatch.setenv("KB_DEVICE", "cpu")
+    assert main(["--kb", str(tmp_path / "kb"), "search", question, "-k", "8"]) == 0
+    # The question's and its gloss's (its 客 read "guest ": once 557,032 characters), each cut as far as search reads
+    assert capsys.readouterr().out.count("   退货政策 第") == 8 and cut == [MAX_QUERY_CHARS] * 3
+    cut.clear()
+    kb = kb_factory(keyword_tokenizer="jieba")
+    kb.ask(question)
+    assert cut == [MAX_QUERY_CHARS] * 2  # the question's, its gloss's: for passages and images alike
+    jieba = JiebaTokenizer()
+    run = "".join(f"退货政策第{n}条客户可在三十天内退货" for n in range(100))
+    assert jieba.segment(run) == [word for start in range(0, len(run), HAN_SLICE)
+                                  for word in jieba.segment(run[start : start + HAN_SLICE])]

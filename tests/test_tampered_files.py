@@ -4,6 +4,7 @@ damaged file there ends in one clear line or a rebuild, never a hang, an exhaust
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main
-from kb.errors import ConfigurationError, ImageSearchUnavailable, InvalidRequestError
+from kb.errors import ConfigurationError, ImageSearchUnavailable, InvalidRequestError, KbError
 from tests.test_hostile_operations import errors
 from tests.test_knowledge_base import write_docs
 from tests.test_multimodal import write_folder
@@ -62,6 +63,33 @@ def test_a_query_image_that_is_not_a_small_regular_file_is_refused_at_once(
         # Without an image space nothing is read: the FIFO is not even opened.
         with pytest.raises(ImageSearchUnavailable, match="turned off"):
             kb_factory("off", clip_model="none").search(image=tmp_path / "pipe.png")
+
+
+def test_a_query_image_of_any_other_kind_is_refused_in_one_line_and_bytes_are_read_as_a_file(
+        image_kb, tmp_path: Path) -> None:
+    """A web front end's likely inputs: an upload's bytes search as its file does; a number, a stream, a NUL in a
+    path, a PIL image of no pixels or of more than an ingested image may have (opened lazily: not decoded) were
+    TypeErrors, a ZeroDivisionError, or a decoding of 81 megapixels."""
+    from PIL import Image
+
+    folder = write_folder(tmp_path / "docs")
+    kb = image_kb()
+    kb.ingest(folder)
+    photo = folder / "photo-1.png"
+    assert kb.search(image=photo.read_bytes(), k=1)[0].path == kb.search(image=photo, k=1)[0].path
+    with pytest.raises(KbError):
+        kb.search(image=b"not an image at all")
+    huge = tmp_path / "huge.png"
+    side = int(kb.settings.ingestion.max_image_pixels ** 0.5) + 1
+    Image.new("L", (side, side)).save(huge)
+    refused = [(5, "takes a path, an image file's bytes or a PIL image, not int"),
+               (io.BytesIO(photo.read_bytes()), "not BytesIO"), ("a\0b.png", "holds a NUL character"),
+               (Image.new("RGB", (0, 0)), "0x0 image"),
+               (Image.open(huge), f"{side}x{side} image: .*\\(max_image_pixels\\)")]
+    for image, said in refused:
+        with pytest.raises(InvalidRequestError, match=said):
+            kb.search(image=image)
+    kb.close()
 
 
 def _plant(path: Path, what: str) -> None:

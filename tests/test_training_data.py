@@ -600,3 +600,34 @@ def test_texts_sharing_a_stretch_with_a_validation_passage_are_found_whatever_th
     assert overlap("A  short\none.") and not overlap("A short one, longer.") and not overlap("")
     assert not overlap(other) and not overlap(passage[1000 : 1000 + RUN - 1])
     assert not PassageOverlap([])(passage)
+
+
+def test_passages_are_cut_to_what_the_model_reads_and_held_once(tmp_path: Path) -> None:
+    """A 1 MB paragraph asked 50 questions was tokenised whole in every batch (4.5 GB, minutes a step) to read its
+    first tokens; now each distinct passage is cut once to the tokens the model reads, however its text is spaced,
+    and a JSONL file's repeated passage is one string."""
+    from transformers import AutoTokenizer
+
+    from training.pair_data import cut_to_model, readable_part
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    rng = random.Random(2)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 9))) for _ in range(500)]
+    long = " ".join(rng.choice(words) for _ in range(100_000))
+    spaced = (" " * 5000).join(words[:300])  # far more characters a token than the first guess
+    for text in (long, spaced, "x" * 300 + " tail " * 200):  # a 300-letter word is one [UNK] token
+        part = readable_part(text, tokenizer, 64)
+        whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer(part, add_special_tokens=False)["input_ids"] == whole[:64] and len(part) < len(text)
+    assert readable_part("A short passage.", tokenizer, 64) == "A short passage."
+    pairs = [Pair(f"question {n}", long, "g", negatives=[spaced]) for n in range(3)]
+    cut_to_model(pairs, tokenizer, 64)
+    assert all(p.positive is pairs[0].positive and p.negatives[0] is pairs[0].negatives[0] for p in pairs)
+    assert len(pairs[0].positive) < 1000
+
+    rows = [{"query": f"question {n}", "positive": long[:10_000], "negatives": long[:5000]} for n in range(3)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(map(json.dumps, rows)), encoding="utf-8")
+    read = jsonl_pairs(path).pairs
+    assert len(read) == 3 and all(p.positive is read[0].positive and p.negatives[0] is read[0].negatives[0]
+                                  for p in read)

@@ -43,6 +43,40 @@ class PreparedPairs:
         return digest.hexdigest()
 
 
+PREFIX_CHARS_PER_TOKEN = 8  # a first guess at the characters that hold a token: the prefix grows when it falls short
+
+
+def readable_part(text: str, tokenizer: Any, max_tokens: int) -> str:
+    """The start of ``text`` that a model reading ``max_tokens`` tokens sees, found by tokenising a prefix that
+    grows until it holds more than that."""
+    size = max_tokens * PREFIX_CHARS_PER_TOKEN
+    while True:
+        offsets = tokenizer(text[:size], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) > max_tokens:
+            return text[: offsets[max_tokens][0]]  # up to the first token beyond
+        if size >= len(text):
+            return text
+        size *= 4
+
+
+def cut_to_model(pairs: Sequence[Pair], tokenizer: Any, max_tokens: int | None) -> None:
+    """Cut the passages of ``pairs`` (positives, negatives) to what the model reads of them, each distinct text
+    once. The trainers tokenise every text whole before truncating it, and a JSONL file's repeated passage was one
+    string per line. A slow tokenizer has no offsets, and a model with no length reads everything: their texts stay
+    whole."""
+    if not max_tokens or not getattr(tokenizer, "is_fast", False):
+        return
+    cut: dict[str, str] = {}
+
+    def part(text: str) -> str:
+        if text not in cut:
+            cut[text] = readable_part(text, tokenizer, max_tokens)
+        return cut[text]
+
+    for pair in pairs:
+        pair.positive, pair.negatives = part(pair.positive), [part(text) for text in pair.negatives]
+
+
 def prepare_pairs(data: Sequence[Path], options: TrainOptions, *, text_model: str, kb_dir: Path | None,
                   from_kb: bool, negatives: int) -> PreparedPairs:
     """Pairs from ``data`` (SQuAD or JSONL files) and, with ``from_kb``, weak pairs from the knowledge base at

@@ -65,7 +65,7 @@ def squad_pairs(paths: Sequence[Path]) -> PairSet:
 def jsonl_pairs(path: Path) -> PairSet:
     """Lines ``{"query": ..., "positive": ..., "negatives": [...] (optional), "group": ... (optional)}``; lines that
     are not such objects are counted and left out."""
-    pairs = []
+    pairs, passages = [], dict[str, str]()  # each distinct passage held once, however many lines repeat it
     read = read_jsonl(path)
     skipped = read.skipped
     for row in read.rows:
@@ -78,8 +78,9 @@ def jsonl_pairs(path: Path) -> PairSet:
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
             skipped["negatives not a text or a list of texts"] += 1
             continue
+        positive = passages.setdefault(positive, positive)
         pairs.append(Pair(query, positive, str(row.get("group") or positive),
-                          negatives=[n for n in negatives if n.strip()]))
+                          negatives=[passages.setdefault(n, n) for n in negatives if n.strip()]))
     return PairSet(pairs, [data_file(path, read.sha256, len(pairs))], skipped)
 
 

@@ -22,7 +22,7 @@ from training.errors import TrainingDataError
 from training.negatives import checked_negatives
 from training.options import TrainOptions
 from training.output import prepare_output
-from training.pair_data import prepare_pairs, train_and_save
+from training.pair_data import cut_to_model, prepare_pairs, train_and_save
 from training.pairs import Pair
 from training.retriever import scores_of
 from training.runner import check_sequence_length, start_run, trainer_arguments, utc_now
@@ -82,9 +82,8 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
     batch_size = options.batch_size or DEFAULTS["batch_size"]
     learning_rate = options.learning_rate or DEFAULTS["learning_rate"]
     max_length = options.max_seq_length or DEFAULTS["max_seq_length"]
-    rows = labelled_rows(prepared.train)
-    positives = sum(rows["label"])
-    if positives == len(rows["label"]):
+    positives, negatives = len(prepared.train), sum(len(pair.negatives) for pair in prepared.train)
+    if not negatives:
         raise TrainingDataError("no negative passage was found for any training question (every pair has the same "
                                 "passage?): a cross-encoder learns nothing from positives alone; give more passages")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -96,13 +95,14 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                                  run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": prepared.sha256(), **hyperparameters})
     model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows["label"]) - positives) / positives))
+    cut_to_model(prepared.train + prepared.validation, model.tokenizer, max_length)  # after the run's hash
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(negatives / positives))
     evaluator = reranking_evaluator(prepared.validation) if options.use_validation else None
     arguments = CrossEncoderTrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs,
                                                                   batch_size=batch_size, learning_rate=learning_rate,
                                                                   metric=METRIC))
-    trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss,
-                                  evaluator=evaluator)
+    trainer = CrossEncoderTrainer(model=model, args=arguments, loss=loss, evaluator=evaluator,
+                                  train_dataset=Dataset.from_dict(labelled_rows(prepared.train)))
     return train_and_save("reranker", trainer, evaluator, _scores, options=options,
                           checkpoints=checkpoints, prepared=prepared, base=base, base_fingerprint=base_fingerprint,
                           hyperparameters=hyperparameters, started=started, started_at=started_at)

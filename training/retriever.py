@@ -22,7 +22,7 @@ from training.errors import TrainingDataError
 from training.negatives import checked_negatives, is_gold
 from training.options import TrainOptions
 from training.output import prepare_output
-from training.pair_data import prepare_pairs, train_and_save
+from training.pair_data import cut_to_model, prepare_pairs, train_and_save
 from training.pairs import Pair
 from training.runner import check_sequence_length, start_run, trainer_arguments, utc_now
 
@@ -117,6 +117,7 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
     model = SentenceTransformer(str(base_folder), device=options.device)
     if options.max_seq_length:
         model.max_seq_length = options.max_seq_length
+    cut_to_model(prepared.train + prepared.validation, model.tokenizer, model.max_seq_length)  # after the run's hash
     evaluator = retrieval_evaluator(prepared.validation, [p.positive for p in prepared.train]) \
         if options.use_validation else None
     arguments = SentenceTransformerTrainingArguments(

@@ -7,6 +7,7 @@ from pathlib import Path
 from kb.cli.terminal import Emphasis, one_line, safe
 from kb.keywords import KeywordTokenizer
 from kb.types import AskResult, DoctorReport, Hit, IngestReport, Job, SourceInfo, Stats
+from retrieval.query import MAX_QUERY_CHARS
 from retrieval.snippets import snippet
 
 SNIPPET_WIDTH = 300
@@ -36,6 +37,7 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
     if not found:
         print("no results")
     mark = Emphasis(terminal)
+    terms: dict[str, set[str]] = {}  # of the query, and of its English gloss: each made once
     for rank, hit in enumerate(found, start=1):
         page = f" p.{hit.page}" if hit.page is not None else ""
         if hit.image is not None:  # an image, or a passage carrying the image it is the text of
@@ -48,8 +50,10 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
             print(f"{rank}. {safe(hit.path)}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}{via}")
         text = one_line(hit.text)
         if text:
-            shown = snippet(text, hit.matched_query or query or "", keywords,
-                            width=len(text) if full else SNIPPET_WIDTH)
+            wanted = (hit.matched_query or query or "").lstrip()[:MAX_QUERY_CHARS]  # what the search read of it
+            if wanted not in terms:
+                terms[wanted] = set(keywords.tokenize_query(wanted))
+            shown = snippet(text, terms[wanted], keywords, width=len(text) if full else SNIPPET_WIDTH)
             print(f"   {shown.render(mark=mark if terminal else None)}")
 
 

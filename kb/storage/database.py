@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.errors import ConfigurationError, DatabaseUnreadableError, SchemaError
+from kb.errors import ConfigurationError, DatabaseUnreachableError, DatabaseUnreadableError, SchemaError
 from kb.storage import bm25
 from kb.storage.filters import SQLITE_LOWER, unicode_lower
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
@@ -65,6 +65,20 @@ def _configure_sqlite(engine: Engine) -> None:
             raise _unreadable(engine, str(engine.url), context.original_exception)
 
 
+def _report_lost_server(engine: Engine, url: str) -> None:
+    """A server that goes away after the database opened (stopped, restarting, cut off) fails a search, a report or
+    a run in one line instead of a driver's traceback; the pool's check before use connects again afterwards."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_lost(context: ExceptionContext) -> None:
+        if context.is_pre_ping:  # the pool's check of a pooled connection: a dead one is replaced, not an error
+            return
+        if context.is_disconnect or (context.connection is None and isinstance(context.sqlalchemy_exception,
+                                                                               OperationalError)):
+            cause = " ".join(str(context.original_exception).split())
+            raise DatabaseUnreachableError(f"lost the connection to the database {redact(url)}: {cause}")
+
+
 def _use_wal(cursor: sqlite3.Cursor) -> None:
     """Switch to WAL, trying again for up to ``BUSY_TIMEOUT_S``: a connection that meets another switching a new
     database's journal mode is told "database is locked" at once (SQLite skips the busy handler there, as it does
@@ -105,6 +119,8 @@ def open_database(url: str) -> sessionmaker[Session]:
     except DatabaseUnreadableError:  # raised by the error hook
         engine.dispose()
         raise
+    if engine.dialect.name != "sqlite":
+        _report_lost_server(engine, url)  # once open: a server down at the start cannot be opened, as said above
     return factory
 
 
