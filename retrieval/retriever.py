@@ -107,6 +107,10 @@ class Retriever:
         # Deeper than the hits wanted: candidates for fusion, and spare hits for those that fold into others (see
         # evidence.py), deeper still when repeats fill the lists (_deepened).
         depth = max(2 * wanted_hits, self.settings.fusion.candidates)
+        if wanted == {"image"}:  # ask's search for images: in a knowledge base of text, nothing to encode the query for
+            with self.store.read() as snapshot:
+                if "image" not in snapshot.chunk_modalities():
+                    return []
         text_space = self.store.space(TEXT_SPACE, self.encoder.identity(), create=False) if mode != "keyword" else None
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # The query is encoded first, so that the snapshot below is as short as a read can be.

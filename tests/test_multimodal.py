@@ -303,3 +303,31 @@ def test_a_text_only_search_filters_by_modality_only_where_other_modalities_exis
     kb.ingest(write_folder(tmp_path / "docs"))  # now images too
     hits = kb.search("forklift at the loading dock", mode="hybrid", k=10, modalities={"text"})
     assert set(asked[-1]) == {"text"} and hits and all(hit.modality == "text" for hit in hits)
+
+
+def test_ask_in_a_knowledge_base_without_images_encodes_its_question_for_no_image_search(
+        image_kb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ask searches passages, then images: where no image is stored, its question was still encoded by CLIP (and
+    cut into keyword terms) for a search that could find nothing; once images are stored, it is."""
+    from kb.encoders.clip import ClipEncoder
+
+    encoded: list[str] = []
+    encode = ClipEncoder.encode
+
+    def recorded(self: ClipEncoder, texts: list[str], *args: object, **kwargs: object) -> object:
+        encoded.extend(texts)
+        return encode(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(ClipEncoder, "encode", recorded)
+    kb = image_kb()
+    text_only = tmp_path / "text"
+    text_only.mkdir()
+    (text_only / "policy.txt").write_text("Customers may return unused items within 30 days.", encoding="utf-8")
+    kb.ingest(text_only)
+    encoded.clear()  # the ingest's passages (the CLIP space holds text too)
+    result = kb.ask("How long may customers return items?")
+    assert result.evidence and encoded == []
+    kb.ingest(write_folder(tmp_path / "docs"))
+    encoded.clear()
+    kb.ask("a forklift at the loading dock")
+    assert encoded == ["a forklift at the loading dock"]
