@@ -189,6 +189,10 @@ class _Versioned:
         """A folded Han run's terms as a question's are made: overlapping bigrams unless a scheme knows words."""
         return character_bigrams(run)
 
+    def segment_question(self, run: str) -> list[str]:
+        """A question's folded Han run's terms: a document's, unless segmenting a long one costs too much."""
+        return self.segment(run)
+
     def tokenize(self, text: str) -> list[str]:
         """The terms ``text`` is indexed under, in order, repeats kept (BM25 needs term frequencies): from version
         2 each CJK character also as a character term (see :func:`character_term`)."""
@@ -209,7 +213,7 @@ class SimpleTokenizer(_Versioned):
     name = "simple"
 
 
-HAN_SLICE = 512  # longer than the Han runs of real text between two punctuation marks
+HAN_SLICE = 512  # characters of a question's Han run segmented at once: more than real text holds between two marks
 
 
 class JiebaTokenizer(_Versioned):
@@ -236,8 +240,12 @@ class JiebaTokenizer(_Versioned):
         return self._to_simplified(run)
 
     def segment(self, run: str) -> list[str]:
-        """Words of a Han run, segmented ``HAN_SLICE`` characters at a time: jieba's HMM copies its paths at every
-        character, so one run cost the square of its length (32,768 characters of a query: 4.4 s)."""
+        return self._cut(run)
+
+    def segment_question(self, run: str) -> list[str]:
+        """A question's run ``HAN_SLICE`` characters at a time: jieba's HMM copies its paths at every character, so
+        a run cost the square of its length (32,768 characters: 4.4 s). A document's runs are a chunk's at most,
+        and are segmented whole as ever (a word across a cut would be lost from the index)."""
         return [word for start in range(0, len(run), HAN_SLICE) for word in self._cut(run[start : start + HAN_SLICE])]
 
 
@@ -267,7 +275,8 @@ def _tokenize(text: str, tokenizer: _Versioned, document: bool) -> list[str]:
         if characters and not document and len(run) == 1:
             terms.append(character_term(run))
             continue
-        terms.extend(term for term in (tokenizer.segment(run) if match.lastgroup == "han" else character_bigrams(run))
+        segment = tokenizer.segment if document else tokenizer.segment_question
+        terms.extend(term for term in (segment(run) if match.lastgroup == "han" else character_bigrams(run))
                      if term.strip())
         if characters and document:
             terms.extend(map(character_term, run))

@@ -281,10 +281,11 @@ class KnowledgeBase:
     def _query_image(self, image: ImageQuery) -> Image:
         """An image to search with, decoded with the same guards as ingested images; a path is read only if it is a
         regular file of at most ``max_file_mb``, as an image file ingested (a FIFO or ``/dev/zero`` is refused at
-        once); a PIL image is refused before it is decoded when it has no pixels or more than an ingested one may."""
+        once); a PIL image is refused before it is decoded when it has no pixels or more than an ingested one may,
+        and read as its file would be."""
         from PIL import Image
 
-        from ingestion.loaders.images import decode_image
+        from ingestion.loaders.images import decode_image, upright_rgb
 
         limits = self.settings.ingestion
         if isinstance(image, Image.Image):
@@ -292,7 +293,9 @@ class KnowledgeBase:
             if not 0 < width * height <= limits.max_image_pixels:
                 raise InvalidRequestError(f"cannot search by a {width}x{height} image: it must have from 1 to "
                                           f"{limits.max_image_pixels:,} pixels (max_image_pixels)")
-            return image.convert("RGB")
+            return upright_rgb(image)[0]  # as its file would be read: transparency on white, 16 bits scaled, upright
+        if isinstance(image, (bytearray, memoryview)):
+            image = bytes(image)
         if isinstance(image, bytes):
             if len(image) > limits.max_file_mb * 2**20:
                 raise InvalidRequestError(f"cannot search by an image of {len(image):,} bytes: more than max_file_mb")
@@ -300,7 +303,10 @@ class KnowledgeBase:
         if not isinstance(image, (str, os.PathLike)):
             raise InvalidRequestError(f"search by image takes a path, an image file's bytes or a PIL image, not "
                                       f"{type(image).__name__}")
-        path = Path(image)
+        try:
+            path = Path(image)
+        except TypeError as error:  # a PathLike that returns bytes
+            raise InvalidRequestError(f"cannot search by this image: {error}") from None
         if "\0" in str(path):
             raise InvalidRequestError("cannot search by this image: its path holds a NUL character")
         try:

@@ -69,8 +69,8 @@ class Retriever:
         self.backgrounds = Backgrounds()
         # A question is often searched twice in a row (ask: its passages, then its images): encode it once.
         self._query_vector = lru_cache(maxsize=QUERY_CACHE)(lambda text: self.encoder.encode([text])[0])
-        # Likewise its keyword terms (a long Chinese question takes seconds to segment), per tokenizer scheme.
-        self._query_terms = lru_cache(maxsize=QUERY_CACHE)(lambda scheme, text: tuple(query_terms(self.keywords, text)))
+        # Likewise its keyword terms (a long Chinese question took seconds to segment), per tokenizer.
+        self._query_terms = lru_cache(maxsize=QUERY_CACHE)(lambda keywords, text: tuple(query_terms(keywords, text)))
         self._clip_retry_at = 0.0  # after a failed CLIP load, text searches skip CLIP until then
         self.reranker = CrossEncoderReranker(settings.reranker.model, settings.device, settings.reranker.backend,
                                              export_cache(settings)) if reranker_enabled(settings.reranker.model) \
@@ -115,7 +115,7 @@ class Retriever:
         clip_space = self._clip_space() if mode != "keyword" and "image" in wanted else None
         # The query is encoded first, so that the snapshot below is as short as a read can be.
         vector = self._query_vector(query) if text_space is not None else None
-        terms = list(self._query_terms(self.keywords.scheme, query)) if mode != "dense" else []
+        terms = list(self._query_terms(self.keywords, query)) if mode != "dense" else []
         clip_vector = self.clip.encode([query])[0] if vector is not None and clip_space is not None and \
             self.clip is not None else None
         # One read transaction: the indexes, the keyword postings and the chunk rows all come from one snapshot,

@@ -41,6 +41,16 @@ def grey16_png(side: int) -> bytes:
     return out.getvalue()
 
 
+def many_scans_jpeg(side: int, copies: int) -> bytes:
+    """A progressive grey JPEG of side x side pixels with its last scan repeated ``copies`` times: a few bytes a
+    scan, each of which libjpeg decodes over every block of the image."""
+    out = io.BytesIO()
+    Image.new("L", (side, side), 128).save(out, "JPEG", progressive=True, quality=90)
+    data = out.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda") : -2]  # up to the end-of-image marker
+    return data[:-2] + last_scan * copies + data[-2:]
+
+
 def front_matter_markdown(spaces: int = 200_000) -> bytes:
     """Markdown whose front matter title line is mostly spaces: a backtracking regex took minutes on it."""
     return ("---\ntitle: x" + " " * spaces + "y\n---\n\nThe body of the front matter note.\n").encode()
@@ -157,6 +167,45 @@ def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -
     for index in range(pages):
         objects[5 + index] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                               b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>")
+    return _pdf(objects)
+
+
+def form_tree_pdf(fan_out: int) -> bytes:
+    """A one-page PDF whose resources name ``fan_out`` times one form, whose own resources name itself as often: a
+    valid file of a kilobyte (nothing is drawn) whose resource tree has fan_out^8 paths to the loader's depth."""
+    names = " ".join(f"/F{number} 5 0 R" for number in range(fan_out)).encode()
+    content, drawing = b"BT /F1 12 Tf 72 720 Td (A page with a tree of forms) Tj ET", b"0 0 m 1 1 l S"
+    return _pdf({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        4: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+           b"/XObject << %s >> >> /Contents 6 0 R >>" % names,
+        5: b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources << /XObject << %s >> >> /Length %d >>\n"
+           b"stream\n%s\nendstream" % (names, len(drawing), drawing),
+        6: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    })
+
+
+def shared_resources_pdf(pages: int, images: int) -> bytes:
+    """A PDF of ``pages`` pages sharing one resources dictionary that names ``images`` distinct 1x1 images: each
+    page's resources were searched for images again, after the document's allowance of images was full."""
+    content = b"BT /F1 12 Tf 72 720 Td (A page of a catalogue) Tj ET"
+    first_image = 6 + pages
+    names = b" ".join(b"/I%d %d 0 R" % (number, first_image + number) for number in range(images))
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: f"<< /Type /Pages /Kids [{' '.join(f'{6 + page} 0 R' for page in range(pages))}] /Count {pages} >>".encode(),
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        4: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        5: b"<< /Font << /F1 3 0 R >> /XObject << %s >> >>" % names,
+    }
+    for page in range(pages):
+        objects[6 + page] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources 5 0 R /Contents 4 0 R >>"
+    for number in range(images):
+        objects[first_image + number] = (b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace "
+                                         b"/DeviceGray /BitsPerComponent 8 /Length 1 >>\nstream\n%c\nendstream"
+                                         % (number % 256))
     return _pdf(objects)
 
 

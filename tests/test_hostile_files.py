@@ -38,12 +38,15 @@ from tests.hostile import (
     docx_external_entity,
     docx_with_shared_picture,
     docx_xml_bomb,
+    form_tree_pdf,
     front_matter_markdown,
     grey16_png,
+    many_scans_jpeg,
     nested_html,
     noise_png,
     outside,
     repeated_image_markdown,
+    shared_resources_pdf,
     shared_stream_pdf,
 )
 from tests.test_knowledge_base import write_docs
@@ -126,9 +129,15 @@ CASES = {
     "docx xml bomb behind 2 MB of blanks": (
         _write("blanks.docx", lambda: docx_xml_bomb(50, lead=2 * 2**20)), "XML bomb", 400, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
+    "jpeg of 20,000 scans": (_write("scans.jpg", lambda: many_scans_jpeg(8000, 20_000)),
+                             "scans, over the limit of 100", 400, 30),
     "20 MB of simple html": (_write("big.html", lambda: big_html(20)), "max_html_mb", 400, 30),
     "pdf of 2000 pages sharing a 1 MB stream": (
         _write("shared.pdf", lambda: shared_stream_pdf(2000, 1, text=True)), None, 500, 60),
+    "pdf of a form naming itself 30 times (30^8 paths)": (_write("forms.pdf", lambda: form_tree_pdf(30)), None, 400,
+                                                          30),
+    "pdf of 2000 pages sharing resources of 20000 images": (
+        _write("catalogue.pdf", lambda: shared_resources_pdf(2000, 20_000)), None, 500, 60),
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),

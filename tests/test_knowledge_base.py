@@ -821,3 +821,21 @@ def test_a_search_for_images_in_a_knowledge_base_of_text_reads_no_index(kb_facto
         assert kb.search("vacation days", k=3, mode=mode, modalities={"image"}) == []
     monkeypatch.undo()
     assert kb.search("vacation days", k=1, modalities={"text"})[0].path.endswith("leave.txt")
+
+
+def test_keyword_postings_sent_in_parts_score_as_when_sent_at_once(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's postings go to SQLite in parts (9 MB of Chinese made millions of rows at once, 4.7 GB) and are
+    made with each chunk's length once (it was once per row); every part lands, with the same BM25 scores."""
+    from kb.storage import writing
+
+    folder = write_docs(tmp_path / "docs")
+    whole = kb_factory("whole")
+    whole.ingest(folder)
+    monkeypatch.setattr(writing, "POSTINGS_PER_INSERT", 3)
+    parts = kb_factory("parts")
+    parts.ingest(folder)
+    for query in ("vacation days expire", "meals reimbursed per day", "return an item for a refund", "castle"):
+        expected = [(hit.path, round(hit.score, 6)) for hit in whole.search(query, k=4, mode="keyword")]
+        assert expected == [(hit.path, round(hit.score, 6)) for hit in parts.search(query, k=4, mode="keyword")]
+        assert expected

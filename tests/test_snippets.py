@@ -108,5 +108,6 @@ def test_a_question_is_cut_into_terms_once_for_its_searches_and_all_its_snippets
     assert cut == [MAX_QUERY_CHARS] * 2  # the question's, its gloss's: for passages and images alike
     jieba = JiebaTokenizer()
     run = "".join(f"退货政策第{n}条客户可在三十天内退货" for n in range(100))
-    assert jieba.segment(run) == [word for start in range(0, len(run), HAN_SLICE)
-                                  for word in jieba.segment(run[start : start + HAN_SLICE])]
+    assert jieba.segment_question(run) == [word for start in range(0, len(run), HAN_SLICE)
+                                           for word in jieba.segment(run[start : start + HAN_SLICE])]
+    assert "中华人民共和国" in jieba.tokenize("客" * 510 + "中华人民共和国")  # a document's run: whole, as before

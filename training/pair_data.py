@@ -44,26 +44,30 @@ class PreparedPairs:
 
 
 PREFIX_CHARS_PER_TOKEN = 8  # a first guess at the characters that hold a token: the prefix grows when it falls short
+SPARE_TOKENS = 8  # kept past what the model reads: byte-level BPE gives a character's several tokens one offset
 
 
 def readable_part(text: str, tokenizer: Any, max_tokens: int) -> str:
-    """The start of ``text`` that a model reading ``max_tokens`` tokens sees, found by tokenising a prefix that
-    grows until it holds more than that."""
-    size = max_tokens * PREFIX_CHARS_PER_TOKEN
+    """The start of ``text`` that holds what a model reading ``max_tokens`` tokens of it sees, and a few tokens
+    more; found by tokenising a prefix that grows until it holds more than that."""
+    keep = max_tokens + SPARE_TOKENS
+    size = keep * PREFIX_CHARS_PER_TOKEN
     while True:
-        offsets = tokenizer(text[:size], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        if len(offsets) > max_tokens:
-            return text[: offsets[max_tokens][0]]  # up to the first token beyond
+        offsets = tokenizer(text[:size], add_special_tokens=False, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]  # (no warning that the prefix is longer than the model)
+        if len(offsets) > keep:
+            return text[: offsets[keep][0]]
         if size >= len(text):
             return text
         size *= 4
 
 
 def cut_to_model(pairs: Sequence[Pair], tokenizer: Any, max_tokens: int | None) -> None:
-    """Cut the passages of ``pairs`` (positives, negatives) to what the model reads of them, each distinct text
-    once. The trainers tokenise every text whole before truncating it, and a JSONL file's repeated passage was one
-    string per line. A slow tokenizer has no offsets, and a model with no length reads everything: their texts stay
-    whole."""
+    """Cut the passages of ``pairs`` (positives, negatives) to what the model reads of them (``max_tokens`` of
+    each; a cross-encoder reading query and passage together asks for twice its length, so that truncating the
+    pair takes from a long query as before), each distinct text once. The trainers tokenise every text whole
+    before truncating it. A slow tokenizer has no offsets, and a model with no length reads everything: their texts
+    stay whole."""
     if not max_tokens or not getattr(tokenizer, "is_fast", False):
         return
     cut: dict[str, str] = {}

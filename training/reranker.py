@@ -95,7 +95,7 @@ def train_reranker(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path 
                                  run={"kind": "reranker", "base": base, "data": [f.sha256 for f in prepared.files],
                                       "pairs": prepared.sha256(), **hyperparameters})
     model = CrossEncoder(str(base_folder), num_labels=1, max_length=max_length, device=options.device)
-    cut_to_model(prepared.train + prepared.validation, model.tokenizer, max_length)  # after the run's hash
+    cut_to_model(prepared.train + prepared.validation, model.tokenizer, 2 * max_length)  # after the run's hash
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(negatives / positives))
     evaluator = reranking_evaluator(prepared.validation) if options.use_validation else None
     arguments = CrossEncoderTrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs,

@@ -24,6 +24,10 @@ from kb.types import ExtractedImage
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 _WHITE = (255, 255, 255)
+# Scans of one JPEG: a progressive one has about ten, and libjpeg decodes each over the whole image (20,000 copies of
+# one scan in 2 MB took 89 s). A marker's two bytes cannot occur inside coded data, which stuffs every 0xFF.
+MAX_JPEG_SCANS = 100
+_START_OF_SCAN = b"\xff\xda"
 _ORIENTATION = 0x0112
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees: width and height swap
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -61,6 +65,9 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
                          f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding as a possible "
                          "decompression bomb")
+    if image.format == "JPEG" and (scans := data.count(_START_OF_SCAN)) > MAX_JPEG_SCANS:
+        raise ImageError(f"JPEG of {scans:,} scans, over the limit of {MAX_JPEG_SCANS}: each is decoded over the "
+                         "whole image; refused before decoding")
     return image
 
 
@@ -81,6 +88,16 @@ def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: li
     frames = getattr(image, "n_frames", 1)
     if frames > 1 and notes is not None:
         notes.append(f"{name}: {frames} frames (animated or multi-page); only the first is used")
+    image, turned = upright_rgb(image, max_side)
+    if turned:
+        width, height = height, width
+    return ExtractedImage(image=image, sha256=sha256 or hashlib.sha256(data).hexdigest(), name=name, width=width,
+                          height=height)
+
+
+def upright_rgb(image: Image.Image, max_side: int = 2048) -> tuple[Image.Image, bool]:
+    """``image`` decoded, RGB within ``max_side`` (see ``small_rgb``) and turned upright by its EXIF orientation; and
+    whether that turned it a quarter (its width and height as displayed swap)."""
     try:
         orientation = image.getexif().get(_ORIENTATION)
         if image.format == "JPEG":
@@ -93,10 +110,7 @@ def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: li
         raise
     except Exception as error:  # Pillow reports truncated or corrupt data with OSError, SyntaxError, ValueError...
         raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
-    if orientation in _TURNED:
-        width, height = height, width
-    return ExtractedImage(image=image, sha256=sha256 or hashlib.sha256(data).hexdigest(), name=name, width=width,
-                          height=height)
+    return image, orientation in _TURNED
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

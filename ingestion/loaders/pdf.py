@@ -98,16 +98,26 @@ class PdfLoader(Loader):
         text, pages = _join(texts)
         images = EmbeddedImages(limits, warnings, root)
         seen: set[tuple[int, int] | int] = set()
-        for index, page in enumerate(pages):
-            _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen)
+        walked: set[object] = set()  # resources and forms searched for images already: each once a document
+        for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
+            _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen,
+                         walked)
         return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,
                                  images=images.finish(), warnings=warnings)
 
 
 def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: EmbeddedImages,
-                 seen: set[tuple[int, int] | int]) -> None:
+                 seen: set[tuple[int, int] | int], walked: set[object]) -> None:
     """Keep the images of one page, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped."""
-    for ordinal, (key, xobject) in enumerate(_image_xobjects(pdf_page), 1):
+    try:
+        resources = _reference(pdf_page.raw_get("/Resources"))
+    except Exception:  # no or broken resources: nothing shared to pass over
+        resources = None
+    if isinstance(resources, tuple):  # an indirect resources dictionary, shared by many pages maybe: searched once
+        if resources in walked:
+            return
+        walked.add(resources)
+    for ordinal, (key, xobject) in enumerate(_image_xobjects(pdf_page, walked), 1):
         reference = xobject.indirect_reference
         identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
         if identity in seen:
@@ -146,9 +156,11 @@ def _reference(value: object) -> object:
     return repr(value)
 
 
-def _image_xobjects(container: DictionaryObject, key: tuple[str, ...] = (),
+def _image_xobjects(container: DictionaryObject, walked: set[object], key: tuple[str, ...] = (),
                     depth: int = 0) -> Iterator[tuple[list[str], StreamObject]]:
-    """(resource path, image XObject) for each image in a page's or form's resources, forms searched too."""
+    """(resource path, image XObject) for each image in a page's or form's resources, forms searched too, each
+    form once a document (``walked``): a form naming itself thirty times was walked 30^8 times, 1.4 KB of PDF
+    that never finished."""
     try:
         xobjects = container["/Resources"]["/XObject"]
         entries = [(name, xobjects[name]) for name in xobjects]
@@ -163,7 +175,11 @@ def _image_xobjects(container: DictionaryObject, key: tuple[str, ...] = (),
         if subtype == "/Image":
             yield [*key, name], xobject
         elif subtype == "/Form" and depth < _MAX_FORM_DEPTH:
-            yield from _image_xobjects(xobject, (*key, name), depth + 1)
+            form = xobject.indirect_reference
+            identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
+            if identity not in walked:
+                walked.add(identity)
+                yield from _image_xobjects(xobject, walked, (*key, name), depth + 1)
 
 
 def _size(xobject: StreamObject) -> tuple[int, int]:

@@ -71,12 +71,14 @@ def _report_lost_server(engine: Engine, url: str) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _on_lost(context: ExceptionContext) -> None:
-        if context.is_pre_ping:  # the pool's check of a pooled connection: a dead one is replaced, not an error
+        # The pool's check of a pooled connection (a dead one is replaced, no error), and Ctrl-C (its own ending)
+        if context.is_pre_ping or not isinstance(context.original_exception, Exception):
             return
-        if context.is_disconnect or (context.connection is None and isinstance(context.sqlalchemy_exception,
-                                                                               OperationalError)):
-            cause = " ".join(str(context.original_exception).split())
+        cause = " ".join(str(context.original_exception).split())
+        if context.is_disconnect:
             raise DatabaseUnreachableError(f"lost the connection to the database {redact(url)}: {cause}")
+        if context.connection is None and isinstance(context.sqlalchemy_exception, OperationalError):
+            raise DatabaseUnreachableError(f"cannot connect to the database {redact(url)}: {cause}")
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:

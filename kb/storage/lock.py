@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from kb.errors import LockFileError, StorageError, WriterBusyError
+from kb.errors import DatabaseUnreachableError, LockFileError, StorageError, WriterBusyError
 
 
 class WriterLock:
@@ -154,6 +154,8 @@ class DatabaseWriterLock:
         if self._connection is not None:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.KEY})
+            except DatabaseUnreachableError:  # the database's error hook names a dropped connection so
+                pass
             except DBAPIError as error:
                 if not error.connection_invalidated:
                     raise
