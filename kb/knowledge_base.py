@@ -293,7 +293,9 @@ class KnowledgeBase:
             if not 0 < width * height <= limits.max_image_pixels:
                 raise InvalidRequestError(f"cannot search by a {width}x{height} image: it must have from 1 to "
                                           f"{limits.max_image_pixels:,} pixels (max_image_pixels)")
-            return upright_rgb(image)[0]  # as its file would be read: transparency on white, 16 bits scaled, upright
+            # Read as its file would be (transparency on white, 16 bits scaled, upright by its EXIF), from a copy:
+            # the caller's picture is not shrunk or decoded in its place.
+            return upright_rgb(image.copy())[0]
         if isinstance(image, (bytearray, memoryview)):
             image = bytes(image)
         if isinstance(image, bytes):

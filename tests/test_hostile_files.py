@@ -130,7 +130,7 @@ CASES = {
         _write("blanks.docx", lambda: docx_xml_bomb(50, lead=2 * 2**20)), "XML bomb", 400, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
     "jpeg of 20,000 scans": (_write("scans.jpg", lambda: many_scans_jpeg(8000, 20_000)),
-                             "scans, over the limit of 100", 400, 30),
+                             "JPEG of more than 100 scans", 400, 30),
     "20 MB of simple html": (_write("big.html", lambda: big_html(20)), "max_html_mb", 400, 30),
     "pdf of 2000 pages sharing a 1 MB stream": (
         _write("shared.pdf", lambda: shared_stream_pdf(2000, 1, text=True)), None, 500, 60),

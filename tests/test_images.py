@@ -8,6 +8,7 @@ import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from docx import Document
 from PIL import Image
@@ -304,3 +305,19 @@ def test_images_beside_repeated_text_each_point_at_their_own_place(tmp_path: Pat
     assert spans(html) == [("Photo:", 8), ("Photo:", 8), ("Photo:\n\nNested photo:", 16), ("Nested photo:", 24)]
     assert docx.text == "Intro.\n\nPhoto:\n\nPhoto:\n\nPhoto:\n\nPhoto:"
     assert spans(docx) == [("Photo:", 8), ("Photo:", 16), ("Photo:", 24), ("Photo:", 32)]
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_in_a_file_or_a_pdf_and_a_motion_photo_is_not(tmp_path: Path) -> None:
+    """libjpeg decodes each scan over the whole image (20,000 of them took 89 s); a PDF's JPEG is decoded by pypdf,
+    which skipped the check. Only the first picture's scans count: a phone's motion photo carries megabytes of video
+    after its end-of-image marker, where the two bytes of a scan marker occur by chance."""
+    from tests.hostile import many_scans_jpeg
+
+    bomb = many_scans_jpeg(64, 300)
+    with pytest.raises(ImageError, match="more than 100 scans"):
+        decode_image(bomb, "bomb.jpg", max_pixels=10**7)
+    video = np.random.default_rng(0).integers(0, 256, 7_000_000, dtype=np.uint8).tobytes()
+    assert video.count(b"\xff\xda") > 100
+    assert decode_image(image_bytes("JPEG") + video, "motion.jpg", max_pixels=10**7).image.size == (64, 48)
+    document = load(tmp_path, "scans.pdf", pdf_bytes([["A page with a picture"]], images=[bomb]))
+    assert document.images == [] and any("more than 100 scans" in warning for warning in document.warnings)

@@ -89,6 +89,8 @@ def test_a_query_image_of_any_other_kind_is_refused_in_one_line_and_bytes_are_re
     for image, said in refused:
         with pytest.raises(InvalidRequestError, match=said):
             kb.search(image=image)
+    picture = Image.new("RGB", (3000, 2000), (200, 30, 30))
+    assert kb.search(image=picture, k=1) and picture.size == (3000, 2000)  # the caller's, not shrunk in place
     kb.close()
 
 

@@ -25,9 +25,9 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 _WHITE = (255, 255, 255)
 # Scans of one JPEG: a progressive one has about ten, and libjpeg decodes each over the whole image (20,000 copies of
-# one scan in 2 MB took 89 s). A marker's two bytes cannot occur inside coded data, which stuffs every 0xFF.
+# one scan in 2 MB took 89 s).
 MAX_JPEG_SCANS = 100
-_START_OF_SCAN = b"\xff\xda"
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length: TEM and the restart markers
 _ORIENTATION = 0x0112
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees: width and height swap
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -65,10 +65,50 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
                          f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding as a possible "
                          "decompression bomb")
-    if image.format == "JPEG" and (scans := data.count(_START_OF_SCAN)) > MAX_JPEG_SCANS:
-        raise ImageError(f"JPEG of {scans:,} scans, over the limit of {MAX_JPEG_SCANS}: each is decoded over the "
-                         "whole image; refused before decoding")
+    if image.format in ("JPEG", "MPO"):
+        refuse_many_scans(data)
     return image
+
+
+def refuse_many_scans(data: bytes) -> None:
+    """``ImageError`` for JPEG ``data`` whose first picture has more than ``MAX_JPEG_SCANS`` scans."""
+    if (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
+        raise ImageError(f"JPEG of more than {MAX_JPEG_SCANS} scans ({scans:,} counted): each is decoded over the "
+                         "whole image; refused before decoding")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """The scans of the first picture in JPEG ``data``, found by walking its segments to its end-of-image marker
+    (and no further than one past ``MAX_JPEG_SCANS``): what a segment holds (an EXIF thumbnail) and what follows
+    the picture (a phone's motion-photo video, an MPO's other pictures) are not its scans."""
+    scans, at, end = 0, 2, len(data)
+    while at + 1 < end and scans <= MAX_JPEG_SCANS and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            at += 1
+        elif marker == 0xD9:  # end of image
+            break
+        elif marker in _STANDALONE:
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+            if marker == 0xDA:  # start of scan: its coded data runs to the next marker not stuffed or a restart
+                scans += 1
+                at = _next_marker(data, at)
+    return scans
+
+
+def _next_marker(data: bytes, at: int) -> int:
+    """Where the marker after the coded data starting at ``at`` begins (the end of ``data`` if none)."""
+    while (at := data.find(b"\xff", at)) >= 0 and at + 1 < len(data):
+        following = data[at + 1]
+        if following == 0xFF:  # fill bytes, then a marker
+            at += 1
+        elif following == 0 or 0xD0 <= following <= 0xD7:  # a stuffed 0xFF, a restart marker
+            at += 2
+        else:
+            return at
+    return len(data)
 
 
 def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int = 2048,

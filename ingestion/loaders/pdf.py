@@ -12,7 +12,7 @@ from pypdf.errors import DependencyError
 from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
 
 from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
-from ingestion.loaders.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages, ImageError, refuse_many_scans
 from kb.types import ExtractedDocument, Page
 
 # pypdf logs every oddity of a malformed file as a warning; the document's own warnings and the ingest report say
@@ -98,7 +98,7 @@ class PdfLoader(Loader):
         text, pages = _join(texts)
         images = EmbeddedImages(limits, warnings, root)
         seen: set[tuple[int, int] | int] = set()
-        walked: set[object] = set()  # resources and forms searched for images already: each once a document
+        walked: dict[object, int] = {}  # resources and forms searched for images already, at their shallowest depth
         for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
             _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen,
                          walked)
@@ -107,7 +107,7 @@ class PdfLoader(Loader):
 
 
 def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: EmbeddedImages,
-                 seen: set[tuple[int, int] | int], walked: set[object]) -> None:
+                 seen: set[tuple[int, int] | int], walked: dict[object, int]) -> None:
     """Keep the images of one page, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped."""
     try:
         resources = _reference(pdf_page.raw_get("/Resources"))
@@ -116,7 +116,7 @@ def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: Embedd
     if isinstance(resources, tuple):  # an indirect resources dictionary, shared by many pages maybe: searched once
         if resources in walked:
             return
-        walked.add(resources)
+        walked[resources] = 0
     for ordinal, (key, xobject) in enumerate(_image_xobjects(pdf_page, walked), 1):
         reference = xobject.indirect_reference
         identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
@@ -128,9 +128,14 @@ def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: Embedd
             continue
         # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
         try:
+            if "/DCTDecode" in _filters(xobject):  # a JPEG, which pypdf decodes without the image files' checks
+                refuse_many_scans(xobject.get_data())
             found = pdf_page.images[key if len(key) > 1 else key[0]]
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
+        except ImageError as error:
+            images.skip(name, str(error))
+            continue
         except Exception as error:
             images.skip(name, f"cannot decode: {_describe(error)}")
             continue
@@ -156,11 +161,11 @@ def _reference(value: object) -> object:
     return repr(value)
 
 
-def _image_xobjects(container: DictionaryObject, walked: set[object], key: tuple[str, ...] = (),
+def _image_xobjects(container: DictionaryObject, walked: dict[object, int], key: tuple[str, ...] = (),
                     depth: int = 0) -> Iterator[tuple[list[str], StreamObject]]:
     """(resource path, image XObject) for each image in a page's or form's resources, forms searched too, each
-    form once a document (``walked``): a form naming itself thirty times was walked 30^8 times, 1.4 KB of PDF
-    that never finished."""
+    form again only where it is reached less deep than before (``walked``: what a shallower search reaches, a
+    deeper one does not): a form naming itself thirty times was walked 30^8 times, 1.4 KB that never finished."""
     try:
         xobjects = container["/Resources"]["/XObject"]
         entries = [(name, xobjects[name]) for name in xobjects]
@@ -177,9 +182,15 @@ def _image_xobjects(container: DictionaryObject, walked: set[object], key: tuple
         elif subtype == "/Form" and depth < _MAX_FORM_DEPTH:
             form = xobject.indirect_reference
             identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
-            if identity not in walked:
-                walked.add(identity)
+            if walked.get(identity, _MAX_FORM_DEPTH + 1) > depth + 1:
+                walked[identity] = depth + 1
                 yield from _image_xobjects(xobject, walked, (*key, name), depth + 1)
+
+
+def _filters(xobject: StreamObject) -> list[str]:
+    """The names of a stream's filters (one name or an array of them)."""
+    value = xobject.get("/Filter")
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)] if value is not None else []
 
 
 def _size(xobject: StreamObject) -> tuple[int, int]:
