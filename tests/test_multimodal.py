@@ -278,6 +278,14 @@ def test_many_pictures_do_not_crowd_passages_out_of_ask(image_kb, tmp_path: Path
     assert [Path(hit.path).name for hit in result.evidence if hit.modality == "text"][0] == "page7.md"
 
 
+def text_only_folder(tmp_path: Path) -> Path:
+    """A source folder of one text file and no image."""
+    folder = tmp_path / "text"
+    folder.mkdir()
+    (folder / "policy.txt").write_text("Customers may return unused items within 30 days.", encoding="utf-8")
+    return folder
+
+
 @pytest.mark.databases("sqlite", "postgresql")  # the FAISS index, whose filtered path is watched here
 def test_a_text_only_search_filters_by_modality_only_where_other_modalities_exist(
         image_kb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,10 +302,7 @@ def test_a_text_only_search_filters_by_modality_only_where_other_modalities_exis
 
     monkeypatch.setattr(faiss_index, "allowed_chunk_ids", recorded)
     kb = image_kb()
-    text_only = tmp_path / "text"
-    text_only.mkdir()
-    (text_only / "policy.txt").write_text("Customers may return unused items within 30 days.", encoding="utf-8")
-    kb.ingest(text_only)
+    kb.ingest(text_only_folder(tmp_path))
     every = kb.search("return items", mode="dense", modalities={"text"})
     assert every and set(asked[-1]) == {"text", "image"}  # unrestricted: there is nothing else to leave out
     kb.ingest(write_folder(tmp_path / "docs"))  # now images too
@@ -320,10 +325,7 @@ def test_ask_in_a_knowledge_base_without_images_encodes_its_question_for_no_imag
 
     monkeypatch.setattr(ClipEncoder, "encode", recorded)
     kb = image_kb()
-    text_only = tmp_path / "text"
-    text_only.mkdir()
-    (text_only / "policy.txt").write_text("Customers may return unused items within 30 days.", encoding="utf-8")
-    kb.ingest(text_only)
+    kb.ingest(text_only_folder(tmp_path))
     encoded.clear()  # the ingest's passages (the CLIP space holds text too)
     result = kb.ask("How long may customers return items?")
     assert result.evidence and encoded == []
