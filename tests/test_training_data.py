@@ -610,7 +610,7 @@ def test_passages_are_cut_to_what_the_model_reads_and_held_once(tmp_path: Path) 
 
     from training.pair_data import cut_to_model, readable_part
 
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)  # the packaged MiniLM
     rng = random.Random(2)
     words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 9))) for _ in range(500)]
     long = " ".join(rng.choice(words) for _ in range(100_000))
