@@ -154,7 +154,7 @@ class DatabaseWriterLock:
         if self._connection is not None:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.KEY})
-            except DatabaseUnreachableError:  # the database's error hook names a dropped connection so
+            except DatabaseUnreachableError:  # a dropped connection, as the database's error hook names it
                 pass
             except DBAPIError as error:
                 if not error.connection_invalidated:
