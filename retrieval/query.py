@@ -18,12 +18,18 @@ from kb.text import NOT_TEXT, is_text
 MAX_QUERY_CHARS = 32_768
 
 
+def cut_query(query: str) -> str:
+    """``query`` as far as any stage of a search reads it: its first ``MAX_QUERY_CHARS`` characters, leading blanks
+    left out."""
+    return query.lstrip()[:MAX_QUERY_CHARS]
+
+
 def readable_query(query: object, name: str = "query") -> str:
     """``query`` as every stage of a search reads it: its first ``MAX_QUERY_CHARS`` characters, leading blanks
     left out; an ``InvalidRequestError`` when it is not a string, empty, or not text."""
     if not isinstance(query, str):
         raise InvalidRequestError(f"the {name} must be a string, not {type(query).__name__}")
-    query = query.lstrip()[:MAX_QUERY_CHARS]
+    query = cut_query(query)
     if not query.strip():
         raise InvalidRequestError(f"the {name} is empty")
     if not is_text(query):

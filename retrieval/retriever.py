@@ -27,7 +27,7 @@ from retrieval.dense import dense_scores
 from retrieval.evidence import best_of_both, one_hit_per_evidence
 from retrieval.fusion import reciprocal_rank_fusion, relative_score_fusion, weighted_score_fusion
 from retrieval.keyword import keyword_scores, keyword_search, query_terms
-from retrieval.query import MAX_QUERY_CHARS, readable_query
+from retrieval.query import cut_query, readable_query
 from retrieval.rerank import CrossEncoderReranker, reranker_enabled
 from retrieval.translation import english_gloss
 
@@ -88,9 +88,8 @@ class Retriever:
         language = question_language(query)
         hits = self._search(query, k, mode, filters, wanted, language)
         gloss = english_gloss(query) if self.settings.cross_lingual.enabled else None
-        if gloss is not None:  # as far as a question is read (each 客 of a long one glossed "guest ": 17 times longer)
-            gloss = gloss[:MAX_QUERY_CHARS]
         if gloss is not None:  # searched as the question is: its words are the question's, not an English sentence
+            gloss = cut_query(gloss)  # and cut as it is (each 客 of a long one glossed "guest ": 17 times longer)
             glossed = self._search(gloss, k, mode, filters, wanted, language)
             weight = self.settings.cross_lingual.weight
             hits = best_of_both(hits, [hit.model_copy(update={"matched_query": gloss, "score": hit.score * weight})

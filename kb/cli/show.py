@@ -7,7 +7,7 @@ from pathlib import Path
 from kb.cli.terminal import Emphasis, one_line, safe
 from kb.keywords import KeywordTokenizer
 from kb.types import AskResult, DoctorReport, Hit, IngestReport, Job, SourceInfo, Stats
-from retrieval.query import MAX_QUERY_CHARS
+from retrieval.query import cut_query
 from retrieval.snippets import snippet
 
 SNIPPET_WIDTH = 300
@@ -50,7 +50,7 @@ def hits(found: list[Hit], query: str | None, keywords: KeywordTokenizer, full: 
             print(f"{rank}. {safe(hit.path)}{page} [{hit.start}:{hit.end}] score={hit.score:.4f}{via}")
         text = one_line(hit.text)
         if text:
-            wanted = (hit.matched_query or query or "").lstrip()[:MAX_QUERY_CHARS]  # what the search read of it
+            wanted = cut_query(hit.matched_query or query or "")  # what the search read of it
             if wanted not in terms:
                 terms[wanted] = set(keywords.tokenize_query(wanted))
             shown = snippet(text, terms[wanted], keywords, width=len(text) if full else SNIPPET_WIDTH)
