@@ -56,15 +56,48 @@ def pdf_bytes(pages: list[list[str]], title: str | None = None, images: list[byt
             b"/Contents %d 0 R >>" % (xobjects, page_id + 1)
         )
         objects[page_id + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+    return pdf_from_objects(objects, info=4 if title else None)
+
+
+def shared_resources_pdf_bytes(pages: list[tuple[str, list[int]]], jpegs: list[bytes]) -> bytes:
+    """A PDF whose pages share one resources dictionary naming every JPEG in ``jpegs`` (as /Im0, /Im1, ...); each
+    page is (its text line or "" for none, the numbers of the JPEGs it draws), as a scanner's software writes."""
+    first_page, first_image = 5, 5 + 2 * len(pages)
+    kids = " ".join(f"{first_page + 2 * index} 0 R" for index in range(len(pages)))
+    names = b" ".join(b"/Im%d %d 0 R" % (number, first_image + number) for number in range(len(jpegs)))
+    objects: dict[int, bytes] = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        4: b"<< /Font << /F1 3 0 R >> /XObject << %s >> >>" % names,
+    }
+    for index, (line, drawn) in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({line}) Tj ET".encode() if line else b""
+        stream += b"".join(b" q 200 0 0 150 72 400 cm /Im%d Do Q" % number for number in drawn)
+        page_id = first_page + 2 * index
+        objects[page_id] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources 4 0 R "
+                            b"/Contents %d 0 R >>" % (page_id + 1))
+        objects[page_id + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+    for number, jpeg in enumerate(jpegs):
+        width, height = Image.open(io.BytesIO(jpeg)).size
+        objects[first_image + number] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace "
+                                         b"/DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n"
+                                         b"%s\nendstream" % (width, height, len(jpeg), jpeg))
+    return pdf_from_objects(objects)
+
+
+def pdf_from_objects(objects: dict[int, bytes], info: int | None = None) -> bytes:
+    """A PDF of ``objects`` (numbered from 1, the catalog first; gaps are free entries) with a correct xref table;
+    ``info`` is the number of the document information dictionary, if any."""
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets: dict[int, int] = {}
     for number in sorted(objects):
         offsets[number] = len(out)
         out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
-    xref = len(out)
-    numbers = range(1, max(objects) + 1)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(numbers) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offsets[n] if n in offsets else b"0000000000 65535 f \n" for n in numbers)
-    info = b" /Info 4 0 R" if title else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(numbers) + 1, info, xref)
+    xref, size = len(out), max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] if n in offsets else b"0000000000 65535 f \n"
+                    for n in range(1, size))
+    trailer_info = b" /Info %d 0 R" % info if info is not None else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (size, trailer_info, xref)
     return bytes(out)

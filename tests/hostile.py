@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.documents import image_bytes
+from tests.documents import image_bytes, pdf_from_objects
 
 SECRET = "OUTSIDE-SECRET-5f3a"  # text that lives outside every source folder: it must never show up anywhere
 SECRET_COLOUR = (13, 200, 77)
@@ -167,15 +167,17 @@ def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -
     for index in range(pages):
         objects[5 + index] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                               b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>")
-    return _pdf(objects)
+    return pdf_from_objects(objects)
 
 
 def form_tree_pdf(fan_out: int) -> bytes:
-    """A one-page PDF whose resources name ``fan_out`` times one form, whose own resources name itself as often: a
-    valid file of a kilobyte (nothing is drawn) whose resource tree has fan_out^8 paths to the loader's depth."""
+    """A one-page PDF that draws ``fan_out`` names of one form, which draws itself as often: a valid file of a
+    kilobyte whose tree of drawn forms has fan_out^8 paths to the loader's depth."""
     names = " ".join(f"/F{number} 5 0 R" for number in range(fan_out)).encode()
-    content, drawing = b"BT /F1 12 Tf 72 720 Td (A page with a tree of forms) Tj ET", b"0 0 m 1 1 l S"
-    return _pdf({
+    draws = " ".join(f"/F{number} Do" for number in range(fan_out)).encode()
+    content = b"BT /F1 12 Tf 72 720 Td (A page with a tree of forms) Tj ET " + draws
+    drawing = b"0 0 m 1 1 l S " + draws
+    return pdf_from_objects({
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         2: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
@@ -188,25 +190,28 @@ def form_tree_pdf(fan_out: int) -> bytes:
 
 
 def shared_resources_pdf(pages: int, images: int) -> bytes:
-    """A PDF of ``pages`` pages sharing one resources dictionary that names ``images`` distinct 1x1 images: each
-    page's resources were searched for images again, after the document's allowance of images was full."""
-    content = b"BT /F1 12 Tf 72 720 Td (A page of a catalogue) Tj ET"
-    first_image = 6 + pages
+    """A PDF of ``pages`` pages sharing one resources dictionary that names ``images`` distinct 1x1 images, each
+    page drawing its own share of them: each page's resources were searched for images again, after the
+    document's allowance of images was full."""
+    first_image, first_content, share = 5 + pages, 5 + pages + images, images // pages
     names = b" ".join(b"/I%d %d 0 R" % (number, first_image + number) for number in range(images))
     objects = {
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: f"<< /Type /Pages /Kids [{' '.join(f'{6 + page} 0 R' for page in range(pages))}] /Count {pages} >>".encode(),
+        2: f"<< /Type /Pages /Kids [{' '.join(f'{5 + page} 0 R' for page in range(pages))}] /Count {pages} >>".encode(),
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        4: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
-        5: b"<< /Font << /F1 3 0 R >> /XObject << %s >> >>" % names,
+        4: b"<< /Font << /F1 3 0 R >> /XObject << %s >> >>" % names,
     }
     for page in range(pages):
-        objects[6 + page] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources 5 0 R /Contents 4 0 R >>"
+        draws = b" ".join(b"/I%d Do" % number for number in range(page * share, (page + 1) * share))
+        content = b"BT /F1 12 Tf 72 720 Td (A page of a catalogue) Tj ET " + draws
+        objects[5 + page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources 4 0 R "
+                             b"/Contents %d 0 R >>" % (first_content + page))
+        objects[first_content + page] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
     for number in range(images):
         objects[first_image + number] = (b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace "
                                          b"/DeviceGray /BitsPerComponent 8 /Length 1 >>\nstream\n%c\nendstream"
                                          % (number % 256))
-    return _pdf(objects)
+    return pdf_from_objects(objects)
 
 
 def lone_surrogate_pdf() -> bytes:
@@ -216,7 +221,7 @@ def lone_surrogate_pdf() -> bytes:
             b"<00> <FF> endcodespacerange 2 beginbfchar <41> <D800> <42> <0042> endbfchar endcmap CMapName "
             b"currentdict /CMap defineresource pop end end")
     content = b"BT /F1 12 Tf 72 720 Td (Refund policy AB is here) Tj ET"
-    return _pdf({
+    return pdf_from_objects({
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         2: b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
@@ -225,17 +230,3 @@ def lone_surrogate_pdf() -> bytes:
            b"/Contents 4 0 R >>",
         6: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap),
     })
-
-
-def _pdf(objects: dict[int, bytes]) -> bytes:
-    """A PDF of ``objects`` (numbered from 1, the catalog first) with a correct xref table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = {}
-    for number in sorted(objects):
-        offsets[number] = len(out)
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
-    xref, size = len(out), max(objects) + 1
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
-    out += b"".join(b"%010d 00000 n \n" % offsets[number] for number in range(1, size))
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
-    return bytes(out)

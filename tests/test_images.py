@@ -16,10 +16,11 @@ from PIL import Image
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
+from ingestion.loaders.pdf import _name
 from kb.config import Settings
 from kb.containment import REFUSED
 from kb.types import ExtractedDocument
-from tests.documents import bomb_png, image_bytes, pdf_bytes
+from tests.documents import bomb_png, image_bytes, pdf_bytes, shared_resources_pdf_bytes
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -177,6 +178,22 @@ def test_pdf_images_have_pages_spans_and_scanned_flags(tmp_path: Path) -> None:
     assert scanned.start == scanned.end == document.pages[1].start
     assert near(scanned.image.getpixel((30, 20)), BLUE)
     assert "1 image(s) smaller than 32 px on a side skipped (min_image_side)" in document.warnings
+
+
+def test_pdf_pages_sharing_resources_keep_the_images_each_draws(tmp_path: Path) -> None:
+    # A scanner's software often gives every page one resources dictionary naming all the pictures. The scanned
+    # second page's picture was credited to the text page before it, so OCR never read it.
+    red, blue, white = (image_bytes("JPEG", color=colour) for colour in (RED, BLUE, WHITE))
+    data = shared_resources_pdf_bytes([("A cover letter", [0]), ("", [1]), ("Signed again", [0])], [red, blue, white])
+    document = load(tmp_path, "scanned.pdf", data)
+    assert [(i.name, i.page, i.scanned_page) for i in document.images] == [
+        ("page 1 image 1", 1, False), ("page 2 image 1", 2, True)]  # the white one is named but never drawn
+    assert near(document.images[0].image.getpixel((30, 20)), RED)
+    assert near(document.images[1].image.getpixel((30, 20)), BLUE)
+
+
+def test_pdf_drawn_names_are_read_as_pypdf_reads_resource_names() -> None:
+    assert [_name(raw) for raw in (b"Im1", b"Im#31", "图一".encode(), b"Fig#20A")] == ["/Im1", "/Im1", "/图一", "/Fig A"]
 
 
 def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:

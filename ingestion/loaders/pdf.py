@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
-from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
+from pypdf.generic import DictionaryObject, IndirectObject, NameObject, StreamObject
 
 from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages, ImageError, refuse_many_scans
@@ -23,13 +24,16 @@ logging.getLogger("pypdf").addHandler(logging.NullHandler())
 _PAGE_SEPARATOR = "\n\n"
 _HEADER_WINDOW = 1024  # readers accept up to this much junk before "%PDF-"
 _MAX_FORM_DEPTH = 8  # form XObjects nested deeper than this are not searched for images
+_DELIMITERS = rb"\x00\t\n\x0c\r ()<>\[\]{}/%"  # PDF white-space and delimiter characters, which end a name
+_DRAW = re.compile(rb"/([^%s]+)[\x00\t\n\x0c\r ]+Do(?=[%s]|$)" % (_DELIMITERS, _DELIMITERS))  # "/Im1 Do"
 
 
 class PdfLoader(Loader):
     """Text of a PDF page by page; pages without a text layer are kept (empty) and reported in a warning.
 
-    Each page's images come with the page's text span; on a page without a text layer they are marked
-    ``scanned_page`` (OCR reads them). An image used on several pages is kept once, where it first appears.
+    The images each page draws come with the page's text span; on a page without a text layer they are marked
+    ``scanned_page`` (OCR reads them). An image drawn on several pages is kept once, where it is first drawn; one
+    that no page draws (resources may name more than a page shows) is not kept.
 
     pypdf runs in non-strict mode so that slightly broken files still load; at most ``limits.max_pages`` pages
     are read, and pages sharing one content stream (and resources) are parsed once, which bounds the time a
@@ -98,7 +102,7 @@ class PdfLoader(Loader):
         text, pages = _join(texts)
         images = EmbeddedImages(limits, warnings, root)
         seen: set[tuple[int, int] | int] = set()
-        walked: dict[object, int] = {}  # resources and forms searched for images already, at their shallowest depth
+        walked: dict[object, int] = {}  # page contents and forms searched for images already (forms: least depth)
         for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
             _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen,
                          walked)
@@ -108,16 +112,16 @@ class PdfLoader(Loader):
 
 def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: EmbeddedImages,
                  seen: set[tuple[int, int] | int], walked: dict[object, int]) -> None:
-    """Keep the images of one page, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped."""
-    try:
-        resources = _reference(pdf_page.raw_get("/Resources"))
-    except Exception:  # no or broken resources: nothing shared to pass over
-        resources = None
-    if isinstance(resources, tuple):  # an indirect resources dictionary, shared by many pages maybe: searched once
-        if resources in walked:
+    """Keep the images a page draws, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped.
+
+    Only the images its content draws belong to a page: resources shared by many pages name them all, and a
+    scanned page's picture credited to the text page before it was never read by OCR."""
+    key = _content_key(pdf_page)
+    if key is not None:  # pages drawn from the same content and resources draw the same images: searched once
+        if key in walked:
             return
-        walked[resources] = 0
-    for ordinal, (key, xobject) in enumerate(_image_xobjects(pdf_page, walked), 1):
+        walked[key] = 0
+    for ordinal, (path, xobject) in enumerate(_image_xobjects(pdf_page, walked, _drawn(pdf_page)), 1):
         reference = xobject.indirect_reference
         identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
         if identity in seen:
@@ -130,7 +134,7 @@ def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: Embedd
         try:
             if "/DCTDecode" in _filters(xobject):  # a JPEG, which pypdf decodes without the image files' checks
                 refuse_many_scans(xobject.get_data())
-            found = pdf_page.images[key if len(key) > 1 else key[0]]
+            found = pdf_page.images[path if len(path) > 1 else path[0]]
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except ImageError as error:
@@ -161,14 +165,16 @@ def _reference(value: object) -> object:
     return repr(value)
 
 
-def _image_xobjects(container: DictionaryObject, walked: dict[object, int], key: tuple[str, ...] = (),
-                    depth: int = 0) -> Iterator[tuple[list[str], StreamObject]]:
-    """(resource path, image XObject) for each image in a page's or form's resources, forms searched too, each
-    form again only where it is reached less deep than before (``walked``: what a shallower search reaches, a
-    deeper one does not): a form naming itself thirty times was walked 30^8 times, 1.4 KB that never finished."""
+def _image_xobjects(container: DictionaryObject, walked: dict[object, int], drawn: list[str] | None,
+                    path: tuple[str, ...] = (), depth: int = 0) -> Iterator[tuple[list[str], StreamObject]]:
+    """(resource path, image XObject) for each image a page or form draws (``drawn``; every one in its resources
+    when its content cannot be read), in the forms it draws too, each form searched again only where it is
+    reached less deep than before (``walked``: what a shallower search reaches, a deeper one does not): a form
+    naming itself thirty times was walked 30^8 times, 1.4 KB that never finished."""
     try:
         xobjects = container["/Resources"]["/XObject"]
-        entries = [(name, xobjects[name]) for name in xobjects]
+        names = list(xobjects) if drawn is None else [name for name in drawn if name in xobjects]
+        entries = [(name, xobjects[name]) for name in names]
     except MemoryError:  # the file is over the memory budget: that is the reason
         raise
     except Exception:  # no resources, no XObjects, or a broken dictionary: no images here
@@ -178,13 +184,39 @@ def _image_xobjects(container: DictionaryObject, walked: dict[object, int], key:
             continue
         subtype = xobject.get("/Subtype")
         if subtype == "/Image":
-            yield [*key, name], xobject
+            yield [*path, name], xobject
         elif subtype == "/Form" and depth < _MAX_FORM_DEPTH:
             form = xobject.indirect_reference
             identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
             if walked.get(identity, _MAX_FORM_DEPTH + 1) > depth + 1:
                 walked[identity] = depth + 1
-                yield from _image_xobjects(xobject, walked, (*key, name), depth + 1)
+                yield from _image_xobjects(xobject, walked, _drawn(xobject), (*path, name), depth + 1)
+
+
+def _drawn(container: DictionaryObject) -> list[str] | None:
+    """The XObject names a page's or form's content draws (its ``Do`` operators), each once, in order; None when
+    the content cannot be read. A regular expression over the content, not pypdf's parser, which takes seconds
+    on a page of large drawings."""
+    try:
+        if isinstance(container, StreamObject):  # a form: its own data is its content
+            content = container.get_data()
+        else:
+            streams = container.get("/Contents")
+            streams = streams.get_object() if streams is not None else []
+            parts = streams if isinstance(streams, list) else [streams]
+            content = b"\n".join(part.get_object().get_data() for part in parts)
+    except MemoryError:  # the file is over the memory budget: that is the reason
+        raise
+    except Exception:  # broken or undecodable content: its images are not told apart
+        return None
+    return [_name(name) for name in dict.fromkeys(match.group(1) for match in _DRAW.finditer(content))]
+
+
+def _name(raw: bytes) -> str:
+    """A name as pypdf reads it ("/Im1"): plain ASCII directly, escapes (#20) and other bytes through pypdf."""
+    if raw.isascii() and b"#" not in raw:
+        return "/" + raw.decode("ascii")
+    return NameObject.read_from_stream(io.BytesIO(b"/" + raw), None)
 
 
 def _filters(xobject: StreamObject) -> list[str]:
