@@ -136,6 +136,16 @@ def docx_xml_bomb(megabytes: float, part: str = "document.xml", lead: int = 0) -
     return _docx_with_document_xml(rewrite, part)
 
 
+def docx_long_text(megabytes: float, character: str = "a") -> bytes:
+    """A DOCX of well under a megabyte whose one paragraph holds ``megabytes`` of ``character`` in runs of a
+    megabyte: few elements, so the element count passes it, but its text was parsed and joined whole (gigabytes)
+    before being refused."""
+    run = "<w:r><w:t>" + character * (2**20 // len(character.encode())) + "</w:t></w:r>"
+    runs = run * int(megabytes)
+    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body><w:p>{runs}</w:p></w:body>"
+                                   "</w:document>")
+
+
 def docx_external_entity(target: Path) -> bytes:
     """A DOCX whose XML declares an external entity naming ``target`` and uses it (XXE)."""
     def rewrite(xml: str) -> str:

@@ -589,3 +589,21 @@ def test_docx_with_parts_zipfile_cannot_unpack_is_a_load_error(tmp_path: Path, d
     "unexpected RuntimeError: ...", or a traceback that ended the run without file isolation."""
     with pytest.raises(LoadError, match=reason):
         load(tmp_path, "locked.docx", data)
+
+
+def test_docx_text_past_the_allowance_is_refused_before_parsing_but_chinese_within_it_loads(tmp_path: Path) -> None:
+    """Before the XML is parsed, more text bytes than 4 per allowed character is refused (UTF-8 takes at most 4); a
+    Chinese text (3 bytes a character) near the allowance still loads."""
+    def docx_of(text: str) -> bytes:
+        document, out = Document(), io.BytesIO()
+        document.add_paragraph(text)
+        document.save(out)
+        return out.getvalue()
+
+    path = tmp_path / "notes.docx"
+    loader = loader_for(path)
+    assert loader is not None
+    chinese = CHINESE * (90_000 // len(CHINESE))  # 270 KB, and a blank document's styles hold 90 KB of blanks
+    assert loader.load(path, docx_of(chinese), Limits(max_chars=100_000)).text == chinese
+    with pytest.raises(LoadError, match="more than 400,000 bytes of text; max_document_chars allows 100,000 char"):
+        loader.load(path, docx_of("a" * 500_000), Limits(max_chars=100_000))

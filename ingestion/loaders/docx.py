@@ -37,6 +37,10 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 # Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
 # parts are counted (by their "<", streamed) before anything parses them.
 MAX_XML_TAGS = 2_000_000
+# Text is parsed, then joined, whole before its length is checked: the bytes between tags are counted too. UTF-8
+# takes at most 4 bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
+BYTES_PER_CHARACTER = 4
+_TAG = re.compile(rb"<[^<>]*>")
 _COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
 _ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
@@ -56,7 +60,7 @@ class DocxLoader(Loader):
     file_type = "docx"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
-        _refuse_bombs(data)
+        _refuse_bombs(data, limits.max_chars)
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
             document = Document(io.BytesIO(data))
@@ -89,9 +93,11 @@ class _Block(NamedTuple):
 _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
 
 
-def _refuse_bombs(data: bytes) -> None:
+def _refuse_bombs(data: bytes, max_chars: int) -> None:
     """A DOCX is a zip of XML: refuse one that would inflate past ``MAX_EXPANDED_BYTES``, or whose XML holds more
-    than ``MAX_XML_TAGS`` elements, or with a part that cannot be unpacked, before anything unpacks or parses it."""
+    than ``MAX_XML_TAGS`` elements or more text than ``max_chars`` characters can take, or with a part that cannot
+    be unpacked, before anything unpacks or parses it."""
+    max_text = BYTES_PER_CHARACTER * max_chars
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -99,7 +105,7 @@ def _refuse_bombs(data: bytes) -> None:
             if expanded > MAX_EXPANDED_BYTES:
                 raise LoadError(f"DOCX would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
-            tags = 0
+            tags = text = 0
             for member in members:
                 _refuse_unreadable(member)
                 with archive.open(member) as part:
@@ -113,6 +119,10 @@ def _refuse_bombs(data: bytes) -> None:
                         if tags > MAX_XML_TAGS:
                             raise LoadError(f"over budget: DOCX XML holds more than {MAX_XML_TAGS:,} elements "
                                             "(an XML bomb?)")
+                        text += len(_TAG.sub(b"", chunk))  # a tag cut by the chunk's end counts as text: a few bytes
+                        if text > max_text:
+                            raise LoadError(f"over budget: DOCX XML holds more than {max_text:,} bytes of text; "
+                                            f"max_document_chars allows {max_chars:,} characters")
                         chunk = part.read(_COUNT_CHUNK)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: python-docx reports it as corrupt
