@@ -129,7 +129,8 @@ CASES = {
         _write("renamed.docx", lambda: docx_xml_bomb(50, "document.bin")), "XML bomb", 400, 30),
     "docx xml bomb behind 2 MB of blanks": (
         _write("blanks.docx", lambda: docx_xml_bomb(50, lead=2 * 2**20)), "XML bomb", 400, 30),
-    "docx of 300 MB of text in runs of 1 MB": (_write("text.docx", lambda: docx_long_text(300)), "bytes of text", 400, 30),
+    "docx of 300 MB of text in runs of 1 MB": (
+        _write("text.docx", lambda: docx_long_text(300)), "bytes of text", 400, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
     "jpeg of 20,000 scans": (_write("scans.jpg", lambda: many_scans_jpeg(8000, 20_000)),
                              "JPEG of more than 100 scans", 400, 30),
