@@ -11,24 +11,19 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from ingestion.layout import TextBox, page_orientation, reading_order
 from ingestion.loaders.base import clean_text
 from kb import optional
 from kb.errors import KbError, ModelNotFoundError
-from kb.keywords import CJK_CHARS
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
 _PARAGRAPH = "\n\n"
-_CJK = re.compile(rf"[{CJK_CHARS}]")
 _NO_TEXT_LAYER = re.compile(r"^(\d+) of (\d+) pages have no text layer \(scanned\?\)$")
-SIDEWAYS = 1.5  # a box this many times taller than wide is a line turned sideways (rapidocr turns it to read it)
-SIDEWAYS_SHARE = 0.8  # of a page's characters in tall boxes, for the page to be sideways: an upright chart's or
-# table's turned labels can be most of its text, never nearly all of it
 FLIPPED_SCORE = 0.9  # rapidocr turns a line it classifies upside down with more confidence (its cls_thresh)
 
 
@@ -40,81 +35,6 @@ class OcrEngine(Protocol):
     """Reads the text in an image, in reading order, as clean text ("" when there is none)."""
 
     def read(self, image: Image.Image) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TextBox:
-    """One recognised piece of text and its bounds in the image (pixels, y downwards)."""
-
-    text: str
-    left: float
-    top: float
-    bottom: float
-    right: float
-    upside_down: bool = False  # the line classifier found it upside down once rapidocr had turned it (if tall)
-
-    @property
-    def upright(self) -> bool:
-        """Not as tall as rapidocr turns a line for reading (1.5 times its width): a line of a page that is not
-        sideways, or a short word."""
-        return self.bottom - self.top < SIDEWAYS * (self.right - self.left)
-
-    def turned(self, orientation: int) -> TextBox:
-        """The box as it lies once the page is turned upright, on a page whose text was turned ``orientation``
-        degrees counter-clockwise (90: lines run bottom to top). Only relative places count, so no page size."""
-        if orientation == 90:
-            return replace(self, left=-self.bottom, top=self.left, bottom=self.right, right=-self.top)
-        if orientation == 180:
-            return replace(self, left=-self.right, top=-self.bottom, bottom=-self.top, right=-self.left)
-        if orientation == 270:
-            return replace(self, left=self.top, top=-self.right, bottom=-self.left, right=self.bottom)
-        return self
-
-
-def page_orientation(boxes: Sequence[TextBox]) -> int:
-    """How far (degrees, counter-clockwise) a page's text is turned. Sideways when nearly all its characters
-    (``SIDEWAYS_SHARE``, in boxes of two or more) are in tall boxes; which way, and whether an upright page is
-    upside down, by whether most of those boxes (the tall ones, or the others) were read upside down: rapidocr
-    turns a tall line a quarter counter-clockwise, which puts a page turned 90 degrees upside down."""
-    voting = [box for box in boxes if len(box.text) > 1]  # a lone "1" or "I" is tall on any page
-    tall = [box for box in voting if not box.upright]
-    characters = sum(len(box.text) for box in voting)
-    sideways = bool(tall) and sum(len(box.text) for box in tall) >= SIDEWAYS_SHARE * characters
-    lines = tall if sideways else [box for box in voting if box.upright]  # turned labels of a chart do not vote
-    flipped = 2 * sum(box.upside_down for box in lines) > len(lines)
-    if sideways:
-        return 90 if flipped else 270
-    return 180 if flipped else 0
-
-
-def reading_order(boxes: Sequence[TextBox], orientation: int = 0) -> str:
-    """The boxes' text as lines top to bottom, each left to right, on the page turned upright (``orientation``:
-    see ``page_orientation``); boxes that overlap vertically by at least half the smaller height share a line.
-    Words on a line are joined by a space, except between two CJK characters."""
-    lines: list[list[TextBox]] = []
-    line_top = line_bottom = 0.0
-    for box in sorted((box.turned(orientation) for box in boxes), key=lambda box: (box.top + box.bottom) / 2):
-        overlap = min(box.bottom, line_bottom) - max(box.top, line_top)
-        if lines and overlap >= 0.5 * min(box.bottom - box.top, line_bottom - line_top):
-            lines[-1].append(box)
-            line_top, line_bottom = min(line_top, box.top), max(line_bottom, box.bottom)
-        else:
-            lines.append([box])
-            line_top, line_bottom = box.top, box.bottom
-    return clean_text("\n".join(_join_words([box.text for box in sorted(line, key=lambda b: b.left)])
-                                for line in lines))
-
-
-def _join_words(words: list[str]) -> str:
-    """Words of one line joined by spaces, but CJK characters that meet across a gap are written together."""
-    text = ""
-    for word in (word.strip() for word in words):
-        if not word:
-            continue
-        if text and not (_CJK.match(text[-1]) and _CJK.match(word[0])):
-            text += " "
-        text += word
-    return text
 
 
 class RapidOcrEngine:
@@ -141,6 +61,11 @@ class RapidOcrEngine:
         return engine
 
     def read(self, image: Image.Image) -> str:
+        boxes = self.boxes(image)
+        return reading_order(boxes, page_orientation(boxes))
+
+    def boxes(self, image: Image.Image) -> list[TextBox]:
+        """The pieces of text rapidocr finds in the image, in no particular order (``read`` orders them)."""
         pixels = self._pixels(image)
         with self._lock:
             if self._engine is None:
@@ -159,9 +84,8 @@ class RapidOcrEngine:
         result = list(result or ())
         if len(upside_down) != len(result):  # the lines and the classifier's verdicts do not pair up
             upside_down = [False] * len(result)
-        boxes = [_text_box(points, text, flipped) for (points, text, score), flipped in zip(result, upside_down)
-                 if float(score) >= self.min_score]
-        return reading_order(boxes, page_orientation(boxes))
+        return [_text_box(points, text, flipped) for (points, text, score), flipped in zip(result, upside_down)
+                if float(score) >= self.min_score]
 
     def _pixels(self, image: Image.Image) -> np.ndarray:
         """The image as the contiguous BGR uint8 array rapidocr expects for numpy input, at most ``max_side``."""

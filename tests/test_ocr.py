@@ -11,18 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from ingestion.layout import TextBox, page_orientation, reading_order
 from ingestion.loaders.base import clean_text
 from ingestion.loaders.pdf import _join
-from ingestion.ocr import (
-    OcrError,
-    RapidOcrEngine,
-    TextBox,
-    apply_ocr,
-    insert_text,
-    ocr_available,
-    page_orientation,
-    reading_order,
-)
+from ingestion.ocr import OcrError, RapidOcrEngine, apply_ocr, insert_text, ocr_available
 from kb.errors import ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage
 from tests.rendering import LATIN_FONT, cjk_font, render_lines
@@ -90,6 +82,49 @@ def test_reads_chinese_without_spaces_between_characters(engine: RapidOcrEngine)
     text = engine.read(render_lines(["七号装卸区", "仅限叉车通行"], font=font))
     assert "装卸" in text and "叉车" in text
     assert " " not in text
+
+
+@needs_font
+def test_a_page_in_two_columns_reads_a_column_at_a_time(engine: RapidOcrEngine) -> None:
+    # A newsletter's layout: a title across the page, two columns of prose, a closing line across the page.
+    from PIL import ImageDraw, ImageFont
+
+    left = ["Returns are accepted for thirty", "days after delivery, for a full", "refund to the card that paid",
+            "for the order, in every case."]
+    right = ["Exchanges are free of charge at", "any branch of the company shop", "on showing the receipt of the",
+             "purchase, within the same days."]
+    image = Image.new("RGB", (1500, 900), "white")
+    draw, face = ImageDraw.Draw(image), ImageFont.truetype(str(LATIN_FONT), 40)
+    draw.text((60, 60), "Customer service policy", font=face, fill="black")
+    for row, (first, second) in enumerate(zip(left, right)):
+        draw.text((60, 200 + 60 * row), first, font=face, fill="black")
+        draw.text((780, 200 + 60 * row), second, font=face, fill="black")
+    draw.text((60, 640), "Questions go to the front desk of every branch, all week long.", font=face, fill="black")
+    assert engine.read(image).split("\n") == ["Customer service policy", *left, *right,
+                                              "Questions go to the front desk of every branch, all week long."]
+
+
+def _box(text: str, left: float, top: float) -> TextBox:
+    """A box of ``text`` 20 px high, 10 px a character wide."""
+    return TextBox(text, left, top, top + 20, left + 10 * len(text))
+
+
+def test_columns_are_runs_of_lines_beside_a_gutter_and_a_table_still_reads_by_rows() -> None:
+    title = _box("A title across the page, both columns wide", 0, 0)
+    left = [_box(f"left column line number {n}", 0, 40 + 24 * n) for n in range(4)]
+    right = [_box(f"right column line number {n}", 300, 40 + 24 * n) for n in range(3)]
+    heading = _box("Next section", 0, 160)  # after a section's space, under the left column: not part of it
+    footer = _box("A closing line as wide as the page itself, below", 0, 190)
+    page = [title, *left, *right, heading, footer]
+    assert reading_order(page).split("\n") == [title.text, *(box.text for box in left), *(box.text for box in right),
+                                               heading.text, footer.text]
+    # Short cells beside each other are a table: its rows stay rows.
+    rows = [("Name", "Age", "Town"), ("Alice", "30", "Lyon"), ("Bob", "41", "Metz"), ("Chen", "28", "Nice")]
+    table = [_box(cell, 100 * column, 24 * row) for row, cells in enumerate(rows) for column, cell in enumerate(cells)]
+    assert reading_order(table).split("\n") == ["Name Age Town", "Alice 30 Lyon", "Bob 41 Metz", "Chen 28 Nice"]
+    # Two columns side by side on fewer than three lines are not columns.
+    assert reading_order([*left[:2], *right[:2]]).split("\n") == [
+        f"{left[0].text} {right[0].text}", f"{left[1].text} {right[1].text}"]
 
 
 PAGE = [TextBox("world", 300, 12, 52, 420), TextBox("line", 200, 100, 140, 280), TextBox("hello", 10, 10, 50, 180),
