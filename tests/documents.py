@@ -86,6 +86,31 @@ def shared_resources_pdf_bytes(pages: list[tuple[str, list[int]]], jpegs: list[b
     return pdf_from_objects(objects)
 
 
+def striped_scan_pdf(scan: Image.Image, strip: int = 16, garbled: bool = False) -> bytes:
+    """A one-page PDF without a text layer whose scan is cut into images ``strip`` pixels high (one point a pixel),
+    as some scanners write it; ``garbled`` gives it instead one image whose JBIG2 data no decoder reads."""
+    grey = scan.convert("L")
+    width, height = grey.size
+    objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>",
+                                 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"}
+    names, draws = [], []
+    tops = [0] if garbled else list(range(0, height, strip))
+    for number, top in enumerate(tops):
+        rows = height if garbled else min(strip, height - top)
+        data = b"\x97JB2garbage" * 64 if garbled else zlib.compress(grey.crop((0, top, width, top + rows)).tobytes())
+        codec = b"/JBIG2Decode /BitsPerComponent 1" if garbled else b"/FlateDecode /BitsPerComponent 8"
+        objects[5 + number] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                               b"/Filter %s /Length %d >>\nstream\n%s\nendstream"
+                               % (width, rows, codec, len(data), data))
+        names.append(b"/S%d %d 0 R" % (number, 5 + number))
+        draws.append(b"q %d 0 0 %d 0 %d cm /S%d Do Q" % (width, rows, height - top - rows, number))
+    content = b"\n".join(draws)
+    objects[3] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /XObject << %s >> >> "
+                  b"/Contents 4 0 R >>" % (width, height, b" ".join(names)))
+    objects[4] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+    return pdf_from_objects(objects)
+
+
 def pdf_from_objects(objects: dict[int, bytes], info: int | None = None) -> bytes:
     """A PDF of ``objects`` (numbered from 1, the catalog first; gaps are free entries) with a correct xref table;
     ``info`` is the number of the document information dictionary, if any."""

@@ -20,7 +20,7 @@ from ingestion.loaders.pdf import _name
 from kb.config import Settings
 from kb.containment import REFUSED
 from kb.types import ExtractedDocument
-from tests.documents import bomb_png, image_bytes, pdf_bytes, shared_resources_pdf_bytes
+from tests.documents import bomb_png, image_bytes, pdf_bytes, shared_resources_pdf_bytes, striped_scan_pdf
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -190,6 +190,22 @@ def test_pdf_pages_sharing_resources_keep_the_images_each_draws(tmp_path: Path) 
         ("page 1 image 1", 1, False), ("page 2 image 1", 2, True)]  # the white one is named but never drawn
     assert near(document.images[0].image.getpixel((30, 20)), RED)
     assert near(document.images[1].image.getpixel((30, 20)), BLUE)
+
+
+def test_a_scanned_page_pypdf_cannot_decode_is_drawn_by_pdfium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
+    scan = Image.new("RGB", (600, 400), WHITE)
+    scan.paste(BLUE, (100, 100, 500, 300))
+    [page] = load(tmp_path, "strips.pdf", striped_scan_pdf(scan)).images  # 25 strips of 16 px: none a picture
+    assert (page.name, page.page, page.scanned_page, page.width, page.height) == ("page 1", 1, True, 2048, 1366)
+    blue_in_grey = (43, 43, 43)  # the strips are grey
+    assert near(page.image.getpixel((1024, 682)), blue_in_grey) and near(page.image.getpixel((100, 100)), WHITE)
+    # An image no decoder reads stays reported; a blank page is not a picture.
+    garbled = load(tmp_path, "garbled.pdf", striped_scan_pdf(scan, garbled=True))
+    assert garbled.images == [] and any("image page 1 image 1 skipped: cannot decode" in w for w in garbled.warnings)
+    assert load(tmp_path, "blank.pdf", pdf_bytes([[], ["The end"]])).images == []
+    monkeypatch.setattr("ingestion.loaders.pdf_pages.optional.installed", lambda module: False)
+    assert load(tmp_path, "without.pdf", striped_scan_pdf(scan)).images == []  # as it was before pdfium
 
 
 def test_pdf_drawn_names_are_read_as_pypdf_reads_resource_names() -> None:

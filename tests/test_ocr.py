@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +13,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ingestion.layout import TextBox, page_orientation, reading_order
-from ingestion.loaders.base import clean_text
-from ingestion.loaders.pdf import _join
+from ingestion.loaders.base import Limits, clean_text
+from ingestion.loaders.pdf import PdfLoader, _join
 from ingestion.ocr import OcrError, RapidOcrEngine, apply_ocr, insert_text, ocr_available
 from kb.errors import ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage
+from tests.documents import striped_scan_pdf
 from tests.rendering import LATIN_FONT, cjk_font, render_lines
 
 needs_font = pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
@@ -272,6 +274,19 @@ def test_scanned_page_is_filled_and_every_offset_shifts(engine: RapidOcrEngine) 
     assert [text[first.start : first.end], text[last.start : last.end]] == [quotes[0], quotes[2]]
     assert document.page_at(scanned.start) == 2 and document.page_at(last.start) == 3
     assert document.warnings == ["1 scanned page(s) read by OCR"]
+
+
+@needs_font
+def test_a_scan_cut_in_strips_is_drawn_whole_and_read(engine: RapidOcrEngine, tmp_path: Path) -> None:
+    # Each strip is under min_image_side, so the page had no picture and stayed empty; pdfium draws it whole.
+    pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
+    path = tmp_path / "striped.pdf"
+    path.write_bytes(striped_scan_pdf(render_lines(["LOADING DOCK 7", "FORKLIFTS ONLY"])))
+    document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path)
+    [page] = document.images
+    assert (page.name, page.page, page.scanned_page, max(page.width, page.height)) == ("page 1", 1, True, 2048)
+    assert apply_ocr(document, engine) == 1
+    assert {"LOADING", "DOCK", "FORKLIFTS", "ONLY"} <= _words(document.text)
 
 
 def test_embedded_images_become_paragraphs_after_their_caption() -> None:

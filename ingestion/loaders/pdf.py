@@ -14,6 +14,7 @@ from pypdf.generic import DictionaryObject, IndirectObject, NameObject, StreamOb
 
 from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages, ImageError, refuse_many_scans
+from ingestion.loaders.pdf_pages import PageDrawer
 from kb.types import ExtractedDocument, Page
 
 # pypdf logs every oddity of a malformed file as a warning; the document's own warnings and the ingest report say
@@ -103,32 +104,48 @@ class PdfLoader(Loader):
         images = EmbeddedImages(limits, warnings, root)
         seen: set[tuple[int, int] | int] = set()
         walked: dict[object, int] = {}  # page contents and forms searched for images already (forms: least depth)
-        for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
-            _page_images(reader.pages[index], page, not texts[index] and page.number not in failed, images, seen,
-                         walked)
+        drawer = PageDrawer(data, limits.max_side, limits.max_images)
+        try:
+            for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
+                scanned = not texts[index] and page.number not in failed
+                shown, failures = _page_images(reader.pages[index], page, scanned, images, seen, walked)
+                picture = drawer.draw(index) if scanned and not shown and not images.full else None
+                if picture is not None and images.wants(f"page {page.number}", *picture.size):
+                    images.add_decoded(picture, picture.tobytes(), f"page {page.number}", page=page.number,
+                                       start=page.start, end=page.end, scanned_page=True)
+                    continue
+                for name, reason in failures:
+                    images.skip(name, reason)
+        finally:
+            drawer.close()
         return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,
                                  images=images.finish(), warnings=warnings)
 
 
 def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: EmbeddedImages,
-                 seen: set[tuple[int, int] | int], walked: dict[object, int]) -> None:
-    """Keep the images a page draws, decoded by pypdf; one that fails (JBIG2 without jbig2dec, say) is skipped.
+                 seen: set[tuple[int, int] | int], walked: dict[object, int]) -> tuple[bool, list[tuple[str, str]]]:
+    """Keep the images a page draws, decoded by pypdf. Returns whether the page shows a picture (one kept, or seen
+    on an earlier page, or refused for its size or the document's allowance), and the images that failed to decode
+    (JBIG2 without jbig2dec, say) with the reason: a scanned page without a picture is drawn by pdfium instead.
 
     Only the images its content draws belong to a page: resources shared by many pages name them all, and a
     scanned page's picture credited to the text page before it was never read by OCR."""
     key = _content_key(pdf_page)
     if key is not None:  # pages drawn from the same content and resources draw the same images: searched once
         if key in walked:
-            return
+            return True, []
         walked[key] = 0
+    shown, failures = False, []
     for ordinal, (path, xobject) in enumerate(_image_xobjects(pdf_page, walked, _drawn(pdf_page)), 1):
         reference = xobject.indirect_reference
         identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
         if identity in seen:
+            shown = True
             continue
         seen.add(identity)
-        name = f"page {page.number} image {ordinal}"
-        if not images.wants(name, *_size(xobject)):
+        name, size = f"page {page.number} image {ordinal}", _size(xobject)
+        if not images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a picture;
+            shown = shown or min(size) >= images.limits.min_side  # one refused for its size or the allowance is
             continue
         # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
         try:
@@ -137,14 +154,17 @@ def _page_images(pdf_page: PageObject, page: Page, scanned: bool, images: Embedd
             found = pdf_page.images[path if len(path) > 1 else path[0]]
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
-        except ImageError as error:
+        except ImageError as error:  # refused, not failed: pdfium must not decode it either
             images.skip(name, str(error))
+            shown = True
             continue
         except Exception as error:
-            images.skip(name, f"cannot decode: {_describe(error)}")
+            failures.append((name, f"cannot decode: {_describe(error)}"))
             continue
         images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
                            scanned_page=scanned)
+        shown = True
+    return shown, failures
 
 
 def _content_key(page: PageObject) -> tuple[object, object] | None:
