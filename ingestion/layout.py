@@ -18,7 +18,8 @@ SIDEWAYS_SHARE = 0.8  # of a page's characters in tall boxes, for the page to be
 GUTTER = 0.5  # a gap across lines at least this many line heights wide may be the gutter between two columns
 COLUMN_LINES = 3  # lines with text on both sides of a gutter, for the text beside it to be set in columns
 COLUMN_WIDTH = 10  # the median width of a column's pieces, in line heights: narrower, and they are a table's cells
-CONTINUED = 0.5  # a line less than this many line heights below the one before continues it (no new section)
+CONTINUED = 0.5  # a line less than this many line heights below the one before continues it (no new section);
+# a column's lines are mostly that close (a table's rows and a form's fields lie further apart)
 
 Gutter = tuple[float, float]  # left and right edge of an empty strip between columns
 
@@ -74,7 +75,8 @@ def reading_order(boxes: Sequence[TextBox], orientation: int = 0) -> str:
 
     Boxes that overlap vertically by at least half the smaller height share a line. Columns are runs of lines
     with a common empty strip (a gutter) that text of at least ``COLUMN_LINES`` lines lies on both sides of, in
-    pieces ``COLUMN_WIDTH`` line heights wide or more (a table's cells, narrower, are read row by row). Words on a line are
+    pieces ``COLUMN_WIDTH`` line heights wide or more, lines mostly closer than ``CONTINUED`` line heights: a
+    table's cells (narrower) or rows and a form's fields (further apart) are read row by row. Words on a line are
     joined by a space, except between two CJK characters."""
     upright = [box.turned(orientation) for box in boxes]
     lines = _lines(upright)
@@ -132,9 +134,10 @@ def _column_runs(lines: list[list[TextBox]], height: float) -> Iterator[tuple[in
             free, end = narrower, end + 1
         reaches = {gutter: max(index for index in range(start, end + 1) if _beside(lines[index], gutter))
                    for gutter in free}  # the line start's gap held each gutter: text lies on both sides there
-        gutters = [gutter for gutter in free if _set_in_columns(lines[start:reaches[gutter] + 1], gutter, height)]
-        if not gutters:
-            start += 1
+        verdicts = [_set_in_columns(lines[start:reaches[gutter] + 1], gutter, height) for gutter in free]
+        gutters = [gutter for gutter, verdict in zip(free, verdicts) if verdict]
+        if not gutters:  # a table's rows are not searched again from each of them (which was quadratic)
+            start = end + 1 if None in verdicts else start + 1
             continue
         first, last = start, max(reaches[gutter] for gutter in gutters)
         while first > floor and _clear(lines[first - 1], gutters) and _continues(lines[first - 1], lines[first],
@@ -166,14 +169,24 @@ def _narrowed(free: list[Gutter], line: list[TextBox], least: float) -> list[Gut
     return free
 
 
-def _set_in_columns(lines: list[list[TextBox]], gutter: Gutter, height: float) -> bool:
-    """Whether text lies on both sides of ``gutter`` on ``COLUMN_LINES`` lines or more, in pieces of a median width
-    of ``COLUMN_WIDTH`` line heights or more on each side: lines of prose, not a table's cells."""
+def _set_in_columns(lines: list[list[TextBox]], gutter: Gutter, height: float) -> bool | None:
+    """Whether text lies on both sides of ``gutter`` on ``COLUMN_LINES`` lines or more (False if not), in pieces of
+    a median width of ``COLUMN_WIDTH`` line heights or more, and lines mostly less than ``CONTINUED`` line heights
+    apart, on each side: lines of prose (True), not a table's cells, rows or a form's fields (None)."""
     if sum(_beside(line, gutter) for line in lines) < COLUMN_LINES:
         return False
-    left = [box.right - box.left for line in lines for box in line if box.right <= gutter[0]]
-    right = [box.right - box.left for line in lines for box in line if box.left >= gutter[1]]
-    return min(median(left), median(right)) >= COLUMN_WIDTH * height
+    sides = ([box for line in lines for box in line if box.right <= gutter[0]],
+             [box for line in lines for box in line if box.left >= gutter[1]])
+    prose = all(median(box.right - box.left for box in side) >= COLUMN_WIDTH * height
+                and _spacing(_lines(side)) < CONTINUED * height for side in sides)
+    return True if prose else None
+
+
+def _spacing(lines: list[list[TextBox]]) -> float:
+    """The median space between consecutive lines (0 for a single line)."""
+    spaces = [min(box.top for box in below) - max(box.bottom for box in above)
+              for above, below in zip(lines, lines[1:])]
+    return median(spaces) if spaces else 0.0
 
 
 def _beside(line: list[TextBox], gutter: Gutter) -> bool:

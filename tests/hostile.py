@@ -136,14 +136,17 @@ def docx_xml_bomb(megabytes: float, part: str = "document.xml", lead: int = 0) -
     return _docx_with_document_xml(rewrite, part)
 
 
+def docx_body(body: str) -> bytes:
+    """A valid DOCX whose document body is the XML ``body`` (paragraphs, tables...)."""
+    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>")
+
+
 def docx_long_text(megabytes: float, character: str = "a") -> bytes:
     """A DOCX of well under a megabyte whose one paragraph holds ``megabytes`` of ``character`` in runs of a
     megabyte: few elements, so the element count passes it, but its text was parsed and joined whole (gigabytes)
     before being refused."""
-    run = "<w:r><w:t>" + character * (2**20 // len(character.encode())) + "</w:t></w:r>"
-    runs = run * int(megabytes)
-    return _docx_with_document_xml(lambda xml: xml.split("<w:body>")[0] + f"<w:body><w:p>{runs}</w:p></w:body>"
-                                   "</w:document>")
+    run = '<w:r><w:t xml:space="preserve">' + character * (2**20 // len(character.encode())) + "</w:t></w:r>"
+    return docx_body(f"<w:p>{run * int(megabytes)}</w:p>")
 
 
 def docx_external_entity(target: Path) -> bytes:
@@ -221,6 +224,32 @@ def shared_resources_pdf(pages: int, images: int) -> bytes:
         objects[first_image + number] = (b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace "
                                          b"/DeviceGray /BitsPerComponent 8 /Length 1 >>\nstream\n%c\nendstream"
                                          % (number % 256))
+    return pdf_from_objects(objects)
+
+
+def repeated_contents_pdf(copies: int, stream_megabytes: float, forms: bool = False) -> bytes:
+    """A one-page PDF whose content lists one stream of ``stream_megabytes`` of line drawing (compressed to
+    kilobytes) ``copies`` times, or (``forms``) draws ``copies`` forms, each its own such stream: the images a page
+    draws were looked for in all of it, decoded and joined (gigabytes)."""
+    operation = b"10 10 m 20 20 l S\n"
+    stream = zlib.compress(operation * int(stream_megabytes * 2**20 / len(operation)), 9)
+    drawing = b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream)
+    text = b"BT /F1 12 Tf 72 720 Td (A page of many drawings) Tj ET "
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               5: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"}
+    if forms:
+        names = b" ".join(b"/F%d %d 0 R" % (number, 10 + number) for number in range(copies))
+        content = text + b" ".join(b"/F%d Do" % number for number in range(copies))
+        objects[4] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+        contents, resources = b"4 0 R", b"<< /Font << /F1 5 0 R >> /XObject << %s >> >>" % names
+        for number in range(copies):
+            objects[10 + number] = drawing.replace(b"<< /Length", b"<< /Type /XObject /Subtype /Form "
+                                                                  b"/BBox [0 0 10 10] /Length", 1)
+    else:
+        objects[4], objects[6] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text), drawing
+        contents, resources = b"[4 0 R %s]" % b" ".join([b"6 0 R"] * copies), b"<< /Font << /F1 5 0 R >> >>"
+    objects[3] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources %s /Contents %s >>"
+                  % (resources, contents))
     return pdf_from_objects(objects)
 
 

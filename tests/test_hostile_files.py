@@ -46,6 +46,7 @@ from tests.hostile import (
     nested_html,
     noise_png,
     outside,
+    repeated_contents_pdf,
     repeated_image_markdown,
     shared_resources_pdf,
     shared_stream_pdf,
@@ -141,6 +142,10 @@ CASES = {
                                                           30),
     "pdf of 2000 pages sharing resources of 20000 images": (
         _write("catalogue.pdf", lambda: shared_resources_pdf(2000, 20_000)), None, 500, 60),
+    "pdf listing one 20 MB drawing 250 times": (
+        _write("listed.pdf", lambda: repeated_contents_pdf(250, 20)), None, 500, 30),
+    "pdf drawing 30 forms of 30 MB each": (_write("forms30.pdf", lambda: repeated_contents_pdf(30, 30, forms=True)),
+                                           None, 500, 30),
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),

@@ -16,11 +16,18 @@ from PIL import Image
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
-from ingestion.loaders.pdf import _name
+from ingestion.loaders.pdf_images import _name
 from kb.config import Settings
 from kb.containment import REFUSED
 from kb.types import ExtractedDocument
-from tests.documents import bomb_png, image_bytes, pdf_bytes, shared_resources_pdf_bytes, striped_scan_pdf
+from tests.documents import (
+    bomb_png,
+    image_bytes,
+    pdf_bytes,
+    pdf_from_objects,
+    shared_resources_pdf_bytes,
+    striped_scan_pdf,
+)
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -206,6 +213,43 @@ def test_a_scanned_page_pypdf_cannot_decode_is_drawn_by_pdfium(tmp_path: Path, m
     assert load(tmp_path, "blank.pdf", pdf_bytes([[], ["The end"]])).images == []
     monkeypatch.setattr("ingestion.loaders.pdf_pages.optional.installed", lambda module: False)
     assert load(tmp_path, "without.pdf", striped_scan_pdf(scan)).images == []  # as it was before pdfium
+
+
+def _drawing_page_pdf(content: bytes, jpeg: bytes, form: bool = False, compressed: bool = False) -> bytes:
+    """A one-page PDF whose resources name one JPEG /Im0 (and, with ``form``, a form /Fm0 without resources of its
+    own that draws /Im0 from the page's), its content ``content`` (flate-compressed, or broken, with ``compressed``)."""
+    width, height = Image.open(io.BytesIO(jpeg)).size
+    xobjects = b"/Im0 5 0 R" + (b" /Fm0 6 0 R" if form else b"")
+    filters = b" /Filter /FlateDecode" if compressed else b""
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << %s >> >> "
+                  b"/Contents 4 0 R >>" % xobjects,
+               4: b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(content), filters, content),
+               5: b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+                  b"/Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream" % (width, height, len(jpeg), jpeg)}
+    if form:
+        drawing = b"q 100 0 0 100 0 0 cm /Im0 Do Q"
+        objects[6] = (b"<< /Type /XObject /Subtype /Form /BBox [0 0 100 100] /Length %d >>\nstream\n%s\nendstream"
+                      % (len(drawing), drawing))
+    return pdf_from_objects(objects)
+
+
+@pytest.mark.parametrize("content, form, compressed", [
+    pytest.param(b"q 200 0 0 150 72 400 cm /Im0 % the photograph\nDo Q", False, False, id="comment before Do"),
+    pytest.param(b"q 1 0 0 1 72 400 cm /Fm0 Do Q", True, False, id="form drawing from the page's resources"),
+    pytest.param(b"not flate at all, /Im0 Do", False, True, id="content that decodes to nothing"),
+])
+def test_pdf_images_drawn_in_odd_ways_are_found(tmp_path: Path, content: bytes, form: bool, compressed: bool) -> None:
+    document = load(tmp_path, "odd.pdf", _drawing_page_pdf(content, image_bytes("JPEG", color=RED), form, compressed))
+    [image] = document.images
+    assert image.page == 1 and near(image.image.getpixel((30, 20)), RED)
+
+
+def test_a_drawn_name_pypdf_refuses_fails_only_that_page_s_images(tmp_path: Path) -> None:
+    # A name over pypdf's 4096 bytes raised out of the loader: the whole file failed as "unexpected".
+    content = "/".encode() + "图".encode() * 1400 + b" Do q 200 0 0 150 72 400 cm /Im0 Do Q"
+    document = load(tmp_path, "long.pdf", _drawing_page_pdf(content, image_bytes("JPEG", color=RED)))
+    assert document.images == [] and "image page 1 image 1 skipped: cannot decode" in document.warnings[-1]
 
 
 def test_pdf_drawn_names_are_read_as_pypdf_reads_resource_names() -> None:

@@ -16,7 +16,7 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import pdf_bytes
-from tests.hostile import docx_with_unreadable_parts, lone_surrogate_pdf
+from tests.hostile import docx_body, docx_with_unreadable_parts, lone_surrogate_pdf
 
 
 def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
@@ -607,3 +607,10 @@ def test_docx_text_past_the_allowance_is_refused_before_parsing_but_chinese_with
     assert loader.load(path, docx_of(chinese), Limits(max_chars=100_000)).text == chinese
     with pytest.raises(LoadError, match="more than 400,000 bytes of text; max_document_chars allows 100,000 char"):
         loader.load(path, docx_of("a" * 500_000), Limits(max_chars=100_000))
+    # Indentation between tags is not text, nor is an entity more than one character; blanks in a run are.
+    indented = "".join(f"\n{' ' * 200}<w:p>\n{' ' * 400}<w:r><w:t>R&amp;D note {n}</w:t></w:r>\n{' ' * 200}</w:p>"
+                       for n in range(1000))  # 600 KB of indentation
+    assert loader.load(path, docx_body(indented), Limits(max_chars=100_000)).text.startswith("R&D note 0\n\nR&D")
+    with pytest.raises(LoadError, match="bytes of text"):
+        loader.load(path, docx_body(f'<w:p><w:r><w:t xml:space="preserve">{" " * 500_000}.</w:t></w:r></w:p>'),
+                    Limits(max_chars=100_000))

@@ -124,6 +124,11 @@ def test_columns_are_runs_of_lines_beside_a_gutter_and_a_table_still_reads_by_ro
     rows = [("Name", "Age", "Town"), ("Alice", "30", "Lyon"), ("Bob", "41", "Metz"), ("Chen", "28", "Nice")]
     table = [_box(cell, 100 * column, 24 * row) for row, cells in enumerate(rows) for column, cell in enumerate(cells)]
     assert reading_order(table).split("\n") == ["Name Age Town", "Alice 30 Lyon", "Bob 41 Metz", "Chen 28 Nice"]
+    # Wide cells whose rows lie further apart than a column's lines (a troubleshooting table, a form) are rows.
+    symptoms = [_box(f"symptom {n}: the printer shows a jam", 0, 60 * n) for n in range(4)]
+    remedies = [_box(f"remedy {n}: open the rear tray and pull", 400, 60 * n) for n in range(4)]
+    paired = [f"{symptom.text} {remedy.text}" for symptom, remedy in zip(symptoms, remedies)]
+    assert reading_order([*symptoms, *remedies]).split("\n") == paired
     # Two columns side by side on fewer than three lines are not columns.
     assert reading_order([*left[:2], *right[:2]]).split("\n") == [
         f"{left[0].text} {right[0].text}", f"{left[1].text} {right[1].text}"]

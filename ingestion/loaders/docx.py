@@ -37,10 +37,14 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 # Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
 # parts are counted (by their "<", streamed) before anything parses them.
 MAX_XML_TAGS = 2_000_000
-# Text is parsed, then joined, whole before its length is checked: the bytes between tags are counted too. UTF-8
-# takes at most 4 bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
+# Text is parsed, then joined, whole before its length is checked: the text between tags is counted too (an entity
+# as one byte; blanks between two tags only inside a text run, as indentation is not text). UTF-8 takes at most 4
+# bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
 BYTES_PER_CHARACTER = 4
 _TAG = re.compile(rb"<[^<>]*>")
+_BLANKS = re.compile(rb">[\t\n\r ]+<")  # blanks between two tags
+_RUN_BLANKS = re.compile(rb"(<(?:[^\s<>/:]+:)?t(?:[\t\n\r ][^<>]*)?>)[\t\n\r ]+<")  # ... that a <w:t> run holds
+_ENTITY = re.compile(rb"&#?[0-9A-Za-z]+;")
 _COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
 _ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
@@ -119,13 +123,22 @@ def _refuse_bombs(data: bytes, max_chars: int) -> None:
                         if tags > MAX_XML_TAGS:
                             raise LoadError(f"over budget: DOCX XML holds more than {MAX_XML_TAGS:,} elements "
                                             "(an XML bomb?)")
-                        text += len(_TAG.sub(b"", chunk))  # a tag cut by the chunk's end counts as text: a few bytes
+                        text += _text_bytes(chunk)
                         if text > max_text:
                             raise LoadError(f"over budget: DOCX XML holds more than {max_text:,} bytes of text; "
                                             f"max_document_chars allows {max_chars:,} characters")
                         chunk = part.read(_COUNT_CHUNK)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: python-docx reports it as corrupt
+
+
+def _text_bytes(xml: bytes) -> int:
+    """The bytes of text in a piece of XML, an entity counted as one; blanks between two tags only in a text run.
+    A tag cut by the piece's end counts as text: a few bytes."""
+    blanks = len(xml) - len(_BLANKS.sub(b"><", xml))
+    run_blanks = len(xml) - len(_RUN_BLANKS.sub(rb"\1<", xml))
+    text = _TAG.sub(b"", xml)
+    return len(_ENTITY.sub(b"&", text)) - blanks + run_blanks
 
 
 def _refuse_unreadable(member: zipfile.ZipInfo) -> None:

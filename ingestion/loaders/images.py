@@ -57,7 +57,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     except MemoryError:  # the file is over the memory budget: that is the reason
         raise
     except Exception as error:  # a header Pillow recognises but cannot parse
-        raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
+        raise ImageError(f"corrupt or truncated image: {describe_error(error)}") from error
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
@@ -149,7 +149,7 @@ def upright_rgb(image: Image.Image, max_side: int = 2048) -> tuple[Image.Image, 
     except MemoryError:  # the file is over the memory budget: that is the reason
         raise
     except Exception as error:  # Pillow reports truncated or corrupt data with OSError, SyntaxError, ValueError...
-        raise ImageError(f"corrupt or truncated image: {_describe(error)}") from error
+        raise ImageError(f"corrupt or truncated image: {describe_error(error)}") from error
     return image, orientation in _TURNED
 
 
@@ -207,7 +207,8 @@ def thumbnail_jpeg(image: Image.Image, max_side: int = 256, quality: int = 80) -
     return out.getvalue()
 
 
-def _describe(error: Exception) -> str:
+def describe_error(error: Exception) -> str:
+    """An error's message, or its type's name when it has none."""
     return str(error) or type(error).__name__
 
 
@@ -291,7 +292,7 @@ class EmbeddedImages:
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:  # odd modes or broken pixel data from the PDF
-            self.skip(name, f"cannot convert to RGB: {_describe(error)}")
+            self.skip(name, f"cannot convert to RGB: {describe_error(error)}")
             return
         self.keep(ExtractedImage(image=rgb, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
                                  height=height), **fields)

@@ -1,0 +1,190 @@
+"""The images each page of a PDF draws, found by the names its content (and the forms it draws) calls with ``Do``,
+and decoded by pypdf within the document's image allowance."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+
+from pypdf import PageObject
+from pypdf.filters import decode_stream_data
+from pypdf.generic import DictionaryObject, EncodedStreamObject, IndirectObject, NameObject, StreamObject
+
+from ingestion.loaders.images import EmbeddedImages, ImageError, describe_error, refuse_many_scans
+from kb.types import Page
+
+MAX_FORM_DEPTH = 8  # form XObjects nested deeper than this are not searched for images
+# Content decoded to find the names it draws, per document; past it, every image a page's or form's resources
+# name counts as drawn (as when its content cannot be read). pypdf itself decodes each stream to at most 75 MB.
+MAX_CONTENT_BYTES = 64 * 2**20
+_WHITE = rb"\x00\t\n\x0c\r "  # PDF white space
+_DELIMITERS = _WHITE + rb"()<>\[\]{}/%"  # white space and delimiters, which end a name
+# "/Im1 Do", with white space or comments between; a name pypdf reads (at most 4096 bytes)
+_DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*)+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
+
+Failure = tuple[str, str]  # an image's name and why it could not be decoded
+
+
+class PageImages:
+    """Finds and keeps the images of one document's pages, in page order: an image drawn on several pages is kept
+    once, where it is first drawn; pages drawn from the same content and resources are searched once; each form
+    is searched again only where it is reached less deep than before."""
+
+    def __init__(self, images: EmbeddedImages) -> None:
+        self.images = images
+        self.seen: set[tuple[int, int] | int] = set()  # the images met, by object number
+        self.walked: dict[object, int] = {}  # page contents searched, and forms at the least depth they were met
+        self.content_left = MAX_CONTENT_BYTES
+
+    def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> tuple[bool, list[Failure]]:
+        """Keep the images the page draws. Returns whether it shows a picture (one kept, or met on an earlier page,
+        or refused for its size or the document's allowance) and the images that failed to decode (JBIG2 without
+        jbig2dec, say) with the reason: the caller may draw a scanned page without a picture another way.
+
+        Only the images its content draws belong to a page: resources shared by many pages name them all, and a
+        scanned page's picture credited to the text page before it was never read by OCR."""
+        key = content_key(pdf_page)
+        if key is not None:
+            if key in self.walked:
+                return True, []
+            self.walked[key] = 0
+        shown, failures = False, []
+        for ordinal, (path, xobject) in enumerate(self._image_xobjects(pdf_page), 1):
+            reference = xobject.indirect_reference
+            identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
+            if identity in self.seen:
+                shown = True
+                continue
+            self.seen.add(identity)
+            name, size = f"page {page.number} image {ordinal}", _size(xobject)
+            if not self.images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a
+                shown = shown or min(size) >= self.images.limits.min_side  # picture; one refused for its size is
+                continue
+            # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
+            try:
+                if "/DCTDecode" in _filters(xobject):  # a JPEG, which pypdf decodes without the image files' checks
+                    refuse_many_scans(xobject.get_data())
+                found = pdf_page.images[path if len(path) > 1 else path[0]]
+            except MemoryError:  # the file is over the memory budget: that is the reason
+                raise
+            except ImageError as error:  # refused, not failed: nothing else may decode it either
+                self.images.skip(name, str(error))
+                shown = True
+                continue
+            except Exception as error:
+                failures.append((name, f"cannot decode: {describe_error(error)}"))
+                continue
+            self.images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
+                                    scanned_page=scanned)
+            shown = True
+        return shown, failures
+
+    def _image_xobjects(self, container: DictionaryObject, path: tuple[str, ...] = (), depth: int = 0,
+                        inherited: tuple[DictionaryObject, tuple[str, ...]] | None = None,
+                        ) -> Iterator[tuple[list[str], StreamObject]]:
+        """(resource path, image XObject) for each image a page or form draws (every one in its resources when its
+        content cannot be read), in the forms it draws too. A form without resources of its own draws from its
+        parent's (``inherited``: the parent's XObjects and their path). A form named thirty times by itself was
+        walked 30^8 times, 1.4 KB that never finished: hence ``walked``."""
+        drawn = self._drawn(container)
+        try:
+            if "/Resources" not in container and inherited is not None:
+                xobjects, path = inherited
+            else:
+                xobjects = container["/Resources"]["/XObject"]
+            names = list(xobjects) if drawn is None else [name for name in drawn if name in xobjects]
+            entries = [(name, xobjects[name]) for name in names]
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
+        except Exception:  # no resources, no XObjects, or a broken dictionary: no images here
+            return
+        for name, xobject in entries:
+            if not isinstance(xobject, StreamObject):
+                continue
+            subtype = xobject.get("/Subtype")
+            if subtype == "/Image":
+                yield [*path, name], xobject
+            elif subtype == "/Form" and depth < MAX_FORM_DEPTH:
+                form = xobject.indirect_reference
+                identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
+                if self.walked.get(identity, MAX_FORM_DEPTH + 1) > depth + 1:
+                    self.walked[identity] = depth + 1
+                    yield from self._image_xobjects(xobject, (*path, name), depth + 1, (xobjects, path))
+
+    def _drawn(self, container: DictionaryObject) -> list[str] | None:
+        """The XObject names a page's or form's content draws (its ``Do`` operators), each once, in order; None
+        when the content cannot be read or the document's ``MAX_CONTENT_BYTES`` are spent. A regular expression
+        over the content, not pypdf's parser, which takes seconds on a page of large drawings."""
+        if self.content_left <= 0:
+            return None
+        try:
+            if isinstance(container, StreamObject):  # a form: its own data is its content
+                parts: list[object] = [container]
+            else:
+                contents = container.get("/Contents")
+                contents = contents.get_object() if contents is not None else []
+                parts = contents if isinstance(contents, list) else [contents]
+            pieces: dict[int, bytes] = {}  # a stream listed again is read once
+            for part in parts:
+                stream = part.get_object() if isinstance(part, IndirectObject) else part
+                if not isinstance(stream, StreamObject) or id(stream) in pieces:
+                    continue
+                # Decoded without pypdf's cache, which would keep every form decoded for the whole document.
+                data = decode_stream_data(stream) if isinstance(stream, EncodedStreamObject) else stream.get_data()
+                if not data and isinstance(stream, EncodedStreamObject):  # pypdf decodes broken data to nothing
+                    return None
+                self.content_left -= len(data)
+                if self.content_left <= 0:
+                    return None
+                pieces[id(stream)] = data
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
+        except Exception:  # broken or undecodable content: its images are not told apart
+            return None
+        names: list[str] = []
+        for raw in dict.fromkeys(match.group(1) for match in _DRAW.finditer(b"\n".join(pieces.values()))):
+            try:
+                names.append(_name(raw))
+            except Exception:  # a name pypdf refuses (too long, say) names no resource
+                continue
+        return names
+
+
+def content_key(page: PageObject) -> tuple[object, object] | None:
+    """What a page's text and images depend on, as a key equal for pages that share their content stream(s) and
+    resources; None when it cannot be told (the page is then read on its own)."""
+    try:
+        return _reference(page.raw_get("/Contents")), _reference(page.raw_get("/Resources"))
+    except Exception:  # a missing or broken entry: no sharing to exploit
+        return None
+
+
+def _reference(value: object) -> object:
+    """An indirect object's number, the numbers of an array of them, else the value's text (small direct dicts)."""
+    if isinstance(value, IndirectObject):
+        return value.idnum, value.generation
+    if isinstance(value, list):
+        return tuple(_reference(item) for item in value)
+    return repr(value)
+
+
+def _name(raw: bytes) -> str:
+    """A name as pypdf reads it ("/Im1"): plain ASCII directly, escapes (#20) and other bytes through pypdf."""
+    if raw.isascii() and b"#" not in raw:
+        return "/" + raw.decode("ascii")
+    return NameObject.read_from_stream(io.BytesIO(b"/" + raw), None)
+
+
+def _filters(xobject: StreamObject) -> list[str]:
+    """The names of a stream's filters (one name or an array of them)."""
+    value = xobject.get("/Filter")
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)] if value is not None else []
+
+
+def _size(xobject: StreamObject) -> tuple[int, int]:
+    """An image XObject's declared width and height; (0, 0) when they are missing or not numbers."""
+    try:
+        return int(xobject["/Width"]), int(xobject["/Height"])
+    except (KeyError, TypeError, ValueError):
+        return 0, 0
