@@ -3,6 +3,7 @@ its lines, from the boxes the recogniser returns."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +22,11 @@ COLUMN_WIDTH = 10  # the median width of a column's pieces, in line heights: nar
 CONTINUED = 0.5  # a line less than this many line heights below the one before continues it (no new section);
 # a column's lines are mostly that close (a table's rows and a form's fields lie further apart)
 
+MAX_SKEW = 10.0  # degrees: a page scanned more askew than this is not straightened (it is turned, or not text)
+MIN_SKEW = 0.3  # degrees: less is not worth straightening
+
 Gutter = tuple[float, float]  # left and right edge of an empty strip between columns
+Quad = Sequence[Sequence[float]]  # a box's corners as the recogniser gives them, top left first, clockwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,23 @@ class TextBox:
         if orientation == 270:
             return replace(self, left=self.top, top=-self.right, bottom=-self.left, right=self.bottom)
         return self
+
+
+def straightened(quads: Sequence[Quad]) -> list[list[tuple[float, float]]]:
+    """The corners turned about the origin so that the page's lines run level: a page scanned a little askew has
+    its lines slope across a column's gutter and into the line below. The skew is the median slope of the top
+    edges of boxes at least twice as wide as tall, if it lies between ``MIN_SKEW`` and ``MAX_SKEW`` degrees."""
+    slopes = []
+    for quad in quads:
+        (x0, y0), (x1, y1) = quad[0][:2], quad[1][:2]
+        height = max(abs(quad[3][1] - quad[0][1]), 1.0)
+        if x1 - x0 >= 2 * height:
+            slopes.append(math.degrees(math.atan2(y1 - y0, x1 - x0)))
+    skew = median(slopes) if slopes else 0.0
+    if not MIN_SKEW <= abs(skew) <= MAX_SKEW:
+        return [[(float(x), float(y)) for x, y, *_ in quad] for quad in quads]
+    cos, sin = math.cos(math.radians(skew)), math.sin(math.radians(skew))
+    return [[(x * cos + y * sin, y * cos - x * sin) for x, y, *_ in quad] for quad in quads]
 
 
 def page_orientation(boxes: Sequence[TextBox]) -> int:

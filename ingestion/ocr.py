@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from ingestion.layout import TextBox, page_orientation, reading_order
+from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders.base import clean_text
 from kb import optional
 from kb.errors import KbError, ModelNotFoundError
@@ -84,8 +84,10 @@ class RapidOcrEngine:
         result = list(result or ())
         if len(upside_down) != len(result):  # the lines and the classifier's verdicts do not pair up
             upside_down = [False] * len(result)
-        return [_text_box(points, text, flipped) for (points, text, score), flipped in zip(result, upside_down)
+        kept = [(points, text, flipped) for (points, text, score), flipped in zip(result, upside_down)
                 if float(score) >= self.min_score]
+        return [_text_box(points, text, flipped)
+                for points, (_, text, flipped) in zip(straightened([points for points, _, _ in kept]), kept)]
 
     def _pixels(self, image: Image.Image) -> np.ndarray:
         """The image as the contiguous BGR uint8 array rapidocr expects for numpy input, at most ``max_side``."""

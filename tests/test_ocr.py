@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ingestion.layout import TextBox, page_orientation, reading_order
+from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader, _join
 from ingestion.ocr import OcrError, RapidOcrEngine, apply_ocr, insert_text, ocr_available
@@ -132,6 +133,27 @@ def test_columns_are_runs_of_lines_beside_a_gutter_and_a_table_still_reads_by_ro
     # Two columns side by side on fewer than three lines are not columns.
     assert reading_order([*left[:2], *right[:2]]).split("\n") == [
         f"{left[0].text} {right[0].text}", f"{left[1].text} {right[1].text}"]
+
+
+def test_a_page_scanned_askew_is_straightened_before_its_lines_are_found() -> None:
+    # Two columns turned 2.5 degrees: their lines slope into the next one and across the gutter.
+    left = [_box(f"left column line number {n}", 0, 40 + 24 * n) for n in range(6)]
+    right = [_box(f"right column line number {n}", 300, 40 + 24 * n) for n in range(6)]
+    cos, sin = math.cos(math.radians(2.5)), math.sin(math.radians(2.5))
+
+    def turned(box: TextBox) -> list[tuple[float, float]]:
+        corners = [(box.left, box.top), (box.right, box.top), (box.right, box.bottom), (box.left, box.bottom)]
+        return [(x * cos - y * sin, x * sin + y * cos) for x, y in corners]
+
+    quads = [turned(box) for box in [*left, *right]]
+    askew = [TextBox(box.text, min(x for x, _ in quad), min(y for _, y in quad), max(y for _, y in quad),
+                     max(x for x, _ in quad)) for box, quad in zip([*left, *right], quads)]
+    level = [TextBox(box.text, min(x for x, _ in quad), min(y for _, y in quad), max(y for _, y in quad),
+                     max(x for x, _ in quad)) for box, quad in zip([*left, *right], straightened(quads))]
+    expected = [box.text for box in [*left, *right]]
+    assert reading_order(askew).split("\n") != expected
+    assert reading_order(level).split("\n") == expected
+    assert straightened([[(0, 0), (100, 0), (100, 20), (0, 20)]]) == [[(0, 0), (100, 0), (100, 20), (0, 20)]]
 
 
 PAGE = [TextBox("world", 300, 12, 52, 420), TextBox("line", 200, 100, 140, 280), TextBox("hello", 10, 10, 50, 180),
