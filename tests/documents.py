@@ -111,6 +111,37 @@ def striped_scan_pdf(scan: Image.Image, strip: int = 16, garbled: bool = False) 
     return pdf_from_objects(objects)
 
 
+def chinese_font_pdf(pages: int, characters: int) -> bytes:
+    """A PDF of ``pages`` pages of Chinese text, 300 characters each, in one font whose ToUnicode map names
+    ``characters`` characters (一 onwards), as a Chinese document's embedded font subset does."""
+    blocks = []
+    for start in range(0, characters, 100):  # a CMap block holds at most 100 entries
+        entries = "".join(f"<{code + 1:04X}> <{0x4E00 + code:04X}>\n" for code in range(start, min(start + 100,
+                                                                                                  characters)))
+        blocks.append(f"{min(100, characters - start)} beginbfchar\n{entries}endbfchar\n")
+    cmap = zlib.compress(("/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /K def "
+                          "1 begincodespacerange <0000> <FFFF> endcodespacerange\n" + "".join(blocks)
+                          + "endcmap CMapName currentdict /CMap defineresource pop end end").encode())
+    objects: dict[int, bytes] = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        3: b"<< /Type /Font /Subtype /Type0 /BaseFont /SimSun /Encoding /Identity-H /DescendantFonts [4 0 R] "
+           b"/ToUnicode 5 0 R >>",
+        4: b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /SimSun /CIDSystemInfo << /Registry (Adobe) "
+           b"/Ordering (Identity) /Supplement 0 >> /DW 1000 >>",
+        5: b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(cmap), cmap),
+        6: b"<< /Font << /F1 3 0 R >> >>",
+    }
+    for page in range(pages):
+        codes = "".join(f"{(page * 37 + n) % characters + 1:04X}" for n in range(300))
+        content = f"BT /F1 12 Tf 72 720 Td <{codes}> Tj ET".encode()
+        objects[10 + 2 * page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources 6 0 R "
+                                  b"/Contents %d 0 R >>" % (11 + 2 * page))
+        objects[11 + 2 * page] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+    kids = " ".join(f"{10 + 2 * page} 0 R" for page in range(pages))
+    objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()
+    return pdf_from_objects(objects)
+
+
 def pdf_from_objects(objects: dict[int, bytes], info: int | None = None) -> bytes:
     """A PDF of ``objects`` (numbered from 1, the catalog first; gaps are free entries) with a correct xref table;
     ``info`` is the number of the document information dictionary, if any."""

@@ -30,7 +30,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
-from tests.documents import image_bytes
+from tests.documents import chinese_font_pdf, image_bytes
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
@@ -146,6 +146,8 @@ CASES = {
         _write("listed.pdf", lambda: repeated_contents_pdf(250, 20)), None, 500, 30),
     "pdf drawing 30 forms of 30 MB each": (_write("forms30.pdf", lambda: repeated_contents_pdf(30, 30, forms=True)),
                                            None, 500, 30),
+    "pdf of 2000 pages in a Chinese font of 7000 characters": (
+        _write("manual.pdf", lambda: chinese_font_pdf(2000, 7000)), None, 500, 30),
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),

@@ -15,7 +15,7 @@ from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for, markdow
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
-from tests.documents import pdf_bytes
+from tests.documents import chinese_font_pdf, pdf_bytes
 from tests.hostile import docx_body, docx_with_unreadable_parts, lone_surrogate_pdf
 
 
@@ -614,3 +614,21 @@ def test_docx_text_past_the_allowance_is_refused_before_parsing_but_chinese_with
     with pytest.raises(LoadError, match="bytes of text"):
         loader.load(path, docx_body(f'<w:p><w:r><w:t xml:space="preserve">{" " * 500_000}.</w:t></w:r></w:p>'),
                     Limits(max_chars=100_000))
+
+
+def test_a_pdf_font_is_read_once_for_all_its_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pypdf read a font's ToUnicode map again on every page: a Chinese font of 7,000 characters cost 30 ms a
+    page. The text is what pypdf reads page by page."""
+    from pypdf.generic import _font
+
+    from ingestion.loaders.pdf_fonts import INSTALLED
+
+    assert INSTALLED, "pypdf's font reader moved: fonts are read on every page again"
+    data = chinese_font_pdf(20, 7000)
+    expected = "\n\n".join(clean_text(page.extract_text()) for page in PdfReader(io.BytesIO(data)).pages)
+    reads = []
+    original = _font.get_encoding
+    monkeypatch.setattr(_font, "get_encoding", lambda font: reads.append(font) or original(font))
+    document = load(tmp_path, "manual.pdf", data)
+    assert document.text == expected and document.text.startswith("一丁丂")
+    assert len(reads) == 1

@@ -11,6 +11,7 @@ from pypdf.errors import DependencyError
 
 from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages, describe_error
+from ingestion.loaders.pdf_fonts import fonts_read_once
 from ingestion.loaders.pdf_images import PageImages, content_key
 from ingestion.loaders.pdf_pages import PageDrawer
 from kb.types import ExtractedDocument, Page
@@ -65,31 +66,7 @@ class PdfLoader(Loader):
         count = min(total, limits.max_pages)
         if total > count:
             warnings.append(f"only the first {count} of {total} pages were read (max_pages)")
-        texts: list[str] = []
-        failed: list[int] = []
-        parsed: dict[object, str | None] = {}  # page text by content stream and resources: None if it failed
-        length = 0
-        for index in range(count):
-            page = reader.pages[index]
-            key = content_key(page)
-            if key is None or key not in parsed:
-                try:
-                    text: str | None = clean_text(page.extract_text())
-                except DependencyError:
-                    raise
-                except MemoryError:  # the file is over the memory budget: that is the reason
-                    raise
-                except Exception:  # one unreadable page should not lose the rest of the document
-                    text = None
-                if key is not None:
-                    parsed[key] = text
-            else:
-                text = parsed[key]
-            if text is None:
-                failed.append(index + 1)
-            texts.append(text or "")
-            length += len(text or "") + 2
-            limits.check_chars(length)
+        texts, failed = _page_texts(reader, count, limits)
         if failed:
             warnings.append(f"text extraction failed on {len(failed)} page(s): {_numbers(failed)}")
         blank = sum(1 for number, text in enumerate(texts, 1) if not text and number not in failed)
@@ -115,6 +92,39 @@ class PdfLoader(Loader):
             drawer.close()
         return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,
                                  images=images.finish(), warnings=warnings)
+
+
+def _page_texts(reader: PdfReader, count: int, limits: Limits) -> tuple[list[str], list[int]]:
+    """The text of the first ``count`` pages ("" for a page without a text layer or whose extraction failed), and
+    the numbers of the pages that failed; each font read once, and pages sharing their content stream and
+    resources read once. The text is refused as soon as it grows past ``limits.max_chars``."""
+    texts: list[str] = []
+    failed: list[int] = []
+    parsed: dict[object, str | None] = {}  # page text by content stream and resources: None if it failed
+    length = 0
+    with fonts_read_once():
+        for index in range(count):
+            page = reader.pages[index]
+            key = content_key(page)
+            if key is None or key not in parsed:
+                try:
+                    text: str | None = clean_text(page.extract_text())
+                except DependencyError:
+                    raise
+                except MemoryError:  # the file is over the memory budget: that is the reason
+                    raise
+                except Exception:  # one unreadable page should not lose the rest of the document
+                    text = None
+                if key is not None:
+                    parsed[key] = text
+            else:
+                text = parsed[key]
+            if text is None:
+                failed.append(index + 1)
+            texts.append(text or "")
+            length += len(text or "") + 2
+            limits.check_chars(length)
+    return texts, failed
 
 
 def _unlock(reader: PdfReader) -> None:
