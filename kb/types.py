@@ -326,8 +326,9 @@ class Filters(BaseModel):
     """Typed search filters, applied in SQL. Unknown filter names are an error, never silently ignored.
 
     ``path_glob`` uses shell-style ``*`` and ``?`` (``*`` also crosses ``/``) and is matched against the path
-    relative to its source folder and against the absolute path, case-insensitively. ``file_types`` takes
-    document types (text, markdown, html, pdf, docx) or suffixes (txt, md, ...).
+    relative to its source folder and against the absolute path, case-insensitively, accents composed or apart
+    (NFC or NFD, as a Mac writes names) alike. ``file_types`` takes document types (text, markdown, html, pdf,
+    docx) or suffixes (txt, md, ...).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import threading
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,6 +216,21 @@ def test_path_globs_fold_case_beyond_ascii_on_every_database(kb_factory, tmp_pat
         for glob in ("*été*", "*ÉTÉ*", "*Été_*"):
             hits = kb.search("copper", k=10, mode=mode, filters={"path_glob": glob})
             assert sorted(Path(h.path).name for h in hits) == ["ÉTÉ_report.txt", "été_notes.txt"], (mode, glob)
+
+
+def test_path_globs_match_accents_composed_or_apart(kb_factory, tmp_path: Path) -> None:
+    """A Mac writes "é" as "e" and a combining accent (NFD); a glob typed elsewhere has it composed (NFC), or the
+    other way round: either finds the file."""
+    apart, composed = unicodedata.normalize("NFD", "résumé"), unicodedata.normalize("NFC", "café")
+    folder = write_docs(tmp_path / "docs", {f"{apart}.txt": "Copper trader for ten years.",
+                                            f"{composed}.txt": "Copper kettles in the kitchen.",
+                                            "winter.txt": "Copper in winter."})
+    kb = kb_factory()
+    kb.ingest(folder)
+    for glob, name in (("résumé*", f"{apart}.txt"), ("CAFE\u0301*", f"{composed}.txt")):
+        for form in ("NFC", "NFD"):
+            hits = kb.search("copper", k=10, filters={"path_glob": unicodedata.normalize(form, glob)})
+            assert [Path(hit.path).name for hit in hits] == [name], (glob, form)
 
 
 @pytest.mark.databases("sqlite", "postgresql")  # the faiss index

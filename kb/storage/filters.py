@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -58,8 +59,9 @@ def chunk_conditions(filters: Filters | None, modalities: frozenset[Modality] | 
     if filters.path_glob is not None:
         globs = [filters.path_glob] if isinstance(filters.path_glob, str) else filters.path_glob
         matches = []
-        for glob in globs:
-            # Both sides go through the same lower(), so they fold case the same way.
+        # A name from a Mac is stored with its accents apart ("e" + U+0301), as it was written: a glob matches
+        # it in either form. Both sides go through the same lower(), so they fold case the same way.
+        for glob in dict.fromkeys(unicodedata.normalize(form, glob) for glob in globs for form in ("NFC", "NFD")):
             like = UnicodeLower(glob_to_like(glob))
             matches += [UnicodeLower(Document.relpath).like(like, escape="\\"),
                         UnicodeLower(Document.path).like(like, escape="\\")]
