@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -251,6 +252,44 @@ def repeated_contents_pdf(copies: int, stream_megabytes: float, forms: bool = Fa
     objects[3] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources %s /Contents %s >>"
                   % (resources, contents))
     return pdf_from_objects(objects)
+
+
+def undrawable_scan_pdf(kind: str) -> bytes:
+    """A PDF of a text page and a page without text that costs pdfium minutes or gigabytes to draw: ``tiles`` (a
+    pattern of tiles a hundredth of a point apart over the page), ``scans`` (a JPEG of 20,000 scans declared 16
+    pixels square, which pypdf passes over as decoration), ``jbig2`` (JBIG2 declared 100 pixels square whose own
+    page and region segments say 60,000 x 35,000, which pypdf cannot decode without jbig2dec)."""
+    def segment(number: int, kind: int, data: bytes) -> bytes:
+        return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
+
+    image = (b"", b"")  # the image's dictionary entries and data
+    if kind == "scans":
+        image = b"/Width 16 /Height 16 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode", \
+            many_scans_jpeg(4000, 20_000)
+    elif kind == "jbig2":
+        region = struct.pack(">IIIIBB", 60000, 35000, 0, 0, 0, 0) + bytes([3, 0xFF, 0xFD, 0xFF, 2, 0xFE, 0xFE, 0xFE])
+        image = b"/Width 100 /Height 100 /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /JBIG2Decode", (
+            segment(0, 48, struct.pack(">IIIIBH", 60000, 35000, 0, 0, 0, 0))
+            + segment(1, 38, region + bytes(range(256)) * 4000))
+    text = b"BT /F1 12 Tf 72 720 Td (Hello text page one) Tj ET"
+    scan = b"/Pattern cs /P1 scn 0 0 612 792 re f" if kind == "tiles" else b"q 612 0 0 792 0 0 cm /J Do Q"
+    resources = b"/Pattern << /P1 8 0 R >>" if kind == "tiles" else b"/XObject << /J 8 0 R >>"
+    tile = b"0 0 0.5 0.5 re f"
+    return pdf_from_objects({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> >> "
+           b"/Contents 5 0 R >>",
+        4: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << %s >> /Contents 6 0 R >>"
+           % resources,
+        5: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+        6: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(scan), scan),
+        7: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        8: (b"<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 1 1] /XStep 0.01 /YStep 0.01 "
+            b"/Resources << >> /Length %d >>\nstream\n%s\nendstream" % (len(tile), tile)) if kind == "tiles" else
+           b"<< /Type /XObject /Subtype /Image %s /Length %d >>\nstream\n%s\nendstream"
+           % (image[0], len(image[1]), image[1]),
+    })
 
 
 def lone_surrogate_pdf() -> bytes:

@@ -50,6 +50,7 @@ from tests.hostile import (
     repeated_image_markdown,
     shared_resources_pdf,
     shared_stream_pdf,
+    undrawable_scan_pdf,
 )
 from tests.test_knowledge_base import write_docs
 
@@ -148,6 +149,8 @@ CASES = {
                                            None, 500, 30),
     "pdf of 2000 pages in a Chinese font of 7000 characters": (
         _write("manual.pdf", lambda: chinese_font_pdf(2000, 7000)), None, 500, 30),
+    **{f"pdf page pdfium would draw for minutes ({kind})": (_write(f"{kind}.pdf", lambda kind=kind: undrawable_scan_pdf(
+        kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2")},
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
@@ -177,6 +180,8 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert len(result["images"]) == 1
     if case == "pdf of 2000 pages sharing a 1 MB stream":
         assert result["text"].count("A page drawn from a shared stream") == 2000
+    if case.startswith("pdf page pdfium would draw"):
+        assert result["text"] == "Hello text page one" and result["images"] == []
     if case == "5000 refused image references":
         assert len(result["warnings"]) == 21 and result["warnings"][-1] == "4980 more image(s) skipped"
 

@@ -76,17 +76,18 @@ class PdfLoader(Loader):
         text, pages = _join(texts)
         images = EmbeddedImages(limits, warnings, root)
         search = PageImages(images)
-        drawer = PageDrawer(data, limits.max_side, limits.max_images)
+        drawer = PageDrawer(data, len(reader.pages), limits.max_side, limits.max_images)
         try:
             for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
                 scanned = not texts[index] and page.number not in failed
-                shown, failures = search.keep(reader.pages[index], page, scanned)
-                picture = drawer.draw(index) if scanned and not shown and not images.full else None
+                found = search.keep(reader.pages[index], page, scanned)
+                drawable = scanned and not found.shown and found.drawable and not images.full
+                picture = drawer.draw(index) if drawable else None
                 if picture is not None and images.wants(f"page {page.number}", *picture.size):
                     images.add_decoded(picture, picture.tobytes(), f"page {page.number}", page=page.number,
                                        start=page.start, end=page.end, scanned_page=True)
                     continue
-                for name, reason in failures:
+                for name, reason in found.failures:
                     images.skip(name, reason)
         finally:
             drawer.close()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from pypdf import PageObject
 from pypdf.filters import decode_stream_data
 from pypdf.generic import DictionaryObject, EncodedStreamObject, IndirectObject, NameObject, StreamObject
 
 from ingestion.loaders.images import EmbeddedImages, ImageError, describe_error, refuse_many_scans
+from ingestion.loaders.jbig2 import jbig2_pixels
 from kb.types import Page
 
 MAX_FORM_DEPTH = 8  # form XObjects nested deeper than this are not searched for images
@@ -21,9 +23,19 @@ MAX_CONTENT_BYTES = 64 * 2**20
 _WHITE = rb"\x00\t\n\x0c\r "  # PDF white space
 _DELIMITERS = _WHITE + rb"()<>\[\]{}/%"  # white space and delimiters, which end a name
 # "/Im1 Do", with white space or comments between; a name pypdf reads (at most 4096 bytes)
+_INLINE_IMAGE = re.compile(rb"(?:^|[%s])BI[%s]" % (_WHITE, _WHITE))
 _DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*)+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
 
 Failure = tuple[str, str]  # an image's name and why it could not be decoded
+
+
+class PageOutcome(NamedTuple):
+    """What ``PageImages.keep`` found on a page."""
+
+    shown: bool  # a picture is shown: one kept, or met on an earlier page, or refused for its size or the allowance
+    failures: list[Failure]  # the images that failed to decode (JBIG2 without jbig2dec, say), with the reason
+    drawable: bool  # everything the page draws was checked (sizes, JPEG scans, JBIG2 segments; no patterns,
+    # shadings or inline images): another library may draw the page whole without escaping the checks
 
 
 class PageImages:
@@ -34,30 +46,35 @@ class PageImages:
     def __init__(self, images: EmbeddedImages) -> None:
         self.images = images
         self.seen: set[tuple[int, int] | int] = set()  # the images met, by object number
+        self.failed: set[tuple[int, int] | int] = set()  # ... of which pypdf could not decode these
         self.walked: dict[object, int] = {}  # page contents searched, and forms at the least depth they were met
+        self.pictured: set[object] = set()  # the forms walked that hold an image
         self.content_left = MAX_CONTENT_BYTES
+        self._drawable = self._repeated = True
+        self._yielded = 0
 
-    def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> tuple[bool, list[Failure]]:
-        """Keep the images the page draws. Returns whether it shows a picture (one kept, or met on an earlier page,
-        or refused for its size or the document's allowance) and the images that failed to decode (JBIG2 without
-        jbig2dec, say) with the reason: the caller may draw a scanned page without a picture another way.
+    def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> PageOutcome:
+        """Keep the images the page draws, and say what else it shows (see ``PageOutcome``).
 
         Only the images its content draws belong to a page: resources shared by many pages name them all, and a
         scanned page's picture credited to the text page before it was never read by OCR."""
         key = content_key(pdf_page)
         if key is not None:
             if key in self.walked:
-                return True, []
+                return PageOutcome(True, [], False)
             self.walked[key] = 0
         shown, failures = False, []
+        self._drawable, self._repeated = True, False
         for ordinal, (path, xobject) in enumerate(self._image_xobjects(pdf_page), 1):
             reference = xobject.indirect_reference
             identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
             if identity in self.seen:
-                shown = True
+                shown = shown or identity not in self.failed
                 continue
             self.seen.add(identity)
             name, size = f"page {page.number} image {ordinal}", _size(xobject)
+            if not self._vetted(xobject, size):
+                self._drawable = False
             if not self.images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a
                 shown = shown or min(size) >= self.images.limits.min_side  # picture; one refused for its size is
                 continue
@@ -74,11 +91,31 @@ class PageImages:
                 continue
             except Exception as error:
                 failures.append((name, f"cannot decode: {describe_error(error)}"))
+                self.failed.add(identity)
                 continue
             self.images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
                                     scanned_page=scanned)
             shown = True
-        return shown, failures
+        return PageOutcome(shown or self._repeated, failures, self._drawable)
+
+    def _vetted(self, xobject: StreamObject, size: tuple[int, int]) -> bool:
+        """Whether an image, whatever its size, passes the checks another decoder would skip: its declared pixels,
+        a JPEG's scans, and the pixels a JBIG2 stream's own segments declare."""
+        limit = self.images.limits.max_pixels
+        if size[0] * size[1] > limit:
+            return False
+        filters = _filters(xobject)
+        try:
+            if "/DCTDecode" in filters:
+                refuse_many_scans(xobject.get_data())
+            if "/JBIG2Decode" in filters:  # alone: its raw data are the segments (pypdf keeps them as _data)
+                pixels = jbig2_pixels(xobject._data) if filters == ["/JBIG2Decode"] else None
+                return pixels is not None and pixels <= limit
+        except MemoryError:
+            raise
+        except Exception:  # refused, or data that cannot be read: not for another decoder either
+            return False
+        return True
 
     def _image_xobjects(self, container: DictionaryObject, path: tuple[str, ...] = (), depth: int = 0,
                         inherited: tuple[DictionaryObject, tuple[str, ...]] | None = None,
@@ -92,7 +129,10 @@ class PageImages:
             if "/Resources" not in container and inherited is not None:
                 xobjects, path = inherited
             else:
-                xobjects = container["/Resources"]["/XObject"]
+                resources = container["/Resources"]
+                if "/Pattern" in resources or "/Shading" in resources:  # fills of unbounded cost when drawn
+                    self._drawable = False
+                xobjects = resources["/XObject"]
             names = list(xobjects) if drawn is None else [name for name in drawn if name in xobjects]
             entries = [(name, xobjects[name]) for name in names]
         except MemoryError:  # the file is over the memory budget: that is the reason
@@ -104,19 +144,28 @@ class PageImages:
                 continue
             subtype = xobject.get("/Subtype")
             if subtype == "/Image":
+                self._yielded += 1
                 yield [*path, name], xobject
             elif subtype == "/Form" and depth < MAX_FORM_DEPTH:
                 form = xobject.indirect_reference
                 identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
                 if self.walked.get(identity, MAX_FORM_DEPTH + 1) > depth + 1:
                     self.walked[identity] = depth + 1
+                    before = self._yielded
                     yield from self._image_xobjects(xobject, (*path, name), depth + 1, (xobjects, path))
+                    if self._yielded > before:
+                        self.pictured.add(identity)
+                elif identity in self.pictured:  # a form whose images an earlier page showed
+                    self._repeated = True
+            elif subtype == "/Form":  # deeper than searched: what it draws is not known
+                self._drawable = False
 
     def _drawn(self, container: DictionaryObject) -> list[str] | None:
         """The XObject names a page's or form's content draws (its ``Do`` operators), each once, in order; None
         when the content cannot be read or the document's ``MAX_CONTENT_BYTES`` are spent. A regular expression
         over the content, not pypdf's parser, which takes seconds on a page of large drawings."""
         if self.content_left <= 0:
+            self._drawable = False
             return None
         try:
             if isinstance(container, StreamObject):  # a form: its own data is its content
@@ -133,17 +182,23 @@ class PageImages:
                 # Decoded without pypdf's cache, which would keep every form decoded for the whole document.
                 data = decode_stream_data(stream) if isinstance(stream, EncodedStreamObject) else stream.get_data()
                 if not data and isinstance(stream, EncodedStreamObject):  # pypdf decodes broken data to nothing
+                    self._drawable = False
                     return None
                 self.content_left -= len(data)
                 if self.content_left <= 0:
+                    self._drawable = False
                     return None
                 pieces[id(stream)] = data
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception:  # broken or undecodable content: its images are not told apart
+            self._drawable = False
             return None
+        content = b"\n".join(pieces.values())
+        if _INLINE_IMAGE.search(content):  # an image inside the content, which pypdf's image search passes over
+            self._drawable = False
         names: list[str] = []
-        for raw in dict.fromkeys(match.group(1) for match in _DRAW.finditer(b"\n".join(pieces.values()))):
+        for raw in dict.fromkeys(match.group(1) for match in _DRAW.finditer(content)):
             try:
                 names.append(_name(raw))
             except Exception:  # a name pypdf refuses (too long, say) names no resource

@@ -5,6 +5,7 @@ reads the page as it looks."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from PIL import Image
@@ -12,49 +13,66 @@ from PIL import Image
 from kb import optional
 
 BLANK_RANGE = 16  # a drawing whose grey levels all lie within this range is a blank page: nothing to keep
+DRAW_SECONDS = 20.0  # pages are drawn for at most this long a document, so that drawing leaves the file's
+# budget (file_timeout, 60 s) to the rest of its reading
 _LOCK = threading.Lock()  # pdfium is not thread-safe
 
 
 class PageDrawer:
-    """Draws pages of one PDF at ``max_side`` pixels on their longer side, at most ``max_pages`` of them; the
-    document is opened by pdfium on the first page asked for. Does nothing without pypdfium2."""
+    """Draws pages of one PDF at ``max_side`` pixels on their longer side, at most ``max_pages`` of them and for at
+    most ``DRAW_SECONDS`` in all; the document is opened by pdfium on the first page asked for. Annotations and
+    form fields are not drawn (their pictures were never checked). Does nothing without pypdfium2, or when pdfium
+    counts the pages otherwise than pypdf (``pages``): a drawing would land on another page's text.
 
-    def __init__(self, data: bytes, max_side: int, max_pages: int) -> None:
+    Drawing gives up, keeping what was read, rather than failing the document: a page pdfium cannot draw, or
+    that needs more memory than is left, stays as it was."""
+
+    def __init__(self, data: bytes, pages: int, max_side: int, max_pages: int) -> None:
         self.data = data
+        self.pages = pages
         self.max_side = max_side
         self.left = max_pages if optional.installed("pypdfium2") else 0
+        self.deadline = 0.0
         self._document: Any = None
 
     def draw(self, index: int) -> Image.Image | None:
         """Page ``index`` (from 0) as an RGB picture; None when it is blank, pdfium cannot draw it, or the
-        allowance of pages is spent."""
-        if self.left <= 0:
+        allowance of pages or time is spent."""
+        if self.left <= 0 or (self.deadline and time.monotonic() > self.deadline):
             return None
         self.left -= 1
         with _LOCK:
             try:
-                if self._document is None:
-                    import pypdfium2  # imported on first use: most PDFs have a text layer
-
-                    self._document = pypdfium2.PdfDocument(self.data)
-            except MemoryError:  # the file is over the memory budget: that is the reason
-                raise
-            except Exception:  # pdfium refuses a file that pypdf tolerated: its pages stay as they were
-                self.left = 0
-                return None
-            try:
+                if self._document is None and not self._open():
+                    return None
                 page = self._document[index]
                 try:
                     width, height = page.get_size()
-                    picture = page.render(scale=self.max_side / max(width, height, 1)).to_pil().convert("RGB")
+                    picture = page.render(scale=self.max_side / max(width, height, 1), draw_annots=False,
+                                          may_draw_forms=False).to_pil().convert("RGB")
                 finally:
                     page.close()
-            except MemoryError:
-                raise
+                low, high = picture.convert("L").getextrema()
+            except MemoryError:  # more than the budget leaves: the text and the pictures read are kept
+                self.left = 0
+                return None
             except Exception:  # a page pdfium cannot draw stays as it was
                 return None
-        low, high = picture.convert("L").getextrema()
         return None if high - low < BLANK_RANGE else picture
+
+    def _open(self) -> bool:
+        """Open the document in pdfium; False (and no more drawing) when it refuses it or counts other pages."""
+        self.left, pages = 0, self.left
+        import pypdfium2  # imported on first use: most PDFs have a text layer
+
+        try:
+            self._document = pypdfium2.PdfDocument(self.data)
+        except Exception:  # pdfium refuses a file that pypdf tolerated: its pages stay as they were
+            return False
+        if len(self._document) != self.pages:
+            return False
+        self.left, self.deadline = pages, time.monotonic() + DRAW_SECONDS
+        return True
 
     def close(self) -> None:
         if self._document is not None:
