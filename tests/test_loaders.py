@@ -611,9 +611,11 @@ def test_docx_text_past_the_allowance_is_refused_before_parsing_but_chinese_with
     indented = "".join(f"\n{' ' * 200}<w:p>\n{' ' * 400}<w:r><w:t>R&amp;D note {n}</w:t></w:r>\n{' ' * 200}</w:p>"
                        for n in range(1000))  # 600 KB of indentation
     assert loader.load(path, docx_body(indented), Limits(max_chars=100_000)).text.startswith("R&D note 0\n\nR&D")
-    with pytest.raises(LoadError, match="bytes of text"):
-        loader.load(path, docx_body(f'<w:p><w:r><w:t xml:space="preserve">{" " * 500_000}.</w:t></w:r></w:p>'),
-                    Limits(max_chars=100_000))
+    blanks = " " * 500_000
+    for hidden in (f'<w:t xml:space="preserve">{blanks}.</w:t>', f'<w:t xml:space="preserve">&gt;>{blanks}</w:t>',
+                   f"<w:t><![CDATA[{'a' * 500_000}]]></w:t>"):  # blanks, blanks after a ">" of text, CDATA
+        with pytest.raises(LoadError, match="bytes of text"):
+            loader.load(path, docx_body(f"<w:p><w:r>{hidden}</w:r></w:p>"), Limits(max_chars=100_000))
 
 
 def test_a_pdf_font_is_read_once_for_all_its_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,8 +42,9 @@ MAX_XML_TAGS = 2_000_000
 # bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
 BYTES_PER_CHARACTER = 4
 _TAG = re.compile(rb"<[^<>]*>")
-_BLANKS = re.compile(rb">[\t\n\r ]+<")  # blanks between two tags
-_RUN_BLANKS = re.compile(rb"(<(?:[^\s<>/:]+:)?t(?:[\t\n\r ][^<>]*)?>)[\t\n\r ]+<")  # ... that a <w:t> run holds
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)  # text, however it looks
+_BLANKS = re.compile(rb"(<[^<>]*>)[\t\n\r ]+(?=<)")  # blanks between two tags
+_RUN_BLANKS = re.compile(rb"(<(?:[^\s<>/:]+:)?t(?:[\t\n\r ][^<>]*)?>)[\t\n\r ]+(?=<)")  # ... inside a <w:t> run
 _ENTITY = re.compile(rb"&#?[0-9A-Za-z]+;")
 _COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
@@ -133,12 +134,14 @@ def _refuse_bombs(data: bytes, max_chars: int) -> None:
 
 
 def _text_bytes(xml: bytes) -> int:
-    """The bytes of text in a piece of XML, an entity counted as one; blanks between two tags only in a text run.
-    A tag cut by the piece's end counts as text: a few bytes."""
-    blanks = len(xml) - len(_BLANKS.sub(b"><", xml))
-    run_blanks = len(xml) - len(_RUN_BLANKS.sub(rb"\1<", xml))
-    text = _TAG.sub(b"", xml)
-    return len(_ENTITY.sub(b"&", text)) - blanks + run_blanks
+    """The bytes of text in a piece of XML, an entity counted as one, a CDATA section as its length; blanks between
+    two tags only in a text run. A tag cut by the piece's end counts as text: a few bytes."""
+    outside = _CDATA.sub(b"<>", xml)
+    cdata = len(xml) - len(outside)  # the sections' text, and 10 bytes of markup each: a few bytes
+    blanks = len(outside) - len(_BLANKS.sub(rb"\1", outside))
+    run_blanks = len(outside) - len(_RUN_BLANKS.sub(rb"\1", outside))
+    text = _TAG.sub(b"", outside)
+    return cdata + len(_ENTITY.sub(b"&", text)) - blanks + run_blanks
 
 
 def _refuse_unreadable(member: zipfile.ZipInfo) -> None:
