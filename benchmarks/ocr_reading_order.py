@@ -5,9 +5,9 @@ the page (what ``reading_order`` did before it found columns, the peer here).
 
 Each scan of ``docs-corpus`` (image files and the scanned pages of its PDFs, as the PDF loader gives them) is read
 once by rapidocr; its boxes are then put in order both ways. Where a transcription exists (``text/linn.txt``, for
-the two-column brochure scanned as ``images/linn.png`` and in five PDFs: ``cardinal.pdf`` (the first of its four
-turned pages), ``ccitt.pdf``, ``jbig2.pdf``, ``linn.pdf`` and, skewed, ``skew.pdf``; all but ccitt.pdf are JBIG2,
-drawn by pdfium) it prints the word error rate (words lower-cased, punctuation dropped; an edit distance over the
+the two-column brochure scanned as ``images/linn.png`` and in five PDFs: ``cardinal.pdf`` (its four turned pages),
+``ccitt.pdf``, ``jbig2.pdf``, ``linn.pdf`` and, skewed, ``skew.pdf``; all but ccitt.pdf are JBIG2, drawn by
+pdfium) it prints the word error rate (words lower-cased, punctuation dropped; an edit distance over the
 reference's words, so text out of order costs as words deleted and inserted again) and difflib's similarity of the
 letters alone. For every other scan it says
 whether the two orders differ: a one-column page or a table must read as before.

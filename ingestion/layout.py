@@ -19,8 +19,11 @@ SIDEWAYS_SHARE = 0.8  # of a page's characters in tall boxes, for the page to be
 GUTTER = 0.5  # a gap across lines at least this many line heights wide may be the gutter between two columns
 COLUMN_LINES = 3  # lines with text on both sides of a gutter, for the text beside it to be set in columns
 COLUMN_WIDTH = 10  # the median width of a column's pieces, in line heights: narrower, and they are a table's cells
-CONTINUED = 0.5  # a line less than this many line heights below the one before continues it (no new section);
-# a column's lines are mostly that close (a table's rows and a form's fields lie further apart)
+CONTINUED = 0.5  # a line less than this many line heights below the one before continues it (no new section)
+COLUMN_SPACING = 0.7  # a column's lines are mostly less far apart than this many line heights (lines 1.8 times
+# their font size apart, Word's "1.5 lines"); a table's rows and a form's fields lie further apart
+SEARCH_STEPS = 20  # lines a page's search for columns may grow its runs by, per line of the page: a run that is
+# no columns is searched again from its next line, which a big table would make quadratic
 
 MAX_SKEW = 10.0  # degrees: a page scanned more askew than this is not straightened (it is turned, or not text)
 MIN_SKEW = 0.3  # degrees: less is not worth straightening
@@ -97,8 +100,8 @@ def reading_order(boxes: Sequence[TextBox], orientation: int = 0) -> str:
 
     Boxes that overlap vertically by at least half the smaller height share a line. Columns are runs of lines
     with a common empty strip (a gutter) that text of at least ``COLUMN_LINES`` lines lies on both sides of, in
-    pieces ``COLUMN_WIDTH`` line heights wide or more, lines mostly closer than ``CONTINUED`` line heights: a
-    table's cells (narrower) or rows and a form's fields (further apart) are read row by row. Words on a line are
+    pieces ``COLUMN_WIDTH`` line heights wide or more, lines mostly closer than ``COLUMN_SPACING`` line heights:
+    a table's cells (narrower) or rows and a form's fields (further apart) are read row by row. Words on a line are
     joined by a space, except between two CJK characters."""
     upright = [box.turned(orientation) for box in boxes]
     lines = _lines(upright)
@@ -147,21 +150,23 @@ def _column_runs(lines: list[list[TextBox]], height: float) -> Iterator[tuple[in
     of, and the one-sided lines before and after those that continue them without a section's space between."""
     least = GUTTER * height
     start = floor = 0
-    while start < len(lines):
+    steps = SEARCH_STEPS * len(lines)
+    while start < len(lines) and steps > 0:
         free, end = _gaps(lines[start], least), start
-        while free and end + 1 < len(lines):
+        while free and end + 1 < len(lines) and steps > 0:
             narrower = _narrowed(free, lines[end + 1], least)
             if not narrower:
                 break
-            free, end = narrower, end + 1
+            free, end, steps = narrower, end + 1, steps - 1
         reaches = {gutter: max(index for index in range(start, end + 1) if _beside(lines[index], gutter))
                    for gutter in free}  # the line start's gap held each gutter: text lies on both sides there
-        verdicts = [_set_in_columns(lines[start:reaches[gutter] + 1], gutter, height) for gutter in free]
-        gutters = [gutter for gutter, verdict in zip(free, verdicts) if verdict]
-        if not gutters:  # a table's rows are not searched again from each of them (which was quadratic)
-            start = end + 1 if None in verdicts else start + 1
+        gutters = [gutter for gutter in free if _set_in_columns(lines[start:reaches[gutter] + 1], gutter, height)]
+        if not gutters:  # searched again from the next line: a table's rows above columns end a run's medians
+            start += 1
             continue
         first, last = start, max(reaches[gutter] for gutter in gutters)
+        while first < last and _space(lines[first], lines[first + 1]) >= COLUMN_SPACING * height:
+            first += 1  # a table's rows just above the columns are not part of them
         while first > floor and _clear(lines[first - 1], gutters) and _continues(lines[first - 1], lines[first],
                                                                                    height):
             first -= 1
@@ -191,23 +196,21 @@ def _narrowed(free: list[Gutter], line: list[TextBox], least: float) -> list[Gut
     return free
 
 
-def _set_in_columns(lines: list[list[TextBox]], gutter: Gutter, height: float) -> bool | None:
-    """Whether text lies on both sides of ``gutter`` on ``COLUMN_LINES`` lines or more (False if not), in pieces of
-    a median width of ``COLUMN_WIDTH`` line heights or more, and lines mostly less than ``CONTINUED`` line heights
-    apart, on each side: lines of prose (True), not a table's cells, rows or a form's fields (None)."""
+def _set_in_columns(lines: list[list[TextBox]], gutter: Gutter, height: float) -> bool:
+    """Whether text lies on both sides of ``gutter`` on ``COLUMN_LINES`` lines or more, in pieces of a median width
+    of ``COLUMN_WIDTH`` line heights or more, and lines mostly less than ``COLUMN_SPACING`` line heights apart, on
+    each side: lines of prose, not a table's cells, rows or a form's fields."""
     if sum(_beside(line, gutter) for line in lines) < COLUMN_LINES:
         return False
     sides = ([box for line in lines for box in line if box.right <= gutter[0]],
              [box for line in lines for box in line if box.left >= gutter[1]])
-    prose = all(median(box.right - box.left for box in side) >= COLUMN_WIDTH * height
-                and _spacing(_lines(side)) < CONTINUED * height for side in sides)
-    return True if prose else None
+    return all(median(box.right - box.left for box in side) >= COLUMN_WIDTH * height
+               and _spacing(_lines(side)) < COLUMN_SPACING * height for side in sides)
 
 
 def _spacing(lines: list[list[TextBox]]) -> float:
     """The median space between consecutive lines (0 for a single line)."""
-    spaces = [min(box.top for box in below) - max(box.bottom for box in above)
-              for above, below in zip(lines, lines[1:])]
+    spaces = [_space(above, below) for above, below in zip(lines, lines[1:])]
     return median(spaces) if spaces else 0.0
 
 
@@ -223,7 +226,12 @@ def _clear(line: list[TextBox], gutters: list[Gutter]) -> bool:
 
 def _continues(above: list[TextBox], below: list[TextBox], height: float) -> bool:
     """Whether ``below`` starts less than ``CONTINUED`` line heights under ``above``: no section's space between."""
-    return min(box.top for box in below) - max(box.bottom for box in above) < CONTINUED * height
+    return _space(above, below) < CONTINUED * height
+
+
+def _space(above: list[TextBox], below: list[TextBox]) -> float:
+    """The space between two lines, from the lowest bottom of one to the highest top of the next."""
+    return min(box.top for box in below) - max(box.bottom for box in above)
 
 
 def _columns(boxes: list[TextBox], gutters: list[Gutter]) -> list[list[TextBox]]:

@@ -130,6 +130,10 @@ def test_columns_are_runs_of_lines_beside_a_gutter_and_a_table_still_reads_by_ro
     remedies = [_box(f"remedy {n}: open the rear tray and pull", 400, 60 * n) for n in range(4)]
     paired = [f"{symptom.text} {remedy.text}" for symptom, remedy in zip(symptoms, remedies)]
     assert reading_order([*symptoms, *remedies]).split("\n") == paired
+    # Columns directly under such a table are still columns (the table's rows once decided the whole run).
+    below = [_box(f"{side} column of prose, line {n}", 0 if side == "left" else 400, 300 + 24 * n)
+             for side in ("left", "right") for n in range(5)]
+    assert reading_order([*symptoms, *remedies, *below]).split("\n") == [*paired, *(box.text for box in below)]
     # Two columns side by side on fewer than three lines are not columns.
     assert reading_order([*left[:2], *right[:2]]).split("\n") == [
         f"{left[0].text} {right[0].text}", f"{left[1].text} {right[1].text}"]
