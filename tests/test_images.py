@@ -17,6 +17,7 @@ from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf_images import _name
+from ingestion.loaders.pdf_pages import PageDrawer
 from kb.config import Settings
 from kb.containment import REFUSED
 from kb.types import ExtractedDocument
@@ -243,6 +244,33 @@ def test_pdf_images_drawn_in_odd_ways_are_found(tmp_path: Path, content: bytes, 
     document = load(tmp_path, "odd.pdf", _drawing_page_pdf(content, image_bytes("JPEG", color=RED), form, compressed))
     [image] = document.images
     assert image.page == 1 and near(image.image.getpixel((30, 20)), RED)
+
+
+def test_scanned_pages_sharing_a_form_keep_its_picture_once_and_are_not_drawn(tmp_path: Path) -> None:
+    # The second page's form had been searched already: it showed no picture, so pdfium drew the page again.
+    jpeg = image_bytes("JPEG", size=(300, 300), color=BLUE)
+    form = b"q 300 0 0 300 0 0 cm /Im0 Do Q"
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+               7: b"<< /Type /XObject /Subtype /Form /BBox [0 0 300 300] /Resources << /XObject << /Im0 8 0 R >> >> "
+                  b"/Length %d >>\nstream\n%s\nendstream" % (len(form), form),
+               8: b"<< /Type /XObject /Subtype /Image /Width 300 /Height 300 /ColorSpace /DeviceRGB "
+                  b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream" % (len(jpeg), jpeg)}
+    for page, offset in ((3, 10), (4, 20)):
+        content = b"q 1 0 0 1 %d %d cm /Fm1 Do Q" % (offset, offset)
+        objects[page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Fm1 7 0 R "
+                         b">> >> /Contents %d 0 R >>" % (page + 2))
+        objects[page + 2] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+    document = load(tmp_path, "forms.pdf", pdf_from_objects(objects))
+    assert [(image.name, image.page) for image in document.images] == [("page 1 image 1", 1)]
+
+
+def test_pdfium_draws_nothing_when_it_counts_other_pages_than_pypdf() -> None:
+    pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
+    scan = Image.new("RGB", (600, 400), WHITE)
+    scan.paste(BLUE, (100, 100, 500, 300))
+    data = striped_scan_pdf(scan)
+    assert PageDrawer(data, 1, 512, 10).draw(0) is not None
+    assert PageDrawer(data, 2, 512, 10).draw(0) is None  # a drawing would land on another page's text
 
 
 def test_a_drawn_name_pypdf_refuses_fails_only_that_page_s_images(tmp_path: Path) -> None:
