@@ -3,10 +3,13 @@ and a Chinese font's map of thousands of entries costs about 30 ms a page (a 2,0
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+import pypdf.generic  # noqa: F401 (it loads pypdf.generic._font, where pypdf 6 and later keep Font)
 
 _FONTS: ContextVar[dict[tuple[int, int], Any] | None] = ContextVar("pdf_fonts", default=None)
 
@@ -28,15 +31,12 @@ def _read_once(read: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 def _install() -> bool:
     """Wrap pypdf's font reader (pypdf 6 and later; older ones read fonts as before). True when it is wrapped."""
-    try:
-        from pypdf.generic._font import Font
-    except ImportError:
-        return False
-    current = Font.__dict__.get("from_font_resource")
+    font = getattr(sys.modules.get("pypdf.generic._font"), "Font", None)
+    current = vars(font).get("from_font_resource") if font is not None else None
     if not isinstance(current, classmethod):
         return False
     if not getattr(current.__func__, "reads_once", False):
-        Font.from_font_resource = classmethod(_read_once(current.__func__))  # type: ignore[method-assign]
+        font.from_font_resource = classmethod(_read_once(current.__func__))
     return True
 
 
