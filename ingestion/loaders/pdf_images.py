@@ -50,7 +50,7 @@ class PageImages:
         self.walked: dict[object, int] = {}  # page contents searched, and forms at the least depth they were met
         self.pictured: set[object] = set()  # the forms walked that hold an image
         self.content_left = MAX_CONTENT_BYTES
-        self._drawable = self._repeated = True
+        self._drawable, self._repeated = True, False
         self._yielded = 0
 
     def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> PageOutcome:
@@ -73,22 +73,20 @@ class PageImages:
                 continue
             self.seen.add(identity)
             name, size = f"page {page.number} image {ordinal}", _size(xobject)
-            if not self._vetted(xobject, size):
-                self._drawable = False
+            vetted, refusal = self._vetted(xobject, size)
+            self._drawable = self._drawable and vetted
             if not self.images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a
                 shown = shown or min(size) >= self.images.limits.min_side  # picture; one refused for its size is
                 continue
+            if refusal is not None:  # refused, not failed: nothing else may decode it either
+                self.images.skip(name, str(refusal))
+                shown = True
+                continue
             # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
             try:
-                if "/DCTDecode" in _filters(xobject):  # a JPEG, which pypdf decodes without the image files' checks
-                    refuse_many_scans(xobject.get_data())
                 found = pdf_page.images[path if len(path) > 1 else path[0]]
             except MemoryError:  # the file is over the memory budget: that is the reason
                 raise
-            except ImageError as error:  # refused, not failed: nothing else may decode it either
-                self.images.skip(name, str(error))
-                shown = True
-                continue
             except Exception as error:
                 failures.append((name, f"cannot decode: {describe_error(error)}"))
                 self.failed.add(identity)
@@ -98,24 +96,27 @@ class PageImages:
             shown = True
         return PageOutcome(shown or self._repeated, failures, self._drawable)
 
-    def _vetted(self, xobject: StreamObject, size: tuple[int, int]) -> bool:
-        """Whether an image, whatever its size, passes the checks another decoder would skip: its declared pixels,
-        a JPEG's scans, and the pixels a JBIG2 stream's own segments declare."""
+    def _vetted(self, xobject: StreamObject, size: tuple[int, int]) -> tuple[bool, ImageError | None]:
+        """Whether an image, whatever its size, passes the checks another decoder would skip (its declared pixels,
+        a JPEG's scans, the pixels a JBIG2 stream's own segments declare), and why a JPEG is refused if it is:
+        pypdf decodes JPEGs without the image files' checks."""
         limit = self.images.limits.max_pixels
         if size[0] * size[1] > limit:
-            return False
+            return False, None
         filters = _filters(xobject)
         try:
             if "/DCTDecode" in filters:
                 refuse_many_scans(xobject.get_data())
             if "/JBIG2Decode" in filters:  # alone: its raw data are the segments (pypdf keeps them as _data)
                 pixels = jbig2_pixels(xobject._data) if filters == ["/JBIG2Decode"] else None
-                return pixels is not None and pixels <= limit
+                return pixels is not None and pixels <= limit, None
         except MemoryError:
             raise
-        except Exception:  # refused, or data that cannot be read: not for another decoder either
-            return False
-        return True
+        except ImageError as error:
+            return False, error
+        except Exception:  # data that cannot be read (pypdf's decoding then says why): not for another decoder
+            return False, None
+        return True, None
 
     def _image_xobjects(self, container: DictionaryObject, path: tuple[str, ...] = (), depth: int = 0,
                         inherited: tuple[DictionaryObject, tuple[str, ...]] | None = None,
