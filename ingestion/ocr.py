@@ -18,6 +18,7 @@ from PIL import Image
 
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders.base import clean_text
+from ingestion.pictures import cut_to_preview
 from kb import optional
 from kb.errors import KbError, ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage, Page
@@ -191,27 +192,57 @@ def _leading_newlines(text: str) -> int:
     return len(text) - len(text.lstrip("\n"))
 
 
+def _wanted(image: ExtractedImage, embedded: bool, image_file: bool = False) -> bool:
+    """Whether OCR reads this image: an image file's own, a scanned page's, or any with ``embedded``."""
+    return image_file or image.scanned_page or embedded
+
+
+class ReadingAsKept:
+    """Reads the text in each image a loader keeps as it keeps it (``Loader.load``'s ``read_text``), then cuts the
+    picture down to preview size: a scan of hundreds of pages is read a page at a time, within the document's
+    image allowance, instead of every page waiting at full size. ``apply_ocr`` inserts what was read; an image
+    whose reading failed keeps its picture, and ``apply_ocr`` tries it again and says why it failed."""
+
+    def __init__(self, engine: OcrEngine, *, embedded: bool = False,
+                 before_each: Callable[[], None] = lambda: None) -> None:
+        self.engine = engine
+        self.embedded = embedded
+        self.before_each = before_each
+
+    def __call__(self, image: ExtractedImage) -> None:
+        if not _wanted(image, self.embedded):
+            return
+        self.before_each()
+        try:
+            image.ocr_text = clean_text(self.engine.read(image.image))
+        except OcrError:
+            return
+        cut_to_preview(image)
+
+
 def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,
               before_each: Callable[[], None] = lambda: None) -> int:
     """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
     insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
-    images were read; an image that cannot be read becomes a warning. ``before_each`` is called before each image
-    is read (each is a step of the file's time budget)."""
+    images were read; an image that cannot be read becomes a warning. Text read while loading (``ReadingAsKept``)
+    is inserted as it is. ``before_each`` is called before each image is read (each is a step of the file's time
+    budget)."""
     read = filled = 0
     for image in list(document.images):
-        if not (document.file_type == "image" or image.scanned_page or embedded):
+        if not _wanted(image, embedded, document.file_type == "image"):
             continue
-        before_each()
-        try:
-            text = clean_text(engine.read(image.image))
-        except OcrError as error:
-            document.warnings.append(f"{image.name}: {error}")
-            continue
+        if image.ocr_text is None:
+            before_each()
+            try:
+                image.ocr_text = clean_text(engine.read(image.image))
+            except OcrError as error:
+                document.warnings.append(f"{image.name}: {error}")
+                continue
         read += 1
-        if text:
+        if image.ocr_text:
             page = _page(document, image)
             offset = page.end if image.scanned_page and page is not None else image.end
-            image.start, image.end = insert_text(document, offset, text, page)
+            image.start, image.end = insert_text(document, offset, image.ocr_text, page)
             filled += image.scanned_page
     if filled:
         _note_scanned_pages(document, filled)

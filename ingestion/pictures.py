@@ -37,6 +37,11 @@ def preview_side(width: int, height: int) -> int:
     return min(round(PREVIEW_SIDE * long / short), 4 * PREVIEW_SIDE)
 
 
+def cut_to_preview(image: ExtractedImage) -> None:
+    """The image's picture cut down to the size of its stored preview (see ``preview_side``)."""
+    image.image = bounded(image.image, preview_side(*image.image.size))
+
+
 def pictures_of(document: ExtractedDocument) -> list[Picture]:
     """The document's images as units to store, in the order the loader found them.
 
@@ -45,9 +50,9 @@ def pictures_of(document: ExtractedDocument) -> list[Picture]:
     """
     pictures = []
     for image in document.images:
-        side = preview_side(*image.image.size)
-        image.image = bounded(image.image, side)
+        cut_to_preview(image)
         description = describe(image, document.text)
-        pictures.append(Picture(image, description, text_hash(description), thumbnail_jpeg(image.image, side)))
+        pictures.append(Picture(image, description, text_hash(description),
+                                thumbnail_jpeg(image.image, max(image.image.size))))
     return pictures
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
-from ingestion.ocr import OcrEngine, RapidOcrEngine, apply_ocr
+from ingestion.ocr import OcrEngine, RapidOcrEngine, ReadingAsKept, apply_ocr
 from ingestion.pictures import Picture, pictures_of
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedDocument
@@ -118,18 +118,24 @@ class FileReader:
         loader = loader_for(job.path)
         if loader is None:
             raise LoadError(f"unsupported file type '{job.path.suffix or '(none)'}'")
-        document = loader.load(job.path, data, self.settings.limits, job.root)
+        document = loader.load(job.path, data, self.settings.limits, job.root, self._reading())
         del data
         unread = self._read_text_in_images(document)
         self.settings.limits.check_chars(len(document.text))
         return Loaded(document, pictures_of(document), unread)
 
+    def _reading(self) -> ReadingAsKept | None:
+        """What reads the text in a document's images as its loader keeps them; None with OCR off."""
+        if not self.settings.ocr:
+            return None
+        if self._ocr is None:
+            self._ocr = RapidOcrEngine()
+        return ReadingAsKept(self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
+
     def _read_text_in_images(self, document: ExtractedDocument) -> bool:
-        """OCR image files and scanned pages into the text; True when OCR is wanted, not installed, and would
-        have read something here."""
-        if self.settings.ocr:
-            if self._ocr is None:
-                self._ocr = RapidOcrEngine()
+        """OCR image files and scanned pages into the text (what the loader's reading did not read yet); True when
+        OCR is wanted, not installed, and would have read something here."""
+        if self._ocr is not None:
             apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"

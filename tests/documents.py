@@ -6,7 +6,7 @@ import io
 import struct
 import zlib
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def image_bytes(image_format: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB",
@@ -59,6 +59,19 @@ def pdf_bytes(pages: list[list[str]], title: str | None = None, images: list[byt
     return pdf_from_objects(objects, info=4 if title else None)
 
 
+def long_scan_pdf(pages: int, size: tuple[int, int] = (1600, 2048)) -> bytes:
+    """A scanned PDF of ``pages`` pages without a text layer, each a distinct JPEG picture of ``size`` (a letter page
+    scanned at 200 dpi and kept at 2,048 px is 3.3 MP) saying "Page N"."""
+    jpegs = []
+    for number in range(1, pages + 1):
+        picture = Image.new("RGB", size, "white")
+        ImageDraw.Draw(picture).text((size[0] // 4, size[1] // 4), f"Page {number}", fill="black")
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=60)
+        jpegs.append(out.getvalue())
+    return pdf_bytes([[] for _ in range(pages)], images=jpegs)
+
+
 def shared_resources_pdf_bytes(pages: list[tuple[str, list[int]]], jpegs: list[bytes]) -> bytes:
     """A PDF whose pages share one resources dictionary naming every JPEG in ``jpegs`` (as /Im0, /Im1, ...); each
     page is (its text line or "" for none, the numbers of the JPEGs it draws), as a scanner's software writes."""
@@ -86,28 +99,35 @@ def shared_resources_pdf_bytes(pages: list[tuple[str, list[int]]], jpegs: list[b
     return pdf_from_objects(objects)
 
 
-def striped_scan_pdf(scan: Image.Image, strip: int = 16, garbled: bool = False) -> bytes:
-    """A one-page PDF without a text layer whose scan is cut into images ``strip`` pixels high (one point a pixel),
-    as some scanners write it; ``garbled`` gives it instead one image whose JBIG2 data no decoder reads."""
-    grey = scan.convert("L")
-    width, height = grey.size
-    objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>",
-                                 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"}
-    names, draws = [], []
-    tops = [0] if garbled else list(range(0, height, strip))
-    for number, top in enumerate(tops):
-        rows = height if garbled else min(strip, height - top)
-        data = b"\x97JB2garbage" * 64 if garbled else zlib.compress(grey.crop((0, top, width, top + rows)).tobytes())
-        codec = b"/JBIG2Decode /BitsPerComponent 1" if garbled else b"/FlateDecode /BitsPerComponent 8"
-        objects[5 + number] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+def striped_scan_pdf(*scans: Image.Image, strip: int = 16, garbled: bool = False) -> bytes:
+    """A PDF without a text layer, a page per scan, each scan cut into images ``strip`` pixels high (one point a
+    pixel), as some scanners write it; ``garbled`` gives each page instead one image whose JBIG2 data no decoder
+    reads."""
+    objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    kids, number = [], 3
+    for scan in scans:
+        grey = scan.convert("L")
+        width, height = grey.size
+        page, contents = number, number + 1
+        number += 2
+        names, draws = [], []
+        for top in [0] if garbled else range(0, height, strip):
+            rows = height if garbled else min(strip, height - top)
+            strip_pixels = grey.crop((0, top, width, top + rows)).tobytes()
+            data = b"\x97JB2garbage" * 64 if garbled else zlib.compress(strip_pixels)
+            codec = b"/JBIG2Decode /BitsPerComponent 1" if garbled else b"/FlateDecode /BitsPerComponent 8"
+            objects[number] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
                                b"/Filter %s /Length %d >>\nstream\n%s\nendstream"
                                % (width, rows, codec, len(data), data))
-        names.append(b"/S%d %d 0 R" % (number, 5 + number))
-        draws.append(b"q %d 0 0 %d 0 %d cm /S%d Do Q" % (width, rows, height - top - rows, number))
-    content = b"\n".join(draws)
-    objects[3] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /XObject << %s >> >> "
-                  b"/Contents 4 0 R >>" % (width, height, b" ".join(names)))
-    objects[4] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+            names.append(b"/S%d %d 0 R" % (number, number))
+            draws.append(b"q %d 0 0 %d 0 %d cm /S%d Do Q" % (width, rows, height - top - rows, number))
+            number += 1
+        content = b"\n".join(draws)
+        objects[page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /XObject << %s >> >> "
+                         b"/Contents %d 0 R >>" % (width, height, b" ".join(names), contents))
+        objects[contents] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+        kids.append(b"%d 0 R" % page)
+    objects[2] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
     return pdf_from_objects(objects)
 
 

@@ -16,11 +16,12 @@ from PIL import Image
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
+from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pdf_images import _name
 from ingestion.loaders.pdf_pages import PageDrawer
 from kb.config import Settings
 from kb.containment import REFUSED
-from kb.types import ExtractedDocument
+from kb.types import ExtractedDocument, ExtractedImage
 from tests.documents import (
     bomb_png,
     image_bytes,
@@ -262,6 +263,28 @@ def test_scanned_pages_sharing_a_form_keep_its_picture_once_and_are_not_drawn(tm
         objects[page + 2] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
     document = load(tmp_path, "forms.pdf", pdf_from_objects(objects))
     assert [(image.name, image.page) for image in document.images] == [("page 1 image 1", 1)]
+
+
+def test_each_page_ocr_reads_gives_pdfium_its_drawing_time_afresh(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading a page is a step of the file's time budget of its own: the drawing allowance, counted from when the
+    # document was opened, had run out after the first pages read, and the rest of a long scan stayed empty.
+    pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
+    monkeypatch.setattr("ingestion.loaders.pdf_pages.DRAW_SECONDS", 0.5)
+    scans = [Image.new("RGB", (600, 400), WHITE) for _ in range(3)]
+    for number, scan in enumerate(scans):
+        scan.paste(BLUE, (100 * number, 100, 500, 300))
+    read: list[int | None] = []
+
+    def read_slowly(image: ExtractedImage) -> None:
+        time.sleep(0.6)
+        image.ocr_text = "words"
+        read.append(image.page)
+
+    path = tmp_path / "strips.pdf"
+    path.write_bytes(striped_scan_pdf(*scans))
+    document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, read_slowly)
+    assert read == [1, 2, 3] and [image.page for image in document.images] == [1, 2, 3]
 
 
 def test_pdfium_draws_nothing_when_it_counts_other_pages_than_pypdf() -> None:

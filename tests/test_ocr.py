@@ -13,13 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader, _join
 from ingestion.ocr import OcrError, RapidOcrEngine, apply_ocr, insert_text, ocr_available
+from ingestion.reading import FileJob, FileReader, ReadSettings
 from kb.errors import ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage
-from tests.documents import striped_scan_pdf
+from tests.documents import long_scan_pdf, striped_scan_pdf
 from tests.rendering import LATIN_FONT, cjk_font, render_lines
 
 needs_font = pytest.mark.skipif(not LATIN_FONT.is_file(), reason=f"no test font at {LATIN_FONT}")
@@ -318,6 +320,60 @@ def test_a_scan_cut_in_strips_is_drawn_whole_and_read(engine: RapidOcrEngine, tm
     assert (page.name, page.page, page.scanned_page, max(page.width, page.height)) == ("page 1", 1, True, 2048)
     assert apply_ocr(document, engine) == 1
     assert {"LOADING", "DOCK", "FORKLIFTS", "ONLY"} <= _words(document.text)
+
+
+class SizeEngine:
+    """Reads "Page N" in the Nth picture it is given, and notes each picture's size."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def read(self, image: Image.Image) -> str:
+        self.sizes.append(image.size)
+        return f"Page {len(self.sizes)}"
+
+
+def test_a_long_scan_is_read_whole_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 40 pages of 3.3 MP are over the 100 MP a document's images may hold: each page is read as it is kept, and
+    # then only its preview is held. Before, 31 pages were read and the other 9 were skipped, unread.
+    engine, steps = SizeEngine(), []
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(long_scan_pdf(40))
+    reader = FileReader(ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True), on_step=lambda: steps.append(1))
+    job = FileJob(tmp_path, path, (path.stat().st_dev, path.stat().st_ino))
+    reader.read(job)
+    loaded = reader.load(job)
+    document = loaded.document
+    assert engine.sizes == [(1600, 2048)] * 40 and len(steps) == 40  # each page read at full size, in a step
+    assert [document.text[page.start : page.end] for page in document.pages] == [f"Page {n}" for n in range(1, 41)]
+    assert document.warnings == ["40 scanned page(s) read by OCR"]
+    assert [picture.image.page for picture in loaded.pictures] == list(range(1, 41))
+    assert all(max(picture.image.image.size) <= 331 for picture in loaded.pictures)
+
+
+def test_a_page_whose_reading_fails_while_loading_is_tried_again_and_its_reason_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class FailingOnce(SizeEngine):
+        def read(self, image: Image.Image) -> str:
+            text = super().read(image)
+            if len(self.sizes) == 2 or len(self.sizes) == 4:  # page 2, then its second reading
+                raise OcrError("OCR failed: broken image")
+            return text
+
+    engine = FailingOnce()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(long_scan_pdf(3, size=(400, 500)))
+    reader = FileReader(ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True))
+    job = FileJob(tmp_path, path, (path.stat().st_dev, path.stat().st_ino))
+    reader.read(job)
+    document = reader.load(job).document
+    assert engine.sizes == [(400, 500)] * 4  # the failed page was read again at full size, once
+    assert [document.text[page.start : page.end] for page in document.pages] == ["Page 1", "", "Page 3"]
+    assert document.warnings == ["2 scanned page(s) read by OCR",
+                                 "1 of 3 pages have no text layer and OCR found no text in them",
+                                 "page 2 image 1: OCR failed: broken image"]
 
 
 def test_embedded_images_become_paragraphs_after_their_caption() -> None:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.errors import KbError
-from kb.types import ExtractedDocument
+from kb.types import ExtractedDocument, ExtractedImage
 
 if TYPE_CHECKING:
     from kb.config import Settings
+
+
+# Reads the text in an image as soon as a document keeps it (``ingestion.ocr.ReadingAsKept``), so that a long scan
+# is read a page at a time instead of holding every page's pixels until the document is done.
+ImageTextReader = Callable[[ExtractedImage], None]
 
 
 class LoadError(KbError):
@@ -121,23 +127,27 @@ class Loader(ABC):
 
     file_type: str
 
-    def load(self, path: Path, data: bytes, limits: Limits | None = None, root: Path | None = None) -> ExtractedDocument:
+    def load(self, path: Path, data: bytes, limits: Limits | None = None, root: Path | None = None,
+             read_text: ImageTextReader | None = None) -> ExtractedDocument:
         """The document in ``data``; raises ``LoadError`` with a readable reason when there is none.
 
         The title comes back as one clean line, or None when it is blank. The work stays within ``limits``
         (``Limits.from_settings``; default: the default settings'); a text over ``max_chars`` is refused.
+        ``read_text`` is called on each image embedded in a document as it is kept (an image file's own picture is
+        left to the caller).
         """
         if not data:
             raise LoadError("empty file")
         limits = limits or Limits()
-        document = self.extract(path, data, limits, (root or path.parent).resolve())
+        document = self.extract(path, data, limits, (root or path.parent).resolve(), read_text)
         limits.check_chars(len(document.text))
         if document.title is not None:
             document.title = clean_text(" ".join(document.title.split())[:_MAX_TITLE]) or None
         return document
 
     @abstractmethod
-    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                read_text: ImageTextReader | None) -> ExtractedDocument:
         """Format-specific work for ``load``; ``data`` is never empty here."""
 
 

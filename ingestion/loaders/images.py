@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ingestion.loaders.base import CappedWarnings, Limits, LoadError
+from ingestion.loaders.base import CappedWarnings, ImageTextReader, Limits, LoadError
 from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
 
@@ -217,13 +217,16 @@ class EmbeddedImages:
     document, it becomes a warning (tiny decorations and repeats are skipped quietly, and counted).
 
     Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
-    ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once.
+    ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
+    image kept is given to ``read_text`` at once; its pixels count against ``max_total_pixels`` as they are left.
     """
 
-    def __init__(self, limits: Limits, warnings: list[str], root: Path) -> None:
+    def __init__(self, limits: Limits, warnings: list[str], root: Path,
+                 read_text: ImageTextReader | None = None) -> None:
         self.limits = limits
         self.warnings = warnings
         self.root = root
+        self.read_text = read_text
         self.images: list[ExtractedImage] = []
         self._kept: set[str] = set()  # hashes of the pictures kept
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
@@ -349,8 +352,11 @@ class EmbeddedImages:
             return  # the same picture again (a logo on every page): kept once, where it first appears
         self._kept.add(image.sha256)
         self._shown += 1
-        self._pixels += image.image.width * image.image.height
-        self.images.append(image.model_copy(update=fields))
+        kept = image.model_copy(update=fields)
+        if self.read_text is not None:
+            self.read_text(kept)  # which may cut the picture down once its text is read
+        self._pixels += kept.image.width * kept.image.height
+        self.images.append(kept)
 
     def skip(self, name: str, reason: str) -> None:
         self._skipped.add(f"image {name[:200]} skipped: {reason}")

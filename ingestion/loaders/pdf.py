@@ -9,7 +9,7 @@ from pathlib import Path
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from ingestion.loaders.base import Limits, Loader, LoadError, clean_text
+from ingestion.loaders.base import ImageTextReader, Limits, Loader, LoadError, clean_text
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.pdf_fonts import fonts_read_once
 from ingestion.loaders.pdf_images import PageImages, content_key
@@ -40,13 +40,14 @@ class PdfLoader(Loader):
 
     file_type = "pdf"
 
-    def extract(self, path: Path, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                read_text: ImageTextReader | None) -> ExtractedDocument:
         try:
-            return self._read(data, limits, root)
+            return self._read(data, limits, root, read_text)
         except DependencyError as error:  # AES encryption, even with an empty password, needs a crypto library
             raise LoadError("encrypted PDF (AES): decrypting it needs the 'cryptography' package") from error
 
-    def _read(self, data: bytes, limits: Limits, root: Path) -> ExtractedDocument:
+    def _read(self, data: bytes, limits: Limits, root: Path, read_text: ImageTextReader | None) -> ExtractedDocument:
         if b"%PDF-" not in data[:_HEADER_WINDOW]:
             raise LoadError("not a PDF: no %PDF- header at the start of the file")
         # pypdf signals malformed input with many exception types (KeyError, ValueError, zlib.error, ...),
@@ -74,11 +75,12 @@ class PdfLoader(Loader):
             warnings.append(f"{blank} of {count} pages have no text layer (scanned?)")
 
         text, pages = _join(texts)
-        images = EmbeddedImages(limits, warnings, root)
+        images = EmbeddedImages(limits, warnings, root, read_text)
         search = PageImages(images)
         drawer = PageDrawer(data, len(reader.pages), limits.max_side, limits.max_images)
         try:
             for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
+                kept = len(images.images)
                 scanned = not texts[index] and page.number not in failed
                 found = search.keep(reader.pages[index], page, scanned)
                 drawable = scanned and not found.shown and found.drawable and not images.full
@@ -86,9 +88,11 @@ class PdfLoader(Loader):
                 if picture is not None and images.wants(f"page {page.number}", *picture.size):
                     images.add_decoded(picture, picture.tobytes(), f"page {page.number}", page=page.number,
                                        start=page.start, end=page.end, scanned_page=True)
-                    continue
-                for name, reason in found.failures:
-                    images.skip(name, reason)
+                else:
+                    for name, reason in found.failures:
+                        images.skip(name, reason)
+                if any(image.ocr_text is not None for image in images.images[kept:]):
+                    drawer.renew()  # OCR read this page's pictures: a new step of the file's time budget began
         finally:
             drawer.close()
         return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,
