@@ -2,7 +2,7 @@
 
 A helper process (the "zygote") imports the loaders once per ingesting process and forks a fresh worker on request,
 in milliseconds; one worker serves a run's files one at a time. The ingest waits for each answer in short slices:
-a file over its ``file_timeout`` (for reading and loading it, then again for each image its OCR reads), or a stop
+a file over its ``file_timeout`` (for reading and loading it, and again for each image its OCR reads), or a stop
 request (SIGTERM to the scheduler), kills the worker at once, whatever it is blocked in, and the next file gets a
 new one. The worker's memory is capped with ``RLIMIT_DATA``, so a file
 that would need more fails with ``MemoryError`` instead of taking the machine down. Workers die with the zygote,
@@ -33,6 +33,27 @@ from kb.errors import KbError, MissingDependencyError, ModelNotFoundError
 
 _POLL_SECONDS = 0.05  # how often a waiting ingest looks for a stop request
 _PR_SET_PDEATHSIG = 1
+
+
+class FileBudget:
+    """The time one file may take (``timeout`` seconds, from ``now``): reading and loading it share one budget, whose
+    clock stops while OCR reads an image, and each image OCR reads has a budget of its own."""
+
+    def __init__(self, timeout: float, now: float) -> None:
+        self.timeout = timeout
+        self.deadline = now + timeout
+        self.reading = False  # OCR is reading an image
+        self._loading_left = timeout
+
+    def ocr(self, reading: bool, now: float) -> None:
+        """OCR began (``reading``) or finished reading an image at ``now``."""
+        if reading and not self.reading:
+            self._loading_left = max(self.deadline - now, 0.0)
+        self.deadline, self.reading = now + (self.timeout if reading else self._loading_left), reading
+
+    def doing(self, read: bool) -> str:
+        """What the file was doing when its time ran out: reading it (until it was ``read``), loading it, or OCR."""
+        return "reading" if not read else "reading the text in an image" if self.reading else "loading"
 
 
 class StopRequested(KbError, InterruptedError):
@@ -104,8 +125,9 @@ class WorkerRunner:
         """Send ``request`` and wait for its answer, within the time budget, watching for a stop request.
 
         The worker says the file's hash as soon as it has read it: a failure after that is the file's (recorded,
-        ``LoadFailed``), one before it a failure to read (``ReadFailed``). It says when each image's OCR begins:
-        each such step gets ``timeout`` of its own (a file's OCR is bounded by its images: 200, 100 MP at most).
+        ``LoadFailed``), one before it a failure to read (``ReadFailed``). It says when each image's OCR begins and
+        ends: reading and loading share one ``timeout``, whose clock stops while an image is read, and each image
+        read gets ``timeout`` of its own (a file's OCR is bounded by its images: 200 at most).
         """
         self.start()
         assert self._connection is not None
@@ -114,8 +136,7 @@ class WorkerRunner:
         except (BrokenPipeError, ConnectionError):
             self._kill()
             raise ReadFailed("the loader process stopped before reading the file") from None
-        deadline = time.monotonic() + self.timeout
-        ocr = False
+        budget = FileBudget(self.timeout, time.monotonic())
         while True:
             if self._connection.poll(_POLL_SECONDS):
                 try:
@@ -126,16 +147,16 @@ class WorkerRunner:
                 if status == "read":
                     content_hash = value
                     continue
-                if status == "step":  # the next image's OCR begins: it has a budget of its own
-                    deadline, ocr = time.monotonic() + self.timeout, True
+                if status == "ocr":
+                    budget.ocr(value, time.monotonic())
                     continue
                 return self._result(status, value, content_hash)
             if self.should_stop():
                 self._kill()
                 raise StopRequested("stopped on request while a file was being read")
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= budget.deadline:
                 self._kill()
-                doing = "reading" if content_hash is None else "reading the text in an image" if ocr else "loading"
+                doing = budget.doing(content_hash is not None)
                 raise _failure(f"over budget: {doing} took more than {self.timeout:g} s (file_timeout)", content_hash)
 
     def _result(self, status: str, value: Any, content_hash: str | None) -> Any:
@@ -219,7 +240,7 @@ def serve(connection: Connection) -> None:
         return
     limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    reader = FileReader(settings, on_step=lambda: connection.send(("step", None)))
+    reader = FileReader(settings, on_ocr=lambda reading: connection.send(("ocr", reading)))
     while True:
         try:
             request = connection.recv()

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -197,47 +198,51 @@ def _wanted(image: ExtractedImage, embedded: bool, image_file: bool = False) -> 
     return image_file or image.scanned_page or embedded
 
 
-class ReadingAsKept:
-    """Reads the text in each image a loader keeps as it keeps it (``Loader.load``'s ``read_text``), then cuts the
-    picture down to preview size: a scan of hundreds of pages is read a page at a time, within the document's
-    image allowance, instead of every page waiting at full size. ``apply_ocr`` inserts what was read; an image
-    whose reading failed keeps its picture, and ``apply_ocr`` tries it again and says why it failed."""
+OcrStep = Callable[[], AbstractContextManager[object]]  # holds one image's OCR: a step of the file's time budget
 
-    def __init__(self, engine: OcrEngine, *, embedded: bool = False,
-                 before_each: Callable[[], None] = lambda: None) -> None:
+
+def _read(image: ExtractedImage, engine: OcrEngine, step: OcrStep) -> None:
+    """The image's text into ``ocr_text``, or why it cannot be read into ``ocr_failure``, read within a ``step``."""
+    with step():
+        try:
+            image.ocr_text = clean_text(engine.read(image.image))
+        except OcrError as error:
+            image.ocr_failure = str(error)
+
+
+class PreparedAsKept:
+    """Prepares each image a loader keeps as it keeps it (``Loader.load``'s ``on_kept``): the text of one OCR reads
+    (with an ``engine``) is read at once, and the picture is then cut to preview size, all a document needs of it
+    afterwards. A scan of hundreds of pages is thus read a page at a time, and a document's photographs wait for the
+    encoder at preview size, within the document's image allowance, instead of every one waiting at full size.
+    ``apply_ocr`` then inserts what was read, and reports what could not be read."""
+
+    def __init__(self, engine: OcrEngine | None, *, embedded: bool = False, step: OcrStep = nullcontext) -> None:
         self.engine = engine
         self.embedded = embedded
-        self.before_each = before_each
+        self.step = step
 
     def __call__(self, image: ExtractedImage) -> None:
-        if not _wanted(image, self.embedded):
-            return
-        self.before_each()
-        try:
-            image.ocr_text = clean_text(self.engine.read(image.image))
-        except OcrError:
-            return
+        if self.engine is not None and _wanted(image, self.embedded):
+            _read(image, self.engine, self.step)
         cut_to_preview(image)
 
 
 def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,
-              before_each: Callable[[], None] = lambda: None) -> int:
+              step: OcrStep = nullcontext) -> int:
     """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
     insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
-    images were read; an image that cannot be read becomes a warning. Text read while loading (``ReadingAsKept``)
-    is inserted as it is. ``before_each`` is called before each image is read (each is a step of the file's time
-    budget)."""
+    images were read; an image that cannot be read becomes a warning. What was read while loading
+    (``PreparedAsKept``) is not read again. Each image is read within a ``step`` (one of the file's time budget)."""
     read = filled = 0
     for image in list(document.images):
         if not _wanted(image, embedded, document.file_type == "image"):
             continue
-        if image.ocr_text is None:
-            before_each()
-            try:
-                image.ocr_text = clean_text(engine.read(image.image))
-            except OcrError as error:
-                document.warnings.append(f"{image.name}: {error}")
-                continue
+        if image.ocr_text is None and image.ocr_failure is None:
+            _read(image, engine, step)
+        if image.ocr_failure is not None:
+            document.warnings.append(f"{image.name}: {image.ocr_failure}")
+            continue
         read += 1
         if image.ocr_text:
             page = _page(document, image)

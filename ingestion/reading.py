@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
-from ingestion.ocr import OcrEngine, RapidOcrEngine, ReadingAsKept, apply_ocr
+from ingestion.ocr import OcrEngine, PreparedAsKept, RapidOcrEngine, apply_ocr
 from ingestion.pictures import Picture, pictures_of
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedDocument
@@ -84,13 +85,14 @@ def fetch(reader: FileReader, job: FileJob, skip: frozenset[str], on_read: Calla
 class FileReader:
     """Reads a file under the containment rule and keeps its bytes for the load that may follow.
 
-    ``on_step`` is called as each image's OCR begins: the worker tells the ingest, whose time budget is per step
-    (reading and loading, then each image read by OCR), so that a long scan is not cut short.
+    ``on_ocr`` is called with True as each image's OCR begins and with False as it ends: the worker tells the
+    ingest, whose time budget is per step (reading and loading together, and each image OCR reads on its own), so
+    that a long scan is not cut short.
     """
 
-    def __init__(self, settings: ReadSettings, on_step: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, settings: ReadSettings, on_ocr: Callable[[bool], None] = lambda reading: None) -> None:
         self.settings = settings
-        self.on_step = on_step
+        self.on_ocr = on_ocr
         self._ocr: OcrEngine | None = None
         self._job: FileJob | None = None
         self._data = b""
@@ -118,25 +120,32 @@ class FileReader:
         loader = loader_for(job.path)
         if loader is None:
             raise LoadError(f"unsupported file type '{job.path.suffix or '(none)'}'")
-        document = loader.load(job.path, data, self.settings.limits, job.root, self._reading())
+        document = loader.load(job.path, data, self.settings.limits, job.root, self._prepared())
         del data
         unread = self._read_text_in_images(document)
         self.settings.limits.check_chars(len(document.text))
         return Loaded(document, pictures_of(document), unread)
 
-    def _reading(self) -> ReadingAsKept | None:
-        """What reads the text in a document's images as its loader keeps them; None with OCR off."""
-        if not self.settings.ocr:
-            return None
-        if self._ocr is None:
+    def _prepared(self) -> PreparedAsKept:
+        """What reads the text in a document's images (with OCR on) and cuts them down as its loader keeps them."""
+        if self.settings.ocr and self._ocr is None:
             self._ocr = RapidOcrEngine()
-        return ReadingAsKept(self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
+        return PreparedAsKept(self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step)
+
+    @contextmanager
+    def _ocr_step(self) -> Iterator[None]:
+        """One image's OCR, told to ``on_ocr`` as it begins and as it ends."""
+        self.on_ocr(True)
+        try:
+            yield
+        finally:
+            self.on_ocr(False)
 
     def _read_text_in_images(self, document: ExtractedDocument) -> bool:
         """OCR image files and scanned pages into the text (what the loader's reading did not read yet); True when
         OCR is wanted, not installed, and would have read something here."""
         if self._ocr is not None:
-            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, before_each=self.on_step)
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"
                                              or any(image.scanned_page for image in document.images))

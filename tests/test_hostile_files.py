@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 import ingestion.pipeline
 import ingestion.scan
+from ingestion.isolation import FileBudget
 from ingestion.loaders import images as image_module
 from ingestion.loaders import loader_for
 from ingestion.loaders.base import Limits
@@ -369,6 +370,18 @@ def test_a_file_over_its_time_budget_fails_and_the_run_goes_on(kb_factory, tmp_p
         ("slow.pdf", "over budget: loading took more than 1 s (file_timeout)")]
     again = kb.ingest(folder)  # remembered: an unchanged file over budget is not tried again
     assert again.failed[0].reason.endswith("(unchanged since the last run)")
+
+
+def test_reading_and_loading_share_one_budget_whose_clock_stops_while_ocr_reads_an_image() -> None:
+    budget = FileBudget(60, now=0)
+    assert (budget.deadline, budget.doing(False), budget.doing(True)) == (60, "reading", "loading")
+    budget.ocr(True, now=20)  # 40 s of loading left; the image gets 60 of its own
+    assert (budget.deadline, budget.doing(True)) == (80, "reading the text in an image")
+    budget.ocr(False, now=70)  # loading goes on with what it had left
+    assert (budget.deadline, budget.doing(True)) == (110, "loading")
+    budget.ocr(True, now=100)
+    budget.ocr(False, now=150)
+    assert budget.deadline == 160  # 10 s of loading left, whatever the images took
 
 
 def test_a_file_over_its_memory_budget_fails_and_the_next_file_loads(kb_factory, tmp_path: Path) -> None:

@@ -265,26 +265,24 @@ def test_scanned_pages_sharing_a_form_keep_its_picture_once_and_are_not_drawn(tm
     assert [(image.name, image.page) for image in document.images] == [("page 1 image 1", 1)]
 
 
-def test_each_page_ocr_reads_gives_pdfium_its_drawing_time_afresh(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    # Reading a page is a step of the file's time budget of its own: the drawing allowance, counted from when the
-    # document was opened, had run out after the first pages read, and the rest of a long scan stayed empty.
+@pytest.mark.parametrize("allowance, drawn", [(0.5, [1, 2, 3]), (0.0, [1])])
+def test_pdfium_s_drawing_allowance_counts_drawing_not_the_ocr_between(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowance: float, drawn: list[int]) -> None:
+    # OCR reads each page as it is kept, between drawings: counted from the opening of the document, the allowance
+    # ran out after the first pages read, and the rest of a long scan stayed empty.
     pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
-    monkeypatch.setattr("ingestion.loaders.pdf_pages.DRAW_SECONDS", 0.5)
+    monkeypatch.setattr("ingestion.loaders.pdf_pages.DRAW_SECONDS", allowance)
     scans = [Image.new("RGB", (600, 400), WHITE) for _ in range(3)]
     for number, scan in enumerate(scans):
         scan.paste(BLUE, (100 * number, 100, 500, 300))
-    read: list[int | None] = []
 
     def read_slowly(image: ExtractedImage) -> None:
         time.sleep(0.6)
-        image.ocr_text = "words"
-        read.append(image.page)
 
     path = tmp_path / "strips.pdf"
     path.write_bytes(striped_scan_pdf(*scans))
     document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, read_slowly)
-    assert read == [1, 2, 3] and [image.page for image in document.images] == [1, 2, 3]
+    assert [image.page for image in document.images] == drawn
 
 
 def test_pdfium_draws_nothing_when_it_counts_other_pages_than_pypdf() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from docx import Document
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -17,8 +20,8 @@ from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader, _join
-from ingestion.ocr import OcrError, RapidOcrEngine, apply_ocr, insert_text, ocr_available
-from ingestion.reading import FileJob, FileReader, ReadSettings
+from ingestion.ocr import OcrError, PreparedAsKept, RapidOcrEngine, apply_ocr, insert_text, ocr_available
+from ingestion.reading import FileJob, FileReader, Loaded, ReadSettings
 from kb.errors import ModelNotFoundError
 from kb.types import ExtractedDocument, ExtractedImage
 from tests.documents import long_scan_pdf, striped_scan_pdf
@@ -333,6 +336,14 @@ class SizeEngine:
         return f"Page {len(self.sizes)}"
 
 
+def _load(path: Path, settings: ReadSettings, on_ocr: Callable[[bool], None] = lambda reading: None) -> Loaded:
+    """``path`` read and loaded as an ingest's worker does (OCR by whatever engine the test put in place)."""
+    reader = FileReader(settings, on_ocr=on_ocr)
+    job = FileJob(path.parent, path, (path.stat().st_dev, path.stat().st_ino))
+    reader.read(job)
+    return reader.load(job)
+
+
 def test_a_long_scan_is_read_whole_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # 40 pages of 3.3 MP are over the 100 MP a document's images may hold: each page is read as it is kept, and
     # then only its preview is held. Before, 31 pages were read and the other 9 were skipped, unread.
@@ -340,40 +351,67 @@ def test_a_long_scan_is_read_whole_a_page_at_a_time(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
     path = tmp_path / "contract.pdf"
     path.write_bytes(long_scan_pdf(40))
-    reader = FileReader(ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True), on_step=lambda: steps.append(1))
-    job = FileJob(tmp_path, path, (path.stat().st_dev, path.stat().st_ino))
-    reader.read(job)
-    loaded = reader.load(job)
+    loaded = _load(path, ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True), steps.append)
     document = loaded.document
-    assert engine.sizes == [(1600, 2048)] * 40 and len(steps) == 40  # each page read at full size, in a step
+    assert engine.sizes == [(1600, 2048)] * 40  # each page read at full size
+    assert steps == [True, False] * 40  # each in a step of the file's time budget of its own
     assert [document.text[page.start : page.end] for page in document.pages] == [f"Page {n}" for n in range(1, 41)]
     assert document.warnings == ["40 scanned page(s) read by OCR"]
     assert [picture.image.page for picture in loaded.pictures] == list(range(1, 41))
-    assert all(max(picture.image.image.size) <= 331 for picture in loaded.pictures)
+    # Straight out of the loader, every page is already cut to preview size, its text read.
+    kept = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, PreparedAsKept(SizeEngine())).images
+    assert [(image.image.size, image.ocr_text) for image in kept] == [((256, 328), f"Page {n}") for n in range(1, 41)]
 
 
-def test_a_page_whose_reading_fails_while_loading_is_tried_again_and_its_reason_said(
+def test_without_ocr_a_long_scan_keeps_every_page_picture_at_preview_size(tmp_path: Path) -> None:
+    # Each picture is cut to preview size as it is kept, so the 100 MP allowance no longer stops at page 31.
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(long_scan_pdf(40))
+    loaded = _load(path, ReadSettings(limits=Limits(), max_bytes=2**30, ocr_wanted=True))
+    assert loaded.unread_images and loaded.document.warnings == ["40 of 40 pages have no text layer (scanned?)"]
+    assert [(picture.image.page, picture.image.image.size) for picture in loaded.pictures] == [
+        (page, (256, 328)) for page in range(1, 41)]
+
+
+def test_a_page_ocr_fails_on_while_loading_is_not_read_again_and_its_reason_is_said(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    class FailingOnce(SizeEngine):
+    class FailingOnPage2(SizeEngine):
         def read(self, image: Image.Image) -> str:
             text = super().read(image)
-            if len(self.sizes) == 2 or len(self.sizes) == 4:  # page 2, then its second reading
+            if len(self.sizes) == 2:
                 raise OcrError("OCR failed: broken image")
             return text
 
-    engine = FailingOnce()
+    engine = FailingOnPage2()
     monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
     path = tmp_path / "scan.pdf"
     path.write_bytes(long_scan_pdf(3, size=(400, 500)))
-    reader = FileReader(ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True))
-    job = FileJob(tmp_path, path, (path.stat().st_dev, path.stat().st_ino))
-    reader.read(job)
-    document = reader.load(job).document
-    assert engine.sizes == [(400, 500)] * 4  # the failed page was read again at full size, once
+    document = _load(path, ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True)).document
+    assert engine.sizes == [(400, 500)] * 3  # each page read once: a failure costs one step, not two
     assert [document.text[page.start : page.end] for page in document.pages] == ["Page 1", "", "Page 3"]
     assert document.warnings == ["2 scanned page(s) read by OCR",
                                  "1 of 3 pages have no text layer and OCR found no text in them",
                                  "page 2 image 1: OCR failed: broken image"]
+
+
+def test_ocr_of_a_docx_s_pictures_while_loading_lands_after_their_paragraphs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = SizeEngine()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    document = Document()
+    for words, colour in (("The first chart.", "red"), ("The second chart.", "blue")):
+        document.add_paragraph(words)
+        picture = io.BytesIO()
+        Image.new("RGB", (300, 200), colour).save(picture, "PNG")
+        document.add_picture(picture)
+    document.add_paragraph("The end.")
+    path = tmp_path / "charts.docx"
+    document.save(str(path))
+    settings = ReadSettings(limits=Limits(), max_bytes=2**30, ocr=True, ocr_embedded_images=True)
+    loaded = _load(path, settings).document
+    assert loaded.text == "The first chart.\n\nPage 1\n\nThe second chart.\n\nPage 2\n\nThe end."
+    assert [loaded.text[image.start : image.end] for image in loaded.images] == ["Page 1", "Page 2"]
+    assert [image.image.size for image in loaded.images] == [(300, 200)] * 2  # cut to preview size: already small
 
 
 def test_embedded_images_become_paragraphs_after_their_caption() -> None:
@@ -394,8 +432,8 @@ def test_failures_become_warnings_and_empty_pages_stay_reported() -> None:
     assert apply_ocr(document, FixedEngine("x", fail=frozenset({"bad"}))) == 0
     assert (document.text, document.pages) == (before.text, before.pages)
     assert document.warnings == ["1 of 3 pages have no text layer (scanned?)", "page 2: OCR failed: broken image"]
-    assert apply_ocr(document, FixedEngine("")) == 1  # read, but nothing found: the page stays empty
-    assert document.text == before.text and document.warnings[0].endswith("(scanned?)")
+    assert apply_ocr(before, FixedEngine("")) == 1  # read, but nothing found: the page stays empty
+    assert before.text == document.text and before.warnings == ["1 of 3 pages have no text layer (scanned?)"]
 
 
 @pytest.mark.parametrize("found", [("", "Invoice 42"), ("Invoice 42", "")])

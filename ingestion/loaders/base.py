@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 
-# Reads the text in an image as soon as a document keeps it (``ingestion.ocr.ReadingAsKept``), so that a long scan
-# is read a page at a time instead of holding every page's pixels until the document is done.
-ImageTextReader = Callable[[ExtractedImage], None]
+# Called on each image a document keeps, as it keeps it (``ingestion.ocr.PreparedAsKept`` reads its text and cuts it
+# to preview size), so that a long scan is read a page at a time instead of every page waiting at full size.
+OnKept = Callable[[ExtractedImage], None]
 
 
 class LoadError(KbError):
@@ -128,18 +128,18 @@ class Loader(ABC):
     file_type: str
 
     def load(self, path: Path, data: bytes, limits: Limits | None = None, root: Path | None = None,
-             read_text: ImageTextReader | None = None) -> ExtractedDocument:
+             on_kept: OnKept | None = None) -> ExtractedDocument:
         """The document in ``data``; raises ``LoadError`` with a readable reason when there is none.
 
         The title comes back as one clean line, or None when it is blank. The work stays within ``limits``
         (``Limits.from_settings``; default: the default settings'); a text over ``max_chars`` is refused.
-        ``read_text`` is called on each image embedded in a document as it is kept (an image file's own picture is
-        left to the caller).
+        ``on_kept`` is called on each image embedded in a document as it is kept (an image file's own picture is
+        left to the caller), and may read its text and cut it down.
         """
         if not data:
             raise LoadError("empty file")
         limits = limits or Limits()
-        document = self.extract(path, data, limits, (root or path.parent).resolve(), read_text)
+        document = self.extract(path, data, limits, (root or path.parent).resolve(), on_kept)
         limits.check_chars(len(document.text))
         if document.title is not None:
             document.title = clean_text(" ".join(document.title.split())[:_MAX_TITLE]) or None
@@ -147,7 +147,7 @@ class Loader(ABC):
 
     @abstractmethod
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         """Format-specific work for ``load``; ``data`` is never empty here."""
 
 

@@ -16,7 +16,7 @@ from docx.opc.part import Part
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
-from ingestion.loaders.base import ImageTextReader, Limits, Loader, LoadError, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -65,7 +65,7 @@ class DocxLoader(Loader):
     file_type = "docx"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         _refuse_bombs(data, limits.max_chars)
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
@@ -83,7 +83,7 @@ class DocxLoader(Loader):
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
         limits.check_chars(len(text))
         warnings: list[str] = []
-        found = EmbeddedImages(limits, warnings, root, read_text)
+        found = EmbeddedImages(limits, warnings, root, on_kept)
         images = _pictures(document.part, blocks, text, caption_styles, found)
         title = title or _first_heading(body, heading_styles)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=warnings)

@@ -12,7 +12,7 @@ from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import ImageTextReader, Limits, Loader, LoadError, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -51,7 +51,7 @@ class HtmlLoader(Loader):
     file_type = "html"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         if len(data) > limits.max_markup_bytes:
             raise LoadError(f"over budget: HTML of {len(data) / 2**20:.1f} MB, over the "
                             f"{limits.max_markup_bytes / 2**20:g} MB limit (max_html_mb)")
@@ -63,7 +63,7 @@ class HtmlLoader(Loader):
         visible = clean_text(_render(soup))
         limits.check_chars(len(visible))
         notes: list[str] = []
-        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes, root, read_text))
+        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes, root, on_kept))
         return ExtractedDocument(text=visible, file_type=self.file_type, title=_title(soup), images=images,
                                  warnings=notes)
 

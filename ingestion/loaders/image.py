@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.loaders.base import ImageTextReader, Limits, Loader
+from ingestion.loaders.base import Limits, Loader, OnKept
 from ingestion.loaders.images import decode_image
 from kb.types import ExtractedDocument
 
@@ -18,7 +18,7 @@ class ImageLoader(Loader):
     file_type = "image"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         warnings: list[str] = []
         image = decode_image(data, path.name, max_pixels=limits.max_pixels, max_side=limits.max_side,
                              notes=warnings)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ingestion.loaders.base import CappedWarnings, ImageTextReader, Limits, LoadError
+from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept
 from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
 
@@ -218,15 +218,16 @@ class EmbeddedImages:
 
     Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
     ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
-    image kept is given to ``read_text`` at once; its pixels count against ``max_total_pixels`` as they are left.
+    image kept is given to ``on_kept`` at once; its pixels count against ``max_total_pixels`` at the size it leaves
+    it.
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
-                 read_text: ImageTextReader | None = None) -> None:
+                 on_kept: OnKept | None = None) -> None:
         self.limits = limits
         self.warnings = warnings
         self.root = root
-        self.read_text = read_text
+        self.on_kept = on_kept
         self.images: list[ExtractedImage] = []
         self._kept: set[str] = set()  # hashes of the pictures kept
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
@@ -353,8 +354,8 @@ class EmbeddedImages:
         self._kept.add(image.sha256)
         self._shown += 1
         kept = image.model_copy(update=fields)
-        if self.read_text is not None:
-            self.read_text(kept)  # which may cut the picture down once its text is read
+        if self.on_kept is not None:
+            self.on_kept(kept)  # which may read its text and cut it down
         self._pixels += kept.image.width * kept.image.height
         self.images.append(kept)
 

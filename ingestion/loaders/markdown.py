@@ -17,7 +17,7 @@ from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import CappedWarnings, ImageTextReader, Limits, Loader, TextCursor, clean_text
+from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text
 from ingestion.loaders.html import image_source
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
@@ -83,7 +83,7 @@ class MarkdownLoader(Loader):
     file_type = "markdown"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         decoded = encoding.decode_text(data)
         # The visible text is most of the source, and parsing costs about 140 times the source in memory, so a
         # source over the text limit is refused before it is parsed.
@@ -96,7 +96,7 @@ class MarkdownLoader(Loader):
         text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
         notes = _too_deep(rendered.unparsed)
-        images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root, read_text))
+        images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root, on_kept))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
 

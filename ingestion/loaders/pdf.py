@@ -9,7 +9,7 @@ from pathlib import Path
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from ingestion.loaders.base import ImageTextReader, Limits, Loader, LoadError, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.pdf_fonts import fonts_read_once
 from ingestion.loaders.pdf_images import PageImages, content_key
@@ -41,13 +41,13 @@ class PdfLoader(Loader):
     file_type = "pdf"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         try:
-            return self._read(data, limits, root, read_text)
+            return self._read(data, limits, root, on_kept)
         except DependencyError as error:  # AES encryption, even with an empty password, needs a crypto library
             raise LoadError("encrypted PDF (AES): decrypting it needs the 'cryptography' package") from error
 
-    def _read(self, data: bytes, limits: Limits, root: Path, read_text: ImageTextReader | None) -> ExtractedDocument:
+    def _read(self, data: bytes, limits: Limits, root: Path, on_kept: OnKept | None) -> ExtractedDocument:
         if b"%PDF-" not in data[:_HEADER_WINDOW]:
             raise LoadError("not a PDF: no %PDF- header at the start of the file")
         # pypdf signals malformed input with many exception types (KeyError, ValueError, zlib.error, ...),
@@ -75,12 +75,11 @@ class PdfLoader(Loader):
             warnings.append(f"{blank} of {count} pages have no text layer (scanned?)")
 
         text, pages = _join(texts)
-        images = EmbeddedImages(limits, warnings, root, read_text)
+        images = EmbeddedImages(limits, warnings, root, on_kept)
         search = PageImages(images)
         drawer = PageDrawer(data, len(reader.pages), limits.max_side, limits.max_images)
         try:
             for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
-                kept = len(images.images)
                 scanned = not texts[index] and page.number not in failed
                 found = search.keep(reader.pages[index], page, scanned)
                 drawable = scanned and not found.shown and found.drawable and not images.full
@@ -88,11 +87,9 @@ class PdfLoader(Loader):
                 if picture is not None and images.wants(f"page {page.number}", *picture.size):
                     images.add_decoded(picture, picture.tobytes(), f"page {page.number}", page=page.number,
                                        start=page.start, end=page.end, scanned_page=True)
-                else:
-                    for name, reason in found.failures:
-                        images.skip(name, reason)
-                if any(image.ocr_text is not None for image in images.images[kept:]):
-                    drawer.renew()  # OCR read this page's pictures: a new step of the file's time budget began
+                    continue
+                for name, reason in found.failures:
+                    images.skip(name, reason)
         finally:
             drawer.close()
         return ExtractedDocument(text=text, file_type=self.file_type, title=_title(reader), pages=pages,

@@ -13,17 +13,17 @@ from PIL import Image
 from kb import optional
 
 BLANK_RANGE = 16  # a drawing whose grey levels all lie within this range is a blank page: nothing to keep
-DRAW_SECONDS = 20.0  # pages are drawn for at most this long in one step of the file's time budget (file_timeout,
-# 60 s), so that drawing leaves the rest of the step to the rest of its reading
+DRAW_SECONDS = 20.0  # pages are drawn for at most this long a document, so that drawing leaves the file's
+# budget (file_timeout, 60 s) to the rest of its loading
 _LOCK = threading.Lock()  # pdfium is not thread-safe
 
 
 class PageDrawer:
     """Draws pages of one PDF at ``max_side`` pixels on their longer side, at most ``max_pages`` of them and for at
-    most ``DRAW_SECONDS`` after opening it or the last ``renew``; the document is opened by pdfium on the first page
-    asked for. Annotations and form fields are not drawn (their pictures were never checked). Does nothing without
-    pypdfium2, or when pdfium counts the pages otherwise than pypdf (``pages``): a drawing would land on another
-    page's text.
+    most ``DRAW_SECONDS`` of drawing in all (the time OCR then takes to read a drawing is not drawing); the document
+    is opened by pdfium on the first page asked for. Annotations and form fields are not drawn (their pictures were
+    never checked). Does nothing without pypdfium2, or when pdfium counts the pages otherwise than pypdf (``pages``):
+    a drawing would land on another page's text.
 
     Drawing gives up, keeping what was read, rather than failing the document: a page pdfium cannot draw, or
     that needs more memory than is left, stays as it was."""
@@ -33,15 +33,16 @@ class PageDrawer:
         self.pages = pages
         self.max_side = max_side
         self.left = max_pages if optional.installed("pypdfium2") else 0
-        self.deadline = 0.0
+        self.spent = 0.0  # seconds spent opening the document and drawing, not reading what was drawn
         self._document: Any = None
 
     def draw(self, index: int) -> Image.Image | None:
         """Page ``index`` (from 0) as an RGB picture; None when it is blank, pdfium cannot draw it, or the
         allowance of pages or time is spent."""
-        if self.left <= 0 or (self.deadline and time.monotonic() > self.deadline):
+        if self.left <= 0 or self.spent > DRAW_SECONDS:
             return None
         self.left -= 1
+        started = time.monotonic()
         with _LOCK:
             try:
                 if self._document is None and not self._open():
@@ -59,12 +60,9 @@ class PageDrawer:
                 return None
             except Exception:  # a page pdfium cannot draw stays as it was
                 return None
+            finally:
+                self.spent += time.monotonic() - started
         return None if high - low < BLANK_RANGE else picture
-
-    def renew(self) -> None:
-        """Allow ``DRAW_SECONDS`` more from now: a new step of the file's time budget began (OCR read a page)."""
-        if self.deadline:
-            self.deadline = time.monotonic() + DRAW_SECONDS
 
     def _open(self) -> bool:
         """Open the document in pdfium; False (and no more drawing) when it refuses it or counts other pages."""
@@ -77,7 +75,7 @@ class PageDrawer:
             return False
         if len(self._document) != self.pages:
             return False
-        self.left, self.deadline = pages, time.monotonic() + DRAW_SECONDS
+        self.left = pages
         return True
 
     def close(self) -> None:

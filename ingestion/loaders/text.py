@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import ImageTextReader, Limits, Loader, clean_text
+from ingestion.loaders.base import Limits, Loader, OnKept, clean_text
 from kb.types import ExtractedDocument
 
 
@@ -15,7 +15,7 @@ class TextLoader(Loader):
     file_type = "text"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
-                read_text: ImageTextReader | None) -> ExtractedDocument:
+                on_kept: OnKept | None) -> ExtractedDocument:
         text = encoding.decode_text(data)
         limits.check_chars(len(text))  # before cleaning copies it
         return ExtractedDocument(text=clean_text(text), file_type=self.file_type)
