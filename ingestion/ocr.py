@@ -244,10 +244,11 @@ def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool 
             document.warnings.append(f"{image.name}: {image.ocr_failure}")
             continue
         read += 1
-        if image.ocr_text:
+        text, image.ocr_text = image.ocr_text, None  # the document holds it from here on
+        if text:
             page = _page(document, image)
             offset = page.end if image.scanned_page and page is not None else image.end
-            image.start, image.end = insert_text(document, offset, image.ocr_text, page)
+            image.start, image.end = insert_text(document, offset, text, page)
             filled += image.scanned_page
     if filled:
         _note_scanned_pages(document, filled)

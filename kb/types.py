@@ -48,9 +48,9 @@ class ExtractedImage(BaseModel):
     surrounding paragraph, or, after OCR, the text read from it (``start == end`` when there is none).
     ``alt`` and ``caption`` are descriptive texts that need not be part of the document text (HTML alt,
     DOCX description). ``scanned_page`` marks the image of a PDF page that has no text layer: OCR fills the page.
-    ``ocr_text`` is the text OCR read in the image while its document was loading, or ``ocr_failure`` why it could
-    not (its picture was then cut to preview size, so that a long scan is never held at full size); both are None
-    when it was not read then.
+    ``ocr_text`` is the text OCR read in the image, until it is inserted into the document's text, and
+    ``ocr_failure`` why OCR could not read it; OCR reads an embedded image as its loader keeps it, then cuts its
+    picture to preview size, so that a long scan is never held at full size.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

@@ -402,7 +402,7 @@ def test_ocr_of_a_docx_s_pictures_while_loading_lands_after_their_paragraphs(
     for words, colour in (("The first chart.", "red"), ("The second chart.", "blue")):
         document.add_paragraph(words)
         picture = io.BytesIO()
-        Image.new("RGB", (300, 200), colour).save(picture, "PNG")
+        Image.new("RGB", (1200, 800), colour).save(picture, "PNG")
         document.add_picture(picture)
     document.add_paragraph("The end.")
     path = tmp_path / "charts.docx"
@@ -411,7 +411,8 @@ def test_ocr_of_a_docx_s_pictures_while_loading_lands_after_their_paragraphs(
     loaded = _load(path, settings).document
     assert loaded.text == "The first chart.\n\nPage 1\n\nThe second chart.\n\nPage 2\n\nThe end."
     assert [loaded.text[image.start : image.end] for image in loaded.images] == ["Page 1", "Page 2"]
-    assert [image.image.size for image in loaded.images] == [(300, 200)] * 2  # cut to preview size: already small
+    assert engine.sizes == [(1200, 800)] * 2  # read at full size, then cut to preview size
+    assert [image.image.size for image in loaded.images] == [(384, 256)] * 2
 
 
 def test_embedded_images_become_paragraphs_after_their_caption() -> None:

@@ -219,7 +219,7 @@ class EmbeddedImages:
     Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
     ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
     image kept is given to ``on_kept`` at once; its pixels count against ``max_total_pixels`` at the size it leaves
-    it.
+    it, and every image decoded against ``max_decoded_pixels`` at its full size.
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
@@ -234,7 +234,8 @@ class EmbeddedImages:
         self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
-        self._pixels = 0
+        self._pixels = 0  # of the pictures held
+        self._decoded = 0  # of the images decoded (or drawn), at their full size
         self._tiny = 0
         self._dropped = 0
         self._remote = 0
@@ -242,10 +243,12 @@ class EmbeddedImages:
 
     @property
     def full(self) -> bool:
-        return self._shown >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
+        return (self._shown >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
+                or self._decoded >= self.limits.max_decoded_pixels)
 
     def wants(self, name: str, width: int, height: int) -> bool:
-        """Whether an image of this (header) size is worth decoding; says why when it is not."""
+        """Whether an image of this (header) size is worth decoding, counted as decoded if it is; says why when it
+        is not."""
         if self.full:
             self._dropped += 1
             return False
@@ -256,6 +259,7 @@ class EmbeddedImages:
             self.skip(name, f"{width}x{height} is over the limit of {self.limits.max_pixels / 1e6:g} megapixels "
                       "(max_image_pixels)")
             return False
+        self._decoded += width * height
         return True
 
     def _repeat(self, sha256: str) -> bool:
@@ -370,8 +374,9 @@ class EmbeddedImages:
                                  "(min_image_side)")
         if self._dropped:
             self.warnings.append(f"{self._dropped} image(s) beyond the first {self._shown} skipped (at most "
-                                 f"{self.limits.max_images} images, repeats included, or "
-                                 f"{self.limits.max_total_pixels / 1e6:g} megapixels per document)")
+                                 f"{self.limits.max_images} images per document, repeats included, "
+                                 f"{self.limits.max_decoded_pixels / 1e6:g} megapixels of them decoded and "
+                                 f"{self.limits.max_total_pixels / 1e6:g} held)")
         if self._remote:
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")
