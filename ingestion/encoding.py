@@ -1,11 +1,11 @@
 """Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
 
 Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
-is binary); 7-bit ISO-2022 text (Japanese, Korean) in the ISO-2022 codec it declares or whose escape sequences it
-reads; UTF-8, which legacy text almost never forms by accident; the charset the file declares, if it is a
-text encoding that reads ASCII as ASCII (a browser ignores any other label); windows-1252 when the bytes have the
-shape of European text (windows-1250 when only a Central European language's letters explain them);
-charset_normalizer's detection. Every step is deterministic.
+is binary); 7-bit ISO-2022 text (Japanese, Korean; Chinese in GB 2312) in the ISO-2022 codec it declares or whose
+escape sequences it reads; 7-bit Chinese in HZ; UTF-8, which legacy text almost never forms by accident; the charset
+the file declares, if it is a text encoding that reads ASCII as ASCII (a browser ignores any other label);
+windows-1252 when the bytes have the shape of European text (windows-1250 when only a Central European language's
+letters explain them); charset_normalizer's detection. Every step is deterministic.
 """
 
 from __future__ import annotations
@@ -83,12 +83,20 @@ _MAX_SUSPICIOUS = 0.05
 _ASCII_PROBE = bytes(range(0x5c)) + bytes(range(0x5d, 0x80)) + b"\\x41\\u0041 +AEE- ~{0A~} \x1b$B0A\x1b(B .xn--ls8h."
 # ISO-2022 codecs, tried in turn on 7-bit text that designates a multi-byte set (ESC $ ...) or half-width katakana
 # (ESC ( I): Japanese, Korean, then the Japanese supersets (Korean and Chinese sets; half-width katakana; JIS X 0213).
-# Python has no ISO-2022-CN codec.
+# Python has no ISO-2022-CN codec: its GB 2312 part is read by ``_iso2022_cn``.
 _ISO2022 = ("iso2022_jp", "iso2022_kr", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_2004")
 _ISO2022_DESIGNATION = re.compile(rb"\x1b(?:\$|\(I)")
 # Escape and shift characters left in a decoding: the codec skipped what it did not read (ISO-2022-JP-2 takes the
 # ISO-2022-KR and ISO-2022-CN designations without an error, and leaves their shifted text as ASCII).
 _UNREAD_SHIFTS = re.compile("[\x0e\x0f\x1b]")
+# ISO-2022-CN (RFC 1922): ESC $ ) A designates GB 2312, SO shifts into it and SI out; each character is then two
+# bytes of 0x21-0x7E, the GB 2312 bytes less 0x80. The other designations (CNS 11643, ISO-IR-165) have no codec here.
+_ISO2022_CN = re.compile(rb"\x1b\$\)A|\x0e([\x21-\x7e]*)(?:\x0f|(?=[\r\n])|$)|\x1b|\x0e|\x0f")
+_GB2312 = b"\x1b$)A"
+# HZ (RFC 1843): ~{ begins GB 2312 text of two bytes of 0x21-0x7E a character (the GB 2312 bytes less 0x80), ~} ends
+# it, on the same line.
+_HZ_MARK = re.compile(rb"~[{}]")
+_HZ_RUN = re.compile(rb"(?:[\x21-\x7e]{2})+")
 _NEWLINES = re.compile(r"\r\n?")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 
@@ -110,7 +118,7 @@ def _decode(data: bytes, declared: str | None) -> str:
             return data[len(bom):].decode(encoding, errors="replace")
     if b"\x00" in data:
         return _decode_with_nuls(data)
-    shifted = _iso2022(data, declared)
+    shifted = _iso2022(data, declared) or _hz(data)
     if shifted is not None:
         return shifted
     try:
@@ -138,7 +146,53 @@ def _iso2022(data: bytes, declared: str | None) -> str | None:
         text = _decoded(data, candidate)
         if text is not None and not _UNREAD_SHIFTS.search(text):
             return text
-    return None  # not valid in any of them (ISO-2022-CN, a stray escape): read as today
+    return _iso2022_cn(data)  # None when not that either (CNS 11643, a stray escape): read as ASCII
+
+
+def _iso2022_cn(data: bytes) -> str | None:
+    """7-bit ``data`` as ISO-2022-CN whose shifted text is all GB 2312 (designated before it is shifted into, a
+    line ending in it or not), else None."""
+    if _GB2312 not in data:
+        return None
+    parts: list[str] = []
+    designated, at = False, 0
+    for found in _ISO2022_CN.finditer(data):
+        parts.append(data[at : found.start()].decode("ascii"))
+        at = found.end()
+        if found.group(0) == _GB2312:
+            designated = True
+        elif found.group(1) is None or not designated or len(found.group(1)) % 2:
+            return None  # another escape, a lone shift, or a shift before the designation
+        elif (text := _gb2312(found.group(1))) is None:
+            return None
+        else:
+            parts.append(text)
+    parts.append(data[at:].decode("ascii"))
+    return "".join(parts)
+
+
+def _hz(data: bytes) -> str | None:
+    """7-bit ``data`` as HZ, else None: only when it has a run of GB 2312 between ~{ and ~} and every ~{ begins one,
+    so that ASCII text with a stray "~{" (LaTeX, code) reads as before."""
+    if not data.isascii() or b"~{" not in data:
+        return None
+    opened: int | None = None  # where the run after the last ~{ begins, until its ~}
+    for mark in _HZ_MARK.finditer(data):  # each byte is looked at once: no ~{ can cost a scan of the rest
+        if mark.group() == b"~{":
+            if opened is not None:
+                return None
+            opened = mark.end()
+        elif opened is not None:
+            run = data[opened : mark.start()]
+            if not _HZ_RUN.fullmatch(run) or _gb2312(run) is None:
+                return None
+            opened = None
+    return _decoded(data, "hz") if opened is None else None
+
+
+def _gb2312(shifted: bytes) -> str | None:
+    """Two bytes of 0x21-0x7E a character as the GB 2312 text they encode (each byte plus 0x80), else None."""
+    return _decoded(bytes(byte | 0x80 for byte in shifted), "gb2312")
 
 
 def _iso2022_label(declared: str | None) -> str | None:

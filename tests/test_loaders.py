@@ -142,10 +142,27 @@ def test_a_declared_iso2022_charset_is_used_only_when_the_bytes_decode_with_it()
     assert decode_text(CHINESE.encode("utf-8"), declared="csISO2022JP") == CHINESE
 
 
-def test_escape_sequences_that_no_iso2022_codec_reads_are_read_as_before() -> None:
-    """Python has no ISO-2022-CN codec: such text, like a stray escape, is read as ASCII (and still garbled)."""
-    iso2022_cn = b"\x1b$)A\x0e" + bytes(byte - 0x80 for byte in CHINESE.encode("gb2312")) + b"\x0f"
-    for data in (iso2022_cn, b"Total \x1b$Z!! due\x1b(B today, as agreed with the supplier last week."):
+def _seven_bit(text: str) -> bytes:
+    """GB 2312 text as ISO-2022-CN and HZ shift it: each byte less 0x80."""
+    return bytes(byte - 0x80 for byte in text.encode("gb2312"))
+
+
+def test_chinese_mail_in_iso2022_cn_and_hz_is_read() -> None:
+    """Python has no ISO-2022-CN codec, and HZ, 7-bit, read as ASCII: both were read as their escapes."""
+    first, second = CHINESE[:18], CHINESE[18:]
+    iso2022_cn = (b"Subject: \x1b$)A\x0e" + _seven_bit(first) + b"\x0f ok\r\n\x0e" + _seven_bit(second) + b"\x0f\r\n")
+    assert decode_text(iso2022_cn) == f"Subject: {first} ok\n{second}\n"
+    hz = f"Re: {CHINESE} (~5%)\n".encode("hz")
+    assert b"(~~5%)" in hz and decode_text(hz) == f"Re: {CHINESE} (~5%)\n"
+
+
+def test_escape_sequences_that_no_codec_reads_are_read_as_before() -> None:
+    """ISO-2022-CN's CNS 11643 sets have no codec here: such text, like a stray escape or ASCII with a "~{" that
+    begins no HZ run, is read as ASCII."""
+    cns = b"\x1b$)G\x0e" + _seven_bit(CHINESE) + b"\x0f"
+    shifted_first = b"\x0e" + _seven_bit(CHINESE) + b"\x0f\x1b$)A"
+    for data in (cns, shifted_first, b"Total \x1b$Z!! due\x1b(B today, as agreed with the supplier last week.",
+                 b"\\newcommand~{\\bf x} and ~{ab~} in LaTeX", b"a ~{ brace ~} with spaces"):
         assert decode_text(data) == data.decode("ascii")
 
 
