@@ -19,7 +19,6 @@ from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pdf_images import _name
 from ingestion.loaders.pdf_pages import PageDrawer
-from ingestion.reading import FileJob, FileReader, ReadSettings
 from kb.config import Settings
 from kb.containment import REFUSED
 from kb.types import ExtractedDocument, ExtractedImage
@@ -323,21 +322,22 @@ def test_pdf_image_count_is_capped(tmp_path: Path) -> None:
     assert document.warnings[-1].startswith("2 image(s) beyond the first 2 skipped")
 
 
-def test_the_pixels_a_document_decodes_are_capped_though_each_picture_is_held_at_preview_size(tmp_path: Path) -> None:
-    # Once pictures were cut to preview size as they were kept, the 100 MP held no longer stopped a document of 200
-    # pictures of 64 MP each from decoding for minutes and failing on its time budget, its text lost.
-    for number in range(5):
+@pytest.mark.parametrize("seconds, kept", [(0.0, ["0.png"]), (0.4, ["0.png", "1.png", "2.png"])])
+def test_the_time_a_document_decodes_images_is_capped_though_each_is_held_at_preview_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, kept: list[str]) -> None:
+    # Once pictures were cut to preview size as they were kept, the 100 MP held no longer stopped a document of 40
+    # pictures of 64 MP from decoding for over a minute and failing on its time budget, its text lost. OCR's time
+    # (here a slow one) is not decoding's.
+    monkeypatch.setattr("ingestion.loaders.images.IMAGE_SECONDS", seconds)
+    for number in range(3):
         (tmp_path / f"{number}.png").write_bytes(image_bytes("PNG", size=(1000, 1000), color=(40 * number, 0, 0)))
-    (tmp_path / "photos.md").write_text("".join(f"![photo {n}]({n}.png)\n\n" for n in range(5)), encoding="utf-8")
-    limits = Limits(max_decoded_pixels=2_500_000)
-    reader = FileReader(ReadSettings(limits=limits, max_bytes=2**30))
-    job = FileJob(tmp_path, tmp_path / "photos.md", ((tmp_path / "photos.md").stat().st_dev,
-                                                     (tmp_path / "photos.md").stat().st_ino))
-    reader.read(job)
-    document = reader.load(job).document
-    assert [image.name for image in document.images] == ["0.png", "1.png", "2.png"]
-    assert document.warnings == ["2 image(s) beyond the first 3 skipped (at most 200 images per document, repeats "
-                                 "included, 2.5 megapixels of them decoded and 100 held)"]
+    (tmp_path / "photos.md").write_text("".join(f"![photo {n}]({n}.png)\n\n" for n in range(3)), encoding="utf-8")
+    path = tmp_path / "photos.md"
+    document = loader_for(path).load(path, path.read_bytes(), Limits(), tmp_path, lambda image: time.sleep(0.5))
+    assert [image.name for image in document.images] == kept
+    if seconds == 0:
+        assert document.warnings == ["2 image(s) beyond the first 1 skipped (at most 0 s of decoding images per "
+                                     "document)"]
 
 
 # --- docx --------------------------------------------------------------------------------------------------------

@@ -34,8 +34,7 @@ class Limits:
     an HTML page (parsing costs about a hundred times its size in memory). For images: ``max_pixels``
     refuses decompression bombs from the header; embedded images under ``min_side`` on a side are decoration;
     kept images are scaled down to ``max_side``; a document keeps at most ``max_images`` images (a repeated
-    picture counts each time it appears), decodes at most ``max_decoded_pixels`` pixels of them (their sizes
-    before any scaling: decoding costs time) and holds ``max_total_pixels`` pixels of them; a referenced image file
+    picture counts each time it appears) and holds ``max_total_pixels`` pixels of them; a referenced image file
     may hold ``max_bytes``, and all of a document's together ``max_total_bytes``.
     """
 
@@ -47,7 +46,6 @@ class Limits:
     max_side: int = 2048
     max_images: int = 200
     max_total_pixels: int = 100_000_000
-    max_decoded_pixels: int = 2_000_000_000  # about 20 s of decoding here: 200 pages scanned at 300 dpi fit
     max_bytes: int = 50 * 2**20
     max_total_bytes: int = 200 * 2**20
 

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,9 @@ _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}  # what makes an image with this EXIF orientation upright
+# A document's images are decoded for at most this long (OCR reading them apart), so that they leave the file's
+# budget (file_timeout, 60 s) to the rest of its loading: the time a megapixel takes differs tenfold between formats.
+IMAGE_SECONDS = 20.0
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
@@ -219,7 +223,7 @@ class EmbeddedImages:
     Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
     ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
     image kept is given to ``on_kept`` at once; its pixels count against ``max_total_pixels`` at the size it leaves
-    it, and every image decoded against ``max_decoded_pixels`` at its full size.
+    it. No image is decoded once ``IMAGE_SECONDS`` have passed since the first was, the time ``on_kept`` took apart.
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
@@ -235,7 +239,8 @@ class EmbeddedImages:
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0  # of the pictures held
-        self._decoded = 0  # of the images decoded (or drawn), at their full size
+        self._began: float | None = None  # when the first image was to be decoded
+        self._kept_seconds = 0.0  # spent in on_kept (OCR), which is not decoding
         self._tiny = 0
         self._dropped = 0
         self._remote = 0
@@ -243,12 +248,20 @@ class EmbeddedImages:
 
     @property
     def full(self) -> bool:
-        return (self._shown >= self.limits.max_images or self._pixels >= self.limits.max_total_pixels
-                or self._decoded >= self.limits.max_decoded_pixels)
+        return self._limit() is not None
+
+    def _limit(self) -> str | None:
+        """The document's limit on images that is reached, if one is."""
+        if self._shown >= self.limits.max_images:
+            return f"at most {self.limits.max_images} images per document, repeats included"
+        if self._pixels >= self.limits.max_total_pixels:
+            return f"at most {self.limits.max_total_pixels / 1e6:g} megapixels of pictures held per document"
+        if self._began is not None and time.monotonic() - self._began - self._kept_seconds > IMAGE_SECONDS:
+            return f"at most {IMAGE_SECONDS:g} s of decoding images per document"
+        return None
 
     def wants(self, name: str, width: int, height: int) -> bool:
-        """Whether an image of this (header) size is worth decoding, counted as decoded if it is; says why when it
-        is not."""
+        """Whether an image of this (header) size is worth decoding; says why when it is not."""
         if self.full:
             self._dropped += 1
             return False
@@ -259,7 +272,8 @@ class EmbeddedImages:
             self.skip(name, f"{width}x{height} is over the limit of {self.limits.max_pixels / 1e6:g} megapixels "
                       "(max_image_pixels)")
             return False
-        self._decoded += width * height
+        if self._began is None:
+            self._began = time.monotonic()
         return True
 
     def _repeat(self, sha256: str) -> bool:
@@ -359,7 +373,9 @@ class EmbeddedImages:
         self._shown += 1
         kept = image.model_copy(update=fields)
         if self.on_kept is not None:
+            started = time.monotonic()
             self.on_kept(kept)  # which may read its text and cut it down
+            self._kept_seconds += time.monotonic() - started
         self._pixels += kept.image.width * kept.image.height
         self.images.append(kept)
 
@@ -373,10 +389,7 @@ class EmbeddedImages:
             self.warnings.append(f"{self._tiny} image(s) smaller than {self.limits.min_side} px on a side skipped "
                                  "(min_image_side)")
         if self._dropped:
-            self.warnings.append(f"{self._dropped} image(s) beyond the first {self._shown} skipped (at most "
-                                 f"{self.limits.max_images} images per document, repeats included, "
-                                 f"{self.limits.max_decoded_pixels / 1e6:g} megapixels of them decoded and "
-                                 f"{self.limits.max_total_pixels / 1e6:g} held)")
+            self.warnings.append(f"{self._dropped} image(s) beyond the first {self._shown} skipped ({self._limit()})")
         if self._remote:
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")
