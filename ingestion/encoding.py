@@ -97,6 +97,7 @@ _GB2312 = b"\x1b$)A"
 # it, on the same line.
 _HZ_MARK = re.compile(rb"~[{}]")
 _HZ_RUN = re.compile(rb"(?:[\x21-\x7e]{2})+")
+_HIGH_HALF = bytes(byte | 0x80 for byte in range(256))  # 7-bit GB 2312 bytes back to 8-bit
 _NEWLINES = re.compile(r"\r\n?")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 
@@ -118,7 +119,9 @@ def _decode(data: bytes, declared: str | None) -> str:
             return data[len(bom):].decode(encoding, errors="replace")
     if b"\x00" in data:
         return _decode_with_nuls(data)
-    shifted = _iso2022(data, declared) or _hz(data)
+    shifted = _iso2022(data, declared)
+    if shifted is None:
+        shifted = _hz(data, declared)
     if shifted is not None:
         return shifted
     try:
@@ -171,10 +174,10 @@ def _iso2022_cn(data: bytes) -> str | None:
     return "".join(parts)
 
 
-def _hz(data: bytes) -> str | None:
+def _hz(data: bytes, declared: str | None) -> str | None:
     """7-bit ``data`` as HZ, else None: only when it has a run of GB 2312 between ~{ and ~} and every ~{ begins one,
-    so that ASCII text with a stray "~{" (LaTeX, code) reads as before."""
-    if not data.isascii() or b"~{" not in data:
+    so that ASCII text with a stray "~{" (LaTeX, code) reads as before, and when it declares no other charset."""
+    if not data.isascii() or b"~{" not in data or (declared and _codec_name(declared) != "hz"):
         return None
     opened: int | None = None  # where the run after the last ~{ begins, until its ~}
     for mark in _HZ_MARK.finditer(data):  # each byte is looked at once: no ~{ can cost a scan of the rest
@@ -192,18 +195,21 @@ def _hz(data: bytes) -> str | None:
 
 def _gb2312(shifted: bytes) -> str | None:
     """Two bytes of 0x21-0x7E a character as the GB 2312 text they encode (each byte plus 0x80), else None."""
-    return _decoded(bytes(byte | 0x80 for byte in shifted), "gb2312")
+    return _decoded(shifted.translate(_HIGH_HALF), "gb2312")
 
 
 def _iso2022_label(declared: str | None) -> str | None:
     """The ISO-2022 codec a declared charset names (iso-2022-jp, csISO2022KR...), else None."""
-    if not declared:
-        return None
+    name = _codec_name(declared) if declared else None
+    return name if name and name.startswith("iso2022_") else None
+
+
+def _codec_name(declared: str) -> str | None:
+    """Python's name for the codec a declared charset names, else None."""
     try:
-        name = codecs.lookup(declared.strip().lower()).name
+        return codecs.lookup(declared.strip().lower()).name
     except LookupError:
         return None
-    return name if name.startswith("iso2022_") else None
 
 
 def _decode_with_nuls(data: bytes) -> str:
