@@ -176,8 +176,9 @@ def _iso2022_cn(data: bytes) -> str | None:
 
 def _hz(data: bytes, declared: str | None) -> str | None:
     """7-bit ``data`` as HZ, else None: only when it has a run of GB 2312 between ~{ and ~} and every ~{ begins one,
-    so that ASCII text with a stray "~{" (LaTeX, code) reads as before, and when it declares no other charset."""
-    if not data.isascii() or b"~{" not in data or (declared and _codec_name(declared) != "hz"):
+    so that ASCII text with a stray "~{" (LaTeX, code) reads as before, and when it declares no other charset the
+    loader uses (an unknown label, or one it ignores, does not count)."""
+    if not data.isascii() or b"~{" not in data or _usable_label(declared) is not None:
         return None
     opened: int | None = None  # where the run after the last ~{ begins, until its ~}
     for mark in _HZ_MARK.finditer(data):  # each byte is looked at once: no ~{ can cost a scan of the rest
@@ -200,16 +201,13 @@ def _gb2312(shifted: bytes) -> str | None:
 
 def _iso2022_label(declared: str | None) -> str | None:
     """The ISO-2022 codec a declared charset names (iso-2022-jp, csISO2022KR...), else None."""
-    name = _codec_name(declared) if declared else None
-    return name if name and name.startswith("iso2022_") else None
-
-
-def _codec_name(declared: str) -> str | None:
-    """Python's name for the codec a declared charset names, else None."""
+    if not declared:
+        return None
     try:
-        return codecs.lookup(declared.strip().lower()).name
+        name = codecs.lookup(declared.strip().lower()).name
     except LookupError:
         return None
+    return name if name.startswith("iso2022_") else None
 
 
 def _decode_with_nuls(data: bytes) -> str:

@@ -210,6 +210,10 @@ def test_each_distinct_picture_is_decoded_once_and_repeats_count(tmp_path: Path,
     data = docx_with_shared_picture(30, picture)
     document = loader_for("s.docx").load(tmp_path / "s.docx", data)
     assert len(decoded) == 1 and len(document.images) == 1
+    # Past the limit, a DOCX's pictures were passed over unsaid.
+    capped = loader_for("s.docx").load(tmp_path / "s.docx", data, Limits(max_images=5))
+    assert capped.warnings == ["25 image(s) beyond the first 5 skipped (at most 5 images per document, repeats "
+                               "included)"]
 
 
 def _swap_after_scan(monkeypatch: pytest.MonkeyPatch, swaps: Callable[[], None]) -> None:

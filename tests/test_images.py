@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -299,6 +301,12 @@ def test_a_drawn_name_pypdf_refuses_fails_only_that_page_s_images(tmp_path: Path
     content = "/".encode() + "图".encode() * 1400 + b" Do q 200 0 0 150 72 400 cm /Im0 Do Q"
     document = load(tmp_path, "long.pdf", _drawing_page_pdf(content, image_bytes("JPEG", color=RED)))
     assert document.images == [] and "image page 1 image 1 skipped: cannot decode" in document.warnings[-1]
+
+
+def test_a_line_of_percent_signs_after_a_name_is_searched_in_no_time() -> None:
+    # A comment that could end anywhere let "%%%%..." split 2^n ways: 40 of them, in a 597-byte PDF, never ended.
+    search = "from ingestion.loaders.pdf_images import _DRAW; assert _DRAW.findall(b'/a ' + b'%' * 40) == []"
+    subprocess.run([sys.executable, "-c", search], check=True, timeout=30, cwd=Path(__file__).resolve().parent.parent)
 
 
 def test_pdf_drawn_names_are_read_as_pypdf_reads_resource_names() -> None:

@@ -156,6 +156,7 @@ def test_chinese_mail_in_iso2022_cn_and_hz_is_read() -> None:
     assert b"(~~5%)" in hz and decode_text(hz) == f"Re: {CHINESE} (~5%)\n"
     assert decode_text(hz, declared="hz-gb-2312") == f"Re: {CHINESE} (~5%)\n"
     assert decode_text(hz, declared="utf-8") == hz.decode("ascii")  # a page that says what it is, is that
+    assert decode_text(hz, declared="x-unknown") == f"Re: {CHINESE} (~5%)\n"  # a label the loader ignores
 
 
 def test_escape_sequences_that_no_codec_reads_are_read_as_before() -> None:

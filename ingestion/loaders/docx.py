@@ -237,7 +237,9 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
     hashes: dict[str, str] = {}  # image part name -> hash of its bytes
     before: tuple[int, int] | None = None  # the span of the last block with text before the current one
     for index, block in enumerate(blocks):
-        if block.drawings and not images.full:
+        if block.drawings and images.full:
+            images.beyond_limits(sum(1 for drawing in block.drawings for _ in drawing.iter(_BLIP)))
+        elif block.drawings:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
             start, end = _span(located[index], located[index + 1] if caption else None, before)

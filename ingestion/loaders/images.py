@@ -379,6 +379,10 @@ class EmbeddedImages:
         self._pixels += kept.image.width * kept.image.height
         self.images.append(kept)
 
+    def beyond_limits(self, count: int) -> None:
+        """Count ``count`` images met once the document's limits were reached, unlooked at (see ``finish``)."""
+        self._dropped += count
+
     def skip(self, name: str, reason: str) -> None:
         self._skipped.add(f"image {name[:200]} skipped: {reason}")
 

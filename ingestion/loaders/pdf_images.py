@@ -24,7 +24,8 @@ _WHITE = rb"\x00\t\n\x0c\r "  # PDF white space
 _DELIMITERS = _WHITE + rb"()<>\[\]{}/%"  # white space and delimiters, which end a name
 # "/Im1 Do", with white space or comments between; a name pypdf reads (at most 4096 bytes)
 _INLINE_IMAGE = re.compile(rb"(?:^|[%s])BI[%s]" % (_WHITE, _WHITE))
-_DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*)+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
+# A comment runs to its line break: one that could end anywhere let "%%%%..." split 2^n ways (40 of them never ended).
+_DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*[\r\n])+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
 
 Failure = tuple[str, str]  # an image's name and why it could not be decoded
 
@@ -73,7 +74,7 @@ class PageImages:
                 continue
             self.seen.add(identity)
             name, size = f"page {page.number} image {ordinal}", _size(xobject)
-            vetted, refusal = self._vetted(xobject, size)
+            vetted, refusal = (False, None) if self.images.full else self._vetted(xobject, size)
             self._drawable = self._drawable and vetted
             if not self.images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a
                 shown = shown or min(size) >= self.images.limits.min_side  # picture; one refused for its size is
