@@ -254,6 +254,36 @@ def repeated_contents_pdf(copies: int, stream_megabytes: float, forms: bool = Fa
     return pdf_from_objects(objects)
 
 
+def masked_pictures_pdf(pages: int, side: int, mask: int = 0, key: str = "/SMask", text: bool = True) -> bytes:
+    """A PDF of ``pages`` pages (with a line of text unless not ``text``), each drawing its own RGB picture of
+    ``side`` pixels square, with a grey soft mask (or, ``key="/Mask"``, a stencil mask) of ``mask`` pixels square
+    when ``mask`` is given: all compressed to kilobytes. pypdf kept every picture and mask decoded for the
+    document's life (2.2 GB for 30 of 4,900 px)."""
+    stencil = key == "/Mask"
+    alpha = zlib.compress(b"\x80" * ((mask + 7) // 8 if stencil else mask) * mask, 9) if mask else b""
+    kids = " ".join(f"{10 + 4 * page} 0 R" for page in range(pages))
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               2: f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()}
+    for page in range(pages):
+        first = 10 + 4 * page
+        line = b"BT /F1 12 Tf 72 720 Td (Masked page %d) Tj ET " % page if text else b""
+        content = line + b"q 200 0 0 200 72 400 cm /Im1 Do Q"
+        pixels = zlib.compress(bytes([page % 256, 40, 90]) * side * side)
+        masked = b" %s %d 0 R" % (key.encode(), first + 3) if mask else b""
+        objects[first] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                          b"/Resources << /Font << /F1 3 0 R >> /XObject << /Im1 %d 0 R >> >> /Contents %d 0 R >>"
+                          % (first + 2, first + 1))
+        objects[first + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+        objects[first + 2] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB "
+                              b"/BitsPerComponent 8 /Filter /FlateDecode%s /Length %d >>\nstream\n%s\nendstream"
+                              % (side, side, masked, len(pixels), pixels))
+        if mask:
+            kind = b"/ImageMask true" if stencil else b"/ColorSpace /DeviceGray /BitsPerComponent 8"
+            objects[first + 3] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d %s /Filter /FlateDecode "
+                                  b"/Length %d >>\nstream\n%s\nendstream" % (mask, mask, kind, len(alpha), alpha))
+    return pdf_from_objects(objects)
+
+
 def undrawable_scan_pdf(kind: str) -> bytes:
     """A PDF of a text page and a page without text that costs pdfium minutes or gigabytes to draw: ``tiles`` (a
     pattern of tiles a hundredth of a point apart over the page), ``scans`` (a JPEG of 20,000 scans declared 16

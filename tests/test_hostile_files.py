@@ -44,6 +44,7 @@ from tests.hostile import (
     front_matter_markdown,
     grey16_png,
     many_scans_jpeg,
+    masked_pictures_pdf,
     nested_html,
     noise_png,
     outside,
@@ -150,6 +151,10 @@ CASES = {
                                            None, 500, 30),
     "pdf of 2000 pages in a Chinese font of 7000 characters": (
         _write("manual.pdf", lambda: chinese_font_pdf(2000, 7000)), None, 500, 30),
+    "pdf of 30 pictures of 4,900 px pypdf cannot decode": (
+        _write("failing.pdf", lambda: masked_pictures_pdf(30, 4900)), None, 500, 30),
+    "pdf of 10 small pictures with soft masks of 6,000 px": (
+        _write("masked.pdf", lambda: masked_pictures_pdf(10, 200, 6000)), None, 400, 30),
     **{f"pdf page pdfium would draw for minutes ({kind})": (_write(f"{kind}.pdf", lambda kind=kind: undrawable_scan_pdf(
         kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2")},
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
@@ -181,6 +186,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert len(result["images"]) == 1
     if case == "pdf of 2000 pages sharing a 1 MB stream":
         assert result["text"].count("A page drawn from a shared stream") == 2000
+    if case.startswith("pdf of 30 pictures"):
+        assert result["text"].count("Masked page") == 30 and len(result["warnings"]) == 21
+    if case.startswith("pdf of 10 small pictures"):
+        assert result["text"].count("Masked page") == 10 and len(result["images"]) == 10
     if case.startswith("pdf page pdfium would draw"):
         assert result["text"] == "Hello text page one" and result["images"] == []
     if case == "5000 refused image references":

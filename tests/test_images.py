@@ -32,6 +32,7 @@ from tests.documents import (
     shared_resources_pdf_bytes,
     striped_scan_pdf,
 )
+from tests.hostile import masked_pictures_pdf
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -320,6 +321,27 @@ def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:
     assert document.text == ""
     [image] = document.images
     assert (image.page, image.scanned_page, image.width, image.height) == (1, True, 300, 400)
+
+
+@pytest.mark.parametrize("key, said", [("/SMask", "soft mask"), ("/Mask", "mask")])
+def test_a_pdf_picture_whose_mask_is_over_the_pixel_limit_is_refused_and_its_page_not_drawn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, said: str) -> None:
+    # pypdf decoded a soft mask of any size with its picture, and scaled it down to the picture's 200 px.
+    drawn: list[int] = []
+    monkeypatch.setattr(PageDrawer, "draw", lambda self, index: drawn.append(index))
+    limits = Limits(max_pixels=300_000)
+    refused = load(tmp_path, "masked.pdf", masked_pictures_pdf(2, 200, 600, key), limits)
+    assert refused.images == [] and refused.text.count("Masked page") == 2
+    assert refused.warnings == [f"image page {page} image 1 skipped: its {said} of 600x600 is over the limit of "
+                                "0.3 megapixels (max_image_pixels)" for page in (1, 2)]
+    kept = load(tmp_path, "small-mask.pdf", masked_pictures_pdf(2, 200, 500, key), limits)
+    assert [(image.name, image.width) for image in kept.images] == [("page 1 image 1", 200), ("page 2 image 1", 200)]
+    # A scanned page whose only picture is too small to keep is drawn whole by pdfium, masks and all, unless one
+    # is over the limit.
+    load(tmp_path, "tiny.pdf", masked_pictures_pdf(1, 20, 600, key, text=False), limits)
+    assert drawn == []
+    load(tmp_path, "tiny-small-mask.pdf", masked_pictures_pdf(1, 20, 500, key, text=False), limits)
+    assert drawn == [0]
 
 
 def test_pdf_image_count_is_capped(tmp_path: Path) -> None:
