@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -215,17 +215,32 @@ class PreparedAsKept:
     (with an ``engine``) is read at once, and the picture is then cut to preview size, all a document needs of it
     afterwards. A scan of hundreds of pages is thus read a page at a time, and a document's photographs wait for the
     encoder at preview size, within the document's image allowance, instead of every one waiting at full size.
-    ``apply_ocr`` then inserts what was read, and reports what could not be read."""
+    ``apply_ocr`` then inserts what was read, and reports what could not be read. A scanned page is decoded within
+    the step that reads it (``reading``)."""
 
     def __init__(self, engine: OcrEngine | None, *, embedded: bool = False, step: OcrStep = nullcontext) -> None:
         self.engine = engine
         self.embedded = embedded
         self.step = step
+        self._in_step = False
 
     def __call__(self, image: ExtractedImage) -> None:
         if self.engine is not None and _wanted(image, self.embedded):
-            _read(image, self.engine, self.step)
+            _read(image, self.engine, nullcontext if self._in_step else self.step)
         cut_to_preview(image)
+
+    @contextmanager
+    def reading(self, scanned_page: bool) -> Iterator[bool]:
+        """One step for decoding a scanned page and reading it (see ``OnKept.reading``)."""
+        if self.engine is None or not scanned_page or self._in_step:
+            yield False
+            return
+        with self.step():
+            self._in_step = True
+            try:
+                yield True
+            finally:
+                self._in_step = False
 
 
 def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,

@@ -21,9 +21,10 @@ from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pdf_images import _name
 from ingestion.loaders.pdf_pages import PageDrawer
+from ingestion.ocr import PreparedAsKept
 from kb.config import Settings
 from kb.containment import REFUSED
-from kb.types import ExtractedDocument, ExtractedImage
+from kb.types import ExtractedDocument
 from tests.documents import (
     bomb_png,
     image_bytes,
@@ -35,6 +36,17 @@ from tests.documents import (
 from tests.hostile import masked_pictures_pdf
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
+
+
+class SlowEngine:
+    """OCR that takes ``seconds`` to read no text."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def read(self, image: Image.Image) -> str:
+        time.sleep(self.seconds)
+        return ""
 
 
 def load(folder: Path, name: str, data: bytes, limits: Limits | None = None,
@@ -278,13 +290,9 @@ def test_pdfium_s_drawing_allowance_counts_drawing_not_the_ocr_between(
     scans = [Image.new("RGB", (600, 400), WHITE) for _ in range(3)]
     for number, scan in enumerate(scans):
         scan.paste(BLUE, (100 * number, 100, 500, 300))
-
-    def read_slowly(image: ExtractedImage) -> None:
-        time.sleep(0.6)
-
     path = tmp_path / "strips.pdf"
     path.write_bytes(striped_scan_pdf(*scans))
-    document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, read_slowly)
+    document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, PreparedAsKept(SlowEngine(0.6)))
     assert [image.page for image in document.images] == drawn
 
 
@@ -363,7 +371,8 @@ def test_the_time_a_document_decodes_images_is_capped_though_each_is_held_at_pre
         (tmp_path / f"{number}.png").write_bytes(image_bytes("PNG", size=(1000, 1000), color=(40 * number, 0, 0)))
     (tmp_path / "photos.md").write_text("".join(f"![photo {n}]({n}.png)\n\n" for n in range(3)), encoding="utf-8")
     path = tmp_path / "photos.md"
-    document = loader_for(path).load(path, path.read_bytes(), Limits(), tmp_path, lambda image: time.sleep(0.5))
+    document = loader_for(path).load(path, path.read_bytes(), Limits(), tmp_path,
+                                     PreparedAsKept(SlowEngine(0.5), embedded=True))
     assert [image.name for image in document.images] == kept
     if seconds == 0:
         assert document.warnings == ["2 image(s) beyond the first 1 skipped (at most 0 s of decoding images per "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 
 from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
+from ingestion.loaders import images as image_module
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader, _join
 from ingestion.ocr import OcrError, PreparedAsKept, RapidOcrEngine, apply_ocr, insert_text, ocr_available
@@ -361,6 +363,26 @@ def test_a_long_scan_is_read_whole_a_page_at_a_time(tmp_path: Path, monkeypatch:
     # Straight out of the loader, every page is already cut to preview size, its text read.
     kept = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, PreparedAsKept(SizeEngine())).images
     assert [(image.image.size, image.ocr_text) for image in kept] == [((256, 328), f"Page {n}") for n in range(1, 41)]
+
+
+@pytest.mark.parametrize("ocr, pages", [(True, 5), (False, 1)])
+def test_a_scanned_page_is_decoded_in_the_step_that_reads_it_off_the_image_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ocr: bool, pages: int) -> None:
+    # A scan at 300 dpi takes about 0.2 s a page to decode: counted on the document's 20 s of decoding images, it
+    # stopped a long scan at about page 95, the rest unread. Here each page takes 0.3 s against a clock of 0.2 s.
+    engine, steps = SizeEngine(), []
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    monkeypatch.setattr("ingestion.loaders.images.IMAGE_SECONDS", 0.2)
+    original = image_module.small_rgb
+    monkeypatch.setattr(image_module, "small_rgb", lambda *args: time.sleep(0.3) or original(*args))
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(long_scan_pdf(5))
+    loaded = _load(path, ReadSettings(limits=Limits(), max_bytes=2**30, ocr=ocr), steps.append)
+    assert [picture.image.page for picture in loaded.pictures] == list(range(1, pages + 1))
+    assert steps == [True, False] * (5 if ocr else 0)  # decoding and reading each page: one step
+    if not ocr:
+        assert "4 image(s) beyond the first 1 skipped (at most 0.2 s of decoding images per document)" in (
+            loaded.document.warnings)
 
 
 def test_without_ocr_a_long_scan_keeps_every_page_picture_at_preview_size(tmp_path: Path) -> None:

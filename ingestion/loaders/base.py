@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kb.errors import KbError
 from kb.types import ExtractedDocument, ExtractedImage
@@ -17,9 +17,17 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 
-# Called on each image a document keeps, as it keeps it (``ingestion.ocr.PreparedAsKept`` reads its text and cuts it
-# to preview size), so that a long scan is read a page at a time instead of every page waiting at full size.
-OnKept = Callable[[ExtractedImage], None]
+class OnKept(Protocol):
+    """Given each image a document keeps, as it keeps it (``ingestion.ocr.PreparedAsKept`` reads its text and cuts
+    it to preview size), so that a long scan is read a page at a time instead of every page waiting at full size."""
+
+    def __call__(self, image: ExtractedImage) -> None: ...
+
+    def reading(self, scanned_page: bool) -> AbstractContextManager[bool]:
+        """Holds decoding a picture about to be kept, and keeping it; yields whether that is one step of reading
+        it (a scanned page OCR reads), whose decoding is then part of reading the page, not of the document's
+        image clock."""
+        ...
 
 
 class LoadError(KbError):

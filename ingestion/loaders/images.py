@@ -10,7 +10,8 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -223,7 +224,8 @@ class EmbeddedImages:
     Each distinct picture is decoded once: its bytes are hashed first, and a repeat only counts against
     ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
     image kept is given to ``on_kept`` at once; its pixels count against ``max_total_pixels`` at the size it leaves
-    it. No image is decoded once ``IMAGE_SECONDS`` have passed since the first was, the time ``on_kept`` took apart.
+    it. No image is decoded once ``IMAGE_SECONDS`` have passed since the first was, the time ``on_kept`` took apart
+    (and the decoding of a scanned page it reads, see ``decoding``).
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
@@ -240,7 +242,8 @@ class EmbeddedImages:
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0  # of the pictures held
         self._began: float | None = None  # when the first image was to be decoded
-        self._kept_seconds = 0.0  # spent in on_kept (OCR), which is not decoding
+        self._kept_seconds = 0.0  # spent in on_kept (OCR) and in reading steps, off the image clock
+        self._clock_stopped = False
         self._tiny = 0
         self._dropped = 0
         self._remote = 0
@@ -373,11 +376,34 @@ class EmbeddedImages:
         self._shown += 1
         kept = image.model_copy(update=fields)
         if self.on_kept is not None:
-            started = time.monotonic()
-            self.on_kept(kept)  # which may read its text and cut it down
-            self._kept_seconds += time.monotonic() - started
+            with self._clock_stop():
+                self.on_kept(kept)  # which may read its text and cut it down
         self._pixels += kept.image.width * kept.image.height
         self.images.append(kept)
+
+    @contextmanager
+    def decoding(self, scanned_page: bool) -> Iterator[None]:
+        """Holds decoding a picture another library decodes (a PDF's) and keeping it: a scanned page that
+        ``on_kept`` reads is decoded within its reading step, off the image clock (a long scan at 300 dpi spent the
+        document's 20 s of decoding by page 95, and the rest of it went unread)."""
+        if self.on_kept is None:
+            yield
+            return
+        with self.on_kept.reading(scanned_page) as step, self._clock_stop() if step else nullcontext():
+            yield
+
+    @contextmanager
+    def _clock_stop(self) -> Iterator[None]:
+        """The image clock stops for what is not decoding a picture (once, however deeply held)."""
+        if self._clock_stopped:
+            yield
+            return
+        self._clock_stopped, started = True, time.monotonic()
+        try:
+            yield
+        finally:
+            self._clock_stopped = False
+            self._kept_seconds += time.monotonic() - started
 
     def beyond_limits(self, count: int) -> None:
         """Count ``count`` images met once the document's limits were reached, unlooked at (see ``finish``)."""

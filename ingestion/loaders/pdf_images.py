@@ -95,15 +95,16 @@ class PageImages:
         if refusal is not None:  # refused, not failed: nothing else may decode it either
             self.images.skip(name, str(refusal))
             return True, None
-        # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
-        try:
-            found = pdf_page.images[path if len(path) > 1 else path[0]]
-        except MemoryError:  # the file is over the memory budget: that is the reason
-            raise
-        except Exception as error:
-            return False, f"cannot decode: {describe_error(error)}"
-        self.images.add_decoded(found.image, found.data, name, page=page.number, start=page.start, end=page.end,
-                                scanned_page=scanned)
+        with self.images.decoding(scanned):
+            # pypdf signals unsupported or broken image data with many exception types, as it does for pages.
+            try:
+                found = pdf_page.images[path if len(path) > 1 else path[0]]
+            except MemoryError:  # the file is over the memory budget: that is the reason
+                raise
+            except Exception as error:
+                return False, f"cannot decode: {describe_error(error)}"
+            self.images.add_decoded(found.image, found.data, name, page=page.number, start=page.start,
+                                    end=page.end, scanned_page=scanned)
         return True, None
 
     def _vetted(self, xobject: StreamObject, size: tuple[int, int]) -> tuple[bool, ImageError | None]:
