@@ -162,6 +162,39 @@ def chinese_font_pdf(pages: int, characters: int) -> bytes:
     return pdf_from_objects(objects)
 
 
+def deck_bytes(picture: bytes | None = None, title: str | None = None) -> bytes:
+    """A PowerPoint deck made by python-pptx: a title-and-content slide with a text box above its body and speaker
+    notes; a slide with a table, a group holding a text box and, with ``picture``, that picture (alt text "A bar
+    chart of sales"); and an empty slide."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    deck.core_properties.title = title or ""
+    first = deck.slides.add_slide(deck.slide_layouts[1])
+    first.shapes.title.text = "Quarterly results"
+    body = first.placeholders[1].text_frame
+    body.text = "Revenue grew 12%"
+    body.add_paragraph().text = "Costs fell in the 华东 region"
+    first.shapes.add_textbox(Inches(5), Inches(0.2), Inches(2), Inches(1)).text_frame.text = "Draft for the board"
+    first.notes_slide.notes_text_frame.text = "Mention the new warehouse in Ningbo."
+    second = deck.slides.add_slide(deck.slide_layouts[5])
+    second.shapes.title.text = "Sales by region"
+    table = second.shapes.add_table(3, 2, Inches(1), Inches(2), Inches(4), Inches(2)).table
+    for row, values in enumerate([("Region", "Sales"), ("North", "1,200"), ("South", "900")]):
+        for column, value in enumerate(values):
+            table.cell(row, column).text = value
+    group = second.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(6), Inches(3), Inches(1)).text_frame.text = "Source: sales ledger"
+    if picture is not None:
+        shown = second.shapes.add_picture(io.BytesIO(picture), Inches(5), Inches(4))
+        shown._element._nvXxPr.cNvPr.set("descr", "A bar chart of sales")
+    deck.slides.add_slide(deck.slide_layouts[6])
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
 def pdf_from_objects(objects: dict[int, bytes], info: int | None = None) -> bytes:
     """A PDF of ``objects`` (numbered from 1, the catalog first; gaps are free entries) with a correct xref table;
     ``info`` is the number of the document information dictionary, if any."""

@@ -107,6 +107,57 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
     return out.getvalue()
 
 
+def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"") -> bytes:
+    """A workbook (made by openpyxl) whose one sheet's data is ``rows`` (``<row>`` elements), its declared size
+    the whole of Excel's grid, its XML after ``doctype``."""
+    from openpyxl import Workbook
+
+    plain = io.BytesIO()
+    Workbook().save(plain)
+    sheet = (b'%s<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+             b'<dimension ref="A1:XFD1048576"/><sheetData>%s</sheetData></worksheet>' % (doctype, rows))
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = sheet if item.filename == "xl/worksheets/sheet1.xml" else source.read(item.filename)
+            target.writestr(item.filename, data)
+    return out.getvalue()
+
+
+def far_cells_xlsx(rows: int) -> bytes:
+    """A workbook of ``rows`` rows, each with one number in Excel's last column (XFD): openpyxl fills each row out
+    to its last cell, 16,384 of them, so a megabyte compressed was billions of cells to look at."""
+    return xlsx_with_sheet_rows(b"".join(b'<row r="%d"><c r="XFD%d"><v>%d</v></c></row>' % (n, n, n)
+                                         for n in range(1, rows + 1)))
+
+
+def deck_with_slide_xml(rewrite: Callable[[bytes], bytes], extra: dict[str, bytes] | None = None) -> bytes:
+    """A deck (``tests.documents.deck_bytes``) whose first slide's XML is ``rewrite`` of the original, with
+    ``extra`` parts added."""
+    from tests.documents import deck_bytes
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(deck_bytes())) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            target.writestr(item.filename, rewrite(data) if item.filename == "ppt/slides/slide1.xml" else data)
+        for name, data in (extra or {}).items():
+            target.writestr(name, data)
+    return out.getvalue()
+
+
+def nested_groups_deck(depth: int) -> bytes:
+    """A deck whose first slide holds a group of a group ... ``depth`` deep, a text box at the bottom."""
+    opening = (b'<p:grpSp><p:nvGrpSpPr><p:cNvPr id="%d" name="Group"/><p:cNvGrpSpPr/><p:nvPr/></p:nvGrpSpPr>'
+               b'<p:grpSpPr/>')
+    box = (b'<p:sp><p:nvSpPr><p:cNvPr id="9" name="Deep"/><p:cNvSpPr txBox="1"/><p:nvPr/></p:nvSpPr><p:spPr/>'
+           b'<p:txBody><a:bodyPr/><a:p><a:r><a:t>Deep inside</a:t></a:r></a:p></p:txBody></p:sp>')
+    nested = b"".join(opening % (1000 + level) for level in range(depth)) + box + b"</p:grpSp>" * depth
+    return deck_with_slide_xml(lambda xml: xml.replace(b"</p:spTree>", nested + b"</p:spTree>", 1))
+
+
 def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None) -> bytes:
     """A DOCX whose zip directory marks every part ``encrypted``, or compressed with ``method`` (9: deflate64):
     zipfile raises RuntimeError or NotImplementedError on such a part, not a zip error."""
@@ -159,6 +210,17 @@ def docx_external_entity(target: Path) -> bytes:
         return declaration + "?>" + doctype + rest
 
     return _docx_with_document_xml(rewrite)
+
+
+def office_external_entity(kind: str, target: Path) -> bytes:
+    """A workbook (``kind`` "xlsx") or a deck ("pptx") whose XML declares an external entity naming ``target`` and
+    uses it in a cell or on a slide (XXE)."""
+    doctype = b'<!DOCTYPE x [<!ENTITY leak SYSTEM "file://%s">]>' % str(target).encode()
+    if kind == "xlsx":
+        return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>entity: &leak; end</t></is></c></row>',
+                                    doctype)
+    return deck_with_slide_xml(lambda xml: xml.replace(b"?>", b"?>" + doctype, 1).replace(
+        b"Revenue grew 12%", b"entity: &leak; end", 1))
 
 
 def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -> bytes:

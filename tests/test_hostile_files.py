@@ -36,23 +36,28 @@ from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
     big_html,
+    deck_with_slide_xml,
     docx_external_entity,
     docx_long_text,
     docx_with_shared_picture,
     docx_xml_bomb,
+    far_cells_xlsx,
     form_tree_pdf,
     front_matter_markdown,
     grey16_png,
     many_scans_jpeg,
     masked_pictures_pdf,
+    nested_groups_deck,
     nested_html,
     noise_png,
+    office_external_entity,
     outside,
     repeated_contents_pdf,
     repeated_image_markdown,
     shared_resources_pdf,
     shared_stream_pdf,
     undrawable_scan_pdf,
+    xlsx_with_sheet_rows,
 )
 from tests.test_knowledge_base import write_docs
 
@@ -113,6 +118,14 @@ def _docx_entity(folder: Path) -> str:
     return "entity.docx"
 
 
+def _office_entity(kind: str) -> Callable[[Path], str]:
+    def build(folder: Path) -> str:
+        secret, _ = outside(folder.parent / "outside")
+        (folder / f"entity.{kind}").write_bytes(office_external_entity(kind, secret))
+        return f"entity.{kind}"
+    return build
+
+
 def _many_refused(folder: Path) -> str:
     (folder / "refs.html").write_text("<p>Many references.</p>" + "".join(
         f"<img src='../outside/x{number}.png'>" for number in range(5000)), encoding="utf-8")
@@ -135,6 +148,14 @@ CASES = {
         _write("blanks.docx", lambda: docx_xml_bomb(50, lead=2 * 2**20)), "XML bomb", 400, 30),
     "docx of 300 MB of text in runs of 1 MB": (
         _write("text.docx", lambda: docx_long_text(300)), "bytes of text", 400, 30),
+    "xlsx of 300,000 rows each with a cell in the last column": (
+        _write("far.xlsx", lambda: far_cells_xlsx(300_000)), None, 400, 30),
+    "xlsx whose sheet holds 2.1 million empty rows": (
+        _write("rows.xlsx", lambda: xlsx_with_sheet_rows(b"<row/>" * 2_100_000)), "XML bomb", 400, 30),
+    "pptx of groups nested 3000 deep": (_write("deep.pptx", lambda: nested_groups_deck(3000)), "Excessive depth",
+                                        400, 30),
+    "pptx with a part of 2.1 million elements": (_write("bomb.pptx", lambda: deck_with_slide_xml(
+        lambda xml: xml, {"ppt/notes.bin": b"<a/>" * 2_100_000})), "XML bomb", 400, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
     "jpeg of 20,000 scans": (_write("scans.jpg", lambda: many_scans_jpeg(8000, 20_000)),
                              "JPEG of more than 100 scans", 400, 30),
@@ -159,6 +180,8 @@ CASES = {
         kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2")},
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
+    "xlsx external entity": (_office_entity("xlsx"), "XLSX declares XML entities, which are refused", 400, 30),
+    "pptx external entity": (_office_entity("pptx"), None, 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
 }
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from kb.containment import REFUSED
 from kb.types import ExtractedDocument
 from tests.documents import (
     bomb_png,
+    deck_bytes,
     image_bytes,
     pdf_bytes,
     pdf_from_objects,
@@ -377,6 +380,29 @@ def test_the_time_a_document_decodes_images_is_capped_though_each_is_held_at_pre
     if seconds == 0:
         assert document.warnings == ["2 image(s) beyond the first 1 skipped (at most 0 s of decoding images per "
                                      "document)"]
+
+
+# --- pptx --------------------------------------------------------------------------------------------------------
+
+def test_pptx_pictures_have_their_slide_alt_text_and_span_and_a_missing_part_is_a_warning(tmp_path: Path) -> None:
+    data = deck_bytes(picture=image_bytes("PNG", size=(200, 150), color=BLUE))
+    document = load(tmp_path, "deck.pptx", data)
+    [picture] = document.images
+    assert (picture.name, picture.page, picture.alt, picture.width, picture.height) == (
+        "slide 2 image 1", 2, "A bar chart of sales", 200, 150)
+    slide = document.pages[1]
+    assert (picture.start, picture.end) == (slide.start, slide.end) and near(picture.image.getpixel((100, 75)), BLUE)
+    # A picture whose image part is missing loses only itself, with the reason.
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            part = source.read(item.filename)
+            if item.filename == "ppt/slides/slide2.xml":
+                part = re.sub(rb'r:embed="[^"]+"', b'r:embed="rId999"', part)
+            target.writestr(item.filename, part)
+    broken = load(tmp_path, "broken.pptx", out.getvalue())
+    assert broken.images == [] and broken.text == document.text
+    assert len(broken.warnings) == 1 and broken.warnings[0].startswith("image slide 2 skipped: picture 'Picture ")
 
 
 # --- docx --------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from kb.errors import (
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
+from tests.documents import deck_bytes
 
 pytestmark = pytest.mark.databases()
 
@@ -93,6 +94,29 @@ def test_ingest_and_search_cite_exact_text(kb_factory, tmp_path: Path) -> None:
     stats = kb.stats()
     assert stats.documents == 4 and stats.chunks >= 4
     assert stats.spaces[0].vectors == stats.chunks
+
+
+def test_workbooks_and_decks_are_ingested_and_cited_by_sheet_and_slide(kb_factory, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    folder = tmp_path / "office"
+    folder.mkdir()
+    workbook = Workbook()
+    workbook.active.append(["Summary"])
+    prices = workbook.create_sheet("Prices")
+    prices.append(["Product", "Price (EUR)"])
+    prices.append(["Harbour lamp", 34.5])
+    workbook.save(folder / "prices.xlsx")
+    (folder / "results.pptx").write_bytes(deck_bytes())
+    kb = kb_factory()
+    report = kb.ingest(folder)
+    assert sorted(Path(path).name for path in report.added) == ["prices.xlsx", "results.pptx"] and not report.failed
+    [lamp] = kb.search("Harbour lamp", k=1, mode="keyword")
+    assert (Path(lamp.path).name, lamp.page) == ("prices.xlsx", 2)
+    assert "Product: Harbour lamp | Price (EUR): 34.5" in lamp.text
+    [warehouse] = kb.search("warehouse Ningbo", k=1, mode="keyword", filters=Filters(file_types=["pptx"]))
+    assert (Path(warehouse.path).name, warehouse.page) == ("results.pptx", 1)
+    assert not kb.search("warehouse Ningbo", mode="keyword", filters=Filters(file_types=["xlsm"]))
 
 
 def test_reingest_unchanged_folder_embeds_nothing(kb_factory, tmp_path: Path) -> None:

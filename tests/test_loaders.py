@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from docx import Document
+from openpyxl import Workbook
 from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
@@ -15,8 +18,15 @@ from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for, markdow
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
-from tests.documents import chinese_font_pdf, pdf_bytes
-from tests.hostile import docx_body, docx_with_unreadable_parts, lone_surrogate_pdf
+from tests.documents import chinese_font_pdf, deck_bytes, pdf_bytes
+from tests.hostile import (
+    docx_body,
+    docx_with_unreadable_parts,
+    far_cells_xlsx,
+    lone_surrogate_pdf,
+    nested_groups_deck,
+    xlsx_with_sheet_rows,
+)
 
 
 def load(tmp_path: Path, name: str, data: bytes) -> ExtractedDocument:
@@ -205,7 +215,8 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
         load(tmp_path, "controls.md", bytes(range(1, 32)) * 50)
 
 
-@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.png"])
+@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
+                                  "empty.pptx", "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
         load(tmp_path, name, b"")
@@ -227,14 +238,14 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 # --- factory ----------------------------------------------------------------------------------------------------
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
-    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".jpg", ".jpeg", ".png",
-            ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
-    names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "slides.pptx", "old.doc", "README",
-             "photo.JPG", "scan.tiff", "icon.svg"]
+    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
+            ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
+    names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
+             "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
-                      "w.Docx": "docx", "slides.pptx": None, "old.doc": None, "README": None, "photo.JPG": "image",
-                      "scan.tiff": "image", "icon.svg": None}
+                      "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": None, "old.xls": None,
+                      "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image", "icon.svg": None}
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------
@@ -654,3 +665,97 @@ def test_a_pdf_font_is_read_once_for_all_its_pages(tmp_path: Path, monkeypatch: 
     document = load(tmp_path, "manual.pdf", data)
     assert document.text == expected and document.text.startswith("一丁丂")
     assert len(reads) == 1
+
+
+# --- xlsx -------------------------------------------------------------------------------------------------------
+
+def workbook_bytes(build: Callable[[Workbook], None]) -> bytes:
+    workbook = Workbook()
+    build(workbook)
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
+def test_xlsx_sheets_are_pages_and_rows_say_their_column_headers(tmp_path: Path) -> None:
+    def build(workbook: Workbook) -> None:
+        prices = workbook.active
+        prices.title = "Prices"
+        prices.append(["Product", "Price (EUR)", "Launched", "In stock"])
+        prices.append(["Harbour lamp", 34.5, date(2021, 3, 4), True])
+        prices.append([None, None, None, None])
+        prices.append(["Tide clock", 120.0, datetime(2022, 7, 1, 9, 30), False])
+        prices.append(["Total", "=SUM(B2:B4)"])  # never computed by a spreadsheet program: no value saved
+        workbook.create_sheet("Empty")
+        notes = workbook.create_sheet("备注")
+        notes["B3"], notes["D3"] = "价格含税\n不含运费", 0.1 + 0.2
+        workbook.properties.title = "Price list 2024"
+
+    document = load(tmp_path, "prices.xlsx", workbook_bytes(build))
+    assert document.file_type == "xlsx" and document.title == "Price list 2024" and document.warnings == []
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Prices\nProduct | Price (EUR) | Launched | In stock\n"
+        "Product: Harbour lamp | Price (EUR): 34.5 | Launched: 2021-03-04 | In stock: TRUE\n"
+        "Product: Tide clock | Price (EUR): 120 | Launched: 2022-07-01 09:30:00 | In stock: FALSE\n"
+        "Product: Total",
+        "",
+        "备注\n价格含税 不含运费 | 0.3"]
+
+
+def test_xlsx_reads_only_excel_s_grid_and_a_bounded_number_of_cells(tmp_path: Path) -> None:
+    # openpyxl fills each row out to its last cell and each gap with empty rows: the size a file declares, its
+    # rows past Excel's last, and far cells must not turn kilobytes into billions of cells to look at.
+    far = load(tmp_path, "far.xlsx", xlsx_with_sheet_rows(
+        b'<row r="1"><c r="A1" t="inlineStr"><is><t>Hello sheet</t></is></c></row>'
+        b'<row r="4000000000"><c r="B4000000000" t="inlineStr"><is><t>Past the grid</t></is></c></row>'))
+    assert far.text == "Sheet\nHello sheet"
+    wide = load(tmp_path, "wide.xlsx", far_cells_xlsx(2000))
+    assert wide.text.startswith("Sheet\n1\n2\n") and wide.text.endswith("\n1220")
+    assert wide.warnings == ["sheet Sheet: only its first 1220 rows with values were read (a workbook's first "
+                             "20,000,000 cells are read)"]
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(b"PK\x03\x04" + random.Random(5).randbytes(500), id="zip-garbage"),
+    pytest.param(b"plain text saved as xlsx", id="not-a-zip"),
+    pytest.param(docx_bytes(), id="a-word-document"),
+])
+def test_broken_xlsx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(LoadError, match="corrupt XLSX"):
+        load(tmp_path, "broken.xlsx", data)
+
+
+def test_xlsx_text_past_the_allowance_is_refused(tmp_path: Path) -> None:
+    def build(workbook: Workbook) -> None:
+        for row in range(2000):
+            workbook.active.append([f"row {row}", "x" * 100])
+
+    path = tmp_path / "big.xlsx"
+    loader = loader_for(path)
+    assert loader is not None
+    with pytest.raises(LoadError, match="more than 100,000 characters"):
+        loader.load(path, workbook_bytes(build), Limits(max_chars=100_000))
+
+
+# --- pptx -------------------------------------------------------------------------------------------------------
+
+def test_pptx_slides_are_pages_read_from_the_top_with_tables_groups_and_notes(tmp_path: Path) -> None:
+    document = load(tmp_path, "results.pptx", deck_bytes())
+    assert document.file_type == "pptx" and document.title == "Quarterly results" and document.warnings == []
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Quarterly results\n\nDraft for the board\n\nRevenue grew 12%\nCosts fell in the 华东 region\n\n"
+        "Notes: Mention the new warehouse in Ningbo.",
+        "Sales by region\n\nRegion | Sales\nNorth | 1,200\nSouth | 900\n\nSource: sales ledger",
+        ""]
+    assert load(tmp_path, "titled.pptx", deck_bytes(title="Board pack")).title == "Board pack"
+    assert "Deep inside" in load(tmp_path, "groups.pptx", nested_groups_deck(100)).text  # 256 deep is refused
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(b"PK\x03\x04" + random.Random(5).randbytes(500), id="zip-garbage"),
+    pytest.param(b"plain text saved as pptx", id="not-a-zip"),
+    pytest.param(docx_bytes(), id="a-word-document"),
+])
+def test_broken_pptx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(LoadError, match="corrupt PPTX"):
+        load(tmp_path, "broken.pptx", data)

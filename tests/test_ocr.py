@@ -20,8 +20,8 @@ from PIL import Image
 from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders import images as image_module
-from ingestion.loaders.base import Limits, clean_text
-from ingestion.loaders.pdf import PdfLoader, _join
+from ingestion.loaders.base import Limits, clean_text, join_pages
+from ingestion.loaders.pdf import PdfLoader
 from ingestion.ocr import OcrError, PreparedAsKept, RapidOcrEngine, apply_ocr, insert_text, ocr_available
 from ingestion.reading import FileJob, FileReader, Loaded, ReadSettings
 from kb.errors import ModelNotFoundError
@@ -289,7 +289,7 @@ def test_image_file_text_becomes_the_document_text(engine: RapidOcrEngine) -> No
 
 def _three_pages(scanned: Image.Image) -> ExtractedDocument:
     """A PDF-like document whose middle page has no text layer, with an image on every page."""
-    text, pages = _join(["Page one. See the figure.", "", "Page three has a chart."])
+    text, pages = join_pages(["Page one. See the figure.", "", "Page three has a chart."])
     images = [_image(page=1, start=10, end=25, name="page 1 image 1"),
               _image(scanned, page=2, start=pages[1].start, end=pages[1].end, scanned=True, name="page 2"),
               _image(page=3, start=pages[2].start + 11, end=pages[2].end, name="page 3 image 1")]
@@ -461,7 +461,7 @@ def test_failures_become_warnings_and_empty_pages_stay_reported() -> None:
 
 @pytest.mark.parametrize("found", [("", "Invoice 42"), ("Invoice 42", "")])
 def test_a_scanned_page_holds_all_its_images_when_ocr_reads_text_in_only_one(found: tuple[str, str]) -> None:
-    text, pages = _join(["Cover page.", "", "Last page."])
+    text, pages = join_pages(["Cover page.", "", "Last page."])
     images = [_image(page=2, start=pages[1].start, end=pages[1].end, scanned=True, name=f"scan {n}") for n in (1, 2)]
     for image, words in zip(images, found, strict=True):
         image.image.info["text"] = words
@@ -481,7 +481,7 @@ ocr_texts = st.text(alphabet="XY 字\n", min_size=1, max_size=8).map(clean_text)
 def documents(draw: st.DrawFn) -> tuple[list[str], ExtractedDocument]:
     """Pages joined the PDF loader's way, with images whose spans lie inside their pages (some empty)."""
     texts = draw(page_texts)
-    text, pages = _join(texts)
+    text, pages = join_pages(texts)
     images = []
     for _ in range(draw(st.integers(0, 4))):
         page = draw(st.sampled_from(pages))
@@ -501,7 +501,7 @@ def test_filling_a_page_is_what_the_loader_would_have_joined(
     quotes = [document.text[image.start : image.end] for image in document.images]
     start, end = insert_text(document, page.end, ocr, page)
     texts[index] = f"{texts[index]}\n\n{ocr}" if texts[index] else ocr
-    assert (document.text, document.pages) == _join(texts)
+    assert (document.text, document.pages) == join_pages(texts)
     assert document.text[start:end] == ocr
     assert [document.text[image.start : image.end] for image in document.images] == quotes
     assert all(_on_its_page(document, image) for image in document.images)

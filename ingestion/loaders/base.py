@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from kb.errors import KbError
-from kb.types import ExtractedDocument, ExtractedImage
+from kb.types import ExtractedDocument, ExtractedImage, Page
 
 if TYPE_CHECKING:
     from kb.config import Settings
@@ -157,6 +157,23 @@ class Loader(ABC):
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         """Format-specific work for ``load``; ``data`` is never empty here."""
+
+
+def join_pages(texts: list[str]) -> tuple[str, list[Page]]:
+    """Page texts (a PDF's pages, a workbook's sheets, a deck's slides) joined by a blank line, with each page's
+    span; an empty page gets an empty span where it would have been."""
+    parts: list[str] = []
+    pages: list[Page] = []
+    offset = 0
+    for number, text in enumerate(texts, 1):
+        if text:
+            if parts:
+                parts.append("\n\n")
+                offset += 2
+            parts.append(text)
+        pages.append(Page(number=number, start=offset, end=offset + len(text)))
+        offset += len(text)
+    return "".join(parts), pages
 
 
 class TextCursor:

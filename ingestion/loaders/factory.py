@@ -11,7 +11,9 @@ from ingestion.loaders.image import ImageLoader
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.markdown import MarkdownLoader
 from ingestion.loaders.pdf import PdfLoader
+from ingestion.loaders.pptx import PptxLoader
 from ingestion.loaders.text import TextLoader
+from ingestion.loaders.xlsx import XlsxLoader
 
 _TEXT, _MARKDOWN, _HTML = TextLoader(), MarkdownLoader(), HtmlLoader()
 _LOADERS: dict[str, Loader] = {
@@ -24,6 +26,9 @@ _LOADERS: dict[str, Loader] = {
     ".xhtml": _HTML,
     ".pdf": PdfLoader(),
     ".docx": DocxLoader(),
+    ".pptx": PptxLoader(),
+    ".xlsx": XlsxLoader(),
+    ".xlsm": XlsxLoader(),
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)

@@ -9,19 +9,18 @@ from pathlib import Path
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.pdf_fonts import fonts_read_once
 from ingestion.loaders.pdf_images import PageImages, content_key
 from ingestion.loaders.pdf_pages import PageDrawer
-from kb.types import ExtractedDocument, Page
+from kb.types import ExtractedDocument
 
 # pypdf logs every oddity of a malformed file as a warning; the document's own warnings and the ingest report say
 # what matters. With a handler of its own, pypdf's records reach an application's logging configuration (the `kb`
 # command keeps them in kb.log) but are never printed by Python's last-resort handler on a user's terminal.
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
-_PAGE_SEPARATOR = "\n\n"
 _HEADER_WINDOW = 1024  # readers accept up to this much junk before "%PDF-"
 
 
@@ -74,7 +73,7 @@ class PdfLoader(Loader):
         if blank:
             warnings.append(f"{blank} of {count} pages have no text layer (scanned?)")
 
-        text, pages = _join(texts)
+        text, pages = join_pages(texts)
         images = EmbeddedImages(limits, warnings, root, on_kept)
         search = PageImages(images)
         drawer = PageDrawer(data, len(reader.pages), limits.max_side, limits.max_images)
@@ -135,22 +134,6 @@ def _unlock(reader: PdfReader) -> None:
         return
     if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
         raise LoadError("encrypted PDF (no password)")
-
-
-def _join(texts: list[str]) -> tuple[str, list[Page]]:
-    """Page texts joined by a blank line; an empty page gets an empty span where it would have been."""
-    parts: list[str] = []
-    pages: list[Page] = []
-    offset = 0
-    for number, text in enumerate(texts, 1):
-        if text:
-            if parts:
-                parts.append(_PAGE_SEPARATOR)
-                offset += len(_PAGE_SEPARATOR)
-            parts.append(text)
-        pages.append(Page(number=number, start=offset, end=offset + len(text)))
-        offset += len(text)
-    return "".join(parts), pages
 
 
 def _title(reader: PdfReader) -> str | None:

@@ -1,0 +1,86 @@
+"""Checks of an Office Open XML package (DOCX, XLSX, PPTX: a zip of XML parts) made before any library unpacks or
+parses it: its size unpacked, the elements and text its XML holds, and parts that cannot be unpacked."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+import zlib
+
+from ingestion.loaders.base import LoadError
+
+MAX_EXPANDED_BYTES = 512 * 2**20
+# Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
+# parts are counted (by their "<", streamed) before anything parses them.
+MAX_XML_TAGS = 2_000_000
+# Text is parsed, then joined, whole before its length is checked: the text between tags is counted too (an entity
+# as one byte; blanks between two tags only inside a text run, as indentation is not text). UTF-8 takes at most 4
+# bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
+BYTES_PER_CHARACTER = 4
+_TAG = re.compile(rb"<[^<>]*>")
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)  # text, however it looks
+_BLANKS = re.compile(rb"(<[^<>]*>)[\t\n\r ]+(?=<)")  # blanks between two tags
+_RUN_BLANKS = re.compile(rb"(<(?:[^\s<>/:]+:)?t(?:[\t\n\r ][^<>]*)?>)[\t\n\r ]+(?=<)")  # ... inside a <w:t> run
+_ENTITY = re.compile(rb"&#?[0-9A-Za-z]+;")
+_COUNT_CHUNK = 1 << 20
+_XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
+_ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
+_UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+
+
+def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
+    """An Office file (``kind``: DOCX, XLSX, PPTX) is a zip of XML: refuse one that would inflate past ``MAX_EXPANDED_BYTES``, or whose XML holds more
+    than ``MAX_XML_TAGS`` elements or more text than ``max_chars`` characters can take, or with a part that cannot
+    be unpacked, before anything unpacks or parses it."""
+    max_text = BYTES_PER_CHARACTER * max_chars
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            expanded = sum(member.file_size for member in members)
+            if expanded > MAX_EXPANDED_BYTES:
+                raise LoadError(f"{kind} would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
+                                f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
+            tags = text = 0
+            for member in members:
+                _refuse_unreadable(member, kind)
+                with archive.open(member) as part:
+                    chunk = part.read(_COUNT_CHUNK)
+                    while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
+                        chunk = part.read(_COUNT_CHUNK)
+                    if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
+                        continue  # an image or other binary part: it cannot parse as XML, whatever its name
+                    while chunk:
+                        tags += chunk.count(b"<")
+                        if tags > MAX_XML_TAGS:
+                            raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements "
+                                            "(an XML bomb?)")
+                        text += _text_bytes(chunk)
+                        if text > max_text:
+                            raise LoadError(f"over budget: {kind} XML holds more than {max_text:,} bytes of text; "
+                                            f"max_document_chars allows {max_chars:,} characters")
+                        chunk = part.read(_COUNT_CHUNK)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
+        return  # not a readable zip: the loader's library reports it as corrupt
+
+
+def _text_bytes(xml: bytes) -> int:
+    """The bytes of text in a piece of XML, an entity counted as one, a CDATA section as its length; blanks between
+    two tags only in a text run. A tag cut by the piece's end counts as text: a few bytes."""
+    outside = _CDATA.sub(b"<>", xml)
+    cdata = len(xml) - len(outside)  # the sections' text, and 10 bytes of markup each: a few bytes
+    blanks = len(outside) - len(_BLANKS.sub(rb"\1", outside))
+    run_blanks = len(outside) - len(_RUN_BLANKS.sub(rb"\1", outside))
+    text = _TAG.sub(b"", outside)
+    return cdata + len(_ENTITY.sub(b"&", text)) - blanks + run_blanks
+
+
+def _refuse_unreadable(member: zipfile.ZipInfo, kind: str) -> None:
+    """Refuse a part that zipfile cannot unpack: an encrypted one (a password-protected package) or one compressed
+    with a method it lacks (deflate64, from some zip tools; Office only stores or deflates)."""
+    name = member.filename[:200]
+    if member.flag_bits & _ENCRYPTED:
+        raise LoadError(f"{kind} is encrypted: its part {name} needs a password")
+    if member.compress_type not in _UNPACKED:
+        method = zipfile.compressor_names.get(member.compress_type, f"method {member.compress_type}")
+        raise LoadError(f"{kind} part {name} uses an unsupported compression ({method})")
