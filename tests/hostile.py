@@ -316,33 +316,75 @@ def repeated_contents_pdf(copies: int, stream_megabytes: float, forms: bool = Fa
     return pdf_from_objects(objects)
 
 
-def masked_pictures_pdf(pages: int, side: int, mask: int = 0, key: str = "/SMask", text: bool = True) -> bytes:
+def masked_pictures_pdf(pages: int, side: int, mask: int | tuple[int, ...] = 0, key: str = "/SMask",
+                        text: bool = True) -> bytes:
     """A PDF of ``pages`` pages (with a line of text unless not ``text``), each drawing its own RGB picture of
     ``side`` pixels square, with a grey soft mask (or, ``key="/Mask"``, a stencil mask) of ``mask`` pixels square
-    when ``mask`` is given: all compressed to kilobytes. pypdf kept every picture and mask decoded for the
-    document's life (2.2 GB for 30 of 4,900 px)."""
-    stencil = key == "/Mask"
-    alpha = zlib.compress(b"\x80" * ((mask + 7) // 8 if stencil else mask) * mask, 9) if mask else b""
-    kids = " ".join(f"{10 + 4 * page} 0 R" for page in range(pages))
+    when ``mask`` is given (several sizes: a chain, each mask the soft mask of the one before): all compressed to
+    kilobytes. pypdf kept every picture and mask decoded for the document's life (2.2 GB for 30 of 4,900 px)."""
+    sizes = (mask,) if isinstance(mask, int) else mask
+    sizes = sizes if any(sizes) else ()
+    kids = " ".join(f"{10 * (page + 1)} 0 R" for page in range(pages))
     objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
                2: f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()}
     for page in range(pages):
-        first = 10 + 4 * page
+        first = 10 * (page + 1)
         line = b"BT /F1 12 Tf 72 720 Td (Masked page %d) Tj ET " % page if text else b""
         content = line + b"q 200 0 0 200 72 400 cm /Im1 Do Q"
-        pixels = zlib.compress(bytes([page % 256, 40, 90]) * side * side)
-        masked = b" %s %d 0 R" % (key.encode(), first + 3) if mask else b""
         objects[first] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                           b"/Resources << /Font << /F1 3 0 R >> /XObject << /Im1 %d 0 R >> >> /Contents %d 0 R >>"
                           % (first + 2, first + 1))
         objects[first + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
-        objects[first + 2] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB "
-                              b"/BitsPerComponent 8 /Filter /FlateDecode%s /Length %d >>\nstream\n%s\nendstream"
-                              % (side, side, masked, len(pixels), pixels))
-        if mask:
-            kind = b"/ImageMask true" if stencil else b"/ColorSpace /DeviceGray /BitsPerComponent 8"
-            objects[first + 3] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d %s /Filter /FlateDecode "
-                                  b"/Length %d >>\nstream\n%s\nendstream" % (mask, mask, kind, len(alpha), alpha))
+        pixels = zlib.compress(bytes([page % 256, 40, 90]) * side * side)
+        entries = b"/Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8" % (side, side)
+        for level, size in enumerate((0, *sizes)):
+            number = first + 2 + level
+            if level < len(sizes):
+                entries += b" %s %d 0 R" % (key.encode() if level == 0 else b"/SMask", number + 1)
+            objects[number] = (b"<< /Type /XObject /Subtype /Image %s /Filter /FlateDecode /Length %d >>\n"
+                               b"stream\n%s\nendstream" % (entries, len(pixels), pixels))
+            if level < len(sizes):
+                stencil = key == "/Mask" and level == 0
+                entries = b"/Width %d /Height %d %s" % (sizes[level], sizes[level], b"/ImageMask true" if stencil
+                                                        else b"/ColorSpace /DeviceGray /BitsPerComponent 8")
+                row = (sizes[level] + 7) // 8 if stencil else sizes[level]
+                pixels = zlib.compress(b"\x80" * row * sizes[level], 9)
+    return pdf_from_objects(objects)
+
+
+def shared_mask_pdf(pictures: int, megabytes: float) -> bytes:
+    """A one-page PDF drawing ``pictures`` pictures of 16 px (decoration) that all name one soft mask: a JPEG
+    behind a flate filter of ``megabytes`` (compressed to kilobytes). The mask was inflated again for each one."""
+    mask = zlib.compress(b"\x00" * int(megabytes * 2**20), 9)
+    names = b" ".join(b"/I%d %d 0 R" % (number, 100 + number) for number in range(pictures))
+    content = b"BT /F1 12 Tf 72 720 Td (A page of icons) Tj ET " + b" ".join(b"/I%d Do" % n for n in range(pictures))
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> "
+                  b"/XObject << %s >> >> /Contents 5 0 R >>" % names,
+               4: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               5: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+               6: b"<< /Type /XObject /Subtype /Image /Width 100 /Height 100 /ColorSpace /DeviceGray "
+                  b"/BitsPerComponent 8 /Filter [/FlateDecode /DCTDecode] /Length %d >>\nstream\n%s\nendstream"
+                  % (len(mask), mask)}
+    for number in range(pictures):
+        objects[100 + number] = (b"<< /Type /XObject /Subtype /Image /Width 16 /Height 16 /ColorSpace /DeviceGray "
+                                 b"/BitsPerComponent 8 /SMask 6 0 R /Length 256 >>\nstream\n%s\nendstream"
+                                 % (bytes([number % 256]) * 256))
+    return pdf_from_objects(objects)
+
+
+def inline_images_pdf(pages: int, side: int) -> bytes:
+    """A PDF of ``pages`` text pages, each content stream holding an inline grey image of ``side`` pixels square
+    (compressed to kilobytes): pypdf kept every page's content decoded after reading its text."""
+    kids = " ".join(f"{10 + 2 * page} 0 R" for page in range(pages))
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               2: f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()}
+    for page in range(pages):
+        body = zlib.compress(b"BT /F1 12 Tf 72 720 Td (Inline page %d) Tj ET q 100 0 0 100 0 0 cm BI /W %d /H %d "
+                             b"/CS /G /BPC 8 ID %s\nEI Q\n" % (page, side, side, bytes([page % 256]) * side * side), 9)
+        objects[10 + 2 * page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font "
+                                  b"<< /F1 3 0 R >> >> /Contents %d 0 R >>" % (11 + 2 * page))
+        objects[11 + 2 * page] = b"<< /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (len(body), body)
     return pdf_from_objects(objects)
 
 
@@ -350,12 +392,14 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     """A PDF of a text page and a page without text that costs pdfium minutes or gigabytes to draw: ``tiles`` (a
     pattern of tiles a hundredth of a point apart over the page), ``scans`` (a JPEG of 20,000 scans declared 16
     pixels square, which pypdf passes over as decoration), ``jbig2`` (JBIG2 declared 100 pixels square whose own
-    page and region segments say 60,000 x 35,000, which pypdf cannot decode without jbig2dec)."""
+    page and region segments say 60,000 x 35,000, which pypdf cannot decode without jbig2dec), ``softmask`` (the
+    page fills a rectangle through a graphics state's soft mask, a form drawing that JPEG of 20,000 scans: no
+    resource of the page names an image)."""
     def segment(number: int, kind: int, data: bytes) -> bytes:
         return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
 
     image = (b"", b"")  # the image's dictionary entries and data
-    if kind == "scans":
+    if kind in ("scans", "softmask"):
         image = b"/Width 16 /Height 16 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode", \
             many_scans_jpeg(4000, 20_000)
     elif kind == "jbig2":
@@ -364,8 +408,11 @@ def undrawable_scan_pdf(kind: str) -> bytes:
             segment(0, 48, struct.pack(">IIIIBH", 60000, 35000, 0, 0, 0, 0))
             + segment(1, 38, region + bytes(range(256)) * 4000))
     text = b"BT /F1 12 Tf 72 720 Td (Hello text page one) Tj ET"
-    scan = b"/Pattern cs /P1 scn 0 0 612 792 re f" if kind == "tiles" else b"q 612 0 0 792 0 0 cm /J Do Q"
-    resources = b"/Pattern << /P1 8 0 R >>" if kind == "tiles" else b"/XObject << /J 8 0 R >>"
+    drawing = b"q 612 0 0 792 0 0 cm /J Do Q"
+    scan, resources = {"tiles": (b"/Pattern cs /P1 scn 0 0 612 792 re f", b"/Pattern << /P1 8 0 R >>"),
+                       "softmask": (b"q /GS1 gs 0 0 612 792 re f Q",
+                                    b"/ExtGState << /GS1 << /SMask << /S /Luminosity /G 9 0 R >> >> >>")}.get(
+        kind, (drawing, b"/XObject << /J 8 0 R >>"))
     tile = b"0 0 0.5 0.5 re f"
     return pdf_from_objects({
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -381,6 +428,8 @@ def undrawable_scan_pdf(kind: str) -> bytes:
             b"/Resources << >> /Length %d >>\nstream\n%s\nendstream" % (len(tile), tile)) if kind == "tiles" else
            b"<< /Type /XObject /Subtype /Image %s /Length %d >>\nstream\n%s\nendstream"
            % (image[0], len(image[1]), image[1]),
+        9: b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Group << /S /Transparency /CS /DeviceGray >> "
+           b"/Resources << /XObject << /J 8 0 R >> >> /Length %d >>\nstream\n%s\nendstream" % (len(drawing), drawing),
     })
 
 

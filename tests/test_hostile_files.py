@@ -45,6 +45,7 @@ from tests.hostile import (
     form_tree_pdf,
     front_matter_markdown,
     grey16_png,
+    inline_images_pdf,
     many_scans_jpeg,
     masked_pictures_pdf,
     nested_groups_deck,
@@ -54,6 +55,7 @@ from tests.hostile import (
     outside,
     repeated_contents_pdf,
     repeated_image_markdown,
+    shared_mask_pdf,
     shared_resources_pdf,
     shared_stream_pdf,
     undrawable_scan_pdf,
@@ -176,8 +178,14 @@ CASES = {
         _write("failing.pdf", lambda: masked_pictures_pdf(30, 4900)), None, 500, 30),
     "pdf of 10 small pictures with soft masks of 6,000 px": (
         _write("masked.pdf", lambda: masked_pictures_pdf(10, 200, 6000)), None, 400, 30),
+    "pdf of 12 small pictures with soft masks whose soft masks are 7,900 px": (
+        _write("chained.pdf", lambda: masked_pictures_pdf(12, 200, (200, 7900))), None, 400, 30),
+    "pdf of 300 icons sharing one soft mask of 70 MB": (
+        _write("icons.pdf", lambda: shared_mask_pdf(300, 70)), None, 400, 30),
+    "pdf of 20 pages each holding an inline image of 7,000 px": (
+        _write("inline.pdf", lambda: inline_images_pdf(20, 7000)), None, 500, 60),
     **{f"pdf page pdfium would draw for minutes ({kind})": (_write(f"{kind}.pdf", lambda kind=kind: undrawable_scan_pdf(
-        kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2")},
+        kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2", "softmask")},
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "xlsx external entity": (_office_entity("xlsx"), "XLSX declares XML entities, which are refused", 400, 30),
@@ -211,6 +219,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("A page drawn from a shared stream") == 2000
     if case.startswith("pdf of 30 pictures"):
         assert result["text"].count("Masked page") == 30 and len(result["warnings"]) == 21
+    if case.startswith("pdf of 12 small pictures"):
+        assert result["text"].count("Masked page") == 12 and result["images"]
+    if case.startswith("pdf of 20 pages each"):
+        assert result["text"].count("Inline page") == 20
     if case.startswith("pdf of 10 small pictures"):
         assert result["text"].count("Masked page") == 10 and len(result["images"]) == 10
     if case.startswith("pdf page pdfium would draw"):

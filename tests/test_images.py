@@ -334,24 +334,34 @@ def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:
     assert (image.page, image.scanned_page, image.width, image.height) == (1, True, 300, 400)
 
 
-@pytest.mark.parametrize("key, said", [("/SMask", "soft mask"), ("/Mask", "mask")])
+@pytest.mark.parametrize("key, masks, refusal", [
+    ("/SMask", (600,), "its soft mask of 600x600"),
+    ("/SMask", (500, 600), "its soft mask of 600x600"),  # the soft mask's own soft mask, which pypdf decodes too
+    ("/Mask", (600,), None),  # a stencil mask pypdf does not read: only pdfium would
+])
 def test_a_pdf_picture_whose_mask_is_over_the_pixel_limit_is_refused_and_its_page_not_drawn(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, said: str) -> None:
-    # pypdf decoded a soft mask of any size with its picture, and scaled it down to the picture's 200 px.
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, masks: tuple[int, ...], refusal: str | None) -> None:
+    # pypdf decoded a soft mask of any size with its picture (and that mask's soft mask), and scaled it down to the
+    # picture's 200 px.
     drawn: list[int] = []
     monkeypatch.setattr(PageDrawer, "draw", lambda self, index: drawn.append(index))
     limits = Limits(max_pixels=300_000)
-    refused = load(tmp_path, "masked.pdf", masked_pictures_pdf(2, 200, 600, key), limits)
-    assert refused.images == [] and refused.text.count("Masked page") == 2
-    assert refused.warnings == [f"image page {page} image 1 skipped: its {said} of 600x600 is over the limit of "
-                                "0.3 megapixels (max_image_pixels)" for page in (1, 2)]
-    kept = load(tmp_path, "small-mask.pdf", masked_pictures_pdf(2, 200, 500, key), limits)
+    over = load(tmp_path, "masked.pdf", masked_pictures_pdf(2, 200, masks, key), limits)
+    assert over.text.count("Masked page") == 2
+    if refusal is None:
+        assert [image.name for image in over.images] == ["page 1 image 1", "page 2 image 1"] and over.warnings == []
+    else:
+        assert over.images == [] and over.warnings == [
+            f"image page {page} image 1 skipped: {refusal} is over the limit of 0.3 megapixels (max_image_pixels)"
+            for page in (1, 2)]
+    within = tuple(min(size, 500) for size in masks)
+    kept = load(tmp_path, "small-mask.pdf", masked_pictures_pdf(2, 200, within, key), limits)
     assert [(image.name, image.width) for image in kept.images] == [("page 1 image 1", 200), ("page 2 image 1", 200)]
     # A scanned page whose only picture is too small to keep is drawn whole by pdfium, masks and all, unless one
     # is over the limit.
-    load(tmp_path, "tiny.pdf", masked_pictures_pdf(1, 20, 600, key, text=False), limits)
+    load(tmp_path, "tiny.pdf", masked_pictures_pdf(1, 20, masks, key, text=False), limits)
     assert drawn == []
-    load(tmp_path, "tiny-small-mask.pdf", masked_pictures_pdf(1, 20, 500, key, text=False), limits)
+    load(tmp_path, "tiny-small-mask.pdf", masked_pictures_pdf(1, 20, within, key, text=False), limits)
     assert drawn == [0]
 
 

@@ -48,6 +48,7 @@ class PageImages:
         self.images = images
         self.seen: set[tuple[int, int] | int] = set()  # the images met, by object number
         self.failed: set[tuple[int, int] | int] = set()  # ... of which pypdf could not decode these
+        self.masks: dict[tuple[int, int] | int, tuple[bool, ImageError | None]] = {}  # masks vetted, by object
         self.walked: dict[object, int] = {}  # page contents searched, and forms at the least depth they were met
         self.pictured: set[object] = set()  # the forms walked that hold an image
         self.content_left = MAX_CONTENT_BYTES
@@ -77,7 +78,7 @@ class PageImages:
             try:
                 kept, failure = self._keep_one(pdf_page, path, xobject, name, page, scanned)
             finally:
-                _forget_decoded(xobject)
+                forget_decoded(xobject, *(mask for _, mask, _ in _masks(xobject)))
             shown = shown or kept
             if failure is not None:
                 failures.append((name, failure))
@@ -110,19 +111,25 @@ class PageImages:
     def _vetted(self, xobject: StreamObject, size: tuple[int, int]) -> tuple[bool, ImageError | None]:
         """Whether an image, whatever its size, passes the checks another decoder would skip (its declared pixels,
         a JPEG's scans, the pixels a JBIG2 stream's own segments declare), and why it is refused if it is: pypdf
-        decodes JPEGs without the image files' checks, and decodes a soft mask of any size with its image.
-        Its masks pass the same checks: a picture of 100 px had a mask of 8,000 px decoded and scaled to it."""
+        decodes JPEGs without the image files' checks, and decodes a soft mask of any size with its image (a
+        picture of 100 px had a mask of 8,000 px decoded and scaled to it). Its masks pass the same checks, each
+        once a document (300 tiny pictures sharing one mask of 70 MB took 73 s): one pypdf decodes (a soft mask,
+        and its own soft mask...) refuses the picture, any other (a stencil mask) only keeps pdfium from drawing."""
         limit = self.images.limits.max_pixels
         if size[0] * size[1] > limit:
             return False, None  # ``wants`` refuses it, saying why
         vetted, refusal = _stream_vetted(xobject, limit)
-        for key, mask in _masks(xobject):
-            width, height = _size(mask)
-            if width * height > limit:
-                return False, ImageError(f"its {key} of {width}x{height} is over the limit of {limit / 1e6:g} "
-                                         "megapixels (max_image_pixels)")
-            mask_vetted, mask_refusal = _stream_vetted(mask, limit)
-            vetted, refusal = vetted and mask_vetted, refusal or mask_refusal
+        for said, mask, decoded in _masks(xobject):
+            reference = mask.indirect_reference
+            identity = (reference.idnum, reference.generation) if reference is not None else id(mask)
+            if identity not in self.masks:
+                width, height = _size(mask)
+                self.masks[identity] = (False, ImageError(
+                    f"its {said} of {width}x{height} is over the limit of {limit / 1e6:g} megapixels "
+                    "(max_image_pixels)")) if width * height > limit else _stream_vetted(mask, limit)
+                forget_decoded(mask)
+            mask_vetted, mask_refusal = self.masks[identity]
+            vetted, refusal = vetted and mask_vetted, refusal or (mask_refusal if decoded else None)
         return vetted, refusal
 
     def _image_xobjects(self, container: DictionaryObject, path: tuple[str, ...] = (), depth: int = 0,
@@ -138,8 +145,8 @@ class PageImages:
                 xobjects, path = inherited
             else:
                 resources = container["/Resources"]
-                if "/Pattern" in resources or "/Shading" in resources:  # fills of unbounded cost when drawn
-                    self._drawable = False
+                if "/Pattern" in resources or "/Shading" in resources or _soft_masked(resources):
+                    self._drawable = False  # fills of unbounded cost when drawn, or a form drawn as a mask
                 xobjects = resources["/XObject"]
             names = list(xobjects) if drawn is None else [name for name in drawn if name in xobjects]
             entries = [(name, xobjects[name]) for name in names]
@@ -257,27 +264,65 @@ def _stream_vetted(stream: StreamObject, limit: int) -> tuple[bool, ImageError |
     return True, None
 
 
-def _masks(xobject: StreamObject) -> Iterator[tuple[str, StreamObject]]:
-    """An image's soft mask and its stencil mask, those that are images of their own ("/Mask" may instead be an
-    array of colours)."""
-    for key, said in (("/SMask", "soft mask"), ("/Mask", "mask")):
+def _masks(xobject: StreamObject) -> Iterator[tuple[str, StreamObject, bool]]:
+    """An image's masks that are images of their own ("/Mask" may instead be an array of colours), its masks' masks
+    and so on, each once: how it is named, the mask, and whether pypdf decodes it with the image (a soft mask
+    whose every parent is a soft mask: pypdf reads soft masks down the chain, and no stencil mask)."""
+    seen, waiting = {id(xobject)}, [(xobject, True)]
+    while waiting:
+        parent, decoded = waiting.pop()
+        for key, said in (("/SMask", "soft mask"), ("/Mask", "mask")):
+            try:
+                mask = parent.get(key)
+                mask = mask.get_object() if mask is not None else None
+            except MemoryError:
+                raise
+            except Exception:  # a broken reference: pypdf's decoding then says why
+                continue
+            if isinstance(mask, StreamObject) and id(mask) not in seen:
+                seen.add(id(mask))
+                yield said, mask, decoded and key == "/SMask"
+                waiting.append((mask, decoded and key == "/SMask"))
+
+
+def _soft_masked(resources: DictionaryObject) -> bool:
+    """Whether a graphics state in ``resources`` sets a soft mask: a form pdfium draws that no check has seen."""
+    try:
+        states = resources.get("/ExtGState")
+        states = states.get_object() if states is not None else {}
+        return any(isinstance(state.get_object(), DictionaryObject)
+                   and isinstance(_resolved(state.get_object().get("/SMask")), DictionaryObject)
+                   for state in states.values())
+    except MemoryError:
+        raise
+    except Exception:  # a broken graphics state: what it draws is not known
+        return True
+
+
+def _resolved(value: object) -> object:
+    return value.get_object() if isinstance(value, IndirectObject) else value
+
+
+def forget_decoded(*streams: object) -> None:
+    """Drop the data pypdf keeps decoded on each stream (an image, its masks, a page's content, a JBIG2 image's
+    globals) for the reader's life: kept for every image of a document, 30 pictures of 4,900 px grew past 2 GB
+    (even where they failed to decode), and 45 pages' content streams of 49 MB each past 2 GB too. An array (of
+    a page's content streams) is each of its streams."""
+    for value in streams:
         try:
-            mask = xobject.get(key)
-            mask = mask.get_object() if mask is not None else None
+            stream = _resolved(value)
+            if isinstance(stream, list):
+                forget_decoded(*stream)
+            elif isinstance(stream, StreamObject):
+                parameters = _resolved(stream.get("/DecodeParms"))
+                if isinstance(parameters, DictionaryObject):
+                    forget_decoded(parameters.get("/JBIG2Globals"))
+                if isinstance(stream, EncodedStreamObject):
+                    stream.decoded_self = None
         except MemoryError:
             raise
-        except Exception:  # a broken reference: pypdf's decoding then says why
+        except Exception:  # a broken reference holds nothing decoded
             continue
-        if isinstance(mask, StreamObject):
-            yield said, mask
-
-
-def _forget_decoded(xobject: StreamObject) -> None:
-    """Drop the data pypdf keeps decoded on an image and its masks for the reader's life: kept for every image of
-    a document, 30 pictures of 4,900 px grew past 2 GB (even where they failed to decode)."""
-    for stream in (xobject, *(mask for _, mask in _masks(xobject))):
-        if isinstance(stream, EncodedStreamObject):
-            stream.decoded_self = None
 
 
 def _filters(xobject: StreamObject) -> list[str]:
