@@ -107,9 +107,10 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
     return out.getvalue()
 
 
-def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"") -> bytes:
+def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"",
+                         rewrite: dict[str, Callable[[bytes], bytes]] | None = None) -> bytes:
     """A workbook (made by openpyxl) whose one sheet's data is ``rows`` (``<row>`` elements), its declared size
-    the whole of Excel's grid, its XML after ``doctype``."""
+    the whole of Excel's grid, its XML after ``doctype``; other parts rewritten by ``rewrite`` (name: function)."""
     from openpyxl import Workbook
 
     plain = io.BytesIO()
@@ -121,7 +122,7 @@ def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"") -> bytes:
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
         for item in source.infolist():
             data = sheet if item.filename == "xl/worksheets/sheet1.xml" else source.read(item.filename)
-            target.writestr(item.filename, data)
+            target.writestr(item.filename, (rewrite or {}).get(item.filename, lambda part: part)(data))
     return out.getvalue()
 
 
@@ -132,20 +133,45 @@ def far_cells_xlsx(rows: int) -> bytes:
                                          for n in range(1, rows + 1)))
 
 
-def deck_with_slide_xml(rewrite: Callable[[bytes], bytes], extra: dict[str, bytes] | None = None) -> bytes:
-    """A deck (``tests.documents.deck_bytes``) whose first slide's XML is ``rewrite`` of the original, with
-    ``extra`` parts added."""
+def deck_rewritten(rewrite: dict[str, Callable[[bytes], bytes | None]], extra: dict[str, bytes] | None = None,
+                   deck: bytes | None = None) -> bytes:
+    """A deck (``tests.documents.deck_bytes``, or ``deck``) whose parts named in ``rewrite`` are rewritten by their
+    function (None: the part is left out), with ``extra`` parts added."""
     from tests.documents import deck_bytes
 
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(deck_bytes())) as source, \
+    with zipfile.ZipFile(io.BytesIO(deck or deck_bytes())) as source, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
         for item in source.infolist():
-            data = source.read(item.filename)
-            target.writestr(item.filename, rewrite(data) if item.filename == "ppt/slides/slide1.xml" else data)
+            data = rewrite.get(item.filename, lambda part: part)(source.read(item.filename))
+            if data is not None:
+                target.writestr(item.filename, data)
         for name, data in (extra or {}).items():
             target.writestr(name, data)
     return out.getvalue()
+
+
+def attribute_bomb_deck(attributes: int) -> bytes:
+    """A deck whose first slide holds elements of 300 attributes each, ``attributes`` in all: 1.3 MB of them
+    parsed to 4.4 GB, as the element count missed them."""
+    names = b"".join(b' a%d="1"' % number for number in range(300))
+    junk = b"<p:x%s/>" % names * (attributes // 300)
+    return deck_rewritten({"ppt/slides/slide1.xml": lambda xml: xml.replace(b"</p:sld>", junk + b"</p:sld>")})
+
+
+def one_picture_shown_often_deck(shown: int, megabytes: int) -> bytes:
+    """A deck showing one picture part of ``megabytes`` (not an image a decoder reads) ``shown`` times: it was
+    hashed again for each."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[6])
+    for _ in range(shown):
+        slide.shapes.add_picture(io.BytesIO(image_bytes("PNG", size=(40, 40))), Inches(1), Inches(1))
+    out = io.BytesIO()
+    deck.save(out)
+    return deck_rewritten({"ppt/media/image1.png": lambda part: b"\0" * (megabytes * 2**20)}, deck=out.getvalue())
 
 
 def nested_groups_deck(depth: int) -> bytes:
@@ -155,7 +181,8 @@ def nested_groups_deck(depth: int) -> bytes:
     box = (b'<p:sp><p:nvSpPr><p:cNvPr id="9" name="Deep"/><p:cNvSpPr txBox="1"/><p:nvPr/></p:nvSpPr><p:spPr/>'
            b'<p:txBody><a:bodyPr/><a:p><a:r><a:t>Deep inside</a:t></a:r></a:p></p:txBody></p:sp>')
     nested = b"".join(opening % (1000 + level) for level in range(depth)) + box + b"</p:grpSp>" * depth
-    return deck_with_slide_xml(lambda xml: xml.replace(b"</p:spTree>", nested + b"</p:spTree>", 1))
+    return deck_rewritten({"ppt/slides/slide1.xml": lambda xml: xml.replace(b"</p:spTree>", nested + b"</p:spTree>",
+                                                                           1)})
 
 
 def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None) -> bytes:
@@ -219,8 +246,8 @@ def office_external_entity(kind: str, target: Path) -> bytes:
     if kind == "xlsx":
         return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>entity: &leak; end</t></is></c></row>',
                                     doctype)
-    return deck_with_slide_xml(lambda xml: xml.replace(b"?>", b"?>" + doctype, 1).replace(
-        b"Revenue grew 12%", b"entity: &leak; end", 1))
+    return deck_rewritten({"ppt/slides/slide1.xml": lambda xml: xml.replace(b"?>", b"?>" + doctype, 1).replace(
+        b"Revenue grew 12%", b"entity: &leak; end", 1)})
 
 
 def shared_stream_pdf(pages: int, stream_megabytes: float, text: bool = False) -> bytes:

@@ -35,8 +35,9 @@ from tests.documents import chinese_font_pdf, image_bytes
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
+    attribute_bomb_deck,
     big_html,
-    deck_with_slide_xml,
+    deck_rewritten,
     docx_external_entity,
     docx_long_text,
     docx_with_shared_picture,
@@ -52,6 +53,7 @@ from tests.hostile import (
     nested_html,
     noise_png,
     office_external_entity,
+    one_picture_shown_often_deck,
     outside,
     repeated_contents_pdf,
     repeated_image_markdown,
@@ -156,8 +158,12 @@ CASES = {
         _write("rows.xlsx", lambda: xlsx_with_sheet_rows(b"<row/>" * 2_100_000)), "XML bomb", 400, 30),
     "pptx of groups nested 3000 deep": (_write("deep.pptx", lambda: nested_groups_deck(3000)), "Excessive depth",
                                         400, 30),
-    "pptx with a part of 2.1 million elements": (_write("bomb.pptx", lambda: deck_with_slide_xml(
-        lambda xml: xml, {"ppt/notes.bin": b"<a/>" * 2_100_000})), "XML bomb", 400, 30),
+    "pptx with a part of 2.1 million elements": (_write("bomb.pptx", lambda: deck_rewritten(
+        {}, {"ppt/notes.bin": b"<a/>" * 2_100_000})), "XML bomb", 400, 30),
+    "pptx whose slide holds 4.2 million attributes": (_write("attributes.pptx", lambda: attribute_bomb_deck(
+        4_200_000)), "attributes (an XML bomb?)", 400, 30),
+    "pptx showing one picture part of 100 MB 1000 times": (_write("shown.pptx", lambda: one_picture_shown_often_deck(
+        1000, 100)), None, 600, 30),
     "16-bit grey png of 64 megapixels": (_write("grey.png", lambda: grey16_png(8000)), None, 700, 60),
     "jpeg of 20,000 scans": (_write("scans.jpg", lambda: many_scans_jpeg(8000, 20_000)),
                              "JPEG of more than 100 scans", 400, 30),

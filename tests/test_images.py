@@ -412,7 +412,7 @@ def test_pptx_pictures_have_their_slide_alt_text_and_span_and_a_missing_part_is_
             target.writestr(item.filename, part)
     broken = load(tmp_path, "broken.pptx", out.getvalue())
     assert broken.images == [] and broken.text == document.text
-    assert len(broken.warnings) == 1 and broken.warnings[0].startswith("image slide 2 skipped: picture 'Picture ")
+    assert len(broken.warnings) == 1 and broken.warnings[0].startswith("slide 2: shape 'Picture ")
 
 
 # --- docx --------------------------------------------------------------------------------------------------------

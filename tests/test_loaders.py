@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import chinese_font_pdf, deck_bytes, pdf_bytes
 from tests.hostile import (
+    deck_rewritten,
     docx_body,
     docx_with_unreadable_parts,
     far_cells_xlsx,
@@ -711,8 +713,42 @@ def test_xlsx_reads_only_excel_s_grid_and_a_bounded_number_of_cells(tmp_path: Pa
     assert far.text == "Sheet\nHello sheet"
     wide = load(tmp_path, "wide.xlsx", far_cells_xlsx(2000))
     assert wide.text.startswith("Sheet\n1\n2\n") and wide.text.endswith("\n1220")
-    assert wide.warnings == ["sheet Sheet: only its first 1220 rows with values were read (a workbook's first "
-                             "20,000,000 cells are read)"]
+    assert wide.warnings == ["sheet Sheet: only its first 1220 rows with values were read, and no later sheet (a "
+                             "workbook's first 20,000,000 cells are read)"]
+
+
+def test_xlsx_headers_are_text_above_numbers_and_a_glossary_has_none(tmp_path: Path) -> None:
+    def build(workbook: Workbook) -> None:
+        report = workbook.active
+        for row in (["Sales report 2024", "Confidential"], [], ["Region", "Sales"], ["North", 1200], ["South", 900]):
+            report.append(row)
+        glossary = workbook.create_sheet("Glossary")
+        for row in (["apple", "a red fruit"], ["banana", "a yellow fruit"]):
+            glossary.append(row)
+
+    document = load(tmp_path, "report.xlsx", workbook_bytes(build))
+    assert document.text == ("Sheet\nSales report 2024 | Confidential\nRegion | Sales\nRegion: North | Sales: 1200\n"
+                             "Region: South | Sales: 900\n\nGlossary\napple | a red fruit\nbanana | a yellow fruit")
+
+
+def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) -> None:
+    row = b'<row r="1"><c r="A1" t="inlineStr"><is><t>Only once</t></is></c></row>'
+    # A second sheet naming the first one's part (read 20 times, 140 s) is read once; its page stays, empty.
+    again = load(tmp_path, "again.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/workbook.xml": lambda xml: re.sub(
+        rb"(<sheet [^>]*?)name=\"Sheet\"([^>]*?)sheetId=\"1\"([^>]*/>)", rb'\g<0>\1name="Again"\2sheetId="2"\3', xml)}))
+    assert again.text == "Sheet\nOnly once" and [(page.start, page.end) for page in again.pages] == [(0, 15), (15, 15)]
+    # A cell naming a shared string that is not there loses its sheet, with the reason, not the workbook.
+    broken = load(tmp_path, "broken.xlsx", xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="s"><v>99</v></c></row>'))
+    assert broken.text == "" and broken.warnings[0].startswith("sheet Sheet cannot be read: ")
+    # openpyxl matched each number format against a regular expression quadratic in its length, and made an object
+    # of every cell format: both are held to Excel's own limits before it parses them.
+    long_format = b'<numFmts count="1"><numFmt numFmtId="164" formatCode="%s"/></numFmts>' % (b"[" * 300)
+    with pytest.raises(LoadError, match="a number format longer than 255 characters"):
+        load(tmp_path, "format.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/styles.xml": lambda xml: re.sub(
+            rb"<numFmts[^>]*/>|(?=<fonts)", long_format, xml, count=1)}))
+    with pytest.raises(LoadError, match="more than 64,000 cell formats"):
+        load(tmp_path, "formats.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/styles.xml": lambda xml: xml.replace(
+            b"</cellXfs>", b'<xf numFmtId="0"/>' * 64_001 + b"</cellXfs>", 1)}))
 
 
 @pytest.mark.parametrize("data", [
@@ -739,16 +775,41 @@ def test_xlsx_text_past_the_allowance_is_refused(tmp_path: Path) -> None:
 
 # --- pptx -------------------------------------------------------------------------------------------------------
 
-def test_pptx_slides_are_pages_read_from_the_top_with_tables_groups_and_notes(tmp_path: Path) -> None:
+def test_pptx_slides_are_pages_in_their_reading_order_with_tables_groups_and_notes(tmp_path: Path) -> None:
     document = load(tmp_path, "results.pptx", deck_bytes())
     assert document.file_type == "pptx" and document.title == "Quarterly results" and document.warnings == []
     assert [document.text[page.start:page.end] for page in document.pages] == [
-        "Quarterly results\n\nDraft for the board\n\nRevenue grew 12%\nCosts fell in the 华东 region\n\n"
+        "Quarterly results\n\nRevenue grew 12%\nCosts fell in the 华东 region\n\nDraft for the board\n\n"
         "Notes: Mention the new warehouse in Ningbo.",
         "Sales by region\n\nRegion | Sales\nNorth | 1,200\nSouth | 900\n\nSource: sales ledger",
         ""]
     assert load(tmp_path, "titled.pptx", deck_bytes(title="Board pack")).title == "Board pack"
     assert "Deep inside" in load(tmp_path, "groups.pptx", nested_groups_deck(100)).text  # 256 deep is refused
+
+
+def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path) -> None:
+    whole = load(tmp_path, "whole.pptx", deck_bytes())
+    first, second = (whole.text[page.start:page.end] for page in whole.pages[:2])
+    # The first slide listed again (read again each time: 20 listings of 10,000 text boxes took 23 s) is read once,
+    # and its second listing is an empty page, so that later slides keep their numbers.
+    again = load(tmp_path, "again.pptx", deck_rewritten({"ppt/presentation.xml": lambda xml: xml.replace(
+        b'<p:sldId id="257"', b'<p:sldId id="300" r:id="rId7"/><p:sldId id="257"', 1)}))
+    assert [again.text[page.start:page.end] for page in again.pages] == [first, "", second, ""]
+    # A slide without its layout is read (its shapes' positions are not looked up there); one that python-pptx
+    # cannot list loses only itself, with the reason.
+    unlaid = load(tmp_path, "unlaid.pptx", deck_rewritten({"ppt/slides/_rels/slide2.xml.rels": lambda xml: re.sub(
+        rb"<Relationship [^>]*slideLayout[^>]*/>", b"", xml)}))
+    assert unlaid.text == whole.text
+    part = b'<p:contentPart xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" r:id="rId9"/>'
+    broken = load(tmp_path, "broken.pptx", deck_rewritten({"ppt/slides/slide2.xml": lambda xml: xml.replace(
+        b"</p:spTree>", part + b"</p:spTree>", 1)}))  # python-pptx cannot list a slide holding a content part
+    assert [broken.text[page.start:page.end] for page in broken.pages] == [first, "", ""]
+    assert len(broken.warnings) == 1 and broken.warnings[0].startswith("slide 2 cannot be read: ")
+    # Without core properties python-pptx makes up the title "PowerPoint Presentation": the first slide's is used.
+    bare = load(tmp_path, "bare.pptx", deck_rewritten({"docProps/core.xml": lambda xml: None, "_rels/.rels": lambda
+                                                        xml: re.sub(rb"<Relationship [^>]*core-properties[^>]*/>", b"",
+                                                                    xml)}))
+    assert bare.title == "Quarterly results"
 
 
 @pytest.mark.parametrize("data", [

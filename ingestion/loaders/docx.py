@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -15,7 +14,7 @@ from docx.oxml.ns import qn
 from lxml.etree import _Element
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
-from ingestion.loaders.images import EmbeddedImages
+from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.ooxml import refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -32,7 +31,6 @@ _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr
                qn("w:noBreakHyphen"): "-"}
 _T = qn("w:t")
 _STYLE_ID = qn("w:val")
-_STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")  # python-docx names the stream
 
 
 class DocxLoader(Loader):
@@ -58,8 +56,7 @@ class DocxLoader(Loader):
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:
-            reason = _STREAM_REPR.sub("the file", str(error)) or type(error).__name__
-            raise LoadError(f"corrupt DOCX: {reason}") from error
+            raise LoadError(f"corrupt DOCX: {describe_error(error)}") from error
         body = document.element.body
         blocks = [block if block.text or block.drawings else _EMPTY for block in _blocks(body)]
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))

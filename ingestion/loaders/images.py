@@ -46,6 +46,9 @@ class ImageError(LoadError):
     """An image that cannot be used; the message is the reason a person reads."""
 
 
+_STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")
+
+
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """``data`` opened lazily (nothing decoded yet), refused unless a supported format within ``max_pixels``."""
     if not data:
@@ -212,9 +215,10 @@ def thumbnail_jpeg(image: Image.Image, max_side: int = 256, quality: int = 80) -
     return out.getvalue()
 
 
-def describe_error(error: Exception) -> str:
-    """An error's message, or its type's name when it has none."""
-    return str(error) or type(error).__name__
+def describe_error(error: BaseException) -> str:
+    """An error's message on one line (lxml's may hold line breaks), or its type's name when it has none; the
+    in-memory stream a library names ("file '<_io.BytesIO object at 0x...>'") becomes "the file"."""
+    return _STREAM_REPR.sub("the file", " ".join(str(error).split())) or type(error).__name__
 
 
 class EmbeddedImages:

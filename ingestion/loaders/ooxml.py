@@ -14,6 +14,8 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 # Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
 # parts are counted (by their "<", streamed) before anything parses them.
 MAX_XML_TAGS = 2_000_000
+# ... and per attribute (counted by their "="): 1.3 MB of elements with many attributes each parsed to 4.4 GB.
+MAX_XML_ATTRIBUTES = 4_000_000
 # Text is parsed, then joined, whole before its length is checked: the text between tags is counted too (an entity
 # as one byte; blanks between two tags only inside a text run, as indentation is not text). UTF-8 takes at most 4
 # bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
@@ -30,9 +32,10 @@ _UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZI
 
 
 def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
-    """An Office file (``kind``: DOCX, XLSX, PPTX) is a zip of XML: refuse one that would inflate past ``MAX_EXPANDED_BYTES``, or whose XML holds more
-    than ``MAX_XML_TAGS`` elements or more text than ``max_chars`` characters can take, or with a part that cannot
-    be unpacked, before anything unpacks or parses it."""
+    """An Office file (``kind``: DOCX, XLSX, PPTX) is a zip of XML: refuse one that would inflate past
+    ``MAX_EXPANDED_BYTES``, or whose XML holds more than ``MAX_XML_TAGS`` elements or ``MAX_XML_ATTRIBUTES``
+    attributes or more text than ``max_chars`` characters can take, or with a part that cannot be unpacked, before
+    anything unpacks or parses it."""
     max_text = BYTES_PER_CHARACTER * max_chars
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -41,7 +44,7 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
             if expanded > MAX_EXPANDED_BYTES:
                 raise LoadError(f"{kind} would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
-            tags = text = 0
+            tags = attributes = text = 0
             for member in members:
                 _refuse_unreadable(member, kind)
                 with archive.open(member) as part:
@@ -51,7 +54,10 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
                     if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
                         continue  # an image or other binary part: it cannot parse as XML, whatever its name
                     while chunk:
-                        tags += chunk.count(b"<")
+                        tags, attributes = tags + chunk.count(b"<"), attributes + chunk.count(b"=")
+                        if attributes > MAX_XML_ATTRIBUTES:
+                            raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} "
+                                            "attributes (an XML bomb?)")
                         if tags > MAX_XML_TAGS:
                             raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements "
                                             "(an XML bomb?)")

@@ -1,106 +1,169 @@
-"""Excel workbooks (.xlsx, .xlsm) through openpyxl: each worksheet a page of rows, read streaming, values as Excel
-last computed them."""
+"""Excel workbooks (.xlsx, .xlsm) through openpyxl: each sheet a page of rows, read streaming, values as a
+spreadsheet program last computed them."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from defusedxml import DefusedXmlException
 from openpyxl import load_workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.images import describe_error
 from ingestion.loaders.ooxml import refuse_bombs
 from kb.types import ExtractedDocument
-
-if TYPE_CHECKING:
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 MAX_ROWS = 1_048_576  # Excel's own limit: a row numbered past it is not read
 # Cells looked at, empty ones included: openpyxl fills each row out to its last cell, and a gap of rows with empty
 # ones, so a few kilobytes of XML naming far cells cost this much work (the text allowance bounds the rest).
 MAX_CELLS = 20_000_000
+# Excel's own limits on a number format's length and on cell formats: openpyxl matches each format against a
+# regular expression quadratic in its length (a code of 100,000 "[" took 6 s a style) and makes an object of each
+# cell format (1.9 million took 3.4 GB), before any sheet is read.
+MAX_FORMAT_CODE = 255
+MAX_CELL_FORMATS = 64_000
+_STYLES = "xl/styles.xml"  # where openpyxl reads them, whatever the package's relationships say
+_LONG_FORMAT = re.compile(rb"formatCode\s*=\s*(?:\"[^\"]{%d}|'[^']{%d})" % ((MAX_FORMAT_CODE + 1,) * 2))
+_CELL_FORMAT = re.compile(rb"<(?:[\w.-]+:)?xf[\s/>]")
+_HEADER_LOOKAHEAD = 10  # rows with values searched for the column headers
 
 
 class XlsxLoader(Loader):
-    """Each worksheet is a page that starts with its name, one line per row that holds a value. When a sheet's
-    first such row is all text (two cells or more), it is taken as the column headers, and each later row reads
-    "Header: value | Header: value", so that a passage cut from the middle of a table still says what its numbers
-    are. Formulas give the value Excel last computed and saved (none in a file no spreadsheet program computed);
-    charts, pictures and comments are not read."""
+    """Each sheet is a page, numbered as the workbook's tabs, that starts with its name, one line per row holding
+    a value (a chart sheet is an empty page). A row of text (two cells or more) directly above a row holding a
+    number, a date or a truth value, among a sheet's first rows, is taken as the column headers, and each later
+    row reads "Header: value | Header: value", so that a passage cut from the middle of a table still says what
+    its numbers are. Formulas give the value a spreadsheet program last saved (none in a file no spreadsheet
+    program computed); charts, pictures and comments are not read. A sheet that cannot be read is a warning."""
 
     file_type = "xlsx"
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         refuse_bombs(data, limits.max_chars, "XLSX")
+        _refuse_style_bombs(data)
         warnings: list[str] = []
         try:  # openpyxl reports a broken package with many exception types (zip, XML, missing parts, values)
             workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-            try:
-                title = (workbook.properties.title or "").strip() or None
-                sheets = _sheets(workbook.worksheets, limits, warnings)
-            finally:
-                workbook.close()
-        except LoadError:
-            raise
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:
             raise LoadError(_reason(error)) from error
+        try:
+            title = (workbook.properties.title or "").strip() or None
+            sheets = _Sheets(limits, warnings).read([workbook[name] for name in workbook.sheetnames])
+        finally:
+            workbook.close()
         text, pages = join_pages(sheets)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, pages=pages, warnings=warnings)
 
 
-def _sheets(worksheets: Iterable[ReadOnlyWorksheet], limits: Limits, warnings: list[str]) -> list[str]:
-    """Each worksheet's clean text ("" for one without values), within ``MAX_CELLS`` looked at for the workbook and
-    ``limits.max_chars`` of text."""
-    texts: list[str] = []
-    cells = length = 0
-    for sheet in worksheets:
+class _Sheets:
+    """Reads a workbook's sheets within ``MAX_CELLS`` looked at, ``limits.max_pages`` sheets and
+    ``limits.max_chars`` of text, counted as each cell is read."""
+
+    def __init__(self, limits: Limits, warnings: list[str]) -> None:
+        self.limits = limits
+        self.warnings = warnings
+        self.cells = 0
+        self.length = 0
+
+    def read(self, sheets: list[Any]) -> list[str]:
+        """Each sheet's clean text ("" for one without values, a chart sheet, or one listed again)."""
+        if len(sheets) > self.limits.max_pages:
+            self.warnings.append(f"only the first {self.limits.max_pages} of {len(sheets)} sheets were read "
+                                 "(max_pages)")
+        texts: list[str] = []
+        paths: set[str] = set()
+        for sheet in sheets[: self.limits.max_pages]:
+            path = getattr(sheet, "_worksheet_path", None)
+            if not isinstance(sheet, ReadOnlyWorksheet) or path in paths or self.cells > MAX_CELLS:
+                texts.append("")  # a chart sheet, a sheet part listed again (read once), or past the cells
+                continue
+            paths.add(path)
+            try:  # openpyxl reports broken cells (a shared string that is not there, ...) with many exceptions
+                lines = [sheet.title, *self._rows(sheet)]
+            except (LoadError, MemoryError):
+                raise
+            except Exception as error:
+                self.warnings.append(f"sheet {sheet.title[:100]} cannot be read: {describe_error(error)}")
+                lines = []
+            texts.append(clean_text("\n".join(lines)) if len(lines) > 1 else "")
+        return texts
+
+    def _rows(self, sheet: ReadOnlyWorksheet) -> Iterator[str]:
+        """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
         sheet.reset_dimensions()  # the size a file declares is not trusted: a row is as long as its last cell
-        lines, headers = [sheet.title], None
+        headers: dict[int, str] | None = None
+        candidate: list[tuple[int, str]] | None = None  # a row of text that may be the headers
+        seen = 0
         for row in sheet.iter_rows(max_row=MAX_ROWS, values_only=True):
-            cells += max(len(row), 1)
-            if cells > MAX_CELLS:
-                warnings.append(f"sheet {sheet.title}: only its first {len(lines) - 1} rows with values were read "
-                                f"(a workbook's first {MAX_CELLS:,} cells are read)")
-                break
-            values = [(column, text) for column, value in enumerate(row)
-                      if value is not None and (text := _text(value))]
+            self.cells += max(len(row), 1)
+            if self.cells > MAX_CELLS:
+                self.warnings.append(f"sheet {sheet.title}: only its first {seen} rows with values were read, and no "
+                                     f"later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
+                return
+            values = self._values(row)
             if not values:
                 continue
-            if headers is None and len(values) > 1 and all(isinstance(row[column], str) for column, _ in values):
-                headers = dict(values)
-                lines.append(" | ".join(value for _, value in values))
-            else:
-                lines.append(" | ".join(_labelled(headers or {}, values)))
-            length += len(lines[-1]) + 1
-            limits.check_chars(length)
-        texts.append(clean_text("\n".join(lines)) if len(lines) > 1 else "")
-        if cells > MAX_CELLS:
-            break
-    return texts
+            seen += 1
+            texts = all(isinstance(row[column], str) for column, _ in values)
+            if headers is None and candidate is not None and not texts:
+                headers = dict(candidate)  # text above a row of numbers, dates or truth values: column headers
+            if headers is None and seen <= _HEADER_LOOKAHEAD:
+                candidate = values if texts and len(values) > 1 else None
+            yield " | ".join(f"{headers[column]}: {value}" if headers and column in headers else value
+                             for column, value in values)
+
+    def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
+        """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
+        row of 3,000 cells naming one shared string of 1 MB was 3 GB before its length was checked)."""
+        values = []
+        for column, value in enumerate(row):
+            if value is not None and (text := _text(value)):
+                self.length += len(text) + 3
+                self.limits.check_chars(self.length)
+                values.append((column, text))
+        return values
+
+
+def _refuse_style_bombs(data: bytes) -> None:
+    """Refuse a workbook whose styles are over ``MAX_FORMAT_CODE`` or ``MAX_CELL_FORMATS``, read streaming before
+    openpyxl parses them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open(_STYLES) as part:
+            formats, tail = 0, b""
+            while chunk := part.read(1 << 20):
+                window = tail + chunk
+                if _LONG_FORMAT.search(window):
+                    raise LoadError(f"XLSX has a number format longer than {MAX_FORMAT_CODE} characters (Excel's "
+                                    "limit); refused before parsing")
+                formats += len(_CELL_FORMAT.findall(window)) - len(_CELL_FORMAT.findall(tail))
+                if formats > MAX_CELL_FORMATS:
+                    raise LoadError(f"XLSX has more than {MAX_CELL_FORMATS:,} cell formats (Excel's limit); refused "
+                                    "before parsing")
+                tail = window[-(MAX_FORMAT_CODE + 64):]
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, RuntimeError,
+            NotImplementedError):
+        return  # no styles, or not a readable zip: openpyxl reports it
 
 
 def _reason(error: BaseException) -> str:
-    """Why openpyxl could not read a workbook, in one line: it wraps what went wrong in a paragraph of its own."""
+    """Why openpyxl could not open a workbook, in one line: it wraps what went wrong in a paragraph of its own."""
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, DefusedXmlException):
             return "XLSX declares XML entities, which are refused (they can read other files or expand without bound)"
         cause = cause.__cause__ or cause.__context__
-    return f"corrupt XLSX: {(str(error) or type(error).__name__).splitlines()[0]}"
-
-
-def _labelled(headers: dict[int, str], values: list[tuple[int, str]]) -> Iterator[str]:
-    """A row's values, each after its column's header when it has one."""
-    for column, value in values:
-        header = headers.get(column)
-        yield f"{header}: {value}" if header else value
+    return f"corrupt XLSX: {describe_error(error)}"
 
 
 def _text(value: object) -> str:
