@@ -729,6 +729,10 @@ def test_xlsx_headers_are_text_above_numbers_and_a_glossary_has_none(tmp_path: P
     document = load(tmp_path, "report.xlsx", workbook_bytes(build))
     assert document.text == ("Sheet\nSales report 2024 | Confidential\nRegion | Sales\nRegion: North | Sales: 1200\n"
                              "Region: South | Sales: 900\n\nGlossary\napple | a red fruit\nbanana | a yellow fruit")
+    # A header is a short label: one of 10,000 characters was repeated before every value of its column.
+    long_header = load(tmp_path, "long.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
+        ["H" * 10_000, "Count"], ["x", 1])]))
+    assert long_header.text.endswith(f"\n{'H' * 80}: x | Count: 1")
 
 
 def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) -> None:

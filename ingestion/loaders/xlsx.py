@@ -34,6 +34,7 @@ _STYLES = "xl/styles.xml"  # where openpyxl reads them, whatever the package's r
 _LONG_FORMAT = re.compile(rb"formatCode\s*=\s*(?:\"[^\"]{%d}|'[^']{%d})" % ((MAX_FORMAT_CODE + 1,) * 2))
 _CELL_FORMAT = re.compile(rb"<(?:[\w.-]+:)?xf[\s/>]")
 _HEADER_LOOKAHEAD = 10  # rows with values searched for the column headers
+MAX_HEADER = 80  # characters of a column header repeated before each value
 
 
 class XlsxLoader(Loader):
@@ -117,11 +118,14 @@ class _Sheets:
             seen += 1
             texts = all(isinstance(row[column], str) for column, _ in values)
             if headers is None and candidate is not None and not texts:
-                headers = dict(candidate)  # text above a row of numbers, dates or truth values: column headers
+                # text above a row of numbers, dates or truth values: column headers, each a short label
+                headers = {column: value[:MAX_HEADER] for column, value in candidate}
             if headers is None and seen <= _HEADER_LOOKAHEAD:
                 candidate = values if texts and len(values) > 1 else None
-            yield " | ".join(f"{headers[column]}: {value}" if headers and column in headers else value
-                             for column, value in values)
+            labels = [f"{headers[column]}: " if headers and column in headers else "" for column, _ in values]
+            self.length += sum(len(label) for label in labels)  # repeated on every row: counted every time
+            self.limits.check_chars(self.length)
+            yield " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True))
 
     def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
         """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
