@@ -36,7 +36,7 @@ from tests.documents import (
     shared_resources_pdf_bytes,
     striped_scan_pdf,
 )
-from tests.hostile import masked_pictures_pdf
+from tests.hostile import deck_rewritten, masked_pictures_pdf
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -413,6 +413,16 @@ def test_pptx_pictures_have_their_slide_alt_text_and_span_and_a_missing_part_is_
     broken = load(tmp_path, "broken.pptx", out.getvalue())
     assert broken.images == [] and broken.text == document.text
     assert len(broken.warnings) == 1 and broken.warnings[0].startswith("slide 2: shape 'Picture ")
+    # 25 such pictures: the warnings are capped (250,000 of them made 21 MB of warnings).
+    many = deck_rewritten({"ppt/slides/slide2.xml": lambda xml: re.sub(
+        rb"<p:pic>.*?</p:pic>", lambda found: re.sub(rb'r:embed="[^"]+"', b'r:embed="rId999"', found.group(0)) * 25,
+        xml, flags=re.DOTALL)}, deck=data)
+    assert load(tmp_path, "many.pptx", many).warnings[20:] == ["5 more slide(s) or shape(s) could not be read"]
+    # A picture naming a part of the deck's XML (its bytes made again from the XML on each read: 2,000 such
+    # pictures of a 30 MB part took 93 s) is refused.
+    xml_picture = deck_rewritten({"ppt/slides/_rels/slide2.xml.rels": lambda rels: re.sub(
+        rb'Target="../media/[^"]+"', b'Target="../slides/slide1.xml"', rels)}, deck=data)
+    assert "it names a part of the deck's XML, not a picture" in load(tmp_path, "xml.pptx", xml_picture).warnings[0]
 
 
 # --- docx --------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import zipfile
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from pypdf import PdfReader, PdfWriter
 from ingestion.encoding import decode_text
 from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, loader_for, markdown
 from ingestion.loaders.base import Limits, clean_text
+from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import chinese_font_pdf, deck_bytes, pdf_bytes
@@ -741,18 +743,22 @@ def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) 
     again = load(tmp_path, "again.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/workbook.xml": lambda xml: re.sub(
         rb"(<sheet [^>]*?)name=\"Sheet\"([^>]*?)sheetId=\"1\"([^>]*/>)", rb'\g<0>\1name="Again"\2sheetId="2"\3', xml)}))
     assert again.text == "Sheet\nOnly once" and [(page.start, page.end) for page in again.pages] == [(0, 15), (15, 15)]
-    # A cell naming a shared string that is not there loses its sheet, with the reason, not the workbook.
-    broken = load(tmp_path, "broken.xlsx", xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="s"><v>99</v></c></row>'))
-    assert broken.text == "" and broken.warnings[0].startswith("sheet Sheet cannot be read: ")
+    # A cell naming a shared string that is not there loses the rest of its sheet, with the reason, not the workbook.
+    missing = b'<row r="2"><c r="A2" t="s"><v>99</v></c></row>'
+    broken = load(tmp_path, "broken.xlsx", xlsx_with_sheet_rows(row + missing))
+    assert broken.text == "Sheet\nOnly once"
+    assert broken.warnings == ["sheet Sheet cannot be read past row 1 with values: list index out of range"]
     # openpyxl matched each number format against a regular expression quadratic in its length, and made an object
-    # of every cell format: both are held to Excel's own limits before it parses them.
-    long_format = b'<numFmts count="1"><numFmt numFmtId="164" formatCode="%s"/></numFmts>' % (b"[" * 300)
+    # of every style record: both are bounded before it parses them (blanks around "=" hide nothing).
+    long_format = b'<numFmts count="1"><numFmt numFmtId="164" formatCode %s= "%s"/></numFmts>' % (
+        b" " * 5000, b"[" * 300)
     with pytest.raises(LoadError, match="a number format longer than 255 characters"):
         load(tmp_path, "format.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/styles.xml": lambda xml: re.sub(
             rb"<numFmts[^>]*/>|(?=<fonts)", long_format, xml, count=1)}))
-    with pytest.raises(LoadError, match="more than 64,000 cell formats"):
-        load(tmp_path, "formats.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/styles.xml": lambda xml: xml.replace(
-            b"</cellXfs>", b'<xf numFmtId="0"/>' * 64_001 + b"</cellXfs>", 1)}))
+    for record, closing in ((b'<xf numFmtId="0"/>', b"</cellXfs>"), (b"<font/>", b"</fonts>")):
+        with pytest.raises(LoadError, match="more than 100,000 style records"):
+            load(tmp_path, "formats.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/styles.xml": lambda xml: xml.replace(
+                closing, record * 100_001 + closing, 1)}))
 
 
 @pytest.mark.parametrize("data", [
@@ -814,6 +820,22 @@ def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path)
                                                         xml: re.sub(rb"<Relationship [^>]*core-properties[^>]*/>", b"",
                                                                     xml)}))
     assert bare.title == "Quarterly results"
+    misplaced = load(tmp_path, "misplaced.pptx", deck_rewritten({"_rels/.rels": lambda xml: xml.replace(
+        b'Target="docProps/core.xml"', b'Target="ppt/slides/slide1.xml"')}))  # not core properties: no title there
+    assert misplaced.title == "Quarterly results"
+
+
+def test_office_bomb_check_counts_elements_not_closing_tags() -> None:
+    # 60,000 rows of 10 cells, an ordinary workbook, were refused as an XML bomb: each cell's closing tags counted.
+    def package(xml: bytes) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("xl/worksheets/sheet1.xml", xml)
+        return out.getvalue()
+
+    refuse_bombs(package(b"<c><v>1</v></c>" * 900_000), 10**8, "XLSX")
+    with pytest.raises(LoadError, match="more than 2,000,000 elements"):
+        refuse_bombs(package(b"<c/>" * 2_000_001), 10**8, "XLSX")
 
 
 @pytest.mark.parametrize("data", [

@@ -38,12 +38,12 @@ class LoadError(KbError):
 class Limits:
     """The work one file may cost a loader; the defaults are those of the knowledge base's settings.
 
-    ``max_chars`` bounds the extracted text, ``max_pages`` the PDF pages read and ``max_markup_bytes`` the size of
-    an HTML page (parsing costs about a hundred times its size in memory). For images: ``max_pixels``
-    refuses decompression bombs from the header; embedded images under ``min_side`` on a side are decoration;
-    kept images are scaled down to ``max_side``; a document keeps at most ``max_images`` images (a repeated
-    picture counts each time it appears) and holds ``max_total_pixels`` pixels of them; a referenced image file
-    may hold ``max_bytes``, and all of a document's together ``max_total_bytes``.
+    ``max_chars`` bounds the extracted text, ``max_pages`` the pages read (PDF pages, slides, sheets) and
+    ``max_markup_bytes`` the size of an HTML page (parsing costs about a hundred times its size in memory). For
+    images: ``max_pixels`` refuses decompression bombs from the header; embedded images under ``min_side`` on a
+    side are decoration; kept images are scaled down to ``max_side``; a document keeps at most ``max_images``
+    images (a repeated picture counts each time it appears) and holds ``max_total_pixels`` pixels of them; a
+    referenced image file may hold ``max_bytes``, and all of a document's together ``max_total_bytes``.
     """
 
     max_chars: int = 10_000_000

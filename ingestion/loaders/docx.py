@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from docx import Document
-from docx.opc.part import Part
+from docx.opc.part import Part, XmlPart
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
@@ -174,6 +174,9 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                         images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
                         continue
                     name = related.partname.lstrip("/")
+                    if isinstance(related, XmlPart):  # its bytes are made again from its XML on every read
+                        images.skip(name, "names a part of the document's XML, not a picture")
+                        continue
                     if name not in hashes:
                         hashes[name] = hashlib.sha256(related.blob).hexdigest()
                     images.add_bytes(related.blob, name, sha256=hashes[name], start=start, end=end, alt=alt or None,

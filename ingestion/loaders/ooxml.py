@@ -54,7 +54,8 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
                     if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
                         continue  # an image or other binary part: it cannot parse as XML, whatever its name
                     while chunk:
-                        tags, attributes = tags + chunk.count(b"<"), attributes + chunk.count(b"=")
+                        tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
+                        attributes += chunk.count(b"=")
                         if attributes > MAX_XML_ATTRIBUTES:
                             raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} "
                                             "attributes (an XML bomb?)")

@@ -11,10 +11,11 @@ from typing import Any, NamedTuple
 
 from pptx import Presentation
 from pptx.opc.constants import RELATIONSHIP_TYPE
+from pptx.opc.package import XmlPart
 from pptx.shapes.group import GroupShape
 from pptx.shapes.picture import Picture
 
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.ooxml import refuse_bombs
 from kb.types import ExtractedDocument
@@ -80,6 +81,7 @@ def _read_slides(slides: list[Any], limits: Limits, warnings: list[str]) -> list
     read: list[_Slide] = []
     parts: set[int] = set()
     length = 0
+    unreadable = CappedWarnings(warnings, "{} more slide(s) or shape(s) could not be read")
     for number, slide in enumerate(slides, 1):
         if id(slide.part) in parts:
             read.append(_EMPTY)
@@ -90,12 +92,14 @@ def _read_slides(slides: list[Any], limits: Limits, warnings: list[str]) -> list
         except MemoryError:
             raise
         except Exception as error:
-            warnings.append(f"slide {number} cannot be read: {describe_error(error)}")
+            unreadable.add(f"slide {number} cannot be read: {describe_error(error)}")
             found = _EMPTY
-        warnings.extend(f"slide {number}: {failure}" for failure in found.failures)
+        for failure in found.failures:
+            unreadable.add(f"slide {number}: {failure}")
         length += len(found.text) + 2
         limits.check_chars(length)
         read.append(found)
+    unreadable.finish()
     return read
 
 
@@ -105,15 +109,17 @@ def _slide(slide: Any) -> _Slide:
     title = " ".join(heading.text_frame.text.split()) if heading is not None and heading.has_text_frame else None
     blocks: list[str] = [title] if title else []
     pictures: list[tuple[Any, str | None]] = []
-    failures: list[str] = []
+    failures: list[str] = []  # (capped by the caller)
     for shape in _in_reading_order(slide.shapes):
         if heading is not None and shape.shape_id == heading.shape_id:
             continue
         try:  # a shape python-pptx does not know (no geometry, a content part), or a picture without its part
             if isinstance(shape, Picture):  # placed pictures and pictures in placeholders
-                pictures.append((shape.part.related_part(shape._element.blip_rId),
-                                 shape._element._nvXxPr.cNvPr.get("descr") or None))
-            elif shape.has_text_frame:
+                part = shape.part.related_part(shape._element.blip_rId)
+                if isinstance(part, XmlPart):  # its bytes are made again from its XML on every read
+                    raise LoadError("it names a part of the deck's XML, not a picture")
+                pictures.append((part, shape._element._nvXxPr.cNvPr.get("descr") or None))
+            elif shape.has_text_frame and shape._element.txBody is not None:  # (asking for a text frame adds one)
                 blocks.append(_lines(paragraph.text for paragraph in shape.text_frame.paragraphs))
             elif shape.has_table:
                 blocks.append(_lines(" | ".join(" ".join(cell.text.split()) for cell in row.cells)
@@ -142,9 +148,11 @@ def _core_title(deck: Any) -> str | None:
     """The deck's core properties' title; None without the part (python-pptx would make one up)."""
     try:
         properties = deck.part.package.part_related_by(RELATIONSHIP_TYPE.CORE_PROPERTIES)
-    except KeyError:
+        return (properties.title or "").strip() or None
+    except MemoryError:
+        raise
+    except Exception:  # no such part, or another part in its place: no title of its own
         return None
-    return (properties.title or "").strip() or None
 
 
 def _lines(texts: Iterable[str]) -> str:
