@@ -68,8 +68,7 @@ class PageImages:
         shown, failures = False, []
         self._drawable, self._repeated = True, False
         for ordinal, (path, xobject) in enumerate(self._image_xobjects(pdf_page), 1):
-            reference = xobject.indirect_reference
-            identity = (reference.idnum, reference.generation) if reference is not None else id(xobject)
+            identity = _identity(xobject)
             if identity in self.seen:
                 shown = shown or identity not in self.failed
                 continue
@@ -120,8 +119,7 @@ class PageImages:
             return False, None  # ``wants`` refuses it, saying why
         vetted, refusal = _stream_vetted(xobject, limit)
         for said, mask, decoded in _masks(xobject):
-            reference = mask.indirect_reference
-            identity = (reference.idnum, reference.generation) if reference is not None else id(mask)
+            identity = _identity(mask)
             if identity not in self.masks:
                 width, height = _size(mask)
                 self.masks[identity] = (False, ImageError(
@@ -244,6 +242,12 @@ def _name(raw: bytes) -> str:
     if raw.isascii() and b"#" not in raw:
         return "/" + raw.decode("ascii")
     return NameObject.read_from_stream(io.BytesIO(b"/" + raw), None)
+
+
+def _identity(stream: StreamObject) -> tuple[int, int] | int:
+    """A stream's object number and generation; its ``id`` for a direct one."""
+    reference = stream.indirect_reference
+    return (reference.idnum, reference.generation) if reference is not None else id(stream)
 
 
 def _stream_vetted(stream: StreamObject, limit: int) -> tuple[bool, ImageError | None]:
