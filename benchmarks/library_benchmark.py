@@ -29,6 +29,7 @@ ADVERSARIAL = {
     "front matter title line of 200 KB of spaces": "---\ntitle: x" + " " * 200_000 + "y\n---\n\nbody\n",
     "200k opening brackets": "[" * 200_000,
     "100k image openers ![": "![" * 100_000,
+    "1M image openers ![ (2 MB)": "![" * 1_000_000,
     "200k alternating emphasis": "*a " * 66_666,
     "100k backtick runs": "`a``" * 50_000,
     "2,000 nested list items": "".join("  " * i + "- x\n" for i in range(2000)),
@@ -92,10 +93,11 @@ def compare_schedules(old_tree: Path, count: int) -> None:
 def load_markdown(tree: Path, files: list[Path]) -> tuple[dict[Path, Any], float, Any]:
     markdown, base = modules(tree, "ingestion.loaders.markdown", "ingestion.loaders.base")
     loader, documents = markdown.MarkdownLoader(), {}
-    loader.extract(files[0], b"# Warm-up\n\nText *with* [a link](x).\n", base.Limits(max_images=0), files[0].parent)
+    loader.extract(files[0], b"# Warm-up\n\nText *with* [a link](x).\n", base.Limits(max_images=0), files[0].parent,
+                   None)
     start = time.perf_counter()
     for path in files:
-        documents[path] = loader.extract(path, path.read_bytes(), base.Limits(max_images=0), path.parent)
+        documents[path] = loader.extract(path, path.read_bytes(), base.Limits(max_images=0), path.parent, None)
     return documents, time.perf_counter() - start, (markdown, base)
 
 
@@ -115,11 +117,11 @@ def compare_markdown(old_tree: Path, folders: list[Path]) -> None:
               f"{sum(o == 1 for o in overlaps)}; time old {old_seconds:.2f} s, new {new_seconds:.2f} s")
     for label, tree in (("old", old_tree), ("new", ROOT)):
         markdown, base = modules(tree, "ingestion.loaders.markdown", "ingestion.loaders.base")
-        markdown.MarkdownLoader().extract(Path("warm-up.md"), b"# Warm-up\n", base.Limits(), Path("."))
+        markdown.MarkdownLoader().extract(Path("warm-up.md"), b"# Warm-up\n", base.Limits(), Path("."), None)
         for name, text in ADVERSARIAL.items():
             start = time.perf_counter()
             markdown.MarkdownLoader().extract(Path("adversarial.md"), text.encode(),
-                                              base.Limits(max_images=0, max_chars=10**9), Path("."))
+                                              base.Limits(max_images=0, max_chars=10**9), Path("."), None)
             print(f"  {label} {name:44} {time.perf_counter() - start:7.2f} s", flush=True)
 
 

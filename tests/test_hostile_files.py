@@ -141,6 +141,7 @@ CASES = {
     "html images outside the folder": (_outside_references, None, 400, 30),
     "markdown images outside the folder": (_outside_markdown, None, 400, 30),
     "markdown front matter of 200 KB": (_write("front.md", front_matter_markdown), None, 400, 30),
+    "markdown of 2 MB of unclosed '!['": (_write("brackets.md", lambda: b"![" * 2**20), None, 400, 30),
     "html nested 3000 deep with images": (_write("deep.html", lambda: nested_html(3000)), None, 400, 30),
     "40 references to one large image": (_repeated_image, None, 500, 30),
     "docx with 40 pictures sharing one part": (

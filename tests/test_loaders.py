@@ -21,7 +21,7 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
-from tests.documents import chinese_font_pdf, deck_bytes, pdf_bytes
+from tests.documents import chinese_font_pdf, deck_bytes, image_bytes, pdf_bytes
 from tests.hostile import (
     deck_rewritten,
     docx_body,
@@ -361,6 +361,21 @@ def test_markdown_nested_deeper_than_the_parser_goes_loses_no_text(tmp_path: Pat
     assert document.text.endswith("Next section\n\nImportant paragraph.")
     assert [warning.split(": ")[0] for warning in document.warnings] == [
         "Markdown nested more than 50 levels deep at line 4", "Markdown nested more than 50 levels deep at line 30"]
+
+
+def test_markdown_of_unclosed_brackets_reads_them_as_text_once_its_label_budget_is_spent(tmp_path: Path) -> None:
+    """A run of unclosed ``![`` cost markdown-it 40 us a character in label scans (2 MB passed the file timeout):
+    past a budget the scans stop, the links found before it stay links, and the rest is read as it is written."""
+    (tmp_path / "photo.png").write_bytes(image_bytes())
+    source = "Intro with ![a photo](photo.png).\n\n" + "![x " * 100_000 + "\n\nLast [link](https://example.com).\n"
+    document = load(tmp_path, "brackets.md", source.encode())
+    assert document.text.startswith("Intro with a photo.\n\n![x ![x ")
+    assert document.text.count("![x") == 100_000 and document.text.endswith("Last [link](https://example.com).")
+    assert [image.alt for image in document.images] == ["a photo"]
+    assert document.warnings == ["Markdown with too many unclosed '[' to parse in time: links, images and footnotes "
+                                 "after the first ones read as plain text"]
+    ordinary = load(tmp_path, "links.md", ("See [the guide](guide.md) and [the faq](faq.md). " * 20_000).encode())
+    assert ordinary.warnings == [] and "[" not in ordinary.text
 
 
 def test_markdown_nesting_warnings_are_capped(tmp_path: Path) -> None:
@@ -837,3 +852,4 @@ def test_office_bomb_check_counts_elements_not_closing_tags() -> None:
     refuse_bombs(package(b"<c><v>1</v></c>" * 900_000), 10**8, "XLSX")
     with pytest.raises(LoadError, match="more than 2,000,000 elements"):
         refuse_bombs(package(b"<c/>" * 2_000_001), 10**8, "XLSX")
+

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.admon import admon_plugin
 from mdit_py_plugins.footnote import footnote_plugin
@@ -33,6 +34,12 @@ _FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
 _MAX_NESTING = 50
 _UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
+# Steps a document's link label scans may take, per character of the source: a document's own links take one or two
+# (a label is scanned once, a nested image again), while a run of unclosed ``[`` or ``![`` costs 25-40 steps and
+# 20-40 us a character (1 MB took 49 s). Past the budget, labels are no longer looked for: brackets read as text.
+_LABEL_STEPS_PER_CHAR = 1
+_LABEL_STEPS_FREE = 100_000
+_LABEL_BUDGET = "kb_label_steps_left"  # key in the parse's env: steps left to the document's label scans
 
 
 def _parser() -> MarkdownIt:
@@ -43,6 +50,7 @@ def _parser() -> MarkdownIt:
     parser.validateLink = lambda url: True  # type: ignore[method-assign]
     parser.normalizeLink = lambda url: url  # type: ignore[method-assign]
     _keep_too_deep(parser)
+    _bound_label_scans(parser)
     return parser
 
 
@@ -60,6 +68,30 @@ def _keep_too_deep(parser: MarkdownIt) -> None:
         tokenize(state, start, end)
 
     parser.block.tokenize = guarded  # type: ignore[method-assign]
+
+
+def _bound_label_scans(parser: MarkdownIt) -> None:
+    """Link, image and footnote labels are scanned by skipping one inline token at a time; this charges each skip to
+    the document's budget (``_LABEL_BUDGET`` in the parse's env) and, once it is spent, ends every scan at the end
+    of its paragraph, so that no label is found and the parse stays linear with a small constant."""
+    skip = parser.inline.skipToken
+
+    def bounded(state: StateInline) -> None:
+        left = state.env[_LABEL_BUDGET]
+        if left <= 0:
+            state.pos = state.posMax
+            return
+        state.env[_LABEL_BUDGET] = left - 1
+        skip(state)
+
+    parser.inline.skipToken = bounded  # type: ignore[method-assign]
+
+
+def _parse(source: str) -> tuple[list[Token], bool]:
+    """The tokens of ``source``, and whether its label scans spent their budget (later links read as text)."""
+    env = {_LABEL_BUDGET: _LABEL_STEPS_PER_CHAR * len(source) + _LABEL_STEPS_FREE}
+    tokens = _MARKDOWN.parse(source, env)
+    return tokens, env[_LABEL_BUDGET] <= 0
 
 
 _MARKDOWN = _parser()
@@ -90,12 +122,16 @@ class MarkdownLoader(Loader):
         limits.check_chars(len(decoded))
         title, source = _front_matter(decoded)
         rendered = _Renderer(first_line=decoded.count("\n", 0, len(decoded) - len(source)) + 1)
-        rendered.blocks(_MARKDOWN.parse(source))
+        tokens, labels_spent = _parse(source)
+        rendered.blocks(tokens)
         if title is None and rendered.headings:
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
         text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
         notes = _too_deep(rendered.unparsed)
+        if labels_spent:
+            notes.append("Markdown with too many unclosed '[' to parse in time: links, images and footnotes after "
+                         "the first ones read as plain text")
         images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root, on_kept))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
