@@ -210,3 +210,60 @@ def pdf_from_objects(objects: dict[int, bytes], info: int | None = None) -> byte
     trailer_info = b" /Info %d 0 R" % info if info is not None else b""
     out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (size, trailer_info, xref)
     return bytes(out)
+
+
+def email_bytes(body: str = "Hello,\n\nThe harbour lamps ship on Monday.\n", html: str | None = None,
+                attachments: list[tuple[str, bytes]] | None = None, subject: str = "Harbour lamps",
+                forwarded: list[bytes] | None = None) -> bytes:
+    """An e-mail message as a mail client writes it: a plain body (with an HTML alternative when ``html`` is given),
+    then each (file name, bytes) attachment, then each forwarded message."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+    from mimetypes import guess_type
+
+    message = EmailMessage()
+    message["From"] = "Li Wei <li.wei@example.com>"
+    message["To"] = "sales@example.com"
+    message["Date"] = "Fri, 16 Dec 2022 17:04:16 +0800"
+    message["Subject"] = subject
+    message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for name, data in attachments or []:
+        kind = guess_type(name)[0] or "application/octet-stream"
+        message.add_attachment(data, *kind.split("/"), filename=name)
+    for attached in forwarded or []:
+        from email import message_from_bytes
+        message.add_attachment(message_from_bytes(attached))
+    return message.as_bytes(policy=SMTP)
+
+
+_ODF = "urn:oasis:names:tc:opendocument:xmlns"
+ODF_NAMESPACES = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in {
+    "office": f"{_ODF}:office:1.0", "text": f"{_ODF}:text:1.0", "table": f"{_ODF}:table:1.0",
+    "draw": f"{_ODF}:drawing:1.0", "presentation": f"{_ODF}:presentation:1.0", "svg": f"{_ODF}:svg-compatible:1.0",
+    "xlink": "http://www.w3.org/1999/xlink", "dc": "http://purl.org/dc/elements/1.1/"}.items())
+_ODF_BODIES = {"odt": "text", "ods": "spreadsheet", "odp": "presentation"}
+
+
+def odf_bytes(kind: str, body: str, pictures: dict[str, bytes] | None = None, title: str | None = None,
+              prolog: str = "", meta: str | None = None) -> bytes:
+    """An OpenDocument package as LibreOffice writes it: ``body`` inside the office:text, office:spreadsheet or
+    office:presentation element of content.xml (``kind``: odt, ods, odp), pictures (and other parts) stored under
+    their names; meta.xml gives ``title``, or is ``meta`` as written."""
+    import zipfile
+
+    content = (f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<office:document-content {ODF_NAMESPACES}>'
+               f"<office:body><office:{_ODF_BODIES[kind]}>{body}</office:{_ODF_BODIES[kind]}></office:body>"
+               "</office:document-content>")
+    meta = meta if meta is not None else (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-meta {ODF_NAMESPACES}><office:meta>'
+        f"<dc:title>{title or ''}</dc:title></office:meta></office:document-meta>")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as package:
+        package.writestr("mimetype", f"application/vnd.oasis.opendocument.{_ODF_BODIES[kind]}")
+        package.writestr("content.xml", content)
+        package.writestr("meta.xml", meta)
+        for name, data in (pictures or {}).items():
+            package.writestr(name, data)
+    return buffer.getvalue()

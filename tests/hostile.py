@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.documents import image_bytes, pdf_from_objects
+from tests.documents import image_bytes, odf_bytes, pdf_from_objects
 
 SECRET = "OUTSIDE-SECRET-5f3a"  # text that lives outside every source folder: it must never show up anywhere
 SECRET_COLOUR = (13, 200, 77)
@@ -240,12 +240,14 @@ def docx_external_entity(target: Path) -> bytes:
 
 
 def office_external_entity(kind: str, target: Path) -> bytes:
-    """A workbook (``kind`` "xlsx") or a deck ("pptx") whose XML declares an external entity naming ``target`` and
-    uses it in a cell or on a slide (XXE)."""
+    """A workbook (``kind`` "xlsx"), a deck ("pptx") or an OpenDocument text ("odt") whose XML declares an external
+    entity naming ``target`` and uses it in a cell, on a slide or in a paragraph (XXE)."""
     doctype = b'<!DOCTYPE x [<!ENTITY leak SYSTEM "file://%s">]>' % str(target).encode()
     if kind == "xlsx":
         return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>entity: &leak; end</t></is></c></row>',
                                     doctype)
+    if kind == "odt":
+        return odf_bytes("odt", "<text:p>entity: &leak; end</text:p>", prolog=doctype.decode())
     return deck_rewritten({"ppt/slides/slide1.xml": lambda xml: xml.replace(b"?>", b"?>" + doctype, 1).replace(
         b"Revenue grew 12%", b"entity: &leak; end", 1)})
 
@@ -476,3 +478,12 @@ def lone_surrogate_pdf() -> bytes:
            b"/Contents 4 0 R >>",
         6: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap),
     })
+
+
+def mime_nested(depth: int, boundary: str = 'boundary="b{}"') -> bytes:
+    """A message of multiparts each inside the last, ``depth`` deep, with a line of text at the bottom; each
+    declares its boundary ``b<level>`` as ``boundary`` writes it."""
+    opening = b"".join(f"Content-Type: multipart/mixed; {boundary.format(level)}\n\n--b{level}\n".encode()
+                       for level in range(depth))
+    closing = b"".join(b"\n--b%d--\n" % level for level in reversed(range(depth)))
+    return b"Subject: deep\n" + opening + b"Content-Type: text/plain\n\ndeep text\n" + closing

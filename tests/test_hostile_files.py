@@ -31,7 +31,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
-from tests.documents import chinese_font_pdf, image_bytes
+from tests.documents import chinese_font_pdf, email_bytes, image_bytes, odf_bytes
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
@@ -49,6 +49,7 @@ from tests.hostile import (
     inline_images_pdf,
     many_scans_jpeg,
     masked_pictures_pdf,
+    mime_nested,
     nested_groups_deck,
     nested_html,
     noise_png,
@@ -157,6 +158,9 @@ CASES = {
         _write("far.xlsx", lambda: far_cells_xlsx(300_000)), None, 400, 30),
     "xlsx whose sheet holds 2.1 million empty rows": (
         _write("rows.xlsx", lambda: xlsx_with_sheet_rows(b"<row/>" * 2_100_000)), "XML bomb", 400, 30),
+    "eml of multiparts nested 5000 deep": (_write("deep.eml", lambda: mime_nested(5000)), "MIME bomb", 400, 30),
+    "eml attaching a docx whose xml expands to 50 MB": (_write("bomb.eml", lambda: email_bytes(attachments=[
+        ("bomb.docx", docx_xml_bomb(50))])), None, 400, 30),
     "pptx of groups nested 3000 deep": (_write("deep.pptx", lambda: nested_groups_deck(3000)), "Excessive depth",
                                         400, 30),
     "pptx with a part of 2.1 million elements": (_write("bomb.pptx", lambda: deck_rewritten(
@@ -197,6 +201,11 @@ CASES = {
     "docx external entity": (_docx_entity, None, 400, 30),
     "xlsx external entity": (_office_entity("xlsx"), "XLSX declares XML entities, which are refused", 400, 30),
     "pptx external entity": (_office_entity("pptx"), None, 400, 30),
+    "odt external entity": (_office_entity("odt"), "ODT declares a DTD or XML entities, which are refused", 400, 30),
+    "ods repeating one valued cell over 16,384 columns and a million rows": (_write("repeated.ods", lambda: odf_bytes(
+        "ods", '<table:table><table:table-row table:number-rows-repeated="1048576"><table:table-cell '
+        'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
+    )), "max_document_chars", 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
 }
 
@@ -234,6 +243,9 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("Masked page") == 10 and len(result["images"]) == 10
     if case.startswith("pdf page pdfium would draw"):
         assert result["text"] == "Hello text page one" and result["images"] == []
+    if case.startswith("eml attaching"):
+        assert result["text"].endswith("Attachment: bomb.docx\n\n(not read)")
+        assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")
     if case == "5000 refused image references":
         assert len(result["warnings"]) == 21 and result["warnings"][-1] == "4980 more image(s) skipped"
 

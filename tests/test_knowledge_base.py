@@ -27,7 +27,7 @@ from kb.errors import (
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
-from tests.documents import deck_bytes
+from tests.documents import deck_bytes, email_bytes, odf_bytes, pdf_bytes
 
 pytestmark = pytest.mark.databases()
 
@@ -96,7 +96,8 @@ def test_ingest_and_search_cite_exact_text(kb_factory, tmp_path: Path) -> None:
     assert stats.spaces[0].vectors == stats.chunks
 
 
-def test_workbooks_and_decks_are_ingested_and_cited_by_sheet_and_slide(kb_factory, tmp_path: Path) -> None:
+def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attachment(kb_factory,
+                                                                                     tmp_path: Path) -> None:
     from openpyxl import Workbook
 
     folder = tmp_path / "office"
@@ -108,9 +109,20 @@ def test_workbooks_and_decks_are_ingested_and_cited_by_sheet_and_slide(kb_factor
     prices.append(["Harbour lamp", 34.5])
     workbook.save(folder / "prices.xlsx")
     (folder / "results.pptx").write_bytes(deck_bytes())
+    terms_pdf = pdf_bytes([["Payment within 45 days."]])
+    (folder / "order.eml").write_bytes(email_bytes(attachments=[("terms.pdf", terms_pdf)]))
+    (folder / "plan.ods").write_bytes(odf_bytes("ods", '<table:table table:name="Summary"/><table:table '
+                                                'table:name="Budget"><table:table-row><table:table-cell><text:p>'
+                                                "Marketing budget tripled</text:p></table:table-cell></table:table-row>"
+                                                "</table:table>"))
     kb = kb_factory()
     report = kb.ingest(folder)
-    assert sorted(Path(path).name for path in report.added) == ["prices.xlsx", "results.pptx"] and not report.failed
+    assert sorted(Path(path).name for path in report.added) == ["order.eml", "plan.ods", "prices.xlsx", "results.pptx"]
+    assert not report.failed
+    [terms] = kb.search("Payment within 45 days", k=1, mode="keyword", filters=Filters(file_types=["eml"]))
+    assert (Path(terms.path).name, terms.page, terms.title) == ("order.eml", 2, "Harbour lamps")
+    [budget] = kb.search("marketing budget", k=1, mode="keyword", filters=Filters(file_types=["ods"]))
+    assert (Path(budget.path).name, budget.page) == ("plan.ods", 2)
     [lamp] = kb.search("Harbour lamp", k=1, mode="keyword")
     assert (Path(lamp.path).name, lamp.page) == ("prices.xlsx", 2)
     assert "Product: Harbour lamp | Price (EUR): 34.5" in lamp.text
@@ -555,8 +567,6 @@ def test_one_writer_at_a_time(kb_factory, tmp_path: Path) -> None:
 
 
 def test_pdf_hits_cite_their_page(kb_factory, tmp_path: Path) -> None:
-    from tests.documents import pdf_bytes
-
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "manual.pdf").write_bytes(pdf_bytes([["Chapter one covers assembly of the frame."],

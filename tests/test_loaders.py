@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import random
 import re
@@ -21,13 +22,14 @@ from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
-from tests.documents import chinese_font_pdf, deck_bytes, image_bytes, pdf_bytes
+from tests.documents import chinese_font_pdf, deck_bytes, email_bytes, image_bytes, odf_bytes, pdf_bytes
 from tests.hostile import (
     deck_rewritten,
     docx_body,
     docx_with_unreadable_parts,
     far_cells_xlsx,
     lone_surrogate_pdf,
+    mime_nested,
     nested_groups_deck,
     xlsx_with_sheet_rows,
 )
@@ -220,7 +222,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
-                                  "empty.pptx", "empty.png"])
+                                  "empty.pptx", "empty.eml", "empty.odt", "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
         load(tmp_path, name, b"")
@@ -243,6 +245,7 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
+            ".eml", ".odt", ".ods", ".odp",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg"]
@@ -853,3 +856,254 @@ def test_office_bomb_check_counts_elements_not_closing_tags() -> None:
     with pytest.raises(LoadError, match="more than 2,000,000 elements"):
         refuse_bombs(package(b"<c/>" * 2_000_001), 10**8, "XLSX")
 
+
+def test_office_bomb_check_counts_the_parts_after_a_broken_one() -> None:
+    """A part that could not be unpacked ended the whole count: a broken first part hid 20 million elements."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("first.xml"), b"<x>intact</x>")  # stored, so its bytes can be broken
+        archive.writestr("content.xml", b"<c/>" * 2_000_001)
+    with pytest.raises(LoadError, match="more than 2,000,000 elements"):
+        refuse_bombs(out.getvalue().replace(b"intact", b"broken", 1), 10**8, "ODT")
+
+
+# --- e-mail -----------------------------------------------------------------------------------------------------
+
+def test_email_reads_its_headers_body_and_each_attachment_as_a_page(tmp_path: Path) -> None:
+    (tmp_path / "secret.png").write_bytes(image_bytes())
+    report = pdf_bytes([["Quarterly revenue grew 12 percent."], ["Second page."]])
+    notes = b"# Notes\n\nMarkdown note. ![plan](secret.png) ![inline](data:image/png;base64,AAAA)\n"
+    forwarded = email_bytes("When do the lamps ship?", subject="Delivery question")
+    message = email_bytes(html="<p>Hello <b>HTML</b> twin</p>", subject="Harbour lamps", forwarded=[forwarded],
+                          attachments=[("report.pdf", report), ("photo.png", image_bytes(size=(80, 60))),
+                                       ("notes.md", notes), ("archive.zip", b"PK\x03\x04"),
+                                       ("broken.pdf", b"%PDF-1.4")])
+    document = load(tmp_path, "mail.eml", message)
+    assert document.title == "Harbour lamps"
+    pages = [document.text[page.start:page.end] for page in document.pages]
+    assert pages == [
+        "From: Li Wei <li.wei@example.com>\nTo: sales@example.com\nDate: Fri, 16 Dec 2022 17:04:16 +0800\n"
+        "Subject: Harbour lamps\n\nHello,\n\nThe harbour lamps ship on Monday.",  # the plain twin, not the HTML
+        "Attachment: report.pdf\n\nQuarterly revenue grew 12 percent.\n\nSecond page.",
+        "Attachment: photo.png",
+        "Attachment: notes.md\n\nNotes\n\nMarkdown note. plan inline",
+        "Attachment: archive.zip\n\n(not read)",
+        "Attachment: broken.pdf\n\n(not read)",
+        "From: Li Wei <li.wei@example.com>\nTo: sales@example.com\nDate: Fri, 16 Dec 2022 17:04:16 +0800\n"
+        "Subject: Delivery question\n\nWhen do the lamps ship?"]
+    [photo] = document.images
+    assert (photo.name, photo.page, document.text[photo.start:photo.end]) == ("photo.png", 3, "Attachment: photo.png")
+    assert document.warnings[0] == ("attachment notes.md: image secret.png skipped: names a file, and an attachment "
+                                    "has no folder to read it from")
+    assert document.warnings[2:] == [
+        "attachment archive.zip skipped: application/zip is not a file type the knowledge base reads",
+        "attachment broken.pdf skipped: corrupt PDF: Stream has ended unexpectedly"]
+
+
+def test_email_in_chinese_decodes_encoded_words_raw_headers_and_declared_charsets(tmp_path: Path) -> None:
+    encoded = email_bytes("货物周一发出。", subject="发货日期", attachments=[("报告.txt", "报告内容".encode())])
+    document = load(tmp_path, "encoded.eml", encoded)
+    assert b"=?utf-8?" in encoded and document.title == "发货日期"
+    assert document.text.endswith("Subject: 发货日期\n\n货物周一发出。\n\nAttachment: 报告.txt\n\n报告内容")
+    raw = ("Subject: 发货日期\nFrom: 李伟 <li@example.cn>\nContent-Type: text/plain; charset=gb2312\n\n"
+           "货物周一发出。\n").encode("gbk")  # 8-bit headers, as some clients send them
+    document = load(tmp_path, "raw.eml", raw)
+    assert (document.title, document.text) == ("发货日期", "From: 李伟 <li@example.cn>\nSubject: 发货日期\n\n货物周一发出。")
+
+
+def test_email_without_a_plain_body_reads_its_html_and_refuses_what_is_not_a_message(tmp_path: Path) -> None:
+    html_only = (b"Subject: Menu\nContent-Type: text/html; charset=utf-8\n\n<style>p{}</style><ul><li>Tea</li>"
+                 b"<li>Coffee</li></ul>")
+    assert load(tmp_path, "menu.eml", html_only).text == "Subject: Menu\n\nTea\nCoffee"
+    with pytest.raises(LoadError, match="not an e-mail message"):
+        load(tmp_path, "notes.eml", b"Just a note someone named .eml\n\nNo header lines at all.")
+
+
+def test_email_keeps_the_message_when_a_part_is_odd(tmp_path: Path) -> None:
+    """What mail clients really send: a forwarded message base64 encoded, parts without file names (read by their
+    type), a truncated encoded word, an 8-bit part naming a charset Python cannot use, a bounce's report, a
+    scan with no text, a byte-order mark. Each once lost the whole message or read as garbage."""
+    inner = base64.b64encode(b"From: a@example.com\nSubject: Inner\n\nInner body text.\n")
+    raw = (b"\xef\xbb\xbfSubject: =?utf-8?b?A?= outer\nContent-Type: multipart/mixed; boundary=z\n\n"
+           b"--z\nContent-Type: text/plain\n\nOuter body.\n"
+           b"--z\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n" + inner + b"\n"
+           b"--z\nContent-Type: text/plain; charset=idna\nContent-Disposition: attachment\n"
+           b"Content-Transfer-Encoding: 8bit\n\nAttached notes, caf\xc3\xa9.\n"
+           b"--z\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n"
+           + base64.b64encode(pdf_bytes([[]])) + b"\n"
+           b"--z\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n"
+           b"Final-Recipient: rfc822; lost@example.com\nStatus: 5.1.1\n--z--\n")
+    document = load(tmp_path, "odd.eml", raw)
+    assert document.title == "=?utf-8?b?A?= outer"
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Subject: =?utf-8?b?A?= outer\n\nOuter body.\n\nReporting-MTA: dns; mx.example.com\n"
+        "Final-Recipient: rfc822; lost@example.com\nStatus: 5.1.1",
+        "From: a@example.com\nSubject: Inner\n\nInner body text.",
+        "Attachment: part 3.txt\n\nAttached notes, café.",
+        "Attachment: part 4.pdf"]  # a page without text: no blank lines after its heading
+    assert document.warnings == ["attachment part 4.pdf: 1 of 1 pages have no text layer (scanned?)"]
+
+
+def test_email_warnings_of_attachments_are_capped(tmp_path: Path) -> None:
+    notes = "".join(f"![figure](f{number}.png) " for number in range(30)).encode()
+    message = email_bytes(attachments=[(f"n{number}.md", notes) for number in range(5)])
+    document = load(tmp_path, "warned.eml", message)
+    assert len(document.warnings) == 21 and document.warnings[-1] == "85 more warning(s) of attachments"
+
+
+@pytest.mark.parametrize("bomb, reason", [
+    (mime_nested(5000), "parts nested more than 20 levels deep"),
+    (mime_nested(900, "boundary*=''b{}"), "parts nested more than 20 levels deep"),  # RFC 2231: a regex missed it
+    (b"Content-Type: message/x\n\n" * 5000 + b"deep", "parts nested more than 20 levels deep"),
+    (b"Subject: parts\nContent-Type: multipart/mixed; boundary=<z>\n\n" + b"--z\r\rx\r" * 10_001, "10,000 parts"),
+    (b"Subject: lines\n\n" + b"a\n" * 4_000_001, "more than 4,000,000 lines"),
+])
+def test_email_refuses_mime_bombs_as_the_parser_makes_their_parts(tmp_path: Path, bomb: bytes, reason: str) -> None:
+    """Python's parser spent 10 s on 5,000 nested multiparts and then overflowed its stack; 300,000 parts took
+    42 s; 25 million short lines held 2.2 GB: each is refused as soon as the parser (or a count of lines) meets
+    it, however its boundaries are declared."""
+    with pytest.raises(LoadError, match=reason):
+        load(tmp_path, "bomb.eml", bomb)
+
+
+def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(tmp_path: Path) -> None:
+    """Twenty levels of multiparts, a thread quoting MIME headers, 101 forwarded messages side by side, a header
+    of 300,000 parameters (Python's parser is quadratic in them: 99 s); attachments past ``max_pages`` counted."""
+    assert load(tmp_path, "twenty.eml", mime_nested(20)).text == "Subject: deep\n\ndeep text"
+    quoting = email_bytes('Our mails say: Content-Type: multipart/mixed; boundary="b1"\n' * 30)
+    assert load(tmp_path, "quoting.eml", quoting).text.count('boundary="b1"') == 30
+    forwards = email_bytes(subject="Forwards", forwarded=[email_bytes(f"Mail {number}.") for number in range(101)])
+    assert len(load(tmp_path, "forwards.eml", forwards).pages) == 102
+    parameters = b'Subject: p\nContent-Type: text/plain; x="' + b";" * 300_000 + b'"\n\nbody\n'
+    assert load(tmp_path, "parameters.eml", parameters).text == "Subject: p\n\nbody"
+    many = email_bytes(attachments=[(f"note{number}.txt", f"note {number}".encode()) for number in range(30)])
+    path = tmp_path / "many.eml"
+    path.write_bytes(many)
+    document = loader_for(path).load(path, many, Limits(max_pages=10))
+    assert len(document.pages) == 10 and document.text.endswith("Attachment: note8.txt\n\nnote 8")
+    assert document.warnings == ["21 attachment(s) or forwarded message(s) past the first 10 pages not read "
+                                 "(max_pages)"]
+
+
+# --- opendocument -----------------------------------------------------------------------------------------------
+
+FLOAT = 'office:value-type="float"'
+
+
+def cell(text: str, attributes: str = "") -> str:
+    return f"<table:table-cell {attributes}><text:p>{text}</text:p></table:table-cell>"
+
+
+def test_odt_reads_paragraphs_lists_tables_and_footnotes_not_deletions_or_comments(tmp_path: Path) -> None:
+    body = ("<text:tracked-changes><text:changed-region><text:deletion><text:p>Deleted draft</text:p></text:deletion>"
+            "</text:changed-region></text:tracked-changes>"
+            '<text:h text:outline-level="1">Shipping <text:span>policy</text:span></text:h>'
+            '<text:p>Orders ship<text:s text:c="3"/>in two days.<text:tab/>Tabbed<text:line-break/>next line'
+            "<office:annotation><text:p>A reviewer comment</text:p></office:annotation><text:note>"
+            "<text:note-citation>1</text:note-citation><text:note-body><text:p>Weekdays only.</text:p></text:note-body>"
+            "</text:note></text:p><text:list><text:list-item><text:p>First item</text:p><text:list><text:list-item>"
+            "<text:p>Nested item</text:p></text:list-item></text:list></text:list-item></text:list>"
+            "<table:table><table:table-columns><table:table-column/></table:table-columns><table:table-header-rows>"
+            f"<table:table-row>{cell('Region')}{cell('Days')}</table:table-row></table:table-header-rows>"
+            f"<table:table-row>{cell('North')}{cell('2', FLOAT)}</table:table-row></table:table>"
+            '<text:p>See the map <draw:frame><draw:image xlink:href="Pictures/map.png"/><svg:title>Delivery map'
+            '</svg:title></draw:frame> here.</text:p><text:p>Linked <draw:frame>'
+            '<draw:image xlink:href="../secret.png"/></draw:frame></text:p>')
+    document = load(tmp_path, "policy.odt", odf_bytes("odt", body, {"Pictures/map.png": image_bytes()}))
+    assert document.title == "Shipping policy" and document.pages == []
+    assert document.text == ("Shipping policy\nOrders ship   in two days.\tTabbed\nnext line Weekdays only.\n"
+                             "First item\nNested item\nRegion | Days\nNorth | 2\nSee the map  here.\nLinked")
+    [picture] = document.images
+    assert (picture.name, picture.alt, document.text[picture.start:picture.end]) == (
+        "Pictures/map.png", "Delivery map", "See the map  here.")
+    assert document.warnings == ["image ../secret.png skipped: linked, not stored in the file"]
+    assert load(tmp_path, "titled.odt", odf_bytes("odt", body, title="Policy 2024")).title == "Policy 2024"
+
+
+def test_ods_reads_sheets_as_pages_with_column_headers_and_repeats(tmp_path: Path) -> None:
+    """LibreOffice writes a run of equal cells once with a repeat count, and pads each sheet with a million empty
+    repeated rows: values repeat as often as they are written, empty cells cost nothing."""
+    sheets = ('<table:table table:name="Prices"><table:table-row>' + cell("Product") + cell("Price")
+              + '<table:table-cell table:number-columns-repeated="16000"/></table:table-row>'
+              + '<table:table-row table:number-rows-repeated="2">' + cell("Lamp")
+              + cell("34.5", 'office:value-type="float" office:value="34.5"') + "</table:table-row>"
+              + "<table:table-row>" + cell("Desk", 'table:number-columns-repeated="2"') + cell("1")
+              + "</table:table-row>"
+              + '<table:table-row table:number-rows-repeated="1048000"><table:table-cell '
+              'table:number-columns-repeated="1024"/></table:table-row></table:table><table:table table:name="Empty"/>'
+              '<table:table table:name="Notes"><table:table-row>' + cell("Just text")
+              + "</table:table-row></table:table>")
+    document = load(tmp_path, "prices.ods", odf_bytes("ods", sheets, title="Price list"))
+    assert document.title == "Price list"
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Prices\nProduct | Price\nProduct: Lamp | Price: 34.5\nProduct: Lamp | Price: 34.5\n"
+        "Product: Desk | Price: Desk | 1", "", "Notes\nJust text"]
+
+
+def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path) -> None:
+    slides = ('<draw:page><draw:frame presentation:class="title"><draw:text-box><text:p>Results 2024</text:p>'
+              "</draw:text-box></draw:frame><draw:frame><draw:text-box><text:list><text:list-item>"
+              "<text:p>Revenue up 12%</text:p></text:list-item></text:list></draw:text-box></draw:frame>"
+              "<presentation:notes><draw:frame><draw:text-box><text:p>Mention Ningbo.</text:p></draw:text-box>"
+              "</draw:frame></presentation:notes>"
+              '</draw:page><draw:page><draw:frame><draw:image xlink:href="Pictures/chart.png"><text:p>Chart caption'
+              "</text:p></draw:image><svg:desc>Sales chart</svg:desc></draw:frame><draw:frame><table:table>"
+              f"<table:table-row>{cell('A')}{cell('B')}</table:table-row></table:table></draw:frame></draw:page>")
+    document = load(tmp_path, "results.odp", odf_bytes("odp", slides, {"Pictures/chart.png": image_bytes()}))
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Results 2024\nRevenue up 12%\nNotes: Mention Ningbo.", "Chart caption\nA | B"]
+    [chart] = document.images
+    assert (chart.alt, chart.page, document.text[chart.start:chart.end]) == ("Sales chart", 2, "Chart caption")
+
+
+def test_odt_places_pictures_on_their_paragraph_and_skips_what_is_generated(tmp_path: Path) -> None:
+    """A picture alone in its paragraph, one inside a link, an SVG with its PNG twin, a chart's rendering, a text
+    box inside a span, a table of contents, a numbered heading: as LibreOffice writes them."""
+    frame = '<draw:frame><draw:image xlink:href="Pictures/{}"/>{}</draw:frame>'
+    body = ('<text:table-of-content><text:index-body><text:p>Scope<text:tab/>1</text:p></text:index-body>'
+            "</text:table-of-content><text:h><text:number>1.</text:number>Scope</text:h>"
+            "<text:p>Before the map.</text:p>"
+            f"<text:p>{frame.format('a.png', '')}</text:p><text:p>After.</text:p>"
+            f"<text:p>Click <text:a>{frame.format('b.png', '')}</text:a> to open</text:p>"
+            f"<text:p>Flow {frame.format('d.svg', '').replace('</draw:frame>', '')}"
+            '<draw:image xlink:href="Pictures/c.png"/><svg:title>Flow chart</svg:title></draw:frame></text:p>'
+            '<text:p>Chart<draw:frame><draw:object xlink:href="./Object 1"/><draw:image xlink:href="./Object 1.png"/>'
+            "</draw:frame></text:p><text:p>Before <text:span>bold<draw:frame><draw:text-box><text:p>Box text</text:p>"
+            "</draw:text-box></draw:frame></text:span> after.</text:p>")
+    pictures = {f"Pictures/{name}.png": image_bytes(size=(40 + index, 40)) for index, name in enumerate("abc")}
+    pictures |= {"Pictures/d.svg": b"<svg/>", "Object 1.png": image_bytes(size=(50, 50))}
+    document = load(tmp_path, "layout.odt", odf_bytes("odt", body, pictures))
+    assert document.text == ("1. Scope\nBefore the map.\nAfter.\nClick  to open\nFlow\nChart\nBefore bold after.\n"
+                             "Box text")
+    assert document.title == "1. Scope" and document.warnings == []
+    assert [(image.name, image.alt, document.text[image.start:image.end]) for image in document.images] == [
+        ("Pictures/a.png", None, ""), ("Pictures/b.png", None, "Click  to open"),
+        ("Pictures/c.png", "Flow chart", "Flow")]
+    assert document.images[0].start == document.text.index("After.")  # where it stands, between two paragraphs
+
+
+def test_opendocument_refuses_entities_bombs_and_broken_packages(tmp_path: Path) -> None:
+    entity = odf_bytes("odt", "<text:p>&x;</text:p>", prolog='<!DOCTYPE x [<!ENTITY x SYSTEM "file:///etc/passwd">]>')
+    defaults = odf_bytes("odt", "<text:p>a<text:s/></text:p>", prolog="<!DOCTYPE x [<!ATTLIST text:s " + " ".join(
+        f'a{number} CDATA "v"' for number in range(100)) + ">]>")  # every element given 100 attributes
+    for name, data in (("entity.odt", entity), ("defaults.odt", defaults)):
+        with pytest.raises(LoadError, match="ODT declares a DTD or XML entities, which are refused"):
+            load(tmp_path, name, data)
+    with pytest.raises(LoadError, match="is encrypted: it needs a password"):
+        load(tmp_path, "locked.odt", odf_bytes("odt", "", {"META-INF/manifest.xml": b"<manifest:encryption-data/>"}))
+    bzipped = io.BytesIO()
+    with zipfile.ZipFile(bzipped, "w", zipfile.ZIP_BZIP2) as package:
+        package.writestr("content.xml", "<a/>")
+    with pytest.raises(LoadError, match=r"uses an unsupported compression \(bzip2\)"):
+        load(tmp_path, "bzipped.odt", bzipped.getvalue())
+    document = load(tmp_path, "meta.odt", odf_bytes("odt", "<text:h>Heading</text:h>", meta="<broken"))
+    assert document.title == "Heading" and document.warnings[0].startswith("meta.xml not read: corrupt ODT")
+    with pytest.raises(LoadError, match="corrupt ODS"):
+        load(tmp_path, "broken.ods", b"PK\x03\x04 not a zip")
+    deep = "<text:p>" + "<text:span>" * 100_000 + "deep" + "</text:span>" * 100_000 + "</text:p>"
+    assert load(tmp_path, "deep.odt", odf_bytes("odt", deep)).text == "deep"
+    repeated = ('<table:table table:name="S"><table:table-row table:number-rows-repeated="1048576">'
+                '<table:table-cell table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell>'
+                "</table:table-row></table:table>")
+    with pytest.raises(LoadError, match="more than 10,000,000 characters"):
+        load(tmp_path, "repeated.ods", odf_bytes("ods", repeated))

@@ -43,7 +43,8 @@ class Limits:
     images: ``max_pixels`` refuses decompression bombs from the header; embedded images under ``min_side`` on a
     side are decoration; kept images are scaled down to ``max_side``; a document keeps at most ``max_images``
     images (a repeated picture counts each time it appears) and holds ``max_total_pixels`` pixels of them; a
-    referenced image file may hold ``max_bytes``, and all of a document's together ``max_total_bytes``.
+    referenced image file may hold ``max_bytes``, and all of a document's together ``max_total_bytes``; files a
+    document names are read only when ``references`` (not for an e-mail's attachment, which has no folder).
     """
 
     max_chars: int = 10_000_000
@@ -56,6 +57,7 @@ class Limits:
     max_total_pixels: int = 100_000_000
     max_bytes: int = 50 * 2**20
     max_total_bytes: int = 200 * 2**20
+    references: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

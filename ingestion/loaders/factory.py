@@ -6,10 +6,12 @@ from pathlib import Path
 
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
+from ingestion.loaders.eml import EmlLoader
 from ingestion.loaders.html import HtmlLoader
 from ingestion.loaders.image import ImageLoader
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.markdown import MarkdownLoader
+from ingestion.loaders.odf import OdfLoader
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pptx import PptxLoader
 from ingestion.loaders.text import TextLoader
@@ -29,13 +31,18 @@ _LOADERS: dict[str, Loader] = {
     ".pptx": PptxLoader(),
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
+    ".odt": OdfLoader("odt"),
+    ".ods": OdfLoader("ods"),
+    ".odp": OdfLoader("odp"),
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)
-
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
 
 
 def loader_for(path: Path | str) -> Loader | None:
     """The loader for ``path``'s suffix, or None when the format is not supported (the caller skips it)."""
     return _LOADERS.get(Path(path).suffix.lower())
+
+
+_LOADERS[".eml"] = EmlLoader(loader_for)  # an e-mail's attachments are read by the loaders for their names
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)

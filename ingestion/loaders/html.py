@@ -55,17 +55,24 @@ class HtmlLoader(Loader):
         if len(data) > limits.max_markup_bytes:
             raise LoadError(f"over budget: HTML of {len(data) / 2**20:.1f} MB, over the "
                             f"{limits.max_markup_bytes / 2**20:g} MB limit (max_html_mb)")
-        text = encoding.decode_text(data, _declared_charset(data))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
-            soup = BeautifulSoup(text, "lxml")
-        del text
+        soup = _soup(encoding.decode_text(data, _declared_charset(data)))
         visible = clean_text(_render(soup))
         limits.check_chars(len(visible))
         notes: list[str] = []
         images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes, root, on_kept))
         return ExtractedDocument(text=visible, file_type=self.file_type, title=_title(soup), images=images,
                                  warnings=notes)
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML page or fragment (an e-mail's HTML body), its images not looked for."""
+    return clean_text(_render(_soup(markup)))
+
+
+def _soup(markup: str) -> BeautifulSoup:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is read as HTML on purpose
+        return BeautifulSoup(markup, "lxml")
 
 
 def image_source(img: Tag) -> tuple[str, str | None]:

@@ -352,6 +352,8 @@ class EmbeddedImages:
         None for a file met before (a repeat is counted; a refusal was reported once)."""
         if src.lower().startswith("data:"):
             return _data_uri(src, self.limits)
+        if not self.limits.references:
+            raise ImageError("names a file, and an attachment has no folder to read it from")
         path = local_path(src, folder)
         key = os.path.realpath(path)
         if key in self._files:

@@ -1,5 +1,5 @@
-"""Checks of an Office Open XML package (DOCX, XLSX, PPTX: a zip of XML parts) made before any library unpacks or
-parses it: its size unpacked, the elements and text its XML holds, and parts that cannot be unpacked."""
+"""Checks of an Office package (DOCX, XLSX, PPTX, OpenDocument: a zip of XML parts) made before any library unpacks
+or parses it: its size unpacked, the elements and text its XML holds, and parts that cannot be unpacked."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 
 from ingestion.loaders.base import LoadError
 
@@ -28,11 +29,13 @@ _ENTITY = re.compile(rb"&#?[0-9A-Za-z]+;")
 _COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
 _ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
-_UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+# What Office and LibreOffice write; zipfile unpacks a whole bzip2 block before cutting it to the size a part
+# declares, so a 2 KB part declared as 1,000 bytes held 2.5 GB.
+_UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 
 def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
-    """An Office file (``kind``: DOCX, XLSX, PPTX) is a zip of XML: refuse one that would inflate past
+    """An Office file (``kind``: DOCX, XLSX, PPTX, ODT, ODS, ODP) is a zip of XML: refuse one that would inflate past
     ``MAX_EXPANDED_BYTES``, or whose XML holds more than ``MAX_XML_TAGS`` elements or ``MAX_XML_ATTRIBUTES``
     attributes or more text than ``max_chars`` characters can take, or with a part that cannot be unpacked, before
     anything unpacks or parses it."""
@@ -47,28 +50,39 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
             tags = attributes = text = 0
             for member in members:
                 _refuse_unreadable(member, kind)
-                with archive.open(member) as part:
-                    chunk = part.read(_COUNT_CHUNK)
-                    while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
-                        chunk = part.read(_COUNT_CHUNK)
-                    if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
-                        continue  # an image or other binary part: it cannot parse as XML, whatever its name
-                    while chunk:
-                        tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
-                        attributes += chunk.count(b"=")
-                        if attributes > MAX_XML_ATTRIBUTES:
-                            raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} "
-                                            "attributes (an XML bomb?)")
-                        if tags > MAX_XML_TAGS:
-                            raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements "
-                                            "(an XML bomb?)")
-                        text += _text_bytes(chunk)
-                        if text > max_text:
-                            raise LoadError(f"over budget: {kind} XML holds more than {max_text:,} bytes of text; "
-                                            f"max_document_chars allows {max_chars:,} characters")
-                        chunk = part.read(_COUNT_CHUNK)
+                for chunk in _xml_chunks(archive, member):
+                    tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
+                    attributes += chunk.count(b"=")
+                    if attributes > MAX_XML_ATTRIBUTES:
+                        raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} "
+                                        "attributes (an XML bomb?)")
+                    if tags > MAX_XML_TAGS:
+                        raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements "
+                                        "(an XML bomb?)")
+                    text += _text_bytes(chunk)
+                    if text > max_text:
+                        raise LoadError(f"over budget: {kind} XML holds more than {max_text:,} bytes of text; "
+                                        f"max_document_chars allows {max_chars:,} characters")
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
         return  # not a readable zip: the loader's library reports it as corrupt
+
+
+def _xml_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A part's XML in pieces; nothing for an image or other binary part (it cannot parse as XML, whatever its
+    name). A part that turns out broken ends its pieces, and the parts after it are still counted (returning
+    from the whole check let a broken first part hide a bomb behind it)."""
+    try:
+        with archive.open(member) as part:
+            chunk = part.read(_COUNT_CHUNK)
+            while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
+                chunk = part.read(_COUNT_CHUNK)
+            if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
+                return
+            while chunk:
+                yield chunk
+                chunk = part.read(_COUNT_CHUNK)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        return  # its own reader reports it, if the loader reads it at all
 
 
 def _text_bytes(xml: bytes) -> int:
@@ -84,7 +98,7 @@ def _text_bytes(xml: bytes) -> int:
 
 def _refuse_unreadable(member: zipfile.ZipInfo, kind: str) -> None:
     """Refuse a part that zipfile cannot unpack: an encrypted one (a password-protected package) or one compressed
-    with a method it lacks (deflate64, from some zip tools; Office only stores or deflates)."""
+    with a method Office and LibreOffice never use (deflate64 or bzip2, from some zip tools: they store or deflate)."""
     name = member.filename[:200]
     if member.flag_bits & _ENCRYPTED:
         raise LoadError(f"{kind} is encrypted: its part {name} needs a password")

@@ -18,12 +18,10 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import describe_error
 from ingestion.loaders.ooxml import refuse_bombs
+from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders
 from kb.types import ExtractedDocument
 
 MAX_ROWS = 1_048_576  # Excel's own limit: a row numbered past it is not read
-# Cells looked at, empty ones included: openpyxl fills each row out to its last cell, and a gap of rows with empty
-# ones, so a few kilobytes of XML naming far cells cost this much work (the text allowance bounds the rest).
-MAX_CELLS = 20_000_000
 # Excel's own limit on a number format's length, and a bound on style records: openpyxl matches each format against
 # a regular expression quadratic in its length (a code of 100,000 "[" took 6 s a style) and makes an object of each
 # record (1.9 million cell formats took 3.4 GB), before any sheet is read.
@@ -31,8 +29,6 @@ MAX_FORMAT_CODE = 255
 MAX_STYLE_RECORDS = 100_000  # cell formats, fonts, fills, borders, ... (1.9 million fonts took 36 s and 913 MB)
 _STYLE_RECORDS = frozenset({"xf", "font", "fill", "border", "dxf", "numFmt", "cellStyle"})
 _STYLES = "xl/styles.xml"  # where openpyxl reads them, whatever the package's relationships say
-_HEADER_LOOKAHEAD = 10  # rows with values searched for the column headers
-MAX_HEADER = 80  # characters of a column header repeated before each value
 
 
 class XlsxLoader(Loader):
@@ -103,29 +99,20 @@ class _Sheets:
     def _rows(self, sheet: ReadOnlyWorksheet) -> Iterator[str]:
         """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
         sheet.reset_dimensions()  # the size a file declares is not trusted: a row is as long as its last cell
-        headers: dict[int, str] | None = None
-        candidate: list[tuple[int, str]] | None = None  # a row of text that may be the headers
-        seen = 0
+        headers = ColumnHeaders()
         for row in sheet.iter_rows(max_row=MAX_ROWS, values_only=True):
             self.cells += max(len(row), 1)
             if self.cells > MAX_CELLS:
-                self.warnings.append(f"sheet {sheet.title}: only its first {seen} rows with values were read, and no "
-                                     f"later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
+                self.warnings.append(f"sheet {sheet.title}: only its first {headers.seen} rows with values were "
+                                     f"read, and no later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
                 return
             values = self._values(row)
             if not values:
                 continue
-            seen += 1
-            texts = all(isinstance(row[column], str) for column, _ in values)
-            if headers is None and candidate is not None and not texts:
-                # text above a row of numbers, dates or truth values: column headers, each a short label
-                headers = {column: value[:MAX_HEADER] for column, value in candidate}
-            if headers is None and seen <= _HEADER_LOOKAHEAD:
-                candidate = values if texts and len(values) > 1 else None
-            labels = [f"{headers[column]}: " if headers and column in headers else "" for column, _ in values]
-            self.length += sum(len(label) for label in labels)  # repeated on every row: counted every time
+            line, labelled = headers.line(values, all(isinstance(row[column], str) for column, _ in values))
+            self.length += labelled  # repeated on every row: counted every time
             self.limits.check_chars(self.length)
-            yield " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True))
+            yield line
 
     def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
         """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a

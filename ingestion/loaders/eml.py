@@ -1,0 +1,343 @@
+"""E-mail messages (``.eml``: RFC 5322 with MIME): the headers a reader needs and the body's text, then each
+attachment read by the loader for its name as a page of its own, so that a citation names it. Attached pictures are
+the message's images; a forwarded message is read as the message is, to a bounded depth."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import mimetypes
+import quopri
+import re
+from collections.abc import Callable
+from email.errors import HeaderParseError
+from email.feedparser import BytesFeedParser
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import Compat32
+from pathlib import Path, PurePosixPath
+
+from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.html import html_text
+from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
+from ingestion.loaders.images import EmbeddedImages, describe_error
+from ingestion.loaders.ooxml import BYTES_PER_CHARACTER
+from kb.types import ExtractedDocument, ExtractedImage
+
+_HEADERS = ("From", "To", "Cc", "Date", "Subject")
+_BODY_TYPES = ("text/plain", "text/html")
+# What Python's e-mail parser is given. Each level of nesting costs it on every line it reads, and a Python frame
+# (1,000 levels overflowed the stack after 10 s); each part about 50 us; each line about 90 bytes held (25 million
+# short lines took 2.2 GB). Parts and nesting are counted as the parser makes each part.
+_MAX_DEPTH = 20  # parts nested deeper (multiparts, forwarded messages) are not read
+_MAX_PARTS = 10_000  # of a message and the messages attached to it, together
+_MAX_LINES = 4_000_000
+_MAX_HEADER = 2000  # characters of one header read: a longer one is cut before anything parses it
+# ... and ';' in one: Python's parameter parser is quadratic in them (300,000 took 99 s).
+_MAX_PARAMETERS = 100
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes over 127 in a header, as the parser keeps them
+_BOM = b"\xef\xbb\xbf"
+_TRANSFER_ENCODED = ("base64", "quoted-printable")
+
+LoaderFor = Callable[[str], Loader | None]
+
+
+class _AsWritten(Compat32):
+    """Python's compat32 parsing, but a header read is the value as written (bytes over 127 kept as surrogate
+    escapes, decoded by ``_raw``), not a ``Header`` that shows them as U+FFFD; cut to ``_MAX_HEADER`` characters
+    and ``_MAX_PARAMETERS`` parameters before the parser or anything else reads it."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        value = value[:_MAX_HEADER]
+        return ";".join(value.split(";", _MAX_PARAMETERS + 1)[: _MAX_PARAMETERS + 1])
+
+
+_POLICY = _AsWritten()
+
+
+class _BoundedParser(BytesFeedParser):
+    """Python's e-mail parser, refusing a message as it makes a part nested more than ``_MAX_DEPTH`` deep or one
+    more than the parts it may make (the parser's own count, so that no way of declaring a boundary escapes it)."""
+
+    def __init__(self, parts_left: int) -> None:
+        super().__init__(policy=_POLICY)
+        self.parts_left = parts_left
+
+    def _new_message(self) -> None:  # the parser's hook, called as each part begins
+        if len(self._msgstack) > _MAX_DEPTH:
+            raise LoadError(f"MIME bomb? parts nested more than {_MAX_DEPTH} levels deep")
+        self.parts_left -= 1
+        if self.parts_left < 0:
+            raise LoadError(f"MIME bomb? more than {_MAX_PARTS:,} parts, with those of the messages attached")
+        super()._new_message()
+
+
+class EmlLoader(Loader):
+    """Text of an e-mail message: its From, To, Cc, Date and Subject lines, then its body (the plain text of a
+    message that also has HTML, else the HTML's visible text); the Subject is the title. Each attachment a loader
+    reads (chosen by ``loader_for`` from its file name) follows as a page beginning ``Attachment: <name>``, its own
+    images and warnings kept; an attached picture is an image of the message on such a page. An attachment's HTML
+    or Markdown is never given a folder to read files from."""
+
+    file_type = "eml"
+
+    def __init__(self, loader_for: LoaderFor) -> None:
+        self.loader_for = loader_for
+
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                on_kept: OnKept | None) -> ExtractedDocument:
+        reading = _Reading(limits, root, on_kept, self.loader_for)
+        message = reading.parse(data)
+        if not message.keys():
+            raise LoadError("not an e-mail message: no header lines")
+        reading.message(message, 0)
+        return reading.document(self.file_type, _header(message, "Subject"))
+
+
+class _Reading:
+    """One message being read: its pages (each message, then each attachment), images and warnings. The message
+    has one set of limits: each attachment may cost what is left of its characters, pages, HTML, images and
+    pixels."""
+
+    def __init__(self, limits: Limits, root: Path, on_kept: OnKept | None, loader_for: LoaderFor) -> None:
+        self.limits = limits
+        self.loader_for = loader_for
+        self.pages: list[str] = []
+        self.notes: list[str] = []
+        self.images = EmbeddedImages(limits, self.notes, root, on_kept)
+        self.attached: list[tuple[int, int, ExtractedImage]] = []  # (page, offset in it, image) of attachments'
+        self.on_kept = on_kept
+        self.root = root
+        self.skipped = CappedWarnings(self.notes, "{} more part(s) of the message skipped")
+        self.passed_on = CappedWarnings(self.notes, "{} more warning(s) of attachments")
+        self.unread = 0  # attachments past max_pages
+        self.parts_left = _MAX_PARTS
+        self.chars = 0  # of the text read so far
+        self.more_pages = 0  # pages of attachments beyond the one each is
+        self.markup = 0  # bytes of HTML read so far
+
+    def parse(self, data: bytes) -> Message:
+        """The message in ``data`` (the file, or one attached to it), refused as soon as it is a bomb."""
+        data = data.removeprefix(_BOM)
+        if max(data.count(b"\n"), data.count(b"\r")) > _MAX_LINES:
+            raise LoadError(f"MIME bomb? more than {_MAX_LINES:,} lines")
+        parser = _BoundedParser(self.parts_left)
+        parser.feed(data)
+        message = parser.close()
+        self.parts_left = parser.parts_left
+        return message
+
+    def message(self, message: Message, depth: int) -> None:
+        """A message (the file, or one forwarded in it) as a page: its header lines, then the text of its body;
+        its attachments follow as pages of their own."""
+        if not self._page_left():
+            return
+        page = len(self.pages)
+        self.pages.append("")
+        body: list[str] = []
+        self._add(body, "\n".join(f"{name}: {value}" for name in _HEADERS if (value := _header(message, name))))
+        self._part(message, depth, body)
+        self.pages[page] = "\n\n".join(text for text in body if text)
+
+    def _add(self, body: list[str], text: str) -> None:
+        if text:
+            self.chars += len(text) + 2
+            self.limits.check_chars(self.chars)
+            body.append(text)
+
+    def _part(self, part: Message, depth: int, body: list[str]) -> None:
+        kind = part.get_content_type()
+        if depth > _MAX_DEPTH:
+            self.skipped.add(f"a {kind} part nested more than {_MAX_DEPTH} levels deep skipped")
+        elif part.is_multipart() and kind == "message/delivery-status":  # a bounce's report: blocks of fields
+            self._add(body, "\n".join(f"{name}: {' '.join(_raw(value).split())}"
+                                      for block in part.get_payload() for name, value in block.items()))
+        elif part.is_multipart() and part.get_content_maintype() == "message":
+            for forwarded in part.get_payload():
+                self._forwarded(part, forwarded, depth + 1)
+        elif part.is_multipart():
+            children = part.get_payload()
+            for child in _preferred(children) if kind == "multipart/alternative" else children:
+                self._part(child, depth + 1, body)
+        else:
+            name = _filename(part)
+            if name is None and kind in _BODY_TYPES and part.get_content_disposition() != "attachment":
+                self._add(body, self._body_text(part, kind))
+            else:
+                suffix = mimetypes.guess_extension(kind) or ""  # a nameless part is read by its type
+                self._attachment(part, name or f"part {len(self.pages) + 1}{suffix}", kind, depth)
+
+    def _forwarded(self, part: Message, forwarded: Message, depth: int) -> None:
+        """A forwarded message; one sent base64 or quoted-printable encoded (the parser reads it as a message of
+        no headers, its body the encoded text) is decoded and read again."""
+        encoded = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if encoded not in _TRANSFER_ENCODED or forwarded.keys():
+            self.message(forwarded, depth)
+            return
+        raw = str(forwarded.get_payload()).encode("ascii", "surrogateescape")
+        try:
+            self.message(self.parse(base64.b64decode(raw) if encoded == "base64" else quopri.decodestring(raw)),
+                         depth)
+        except (LoadError, ValueError) as error:
+            self.skipped.add(f"a forwarded message skipped: {describe_error(error)}")
+
+    def _body_text(self, part: Message, kind: str) -> str:
+        data = part.get_payload(decode=True) or b""
+        if kind == "text/html":
+            if self.markup + len(data) > self.limits.max_markup_bytes:
+                self.skipped.add(f"an HTML body of {len(data) / 2**20:.1f} MB skipped: over the "
+                                 f"{self.limits.max_markup_bytes / 2**20:g} MB of HTML a message may hold "
+                                 "(max_html_mb)")
+                return ""
+            self.markup += len(data)
+        elif len(data) > BYTES_PER_CHARACTER * (self.limits.max_chars - self.chars):
+            self.limits.check_chars(self.chars + len(data) // BYTES_PER_CHARACTER)  # refused before it is decoded
+        try:
+            text = encoding.decode_text(data, part.get_content_charset())
+        except LoadError as error:
+            self.skipped.add(f"a {kind} body skipped: {error}")
+            return ""
+        return html_text(text) if kind == "text/html" else clean_text(text)
+
+    def _attachment(self, part: Message, name: str, kind: str, depth: int) -> None:
+        if not self._page_left():
+            return
+        suffix = PurePosixPath(name).suffix.lower()
+        if suffix == ".eml":  # a message attached as a file, not as a message part
+            try:
+                self.message(self.parse(part.get_payload(decode=True) or b""), depth + 1)
+            except LoadError as error:
+                self.skipped.add(f"attached message {name} skipped: {error}")
+            return
+        heading = f"Attachment: {name}"
+        page = len(self.pages)
+        self.pages.append(heading)
+        self.chars += len(heading) + 2
+        picture = kind.startswith("image/") or suffix in IMAGE_SUFFIXES
+        loader = None if picture else self.loader_for(name)
+        try:
+            if loader is None and not picture:  # refused before its payload is decoded
+                raise LoadError(f"{kind} is not a file type the knowledge base reads")
+            data = part.get_payload(decode=True) or b""
+            if not data:
+                raise LoadError("empty")
+            if loader is None:
+                self.images.add_bytes(data, name, page=page + 1, start=0, end=len(heading))
+                return
+            document = loader.load(Path(name), data, self._limits_left(), self.root, self.on_kept)
+        except MemoryError:  # the file is over the memory budget: that is the reason
+            raise
+        except Exception as error:  # a broken or hostile attachment costs its page, not the message
+            self.pages[page] += "\n\n(not read)"
+            self.skipped.add(f"attachment {name} skipped: {describe_error(error)}")
+            return
+        if document.text:
+            self.pages[page] += f"\n\n{document.text}"
+            self.chars += len(document.text) + 2
+            self.limits.check_chars(self.chars)
+        offset = len(heading) + 2 if document.text else len(heading)
+        self.attached.extend((page, offset, image) for image in document.images)
+        self.more_pages += max(len(document.pages) - 1, 0)
+        self.markup += len(data) if loader.file_type == "html" else 0
+        for warning in document.warnings:
+            self.passed_on.add(f"attachment {name}: {warning}")
+
+    def _page_left(self) -> bool:
+        if len(self.pages) + self.more_pages < self.limits.max_pages:
+            return True
+        self.unread += 1
+        return False
+
+    def _limits_left(self) -> Limits:
+        """What an attachment may still cost: the message's limits less what it took so far (its page counts as
+        the attachment's first)."""
+        held = [*self.images.images, *(image for _, _, image in self.attached)]
+        return dataclasses.replace(
+            self.limits, references=False, max_chars=self.limits.max_chars - self.chars,
+            max_pages=max(1, self.limits.max_pages - len(self.pages) - self.more_pages + 1),
+            max_markup_bytes=max(0, self.limits.max_markup_bytes - self.markup),
+            max_images=max(0, self.limits.max_images - len(held)),
+            max_total_pixels=max(0, self.limits.max_total_pixels - sum(
+                image.image.width * image.image.height for image in held)))
+
+    def document(self, file_type: str, title: str | None) -> ExtractedDocument:
+        """The message's pages joined, each image moved onto its page; repeats of a picture kept once."""
+        self.skipped.finish()
+        self.passed_on.finish()
+        if self.unread:
+            self.notes.append(f"{self.unread} attachment(s) or forwarded message(s) past the first "
+                              f"{self.limits.max_pages} pages not read (max_pages)")
+        text, pages = join_pages(self.pages)
+        self.limits.check_chars(len(text))
+        images = self.images.finish()
+        for image in images:
+            start = pages[(image.page or 1) - 1].start
+            image.start, image.end = image.start + start, image.end + start
+        kept = {image.sha256 for image in images}
+        for page, offset, image in self.attached:
+            if image.sha256 not in kept:
+                kept.add(image.sha256)
+                start = pages[page].start + offset
+                image.page, image.start, image.end = page + 1, image.start + start, image.end + start
+                images.append(image)
+        return ExtractedDocument(text=text, file_type=file_type, title=title, images=images, warnings=self.notes,
+                                 pages=pages)
+
+
+def _preferred(alternatives: list[Message]) -> list[Message]:
+    """Of a multipart/alternative's versions, the plain text one, else the HTML one, else the last (the richest,
+    by RFC 2046's order)."""
+    for kind in _BODY_TYPES:
+        for alternative in alternatives:
+            if alternative.get_content_type() == kind and _filename(alternative) is None:
+                return [alternative]
+    return alternatives[-1:]
+
+
+def _header(message: Message, name: str) -> str | None:
+    """A header's values on one line, RFC 2047 encoded words decoded; None when absent or blank."""
+    values = [" ".join(_decoded(" ".join(_raw(value).split())).split()) for value in message.get_all(name, [])]
+    return " ".join(clean_text(value) for value in values if value) or None
+
+
+def _filename(part: Message) -> str | None:
+    """An attachment's file name, encoded words decoded and any folders dropped (it names nothing on disk)."""
+    try:
+        raw = part.get_filename()
+    except (LookupError, ValueError):
+        return None
+    name = " ".join(_decoded(" ".join(_raw(raw).split())).split()) if raw else ""
+    return clean_text(PurePosixPath(name.replace("\\", "/")).name) or None
+
+
+def _raw(value: object) -> str:
+    """A header value as written, cut to ``_MAX_HEADER``; raw 8-bit bytes (UTF-8 or GBK, as some clients send
+    them) are decoded as a text file's are, not replaced."""
+    text = str(value)[:_MAX_HEADER]
+    if not _ESCAPED.search(text):
+        return text
+    return _text_of(text.encode("ascii", "surrogateescape"), None)
+
+
+def _decoded(value: str) -> str:
+    """RFC 2047 encoded words decoded; each in a charset Python lacks as a text file's bytes are; a broken one as
+    written."""
+    try:
+        words = decode_header(value)
+    except (HeaderParseError, ValueError):
+        return value
+    try:
+        return str(make_header(words))
+    except (LookupError, UnicodeError, HeaderParseError, ValueError):
+        return "".join(word if isinstance(word, str) else _text_of(word, charset) for word, charset in words)
+
+
+def _text_of(data: bytes, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "ascii")
+    except (LookupError, UnicodeError):
+        try:
+            return encoding.decode_text(data)
+        except LoadError:
+            return data.decode("latin-1")
