@@ -296,8 +296,8 @@ class IngestionSettings(SettingsGroup):
         "fails before it is parsed"
     ))
     max_pages: int = Field(default=2000, ge=1, description=(
-        "pages read per file (a PDF's pages, a deck's slides, a workbook's sheets, an e-mail's messages and "
-        "attachments); the rest are left out with a warning"
+        "pages read per file (a PDF's pages, a deck's slides, a workbook's sheets, a book's chapters, an e-mail's "
+        "messages and attachments); the rest are left out with a warning"
     ))
     max_html_mb: float = Field(default=5.0, gt=0, description=(
         "larger HTML files fail (parsing costs up to about 130 times the size in memory)"

@@ -267,3 +267,37 @@ def odf_bytes(kind: str, body: str, pictures: dict[str, bytes] | None = None, ti
         for name, data in (pictures or {}).items():
             package.writestr(name, data)
     return buffer.getvalue()
+
+
+def epub_bytes(chapters: dict[str, str], spine: list[str] | None = None, title: str | None = None,
+               files: dict[str, bytes] | None = None, opf_prolog: str = "", qualified: bool = True) -> bytes:
+    """An EPUB book as e-book tools write it: each chapter (path inside OEBPS/ -> XHTML body, or a whole document
+    when it starts with a declaration) listed in the manifest, read in ``spine`` order (default: as given), other
+    ``files`` stored under their names; the package document in the OPF namespace unless not ``qualified``."""
+    import zipfile
+
+    names = list(chapters)
+    manifest = "".join(f'<item id="c{index}" href="{name}" media-type="application/xhtml+xml"/>'
+                       for index, name in enumerate(names))
+    order = "".join(f'<itemref idref="c{names.index(name)}"/>' for name in (names if spine is None else spine))
+    namespace = ' xmlns="http://www.idpf.org/2007/opf"' if qualified else ""
+    opf = (f'<?xml version="1.0" encoding="UTF-8"?>{opf_prolog}<package{namespace} '
+           'xmlns:dc="http://purl.org/dc/elements/1.1/" version="3.0"><metadata>'
+           f"{f'<dc:title>{title}</dc:title>' if title else ''}</metadata><manifest>{manifest}</manifest>"
+           f"<spine>{order}</spine></package>")
+    parts: dict[str, str | bytes] = {
+        "mimetype": "application/epub+zip",
+        "META-INF/container.xml": '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:'
+                                  'opendocument:xmlns:container"><rootfiles><rootfile full-path="OEBPS/content.opf" '
+                                  'media-type="application/oebps-package+xml"/></rootfiles></container>',
+        "OEBPS/content.opf": opf,
+        **{f"OEBPS/{name}": body if body.startswith("<!") else (
+            '<?xml version="1.0" encoding="UTF-8"?><html xmlns="http://www.w3.org/1999/xhtml"><head>'
+            f"<title>{name}</title></head><body>{body}</body></html>") for name, body in chapters.items()},
+        **(files or {}),  # these replace the parts above of the same name
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+    return buffer.getvalue()

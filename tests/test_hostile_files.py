@@ -31,7 +31,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
-from tests.documents import chinese_font_pdf, email_bytes, image_bytes, odf_bytes
+from tests.documents import chinese_font_pdf, email_bytes, epub_bytes, image_bytes, odf_bytes
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
@@ -131,6 +131,14 @@ def _office_entity(kind: str) -> Callable[[Path], str]:
     return build
 
 
+def _epub_entity(folder: Path) -> str:
+    secret, picture = outside(folder.parent / "outside")
+    chapter = (f'<!DOCTYPE html [<!ENTITY leak SYSTEM "file://{secret}">]><html><body><p>entity: &leak; end</p>'
+               f'<img src="file://{picture}"/><img src="../../../outside/secret.png"/></body></html>')
+    (folder / "entity.epub").write_bytes(epub_bytes({"a.xhtml": chapter}))
+    return "entity.epub"
+
+
 def _many_refused(folder: Path) -> str:
     (folder / "refs.html").write_text("<p>Many references.</p>" + "".join(
         f"<img src='../outside/x{number}.png'>" for number in range(5000)), encoding="utf-8")
@@ -202,6 +210,10 @@ CASES = {
     "xlsx external entity": (_office_entity("xlsx"), "XLSX declares XML entities, which are refused", 400, 30),
     "pptx external entity": (_office_entity("pptx"), None, 400, 30),
     "odt external entity": (_office_entity("odt"), "ODT declares a DTD or XML entities, which are refused", 400, 30),
+    "epub chapter naming files beyond the book, by entity and by image": (_epub_entity, None, 400, 30),
+    "epub of 2000 chapters each showing one 40 MB picture part": (_write("shown.epub", lambda: epub_bytes(
+        {f"c{number}.xhtml": '<p>Page</p><img src="p.png"/>' for number in range(2000)},
+        files={"OEBPS/p.png": noise_png(1000) + bytes(40 * 2**20)})), None, 500, 30),
     "ods repeating one valued cell over 16,384 columns and a million rows": (_write("repeated.ods", lambda: odf_bytes(
         "ods", '<table:table><table:table-row table:number-rows-repeated="1048576"><table:table-cell '
         'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
@@ -243,6 +255,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("Masked page") == 10 and len(result["images"]) == 10
     if case.startswith("pdf page pdfium would draw"):
         assert result["text"] == "Hello text page one" and result["images"] == []
+    if case.startswith("epub chapter naming"):
+        assert result["images"] == [] and "entity: &leak; end" in result["text"] and len(result["warnings"]) == 2
+    if case.startswith("epub of 2000"):
+        assert result["text"].count("Page") == 2000 and len(result["images"]) == 1
     if case.startswith("eml attaching"):
         assert result["text"].endswith("Attachment: bomb.docx\n\n(not read)")
         assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")

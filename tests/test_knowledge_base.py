@@ -27,7 +27,7 @@ from kb.errors import (
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
-from tests.documents import deck_bytes, email_bytes, odf_bytes, pdf_bytes
+from tests.documents import deck_bytes, email_bytes, epub_bytes, odf_bytes, pdf_bytes
 
 pytestmark = pytest.mark.databases()
 
@@ -115,14 +115,18 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
                                                 'table:name="Budget"><table:table-row><table:table-cell><text:p>'
                                                 "Marketing budget tripled</text:p></table:table-cell></table:table-row>"
                                                 "</table:table>"))
+    (folder / "guide.epub").write_bytes(epub_bytes({"a.xhtml": "<p>Preface.</p>", "b.xhtml": "<p>Glacier trails.</p>"}))
     kb = kb_factory()
     report = kb.ingest(folder)
-    assert sorted(Path(path).name for path in report.added) == ["order.eml", "plan.ods", "prices.xlsx", "results.pptx"]
+    assert sorted(Path(path).name for path in report.added) == [
+        "guide.epub", "order.eml", "plan.ods", "prices.xlsx", "results.pptx"]
     assert not report.failed
     [terms] = kb.search("Payment within 45 days", k=1, mode="keyword", filters=Filters(file_types=["eml"]))
     assert (Path(terms.path).name, terms.page, terms.title) == ("order.eml", 2, "Harbour lamps")
     [budget] = kb.search("marketing budget", k=1, mode="keyword", filters=Filters(file_types=["ods"]))
     assert (Path(budget.path).name, budget.page) == ("plan.ods", 2)
+    [trails] = kb.search("glacier trails", k=1, mode="keyword", filters=Filters(file_types=["epub"]))
+    assert (Path(trails.path).name, trails.page) == ("guide.epub", 2)
     [lamp] = kb.search("Harbour lamp", k=1, mode="keyword")
     assert (Path(lamp.path).name, lamp.page) == ("prices.xlsx", 2)
     assert "Product: Harbour lamp | Price (EUR): 34.5" in lamp.text

@@ -7,6 +7,7 @@ from pathlib import Path
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.eml import EmlLoader
+from ingestion.loaders.epub import EpubLoader
 from ingestion.loaders.html import HtmlLoader
 from ingestion.loaders.image import ImageLoader
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
@@ -34,6 +35,7 @@ _LOADERS: dict[str, Loader] = {
     ".odt": OdfLoader("odt"),
     ".ods": OdfLoader("ods"),
     ".odp": OdfLoader("odp"),
+    ".epub": EpubLoader(),
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
@@ -14,7 +14,7 @@ from bs4.element import PageElement, PreformattedString
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages
-from kb.types import ExtractedDocument, ExtractedImage
+from kb.types import ExtractedDocument
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
 _DECLARED = re.compile(
@@ -55,13 +55,27 @@ class HtmlLoader(Loader):
         if len(data) > limits.max_markup_bytes:
             raise LoadError(f"over budget: HTML of {len(data) / 2**20:.1f} MB, over the "
                             f"{limits.max_markup_bytes / 2**20:g} MB limit (max_html_mb)")
-        soup = _soup(encoding.decode_text(data, _declared_charset(data)))
-        visible = clean_text(_render(soup))
-        limits.check_chars(len(visible))
         notes: list[str] = []
-        images = _images(soup, visible, path.parent, EmbeddedImages(limits, notes, root, on_kept))
-        return ExtractedDocument(text=visible, file_type=self.file_type, title=_title(soup), images=images,
+        images = EmbeddedImages(limits, notes, root, on_kept)
+        visible, title = read_page(decode_page(data), path.parent, images)
+        return ExtractedDocument(text=visible, file_type=self.file_type, title=title, images=images.finish(),
                                  warnings=notes)
+
+
+def decode_page(data: bytes) -> str:
+    """The text of an HTML page's bytes: in the charset it declares, else the one detected."""
+    return encoding.decode_text(data, _declared_charset(data))
+
+
+def read_page(markup: str, folder: PurePath, images: EmbeddedImages, read_before: int = 0) -> tuple[str, str | None]:
+    """The visible text and the title of one HTML page; its visible images are added to ``images``, their spans
+    in that text (``folder``: where its ``src`` paths start), once the text, with the ``read_before`` characters
+    of the document's earlier pages, is known to be within the allowance."""
+    soup = _soup(markup)
+    visible = clean_text(_render(soup))
+    images.limits.check_chars(read_before + len(visible))
+    _add_images(soup, visible, folder, images)
+    return visible, _title(soup)
 
 
 def html_text(markup: str) -> str:
@@ -108,7 +122,7 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
         stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
 
 
-def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages) -> list[ExtractedImage]:
+def _add_images(soup: BeautifulSoup, text: str, folder: PurePath, images: EmbeddedImages) -> None:
     """The visible images of the page, in document order, located in ``text``.
 
     An image's block and caption are rendered with a bounded budget: a block too long to be a useful span is
@@ -133,7 +147,6 @@ def _images(soup: BeautifulSoup, text: str, folder: Path, images: EmbeddedImages
 
         name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
         images.add_reference(src, folder, name, described=described)
-    return images.finish()
 
 
 class _BlockSpans:

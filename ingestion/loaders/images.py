@@ -7,12 +7,15 @@ import binascii
 import hashlib
 import io
 import os
+import posixpath
 import re
 import time
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -233,11 +236,12 @@ class EmbeddedImages:
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
-                 on_kept: OnKept | None = None) -> None:
+                 on_kept: OnKept | None = None, package: zipfile.ZipFile | None = None) -> None:
         self.limits = limits
         self.warnings = warnings
         self.root = root
         self.on_kept = on_kept
+        self.package = package  # a zipped book whose pages name its own files (an EPUB): read from it, not disk
         self.images: list[ExtractedImage] = []
         self._kept: set[str] = set()  # hashes of the pictures kept
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
@@ -326,7 +330,7 @@ class EmbeddedImages:
         self.keep(ExtractedImage(image=rgb, sha256=hashlib.sha256(data).hexdigest(), name=name, width=width,
                                  height=height), **fields)
 
-    def add_reference(self, src: str, folder: Path, name: str, described: Described | None = None,
+    def add_reference(self, src: str, folder: PurePath, name: str, described: Described | None = None,
                       **fields: Any) -> None:
         """Keep the image an HTML ``src`` or a Markdown link names (see ``read_reference``); an empty ``src`` is
         ignored, and images on other sites are only counted: nothing is fetched. ``described``: see ``add_bytes``."""
@@ -347,15 +351,31 @@ class EmbeddedImages:
         if data is not None:
             self.add_bytes(data, name, described=described, **fields)
 
-    def _read(self, src: str, folder: Path) -> bytes | None:
+    def _read(self, src: str, folder: PurePath) -> bytes | None:
         """The bytes ``src`` names, each file read once per document, all of them within ``max_total_bytes``;
-        None for a file met before (a repeat is counted; a refusal was reported once)."""
+        None for a file met before (a repeat is counted; a refusal was reported once). In a package, ``folder``
+        is the page's folder inside it, and only its own files are read."""
         if src.lower().startswith("data:"):
             return _data_uri(src, self.limits)
-        if not self.limits.references:
+        if self.package is None and not self.limits.references:
             raise ImageError("names a file, and an attachment has no folder to read it from")
-        path = local_path(src, folder)
-        key = os.path.realpath(path)
+        if self.package is not None:
+            key = _package_member(self.package, src, folder)
+            package = self.package
+
+            def read(limit: int) -> bytes:
+                if package.getinfo(key).file_size > limit:
+                    raise ImageError(f"over {limit / 2**20:g} MB")
+                try:
+                    return package.read(key)
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+                    raise ImageError(f"cannot be unpacked: {describe_error(error)}") from error
+        else:
+            path = local_path(src, Path(folder))
+            key = os.path.realpath(path)
+
+            def read(limit: int) -> bytes:
+                return read_reference(path, self.root, limit)
         if key in self._files:
             found = self._files[key]
             if isinstance(found, str):
@@ -363,7 +383,7 @@ class EmbeddedImages:
             return None
         left = self.limits.max_total_bytes - self._bytes_read
         try:
-            data = read_reference(path, self.root, min(self.limits.max_bytes, left))
+            data = read(min(self.limits.max_bytes, left))
         except ImageError as error:
             if left < self.limits.max_bytes and str(error) != REFUSED:
                 error = ImageError(f"over the {self.limits.max_total_bytes / 2**20:g} MB of image files one "
@@ -450,6 +470,20 @@ def local_path(src: str, folder: Path) -> Path:
     if not relative or Path(relative).is_absolute() or "\0" in relative:
         raise ImageError("absolute paths are not followed; use a path relative to the document")
     return folder / relative
+
+
+def _package_member(package: zipfile.ZipFile, src: str, folder: PurePath) -> str:
+    """The member of a zipped book a page's ``src`` names, relative to the page's ``folder`` inside it; one outside
+    the book or not in it is refused."""
+    parts = urlsplit(src)
+    if parts.scheme or parts.netloc:
+        raise ImageError(f"not in the file ({parts.scheme or 'network'} URL), not fetched")
+    name = posixpath.normpath(posixpath.join(folder.as_posix(), unquote(parts.path)))
+    try:
+        package.getinfo(name)
+    except KeyError:
+        raise ImageError("not a file inside the book") from None
+    return name
 
 
 def read_reference(path: Path, root: Path, max_bytes: int) -> bytes:
