@@ -185,8 +185,10 @@ def nested_groups_deck(depth: int) -> bytes:
                                                                            1)})
 
 
-def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None) -> bytes:
-    """A DOCX whose zip directory marks every part ``encrypted``, or compressed with ``method`` (9: deflate64):
+def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = None, flags: int = 0,
+                               version: int | None = None) -> bytes:
+    """A DOCX whose zip directory marks every part ``encrypted``, or compressed with ``method`` (9: deflate64), or
+    with other ``flags`` (0x20 patched data, 0x40 strong encryption), or needing zip ``version`` (100: 10.0):
     zipfile raises RuntimeError or NotImplementedError on such a part, not a zip error."""
     from docx import Document
 
@@ -195,7 +197,9 @@ def docx_with_unreadable_parts(encrypted: bool = False, method: int | None = Non
     data = bytearray(plain.getvalue())
     at = int.from_bytes(data[-6:-2], "little")  # the central directory's offset, in the end record (no comment)
     while data[at:at + 4] == b"PK\x01\x02":
-        data[at + 8] |= encrypted  # the flag bits; bit 0: encrypted
+        data[at + 8] |= encrypted | flags  # the flag bits; bit 0: encrypted
+        if version is not None:
+            data[at + 6] = version  # the version needed to extract
         if method is not None:
             data[at + 10:at + 12] = method.to_bytes(2, "little")
         at += 46 + sum(int.from_bytes(data[at + field:at + field + 2], "little") for field in (28, 30, 32))

@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
-from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, epub, loader_for, markdown
+from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, loader_for, markdown, odf
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
@@ -645,6 +645,9 @@ def test_broken_docx_is_a_load_error(tmp_path: Path, data: bytes) -> None:
                  id="encrypted"),
     pytest.param(docx_with_unreadable_parts(method=9), r"uses an unsupported compression \(deflate64\)",
                  id="deflate64"),
+    pytest.param(docx_with_unreadable_parts(flags=0x20), r"cannot be read \(patched data or strong encryption\)",
+                 id="patched"),
+    pytest.param(docx_with_unreadable_parts(version=100), "corrupt DOCX: zip file version 10.0", id="version"),
 ])
 def test_docx_with_parts_zipfile_cannot_unpack_is_a_load_error(tmp_path: Path, data: bytes, reason: str) -> None:
     """zipfile raises RuntimeError (encrypted) or NotImplementedError (deflate64) for such parts: the reason was
@@ -953,6 +956,29 @@ def test_email_keeps_the_message_when_a_part_is_odd(tmp_path: Path) -> None:
     assert document.warnings == ["attachment part 4.pdf: 1 of 1 pages have no text layer (scanned?)"]
 
 
+def test_email_limits_hold_for_the_message_and_what_is_attached_to_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each message attached base64 encoded was parsed with the whole allowance of lines again (six of 4 million
+    lines took 47 s), and 2,000 small DOCX attachments took 72 s."""
+    monkeypatch.setattr(eml, "_MAX_LINES", 70)
+    monkeypatch.setattr(eml, "_MAX_READ_ATTACHMENTS", 2)
+    raw = b"Subject: outer\nContent-Type: multipart/mixed; boundary=z\n\n--z\n\nBody.\n"
+    for index in range(2):
+        inner = f"Subject: F{index}\n\n" + "".join(f"line {number}\n" for number in range(25))
+        raw += (b"--z\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+                + base64.encodebytes(inner.encode()))
+    document = load(tmp_path, "lines.eml", raw + b"--z--\n")
+    assert "Subject: F0" in document.text and "Subject: F1" not in document.text
+    assert document.warnings == [
+        "a forwarded message skipped: MIME bomb? more than 70 lines, with those of the messages attached"]
+    notes = [(f"n{number}.txt", b"Note.") for number in range(3)]
+    document = load(tmp_path, "notes.eml", email_bytes("Body.", attachments=notes))
+    assert document.text.count("Attachment: n") == 3 and document.text.count("Note.") == 2
+    assert document.warnings == ["attachment n2.txt skipped: past the first 2 attachments a message's loaders read"]
+    blank = load(tmp_path, "blank.eml", b"To: x@example.com\nTo: \x01\nSubject: s\n\nbody")
+    assert blank.text == "To: x@example.com\nSubject: s\n\nbody"
+
+
 def test_email_warnings_of_attachments_are_capped(tmp_path: Path) -> None:
     notes = "".join(f"![figure](f{number}.png) " for number in range(30)).encode()
     message = email_bytes(attachments=[(f"n{number}.md", notes) for number in range(5)])
@@ -966,6 +992,7 @@ def test_email_warnings_of_attachments_are_capped(tmp_path: Path) -> None:
     (b"Content-Type: message/x\n\n" * 5000 + b"deep", "parts nested more than 20 levels deep"),
     (b"Subject: parts\nContent-Type: multipart/mixed; boundary=<z>\n\n" + b"--z\r\rx\r" * 10_001, "10,000 parts"),
     (b"Subject: lines\n\n" + b"a\n" * 4_000_001, "more than 4,000,000 lines"),
+    (b"To: a@example.com\n" * 10_001 + b"\nbody", "a part of more than 10,000 header lines"),
 ])
 def test_email_refuses_mime_bombs_as_the_parser_makes_their_parts(tmp_path: Path, bomb: bytes, reason: str) -> None:
     """Python's parser spent 10 s on 5,000 nested multiparts and then overflowed its stack; 300,000 parts took
@@ -1116,6 +1143,23 @@ def test_opendocument_refuses_entities_bombs_and_broken_packages(tmp_path: Path)
                 "</table:table-row></table:table>")
     with pytest.raises(LoadError, match="more than 10,000,000 characters"):
         load(tmp_path, "repeated.ods", odf_bytes("ods", repeated))
+
+
+def test_ods_stops_at_its_cells_with_a_picture_in_the_row_cut_short(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture in the row where the cells ran out kept a line number of its cell: IndexError, the file lost."""
+    monkeypatch.setattr(odf, "MAX_CELLS", 5)
+    picture = '<text:p><draw:frame><draw:image xlink:href="Pictures/p.png"/></draw:frame></text:p>'
+    sheet = (f'<table:table table:name="S"><table:table-row>{cell("Head")}</table:table-row><table:table-row>'
+             f'<table:table-cell table:number-columns-repeated="10"><text:p>a</text:p>{picture}</table:table-cell>'
+             "</table:table-row></table:table><table:table table:name='T'>"
+             f"<table:table-row>{cell('Later')}</table:table-row></table:table>")
+    document = load(tmp_path, "cut.ods", odf_bytes("ods", sheet, {"Pictures/p.png": image_bytes()}))
+    assert [document.text[page.start:page.end] for page in document.pages] == ["S\nHead", ""]
+    [picture_kept] = document.images
+    assert picture_kept.page == 1 and document.pages[0].start <= picture_kept.start <= document.pages[0].end
+    assert document.warnings == ["sheet S: only its first 1 rows with values were read, and no later sheet (a "
+                                 "spreadsheet's first 5 cells are read)"]
 
 
 # --- epub -------------------------------------------------------------------------------------------------------

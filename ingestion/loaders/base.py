@@ -34,6 +34,10 @@ class LoadError(KbError):
     """A file that cannot be turned into text; the message is the reason a person reads in the report."""
 
 
+class OverBudget(LoadError):
+    """A file whose text is over the allowance: a reason to refuse the whole file, never only the part read last."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """The work one file may cost a loader; the defaults are those of the knowledge base's settings.
@@ -69,7 +73,7 @@ class Limits:
     def check_chars(self, count: int) -> None:
         """Refuse a document whose text has grown past ``max_chars``."""
         if count > self.max_chars:
-            raise LoadError(f"over budget: more than {self.max_chars:,} characters of text (max_document_chars)")
+            raise OverBudget(f"over budget: more than {self.max_chars:,} characters of text (max_document_chars)")
 
 
 _MAX_TITLE = 1000  # a title is one line a person reads; a longer one is cut

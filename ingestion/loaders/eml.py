@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import mimetypes
 import quopri
 import re
 from collections.abc import Callable
@@ -18,7 +17,16 @@ from email.policy import Compat32
 from pathlib import Path, PurePosixPath
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.base import (
+    CappedWarnings,
+    Limits,
+    Loader,
+    LoadError,
+    OnKept,
+    OverBudget,
+    clean_text,
+    join_pages,
+)
 from ingestion.loaders.html import html_text
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
@@ -32,7 +40,21 @@ _BODY_TYPES = ("text/plain", "text/html")
 # short lines took 2.2 GB). Parts and nesting are counted as the parser makes each part.
 _MAX_DEPTH = 20  # parts nested deeper (multiparts, forwarded messages) are not read
 _MAX_PARTS = 10_000  # of a message and the messages attached to it, together
-_MAX_LINES = 4_000_000
+_MAX_LINES = 4_000_000  # of a message and the messages attached to it, together
+_MAX_HEADER_LINES = 10_000  # of one part (4 million "To:" lines took 40 s and 1.4 GB)
+_MAX_READ_ATTACHMENTS = 200  # given to loaders (2,000 small DOCX attachments took 72 s)
+# The file type a part without a file name is read as, by its declared type (the host's mimetypes table differs
+# from machine to machine, and is a file outside the source folder).
+_SUFFIXES = {
+    "text/plain": ".txt", "text/markdown": ".md", "text/html": ".html", "application/xhtml+xml": ".xhtml",
+    "application/pdf": ".pdf", "application/epub+zip": ".epub",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.oasis.opendocument.text": ".odt", "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    "application/vnd.oasis.opendocument.presentation": ".odp", "image/jpeg": ".jpg", "image/png": ".png",
+    "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp", "image/tiff": ".tif",
+}
 _MAX_HEADER = 2000  # characters of one header read: a longer one is cut before anything parses it
 # ... and ';' in one: Python's parameter parser is quadratic in them (300,000 took 99 s).
 _MAX_PARAMETERS = 100
@@ -60,12 +82,18 @@ class _BoundedParser(BytesFeedParser):
     """Python's e-mail parser, refusing a message as it makes a part nested more than ``_MAX_DEPTH`` deep or one
     more than the parts it may make (the parser's own count, so that no way of declaring a boundary escapes it)."""
 
-    def __init__(self, parts_left: int) -> None:
+    def __init__(self, parts_left: int, depth: int) -> None:
         super().__init__(policy=_POLICY)
         self.parts_left = parts_left
+        self.depth = depth  # of the message parsed, inside the file's
+
+    def _parse_headers(self, lines: list[str]) -> None:  # the parser's hook, given a part's header lines
+        if len(lines) > _MAX_HEADER_LINES:
+            raise LoadError(f"MIME bomb? a part of more than {_MAX_HEADER_LINES:,} header lines")
+        super()._parse_headers(lines)
 
     def _new_message(self) -> None:  # the parser's hook, called as each part begins
-        if len(self._msgstack) > _MAX_DEPTH:
+        if self.depth + len(self._msgstack) > _MAX_DEPTH:
             raise LoadError(f"MIME bomb? parts nested more than {_MAX_DEPTH} levels deep")
         self.parts_left -= 1
         if self.parts_left < 0:
@@ -113,20 +141,25 @@ class _Reading:
         self.passed_on = CappedWarnings(self.notes, "{} more warning(s) of attachments")
         self.unread = 0  # attachments past max_pages
         self.parts_left = _MAX_PARTS
+        self.lines_left = _MAX_LINES
+        self.loaded = 0  # attachments given to loaders
         self.chars = 0  # of the text read so far
         self.more_pages = 0  # pages of attachments beyond the one each is
         self.markup = 0  # bytes of HTML read so far
 
-    def parse(self, data: bytes) -> Message:
-        """The message in ``data`` (the file, or one attached to it), refused as soon as it is a bomb."""
+    def parse(self, data: bytes, depth: int = 0) -> Message:
+        """The message in ``data`` (the file, or one attached to it at ``depth``), refused as soon as it is a
+        bomb; its lines and parts count against those the file may hold, whether it is read or refused."""
         data = data.removeprefix(_BOM)
-        if max(data.count(b"\n"), data.count(b"\r")) > _MAX_LINES:
-            raise LoadError(f"MIME bomb? more than {_MAX_LINES:,} lines")
-        parser = _BoundedParser(self.parts_left)
-        parser.feed(data)
-        message = parser.close()
-        self.parts_left = parser.parts_left
-        return message
+        self.lines_left -= max(data.count(b"\n"), data.count(b"\r"))
+        if self.lines_left < 0:
+            raise LoadError(f"MIME bomb? more than {_MAX_LINES:,} lines, with those of the messages attached")
+        parser = _BoundedParser(self.parts_left, depth)
+        try:
+            parser.feed(data)
+            return parser.close()
+        finally:
+            self.parts_left = parser.parts_left
 
     def message(self, message: Message, depth: int) -> None:
         """A message (the file, or one forwarded in it) as a page: its header lines, then the text of its body;
@@ -151,7 +184,7 @@ class _Reading:
         if depth > _MAX_DEPTH:
             self.skipped.add(f"a {kind} part nested more than {_MAX_DEPTH} levels deep skipped")
         elif part.is_multipart() and kind == "message/delivery-status":  # a bounce's report: blocks of fields
-            self._add(body, "\n".join(f"{name}: {' '.join(_raw(value).split())}"
+            self._add(body, "\n".join(clean_text(f"{name}: {' '.join(_raw(value).split())}")
                                       for block in part.get_payload() for name, value in block.items()))
         elif part.is_multipart() and part.get_content_maintype() == "message":
             for forwarded in part.get_payload():
@@ -164,9 +197,8 @@ class _Reading:
             name = _filename(part)
             if name is None and kind in _BODY_TYPES and part.get_content_disposition() != "attachment":
                 self._add(body, self._body_text(part, kind))
-            else:
-                suffix = mimetypes.guess_extension(kind) or ""  # a nameless part is read by its type
-                self._attachment(part, name or f"part {len(self.pages) + 1}{suffix}", kind, depth)
+            else:  # a nameless part is read by its type
+                self._attachment(part, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind, depth)
 
     def _forwarded(self, part: Message, forwarded: Message, depth: int) -> None:
         """A forwarded message; one sent base64 or quoted-printable encoded (the parser reads it as a message of
@@ -177,8 +209,10 @@ class _Reading:
             return
         raw = str(forwarded.get_payload()).encode("ascii", "surrogateescape")
         try:
-            self.message(self.parse(base64.b64decode(raw) if encoded == "base64" else quopri.decodestring(raw)),
-                         depth)
+            self.message(self.parse(base64.b64decode(raw) if encoded == "base64" else quopri.decodestring(raw),
+                                    depth), depth)
+        except OverBudget:
+            raise
         except (LoadError, ValueError) as error:
             self.skipped.add(f"a forwarded message skipped: {describe_error(error)}")
 
@@ -206,7 +240,9 @@ class _Reading:
         suffix = PurePosixPath(name).suffix.lower()
         if suffix == ".eml":  # a message attached as a file, not as a message part
             try:
-                self.message(self.parse(part.get_payload(decode=True) or b""), depth + 1)
+                self.message(self.parse(part.get_payload(decode=True) or b"", depth + 1), depth + 1)
+            except OverBudget:
+                raise
             except LoadError as error:
                 self.skipped.add(f"attached message {name} skipped: {error}")
             return
@@ -219,6 +255,10 @@ class _Reading:
         try:
             if loader is None and not picture:  # refused before its payload is decoded
                 raise LoadError(f"{kind} is not a file type the knowledge base reads")
+            if loader is not None:
+                self.loaded += 1
+                if self.loaded > _MAX_READ_ATTACHMENTS:
+                    raise LoadError(f"past the first {_MAX_READ_ATTACHMENTS} attachments a message's loaders read")
             data = part.get_payload(decode=True) or b""
             if not data:
                 raise LoadError("empty")
@@ -297,8 +337,9 @@ def _preferred(alternatives: list[Message]) -> list[Message]:
 
 def _header(message: Message, name: str) -> str | None:
     """A header's values on one line, RFC 2047 encoded words decoded; None when absent or blank."""
-    values = [" ".join(_decoded(" ".join(_raw(value).split())).split()) for value in message.get_all(name, [])]
-    return " ".join(clean_text(value) for value in values if value) or None
+    values = [clean_text(" ".join(_decoded(" ".join(_raw(value).split())).split()))
+              for value in message.get_all(name, [])]
+    return " ".join(value for value in values if value) or None
 
 
 def _filename(part: Message) -> str | None:

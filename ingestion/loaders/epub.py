@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import posixpath
 import zipfile
-import zlib
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -18,7 +17,7 @@ from defusedxml.ElementTree import fromstring
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.html import decode_page, read_page
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import refuse_bombs
+from ingestion.loaders.ooxml import UNREADABLE, refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
@@ -56,7 +55,7 @@ class EpubLoader(Loader):
                 read = _read_chapters(book, chapters, encrypted, limits, EmbeddedImages(
                     limits, warnings, root, on_kept, package=book), warnings)
                 found = opf.find(f".//{{*}}metadata/{_DC_TITLE}")
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        except UNREADABLE as error:
             raise LoadError(f"corrupt EPUB: {describe_error(error)}") from error
         text, pages = join_pages(read.texts)
         for page, image in read.placed:
@@ -174,5 +173,5 @@ def _chapter_markup(book: zipfile.ZipFile, chapter: str, encrypted: set[str], li
                         "limit (max_html_mb)")
     try:
         return decode_page(book.read(chapter))
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+    except UNREADABLE as error:
         raise LoadError(f"cannot be unpacked: {describe_error(error)}") from error

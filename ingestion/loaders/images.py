@@ -12,7 +12,6 @@ import re
 import time
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path, PurePath
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept
+from ingestion.loaders.ooxml import UNREADABLE
 from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
 
@@ -368,7 +368,7 @@ class EmbeddedImages:
                     raise ImageError(f"over {limit / 2**20:g} MB")
                 try:
                     return package.read(key)
-                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+                except UNREADABLE as error:
                     raise ImageError(f"cannot be unpacked: {describe_error(error)}") from error
         else:
             path = local_path(src, Path(folder))

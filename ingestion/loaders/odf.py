@@ -7,7 +7,6 @@ import hashlib
 import io
 import re
 import zipfile
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -18,7 +17,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import refuse_bombs
+from ingestion.loaders.ooxml import UNREADABLE, refuse_bombs
 from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -109,7 +108,7 @@ class OdfLoader(Loader):
                 images = _images(reading.pictures, package, names, pages, spans,
                                  EmbeddedImages(limits, warnings, root, on_kept))
                 title = _meta_title(package, names, kind, warnings) or reading.first_heading
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        except UNREADABLE as error:
             raise LoadError(f"corrupt {kind}: {describe_error(error)}") from error
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images,
                                  pages=pages if reading.paged else [], warnings=warnings)
@@ -335,6 +334,7 @@ class _Reading:
                 repeated = _count(cell.get(_COLUMNS_REPEATED))
                 text = " ".join(" ".join(self._collect(cell, 1)).split())
                 if not self._cells(repeated if text else 1, name, headers.seen):
+                    self._place(first, len(self.lines))  # pictures of the row cut short stand after the last
                     return
                 if text:
                     self._spend((len(text) + 3) * (repeated - 1))
@@ -347,6 +347,7 @@ class _Reading:
                 self.lines.append(line)
                 for _ in range(_count(row.get(_ROWS_REPEATED)) - 1):
                     if not self._cells(len(values), name, headers.seen):
+                        self._place(first, len(self.lines) - 1)
                         return
                     self._spend(len(line) + 1)
                     self.lines.append(line)
@@ -421,7 +422,11 @@ def _images(pictures: list[_Picture], package: zipfile.ZipFile, names: set[str],
         start, end = (pages[page].start + at for at in lines[page][picture.line])
         data = b""  # a part shown again is a repeat: only its hash is looked at, it is neither unpacked nor hashed
         if name not in hashes:
-            data = package.read(name)
+            try:
+                data = package.read(name)
+            except UNREADABLE as error:
+                images.skip(name[:200], f"cannot be unpacked: {describe_error(error)}")
+                continue
             hashes[name] = hashlib.sha256(data).hexdigest()
         images.add_bytes(data, name, sha256=hashes[name], start=start, end=end if picture.spanned else start,
                          alt=picture.alt, page=picture.page)

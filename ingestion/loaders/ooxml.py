@@ -17,6 +17,9 @@ MAX_EXPANDED_BYTES = 512 * 2**20
 MAX_XML_TAGS = 2_000_000
 # ... and per attribute (counted by their "="): 1.3 MB of elements with many attributes each parsed to 4.4 GB.
 MAX_XML_ATTRIBUTES = 4_000_000
+# ... and per byte of markup, as names are held too: 2 million elements of unique 80-character names, 476 MB of XML,
+# parsed to 2.9 GB. An ordinary part takes 20 to 40 bytes an element.
+MAX_XML_BYTES = 128 * 2**20
 # Text is parsed, then joined, whole before its length is checked: the text between tags is counted too (an entity
 # as one byte; blanks between two tags only inside a text run, as indentation is not text). UTF-8 takes at most 4
 # bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
@@ -32,6 +35,9 @@ _ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
 # What Office and LibreOffice write; zipfile unpacks a whole bzip2 block before cutting it to the size a part
 # declares, so a 2 KB part declared as 1,000 bytes held 2.5 GB.
 _UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_UNSUPPORTED_FLAGS = 0x20 | 0x40  # patched data, strong encryption: zipfile raises NotImplementedError on them
+# What reading a broken zip or part raises: zipfile's own errors, and the decompressors', and a negative offset's.
+UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError)
 
 
 def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
@@ -47,10 +53,14 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
             if expanded > MAX_EXPANDED_BYTES:
                 raise LoadError(f"{kind} would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
-            tags = attributes = text = 0
+            tags = attributes = text = markup = 0
             for member in members:
                 _refuse_unreadable(member, kind)
                 for chunk in _xml_chunks(archive, member):
+                    markup += len(chunk)
+                    if markup > MAX_XML_BYTES:
+                        raise LoadError(f"over budget: {kind} XML of more than {MAX_XML_BYTES / 2**20:.0f} MB "
+                                        "(an XML bomb?)")
                     tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
                     attributes += chunk.count(b"=")
                     if attributes > MAX_XML_ATTRIBUTES:
@@ -63,7 +73,7 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
                     if text > max_text:
                         raise LoadError(f"over budget: {kind} XML holds more than {max_text:,} bytes of text; "
                                         f"max_document_chars allows {max_chars:,} characters")
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
+    except UNREADABLE:
         return  # not a readable zip: the loader's library reports it as corrupt
 
 
@@ -81,7 +91,7 @@ def _xml_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[b
             while chunk:
                 yield chunk
                 chunk = part.read(_COUNT_CHUNK)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+    except UNREADABLE:
         return  # its own reader reports it, if the loader reads it at all
 
 
@@ -105,3 +115,6 @@ def _refuse_unreadable(member: zipfile.ZipInfo, kind: str) -> None:
     if member.compress_type not in _UNPACKED:
         method = zipfile.compressor_names.get(member.compress_type, f"method {member.compress_type}")
         raise LoadError(f"{kind} part {name} uses an unsupported compression ({method})")
+    if member.flag_bits & _UNSUPPORTED_FLAGS:
+        raise LoadError(f"{kind} part {name} uses a zip feature that cannot be read (patched data or strong "
+                        "encryption)")
