@@ -9,15 +9,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 from urllib.parse import unquote
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from xml.etree.ElementTree import Element
 
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.html import decode_page, read_page
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import UNREADABLE, refuse_bombs
+from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
@@ -77,9 +74,8 @@ class _Chapters(NamedTuple):
 
 
 def _parse(book: zipfile.ZipFile, name: str, max_bytes: int = _MAX_META_BYTES) -> Element:
-    """A part of the book parsed with no DTD, entities or external references, if it is no larger than
-    ``max_bytes`` (blanks between tags are not counted by the package check: a 1 MB book's package document of
-    490 MB took 1.1 GB)."""
+    """A part of the book parsed safely (``parse_part``), if it is no larger than ``max_bytes`` (blanks between
+    tags are not counted by the package check: a 1 MB book's package document of 490 MB took 1.1 GB)."""
     try:
         info = book.getinfo(name)
     except KeyError:
@@ -87,12 +83,7 @@ def _parse(book: zipfile.ZipFile, name: str, max_bytes: int = _MAX_META_BYTES) -
     if info.file_size > max_bytes:
         raise LoadError(f"over budget: EPUB {name[:200]} holds {info.file_size / 2**20:.1f} MB, over "
                         f"{max_bytes / 2**20:g} MB")
-    try:
-        return fromstring(book.read(name), forbid_dtd=True)
-    except DefusedXmlException as error:
-        raise LoadError("EPUB declares a DTD or XML entities in its package, which are refused") from error
-    except (ParseError, ValueError, LookupError) as error:
-        raise LoadError(f"corrupt EPUB: {name[:200]} is not well-formed XML ({describe_error(error)})") from error
+    return parse_part(book, name, "EPUB")
 
 
 def _package_path(book: zipfile.ZipFile) -> str:

@@ -9,15 +9,12 @@ import re
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser
+from xml.etree.ElementTree import Element, TreeBuilder
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import UNREADABLE, refuse_bombs
+from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
 from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -123,18 +120,10 @@ class _ReadAttributes(TreeBuilder):
 
 
 def _parse(package: zipfile.ZipFile, name: str, kind: str) -> Element:
-    """A part of the package parsed with no DTD (a DTD's default attributes multiply every element's: 6 KB took
-    2.7 GB), no entities and no external references."""
+    """A part of the package parsed safely (``parse_part``), with only the attributes the loader reads."""
     if name not in package.namelist():
         raise LoadError(f"not an OpenDocument file: no {name}")
-    parser = DefusedXMLParser(target=_ReadAttributes(), forbid_dtd=True)
-    try:
-        parser.feed(package.read(name))
-        return parser.close()
-    except DefusedXmlException as error:
-        raise LoadError(f"{kind} declares a DTD or XML entities, which are refused") from error
-    except (ParseError, ValueError, LookupError) as error:  # an encoding expat lacks is a ValueError or LookupError
-        raise LoadError(f"corrupt {kind}: {name} is not well-formed XML ({describe_error(error)})") from error
+    return parse_part(package, name, kind, _ReadAttributes())
 
 
 def _meta_title(package: zipfile.ZipFile, names: set[str], kind: str, warnings: list[str]) -> str | None:
