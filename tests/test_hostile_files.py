@@ -219,6 +219,13 @@ CASES = {
         'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
     )), "max_document_chars", 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
+    "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
+                                     None, 400, 30),
+    "rtf nested 20 million groups deep": (_write("deep.rtf", lambda: rb"{\rtf1 Top." + b"{" * (20 * 2**20)), None, 400,
+                                          30),
+    "rtf of a 60 MB binary picture and 8 MB of one hex picture": (_write("pictures.rtf", lambda: (
+        rb"{\rtf1 {\pict\pngblip\bin62914560 " + bytes(60 * 2**20) + rb"}{\pict\jpegblip " + b"ff" * (4 * 2**20)
+        + rb"} After.}")), None, 500, 30),
 }
 
 
@@ -262,6 +269,13 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
     if case.startswith("eml attaching"):
         assert result["text"].endswith("Attachment: bomb.docx\n\n(not read)")
         assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")
+    if case.startswith("rtf"):
+        assert result["text"] in ("Start.", "Top.", "After."), result["text"][:100]
+        reasons = {"rtf of 60 MB of empty groups": ["RTF with too many control words for its text"],
+                   "rtf nested 20 million groups deep": ["RTF groups nested more than 1,000 deep",
+                                                         "RTF with too many control words for its text"]}
+        assert [warning.split(":")[0] for warning in result["warnings"]] == reasons.get(
+            case, ["image picture 1 skipped", "image picture 2 skipped"]), result["warnings"]
     if case == "5000 refused image references":
         assert len(result["warnings"]) == 21 and result["warnings"][-1] == "4980 more image(s) skipped"
 

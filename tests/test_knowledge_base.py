@@ -116,11 +116,18 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
                                                 "Marketing budget tripled</text:p></table:table-cell></table:table-row>"
                                                 "</table:table>"))
     (folder / "guide.epub").write_bytes(epub_bytes({"a.xhtml": "<p>Preface.</p>", "b.xhtml": "<p>Glacier trails.</p>"}))
+    policy = "顾客可在购买后三十天内退货，需出示收据。".encode("gbk")  # as WordPad writes Chinese: GBK bytes in hex
+    (folder / "policy.rtf").write_bytes(rb"{\rtf1\ansi\ansicpg936{\fonttbl{\f0\fnil\fcharset134 SimSun;}}"
+                                        rb"{\info{\title Returns}}\pard\f0 " + b"".join(
+                                            b"\\'%02x" % byte for byte in policy) + rb"\par}")
     kb = kb_factory()
     report = kb.ingest(folder)
     assert sorted(Path(path).name for path in report.added) == [
-        "guide.epub", "order.eml", "plan.ods", "prices.xlsx", "results.pptx"]
+        "guide.epub", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx", "results.pptx"]
     assert not report.failed
+    [returns] = kb.search("三十天内退货", k=1, mode="keyword", filters=Filters(file_types=["rtf"]))
+    assert (Path(returns.path).name, returns.title, returns.text) == ("policy.rtf", "Returns",
+                                                                       "顾客可在购买后三十天内退货，需出示收据。")
     [terms] = kb.search("Payment within 45 days", k=1, mode="keyword", filters=Filters(file_types=["eml"]))
     assert (Path(terms.path).name, terms.page, terms.title) == ("order.eml", 2, "Harbour lamps")
     [budget] = kb.search("marketing budget", k=1, mode="keyword", filters=Filters(file_types=["ods"]))
@@ -665,7 +672,7 @@ def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="unknown search mode"):
         kb.search("days", mode="bm25")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown file types"):
-        kb.search("days", filters={"file_types": ["rtf"]})
+        kb.search("days", filters={"file_types": ["msg"]})
 
 
 def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:

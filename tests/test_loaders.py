@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
-from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, loader_for, markdown, odf
+from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, loader_for, markdown, odf, rtf
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
@@ -230,7 +230,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
-                                  "empty.pptx", "empty.eml", "empty.odt", "empty.epub",
+                                  "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf",
                                   "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
@@ -254,14 +254,15 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
-            ".eml", ".odt", ".ods", ".odp", ".epub",
+            ".eml", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
-             "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg"]
+             "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
                       "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": None, "old.xls": None,
-                      "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image", "icon.svg": None}
+                      "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image", "icon.svg": None,
+                      "Memo.RTF": "rtf"}
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------
@@ -1238,3 +1239,108 @@ def test_epub_skips_what_it_cannot_read_and_refuses_what_is_no_book(tmp_path: Pa
     document = loader_for(path).load(path, path.read_bytes(), Limits(max_markup_bytes=2**20))
     assert document.text == "Small." and document.warnings == [
         "chapter OEBPS/big.xhtml skipped: 1.4 MB of HTML, over the 1 MB limit (max_html_mb)"]
+
+
+# --- rtf --------------------------------------------------------------------------------------------------------
+
+# As Word writes it: a font table, a style sheet, document information, a header and footer, formatting runs, a
+# footnote, hidden text, a hyperlink field, Unicode escapes with their GBK fallback, and a table of two rows.
+WORD_RTF = rb"""{\rtf1\adeflang1025\ansi\ansicpg1252\uc1\adeff31507\deff0\stshfdbch31505
+{\fonttbl{\f0\fbidi \froman\fcharset0\fprq2{\*\panose 02020603050405020304}Times New Roman;}
+{\f13\fbidi \fnil\fcharset134\fprq2{\*\panose 02010600030101010101}SimSun{\*\falt \'cb\'ce\'cc\'e5};}}
+{\colortbl;\red0\green0\blue0;}
+{\stylesheet{\ql \li0\ri0\widctlpar\wrapdefault \fs24\lang1033 \snext0 Normal;}{\s1\ql \li0\ri0\sb240\sa60\keepn
+\outlinelevel0 \b\fs32 \sbasedon0 \snext0 heading 1;}{\*\cs10 \additive Default Paragraph Font;}}
+{\*\latentstyles\lsdstimax376\lsdlockeddef0 {\lsdlockedexcept \lsdqformat1 \lsdpriority0 \lsdlocked0 Normal;}}
+INFO
+{\*\xmlnstbl {\xmlns1 http://schemas.microsoft.com/office/word/2003/wordml}}
+\paperw11906\paperh16838\margl1800\margr1800 \sectd \linex0\endnhere
+{\header \pard\plain \ql \li0\ri0\widctlpar {\insrsid1 Confidential header}\par}
+{\footer \pard\plain \ql {\insrsid1 Page footer}\par}
+\pard\plain \ltrpar\s1\ql \li0\ri0\sb240\sa60\keepn \rtlch\fcs1 \ab\af0\afs32 \ltrch\fcs0 \b\fs32 {\rtlch\fcs1 \af0
+\ltrch\fcs0 \insrsid1 Returns policy}{\rtlch\fcs1 \af0 \ltrch\fcs0 \insrsid1 \par }
+\pard\plain \ltrpar\ql \li0\ri0\widctlpar {\insrsid1 Customers may return goods within 30 days\emdash with a rec
+eipt.}{\super\chftn {\footnote \pard\plain {\super\chftn } Footnote text.\par}}{\v hidden note}{ See }{\field{\*\fldinst
+ {HYPERLINK "https://example.com/returns"}}{\fldrslt {\ul the returns page}}}{.\par}
+\pard\plain \ltrpar\ql {\f13\lang2052\langfe2052\loch\af13\hich\af13\dbch\f13 \uc2\u36864\'cd\'cb\u36135\'bb\'f5}
+{\rquote s\tab fine\line next\par}
+\trowd \irow0\irowband0\ts11\trgaph108\trleft-108\trbrdrt\brdrs\brdrw10 \cellx4153\cellx8306\pard\plain \ltrpar\ql \li0
+\ri0\widctlpar\intbl\wrapdefault {\insrsid1 Item\cell Price\cell }\pard\plain \ltrpar\ql \li0\ri0\widctlpar\intbl
+\wrapdefault {\trowd \irow0\irowband0\ts11\cellx4153\cellx8306\row }
+\pard\plain \ltrpar\ql \li0\ri0\widctlpar\intbl {Keyboard\par wireless\cell 199\cell }\pard\plain \intbl {\trowd
+\cellx4153\cellx8306\row }
+\pard\plain \ltrpar\ql {After the table.\par}
+{\*\themedata 504b030414000600080000002100e9de0fbfff0000001c020000130000005b436f6e74656e745f54797065735d2e786d6c}
+{\*\datastore 0105000002000000}}"""
+
+
+def test_rtf_reads_paragraphs_tables_and_headings_as_word_writes_them(tmp_path: Path) -> None:
+    info = rb"{\info{\title Returns Handbook}{\author Mei}{\operator Mei}{\creatim\yr2026\mo3\dy1}}"
+    document = load(tmp_path, "handbook.rtf", WORD_RTF.replace(b"INFO", info))
+    assert document.text == ("Returns policy\n\nCustomers may return goods within 30 days\u2014with a receipt. See the "
+                             "returns page.\n\n退货\u2019s\tfine\nnext\n\nItem | Price\nKeyboard wireless | 199\n\n"
+                             "After the table.")
+    assert (document.file_type, document.title, document.images, document.warnings) == (
+        "rtf", "Returns Handbook", [], [])
+    assert load(tmp_path, "untitled.rtf", WORD_RTF.replace(b"INFO", b"")).title == "Returns policy"  # heading 1
+    # LibreOffice writes a title in the ANSI code page, then in Unicode ({\upr ... {\*\ud ...}}).
+    both = rb"{\info{\upr{\title \'3f\'3f}{\*\ud{\title \u36864\'3f\u36135\'3f}}}}"
+    assert load(tmp_path, "libreoffice.rtf", WORD_RTF.replace(b"INFO", both)).title == "退货"
+
+
+def test_rtf_decodes_bytes_in_the_code_page_of_their_font(tmp_path: Path) -> None:
+    """WordPad writes Chinese as GBK bytes in a font of charset 134; a Shift-JIS trail byte may be a plain
+    character; a lead byte without its trail byte is U+FFFD, not a lost paragraph."""
+    wordpad = (rb"{\rtf1\ansi\ansicpg936\deff0\nouicompat\deflang1033\deflangfe2052{\fonttbl{\f0\fnil\fcharset134 "
+               rb"\'cb\'ce\'cc\'e5;}{\f1\fnil\fcharset128 MS Gothic;}{\f2\fnil\fcharset204 Arial;}{\f3\fnil\fcharset0"
+               rb" Calibri;}}" b"\r\n" rb"{\*\generator Riched20 10.0.19041}\viewkind4\uc1 " b"\r\n"
+               rb"\pard\sa200\sl276\slmult1\f0\fs22\lang2052 \'c4\'e3\'ba\'c3\'a3\'ac\'ca\'c0" b"\r\n" rb"\'bd\'e7\par"
+               b"\r\n" rb"\f1 \'83e\'83X\'83g\par \f2 \'cf\'f0\'e8\'e2\'e5\'f2\par \f3 caf\'e9 \'80\par \f0 broken \'c4"
+               rb"\par \f9 default font\'a3\'a1\par}")
+    assert load(tmp_path, "wordpad.rtf", wordpad).text == (
+        "你好，世界\n\nテスト\n\nПривет\n\ncafé €\n\nbroken \ufffd\n\ndefault font！")
+    unknown = load(tmp_path, "odd.rtf", rb"{\rtf1\ansi\ansicpg99999 na\'efve\par}")
+    assert unknown.text == "naïve" and unknown.warnings == [
+        "RTF code page 99999 is unknown: its bytes are read as windows-1252"]
+
+
+def test_rtf_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> None:
+    png, jpeg = image_bytes(size=(64, 48)), image_bytes("JPEG", size=(80, 60))
+    hex_lines = b"\r\n".join(png.hex().encode()[i:i + 128] for i in range(0, 2 * len(png), 128))
+    source = (rb"{\rtf1\ansi \pard Intro paragraph.\par \pard {\*\shppict{\pict{\*\picprop\shplid1025{\sp{\sn "
+              rb"shapeType}{\sv 75}}{\sp{\sn wzDescription}{\sv Harbour map}}}\picw64\pich48\pngblip" b"\r\n"
+              + hex_lines + rb"}}{\nonshppict{\pict\wmetafile8\picw64 0100}}\par \pard Figure 1: The harbour.\par "
+              + rb"\pard Text with{\pict\jpegblip\bin" + str(len(jpeg)).encode() + b" " + jpeg + rb"} inline.\par "
+              + rb"\pard {\pict\emfblip 0100}{\pict\pngblip 0g}\par }")
+    document = load(tmp_path, "pictures.rtf", source)
+    assert document.text == "Intro paragraph.\n\nFigure 1: The harbour.\n\nText with inline."
+    harbour, inline = document.images
+    assert (harbour.name, harbour.alt, harbour.caption, harbour.width) == (
+        "picture 1", "Harbour map", "Figure 1: The harbour.", 64)
+    assert document.text[harbour.start:harbour.end] == "Figure 1: The harbour."
+    assert (inline.name, inline.alt, inline.caption, inline.width) == ("picture 2", None, None, 80)
+    assert document.text[inline.start:inline.end] == "Text with inline."
+    assert document.warnings == ["image picture 3 skipped: an EMF metafile is not read",
+                                 "image picture 4 skipped: its PNG data is not hexadecimal"]
+
+
+def test_rtf_of_too_many_control_words_or_groups_keeps_the_text_before_them(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each token costs Python about a microsecond: 90 MB of empty groups read as text would take a minute."""
+    monkeypatch.setattr(rtf, "_FREE_TOKENS", 100)  # and one for each of the 6 characters of "Start."
+    source = rb"{\rtf1 Start.\par " + b"{}" * 1000 + rb" Lost.\par}"
+    document = load(tmp_path, "groups.rtf", source)
+    assert document.text == "Start." and document.warnings == [
+        f"RTF with too many control words for its text: read up to byte 122 of {len(source):,}"]
+    monkeypatch.setattr(rtf, "_MAX_DEPTH", 5)
+    deep = load(tmp_path, "deep.rtf", rb"{\rtf1 Top{{{{{{{\b deep}}}}}}} after.\par}}}" + b"\r\n")
+    assert deep.text == "Top after." and deep.warnings == [
+        "RTF groups nested more than 5 deep: their text is skipped"]
+    assert load(tmp_path, "unclosed.rtf", rb"{\rtf1 {\b Unclosed").text == "Unclosed"
+
+
+def test_rtf_that_is_not_rtf_or_over_the_text_limit_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match=r"^not RTF: the file does not begin with \{\\rtf$"):
+        load(tmp_path, "renamed.rtf", docx_bytes())
+    with pytest.raises(LoadError, match="max_document_chars"):
+        rtf.RtfLoader().load(tmp_path / "long.rtf", rb"{\rtf1 " + rb"\tab" * 200 + b"}", Limits(max_chars=100))

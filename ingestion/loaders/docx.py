@@ -14,7 +14,7 @@ from docx.oxml.ns import qn
 from lxml.etree import _Element
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
-from ingestion.loaders.images import EmbeddedImages, describe_error
+from ingestion.loaders.images import EmbeddedImages, describe_error, is_figure_caption, picture_span
 from ingestion.loaders.ooxml import refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -22,7 +22,6 @@ _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
 _SDT, _SDT_CONTENT, _CUSTOM_XML = qn("w:sdt"), qn("w:sdtContent"), qn("w:customXml")
 _TEXTBOX = qn("w:txbxContent")
 _DRAWING, _DOC_PR, _BLIP, _EMBED = qn("w:drawing"), qn("wp:docPr"), qn("a:blip"), qn("r:embed")
-_FIGURE_LABELS = ("figure", "fig.")  # a paragraph starting so, right after a picture, is its caption
 # Not shown as text: paragraph/run properties (their w:tab is a tab stop), deleted revisions, and the
 # fallback copy of a drawing (its text box repeats the one in mc:Choice).
 _SKIPPED = frozenset({qn("w:pPr"), qn("w:rPr"), qn("w:del"), qn("w:moveFrom"), qn("w:instrText"),
@@ -164,7 +163,7 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
         elif block.drawings:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
-            start, end = _span(located[index], located[index + 1] if caption else None, before)
+            start, end = picture_span(located[index], located[index + 1] if caption else None, before)
             for drawing in block.drawings:
                 properties = drawing.find(f".//{_DOC_PR}")
                 alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
@@ -199,14 +198,5 @@ def _is_caption(block: _Block, caption_styles: set[str]) -> bool:
     style = block.element.find(f"{qn('w:pPr')}/{qn('w:pStyle')}")
     if style is not None and style.get(_STYLE_ID) in caption_styles:
         return True
-    return block.text.strip().lower().startswith(_FIGURE_LABELS)
+    return is_figure_caption(block.text)
 
-
-def _span(held: tuple[int, int] | None, captioned: tuple[int, int] | None,
-          before: tuple[int, int] | None) -> tuple[int, int]:
-    """The span of the block holding a picture (``held``) through its caption; for a picture alone in its
-    paragraph and without caption, the empty span after ``before``, the last block with text before it."""
-    if held is None and captioned is None:
-        end = before[1] if before is not None else 0
-        return end, end
-    return (held or captioned)[0], (captioned or held)[1]  # type: ignore[index]

@@ -15,6 +15,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from ingestion.loaders.odf import OdfLoader
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pptx import PptxLoader
+from ingestion.loaders.rtf import RtfLoader
 from ingestion.loaders.text import TextLoader
 from ingestion.loaders.xlsx import XlsxLoader
 
@@ -36,6 +37,7 @@ _LOADERS: dict[str, Loader] = {
     ".ods": OdfLoader("ods"),
     ".odp": OdfLoader("odp"),
     ".epub": EpubLoader(),
+    ".rtf": RtfLoader(),
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)

@@ -41,6 +41,8 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 # A document's images are decoded for at most this long (OCR reading them apart), so that they leave the file's
 # budget (file_timeout, 60 s) to the rest of its loading: the time a megapixel takes differs tenfold between formats.
 IMAGE_SECONDS = 20.0
+# A paragraph starting so, right after a picture, is its caption: "Figure", "Fig." or 图 and a number.
+_FIGURE_LABEL = re.compile(r"figure|fig\.|图\s*[0-9０-９一二三四五六七八九十]", re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
@@ -450,6 +452,21 @@ class EmbeddedImages:
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")
         return self.images
+
+
+def is_figure_caption(text: str) -> bool:
+    """Whether a paragraph right after a picture is its caption, by its label ("Figure 3", "Fig. 2", "图 1")."""
+    return _FIGURE_LABEL.match(text.strip()) is not None
+
+
+def picture_span(held: tuple[int, int] | None, captioned: tuple[int, int] | None,
+                 before: tuple[int, int] | None) -> tuple[int, int]:
+    """The span of the block holding a picture (``held``) through its caption; for a picture alone in its
+    paragraph and without caption, the empty span after ``before``, the last block with text before it."""
+    if held is None and captioned is None:
+        end = before[1] if before is not None else 0
+        return end, end
+    return (held or captioned)[0], (captioned or held)[1]  # type: ignore[index]
 
 
 def _is_remote(src: str) -> bool:
