@@ -238,6 +238,16 @@ def email_bytes(body: str = "Hello,\n\nThe harbour lamps ship on Monday.\n", htm
     return message.as_bytes(policy=SMTP)
 
 
+def mbox_bytes(messages: list[bytes]) -> bytes:
+    """A mailbox as Thunderbird and Google Takeout write one (mboxrd): each message after a "From " line, a body line
+    beginning ">"s and "From " quoted with one ">" more, a blank line after each message."""
+    import re
+
+    return b"".join(b"From sender@example.com Fri Dec 16 17:04:16 2022\n"
+                    + re.sub(rb"(?m)^(>*From )", rb">\1", message.replace(b"\r\n", b"\n")).rstrip(b"\n") + b"\n\n"
+                    for message in messages)
+
+
 _ODF = "urn:oasis:names:tc:opendocument:xmlns"
 ODF_NAMESPACES = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in {
     "office": f"{_ODF}:office:1.0", "text": f"{_ODF}:text:1.0", "table": f"{_ODF}:table:1.0",

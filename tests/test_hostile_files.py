@@ -219,6 +219,8 @@ CASES = {
         'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
     )), "max_document_chars", 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
+    "mbox of 16 million messages of no header": (_write("empty.mbox", lambda: b"From \n" * (16 * 2**20)), None, 400,
+                                                 30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
                                      None, 400, 30),
     "rtf nested 20 million groups deep": (_write("deep.rtf", lambda: rb"{\rtf1 Top." + b"{" * (20 * 2**20)), None, 400,
@@ -269,6 +271,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
     if case.startswith("eml attaching"):
         assert result["text"].endswith("Attachment: bomb.docx\n\n(not read)")
         assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")
+    if case.startswith("mbox"):
+        assert result["text"] == "" and result["warnings"][-3:] == [
+            "message 20 skipped: no header lines", "16,775,216 message(s) past the first 2000 pages not read "
+            "(max_pages)", "1980 more part(s) of the message skipped"]
     if case.startswith("rtf"):
         assert result["text"] in ("Start.", "Top.", "After."), result["text"][:100]
         reasons = {"rtf of 60 MB of empty groups": ["RTF with too many control words for its text"],

@@ -28,6 +28,7 @@ from tests.documents import (
     email_bytes,
     epub_bytes,
     image_bytes,
+    mbox_bytes,
     odf_bytes,
     pdf_bytes,
 )
@@ -230,7 +231,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
-                                  "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf",
+                                  "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf", "empty.mbox",
                                   "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
@@ -254,7 +255,7 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
-            ".eml", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".eml", ".mbox", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
@@ -1020,6 +1021,25 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     assert len(document.pages) == 10 and document.text.endswith("Attachment: note8.txt\n\nnote 8")
     assert document.warnings == ["21 attachment(s) or forwarded message(s) past the first 10 pages not read "
                                  "(max_pages)"]
+
+
+def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fails(tmp_path: Path) -> None:
+    terms = pdf_bytes([["Payment within 45 days."]])
+    quoting = "From the harbour, lamps ship on Friday.\n>From here on, quoted.\n"
+    messages = [email_bytes(subject="Lamps"), b"no header line here\n",
+                email_bytes(quoting, subject="Terms", attachments=[("terms.pdf", terms)])]
+    document = load(tmp_path, "Inbox.mbox", mbox_bytes(messages))
+    assert document.file_type == "mbox" and document.title is None
+    assert [document.text[page.start:page.end].split("\n")[-1] for page in document.pages] == [
+        "The harbour lamps ship on Monday.", ">From here on, quoted.", "Payment within 45 days."]
+    assert "Subject: Terms\n\nFrom the harbour, lamps ship on Friday.\n>From here" in document.text
+    assert document.warnings == ["message 2 skipped: no header lines"]
+    with pytest.raises(LoadError, match='^not a mailbox: it does not begin with a "From " line$'):
+        load(tmp_path, "renamed.mbox", email_bytes())
+    path = tmp_path / "long.mbox"
+    path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.") for number in range(5)]))
+    short = loader_for(path).load(path, path.read_bytes(), Limits(max_pages=2))
+    assert len(short.pages) == 2 and short.warnings == ["3 message(s) past the first 2 pages not read (max_pages)"]
 
 
 # --- opendocument -----------------------------------------------------------------------------------------------

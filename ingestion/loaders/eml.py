@@ -1,6 +1,6 @@
-"""E-mail messages (``.eml``: RFC 5322 with MIME): the headers a reader needs and the body's text, then each
-attachment read by the loader for its name as a page of its own, so that a citation names it. Attached pictures are
-the message's images; a forwarded message is read as the message is, to a bounded depth."""
+"""E-mail messages (``.eml``: RFC 5322 with MIME) and mailboxes of them (``.mbox``): the headers a reader needs and
+the body's text, then each attachment read by the loader for its name as a page of its own, so that a citation names
+it. Attached pictures are the message's images; a forwarded message is read as the message is, to a bounded depth."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ _MAX_HEADER = 2000  # characters of one header read: a longer one is cut before 
 _MAX_PARAMETERS = 100
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes over 127 in a header, as the parser keeps them
 _BOM = b"\xef\xbb\xbf"
+# A mailbox: messages each after a line beginning "From " (its sender and date, not part of the message); a line of
+# a message's body beginning so was written with a ">" before it, and each such line loses one (mboxrd, mboxo).
+_FROM_LINE = re.compile(rb"^From [^\r\n]*(?:\r?\n|\Z)", re.MULTILINE)
+_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 
 LoaderFor = Callable[[str], Loader | None]
@@ -121,6 +125,48 @@ class EmlLoader(Loader):
             raise LoadError("not an e-mail message: no header lines")
         reading.message(message, 0)
         return reading.document(self.file_type, _header(message, "Subject"))
+
+
+class MboxLoader(Loader):
+    """A mailbox (``.mbox``, as Thunderbird, Apple Mail and Google Takeout export mail): each message read as an
+    ``.eml`` file is, in the order of the file, each beginning a page; a message that cannot be read is a warning,
+    and the others are kept. The mailbox and its messages share one set of limits: at most ``max_pages`` messages
+    are looked at, read or not, and their attachments' pages count among them."""
+
+    file_type = "mbox"
+
+    def __init__(self, loader_for: LoaderFor) -> None:
+        self.loader_for = loader_for
+
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                on_kept: OnKept | None) -> ExtractedDocument:
+        data = data.removeprefix(_BOM)
+        starts = _FROM_LINE.finditer(data)
+        current = next(starts, None)
+        if current is None or data[:current.start()].strip():
+            raise LoadError('not a mailbox: it does not begin with a "From " line')
+        reading = _Reading(limits, root, on_kept, self.loader_for)
+        number = 0
+        while current is not None:
+            following = next(starts, None)
+            end = following.start() if following is not None else len(data)
+            number += 1
+            if number > limits.max_pages or not reading.page_for_message():  # one that fails counts too
+                unread = 1 + data.count(b"\nFrom ", current.start())
+                reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
+                                     "(max_pages)")
+                break
+            try:
+                message = reading.parse(_QUOTED_FROM.sub(rb"\1", data[current.end():end]))
+                if not message.keys():
+                    raise LoadError("no header lines")
+                reading.message(message, 0)
+            except OverBudget:
+                raise
+            except LoadError as error:
+                reading.skipped.add(f"message {number} skipped: {error}")
+            current = following
+        return reading.document(self.file_type, None)
 
 
 class _Reading:
@@ -283,8 +329,12 @@ class _Reading:
         for warning in document.warnings:
             self.passed_on.add(f"attachment {name}: {warning}")
 
+    def page_for_message(self) -> bool:
+        """Whether a mailbox's next message has a page left (its attachments may still find none)."""
+        return len(self.pages) + self.more_pages < self.limits.max_pages
+
     def _page_left(self) -> bool:
-        if len(self.pages) + self.more_pages < self.limits.max_pages:
+        if self.page_for_message():
             return True
         self.unread += 1
         return False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ingestion.loaders.base import Loader
 from ingestion.loaders.docx import DocxLoader
-from ingestion.loaders.eml import EmlLoader
+from ingestion.loaders.eml import EmlLoader, MboxLoader
 from ingestion.loaders.epub import EpubLoader
 from ingestion.loaders.html import HtmlLoader
 from ingestion.loaders.image import ImageLoader
@@ -48,5 +48,6 @@ def loader_for(path: Path | str) -> Loader | None:
     return _LOADERS.get(Path(path).suffix.lower())
 
 
-_LOADERS[".eml"] = EmlLoader(loader_for)  # an e-mail's attachments are read by the loaders for their names
+# An e-mail's attachments are read by the loaders for their names.
+_LOADERS.update({".eml": EmlLoader(loader_for), ".mbox": MboxLoader(loader_for)})
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)
