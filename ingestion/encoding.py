@@ -99,7 +99,17 @@ _HZ_MARK = re.compile(rb"~[{}]")
 _HZ_RUN = re.compile(rb"(?:[\x21-\x7e]{2})+")
 _HIGH_HALF = bytes(byte | 0x80 for byte in range(256))  # 7-bit GB 2312 bytes back to 8-bit
 _NEWLINES = re.compile(r"\r\n?")
+_CODE_PAGES = {1200: "utf-16-le", 1361: "johab", 10000: "mac_roman", 65001: "utf-8"}  # named otherwise than cpNNN
 _C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
+def windows_codec(code_page: int) -> str | None:
+    """The Python codec of a Windows code page number, as RTF and Office files name their text's; None when Python
+    has none."""
+    try:
+        return codecs.lookup(_CODE_PAGES.get(code_page, f"cp{code_page}")).name
+    except LookupError:
+        return None
 
 
 def decode_text(data: bytes, declared: str | None = None) -> str:

@@ -31,7 +31,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
-from tests.documents import chinese_font_pdf, email_bytes, epub_bytes, image_bytes, odf_bytes
+from tests.documents import chinese_font_pdf, doc_bytes, email_bytes, epub_bytes, image_bytes, odf_bytes
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
@@ -219,6 +219,7 @@ CASES = {
         'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
     )), "max_document_chars", 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
+    "doc of 300,000 pieces": (_write("pieces.doc", lambda: doc_bytes([("Piece\x07", True)] * 300_000)), None, 400, 30),
     "mbox of 16 million messages of no header": (_write("empty.mbox", lambda: b"From \n" * (16 * 2**20)), None, 400,
                                                  30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
@@ -271,6 +272,8 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
     if case.startswith("eml attaching"):
         assert result["text"].endswith("Attachment: bomb.docx\n\n(not read)")
         assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")
+    if case.startswith("doc of"):
+        assert result["text"].count("Piece") == 300_000 and result["warnings"] == []
     if case.startswith("mbox"):
         assert result["text"] == "" and result["warnings"][-3:] == [
             "message 20 skipped: no header lines", "16,775,216 message(s) past the first 2000 pages not read "

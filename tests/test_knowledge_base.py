@@ -27,7 +27,7 @@ from kb.errors import (
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
-from tests.documents import deck_bytes, email_bytes, epub_bytes, mbox_bytes, odf_bytes, pdf_bytes
+from tests.documents import deck_bytes, doc_bytes, email_bytes, epub_bytes, mbox_bytes, odf_bytes, pdf_bytes
 
 pytestmark = pytest.mark.databases()
 
@@ -120,13 +120,19 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
     (folder / "policy.rtf").write_bytes(rb"{\rtf1\ansi\ansicpg936{\fonttbl{\f0\fnil\fcharset134 SimSun;}}"
                                         rb"{\info{\title Returns}}\pard\f0 " + b"".join(
                                             b"\\'%02x" % byte for byte in policy) + rb"\par}")
+    (folder / "minutes.doc").write_bytes(doc_bytes([("Board minutes\r", True), ("会议决定：仓库搬到宁波。\r", False)],
+                                                   title="Minutes"))
     (folder / "archive.mbox").write_bytes(mbox_bytes([email_bytes(subject="Old"), email_bytes(
         "The spare keys are with Chen.", subject="Keys")]))
     kb = kb_factory()
     report = kb.ingest(folder)
     assert sorted(Path(path).name for path in report.added) == [
-        "archive.mbox", "guide.epub", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx", "results.pptx"]
+        "archive.mbox", "guide.epub", "minutes.doc", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx",
+        "results.pptx"]
     assert not report.failed
+    [minutes] = kb.search("仓库搬到宁波", k=1, mode="keyword", filters=Filters(file_types=["doc"]))
+    assert (Path(minutes.path).name, minutes.title) == ("minutes.doc", "Minutes")
+    assert minutes.text == "Board minutes\n\n会议决定：仓库搬到宁波。"
     [keys] = kb.search("spare keys", k=1, mode="keyword", filters=Filters(file_types=["mbox"]))
     assert (Path(keys.path).name, keys.page) == ("archive.mbox", 2)
     [returns] = kb.search("三十天内退货", k=1, mode="keyword", filters=Filters(file_types=["rtf"]))

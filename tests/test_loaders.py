@@ -24,7 +24,9 @@ from ingestion.loaders.pdf import PdfLoader
 from kb.types import ExtractedDocument
 from tests.documents import (
     chinese_font_pdf,
+    compound_file,
     deck_bytes,
+    doc_bytes,
     email_bytes,
     epub_bytes,
     image_bytes,
@@ -232,6 +234,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
                                   "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf", "empty.mbox",
+                                  "empty.doc",
                                   "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
@@ -255,13 +258,13 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
-            ".eml", ".mbox", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".doc", ".eml", ".mbox", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
-                      "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": None, "old.xls": None,
+                      "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc", "old.xls": None,
                       "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image", "icon.svg": None,
                       "Memo.RTF": "rtf"}
 
@@ -1259,6 +1262,53 @@ def test_epub_skips_what_it_cannot_read_and_refuses_what_is_no_book(tmp_path: Pa
     document = loader_for(path).load(path, path.read_bytes(), Limits(max_markup_bytes=2**20))
     assert document.text == "Small." and document.warnings == [
         "chapter OEBPS/big.xhtml skipped: 1.4 MB of HTML, over the 1 MB limit (max_html_mb)"]
+
+
+# --- doc (Word 97-2003) -----------------------------------------------------------------------------------------
+
+def test_doc_reads_its_main_text_through_the_piece_table(tmp_path: Path) -> None:
+    """Word stores ASCII-only runs 8-bit and the rest in UTF-16; the main document is the first ``ccpText``
+    characters (footnotes and headers follow); a field shows its result, not its code."""
+    main = ("Returns policy\r", "顾客可在购买后三十天内退货。\rItem\x07Price\x07\x07Keyboard\x07199\x07\x07See "
+            '\x13 HYPERLINK "https://example.com" \x14the \x01returns page\x15.\x0bNext line\x0cAfter a break\r')
+    pieces = [(main[0], True), (main[1], False), ("Footnote text.\r", True)]
+    document = load(tmp_path, "policy.doc", doc_bytes(pieces, main=len(main[0]) + len(main[1]), title="退货政策"))
+    assert document.text == ("Returns policy\n\n顾客可在购买后三十天内退货。\n\nItem | Price\nKeyboard | 199\n\nSee the "
+                             "returns page.\nNext line\nAfter a break")
+    assert (document.file_type, document.title, document.warnings) == ("doc", "退货政策", [])
+    assert load(tmp_path, "table0.doc", doc_bytes([("Plain.\r", True)], flags=0)).text == "Plain."
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    pytest.param(doc_bytes([("Secret.\r", True)], flags=0x0300), r"^encrypted DOC \(password-protected\)",
+                 id="encrypted"),
+    pytest.param(doc_bytes([("Old.\r", True)]).replace(b"\xec\xa5\xc1\x00", b"\xdc\xa5\x65\x00"),
+                 r"^a Word 6 or 95 document \(or not a Word document\): version 0x65 is not read$", id="word6"),
+    pytest.param(compound_file({"Workbook": b"x"}), "^not a Word document: an OLE file without a WordDocument stream$",
+                 id="workbook"),
+    pytest.param(doc_bytes([("a", True), ("b", True)]).replace(b"\x01\x00\x00\x00\x02\x00",
+                                                              b"\x03\x00\x00\x00\x02\x00"),
+                 "^corrupt DOC: its pieces are out of order$", id="pieces out of order"),
+])
+def test_doc_that_cannot_be_read_is_refused_with_its_reason(tmp_path: Path, data: bytes, reason: str) -> None:
+    with pytest.raises(LoadError, match=reason):
+        load(tmp_path, "refused.doc", data)
+
+
+def test_doc_of_a_few_bytes_is_never_taken_for_a_file_name(tmp_path: Path) -> None:
+    """olefile reads bytes shorter than 1,536 as the name of a file to open: a .doc holding a path would be the
+    file it names, outside the folder."""
+    secret = tmp_path / "outside" / "secret.doc"
+    secret.parent.mkdir()
+    secret.write_bytes(doc_bytes([("The vault code is 4711.\r", True)]))
+    with pytest.raises(LoadError, match="^corrupt DOC: "):
+        load(tmp_path, "trap.doc", str(secret).encode())
+
+
+def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "long.doc"
+    with pytest.raises(LoadError, match="max_document_chars"):
+        loader_for(path).load(path, doc_bytes([("x" * 50, True)], main=2_000_000_000), Limits(max_chars=100))
 
 
 # --- rtf --------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestion.loaders.base import Loader
+from ingestion.loaders.doc import DocLoader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.eml import EmlLoader, MboxLoader
 from ingestion.loaders.epub import EpubLoader
@@ -29,6 +30,7 @@ _LOADERS: dict[str, Loader] = {
     ".html": _HTML,
     ".xhtml": _HTML,
     ".pdf": PdfLoader(),
+    ".doc": DocLoader(),
     ".docx": DocxLoader(),
     ".pptx": PptxLoader(),
     ".xlsx": XlsxLoader(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import EmbeddedImages, is_figure_caption, picture_span
 from kb.types import ExtractedDocument, ExtractedImage
@@ -26,7 +27,6 @@ _HEX_SPACE = b"\r\n\t "
 
 _CHARSETS = {0: 1252, 77: 10000, 128: 932, 129: 949, 130: 1361, 134: 936, 136: 950, 161: 1253, 162: 1254, 163: 1258,
              177: 1255, 178: 1256, 186: 1257, 204: 1251, 222: 874, 238: 1250, 254: 437, 255: 850}  # \fcharset -> page
-_CODECS = {10000: "mac_roman", 65001: "utf-8", 1361: "johab"}  # code pages Python names otherwise than cpNNN
 _CHARACTERS = {b"tab": "\t", b"line": "\n", b"emdash": "\u2014", b"endash": "\u2013", b"bullet": "\u2022",
                b"lquote": "\u2018", b"rquote": "\u2019", b"ldblquote": "\u201c", b"rdblquote": "\u201d",
                b"emspace": "\u2003", b"enspace": "\u2002", b"qmspace": "\u2005", b"zwj": "\u200d",
@@ -532,15 +532,11 @@ class _Reading:
 
 
     def _new_decoder(self, page: int) -> codecs.IncrementalDecoder:
-        name = _CODECS.get(page, f"cp{page}")
-        try:
-            codecs.lookup(name)
-        except LookupError:
-            if page not in self.unknown_pages:
-                self.unknown_pages.add(page)
-                self.warnings.append(f"RTF code page {page} is unknown: its bytes are read as windows-1252")
-            name = "cp1252"
-        return codecs.getincrementaldecoder(name)(errors="replace")
+        name = encoding.windows_codec(page)
+        if name is None and page not in self.unknown_pages:
+            self.unknown_pages.add(page)
+            self.warnings.append(f"RTF code page {page} is unknown: its bytes are read as windows-1252")
+        return codecs.getincrementaldecoder(name or "cp1252")(errors="replace")
 
 
 def _unicode(parameter: int) -> str:
