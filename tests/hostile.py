@@ -491,3 +491,22 @@ def mime_nested(depth: int, boundary: str = 'boundary="b{}"') -> bytes:
                        for level in range(depth))
     closing = b"".join(b"\n--b%d--\n" % level for level in reversed(range(depth)))
     return b"Subject: deep\n" + opening + b"Content-Type: text/plain\n\ndeep text\n" + closing
+
+
+def xls_of_numbers(rows: int, columns: int) -> bytes:
+    """An Excel 97-2003 workbook of one sheet holding a number in each of ``rows`` x ``columns`` cells."""
+    import io
+
+    import xlwt
+
+    workbook = xlwt.Workbook()
+    sheet = workbook.add_sheet("Numbers")
+    for row_number in range(rows):
+        row = sheet.row(row_number)
+        for column in range(columns):
+            row.set_cell_number(column, row_number * columns + column)
+        if row_number % 1000 == 999:
+            sheet.flush_row_data()
+    written = io.BytesIO()
+    workbook.save(written)
+    return written.getvalue()

@@ -62,6 +62,7 @@ from tests.hostile import (
     shared_resources_pdf,
     shared_stream_pdf,
     undrawable_scan_pdf,
+    xls_of_numbers,
     xlsx_with_sheet_rows,
 )
 from tests.test_knowledge_base import write_docs
@@ -219,6 +220,8 @@ CASES = {
         'table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell></table:table-row></table:table>'
     )), "max_document_chars", 400, 30),
     "5000 refused image references": (_many_refused, None, 400, 30),
+    "xls of 2 million numbers": (_write("numbers.xls", lambda: xls_of_numbers(8000, 250)), "max_document_chars", 400,
+                                 30),
     "doc of 300,000 pieces": (_write("pieces.doc", lambda: doc_bytes([("Piece\x07", True)] * 300_000)), None, 400, 30),
     "mbox of 16 million messages of no header": (_write("empty.mbox", lambda: b"From \n" * (16 * 2**20)), None, 400,
                                                  30),

@@ -27,7 +27,16 @@ from kb.errors import (
 from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
-from tests.documents import deck_bytes, doc_bytes, email_bytes, epub_bytes, mbox_bytes, odf_bytes, pdf_bytes
+from tests.documents import (
+    deck_bytes,
+    doc_bytes,
+    email_bytes,
+    epub_bytes,
+    mbox_bytes,
+    odf_bytes,
+    pdf_bytes,
+    xls_bytes,
+)
 
 pytestmark = pytest.mark.databases()
 
@@ -122,17 +131,21 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
                                             b"\\'%02x" % byte for byte in policy) + rb"\par}")
     (folder / "minutes.doc").write_bytes(doc_bytes([("Board minutes\r", True), ("会议决定：仓库搬到宁波。\r", False)],
                                                    title="Minutes"))
+    (folder / "stock.xls").write_bytes(xls_bytes({"Summary": [], "Stock": [["Item", "Count"], ["Anchor chain", 12]]}))
     (folder / "archive.mbox").write_bytes(mbox_bytes([email_bytes(subject="Old"), email_bytes(
         "The spare keys are with Chen.", subject="Keys")]))
     kb = kb_factory()
     report = kb.ingest(folder)
     assert sorted(Path(path).name for path in report.added) == [
         "archive.mbox", "guide.epub", "minutes.doc", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx",
-        "results.pptx"]
+        "results.pptx", "stock.xls"]
     assert not report.failed
     [minutes] = kb.search("仓库搬到宁波", k=1, mode="keyword", filters=Filters(file_types=["doc"]))
     assert (Path(minutes.path).name, minutes.title) == ("minutes.doc", "Minutes")
     assert minutes.text == "Board minutes\n\n会议决定：仓库搬到宁波。"
+    [stock] = kb.search("anchor chain", k=1, mode="keyword", filters=Filters(file_types=["xls"]))
+    assert (Path(stock.path).name, stock.page, stock.text) == (
+        "stock.xls", 2, "Stock\nItem | Count\nItem: Anchor chain | Count: 12")
     [keys] = kb.search("spare keys", k=1, mode="keyword", filters=Filters(file_types=["mbox"]))
     assert (Path(keys.path).name, keys.page) == ("archive.mbox", 2)
     [returns] = kb.search("三十天内退货", k=1, mode="keyword", filters=Filters(file_types=["rtf"]))

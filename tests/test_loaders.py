@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
+import olefile
 import pytest
 from docx import Document
 from openpyxl import Workbook
@@ -33,6 +34,7 @@ from tests.documents import (
     mbox_bytes,
     odf_bytes,
     pdf_bytes,
+    xls_bytes,
 )
 from tests.hostile import (
     deck_rewritten,
@@ -234,7 +236,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
                                   "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf", "empty.mbox",
-                                  "empty.doc",
+                                  "empty.doc", "empty.xls",
                                   "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
@@ -257,16 +259,17 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 # --- factory ----------------------------------------------------------------------------------------------------
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
-    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xlsx", ".xlsm",
+    assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
+            ".xlsm",
             ".doc", ".eml", ".mbox", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
-                      "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc", "old.xls": None,
-                      "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image", "icon.svg": None,
-                      "Memo.RTF": "rtf"}
+                      "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc",
+                      "old.xls": "xls", "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image",
+                      "icon.svg": None, "Memo.RTF": "rtf"}
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------
@@ -1262,6 +1265,35 @@ def test_epub_skips_what_it_cannot_read_and_refuses_what_is_no_book(tmp_path: Pa
     document = loader_for(path).load(path, path.read_bytes(), Limits(max_markup_bytes=2**20))
     assert document.text == "Small." and document.warnings == [
         "chapter OEBPS/big.xhtml skipped: 1.4 MB of HTML, over the 1 MB limit (max_html_mb)"]
+
+
+# --- xls (Excel 97-2003) ----------------------------------------------------------------------------------------
+
+def test_xls_sheets_are_pages_read_as_an_xlsx_workbook_s(tmp_path: Path) -> None:
+    sheets = {"价格": [["产品", "价格", "日期"], ["键盘", 199.5, date(2026, 3, 1)], ["Mouse", 25, None, True],
+                     ["#DIV/0!"]], "Empty": [], "Notes": [["Shipping from Ningbo"]]}
+    document = load(tmp_path, "prices.xls", xls_bytes(sheets, title="Prices 2026"))
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "价格\n产品 | 价格 | 日期\n产品: 键盘 | 价格: 199.5 | 日期: 2026-03-01\n产品: Mouse | 价格: 25 | TRUE\n"
+        "产品: #DIV/0!", "", "Notes\nShipping from Ningbo"]
+    assert (document.file_type, document.title, document.warnings) == ("xls", "Prices 2026", [])
+    assert load(tmp_path, "untitled.xls", xls_bytes({"A": [["x"]]})).title is None
+
+
+def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_path: Path) -> None:
+    workbook = xls_bytes({"Good": [["kept"]], "Bad": [["lost"]]})
+    last = workbook.rindex(b"\x09\x08\x10\x00")  # the last sheet's BOF record
+    document = load(tmp_path, "broken.xls", workbook[:last] + b"\x00\x00" + workbook[last + 2:])
+    assert document.text == "Good\nkept" and [warning[:67] for warning in document.warnings] == [
+        "sheet Bad cannot be read: Unsupported format, or corrupt file: Expe"]
+    with pytest.raises(LoadError, match="^not an Excel workbook: an OLE file without a Workbook stream$"):
+        load(tmp_path, "word.xls", doc_bytes([("Not a workbook.\r", True)]))
+    with pytest.raises(LoadError, match="^corrupt XLS: "):
+        load(tmp_path, "text.xls", b"Product,Price\nLamp,34.5\n")
+    stream = olefile.OleFileIO(io.BytesIO(workbook)).openstream("Workbook").read()
+    filepass = b"\x2f\x00\x06\x00\x00\x00\x01\x00\x01\x00"  # after the first BOF: the workbook is encrypted
+    with pytest.raises(LoadError, match=r"^encrypted XLS \(password-protected\)"):
+        load(tmp_path, "locked.xls", compound_file({"Workbook": stream[:20] + filepass + stream[20:]}))
 
 
 # --- doc (Word 97-2003) -----------------------------------------------------------------------------------------

@@ -7,14 +7,11 @@ end with a carriage return, table cells and rows with a 0x07 mark, and fields sh
 
 from __future__ import annotations
 
-import io
 import re
 import struct
 from pathlib import Path
 
-import olefile
-
-from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import describe_error
 from kb.types import ExtractedDocument
@@ -42,8 +39,8 @@ class DocLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
-        try:  # a file object always: olefile takes short bytes for a file name
-            with olefile.OleFileIO(io.BytesIO(data)) as package:
+        try:
+            with ole.open_package(data, "DOC") as package:
                 if not package.exists("WordDocument"):
                     raise LoadError("not a Word document: an OLE file without a WordDocument stream")
                 word = package.openstream("WordDocument").read()
@@ -52,7 +49,7 @@ class DocLoader(Loader):
                 if not package.exists(table_name):
                     raise LoadError(f"corrupt DOC: its {table_name} stream is missing")
                 clx = package.openstream(table_name).read()[clx_at:clx_at + clx_size]
-                title = _title(package)
+                title = ole.summary_title(package)
         except (LoadError, MemoryError):
             raise
         except Exception as error:  # olefile reports a broken file with many exception types
@@ -182,14 +179,3 @@ def _blocks(text: str) -> str:
         blocks.append("\n".join(row for row in rows if row))
     return "\n\n".join(cleaned for block in blocks if (cleaned := clean_text(block)))
 
-
-def _title(package: olefile.OleFileIO) -> str | None:
-    """The title of the summary information, in the code page it declares."""
-    if not package.exists("\x05SummaryInformation"):
-        return None
-    metadata = package.get_metadata()
-    title = metadata.title
-    if isinstance(title, bytes):
-        codepage = metadata.codepage & 0xFFFF if isinstance(metadata.codepage, int) else 1252  # stored signed
-        title = title.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
-    return (title.rstrip("\x00") or None) if isinstance(title, str) else None

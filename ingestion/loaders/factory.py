@@ -18,6 +18,7 @@ from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pptx import PptxLoader
 from ingestion.loaders.rtf import RtfLoader
 from ingestion.loaders.text import TextLoader
+from ingestion.loaders.xls import XlsLoader
 from ingestion.loaders.xlsx import XlsxLoader
 
 _TEXT, _MARKDOWN, _HTML = TextLoader(), MarkdownLoader(), HtmlLoader()
@@ -33,6 +34,7 @@ _LOADERS: dict[str, Loader] = {
     ".doc": DocLoader(),
     ".docx": DocxLoader(),
     ".pptx": PptxLoader(),
+    ".xls": XlsLoader(),
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
     ".odt": OdfLoader("odt"),

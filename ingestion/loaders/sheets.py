@@ -4,6 +4,13 @@ on the cells looked at."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from ingestion.loaders.base import Limits, LoadError, clean_text
+from ingestion.loaders.images import describe_error
+
 # Cells looked at per document, empty ones included: openpyxl fills each row out to its last cell, and a gap of
 # rows with empty ones, and an OpenDocument cell may say it repeats a million times, so a few kilobytes of XML
 # cost this much work (the text allowance bounds the rest).
@@ -35,3 +42,73 @@ class ColumnHeaders:
         labels = [f"{headers[column]}: " if column in headers else "" for column, _ in values]
         return " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True)), sum(
             map(len, labels))
+
+
+class SheetReader:
+    """Reads a workbook's sheets, one after the other, within ``MAX_CELLS`` looked at and ``limits.max_chars`` of
+    text, counted as each cell is read; a row is a tuple of values (text, numbers, dates, truth values, None)."""
+
+    def __init__(self, limits: Limits, warnings: list[str]) -> None:
+        self.limits = limits
+        self.warnings = warnings
+        self.cells = 0
+        self.length = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether the workbook's cells are spent: no later sheet is read."""
+        return self.cells > MAX_CELLS
+
+    def page(self, title: str, rows: Callable[[], Iterable[tuple[Any, ...]]]) -> str:
+        """A sheet's page: its name, then a line per row with values ("" when none). A sheet its library cannot
+        read past some row keeps the rows before it, with a warning."""
+        lines = [title]
+        try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
+            lines.extend(self._rows(title, rows()))
+        except (LoadError, MemoryError):
+            raise
+        except Exception as error:
+            self.warnings.append(f"sheet {title[:100]} cannot be read past row {len(lines) - 1} with values: "
+                                 f"{describe_error(error)}")
+        return clean_text("\n".join(lines)) if len(lines) > 1 else ""
+
+    def _rows(self, title: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+        """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
+        headers = ColumnHeaders()
+        for row in rows:
+            self.cells += max(len(row), 1)
+            if self.cells > MAX_CELLS:
+                self.warnings.append(f"sheet {title}: only its first {headers.seen} rows with values were "
+                                     f"read, and no later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
+                return
+            values = self._values(row)
+            if not values:
+                continue
+            line, labelled = headers.line(values, all(isinstance(row[column], str) for column, _ in values))
+            self.length += labelled  # repeated on every row: counted every time
+            self.limits.check_chars(self.length)
+            yield line
+
+    def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
+        """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
+        row of 3,000 cells naming one shared string of 1 MB was 3 GB before its length was checked)."""
+        values = []
+        for column, value in enumerate(row):
+            if value is not None and (text := cell_text(value)):
+                self.length += len(text) + 3
+                self.limits.check_chars(self.length)
+                values.append((column, text))
+        return values
+
+
+def cell_text(value: object) -> str:
+    """A cell's value as a person reads it: whole numbers without ".0", dates without a midnight time, one line."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, ".15g")
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
+    if isinstance(value, (date, time, timedelta)):
+        return str(value)
+    return " ".join(str(value).split())

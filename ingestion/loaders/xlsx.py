@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,10 @@ from defusedxml.ElementTree import iterparse
 from openpyxl import load_workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
 from ingestion.loaders.ooxml import refuse_bombs
-from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders
+from ingestion.loaders.sheets import SheetReader
 from kb.types import ExtractedDocument
 
 MAX_ROWS = 1_048_576  # Excel's own limit: a row numbered past it is not read
@@ -55,75 +54,32 @@ class XlsxLoader(Loader):
         try:
             title = (workbook.properties.title or "").strip() or None
             # (workbook[name] scans the list of sheets each time: 10,000 sheets took 16 s)
-            sheets = _Sheets(limits, warnings).read(list(workbook._sheets))
+            sheets = _pages(list(workbook._sheets), SheetReader(limits, warnings), limits, warnings)
         finally:
             workbook.close()
         text, pages = join_pages(sheets)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, pages=pages, warnings=warnings)
 
 
-class _Sheets:
-    """Reads a workbook's sheets within ``MAX_CELLS`` looked at, ``limits.max_pages`` sheets and
-    ``limits.max_chars`` of text, counted as each cell is read."""
+def _pages(sheets: list[Any], reader: SheetReader, limits: Limits, warnings: list[str]) -> list[str]:
+    """Each sheet's clean text ("" for one without values, a chart sheet, or one listed again)."""
+    if len(sheets) > limits.max_pages:
+        warnings.append(f"only the first {limits.max_pages} of {len(sheets)} sheets were read (max_pages)")
+    texts: list[str] = []
+    paths: set[str] = set()
+    for sheet in sheets[: limits.max_pages]:
+        path = getattr(sheet, "_worksheet_path", None)
+        if not isinstance(sheet, ReadOnlyWorksheet) or path in paths or reader.full:
+            texts.append("")  # a chart sheet, a sheet part listed again (read once), or past the cells
+            continue
+        paths.add(path)
+        texts.append(reader.page(sheet.title, lambda sheet=sheet: _rows(sheet)))
+    return texts
 
-    def __init__(self, limits: Limits, warnings: list[str]) -> None:
-        self.limits = limits
-        self.warnings = warnings
-        self.cells = 0
-        self.length = 0
 
-    def read(self, sheets: list[Any]) -> list[str]:
-        """Each sheet's clean text ("" for one without values, a chart sheet, or one listed again)."""
-        if len(sheets) > self.limits.max_pages:
-            self.warnings.append(f"only the first {self.limits.max_pages} of {len(sheets)} sheets were read "
-                                 "(max_pages)")
-        texts: list[str] = []
-        paths: set[str] = set()
-        for sheet in sheets[: self.limits.max_pages]:
-            path = getattr(sheet, "_worksheet_path", None)
-            if not isinstance(sheet, ReadOnlyWorksheet) or path in paths or self.cells > MAX_CELLS:
-                texts.append("")  # a chart sheet, a sheet part listed again (read once), or past the cells
-                continue
-            paths.add(path)
-            lines = [sheet.title]
-            try:  # openpyxl reports broken cells (a shared string that is not there, ...) with many exceptions
-                lines.extend(self._rows(sheet))
-            except (LoadError, MemoryError):
-                raise
-            except Exception as error:  # the rows read before it are kept
-                self.warnings.append(f"sheet {sheet.title[:100]} cannot be read past row {len(lines) - 1} with "
-                                     f"values: {describe_error(error)}")
-            texts.append(clean_text("\n".join(lines)) if len(lines) > 1 else "")
-        return texts
-
-    def _rows(self, sheet: ReadOnlyWorksheet) -> Iterator[str]:
-        """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
-        sheet.reset_dimensions()  # the size a file declares is not trusted: a row is as long as its last cell
-        headers = ColumnHeaders()
-        for row in sheet.iter_rows(max_row=MAX_ROWS, values_only=True):
-            self.cells += max(len(row), 1)
-            if self.cells > MAX_CELLS:
-                self.warnings.append(f"sheet {sheet.title}: only its first {headers.seen} rows with values were "
-                                     f"read, and no later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
-                return
-            values = self._values(row)
-            if not values:
-                continue
-            line, labelled = headers.line(values, all(isinstance(row[column], str) for column, _ in values))
-            self.length += labelled  # repeated on every row: counted every time
-            self.limits.check_chars(self.length)
-            yield line
-
-    def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
-        """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
-        row of 3,000 cells naming one shared string of 1 MB was 3 GB before its length was checked)."""
-        values = []
-        for column, value in enumerate(row):
-            if value is not None and (text := _text(value)):
-                self.length += len(text) + 3
-                self.limits.check_chars(self.length)
-                values.append((column, text))
-        return values
+def _rows(sheet: ReadOnlyWorksheet) -> Iterator[tuple[Any, ...]]:
+    sheet.reset_dimensions()  # the size a file declares is not trusted: a row is as long as its last cell
+    return sheet.iter_rows(max_row=MAX_ROWS, values_only=True)
 
 
 def _refuse_style_bombs(data: bytes) -> None:
@@ -158,16 +114,3 @@ def _reason(error: BaseException) -> str:
             return "XLSX declares XML entities, which are refused (they can read other files or expand without bound)"
         cause = cause.__cause__ or cause.__context__
     return f"corrupt XLSX: {describe_error(error)}"
-
-
-def _text(value: object) -> str:
-    """A cell's value as a person reads it: whole numbers without ".0", dates without a midnight time, one line."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, ".15g")
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
-    if isinstance(value, (date, time, timedelta)):
-        return str(value)
-    return " ".join(str(value).split())
