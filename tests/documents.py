@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -249,35 +250,58 @@ def mbox_bytes(messages: list[bytes]) -> bytes:
 
 
 def compound_file(streams: dict[str, bytes]) -> bytes:
-    """An OLE compound file (version 3, 512-byte sectors; up to 7 MB) holding ``streams`` at its root, as Office
-    97-2003 writes its files. Each stream is padded to 4,096 bytes at least, so that none is kept in the mini
-    stream."""
-    import struct
-
+    """An OLE compound file (version 3, 512-byte sectors; up to 7 MB) holding ``streams`` by path (``"a/b"`` is
+    stream b in storage a), as Office 97-2003 and Outlook write their files: streams under 4,096 bytes in the mini
+    stream, in 64-byte sectors."""
     free, end_of_chain, fat_sector = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD
-    ordered = sorted(streams, key=lambda name: (len(name), name.upper()))  # the order of the directory's tree
-    data = {name: streams[name].ljust(4096, b"\0") for name in ordered}
-    chains: list[int] = []
-    body = bytearray()
-    starts = {}
-    for name in ordered:
-        starts[name] = len(body) // 512
-        sectors = -(-len(data[name]) // 512)
-        chains += [len(chains) + 1 + index for index in range(sectors - 1)] + [end_of_chain]
-        body += data[name].ljust(sectors * 512, b"\0")
+    tree: dict[str, Any] = {}
+    for path, data in streams.items():
+        *storages, name = path.split("/")
+        folder = tree
+        for storage in storages:
+            folder = folder.setdefault(storage, {})
+        folder[name] = data
+    chains: list[int] = []  # the FAT: for each 512-byte sector, the next of its chain
+    mini_chains: list[int] = []  # the mini FAT, for 64-byte sectors of the mini stream
+    body, mini = bytearray(), bytearray()
+    entries: list[bytes] = []
+
+    def place(data: bytes, sector: int, table: list[int], into: bytearray) -> int:
+        """Appends ``data`` in sectors of ``sector`` bytes chained in ``table``; returns its first sector."""
+        first, count = len(table), max(1, -(-len(data) // sector))
+        table.extend([first + 1 + index for index in range(count - 1)] + [end_of_chain])
+        into.extend(data.ljust(count * sector, b"\0"))
+        return first
 
     def entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
         encoded = name.encode("utf-16-le") + b"\0\0"
         return (encoded.ljust(64, b"\0") + struct.pack("<HBBIII", len(encoded), kind, 1, free, right, child)
                 + bytes(36) + struct.pack("<IQ", start, size))
 
-    entries = [entry("Root Entry", 5, 1 if ordered else free, free, end_of_chain, 0)]
-    for index, name in enumerate(ordered, 1):  # each the right sibling of the one before: a valid (lopsided) tree
-        entries.append(entry(name, 2, free, index + 1 if index < len(ordered) else free, starts[name],
-                             len(data[name])))
-    directory = b"".join(entries).ljust(-(-len(entries) // 4) * 512, b"\0")
-    directory_start = len(chains)
-    chains += [directory_start + 1 + index for index in range(len(directory) // 512 - 1)] + [end_of_chain]
+    def count(node: Any) -> int:
+        return 1 if isinstance(node, bytes) else 1 + sum(count(child) for child in node.values())
+
+    def add(name: str, node: Any, kind: int, right: int) -> None:
+        """The entry for ``node`` at its place, then its children, each the right sibling of the one before (a
+        valid, lopsided tree), in the order the directory sorts names."""
+        if isinstance(node, bytes):
+            small = len(node) < 4096
+            start = place(node, 64, mini_chains, mini) if small else place(node, 512, chains, body)
+            entries.append(entry(name, 2, free, right, start, len(node)))
+            return
+        names = sorted(node, key=lambda child: (len(child), child.upper()))
+        entries.append(entry(name, kind, len(entries) + 1 if names else free, right, 0, 0))
+        for index, child in enumerate(names):
+            following = len(entries) + count(node[child])
+            add(child, node[child], 1, free if index == len(names) - 1 else following)
+
+    add("Root Entry", tree, 5, free)
+    root_start = place(bytes(mini), 512, chains, body) if mini else end_of_chain
+    entries[0] = entries[0][:116] + struct.pack("<IQ", root_start, len(mini))
+    mini_fat = struct.pack(f"<{len(mini_chains)}I", *mini_chains) if mini_chains else b""
+    mini_fat_start = place(mini_fat.ljust(-(-len(mini_fat) // 512) * 512, b"\xff"), 512, chains, body) \
+        if mini_fat else end_of_chain
+    directory_start = place(b"".join(entries), 512, chains, body)
     fat_sectors = 1
     while len(chains) + fat_sectors > 128 * fat_sectors:
         fat_sectors += 1
@@ -287,9 +311,45 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
     fat = struct.pack(f"<{len(chains)}I", *chains).ljust(512 * fat_sectors, b"\xff")
     difat = [fat_start + index for index in range(fat_sectors)] + [free] * (109 - fat_sectors)
     header = (bytes.fromhex("d0cf11e0a1b11ae1") + bytes(16) + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6) + bytes(6)
-              + struct.pack("<IIIIIIII", 0, fat_sectors, directory_start, 0, 4096, end_of_chain, 0, end_of_chain)
+              + struct.pack("<IIIIIIII", 0, fat_sectors, directory_start, 0, 4096, mini_fat_start,
+                            -(-len(mini_fat) // 512), end_of_chain)
               + struct.pack("<I", 0) + struct.pack("<109I", *difat))
-    return header + bytes(body) + directory + fat
+    return header + bytes(body) + fat
+
+
+def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps ship on Monday.", html: bytes | None = None,
+                attachments: list[tuple[str, bytes]] | None = None, attached: list[dict[str, bytes]] | None = None,
+                sender: tuple[str, str] = ("Li Wei", "li.wei@example.com"), to: str = "Sales", level: int = 0,
+                unicode: bool = True) -> dict[str, bytes]:
+    """The streams of an Outlook message as Outlook writes them (MAPI properties: strings in ``__substg1.0_``
+    streams, times and code pages in the property stream; ``level`` 1 for an attached message), its attachments
+    and attached messages (others' streams) in storages of their own."""
+    import datetime
+
+    kind = "001F" if unicode else "001E"
+
+    def text(value: str) -> bytes:
+        return value.encode("utf-16-le") if unicode else value.encode("cp936")
+
+    sent = datetime.datetime(2022, 12, 16, 9, 4, 16, tzinfo=datetime.timezone.utc)
+    ticks = int((sent - datetime.datetime(1601, 1, 1, tzinfo=datetime.timezone.utc)).total_seconds()) * 10_000_000
+    properties = bytes(32 if level == 0 else 24) + struct.pack("<IIQ", 0x00390040, 6, ticks) + struct.pack(
+        "<IIQ", 0x3FDE0003, 6, 936)
+    streams = {"__properties_version1.0": properties, f"__substg1.0_0037{kind}": text(subject),
+               f"__substg1.0_0C1A{kind}": text(sender[0]), f"__substg1.0_5D01{kind}": text(sender[1]),
+               f"__substg1.0_0E04{kind}": text(to)}
+    if body is not None:
+        streams[f"__substg1.0_1000{kind}"] = text(body)
+    if html is not None:
+        streams["__substg1.0_10130102"] = html
+    for number, (name, data) in enumerate(attachments or []):
+        storage = f"__attach_version1.0_#{number:08X}"
+        streams.update({f"{storage}/__properties_version1.0": bytes(8), f"{storage}/__substg1.0_3707001F":
+                        name.encode("utf-16-le"), f"{storage}/__substg1.0_37010102": data})
+    for number, message in enumerate(attached or [], len(attachments or [])):
+        storage = f"__attach_version1.0_#{number:08X}"
+        streams.update({f"{storage}/__substg1.0_3701000D/{name}": data for name, data in message.items()})
+    return streams
 
 
 def summary_information(title: str, codepage: int = 936) -> bytes:

@@ -28,11 +28,13 @@ from kb.storage.database import default_url, open_database
 from kb.storage.models import SCHEMA_VERSION
 from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
 from tests.documents import (
+    compound_file,
     deck_bytes,
     doc_bytes,
     email_bytes,
     epub_bytes,
     mbox_bytes,
+    msg_streams,
     odf_bytes,
     pdf_bytes,
     xls_bytes,
@@ -132,12 +134,13 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
     (folder / "minutes.doc").write_bytes(doc_bytes([("Board minutes\r", True), ("会议决定：仓库搬到宁波。\r", False)],
                                                    title="Minutes"))
     (folder / "stock.xls").write_bytes(xls_bytes({"Summary": [], "Stock": [["Item", "Count"], ["Anchor chain", 12]]}))
+    (folder / "lamps.msg").write_bytes(compound_file(msg_streams("Lamps", attachments=[("note.txt", b"Glass from Xiamen.")])))
     (folder / "archive.mbox").write_bytes(mbox_bytes([email_bytes(subject="Old"), email_bytes(
         "The spare keys are with Chen.", subject="Keys")]))
     kb = kb_factory()
     report = kb.ingest(folder)
     assert sorted(Path(path).name for path in report.added) == [
-        "archive.mbox", "guide.epub", "minutes.doc", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx",
+        "archive.mbox", "guide.epub", "lamps.msg", "minutes.doc", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx",
         "results.pptx", "stock.xls"]
     assert not report.failed
     [minutes] = kb.search("仓库搬到宁波", k=1, mode="keyword", filters=Filters(file_types=["doc"]))
@@ -146,6 +149,8 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
     [stock] = kb.search("anchor chain", k=1, mode="keyword", filters=Filters(file_types=["xls"]))
     assert (Path(stock.path).name, stock.page, stock.text) == (
         "stock.xls", 2, "Stock\nItem | Count\nItem: Anchor chain | Count: 12")
+    [glass] = kb.search("glass from Xiamen", k=1, mode="keyword", filters=Filters(file_types=["msg"]))
+    assert (Path(glass.path).name, glass.page, glass.title) == ("lamps.msg", 2, "Lamps")
     [keys] = kb.search("spare keys", k=1, mode="keyword", filters=Filters(file_types=["mbox"]))
     assert (Path(keys.path).name, keys.page) == ("archive.mbox", 2)
     [returns] = kb.search("三十天内退货", k=1, mode="keyword", filters=Filters(file_types=["rtf"]))

@@ -32,6 +32,7 @@ from tests.documents import (
     epub_bytes,
     image_bytes,
     mbox_bytes,
+    msg_streams,
     odf_bytes,
     pdf_bytes,
     xls_bytes,
@@ -236,7 +237,7 @@ def test_binary_data_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf", "empty.docx", "empty.xlsx",
                                   "empty.pptx", "empty.eml", "empty.odt", "empty.epub", "empty.rtf", "empty.mbox",
-                                  "empty.doc", "empty.xls",
+                                  "empty.doc", "empty.xls", "empty.msg",
                                   "empty.png"])
 def test_zero_bytes_is_an_empty_file_for_every_loader(tmp_path: Path, name: str) -> None:
     with pytest.raises(LoadError, match=r"^empty file$"):
@@ -261,7 +262,7 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
-            ".doc", ".eml", ".mbox", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".doc", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
@@ -1027,6 +1028,41 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     assert len(document.pages) == 10 and document.text.endswith("Attachment: note8.txt\n\nnote 8")
     assert document.warnings == ["21 attachment(s) or forwarded message(s) past the first 10 pages not read "
                                  "(max_pages)"]
+
+
+def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:
+    terms = msg_streams("Re: terms", body="Payment within 45 days, as agreed.", level=1)
+    streams = msg_streams("港口灯具", body="你好，\n\n灯具周一发货。", attached=[terms], attachments=[
+        ("terms.pdf", pdf_bytes([["Payment within 45 days."]])), ("报价.txt", "单价 34.5 元".encode("gbk"))])
+    document = load(tmp_path, "lamps.msg", compound_file(streams))
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "From: Li Wei <li.wei@example.com>\nTo: Sales\nDate: Fri, 16 Dec 2022 09:04:16 +0000\nSubject: 港口灯具\n\n你好，\n\n"
+        "灯具周一发货。", "Attachment: terms.pdf\n\nPayment within 45 days.", "Attachment: 报价.txt\n\n单价 34.5 元",
+        "From: Li Wei <li.wei@example.com>\nTo: Sales\nDate: Fri, 16 Dec 2022 09:04:16 +0000\nSubject: Re: terms\n\n"
+        "Payment within 45 days, as agreed."]
+    assert (document.file_type, document.title, document.warnings) == ("msg", "港口灯具", [])
+    # Strings in the message's code page (GBK), an Exchange sender address, a body in HTML only.
+    older = msg_streams("报价", body=None, html="<p>单价 <b>34.5</b> 元</p>".encode("gbk"), unicode=False,
+                        sender=("王芳", "/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP/CN=RECIPIENTS/CN=WANG"))
+    assert load(tmp_path, "older.msg", compound_file(older)).text.endswith("From: 王芳\nTo: Sales\nDate: Fri, 16 Dec "
+                                                                          "2022 09:04:16 +0000\nSubject: 报价\n\n单价 34.5 元")
+    rtf_only = msg_streams("RTF", body=None)
+    rtf_only["__substg1.0_10090102"] = b"compressed RTF"
+    assert load(tmp_path, "rtf.msg", compound_file(rtf_only)).warnings == [
+        "the body is in compressed RTF only, which is not read"]
+
+
+def test_outlook_message_nested_deep_or_not_a_message_costs_only_what_it_must(tmp_path: Path) -> None:
+    nested = msg_streams("level 25", body="deepest", level=1)
+    for level in range(24, -1, -1):
+        nested = msg_streams(f"level {level}", body=f"text {level}", attached=[nested], level=1 if level else 0)
+    document = load(tmp_path, "deep.msg", compound_file(nested))
+    assert "text 9" in document.text and "text 10" not in document.text  # the e-mail reading's 20 MIME levels
+    assert document.warnings[0] == "an attached message nested more than 20 deep is not read"
+    with pytest.raises(LoadError, match="^not an Outlook message: an OLE file without MAPI properties$"):
+        load(tmp_path, "word.msg", doc_bytes([("A Word file renamed.\r", True)]))
+    with pytest.raises(LoadError, match="^corrupt MSG: "):
+        load(tmp_path, "text.msg", b"From: a@example.com\nSubject: not Outlook\n\nbody\n")
 
 
 def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fails(tmp_path: Path) -> None:

@@ -127,6 +127,20 @@ class EmlLoader(Loader):
         return reading.document(self.file_type, _header(message, "Subject"))
 
 
+def message_document(message: Message, file_type: str, limits: Limits, root: Path, on_kept: OnKept | None,
+                     loader_for: LoaderFor) -> ExtractedDocument:
+    """A message another format was turned into (an Outlook ``.msg``) read as an ``.eml`` file is: its pages,
+    images and warnings, under the same limits; the Subject is the title."""
+    reading = _Reading(limits, root, on_kept, loader_for)
+    reading.message(message, 0)
+    return reading.document(file_type, _header(message, "Subject"))
+
+
+def new_message() -> Message:
+    """An empty message read as a parsed one is (headers as written, cut to their limits)."""
+    return Message(policy=_POLICY)
+
+
 class MboxLoader(Loader):
     """A mailbox (``.mbox``, as Thunderbird, Apple Mail and Google Takeout export mail): each message read as an
     ``.eml`` file is, in the order of the file, each beginning a page; a message that cannot be read is a warning,

@@ -13,6 +13,7 @@ from ingestion.loaders.html import HtmlLoader
 from ingestion.loaders.image import ImageLoader
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.markdown import MarkdownLoader
+from ingestion.loaders.msg import MsgLoader
 from ingestion.loaders.odf import OdfLoader
 from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pptx import PptxLoader
@@ -53,5 +54,5 @@ def loader_for(path: Path | str) -> Loader | None:
 
 
 # An e-mail's attachments are read by the loaders for their names.
-_LOADERS.update({".eml": EmlLoader(loader_for), ".mbox": MboxLoader(loader_for)})
+_LOADERS.update({".eml": EmlLoader(loader_for), ".mbox": MboxLoader(loader_for), ".msg": MsgLoader(loader_for)})
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_LOADERS)

@@ -1,0 +1,186 @@
+"""Outlook messages (.msg: an OLE compound file of MAPI properties), turned into the e-mail message they hold and
+read as an ``.eml`` file is: sender, recipients, date and subject, the body, each attachment a page, an attached
+message read as a forwarded one."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from datetime import datetime, timedelta, timezone
+from email.message import Message
+from email.utils import format_datetime
+from pathlib import Path
+
+import olefile
+
+from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders import eml, ole
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
+from ingestion.loaders.images import describe_error
+from kb.types import ExtractedDocument
+
+_PROPERTIES = "__properties_version1.0"
+_ATTACHMENT = "__attach_version1.0_#"
+_SUBJECT, _SENT_REPRESENTING, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP = 0x0037, 0x0042, 0x0C1A, 0x0C1F, 0x5D01
+_TO, _CC, _BODY, _HTML, _RTF = 0x0E04, 0x0E03, 0x1000, 0x1013, 0x1009
+_SUBMITTED, _DELIVERED = 0x0039, 0x0E06  # the times it was sent and received
+_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
+_DATA, _LONG_NAME, _NAME, _DISPLAY_NAME, _MIME = 0x3701, 0x3707, 0x3704, 0x3001, 0x370E
+_UNICODE, _STRING8, _BINARY, _OBJECT = 0x001F, 0x001E, 0x0102, 0x000D
+_SYSTIME, _LONG = 0x0040, 0x0003
+_HEADER_SIZES = {0: 32, 1: 24}  # the property stream's header: a message file's, an attached message's
+_FILETIME_ORIGIN = datetime(1601, 1, 1, tzinfo=timezone.utc)
+_MAX_DEPTH = 20  # attached messages nested deeper are not read
+_MAX_ATTACHMENTS = 1000  # attachment storages looked at per message (the e-mail reading reads 200 of them)
+
+
+class MsgLoader(Loader):
+    """An Outlook message read as the ``.eml`` file it would be: its From, To, Cc, Date and Subject lines, its
+    plain text body (else its HTML's visible text), then each attachment as a page read by the loader for its name,
+    an attached Outlook item as a forwarded message. A message whose body is only in compressed RTF keeps its
+    headers and attachments, with a warning."""
+
+    file_type = "msg"
+
+    def __init__(self, loader_for: eml.LoaderFor) -> None:
+        self.loader_for = loader_for
+
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                on_kept: OnKept | None) -> ExtractedDocument:
+        with ole.open_package(data, "MSG") as package:
+            if not package.exists(_PROPERTIES):
+                raise LoadError("not an Outlook message: an OLE file without MAPI properties")
+            notes: list[str] = []
+            try:
+                message = _Item(package, notes).message("", 0)
+            except (LoadError, MemoryError):
+                raise
+            except Exception as error:  # olefile reports a broken stream with many exception types
+                raise LoadError(f"corrupt MSG: {describe_error(error)}") from error
+        document = eml.message_document(message, self.file_type, limits, root, on_kept, self.loader_for)
+        document.warnings[:0] = notes
+        return document
+
+
+class _Item:
+    """Reads the messages of one file: each storage's properties, its attachments' storages under it."""
+
+    def __init__(self, package: olefile.OleFileIO, notes: list[str]) -> None:
+        self.package = package
+        self.notes = notes
+        self.storages = package.listdir(streams=False, storages=True)
+
+    def message(self, storage: str, depth: int) -> Message:
+        """The e-mail message the properties under ``storage`` ("" for the file's own) describe."""
+        fixed = self._fixed(storage, 0 if not storage else 1)
+        codepage = fixed.get(_INTERNET_CODEPAGE) or fixed.get(_MESSAGE_CODEPAGE) or 1252
+        message = eml.new_message()
+        sender = self._text(storage, _SENDER_NAME, codepage) or self._text(storage, _SENT_REPRESENTING, codepage)
+        address = self._text(storage, _SENDER_SMTP, codepage) or self._text(storage, _SENDER_ADDRESS, codepage)
+        if address and not address.startswith("/"):  # an Exchange (X.500) address is no address a person reads
+            sender = f"{sender} <{address}>" if sender else address
+        sent = fixed.get(_SUBMITTED) or fixed.get(_DELIVERED)
+        for name, value in (("From", sender), ("To", self._text(storage, _TO, codepage)),
+                            ("Cc", self._text(storage, _CC, codepage)),
+                            ("Date", format_datetime(sent) if isinstance(sent, datetime) else None),
+                            ("Subject", self._text(storage, _SUBJECT, codepage))):
+            if value:
+                message[name] = " ".join(value.split())
+        parts: list[Message] = []
+        body = self._text(storage, _BODY, codepage)
+        html = None if body else self._binary(storage, _HTML) or (self._text(storage, _HTML, codepage) or "").encode()
+        if body:
+            parts.append(_part("text/plain; charset=utf-8", body.encode()))
+        elif html:
+            parts.append(_part(f"text/html; charset={encoding.windows_codec(codepage) or 'cp1252'}", html))
+        elif self._exists(storage, _RTF, _BINARY):
+            self.notes.append("the body is in compressed RTF only, which is not read")
+        parts.extend(part for attachment in self._attachments(storage)
+                     if (part := self._attachment(attachment, depth)) is not None)
+        if not parts:  # headers only: an empty plain body, not a multipart of nothing
+            message.set_payload("")
+            return message
+        message.set_type("multipart/mixed")
+        for part in parts:
+            message.attach(part)
+        return message
+
+    def _attachments(self, storage: str) -> list[str]:
+        prefix = [part for part in storage.split("/") if part]
+        found = ["/".join(entry) for entry in self.storages
+                 if len(entry) == len(prefix) + 1 and entry[:-1] == prefix and entry[-1].startswith(_ATTACHMENT)]
+        if len(found) > _MAX_ATTACHMENTS:
+            self.notes.append(f"only the first {_MAX_ATTACHMENTS} of {len(found)} attachments were looked at")
+        return sorted(found)[:_MAX_ATTACHMENTS]
+
+    def _attachment(self, storage: str, depth: int) -> Message | None:
+        """An attachment as a MIME part: a file's bytes with its name, or an attached Outlook item as a message
+        (None past ``_MAX_DEPTH``)."""
+        codepage = 1252
+        embedded = f"{storage}/__substg1.0_{_DATA:04X}{_OBJECT:04X}"
+        if self.package.exists(embedded) and depth >= _MAX_DEPTH:
+            self.notes.append(f"an attached message nested more than {_MAX_DEPTH} deep is not read")
+            return None
+        if self.package.exists(embedded):
+            part = eml.new_message()
+            part.set_type("message/rfc822")
+            part.attach(self.message(embedded, depth + 1))
+            return part
+        name = (self._text(storage, _LONG_NAME, codepage) or self._text(storage, _NAME, codepage)
+                or self._text(storage, _DISPLAY_NAME, codepage) or "attachment")
+        kind = self._text(storage, _MIME, codepage) or "application/octet-stream"
+        return _part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
+                     name=name)
+
+    def _stream(self, storage: str, identifier: int, kind: int) -> str:
+        return "/".join(filter(None, (storage, f"__substg1.0_{identifier:04X}{kind:04X}")))
+
+    def _exists(self, storage: str, identifier: int, kind: int) -> bool:
+        return bool(self.package.exists(self._stream(storage, identifier, kind)))
+
+    def _binary(self, storage: str, identifier: int) -> bytes | None:
+        if not self._exists(storage, identifier, _BINARY):
+            return None
+        return bytes(self.package.openstream(self._stream(storage, identifier, _BINARY)).read())
+
+    def _text(self, storage: str, identifier: int, codepage: int) -> str | None:
+        """A string property: UTF-16, else 8-bit in the message's code page; None when absent or blank."""
+        if self._exists(storage, identifier, _UNICODE):
+            raw = self.package.openstream(self._stream(storage, identifier, _UNICODE)).read()
+            text = raw.decode("utf-16-le", "replace")
+        elif self._exists(storage, identifier, _STRING8):
+            raw = self.package.openstream(self._stream(storage, identifier, _STRING8)).read()
+            text = raw.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
+        else:
+            return None
+        return text.split("\x00", 1)[0].strip() or None
+
+    def _fixed(self, storage: str, level: int) -> dict[int, object]:
+        """The fixed-size properties this loader reads (times, code pages) from the storage's property stream."""
+        path = "/".join(filter(None, (storage, _PROPERTIES)))
+        if not self.package.exists(path):
+            return {}
+        data = self.package.openstream(path).read()
+        found: dict[int, object] = {}
+        for at in range(_HEADER_SIZES[level], len(data) - 15, 16):
+            tag, _, value = struct.unpack_from("<IIQ", data, at)
+            identifier, kind = tag >> 16, tag & 0xFFFF
+            if kind == _SYSTIME and identifier in (_SUBMITTED, _DELIVERED) and value:
+                try:
+                    found[identifier] = _FILETIME_ORIGIN + timedelta(microseconds=value // 10)
+                except OverflowError:
+                    continue
+            elif kind == _LONG and identifier in (_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE):
+                found[identifier] = value & 0xFFFFFFFF
+        return found
+
+
+def _part(content_type: str, data: bytes, name: str | None = None) -> Message:
+    """A MIME part holding ``data`` base64 encoded, as an attachment named ``name`` when it has one."""
+    part = eml.new_message()
+    part["Content-Type"] = content_type
+    part["Content-Transfer-Encoding"] = "base64"
+    if name is not None:
+        part.add_header("Content-Disposition", "attachment", filename=name)
+    part.set_payload(base64.b64encode(data).decode("ascii"))
+    return part
