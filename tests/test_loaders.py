@@ -1434,19 +1434,21 @@ def test_rtf_decodes_bytes_in_the_code_page_of_their_font(tmp_path: Path) -> Non
                rb" Calibri;}}" b"\r\n" rb"{\*\generator Riched20 10.0.19041}\viewkind4\uc1 " b"\r\n"
                rb"\pard\sa200\sl276\slmult1\f0\fs22\lang2052 \'c4\'e3\'ba\'c3\'a3\'ac\'ca\'c0" b"\r\n" rb"\'bd\'e7\par"
                b"\r\n" rb"\f1 \'83e\'83X\'83g\par \f2 \'cf\'f0\'e8\'e2\'e5\'f2\par \f3 caf\'e9 \'80\par \f0 broken \'c4"
-               rb"\par \f9 default font\'a3\'a1\par}")
-    assert load(tmp_path, "wordpad.rtf", wordpad).text == (
-        "你好，世界\n\nテスト\n\nПривет\n\ncafé €\n\nbroken \ufffd\n\ndefault font！")
-    unknown = load(tmp_path, "odd.rtf", rb"{\rtf1\ansi\ansicpg99999 na\'efve\par}")
-    assert unknown.text == "naïve" and unknown.warnings == [
-        "RTF code page 99999 is unknown: its bytes are read as windows-1252"]
+               rb"\par \f9 default font\'a3\'a1\par \uc2000000000\u65 BCDEFGHIJKLMNOPQRSTUVWXYZ\par}")
+    assert load(tmp_path, "wordpad.rtf", wordpad).text == (  # a fallback is 16 characters at most
+        "你好，世界\n\nテスト\n\nПривет\n\ncafé €\n\nbroken \ufffd\n\ndefault font！\n\nARSTUVWXYZ")
+    unknown = load(tmp_path, "odd.rtf", rb"{\rtf1\ansi\ansicpg99999 na\'efve\par" + b"".join(
+        b"\\ansicpg%d \\'e9" % page for page in range(50000, 50040)) + b"}")
+    assert unknown.text == "naïve\n\n" + "é" * 40 and unknown.warnings == [
+        "RTF code page(s) 99999, 50000, 50001, 50002, 50003 unknown: their bytes are read as windows-1252"]
 
 
 def test_rtf_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> None:
     png, jpeg = image_bytes(size=(64, 48)), image_bytes("JPEG", size=(80, 60))
     hex_lines = b"\r\n".join(png.hex().encode()[i:i + 128] for i in range(0, 2 * len(png), 128))
     source = (rb"{\rtf1\ansi \pard Intro paragraph.\par \pard {\*\shppict{\pict{\*\picprop\shplid1025{\sp{\sn "
-              rb"shapeType}{\sv 75}}{\sp{\sn wzDescription}{\sv Harbour map}}}\picw64\pich48\pngblip" b"\r\n"
+              rb"shapeType}{\sv 75}}{\sp{\sn wzDescription}{\sv Harbour map \u-10179 ?\u-8704 ?}}}\picw64\pich48"
+              rb"\pngblip" b"\r\n"
               + hex_lines + rb"}}{\nonshppict{\pict\wmetafile8\picw64 0100}}\par \pard Figure 1: The harbour.\par "
               + rb"\pard Text with{\pict\jpegblip\bin" + str(len(jpeg)).encode() + b" " + jpeg + rb"} inline.\par "
               + rb"\pard {\pict\emfblip 0100}{\pict\pngblip 0g}\par }")
@@ -1454,7 +1456,7 @@ def test_rtf_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> Non
     assert document.text == "Intro paragraph.\n\nFigure 1: The harbour.\n\nText with inline."
     harbour, inline = document.images
     assert (harbour.name, harbour.alt, harbour.caption, harbour.width) == (
-        "picture 1", "Harbour map", "Figure 1: The harbour.", 64)
+        "picture 1", "Harbour map \U0001f600", "Figure 1: The harbour.", 64)  # as Word writes an emoji
     assert document.text[harbour.start:harbour.end] == "Figure 1: The harbour."
     assert (inline.name, inline.alt, inline.caption, inline.width) == ("picture 2", None, None, 80)
     assert document.text[inline.start:inline.end] == "Text with inline."
@@ -1462,19 +1464,41 @@ def test_rtf_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> Non
                                  "image picture 4 skipped: its PNG data is not hexadecimal"]
 
 
+def test_rtf_reads_what_pandoc_textedit_and_japanese_word_write(tmp_path: Path) -> None:
+    """pandoc's cells each a group with a paragraph inside; a text box inside a sentence; a tracked deletion; list
+    bullets (left out, as the DOCX loader leaves them); Shift-JIS whose trail byte is a backslash or a brace."""
+    pandoc = (rb"{\rtf1\ansi{\pard Before.\par}{\trowd\cellx4320\cellx8640\trkeep\intbl{{\intbl {\pard \ql Name\par}"
+              rb"\cell}{\intbl {\pard \ql Value\par}\cell}}\intbl\row}{\trowd\cellx4320\cellx8640\trkeep\intbl{{\intbl "
+              rb"{\pard Alpha\par}\cell}{\intbl {\pard 1\par}\cell}}\intbl\row}{\pard After.\par}}")
+    assert load(tmp_path, "pandoc.rtf", pandoc).text == "Before.\n\nName | Value\nAlpha | 1\n\nAfter."
+    box = (rb"{\rtf1\ansi \pard Returns are accepted {\shp{\*\shpinst{\sp{\sn shapeType}{\sv 202}}{\shptxt \pard"
+           rb"\plain Note: keep receipts.\par}}{\shprslt {\*\do\dobxcolumn Note}}} within 30 days.\par {\listtext\pard"
+           rb"\plain \u61623\'b7\tab}First item. Keep this. {\deleted\revauthdel1 Removed text. }Added.\par}")
+    assert load(tmp_path, "box.rtf", box).text == (
+        "Returns are accepted Note: keep receipts.  within 30 days.\n\nFirst item. Keep this. Added.")
+    japanese = rb"{\rtf1\ansi\ansicpg932{\fonttbl{\f0\fnil\fcharset128 MS Mincho;}}\f0 "
+    escaped = load(tmp_path, "escaped.rtf", japanese + rb"\'95\\\'8e\'a6 \'83\{\'83\}\par}")
+    raw = load(tmp_path, "raw.rtf", japanese + "表示 ソフト".encode("cp932") + rb"\par}")
+    assert (escaped.text, raw.text) == ("表示 ボマ", "表示 ソフト")
+
+
 def test_rtf_of_too_many_control_words_or_groups_keeps_the_text_before_them(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Each token costs Python about a microsecond: 90 MB of empty groups read as text would take a minute."""
-    monkeypatch.setattr(rtf, "_FREE_TOKENS", 100)  # and one for each of the 6 characters of "Start."
+    monkeypatch.setattr(rtf, "_FREE_TOKENS", 100)  # and 16 for each of the 6 characters of "Start."
     source = rb"{\rtf1 Start.\par " + b"{}" * 1000 + rb" Lost.\par}"
     document = load(tmp_path, "groups.rtf", source)
     assert document.text == "Start." and document.warnings == [
-        f"RTF with too many control words for its text: read up to byte 122 of {len(source):,}"]
+        f"RTF with too many control words for its text: read up to byte 212 of {len(source):,}"]
     monkeypatch.setattr(rtf, "_MAX_DEPTH", 5)
     deep = load(tmp_path, "deep.rtf", rb"{\rtf1 Top{{{{{{{\b deep}}}}}}} after.\par}}}" + b"\r\n")
     assert deep.text == "Top after." and deep.warnings == [
         "RTF groups nested more than 5 deep: their text is skipped"]
     assert load(tmp_path, "unclosed.rtf", rb"{\rtf1 {\b Unclosed").text == "Unclosed"
+    monkeypatch.setattr(rtf, "_MAX_DEPTH", 1000)
+    row = rb"\trowd\cellx1000\cellx2000\pard\plain\intbl{\f0\fs20 7\cell}\pard\plain\intbl{\f0\fs20 9\cell}\row "
+    table = load(tmp_path, "numbers.rtf", rb"{\rtf1 " + row * 200 + rb"\pard End.\par}")  # 11 tokens a number
+    assert table.text.endswith("7 | 9\n7 | 9\n\nEnd.") and table.warnings == []
 
 
 def test_rtf_that_is_not_rtf_or_over_the_text_limit_is_refused(tmp_path: Path) -> None:

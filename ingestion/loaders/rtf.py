@@ -7,6 +7,8 @@ the tokens read are budgeted against the text they give, so that no file of cont
 from __future__ import annotations
 
 import codecs
+import functools
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +21,15 @@ from ingestion.loaders.images import EmbeddedImages, is_figure_caption, picture_
 from kb.types import ExtractedDocument, ExtractedImage
 
 _MAX_DEPTH = 1000  # groups nest deeper than this only in a hostile file; their content is skipped
-_FREE_TOKENS = 1_000_000  # giving no text: a document's header (fonts, styles, lists) takes thousands
-_TOKENS_PER_CHAR = 1  # past the free ones, tokens giving no text a character of text may cost (Word: 1 a word)
+# Each token costs Python 1-2 us. Tokens giving no text: a million free (a header of fonts, styles and lists takes
+# thousands), then up to 16 for each character read (a table of short numbers costs 10-12 a cell); and at most
+# _MAX_TOKENS in all (10-25 s). A picture costs _PICTURE_TOKENS (hashing and opening one takes about 25 us).
+_FREE_TOKENS = 1_000_000
+_TOKENS_PER_CHAR = 16
+_MAX_TOKENS = 10_000_000
+_PICTURE_TOKENS = 50
+_MAX_UNKNOWN_PAGES = 5  # named in the warning
+_MAX_SKIPPED = 16  # characters a Unicode escape's fallback may have (\uc); Word writes 1 or 2
 _MAX_PROPERTY = 2000  # characters of a title or a picture's description that are kept
 _LINE_ENDS = b"\r\n"  # ignored in RTF: a writer breaks its lines anywhere
 _HEX_SPACE = b"\r\n\t "
@@ -32,13 +41,15 @@ _CHARACTERS = {b"tab": "\t", b"line": "\n", b"emdash": "\u2014", b"endash": "\u2
                b"emspace": "\u2003", b"enspace": "\u2002", b"qmspace": "\u2005", b"zwj": "\u200d",
                b"zwnj": "\u200c", b"zwbo": "\u200b", b"nestcell": " "}
 _SYMBOLS = {b"\\": "\\", b"{": "{", b"}": "}", b"~": "\xa0", b"_": "-", b"\t": "\t"}
+_ESCAPED = frozenset({b"\\", b"{", b"}"})
 _PARAGRAPH_ENDS = frozenset({b"par", b"sect", b"page", b"column", b"\n", b"\r"})
 _SKIPPED = frozenset({b"colortbl", b"listtable", b"listoverridetable", b"revtbl", b"rsidtbl",
                       b"header", b"headerl", b"headerr", b"headerf", b"footer", b"footerl", b"footerr", b"footerf",
                       b"footnote", b"annotation", b"fldinst", b"nonshppict", b"shprslt", b"nonesttables", b"xe",
                       b"tc", b"tcn", b"pn", b"filetbl", b"pgdsctbl", b"themedata", b"colorschememapping",
                       b"latentstyles", b"datastore", b"xmlnstbl", b"generator", b"objdata", b"template",
-                      b"userprops", b"docvar", b"txe", b"private", b"bkmkstart", b"bkmkend"})
+                      b"userprops", b"docvar", b"txe", b"private", b"bkmkstart", b"bkmkend", b"listtext",
+                      b"pntext", b"NeXTGraphic"})
 _READ = frozenset({b"shppict", b"shptxt", b"fldrslt", b"info", b"title", b"fonttbl", b"stylesheet", b"pict", b"picprop",
                    b"shpinst", b"sn", b"sv", b"upr", b"ud"})  # destinations read even when marked ignorable (\*)
 _FORMATS = {b"pngblip": "png", b"jpegblip": "jpeg"}
@@ -46,8 +57,8 @@ _UNREAD_FORMATS = {b"emfblip": "an EMF metafile", b"wmetafile": "a Windows metaf
                    b"pmmetafile": "an OS/2 metafile", b"dibitmap": "a device-independent bitmap",
                    b"wbitmap": "a device-dependent bitmap"}
 _PROPERTIES = frozenset({b"cell", b"row", b"nestrow", b"pard", b"intbl", b"itap", b"outlinelevel", b"f", b"plain",
-                         b"v", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff", b"s", b"fcharset",
-                         b"cpg", b"bin"})
+                         b"v", b"deleted", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff", b"s",
+                         b"fcharset", b"cpg", b"bin"})
 _ACTED_ON = (_PROPERTIES | _CHARACTERS.keys() | _PARAGRAPH_ENDS | _SKIPPED | _READ | _FORMATS.keys()
              | _UNREAD_FORMATS.keys())
 # One token: a run of control words the loader does not act on (formatting, which most of a file is), a control
@@ -75,6 +86,17 @@ class _Mode(Enum):
 _COLLECTING = frozenset({_Mode.COLLECT, _Mode.STYLES})
 
 
+class _Value:
+    """A property's value as it is collected: its first ``_MAX_PROPERTY`` characters."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def add(self, text: str) -> None:
+        if len(self.text) < _MAX_PROPERTY:
+            self.text += text[:_MAX_PROPERTY - len(self.text)]
+
+
 @dataclass(slots=True)
 class _Picture:
     """A picture being read: its format, its bytes in hex, and the shape properties that describe it."""
@@ -85,7 +107,8 @@ class _Picture:
     format: str | None = None
     unread: str | None = None  # what kind of picture it is, when it is one that is not read
     hex: list[bytes] = field(default_factory=list)
-    size: int = 0  # hex digits and binary bytes held
+    binary: list[bytes] = field(default_factory=list)  # what \\bin gave, as it is
+    size: int = 0  # bytes of picture data, held or not
 
 
 @dataclass(slots=True)
@@ -96,17 +119,18 @@ class _State:
     font: int | None = None
     skip_after_unicode: int = 1
     in_table: bool = False
+    in_box: bool = False  # a text box's text: its paragraphs and cells run on in the paragraph holding it
     outline: bool = False
     hidden: bool = False
     ignorable: bool = False
-    sink: list[str] | None = None
+    sink: _Value | None = None
     properties: dict[str, str] = field(default_factory=dict)
     picture: _Picture | None = None
     closing: Callable[[], None] | None = None
 
     def nested(self) -> _State:
-        return _State(self.mode, self.font, self.skip_after_unicode, self.in_table, self.outline, self.hidden,
-                      False, self.sink, self.properties, self.picture)
+        return _State(self.mode, self.font, self.skip_after_unicode, self.in_table, self.in_box, self.outline,
+                      self.hidden, False, self.sink, self.properties, self.picture)
 
 
 class RtfLoader(Loader):
@@ -142,7 +166,7 @@ class _Blocks:
         self.blocks: list[str] = []
         self.written = 0  # characters given, to budget tokens and refuse a text over max_chars early
         self.heading: str | None = None
-        self._paragraph: list[str] = []
+        self._paragraph = io.StringIO()
         self._cell: list[str] = []
         self._cells: list[str] = []
         self._rows: list[str] = []
@@ -151,12 +175,12 @@ class _Blocks:
         self._alone: dict[int, int] = {}  # kept picture alone in its paragraph -> the number of blocks before it
 
     def write(self, text: str) -> None:
-        self._paragraph.append(text)
+        self._paragraph.write(text)
         self.written += len(text)
         self.limits.check_chars(self.written)
 
     def end_paragraph(self, in_table: bool, heading: bool) -> None:
-        text, self._paragraph = "".join(self._paragraph), []
+        text, self._paragraph = self._paragraph.getvalue(), io.StringIO()
         if in_table:
             self._cell.append(text)
             return
@@ -166,13 +190,13 @@ class _Blocks:
             self.heading = " ".join(text.split()) or None
 
     def end_cell(self) -> None:
-        self._cell.append("".join(self._paragraph))
-        self._paragraph = []
+        self._cell.append(self._paragraph.getvalue())
+        self._paragraph = io.StringIO()
         self._cells.append(" ".join(" ".join(self._cell).split()))
         self._cell = []
 
     def end_row(self) -> None:
-        if self._paragraph or self._cell:
+        if self._paragraph.tell() or self._cell:
             self.end_cell()
         if line := " | ".join(cell for cell in self._cells if cell):
             self._rows.append(line)
@@ -183,7 +207,7 @@ class _Blocks:
         self._waiting.append(index)
 
     def finish(self) -> None:
-        if self._paragraph:
+        if self._paragraph.tell():
             self.end_paragraph(False, False)
         self._close_table()
         self._add("")
@@ -248,7 +272,9 @@ class _Reading:
         self.skipping = 0  # the characters of a Unicode escape's fallback still to skip
         self.too_deep = 0  # groups open beyond _MAX_DEPTH
         self.pictures = 0
-        self.unknown_pages: set[int] = set()
+        self.tokens = 0  # read so far, a picture counting as _PICTURE_TOKENS
+        self.decoders: dict[str, codecs.IncrementalDecoder] = {}  # by codec: a font switch makes none anew
+        self.unknown_pages: list[int] = []  # the first few code pages Python has no codec for
         self.headings: set[int] = set()  # paragraph styles that are headings
         self._decoder_page: int | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -258,14 +284,16 @@ class _Reading:
         position, end, idle = 0, len(data), 0
         blocks = self.blocks
         while position < end:
-            if idle > _FREE_TOKENS and idle > _FREE_TOKENS + _TOKENS_PER_CHAR * blocks.written:
+            if self.tokens > _MAX_TOKENS or (idle > _FREE_TOKENS and idle > _FREE_TOKENS
+                                             + _TOKENS_PER_CHAR * blocks.written):
                 self.warnings.append(f"RTF with too many control words for its text: read up to byte {position:,} of "
                                      f"{end:,}")
                 break
+            self.tokens += 1
             token = _TOKEN.match(data, position)
             assert token is not None  # the last alternative matches any byte left
             position = token.end()
-            written, skipping = blocks.written, self.skipping
+            written = blocks.written
             kind = token.lastindex
             if kind == _BRACE:
                 self._brace(data[position - 1])
@@ -285,9 +313,12 @@ class _Reading:
                 self._bytes(token.group(_HEX))
             else:
                 self._symbol(token.group(_SYMBOL))
-            idle += blocks.written == written and self.skipping >= skipping  # a fallback skipped is text read
+            idle += blocks.written == written
         self._flush()
         self.blocks.finish()
+        if self.unknown_pages:
+            self.warnings.append(f"RTF code page(s) {', '.join(map(str, self.unknown_pages))} unknown: their bytes "
+                                 "are read as windows-1252")
 
     def _brace(self, brace: int) -> None:
         self._flush()
@@ -337,6 +368,10 @@ class _Reading:
     def _symbol(self, symbol: bytes) -> None:
         if self.skipping:
             self.skipping -= 1
+        elif self._lead_byte and symbol in _ESCAPED:  # a double-byte character's trail byte: \\, \{ or \}
+            self._text(self._decode(symbol))
+        elif self._lead_byte:  # a trail byte 0x5C written raw, then the byte after it
+            self._text(self._decode(b"\\" + symbol))
         elif symbol == b"*":
             self.state.ignorable = True
         elif symbol in _PARAGRAPH_ENDS:
@@ -349,9 +384,9 @@ class _Reading:
         picture = self.state.picture if self.state.mode is _Mode.PICTURE and not self.too_deep else None
         length = max(length, 0)
         if picture is not None:
-            if picture.size + 2 * length <= 2 * self.limits.max_bytes:
-                picture.hex.append(data[position:position + length].hex().encode("ascii"))
-            picture.size += 2 * length
+            if picture.size + length <= self.limits.max_bytes:
+                picture.binary.append(data[position:position + length])
+            picture.size += length
         return position + length
 
     def _other_words(self, words: bytes) -> None:
@@ -393,8 +428,8 @@ class _Reading:
             self._table(self.blocks.end_cell)
         elif word in (b"row", b"nestrow"):
             self._table(self.blocks.end_row)
-        elif word == b"pard":
-            state.in_table = state.outline = False
+        elif word == b"pard":  # a paragraph inside a cell's group (as pandoc writes them) stays in its table
+            state.in_table, state.outline = bool(self.stack) and self.stack[-1].in_table, False
         elif word == b"s" and parameter is not None:
             state.outline = parameter in self.headings
         elif word == b"intbl":
@@ -407,10 +442,10 @@ class _Reading:
             state.font = parameter
         elif word == b"plain":
             state.font, state.hidden = None, False
-        elif word == b"v":
+        elif word in (b"v", b"deleted"):  # hidden text, a tracked deletion
             state.hidden = parameter != 0
         elif word == b"uc" and parameter is not None:
-            state.skip_after_unicode = max(parameter, 0)
+            state.skip_after_unicode = min(max(parameter, 0), _MAX_SKIPPED)
         elif word == b"ansicpg" and parameter is not None:
             self.codepage = parameter
         elif word in (b"ansi", b"mac", b"pc", b"pca"):
@@ -433,6 +468,7 @@ class _Reading:
                 state.properties = {}
         elif word in (b"shppict", b"shptxt", b"fldrslt"):
             state.mode = _Mode.TEXT
+            state.in_box = state.in_box or word == b"shptxt"
         elif word == b"pict":
             self.pictures += 1
             picture = _Picture(self.pictures, {}, state.properties)
@@ -449,9 +485,9 @@ class _Reading:
 
     def _collect(self, state: _State, done: Callable[[str], None], mode: _Mode = _Mode.COLLECT) -> None:
         """The group's text is a value, given to ``done`` when it ends."""
-        sink: list[str] = []
+        sink = _Value()
         state.mode, state.sink = mode, sink
-        state.closing = lambda: done(" ".join("".join(sink).split())[:_MAX_PROPERTY])
+        state.closing = lambda: done(clean_text(" ".join(sink.text.split())))
 
     def _style(self, number: int, name: str) -> None:
         if name.split(";")[0].strip().lower().startswith(_HEADING_STYLES):
@@ -461,45 +497,48 @@ class _Reading:
         if word == b"f":
             self.defining = parameter
         elif self.defining is not None and parameter is not None and word == b"fcharset":
-            if parameter in _CHARSETS:
-                self.fonts[self.defining] = _CHARSETS[parameter]
+            if parameter in _CHARSETS:  # a \cpg of the same font wins, before or after it
+                self.fonts.setdefault(self.defining, _CHARSETS[parameter])
         elif self.defining is not None and parameter is not None and word == b"cpg":
             self.fonts[self.defining] = parameter
 
     def _end_paragraph(self) -> None:
         state = self.state
-        if state.mode is _Mode.TEXT:
+        if state.mode is _Mode.TEXT and not state.in_box:
             self.blocks.end_paragraph(state.in_table, state.outline)
         else:
             self._text(" ")
 
     def _table(self, end: Callable[[], None]) -> None:
-        if self.state.mode is _Mode.TEXT:
+        if self.state.mode is _Mode.TEXT and not self.state.in_box:
             end()
+        else:
+            self._text(" ")
 
     def _text(self, text: str) -> None:
         state = self.state
         if state.mode is _Mode.TEXT and not state.hidden:
             self.blocks.write(text)
-        elif state.mode in _COLLECTING and state.sink is not None and len(state.sink) < _MAX_PROPERTY:
-            state.sink.append(text)
+        elif state.mode in _COLLECTING and state.sink is not None:
+            state.sink.add(text)
 
     def _picture_data(self, picture: _Picture, hex_digits: bytes) -> None:
-        if picture.size + len(hex_digits) <= 2 * self.limits.max_bytes:
+        if picture.size + len(hex_digits) // 2 <= self.limits.max_bytes:
             picture.hex.append(hex_digits)
-        picture.size += len(hex_digits)
+        picture.size += len(hex_digits) // 2
 
     def _keep_picture(self, picture: _Picture) -> None:
         name = f"picture {picture.number}"
+        self.tokens += _PICTURE_TOKENS
         if self.images.full:
             self.images.beyond_limits(1)
         elif picture.format is None:
             self.images.skip(name, f"{picture.unread or 'a picture of no known format'} is not read")
-        elif picture.size > 2 * self.limits.max_bytes:
+        elif picture.size > self.limits.max_bytes:
             self.images.skip(name, f"over {self.limits.max_bytes / 2**20:g} MB")
         else:
             try:
-                data = bytes.fromhex(b"".join(picture.hex).decode("ascii"))
+                data = bytes.fromhex(b"".join(picture.hex).decode("ascii")) + b"".join(picture.binary)
             except ValueError:
                 self.images.skip(name, f"its {picture.format.upper()} data is not hexadecimal")
                 return
@@ -518,7 +557,12 @@ class _Reading:
         page = self._codec()
         if self._decoder is None or page != self._decoder_page:
             self._flush()
-            self._decoder_page, self._decoder = page, self._new_decoder(page)
+            name = _codec_name(page)
+            if name is None and page not in self.unknown_pages and len(self.unknown_pages) < _MAX_UNKNOWN_PAGES:
+                self.unknown_pages.append(page)
+            if (name := name or "cp1252") not in self.decoders:
+                self.decoders[name] = codecs.getincrementaldecoder(name)(errors="replace")
+            self._decoder_page, self._decoder = page, self.decoders[name]
         text = self._decoder.decode(data)
         self._lead_byte = bool(self._decoder.getstate()[0])
         return text
@@ -531,12 +575,18 @@ class _Reading:
             self._decoder.reset()
 
 
-    def _new_decoder(self, page: int) -> codecs.IncrementalDecoder:
-        name = encoding.windows_codec(page)
-        if name is None and page not in self.unknown_pages:
-            self.unknown_pages.add(page)
-            self.warnings.append(f"RTF code page {page} is unknown: its bytes are read as windows-1252")
-        return codecs.getincrementaldecoder(name or "cp1252")(errors="replace")
+
+
+def _codec_name(page: int) -> str | None:
+    """``encoding.windows_codec`` of a code page (a 16-bit number)."""
+    return _known_codec(page) if 0 <= page <= 0xFFFF else None
+
+
+@functools.cache
+def _known_codec(page: int) -> str | None:
+    """Remembered: a file may switch code pages millions of times, and looking up a codec Python lacks searches
+    the disk (about 25 us)."""
+    return encoding.windows_codec(page)
 
 
 def _unicode(parameter: int) -> str:
