@@ -264,7 +264,25 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
     chains: list[int] = []  # the FAT: for each 512-byte sector, the next of its chain
     mini_chains: list[int] = []  # the mini FAT, for 64-byte sectors of the mini stream
     body, mini = bytearray(), bytearray()
-    entries: list[bytes] = []
+    nodes: list[tuple[str, Any, int]] = []  # (name, stream bytes or storage dict, kind) in directory order
+    children: dict[int, list[int]] = {}
+
+    def allocate(name: str, node: Any, kind: int) -> int:
+        at = len(nodes)
+        nodes.append((name, node, kind))
+        if not isinstance(node, bytes):
+            children[at] = [allocate(child, node[child], 1)
+                            for child in sorted(node, key=lambda child: (len(child), child.upper()))]
+        return at
+
+    siblings: dict[int, tuple[int, int]] = {}  # left and right of each entry: a balanced tree of its storage's
+
+    def balance(entries: list[int]) -> int:
+        if not entries:
+            return free
+        middle = len(entries) // 2
+        siblings[entries[middle]] = (balance(entries[:middle]), balance(entries[middle + 1:]))
+        return entries[middle]
 
     def place(data: bytes, sector: int, table: list[int], into: bytearray) -> int:
         """Appends ``data`` in sectors of ``sector`` bytes chained in ``table``; returns its first sector."""
@@ -273,29 +291,20 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
         into.extend(data.ljust(count * sector, b"\0"))
         return first
 
-    def entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
-        encoded = name.encode("utf-16-le") + b"\0\0"
-        return (encoded.ljust(64, b"\0") + struct.pack("<HBBIII", len(encoded), kind, 1, free, right, child)
-                + bytes(36) + struct.pack("<IQ", start, size))
-
-    def count(node: Any) -> int:
-        return 1 if isinstance(node, bytes) else 1 + sum(count(child) for child in node.values())
-
-    def add(name: str, node: Any, kind: int, right: int) -> None:
-        """The entry for ``node`` at its place, then its children, each the right sibling of the one before (a
-        valid, lopsided tree), in the order the directory sorts names."""
+    allocate("Root Entry", tree, 5)
+    entries = []
+    for at, (name, node, kind) in enumerate(nodes):
+        left, right = siblings.get(at, (free, free))
         if isinstance(node, bytes):
             small = len(node) < 4096
-            start = place(node, 64, mini_chains, mini) if small else place(node, 512, chains, body)
-            entries.append(entry(name, 2, free, right, start, len(node)))
-            return
-        names = sorted(node, key=lambda child: (len(child), child.upper()))
-        entries.append(entry(name, kind, len(entries) + 1 if names else free, right, 0, 0))
-        for index, child in enumerate(names):
-            following = len(entries) + count(node[child])
-            add(child, node[child], 1, free if index == len(names) - 1 else following)
-
-    add("Root Entry", tree, 5, free)
+            child, start = free, place(node, 64, mini_chains, mini) if small else place(node, 512, chains, body)
+            size = len(node)
+        else:
+            child, start, size = balance(children[at]), 0, 0
+        encoded = name.encode("utf-16-le") + b"\0\0"
+        entries.append(encoded.ljust(64, b"\0") + struct.pack("<HBBIII", len(encoded), 2 if isinstance(node, bytes)
+                                                               else kind, 1, left, right, child)
+                       + bytes(36) + struct.pack("<IQ", start, size))
     root_start = place(bytes(mini), 512, chains, body) if mini else end_of_chain
     entries[0] = entries[0][:116] + struct.pack("<IQ", root_start, len(mini))
     mini_fat = struct.pack(f"<{len(mini_chains)}I", *mini_chains) if mini_chains else b""

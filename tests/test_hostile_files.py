@@ -31,7 +31,16 @@ from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
 from kb.storage.models import Chunk, Document, StoredImage
-from tests.documents import chinese_font_pdf, doc_bytes, email_bytes, epub_bytes, image_bytes, odf_bytes
+from tests.documents import (
+    chinese_font_pdf,
+    compound_file,
+    doc_bytes,
+    email_bytes,
+    epub_bytes,
+    image_bytes,
+    msg_streams,
+    odf_bytes,
+)
 from tests.hostile import (
     SECRET,
     SECRET_COLOUR,
@@ -223,6 +232,8 @@ CASES = {
     "xls of 2 million numbers": (_write("numbers.xls", lambda: xls_of_numbers(8000, 250)), "max_document_chars", 400,
                                  30),
     "doc of 300,000 pieces": (_write("pieces.doc", lambda: doc_bytes([("Piece\x07", True)] * 300_000)), None, 400, 30),
+    "msg of 5,000 attachments": (_write("many.msg", lambda: compound_file(msg_streams("Many", attachments=[
+        (f"note{number}.txt", b"note") for number in range(5000)]))), None, 400, 30),
     "mbox of 16 million messages of no header": (_write("empty.mbox", lambda: b"From \n" * (16 * 2**20)), None, 400,
                                                  30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
@@ -277,6 +288,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["warnings"][0].startswith("attachment bomb.docx skipped: over budget: DOCX XML holds more than")
     if case.startswith("doc of"):
         assert result["text"].count("Piece") == 300_000 and result["warnings"] == []
+    if case.startswith("msg"):
+        assert result["text"].count("Attachment: note") == 1000 and result["text"].count("(not read)") == 800
+        assert result["warnings"][:1] == [
+            "only the first 1000 of 5000 attachments were looked at"]
     if case.startswith("mbox"):
         assert result["text"] == "" and result["warnings"][-3:] == [
             "message 20 skipped: no header lines", "16,775,216 message(s) past the first 2000 pages not read "
