@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from typing import Any
@@ -326,8 +327,9 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
     return header + bytes(body) + fat
 
 
-def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps ship on Monday.", html: bytes | None = None,
-                attachments: list[tuple[str, bytes]] | None = None, attached: list[dict[str, bytes]] | None = None,
+def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps ship on Monday.",
+                html: bytes | None = None, attachments: list[tuple[str, bytes]] | None = None,
+                attached: list[dict[str, bytes]] | None = None,
                 sender: tuple[str, str] = ("Li Wei", "li.wei@example.com"), to: str = "Sales", level: int = 0,
                 unicode: bool = True) -> dict[str, bytes]:
     """The streams of an Outlook message as Outlook writes them (MAPI properties: strings in ``__substg1.0_``
@@ -379,13 +381,15 @@ def summary_information(title: str, codepage: int = 936) -> bytes:
 
 
 def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: str | None = None,
-              flags: int = 0x0200) -> bytes:
+              flags: int = 0x0200, table: str | None = None) -> bytes:
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
-    first ``main`` characters (default all) are the main document; its piece table in the 1Table stream."""
-    import struct
-
+    first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
+    text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
+    ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``)."""
     text_at = 1024
     word = bytearray(text_at)
+    if table is not None:
+        pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
     positions, descriptors, position = [0], [], 0
     for text, eight_bit in pieces:
         where = len(word)
@@ -393,18 +397,41 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         descriptors.append(struct.pack("<HIH", 0, (where * 2) | 0x40000000 if eight_bit else where, 0))
         position += len(text)
         positions.append(position)
-    table = b"\x02" + struct.pack("<I", 4 * len(positions) + 8 * len(descriptors)) + struct.pack(
+    stream = b"\x02" + struct.pack("<I", 4 * len(positions) + 8 * len(descriptors)) + struct.pack(
         f"<{len(positions)}I", *positions) + b"".join(descriptors)
+    pairs = [0] * 186
+    pairs[66:68] = [0, len(stream)]  # fcClx, lcbClx: the 34th pair
+    if table is not None:  # one FKP page: a run for each paragraph, a PAPX for each paragraph in the table
+        page_number = -(-len(word) // 512)
+        word = word.ljust(512 * page_number, b"\0")
+        starts, sprms = [text_at], []
+        for mark in re.finditer("[\r\x07\x1c\x1d]", table):
+            starts.append(text_at + 2 * (mark.end()))
+            sprms.append(b"" if mark.group() == "\r" else b"\x16\x24\x01" + (b"\x17\x24\x01" if mark.group() ==
+                                                                         "\x1d" else b""))
+        assert len(sprms) <= 29, "one FKP page holds 29 paragraphs"
+        page = bytearray(512)
+        struct.pack_into(f"<{len(starts)}I", page, 0, *starts)
+        free_at = 511
+        for run, grpprl in enumerate(sprms):
+            if grpprl:
+                papx = bytes([(len(grpprl) + 4) // 2]) + b"\0\0" + grpprl  # cb, istd 0, sprms: 2 cb - 1 bytes
+                papx += b"\0" * (2 * papx[0] + 1 - len(papx))
+                free_at = (free_at - len(papx)) // 2 * 2
+                page[free_at:free_at + len(papx)] = papx
+                page[4 * len(starts) + 13 * run] = free_at // 2
+        page[511] = len(sprms)
+        word += page
+        index = struct.pack("<III", starts[0], starts[-1], page_number)
+        pairs[26:28] = [len(stream), len(index)]  # fcPlcfBtePapx, lcbPlcfBtePapx: the 14th pair
+        stream += index
     fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", flags)
     fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22)
     longs = [0] * 22
     longs[3] = position if main is None else main
-    fib += struct.pack("<22i", *longs) + struct.pack("<H", 93)
-    pairs = [0] * 186
-    pairs[66:68] = [0, len(table)]  # fcClx, lcbClx: the 34th pair
-    fib += struct.pack("<186I", *pairs)
+    fib += struct.pack("<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
     word[:len(fib)] = fib
-    streams = {"WordDocument": bytes(word), "1Table" if flags & 0x0200 else "0Table": table}
+    streams = {"WordDocument": bytes(word), "1Table" if flags & 0x0200 else "0Table": stream}
     if title is not None:
         streams["\x05SummaryInformation"] = summary_information(title)
     return compound_file(streams)
@@ -412,7 +439,8 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
 
 def xls_bytes(sheets: dict[str, list[list[object]]], title: str | None = None) -> bytes:
     """An Excel 97-2003 workbook (BIFF8, written by xlwt) with a sheet of these rows for each name; a date is
-    written with a date format, a string starting "#" as that error; ``title`` puts summary information beside it."""
+    written with a date format (a time with a time format), a string starting "#" as that error; ``title`` puts
+    summary information beside it."""
     import datetime
     import io
 
@@ -420,15 +448,15 @@ def xls_bytes(sheets: dict[str, list[list[object]]], title: str | None = None) -
     import xlwt
 
     workbook = xlwt.Workbook(encoding="utf-8")
-    dated = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    dated, timed = xlwt.easyxf(num_format_str="YYYY-MM-DD"), xlwt.easyxf(num_format_str="h:mm")
     for name, rows in sheets.items():
         sheet = workbook.add_sheet(name)
         for row_number, row in enumerate(rows):
             for column, value in enumerate(row):
                 if isinstance(value, str) and value.startswith("#"):
                     sheet.row(row_number).set_cell_error(column, value)
-                elif isinstance(value, datetime.date):
-                    sheet.write(row_number, column, value, dated)
+                elif isinstance(value, (datetime.date, datetime.time)):
+                    sheet.write(row_number, column, value, timed if isinstance(value, datetime.time) else dated)
                 elif value is not None:
                     sheet.write(row_number, column, value)
     written = io.BytesIO()

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -234,8 +235,11 @@ CASES = {
     "doc of 300,000 pieces": (_write("pieces.doc", lambda: doc_bytes([("Piece\x07", True)] * 300_000)), None, 400, 30),
     "msg of 5,000 attachments": (_write("many.msg", lambda: compound_file(msg_streams("Many", attachments=[
         (f"note{number}.txt", b"note") for number in range(5000)]))), None, 400, 30),
-    "mbox of 16 million messages of no header": (_write("empty.mbox", lambda: b"From \n" * (16 * 2**20)), None, 400,
-                                                 30),
+    "doc whose summary holds a vector of 4 billion empty values": (_write("summary.doc", lambda: doc_bytes(
+        [("Kept.\r", True)], title="退货政策").replace(struct.pack("<II", 30, 12), struct.pack("<II", 0x1000, 2**32 - 1))),
+        None, 400, 30),
+    "mbox of 7 million messages of no header": (_write("empty.mbox", lambda: b"From x Mon 1\n" * (7 * 2**20)), None,
+                                                400, 30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
                                      None, 400, 30),
     "rtf nested 20 million groups deep": (_write("deep.rtf", lambda: rb"{\rtf1 Top." + b"{" * (20 * 2**20)), None, 400,
@@ -292,9 +296,11 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("Attachment: note") == 1000 and result["text"].count("(not read)") == 800
         assert result["warnings"][:1] == [
             "only the first 1000 of 5000 attachments were looked at"]
+    if case.startswith("doc whose summary"):
+        assert result["text"] == "Kept."
     if case.startswith("mbox"):
         assert result["text"] == "" and result["warnings"][-3:] == [
-            "message 20 skipped: no header lines", "16,775,216 message(s) past the first 2000 pages not read "
+            "message 20 skipped: no header lines", "7,338,032 message(s) past the first 2000 pages not read "
             "(max_pages)", "1980 more part(s) of the message skipped"]
     if case.startswith("rtf"):
         assert result["text"] in ("Start.", "Top.", "After."), result["text"][:100]

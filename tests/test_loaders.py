@@ -6,9 +6,10 @@ import base64
 import io
 import random
 import re
+import struct
 import zipfile
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
 import olefile
@@ -1075,8 +1076,12 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     assert [document.text[page.start:page.end].split("\n")[-1] for page in document.pages] == [
         "The harbour lamps ship on Monday.", ">From here on, quoted.", "Payment within 45 days."]
     assert "Subject: Terms\n\nFrom the harbour, lamps ship on Friday.\n>From here" in document.text
+    unquoted = (b"From - Fri Dec 16 17:04:16 2022\nSubject: Board\n\nHello team,\n\nFrom the board meeting we "
+                b"learned two things.\n")  # a body line a writer did not quote: no date, so no message of its own
+    assert load(tmp_path, "plain.mbox", unquoted).text.endswith("Hello team,\n\nFrom the board meeting we learned two "
+                                                                 "things.")
     assert document.warnings == ["message 2 skipped: no header lines"]
-    with pytest.raises(LoadError, match='^not a mailbox: it does not begin with a "From " line$'):
+    with pytest.raises(LoadError, match='^not a mailbox: it does not begin with a "From <sender> <date>" line$'):
         load(tmp_path, "renamed.mbox", email_bytes())
     path = tmp_path / "long.mbox"
     path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.") for number in range(5)]))
@@ -1307,11 +1312,11 @@ def test_epub_skips_what_it_cannot_read_and_refuses_what_is_no_book(tmp_path: Pa
 
 def test_xls_sheets_are_pages_read_as_an_xlsx_workbook_s(tmp_path: Path) -> None:
     sheets = {"价格": [["产品", "价格", "日期"], ["键盘", 199.5, date(2026, 3, 1)], ["Mouse", 25, None, True],
-                     ["#DIV/0!"]], "Empty": [], "Notes": [["Shipping from Ningbo"]]}
+                     ["#DIV/0!"]], "Empty": [], "Notes": [["Shipping from Ningbo", time(8, 30)]]}
     document = load(tmp_path, "prices.xls", xls_bytes(sheets, title="Prices 2026"))
     assert [document.text[page.start:page.end] for page in document.pages] == [
         "价格\n产品 | 价格 | 日期\n产品: 键盘 | 价格: 199.5 | 日期: 2026-03-01\n产品: Mouse | 价格: 25 | TRUE\n"
-        "产品: #DIV/0!", "", "Notes\nShipping from Ningbo"]
+        "产品: #DIV/0!", "", "Notes\nShipping from Ningbo | 08:30:00"]
     assert (document.file_type, document.title, document.warnings) == ("xls", "Prices 2026", [])
     assert load(tmp_path, "untitled.xls", xls_bytes({"A": [["x"]]})).title is None
 
@@ -1330,6 +1335,24 @@ def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_pa
     filepass = b"\x2f\x00\x06\x00\x00\x00\x01\x00\x01\x00"  # after the first BOF: the workbook is encrypted
     with pytest.raises(LoadError, match=r"^encrypted XLS \(password-protected\)"):
         load(tmp_path, "locked.xls", compound_file({"Workbook": stream[:20] + filepass + stream[20:]}))
+    formats = b"\xe0\x00\x14\x00" + bytes(20)  # a cell format record: xlrd makes an object of each
+    with pytest.raises(LoadError, match=r"^XLS bomb\? more than 100,000 cell formats"):
+        load(tmp_path, "formats.xls", compound_file({"Workbook": stream[:20] + formats * 100_001 + stream[20:]}))
+
+
+def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:
+    """xlrd parses a sheet each time the workbook lists it (2,000 listings of one sheet: about 30 minutes)."""
+    workbook = xls_bytes({"First": [["once"]], "Second": [["never"]]})
+    stream = bytearray(olefile.OleFileIO(io.BytesIO(workbook)).openstream("Workbook").read())
+    listings, at = [], 0
+    while at + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, at)
+        if kind == 0x0085:  # a sheet's listing: where its records start, then its name
+            listings.append(at + 4)
+        at += 4 + size
+    stream[listings[1]:listings[1] + 4] = stream[listings[0]:listings[0] + 4]
+    document = load(tmp_path, "twice.xls", compound_file({"Workbook": bytes(stream)}))
+    assert [document.text[page.start:page.end] for page in document.pages] == ["First\nonce", ""]
 
 
 # --- doc (Word 97-2003) -----------------------------------------------------------------------------------------
@@ -1347,6 +1370,15 @@ def test_doc_reads_its_main_text_through_the_piece_table(tmp_path: Path) -> None
     assert load(tmp_path, "table0.doc", doc_bytes([("Plain.\r", True)], flags=0)).text == "Plain."
 
 
+def test_doc_tables_are_read_by_their_paragraph_properties(tmp_path: Path) -> None:
+    """An empty cell's mark and a row's mark are the same character: only the paragraph's properties tell them
+    apart (an empty last cell once moved its table to the end of the document)."""
+    table = ("Intro\rName\x07\x07Age\x07\x1dBob\x07\x07\x1dSmith\x07Line one\x1cline two\x0742\x07\x1d"
+             "After the table.\r")
+    assert load(tmp_path, "table.doc", doc_bytes([], table=table)).text == (
+        "Intro\n\nName | Age\nBob\nSmith | Line one line two | 42\n\nAfter the table.")
+
+
 @pytest.mark.parametrize(("data", "reason"), [
     pytest.param(doc_bytes([("Secret.\r", True)], flags=0x0300), r"^encrypted DOC \(password-protected\)",
                  id="encrypted"),
@@ -1357,6 +1389,8 @@ def test_doc_reads_its_main_text_through_the_piece_table(tmp_path: Path) -> None
     pytest.param(doc_bytes([("a", True), ("b", True)]).replace(b"\x01\x00\x00\x00\x02\x00",
                                                               b"\x03\x00\x00\x00\x02\x00"),
                  "^corrupt DOC: its pieces are out of order$", id="pieces out of order"),
+    pytest.param(doc_bytes([("Hello\r", True)]).replace(b"\x02\x10\x00\x00\x00", b"\x01\xfd\xff\x00\x00", 1),
+                 "^corrupt DOC: a formatting record of negative size$", id="a Prc of size -3 looped forever"),
 ])
 def test_doc_that_cannot_be_read_is_refused_with_its_reason(tmp_path: Path, data: bytes, reason: str) -> None:
     with pytest.raises(LoadError, match=reason):

@@ -60,9 +60,10 @@ _MAX_HEADER = 2000  # characters of one header read: a longer one is cut before 
 _MAX_PARAMETERS = 100
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes over 127 in a header, as the parser keeps them
 _BOM = b"\xef\xbb\xbf"
-# A mailbox: messages each after a line beginning "From " (its sender and date, not part of the message); a line of
-# a message's body beginning so was written with a ">" before it, and each such line loses one (mboxrd, mboxo).
-_FROM_LINE = re.compile(rb"^From [^\r\n]*(?:\r?\n|\Z)", re.MULTILINE)
+# A mailbox: messages each after a line "From <sender> <date>" (not part of the message; its date begins with the
+# weekday, as Thunderbird checks); a line of a message's body beginning "From " was written with a ">" before it,
+# and each such line loses one (mboxrd, mboxo), but one written as it is stays in its message.
+_FROM_LINE = re.compile(rb"^From (?:\S+)? *(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\r\n]*(?:\r?\n|\Z)", re.MULTILINE)
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 
@@ -158,7 +159,7 @@ class MboxLoader(Loader):
         starts = _FROM_LINE.finditer(data)
         current = next(starts, None)
         if current is None or data[:current.start()].strip():
-            raise LoadError('not a mailbox: it does not begin with a "From " line')
+            raise LoadError('not a mailbox: it does not begin with a "From <sender> <date>" line')
         reading = _Reading(limits, root, on_kept, self.loader_for)
         number = 0
         while current is not None:
@@ -166,10 +167,11 @@ class MboxLoader(Loader):
             end = following.start() if following is not None else len(data)
             number += 1
             if number > limits.max_pages or not reading.page_for_message():  # one that fails counts too
-                unread = 1 + data.count(b"\nFrom ", current.start())
+                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
                 break
+            reading.markup = 0  # the HTML allowance bounds one parse's memory: each message has its own
             try:
                 message = reading.parse(_QUOTED_FROM.sub(rb"\1", data[current.end():end]))
                 if not message.keys():

@@ -4,6 +4,7 @@ title of their summary information."""
 from __future__ import annotations
 
 import io
+import struct
 
 import olefile
 
@@ -12,6 +13,9 @@ from ingestion.loaders.base import LoadError
 from ingestion.loaders.images import describe_error
 
 _SUMMARY = "\x05SummaryInformation"
+_MAX_SUMMARY = 2**20  # bytes of it read: a title is near its start
+_CODEPAGE, _TITLE = 1, 2  # property identifiers
+_VT_I2, _VT_LPSTR, _VT_LPWSTR = 2, 30, 31  # property types
 
 
 def open_package(data: bytes, kind: str) -> olefile.OleFileIO:
@@ -27,18 +31,41 @@ def open_package(data: bytes, kind: str) -> olefile.OleFileIO:
 
 
 def summary_title(package: olefile.OleFileIO) -> str | None:
-    """The title of the summary information, in the code page it declares; None when there is none or it is
-    unreadable (a title is never a reason to lose a file)."""
-    if not package.exists(_SUMMARY):
-        return None
+    """The title of the summary information, in the code page it declares; None when there is none or it cannot be
+    read (a title is never a reason to lose a file). Read by a parser of its own: olefile's parses every property,
+    and a vector of a type it does not know (a count of 4 billion, each element of no size) never ends."""
     try:
-        metadata = package.get_metadata()
+        if not package.exists(_SUMMARY):
+            return None
+        return _title(package.openstream(_SUMMARY).read()[:_MAX_SUMMARY])
     except MemoryError:
         raise
     except Exception:
         return None
-    title = metadata.title
-    if isinstance(title, bytes):
-        codepage = metadata.codepage & 0xFFFF if isinstance(metadata.codepage, int) else 1252  # stored signed
-        title = title.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
-    return (title.rstrip("\x00") or None) if isinstance(title, str) else None
+
+
+def _title(data: bytes) -> str | None:
+    """Property 2 (the title) of the property set's first section, in the code page of property 1."""
+    try:
+        if struct.unpack_from("<I", data, 24)[0] < 1:  # no section
+            return None
+        section = struct.unpack_from("<I", data, 44)[0]  # after the section's 16-byte format identifier
+        count = min(struct.unpack_from("<I", data, section + 4)[0], (len(data) - section) // 8)
+        found = {}
+        for index in range(count):
+            identifier, at = struct.unpack_from("<II", data, section + 8 + 8 * index)
+            if identifier in (_CODEPAGE, _TITLE):
+                found[identifier] = section + at
+        if _TITLE not in found:
+            return None
+        codepage = 1252
+        if _CODEPAGE in found and struct.unpack_from("<H", data, found[_CODEPAGE])[0] == _VT_I2:
+            codepage = struct.unpack_from("<H", data, found[_CODEPAGE] + 4)[0]
+        kind, length = struct.unpack_from("<HxxI", data, found[_TITLE])
+        value = data[found[_TITLE] + 8:found[_TITLE] + 8 + (2 * length if kind == _VT_LPWSTR else length)]
+    except struct.error:
+        return None
+    if kind not in (_VT_LPSTR, _VT_LPWSTR):
+        return None
+    title = value.decode("utf-16-le" if kind == _VT_LPWSTR else encoding.windows_codec(codepage) or "cp1252", "replace")
+    return title.split("\x00", 1)[0].strip() or None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from ingestion.loaders.images import describe_error
 from ingestion.loaders.sheets import SheetReader
 from kb.types import ExtractedDocument
 
+_GLOBAL_RECORDS = {0x00E0: "cell formats", 0x0031: "fonts", 0x041E: "number formats", 0x0018: "defined names"}
+_EOF = 0x000A
+_MAX_GLOBAL_RECORDS = 100_000
+
 
 class XlsLoader(Loader):
     """Each sheet is a page, numbered as the workbook's tabs, that starts with its name, one line per row holding
@@ -29,8 +34,15 @@ class XlsLoader(Loader):
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         with ole.open_package(data, "XLS") as package:
-            if not package.exists("Workbook") and not package.exists("Book"):
+            stream = next((name for name in ("Workbook", "Book") if package.exists(name)), None)
+            if stream is None:
                 raise LoadError("not an Excel workbook: an OLE file without a Workbook stream")
+            try:
+                _refuse_bombs(package.openstream(stream).read())
+            except (LoadError, MemoryError):
+                raise
+            except Exception as error:  # olefile reports a broken stream with many exception types
+                raise LoadError(f"corrupt XLS: {describe_error(error)}") from error
             title = ole.summary_title(package)
         try:  # rows as long as their last cell (not padded to the widest); xlrd's notes go nowhere
             book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True,
@@ -50,6 +62,24 @@ class XlsLoader(Loader):
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, pages=pages, warnings=warnings)
 
 
+def _refuse_bombs(stream: bytes) -> None:
+    """Refuse a workbook whose globals hold more cell formats, fonts, number formats or names than
+    ``_MAX_GLOBAL_RECORDS``: xlrd makes an object of each before any sheet is read (4 million cell formats took
+    3.6 GB, a million names 1.8 GB). Counted from the record headers, up to the globals' end."""
+    counts = dict.fromkeys(_GLOBAL_RECORDS.values(), 0)
+    at = 0
+    while at + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, at)
+        at += 4 + size
+        if kind == _EOF:
+            return
+        if kind in _GLOBAL_RECORDS:
+            counts[_GLOBAL_RECORDS[kind]] += 1
+            if counts[_GLOBAL_RECORDS[kind]] > _MAX_GLOBAL_RECORDS:
+                raise LoadError(f"XLS bomb? more than {_MAX_GLOBAL_RECORDS:,} {_GLOBAL_RECORDS[kind]} (Excel allows "
+                                "64,000 cell formats); refused before parsing")
+
+
 def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[str]) -> list[str]:
     """Each sheet's clean text ("" for one without values, or past the workbook's cells), each sheet loaded only
     while it is read."""
@@ -57,10 +87,13 @@ def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[
     if len(names) > limits.max_pages:
         warnings.append(f"only the first {limits.max_pages} of {len(names)} sheets were read (max_pages)")
     texts: list[str] = []
+    offsets: set[int] = set()
     for index, name in enumerate(names[: limits.max_pages]):
-        if reader.full:
+        offset = book._sh_abs_posn[index]  # where the sheet's records start: xlrd parses one listed again anew
+        if reader.full or offset in offsets:
             texts.append("")
             continue
+        offsets.add(offset)
         try:
             sheet = book.sheet_by_index(index)
         except MemoryError:
@@ -83,7 +116,8 @@ def _value(kind: int, value: Any, datemode: int) -> Any:
     """A cell as Python: text, a number, a date, a truth value, an error as Excel shows it, or None."""
     if kind == xlrd.XL_CELL_DATE:
         try:
-            return xlrd.xldate.xldate_as_datetime(value, datemode)
+            moment = xlrd.xldate.xldate_as_datetime(value, datemode)
+            return moment.time() if 0 <= value < 1 else moment  # a time of day without a date
         except (xlrd.xldate.XLDateError, OverflowError, ValueError):
             return value  # a date Excel cannot show either: its serial number
     if kind == xlrd.XL_CELL_BOOLEAN:
