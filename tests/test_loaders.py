@@ -1340,6 +1340,23 @@ def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_pa
         load(tmp_path, "formats.xls", compound_file({"Workbook": stream[:20] + formats * 100_001 + stream[20:]}))
 
 
+def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_path: Path) -> None:
+    """Word saves RTF under .doc, and business systems export HTML tables or Office 2007 workbooks as .xls: Word
+    and Excel open them, so the knowledge base reads them too, by their first bytes."""
+    rtf = load(tmp_path, "letter.doc", rb"{\rtf1\ansi Dear customer,\par}")
+    html = load(tmp_path, "export.xls", "<html><body><table><tr><td>产品</td><td>价格</td></tr><tr><td>键盘</td>"
+                "<td>199</td></tr></table></body></html>".encode())
+    workbook = Workbook()
+    workbook.active.append(["Lamp", 34.5])
+    saved = io.BytesIO()
+    workbook.save(saved)
+    xlsx = load(tmp_path, "renamed.xls", saved.getvalue())
+    docx = load(tmp_path, "renamed.doc", docx_bytes())
+    assert [(document.file_type, document.text.split("\n")[-1]) for document in (rtf, html, xlsx)] == [
+        ("rtf", "Dear customer,"), ("html", "键盘 | 199"), ("xlsx", "Lamp | 34.5")]
+    assert docx.file_type == "docx" and docx.text
+
+
 def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:
     """xlrd parses a sheet each time the workbook lists it (2,000 listings of one sheet: about 30 minutes)."""
     workbook = xls_bytes({"First": [["once"]], "Second": [["never"]]})

@@ -1,10 +1,11 @@
-"""Which loader reads a file, chosen by its lower-cased suffix."""
+"""Which loader reads a file, chosen by its lower-cased suffix (and, for Office 97-2003 names, by its first bytes:
+Word saves RTF under .doc, and many business systems export HTML or Office 2007 files as .xls)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ingestion.loaders.base import Loader
+from ingestion.loaders.base import Limits, Loader, OnKept
 from ingestion.loaders.doc import DocLoader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.eml import EmlLoader, MboxLoader
@@ -21,8 +22,37 @@ from ingestion.loaders.rtf import RtfLoader
 from ingestion.loaders.text import TextLoader
 from ingestion.loaders.xls import XlsLoader
 from ingestion.loaders.xlsx import XlsxLoader
+from kb.types import ExtractedDocument
 
-_TEXT, _MARKDOWN, _HTML = TextLoader(), MarkdownLoader(), HtmlLoader()
+_OLE = bytes.fromhex("d0cf11e0a1b11ae1")  # the signature of a compound file, Office 97-2003's container
+_MARKUP = (b"<html", b"<!doctype html", b"<table", b"<?xml", b"<meta", b"<head", b"<body")
+
+
+class _ByContent(Loader):
+    """An Office 97-2003 name whose bytes are another format: read by the loader for what they are (an RTF, HTML
+    or Office 2007 file), as Word and Excel open it; an OLE file, or one none of these, by ``native``."""
+
+    def __init__(self, native: Loader, zipped: Loader) -> None:
+        self.native = native
+        self.zipped = zipped
+        self.file_type = native.file_type
+
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                on_kept: OnKept | None) -> ExtractedDocument:
+        return self._reader(data).extract(path, data, limits, root, on_kept)
+
+    def _reader(self, data: bytes) -> Loader:
+        start = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        if data.startswith(_OLE):
+            return self.native
+        if start.startswith(b"{\\rtf"):
+            return _RTF
+        if data.startswith(b"PK\x03\x04"):
+            return self.zipped
+        return _HTML if start.startswith(_MARKUP) else self.native
+
+
+_TEXT, _MARKDOWN, _HTML, _RTF = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader()
 _LOADERS: dict[str, Loader] = {
     ".txt": _TEXT,
     ".text": _TEXT,
@@ -32,17 +62,17 @@ _LOADERS: dict[str, Loader] = {
     ".html": _HTML,
     ".xhtml": _HTML,
     ".pdf": PdfLoader(),
-    ".doc": DocLoader(),
+    ".doc": _ByContent(DocLoader(), DocxLoader()),
     ".docx": DocxLoader(),
     ".pptx": PptxLoader(),
-    ".xls": XlsLoader(),
+    ".xls": _ByContent(XlsLoader(), XlsxLoader()),
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
     ".odt": OdfLoader("odt"),
     ".ods": OdfLoader("ods"),
     ".odp": OdfLoader("odp"),
     ".epub": EpubLoader(),
-    ".rtf": RtfLoader(),
+    ".rtf": _RTF,
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)
