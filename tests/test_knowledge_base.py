@@ -700,7 +700,7 @@ def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="unknown search mode"):
         kb.search("days", mode="bm25")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown file types"):
-        kb.search("days", filters={"file_types": ["msg"]})
+        kb.search("days", filters={"file_types": ["ppt"]})
 
 
 def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:
