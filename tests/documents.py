@@ -381,17 +381,18 @@ def summary_information(title: str, codepage: int = 936) -> bytes:
 
 
 def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: str | None = None,
-              flags: int = 0x0200, table: str | None = None) -> bytes:
+              flags: int = 0x0200, table: str | None = None, boxes: str | None = None) -> bytes:
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
     first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
     text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
-    ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``)."""
+    ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``).
+    ``boxes`` is the text boxes' story, after the main document."""
     text_at = 1024
     word = bytearray(text_at)
     if table is not None:
         pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
     positions, descriptors, position = [0], [], 0
-    for text, eight_bit in pieces:
+    for text, eight_bit in [*pieces, *([(boxes, True)] if boxes else [])]:
         where = len(word)
         word += text.encode("cp1252") if eight_bit else text.encode("utf-16-le")
         descriptors.append(struct.pack("<HIH", 0, (where * 2) | 0x40000000 if eight_bit else where, 0))
@@ -428,7 +429,8 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
     fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", flags)
     fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22)
     longs = [0] * 22
-    longs[3] = position if main is None else main
+    longs[3] = (position - len(boxes or "")) if main is None else main
+    longs[9] = len(boxes or "")  # ccpTxbx
     fib += struct.pack("<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
     word[:len(fib)] = fib
     streams = {"WordDocument": bytes(word), "1Table" if flags & 0x0200 else "0Table": stream}

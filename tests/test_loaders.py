@@ -1385,6 +1385,8 @@ def test_doc_reads_its_main_text_through_the_piece_table(tmp_path: Path) -> None
                              "returns page.\nNext line\nAfter a break")
     assert (document.file_type, document.title, document.warnings) == ("doc", "退货政策", [])
     assert load(tmp_path, "table0.doc", doc_bytes([("Plain.\r", True)], flags=0)).text == "Plain."
+    boxed = doc_bytes([("Body text.\r", True)], boxes="Text box one.\rText box two.\r\r")
+    assert load(tmp_path, "boxes.doc", boxed).text == "Body text.\n\nText box one.\n\nText box two."
 
 
 def test_doc_tables_are_read_by_their_paragraph_properties(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Word 97-2003 documents (.doc, as Word and WPS write them): the main text, read through the piece table.
 
 The text of a .doc is stored in pieces (runs of 8-bit Windows-1252 or UTF-16 text) that the piece table puts in
-order; the main document is its first ``ccpText`` characters (footnotes, headers and comments follow it). Paragraphs
-end with a carriage return, table cells and rows with a 0x07 mark, and fields show their result, not their code.
+order; the main document is its first ``ccpText`` characters (footnotes, headers and comments follow it, then the
+text boxes' story, read after it). Paragraphs end with a carriage return, table cells and rows with a 0x07 mark
+(their paragraph properties tell which), and fields show their result, not their code.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its en
 
 class DocLoader(Loader):
     """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
-    within its cell), fields as their result. Footnotes, headers, footers, comments and pictures are not read; the
-    title is the document's summary information's. Encrypted files, and Word 6 and 95 files, are refused with the
-    reason."""
+    within its cell), fields as their result, then the text boxes' paragraphs. Footnotes, headers, footers,
+    comments and pictures are not read; the title is the document's summary information's. Encrypted files, and
+    Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
 
@@ -64,11 +65,13 @@ class DocLoader(Loader):
             raise
         except Exception as error:  # olefile reports a broken file with many exception types
             raise LoadError(f"corrupt DOC: {describe_error(error)}") from error
-        pieces = _pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], fib.characters)
-        text = _text(word, pieces)
+        start, count = fib.boxes[0], min(fib.boxes[1], limits.max_chars - fib.characters)
+        pieces = _pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count))
         marks = _Marks(word, table[fib.papx[0]:fib.papx[0] + fib.papx[1]], pieces)
-        return ExtractedDocument(text=_blocks(_fields(marks.tagged(text)).translate(_MARKS)), file_type=self.file_type,
-                                 title=title)
+        text = _fields(marks.tagged(_text(word, pieces, 0, fib.characters), 0))
+        if count:  # the text boxes' story, after the main document's
+            text += "\r" + _fields(marks.tagged(_text(word, pieces, start, start + count), start))
+        return ExtractedDocument(text=_blocks(text.translate(_MARKS)), file_type=self.file_type, title=title)
 
 
 class _Fib(NamedTuple):
@@ -79,6 +82,7 @@ class _Fib(NamedTuple):
     characters: int
     clx: tuple[int, int]
     papx: tuple[int, int]
+    boxes: tuple[int, int]  # the text boxes' story: its first character position and its length
 
 
 def _fib(word: bytes) -> _Fib:
@@ -95,6 +99,8 @@ def _fib(word: bytes) -> _Fib:
         words = struct.unpack_from("<H", word, at)[0]
         at += 2 + 2 * words
         longs = struct.unpack_from("<H", word, at)[0]
+        # ccpText, then the lengths of the stories after it: footnotes, headers, macros, comments, endnotes, boxes
+        lengths = [max(length, 0) for length in struct.unpack_from("<7i", word, at + 2 + 12)] if longs > 9 else [0] * 7
         characters = struct.unpack_from("<i", word, at + 2 + 12)[0] if longs > 3 else 0
         at += 2 + 4 * longs
         pairs = struct.unpack_from("<H", word, at)[0]
@@ -104,7 +110,8 @@ def _fib(word: bytes) -> _Fib:
         papx = struct.unpack_from("<II", word, at + 2 + 8 * _PAPX_INDEX)
     except struct.error as error:
         raise LoadError("corrupt DOC: its FIB is cut short") from error
-    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx)
+    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx,
+                (sum(lengths[:6]), lengths[6]))
 
 
 class _Piece(NamedTuple):
@@ -118,8 +125,8 @@ class _Piece(NamedTuple):
 
 
 def _pieces(clx: bytes, characters: int) -> list[_Piece]:
-    """The pieces of the main document's ``characters``, in order; formatting records (Prc) before the piece table
-    are skipped, each by its size."""
+    """The pieces of the first ``characters``, in order; formatting records (Prc) before the piece table are
+    skipped, each by its size."""
     at = 0
     while at + 3 <= len(clx) and clx[at] == 0x01:  # a Prc: a size (never negative), then that much formatting
         size = struct.unpack_from("<h", clx, at + 1)[0]
@@ -150,15 +157,19 @@ def _pieces(clx: bytes, characters: int) -> list[_Piece]:
     return pieces
 
 
-def _text(word: bytes, pieces: list[_Piece]) -> str:
-    """The main document's characters, piece by piece; a piece running past the stream is cut there."""
+def _text(word: bytes, pieces: list[_Piece], first: int, end: int) -> str:
+    """The characters from position ``first`` to ``end``, piece by piece; a piece running past the stream is cut
+    there."""
     text = io.StringIO()
-    for piece in pieces:
-        length = piece.end - piece.start
-        if piece.compressed:
-            text.write(word[piece.offset:piece.offset + length].decode("cp1252", "replace"))
-        else:
-            text.write(word[piece.offset:piece.offset + 2 * length].decode("utf-16-le", "replace"))
+    for piece in pieces[max(bisect.bisect_right([piece.start for piece in pieces], first) - 1, 0):]:
+        if piece.start >= end:
+            break
+        skip, length = max(first - piece.start, 0), min(piece.end, end) - max(piece.start, first)
+        if length <= 0:
+            continue
+        width = 1 if piece.compressed else 2
+        raw = word[piece.offset + width * skip:piece.offset + width * (skip + length)]
+        text.write(raw.decode("cp1252" if piece.compressed else "utf-16-le", "replace"))
     return text.getvalue()
 
 
@@ -176,16 +187,17 @@ class _Marks:
             if count else []
         self.runs: dict[int, tuple[list[int], list[tuple[bool, bool, bool]]]] = {}
 
-    def tagged(self, text: str) -> str:
+    def tagged(self, text: str, first: int) -> str:
         """``text`` with each mark as ``_blocks`` reads it: a paragraph's end ``\\r``, a cell's ``\\x07``, a row's
         ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's marks a space. Without paragraph properties,
-        a cell's mark right after another one (an empty paragraph) is taken for a row's end."""
+        a cell's mark right after another one (an empty paragraph) is taken for a row's end. ``text`` starts at
+        character position ``first``."""
         tagged = io.StringIO()
         position, after_cell = 0, False
         for mark in _PARAGRAPH_MARK.finditer(text):
             tagged.write(text[position:mark.start()])
             position = mark.end()
-            flags = self._flags(mark.start()) if self.pages else None
+            flags = self._flags(first + mark.start()) if self.pages else None
             if flags is None:  # by the text alone: an empty paragraph after a cell's mark ends the row
                 row_end = mark.group() == "\x07" and after_cell and text[mark.start() - 1:mark.start()] == "\x07"
                 flags = (mark.group() == "\x07", row_end, False)
