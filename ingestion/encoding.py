@@ -99,7 +99,12 @@ _HZ_MARK = re.compile(rb"~[{}]")
 _HZ_RUN = re.compile(rb"(?:[\x21-\x7e]{2})+")
 _HIGH_HALF = bytes(byte | 0x80 for byte in range(256))  # 7-bit GB 2312 bytes back to 8-bit
 _NEWLINES = re.compile(r"\r\n?")
-_CODE_PAGES = {1200: "utf-16-le", 1361: "johab", 10000: "mac_roman", 65001: "utf-8"}  # named otherwise than cpNNN
+# Windows code pages Python names otherwise than cpNNN (the Internet ones are what e-mail declares).
+_CODE_PAGES = {1200: "utf-16-le", 1201: "utf-16-be", 1361: "johab", 10000: "mac_roman", 20127: "ascii",
+               20866: "koi8_r", 21866: "koi8_u", 20936: "gb2312", 50220: "iso2022_jp", 50221: "iso2022_jp",
+               50222: "iso2022_jp", 50225: "iso2022_kr", 51932: "euc_jp", 51949: "euc_kr", 52936: "hz",
+               54936: "gb18030", 65000: "utf-7", 65001: "utf-8",
+               **{28590 + part: f"iso8859_{part}" for part in (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15)}}
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 
 

@@ -331,7 +331,7 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
                 html: bytes | None = None, attachments: list[tuple[str, bytes]] | None = None,
                 attached: list[dict[str, bytes]] | None = None,
                 sender: tuple[str, str] = ("Li Wei", "li.wei@example.com"), to: str = "Sales", level: int = 0,
-                unicode: bool = True) -> dict[str, bytes]:
+                unicode: bool = True, codepage: int = 936) -> dict[str, bytes]:
     """The streams of an Outlook message as Outlook writes them (MAPI properties: strings in ``__substg1.0_``
     streams, times and code pages in the property stream; ``level`` 1 for an attached message), its attachments
     and attached messages (others' streams) in storages of their own."""
@@ -340,12 +340,12 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
     kind = "001F" if unicode else "001E"
 
     def text(value: str) -> bytes:
-        return value.encode("utf-16-le") if unicode else value.encode("cp936")
+        return value.encode("utf-16-le") if unicode else value.encode(f"cp{codepage}")
 
     sent = datetime.datetime(2022, 12, 16, 9, 4, 16, tzinfo=datetime.timezone.utc)
     ticks = int((sent - datetime.datetime(1601, 1, 1, tzinfo=datetime.timezone.utc)).total_seconds()) * 10_000_000
     properties = bytes(32 if level == 0 else 24) + struct.pack("<IIQ", 0x00390040, 6, ticks) + struct.pack(
-        "<IIQ", 0x3FDE0003, 6, 936)
+        "<IIQ", 0x3FDE0003, 6, codepage) + struct.pack("<IIQ", 0x3FFD0003, 6, codepage)
     streams = {"__properties_version1.0": properties, f"__substg1.0_0037{kind}": text(subject),
                f"__substg1.0_0C1A{kind}": text(sender[0]), f"__substg1.0_5D01{kind}": text(sender[1]),
                f"__substg1.0_0E04{kind}": text(to)}

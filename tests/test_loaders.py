@@ -1047,6 +1047,14 @@ def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:
                         sender=("王芳", "/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP/CN=RECIPIENTS/CN=WANG"))
     assert load(tmp_path, "older.msg", compound_file(older)).text.endswith("From: 王芳\nTo: Sales\nDate: Fri, 16 Dec "
                                                                           "2022 09:04:16 +0000\nSubject: 报价\n\n单价 34.5 元")
+    polish = msg_streams("Oferta", body=None, html="<p>Zażółć gęślą jaźń</p>".encode("iso8859_2"), codepage=28592)
+    assert load(tmp_path, "polish.msg", compound_file(polish)).text.endswith("Zażółć gęślą jaźń")
+    embedded = msg_streams("Report", attachments=[("notes.txt", b"Kept.")])
+    embedded["__attach_version1.0_#00000001/__substg1.0_3707001F"] = "report.doc".encode("utf-16-le")
+    embedded["__attach_version1.0_#00000001/__substg1.0_3701000D/WordDocument"] = b"an embedded Word object"
+    object_document = load(tmp_path, "object.msg", compound_file(embedded))
+    assert object_document.text.endswith("Attachment: notes.txt\n\nKept.") and object_document.warnings == [
+        "attachment report.doc skipped: an embedded object (OLE), not a file or a message"]
     rtf_only = msg_streams("RTF", body=None)
     rtf_only["__substg1.0_10090102"] = b"compressed RTF"
     assert load(tmp_path, "rtf.msg", compound_file(rtf_only)).warnings == [
@@ -1064,6 +1072,21 @@ def test_outlook_message_nested_deep_or_not_a_message_costs_only_what_it_must(tm
         load(tmp_path, "word.msg", doc_bytes([("A Word file renamed.\r", True)]))
     with pytest.raises(LoadError, match="^corrupt MSG: "):
         load(tmp_path, "text.msg", b"From: a@example.com\nSubject: not Outlook\n\nbody\n")
+
+
+def test_outlook_message_whose_attachments_share_one_stream_is_refused(tmp_path: Path) -> None:
+    """olefile does not check that streams keep to their own sectors: 300 attachments pointing at one of 5 MB were
+    read 300 times (6.7 MB of file, 2.2 GB)."""
+    streams = msg_streams("Shared", attachments=[("big.bin", bytes(5 * 2**20))] + [
+        (f"copy{number}.bin", bytes(4096)) for number in range(300)])
+    data = bytearray(compound_file(streams))
+    name = "__substg1.0_37010102".encode("utf-16-le")
+    entries = [at for at in range(0, len(data), 128) if data.startswith(name, at)]  # its directory entries
+    big = next(at for at in entries if struct.unpack_from("<Q", data, at + 120)[0] == 5 * 2**20)
+    for at in entries:
+        data[at + 116:at + 128] = data[big + 116:big + 128]
+    with pytest.raises(LoadError, match=r"^MSG bomb\? its streams hold more bytes than the file"):
+        load(tmp_path, "shared.msg", bytes(data))
 
 
 def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fails(tmp_path: Path) -> None:
@@ -1355,6 +1378,8 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     assert [(document.file_type, document.text.split("\n")[-1]) for document in (rtf, html, xlsx)] == [
         ("rtf", "Dear customer,"), ("html", "键盘 | 199"), ("xlsx", "Lamp | 34.5")]
     assert docx.file_type == "docx" and docx.text
+    wide = load(tmp_path, "unicode.xls", "\ufeff<html><table><tr><td>宁波</td></tr></table></html>".encode("utf-16-le"))
+    assert (wide.file_type, wide.text) == ("html", "宁波")
 
 
 def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:

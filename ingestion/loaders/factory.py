@@ -42,7 +42,10 @@ class _ByContent(Loader):
         return self._reader(data).extract(path, data, limits, root, on_kept)
 
     def _reader(self, data: bytes) -> Loader:
-        start = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        start = data[:1024]
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16, as Excel saves "Unicode" HTML
+            start = start.decode("utf-16", "ignore").encode("ascii", "ignore")
+        start = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if data.startswith(_OLE):
             return self.native
         if start.startswith(b"{\\rtf"):

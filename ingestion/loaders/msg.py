@@ -21,7 +21,9 @@ from kb.types import ExtractedDocument
 
 _PROPERTIES = "__properties_version1.0"
 _ATTACHMENT = "__attach_version1.0_#"
-_SUBJECT, _SENT_REPRESENTING, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP = 0x0037, 0x0042, 0x0C1A, 0x0C1F, 0x5D01
+_SUBJECT, _SENT_REPRESENTING, _SENDER_NAME = 0x0037, 0x0042, 0x0C1A
+# The sender's address: of the one the message was sent for (on behalf of), then of the one who sent it; SMTP first.
+_SENDER_ADDRESSES = (0x5D02, 0x0065, 0x5D01, 0x0C1F)
 _TO, _CC, _BODY, _HTML, _RTF = 0x0E04, 0x0E03, 0x1000, 0x1013, 0x1009
 _SUBMITTED, _DELIVERED = 0x0039, 0x0E06  # the times it was sent and received
 _INTERNET_CODEPAGE, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
@@ -32,6 +34,8 @@ _HEADER_SIZES = {0: 32, 1: 24}  # the property stream's header: a message file's
 _FILETIME_ORIGIN = datetime(1601, 1, 1, tzinfo=timezone.utc)
 _MAX_DEPTH = 20  # attached messages nested deeper are not read
 _MAX_ATTACHMENTS = 1000  # attachment storages looked at per message (the e-mail reading reads 200 of them)
+_MAX_STRING = 2000  # characters of a string property other than a body (a name, a subject) that are kept
+_MAX_PROPERTIES = 2**20  # bytes of a property stream read: its fixed-size properties are 16 bytes each
 
 
 class MsgLoader(Loader):
@@ -52,7 +56,7 @@ class MsgLoader(Loader):
                 raise LoadError("not an Outlook message: an OLE file without MAPI properties")
             notes: list[str] = []
             try:
-                message = _Item(package, notes).message("", 0)
+                message = _Item(package, notes, len(data)).message("", 0)
             except (LoadError, MemoryError):
                 raise
             except Exception as error:  # olefile reports a broken stream with many exception types
@@ -63,21 +67,28 @@ class MsgLoader(Loader):
 
 
 class _Item:
-    """Reads the messages of one file: each storage's properties, its attachments' storages under it."""
+    """Reads the messages of one file: each storage's properties, its attachments' storages under it. The bytes
+    read count against the file's size: streams may share sectors, so that one picture listed 300 times would be
+    read 300 times."""
 
-    def __init__(self, package: olefile.OleFileIO, notes: list[str]) -> None:
+    def __init__(self, package: olefile.OleFileIO, notes: list[str], size: int) -> None:
         self.package = package
         self.notes = notes
-        self.storages = package.listdir(streams=False, storages=True)
+        self.bytes_left = size
+        self.children: dict[tuple[str, ...], list[str]] = {}
+        for entry in package.listdir(streams=False, storages=True):
+            self.children.setdefault(tuple(entry[:-1]), []).append(entry[-1])
 
     def message(self, storage: str, depth: int) -> Message:
-        """The e-mail message the properties under ``storage`` ("" for the file's own) describe."""
+        """The e-mail message the properties under ``storage`` ("" for the file's own) describe: strings in its
+        code page, its HTML in the Internet code page."""
         fixed = self._fixed(storage, 0 if not storage else 1)
-        codepage = fixed.get(_INTERNET_CODEPAGE) or fixed.get(_MESSAGE_CODEPAGE) or 1252
+        codepage = fixed.get(_MESSAGE_CODEPAGE) or fixed.get(_INTERNET_CODEPAGE) or 1252
         message = eml.new_message()
-        sender = self._text(storage, _SENDER_NAME, codepage) or self._text(storage, _SENT_REPRESENTING, codepage)
-        address = self._text(storage, _SENDER_SMTP, codepage) or self._text(storage, _SENDER_ADDRESS, codepage)
-        if address and not address.startswith("/"):  # an Exchange (X.500) address is no address a person reads
+        sender = self._text(storage, _SENT_REPRESENTING, codepage) or self._text(storage, _SENDER_NAME, codepage)
+        addresses = (self._text(storage, identifier, codepage) for identifier in _SENDER_ADDRESSES)
+        address = next((found for found in addresses if found and not found.startswith("/")), None)  # not X.500
+        if address:
             sender = f"{sender} <{address}>" if sender else address
         sent = fixed.get(_SUBMITTED) or fixed.get(_DELIVERED)
         for name, value in (("From", sender), ("To", self._text(storage, _TO, codepage)),
@@ -87,16 +98,18 @@ class _Item:
             if value:
                 message[name] = " ".join(value.split())
         parts: list[Message] = []
-        body = self._text(storage, _BODY, codepage)
-        html = None if body else self._binary(storage, _HTML) or (self._text(storage, _HTML, codepage) or "").encode()
+        body = self._text(storage, _BODY, codepage, whole=True)
         if body:
             parts.append(_part("text/plain; charset=utf-8", body.encode()))
-        elif html:
-            parts.append(_part(f"text/html; charset={encoding.windows_codec(codepage) or 'cp1252'}", html))
+        elif html := self._binary(storage, _HTML):
+            charset = encoding.windows_codec(fixed.get(_INTERNET_CODEPAGE) or codepage) or "cp1252"
+            parts.append(_part(f"text/html; charset={charset}", html))
+        elif html_text := self._text(storage, _HTML, codepage, whole=True):
+            parts.append(_part("text/html; charset=utf-8", html_text.encode()))
         elif self._exists(storage, _RTF, _BINARY):
             self.notes.append("the body is in compressed RTF only, which is not read")
         parts.extend(part for attachment in self._attachments(storage)
-                     if (part := self._attachment(attachment, depth)) is not None)
+                     if (part := self._attachment(attachment, depth, codepage)) is not None)
         if not parts:  # headers only: an empty plain body, not a multipart of nothing
             message.set_payload("")
             return message
@@ -106,18 +119,21 @@ class _Item:
         return message
 
     def _attachments(self, storage: str) -> list[str]:
-        prefix = [part for part in storage.split("/") if part]
-        found = ["/".join(entry) for entry in self.storages
-                 if len(entry) == len(prefix) + 1 and entry[:-1] == prefix and entry[-1].startswith(_ATTACHMENT)]
+        prefix = tuple(part for part in storage.split("/") if part)
+        found = [name for name in self.children.get(prefix, []) if name.startswith(_ATTACHMENT)]
         if len(found) > _MAX_ATTACHMENTS:
             self.notes.append(f"only the first {_MAX_ATTACHMENTS} of {len(found)} attachments were looked at")
-        return sorted(found)[:_MAX_ATTACHMENTS]
+        return ["/".join((*prefix, name)) for name in sorted(found)[:_MAX_ATTACHMENTS]]
 
-    def _attachment(self, storage: str, depth: int) -> Message | None:
+    def _attachment(self, storage: str, depth: int, codepage: int) -> Message | None:
         """An attachment as a MIME part: a file's bytes with its name, or an attached Outlook item as a message
-        (None past ``_MAX_DEPTH``)."""
-        codepage = 1252
+        (None past ``_MAX_DEPTH``, or for an embedded object, which is not read)."""
+        name = (self._text(storage, _LONG_NAME, codepage) or self._text(storage, _NAME, codepage)
+                or self._text(storage, _DISPLAY_NAME, codepage) or "attachment")
         embedded = f"{storage}/__substg1.0_{_DATA:04X}{_OBJECT:04X}"
+        if self.package.exists(embedded) and not self.package.exists(f"{embedded}/{_PROPERTIES}"):
+            self.notes.append(f"attachment {name[:200]} skipped: an embedded object (OLE), not a file or a message")
+            return None
         if self.package.exists(embedded) and depth >= _MAX_DEPTH:
             self.notes.append(f"an attached message nested more than {_MAX_DEPTH} deep is not read")
             return None
@@ -126,8 +142,6 @@ class _Item:
             part.set_type("message/rfc822")
             part.attach(self.message(embedded, depth + 1))
             return part
-        name = (self._text(storage, _LONG_NAME, codepage) or self._text(storage, _NAME, codepage)
-                or self._text(storage, _DISPLAY_NAME, codepage) or "attachment")
         kind = self._text(storage, _MIME, codepage) or "application/octet-stream"
         return _part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
                      name=name)
@@ -138,29 +152,38 @@ class _Item:
     def _exists(self, storage: str, identifier: int, kind: int) -> bool:
         return bool(self.package.exists(self._stream(storage, identifier, kind)))
 
+    def _read(self, path: str) -> bytes:
+        """A stream's bytes, counted against the file's size."""
+        data = self.package.openstream(path).read()
+        self.bytes_left -= len(data)
+        if self.bytes_left < 0:
+            raise LoadError("MSG bomb? its streams hold more bytes than the file (they share sectors)")
+        return bytes(data)
+
     def _binary(self, storage: str, identifier: int) -> bytes | None:
         if not self._exists(storage, identifier, _BINARY):
             return None
-        return bytes(self.package.openstream(self._stream(storage, identifier, _BINARY)).read())
+        return self._read(self._stream(storage, identifier, _BINARY))
 
-    def _text(self, storage: str, identifier: int, codepage: int) -> str | None:
-        """A string property: UTF-16, else 8-bit in the message's code page; None when absent or blank."""
+    def _text(self, storage: str, identifier: int, codepage: int, whole: bool = False) -> str | None:
+        """A string property: UTF-16, else 8-bit in the message's code page, cut to ``_MAX_STRING`` characters
+        unless ``whole`` (a body); None when absent or blank."""
         if self._exists(storage, identifier, _UNICODE):
-            raw = self.package.openstream(self._stream(storage, identifier, _UNICODE)).read()
-            text = raw.decode("utf-16-le", "replace")
+            text = self._read(self._stream(storage, identifier, _UNICODE)).decode("utf-16-le", "replace")
         elif self._exists(storage, identifier, _STRING8):
-            raw = self.package.openstream(self._stream(storage, identifier, _STRING8)).read()
+            raw = self._read(self._stream(storage, identifier, _STRING8))
             text = raw.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
         else:
             return None
-        return text.split("\x00", 1)[0].strip() or None
+        text = text.split("\x00", 1)[0]
+        return (text if whole else text[:_MAX_STRING]).strip() or None
 
     def _fixed(self, storage: str, level: int) -> dict[int, object]:
         """The fixed-size properties this loader reads (times, code pages) from the storage's property stream."""
         path = "/".join(filter(None, (storage, _PROPERTIES)))
         if not self.package.exists(path):
             return {}
-        data = self.package.openstream(path).read()
+        data = self._read(path)[:_MAX_PROPERTIES]
         found: dict[int, object] = {}
         for at in range(_HEADER_SIZES[level], len(data) - 15, 16):
             tag, _, value = struct.unpack_from("<IIQ", data, at)
