@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ingestion.loaders.base import clean_text
 from ingestion.loaders.images import bounded, thumbnail_jpeg
 from kb.storage.models import PREVIEW_SIDE, text_hash
 from kb.types import ExtractedDocument, ExtractedImage
@@ -22,10 +23,12 @@ class Picture:
 
 
 def describe(image: ExtractedImage, text: str) -> str:
-    """The image's alt text, caption and the document text it belongs with, each once, as one searchable text."""
+    """The image's alt text, caption and the document text it belongs with, each once, as one searchable text;
+    cleaned as a document's text is, whatever the loader left in them (a lone surrogate in alt text reached the
+    tokenizer and ended the whole ingest run)."""
     parts: list[str] = []
     for part in (image.alt, image.caption, text[image.start : image.end]):
-        part = " ".join((part or "").split())
+        part = " ".join(clean_text(part or "").split())
         if part and not any(part in seen for seen in parts):
             parts.append(part)
     return "\n".join(parts)[:DESCRIPTION_CHARS]

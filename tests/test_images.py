@@ -24,9 +24,10 @@ from ingestion.loaders.pdf import PdfLoader
 from ingestion.loaders.pdf_images import _name
 from ingestion.loaders.pdf_pages import PageDrawer
 from ingestion.ocr import PreparedAsKept
+from ingestion.pictures import describe
 from kb.config import Settings
 from kb.containment import REFUSED
-from kb.types import ExtractedDocument
+from kb.types import ExtractedDocument, ExtractedImage
 from tests.documents import (
     bomb_png,
     deck_bytes,
@@ -550,3 +551,10 @@ def test_a_jpeg_of_too_many_scans_is_refused_in_a_file_or_a_pdf_and_a_motion_pho
     assert decode_image(image_bytes("JPEG") + video, "motion.jpg", max_pixels=10**7).image.size == (64, 48)
     document = load(tmp_path, "scans.pdf", pdf_bytes([["A page with a picture"]], images=[bomb]))
     assert document.images == [] and any("more than 100 scans" in warning for warning in document.warnings)
+
+
+def test_an_image_description_is_clean_text_whatever_its_loader_left_in_it() -> None:
+    """Lone surrogates or NULs in alt text reached the tokenizer (and the database) and ended the whole run."""
+    image = ExtractedImage(image=None, sha256="0", name="map", width=1, height=1, start=0, end=5,
+                           alt="Map \ud83d\ude00 \ud800\x00", caption="Harbour\x07")
+    assert describe(image, "Quay.") == "Map \U0001f600 \ufffd\nHarbour\nQuay."
