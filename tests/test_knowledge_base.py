@@ -134,7 +134,8 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
     (folder / "minutes.doc").write_bytes(doc_bytes([("Board minutes\r", True), ("会议决定：仓库搬到宁波。\r", False)],
                                                    title="Minutes"))
     (folder / "stock.xls").write_bytes(xls_bytes({"Summary": [], "Stock": [["Item", "Count"], ["Anchor chain", 12]]}))
-    (folder / "lamps.msg").write_bytes(compound_file(msg_streams("Lamps", attachments=[("note.txt", b"Glass from Xiamen.")])))
+    lamps = msg_streams("Lamps", attachments=[("note.txt", b"Glass from Xiamen.")])
+    (folder / "lamps.msg").write_bytes(compound_file(lamps))
     (folder / "archive.mbox").write_bytes(mbox_bytes([email_bytes(subject="Old"), email_bytes(
         "The spare keys are with Chen.", subject="Keys")]))
     kb = kb_factory()
