@@ -363,6 +363,18 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
     return streams
 
 
+def compressed_rtf(rtf: bytes) -> bytes:
+    """``rtf`` as Outlook stores a rich-text body (MS-OXRTFCP, "LZFu"), every byte a literal, then the reference
+    to the write position that ends it."""
+    items = [bytes([byte]) for byte in rtf] + [struct.pack(">H", ((207 + len(rtf)) & 0xFFF) << 4)]
+    body = bytearray()
+    for first in range(0, len(items), 8):
+        group = items[first:first + 8]
+        body.append(sum(1 << bit for bit, item in enumerate(group) if len(item) == 2))
+        body += b"".join(group)
+    return struct.pack("<IIII", len(body) + 12, len(rtf), 0x75465A4C, 0) + bytes(body)
+
+
 def summary_information(title: str, codepage: int = 936) -> bytes:
     """A ``\\x05SummaryInformation`` property set holding its code page and a title in it."""
     import struct

@@ -27,6 +27,7 @@ from kb.types import ExtractedDocument
 from tests.documents import (
     chinese_font_pdf,
     compound_file,
+    compressed_rtf,
     deck_bytes,
     doc_bytes,
     email_bytes,
@@ -1055,10 +1056,15 @@ def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:
     object_document = load(tmp_path, "object.msg", compound_file(embedded))
     assert object_document.text.endswith("Attachment: notes.txt\n\nKept.") and object_document.warnings == [
         "attachment report.doc skipped: an embedded object (OLE), not a file or a message"]
-    rtf_only = msg_streams("RTF", body=None)
-    rtf_only["__substg1.0_10090102"] = b"compressed RTF"
-    assert load(tmp_path, "rtf.msg", compound_file(rtf_only)).warnings == [
-        "the body is in compressed RTF only, which is not read"]
+    rich = msg_streams("RTF", body=None)  # rich-text mail: the body only in compressed RTF
+    rich["__substg1.0_10090102"] = compressed_rtf(rb"{\rtf1\ansi\ansicpg936 Rich \b text\b0 \'c4\'e3\'ba\'c3\par}")
+    assert load(tmp_path, "rich.msg", compound_file(rich)).text.endswith("Subject: RTF\n\nRich text你好")
+    body = b"\x21\x00\x04 Hi}\x0d\x90"  # "{\rtf1" taken from the window's prelude (offset 0, 6 bytes), " Hi}", end
+    rich["__substg1.0_10090102"] = struct.pack("<IIII", len(body) + 12, 10, 0x75465A4C, 0) + body
+    assert load(tmp_path, "referenced.msg", compound_file(rich)).text.endswith("Subject: RTF\n\nHi")
+    rich["__substg1.0_10090102"] = b"LZFu but not"
+    assert load(tmp_path, "broken.msg", compound_file(rich)).warnings == [
+        "the body, in compressed RTF, cannot be read: a compressed RTF body of no header"]
 
 
 def test_outlook_message_nested_deep_or_not_a_message_costs_only_what_it_must(tmp_path: Path) -> None:

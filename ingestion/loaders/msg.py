@@ -15,8 +15,9 @@ import olefile
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders import eml, ole
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget
 from ingestion.loaders.images import describe_error
+from ingestion.loaders.rtf import RtfLoader
 from kb.types import ExtractedDocument
 
 _PROPERTIES = "__properties_version1.0"
@@ -36,13 +37,18 @@ _MAX_DEPTH = 20  # attached messages nested deeper are not read
 _MAX_ATTACHMENTS = 1000  # attachment storages looked at per message (the e-mail reading reads 200 of them)
 _MAX_STRING = 2000  # characters of a string property other than a body (a name, a subject) that are kept
 _MAX_PROPERTIES = 2**20  # bytes of a property stream read: its fixed-size properties are 16 bytes each
+_MAX_RTF = 16 * 2**20  # bytes of a compressed RTF body decompressed (about 0.3 us each)
+_RTF_COMPRESSED, _RTF_UNCOMPRESSED = 0x75465A4C, 0x414C454D  # "LZFu", "MELA"
+_RTF_PRELUDE = (rb"{\rtf1\ansi\mac\deff0\deftab720{\fonttbl;}{\f0\fnil \froman \fswiss \fmodern \fscript \fdecor MS "
+                rb"Sans SerifSymbolArialTimes New RomanCourier{\colortbl\red0\green0\blue0" b"\r\n"
+                rb"\par \pard\plain\f0\fs20\b\i\u\tab\tx")  # the window's first 207 bytes
 
 
 class MsgLoader(Loader):
     """An Outlook message read as the ``.eml`` file it would be: its From, To, Cc, Date and Subject lines, its
     plain text body (else its HTML's visible text), then each attachment as a page read by the loader for its name,
-    an attached Outlook item as a forwarded message. A message whose body is only in compressed RTF keeps its
-    headers and attachments, with a warning."""
+    an attached Outlook item as a forwarded message. A body kept only in compressed RTF (rich-text mail) is
+    decompressed and read by the RTF loader."""
 
     file_type = "msg"
 
@@ -56,7 +62,7 @@ class MsgLoader(Loader):
                 raise LoadError("not an Outlook message: an OLE file without MAPI properties")
             notes: list[str] = []
             try:
-                message = _Item(package, notes, len(data)).message("", 0)
+                message = _Item(package, notes, len(data), limits).message("", 0)
             except (LoadError, MemoryError):
                 raise
             except Exception as error:  # olefile reports a broken stream with many exception types
@@ -71,8 +77,9 @@ class _Item:
     read count against the file's size: streams may share sectors, so that one picture listed 300 times would be
     read 300 times."""
 
-    def __init__(self, package: olefile.OleFileIO, notes: list[str], size: int) -> None:
+    def __init__(self, package: olefile.OleFileIO, notes: list[str], size: int, limits: Limits) -> None:
         self.package = package
+        self.limits = limits
         self.notes = notes
         self.bytes_left = size
         self.children: dict[tuple[str, ...], list[str]] = {}
@@ -106,8 +113,8 @@ class _Item:
             parts.append(_part(f"text/html; charset={charset}", html))
         elif html_text := self._text(storage, _HTML, codepage, whole=True):
             parts.append(_part("text/html; charset=utf-8", html_text.encode()))
-        elif self._exists(storage, _RTF, _BINARY):
-            self.notes.append("the body is in compressed RTF only, which is not read")
+        elif (compressed := self._binary(storage, _RTF)) is not None:
+            parts.extend(self._rtf_body(compressed))
         parts.extend(part for attachment in self._attachments(storage)
                      if (part := self._attachment(attachment, depth, codepage)) is not None)
         if not parts:  # headers only: an empty plain body, not a multipart of nothing
@@ -117,6 +124,18 @@ class _Item:
         for part in parts:
             message.attach(part)
         return message
+
+    def _rtf_body(self, compressed: bytes) -> list[Message]:
+        """A body kept only in compressed RTF (rich-text mail), decompressed and read by the RTF loader."""
+        try:
+            rtf = _decompressed_rtf(compressed)
+            text = RtfLoader().load(Path("body.rtf"), rtf, self.limits).text
+        except OverBudget:
+            raise
+        except LoadError as error:
+            self.notes.append(f"the body, in compressed RTF, cannot be read: {error}")
+            return []
+        return [_part("text/plain; charset=utf-8", text.encode())] if text else []
 
     def _attachments(self, storage: str) -> list[str]:
         prefix = tuple(part for part in storage.split("/") if part)
@@ -196,6 +215,44 @@ class _Item:
             elif kind == _LONG and identifier in (_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE):
                 found[identifier] = value & 0xFFFFFFFF
         return found
+
+
+def _decompressed_rtf(data: bytes) -> bytes:
+    """A compressed RTF body (MS-OXRTFCP): LZ77 over a 4,096-byte window that starts with a fixed RTF prelude, a
+    control byte before each eight items, a set bit for a 2-byte reference (12 bits of window offset, 4 of length
+    less 2), the reference to the current write position ending it; at most ``_MAX_RTF`` bytes."""
+    if len(data) < 16:
+        raise LoadError("a compressed RTF body of no header")
+    size, raw_size, kind, _ = struct.unpack_from("<IIII", data)
+    body, limit = data[16:4 + size], min(raw_size, _MAX_RTF)
+    if kind == _RTF_UNCOMPRESSED:
+        return body[:limit]
+    if kind != _RTF_COMPRESSED:
+        raise LoadError(f"a compressed RTF body of unknown kind {kind:#x}")
+    window = bytearray(4096)
+    window[:len(_RTF_PRELUDE)] = _RTF_PRELUDE
+    write, at, out = len(_RTF_PRELUDE), 0, bytearray()
+    while at < len(body) and len(out) < limit:
+        control, at = body[at], at + 1
+        for bit in range(8):
+            if not control >> bit & 1:  # a literal byte
+                if at >= len(body):
+                    break
+                window[write] = body[at]
+                out.append(body[at])
+                write, at = (write + 1) & 0xFFF, at + 1
+                continue
+            if at + 2 > len(body):
+                break
+            reference, at = body[at] << 8 | body[at + 1], at + 2
+            offset = reference >> 4
+            if offset == write:
+                return bytes(out[:limit])
+            for index in range((reference & 0xF) + 2):
+                window[write] = window[(offset + index) & 0xFFF]
+                out.append(window[write])
+                write = (write + 1) & 0xFFF
+    return bytes(out[:limit])
 
 
 def _part(content_type: str, data: bytes, name: str | None = None) -> Message:
