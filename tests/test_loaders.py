@@ -1359,7 +1359,7 @@ def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_pa
     with pytest.raises(LoadError, match="^not an Excel workbook: an OLE file without a Workbook stream$"):
         load(tmp_path, "word.xls", doc_bytes([("Not a workbook.\r", True)]))
     with pytest.raises(LoadError, match="^corrupt XLS: "):
-        load(tmp_path, "text.xls", b"Product,Price\nLamp,34.5\n")
+        load(tmp_path, "text.xls", b"Not a workbook at all.\n")
     stream = olefile.OleFileIO(io.BytesIO(workbook)).openstream("Workbook").read()
     filepass = b"\x2f\x00\x06\x00\x00\x00\x01\x00\x01\x00"  # after the first BOF: the workbook is encrypted
     with pytest.raises(LoadError, match=r"^encrypted XLS \(password-protected\)"):
@@ -1384,6 +1384,8 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     assert [(document.file_type, document.text.split("\n")[-1]) for document in (rtf, html, xlsx)] == [
         ("rtf", "Dear customer,"), ("html", "键盘 | 199"), ("xlsx", "Lamp | 34.5")]
     assert docx.file_type == "docx" and docx.text
+    exported = load(tmp_path, "export.xls", "产品\t价格\n键盘\t199\n".encode("gbk"))  # as ERP systems export
+    assert (exported.file_type, exported.text) == ("text", "产品\t价格\n键盘\t199")
     wide = load(tmp_path, "unicode.xls", "\ufeff<html><table><tr><td>宁波</td></tr></table></html>".encode("utf-16-le"))
     assert (wide.file_type, wide.text) == ("html", "宁波")
 

@@ -30,11 +30,13 @@ _MARKUP = (b"<html", b"<!doctype html", b"<table", b"<?xml", b"<meta", b"<head",
 
 class _ByContent(Loader):
     """An Office 97-2003 name whose bytes are another format: read by the loader for what they are (an RTF, HTML
-    or Office 2007 file), as Word and Excel open it; an OLE file, or one none of these, by ``native``."""
+    or Office 2007 file, or for a workbook tab- or comma-separated text), as Word and Excel open it; an OLE file,
+    or one none of these, by ``native``."""
 
-    def __init__(self, native: Loader, zipped: Loader) -> None:
+    def __init__(self, native: Loader, zipped: Loader, delimited: bool = False) -> None:
         self.native = native
         self.zipped = zipped
+        self.delimited = delimited  # tab- or comma-separated text is read as text (an .xls a system exported)
         self.file_type = native.file_type
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
@@ -52,7 +54,11 @@ class _ByContent(Loader):
             return _RTF
         if data.startswith(b"PK\x03\x04"):
             return self.zipped
-        return _HTML if start.startswith(_MARKUP) else self.native
+        if start.startswith(_MARKUP):
+            return _HTML
+        first_line = data[:4096].split(b"\n", 1)[0]
+        separated = self.delimited and b"\0" not in data[:4096] and (b"\t" in first_line or b"," in first_line)
+        return _TEXT if separated else self.native
 
 
 _TEXT, _MARKDOWN, _HTML, _RTF = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader()
@@ -68,7 +74,7 @@ _LOADERS: dict[str, Loader] = {
     ".doc": _ByContent(DocLoader(), DocxLoader()),
     ".docx": DocxLoader(),
     ".pptx": PptxLoader(),
-    ".xls": _ByContent(XlsLoader(), XlsxLoader()),
+    ".xls": _ByContent(XlsLoader(), XlsxLoader(), delimited=True),
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
     ".odt": OdfLoader("odt"),
