@@ -11,6 +11,7 @@ letters explain them); charset_normalizer's detection. Every step is determinist
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import unicodedata
 
@@ -109,8 +110,15 @@ _C1_CONTROL = re.compile("[\x80-\x9f]")
 
 
 def windows_codec(code_page: int) -> str | None:
-    """The Python codec of a Windows code page number, as RTF and Office files name their text's; None when Python
-    has none."""
+    """The Python codec of a Windows code page number (16 bits), as RTF and Office files name their text's; None
+    when Python has none."""
+    return _known_codec(code_page) if 0 <= code_page <= 0xFFFF else None
+
+
+@functools.cache
+def _known_codec(code_page: int) -> str | None:
+    """Remembered: a file may switch code pages millions of times, and looking up a codec Python lacks searches
+    the disk (about 25 us)."""
     try:
         return codecs.lookup(_CODE_PAGES.get(code_page, f"cp{code_page}")).name
     except LookupError:

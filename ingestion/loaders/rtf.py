@@ -7,7 +7,6 @@ the tokens read are budgeted against the text they give, so that no file of cont
 from __future__ import annotations
 
 import codecs
-import functools
 import io
 import re
 from collections.abc import Callable
@@ -557,7 +556,7 @@ class _Reading:
         page = self._codec()
         if self._decoder is None or page != self._decoder_page:
             self._flush()
-            name = _codec_name(page)
+            name = encoding.windows_codec(page)
             if name is None and page not in self.unknown_pages and len(self.unknown_pages) < _MAX_UNKNOWN_PAGES:
                 self.unknown_pages.append(page)
             if (name := name or "cp1252") not in self.decoders:
@@ -575,20 +574,6 @@ class _Reading:
             self._decoder.reset()
 
 
-
-
-def _codec_name(page: int) -> str | None:
-    """``encoding.windows_codec`` of a code page (a 16-bit number)."""
-    return _known_codec(page) if 0 <= page <= 0xFFFF else None
-
-
-@functools.cache
-def _known_codec(page: int) -> str | None:
-    """Remembered: a file may switch code pages millions of times, and looking up a codec Python lacks searches
-    the disk (about 25 us)."""
-    return encoding.windows_codec(page)
-
-
 def _unicode(parameter: int) -> str:
     """The character of a ``\\u`` escape: a signed 16-bit number (surrogate pairs join when the text is cleaned)."""
     code = parameter + 65536 if parameter < 0 else parameter
@@ -599,5 +584,3 @@ def _set_property(properties: dict[str, str], value: str) -> None:
     """A shape property's value, kept when its name (read just before) is one the loader uses."""
     if properties.pop("", None) == _DESCRIPTION:
         properties[_DESCRIPTION] = value
-
-
