@@ -17,8 +17,8 @@ MODALITIES: tuple[Modality, ...] = ("text", "image")
 TEXT_SPACE = "text"  # the name of the sentence-transformers embedding space
 CLIP_SPACE = "clip"  # the shared image-text space: image embeddings and the CLIP text embeddings of chunks
 # The document types loaders record, and the file suffixes a user may type for them in a filter.
-FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "doc", "docx", "pptx", "xls", "xlsx", "odt", "ods", "odp",
-                        "epub", "eml", "mbox", "msg", "rtf", "image"})
+FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "doc", "docx", "ppt", "pptx", "xls", "xlsx", "odt", "ods",
+                        "odp", "epub", "eml", "mbox", "msg", "rtf", "image"})
 FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "xlsm": "xlsx", "jpg": "image",
                      "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
                      "tif": "image", "tiff": "image"}

@@ -482,6 +482,127 @@ def xls_bytes(sheets: dict[str, list[list[object]]], title: str | None = None) -
     return compound_file({"Workbook": stream, "\x05SummaryInformation": summary_information(title)})
 
 
+def ppt_record(kind: int, body: bytes = b"", instance: int = 0, container: bool = False) -> bytes:
+    """One PowerPoint (or OfficeArt) record: its header (version 0xF for a container), then ``body``."""
+    return struct.pack("<HHI", instance << 4 | (0xF if container else 0), kind, len(body)) + body
+
+
+def ppt_text(text: str, kind: int = 4, eight_bit: bool = False) -> bytes:
+    """A text of a type (0 a title, 1 a body, 2 notes, 4 other): its header and its characters, 8-bit (the low
+    byte of each) or UTF-16."""
+    characters = ppt_record(0x0FA8, text.encode("latin-1")) if eight_bit else ppt_record(0x0FA0,
+                                                                                         text.encode("utf-16-le"))
+    return ppt_record(0x0F9F, struct.pack("<I", kind)) + characters
+
+
+def ppt_shape(text: str | None = None, kind: int = 4, reference: int | None = None, picture: int | None = None,
+              alt: str | None = None, anchor: tuple[int, int] | None = None, shape_type: int = 202,
+              extra: bytes = b"") -> bytes:
+    """A shape: a text box holding ``text`` of a type, or referring to the ``reference``-th text its slide list
+    keeps (as PowerPoint keeps placeholders' text); a picture frame showing the ``picture``-th picture of the store,
+    with its alt text; ``anchor`` (left, top) places it in its group. ``extra`` is more records in its text box."""
+    properties = [(0x4104, picture, b"")] if picture is not None else []
+    if alt is not None:
+        described = (alt + "\0").encode("utf-16-le")
+        properties.append((0x8381, len(described), described))
+    table = b"".join(struct.pack("<HI", identifier, value) for identifier, value, _ in properties)
+    records = ppt_record(0xF00A, struct.pack("<II", 1024, 0xA00), shape_type)
+    records += ppt_record(0xF00B, table + b"".join(data for _, _, data in properties), len(properties))
+    if anchor is not None:
+        records += ppt_record(0xF00F, struct.pack("<4i", anchor[0], anchor[1], anchor[0] + 100, anchor[1] + 50))
+    if text is not None or reference is not None or extra:
+        inside = ppt_text(text, kind) if text is not None else b""
+        inside += ppt_record(0x0F9E, struct.pack("<I", reference)) if reference is not None else b""
+        records += ppt_record(0xF00D, inside + extra, container=True)
+    return ppt_record(0xF004, records, container=True)
+
+
+def ppt_group(shapes: list[bytes], table: bool = False) -> bytes:
+    """A group of shapes (its own shape first); a table's group says so in its further properties."""
+    own = ppt_record(0xF00A, struct.pack("<II", 1024, 0x201))
+    if table:
+        own += ppt_record(0xF122, struct.pack("<HI", 0x039F, 1), 1)
+    return ppt_record(0xF003, ppt_record(0xF004, own, container=True) + b"".join(shapes), container=True)
+
+
+def ppt_table(rows: list[list[str]]) -> bytes:
+    """A table as PowerPoint draws one: a group of cells placed by their anchors (written column by column, as
+    their order must not matter), and the lines of its borders."""
+    cells = [ppt_shape(rows[row][column], anchor=(100 * column, 50 * row), shape_type=1)
+             for column in range(len(rows[0])) for row in range(len(rows))]
+    return ppt_group([*cells, ppt_shape(anchor=(0, 0), shape_type=20)], table=True)
+
+
+def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | None = None,
+              notes: list[str | None] | None = None, title: str | None = None, pictures: list[bytes] | None = None,
+              stale: str | None = None, token: int = 0xE391C05F) -> bytes:
+    """A PowerPoint 97-2003 deck of ``slides``, each the shapes of its drawing (``ppt_shape``, ``ppt_group``...).
+    ``listed`` is, for each slide, the texts its slide list keeps (kind, text) that shapes refer to; ``notes`` its
+    notes page's text; ``pictures`` the image files of the picture store (PNG, JPEG, or BMP kept as a bitmap).
+    ``stale`` is an earlier save's first slide, which a fast save left in the stream and the last save's persist
+    directory no longer names. ``token`` is the Current User header token (0xF3D1C4DF when encrypted)."""
+    listed = listed or [[] for _ in slides]
+    notes = notes or [None] * len(slides)
+    noted = [index for index, text in enumerate(notes) if text is not None]
+    slide_ids, note_ids = {index: 2 + index for index in range(len(slides))}, {
+        index: 2 + len(slides) + number for number, index in enumerate(noted)}
+    blips, store = b"", b""
+    for number, image in enumerate(pictures or []):
+        kind, instance, data = {b"\x89P": (0xF01E, 0x6E0, image), b"\xff\xd8": (0xF01D, 0x46A, image),
+                                b"BM": (0xF01F, 0x7A8, image[14:])}[image[:2]]
+        store += ppt_record(0xF007, struct.pack("<BB16sHIIIBBBB", 6, 6, bytes(16), 0, len(data) + 25, 1, len(blips),
+                                                0, 0, 0, 0), 6)
+        blips += ppt_record(kind, bytes([number]) * 16 + b"\xff" + data, instance)
+    slide_list = b"".join(ppt_record(0x03F3, struct.pack("<5I", slide_ids[index], 0, len(texts), 256 + index, 0)) +
+                          b"".join(ppt_text(text, kind) for kind, text in texts)
+                          for index, texts in enumerate(listed))
+    notes_list = b"".join(ppt_record(0x03F3, struct.pack("<5I", note_ids[index], 0, 0, 512 + index, 0))
+                          for index in noted)
+    document = ppt_record(0x03E8, ppt_record(0x03E9, bytes(40), 1) + ppt_record(0x040B, ppt_record(
+        0xF000, ppt_record(0xF001, store, len(pictures or []), True), container=True), container=True) +
+        ppt_record(0x0FF0, slide_list, 0, True) + ppt_record(0x0FF0, notes_list, 2, True), container=True)
+
+    def drawn(kind: int, atom: bytes, shapes: list[bytes]) -> bytes:
+        patriarch = ppt_record(0xF004, ppt_record(0xF00A, struct.pack("<II", 1024, 5)), container=True)
+        drawing = ppt_record(0xF002, ppt_record(0xF003, patriarch + b"".join(shapes), container=True), container=True)
+        return ppt_record(kind, atom + ppt_record(0x040C, drawing, container=True), container=True)
+
+    stream = bytearray(document)
+    offsets = {1: 0}
+    for index, shapes in enumerate(slides):
+        offsets[slide_ids[index]] = len(stream)
+        notes_id = 512 + index if notes[index] is not None else 0
+        stream += drawn(0x03EE, ppt_record(0x03EF, struct.pack("<I8sIIHH", 0, bytes(8), 0, notes_id, 0, 0), 0),
+                        shapes)
+    for index in noted:
+        offsets[note_ids[index]] = len(stream)
+        stream += drawn(0x03F0, ppt_record(0x03F1, bytes(8)), [ppt_shape(notes[index], 2)])
+
+    def save(entries: dict[int, int], previous: int) -> int:
+        """A persist directory of ``entries`` (one run per id) and the edit record naming it; its offset."""
+        directory = len(stream)
+        stream.extend(ppt_record(0x1772, b"".join(struct.pack("<II", 1 << 20 | identifier, offset)
+                                                  for identifier, offset in sorted(entries.items()))))
+        edit = len(stream)
+        stream.extend(ppt_record(0x0FF5, struct.pack("<IHBBIIIIHH", 256, 0, 0, 3, previous, directory, 1,
+                                                     max(entries) + 1, 1, 0)))
+        return edit
+
+    edit = 0
+    if stale is not None:
+        first = {**offsets, slide_ids[0]: len(stream)}
+        stream += drawn(0x03EE, ppt_record(0x03EF, bytes(24)), [ppt_shape(stale)])
+        edit = save(first, 0)
+    edit = save(offsets if stale is None else {slide_ids[0]: offsets[slide_ids[0]]}, edit)
+    user = ppt_record(0x0FF6, struct.pack("<IIIHHBBH", 20, token, edit, 0, 0x03F4, 3, 0, 0))
+    streams = {"PowerPoint Document": bytes(stream), "Current User": user}
+    if pictures:
+        streams["Pictures"] = blips
+    if title is not None:
+        streams["\x05SummaryInformation"] = summary_information(title)
+    return compound_file(streams)
+
+
 _ODF = "urn:oasis:names:tc:opendocument:xmlns"
 ODF_NAMESPACES = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in {
     "office": f"{_ODF}:office:1.0", "text": f"{_ODF}:text:1.0", "table": f"{_ODF}:table:1.0",

@@ -510,3 +510,29 @@ def xls_of_numbers(rows: int, columns: int) -> bytes:
     written = io.BytesIO()
     workbook.save(written)
     return written.getvalue()
+
+
+def ppt_listing_one_slide(times: int, characters: int) -> bytes:
+    """A deck whose slide list names its one slide (of ``characters`` of text) ``times`` times more."""
+    import olefile
+
+    from tests.documents import compound_file, ppt_bytes, ppt_record, ppt_shape
+
+    reserved = 28 * times + 8  # a listed text as long as the entries and a filler record, overwritten below
+    deck = ppt_bytes([[ppt_shape("y" * characters)]], listed=[[(4, "z" * ((reserved - 20) // 2))]])
+    with olefile.OleFileIO(io.BytesIO(deck)) as package:
+        streams = {"/".join(name): package.openstream(name).read() for name in package.listdir()}
+    stream = bytearray(streams["PowerPoint Document"])
+    at, length = stream.index(struct.pack("<HHI", 0, 0x0F9F, 4)), 20 + 2 * ((reserved - 20) // 2)
+    entries = ppt_record(0x03F3, struct.pack("<5I", 2, 0, 0, 256, 0)) * times
+    stream[at:at + length] = entries + ppt_record(0, bytes(length - len(entries) - 8))
+    return compound_file({**streams, "PowerPoint Document": bytes(stream)})
+
+
+def ppt_nested_groups(depth: int) -> bytes:
+    """A deck whose slide holds a text box, then groups nested ``depth`` deep around another."""
+    from tests.documents import ppt_bytes, ppt_shape
+
+    inner = ppt_shape("Deep")
+    headers = b"".join(struct.pack("<HHI", 0xF, 0xF003, (depth - level - 1) * 8 + len(inner)) for level in range(depth))
+    return ppt_bytes([[ppt_shape("Top"), headers + inner]])

@@ -41,6 +41,8 @@ from tests.documents import (
     image_bytes,
     msg_streams,
     odf_bytes,
+    ppt_bytes,
+    ppt_shape,
 )
 from tests.hostile import (
     SECRET,
@@ -66,6 +68,8 @@ from tests.hostile import (
     office_external_entity,
     one_picture_shown_often_deck,
     outside,
+    ppt_listing_one_slide,
+    ppt_nested_groups,
     repeated_contents_pdf,
     repeated_image_markdown,
     shared_mask_pdf,
@@ -240,6 +244,11 @@ CASES = {
         None, 400, 30),
     "mbox of 7 million messages of no header": (_write("empty.mbox", lambda: b"From x Mon 1\n" * (7 * 2**20)), None,
                                                 400, 30),
+    "ppt listing one slide of a million characters 100,000 times": (_write("listed.ppt", lambda: ppt_listing_one_slide(
+        100_000, 1_000_000)), None, 400, 30),
+    "ppt of groups nested 800,000 deep": (_write("nested.ppt", lambda: ppt_nested_groups(800_000)), None, 400, 30),
+    "ppt of 100,000 pictures showing one": (_write("shown.ppt", lambda: ppt_bytes(
+        [[ppt_shape(picture=1)] * 100_000], pictures=[image_bytes("PNG", (80, 60))])), None, 400, 30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
                                      None, 400, 30),
     "rtf nested 20 million groups deep": (_write("deep.rtf", lambda: rb"{\rtf1 Top." + b"{" * (20 * 2**20)), None, 400,
@@ -302,6 +311,14 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"] == "" and result["warnings"][-3:] == [
             "message 20 skipped: no header lines", "7,338,032 message(s) past the first 2000 pages not read "
             "(max_pages)", "1980 more part(s) of the message skipped"]
+    if case.startswith("ppt listing"):
+        assert result["text"] == "y" * 1_000_000 and result["warnings"] == [
+            "only the first 2000 of 100001 slides were read (max_pages)"]
+    if case.startswith("ppt of groups"):
+        assert result["text"] == "Top" and result["warnings"] == []
+    if case.startswith("ppt of 100,000"):
+        assert len(result["images"]) == 1 and result["warnings"] == [
+            "99800 image(s) beyond the first 200 skipped (at most 200 images per document, repeats included)"]
     if case.startswith("rtf"):
         assert result["text"] in ("Start.", "Top.", "After."), result["text"][:100]
         reasons = {"rtf of 60 MB of empty groups": ["RTF with too many control words for its text"],

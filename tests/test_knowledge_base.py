@@ -37,6 +37,8 @@ from tests.documents import (
     msg_streams,
     odf_bytes,
     pdf_bytes,
+    ppt_bytes,
+    ppt_shape,
     xls_bytes,
 )
 
@@ -138,15 +140,20 @@ def test_office_files_and_emails_are_ingested_and_cited_by_sheet_slide_and_attac
     (folder / "lamps.msg").write_bytes(compound_file(lamps))
     (folder / "archive.mbox").write_bytes(mbox_bytes([email_bytes(subject="Old"), email_bytes(
         "The spare keys are with Chen.", subject="Keys")]))
+    (folder / "review.ppt").write_bytes(ppt_bytes([[ppt_shape("Quarterly review", 0)], [ppt_shape(
+        "Warranty", 0), ppt_shape("Lamps carry a two-year warranty.", 1)]], notes=[None, "Mention the 港口 lamps."]))
     kb = kb_factory()
     report = kb.ingest(folder)
     assert sorted(Path(path).name for path in report.added) == [
         "archive.mbox", "guide.epub", "lamps.msg", "minutes.doc", "order.eml", "plan.ods", "policy.rtf", "prices.xlsx",
-        "results.pptx", "stock.xls"]
+        "results.pptx", "review.ppt", "stock.xls"]
     assert not report.failed
     [minutes] = kb.search("仓库搬到宁波", k=1, mode="keyword", filters=Filters(file_types=["doc"]))
     assert (Path(minutes.path).name, minutes.title) == ("minutes.doc", "Minutes")
     assert minutes.text == "Board minutes\n\n会议决定：仓库搬到宁波。"
+    [warranty] = kb.search("two-year warranty", k=1, mode="keyword", filters=Filters(file_types=["ppt"]))
+    assert (Path(warranty.path).name, warranty.page, warranty.title) == ("review.ppt", 2, "Quarterly review")
+    assert warranty.text == "Warranty\n\nLamps carry a two-year warranty.\n\nNotes: Mention the 港口 lamps."
     [stock] = kb.search("anchor chain", k=1, mode="keyword", filters=Filters(file_types=["xls"]))
     assert (Path(stock.path).name, stock.page, stock.text) == (
         "stock.xls", 2, "Stock\nItem | Count\nItem: Anchor chain | Count: 12")
@@ -701,7 +708,7 @@ def test_unknown_modes_and_file_types_are_errors(kb_factory, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="unknown search mode"):
         kb.search("days", mode="bm25")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown file types"):
-        kb.search("days", filters={"file_types": ["ppt"]})
+        kb.search("days", filters={"file_types": ["key"]})
 
 
 def test_keyword_tokenizer_is_recorded_and_checked(kb_factory, tmp_path: Path) -> None:

@@ -37,6 +37,11 @@ from tests.documents import (
     msg_streams,
     odf_bytes,
     pdf_bytes,
+    ppt_bytes,
+    ppt_group,
+    ppt_record,
+    ppt_shape,
+    ppt_table,
     xls_bytes,
 )
 from tests.hostile import (
@@ -264,14 +269,14 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
-            ".doc", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".doc", ".ppt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
                       "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc",
-                      "old.xls": "xls", "old.ppt": None, "README": None, "photo.JPG": "image", "scan.tiff": "image",
+                      "old.xls": "xls", "old.ppt": "ppt", "README": None, "photo.JPG": "image", "scan.tiff": "image",
                       "icon.svg": None, "Memo.RTF": "rtf"}
 
 
@@ -1371,7 +1376,8 @@ def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_pa
 
 def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_path: Path) -> None:
     """Word saves RTF under .doc, and business systems export HTML tables or Office 2007 workbooks as .xls: Word
-    and Excel open them, so the knowledge base reads them too, by their first bytes."""
+    and Excel open them (and PowerPoint a renamed .pptx), so the knowledge base reads them too, by their first
+    bytes."""
     rtf = load(tmp_path, "letter.doc", rb"{\rtf1\ansi Dear customer,\par}")
     html = load(tmp_path, "export.xls", "<html><body><table><tr><td>产品</td><td>价格</td></tr><tr><td>键盘</td>"
                 "<td>199</td></tr></table></body></html>".encode())
@@ -1384,6 +1390,7 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     assert [(document.file_type, document.text.split("\n")[-1]) for document in (rtf, html, xlsx)] == [
         ("rtf", "Dear customer,"), ("html", "键盘 | 199"), ("xlsx", "Lamp | 34.5")]
     assert docx.file_type == "docx" and docx.text
+    assert load(tmp_path, "renamed.ppt", deck_bytes()).file_type == "pptx"
     exported = load(tmp_path, "export.xls", "产品\t价格\n键盘\t199\n".encode("gbk"))  # as ERP systems export
     assert (exported.file_type, exported.text) == ("text", "产品\t价格\n键盘\t199")
     wide = load(tmp_path, "unicode.xls", "\ufeff<html><table><tr><td>宁波</td></tr></table></html>".encode("utf-16-le"))
@@ -1463,6 +1470,106 @@ def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Pa
     path = tmp_path / "long.doc"
     with pytest.raises(LoadError, match="max_document_chars"):
         loader_for(path).load(path, doc_bytes([("x" * 50, True)], main=2_000_000_000), Limits(max_chars=100))
+
+
+# --- ppt (PowerPoint 97-2003) -------------------------------------------------------------------------------------
+
+def _ppt_deck() -> bytes:
+    """A deck as PowerPoint writes one: placeholders' text kept in the slide list and referred to from the
+    drawing, a text box of its own, a table, a group, pictures, a footer field and notes."""
+    return ppt_bytes(
+        [[ppt_shape(reference=0), ppt_shape(reference=1)],
+         [ppt_shape("退货政策", 0), ppt_shape("Lamps ship on Monday\rReturns within 30 days\x0bsecond line"),
+          ppt_table([["Item", "Price"], ["Desk lamp", "199"]]), ppt_group([ppt_group([ppt_shape("Grouped box")])]),
+          ppt_shape(picture=1, alt="a red lamp"), ppt_shape(picture=2), ppt_shape(picture=3), ppt_shape(picture=1)],
+         [ppt_shape("Page *", extra=ppt_record(0x0FD8, struct.pack("<I", 5))), ppt_shape(picture=9)]],
+        listed=[[(0, "Harbour lamps"), (1, "Quarterly review\rFor the board")], [], [(1, "A body no shape shows")]],
+        notes=["Speaker says hello", None, None], title="港口灯 deck",
+        pictures=[image_bytes("PNG", (80, 60)), image_bytes("JPEG", (90, 60)), image_bytes("BMP", (70, 50))])
+
+
+def test_ppt_slides_are_pages_read_as_a_pptx_deck_s(tmp_path: Path) -> None:
+    document = load(tmp_path, "review.ppt", _ppt_deck())
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Harbour lamps\n\nQuarterly review\nFor the board\n\nNotes: Speaker says hello",
+        "退货政策\n\nLamps ship on Monday\nReturns within 30 days\nsecond line\n\nItem | Price\nDesk lamp | 199\n\n"
+        "Grouped box",
+        "Page\n\nA body no shape shows"]
+    assert (document.file_type, document.title) == ("ppt", "港口灯 deck")
+    assert [(image.name, image.page, image.alt, image.width) for image in document.images] == [
+        ("slide 2 image 1", 2, "a red lamp", 80), ("slide 2 image 2", 2, None, 90), ("slide 2 image 3", 2, None, 70)]
+    assert document.warnings == ["image slide 3 image 1 skipped: its picture is missing from the deck's picture store"]
+    untitled = load(tmp_path, "untitled.ppt", ppt_bytes([[ppt_shape("Centred title", 6), ppt_shape("Body", 1)]]))
+    assert (untitled.title, untitled.text) == ("Centred title", "Centred title\n\nBody")
+
+
+def test_ppt_reads_the_last_save_only(tmp_path: Path) -> None:
+    """A fast save appends the slides it changed and a persist directory naming them: the slide an earlier save
+    left in the stream is not read. Without its Current User stream the last save is the stream's last edit."""
+    assert load(tmp_path, "saved.ppt", ppt_bytes([[ppt_shape("Current text")], [ppt_shape("Second")]],
+                                                 stale="Stale text")).text == "Current text\n\nSecond"
+    with olefile.OleFileIO(io.BytesIO(ppt_bytes([[ppt_shape("Current text")]], stale="Stale text"))) as package:
+        stream = package.openstream("PowerPoint Document").read()
+    assert load(tmp_path, "userless.ppt", compound_file({"PowerPoint Document": stream})).text == "Current text"
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    pytest.param(ppt_bytes([[ppt_shape("Secret")]], token=0xF3D1C4DF), r"^encrypted PPT \(password-protected\)",
+                 id="encrypted"),
+    pytest.param(compound_file({"PP40": b"old"}), "^a PowerPoint 4 presentation: its format is not read$", id="pp4"),
+    pytest.param(compound_file({"WordDocument": b"x"}), "^not a PowerPoint presentation: an OLE file without a "
+                 "PowerPoint Document stream$", id="word"),
+    pytest.param(compound_file({"PowerPoint Document": bytes(64)}), "^corrupt PPT: it says nowhere where its last "
+                 "save is$", id="no edit"),
+    pytest.param(ppt_bytes([[ppt_shape("Hi")]]).replace(struct.pack("<HHI", 0xF, 0x03E8, 0)[2:4], b"\x00\x00", 1),
+                 r"^corrupt PPT \(or a PowerPoint 95 file, which is not read\): its last save has no document$",
+                 id="no document"),
+    pytest.param(b"\xd0\xcf\x11\xe0 not really", "^corrupt PPT: ", id="broken ole"),
+])
+def test_ppt_that_cannot_be_read_is_refused_with_its_reason(tmp_path: Path, data: bytes, reason: str) -> None:
+    with pytest.raises(LoadError, match=reason):
+        load(tmp_path, "refused.ppt", data)
+
+
+def _ppt_patched(data: bytes, patch: Callable[[bytearray], None]) -> bytes:
+    """The deck ``data`` with its PowerPoint Document stream changed by ``patch``."""
+    with olefile.OleFileIO(io.BytesIO(data)) as package:
+        streams = {"/".join(name): package.openstream(name).read() for name in package.listdir()}
+    stream = bytearray(streams["PowerPoint Document"])
+    patch(stream)
+    return compound_file({**streams, "PowerPoint Document": bytes(stream)})
+
+
+def test_ppt_reads_each_slide_and_listed_text_once_and_stops_at_deep_groups(tmp_path: Path) -> None:
+    """Hostile decks: a slide list naming one slide twice, text boxes all referring to one long text, groups
+    nested past any drawing's depth, and edits whose chain of earlier saves loops."""
+    def name_slide_one_twice(stream: bytearray) -> None:
+        at = stream.index(struct.pack("<5I", 3, 0, 0, 257, 0))
+        stream[at:at + 4] = struct.pack("<I", 2)
+
+    twice = load(tmp_path, "twice.ppt", _ppt_patched(ppt_bytes([[ppt_shape("One")], [ppt_shape("Two")]]),
+                                                     name_slide_one_twice))
+    assert [twice.text[page.start:page.end] for page in twice.pages] == ["One", ""]
+    referring = ppt_bytes([[ppt_shape(reference=0)] * 2000], listed=[[(1, "x" * 5000)]])
+    assert load(tmp_path, "referring.ppt", referring).text == "x" * 5000
+    nested = ppt_shape("Deep")
+    for _ in range(200):
+        nested = ppt_group([nested])
+    assert load(tmp_path, "nested.ppt", ppt_bytes([[ppt_shape("Top"), nested]])).text == "Top"
+
+    def loop_the_edits(stream: bytearray) -> None:  # the first save's edit names the last as the one before it
+        header = struct.pack("<HHI", 0, 0x0FF5, 28)
+        first = stream.index(header)
+        stream[first + 16:first + 20] = struct.pack("<I", stream.rindex(header))
+
+    assert load(tmp_path, "looped.ppt", _ppt_patched(ppt_bytes([[ppt_shape("Looped")]], stale="Old"),
+                                                     loop_the_edits)).text == "Looped"
+
+
+def test_ppt_over_the_text_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.ppt"
+    with pytest.raises(LoadError, match="max_document_chars"):
+        loader_for(path).load(path, ppt_bytes([[ppt_shape("x" * 60)] * 2]), Limits(max_chars=100))
 
 
 # --- rtf --------------------------------------------------------------------------------------------------------

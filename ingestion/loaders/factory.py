@@ -1,5 +1,6 @@
 """Which loader reads a file, chosen by its lower-cased suffix (and, for Office 97-2003 names, by its first bytes:
-Word saves RTF under .doc, and many business systems export HTML or Office 2007 files as .xls)."""
+Word saves RTF under .doc, many business systems export HTML or Office 2007 files as .xls, and a renamed .pptx is
+still a deck)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ingestion.loaders.markdown import MarkdownLoader
 from ingestion.loaders.msg import MsgLoader
 from ingestion.loaders.odf import OdfLoader
 from ingestion.loaders.pdf import PdfLoader
+from ingestion.loaders.ppt import PptLoader
 from ingestion.loaders.pptx import PptxLoader
 from ingestion.loaders.rtf import RtfLoader
 from ingestion.loaders.text import TextLoader
@@ -61,7 +63,7 @@ class _ByContent(Loader):
         return _TEXT if separated else self.native
 
 
-_TEXT, _MARKDOWN, _HTML, _RTF = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader()
+_TEXT, _MARKDOWN, _HTML, _RTF, _PPTX = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader(), PptxLoader()
 _LOADERS: dict[str, Loader] = {
     ".txt": _TEXT,
     ".text": _TEXT,
@@ -73,7 +75,8 @@ _LOADERS: dict[str, Loader] = {
     ".pdf": PdfLoader(),
     ".doc": _ByContent(DocLoader(), DocxLoader()),
     ".docx": DocxLoader(),
-    ".pptx": PptxLoader(),
+    ".ppt": _ByContent(PptLoader(), _PPTX),
+    ".pptx": _PPTX,
     ".xls": _ByContent(XlsLoader(), XlsxLoader(), delimited=True),
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),

@@ -1,0 +1,125 @@
+"""Office 97-2003 binary records, as PowerPoint keeps its slides and Office keeps its drawings (OfficeArt): an
+8-byte header (version and instance, type, length) and a body, which a container fills with more records.
+
+Read within a budget of headers: a hostile file can point many references into one large container, and each
+walk of it would otherwise cost its whole size again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from ingestion.loaders.base import LoadError
+
+_HEADER = struct.Struct("<HHI")
+_CONTAINER = 0xF  # the version of a record whose body is records
+# Picture records (OfficeArtBlip*) whose body is an image file after one or two 16-byte identifiers and a tag byte,
+# by type: the instance's low bit says whether there are two identifiers.
+_BITMAPS = {0xF01D: "JPEG", 0xF01E: "PNG", 0xF01F: "DIB", 0xF029: "TIFF", 0xF02A: "JPEG"}
+_METAFILES = {0xF01A: "EMF", 0xF01B: "WMF", 0xF01C: "PICT"}
+_DIB_HEADERS = (12, 40, 52, 56, 64, 108, 124)  # the sizes of the bitmap headers Windows defines
+_BITFIELDS = 3  # a 40-byte-header bitmap's compression whose three colour masks follow its header
+
+
+class Exhausted(LoadError):
+    """The file's records were walked more than its size allows (they point into each other again and again)."""
+
+
+class Record(NamedTuple):
+    """One record: its type, instance, whether its body is records, and where its body starts and ends."""
+
+    kind: int
+    instance: int
+    container: bool
+    start: int
+    end: int
+
+
+class Records:
+    """The records of one stream. Every header read and every entry of a table counts against one budget: twice
+    what the stream could hold, and a floor for small files."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.steps = len(data) // 4 + 100_000
+
+    def spend(self, steps: int) -> None:
+        """Count ``steps`` against the budget; ``Exhausted`` once it is spent."""
+        self.steps -= steps
+        if self.steps < 0:
+            raise Exhausted("its records refer to each other more often than its size allows")
+
+    def at(self, offset: int, end: int | None = None) -> Record | None:
+        """The record whose header is at ``offset``, its body cut at ``end`` (the stream's, or its container's);
+        None when no header fits there."""
+        self.spend(1)
+        end = len(self.data) if end is None else end
+        if offset < 0 or offset + 8 > end:
+            return None
+        head, kind, length = _HEADER.unpack_from(self.data, offset)
+        return Record(kind, head >> 4, head & 0xF == _CONTAINER, offset + 8, min(offset + 8 + length, end))
+
+    def children(self, record: Record) -> Iterator[Record]:
+        """The records in a container's body, in order."""
+        if not record.container:
+            return
+        offset = record.start
+        while (child := self.at(offset, record.end)) is not None:
+            yield child
+            offset = child.end
+
+    def first(self, record: Record, kind: int) -> Record | None:
+        """A container's first child of type ``kind``."""
+        return next((child for child in self.children(record) if child.kind == kind), None)
+
+    def body(self, record: Record) -> bytes:
+        return self.data[record.start:record.end]
+
+
+def properties(records: Records, record: Record) -> dict[int, int | bytes]:
+    """A shape's property table (OfficeArtFOPT): property number to its value, or to its bytes for a complex
+    property (kept after the table, in the order of the properties)."""
+    data = records.data
+    found: dict[int, int | bytes] = {}
+    complex_at = record.start + 6 * record.instance  # the instance is the number of properties (at most 4,095)
+    for offset in range(record.start, min(complex_at, record.end - 5), 6):
+        identifier, value = struct.unpack_from("<HI", data, offset)
+        if identifier & 0x8000:  # complex: ``value`` is the length of its bytes
+            found[identifier & 0x3FFF] = data[complex_at:min(complex_at + value, record.end)]
+            complex_at += value
+        else:
+            found[identifier & 0x3FFF] = value
+    return found
+
+
+def picture_file(records: Records, record: Record) -> tuple[bytes | None, str]:
+    """The image file a picture record holds, with its format; None (and the reason) for a metafile or a record
+    of no known picture type. A device-independent bitmap is given the file header that makes it a BMP file."""
+    if record.kind in _METAFILES:
+        return None, f"a {_METAFILES[record.kind]} metafile is not read"
+    if record.kind not in _BITMAPS:
+        return None, f"a picture record of type {record.kind:#x} is not read"
+    data = records.data[record.start + 16 * (1 + (record.instance & 1)) + 1:record.end]
+    if _BITMAPS[record.kind] != "DIB":
+        return data, _BITMAPS[record.kind]
+    return _bitmap_file(data), "BMP"
+
+
+def _bitmap_file(dib: bytes) -> bytes:
+    """A BMP file of a device-independent bitmap: the 14-byte file header, which says where its pixels start
+    (after the bitmap's header, its colour masks and its palette)."""
+    if len(dib) < 16 or (size := struct.unpack_from("<I", dib)[0]) not in _DIB_HEADERS:
+        return dib  # not a bitmap: the image reader says so
+    if size == 12:
+        bits, colours, compression, entry = struct.unpack_from("<H", dib, 10)[0], 0, 0, 3
+    else:
+        bits, compression, colours = struct.unpack_from("<H", dib, 14)[0], *struct.unpack_from("<I12xI", dib, 16)
+        entry = 4
+    palette = (colours or 1 << bits) * entry if bits <= 8 else colours * entry
+    masks = 12 if size == 40 and compression == _BITFIELDS else 0
+    pixels = 14 + size + masks + palette
+    if pixels > 14 + len(dib):
+        return dib  # its palette is longer than the picture: the image reader refuses it
+    return b"BM" + struct.pack("<IHHI", 14 + len(dib), 0, 0, pixels) + dib

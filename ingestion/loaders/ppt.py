@@ -1,0 +1,490 @@
+"""PowerPoint 97-2003 presentations (.ppt, as PowerPoint, WPS and LibreOffice write them): each slide a page.
+
+A .ppt keeps its slides as records (see ``office_art``) in its "PowerPoint Document" stream. The persist directory
+of the last save, found through the "Current User" stream, says where each slide is, so that what an earlier fast
+save left behind is not read. A slide's text is in its drawing's text boxes, in their order; PowerPoint keeps the
+text of title and body placeholders in the document's list of slides instead, which the text box refers to.
+Pictures are kept once, in the "Pictures" stream, and shapes name them by their place in the picture store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import struct
+from array import array
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from ingestion.loaders import ole
+from ingestion.loaders.base import (
+    CappedWarnings,
+    Limits,
+    Loader,
+    LoadError,
+    OnKept,
+    OverBudget,
+    clean_text,
+    join_pages,
+)
+from ingestion.loaders.images import EmbeddedImages, describe_error
+from ingestion.loaders.office_art import Exhausted, Record, Records, picture_file, properties
+from kb.types import ExtractedDocument
+
+_DOCUMENT_STREAM, _USER_STREAM, _PICTURES_STREAM = "PowerPoint Document", "Current User", "Pictures"
+# Record types: the document and its lists of slides, a slide and a notes page, and where the last save put them.
+_DOCUMENT, _SLIDE, _SLIDE_ATOM, _NOTES = 0x03E8, 0x03EE, 0x03EF, 0x03F0
+_SLIDE_LIST, _SLIDE_PERSIST = 0x0FF0, 0x03F3
+_USER_EDIT, _PERSIST_DIRECTORY, _CURRENT_USER = 0x0FF5, 0x1772, 0x0FF6
+_TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _TEXT_REFERENCE = 0x0F9F, 0x0FA0, 0x0FA8, 0x0F9E
+_FIELDS = frozenset({0x0FD7, 0x0FD8, 0x0FF7, 0x0FF8, 0x0FF9, 0x0FFA})  # date, slide number, header, footer: a '*'
+# The drawing: PowerPoint's record of it, then OfficeArt's drawing, groups, shapes and the picture store.
+_DRAWING, _DRAWING_GROUP, _ART_DRAWING, _ART_DRAWING_GROUP = 0x040C, 0x040B, 0xF002, 0xF000
+_GROUP, _SHAPE, _SHAPE_ATOM, _CHILD_ANCHOR, _TEXTBOX = 0xF003, 0xF004, 0xF00A, 0xF00F, 0xF00D
+_PROPERTY_TABLES = frozenset({0xF00B, 0xF122})  # a shape's properties, and its further ones
+_PICTURE_STORE, _STORED_PICTURE = 0xF001, 0xF007
+_PICTURE, _DESCRIPTION, _TABLE = 0x0104, 0x0381, 0x039F  # shape properties: its picture, its alt text, a table
+_LINE = 20  # the shape type of a line (a table's borders)
+_SLIDES, _NOTES_PAGES = 0, 2  # the instances of the document's slide lists
+_TITLES, _NOTES_TEXT, _OTHER_TEXT = frozenset({0, 6}), 2, 4  # text types (a title, a centred title; notes; other)
+_ENCRYPTED = 0xF3D1C4DF  # the Current User header token of an encrypted deck
+_PERSIST_IDS, _UNSAVED = 1 << 20, 0xFFFFFFFF  # persist ids have 20 bits; an id no save placed
+_MAX_DEPTH = 64  # groups within groups
+_MAX_ALT = 2000  # characters of alt text kept
+_MAX_FIELDS = 1000  # fields in one text
+_LINE_ENDS = str.maketrans({"\r": "\n", "\x0b": "\n"})  # a paragraph's end, and a line break within one
+
+
+class PptLoader(Loader):
+    """Each slide is a page, numbered as the deck's slides, read as the PPTX loader reads one: its title first,
+    then its shapes' text in the slide's order (a group's where the group is; a table a row per line, cells
+    ' | '), then its speaker notes after "Notes:". PNG, JPEG, TIFF and bitmap pictures come with their alt text
+    and the span of their slide; a metafile (WMF, EMF) is a warning. The title is the summary information's, else
+    the first slide's. Masters, charts and embedded objects are not read; encrypted decks and PowerPoint 4 and 95
+    files are refused with the reason."""
+
+    file_type = "ppt"
+
+    def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
+                on_kept: OnKept | None) -> ExtractedDocument:
+        try:
+            with ole.open_package(data, "PPT") as package:
+                if package.exists("PP40"):
+                    raise LoadError("a PowerPoint 4 presentation: its format is not read")
+                if not package.exists(_DOCUMENT_STREAM):
+                    raise LoadError("not a PowerPoint presentation: an OLE file without a PowerPoint Document stream")
+                if package.exists("EncryptedSummary"):
+                    raise LoadError("encrypted PPT (password-protected): it cannot be read without its password")
+                stream = package.openstream(_DOCUMENT_STREAM).read()
+                user = package.openstream(_USER_STREAM).read(4096) if package.exists(_USER_STREAM) else b""
+                store = package.openstream(_PICTURES_STREAM).read() if package.exists(_PICTURES_STREAM) else b""
+                title = ole.summary_title(package)
+        except (LoadError, MemoryError):
+            raise
+        except Exception as error:  # olefile reports a broken file with many exception types
+            raise LoadError(f"corrupt PPT: {describe_error(error)}") from error
+        try:
+            deck = _Deck(Records(stream), user, limits)
+        except Exhausted as error:
+            raise LoadError(f"corrupt PPT: {error}") from error
+        warnings: list[str] = []
+        if deck.slide_count > limits.max_pages:
+            warnings.append(f"only the first {limits.max_pages} of {deck.slide_count} slides were read (max_pages)")
+        read = _read_slides(deck, deck.slides, warnings)
+        text, pages = join_pages([slide.text for slide in read])
+        images = EmbeddedImages(limits, warnings, root, on_kept)
+        pictures = _Pictures(deck, Records(store))
+        for page, slide in zip(pages, read, strict=True):
+            for number, (index, alt) in enumerate(slide.pictures, 1):
+                name = f"slide {page.number} image {number}"
+                if images.full:
+                    images.beyond_limits(1)
+                    continue
+                found, sha256, reason = pictures.file(index)
+                if found is None:
+                    images.skip(name, reason)
+                else:
+                    images.add_bytes(found, name, sha256=sha256, page=page.number, start=page.start, end=page.end,
+                                     alt=alt)
+        title = title or next((slide.title for slide in read if slide.title), None)
+        return ExtractedDocument(text=text, file_type=self.file_type, title=title, pages=pages,
+                                 images=images.finish(), warnings=warnings)
+
+
+class _Text(NamedTuple):
+    """One text box's text and its type (title, body, notes...)."""
+
+    kind: int
+    text: str
+
+
+class _Listed(NamedTuple):
+    """An entry of one of the document's slide lists: where the slide is kept (its persist id), its identifier,
+    and the text of its placeholders that PowerPoint keeps in the list."""
+
+    persist: int
+    identifier: int
+    texts: list[_Text]
+
+
+class _Slide(NamedTuple):
+    """What a slide holds: its text in reading order, its title, and its pictures (their place in the picture
+    store, and their alt text)."""
+
+    text: str
+    title: str | None
+    pictures: list[tuple[int, str | None]]
+
+
+_EMPTY = _Slide("", None, [])
+
+
+class _Deck:
+    """The records of the last save: the document, its slides and notes pages in order, and what it has read so
+    far (its characters, counted against ``limits.max_chars``; the slides it read, each read once)."""
+
+    def __init__(self, records: Records, user: bytes, limits: Limits) -> None:
+        self.records = records
+        self.limits = limits
+        self.length = 0
+        self.read: set[int] = set()  # offsets of the slide and notes records read
+        self.offsets, document = self._directory(self._last_edit(user))
+        found = self.persisted(document)
+        if found is None or found.kind != _DOCUMENT:
+            raise LoadError("corrupt PPT (or a PowerPoint 95 file, which is not read): its last save has no document")
+        self.document = found
+        lists: dict[int, Record] = {}
+        for child in records.children(found):
+            if child.kind == _SLIDE_LIST:
+                lists.setdefault(child.instance, child)
+        self.slides, self.slide_count = self._listed(lists.get(_SLIDES))
+        self.notes = {entry.identifier: entry for entry in self._listed(lists.get(_NOTES_PAGES))[0]}
+
+    def persisted(self, persist: int) -> Record | None:
+        """The record the last save keeps under ``persist``."""
+        offset = self.offsets[persist] if 0 <= persist < len(self.offsets) else _UNSAVED
+        return None if offset == _UNSAVED else self.records.at(offset)
+
+    def counted(self, text: str) -> str:
+        """``text``, its length counted against ``limits.max_chars`` with all the deck's text read so far."""
+        self.length += len(text) + 2
+        self.limits.check_chars(self.length)
+        return text
+
+    def _last_edit(self, user: bytes) -> int:
+        """Where the last save's edit record is: as the Current User stream says, else the stream's last one."""
+        data = self.records.data
+        if len(user) >= 20 and struct.unpack_from("<H", user, 2)[0] == _CURRENT_USER:
+            token, offset = struct.unpack_from("<II", user, 12)
+            if token == _ENCRYPTED:
+                raise LoadError("encrypted PPT (password-protected): it cannot be read without its password")
+            if offset + 4 <= len(data) and struct.unpack_from("<H", data, offset + 2)[0] == _USER_EDIT:
+                return offset
+        last, offset = None, 0
+        while (record := self.records.at(offset)) is not None:
+            if record.kind == _USER_EDIT:
+                last = offset
+            offset = record.end
+        if last is None:
+            raise LoadError("corrupt PPT: it says nowhere where its last save is")
+        return last
+
+    def _directory(self, edit_at: int) -> tuple[array[int], int]:
+        """Where each persisted record is (by persist id, ``_UNSAVED`` for none) and the document's persist id,
+        from the last save's edit back to the first (a later save's entry wins). Persist ids have 20 bits: the
+        table takes 4 MB, however many entries a hostile directory repeats."""
+        data = self.records.data
+        offsets = array("I", [_UNSAVED]) * _PERSIST_IDS
+        document: int | None = None
+        seen: set[int] = set()
+        while edit_at not in seen:
+            seen.add(edit_at)
+            edit = self.records.at(edit_at)
+            if edit is None or edit.kind != _USER_EDIT or edit.end - edit.start < 20:
+                break
+            last, directory, reference = struct.unpack_from("<III", data, edit.start + 8)
+            document = reference if document is None else document
+            if (found := self.records.at(directory)) is not None and found.kind == _PERSIST_DIRECTORY:
+                self._entries(found, offsets)
+            if not last:
+                break
+            edit_at = last
+        if document is None:
+            raise LoadError("corrupt PPT: its last save's edit record is missing")
+        return offsets, document
+
+    def _entries(self, directory: Record, offsets: array[int]) -> None:
+        """Add a persist directory's entries (runs of ids, each with their offsets) to ``offsets``."""
+        data, at = self.records.data, directory.start
+        while at + 4 <= directory.end:
+            word = struct.unpack_from("<I", data, at)[0]
+            count = min(word >> 20, (directory.end - at - 4) // 4)
+            self.records.spend(count)
+            first = word & 0xFFFFF
+            for index, (offset,) in enumerate(struct.iter_unpack("<I", data[at + 4:at + 4 + 4 * count])):
+                if first + index < _PERSIST_IDS and offsets[first + index] == _UNSAVED:
+                    offsets[first + index] = offset
+            at += 4 + 4 * count
+
+    def _listed(self, slide_list: Record | None) -> tuple[list[_Listed], int]:
+        """A slide list's first ``max_pages`` entries, each with the text of the records that follow it, and how
+        many entries it has."""
+        entries: list[tuple[int, int, _Texts]] = []
+        count = 0
+        for child in self.records.children(slide_list) if slide_list is not None else ():
+            if child.kind == _SLIDE_PERSIST and child.end - child.start >= 16:
+                count += 1
+                if count <= self.limits.max_pages:
+                    persist, _, _, identifier = struct.unpack_from("<4I", self.records.data, child.start)
+                    entries.append((persist, identifier, _Texts(self.records)))
+            elif entries and count <= self.limits.max_pages:
+                entries[-1][2].add(child)
+        return [_Listed(persist, identifier, texts.finish()) for persist, identifier, texts in entries], count
+
+
+def _read_slides(deck: _Deck, listed: list[_Listed], warnings: list[str]) -> list[_Slide]:
+    """What each slide holds; a slide that cannot be read loses only itself, and once the deck's records were
+    walked as often as its size allows the rest are empty pages (with a warning)."""
+    read: list[_Slide] = []
+    unreadable = CappedWarnings(warnings, "{} more slide(s) could not be read")
+    for number, entry in enumerate(listed, 1):
+        try:
+            read.append(_SlideReader(deck, entry).slide())
+        except OverBudget:  # the deck's text is over the allowance: the whole file is refused
+            raise
+        except Exhausted as error:
+            warnings.append(f"slides {number} to {len(listed)} not read: {error}")
+            read.extend(_EMPTY for _ in listed[number - 1:])
+            break
+        except (LoadError, struct.error) as error:
+            unreadable.add(f"slide {number} cannot be read: {describe_error(error)}")
+            read.append(_EMPTY)
+    unreadable.finish()
+    return read
+
+
+class _SlideReader:
+    """Reads one slide: its drawing's shapes in order, its placeholders' text the list keeps and no shape refers
+    to, then its notes page's text."""
+
+    def __init__(self, deck: _Deck, listed: _Listed) -> None:
+        self.deck = deck
+        self.records = deck.records
+        self.listed = listed
+        self.referred: set[int] = set()  # the listed texts a text box referred to (each is read once)
+        self.texts: list[_Text] = []
+        self.pictures: list[tuple[int, str | None]] = []
+
+    def slide(self) -> _Slide:
+        container = self._container(self.listed, _SLIDE)
+        if container is None:
+            return _EMPTY
+        self._drawing(container)
+        texts = self.texts + [text for index, text in enumerate(self.listed.texts) if index not in self.referred]
+        heading = next((text for text in texts if text.kind in _TITLES and text.text.strip()), None)
+        title = " ".join(heading.text.split()) if heading is not None else None
+        blocks = [title] if title else []
+        blocks += [text.text for text in texts if text is not heading]
+        if notes := self._notes(container):
+            blocks.append("Notes: " + notes)
+        return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, self.pictures)
+
+    def _container(self, listed: _Listed, kind: int) -> Record | None:
+        """The slide or notes page a list entry names; None when another entry named it already (it is read
+        once), a ``LoadError`` when it is missing."""
+        found = self.deck.persisted(listed.persist)
+        if found is None or found.kind != kind:
+            raise LoadError(f"its record (persist id {listed.persist}) is missing")
+        if found.start in self.deck.read:
+            return None
+        self.deck.read.add(found.start)
+        return found
+
+    def _notes(self, slide: Record) -> str:
+        """The text of the slide's notes page (its notes placeholder's), or ""."""
+        atom = self.records.first(slide, _SLIDE_ATOM)
+        if atom is None or atom.end - atom.start < 20:
+            return ""
+        listed = self.deck.notes.get(struct.unpack_from("<I", self.records.data, atom.start + 16)[0])
+        if listed is None or (container := self._container(listed, _NOTES)) is None:
+            return ""
+        reader = _SlideReader(self.deck, listed)
+        reader._drawing(container)
+        texts = reader.texts + [text for index, text in enumerate(listed.texts) if index not in reader.referred]
+        return "\n".join(text.text for text in texts if text.kind == _NOTES_TEXT and text.text.strip())
+
+    def _drawing(self, container: Record) -> None:
+        drawing = self.records.first(container, _DRAWING)
+        art = self.records.first(drawing, _ART_DRAWING) if drawing is not None else None
+        group = self.records.first(art, _GROUP) if art is not None else None
+        if group is not None:
+            self._group(group, 0)
+
+    def _group(self, group: Record, depth: int) -> None:
+        """A group's shapes in order (the first is the group's own); a table's cells as its rows."""
+        if depth > _MAX_DEPTH:
+            return
+        shapes = (child for child in self.records.children(group) if child.kind in (_GROUP, _SHAPE))
+        own = next(shapes, None)
+        if own is not None and own.kind == _SHAPE and _TABLE in self._properties(own):
+            self.texts.append(self._table(shapes))
+            return
+        for shape in itertools.chain([own] if own is not None else [], shapes):
+            if shape.kind == _GROUP:
+                self._group(shape, depth + 1)
+            else:
+                self._shape(shape)
+
+    def _properties(self, shape: Record) -> dict[int, int | bytes]:
+        found: dict[int, int | bytes] = {}
+        for child in self.records.children(shape):
+            if child.kind in _PROPERTY_TABLES:
+                found.update(properties(self.records, child))
+        return found
+
+    def _shape(self, shape: Record) -> None:
+        """A shape's picture and its text box's text."""
+        found = self._properties(shape)
+        if isinstance(picture := found.get(_PICTURE), int) and picture > 0:
+            alt = found.get(_DESCRIPTION)
+            text = alt.decode("utf-16-le", "replace").split("\0", 1)[0][:_MAX_ALT] if isinstance(alt, bytes) else ""
+            self.pictures.append((picture, text.strip() or None))
+        if (box := self.records.first(shape, _TEXTBOX)) is not None:
+            self.texts.extend(self._box(box))
+
+    def _box(self, box: Record) -> list[_Text]:
+        """A text box's text: its own, or the listed text it refers to."""
+        own = _Texts(self.records)
+        reference: Record | None = None
+        for child in self.records.children(box):
+            if child.kind == _TEXT_REFERENCE:
+                reference = reference or child
+            elif reference is None:
+                own.add(child)
+        if reference is None:
+            return [_Text(text.kind, self.deck.counted(text.text)) for text in own.finish()]
+        if reference.end - reference.start < 4:
+            return []
+        index = struct.unpack_from("<I", self.records.data, reference.start)[0]
+        if index >= len(self.listed.texts) or index in self.referred:
+            return []
+        self.referred.add(index)
+        return [self.listed.texts[index]._replace(text=self.deck.counted(self.listed.texts[index].text))]
+
+    def _table(self, shapes: Iterable[Record]) -> _Text:
+        """A table's cells (the rectangles of its group, placed by their anchors; its lines are its borders) as
+        rows, one per line, cells ' | '."""
+        cells: list[tuple[int, int, str]] = []
+        for shape in shapes:
+            atom = self.records.first(shape, _SHAPE_ATOM) if shape.kind == _SHAPE else None
+            anchor = self.records.first(shape, _CHILD_ANCHOR) if atom is not None and atom.instance != _LINE else None
+            if anchor is None or anchor.end - anchor.start < 8:
+                continue
+            left, top = struct.unpack_from("<ii", self.records.data, anchor.start)
+            box = self.records.first(shape, _TEXTBOX)
+            text = " ".join(" ".join(part.text.split()) for part in self._box(box)) if box is not None else ""
+            cells.append((top, left, text))
+        rows = itertools.groupby(sorted(cells), key=lambda cell: cell[0])
+        return _Text(_OTHER_TEXT, "\n".join(" | ".join(text for _, _, text in row) for _, row in rows))
+
+
+class _Pictures:
+    """The deck's picture store: a shape's picture by its place in it (from 1). Each picture is read and hashed
+    once, however many entries name it; at most ``max_bytes`` each and ``max_total_bytes`` together are held."""
+
+    def __init__(self, deck: _Deck, store: Records) -> None:
+        self.records = deck.records
+        self.store = store
+        self.limits = deck.limits
+        self.entries: list[Record] | None = None  # (listed when a shape first shows a picture)
+        self.document = deck.document
+        self.files: dict[tuple[bool, int], tuple[bytes | None, str, str]] = {}  # by stream and offset
+        self.held = 0
+
+    def file(self, index: int) -> tuple[bytes | None, str, str]:
+        """The image file of the picture at ``index``, its hash, and the reason when there is none."""
+        try:
+            found = self._find(index)
+        except Exhausted as error:
+            return None, "", str(error)
+        if isinstance(found, str):
+            return None, "", found
+        records, record = found
+        key = (records is self.store, record.start)
+        if key not in self.files:
+            self.files[key] = self._read(records, record)
+        return self.files[key]
+
+    def _find(self, index: int) -> tuple[Records, Record] | str:
+        """The picture record of the store's entry ``index``: kept in the entry itself, or in the Pictures
+        stream where the entry says; else why there is none."""
+        if self.entries is None:
+            group = self.records.first(self.document, _DRAWING_GROUP)
+            art = self.records.first(group, _ART_DRAWING_GROUP) if group is not None else None
+            store = self.records.first(art, _PICTURE_STORE) if art is not None else None
+            self.entries = [] if store is None else [
+                child for child in self.records.children(store) if child.kind == _STORED_PICTURE]
+        if not 1 <= index <= len(self.entries) or self.entries[index - 1].end - self.entries[index - 1].start < 36:
+            return "its picture is missing from the deck's picture store"
+        entry, data = self.entries[index - 1], self.records.data
+        inside = entry.start + 36 + data[entry.start + 33]  # after the entry and its name
+        if inside + 8 <= entry.end:
+            records, found = self.records, self.records.at(inside, entry.end)
+        else:
+            records, found = self.store, self.store.at(struct.unpack_from("<I", data, entry.start + 28)[0])
+        return (records, found) if found is not None else "its picture is missing from the Pictures stream"
+
+    def _read(self, records: Records, record: Record) -> tuple[bytes | None, str, str]:
+        if record.end - record.start > self.limits.max_bytes:
+            return None, "", f"over {self.limits.max_bytes / 2**20:g} MB"
+        if self.held + record.end - record.start > self.limits.max_total_bytes:
+            return None, "", f"over {self.limits.max_total_bytes / 2**20:g} MB of pictures in the deck"
+        image, reason = picture_file(records, record)
+        if image is None:
+            return None, "", reason
+        self.held += len(image)
+        return image, hashlib.sha256(image).hexdigest(), reason
+
+
+class _Texts:
+    """The texts in a run of records, added one by one: each text header begins one (of its type), which the
+    characters after it fill; a field's '*' (a date or slide number PowerPoint draws) is left out."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self.texts: list[_Text] = []
+        self.kind: int | None = None
+        self.parts: list[str] = []
+        self.fields: list[int] = []  # where the current text's fields are (at most _MAX_FIELDS)
+
+    def add(self, record: Record) -> None:
+        data = self.records.data
+        if record.kind == _TEXT_HEADER and record.end - record.start >= 4:
+            self._end()
+            self.kind = struct.unpack_from("<I", data, record.start)[0]
+        elif record.kind in (_TEXT_CHARS, _TEXT_BYTES):
+            self.kind = _OTHER_TEXT if self.kind is None else self.kind
+            body = self.records.body(record)
+            self.parts.append(body.decode("utf-16-le", "replace") if record.kind == _TEXT_CHARS else
+                              body.decode("latin-1"))
+        elif record.kind in _FIELDS and record.end - record.start >= 4 and len(self.fields) < _MAX_FIELDS:
+            self.fields.append(struct.unpack_from("<i", data, record.start)[0])
+
+    def finish(self) -> list[_Text]:
+        self._end()
+        return self.texts
+
+    def _end(self) -> None:
+        if self.kind is not None:
+            self.texts.append(_Text(self.kind, _without_fields("".join(self.parts), self.fields)))
+        self.kind, self.parts, self.fields = None, [], []
+
+
+def _without_fields(text: str, fields: list[int]) -> str:
+    """``text`` without the '*' that stands for each field, paragraph ends and line breaks as new lines."""
+    characters = list(text)
+    for position in fields:
+        if 0 <= position < len(characters) and characters[position] == "*":
+            characters[position] = ""
+    return "".join(characters).translate(_LINE_ENDS)
