@@ -34,10 +34,11 @@ _SLIDE_PARAGRAPHS = 12
 
 
 class Reading(NamedTuple):
-    """A file as its loader reads it: its visible words, its pages' text, and the seconds it took."""
+    """A file as its loader reads it: its visible words, its pages' text, its images, and the seconds it took."""
 
     words: collections.Counter[str]
     pages: list[str]
+    images: int
     seconds: float
 
 
@@ -46,7 +47,7 @@ def read(path: Path) -> Reading:
     document = loader_for(path).load(path, path.read_bytes())  # type: ignore[union-attr]
     return Reading(collections.Counter(document.text.split()),
                    [document.text[page.start:page.end] for page in document.pages] or [document.text],
-                   time.perf_counter() - started)
+                   len(document.images), time.perf_counter() - started)
 
 
 def jaccard(first: collections.Counter[str], second: collections.Counter[str]) -> float:
@@ -106,10 +107,10 @@ def convert(source: Path, kind: str, folder: Path) -> Path | None:
 
 def compare(sources: list[Path], kinds: list[str], folder: Path) -> dict[str, list[float]]:
     """Each source read by its loader and converted to each of ``kinds``; a row per source (the seconds, the word
-    Jaccard, and the pages read to the same text), scores by kind."""
+    Jaccard, the pages read to the same text, the images kept against the peer's), scores by kind."""
     scores: dict[str, list[float]] = {kind: [] for kind in kinds}
     same: dict[str, list[int]] = {kind: [0, 0] for kind in kinds}
-    print(f"{'file':42} {'peer s':>7} " + " ".join(f"{kind + ' s':>7} {kind + ' J':>6} {'same':>9}"
+    print(f"{'file':42} {'peer s':>7} " + " ".join(f"{kind + ' s':>7} {kind + ' J':>6} {'same':>9} {'images':>6}"
                                                    for kind in kinds))
     for source in sources:
         try:
@@ -121,14 +122,15 @@ def compare(sources: list[Path], kinds: list[str], folder: Path) -> dict[str, li
         for kind in kinds:
             converted = convert(source, kind, folder)
             if converted is None:
-                row.append(f"{'-':>7} {'-':>6} {'-':>9}")
+                row.append(f"{'-':>7} {'-':>6} {'-':>9} {'-':>6}")
                 continue
             found = read(converted)
             scores[kind].append(jaccard(reference.words, found.words))
             identical = sum(mine == theirs for mine, theirs in zip(reference.pages, found.pages, strict=False))
             same[kind][0] += identical
             same[kind][1] += len(reference.pages)
-            row.append(f"{found.seconds:7.2f} {scores[kind][-1]:6.3f} {f'{identical}/{len(reference.pages)}':>9}")
+            row.append(f"{found.seconds:7.2f} {scores[kind][-1]:6.3f} {f'{identical}/{len(reference.pages)}':>9} "
+                       f"{f'{found.images}/{reference.images}':>6}")
         print(" ".join(row))
     for kind, (identical, pages) in same.items():
         print(f"{kind}: {identical} of {pages} pages read to the very text of the peer's")

@@ -393,19 +393,25 @@ def summary_information(title: str, codepage: int = 936) -> bytes:
 
 
 def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: str | None = None,
-              flags: int = 0x0200, table: str | None = None, boxes: str | None = None) -> bytes:
+              flags: int = 0x0200, table: str | None = None, boxes: str | None = None,
+              pictures: list[bytes | None] | None = None) -> bytes:
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
     first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
     text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
     ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``).
-    ``boxes`` is the text boxes' story, after the main document."""
+    ``boxes`` is the text boxes' story, after the main document. ``pictures`` is, for each ``\\x01`` of the text
+    in order, the inline picture its character properties place in the Data stream (``doc_picture``), or None for
+    a character that is no picture."""
     text_at = 1024
     word = bytearray(text_at)
     if table is not None:
         pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
     positions, descriptors, position = [0], [], 0
+    marks: list[tuple[int, int]] = []  # each \x01's stream offset and width
     for text, eight_bit in [*pieces, *([(boxes, True)] if boxes else [])]:
         where = len(word)
+        marks += [(where + (1 if eight_bit else 2) * found.start(), 1 if eight_bit else 2)
+                  for found in re.finditer("\x01", text)]
         word += text.encode("cp1252") if eight_bit else text.encode("utf-16-le")
         descriptors.append(struct.pack("<HIH", 0, (where * 2) | 0x40000000 if eight_bit else where, 0))
         position += len(text)
@@ -438,6 +444,31 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         index = struct.pack("<III", starts[0], starts[-1], page_number)
         pairs[26:28] = [len(stream), len(index)]  # fcPlcfBtePapx, lcbPlcfBtePapx: the 14th pair
         stream += index
+    data = b""
+    if pictures:  # one CHPX page: a run for each picture's character, its picture's location in the Data stream
+        word = word.ljust(512 * -(-len(word) // 512), b"\0")
+        page, runs, properties = bytearray(512), [text_at], []
+        for (offset, width), picture in zip(marks, pictures, strict=True):
+            if picture is not None:
+                runs += [offset, offset + width]
+                properties += [None, len(data)]
+                data += picture
+        runs.append(len(word))
+        properties.append(None)
+        assert len(properties) <= 101, "one CHPX page holds 101 runs"
+        struct.pack_into(f"<{len(runs)}I", page, 0, *runs)
+        free_at = 511
+        for run, location in enumerate(properties):
+            if location is not None:
+                chpx = bytes([9]) + struct.pack("<HIHB", 0x6A03, location, 0x0855, 1)
+                free_at = (free_at - len(chpx)) // 2 * 2
+                page[free_at:free_at + len(chpx)] = chpx
+                page[4 * len(runs) + run] = free_at // 2
+        page[511] = len(properties)
+        index = struct.pack("<III", text_at, runs[-1], len(word) // 512)
+        word += page
+        pairs[24:26] = [len(stream), len(index)]  # fcPlcfBteChpx, lcbPlcfBteChpx: the 13th pair
+        stream += index
     fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", flags)
     fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22)
     longs = [0] * 22
@@ -446,9 +477,24 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
     fib += struct.pack("<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
     word[:len(fib)] = fib
     streams = {"WordDocument": bytes(word), "1Table" if flags & 0x0200 else "0Table": stream}
+    if data:
+        streams["Data"] = data
     if title is not None:
         streams["\x05SummaryInformation"] = summary_information(title)
     return compound_file(streams)
+
+
+def doc_picture(image: bytes, alt: str | None = None, mode: int = 0x64, shown: bool = True) -> bytes:
+    """An inline picture as Word keeps it in the Data stream: a picture header (of this mapping mode), an
+    OfficeArt shape showing the first picture of its store (with its alt text), and the store's entry holding the
+    PNG or JPEG ``image``; with ``shown`` False, a drawn shape that shows no picture."""
+    kind, instance = (0xF01E, 0x6E0) if image.startswith(b"\x89PNG") else (0xF01D, 0x46A)
+    blip = ppt_record(kind, bytes(16) + b"\xff" + image, instance)
+    entry = ppt_record(0xF007, struct.pack("<BB16sHIIIBBBB", 6, 6, bytes(16), 0, len(blip), 1, 0, 0, 0, 0, 0) + blip,
+                       6)
+    shape = ppt_shape(picture=1 if shown else None, alt=alt, shape_type=75)
+    body = shape + entry
+    return struct.pack("<IHH", 0x44 + len(body), 0x44, mode).ljust(0x44, b"\0") + body
 
 
 def xls_bytes(sheets: dict[str, list[list[object]]], title: str | None = None) -> bytes:

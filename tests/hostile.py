@@ -536,3 +536,19 @@ def ppt_nested_groups(depth: int) -> bytes:
     inner = ppt_shape("Deep")
     headers = b"".join(struct.pack("<HHI", 0xF, 0xF003, (depth - level - 1) * 8 + len(inner)) for level in range(depth))
     return ppt_bytes([[ppt_shape("Top"), headers + inner]])
+
+
+def doc_marking_one_picture(marks: int) -> bytes:
+    """A Word 97-2003 document of ``marks`` picture characters whose properties all name one inline picture."""
+    import olefile
+
+    from tests.documents import compound_file, doc_bytes, doc_picture
+
+    document = doc_bytes([("Start \x01" + "\x01" * marks + " end.\r", False)],
+                         pictures=[doc_picture(image_bytes("PNG", (80, 60)))] + [None] * marks)
+    with olefile.OleFileIO(io.BytesIO(document)) as package:
+        streams = {"/".join(name): package.openstream(name).read() for name in package.listdir()}
+    word = bytearray(streams["WordDocument"])
+    page = len(word) - 512  # the character properties' page: its picture's run widened over every mark
+    struct.pack_into("<I", word, page + 8, struct.unpack_from("<I", word, page + 8)[0] + 2 * marks)
+    return compound_file({**streams, "WordDocument": bytes(word)})

@@ -50,6 +50,7 @@ from tests.hostile import (
     attribute_bomb_deck,
     big_html,
     deck_rewritten,
+    doc_marking_one_picture,
     docx_external_entity,
     docx_long_text,
     docx_with_shared_picture,
@@ -244,6 +245,8 @@ CASES = {
         None, 400, 30),
     "mbox of 7 million messages of no header": (_write("empty.mbox", lambda: b"From x Mon 1\n" * (7 * 2**20)), None,
                                                 400, 30),
+    "doc whose 3 million picture characters name one picture": (_write("marks.doc", lambda: doc_marking_one_picture(
+        3_000_000)), None, 400, 30),
     "ppt listing one slide of a million characters 100,000 times": (_write("listed.ppt", lambda: ppt_listing_one_slide(
         100_000, 1_000_000)), None, 400, 30),
     "ppt of groups nested 800,000 deep": (_write("nested.ppt", lambda: ppt_nested_groups(800_000)), None, 400, 30),
@@ -311,6 +314,9 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"] == "" and result["warnings"][-3:] == [
             "message 20 skipped: no header lines", "7,338,032 message(s) past the first 2000 pages not read "
             "(max_pages)", "1980 more part(s) of the message skipped"]
+    if case.startswith("doc whose 3 million"):
+        assert result["text"] == "Start  end." and len(result["images"]) == 1 and result["warnings"] == [
+            "2999801 image(s) beyond the first 200 skipped (at most 200 images per document, repeats included)"]
     if case.startswith("ppt listing"):
         assert result["text"] == "y" * 1_000_000 and result["warnings"] == [
             "only the first 2000 of 100001 slides were read (max_pages)"]

@@ -30,6 +30,7 @@ from tests.documents import (
     compressed_rtf,
     deck_bytes,
     doc_bytes,
+    doc_picture,
     email_bytes,
     epub_bytes,
     image_bytes,
@@ -1464,6 +1465,29 @@ def test_doc_of_a_few_bytes_is_never_taken_for_a_file_name(tmp_path: Path) -> No
     secret.write_bytes(doc_bytes([("The vault code is 4711.\r", True)]))
     with pytest.raises(LoadError, match="^corrupt DOC: "):
         load(tmp_path, "trap.doc", str(secret).encode())
+
+
+def test_doc_inline_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> None:
+    """An inline picture is a character whose properties say where it is in the Data stream; a drawn shape shows
+    no picture (quietly), a Word 6 metafile is a warning, a mark that is no picture is left out."""
+    text = ("Intro\r\x01\rFigure 1: The harbour lamp\rText with \x01 an inline picture, \x01 a mark and \x01 a "
+            "shape.\r表\x01格\r")
+    document = load(tmp_path, "pictures.doc", doc_bytes([(text, False)], pictures=[
+        doc_picture(image_bytes("PNG", (80, 60)), alt="A red lamp"), doc_picture(image_bytes("JPEG", (90, 70))), None,
+        doc_picture(b"", shown=False), doc_picture(image_bytes("PNG", (70, 50)), mode=8)]))
+    assert document.text == ("Intro\n\nFigure 1: The harbour lamp\n\nText with  an inline picture,  a mark and  a "
+                             "shape.\n\n表格")
+    assert [(image.name, image.width, document.text[image.start:image.end], image.alt, image.caption)
+            for image in document.images] == [
+        ("picture 1", 80, "Figure 1: The harbour lamp", "A red lamp", "Figure 1: The harbour lamp"),
+        ("picture 2", 90, "Text with  an inline picture,  a mark and  a shape.", None, None)]
+    assert document.warnings == [
+        "image picture 3 skipped: a metafile picture (as Word 6 and 95 kept pictures) is not read"]
+    every = "".join(map(chr, range(0xE000, 0xF900)))  # (symbol fonts' characters): none is left for the pictures
+    crowded = load(tmp_path, "crowded.doc", doc_bytes([(every + "\x01\r", False)], pictures=[doc_picture(
+        image_bytes("PNG", (80, 60)))]))
+    assert (crowded.text, crowded.images) == (every, [])
+    assert crowded.warnings == ["its pictures were not read: its text uses every private-use character"]
 
 
 def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Path) -> None:

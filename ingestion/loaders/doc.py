@@ -12,22 +12,26 @@ import bisect
 import io
 import re
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from ingestion.loaders import ole
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
-from ingestion.loaders.images import describe_error
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
+from ingestion.loaders.doc_pictures import placed_pictures
+from ingestion.loaders.images import EmbeddedImages, describe_error
 from kb.types import ExtractedDocument
 
 _WORD_97 = 0xA5EC  # the FIB's wIdent of Word 97 and later (Word 6 and 95 wrote 0xA5DC)
 _ENCRYPTED, _TABLE_1, _OBFUSCATED = 0x0100, 0x0200, 0x8000  # FibBase flags
 _CLX_INDEX = 33  # fcClx/lcbClx: the 34th pair of FibRgFcLcb97
-_PAPX_INDEX = 13  # fcPlcfBtePapx/lcbPlcfBtePapx: where the paragraph properties' pages are
+_CHPX_INDEX, _PAPX_INDEX = 12, 13  # fcPlcfBteChpx, fcPlcfBtePapx: where the character and paragraph properties are
 # Paragraph property modifiers (sprms) that say where a paragraph stands in a table, and the table definition's,
 # whose operand size is two bytes; the size of the others' operand is in their top three bits.
 _IN_TABLE, _ROW_END, _INNER_CELL, _INNER_ROW_END, _TABLE_DEPTH = 0x2416, 0x2417, 0x244B, 0x244C, 0x6649
 _TABLE_DEFINITION = 0xD608
+# Character property modifiers: where an inline picture is in the Data stream; a mark that is form data or an object.
+_PICTURE_LOCATION, _FORM_DATA, _OBJECT = 0x6A03, 0x0806, 0x080A
 _OPERAND_SIZES = {0: 1, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2, 7: 3}
 _PIECE = struct.Struct("<HIH")  # a piece descriptor: flags, where its text is (and whether 8-bit), formatting
 _COMPRESSED = 0x40000000
@@ -37,14 +41,17 @@ _MARKS = str.maketrans({"\x01": None, "\x02": None, "\x05": None, "\x08": None, 
                         "\x0c": "\n", "\x1e": "-", "\x1c": " "})
 _FIELD = re.compile("[\x13\x14\x15]")  # a field's begin, separator (its code before, its result after) and end
 _PARAGRAPH_MARK = re.compile("[\r\x07]")  # a paragraph's end: a carriage return, or a table cell's or row's mark
+# Characters no text of a document should hold: one stands for the inline pictures until they are placed.
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its end, as _Marks.tagged writes them
 
 
 class DocLoader(Loader):
     """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
-    within its cell), fields as their result, then the text boxes' paragraphs. Footnotes, headers, footers,
-    comments and pictures are not read; the title is the document's summary information's. Encrypted files, and
-    Word 6 and 95 files, are refused with the reason."""
+    within its cell), fields as their result, then the text boxes' paragraphs. Inline pictures (PNG, JPEG, TIFF,
+    bitmaps) come with their alt text, caption and the span of their paragraph. Footnotes, headers, footers,
+    comments and floating pictures are not read; the title is the document's summary information's. Encrypted
+    files, and Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
 
@@ -60,6 +67,7 @@ class DocLoader(Loader):
                 if not package.exists(fib.table):
                     raise LoadError(f"corrupt DOC: its {fib.table} stream is missing")
                 table = package.openstream(fib.table).read()
+                pictures = package.openstream("Data").read() if package.exists("Data") else b""
                 title = ole.summary_title(package)
         except (LoadError, MemoryError):
             raise
@@ -68,10 +76,23 @@ class DocLoader(Loader):
         start, count = fib.boxes[0], min(fib.boxes[1], limits.max_chars - fib.characters)
         pieces = _pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count))
         marks = _Marks(word, table[fib.papx[0]:fib.papx[0] + fib.papx[1]], pieces)
-        text = _fields(marks.tagged(_text(word, pieces, 0, fib.characters), 0))
+        characters = _Formatting(word, table[fib.chpx[0]:fib.chpx[0] + fib.chpx[1]], pieces, _chpx_page)
+        main, boxes = _text(word, pieces, 0, fib.characters), _text(word, pieces, start, start + count)
+        warnings: list[str] = []
+        used = set(_PRIVATE_USE.findall(main)) | set(_PRIVATE_USE.findall(boxes))
+        sentinel = next((chr(code) for code in range(0xE000, 0xF900) if chr(code) not in used), None)
+        if sentinel is None:
+            warnings.append("its pictures were not read: its text uses every private-use character")
+            characters = _Formatting(word, b"", pieces, _chpx_page)
+        located: list[int] = []  # where each inline picture is in the Data stream, in the order of the text
+        text = _fields(marks.tagged(_pictures_marked(main, 0, characters, sentinel or "", located), 0))
         if count:  # the text boxes' story, after the main document's
-            text += "\r" + _fields(marks.tagged(_text(word, pieces, start, start + count), start))
-        return ExtractedDocument(text=_blocks(text.translate(_MARKS)), file_type=self.file_type, title=title)
+            boxes = _pictures_marked(boxes, start, characters, sentinel or "", located)
+            text += "\r" + _fields(marks.tagged(boxes, start))
+        images = EmbeddedImages(limits, warnings, root, on_kept)
+        text = placed_pictures(_blocks(text.translate(_MARKS)), sentinel or "\x01", located, pictures, images)
+        return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images.finish(),
+                                 warnings=warnings)
 
 
 class _Fib(NamedTuple):
@@ -82,6 +103,7 @@ class _Fib(NamedTuple):
     characters: int
     clx: tuple[int, int]
     papx: tuple[int, int]
+    chpx: tuple[int, int]  # the character properties' index
     boxes: tuple[int, int]  # the text boxes' story: its first character position and its length
 
 
@@ -108,9 +130,10 @@ def _fib(word: bytes) -> _Fib:
             raise LoadError("corrupt DOC: its FIB has no piece table")
         clx = struct.unpack_from("<II", word, at + 2 + 8 * _CLX_INDEX)
         papx = struct.unpack_from("<II", word, at + 2 + 8 * _PAPX_INDEX)
+        chpx = struct.unpack_from("<II", word, at + 2 + 8 * _CHPX_INDEX)
     except struct.error as error:
         raise LoadError("corrupt DOC: its FIB is cut short") from error
-    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx,
+    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx, chpx,
                 (sum(lengths[:6]), lengths[6]))
 
 
@@ -173,19 +196,48 @@ def _text(word: bytes, pieces: list[_Piece], first: int, end: int) -> str:
     return text.getvalue()
 
 
-class _Marks:
-    """What each paragraph mark is, from its paragraph's properties (PAPX, in 512-byte FKP pages the PlcBtePapx
-    indexes by stream offset): a paragraph in a table cell, a cell's end, a row's end, or a nested table's."""
+T = TypeVar("T")
 
-    def __init__(self, word: bytes, index: bytes, pieces: list[_Piece]) -> None:
+
+class _Formatting(Generic[T]):
+    """Properties kept in 512-byte FKP pages that a bin table (PlcBte) indexes by stream offset: the page and
+    the stream offset of the character at a position. Each page is parsed once, by ``parse``."""
+
+    def __init__(self, word: bytes, index: bytes, pieces: list[_Piece],
+                 parse: Callable[[bytes], tuple[list[int], list[T]]]) -> None:
         self.word = word
         self.pieces = pieces
         self.starts = [piece.start for piece in pieces]
+        self.parse = parse
         count = (len(index) - 4) // 8 if len(index) >= 12 else 0
         self.offsets = struct.unpack_from(f"<{count + 1}I", index) if count else ()
         self.pages = [number & 0x3FFFFF for number in struct.unpack_from(f"<{count}I", index, 4 * (count + 1))] \
             if count else []
-        self.runs: dict[int, tuple[list[int], list[tuple[bool, bool, bool]]]] = {}
+        self.runs: dict[int, tuple[list[int], list[T]]] = {}
+
+    def at(self, position: int) -> T | None:
+        """The properties of the character at ``position`` (None when no page holds them)."""
+        if not self.pages or position < 0:
+            return None
+        piece = self.pieces[bisect.bisect_right(self.starts, position) - 1]
+        offset = piece.offset + (position - piece.start) * (1 if piece.compressed else 2)
+        page = bisect.bisect_right(self.offsets, offset) - 1
+        if not 0 <= page < len(self.pages):
+            return None
+        if page not in self.runs:
+            start = self.pages[page] * 512
+            self.runs[page] = self.parse(self.word[start:start + 512]) if start + 512 <= len(self.word) else ([], [])
+        ends, found = self.runs[page]
+        run = bisect.bisect_right(ends, offset) - 1
+        return found[run] if 0 <= run < len(found) else None
+
+
+class _Marks:
+    """What each paragraph mark is, from its paragraph's properties (PAPX): a paragraph in a table cell, a cell's
+    end, a row's end, or a nested table's."""
+
+    def __init__(self, word: bytes, index: bytes, pieces: list[_Piece]) -> None:
+        self.paragraphs = _Formatting(word, index, pieces, _papx_page)
 
     def tagged(self, text: str, first: int) -> str:
         """``text`` with each mark as ``_blocks`` reads it: a paragraph's end ``\\r``, a cell's ``\\x07``, a row's
@@ -197,7 +249,7 @@ class _Marks:
         for mark in _PARAGRAPH_MARK.finditer(text):
             tagged.write(text[position:mark.start()])
             position = mark.end()
-            flags = self._flags(first + mark.start()) if self.pages else None
+            flags = self.paragraphs.at(first + mark.start())
             if flags is None:  # by the text alone: an empty paragraph after a cell's mark ends the row
                 row_end = mark.group() == "\x07" and after_cell and text[mark.start() - 1:mark.start()] == "\x07"
                 flags = (mark.group() == "\x07", row_end, False)
@@ -212,24 +264,9 @@ class _Marks:
         tagged.write(text[position:])
         return tagged.getvalue()
 
-    def _flags(self, position: int) -> tuple[bool, bool, bool] | None:
-        """(in a table, a row's end, a nested table's mark) of the paragraph ending at character ``position``."""
-        piece = self.pieces[bisect.bisect_right(self.starts, position) - 1]
-        offset = piece.offset + (position - piece.start) * (1 if piece.compressed else 2)
-        page = bisect.bisect_right(self.offsets, offset) - 1
-        if not 0 <= page < len(self.pages):
-            return None
-        if page not in self.runs:
-            self.runs[page] = _fkp(self.word[self.pages[page] * 512:self.pages[page] * 512 + 512])
-        ends, flags = self.runs[page]
-        run = bisect.bisect_right(ends, offset) - 1
-        return flags[run] if 0 <= run < len(flags) else None
 
-
-def _fkp(page: bytes) -> tuple[list[int], list[tuple[bool, bool, bool]]]:
+def _papx_page(page: bytes) -> tuple[list[int], list[tuple[bool, bool, bool]]]:
     """A PAPX FKP page: the stream offset each run of paragraphs starts at, and each run's table flags."""
-    if len(page) < 512:
-        return [], []
     count = min(page[511], 29)  # runs: 29 at most fit a page
     ends = list(struct.unpack_from(f"<{count + 1}I", page))
     flags = []
@@ -241,31 +278,72 @@ def _fkp(page: bytes) -> tuple[list[int], list[tuple[bool, bool, bool]]]:
     return ends, flags
 
 
+def _chpx_page(page: bytes) -> tuple[list[int], list[int | None]]:
+    """A CHPX FKP page: the stream offset each run of characters starts at, and for each run where its inline
+    picture is in the Data stream (None for a run that is no picture, or form data or an embedded object)."""
+    count = min(page[511], 101)  # runs: 101 at most fit a page
+    ends = list(struct.unpack_from(f"<{count + 1}I", page))
+    locations: list[int | None] = []
+    for run in range(count):
+        at = 2 * page[4 * (count + 1) + run]
+        modifiers = dict(_sprms(page[at + 1:at + 1 + page[at]])) if at else {}
+        location = modifiers.get(_PICTURE_LOCATION, b"")
+        other = [flag for flag in (_FORM_DATA, _OBJECT) if modifiers.get(flag, b"\0")[:1] not in (b"", b"\0")]
+        locations.append(struct.unpack("<I", location)[0] if len(location) == 4 and not other else None)
+    return ends, locations
+
+
+def _sprms(grpprl: bytes) -> Iterator[tuple[int, bytes]]:
+    """The property modifiers (sprm, operand) in a run of them; the size of an operand is in its sprm's top three
+    bits, or its first byte (two for a table's definition)."""
+    at = 0
+    while at + 2 < len(grpprl):
+        sprm = struct.unpack_from("<H", grpprl, at)[0]
+        at += 2
+        if sprm == _TABLE_DEFINITION and at + 2 <= len(grpprl):
+            size = struct.unpack_from("<H", grpprl, at)[0] - 1
+            at += 2
+        elif sprm >> 13 == 6:
+            size = grpprl[at]
+            at += 1
+        else:
+            size = _OPERAND_SIZES[sprm >> 13]
+        yield sprm, grpprl[at:at + size]
+        at += size
+
+
 def _table_flags(sprms: bytes) -> tuple[bool, bool, bool]:
     """(in a table, a row's end, a nested table's mark) from a paragraph's property modifiers (sprms)."""
     in_table = row_end = inner = False
-    at = 0
-    while at + 2 <= len(sprms):
-        sprm = struct.unpack_from("<H", sprms, at)[0]
-        at += 2
-        if at >= len(sprms):
-            break
-        value = sprms[at]
+    for sprm, operand in _sprms(sprms):
+        value = operand[0] if operand else 0
         if sprm == _IN_TABLE:
             in_table = bool(value)
         elif sprm == _ROW_END:
             row_end = bool(value)
         elif sprm in (_INNER_CELL, _INNER_ROW_END):
             inner = inner or bool(value)
-        elif sprm == _TABLE_DEPTH and at + 4 <= len(sprms):
-            in_table = struct.unpack_from("<i", sprms, at)[0] > 0
-            inner = struct.unpack_from("<i", sprms, at)[0] > 1
-        if sprm == _TABLE_DEFINITION and at + 2 <= len(sprms):
-            at += 2 + struct.unpack_from("<H", sprms, at)[0] - 1
-        else:
-            spra = sprm >> 13
-            at += 1 + value if spra == 6 else _OPERAND_SIZES[spra]
+        elif sprm == _TABLE_DEPTH and len(operand) == 4:
+            depth = struct.unpack("<i", operand)[0]
+            in_table, inner = depth > 0, depth > 1
     return in_table, row_end, inner
+
+
+def _pictures_marked(text: str, first: int, characters: _Formatting[int | None], sentinel: str,
+                     located: list[int]) -> str:
+    """``text`` (from character position ``first``) with each inline picture's character as ``sentinel``, where
+    its picture is in the Data stream added to ``located``; other pictures' characters (drawn objects, form data,
+    embedded objects) are left as they are."""
+    parts: list[str] = []
+    position = 0
+    for mark in re.finditer("\x01", text):
+        location = characters.at(first + mark.start())
+        if location is not None:
+            parts += [text[position:mark.start()], sentinel]
+            position = mark.end()
+            located.append(location)
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _fields(text: str) -> str:
@@ -294,9 +372,9 @@ def _fields(text: str) -> str:
     return shown.getvalue()
 
 
-def _blocks(text: str) -> str:
-    """Paragraphs a blank line apart; table rows a line each, cells ' | ', a cell's paragraphs joined by a space
-    (the marks as ``_Marks.tagged`` writes them)."""
+def _blocks(text: str) -> list[str]:
+    """The document's blocks: its paragraphs, and its tables a row per line, cells ' | ', a cell's paragraphs
+    joined by a space (the marks as ``_Marks.tagged`` writes them)."""
     blocks: list[str] = []
     rows: list[str] = []
     cells: list[str] = []
@@ -322,4 +400,4 @@ def _blocks(text: str) -> str:
         rows.append(" | ".join(cell for cell in cells if cell))
     if rows:
         blocks.append("\n".join(row for row in rows if row))
-    return "\n\n".join(cleaned for block in blocks if (cleaned := clean_text(block)))
+    return blocks

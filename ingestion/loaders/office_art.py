@@ -7,11 +7,12 @@ walk of it would otherwise cost its whole size again.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ingestion.loaders.base import LoadError
+from ingestion.loaders.base import Limits, LoadError
 
 _HEADER = struct.Struct("<HHI")
 _CONTAINER = 0xF  # the version of a record whose body is records
@@ -19,6 +20,9 @@ _CONTAINER = 0xF  # the version of a record whose body is records
 # by type: the instance's low bit says whether there are two identifiers.
 _BITMAPS = {0xF01D: "JPEG", 0xF01E: "PNG", 0xF01F: "DIB", 0xF029: "TIFF", 0xF02A: "JPEG"}
 _METAFILES = {0xF01A: "EMF", 0xF01B: "WMF", 0xF01C: "PICT"}
+_PROPERTY_TABLES = frozenset({0xF00B, 0xF122})  # a shape's properties (OfficeArtFOPT), and its further ones
+_PICTURE, _DESCRIPTION = 0x0104, 0x0381  # shape properties: the picture it shows, its alt text
+_MAX_ALT = 2000  # characters of alt text kept
 _DIB_HEADERS = (12, 40, 52, 56, 64, 108, 124)  # the sizes of the bitmap headers Windows defines
 _BITFIELDS = 3  # a 40-byte-header bitmap's compression whose three colour masks follow its header
 
@@ -78,9 +82,45 @@ class Records:
         return self.data[record.start:record.end]
 
 
-def properties(records: Records, record: Record) -> dict[int, int | bytes]:
-    """A shape's property table (OfficeArtFOPT): property number to its value, or to its bytes for a complex
-    property (kept after the table, in the order of the properties)."""
+def shape_properties(records: Records, shape: Record) -> dict[int, int | bytes]:
+    """The properties of a shape (an OfficeArtSpContainer), from all its property tables."""
+    found: dict[int, int | bytes] = {}
+    for child in records.children(shape):
+        if child.kind in _PROPERTY_TABLES:
+            found.update(_properties(records, child))
+    return found
+
+
+def shown_picture(found: dict[int, int | bytes]) -> tuple[int, str | None] | None:
+    """The picture a shape with these properties shows (its place in the picture store, from 1) and its alt text;
+    None for a shape showing none."""
+    picture = found.get(_PICTURE)
+    if not isinstance(picture, int) or picture < 1:
+        return None
+    alt = found.get(_DESCRIPTION)
+    text = alt.decode("utf-16-le", "replace").split("\0", 1)[0][:_MAX_ALT] if isinstance(alt, bytes) else ""
+    return picture, text.strip() or None
+
+
+def stored_picture(records: Records, entry: Record, delay: Records | None) -> tuple[Records, Record] | str:
+    """The picture record a picture store entry (OfficeArtFBSE) names: kept in the entry itself, after its 36
+    bytes and its name, or in ``delay`` (a .ppt's Pictures stream) at the offset the entry gives; else why there
+    is none."""
+    if entry.end - entry.start < 36:
+        return "its entry in the picture store is cut short"
+    inside = entry.start + 36 + records.data[entry.start + 33]  # after the entry and its name
+    if inside + 8 <= entry.end:
+        found, holder = records.at(inside, entry.end), records
+    elif delay is not None:
+        found, holder = delay.at(struct.unpack_from("<I", records.data, entry.start + 28)[0]), delay
+    else:
+        found, holder = None, records
+    return (holder, found) if found is not None else "its picture is missing from the file"
+
+
+def _properties(records: Records, record: Record) -> dict[int, int | bytes]:
+    """A property table (OfficeArtFOPT): property number to its value, or to its bytes for a complex property
+    (kept after the table, in the order of the properties)."""
     data = records.data
     found: dict[int, int | bytes] = {}
     complex_at = record.start + 6 * record.instance  # the instance is the number of properties (at most 4,095)
@@ -92,6 +132,39 @@ def properties(records: Records, record: Record) -> dict[int, int | bytes]:
         else:
             found[identifier & 0x3FFF] = value
     return found
+
+
+class PictureFiles:
+    """Image files read from picture records, each once (by stream and offset) however many shapes show it: at
+    most ``max_bytes`` each and ``max_total_bytes`` together are held."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.files: dict[tuple[int, int], tuple[bytes | None, str, str]] = {}
+        self.held = 0
+
+    def file(self, found: tuple[Records, Record] | str) -> tuple[bytes | None, str, str]:
+        """The image file of a picture record (or the reason ``found`` gives there is none), its hash, and the
+        reason when there is none."""
+        if isinstance(found, str):
+            return None, "", found
+        records, record = found
+        key = (id(records), record.start)
+        if key not in self.files:
+            self.files[key] = self._read(records, record)
+        return self.files[key]
+
+    def _read(self, records: Records, record: Record) -> tuple[bytes | None, str, str]:
+        size = record.end - record.start
+        if size > self.limits.max_bytes:
+            return None, "", f"over {self.limits.max_bytes / 2**20:g} MB"
+        if self.held + size > self.limits.max_total_bytes:
+            return None, "", f"over {self.limits.max_total_bytes / 2**20:g} MB of pictures in the file"
+        image, reason = picture_file(records, record)
+        if image is None:
+            return None, "", reason
+        self.held += len(image)
+        return image, hashlib.sha256(image).hexdigest(), reason
 
 
 def picture_file(records: Records, record: Record) -> tuple[bytes | None, str]:

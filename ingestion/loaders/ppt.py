@@ -9,7 +9,6 @@ Pictures are kept once, in the "Pictures" stream, and shapes name them by their 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import struct
 from array import array
@@ -29,7 +28,15 @@ from ingestion.loaders.base import (
     join_pages,
 )
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.office_art import Exhausted, Record, Records, picture_file, properties
+from ingestion.loaders.office_art import (
+    Exhausted,
+    PictureFiles,
+    Record,
+    Records,
+    shape_properties,
+    shown_picture,
+    stored_picture,
+)
 from kb.types import ExtractedDocument
 
 _DOCUMENT_STREAM, _USER_STREAM, _PICTURES_STREAM = "PowerPoint Document", "Current User", "Pictures"
@@ -42,16 +49,14 @@ _FIELDS = frozenset({0x0FD7, 0x0FD8, 0x0FF7, 0x0FF8, 0x0FF9, 0x0FFA})  # date, s
 # The drawing: PowerPoint's record of it, then OfficeArt's drawing, groups, shapes and the picture store.
 _DRAWING, _DRAWING_GROUP, _ART_DRAWING, _ART_DRAWING_GROUP = 0x040C, 0x040B, 0xF002, 0xF000
 _GROUP, _SHAPE, _SHAPE_ATOM, _CHILD_ANCHOR, _TEXTBOX = 0xF003, 0xF004, 0xF00A, 0xF00F, 0xF00D
-_PROPERTY_TABLES = frozenset({0xF00B, 0xF122})  # a shape's properties, and its further ones
 _PICTURE_STORE, _STORED_PICTURE = 0xF001, 0xF007
-_PICTURE, _DESCRIPTION, _TABLE = 0x0104, 0x0381, 0x039F  # shape properties: its picture, its alt text, a table
+_TABLE = 0x039F  # the shape property of a table's group
 _LINE = 20  # the shape type of a line (a table's borders)
 _SLIDES, _NOTES_PAGES = 0, 2  # the instances of the document's slide lists
 _TITLES, _NOTES_TEXT, _OTHER_TEXT = frozenset({0, 6}), 2, 4  # text types (a title, a centred title; notes; other)
 _ENCRYPTED = 0xF3D1C4DF  # the Current User header token of an encrypted deck
 _PERSIST_IDS, _UNSAVED = 1 << 20, 0xFFFFFFFF  # persist ids have 20 bits; an id no save placed
 _MAX_DEPTH = 64  # groups within groups
-_MAX_ALT = 2000  # characters of alt text kept
 _MAX_FIELDS = 1000  # fields in one text
 _LINE_ENDS = str.maketrans({"\r": "\n", "\x0b": "\n"})  # a paragraph's end, and a line break within one
 
@@ -327,7 +332,7 @@ class _SlideReader:
             return
         shapes = (child for child in self.records.children(group) if child.kind in (_GROUP, _SHAPE))
         own = next(shapes, None)
-        if own is not None and own.kind == _SHAPE and _TABLE in self._properties(own):
+        if own is not None and own.kind == _SHAPE and _TABLE in shape_properties(self.records, own):
             self.texts.append(self._table(shapes))
             return
         for shape in itertools.chain([own] if own is not None else [], shapes):
@@ -336,20 +341,10 @@ class _SlideReader:
             else:
                 self._shape(shape)
 
-    def _properties(self, shape: Record) -> dict[int, int | bytes]:
-        found: dict[int, int | bytes] = {}
-        for child in self.records.children(shape):
-            if child.kind in _PROPERTY_TABLES:
-                found.update(properties(self.records, child))
-        return found
-
     def _shape(self, shape: Record) -> None:
         """A shape's picture and its text box's text."""
-        found = self._properties(shape)
-        if isinstance(picture := found.get(_PICTURE), int) and picture > 0:
-            alt = found.get(_DESCRIPTION)
-            text = alt.decode("utf-16-le", "replace").split("\0", 1)[0][:_MAX_ALT] if isinstance(alt, bytes) else ""
-            self.pictures.append((picture, text.strip() or None))
+        if (picture := shown_picture(shape_properties(self.records, shape))) is not None:
+            self.pictures.append(picture)
         if (box := self.records.first(shape, _TEXTBOX)) is not None:
             self.texts.extend(self._box(box))
 
@@ -390,61 +385,32 @@ class _SlideReader:
 
 
 class _Pictures:
-    """The deck's picture store: a shape's picture by its place in it (from 1). Each picture is read and hashed
-    once, however many entries name it; at most ``max_bytes`` each and ``max_total_bytes`` together are held."""
+    """The deck's picture store: a shape's picture by its place in it (from 1)."""
 
     def __init__(self, deck: _Deck, store: Records) -> None:
         self.records = deck.records
         self.store = store
-        self.limits = deck.limits
-        self.entries: list[Record] | None = None  # (listed when a shape first shows a picture)
         self.document = deck.document
-        self.files: dict[tuple[bool, int], tuple[bytes | None, str, str]] = {}  # by stream and offset
-        self.held = 0
+        self.entries: list[Record] | None = None  # (listed when a shape first shows a picture)
+        self.files = PictureFiles(deck.limits)
 
     def file(self, index: int) -> tuple[bytes | None, str, str]:
         """The image file of the picture at ``index``, its hash, and the reason when there is none."""
         try:
-            found = self._find(index)
+            return self.files.file(self._find(index))
         except Exhausted as error:
             return None, "", str(error)
-        if isinstance(found, str):
-            return None, "", found
-        records, record = found
-        key = (records is self.store, record.start)
-        if key not in self.files:
-            self.files[key] = self._read(records, record)
-        return self.files[key]
 
     def _find(self, index: int) -> tuple[Records, Record] | str:
-        """The picture record of the store's entry ``index``: kept in the entry itself, or in the Pictures
-        stream where the entry says; else why there is none."""
         if self.entries is None:
             group = self.records.first(self.document, _DRAWING_GROUP)
             art = self.records.first(group, _ART_DRAWING_GROUP) if group is not None else None
             store = self.records.first(art, _PICTURE_STORE) if art is not None else None
             self.entries = [] if store is None else [
                 child for child in self.records.children(store) if child.kind == _STORED_PICTURE]
-        if not 1 <= index <= len(self.entries) or self.entries[index - 1].end - self.entries[index - 1].start < 36:
+        if not 1 <= index <= len(self.entries):
             return "its picture is missing from the deck's picture store"
-        entry, data = self.entries[index - 1], self.records.data
-        inside = entry.start + 36 + data[entry.start + 33]  # after the entry and its name
-        if inside + 8 <= entry.end:
-            records, found = self.records, self.records.at(inside, entry.end)
-        else:
-            records, found = self.store, self.store.at(struct.unpack_from("<I", data, entry.start + 28)[0])
-        return (records, found) if found is not None else "its picture is missing from the Pictures stream"
-
-    def _read(self, records: Records, record: Record) -> tuple[bytes | None, str, str]:
-        if record.end - record.start > self.limits.max_bytes:
-            return None, "", f"over {self.limits.max_bytes / 2**20:g} MB"
-        if self.held + record.end - record.start > self.limits.max_total_bytes:
-            return None, "", f"over {self.limits.max_total_bytes / 2**20:g} MB of pictures in the deck"
-        image, reason = picture_file(records, record)
-        if image is None:
-            return None, "", reason
-        self.held += len(image)
-        return image, hashlib.sha256(image).hexdigest(), reason
+        return stored_picture(self.records, self.entries[index - 1], self.store)
 
 
 class _Texts:
