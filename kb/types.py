@@ -19,7 +19,8 @@ CLIP_SPACE = "clip"  # the shared image-text space: image embeddings and the CLI
 # The document types loaders record, and the file suffixes a user may type for them in a filter.
 FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "doc", "docx", "ppt", "pptx", "xls", "xlsx", "odt", "ods",
                         "odp", "epub", "eml", "mbox", "msg", "rtf", "image"})
-FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "xlsm": "xlsx", "jpg": "image",
+FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "xlsm": "xlsx", "pps": "ppt",
+                     "xlt": "xls", "jpg": "image",
                      "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
                      "tif": "image", "tiff": "image"}
 

@@ -268,16 +268,19 @@ def test_clean_text_joins_surrogate_pairs_and_replaces_lone_surrogates() -> None
 # --- factory ----------------------------------------------------------------------------------------------------
 
 def test_loader_for_picks_by_lower_cased_suffix() -> None:
+    # (.dot and .pot are also Graphviz and gettext's text files: not read as Office templates)
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
-            ".doc", ".ppt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".doc", ".ppt", ".pps", ".xlt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
-             "old.xls", "old.ppt", "README", "photo.JPG", "scan.tiff", "icon.svg", "Memo.RTF"]
+             "old.xls", "old.ppt", "show.PPS", "template.xlt", "gettext.pot", "graph.dot", "README", "photo.JPG",
+             "scan.tiff", "icon.svg", "Memo.RTF"]
     picked = {name: getattr(loader_for(Path(name)), "file_type", None) for name in names}
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
                       "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc",
-                      "old.xls": "xls", "old.ppt": "ppt", "README": None, "photo.JPG": "image", "scan.tiff": "image",
+                      "old.xls": "xls", "old.ppt": "ppt", "show.PPS": "ppt", "template.xlt": "xls",
+                      "gettext.pot": None, "graph.dot": None, "README": None, "photo.JPG": "image", "scan.tiff": "image",
                       "icon.svg": None, "Memo.RTF": "rtf"}
 
 

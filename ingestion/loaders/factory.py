@@ -76,8 +76,10 @@ _LOADERS: dict[str, Loader] = {
     ".doc": _ByContent(DocLoader(), DocxLoader()),
     ".docx": DocxLoader(),
     ".ppt": _ByContent(PptLoader(), _PPTX),
+    ".pps": _ByContent(PptLoader(), _PPTX),  # a PowerPoint 97-2003 show (the deck opens as a slide show)
     ".pptx": _PPTX,
     ".xls": _ByContent(XlsLoader(), XlsxLoader(), delimited=True),
+    ".xlt": _ByContent(XlsLoader(), XlsxLoader()),  # an Excel 97-2003 template
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
     ".odt": OdfLoader("odt"),
