@@ -42,6 +42,7 @@ from tests.documents import (
     msg_streams,
     odf_bytes,
     ppt_bytes,
+    ppt_record,
     ppt_shape,
 )
 from tests.hostile import (
@@ -249,6 +250,8 @@ CASES = {
         3_000_000)), None, 400, 30),
     "ppt listing one slide of a million characters 100,000 times": (_write("listed.ppt", lambda: ppt_listing_one_slide(
         100_000, 1_000_000)), None, 400, 30),
+    "ppt of one text box of 3.3 million Chinese characters and a field": (_write("field.ppt", lambda: ppt_bytes([[
+        ppt_shape("中" * 3_300_000, extra=ppt_record(0x0FD8, struct.pack("<I", 5)))]])), None, 400, 30),
     "ppt of groups nested 800,000 deep": (_write("nested.ppt", lambda: ppt_nested_groups(800_000)), None, 400, 30),
     "ppt of 100,000 pictures showing one": (_write("shown.ppt", lambda: ppt_bytes(
         [[ppt_shape(picture=1)] * 100_000], pictures=[image_bytes("PNG", (80, 60))])), None, 400, 30),
@@ -320,6 +323,8 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
     if case.startswith("ppt listing"):
         assert result["text"] == "y" * 1_000_000 and result["warnings"] == [
             "only the first 2000 of 100001 slides were read (max_pages)"]
+    if case.startswith("ppt of one text box"):
+        assert result["text"] == "中" * 3_300_000 and result["warnings"] == []
     if case.startswith("ppt of groups"):
         assert result["text"] == "Top" and result["warnings"] == []
     if case.startswith("ppt of 100,000"):

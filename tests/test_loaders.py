@@ -1593,10 +1593,16 @@ def test_ppt_reads_each_slide_and_listed_text_once_and_stops_at_deep_groups(tmp_
                                                      loop_the_edits)).text == "Looped"
 
 
-def test_ppt_over_the_text_limit_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deck", [
+    pytest.param(ppt_bytes([[ppt_shape("x" * 60)] * 2]), id="text boxes"),
+    pytest.param(ppt_bytes([[]], listed=[[(1, "x" * 200)]]), id="a placeholder's text no shape shows"),
+    pytest.param(ppt_bytes([[ppt_shape("中" * 200, extra=ppt_record(0x0FD8, struct.pack("<I", 5)))]]),
+                 id="one long text with a field"),
+])
+def test_ppt_over_the_text_limit_is_refused(tmp_path: Path, deck: bytes) -> None:
     path = tmp_path / "long.ppt"
     with pytest.raises(LoadError, match="max_document_chars"):
-        loader_for(path).load(path, ppt_bytes([[ppt_shape("x" * 60)] * 2]), Limits(max_chars=100))
+        loader_for(path).load(path, deck, Limits(max_chars=100))
 
 
 # --- rtf --------------------------------------------------------------------------------------------------------

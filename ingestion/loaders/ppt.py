@@ -152,7 +152,7 @@ class _Deck:
     def __init__(self, records: Records, user: bytes, limits: Limits) -> None:
         self.records = records
         self.limits = limits
-        self.length = 0
+        self.length = self.characters = 0
         self.read: set[int] = set()  # offsets of the slide and notes records read
         self.offsets, document = self._directory(self._last_edit(user))
         found = self.persisted(document)
@@ -176,6 +176,12 @@ class _Deck:
         self.length += len(text) + 2
         self.limits.check_chars(self.length)
         return text
+
+    def decoded(self, characters: int) -> None:
+        """Count ``characters`` about to be decoded against ``limits.max_chars``, with all decoded before them
+        (the slide list's texts are decoded before any slide is read)."""
+        self.characters += characters
+        self.limits.check_chars(self.characters)
 
     def _last_edit(self, user: bytes) -> int:
         """Where the last save's edit record is: as the Current User stream says, else the stream's last one."""
@@ -242,7 +248,7 @@ class _Deck:
                 count += 1
                 if count <= self.limits.max_pages:
                     persist, _, _, identifier = struct.unpack_from("<4I", self.records.data, child.start)
-                    entries.append((persist, identifier, _Texts(self.records)))
+                    entries.append((persist, identifier, _Texts(self)))
             elif entries and count <= self.limits.max_pages:
                 entries[-1][2].add(child)
         return [_Listed(persist, identifier, texts.finish()) for persist, identifier, texts in entries], count
@@ -350,7 +356,7 @@ class _SlideReader:
 
     def _box(self, box: Record) -> list[_Text]:
         """A text box's text: its own, or the listed text it refers to."""
-        own = _Texts(self.records)
+        own = _Texts(self.deck)
         reference: Record | None = None
         for child in self.records.children(box):
             if child.kind == _TEXT_REFERENCE:
@@ -417,8 +423,9 @@ class _Texts:
     """The texts in a run of records, added one by one: each text header begins one (of its type), which the
     characters after it fill; a field's '*' (a date or slide number PowerPoint draws) is left out."""
 
-    def __init__(self, records: Records) -> None:
-        self.records = records
+    def __init__(self, deck: _Deck) -> None:
+        self.deck = deck
+        self.records = deck.records
         self.texts: list[_Text] = []
         self.kind: int | None = None
         self.parts: list[str] = []
@@ -431,6 +438,7 @@ class _Texts:
             self.kind = struct.unpack_from("<I", data, record.start)[0]
         elif record.kind in (_TEXT_CHARS, _TEXT_BYTES):
             self.kind = _OTHER_TEXT if self.kind is None else self.kind
+            self.deck.decoded((record.end - record.start) // (2 if record.kind == _TEXT_CHARS else 1))
             body = self.records.body(record)
             self.parts.append(body.decode("utf-16-le", "replace") if record.kind == _TEXT_CHARS else
                               body.decode("latin-1"))
@@ -449,8 +457,9 @@ class _Texts:
 
 def _without_fields(text: str, fields: list[int]) -> str:
     """``text`` without the '*' that stands for each field, paragraph ends and line breaks as new lines."""
-    characters = list(text)
-    for position in fields:
-        if 0 <= position < len(characters) and characters[position] == "*":
-            characters[position] = ""
-    return "".join(characters).translate(_LINE_ENDS)
+    parts, last = [], 0
+    for position in sorted({position for position in fields if 0 <= position < len(text) and text[position] == "*"}):
+        parts.append(text[last:position])
+        last = position + 1
+    parts.append(text[last:])
+    return "".join(parts).translate(_LINE_ENDS)
