@@ -571,22 +571,23 @@ def ppt_group(shapes: list[bytes], table: bool = False) -> bytes:
     return ppt_record(0xF003, ppt_record(0xF004, own, container=True) + b"".join(shapes), container=True)
 
 
-def ppt_table(rows: list[list[str]]) -> bytes:
+def ppt_table(rows: list[list[str | None]]) -> bytes:
     """A table as PowerPoint draws one: a group of cells placed by their anchors (written column by column, as
-    their order must not matter), and the lines of its borders."""
+    their order must not matter), and the lines of its borders. A place a merged cell covers is None."""
     cells = [ppt_shape(rows[row][column], anchor=(100 * column, 50 * row), shape_type=1)
-             for column in range(len(rows[0])) for row in range(len(rows))]
+             for column in range(len(rows[0])) for row in range(len(rows)) if rows[row][column] is not None]
     return ppt_group([*cells, ppt_shape(anchor=(0, 0), shape_type=20)], table=True)
 
 
 def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | None = None,
               notes: list[str | None] | None = None, title: str | None = None, pictures: list[bytes] | None = None,
-              stale: str | None = None, token: int = 0xE391C05F) -> bytes:
+              stale: str | None = None, token: int = 0xE391C05F, footer: str | None = None) -> bytes:
     """A PowerPoint 97-2003 deck of ``slides``, each the shapes of its drawing (``ppt_shape``, ``ppt_group``...).
     ``listed`` is, for each slide, the texts its slide list keeps (kind, text) that shapes refer to; ``notes`` its
     notes page's text; ``pictures`` the image files of the picture store (PNG, JPEG, or BMP kept as a bitmap).
     ``stale`` is an earlier save's first slide, which a fast save left in the stream and the last save's persist
-    directory no longer names. ``token`` is the Current User header token (0xF3D1C4DF when encrypted)."""
+    directory no longer names. ``token`` is the Current User header token (0xF3D1C4DF when encrypted); ``footer``
+    the footer every slide shows (as the Header and Footer dialog sets it)."""
     listed = listed or [[] for _ in slides]
     notes = notes or [None] * len(slides)
     noted = [index for index, text in enumerate(notes) if text is not None]
@@ -618,8 +619,11 @@ def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | N
     for index, shapes in enumerate(slides):
         offsets[slide_ids[index]] = len(stream)
         notes_id = 512 + index if notes[index] is not None else 0
-        stream += drawn(0x03EE, ppt_record(0x03EF, struct.pack("<I8sIIHH", 0, bytes(8), 0, notes_id, 0, 0), 0),
-                        shapes)
+        atoms = ppt_record(0x03EF, struct.pack("<I8sIIHH", 0, bytes(8), 0, notes_id, 0, 0), 0)
+        if footer is not None:
+            atoms += ppt_record(0x0FD9, ppt_record(0x0FDA, struct.pack("<HH", 0, 0x20)) + ppt_record(
+                0x0FBA, footer.encode("utf-16-le"), 2), container=True)
+        stream += drawn(0x03EE, atoms, shapes)
     for index in noted:
         offsets[note_ids[index]] = len(stream)
         stream += drawn(0x03F0, ppt_record(0x03F1, bytes(8)), [ppt_shape(notes[index], 2)])

@@ -552,3 +552,51 @@ def doc_marking_one_picture(marks: int) -> bytes:
     page = len(word) - 512  # the character properties' page: its picture's run widened over every mark
     struct.pack_into("<I", word, page + 8, struct.unpack_from("<I", word, page + 8)[0] + 2 * marks)
     return compound_file({**streams, "WordDocument": bytes(word)})
+
+
+def _ppt_stream(stream: bytes, edit: int) -> bytes:
+    """A deck of this PowerPoint Document stream whose Current User stream names the edit record at ``edit``."""
+    from tests.documents import compound_file, ppt_record
+
+    user = ppt_record(0x0FF6, struct.pack("<IIIHHBBH", 20, 0xE391C05F, edit, 0, 0x03F4, 3, 0, 0))
+    return compound_file({"PowerPoint Document": stream, "Current User": user})
+
+
+def _ppt_edit(previous: int, directory: int) -> bytes:
+    from tests.documents import ppt_record
+
+    return ppt_record(0x0FF5, struct.pack("<IHBBIIIIHH", 256, 0, 0, 3, previous, directory, 1, 2, 1, 0))
+
+
+def ppt_edits_naming_one_directory(edits: int, megabytes: float) -> bytes:
+    """A deck whose chain of ``edits`` earlier saves all name one persist directory of zero words."""
+    from tests.documents import ppt_record
+
+    stream = bytearray(ppt_record(0x1772, bytes(int(megabytes * 2**20))))
+    previous = 0
+    for _ in range(edits):
+        previous, stream = len(stream), stream + _ppt_edit(previous, 0)
+    return _ppt_stream(bytes(stream), previous)
+
+
+def ppt_slides_sharing_one_drawing(slides: int, shapes: bytes) -> bytes:
+    """A deck of ``slides`` slide records nested so that each has one drawing of ``shapes`` as its child: slide
+    k's header at 16 k, then an atom over the headers after it, ending where the drawing starts."""
+    from tests.documents import ppt_record
+
+    patriarch = ppt_record(0xF004, ppt_record(0xF00A, struct.pack("<II", 1024, 5)), container=True)
+    drawing = ppt_record(0x040C, ppt_record(0xF002, ppt_record(0xF003, patriarch + shapes, container=True),
+                                            container=True), container=True)
+    stream = bytearray()
+    for slide in range(slides):
+        stream += struct.pack("<HHI", 0xF, 0x03EE, 16 * slides + len(drawing) - 16 * slide - 8)
+        stream += struct.pack("<HHI", 0, 0x0001, 16 * slides - 16 * slide - 16)
+    stream += drawing
+    document = len(stream)
+    stream += ppt_record(0x03E8, ppt_record(0x0FF0, b"".join(ppt_record(0x03F3, struct.pack(
+        "<5I", 2 + slide, 0, 0, 256 + slide, 0)) for slide in range(slides)), 0, True), container=True)
+    directory = len(stream)
+    stream += ppt_record(0x1772, struct.pack("<II", 1 << 20 | 1, document) + struct.pack("<I", slides << 20 | 2) +
+                         b"".join(struct.pack("<I", 16 * slide) for slide in range(slides)))
+    edit = len(stream)
+    return _ppt_stream(bytes(stream + _ppt_edit(0, directory)), edit)

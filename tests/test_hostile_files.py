@@ -70,8 +70,10 @@ from tests.hostile import (
     office_external_entity,
     one_picture_shown_often_deck,
     outside,
+    ppt_edits_naming_one_directory,
     ppt_listing_one_slide,
     ppt_nested_groups,
+    ppt_slides_sharing_one_drawing,
     repeated_contents_pdf,
     repeated_image_markdown,
     shared_mask_pdf,
@@ -252,6 +254,11 @@ CASES = {
         100_000, 1_000_000)), None, 400, 30),
     "ppt of one text box of 3.3 million Chinese characters and a field": (_write("field.ppt", lambda: ppt_bytes([[
         ppt_shape("中" * 3_300_000, extra=ppt_record(0x0FD8, struct.pack("<I", 5)))]])), None, 400, 30),
+    "ppt whose 20,000 earlier saves all name one 6 MB persist directory of zero words": (_write(
+        "edits.ppt", lambda: ppt_edits_naming_one_directory(20_000, 6)), "its last save has no document", 400, 30),
+    "ppt of 2,000 slides sharing one drawing of 250 shapes of 4,095 properties": (_write(
+        "drawing.ppt", lambda: ppt_slides_sharing_one_drawing(2000, ppt_record(0xF004, ppt_record(
+            0xF00B, struct.pack("<HI", 1, 0) * 4095, 4095), container=True) * 250)), None, 400, 30),
     "ppt of groups nested 800,000 deep": (_write("nested.ppt", lambda: ppt_nested_groups(800_000)), None, 400, 30),
     "ppt of 100,000 pictures showing one": (_write("shown.ppt", lambda: ppt_bytes(
         [[ppt_shape(picture=1)] * 100_000], pictures=[image_bytes("PNG", (80, 60))])), None, 400, 30),
@@ -325,6 +332,9 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
             "only the first 2000 of 100001 slides were read (max_pages)"]
     if case.startswith("ppt of one text box"):
         assert result["text"] == "中" * 3_300_000 and result["warnings"] == []
+    if case.startswith("ppt of 2,000 slides"):
+        assert result["text"] == "" and result["warnings"] == [
+            "slides 2 to 2000 not read: its records refer to each other more often than its size allows"]
     if case.startswith("ppt of groups"):
         assert result["text"] == "Top" and result["warnings"] == []
     if case.startswith("ppt of 100,000"):

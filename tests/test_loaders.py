@@ -1530,6 +1530,31 @@ def test_ppt_slides_are_pages_read_as_a_pptx_deck_s(tmp_path: Path) -> None:
     assert (untitled.title, untitled.text) == ("Centred title", "Centred title\n\nBody")
 
 
+def test_ppt_reads_footers_merged_cells_and_fields_as_powerpoint_shows_them(tmp_path: Path) -> None:
+    """A slide's footer is its own text (a master's placeholder draws it); a merged cell leaves the places it
+    covers empty, as the PPTX loader reads them; a field's '*' is left out, a formatted date's too."""
+    date = ppt_record(0x1015, struct.pack("<i", 8) + "dd/MM/yyyy".encode("utf-16-le").ljust(128, b"\0"))
+    document = load(tmp_path, "footer.ppt", ppt_bytes([[ppt_shape("Sales", 0), ppt_table(
+        [["Region", "Q1", "Q2"], ["North+South", "", "12"], [None, "7", "9"], ["Total", "merged total", None]]),
+        ppt_shape("Updated *", extra=date), ppt_shape("A star * stays")]], footer="Confidential - Harbour Co"))
+    assert document.text == ("Sales\n\nRegion | Q1 | Q2\nNorth+South |  | 12\n | 7 | 9\nTotal | merged total |\n\n"
+                             "Updated\n\nA star * stays\n\nConfidential - Harbour Co")
+
+
+def test_ppt_keeps_a_slide_whose_notes_page_or_picture_is_broken(tmp_path: Path) -> None:
+    def lose_the_notes_page(stream: bytearray) -> None:
+        at = stream.index(struct.pack("<5I", 3, 0, 0, 512, 0))
+        stream[at:at + 4] = struct.pack("<I", 999)
+
+    deck = _ppt_patched(ppt_bytes([[ppt_shape("Slide body")]], notes=["A note"]), lose_the_notes_page)
+    document = load(tmp_path, "notes.ppt", deck)
+    assert (document.text, document.warnings) == (
+        "Slide body", ["slide 1: its notes page cannot be read: its record (persist id 999) is missing"])
+    bitmap = b"BM" + bytes(12) + struct.pack("<I", 40) + bytes(16)  # a bitmap header cut short
+    broken = load(tmp_path, "bitmap.ppt", ppt_bytes([[ppt_shape("Kept")], [ppt_shape(picture=1)]], pictures=[bitmap]))
+    assert broken.text == "Kept" and broken.warnings[0].startswith("image slide 2 image 1 skipped: not an image")
+
+
 def test_ppt_reads_the_last_save_only(tmp_path: Path) -> None:
     """A fast save appends the slides it changed and a persist directory naming them: the slide an earlier save
     left in the stream is not read. Without its Current User stream the last save is the stream's last edit."""

@@ -24,7 +24,7 @@ _PROPERTY_TABLES = frozenset({0xF00B, 0xF122})  # a shape's properties (OfficeAr
 _PICTURE, _DESCRIPTION = 0x0104, 0x0381  # shape properties: the picture it shows, its alt text
 _MAX_ALT = 2000  # characters of alt text kept
 _DIB_HEADERS = (12, 40, 52, 56, 64, 108, 124)  # the sizes of the bitmap headers Windows defines
-_BITFIELDS = 3  # a 40-byte-header bitmap's compression whose three colour masks follow its header
+_MASKS = {3: 12, 6: 16}  # a 40-byte-header bitmap's compressions whose colour masks follow its header: their size
 
 
 class Exhausted(LoadError):
@@ -123,7 +123,8 @@ def _properties(records: Records, record: Record) -> dict[int, int | bytes]:
     (kept after the table, in the order of the properties)."""
     data = records.data
     found: dict[int, int | bytes] = {}
-    complex_at = record.start + 6 * record.instance  # the instance is the number of properties (at most 4,095)
+    records.spend(record.instance)  # the instance is the number of properties (at most 4,095)
+    complex_at = record.start + 6 * record.instance
     for offset in range(record.start, min(complex_at, record.end - 5), 6):
         identifier, value = struct.unpack_from("<HI", data, offset)
         if identifier & 0x8000:  # complex: ``value`` is the length of its bytes
@@ -160,7 +161,10 @@ class PictureFiles:
             return None, "", f"over {self.limits.max_bytes / 2**20:g} MB"
         if self.held + size > self.limits.max_total_bytes:
             return None, "", f"over {self.limits.max_total_bytes / 2**20:g} MB of pictures in the file"
-        image, reason = picture_file(records, record)
+        try:
+            image, reason = picture_file(records, record)
+        except struct.error:
+            image, reason = None, "its picture record is cut short"
         if image is None:
             return None, "", reason
         self.held += len(image)
@@ -183,15 +187,16 @@ def picture_file(records: Records, record: Record) -> tuple[bytes | None, str]:
 def _bitmap_file(dib: bytes) -> bytes:
     """A BMP file of a device-independent bitmap: the 14-byte file header, which says where its pixels start
     (after the bitmap's header, its colour masks and its palette)."""
-    if len(dib) < 16 or (size := struct.unpack_from("<I", dib)[0]) not in _DIB_HEADERS:
-        return dib  # not a bitmap: the image reader says so
+    size = struct.unpack_from("<I", dib)[0] if len(dib) >= 4 else 0
+    if size not in _DIB_HEADERS or len(dib) < max(size, 16):
+        return dib  # not a bitmap (or one cut short): the image reader says so
     if size == 12:
         bits, colours, compression, entry = struct.unpack_from("<H", dib, 10)[0], 0, 0, 3
     else:
         bits, compression, colours = struct.unpack_from("<H", dib, 14)[0], *struct.unpack_from("<I12xI", dib, 16)
         entry = 4
-    palette = (colours or 1 << bits) * entry if bits <= 8 else colours * entry
-    masks = 12 if size == 40 and compression == _BITFIELDS else 0
+    palette = (colours or 1 << bits) * entry if 0 < bits <= 8 else colours * entry
+    masks = _MASKS.get(compression, 0) if size == 40 else 0
     pixels = 14 + size + masks + palette
     if pixels > 14 + len(dib):
         return dib  # its palette is longer than the picture: the image reader refuses it

@@ -45,7 +45,10 @@ _DOCUMENT, _SLIDE, _SLIDE_ATOM, _NOTES = 0x03E8, 0x03EE, 0x03EF, 0x03F0
 _SLIDE_LIST, _SLIDE_PERSIST = 0x0FF0, 0x03F3
 _USER_EDIT, _PERSIST_DIRECTORY, _CURRENT_USER = 0x0FF5, 0x1772, 0x0FF6
 _TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _TEXT_REFERENCE = 0x0F9F, 0x0FA0, 0x0FA8, 0x0F9E
-_FIELDS = frozenset({0x0FD7, 0x0FD8, 0x0FF7, 0x0FF8, 0x0FF9, 0x0FFA})  # date, slide number, header, footer: a '*'
+# Fields, each a '*' in its text: slide number, dates, header, footer, a formatted date.
+_FIELDS = frozenset({0x0FD8, 0x0FF7, 0x0FF8, 0x0FF9, 0x0FFA, 0x1015})
+_HEADERS_FOOTERS, _HEADERS_FOOTERS_ATOM, _STRING = 0x0FD9, 0x0FDA, 0x0FBA  # a slide's footer, its flags, its text
+_HAS_FOOTER, _FOOTER = 0x20, 2  # the flag that a slide shows its footer; the instance of the footer's string
 # The drawing: PowerPoint's record of it, then OfficeArt's drawing, groups, shapes and the picture store.
 _DRAWING, _DRAWING_GROUP, _ART_DRAWING, _ART_DRAWING_GROUP = 0x040C, 0x040B, 0xF002, 0xF000
 _GROUP, _SHAPE, _SHAPE_ATOM, _CHILD_ANCHOR, _TEXTBOX = 0xF003, 0xF004, 0xF00A, 0xF00F, 0xF00D
@@ -134,15 +137,16 @@ class _Listed(NamedTuple):
 
 
 class _Slide(NamedTuple):
-    """What a slide holds: its text in reading order, its title, and its pictures (their place in the picture
-    store, and their alt text)."""
+    """What a slide holds: its text in reading order, its title, its pictures (their place in the picture store,
+    and their alt text), and what could not be read of it."""
 
     text: str
     title: str | None
     pictures: list[tuple[int, str | None]]
+    failures: list[str]
 
 
-_EMPTY = _Slide("", None, [])
+_EMPTY = _Slide("", None, [], [])
 
 
 class _Deck:
@@ -208,7 +212,7 @@ class _Deck:
         data = self.records.data
         offsets = array("I", [_UNSAVED]) * _PERSIST_IDS
         document: int | None = None
-        seen: set[int] = set()
+        seen: set[int] = set()  # edits and directories read (each once: many edits may name one directory)
         while edit_at not in seen:
             seen.add(edit_at)
             edit = self.records.at(edit_at)
@@ -216,7 +220,9 @@ class _Deck:
                 break
             last, directory, reference = struct.unpack_from("<III", data, edit.start + 8)
             document = reference if document is None else document
-            if (found := self.records.at(directory)) is not None and found.kind == _PERSIST_DIRECTORY:
+            found = self.records.at(directory) if directory not in seen else None
+            seen.add(directory)
+            if found is not None and found.kind == _PERSIST_DIRECTORY:
                 self._entries(found, offsets)
             if not last:
                 break
@@ -231,7 +237,7 @@ class _Deck:
         while at + 4 <= directory.end:
             word = struct.unpack_from("<I", data, at)[0]
             count = min(word >> 20, (directory.end - at - 4) // 4)
-            self.records.spend(count)
+            self.records.spend(1 + count)
             first = word & 0xFFFFF
             for index, (offset,) in enumerate(struct.iter_unpack("<I", data[at + 4:at + 4 + 4 * count])):
                 if first + index < _PERSIST_IDS and offsets[first + index] == _UNSAVED:
@@ -258,10 +264,12 @@ def _read_slides(deck: _Deck, listed: list[_Listed], warnings: list[str]) -> lis
     """What each slide holds; a slide that cannot be read loses only itself, and once the deck's records were
     walked as often as its size allows the rest are empty pages (with a warning)."""
     read: list[_Slide] = []
-    unreadable = CappedWarnings(warnings, "{} more slide(s) could not be read")
+    unreadable = CappedWarnings(warnings, "{} more slide(s) or notes page(s) could not be read")
     for number, entry in enumerate(listed, 1):
         try:
             read.append(_SlideReader(deck, entry).slide())
+            for failure in read[-1].failures:
+                unreadable.add(f"slide {number}: {failure}")
         except OverBudget:  # the deck's text is over the allowance: the whole file is refused
             raise
         except Exhausted as error:
@@ -286,6 +294,7 @@ class _SlideReader:
         self.referred: set[int] = set()  # the listed texts a text box referred to (each is read once)
         self.texts: list[_Text] = []
         self.pictures: list[tuple[int, str | None]] = []
+        self.failures: list[str] = []
 
     def slide(self) -> _Slide:
         container = self._container(self.listed, _SLIDE)
@@ -297,9 +306,30 @@ class _SlideReader:
         title = " ".join(heading.text.split()) if heading is not None else None
         blocks = [title] if title else []
         blocks += [text.text for text in texts if text is not heading]
-        if notes := self._notes(container):
-            blocks.append("Notes: " + notes)
-        return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, self.pictures)
+        blocks.append(self._footer(container))
+        try:
+            if notes := self._notes(container):
+                blocks.append("Notes: " + notes)
+        except LoadError as error:  # the slide keeps its own text
+            self.failures.append(f"its notes page cannot be read: {error}")
+        return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, self.pictures,
+                      self.failures)
+
+    def _footer(self, slide: Record) -> str:
+        """The footer the slide shows (its text is the slide's, not a shape's: a footer placeholder on the master
+        draws it)."""
+        found = self.records.first(slide, _HEADERS_FOOTERS)
+        if found is None:
+            return ""
+        atom = self.records.first(found, _HEADERS_FOOTERS_ATOM)
+        flags = struct.unpack_from("<H", self.records.data, atom.start + 2)[0] \
+            if atom is not None and atom.end - atom.start >= 4 else 0
+        footer = next((child for child in self.records.children(found)
+                       if child.kind == _STRING and child.instance == _FOOTER), None)
+        if footer is None or not flags & _HAS_FOOTER:
+            return ""
+        self.deck.decoded((footer.end - footer.start) // 2)
+        return self.deck.counted(self.records.body(footer).decode("utf-16-le", "replace"))
 
     def _container(self, listed: _Listed, kind: int) -> Record | None:
         """The slide or notes page a list entry names; None when another entry named it already (it is read
@@ -356,14 +386,11 @@ class _SlideReader:
 
     def _box(self, box: Record) -> list[_Text]:
         """A text box's text: its own, or the listed text it refers to."""
-        own = _Texts(self.deck)
-        reference: Record | None = None
-        for child in self.records.children(box):
-            if child.kind == _TEXT_REFERENCE:
-                reference = reference or child
-            elif reference is None:
-                own.add(child)
+        reference = self.records.first(box, _TEXT_REFERENCE)  # (looked for first: then its own text is not read)
         if reference is None:
+            own = _Texts(self.deck)
+            for child in self.records.children(box):
+                own.add(child)
             return [_Text(text.kind, self.deck.counted(text.text)) for text in own.finish()]
         if reference.end - reference.start < 4:
             return []
@@ -375,7 +402,7 @@ class _SlideReader:
 
     def _table(self, shapes: Iterable[Record]) -> _Text:
         """A table's cells (the rectangles of its group, placed by their anchors; its lines are its borders) as
-        rows, one per line, cells ' | '."""
+        rows, one per line, cells ' | ' (see ``_rows``)."""
         cells: list[tuple[int, int, str]] = []
         for shape in shapes:
             atom = self.records.first(shape, _SHAPE_ATOM) if shape.kind == _SHAPE else None
@@ -386,8 +413,19 @@ class _SlideReader:
             box = self.records.first(shape, _TEXTBOX)
             text = " ".join(" ".join(part.text.split()) for part in self._box(box)) if box is not None else ""
             cells.append((top, left, text))
+        return _Text(_OTHER_TEXT, _rows(cells))
+
+
+def _rows(cells: list[tuple[int, int, str]]) -> str:
+    """A table's cells (top, left, text) as rows a line each: on the grid of their rows and columns, a place a
+    merged cell covers empty (as the PPTX loader reads a merged cell's others); cells that make no grid (more
+    than four places a cell), row by row as they stand."""
+    tops, lefts = sorted({top for top, _, _ in cells}), sorted({left for _, left, _ in cells})
+    if len(tops) * len(lefts) > 4 * len(cells) + 64:
         rows = itertools.groupby(sorted(cells), key=lambda cell: cell[0])
-        return _Text(_OTHER_TEXT, "\n".join(" | ".join(text for _, _, text in row) for _, row in rows))
+        return "\n".join(" | ".join(text for _, _, text in row) for _, row in rows)
+    placed = {(top, left): text for top, left, text in cells}
+    return "\n".join(" | ".join(placed.get((top, left), "") for left in lefts) for top in tops)
 
 
 class _Pictures:
