@@ -581,13 +581,15 @@ def ppt_table(rows: list[list[str | None]]) -> bytes:
 
 def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | None = None,
               notes: list[str | None] | None = None, title: str | None = None, pictures: list[bytes] | None = None,
-              stale: str | None = None, token: int = 0xE391C05F, footer: str | None = None) -> bytes:
+              stale: str | None = None, token: int = 0xE391C05F, footer: str | None = None,
+              session: bool = False) -> bytes:
     """A PowerPoint 97-2003 deck of ``slides``, each the shapes of its drawing (``ppt_shape``, ``ppt_group``...).
     ``listed`` is, for each slide, the texts its slide list keeps (kind, text) that shapes refer to; ``notes`` its
     notes page's text; ``pictures`` the image files of the picture store (PNG, JPEG, or BMP kept as a bitmap).
     ``stale`` is an earlier save's first slide, which a fast save left in the stream and the last save's persist
     directory no longer names. ``token`` is the Current User header token (0xF3D1C4DF when encrypted); ``footer``
-    the footer every slide shows (as the Header and Footer dialog sets it)."""
+    the footer every slide shows (as the Header and Footer dialog sets it); ``session`` has the last save name an
+    encryption session, as an encrypted deck's does."""
     listed = listed or [[] for _ in slides]
     notes = notes or [None] * len(slides)
     noted = [index for index, text in enumerate(notes) if text is not None]
@@ -628,14 +630,18 @@ def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | N
         offsets[note_ids[index]] = len(stream)
         stream += drawn(0x03F0, ppt_record(0x03F1, bytes(8)), [ppt_shape(notes[index], 2)])
 
-    def save(entries: dict[int, int], previous: int) -> int:
+    def save(entries: dict[int, int], previous: int, encrypted: bool = False) -> int:
         """A persist directory of ``entries`` (one run per id) and the edit record naming it; its offset."""
+        if encrypted:
+            entries = {**entries, max(entries) + 1: len(stream)}
+            stream.extend(ppt_record(0x2F14, ppt_record(0x2F15, bytes(16)), container=True))
         directory = len(stream)
         stream.extend(ppt_record(0x1772, b"".join(struct.pack("<II", 1 << 20 | identifier, offset)
                                                   for identifier, offset in sorted(entries.items()))))
         edit = len(stream)
         stream.extend(ppt_record(0x0FF5, struct.pack("<IHBBIIIIHH", 256, 0, 0, 3, previous, directory, 1,
-                                                     max(entries) + 1, 1, 0)))
+                                                     max(entries) + 1, 1, 0) + (struct.pack(
+                                                         "<I", max(entries)) if encrypted else b"")))
         return edit
 
     edit = 0
@@ -643,7 +649,7 @@ def ppt_bytes(slides: list[list[bytes]], listed: list[list[tuple[int, str]]] | N
         first = {**offsets, slide_ids[0]: len(stream)}
         stream += drawn(0x03EE, ppt_record(0x03EF, bytes(24)), [ppt_shape(stale)])
         edit = save(first, 0)
-    edit = save(offsets if stale is None else {slide_ids[0]: offsets[slide_ids[0]]}, edit)
+    edit = save(offsets if stale is None else {slide_ids[0]: offsets[slide_ids[0]]}, edit, session)
     user = ppt_record(0x0FF6, struct.pack("<IIIHHBBH", 20, token, edit, 0, 0x03F4, 3, 0, 0))
     streams = {"PowerPoint Document": bytes(stream), "Current User": user}
     if pictures:

@@ -1568,6 +1568,8 @@ def test_ppt_reads_the_last_save_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "reason"), [
     pytest.param(ppt_bytes([[ppt_shape("Secret")]], token=0xF3D1C4DF), r"^encrypted PPT \(password-protected\)",
                  id="encrypted"),
+    pytest.param(ppt_bytes([[ppt_shape("Secret")]], session=True), r"^encrypted PPT \(password-protected\)",
+                 id="encryption session"),
     pytest.param(compound_file({"PP40": b"old"}), "^a PowerPoint 4 presentation: its format is not read$", id="pp4"),
     pytest.param(compound_file({"WordDocument": b"x"}), "^not a PowerPoint presentation: an OLE file without a "
                  "PowerPoint Document stream$", id="word"),

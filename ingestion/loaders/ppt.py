@@ -44,6 +44,7 @@ _DOCUMENT_STREAM, _USER_STREAM, _PICTURES_STREAM = "PowerPoint Document", "Curre
 _DOCUMENT, _SLIDE, _SLIDE_ATOM, _NOTES = 0x03E8, 0x03EE, 0x03EF, 0x03F0
 _SLIDE_LIST, _SLIDE_PERSIST = 0x0FF0, 0x03F3
 _USER_EDIT, _PERSIST_DIRECTORY, _CURRENT_USER = 0x0FF5, 0x1772, 0x0FF6
+_CRYPT_SESSION = 0x2F14  # what an encrypted deck's last edit names (its encryption's parameters)
 _TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _TEXT_REFERENCE = 0x0F9F, 0x0FA0, 0x0FA8, 0x0F9E
 # Fields, each a '*' in its text: slide number, dates, header, footer, a formatted date.
 _FIELDS = frozenset({0x0FD8, 0x0FF7, 0x0FF8, 0x0FF9, 0x0FFA, 0x1015})
@@ -158,7 +159,10 @@ class _Deck:
         self.limits = limits
         self.length = self.characters = 0
         self.read: set[int] = set()  # offsets of the slide and notes records read
-        self.offsets, document = self._directory(self._last_edit(user))
+        self.offsets, document, session = self._directory(self._last_edit(user))
+        if session is not None and (encrypted := self.persisted(session)) is not None and \
+                encrypted.kind == _CRYPT_SESSION:
+            raise LoadError("encrypted PPT (password-protected): it cannot be read without its password")
         found = self.persisted(document)
         if found is None or found.kind != _DOCUMENT:
             raise LoadError("corrupt PPT (or a PowerPoint 95 file, which is not read): its last save has no document")
@@ -194,7 +198,8 @@ class _Deck:
             token, offset = struct.unpack_from("<II", user, 12)
             if token == _ENCRYPTED:
                 raise LoadError("encrypted PPT (password-protected): it cannot be read without its password")
-            if offset + 4 <= len(data) and struct.unpack_from("<H", data, offset + 2)[0] == _USER_EDIT:
+            kind, length = struct.unpack_from("<HI", data, offset + 2) if offset + 8 <= len(data) else (0, 0)
+            if kind == _USER_EDIT and length >= 20:
                 return offset
         last, offset = None, 0
         while (record := self.records.at(offset)) is not None:
@@ -205,13 +210,15 @@ class _Deck:
             raise LoadError("corrupt PPT: it says nowhere where its last save is")
         return last
 
-    def _directory(self, edit_at: int) -> tuple[array[int], int]:
-        """Where each persisted record is (by persist id, ``_UNSAVED`` for none) and the document's persist id,
-        from the last save's edit back to the first (a later save's entry wins). Persist ids have 20 bits: the
-        table takes 4 MB, however many entries a hostile directory repeats."""
+    def _directory(self, edit_at: int) -> tuple[array[int], int, int | None]:
+        """Where each persisted record is (by persist id, ``_UNSAVED`` for none), the document's persist id and
+        the encryption's (when the last save names one), from the last save's edit back to the first (a later
+        save's entry wins). Persist ids have 20 bits: the table takes 4 MB, however many entries a hostile
+        directory repeats."""
         data = self.records.data
         offsets = array("I", [_UNSAVED]) * _PERSIST_IDS
         document: int | None = None
+        session: int | None = None
         seen: set[int] = set()  # edits and directories read (each once: many edits may name one directory)
         while edit_at not in seen:
             seen.add(edit_at)
@@ -219,7 +226,9 @@ class _Deck:
             if edit is None or edit.kind != _USER_EDIT or edit.end - edit.start < 20:
                 break
             last, directory, reference = struct.unpack_from("<III", data, edit.start + 8)
-            document = reference if document is None else document
+            if document is None:
+                document = reference
+                session = struct.unpack_from("<I", data, edit.start + 28)[0] if edit.end - edit.start >= 32 else None
             found = self.records.at(directory) if directory not in seen else None
             seen.add(directory)
             if found is not None and found.kind == _PERSIST_DIRECTORY:
@@ -229,7 +238,7 @@ class _Deck:
             edit_at = last
         if document is None:
             raise LoadError("corrupt PPT: its last save's edit record is missing")
-        return offsets, document
+        return offsets, document, session
 
     def _entries(self, directory: Record, offsets: array[int]) -> None:
         """Add a persist directory's entries (runs of ids, each with their offsets) to ``offsets``."""
