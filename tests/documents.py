@@ -394,20 +394,23 @@ def summary_information(title: str, codepage: int = 936) -> bytes:
 
 def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: str | None = None,
               flags: int = 0x0200, table: str | None = None, boxes: str | None = None,
-              pictures: list[bytes | None] | None = None) -> bytes:
+              pictures: list[bytes | None] | None = None,
+              floating: list[tuple[bytes | None, str | None]] | None = None) -> bytes:
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
     first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
     text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
     ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``).
     ``boxes`` is the text boxes' story, after the main document. ``pictures`` is, for each ``\\x01`` of the text
     in order, the inline picture its character properties place in the Data stream (``doc_picture``), or None for
-    a character that is no picture."""
+    a character that is no picture. ``floating`` is, for each ``\\x08`` in order, the floating shape anchored there:
+    a picture (PNG or JPEG, kept after the text) with its alt text, or (None, None) for a text box."""
     text_at = 1024
     word = bytearray(text_at)
     if table is not None:
         pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
     positions, descriptors, position = [0], [], 0
     marks: list[tuple[int, int]] = []  # each \x01's stream offset and width
+    anchored = [found.start() for found in re.finditer("\x08", "".join(text for text, _ in pieces) + (boxes or ""))]
     for text, eight_bit in [*pieces, *([(boxes, True)] if boxes else [])]:
         where = len(word)
         marks += [(where + (1 if eight_bit else 2) * found.start(), 1 if eight_bit else 2)
@@ -469,6 +472,27 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         word += page
         pairs[24:26] = [len(stream), len(index)]  # fcPlcfBteChpx, lcbPlcfBteChpx: the 13th pair
         stream += index
+    if floating:  # the drawing layer's picture store (its images after the text), shapes and their anchors
+        store, shapes, stored = b"", b"", 0
+        for number, (image, alt) in enumerate(floating):
+            if image is not None:
+                stored += 1
+                kind, instance = (0xF01E, 0x6E0) if image.startswith(b"\x89PNG") else (0xF01D, 0x46A)
+                blip = ppt_record(kind, bytes(16) + b"\xff" + image, instance)
+                store += ppt_record(0xF007, struct.pack("<BB16sHIIIBBBB", 6, 6, bytes(16), 0, len(blip), 1, len(word),
+                                                        0, 0, 0, 0), 6)
+                word += blip
+            shapes += ppt_shape(None if image is not None else "A text box", picture=stored if image is not None
+                                else None, alt=alt, shape_type=75, shape_id=2000 + number)
+        patriarch = ppt_record(0xF004, ppt_record(0xF00A, struct.pack("<II", 1024, 5)), container=True)
+        layer = ppt_record(0xF000, ppt_record(0xF001, store, stored, True), container=True) + b"\0" + \
+            ppt_record(0xF002, ppt_record(0xF003, patriarch + shapes, container=True), container=True)
+        plc = struct.pack(f"<{len(anchored) + 1}I", *anchored, position) + b"".join(
+            struct.pack("<I4iHI", 2000 + number, 0, 0, 100, 100, 0, 0) for number in range(len(anchored)))
+        pairs[80:82] = [len(stream), len(plc)]  # fcPlcSpaMom, lcbPlcSpaMom: the 41st pair
+        stream += plc
+        pairs[100:102] = [len(stream), len(layer)]  # fcDggInfo, lcbDggInfo: the 51st pair
+        stream += layer
     fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", flags)
     fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22)
     longs = [0] * 22
@@ -543,7 +567,7 @@ def ppt_text(text: str, kind: int = 4, eight_bit: bool = False) -> bytes:
 
 def ppt_shape(text: str | None = None, kind: int = 4, reference: int | None = None, picture: int | None = None,
               alt: str | None = None, anchor: tuple[int, int] | None = None, shape_type: int = 202,
-              extra: bytes = b"") -> bytes:
+              extra: bytes = b"", shape_id: int = 1024) -> bytes:
     """A shape: a text box holding ``text`` of a type, or referring to the ``reference``-th text its slide list
     keeps (as PowerPoint keeps placeholders' text); a picture frame showing the ``picture``-th picture of the store,
     with its alt text; ``anchor`` (left, top) places it in its group. ``extra`` is more records in its text box."""
@@ -552,7 +576,7 @@ def ppt_shape(text: str | None = None, kind: int = 4, reference: int | None = No
         described = (alt + "\0").encode("utf-16-le")
         properties.append((0x8381, len(described), described))
     table = b"".join(struct.pack("<HI", identifier, value) for identifier, value, _ in properties)
-    records = ppt_record(0xF00A, struct.pack("<II", 1024, 0xA00), shape_type)
+    records = ppt_record(0xF00A, struct.pack("<II", shape_id, 0xA00), shape_type)
     records += ppt_record(0xF00B, table + b"".join(data for _, _, data in properties), len(properties))
     if anchor is not None:
         records += ppt_record(0xF00F, struct.pack("<4i", anchor[0], anchor[1], anchor[0] + 100, anchor[1] + 50))

@@ -1493,6 +1493,22 @@ def test_doc_inline_pictures_come_with_alt_text_caption_and_span(tmp_path: Path)
     assert crowded.warnings == ["its pictures were not read: its text uses every private-use character"]
 
 
+def test_doc_floating_pictures_are_read_from_the_drawing_layer_where_they_are_anchored(tmp_path: Path) -> None:
+    """A floating picture is a shape of the drawing layer anchored at a character; its image is kept after the
+    text, where the layer's picture store says. A floating text box shows no picture."""
+    text = "Intro\rA floating \x08picture here.\rFigure 2: The quay\rA text box \x08 anchored.\rInline \x01.\r"
+    document = load(tmp_path, "floating.doc", doc_bytes(
+        [(text, False)], pictures=[doc_picture(image_bytes("PNG", (80, 60)), alt="Inline lamp")],
+        floating=[(image_bytes("JPEG", (90, 70)), "The quay at night"), (None, None)]))
+    assert document.text == ("Intro\n\nA floating picture here.\n\nFigure 2: The quay\n\nA text box  anchored.\n\n"
+                             "Inline .")
+    assert [(image.name, image.width, document.text[image.start:image.end], image.alt, image.caption)
+            for image in document.images] == [
+        ("picture 1", 90, "A floating picture here.\n\nFigure 2: The quay", "The quay at night", "Figure 2: The quay"),
+        ("picture 2", 80, "Inline .", "Inline lamp", None)]
+    assert document.warnings == []
+
+
 def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Path) -> None:
     path = tmp_path / "long.doc"
     with pytest.raises(LoadError, match="max_document_chars"):

@@ -18,7 +18,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
-from ingestion.loaders.doc_pictures import placed_pictures
+from ingestion.loaders.doc_pictures import DocPictures, Key, placed_pictures
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from kb.types import ExtractedDocument
 
@@ -26,6 +26,7 @@ _WORD_97 = 0xA5EC  # the FIB's wIdent of Word 97 and later (Word 6 and 95 wrote 
 _ENCRYPTED, _TABLE_1, _OBFUSCATED = 0x0100, 0x0200, 0x8000  # FibBase flags
 _CLX_INDEX = 33  # fcClx/lcbClx: the 34th pair of FibRgFcLcb97
 _CHPX_INDEX, _PAPX_INDEX = 12, 13  # fcPlcfBteChpx, fcPlcfBtePapx: where the character and paragraph properties are
+_ANCHORS_INDEX, _DRAWINGS_INDEX = 40, 50  # fcPlcSpaMom, fcDggInfo: the floating shapes' anchors, the drawing layer
 # Paragraph property modifiers (sprms) that say where a paragraph stands in a table, and the table definition's,
 # whose operand size is two bytes; the size of the others' operand is in their top three bits.
 _IN_TABLE, _ROW_END, _INNER_CELL, _INNER_ROW_END, _TABLE_DEPTH = 0x2416, 0x2417, 0x244B, 0x244C, 0x6649
@@ -40,6 +41,7 @@ _COMPRESSED = 0x40000000
 _MARKS = str.maketrans({"\x01": None, "\x02": None, "\x05": None, "\x08": None, "\x1f": None, "\x0b": "\n",
                         "\x0c": "\n", "\x1e": "-", "\x1c": " "})
 _FIELD = re.compile("[\x13\x14\x15]")  # a field's begin, separator (its code before, its result after) and end
+_PICTURE_MARK = re.compile("[\x01\x08]")  # an inline picture's character, a floating shape's anchor
 _PARAGRAPH_MARK = re.compile("[\r\x07]")  # a paragraph's end: a carriage return, or a table cell's or row's mark
 # Characters no text of a document should hold: one stands for the inline pictures until they are placed.
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
@@ -48,9 +50,9 @@ _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its en
 
 class DocLoader(Loader):
     """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
-    within its cell), fields as their result, then the text boxes' paragraphs. Inline pictures (PNG, JPEG, TIFF,
-    bitmaps) come with their alt text, caption and the span of their paragraph. Footnotes, headers, footers,
-    comments and floating pictures are not read; the title is the document's summary information's. Encrypted
+    within its cell), fields as their result, then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps),
+    inline or floating, come with their alt text, caption and the span of their paragraph. Footnotes, headers,
+    footers and comments are not read; the title is the document's summary information's. Encrypted
     files, and Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
@@ -67,7 +69,7 @@ class DocLoader(Loader):
                 if not package.exists(fib.table):
                     raise LoadError(f"corrupt DOC: its {fib.table} stream is missing")
                 table = package.openstream(fib.table).read()
-                pictures = package.openstream("Data").read() if package.exists("Data") else b""
+                data_stream = package.openstream("Data").read() if package.exists("Data") else b""
                 title = ole.summary_title(package)
         except (LoadError, MemoryError):
             raise
@@ -77,6 +79,8 @@ class DocLoader(Loader):
         pieces = _pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count))
         marks = _Marks(word, table[fib.papx[0]:fib.papx[0] + fib.papx[1]], pieces)
         characters = _Formatting(word, table[fib.chpx[0]:fib.chpx[0] + fib.chpx[1]], pieces, _chpx_page)
+        pictures = DocPictures(data_stream, table[fib.drawings[0]:fib.drawings[0] + fib.drawings[1]],
+                               table[fib.anchors[0]:fib.anchors[0] + fib.anchors[1]], word)
         main, boxes = _text(word, pieces, 0, fib.characters), _text(word, pieces, start, start + count)
         warnings: list[str] = []
         used = set(_PRIVATE_USE.findall(main)) | set(_PRIVATE_USE.findall(boxes))
@@ -84,10 +88,12 @@ class DocLoader(Loader):
         if sentinel is None:
             warnings.append("its pictures were not read: its text uses every private-use character")
             characters = _Formatting(word, b"", pieces, _chpx_page)
-        located: list[int] = []  # where each inline picture is in the Data stream, in the order of the text
-        text = _fields(marks.tagged(_pictures_marked(main, 0, characters, sentinel or "", located), 0))
-        if count:  # the text boxes' story, after the main document's
-            boxes = _pictures_marked(boxes, start, characters, sentinel or "", located)
+            pictures.anchors = {}
+        located: list[Key] = []  # the pictures, in the order of the text
+        text = _fields(marks.tagged(_pictures_marked(main, 0, characters, pictures.anchors, sentinel or "", located),
+                                    0))
+        if count:  # the text boxes' story, after the main document's (its pictures are inline ones)
+            boxes = _pictures_marked(boxes, start, characters, {}, sentinel or "", located)
             text += "\r" + _fields(marks.tagged(boxes, start))
         images = EmbeddedImages(limits, warnings, root, on_kept)
         text = placed_pictures(_blocks(text.translate(_MARKS)), sentinel or "\x01", located, pictures, images)
@@ -105,6 +111,8 @@ class _Fib(NamedTuple):
     papx: tuple[int, int]
     chpx: tuple[int, int]  # the character properties' index
     boxes: tuple[int, int]  # the text boxes' story: its first character position and its length
+    anchors: tuple[int, int]  # the main document's floating shapes' anchors (PlcSpaMom)
+    drawings: tuple[int, int]  # the drawing layer (OfficeArtContent)
 
 
 def _fib(word: bytes) -> _Fib:
@@ -131,10 +139,12 @@ def _fib(word: bytes) -> _Fib:
         clx = struct.unpack_from("<II", word, at + 2 + 8 * _CLX_INDEX)
         papx = struct.unpack_from("<II", word, at + 2 + 8 * _PAPX_INDEX)
         chpx = struct.unpack_from("<II", word, at + 2 + 8 * _CHPX_INDEX)
+        anchors, drawings = (struct.unpack_from("<II", word, at + 2 + 8 * index) if pairs > _DRAWINGS_INDEX
+                             else (0, 0) for index in (_ANCHORS_INDEX, _DRAWINGS_INDEX))
     except struct.error as error:
         raise LoadError("corrupt DOC: its FIB is cut short") from error
     return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx, chpx,
-                (sum(lengths[:6]), lengths[6]))
+                (sum(lengths[:6]), lengths[6]), anchors, drawings)
 
 
 class _Piece(NamedTuple):
@@ -329,19 +339,23 @@ def _table_flags(sprms: bytes) -> tuple[bool, bool, bool]:
     return in_table, row_end, inner
 
 
-def _pictures_marked(text: str, first: int, characters: _Formatting[int | None], sentinel: str,
-                     located: list[int]) -> str:
-    """``text`` (from character position ``first``) with each inline picture's character as ``sentinel``, where
-    its picture is in the Data stream added to ``located``; other pictures' characters (drawn objects, form data,
-    embedded objects) are left as they are."""
+def _pictures_marked(text: str, first: int, characters: _Formatting[int | None], anchors: dict[int, int],
+                     sentinel: str, located: list[Key]) -> str:
+    """``text`` (from character position ``first``) with each picture's character as ``sentinel``, the picture
+    added to ``located``: an inline one's (where its properties place it in the Data stream) and a floating one's
+    (the shape anchored there); other marks (form data, embedded objects) are left as they are."""
     parts: list[str] = []
     position = 0
-    for mark in re.finditer("\x01", text):
-        location = characters.at(first + mark.start())
-        if location is not None:
+    for mark in _PICTURE_MARK.finditer(text):
+        if mark.group() == "\x08":
+            key = (True, anchors[first + mark.start()]) if first + mark.start() in anchors else None
+        else:
+            location = characters.at(first + mark.start())
+            key = (False, location) if location is not None else None
+        if key is not None:
             parts += [text[position:mark.start()], sentinel]
             position = mark.end()
-            located.append(location)
+            located.append(key)
     parts.append(text[position:])
     return "".join(parts)
 

@@ -1,6 +1,11 @@
-"""Inline pictures of a Word 97-2003 document, as its Data stream keeps them (a picture header (PICF), then an
-OfficeArt shape with its alt text and the picture store entries that hold the image, see ``office_art``), and the
-span of the paragraph each stands in."""
+"""Pictures of a Word 97-2003 document and the span of the paragraph each stands in.
+
+An inline picture is a character (0x01) whose properties say where its picture is in the Data stream: a picture
+header (PICF), then an OfficeArt shape with its alt text and the picture store entries that hold the image (see
+``office_art``). A floating picture is a shape of the main document's drawing layer (kept in the table stream),
+anchored at a character (0x08) by the PlcSpaMom; its image is in the layer's picture store, whose entries say where
+in the WordDocument stream it is.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,84 @@ from ingestion.loaders.office_art import (
 
 _HEADER = 0x44  # the size of a picture header
 _SHAPE, _SHAPE_FILE = 0x64, 0x66  # its mapping modes: a shape follows (after a picture's name, for the second)
-_SHAPE_RECORD, _STORED_PICTURE = 0xF004, 0xF007
+_DRAWING_GROUP, _PICTURE_STORE, _DRAWING, _GROUP = 0xF000, 0xF001, 0xF002, 0xF003
+_SHAPE_RECORD, _SHAPE_ATOM, _STORED_PICTURE = 0xF004, 0xF00A, 0xF007
 _MAX_ENTRIES = 64  # picture store entries looked at after one picture's shape
+_MAX_DEPTH = 64  # groups within groups in the drawing layer
+_ANCHOR = 26  # the size of an anchor (SPA): the shape's id, its place on the page, its flags
+_MAIN = 0  # the drawing layer's label for the main document's drawing (1: the headers')
+
+Key = tuple[bool, int]  # a picture: floating (by its shape's id) or inline (by where it is in the Data stream)
+Found = tuple[tuple[Records, Record] | str, str | None]  # its picture record, or why there is none; its alt text
+
+
+class DocPictures:
+    """A document's pictures, each read once by its key: inline ones from the Data stream, floating ones from
+    the drawing layer (read when a floating one is first asked for)."""
+
+    def __init__(self, data: bytes, layer: bytes, anchors: bytes, word: bytes) -> None:
+        self.data = Records(data)
+        self.layer = Records(layer)
+        self.delay = Records(word)  # where the drawing layer's picture store keeps its images
+        self.anchors = _anchors(anchors)
+        self.shapes: dict[int, tuple[int, str | None]] | None = None  # the pictures' shapes: id to (store, alt)
+        self.store: list[Record] = []
+        self.read: dict[Key, Found | None] = {}
+
+    def picture(self, key: Key) -> Found | None:
+        """The picture ``key`` names, or why there is none; None for a shape that shows no picture."""
+        if key not in self.read:
+            floating, number = key
+            try:
+                self.read[key] = self._floating(number) if floating else inline_picture(self.data, number)
+            except Exhausted as error:
+                self.read[key] = str(error), None
+        return self.read[key]
+
+    def _floating(self, shape: int) -> Found | None:
+        if self.shapes is None:
+            self.shapes = {}
+            self._layer(self.shapes)
+        if shape not in self.shapes:
+            return None
+        index, alt = self.shapes[shape]
+        if not 1 <= index <= len(self.store):
+            return "its picture is missing from the drawing layer's picture store", alt
+        return stored_picture(self.layer, self.store[index - 1], self.delay), alt
+
+    def _layer(self, shapes: dict[int, tuple[int, str | None]]) -> None:
+        """The picture store, then the shapes of the main document's drawing, each after its one-byte label."""
+        group = self.layer.at(0)
+        if group is None or group.kind != _DRAWING_GROUP:
+            return
+        store = self.layer.first(group, _PICTURE_STORE)
+        self.store = [] if store is None else [
+            child for child in self.layer.children(store) if child.kind == _STORED_PICTURE]
+        offset = group.end
+        while (drawing := self.layer.at(offset + 1)) is not None:
+            if self.layer.data[offset] == _MAIN and drawing.kind == _DRAWING:
+                self._shapes(drawing, 0, shapes)
+            offset = drawing.end
+
+    def _shapes(self, container: Record, depth: int, shapes: dict[int, tuple[int, str | None]]) -> None:
+        """The pictures' shapes in a drawing or group (a group's where the group is), by their ids."""
+        for child in self.layer.children(container) if depth <= _MAX_DEPTH else ():
+            if child.kind == _SHAPE_RECORD:
+                atom = self.layer.first(child, _SHAPE_ATOM)
+                shown = shown_picture(shape_properties(self.layer, child))
+                if atom is not None and atom.end - atom.start >= 4 and shown is not None:
+                    shapes.setdefault(struct.unpack_from("<I", self.layer.data, atom.start)[0], shown)
+            elif child.kind == _GROUP:
+                self._shapes(child, depth + 1, shapes)
+
+
+def _anchors(plc: bytes) -> dict[int, int]:
+    """The character position each floating shape is anchored at (a PLC of positions, then of anchors), to the
+    shape's id."""
+    count = (len(plc) - 4) // (4 + _ANCHOR) if len(plc) >= 4 + 4 + _ANCHOR else 0
+    positions = struct.unpack_from(f"<{count}I", plc)
+    return {position: struct.unpack_from("<I", plc, 4 * (count + 1) + _ANCHOR * index)[0]
+            for index, position in enumerate(positions)}
 
 
 def inline_picture(data: Records, location: int) -> tuple[tuple[Records, Record] | str, str | None] | None:
@@ -55,19 +136,17 @@ def inline_picture(data: Records, location: int) -> tuple[tuple[Records, Record]
     return stored_picture(data, entries[index - 1], None), alt
 
 
-def placed_pictures(blocks: list[str], sentinel: str, located: list[int], data: bytes,
+def placed_pictures(blocks: list[str], sentinel: str, located: list[Key], pictures: DocPictures,
                     images: EmbeddedImages) -> str:
     """The document's text, its ``blocks`` (paragraphs and tables) a blank line apart, each ``sentinel`` in them
-    left out: it stands where an inline picture is, whose header is at the next of ``located`` in the Data stream
-    ``data``. Each picture is kept with its alt text, the span of its block (through its caption), and its caption.
-    A picture header many characters name is read once."""
+    left out: it stands where the next picture of ``located`` is. Each picture is kept with its alt text, the
+    span of its block (through its caption), and its caption."""
     texts = [clean_text(block.replace(sentinel, "")) for block in blocks]
     text = "\n\n".join(block for block in texts if block)
     cursor = TextCursor(text)
     spans = [cursor.find(block) if block else None for block in texts] if located else []
-    records, files = Records(data), PictureFiles(images.limits)
-    read: dict[int, tuple[tuple[Records, Record] | str, str | None] | None] = {}
-    pictures = iter(located)
+    files = PictureFiles(images.limits)
+    keys = iter(located)
     number = 0
     before: tuple[int, int] | None = None  # the span of the last block with text before the current one
     for index, block in enumerate(blocks if located else []):
@@ -75,16 +154,11 @@ def placed_pictures(blocks: list[str], sentinel: str, located: list[int], data: 
             following = texts[index + 1] if index + 1 < len(texts) else ""
             caption = following if is_figure_caption(following) else None
             start, end = picture_span(spans[index], spans[index + 1] if caption else None, before)
-            for location in itertools.islice(pictures, count):
+            for key in itertools.islice(keys, count):
                 if images.full:
                     images.beyond_limits(1)
                     continue
-                if location not in read:
-                    try:
-                        read[location] = inline_picture(records, location)
-                    except Exhausted as error:
-                        read[location] = str(error), None
-                if (picture := read[location]) is None:  # a drawn shape
+                if (picture := pictures.picture(key)) is None:  # a drawn shape
                     continue
                 number += 1
                 found, alt = picture
