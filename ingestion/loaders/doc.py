@@ -1,4 +1,5 @@
-"""Word 97-2003 documents (.doc, as Word and WPS write them): the main text, read through the piece table.
+"""Word 97-2003 documents (.doc, as Word and WPS write them): the main text, read through the piece table, and
+its pictures (see ``doc_pictures``).
 
 The text of a .doc is stored in pieces (runs of 8-bit Windows-1252 or UTF-16 text) that the piece table puts in
 order; the main document is its first ``ccpText`` characters (footnotes, headers and comments follow it, then the
@@ -43,7 +44,7 @@ _MARKS = str.maketrans({"\x01": None, "\x02": None, "\x05": None, "\x08": None, 
 _FIELD = re.compile("[\x13\x14\x15]")  # a field's begin, separator (its code before, its result after) and end
 _PICTURE_MARK = re.compile("[\x01\x08]")  # an inline picture's character, a floating shape's anchor
 _PARAGRAPH_MARK = re.compile("[\r\x07]")  # a paragraph's end: a carriage return, or a table cell's or row's mark
-# Characters no text of a document should hold: one stands for the inline pictures until they are placed.
+# Characters no text of a document should hold: one stands for its pictures until they are placed.
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its end, as _Marks.tagged writes them
 
