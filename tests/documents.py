@@ -331,10 +331,12 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
                 html: bytes | None = None, attachments: list[tuple[str, bytes]] | None = None,
                 attached: list[dict[str, bytes]] | None = None,
                 sender: tuple[str, str] = ("Li Wei", "li.wei@example.com"), to: str = "Sales", level: int = 0,
-                unicode: bool = True, codepage: int = 936) -> dict[str, bytes]:
+                unicode: bool = True, codepage: int = 936,
+                recipients: list[tuple[int, str, str]] | None = None) -> dict[str, bytes]:
     """The streams of an Outlook message as Outlook writes them (MAPI properties: strings in ``__substg1.0_``
     streams, times and code pages in the property stream; ``level`` 1 for an attached message), its attachments
-    and attached messages (others' streams) in storages of their own."""
+    and attached messages (others' streams) in storages of their own, and its ``recipients`` (type: 1 To, 2 Cc,
+    3 Bcc; name; address) in the recipient table."""
     import datetime
 
     kind = "001F" if unicode else "001E"
@@ -353,6 +355,12 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
         streams[f"__substg1.0_1000{kind}"] = text(body)
     if html is not None:
         streams["__substg1.0_10130102"] = html
+    for number, (recipient_type, name, address) in enumerate(recipients or []):
+        storage = f"__recip_version1.0_#{number:08X}"
+        streams.update({f"{storage}/__properties_version1.0": bytes(8) + struct.pack("<IIQ", 0x0C150003, 6,
+                                                                                     recipient_type),
+                        f"{storage}/__substg1.0_3001{kind}": text(name), f"{storage}/__substg1.0_39FE{kind}":
+                        text(address)})
     for number, (name, data) in enumerate(attachments or []):
         storage = f"__attach_version1.0_#{number:08X}"
         streams.update({f"{storage}/__properties_version1.0": bytes(8), f"{storage}/__substg1.0_3707001F":

@@ -1076,6 +1076,18 @@ def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:
         "the body, in compressed RTF, cannot be read: a compressed RTF body of no header"]
 
 
+def test_outlook_message_names_its_recipients_with_their_addresses(tmp_path: Path) -> None:
+    """The display lines give names only ("Sales; Chen Jing"); the recipient table gives each one's address (an
+    Exchange one left out); a blind copy is not shown."""
+    streams = msg_streams("Lamps", to="Sales; Chen Jing", recipients=[
+        (1, "Sales", "sales@example.com"), (1, "陈静", "chen.jing@example.cn"), (2, "Wang Fang", "/O=EXCHANGELABS/CN=W"),
+        (0x10000002, "Zhao Lei", "zhao@example.com"), (3, "Hidden", "bcc@example.com")])
+    text = load(tmp_path, "recipients.msg", compound_file(streams)).text
+    assert text.startswith("From: Li Wei <li.wei@example.com>\nTo: Sales <sales@example.com>, 陈静 "
+                           "<chen.jing@example.cn>\nCc: Wang Fang, Zhao Lei <zhao@example.com>\nDate:")
+    assert "bcc@example.com" not in text
+
+
 def test_outlook_message_nested_deep_or_not_a_message_costs_only_what_it_must(tmp_path: Path) -> None:
     nested = msg_streams("level 25", body="deepest", level=1)
     for level in range(24, -1, -1):

@@ -21,20 +21,25 @@ from ingestion.loaders.rtf import RtfLoader
 from kb.types import ExtractedDocument
 
 _PROPERTIES = "__properties_version1.0"
-_ATTACHMENT = "__attach_version1.0_#"
+_ATTACHMENT, _RECIPIENT = "__attach_version1.0_#", "__recip_version1.0_#"
 _SUBJECT, _SENT_REPRESENTING, _SENDER_NAME = 0x0037, 0x0042, 0x0C1A
 # The sender's address: of the one the message was sent for (on behalf of), then of the one who sent it; SMTP first.
 _SENDER_ADDRESSES = (0x5D02, 0x0065, 0x5D01, 0x0C1F)
 _TO, _CC, _BODY, _HTML, _RTF = 0x0E04, 0x0E03, 0x1000, 0x1013, 0x1009
+# A recipient's type (1 To, 2 Cc) and its addresses: SMTP first, then its e-mail address (unless an X.500 one).
+_RECIPIENT_TYPE, _RECIPIENT_ADDRESSES = 0x0C15, (0x39FE, 0x3003)
+_RECIPIENT_HEADERS = {1: "To", 2: "Cc"}
 _SUBMITTED, _DELIVERED = 0x0039, 0x0E06  # the times it was sent and received
 _INTERNET_CODEPAGE, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
 _DATA, _LONG_NAME, _NAME, _DISPLAY_NAME, _MIME = 0x3701, 0x3707, 0x3704, 0x3001, 0x370E
 _UNICODE, _STRING8, _BINARY, _OBJECT = 0x001F, 0x001E, 0x0102, 0x000D
 _SYSTIME, _LONG = 0x0040, 0x0003
-_HEADER_SIZES = {0: 32, 1: 24}  # the property stream's header: a message file's, an attached message's
+# The property stream's header: a message file's, an attached message's, a recipient's or an attachment's.
+_HEADER_SIZES = {0: 32, 1: 24, 2: 8}
 _FILETIME_ORIGIN = datetime(1601, 1, 1, tzinfo=timezone.utc)
 _MAX_DEPTH = 20  # attached messages nested deeper are not read
 _MAX_ATTACHMENTS = 1000  # attachment storages looked at per message (the e-mail reading reads 200 of them)
+_MAX_RECIPIENTS = 1000  # recipient storages looked at per message
 _MAX_STRING = 2000  # characters of a string property other than a body (a name, a subject) that are kept
 _MAX_PROPERTIES = 2**20  # bytes of a property stream read: its fixed-size properties are 16 bytes each
 _MAX_RTF = 16 * 2**20  # bytes of a compressed RTF body decompressed (about 0.3 us each)
@@ -98,8 +103,9 @@ class _Item:
         if address:
             sender = f"{sender} <{address}>" if sender else address
         sent = fixed.get(_SUBMITTED) or fixed.get(_DELIVERED)
-        for name, value in (("From", sender), ("To", self._text(storage, _TO, codepage)),
-                            ("Cc", self._text(storage, _CC, codepage)),
+        recipients = self._recipients(storage, codepage)
+        for name, value in (("From", sender), ("To", recipients.get("To") or self._text(storage, _TO, codepage)),
+                            ("Cc", recipients.get("Cc") or self._text(storage, _CC, codepage)),
                             ("Date", format_datetime(sent) if isinstance(sent, datetime) else None),
                             ("Subject", self._text(storage, _SUBJECT, codepage))):
             if value:
@@ -138,11 +144,32 @@ class _Item:
         return [_part("text/plain; charset=utf-8", text.encode())] if text else []
 
     def _attachments(self, storage: str) -> list[str]:
-        prefix = tuple(part for part in storage.split("/") if part)
-        found = [name for name in self.children.get(prefix, []) if name.startswith(_ATTACHMENT)]
-        if len(found) > _MAX_ATTACHMENTS:
-            self.notes.append(f"only the first {_MAX_ATTACHMENTS} of {len(found)} attachments were looked at")
-        return ["/".join((*prefix, name)) for name in sorted(found)[:_MAX_ATTACHMENTS]]
+        return self._storages(storage, _ATTACHMENT, _MAX_ATTACHMENTS, "attachments")
+
+    def _storages(self, storage: str, prefix: str, most: int, kind: str) -> list[str]:
+        """The first ``most`` storages under ``storage`` whose names start with ``prefix``, in order."""
+        parent = tuple(part for part in storage.split("/") if part)
+        found = [name for name in self.children.get(parent, []) if name.startswith(prefix)]
+        if len(found) > most:
+            self.notes.append(f"only the first {most} of {len(found)} {kind} were looked at")
+        return ["/".join((*parent, name)) for name in sorted(found)[:most]]
+
+    def _recipients(self, storage: str, codepage: int) -> dict[str, str]:
+        """The To and Cc lines the recipient table makes: each recipient's name and address (``Name <address>``),
+        where the display lines (``_TO``, ``_CC``) give only names."""
+        lines: dict[str, list[str]] = {}
+        for recipient in self._storages(storage, _RECIPIENT, _MAX_RECIPIENTS, "recipients"):
+            kind = self._fixed(recipient, 2).get(_RECIPIENT_TYPE)
+            header = _RECIPIENT_HEADERS.get(kind & 0xFF) if isinstance(kind, int) else None  # (high bits: flags)
+            if header is None:  # a blind copy, or a recipient of no known type
+                continue
+            name = self._text(recipient, _DISPLAY_NAME, codepage)
+            addresses = (self._text(recipient, identifier, codepage) for identifier in _RECIPIENT_ADDRESSES)
+            address = next((found for found in addresses if found and not found.startswith("/")), None)
+            shown = f"{name} <{address}>" if name and address and name != address else name or address
+            if shown:
+                lines.setdefault(header, []).append(shown)
+        return {header: ", ".join(names) for header, names in lines.items()}
 
     def _attachment(self, storage: str, depth: int, codepage: int) -> Message | None:
         """An attachment as a MIME part: a file's bytes with its name, or an attached Outlook item as a message
@@ -212,7 +239,7 @@ class _Item:
                     found[identifier] = _FILETIME_ORIGIN + timedelta(microseconds=value // 10)
                 except OverflowError:
                     continue
-            elif kind == _LONG and identifier in (_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE):
+            elif kind == _LONG and identifier in (_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE, _RECIPIENT_TYPE):
                 found[identifier] = value & 0xFFFFFFFF
         return found
 
