@@ -418,14 +418,25 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
     positions, descriptors, position = [0], [], 0
     marks: list[tuple[int, int]] = []  # each \x01's stream offset and width
-    anchored = [found.start() for found in re.finditer("\x08", "".join(text for text, _ in pieces) + (boxes or ""))]
+    anchored: list[int] = []  # each \x08's character position
+
+    def units(text: str, eight_bit: bool) -> int:  # character positions count UTF-16 units (an emoji is two)
+        return len(text) if eight_bit else len(text.encode("utf-16-le")) // 2
+
+    def found(character: str, text: str, eight_bit: bool) -> list[int]:  # where each ``character`` is, in units
+        places, done, last = [], 0, 0
+        for match in re.finditer(character, text):
+            done, last = done + units(text[last:match.start()], eight_bit), match.start()
+            places.append(done)
+        return places
+
     for text, eight_bit in [*pieces, *([(boxes, True)] if boxes else [])]:
-        where = len(word)
-        marks += [(where + (1 if eight_bit else 2) * found.start(), 1 if eight_bit else 2)
-                  for found in re.finditer("\x01", text)]
+        where, width = len(word), 1 if eight_bit else 2
+        marks += [(where + width * place, width) for place in found("\x01", text, eight_bit)]
+        anchored += [position + place for place in found("\x08", text, eight_bit)]
         word += text.encode("cp1252") if eight_bit else text.encode("utf-16-le")
         descriptors.append(struct.pack("<HIH", 0, (where * 2) | 0x40000000 if eight_bit else where, 0))
-        position += len(text)
+        position += units(text, eight_bit)
         positions.append(position)
     stream = b"\x02" + struct.pack("<I", 4 * len(positions) + 8 * len(descriptors)) + struct.pack(
         f"<{len(positions)}I", *positions) + b"".join(descriptors)

@@ -600,3 +600,24 @@ def ppt_slides_sharing_one_drawing(slides: int, shapes: bytes) -> bytes:
                          b"".join(struct.pack("<I", 16 * slide) for slide in range(slides)))
     edit = len(stream)
     return _ppt_stream(bytes(stream + _ppt_edit(0, directory)), edit)
+
+
+def doc_bins_naming_one_page(characters: int) -> bytes:
+    """A Word 97-2003 document of ``characters`` 8-bit picture characters (the first an inline picture) whose
+    character properties' bin table gives each its own entry, all naming one page."""
+    import olefile
+
+    from tests.documents import compound_file, doc_bytes, doc_picture
+
+    document = doc_bytes([("\x01" * characters + "\r", True)],
+                         pictures=[doc_picture(image_bytes("PNG", (80, 60)))] + [None] * (characters - 1))
+    with olefile.OleFileIO(io.BytesIO(document)) as package:
+        streams = {"/".join(name): package.openstream(name).read() for name in package.listdir()}
+    word, table = bytearray(streams["WordDocument"]), streams["1Table"]
+    pair = 154 + 8 * 12  # fcPlcfBteChpx, after the FIB's fixed part, its 14 shorts and 22 longs
+    offset, length = struct.unpack_from("<II", word, pair)
+    first, _, page = struct.unpack_from("<III", table, offset)
+    index = struct.pack(f"<{characters + 1}I", *range(first, first + characters + 1)) + struct.pack(
+        "<I", page) * characters
+    struct.pack_into("<II", word, pair, len(table), len(index))
+    return compound_file({**streams, "WordDocument": bytes(word), "1Table": table + index})

@@ -1505,6 +1505,23 @@ def test_doc_inline_pictures_come_with_alt_text_caption_and_span(tmp_path: Path)
     assert crowded.warnings == ["its pictures were not read: its text uses every private-use character"]
 
 
+def test_doc_pictures_after_emoji_in_cells_and_in_field_codes_keep_their_places(tmp_path: Path) -> None:
+    """An emoji is one character of the text but two positions of the file; a cell holding only a picture is no
+    cell of the row; a picture in a field's code is hidden with it, and the next picture is still its own."""
+    red, blue = image_bytes("PNG", (80, 60)), image_bytes("JPEG", (90, 70))
+    emoji = load(tmp_path, "emoji.doc", doc_bytes([("Smile 😀😀 then \x01.\r", False)], pictures=[doc_picture(red)]))
+    assert [(image.width, emoji.text[image.start:image.end]) for image in emoji.images] == [(80, "Smile 😀😀 then .")]
+    cell = load(tmp_path, "cell.doc", doc_bytes([], table="A\x07\x01\x07C\x07\x1dAfter.\r", pictures=[
+        doc_picture(red)]))
+    assert cell.text == "A | C\n\nAfter." and [cell.text[image.start:image.end] for image in cell.images] == ["A | C"]
+    field = load(tmp_path, "field.doc", doc_bytes([("Intro.\r\x13 SHAPE \x01 \x14result\x15\rSecond \x01 here.\r",
+                                                    False)], pictures=[doc_picture(red, alt="hidden"),
+                                                                        doc_picture(blue, alt="shown")]))
+    assert field.text == "Intro.\n\nresult\n\nSecond  here."
+    assert [(image.alt, image.width, field.text[image.start:image.end]) for image in field.images] == [
+        ("shown", 90, "Second  here.")]
+
+
 def test_doc_floating_pictures_are_read_from_the_drawing_layer_where_they_are_anchored(tmp_path: Path) -> None:
     """A floating picture is a shape of the drawing layer anchored at a character; its image is kept after the
     text, where the layer's picture store says. A floating text box shows no picture."""

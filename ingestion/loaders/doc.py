@@ -4,7 +4,7 @@ its pictures (see ``doc_pictures``).
 The text of a .doc is stored in pieces (runs of 8-bit Windows-1252 or UTF-16 text) that the piece table puts in
 order; the main document is its first ``ccpText`` characters (footnotes, headers and comments follow it, then the
 text boxes' story, read after it). Paragraphs end with a carriage return, table cells and rows with a 0x07 mark
-(their paragraph properties tell which), and fields show their result, not their code.
+(their paragraph properties tell which, see ``doc_properties``), and fields show their result, not their code.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import bisect
 import io
 import re
 import struct
-from collections.abc import Callable, Iterator
+from array import array
 from pathlib import Path
-from typing import Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
-from ingestion.loaders.doc_pictures import DocPictures, Key, placed_pictures
+from ingestion.loaders.doc_pictures import Anchors, DocPictures, Key, placed_pictures
+from ingestion.loaders.doc_properties import Formatting, TableFlags, character_page, paragraph_page
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from kb.types import ExtractedDocument
 
@@ -28,13 +29,6 @@ _ENCRYPTED, _TABLE_1, _OBFUSCATED = 0x0100, 0x0200, 0x8000  # FibBase flags
 _CLX_INDEX = 33  # fcClx/lcbClx: the 34th pair of FibRgFcLcb97
 _CHPX_INDEX, _PAPX_INDEX = 12, 13  # fcPlcfBteChpx, fcPlcfBtePapx: where the character and paragraph properties are
 _ANCHORS_INDEX, _DRAWINGS_INDEX = 40, 50  # fcPlcSpaMom, fcDggInfo: the floating shapes' anchors, the drawing layer
-# Paragraph property modifiers (sprms) that say where a paragraph stands in a table, and the table definition's,
-# whose operand size is two bytes; the size of the others' operand is in their top three bits.
-_IN_TABLE, _ROW_END, _INNER_CELL, _INNER_ROW_END, _TABLE_DEPTH = 0x2416, 0x2417, 0x244B, 0x244C, 0x6649
-_TABLE_DEFINITION = 0xD608
-# Character property modifiers: where an inline picture is in the Data stream; a mark that is form data or an object.
-_PICTURE_LOCATION, _FORM_DATA, _OBJECT = 0x6A03, 0x0806, 0x080A
-_OPERAND_SIZES = {0: 1, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2, 7: 3}
 _PIECE = struct.Struct("<HIH")  # a piece descriptor: flags, where its text is (and whether 8-bit), formatting
 _COMPRESSED = 0x40000000
 # Characters that are marks, not text: pictures and drawn objects (0x01, 0x08), footnote and comment references
@@ -44,17 +38,18 @@ _MARKS = str.maketrans({"\x01": None, "\x02": None, "\x05": None, "\x08": None, 
 _FIELD = re.compile("[\x13\x14\x15]")  # a field's begin, separator (its code before, its result after) and end
 _PICTURE_MARK = re.compile("[\x01\x08]")  # an inline picture's character, a floating shape's anchor
 _PARAGRAPH_MARK = re.compile("[\r\x07]")  # a paragraph's end: a carriage return, or a table cell's or row's mark
-# Characters no text of a document should hold: one stands for its pictures until they are placed.
-_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
-_ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its end, as _Marks.tagged writes them
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # one character in a string, two positions in the file (UTF-16)
+_ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its end, as _Reading.story writes them
+_PRIVATE_USE = range(0xE000, 0xF900)  # characters no text should hold: one stands for the pictures until placed
+_MAX_PICTURES = 10_000  # picture characters looked at (each a lookup of its properties)
 
 
 class DocLoader(Loader):
     """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
     within its cell), fields as their result, then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps),
     inline or floating, come with their alt text, caption and the span of their paragraph. Footnotes, headers,
-    footers and comments are not read; the title is the document's summary information's. Encrypted
-    files, and Word 6 and 95 files, are refused with the reason."""
+    footers and comments are not read; the title is the document's summary information's. Encrypted files, and
+    Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
 
@@ -77,29 +72,29 @@ class DocLoader(Loader):
         except Exception as error:  # olefile reports a broken file with many exception types
             raise LoadError(f"corrupt DOC: {describe_error(error)}") from error
         start, count = fib.boxes[0], min(fib.boxes[1], limits.max_chars - fib.characters)
-        pieces = _pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count))
-        marks = _Marks(word, table[fib.papx[0]:fib.papx[0] + fib.papx[1]], pieces)
-        characters = _Formatting(word, table[fib.chpx[0]:fib.chpx[0] + fib.chpx[1]], pieces, _chpx_page)
-        pictures = DocPictures(data_stream, table[fib.drawings[0]:fib.drawings[0] + fib.drawings[1]],
-                               table[fib.anchors[0]:fib.anchors[0] + fib.anchors[1]], word)
-        main, boxes = _text(word, pieces, 0, fib.characters), _text(word, pieces, start, start + count)
+        pieces = _Pieces(_pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count)))
+        main, boxes = _text(word, pieces.pieces, 0, fib.characters), _text(word, pieces.pieces, start, start + count)
         warnings: list[str] = []
-        used = set(_PRIVATE_USE.findall(main)) | set(_PRIVATE_USE.findall(boxes))
-        sentinel = next((chr(code) for code in range(0xE000, 0xF900) if chr(code) not in used), None)
+        used = {character for character in set(main) | set(boxes) if "\ue000" <= character <= "\uf8ff"}
+        sentinel = next((chr(code) for code in _PRIVATE_USE if chr(code) not in used), None)
         if sentinel is None:
             warnings.append("its pictures were not read: its text uses every private-use character")
-            characters = _Formatting(word, b"", pieces, _chpx_page)
-            pictures.anchors = {}
-        located: list[Key] = []  # the pictures, in the order of the text
-        text = _fields(marks.tagged(_pictures_marked(main, 0, characters, pictures.anchors, sentinel or "", located),
-                                    0))
+        reading = _Reading(pieces, Formatting(word, _part(table, fib.papx), paragraph_page),
+                           Formatting(word, _part(table, fib.chpx), character_page), sentinel, warnings)
+        pictures = DocPictures(data_stream, _part(table, fib.drawings), word)
+        text = reading.story(main, 0, Anchors(_part(table, fib.anchors)))
         if count:  # the text boxes' story, after the main document's (its pictures are inline ones)
-            boxes = _pictures_marked(boxes, start, characters, {}, sentinel or "", located)
-            text += "\r" + _fields(marks.tagged(boxes, start))
+            text += "\r" + reading.story(boxes, start, Anchors(b""))
         images = EmbeddedImages(limits, warnings, root, on_kept)
-        text = placed_pictures(_blocks(text.translate(_MARKS)), sentinel or "\x01", located, pictures, images)
+        text = placed_pictures(_blocks(text.translate(_MARKS), reading.sentinel), reading.sentinel, reading.located,
+                               pictures, images)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images.finish(),
                                  warnings=warnings)
+
+
+def _part(table: bytes, where: tuple[int, int]) -> bytes:
+    """The bytes of the table stream at ``where`` (offset, size)."""
+    return table[where[0]:where[0] + where[1]]
 
 
 class _Fib(NamedTuple):
@@ -207,60 +202,95 @@ def _text(word: bytes, pieces: list[_Piece], first: int, end: int) -> str:
     return text.getvalue()
 
 
-T = TypeVar("T")
+class _Pieces:
+    """The pieces of the text, and where in the WordDocument stream the character at a position is."""
 
-
-class _Formatting(Generic[T]):
-    """Properties kept in 512-byte FKP pages that a bin table (PlcBte) indexes by stream offset: the page and
-    the stream offset of the character at a position. Each page is parsed once, by ``parse``."""
-
-    def __init__(self, word: bytes, index: bytes, pieces: list[_Piece],
-                 parse: Callable[[bytes], tuple[list[int], list[T]]]) -> None:
-        self.word = word
+    def __init__(self, pieces: list[_Piece]) -> None:
         self.pieces = pieces
         self.starts = [piece.start for piece in pieces]
-        self.parse = parse
-        count = (len(index) - 4) // 8 if len(index) >= 12 else 0
-        self.offsets = struct.unpack_from(f"<{count + 1}I", index) if count else ()
-        self.pages = [number & 0x3FFFFF for number in struct.unpack_from(f"<{count}I", index, 4 * (count + 1))] \
-            if count else []
-        self.runs: dict[int, tuple[list[int], list[T]]] = {}
 
-    def at(self, position: int) -> T | None:
-        """The properties of the character at ``position`` (None when no page holds them)."""
-        if not self.pages or position < 0:
-            return None
-        piece = self.pieces[bisect.bisect_right(self.starts, position) - 1]
-        offset = piece.offset + (position - piece.start) * (1 if piece.compressed else 2)
-        page = bisect.bisect_right(self.offsets, offset) - 1
-        if not 0 <= page < len(self.pages):
-            return None
-        if page not in self.runs:
-            start = self.pages[page] * 512
-            self.runs[page] = self.parse(self.word[start:start + 512]) if start + 512 <= len(self.word) else ([], [])
-        ends, found = self.runs[page]
-        run = bisect.bisect_right(ends, offset) - 1
-        return found[run] if 0 <= run < len(found) else None
+    def offset(self, position: int) -> int:
+        piece = self.pieces[max(bisect.bisect_right(self.starts, position) - 1, 0)]
+        return piece.offset + (position - piece.start) * (1 if piece.compressed else 2)
 
 
-class _Marks:
-    """What each paragraph mark is, from its paragraph's properties (PAPX): a paragraph in a table cell, a cell's
-    end, a row's end, or a nested table's."""
+class _Positions:
+    """The character position of each index of a story's string: a character outside the Basic Multilingual
+    Plane (an emoji) is one in the string and two in the file, whose positions count UTF-16 units."""
 
-    def __init__(self, word: bytes, index: bytes, pieces: list[_Piece]) -> None:
-        self.paragraphs = _Formatting(word, index, pieces, _papx_page)
+    def __init__(self, text: str, first: int) -> None:
+        self.first = first
+        self.astral = array("I", (found.start() for found in _ASTRAL.finditer(text)))
 
-    def tagged(self, text: str, first: int) -> str:
-        """``text`` with each mark as ``_blocks`` reads it: a paragraph's end ``\\r``, a cell's ``\\x07``, a row's
-        ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's marks a space. Without paragraph properties,
-        a cell's mark right after another one (an empty paragraph) is taken for a row's end. ``text`` starts at
-        character position ``first``."""
+    def at(self, index: int) -> int:
+        return self.first + index + bisect.bisect_left(self.astral, index)
+
+
+class _Reading:
+    """Turns a story's characters into the text ``_blocks`` reads: each mark as its paragraph's properties say
+    (see ``story``), each field as its result, and each picture's character as ``sentinel``, the picture added to
+    ``located`` (at most ``_MAX_PICTURES``)."""
+
+    def __init__(self, pieces: _Pieces, paragraphs: Formatting[TableFlags], characters: Formatting[int | None],
+                 sentinel: str | None, warnings: list[str]) -> None:
+        self.pieces = pieces
+        self.paragraphs = paragraphs
+        self.characters = characters
+        self.sentinel = sentinel or "\x01"  # (without one, no picture is marked: "\x01" is a mark, left out)
+        self.marking = sentinel is not None
+        self.warnings = warnings
+        self.located: list[Key] = []
+
+    def story(self, text: str, first: int, anchors: Anchors) -> str:
+        """The story ``text`` (from character position ``first``) with a paragraph's end ``\\r``, a cell's
+        ``\\x07``, a row's ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's marks a space; its
+        fields as their result, and its pictures marked (floating ones by ``anchors``)."""
+        positions = _Positions(text, first)
+        shown = _shown(text)
+        if self.marking:
+            text = self._pictures(text, positions, shown, anchors)
+        text = self._tagged(text, positions)
+        return "".join(text[start:end] for start, end in zip(*shown, strict=True))
+
+    def _pictures(self, text: str, positions: _Positions, shown: tuple[array[int], array[int]],
+                  anchors: Anchors) -> str:
+        """``text`` with each picture's character that a field's code does not hide as the sentinel: an inline
+        one's (where its properties place it in the Data stream) or a floating one's (the shape anchored there);
+        other marks (form data, embedded objects) are left as they are."""
+        parts: list[str] = []
+        position = 0
+        starts, ends = shown
+        for mark in _PICTURE_MARK.finditer(text):
+            span = bisect.bisect_right(starts, mark.start()) - 1
+            if span < 0 or mark.start() >= ends[span]:  # in a field's code: dropped with it
+                continue
+            if len(self.located) >= _MAX_PICTURES:
+                self.warnings.append(f"pictures past the first {_MAX_PICTURES:,} were not looked at")
+                self.marking = False
+                break
+            at = positions.at(mark.start())
+            if mark.group() == "\x08":
+                shape = anchors.shape(at)
+                key = (True, shape) if shape is not None else None
+            else:
+                location = self.characters.at(self.pieces.offset(at))
+                key = (False, location) if location is not None else None
+            if key is not None:
+                parts += [text[position:mark.start()], self.sentinel]
+                position = mark.end()
+                self.located.append(key)
+        parts.append(text[position:])
+        return "".join(parts)
+
+    def _tagged(self, text: str, positions: _Positions) -> str:
+        """``text`` with each paragraph mark tagged (see ``story``). Without paragraph properties, a cell's mark
+        right after another one (an empty paragraph) is taken for a row's end."""
         tagged = io.StringIO()
         position, after_cell = 0, False
         for mark in _PARAGRAPH_MARK.finditer(text):
             tagged.write(text[position:mark.start()])
             position = mark.end()
-            flags = self.paragraphs.at(first + mark.start())
+            flags = self.paragraphs.at(self.pieces.offset(positions.at(mark.start())))
             if flags is None:  # by the text alone: an empty paragraph after a cell's mark ends the row
                 row_end = mark.group() == "\x07" and after_cell and text[mark.start() - 1:mark.start()] == "\x07"
                 flags = (mark.group() == "\x07", row_end, False)
@@ -276,103 +306,17 @@ class _Marks:
         return tagged.getvalue()
 
 
-def _papx_page(page: bytes) -> tuple[list[int], list[tuple[bool, bool, bool]]]:
-    """A PAPX FKP page: the stream offset each run of paragraphs starts at, and each run's table flags."""
-    count = min(page[511], 29)  # runs: 29 at most fit a page
-    ends = list(struct.unpack_from(f"<{count + 1}I", page))
-    flags = []
-    for run in range(count):
-        at = 2 * page[4 * (count + 1) + 13 * run]
-        size = 2 * page[at] - 1 if at and page[at] else 2 * page[at + 1] if at else 0
-        start = at + 1 if at and page[at] else at + 2
-        flags.append(_table_flags(page[start + 2:start + size]) if size > 2 else (False, False, False))
-    return ends, flags
-
-
-def _chpx_page(page: bytes) -> tuple[list[int], list[int | None]]:
-    """A CHPX FKP page: the stream offset each run of characters starts at, and for each run where its inline
-    picture is in the Data stream (None for a run that is no picture, or form data or an embedded object)."""
-    count = min(page[511], 101)  # runs: 101 at most fit a page
-    ends = list(struct.unpack_from(f"<{count + 1}I", page))
-    locations: list[int | None] = []
-    for run in range(count):
-        at = 2 * page[4 * (count + 1) + run]
-        modifiers = dict(_sprms(page[at + 1:at + 1 + page[at]])) if at else {}
-        location = modifiers.get(_PICTURE_LOCATION, b"")
-        other = [flag for flag in (_FORM_DATA, _OBJECT) if modifiers.get(flag, b"\0")[:1] not in (b"", b"\0")]
-        locations.append(struct.unpack("<I", location)[0] if len(location) == 4 and not other else None)
-    return ends, locations
-
-
-def _sprms(grpprl: bytes) -> Iterator[tuple[int, bytes]]:
-    """The property modifiers (sprm, operand) in a run of them; the size of an operand is in its sprm's top three
-    bits, or its first byte (two for a table's definition)."""
-    at = 0
-    while at + 2 < len(grpprl):
-        sprm = struct.unpack_from("<H", grpprl, at)[0]
-        at += 2
-        if sprm == _TABLE_DEFINITION and at + 2 <= len(grpprl):
-            size = struct.unpack_from("<H", grpprl, at)[0] - 1
-            at += 2
-        elif sprm >> 13 == 6:
-            size = grpprl[at]
-            at += 1
-        else:
-            size = _OPERAND_SIZES[sprm >> 13]
-        yield sprm, grpprl[at:at + size]
-        at += size
-
-
-def _table_flags(sprms: bytes) -> tuple[bool, bool, bool]:
-    """(in a table, a row's end, a nested table's mark) from a paragraph's property modifiers (sprms)."""
-    in_table = row_end = inner = False
-    for sprm, operand in _sprms(sprms):
-        value = operand[0] if operand else 0
-        if sprm == _IN_TABLE:
-            in_table = bool(value)
-        elif sprm == _ROW_END:
-            row_end = bool(value)
-        elif sprm in (_INNER_CELL, _INNER_ROW_END):
-            inner = inner or bool(value)
-        elif sprm == _TABLE_DEPTH and len(operand) == 4:
-            depth = struct.unpack("<i", operand)[0]
-            in_table, inner = depth > 0, depth > 1
-    return in_table, row_end, inner
-
-
-def _pictures_marked(text: str, first: int, characters: _Formatting[int | None], anchors: dict[int, int],
-                     sentinel: str, located: list[Key]) -> str:
-    """``text`` (from character position ``first``) with each picture's character as ``sentinel``, the picture
-    added to ``located``: an inline one's (where its properties place it in the Data stream) and a floating one's
-    (the shape anchored there); other marks (form data, embedded objects) are left as they are."""
-    parts: list[str] = []
-    position = 0
-    for mark in _PICTURE_MARK.finditer(text):
-        if mark.group() == "\x08":
-            key = (True, anchors[first + mark.start()]) if first + mark.start() in anchors else None
-        else:
-            location = characters.at(first + mark.start())
-            key = (False, location) if location is not None else None
-        if key is not None:
-            parts += [text[position:mark.start()], sentinel]
-            position = mark.end()
-            located.append(key)
-    parts.append(text[position:])
-    return "".join(parts)
-
-
-def _fields(text: str) -> str:
-    """Each field as its result: the code between its begin mark and its separator is dropped (a field within a
-    field's code with it), and the marks."""
-    if not _FIELD.search(text):
-        return text
-    shown = io.StringIO()
+def _shown(text: str) -> tuple[array[int], array[int]]:
+    """Where the text is shown (starts, ends): each field as its result, its code between its begin mark and its
+    separator hidden (a field within a field's code with it), and the marks."""
+    starts, ends = array("I"), array("I")
     codes: list[bool] = []  # for each field open, whether its code (not yet its result) is being read
     in_code = 0  # how many of them are
     position = 0
     for mark in _FIELD.finditer(text):
-        if not in_code:
-            shown.write(text[position:mark.start()])
+        if not in_code and mark.start() > position:
+            starts.append(position)
+            ends.append(mark.start())
         position = mark.end()
         if mark.group() == "\x13":
             codes.append(True)
@@ -382,37 +326,49 @@ def _fields(text: str) -> str:
             in_code -= 1
         elif codes and mark.group() == "\x15":
             in_code -= codes.pop()
-    if not in_code:
-        shown.write(text[position:])
-    return shown.getvalue()
+    if not in_code and len(text) > position:
+        starts.append(position)
+        ends.append(len(text))
+    return starts, ends
 
 
-def _blocks(text: str) -> list[str]:
+def _blocks(text: str, sentinel: str) -> list[str]:
     """The document's blocks: its paragraphs, and its tables a row per line, cells ' | ', a cell's paragraphs
-    joined by a space (the marks as ``_Marks.tagged`` writes them)."""
+    joined by a space (the marks as ``_Reading.story`` writes them). A cell holding only pictures is no cell: its
+    sentinels go with its row (a row of only pictures with the row before)."""
     blocks: list[str] = []
     rows: list[str] = []
     cells: list[str] = []
+
+    def add_row(row: list[str]) -> None:
+        visible = " | ".join(cell for cell in row if cell.replace(sentinel, ""))
+        pictures = "".join(cell for cell in row if not cell.replace(sentinel, ""))
+        if visible or not rows:
+            rows.append(visible + pictures)
+        else:
+            rows[-1] += pictures
+
     for match in _ENDS.finditer(text):
         paragraph, end = match.groups()
         if end == "\x07":
             cells.append(" ".join(paragraph.split()))
         elif end == "\x1d":
             if paragraph.strip() or cells:
-                rows.append(" | ".join(cell for cell in [*cells, " ".join(paragraph.split())] if cell))
+                add_row([*cells, " ".join(paragraph.split())])
             cells = []
         else:
             if rows:
                 blocks.append("\n".join(row for row in rows if row))
                 rows = []
             if cells:  # cells of a row whose end was never marked
-                blocks.append(" | ".join(cell for cell in cells if cell))
+                add_row(cells)
+                blocks.append(rows.pop())
                 cells = []
             blocks.append(paragraph)
             if not end:
                 break
     if cells:
-        rows.append(" | ".join(cell for cell in cells if cell))
+        add_row(cells)
     if rows:
         blocks.append("\n".join(row for row in rows if row))
     return blocks

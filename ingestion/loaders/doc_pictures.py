@@ -9,10 +9,12 @@ in the WordDocument stream it is.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import struct
 
-from ingestion.loaders.base import TextCursor, clean_text
+from ingestion.loaders.base import clean_text
+from ingestion.loaders.doc_properties import unsigned
 from ingestion.loaders.images import EmbeddedImages, is_figure_caption, picture_span
 from ingestion.loaders.office_art import (
     Exhausted,
@@ -41,11 +43,10 @@ class DocPictures:
     """A document's pictures, each read once by its key: inline ones from the Data stream, floating ones from
     the drawing layer (read when a floating one is first asked for)."""
 
-    def __init__(self, data: bytes, layer: bytes, anchors: bytes, word: bytes) -> None:
+    def __init__(self, data: bytes, layer: bytes, word: bytes) -> None:
         self.data = Records(data)
         self.layer = Records(layer)
         self.delay = Records(word)  # where the drawing layer's picture store keeps its images
-        self.anchors = _anchors(anchors)
         self.shapes: dict[int, tuple[int, str | None]] | None = None  # the pictures' shapes: id to (store, alt)
         self.store: list[Record] = []
         self.read: dict[Key, Found | None] = {}
@@ -97,13 +98,21 @@ class DocPictures:
                 self._shapes(child, depth + 1, shapes)
 
 
-def _anchors(plc: bytes) -> dict[int, int]:
-    """The character position each floating shape is anchored at (a PLC of positions, then of anchors), to the
-    shape's id."""
-    count = (len(plc) - 4) // (4 + _ANCHOR) if len(plc) >= 4 + 4 + _ANCHOR else 0
-    positions = struct.unpack_from(f"<{count}I", plc)
-    return {position: struct.unpack_from("<I", plc, 4 * (count + 1) + _ANCHOR * index)[0]
-            for index, position in enumerate(positions)}
+class Anchors:
+    """Where the main document's floating shapes are anchored: a PLC of character positions, then of anchors
+    (SPA), each first naming its shape's id. Read when asked (a 96 MB table of them held as a dict took 843 MB)."""
+
+    def __init__(self, plc: bytes) -> None:
+        self.count = (len(plc) - 4) // (4 + _ANCHOR) if len(plc) >= 4 + 4 + _ANCHOR else 0
+        self.plc = plc
+        self.positions = unsigned(plc[:4 * self.count])
+
+    def shape(self, position: int) -> int | None:
+        """The id of the shape anchored at character ``position``, if one is."""
+        index = bisect.bisect_left(self.positions, position)
+        if index == self.count or self.positions[index] != position:
+            return None
+        return int(struct.unpack_from("<I", self.plc, 4 * (self.count + 1) + _ANCHOR * index)[0])
 
 
 def inline_picture(data: Records, location: int) -> tuple[tuple[Records, Record] | str, str | None] | None:
@@ -143,17 +152,17 @@ def placed_pictures(blocks: list[str], sentinel: str, located: list[Key], pictur
     span of its block (through its caption), and its caption."""
     texts = [clean_text(block.replace(sentinel, "")) for block in blocks]
     text = "\n\n".join(block for block in texts if block)
-    cursor = TextCursor(text)
-    spans = [cursor.find(block) if block else None for block in texts] if located else []
     files = PictureFiles(images.limits)
     keys = iter(located)
-    number = 0
+    number = offset = 0  # the pictures named, where the next block with text starts
     before: tuple[int, int] | None = None  # the span of the last block with text before the current one
     for index, block in enumerate(blocks if located else []):
+        held = (offset, offset + len(texts[index])) if texts[index] else None
         if count := block.count(sentinel):
             following = texts[index + 1] if index + 1 < len(texts) else ""
-            caption = following if is_figure_caption(following) else None
-            start, end = picture_span(spans[index], spans[index + 1] if caption else None, before)
+            after = held[1] + 2 if held is not None else offset  # where the caption would start
+            captioned = (after, after + len(following)) if is_figure_caption(following) else None
+            start, end = picture_span(held, captioned, before)
             for key in itertools.islice(keys, count):
                 if images.full:
                     images.beyond_limits(1)
@@ -167,6 +176,7 @@ def placed_pictures(blocks: list[str], sentinel: str, located: list[Key], pictur
                     images.skip(f"picture {number}", reason)
                 else:
                     images.add_bytes(image, f"picture {number}", sha256=sha256, start=start, end=end, alt=alt,
-                                     caption=caption)
-        before = spans[index] or before
+                                     caption=following if captioned else None)
+        if held is not None:
+            before, offset = held, held[1] + 2
     return text

@@ -23,6 +23,7 @@ _METAFILES = {0xF01A: "EMF", 0xF01B: "WMF", 0xF01C: "PICT"}
 _PROPERTY_TABLES = frozenset({0xF00B, 0xF122})  # a shape's properties (OfficeArtFOPT), and its further ones
 _PICTURE, _DESCRIPTION = 0x0104, 0x0381  # shape properties: the picture it shows, its alt text
 _MAX_ALT = 2000  # characters of alt text kept
+_MAX_COMPLEX = 4 * _MAX_ALT  # bytes of a complex property's value kept (overlapping shapes each copied 20 MB)
 _DIB_HEADERS = (12, 40, 52, 56, 64, 108, 124)  # the sizes of the bitmap headers Windows defines
 _MASKS = {3: 12, 6: 16}  # a 40-byte-header bitmap's compressions whose colour masks follow its header: their size
 
@@ -127,8 +128,9 @@ def _properties(records: Records, record: Record) -> dict[int, int | bytes]:
     complex_at = record.start + 6 * record.instance
     for offset in range(record.start, min(complex_at, record.end - 5), 6):
         identifier, value = struct.unpack_from("<HI", data, offset)
-        if identifier & 0x8000:  # complex: ``value`` is the length of its bytes
-            found[identifier & 0x3FFF] = data[complex_at:min(complex_at + value, record.end)]
+        if identifier & 0x8000:  # complex: ``value`` is the length of its bytes (kept to the first _MAX_COMPLEX)
+            found[identifier & 0x3FFF] = data[complex_at:min(complex_at + value, complex_at + _MAX_COMPLEX,
+                                                            record.end)]
             complex_at += value
         else:
             found[identifier & 0x3FFF] = value
