@@ -621,3 +621,37 @@ def doc_bins_naming_one_page(characters: int) -> bytes:
         "<I", page) * characters
     struct.pack_into("<II", word, pair, len(table), len(index))
     return compound_file({**streams, "WordDocument": bytes(word), "1Table": table + index})
+
+
+def doc_pieces_cycling_over_pages(pages: int, pieces: int) -> bytes:
+    """A Word 97-2003 document of ``pieces`` pieces that all hold the same ``pages`` paragraph marks, each mark's
+    properties on a page of its own: reading the text comes back to every page once per piece."""
+    from tests.documents import compound_file
+
+    word = bytearray(1024) + b"\r" * pages
+    word = word.ljust(-(-len(word) // 512) * 512, b"\0")
+    first = len(word) // 512
+    for page_number in range(pages):  # runs from the page's own mark on, sharing one PAPX: "in a table"
+        page = bytearray(512)
+        struct.pack_into("<11I", page, 0, *range(1024 + page_number, 1024 + page_number + 11))
+        at = 4 * 11 + 13 * 10
+        papx = bytes([4]) + b"\0\0" + b"\x16\x24\x01" * 2
+        page[at:at + len(papx)] = papx
+        for run in range(10):
+            page[4 * 11 + 13 * run] = at // 2
+        page[511] = 10
+        word += page
+    index = struct.pack(f"<{pages + 1}I", *range(1024, 1025 + pages)) + struct.pack(
+        f"<{pages}I", *range(first, first + pages))
+    positions = struct.pack(f"<{pieces + 1}I", *range(0, pages * (pieces + 1), pages))
+    clx = b"\x02" + struct.pack("<I", len(positions) + 8 * pieces) + positions + struct.pack(
+        "<HIH", 0, 2048 | 0x40000000, 0) * pieces
+    pairs = [0] * 186
+    pairs[66:68], pairs[26:28] = [0, len(clx)], [len(clx), len(index)]  # the piece table, the PAPX bin table
+    longs = [0] * 22
+    longs[3] = pages * pieces
+    fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", 0x200)
+    fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22) + struct.pack(
+        "<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
+    word[:len(fib)] = fib
+    return compound_file({"WordDocument": bytes(word), "1Table": clx + index})

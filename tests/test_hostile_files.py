@@ -53,6 +53,7 @@ from tests.hostile import (
     deck_rewritten,
     doc_bins_naming_one_page,
     doc_marking_one_picture,
+    doc_pieces_cycling_over_pages,
     docx_external_entity,
     docx_long_text,
     docx_with_shared_picture,
@@ -253,6 +254,8 @@ CASES = {
         3_000_000)), None, 400, 30),
     "doc whose 300,000 bin table entries all name one page": (_write("bins.doc", lambda: doc_bins_naming_one_page(
         300_000)), None, 400, 30),
+    "doc whose 40 pieces come back to each of 5,000 formatting pages": (_write("cycling.doc", lambda: (
+        doc_pieces_cycling_over_pages(5000, 40))), None, 400, 30),
     "ppt listing one slide of a million characters 100,000 times": (_write("listed.ppt", lambda: ppt_listing_one_slide(
         100_000, 1_000_000)), None, 400, 30),
     "ppt of one text box of 3.3 million Chinese characters and a field": (_write("field.ppt", lambda: ppt_bytes([[
@@ -331,8 +334,11 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"] == "Start  end." and len(result["images"]) == 1
         assert result["warnings"] == ["pictures past the first 10,000 were not looked at", "9800 image(s) beyond "
                                       "the first 200 skipped (at most 200 images per document, repeats included)"]
+    if case.startswith("doc whose 40 pieces"):
+        assert result["text"] == "" and result["warnings"] == []
     if case.startswith("doc whose 300,000"):
-        assert (result["text"], len(result["images"]), result["warnings"]) == ("", 1, [])
+        assert (result["text"], len(result["images"]), result["warnings"]) == (
+            "", 1, ["picture characters past the first 100,000 were not looked at"])
     if case.startswith("ppt listing"):
         assert result["text"] == "y" * 1_000_000 and result["warnings"] == [
             "only the first 2000 of 100001 slides were read (max_pages)"]

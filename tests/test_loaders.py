@@ -1081,10 +1081,11 @@ def test_outlook_message_names_its_recipients_with_their_addresses(tmp_path: Pat
     Exchange one left out); a blind copy is not shown."""
     streams = msg_streams("Lamps", to="Sales; Chen Jing", recipients=[
         (1, "Sales", "sales@example.com"), (1, "陈静", "chen.jing@example.cn"), (2, "Wang Fang", "/O=EXCHANGELABS/CN=W"),
-        (0x10000002, "Zhao Lei", "zhao@example.com"), (3, "Hidden", "bcc@example.com")])
+        (0x10000002, "Zhao Lei", "zhao@example.com"), (3, "Hidden", "bcc@example.com"), (2, "Doe, John", "jd@x.org")])
     text = load(tmp_path, "recipients.msg", compound_file(streams)).text
     assert text.startswith("From: Li Wei <li.wei@example.com>\nTo: Sales <sales@example.com>, 陈静 "
-                           "<chen.jing@example.cn>\nCc: Wang Fang, Zhao Lei <zhao@example.com>\nDate:")
+                           '<chen.jing@example.cn>\nCc: Wang Fang, Zhao Lei <zhao@example.com>, "Doe, John" <jd@x.org>'
+                           "\nDate:")
     assert "bcc@example.com" not in text
 
 
@@ -1511,9 +1512,10 @@ def test_doc_pictures_after_emoji_in_cells_and_in_field_codes_keep_their_places(
     red, blue = image_bytes("PNG", (80, 60)), image_bytes("JPEG", (90, 70))
     emoji = load(tmp_path, "emoji.doc", doc_bytes([("Smile 😀😀 then \x01.\r", False)], pictures=[doc_picture(red)]))
     assert [(image.width, emoji.text[image.start:image.end]) for image in emoji.images] == [(80, "Smile 😀😀 then .")]
-    cell = load(tmp_path, "cell.doc", doc_bytes([], table="A\x07\x01\x07C\x07\x1dAfter.\r", pictures=[
-        doc_picture(red)]))
-    assert cell.text == "A | C\n\nAfter." and [cell.text[image.start:image.end] for image in cell.images] == ["A | C"]
+    cell = load(tmp_path, "cell.doc", doc_bytes([], table="A\x07\x01\x07C\x07\x1d\x01\x1c\x01\x07D\x07\x1dAfter.\r",
+                                                pictures=[doc_picture(red), doc_picture(blue), doc_picture(red)]))
+    assert cell.text == "A | C\nD\n\nAfter."
+    assert [cell.text[image.start:image.end] for image in cell.images] == ["A | C\nD", "A | C\nD"]
     field = load(tmp_path, "field.doc", doc_bytes([("Intro.\r\x13 SHAPE \x01 \x14result\x15\rSecond \x01 here.\r",
                                                     False)], pictures=[doc_picture(red, alt="hidden"),
                                                                         doc_picture(blue, alt="shown")]))

@@ -41,7 +41,8 @@ _PARAGRAPH_MARK = re.compile("[\r\x07]")  # a paragraph's end: a carriage return
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # one character in a string, two positions in the file (UTF-16)
 _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its end, as _Reading.story writes them
 _PRIVATE_USE = range(0xE000, 0xF900)  # characters no text should hold: one stands for the pictures until placed
-_MAX_PICTURES = 10_000  # picture characters looked at (each a lookup of its properties)
+_MAX_PICTURES = 10_000  # pictures marked
+_MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pictures; others, objects and fields)
 
 
 class DocLoader(Loader):
@@ -240,6 +241,7 @@ class _Reading:
         self.marking = sentinel is not None
         self.warnings = warnings
         self.located: list[Key] = []
+        self.lookups = 0
 
     def story(self, text: str, first: int, anchors: Anchors) -> str:
         """The story ``text`` (from character position ``first``) with a paragraph's end ``\\r``, a cell's
@@ -264,8 +266,11 @@ class _Reading:
             span = bisect.bisect_right(starts, mark.start()) - 1
             if span < 0 or mark.start() >= ends[span]:  # in a field's code: dropped with it
                 continue
-            if len(self.located) >= _MAX_PICTURES:
-                self.warnings.append(f"pictures past the first {_MAX_PICTURES:,} were not looked at")
+            self.lookups += 1
+            if len(self.located) >= _MAX_PICTURES or self.lookups > _MAX_LOOKUPS:
+                self.warnings.append(f"pictures past the first {_MAX_PICTURES:,} were not looked at"
+                                     if len(self.located) >= _MAX_PICTURES else
+                                     f"picture characters past the first {_MAX_LOOKUPS:,} were not looked at")
                 self.marking = False
                 break
             at = positions.at(mark.start())
@@ -341,8 +346,8 @@ def _blocks(text: str, sentinel: str) -> list[str]:
     cells: list[str] = []
 
     def add_row(row: list[str]) -> None:
-        visible = " | ".join(cell for cell in row if cell.replace(sentinel, ""))
-        pictures = "".join(cell for cell in row if not cell.replace(sentinel, ""))
+        visible = " | ".join(cell for cell in row if cell.replace(sentinel, "").strip())
+        pictures = "".join(cell.replace(" ", "") for cell in row if not cell.replace(sentinel, "").strip())
         if visible or not rows:
             rows.append(visible + pictures)
         else:

@@ -100,8 +100,7 @@ class _Item:
         sender = self._text(storage, _SENT_REPRESENTING, codepage) or self._text(storage, _SENDER_NAME, codepage)
         addresses = (self._text(storage, identifier, codepage) for identifier in _SENDER_ADDRESSES)
         address = next((found for found in addresses if found and not found.startswith("/")), None)  # not X.500
-        if address:
-            sender = f"{sender} <{address}>" if sender else address
+        sender = _mailbox(sender, address)
         sent = fixed.get(_SUBMITTED) or fixed.get(_DELIVERED)
         recipients = self._recipients(storage, codepage)
         for name, value in (("From", sender), ("To", recipients.get("To") or self._text(storage, _TO, codepage)),
@@ -166,8 +165,7 @@ class _Item:
             name = self._text(recipient, _DISPLAY_NAME, codepage)
             addresses = (self._text(recipient, identifier, codepage) for identifier in _RECIPIENT_ADDRESSES)
             address = next((found for found in addresses if found and not found.startswith("/")), None)
-            shown = f"{name} <{address}>" if name and address and name != address else name or address
-            if shown:
+            if shown := _mailbox(name, address):
                 lines.setdefault(header, []).append(shown)
         return {header: ", ".join(names) for header, names in lines.items()}
 
@@ -242,6 +240,16 @@ class _Item:
             elif kind == _LONG and identifier in (_INTERNET_CODEPAGE, _MESSAGE_CODEPAGE, _RECIPIENT_TYPE):
                 found[identifier] = value & 0xFFFFFFFF
         return found
+
+
+def _mailbox(name: str | None, address: str | None) -> str | None:
+    """A name and an address as a mail header shows them, ``Name <address>``: the name quoted when it holds a
+    character that would split it (``Doe, John`` is one person)."""
+    if not (name and address) or name == address:
+        return name or address
+    if any(character in name for character in ',;:<>"@'):
+        name = '"' + name.replace('"', "") + '"'
+    return f"{name} <{address}>"
 
 
 def _decompressed_rtf(data: bytes) -> bytes:
