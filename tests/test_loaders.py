@@ -280,8 +280,8 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert picked == {"REPORT.PDF": "pdf", "notes.Markdown": "markdown", "page.xhtml": "html", "a.text": "text",
                       "w.Docx": "docx", "Prices.XLSM": "xlsx", "slides.PPTX": "pptx", "old.doc": "doc",
                       "old.xls": "xls", "old.ppt": "ppt", "show.PPS": "ppt", "template.xlt": "xls",
-                      "gettext.pot": None, "graph.dot": None, "README": None, "photo.JPG": "image", "scan.tiff": "image",
-                      "icon.svg": None, "Memo.RTF": "rtf"}
+                      "gettext.pot": None, "graph.dot": None, "README": None, "photo.JPG": "image",
+                      "scan.tiff": "image", "icon.svg": None, "Memo.RTF": "rtf"}
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------
