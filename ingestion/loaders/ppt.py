@@ -68,7 +68,7 @@ _LINE_ENDS = str.maketrans({"\r": "\n", "\x0b": "\n"})  # a paragraph's end, and
 class PptLoader(Loader):
     """Each slide is a page, numbered as the deck's slides, read as the PPTX loader reads one: its title first,
     then its shapes' text in the slide's order (a group's where the group is; a table a row per line, cells
-    ' | '), then its speaker notes after "Notes:". PNG, JPEG, TIFF and bitmap pictures come with their alt text
+    ' | '), its footer, then its speaker notes after "Notes:". PNG, JPEG, TIFF and bitmap pictures come with their alt text
     and the span of their slide; a metafile (WMF, EMF) is a warning. The title is the summary information's, else
     the first slide's. Masters, charts and embedded objects are not read; encrypted decks and PowerPoint 4 and 95
     files are refused with the reason."""
