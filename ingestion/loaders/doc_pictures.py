@@ -115,7 +115,7 @@ class Anchors:
         return int(struct.unpack_from("<I", self.plc, 4 * (self.count + 1) + _ANCHOR * index)[0])
 
 
-def inline_picture(data: Records, location: int) -> tuple[tuple[Records, Record] | str, str | None] | None:
+def inline_picture(data: Records, location: int) -> Found | None:
     """The picture record of the inline picture whose header is at ``location`` in the Data stream and its alt
     text; or why there is none (a metafile of Word 6 or 95, a header that names nothing); None for an inline
     shape that shows no picture (a drawn shape)."""
