@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import struct
 import zlib
@@ -403,7 +404,8 @@ def summary_information(title: str, codepage: int = 936) -> bytes:
 def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: str | None = None,
               flags: int = 0x0200, table: str | None = None, boxes: str | None = None,
               pictures: list[bytes | None] | None = None,
-              floating: list[tuple[bytes | None, str | None]] | None = None) -> bytes:
+              floating: list[tuple[bytes | None, str | None]] | None = None,
+              footnotes: list[tuple[int, str]] | None = None, endnotes: list[tuple[int, str]] | None = None) -> bytes:
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
     first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
     text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
@@ -411,7 +413,10 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
     ``boxes`` is the text boxes' story, after the main document. ``pictures`` is, for each ``\\x01`` of the text
     in order, the inline picture its character properties place in the Data stream (``doc_picture``), or None for
     a character that is no picture. ``floating`` is, for each ``\\x08`` in order, the floating shape anchored there:
-    a picture (PNG or JPEG, kept after the text) with its alt text, or (None, None) for a text box."""
+    a picture (PNG or JPEG, kept after the text) with its alt text, or (None, None) for a text box. ``footnotes``
+    and ``endnotes`` are each note's reference (its character position in the main document) and its text (as
+    Word writes it: its own mark, ``\\x02``, first, a paragraph's end last), in their stories after the main
+    document's, which end with a paragraph of their own."""
     text_at = 1024
     word = bytearray(text_at)
     if table is not None:
@@ -430,7 +435,8 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
             places.append(done)
         return places
 
-    for text, eight_bit in [*pieces, *([(boxes, True)] if boxes else [])]:
+    stories = ["".join(text for _, text in notes) + "\r" if notes else "" for notes in (footnotes, endnotes)]
+    for text, eight_bit in [*pieces, *((story, True) for story in [*stories, boxes] if story)]:
         where, width = len(word), 1 if eight_bit else 2
         marks += [(where + width * place, width) for place in found("\x01", text, eight_bit)]
         anchored += [position + place for place in found("\x08", text, eight_bit)]
@@ -512,10 +518,20 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         stream += plc
         pairs[100:102] = [len(stream), len(layer)]  # fcDggInfo, lcbDggInfo: the 51st pair
         stream += layer
+    characters = (position - len(boxes or "") - sum(map(len, stories))) if main is None else main
+    for notes, at in zip((footnotes, endnotes), (4, 92), strict=True):  # fcPlcffndRef and fcPlcfendRef, their Txt
+        if notes:
+            references = struct.pack(f"<{len(notes) + 1}i", *(where for where, _ in notes), characters)
+            starts = [0, *itertools.accumulate(len(text) for _, text in notes)]
+            texts = struct.pack(f"<{len(notes) + 2}i", *starts, starts[-1] + 1)
+            pairs[at:at + 4] = [len(stream), len(references) + 2 * len(notes), len(stream) + len(references) +
+                                2 * len(notes), len(texts)]
+            stream += references + b"\x01\x00" * len(notes) + texts
     fib = struct.pack("<HH", 0xA5EC, 0xC1).ljust(10, b"\0") + struct.pack("<H", flags)
     fib = fib.ljust(32, b"\0") + struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22)
     longs = [0] * 22
-    longs[3] = (position - len(boxes or "")) if main is None else main
+    longs[3] = characters
+    longs[4], longs[8] = map(len, stories)  # ccpFtn, ccpEdn
     longs[9] = len(boxes or "")  # ccpTxbx
     fib += struct.pack("<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
     word[:len(fib)] = fib
@@ -765,3 +781,55 @@ def epub_bytes(chapters: dict[str, str], spine: list[str] | None = None, title: 
         for name, data in parts.items():
             book.writestr(name, data)
     return buffer.getvalue()
+
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_NOTE_KINDS = {"footnote": "footnotes", "endnote": "endnotes"}
+
+
+def docx_with_notes(body: str, footnotes: dict[int, str] | None = None, endnotes: dict[int, str] | None = None,
+                    notes_xml: dict[str, str] | None = None) -> bytes:
+    """A DOCX (made by python-docx) whose body is the XML ``body`` and whose footnotes and endnotes parts hold, as
+    Word writes them, a separator and a continuation separator (ids -1 and 0), then each note (id -> the XML of its
+    paragraphs) after its own mark. ``notes_xml`` replaces a part's XML whole ("footnotes" or "endnotes")."""
+    import zipfile
+
+    from docx import Document
+
+    parts = {}
+    for kind, notes in (("footnote", footnotes), ("endnote", endnotes)):
+        if notes is None:
+            continue
+        written = "".join(f'<w:{kind} w:type="{separator}" w:id="{number}"><w:p><w:r><w:{separator}/></w:r></w:p>'
+                          f"</w:{kind}>" for number, separator in ((-1, "separator"), (0, "continuationSeparator")))
+        written += "".join(f'<w:{kind} w:id="{number}"><w:p><w:r><w:{kind}Ref/></w:r></w:p>{xml}</w:{kind}>'
+                           for number, xml in notes.items())
+        parts[_NOTE_KINDS[kind]] = f'<w:{_NOTE_KINDS[kind]} xmlns:w="{_W}">{written}</w:{_NOTE_KINDS[kind]}>'
+    parts.update(notes_xml or {})
+    plain, out = io.BytesIO(), io.BytesIO()
+    Document().save(plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.endswith((".xml", ".rels")):
+                data = _with_notes(item.filename, data.decode(), body, parts).encode()
+            target.writestr(item.filename, data)
+        for name, xml in parts.items():
+            target.writestr(f"word/{name}.xml", xml)
+    return out.getvalue()
+
+
+def _with_notes(name: str, data: str, body: str, parts: dict[str, str]) -> str:
+    """A part of python-docx's blank document as ``docx_with_notes`` writes it: the body, and the notes' parts
+    declared."""
+    if name == "word/document.xml":
+        return data.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>"
+    if name == "[Content_Types].xml":
+        return data.replace("</Types>", "".join(
+            f'<Override PartName="/word/{part}.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+            f'wordprocessingml.{part}+xml"/>' for part in parts) + "</Types>")
+    if name == "word/_rels/document.xml.rels":
+        return data.replace("</Relationships>", "".join(
+            f'<Relationship Id="rIdNotes{part}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+            f'relationships/{part}" Target="{part}.xml"/>' for part in parts) + "</Relationships>")
+    return data

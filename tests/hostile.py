@@ -655,3 +655,19 @@ def doc_pieces_cycling_over_pages(pages: int, pieces: int) -> bytes:
         "<22i", *longs) + struct.pack("<H", 93) + struct.pack("<186I", *pairs)
     word[:len(fib)] = fib
     return compound_file({"WordDocument": bytes(word), "1Table": clx + index})
+
+
+def doc_of_notes(count: int) -> bytes:
+    """A Word 97-2003 document of ``count`` footnotes, each referenced from its own character of the main text."""
+    from tests.documents import doc_bytes
+
+    return doc_bytes([("\x02" * count + "\r", True)], footnotes=[(number, "\x02 Note.\r") for number in range(count)])
+
+
+def docx_naming_one_note(references: int, characters: int) -> bytes:
+    """A DOCX whose one paragraph references one footnote of ``characters`` characters ``references`` times."""
+    from tests.documents import docx_with_notes
+
+    reference = '<w:r><w:footnoteReference w:id="1"/></w:r>'
+    return docx_with_notes(f"<w:p>{reference * references}</w:p>",
+                           footnotes={1: f'<w:p><w:r><w:t>{"x" * characters}</w:t></w:r></w:p>'})

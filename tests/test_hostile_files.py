@@ -53,9 +53,11 @@ from tests.hostile import (
     deck_rewritten,
     doc_bins_naming_one_page,
     doc_marking_one_picture,
+    doc_of_notes,
     doc_pieces_cycling_over_pages,
     docx_external_entity,
     docx_long_text,
+    docx_naming_one_note,
     docx_with_shared_picture,
     docx_xml_bomb,
     far_cells_xlsx,
@@ -256,6 +258,12 @@ CASES = {
         300_000)), None, 400, 30),
     "doc whose 40 pieces come back to each of 5,000 formatting pages": (_write("cycling.doc", lambda: (
         doc_pieces_cycling_over_pages(5000, 40))), None, 400, 30),
+    "notes: doc of 200,000 footnotes": (_write("notes.doc", lambda: doc_of_notes(200_000)), None, 400, 30),
+    "notes: docx referencing one footnote of a million characters 100,000 times": (_write(
+        "note.docx", lambda: docx_naming_one_note(100_000, 1_000_000)), None, 400, 30),
+    "notes: rtf of footnotes nested 900 deep around 5 million characters, then 200,000 more": (_write(
+        "notes.rtf", lambda: b"{\\rtf1\\ansi Before" + b"{\\footnote inner " * 900 + b"x" * 5_000_000 + b"}" * 900 +
+        b"{\\footnote n}" * 200_000 + b"\\par}"), None, 400, 30),
     "ppt listing one slide of a million characters 100,000 times": (_write("listed.ppt", lambda: ppt_listing_one_slide(
         100_000, 1_000_000)), None, 400, 30),
     "ppt of one text box of 3.3 million Chinese characters and a field": (_write("field.ppt", lambda: ppt_bytes([[
@@ -359,6 +367,13 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
                                                          "RTF with too many control words for its text"]}
         assert [warning.split(":")[0] for warning in result["warnings"]] == reasons.get(
             case, ["image picture 1 skipped", "image picture 2 skipped"]), result["warnings"]
+    if case.startswith("notes: doc of"):
+        assert result["text"].count("Note.") == 10_000
+        assert result["warnings"] == ["notes past the first 10,000 of a kind were not read"]
+    if case.startswith("notes: docx"):
+        assert result["text"] == "x" * 1_000_000
+    if case.startswith("notes: rtf"):
+        assert result["text"] == "Before" + " inner" * 900 + " " + "x" * 5_000_000 + " n" * 200_000
     if case == "5000 refused image references":
         assert len(result["warnings"]) == 21 and result["warnings"][-1] == "4980 more image(s) skipped"
 

@@ -31,6 +31,7 @@ from tests.documents import (
     deck_bytes,
     doc_bytes,
     doc_picture,
+    docx_with_notes,
     email_bytes,
     epub_bytes,
     image_bytes,
@@ -645,6 +646,51 @@ def test_docx_text_order_and_tables(tmp_path: Path) -> None:
 
 def test_docx_title_from_core_properties(tmp_path: Path) -> None:
     assert load(tmp_path, "titled.docx", docx_bytes(title="Annual Report")).title == "Annual Report"
+
+
+def _run(text: str) -> str:
+    return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+
+def _reference(kind: str, number: int) -> str:
+    return f'<w:r><w:rPr><w:vertAlign w:val="superscript"/></w:rPr><w:{kind}Reference w:id="{number}"/></w:r>'
+
+
+def test_docx_footnotes_and_endnotes_are_read_where_they_are_referenced(tmp_path: Path) -> None:
+    """A note's text stands where its reference does, as an OpenDocument note's: in a paragraph, in a table's
+    cell; Word's separators (the rule above the notes) are not notes, and a note's own mark shows nothing."""
+    body = (f'<w:p>{_run("Returns are accepted within 30 days.")}{_reference("footnote", 1)}'
+            f'{_run(" Sale items are final.")}</w:p>'
+            f'<w:tbl><w:tr><w:tc><w:p>{_run("Warranty")}{_reference("endnote", 1)}</w:p></w:tc>'
+            f'<w:tc><w:p>{_run("2 years")}</w:p></w:tc></w:tr></w:tbl>'
+            f'<w:p>{_run("See the terms")}{_reference("footnote", 2)}{_run(".")}</w:p>')
+    data = docx_with_notes(body, footnotes={1: f"<w:p>{_run('Except opened software.')}</w:p>",
+                                            2: f"<w:p>{_run('Terms of sale,')}</w:p><w:p>{_run('section 4.')}</w:p>"},
+                           endnotes={1: f"<w:p>{_run('Parts and labour.')}</w:p>"})
+    document = load(tmp_path, "policy.docx", data)
+    assert document.text == ("Returns are accepted within 30 days. Except opened software. Sale items are final.\n\n"
+                             "Warranty Parts and labour. | 2 years\n\nSee the terms Terms of sale, section 4..")
+    assert document.warnings == []
+
+
+def test_docx_note_is_read_once_and_without_the_notes_it_names(tmp_path: Path) -> None:
+    """A note referenced again is not repeated (only a hostile file references one twice: a 1 MB note named by
+    every paragraph would otherwise be copied each time); a reference inside a note is not followed (a chain of
+    notes naming notes would nest as deep as it is long); a reference to no note, or to a separator, shows
+    nothing."""
+    body = "".join(f"<w:p>{_run(f'Paragraph {number}.')}{_reference('footnote', 1)}</w:p>" for number in range(3))
+    body += f"<w:p>{_run('Missing.')}{_reference('footnote', 5000)}{_reference('footnote', 0)}</w:p>"
+    chain = {number: f"<w:p>{_run(f'Note {number}.')}{_reference('footnote', number + 1)}</w:p>"
+             for number in range(1, 1001)}
+    document = load(tmp_path, "chain.docx", docx_with_notes(body, footnotes=chain))
+    assert document.text == "Paragraph 0. Note 1.\n\nParagraph 1.\n\nParagraph 2.\n\nMissing."
+
+
+def test_docx_unreadable_notes_part_loses_its_notes_not_the_document(tmp_path: Path) -> None:
+    body = f"<w:p>{_run('Kept.')}{_reference('footnote', 1)}</w:p>"
+    document = load(tmp_path, "broken-notes.docx", docx_with_notes(body, notes_xml={"footnotes": "<w:footnotes"}))
+    assert document.text == "Kept."
+    assert len(document.warnings) == 1 and document.warnings[0].startswith("its notes (/word/footnotes.xml) were not")
 
 
 @pytest.mark.parametrize(
@@ -1540,6 +1586,38 @@ def test_doc_floating_pictures_are_read_from_the_drawing_layer_where_they_are_an
     assert document.warnings == []
 
 
+def test_doc_footnotes_and_endnotes_are_read_where_their_references_stand(tmp_path: Path) -> None:
+    """A note's reference is a character of the main document (Word's numbered mark, or one the writer chose, which
+    its note repeats); its text, in the footnotes' or endnotes' story, is read there on one line, fields as their
+    result. Positions count
+    an emoji twice; a reference in a field's code is hidden with it; a picture after a note keeps its span."""
+    main = "Returns within 30 days.\x02 Keep the 😀 receipt*.\rItem\x07Warranty\x02\x07\x07Intro \x01.\r"
+    footnotes = [(23, "\x02 Except opened\rsoftware.\r"), (44, "* Or an \x13 REF x \x14e-mail\x15.\r")]
+    document = load(tmp_path, "notes.doc", doc_bytes(
+        [(main, False)], footnotes=footnotes, endnotes=[(60, "\x02Parts and labour.\r")],
+        pictures=[doc_picture(image_bytes("PNG", (80, 60)))]))
+    assert document.text == ("Returns within 30 days. Except opened software. Keep the 😀 receipt * Or an e-mail.."
+                             "\n\nItem | Warranty Parts and labour.\n\nIntro .")
+    assert [document.text[image.start:image.end] for image in document.images] == ["Intro ."]
+    assert document.warnings == []
+    hidden = "See \x13 REF note\x02 \x14here\x15\x02.\r"
+    field = load(tmp_path, "field.doc", doc_bytes([(hidden, True)], footnotes=[(14, "\x02 Hidden.\r"),
+                                                                               (22, "\x02 Shown.\r")]))
+    assert field.text == "See here Shown.."
+
+
+def test_doc_notes_read_are_bounded_by_their_story(tmp_path: Path) -> None:
+    """Notes whose texts overlap, or run backwards or past their story, are not read (each note's text follows
+    the one before, so together they are never longer than their story); two notes at one place keep the first."""
+    notes = [(5, "\x02 One.\r"), (5, "\x02 Two.\r"), (11, "\x02 Three.\r")]
+    data = doc_bytes([("First\x02 then\x02.\r", True)], footnotes=notes)
+    assert load(tmp_path, "twice.doc", data).text == "First One. then Three.."
+    backwards = data.replace(struct.pack("<5i", 0, 7, 14, 23, 24), struct.pack("<5i", 0, 7, 0, 23, 24))
+    assert load(tmp_path, "backwards.doc", backwards).text == "First One. then."
+    past = data.replace(struct.pack("<5i", 0, 7, 14, 23, 24), struct.pack("<5i", 0, 7, 14, 2**30, 24))
+    assert load(tmp_path, "past.doc", past).text == "First One. then."
+
+
 def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Path) -> None:
     path = tmp_path / "long.doc"
     with pytest.raises(LoadError, match="max_document_chars"):
@@ -1682,7 +1760,8 @@ def test_ppt_over_the_text_limit_is_refused(tmp_path: Path, deck: bytes) -> None
 # --- rtf --------------------------------------------------------------------------------------------------------
 
 # As Word writes it: a font table, a style sheet, document information, a header and footer, formatting runs, a
-# footnote, hidden text, a hyperlink field, Unicode escapes with their GBK fallback, and a table of two rows.
+# footnote (read where its mark stands), hidden text, a hyperlink field, Unicode escapes with their GBK fallback, and
+# a table of two rows.
 WORD_RTF = rb"""{\rtf1\adeflang1025\ansi\ansicpg1252\uc1\adeff31507\deff0\stshfdbch31505
 {\fonttbl{\f0\fbidi \froman\fcharset0\fprq2{\*\panose 02020603050405020304}Times New Roman;}
 {\f13\fbidi \fnil\fcharset134\fprq2{\*\panose 02010600030101010101}SimSun{\*\falt \'cb\'ce\'cc\'e5};}}
@@ -1715,15 +1794,27 @@ eipt.}{\super\chftn {\footnote \pard\plain {\super\chftn } Footnote text.\par}}{
 def test_rtf_reads_paragraphs_tables_and_headings_as_word_writes_them(tmp_path: Path) -> None:
     info = rb"{\info{\title Returns Handbook}{\author Mei}{\operator Mei}{\creatim\yr2026\mo3\dy1}}"
     document = load(tmp_path, "handbook.rtf", WORD_RTF.replace(b"INFO", info))
-    assert document.text == ("Returns policy\n\nCustomers may return goods within 30 days\u2014with a receipt. See the "
-                             "returns page.\n\n退货\u2019s\tfine\nnext\n\nItem | Price\nKeyboard wireless | 199\n\n"
-                             "After the table.")
+    assert document.text == ("Returns policy\n\nCustomers may return goods within 30 days\u2014with a receipt. "
+                             "Footnote text. See the returns page.\n\n退货\u2019s\tfine\nnext\n\nItem | Price\n"
+                             "Keyboard wireless | 199\n\nAfter the table.")
     assert (document.file_type, document.title, document.images, document.warnings) == (
         "rtf", "Returns Handbook", [], [])
     assert load(tmp_path, "untitled.rtf", WORD_RTF.replace(b"INFO", b"")).title == "Returns policy"  # heading 1
     # LibreOffice writes a title in the ANSI code page, then in Unicode ({\upr ... {\*\ud ...}}).
     both = rb"{\info{\upr{\title \'3f\'3f}{\*\ud{\title \u36864\'3f\u36135\'3f}}}}"
     assert load(tmp_path, "libreoffice.rtf", WORD_RTF.replace(b"INFO", both)).title == "退货"
+
+
+def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) -> None:
+    """A footnote's or endnote's paragraphs run on where its mark stands, blanks made one space; a note inside a
+    note with it; a note in a header is not read, as the header is not."""
+    rtf = (rb"{\rtf1\ansi Returns within 30 days.{\super\chftn}{\footnote \pard\plain {\super\chftn }  Opened"
+           rb"\par software {\footnote nested\par}excepted.\par} Keep the receipt.\par "
+           rb"Warranty {\footnote\ftnalt {\super\chftn} Parts and labour.}\par"
+           rb"{\header Header{\footnote Header note.}}After.\par}")
+    assert load(tmp_path, "notes.rtf", rtf).text == (
+        "Returns within 30 days. Opened software nested excepted. Keep the receipt.\n\n"
+        "Warranty Parts and labour.\n\nAfter.")
 
 
 def test_rtf_decodes_bytes_in_the_code_page_of_their_font(tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 its pictures (see ``doc_pictures``).
 
 The text of a .doc is stored in pieces (runs of 8-bit Windows-1252 or UTF-16 text) that the piece table puts in
-order; the main document is its first ``ccpText`` characters (footnotes, headers and comments follow it, then the
-text boxes' story, read after it). Paragraphs end with a carriage return, table cells and rows with a 0x07 mark
-(their paragraph properties tell which, see ``doc_properties``), and fields show their result, not their code.
+order; the main document is its first ``ccpText`` characters (footnotes, headers, comments and endnotes follow it,
+then the text boxes' story, read after it; a note's text is read where its reference stands). Paragraphs end with a
+carriage return, table cells and rows with a 0x07 mark (their paragraph properties tell which, see
+``doc_properties``), and fields show their result, not their code.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import io
 import re
 import struct
 from array import array
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +32,8 @@ _ENCRYPTED, _TABLE_1, _OBFUSCATED = 0x0100, 0x0200, 0x8000  # FibBase flags
 _CLX_INDEX = 33  # fcClx/lcbClx: the 34th pair of FibRgFcLcb97
 _CHPX_INDEX, _PAPX_INDEX = 12, 13  # fcPlcfBteChpx, fcPlcfBtePapx: where the character and paragraph properties are
 _ANCHORS_INDEX, _DRAWINGS_INDEX = 40, 50  # fcPlcSpaMom, fcDggInfo: the floating shapes' anchors, the drawing layer
+# fcPlcffndRef and fcPlcffndTxt, fcPlcfendRef and fcPlcfendTxt: where footnotes' and endnotes' references and texts are
+_NOTES_INDEXES = ((2, 3), (46, 47))
 _PIECE = struct.Struct("<HIH")  # a piece descriptor: flags, where its text is (and whether 8-bit), formatting
 _COMPRESSED = 0x40000000
 # Characters that are marks, not text: pictures and drawn objects (0x01, 0x08), footnote and comment references
@@ -43,14 +48,16 @@ _ENDS = re.compile("([^\r\x07\x1d]*)([\r\x07\x1d]|$)")  # a paragraph and its en
 _PRIVATE_USE = range(0xE000, 0xF900)  # characters no text should hold: one stands for the pictures until placed
 _MAX_PICTURES = 10_000  # pictures marked
 _MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pictures; others, objects and fields)
+_MAX_NOTES = 10_000  # footnotes and endnotes read, each
+_NOTE_BREAKS = re.compile("[\r\x07\x1c\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
 
 
 class DocLoader(Loader):
     """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
-    within its cell), fields as their result, then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps),
-    inline or floating, come with their alt text, caption and the span of their paragraph. Footnotes, headers,
-    footers and comments are not read; the title is the document's summary information's. Encrypted files, and
-    Word 6 and 95 files, are refused with the reason."""
+    within its cell), fields as their result, footnotes and endnotes where their reference stands, on one line,
+    then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps), inline or floating, come with their alt
+    text, caption and the span of their paragraph. Headers, footers and comments are not read; the title is the
+    document's summary information's. Encrypted files, and Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
 
@@ -72,18 +79,29 @@ class DocLoader(Loader):
             raise
         except Exception as error:  # olefile reports a broken file with many exception types
             raise LoadError(f"corrupt DOC: {describe_error(error)}") from error
-        start, count = fib.boxes[0], min(fib.boxes[1], limits.max_chars - fib.characters)
+        room = limits.max_chars - fib.characters  # characters the notes, then the text boxes, may add
+        stories: list[_Story] = []
+        for story in (*fib.notes, fib.boxes):
+            stories.append(story._replace(length=min(story.length, room)))
+            room -= stories[-1].length
+        *note_stories, (start, count, _, _) = stories
         pieces = _Pieces(_pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count)))
         main, boxes = _text(word, pieces.pieces, 0, fib.characters), _text(word, pieces.pieces, start, start + count)
+        note_texts = [_text(word, pieces.pieces, story.first, story.first + story.length) for story in note_stories]
         warnings: list[str] = []
-        used = {character for character in set(main) | set(boxes) if "\ue000" <= character <= "\uf8ff"}
-        sentinel = next((chr(code) for code in _PRIVATE_USE if chr(code) not in used), None)
+        used = {character for character in set(main).union(boxes, *note_texts) if "\ue000" <= character <= "\uf8ff"}
+        free = (chr(code) for code in _PRIVATE_USE if chr(code) not in used)
+        sentinel, note_mark = next(free, None), next(free, None)
         if sentinel is None:
             warnings.append("its pictures were not read: its text uses every private-use character")
+        if note_mark is None and any(note_texts):
+            warnings.append("its notes were not read: its text uses every private-use character but one")
         reading = _Reading(pieces, Formatting(word, _part(table, fib.papx), paragraph_page),
                            Formatting(word, _part(table, fib.chpx), character_page), sentinel, warnings)
+        notes = sorted((note for story, text in zip(note_stories, note_texts, strict=True)
+                        for note in reading.notes(text, story, table)), key=lambda note: note[0]) if note_mark else []
         pictures = DocPictures(data_stream, _part(table, fib.drawings), word)
-        text = reading.story(main, 0, Anchors(_part(table, fib.anchors)))
+        text = reading.story(main, 0, Anchors(_part(table, fib.anchors)), note_mark, notes)
         if count:  # the text boxes' story, after the main document's (its pictures are inline ones)
             text += "\r" + reading.story(boxes, start, Anchors(b""))
         images = EmbeddedImages(limits, warnings, root, on_kept)
@@ -98,6 +116,16 @@ def _part(table: bytes, where: tuple[int, int]) -> bytes:
     return table[where[0]:where[0] + where[1]]
 
 
+class _Story(NamedTuple):
+    """A story after the main document's: its first character position, its length, and where (offset, size) in
+    the table stream its notes' references and texts are (for footnotes and endnotes)."""
+
+    first: int
+    length: int
+    references: tuple[int, int] = (0, 0)
+    texts: tuple[int, int] = (0, 0)
+
+
 class _Fib(NamedTuple):
     """What the File Information Block says: the table stream's name, the main text's length in characters, and
     where the piece table and the paragraph properties' index lie in the table stream (offset, size)."""
@@ -107,7 +135,8 @@ class _Fib(NamedTuple):
     clx: tuple[int, int]
     papx: tuple[int, int]
     chpx: tuple[int, int]  # the character properties' index
-    boxes: tuple[int, int]  # the text boxes' story: its first character position and its length
+    notes: tuple[_Story, _Story]  # the footnotes' and endnotes' stories
+    boxes: _Story  # the text boxes' story
     anchors: tuple[int, int]  # the main document's floating shapes' anchors (PlcSpaMom)
     drawings: tuple[int, int]  # the drawing layer (OfficeArtContent)
 
@@ -138,10 +167,13 @@ def _fib(word: bytes) -> _Fib:
         chpx = struct.unpack_from("<II", word, at + 2 + 8 * _CHPX_INDEX)
         anchors, drawings = (struct.unpack_from("<II", word, at + 2 + 8 * index) if pairs > _DRAWINGS_INDEX
                              else (0, 0) for index in (_ANCHORS_INDEX, _DRAWINGS_INDEX))
+        notes = tuple(_Story(sum(lengths[:first]), lengths[first], *(
+            struct.unpack_from("<II", word, at + 2 + 8 * index) if pairs > index else (0, 0) for index in indexes))
+            for first, indexes in zip((1, 5), _NOTES_INDEXES, strict=True))
     except struct.error as error:
         raise LoadError("corrupt DOC: its FIB is cut short") from error
-    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx, chpx,
-                (sum(lengths[:6]), lengths[6]), anchors, drawings)
+    return _Fib("1Table" if flags & _TABLE_1 else "0Table", max(characters, 0), clx, papx, chpx, notes,
+                _Story(sum(lengths[:6]), lengths[6]), anchors, drawings)
 
 
 class _Piece(NamedTuple):
@@ -226,6 +258,12 @@ class _Positions:
     def at(self, index: int) -> int:
         return self.first + index + bisect.bisect_left(self.astral, index)
 
+    def index(self, position: int) -> int:
+        """The index of the character at ``position`` (of an emoji's, at either of its two)."""
+        astral = self.astral
+        return position - self.first - bisect.bisect_left(range(len(astral)), position,
+                                                          key=lambda k: self.first + astral[k] + k)
+
 
 class _Reading:
     """Turns a story's characters into the text ``_blocks`` reads: each mark as its paragraph's properties say
@@ -243,16 +281,48 @@ class _Reading:
         self.located: list[Key] = []
         self.lookups = 0
 
-    def story(self, text: str, first: int, anchors: Anchors) -> str:
+    def story(self, text: str, first: int, anchors: Anchors, note_mark: str | None = None,
+              notes: Sequence[tuple[int, str]] = (), pictures: bool = True) -> str:
         """The story ``text`` (from character position ``first``) with a paragraph's end ``\\r``, a cell's
         ``\\x07``, a row's ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's marks a space; its
-        fields as their result, and its pictures marked (floating ones by ``anchors``)."""
+        fields as their result, its pictures marked (floating ones by ``anchors``), and each of its ``notes``
+        (reference position, text) in place of its reference."""
         positions = _Positions(text, first)
         shown = _shown(text)
-        if self.marking:
+        read: list[str] = []
+        if note_mark is not None and notes:
+            text, read = _marked_notes(text, positions, shown, note_mark, notes)
+        if self.marking and pictures:
             text = self._pictures(text, positions, shown, anchors)
         text = self._tagged(text, positions)
-        return "".join(text[start:end] for start, end in zip(*shown, strict=True))
+        text = "".join(text[start:end] for start, end in zip(*shown, strict=True))
+        if not read:
+            return text
+        parts = text.split(note_mark)  # a note after a space, unless one is there
+        spaced = [note if not note or part[-1:].isspace() else " " + note for part, note in zip(parts, read)]
+        return "".join(chain.from_iterable(zip(parts, [*spaced, ""])))
+
+    def notes(self, text: str, story: _Story, table: bytes) -> list[tuple[int, str]]:
+        """The notes of a footnotes' or endnotes' ``story`` (its characters ``text``), each (where its reference
+        stands in the main document, its text on one line): the n references pair with the first n texts, which
+        must follow each other inside the story (so that the notes together are at most as long as it is)."""
+        references, texts = _part(table, story.references), _part(table, story.texts)
+        count = min((len(references) - 4) // 6, len(texts) // 4 - 1)
+        if count > _MAX_NOTES:
+            self.warnings.append(f"notes past the first {_MAX_NOTES:,} of a kind were not read")
+        count = min(count, _MAX_NOTES)
+        if count <= 0:
+            return []
+        positions, bounds = struct.unpack_from(f"<{count}i", references), struct.unpack_from(f"<{count + 1}i", texts)
+        story_positions = _Positions(text, story.first)
+        notes, done = [], 0
+        for reference, start, end in zip(positions, bounds, bounds[1:]):
+            if done <= start < end <= story.length:
+                first, last = (story_positions.index(story.first + bound) for bound in (start, end))
+                note = self.story(text[first:last], story.first + start, Anchors(b""), pictures=False)
+                notes.append((reference, " ".join(_NOTE_BREAKS.sub(" ", note.translate(_MARKS)).split())))
+                done = end
+        return notes
 
     def _pictures(self, text: str, positions: _Positions, shown: tuple[array[int], array[int]],
                   anchors: Anchors) -> str:
@@ -309,6 +379,23 @@ class _Reading:
             after_cell = mark.group() == "\x07" and not row_end
         tagged.write(text[position:])
         return tagged.getvalue()
+
+
+def _marked_notes(text: str, positions: _Positions, shown: tuple[array[int], array[int]], note_mark: str,
+                  notes: Sequence[tuple[int, str]]) -> tuple[str, list[str]]:
+    """``text`` with the reference of each of ``notes`` (position, text; in order) that is shown (not in a field's
+    code) as ``note_mark``, and those notes' texts in order (a place named twice holds its first note)."""
+    parts, read = [], []
+    done, starts, ends = 0, *shown
+    for position, note in notes:
+        index = positions.index(position)
+        span = bisect.bisect_right(starts, index) - 1
+        if index >= done and span >= 0 and index < ends[span]:
+            parts += [text[done:index], note_mark]
+            read.append(note)
+            done = index + 1
+    parts.append(text[done:])
+    return "".join(parts), read
 
 
 def _shown(text: str) -> tuple[array[int], array[int]]:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from docx import Document
+from docx.opc.constants import RELATIONSHIP_TYPE
 from docx.opc.part import Part, XmlPart
+from docx.oxml import parse_xml
 from docx.oxml.ns import qn
 from lxml.etree import _Element
 
@@ -30,15 +32,21 @@ _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr
                qn("w:noBreakHyphen"): "-"}
 _T = qn("w:t")
 _STYLE_ID = qn("w:val")
+_ID, _TYPE = qn("w:id"), qn("w:type")
+# A footnote's or endnote's reference -> the note it names; separators are the notes' rules, not notes.
+_REFERENCES = {qn("w:footnoteReference"): qn("w:footnote"), qn("w:endnoteReference"): qn("w:endnote")}
+_NOTE_PARTS = (RELATIONSHIP_TYPE.FOOTNOTES, RELATIONSHIP_TYPE.ENDNOTES)
+_SEPARATORS = frozenset({"separator", "continuationSeparator", "continuationNotice"})
 
 
 class DocxLoader(Loader):
     """Paragraphs (headings included) as blank-line-separated blocks; a table row per line, cells ' | '.
 
-    Text boxes follow the paragraph that anchors them. Headers, footers, footnotes and comments are not part
-    of the body and are left out. The title is the core properties' title, else the first Title or Heading
-    paragraph. Pictures (inline or floating) come with their description as alt text, the next paragraph as
-    caption when it is one, and the span of their paragraph and caption.
+    Text boxes follow the paragraph that anchors them; a footnote's or endnote's text stands where its reference does
+    (as an OpenDocument note's). Headers, footers and comments are not part of the body and are left out. The title
+    is the core properties' title, else the first Title or Heading paragraph. Pictures (inline or floating) come
+    with their description as alt text, the next paragraph as caption when it is one, and the span of their
+    paragraph and caption.
     """
 
     file_type = "docx"
@@ -57,10 +65,11 @@ class DocxLoader(Loader):
         except Exception as error:
             raise LoadError(f"corrupt DOCX: {describe_error(error)}") from error
         body = document.element.body
-        blocks = [block if block.text or block.drawings else _EMPTY for block in _blocks(body)]
+        warnings: list[str] = []
+        notes = _Notes(document.part, warnings)
+        blocks = [block if block.text or block.drawings else _EMPTY for block in _blocks(body, notes)]
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
         limits.check_chars(len(text))
-        warnings: list[str] = []
         found = EmbeddedImages(limits, warnings, root, on_kept)
         images = _pictures(document.part, blocks, text, caption_styles, found)
         title = title or _first_heading(body, heading_styles)
@@ -78,6 +87,37 @@ class _Block(NamedTuple):
 _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
 
 
+class _Notes:
+    """The footnotes and endnotes of a document, by kind and id. Each is read once, at its first reference (a
+    note named many times, as only a hostile file names one, is not copied each time), and without the references
+    it holds itself (a chain of notes naming notes would otherwise nest as deep as it is long)."""
+
+    def __init__(self, part: Part | None = None, warnings: list[str] | None = None) -> None:
+        self.notes: dict[tuple[str, str], _Element] = {}
+        for relationship in part.rels.values() if part is not None else ():
+            if relationship.reltype not in _NOTE_PARTS or relationship.is_external:
+                continue
+            target = relationship.target_part
+            try:
+                root = target.element if isinstance(target, XmlPart) else parse_xml(target.blob)
+            except Exception as error:  # a broken notes part loses its notes, not the document
+                if warnings is not None:
+                    warnings.append(f"its notes ({target.partname}) were not read: {describe_error(error)}")
+                continue
+            for note in root.iterchildren(*_REFERENCES.values()):
+                if note.get(_TYPE) not in _SEPARATORS:
+                    self.notes.setdefault((note.tag, note.get(_ID, "")), note)
+
+    def text(self, reference: _Element) -> str:
+        """The text of the note ``reference`` names, a space before it; empty when it has none or was read."""
+        note = self.notes.pop((_REFERENCES[reference.tag], reference.get(_ID, "")), None)
+        text = "" if note is None else " ".join(" ".join(block.text for block in _blocks(note, _NO_NOTES)).split())
+        return " " + text if text else ""
+
+
+_NO_NOTES = _Notes()
+
+
 def _is_heading(name: str | None) -> bool:
     lowered = (name or "").lower()
     return lowered == "title" or lowered.startswith("heading")
@@ -87,34 +127,35 @@ def _first_heading(body: _Element, heading_styles: set[str]) -> str | None:
     for paragraph in body.iterchildren(_P):
         style = paragraph.find(f"{qn('w:pPr')}/{qn('w:pStyle')}")
         if style is not None and style.get(_STYLE_ID) in heading_styles:
-            text = _paragraph(paragraph, [])
+            text = _paragraph(paragraph, [], _NO_NOTES)
             if text.strip():
                 return text
     return None
 
 
-def _blocks(container: _Element) -> Iterator[_Block]:
-    """Paragraphs and tables of a body, cell or text box, in document order."""
+def _blocks(container: _Element, notes: _Notes) -> Iterator[_Block]:
+    """Paragraphs and tables of a body, cell, text box or note, in document order."""
     for child in container.iterchildren():
         if child.tag == _P:
             found: list[_Element] = []
-            text = _paragraph(child, found)
+            text = _paragraph(child, found, notes)
             yield _Block(text, child, [element for element in found if element.tag == _DRAWING])
             for box in found:
                 if box.tag == _TEXTBOX:
-                    yield from _blocks(box)
+                    yield from _blocks(box, notes)
         elif child.tag == _TBL:
-            yield _table(child)
+            yield _table(child, notes)
         elif child.tag == _SDT:
             content = child.find(_SDT_CONTENT)
             if content is not None:
-                yield from _blocks(content)
+                yield from _blocks(content, notes)
         elif child.tag == _CUSTOM_XML:
-            yield from _blocks(child)
+            yield from _blocks(child, notes)
 
 
-def _paragraph(element: _Element, found: list[_Element]) -> str:
-    """The visible text of a paragraph; text boxes and drawings met inside it are appended to ``found``."""
+def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
+    """The visible text of a paragraph, its notes' where they are referenced; text boxes and drawings met inside
+    it are appended to ``found``."""
     parts: list[str] = []
     for child in element.iterchildren():
         if child.tag in _SKIPPED:
@@ -123,23 +164,26 @@ def _paragraph(element: _Element, found: list[_Element]) -> str:
             parts.append(child.text or "")
         elif child.tag in _CHARACTERS:
             parts.append(_CHARACTERS[child.tag])
+        elif child.tag in _REFERENCES:
+            note = notes.text(child)
+            parts.append(note[1:] if parts and parts[-1][-1:].isspace() else note)
         elif child.tag == _TEXTBOX:
             found.append(child)
         else:
             if child.tag == _DRAWING:
                 found.append(child)
-            parts.append(_paragraph(child, found))
+            parts.append(_paragraph(child, found, notes))
     return "".join(parts)
 
 
-def _table(table: _Element) -> _Block:
+def _table(table: _Element, notes: _Notes) -> _Block:
     """One line per row; a cell's paragraphs (and nested tables) flattened onto the line."""
     rows: list[str] = []
     drawings: list[_Element] = []
     for row in table.iterchildren(_TR):
         cells: list[str] = []
         for cell in row.iterchildren(_TC):
-            blocks = list(_blocks(cell))
+            blocks = list(_blocks(cell, notes))
             cells.append(" ".join(" ".join(block.text for block in blocks).split()))
             drawings.extend(drawing for block in blocks for drawing in block.drawings)
         line = " | ".join(cell for cell in cells if cell)

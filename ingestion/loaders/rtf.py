@@ -44,13 +44,14 @@ _ESCAPED = frozenset({b"\\", b"{", b"}"})
 _PARAGRAPH_ENDS = frozenset({b"par", b"sect", b"page", b"column", b"\n", b"\r"})
 _SKIPPED = frozenset({b"colortbl", b"listtable", b"listoverridetable", b"revtbl", b"rsidtbl",
                       b"header", b"headerl", b"headerr", b"headerf", b"footer", b"footerl", b"footerr", b"footerf",
-                      b"footnote", b"annotation", b"fldinst", b"nonshppict", b"shprslt", b"nonesttables", b"xe",
+                      b"annotation", b"fldinst", b"nonshppict", b"shprslt", b"nonesttables", b"xe",
                       b"tc", b"tcn", b"pn", b"filetbl", b"pgdsctbl", b"themedata", b"colorschememapping",
                       b"latentstyles", b"datastore", b"xmlnstbl", b"generator", b"objdata", b"template",
                       b"userprops", b"docvar", b"txe", b"private", b"bkmkstart", b"bkmkend", b"listtext",
                       b"pntext", b"NeXTGraphic"})
-_READ = frozenset({b"shppict", b"shptxt", b"fldrslt", b"info", b"title", b"fonttbl", b"stylesheet", b"pict", b"picprop",
-                   b"shpinst", b"sn", b"sv", b"upr", b"ud"})  # destinations read even when marked ignorable (\*)
+# Destinations read even when marked ignorable (\*).
+_READ = frozenset({b"shppict", b"shptxt", b"fldrslt", b"footnote", b"info", b"title", b"fonttbl", b"stylesheet",
+                   b"pict", b"picprop", b"shpinst", b"sn", b"sv", b"upr", b"ud"})
 _FORMATS = {b"pngblip": "png", b"jpegblip": "jpeg"}
 _UNREAD_FORMATS = {b"emfblip": "an EMF metafile", b"wmetafile": "a Windows metafile", b"macpict": "a QuickDraw picture",
                    b"pmmetafile": "an OS/2 metafile", b"dibitmap": "a device-independent bitmap",
@@ -177,6 +178,20 @@ class _Blocks:
         self._paragraph.write(text)
         self.written += len(text)
         self.limits.check_chars(self.written)
+
+    def tell(self) -> int:
+        """Where the paragraph being read has got to."""
+        return self._paragraph.tell()
+
+    def end_note(self, start: int) -> None:
+        """Puts the note written since ``start`` on one line, after a space (only its own text is read again: a
+        paragraph of many notes is not)."""
+        self._paragraph.seek(max(start - 1, 0))
+        spaced = start == 0 or self._paragraph.read(1).isspace()
+        note = " ".join(self._paragraph.read().split())
+        self._paragraph.seek(start)
+        self._paragraph.truncate()
+        self._paragraph.write(note if spaced or not note else " " + note)
 
     def end_paragraph(self, in_table: bool, heading: bool) -> None:
         text, self._paragraph = self._paragraph.getvalue(), io.StringIO()
@@ -468,6 +483,11 @@ class _Reading:
         elif word in (b"shppict", b"shptxt", b"fldrslt"):
             state.mode = _Mode.TEXT
             state.in_box = state.in_box or word == b"shptxt"
+        elif word == b"footnote":  # a footnote or endnote (\ftnalt): its text where its mark stands, on one line
+            if state.mode is _Mode.TEXT and not state.in_box:  # (a note in a note is put on its line with it)
+                start = self.blocks.tell()
+                state.closing = lambda: self.blocks.end_note(start)
+            state.in_box = True
         elif word == b"pict":
             self.pictures += 1
             picture = _Picture(self.pictures, {}, state.properties)
