@@ -38,7 +38,7 @@ def _q(name: str) -> str:
 
 _P, _H, _S, _TAB, _BREAK = (_q(name) for name in ("text:p", "text:h", "text:s", "text:tab", "text:line-break"))
 _TABLE, _ROW, _CELL = _q("table:table"), _q("table:table-row"), _q("table:table-cell")
-_NUMBER = _q("text:number")
+_NUMBER, _NOTE = _q("text:number"), _q("text:note")
 _CELLS = frozenset({_CELL, _q("table:covered-table-cell")})
 _ROW_GROUPS = frozenset(map(_q, ("table:table-header-rows", "table:table-rows", "table:table-row-group")))
 _FRAME, _IMAGE, _PAGE, _NOTES = _q("draw:frame"), _q("draw:image"), _q("draw:page"), _q("presentation:notes")
@@ -245,7 +245,8 @@ class _Reading:
 
     def _inline(self, element: Element, depth: int) -> str:
         """A paragraph's text: spans and links read through, ``<text:s>`` spaces, tabs and line breaks kept, a
-        footnote's text where its mark stands; frames anchored in it add their lines after it."""
+        footnote's or endnote's text where its mark stands, on one line; frames anchored in it add their lines after
+        it."""
         parts = [self._read(element.text)]
         for child in element:
             if child.tag in _SKIPPED:
@@ -263,7 +264,10 @@ class _Reading:
                 parts.append(self._read("".join(child.itertext())))
             elif child.tag == _FRAME:
                 self._frame(child, depth + 1, in_paragraph=True)
-            elif child.tag in (_P, _H):  # a footnote's paragraphs
+            elif child.tag == _NOTE:  # its blanks one space, as the Word formats' notes read
+                note = " ".join(self._inline(child, depth + 1).split())
+                parts.append(" " + note if note else "")
+            elif child.tag in (_P, _H):  # a note's paragraphs
                 parts.append(" " + self._inline(child, depth + 1))
             else:
                 parts.append(self._inline(child, depth + 1))
