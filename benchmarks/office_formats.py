@@ -1,6 +1,6 @@
-"""The RTF, Word 97-2003 and PowerPoint 97-2003 loaders against the DOCX and PPTX loaders on the same documents:
-LibreOffice converts each DOCX to .rtf and .doc, and each deck to .ppt, and both sides are read (visible words
-compared as multisets, pages compared whole, time per file).
+"""The RTF, Word 97-2003, OpenDocument and PowerPoint 97-2003 loaders against the DOCX and PPTX loaders on the same
+documents: LibreOffice converts each DOCX to .rtf, .doc and .odt, and each deck to .ppt and .odp, and both sides are
+read (visible words compared as multisets, pages compared whole, time per file).
 
     python benchmarks/office_formats.py [DOCX]...    (default: every .docx under ../shared/data/docs-corpus/docx)
 
@@ -142,14 +142,14 @@ def main(files: list[Path]) -> None:
         sys.exit("soffice is not installed (apt-get install libreoffice-writer-nogui libreoffice-impress-nogui)")
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        scores = compare(files, ["rtf", "doc"], folder)
+        scores = compare(files, ["rtf", "doc", "odt"], folder)
         print()
         decks = sorted((CORPUS / "other-formats").glob("*.pptx")) + [deck_from_docx(source, folder)
                                                                      for source in files]
-        scores.update(compare(decks, ["ppt"], folder))
+        scores.update(compare(decks, ["ppt", "odp"], folder))
     for kind, values in scores.items():
         if values:
-            peer = "PPTX" if kind == "ppt" else "DOCX"
+            peer = "PPTX" if kind in ("ppt", "odp") else "DOCX"
             print(f"{kind}: median word Jaccard against the {peer} loader {statistics.median(values):.3f}, "
                   f"lowest {min(values):.3f}, {len(values)} files")
 

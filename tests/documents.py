@@ -788,10 +788,11 @@ _NOTE_KINDS = {"footnote": "footnotes", "endnote": "endnotes"}
 
 
 def docx_with_notes(body: str, footnotes: dict[int, str] | None = None, endnotes: dict[int, str] | None = None,
-                    notes_xml: dict[str, str] | None = None) -> bytes:
+                    notes_xml: dict[str, str] | None = None, relationships: int = 1) -> bytes:
     """A DOCX (made by python-docx) whose body is the XML ``body`` and whose footnotes and endnotes parts hold, as
     Word writes them, a separator and a continuation separator (ids -1 and 0), then each note (id -> the XML of its
-    paragraphs) after its own mark. ``notes_xml`` replaces a part's XML whole ("footnotes" or "endnotes")."""
+    paragraphs) after its own mark. ``notes_xml`` replaces a part's XML whole ("footnotes" or "endnotes"); the
+    document names each part ``relationships`` times."""
     import zipfile
 
     from docx import Document
@@ -812,14 +813,14 @@ def docx_with_notes(body: str, footnotes: dict[int, str] | None = None, endnotes
         for item in source.infolist():
             data = source.read(item.filename)
             if item.filename.endswith((".xml", ".rels")):
-                data = _with_notes(item.filename, data.decode(), body, parts).encode()
+                data = _with_notes(item.filename, data.decode(), body, parts, relationships).encode()
             target.writestr(item.filename, data)
         for name, xml in parts.items():
             target.writestr(f"word/{name}.xml", xml)
     return out.getvalue()
 
 
-def _with_notes(name: str, data: str, body: str, parts: dict[str, str]) -> str:
+def _with_notes(name: str, data: str, body: str, parts: dict[str, str], relationships: int) -> str:
     """A part of python-docx's blank document as ``docx_with_notes`` writes it: the body, and the notes' parts
     declared."""
     if name == "word/document.xml":
@@ -830,6 +831,7 @@ def _with_notes(name: str, data: str, body: str, parts: dict[str, str]) -> str:
             f'wordprocessingml.{part}+xml"/>' for part in parts) + "</Types>")
     if name == "word/_rels/document.xml.rels":
         return data.replace("</Relationships>", "".join(
-            f'<Relationship Id="rIdNotes{part}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-            f'relationships/{part}" Target="{part}.xml"/>' for part in parts) + "</Relationships>")
+            f'<Relationship Id="rIdNotes{part}{number}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+            f'relationships/{part}" Target="{part}.xml"/>' for part in parts for number in range(relationships))
+            + "</Relationships>")
     return data

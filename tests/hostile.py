@@ -657,11 +657,25 @@ def doc_pieces_cycling_over_pages(pages: int, pieces: int) -> bytes:
     return compound_file({"WordDocument": bytes(word), "1Table": clx + index})
 
 
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
 def doc_of_notes(count: int) -> bytes:
     """A Word 97-2003 document of ``count`` footnotes, each referenced from its own character of the main text."""
     from tests.documents import doc_bytes
 
     return doc_bytes([("\x02" * count + "\r", True)], footnotes=[(number, "\x02 Note.\r") for number in range(count)])
+
+
+def docx_of_notes(notes: int, relationships: int) -> bytes:
+    """A DOCX whose footnotes part, named by ``relationships`` relationships, holds ``notes`` empty notes, one of
+    them referenced."""
+    from tests.documents import docx_with_notes
+
+    xml = "".join(f'<w:footnote w:id="{number}"/>' for number in range(notes))
+    return docx_with_notes('<w:p><w:r><w:t>Hello</w:t></w:r><w:r><w:footnoteReference w:id="1"/></w:r></w:p>',
+                           notes_xml={"footnotes": f'<w:footnotes xmlns:w="{_W}">{xml}</w:footnotes>'},
+                           relationships=relationships)
 
 
 def docx_naming_one_note(references: int, characters: int) -> bytes:

@@ -58,6 +58,7 @@ from tests.hostile import (
     docx_external_entity,
     docx_long_text,
     docx_naming_one_note,
+    docx_of_notes,
     docx_with_shared_picture,
     docx_xml_bomb,
     far_cells_xlsx,
@@ -261,6 +262,10 @@ CASES = {
     "notes: doc of 200,000 footnotes": (_write("notes.doc", lambda: doc_of_notes(200_000)), None, 400, 30),
     "notes: docx referencing one footnote of a million characters 100,000 times": (_write(
         "note.docx", lambda: docx_naming_one_note(100_000, 1_000_000)), None, 400, 30),
+    "notes: docx naming its footnotes part 200 times, of 600,000 notes": (_write(
+        "rels.docx", lambda: docx_of_notes(600_000, 200)), None, 600, 30),
+    "notes: docx of 1,900,000 notes, one referenced": (_write("many.docx", lambda: docx_of_notes(1_900_000, 1)), None,
+                                                       1200, 30),
     "notes: rtf of footnotes nested 900 deep around 5 million characters, then 200,000 more": (_write(
         "notes.rtf", lambda: b"{\\rtf1\\ansi Before" + b"{\\footnote inner " * 900 + b"x" * 5_000_000 + b"}" * 900 +
         b"{\\footnote n}" * 200_000 + b"\\par}"), None, 400, 30),
@@ -370,8 +375,10 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
     if case.startswith("notes: doc of"):
         assert result["text"].count("Note.") == 10_000
         assert result["warnings"] == ["notes past the first 10,000 of a kind were not read"]
-    if case.startswith("notes: docx"):
+    if case.startswith("notes: docx referencing"):
         assert result["text"] == "x" * 1_000_000
+    if case.startswith(("notes: docx naming", "notes: docx of")):
+        assert result["text"] == "Hello"
     if case.startswith("notes: rtf"):
         assert result["text"] == "Before" + " inner" * 900 + " " + "x" * 5_000_000 + " n" * 200_000
     if case == "5000 refused image references":

@@ -663,13 +663,16 @@ def test_docx_footnotes_and_endnotes_are_read_where_they_are_referenced(tmp_path
             f'{_run(" Sale items are final.")}</w:p>'
             f'<w:tbl><w:tr><w:tc><w:p>{_run("Warranty")}{_reference("endnote", 1)}</w:p></w:tc>'
             f'<w:tc><w:p>{_run("2 years")}</w:p></w:tc></w:tr></w:tbl>'
-            f'<w:p>{_run("See the terms")}{_reference("footnote", 2)}{_run(".")}</w:p>')
+            f'<w:p>{_run("See the terms")}{_reference("footnote", 2)}{_run(".")}</w:p>'
+            f'<w:p>{_run("After a blank. ")}{_reference("endnote", 2)}{_run("Next.")}</w:p>')
     data = docx_with_notes(body, footnotes={1: f"<w:p>{_run('Except opened software.')}</w:p>",
                                             2: f"<w:p>{_run('Terms of sale,')}</w:p><w:p>{_run('section 4.')}</w:p>"},
-                           endnotes={1: f"<w:p>{_run('Parts and labour.')}</w:p>"})
+                           endnotes={1: f"<w:p>{_run('Parts and labour.')}</w:p>",
+                                     2: f"<w:p>{_run(' One space. ')}</w:p>"})
     document = load(tmp_path, "policy.docx", data)
     assert document.text == ("Returns are accepted within 30 days. Except opened software. Sale items are final.\n\n"
-                             "Warranty Parts and labour. | 2 years\n\nSee the terms Terms of sale, section 4..")
+                             "Warranty Parts and labour. | 2 years\n\nSee the terms Terms of sale, section 4..\n\n"
+                             "After a blank. One space.Next.")
     assert document.warnings == []
 
 
@@ -1607,8 +1610,9 @@ def test_doc_footnotes_and_endnotes_are_read_where_their_references_stand(tmp_pa
 
 
 def test_doc_notes_read_are_bounded_by_their_story(tmp_path: Path) -> None:
-    """Notes whose texts overlap, or run backwards or past their story, are not read (each note's text follows
-    the one before, so together they are never longer than their story); two notes at one place keep the first."""
+    """Notes whose texts overlap, or run backwards or past their story (or the text allowance), are not read (each
+    note's text follows the one before, so together they are never longer than their story); two notes at one place
+    keep the first; a reference on a paragraph's or cell's mark is none."""
     notes = [(5, "\x02 One.\r"), (5, "\x02 Two.\r"), (11, "\x02 Three.\r")]
     data = doc_bytes([("First\x02 then\x02.\r", True)], footnotes=notes)
     assert load(tmp_path, "twice.doc", data).text == "First One. then Three.."
@@ -1616,6 +1620,12 @@ def test_doc_notes_read_are_bounded_by_their_story(tmp_path: Path) -> None:
     assert load(tmp_path, "backwards.doc", backwards).text == "First One. then."
     past = data.replace(struct.pack("<5i", 0, 7, 14, 23, 24), struct.pack("<5i", 0, 7, 14, 2**30, 24))
     assert load(tmp_path, "past.doc", past).text == "First One. then."
+    on_a_mark = doc_bytes([("One.\rTwo\x07Cell\x07\x07\r", True)], footnotes=[(4, "\x02 N.\r"), (8, "\x02 M.\r")])
+    assert load(tmp_path, "mark.doc", on_a_mark).text == "One.\n\nTwo | Cell"  # (marks are no references)
+    path = tmp_path / "allowance.doc"
+    path.write_bytes(doc_bytes([("First\x02.\r", True)], footnotes=[(5, "\x02 A long note.\r")]))
+    cut = loader_for(path).load(path, path.read_bytes(), Limits(max_chars=20))
+    assert (cut.text, cut.warnings) == ("First.", ["notes past the text allowance (max_document_chars) were not read"])
 
 
 def test_doc_over_the_text_limit_is_refused_before_its_text_is_read(tmp_path: Path) -> None:
@@ -1811,10 +1821,12 @@ def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) 
     rtf = (rb"{\rtf1\ansi Returns within 30 days.{\super\chftn}{\footnote \pard\plain {\super\chftn }  Opened"
            rb"\par software {\footnote nested\par}excepted.\par} Keep the receipt.\par "
            rb"Warranty {\footnote\ftnalt {\super\chftn} Parts and labour.}\par"
-           rb"{\header Header{\footnote Header note.}}After.\par}")
-    assert load(tmp_path, "notes.rtf", rtf).text == (
-        "Returns within 30 days. Opened software nested excepted. Keep the receipt.\n\n"
-        "Warranty Parts and labour.\n\nAfter.")
+           rb"{\header Header{\footnote Header note.}}After{\shp{\*\shpinst{\shptxt Box{\footnote boxed}}}}.\par"
+           rb"{\info{\title Policy{\footnote tn}}}{\pict\pngblip 89504e47{\footnote zz}}}")
+    document = load(tmp_path, "notes.rtf", rtf)
+    assert document.text == ("Returns within 30 days. Opened software nested excepted. Keep the receipt.\n\n"
+                             "Warranty Parts and labour.\n\nAfterBox boxed.")
+    assert document.title == "Policy"
 
 
 def test_rtf_decodes_bytes_in_the_code_page_of_their_font(tmp_path: Path) -> None:

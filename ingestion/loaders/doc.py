@@ -50,6 +50,7 @@ _MAX_PICTURES = 10_000  # pictures marked
 _MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pictures; others, objects and fields)
 _MAX_NOTES = 10_000  # footnotes and endnotes read, each
 _NOTE_BREAKS = re.compile("[\r\x07\x1c\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
+_NOT_REFERENCES = frozenset("\r\x07\x0b\x0c\x01\x08")  # marks a note's reference never stands on
 
 
 class DocLoader(Loader):
@@ -85,10 +86,11 @@ class DocLoader(Loader):
             stories.append(story._replace(length=min(story.length, room)))
             room -= stories[-1].length
         *note_stories, (start, count, _, _) = stories
+        cut = any(kept.length < story.length for kept, story in zip(note_stories, fib.notes, strict=True))
         pieces = _Pieces(_pieces(table[fib.clx[0]:fib.clx[0] + fib.clx[1]], max(fib.characters, start + count)))
         main, boxes = _text(word, pieces.pieces, 0, fib.characters), _text(word, pieces.pieces, start, start + count)
         note_texts = [_text(word, pieces.pieces, story.first, story.first + story.length) for story in note_stories]
-        warnings: list[str] = []
+        warnings = ["notes past the text allowance (max_document_chars) were not read"] if cut else []
         used = {character for character in set(main).union(boxes, *note_texts) if "\ue000" <= character <= "\uf8ff"}
         free = (chr(code) for code in _PRIVATE_USE if chr(code) not in used)
         sentinel, note_mark = next(free, None), next(free, None)
@@ -384,13 +386,15 @@ class _Reading:
 def _marked_notes(text: str, positions: _Positions, shown: tuple[array[int], array[int]], note_mark: str,
                   notes: Sequence[tuple[int, str]]) -> tuple[str, list[str]]:
     """``text`` with the reference of each of ``notes`` (position, text; in order) that is shown (not in a field's
-    code) as ``note_mark``, and those notes' texts in order (a place named twice holds its first note)."""
+    code) as ``note_mark``, and those notes' texts in order (a place named twice holds its first note). A reference
+    on a paragraph's, cell's or picture's mark is not read: only a hostile file puts one there, and reading it
+    would lose the mark."""
     parts, read = [], []
     done, starts, ends = 0, *shown
     for position, note in notes:
         index = positions.index(position)
         span = bisect.bisect_right(starts, index) - 1
-        if index >= done and span >= 0 and index < ends[span]:
+        if index >= done and span >= 0 and index < ends[span] and text[index] not in _NOT_REFERENCES:
             parts += [text[done:index], note_mark]
             read.append(note)
             done = index + 1

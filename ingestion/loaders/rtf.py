@@ -484,7 +484,11 @@ class _Reading:
             state.mode = _Mode.TEXT
             state.in_box = state.in_box or word == b"shptxt"
         elif word == b"footnote":  # a footnote or endnote (\ftnalt): its text where its mark stands, on one line
-            if state.mode is _Mode.TEXT and not state.in_box:  # (a note in a note is put on its line with it)
+            if state.mode is not _Mode.TEXT:  # (one in a title, a picture or a property is no text of theirs)
+                state.mode = _Mode.SKIP
+            elif state.in_box:  # in a text box or a note: put on its line with it
+                self._text(" ")
+            else:
                 start = self.blocks.tell()
                 state.closing = lambda: self.blocks.end_note(start)
             state.in_box = True
