@@ -1249,7 +1249,8 @@ def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path
               "</draw:text-box></draw:frame><draw:frame><draw:text-box><text:list><text:list-item>"
               "<text:p>Revenue up 12%</text:p></text:list-item></text:list></draw:text-box></draw:frame>"
               "<presentation:notes><draw:frame><draw:text-box><text:p>Mention Ningbo.</text:p></draw:text-box>"
-              "</draw:frame></presentation:notes>"
+              '</draw:frame><draw:frame presentation:class="page-number"><draw:text-box><text:p><text:page-number>'
+              "&lt;number&gt;</text:page-number></text:p></draw:text-box></draw:frame></presentation:notes>"
               '</draw:page><draw:page><draw:frame><draw:image xlink:href="Pictures/chart.png"><text:p>Chart caption'
               "</text:p></draw:image><svg:desc>Sales chart</svg:desc></draw:frame><draw:frame><table:table>"
               f"<table:table-row>{cell('A')}{cell('B')}</table:table-row></table:table></draw:frame></draw:page>")
@@ -1262,7 +1263,8 @@ def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path
 
 def test_odt_places_pictures_on_their_paragraph_and_skips_what_is_generated(tmp_path: Path) -> None:
     """A picture alone in its paragraph, one inside a link, an SVG with its PNG twin, a chart's rendering, a text
-    box inside a span, a table of contents, a numbered heading: as LibreOffice writes them."""
+    box inside a span, a shape's text (after its paragraph, not run into it), a table of contents, a numbered
+    heading: as LibreOffice writes them."""
     frame = '<draw:frame><draw:image xlink:href="Pictures/{}"/>{}</draw:frame>'
     body = ('<text:table-of-content><text:index-body><text:p>Scope<text:tab/>1</text:p></text:index-body>'
             "</text:table-of-content><text:h><text:number>1.</text:number>Scope</text:h>"
@@ -1273,12 +1275,13 @@ def test_odt_places_pictures_on_their_paragraph_and_skips_what_is_generated(tmp_
             '<draw:image xlink:href="Pictures/c.png"/><svg:title>Flow chart</svg:title></draw:frame></text:p>'
             '<text:p>Chart<draw:frame><draw:object xlink:href="./Object 1"/><draw:image xlink:href="./Object 1.png"/>'
             "</draw:frame></text:p><text:p>Before <text:span>bold<draw:frame><draw:text-box><text:p>Box text</text:p>"
-            "</draw:text-box></draw:frame></text:span> after.</text:p>")
+            "</draw:text-box></draw:frame></text:span> after.</text:p><text:p><draw:custom-shape><text:p>Shape text"
+            "</text:p><draw:enhanced-geometry/></draw:custom-shape>Anchoring paragraph.</text:p>")
     pictures = {f"Pictures/{name}.png": image_bytes(size=(40 + index, 40)) for index, name in enumerate("abc")}
     pictures |= {"Pictures/d.svg": b"<svg/>", "Object 1.png": image_bytes(size=(50, 50))}
     document = load(tmp_path, "layout.odt", odf_bytes("odt", body, pictures))
     assert document.text == ("1. Scope\nBefore the map.\nAfter.\nClick  to open\nFlow\nChart\nBefore bold after.\n"
-                             "Box text")
+                             "Box text\nAnchoring paragraph.\nShape text")
     assert document.title == "1. Scope" and document.warnings == []
     assert [(image.name, image.alt, document.text[image.start:image.end]) for image in document.images] == [
         ("Pictures/a.png", None, ""), ("Pictures/b.png", None, "Click  to open"),

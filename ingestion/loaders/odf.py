@@ -42,6 +42,10 @@ _NUMBER, _NOTE = _q("text:number"), _q("text:note")
 _CELLS = frozenset({_CELL, _q("table:covered-table-cell")})
 _ROW_GROUPS = frozenset(map(_q, ("table:table-header-rows", "table:table-rows", "table:table-row-group")))
 _FRAME, _IMAGE, _PAGE, _NOTES = _q("draw:frame"), _q("draw:image"), _q("draw:page"), _q("presentation:notes")
+# Drawn shapes a paragraph may anchor: their text is read after it, as a frame's text boxes are.
+_DRAWN = frozenset({_FRAME, *map(_q, ("draw:custom-shape", "draw:rect", "draw:ellipse", "draw:circle", "draw:polygon",
+                                      "draw:regular-polygon", "draw:polyline", "draw:path", "draw:line",
+                                      "draw:connector", "draw:caption", "draw:measure", "draw:g"))})
 _OBJECTS = frozenset({_q("draw:object"), _q("draw:object-ole")})
 _SHAPES = _q("table:shapes")
 _C, _ROWS_REPEATED, _COLUMNS_REPEATED = _q("text:c"), _q("table:number-rows-repeated"), _q(
@@ -50,11 +54,13 @@ _VALUE_TYPE, _HREF, _NAME = _q("office:value-type"), _q("xlink:href"), _q("table
 _KEPT_ATTRIBUTES = frozenset({_C, _ROWS_REPEATED, _COLUMNS_REPEATED, _VALUE_TYPE, _HREF, _NAME})
 _PAGED = {_q("office:spreadsheet"): "sheets", _q("office:presentation"): "slides", _q("office:drawing"): "slides"}
 # Never read: tracked deletions, comments, the citation mark of a footnote (its text is read where it stands),
-# generated indexes (a table of contents repeats the headings with page numbers), declarations, forms, scripts.
+# generated indexes (a table of contents repeats the headings with page numbers), page numbers (a notes page's reads
+# "<number>"), declarations, forms, scripts.
 _SKIPPED = frozenset(map(_q, (
     "text:tracked-changes", "office:annotation", "office:annotation-end", "text:note-citation",
     "text:table-of-content", "text:illustration-index", "text:table-index", "text:object-index", "text:user-index",
-    "text:alphabetical-index", "text:bibliography", "text:sequence-decls", "text:variable-decls",
+    "text:alphabetical-index", "text:bibliography", "text:page-number", "text:page-count", "text:sequence-decls",
+    "text:variable-decls",
     "text:user-field-decls", "table:table-columns", "table:table-column", "table:table-column-group",
     "office:forms", "office:scripts", "office:event-listeners", "table:named-expressions",
     "table:database-ranges", "svg:title", "svg:desc",
@@ -262,7 +268,7 @@ class _Reading:
                 parts.append("\t" if child.tag == _TAB else "\n")
             elif depth >= _MAX_DEPTH:
                 parts.append(self._read("".join(child.itertext())))
-            elif child.tag == _FRAME:
+            elif child.tag in _DRAWN:
                 self._frame(child, depth + 1, in_paragraph=True)
             elif child.tag == _NOTE:  # its blanks one space, as the Word formats' notes read
                 note = " ".join(self._inline(child, depth + 1).split())
