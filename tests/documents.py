@@ -409,7 +409,8 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
     """A Word 97-2003 document whose text is ``pieces``, each (text, stored 8-bit in Windows-1252), of which the
     first ``main`` characters (default all) are the main document; its piece table in the 1Table stream. Or its
     text is ``table``, a UTF-16 piece with paragraph properties as Word writes a table's: ``\\x07`` ends a cell,
-    ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``).
+    ``\\x1d`` a row (written as a cell's mark) and ``\\x1c`` a paragraph inside a cell (written ``\\r``); in a
+    table nested in a cell, ``\\x1a`` ends a cell and ``\\x1b`` a row (written ``\\r``, as Word writes them).
     ``boxes`` is the text boxes' story, after the main document. ``pictures`` is, for each ``\\x01`` of the text
     in order, the inline picture its character properties place in the Data stream (``doc_picture``), or None for
     a character that is no picture. ``floating`` is, for each ``\\x08`` in order, the floating shape anchored there:
@@ -420,7 +421,7 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
     text_at = 1024
     word = bytearray(text_at)
     if table is not None:
-        pieces = [(table.replace("\x1d", "\x07").replace("\x1c", "\r"), False)]
+        pieces = [(re.sub("[\x1a\x1b\x1c]", "\r", table.replace("\x1d", "\x07")), False)]
     positions, descriptors, position = [0], [], 0
     marks: list[tuple[int, int]] = []  # each \x01's stream offset and width
     anchored: list[int] = []  # each \x08's character position
@@ -452,10 +453,12 @@ def doc_bytes(pieces: list[tuple[str, bool]], main: int | None = None, title: st
         page_number = -(-len(word) // 512)
         word = word.ljust(512 * page_number, b"\0")
         starts, sprms = [text_at], []
-        for mark in re.finditer("[\r\x07\x1c\x1d]", table):
+        nested = {"\x1a": b"\x4b\x24\x01", "\x1b": b"\x4c\x24\x01"}  # sprmPFInnerTableCell, sprmPFInnerTtp
+        for mark in re.finditer("[\r\x07\x1a-\x1d]", table):
             starts.append(text_at + 2 * (mark.end()))
             sprms.append(b"" if mark.group() == "\r" else b"\x16\x24\x01" + (b"\x17\x24\x01" if mark.group() ==
-                                                                         "\x1d" else b""))
+                                                                         "\x1d" else b"") + (
+                b"\x49\x66" + struct.pack("<i", 2) + nested[mark.group()] if mark.group() in nested else b""))
         assert len(sprms) <= 29, "one FKP page holds 29 paragraphs"
         page = bytearray(512)
         struct.pack_into(f"<{len(starts)}I", page, 0, *starts)

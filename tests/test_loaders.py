@@ -1505,6 +1505,10 @@ def test_doc_tables_are_read_by_their_paragraph_properties(tmp_path: Path) -> No
              "After the table.\r")
     assert load(tmp_path, "table.doc", doc_bytes([], table=table)).text == (
         "Intro\n\nName | Age\nBob\nSmith | Line one line two | 42\n\nAfter the table.")
+    # A table nested in a cell reads as the DOCX loader reads one: its cells ' | ' (an empty one left out), its
+    # rows a space apart, within the outer cell (Word ends a nested cell and row with a paragraph's mark).
+    nested = "d\x07Before\x1ce\x1af\x1a\x1b\x1ah\x1a\x1b\x07i\x07\x1dAfter.\r"
+    assert load(tmp_path, "nested.doc", doc_bytes([], table=nested)).text == "d | Before e | f h | i\n\nAfter."
 
 
 @pytest.mark.parametrize(("data", "reason"), [

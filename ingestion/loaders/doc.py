@@ -23,7 +23,15 @@ from typing import NamedTuple
 from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
 from ingestion.loaders.doc_pictures import Anchors, DocPictures, Key, placed_pictures
-from ingestion.loaders.doc_properties import Formatting, TableFlags, character_page, paragraph_page
+from ingestion.loaders.doc_properties import (
+    NESTED_CELL_END,
+    NESTED_ROW_END,
+    NOT_NESTED,
+    Formatting,
+    TableFlags,
+    character_page,
+    paragraph_page,
+)
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from kb.types import ExtractedDocument
 
@@ -51,6 +59,7 @@ _MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pict
 _MAX_NOTES = 10_000  # footnotes and endnotes read, each
 _NOTE_BREAKS = re.compile("[\r\x07\x1c\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
 _NOT_REFERENCES = frozenset("\r\x07\x0b\x0c\x01\x08")  # marks a note's reference never stands on
+_NESTED_MARKS = {NESTED_CELL_END: "\x1a", NESTED_ROW_END: "\x1b"}  # as _Reading.story writes a nested table's ends
 
 
 class DocLoader(Loader):
@@ -286,9 +295,9 @@ class _Reading:
     def story(self, text: str, first: int, anchors: Anchors, note_mark: str | None = None,
               notes: Sequence[tuple[int, str]] = (), pictures: bool = True) -> str:
         """The story ``text`` (from character position ``first``) with a paragraph's end ``\\r``, a cell's
-        ``\\x07``, a row's ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's marks a space; its
-        fields as their result, its pictures marked (floating ones by ``anchors``), and each of its ``notes``
-        (reference position, text) in place of its reference."""
+        ``\\x07``, a row's ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's cell ``\\x1a`` and row
+        ``\\x1b`` (its paragraphs a space); its fields as their result, its pictures marked (floating ones by
+        ``anchors``), and each of its ``notes`` (reference position, text) in place of its reference."""
         positions = _Positions(text, first)
         shown = _shown(text)
         read: list[str] = []
@@ -370,10 +379,10 @@ class _Reading:
             flags = self.paragraphs.at(self.pieces.offset(positions.at(mark.start())))
             if flags is None:  # by the text alone: an empty paragraph after a cell's mark ends the row
                 row_end = mark.group() == "\x07" and after_cell and text[mark.start() - 1:mark.start()] == "\x07"
-                flags = (mark.group() == "\x07", row_end, False)
-            in_table, row_end, inner = flags
-            if inner:
-                tagged.write(" ")
+                flags = (mark.group() == "\x07", row_end, NOT_NESTED)
+            in_table, row_end, nested = flags
+            if nested:
+                tagged.write(_NESTED_MARKS.get(nested, " "))
             elif mark.group() == "\x07":
                 tagged.write("\x1d" if row_end else "\x07")
             else:
@@ -428,6 +437,15 @@ def _shown(text: str) -> tuple[array[int], array[int]]:
     return starts, ends
 
 
+def _cell(text: str) -> str:
+    """A table cell's text on one line, a nested table in it as the DOCX loader reads one: its cells ' | ' (the
+    empty ones left out), its rows a space apart."""
+    if "\x1a" in text or "\x1b" in text:
+        rows = (map(str.strip, row.split("\x1a")) for row in text.split("\x1b"))
+        text = " ".join(" | ".join(cell for cell in row if cell) for row in rows)
+    return " ".join(text.split())
+
+
 def _blocks(text: str, sentinel: str) -> list[str]:
     """The document's blocks: its paragraphs, and its tables a row per line, cells ' | ', a cell's paragraphs
     joined by a space (the marks as ``_Reading.story`` writes them). A cell holding only pictures is no cell: its
@@ -447,10 +465,10 @@ def _blocks(text: str, sentinel: str) -> list[str]:
     for match in _ENDS.finditer(text):
         paragraph, end = match.groups()
         if end == "\x07":
-            cells.append(" ".join(paragraph.split()))
+            cells.append(_cell(paragraph))
         elif end == "\x1d":
             if paragraph.strip() or cells:
-                add_row([*cells, " ".join(paragraph.split())])
+                add_row([*cells, _cell(paragraph)])
             cells = []
         else:
             if rows:

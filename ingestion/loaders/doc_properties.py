@@ -21,7 +21,9 @@ _OPERAND_SIZES = {0: 1, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2, 7: 3}
 _PAGE_NUMBER = 0x3FFFFF  # the bits of a bin table entry that number its page
 
 T = TypeVar("T")
-TableFlags = tuple[bool, bool, bool]  # a paragraph in a table, a row's end, a nested table's mark
+# A paragraph in a table, a row's end, and what it is to a nested table (one of the four below).
+TableFlags = tuple[bool, bool, int]
+NOT_NESTED, NESTED_PARAGRAPH, NESTED_CELL_END, NESTED_ROW_END = range(4)
 
 
 def unsigned(data: bytes) -> array[int]:
@@ -111,17 +113,18 @@ def _sprms(grpprl: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def _table_flags(sprms: bytes) -> TableFlags:
-    """(in a table, a row's end, a nested table's mark) from a paragraph's property modifiers (sprms)."""
-    in_table = row_end = inner = False
+    """(in a table, a row's end, what it is to a nested table) from a paragraph's property modifiers (sprms)."""
+    in_table = row_end = False
+    nested = NOT_NESTED
     for sprm, operand in _sprms(sprms):
         value = operand[0] if operand else 0
         if sprm == _IN_TABLE:
             in_table = bool(value)
         elif sprm == _ROW_END:
             row_end = bool(value)
-        elif sprm in (_INNER_CELL, _INNER_ROW_END):
-            inner = inner or bool(value)
+        elif sprm in (_INNER_CELL, _INNER_ROW_END) and value:
+            nested = max(nested, NESTED_CELL_END if sprm == _INNER_CELL else NESTED_ROW_END)
         elif sprm == _TABLE_DEPTH and len(operand) == 4:
             depth = struct.unpack("<i", operand)[0]
-            in_table, inner = depth > 0, depth > 1
-    return in_table, row_end, inner
+            in_table, nested = depth > 0, max(nested, NESTED_PARAGRAPH if depth > 1 else NOT_NESTED)
+    return in_table, row_end, nested
