@@ -1822,6 +1822,17 @@ def test_rtf_reads_paragraphs_tables_and_headings_as_word_writes_them(tmp_path: 
     assert load(tmp_path, "libreoffice.rtf", WORD_RTF.replace(b"INFO", both)).title == "退货"
 
 
+def test_rtf_table_nested_in_a_cell_reads_as_the_docx_loader_reads_one(tmp_path: Path) -> None:
+    """Word writes a nested table's cells ended by \\nestcell and each of its rows' end, \\nestrow, inside a hidden
+    group of its properties: its cells read ' | ' (an empty one left out), its rows a space apart, in the outer
+    cell."""
+    nested_row = rb"{\*\nesttableprops\trowd\cellx1518\cellx3030\nestrow}{\nonesttables\par}"
+    rtf = (rb"{\rtf1\ansi\trowd\cellx4000\cellx8000\pard\intbl d\cell\pard\intbl Before\par"
+           rb"\pard\intbl\itap2 e\nestcell f\nestcell" + nested_row + rb"\pard\intbl\itap2 \nestcell h\nestcell" +
+           nested_row + rb"\pard\intbl\itap1 \cell\row\pard After.\par}")
+    assert load(tmp_path, "nested.rtf", rtf).text == "d | Before e | f h\n\nAfter."
+
+
 def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) -> None:
     """A footnote's or endnote's paragraphs run on where its mark stands, blanks made one space; a note inside a
     note with it; a note in a header is not read, as the header is not."""

@@ -88,6 +88,18 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
 
 
+NESTED_CELL, NESTED_ROW = "\x1a", "\x1b"  # where a table nested in a cell ends a cell and a row, in a loader's text
+
+
+def cell_text(text: str) -> str:
+    """A table cell's text on one line; a table nested in it (its cells and rows ended by ``NESTED_CELL`` and
+    ``NESTED_ROW``) as the DOCX loader reads one: its cells ' | ' (the empty ones left out), its rows a space apart."""
+    if NESTED_CELL in text or NESTED_ROW in text:
+        rows = (map(str.strip, row.split(NESTED_CELL)) for row in text.split(NESTED_ROW))
+        text = " ".join(" | ".join(cell for cell in row if cell) for row in rows)
+    return " ".join(text.split())
+
+
 def clean_text(text: str) -> str:
     """``text`` in the one shape every loader returns, because offsets point into it and the chunker reads it.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ingestion.loaders import ole
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
+from ingestion.loaders.base import NESTED_CELL, NESTED_ROW, Limits, Loader, LoadError, OnKept, cell_text
 from ingestion.loaders.doc_pictures import Anchors, DocPictures, Key, placed_pictures
 from ingestion.loaders.doc_properties import (
     NESTED_CELL_END,
@@ -59,7 +59,7 @@ _MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pict
 _MAX_NOTES = 10_000  # footnotes and endnotes read, each
 _NOTE_BREAKS = re.compile("[\r\x07\x1c\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
 _NOT_REFERENCES = frozenset("\r\x07\x0b\x0c\x01\x08")  # marks a note's reference never stands on
-_NESTED_MARKS = {NESTED_CELL_END: "\x1a", NESTED_ROW_END: "\x1b"}  # as _Reading.story writes a nested table's ends
+_NESTED_MARKS = {NESTED_CELL_END: NESTED_CELL, NESTED_ROW_END: NESTED_ROW}  # as _Reading.story writes them
 
 
 class DocLoader(Loader):
@@ -437,15 +437,6 @@ def _shown(text: str) -> tuple[array[int], array[int]]:
     return starts, ends
 
 
-def _cell(text: str) -> str:
-    """A table cell's text on one line, a nested table in it as the DOCX loader reads one: its cells ' | ' (the
-    empty ones left out), its rows a space apart."""
-    if "\x1a" in text or "\x1b" in text:
-        rows = (map(str.strip, row.split("\x1a")) for row in text.split("\x1b"))
-        text = " ".join(" | ".join(cell for cell in row if cell) for row in rows)
-    return " ".join(text.split())
-
-
 def _blocks(text: str, sentinel: str) -> list[str]:
     """The document's blocks: its paragraphs, and its tables a row per line, cells ' | ', a cell's paragraphs
     joined by a space (the marks as ``_Reading.story`` writes them). A cell holding only pictures is no cell: its
@@ -465,10 +456,10 @@ def _blocks(text: str, sentinel: str) -> list[str]:
     for match in _ENDS.finditer(text):
         paragraph, end = match.groups()
         if end == "\x07":
-            cells.append(_cell(paragraph))
+            cells.append(cell_text(paragraph))
         elif end == "\x1d":
             if paragraph.strip() or cells:
-                add_row([*cells, _cell(paragraph)])
+                add_row([*cells, cell_text(paragraph)])
             cells = []
         else:
             if rows:

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
+from ingestion.loaders.base import NESTED_CELL, NESTED_ROW, Limits, Loader, LoadError, OnKept, cell_text, clean_text
 from ingestion.loaders.images import EmbeddedImages, is_figure_caption, picture_span
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -38,7 +38,7 @@ _CHARSETS = {0: 1252, 77: 10000, 128: 932, 129: 949, 130: 1361, 134: 936, 136: 9
 _CHARACTERS = {b"tab": "\t", b"line": "\n", b"emdash": "\u2014", b"endash": "\u2013", b"bullet": "\u2022",
                b"lquote": "\u2018", b"rquote": "\u2019", b"ldblquote": "\u201c", b"rdblquote": "\u201d",
                b"emspace": "\u2003", b"enspace": "\u2002", b"qmspace": "\u2005", b"zwj": "\u200d",
-               b"zwnj": "\u200c", b"zwbo": "\u200b", b"nestcell": " "}
+               b"zwnj": "\u200c", b"zwbo": "\u200b", b"nestcell": NESTED_CELL}
 _SYMBOLS = {b"\\": "\\", b"{": "{", b"}": "}", b"~": "\xa0", b"_": "-", b"\t": "\t"}
 _ESCAPED = frozenset({b"\\", b"{", b"}"})
 _PARAGRAPH_ENDS = frozenset({b"par", b"sect", b"page", b"column", b"\n", b"\r"})
@@ -51,7 +51,7 @@ _SKIPPED = frozenset({b"colortbl", b"listtable", b"listoverridetable", b"revtbl"
                       b"pntext", b"NeXTGraphic"})
 # Destinations read even when marked ignorable (\*).
 _READ = frozenset({b"shppict", b"shptxt", b"fldrslt", b"footnote", b"info", b"title", b"fonttbl", b"stylesheet",
-                   b"pict", b"picprop", b"shpinst", b"sn", b"sv", b"upr", b"ud"})
+                   b"pict", b"picprop", b"shpinst", b"sn", b"sv", b"upr", b"ud", b"nesttableprops"})
 _FORMATS = {b"pngblip": "png", b"jpegblip": "jpeg"}
 _UNREAD_FORMATS = {b"emfblip": "an EMF metafile", b"wmetafile": "a Windows metafile", b"macpict": "a QuickDraw picture",
                    b"pmmetafile": "an OS/2 metafile", b"dibitmap": "a device-independent bitmap",
@@ -206,7 +206,7 @@ class _Blocks:
     def end_cell(self) -> None:
         self._cell.append(self._paragraph.getvalue())
         self._paragraph = io.StringIO()
-        self._cells.append(" ".join(" ".join(self._cell).split()))
+        self._cells.append(cell_text(" ".join(self._cell)))
         self._cell = []
 
     def end_row(self) -> None:
@@ -440,8 +440,11 @@ class _Reading:
             self._end_paragraph()
         elif word == b"cell":
             self._table(self.blocks.end_cell)
-        elif word in (b"row", b"nestrow"):
+        elif word == b"row":
             self._table(self.blocks.end_row)
+        elif word == b"nestrow":  # (in a nested table's properties, a hidden group) a nested row's end, in its cell
+            if state.in_table and state.mode in (_Mode.TEXT, _Mode.HIDDEN):
+                self.blocks.write(NESTED_ROW)
         elif word == b"pard":  # a paragraph inside a cell's group (as pandoc writes them) stays in its table
             state.in_table, state.outline = bool(self.stack) and self.stack[-1].in_table, False
         elif word == b"s" and parameter is not None:
@@ -476,7 +479,7 @@ class _Reading:
             state.mode = _Mode.FONTS
         elif word == b"stylesheet":
             state.mode = _Mode.STYLES
-        elif word in (b"info", b"shpinst", b"picprop"):
+        elif word in (b"info", b"shpinst", b"picprop", b"nesttableprops"):
             state.mode = _Mode.HIDDEN
             if word == b"shpinst":
                 state.properties = {}
