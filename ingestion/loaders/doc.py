@@ -63,11 +63,11 @@ _NESTED_MARKS = {NESTED_CELL_END: NESTED_CELL, NESTED_ROW_END: NESTED_ROW}  # as
 
 
 class DocLoader(Loader):
-    """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a nested table's cells
-    within its cell), fields as their result, footnotes and endnotes where their reference stands, on one line,
-    then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps), inline or floating, come with their alt
-    text, caption and the span of their paragraph. Headers, footers and comments are not read; the title is the
-    document's summary information's. Encrypted files, and Word 6 and 95 files, are refused with the reason."""
+    """Paragraphs as blank-line-separated blocks, a table row per line with cells ' | ' (a table nested in a cell
+    within it, its rows a space apart), fields as their result, footnotes and endnotes where their reference stands,
+    on one line, then the text boxes' paragraphs. Pictures (PNG, JPEG, TIFF, bitmaps), inline or floating, come with
+    their alt text, caption and the span of their paragraph. Headers, footers and comments are not read; the title is
+    the document's summary information's. Encrypted files, and Word 6 and 95 files, are refused with the reason."""
 
     file_type = "doc"
 
