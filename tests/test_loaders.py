@@ -1263,8 +1263,8 @@ def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path
 
 def test_odt_places_pictures_on_their_paragraph_and_skips_what_is_generated(tmp_path: Path) -> None:
     """A picture alone in its paragraph, one inside a link, an SVG with its PNG twin, a chart's rendering, a text
-    box inside a span, a shape's text (after its paragraph, not run into it), a table of contents, a numbered
-    heading: as LibreOffice writes them."""
+    box inside a span, a shape's text (after its paragraph, not run into it), a group's picture (on the paragraph
+    anchoring the group), a table of contents, a numbered heading: as LibreOffice writes them."""
     frame = '<draw:frame><draw:image xlink:href="Pictures/{}"/>{}</draw:frame>'
     body = ('<text:table-of-content><text:index-body><text:p>Scope<text:tab/>1</text:p></text:index-body>'
             "</text:table-of-content><text:h><text:number>1.</text:number>Scope</text:h>"
@@ -1276,16 +1276,18 @@ def test_odt_places_pictures_on_their_paragraph_and_skips_what_is_generated(tmp_
             '<text:p>Chart<draw:frame><draw:object xlink:href="./Object 1"/><draw:image xlink:href="./Object 1.png"/>'
             "</draw:frame></text:p><text:p>Before <text:span>bold<draw:frame><draw:text-box><text:p>Box text</text:p>"
             "</draw:text-box></draw:frame></text:span> after.</text:p><text:p><draw:custom-shape><text:p>Shape text"
-            "</text:p><draw:enhanced-geometry/></draw:custom-shape>Anchoring paragraph.</text:p>")
-    pictures = {f"Pictures/{name}.png": image_bytes(size=(40 + index, 40)) for index, name in enumerate("abc")}
+            "</text:p><draw:enhanced-geometry/></draw:custom-shape>Anchoring paragraph.</text:p>"
+            f"<text:p>Grouped<draw:g>{frame.format('e.png', '')}</draw:g> on page "
+            "<text:page-number>3</text:page-number></text:p>")
+    pictures = {f"Pictures/{name}.png": image_bytes(size=(40 + index, 40)) for index, name in enumerate("abce")}
     pictures |= {"Pictures/d.svg": b"<svg/>", "Object 1.png": image_bytes(size=(50, 50))}
     document = load(tmp_path, "layout.odt", odf_bytes("odt", body, pictures))
     assert document.text == ("1. Scope\nBefore the map.\nAfter.\nClick  to open\nFlow\nChart\nBefore bold after.\n"
-                             "Box text\nAnchoring paragraph.\nShape text")
+                             "Box text\nAnchoring paragraph.\nShape text\nGrouped on page 3")
     assert document.title == "1. Scope" and document.warnings == []
     assert [(image.name, image.alt, document.text[image.start:image.end]) for image in document.images] == [
         ("Pictures/a.png", None, ""), ("Pictures/b.png", None, "Click  to open"),
-        ("Pictures/c.png", "Flow chart", "Flow")]
+        ("Pictures/c.png", "Flow chart", "Flow"), ("Pictures/e.png", None, "Grouped on page 3")]
     assert document.images[0].start == document.text.index("After.")  # where it stands, between two paragraphs
 
 
@@ -1509,6 +1511,13 @@ def test_doc_tables_are_read_by_their_paragraph_properties(tmp_path: Path) -> No
     # rows a space apart, within the outer cell (Word ends a nested cell and row with a paragraph's mark).
     nested = "d\x07Before\x1ce\x1af\x1a\x1b\x1ah\x1a\x1b\x07i\x07\x1dAfter.\r"
     assert load(tmp_path, "nested.doc", doc_bytes([], table=nested)).text == "d | Before e | f h | i\n\nAfter."
+    # A nested cell of only a picture is no cell (its picture goes with the row); a nested table's marks on a
+    # paragraph in no cell, and the same characters in a file's own text, are blanks, not lost or cells.
+    pictured = load(tmp_path, "pictured.doc", doc_bytes(
+        [], table="Left\x07p\x1a\x01\x1aq\x1a\x1b\x07r\x07\x1dStray\x1amark and a\x1bcharacter.\r",
+        pictures=[doc_picture(image_bytes("PNG", (80, 60)))]))
+    assert pictured.text == "Left | p | q | r\n\nStray mark and a character."
+    assert [pictured.text[image.start:image.end] for image in pictured.images] == ["Left | p | q | r"]
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -1831,6 +1840,14 @@ def test_rtf_table_nested_in_a_cell_reads_as_the_docx_loader_reads_one(tmp_path:
            rb"\pard\intbl\itap2 e\nestcell f\nestcell" + nested_row + rb"\pard\intbl\itap2 \nestcell h\nestcell" +
            nested_row + rb"\pard\intbl\itap1 \cell\row\pard After.\par}")
     assert load(tmp_path, "nested.rtf", rtf).text == "d | Before e | f h\n\nAfter."
+    # A table three deep: its rows a space in the cell holding it; \\nestcell in no table, a text box or a title,
+    # and the characters that mark a nested table's ends in a file's own text (\\'1a), are blanks.
+    deeper = (rb"{\rtf1\ansi\trowd\cellx8000\pard\intbl\itap2 n1\par\pard\intbl\itap3 x\nestcell y\nestcell"
+              rb"{\*\nesttableprops\trowd\nestrow}{\nonesttables\par}\pard\intbl\itap2 \nestcell n3\nestcell"
+              rb"{\*\nesttableprops\trowd\nestrow}{\nonesttables\par}\pard\intbl\itap1 a\'1ab\cell\row"
+              rb"\pard Hello\nestcell World\par{\info{\title Alpha\nestcell Beta}}}")
+    document = load(tmp_path, "deeper.rtf", deeper)
+    assert (document.text, document.title) == ("n1 x | y | n3 a b\n\nHello World", "Alpha Beta")
 
 
 def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) -> None:

@@ -89,14 +89,21 @@ _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi",
 
 
 NESTED_CELL, NESTED_ROW = "\x1a", "\x1b"  # where a table nested in a cell ends a cell and a row, in a loader's text
+NESTED_BLANKS = str.maketrans("\x1a\x1b", "  ")  # those characters in a file's own text, or outside a cell
 
 
-def cell_text(text: str) -> str:
+def cell_text(text: str, sentinel: str = "") -> str:
     """A table cell's text on one line; a table nested in it (its cells and rows ended by ``NESTED_CELL`` and
-    ``NESTED_ROW``) as the DOCX loader reads one: its cells ' | ' (the empty ones left out), its rows a space apart."""
+    ``NESTED_ROW``) as the DOCX loader reads one: its cells ' | ', its rows a space apart. An empty cell is left
+    out, as is one holding only ``sentinel`` (a loader's mark for a picture), which goes with its row."""
     if NESTED_CELL in text or NESTED_ROW in text:
-        rows = (map(str.strip, row.split(NESTED_CELL)) for row in text.split(NESTED_ROW))
-        text = " ".join(" | ".join(cell for cell in row if cell) for row in rows)
+        rows = []
+        for row in text.split(NESTED_ROW):
+            cells = [cell.strip() for cell in row.split(NESTED_CELL)]
+            shown = [bool((cell.replace(sentinel, "") if sentinel else cell).strip()) for cell in cells]
+            rows.append(" | ".join(cell for cell, visible in zip(cells, shown) if visible) +
+                        "".join(cell.replace(" ", "") for cell, visible in zip(cells, shown) if not visible))
+        text = " ".join(rows)
     return " ".join(text.split())
 
 

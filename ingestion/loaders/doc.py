@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ingestion.loaders import ole
-from ingestion.loaders.base import NESTED_CELL, NESTED_ROW, Limits, Loader, LoadError, OnKept, cell_text
+from ingestion.loaders.base import (
+    NESTED_BLANKS,
+    NESTED_CELL,
+    NESTED_ROW,
+    Limits,
+    Loader,
+    LoadError,
+    OnKept,
+    cell_text,
+)
 from ingestion.loaders.doc_pictures import Anchors, DocPictures, Key, placed_pictures
 from ingestion.loaders.doc_properties import (
     NESTED_CELL_END,
@@ -57,7 +66,7 @@ _PRIVATE_USE = range(0xE000, 0xF900)  # characters no text should hold: one stan
 _MAX_PICTURES = 10_000  # pictures marked
 _MAX_LOOKUPS = 100_000  # picture and anchor characters looked up (most are pictures; others, objects and fields)
 _MAX_NOTES = 10_000  # footnotes and endnotes read, each
-_NOTE_BREAKS = re.compile("[\r\x07\x1c\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
+_NOTE_BREAKS = re.compile("[\r\x07\x1a-\x1d]")  # a note's paragraph and cell ends, as _Reading.story writes them
 _NOT_REFERENCES = frozenset("\r\x07\x0b\x0c\x01\x08")  # marks a note's reference never stands on
 _NESTED_MARKS = {NESTED_CELL_END: NESTED_CELL, NESTED_ROW_END: NESTED_ROW}  # as _Reading.story writes them
 
@@ -298,6 +307,8 @@ class _Reading:
         ``\\x07``, a row's ``\\x1d``, a paragraph inside a cell ``\\x1c``, a nested table's cell ``\\x1a`` and row
         ``\\x1b`` (its paragraphs a space); its fields as their result, its pictures marked (floating ones by
         ``anchors``), and each of its ``notes`` (reference position, text) in place of its reference."""
+        if NESTED_CELL in text or NESTED_ROW in text:  # (the characters _tagged writes for a nested table's ends)
+            text = text.translate(NESTED_BLANKS)
         positions = _Positions(text, first)
         shown = _shown(text)
         read: list[str] = []
@@ -456,10 +467,10 @@ def _blocks(text: str, sentinel: str) -> list[str]:
     for match in _ENDS.finditer(text):
         paragraph, end = match.groups()
         if end == "\x07":
-            cells.append(cell_text(paragraph))
+            cells.append(cell_text(paragraph, sentinel))
         elif end == "\x1d":
             if paragraph.strip() or cells:
-                add_row([*cells, cell_text(paragraph)])
+                add_row([*cells, cell_text(paragraph, sentinel)])
             cells = []
         else:
             if rows:
@@ -469,7 +480,7 @@ def _blocks(text: str, sentinel: str) -> list[str]:
                 add_row(cells)
                 blocks.append(rows.pop())
                 cells = []
-            blocks.append(paragraph)
+            blocks.append(paragraph.translate(NESTED_BLANKS))  # (a nested table's ends outside any cell: blanks)
             if not end:
                 break
     if cells:

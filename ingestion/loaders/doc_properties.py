@@ -115,7 +115,7 @@ def _sprms(grpprl: bytes) -> Iterator[tuple[int, bytes]]:
 def _table_flags(sprms: bytes) -> TableFlags:
     """(in a table, a row's end, what it is to a nested table) from a paragraph's property modifiers (sprms)."""
     in_table = row_end = False
-    nested = NOT_NESTED
+    nested, depth = NOT_NESTED, 0
     for sprm, operand in _sprms(sprms):
         value = operand[0] if operand else 0
         if sprm == _IN_TABLE:
@@ -127,4 +127,6 @@ def _table_flags(sprms: bytes) -> TableFlags:
         elif sprm == _TABLE_DEPTH and len(operand) == 4:
             depth = struct.unpack("<i", operand)[0]
             in_table, nested = depth > 0, max(nested, NESTED_PARAGRAPH if depth > 1 else NOT_NESTED)
+    if nested == NESTED_ROW_END and depth > 2:  # a row of a table nested deeper: read within its cell, a space
+        nested = NESTED_PARAGRAPH
     return in_table, row_end, nested

@@ -47,20 +47,20 @@ _DRAWN = frozenset({_FRAME, *map(_q, ("draw:custom-shape", "draw:rect", "draw:el
                                       "draw:regular-polygon", "draw:polyline", "draw:path", "draw:line",
                                       "draw:connector", "draw:caption", "draw:measure", "draw:g"))})
 _OBJECTS = frozenset({_q("draw:object"), _q("draw:object-ole")})
+_CLASS = _q("presentation:class")
+_PLACEHOLDERS = frozenset({"page-number", "date-time", "header", "footer"})  # a notes page's, which are no notes
 _SHAPES = _q("table:shapes")
 _C, _ROWS_REPEATED, _COLUMNS_REPEATED = _q("text:c"), _q("table:number-rows-repeated"), _q(
     "table:number-columns-repeated")
 _VALUE_TYPE, _HREF, _NAME = _q("office:value-type"), _q("xlink:href"), _q("table:name")
-_KEPT_ATTRIBUTES = frozenset({_C, _ROWS_REPEATED, _COLUMNS_REPEATED, _VALUE_TYPE, _HREF, _NAME})
+_KEPT_ATTRIBUTES = frozenset({_C, _ROWS_REPEATED, _COLUMNS_REPEATED, _VALUE_TYPE, _HREF, _NAME, _CLASS})
 _PAGED = {_q("office:spreadsheet"): "sheets", _q("office:presentation"): "slides", _q("office:drawing"): "slides"}
 # Never read: tracked deletions, comments, the citation mark of a footnote (its text is read where it stands),
-# generated indexes (a table of contents repeats the headings with page numbers), page numbers (a notes page's reads
-# "<number>"), declarations, forms, scripts.
+# generated indexes (a table of contents repeats the headings with page numbers), declarations, forms, scripts.
 _SKIPPED = frozenset(map(_q, (
     "text:tracked-changes", "office:annotation", "office:annotation-end", "text:note-citation",
     "text:table-of-content", "text:illustration-index", "text:table-index", "text:object-index", "text:user-index",
-    "text:alphabetical-index", "text:bibliography", "text:page-number", "text:page-count", "text:sequence-decls",
-    "text:variable-decls",
+    "text:alphabetical-index", "text:bibliography", "text:sequence-decls", "text:variable-decls",
     "text:user-field-decls", "table:table-columns", "table:table-column", "table:table-column-group",
     "office:forms", "office:scripts", "office:event-listeners", "table:named-expressions",
     "table:database-ranges", "svg:title", "svg:desc",
@@ -288,7 +288,9 @@ class _Reading:
         rasters = [image for image in images if Path(image.get(_HREF) or "").suffix.lower() in IMAGE_SUFFIXES]
         shown = None if any(child.tag in _OBJECTS for child in frame) else next(iter(rasters or images), None)
         for child in frame:
-            if child.tag != _IMAGE:
+            if child.tag in _DRAWN and depth < _MAX_DEPTH:  # a group's frames: anchored where the group is
+                self._frame(child, depth + 1, in_paragraph)
+            elif child.tag != _IMAGE:
                 self._block(child, depth + 1)
             elif child is shown:
                 line = len(self.lines)
@@ -307,11 +309,12 @@ class _Reading:
             if waiting is None or picture.line == waiting:
                 self.pictures[index] = picture._replace(line=line, spanned=line < len(self.lines))
 
-    def _collect(self, element: Element, depth: int) -> list[str]:
-        """The lines of a container read apart from the page (a table cell's, joined into its row)."""
+    def _collect(self, element: Element, depth: int, whole: bool = False) -> list[str]:
+        """The lines of a container read apart from the page (a table cell's, joined into its row); of the element
+        itself with ``whole``."""
         page, self.lines = self.lines, []
         try:
-            self._blocks(element, depth)
+            (self._block if whole else self._blocks)(element, depth)
             return self.lines
         finally:
             self.lines = page
@@ -372,7 +375,9 @@ class _Reading:
                 self._block(child, 1)
         notes = slide.find(_NOTES)
         first = len(self.pictures)
-        if notes is not None and (said := " ".join(" ".join(self._collect(notes, 1)).split())):
+        kept = [] if notes is None else [child for child in notes if child.get(_CLASS) not in _PLACEHOLDERS]
+        lines = [line for child in kept for line in self._collect(child, 2, whole=True)]
+        if said := " ".join(" ".join(lines).split()):
             self.lines.append(f"Notes: {said}")
         self._place(first, len(self.lines) - 1)
 

@@ -15,7 +15,17 @@ from enum import Enum
 from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import NESTED_CELL, NESTED_ROW, Limits, Loader, LoadError, OnKept, cell_text, clean_text
+from ingestion.loaders.base import (
+    NESTED_BLANKS,
+    NESTED_CELL,
+    NESTED_ROW,
+    Limits,
+    Loader,
+    LoadError,
+    OnKept,
+    cell_text,
+    clean_text,
+)
 from ingestion.loaders.images import EmbeddedImages, is_figure_caption, picture_span
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -38,7 +48,7 @@ _CHARSETS = {0: 1252, 77: 10000, 128: 932, 129: 949, 130: 1361, 134: 936, 136: 9
 _CHARACTERS = {b"tab": "\t", b"line": "\n", b"emdash": "\u2014", b"endash": "\u2013", b"bullet": "\u2022",
                b"lquote": "\u2018", b"rquote": "\u2019", b"ldblquote": "\u201c", b"rdblquote": "\u201d",
                b"emspace": "\u2003", b"enspace": "\u2002", b"qmspace": "\u2005", b"zwj": "\u200d",
-               b"zwnj": "\u200c", b"zwbo": "\u200b", b"nestcell": NESTED_CELL}
+               b"zwnj": "\u200c", b"zwbo": "\u200b"}
 _SYMBOLS = {b"\\": "\\", b"{": "{", b"}": "}", b"~": "\xa0", b"_": "-", b"\t": "\t"}
 _ESCAPED = frozenset({b"\\", b"{", b"}"})
 _PARAGRAPH_ENDS = frozenset({b"par", b"sect", b"page", b"column", b"\n", b"\r"})
@@ -56,8 +66,8 @@ _FORMATS = {b"pngblip": "png", b"jpegblip": "jpeg"}
 _UNREAD_FORMATS = {b"emfblip": "an EMF metafile", b"wmetafile": "a Windows metafile", b"macpict": "a QuickDraw picture",
                    b"pmmetafile": "an OS/2 metafile", b"dibitmap": "a device-independent bitmap",
                    b"wbitmap": "a device-dependent bitmap"}
-_PROPERTIES = frozenset({b"cell", b"row", b"nestrow", b"pard", b"intbl", b"itap", b"outlinelevel", b"f", b"plain",
-                         b"v", b"deleted", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff", b"s",
+_PROPERTIES = frozenset({b"cell", b"row", b"nestcell", b"nestrow", b"pard", b"intbl", b"itap", b"outlinelevel", b"f",
+                         b"plain", b"v", b"deleted", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff", b"s",
                          b"fcharset", b"cpg", b"bin"})
 _ACTED_ON = (_PROPERTIES | _CHARACTERS.keys() | _PARAGRAPH_ENDS | _SKIPPED | _READ | _FORMATS.keys()
              | _UNREAD_FORMATS.keys())
@@ -119,6 +129,7 @@ class _State:
     font: int | None = None
     skip_after_unicode: int = 1
     in_table: bool = False
+    depth: int = 0  # how deep in tables its paragraphs are (\\itap): 2 in a table nested in a cell
     in_box: bool = False  # a text box's text: its paragraphs and cells run on in the paragraph holding it
     outline: bool = False
     hidden: bool = False
@@ -129,8 +140,8 @@ class _State:
     closing: Callable[[], None] | None = None
 
     def nested(self) -> _State:
-        return _State(self.mode, self.font, self.skip_after_unicode, self.in_table, self.in_box, self.outline,
-                      self.hidden, False, self.sink, self.properties, self.picture)
+        return _State(self.mode, self.font, self.skip_after_unicode, self.in_table, self.depth, self.in_box,
+                      self.outline, self.hidden, False, self.sink, self.properties, self.picture)
 
 
 class RtfLoader(Loader):
@@ -442,17 +453,17 @@ class _Reading:
             self._table(self.blocks.end_cell)
         elif word == b"row":
             self._table(self.blocks.end_row)
-        elif word == b"nestrow":  # (in a nested table's properties, a hidden group) a nested row's end, in its cell
-            if state.in_table and state.mode in (_Mode.TEXT, _Mode.HIDDEN):
-                self.blocks.write(NESTED_ROW)
+        elif word in (b"nestcell", b"nestrow"):  # (\\nestrow stands in a nested table's hidden properties group)
+            self._nested_end(NESTED_CELL if word == b"nestcell" else NESTED_ROW)
         elif word == b"pard":  # a paragraph inside a cell's group (as pandoc writes them) stays in its table
             state.in_table, state.outline = bool(self.stack) and self.stack[-1].in_table, False
+            state.depth = self.stack[-1].depth if self.stack else 0
         elif word == b"s" and parameter is not None:
             state.outline = parameter in self.headings
         elif word == b"intbl":
             state.in_table = True
         elif word == b"itap":
-            state.in_table = bool(parameter)
+            state.in_table, state.depth = bool(parameter), parameter or 0
         elif word == b"outlinelevel":
             state.outline = parameter is not None and 0 <= parameter < 9
         elif word == b"f" and parameter is not None:
@@ -535,6 +546,15 @@ class _Reading:
         else:
             self._text(" ")
 
+    def _nested_end(self, mark: str) -> None:
+        """A nested table's cell or row end: marked in the text of an outer table's cell (a row of a table nested
+        deeper is a space there), else a space (one in a text box or a note, or in no table at all)."""
+        state = self.state
+        if state.in_table and not state.in_box and state.mode in (_Mode.TEXT, _Mode.HIDDEN):
+            self.blocks.write(mark if mark == NESTED_CELL or state.depth <= 2 else " ")
+        else:
+            self._text(" ")
+
     def _table(self, end: Callable[[], None]) -> None:
         if self.state.mode is _Mode.TEXT and not self.state.in_box:
             end()
@@ -543,8 +563,8 @@ class _Reading:
 
     def _text(self, text: str) -> None:
         state = self.state
-        if state.mode is _Mode.TEXT and not state.hidden:
-            self.blocks.write(text)
+        if state.mode is _Mode.TEXT and not state.hidden:  # (the marks of a nested table's ends are not text's)
+            self.blocks.write(text.translate(NESTED_BLANKS) if NESTED_CELL in text or NESTED_ROW in text else text)
         elif state.mode in _COLLECTING and state.sink is not None:
             state.sink.add(text)
 
