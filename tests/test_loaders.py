@@ -1245,18 +1245,21 @@ def test_ods_reads_sheets_as_pages_with_column_headers_and_repeats(tmp_path: Pat
 
 
 def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path) -> None:
+    """A slide's frames, then its notes (not the notes page's date, header, footer or number); a slide-number
+    field, which Impress writes as "<number>", is left out."""
     slides = ('<draw:page><draw:frame presentation:class="title"><draw:text-box><text:p>Results 2024</text:p>'
               "</draw:text-box></draw:frame><draw:frame><draw:text-box><text:list><text:list-item>"
               "<text:p>Revenue up 12%</text:p></text:list-item></text:list></draw:text-box></draw:frame>"
               "<presentation:notes><draw:frame><draw:text-box><text:p>Mention Ningbo.</text:p></draw:text-box>"
-              '</draw:frame><draw:frame presentation:class="page-number"><draw:text-box><text:p><text:page-number>'
-              "&lt;number&gt;</text:page-number></text:p></draw:text-box></draw:frame></presentation:notes>"
+              '</draw:frame><draw:frame presentation:class="date-time"><draw:text-box><text:p>2026-12-06</text:p>'
+              "</draw:text-box></draw:frame></presentation:notes><draw:frame><draw:text-box><text:p>Slide "
+              "<text:page-number>&lt;number&gt;</text:page-number></text:p></draw:text-box></draw:frame>"
               '</draw:page><draw:page><draw:frame><draw:image xlink:href="Pictures/chart.png"><text:p>Chart caption'
               "</text:p></draw:image><svg:desc>Sales chart</svg:desc></draw:frame><draw:frame><table:table>"
               f"<table:table-row>{cell('A')}{cell('B')}</table:table-row></table:table></draw:frame></draw:page>")
     document = load(tmp_path, "results.odp", odf_bytes("odp", slides, {"Pictures/chart.png": image_bytes()}))
     assert [document.text[page.start:page.end] for page in document.pages] == [
-        "Results 2024\nRevenue up 12%\nNotes: Mention Ningbo.", "Chart caption\nA | B"]
+        "Results 2024\nRevenue up 12%\nSlide\nNotes: Mention Ningbo.", "Chart caption\nA | B"]
     [chart] = document.images
     assert (chart.alt, chart.page, document.text[chart.start:chart.end]) == ("Sales chart", 2, "Chart caption")
 
@@ -1518,6 +1521,11 @@ def test_doc_tables_are_read_by_their_paragraph_properties(tmp_path: Path) -> No
         pictures=[doc_picture(image_bytes("PNG", (80, 60)))]))
     assert pictured.text == "Left | p | q | r\n\nStray mark and a character."
     assert [pictured.text[image.start:image.end] for image in pictured.images] == ["Left | p | q | r"]
+    for table in ("L\x07p\x1aq\x1a\x1b\x01\x1a\x01\x1a\x1b\x07r\x07\x1d", "L\x07\x01\x1cp\x1aq\x1a\x1b\x07r\x07\x1d"):
+        spaced = load(tmp_path, "spaced.doc", doc_bytes([], table=table + "After.\r", pictures=[
+            doc_picture(image_bytes("PNG", (80, 60)))] * table.count("\x01")))
+        assert spaced.text == "L | p | q | r\n\nAfter."  # (no blank doubled where a picture stood)
+        assert [spaced.text[image.start:image.end] for image in spaced.images] == ["L | p | q | r"]  # (one picture)
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -1845,9 +1853,9 @@ def test_rtf_table_nested_in_a_cell_reads_as_the_docx_loader_reads_one(tmp_path:
     deeper = (rb"{\rtf1\ansi\trowd\cellx8000\pard\intbl\itap2 n1\par\pard\intbl\itap3 x\nestcell y\nestcell"
               rb"{\*\nesttableprops\trowd\nestrow}{\nonesttables\par}\pard\intbl\itap2 \nestcell n3\nestcell"
               rb"{\*\nesttableprops\trowd\nestrow}{\nonesttables\par}\pard\intbl\itap1 a\'1ab\cell\row"
-              rb"\pard Hello\nestcell World\par{\info{\title Alpha\nestcell Beta}}}")
+              rb"\pard Hello\nestcell World\par{\info{\title Alpha\nestcell Beta}}{\intbl x\nestcell}y\par}")
     document = load(tmp_path, "deeper.rtf", deeper)
-    assert (document.text, document.title) == ("n1 x | y | n3 a b\n\nHello World", "Alpha Beta")
+    assert (document.text, document.title) == ("n1 x | y | n3 a b\n\nHello World\n\nx y", "Alpha Beta")
 
 
 def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) -> None:

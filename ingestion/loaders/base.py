@@ -104,7 +104,11 @@ def cell_text(text: str, sentinel: str = "") -> str:
             rows.append(" | ".join(cell for cell, visible in zip(cells, shown) if visible) +
                         "".join(cell.replace(" ", "") for cell, visible in zip(cells, shown) if not visible))
         text = " ".join(rows)
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    if sentinel and sentinel in text:  # no blank left doubled where a picture's mark is taken out
+        text = re.sub(f"(^| )({re.escape(sentinel)}+) ", r"\1\2", text)
+        text = re.sub(f" ({re.escape(sentinel)}+)$", r"\1", text)
+    return text
 
 
 def clean_text(text: str) -> str:

@@ -48,6 +48,7 @@ _DRAWN = frozenset({_FRAME, *map(_q, ("draw:custom-shape", "draw:rect", "draw:el
                                       "draw:connector", "draw:caption", "draw:measure", "draw:g"))})
 _OBJECTS = frozenset({_q("draw:object"), _q("draw:object-ole")})
 _CLASS = _q("presentation:class")
+_PAGE_FIELDS = frozenset({_q("text:page-number"), _q("text:page-count")})
 _PLACEHOLDERS = frozenset({"page-number", "date-time", "header", "footer"})  # a notes page's, which are no notes
 _SHAPES = _q("table:shapes")
 _C, _ROWS_REPEATED, _COLUMNS_REPEATED = _q("text:c"), _q("table:number-rows-repeated"), _q(
@@ -157,6 +158,7 @@ class _Reading:
         self.pictures: list[_Picture] = []
         self.first_heading: str | None = None
         self.paged = False  # a spreadsheet or a presentation: its pages are sheets or slides
+        self.slides = False  # a presentation or a drawing, whose page-number fields hold "<number>", not a number
         self.length = 0
         self.cells = 0
 
@@ -173,6 +175,7 @@ class _Reading:
             return
         self.paged = True
         sheets = document.tag == _q("office:spreadsheet")
+        self.slides = not sheets
         units = document.findall(_TABLE if sheets else _PAGE)
         if len(units) > self.limits.max_pages:
             self.warnings.append(f"only the first {self.limits.max_pages} of {len(units)} {_PAGED[document.tag]} "
@@ -255,7 +258,7 @@ class _Reading:
         it."""
         parts = [self._read(element.text)]
         for child in element:
-            if child.tag in _SKIPPED:
+            if child.tag in _SKIPPED or (self.slides and child.tag in _PAGE_FIELDS):
                 pass
             elif child.tag == _S:
                 spaces = _count(child.get(_C))

@@ -210,7 +210,7 @@ class _Blocks:
             self._cell.append(text)
             return
         self._close_table()
-        self._add(text)
+        self._add(text.translate(NESTED_BLANKS) if NESTED_CELL in text or NESTED_ROW in text else text)
         if heading and self.heading is None:
             self.heading = " ".join(text.split()) or None
 
