@@ -658,21 +658,25 @@ def _reference(kind: str, number: int) -> str:
 
 def test_docx_footnotes_and_endnotes_are_read_where_they_are_referenced(tmp_path: Path) -> None:
     """A note's text stands where its reference does, as an OpenDocument note's: in a paragraph, in a table's
-    cell; Word's separators (the rule above the notes) are not notes, and a note's own mark shows nothing."""
+    cell, after a mark of the writer's own; Word's separators (the rule above the notes) are not notes, and a note's
+    own mark shows nothing."""
     body = (f'<w:p>{_run("Returns are accepted within 30 days.")}{_reference("footnote", 1)}'
             f'{_run(" Sale items are final.")}</w:p>'
             f'<w:tbl><w:tr><w:tc><w:p>{_run("Warranty")}{_reference("endnote", 1)}</w:p></w:tc>'
             f'<w:tc><w:p>{_run("2 years")}</w:p></w:tc></w:tr></w:tbl>'
             f'<w:p>{_run("See the terms")}{_reference("footnote", 2)}{_run(".")}</w:p>'
-            f'<w:p>{_run("After a blank. ")}{_reference("endnote", 2)}{_run("Next.")}</w:p>')
+            f'<w:p>{_run("After a blank. ")}{_reference("endnote", 2)}{_run("Next.")}</w:p>'
+            f'<w:p>{_run("Own mark")}<w:r><w:footnoteReference w:customMarkFollows="1" w:id="3"/><w:t>*</w:t></w:r>'
+            f'{_run(" then text.")}</w:p>')
     data = docx_with_notes(body, footnotes={1: f"<w:p>{_run('Except opened software.')}</w:p>",
+                                            3: f"<w:p>{_run('Marked note.')}</w:p>",
                                             2: f"<w:p>{_run('Terms of sale,')}</w:p><w:p>{_run('section 4.')}</w:p>"},
                            endnotes={1: f"<w:p>{_run('Parts and labour.')}</w:p>",
                                      2: f"<w:p>{_run(' One space. ')}</w:p>"})
     document = load(tmp_path, "policy.docx", data)
     assert document.text == ("Returns are accepted within 30 days. Except opened software. Sale items are final.\n\n"
                              "Warranty Parts and labour. | 2 years\n\nSee the terms Terms of sale, section 4..\n\n"
-                             "After a blank. One space.Next.")
+                             "After a blank. One space.Next.\n\nOwn mark* Marked note. then text.")
     assert document.warnings == []
 
 
@@ -1856,6 +1860,10 @@ def test_rtf_table_nested_in_a_cell_reads_as_the_docx_loader_reads_one(tmp_path:
               rb"\pard Hello\nestcell World\par{\info{\title Alpha\nestcell Beta}}{\intbl x\nestcell}y\par}")
     document = load(tmp_path, "deeper.rtf", deeper)
     assert (document.text, document.title) == ("n1 x | y | n3 a b\n\nHello World\n\nx y", "Alpha Beta")
+    # Rows ending with nothing between them end once: each end would be a character of text, and a file of
+    # millions of them ran to the 10-million-token cap instead of stopping at the budget for words giving no text.
+    ends = rb"{\rtf1\ansi\trowd\pard\intbl\itap2 A{\*\nesttableprops" + rb"\nestrow" * 2_000_000 + rb"}B\nestcell}"
+    assert load(tmp_path, "ends.rtf", ends).warnings[0].startswith("RTF with too many control words for its text")
 
 
 def test_rtf_notes_are_read_on_one_line_where_their_mark_stands(tmp_path: Path) -> None:

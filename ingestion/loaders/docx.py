@@ -33,7 +33,8 @@ _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr
                qn("w:noBreakHyphen"): "-"}
 _T = qn("w:t")
 _STYLE_ID = qn("w:val")
-_ID, _TYPE = qn("w:id"), qn("w:type")
+_ID, _TYPE, _CUSTOM_MARK = qn("w:id"), qn("w:type"), qn("w:customMarkFollows")
+_TRUE = frozenset({"1", "true", "on"})  # an OOXML on/off value that is on
 # A footnote's or endnote's reference -> the note it names; separators are the notes' rules, not notes.
 _REFERENCES = {qn("w:footnoteReference"): qn("w:footnote"), qn("w:endnoteReference"): qn("w:endnote")}
 _NOTE_PARTS = (RELATIONSHIP_TYPE.FOOTNOTES, RELATIONSHIP_TYPE.ENDNOTES)
@@ -176,13 +177,17 @@ def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
     """The visible text of a paragraph, its notes' where they are referenced; text boxes and drawings met inside
     it are appended to ``found``."""
     parts: list[str] = []
+    waiting = ""  # the text of a note whose reference a mark of the writer's own follows: read after the mark
     for child in element.iterchildren():
         if child.tag in _SKIPPED:
             continue
         if child.tag == _T:
-            parts.append(child.text or "")
+            parts += [child.text or "", waiting]
+            waiting = ""
         elif child.tag in _CHARACTERS:
             parts.append(_CHARACTERS[child.tag])
+        elif child.tag in _REFERENCES and child.get(_CUSTOM_MARK) in _TRUE:
+            waiting += notes.text(child)
         elif child.tag in _REFERENCES:
             parts.append(notes.text(child))
         elif child.tag == _TEXTBOX:
@@ -191,7 +196,7 @@ def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
             if child.tag == _DRAWING:
                 found.append(child)
             parts.append(_paragraph(child, found, notes))
-    return "".join(parts)
+    return "".join(parts) + waiting
 
 
 def _table(table: _Element, notes: _Notes) -> _Block:

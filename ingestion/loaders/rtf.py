@@ -301,6 +301,7 @@ class _Reading:
         self.decoders: dict[str, codecs.IncrementalDecoder] = {}  # by codec: a font switch makes none anew
         self.unknown_pages: list[int] = []  # the first few code pages Python has no codec for
         self.headings: set[int] = set()  # paragraph styles that are headings
+        self.row_written = -1  # characters written when a nested table's row last ended
         self._decoder_page: int | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
         self._lead_byte = False  # the decoder holds a double-byte character's first byte
@@ -551,7 +552,11 @@ class _Reading:
         deeper is a space there), else a space (one in a text box or a note, or in no table at all)."""
         state = self.state
         if state.in_table and not state.in_box and state.mode in (_Mode.TEXT, _Mode.HIDDEN):
-            self.blocks.write(mark if mark == NESTED_CELL or state.depth <= 2 else " ")
+            if mark == NESTED_CELL or state.depth > 2:
+                self.blocks.write(mark if mark == NESTED_CELL else " ")
+            elif self.blocks.written != self.row_written:  # (rows ending with nothing between them: one end)
+                self.blocks.write(NESTED_ROW)
+                self.row_written = self.blocks.written
         else:
             self._text(" ")
 
