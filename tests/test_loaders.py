@@ -1845,9 +1845,9 @@ def test_rtf_reads_paragraphs_tables_and_headings_as_word_writes_them(tmp_path: 
 
 def test_rtf_table_nested_in_a_cell_reads_as_the_docx_loader_reads_one(tmp_path: Path) -> None:
     """Word writes a nested table's cells ended by \\nestcell and each of its rows' end, \\nestrow, inside a hidden
-    group of its properties: its cells read ' | ' (an empty one left out), its rows a space apart, in the outer
-    cell."""
-    nested_row = rb"{\*\nesttableprops\trowd\cellx1518\cellx3030\nestrow}{\nonesttables\par}"
+    group of its properties (nothing else in which is read): its cells read ' | ' (an empty one left out), its rows a
+    space apart, in the outer cell."""
+    nested_row = rb"{\*\nesttableprops\trowd\cellx1518{\shptxt Hidden}\cellx3030\nestrow}{\nonesttables\par}"
     rtf = (rb"{\rtf1\ansi\trowd\cellx4000\cellx8000\pard\intbl d\cell\pard\intbl Before\par"
            rb"\pard\intbl\itap2 e\nestcell f\nestcell" + nested_row + rb"\pard\intbl\itap2 \nestcell h\nestcell" +
            nested_row + rb"\pard\intbl\itap1 \cell\row\pard After.\par}")

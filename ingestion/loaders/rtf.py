@@ -91,6 +91,7 @@ class _Mode(Enum):
     STYLES = "styles"  # the style sheet: which paragraph styles are headings
     PICTURE = "picture"  # a picture's data, in hex or binary
     COLLECT = "collect"  # a property's value (a title, a shape property's name or value)
+    NESTED_ROW = "nested row"  # a nested table's row properties: of all in it, only the row's end (\\nestrow) is read
 
 
 _COLLECTING = frozenset({_Mode.COLLECT, _Mode.STYLES})
@@ -428,6 +429,9 @@ class _Reading:
         state = self.state
         if self.skipping:
             self.skipping -= 1
+        elif state.mode is _Mode.NESTED_ROW:
+            if word == b"nestrow":
+                self._nested_end(NESTED_ROW)
         elif state.ignorable or word in _READ or word in _SKIPPED:
             self._destination(word, state)
         elif word == b"u" and parameter is not None:
@@ -491,7 +495,9 @@ class _Reading:
             state.mode = _Mode.FONTS
         elif word == b"stylesheet":
             state.mode = _Mode.STYLES
-        elif word in (b"info", b"shpinst", b"picprop", b"nesttableprops"):
+        elif word == b"nesttableprops":
+            state.mode = _Mode.NESTED_ROW if state.mode is _Mode.TEXT else _Mode.SKIP
+        elif word in (b"info", b"shpinst", b"picprop"):
             state.mode = _Mode.HIDDEN
             if word == b"shpinst":
                 state.properties = {}
@@ -551,7 +557,7 @@ class _Reading:
         """A nested table's cell or row end: marked in the text of an outer table's cell (a row of a table nested
         deeper is a space there), else a space (one in a text box or a note, or in no table at all)."""
         state = self.state
-        if state.in_table and not state.in_box and state.mode in (_Mode.TEXT, _Mode.HIDDEN):
+        if state.in_table and not state.in_box and state.mode in (_Mode.TEXT, _Mode.NESTED_ROW):
             if mark == NESTED_CELL or state.depth > 2:
                 self.blocks.write(mark if mark == NESTED_CELL else " ")
             elif self.blocks.written != self.row_written:  # (rows ending with nothing between them: one end)
