@@ -1209,7 +1209,8 @@ def test_odt_reads_paragraphs_lists_tables_and_footnotes_not_deletions_or_commen
             '<text:p>Orders ship<text:s text:c="3"/>in two days.<text:tab/>Tabbed<text:line-break/>next line'
             "<office:annotation><text:p>A reviewer comment</text:p></office:annotation><text:note>"
             "<text:note-citation>1</text:note-citation><text:note-body><text:p> Weekdays</text:p><text:p>only. "
-            "</text:p></text:note-body></text:note></text:p><text:list><text:list-item><text:p>First item</text:p><text:list><text:list-item>"
+            "</text:p></text:note-body></text:note></text:p><text:list><text:list-item><text:p>First item</text:p>"
+            "<text:list><text:list-item>"
             "<text:p>Nested item</text:p></text:list-item></text:list></text:list-item></text:list>"
             "<table:table><table:table-columns><table:table-column/></table:table-columns><table:table-header-rows>"
             f"<table:table-row>{cell('Region')}{cell('Days')}</table:table-row></table:table-header-rows>"

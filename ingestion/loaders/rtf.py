@@ -67,8 +67,8 @@ _UNREAD_FORMATS = {b"emfblip": "an EMF metafile", b"wmetafile": "a Windows metaf
                    b"pmmetafile": "an OS/2 metafile", b"dibitmap": "a device-independent bitmap",
                    b"wbitmap": "a device-dependent bitmap"}
 _PROPERTIES = frozenset({b"cell", b"row", b"nestcell", b"nestrow", b"pard", b"intbl", b"itap", b"outlinelevel", b"f",
-                         b"plain", b"v", b"deleted", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff", b"s",
-                         b"fcharset", b"cpg", b"bin"})
+                         b"plain", b"v", b"deleted", b"uc", b"u", b"ansicpg", b"ansi", b"mac", b"pc", b"pca", b"deff",
+                         b"s", b"fcharset", b"cpg", b"bin"})
 _ACTED_ON = (_PROPERTIES | _CHARACTERS.keys() | _PARAGRAPH_ENDS | _SKIPPED | _READ | _FORMATS.keys()
              | _UNREAD_FORMATS.keys())
 # One token: a run of control words the loader does not act on (formatting, which most of a file is), a control
