@@ -92,18 +92,20 @@ NESTED_CELL, NESTED_ROW = "\x1a", "\x1b"  # where a table nested in a cell ends 
 NESTED_BLANKS = str.maketrans("\x1a\x1b", "  ")  # those characters in a file's own text, or outside a cell
 
 
+def row_text(cells: list[str], sentinel: str = "") -> tuple[str, str]:
+    """A table row's cells ' | ' and, apart, the marks of the cells that hold only ``sentinel`` (a loader's mark for
+    a picture): an empty cell, or one of only pictures, is no cell of the row."""
+    visible = " | ".join(cell for cell in cells if cell.replace(sentinel, "").strip())
+    pictures = "".join(cell.replace(" ", "") for cell in cells if not cell.replace(sentinel, "").strip())
+    return visible, pictures
+
+
 def cell_text(text: str, sentinel: str = "") -> str:
     """A table cell's text on one line; a table nested in it (its cells and rows ended by ``NESTED_CELL`` and
-    ``NESTED_ROW``) as the DOCX loader reads one: its cells ' | ', its rows a space apart. An empty cell is left
-    out, as is one holding only ``sentinel`` (a loader's mark for a picture), which goes with its row."""
+    ``NESTED_ROW``) as the DOCX loader reads one: its rows a space apart, each as ``row_text`` joins it."""
     if NESTED_CELL in text or NESTED_ROW in text:
-        rows = []
-        for row in text.split(NESTED_ROW):
-            cells = [cell.strip() for cell in row.split(NESTED_CELL)]
-            shown = [bool((cell.replace(sentinel, "") if sentinel else cell).strip()) for cell in cells]
-            rows.append(" | ".join(cell for cell, visible in zip(cells, shown) if visible) +
-                        "".join(cell.replace(" ", "") for cell, visible in zip(cells, shown) if not visible))
-        text = " ".join(rows)
+        text = " ".join("".join(row_text([cell.strip() for cell in row.split(NESTED_CELL)], sentinel))
+                        for row in text.split(NESTED_ROW))
     text = " ".join(text.split())
     if sentinel and sentinel in text:  # no blank left doubled where a picture's mark is taken out
         text = re.sub(f"(^| )({re.escape(sentinel)}+) ", r"\1\2", text)

@@ -30,6 +30,7 @@ from ingestion.loaders.base import (
     LoadError,
     OnKept,
     cell_text,
+    row_text,
 )
 from ingestion.loaders.doc_pictures import Anchors, DocPictures, Key, placed_pictures
 from ingestion.loaders.doc_properties import (
@@ -457,8 +458,7 @@ def _blocks(text: str, sentinel: str) -> list[str]:
     cells: list[str] = []
 
     def add_row(row: list[str]) -> None:
-        visible = " | ".join(cell for cell in row if cell.replace(sentinel, "").strip())
-        pictures = "".join(cell.replace(" ", "") for cell in row if not cell.replace(sentinel, "").strip())
+        visible, pictures = row_text(row, sentinel)
         if visible or not rows:
             rows.append(visible + pictures)
         else:
