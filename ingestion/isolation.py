@@ -127,7 +127,7 @@ class WorkerRunner:
         The worker says the file's hash as soon as it has read it: a failure after that is the file's (recorded,
         ``LoadFailed``), one before it a failure to read (``ReadFailed``). It says when each image's OCR begins and
         ends: reading and loading share one ``timeout``, whose clock stops while an image is read, and each image
-        read gets ``timeout`` of its own (a file's OCR is bounded by its images: 200 at most).
+        read gets ``timeout`` of its own (the reader stops a file's OCR once it has read for ``ocr_file_seconds``).
         """
         self.start()
         assert self._connection is not None

@@ -8,8 +8,10 @@ image span and later citation still points at the same characters after an inser
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
@@ -201,9 +203,42 @@ def _wanted(image: ExtractedImage, embedded: bool, image_file: bool = False) -> 
 OcrStep = Callable[[], AbstractContextManager[object]]  # holds one image's OCR: a step of the file's time budget
 
 
-def _read(image: ExtractedImage, engine: OcrEngine, step: OcrStep) -> None:
-    """The image's text into ``ocr_text``, or why it cannot be read into ``ocr_failure``, read within a ``step``."""
-    with step():
+class OcrTime:
+    """The seconds one file's OCR may take (``ocr_file_seconds``), each image's whole step counted (a scanned page's
+    decoding with its reading), and those spent: once they are, the file's other images and scanned pages are left
+    unread, so that a scan of thousands of pages (each read within the ``file_timeout`` of its own step) cannot hold
+    an ingest for hours. ``passed_over`` counts the scanned pages a loader then did not keep at all."""
+
+    def __init__(self, seconds: float = math.inf) -> None:
+        self.seconds = seconds
+        self.spent = 0.0
+        self.passed_over = 0
+        self._since: float | None = None
+
+    @property
+    def left(self) -> bool:
+        return self.spent < self.seconds
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Counts the time it holds as spent (once, however deeply held)."""
+        if self._since is not None:
+            yield
+            return
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent += time.monotonic() - self._since
+            self._since = None
+
+
+def _read(image: ExtractedImage, engine: OcrEngine, step: OcrStep, clock: OcrTime) -> None:
+    """The image's text into ``ocr_text``, or why it cannot be read into ``ocr_failure``, read within a ``step``
+    and on the file's OCR ``clock``; nothing once that is spent (``apply_ocr`` counts the image as unread)."""
+    if not clock.left:
+        return
+    with step(), clock.running():
         try:
             image.ocr_text = clean_text(engine.read(image.image))
         except OcrError as error:
@@ -214,28 +249,43 @@ class PreparedAsKept:
     """Prepares each image a loader keeps as it keeps it (``Loader.load``'s ``on_kept``): the text of one OCR reads
     (with an ``engine``) is read at once, and the picture is then cut to preview size, all a document needs of it
     afterwards. A scan of hundreds of pages is thus read a page at a time, and a document's photographs wait for the
-    encoder at preview size, within the document's image allowance, instead of every one waiting at full size.
-    ``apply_ocr`` then inserts what was read, and reports what could not be read. A scanned page is decoded within
-    the step that reads it (``reading``)."""
+    encoder at preview size, within the document's image allowance, instead of every one waiting at full size; a
+    ``text_only`` page keeps no picture once read. ``apply_ocr`` then inserts what was read (with the same
+    ``clock``), and reports what could not be read. A scanned page is decoded within the step that reads it
+    (``reading``)."""
 
-    def __init__(self, engine: OcrEngine | None, *, embedded: bool = False, step: OcrStep = nullcontext) -> None:
+    def __init__(self, engine: OcrEngine | None, *, embedded: bool = False, step: OcrStep = nullcontext,
+                 clock: OcrTime | None = None) -> None:
         self.engine = engine
         self.embedded = embedded
         self.step = step
+        self.clock = clock or OcrTime()
         self._in_step = False
 
     def __call__(self, image: ExtractedImage) -> None:
         if self.engine is not None and _wanted(image, self.embedded):
-            _read(image, self.engine, nullcontext if self._in_step else self.step)
-        cut_to_preview(image)
+            _read(image, self.engine, nullcontext if self._in_step else self.step, self.clock)
+        if image.text_only:
+            image.image = None
+        else:
+            cut_to_preview(image)
+
+    @property
+    def reads_scans(self) -> bool:
+        return self.engine is not None and self.clock.left
+
+    def passed_over(self, count: int) -> None:
+        if self.engine is not None:  # OCR is on: it would have read them, had its time not been spent
+            self.clock.passed_over += count
 
     @contextmanager
     def reading(self, scanned_page: bool) -> Iterator[bool]:
-        """One step for decoding a scanned page and reading it (see ``OnKept.reading``)."""
-        if self.engine is None or not scanned_page or self._in_step:
+        """One step for decoding a scanned page and reading it (see ``OnKept.reading``), on the file's OCR clock;
+        none once that is spent (the page, if kept, is decoded on the document's image clock, and left unread)."""
+        if not self.reads_scans or not scanned_page or self._in_step:
             yield False
             return
-        with self.step():
+        with self.step(), self.clock.running():
             self._in_step = True
             try:
                 yield True
@@ -244,17 +294,25 @@ class PreparedAsKept:
 
 
 def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool = False,
-              step: OcrStep = nullcontext) -> int:
+              step: OcrStep = nullcontext, clock: OcrTime | None = None) -> int:
     """Read the text in the document's image file, scanned pages and, with ``embedded``, every other image, and
     insert it into ``document.text`` (see ``insert_text``); each image's span becomes its OCR text. Returns how many
-    images were read; an image that cannot be read becomes a warning. What was read while loading
-    (``PreparedAsKept``) is not read again. Each image is read within a ``step`` (one of the file's time budget)."""
-    read = filled = 0
+    images were read; an image that cannot be read becomes a warning, and so do those left unread once the file's OCR
+    ``clock`` is spent. What was read while loading (``PreparedAsKept``) is not read again; a ``text_only`` page
+    leaves the document's images once its text is in. Each image is read within a ``step`` (one of the file's time
+    budget)."""
+    clock = clock or OcrTime()
+    read = filled = unread_images = 0
+    unread_pages = clock.passed_over
     for image in list(document.images):
         if not _wanted(image, embedded, document.file_type == "image"):
             continue
         if image.ocr_text is None and image.ocr_failure is None:
-            _read(image, engine, step)
+            _read(image, engine, step, clock)
+        if image.ocr_text is None and image.ocr_failure is None:
+            unread_pages += image.scanned_page
+            unread_images += not image.scanned_page
+            continue
         if image.ocr_failure is not None:
             document.warnings.append(f"{image.name}: {image.ocr_failure}")
             continue
@@ -265,8 +323,14 @@ def apply_ocr(document: ExtractedDocument, engine: OcrEngine, *, embedded: bool 
             offset = page.end if image.scanned_page and page is not None else image.end
             image.start, image.end = insert_text(document, offset, text, page)
             filled += image.scanned_page
+    document.images = [image for image in document.images if not image.text_only]
     if filled:
-        _note_scanned_pages(document, filled)
+        _note_scanned_pages(document, filled, unread_pages)
+    if unread_pages or unread_images:
+        left = " and ".join(f"{count} {what}" for count, what in ((unread_pages, "scanned page(s)"),
+                                                                  (unread_images, "image(s)")) if count)
+        document.warnings.append(f"{left} left unread: the file's {clock.seconds:g} s of OCR were spent "
+                                 "(ocr_file_seconds)")
     return read
 
 
@@ -276,13 +340,14 @@ def _page(document: ExtractedDocument, image: ExtractedImage) -> Page | None:
     return next((page for page in document.pages if page.number == number), None)
 
 
-def _note_scanned_pages(document: ExtractedDocument, filled: int) -> None:
-    """Replace the loader's "no text layer" warning with how many scanned pages OCR filled and how many stay empty."""
+def _note_scanned_pages(document: ExtractedDocument, filled: int, unread: int) -> None:
+    """Replace the loader's "no text layer" warning with how many scanned pages OCR filled and how many stay empty
+    though read (``unread`` pages were not)."""
     notes = [f"{filled} scanned page(s) read by OCR"]
     for index, warning in enumerate(document.warnings):
         match = _NO_TEXT_LAYER.match(warning)
         if match:
-            blank, total = int(match.group(1)) - filled, int(match.group(2))
+            blank, total = int(match.group(1)) - filled - unread, int(match.group(2))
             if blank > 0:
                 notes.append(f"{blank} of {total} pages have no text layer and OCR found no text in them")
             document.warnings[index : index + 1] = notes

@@ -151,7 +151,8 @@ class Ingestor:
         self.read_settings = ReadSettings(
             limits=Limits.from_settings(settings), max_bytes=int(settings.ingestion.max_file_mb * 2**20),
             follow_symlinks_outside=settings.ingestion.follow_symlinks_outside, ocr=ocr,
-            ocr_embedded_images=settings.ocr.embedded_images, ocr_wanted=settings.ocr.mode == "auto" and not ocr)
+            ocr_embedded_images=settings.ocr.embedded_images, ocr_seconds=settings.ocr.file_seconds,
+            ocr_wanted=settings.ocr.mode == "auto" and not ocr)
         self._unread_images = 0  # image files and scanned pages left unread because OCR is not installed
 
     def _build_chunker(self) -> Chunker:

@@ -7,6 +7,7 @@ stopped (``ingestion.isolation``); its inputs and results are small, picklable v
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
-from ingestion.ocr import OcrEngine, PreparedAsKept, RapidOcrEngine, apply_ocr
+from ingestion.ocr import OcrEngine, OcrTime, PreparedAsKept, RapidOcrEngine, apply_ocr
 from ingestion.pictures import Picture, pictures_of
 from kb.containment import FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedDocument
@@ -30,6 +31,7 @@ class ReadSettings:
     follow_symlinks_outside: bool = False
     ocr: bool = False  # read the text in image files and scanned pages
     ocr_embedded_images: bool = False
+    ocr_seconds: float = math.inf  # of OCR per file (``ocr_file_seconds``)
     ocr_wanted: bool = False  # OCR is off only because it is not installed: count what it would have read
 
 
@@ -120,9 +122,10 @@ class FileReader:
         loader = loader_for(job.path)
         if loader is None:
             raise LoadError(f"unsupported file type '{job.path.suffix or '(none)'}'")
-        document = loader.load(job.path, data, self.settings.limits, job.root, self._prepared())
+        prepared = self._prepared()
+        document = loader.load(job.path, data, self.settings.limits, job.root, prepared)
         del data
-        unread = self._read_text_in_images(document)
+        unread = self._read_text_in_images(document, prepared.clock)
         self.settings.limits.check_chars(len(document.text))
         return Loaded(document, pictures_of(document), unread)
 
@@ -130,7 +133,8 @@ class FileReader:
         """What reads the text in a document's images (with OCR on) and cuts them down as its loader keeps them."""
         if self.settings.ocr and self._ocr is None:
             self._ocr = RapidOcrEngine()
-        return PreparedAsKept(self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step)
+        return PreparedAsKept(self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step,
+                              clock=OcrTime(self.settings.ocr_seconds))
 
     @contextmanager
     def _ocr_step(self) -> Iterator[None]:
@@ -141,11 +145,12 @@ class FileReader:
         finally:
             self.on_ocr(False)
 
-    def _read_text_in_images(self, document: ExtractedDocument) -> bool:
-        """OCR image files and scanned pages into the text (what the loader's reading did not read yet); True when
-        OCR is wanted, not installed, and would have read something here."""
+    def _read_text_in_images(self, document: ExtractedDocument, clock: OcrTime) -> bool:
+        """OCR image files and scanned pages into the text (what the loader's reading did not read yet, on the same
+        ``clock``); True when OCR is wanted, not installed, and would have read something here."""
         if self._ocr is not None:
-            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step)
+            apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step,
+                      clock=clock)
             return False
         return self.settings.ocr_wanted and (document.file_type == "image"
                                              or any(image.scanned_page for image in document.images))

@@ -39,9 +39,9 @@ DEFAULT_READER_MODEL = "distilbert-base-cased-distilled-squad"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 MACHINE_SETTINGS = ("device", "batch_size", "reader_batch_size", "reader_precision", "reader_quantize",
-                    "file_isolation", "file_timeout", "worker_memory_mb", "model_cache", "reader_int8_float_layers",
-                    "reader_backend", "reranker_backend", "pgvector_build_memory_mb", "hnsw_ef_construction",
-                    "keyword_cache_mb")
+                    "file_isolation", "file_timeout", "ocr_file_seconds", "worker_memory_mb", "model_cache",
+                    "reader_int8_float_layers", "reader_backend", "reranker_backend", "pgvector_build_memory_mb",
+                    "hnsw_ef_construction", "keyword_cache_mb")
 ReaderPrecision = Literal["float32", "bfloat16", "int8"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 EncoderBackendSetting = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
@@ -339,6 +339,10 @@ class OcrSettings(SettingsGroup):
     ))
     embedded_images: bool = Field(default=False, description=(
         "also OCR images embedded in pages that have a text layer (slow: about 1 s per small image)"
+    ))
+    file_seconds: float = Field(default=3600.0, gt=0, description=(
+        "seconds of OCR one file may take in all (on 2 cores a book page takes about 5 s, a dense A4 page 15 to 25 s); "
+        "the images and scanned pages left then stay unread, with a warning"
     ))
 
 

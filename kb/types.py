@@ -52,7 +52,8 @@ class ExtractedImage(BaseModel):
     DOCX description). ``scanned_page`` marks the image of a PDF page that has no text layer: OCR fills the page.
     ``ocr_text`` is the text OCR read in the image, until it is inserted into the document's text, and
     ``ocr_failure`` why OCR could not read it; OCR reads an embedded image as its loader keeps it, then cuts its
-    picture to preview size, so that a long scan is never held at full size.
+    picture to preview size, so that a long scan is never held at full size. A ``text_only`` scanned page lies past
+    the document's allowance of pictures: OCR reads its text, and its picture (``image`` None once read) is not kept.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -68,6 +69,7 @@ class ExtractedImage(BaseModel):
     alt: str | None = None
     caption: str | None = None
     scanned_page: bool = False
+    text_only: bool = False
     ocr_text: str | None = Field(default=None, repr=False)
     ocr_failure: str | None = Field(default=None, repr=False)
 

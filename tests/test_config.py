@@ -59,6 +59,7 @@ FLAT = {
     "clip_backend": ("onnx", "clip.backend", "onnx"),
     "ocr": ("off", "ocr.mode", "off"),
     "ocr_embedded_images": ("true", "ocr.embedded_images", True),
+    "ocr_file_seconds": ("90", "ocr.file_seconds", 90.0),
     "reader_model": ("my/reader", "reader.model", "my/reader"),
     "reader_models_by_language": ('{"zh": "my/zh-reader"}', "reader.models_by_language", {"zh": "my/zh-reader"}),
     "reader_max_passages": ("3", "reader.max_passages", 3),

@@ -305,8 +305,8 @@ def test_pdfium_draws_nothing_when_it_counts_other_pages_than_pypdf() -> None:
     scan = Image.new("RGB", (600, 400), WHITE)
     scan.paste(BLUE, (100, 100, 500, 300))
     data = striped_scan_pdf(scan)
-    assert PageDrawer(data, 1, 512, 10).draw(0) is not None
-    assert PageDrawer(data, 2, 512, 10).draw(0) is None  # a drawing would land on another page's text
+    assert PageDrawer(data, 1, 512).draw(0) is not None
+    assert PageDrawer(data, 2, 512).draw(0) is None  # a drawing would land on another page's text
 
 
 def test_a_drawn_name_pypdf_refuses_fails_only_that_page_s_images(tmp_path: Path) -> None:

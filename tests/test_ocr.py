@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from email.message import EmailMessage
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import pytest
 from docx import Document
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from ingestion import ocr as ocr_module
 from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
 from ingestion.loaders import images as image_module
@@ -363,6 +365,141 @@ def test_a_long_scan_is_read_whole_a_page_at_a_time(tmp_path: Path, monkeypatch:
     # Straight out of the loader, every page is already cut to preview size, its text read.
     kept = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path, PreparedAsKept(SizeEngine())).images
     assert [(image.image.size, image.ocr_text) for image in kept] == [((256, 328), f"Page {n}") for n in range(1, 41)]
+
+
+@pytest.mark.parametrize("drawn", [False, True])
+def test_a_scan_longer_than_the_pictures_a_document_keeps_is_read_to_its_last_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drawn: bool) -> None:
+    # Pages past the document's 200 pictures (3 here) were not read: a scanned book lost its text from page 201 on.
+    # They are read for their text only, their pictures dropped once read; drawn by pdfium too (a scan in strips).
+    if drawn:
+        pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
+    engine = SizeEngine()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    path = tmp_path / "book.pdf"
+    path.write_bytes(striped_scan_pdf(*[_lettered(page) for page in range(6)]) if drawn
+                     else long_scan_pdf(6, size=(400, 500)))
+    loaded = _load(path, ReadSettings(limits=Limits(max_images=3), max_bytes=2**30, ocr=True))
+    document = loaded.document
+    assert [document.text[page.start : page.end] for page in document.pages] == [f"Page {n}" for n in range(1, 7)]
+    assert [picture.image.page for picture in loaded.pictures] == [1, 2, 3]
+    assert [image.page for image in document.images] == [1, 2, 3]
+    assert document.warnings[0] == "6 scanned page(s) read by OCR"  # (and, drawn, the strips skipped as decoration)
+    assert document.warnings[-1] == ("3 scanned page(s) beyond the first 3 images kept for their text only, without "
+                                     "their pictures (at most 3 images per document, repeats included)")
+
+
+def test_without_ocr_a_scan_keeps_no_page_past_the_pictures_a_document_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "book.pdf"
+    path.write_bytes(long_scan_pdf(6, size=(400, 500)))
+    loaded = _load(path, ReadSettings(limits=Limits(max_images=3), max_bytes=2**30, ocr_wanted=True))
+    assert [picture.image.page for picture in loaded.pictures] == [1, 2, 3]
+    assert "3 image(s) beyond the first 3 skipped (at most 3 images per document, repeats included)" in (
+        loaded.document.warnings)
+
+
+def _lettered(number: int) -> Image.Image:
+    picture = Image.new("L", (200, 260), "white")
+    ImageDraw.Draw(picture).text((40, 60), f"Page {number}", fill="black")
+    return picture
+
+
+class TickingEngine(SizeEngine):
+    """``SizeEngine`` on a clock of its own, which each page it reads moves on by 10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def read(self, image: Image.Image) -> str:
+        self.now += 10
+        return super().read(image)
+
+
+@pytest.mark.parametrize("max_images", [2, 200])
+def test_a_file_s_ocr_stops_when_its_time_is_spent_and_says_what_is_left_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_images: int) -> None:
+    # Each page is read within a step of its own, so a scan of thousands of pages could hold an ingest for hours.
+    engine = TickingEngine()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    monkeypatch.setattr(ocr_module, "time", engine)
+    path = tmp_path / "book.pdf"
+    path.write_bytes(long_scan_pdf(6, size=(400, 500)))
+    limits = Limits(max_images=max_images)
+    loaded = _load(path, ReadSettings(limits=limits, max_bytes=2**30, ocr=True, ocr_seconds=25))
+    document = loaded.document
+    assert len(engine.sizes) == 3  # 10 s, 20 s, 30 s: over the 25 s, nothing more is read
+    assert [document.text[page.start : page.end] for page in document.pages] == ["Page 1", "Page 2", "Page 3"] + [
+        ""] * 3
+    beyond = ["3 image(s) beyond the first 2 skipped (at most 2 images per document, repeats included)",
+              "1 scanned page(s) beyond the first 2 images kept for their text only, without their pictures (at "
+              "most 2 images per document, repeats included)"]
+    # With 2 pictures kept, page 3 is read for its text only; with 200, pages 4 to 6 are kept as pictures, unread.
+    assert [picture.image.page for picture in loaded.pictures] == ([1, 2] if max_images == 2 else list(range(1, 7)))
+    assert document.warnings == ["3 scanned page(s) read by OCR", *(beyond if max_images == 2 else []),
+                                 "3 scanned page(s) left unread: the file's 25 s of OCR were spent "
+                                 "(ocr_file_seconds)"]
+
+
+def test_a_scanned_page_s_decoding_counts_on_the_file_s_ocr_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the reading counted: thousands of pages past the pictures kept, decoded in their steps, were on no clock.
+    engine = TickingEngine()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    monkeypatch.setattr(ocr_module, "time", engine)
+    original = image_module.small_rgb
+
+    def decoded_in_5_s(*args: object) -> Image.Image:
+        engine.now += 5
+        return original(*args)
+
+    monkeypatch.setattr(image_module, "small_rgb", decoded_in_5_s)
+    path = tmp_path / "book.pdf"
+    path.write_bytes(long_scan_pdf(3, size=(400, 500)))
+    settings = ReadSettings(limits=Limits(max_images=1), max_bytes=2**30, ocr=True, ocr_seconds=25)
+    document = _load(path, settings).document
+    assert len(engine.sizes) == 2  # 15 s, then 30 s: page 3 is not decoded, nor read
+    assert [document.text[page.start : page.end] for page in document.pages] == ["Page 1", "Page 2", ""]
+    assert document.warnings[-1] == ("1 scanned page(s) left unread: the file's 25 s of OCR were spent "
+                                     "(ocr_file_seconds)")
+
+
+def test_a_scanned_attachment_read_past_the_pictures_kept_leaves_the_next_attachment_its_allowance(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pages read for their text only hold no picture: counting them, the next attachment failed on it.
+    monkeypatch.setattr(reading, "RapidOcrEngine", SizeEngine)
+    message = EmailMessage()
+    message["Subject"] = "Scanned contract"
+    message.set_content("The contract is attached.")
+    message.add_attachment(long_scan_pdf(4, size=(400, 500)), maintype="application", subtype="pdf",
+                           filename="contract.pdf")
+    message.add_attachment(b"Countersigned on 3 May.", maintype="text", subtype="plain", filename="notes.txt")
+    path = tmp_path / "mail.eml"
+    path.write_bytes(bytes(message))
+    loaded = _load(path, ReadSettings(limits=Limits(max_images=2), max_bytes=2**30, ocr=True))
+    assert all(f"Page {n}" in loaded.document.text for n in range(1, 5))
+    assert "Countersigned on 3 May." in loaded.document.text
+    assert [picture.image.name for picture in loaded.pictures] == ["page 1 image 1", "page 2 image 1"]
+
+
+def test_an_ingest_holds_a_file_s_ocr_to_its_seconds_and_finds_the_pages_read(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = TickingEngine()
+    monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
+    monkeypatch.setattr(ocr_module, "time", engine)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "book.pdf").write_bytes(long_scan_pdf(4, size=(400, 500)))
+    kb = kb_factory(file_isolation=False, ocr="on", ocr_file_seconds=15, clip_model="none")  # patched in-process
+    report = kb.ingest(folder)
+    [path] = report.added
+    assert len(engine.sizes) == 2
+    assert report.warnings[path][-1] == ("2 scanned page(s) left unread: the file's 15 s of OCR were spent "
+                                         "(ocr_file_seconds)")
+    assert sorted((hit.page, hit.text) for hit in kb.search("page", mode="keyword")) == [(1, "Page 1"), (2, "Page 2")]
 
 
 @pytest.mark.parametrize("ocr, pages", [(True, 5), (False, 1)])

@@ -23,6 +23,17 @@ class OnKept(Protocol):
 
     def __call__(self, image: ExtractedImage) -> None: ...
 
+    @property
+    def reads_scans(self) -> bool:
+        """Whether a scanned page's text is read now (OCR is on and the file's time for it is not spent): one
+        past the document's allowance of pictures is then still kept, for its text only."""
+        ...
+
+    def passed_over(self, count: int) -> None:
+        """``count`` pictures of scanned pages past the document's allowance were not kept (``reads_scans`` was
+        false): OCR's report counts them as pages it left unread."""
+        ...
+
     def reading(self, scanned_page: bool) -> AbstractContextManager[bool]:
         """Holds decoding a picture about to be kept, and keeping it; yields whether that is one step of reading
         it (a scanned page OCR reads), whose decoding is then part of reading the page, not of the document's

@@ -358,7 +358,8 @@ class _Reading:
     def _limits_left(self) -> Limits:
         """What an attachment may still cost: the message's limits less what it took so far (its page counts as
         the attachment's first)."""
-        held = [*self.images.images, *(image for _, _, image in self.attached)]
+        held = [image for image in (*self.images.images, *(image for _, _, image in self.attached))
+                if not image.text_only]  # a scanned page read for its text only holds no picture
         return dataclasses.replace(
             self.limits, references=False, max_chars=self.limits.max_chars - self.chars,
             max_pages=max(1, self.limits.max_pages - len(self.pages) - self.more_pages + 1),

@@ -234,7 +234,8 @@ class EmbeddedImages:
     ``max_images``. Referenced files are read under the containment rule, inside ``root``, each file once. Each
     image kept is given to ``on_kept`` at once; its pixels count against ``max_total_pixels`` at the size it leaves
     it. No image is decoded once ``IMAGE_SECONDS`` have passed since the first was, the time ``on_kept`` took apart
-    (and the decoding of a scanned page it reads, see ``decoding``).
+    (and the decoding of a scanned page it reads, see ``decoding``). Past those limits a scanned page that
+    ``on_kept`` reads is still kept, ``text_only``: its text is what a scan is read for, and it costs no picture.
     """
 
     def __init__(self, limits: Limits, warnings: list[str], root: Path,
@@ -253,9 +254,10 @@ class EmbeddedImages:
         self._pixels = 0  # of the pictures held
         self._began: float | None = None  # when the first image was to be decoded
         self._kept_seconds = 0.0  # spent in on_kept (OCR) and in reading steps, off the image clock
-        self._clock_stopped = False
+        self._stopped_at: float | None = None  # when the image clock stopped, while it is stopped
         self._tiny = 0
         self._dropped = 0
+        self._text_only = 0
         self._remote = 0
         self._skipped = CappedWarnings(warnings, "{} more image(s) skipped")
 
@@ -263,20 +265,31 @@ class EmbeddedImages:
     def full(self) -> bool:
         return self._limit() is not None
 
+    def takes(self, scanned_page: bool = False) -> bool:
+        """Whether an image would be kept now: within the document's limits, or a scanned page ``on_kept`` reads,
+        for its text only."""
+        return not self.full or (scanned_page and self.on_kept is not None and self.on_kept.reads_scans)
+
+    def _decoding_seconds(self) -> float:
+        """The time on the image clock: since the first image was to be decoded, less what ``_clock_stop`` held
+        apart (so far, while it holds)."""
+        now = time.monotonic()
+        return now - (self._began or now) - self._kept_seconds - (now - (self._stopped_at or now))
+
     def _limit(self) -> str | None:
         """The document's limit on images that is reached, if one is."""
         if self._shown >= self.limits.max_images:
             return f"at most {self.limits.max_images} images per document, repeats included"
         if self._pixels >= self.limits.max_total_pixels:
             return f"at most {self.limits.max_total_pixels / 1e6:g} megapixels of pictures held per document"
-        if self._began is not None and time.monotonic() - self._began - self._kept_seconds > IMAGE_SECONDS:
+        if self._began is not None and self._decoding_seconds() > IMAGE_SECONDS:
             return f"at most {IMAGE_SECONDS:g} s of decoding images per document"
         return None
 
-    def wants(self, name: str, width: int, height: int) -> bool:
-        """Whether an image of this (header) size is worth decoding; says why when it is not."""
-        if self.full:
-            self._dropped += 1
+    def wants(self, name: str, width: int, height: int, scanned_page: bool = False) -> bool:
+        """Whether an image of this (header) size is worth decoding (see ``takes``); says why when it is not."""
+        if not self.takes(scanned_page):
+            self.beyond_limits(1, scanned_page)
             return False
         if min(width, height) < self.limits.min_side:
             self._tiny += 1
@@ -401,12 +414,17 @@ class EmbeddedImages:
         if image.sha256 in self._kept:
             return  # the same picture again (a logo on every page): kept once, where it first appears
         self._kept.add(image.sha256)
-        self._shown += 1
         kept = image.model_copy(update=fields)
+        kept.text_only = kept.scanned_page and self.full and self.takes(scanned_page=True)  # past them, but read
+        if kept.text_only:
+            self._text_only += 1
+        else:
+            self._shown += 1
         if self.on_kept is not None:
             with self._clock_stop():
                 self.on_kept(kept)  # which may read its text and cut it down
-        self._pixels += kept.image.width * kept.image.height
+        if not kept.text_only:
+            self._pixels += kept.image.width * kept.image.height
         self.images.append(kept)
 
     @contextmanager
@@ -423,19 +441,22 @@ class EmbeddedImages:
     @contextmanager
     def _clock_stop(self) -> Iterator[None]:
         """The image clock stops for what is not decoding a picture (once, however deeply held)."""
-        if self._clock_stopped:
+        if self._stopped_at is not None:
             yield
             return
-        self._clock_stopped, started = True, time.monotonic()
+        self._stopped_at = time.monotonic()
         try:
             yield
         finally:
-            self._clock_stopped = False
-            self._kept_seconds += time.monotonic() - started
+            self._kept_seconds += time.monotonic() - self._stopped_at
+            self._stopped_at = None
 
-    def beyond_limits(self, count: int) -> None:
-        """Count ``count`` images met once the document's limits were reached, unlooked at (see ``finish``)."""
+    def beyond_limits(self, count: int, scanned_page: bool = False) -> None:
+        """Count ``count`` images met once the document's limits were reached, unlooked at (see ``finish``); a
+        scanned page's are told to ``on_kept`` too, as pages its OCR passed over."""
         self._dropped += count
+        if scanned_page and self.on_kept is not None:
+            self.on_kept.passed_over(count)
 
     def skip(self, name: str, reason: str) -> None:
         self._skipped.add(f"image {name[:200]} skipped: {reason}")
@@ -448,6 +469,9 @@ class EmbeddedImages:
                                  "(min_image_side)")
         if self._dropped:
             self.warnings.append(f"{self._dropped} image(s) beyond the first {self._shown} skipped ({self._limit()})")
+        if self._text_only:
+            self.warnings.append(f"{self._text_only} scanned page(s) beyond the first {self._shown} images kept for "
+                                 f"their text only, without their pictures ({self._limit()})")
         if self._remote:
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")

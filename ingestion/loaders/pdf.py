@@ -30,7 +30,8 @@ class PdfLoader(Loader):
     The images each page draws come with the page's text span; on a page without a text layer they are marked
     ``scanned_page`` (OCR reads them). An image drawn on several pages is kept once, where it is first drawn; one
     that no page draws (resources may name more than a page shows) is not kept. A scanned page without a picture
-    pypdf can decode is drawn whole by pdfium where it is installed (``pdf_pages``).
+    pypdf can decode is drawn whole by pdfium where it is installed (``pdf_pages``). Past the document's allowance
+    of pictures, a scanned page OCR reads is still kept, for its text only (``EmbeddedImages.takes``).
 
     pypdf runs in non-strict mode so that slightly broken files still load; at most ``limits.max_pages`` pages
     are read, and pages sharing one content stream (and resources) are parsed once, which bounds the time a
@@ -76,14 +77,17 @@ class PdfLoader(Loader):
         text, pages = join_pages(texts)
         images = EmbeddedImages(limits, warnings, root, on_kept)
         search = PageImages(images)
-        drawer = PageDrawer(data, len(reader.pages), limits.max_side, limits.max_images)
+        drawer = PageDrawer(data, len(reader.pages), limits.max_side)
         try:
             for index, page in enumerate(pages):  # (on past a full allowance: the images beyond it are counted)
                 scanned = not texts[index] and page.number not in failed
                 found = search.keep(reader.pages[index], page, scanned)
-                drawable = scanned and not found.shown and found.drawable and not images.full
+                drawable = scanned and not found.shown and found.drawable
+                if drawable and not images.takes(scanned_page=True):
+                    images.beyond_limits(1, scanned_page=True)  # the page's picture, had it been drawn
+                    drawable = False
                 picture = drawer.draw(index) if drawable else None
-                if picture is not None and images.wants(f"page {page.number}", *picture.size):
+                if picture is not None and images.wants(f"page {page.number}", *picture.size, scanned_page=True):
                     images.add_decoded(picture, picture.tobytes(), f"page {page.number}", page=page.number,
                                        start=page.start, end=page.end, scanned_page=True)
                     continue

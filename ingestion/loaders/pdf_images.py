@@ -88,9 +88,9 @@ class PageImages:
                   scanned: bool) -> tuple[bool, str | None]:
         """Vet, decode and keep one image a page draws: whether it shows a picture, and why it failed if it did."""
         size = _size(xobject)
-        vetted, refusal = (False, None) if self.images.full else self._vetted(xobject, size)
+        vetted, refusal = self._vetted(xobject, size) if self.images.takes(scanned) else (False, None)
         self._drawable = self._drawable and vetted
-        if not self.images.wants(name, *size):  # a decoration (or a strip of a scan cut in strips) is not a
+        if not self.images.wants(name, *size, scanned):  # a decoration (or a strip of a scan cut in strips) is not a
             return min(size) >= self.images.limits.min_side, None  # picture; one refused for its size is
         if refusal is not None:  # refused, not failed: nothing else may decode it either
             self.images.skip(name, str(refusal))

@@ -19,8 +19,8 @@ _LOCK = threading.Lock()  # pdfium is not thread-safe
 
 
 class PageDrawer:
-    """Draws pages of one PDF at ``max_side`` pixels on their longer side, at most ``max_pages`` of them and for at
-    most ``DRAW_SECONDS`` of drawing in all (the time OCR then takes to read a drawing is not drawing); the document
+    """Draws pages of one PDF at ``max_side`` pixels on their longer side, for at most ``DRAW_SECONDS`` of drawing
+    in all (the time OCR then takes to read a drawing is not drawing); the document
     is opened by pdfium on the first page asked for. Annotations and form fields are not drawn (their pictures were
     never checked). Does nothing without pypdfium2, or when pdfium counts the pages otherwise than pypdf (``pages``):
     a drawing would land on another page's text.
@@ -28,20 +28,19 @@ class PageDrawer:
     Drawing gives up, keeping what was read, rather than failing the document: a page pdfium cannot draw, or
     that needs more memory than is left, stays as it was."""
 
-    def __init__(self, data: bytes, pages: int, max_side: int, max_pages: int) -> None:
+    def __init__(self, data: bytes, pages: int, max_side: int) -> None:
         self.data = data
         self.pages = pages
         self.max_side = max_side
-        self.left = max_pages if optional.installed("pypdfium2") else 0
+        self.stopped = not optional.installed("pypdfium2")
         self.spent = 0.0  # seconds spent opening the document and drawing, not reading what was drawn
         self._document: Any = None
 
     def draw(self, index: int) -> Image.Image | None:
-        """Page ``index`` (from 0) as an RGB picture; None when it is blank, pdfium cannot draw it, or the
-        allowance of pages or time is spent."""
-        if self.left <= 0 or self.spent > DRAW_SECONDS:
+        """Page ``index`` (from 0) as an RGB picture; None when it is blank, pdfium cannot draw it, drawing has
+        stopped, or its time is spent."""
+        if self.stopped or self.spent > DRAW_SECONDS:
             return None
-        self.left -= 1
         started = time.monotonic()
         with _LOCK:
             try:
@@ -56,7 +55,7 @@ class PageDrawer:
                     page.close()
                 low, high = picture.convert("L").getextrema()
             except MemoryError:  # more than the budget leaves: the text and the pictures read are kept
-                self.left = 0
+                self.stopped = True
                 return None
             except Exception:  # a page pdfium cannot draw stays as it was
                 return None
@@ -66,7 +65,7 @@ class PageDrawer:
 
     def _open(self) -> bool:
         """Open the document in pdfium; False (and no more drawing) when it refuses it or counts other pages."""
-        self.left, pages = 0, self.left
+        self.stopped = True
         import pypdfium2  # imported on first use: most PDFs have a text layer
 
         try:
@@ -75,7 +74,7 @@ class PageDrawer:
             return False
         if len(self._document) != self.pages:
             return False
-        self.left = pages
+        self.stopped = False
         return True
 
     def close(self) -> None:
