@@ -6,7 +6,8 @@ peer, every page held at full size until the document is loaded and then read (w
 The scan is generated: ``--pages`` pages of 1,600 x 2,048 pixels (a letter page scanned at 200 dpi and kept at
 2,048 px, 3.3 MP), each with six lines of text. Each way runs in a fresh process with the real OCR engine
 (rapidocr, the ``ocr`` extra) and prints the pages OCR filled, the seconds and the process's peak memory (VmHWM).
-The peer stops at the document's 100 MP of pictures held: 31 pages of this size.
+The peer stops at the document's 100 MP of pictures held: 31 pages of this size. Past the document's 200 pictures,
+the first way reads the pages for their text only (it stopped at page 200 before).
 """
 
 from __future__ import annotations
