@@ -273,6 +273,7 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
             ".doc", ".ppt", ".pps", ".xlt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
+            ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "show.PPS", "template.xlt", "gettext.pot", "graph.dot", "README", "photo.JPG",
@@ -283,6 +284,33 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
                       "old.xls": "xls", "old.ppt": "ppt", "show.PPS": "ppt", "template.xlt": "xls",
                       "gettext.pot": None, "graph.dot": None, "README": None, "photo.JPG": "image",
                       "scan.tiff": "image", "icon.svg": None, "Memo.RTF": "rtf"}
+
+
+def test_wps_office_files_are_read_as_the_office_files_they_hold(tmp_path: Path) -> None:
+    # WPS Office saves Word, Excel and PowerPoint 97-2003 files as .wps, .et and .dps (templates .wpt, .ett, .dpt),
+    # and a newer one an Office 2007 file under the same names.
+    document = doc_bytes([("合同编号 HT-2026-118\r交货地点：宁波仓库\r", False)])
+    workbook = xls_bytes({"报价": [["型号", "单价"], ["LX-40", 128.5]]})
+    deck = ppt_bytes([[ppt_shape("季度销售回顾")]])
+    zipped = docx_with_notes("<w:p><w:r><w:t>交货日期 5 月 3 日</w:t></w:r></w:p>")
+    files = {"合同.wps": document, "模板.wpt": document, "报价.et": workbook, "报价模板.ett": workbook,
+             "汇报.dps": deck, "汇报模板.dpt": deck, "新合同.wps": zipped}
+    read = {}
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        loaded = loader_for(path).load(path, data)
+        read[name] = (loaded.file_type, " ".join(loaded.text.split()))
+    assert read == {"合同.wps": ("doc", "合同编号 HT-2026-118 交货地点：宁波仓库"),
+                    "模板.wpt": ("doc", "合同编号 HT-2026-118 交货地点：宁波仓库"),
+                    "报价.et": ("xls", "报价 型号 | 单价 型号: LX-40 | 单价: 128.5"),
+                    "报价模板.ett": ("xls", "报价 型号 | 单价 型号: LX-40 | 单价: 128.5"),
+                    "汇报.dps": ("ppt", "季度销售回顾"), "汇报模板.dpt": ("ppt", "季度销售回顾"),
+                    "新合同.wps": ("docx", "交货日期 5 月 3 日")}
+    works = tmp_path / "letter.wps"  # Microsoft Works wrote .wps too: an OLE file of another kind
+    works.write_bytes(compound_file({"CONTENTS": b"CHNKWKS" + bytes(200)}))
+    with pytest.raises(LoadError, match="without a WordDocument stream .Microsoft Works saved its documents as .wps"):
+        loader_for(works).load(works, works.read_bytes())
 
 
 # --- markdown ---------------------------------------------------------------------------------------------------

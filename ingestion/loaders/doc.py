@@ -86,7 +86,9 @@ class DocLoader(Loader):
         try:
             with ole.open_package(data, "DOC") as package:
                 if not package.exists("WordDocument"):
-                    raise LoadError("not a Word document: an OLE file without a WordDocument stream")
+                    works = " (Microsoft Works saved its documents as .wps too: they are not read)" if (
+                        path.suffix.lower() == ".wps") else ""
+                    raise LoadError(f"not a Word document: an OLE file without a WordDocument stream{works}")
                 word = package.openstream("WordDocument").read()
                 fib = _fib(word)
                 limits.check_chars(fib.characters)

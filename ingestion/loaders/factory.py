@@ -1,6 +1,7 @@
 """Which loader reads a file, chosen by its lower-cased suffix (and, for Office 97-2003 names, by its first bytes:
 Word saves RTF under .doc, many business systems export HTML or Office 2007 files as .xls, and a renamed .pptx is
-still a deck)."""
+still a deck). WPS Office's own names (.wps, .et, .dps and their templates) are read as the Office 97-2003 files they
+hold, under the same rule."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ class _ByContent(Loader):
 
 
 _TEXT, _MARKDOWN, _HTML, _RTF, _PPTX = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader(), PptxLoader()
+_DOC = _ByContent(DocLoader(), DocxLoader())
+_PPT = _ByContent(PptLoader(), _PPTX)
+_XLT = _ByContent(XlsLoader(), XlsxLoader())
 _LOADERS: dict[str, Loader] = {
     ".txt": _TEXT,
     ".text": _TEXT,
@@ -73,13 +77,13 @@ _LOADERS: dict[str, Loader] = {
     ".html": _HTML,
     ".xhtml": _HTML,
     ".pdf": PdfLoader(),
-    ".doc": _ByContent(DocLoader(), DocxLoader()),
+    ".doc": _DOC,
     ".docx": DocxLoader(),
-    ".ppt": _ByContent(PptLoader(), _PPTX),
-    ".pps": _ByContent(PptLoader(), _PPTX),  # a PowerPoint 97-2003 show (the deck opens as a slide show)
+    ".ppt": _PPT,
+    ".pps": _PPT,  # a PowerPoint 97-2003 show (the deck opens as a slide show)
     ".pptx": _PPTX,
     ".xls": _ByContent(XlsLoader(), XlsxLoader(), delimited=True),
-    ".xlt": _ByContent(XlsLoader(), XlsxLoader()),  # an Excel 97-2003 template
+    ".xlt": _XLT,  # an Excel 97-2003 template
     ".xlsx": XlsxLoader(),
     ".xlsm": XlsxLoader(),
     ".odt": OdfLoader("odt"),
@@ -87,6 +91,14 @@ _LOADERS: dict[str, Loader] = {
     ".odp": OdfLoader("odp"),
     ".epub": EpubLoader(),
     ".rtf": _RTF,
+    # WPS Office (金山 WPS), the office suite of many Chinese companies: its Writer, Spreadsheets and Presentation
+    # save Word, Excel and PowerPoint 97-2003 files under names of their own (and its templates .wpt, .ett, .dpt).
+    ".wps": _DOC,
+    ".wpt": _DOC,
+    ".et": _XLT,
+    ".ett": _XLT,
+    ".dps": _PPT,
+    ".dpt": _PPT,
 }
 _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)
