@@ -245,6 +245,9 @@ CASES = {
     "5000 refused image references": (_many_refused, None, 400, 30),
     "xls of 2 million numbers": (_write("numbers.xls", lambda: xls_of_numbers(8000, 250)), "max_document_chars", 400,
                                  30),
+    "csv of one row of 9.9 million empty values": (_write("commas.csv", lambda: b"," * 9_900_000), None, 400, 30),
+    "csv of a quote never closed over 6 MB": (_write("quote.csv", lambda: b'id,note\n1,"' + b"x\n" * 3_000_000), None,
+                                               400, 30),
     "doc of 300,000 pieces": (_write("pieces.doc", lambda: doc_bytes([("Piece\x07", True)] * 300_000)), None, 400, 30),
     "msg of 5,000 attachments": (_write("many.msg", lambda: compound_file(msg_streams("Many", attachments=[
         (f"note{number}.txt", b"note") for number in range(5000)]))), None, 400, 30),
@@ -326,6 +329,9 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"] == "Hello text page one" and result["images"] == []
     if case.startswith("epub chapter naming"):
         assert result["images"] == [] and "entity: &leak; end" in result["text"] and len(result["warnings"]) == 2
+    if case.startswith("csv of a quote"):
+        assert result["text"] == "id | note" and result["warnings"] == [
+            "quote.csv cannot be read past row 1 with values: field larger than field limit (131072)"]
     if case.startswith("epub of 2000"):
         assert result["text"].count("Page") == 2000 and len(result["images"]) == 1
     if case.startswith("eml attaching"):

@@ -273,7 +273,7 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
             ".doc", ".ppt", ".pps", ".xlt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
-            ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt",
+            ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt", ".csv", ".tsv",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "show.PPS", "template.xlt", "gettext.pot", "graph.dot", "README", "photo.JPG",
@@ -1499,9 +1499,32 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     assert docx.file_type == "docx" and docx.text
     assert load(tmp_path, "renamed.ppt", deck_bytes()).file_type == "pptx"
     exported = load(tmp_path, "export.xls", "产品\t价格\n键盘\t199\n".encode("gbk"))  # as ERP systems export
-    assert (exported.file_type, exported.text) == ("text", "产品\t价格\n键盘\t199")
+    assert (exported.file_type, exported.text) == ("csv", "产品 | 价格\n产品: 键盘 | 价格: 199")
     wide = load(tmp_path, "unicode.xls", "\ufeff<html><table><tr><td>宁波</td></tr></table></html>".encode("utf-16-le"))
     assert (wide.file_type, wide.text) == ("html", "宁波")
+
+
+@pytest.mark.parametrize("name, data, text", [
+    # Excel on a Chinese Windows saves CSV in GBK; a quoted value holds the delimiter, an amount its thousands.
+    ("报价.csv", "型号,名称,单价\r\nLX-40,\"落地灯, 黑色\",128.5\r\nLX-41,台灯,\"1,280.00\"\r\n".encode("gbk"),
+     "型号 | 名称 | 单价\n型号: LX-40 | 名称: 落地灯, 黑色 | 单价: 128.5\n型号: LX-41 | 名称: 台灯 | 单价: 1,280.00"),
+    # Where "," is the decimal comma Excel writes ";", and may name it on a first "sep=" line.
+    ("preise.csv", "\ufeffArtikel;Preis\nLampe;12,50\n".encode(), "Artikel | Preis\nArtikel: Lampe | Preis: 12,50"),
+    ("named.csv", b"sep=|\nOrder|Shipped\nA-7|2026-05-03\n", "Order | Shipped\nOrder: A-7 | Shipped: 2026-05-03"),
+    # A quoted value over two lines is one value; a row of text only has no headers found for it.
+    ("notes.tsv", b'Ticket\tNote\n"T-1"\t"Call back\nafter 5 pm"\n', "Ticket | Note\nT-1 | Call back after 5 pm"),
+])
+def test_delimited_text_reads_a_line_per_row_with_its_column_headers(name: str, data: bytes, text: str,
+                                                                     tmp_path: Path) -> None:
+    document = load(tmp_path, name, data)
+    assert (document.file_type, document.text, document.warnings) == (Path(name).suffix[1:], text, [])
+
+
+def test_a_csv_value_past_the_csv_module_s_limit_keeps_the_rows_before_it(tmp_path: Path) -> None:
+    document = load(tmp_path, "dump.csv", b'id,note\n1,"' + b"x" * 200_000 + b'"\n2,after\n')
+    assert document.text == "id | note"
+    assert document.warnings == ["dump.csv cannot be read past row 1 with values: field larger than field limit "
+                                 "(131072)"]
 
 
 def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestion.loaders.base import Limits, Loader, OnKept
+from ingestion.loaders.delimited import DelimitedLoader
 from ingestion.loaders.doc import DocLoader
 from ingestion.loaders.docx import DocxLoader
 from ingestion.loaders.eml import EmlLoader, MboxLoader
@@ -39,7 +40,7 @@ class _ByContent(Loader):
     def __init__(self, native: Loader, zipped: Loader, delimited: bool = False) -> None:
         self.native = native
         self.zipped = zipped
-        self.delimited = delimited  # tab- or comma-separated text is read as text (an .xls a system exported)
+        self.delimited = delimited  # tab- or comma-separated text is read as such (an .xls a system exported)
         self.file_type = native.file_type
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
@@ -61,10 +62,11 @@ class _ByContent(Loader):
             return _HTML
         first_line = data[:4096].split(b"\n", 1)[0]
         separated = self.delimited and b"\0" not in data[:4096] and (b"\t" in first_line or b"," in first_line)
-        return _TEXT if separated else self.native
+        return _CSV if separated else self.native
 
 
 _TEXT, _MARKDOWN, _HTML, _RTF, _PPTX = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader(), PptxLoader()
+_CSV = DelimitedLoader("csv")
 _DOC = _ByContent(DocLoader(), DocxLoader())
 _PPT = _ByContent(PptLoader(), _PPTX)
 _XLT = _ByContent(XlsLoader(), XlsxLoader())
@@ -91,6 +93,8 @@ _LOADERS: dict[str, Loader] = {
     ".odp": OdfLoader("odp"),
     ".epub": EpubLoader(),
     ".rtf": _RTF,
+    ".csv": _CSV,
+    ".tsv": DelimitedLoader("tsv", "\t"),
     # WPS Office (金山 WPS), the office suite of many Chinese companies: its Writer, Spreadsheets and Presentation
     # save Word, Excel and PowerPoint 97-2003 files under names of their own (and its templates .wpt, .ett, .dpt).
     ".wps": _DOC,

@@ -4,7 +4,7 @@ on the cells looked at."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -46,11 +46,15 @@ class ColumnHeaders:
 
 class SheetReader:
     """Reads a workbook's sheets, one after the other, within ``MAX_CELLS`` looked at and ``limits.max_chars`` of
-    text, counted as each cell is read; a row is a tuple of values (text, numbers, dates, truth values, None)."""
+    text, counted as each cell is read; a row is a sequence of values (text, numbers, dates, truth values, None).
+    ``is_text`` tells a value that is text from one that is a number, a date or a truth value (for the column
+    headers): by its type in a workbook, by how it reads in delimited text, where every value is a string."""
 
-    def __init__(self, limits: Limits, warnings: list[str]) -> None:
+    def __init__(self, limits: Limits, warnings: list[str],
+                 is_text: Callable[[object], bool] = lambda value: isinstance(value, str)) -> None:
         self.limits = limits
         self.warnings = warnings
+        self.is_text = is_text
         self.cells = 0
         self.length = 0
 
@@ -59,20 +63,23 @@ class SheetReader:
         """Whether the workbook's cells are spent: no later sheet is read."""
         return self.cells > MAX_CELLS
 
-    def page(self, title: str, rows: Callable[[], Iterable[tuple[Any, ...]]]) -> str:
-        """A sheet's page: its name, then a line per row with values ("" when none). A sheet its library cannot
-        read past some row keeps the rows before it, with a warning."""
-        lines = [title]
+    def page(self, title: str, rows: Callable[[], Iterable[Sequence[Any]]], named: bool = True) -> str:
+        """A sheet's page: its name (unless not ``named``: ``title`` then only names it in warnings), then a line
+        per row with values ("" when none). A sheet its library cannot read past some row keeps the rows before it,
+        with a warning."""
+        heading = [title] if named else []
+        lines = list(heading)
         try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
             lines.extend(self._rows(title, rows()))
         except (LoadError, MemoryError):
             raise
         except Exception as error:
-            self.warnings.append(f"sheet {title[:100]} cannot be read past row {len(lines) - 1} with values: "
+            where = f"sheet {title[:100]}" if named else title[:100]
+            self.warnings.append(f"{where} cannot be read past row {len(lines) - len(heading)} with values: "
                                  f"{describe_error(error)}")
-        return clean_text("\n".join(lines)) if len(lines) > 1 else ""
+        return clean_text("\n".join(lines)) if len(lines) > len(heading) else ""
 
-    def _rows(self, title: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    def _rows(self, title: str, rows: Iterable[Sequence[Any]]) -> Iterator[str]:
         """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
         headers = ColumnHeaders()
         for row in rows:
@@ -84,12 +91,12 @@ class SheetReader:
             values = self._values(row)
             if not values:
                 continue
-            line, labelled = headers.line(values, all(isinstance(row[column], str) for column, _ in values))
+            line, labelled = headers.line(values, all(self.is_text(row[column]) for column, _ in values))
             self.length += labelled  # repeated on every row: counted every time
             self.limits.check_chars(self.length)
             yield line
 
-    def _values(self, row: tuple[Any, ...]) -> list[tuple[int, str]]:
+    def _values(self, row: Sequence[Any]) -> list[tuple[int, str]]:
         """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
         row of 3,000 cells naming one shared string of 1 MB was 3 GB before its length was checked)."""
         values = []
