@@ -18,10 +18,12 @@ TEXT_SPACE = "text"  # the name of the sentence-transformers embedding space
 CLIP_SPACE = "clip"  # the shared image-text space: image embeddings and the CLIP text embeddings of chunks
 # The document types loaders record, and the file suffixes a user may type for them in a filter.
 FILE_TYPES = frozenset({"text", "markdown", "html", "pdf", "doc", "docx", "ppt", "pptx", "xls", "xlsx", "odt", "ods",
-                        "odp", "epub", "eml", "mbox", "msg", "rtf", "image"})
-FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "xlsm": "xlsx", "pps": "ppt",
-                     "xlt": "xls", "jpg": "image",
-                     "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
+                        "odp", "epub", "eml", "mbox", "msg", "rtf", "csv", "tsv", "image"})
+FILE_TYPE_ALIASES = {"txt": "text", "md": "markdown", "htm": "html", "xhtml": "html", "pps": "ppt", "xlt": "xls",
+                     "docm": "docx", "dotx": "docx", "dotm": "docx", "pptm": "pptx", "ppsx": "pptx", "ppsm": "pptx",
+                     "potx": "pptx", "potm": "pptx", "xlsm": "xlsx", "xltx": "xlsx", "xltm": "xlsx",
+                     "wps": "doc", "wpt": "doc", "et": "xls", "ett": "xls", "dps": "ppt", "dpt": "ppt",
+                     "jpg": "image", "jpeg": "image", "png": "image", "webp": "image", "gif": "image", "bmp": "image",
                      "tif": "image", "tiff": "image"}
 
 

@@ -329,9 +329,8 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"] == "Hello text page one" and result["images"] == []
     if case.startswith("epub chapter naming"):
         assert result["images"] == [] and "entity: &leak; end" in result["text"] and len(result["warnings"]) == 2
-    if case.startswith("csv of a quote"):
-        assert result["text"] == "id | note" and result["warnings"] == [
-            "quote.csv cannot be read past row 1 with values: field larger than field limit (131072)"]
+    if case.startswith("csv of a quote"):  # the rest of the file is one value, not lost
+        assert result["text"] == "id | note\nid: 1 | note: " + " ".join(["x"] * 3_000_000) and not result["warnings"]
     if case.startswith("epub of 2000"):
         assert result["text"].count("Page") == 2000 and len(result["images"]) == 1
     if case.startswith("eml attaching"):

@@ -21,9 +21,10 @@ from pypdf import PdfReader, PdfWriter
 from ingestion.encoding import decode_text
 from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, loader_for, markdown, odf, rtf
 from ingestion.loaders.base import Limits, clean_text
+from ingestion.loaders.delimited import DelimitedLoader
 from ingestion.loaders.ooxml import refuse_bombs
 from ingestion.loaders.pdf import PdfLoader
-from kb.types import ExtractedDocument
+from kb.types import FILE_TYPES, ExtractedDocument, Filters
 from tests.documents import (
     chinese_font_pdf,
     compound_file,
@@ -273,7 +274,8 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".htm", ".html", ".xhtml", ".pdf", ".docx", ".pptx", ".xls", ".xlsx",
             ".xlsm",
             ".doc", ".ppt", ".pps", ".xlt", ".eml", ".mbox", ".msg", ".odt", ".ods", ".odp", ".epub", ".rtf",
-            ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt", ".csv", ".tsv",
+            ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt", ".csv", ".tsv", ".docm", ".dotx", ".dotm", ".pptm", ".ppsx",
+            ".ppsm", ".potx", ".potm", ".xltx", ".xltm",
             ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
     names = ["REPORT.PDF", "notes.Markdown", "page.xhtml", "a.text", "w.Docx", "Prices.XLSM", "slides.PPTX", "old.doc",
              "old.xls", "old.ppt", "show.PPS", "template.xlt", "gettext.pot", "graph.dot", "README", "photo.JPG",
@@ -284,6 +286,60 @@ def test_loader_for_picks_by_lower_cased_suffix() -> None:
                       "old.xls": "xls", "old.ppt": "ppt", "show.PPS": "ppt", "template.xlt": "xls",
                       "gettext.pot": None, "graph.dot": None, "README": None, "photo.JPG": "image",
                       "scan.tiff": "image", "icon.svg": None, "Memo.RTF": "rtf"}
+
+
+_OOXML = "application/vnd.openxmlformats-officedocument."
+
+
+def _retyped(package: bytes, content_type: str, kind: str) -> bytes:
+    """``package`` with its main part declared of ``kind`` (as Word, PowerPoint and Excel save macro-enabled
+    files, shows and templates), in place of ``content_type``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(content_type.encode(), kind.encode())
+            target.writestr(item.filename, data)
+    return out.getvalue()
+
+
+def test_office_2007_macro_enabled_files_shows_and_templates_are_read(tmp_path: Path) -> None:
+    # python-docx and python-pptx refused these content types; the files were not read at all.
+    workbook = io.BytesIO()
+    book = Workbook()
+    book.active.append(["Lamp", 34.5])
+    book.save(workbook)
+    word = f"{_OOXML}wordprocessingml.document.main+xml"
+    deck = f"{_OOXML}presentationml.presentation.main+xml"
+    sheet = f"{_OOXML}spreadsheetml.sheet.main+xml"
+    files = {
+        "macros.docm": (docx_bytes(), word, "application/vnd.ms-word.document.macroEnabled.main+xml"),
+        "letter.dotx": (docx_bytes(), word, f"{_OOXML}wordprocessingml.template.main+xml"),
+        "letter.dotm": (docx_bytes(), word, "application/vnd.ms-word.template.macroEnabledTemplate.main+xml"),
+        "show.ppsx": (deck_bytes(), deck, f"{_OOXML}presentationml.slideshow.main+xml"),
+        "show.ppsm": (deck_bytes(), deck, "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml"),
+        "brand.potx": (deck_bytes(), deck, f"{_OOXML}presentationml.template.main+xml"),
+        "brand.potm": (deck_bytes(), deck, "application/vnd.ms-powerpoint.template.macroEnabled.main+xml"),
+        "macros.pptm": (deck_bytes(), deck, "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml"),
+        "prices.xltx": (workbook.getvalue(), sheet, f"{_OOXML}spreadsheetml.template.main+xml"),
+        "prices.xltm": (workbook.getvalue(), sheet, "application/vnd.ms-excel.template.macroEnabled.main+xml"),
+    }
+    for name, (package, content_type, kind) in files.items():
+        document = load(tmp_path, name, _retyped(package, content_type, kind))
+        expected = "Revenue grew in every region." if name.endswith(("docm", "dotx", "dotm")) else (
+            "Lamp | 34.5" if name.endswith(("xltx", "xltm")) else "Costs fell in the 华东 region")
+        assert expected in document.text, name
+
+
+def test_every_suffix_read_names_a_file_type_a_filter_takes() -> None:
+    # .csv was read but a filter on it was refused as an unknown file type.
+    for suffix in SUPPORTED_SUFFIXES:
+        loader = loader_for(f"a{suffix}")
+        types = {loader.file_type, *(getattr(loader, kind).file_type for kind in ("native", "zipped")
+                                     if hasattr(loader, kind))}
+        assert types <= FILE_TYPES, suffix
+        assert Filters(file_types=[suffix]).file_types, suffix
 
 
 def test_wps_office_files_are_read_as_the_office_files_they_hold(tmp_path: Path) -> None:
@@ -893,13 +949,15 @@ def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("kind", ["xlsx", "pptx"])
-@pytest.mark.parametrize("data", [
-    pytest.param(b"PK\x03\x04" + random.Random(5).randbytes(500), id="zip-garbage"),
-    pytest.param(b"plain text saved as an Office file", id="not-a-zip"),
-    pytest.param(docx_bytes(), id="a-word-document"),
+@pytest.mark.parametrize("data, said", [
+    pytest.param(b"PK\x03\x04" + random.Random(5).randbytes(500), {}, id="zip-garbage"),
+    pytest.param(b"plain text saved as an Office file", {}, id="not-a-zip"),
+    pytest.param(docx_bytes(), {"pptx": "not a PowerPoint presentation: its main part is .*wordprocessingml"},
+                 id="a-word-document"),
 ])
-def test_broken_workbooks_and_decks_are_load_errors(tmp_path: Path, data: bytes, kind: str) -> None:
-    with pytest.raises(LoadError, match=f"corrupt {kind.upper()}"):
+def test_broken_workbooks_and_decks_are_load_errors(tmp_path: Path, data: bytes, said: dict[str, str],
+                                                    kind: str) -> None:
+    with pytest.raises(LoadError, match=said.get(kind, f"corrupt {kind.upper()}")):
         load(tmp_path, f"broken.{kind}", data)
 
 
@@ -1471,7 +1529,9 @@ def test_xls_keeps_the_sheets_it_can_read_and_refuses_what_is_no_workbook(tmp_pa
     with pytest.raises(LoadError, match="^not an Excel workbook: an OLE file without a Workbook stream$"):
         load(tmp_path, "word.xls", doc_bytes([("Not a workbook.\r", True)]))
     with pytest.raises(LoadError, match="^corrupt XLS: "):
-        load(tmp_path, "text.xls", b"Not a workbook at all.\n")
+        load(tmp_path, "binary.xls", b"\x09\x00\x04\x00 not a workbook at all\x00")
+    # Text is read as Excel opens it, as delimited text (one value a row here).
+    assert load(tmp_path, "text.xls", b"Not a workbook at all.\n").text == "Not a workbook at all."
     stream = olefile.OleFileIO(io.BytesIO(workbook)).openstream("Workbook").read()
     filepass = b"\x2f\x00\x06\x00\x00\x00\x01\x00\x01\x00"  # after the first BOF: the workbook is encrypted
     with pytest.raises(LoadError, match=r"^encrypted XLS \(password-protected\)"):
@@ -1513,18 +1573,49 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     ("named.csv", b"sep=|\nOrder|Shipped\nA-7|2026-05-03\n", "Order | Shipped\nOrder: A-7 | Shipped: 2026-05-03"),
     # A quoted value over two lines is one value; a row of text only has no headers found for it.
     ("notes.tsv", b'Ticket\tNote\n"T-1"\t"Call back\nafter 5 pm"\n', "Ticket | Note\nT-1 | Call back after 5 pm"),
+    # Delimiters inside quotes do not count, and values that read as numbers tell "," the decimal comma from ";".
+    ("sizes.csv", b'Item,Options,Price\nShirt,"Size: L; colour: red, blue",12.5\nCap,"one; size",8\n',
+     "Item | Options | Price\nItem: Shirt | Options: Size: L; colour: red, blue | Price: 12.5\n"
+     "Item: Cap | Options: one; size | Price: 8"),
+    ("posten.csv", b"Lampe;12,50;3,00\nTisch;99,00;1,00\n", "Lampe | 12,50 | 3,00\nTisch | 99,00 | 1,00"),
+    # A row missing its number is a row, not the headers; Excel's "Unicode text" is tab-separated UTF-16.
+    ("gaps.csv", "型号,名称,单价\nLX-40,落地灯,\nLX-41,台灯,128\n".encode(),
+     "型号 | 名称 | 单价\nLX-40 | 落地灯\n型号: LX-41 | 名称: 台灯 | 单价: 128"),
+    ("unicode.xls", "产品\t价格\r\n键盘\t199\r\n".encode("utf-16"), "产品 | 价格\n产品: 键盘 | 价格: 199"),
 ])
 def test_delimited_text_reads_a_line_per_row_with_its_column_headers(name: str, data: bytes, text: str,
                                                                      tmp_path: Path) -> None:
     document = load(tmp_path, name, data)
-    assert (document.file_type, document.text, document.warnings) == (Path(name).suffix[1:], text, [])
+    assert (document.file_type, document.text, document.warnings) == (
+        {".xls": "csv"}.get(Path(name).suffix, Path(name).suffix[1:]), text, [])
 
 
-def test_a_csv_value_past_the_csv_module_s_limit_keeps_the_rows_before_it(tmp_path: Path) -> None:
-    document = load(tmp_path, "dump.csv", b'id,note\n1,"' + b"x" * 200_000 + b'"\n2,after\n')
-    assert document.text == "id | note"
-    assert document.warnings == ["dump.csv cannot be read past row 1 with values: field larger than field limit "
-                                 "(131072)"]
+def test_a_table_whose_repeated_headers_would_overflow_keeps_its_values_without_them(tmp_path: Path) -> None:
+    # An export of 110,000 rows of 5.9 million characters was refused whole: its headers made it 10 million.
+    data = ("型号,单价\n" + "".join(f"LX-{n},{n}.5\n" for n in range(100))).encode("gbk")
+    plain = "\n".join(f"LX-{n} | {n}.5" for n in range(100))
+    path = tmp_path / "prices.csv"
+    document = DelimitedLoader("csv").load(path, data, Limits(max_chars=len(plain) + 300))
+    assert document.text == f"型号 | 单价\n{plain}"
+    assert document.warnings == ["the column headers are not repeated before the values: they would take the text "
+                                 f"past {len(plain) + 300:,} characters (max_document_chars)"]
+    with pytest.raises(LoadError, match="max_document_chars"):  # the values alone are over: refused, as ever
+        DelimitedLoader("csv").load(path, data, Limits(max_chars=len(plain)))
+    book = workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
+        ["型号", "单价"], *([f"LX-{n}", n + 0.5] for n in range(100)))])
+    sheet = loader_for("prices.xlsx").load(tmp_path / "prices.xlsx", book, Limits(max_chars=len(plain) + 300))
+    assert sheet.text == f"Sheet\n型号 | 单价\n{plain}" and len(sheet.warnings) == 1
+    # A single column costs its line breaks, not a " | " before each value.
+    column = "\n".join(f"item {n}" for n in range(100))
+    assert DelimitedLoader("csv").load(path, column.encode(), Limits(max_chars=len(column) + 1)).text == column
+
+
+def test_a_csv_value_past_the_csv_module_s_limit_and_a_quote_left_open_lose_nothing(tmp_path: Path) -> None:
+    # Past the csv module's 131,072 characters a value ended the rows read: the rest of the file was lost.
+    long = load(tmp_path, "dump.csv", b'id,note\n1,"' + b"x" * 200_000 + b'"\n2,after\n')
+    assert long.text == f"id | note\nid: 1 | note: {'x' * 200_000}\nid: 2 | note: after" and not long.warnings
+    opened = load(tmp_path, "open.csv", b'id,note\n1,"urgent\n2,after\n')
+    assert opened.text == "id | note\nid: 1 | note: urgent 2,after"
 
 
 def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:

@@ -5,31 +5,37 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, OnKept
-from ingestion.loaders.sheets import SheetReader
+from ingestion.loaders.sheets import read_sheets
 from kb.types import ExtractedDocument
 
-DELIMITERS = ",;\t|"  # tried in this order when a file does not say: Excel writes ";" where "," is a decimal comma
-_SAMPLE_LINES, _SAMPLE_CHARS = 50, 64 * 1024  # the first lines the delimiter is guessed from, in at most so much
-_EXCEL_SEPARATOR = re.compile(r"sep=(.)\r?\n")  # the first line Excel reads as the delimiter's name
+DELIMITERS = ",;\t|"  # tried when a file does not say; the first of equals wins
+_SAMPLE_ROWS, _SAMPLE_CHARS = 50, 64 * 1024  # the first rows the delimiter is guessed from, in at most so much
+_EXCEL_SEPARATOR = re.compile(r"sep=(.)\n")  # the first line Excel reads as the delimiter's name
 # A value that is a number (currency, thousands separators, a percentage) or a date, not text: a row of text above
 # a row holding one is the column headers.
-_NUMBER = re.compile(r"[-+]?[¥$€£]?\s?\(?\d[\d,\s]*(?:\.\d+)?\)?\s?%?")
-_DATE = re.compile(r"\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+_NUMBER = re.compile(r"[-+]?[¥$€£￥]?\s?\(?\d[\d,\s]*(?:\.\d+)?\)?\s?(?:%|元|円)?")
+_DATE = re.compile(r"(?:\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
+                   r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+# Values may be as long as the text allowance lets the file be: past the csv module's own limit (131,072
+# characters) one quote left open lost the rest of the file. Set for the process: no other reader depends on it.
+csv.field_size_limit(2**31 - 1)
 
 
 class DelimitedLoader(Loader):
     """The rows of a delimited text file, in any encoding ``decode_text`` recognises (Excel saves CSV in the
     system's code page: GBK on a Chinese Windows), one line per row holding a value, each value after its column's
     header once the headers are found (see ``SheetReader``). The delimiter is ``delimiter``, or the one Excel's
-    ``sep=`` line names, or else the one of ``DELIMITERS`` that splits the first lines most evenly. Quoted values may
-    hold delimiters and line breaks; a row past which the file cannot be read (a quoted value longer than the csv
-    module's 131,072 characters) keeps the rows before it, with a warning."""
+    ``sep=`` line names, or else the one of ``DELIMITERS`` that splits the first rows most evenly (see
+    ``guess_delimiter``). Quoted values may hold delimiters and line breaks; a quote left open holds the rest of the
+    file as one value. The column headers are looked for in the first row of text only (``SheetReader``'s
+    ``headed``)."""
 
     def __init__(self, file_type: str, delimiter: str | None = None) -> None:
         self.file_type = file_type
@@ -44,23 +50,26 @@ class DelimitedLoader(Loader):
             text = text[named.end():]
         delimiter = named.group(1) if named is not None else self.delimiter or guess_delimiter(text)
         warnings: list[str] = []
-        rows = SheetReader(limits, warnings, is_text=_is_text).page(
-            path.name, lambda: csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), named=False)
+        rows = read_sheets(lambda sheets: sheets.page(path.name, lambda: csv.reader(
+            io.StringIO(text, newline=""), delimiter=delimiter), named=False), limits, warnings, is_text=_is_text,
+            headed=True)
         return ExtractedDocument(text=rows, file_type=self.file_type, warnings=warnings)
 
 
 def guess_delimiter(text: str) -> str:
-    """The one of ``DELIMITERS`` that splits the most of the first lines into the same number of values (more
-    values breaking a tie); "," when none splits any."""
-    lines = [line for line in text[:_SAMPLE_CHARS].splitlines()[:_SAMPLE_LINES] if line.strip()]
-    best, choice = (0, 0), ","
+    """The one of ``DELIMITERS`` that parses the most of the first rows into the same number of values (two or more),
+    then the one whose values read the most as numbers (``Lampe;12,50`` is two values, not two halves of one), then
+    the one of more values; "," when none splits a row."""
+    sample = text[:_SAMPLE_CHARS]
+    best, choice = (0, 0, 0), ","
     for delimiter in DELIMITERS:
-        counts = Counter(line.count(delimiter) for line in lines)
-        counts.pop(0, None)
-        if counts:
-            splits, lines_split = counts.most_common(1)[0]
-            if (lines_split, splits) > best:
-                best, choice = (lines_split, splits), delimiter
+        rows = [row for row in itertools.islice(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter),
+                                                _SAMPLE_ROWS) if len(row) > 1]
+        if rows:
+            width, even = Counter(map(len, rows)).most_common(1)[0]
+            numbers = sum(1 for row in rows for value in row if value.strip() and not _is_text(value))
+            if (even, numbers, width) > best:
+                best, choice = (even, numbers, width), delimiter
     return choice
 
 

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from docx import Document
+from docx.document import Document
 from docx.opc.constants import RELATIONSHIP_TYPE
-from docx.opc.part import Part, XmlPart
+from docx.opc.part import Part, PartFactory, XmlPart
 from docx.oxml import parse_xml
 from docx.oxml.ns import qn
+from docx.package import Package
+from docx.parts.document import DocumentPart
 from lxml.etree import _Element
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
@@ -41,6 +43,12 @@ _NOTE_PARTS = (RELATIONSHIP_TYPE.FOOTNOTES, RELATIONSHIP_TYPE.ENDNOTES)
 _SEPARATORS = frozenset({"separator", "continuationSeparator", "continuationNotice"})
 _NOTE_START = "\x00"  # where a note's text begins until it is given its space (XML text never holds U+0000)
 _BEFORE_NOTE = re.compile("(\\s?)\x00")
+# Word's macro-enabled documents and its templates (.docm, .dotx, .dotm) hold the main part of a .docx under content
+# types of their own, which python-docx's Document() refuses: that part is read as a document's all the same.
+PartFactory.part_type_for.update(dict.fromkeys((
+    "application/vnd.ms-word.document.macroEnabled.main+xml",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
+    "application/vnd.ms-word.template.macroEnabledTemplate.main+xml"), DocumentPart))
 
 
 class DocxLoader(Loader):
@@ -60,11 +68,11 @@ class DocxLoader(Loader):
         refuse_bombs(data, limits.max_chars, "DOCX")
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
-            document = Document(io.BytesIO(data))
+            document = _opened(data)
             title = (document.core_properties.title or "").strip() or None
             heading_styles = {style.style_id for style in document.styles if _is_heading(style.name)}
             caption_styles = {style.style_id for style in document.styles if (style.name or "").lower() == "caption"}
-        except MemoryError:  # the file is over the memory budget: that is the reason
+        except (LoadError, MemoryError):  # (a memory error: the file is over the memory budget, the reason)
             raise
         except Exception as error:
             raise LoadError(f"corrupt DOCX: {describe_error(error)}") from error
@@ -78,6 +86,14 @@ class DocxLoader(Loader):
         images = _pictures(document.part, blocks, text, caption_styles, found)
         title = title or _first_heading(body, heading_styles)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=warnings)
+
+
+def _opened(data: bytes) -> Document:
+    """The Word document in a package (any of its kinds); ``LoadError`` for a package of something else."""
+    part = Package.open(io.BytesIO(data)).main_document_part
+    if not isinstance(part, DocumentPart):
+        raise LoadError(f"not a Word document: its main part is {part.content_type}")
+    return part.document
 
 
 class _Block(NamedTuple):

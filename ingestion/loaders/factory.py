@@ -34,13 +34,13 @@ _MARKUP = (b"<html", b"<!doctype html", b"<table", b"<?xml", b"<meta", b"<head",
 
 class _ByContent(Loader):
     """An Office 97-2003 name whose bytes are another format: read by the loader for what they are (an RTF, HTML
-    or Office 2007 file, or for a workbook tab- or comma-separated text), as Word and Excel open it; an OLE file,
-    or one none of these, by ``native``."""
+    or Office 2007 file, or for a workbook any other text, as delimited text), as Word and Excel open it; an OLE
+    file, or one none of these, by ``native``."""
 
     def __init__(self, native: Loader, zipped: Loader, delimited: bool = False) -> None:
         self.native = native
         self.zipped = zipped
-        self.delimited = delimited  # tab- or comma-separated text is read as such (an .xls a system exported)
+        self.delimited = delimited  # text is read as delimited text (an .xls a system exported)
         self.file_type = native.file_type
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
@@ -49,7 +49,8 @@ class _ByContent(Loader):
 
     def _reader(self, data: bytes) -> Loader:
         start = data[:1024]
-        if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16, as Excel saves "Unicode" HTML
+        wide = start.startswith((b"\xff\xfe", b"\xfe\xff"))
+        if wide:  # UTF-16, as Excel saves "Unicode" HTML and text
             start = start.decode("utf-16", "ignore").encode("ascii", "ignore")
         start = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if data.startswith(_OLE):
@@ -60,16 +61,16 @@ class _ByContent(Loader):
             return self.zipped
         if start.startswith(_MARKUP):
             return _HTML
-        first_line = data[:4096].split(b"\n", 1)[0]
-        separated = self.delimited and b"\0" not in data[:4096] and (b"\t" in first_line or b"," in first_line)
-        return _CSV if separated else self.native
+        text = wide or b"\0" not in data[:4096]  # a binary file holds NULs in its first bytes
+        return _CSV if self.delimited and text else self.native
 
 
 _TEXT, _MARKDOWN, _HTML, _RTF, _PPTX = TextLoader(), MarkdownLoader(), HtmlLoader(), RtfLoader(), PptxLoader()
 _CSV = DelimitedLoader("csv")
-_DOC = _ByContent(DocLoader(), DocxLoader())
+_DOCX, _XLSX = DocxLoader(), XlsxLoader()
+_DOC = _ByContent(DocLoader(), _DOCX)
 _PPT = _ByContent(PptLoader(), _PPTX)
-_XLT = _ByContent(XlsLoader(), XlsxLoader())
+_XLT = _ByContent(XlsLoader(), _XLSX)
 _LOADERS: dict[str, Loader] = {
     ".txt": _TEXT,
     ".text": _TEXT,
@@ -80,14 +81,24 @@ _LOADERS: dict[str, Loader] = {
     ".xhtml": _HTML,
     ".pdf": PdfLoader(),
     ".doc": _DOC,
-    ".docx": DocxLoader(),
+    ".docx": _DOCX,
+    ".docm": _DOCX,  # Word 2007's macro-enabled document, and its templates: the macros are never run
+    ".dotx": _DOCX,
+    ".dotm": _DOCX,
     ".ppt": _PPT,
     ".pps": _PPT,  # a PowerPoint 97-2003 show (the deck opens as a slide show)
     ".pptx": _PPTX,
-    ".xls": _ByContent(XlsLoader(), XlsxLoader(), delimited=True),
+    ".pptm": _PPTX,  # PowerPoint 2007's macro-enabled deck, its shows and its templates
+    ".ppsx": _PPTX,
+    ".ppsm": _PPTX,
+    ".potx": _PPTX,
+    ".potm": _PPTX,
+    ".xls": _ByContent(XlsLoader(), _XLSX, delimited=True),
     ".xlt": _XLT,  # an Excel 97-2003 template
-    ".xlsx": XlsxLoader(),
-    ".xlsm": XlsxLoader(),
+    ".xlsx": _XLSX,
+    ".xlsm": _XLSX,
+    ".xltx": _XLSX,  # Excel 2007's templates
+    ".xltm": _XLSX,
     ".odt": OdfLoader("odt"),
     ".ods": OdfLoader("ods"),
     ".odp": OdfLoader("odp"),

@@ -9,9 +9,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pptx import Presentation
 from pptx.opc.constants import RELATIONSHIP_TYPE
-from pptx.opc.package import XmlPart
+from pptx.opc.package import PartFactory, XmlPart
+from pptx.package import Package
+from pptx.parts.presentation import PresentationPart
+from pptx.presentation import Presentation
 from pptx.shapes.group import GroupShape
 from pptx.shapes.picture import Picture
 
@@ -32,6 +34,13 @@ class _Slide(NamedTuple):
 
 
 _EMPTY = _Slide("", None, [], [])
+# PowerPoint's shows and templates (.ppsx, .potx, and their macro-enabled .ppsm, .potm) hold the main part of a .pptx
+# under content types of their own, which python-pptx's Presentation() refuses: that part is read as a deck's.
+PartFactory.part_type_for.update(dict.fromkeys((
+    "application/vnd.openxmlformats-officedocument.presentationml.slideshow.main+xml",
+    "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml",
+    "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",
+    "application/vnd.ms-powerpoint.template.macroEnabled.main+xml"), PresentationPart))
 
 
 class PptxLoader(Loader):
@@ -47,9 +56,9 @@ class PptxLoader(Loader):
                 on_kept: OnKept | None) -> ExtractedDocument:
         refuse_bombs(data, limits.max_chars, "PPTX")
         try:  # python-pptx reports a broken package with many exception types (zip, XML, missing parts)
-            deck = Presentation(io.BytesIO(data))
+            deck = _opened(data)
             slides = list(deck.slides)
-        except MemoryError:  # the file is over the memory budget: that is the reason
+        except (LoadError, MemoryError):  # (a memory error: the file is over the memory budget, the reason)
             raise
         except Exception as error:
             raise LoadError(f"corrupt PPTX: {describe_error(error)}") from error
@@ -73,6 +82,14 @@ class PptxLoader(Loader):
         title = _core_title(deck) or next((slide.title for slide in read if slide.title), None)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, pages=pages,
                                  images=images.finish(), warnings=warnings)
+
+
+def _opened(data: bytes) -> Presentation:
+    """The deck in a package (any of its kinds); ``LoadError`` for a package of something else."""
+    part = Package.open(io.BytesIO(data)).main_document_part
+    if not isinstance(part, PresentationPart):
+        raise LoadError(f"not a PowerPoint presentation: its main part is {part.content_type}")
+    return part.presentation
 
 
 def _read_slides(slides: list[Any], limits: Limits, warnings: list[str]) -> list[_Slide]:

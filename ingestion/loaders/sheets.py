@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from ingestion.loaders.base import Limits, LoadError, clean_text
+from ingestion.loaders.base import Limits, LoadError, OverBudget, clean_text
 from ingestion.loaders.images import describe_error
 
 # Cells looked at per document, empty ones included: openpyxl fills each row out to its last cell, and a gap of
@@ -17,26 +17,38 @@ from ingestion.loaders.images import describe_error
 MAX_CELLS = 20_000_000
 _LOOKAHEAD = 10  # rows with values searched for the column headers
 MAX_HEADER = 80  # characters of a column header repeated before each value
+T = TypeVar("T")
 
 
 class ColumnHeaders:
-    """A row of text (two cells or more) directly above a row holding a number, a date or a truth value, among a
-    sheet's first ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads
-    "Header: value | Header: value". One per sheet, given its rows with values in order."""
+    """A row of text (two cells or more) above a row holding a number, a date or a truth value, among a sheet's first
+    ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads "Header: value |
+    Header: value". A row between them that lacks some of their columns (a data row whose number is missing, a
+    section's name) leaves them the headers; another row of text takes their place (they were a title). Where the
+    first row of text is ``headed`` (delimited text, whose first line names its columns by convention), no later row
+    takes its place. One per sheet, given its rows with values in order; ``labelled`` False reads every row without
+    its headers."""
 
-    def __init__(self) -> None:
-        self.headers: dict[int, str] | None = None
+    def __init__(self, labelled: bool = True, headed: bool = False) -> None:
+        self.headers: dict[int, str] | None = None if labelled else {}
+        self.headed = headed
         self.candidate: list[tuple[int, str]] | None = None  # a row of text that may be the headers
         self.seen = 0
 
+    @property
+    def searching(self) -> bool:
+        """Whether the kinds of a row's values still matter: the headers are not found, and may still be."""
+        return self.headers is None and (self.candidate is not None or self.seen < _LOOKAHEAD)
+
     def line(self, values: list[tuple[int, str]], texts: bool) -> tuple[str, int]:
         """The line for a row's non-empty ``values`` by column (``texts``: all of them are text, not numbers,
-        dates or truth values), and the characters of header labels it repeats (to count against the text
-        allowance, as each row repeats them)."""
+        dates or truth values; looked at only while ``searching``), and the characters of header labels it repeats
+        (to count against the text allowance, as each row repeats them)."""
         self.seen += 1
         if self.headers is None and self.candidate is not None and not texts:
             self.headers = {column: value[:MAX_HEADER] for column, value in self.candidate}
-        if self.headers is None and self.seen <= _LOOKAHEAD:
+        if self.headers is None and self.seen <= _LOOKAHEAD and not (self.candidate is not None and (
+                self.headed or {column for column, _ in values} < dict(self.candidate).keys())):
             self.candidate = values if texts and len(values) > 1 else None
         headers = self.headers or {}
         labels = [f"{headers[column]}: " if column in headers else "" for column, _ in values]
@@ -48,13 +60,18 @@ class SheetReader:
     """Reads a workbook's sheets, one after the other, within ``MAX_CELLS`` looked at and ``limits.max_chars`` of
     text, counted as each cell is read; a row is a sequence of values (text, numbers, dates, truth values, None).
     ``is_text`` tells a value that is text from one that is a number, a date or a truth value (for the column
-    headers): by its type in a workbook, by how it reads in delimited text, where every value is a string."""
+    headers): by its type in a workbook, by how it reads in delimited text, where every value is a string; ``headed``
+    sheets have their headers in their first row of text, if anywhere (see ``ColumnHeaders``)."""
 
     def __init__(self, limits: Limits, warnings: list[str],
-                 is_text: Callable[[object], bool] = lambda value: isinstance(value, str)) -> None:
+                 is_text: Callable[[object], bool] = lambda value: isinstance(value, str), headed: bool = False,
+                 labelled: bool = True) -> None:
         self.limits = limits
         self.warnings = warnings
         self.is_text = is_text
+        self.headed = headed
+        self.labelled = labelled  # the column headers are repeated before each value
+        self.labels = 0  # characters of column headers repeated
         self.cells = 0
         self.length = 0
 
@@ -68,31 +85,33 @@ class SheetReader:
         per row with values ("" when none). A sheet its library cannot read past some row keeps the rows before it,
         with a warning."""
         heading = [title] if named else []
+        where = f"sheet {title[:100]}" if named else title[:100]
         lines = list(heading)
         try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
-            lines.extend(self._rows(title, rows()))
+            lines.extend(self._rows(where, rows()))
         except (LoadError, MemoryError):
             raise
         except Exception as error:
-            where = f"sheet {title[:100]}" if named else title[:100]
             self.warnings.append(f"{where} cannot be read past row {len(lines) - len(heading)} with values: "
                                  f"{describe_error(error)}")
         return clean_text("\n".join(lines)) if len(lines) > len(heading) else ""
 
-    def _rows(self, title: str, rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    def _rows(self, where: str, rows: Iterable[Sequence[Any]]) -> Iterator[str]:
         """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
-        headers = ColumnHeaders()
+        headers = ColumnHeaders(self.labelled, self.headed)
         for row in rows:
             self.cells += max(len(row), 1)
             if self.cells > MAX_CELLS:
-                self.warnings.append(f"sheet {title}: only its first {headers.seen} rows with values were "
-                                     f"read, and no later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
+                self.warnings.append(f"{where}: only its first {headers.seen} rows with values were read, and no "
+                                     f"later sheet (a workbook's first {MAX_CELLS:,} cells are read)")
                 return
             values = self._values(row)
             if not values:
                 continue
-            line, labelled = headers.line(values, all(self.is_text(row[column]) for column, _ in values))
+            texts = headers.searching and all(self.is_text(row[column]) for column, _ in values)
+            line, labelled = headers.line(values, texts)
             self.length += labelled  # repeated on every row: counted every time
+            self.labels += labelled
             self.limits.check_chars(self.length)
             yield line
 
@@ -102,10 +121,28 @@ class SheetReader:
         values = []
         for column, value in enumerate(row):
             if value is not None and (text := cell_text(value)):
-                self.length += len(text) + 3
+                self.length += len(text) + (3 if values else 1)  # " | " before it, or the line break
                 self.limits.check_chars(self.length)
                 values.append((column, text))
         return values
+
+
+def read_sheets(read: Callable[[SheetReader], T], limits: Limits, warnings: list[str], **options: Any) -> T:
+    """What ``read`` makes of a workbook with a ``SheetReader`` (made with ``options``), or, when the column headers
+    it repeats take the text past the allowance, what it makes again without them, with a warning: an export of
+    110,000 rows, 5.9 million characters of values, was refused whole at 10 million with its headers."""
+    said = len(warnings)
+    sheets = SheetReader(limits, warnings, **options)
+    try:
+        return read(sheets)
+    except OverBudget:
+        if not sheets.labels:
+            raise
+    del warnings[said:]
+    read_again = read(SheetReader(limits, warnings, **options, labelled=False))
+    warnings.append(f"the column headers are not repeated before the values: they would take the text past "
+                    f"{limits.max_chars:,} characters (max_document_chars)")
+    return read_again
 
 
 def cell_text(value: object) -> str:

@@ -15,7 +15,7 @@ from xlrd.sheet import Sheet
 from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
-from ingestion.loaders.sheets import SheetReader
+from ingestion.loaders.sheets import SheetReader, read_sheets
 from kb.types import ExtractedDocument
 
 _GLOBAL_RECORDS = {0x00E0: "cell formats", 0x0031: "fonts", 0x041E: "number formats", 0x0018: "defined names"}
@@ -55,7 +55,7 @@ class XlsLoader(Loader):
                             if "encrypted" in reason.lower() else f"corrupt XLS: {reason}") from error
         warnings: list[str] = []
         try:
-            texts = _pages(book, SheetReader(limits, warnings), limits, warnings)
+            texts = read_sheets(lambda sheets: _pages(book, sheets, limits, warnings), limits, warnings)
         finally:
             book.release_resources()
         text, pages = join_pages(texts)

@@ -17,7 +17,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
 from ingestion.loaders.ooxml import refuse_bombs
-from ingestion.loaders.sheets import SheetReader
+from ingestion.loaders.sheets import SheetReader, read_sheets
 from kb.types import ExtractedDocument
 
 MAX_ROWS = 1_048_576  # Excel's own limit: a row numbered past it is not read
@@ -54,7 +54,8 @@ class XlsxLoader(Loader):
         try:
             title = (workbook.properties.title or "").strip() or None
             # (workbook[name] scans the list of sheets each time: 10,000 sheets took 16 s)
-            sheets = _pages(list(workbook._sheets), SheetReader(limits, warnings), limits, warnings)
+            sheets = read_sheets(lambda reader: _pages(list(workbook._sheets), reader, limits, warnings), limits,
+                                 warnings)
         finally:
             workbook.close()
         text, pages = join_pages(sheets)
