@@ -11,7 +11,6 @@ import logging
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
-from ingestion.loaders.base import clean_text
+from ingestion.loaders.base import Stopwatch, clean_text
 from ingestion.pictures import cut_to_preview
 from kb import optional
 from kb.errors import KbError, ModelNotFoundError
@@ -211,26 +210,12 @@ class OcrTime:
 
     def __init__(self, seconds: float = math.inf) -> None:
         self.seconds = seconds
-        self.spent = 0.0
+        self.spent = Stopwatch()
         self.passed_over = 0
-        self._since: float | None = None
 
     @property
     def left(self) -> bool:
-        return self.spent < self.seconds
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """Counts the time it holds as spent (once, however deeply held)."""
-        if self._since is not None:
-            yield
-            return
-        self._since = time.monotonic()
-        try:
-            yield
-        finally:
-            self.spent += time.monotonic() - self._since
-            self._since = None
+        return self.spent.seconds < self.seconds
 
 
 def _read(image: ExtractedImage, engine: OcrEngine, step: OcrStep, clock: OcrTime) -> None:
@@ -238,7 +223,7 @@ def _read(image: ExtractedImage, engine: OcrEngine, step: OcrStep, clock: OcrTim
     and on the file's OCR ``clock``; nothing once that is spent (``apply_ocr`` counts the image as unread)."""
     if not clock.left:
         return
-    with step(), clock.running():
+    with step(), clock.spent.running():
         try:
             image.ocr_text = clean_text(engine.read(image.image))
         except OcrError as error:
@@ -285,7 +270,7 @@ class PreparedAsKept:
         if not self.reads_scans or not scanned_page or self._in_step:
             yield False
             return
-        with self.step(), self.clock.running():
+        with self.step(), self.clock.spent.running():
             self._in_step = True
             try:
                 yield True

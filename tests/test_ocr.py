@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from ingestion import ocr as ocr_module
 from ingestion import reading
 from ingestion.layout import TextBox, page_orientation, reading_order, straightened
+from ingestion.loaders import base as loader_base
 from ingestion.loaders import images as image_module
 from ingestion.loaders.base import Limits, clean_text, join_pages
 from ingestion.loaders.pdf import PdfLoader
@@ -425,7 +425,7 @@ def test_a_file_s_ocr_stops_when_its_time_is_spent_and_says_what_is_left_unread(
     # Each page is read within a step of its own, so a scan of thousands of pages could hold an ingest for hours.
     engine = TickingEngine()
     monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
-    monkeypatch.setattr(ocr_module, "time", engine)
+    monkeypatch.setattr(loader_base, "time", engine)
     path = tmp_path / "book.pdf"
     path.write_bytes(long_scan_pdf(6, size=(400, 500)))
     limits = Limits(max_images=max_images)
@@ -449,7 +449,7 @@ def test_a_scanned_page_s_decoding_counts_on_the_file_s_ocr_time(
     # Only the reading counted: thousands of pages past the pictures kept, decoded in their steps, were on no clock.
     engine = TickingEngine()
     monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
-    monkeypatch.setattr(ocr_module, "time", engine)
+    monkeypatch.setattr(loader_base, "time", engine)
     original = image_module.small_rgb
 
     def decoded_in_5_s(*args: object) -> Image.Image:
@@ -489,7 +489,7 @@ def test_an_ingest_holds_a_file_s_ocr_to_its_seconds_and_finds_the_pages_read(
         kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = TickingEngine()
     monkeypatch.setattr(reading, "RapidOcrEngine", lambda: engine)
-    monkeypatch.setattr(ocr_module, "time", engine)
+    monkeypatch.setattr(loader_base, "time", engine)
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "book.pdf").write_bytes(long_scan_pdf(4, size=(400, 500)))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -39,6 +41,31 @@ class OnKept(Protocol):
         it (a scanned page OCR reads), whose decoding is then part of reading the page, not of the document's
         image clock."""
         ...
+
+
+class Stopwatch:
+    """The seconds spent inside ``running()``, counted once however deeply it is held, a hold under way included:
+    the work a file's budgets count, or leave out of their count."""
+
+    def __init__(self) -> None:
+        self._spent = 0.0
+        self._since: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self._spent + (time.monotonic() - self._since if self._since is not None else 0.0)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        if self._since is not None:
+            yield
+            return
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._spent += time.monotonic() - self._since
+            self._since = None
 
 
 class LoadError(KbError):

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept
+from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept, Stopwatch
 from ingestion.loaders.ooxml import UNREADABLE
 from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
 from kb.types import ExtractedImage
@@ -253,8 +253,7 @@ class EmbeddedImages:
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0  # of the pictures held
         self._began: float | None = None  # when the first image was to be decoded
-        self._kept_seconds = 0.0  # spent in on_kept (OCR) and in reading steps, off the image clock
-        self._stopped_at: float | None = None  # when the image clock stopped, while it is stopped
+        self._off_clock = Stopwatch()  # on_kept (OCR) and reading steps: off the image clock
         self._tiny = 0
         self._dropped = 0
         self._text_only = 0
@@ -271,10 +270,8 @@ class EmbeddedImages:
         return not self.full or (scanned_page and self.on_kept is not None and self.on_kept.reads_scans)
 
     def _decoding_seconds(self) -> float:
-        """The time on the image clock: since the first image was to be decoded, less what ``_clock_stop`` held
-        apart (so far, while it holds)."""
-        now = time.monotonic()
-        return now - (self._began or now) - self._kept_seconds - (now - (self._stopped_at or now))
+        """The time on the image clock: since the first image was to be decoded, less what was held off it."""
+        return time.monotonic() - self._began - self._off_clock.seconds if self._began is not None else 0.0
 
     def _limit(self) -> str | None:
         """The document's limit on images that is reached, if one is."""
@@ -282,7 +279,7 @@ class EmbeddedImages:
             return f"at most {self.limits.max_images} images per document, repeats included"
         if self._pixels >= self.limits.max_total_pixels:
             return f"at most {self.limits.max_total_pixels / 1e6:g} megapixels of pictures held per document"
-        if self._began is not None and self._decoding_seconds() > IMAGE_SECONDS:
+        if self._decoding_seconds() > IMAGE_SECONDS:
             return f"at most {IMAGE_SECONDS:g} s of decoding images per document"
         return None
 
@@ -421,7 +418,7 @@ class EmbeddedImages:
         else:
             self._shown += 1
         if self.on_kept is not None:
-            with self._clock_stop():
+            with self._off_clock.running():
                 self.on_kept(kept)  # which may read its text and cut it down
         if not kept.text_only:
             self._pixels += kept.image.width * kept.image.height
@@ -435,21 +432,8 @@ class EmbeddedImages:
         if self.on_kept is None:
             yield
             return
-        with self.on_kept.reading(scanned_page) as step, self._clock_stop() if step else nullcontext():
+        with self.on_kept.reading(scanned_page) as step, self._off_clock.running() if step else nullcontext():
             yield
-
-    @contextmanager
-    def _clock_stop(self) -> Iterator[None]:
-        """The image clock stops for what is not decoding a picture (once, however deeply held)."""
-        if self._stopped_at is not None:
-            yield
-            return
-        self._stopped_at = time.monotonic()
-        try:
-            yield
-        finally:
-            self._kept_seconds += time.monotonic() - self._stopped_at
-            self._stopped_at = None
 
     def beyond_limits(self, count: int, scanned_page: bool = False) -> None:
         """Count ``count`` images met once the document's limits were reached, unlooked at (see ``finish``); a
