@@ -1605,6 +1605,14 @@ def test_a_table_whose_repeated_headers_would_overflow_keeps_its_values_without_
         ["型号", "单价"], *([f"LX-{n}", n + 0.5] for n in range(100)))])
     sheet = loader_for("prices.xlsx").load(tmp_path / "prices.xlsx", book, Limits(max_chars=len(plain) + 300))
     assert sheet.text == f"Sheet\n型号 | 单价\n{plain}" and len(sheet.warnings) == 1
+    rows = "".join(f"<table:table-row><table:table-cell><text:p>LX-{n}</text:p></table:table-cell><table:table-cell "
+                   f'office:value-type="float"><text:p>{n}.5</text:p></table:table-cell></table:table-row>'
+                   for n in range(100))
+    spreadsheet = odf_bytes("ods", '<table:table table:name="Sheet"><table:table-row><table:table-cell><text:p>型号'
+                            "</text:p></table:table-cell><table:table-cell><text:p>单价</text:p></table:table-cell>"
+                            f"</table:table-row>{rows}</table:table>")
+    ods = loader_for("prices.ods").load(tmp_path / "prices.ods", spreadsheet, Limits(max_chars=len(plain) + 300))
+    assert ods.text == f"Sheet\n型号 | 单价\n{plain}" and len(ods.warnings) == 1
     # A single column costs its line breaks, not a " | " before each value.
     column = "\n".join(f"item {n}" for n in range(100))
     assert DelimitedLoader("csv").load(path, column.encode(), Limits(max_chars=len(column) + 1)).text == column

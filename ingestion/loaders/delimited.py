@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, OnKept
-from ingestion.loaders.sheets import read_sheets
+from ingestion.loaders.sheets import SheetReader, read_sheets
 from kb.types import ExtractedDocument
 
 DELIMITERS = ",;\t|"  # tried when a file does not say; the first of equals wins
@@ -50,9 +50,9 @@ class DelimitedLoader(Loader):
             text = text[named.end():]
         delimiter = named.group(1) if named is not None else self.delimiter or guess_delimiter(text)
         warnings: list[str] = []
-        rows = read_sheets(lambda sheets: sheets.page(path.name, lambda: csv.reader(
-            io.StringIO(text, newline=""), delimiter=delimiter), named=False), limits, warnings, is_text=_is_text,
-            headed=True)
+        rows = read_sheets(lambda labelled: SheetReader(
+            limits, warnings, is_text=_is_text, headed=True, labelled=labelled).page(path.name, lambda: csv.reader(
+                io.StringIO(text, newline=""), delimiter=delimiter), named=False), limits, warnings)
         return ExtractedDocument(text=rows, file_type=self.file_type, warnings=warnings)
 
 

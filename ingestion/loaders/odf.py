@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import NamedTuple
 from xml.etree.ElementTree import Element, TreeBuilder
 
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget, clean_text, join_pages
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
-from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders
+from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders, HeadersOverBudget, read_sheets
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
 _NS = {
@@ -105,8 +105,12 @@ class OdfLoader(Loader):
                 names = set(package.namelist())
                 if "META-INF/manifest.xml" in names and b"encryption-data" in package.read("META-INF/manifest.xml"):
                     raise LoadError(f"{kind} is encrypted: it needs a password")
-                reading = _Reading(limits, warnings)
-                reading.body(_parse(package, "content.xml", kind))  # the tree is dropped once it is read
+                def read(labelled: bool) -> _Reading:
+                    reading = _Reading(limits, warnings, labelled)
+                    reading.body(_parse(package, "content.xml", kind))  # the tree is dropped once it is read
+                    return reading
+
+                reading = read_sheets(read, limits, warnings)
                 texts, spans = reading.layout()
                 text, pages = join_pages(texts)
                 images = _images(reading.pictures, package, names, pages, spans,
@@ -149,9 +153,11 @@ class _Reading:
     """Renders a document's body to the lines of its pages, collecting the pictures its frames show, within the
     text allowance (each character counted once, as it is read) and ``MAX_CELLS`` of a spreadsheet's cells."""
 
-    def __init__(self, limits: Limits, warnings: list[str]) -> None:
+    def __init__(self, limits: Limits, warnings: list[str], labelled: bool = True) -> None:
         self.limits = limits
         self.warnings = warnings
+        self.labelled = labelled  # a sheet's column headers are repeated before its values
+        self.labels = 0  # characters of column headers repeated
         self.pages: list[list[str]] = []
         self.lines: list[str] = []  # of the page being read
         self.page: int | None = None
@@ -217,7 +223,12 @@ class _Reading:
 
     def _spend(self, characters: int) -> None:
         self.length += characters
-        self.limits.check_chars(self.length)
+        try:
+            self.limits.check_chars(self.length)
+        except OverBudget as error:
+            if self.labels:
+                raise HeadersOverBudget(str(error)) from error
+            raise
 
     def _blocks(self, element: Element, depth: int) -> None:
         """Adds the lines of a container's children (the body, a section, a list, a cell, a text box, a shape)."""
@@ -329,7 +340,7 @@ class _Reading:
         no more is read."""
         name = table.get(_NAME) or f"Sheet {number}"
         self.lines.append(self._read(name))
-        headers, sheet_first = ColumnHeaders(), len(self.pictures)
+        headers, sheet_first = ColumnHeaders(self.labelled), len(self.pictures)
         for row in _rows(table):
             values: list[tuple[int, str]] = []
             texts, column, first = True, 0, len(self.pictures)
@@ -348,6 +359,7 @@ class _Reading:
                 column += repeated
             if values:
                 line, labelled = headers.line(values, texts)
+                self.labels += labelled
                 self._spend(labelled)
                 self.lines.append(line)
                 for _ in range(_count(row.get(_ROWS_REPEATED)) - 1):

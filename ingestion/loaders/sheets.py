@@ -20,6 +20,10 @@ MAX_HEADER = 80  # characters of a column header repeated before each value
 T = TypeVar("T")
 
 
+class HeadersOverBudget(OverBudget):
+    """The text went past the allowance with column headers repeated before its values: without them, it may not."""
+
+
 class ColumnHeaders:
     """A row of text (two cells or more) above a row holding a number, a date or a truth value, among a sheet's first
     ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads "Header: value |
@@ -89,6 +93,10 @@ class SheetReader:
         lines = list(heading)
         try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
             lines.extend(self._rows(where, rows()))
+        except OverBudget as error:
+            if self.labels:
+                raise HeadersOverBudget(str(error)) from error
+            raise
         except (LoadError, MemoryError):
             raise
         except Exception as error:
@@ -127,19 +135,16 @@ class SheetReader:
         return values
 
 
-def read_sheets(read: Callable[[SheetReader], T], limits: Limits, warnings: list[str], **options: Any) -> T:
-    """What ``read`` makes of a workbook with a ``SheetReader`` (made with ``options``), or, when the column headers
-    it repeats take the text past the allowance, what it makes again without them, with a warning: an export of
-    110,000 rows, 5.9 million characters of values, was refused whole at 10 million with its headers."""
+def read_sheets(read: Callable[[bool], T], limits: Limits, warnings: list[str]) -> T:
+    """What ``read`` makes of a workbook with its column headers repeated before the values (``read(True)``), or,
+    when they take the text past the allowance (``HeadersOverBudget``), what it makes without them, with a warning:
+    an export of 110,000 rows, 5.9 million characters of values, was refused whole at 10 million with its headers."""
     said = len(warnings)
-    sheets = SheetReader(limits, warnings, **options)
     try:
-        return read(sheets)
-    except OverBudget:
-        if not sheets.labels:
-            raise
-    del warnings[said:]
-    read_again = read(SheetReader(limits, warnings, **options, labelled=False))
+        return read(True)
+    except HeadersOverBudget:
+        del warnings[said:]
+    read_again = read(False)
     warnings.append(f"the column headers are not repeated before the values: they would take the text past "
                     f"{limits.max_chars:,} characters (max_document_chars)")
     return read_again

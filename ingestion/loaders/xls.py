@@ -55,7 +55,8 @@ class XlsLoader(Loader):
                             if "encrypted" in reason.lower() else f"corrupt XLS: {reason}") from error
         warnings: list[str] = []
         try:
-            texts = read_sheets(lambda sheets: _pages(book, sheets, limits, warnings), limits, warnings)
+            texts = read_sheets(lambda labelled: _pages(book, SheetReader(limits, warnings, labelled=labelled), limits,
+                                                        warnings), limits, warnings)
         finally:
             book.release_resources()
         text, pages = join_pages(texts)

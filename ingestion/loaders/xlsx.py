@@ -54,8 +54,8 @@ class XlsxLoader(Loader):
         try:
             title = (workbook.properties.title or "").strip() or None
             # (workbook[name] scans the list of sheets each time: 10,000 sheets took 16 s)
-            sheets = read_sheets(lambda reader: _pages(list(workbook._sheets), reader, limits, warnings), limits,
-                                 warnings)
+            sheets = read_sheets(lambda labelled: _pages(list(workbook._sheets), SheetReader(
+                limits, warnings, labelled=labelled), limits, warnings), limits, warnings)
         finally:
             workbook.close()
         text, pages = join_pages(sheets)
