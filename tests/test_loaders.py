@@ -922,6 +922,10 @@ def test_xlsx_headers_are_text_above_numbers_and_a_glossary_has_none(tmp_path: P
     long_header = load(tmp_path, "long.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
         ["H" * 10_000, "Count"], ["x", 1])]))
     assert long_header.text.endswith(f"\n{'H' * 80}: x | Count: 1")
+    # A row of details wider than the table above its headers is no header row: the row directly above the numbers is.
+    detailed = load(tmp_path, "staff.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
+        ["Department:", "Finance", "Prepared by:", "Jane"], ["Name", "Region", "Salary"], ["Alice", "North", 5000])]))
+    assert detailed.text.endswith("\nName: Alice | Region: North | Salary: 5000")
 
 
 def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) -> None:
@@ -1558,6 +1562,10 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
         ("rtf", "Dear customer,"), ("html", "键盘 | 199"), ("xlsx", "Lamp | 34.5")]
     assert docx.file_type == "docx" and docx.text
     assert load(tmp_path, "renamed.ppt", deck_bytes()).file_type == "pptx"
+    web_page = load(tmp_path, "web.xls", b'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="B"\r\n\r\n'
+                    b"--B\r\nContent-Type: text/html\r\n\r\n<table><tr><td>Name</td><td>Qty</td></tr><tr><td>Lamp"
+                    b"</td><td>3</td></tr></table>\r\n--B--\r\n")  # Excel's "Single File Web Page" (MHTML)
+    assert (web_page.file_type, web_page.text) == ("eml", "Name | Qty\nLamp | 3")
     exported = load(tmp_path, "export.xls", "产品\t价格\n键盘\t199\n".encode("gbk"))  # as ERP systems export
     assert (exported.file_type, exported.text) == ("csv", "产品 | 价格\n产品: 键盘 | 价格: 199")
     wide = load(tmp_path, "unicode.xls", "\ufeff<html><table><tr><td>宁波</td></tr></table></html>".encode("utf-16-le"))
@@ -1578,6 +1586,10 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
      "Item | Options | Price\nItem: Shirt | Options: Size: L; colour: red, blue | Price: 12.5\n"
      "Item: Cap | Options: one; size | Price: 8"),
     ("posten.csv", b"Lampe;12,50;3,00\nTisch;99,00;1,00\n", "Lampe | 12,50 | 3,00\nTisch | 99,00 | 1,00"),
+    ("preis.csv", b"Lampe;12,50\nTisch;3,20\n", "Lampe | 12,50\nTisch | 3,20"),
+    # A title of two values above the headers is not them: the wider row is.
+    ("report.csv", b"Report,Monthly sales\nRegion,Product,Units\nNorth,Widget,12\n",
+     "Report | Monthly sales\nRegion | Product | Units\nRegion: North | Product: Widget | Units: 12"),
     # A row missing its number is a row, not the headers; Excel's "Unicode text" is tab-separated UTF-16.
     ("gaps.csv", "型号,名称,单价\nLX-40,落地灯,\nLX-41,台灯,128\n".encode(),
      "型号 | 名称 | 单价\nLX-40 | 落地灯\n型号: LX-41 | 名称: 台灯 | 单价: 128"),

@@ -58,8 +58,9 @@ class DelimitedLoader(Loader):
 
 def guess_delimiter(text: str) -> str:
     """The one of ``DELIMITERS`` that parses the most of the first rows into the same number of values (two or more),
-    then the one whose values read the most as numbers (``Lampe;12,50`` is two values, not two halves of one), then
-    the one of more values; "," when none splits a row."""
+    then the one whose values read the most as numbers, less those of text holding another delimiter (``Lampe;12,50``
+    is ``Lampe`` and ``12,50``, not ``Lampe;12`` and ``50``), then the one of more values; "," when none splits a
+    row."""
     sample = text[:_SAMPLE_CHARS]
     best, choice = (0, 0, 0), ","
     for delimiter in DELIMITERS:
@@ -67,10 +68,19 @@ def guess_delimiter(text: str) -> str:
                                                 _SAMPLE_ROWS) if len(row) > 1]
         if rows:
             width, even = Counter(map(len, rows)).most_common(1)[0]
-            numbers = sum(1 for row in rows for value in row if value.strip() and not _is_text(value))
-            if (even, numbers, width) > best:
-                best, choice = (even, numbers, width), delimiter
+            kinds = Counter(_kind(value, delimiter) for row in rows for value in row)
+            score = (even, kinds["number"] - kinds["split"], width)
+            if score > best:
+                best, choice = score, delimiter
     return choice
+
+
+def _kind(value: str, delimiter: str) -> str:
+    """A value split by ``delimiter`` as a number, text holding another of ``DELIMITERS`` ("split": likely cut from
+    a value the other one delimits), or text."""
+    if value.strip() and not _is_text(value):
+        return "number"
+    return "split" if any(other in value for other in DELIMITERS if other != delimiter) else "text"
 
 
 def _is_text(value: object) -> bool:

@@ -33,9 +33,9 @@ _MARKUP = (b"<html", b"<!doctype html", b"<table", b"<?xml", b"<meta", b"<head",
 
 
 class _ByContent(Loader):
-    """An Office 97-2003 name whose bytes are another format: read by the loader for what they are (an RTF, HTML
-    or Office 2007 file, or for a workbook any other text, as delimited text), as Word and Excel open it; an OLE
-    file, or one none of these, by ``native``."""
+    """An Office 97-2003 name whose bytes are another format: read by the loader for what they are (an RTF, HTML,
+    MHTML or Office 2007 file, or for a workbook any other text, as delimited text), as Word and Excel open it; an
+    OLE file, or one none of these, by ``native``."""
 
     def __init__(self, native: Loader, zipped: Loader, delimited: bool = False) -> None:
         self.native = native
@@ -61,6 +61,8 @@ class _ByContent(Loader):
             return self.zipped
         if start.startswith(_MARKUP):
             return _HTML
+        if start.startswith(b"mime-version:"):  # a web page in one file (MHTML), as Excel saves one
+            return _LOADERS[".eml"]
         text = wide or b"\0" not in data[:4096]  # a binary file holds NULs in its first bytes
         return _CSV if self.delimited and text else self.native
 

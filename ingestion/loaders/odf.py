@@ -226,7 +226,7 @@ class _Reading:
         try:
             self.limits.check_chars(self.length)
         except OverBudget as error:
-            if self.labels:
+            if self.length - self.labels <= self.limits.max_chars:  # the values alone still fit, so far
                 raise HeadersOverBudget(str(error)) from error
             raise
 
@@ -353,7 +353,7 @@ class _Reading:
                     self._place(first, len(self.lines))  # pictures of the row cut short stand after the last
                     return
                 if text:
-                    self._spend((len(text) + 3) * (repeated - 1))
+                    self._spend(3 + (len(text) + 3) * (repeated - 1))  # its " | ", and its repeats
                     values.extend((column + offset, text) for offset in range(repeated))
                     texts = texts and cell.get(_VALUE_TYPE, "string") == "string"
                 column += repeated

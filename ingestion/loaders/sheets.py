@@ -25,13 +25,12 @@ class HeadersOverBudget(OverBudget):
 
 
 class ColumnHeaders:
-    """A row of text (two cells or more) above a row holding a number, a date or a truth value, among a sheet's first
-    ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads "Header: value |
-    Header: value". A row between them that lacks some of their columns (a data row whose number is missing, a
-    section's name) leaves them the headers; another row of text takes their place (they were a title). Where the
-    first row of text is ``headed`` (delimited text, whose first line names its columns by convention), no later row
-    takes its place. One per sheet, given its rows with values in order; ``labelled`` False reads every row without
-    its headers."""
+    """A row of text (two cells or more) directly above a row holding a number, a date or a truth value, among a
+    sheet's first ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads
+    "Header: value | Header: value". In ``headed`` text (delimited text, whose first line names its columns by
+    convention) the first row of text is the headers unless a wider one follows it (it was a title): a data row
+    whose number is missing, read before any number, is not taken for them. One per sheet, given its rows with
+    values in order; ``labelled`` False reads every row without its headers."""
 
     def __init__(self, labelled: bool = True, headed: bool = False) -> None:
         self.headers: dict[int, str] | None = None if labelled else {}
@@ -51,9 +50,11 @@ class ColumnHeaders:
         self.seen += 1
         if self.headers is None and self.candidate is not None and not texts:
             self.headers = {column: value[:MAX_HEADER] for column, value in self.candidate}
-        if self.headers is None and self.seen <= _LOOKAHEAD and not (self.candidate is not None and (
-                self.headed or {column for column, _ in values} < dict(self.candidate).keys())):
-            self.candidate = values if texts and len(values) > 1 else None
+        if self.headers is None and self.seen <= _LOOKAHEAD:
+            if not (self.headed and self.candidate is not None):
+                self.candidate = values if texts and len(values) > 1 else None
+            elif texts and len(values) > len(self.candidate):
+                self.candidate = values
         headers = self.headers or {}
         labels = [f"{headers[column]}: " if column in headers else "" for column, _ in values]
         return " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True)), sum(
@@ -94,7 +95,7 @@ class SheetReader:
         try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
             lines.extend(self._rows(where, rows()))
         except OverBudget as error:
-            if self.labels:
+            if self.length - self.labels <= self.limits.max_chars:  # the values alone still fit, so far
                 raise HeadersOverBudget(str(error)) from error
             raise
         except (LoadError, MemoryError):
