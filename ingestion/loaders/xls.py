@@ -103,8 +103,10 @@ def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[
             warnings.append(f"sheet {name[:100]} cannot be read: {describe_error(error)}")
             texts.append("")
             continue
-        texts.append(reader.page(name, lambda sheet=sheet: _rows(sheet, book.datemode)))
-        book.unload_sheet(index)
+        try:
+            texts.append(reader.page(name, lambda sheet=sheet: _rows(sheet, book.datemode)))
+        finally:  # (over the allowance too: the workbook may be read again without its headers)
+            book.unload_sheet(index)
     return texts
 
 
