@@ -34,7 +34,7 @@ class DelimitedLoader(Loader):
     header once the headers are found (see ``SheetReader``). The delimiter is ``delimiter``, or the one Excel's
     ``sep=`` line names, or else the one of ``DELIMITERS`` that splits the first rows most evenly (see
     ``guess_delimiter``). Quoted values may hold delimiters and line breaks; a quote left open holds the rest of the
-    file as one value. The column headers are looked for in the first row of text only (``SheetReader``'s
+    file as one value. The column headers are its first row of text, or a wider one after it (``SheetReader``'s
     ``headed``)."""
 
     def __init__(self, file_type: str, delimiter: str | None = None) -> None:
