@@ -15,7 +15,7 @@ from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
-from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders, HeadersOverBudget, read_sheets
+from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders, blame_headers, read_sheets
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
 _NS = {
@@ -226,8 +226,7 @@ class _Reading:
         try:
             self.limits.check_chars(self.length)
         except OverBudget as error:
-            if self.length - self.labels <= self.limits.max_chars:  # the values alone still fit, so far
-                raise HeadersOverBudget(str(error)) from error
+            blame_headers(error, self.length, self.labels, self.limits)
             raise
 
     def _blocks(self, element: Element, depth: int) -> None:

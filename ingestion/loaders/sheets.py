@@ -24,6 +24,13 @@ class HeadersOverBudget(OverBudget):
     """The text went past the allowance with column headers repeated before its values: without them, it may not."""
 
 
+def blame_headers(error: OverBudget, length: int, labels: int, limits: Limits) -> None:
+    """Raise ``error`` again as ``HeadersOverBudget`` when the text's values alone (its ``length`` less the
+    ``labels`` of headers it repeated) still fit the allowance, so far."""
+    if length - labels <= limits.max_chars:
+        raise HeadersOverBudget(str(error)) from error
+
+
 class ColumnHeaders:
     """A row of text (two cells or more) directly above a row holding a number, a date or a truth value, among a
     sheet's first ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads
@@ -95,8 +102,7 @@ class SheetReader:
         try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
             lines.extend(self._rows(where, rows()))
         except OverBudget as error:
-            if self.length - self.labels <= self.limits.max_chars:  # the values alone still fit, so far
-                raise HeadersOverBudget(str(error)) from error
+            blame_headers(error, self.length, self.labels, self.limits)
             raise
         except (LoadError, MemoryError):
             raise
