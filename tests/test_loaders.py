@@ -906,7 +906,7 @@ def test_xlsx_reads_only_excel_s_grid_and_a_bounded_number_of_cells(tmp_path: Pa
                              "workbook's first 20,000,000 cells are read)"]
 
 
-def test_xlsx_headers_are_text_above_numbers_and_a_glossary_has_none(tmp_path: Path) -> None:
+def test_xlsx_headers_are_text_above_numbers_or_labels_and_a_glossary_has_none(tmp_path: Path) -> None:
     def build(workbook: Workbook) -> None:
         report = workbook.active
         for row in (["Sales report 2024", "Confidential"], [], ["Region", "Sales"], ["North", 1200], ["South", 900]):
@@ -914,10 +914,15 @@ def test_xlsx_headers_are_text_above_numbers_and_a_glossary_has_none(tmp_path: P
         glossary = workbook.create_sheet("Glossary")
         for row in (["apple", "a red fruit"], ["banana", "a yellow fruit"]):
             glossary.append(row)
+        contacts = workbook.create_sheet("Contacts")  # text only, below a title: labels, unlike the values below
+        for row in (["Contact list"], ["Name", "Phone"], ["Zhang Wei", "138-0000-1111"], ["Li Na", "139-0000-2222"]):
+            contacts.append(row)
 
     document = load(tmp_path, "report.xlsx", workbook_bytes(build))
     assert document.text == ("Sheet\nSales report 2024 | Confidential\nRegion | Sales\nRegion: North | Sales: 1200\n"
-                             "Region: South | Sales: 900\n\nGlossary\napple | a red fruit\nbanana | a yellow fruit")
+                             "Region: South | Sales: 900\n\nGlossary\napple | a red fruit\nbanana | a yellow fruit\n\n"
+                             "Contacts\nContact list\nName | Phone\nName: Zhang Wei | Phone: 138-0000-1111\n"
+                             "Name: Li Na | Phone: 139-0000-2222")
     # A header is a short label: one of 10,000 characters was repeated before every value of its column.
     long_header = load(tmp_path, "long.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
         ["H" * 10_000, "Count"], ["x", 1])]))
@@ -1331,12 +1336,19 @@ def test_ods_reads_sheets_as_pages_with_column_headers_and_repeats(tmp_path: Pat
               + '<table:table-row table:number-rows-repeated="1048000"><table:table-cell '
               'table:number-columns-repeated="1024"/></table:table-row></table:table><table:table table:name="Empty"/>'
               '<table:table table:name="Notes"><table:table-row>' + cell("Just text")
+              + "</table:table-row></table:table>"
+              '<table:table table:name="Staff"><table:table-row>' + cell("Name") + cell("Email") + "</table:table-row>"
+              '<table:table-row table:number-rows-repeated="2">' + cell("Li Na") + cell("li@example.cn")
+              + "</table:table-row><table:table-row>" + cell("Wang Wei") + cell("wang@example.cn")
               + "</table:table-row></table:table>")
     document = load(tmp_path, "prices.ods", odf_bytes("ods", sheets, title="Price list"))
     assert document.title == "Price list"
+    # A sheet of text only has its headers once its rows are read: the rows read before, repeats too, get them.
     assert [document.text[page.start:page.end] for page in document.pages] == [
         "Prices\nProduct | Price\nProduct: Lamp | Price: 34.5\nProduct: Lamp | Price: 34.5\n"
-        "Product: Desk | Price: Desk | 1", "", "Notes\nJust text"]
+        "Product: Desk | Price: Desk | 1", "", "Notes\nJust text",
+        "Staff\nName | Email\nName: Li Na | Email: li@example.cn\nName: Li Na | Email: li@example.cn\n"
+        "Name: Wang Wei | Email: wang@example.cn"]
 
 
 def test_odp_reads_slides_as_pages_with_notes_tables_and_pictures(tmp_path: Path) -> None:
@@ -1579,8 +1591,17 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     # Where "," is the decimal comma Excel writes ";", and may name it on a first "sep=" line.
     ("preise.csv", "\ufeffArtikel;Preis\nLampe;12,50\n".encode(), "Artikel | Preis\nArtikel: Lampe | Preis: 12,50"),
     ("named.csv", b"sep=|\nOrder|Shipped\nA-7|2026-05-03\n", "Order | Shipped\nOrder: A-7 | Shipped: 2026-05-03"),
-    # A quoted value over two lines is one value; a row of text only has no headers found for it.
-    ("notes.tsv", b'Ticket\tNote\n"T-1"\t"Call back\nafter 5 pm"\n', "Ticket | Note\nT-1 | Call back after 5 pm"),
+    # A quoted value over two lines is one value; in a file of text only, a first row that reads as labels of the
+    # rows below (each lacks the digits and the spaces of its column's values) is its headers.
+    ("notes.tsv", b'Ticket\tNote\n"T-1"\t"Call back\nafter 5 pm"\n',
+     "Ticket | Note\nTicket: T-1 | Note: Call back after 5 pm"),
+    ("联系人.csv", "姓名,邮箱,部门\n张伟,zhang@example.cn,销售部\n李娜,li@example.cn,财务部\n".encode(),
+     "姓名 | 邮箱 | 部门\n姓名: 张伟 | 邮箱: zhang@example.cn | 部门: 销售部\n姓名: 李娜 | 邮箱: li@example.cn | 部门: 财务部"),
+    # A first row like the rows below it is no headers: a contact list without them, a glossary.
+    ("contacts.csv", b"Alice,alice@example.com,Berlin\nBob,bob@example.com,Paris\n",
+     "Alice | alice@example.com | Berlin\nBob | bob@example.com | Paris"),
+    ("glossary.csv", b"SKU,stock keeping unit\nERP,enterprise resource planning\n",
+     "SKU | stock keeping unit\nERP | enterprise resource planning"),
     # Delimiters inside quotes do not count, and values that read as numbers tell "," the decimal comma from ";".
     ("sizes.csv", b'Item,Options,Price\nShirt,"Size: L; colour: red, blue",12.5\nCap,"one; size",8\n',
      "Item | Options | Price\nItem: Shirt | Options: Size: L; colour: red, blue | Price: 12.5\n"
@@ -1590,9 +1611,10 @@ def test_office_97_names_holding_another_format_are_read_as_what_they_are(tmp_pa
     # A title of two values above the headers is not them: the wider row is.
     ("report.csv", b"Report,Monthly sales\nRegion,Product,Units\nNorth,Widget,12\n",
      "Report | Monthly sales\nRegion | Product | Units\nRegion: North | Product: Widget | Units: 12"),
-    # A row missing its number is a row, not the headers; Excel's "Unicode text" is tab-separated UTF-16.
+    # A row missing its number is a row, not the headers, labelled once they are found; Excel's "Unicode text" is
+    # tab-separated UTF-16.
     ("gaps.csv", "型号,名称,单价\nLX-40,落地灯,\nLX-41,台灯,128\n".encode(),
-     "型号 | 名称 | 单价\nLX-40 | 落地灯\n型号: LX-41 | 名称: 台灯 | 单价: 128"),
+     "型号 | 名称 | 单价\n型号: LX-40 | 名称: 落地灯\n型号: LX-41 | 名称: 台灯 | 单价: 128"),
     ("unicode.xls", "产品\t价格\r\n键盘\t199\r\n".encode("utf-16"), "产品 | 价格\n产品: 键盘 | 价格: 199"),
 ])
 def test_delimited_text_reads_a_line_per_row_with_its_column_headers(name: str, data: bytes, text: str,
@@ -1613,6 +1635,12 @@ def test_a_table_whose_repeated_headers_would_overflow_keeps_its_values_without_
                                  f"past {len(plain) + 300:,} characters (max_document_chars)"]
     with pytest.raises(LoadError, match="max_document_chars"):  # the values alone are over: refused, as ever
         DelimitedLoader("csv").load(path, data, Limits(max_chars=len(plain)))
+    # A table of text only gets its headers when its rows are read: past the allowance then, the same.
+    contacts = ("Name,Email\n" + "".join(f"P {n},p{n}@x.cn\n" for n in range(5))).encode()
+    document = DelimitedLoader("csv").load(path, contacts, Limits(max_chars=100))
+    assert document.text == "Name | Email\n" + "\n".join(f"P {n} | p{n}@x.cn" for n in range(5))
+    assert document.warnings[0].startswith("the column headers are not repeated")
+    assert DelimitedLoader("csv").load(path, contacts, Limits()).text.endswith("\nName: P 4 | Email: p4@x.cn")
     book = workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
         ["型号", "单价"], *([f"LX-{n}", n + 0.5] for n in range(100)))])
     sheet = loader_for("prices.xlsx").load(tmp_path / "prices.xlsx", book, Limits(max_chars=len(plain) + 300))

@@ -340,6 +340,20 @@ class _Reading:
         name = table.get(_NAME) or f"Sheet {number}"
         self.lines.append(self._read(name))
         headers, sheet_first = ColumnHeaders(self.labelled), len(self.pictures)
+        written: dict[int, range] = {}  # each row's lines (a row repeats), by number, while its headers may be found
+        whole = self._sheet_rows(table, name, headers, written)
+        headers.finish()
+        self._relabel(headers, written)
+        if not whole:
+            return
+        for shapes in table.iter(_SHAPES):
+            self._blocks(shapes, 1)
+        if len(self.lines) == 1 and len(self.pictures) == sheet_first:
+            self.lines.clear()  # a sheet without values is an empty page
+
+    def _sheet_rows(self, table: Element, name: str, headers: ColumnHeaders, written: dict[int, range]) -> bool:
+        """Adds a line for each of a sheet's rows holding a value, as often as it repeats; False once the
+        document's ``MAX_CELLS`` are spent."""
         for row in _rows(table):
             values: list[tuple[int, str]] = []
             texts, column, first = True, 0, len(self.pictures)
@@ -350,28 +364,52 @@ class _Reading:
                 text = " ".join(" ".join(self._collect(cell, 1)).split())
                 if not self._cells(repeated if text else 1, name, headers.seen):
                     self._place(first, len(self.lines))  # pictures of the row cut short stand after the last
-                    return
+                    return False
                 if text:
                     self._spend(3 + (len(text) + 3) * (repeated - 1))  # its " | ", and its repeats
                     values.extend((column + offset, text) for offset in range(repeated))
                     texts = texts and cell.get(_VALUE_TYPE, "string") == "string"
                 column += repeated
             if values:
+                searching = headers.searching
                 line, labelled = headers.line(values, texts)
+                start = len(self.lines)
+                self._add_row(line, labelled)
+                whole = self._repeat_row(row, (line, labelled), len(values), name, headers.seen)
+                if searching:
+                    written[headers.seen] = range(start, len(self.lines))
+                self._relabel(headers, written)
+                if not whole:
+                    self._place(first, len(self.lines) - 1)
+                    return False
+            self._place(first, len(self.lines) - 1 if values else len(self.lines))
+        return True
+
+    def _repeat_row(self, row: Element, labelled: tuple[str, int], values: int, name: str, rows: int) -> bool:
+        """Adds a row's ``labelled`` line (with its characters of header labels) again for each of its repeats;
+        False once the document's ``MAX_CELLS`` are spent."""
+        line, labels = labelled
+        for _ in range(_count(row.get(_ROWS_REPEATED)) - 1):
+            if not self._cells(values, name, rows):
+                return False
+            self.labels += labels
+            self._spend(len(line) + 1)
+            self.lines.append(line)
+        return True
+
+    def _add_row(self, line: str, labelled: int) -> None:
+        """Adds a row's line, counting its ``labelled`` characters of header labels."""
+        self.labels += labelled
+        self._spend(labelled)
+        self.lines.append(line)
+
+    def _relabel(self, headers: ColumnHeaders, written: dict[int, range]) -> None:
+        """Rewrites the lines of the rows written before their headers were found, each as often as it repeats."""
+        for number, line, labelled in headers.relabelled():
+            for index in written[number]:
                 self.labels += labelled
                 self._spend(labelled)
-                self.lines.append(line)
-                for _ in range(_count(row.get(_ROWS_REPEATED)) - 1):
-                    if not self._cells(len(values), name, headers.seen):
-                        self._place(first, len(self.lines) - 1)
-                        return
-                    self._spend(len(line) + 1)
-                    self.lines.append(line)
-            self._place(first, len(self.lines) - 1 if values else len(self.lines))
-        for shapes in table.iter(_SHAPES):
-            self._blocks(shapes, 1)
-        if len(self.lines) == 1 and len(self.pictures) == sheet_first:
-            self.lines.clear()  # a sheet without values is an empty page
+                self.lines[index] = line
 
     def _cells(self, count: int, sheet: str, rows: int) -> bool:
         """Counts cells looked at; False, with a warning, once a document's ``MAX_CELLS`` are spent."""

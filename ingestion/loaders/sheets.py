@@ -4,7 +4,8 @@ on the cells looked at."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
@@ -17,6 +18,15 @@ from ingestion.loaders.images import describe_error
 MAX_CELLS = 20_000_000
 _LOOKAHEAD = 10  # rows with values searched for the column headers
 MAX_HEADER = 80  # characters of a column header repeated before each value
+# Words column headers use, in English and Chinese: a row of text holding them (and its columns' values not) is
+# the headers of a sheet of text only, as a contact list or a register is.
+_LABEL_WORDS = re.compile(
+    r"(?<![a-z])(?:name|e-?mail|phone|mobile|tel|fax|address|city|country|province|region|company|department|title|"
+    r"position|role|id|code|type|category|status|description|note|notes|remarks?|comments?|url|website|owner|"
+    r"contact|customer|supplier|product|item|date|subject|summary|question|answer|term|definition|tags?)(?![a-z])"
+    r"|姓名|名称|名字|电话|手机|邮箱|地址|城市|省份|地区|公司|单位|部门|职位|职务|岗位|编号|代码|类型|类别|状态|说明|描述|备注|"
+    r"网址|负责人|联系人|客户|供应商|产品|日期|主题|问题|答案|术语|定义|标签")
+_VALUE_MARKS = (re.compile(r"\d"), re.compile("@"), re.compile(r"\s"))  # what a column's values may all hold
 T = TypeVar("T")
 
 
@@ -32,40 +42,101 @@ def blame_headers(error: OverBudget, length: int, labels: int, limits: Limits) -
 
 
 class ColumnHeaders:
-    """A row of text (two cells or more) directly above a row holding a number, a date or a truth value, among a
-    sheet's first ``_LOOKAHEAD`` rows with values, is taken as its column headers; each later row then reads
-    "Header: value | Header: value". In ``headed`` text (delimited text, whose first line names its columns by
-    convention) the first row of text is the headers unless a wider one follows it (it was a title): a data row
-    whose number is missing, read before any number, is not taken for them. One per sheet, given its rows with
-    values in order; ``labelled`` False reads every row without its headers."""
+    """A sheet's column headers, found among its first ``_LOOKAHEAD`` rows with values: a row of text (two cells or
+    more) directly above a row holding a number, a date or a truth value; in ``headed`` text (delimited text, whose
+    first line names its columns by convention) the first row of text, or a wider one after it (that one was a
+    title), once such a row follows. A sheet of text only has as headers its first row of text, or a wider one, when
+    it reads as labels of the rows below (see ``_read_as_labels``). Each row after the headers then reads
+    "Header: value | Header: value", those written before they were found too (see ``relabelled``). One per sheet,
+    given its rows with values in order; ``labelled`` False reads every row without its headers."""
 
     def __init__(self, labelled: bool = True, headed: bool = False) -> None:
         self.headers: dict[int, str] | None = None if labelled else {}
         self.headed = headed
-        self.candidate: list[tuple[int, str]] | None = None  # a row of text that may be the headers
+        self.rows: list[list[tuple[int, str]]] = []  # the rows with values read while the headers are searched for
+        self.above: int | None = None  # the number of the row of text just read, counting from 1
+        self.first: int | None = None  # the number of the first row of text, or of a wider one after it
+        self.at = 0  # the number of the headers' row: the rows after it are labelled
+        self.waiting: list[tuple[int, list[tuple[int, str]]]] = []  # rows written before their headers were found
         self.seen = 0
 
     @property
     def searching(self) -> bool:
         """Whether the kinds of a row's values still matter: the headers are not found, and may still be."""
-        return self.headers is None and (self.candidate is not None or self.seen < _LOOKAHEAD)
+        return self.headers is None
 
     def line(self, values: list[tuple[int, str]], texts: bool) -> tuple[str, int]:
         """The line for a row's non-empty ``values`` by column (``texts``: all of them are text, not numbers,
         dates or truth values; looked at only while ``searching``), and the characters of header labels it repeats
         (to count against the text allowance, as each row repeats them)."""
         self.seen += 1
-        if self.headers is None and self.candidate is not None and not texts:
-            self.headers = {column: value[:MAX_HEADER] for column, value in self.candidate}
-        if self.headers is None and self.seen <= _LOOKAHEAD:
-            if not (self.headed and self.candidate is not None):
-                self.candidate = values if texts and len(values) > 1 else None
-            elif texts and len(values) > len(self.candidate):
-                self.candidate = values
-        headers = self.headers or {}
+        if self.headers is None:
+            self.rows.append(values)
+            found = self.first if self.headed else self.above
+            if found is not None and not texts:
+                self._use(found, self.seen - 1)
+            else:
+                self.above = self.seen if texts and len(values) > 1 else None
+                if self.above and (self.first is None or len(values) > len(self.rows[self.first - 1])):
+                    self.first = self.seen
+                if self.seen == _LOOKAHEAD:
+                    self._settle(self.seen - 1)
+        return self._labelled(values, self.seen)
+
+    def finish(self) -> None:
+        """The sheet has no more rows: a sheet of text only may have its headers all the same."""
+        if self.headers is None:
+            self._settle(self.seen)
+
+    def relabelled(self) -> list[tuple[int, str, int]]:
+        """The rows written before their headers were found, by number, with their lines now and the characters of
+        header labels these repeat; each row once."""
+        waiting, self.waiting = self.waiting, []
+        return [(number, *self._labelled(values, number)) for number, values in waiting]
+
+    def _labelled(self, values: list[tuple[int, str]], number: int) -> tuple[str, int]:
+        """Row ``number``'s line and the characters of header labels in it."""
+        headers = self.headers if self.headers and number > self.at else {}
         labels = [f"{headers[column]}: " if column in headers else "" for column, _ in values]
         return " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True)), sum(
             map(len, labels))
+
+    def _settle(self, written: int) -> None:
+        """Ends the search with no number found: the first row of text is the headers if it reads as labels."""
+        if self.first is not None and _read_as_labels(self.rows[self.first - 1], self.rows[self.first:]):
+            self._use(self.first, written)
+        else:
+            self.headers, self.rows = {}, []
+
+    def _use(self, number: int, written: int) -> None:
+        """Takes row ``number`` as the headers; those after it up to row ``written`` now wait to be labelled."""
+        self.headers = {column: value[:MAX_HEADER] for column, value in self.rows[number - 1]}
+        self.at = number
+        self.waiting = [(later, self.rows[later - 1]) for later in range(number + 1, written + 1)]
+        self.rows = []
+
+
+def _read_as_labels(row: list[tuple[int, str]], below: list[list[tuple[int, str]]]) -> bool:
+    """Whether a row of text names the columns of the rows of text ``below`` it: its values are distinct, short,
+    and none is repeated in its column below, and more of them read as labels than as values of their column: a
+    word that headers use ("Name", "电话") that the column's values do not hold, or lacking what every one of its
+    values holds (a digit, an "@", a space), counts for; holding that too counts against. A glossary's first term
+    is no header."""
+    names = [value.casefold() for _, value in row]
+    if not below or len(set(names)) < len(names) or max(map(len, names)) > MAX_HEADER:
+        return False
+    votes = 0
+    for column, name in zip((column for column, _ in row), names, strict=True):
+        values = [value.casefold() for values in below for at, value in values if at == column]
+        if name in values:
+            return False
+        if values:
+            words = _LABEL_WORDS.findall(name)
+            votes += bool(words) and not any(word in value for word in words for value in values)
+            for mark in _VALUE_MARKS:
+                if all(mark.search(value) for value in values):
+                    votes += -1 if mark.search(name) else 1
+    return votes > 0
 
 
 class SheetReader:
@@ -99,21 +170,26 @@ class SheetReader:
         heading = [title] if named else []
         where = f"sheet {title[:100]}" if named else title[:100]
         lines = list(heading)
-        try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
-            lines.extend(self._rows(where, rows()))
+        headers = ColumnHeaders(self.labelled, self.headed)
+        try:
+            try:  # the libraries report broken cells (a shared string that is not there, ...) with many exceptions
+                self._read(where, rows(), headers, lines)
+            except (LoadError, MemoryError):
+                raise
+            except Exception as error:
+                self.warnings.append(f"{where} cannot be read past row {headers.seen} with values: "
+                                     f"{describe_error(error)}")
+            headers.finish()
+            self._relabel(headers, lines, len(heading))
         except OverBudget as error:
             blame_headers(error, self.length, self.labels, self.limits)
             raise
-        except (LoadError, MemoryError):
-            raise
-        except Exception as error:
-            self.warnings.append(f"{where} cannot be read past row {len(lines) - len(heading)} with values: "
-                                 f"{describe_error(error)}")
         return clean_text("\n".join(lines)) if len(lines) > len(heading) else ""
 
-    def _rows(self, where: str, rows: Iterable[Sequence[Any]]) -> Iterator[str]:
-        """A sheet's rows with values, each as one line, its values after their column's header once it is found."""
-        headers = ColumnHeaders(self.labelled, self.headed)
+    def _read(self, where: str, rows: Iterable[Sequence[Any]], headers: ColumnHeaders, lines: list[str]) -> None:
+        """Adds a sheet's rows with values to ``lines``, each as one line, its values after their column's header
+        once it is found."""
+        first = len(lines)
         for row in rows:
             self.cells += max(len(row), 1)
             if self.cells > MAX_CELLS:
@@ -125,10 +201,21 @@ class SheetReader:
                 continue
             texts = headers.searching and all(self.is_text(row[column]) for column, _ in values)
             line, labelled = headers.line(values, texts)
-            self.length += labelled  # repeated on every row: counted every time
-            self.labels += labelled
-            self.limits.check_chars(self.length)
-            yield line
+            self._count_labels(labelled)
+            lines.append(line)
+            self._relabel(headers, lines, first)
+
+    def _relabel(self, headers: ColumnHeaders, lines: list[str], first: int) -> None:
+        """Rewrites the lines (row 1 at ``first``) of the rows written before their headers were found."""
+        for number, line, labelled in headers.relabelled():
+            self._count_labels(labelled)
+            lines[first + number - 1] = line
+
+    def _count_labels(self, labelled: int) -> None:
+        """Counts characters of header labels against the allowance (repeated on every row: counted every time)."""
+        self.length += labelled
+        self.labels += labelled
+        self.limits.check_chars(self.length)
 
     def _values(self, row: Sequence[Any]) -> list[tuple[int, str]]:
         """A row's non-empty values as text, by column, each counted against the text allowance as it is made (a
