@@ -170,19 +170,7 @@ class Ingestor:
         followed: whoever can rename folders in a share must not point a scheduled run at files outside it.
         """
         check_storable(str(root))
-        try:
-            real: Path | None = root.resolve()
-            is_folder = root.is_dir()
-        except (OSError, RuntimeError):  # a folder on the way that cannot be searched; a symlink loop
-            real, is_folder = None, False
-        if real is not None and real != root:
-            problem = f"{root} is now a symlink, or lies behind one, to {real}"
-            advice = (f"a source folder is never followed through a symlink, so nothing was changed: `kb source add "
-                      f"{real}` registers the folder it leads to, `kb source remove {root}` forgets this one")
-        elif not is_folder:
-            problem, advice = f"{root} is missing or not a folder", "nothing was changed"
-        else:
-            problem = advice = ""
+        problem, advice = _unavailable(root)
         if problem:
             self._record_unavailable(root, problem)
             raise SourceUnavailableError(f"{problem}; {advice}")
@@ -314,7 +302,9 @@ class Ingestor:
             if not is_mount_point(root_mount):
                 raise SourceUnavailableError(f"the share mounted at {root_mount} went away during the run; what "
                                              "was read before is kept, and nothing was removed")
-            self._remove_gone(gone, scanned, unmounted_below(records, str(root)), len(known), report)
+            nested = [folder for folder in records if folder != str(root) and inside(folder, str(root))]
+            lost = [folder for folder in nested if _unavailable(Path(folder))[0]]
+            self._remove_gone(gone, scanned, unmounted_below(records, str(root)), lost, len(known), report)
         kept = set(known) - set(report.removed)
         self._record_mounts(source_id, root, root_mount, scanned, records.get(str(root)), kept)
 
@@ -328,13 +318,19 @@ class Ingestor:
             unit.record_mounts(source_id, to_record(str(root), root_mount, map(str, scanned.mounts),
                                                     holding).model_dump_json())
 
-    def _remove_gone(self, gone: dict[str, _Known], scanned: ScanResult, unmounted: list[str], documents: int,
-                     report: IngestReport) -> None:
+    def _remove_gone(self, gone: dict[str, _Known], scanned: ScanResult, unmounted: list[str], lost: list[str],
+                     documents: int, report: IngestReport) -> None:
         """Remove the documents whose files are gone, except (unless removal is allowed) those that came from a
-        folder now empty or a share ``unmounted`` now, and all of them when too many are missing at once."""
+        folder now empty, a share ``unmounted`` now, or a nested source's folder ``lost`` (missing, or now a
+        symlink: its own runs keep them), and all of them when too many are missing at once."""
         moved = set(report.moved)
         still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
         if not self.allow_removal:
+            lost = [folder for folder in lost if any(inside(path, folder) for path, _ in still_gone)]
+            names = ", ".join(os.path.relpath(folder, self._root) for folder in lost)
+            still_gone = _withhold(still_gone, lambda path: any(inside(path, folder) for folder in lost), report,
+                                   f"came from the nested sources {names}, whose folders are missing or now "
+                                   "symlinks, and were kept as their own runs keep them")
             still_gone = _withhold(still_gone, scanned.in_empty_folder, report, "came from folders that are now "
                                    "empty and were kept (unmounted shares?)")
             shares = [folder for folder in unmounted if any(inside(path, folder) for path, _ in still_gone)]
@@ -631,6 +627,23 @@ class Ingestor:
             removed = unit.delete_documents([document_id for _, document_id in gone])
         report.removed += [path for path, _ in gone]
         report.chunks_removed += len(removed)
+
+
+def _unavailable(root: Path) -> tuple[str, str]:
+    """Why a source folder cannot be read now (missing, not a folder, or a symlink or behind one), and what to do;
+    ("", "") when it can."""
+    try:
+        real: Path | None = root.resolve()
+        is_folder = root.is_dir()
+    except (OSError, RuntimeError):  # a folder on the way that cannot be searched; a symlink loop
+        real, is_folder = None, False
+    if real is not None and real != root:
+        return (f"{root} is now a symlink, or lies behind one, to {real}",
+                f"a source folder is never followed through a symlink, so nothing was changed: `kb source add {real}` "
+                f"registers the folder it leads to, `kb source remove {root}` forgets this one")
+    if not is_folder:
+        return f"{root} is missing or not a folder", "nothing was changed"
+    return "", ""
 
 
 def _withhold(gone: list[tuple[str, int]], keep: Callable[[str], bool], report: IngestReport,

@@ -451,6 +451,30 @@ def test_a_source_or_a_folder_in_it_swapped_for_a_symlink_during_the_scan_is_nev
     assert kb.stats().documents == indexed and "secret" not in kb.jobs()[0].error
 
 
+def test_a_run_of_the_outer_source_keeps_a_nested_source_s_documents_while_its_folder_is_lost(
+        kb_factory, tmp_path: Path) -> None:
+    """A nested source whose folder is missing or now a symlink keeps its documents in its own runs: a run of the
+    folder around it keeps them too (it removed them, 6 of 18 being under max_removed_share), until removal is
+    allowed."""
+    docs = {f"note{n}.txt": f"Note {n} is about the harbour." for n in range(12)}
+    docs |= {f"{sub}/{name}{n}.txt": f"{sub} file {n} about the lighthouse." for sub, name in (("sub", "b"),
+                                                                                               ("sub2", "c"))
+             for n in range(3)}
+    folder = write_docs(tmp_path / "docs", docs)
+    kb = kb_factory()
+    for nested in (folder / "sub", folder / "sub2"):
+        kb.add_source(nested, "every 1h")
+        kb.reindex(str(nested.resolve()))
+    kb.ingest(folder)
+    (folder / "sub").rename(tmp_path / "sub-moved")
+    (folder / "sub").symlink_to(tmp_path / "sub-moved", target_is_directory=True)
+    (folder / "sub2").rename(tmp_path / "sub2-away")
+    report = kb.ingest(folder)
+    assert not report.removed and len(report.removal_withheld) == 6 and kb.stats().documents == 18
+    assert any("nested sources sub, sub2" in notice for notice in report.notices)
+    assert len(kb.ingest(folder, allow_removal=True).removed) == 6
+
+
 def test_removing_one_of_two_nested_sources_keeps_the_documents_the_other_holds(kb_factory, tmp_path: Path) -> None:
     """A document belongs to the run that wrote it last; removing its source hands it to another source whose folder
     holds it (they were deleted, unsearchable until that source's next run embedded them again)."""
