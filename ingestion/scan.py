@@ -84,8 +84,17 @@ def valid_name(name: str) -> bool:
     return True
 
 
+# A symlink to a file or folder of the source itself: its target is read under its own name, not twice (followed,
+# a link to a folder took the folder's documents, and the record of a share mounted there, to the link's name).
+IN_SOURCE = "symlink to a file or folder in the source folder: not followed (read under its own name)"
+
+
 class _Refused(Exception):
     """A symlink the scan does not follow."""
+
+
+class _InSource(Exception):
+    """A symlink to a file or folder inside the source."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +136,11 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
     so is the folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes
     and logs are not documents, and they change at every run).
 
-    Symlinks are followed while they stay inside ``root`` (or anywhere, if allowed); loops, unreadable folders
-    and files that vanish mid-scan are reported instead of raising. A symlink leading outside the folder, or to
-    nothing, is reported with the containment rule's one message: the report never says what exists outside.
+    Symlinks are followed only outside ``root``, and only if allowed (one inside it is skipped: its target is read
+    under its own name); loops, unreadable folders and files that vanish mid-scan are reported instead of raising. A
+    symlink leading outside the folder, or to nothing, is reported with the containment rule's one message: the
+    report never says what exists outside. A file with several names (hard links, links from outside) is read
+    once, under the first of them by path; the others are skipped, naming it.
     Folders are listed by descriptor, opened from the root's without following a symlink: a root or a folder
     swapped for a link during the scan is never walked (``SourceUnavailableError`` for the root).
     """
@@ -144,7 +155,7 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
         unreadable.unreadable_dirs.append(root)
         return unreadable
     try:
-        excluded = identity(exclude) if exclude is not None else None
+        excluded = (identity(exclude), os.path.realpath(exclude)) if exclude is not None else None
         return _Walk(root, root_descriptor, follow_symlinks_outside, excluded).run()
     finally:
         os.close(root_descriptor)
@@ -154,12 +165,14 @@ class _Walk:
     """One scan: the root's descriptor, the folders still to list, and what was found."""
 
     def __init__(self, root: Path, root_descriptor: int, follow_symlinks_outside: bool,
-                 excluded: tuple[int, int] | None) -> None:
+                 excluded: tuple[tuple[int, int], str] | None) -> None:
         self.root, self.root_descriptor = root, root_descriptor
-        self.follow_symlinks_outside, self.excluded = follow_symlinks_outside, excluded
+        self.follow_symlinks_outside = follow_symlinks_outside
+        self.excluded, self.excluded_path = excluded if excluded is not None else (None, None)
         opened = os.fstat(root_descriptor)
         self.visited = {(opened.st_dev, opened.st_ino)}
         self.pending = [_Folder(root, (), True, (opened.st_dev, opened.st_ino))]
+        self.named_twice: set[tuple[int, int]] = set()  # files that may have another name here (hard links, links)
         self.result = ScanResult()
 
     def run(self) -> ScanResult:
@@ -175,7 +188,21 @@ class _Walk:
             finally:
                 os.close(descriptor)
         self.result.files.sort(key=lambda f: f.relpath)
+        self._read_once()
         return self.result
+
+    def _read_once(self) -> None:
+        """Keeps one name of each file found under several (the first by path), skipping the others: 100 links
+        to one file were 100 documents, each loaded and embedded."""
+        first: dict[tuple[int, int], str] = {}
+        kept = []
+        for file in self.result.files:
+            if file.identity in self.named_twice and first.setdefault(file.identity, file.relpath) != file.relpath:
+                self.result.skipped.append(FailedFile(path=str(file.path), reason=f"the same file as "
+                                                      f"{first[file.identity]}: read once, under that name"))
+            else:
+                kept.append(file)
+        self.result.files = kept
 
     def _unreadable(self, directory: Path, error: OSError) -> None:
         self.result.failed.append(FailedFile(path=str(directory), reason=f"folder could not be read: {error.strerror}"))
@@ -209,16 +236,19 @@ class _Walk:
                         self._unreadable(directory, OSError(errno.ESTALE, "replaced during the scan"))
                         return
                     if inside(target, str(self.root)):
-                        names, from_root = Path(target).relative_to(self.root).parts, True
-                    elif self.follow_symlinks_outside:
-                        names, from_root = Path(target).parts[1:], False
-                    else:
+                        raise _InSource if os.path.lexists(target) else _Refused
+                    if not self.follow_symlinks_outside or (
+                            self.excluded_path is not None and inside(target, self.excluded_path)):
                         raise _Refused
+                    names, from_root = Path(target).parts[1:], False
                     info = os.stat(target, follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
                         raise _Refused
                 else:
                     info = entry.stat(follow_symlinks=False)  # through the folder's descriptor
+            except _InSource:
+                result.skipped.append(FailedFile(path=str(path), reason=IN_SOURCE))
+                continue
             except (_Refused, FileNotFoundError) as error:
                 if entry.is_symlink() or isinstance(error, _Refused):
                     result.skipped.append(FailedFile(path=str(path), reason=f"symlink: {REFUSED}"))
@@ -251,6 +281,8 @@ class _Walk:
                                                                            "bytes (UTF-8), more than is stored"))
                     result.unchecked.append(path)  # a document stored under it before is kept, not removed
                     continue
+                if info.st_nlink > 1 or entry.is_symlink():
+                    self.named_twice.add((info.st_dev, info.st_ino))
                 mtime_ns = min(max(info.st_mtime_ns, TIME_RANGE_NS[0]), TIME_RANGE_NS[1])
                 result.files.append(ScannedFile(path=path, relpath=str(path.relative_to(self.root)),
                                                 size=info.st_size, mtime_ns=mtime_ns,

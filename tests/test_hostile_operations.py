@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from ingestion.scan import ScanResult
+from ingestion.scan import IN_SOURCE, ScanResult
 from kb import KnowledgeBase
 from kb.cli import main
+from kb.containment import REFUSED
 from kb.encoders.clip import ClipEncoder
 from kb.errors import (
     LockFileError,
@@ -282,6 +283,33 @@ def test_a_symlink_to_another_filesystem_is_not_a_share(kb_factory, tmp_path: Pa
         (target / "a.txt").unlink()
         assert [problem.kind for problem in kb.doctor().problems] == ["files gone"]
         assert kb.ingest(folder).removed == [str(folder / "link" / "a.txt")]
+
+
+def test_a_file_or_folder_under_several_names_is_read_once_under_its_own(kb_factory, tmp_path: Path) -> None:
+    """A link to a folder of the source took its documents to the link's name (and a share mounted there lost its
+    record, so its documents were removed once it was unmounted); 100 names of one file were 100 documents, each
+    loaded and embedded; a link into the knowledge base's own folder read its settings."""
+    folder = write_docs(tmp_path / "docs", {"zreal/z0.txt": "Zebra notes.", "zreal/z1.txt": "Zinc notes.",
+                                            "big.txt": "One file of many names, about the harbour."})
+    (folder / "alink").symlink_to(folder / "zreal", target_is_directory=True)
+    for n in range(3):
+        os.link(folder / "big.txt", folder / f"hard{n}.txt")
+        (folder / f"soft{n}.txt").symlink_to(folder / "big.txt")
+    shared = write_docs(tmp_path / "outside", {"shared.txt": "Shared from outside."}) / "shared.txt"
+    (folder / "out1.txt").symlink_to(shared)
+    (folder / "out2.txt").symlink_to(shared)
+    kb = kb_factory(follow_symlinks_outside=True)
+    assert (kb.store.directory / "kb.json").is_file()
+    (folder / "settings.txt").symlink_to(kb.store.directory / "kb.json")
+    report = kb.ingest(folder)
+    assert sorted(os.path.relpath(path, folder) for path in report.added) == [
+        "big.txt", "out1.txt", "zreal/z0.txt", "zreal/z1.txt"]
+    skipped = {os.path.relpath(f.path, folder): f.reason for f in report.skipped}
+    assert skipped == {"alink": IN_SOURCE, "settings.txt": f"symlink: {REFUSED}",
+                       **{f"soft{n}.txt": IN_SOURCE for n in range(3)},
+                       **{f"hard{n}.txt": "the same file as big.txt: read once, under that name" for n in range(3)},
+                       "out2.txt": "the same file as out1.txt: read once, under that name"}
+    assert not report.failed
 
 
 @pytest.mark.databases("sqlite", "postgresql")
