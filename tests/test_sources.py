@@ -56,6 +56,24 @@ def test_sources_reindex_and_jobs(kb_factory, tmp_path: Path) -> None:
     assert kb.doctor().problems == []  # the index caches were brought up to date with the removal
 
 
+def test_the_run_history_is_bounded(kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run stored every failure again and no run was ever forgotten: 50,000 failing files grew the database by
+    4.8 MB a run. A run keeps its first failures (its counts have them all), a source its newest runs."""
+    import kb.storage.writing
+
+    monkeypatch.setattr(kb.storage.writing, "MAX_RUN_FAILURES", 2)
+    monkeypatch.setattr(kb.storage.writing, "RUNS_KEPT", 3)
+    folder = write_docs(tmp_path / "docs", {**DOCS, **{f"empty{n}.txt": "" for n in range(3)}})
+    other = write_docs(tmp_path / "other")
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(other)
+    for _ in range(5):
+        knowledge_base.ingest(folder)
+    jobs = knowledge_base.jobs()
+    assert [job.source for job in jobs] == [str(folder)] * 3 + [str(other)]
+    assert all(len(job.failures) == 2 and job.counts["failed"] == 3 for job in jobs[:3])
+
+
 def test_a_removal_whose_index_cache_cannot_be_saved_is_still_a_removal(kb_factory, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The documents are deleted in one commit; a cache that cannot be saved after it (a full disk) is the next
