@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import event
 
+from ingestion.scan import IN_SOURCE
 from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import (
@@ -246,7 +247,7 @@ def test_bad_files_are_reported_and_the_rest_ingested(kb_factory, tmp_path: Path
     assert "empty" in reasons["empty.txt"]
     assert "PDF" in reasons["broken.pdf"]
     assert "binary.txt" in reasons
-    assert "loop" in reasons["loop"]
+    assert skipped["loop"] == IN_SOURCE  # its target, the folder, is read under its own name
     assert "unsupported" in skipped["archive.zip"]
     assert skipped["secret-link.txt"] == f"symlink: {REFUSED}"
     assert kb.stats().failed_documents == 3
@@ -780,6 +781,25 @@ def test_moved_files_and_identical_text_are_not_embedded_again(kb_factory, tmp_p
     assert sorted(Path(p).name for p in copies) == ["copy-of-leave.txt", "leave.txt"]
     db_count, index_count = vector_counts(kb)
     assert db_count == index_count == kb.stats().chunks
+
+
+def test_a_folder_of_many_files_renamed_is_moved_without_loading_them(kb_factory, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past 256 files gone, none of their hashes went with each new file, so each was loaded again (OCR'd again,
+    for scans) only to be found a move: those of its type and size go now."""
+    import ingestion.pipeline
+    from ingestion.reading import FileReader
+
+    monkeypatch.setattr(ingestion.pipeline, "_SKIP_SENT", 2)
+    folder = write_docs(tmp_path / "docs", {f"old/note{n}.txt": f"Note {n}: the harbour." + "!" * n for n in range(5)})
+    kb = kb_factory(file_isolation=False)  # loads counted in this process
+    kb.ingest(folder)
+    loads = []
+    original = FileReader.load
+    monkeypatch.setattr(FileReader, "load", lambda reader, job: loads.append(job.path) or original(reader, job))
+    (folder / "old").rename(folder / "new")
+    report = kb.ingest(folder)
+    assert len(report.moved) == 5 and not report.added and not loads
 
 
 def test_a_rename_to_another_format_is_read_again_not_moved(kb_factory, tmp_path: Path) -> None:
