@@ -1286,6 +1286,44 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.") for number in range(5)]))
     short = loader_for(path).load(path, path.read_bytes(), Limits(max_pages=2))
     assert len(short.pages) == 2 and short.warnings == ["3 message(s) past the first 2 pages not read (max_pages)"]
+    # Past the text allowance a mailbox keeps the messages before (a mailbox of 1,500 mails was refused whole).
+    shortened = loader_for(path).load(path, path.read_bytes(), Limits(max_chars=330))
+    assert len(shortened.pages) == 2 and shortened.text.endswith("Mail 1.") and shortened.warnings == [
+        "3 message(s) from message 3 on not read: they would take the text past 330 characters (max_document_chars)"]
+
+
+def test_a_mailbox_s_messages_each_have_the_parts_a_message_may(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parts a message may hold were the whole mailbox's: 1,900 mails of 6 parts lost their last 234 as "MIME
+    bombs"."""
+    monkeypatch.setattr(eml, "_MAX_PARTS", 4)
+    path = tmp_path / "Inbox.mbox"
+    path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.", html=f"<p>Mail {number}.</p>") for number in range(5)]))
+    document = loader_for(path).load(path, path.read_bytes(), Limits())
+    assert len(document.pages) == 5 and not document.warnings
+
+
+def test_email_reads_the_files_placed_in_a_version_of_its_body_it_does_not_read(tmp_path: Path) -> None:
+    """Apple Mail sends a file placed in a message, and a pasted picture, only in the HTML version of its body; a
+    blank plain version gives way to the HTML one; an attachment named without a suffix is read by its type."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    message = EmailMessage()
+    message["Subject"] = "Contract"
+    message.set_content("See the contract.\n")
+    rich = EmailMessage()
+    rich.set_content("<p>See the contract.</p>", subtype="html")
+    rich.add_attachment(b"Delivery within 30 days.", "text", "plain", filename="contract.txt")
+    rich.add_attachment(image_bytes(), "image", "png", filename="screenshot.png")
+    message.make_alternative()
+    message.attach(rich)
+    document = load(tmp_path, "apple.eml", message.as_bytes(policy=SMTP))
+    assert document.text.endswith("See the contract.\n\nAttachment: contract.txt\n\nDelivery within 30 days."
+                                  "\n\nAttachment: screenshot.png") and len(document.images) == 1
+    blank = email_bytes("", html="<p>Quarterly revenue rose.</p>", attachments=[("README", b"Read me first.")])
+    assert load(tmp_path, "blank.eml", blank.replace(b"application/octet-stream", b"text/plain")).text.endswith(
+        "Quarterly revenue rose.\n\nAttachment: README\n\nRead me first.")
 
 
 # --- opendocument -----------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ _SUFFIXES = {
     "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp", "image/tiff": ".tif",
 }
 _MAX_HEADER = 2000  # characters of one header read: a longer one is cut before anything parses it
+# ... and values of one name ("To:" lines) read: 1,500 of encoded words in charsets Python lacks took 64 s to guess.
+_MAX_VALUES = 20
 # ... and ';' in one: Python's parameter parser is quadratic in them (300,000 took 99 s).
 _MAX_PARAMETERS = 100
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes over 127 in a header, as the parser keeps them
@@ -146,7 +148,9 @@ class MboxLoader(Loader):
     """A mailbox (``.mbox``, as Thunderbird, Apple Mail and Google Takeout export mail): each message read as an
     ``.eml`` file is, in the order of the file, each beginning a page; a message that cannot be read is a warning,
     and the others are kept. The mailbox and its messages share one set of limits: at most ``max_pages`` messages
-    are looked at, read or not, and their attachments' pages count among them."""
+    are looked at, read or not, and their attachments' pages count among them; the messages that would take its
+    text past ``max_chars`` are left out, with a warning, from the first of them (a mailbox of 1,500 mails was
+    refused whole), unless it is the first."""
 
     file_type = "mbox"
 
@@ -171,14 +175,22 @@ class MboxLoader(Loader):
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
                 break
-            reading.markup = 0  # the HTML allowance bounds one parse's memory: each message has its own
+            # The allowances of HTML, parts and lines bound one parse's time and memory: each message has its own.
+            reading.markup, reading.parts_left, reading.lines_left = 0, _MAX_PARTS, _MAX_LINES
+            read_before = reading.read_so_far()
             try:
                 message = reading.parse(_QUOTED_FROM.sub(rb"\1", data[current.end():end]))
                 if not message.keys():
                     raise LoadError("no header lines")
                 reading.message(message, 0)
             except OverBudget:
-                raise
+                if number == 1:
+                    raise
+                reading.back_to(read_before)
+                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
+                reading.notes.append(f"{unread:,} message(s) from message {number} on not read: they would take "
+                                     f"the text past {limits.max_chars:,} characters (max_document_chars)")
+                break
             except LoadError as error:
                 reading.skipped.add(f"message {number} skipped: {error}")
             current = following
@@ -251,9 +263,16 @@ class _Reading:
         elif part.is_multipart() and part.get_content_maintype() == "message":
             for forwarded in part.get_payload():
                 self._forwarded(part, forwarded, depth + 1)
-        elif part.is_multipart():
+        elif part.is_multipart() and kind == "multipart/alternative":
             children = part.get_payload()
-            for child in _preferred(children) if kind == "multipart/alternative" else children:
+            preferred = _preferred(children)
+            for child in children:
+                if child in preferred:
+                    self._part(child, depth + 1, body)
+                else:
+                    self._attachments_in(child, depth + 1)
+        elif part.is_multipart():
+            for child in part.get_payload():
                 self._part(child, depth + 1, body)
         else:
             name = _filename(part)
@@ -261,6 +280,20 @@ class _Reading:
                 self._add(body, self._body_text(part, kind))
             else:  # a nameless part is read by its type
                 self._attachment(part, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind, depth)
+
+    def _attachments_in(self, version: Message, depth: int) -> None:
+        """The attachments and pictures of a version of the body not read for its text (Apple Mail sends a file
+        placed in a message only in its HTML version, which the plain text one is preferred to)."""
+        if depth > _MAX_DEPTH:
+            return
+        if version.is_multipart() and version.get_content_maintype() != "message":
+            for child in version.get_payload():
+                self._attachments_in(child, depth + 1)
+        elif not version.is_multipart():
+            kind, name = version.get_content_type(), _filename(version)
+            if name is not None or kind not in _BODY_TYPES:
+                self._attachment(version, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind,
+                                 depth)
 
     def _forwarded(self, part: Message, forwarded: Message, depth: int) -> None:
         """A forwarded message; one sent base64 or quoted-printable encoded (the parser reads it as a message of
@@ -314,6 +347,8 @@ class _Reading:
         self.chars += len(heading) + 2
         picture = kind.startswith("image/") or suffix in IMAGE_SUFFIXES
         loader = None if picture else self.loader_for(name)
+        if loader is None and not picture and kind in _SUFFIXES:  # "README", "Proposal": read by the declared type
+            loader = self.loader_for(name + _SUFFIXES[kind])
         try:
             if loader is None and not picture:  # refused before its payload is decoded
                 raise LoadError(f"{kind} is not a file type the knowledge base reads")
@@ -341,9 +376,19 @@ class _Reading:
         offset = len(heading) + 2 if document.text else len(heading)
         self.attached.extend((page, offset, image) for image in document.images)
         self.more_pages += max(len(document.pages) - 1, 0)
-        self.markup += len(data) if loader.file_type == "html" else 0
+        self.markup += len(data) if document.file_type == "html" else 0  # an .xls or .doc may be HTML
         for warning in document.warnings:
             self.passed_on.add(f"attachment {name}: {warning}")
+
+    def read_so_far(self) -> tuple[int, int, int, int]:
+        """Where the reading stands (pages, characters, attachments' extra pages, their images), to go back to."""
+        return len(self.pages), self.chars, self.more_pages, len(self.attached)
+
+    def back_to(self, read_before: tuple[int, int, int, int]) -> None:
+        """Forgets what was read since ``read_so_far`` said ``read_before``: a mailbox's message past the
+        allowance (the images on its pages are dropped when the document is made)."""
+        pages, self.chars, self.more_pages, attached = read_before
+        del self.pages[pages:], self.attached[attached:]
 
     def page_for_message(self) -> bool:
         """Whether a mailbox's next message has a page left (its attachments may still find none)."""
@@ -377,7 +422,7 @@ class _Reading:
                               f"{self.limits.max_pages} pages not read (max_pages)")
         text, pages = join_pages(self.pages)
         self.limits.check_chars(len(text))
-        images = self.images.finish()
+        images = [image for image in self.images.finish() if (image.page or 1) <= len(pages)]
         for image in images:
             start = pages[(image.page or 1) - 1].start
             image.start, image.end = image.start + start, image.end + start
@@ -393,19 +438,21 @@ class _Reading:
 
 
 def _preferred(alternatives: list[Message]) -> list[Message]:
-    """Of a multipart/alternative's versions, the plain text one, else the HTML one, else the last (the richest,
-    by RFC 2046's order)."""
+    """Of a multipart/alternative's versions, the plain text one (unless blank: some clients send an empty one),
+    else the HTML one, else the last (the richest, by RFC 2046's order)."""
     for kind in _BODY_TYPES:
         for alternative in alternatives:
-            if alternative.get_content_type() == kind and _filename(alternative) is None:
+            if alternative.get_content_type() == kind and _filename(alternative) is None and (
+                    kind != "text/plain" or (alternative.get_payload(decode=True) or b"").strip()):
                 return [alternative]
     return alternatives[-1:]
 
 
 def _header(message: Message, name: str) -> str | None:
-    """A header's values on one line, RFC 2047 encoded words decoded; None when absent or blank."""
+    """A header's first ``_MAX_VALUES`` values on one line, RFC 2047 encoded words decoded; None when absent or
+    blank."""
     values = [clean_text(" ".join(_decoded(" ".join(_raw(value).split())).split()))
-              for value in message.get_all(name, [])]
+              for value in message.get_all(name, [])[:_MAX_VALUES]]
     return " ".join(value for value in values if value) or None
 
 
