@@ -1187,6 +1187,14 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     assert len(document.pages) == 10 and document.text.endswith("Attachment: note8.txt\n\nnote 8")
     assert document.warnings == ["21 attachment(s) or forwarded message(s) past the first 10 pages not read "
                                  "(max_pages)"]
+    # Mailboxes attached one inside the other: each read by its own loader, which began again at depth 0 (150 of
+    # them took 18 s and 1.7 GB from 5 MB); the depth is the file's now.
+    inner = email_bytes("Level 30.")
+    for level in range(29, -1, -1):
+        inner = email_bytes(f"Level {level}.", attachments=[(f"box{level}.mbox", mbox_bytes([inner]))])
+    nested = load(tmp_path, "nested.eml", inner)
+    assert "Level 9." in nested.text and "Level 10." not in nested.text
+    assert nested.warnings[0].endswith("message 1 skipped: MIME bomb? parts nested more than 20 levels deep")
 
 
 def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:

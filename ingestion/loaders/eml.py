@@ -9,6 +9,7 @@ import dataclasses
 import quopri
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from email.errors import HeaderParseError
 from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
@@ -70,6 +71,10 @@ _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 
 LoaderFor = Callable[[str], Loader | None]
+# How deep, in the file, the mail its loader reads now lies: a mail file attached to another (an .eml, .msg or .mbox,
+# an MHTML .doc) is read by its own loader, whose reading starts there. It started at 0: 150 mailboxes attached one
+# inside the other took 18 s and 1.7 GB from 5 MB, nesting bounded only by Python's stack.
+_ATTACHED_AT: ContextVar[int] = ContextVar("attached_at", default=0)
 
 
 class _AsWritten(Compat32):
@@ -123,10 +128,10 @@ class EmlLoader(Loader):
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         reading = _Reading(limits, root, on_kept, self.loader_for)
-        message = reading.parse(data)
+        message = reading.parse(data, reading.depth)
         if not message.keys():
             raise LoadError("not an e-mail message: no header lines")
-        reading.message(message, 0)
+        reading.message(message, reading.depth)
         return reading.document(self.file_type, _header(message, "Subject"))
 
 
@@ -135,7 +140,7 @@ def message_document(message: Message, file_type: str, limits: Limits, root: Pat
     """A message another format was turned into (an Outlook ``.msg``) read as an ``.eml`` file is: its pages,
     images and warnings, under the same limits; the Subject is the title."""
     reading = _Reading(limits, root, on_kept, loader_for)
-    reading.message(message, 0)
+    reading.message(message, reading.depth)
     return reading.document(file_type, _header(message, "Subject"))
 
 
@@ -179,10 +184,10 @@ class MboxLoader(Loader):
             reading.markup, reading.parts_left, reading.lines_left = 0, _MAX_PARTS, _MAX_LINES
             read_before = reading.read_so_far()
             try:
-                message = reading.parse(_QUOTED_FROM.sub(rb"\1", data[current.end():end]))
+                message = reading.parse(_QUOTED_FROM.sub(rb"\1", data[current.end():end]), reading.depth)
                 if not message.keys():
                     raise LoadError("no header lines")
-                reading.message(message, 0)
+                reading.message(message, reading.depth)
             except OverBudget:
                 if number == 1:
                     raise
@@ -205,6 +210,7 @@ class _Reading:
     def __init__(self, limits: Limits, root: Path, on_kept: OnKept | None, loader_for: LoaderFor) -> None:
         self.limits = limits
         self.loader_for = loader_for
+        self.depth = _ATTACHED_AT.get()  # of the message read, in the file
         self.pages: list[str] = []
         self.notes: list[str] = []
         self.images = EmbeddedImages(limits, self.notes, root, on_kept)
@@ -221,7 +227,7 @@ class _Reading:
         self.more_pages = 0  # pages of attachments beyond the one each is
         self.markup = 0  # bytes of HTML read so far
 
-    def parse(self, data: bytes, depth: int = 0) -> Message:
+    def parse(self, data: bytes, depth: int) -> Message:
         """The message in ``data`` (the file, or one attached to it at ``depth``), refused as soon as it is a
         bomb; its lines and parts count against those the file may hold, whether it is read or refused."""
         data = data.removeprefix(_BOM)
@@ -357,12 +363,17 @@ class _Reading:
                 if self.loaded > _MAX_READ_ATTACHMENTS:
                     raise LoadError(f"past the first {_MAX_READ_ATTACHMENTS} attachments a message's loaders read")
             data = part.get_payload(decode=True) or b""
+            part.set_payload(None)  # the encoded copy: not held while the attachment is read
             if not data:
                 raise LoadError("empty")
             if loader is None:
                 self.images.add_bytes(data, name, page=page + 1, start=0, end=len(heading))
                 return
-            document = loader.load(Path(name), data, self._limits_left(), self.root, self.on_kept)
+            attached_at = _ATTACHED_AT.set(depth + 1)
+            try:
+                document = loader.load(Path(name), data, self._limits_left(), self.root, self.on_kept)
+            finally:
+                _ATTACHED_AT.reset(attached_at)
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:  # a broken or hostile attachment costs its page, not the message
