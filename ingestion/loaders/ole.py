@@ -18,12 +18,25 @@ _CODEPAGE, _TITLE = 1, 2  # property identifiers
 _VT_I2, _VT_LPSTR, _VT_LPWSTR = 2, 30, 31  # property types
 
 
+class _Package(olefile.OleFileIO):
+    """olefile's reader, which checks that no two streams begin at one sector against sets of the sectors seen, not
+    lists: opening a file took the square of its streams (18,000: 1.6 s; 100,000: 53 s)."""
+
+    def _check_duplicate_stream(self, first_sect: int, minifat: bool = False) -> None:
+        if not minifat and first_sect in (olefile.DIFSECT, olefile.FATSECT, olefile.ENDOFCHAIN, olefile.FREESECT):
+            return  # not a stream's sector
+        seen: set[int] = self.__dict__.setdefault("_first_sectors_mini" if minifat else "_first_sectors", set())
+        if first_sect in seen:
+            self._raise_defect(olefile.DEFECT_INCORRECT, "Stream referenced twice")
+        seen.add(first_sect)
+
+
 def open_package(data: bytes, kind: str) -> olefile.OleFileIO:
     """The compound file in ``data``; a broken one is refused as a corrupt ``kind``. Always given to olefile as a
     file object: olefile takes bytes shorter than 1,536 for the name of a file to open, which would read the file
     a short hostile one names."""
     try:
-        return olefile.OleFileIO(io.BytesIO(data))
+        return _Package(io.BytesIO(data))
     except MemoryError:
         raise
     except Exception as error:  # olefile reports a broken file with many exception types
