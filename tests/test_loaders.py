@@ -1089,6 +1089,11 @@ def test_email_in_chinese_decodes_encoded_words_raw_headers_and_declared_charset
            "货物周一发出。\n").encode("gbk")  # 8-bit headers, as some clients send them
     document = load(tmp_path, "raw.eml", raw)
     assert (document.title, document.text) == ("发货日期", "From: 李伟 <li@example.cn>\nSubject: 发货日期\n\n货物周一发出。")
+    # Raw headers in the charset the text declares (EUC-KR was guessed as Chinese); an encoded word in "unknown-8bit".
+    korean = ("Subject: 회의 일정\nContent-Type: text/plain; charset=euc-kr\n\n내일 회의는 10시입니다.\n").encode("euc-kr")
+    assert load(tmp_path, "korean.eml", korean).title == "회의 일정"
+    unknown = b"Subject: =?unknown-8bit?B?" + base64.b64encode("价格表".encode("gbk")) + b"?=\n\nbody\n"
+    assert load(tmp_path, "unknown.eml", unknown).title == "价格表"
 
 
 def test_email_without_a_plain_body_reads_its_html_and_refuses_what_is_not_a_message(tmp_path: Path) -> None:

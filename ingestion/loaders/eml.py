@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import quopri
 import re
 from collections.abc import Callable
@@ -462,7 +463,9 @@ def _preferred(alternatives: list[Message]) -> list[Message]:
 def _header(message: Message, name: str) -> str | None:
     """A header's first ``_MAX_VALUES`` values on one line, RFC 2047 encoded words decoded; None when absent or
     blank."""
-    values = [clean_text(" ".join(_decoded(" ".join(_raw(value).split())).split()))
+    declared = next((charset for part in itertools.islice(message.walk(), _MAX_VALUES)
+                     if (charset := part.get_content_charset())), None)
+    values = [clean_text(" ".join(_decoded(" ".join(_raw(value, declared).split())).split()))
               for value in message.get_all(name, [])[:_MAX_VALUES]]
     return " ".join(value for value in values if value) or None
 
@@ -477,13 +480,18 @@ def _filename(part: Message) -> str | None:
     return clean_text(PurePosixPath(name.replace("\\", "/")).name) or None
 
 
-def _raw(value: object) -> str:
+def _raw(value: object, declared: str | None = None) -> str:
     """A header value as written, cut to ``_MAX_HEADER``; raw 8-bit bytes (UTF-8 or GBK, as some clients send
-    them) are decoded as a text file's are, not replaced."""
+    them) are decoded as UTF-8 if they are, else in the charset the message ``declared`` for its text (EUC-KR
+    headers read as Chinese when guessed), else as a text file's are, not replaced."""
     text = str(value)[:_MAX_HEADER]
     if not _ESCAPED.search(text):
         return text
-    return _text_of(text.encode("ascii", "surrogateescape"), None)
+    data = text.encode("ascii", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _text_of(data, declared)
 
 
 def _decoded(value: str) -> str:
@@ -494,6 +502,8 @@ def _decoded(value: str) -> str:
     except (HeaderParseError, ValueError):
         return value
     try:
+        if any(str(charset).lower() == "unknown-8bit" for _, charset in words):  # Python shows it as U+FFFD
+            raise LookupError("unknown-8bit")
         return str(make_header(words))
     except (LookupError, UnicodeError, HeaderParseError, ValueError):
         return "".join(word if isinstance(word, str) else _text_of(word, charset) for word, charset in words)
