@@ -150,6 +150,18 @@ def new_message() -> Message:
     return Message(policy=_POLICY)
 
 
+def mime_part(content_type: str, data: bytes, name: str | None = None) -> Message:
+    """A MIME part holding ``data`` base64 encoded, as an attachment named ``name`` when it has one: what another
+    format (an Outlook message, ``winmail.dat``) holds, read as a message's part is."""
+    part = new_message()
+    part["Content-Type"] = content_type
+    part["Content-Transfer-Encoding"] = "base64"
+    if name is not None:
+        part.add_header("Content-Disposition", "attachment", filename=name)
+    part.set_payload(base64.b64encode(data).decode("ascii"))
+    return part
+
+
 class MboxLoader(Loader):
     """A mailbox (``.mbox``, as Thunderbird, Apple Mail and Google Takeout export mail): each message read as an
     ``.eml`` file is, in the order of the file, each beginning a page; a message that cannot be read is a warning,

@@ -4,7 +4,6 @@ message read as a forwarded one."""
 
 from __future__ import annotations
 
-import base64
 import struct
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -14,10 +13,9 @@ from pathlib import Path
 import olefile
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders import eml, ole
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget
+from ingestion.loaders import compressed_rtf, eml, ole
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept
 from ingestion.loaders.images import describe_error
-from ingestion.loaders.rtf import RtfLoader
 from kb.types import ExtractedDocument
 
 _PROPERTIES = "__properties_version1.0"
@@ -42,11 +40,6 @@ _MAX_ATTACHMENTS = 1000  # attachment storages looked at per message (the e-mail
 _MAX_RECIPIENTS = 1000  # recipient storages looked at per message
 _MAX_STRING = 2000  # characters of a string property other than a body (a name, a subject) that are kept
 _MAX_PROPERTIES = 2**20  # bytes of a property stream read: its fixed-size properties are 16 bytes each
-_MAX_RTF = 16 * 2**20  # bytes of a compressed RTF body decompressed (about 0.3 us each)
-_RTF_COMPRESSED, _RTF_UNCOMPRESSED = 0x75465A4C, 0x414C454D  # "LZFu", "MELA"
-_RTF_PRELUDE = (rb"{\rtf1\ansi\mac\deff0\deftab720{\fonttbl;}{\f0\fnil \froman \fswiss \fmodern \fscript \fdecor MS "
-                rb"Sans SerifSymbolArialTimes New RomanCourier{\colortbl\red0\green0\blue0" b"\r\n"
-                rb"\par \pard\plain\f0\fs20\b\i\u\tab\tx")  # the window's first 207 bytes
 
 
 class MsgLoader(Loader):
@@ -112,12 +105,12 @@ class _Item:
         parts: list[Message] = []
         body = self._text(storage, _BODY, codepage, whole=True)
         if body:
-            parts.append(_part("text/plain; charset=utf-8", body.encode()))
+            parts.append(eml.mime_part("text/plain; charset=utf-8", body.encode()))
         elif html := self._binary(storage, _HTML):
             charset = encoding.windows_codec(fixed.get(_INTERNET_CODEPAGE) or codepage) or "cp1252"
-            parts.append(_part(f"text/html; charset={charset}", html))
+            parts.append(eml.mime_part(f"text/html; charset={charset}", html))
         elif html_text := self._text(storage, _HTML, codepage, whole=True):
-            parts.append(_part("text/html; charset=utf-8", html_text.encode()))
+            parts.append(eml.mime_part("text/html; charset=utf-8", html_text.encode()))
         elif (compressed := self._binary(storage, _RTF)) is not None:
             parts.extend(self._rtf_body(compressed))
         parts.extend(part for attachment in self._attachments(storage)
@@ -132,15 +125,8 @@ class _Item:
 
     def _rtf_body(self, compressed: bytes) -> list[Message]:
         """A body kept only in compressed RTF (rich-text mail), decompressed and read by the RTF loader."""
-        try:
-            rtf = _decompressed_rtf(compressed)
-            text = RtfLoader().load(Path("body.rtf"), rtf, self.limits).text
-        except OverBudget:
-            raise
-        except LoadError as error:
-            self.notes.append(f"the body, in compressed RTF, cannot be read: {error}")
-            return []
-        return [_part("text/plain; charset=utf-8", text.encode())] if text else []
+        text = compressed_rtf.text_of(compressed, self.limits, self.notes)
+        return [eml.mime_part("text/plain; charset=utf-8", text.encode())] if text else []
 
     def _attachments(self, storage: str) -> list[str]:
         return self._storages(storage, _ATTACHMENT, _MAX_ATTACHMENTS, "attachments")
@@ -187,7 +173,7 @@ class _Item:
             part.attach(self.message(embedded, depth + 1))
             return part
         kind = self._text(storage, _MIME, codepage) or "application/octet-stream"
-        return _part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
+        return eml.mime_part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
                      name=name)
 
     def _stream(self, storage: str, identifier: int, kind: int) -> str:
@@ -252,50 +238,3 @@ def _mailbox(name: str | None, address: str | None) -> str | None:
     return f"{name} <{address}>"
 
 
-def _decompressed_rtf(data: bytes) -> bytes:
-    """A compressed RTF body (MS-OXRTFCP): LZ77 over a 4,096-byte window that starts with a fixed RTF prelude, a
-    control byte before each eight items, a set bit for a 2-byte reference (12 bits of window offset, 4 of length
-    less 2), the reference to the current write position ending it; at most ``_MAX_RTF`` bytes."""
-    if len(data) < 16:
-        raise LoadError("a compressed RTF body of no header")
-    size, raw_size, kind, _ = struct.unpack_from("<IIII", data)
-    body, limit = data[16:4 + size], min(raw_size, _MAX_RTF)
-    if kind == _RTF_UNCOMPRESSED:
-        return body[:limit]
-    if kind != _RTF_COMPRESSED:
-        raise LoadError(f"a compressed RTF body of unknown kind {kind:#x}")
-    window = bytearray(4096)
-    window[:len(_RTF_PRELUDE)] = _RTF_PRELUDE
-    write, at, out = len(_RTF_PRELUDE), 0, bytearray()
-    while at < len(body) and len(out) < limit:
-        control, at = body[at], at + 1
-        for bit in range(8):
-            if not control >> bit & 1:  # a literal byte
-                if at >= len(body):
-                    break
-                window[write] = body[at]
-                out.append(body[at])
-                write, at = (write + 1) & 0xFFF, at + 1
-                continue
-            if at + 2 > len(body):
-                break
-            reference, at = body[at] << 8 | body[at + 1], at + 2
-            offset = reference >> 4
-            if offset == write:
-                return bytes(out[:limit])
-            for index in range((reference & 0xF) + 2):
-                window[write] = window[(offset + index) & 0xFFF]
-                out.append(window[write])
-                write = (write + 1) & 0xFFF
-    return bytes(out[:limit])
-
-
-def _part(content_type: str, data: bytes, name: str | None = None) -> Message:
-    """A MIME part holding ``data`` base64 encoded, as an attachment named ``name`` when it has one."""
-    part = eml.new_message()
-    part["Content-Type"] = content_type
-    part["Content-Transfer-Encoding"] = "base64"
-    if name is not None:
-        part.add_header("Content-Disposition", "attachment", filename=name)
-    part.set_payload(base64.b64encode(data).decode("ascii"))
-    return part
