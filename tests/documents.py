@@ -241,6 +241,36 @@ def email_bytes(body: str = "Hello,\n\nThe harbour lamps ship on Monday.\n", htm
     return message.as_bytes(policy=SMTP)
 
 
+def tnef_bytes(files: list[tuple[str, bytes]], body: str | None = None, rtf: bytes | None = None,
+               codepage: int = 1252) -> bytes:
+    """A winmail.dat as Outlook writes one (MS-OXTNEF): its version and OEM code page, a plain body in that code
+    page, MAPI properties holding an RTF body (stored uncompressed, as "MELA"), then each file: its rendering, 8.3
+    title, data and properties (its long name, in UTF-16)."""
+    def attribute(level: int, identifier: int, kind: int, value: bytes) -> bytes:
+        return bytes([level]) + struct.pack("<HHI", identifier, kind, len(value)) + value + struct.pack(
+            "<H", sum(value) & 0xFFFF)
+
+    def properties(items: list[tuple[int, int, bytes]]) -> bytes:
+        out = struct.pack("<I", len(items))
+        for kind, identifier, value in items:
+            out += struct.pack("<HHII", kind, identifier, 1, len(value)) + value + bytes(-len(value) % 4)
+        return out
+
+    out = bytearray(struct.pack("<IH", 0x223E9F78, 0x0100) + attribute(1, 0x9006, 8, struct.pack("<I", 0x10000)))
+    out += attribute(1, 0x9007, 6, struct.pack("<II", codepage, 0))
+    if body is not None:
+        out += attribute(1, 0x800C, 2, body.encode(f"cp{codepage}"))
+    if rtf is not None:
+        stored = struct.pack("<IIII", len(rtf) + 12, len(rtf), 0x414C454D, 0) + rtf
+        out += attribute(1, 0x9003, 6, properties([(0x0102, 0x1009, stored)]))
+    for name, data in files:
+        out += attribute(2, 0x9002, 6, struct.pack("<HiHHI", 1, -1, 0, 0, 0))
+        out += attribute(2, 0x8010, 1, name.encode(f"cp{codepage}", "replace")[:12] + b"\0")
+        out += attribute(2, 0x800F, 6, data)
+        out += attribute(2, 0x9005, 6, properties([(0x001F, 0x3707, name.encode("utf-16-le") + bytes(2))]))
+    return bytes(out)
+
+
 def mbox_bytes(messages: list[bytes]) -> bytes:
     """A mailbox as Thunderbird and Google Takeout write one (mboxrd): each message after a "From " line, a body line
     beginning ">"s and "From " quoted with one ">" more, a blank line after each message."""

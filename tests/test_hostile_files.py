@@ -44,6 +44,7 @@ from tests.documents import (
     ppt_bytes,
     ppt_record,
     ppt_shape,
+    tnef_bytes,
 )
 from tests.hostile import (
     SECRET,
@@ -254,6 +255,8 @@ CASES = {
     "doc whose summary holds a vector of 4 billion empty values": (_write("summary.doc", lambda: doc_bytes(
         [("Kept.\r", True)], title="退货政策").replace(struct.pack("<II", 30, 12), struct.pack("<II", 0x1000, 2**32 - 1))),
         None, 400, 30),
+    "eml wrapping 100,000 files in winmail.dat": (_write("wrapped.eml", lambda: email_bytes(attachments=[
+        ("winmail.dat", tnef_bytes([(f"f{number}.txt", b"x" * 50) for number in range(100_000)]))])), None, 400, 30),
     "mbox of 7 million messages of no header": (_write("empty.mbox", lambda: b"From x Mon 1\n" * (7 * 2**20)), None,
                                                 400, 30),
     "doc whose 3 million picture characters name one picture": (_write("marks.doc", lambda: doc_marking_one_picture(

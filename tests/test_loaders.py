@@ -45,6 +45,7 @@ from tests.documents import (
     ppt_record,
     ppt_shape,
     ppt_table,
+    tnef_bytes,
     xls_bytes,
 )
 from tests.hostile import (
@@ -1200,6 +1201,44 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     nested = load(tmp_path, "nested.eml", inner)
     assert "Level 9." in nested.text and "Level 10." not in nested.text
     assert nested.warnings[0].endswith("message 1 skipped: MIME bomb? parts nested more than 20 levels deep")
+
+
+def test_email_reads_the_files_and_body_outlook_wraps_in_winmail_dat(tmp_path: Path) -> None:
+    """Rich-text mail Outlook sends: its files inside winmail.dat (TNEF), and the body there too; read as
+    attachments, the body only where the message has no text of its own. Were: "application/ms-tnef is not a file
+    type the knowledge base reads"."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    wrapped = tnef_bytes([("report.txt", b"Quarterly revenue rose 8 percent."),
+                          ("报价单.txt", "单价 34.5 元".encode("gbk"))], body="Please see the report.",
+                         rtf=rb"{\rtf1\ansi The report is attached.\par}", codepage=936)
+    message = EmailMessage()
+    message["Subject"] = "Report"
+    message.set_content("Please see the report.\n")
+    message.add_attachment(wrapped, "application", "ms-tnef", filename="winmail.dat")
+    document = load(tmp_path, "report.eml", message.as_bytes(policy=SMTP))
+    assert [document.text[page.start:page.end] for page in document.pages] == [
+        "Subject: Report\n\nPlease see the report.", "Attachment: report.txt\n\nQuarterly revenue rose 8 percent.",
+        "Attachment: 报价单.txt\n\n单价 34.5 元"] and not document.warnings
+    only = EmailMessage()
+    only["Subject"] = "Shipment"
+    only.add_attachment(tnef_bytes([], rtf=rb"{\rtf1\ansi The shipment leaves Monday.\par}"), "application",
+                        "ms-tnef", filename="winmail.dat")
+    assert load(tmp_path, "only.eml", only.as_bytes(policy=SMTP)).text == (
+        "Subject: Shipment\n\nThe shipment leaves Monday.")
+    # Counts and lengths it declares are checked against its bytes: 4 billion properties, a file cut short.
+    hostile = tnef_bytes([("a.txt", b"Kept.")]) + bytes([1]) + struct.pack("<HHI", 0x9003, 6, 8) + struct.pack(
+        "<II", 2**32 - 1, 0x0003) + b"\0\0" + bytes([2]) + struct.pack("<HHI", 0x800F, 6, 10**6) + b"short"
+    broken = EmailMessage()
+    broken["Subject"] = "Broken"
+    broken.set_content("Body.\n")
+    broken.add_attachment(hostile, "application", "ms-tnef", filename="winmail.dat")
+    broken.add_attachment(b"not TNEF", "application", "ms-tnef", filename="other.dat")
+    document = load(tmp_path, "broken.eml", broken.as_bytes(policy=SMTP))
+    assert document.text.endswith("Attachment: a.txt\n\nKept.") and document.warnings == [
+        "winmail.dat: it is cut short: what follows the cut is lost",
+        "winmail.dat skipped: not TNEF: it does not begin with TNEF's signature"]
 
 
 def test_outlook_message_is_read_as_the_email_it_holds(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from email.policy import Compat32
 from pathlib import Path, PurePosixPath
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
+from ingestion.loaders import compressed_rtf, tnef
 from ingestion.loaders.base import (
     CappedWarnings,
     Limits,
@@ -297,6 +298,8 @@ class _Reading:
             name = _filename(part)
             if name is None and kind in _BODY_TYPES and part.get_content_disposition() != "attachment":
                 self._add(body, self._body_text(part, kind))
+            elif kind == "application/ms-tnef" or (name or "").casefold() == "winmail.dat":
+                self._wrapped(part, depth, body)
             else:  # a nameless part is read by its type
                 self._attachment(part, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind, depth)
 
@@ -313,6 +316,29 @@ class _Reading:
             if name is not None or kind not in _BODY_TYPES:
                 self._attachment(version, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind,
                                  depth)
+
+    def _wrapped(self, part: Message, depth: int, body: list[str]) -> None:
+        """What Outlook wrapped in ``winmail.dat`` (TNEF) when it sent rich text: each file an attachment, and the
+        body when the message has no text of its own besides its header lines (Outlook sends a plain one too)."""
+        try:
+            wrapped = tnef.read_tnef(part.get_payload(decode=True) or b"")
+        except LoadError as error:
+            self.skipped.add(f"winmail.dat skipped: {error}")
+            return
+        for note in wrapped.notes:
+            self.skipped.add(f"winmail.dat: {note}")
+        if len(body) <= 1:
+            if wrapped.body:
+                self._add(body, self._body_text(mime_part("text/plain; charset=utf-8", wrapped.body.encode()),
+                                                "text/plain"))
+            elif wrapped.html:
+                self._add(body, self._body_text(mime_part(
+                    f"text/html; charset={wrapped.html_charset}" if wrapped.html_charset else "text/html",
+                    wrapped.html), "text/html"))
+            elif wrapped.rtf:
+                self._add(body, compressed_rtf.text_of(wrapped.rtf, self._limits_left(), self.notes))
+        for file in wrapped.files:
+            self._attachment(mime_part(file.kind, file.data, file.name), file.name, file.kind, depth + 1)
 
     def _forwarded(self, part: Message, forwarded: Message, depth: int) -> None:
         """A forwarded message; one sent base64 or quoted-printable encoded (the parser reads it as a message of
