@@ -1342,6 +1342,10 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     shortened = loader_for(path).load(path, path.read_bytes(), Limits(max_chars=330))
     assert len(shortened.pages) == 2 and shortened.text.endswith("Mail 1.") and shortened.warnings == [
         "3 message(s) from message 3 on not read: they would take the text past 330 characters (max_document_chars)"]
+    # Past half its time to be read (a mailbox of 100 MB of HTML mail failed whole at the 60 s), the rest is left.
+    hurried = loader_for(path).load(path, path.read_bytes(), Limits(seconds=0))
+    assert len(hurried.pages) == 1 and hurried.warnings == [
+        "4 message(s) from message 2 on not read: reading them would take the mailbox past its 0 s (file_timeout)"]
 
 
 def test_a_mailbox_s_messages_each_have_the_parts_a_message_may(tmp_path: Path,

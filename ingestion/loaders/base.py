@@ -87,6 +87,8 @@ class Limits:
     images (a repeated picture counts each time it appears) and holds ``max_total_pixels`` pixels of them; a
     referenced image file may hold ``max_bytes``, and all of a document's together ``max_total_bytes``; files a
     document names are read only when ``references`` (not for an e-mail's attachment, which has no folder).
+    ``seconds`` is the time the file may take to be read and loaded (``file_timeout``): a loader of many parts read
+    apart (a mailbox's messages) stops in time to keep those it read.
     """
 
     max_chars: int = 10_000_000
@@ -100,13 +102,14 @@ class Limits:
     max_bytes: int = 50 * 2**20
     max_total_bytes: int = 200 * 2**20
     references: bool = True
+    seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         ingestion = settings.ingestion
         return cls(max_chars=ingestion.max_document_chars, max_pages=ingestion.max_pages,
                    max_markup_bytes=int(ingestion.max_html_mb * 2**20), max_pixels=ingestion.max_image_pixels,
-                   min_side=ingestion.min_image_side)
+                   min_side=ingestion.min_image_side, seconds=ingestion.file_timeout)
 
     def check_chars(self, count: int) -> None:
         """Refuse a document whose text has grown past ``max_chars``."""

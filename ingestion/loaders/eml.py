@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import quopri
 import re
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from email.errors import HeaderParseError
@@ -46,6 +47,10 @@ _MAX_PARTS = 10_000  # of a message and the messages attached to it, together
 _MAX_LINES = 4_000_000  # of a message and the messages attached to it, together
 _MAX_HEADER_LINES = 10_000  # of one part (4 million "To:" lines took 40 s and 1.4 GB)
 _MAX_READ_ATTACHMENTS = 200  # given to loaders (2,000 small DOCX attachments took 72 s)
+# Of its time to be read and loaded (``Limits.seconds``), what a mailbox spends on messages before it stops reading
+# them, keeping those read: the rest is for the message then being read (one of 5 MB of HTML takes 8 s). 500
+# newsletters in HTML, 30 MB, took 13 s; a mailbox of 100 MB was failed whole once it took the 60 s.
+_MAILBOX_TIME_SHARE = 0.5
 # The file type a part without a file name is read as, by its declared type (the host's mimetypes table differs
 # from machine to machine, and is a file outside the source folder).
 _SUFFIXES = {
@@ -169,7 +174,7 @@ class MboxLoader(Loader):
     and the others are kept. The mailbox and its messages share one set of limits: at most ``max_pages`` messages
     are looked at, read or not, and their attachments' pages count among them; the messages that would take its
     text past ``max_chars`` are left out, with a warning, from the first of them (a mailbox of 1,500 mails was
-    refused whole), unless it is the first."""
+    refused whole), unless it is the first, and so are those after half of ``limits.seconds``."""
 
     file_type = "mbox"
 
@@ -184,7 +189,7 @@ class MboxLoader(Loader):
         if current is None or data[:current.start()].strip():
             raise LoadError('not a mailbox: it does not begin with a "From <sender> <date>" line')
         reading = _Reading(limits, root, on_kept, self.loader_for)
-        number = 0
+        number, started = 0, time.monotonic()
         while current is not None:
             following = next(starts, None)
             end = following.start() if following is not None else len(data)
@@ -193,6 +198,11 @@ class MboxLoader(Loader):
                 unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
+                break
+            if number > 1 and time.monotonic() - started > limits.seconds * _MAILBOX_TIME_SHARE:
+                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
+                reading.notes.append(f"{unread:,} message(s) from message {number} on not read: reading them would "
+                                     f"take the mailbox past its {limits.seconds:g} s (file_timeout)")
                 break
             # The allowances of HTML, parts and lines bound one parse's time and memory: each message has its own.
             reading.markup, reading.parts_left, reading.lines_left = 0, _MAX_PARTS, _MAX_LINES
