@@ -1186,6 +1186,9 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     assert len(load(tmp_path, "forwards.eml", forwards).pages) == 102
     parameters = b'Subject: p\nContent-Type: text/plain; x="' + b";" * 300_000 + b'"\n\nbody\n'
     assert load(tmp_path, "parameters.eml", parameters).text == "Subject: p\n\nbody"
+    recipients = ", ".join(f"Person {number} <p{number}@example.com>" for number in range(200))
+    assert load(tmp_path, "team.eml", f"To: {recipients}\nSubject: All\n\nHello.\n".encode()).text.startswith(
+        f"To: {recipients}\n")  # 2,000 characters, as other headers, kept 56 of them
     many = email_bytes(attachments=[(f"note{number}.txt", f"note {number}".encode()) for number in range(30)])
     path = tmp_path / "many.eml"
     path.write_bytes(many)
