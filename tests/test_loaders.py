@@ -1337,6 +1337,10 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     assert document.warnings == ["message 2 skipped: no header lines"]
     with pytest.raises(LoadError, match='^not a mailbox: it does not begin with a "From <sender> <date>" line$'):
         load(tmp_path, "renamed.mbox", email_bytes())
+    # Mail programs' mailboxes without a suffix: Apple Mail's export (Inbox.mbox/mbox), Thunderbird's folders.
+    for name in ("mbox", "Inbox", "Sent"):
+        assert load(tmp_path, name, mbox_bytes(messages)).pages == document.pages
+    assert loader_for("Projects") is None  # a folder of its own name: not known for a mailbox by it
     path = tmp_path / "long.mbox"
     path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.") for number in range(5)]))
     short = loader_for(path).load(path, path.read_bytes(), Limits(max_pages=2))

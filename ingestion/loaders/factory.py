@@ -121,9 +121,18 @@ _IMAGE = ImageLoader()
 _LOADERS.update((suffix, _IMAGE) for suffix in IMAGE_SUFFIXES)
 
 
+# Mailboxes mail programs write without a suffix: Apple Mail's export (``Inbox.mbox/mbox``) and Thunderbird's
+# folders of a profile (``Mail/Local Folders/Inbox``, beside ``Inbox.msf``, its index), under their usual names.
+MAILBOX_NAMES = frozenset({"mbox", "inbox", "sent", "drafts", "trash", "archives", "templates", "junk",
+                           "unsent messages"})
+
+
 def loader_for(path: Path | str) -> Loader | None:
-    """The loader for ``path``'s suffix, or None when the format is not supported (the caller skips it)."""
-    return _LOADERS.get(Path(path).suffix.lower())
+    """The loader for ``path``'s suffix (a mailbox's name without one: ``MAILBOX_NAMES``), or None when the format
+    is not supported (the caller skips it)."""
+    name = Path(path).name
+    suffix = Path(path).suffix.lower()
+    return _LOADERS.get(".mbox") if not suffix and name.casefold() in MAILBOX_NAMES else _LOADERS.get(suffix)
 
 
 # An e-mail's attachments are read by the loaders for their names.
