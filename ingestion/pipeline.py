@@ -64,6 +64,7 @@ class _Known:
     content_hash: str
     status: str
     error: str | None
+    source_id: int
 
 
 @dataclass
@@ -273,11 +274,16 @@ class Ingestor:
         # The prefix is compared exactly: SQL LIKE would ignore case and mix up /Docs and /docs.
         prefix = str(root).rstrip(os.sep) + os.sep
         with self.store.read() as snapshot:
-            known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error)
-                     for row in snapshot.documents_under(prefix)}
+            known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error,
+                                      row.source_id) for row in snapshot.documents_under(prefix)}
         self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
+        # Names the scan skipped because their file is read under another (a link inside the folder, a hard link):
+        # this source's documents under them go (as moves, where the other name is new), a nested source's stay,
+        # since that source reads them under these names.
+        aliased = {path for path in gone if scanned.aliased(path)}
+        gone = {path: k for path, k in gone.items() if path not in aliased or k.source_id == source_id}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
         self._vanished_by_kind = defaultdict(set)
@@ -310,7 +316,7 @@ class Ingestor:
                                              "was read before is kept, and nothing was removed")
             nested = [folder for folder in records if folder != str(root) and inside(folder, str(root))]
             lost = [folder for folder in nested if _unavailable(Path(folder))[0]]
-            self._remove_gone(gone, scanned, unmounted_below(records, str(root)), lost, len(known), report)
+            self._remove_gone(gone, scanned, unmounted_below(records, str(root)), lost, aliased, len(known), report)
         kept = set(known) - set(report.removed)
         self._record_mounts(source_id, root, root_mount, scanned, records.get(str(root)), kept)
 
@@ -325,12 +331,18 @@ class Ingestor:
                                                     holding).model_dump_json())
 
     def _remove_gone(self, gone: dict[str, _Known], scanned: ScanResult, unmounted: list[str], lost: list[str],
-                     documents: int, report: IngestReport) -> None:
+                     aliased: set[str], documents: int, report: IngestReport) -> None:
         """Remove the documents whose files are gone, except (unless removal is allowed) those that came from a
         folder now empty, a share ``unmounted`` now, or a nested source's folder ``lost`` (missing, or now a
-        symlink: its own runs keep them), and all of them when too many are missing at once."""
+        symlink: its own runs keep them), and all of them when too many are missing at once. Those stored under a
+        name now ``aliased`` (its file read under another) are not missing: they go in any case."""
         moved = set(report.moved)
-        still_gone = [(path, k.id) for path, k in gone.items() if path not in moved]
+        still_gone = [(path, k.id) for path, k in gone.items() if path not in moved and path not in aliased]
+        renamed = [(path, k.id) for path, k in gone.items() if path not in moved and path in aliased]
+        if renamed:
+            report.notices.append(f"{len(renamed)} document(s) stored under another name of a file now read under "
+                                  "its own (a symlink inside the folder, a hard link) were removed")
+            self._remove(renamed, report)
         if not self.allow_removal:
             lost = [folder for folder in lost if any(inside(path, folder) for path, _ in still_gone)]
             names = ", ".join(os.path.relpath(folder, self._root) for folder in lost)

@@ -39,6 +39,8 @@ class ScanResult:
     unchecked: list[Path] = field(default_factory=list)  # entries listed but not stat'ed: present, state unknown
     empty_dirs: list[Path] = field(default_factory=list)  # folders holding nothing the scan looks at
     mounts: list[Path] = field(default_factory=list)  # folders (not links) on another filesystem than their parent
+    # Names not read because what they name is read under another: links inside the source, a file's other names.
+    aliases: set[str] = field(default_factory=set)
     _text: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, path: str) -> bool:
@@ -46,6 +48,11 @@ class ScanResult:
         lies under) an entry that could not be stat'ed. Its absence from the files then proves nothing."""
         return path not in self._as_text("unchecked") and \
             not _below_any(path, self._as_text("unreadable_dirs", "unchecked"))
+
+    def aliased(self, path: str) -> bool:
+        """Whether ``path`` is (or lies under) a name the scan did not read because what it names is read under
+        another (see ``aliases``)."""
+        return path in self.aliases or _below_any(path, frozenset(self.aliases))
 
     def in_empty_folder(self, path: str) -> bool:
         """``path`` lies in a folder (below the root too) that now holds nothing: the bare mount point of an
@@ -136,10 +143,11 @@ def scan(root: Path, *, follow_symlinks_outside: bool = False, exclude: Path | N
     so is the folder ``exclude`` (the knowledge base's own, where it lies inside a source: its database, indexes
     and logs are not documents, and they change at every run).
 
-    Symlinks are followed only outside ``root``, and only if allowed (one inside it is skipped: its target is read
-    under its own name); loops, unreadable folders and files that vanish mid-scan are reported instead of raising. A
-    symlink leading outside the folder, or to nothing, is reported with the containment rule's one message: the
-    report never says what exists outside. A file with several names (hard links, links from outside) is read
+    Symlinks are followed only outside ``root``, and only if allowed, or to a hidden file or folder inside it (one to
+    anything else inside it is skipped: its target is read under its own name), never into ``exclude``; loops,
+    unreadable folders and files that vanish mid-scan are reported instead of raising. A symlink leading outside the
+    folder, or to nothing, is reported with the containment rule's one message: the report never says what exists
+    outside. A file with several names (hard links, links from outside) is read
     once, under the first of them by path; the others are skipped, naming it.
     Folders are listed by descriptor, opened from the root's without following a symlink: a root or a folder
     swapped for a link during the scan is never walked (``SourceUnavailableError`` for the root).
@@ -198,6 +206,7 @@ class _Walk:
         kept = []
         for file in self.result.files:
             if file.identity in self.named_twice and first.setdefault(file.identity, file.relpath) != file.relpath:
+                self.result.aliases.add(str(file.path))
                 self.result.skipped.append(FailedFile(path=str(file.path), reason=f"the same file as "
                                                       f"{first[file.identity]}: read once, under that name"))
             else:
@@ -235,18 +244,24 @@ class _Walk:
                     if not _same_folder(folder.location(self.root), descriptor):
                         self._unreadable(directory, OSError(errno.ESTALE, "replaced during the scan"))
                         return
-                    if inside(target, str(self.root)):
-                        raise _InSource if os.path.lexists(target) else _Refused
-                    if not self.follow_symlinks_outside or (
-                            self.excluded_path is not None and inside(target, self.excluded_path)):
+                    if self.excluded_path is not None and inside(target, self.excluded_path):
                         raise _Refused
-                    names, from_root = Path(target).parts[1:], False
+                    if inside(target, str(self.root)):
+                        relative = Path(target).relative_to(self.root).parts
+                        if not any(map(hidden, relative)):  # walked, and read, under its own name
+                            raise _InSource if os.path.lexists(target) else _Refused
+                        names, from_root = relative, True  # a hidden one is read only through the link
+                    elif self.follow_symlinks_outside:
+                        names, from_root = Path(target).parts[1:], False
+                    else:
+                        raise _Refused
                     info = os.stat(target, follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
                         raise _Refused
                 else:
                     info = entry.stat(follow_symlinks=False)  # through the folder's descriptor
             except _InSource:
+                result.aliases.add(str(path))
                 result.skipped.append(FailedFile(path=str(path), reason=IN_SOURCE))
                 continue
             except (_Refused, FileNotFoundError) as error:

@@ -932,6 +932,12 @@ def test_xlsx_headers_are_text_above_numbers_or_labels_and_a_glossary_has_none(t
     detailed = load(tmp_path, "staff.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
         ["Department:", "Finance", "Prepared by:", "Jane"], ["Name", "Region", "Salary"], ["Alice", "North", 5000])]))
     assert detailed.text.endswith("\nName: Alice | Region: North | Salary: 5000")
+    # Headers in the tenth row, and a first number past it, are still found (the search does not end at the tenth).
+    tenth = load(tmp_path, "tenth.xlsx", workbook_bytes(lambda workbook: [workbook.active.append(row) for row in (
+        *[[f"Report line {n}"] for n in range(9)], ["Region", "Revenue", "Cost"], *[["West", "n/a", "n/a"]] * 3,
+        ["North", 100, 50])]))
+    assert tenth.text.endswith("\nRegion | Revenue | Cost\nWest | n/a | n/a\nWest | n/a | n/a\nWest | n/a | n/a\n"
+                               "Region: North | Revenue: 100 | Cost: 50")
 
 
 def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) -> None:
@@ -1224,6 +1230,13 @@ def test_email_reads_the_files_and_body_outlook_wraps_in_winmail_dat(tmp_path: P
     assert [document.text[page.start:page.end] for page in document.pages] == [
         "Subject: Report\n\nPlease see the report.", "Attachment: report.txt\n\nQuarterly revenue rose 8 percent.",
         "Attachment: 报价单.txt\n\n单价 34.5 元"] and not document.warnings
+    named = EmailMessage()
+    named["Subject"] = "Paths"
+    named.set_content("Files.\n")
+    named.add_attachment(tnef_bytes([("C:\\Users\\li\\Desktop\\report.txt", b"Kept."), ("line\nbreak.txt", b"Too.")]),
+                         "application", "ms-tnef", filename="winmail.dat")
+    assert load(tmp_path, "named.eml", named.as_bytes(policy=SMTP)).text.endswith(
+        "Attachment: report.txt\n\nKept.\n\nAttachment: line break.txt\n\nToo.")  # a label, never a path
     only = EmailMessage()
     only["Subject"] = "Shipment"
     only.add_attachment(tnef_bytes([], rtf=rb"{\rtf1\ansi The shipment leaves Monday.\par}"), "application",
@@ -1349,6 +1362,13 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     shortened = loader_for(path).load(path, path.read_bytes(), Limits(max_chars=330))
     assert len(shortened.pages) == 2 and shortened.text.endswith("Mail 1.") and shortened.warnings == [
         "3 message(s) from message 3 on not read: they would take the text past 330 characters (max_document_chars)"]
+    # An attachment not read says so in its page, and that counts too: else the mailbox was refused whole at the end.
+    invites = tmp_path / "invites.mbox"
+    invites.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.", attachments=[("invite.ics", b"BEGIN:VCALENDAR")])
+                                    for number in range(20)]))
+    for max_chars in range(1000, 1400, 13):
+        cut = loader_for(invites).load(invites, invites.read_bytes(), Limits(max_chars=max_chars))
+        assert len(cut.text) <= max_chars and "max_document_chars" in cut.warnings[-1]
     # Past half its time to be read (a mailbox of 100 MB of HTML mail failed whole at the 60 s), the rest is left.
     hurried = loader_for(path).load(path, path.read_bytes(), Limits(seconds=0))
     assert len(hurried.pages) == 1 and hurried.warnings == [
@@ -1384,6 +1404,13 @@ def test_email_reads_the_files_placed_in_a_version_of_its_body_it_does_not_read(
     document = load(tmp_path, "apple.eml", message.as_bytes(policy=SMTP))
     assert document.text.endswith("See the contract.\n\nAttachment: contract.txt\n\nDelivery within 30 days."
                                   "\n\nAttachment: screenshot.png") and len(document.images) == 1
+    invitation = EmailMessage()
+    invitation["Subject"] = "Meeting"
+    invitation.set_content("Meeting at 10.\n")
+    invitation.add_alternative("<p>Meeting at 10.</p>", subtype="html")
+    invitation.add_alternative("BEGIN:VCALENDAR\nEND:VCALENDAR\n", subtype="calendar")
+    invited = load(tmp_path, "invite.eml", invitation.as_bytes(policy=SMTP))  # its calendar: the body again
+    assert (invited.text, invited.warnings) == ("Subject: Meeting\n\nMeeting at 10.", [])
     blank = email_bytes("", html="<p>Quarterly revenue rose.</p>", attachments=[("README", b"Read me first.")])
     assert load(tmp_path, "blank.eml", blank.replace(b"application/octet-stream", b"text/plain")).text.endswith(
         "Quarterly revenue rose.\n\nAttachment: README\n\nRead me first.")

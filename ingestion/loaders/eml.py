@@ -79,6 +79,7 @@ _BOM = b"\xef\xbb\xbf"
 _FROM_LINE = re.compile(rb"^From (?:\S+)? *(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\r\n]*(?:\r?\n|\Z)", re.MULTILINE)
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
+_NOT_READ = "\n\n(not read)"  # after the heading of an attachment that is not read
 
 LoaderFor = Callable[[str], Loader | None]
 # How deep, in the file, the mail its loader reads now lies: a mail file attached to another (an .eml, .msg or .mbox,
@@ -321,7 +322,8 @@ class _Reading:
 
     def _attachments_in(self, version: Message, depth: int) -> None:
         """The attachments and pictures of a version of the body not read for its text (Apple Mail sends a file
-        placed in a message only in its HTML version, which the plain text one is preferred to)."""
+        placed in a message only in its HTML version, which the plain text one is preferred to); its nameless text
+        parts are the body again, in another form (an invitation's calendar, a watch's HTML), and are not read."""
         if depth > _MAX_DEPTH:
             return
         if version.is_multipart() and version.get_content_maintype() != "message":
@@ -329,7 +331,7 @@ class _Reading:
                 self._attachments_in(child, depth + 1)
         elif not version.is_multipart():
             kind, name = version.get_content_type(), _filename(version)
-            if name is not None or kind not in _BODY_TYPES:
+            if name is not None or version.get_content_maintype() != "text":  # not another rendering of the body
                 self._attachment(version, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind,
                                  depth)
 
@@ -354,7 +356,8 @@ class _Reading:
             elif wrapped.rtf:
                 self._add(body, compressed_rtf.text_of(wrapped.rtf, self._limits_left(), self.notes))
         for file in wrapped.files:
-            self._attachment(mime_part(file.kind, file.data, file.name), file.name, file.kind, depth + 1)
+            name = _label(file.name) or "attachment"
+            self._attachment(mime_part(file.kind, file.data, name), name, file.kind, depth + 1)
 
     def _forwarded(self, part: Message, forwarded: Message, depth: int) -> None:
         """A forwarded message; one sent base64 or quoted-printable encoded (the parser reads it as a message of
@@ -432,7 +435,9 @@ class _Reading:
         except MemoryError:  # the file is over the memory budget: that is the reason
             raise
         except Exception as error:  # a broken or hostile attachment costs its page, not the message
-            self.pages[page] += "\n\n(not read)"
+            self.pages[page] += _NOT_READ
+            self.chars += len(_NOT_READ)
+            self.limits.check_chars(self.chars)
             self.skipped.add(f"attachment {name} skipped: {describe_error(error)}")
             return
         if document.text:
@@ -530,8 +535,12 @@ def _filename(part: Message) -> str | None:
         raw = part.get_filename()
     except (LookupError, ValueError):
         return None
-    name = " ".join(_decoded(" ".join(_raw(raw).split())).split()) if raw else ""
-    return clean_text(PurePosixPath(name.replace("\\", "/")).name) or None
+    return _label(_decoded(" ".join(_raw(raw).split()))) if raw else None
+
+
+def _label(name: str) -> str | None:
+    """A file name as an attachment's label: one line, its folders dropped (it names nothing on disk)."""
+    return clean_text(PurePosixPath(" ".join(name.split()).replace("\\", "/")).name) or None
 
 
 def _raw(value: object, declared: str | None = None) -> str:

@@ -42,18 +42,19 @@ def blame_headers(error: OverBudget, length: int, labels: int, limits: Limits) -
 
 
 class ColumnHeaders:
-    """A sheet's column headers, found among its first ``_LOOKAHEAD`` rows with values: a row of text (two cells or
-    more) directly above a row holding a number, a date or a truth value; in ``headed`` text (delimited text, whose
-    first line names its columns by convention) the first row of text, or a wider one after it (that one was a
-    title), once such a row follows. A sheet of text only has as headers its first row of text, or a wider one, when
-    it reads as labels of the rows below (see ``_read_as_labels``). Each row after the headers then reads
-    "Header: value | Header: value", those written before they were found too (see ``relabelled``). One per sheet,
-    given its rows with values in order; ``labelled`` False reads every row without its headers."""
+    """A sheet's column headers, a row among its first ``_LOOKAHEAD`` rows with values: a row of text (two cells or
+    more) directly above a row holding a number, a date or a truth value (however far below); in ``headed`` text
+    (delimited text, whose first line names its columns by convention) the first row of text, or a wider one after
+    it (that one was a title), once such a row follows. Failing a number within those rows, the first row of text,
+    or a wider one, when it reads as labels of the rows below (see ``_read_as_labels``): a sheet of text only has
+    headers too. Each row after the headers then reads "Header: value | Header: value", those among the first
+    ``_LOOKAHEAD`` written before the headers were found too (see ``relabelled``). One per sheet, given its rows
+    with values in order; ``labelled`` False reads every row without its headers."""
 
     def __init__(self, labelled: bool = True, headed: bool = False) -> None:
         self.headers: dict[int, str] | None = None if labelled else {}
         self.headed = headed
-        self.rows: list[list[tuple[int, str]]] = []  # the rows with values read while the headers are searched for
+        self.rows: list[list[tuple[int, str]]] = []  # the first rows with values, while the headers are searched for
         self.above: int | None = None  # the number of the row of text just read, counting from 1
         self.first: int | None = None  # the number of the first row of text, or of a wider one after it
         self.at = 0  # the number of the headers' row: the rows after it are labelled
@@ -71,22 +72,28 @@ class ColumnHeaders:
         (to count against the text allowance, as each row repeats them)."""
         self.seen += 1
         if self.headers is None:
-            self.rows.append(values)
             found = self.first if self.headed else self.above
+            if self.seen <= _LOOKAHEAD:
+                self.rows.append(values)
             if found is not None and not texts:
                 self._use(found, self.seen - 1)
-            else:
+            elif self.seen <= _LOOKAHEAD:
                 self.above = self.seen if texts and len(values) > 1 else None
                 if self.above and (self.first is None or len(values) > len(self.rows[self.first - 1])):
                     self.first = self.seen
-                if self.seen == _LOOKAHEAD:
-                    self._settle(self.seen - 1)
+                if self.seen == _LOOKAHEAD and (labels := self._labelling_row()) is not None:
+                    self._use(labels, self.seen - 1)
+            waiting = self.first if self.headed else self.above
+            if self.headers is None and self.seen >= _LOOKAHEAD and waiting is None:
+                self.headers, self.rows = {}, []  # no row left that a number could make the headers
         return self._labelled(values, self.seen)
 
     def finish(self) -> None:
         """The sheet has no more rows: a sheet of text only may have its headers all the same."""
+        if self.headers is None and (labels := self._labelling_row()) is not None:
+            self._use(labels, self.seen)
         if self.headers is None:
-            self._settle(self.seen)
+            self.headers, self.rows = {}, []
 
     def relabelled(self) -> list[tuple[int, str, int]]:
         """The rows written before their headers were found, by number, with their lines now and the characters of
@@ -101,18 +108,17 @@ class ColumnHeaders:
         return " | ".join(label + value for label, (_, value) in zip(labels, values, strict=True)), sum(
             map(len, labels))
 
-    def _settle(self, written: int) -> None:
-        """Ends the search with no number found: the first row of text is the headers if it reads as labels."""
+    def _labelling_row(self) -> int | None:
+        """The number of the first row of text (or a wider one) if it reads as labels of the rows kept below it."""
         if self.first is not None and _read_as_labels(self.rows[self.first - 1], self.rows[self.first:]):
-            self._use(self.first, written)
-        else:
-            self.headers, self.rows = {}, []
+            return self.first
+        return None
 
     def _use(self, number: int, written: int) -> None:
         """Takes row ``number`` as the headers; those after it up to row ``written`` now wait to be labelled."""
         self.headers = {column: value[:MAX_HEADER] for column, value in self.rows[number - 1]}
         self.at = number
-        self.waiting = [(later, self.rows[later - 1]) for later in range(number + 1, written + 1)]
+        self.waiting = [(later, self.rows[later - 1]) for later in range(number + 1, min(written, len(self.rows)) + 1)]
         self.rows = []
 
 
@@ -125,9 +131,13 @@ def _read_as_labels(row: list[tuple[int, str]], below: list[list[tuple[int, str]
     names = [value.casefold() for _, value in row]
     if not below or len(set(names)) < len(names) or max(map(len, names)) > MAX_HEADER:
         return False
+    by_column: dict[int, list[str]] = {}
+    for values in below:
+        for column, value in values:
+            by_column.setdefault(column, []).append(value.casefold())
     votes = 0
     for column, name in zip((column for column, _ in row), names, strict=True):
-        values = [value.casefold() for values in below for at, value in values if at == column]
+        values = by_column.get(column, [])
         if name in values:
             return False
         if values:

@@ -62,8 +62,9 @@ def read_tnef(data: bytes) -> Tnef:
     """The body and files of a TNEF stream; a stream cut short keeps what came before the cut, with a note."""
     if len(data) < 6 or struct.unpack_from("<I", data)[0] != _SIGNATURE:
         raise LoadError("not TNEF: it does not begin with TNEF's signature")
-    tnef, codepage, at = Tnef(), 1252, 6
+    tnef, codepage, at, beyond = Tnef(), 1252, 6, 0
     files: list[_File] = []
+    current: _File | None = None
     while at + 9 <= len(data):
         level, attribute, length = data[at], struct.unpack_from("<H", data, at + 1)[0], \
             struct.unpack_from("<I", data, at + 5)[0]
@@ -72,18 +73,23 @@ def read_tnef(data: bytes) -> Tnef:
             tnef.notes.append("it is cut short: what follows the cut is lost")
             break
         if level == _ATTACHMENT_LEVEL:
-            if attribute == _RENDERING or not files:
-                files.append(_File())
-            _attachment(files[-1], attribute, value, codepage, tnef.notes)
+            if attribute == _RENDERING or not (files or beyond):
+                if len(files) < _MAX_FILES:
+                    current = _File()
+                    files.append(current)
+                else:  # counted, not kept
+                    current, beyond = None, beyond + 1
+            if current is not None:
+                _attachment(current, attribute, value, codepage, tnef.notes)
         elif attribute == _OEM_CODEPAGE and len(value) >= 4:
             codepage = struct.unpack_from("<I", value)[0]
         elif attribute == _BODY:
             tnef.body = _string(value, _STRING8, codepage)
         elif attribute == _PROPERTIES:
             _bodies(tnef, _properties(value, tnef.notes), codepage)
-    if len(files) > _MAX_FILES:
-        tnef.notes.append(f"only the first {_MAX_FILES} of its {len(files)} attachments were read")
-    tnef.files = [found for file in files[:_MAX_FILES] if (found := _finished(file, codepage, tnef.notes))]
+    if beyond:
+        tnef.notes.append(f"only the first {_MAX_FILES} of its {_MAX_FILES + beyond} attachments were read")
+    tnef.files = [found for file in files if (found := _finished(file, codepage, tnef.notes))]
     return tnef
 
 

@@ -175,10 +175,10 @@ class Snapshot:
 
     def documents_under(self, prefix: str) -> list[Row[Any]]:
         """Every document whose path starts with ``prefix`` (compared exactly: SQL LIKE would ignore case and mix
-        up /Docs and /docs), with what tells whether its file changed."""
+        up /Docs and /docs), with what tells whether its file changed, and its source."""
         return list(self.session.execute(
             select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
-                   Document.status, Document.error)
+                   Document.status, Document.error, Document.source_id)
             .where(func.substr(Document.path, 1, len(prefix)) == prefix)))
 
     def document_files(self) -> list[tuple[int, str, str]]:
