@@ -65,6 +65,7 @@ class _Known:
     status: str
     error: str | None
     source_id: int
+    partial: bool  # failed, or read with warnings (only in part)
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Ingestor:
 
     def __init__(self, store: Store, encoder: TextEncoder, keywords: KeywordTokenizer, settings: Settings,
                  progress: IngestProgress | None = None, should_stop: Callable[[], bool] | None = None,
-                 clip: ClipEncoder | None = None, allow_removal: bool = False) -> None:
+                 clip: ClipEncoder | None = None, allow_removal: bool = False, reread: bool = False) -> None:
         self.store = store
         self.encoder = encoder
         self.keywords = keywords
@@ -143,6 +144,7 @@ class Ingestor:
         self.should_stop = should_stop or (lambda: False)
         self.clip = clip
         self.allow_removal = allow_removal
+        self.reread = reread  # unchanged files that failed or were read only in part are read again
         self.chunker: Chunker | None = None
         self.clip_space: Space | None = None
         # Files gone this run by content hash: their path and file type. A new file with the same bytes is a move
@@ -275,7 +277,8 @@ class Ingestor:
         prefix = str(root).rstrip(os.sep) + os.sep
         with self.store.read() as snapshot:
             known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error,
-                                      row.source_id) for row in snapshot.documents_under(prefix)}
+                                      row.source_id, row.status not in INGESTED or bool(row.warnings))
+                     for row in snapshot.documents_under(prefix)}
         self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
@@ -399,7 +402,8 @@ class Ingestor:
             reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
             report.skipped.append(FailedFile(path=path, reason=reason))
             return None
-        if known is not None and known.size == file.size and known.mtime_ns == file.mtime_ns and \
+        again = known is not None and known.partial and self.reread
+        if known is not None and not again and known.size == file.size and known.mtime_ns == file.mtime_ns and \
                 file.mtime_ns not in TIME_RANGE_NS:  # a time kept at an end of the range proves nothing: hashed
             self._record_unchanged(known, path, report)
             return None
@@ -419,7 +423,7 @@ class Ingestor:
             self._record_failure(file, source_id, loader.file_type, error.content_hash, str(error), known, report)
             return None
         content_hash = fetched.content_hash
-        if known is not None and known.content_hash == content_hash and known.status in INGESTED:
+        if known is not None and not again and known.content_hash == content_hash and known.status in INGESTED:
             self._touch(known.id, file)
             report.unchanged.append(path)
             return None
@@ -452,7 +456,8 @@ class Ingestor:
         path, those of the files of its type and ``size`` gone this run (a move; a folder of 300 files renamed
         loaded 44 again when any 256 gone were sent with each); a long list of them is not sent with every file."""
         if known is not None:
-            return frozenset({known.content_hash} if known.status in INGESTED else ())
+            return frozenset({known.content_hash} if known.status in INGESTED and not (
+                known.partial and self.reread) else ())
         alike = self._vanished_by_kind.get((file_type, size), set())
         return frozenset(alike) if len(alike) <= _SKIP_SENT else frozenset()
 

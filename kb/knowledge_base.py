@@ -105,7 +105,8 @@ class KnowledgeBase:
     # -- writing --------------------------------------------------------------------------------------------
 
     def ingest(self, folder: str | os.PathLike[str], progress: IngestProgress | FileCallback | None = None,
-               should_stop: Callable[[], bool] | None = None, allow_removal: bool = False) -> IngestReport:
+               should_stop: Callable[[], bool] | None = None, allow_removal: bool = False,
+               reread: bool = False) -> IngestReport:
         """Bring the knowledge base in line with ``folder``: add new files, replace changed, drop removed.
 
         ``progress`` is an :class:`kb.types.IngestProgress` (phases and files) or a plain
@@ -116,6 +117,8 @@ class KnowledgeBase:
         run, and more than ``max_removed_share`` of its documents missing at once are kept (the report says so),
         unless ``allow_removal``: an unmounted share is not every file deleted. A registered source whose path has
         become a symlink, or lies behind one, fails its run too: a source folder is never followed through one.
+        ``reread`` reads again the unchanged files that failed or were read only in part (after OCR was installed
+        or a limit raised); otherwise an unchanged file is never read again.
         """
         from ingestion.pipeline import Ingestor
 
@@ -127,7 +130,7 @@ class KnowledgeBase:
         reschedule, report = True, None
         try:
             ingestor = Ingestor(self.store, self.encoder, self.keywords, self.settings, progress, should_stop,
-                                clip=self.clip, allow_removal=allow_removal)
+                                clip=self.clip, allow_removal=allow_removal, reread=reread)
             report = ingestor.run(Path(registered or sources.resolve(folder)), create=registered is None)
             self.retriever.keywords = ingestor.keywords  # in the version the run found the postings in
             return report
@@ -161,17 +164,18 @@ class KnowledgeBase:
 
     def reindex(self, folder: str | os.PathLike[str] | None = None,
                 progress: IngestProgress | FileCallback | None = None,
-                allow_removal: bool = False) -> list[IngestReport]:
+                allow_removal: bool = False, reread: bool = False) -> list[IngestReport]:
         """One run now, for one source (by the path `kb source list` shows, or one that resolves to it) or every
-        registered source (``allow_removal``: see ``ingest``). Over every source, one that cannot be read (an
+        registered source (``allow_removal``, ``reread``: see ``ingest``). Over every source, one that cannot be read (an
         unmounted share) is reported as failed, its documents kept, and the sources after it still run."""
         if folder is not None:
-            return [self.ingest(sources.source_path(self.store, folder), progress, allow_removal=allow_removal)]
+            return [self.ingest(sources.source_path(self.store, folder), progress, allow_removal=allow_removal,
+                                reread=reread)]
         reports = []
         for path in [info.path for info in self.sources()]:
             try:
                 reports.append(self.ingest(sources.source_path(self.store, path), progress,
-                                           allow_removal=allow_removal))
+                                           allow_removal=allow_removal, reread=reread))
             except SourceNotFoundError:  # removed while an earlier source ran: not brought back
                 continue
             except SourceUnavailableError as error:

@@ -256,6 +256,21 @@ def test_bad_files_are_reported_and_the_rest_ingested(kb_factory, tmp_path: Path
     assert {Path(f.path).name for f in again.failed} >= {"empty.txt", "broken.pdf", "binary.txt"}
 
 
+def test_reread_reads_again_the_unchanged_files_that_failed_or_were_read_in_part(kb_factory, tmp_path: Path) -> None:
+    """An unchanged file is never read again, so one refused over a limit, or read only in part, stayed so after the
+    limit was raised (or OCR installed); ``reread`` reads those again, and only those."""
+    folder = write_docs(tmp_path / "docs", {**DOCS, "big.txt": "A long note about the lighthouse keeper. " * 100})
+    (folder / "notes.md").write_text("# Notes\n\n![map](missing.png)\n\nThe harbour map.\n", encoding="utf-8")
+    assert [Path(f.path).name for f in kb_factory(max_file_mb=0.001).ingest(folder).failed] == ["big.txt"]
+    kb = kb_factory(max_file_mb=1)
+    assert [Path(f.path).name for f in kb.ingest(folder).failed] == ["big.txt"]  # unchanged: not read again
+    report = kb.ingest(folder, reread=True)
+    assert [Path(path).name for path in report.added] == ["big.txt"]  # failed before: added now
+    assert [Path(path).name for path in report.updated] == ["notes.md"]  # read with a warning: read again
+    assert len(report.unchanged) == len(DOCS) and not report.failed
+    assert kb.search("lighthouse keeper", k=1, mode="keyword")[0].path.endswith("big.txt")
+
+
 def test_a_file_that_turns_corrupt_keeps_its_previous_version(kb_factory, tmp_path: Path) -> None:
     folder = write_docs(tmp_path / "docs")
     kb = kb_factory()

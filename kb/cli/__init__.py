@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--allow-removal", action="store_true",
                              help="remove the documents of missing files even when the folder is empty or more than "
                              "max_removed_share of them are missing (default: keep them, as for an unmounted share)")
+        command.add_argument("--reread", action="store_true",
+                             help="read again the unchanged files that failed or were read only in part (after "
+                             "installing OCR or raising a limit)")
         command.add_argument("--verbose", "-v", action="store_true",
                              help="also list empty files and files read only in part, with why")
         command.add_argument("--strict", action="store_true",
@@ -144,7 +147,8 @@ def _filters(args: argparse.Namespace) -> Filters | None:
 
 def _ingest(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
-        report = knowledge_base.ingest(args.folder, progress=progress, allow_removal=args.allow_removal)
+        report = knowledge_base.ingest(args.folder, progress=progress, allow_removal=args.allow_removal,
+                                       reread=args.reread)
     _emit(args, report, lambda: show.report(report, args.verbose))
     return 1 if report.read_nothing() or (args.strict and report.failed) else 0
 
@@ -207,7 +211,8 @@ def _scheduler(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 def _reindex(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     with Progress() as progress:
-        reports = knowledge_base.reindex(args.source, progress=progress, allow_removal=args.allow_removal)
+        reports = knowledge_base.reindex(args.source, progress=progress, allow_removal=args.allow_removal,
+                                         reread=args.reread)
     _emit(args, reports, lambda: show.run_reports(reports, args.verbose))
     failed = any(report.read_nothing() or (args.strict and report.failed) for report in reports)
     return 1 if failed else 0

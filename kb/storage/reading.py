@@ -178,7 +178,7 @@ class Snapshot:
         up /Docs and /docs), with what tells whether its file changed, and its source."""
         return list(self.session.execute(
             select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
-                   Document.status, Document.error, Document.source_id)
+                   Document.status, Document.error, Document.source_id, Document.warnings)
             .where(func.substr(Document.path, 1, len(prefix)) == prefix)))
 
     def document_files(self) -> list[tuple[int, str, str]]:
