@@ -166,8 +166,8 @@ class KnowledgeBase:
                 progress: IngestProgress | FileCallback | None = None,
                 allow_removal: bool = False, reread: bool = False) -> list[IngestReport]:
         """One run now, for one source (by the path `kb source list` shows, or one that resolves to it) or every
-        registered source (``allow_removal``, ``reread``: see ``ingest``). Over every source, one that cannot be read (an
-        unmounted share) is reported as failed, its documents kept, and the sources after it still run."""
+        registered source (``allow_removal``, ``reread``: see ``ingest``). Over every source, one that cannot be
+        read (an unmounted share) is reported as failed, its documents kept, and the sources after it still run."""
         if folder is not None:
             return [self.ingest(sources.source_path(self.store, folder), progress, allow_removal=allow_removal,
                                 reread=reread)]
