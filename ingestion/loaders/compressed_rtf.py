@@ -58,7 +58,15 @@ def decompress(data: bytes) -> bytes:
             offset = reference >> 4
             if offset == write:
                 return bytes(out[:limit])
-            for index in range((reference & 0xF) + 2):
+            length = (reference & 0xF) + 2
+            if offset + length <= 4096 and write + length <= 4096 and (offset + length <= write
+                                                                      or write + length <= offset):
+                copied = window[offset:offset + length]  # apart from where it is written: one slice
+                window[write:write + length] = copied
+                out += copied
+                write = (write + length) & 0xFFF
+                continue
+            for index in range(length):  # overlapping what it writes (a run), or wrapping round the window
                 window[write] = window[(offset + index) & 0xFFF]
                 out.append(window[write])
                 write = (write + 1) & 0xFFF
