@@ -14,7 +14,7 @@ import numpy as np
 
 from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offsets
 from ingestion.isolation import FileRunner, StopRequested, file_runner
-from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders import LoadError, file_loader
 from ingestion.loaders.base import Limits
 from ingestion.ocr import ocr_available
 from ingestion.pictures import Picture
@@ -283,10 +283,12 @@ class Ingestor:
         seen = {str(f.path) for f in scanned.files}
         gone = {path: k for path, k in known.items() if path not in seen and scanned.covers(path)}
         # Names the scan skipped because their file is read under another (a link inside the folder, a hard link):
-        # this source's documents under them go (as moves, where the other name is new), a nested source's stay,
-        # since that source reads them under these names.
+        # this source's documents under them go (as moves, where the other name is new). Another source's there,
+        # or behind a link this scan does not follow, stay: that source reads them under these names (a nested
+        # source's hard link; the outer source's link into a hidden folder, which the nested one refuses).
         aliased = {path for path in gone if scanned.aliased(path)}
-        gone = {path: k for path, k in gone.items() if path not in aliased or k.source_id == source_id}
+        gone = {path: k for path, k in gone.items()
+                if k.source_id == source_id or not (path in aliased or scanned.behind_link(path))}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
         self._vanished_by_kind = defaultdict(set)
@@ -397,7 +399,7 @@ class Ingestor:
                  runner: FileRunner) -> _Pending | None:
         """Decide what a file needs; read, load and chunk it (through ``runner``) if it is new or changed."""
         path = str(file.path)
-        loader = loader_for(file.path)
+        loader = file_loader(file.path)
         if loader is None:
             reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
             report.skipped.append(FailedFile(path=path, reason=reason))
@@ -692,5 +694,5 @@ def _quietly(action: Callable[[], object]) -> None:
 
 def _file_type(path: str) -> str:
     """The file type ``path``'s loader reads it as ("" for none)."""
-    loader = loader_for(path)
+    loader = file_loader(path)
     return loader.file_type if loader is not None else ""

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders import LoadError, file_loader
 from ingestion.loaders.base import Limits
 from ingestion.ocr import OcrEngine, OcrTime, PreparedAsKept, RapidOcrEngine, apply_ocr
 from ingestion.pictures import Picture, pictures_of
@@ -119,7 +119,7 @@ class FileReader:
         if self._job != job:
             raise ReadFailed("the file was not read before loading")
         data, self._data = self._data, b""
-        loader = loader_for(job.path)
+        loader = file_loader(job.path)
         if loader is None:
             raise LoadError(f"unsupported file type '{job.path.suffix or '(none)'}'")
         prepared = self._prepared()

@@ -41,6 +41,7 @@ class ScanResult:
     mounts: list[Path] = field(default_factory=list)  # folders (not links) on another filesystem than their parent
     # Names not read because what they name is read under another: links inside the source, a file's other names.
     aliases: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)  # symlinks not followed, whatever the reason
     _text: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def covers(self, path: str) -> bool:
@@ -52,7 +53,11 @@ class ScanResult:
     def aliased(self, path: str) -> bool:
         """Whether ``path`` is (or lies under) a name the scan did not read because what it names is read under
         another (see ``aliases``)."""
-        return path in self.aliases or _below_any(path, frozenset(self.aliases))
+        return path in self.aliases or _below_any(path, self._as_text("aliases"))
+
+    def behind_link(self, path: str) -> bool:
+        """Whether ``path`` is (or lies under) a symlink the scan did not follow."""
+        return path in self.links or _below_any(path, self._as_text("links"))
 
     def in_empty_folder(self, path: str) -> bool:
         """``path`` lies in a folder (below the root too) that now holds nothing: the bare mount point of an
@@ -94,6 +99,9 @@ def valid_name(name: str) -> bool:
 # A symlink to a file or folder of the source itself: its target is read under its own name, not twice (followed,
 # a link to a folder took the folder's documents, and the record of a share mounted there, to the link's name).
 IN_SOURCE = "symlink to a file or folder in the source folder: not followed (read under its own name)"
+
+
+LINKED_TWICE = "symlink to a folder read through another link: not followed (read under that name)"
 
 
 class _Refused(Exception):
@@ -262,10 +270,12 @@ class _Walk:
                     info = entry.stat(follow_symlinks=False)  # through the folder's descriptor
             except _InSource:
                 result.aliases.add(str(path))
+                result.links.add(str(path))
                 result.skipped.append(FailedFile(path=str(path), reason=IN_SOURCE))
                 continue
             except (_Refused, FileNotFoundError) as error:
                 if entry.is_symlink() or isinstance(error, _Refused):
+                    result.links.add(str(path))
                     result.skipped.append(FailedFile(path=str(path), reason=f"symlink: {REFUSED}"))
                 else:
                     result.failed.append(FailedFile(path=str(path), reason="vanished during the scan"))
@@ -282,6 +292,11 @@ class _Walk:
                     result.failed.append(FailedFile(path=str(path), reason=f"folder more than {MAX_DEPTH} levels "
                                                                            "deep (not read)"))
                     result.unreadable_dirs.append(path)
+                    continue
+                if key in self.visited and entry.is_symlink():  # a second link to a folder read through a first
+                    result.aliases.add(str(path))
+                    result.links.add(str(path))
+                    result.skipped.append(FailedFile(path=str(path), reason=LINKED_TWICE))
                     continue
                 if key in self.visited:
                     result.failed.append(FailedFile(path=str(path), reason="symlink loop (folder already visited)"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from ingestion.scan import IN_SOURCE, ScanResult
+from ingestion.scan import IN_SOURCE, LINKED_TWICE, ScanResult
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.containment import REFUSED
@@ -320,11 +320,16 @@ def test_names_read_under_another_are_removed_as_such_and_a_nested_source_keeps_
     (its target is read under no other name)."""
     folder = write_docs(tmp_path / "docs", {f"{snapshot}/note{n:02d}.txt": f"Note {n} about the harbour."
                                             for snapshot in ("a", "b", "c") for n in range(12)} | {
-        "other.txt": "Another note.", "sub/b.txt": "The nested source's note.", ".releases/v3/manual.txt": "Manual."})
+        "other.txt": "Another note.", "sub/b.txt": "The nested source's note.", ".releases/v3/manual.txt": "Manual.",
+        ".old/guide.txt": "Old guide."})
     os.link(folder / "sub" / "b.txt", folder / "a_copy.txt")
     (folder / "current").symlink_to(folder / ".releases" / "v3", target_is_directory=True)
+    (folder / "latest").symlink_to(folder / ".releases" / "v3", target_is_directory=True)
+    (folder / "sub" / "old").symlink_to(folder / ".old", target_is_directory=True)  # outside the nested source
     kb = kb_factory()
-    assert len(kb.ingest(folder).added) == 39  # 36 notes, other, a_copy (sub/b is its other name), manual
+    first = kb.ingest(folder)
+    assert len(first.added) == 40  # 36 notes, other, a_copy (sub/b is its other name), manual, guide
+    assert {Path(f.path).name: f.reason for f in first.skipped}["latest"] == LINKED_TWICE
     for snapshot in ("b", "c"):  # now hard links of a's, as backups made with hard links are
         for n in range(12):
             (folder / snapshot / f"note{n:02d}.txt").unlink()

@@ -19,7 +19,7 @@ from openpyxl import Workbook
 from pypdf import PdfReader, PdfWriter
 
 from ingestion.encoding import decode_text
-from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, loader_for, markdown, odf, rtf
+from ingestion.loaders import SUPPORTED_SUFFIXES, LoadError, eml, epub, file_loader, loader_for, markdown, odf, rtf
 from ingestion.loaders.base import Limits, clean_text
 from ingestion.loaders.delimited import DelimitedLoader
 from ingestion.loaders.ooxml import refuse_bombs
@@ -1386,10 +1386,16 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     assert document.warnings == ["message 2 skipped: no header lines"]
     with pytest.raises(LoadError, match='^not a mailbox: it does not begin with a "From <sender> <date>" line$'):
         load(tmp_path, "renamed.mbox", email_bytes())
-    # Mail programs' mailboxes without a suffix: Apple Mail's export (Inbox.mbox/mbox), Thunderbird's folders.
+    # Mail programs' mailboxes without a suffix: Apple Mail's export (Inbox.mbox/mbox), Thunderbird's folders; not
+    # an attachment so named, which is read by its declared type.
     for name in ("mbox", "Inbox", "Sent"):
-        assert load(tmp_path, name, mbox_bytes(messages)).pages == document.pages
-    assert loader_for("Projects") is None  # a folder of its own name: not known for a mailbox by it
+        path = tmp_path / name
+        path.write_bytes(mbox_bytes(messages))
+        assert file_loader(path).load(path, path.read_bytes()).pages == document.pages
+    assert file_loader("Projects") is None and loader_for("Inbox") is None  # a folder the user named; a bare name
+    listed = email_bytes(attachments=[("Templates", b"Milk, eggs, bread.")]).replace(b"application/octet-stream",
+                                                                                     b"text/plain")
+    assert load(tmp_path, "list.eml", listed).text.endswith("Attachment: Templates\n\nMilk, eggs, bread.")
     path = tmp_path / "long.mbox"
     path.write_bytes(mbox_bytes([email_bytes(f"Mail {number}.") for number in range(5)]))
     short = loader_for(path).load(path, path.read_bytes(), Limits(max_pages=2))

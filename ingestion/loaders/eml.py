@@ -196,7 +196,7 @@ class MboxLoader(Loader):
         if current is None or data[:current.start()].strip():
             raise LoadError('not a mailbox: it does not begin with a "From <sender> <date>" line')
         reading = _Reading(limits, root, on_kept, self.loader_for)
-        number, started = 0, time.monotonic()
+        number = 0
         while current is not None:
             following = next(starts, None)
             end = following.start() if following is not None else len(data)
@@ -206,10 +206,10 @@ class MboxLoader(Loader):
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
                 break
-            if number > 1 and time.monotonic() - started > limits.seconds * _MAILBOX_TIME_SHARE:
+            if number > 1 and time.monotonic() - reading.started > limits.seconds * _MAILBOX_TIME_SHARE:
                 unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
                 reading.notes.append(f"{unread:,} message(s) from message {number} on not read: reading them would "
-                                     f"take the mailbox past its {limits.seconds:g} s (file_timeout)")
+                                     f"take the mailbox past its {limits.seconds:.0f} s (file_timeout)")
                 break
             # The allowances of HTML, parts and lines bound one parse's time and memory: each message has its own.
             reading.markup, reading.parts_left, reading.lines_left = 0, _MAX_PARTS, _MAX_LINES
@@ -242,6 +242,7 @@ class _Reading:
         self.limits = limits
         self.loader_for = loader_for
         self.depth = _ATTACHED_AT.get()  # of the message read, in the file
+        self.started = time.monotonic()
         self.pages: list[str] = []
         self.notes: list[str] = []
         self.images = EmbeddedImages(limits, self.notes, root, on_kept)
@@ -473,11 +474,12 @@ class _Reading:
 
     def _limits_left(self) -> Limits:
         """What an attachment may still cost: the message's limits less what it took so far (its page counts as
-        the attachment's first)."""
+        the attachment's first; a mailbox attached gets the time left, not its own)."""
         held = [image for image in (*self.images.images, *(image for _, _, image in self.attached))
                 if not image.text_only]  # a scanned page read for its text only holds no picture
         return dataclasses.replace(
             self.limits, references=False, max_chars=self.limits.max_chars - self.chars,
+            seconds=max(0.0, self.limits.seconds - (time.monotonic() - self.started)),
             max_pages=max(1, self.limits.max_pages - len(self.pages) - self.more_pages + 1),
             max_markup_bytes=max(0, self.limits.max_markup_bytes - self.markup),
             max_images=max(0, self.limits.max_images - len(held)),

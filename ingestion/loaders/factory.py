@@ -128,11 +128,17 @@ MAILBOX_NAMES = frozenset({"mbox", "inbox", "sent", "drafts", "trash", "archives
 
 
 def loader_for(path: Path | str) -> Loader | None:
-    """The loader for ``path``'s suffix (a mailbox's name without one: ``MAILBOX_NAMES``), or None when the format
-    is not supported (the caller skips it)."""
-    name = Path(path).name
-    suffix = Path(path).suffix.lower()
-    return _LOADERS.get(".mbox") if not suffix and name.casefold() in MAILBOX_NAMES else _LOADERS.get(suffix)
+    """The loader for ``path``'s suffix, or None when the format is not supported (the caller skips it); an
+    e-mail's attachment, whose name says nothing else, is chosen so."""
+    return _LOADERS.get(Path(path).suffix.lower())
+
+
+def file_loader(path: Path | str) -> Loader | None:
+    """The loader for a file in a folder: by its suffix, and a mailbox's name without one (``MAILBOX_NAMES``: an
+    attachment named "Templates" is a text file, not Thunderbird's folder)."""
+    if not Path(path).suffix and Path(path).name.casefold() in MAILBOX_NAMES:
+        return _LOADERS[".mbox"]
+    return loader_for(path)
 
 
 # An e-mail's attachments are read by the loaders for their names.

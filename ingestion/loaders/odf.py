@@ -15,7 +15,7 @@ from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
 from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
-from ingestion.loaders.sheets import MAX_CELLS, ColumnHeaders, blame_headers, read_sheets
+from ingestion.loaders.sheets import LOOKAHEAD, MAX_CELLS, ColumnHeaders, blame_headers, read_sheets
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
 _NS = {
@@ -376,7 +376,7 @@ class _Reading:
                 start = len(self.lines)
                 self._add_row(line, labelled)
                 whole = self._repeat_row(row, (line, labelled), len(values), name, headers.seen)
-                if searching:
+                if searching and headers.seen <= LOOKAHEAD:  # only the first rows are ever labelled afterwards
                     written[headers.seen] = range(start, len(self.lines))
                 self._relabel(headers, written)
                 if not whole:

@@ -16,7 +16,7 @@ from ingestion.loaders.images import describe_error
 # rows with empty ones, and an OpenDocument cell may say it repeats a million times, so a few kilobytes of XML
 # cost this much work (the text allowance bounds the rest).
 MAX_CELLS = 20_000_000
-_LOOKAHEAD = 10  # rows with values searched for the column headers
+LOOKAHEAD = 10  # rows with values searched for the column headers
 MAX_HEADER = 80  # characters of a column header repeated before each value
 # Words column headers use, in English and Chinese: a row of text holding them (and its columns' values not) is
 # the headers of a sheet of text only, as a contact list or a register is.
@@ -42,13 +42,13 @@ def blame_headers(error: OverBudget, length: int, labels: int, limits: Limits) -
 
 
 class ColumnHeaders:
-    """A sheet's column headers, a row among its first ``_LOOKAHEAD`` rows with values: a row of text (two cells or
+    """A sheet's column headers, a row among its first ``LOOKAHEAD`` rows with values: a row of text (two cells or
     more) directly above a row holding a number, a date or a truth value (however far below); in ``headed`` text
     (delimited text, whose first line names its columns by convention) the first row of text, or a wider one after
     it (that one was a title), once such a row follows. Failing a number within those rows, the first row of text,
     or a wider one, when it reads as labels of the rows below (see ``_read_as_labels``): a sheet of text only has
     headers too. Each row after the headers then reads "Header: value | Header: value", those among the first
-    ``_LOOKAHEAD`` written before the headers were found too (see ``relabelled``). One per sheet, given its rows
+    ``LOOKAHEAD`` written before the headers were found too (see ``relabelled``). One per sheet, given its rows
     with values in order; ``labelled`` False reads every row without its headers."""
 
     def __init__(self, labelled: bool = True, headed: bool = False) -> None:
@@ -73,18 +73,18 @@ class ColumnHeaders:
         self.seen += 1
         if self.headers is None:
             found = self.first if self.headed else self.above
-            if self.seen <= _LOOKAHEAD:
+            if self.seen <= LOOKAHEAD:
                 self.rows.append(values)
             if found is not None and not texts:
                 self._use(found, self.seen - 1)
-            elif self.seen <= _LOOKAHEAD:
+            elif self.seen <= LOOKAHEAD:
                 self.above = self.seen if texts and len(values) > 1 else None
                 if self.above and (self.first is None or len(values) > len(self.rows[self.first - 1])):
                     self.first = self.seen
-                if self.seen == _LOOKAHEAD and (labels := self._labelling_row()) is not None:
+                if self.seen == LOOKAHEAD and (labels := self._labelling_row()) is not None:
                     self._use(labels, self.seen - 1)
             waiting = self.first if self.headed else self.above
-            if self.headers is None and self.seen >= _LOOKAHEAD and waiting is None:
+            if self.headers is None and self.seen >= LOOKAHEAD and waiting is None:
                 self.headers, self.rows = {}, []  # no row left that a number could make the headers
         return self._labelled(values, self.seen)
 
