@@ -290,11 +290,12 @@ class Ingestor:
         gone = {path: k for path, k in gone.items()
                 if k.source_id == source_id or not (path in aliased or scanned.behind_link(path))}
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
-        self._vanished = {k.content_hash: (path, _file_type(path)) for path, k in gone.items() if k.status in INGESTED}
-        self._vanished_by_kind = defaultdict(set)
+        self._vanished, self._vanished_by_kind = {}, defaultdict(set)
         for path, k in gone.items():
             if k.status in INGESTED:
-                self._vanished_by_kind[_file_type(path), k.size].add(k.content_hash)
+                file_type = _file_type(path)
+                self._vanished[k.content_hash] = (path, file_type)
+                self._vanished_by_kind[file_type, k.size].add(k.content_hash)
         batch = _Batch(chunks=self.settings.batch_size * 8, chars=self.settings.ingestion.max_document_chars)
         total = len(scanned.files)
         self.progress.phase("reading", f"{total} files")
