@@ -202,12 +202,12 @@ class MboxLoader(Loader):
             end = following.start() if following is not None else len(data)
             number += 1
             if number > limits.max_pages or not reading.page_for_message():  # one that fails counts too
-                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
+                unread = _messages_from(data, current)
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
                 break
             if number > 1 and time.monotonic() - reading.started > limits.seconds * _MAILBOX_TIME_SHARE:
-                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
+                unread = _messages_from(data, current)
                 reading.notes.append(f"{unread:,} message(s) from message {number} on not read: reading them would "
                                      f"take the mailbox past its {limits.seconds:.0f} s (file_timeout)")
                 break
@@ -223,7 +223,7 @@ class MboxLoader(Loader):
                 if number == 1:
                     raise
                 reading.back_to(read_before)
-                unread = 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
+                unread = _messages_from(data, current)
                 reading.notes.append(f"{unread:,} message(s) from message {number} on not read: they would take "
                                      f"the text past {limits.max_chars:,} characters (max_document_chars)")
                 break
@@ -231,6 +231,11 @@ class MboxLoader(Loader):
                 reading.skipped.add(f"message {number} skipped: {error}")
             current = following
         return reading.document(self.file_type, None)
+
+
+def _messages_from(data: bytes, current: re.Match[bytes]) -> int:
+    """How many messages a mailbox holds from the one whose "From " line is ``current`` on."""
+    return 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
 
 
 class _Reading:
