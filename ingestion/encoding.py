@@ -1,11 +1,12 @@
 """Bytes to text for formats without a fixed encoding (plain text, Markdown, HTML).
 
-Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data
-is binary); 7-bit ISO-2022 text (Japanese, Korean; Chinese in GB 2312) in the ISO-2022 codec it declares or whose
+Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data is
+binary); 7-bit ISO-2022 text (Japanese, Korean; Chinese in GB 2312) in the ISO-2022 codec it declares or whose
 escape sequences it reads; 7-bit Chinese in HZ; UTF-8, which legacy text almost never forms by accident; the charset
-the file declares, if it is a text encoding that reads ASCII as ASCII (a browser ignores any other label);
-windows-1252 when the bytes have the shape of European text (windows-1250 when only a Central European language's
-letters explain them); charset_normalizer's detection. Every step is deterministic.
+the file declares, if it is a text encoding that reads ASCII as ASCII (a browser ignores any other label); each of
+them with a stray few bad bytes read as U+FFFD, right after it is tried clean; windows-1252 when the bytes have the
+shape of European text (windows-1250 when only a Central European language's letters explain them);
+charset_normalizer's detection. Every step is deterministic.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ _INSIDE_WORDS = "’‘-–—·"  # what may stand between a word's letters (l�
 _NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) \
     + "’‘‚“”„–—…•€™"
 
+# At most this share of the non-ASCII characters undecodable in UTF-8 or the declared charset: stray bytes, read as
+# U+FFFD; more, and the text is in another encoding (legacy text almost never forms UTF-8 sequences by chance).
+_MAX_REPLACED_SHARE = 0.05
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
 _MAX_SUSPICIOUS = 0.05
@@ -125,18 +129,20 @@ def _known_codec(code_page: int) -> str | None:
         return None
 
 
-def decode_text(data: bytes, declared: str | None = None) -> str:
-    """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta).
+def decode_text(data: bytes, declared: str | None = None, warnings: list[str] | None = None) -> str:
+    """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta). Text in
+    UTF-8 or in its declared charset but for a stray few bytes (a pasted character of another encoding, a file cut
+    mid-character) is read as browsers read it, those bytes replaced by U+FFFD, and says so in ``warnings``.
 
     Raises ``LoadError("binary or undecodable: ...")`` when no decoding gives plausible text.
     """
-    text = _decode(data, declared)
+    text = _decode(data, declared, warnings if warnings is not None else [])
     if _suspicious_share(text) > _MAX_SUSPICIOUS:
         raise LoadError("binary or undecodable: decoded text is mostly control or unassigned characters")
     return _NEWLINES.sub("\n", text)
 
 
-def _decode(data: bytes, declared: str | None) -> str:
+def _decode(data: bytes, declared: str | None, warnings: list[str]) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data[len(bom):].decode(encoding, errors="replace")
@@ -147,17 +153,29 @@ def _decode(data: bytes, declared: str | None) -> str:
         shifted = _hz(data, declared)
     if shifted is not None:
         return shifted
-    try:
-        return _repair_double_utf8(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        pass
+    candidates = [("utf-8", "UTF-8")]
     codec = _usable_label(declared)
-    if codec is not None:
+    if codec is not None and codec != "utf-8":
+        candidates.append((codec, declared))
+    for candidate, label in candidates:
         try:
-            return data.decode(codec)
+            text = data.decode(candidate)
+            return _repair_double_utf8(text) if candidate == "utf-8" else text
         except UnicodeError:
-            pass  # mislabelled: the bytes are not in the declared charset, so detect instead
-    return _european(data) or _detect(data)
+            pass
+        text, replaced = _with_replacements(data, candidate)
+        if replaced <= _MAX_REPLACED_SHARE * (len(text) - len(text.encode("ascii", "ignore")) - replaced):
+            warnings.append(f"{replaced} byte sequence(s) not valid {label} (stray bytes, or a character cut off) "
+                            "read as \ufffd")
+            return text
+    return _european(data) or _detect(data)  # mislabelled: the bytes are not in the declared charset
+
+
+def _with_replacements(data: bytes, codec: str) -> tuple[str, int]:
+    """``data`` in ``codec``, each undecodable sequence replaced by U+FFFD, and how many were."""
+    text = data.decode(codec, errors="replace")
+    written = "\ufffd".encode(codec, errors="ignore")  # U+FFFD the text itself holds
+    return text, text.count("\ufffd") - (data.count(written) if written else 0)
 
 
 def _iso2022(data: bytes, declared: str | None) -> str | None:

@@ -238,6 +238,35 @@ def test_utf8_text_with_a_stray_nul_byte_is_read(tmp_path: Path) -> None:
     assert document.text == "Plain UTF-8 text, café, then more text."
 
 
+STRAY_BYTES = {  # name: (bytes with a stray byte or a character cut off, the text read, what the warning begins with)
+    "notes.md": (f"# Notes\n\n{CHINESE}\n\n{ACCENTED} It".encode() + b"\x92s",
+                 f"Notes\n\n{CHINESE}\n\n{ACCENTED} It\ufffds", "1 byte sequence(s) not valid UTF-8"),  # pasted
+    "page.html": (b'<meta charset="gbk"><p>' + CHINESE.encode("gbk") + "中".encode("gbk")[:1],
+                  f"{CHINESE}\ufffd", "1 byte sequence(s) not valid gbk"),  # cut mid-character
+    "log.txt": (CHINESE.encode("utf-8") + b"\xff" + CHINESE.encode("utf-8"), f"{CHINESE}\ufffd{CHINESE}",
+                "1 byte sequence(s) not valid UTF-8"),
+    "mail.eml": (b"Subject: hi\r\nContent-Type: text/plain; charset=gbk\r\n\r\n" + CHINESE.encode("gbk") + b"\xff",
+                 f"Subject: hi\n\n{CHINESE}\ufffd", "a text/plain body: 1 byte sequence(s) not valid gbk"),
+}
+
+
+@pytest.mark.parametrize("name", list(STRAY_BYTES))
+def test_text_with_a_stray_byte_is_read_as_browsers_read_it_with_a_warning(tmp_path: Path, name: str) -> None:
+    """One stray byte refused a whole UTF-8 file ("not valid text in any known encoding"), or turned a GBK page
+    into another encoding's mojibake; a browser shows the rest, and the bad byte as U+FFFD."""
+    data, text, warning = STRAY_BYTES[name]
+    document = load(tmp_path, name, data)
+    assert document.text == text
+    assert document.warnings == [f"{warning} (stray bytes, or a character cut off) read as \ufffd"]
+
+
+def test_text_with_more_than_a_stray_few_bad_bytes_is_in_another_encoding() -> None:
+    """Legacy text forms a UTF-8 sequence now and then by chance; it is still read in its own encoding."""
+    lucky = CHINESE.encode("gbk") + "é".encode()  # a valid UTF-8 sequence among 80 bytes that are not UTF-8
+    assert decode_text(lucky) == CHINESE + "é".encode().decode("gbk")
+    assert decode_text(ACCENTED.encode("cp1252") + "ü".encode()) == ACCENTED + "Ã¼"
+
+
 def test_binary_data_is_refused(tmp_path: Path) -> None:
     noise = random.Random(7).randbytes(4096)
     with pytest.raises(LoadError, match="binary or undecodable"):

@@ -43,13 +43,13 @@ class DelimitedLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
-        text = encoding.decode_text(data)
+        warnings: list[str] = []
+        text = encoding.decode_text(data, warnings=warnings)
         limits.check_chars(len(text))  # before parsing copies it
         named = _EXCEL_SEPARATOR.match(text)
         if named is not None:
             text = text[named.end():]
         delimiter = named.group(1) if named is not None else self.delimiter or guess_delimiter(text)
-        warnings: list[str] = []
         rows = read_sheets(lambda labelled: SheetReader(
             limits, warnings, is_text=_is_text, headed=True, labelled=labelled).page(path.name, lambda: csv.reader(
                 io.StringIO(text, newline=""), delimiter=delimiter), named=False), limits, warnings)

@@ -257,6 +257,7 @@ class _Reading:
         self.root = root
         self.skipped = CappedWarnings(self.notes, "{} more part(s) of the message skipped")
         self.passed_on = CappedWarnings(self.notes, "{} more warning(s) of attachments")
+        self.replaced = CappedWarnings(self.notes, "{} more part(s) with invalid bytes read as \ufffd")
         self.unread = 0  # attachments past max_pages
         self.parts_left = _MAX_PARTS
         self.lines_left = _MAX_LINES
@@ -393,11 +394,14 @@ class _Reading:
             self.markup += len(data)
         elif len(data) > BYTES_PER_CHARACTER * (self.limits.max_chars - self.chars):
             self.limits.check_chars(self.chars + len(data) // BYTES_PER_CHARACTER)  # refused before it is decoded
+        decoding: list[str] = []
         try:
-            text = encoding.decode_text(data, part.get_content_charset())
+            text = encoding.decode_text(data, part.get_content_charset(), decoding)
         except LoadError as error:
             self.skipped.add(f"a {kind} body skipped: {error}")
             return ""
+        for note in decoding:
+            self.replaced.add(f"a {kind} body: {note}")
         return html_text(text) if kind == "text/html" else clean_text(text)
 
     def _attachment(self, part: Message, name: str, kind: str, depth: int) -> None:
@@ -495,6 +499,7 @@ class _Reading:
     def document(self, file_type: str, title: str | None) -> ExtractedDocument:
         """The message's pages joined, each image moved onto its page; repeats of a picture kept once."""
         self.skipped.finish()
+        self.replaced.finish()
         self.passed_on.finish()
         if self.unread:
             self.notes.append(f"{self.unread} attachment(s) or forwarded message(s) past the first "

@@ -125,14 +125,18 @@ def _read_chapters(book: zipfile.ZipFile, chapters: list[str], encrypted: set[st
     if len(chapters) > limits.max_pages:
         warnings.append(f"only the first {limits.max_pages} of {len(chapters)} chapters were read (max_pages)")
     skipped = CappedWarnings(warnings, "{} more chapter(s) skipped")
+    replaced = CappedWarnings(warnings, "{} more chapter(s) with invalid bytes read as \ufffd")
     read = _Chapters([], [], [])
     length = elements = 0
     for page, chapter in enumerate(chapters[: limits.max_pages]):
+        decoding: list[str] = []
         try:
-            markup = _chapter_markup(book, chapter, encrypted, limits)
+            markup = _chapter_markup(book, chapter, encrypted, limits, decoding)
         except LoadError as error:
             skipped.add(f"chapter {chapter[:200]} skipped: {error}")
             markup = None
+        for note in decoding:
+            replaced.add(f"chapter {chapter[:200]}: {note}")
         elements += markup.count("<") - markup.count("</") if markup else 0  # a closing tag is no element
         if elements > _MAX_ELEMENTS:
             warnings.append(f"only the first {page} chapters were read: a book's first {_MAX_ELEMENTS:,} HTML "
@@ -147,12 +151,15 @@ def _read_chapters(book: zipfile.ZipFile, chapters: list[str], encrypted: set[st
         read.texts.append(text)
         read.titles.append(title)
     skipped.finish()
+    replaced.finish()
     images.finish()
     return read
 
 
-def _chapter_markup(book: zipfile.ZipFile, chapter: str, encrypted: set[str], limits: Limits) -> str:
-    """A chapter's HTML as text; why not, as a ``LoadError``."""
+def _chapter_markup(book: zipfile.ZipFile, chapter: str, encrypted: set[str], limits: Limits,
+                    warnings: list[str]) -> str:
+    """A chapter's HTML as text (how its bytes were decoded, if not cleanly, added to ``warnings``); why not, as a
+    ``LoadError``."""
     try:
         info = book.getinfo(chapter)
     except KeyError:
@@ -163,6 +170,6 @@ def _chapter_markup(book: zipfile.ZipFile, chapter: str, encrypted: set[str], li
         raise LoadError(f"{info.file_size / 2**20:.1f} MB of HTML, over the {limits.max_markup_bytes / 2**20:g} MB "
                         "limit (max_html_mb)")
     try:
-        return decode_page(book.read(chapter))
+        return decode_page(book.read(chapter), warnings)
     except UNREADABLE as error:
         raise LoadError(f"cannot be unpacked: {describe_error(error)}") from error

@@ -57,14 +57,14 @@ class HtmlLoader(Loader):
                             f"{limits.max_markup_bytes / 2**20:g} MB limit (max_html_mb)")
         notes: list[str] = []
         images = EmbeddedImages(limits, notes, root, on_kept)
-        visible, title = read_page(decode_page(data), path.parent, images)
+        visible, title = read_page(decode_page(data, notes), path.parent, images)
         return ExtractedDocument(text=visible, file_type=self.file_type, title=title, images=images.finish(),
                                  warnings=notes)
 
 
-def decode_page(data: bytes) -> str:
+def decode_page(data: bytes, warnings: list[str]) -> str:
     """The text of an HTML page's bytes: in the charset it declares, else the one detected."""
-    return encoding.decode_text(data, _declared_charset(data))
+    return encoding.decode_text(data, _declared_charset(data), warnings)
 
 
 def read_page(markup: str, folder: PurePath, images: EmbeddedImages, read_before: int = 0) -> tuple[str, str | None]:

@@ -116,7 +116,8 @@ class MarkdownLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
-        decoded = encoding.decode_text(data)
+        notes: list[str] = []
+        decoded = encoding.decode_text(data, warnings=notes)
         # The visible text is most of the source, and parsing costs about 140 times the source in memory, so a
         # source over the text limit is refused before it is parsed.
         limits.check_chars(len(decoded))
@@ -128,7 +129,7 @@ class MarkdownLoader(Loader):
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
         text = clean_text("\n".join(rendered.out))
         limits.check_chars(len(text))
-        notes = _too_deep(rendered.unparsed)
+        notes += _too_deep(rendered.unparsed)
         if labels_spent:
             notes.append("Markdown with too many unclosed '[' to parse in time: links, images and footnotes after "
                          "the first ones read as plain text")

@@ -16,6 +16,7 @@ class TextLoader(Loader):
 
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
-        text = encoding.decode_text(data)
+        warnings: list[str] = []
+        text = encoding.decode_text(data, warnings=warnings)
         limits.check_chars(len(text))  # before cleaning copies it
-        return ExtractedDocument(text=clean_text(text), file_type=self.file_type)
+        return ExtractedDocument(text=clean_text(text), file_type=self.file_type, warnings=warnings)
