@@ -571,7 +571,8 @@ HTML = """<!DOCTYPE html>
 <noscript>Enable JavaScript text</noscript>
 <template>Template text</template>
 <svg><text>SVG text</text></svg>
-<form><label>Form label text</label></form>
+<form><label>Form label text</label><select><option>Option text</option></select><button>Button text</button>
+<textarea>Textarea text</textarea></form>
 <ul><li>Item one</li><li>Item two</li></ul>
 <table><tr><th>Name</th><th>Score</th></tr><tr><td>Alice</td><td> 42 </td></tr></table>
 <pre>  indented
@@ -595,13 +596,30 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
     assert document.file_type == "html"
     for hidden in ("hidden-css-rule", "trackingScriptCode", "Site banner text", "Navigation link",
                    "Role navigation text", "Hidden attribute text", "Display none text", "Enable JavaScript",
-                   "Template text", "SVG text", "Form label text", "Aside sidebar", "Footer copyright",
+                   "Template text", "SVG text", "Form label text", "Option text", "Button text", "Textarea text",
+                   "Aside sidebar", "Footer copyright",
                    "Contentinfo text", "jsonLd", "an html comment", "The Page Title"):
         assert hidden not in text, hidden
     assert text == (
         "Article Heading\n\nFirst paragraph of the article body.\n\nSecond paragraph.\nAfter a break.\n\n"
         "Item one\nItem two\n\nName | Score\nAlice | 42\n\n  indented\n    code block\n\nCafé & entities"
     )
+
+
+def test_html_page_inside_a_form_and_a_chapter_with_its_own_header_notes_and_footer_are_read(tmp_path: Path) -> None:
+    """ASP.NET and SharePoint pages sit whole inside one <form>, and an EPUB 3 chapter keeps its title in its
+    <section>'s <header> and its footnotes in asides: all of them read as nothing, without a warning."""
+    form = ('<html><body><form method="post" id="aspnetForm"><input type="hidden" name="__VIEWSTATE" value="x">'
+            "<h1>Travel policy</h1><p>Book flights through the travel desk.</p><button>Save</button></form>"
+            "</body></html>")
+    assert load(tmp_path, "policy.aspx.html", form.encode()).text == \
+        "Travel policy\n\nBook flights through the travel desk."
+    chapter = ('<html><body><header>Site banner</header><section epub:type="chapter"><header><h2>Chapter I</h2>'
+               '<p>The Storm Breaks</p></header><p>It was a dark night.<a href="#n1">1</a></p>'
+               '<aside id="n1" epub:type="footnote">Written in 1850.</aside><aside>A sidebar</aside>'
+               '<footer>End of chapter one.</footer></section><footer>Copyright</footer></body></html>')
+    assert load(tmp_path, "chapter.xhtml.html", chapter.encode()).text == \
+        "Chapter I\n\nThe Storm Breaks\n\nIt was a dark night.1\n\nWritten in 1850.\n\nEnd of chapter one."
 
 
 def test_html_title_falls_back_to_first_h1(tmp_path: Path) -> None:
