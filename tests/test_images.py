@@ -478,6 +478,17 @@ def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
         "1 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
 
 
+def test_an_image_path_longer_than_any_file_path_is_refused_before_it_is_resolved(tmp_path: Path) -> None:
+    """Resolving a path takes time quadratic in its length: a 500 KB ``src`` of "a/a/..." took 16 s, and one of a
+    few MB would have failed its page on time."""
+    src = "a/" * 10_000 + "x.png"
+    for name, source in (("page.html", f'<p>Text.</p><img src="{src}" alt="x">'), ("notes.md", f"Text.\n\n![]({src})")):
+        document = load(tmp_path, name, source.encode())
+        assert document.text == "Text." and not document.images
+        [warning] = document.warnings
+        assert warning.endswith("skipped: a path of 20,005 characters, longer than a file's path can be")
+
+
 def test_markdown_images_relative_html_and_missing(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "img").mkdir()

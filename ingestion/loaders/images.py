@@ -44,6 +44,7 @@ IMAGE_SECONDS = 20.0
 # A paragraph starting so, right after a picture, is its caption: "Figure", "Fig." or 图 and a number.
 _FIGURE_LABEL = re.compile(r"figure|fig\.|图\s*[0-9０-９一二三四五六七八九十]", re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
+_MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
 
@@ -494,6 +495,8 @@ def local_path(src: str, folder: Path) -> Path:
     relative = unquote(parts.path)
     if not relative or Path(relative).is_absolute() or "\0" in relative:
         raise ImageError("absolute paths are not followed; use a path relative to the document")
+    if len(relative.encode(errors="replace")) > _MAX_PATH_BYTES:  # resolving it would take time quadratic in it
+        raise ImageError(f"a path of {len(relative):,} characters, longer than a file's path can be")
     return folder / relative
 
 
