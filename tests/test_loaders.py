@@ -464,6 +464,28 @@ def test_markdown_paragraphs_are_separated_by_blank_lines(tmp_path: Path) -> Non
     assert document.title == "Title"
 
 
+def test_markdown_html_reads_as_an_html_page_does(tmp_path: Path) -> None:
+    """HTML in Markdown was read as bare text nodes: cells, items and paragraphs ran together ("ApplesPears"), a
+    <br> joined its lines, and hidden elements showed."""
+    source = """# Product
+
+<table><tr><th>Name</th><th>Price</th></tr><tr><td>Widget</td><td>42 EUR</td></tr></table>
+
+<ul><li>Apples</li><li>Pears</li></ul>
+
+<div><p>Para one.</p><p hidden>Hidden.</p><p>Para two.</p></div>
+
+| Option | Meaning |
+|---|---|
+| --fast | Skips checks<br>Use with care |
+
+Address: Main Street 1<br/>Springfield
+"""
+    assert load(tmp_path, "product.md", source.encode()).text == (
+        "Product\n\nName | Price\nWidget | 42 EUR\n\nApples\nPears\n\nPara one.\n\nPara two.\n\n"
+        "Option | Meaning\n--fast | Skips checks Use with care\n\nAddress: Main Street 1\nSpringfield")
+
+
 def test_markdown_title_falls_back_to_first_heading(tmp_path: Path) -> None:
     document = load(tmp_path, "n.md", "Intro text.\n\n## Second level\n\n# Top level\n".encode("latin-1"))
     assert document.title == "Top level"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
@@ -81,9 +81,14 @@ def read_page(markup: str, folder: PurePath, images: EmbeddedImages, read_before
     return visible, _title(soup)
 
 
-def html_text(markup: str) -> str:
-    """The visible text of an HTML page or fragment (an e-mail's HTML body), its images not looked for."""
-    return clean_text(_render(_soup(markup)))
+def html_text(markup: str, shown: Callable[[Tag], str] | None = None) -> str:
+    """The visible text of an HTML page or fragment (an e-mail's HTML body, HTML in Markdown), each visible
+    ``<img>`` shown as the text ``shown`` gives it (as nothing without ``shown``)."""
+    soup = _soup(markup)
+    if shown is not None:
+        for found in _visible_images(soup):
+            found.img.replace_with(shown(found.img))
+    return clean_text(_render(soup))
 
 
 def _soup(markup: str) -> BeautifulSoup:

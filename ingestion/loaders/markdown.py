@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bs4 import BeautifulSoup
+from bs4 import Tag
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.rules_inline import StateInline
@@ -19,7 +19,7 @@ from mdit_py_plugins.tasklists import tasklists_plugin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text
-from ingestion.loaders.html import image_source
+from ingestion.loaders.html import html_text, image_source
 from ingestion.loaders.images import EmbeddedImages
 from kb.types import ExtractedDocument, ExtractedImage
 
@@ -33,6 +33,7 @@ _FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # deep. Not more, as it also bounds inline nesting, whose hostile cost grows with it ("[[[[..." takes twice as long
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
 _MAX_NESTING = 50
+_LINE_BREAK = re.compile(r"<br\s*/?>$", re.IGNORECASE)  # inline HTML that starts a new line
 _UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
 # Steps a document's link label scans may take, per character of the source: a document's own links take one or two
 # (a label is scanned once, a nested image again), while a run of unclosed ``[`` or ``![`` costs 25-40 steps and
@@ -240,7 +241,7 @@ class _Renderer:
             elif token.type == "inline":
                 text = self._inline(token.children or [])
                 if self._row is not None:
-                    self._row.append(text.strip())
+                    self._row.append(" ".join(text.split()))  # a cell's lines (<br>) on the row's one line
                 elif heading:
                     self.headings.append((heading, text.strip()))
                     self._paragraph(text)
@@ -270,16 +271,18 @@ class _Renderer:
                 self.references.append(_Reference(str(token.attrGet("src") or ""), alt or None,
                                                   str(token.attrGet("title") or "").strip() or None))
                 parts.append(alt)
+            elif token.type == "html_inline" and _LINE_BREAK.match(token.content):
+                parts.append("\n")
             elif token.type == "html_inline" and token.content[:4].lower() == "<img":
                 parts.append(self._html(token.content))  # any other inline tag is markup, shown as nothing
         return "".join(parts)
 
     def _html(self, markup: str) -> str:
-        """The text of raw HTML (comments, scripts and styles dropped), each ``<img>`` kept as a reference and
-        shown as its alt text. lxml, as Python's html.parser takes quadratic time on unclosed comments."""
-        soup = BeautifulSoup(markup, "lxml")
-        for img in soup.find_all("img"):
-            src, alt = image_source(img)  # type: ignore[arg-type]
-            self.references.append(_Reference(src, alt, None))
-            img.replace_with(alt or "")
-        return soup.get_text()
+        """The visible text of raw HTML, as an HTML page's, each visible ``<img>`` kept as a reference and shown as
+        its alt text."""
+        return html_text(markup, self._shown)
+
+    def _shown(self, img: Tag) -> str:
+        src, alt = image_source(img)
+        self.references.append(_Reference(src, alt, None))
+        return alt or ""
