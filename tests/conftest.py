@@ -117,6 +117,15 @@ def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def untuned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reader runs end after their card's scores, for tests of the training itself: the threshold tuning through a
+    knowledge base and the int8 calibration that follow (about 20 s a run; tests/test_training.py tests them) are
+    skipped."""
+    monkeypatch.setattr("training.reader.tune_as_asked", lambda *args: 0.5)
+    monkeypatch.setattr("training.reader.quantize_trained_reader", lambda *args: None)
+
+
+@pytest.fixture
 def kb_factory(tmp_path: Path, tiny_text_model: Path, database: Database) -> Iterator:
     """Opens knowledge bases under tmp_path with the tiny model (in ``database``), closing them after the test."""
     opened: list[KnowledgeBase] = []

@@ -79,7 +79,8 @@ def staff_kb(kb_factory, folder: Path) -> Path:
     return knowledge_base.directory
 
 
-def test_a_reader_learns_from_the_knowledge_base_alone(kb_factory, tiny_base: Path, tmp_path: Path) -> None:
+def test_a_reader_learns_from_the_knowledge_base_alone(kb_factory, tiny_base: Path, tmp_path: Path,
+                                                       untuned: None) -> None:
     """Enough held-out documents (24) and epochs that any split passes: six different splits gave validation F1
     6-15 before and 60-73 after."""
     kb_dir = staff_kb(kb_factory, tmp_path / "staff")
@@ -95,7 +96,8 @@ def test_a_reader_learns_from_the_knowledge_base_alone(kb_factory, tiny_base: Pa
     assert card.validation_after["f1"] > card.validation_before["f1"] + 30
 
 
-def test_with_real_questions_the_cloze_ones_only_train(kb_factory, tiny_base: Path, tmp_path: Path) -> None:
+def test_with_real_questions_the_cloze_ones_only_train(kb_factory, tiny_base: Path, tmp_path: Path,
+                                                       untuned: None) -> None:
     """Checkpoints are chosen on people's questions, not on the generated ones."""
     kb_dir = staff_kb(kb_factory, tmp_path / "staff")
     facts = write_squad(tmp_path / "facts.json", 80)
@@ -109,7 +111,8 @@ def test_with_real_questions_the_cloze_ones_only_train(kb_factory, tiny_base: Pa
     assert card["examples"] == 96 + 80 - validation
 
 
-def test_cloze_questions_on_validation_paragraphs_do_not_train(kb_factory, tiny_base: Path, tmp_path: Path) -> None:
+def test_cloze_questions_on_validation_paragraphs_do_not_train(kb_factory, tiny_base: Path, tmp_path: Path,
+                                                               untuned: None) -> None:
     """A company's questions are often written on the very documents its knowledge base holds: a cloze question
     from a validation paragraph would put that paragraph on both sides."""
     kb_dir = staff_kb(kb_factory, tmp_path / "staff")

@@ -322,7 +322,7 @@ def test_a_reranker_trained_further_mines_with_the_text_model(trained_reranker: 
     assert card.hyperparameters["negatives_mined"]["dense"] > 0 and read_card(tmp_path / "again") is not None
 
 
-def test_reader_training_validates_once_at_each_epoch_end(tiny_base: Path, facts: Path, tmp_path: Path,
+def test_reader_training_validates_once_at_each_epoch_end(tiny_base: Path, tmp_path: Path, untuned: None,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The Trainer evaluates at its last step itself; the epoch's end must not pay a second validation pass."""
     from training.qa_trainer import QuestionAnsweringTrainer
@@ -335,6 +335,7 @@ def test_reader_training_validates_once_at_each_epoch_end(tiny_base: Path, facts
         return evaluate(trainer, *args, **kwargs)
 
     monkeypatch.setattr(QuestionAnsweringTrainer, "evaluate", counted)
+    facts = write_squad(tmp_path / "facts.json", 240, seed=4, titles=12)
     card = train_reader([facts], TrainOptions(out=tmp_path / "reader", base_model=str(tiny_base),
                                               **(READER | {"epochs": 2})))
     per_epoch = card.steps // 2
@@ -423,7 +424,8 @@ def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Pa
 
 
 @pytest.mark.slow
-def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+def test_reader_training_resumes_after_a_kill(tiny_base: Path, facts: Path, tmp_path: Path,
+                                               untuned: None) -> None:
     """SIGKILL mid-run, then --resume: training continues from the last checkpoint to the planned step count."""
     out = tmp_path / "reader"
     options = dict(base_model=str(tiny_base), **(READER | {"epochs": 3}), checkpoint_minutes=0.05)
@@ -525,6 +527,7 @@ def test_weak_pairs_do_not_depend_on_the_order_documents_were_ingested_in_nor_on
 
 
 def test_runs_differing_in_data_seed_alone_start_alike_and_can_be_souped(tiny_base: Path, tmp_path: Path,
+                                                                         untuned: None,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """--data-seed changes the order the examples come in, not the new head's starting weights nor the validation
     split (a model soup averages runs from one start); with it equal to --seed, nothing changes at all."""
