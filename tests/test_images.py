@@ -478,6 +478,21 @@ def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
         "1 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
 
 
+def test_markdown_images_span_their_own_place_not_the_same_words_earlier(tmp_path: Path) -> None:
+    """An image's span was the first occurrence of its alt text after the image before: here the heading."""
+    (tmp_path / "chart.png").write_bytes(image_bytes("PNG", size=(64, 64)))
+    (tmp_path / "photo.png").write_bytes(image_bytes("PNG", size=(64, 64), color=BLUE))
+    source = ("# Sales chart\n\nThe sales chart shows growth.\n\n| Photo | Note |\n|---|---|\n| Team photo | x |\n\n"
+              '![Sales chart](chart.png)\n\n<p>Team photo: <img src="photo.png" alt="Team photo"></p>\n')
+    document = load(tmp_path, "report.md", source.encode())
+    assert document.text == ("Sales chart\n\nThe sales chart shows growth.\n\nPhoto | Note\nTeam photo | x\n\n"
+                             "Sales chart\n\nTeam photo: Team photo")
+    assert document.title == "Sales chart"
+    chart, photo = document.images
+    assert (chart.start, chart.end) == (document.text.rindex("Sales chart"), len(document.text) - 24)
+    assert (photo.start, photo.end) == (len(document.text) - 10, len(document.text))
+
+
 def test_an_image_path_longer_than_any_file_path_is_refused_before_it_is_resolved(tmp_path: Path) -> None:
     """Resolving a path takes time quadratic in its length: a 500 KB ``src`` of "a/a/..." took 16 s, and one of a
     few MB would have failed its page on time."""

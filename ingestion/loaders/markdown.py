@@ -34,6 +34,11 @@ _FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
 _MAX_NESTING = 50
 _LINE_BREAK = re.compile(r"<br\s*/?>$", re.IGNORECASE)  # inline HTML that starts a new line
+# Where each image's alt text begins is marked while rendering ("\ufffc3\ufffc": the image numbered 3), so that
+# its span is its own place, not the same words earlier in the text; U+FFFC, OBJECT REPLACEMENT CHARACTER, which
+# stands for nothing in a file's text, is dropped from the source.
+_PLACE = "\ufffc"
+_PLACED = re.compile(f"{_PLACE}([0-9]+){_PLACE}")
 _UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
 # Steps a document's link label scans may take, per character of the source: a document's own links take one or two
 # (a label is scanned once, a nested image again), while a run of unclosed ``[`` or ``![`` costs 25-40 steps and
@@ -122,19 +127,20 @@ class MarkdownLoader(Loader):
         # The visible text is most of the source, and parsing costs about 140 times the source in memory, so a
         # source over the text limit is refused before it is parsed.
         limits.check_chars(len(decoded))
-        title, source = _front_matter(decoded)
+        title, source = _front_matter(decoded.replace(_PLACE, ""))
         rendered = _Renderer(first_line=decoded.count("\n", 0, len(decoded) - len(source)) + 1)
         tokens, labels_spent = _parse(source)
         rendered.blocks(tokens)
         if title is None and rendered.headings:
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
-        text = clean_text("\n".join(rendered.out))
+        text, places = _places(clean_text("\n".join(rendered.out)))
         limits.check_chars(len(text))
         notes += _too_deep(rendered.unparsed)
         if labels_spent:
             notes.append("Markdown with too many unclosed '[' to parse in time: links, images and footnotes after "
                          "the first ones read as plain text")
-        images = _images(rendered.references, text, path.parent, EmbeddedImages(limits, notes, root, on_kept))
+        images = _images(rendered.references, text, places, path.parent,
+                         EmbeddedImages(limits, notes, root, on_kept))
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
 
 
@@ -192,13 +198,30 @@ def _front_title(line: str) -> str | None:
     return value or None
 
 
-def _images(references: list[_Reference], text: str, folder: Path,
+def _places(marked: str) -> tuple[str, dict[int, int]]:
+    """``marked`` without its image marks, and where each marked image's alt text begins in it, by number."""
+    pieces: list[str] = []
+    places: dict[int, int] = {}
+    length = last = 0
+    for mark in _PLACED.finditer(marked):
+        pieces.append(marked[last:mark.start()])
+        length += mark.start() - last
+        places[int(mark.group(1))] = length
+        last = mark.end()
+    pieces.append(marked[last:])
+    return "".join(pieces), places
+
+
+def _images(references: list[_Reference], text: str, places: dict[int, int], folder: Path,
             images: EmbeddedImages) -> list[ExtractedImage]:
-    """The referenced images, each located at its alt text in ``text`` (which shows it in the image's place)."""
+    """The referenced images, each spanning its alt text at its place in ``text`` (an image without alt text: the
+    empty span after the last one located)."""
     cursor = TextCursor(text)
-    for reference in references:
-        def described(reference: _Reference = reference) -> dict[str, Any]:
+    for number, reference in enumerate(references):
+        def described(number: int = number, reference: _Reference = reference) -> dict[str, Any]:
             """The span of the alt text, looked for only when the image is kept."""
+            if number in places:
+                cursor.start = cursor.end = places[number]
             start, end = (reference.alt and cursor.find(reference.alt)) or (cursor.end, cursor.end)
             return {"start": start, "end": end}
 
@@ -243,7 +266,7 @@ class _Renderer:
                 if self._row is not None:
                     self._row.append(" ".join(text.split()))  # a cell's lines (<br>) on the row's one line
                 elif heading:
-                    self.headings.append((heading, text.strip()))
+                    self.headings.append((heading, _PLACED.sub("", text).strip()))
                     self._paragraph(text)
                     heading = 0
                 elif tight:
@@ -267,10 +290,9 @@ class _Renderer:
             elif token.type in ("softbreak", "hardbreak"):
                 parts.append("\n")
             elif token.type == "image":
-                alt = self._inline(token.children or []).strip()
-                self.references.append(_Reference(str(token.attrGet("src") or ""), alt or None,
-                                                  str(token.attrGet("title") or "").strip() or None))
-                parts.append(alt)
+                alt = _PLACED.sub("", self._inline(token.children or [])).strip()  # an image inside: no place
+                parts.append(self._placed(_Reference(str(token.attrGet("src") or ""), alt or None,
+                                                     str(token.attrGet("title") or "").strip() or None)))
             elif token.type == "html_inline" and _LINE_BREAK.match(token.content):
                 parts.append("\n")
             elif token.type == "html_inline" and token.content[:4].lower() == "<img":
@@ -283,6 +305,9 @@ class _Renderer:
         return html_text(markup, self._shown)
 
     def _shown(self, img: Tag) -> str:
-        src, alt = image_source(img)
-        self.references.append(_Reference(src, alt, None))
-        return alt or ""
+        return self._placed(_Reference(*image_source(img), None))
+
+    def _placed(self, reference: _Reference) -> str:
+        """The image's alt text as shown, marked with the image's number."""
+        self.references.append(reference)
+        return f"{_PLACE}{len(self.references) - 1}{_PLACE}{reference.alt}" if reference.alt else ""
