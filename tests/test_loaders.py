@@ -644,6 +644,12 @@ def test_html_page_inside_a_form_and_a_chapter_with_its_own_header_notes_and_foo
         "Chapter I\n\nThe Storm Breaks\n\nIt was a dark night.1\n\nWritten in 1850.\n\nEnd of chapter one."
 
 
+def test_html_table_text_outside_cells_and_cells_outside_rows_are_read_as_browsers_show_them(tmp_path: Path) -> None:
+    page = ("<table><tr>Loose text<td>D</td><!-- a comment --></tr></table>"
+            "<table><td>J</td><td>K</td></table>")
+    assert load(tmp_path, "t.html", page.encode()).text == "Loose text | D\n\nJ | K"  # "D", then "JK"
+
+
 def test_html_title_falls_back_to_first_h1(tmp_path: Path) -> None:
     document = load(tmp_path, "t.htm", b"<html><body><p>intro</p><h1>Main <i>Heading</i></h1></body></html>")
     assert document.title == "Main Heading"

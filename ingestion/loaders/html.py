@@ -37,6 +37,7 @@ _PARAGRAPH = frozenset({
 })
 _LINE = frozenset({"dd", "dt", "li", "tr"})
 _CELLS = ("td", "th")
+_ROW_GROUPS = frozenset({"table", "thead", "tbody", "tfoot"})
 _MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, to bound the recursion
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _IMAGE_BLOCKS = _PARAGRAPH | _LINE | set(_CELLS)  # an image's span is the text of the nearest of these around it
@@ -306,8 +307,8 @@ def _render(root: Tag, tables: int = 0, in_section: bool = False, budget: _Budge
         section = section or name in _SECTIONS
         if name == "br":
             writer.line_break()
-        elif name == "tr":
-            writer.brk(1)
+        elif name == "tr" or (name in _ROW_GROUPS and node.find(_CELLS, recursive=False) is not None):
+            writer.brk(1)  # cells straight in a table, without a row, are one row too (as browsers show them)
             writer.text(_row(node, tables, section, budget), preformatted=True)
             writer.brk(1)
         elif name in _PARAGRAPH or name in _LINE:
@@ -322,10 +323,13 @@ def _render(root: Tag, tables: int = 0, in_section: bool = False, budget: _Budge
 
 
 def _row(row: Tag, tables: int, in_section: bool, budget: _Budget) -> str:
-    """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '."""
-    cells = (
-        _render(cell, tables + 1, in_section, budget) if tables < _MAX_NESTED_TABLES else cell.get_text(" ")
-        for cell in row.find_all(_CELLS, recursive=False)
-        if not _hidden(cell, in_section)
-    )
-    return " | ".join(" ".join(cell.split()) for cell in cells if cell.strip())
+    """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '; text the row holds
+    outside its cells, which browsers show too, is read in its place as a cell."""
+    parts: list[str] = []
+    for child in row.contents:
+        if isinstance(child, Tag) and not _hidden(child, in_section):
+            parts.append(_render(child, tables + 1, in_section, budget) if tables < _MAX_NESTED_TABLES
+                         else child.get_text(" "))
+        elif isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
+            parts.append(str(child))
+    return " | ".join(" ".join(part.split()) for part in parts if part.strip())
