@@ -2,10 +2,10 @@
 
 Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else UTF-16/32 detection (else the data is
 binary); 7-bit ISO-2022 text (Japanese, Korean; Chinese in GB 2312) in the ISO-2022 codec it declares or whose
-escape sequences it reads; 7-bit Chinese in HZ; UTF-8, which legacy text almost never forms by accident; the charset
-the file declares, if it is a text encoding that reads ASCII as ASCII (a browser ignores any other label); each of
-them with a stray few bad bytes read as U+FFFD, right after it is tried clean; windows-1252 when the bytes have the
-shape of European text (windows-1250 when only a Central European language's letters explain them);
+escape sequences it reads; 7-bit Chinese in HZ; UTF-8, which legacy text almost never forms by accident, also with a
+stray few bad bytes read as U+FFFD; the charset the file declares, if it is a text encoding that reads ASCII as
+ASCII (a browser ignores any other label), also with its last character cut off; windows-1252 when the bytes have
+the shape of European text (windows-1250 when only a Central European language's letters explain them);
 charset_normalizer's detection. Every step is deterministic.
 """
 
@@ -76,8 +76,8 @@ _INSIDE_WORDS = "’‘-–—·"  # what may stand between a word's letters (l�
 _NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) \
     + "’‘‚“”„–—…•€™"
 
-# At most this share of the non-ASCII characters undecodable in UTF-8 or the declared charset: stray bytes, read as
-# U+FFFD; more, and the text is in another encoding (legacy text almost never forms UTF-8 sequences by chance).
+# At most this share of the non-ASCII characters undecodable in UTF-8: stray bytes, read as U+FFFD; more, and the
+# text is in another encoding (legacy text almost never forms UTF-8 sequences by chance).
 _MAX_REPLACED_SHARE = 0.05
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
@@ -130,9 +130,9 @@ def _known_codec(code_page: int) -> str | None:
 
 
 def decode_text(data: bytes, declared: str | None = None, warnings: list[str] | None = None) -> str:
-    """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta). Text in
-    UTF-8 or in its declared charset but for a stray few bytes (a pasted character of another encoding, a file cut
-    mid-character) is read as browsers read it, those bytes replaced by U+FFFD, and says so in ``warnings``.
+    """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta). UTF-8 text
+    but for a stray few bytes (a pasted character of another encoding), or text in its declared charset but for a
+    last character cut off, is read as browsers read it, those bytes as U+FFFD, and says so in ``warnings``.
 
     Raises ``LoadError("binary or undecodable: ...")`` when no decoding gives plausible text.
     """
@@ -153,21 +153,24 @@ def _decode(data: bytes, declared: str | None, warnings: list[str]) -> str:
         shifted = _hz(data, declared)
     if shifted is not None:
         return shifted
-    candidates = [("utf-8", "UTF-8")]
+    try:
+        return _repair_double_utf8(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    text, replaced = _with_replacements(data, "utf-8")
+    if replaced <= _MAX_REPLACED_SHARE * (len(text) - len(text.encode("ascii", "ignore")) - replaced):
+        warnings.append(_replaced(replaced, "UTF-8"))
+        return text
     codec = _usable_label(declared)
     if codec is not None and codec != "utf-8":
-        candidates.append((codec, declared))
-    for candidate, label in candidates:
         try:
-            text = data.decode(candidate)
-            return _repair_double_utf8(text) if candidate == "utf-8" else text
+            return data.decode(codec)
         except UnicodeError:
             pass
-        text, replaced = _with_replacements(data, candidate)
-        if replaced <= _MAX_REPLACED_SHARE * (len(text) - len(text.encode("ascii", "ignore")) - replaced):
-            warnings.append(f"{replaced} byte sequence(s) not valid {label} (stray bytes, or a character cut off) "
-                            "read as \ufffd")
-            return text
+        cut = _cut_short(data, codec)
+        if cut is not None:
+            warnings.append(_replaced(1, declared))
+            return cut
     return _european(data) or _detect(data)  # mislabelled: the bytes are not in the declared charset
 
 
@@ -176,6 +179,21 @@ def _with_replacements(data: bytes, codec: str) -> tuple[str, int]:
     text = data.decode(codec, errors="replace")
     written = "\ufffd".encode(codec, errors="ignore")  # U+FFFD the text itself holds
     return text, text.count("\ufffd") - (data.count(written) if written else 0)
+
+
+def _cut_short(data: bytes, codec: str) -> str | None:
+    """``data`` in ``codec`` when only its last character is cut off (shown as U+FFFD), else None. Only that: a
+    few bad sequences further in are as likely another multi-byte encoding the declared one half reads."""
+    for cut in range(1, 4):
+        try:
+            return data[:-cut].decode(codec) + "\ufffd"
+        except UnicodeError:
+            continue
+    return None
+
+
+def _replaced(count: int, charset: str | None) -> str:
+    return f"{count} byte sequence(s) not valid {charset} (stray bytes, or a character cut off) read as \ufffd"
 
 
 def _iso2022(data: bytes, declared: str | None) -> str | None:

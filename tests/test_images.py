@@ -493,6 +493,17 @@ def test_markdown_images_span_their_own_place_not_the_same_words_earlier(tmp_pat
     assert (photo.start, photo.end) == (len(document.text) - 10, len(document.text))
 
 
+def test_markdown_image_places_hold_in_table_cells_and_cannot_be_forged(tmp_path: Path) -> None:
+    (tmp_path / "c.png").write_bytes(image_bytes("PNG", size=(64, 64)))
+    cell = load(tmp_path, "cell.md", b"| Chart |\n|---|\n| ![Revenue  by region](c.png) |\n")
+    assert cell.text == "Chart\nRevenue  by region"
+    assert cell.text[cell.images[0].start:cell.images[0].end] == "Revenue  by region"
+    # U+FFFC written by character references is the file's own text, not a mark of the rendering
+    forged = load(tmp_path, "forged.md", b"![Chart](c.png)\n\nNote &#xfffc;0&#xfffc;x and Chart again.\n")
+    assert forged.text == "Chart\n\nNote \ufffc0\ufffcx and Chart again."
+    assert (forged.images[0].start, forged.images[0].end) == (0, 5)
+
+
 def test_an_image_path_longer_than_any_file_path_is_refused_before_it_is_resolved(tmp_path: Path) -> None:
     """Resolving a path takes time quadratic in its length: a 500 KB ``src`` of "a/a/..." took 16 s, and one of a
     few MB would have failed its page on time."""

@@ -265,6 +265,9 @@ def test_text_with_more_than_a_stray_few_bad_bytes_is_in_another_encoding() -> N
     lucky = CHINESE.encode("gbk") + "é".encode()  # a valid UTF-8 sequence among 80 bytes that are not UTF-8
     assert decode_text(lucky) == CHINESE + "é".encode().decode("gbk")
     assert decode_text(ACCENTED.encode("cp1252") + "ü".encode()) == ACCENTED + "Ã¼"
+    # A declared multi-byte charset half reads another one: its bad sequences are no stray bytes
+    assert decode_text(CHINESE.encode("gbk"), declared="shift_jis") == CHINESE
+    assert decode_text(CJK_SAMPLES["shift_jis"].encode("euc_jp"), declared="shift_jis") == CJK_SAMPLES["shift_jis"]
 
 
 def test_binary_data_is_refused(tmp_path: Path) -> None:
@@ -630,18 +633,21 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
 
 def test_html_page_inside_a_form_and_a_chapter_with_its_own_header_notes_and_footer_are_read(tmp_path: Path) -> None:
     """ASP.NET and SharePoint pages sit whole inside one <form>, and an EPUB 3 chapter keeps its title in its
-    <section>'s <header> and its footnotes in asides: all of them read as nothing, without a warning."""
-    form = ('<html><body><form method="post" id="aspnetForm"><input type="hidden" name="__VIEWSTATE" value="x">'
-            "<h1>Travel policy</h1><p>Book flights through the travel desk.</p><button>Save</button></form>"
+    <section>'s <header> and its footnotes in asides: all of them read as nothing, without a warning. A form
+    inside the page (a search box, a cookie notice), a banner without a heading and a sidebar are still not read."""
+    form = ('<html><body><form id="cookies"><p>We use cookies.</p><button>Accept</button></form>'
+            '<form method="post" id="aspnetForm"><input type="hidden" name="__VIEWSTATE" value="x">'
+            '<div><form role="search">Search the intranet</form><h1>Travel policy</h1><form>We use cookies.</form>'
+            '<p>Book flights through the travel desk.</p><select><option>English</option></select></div></form>'
             "</body></html>")
     assert load(tmp_path, "policy.aspx.html", form.encode()).text == \
         "Travel policy\n\nBook flights through the travel desk."
     chapter = ('<html><body><header>Site banner</header><section epub:type="chapter"><header><h2>Chapter I</h2>'
                '<p>The Storm Breaks</p></header><p>It was a dark night.<a href="#n1">1</a></p>'
-               '<aside id="n1" epub:type="footnote">Written in 1850.</aside><aside>A sidebar</aside>'
-               '<footer>End of chapter one.</footer></section><footer>Copyright</footer></body></html>')
+               '<aside id="n1" epub:type="footnote">Written in 1850.</aside><aside role="note">A sidebar</aside>'
+               '</section><footer>Copyright</footer></body></html>')
     assert load(tmp_path, "chapter.xhtml.html", chapter.encode()).text == \
-        "Chapter I\n\nThe Storm Breaks\n\nIt was a dark night.1\n\nWritten in 1850.\n\nEnd of chapter one."
+        "Chapter I\n\nThe Storm Breaks\n\nIt was a dark night.1\n\nWritten in 1850."
 
 
 def test_html_table_text_outside_cells_and_cells_outside_rows_are_read_as_browsers_show_them(tmp_path: Path) -> None:

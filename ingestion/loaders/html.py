@@ -22,12 +22,14 @@ _DECLARED = re.compile(
 )
 _SNIFF_BYTES = 16384
 
-# Not page content; a form's controls and labels are, not the form (ASP.NET and SharePoint put whole pages in one).
+# Not page content: form controls (their options and what a user types) and the like.
 _DROPPED = frozenset({"head", "script", "style", "noscript", "template", "svg", "iframe", "nav", "object", "embed",
-                      "button", "label", "select", "textarea"})
-_NOTES = frozenset({"footnote", "endnote", "rearnote", "note", "doc-footnote", "doc-endnote"})  # epub:type, role
-# Where a header or footer is the section's own, not the page's banner or footer.
-_SECTIONS = frozenset({"article", "main", "section", "aside"})
+                      "select", "textarea", "datalist"})
+_NOTE_TYPES = frozenset({"footnote", "endnote", "rearnote", "note"})  # an EPUB's epub:type of a note
+_NOTE_ROLES = frozenset({"doc-footnote", "doc-endnote"})  # DPUB-ARIA roles of a note
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_PAGE_CONTENT = (*_HEADINGS, "main", "article")  # what a form wrapping a page holds, and a form in it does not
+_ARTICLES = frozenset({"article", "main"})  # where a header or footer is the article's own, not the page's
 _HIDDEN_ROLES = frozenset({"navigation", "banner", "contentinfo"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _PARAGRAPH = frozenset({
@@ -109,7 +111,7 @@ class _Visible(NamedTuple):
 
     img: Tag
     block: Tag | None  # the nearest paragraph, line or cell holding it
-    in_section: bool  # whether that block lies inside a section of the page (``_SECTIONS``)
+    in_article: bool  # whether that block lies inside an <article> or <main>
     figure: Tag | None
 
 
@@ -118,17 +120,17 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
     whole), so the cost stays linear however deep the nesting."""
     stack: list[tuple[PageElement, Tag | None, bool, Tag | None]] = [(soup, None, False, None)]
     while stack:
-        node, block, in_section, figure = stack.pop()
-        if not isinstance(node, Tag) or _hidden(node, in_section):
+        node, block, in_article, figure = stack.pop()
+        if not isinstance(node, Tag) or _hidden(node, in_article):
             continue
         if node.name == "img":
-            yield _Visible(node, block, in_section, figure)
+            yield _Visible(node, block, in_article, figure)
             continue
         if node.name in _IMAGE_BLOCKS:
             block = node
         figure = node if node.name == "figure" else figure
-        children_in_section = in_section or node.name in _SECTIONS
-        stack.extend((child, block, children_in_section, figure) for child in reversed(node.contents))
+        children_in_article = in_article or node.name in _ARTICLES
+        stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
 
 
 def _add_images(soup: BeautifulSoup, text: str, folder: PurePath, images: EmbeddedImages) -> None:
@@ -149,8 +151,8 @@ def _add_images(soup: BeautifulSoup, text: str, folder: PurePath, images: Embedd
             if found.figure is not None:
                 figcaption = found.figure.find("figcaption", recursive=False)
                 if isinstance(figcaption, Tag):
-                    caption = " ".join((_bounded_render(figcaption, found.in_section) or "").split()) or None
-            span = None if found.block is None else spans.of(found.block, found.in_section)
+                    caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
+            span = None if found.block is None else spans.of(found.block, found.in_article)
             start, end = span or (spans.cursor.end, spans.cursor.end)
             return {"start": start, "end": end, "alt": alt, "caption": caption}
 
@@ -168,13 +170,13 @@ class _BlockSpans:
         self._spans: dict[int, tuple[int, int] | None] = {}  # by the block's id
         self._last: Tag | None = None  # the last block located
 
-    def of(self, block: Tag, in_section: bool) -> tuple[int, int] | None:
+    def of(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
         if id(block) not in self._spans:
-            self._spans[id(block)] = self._locate(block, in_section)
+            self._spans[id(block)] = self._locate(block, in_article)
         return self._spans[id(block)]
 
-    def _locate(self, block: Tag, in_section: bool) -> tuple[int, int] | None:
-        rendered = _bounded_render(block, in_section)
+    def _locate(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
+        rendered = _bounded_render(block, in_article)
         if rendered is None:
             return None
         nested = self._last is not None and any(parent is self._last for parent in block.parents)
@@ -200,16 +202,24 @@ def _title(soup: BeautifulSoup) -> str | None:
     return None
 
 
-def _hidden(tag: Tag, in_section: bool) -> bool:
+def _hidden(tag: Tag, in_article: bool) -> bool:
     """Elements a reader does not see as page content: scripts, chrome, navigation, hidden parts.
 
-    ``in_section``: the tag lies inside a section of the page (``_SECTIONS``), where a header or footer is the
-    section's own (an article's title and byline, a chapter's title).
+    ``in_article``: the tag lies inside an <article> or <main>, where a header or footer is the article's own.
     """
-    if tag.name in _DROPPED or (tag.name == "aside" and not _NOTES.intersection(_words(tag, "epub:type", "role"))):
-        return True  # an aside is a sidebar, unless it is a note (an e-book's footnotes are asides)
-    if tag.name in ("header", "footer") and not in_section:
-        return True  # the page's banner and footer
+    name = tag.name
+    if name in _DROPPED:
+        return True
+    if name == "form":  # a search box, a cookie notice; unless it wraps the page (ASP.NET, SharePoint)
+        return "search" in _words(tag, "role") or getattr(tag.parent, "name", None) not in ("body", "html") \
+            or tag.find(_PAGE_CONTENT) is None  # linear: forms at the top hold parts of the page apart
+    if name == "aside":  # a sidebar, unless it is a note (an e-book's footnotes are asides)
+        return not (_NOTE_TYPES.intersection(_words(tag, "epub:type"))
+                    or _NOTE_ROLES.intersection(_words(tag, "role")))
+    if name == "footer" and not in_article:
+        return True  # the page's footer; inside an article, its byline
+    if name == "header" and not in_article and tag.find(_HEADINGS, recursive=False) is None:
+        return True  # the page's banner; inside an article, or around a heading (a chapter's title), its own
     if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
         return True
     return not _HIDDEN_ROLES.isdisjoint(_words(tag, "role"))
@@ -237,10 +247,10 @@ class _Budget:
                 raise _TooLong
 
 
-def _bounded_render(root: Tag, in_section: bool) -> str | None:
+def _bounded_render(root: Tag, in_article: bool) -> str | None:
     """The visible text under ``root``, or None when it is longer than an image span may be."""
     try:
-        text = _render(root, in_section=in_section, budget=_Budget(_MAX_SPAN_NODES))
+        text = _render(root, in_article=in_article, budget=_Budget(_MAX_SPAN_NODES))
     except _TooLong:
         return None
     return text if len(text) <= _MAX_SPAN else None
@@ -276,9 +286,9 @@ class _Writer:
         return "".join(self.parts)
 
 
-def _render(root: Tag, tables: int = 0, in_section: bool = False, budget: _Budget | None = None) -> str:
-    """The visible text under ``root``, which lies inside ``tables`` table cells (and a section if
-    ``in_section``); a ``budget`` of nodes, when given, raises ``_TooLong`` once spent.
+def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None) -> str:
+    """The visible text under ``root``, which lies inside ``tables`` table cells (and an article if
+    ``in_article``); a ``budget`` of nodes, when given, raises ``_TooLong`` once spent.
 
     Iterative, so deeply nested elements cannot exhaust the stack; only nested tables recurse, and only
     up to ``_MAX_NESTED_TABLES`` deep.
@@ -286,9 +296,9 @@ def _render(root: Tag, tables: int = 0, in_section: bool = False, budget: _Budge
     budget = budget or _Budget(None)
     writer = _Writer()
     preformatted = 0
-    stack: list[tuple[PageElement, bool, bool]] = [(root, False, in_section)]
+    stack: list[tuple[PageElement, bool, bool]] = [(root, False, in_article)]
     while stack:
-        node, leaving, section = stack.pop()
+        node, leaving, article = stack.pop()
         budget.spend()
         if isinstance(node, NavigableString):
             if not isinstance(node, PreformattedString):  # comments, doctypes, processing instructions
@@ -302,33 +312,33 @@ def _render(root: Tag, tables: int = 0, in_section: bool = False, budget: _Budge
                 preformatted -= 1
             writer.brk(2 if name in _PARAGRAPH else 1)
             continue
-        if _hidden(node, section):
+        if _hidden(node, article):
             continue
-        section = section or name in _SECTIONS
+        article = article or name in _ARTICLES
         if name == "br":
             writer.line_break()
         elif name == "tr" or (name in _ROW_GROUPS and node.find(_CELLS, recursive=False) is not None):
             writer.brk(1)  # cells straight in a table, without a row, are one row too (as browsers show them)
-            writer.text(_row(node, tables, section, budget), preformatted=True)
+            writer.text(_row(node, tables, article, budget), preformatted=True)
             writer.brk(1)
         elif name in _PARAGRAPH or name in _LINE:
             writer.brk(2 if name in _PARAGRAPH else 1)
             if name == "pre":
                 preformatted += 1
-            stack.append((node, True, section))
-            stack.extend((child, False, section) for child in reversed(node.contents))
+            stack.append((node, True, article))
+            stack.extend((child, False, article) for child in reversed(node.contents))
         else:
-            stack.extend((child, False, section) for child in reversed(node.contents))
+            stack.extend((child, False, article) for child in reversed(node.contents))
     return writer.value()
 
 
-def _row(row: Tag, tables: int, in_section: bool, budget: _Budget) -> str:
+def _row(row: Tag, tables: int, in_article: bool, budget: _Budget) -> str:
     """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '; text the row holds
     outside its cells, which browsers show too, is read in its place as a cell."""
     parts: list[str] = []
     for child in row.contents:
-        if isinstance(child, Tag) and not _hidden(child, in_section):
-            parts.append(_render(child, tables + 1, in_section, budget) if tables < _MAX_NESTED_TABLES
+        if isinstance(child, Tag) and not _hidden(child, in_article):
+            parts.append(_render(child, tables + 1, in_article, budget) if tables < _MAX_NESTED_TABLES
                          else child.get_text(" "))
         elif isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
             parts.append(str(child))

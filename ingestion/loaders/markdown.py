@@ -4,6 +4,7 @@ with tables, strikethrough, task lists, footnotes and admonitions), rendered to 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,11 +35,10 @@ _FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
 _MAX_NESTING = 50
 _LINE_BREAK = re.compile(r"<br\s*/?>$", re.IGNORECASE)  # inline HTML that starts a new line
-# Where each image's alt text begins is marked while rendering ("\ufffc3\ufffc": the image numbered 3), so that
-# its span is its own place, not the same words earlier in the text; U+FFFC, OBJECT REPLACEMENT CHARACTER, which
-# stands for nothing in a file's text, is dropped from the source.
+# Where each image's alt text begins is marked while rendering, so that its span is its own place, not the same
+# words earlier in the text: U+FFFC (OBJECT REPLACEMENT CHARACTER), a secret of the rendering, the image's number,
+# U+FFFC. The secret keeps a file from writing marks of its own (with character references, say).
 _PLACE = "\ufffc"
-_PLACED = re.compile(f"{_PLACE}([0-9]+){_PLACE}")
 _UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
 # Steps a document's link label scans may take, per character of the source: a document's own links take one or two
 # (a label is scanned once, a nested image again), while a run of unclosed ``[`` or ``![`` costs 25-40 steps and
@@ -127,13 +127,13 @@ class MarkdownLoader(Loader):
         # The visible text is most of the source, and parsing costs about 140 times the source in memory, so a
         # source over the text limit is refused before it is parsed.
         limits.check_chars(len(decoded))
-        title, source = _front_matter(decoded.replace(_PLACE, ""))
+        title, source = _front_matter(decoded)
         rendered = _Renderer(first_line=decoded.count("\n", 0, len(decoded) - len(source)) + 1)
         tokens, labels_spent = _parse(source)
         rendered.blocks(tokens)
         if title is None and rendered.headings:
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
-        text, places = _places(clean_text("\n".join(rendered.out)))
+        text, places = rendered.places(clean_text("\n".join(rendered.out)))
         limits.check_chars(len(text))
         notes += _too_deep(rendered.unparsed)
         if labels_spent:
@@ -198,20 +198,6 @@ def _front_title(line: str) -> str | None:
     return value or None
 
 
-def _places(marked: str) -> tuple[str, dict[int, int]]:
-    """``marked`` without its image marks, and where each marked image's alt text begins in it, by number."""
-    pieces: list[str] = []
-    places: dict[int, int] = {}
-    length = last = 0
-    for mark in _PLACED.finditer(marked):
-        pieces.append(marked[last:mark.start()])
-        length += mark.start() - last
-        places[int(mark.group(1))] = length
-        last = mark.end()
-    pieces.append(marked[last:])
-    return "".join(pieces), places
-
-
 def _images(references: list[_Reference], text: str, places: dict[int, int], folder: Path,
             images: EmbeddedImages) -> list[ExtractedImage]:
     """The referenced images, each spanning its alt text at its place in ``text`` (an image without alt text: the
@@ -241,6 +227,22 @@ class _Renderer:
         self.references: list[_Reference] = []  # the images shown, in order
         self.unparsed: list[int] = []  # the file's line number where each block kept unparsed begins
         self._row: list[str] | None = None
+        self._secret = secrets.token_hex(8)
+        self._placed_at = re.compile(f"{_PLACE}{self._secret}([0-9]+){_PLACE}")
+
+    def places(self, marked: str) -> tuple[str, dict[int, int]]:
+        """``marked`` (the rendered text, cleaned) without its image marks, and where each marked image's alt text
+        begins in it, by number."""
+        pieces: list[str] = []
+        places: dict[int, int] = {}
+        length = last = 0
+        for mark in self._placed_at.finditer(marked):
+            pieces.append(marked[last:mark.start()])
+            length += mark.start() - last
+            places[int(mark.group(1))] = length
+            last = mark.end()
+        pieces.append(marked[last:])
+        return "".join(pieces), places
 
     def blocks(self, tokens: Sequence[Token]) -> None:
         heading, tight = 0, False  # in a heading; in a paragraph of a tight list item
@@ -264,9 +266,9 @@ class _Renderer:
             elif token.type == "inline":
                 text = self._inline(token.children or [])
                 if self._row is not None:
-                    self._row.append(" ".join(text.split()))  # a cell's lines (<br>) on the row's one line
+                    self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on the row's
                 elif heading:
-                    self.headings.append((heading, _PLACED.sub("", text).strip()))
+                    self.headings.append((heading, self._placed_at.sub("", text).strip()))
                     self._paragraph(text)
                     heading = 0
                 elif tight:
@@ -290,7 +292,7 @@ class _Renderer:
             elif token.type in ("softbreak", "hardbreak"):
                 parts.append("\n")
             elif token.type == "image":
-                alt = _PLACED.sub("", self._inline(token.children or [])).strip()  # an image inside: no place
+                alt = self._placed_at.sub("", self._inline(token.children or [])).strip()  # one inside: no place
                 parts.append(self._placed(_Reference(str(token.attrGet("src") or ""), alt or None,
                                                      str(token.attrGet("title") or "").strip() or None)))
             elif token.type == "html_inline" and _LINE_BREAK.match(token.content):
@@ -310,4 +312,5 @@ class _Renderer:
     def _placed(self, reference: _Reference) -> str:
         """The image's alt text as shown, marked with the image's number."""
         self.references.append(reference)
-        return f"{_PLACE}{len(self.references) - 1}{_PLACE}{reference.alt}" if reference.alt else ""
+        number = len(self.references) - 1
+        return f"{_PLACE}{self._secret}{number}{_PLACE}{reference.alt}" if reference.alt else ""
