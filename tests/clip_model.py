@@ -18,6 +18,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (40, 60, 220), 
 SHAPES = ("circle", "square", "triangle")
 CLASSES = [(colour, shape) for colour in COLOURS for shape in SHAPES]
 IMAGE_SIZE = 32
+CONFIG_FILE = "tiny-clip.json"  # open_clip names the model by the file's stem
 
 
 def write_tiny_config(folder: Path) -> Path:
@@ -28,7 +29,7 @@ def write_tiny_config(folder: Path) -> Path:
         "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 2, "width": 64, "head_width": 32, "patch_size": 4},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     }
-    path = Path(folder) / "tiny-clip.json"
+    path = Path(folder) / CONFIG_FILE
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
 

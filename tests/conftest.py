@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -104,16 +104,38 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "st"
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """A folder ``build`` fills, built once per run: with several workers (pytest-xdist), by the first to need it,
+    the others waiting for it and then reading it (``build`` must give the same folder whichever worker runs it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = tmp_path_factory.getbasetemp().parent / name  # the run's folder, shared by its workers
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+def _train_in_a_fresh_process(module: str, *arguments: object) -> None:
+    subprocess.run([sys.executable, "-m", module, *map(str, arguments)], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+
+
 @pytest.fixture(scope="session")
 def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT question-answering model trained for seconds on generated facts (see tests/qa_model.py).
 
     It trains in a fresh process: OpenMP threads that faiss leaves spinning in this one slow torch down tenfold.
     """
-    folder = tmp_path_factory.mktemp("tiny-reader")
-    subprocess.run([sys.executable, "-m", "tests.qa_model", str(folder), str(minilm_path())], check=True,
-                   cwd=Path(__file__).resolve().parent.parent)
-    return folder
+    return built_once(tmp_path_factory, "tiny-reader",
+                      lambda folder: _train_in_a_fresh_process("tests.qa_model", folder, minilm_path()))
 
 
 @pytest.fixture
@@ -148,21 +170,20 @@ def kb_factory(tmp_path: Path, tiny_text_model: Path, database: Database) -> Ite
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(model config, random checkpoint) of a tiny open_clip CLIP (see tests/clip_model.py)."""
-    from tests.clip_model import save_random_checkpoint, write_tiny_config
+    from tests.clip_model import CONFIG_FILE, save_random_checkpoint, write_tiny_config
 
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    config = write_tiny_config(folder)
-    return config, save_random_checkpoint(config, folder / "random.pt")
+    folder = built_once(tmp_path_factory, "tiny-clip",
+                        lambda folder: save_random_checkpoint(write_tiny_config(folder), folder / "random.pt"))
+    return folder / CONFIG_FILE, folder / "random.pt"
 
 
 @pytest.fixture(scope="session")
-def trained_clip(tiny_clip: tuple[Path, Path]) -> tuple[Path, Path]:
+def trained_clip(tmp_path_factory: pytest.TempPathFactory, tiny_clip: tuple[Path, Path]) -> tuple[Path, Path]:
     """(model config, checkpoint) of the tiny CLIP trained for seconds on coloured shapes, in a fresh process."""
     config, _ = tiny_clip
-    checkpoint = config.parent / "trained.pt"
-    subprocess.run([sys.executable, "-m", "tests.clip_model", str(config), str(checkpoint)], check=True,
-                   cwd=Path(__file__).resolve().parent.parent)
-    return config, checkpoint
+    folder = built_once(tmp_path_factory, "trained-clip",
+                        lambda folder: _train_in_a_fresh_process("tests.clip_model", config, folder / "trained.pt"))
+    return config, folder / "trained.pt"
 
 
 @pytest.fixture
