@@ -470,7 +470,7 @@ def test_markdown_paragraphs_are_separated_by_blank_lines(tmp_path: Path) -> Non
 def test_markdown_html_reads_as_an_html_page_does(tmp_path: Path) -> None:
     """HTML in Markdown was read as bare text nodes: cells, items and paragraphs ran together ("ApplesPears"), a
     <br> joined its lines, and hidden elements showed."""
-    source = """# Product
+    source = """# Product<br>sheet
 
 <table><tr><th>Name</th><th>Price</th></tr><tr><td>Widget</td><td>42 EUR</td></tr></table>
 
@@ -484,8 +484,10 @@ def test_markdown_html_reads_as_an_html_page_does(tmp_path: Path) -> None:
 
 Address: Main Street 1<br/>Springfield
 """
-    assert load(tmp_path, "product.md", source.encode()).text == (
-        "Product\n\nName | Price\nWidget | 42 EUR\n\nApples\nPears\n\nPara one.\n\nPara two.\n\n"
+    document = load(tmp_path, "product.md", source.encode())
+    assert document.title == "Product sheet"  # on one line
+    assert document.text == (
+        "Product\nsheet\n\nName | Price\nWidget | 42 EUR\n\nApples\nPears\n\nPara one.\n\nPara two.\n\n"
         "Option | Meaning\n--fast | Skips checks Use with care\n\nAddress: Main Street 1\nSpringfield")
 
 

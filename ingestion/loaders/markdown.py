@@ -268,7 +268,7 @@ class _Renderer:
                 if self._row is not None:
                     self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on the row's
                 elif heading:
-                    self.headings.append((heading, self._placed_at.sub("", text).strip()))
+                    self.headings.append((heading, " ".join(self._placed_at.sub("", text).split())))  # one line
                     self._paragraph(text)
                     heading = 0
                 elif tight:
