@@ -4,9 +4,9 @@ Order: byte-order mark; when there are NUL bytes, UTF-8 with a stray few, else U
 binary); 7-bit ISO-2022 text (Japanese, Korean; Chinese in GB 2312) in the ISO-2022 codec it declares or whose
 escape sequences it reads; 7-bit Chinese in HZ; UTF-8, which legacy text almost never forms by accident, also with a
 stray few bad bytes read as U+FFFD; the charset the file declares, if it is a text encoding that reads ASCII as
-ASCII (a browser ignores any other label), also with its last character cut off; windows-1252 when the bytes have
-the shape of European text (windows-1250 when only a Central European language's letters explain them);
-charset_normalizer's detection. Every step is deterministic.
+ASCII (a browser ignores any other label), also with a stray few bad bytes when it is a single-byte charset, or a
+last character cut off; windows-1252 when the bytes have the shape of European text (windows-1250 when only a
+Central European language's letters explain them); charset_normalizer's detection. Every step is deterministic.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ _INSIDE_WORDS = "’‘-–—·"  # what may stand between a word's letters (l�
 _NOT_LETTERS = "".join(chr(code) for code in range(0x80, 0x100) if not chr(code).isalpha()) \
     + "’‘‚“”„–—…•€™"
 
-# At most this share of the non-ASCII characters undecodable in UTF-8: stray bytes, read as U+FFFD; more, and the
-# text is in another encoding (legacy text almost never forms UTF-8 sequences by chance).
+# At most this share of the non-ASCII characters undecodable in UTF-8 or a declared single-byte charset: stray bytes,
+# read as U+FFFD; more, and the text is in another encoding (legacy text almost never forms UTF-8 by chance).
 _MAX_REPLACED_SHARE = 0.05
 _MAX_NUL_SHARE = 0.05  # stray NUL bytes in UTF-8 text (UTF-16 of Latin text is half NULs)
 # Above this share of control, private-use or unassigned characters the "text" is taken to be binary.
@@ -131,8 +131,9 @@ def _known_codec(code_page: int) -> str | None:
 
 def decode_text(data: bytes, declared: str | None = None, warnings: list[str] | None = None) -> str:
     """The text in ``data`` with "\\n" line ends; ``declared`` is a charset the file claims (HTML meta). UTF-8 text
-    but for a stray few bytes (a pasted character of another encoding), or text in its declared charset but for a
-    last character cut off, is read as browsers read it, those bytes as U+FFFD, and says so in ``warnings``.
+    but for a stray few bytes (a pasted character of another encoding), or text in its declared charset but for
+    those (a single-byte one) or a last character cut off, is read as browsers read it, the bad bytes as U+FFFD, and
+    says so in ``warnings``.
 
     Raises ``LoadError("binary or undecodable: ...")`` when no decoding gives plausible text.
     """
@@ -157,39 +158,48 @@ def _decode(data: bytes, declared: str | None, warnings: list[str]) -> str:
         return _repair_double_utf8(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    text, replaced = _with_replacements(data, "utf-8")
-    if replaced <= _MAX_REPLACED_SHARE * (len(text) - len(text.encode("ascii", "ignore")) - replaced):
-        warnings.append(_replaced(replaced, "UTF-8"))
-        return text
+    stray = _with_stray_bytes(data, "utf-8")
+    if stray is not None:
+        warnings.append(_replaced(stray[1], "UTF-8"))
+        return stray[0]
     codec = _usable_label(declared)
     if codec is not None and codec != "utf-8":
         try:
             return data.decode(codec)
         except UnicodeError:
             pass
-        cut = _cut_short(data, codec)
-        if cut is not None:
-            warnings.append(_replaced(1, declared))
-            return cut
+        # A multi-byte charset half reads another one, so only a last character cut off is taken as a stray
+        stray = _with_stray_bytes(data, codec) if _single_byte(codec) else _cut_short(data, codec)
+        if stray is not None:
+            warnings.append(_replaced(stray[1], declared))
+            return stray[0]
     return _european(data) or _detect(data)  # mislabelled: the bytes are not in the declared charset
 
 
-def _with_replacements(data: bytes, codec: str) -> tuple[str, int]:
-    """``data`` in ``codec``, each undecodable sequence replaced by U+FFFD, and how many were."""
+def _with_stray_bytes(data: bytes, codec: str) -> tuple[str, int] | None:
+    """``data`` in ``codec`` with each undecodable sequence as U+FFFD, and how many there were, when they are a stray
+    few (``_MAX_REPLACED_SHARE``); else None."""
     text = data.decode(codec, errors="replace")
     written = "\ufffd".encode(codec, errors="ignore")  # U+FFFD the text itself holds
-    return text, text.count("\ufffd") - (data.count(written) if written else 0)
+    replaced = text.count("\ufffd") - (data.count(written) if written else 0)
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    return (text, replaced) if replaced <= _MAX_REPLACED_SHARE * (non_ascii - replaced) else None
 
 
-def _cut_short(data: bytes, codec: str) -> str | None:
-    """``data`` in ``codec`` when only its last character is cut off (shown as U+FFFD), else None. Only that: a
-    few bad sequences further in are as likely another multi-byte encoding the declared one half reads."""
+def _cut_short(data: bytes, codec: str) -> tuple[str, int] | None:
+    """``data`` in ``codec`` when only its last character is cut off (as U+FFFD), and 1; else None."""
     for cut in range(1, 4):
         try:
-            return data[:-cut].decode(codec) + "\ufffd"
+            return data[:-cut].decode(codec) + "\ufffd", 1
         except UnicodeError:
             continue
     return None
+
+
+@functools.cache
+def _single_byte(codec: str) -> bool:
+    """Whether ``codec`` reads each byte as one character (windows-1252 leaves 5 bytes undefined)."""
+    return len(bytes(range(256)).decode(codec, errors="replace")) == 256
 
 
 def _replaced(count: int, charset: str | None) -> str:

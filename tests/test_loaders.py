@@ -245,6 +245,8 @@ STRAY_BYTES = {  # name: (bytes with a stray byte or a character cut off, the te
                   f"{CHINESE}\ufffd", "1 byte sequence(s) not valid gbk"),  # cut mid-character
     "log.txt": (CHINESE.encode("utf-8") + b"\xff" + CHINESE.encode("utf-8"), f"{CHINESE}\ufffd{CHINESE}",
                 "1 byte sequence(s) not valid UTF-8"),
+    "latin.html": (b'<meta charset="windows-1252"><p>' + f"{ACCENTED} {ACCENTED}".encode("cp1252") + b"\x9d",
+                   f"{ACCENTED} {ACCENTED}\ufffd", "1 byte sequence(s) not valid windows-1252"),  # undefined there
     "mail.eml": (b"Subject: hi\r\nContent-Type: text/plain; charset=gbk\r\n\r\n" + CHINESE.encode("gbk") + b"\xff",
                  f"Subject: hi\n\n{CHINESE}\ufffd", "a text/plain body: 1 byte sequence(s) not valid gbk"),
 }
@@ -598,8 +600,9 @@ HTML = """<!DOCTYPE html>
 <noscript>Enable JavaScript text</noscript>
 <template>Template text</template>
 <svg><text>SVG text</text></svg>
-<form><label>Form label text</label><select><option>Option text</option></select><button>Button text</button>
-<textarea>Textarea text</textarea></form>
+<form><label for="q">Form label text</label><input id="q"><select><option>Option text</option></select>
+<button>Button text</button><textarea>Textarea text</textarea></form>
+<form role="search">Search form text</form>
 <ul><li>Item one</li><li>Item two</li></ul>
 <table><tr><th>Name</th><th>Score</th></tr><tr><td>Alice</td><td> 42 </td></tr></table>
 <pre>  indented
@@ -624,6 +627,7 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
     for hidden in ("hidden-css-rule", "trackingScriptCode", "Site banner text", "Navigation link",
                    "Role navigation text", "Hidden attribute text", "Display none text", "Enable JavaScript",
                    "Template text", "SVG text", "Form label text", "Option text", "Button text", "Textarea text",
+                   "Search form text",
                    "Aside sidebar", "Footer copyright",
                    "Contentinfo text", "jsonLd", "an html comment", "The Page Title"):
         assert hidden not in text, hidden
@@ -634,20 +638,20 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
 
 
 def test_html_page_inside_a_form_and_a_chapter_with_its_own_header_notes_and_footer_are_read(tmp_path: Path) -> None:
-    """ASP.NET and SharePoint pages sit whole inside one <form>, and an EPUB 3 chapter keeps its title in its
-    <section>'s <header> and its footnotes in asides: all of them read as nothing, without a warning. A form
-    inside the page (a search box, a cookie notice), a banner without a heading and a sidebar are still not read."""
-    form = ('<html><body><form id="cookies"><p>We use cookies.</p><button>Accept</button></form>'
-            '<form method="post" id="aspnetForm"><input type="hidden" name="__VIEWSTATE" value="x">'
-            '<div><form role="search">Search the intranet</form><h1>Travel policy</h1><form>We use cookies.</form>'
-            '<p>Book flights through the travel desk.</p><select><option>English</option></select></div></form>'
-            "</body></html>")
+    """ASP.NET, SharePoint and Lotus Domino pages sit whole inside one <form>, and an EPUB 3 chapter keeps its title
+    in its <section>'s <header> and its footnotes in asides: all of them read as nothing, without a warning. A
+    search form, a form's controls, the page's banner (a heading in it or not) and a sidebar are still not read."""
+    form = ('<html><body><form method="post" id="aspnetForm"><input type="hidden" name="__VIEWSTATE" value="x">'
+            '<div><form role="search">Search the intranet</form><div class="title">Travel policy</div>'
+            '<p>Book flights through the travel desk.</p><label for="lang">Language</label><select id="lang">'
+            '<option>English</option></select><button>Save</button></div></form></body></html>')
     assert load(tmp_path, "policy.aspx.html", form.encode()).text == \
         "Travel policy\n\nBook flights through the travel desk."
-    chapter = ('<html><body><header>Site banner</header><section epub:type="chapter"><header><h2>Chapter I</h2>'
-               '<p>The Storm Breaks</p></header><p>It was a dark night.<a href="#n1">1</a></p>'
-               '<aside id="n1" epub:type="footnote">Written in 1850.</aside><aside role="note">A sidebar</aside>'
-               '</section><footer>Copyright</footer></body></html>')
+    chapter = ('<html><body><header><h1>Site name</h1><p>Tagline</p></header><section epub:type="chapter">'
+               '<header><hgroup><h2>Chapter I</h2><p>The Storm Breaks</p></hgroup></header>'
+               '<p>It was a dark night.<a href="#n1">1</a></p><aside role="note">A sidebar</aside>'
+               '<footer><aside id="n1" epub:type="footnote">Written in 1850.</aside></footer></section>'
+               '<footer>Copyright</footer></body></html>')
     assert load(tmp_path, "chapter.xhtml.html", chapter.encode()).text == \
         "Chapter I\n\nThe Storm Breaks\n\nIt was a dark night.1\n\nWritten in 1850."
 

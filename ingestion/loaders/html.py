@@ -28,7 +28,6 @@ _DROPPED = frozenset({"head", "script", "style", "noscript", "template", "svg", 
 _NOTE_TYPES = frozenset({"footnote", "endnote", "rearnote", "note"})  # an EPUB's epub:type of a note
 _NOTE_ROLES = frozenset({"doc-footnote", "doc-endnote"})  # DPUB-ARIA roles of a note
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_PAGE_CONTENT = (*_HEADINGS, "main", "article")  # what a form wrapping a page holds, and a form in it does not
 _ARTICLES = frozenset({"article", "main"})  # where a header or footer is the article's own, not the page's
 _HIDDEN_ROLES = frozenset({"navigation", "banner", "contentinfo"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
@@ -129,7 +128,7 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
         if node.name in _IMAGE_BLOCKS:
             block = node
         figure = node if node.name == "figure" else figure
-        children_in_article = in_article or node.name in _ARTICLES
+        children_in_article = in_article or _opens_article(node)
         stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
 
 
@@ -210,19 +209,38 @@ def _hidden(tag: Tag, in_article: bool) -> bool:
     name = tag.name
     if name in _DROPPED:
         return True
-    if name == "form":  # a search box, a cookie notice; unless it wraps the page (ASP.NET, SharePoint)
-        return "search" in _words(tag, "role") or getattr(tag.parent, "name", None) not in ("body", "html") \
-            or tag.find(_PAGE_CONTENT) is None  # linear: forms at the top hold parts of the page apart
-    if name == "aside":  # a sidebar, unless it is a note (an e-book's footnotes are asides)
-        return not (_NOTE_TYPES.intersection(_words(tag, "epub:type"))
-                    or _NOTE_ROLES.intersection(_words(tag, "role")))
-    if name == "footer" and not in_article:
-        return True  # the page's footer; inside an article, its byline
-    if name == "header" and not in_article and tag.find(_HEADINGS, recursive=False) is None:
-        return True  # the page's banner; inside an article, or around a heading (a chapter's title), its own
+    if name == "form":  # read, as browsers show it (ASP.NET and Lotus Domino put whole pages in one); not a search box
+        return "search" in _words(tag, "role")
+    if name == "aside":  # a sidebar, unless it is a note or holds notes (e-books' and Sphinx's footnotes are asides)
+        return not (_is_note(tag) or any(_is_note(child) for child in tag.find_all("aside", recursive=False)))
+    if name == "button":  # a control, unless it is a heading's text (an FAQ's question that opens its answer)
+        return getattr(tag.parent, "name", None) not in _HEADINGS
+    if name == "label":  # a form control's label, not the name of a field shown beside its value
+        return tag.has_attr("for")
+    if name == "footer" and not in_article:  # the page's footer, unless it holds notes; in an article, its byline
+        return not any(_is_note(child) for child in tag.find_all("aside", recursive=False))
+    if name == "header" and not in_article:  # the page's banner, unless a section's title (an e-book chapter's)
+        return getattr(tag.parent, "name", None) != "section" or not _titles(tag)
     if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
         return True
     return not _HIDDEN_ROLES.isdisjoint(_words(tag, "role"))
+
+
+def _opens_article(tag: Tag) -> bool:
+    return tag.name in _ARTICLES or "main" in _words(tag, "role")
+
+
+def _is_note(tag: Tag) -> bool:
+    return bool(_NOTE_TYPES.intersection(_words(tag, "epub:type")) or _NOTE_ROLES.intersection(_words(tag, "role")))
+
+
+def _titles(header: Tag) -> bool:
+    """Whether a <header> holds a heading (in it, or in an element in it: <hgroup>) and no <nav>; its children and
+    theirs are looked at, so nested headers cost no more than flat ones."""
+    children = header.find_all(recursive=False)
+    if any(child.name == "nav" for child in children):
+        return False
+    return any(child.name in _HEADINGS or child.find(_HEADINGS, recursive=False) is not None for child in children)
 
 
 def _words(tag: Tag, *attributes: str) -> list[str]:
@@ -314,7 +332,7 @@ def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budge
             continue
         if _hidden(node, article):
             continue
-        article = article or name in _ARTICLES
+        article = article or _opens_article(node)
         if name == "br":
             writer.line_break()
         elif name == "tr" or (name in _ROW_GROUPS and node.find(_CELLS, recursive=False) is not None):
