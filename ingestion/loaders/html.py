@@ -223,11 +223,11 @@ def _hidden(tag: Tag, in_article: bool) -> bool:
         return getattr(tag.parent, "name", None) != "section" or not _titles(tag)
     if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
         return True
-    return not _HIDDEN_ROLES.isdisjoint(_words(tag, "role"))
+    return "role" in tag.attrs and not _HIDDEN_ROLES.isdisjoint(_words(tag, "role"))
 
 
 def _opens_article(tag: Tag) -> bool:
-    return tag.name in _ARTICLES or "main" in _words(tag, "role")
+    return tag.name in _ARTICLES or ("role" in tag.attrs and "main" in _words(tag, "role"))
 
 
 def _is_note(tag: Tag) -> bool:

@@ -266,7 +266,7 @@ class _Renderer:
             elif token.type == "inline":
                 text = self._inline(token.children or [])
                 if self._row is not None:
-                    self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on the row's
+                    self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on one
                 elif heading:
                     self.headings.append((heading, " ".join(self._placed_at.sub("", text).split())))  # one line
                     self._paragraph(text)
