@@ -147,10 +147,16 @@ class FileReader:
 
     def _read_text_in_images(self, document: ExtractedDocument, clock: OcrTime) -> bool:
         """OCR image files and scanned pages into the text (what the loader's reading did not read yet, on the same
-        ``clock``); True when OCR is wanted, not installed, and would have read something here."""
+        ``clock``); True when OCR is wanted, not installed, and would have read something here. An image file left
+        unread says so in a warning, so that ``reread`` reads it again once OCR is installed (a scan already says its
+        pages have no text layer)."""
         if self._ocr is not None:
             apply_ocr(document, self._ocr, embedded=self.settings.ocr_embedded_images, step=self._ocr_step,
                       clock=clock)
             return False
-        return self.settings.ocr_wanted and (document.file_type == "image"
-                                             or any(image.scanned_page for image in document.images))
+        if not self.settings.ocr_wanted:
+            return False
+        if document.file_type == "image":
+            document.warnings.append("the text in this image was not read: OCR is not installed")
+            return True
+        return any(image.scanned_page for image in document.images)

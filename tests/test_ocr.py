@@ -502,6 +502,27 @@ def test_an_ingest_holds_a_file_s_ocr_to_its_seconds_and_finds_the_pages_read(
     assert sorted((hit.page, hit.text) for hit in kb.search("page", mode="keyword")) == [(1, "Page 1"), (2, "Page 2")]
 
 
+@needs_font
+def test_an_image_read_before_ocr_was_installed_is_read_again_by_reread(
+        kb_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An image file read without OCR was stored as empty with no warning, so not "read in part", and --reread, which
+    # the docs offer for exactly this, passed it over once OCR was installed.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    render_lines(["LOADING DOCK 7"]).save(folder / "sign.png")
+    kb = kb_factory(clip_model="none")
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # not installed
+    report = kb.ingest(folder)
+    [path] = report.added
+    assert report.warnings == {path: ["the text in this image was not read: OCR is not installed"]}
+    assert any(notice.startswith("OCR is not installed, so the text in 1 image file(s)") for notice in report.notices)
+    monkeypatch.undo()  # installed now
+    assert kb.ingest(folder).unchanged == [path]
+    report = kb.ingest(folder, reread=True)
+    assert report.updated == [path] and not report.warnings and not report.notices
+    assert [hit.path for hit in kb.search("loading dock", mode="keyword")] == [path]
+
+
 @pytest.mark.parametrize("ocr, pages", [(True, 5), (False, 1)])
 def test_a_scanned_page_is_decoded_in_the_step_that_reads_it_off_the_image_clock(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ocr: bool, pages: int) -> None:
