@@ -493,6 +493,22 @@ def test_markdown_images_span_their_own_place_not_the_same_words_earlier(tmp_pat
     assert (photo.start, photo.end) == (len(document.text) - 10, len(document.text))
 
 
+def test_html_images_span_their_own_block_not_the_same_words_earlier(tmp_path: Path) -> None:
+    """An image's block was looked for by its words after the last block found: the photo's span was the heading
+    above it, and the next images' spans were empty there. Each block's place is now marked as it is rendered."""
+    for name, colour in (("a.png", RED), ("b.png", BLUE), ("c.png", WHITE)):
+        (tmp_path / name).write_bytes(image_bytes("PNG", size=(60, 40), color=colour))
+    page = ("<h2>Team photo</h2><p>Team photo <img src='a.png'></p>"
+            "<table><tr><td>Logo</td><td>Logo<br>new <img src='b.png'></td></tr></table>"
+            "<p>Last \ufffc0\ufffc</p><div><img src='c.png'></div><p>End</p>")
+    document = load(tmp_path, "page.html", page.encode())
+    assert document.text == "Team photo\n\nTeam photo\n\nLogo | Logo new\n\nLast \ufffc0\ufffc\n\nEnd"
+    photo, logo, empty = document.images
+    assert (photo.start, photo.end) == (12, 22)  # the paragraph, not the heading
+    assert document.text[logo.start:logo.end] == "Logo new" and logo.start == 31  # its cell, not the one before
+    assert (empty.start, empty.end) == (51, 51)  # a block with no text: where the text after it begins
+
+
 def test_markdown_image_places_hold_in_table_cells_and_cannot_be_forged(tmp_path: Path) -> None:
     (tmp_path / "c.png").write_bytes(image_bytes("PNG", size=(64, 64)))
     cell = load(tmp_path, "cell.md", b"| Chart |\n|---|\n| ![Revenue  by region](c.png) |\n")

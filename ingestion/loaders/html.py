@@ -12,8 +12,9 @@ from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.element import PageElement, PreformattedString
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
+from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import EmbeddedImages
+from ingestion.loaders.places import PlaceMarks
 from kb.types import ExtractedDocument
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
@@ -77,9 +78,16 @@ def read_page(markup: str, folder: PurePath, images: EmbeddedImages, read_before
     in that text (``folder``: where its ``src`` paths start), once the text, with the ``read_before`` characters
     of the document's earlier pages, is known to be within the allowance."""
     soup = _soup(markup)
-    visible = clean_text(_render(soup))
+    shown = list(_visible_images(soup))
+    marks, numbers = PlaceMarks(), dict[int, int]()  # the number of each marked element, by its id
+    for found in shown:  # where the block around each image begins is marked (where the image is, without one)
+        numbers.setdefault(id(found.anchor), len(numbers))
+    rendered = _render(soup, marks={key: marks.mark(number) for key, number in numbers.items()})
+    visible, places = marks.places(clean_text(rendered.marked_value()))
+    if places and clean_text(visible) != visible:  # a mark kept cleaning from acting across it (a control
+        visible = clean_text(visible)  # character between spaces): the places may be off by a character or two
     images.limits.check_chars(read_before + len(visible))
-    _add_images(soup, visible, folder, images)
+    _add_images(soup, shown, visible, {key: places.get(number) for key, number in numbers.items()}, folder, images)
     return visible, _title(soup)
 
 
@@ -90,7 +98,7 @@ def html_text(markup: str, shown: Callable[[Tag], str] | None = None) -> str:
     if shown is not None:
         for found in _visible_images(soup):
             found.img.replace_with(shown(found.img))
-    return clean_text(_render(soup))
+    return clean_text(_render(soup).value())
 
 
 def _soup(markup: str) -> BeautifulSoup:
@@ -113,6 +121,11 @@ class _Visible(NamedTuple):
     in_article: bool  # whether that block lies inside an <article> or <main>
     figure: Tag | None
 
+    @property
+    def anchor(self) -> Tag:
+        """What the image's span starts at: its block, or the image itself outside any."""
+        return self.block if self.block is not None else self.img
+
 
 def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
     """Every ``<img>`` a reader sees, in document order, found in one walk of the tree (hidden parts skipped
@@ -132,16 +145,18 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
         stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
 
 
-def _add_images(soup: BeautifulSoup, text: str, folder: PurePath, images: EmbeddedImages) -> None:
-    """The visible images of the page, in document order, located in ``text``.
+def _add_images(soup: BeautifulSoup, shown: list[_Visible], text: str, places: dict[int, int | None],
+                folder: PurePath, images: EmbeddedImages) -> None:
+    """The visible images of the page (``shown``, in document order), each spanning the text of its block from the
+    place where that block (or the image itself, outside any block) begins in ``text``.
 
     An image's block and caption are rendered with a bounded budget: a block too long to be a useful span is
-    abandoned early, so nested blocks cost no more than flat ones.
+    abandoned early (the image's span is empty, where the block begins), so nested blocks cost no more than flat
+    ones. An image in a table nested too deep to mark (``_MAX_NESTED_TABLES``) has the place of the one before.
     """
-    spans = _BlockSpans(text)
     numbers = {id(img): number for number, img in enumerate(soup.find_all("img"), 1)}  # hidden ones count too
-    for found in _visible_images(soup):
-        number = numbers[id(found.img)]
+    last = [0]  # the place of the last image that had one
+    for found in shown:
         src, alt = image_source(found.img)
 
         def described(found: _Visible = found, alt: str | None = alt) -> dict[str, Any]:
@@ -151,38 +166,24 @@ def _add_images(soup: BeautifulSoup, text: str, folder: PurePath, images: Embedd
                 figcaption = found.figure.find("figcaption", recursive=False)
                 if isinstance(figcaption, Tag):
                     caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
-            span = None if found.block is None else spans.of(found.block, found.in_article)
-            start, end = span or (spans.cursor.end, spans.cursor.end)
+            place = places[id(found.anchor)]
+            start = last[0] = min(place, len(text)) if place is not None else last[0]
+            end = start if found.block is None or place is None else _block_end(found, text, start)
             return {"start": start, "end": end, "alt": alt, "caption": caption}
 
-        name = f"image {number} (data URI)" if src.lstrip().lower().startswith("data:") else src
+        name = f"image {numbers[id(found.img)]} (data URI)" if src.lstrip().lower().startswith("data:") else src
         images.add_reference(src, folder, name, described=described)
 
 
-class _BlockSpans:
-    """The span in the text of each block holding an image, located once per block in reading order: inside the
-    last block located when nested in it, else after it (a block repeating an earlier one's text lands on its own
-    occurrence). Blocks too long to be a useful span, or not found, have none."""
-
-    def __init__(self, text: str) -> None:
-        self.cursor = TextCursor(text)
-        self._spans: dict[int, tuple[int, int] | None] = {}  # by the block's id
-        self._last: Tag | None = None  # the last block located
-
-    def of(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
-        if id(block) not in self._spans:
-            self._spans[id(block)] = self._locate(block, in_article)
-        return self._spans[id(block)]
-
-    def _locate(self, block: Tag, in_article: bool) -> tuple[int, int] | None:
-        rendered = _bounded_render(block, in_article)
-        if rendered is None:
-            return None
-        nested = self._last is not None and any(parent is self._last for parent in block.parents)
-        span = self.cursor.find_within(rendered) if nested else self.cursor.find(rendered)
-        if span is not None:
-            self._last = block
-        return span
+def _block_end(found: _Visible, text: str, start: int) -> int:
+    """Where the text of ``found``'s block, which begins at ``start``, ends; ``start`` when the block is too long
+    to be a useful span, or reads otherwise in its place (a cell's lines are joined in its row)."""
+    rendered = _bounded_render(found.block, found.in_article) if found.block is not None else None
+    needle = clean_text(rendered or "")
+    for shape in (needle, " ".join(needle.split())):
+        if shape and text.startswith(shape, start):
+            return start + len(shape)
+    return start
 
 
 def _declared_charset(data: bytes) -> str | None:
@@ -268,18 +269,20 @@ class _Budget:
 def _bounded_render(root: Tag, in_article: bool) -> str | None:
     """The visible text under ``root``, or None when it is longer than an image span may be."""
     try:
-        text = _render(root, in_article=in_article, budget=_Budget(_MAX_SPAN_NODES))
+        text = _render(root, in_article=in_article, budget=_Budget(_MAX_SPAN_NODES)).value()
     except _TooLong:
         return None
     return text if len(text) <= _MAX_SPAN else None
 
 
 class _Writer:
-    """Collects text and owed breaks, so breaks never pile up and spaces never start a line."""
+    """Collects text and owed breaks, so breaks never pile up and spaces never start a line; and place marks, each
+    written just before the next text, so that a mark changes nothing cleaning does around it."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.owed = 0  # newlines to write before the next text
+        self.pending: list[str] = []  # marks to write before the next text
 
     def text(self, text: str, preformatted: bool) -> None:
         if not preformatted:
@@ -291,7 +294,12 @@ class _Writer:
         if self.owed and self.parts:
             self.parts.append("\n" * self.owed)
         self.owed = 0
+        self.parts.extend(self.pending)
+        self.pending.clear()
         self.parts.append(text)
+
+    def mark(self, *marks: str) -> None:
+        self.pending.extend(marks)
 
     def brk(self, newlines: int) -> None:
         self.owed = max(self.owed, newlines)
@@ -301,17 +309,26 @@ class _Writer:
         self.owed = min(self.owed + 1, 2)
 
     def value(self) -> str:
+        """The text written, without the marks no text came after."""
         return "".join(self.parts)
 
+    def marked_value(self) -> str:
+        """The text written, the marks no text came after at its end (its trailing spaces, which cleaning drops,
+        before them)."""
+        return self.value().rstrip() + "".join(self.pending) if self.pending else self.value()
 
-def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None) -> str:
+
+def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None,
+            marks: dict[int, str] | None = None) -> _Writer:
     """The visible text under ``root``, which lies inside ``tables`` table cells (and an article if
-    ``in_article``); a ``budget`` of nodes, when given, raises ``_TooLong`` once spent.
+    ``in_article``); a ``budget`` of nodes, when given, raises ``_TooLong`` once spent; where each element in
+    ``marks`` (by its id) begins, its mark.
 
     Iterative, so deeply nested elements cannot exhaust the stack; only nested tables recurse, and only
     up to ``_MAX_NESTED_TABLES`` deep.
     """
     budget = budget or _Budget(None)
+    marks = marks or {}
     writer = _Writer()
     preformatted = 0
     stack: list[tuple[PageElement, bool, bool]] = [(root, False, in_article)]
@@ -333,11 +350,15 @@ def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budge
         if _hidden(node, article):
             continue
         article = article or _opens_article(node)
+        if id(node) in marks:
+            writer.mark(marks[id(node)])
         if name == "br":
             writer.line_break()
         elif name == "tr" or (name in _ROW_GROUPS and node.find(_CELLS, recursive=False) is not None):
             writer.brk(1)  # cells straight in a table, without a row, are one row too (as browsers show them)
-            writer.text(_row(node, tables, article, budget), preformatted=True)
+            row, after = _row(node, tables, article, budget, marks)
+            writer.text(row, preformatted=True)
+            writer.mark(*after)
             writer.brk(1)
         elif name in _PARAGRAPH or name in _LINE:
             writer.brk(2 if name in _PARAGRAPH else 1)
@@ -347,17 +368,28 @@ def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budge
             stack.extend((child, False, article) for child in reversed(node.contents))
         else:
             stack.extend((child, False, article) for child in reversed(node.contents))
-    return writer.value()
+    return writer
 
 
-def _row(row: Tag, tables: int, in_article: bool, budget: _Budget) -> str:
+def _row(row: Tag, tables: int, in_article: bool, budget: _Budget, marks: dict[int, str]) -> tuple[str, list[str]]:
     """A table row as one line: each non-empty cell's text on one line, cells joined by ' | '; text the row holds
-    outside its cells, which browsers show too, is read in its place as a cell."""
+    outside its cells, which browsers show too, is read in its place as a cell. And the marks no text of the row
+    came after (an image alone in the last cell), for the text after the row."""
     parts: list[str] = []
+    pending: list[str] = []
     for child in row.contents:
+        part, after = "", []
         if isinstance(child, Tag) and not _hidden(child, in_article):
-            parts.append(_render(child, tables + 1, in_article, budget) if tables < _MAX_NESTED_TABLES
-                         else child.get_text(" "))
+            if tables < _MAX_NESTED_TABLES:
+                cell = _render(child, tables + 1, in_article, budget, marks)
+                part, after = cell.value(), cell.pending
+            else:
+                part = child.get_text(" ")
         elif isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
-            parts.append(str(child))
-    return " | ".join(" ".join(part.split()) for part in parts if part.strip())
+            part = str(child)
+        part = " ".join(part.split())
+        if part:
+            parts.append("".join(pending) + part)
+            pending = []
+        pending += after
+    return " | ".join(parts), pending

@@ -4,7 +4,6 @@ with tables, strikethrough, task lists, footnotes and admonitions), rendered to 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +21,7 @@ from ingestion import encoding  # module import: ingestion.encoding itself impor
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text
 from ingestion.loaders.html import html_text, image_source
 from ingestion.loaders.images import EmbeddedImages
+from ingestion.loaders.places import PlaceMarks
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
@@ -35,10 +35,6 @@ _FRONT_MORE = re.compile(r"-(?:[ \t]|$)|[ \t#\]}]")
 # as at 20). Deeper blocks are kept as plain text (``_UNPARSED``).
 _MAX_NESTING = 50
 _LINE_BREAK = re.compile(r"<br\s*/?>$", re.IGNORECASE)  # inline HTML that starts a new line
-# Where each image's alt text begins is marked while rendering, so that its span is its own place, not the same
-# words earlier in the text: U+FFFC (OBJECT REPLACEMENT CHARACTER), a secret of the rendering, the image's number,
-# U+FFFC. The secret keeps a file from writing marks of its own (with character references, say).
-_PLACE = "\ufffc"
 _UNPARSED = "kb_unparsed"  # token type of source lines nested too deep to parse
 # Steps a document's link label scans may take, per character of the source: a document's own links take one or two
 # (a label is scanned once, a nested image again), while a run of unclosed ``[`` or ``![`` costs 25-40 steps and
@@ -133,7 +129,7 @@ class MarkdownLoader(Loader):
         rendered.blocks(tokens)
         if title is None and rendered.headings:
             title = min(rendered.headings, key=lambda heading: heading[0])[1]
-        text, places = rendered.places(clean_text("\n".join(rendered.out)))
+        text, places = rendered.marks.places(clean_text("\n".join(rendered.out)))
         limits.check_chars(len(text))
         notes += _too_deep(rendered.unparsed)
         if labels_spent:
@@ -227,22 +223,7 @@ class _Renderer:
         self.references: list[_Reference] = []  # the images shown, in order
         self.unparsed: list[int] = []  # the file's line number where each block kept unparsed begins
         self._row: list[str] | None = None
-        self._secret = secrets.token_hex(8)
-        self._placed_at = re.compile(f"{_PLACE}{self._secret}([0-9]+){_PLACE}")
-
-    def places(self, marked: str) -> tuple[str, dict[int, int]]:
-        """``marked`` (the rendered text, cleaned) without its image marks, and where each marked image's alt text
-        begins in it, by number."""
-        pieces: list[str] = []
-        places: dict[int, int] = {}
-        length = last = 0
-        for mark in self._placed_at.finditer(marked):
-            pieces.append(marked[last:mark.start()])
-            length += mark.start() - last
-            places[int(mark.group(1))] = length
-            last = mark.end()
-        pieces.append(marked[last:])
-        return "".join(pieces), places
+        self.marks = PlaceMarks()  # where each image's alt text begins
 
     def blocks(self, tokens: Sequence[Token]) -> None:
         heading, tight = 0, False  # in a heading; in a paragraph of a tight list item
@@ -268,7 +249,7 @@ class _Renderer:
                 if self._row is not None:
                     self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on one
                 elif heading:
-                    self.headings.append((heading, " ".join(self._placed_at.sub("", text).split())))  # one line
+                    self.headings.append((heading, " ".join(self.marks.without(text).split())))  # one line
                     self._paragraph(text)
                     heading = 0
                 elif tight:
@@ -292,7 +273,7 @@ class _Renderer:
             elif token.type in ("softbreak", "hardbreak"):
                 parts.append("\n")
             elif token.type == "image":
-                alt = self._placed_at.sub("", self._inline(token.children or [])).strip()  # one inside: no place
+                alt = self.marks.without(self._inline(token.children or [])).strip()  # one inside: no place
                 parts.append(self._placed(_Reference(str(token.attrGet("src") or ""), alt or None,
                                                      str(token.attrGet("title") or "").strip() or None)))
             elif token.type == "html_inline" and _LINE_BREAK.match(token.content):
@@ -313,4 +294,4 @@ class _Renderer:
         """The image's alt text as shown, marked with the image's number."""
         self.references.append(reference)
         number = len(self.references) - 1
-        return f"{_PLACE}{self._secret}{number}{_PLACE}{reference.alt}" if reference.alt else ""
+        return f"{self.marks.mark(number)}{reference.alt}" if reference.alt else ""

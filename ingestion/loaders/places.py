@@ -1,0 +1,39 @@
+"""Marks written into a text while it is rendered, so that a place in it (where an image's block or alt text begins)
+is known exactly once the text is cleaned, not looked for by its words, which may occur earlier too."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_PLACE = "\ufffc"  # OBJECT REPLACEMENT CHARACTER: not whitespace nor a control character, so cleaning keeps it
+
+
+class PlaceMarks:
+    """Numbered marks of one rendering: U+FFFC, a secret of the rendering, the number, U+FFFC. The secret keeps a
+    file from writing marks of its own (with character references, say)."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_hex(8)
+        self._mark = re.compile(f"{_PLACE}{self._secret}([0-9]+){_PLACE}")
+
+    def mark(self, number: int) -> str:
+        """The mark of place ``number``, to write where that place begins."""
+        return f"{_PLACE}{self._secret}{number}{_PLACE}"
+
+    def without(self, text: str) -> str:
+        """``text`` with its marks removed."""
+        return self._mark.sub("", text)
+
+    def places(self, marked: str) -> tuple[str, dict[int, int]]:
+        """``marked`` without its marks, and where each marked place is in it, by number."""
+        pieces: list[str] = []
+        places: dict[int, int] = {}
+        length = last = 0
+        for mark in self._mark.finditer(marked):
+            pieces.append(marked[last:mark.start()])
+            length += mark.start() - last
+            places[int(mark.group(1))] = length
+            last = mark.end()
+        pieces.append(marked[last:])
+        return "".join(pieces), places
