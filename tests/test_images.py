@@ -437,11 +437,13 @@ def test_docx_picture_with_alt_text_caption_and_span(tmp_path: Path) -> None:
     document.add_paragraph("Closing words.")
     inline_run = document.add_paragraph("Text with an ").add_run()
     inline_run.add_picture(io.BytesIO(image_bytes("PNG", size=(40, 40), color=BLUE)))
+    document.add_paragraph("Figure out the budget first.")  # no caption: "Figure" without a number
     document.add_paragraph().add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(8, 8))))
     out = io.BytesIO()
     document.save(out)
     loaded = load(tmp_path, "chart.docx", out.getvalue())
-    assert loaded.text == "Introduction to the chart.\n\nFigure 1: Sales by region\n\nClosing words.\n\nText with an"
+    assert loaded.text == ("Introduction to the chart.\n\nFigure 1: Sales by region\n\nClosing words.\n\nText with an"
+                           "\n\nFigure out the budget first.")
     chart, inline = loaded.images
     assert (chart.alt, chart.caption, chart.width, chart.height) == ("A bar chart of sales",
                                                                      "Figure 1: Sales by region", 120, 90)

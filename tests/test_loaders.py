@@ -2366,6 +2366,22 @@ def test_rtf_pictures_come_with_alt_text_caption_and_span(tmp_path: Path) -> Non
                                  "image picture 4 skipped: its PNG data is not hexadecimal"]
 
 
+def test_an_rtf_picture_after_a_table_spans_its_own_paragraph_and_one_in_a_cell_the_table(tmp_path: Path) -> None:
+    """A table is closed by the paragraph after it, and the pictures of that paragraph were given to the table."""
+    def picture(colour: tuple[int, int, int]) -> bytes:
+        return rb"{\pict\pngblip\picw64\pich48 " + image_bytes(size=(64, 48), color=colour).hex().encode() + b"}"
+
+    row = rb"\trowd\cellx2000\cellx4000 \pard\intbl Alice\cell \pard\intbl " + picture((220, 20, 20)) + rb"\cell \row "
+    source = (rb"{\rtf1\ansi \pard Staff list.\par \trowd\cellx2000\cellx4000 \pard\intbl Name\cell \pard\intbl "
+              rb"Photo\cell \row " + row + rb"\pard " + picture((20, 20, 220)) + rb" Org chart after the table.\par \pard "
+              + picture((20, 220, 20)) + rb"\par \pard Figure 2: the board\par }")
+    document = load(tmp_path, "staff.rtf", source)
+    assert document.text == ("Staff list.\n\nName | Photo\nAlice\n\nOrg chart after the table.\n\n"
+                             "Figure 2: the board")
+    assert [document.text[image.start:image.end] for image in document.images] == [
+        "Name | Photo\nAlice", "Org chart after the table.", "Figure 2: the board"]
+
+
 def test_rtf_reads_what_pandoc_textedit_and_japanese_word_write(tmp_path: Path) -> None:
     """pandoc's cells each a group with a paragraph inside; a text box inside a sentence; a tracked deletion; list
     bullets (left out, as the DOCX loader leaves them); Shift-JIS whose trail byte is a backslash or a brace."""

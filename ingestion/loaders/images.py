@@ -42,7 +42,9 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 # budget (file_timeout, 60 s) to the rest of its loading: the time a megapixel takes differs tenfold between formats.
 IMAGE_SECONDS = 20.0
 # A paragraph starting so, right after a picture, is its caption: "Figure", "Fig." or 图 and a number.
-_FIGURE_LABEL = re.compile(r"figure|fig\.|图\s*[0-9０-９一二三四五六七八九十]", re.IGNORECASE)
+# A caption's label: "Figure 3", "Fig. 2", "FIGURE A.1", "Figure IV", "图 1" (not "Figures for Q3 are below").
+_FIGURE_LABEL = re.compile(r"(?:figure|fig\.?)\s*(?:[0-9]|[a-z]\.?[0-9]|[ivxlc]+\b)|图\s*[0-9０-９一二三四五六七八九十]",
+                           re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 _MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)

@@ -183,6 +183,7 @@ class _Blocks:
         self._cells: list[str] = []
         self._rows: list[str] = []
         self._waiting: list[int] = []  # kept pictures whose block is being read
+        self._in_rows: list[int] = []  # kept pictures in the rows of the table being read
         self._held: dict[int, int] = {}  # kept picture -> the block holding it
         self._alone: dict[int, int] = {}  # kept picture alone in its paragraph -> the number of blocks before it
 
@@ -227,6 +228,8 @@ class _Blocks:
         if line := " | ".join(cell for cell in self._cells if cell):
             self._rows.append(line)
         self._cells = []
+        self._in_rows += self._waiting
+        self._waiting = []
 
     def picture(self, index: int) -> None:
         """Picture ``index`` of those kept stands in the block being read."""
@@ -242,8 +245,9 @@ class _Blocks:
         if self._cells or self._cell:
             self.end_row()
         rows, self._rows = self._rows, []
-        if rows:
-            self._add("\n".join(rows))
+        after, self._waiting, self._in_rows = self._waiting, self._in_rows, []  # those after it: the next block's
+        self._add("\n".join(rows))
+        self._waiting = after
 
     def _add(self, text: str) -> None:
         cleaned = clean_text(text)
@@ -266,11 +270,13 @@ class _Blocks:
     def placed(self, spans: list[tuple[int, int]], images: list[ExtractedImage]) -> list[ExtractedImage]:
         """The pictures kept with their spans, each through the caption that follows it."""
         placed: list[ExtractedImage] = []
+        alone_before = set(self._alone.values())  # blocks that a picture alone in its paragraph stands before
         for index, image in enumerate(images):
             held = self._held.get(index)
             following = held + 1 if held is not None else self._alone.get(index, len(self.blocks))
             caption = self.blocks[following] if following < len(self.blocks) else None
-            if caption is not None and not is_figure_caption(caption):
+            if caption is not None and (not is_figure_caption(caption) or held is not None and following in
+                                        alone_before):  # the caption of the picture between them
                 caption = None
             before = spans[following - 1] if held is None and following > 0 else None
             start, end = picture_span(None if held is None else spans[held], spans[following] if caption else None,
