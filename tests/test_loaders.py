@@ -2373,8 +2373,8 @@ def test_an_rtf_picture_after_a_table_spans_its_own_paragraph_and_one_in_a_cell_
 
     row = rb"\trowd\cellx2000\cellx4000 \pard\intbl Alice\cell \pard\intbl " + picture((220, 20, 20)) + rb"\cell \row "
     source = (rb"{\rtf1\ansi \pard Staff list.\par \trowd\cellx2000\cellx4000 \pard\intbl Name\cell \pard\intbl "
-              rb"Photo\cell \row " + row + rb"\pard " + picture((20, 20, 220)) + rb" Org chart after the table.\par \pard "
-              + picture((20, 220, 20)) + rb"\par \pard Figure 2: the board\par }")
+              rb"Photo\cell \row " + row + rb"\pard " + picture((20, 20, 220)) + rb" Org chart after the table.\par "
+              rb"\pard " + picture((20, 220, 20)) + rb"\par \pard Figure 2: the board\par }")
     document = load(tmp_path, "staff.rtf", source)
     assert document.text == ("Staff list.\n\nName | Photo\nAlice\n\nOrg chart after the table.\n\n"
                              "Figure 2: the board")
