@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from docx import Document
+from docx.oxml import parse_xml
+from docx.oxml.ns import nsdecls, qn
 from PIL import Image
 
 from ingestion.loaders import LoadError, loader_for
@@ -451,6 +453,32 @@ def test_docx_picture_with_alt_text_caption_and_span(tmp_path: Path) -> None:
     assert chart.name.startswith("word/media/") and chart.page is None
     assert loaded.text[inline.start:inline.end] == "Text with an" and inline.caption is None
     assert loaded.warnings == ["1 image(s) smaller than 32 px on a side skipped (min_image_side)"]
+
+
+def test_a_docx_picture_in_a_text_box_spans_the_text_box_not_its_anchor(tmp_path: Path) -> None:
+    """The anchor paragraph's drawing (the text box) was searched for pictures down into the box: the picture took
+    the anchor's span and the text box's alt text, and in its own paragraph it was only a repeat."""
+    document = Document()
+    document.add_paragraph("Intro.")
+    anchor = document.add_paragraph("Anchor paragraph.")
+    holder = document.add_paragraph()
+    holder.add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(64, 48))))._inline.docPr.set("descr", "Chart")
+    caption = document.add_paragraph("Figure 1: Revenue by quarter")
+    document.add_paragraph("Closing.")
+    box = parse_xml(
+        f'<w:r {nsdecls("w", "wp", "a")} xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        '<w:drawing><wp:anchor><wp:docPr id="9" name="Box" descr="text box"/><a:graphic><a:graphicData uri="http://'
+        'schemas.microsoft.com/office/word/2010/wordprocessingShape"><wps:wsp><wps:txbx><w:txbxContent/></wps:txbx>'
+        '</wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing></w:r>')
+    box.find(".//" + qn("w:txbxContent")).extend([holder._p, caption._p])  # moved into the box
+    anchor._p.append(box)
+    out = io.BytesIO()
+    document.save(out)
+    loaded = load(tmp_path, "boxed.docx", out.getvalue())
+    assert loaded.text == "Intro.\n\nAnchor paragraph.\n\nFigure 1: Revenue by quarter\n\nClosing."
+    [chart] = loaded.images
+    assert (chart.alt, chart.caption) == ("Chart", "Figure 1: Revenue by quarter")
+    assert loaded.text[chart.start:chart.end] == "Figure 1: Revenue by quarter"
 
 
 # --- html and markdown -------------------------------------------------------------------------------------------

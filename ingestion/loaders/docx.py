@@ -242,7 +242,7 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
     before: tuple[int, int] | None = None  # the span of the last block with text before the current one
     for index, block in enumerate(blocks):
         if block.drawings and images.full:
-            images.beyond_limits(sum(1 for drawing in block.drawings for _ in drawing.iter(_BLIP)))
+            images.beyond_limits(sum(1 for drawing in block.drawings for _ in _own_pictures(drawing)))
         elif block.drawings:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
@@ -250,7 +250,7 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
             for drawing in block.drawings:
                 properties = drawing.find(f".//{_DOC_PR}")
                 alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
-                for blip in drawing.iter(_BLIP):  # a group holds several pictures
+                for blip in _own_pictures(drawing):
                     related = part.related_parts.get(blip.get(_EMBED, ""))
                     if related is None:
                         images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
@@ -266,6 +266,18 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
         if located and located[index] is not None:
             before = located[index]
     return images.finish()
+
+
+def _own_pictures(drawing: _Element) -> Iterator[_Element]:
+    """The pictures of a drawing (a group holds several), in order; not those in its text boxes, which are read
+    with the text box's own paragraphs (the anchor paragraph took them, with the text box's alt text)."""
+    stack = [drawing]
+    while stack:
+        element = stack.pop()
+        if element.tag == _BLIP:
+            yield element
+        elif element.tag != _TEXTBOX:
+            stack.extend(reversed(element))
 
 
 def _located(blocks: list[_Block], text: str) -> list[tuple[int, int] | None]:
