@@ -481,6 +481,25 @@ def test_a_docx_picture_in_a_text_box_spans_the_text_box_not_its_anchor(tmp_path
     assert loaded.text[chart.start:chart.end] == "Figure 1: Revenue by quarter"
 
 
+def test_docx_pictures_in_vml_as_word_2003_writes_them_are_read(tmp_path: Path) -> None:
+    """Only DrawingML pictures were read: a document saved in compatibility mode lost its pictures silently."""
+    document = Document()
+    document.add_paragraph("Before.")
+    holder = document.add_paragraph("Our logo: ")
+    drawing = holder.add_run().add_picture(io.BytesIO(image_bytes("PNG", size=(64, 48))))._inline.getparent()
+    part_id = drawing.find(".//" + qn("a:blip")).get(qn("r:embed"))
+    drawing.addnext(parse_xml(
+        f'<w:pict {nsdecls("w", "r")} xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:'
+        f'office:office"><v:shape alt="Company logo" style="width:48pt;height:36pt"><v:imagedata r:id="{part_id}" '
+        'o:title="logo.png"/></v:shape></w:pict>'))
+    drawing.getparent().remove(drawing)
+    out = io.BytesIO()
+    document.save(out)
+    loaded = load(tmp_path, "old.docx", out.getvalue())
+    [logo] = loaded.images
+    assert (logo.alt, loaded.text[logo.start:logo.end], logo.width) == ("Company logo", "Our logo:", 64)
+
+
 # --- html and markdown -------------------------------------------------------------------------------------------
 
 def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:

@@ -27,10 +27,16 @@ _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
 _SDT, _SDT_CONTENT, _CUSTOM_XML = qn("w:sdt"), qn("w:sdtContent"), qn("w:customXml")
 _TEXTBOX = qn("w:txbxContent")
 _DRAWING, _DOC_PR, _BLIP, _EMBED = qn("w:drawing"), qn("wp:docPr"), qn("a:blip"), qn("r:embed")
+# Pictures in VML, as Word 2003 and compatibility mode write them (an embedded object's preview too): the shape's
+# alt text, the picture's title, and the relationship that names the picture's part.
+_VML, _OFFICE = "urn:schemas-microsoft-com:vml", "urn:schemas-microsoft-com:office:office"
+_PICT, _OBJECT, _IMAGEDATA, _VML_TITLE = qn("w:pict"), qn("w:object"), f"{{{_VML}}}imagedata", f"{{{_OFFICE}}}title"
+_DRAWINGS = frozenset({_DRAWING, _PICT, _OBJECT})  # what holds pictures in a paragraph
+_PICTURE_PARTS = {_BLIP: _EMBED, _IMAGEDATA: qn("r:id")}  # a picture -> its attribute naming its part
 # Not shown as text: paragraph/run properties (their w:tab is a tab stop), deleted revisions, and the
 # fallback copy of a drawing (its text box repeats the one in mc:Choice).
-_SKIPPED = frozenset({qn("w:pPr"), qn("w:rPr"), qn("w:del"), qn("w:moveFrom"), qn("w:instrText"),
-                      "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"})
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_SKIPPED = frozenset({qn("w:pPr"), qn("w:rPr"), qn("w:del"), qn("w:moveFrom"), qn("w:instrText"), _FALLBACK})
 _CHARACTERS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n",
                qn("w:noBreakHyphen"): "-"}
 _T = qn("w:t")
@@ -175,7 +181,7 @@ def _blocks(container: _Element, notes: _Notes) -> Iterator[_Block]:
         if child.tag == _P:
             found: list[_Element] = []
             text = _spaced(_paragraph(child, found, notes))
-            yield _Block(text, child, [element for element in found if element.tag == _DRAWING])
+            yield _Block(text, child, [element for element in found if element.tag in _DRAWINGS])
             for box in found:
                 if box.tag == _TEXTBOX:
                     yield from _blocks(box, notes)
@@ -209,7 +215,7 @@ def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
         elif child.tag == _TEXTBOX:
             found.append(child)
         else:
-            if child.tag == _DRAWING:
+            if child.tag in _DRAWINGS:
                 found.append(child)
             parts.append(_paragraph(child, found, notes))
     return "".join(parts) + waiting
@@ -249,9 +255,10 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
             start, end = picture_span(located[index], located[index + 1] if caption else None, before)
             for drawing in block.drawings:
                 properties = drawing.find(f".//{_DOC_PR}")
-                alt = None if properties is None else (properties.get("descr") or properties.get("title") or "").strip()
-                for blip in _own_pictures(drawing):
-                    related = part.related_parts.get(blip.get(_EMBED, ""))
+                described = "" if properties is None else properties.get("descr") or properties.get("title") or ""
+                for picture in _own_pictures(drawing):
+                    alt = _alt_text(described, picture)
+                    related = part.related_parts.get(picture.get(_PICTURE_PARTS[picture.tag], ""))
                     if related is None:
                         images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
                         continue
@@ -261,7 +268,7 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                         continue
                     if name not in hashes:
                         hashes[name] = hashlib.sha256(related.blob).hexdigest()
-                    images.add_bytes(related.blob, name, sha256=hashes[name], start=start, end=end, alt=alt or None,
+                    images.add_bytes(related.blob, name, sha256=hashes[name], start=start, end=end, alt=alt,
                                      caption=caption and " ".join(caption.text.split()))
         if located and located[index] is not None:
             before = located[index]
@@ -269,15 +276,25 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
 
 
 def _own_pictures(drawing: _Element) -> Iterator[_Element]:
-    """The pictures of a drawing (a group holds several), in order; not those in its text boxes, which are read
-    with the text box's own paragraphs (the anchor paragraph took them, with the text box's alt text)."""
+    """The pictures of a drawing or VML shape (a group holds several), in order; not those in its text boxes, which
+    are read with the text box's own paragraphs (the anchor paragraph took them, with the text box's alt text), nor
+    the fallback copies of its pictures."""
     stack = [drawing]
     while stack:
         element = stack.pop()
-        if element.tag == _BLIP:
+        if element.tag in _PICTURE_PARTS:
             yield element
-        elif element.tag != _TEXTBOX:
+        elif element.tag != _TEXTBOX and element.tag != _FALLBACK:
             stack.extend(reversed(element))
+
+
+def _alt_text(described: str, picture: _Element) -> str | None:
+    """A picture's alt text: its drawing's description (or title), ``described``; a VML picture's shape's alt text,
+    or its own title."""
+    if picture.tag == _IMAGEDATA:
+        shape = picture.getparent()
+        described = (shape.get("alt") if shape is not None else None) or picture.get(_VML_TITLE) or ""
+    return described.strip() or None
 
 
 def _located(blocks: list[_Block], text: str) -> list[tuple[int, int] | None]:
