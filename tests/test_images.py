@@ -18,6 +18,9 @@ from docx import Document
 from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls, qn
 from PIL import Image
+from pptx import Presentation
+from pptx.enum.shapes import MSO_SHAPE
+from pptx.util import Inches
 
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
@@ -498,6 +501,26 @@ def test_docx_pictures_in_vml_as_word_2003_writes_them_are_read(tmp_path: Path) 
     loaded = load(tmp_path, "old.docx", out.getvalue())
     [logo] = loaded.images
     assert (logo.alt, loaded.text[logo.start:logo.end], logo.width) == ("Company logo", "Our logo:", 64)
+
+
+def test_a_pptx_photo_cropped_to_a_shape_is_read_as_a_picture(tmp_path: Path) -> None:
+    """A shape filled with a picture (PowerPoint's Crop to Shape, a team page's round photos) was not read."""
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Our team"
+    placed = slide.shapes.add_picture(io.BytesIO(image_bytes("PNG", size=(64, 48))), Inches(1), Inches(1))
+    oval = slide.shapes.add_shape(MSO_SHAPE.OVAL, Inches(4), Inches(1), Inches(2), Inches(2))
+    oval.text_frame.text = "Alice, CEO"
+    oval._element._nvXxPr.cNvPr.set("descr", "Portrait of Alice")
+    oval._element.spPr.find(qn("a:prstGeom")).addnext(parse_xml(
+        f'<a:blipFill {nsdecls("a", "r")}><a:blip r:embed="{placed._element.blip_rId}"/></a:blipFill>'))
+    placed._element.getparent().remove(placed._element)
+    out = io.BytesIO()
+    deck.save(out)
+    loaded = load(tmp_path, "team.pptx", out.getvalue())
+    assert loaded.text == "Our team\n\nAlice, CEO"
+    [portrait] = loaded.images
+    assert (portrait.alt, portrait.page, portrait.width) == ("Portrait of Alice", 1, 64)
 
 
 # --- html and markdown -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from pptx.opc.constants import RELATIONSHIP_TYPE
 from pptx.opc.package import PartFactory, XmlPart
+from pptx.oxml.ns import qn
 from pptx.package import Package
 from pptx.parts.presentation import PresentationPart
 from pptx.presentation import Presentation
@@ -34,6 +35,8 @@ class _Slide(NamedTuple):
 
 
 _EMPTY = _Slide("", None, [], [])
+_PICTURE_FILL = f"{qn('p:spPr')}/{qn('a:blipFill')}/{qn('a:blip')}"  # a shape filled with a picture
+_EMBED = qn("r:embed")
 # PowerPoint's shows and templates (.ppsx, .potx, and their macro-enabled .ppsm, .potm) hold the main part of a .pptx
 # under content types of their own, which python-pptx's Presentation() refuses: that part is read as a deck's.
 PartFactory.part_type_for.update(dict.fromkeys((
@@ -132,15 +135,14 @@ def _slide(slide: Any) -> _Slide:
             continue
         try:  # a shape python-pptx does not know (no geometry, a content part), or a picture without its part
             if isinstance(shape, Picture):  # placed pictures and pictures in placeholders
-                part = shape.part.related_part(shape._element.blip_rId)
-                if isinstance(part, XmlPart):  # its bytes are made again from its XML on every read
-                    raise LoadError("it names a part of the deck's XML, not a picture")
-                pictures.append((part, shape._element._nvXxPr.cNvPr.get("descr") or None))
+                pictures.append(_picture(shape, shape._element.blip_rId))
             elif shape.has_text_frame and shape._element.txBody is not None:  # (asking for a text frame adds one)
                 blocks.append(_lines(paragraph.text for paragraph in shape.text_frame.paragraphs))
             elif shape.has_table:
                 blocks.append(_lines(" | ".join(" ".join(cell.text.split()) for cell in row.cells)
                                      for row in shape.table.rows))
+            if (fill := shape._element.find(_PICTURE_FILL)) is not None:  # a photo cropped to a shape
+                pictures.append(_picture(shape, fill.get(_EMBED, "")))
         except MemoryError:
             raise
         except Exception as error:
@@ -149,6 +151,14 @@ def _slide(slide: Any) -> _Slide:
     if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None and notes.text.strip():
         blocks.append("Notes: " + _lines(paragraph.text for paragraph in notes.paragraphs))
     return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, pictures, failures)
+
+
+def _picture(shape: Any, part_id: str) -> tuple[Any, str | None]:
+    """The part of a shape's picture (named by ``part_id``) and the shape's alt text."""
+    part = shape.part.related_part(part_id)
+    if isinstance(part, XmlPart):  # its bytes are made again from its XML on every read
+        raise LoadError("it names a part of the deck's XML, not a picture")
+    return part, shape._element._nvXxPr.cNvPr.get("descr") or None
 
 
 def _in_reading_order(shapes: Iterable[Any]) -> Iterator[Any]:
