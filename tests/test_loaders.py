@@ -1725,6 +1725,19 @@ def test_epub_reads_chapters_in_reading_order_with_pictures_from_inside_the_book
                                  "and data: URIs only)"]
 
 
+def test_an_epub_cover_drawn_in_svg_as_calibre_writes_it_is_kept(tmp_path: Path) -> None:
+    """An SVG drawing was dropped whole, text and pictures: a book lost its cover."""
+    cover = ('<div><svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
+             'viewBox="0 0 80 60"><image width="80" height="60" xlink:href="cover.png"/><text>Drawn</text></svg></div>')
+    hidden = '<svg style="display: none"><image href="cover.png"/></svg>'
+    book = epub_bytes({"titlepage.xhtml": cover, "one.xhtml": f"<p>First chapter.</p>{hidden}"},
+                      files={"OEBPS/cover.png": image_bytes(size=(80, 60))})
+    document = load(tmp_path, "novel.epub", book)
+    assert document.text == "First chapter."
+    [picture] = document.images
+    assert (picture.name, picture.page, picture.start, picture.end, picture.width) == ("cover.png", 1, 0, 0, 80)
+
+
 def test_epub_reads_a_chapter_listed_again_once_and_keeps_its_pictures_when_attached(tmp_path: Path) -> None:
     """A spine listing one chapter 2,000 times had it parsed 2,000 times (an 8 KB book of one 4.7 MB chapter listed
     20 times took 306 s); a book attached to an e-mail lost its pictures (an attachment reads no folder, but a

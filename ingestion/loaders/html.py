@@ -108,13 +108,13 @@ def _soup(markup: str) -> BeautifulSoup:
 
 
 def image_source(img: Tag) -> tuple[str, str | None]:
-    """An ``<img>``'s src and its alt text (the title attribute when there is no alt)."""
+    """An ``<img>``'s src (an SVG ``<image>``'s href) and its alt text (the title attribute when there is no alt)."""
     alt = " ".join(str(img.get("alt") or img.get("title") or "").split())
-    return str(img.get("src") or ""), alt or None
+    return str(img.get("src") or img.get("href") or img.get("xlink:href") or ""), alt or None
 
 
 class _Visible(NamedTuple):
-    """A visible ``<img>`` with the elements around it that describe it."""
+    """A visible ``<img>`` (or SVG ``<image>``) with the elements around it that describe it."""
 
     img: Tag
     block: Tag | None  # the nearest paragraph, line or cell holding it
@@ -129,10 +129,13 @@ class _Visible(NamedTuple):
 
 def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
     """Every ``<img>`` a reader sees, in document order, found in one walk of the tree (hidden parts skipped
-    whole), so the cost stays linear however deep the nesting."""
+    whole), so the cost stays linear however deep the nesting; and the pictures an SVG drawing shows (an e-book's
+    cover, as Calibre writes it), though its text is not read."""
     stack: list[tuple[PageElement, Tag | None, bool, Tag | None]] = [(soup, None, False, None)]
     while stack:
         node, block, in_article, figure = stack.pop()
+        if isinstance(node, Tag) and node.name == "svg" and not _hidden_by_attributes(node):
+            yield from (_Visible(image, block, in_article, figure) for image in node.find_all("image"))
         if not isinstance(node, Tag) or _hidden(node, in_article):
             continue
         if node.name == "img":
@@ -154,7 +157,7 @@ def _add_images(soup: BeautifulSoup, shown: list[_Visible], text: str, places: d
     abandoned early (the image's span is empty, where the block begins), so nested blocks cost no more than flat
     ones. An image in a table nested too deep to mark (``_MAX_NESTED_TABLES``) has the place of the one before.
     """
-    numbers = {id(img): number for number, img in enumerate(soup.find_all("img"), 1)}  # hidden ones count too
+    numbers = {id(img): number for number, img in enumerate(soup.find_all(("img", "image")), 1)}  # hidden too
     last = [0]  # the place of the last image that had one
     for found in shown:
         src, alt = image_source(found.img)
@@ -222,6 +225,11 @@ def _hidden(tag: Tag, in_article: bool) -> bool:
         return not any(_is_note(child) for child in tag.find_all("aside", recursive=False))
     if name == "header" and not in_article:  # the page's banner, unless a section's title (an e-book chapter's)
         return getattr(tag.parent, "name", None) != "section" or not _titles(tag)
+    return _hidden_by_attributes(tag)
+
+
+def _hidden_by_attributes(tag: Tag) -> bool:
+    """Hidden by its ``hidden`` attribute, its style, or a role of page chrome."""
     if tag.has_attr("hidden") or _HIDDEN_STYLE.search(str(tag.get("style", ""))):
         return True
     return "role" in tag.attrs and not _HIDDEN_ROLES.isdisjoint(_words(tag, "role"))
