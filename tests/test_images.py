@@ -484,6 +484,24 @@ def test_a_docx_picture_in_a_text_box_spans_the_text_box_not_its_anchor(tmp_path
     assert loaded.text[chart.start:chart.end] == "Figure 1: Revenue by quarter"
 
 
+def test_a_docx_picture_in_a_table_spans_its_row(tmp_path: Path) -> None:
+    """Each picture in a table spanned the whole table, so two staff photos could not be told apart."""
+    document = Document()
+    document.add_paragraph("Staff list.")
+    table = document.add_table(rows=4, cols=2)
+    for row, (name, colour) in zip(table.rows[1:], (("Alice", RED), ("", None), ("Bob", BLUE)), strict=True):
+        row.cells[0].text = name
+        if colour is not None:
+            photo = image_bytes("PNG", size=(60, 40), color=colour)
+            row.cells[1].paragraphs[0].add_run().add_picture(io.BytesIO(photo))
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Name", "Photo"
+    out = io.BytesIO()
+    document.save(out)
+    loaded = load(tmp_path, "staff.docx", out.getvalue())
+    assert loaded.text == "Staff list.\n\nName | Photo\nAlice\nBob"
+    assert [loaded.text[image.start:image.end] for image in loaded.images] == ["Alice", "Bob"]
+
+
 def test_docx_pictures_in_vml_as_word_2003_writes_them_are_read(tmp_path: Path) -> None:
     """Only DrawingML pictures were read: a document saved in compatibility mode lost its pictures silently."""
     document = Document()

@@ -103,11 +103,14 @@ def _opened(data: bytes) -> Document:
 
 
 class _Block(NamedTuple):
-    """A paragraph or table of the body: its text, its element, and the drawings inside it."""
+    """A paragraph or table of the body: its text, its element, and the drawings inside it; for a table, each row's
+    line ("" for a row without text) and the row of each drawing."""
 
     text: str
     element: _Element | None
     drawings: list[_Element]
+    lines: tuple[str, ...] = ()
+    drawing_rows: tuple[int, ...] = ()
 
 
 _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
@@ -223,18 +226,18 @@ def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
 
 def _table(table: _Element, notes: _Notes) -> _Block:
     """One line per row; a cell's paragraphs (and nested tables) flattened onto the line."""
-    rows: list[str] = []
+    lines: list[str] = []
     drawings: list[_Element] = []
+    drawing_rows: list[int] = []
     for row in table.iterchildren(_TR):
         cells: list[str] = []
         for cell in row.iterchildren(_TC):
             blocks = list(_blocks(cell, notes))
             cells.append(" ".join(" ".join(block.text for block in blocks).split()))
             drawings.extend(drawing for block in blocks for drawing in block.drawings)
-        line = " | ".join(cell for cell in cells if cell)
-        if line:
-            rows.append(line)
-    return _Block("\n".join(rows), table, drawings)
+        drawing_rows += [len(lines)] * (len(drawings) - len(drawing_rows))
+        lines.append(" | ".join(cell for cell in cells if cell))
+    return _Block("\n".join(line for line in lines if line), table, drawings, tuple(lines), tuple(drawing_rows))
 
 
 def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[str],
@@ -252,8 +255,9 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
         elif block.drawings:
             following = blocks[index + 1] if index + 1 < len(blocks) else None
             caption = following if following is not None and _is_caption(following, caption_styles) else None
-            start, end = picture_span(located[index], located[index + 1] if caption else None, before)
-            for drawing in block.drawings:
+            rows = _row_spans(block, text, located[index])
+            for drawing, row in zip(block.drawings, rows, strict=True):
+                start, end = picture_span(row or located[index], located[index + 1] if caption else None, before)
                 properties = drawing.find(f".//{_DOC_PR}")
                 described = "" if properties is None else properties.get("descr") or properties.get("title") or ""
                 for picture in _own_pictures(drawing):
@@ -295,6 +299,18 @@ def _alt_text(described: str, picture: _Element) -> str | None:
         shape = picture.getparent()
         described = (shape.get("alt") if shape is not None else None) or picture.get(_VML_TITLE) or ""
     return described.strip() or None
+
+
+def _row_spans(block: _Block, text: str, located: tuple[int, int] | None) -> list[tuple[int, int] | None]:
+    """For each drawing of ``block``, the span of the table row holding it (a row without text, or a paragraph:
+    None), its rows found in order within the table's span ``located``."""
+    if not block.drawing_rows or located is None:
+        return [None] * len(block.drawings)
+    cursor = TextCursor(text)
+    cursor.start = cursor.end = located[0]
+    spans = [cursor.find(line) if line else None for line in block.lines]
+    return [span if span is not None and span[1] <= located[1] else None
+            for span in (spans[row] for row in block.drawing_rows)]
 
 
 def _located(blocks: list[_Block], text: str) -> list[tuple[int, int] | None]:
