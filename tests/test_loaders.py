@@ -1729,7 +1729,8 @@ def test_an_epub_cover_drawn_in_svg_as_calibre_writes_it_is_kept(tmp_path: Path)
     """An SVG drawing was dropped whole, text and pictures: a book lost its cover."""
     cover = ('<div><svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
              'viewBox="0 0 80 60"><image width="80" height="60" xlink:href="cover.png"/><text>Drawn</text></svg></div>')
-    hidden = '<svg style="display: none"><image href="cover.png"/></svg>'
+    hidden = ('<svg style="display: none"><image href="cover.png"/></svg><svg><defs><pattern id="p"><image '
+              'href="cover.png"/></pattern></defs><g hidden=""><image href="cover.png"/></g></svg>')
     book = epub_bytes({"titlepage.xhtml": cover, "one.xhtml": f"<p>First chapter.</p>{hidden}"},
                       files={"OEBPS/cover.png": image_bytes(size=(80, 60))})
     document = load(tmp_path, "novel.epub", book)

@@ -27,11 +27,12 @@ _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
 _SDT, _SDT_CONTENT, _CUSTOM_XML = qn("w:sdt"), qn("w:sdtContent"), qn("w:customXml")
 _TEXTBOX = qn("w:txbxContent")
 _DRAWING, _DOC_PR, _BLIP, _EMBED = qn("w:drawing"), qn("wp:docPr"), qn("a:blip"), qn("r:embed")
-# Pictures in VML, as Word 2003 and compatibility mode write them (an embedded object's preview too): the shape's
-# alt text, the picture's title, and the relationship that names the picture's part.
+# Pictures in VML, as Word 2003 and compatibility mode write them: the shape's alt text, the picture's title, and the
+# relationship that names the picture's part. (Not an embedded object's preview, w:object: an equation's or a
+# drawing's metafile, which is not read, and would make every old document one read in part.)
 _VML, _OFFICE = "urn:schemas-microsoft-com:vml", "urn:schemas-microsoft-com:office:office"
-_PICT, _OBJECT, _IMAGEDATA, _VML_TITLE = qn("w:pict"), qn("w:object"), f"{{{_VML}}}imagedata", f"{{{_OFFICE}}}title"
-_DRAWINGS = frozenset({_DRAWING, _PICT, _OBJECT})  # what holds pictures in a paragraph
+_PICT, _IMAGEDATA, _VML_TITLE = qn("w:pict"), f"{{{_VML}}}imagedata", f"{{{_OFFICE}}}title"
+_DRAWINGS = frozenset({_DRAWING, _PICT})  # what holds pictures in a paragraph
 _PICTURE_PARTS = {_BLIP: _EMBED, _IMAGEDATA: qn("r:id")}  # a picture -> its attribute naming its part
 # Not shown as text: paragraph/run properties (their w:tab is a tab stop), deleted revisions, and the
 # fallback copy of a drawing (its text box repeats the one in mc:Choice).

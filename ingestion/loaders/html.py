@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
@@ -38,6 +39,7 @@ _PARAGRAPH = frozenset({
     "pre", "section", "summary", "table", "ul",
 })
 _LINE = frozenset({"dd", "dt", "li", "tr"})
+_SVG_DEFINITIONS = frozenset({"defs", "pattern", "mask", "clippath", "symbol", "marker"})  # as the parser names them
 _CELLS = ("td", "th")
 _ROW_GROUPS = frozenset({"table", "thead", "tbody", "tfoot"})
 _MAX_NESTED_TABLES = 20  # deeper tables are flattened without hiding anything, to bound the recursion
@@ -135,7 +137,9 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
     while stack:
         node, block, in_article, figure = stack.pop()
         if isinstance(node, Tag) and node.name == "svg" and not _hidden_by_attributes(node):
-            yield from (_Visible(image, block, in_article, figure) for image in node.find_all("image"))
+            # outside any block, the drawing is the image's block: the place of its mark (its text is not read)
+            yield from (_Visible(image, node if block is None else block, in_article, figure)
+                        for image in _drawn_pictures(node))
         if not isinstance(node, Tag) or _hidden(node, in_article):
             continue
         if node.name == "img":
@@ -148,6 +152,20 @@ def _visible_images(soup: BeautifulSoup) -> Iterator[_Visible]:
         stack.extend((child, block, children_in_article, figure) for child in reversed(node.contents))
 
 
+def _drawn_pictures(svg: Tag) -> Iterator[Tag]:
+    """The ``<image>``s an SVG drawing shows, in order: not those hidden, or in its definitions (a pattern, a mask,
+    a symbol), which show only where something uses them."""
+    stack: list[PageElement] = list(reversed(svg.contents))
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Tag) or node.name in _SVG_DEFINITIONS or _hidden_by_attributes(node):
+            continue
+        if node.name == "image":
+            yield node
+        else:
+            stack.extend(reversed(node.contents))
+
+
 def _add_images(soup: BeautifulSoup, shown: list[_Visible], text: str, places: dict[int, int | None],
                 folder: PurePath, images: EmbeddedImages) -> None:
     """The visible images of the page (``shown``, in document order), each spanning the text of its block from the
@@ -158,6 +176,7 @@ def _add_images(soup: BeautifulSoup, shown: list[_Visible], text: str, places: d
     ones. An image in a table nested too deep to mark (``_MAX_NESTED_TABLES``) has the place of the one before.
     """
     numbers = {id(img): number for number, img in enumerate(soup.find_all(("img", "image")), 1)}  # hidden too
+    spans: dict[int, tuple[int, int]] = {}  # by the id of an image's anchor, found once for all its images
     last = [0]  # the place of the last image that had one
     for found in shown:
         src, alt = image_source(found.img)
@@ -169,9 +188,14 @@ def _add_images(soup: BeautifulSoup, shown: list[_Visible], text: str, places: d
                 figcaption = found.figure.find("figcaption", recursive=False)
                 if isinstance(figcaption, Tag):
                     caption = " ".join((_bounded_render(figcaption, found.in_article) or "").split()) or None
-            place = places[id(found.anchor)]
-            start = last[0] = min(place, len(text)) if place is not None else last[0]
-            end = start if found.block is None or place is None else _block_end(found, text, start)
+            anchor = id(found.anchor)
+            if anchor not in spans:
+                place = places[anchor]
+                start = min(place, len(text)) if place is not None else last[0]
+                end = start if found.block is None or place is None else _block_end(found, text, start)
+                spans[anchor] = start, end
+            start, end = spans[anchor]
+            last[0] = start
             return {"start": start, "end": end, "alt": alt, "caption": caption}
 
         name = f"image {numbers[id(found.img)]} (data URI)" if src.lstrip().lower().startswith("data:") else src
@@ -285,7 +309,8 @@ def _bounded_render(root: Tag, in_article: bool) -> str | None:
 
 class _Writer:
     """Collects text and owed breaks, so breaks never pile up and spaces never start a line; and place marks, each
-    written just before the next text, so that a mark changes nothing cleaning does around it."""
+    written just before the next character that is neither whitespace nor combining, so that a mark changes nothing
+    cleaning does around it (trailing spaces, blank lines, composed characters)."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -302,8 +327,10 @@ class _Writer:
         if self.owed and self.parts:
             self.parts.append("\n" * self.owed)
         self.owed = 0
-        self.parts.extend(self.pending)
-        self.pending.clear()
+        if self.pending and (lead := _blank_prefix(text)) < len(text):
+            self.parts += [text[:lead], *self.pending]
+            self.pending.clear()
+            text = text[lead:]
         self.parts.append(text)
 
     def mark(self, *marks: str) -> None:
@@ -324,6 +351,15 @@ class _Writer:
         """The text written, the marks no text came after at its end (its trailing spaces, which cleaning drops,
         before them)."""
         return self.value().rstrip() + "".join(self.pending) if self.pending else self.value()
+
+
+def _blank_prefix(text: str) -> int:
+    """How many characters ``text`` begins with that cleaning may change with what comes before them: whitespace
+    (a non-breaking space too) and combining characters."""
+    index = 0
+    while index < len(text) and (text[index].isspace() or unicodedata.combining(text[index])):
+        index += 1
+    return index
 
 
 def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None,
@@ -355,11 +391,11 @@ def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budge
                 preformatted -= 1
             writer.brk(2 if name in _PARAGRAPH else 1)
             continue
+        if id(node) in marks:  # (an SVG drawing is marked, and not read)
+            writer.mark(marks[id(node)])
         if _hidden(node, article):
             continue
         article = article or _opens_article(node)
-        if id(node) in marks:
-            writer.mark(marks[id(node)])
         if name == "br":
             writer.line_break()
         elif name == "tr" or (name in _ROW_GROUPS and node.find(_CELLS, recursive=False) is not None):

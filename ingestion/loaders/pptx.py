@@ -35,8 +35,8 @@ class _Slide(NamedTuple):
 
 
 _EMPTY = _Slide("", None, [], [])
-_PICTURE_FILL = f"{qn('p:spPr')}/{qn('a:blipFill')}/{qn('a:blip')}"  # a shape filled with a picture
-_EMBED = qn("r:embed")
+_PICTURE_FILL = f"{qn('p:spPr')}/{qn('a:blipFill')}"  # a shape filled with a picture
+_BLIP, _TILE, _EMBED = qn("a:blip"), qn("a:tile"), qn("r:embed")
 # PowerPoint's shows and templates (.ppsx, .potx, and their macro-enabled .ppsm, .potm) hold the main part of a .pptx
 # under content types of their own, which python-pptx's Presentation() refuses: that part is read as a deck's.
 PartFactory.part_type_for.update(dict.fromkeys((
@@ -141,8 +141,8 @@ def _slide(slide: Any) -> _Slide:
             elif shape.has_table:
                 blocks.append(_lines(" | ".join(" ".join(cell.text.split()) for cell in row.cells)
                                      for row in shape.table.rows))
-            if (fill := shape._element.find(_PICTURE_FILL)) is not None:  # a photo cropped to a shape
-                pictures.append(_picture(shape, fill.get(_EMBED, "")))
+            if (part_id := _filled_with(shape)) is not None:
+                pictures.append(_picture(shape, part_id))
         except MemoryError:
             raise
         except Exception as error:
@@ -151,6 +151,16 @@ def _slide(slide: Any) -> _Slide:
     if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None and notes.text.strip():
         blocks.append("Notes: " + _lines(paragraph.text for paragraph in notes.paragraphs))
     return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, pictures, failures)
+
+
+def _filled_with(shape: Any) -> str | None:
+    """The id of the part of the picture a shape is filled with (a photo cropped to a shape); None without a picture
+    fill, for a tiled texture, and for a linked picture (not in the file)."""
+    fill = shape._element.find(_PICTURE_FILL)
+    if fill is None or fill.find(_TILE) is not None:
+        return None
+    blip = fill.find(_BLIP)
+    return None if blip is None else blip.get(_EMBED) or None
 
 
 def _picture(shape: Any, part_id: str) -> tuple[Any, str | None]:
