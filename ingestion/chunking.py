@@ -129,7 +129,7 @@ class Chunker:
         # Paragraph breaks: a blank line, or a run of white space wider than a chunk's text may be, which no chunk
         # spans (10 million spaces between two words were one chunk, held in memory and embedded whole).
         self.widest_gap = max_tokens * max_token_chars
-        self._breaks = re.compile(rf"\n[^\S\n]*\n|\s{{{self.widest_gap + 1},}}")
+        self._breaks = re.compile(rf"\n[^\S\n]*\n|(?<!\s)\s{{{self.widest_gap + 1},}}")
 
     def chunk(self, document: ExtractedDocument) -> list[ChunkSpan]:
         """The document's chunks in text order; each page is chunked on its own when the document has pages."""
