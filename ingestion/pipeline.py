@@ -25,7 +25,7 @@ from kb.containment import inside
 from kb.encoders.base import TextEncoder
 from kb.encoders.clip import ClipEncoder
 from kb.errors import ModelNotFoundError, RejectedDataError, SourceNotFoundError, SourceUnavailableError
-from kb.keywords import KeywordTokenizer, for_scheme, keyword_length
+from kb.keywords import KeywordTokenizer, TermBag, for_scheme, term_bag
 from kb.mounts import (
     SourceMounts,
     holding_mount,
@@ -594,7 +594,7 @@ class Ingestor:
         unit.update_documents([{"id": document_id, **row} for document_id, row in existing])
         new_ids = iter(unit.insert_documents([row for group, row in zip(groups, rows) if not group.item.existing]))
         chunk_rows: list[dict[str, object]] = []
-        terms: list[list[str]] = []
+        bags: list[TermBag] = []
         for group in groups:
             item = group.item
             document_id = item.existing.id if item.existing else next(new_ids)
@@ -603,15 +603,15 @@ class Ingestor:
             units += [("image", p.description, p.description_hash, p.image.start, p.image.end, p.image.page, 0)
                       for p in item.pictures]
             for ordinal, (modality, text, unit_hash, start, end, page, tokens) in enumerate(units):
-                unit_terms = self.keywords.tokenize(text)
-                terms.append(unit_terms)
+                bag = term_bag(self.keywords.tokenize(text))
+                bags.append(bag)
                 chunk_rows.append({"document_id": document_id, "ordinal": ordinal, "modality": modality,
                                    "text": text, "text_hash": unit_hash, "start": start, "end": end, "page": page,
-                                   "tokens": tokens, "keyword_length": keyword_length(unit_terms)})
+                                   "tokens": tokens, "keyword_length": bag.length})
         if not chunk_rows:
             return
         all_ids = unit.insert_chunks(chunk_rows)
-        unit.add_postings(all_ids, terms)
+        unit.add_postings(all_ids, bags)
         ids = iter(all_ids)
         text_ids: list[int] = []
         clip_ids: list[int] = []

@@ -19,7 +19,7 @@ from sqlalchemy import event
 
 from kb.config import Settings
 from kb.doctor import examine
-from kb.keywords import keyword_tokenizer
+from kb.keywords import keyword_tokenizer, term_bag
 from kb.storage import bm25, reading
 from kb.storage.models import SCHEMA_VERSION
 from kb.storage.store import Store
@@ -59,7 +59,7 @@ def write(store: Store, first_document: int, chunks: list[list[str]]) -> dict[in
             {"document_id": documents[i // CHUNKS_PER_DOCUMENT], "ordinal": i % CHUNKS_PER_DOCUMENT,
              "modality": "text", "text": " ".join(terms), "text_hash": str(i), "start": 0, "end": 0, "page": None,
              "tokens": len(terms), "keyword_length": len(terms)} for i, terms in enumerate(chunks)])
-        unit.add_postings(ids, chunks)
+        unit.add_postings(ids, [term_bag(terms) for terms in chunks])
     return dict(zip(ids, chunks, strict=True))
 
 
@@ -157,7 +157,7 @@ def test_scores_are_the_formulas_through_writes_and_deletes(tmp_path: Path, data
         ids = sorted(rewritten)
         for start in range(0, len(ids), 128):
             part = ids[start : start + 128]
-            unit.replace_postings(part, [rewritten[i] for i in part], first=start == 0)
+            unit.replace_postings(part, [term_bag(rewritten[i]) for i in part], first=start == 0)
     chunks = rewritten
     check()
     store.close()

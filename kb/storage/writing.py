@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from kb.config import IndexSettings
 from kb.errors import RejectedDataError
-from kb.keywords import keyword_length
+from kb.keywords import TermBag
 from kb.storage import bm25, pgvector_index
 from kb.storage.database import copy_rows
 from kb.storage.models import (
@@ -230,7 +230,7 @@ class WriteUnit:
             (np.asarray(chunk_ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32)))
         self.changes.touched.add(space_id)
 
-    def add_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]]) -> None:
+    def add_postings(self, chunk_ids: Sequence[int], bags: Sequence[TermBag]) -> None:
         """Keyword postings of freshly inserted chunks: each term's frequency with the chunk's keyword length (its
         number of terms less character terms, as ``keyword_length`` records it), and the terms' document
         frequencies raised. Rows are made as they are sent, ``POSTINGS_PER_INSERT`` at a time on SQLite (PostgreSQL
@@ -239,11 +239,13 @@ class WriteUnit:
         counted = Counter[str]()
 
         def rows() -> Iterator[tuple[str, int, int, int]]:
-            for chunk_id, chunk_terms in zip(chunk_ids, terms, strict=True):
-                length = keyword_length(chunk_terms)  # once a chunk (it was once a row: quadratic in a chunk's terms)
-                for term, tf in Counter(t[:MAX_TERM_LENGTH] for t in chunk_terms).items():
+            for chunk_id, bag in zip(chunk_ids, bags, strict=True):
+                counts = Counter[str]()
+                for term, tf in bag.counts.items():
+                    counts[term[:MAX_TERM_LENGTH]] += tf
+                for term, tf in counts.items():
                     counted[term] += 1
-                    yield term, chunk_id, tf, length
+                    yield term, chunk_id, tf, bag.length
 
         columns = ("term", "chunk_id", "tf", "length")
         if self.session.get_bind().dialect.name == "postgresql":
@@ -255,18 +257,18 @@ class WriteUnit:
         if counted:
             bm25.count_terms(self.session, counted)
 
-    def replace_postings(self, chunk_ids: Sequence[int], terms: Sequence[Sequence[str]], first: bool) -> None:
+    def replace_postings(self, chunk_ids: Sequence[int], bags: Sequence[TermBag], first: bool) -> None:
         """Rebuild the keyword index in parts: the first part drops every posting (and counts the keyword figures
         afresh); each sets its chunks' lengths."""
         if first:
             self.session.execute(delete(Posting))
             bm25.recount(self.session)
             bm25.advance(self.session)
-        self.add_postings(chunk_ids, terms)
+        self.add_postings(chunk_ids, bags)
         if chunk_ids:
             before = self.session.scalar(select(func.coalesce(func.sum(Chunk.keyword_length), 0))
                                          .where(Chunk.id.in_(list(chunk_ids)))) or 0
-            lengths = [keyword_length(chunk_terms) for chunk_terms in terms]
+            lengths = [bag.length for bag in bags]
             self.session.execute(update(Chunk), [{"id": chunk_id, "keyword_length": length}
                                                  for chunk_id, length in zip(chunk_ids, lengths, strict=True)])
             bm25.count_chunks(self.session, 0, sum(lengths) - int(before))
