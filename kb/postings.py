@@ -14,7 +14,7 @@ def rebuild_postings(unit: WriteUnit, keywords: KeywordTokenizer, batch_size: in
     rows = unit.read.chunk_texts()
     for start in range(0, max(len(rows), 1), batch_size):
         part = rows[start : start + batch_size]
-        unit.replace_postings([chunk_id for chunk_id, _ in part], [term_bag(keywords.tokenize(text)) for _, text in part],
-                              first=start == 0)
+        bags = [term_bag(keywords.tokenize(text)) for _, text in part]
+        unit.replace_postings([chunk_id for chunk_id, _ in part], bags, first=start == 0)
     unit.record_keyword_tokenizer(keywords.scheme)
     return len(rows)
