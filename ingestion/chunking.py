@@ -15,7 +15,7 @@ import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -155,11 +155,17 @@ class Chunker:
         return _SpanPacker(self, text, tokens, page).pack(_sentences(text, start, end, self._breaks), end)
 
 
-@dataclass(slots=True)
-class _Sentence:
-    start: int
-    end: int
-    paragraph_end: bool = False
+@dataclass
+class _Sentences:
+    """A span's sentences as arrays, not a record each (ten megabytes of "a. " are 3.3 million sentences: 400 MB as
+    records): where each starts and ends, and whether it ends its paragraph."""
+
+    starts: array[int] = field(default_factory=lambda: array("q"))
+    ends: array[int] = field(default_factory=lambda: array("q"))
+    paragraph_ends: bytearray = field(default_factory=bytearray)
+
+    def __len__(self) -> int:
+        return len(self.starts)
 
 
 def _split_long_tokens(text: str, tokens: array[int], end: int, max_chars: int) -> array[int]:
@@ -188,10 +194,10 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     return start, start + len(stripped.rstrip())
 
 
-def _sentences(text: str, start: int, end: int, breaks: re.Pattern[str]) -> list[_Sentence]:
+def _sentences(text: str, start: int, end: int, breaks: re.Pattern[str]) -> _Sentences:
     """Whitespace-stripped, non-empty sentences of ``text[start:end]``, marking each paragraph's last one (a
     paragraph ends where ``breaks`` matches)."""
-    sentences: list[_Sentence] = []
+    sentences = _Sentences()
     paragraph_start = start
     for paragraph_end in chain((match.start() for match in breaks.finditer(text, start, end)), (end,)):
         before = len(sentences)
@@ -200,10 +206,12 @@ def _sentences(text: str, start: int, end: int, breaks: re.Pattern[str]) -> list
         for sentence_end in [*ends, paragraph_end]:
             left, right = _strip(text, sentence_start, sentence_end)
             if left < right:
-                sentences.append(_Sentence(left, right))
+                sentences.starts.append(left)
+                sentences.ends.append(right)
+                sentences.paragraph_ends.append(0)
             sentence_start = sentence_end
         if len(sentences) > before:
-            sentences[-1].paragraph_end = True
+            sentences.paragraph_ends[-1] = 1
         paragraph_start = paragraph_end
     return sentences
 
@@ -231,43 +239,46 @@ class _SpanPacker:
             text = self.text[start:end]
             self.chunks.append(ChunkSpan(start=start, end=end, text=text, page=self.page, tokens=tokens))
 
-    def pack(self, sentences: list[_Sentence], span_end: int) -> list[ChunkSpan]:
+    def pack(self, sentences: _Sentences, span_end: int) -> list[ChunkSpan]:
         """Greedy packing of whole sentences; over-long sentences are cut hard."""
         # A sentence's count includes any token starting in the whitespace after it, so a chunk's sum bounds its count.
-        nexts = [sentence.start for sentence in sentences[1:]] + ([span_end] if sentences else [])
-        counts = [self.count(sentence.start, after) for sentence, after in zip(sentences, nexts, strict=True)]
-        wide = [after - sentence.end > self.widest_gap for sentence, after in zip(sentences, nexts, strict=True)]
+        starts, ends, paragraph_ends = sentences.starts, sentences.ends, sentences.paragraph_ends
+        begins = np.frombuffer(starts, dtype=np.int64)
+        nexts = np.append(begins[1:], span_end)[: len(begins)]
+        tokens_at = np.frombuffer(self.tokens, dtype=np.int64)
+        counts = (np.searchsorted(tokens_at, nexts) - np.searchsorted(tokens_at, begins)).tolist()
+        wide = nexts - np.frombuffer(ends, dtype=np.int64) > self.widest_gap
         first: int | None = None  # index of the current chunk's first sentence
         total = 0
-        for index, (sentence, tokens) in enumerate(zip(sentences, counts, strict=True)):
+        for index, tokens in enumerate(counts):
             if tokens > self.max:
                 if first is not None:
-                    self.emit(sentences[first].start, sentences[index - 1].end)
+                    self.emit(starts[first], ends[index - 1])
                     first, total = None, 0
-                self.cut_hard(sentence.start, sentence.end)
+                self.cut_hard(starts[index], ends[index])
                 continue
             if first is not None and total + tokens > self.max:
-                self.emit(sentences[first].start, sentences[index - 1].end)
-                first, total = self.overlap_start(sentences, counts, first, index)
+                self.emit(starts[first], ends[index - 1])
+                first, total = self.overlap_start(paragraph_ends, counts, first, index)
             if first is None:
                 first = index
             total += tokens
-            if sentence.paragraph_end and (2 * total >= self.max or wide[index]):  # no chunk spans a wide gap
-                self.emit(sentences[first].start, sentence.end)
+            if paragraph_ends[index] and (2 * total >= self.max or wide[index]):  # no chunk spans a wide gap
+                self.emit(starts[first], ends[index])
                 first, total = None, 0
         if first is not None:
-            self.emit(sentences[first].start, sentences[-1].end)
+            self.emit(starts[first], ends[-1])
         return self.chunks
 
-    def overlap_start(
-        self, sentences: list[_Sentence], counts: list[int], first: int, index: int
-    ) -> tuple[int | None, int]:
-        """Where the chunk after ``sentences[first:index]`` starts so that it repeats the trailing sentences of the
-        same paragraph worth at most ``overlap`` tokens and still has room for ``sentences[index]``."""
+    def overlap_start(self, paragraph_ends: bytearray, counts: list[int], first: int, index: int
+                      ) -> tuple[int | None, int]:
+        """Where the chunk after sentences ``first`` to ``index`` (not included) starts so that it repeats the
+        trailing sentences of the same paragraph worth at most ``overlap`` tokens and still has room for sentence
+        ``index``."""
         start, repeated = index, 0
         while (
             start - 1 > first
-            and not sentences[start - 1].paragraph_end
+            and not paragraph_ends[start - 1]
             and repeated + counts[start - 1] <= self.overlap
             and repeated + counts[start - 1] + counts[index] <= self.max
         ):
