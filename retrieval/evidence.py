@@ -94,9 +94,22 @@ class _Folding:
             self._index(self.kept[position], position)
 
     def hits(self) -> list[Hit]:
-        """The kept hits, each with the places of the repeats folded into it."""
-        return [hit.model_copy(update={"repeats": [*hit.repeats, *places]}) if places else hit
-                for hit, places in zip(self.kept, self.places)]
+        """The kept hits, each with the places of the repeats folded into it. A passage without a picture whose text
+        an earlier kept passage of its document holds too is one of its repeats: the earlier one met a picture
+        beside it first, and took it there (the same slide text twice came back as two hits)."""
+        merged: list[Hit] = []
+        first: dict[tuple[int, str], int] = {}  # the first kept passage of a document and text
+        for hit, places in zip(self.kept, self.places):
+            hit = hit.model_copy(update={"repeats": [*hit.repeats, *places]}) if places else hit
+            if hit.modality != "text":
+                merged.append(hit)
+                continue
+            at = first.setdefault((hit.document_id, hit.text), len(merged))
+            if at < len(merged) and hit.image is None:
+                merged[at] = merged[at].model_copy(update={"repeats": [*merged[at].repeats, *_places(hit)]})
+            else:
+                merged.append(hit)
+        return merged
 
     def _earlier(self, hit: Hit) -> int | None:
         """The position of the first kept hit that ``hit`` repeats or belongs with, if any."""
@@ -137,8 +150,8 @@ def _belong_together(earlier: Hit, hit: Hit) -> bool:
     passage, image = (earlier, hit) if earlier.modality == "text" else (hit, earlier)
     if passage.image is not None:
         return False
-    if image.start == image.end:
-        return passage.start <= image.start < passage.end
+    if image.start == image.end:  # placed between two texts: in the passage, or where it ends
+        return passage.start <= image.start <= passage.end
     return image.start < passage.end and image.end > passage.start
 
 

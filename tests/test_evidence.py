@@ -36,9 +36,22 @@ def test_a_passage_carries_one_image_and_unrelated_images_stay() -> None:
     assert merged[0].image is not None and merged[0].image.name == "a.png"
 
 
-def test_an_image_with_an_empty_span_belongs_with_the_passage_it_sits_in() -> None:
-    assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 50, 50, picture="a")])) == 2
+def test_an_image_with_an_empty_span_belongs_with_the_passage_it_sits_in_or_ends_at() -> None:
+    """A picture alone after a paragraph has an empty span where the paragraph ends, which is where its chunk ends
+    too: it belonged to no passage (nor did one after a document's last words)."""
+    assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 51, 51, picture="a")])) == 2
+    assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 50, 50, picture="a")])) == 1
     assert len(one_hit_per_evidence([hit(1, 0.9, 0, 50), hit(2, 0.8, 49, 49, picture="a")])) == 1
+
+
+def test_a_passage_repeated_where_a_picture_stands_is_one_hit_carrying_it() -> None:
+    """The picture (slide 3) ranked first and the same text on slide 1 next: slide 3's text joined the picture, and
+    the two passages of one text came back as two hits."""
+    hits = [hit(3, 0.9, 300, 300, picture="chart"), hit(1, 0.8, 0, 20, text="Sales grew."),
+            hit(2, 0.7, 280, 300, text="Sales grew.")]
+    [merged] = one_hit_per_evidence(hits)
+    assert (merged.chunk_id, merged.image.chunk_id if merged.image else None) == (2, 3)
+    assert [place.chunk_id for place in merged.repeats] == [1]
 
 
 def test_repeated_passages_and_pictures_of_one_document_are_one_hit() -> None:

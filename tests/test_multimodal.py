@@ -89,6 +89,26 @@ def test_an_embedded_image_carries_its_document_and_description(image_kb, tmp_pa
     assert [hit.chunk_id for hit in near] == [dock.chunk_id]
 
 
+def test_a_picture_alone_after_a_paragraph_is_linked_to_that_passage(image_kb, tmp_path: Path) -> None:
+    """Its empty span stands where the paragraph ends, which is where the paragraph's chunk ends: no passage
+    claimed it, so neither ``ask`` nor a search showed it with the text it illustrates."""
+    from docx import Document
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    document = Document()
+    document.add_paragraph("The harbour crane lifts containers from the ships.")
+    picture = io.BytesIO()
+    Image.new("RGB", (120, 90), (200, 40, 40)).save(picture, "PNG")
+    document.add_paragraph().add_run().add_picture(picture)
+    document.save(folder / "crane.docx")
+    kb = image_kb()
+    kb.ingest(folder)
+    [passage] = kb.search("harbour crane", k=1, mode="keyword", modalities={"text"})
+    [image] = kb.retriever.images_near([passage.chunk_id])
+    assert (image.modality, image.start, image.end) == ("image", passage.end, passage.end)
+
+
 def test_removing_an_image_file_removes_it_everywhere(image_kb, tmp_path: Path) -> None:
     kb = image_kb()
     folder = write_folder(tmp_path / "docs")

@@ -160,10 +160,11 @@ class Snapshot:
 
     def images_near(self, chunk_ids: Collection[int]) -> list[int]:
         """Image chunks in the same document as these chunks, their span overlapping the chunk's (an image with an
-        empty span, placed between two texts, belongs with the chunk it sits in)."""
+        empty span, placed between two texts, belongs with the chunk it sits in or at whose end it stands: a
+        picture after a paragraph, or after a document's last words)."""
         text = select(Chunk.document_id, Chunk.start, Chunk.end).where(Chunk.id.in_(sorted(chunk_ids))).subquery()
         overlaps = and_(Chunk.start < text.c.end, Chunk.end > text.c.start)
-        sits_inside = and_(Chunk.start == Chunk.end, Chunk.start >= text.c.start, Chunk.start < text.c.end)
+        sits_inside = and_(Chunk.start == Chunk.end, Chunk.start >= text.c.start, Chunk.start <= text.c.end)
         return list(self.session.scalars(
             select(Chunk.id).join(text, text.c.document_id == Chunk.document_id)
             .where(Chunk.modality == "image", or_(overlaps, sits_inside)).order_by(Chunk.id).distinct()))
