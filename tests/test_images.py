@@ -624,6 +624,19 @@ def test_html_image_marks_change_no_text_and_spans_start_at_the_block(tmp_path: 
     assert document.text[image.start:image.end] == span
 
 
+def test_markdown_images_without_alt_text_stand_where_they_are_shown(tmp_path: Path) -> None:
+    """Only an image with alt text had a place: one without stood where the image before it did, at the start of the
+    document when none did, and came with the first passage."""
+    for name, colour in (("a.png", RED), ("b.png", BLUE), ("c.png", WHITE)):
+        (tmp_path / name).write_bytes(image_bytes("PNG", size=(60, 40), color=colour))
+    source = ("# Alpha\n\nalpha text.\n\n![](b.png)\n\nbravo text.\n\n<img src='a.png'>\n\n"
+              "| x |\n|---|\n| ![](c.png) |\n")
+    document = load(tmp_path, "notes.md", source.encode())
+    assert document.text == "Alpha\n\nalpha text.\n\nbravo text.\n\nx"
+    assert [(image.name, image.start, image.end) for image in document.images] == [
+        ("b.png", 20, 20), ("a.png", 33, 33), ("c.png", 34, 34)]  # the text after each, or where the text ends
+
+
 def test_markdown_image_places_hold_in_table_cells_and_cannot_be_forged(tmp_path: Path) -> None:
     (tmp_path / "c.png").write_bytes(image_bytes("PNG", size=(64, 64)))
     cell = load(tmp_path, "cell.md", b"| Chart |\n|---|\n| ![Revenue  by region](c.png) |\n")

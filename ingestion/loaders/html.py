@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
@@ -15,7 +14,7 @@ from bs4.element import PageElement, PreformattedString
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import EmbeddedImages
-from ingestion.loaders.places import PlaceMarks
+from ingestion.loaders.places import PlaceMarks, before_text
 from kb.types import ExtractedDocument
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
@@ -327,10 +326,9 @@ class _Writer:
         if self.owed and self.parts:
             self.parts.append("\n" * self.owed)
         self.owed = 0
-        if self.pending and (lead := _blank_prefix(text)) < len(text):
-            self.parts += [text[:lead], *self.pending]
+        if self.pending and (marked := before_text(self.pending, text)) is not None:
             self.pending.clear()
-            text = text[lead:]
+            text = marked
         self.parts.append(text)
 
     def mark(self, *marks: str) -> None:
@@ -351,15 +349,6 @@ class _Writer:
         """The text written, the marks no text came after at its end (its trailing spaces, which cleaning drops,
         before them)."""
         return self.value().rstrip() + "".join(self.pending) if self.pending else self.value()
-
-
-def _blank_prefix(text: str) -> int:
-    """How many characters ``text`` begins with that cleaning may change with what comes before them: whitespace
-    (a non-breaking space too) and combining characters."""
-    index = 0
-    while index < len(text) and (text[index].isspace() or unicodedata.combining(text[index])):
-        index += 1
-    return index
 
 
 def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None,

@@ -21,7 +21,7 @@ from ingestion import encoding  # module import: ingestion.encoding itself impor
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text
 from ingestion.loaders.html import html_text, image_source
 from ingestion.loaders.images import EmbeddedImages
-from ingestion.loaders.places import PlaceMarks
+from ingestion.loaders.places import PlaceMarks, before_text
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
@@ -197,7 +197,7 @@ def _front_title(line: str) -> str | None:
 def _images(references: list[_Reference], text: str, places: dict[int, int], folder: Path,
             images: EmbeddedImages) -> list[ExtractedImage]:
     """The referenced images, each spanning its alt text at its place in ``text`` (an image without alt text: the
-    empty span after the last one located)."""
+    empty span where the text after it begins, or where the text ends)."""
     cursor = TextCursor(text)
     for number, reference in enumerate(references):
         def described(number: int = number, reference: _Reference = reference) -> dict[str, Any]:
@@ -223,7 +223,8 @@ class _Renderer:
         self.references: list[_Reference] = []  # the images shown, in order
         self.unparsed: list[int] = []  # the file's line number where each block kept unparsed begins
         self._row: list[str] | None = None
-        self.marks = PlaceMarks()  # where each image's alt text begins
+        self.marks = PlaceMarks()  # where each image's alt text begins, or the text after an image without one
+        self._pending: list[str] = []  # marks of images without alt text, for the next text written
 
     def blocks(self, tokens: Sequence[Token]) -> None:
         heading, tight = 0, False  # in a heading; in a paragraph of a tight list item
@@ -233,7 +234,7 @@ class _Renderer:
             elif token.type in ("paragraph_open", "paragraph_close"):
                 tight = token.hidden and token.type == "paragraph_open"
             elif token.type in ("fence", "code_block"):
-                self.out.extend(["", token.content.strip("\n"), ""])  # verbatim, indentation kept
+                self.out.extend(["", self._after_images(token.content.strip("\n")), ""])  # verbatim, indented
             elif token.type == "html_block":
                 self._paragraph(self._html(token.content))
             elif token.type == _UNPARSED:
@@ -247,7 +248,7 @@ class _Renderer:
             elif token.type == "inline":
                 text = self._inline(token.children or [])
                 if self._row is not None:
-                    self._row.append(text.replace("\n", " ").strip())  # a cell's lines (<br>) on one
+                    self._row.append(self._after_images(text.replace("\n", " ").strip()))  # a cell's lines on one
                 elif heading:
                     self.headings.append((heading, " ".join(self.marks.without(text).split())))  # one line
                     self._paragraph(text)
@@ -258,12 +259,26 @@ class _Renderer:
                     self._paragraph(text)
             elif token.type == "table_close":
                 self.out.append("")
+        if self._pending:  # images after the last words: where the text ends
+            last = max((index for index, line in enumerate(self.out) if line.strip()), default=None)
+            if last is None:
+                self.out.append("".join(self._pending))
+            else:
+                self.out[last] = self.out[last].rstrip() + "".join(self._pending)
 
     def _paragraph(self, text: str) -> None:
-        self.out.extend(["", text.strip(), ""])
+        self.out.extend(["", self._after_images(text.strip()), ""])
 
     def _line(self, text: str) -> None:
-        self.out.append(text.strip())
+        self.out.append(self._after_images(text.strip()))
+
+    def _after_images(self, text: str) -> str:
+        """``text``, the marks of the images without alt text before it at its start (they wait for text that has a
+        character to stand before)."""
+        if self._pending and (marked := before_text(self._pending, text)) is not None:
+            self._pending.clear()
+            return marked
+        return text
 
     def _inline(self, tokens: Sequence[Token]) -> str:
         parts: list[str] = []
@@ -291,7 +306,11 @@ class _Renderer:
         return self._placed(_Reference(*image_source(img), None))
 
     def _placed(self, reference: _Reference) -> str:
-        """The image's alt text as shown, marked with the image's number."""
+        """The image's alt text as shown, marked with the image's number; an image without alt text shows nothing,
+        and its mark waits for the next text written."""
         self.references.append(reference)
         number = len(self.references) - 1
-        return f"{self.marks.mark(number)}{reference.alt}" if reference.alt else ""
+        if reference.alt:
+            return f"{self.marks.mark(number)}{reference.alt}"
+        self._pending.append(self.marks.mark(number))
+        return ""

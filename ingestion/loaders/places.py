@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
+from collections.abc import Sequence
 
 _PLACE = "\ufffc"  # OBJECT REPLACEMENT CHARACTER: not whitespace nor a control character, so cleaning keeps it
 
@@ -37,3 +39,13 @@ class PlaceMarks:
             last = mark.end()
         pieces.append(marked[last:])
         return "".join(pieces), places
+
+
+def before_text(marks: Sequence[str], text: str) -> str | None:
+    """``text`` with ``marks`` written before its first character that is neither whitespace (a no-break space too)
+    nor combining, so that cleaning changes nothing across them (trailing spaces, blank lines, composed characters);
+    None when it has no such character, and the marks must wait for the text after it."""
+    index = 0
+    while index < len(text) and (text[index].isspace() or unicodedata.combining(text[index])):
+        index += 1
+    return None if index == len(text) else text[:index] + "".join(marks) + text[index:]
