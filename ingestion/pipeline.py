@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from ingestion.chunking import Chunker, approximate_token_offsets, hf_token_offs
 from ingestion.isolation import FileRunner, StopRequested, file_runner
 from ingestion.loaders import LoadError, file_loader
 from ingestion.loaders.base import Limits
+from ingestion.loaders.images import referenced_file
 from ingestion.ocr import ocr_available
 from ingestion.pictures import Picture
 from ingestion.reading import FileJob, LoadFailed, ReadFailed, ReadSettings
@@ -49,6 +51,7 @@ from kb.types import (
     FailedFile,
     IngestProgress,
     IngestReport,
+    ReferencedFile,
     SilentProgress,
 )
 
@@ -66,6 +69,12 @@ class _Known:
     error: str | None
     source_id: int
     partial: bool  # failed, or read with warnings (only in part)
+    references: list[list[Any]]  # files of the source it shows: [path, size, mtime_ns] as they were when read
+
+    def shows_changed_files(self) -> bool:
+        """Whether a file it shows (a page's picture) changed, went or came since it was read."""
+        return any(referenced_file(path) != ReferencedFile(path=path, size=size, mtime_ns=mtime_ns)
+                   for path, size, mtime_ns in self.references)
 
 
 @dataclass
@@ -277,7 +286,8 @@ class Ingestor:
         prefix = str(root).rstrip(os.sep) + os.sep
         with self.store.read() as snapshot:
             known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error,
-                                      row.source_id, row.status not in INGESTED or bool(row.warnings))
+                                      row.source_id, row.status not in INGESTED or bool(row.warnings),
+                                      row.referenced_files or [])
                      for row in snapshot.documents_under(prefix)}
         self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
@@ -292,7 +302,7 @@ class Ingestor:
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished, self._vanished_by_kind = {}, defaultdict(set)
         for path, k in gone.items():
-            if k.status in INGESTED:
+            if k.status in INGESTED and not k.references:  # (moved, a page may show other pictures: read again)
                 file_type = _file_type(path)
                 self._vanished[k.content_hash] = (path, file_type)
                 self._vanished_by_kind[file_type, k.size].add(k.content_hash)
@@ -405,7 +415,7 @@ class Ingestor:
             reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
             report.skipped.append(FailedFile(path=path, reason=reason))
             return None
-        again = known is not None and known.partial and self.reread
+        again = known is not None and (known.partial and self.reread or known.shows_changed_files())
         if known is not None and not again and known.size == file.size and known.mtime_ns == file.mtime_ns and \
                 file.mtime_ns not in TIME_RANGE_NS:  # a time kept at an end of the range proves nothing: hashed
             self._record_unchanged(known, path, report)
@@ -418,7 +428,7 @@ class Ingestor:
             return None
         job = FileJob(self._root, file.path, file.identity)
         try:
-            fetched = runner.fetch(job, self._not_worth_loading(known, loader.file_type, file.size))
+            fetched = runner.fetch(job, self._not_worth_loading(known, again, loader.file_type, file.size))
         except ReadFailed as error:  # refused, vanished, or not read in time: nothing recorded, the next run retries
             report.failed.append(FailedFile(path=path, reason=str(error)))
             return None
@@ -454,13 +464,12 @@ class Ingestor:
         self._unread_images += loaded.unread_images
         return _Pending(file, content_hash, loaded.document, chunks, loaded.pictures, known)
 
-    def _not_worth_loading(self, known: _Known | None, file_type: str, size: int) -> frozenset[str]:
+    def _not_worth_loading(self, known: _Known | None, again: bool, file_type: str, size: int) -> frozenset[str]:
         """Hashes for which a read file need not be loaded: the one it had (unchanged bytes, touched) or, for a new
         path, those of the files of its type and ``size`` gone this run (a move; a folder of 300 files renamed
         loaded 44 again when any 256 gone were sent with each); a long list of them is not sent with every file."""
         if known is not None:
-            return frozenset({known.content_hash} if known.status in INGESTED and not (
-                known.partial and self.reread) else ())
+            return frozenset({known.content_hash} if known.status in INGESTED and not again else ())
         alike = self._vanished_by_kind.get((file_type, size), set())
         return frozenset(alike) if len(alike) <= _SKIP_SENT else frozenset()
 
@@ -639,7 +648,7 @@ class Ingestor:
             status="empty" if item.empty else "ok", error=None, warnings=item.document.warnings,
             title=item.document.title,
             text=item.document.text, pages=[[p.number, p.start, p.end] for p in item.document.pages],
-            ingested_at=utcnow(),
+            referenced_files=[[r.path, r.size, r.mtime_ns] for r in item.document.references], ingested_at=utcnow(),
         )
 
     def _remove(self, gone: list[tuple[str, int]], report: IngestReport) -> None:

@@ -76,6 +76,16 @@ class ExtractedImage(BaseModel):
     ocr_failure: str | None = Field(default=None, repr=False)
 
 
+class ReferencedFile(BaseModel):
+    """A file of the source folder that a document shows but does not hold (an HTML or Markdown page's picture), as
+    it was when the document was read (``size`` and ``mtime_ns`` -1: not there, or not readable), so that a change
+    to it reads the document again."""
+
+    path: str
+    size: int = -1
+    mtime_ns: int = -1
+
+
 class ExtractedDocument(BaseModel):
     """What a loader gives back: the document's visible text, where each page lies in it, and its images.
 
@@ -88,6 +98,7 @@ class ExtractedDocument(BaseModel):
     pages: list[Page] = Field(default_factory=list)
     images: list[ExtractedImage] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    references: list[ReferencedFile] = Field(default_factory=list)
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character ``offset``, or None for page-less formats."""

@@ -114,9 +114,15 @@ def execute_sql(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+def back_to_version_8() -> list[str]:
+    """Statements that take a database back to schema version 8: no files recorded that documents show."""
+    return ["ALTER TABLE documents DROP COLUMN referenced_files"]
+
+
 def back_to_version_7() -> list[str]:
-    """Statements that take a database back to schema version 7: no mounts recorded for the sources."""
-    return ["ALTER TABLE sources DROP COLUMN mounts"]
+    """Statements that take a database back to schema version 7 (through version 8): no mounts recorded for the
+    sources."""
+    return [*back_to_version_8(), "ALTER TABLE sources DROP COLUMN mounts"]
 
 
 def back_to_version_6() -> list[str]:

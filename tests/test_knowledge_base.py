@@ -34,6 +34,7 @@ from tests.documents import (
     doc_bytes,
     email_bytes,
     epub_bytes,
+    image_bytes,
     mbox_bytes,
     msg_streams,
     odf_bytes,
@@ -269,6 +270,41 @@ def test_reread_reads_again_the_unchanged_files_that_failed_or_were_read_in_part
     assert [Path(path).name for path in report.updated] == ["notes.md"]  # read with a warning: read again
     assert len(report.unchanged) == len(DOCS) and not report.failed
     assert kb.search("lighthouse keeper", k=1, mode="keyword")[0].path.endswith("big.txt")
+
+
+def test_a_page_is_read_again_when_a_picture_it_shows_changes_or_comes(kb_factory, tmp_path: Path) -> None:
+    """A page's pictures are read with it, but only its own bytes were compared: a picture replaced left the page
+    showing the old one, and one missing when the page was read never came."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "pictures").mkdir()
+    (folder / "pictures" / "map.png").write_bytes(image_bytes(size=(60, 40), color=(200, 30, 30)))
+    (folder / "notes.md").write_text("Ferry notes.\n\n![Harbour map](pictures/map.png)\n\n![Tide table](tide.png)\n",
+                                     encoding="utf-8")
+    kb = kb_factory(clip_model="none")
+
+    def shown() -> dict[str, str]:
+        hits = kb.search("harbour map tide table", k=10, mode="keyword", modalities={"image"})
+        return {hit.image.name: hit.image.sha256 for hit in hits if hit.path.endswith("notes.md") and hit.image}
+
+    kb.ingest(folder)
+    before = shown()
+    assert list(before) == ["pictures/map.png"]
+    assert kb.ingest(folder).unchanged == [str(folder / "notes.md"), str(folder / "pictures" / "map.png")]
+    (folder / "pictures" / "map.png").write_bytes(image_bytes(size=(80, 60), color=(30, 30, 200)))
+    report = kb.ingest(folder)
+    assert sorted(Path(path).name for path in report.updated) == ["map.png", "notes.md"]
+    after = shown()
+    assert list(after) == ["pictures/map.png"] and after["pictures/map.png"] != before["pictures/map.png"]
+    (folder / "tide.png").write_bytes(image_bytes(size=(60, 40), color=(30, 200, 30)))
+    report = kb.ingest(folder)
+    assert [Path(path).name for path in report.updated] == ["notes.md"] and sorted(shown()) == [
+        "pictures/map.png", "tide.png"]
+    (folder / "sub").mkdir()  # moved where its pictures' paths lead nowhere: read again, not carried over
+    (folder / "notes.md").rename(folder / "sub" / "notes.md")
+    report = kb.ingest(folder)
+    assert not report.moved and report.added == [str(folder / "sub" / "notes.md")]
+    assert len(report.warnings[str(folder / "sub" / "notes.md")]) == 2 and shown() == {}
 
 
 def test_a_file_that_turns_corrupt_keeps_its_previous_version(kb_factory, tmp_path: Path) -> None:

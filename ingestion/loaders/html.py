@@ -66,7 +66,7 @@ class HtmlLoader(Loader):
         images = EmbeddedImages(limits, notes, root, on_kept)
         visible, title = read_page(decode_page(data, notes), path.parent, images)
         return ExtractedDocument(text=visible, file_type=self.file_type, title=title, images=images.finish(),
-                                 warnings=notes)
+                                 warnings=notes, references=images.references)
 
 
 def decode_page(data: bytes, warnings: list[str]) -> str:

@@ -23,8 +23,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept, Stopwatch
 from ingestion.loaders.ooxml import UNREADABLE
-from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, read_inside
-from kb.types import ExtractedImage
+from kb.containment import REFUSED, FileTooLargeError, RefusedFileError, inside, read_inside
+from kb.types import ExtractedImage, ReferencedFile
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -252,6 +252,7 @@ class EmbeddedImages:
         self._kept: set[str] = set()  # hashes of the pictures kept
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
         self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
+        self._references: dict[str, ReferencedFile] = {}  # those in the source folder, as they were when read
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0  # of the pictures held
@@ -262,6 +263,11 @@ class EmbeddedImages:
         self._text_only = 0
         self._remote = 0
         self._skipped = CappedWarnings(warnings, "{} more image(s) skipped")
+
+    @property
+    def references(self) -> list[ReferencedFile]:
+        """The files of the source folder the document named, read or not (one not there yet may come)."""
+        return list(self._references.values())
 
     @property
     def full(self) -> bool:
@@ -396,6 +402,8 @@ class EmbeddedImages:
             if isinstance(found, str):
                 self._repeat(found)
             return None
+        if self.package is None and inside(key, os.path.realpath(self.root)):
+            self._references[key] = referenced_file(key)  # before reading: a change while it is read reads again
         left = self.limits.max_total_bytes - self._bytes_read
         try:
             data = read(min(self.limits.max_bytes, left))
@@ -484,6 +492,16 @@ def _is_remote(src: str) -> bool:
     """A URL on a network, or a path from a web site's root: pages link to these, but they are not local files."""
     parts = urlsplit(src)
     return bool(parts.netloc) or parts.scheme.lower() in ("http", "https", "ftp") or src.startswith("/")
+
+
+def referenced_file(path: str) -> ReferencedFile:
+    """The file at ``path`` as it is now (its link, if it is one, not followed): size and modification time, -1
+    where there is none."""
+    try:
+        status = os.lstat(path)
+    except (OSError, ValueError):
+        return ReferencedFile(path=path)
+    return ReferencedFile(path=path, size=status.st_size, mtime_ns=status.st_mtime_ns)
 
 
 def local_path(src: str, folder: Path) -> Path:

@@ -135,9 +135,10 @@ class MarkdownLoader(Loader):
         if labels_spent:
             notes.append("Markdown with too many unclosed '[' to parse in time: links, images and footnotes after "
                          "the first ones read as plain text")
-        images = _images(rendered.references, text, places, path.parent,
-                         EmbeddedImages(limits, notes, root, on_kept))
-        return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes)
+        embedded = EmbeddedImages(limits, notes, root, on_kept)
+        images = _images(rendered.references, text, places, path.parent, embedded)
+        return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=notes,
+                                 references=embedded.references)
 
 
 def _too_deep(lines: list[int]) -> list[str]:

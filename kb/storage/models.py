@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 8  # the newest revision in kb/storage/migrations/versions
+SCHEMA_VERSION = 9  # the newest revision in kb/storage/migrations/versions
 VERSION_TABLE = "kb_alembic_version"  # Alembic's record of the revision (its default name left to other programs)
 PREVIEW_SIDE = 256  # pixels on the shorter side of a stored image preview: CLIP models crop 224 or less
 
@@ -114,6 +115,9 @@ class Document(Base):
     title: Mapped[str | None] = mapped_column(Text, nullable=True)
     text: Mapped[str] = mapped_column(Text, default="")
     pages: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    # Files of the source it shows but does not hold (an HTML or Markdown page's pictures): [path, size, mtime_ns]
+    # each, -1 for one not there, as they were when it was read; None for a document read before version 9.
+    referenced_files: Mapped[list[list[Any]] | None] = mapped_column(JSON, nullable=True, default=list)
     ingested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     source: Mapped[Source] = relationship(back_populates="documents")
     chunks: Mapped[list[Chunk]] = relationship(back_populates="document", passive_deletes=True)

@@ -176,10 +176,10 @@ class Snapshot:
 
     def documents_under(self, prefix: str) -> list[Row[Any]]:
         """Every document whose path starts with ``prefix`` (compared exactly: SQL LIKE would ignore case and mix
-        up /Docs and /docs), with what tells whether its file changed, and its source."""
+        up /Docs and /docs), with what tells whether its file (or a file it shows) changed, and its source."""
         return list(self.session.execute(
             select(Document.path, Document.id, Document.size, Document.mtime_ns, Document.content_hash,
-                   Document.status, Document.error, Document.source_id, Document.warnings)
+                   Document.status, Document.error, Document.source_id, Document.warnings, Document.referenced_files)
             .where(func.substr(Document.path, 1, len(prefix)) == prefix)))
 
     def document_files(self) -> list[tuple[int, str, str]]:
