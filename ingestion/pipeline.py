@@ -57,6 +57,7 @@ from kb.types import (
 
 log = logging.getLogger(__name__)
 _SKIP_SENT = 256  # at most this many hashes of gone files go with each new file to the worker
+_SHOWING_FILES = frozenset({"html", "markdown"})  # the types of document that show files of their folder
 
 
 @dataclass
@@ -69,10 +70,15 @@ class _Known:
     error: str | None
     source_id: int
     partial: bool  # failed, or read with warnings (only in part)
-    references: list[list[Any]]  # files of the source it shows: [path, size, mtime_ns] as they were when read
+    # Files of the source it shows: [path, size, mtime_ns] as they were when it was read; None if it was read before
+    # they were recorded (schema version 9)
+    references: list[list[Any]] | None
 
-    def shows_changed_files(self) -> bool:
-        """Whether a file it shows (a page's picture) changed, went or came since it was read."""
+    def shows_changed_files(self, file_type: str) -> bool:
+        """Whether a file it shows (a page's picture) changed, went or came since it was read; for a page read
+        before they were recorded, whether it is of a type that shows any (read again, once)."""
+        if self.references is None:
+            return file_type in _SHOWING_FILES
         return any(referenced_file(path) != ReferencedFile(path=path, size=size, mtime_ns=mtime_ns)
                    for path, size, mtime_ns in self.references)
 
@@ -156,9 +162,9 @@ class Ingestor:
         self.reread = reread  # unchanged files that failed or were read only in part are read again
         self.chunker: Chunker | None = None
         self.clip_space: Space | None = None
-        # Files gone this run by content hash: their path and file type. A new file with the same bytes is a move
-        # only if read the same way (page.txt renamed page.html is markup now, and is loaded again).
-        self._vanished: dict[str, tuple[str, str]] = {}
+        # Files gone this run by content hash: their path, file type and record. A new file with the same bytes is a
+        # move only if read the same way (page.txt renamed page.html is markup now, and is loaded again).
+        self._vanished: dict[str, tuple[str, str, _Known]] = {}
         self._vanished_by_kind: dict[tuple[str, int], set[str]] = defaultdict(set)  # their hashes by type and size
         self._root = Path()
         ocr = ocr_available(settings.ocr.mode)
@@ -287,7 +293,7 @@ class Ingestor:
         with self.store.read() as snapshot:
             known = {row.path: _Known(row.id, row.size, row.mtime_ns, row.content_hash, row.status, row.error,
                                       row.source_id, row.status not in INGESTED or bool(row.warnings),
-                                      row.referenced_files or [])
+                                      row.referenced_files)
                      for row in snapshot.documents_under(prefix)}
         self._check_available(root, scanned, len(known))
         seen = {str(f.path) for f in scanned.files}
@@ -302,9 +308,9 @@ class Ingestor:
         # A new file with the bytes of a vanished one is that file moved or renamed: its row follows it.
         self._vanished, self._vanished_by_kind = {}, defaultdict(set)
         for path, k in gone.items():
-            if k.status in INGESTED and not k.references:  # (moved, a page may show other pictures: read again)
+            if k.status in INGESTED:
                 file_type = _file_type(path)
-                self._vanished[k.content_hash] = (path, file_type)
+                self._vanished[k.content_hash] = (path, file_type, k)
                 self._vanished_by_kind[file_type, k.size].add(k.content_hash)
         batch = _Batch(chunks=self.settings.batch_size * 8, chars=self.settings.ingestion.max_document_chars)
         total = len(scanned.files)
@@ -415,7 +421,7 @@ class Ingestor:
             reason = f"unsupported file type '{file.path.suffix or '(none)'}'"
             report.skipped.append(FailedFile(path=path, reason=reason))
             return None
-        again = known is not None and (known.partial and self.reread or known.shows_changed_files())
+        again = known is not None and (known.partial and self.reread or known.shows_changed_files(loader.file_type))
         if known is not None and not again and known.size == file.size and known.mtime_ns == file.mtime_ns and \
                 file.mtime_ns not in TIME_RANGE_NS:  # a time kept at an end of the range proves nothing: hashed
             self._record_unchanged(known, path, report)
@@ -440,11 +446,13 @@ class Ingestor:
             self._touch(known.id, file)
             report.unchanged.append(path)
             return None
-        if known is None and self._vanished.get(content_hash, ("", ""))[1] == loader.file_type:
-            old_path, _ = self._vanished.pop(content_hash)
+        if known is None and content_hash in self._vanished and self._vanished[content_hash][1] == loader.file_type:
+            old_path, _, moved = self._vanished.pop(content_hash)
             self._move(old_path, file, source_id)
             report.moved[old_path] = path
-            return None
+            if moved.references is not None and not moved.references:
+                return None
+            known = moved  # a page showing pictures is read again where it now stands: their paths may lead elsewhere
         chunker = self._models_ready(report)
         try:
             loaded = fetched.loaded or runner.load(job, content_hash)  # skipped as a move, and not one after all

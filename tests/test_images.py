@@ -635,6 +635,10 @@ def test_markdown_images_without_alt_text_stand_where_they_are_shown(tmp_path: P
     assert document.text == "Alpha\n\nalpha text.\n\nbravo text.\n\nx"
     assert [(image.name, image.start, image.end) for image in document.images] == [
         ("b.png", 20, 20), ("a.png", 33, 33), ("c.png", 34, 34)]  # the text after each, or where the text ends
+    for source, text, place in (("Intro.\n\n![](a.png)\n\n\x01 Caption\n", "Intro.\n\n Caption", 9),
+                                ("Intro.\n\n![](a.png)\n\n\ufeff\n", "Intro.", 6)):  # what cleaning drops
+        document = load(tmp_path, "notes.md", source.encode())
+        assert (document.text, document.images[0].start) == (text, place)
 
 
 def test_markdown_image_places_hold_in_table_cells_and_cannot_be_forged(tmp_path: Path) -> None:

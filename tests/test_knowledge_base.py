@@ -26,8 +26,8 @@ from kb.errors import (
     WriterBusyError,
 )
 from kb.storage.database import default_url, open_database
-from kb.storage.models import SCHEMA_VERSION
-from tests.databases import back_to_version_1, back_to_version_4_keywords, execute_sql
+from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE
+from tests.databases import Database, back_to_version_1, back_to_version_4_keywords, back_to_version_8, execute_sql
 from tests.documents import (
     compound_file,
     deck_bytes,
@@ -300,11 +300,45 @@ def test_a_page_is_read_again_when_a_picture_it_shows_changes_or_comes(kb_factor
     report = kb.ingest(folder)
     assert [Path(path).name for path in report.updated] == ["notes.md"] and sorted(shown()) == [
         "pictures/map.png", "tide.png"]
-    (folder / "sub").mkdir()  # moved where its pictures' paths lead nowhere: read again, not carried over
+    (folder / "sub").mkdir()  # moved where its pictures' paths lead nowhere: moved, and read again there
     (folder / "notes.md").rename(folder / "sub" / "notes.md")
     report = kb.ingest(folder)
-    assert not report.moved and report.added == [str(folder / "sub" / "notes.md")]
-    assert len(report.warnings[str(folder / "sub" / "notes.md")]) == 2 and shown() == {}
+    assert report.moved == {str(folder / "notes.md"): str(folder / "sub" / "notes.md")}
+    assert report.updated == [str(folder / "sub" / "notes.md")] and shown() == {}
+    assert len(report.warnings[str(folder / "sub" / "notes.md")]) == 2
+
+
+def test_a_page_follows_its_picture_s_link_and_a_page_read_before_version_9_is_read_once(
+        kb_factory, tmp_path: Path, database: Database) -> None:
+    """The picture was recorded where its link led, so a link pointed elsewhere changed nothing; a page read
+    before pictures were recorded would never have been read again for them. A folder named as a picture is no
+    picture: files added to it read nothing again."""
+    folder = tmp_path / "docs"
+    (folder / "drafts").mkdir(parents=True)
+    (folder / "red.png").write_bytes(image_bytes(size=(60, 40), color=(200, 30, 30)))
+    (folder / "blue.png").write_bytes(image_bytes(size=(80, 60), color=(30, 30, 200)))
+    (folder / "map.png").symlink_to("red.png")
+    (folder / "notes.md").write_text("Ferry notes.\n\n![Harbour map](map.png)\n\n![Drafts](drafts)\n", encoding="utf-8")
+    kb = kb_factory(clip_model="none")
+
+    def width() -> set[int]:
+        return {hit.image.width for hit in kb.search("harbour map", k=10, mode="keyword", modalities={"image"})
+                if hit.path.endswith("notes.md") and hit.image}
+
+    kb.ingest(folder)
+    assert width() == {60}
+    (folder / "drafts" / "plan.txt").write_text("A plan.", encoding="utf-8")
+    assert Path(kb.ingest(folder).added[0]).name == "plan.txt"  # and notes.md unchanged
+    (folder / "map.png").unlink()
+    (folder / "map.png").symlink_to("blue.png")
+    assert [Path(path).name for path in kb.ingest(folder).updated] == ["notes.md"] and width() == {80}
+    kb.close()
+    execute_sql(database.url("kb") or default_url(tmp_path / "kb"), *back_to_version_8(),
+                f"UPDATE {VERSION_TABLE} SET version_num = '8'",
+                "UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+    kb = kb_factory(clip_model="none")
+    assert [Path(path).name for path in kb.ingest(folder).updated] == ["notes.md"]  # once, to record its pictures
+    assert str(folder / "notes.md") in kb.ingest(folder).unchanged
 
 
 def test_a_file_that_turns_corrupt_keeps_its_previous_version(kb_factory, tmp_path: Path) -> None:

@@ -154,6 +154,12 @@ def cell_text(text: str, sentinel: str = "") -> str:
     return text
 
 
+def kept_by_cleaning(char: str) -> bool:
+    """Whether ``clean_text`` keeps ``char`` wherever it stands: not white space (dropped at a line's end), not a
+    control character (dropped)."""
+    return not char.isspace() and _CONTROL.fullmatch(char) is None
+
+
 def clean_text(text: str) -> str:
     """``text`` in the one shape every loader returns, because offsets point into it and the chunker reads it.
 

@@ -14,7 +14,7 @@ from bs4.element import PageElement, PreformattedString
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text
 from ingestion.loaders.images import EmbeddedImages
-from ingestion.loaders.places import PlaceMarks, before_text
+from ingestion.loaders.places import PlaceMarks, after_text, before_text
 from kb.types import ExtractedDocument
 
 # A charset named by <meta charset>, <meta http-equiv content="...; charset=..."> or an XML declaration.
@@ -346,9 +346,8 @@ class _Writer:
         return "".join(self.parts)
 
     def marked_value(self) -> str:
-        """The text written, the marks no text came after at its end (its trailing spaces, which cleaning drops,
-        before them)."""
-        return self.value().rstrip() + "".join(self.pending) if self.pending else self.value()
+        """The text written, the marks no text came after at its end."""
+        return after_text(self.value(), self.pending) if self.pending else self.value()
 
 
 def _render(root: Tag, tables: int = 0, in_article: bool = False, budget: _Budget | None = None,

@@ -9,6 +9,7 @@ import io
 import os
 import posixpath
 import re
+import stat
 import time
 import warnings
 import zipfile
@@ -47,6 +48,10 @@ _FIGURE_LABEL = re.compile(r"(?:figure|fig\.?)\s*(?:[0-9]|[a-z]\.?[0-9]|[ivxlc]+
                            re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 _MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
+# A page's files recorded to read it again when one changes: 20,000 missing pictures named from a deep folder made a
+# row of 76 MB, read at every run. Far more than the pictures a page keeps (max_images).
+_MAX_REFERENCES = 1000
+_MAX_REFERENCE_CHARS = 256 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
 
@@ -253,6 +258,7 @@ class EmbeddedImages:
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
         self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
         self._references: dict[str, ReferencedFile] = {}  # those in the source folder, as they were when read
+        self._reference_chars = 0
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
         self._pixels = 0  # of the pictures held
@@ -263,6 +269,19 @@ class EmbeddedImages:
         self._text_only = 0
         self._remote = 0
         self._skipped = CappedWarnings(warnings, "{} more image(s) skipped")
+
+    def _note_reference(self, named: str, real: str) -> None:
+        """Record the file a page names, as named (a link, retargeted or replaced, changes it) and as what it
+        resolves to, where each lies in the source folder, before it is read (a change while it is read is seen by
+        the next run); at most ``_MAX_REFERENCES`` of them, and ``_MAX_REFERENCE_CHARS`` of their paths."""
+        root = os.path.realpath(self.root)
+        for path in dict.fromkeys((named, real)):
+            if path in self._references or not inside(path, root):
+                continue
+            if len(self._references) >= _MAX_REFERENCES or self._reference_chars + len(path) > _MAX_REFERENCE_CHARS:
+                return
+            self._reference_chars += len(path)
+            self._references[path] = referenced_file(path)
 
     @property
     def references(self) -> list[ReferencedFile]:
@@ -402,8 +421,8 @@ class EmbeddedImages:
             if isinstance(found, str):
                 self._repeat(found)
             return None
-        if self.package is None and inside(key, os.path.realpath(self.root)):
-            self._references[key] = referenced_file(key)  # before reading: a change while it is read reads again
+        if self.package is None:
+            self._note_reference(os.path.normpath(path), key)
         left = self.limits.max_total_bytes - self._bytes_read
         try:
             data = read(min(self.limits.max_bytes, left))
@@ -495,11 +514,13 @@ def _is_remote(src: str) -> bool:
 
 
 def referenced_file(path: str) -> ReferencedFile:
-    """The file at ``path`` as it is now (its link, if it is one, not followed): size and modification time, -1
-    where there is none."""
+    """The file at ``path`` as it is now (its link, if it is one, not followed): size and modification time; -1
+    where there is none, or where it is no file (a folder's time changes with every file added to it)."""
     try:
         status = os.lstat(path)
     except (OSError, ValueError):
+        return ReferencedFile(path=path)
+    if not (stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode)):
         return ReferencedFile(path=path)
     return ReferencedFile(path=path, size=status.st_size, mtime_ns=status.st_mtime_ns)
 

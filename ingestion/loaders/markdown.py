@@ -18,10 +18,10 @@ from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
-from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text
+from ingestion.loaders.base import CappedWarnings, Limits, Loader, OnKept, TextCursor, clean_text, kept_by_cleaning
 from ingestion.loaders.html import html_text, image_source
 from ingestion.loaders.images import EmbeddedImages
-from ingestion.loaders.places import PlaceMarks, before_text
+from ingestion.loaders.places import PlaceMarks, after_text, before_text
 from kb.types import ExtractedDocument, ExtractedImage
 
 _FRONT_MATTER_FENCES = ("---", "+++")
@@ -261,11 +261,12 @@ class _Renderer:
             elif token.type == "table_close":
                 self.out.append("")
         if self._pending:  # images after the last words: where the text ends
-            last = max((index for index, line in enumerate(self.out) if line.strip()), default=None)
+            last = max((index for index, line in enumerate(self.out) if any(map(kept_by_cleaning, line))),
+                       default=None)
             if last is None:
                 self.out.append("".join(self._pending))
             else:
-                self.out[last] = self.out[last].rstrip() + "".join(self._pending)
+                self.out[last] = after_text(self.out[last], self._pending)
 
     def _paragraph(self, text: str) -> None:
         self.out.extend(["", self._after_images(text.strip()), ""])

@@ -8,6 +8,8 @@ import secrets
 import unicodedata
 from collections.abc import Sequence
 
+from ingestion.loaders.base import kept_by_cleaning
+
 _PLACE = "\ufffc"  # OBJECT REPLACEMENT CHARACTER: not whitespace nor a control character, so cleaning keeps it
 
 
@@ -42,10 +44,20 @@ class PlaceMarks:
 
 
 def before_text(marks: Sequence[str], text: str) -> str | None:
-    """``text`` with ``marks`` written before its first character that is neither whitespace (a no-break space too)
-    nor combining, so that cleaning changes nothing across them (trailing spaces, blank lines, composed characters);
-    None when it has no such character, and the marks must wait for the text after it."""
+    """``text`` with ``marks`` written before its first character that cleaning keeps as it is (not white space, a
+    no-break space included, nor a control or combining character), so that cleaning changes nothing across them
+    (trailing spaces, blank lines, composed characters); None when it has no such character, and the marks must
+    wait for the text after it."""
     index = 0
-    while index < len(text) and (text[index].isspace() or unicodedata.combining(text[index])):
+    while index < len(text) and not (kept_by_cleaning(text[index]) and not unicodedata.combining(text[index])):
         index += 1
     return None if index == len(text) else text[:index] + "".join(marks) + text[index:]
+
+
+def after_text(text: str, marks: Sequence[str]) -> str:
+    """``text`` (the end of a text) with ``marks`` written after its last character that cleaning keeps, what
+    cleaning would drop after it left out."""
+    end = len(text)
+    while end and not kept_by_cleaning(text[end - 1]):
+        end -= 1
+    return text[:end] + "".join(marks)
