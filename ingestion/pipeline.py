@@ -74,11 +74,15 @@ class _Known:
     # they were recorded (schema version 9)
     references: list[list[Any]] | None
 
+    def shows_files(self, file_type: str) -> bool:
+        """Whether it shows files of its folder; read before they were recorded, whether its type may."""
+        return bool(self.references) if self.references is not None else file_type in _SHOWING_FILES
+
     def shows_changed_files(self, file_type: str) -> bool:
-        """Whether a file it shows (a page's picture) changed, went or came since it was read; for a page read
-        before they were recorded, whether it is of a type that shows any (read again, once)."""
+        """Whether a file it shows (a page's picture) changed, went or came since it was read; read before they
+        were recorded, whether it may show any (it is read again, once)."""
         if self.references is None:
-            return file_type in _SHOWING_FILES
+            return self.shows_files(file_type)
         return any(referenced_file(path) != ReferencedFile(path=path, size=size, mtime_ns=mtime_ns)
                    for path, size, mtime_ns in self.references)
 
@@ -450,7 +454,7 @@ class Ingestor:
             old_path, _, moved = self._vanished.pop(content_hash)
             self._move(old_path, file, source_id)
             report.moved[old_path] = path
-            if moved.references is not None and not moved.references:
+            if not moved.shows_files(loader.file_type):
                 return None
             known = moved  # a page showing pictures is read again where it now stands: their paths may lead elsewhere
         chunker = self._models_ready(report)

@@ -339,6 +339,9 @@ def test_a_page_follows_its_picture_s_link_and_a_page_read_before_version_9_is_r
     kb = kb_factory(clip_model="none")
     assert [Path(path).name for path in kb.ingest(folder).updated] == ["notes.md"]  # once, to record its pictures
     assert str(folder / "notes.md") in kb.ingest(folder).unchanged
+    (folder / "drafts" / "plan.txt").rename(folder / "plan.txt")  # read before version 9 too, but shows nothing
+    report = kb.ingest(folder)
+    assert report.moved == {str(folder / "drafts" / "plan.txt"): str(folder / "plan.txt")} and not report.updated
 
 
 def test_a_file_that_turns_corrupt_keeps_its_previous_version(kb_factory, tmp_path: Path) -> None:
