@@ -261,10 +261,10 @@ class TextCursor:
         self.text = text
         self.start = self.end = 0  # the span of the last snippet found
 
-    def find(self, snippet: str) -> tuple[int, int] | None:
-        """Where ``snippet``, cleaned like the text, lies after the last snippet found; None if nowhere. A
-        repeated snippet thus lands on its next occurrence, not again on the first."""
-        return self._find(snippet, self.end, len(self.text))
+    def find(self, snippet: str, until: int | None = None) -> tuple[int, int] | None:
+        """Where ``snippet``, cleaned like the text, lies after the last snippet found (and ends by ``until``);
+        None if nowhere. A repeated snippet thus lands on its next occurrence, not again on the first."""
+        return self._find(snippet, self.end, len(self.text) if until is None else until)
 
     def find_within(self, snippet: str) -> tuple[int, int] | None:
         """Where ``snippet`` lies inside the last snippet found (a block nested in the block found before)."""

@@ -309,9 +309,8 @@ def _row_spans(block: _Block, text: str, located: tuple[int, int] | None) -> lis
         return [None] * len(block.drawings)
     cursor = TextCursor(text)
     cursor.start = cursor.end = located[0]
-    spans = [cursor.find(line) if line else None for line in block.lines]
-    return [span if span is not None and span[1] <= located[1] else None
-            for span in (spans[row] for row in block.drawing_rows)]
+    spans = [cursor.find(line, until=located[1]) if line else None for line in block.lines]  # (each search bounded)
+    return [spans[row] for row in block.drawing_rows]
 
 
 def _located(blocks: list[_Block], text: str) -> list[tuple[int, int] | None]:

@@ -85,8 +85,8 @@ def read_page(markup: str, folder: PurePath, images: EmbeddedImages, read_before
         numbers.setdefault(id(found.anchor), len(numbers))
     rendered = _render(soup, marks={key: marks.mark(number) for key, number in numbers.items()})
     visible, places = marks.places(clean_text(rendered.marked_value()))
-    if places and clean_text(visible) != visible:  # a mark kept cleaning from acting across it (a control
-        visible = clean_text(visible)  # character between spaces): the places may be off by a character or two
+    if places and clean_text(visible) != visible:  # a mark kept cleaning from acting across it (the halves of a
+        visible = clean_text(visible)  # surrogate pair): the places may be off by a character or two
     images.limits.check_chars(read_before + len(visible))
     _add_images(soup, shown, visible, {key: places.get(number) for key, number in numbers.items()}, folder, images)
     return visible, _title(soup)
@@ -308,8 +308,7 @@ def _bounded_render(root: Tag, in_article: bool) -> str | None:
 
 class _Writer:
     """Collects text and owed breaks, so breaks never pile up and spaces never start a line; and place marks, each
-    written just before the next character that is neither whitespace nor combining, so that a mark changes nothing
-    cleaning does around it (trailing spaces, blank lines, composed characters)."""
+    written just before the next character that cleaning keeps as it is (``places.before_text``)."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
