@@ -59,7 +59,7 @@ def snippet(text: str, terms: set[str], tokenizer: KeywordTokenizer, width: int 
     (begin, end), best = _window(text, 0, width), (0, 0)
     for first, start in enumerate(starts):
         last = bisect_right(stops, start + width, lo=first) - 1
-        reach = max(stops[last], start) if last >= first else start
+        reach = stops[last] if last >= first else start  # (a span ends after it starts)
         context = min(int(width * CONTEXT_SHARE), width - (reach - start))
         window = _window(text, max(0, start - context), width)
         inside = [term for _, _, term in spans[bisect_left(starts, window[0]) : bisect_right(stops, window[1])]]

@@ -258,6 +258,7 @@ class EmbeddedImages:
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
         self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
         self._references: dict[str, ReferencedFile] = {}  # those in the source folder, as they were when read
+        self._real_root: str | None = None  # the source folder's real path, found once
         self._reference_chars = 0
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
@@ -274,9 +275,10 @@ class EmbeddedImages:
         """Record the file a page names, as named (a link, retargeted or replaced, changes it) and as what it
         resolves to, where each lies in the source folder, before it is read (a change while it is read is seen by
         the next run); at most ``_MAX_REFERENCES`` of them, and ``_MAX_REFERENCE_CHARS`` of their paths."""
-        root = os.path.realpath(self.root)
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
         for path in dict.fromkeys((named, real)):
-            if path in self._references or not inside(path, root):
+            if path in self._references or not inside(path, self._real_root):
                 continue
             if len(self._references) >= _MAX_REFERENCES or self._reference_chars + len(path) > _MAX_REFERENCE_CHARS:
                 return
