@@ -427,12 +427,12 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     pixels square, which pypdf passes over as decoration), ``jbig2`` (JBIG2 declared 100 pixels square whose own
     page and region segments say 60,000 x 35,000, which pypdf cannot decode without jbig2dec), ``softmask`` (the
     page fills a rectangle through a graphics state's soft mask, a form drawing that JPEG of 20,000 scans: no
-    resource of the page names an image)."""
+    resource of the page names an image), ``inline`` (that JPEG inside the page's content)."""
     def segment(number: int, kind: int, data: bytes) -> bytes:
         return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
 
     image = (b"", b"")  # the image's dictionary entries and data
-    if kind in ("scans", "softmask"):
+    if kind in ("scans", "softmask", "inline"):
         image = b"/Width 16 /Height 16 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode", \
             many_scans_jpeg(4000, 20_000)
     elif kind == "jbig2":
@@ -443,6 +443,8 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     text = b"BT /F1 12 Tf 72 720 Td (Hello text page one) Tj ET"
     drawing = b"q 612 0 0 792 0 0 cm /J Do Q"
     scan, resources = {"tiles": (b"/Pattern cs /P1 scn 0 0 612 792 re f", b"/Pattern << /P1 8 0 R >>"),
+                       "inline": (b"q 612 0 0 792 0 0 cm BI /W 16 /H 16 /CS /G /BPC 8 /F /DCT ID %s EI Q" % image[1],
+                                  b""),
                        "softmask": (b"q /GS1 gs 0 0 612 792 re f Q",
                                     b"/ExtGState << /GS1 << /SMask << /S /Luminosity /G 9 0 R >> >> >>")}.get(
         kind, (drawing, b"/XObject << /J 8 0 R >>"))
