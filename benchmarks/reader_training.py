@@ -9,6 +9,7 @@ any ``--threshold`` given.
 
     python benchmarks/reader_training.py train --out /work/models/reader-minilm [--resume]
     python benchmarks/reader_training.py cloze --out /work/models/cloze-wiki.json   # then kb train reader on it,
+    python benchmarks/reader_training.py cloze --recurring --out /work/models/recurring-wiki.json  # (and on both)
     python benchmarks/reader_training.py train --out /work/models/reader-cloze --base-model THAT_READER
     python benchmarks/reader_training.py train --out /work/models/reader-all --no-validation ...  # the recipe refit
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
@@ -66,12 +67,17 @@ def cloze(args: argparse.Namespace) -> int:
                  for title in squad_titles(args.data / DATASETS[name])}
     summaries = json.loads((args.data / DISTRACTORS).read_text(encoding="utf-8"))
     passages = [(title, entry["extract"]) for title, entry in sorted(summaries.items()) if title not in evaluated]
-    squad, skipped = cloze_questions(passages, per_passage=args.per_passage, seed=args.seed)
-    articles = {}
+    squad, skipped = cloze_questions(passages, per_passage=args.per_passage, seed=args.seed,
+                                     recurring=args.recurring)
+    articles: dict[str, dict] = {}
+    paragraphs: dict[int, dict] = {}
     for question in squad.questions:
         title, context = squad.paragraphs[question.paragraph]
-        articles.setdefault(title, {"title": title, "paragraphs": [{"context": context, "qas": []}]})
-        articles[title]["paragraphs"][0]["qas"].append(
+        article = articles.setdefault(title, {"title": title, "paragraphs": []})
+        if question.paragraph not in paragraphs:
+            paragraphs[question.paragraph] = {"context": context, "qas": []}
+            article["paragraphs"].append(paragraphs[question.paragraph])
+        paragraphs[question.paragraph]["qas"].append(
             {"id": question.id, "question": question.question,
              "answers": [{"text": question.answers[0], "answer_start": question.answer_starts[0]}]})
     args.out.write_text(json.dumps({"version": "1.1", "data": list(articles.values())}, ensure_ascii=False),
@@ -242,6 +248,8 @@ def main() -> int:
     cloze_file.add_argument("--out", type=Path, required=True)
     cloze_file.add_argument("--seed", type=int, default=0)
     cloze_file.add_argument("--per-passage", type=int, default=1, help="cloze questions asked of each summary")
+    cloze_file.add_argument("--recurring", action="store_true",
+                            help="recurring-span questions: the answer found again with its sentence taken out")
     cloze_file.add_argument("--show", type=int, default=20, help="print the first N questions")
     tuning = commands.add_parser("tune")
     tuning.add_argument("--model", type=Path, required=True)

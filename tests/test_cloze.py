@@ -46,6 +46,22 @@ def test_cloze_questions_blank_an_answer_that_the_passage_holds() -> None:
     assert chinese_question == "截至2023年底，公司共有员工多少，主要产品包括《智能仓储手册》？"
 
 
+def test_recurring_span_questions_ask_for_an_answer_found_again_outside_their_sentence_which_is_taken_out() -> None:
+    passage = ("The warehouse opened in March 2015 in Rotterdam. It employs 340 people across three shifts. "
+               "Its cranes were built in Rotterdam by a local firm.")
+    squad, skipped = cloze_questions([("a.md", passage), ("b.md", "It opened in 2015 in Lyon and closed in 2019.")],
+                                     per_passage=10, recurring=True)
+    assert skipped == {"passage without an answer found outside its sentence": 1}
+    assert {q.answers[0] for q in squad.questions} == {"Rotterdam"}  # nothing else is found again
+    assert {"2015" in q.question for q in squad.questions} == {True, False}  # asked from either sentence
+    for question in squad.questions:
+        title, context = squad.paragraphs[question.paragraph]
+        start = question.answer_starts[0]
+        assert title == "a.md" and context[start : start + len(question.answers[0])] == "Rotterdam"
+        asked = "2015" if "2015" in question.question else "cranes"  # the sentence asked about is not in its context
+        assert asked not in context and context.count("Rotterdam") == 1
+
+
 def test_cloze_questions_do_not_depend_on_the_order_documents_come_in_nor_on_where_the_folder_is() -> None:
     files = [f"{team}/{name}.md" for team, names in [("sales", NAMES[:3]), ("it", NAMES[3:6])] for name in names]
 

@@ -6,6 +6,11 @@ question and the blanked words its answer in the passage, as in Lewis et al., "U
 Cloze Translation" (2019). The questions are noisy (a tenth of an English question's words are dropped, as there),
 so they teach the answer head to align a question with its sentence and pick the missing span: a start for a
 reader with no questions at all, or a first stage before training on a few real ones.
+
+Such a question's sentence is in its passage, so finding it is easy. A recurring-span question (``recurring``, after
+Ram et al., "Few-Shot Question Answering by Pretraining Span Selection", 2021) is asked only where the answer occurs
+again outside its sentence, and that sentence is taken out of the passage: the reader must find the other occurrence
+from the topic around it, as a real question's paraphrase makes it do.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ CHINESE_CLAUSE = re.compile(r"[，、；：（）]")
 MIN_SENTENCE_WORDS = 6  # shorter English sentences (and Chinese ones under 12 characters) make no question
 MIN_QUESTION_WORDS = 6
 CONTEXT_WORDS = 12  # words kept either side of the question word
+RECURRING_MIN_CHARACTERS = 3  # a shorter recurring answer ("US", "12") is found again by chance
 DROPPED = 0.1  # share of an English question's other words dropped (noise, so that questions are not sentences)
 
 
@@ -117,26 +123,57 @@ def question_for(sentence: str, blank: Blank, rng: random.Random) -> str:
     return text[:1].upper() + text[1:] + "?"
 
 
+@dataclass(frozen=True)
+class _Option:
+    """One question a passage can give: its sentence, its blank, and the context it is asked of with the answer's
+    start there."""
+
+    sentence: str
+    blank: Blank
+    context: str
+    start: int
+
+
+def _options(text: str, recurring: bool) -> list[_Option]:
+    """Every question ``text`` can give; with ``recurring``, only answers found again (as whole words) outside their
+    sentence, asked of the text without that sentence."""
+    found = []
+    for offset, sentence in sentences(text):
+        for blank in blanks(sentence):
+            if not recurring:
+                found.append(_Option(sentence, blank, text, offset + blank.answer[0]))
+                continue
+            answer = sentence[blank.answer[0] : blank.answer[1]]
+            context = text[:offset] + text[offset + len(sentence) :]
+            again = re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", context)
+            if again is not None and len(answer) >= RECURRING_MIN_CHARACTERS:
+                found.append(_Option(sentence, blank, context, again.start()))
+    return found
+
+
 def cloze_questions(passages: Iterable[tuple[str, str]], *, per_passage: int = 1, seed: int = 0,
-                    limit: int | None = None) -> tuple[SquadSet, Counter[str]]:
-    """Up to ``per_passage`` cloze questions for each (group, text) passage, as a SQuAD 1.1 set whose titles are
-    the groups (so that a validation split keeps a document's passages together), with the passages that gave
-    none counted by reason."""
+                    limit: int | None = None, recurring: bool = False) -> tuple[SquadSet, Counter[str]]:
+    """Up to ``per_passage`` cloze questions (or ``recurring``-span ones) for each (group, text) passage, as a SQuAD
+    1.1 set whose titles are the groups (so that a validation split keeps a document's passages together), with the
+    passages that gave none counted by reason."""
     paragraphs: list[tuple[str, str]] = []
     questions: list[SquadQuestion] = []
     skipped = Counter[str]()
     for group, text in passages:
-        options = [(offset, sentence, blank) for offset, sentence in sentences(text) for blank in blanks(sentence)]
+        options = _options(text, recurring)
         if not options:
-            skipped["passage without a date, number, name or title to ask about"] += 1
+            skipped["passage without an answer found outside its sentence" if recurring
+                    else "passage without a date, number, name or title to ask about"] += 1
             continue
         rng = random.Random(f"{seed}:{text}")  # per passage: one passage's questions never move another's
-        for offset, sentence, blank in rng.sample(options, min(per_passage, len(options))):
-            start = offset + blank.answer[0]
-            questions.append(SquadQuestion(id=f"cloze-{len(questions)}", question=question_for(sentence, blank, rng),
-                                           answers=[sentence[blank.answer[0] : blank.answer[1]]],
-                                           answer_starts=[start], paragraph=len(paragraphs)))
-        paragraphs.append((group, text))
+        for option in rng.sample(options, min(per_passage, len(options))):
+            if not paragraphs or paragraphs[-1] != (group, option.context):
+                paragraphs.append((group, option.context))
+            answer = option.sentence[option.blank.answer[0] : option.blank.answer[1]]
+            questions.append(SquadQuestion(id=f"cloze-{len(questions)}",
+                                           question=question_for(option.sentence, option.blank, rng),
+                                           answers=[answer], answer_starts=[option.start],
+                                           paragraph=len(paragraphs) - 1))
         if limit is not None and len(questions) >= limit:
             break
     return SquadSet(version="1.1", paragraphs=paragraphs, questions=questions), skipped
