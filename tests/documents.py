@@ -826,11 +826,13 @@ _NOTE_KINDS = {"footnote": "footnotes", "endnote": "endnotes"}
 
 
 def docx_with_notes(body: str, footnotes: dict[int, str] | None = None, endnotes: dict[int, str] | None = None,
-                    notes_xml: dict[str, str] | None = None, relationships: int = 1) -> bytes:
+                    notes_xml: dict[str, str] | None = None, relationships: int = 1,
+                    note_pictures: dict[str, bytes] | None = None) -> bytes:
     """A DOCX (made by python-docx) whose body is the XML ``body`` and whose footnotes and endnotes parts hold, as
     Word writes them, a separator and a continuation separator (ids -1 and 0), then each note (id -> the XML of its
     paragraphs) after its own mark. ``notes_xml`` replaces a part's XML whole ("footnotes" or "endnotes"); the
-    document names each part ``relationships`` times."""
+    document names each part ``relationships`` times. ``note_pictures`` (relationship id -> PNG) are pictures the
+    footnotes part names, in ``word/media``."""
     import zipfile
 
     from docx import Document
@@ -855,7 +857,17 @@ def docx_with_notes(body: str, footnotes: dict[int, str] | None = None, endnotes
             target.writestr(item.filename, data)
         for name, xml in parts.items():
             target.writestr(f"word/{name}.xml", xml)
+        for number, (key, picture) in enumerate((note_pictures or {}).items()):
+            target.writestr(f"word/media/note{number}.png", picture)
+        if note_pictures:
+            target.writestr("word/_rels/footnotes.xml.rels", _RELATIONSHIPS.format("".join(
+                f'<Relationship Id="{key}" Type="{_IMAGE_RELATIONSHIP}" Target="media/note{number}.png"/>'
+                for number, key in enumerate(note_pictures))))
     return out.getvalue()
+
+
+_RELATIONSHIPS = '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{}</Relationships>'
+_IMAGE_RELATIONSHIP = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/image"
 
 
 def _with_notes(name: str, data: str, body: str, parts: dict[str, str], relationships: int) -> str:
@@ -864,7 +876,8 @@ def _with_notes(name: str, data: str, body: str, parts: dict[str, str], relation
     if name == "word/document.xml":
         return data.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>"
     if name == "[Content_Types].xml":
-        return data.replace("</Types>", "".join(
+        return data.replace("</Types>", '<Default Extension="png" ContentType="image/png"/>' * (
+            'Extension="png"' not in data) + "".join(
             f'<Override PartName="/word/{part}.xml" ContentType="application/vnd.openxmlformats-officedocument.'
             f'wordprocessingml.{part}+xml"/>' for part in parts) + "</Types>")
     if name == "word/_rels/document.xml.rels":

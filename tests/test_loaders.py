@@ -852,6 +852,26 @@ def test_docx_footnotes_and_endnotes_are_read_where_they_are_referenced(tmp_path
     assert document.warnings == []
 
 
+def test_a_picture_in_a_docx_footnote_is_kept_where_the_note_is_referenced(tmp_path: Path) -> None:
+    # The note's drawing names its picture among the footnotes part's relationships: it was lost before.
+    namespaces = ('xmlns:wp="http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing" '
+                  'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+                  'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"')
+    drawing = (f'<w:r><w:drawing><wp:inline {namespaces}><wp:docPr id="7" name="p" descr="Torque chart"/>'
+               '<a:graphic><a:graphicData><a:blip r:embed="rIdChart"/></a:graphicData></a:graphic></wp:inline>'
+               "</w:drawing></w:r>")
+    body = (f"<w:p>{_run('Intro paragraph.')}</w:p>"
+            f"<w:p>{_run('Tighten the bolts')}{_reference('footnote', 1)}{_run(' in order.')}</w:p>")
+    data = docx_with_notes(body, footnotes={1: f"<w:p>{_run('See the chart.')}{drawing}</w:p>"},
+                           note_pictures={"rIdChart": image_bytes(size=(80, 60))})
+    document = load(tmp_path, "torque.docx", data)
+    assert document.text == "Intro paragraph.\n\nTighten the bolts See the chart. in order."
+    [picture] = document.images
+    assert (picture.name, picture.alt, picture.image.size) == ("word/media/note0.png", "Torque chart", (80, 60))
+    assert document.text[picture.start : picture.end] == "Tighten the bolts See the chart. in order."
+    assert document.warnings == []
+
+
 def test_docx_note_is_read_once_and_without_the_notes_it_names(tmp_path: Path) -> None:
     """A note referenced again is not repeated (only a hostile file references one twice: a 1 MB note named by
     every paragraph would otherwise be copied each time); a reference inside a note is not followed (a chain of

@@ -61,8 +61,8 @@ PartFactory.part_type_for.update(dict.fromkeys((
 class DocxLoader(Loader):
     """Paragraphs (headings included) as blank-line-separated blocks; a table row per line, cells ' | '.
 
-    Text boxes follow the paragraph that anchors them; a footnote's or endnote's text stands where its reference does
-    (as an OpenDocument note's). Headers, footers and comments are not part of the body and are left out. The title
+    Text boxes follow the paragraph that anchors them; a footnote's or endnote's text (and its pictures) stands where
+    its reference does (as an OpenDocument note's). Headers, footers and comments are not part of the body and are left out. The title
     is the core properties' title, else the first Title or Heading paragraph. Pictures (inline or floating) come
     with their description as alt text, the next paragraph as caption when it is one, and the span of their
     paragraph and caption.
@@ -90,7 +90,7 @@ class DocxLoader(Loader):
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
         limits.check_chars(len(text))
         found = EmbeddedImages(limits, warnings, root, on_kept)
-        images = _pictures(document.part, blocks, text, caption_styles, found)
+        images = _pictures(document.part, blocks, text, caption_styles, found, notes.owners)
         title = title or _first_heading(body, heading_styles)
         return ExtractedDocument(text=text, file_type=self.file_type, title=title, images=images, warnings=warnings)
 
@@ -127,6 +127,8 @@ class _Notes:
     def __init__(self, part: Part | None = None, body: _Element | None = None,
                  warnings: list[str] | None = None) -> None:
         self.parts: list[_Element] = []
+        self.sources: list[Part] = []  # the part each of ``parts`` was read from: its pictures' relationships
+        self.owners: dict[_Element, Part] = {}  # the part whose relationships a note's drawing names pictures by
         self.notes: dict[tuple[str, str], tuple[int, int]] = {}  # (tag, id) -> (its part, its place in the part)
         wanted = set() if body is None else {(_REFERENCES[reference.tag], reference.get(_ID, ""))
                                              for reference in body.iter(*_REFERENCES)}
@@ -147,12 +149,19 @@ class _Notes:
                 if key in wanted and note.get(_TYPE) not in _SEPARATORS:
                     self.notes.setdefault(key, (len(self.parts), place))
             self.parts.append(root)
+            self.sources.append(target)
 
-    def text(self, reference: _Element) -> str:
-        """The text of the note ``reference`` names, after ``_NOTE_START``; empty when it has none or was read."""
+    def text(self, reference: _Element, drawings: list[_Element]) -> str:
+        """The text of the note ``reference`` names, after ``_NOTE_START``; empty when it has none or was read. Its
+        drawings are appended to ``drawings``, those of the paragraph holding the reference."""
         found = self.notes.pop((_REFERENCES[reference.tag], reference.get(_ID, "")), None)
-        note = None if found is None else self.parts[found[0]][found[1]]
-        text = "" if note is None else " ".join(" ".join(block.text for block in _blocks(note, _NO_NOTES)).split())
+        if found is None:
+            return ""
+        blocks = list(_blocks(self.parts[found[0]][found[1]], _NO_NOTES))
+        for block in blocks:
+            self.owners.update(dict.fromkeys(block.drawings, self.sources[found[0]]))
+            drawings.extend(block.drawings)
+        text = " ".join(" ".join(block.text for block in blocks).split())
         return _NOTE_START + text if text else ""
 
 
@@ -213,9 +222,9 @@ def _paragraph(element: _Element, found: list[_Element], notes: _Notes) -> str:
         elif child.tag in _CHARACTERS:
             parts.append(_CHARACTERS[child.tag])
         elif child.tag in _REFERENCES and child.get(_CUSTOM_MARK) in _TRUE:
-            waiting += notes.text(child)
+            waiting += notes.text(child, found)
         elif child.tag in _REFERENCES:
-            parts.append(notes.text(child))
+            parts.append(notes.text(child, found))
         elif child.tag == _TEXTBOX:
             found.append(child)
         else:
@@ -241,9 +250,10 @@ def _table(table: _Element, notes: _Notes) -> _Block:
     return _Block("\n".join(line for line in lines if line), table, drawings, tuple(lines), tuple(drawing_rows))
 
 
-def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[str],
-              images: EmbeddedImages) -> list[ExtractedImage]:
-    """The pictures of the body, each with its alt text, caption and span in ``text``.
+def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[str], images: EmbeddedImages,
+              owners: dict[_Element, Part]) -> list[ExtractedImage]:
+    """The pictures of the body, each with its alt text, caption and span in ``text``; a drawing of a note names its
+    picture among the relationships of the note's part (``owners``), any other among the document's.
 
     Pictures sharing one image part are hashed once and decoded once; each repeat counts against the limit.
     """
@@ -263,7 +273,8 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                 described = "" if properties is None else properties.get("descr") or properties.get("title") or ""
                 for picture in _own_pictures(drawing):
                     alt = _alt_text(described, picture)
-                    related = part.related_parts.get(picture.get(_PICTURE_PARTS[picture.tag], ""))
+                    relationships = owners.get(drawing, part).related_parts
+                    related = relationships.get(picture.get(_PICTURE_PARTS[picture.tag], ""))
                     if related is None:
                         images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
                         continue
