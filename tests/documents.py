@@ -368,11 +368,12 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
                 attached: list[dict[str, bytes]] | None = None,
                 sender: tuple[str, str] = ("Li Wei", "li.wei@example.com"), to: str = "Sales", level: int = 0,
                 unicode: bool = True, codepage: int = 936,
-                recipients: list[tuple[int, str, str]] | None = None) -> dict[str, bytes]:
+                recipients: list[tuple[int, str, str]] | None = None,
+                content_ids: dict[str, str] | None = None) -> dict[str, bytes]:
     """The streams of an Outlook message as Outlook writes them (MAPI properties: strings in ``__substg1.0_``
     streams, times and code pages in the property stream; ``level`` 1 for an attached message), its attachments
     and attached messages (others' streams) in storages of their own, and its ``recipients`` (type: 1 To, 2 Cc,
-    3 Bcc; name; address) in the recipient table."""
+    3 Bcc; name; address) in the recipient table; ``content_ids``: an attachment's Content-ID, by its name."""
     import datetime
 
     kind = "001F" if unicode else "001E"
@@ -401,6 +402,8 @@ def msg_streams(subject: str, body: str | None = "Hello,\n\nThe harbour lamps sh
         storage = f"__attach_version1.0_#{number:08X}"
         streams.update({f"{storage}/__properties_version1.0": bytes(8), f"{storage}/__substg1.0_3707001F":
                         name.encode("utf-16-le"), f"{storage}/__substg1.0_37010102": data})
+        if name in (content_ids or {}):
+            streams[f"{storage}/__substg1.0_3712001F"] = content_ids[name].encode("utf-16-le")
     for number, message in enumerate(attached or [], len(attachments or [])):
         storage = f"__attach_version1.0_#{number:08X}"
         streams.update({f"{storage}/__substg1.0_3701000D/{name}": data for name, data in message.items()})

@@ -1565,6 +1565,52 @@ def test_email_reads_the_files_placed_in_a_version_of_its_body_it_does_not_read(
         "Quarterly revenue rose.\n\nAttachment: README\n\nRead me first.")
 
 
+def test_email_pictures_stand_where_its_body_shows_them_not_on_pages_of_their_own(tmp_path: Path) -> None:
+    """A picture an HTML body shows ("cid:", or a data: URI) spans its block there; one Outlook's plain text marks
+    ("[cid:...]") spans the paragraph the marker ends, the marker left out; a picture beside the body that it does
+    not show is still an attachment, and a file the body names is never read."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    (tmp_path / "secret.png").write_bytes(image_bytes(size=(90, 90)))
+    chart, logo, stamp = image_bytes(size=(80, 60)), image_bytes(size=(70, 50)), image_bytes(size=(60, 40))
+    html = EmailMessage()
+    html["Subject"] = "Torque"
+    html.set_content(f'<p>Intro.</p><p>The torque chart: <img src="cid:chart%40x"></p><p><img src="../secret.png">'
+                     f'<img src="data:image/png;base64,{base64.b64encode(stamp).decode()}"> Stamped.</p>'
+                     '<img src="https://tracker.example/pixel.gif">',
+                     subtype="html")
+    html.add_related(chart, "image", "png", cid="<chart@x>", filename="chart.png")
+    html.add_related(logo, "image", "png", cid="<logo@x>", filename="logo.png")
+    document = load(tmp_path, "html.eml", html.as_bytes(policy=SMTP))
+    assert document.text == "Subject: Torque\n\nIntro.\n\nThe torque chart:\n\nStamped.\n\nAttachment: logo.png"
+    spans = {image.name: (image.page, document.text[image.start : image.end]) for image in document.images}
+    assert spans == {"chart.png": (1, "The torque chart:"), "image 3 (data URI)": (1, "Stamped."),
+                     "logo.png": (2, "Attachment: logo.png")}
+    assert document.warnings == ["image ../secret.png skipped: names a file, and an e-mail has no folder to read it "
+                                 "from"]
+
+    outlook = EmailMessage()
+    outlook["Subject"] = "Error"
+    outlook.set_content("Hello,\n\nThe error we get:\n[cid:image001.png@01DA2B3C.4D5E6F70]\n\nThanks\n")
+    outlook.add_alternative('<p>The error we get:</p><img src="cid:image001.png@01DA2B3C.4D5E6F70"><p>Thanks</p>',
+                            subtype="html")
+    outlook.get_payload()[1].add_related(chart, "image", "png", cid="<image001.png@01DA2B3C.4D5E6F70>",
+                                         filename="image001.png")
+    document = load(tmp_path, "outlook.eml", outlook.as_bytes(policy=SMTP))
+    assert document.text == "Subject: Error\n\nHello,\n\nThe error we get:\n\nThanks"  # the plain text, unmarked
+    [picture] = document.images
+    assert (picture.name, document.text[picture.start : picture.end]) == ("image001.png", "The error we get:")
+    assert document.warnings == []
+    saved = msg_streams("Error", body="The error we get:\n[cid:image001.png@01DA2B3C.4D5E6F70]\n\nThanks",
+                        attachments=[("image001.png", chart), ("logo.png", logo)],
+                        content_ids={"image001.png": "image001.png@01DA2B3C.4D5E6F70"})
+    document = load(tmp_path, "outlook.msg", compound_file(saved))  # as Outlook saves it
+    assert document.text.endswith("Subject: Error\n\nThe error we get:\n\nThanks\n\nAttachment: logo.png")
+    spans = {image.name: document.text[image.start : image.end] for image in document.images}
+    assert spans == {"image001.png": "The error we get:", "logo.png": "Attachment: logo.png"}
+
+
 # --- opendocument -----------------------------------------------------------------------------------------------
 
 FLOAT = 'office:value-type="float"'

@@ -18,6 +18,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import Compat32
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders import compressed_rtf, tnef
@@ -31,10 +32,11 @@ from ingestion.loaders.base import (
     clean_text,
     join_pages,
 )
-from ingestion.loaders.html import html_text
+from ingestion.loaders.html import read_page
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
-from ingestion.loaders.images import EmbeddedImages, describe_error
+from ingestion.loaders.images import EmbeddedImages, ImageError, describe_error
 from ingestion.loaders.ooxml import BYTES_PER_CHARACTER
+from ingestion.loaders.places import PlaceMarks
 from kb.types import ExtractedDocument, ExtractedImage
 
 _HEADERS = ("From", "To", "Cc", "Date", "Subject")
@@ -81,6 +83,8 @@ _FROM_LINE = re.compile(rb"^From (?:\S+)? *(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\r\
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 _NOT_READ = "\n\n(not read)"  # after the heading of an attachment that is not read
+# Where Outlook's plain text version of a body shows a picture of its HTML one: "[cid:image001.png@01D9C1A2.3B4C5D60]"
+_PICTURE_MARKER = re.compile(r"\[cid:([^\]\s]{1,500})\][^\S\n]*")
 
 LoaderFor = Callable[[str], Loader | None]
 # How deep, in the file, the mail its loader reads now lies: a mail file attached to another (an .eml, .msg or .mbox,
@@ -239,6 +243,32 @@ def _messages_from(data: bytes, current: re.Match[bytes]) -> int:
     return 1 + sum(1 for _ in _FROM_LINE.finditer(data, current.end()))
 
 
+@dataclasses.dataclass
+class _Body:
+    """The texts of a message's page, in order, and which page it is."""
+
+    page: int
+    texts: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        """Where the next text added will begin in the page (texts are joined by a blank line)."""
+        return sum(len(text) + 2 for text in self.texts)
+
+
+class _Pictures:
+    """The pictures a body may show by Content-ID (RFC 2392: the parts beside it in a multipart/related, or in
+    the other versions of a multipart/alternative), and those it showed, which are not attachments too."""
+
+    def __init__(self, parts: list[Message]) -> None:
+        self.by_id: dict[str, Message] = {}
+        for part in parts:
+            content_id = _content_id(part.get("Content-ID"))
+            if content_id and not part.is_multipart() and _is_picture(part):
+                self.by_id.setdefault(content_id, part)
+        self.shown: set[int] = set()  # the parts shown, by id
+
+
 class _Reading:
     """One message being read: its pages (each message, then each attachment), images and warnings. The message
     has one set of limits: each attachment may cost what is left of its characters, pages, HTML, images and
@@ -251,7 +281,8 @@ class _Reading:
         self.started = time.monotonic()
         self.pages: list[str] = []
         self.notes: list[str] = []
-        self.images = EmbeddedImages(limits, self.notes, root, on_kept)
+        self.images = EmbeddedImages(limits, self.notes, root, on_kept, parts=self._shown_part)
+        self.showing: _Pictures | None = None  # the pictures the body being read may show
         self.attached: list[tuple[int, int, ExtractedImage]] = []  # (page, offset in it, image) of attachments'
         self.on_kept = on_kept
         self.root = root
@@ -285,20 +316,19 @@ class _Reading:
         its attachments follow as pages of their own."""
         if not self._page_left():
             return
-        page = len(self.pages)
+        body = _Body(len(self.pages))
         self.pages.append("")
-        body: list[str] = []
         self._add(body, "\n".join(f"{name}: {value}" for name in _HEADERS if (value := _header(message, name))))
         self._part(message, depth, body)
-        self.pages[page] = "\n\n".join(text for text in body if text)
+        self.pages[body.page] = "\n\n".join(body.texts)
 
-    def _add(self, body: list[str], text: str) -> None:
+    def _add(self, body: _Body, text: str) -> None:
         if text:
             self.chars += len(text) + 2
             self.limits.check_chars(self.chars)
-            body.append(text)
+            body.texts.append(text)
 
-    def _part(self, part: Message, depth: int, body: list[str]) -> None:
+    def _part(self, part: Message, depth: int, body: _Body, pictures: _Pictures | None = None) -> None:
         kind = part.get_content_type()
         if depth > _MAX_DEPTH:
             self.skipped.add(f"a {kind} part nested more than {_MAX_DEPTH} levels deep skipped")
@@ -308,42 +338,63 @@ class _Reading:
         elif part.is_multipart() and part.get_content_maintype() == "message":
             for forwarded in part.get_payload():
                 self._forwarded(part, forwarded, depth + 1)
+        elif part.is_multipart() and kind == "multipart/related":
+            self._related(part, depth, body)
         elif part.is_multipart() and kind == "multipart/alternative":
             children = part.get_payload()
             preferred = _preferred(children)
+            pictures = pictures or _Pictures(_leaves(children, depth + 1))
             for child in children:
                 if child in preferred:
-                    self._part(child, depth + 1, body)
+                    self._part(child, depth + 1, body, pictures)
                 else:
-                    self._attachments_in(child, depth + 1)
+                    self._attachments_in(child, depth + 1, pictures)
         elif part.is_multipart():
             for child in part.get_payload():
                 self._part(child, depth + 1, body)
         else:
             name = _filename(part)
             if name is None and kind in _BODY_TYPES and part.get_content_disposition() != "attachment":
-                self._add(body, self._body_text(part, kind))
+                self._body(body, part, kind, pictures)
             elif kind == "application/ms-tnef" or (name or "").casefold() == "winmail.dat":
                 self._wrapped(part, depth, body)
             else:  # a nameless part is read by its type
                 self._attachment(part, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind, depth)
 
-    def _attachments_in(self, version: Message, depth: int) -> None:
+    def _related(self, part: Message, depth: int, body: _Body) -> None:
+        """A body and the pictures it shows (RFC 2387): its root part (the first, or the one its ``start`` names) is
+        read with the pictures beside it, each shown where the body names it; the parts it does not show are read
+        as attachments."""
+        children = part.get_payload()
+        start = part.get_param("start")
+        start = _content_id(start) if isinstance(start, str) else None  # (an RFC 2231 value names no part here)
+        root = next((child for child in children if start and _content_id(child.get("Content-ID")) == start),
+                    children[0] if children else None)
+        if root is None:
+            return
+        pictures = _Pictures([child for child in children if child is not root])
+        self._part(root, depth + 1, body, pictures)
+        for child in children:
+            if child is not root and id(child) not in pictures.shown:
+                self._part(child, depth + 1, body)
+
+    def _attachments_in(self, version: Message, depth: int, pictures: _Pictures) -> None:
         """The attachments and pictures of a version of the body not read for its text (Apple Mail sends a file
-        placed in a message only in its HTML version, which the plain text one is preferred to); its nameless text
-        parts are the body again, in another form (an invitation's calendar, a watch's HTML), and are not read."""
-        if depth > _MAX_DEPTH:
+        placed in a message only in its HTML version, which the plain text one is preferred to), but those the body
+        read showed; its nameless text parts are the body again, in another form (an invitation's calendar, a
+        watch's HTML), and are not read."""
+        if depth > _MAX_DEPTH or id(version) in pictures.shown:
             return
         if version.is_multipart() and version.get_content_maintype() != "message":
             for child in version.get_payload():
-                self._attachments_in(child, depth + 1)
+                self._attachments_in(child, depth + 1, pictures)
         elif not version.is_multipart():
             kind, name = version.get_content_type(), _filename(version)
             if name is not None or version.get_content_maintype() != "text":  # not another rendering of the body
                 self._attachment(version, name or f"part {len(self.pages) + 1}{_SUFFIXES.get(kind, '')}", kind,
                                  depth)
 
-    def _wrapped(self, part: Message, depth: int, body: list[str]) -> None:
+    def _wrapped(self, part: Message, depth: int, body: _Body) -> None:
         """What Outlook wrapped in ``winmail.dat`` (TNEF) when it sent rich text: each file an attachment, and the
         body when the message has no text of its own besides its header lines (Outlook sends a plain one too)."""
         try:
@@ -353,14 +404,13 @@ class _Reading:
             return
         for note in wrapped.notes:
             self.skipped.add(f"winmail.dat: {note}")
-        if len(body) <= 1:
+        if len(body.texts) <= 1:
             if wrapped.body:
-                self._add(body, self._body_text(mime_part("text/plain; charset=utf-8", wrapped.body.encode()),
-                                                "text/plain"))
+                self._body(body, mime_part("text/plain; charset=utf-8", wrapped.body.encode()), "text/plain")
             elif wrapped.html:
-                self._add(body, self._body_text(mime_part(
+                self._body(body, mime_part(
                     f"text/html; charset={wrapped.html_charset}" if wrapped.html_charset else "text/html",
-                    wrapped.html), "text/html"))
+                    wrapped.html), "text/html")
             elif wrapped.rtf:
                 self._add(body, compressed_rtf.text_of(wrapped.rtf, self._limits_left(), self.notes))
         for file in wrapped.files:
@@ -383,6 +433,71 @@ class _Reading:
         except (LoadError, ValueError) as error:
             self.skipped.add(f"a forwarded message skipped: {describe_error(error)}")
 
+    def _body(self, body: _Body, part: Message, kind: str, pictures: _Pictures | None = None) -> None:
+        """Add a plain text or HTML body's text to ``body``, the ``pictures`` it shows placed in it: where an HTML
+        body's ``<img src="cid:...">`` stands, with the span of its block, or where Outlook's plain text marks one
+        ("[cid:...]", left out), with the span of the paragraph it ends or stands in."""
+        text = self._body_text(part, kind)
+        if not text:
+            return
+        before, self.showing = len(self.images.images), pictures
+        try:
+            if kind == "text/html":
+                visible = read_page(text, PurePosixPath(), self.images, self.chars)[0]
+            else:
+                visible = self._marked_pictures(clean_text(text))
+        finally:
+            self.showing = None
+        offset = body.end if visible else max(body.end - 2, 0)
+        for image in self.images.images[before:]:
+            image.page, image.start, image.end = body.page + 1, image.start + offset, image.end + offset
+            if pictures is not None and image.name.lower().startswith("cid:"):  # named as its attachment was
+                shown = pictures.by_id.get(_content_id(image.name[4:]) or "")
+                image.name = (_filename(shown) if shown is not None else None) or image.name
+        self._add(body, visible)
+
+    def _marked_pictures(self, text: str) -> str:
+        """A plain text body without the markers of the pictures it shows, each picture kept with the span of the
+        paragraph its marker ends or stands in."""
+        if self.showing is None or "[cid:" not in text:
+            return text
+        marks, shown, pieces, last = PlaceMarks(), list[str](), list[str](), 0
+        for marker in _PICTURE_MARKER.finditer(text):
+            if _content_id(marker.group(1)) not in self.showing.by_id:
+                continue
+            before = text[last:marker.start()]
+            kept = len(before.rstrip())
+            pieces += [before[:kept], marks.mark(len(shown)), before[kept:]]
+            shown.append(marker.group(1))
+            last = marker.end()
+        visible, places = marks.places(clean_text("".join(pieces) + text[last:]))
+        for number, content_id in enumerate(shown):
+            place = places.get(number, len(visible))
+            start = visible.rfind("\n\n", 0, place) + 2 if "\n\n" in visible[:place] else 0
+            end = visible.find("\n\n", place)
+            self.images.add_reference(f"cid:{content_id}", PurePosixPath(), f"cid:{content_id}", start=start,
+                                      end=len(visible) if end < 0 else end)
+        return visible
+
+    def _shown_part(self, src: str) -> tuple[str, Callable[[int], bytes]]:
+        """The picture of the message a body being read names (``EmbeddedImages``' ``parts``): "cid:" and its
+        Content-ID, one of the pictures it may show; an e-mail names no file."""
+        if not src.lower().startswith("cid:"):
+            raise ImageError("names a file, and an e-mail has no folder to read it from")
+        part = self.showing.by_id.get(_content_id(src[4:])) if self.showing is not None else None
+        if part is None:
+            raise ImageError("names no picture of the message")
+        self.showing.shown.add(id(part))
+
+        def read(limit: int) -> bytes:
+            if len(str(part.get_payload())) > limit * 4 // 3 + 1024:  # base64 is 4/3 of what it encodes
+                raise ImageError(f"over {limit / 2**20:g} MB")
+            data = part.get_payload(decode=True) or b""
+            if len(data) > limit:
+                raise ImageError(f"over {limit / 2**20:g} MB")
+            return data
+        return f"part {id(part)}", read
+
     def _body_text(self, part: Message, kind: str) -> str:
         data = part.get_payload(decode=True) or b""
         if kind == "text/html":
@@ -402,7 +517,7 @@ class _Reading:
             return ""
         for note in decoding:
             self.replaced.add(f"a {kind} body: {note}")
-        return html_text(text) if kind == "text/html" else clean_text(text)
+        return text
 
     def _attachment(self, part: Message, name: str, kind: str, depth: int) -> None:
         if not self._page_left():
@@ -530,6 +645,30 @@ def _preferred(alternatives: list[Message]) -> list[Message]:
                     kind != "text/plain" or (alternative.get_payload(decode=True) or b"").strip()):
                 return [alternative]
     return alternatives[-1:]
+
+
+def _content_id(value: object) -> str | None:
+    """A Content-ID as a header or a "cid:" URL gives it (URL-quoted, in angle brackets or not), to compare."""
+    found = unquote(" ".join(_raw(value).split())).strip("<> ") if value is not None else ""
+    return found or None
+
+
+def _is_picture(part: Message) -> bool:
+    name = _filename(part) or ""
+    return part.get_content_maintype() == "image" or PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _leaves(parts: list[Message], depth: int) -> list[Message]:
+    """The parts that are not multiparts among ``parts`` and the multiparts (not messages) in them, to
+    ``_MAX_DEPTH``."""
+    found, stack = [], [(part, depth) for part in reversed(parts)]
+    while stack:
+        part, level = stack.pop()
+        if not part.is_multipart():
+            found.append(part)
+        elif part.get_content_maintype() != "message" and level < _MAX_DEPTH:
+            stack.extend((child, level + 1) for child in reversed(part.get_payload()))
+    return found
 
 
 def _header(message: Message, name: str) -> str | None:

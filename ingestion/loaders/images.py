@@ -47,6 +47,9 @@ IMAGE_SECONDS = 20.0
 _FIGURE_LABEL = re.compile(r"(?:figure|fig\.?)\s*(?:[0-9]|[a-z]\.?[0-9]|[ivxlc]+\b)|图\s*[0-9０-９一二三四五六七八九十]",
                            re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
+# A part a message's body names (its ``src``): a key telling it from the others, and a reader of its bytes given the
+# most it may read; ``ImageError`` when the body names no part of the message.
+PartReader = Callable[[str], tuple[str, Callable[[int], bytes]]]
 _MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
 # A page's files recorded to read it again when one changes: 20,000 missing pictures named from a deep folder made a
 # row of 76 MB, read at every run. Far more than the pictures a page keeps (max_images).
@@ -246,13 +249,14 @@ class EmbeddedImages:
     ``on_kept`` reads is still kept, ``text_only``: its text is what a scan is read for, and it costs no picture.
     """
 
-    def __init__(self, limits: Limits, warnings: list[str], root: Path,
-                 on_kept: OnKept | None = None, package: zipfile.ZipFile | None = None) -> None:
+    def __init__(self, limits: Limits, warnings: list[str], root: Path, on_kept: OnKept | None = None,
+                 package: zipfile.ZipFile | None = None, parts: PartReader | None = None) -> None:
         self.limits = limits
         self.warnings = warnings
         self.root = root
         self.on_kept = on_kept
         self.package = package  # a zipped book whose pages name its own files (an EPUB): read from it, not disk
+        self.parts = parts  # an e-mail, whose body names its own parts ("cid:"): read from them, never from disk
         self.images: list[ExtractedImage] = []
         self._kept: set[str] = set()  # hashes of the pictures kept
         self._seen: set[str] = set()  # hashes of every picture looked at, kept or not
@@ -399,9 +403,11 @@ class EmbeddedImages:
         is the page's folder inside it, and only its own files are read."""
         if src.lower().startswith("data:"):
             return _data_uri(src, self.limits)
-        if self.package is None and not self.limits.references:
+        if self.parts is not None:
+            key, read = self.parts(src)
+        elif self.package is None and not self.limits.references:
             raise ImageError("names a file, and an attachment has no folder to read it from")
-        if self.package is not None:
+        elif self.package is not None:
             key = _package_member(self.package, src, folder)
             package = self.package
 
@@ -423,7 +429,7 @@ class EmbeddedImages:
             if isinstance(found, str):
                 self._repeat(found)
             return None
-        if self.package is None:
+        if self.package is None and self.parts is None:
             self._note_reference(os.path.normpath(path), key)
         left = self.limits.max_total_bytes - self._bytes_read
         try:
@@ -488,7 +494,7 @@ class EmbeddedImages:
         if self._text_only:
             self.warnings.append(f"{self._text_only} scanned page(s) beyond the first {self._shown} images kept for "
                                  f"their text only, without their pictures ({self._limit()})")
-        if self._remote:
+        if self._remote and self.parts is None:  # (an e-mail's: tracking pixels and logos, which mail clients block)
             self.warnings.append(f"{self._remote} image(s) at web addresses not fetched (images are read from "
                                  "relative file paths and data: URIs only)")
         return self.images

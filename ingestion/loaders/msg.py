@@ -30,6 +30,7 @@ _RECIPIENT_HEADERS = {1: "To", 2: "Cc"}
 _SUBMITTED, _DELIVERED = 0x0039, 0x0E06  # the times it was sent and received
 _INTERNET_CODEPAGE, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
 _DATA, _LONG_NAME, _NAME, _DISPLAY_NAME, _MIME = 0x3701, 0x3707, 0x3704, 0x3001, 0x370E
+_CONTENT_ID = 0x3712  # an attachment's Content-ID: a picture the body shows names it ("cid:", "[cid:...]")
 _UNICODE, _STRING8, _BINARY, _OBJECT = 0x001F, 0x001E, 0x0102, 0x000D
 _SYSTIME, _LONG = 0x0040, 0x0003
 # The property stream's header: a message file's, an attached message's, a recipient's or an attachment's.
@@ -118,7 +119,8 @@ class _Item:
         if not parts:  # headers only: an empty plain body, not a multipart of nothing
             message.set_payload("")
             return message
-        message.set_type("multipart/mixed")
+        # Pictures the body names (Content-ID) make a multipart/related, so that they stand where the body shows them.
+        message.set_type("multipart/related" if any("Content-ID" in part for part in parts) else "multipart/mixed")
         for part in parts:
             message.attach(part)
         return message
@@ -173,8 +175,11 @@ class _Item:
             part.attach(self.message(embedded, depth + 1))
             return part
         kind = self._text(storage, _MIME, codepage) or "application/octet-stream"
-        return eml.mime_part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
-                     name=name)
+        part = eml.mime_part(kind if "/" in kind else "application/octet-stream", self._binary(storage, _DATA) or b"",
+                             name=name)
+        if content_id := self._text(storage, _CONTENT_ID, codepage):
+            part["Content-ID"] = f"<{content_id}>"
+        return part
 
     def _stream(self, storage: str, identifier: int, kind: int) -> str:
         return "/".join(filter(None, (storage, f"__substg1.0_{identifier:04X}{kind:04X}")))
