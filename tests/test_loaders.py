@@ -1110,6 +1110,25 @@ def test_pptx_slides_are_pages_in_their_reading_order_with_tables_groups_and_not
     assert "Deep inside" in load(tmp_path, "groups.pptx", nested_groups_deck(100)).text  # 256 deep is refused
 
 
+def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: Path) -> None:
+    # python-pptx and python-docx parse every part as they open a package: one broken slide lost the whole deck.
+    whole = load(tmp_path, "whole.pptx", deck_bytes())
+    broken = load(tmp_path, "broken.pptx", deck_rewritten({"ppt/slides/slide2.xml": lambda xml: xml.replace(
+        b"</p:cSld>", b"</p:cSld><unclosed>", 1)}))
+    assert [broken.text[page.start:page.end] for page in broken.pages] == [whole.text[:whole.pages[0].end], "", ""]
+    assert broken.warnings[0].startswith("part ppt/slides/slide2.xml cannot be parsed (")
+    assert broken.warnings[0].endswith("): read as empty") and broken.warnings[1].startswith("slide 2 cannot be read")
+    with pytest.raises(LoadError, match="corrupt PPTX"):  # without its slide list, a deck has nothing to read
+        load(tmp_path, "listless.pptx", deck_rewritten({"ppt/presentation.xml": lambda xml: xml + b"<unclosed>"}))
+    styled = load(tmp_path, "styled.docx", deck_rewritten({"word/styles.xml": lambda xml: xml[: len(xml) // 2]},
+                                                          deck=docx_bytes(title="Returns")))
+    assert styled.text == load(tmp_path, "plain.docx", docx_bytes(title="Returns")).text
+    assert [warning[:34] for warning in styled.warnings] == ["part word/styles.xml cannot be par"]
+    with pytest.raises(LoadError, match="corrupt DOCX"):
+        load(tmp_path, "body.docx", deck_rewritten({"word/document.xml": lambda xml: xml[:-40]},
+                                                   deck=docx_bytes()))
+
+
 def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path) -> None:
     whole = load(tmp_path, "whole.pptx", deck_bytes())
     first, second = (whole.text[page.start:page.end] for page in whole.pages[:2])

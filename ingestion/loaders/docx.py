@@ -20,7 +20,7 @@ from lxml.etree import _Element
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, TextCursor, clean_text
 from ingestion.loaders.images import EmbeddedImages, describe_error, is_figure_caption, picture_span
-from ingestion.loaders.ooxml import refuse_bombs
+from ingestion.loaders.ooxml import opened_despite_broken_parts, refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
 _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
@@ -73,9 +73,10 @@ class DocxLoader(Loader):
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         refuse_bombs(data, limits.max_chars, "DOCX")
+        warnings: list[str] = []
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
-            document = _opened(data)
+            document = opened_despite_broken_parts(data, _opened, _MAIN_PARTS, warnings)
             title = (document.core_properties.title or "").strip() or None
             heading_styles = {style.style_id for style in document.styles if _is_heading(style.name)}
             caption_styles = {style.style_id for style in document.styles if (style.name or "").lower() == "caption"}
@@ -84,7 +85,6 @@ class DocxLoader(Loader):
         except Exception as error:
             raise LoadError(f"corrupt DOCX: {describe_error(error)}") from error
         body = document.element.body
-        warnings: list[str] = []
         notes = _Notes(document.part, body, warnings)
         blocks = [block if block.text or block.drawings else _EMPTY for block in _blocks(body, notes)]
         text = clean_text("\n\n".join(block.text for block in blocks if block.text.strip()))
@@ -115,6 +115,7 @@ class _Block(NamedTuple):
 
 
 _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
+_MAIN_PARTS = ("word/document.xml", "word/_rels/document.xml.rels")  # a document without them has no text
 
 
 class _Notes:

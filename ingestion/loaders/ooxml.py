@@ -1,6 +1,6 @@
 """Checks of an Office package (DOCX, XLSX, PPTX, OpenDocument: a zip of XML parts) made before any library unpacks
-or parses it (its size unpacked, the elements and text its XML holds, parts that cannot be unpacked), and the one
-safe way its XML parts are parsed."""
+or parses it (its size unpacked, the elements and text its XML holds, parts that cannot be unpacked), the one
+safe way its XML parts are parsed, and a package opened despite parts whose XML is broken."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import io
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from typing import TypeVar
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
+from lxml import etree
 
-from ingestion.loaders.base import LoadError
+from ingestion.loaders.base import CappedWarnings, LoadError
 
 MAX_EXPANDED_BYTES = 512 * 2**20
 # Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
@@ -43,6 +45,12 @@ _UNPACKED = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _UNSUPPORTED_FLAGS = 0x20 | 0x40  # patched data, strong encryption: zipfile raises NotImplementedError on them
 # What reading a broken zip or part raises: zipfile's own errors, and the decompressors', and a negative offset's.
 UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError)
+# How python-docx and python-pptx parse a part (no entities, no network), to tell a broken part as they would.
+_LIBRARY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+_PACKAGE_PARTS = frozenset({"[Content_Types].xml", "_rels/.rels"})  # without which no part is found
+_ROOT = re.compile(rb"<([^\s<>/!?]+)([^<>]*)>")  # a part's first element's start tag (its root's, when intact)
+_ROOT_REACH = 64 * 2**10  # bytes of a part searched for its root's start tag
+Package = TypeVar("Package")
 
 
 def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
@@ -80,6 +88,58 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
                                         f"max_document_chars allows {max_chars:,} characters")
     except UNREADABLE:
         return  # not a readable zip: the loader's library reports it as corrupt
+
+
+def opened_despite_broken_parts(data: bytes, open_package: Callable[[bytes], Package], main: Collection[str],
+                                 warnings: list[str]) -> Package:
+    """``open_package(data)``; when a part's XML cannot be parsed (python-docx and python-pptx parse every part as
+    they open a package, so one broken slide, chart or header lost the whole file), again with each broken part,
+    but the ``main`` ones, read as its root element alone (a slide so emptied fails on its own), each said in
+    ``warnings``."""
+    try:
+        return open_package(data)
+    except etree.XMLSyntaxError:
+        repaired = _broken_parts_emptied(data, {*main, *_PACKAGE_PARTS}, warnings)
+        if repaired is None:
+            raise
+        return open_package(repaired)
+
+
+def _broken_parts_emptied(data: bytes, main: set[str], warnings: list[str]) -> bytes | None:
+    """The package with each XML part that cannot be parsed replaced by its root element alone; None when none
+    is broken, or one in ``main`` is, or a broken part's root cannot be told."""
+    out = io.BytesIO()
+    emptied: list[str] = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as copy:
+        for member in archive.infolist():
+            part = archive.read(member)
+            error = _xml_error(part) if member.filename.endswith((".xml", ".rels")) else None
+            if error is not None:
+                root = _ROOT.search(part, 0, _ROOT_REACH)
+                alone = b"<%s%s/>" % (root.group(1), root.group(2).rstrip(b"/")) if root is not None else b""
+                if member.filename in main or _xml_error(alone) is not None:
+                    return None
+                emptied.append(f"part {member.filename[:200]} cannot be parsed ({error[:200]}): read as empty")
+                part = alone
+            copy.writestr(member.filename, part)
+    if not emptied:
+        return None
+    said = CappedWarnings(warnings, "{} more broken part(s) read as empty")
+    for warning in emptied:
+        said.add(warning)
+    said.finish()
+    return out.getvalue()
+
+
+def _xml_error(xml: bytes) -> str | None:
+    """Why python-docx's and python-pptx's parser cannot parse ``xml`` (not well-formed, nested too deep); None
+    when it can."""
+    try:
+        etree.fromstring(xml, _LIBRARY_PARSER)
+    except etree.XMLSyntaxError as error:
+        return str(error) or "not well-formed"
+    return None
 
 
 def parse_part(package: zipfile.ZipFile, name: str, kind: str, target: TreeBuilder | None = None) -> Element:

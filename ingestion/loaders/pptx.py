@@ -20,7 +20,7 @@ from pptx.shapes.picture import Picture
 
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import refuse_bombs
+from ingestion.loaders.ooxml import opened_despite_broken_parts, refuse_bombs
 from kb.types import ExtractedDocument
 
 
@@ -35,6 +35,7 @@ class _Slide(NamedTuple):
 
 
 _EMPTY = _Slide("", None, [], [])
+_MAIN_PARTS = ("ppt/presentation.xml", "ppt/_rels/presentation.xml.rels")  # a deck without them has no slides
 _PICTURE_FILL = f"{qn('p:spPr')}/{qn('a:blipFill')}"  # a shape filled with a picture
 _BLIP, _TILE, _EMBED = qn("a:blip"), qn("a:tile"), qn("r:embed")
 # PowerPoint's shows and templates (.ppsx, .potx, and their macro-enabled .ppsm, .potm) hold the main part of a .pptx
@@ -58,14 +59,14 @@ class PptxLoader(Loader):
     def extract(self, path: Path, data: bytes, limits: Limits, root: Path,
                 on_kept: OnKept | None) -> ExtractedDocument:
         refuse_bombs(data, limits.max_chars, "PPTX")
+        warnings: list[str] = []
         try:  # python-pptx reports a broken package with many exception types (zip, XML, missing parts)
-            deck = _opened(data)
+            deck = opened_despite_broken_parts(data, _opened, _MAIN_PARTS, warnings)
             slides = list(deck.slides)
         except (LoadError, MemoryError):  # (a memory error: the file is over the memory budget, the reason)
             raise
         except Exception as error:
             raise LoadError(f"corrupt PPTX: {describe_error(error)}") from error
-        warnings: list[str] = []
         if len(slides) > limits.max_pages:
             warnings.append(f"only the first {limits.max_pages} of {len(slides)} slides were read (max_pages)")
         read = _read_slides(slides[: limits.max_pages], limits, warnings)
