@@ -102,10 +102,10 @@ def shared_resources_pdf_bytes(pages: list[tuple[str, list[int]]], jpegs: list[b
     return pdf_from_objects(objects)
 
 
-def striped_scan_pdf(*scans: Image.Image, strip: int = 16, garbled: bool = False, inline: bool = False) -> bytes:
+def striped_scan_pdf(*scans: Image.Image, strip: int = 16, garbled: bool = False) -> bytes:
     """A PDF without a text layer, a page per scan, each scan cut into images ``strip`` pixels high (one point a
     pixel), as some scanners write it; ``garbled`` gives each page instead one image whose JBIG2 data no decoder
-    reads; ``inline`` writes the strips inside the page's content (hex of deflated pixels), not as XObjects."""
+    reads."""
     objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
     kids, number = [], 3
     for scan in scans:
@@ -118,17 +118,12 @@ def striped_scan_pdf(*scans: Image.Image, strip: int = 16, garbled: bool = False
             rows = height if garbled else min(strip, height - top)
             strip_pixels = grey.crop((0, top, width, top + rows)).tobytes()
             data = b"\x97JB2garbage" * 64 if garbled else zlib.compress(strip_pixels)
-            place = b"q %d 0 0 %d 0 %d cm " % (width, rows, height - top - rows)
-            if inline:
-                draws.append(place + b"BI /W %d /H %d /CS /G /BPC 8 /F [/AHx /Fl] ID %s> EI Q"
-                             % (width, rows, data.hex().encode()))
-                continue
             codec = b"/JBIG2Decode /BitsPerComponent 1" if garbled else b"/FlateDecode /BitsPerComponent 8"
             objects[number] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
                                b"/Filter %s /Length %d >>\nstream\n%s\nendstream"
                                % (width, rows, codec, len(data), data))
             names.append(b"/S%d %d 0 R" % (number, number))
-            draws.append(place + b"/S%d Do Q" % number)
+            draws.append(b"q %d 0 0 %d 0 %d cm /S%d Do Q" % (width, rows, height - top - rows, number))
             number += 1
         content = b"\n".join(draws)
         objects[page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /XObject << %s >> >> "

@@ -427,12 +427,14 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     pixels square, which pypdf passes over as decoration), ``jbig2`` (JBIG2 declared 100 pixels square whose own
     page and region segments say 60,000 x 35,000, which pypdf cannot decode without jbig2dec), ``softmask`` (the
     page fills a rectangle through a graphics state's soft mask, a form drawing that JPEG of 20,000 scans: no
-    resource of the page names an image), ``inline`` (that JPEG inside the page's content)."""
+    resource of the page names an image), ``inline`` (that JPEG inside the page's content), ``glued`` (the same,
+    its "BI" written without white space: "()BI/W 16/H 16..."), ``seen`` (a form drawing that inline JPEG, drawn
+    first by the text page, then by the page without text)."""
     def segment(number: int, kind: int, data: bytes) -> bytes:
         return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
 
     image = (b"", b"")  # the image's dictionary entries and data
-    if kind in ("scans", "softmask", "inline"):
+    if kind in ("scans", "softmask", "inline", "glued", "seen"):
         image = b"/Width 16 /Height 16 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode", \
             many_scans_jpeg(4000, 20_000)
     elif kind == "jbig2":
@@ -440,11 +442,14 @@ def undrawable_scan_pdf(kind: str) -> bytes:
         image = b"/Width 100 /Height 100 /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /JBIG2Decode", (
             segment(0, 48, struct.pack(">IIIIBH", 60000, 35000, 0, 0, 0, 0))
             + segment(1, 38, region + bytes(range(256)) * 4000))
-    text = b"BT /F1 12 Tf 72 720 Td (Hello text page one) Tj ET"
+    form = b"/XObject << /Fm 10 0 R >>" if kind == "seen" else b""
+    text = b"BT /F1 12 Tf 72 720 Td (Hello text page one) Tj ET" + b" q 0.01 0 0 0.01 0 0 cm /Fm Do Q" * bool(form)
     drawing = b"q 612 0 0 792 0 0 cm /J Do Q"
+    inline = b"q 612 0 0 792 0 0 cm BI /W 16 /H 16 /CS /G /BPC 8 /F /DCT ID %s EI Q" % image[1]
     scan, resources = {"tiles": (b"/Pattern cs /P1 scn 0 0 612 792 re f", b"/Pattern << /P1 8 0 R >>"),
-                       "inline": (b"q 612 0 0 792 0 0 cm BI /W 16 /H 16 /CS /G /BPC 8 /F /DCT ID %s EI Q" % image[1],
-                                  b""),
+                       "inline": (inline, b""), "seen": (b"/Fm Do", form),
+                       "glued": (inline.replace(b" BI /W 16 /H 16 /CS /G /BPC 8 /F /DCT",
+                                                b" ()BI/W 16/H 16/CS/G/BPC 8/F/DCT", 1), b""),
                        "softmask": (b"q /GS1 gs 0 0 612 792 re f Q",
                                     b"/ExtGState << /GS1 << /SMask << /S /Luminosity /G 9 0 R >> >> >>")}.get(
         kind, (drawing, b"/XObject << /J 8 0 R >>"))
@@ -452,8 +457,8 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     return pdf_from_objects({
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         2: b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
-        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> >> "
-           b"/Contents 5 0 R >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> %s >> "
+           b"/Contents 5 0 R >>" % form,
         4: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << %s >> /Contents 6 0 R >>"
            % resources,
         5: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
@@ -465,6 +470,8 @@ def undrawable_scan_pdf(kind: str) -> bytes:
            % (image[0], len(image[1]), image[1]),
         9: b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Group << /S /Transparency /CS /DeviceGray >> "
            b"/Resources << /XObject << /J 8 0 R >> >> /Length %d >>\nstream\n%s\nendstream" % (len(drawing), drawing),
+        10: b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Length %d >>\nstream\n%s\nendstream"
+            % (len(inline), inline),
     })
 
 

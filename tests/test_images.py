@@ -26,7 +26,7 @@ from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf import PdfLoader
-from ingestion.loaders.pdf_images import MAX_INLINE_IMAGES, _name, inline_images_drawable
+from ingestion.loaders.pdf_images import _name
 from ingestion.loaders.pdf_pages import PageDrawer
 from ingestion.ocr import PreparedAsKept
 from ingestion.pictures import describe
@@ -329,29 +329,6 @@ def test_a_line_of_percent_signs_after_a_name_is_searched_in_no_time() -> None:
 
 def test_pdf_drawn_names_are_read_as_pypdf_reads_resource_names() -> None:
     assert [_name(raw) for raw in (b"Im1", b"Im#31", "图一".encode(), b"Fig#20A")] == ["/Im1", "/Im1", "/图一", "/Fig A"]
-
-
-def _inline(entries: bytes, data: bytes = b"0011>") -> bytes:
-    return b"q 10 0 0 10 0 0 cm BI " + entries + b" ID " + data + b" EI Q\n"
-
-
-def test_a_page_of_inline_images_is_drawn_whole_only_where_each_is_cheap_and_all_are_few() -> None:
-    strip = _inline(b"/W 100 /H 16 /CS /G /BPC 8 /F [/AHx /Fl]")
-    assert inline_images_drawable(strip * 50, 2_000_000) and inline_images_drawable(b"BT (text) Tj ET", 10)
-    # data holding "EI" inside a word is skipped to its own end: the next image is still checked
-    assert not inline_images_drawable(_inline(b"/W 1 /H 1", b"xEIx EIy") + _inline(b"/F /DCT /W 1 /H 1"), 99)
-    refused = {
-        "a JPEG, whose scans are not checked": _inline(b"/W 16 /H 16 /F /DCT"),
-        "a filter the standard forbids inline": _inline(b"/Width 16 /Height 16 /Filter [/Fl /JBIG2Decode]"),
-        "no height": _inline(b"/W 16 /BPC 8"),
-        "over the pixels, counted together": strip * 2000,
-        "over the pixels, a side given twice": _inline(b"/W 100 /H 16 /W 900000"),
-        "too many": _inline(b"/W 1 /H 1") * (MAX_INLINE_IMAGES + 1),
-        "no end to the data": b"BI /W 1 /H 1 ID 0011",
-        "no data within its entries' reach": b"BI /W 1 /H 1 " + b" " * 5000 + b"ID 00 EI",
-    }
-    assert [why for why, content in refused.items() if inline_images_drawable(content, 2_000_000)] == []
-    assert inline_images_drawable(_inline(b"/W 1 /H 1") * MAX_INLINE_IMAGES, 2_000_000)
 
 
 def test_pillow_pdf_is_a_scanned_page(tmp_path: Path) -> None:

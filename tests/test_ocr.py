@@ -317,13 +317,11 @@ def test_scanned_page_is_filled_and_every_offset_shifts(engine: RapidOcrEngine) 
 
 
 @needs_font
-@pytest.mark.parametrize("inline", [False, True], ids=["image objects", "inline images"])
-def test_a_scan_cut_in_strips_is_drawn_whole_and_read(engine: RapidOcrEngine, tmp_path: Path, inline: bool) -> None:
-    # Each strip is under min_image_side, so the page had no picture and stayed empty; pdfium draws it whole. Strips
-    # inside the page's content (inline images, which pypdf does not list) are drawn whole as well.
+def test_a_scan_cut_in_strips_is_drawn_whole_and_read(engine: RapidOcrEngine, tmp_path: Path) -> None:
+    # Each strip is under min_image_side, so the page had no picture and stayed empty; pdfium draws it whole.
     pytest.importorskip("pypdfium2", reason="drawing pages needs pypdfium2 (the ocr extra)")
     path = tmp_path / "striped.pdf"
-    path.write_bytes(striped_scan_pdf(render_lines(["LOADING DOCK 7", "FORKLIFTS ONLY"]), inline=inline))
+    path.write_bytes(striped_scan_pdf(render_lines(["LOADING DOCK 7", "FORKLIFTS ONLY"])))
     document = PdfLoader().load(path, path.read_bytes(), Limits(), tmp_path)
     [page] = document.images
     assert (page.name, page.page, page.scanned_page, max(page.width, page.height)) == ("page 1", 1, True, 2048)

@@ -22,21 +22,10 @@ MAX_FORM_DEPTH = 8  # form XObjects nested deeper than this are not searched for
 MAX_CONTENT_BYTES = 64 * 2**20
 _WHITE = rb"\x00\t\n\x0c\r "  # PDF white space
 _DELIMITERS = _WHITE + rb"()<>\[\]{}/%"  # white space and delimiters, which end a name
+# An inline image's "BI", a token wherever white space or a delimiter (or nothing) is on either side, as pdfium reads
+# it: "()BI/W 16" is one too (not the name "/BI").
+_INLINE_IMAGE = re.compile(rb"(?<![^%s])BI(?![^%s])" % (_DELIMITERS.replace(b"/", b""), _DELIMITERS))
 # "/Im1 Do", with white space or comments between; a name pypdf reads (at most 4096 bytes)
-# An inline image: "BI", its entries, "ID", one white space, its data, white space and "EI". Its entries are read
-# within MAX_INLINE_HEADER bytes; its data ends at the first "EI" between white space (as pdfium and pypdf find it).
-_INLINE_IMAGE = re.compile(rb"(?:^|[%s])BI[%s]" % (_WHITE, _WHITE))
-_INLINE_DATA = re.compile(rb"[%s]ID[%s]" % (_WHITE, _WHITE))
-_INLINE_END = re.compile(rb"[%s]EI(?=[%s]|$)" % (_WHITE, _DELIMITERS))
-_INLINE_SIDE = re.compile(rb"/(W|Width|H|Height)[%s]+(\d{1,12})(?![\d.])" % _WHITE)
-_INLINE_FILTERS = re.compile(rb"/(?:F|Filter)[%s]*(\[[^\]]*\]|/[^%s]*)" % (_WHITE, _DELIMITERS))
-_NAME = re.compile(rb"/([^%s]*)" % _DELIMITERS)
-MAX_INLINE_HEADER = 4096
-MAX_INLINE_IMAGES = 4096  # inline images a page's or form's content may hold and still be drawn whole
-# The filters an inline image may use whose cost is its declared pixels: no JPEG (its scans are not checked
-# here), and none the PDF standard forbids inline (JPX, JBIG2), which a decoder might still run.
-_INLINE_CHEAP_FILTERS = {b"AHx", b"ASCIIHexDecode", b"A85", b"ASCII85Decode", b"LZW", b"LZWDecode", b"Fl",
-                         b"FlateDecode", b"RL", b"RunLengthDecode", b"CCF", b"CCITTFaxDecode"}
 # A comment runs to its line break: one that could end anywhere let "%%%%..." split 2^n ways (40 of them never ended).
 _DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*[\r\n])+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
 
@@ -64,6 +53,7 @@ class PageImages:
         self.masks: dict[tuple[int, int] | int, tuple[bool, ImageError | None]] = {}  # masks vetted, by object
         self.walked: dict[object, int] = {}  # page contents searched, and forms at the least depth they were met
         self.pictured: set[object] = set()  # the forms walked that hold an image
+        self.undrawable: set[object] = set()  # ... and those that draw what the checks did not see
         self.content_left = MAX_CONTENT_BYTES
         self._drawable, self._repeated = True, False
         self._yielded = 0
@@ -177,12 +167,19 @@ class PageImages:
                 identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
                 if self.walked.get(identity, MAX_FORM_DEPTH + 1) > depth + 1:
                     self.walked[identity] = depth + 1
-                    before = self._yielded
+                    before, drawable, self._drawable = self._yielded, self._drawable, True
                     yield from self._image_xobjects(xobject, (*path, name), depth + 1, (xobjects, path))
                     if self._yielded > before:
                         self.pictured.add(identity)
+                    if self._drawable:
+                        self.undrawable.discard(identity)
+                    else:
+                        self.undrawable.add(identity)
+                    self._drawable = drawable and self._drawable
                 elif identity in self.pictured:  # a form whose images an earlier page showed
                     self._repeated = True
+                if identity in self.undrawable:  # a form an earlier page met: its verdict holds here too
+                    self._drawable = False
             elif subtype == "/Form":  # deeper than searched: what it draws is not known
                 self._drawable = False
 
@@ -221,7 +218,7 @@ class PageImages:
             self._drawable = False
             return None
         content = b"\n".join(pieces.values())
-        if not inline_images_drawable(content, self.images.limits.max_pixels):
+        if _INLINE_IMAGE.search(content):  # an image inside the content, which pypdf's image search passes over
             self._drawable = False
         names: list[str] = []
         for raw in dict.fromkeys(match.group(1) for match in _DRAW.finditer(content)):
@@ -230,35 +227,6 @@ class PageImages:
             except Exception:  # a name pypdf refuses (too long, say) names no resource
                 continue
         return names
-
-
-def inline_images_drawable(content: bytes, max_pixels: int) -> bool:
-    """Whether the images inside ``content`` (which pypdf's image search passes over) are cheap to draw: each
-    declares its size, all together within ``max_pixels``, with no filter but the cheap ones, and there are at most
-    MAX_INLINE_IMAGES of them. A scan stored as inline strips is then drawn whole and read. One pass over the
-    content: each image's data is skipped to its "EI"."""
-    position, pixels = 0, 0
-    for _ in range(MAX_INLINE_IMAGES + 1):
-        start = _INLINE_IMAGE.search(content, position)
-        if start is None:
-            return True
-        data = _INLINE_DATA.search(content, start.end(), start.end() + MAX_INLINE_HEADER)
-        end = _INLINE_END.search(content, data.end()) if data is not None else None
-        if end is None:
-            return False  # entries too long, or data without an end: what pdfium would draw is not known
-        header = content[start.end() : data.start() + 1]
-        sides: dict[bytes, int] = {}
-        for key, value in _INLINE_SIDE.findall(header):  # a key given twice counts at its largest
-            side = key[:1]
-            sides[side] = max(sides.get(side, 0), int(value))
-        filters = {name for found in _INLINE_FILTERS.findall(header) for name in _NAME.findall(found)}
-        if len(sides) < 2 or not filters <= _INLINE_CHEAP_FILTERS:
-            return False
-        pixels += sides[b"W"] * sides[b"H"]
-        if pixels > max_pixels:
-            return False
-        position = end.end()
-    return False
 
 
 def content_key(page: PageObject) -> tuple[object, object] | None:
