@@ -1630,6 +1630,59 @@ def test_email_pictures_stand_where_its_body_shows_them_not_on_pages_of_their_ow
     assert spans == {"image001.png": "The error we get:", "logo.png": "Attachment: logo.png"}
 
 
+def test_email_pictures_of_many_messages_web_pages_and_repeats_are_each_kept_once(tmp_path: Path) -> None:
+    """Each message's shown picture is its own (a freed part's id named a later message's picture, which was lost);
+    a web page saved as one file (MHTML, as Word saves a .doc) names its pictures by Content-Location; a logo shown
+    on every message of a thread does not take the attached photo's place in the allowance; a marker before any
+    text leaves no blank line."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    outer = EmailMessage()
+    outer["Subject"] = "Batch"
+    outer.set_content("See attached.\n")
+    for number in range(150):
+        inner = EmailMessage()
+        inner.set_content(f'<p>Picture {number}: <img src="cid:p{number}@x"></p>', subtype="html")
+        inner.add_related(image_bytes(size=(40 + number % 50, 40), color=(number, 100, 200)), "image", "png",
+                          cid=f"<p{number}@x>", filename=f"p{number}.png")
+        outer.add_attachment(inner.as_bytes(policy=SMTP), "application", "octet-stream", filename=f"m{number}.eml")
+    batch = load(tmp_path, "batch.eml", outer.as_bytes(policy=SMTP))
+    assert sorted(image.name for image in batch.images) == sorted(f"p{number}.png" for number in range(150))
+
+    page = ('<p>Revenue chart:</p><p><img src="report_files/image001.png"></p>'
+            '<p>Map <img src="report_files/image002.png"></p>')
+    saved = EmailMessage()
+    saved.set_content(page, subtype="html")
+    saved.replace_header("Content-Type", 'text/html; charset="us-ascii"')
+    saved.add_related(image_bytes(size=(80, 60)), "image", "png")
+    saved.add_related(image_bytes(size=(70, 50)), "image", "png")
+    root, first, second = saved.get_payload()
+    root["Content-Location"] = "file:///C:/D/report.htm"
+    first["Content-Location"] = "file:///C:/D/report_files/image001.png"
+    second["Content-Location"] = "file:///C:/D/report_files/image002.png"
+    report = load(tmp_path, "report.doc", saved.as_bytes(policy=SMTP))
+    assert report.text == "Revenue chart:\n\nMap" and report.warnings == []
+    assert [(image.name, report.text[image.start : image.end]) for image in report.images] == [
+        ("report_files/image001.png", ""), ("report_files/image002.png", "Map")]
+
+    thread = EmailMessage()
+    thread.set_content('<p>Hi <img src="cid:logo@x"></p>' * 250, subtype="html")
+    thread.add_related(image_bytes(size=(50, 50)), "image", "png", cid="<logo@x>", filename="logo.png")
+    thread.add_attachment(image_bytes(size=(90, 70)), "image", "png", filename="site.png")
+    assert sorted(image.name for image in load(tmp_path, "thread.eml", thread.as_bytes(policy=SMTP)).images) == [
+        "logo.png", "site.png"]
+
+    marked = EmailMessage()
+    marked.set_content("[cid:shot@x]\n\nThe screen after saving.\n")
+    marked.add_alternative('<img src="cid:shot@x"><p>The screen after saving.</p>', subtype="html")
+    marked.get_payload()[1].add_related(image_bytes(), "image", "png", cid="<shot@x>", filename="shot.png")
+    document = load(tmp_path, "marked.eml", marked.as_bytes(policy=SMTP))
+    [shot] = document.images
+    assert document.text == "The screen after saving."
+    assert (shot.name, document.text[shot.start : shot.end]) == ("shot.png", "The screen after saving.")
+
+
 # --- opendocument -----------------------------------------------------------------------------------------------
 
 FLOAT = 'office:value-type="float"'

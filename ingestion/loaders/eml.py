@@ -18,7 +18,8 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import Compat32
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote
+from typing import Any
+from urllib.parse import unquote, urljoin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders import compressed_rtf, tnef
@@ -84,7 +85,7 @@ _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 _NOT_READ = "\n\n(not read)"  # after the heading of an attachment that is not read
 # Where Outlook's plain text version of a body shows a picture of its HTML one: "[cid:image001.png@01D9C1A2.3B4C5D60]"
-_PICTURE_MARKER = re.compile(r"\[cid:([^\]\s]{1,500})\][^\S\n]*")
+_PICTURE_MARKER = re.compile(r"\[cid:([^\[\]\s]{1,500})\][^\S\n]*")
 
 LoaderFor = Callable[[str], Loader | None]
 # How deep, in the file, the mail its loader reads now lies: a mail file attached to another (an .eml, .msg or .mbox,
@@ -249,24 +250,36 @@ class _Body:
 
     page: int
     texts: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def end(self) -> int:
-        """Where the next text added will begin in the page (texts are joined by a blank line)."""
-        return sum(len(text) + 2 for text in self.texts)
+    end: int = 0  # where the next text added will begin in the page (texts are joined by a blank line)
 
 
 class _Pictures:
-    """The pictures a body may show by Content-ID (RFC 2392: the parts beside it in a multipart/related, or in
-    the other versions of a multipart/alternative), and those it showed, which are not attachments too."""
+    """The pictures a body may show (the parts beside it in a multipart/related, or in the other versions of a
+    multipart/alternative), by Content-ID (RFC 2392: "cid:") and by Content-Location (RFC 2557: a web page saved as
+    one file names its pictures by their URLs, relative to ``base``), and those it showed, which are not attachments
+    too."""
 
-    def __init__(self, parts: list[Message]) -> None:
+    def __init__(self, parts: list[Message], base: str | None = None) -> None:
+        self.base = _raw(base) if base is not None else ""
         self.by_id: dict[str, Message] = {}
+        self.by_location: dict[str, Message] = {}
         for part in parts:
-            content_id = _content_id(part.get("Content-ID"))
-            if content_id and not part.is_multipart() and _is_picture(part):
+            if part.is_multipart() or not _is_picture(part):
+                continue
+            if content_id := _content_id(part.get("Content-ID")):
                 self.by_id.setdefault(content_id, part)
+            if location := _location(part.get("Content-Location")):
+                self.by_location.setdefault(location, part)
+                self.by_location.setdefault(urljoin(self.base, location), part)
         self.shown: set[int] = set()  # the parts shown, by id
+        self.keys: dict[int, str] = {}  # ... and their keys, unique in the reading (a part's id is not, once freed)
+
+    def named(self, src: str) -> Message | None:
+        """The picture ``src`` names ("cid:" and its Content-ID, or its URL); None when it names none of them."""
+        if src.lower().startswith("cid:"):
+            return self.by_id.get(_content_id(src[4:]) or "")
+        location = _location(src) or ""
+        return self.by_location.get(location) or self.by_location.get(urljoin(self.base, location))
 
 
 class _Reading:
@@ -283,6 +296,7 @@ class _Reading:
         self.notes: list[str] = []
         self.images = EmbeddedImages(limits, self.notes, root, on_kept, parts=self._shown_part)
         self.showing: _Pictures | None = None  # the pictures the body being read may show
+        self.part_keys = itertools.count()  # for the keys of the pictures shown
         self.attached: list[tuple[int, int, ExtractedImage]] = []  # (page, offset in it, image) of attachments'
         self.on_kept = on_kept
         self.root = root
@@ -327,6 +341,7 @@ class _Reading:
             self.chars += len(text) + 2
             self.limits.check_chars(self.chars)
             body.texts.append(text)
+            body.end += len(text) + 2
 
     def _part(self, part: Message, depth: int, body: _Body, pictures: _Pictures | None = None) -> None:
         kind = part.get_content_type()
@@ -372,7 +387,8 @@ class _Reading:
                     children[0] if children else None)
         if root is None:
             return
-        pictures = _Pictures([child for child in children if child is not root])
+        pictures = _Pictures([child for child in children if child is not root],
+                             root.get("Content-Location") or part.get("Content-Base"))
         self._part(root, depth + 1, body, pictures)
         for child in children:
             if child is not root and id(child) not in pictures.shown:
@@ -451,9 +467,8 @@ class _Reading:
         offset = body.end if visible else max(body.end - 2, 0)
         for image in self.images.images[before:]:
             image.page, image.start, image.end = body.page + 1, image.start + offset, image.end + offset
-            if pictures is not None and image.name.lower().startswith("cid:"):  # named as its attachment was
-                shown = pictures.by_id.get(_content_id(image.name[4:]) or "")
-                image.name = (_filename(shown) if shown is not None else None) or image.name
+            shown = pictures.named(image.name) if pictures is not None else None  # named as its attachment was
+            image.name = (_filename(shown) if shown is not None else None) or image.name
         self._add(body, visible)
 
     def _marked_pictures(self, text: str) -> str:
@@ -470,24 +485,29 @@ class _Reading:
             pieces += [before[:kept], marks.mark(len(shown)), before[kept:]]
             shown.append(marker.group(1))
             last = marker.end()
-        visible, places = marks.places(clean_text("".join(pieces) + text[last:]))
+        marked, places = marks.places(clean_text("".join(pieces) + text[last:]))
+        visible = marked.lstrip()  # (a marker before any text leaves the blank lines after it)
         for number, content_id in enumerate(shown):
-            place = places.get(number, len(visible))
-            start = visible.rfind("\n\n", 0, place) + 2 if "\n\n" in visible[:place] else 0
-            end = visible.find("\n\n", place)
-            self.images.add_reference(f"cid:{content_id}", PurePosixPath(), f"cid:{content_id}", start=start,
-                                      end=len(visible) if end < 0 else end)
+            place = max(places.get(number, len(marked)) - (len(marked) - len(visible)), 0)
+
+            def paragraph(place: int = place) -> dict[str, Any]:
+                """The span of the paragraph ``place`` ends or stands in, found only for a picture kept."""
+                start, end = visible.rfind("\n\n", 0, place), visible.find("\n\n", place)
+                return {"start": 0 if start < 0 else start + 2, "end": len(visible) if end < 0 else end}
+            self.images.add_reference(f"cid:{content_id}", PurePosixPath(), f"cid:{content_id}", paragraph)
         return visible
 
-    def _shown_part(self, src: str) -> tuple[str, Callable[[int], bytes]]:
-        """The picture of the message a body being read names (``EmbeddedImages``' ``parts``): "cid:" and its
-        Content-ID, one of the pictures it may show; an e-mail names no file."""
-        if not src.lower().startswith("cid:"):
+    def _shown_part(self, src: str) -> tuple[str, Callable[[int], bytes]] | None:
+        """The key and reader of the picture of the message a body being read names (``EmbeddedImages``'
+        ``parts``); None for a "cid:" naming none (the sender's slip: nothing of the message is lost); an e-mail
+        names no file."""
+        part = self.showing.named(src) if self.showing is not None else None
+        if part is None and src.lower().startswith("cid:"):
+            return None
+        if part is None or self.showing is None:
             raise ImageError("names a file, and an e-mail has no folder to read it from")
-        part = self.showing.by_id.get(_content_id(src[4:])) if self.showing is not None else None
-        if part is None:
-            raise ImageError("names no picture of the message")
         self.showing.shown.add(id(part))
+        key = self.showing.keys.setdefault(id(part), f"part {next(self.part_keys)}")
 
         def read(limit: int) -> bytes:
             if len(str(part.get_payload())) > limit * 4 // 3 + 1024:  # base64 is 4/3 of what it encodes
@@ -496,7 +516,7 @@ class _Reading:
             if len(data) > limit:
                 raise ImageError(f"over {limit / 2**20:g} MB")
             return data
-        return f"part {id(part)}", read
+        return key, read
 
     def _body_text(self, part: Message, kind: str) -> str:
         data = part.get_payload(decode=True) or b""
@@ -650,6 +670,13 @@ def _preferred(alternatives: list[Message]) -> list[Message]:
 def _content_id(value: object) -> str | None:
     """A Content-ID as a header or a "cid:" URL gives it (URL-quoted, in angle brackets or not), to compare."""
     found = unquote(" ".join(_raw(value).split())).strip("<> ") if value is not None else ""
+    return found or None
+
+
+def _location(value: object) -> str | None:
+    """A Content-Location, or a URL a page names, to compare (RFC 2557: white space in a folded header is not part
+    of it)."""
+    found = "".join(_raw(value).split()) if value is not None else ""
     return found or None
 
 

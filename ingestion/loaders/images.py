@@ -48,8 +48,8 @@ _FIGURE_LABEL = re.compile(r"(?:figure|fig\.?)\s*(?:[0-9]|[a-z]\.?[0-9]|[ivxlc]+
                            re.IGNORECASE)
 Described = Callable[[], dict[str, Any]]  # the fields of an image that is kept, found only then
 # A part a message's body names (its ``src``): a key telling it from the others, and a reader of its bytes given the
-# most it may read; ``ImageError`` when the body names no part of the message.
-PartReader = Callable[[str], tuple[str, Callable[[int], bytes]]]
+# most it may read; None for a name to pass over, ``ImageError`` for one to refuse.
+PartReader = Callable[[str], tuple[str, Callable[[int], bytes]] | None]
 _MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
 # A page's files recorded to read it again when one changes: 20,000 missing pictures named from a deep folder made a
 # row of 76 MB, read at every run. Far more than the pictures a page keeps (max_images).
@@ -404,7 +404,10 @@ class EmbeddedImages:
         if src.lower().startswith("data:"):
             return _data_uri(src, self.limits)
         if self.parts is not None:
-            key, read = self.parts(src)
+            part = self.parts(src)
+            if part is None:
+                return None
+            key, read = part
         elif self.package is None and not self.limits.references:
             raise ImageError("names a file, and an attachment has no folder to read it from")
         elif self.package is not None:
@@ -426,8 +429,8 @@ class EmbeddedImages:
                 return read_reference(path, self.root, limit)
         if key in self._files:
             found = self._files[key]
-            if isinstance(found, str):
-                self._repeat(found)
+            if isinstance(found, str) and self.parts is None:  # (a message's part shown again is not counted:
+                self._repeat(found)  # a logo in every message of a thread took the allowance from the attachments)
             return None
         if self.package is None and self.parts is None:
             self._note_reference(os.path.normpath(path), key)
