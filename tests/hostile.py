@@ -429,7 +429,9 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     page fills a rectangle through a graphics state's soft mask, a form drawing that JPEG of 20,000 scans: no
     resource of the page names an image), ``inline`` (that JPEG inside the page's content), ``glued`` (the same,
     its "BI" written without white space: "()BI/W 16/H 16..."), ``seen`` (a form drawing that inline JPEG, drawn
-    first by the text page, then by the page without text)."""
+    first by the text page, then by the page without text), ``tinted`` (a strip of 16,000 x 31 pixels, too thin to be
+    a picture, in a DeviceN colour space whose tint transform is a PostScript program of 10,000 operators, run for
+    each pixel)."""
     def segment(number: int, kind: int, data: bytes) -> bytes:
         return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
 
@@ -437,6 +439,9 @@ def undrawable_scan_pdf(kind: str) -> bytes:
     if kind in ("scans", "softmask", "inline", "glued", "seen"):
         image = b"/Width 16 /Height 16 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode", \
             many_scans_jpeg(4000, 20_000)
+    elif kind == "tinted":
+        image = (b"/Width 16000 /Height 31 /ColorSpace [/DeviceN [/A /B] /DeviceGray 11 0 R] /BitsPerComponent 8 "
+                 b"/Filter /FlateDecode", zlib.compress(bytes(range(256)) * (16000 * 31 * 2 // 256 + 1), 9))
     elif kind == "jbig2":
         region = struct.pack(">IIIIBB", 60000, 35000, 0, 0, 0, 0) + bytes([3, 0xFF, 0xFD, 0xFF, 2, 0xFE, 0xFE, 0xFE])
         image = b"/Width 100 /Height 100 /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /JBIG2Decode", (
@@ -454,6 +459,7 @@ def undrawable_scan_pdf(kind: str) -> bytes:
                                     b"/ExtGState << /GS1 << /SMask << /S /Luminosity /G 9 0 R >> >> >>")}.get(
         kind, (drawing, b"/XObject << /J 8 0 R >>"))
     tile = b"0 0 0.5 0.5 re f"
+    tint = b"{ " + b"dup pop " * 10_000 + b"pop pop }"
     return pdf_from_objects({
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         2: b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
@@ -472,6 +478,8 @@ def undrawable_scan_pdf(kind: str) -> bytes:
            b"/Resources << /XObject << /J 8 0 R >> >> /Length %d >>\nstream\n%s\nendstream" % (len(drawing), drawing),
         10: b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Length %d >>\nstream\n%s\nendstream"
             % (len(inline), inline),
+        11: b"<< /FunctionType 4 /Domain [0 1 0 1] /Range [0 1] /Length %d >>\nstream\n%s\nendstream"
+            % (len(tint), tint),
     })
 
 

@@ -228,7 +228,8 @@ CASES = {
     "pdf of 20 pages each holding an inline image of 7,000 px": (
         _write("inline.pdf", lambda: inline_images_pdf(20, 7000)), None, 500, 60),
     **{f"pdf page pdfium would draw for minutes ({kind})": (_write(f"{kind}.pdf", lambda kind=kind: undrawable_scan_pdf(
-        kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2", "softmask", "inline", "glued", "seen")},
+        kind)), None, 400, 30) for kind in ("tiles", "scans", "jbig2", "softmask", "inline", "glued", "seen",
+                                            "tinted")},
     "xhtml external entity": (_xhtml_entity, None, 400, 30),
     "docx external entity": (_docx_entity, None, 400, 30),
     "xlsx external entity": (_office_entity("xlsx"), "XLSX declares XML entities, which are refused", 400, 30),

@@ -121,6 +121,7 @@ class PageImages:
         if size[0] * size[1] > limit:
             return False, None  # ``wants`` refuses it, saying why
         vetted, refusal = _stream_vetted(xobject, limit)
+        vetted = vetted and not _tinted(xobject.get("/ColorSpace"))
         for said, mask, decoded in _masks(xobject):
             identity = _identity(mask)
             if identity not in self.masks:
@@ -337,6 +338,24 @@ def forget_decoded(*streams: object) -> None:
             raise
         except Exception:  # a broken reference holds nothing decoded
             continue
+
+
+def _tinted(space: object, depth: int = 0) -> bool:
+    """Whether an image's colour space runs a function for each pixel (DeviceN and Separation spaces, whose tint
+    transform may be a PostScript program: pdfium took 5 s to draw 200 px square of one, and minutes for a
+    scan's size), or cannot be told."""
+    try:
+        space = _resolved(space)
+        if not isinstance(space, list) or not space:
+            return False
+        family = str(_resolved(space[0]))
+        if family in ("/DeviceN", "/Separation"):
+            return True
+        return family in ("/Indexed", "/I") and len(space) > 1 and (depth >= 2 or _tinted(space[1], depth + 1))
+    except MemoryError:
+        raise
+    except Exception:  # a broken colour space: what pdfium would run for it is not known
+        return True
 
 
 def _filters(xobject: StreamObject) -> list[str]:
