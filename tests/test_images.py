@@ -21,18 +21,19 @@ from PIL import Image
 from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE
 from pptx.util import Inches
+from pypdf import PdfReader
 
 from ingestion.loaders import LoadError, loader_for
 from ingestion.loaders.base import Limits
-from ingestion.loaders.images import ImageError, decode_image, thumbnail_jpeg
+from ingestion.loaders.images import EmbeddedImages, ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf import PdfLoader
-from ingestion.loaders.pdf_images import _name
+from ingestion.loaders.pdf_images import PageImages, _name
 from ingestion.loaders.pdf_pages import PageDrawer
 from ingestion.ocr import PreparedAsKept
 from ingestion.pictures import describe
 from kb.config import Settings
 from kb.containment import REFUSED
-from kb.types import ExtractedDocument, ExtractedImage
+from kb.types import ExtractedDocument, ExtractedImage, Page
 from tests.documents import (
     bomb_png,
     deck_bytes,
@@ -258,6 +259,20 @@ def _drawing_page_pdf(content: bytes, jpeg: bytes, form: bool = False, compresse
         objects[6] = (b"<< /Type /XObject /Subtype /Form /BBox [0 0 100 100] /Length %d >>\nstream\n%s\nendstream"
                       % (len(drawing), drawing))
     return pdf_from_objects(objects)
+
+
+@pytest.mark.parametrize("content, form, drawable", [
+    pytest.param(b"/Im0 Do", False, True, id="once"),
+    pytest.param(b"/Im0 Do " * 5, False, False, id="five times"),
+    pytest.param(b"/Fm0 Do /Fm0 Do /Fm0 Do", True, False, id="through a form drawn three times"),
+])
+def test_a_page_drawing_pictures_past_the_pixel_limit_again_and_again_is_not_drawn_whole(
+        tmp_path: Path, content: bytes, form: bool, drawable: bool) -> None:
+    # pdfium draws a picture as often as the content says: 150 draws of 64 megapixels would take minutes.
+    picture = image_bytes("JPEG", size=(600, 400))  # 240,000 pixels, against a limit of 500,000 a page
+    reader = PdfReader(io.BytesIO(_drawing_page_pdf(content, picture, form=form)))
+    search = PageImages(EmbeddedImages(Limits(max_pixels=500_000), [], tmp_path))
+    assert search.keep(reader.pages[0], Page(number=1, start=0, end=0), scanned=True).drawable is drawable
 
 
 @pytest.mark.parametrize("content, form, compressed", [

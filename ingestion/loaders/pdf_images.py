@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -57,6 +58,7 @@ class PageImages:
         self.content_left = MAX_CONTENT_BYTES
         self._drawable, self._repeated = True, False
         self._yielded = 0
+        self._pixels_drawn = 0  # by the page, each picture as often as it is drawn (through forms too)
 
     def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> PageOutcome:
         """Keep the images the page draws, and say what else it shows (see ``PageOutcome``).
@@ -69,7 +71,7 @@ class PageImages:
                 return PageOutcome(True, [], False)
             self.walked[key] = 0
         shown, failures = False, []
-        self._drawable, self._repeated = True, False
+        self._drawable, self._repeated, self._pixels_drawn = True, False, 0
         for ordinal, (path, xobject) in enumerate(self._image_xobjects(pdf_page), 1):
             identity = _identity(xobject)
             if identity in self.seen:
@@ -160,7 +162,10 @@ class PageImages:
             if not isinstance(xobject, StreamObject):
                 continue
             subtype = xobject.get("/Subtype")
+            times = drawn.get(name, 1) if drawn is not None else 1
             if subtype == "/Image":
+                width, height = _size(xobject)
+                self._drawn_again(width * height * times)
                 self._yielded += 1
                 yield [*path, name], xobject
             elif subtype == "/Form" and depth < MAX_FORM_DEPTH:
@@ -169,7 +174,9 @@ class PageImages:
                 if self.walked.get(identity, MAX_FORM_DEPTH + 1) > depth + 1:
                     self.walked[identity] = depth + 1
                     before, drawable, self._drawable = self._yielded, self._drawable, True
+                    pixels = self._pixels_drawn
                     yield from self._image_xobjects(xobject, (*path, name), depth + 1, (xobjects, path))
+                    self._drawn_again((self._pixels_drawn - pixels) * (times - 1))  # the form drawn again
                     if self._yielded > before:
                         self.pictured.add(identity)
                     if self._drawable:
@@ -184,10 +191,18 @@ class PageImages:
             elif subtype == "/Form":  # deeper than searched: what it draws is not known
                 self._drawable = False
 
-    def _drawn(self, container: DictionaryObject) -> list[str] | None:
-        """The XObject names a page's or form's content draws (its ``Do`` operators), each once, in order; None
-        when the content cannot be read or the document's ``MAX_CONTENT_BYTES`` are spent. A regular expression
-        over the content, not pypdf's parser, which takes seconds on a page of large drawings."""
+    def _drawn_again(self, pixels: int) -> None:
+        """Count ``pixels`` more drawn by the page: past ``max_image_pixels`` (a picture drawn many times over, as
+        a page of 150 draws of one picture of 64 megapixels), pdfium does not draw the page whole."""
+        self._pixels_drawn += pixels
+        if self._pixels_drawn > self.images.limits.max_pixels:
+            self._drawable = False
+
+    def _drawn(self, container: DictionaryObject) -> dict[str, int] | None:
+        """The XObject names a page's or form's content draws (its ``Do`` operators), in order, each with how often
+        (a content stream listed again counts again); None when the content cannot be read or the document's
+        ``MAX_CONTENT_BYTES`` are spent. A regular expression over the content, not pypdf's parser, which takes
+        seconds on a page of large drawings."""
         if self.content_left <= 0:
             self._drawable = False
             return None
@@ -199,8 +214,10 @@ class PageImages:
                 contents = contents.get_object() if contents is not None else []
                 parts = contents if isinstance(contents, list) else [contents]
             pieces: dict[int, bytes] = {}  # a stream listed again is read once
+            listed = 0  # ... and counted again
             for part in parts:
                 stream = part.get_object() if isinstance(part, IndirectObject) else part
+                listed += isinstance(stream, StreamObject)
                 if not isinstance(stream, StreamObject) or id(stream) in pieces:
                     continue
                 # Decoded without pypdf's cache, which would keep every form decoded for the whole document.
@@ -221,12 +238,14 @@ class PageImages:
         content = b"\n".join(pieces.values())
         if _INLINE_IMAGE.search(content):  # an image inside the content, which pypdf's image search passes over
             self._drawable = False
-        names: list[str] = []
-        for raw in dict.fromkeys(match.group(1) for match in _DRAW.finditer(content)):
+        again = max(listed - len(pieces) + 1, 1)  # (each stream taken as listed as often as one of them can be)
+        names: dict[str, int] = {}
+        for raw, count in Counter(match.group(1) for match in _DRAW.finditer(content)).items():
             try:
-                names.append(_name(raw))
+                name = _name(raw)
             except Exception:  # a name pypdf refuses (too long, say) names no resource
                 continue
+            names[name] = names.get(name, 0) + count * again
         return names
 
 
