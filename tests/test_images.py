@@ -275,6 +275,59 @@ def test_a_page_drawing_pictures_past_the_pixel_limit_again_and_again_is_not_dra
     assert search.keep(reader.pages[0], Page(number=1, start=0, end=0), scanned=True).drawable is drawable
 
 
+def _second_page_pdf(content: bytes, resources: bytes, image: bytes = b"", first: bytes = b"") -> bytes:
+    """A text page (drawing ``first`` too, with the second page's resources), then a page without text drawing
+    ``content`` with ``resources``; object 5 is a grey picture of 40 x 40 pixels (``image``: more of its entries),
+    object 6 a form drawing /Im0 with resources of its own that name no picture, object 7 a Type3 font."""
+    text, drawing = b"BT /F1 12 Tf 72 720 Td (Text page) Tj ET" + first, b"q 612 0 0 792 0 0 cm /Im0 Do Q"
+    pixels = bytes(1600)
+    return pdf_from_objects({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 8 0 R >> %s >> "
+           b"/Contents 9 0 R >>" % (resources if first else b""),
+        4: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << %s >> /Contents 10 0 R >>" % resources,
+        5: b"<< /Type /XObject /Subtype /Image /Width 40 /Height 40 /BitsPerComponent 8 %s /Length %d >>\n"
+           b"stream\n%s\nendstream" % (image or b"/ColorSpace /DeviceGray", len(pixels), pixels),
+        6: b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /ProcSet [/PDF] >> /Length %d >>\n"
+           b"stream\n%s\nendstream" % (len(drawing), drawing),
+        7: b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 1 1] /FontMatrix [1 0 0 1 0 0] /CharProcs << >> "
+           b"/Encoding << /Differences [32 /space] >> /FirstChar 32 /LastChar 32 /Widths [1] >>",
+        8: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        9: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+        10: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    })
+
+
+@pytest.mark.parametrize("content, resources, image, drawable", [
+    pytest.param(b"/Im0 Do", b"/XObject << /Im0 5 0 R >>", b"", True, id="a picture drawn once"),
+    pytest.param(b"(Im0) Do", b"/XObject << /Im0 5 0 R >>", b"", False, id="a string naming it"),
+    pytest.param(b"/Im#4g Do", b"/XObject << /Im@ 5 0 R >>", b"", False, id="a name pypdf reads otherwise"),
+    pytest.param(b"/Im0 Do", b"/XObject << /Im0 5 0 R >> /ColorSpace << /CS0 [/DeviceN [/A] /DeviceGray 7 0 R] >>",
+                 b"/ColorSpace /CS0", False, id="a colour space the resources name"),
+    pytest.param(b"/Im0 Do", b"/XObject << /Im0 5 0 R >> /Font << /T3 7 0 R >>", b"", False, id="a Type3 font"),
+    pytest.param(b"/Fm0 Do", b"/XObject << /Fm0 6 0 R /Im0 5 0 R >>", b"/ColorSpace [/Separation /A /DeviceGray 7 0 R]",
+                 False, id="a form without XObjects drawing the page's"),
+    pytest.param(b"/Im0 Do " * 1025, b"/XObject << /Im0 5 0 R >>", b"", False, id="a picture drawn 1,025 times"),
+])
+def test_a_page_is_drawn_whole_only_when_every_picture_it_draws_is_checked(
+        tmp_path: Path, content: bytes, resources: bytes, image: bytes, drawable: bool) -> None:
+    # Each way pdfium could still be handed an unchecked picture (a tint function run for each pixel: minutes).
+    reader = PdfReader(io.BytesIO(_second_page_pdf(content, resources, image)))
+    search = PageImages(EmbeddedImages(Limits(), [], tmp_path))
+    search.keep(reader.pages[0], Page(number=1, start=0, end=10), scanned=False)
+    assert search.keep(reader.pages[1], Page(number=2, start=10, end=10), scanned=True).drawable is drawable
+
+
+def test_a_form_is_judged_on_what_it_draws_not_on_what_the_page_drew_before_it(tmp_path: Path) -> None:
+    # A header form first met on a text page after its pictures' pixels passed the limit was taken for one over it,
+    # and no scanned page drawing it afterwards was read.
+    resources = b"/XObject << /Hd 6 0 R /Im0 5 0 R >>"
+    reader = PdfReader(io.BytesIO(_second_page_pdf(b"/Hd Do", resources, first=b" /Im0 Do" * 700 + b" /Hd Do")))
+    search = PageImages(EmbeddedImages(Limits(max_pixels=1_000_000), [], tmp_path))
+    search.keep(reader.pages[0], Page(number=1, start=0, end=10), scanned=False)
+    assert search.keep(reader.pages[1], Page(number=2, start=10, end=10), scanned=True).drawable is True
+
+
 @pytest.mark.parametrize("content, form, compressed", [
     pytest.param(b"q 200 0 0 150 72 400 cm /Im0 % the photograph\nDo Q", False, False, id="comment before Do"),
     pytest.param(b"q 1 0 0 1 72 400 cm /Fm0 Do Q", True, False, id="form drawing from the page's resources"),

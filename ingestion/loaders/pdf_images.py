@@ -26,11 +26,23 @@ _DELIMITERS = _WHITE + rb"()<>\[\]{}/%"  # white space and delimiters, which end
 # An inline image's "BI", a token wherever white space or a delimiter (or nothing) is on either side, as pdfium reads
 # it: "()BI/W 16" is one too (not the name "/BI").
 _INLINE_IMAGE = re.compile(rb"(?<![^%s])BI(?![^%s])" % (_DELIMITERS.replace(b"/", b""), _DELIMITERS))
+_DO = re.compile(rb"(?<![^%s])Do(?![^%s])" % (_DELIMITERS.replace(b"/", b""), _DELIMITERS))  # every Do operator
+_DEVICE_SPACES = frozenset({"/DeviceGray", "/DeviceRGB", "/DeviceCMYK", "/G", "/RGB", "/CMYK"})
+_BAD_ESCAPE = re.compile(rb"#(?![0-9A-Fa-f]{2})")  # in a name: pdfium decodes it all the same ("#4g"), pypdf not
 # "/Im1 Do", with white space or comments between; a name pypdf reads (at most 4096 bytes)
 # A comment runs to its line break: one that could end anywhere let "%%%%..." split 2^n ways (40 of them never ended).
 _DRAW = re.compile(rb"/([^%s]{1,4096})(?:[%s]|%%[^\r\n]*[\r\n])+Do(?=[%s]|$)" % (_DELIMITERS, _WHITE, _DELIMITERS))
 
 Failure = tuple[str, str]  # an image's name and why it could not be decoded
+MAX_DRAWS = 1024  # pictures a page draws, through forms too, and still drawn whole (an A4 scan in 8 px strips: 439)
+
+
+class _Cost(NamedTuple):
+    """What drawing a page or form costs pdfium: its pictures' pixels and how many it draws, each as often as it is
+    drawn."""
+
+    pixels: int
+    draws: int
 
 
 class PageOutcome(NamedTuple):
@@ -58,7 +70,11 @@ class PageImages:
         self.content_left = MAX_CONTENT_BYTES
         self._drawable, self._repeated = True, False
         self._yielded = 0
-        self._pixels_drawn = 0  # by the page, each picture as often as it is drawn (through forms too)
+        self._cost = _Cost(0, 0)  # of the page (or form) being walked: its pictures' pixels and draws, each as
+        # often as it is drawn (through forms too)
+        self.form_costs: dict[object, _Cost] = {}  # each form's own, by its identity
+        self.type3: dict[int, bool] = {}  # whether a resources dictionary holds a Type3 font, by its id
+        self.verdicts: dict[tuple[int, int] | int, bool] = {}  # whether each image met passed the checks
 
     def keep(self, pdf_page: PageObject, page: Page, scanned: bool) -> PageOutcome:
         """Keep the images the page draws, and say what else it shows (see ``PageOutcome``).
@@ -71,11 +87,12 @@ class PageImages:
                 return PageOutcome(True, [], False)
             self.walked[key] = 0
         shown, failures = False, []
-        self._drawable, self._repeated, self._pixels_drawn = True, False, 0
+        self._drawable, self._repeated, self._cost = True, False, _Cost(0, 0)
         for ordinal, (path, xobject) in enumerate(self._image_xobjects(pdf_page), 1):
             identity = _identity(xobject)
             if identity in self.seen:
                 shown = shown or identity not in self.failed
+                self._drawable = self._drawable and self.verdicts.get(identity, False)  # met before: as it was
                 continue
             self.seen.add(identity)
             name = f"page {page.number} image {ordinal}"
@@ -94,6 +111,7 @@ class PageImages:
         """Vet, decode and keep one image a page draws: whether it shows a picture, and why it failed if it did."""
         size = _size(xobject)
         vetted, refusal = self._vetted(xobject, size) if self.images.takes(scanned) else (False, None)
+        self.verdicts[_identity(xobject)] = vetted
         self._drawable = self._drawable and vetted
         if not self.images.wants(name, *size, scanned):  # a decoration (or a strip of a scan cut in strips) is not a
             return min(size) >= self.images.limits.min_side, None  # picture; one refused for its size is
@@ -145,13 +163,13 @@ class PageImages:
         walked 30^8 times, 1.4 KB that never finished: hence ``walked``."""
         drawn = self._drawn(container)
         try:
-            if "/Resources" not in container and inherited is not None:
+            resources = container["/Resources"] if "/Resources" in container else None
+            if resources is not None and ("/Pattern" in resources or "/Shading" in resources
+                                          or _soft_masked(resources) or self._type3(resources)):
+                self._drawable = False  # fills of unbounded cost, a form drawn as a mask, glyphs drawn as content
+            xobjects = resources["/XObject"] if resources is not None and "/XObject" in resources else None
+            if xobjects is None and inherited is not None:  # a form draws from its parent's (pdfium: the page's)
                 xobjects, path = inherited
-            else:
-                resources = container["/Resources"]
-                if "/Pattern" in resources or "/Shading" in resources or _soft_masked(resources):
-                    self._drawable = False  # fills of unbounded cost when drawn, or a form drawn as a mask
-                xobjects = resources["/XObject"]
             names = list(xobjects) if drawn is None else [name for name in drawn if name in xobjects]
             entries = [(name, xobjects[name]) for name in names]
         except MemoryError:  # the file is over the memory budget: that is the reason
@@ -165,18 +183,20 @@ class PageImages:
             times = drawn.get(name, 1) if drawn is not None else 1
             if subtype == "/Image":
                 width, height = _size(xobject)
-                self._drawn_again(width * height * times)
+                self._count_drawing(_Cost(width * height, 1), times)
                 self._yielded += 1
                 yield [*path, name], xobject
             elif subtype == "/Form" and depth < MAX_FORM_DEPTH:
                 form = xobject.indirect_reference
-                identity = ("form", form.idnum, form.generation) if form is not None else id(xobject)
+                identity: object = ("form", form.idnum, form.generation) if form is not None else id(xobject)
+                if "/Resources" not in xobject:  # what it draws depends on whose XObjects it draws from
+                    identity = (identity, id(xobjects))
                 if self.walked.get(identity, MAX_FORM_DEPTH + 1) > depth + 1:
                     self.walked[identity] = depth + 1
                     before, drawable, self._drawable = self._yielded, self._drawable, True
-                    pixels = self._pixels_drawn
+                    outer, self._cost = self._cost, _Cost(0, 0)  # the form is judged on its own cost
                     yield from self._image_xobjects(xobject, (*path, name), depth + 1, (xobjects, path))
-                    self._drawn_again((self._pixels_drawn - pixels) * (times - 1))  # the form drawn again
+                    self.form_costs[identity], self._cost = self._cost, outer
                     if self._yielded > before:
                         self.pictured.add(identity)
                     if self._drawable:
@@ -188,14 +208,26 @@ class PageImages:
                     self._repeated = True
                 if identity in self.undrawable:  # a form an earlier page met: its verdict holds here too
                     self._drawable = False
+                self._count_drawing(self.form_costs.get(identity, _Cost(0, 0)), times)
             elif subtype == "/Form":  # deeper than searched: what it draws is not known
                 self._drawable = False
 
-    def _drawn_again(self, pixels: int) -> None:
-        """Count ``pixels`` more drawn by the page: past ``max_image_pixels`` (a picture drawn many times over, as
-        a page of 150 draws of one picture of 64 megapixels), pdfium does not draw the page whole."""
-        self._pixels_drawn += pixels
-        if self._pixels_drawn > self.images.limits.max_pixels:
+    def _type3(self, resources: DictionaryObject) -> bool:
+        """Whether the resources hold a Type3 font, whose glyphs are content drawn as a form's (pictures too) and
+        read as no text; each resources dictionary looked at once."""
+        if id(resources) not in self.type3:
+            fonts = resources["/Font"] if "/Font" in resources else {}
+            self.type3[id(resources)] = any(
+                isinstance(font := _resolved(value), DictionaryObject) and font.get("/Subtype") == "/Type3"
+                for value in (fonts.values() if isinstance(fonts, DictionaryObject) else ()))
+        return self.type3[id(resources)]
+
+    def _count_drawing(self, cost: _Cost, times: int) -> None:
+        """Count what a picture or form costs, drawn ``times`` times, to the page (or form) being walked: past
+        ``max_image_pixels`` (150 draws of one picture of 64 megapixels) or ``MAX_DRAWS`` draws (3,000 of a tiny
+        picture over the whole page: 16 s), pdfium does not draw the page whole."""
+        self._cost = _Cost(self._cost.pixels + cost.pixels * times, self._cost.draws + cost.draws * times)
+        if self._cost.pixels > self.images.limits.max_pixels or self._cost.draws > MAX_DRAWS:
             self._drawable = False
 
     def _drawn(self, container: DictionaryObject) -> dict[str, int] | None:
@@ -239,8 +271,11 @@ class PageImages:
         if _INLINE_IMAGE.search(content):  # an image inside the content, which pypdf's image search passes over
             self._drawable = False
         again = max(listed - len(pieces) + 1, 1)  # (each stream taken as listed as often as one of them can be)
+        counted = Counter(match.group(1) for match in _DRAW.finditer(content))
+        if sum(1 for _ in _DO.finditer(content)) > counted.total() or any(_BAD_ESCAPE.search(raw) for raw in counted):
+            self._drawable = False  # a Do of an operand that is no name pypdf reads as pdfium does ("(Im0) Do")
         names: dict[str, int] = {}
-        for raw, count in Counter(match.group(1) for match in _DRAW.finditer(content)).items():
+        for raw, count in counted.items():
             try:
                 name = _name(raw)
             except Exception:  # a name pypdf refuses (too long, say) names no resource
@@ -365,6 +400,8 @@ def _tinted(space: object, depth: int = 0) -> bool:
     scan's size), or cannot be told."""
     try:
         space = _resolved(space)
+        if isinstance(space, NameObject):  # a device space, or one the resources name (pdfium looks it up)
+            return str(space) not in _DEVICE_SPACES
         if not isinstance(space, list) or not space:
             return False
         family = str(_resolved(space[0]))
