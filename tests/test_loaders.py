@@ -1120,6 +1120,16 @@ def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: P
     assert broken.warnings[0].endswith("): read as empty") and broken.warnings[1].startswith("slide 2 cannot be read")
     with pytest.raises(LoadError, match="corrupt PPTX"):  # without its slide list, a deck has nothing to read
         load(tmp_path, "listless.pptx", deck_rewritten({"ppt/presentation.xml": lambda xml: xml + b"<unclosed>"}))
+    whole_deck = deck_bytes()
+    with zipfile.ZipFile(io.BytesIO(whole_deck)) as deck:  # the same, the main part named otherwise (_rels/.rels)
+        presentation, listing = deck.read("ppt/presentation.xml"), deck.read("ppt/_rels/presentation.xml.rels")
+    renamed = deck_rewritten(
+        {"ppt/presentation.xml": lambda xml: None, "ppt/_rels/presentation.xml.rels": lambda xml: None,
+         "_rels/.rels": lambda xml: xml.replace(b"ppt/presentation.xml", b"ppt/deck.xml"),
+         "[Content_Types].xml": lambda xml: xml.replace(b"/ppt/presentation.xml", b"/ppt/deck.xml")},
+        {"ppt/deck.xml": presentation + b"<unclosed>", "ppt/_rels/deck.xml.rels": listing}, deck=whole_deck)
+    with pytest.raises(LoadError, match="corrupt PPTX"):
+        load(tmp_path, "renamed.pptx", renamed)
     styled = load(tmp_path, "styled.docx", deck_rewritten({"word/styles.xml": lambda xml: xml[: len(xml) // 2]},
                                                           deck=docx_bytes(title="Returns")))
     assert styled.text == load(tmp_path, "plain.docx", docx_bytes(title="Returns")).text

@@ -76,7 +76,7 @@ class DocxLoader(Loader):
         warnings: list[str] = []
         # python-docx reports a broken package with many exception types (zip, XML, missing parts).
         try:
-            document = opened_despite_broken_parts(data, _opened, _MAIN_PARTS, warnings)
+            document = opened_despite_broken_parts(data, _opened, warnings)
             title = (document.core_properties.title or "").strip() or None
             heading_styles = {style.style_id for style in document.styles if _is_heading(style.name)}
             caption_styles = {style.style_id for style in document.styles if (style.name or "").lower() == "caption"}
@@ -115,7 +115,6 @@ class _Block(NamedTuple):
 
 
 _EMPTY = _Block("", None, [])  # every empty paragraph: nothing of it is kept
-_MAIN_PARTS = ("word/document.xml", "word/_rels/document.xml.rels")  # a document without them has no text
 
 
 class _Notes:

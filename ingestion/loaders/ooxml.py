@@ -5,10 +5,12 @@ safe way its XML parts are parsed, and a package opened despite parts whose XML 
 from __future__ import annotations
 
 import io
+import posixpath
 import re
+import shutil
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
@@ -50,6 +52,7 @@ _LIBRARY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_
 _PACKAGE_PARTS = frozenset({"[Content_Types].xml", "_rels/.rels"})  # without which no part is found
 _ROOT = re.compile(rb"<([^\s<>/!?]+)([^<>]*)>")  # a part's first element's start tag (its root's, when intact)
 _ROOT_REACH = 64 * 2**10  # bytes of a part searched for its root's start tag
+_COPY_CHUNK = 2**20
 Package = TypeVar("Package")
 
 
@@ -90,31 +93,35 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
         return  # not a readable zip: the loader's library reports it as corrupt
 
 
-def opened_despite_broken_parts(data: bytes, open_package: Callable[[bytes], Package], main: Collection[str],
-                                 warnings: list[str]) -> Package:
+def opened_despite_broken_parts(data: bytes, open_package: Callable[[bytes], Package], warnings: list[str]) -> Package:
     """``open_package(data)``; when a part's XML cannot be parsed (python-docx and python-pptx parse every part as
     they open a package, so one broken slide, chart or header lost the whole file), again with each broken part,
-    but the ``main`` ones, read as its root element alone (a slide so emptied fails on its own), each said in
-    ``warnings``."""
+    but the package's own and its main part's (found by ``_rels/.rels``, as the libraries find it), read as its
+    root element alone (a slide so emptied fails on its own), each said in ``warnings``."""
     try:
         return open_package(data)
     except etree.XMLSyntaxError:
-        repaired = _broken_parts_emptied(data, {*main, *_PACKAGE_PARTS}, warnings)
+        repaired = _broken_parts_emptied(data, warnings)
         if repaired is None:
             raise
         return open_package(repaired)
 
 
-def _broken_parts_emptied(data: bytes, main: set[str], warnings: list[str]) -> bytes | None:
-    """The package with each XML part that cannot be parsed replaced by its root element alone; None when none
-    is broken, or one in ``main`` is, or a broken part's root cannot be told."""
+def _broken_parts_emptied(data: bytes, warnings: list[str]) -> bytes | None:
+    """The package with each XML part that cannot be parsed replaced by its root element alone, the others copied
+    a piece at a time; None when none is broken, or a main one is, or a broken part's root cannot be told."""
     out = io.BytesIO()
     emptied: list[str] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as copy:
+        main = _main_parts(archive)
         for member in archive.infolist():
+            if not member.filename.endswith((".xml", ".rels")):  # a picture or other binary: never parsed
+                with archive.open(member) as source, copy.open(member.filename, "w", force_zip64=True) as target:
+                    shutil.copyfileobj(source, target, _COPY_CHUNK)
+                continue
             part = archive.read(member)
-            error = _xml_error(part) if member.filename.endswith((".xml", ".rels")) else None
+            error = _xml_error(part)
             if error is not None:
                 root = _ROOT.search(part, 0, _ROOT_REACH)
                 alone = b"<%s%s/>" % (root.group(1), root.group(2).rstrip(b"/")) if root is not None else b""
@@ -130,6 +137,22 @@ def _broken_parts_emptied(data: bytes, main: set[str], warnings: list[str]) -> b
         said.add(warning)
     said.finish()
     return out.getvalue()
+
+
+def _main_parts(archive: zipfile.ZipFile) -> set[str]:
+    """The parts without which nothing of the package can be read: [Content_Types].xml, _rels/.rels, the main part
+    it names (officeDocument) and that part's relationships; only the first two when it names none."""
+    main = set(_PACKAGE_PARTS)
+    try:
+        relationships = etree.fromstring(archive.read("_rels/.rels"), _LIBRARY_PARSER)
+    except (KeyError, etree.XMLSyntaxError, *UNREADABLE):
+        return main
+    for relationship in relationships.iter("{*}Relationship"):
+        if str(relationship.get("Type", "")).endswith("/officeDocument"):
+            target = posixpath.normpath(str(relationship.get("Target", "")).lstrip("/"))
+            folder, name = posixpath.split(target)
+            main |= {target, posixpath.join(folder, "_rels", f"{name}.rels")}
+    return main
 
 
 def _xml_error(xml: bytes) -> str | None:

@@ -35,7 +35,6 @@ class _Slide(NamedTuple):
 
 
 _EMPTY = _Slide("", None, [], [])
-_MAIN_PARTS = ("ppt/presentation.xml", "ppt/_rels/presentation.xml.rels")  # a deck without them has no slides
 _PICTURE_FILL = f"{qn('p:spPr')}/{qn('a:blipFill')}"  # a shape filled with a picture
 _BLIP, _TILE, _EMBED = qn("a:blip"), qn("a:tile"), qn("r:embed")
 # PowerPoint's shows and templates (.ppsx, .potx, and their macro-enabled .ppsm, .potm) hold the main part of a .pptx
@@ -61,7 +60,7 @@ class PptxLoader(Loader):
         refuse_bombs(data, limits.max_chars, "PPTX")
         warnings: list[str] = []
         try:  # python-pptx reports a broken package with many exception types (zip, XML, missing parts)
-            deck = opened_despite_broken_parts(data, _opened, _MAIN_PARTS, warnings)
+            deck = opened_despite_broken_parts(data, _opened, warnings)
             slides = list(deck.slides)
         except (LoadError, MemoryError):  # (a memory error: the file is over the memory budget, the reason)
             raise
