@@ -1134,6 +1134,12 @@ def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: P
                                                           deck=docx_bytes(title="Returns")))
     assert styled.text == load(tmp_path, "plain.docx", docx_bytes(title="Returns")).text
     assert [warning[:34] for warning in styled.warnings] == ["part word/styles.xml cannot be par"]
+    for broken_styles in (lambda xml: xml.replace(b"?>", b"?><!-- <w:style> --><!DOCTYPE w:styles>", 1)[:-200],
+                          lambda xml: xml[:-200].decode().replace("UTF-8", "UTF-16").encode("utf-16")):
+        # the root found as the parser reads it, after a comment holding a tag, a DOCTYPE, or in UTF-16
+        styled = load(tmp_path, "styled.docx", deck_rewritten({"word/styles.xml": broken_styles},
+                                                              deck=docx_bytes(title="Returns")))
+        assert styled.text == load(tmp_path, "plain.docx", docx_bytes(title="Returns")).text
     with pytest.raises(LoadError, match="corrupt DOCX"):
         load(tmp_path, "body.docx", deck_rewritten({"word/document.xml": lambda xml: xml[:-40]},
                                                    deck=docx_bytes()))

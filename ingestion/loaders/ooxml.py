@@ -50,8 +50,8 @@ UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, Not
 # How python-docx and python-pptx parse a part (no entities, no network), to tell a broken part as they would.
 _LIBRARY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _PACKAGE_PARTS = frozenset({"[Content_Types].xml", "_rels/.rels"})  # without which no part is found
-_ROOT = re.compile(rb"<([^\s<>/!?]+)([^<>]*)>")  # a part's first element's start tag (its root's, when intact)
-_ROOT_REACH = 64 * 2**10  # bytes of a part searched for its root's start tag
+_ROOT_REACH = 64 * 2**10  # bytes of a part read for its root's start tag
+_ROOT_PIECE = 4096
 _COPY_CHUNK = 2**20
 Package = TypeVar("Package")
 
@@ -123,9 +123,8 @@ def _broken_parts_emptied(data: bytes, warnings: list[str]) -> bytes | None:
             part = archive.read(member)
             error = _xml_error(part)
             if error is not None:
-                root = _ROOT.search(part, 0, _ROOT_REACH)
-                alone = b"<%s%s/>" % (root.group(1), root.group(2).rstrip(b"/")) if root is not None else b""
-                if member.filename in main or _xml_error(alone) is not None:
+                alone = _root_alone(part)
+                if member.filename in main or alone is None:
                     return None
                 emptied.append(f"part {member.filename[:200]} cannot be parsed ({error[:200]}): read as empty")
                 part = alone
@@ -153,6 +152,20 @@ def _main_parts(archive: zipfile.ZipFile) -> set[str]:
             folder, name = posixpath.split(target)
             main |= {target, posixpath.join(folder, "_rels", f"{name}.rels")}
     return main
+
+
+def _root_alone(part: bytes) -> bytes | None:
+    """A broken part's root element, its attributes and namespaces, with nothing in it, as the parser reads its
+    start tag (after a declaration, a DOCTYPE or a comment, in any encoding); None when the part breaks before it."""
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True, load_dtd=False)
+    for offset in range(0, min(len(part), _ROOT_REACH), _ROOT_PIECE):
+        try:
+            parser.feed(part[offset:offset + _ROOT_PIECE])
+        except etree.XMLSyntaxError:
+            pass  # what was read before the error is still in the events
+        for _, root in parser.read_events():
+            return etree.tostring(etree.Element(root.tag, dict(root.attrib), nsmap=root.nsmap))
+    return None
 
 
 def _xml_error(xml: bytes) -> str | None:
