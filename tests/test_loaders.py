@@ -1637,6 +1637,21 @@ def test_email_pictures_stand_where_its_body_shows_them_not_on_pages_of_their_ow
     [picture] = document.images
     assert (picture.name, document.text[picture.start : picture.end]) == ("image001.png", "The error we get:")
     assert document.warnings == []
+    gmail = EmailMessage()  # Gmail marks a picture by its name, and names every pasted one "image.png"
+    gmail["Subject"] = "Screens"
+    gmail.set_content("First:\n[image: image.png]\nSecond, with [image: image.png] in a line.\n\n"
+                      "[image: Our logo]\n[image: image.png]\n")
+    gmail.add_alternative('<p>First:</p><img src="cid:ii_1"><p>Second, with <img src="cid:ii_2"> in a line.</p>'
+                          '<img src="cid:ii_3" alt="Our logo">', subtype="html")
+    for number, picture in enumerate((chart, stamp, logo), start=1):
+        gmail.get_payload()[1].add_related(picture, "image", "png", cid=f"<ii_{number}>",
+                                           filename="logo.png" if number == 3 else "image.png")
+    document = load(tmp_path, "gmail.eml", gmail.as_bytes(policy=SMTP))
+    assert document.text == ("Subject: Screens\n\nFirst:\n\nSecond, with in a line.\n\n[image: Our logo]\n"
+                             "[image: image.png]\n\nAttachment: logo.png")  # a marker of no picture left is text
+    spans = [(image.name, document.text[image.start : image.end]) for image in document.images]
+    assert spans == [("image.png", "First:"), ("image.png", "Second, with in a line."),
+                     ("logo.png", "Attachment: logo.png")]
     saved = msg_streams("Error", body="The error we get:\n[cid:image001.png@01DA2B3C.4D5E6F70]\n\nThanks",
                         attachments=[("image001.png", chart), ("logo.png", logo)],
                         content_ids={"image001.png": "image001.png@01DA2B3C.4D5E6F70"})

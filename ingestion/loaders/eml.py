@@ -84,8 +84,9 @@ _FROM_LINE = re.compile(rb"^From (?:\S+)? *(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\r\
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 _TRANSFER_ENCODED = ("base64", "quoted-printable")
 _NOT_READ = "\n\n(not read)"  # after the heading of an attachment that is not read
-# Where Outlook's plain text version of a body shows a picture of its HTML one: "[cid:image001.png@01D9C1A2.3B4C5D60]"
-_PICTURE_MARKER = re.compile(r"\[cid:([^\[\]\s]{1,500})\][^\S\n]*")
+# Where a plain text version of a body shows a picture of its HTML one: Outlook's "[cid:image001.png@01D9C1A2.3B4C5D60]"
+# (its Content-ID), Gmail's "[image: image.png]" (its alternative text, the file's name unless the sender wrote one)
+_PICTURE_MARKER = re.compile(r"\[(?:cid:([^\[\]\s]{1,500})|image: ([^\[\]\n]{1,500}))\][^\S\n]*")
 
 LoaderFor = Callable[[str], Loader | None]
 # How deep, in the file, the mail its loader reads now lies: a mail file attached to another (an .eml, .msg or .mbox,
@@ -451,8 +452,9 @@ class _Reading:
 
     def _body(self, body: _Body, part: Message, kind: str, pictures: _Pictures | None = None) -> None:
         """Add a plain text or HTML body's text to ``body``, the ``pictures`` it shows placed in it: where an HTML
-        body's ``<img src="cid:...">`` stands, with the span of its block, or where Outlook's plain text marks one
-        ("[cid:...]", left out), with the span of the paragraph it ends or stands in."""
+        body's ``<img src="cid:...">`` stands, with the span of its block, or where a plain text one marks it
+        (Outlook's "[cid:...]", Gmail's "[image: name]", left out), with the span of the paragraph it ends or
+        stands in."""
         text = self._body_text(part, kind)
         if not text:
             return
@@ -474,16 +476,24 @@ class _Reading:
     def _marked_pictures(self, text: str) -> str:
         """A plain text body without the markers of the pictures it shows, each picture kept with the span of the
         paragraph its marker ends or stands in."""
-        if self.showing is None or "[cid:" not in text:
+        if self.showing is None or ("[cid:" not in text and "[image: " not in text):
             return text
         marks, shown, pieces, last = PlaceMarks(), list[str](), list[str](), 0
+        by_name: dict[str, list[str]] = {}  # the Content-IDs of each name, the first last: Gmail names every
+        for content_id, part in reversed(self.showing.by_id.items()):  # pasted picture "image.png"
+            by_name.setdefault(_filename(part) or "", []).append(content_id)
         for marker in _PICTURE_MARKER.finditer(text):
-            if _content_id(marker.group(1)) not in self.showing.by_id:
-                continue
+            if marker.group(1) is not None:
+                content_id = marker.group(1) if _content_id(marker.group(1)) in self.showing.by_id else None
+            else:
+                named = by_name.get(marker.group(2).strip())
+                content_id = named.pop() if named else None
+            if content_id is None:
+                continue  # a marker of no picture here (or alternative text the sender wrote): text
             before = text[last:marker.start()]
             kept = len(before.rstrip())
             pieces += [before[:kept], marks.mark(len(shown)), before[kept:]]
-            shown.append(marker.group(1))
+            shown.append(content_id)
             last = marker.end()
         marked, places = marks.places(clean_text("".join(pieces) + text[last:]))
         visible = marked.lstrip()  # (a marker before any text leaves the blank lines after it)
