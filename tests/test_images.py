@@ -625,6 +625,7 @@ def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
     <figure><img src="img/chart.png" alt="Sales chart"><figcaption>Figure 2. Sales</figcaption></figure>
     <p>Logo:<img src="data:image/jpeg;base64,{inline}" title="Company logo"> in a line.</p>
     <p><img src="https://example.com/remote.png"><img src="img/missing.png"><img src="file:///etc/x.png">
+    <img src="http://[x/no-url-can-have-this-host.png">
     <img src="data:image/png;base64,{garbage}"></p></body></html>"""
     document = load(tmp_path, "page.html", page.encode())
     assert document.text == "Intro paragraph.\n\nFigure 2. Sales\n\nLogo: in a line."
@@ -636,8 +637,8 @@ def test_html_images_local_data_uri_and_figcaption(tmp_path: Path) -> None:
     assert document.warnings == [
         f"image img/missing.png skipped: {REFUSED}",
         "image file:///etc/x.png skipped: not a local file (file URL), not fetched",
-        "image image 7 (data URI) skipped: not an image in a supported format (JPEG, PNG, WEBP, GIF, BMP, TIFF)",
-        "1 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
+        "image image 8 (data URI) skipped: not an image in a supported format (JPEG, PNG, WEBP, GIF, BMP, TIFF)",
+        "2 image(s) at web addresses not fetched (images are read from relative file paths and data: URIs only)"]
 
 
 def test_markdown_images_span_their_own_place_not_the_same_words_earlier(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from email.message import Message
 from email.policy import Compat32
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urljoin
+from urllib.parse import quote, unquote, urljoin
 
 from ingestion import encoding  # module import: ingestion.encoding itself imports this package
 from ingestion.loaders import compressed_rtf, tnef
@@ -271,7 +271,7 @@ class _Pictures:
                 self.by_id.setdefault(content_id, part)
             if location := _location(part.get("Content-Location")):
                 self.by_location.setdefault(location, part)
-                self.by_location.setdefault(urljoin(self.base, location), part)
+                self.by_location.setdefault(_joined(self.base, location), part)
         self.shown: set[int] = set()  # the parts shown, by id
         self.keys: dict[int, str] = {}  # ... and their keys, unique in the reading (a part's id is not, once freed)
 
@@ -280,7 +280,7 @@ class _Pictures:
         if src.lower().startswith("cid:"):
             return self.by_id.get(_content_id(src[4:]) or "")
         location = _location(src) or ""
-        return self.by_location.get(location) or self.by_location.get(urljoin(self.base, location))
+        return self.by_location.get(location) or self.by_location.get(_joined(self.base, location))
 
 
 class _Reading:
@@ -487,7 +487,7 @@ class _Reading:
                 content_id = marker.group(1) if _content_id(marker.group(1)) in self.showing.by_id else None
             else:
                 named = by_name.get(marker.group(2).strip())
-                content_id = named.pop() if named else None
+                content_id = quote(named.pop(), safe="@") if named else None  # (as a marker or URL writes it)
             if content_id is None:
                 continue  # a marker of no picture here (or alternative text the sender wrote): text
             before = text[last:marker.start()]
@@ -688,6 +688,15 @@ def _location(value: object) -> str | None:
     of it)."""
     found = "".join(_raw(value).split()) if value is not None else ""
     return found or None
+
+
+def _joined(base: str, location: str) -> str:
+    """``location`` relative to ``base``, as a page's URLs are; as it is where either is no URL (a host in
+    brackets that is no IPv6 address: the whole message was lost)."""
+    try:
+        return urljoin(base, location)
+    except ValueError:
+        return location
 
 
 def _is_picture(part: Message) -> bool:

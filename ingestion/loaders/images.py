@@ -520,7 +520,10 @@ def picture_span(held: tuple[int, int] | None, captioned: tuple[int, int] | None
 
 def _is_remote(src: str) -> bool:
     """A URL on a network, or a path from a web site's root: pages link to these, but they are not local files."""
-    parts = urlsplit(src)
+    try:
+        parts = urlsplit(src)
+    except ValueError:  # a host no URL can have ("http://[x/a.png" lost the whole page): on a network all the same
+        return True
     return bool(parts.netloc) or parts.scheme.lower() in ("http", "https", "ftp") or src.startswith("/")
 
 

@@ -51,6 +51,7 @@ UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, Not
 _LIBRARY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _PACKAGE_PARTS = frozenset({"[Content_Types].xml", "_rels/.rels"})  # without which no part is found
 _ROOT_REACH = 64 * 2**10  # bytes of a part read for its root's start tag
+_FIRST_TAG = re.compile(rb"<([^\s<>/!?]+)([^<>]*)>")  # a part's first element's start tag, where a parser stops short
 _ROOT_PIECE = 4096
 _COPY_CHUNK = 2**20
 Package = TypeVar("Package")
@@ -156,16 +157,28 @@ def _main_parts(archive: zipfile.ZipFile) -> set[str]:
 
 def _root_alone(part: bytes) -> bytes | None:
     """A broken part's root element, its attributes and namespaces, with nothing in it, as the parser reads its
-    start tag (after a declaration, a DOCTYPE or a comment, in any encoding); None when the part breaks before it."""
+    start tag (after a declaration, a DOCTYPE or a comment, in any encoding); else its first start tag's, where
+    the part breaks before it (blanks or a second byte-order mark before its declaration); None when neither is
+    an element."""
     parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True, load_dtd=False)
+    root = None
     for offset in range(0, min(len(part), _ROOT_REACH), _ROOT_PIECE):
         try:
             parser.feed(part[offset:offset + _ROOT_PIECE])
+            broken = False
         except etree.XMLSyntaxError:
-            pass  # what was read before the error is still in the events
-        for _, root in parser.read_events():
+            broken = True  # what was read before the error is still in the events; after it, the parser reads junk
+        root = next((element for _, element in parser.read_events()), None)
+        if root is not None or broken:
+            break
+    if root is not None:
+        try:
             return etree.tostring(etree.Element(root.tag, dict(root.attrib), nsmap=root.nsmap))
-    return None
+        except ValueError:  # a name no element can have
+            return None
+    found = _FIRST_TAG.search(part, 0, _ROOT_REACH)
+    alone = b"<%s%s/>" % (found.group(1), found.group(2).rstrip(b"/")) if found is not None else b""
+    return alone if _xml_error(alone) is None else None
 
 
 def _xml_error(xml: bytes) -> str | None:
