@@ -274,7 +274,7 @@ def _iso2022_label(declared: str | None) -> str | None:
         return None
     try:
         name = codecs.lookup(declared.strip().lower()).name
-    except LookupError:
+    except (LookupError, ValueError):  # (a label holding a NUL is a ValueError)
         return None
     return name if name.startswith("iso2022_") else None
 
@@ -391,7 +391,7 @@ def _usable_label(declared: str | None) -> str | None:
     label = _LABEL_SUPERSETS.get(label, label)
     try:
         name = codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, ValueError):  # (a label holding a NUL is a ValueError: the whole e-mail was lost)
         return None
     return name if _ascii_compatible(name) else None
 

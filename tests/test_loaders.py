@@ -10,6 +10,7 @@ import struct
 import zipfile
 from collections.abc import Callable
 from datetime import date, datetime, time
+from email.message import Message
 from pathlib import Path
 
 import olefile
@@ -1277,6 +1278,10 @@ def test_email_keeps_the_message_when_a_part_is_odd(tmp_path: Path) -> None:
         "Attachment: part 3.txt\n\nAttached notes, café.",
         "Attachment: part 4.pdf"]  # a page without text: no blank lines after its heading
     assert document.warnings == ["attachment part 4.pdf: 1 of 1 pages have no text layer (scanned?)"]
+    # A charset naming a NUL (RFC 2231 encodes it as "%00") is unknown, not an error that lost the whole message.
+    nul = (b"Subject: caf\xe9 =?x\x00y?Q?abc?= s\nContent-Type: text/plain; charset*=utf-8''utf%008\n\n"
+           b"Body, caf\xc3\xa9.\n")
+    assert load(tmp_path, "nul.eml", nul).text == "Subject: café abc s\n\nBody, café."
 
 
 def test_email_limits_hold_for_the_message_and_what_is_attached_to_it(tmp_path: Path,
@@ -1558,6 +1563,24 @@ def test_mailbox_reads_each_message_as_an_email_and_keeps_the_rest_when_one_fail
     hurried = loader_for(path).load(path, path.read_bytes(), Limits(seconds=0))
     assert len(hurried.pages) == 1 and hurried.warnings == [
         "4 message(s) from message 2 on not read: reading them would take the mailbox past its 0 s (file_timeout)"]
+
+
+def test_a_mailbox_keeps_its_other_messages_when_one_fails_unexpectedly(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message no reading foresaw (a charset holding a NUL raised ValueError) lost the whole mailbox."""
+    read = eml._Reading.message
+
+    def failing(reading: eml._Reading, message: Message, depth: int) -> None:
+        read(reading, message, depth)
+        if message["Subject"] == "Broken":
+            raise ValueError("a failure no reading foresaw")
+    monkeypatch.setattr(eml._Reading, "message", failing)
+    document = load(tmp_path, "Inbox.mbox", mbox_bytes([email_bytes("First.", subject="One"),
+                                                        email_bytes("Half read.", subject="Broken"),
+                                                        email_bytes("Third.", subject="Three")]))
+    assert [document.text[page.start:page.end].split("\n")[-3:] for page in document.pages] == [
+        ["Subject: One", "", "First."], ["Subject: Three", "", "Third."]]
+    assert document.warnings == ["message 2 skipped: unexpected ValueError: a failure no reading foresaw"]
 
 
 def test_a_mailbox_s_messages_each_have_the_parts_a_message_may(tmp_path: Path,

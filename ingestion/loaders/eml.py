@@ -236,6 +236,11 @@ class MboxLoader(Loader):
                 break
             except LoadError as error:
                 reading.skipped.add(f"message {number} skipped: {error}")
+            except MemoryError:  # the file is over the memory budget: that is the reason
+                raise
+            except Exception as error:  # a hostile message costs itself, not the mailbox
+                reading.back_to(read_before)
+                reading.skipped.add(f"message {number} skipped: unexpected {type(error).__name__}: {error}")
             current = following
         return reading.document(self.file_type, None)
 
@@ -779,7 +784,7 @@ def _guessed(words: list[tuple[str | bytes, str | None]]) -> str:
         data = word.encode("ascii", "surrogateescape") if isinstance(word, str) else word
         try:
             text = data.decode(charset or "ascii")
-        except (LookupError, UnicodeError):
+        except (LookupError, UnicodeError, ValueError):  # (a charset holding a NUL is a ValueError)
             unknown += data
             continue
         if unknown and charset is None:  # plain text between them: guessed with them
@@ -797,7 +802,7 @@ def _guessed(words: list[tuple[str | bytes, str | None]]) -> str:
 def _text_of(data: bytes, charset: str | None) -> str:
     try:
         return data.decode(charset or "ascii")
-    except (LookupError, UnicodeError):
+    except (LookupError, UnicodeError, ValueError):
         try:
             return encoding.decode_text(data)
         except LoadError:
