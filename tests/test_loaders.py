@@ -1145,6 +1145,19 @@ def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: P
     with pytest.raises(LoadError, match="corrupt DOCX"):
         load(tmp_path, "body.docx", deck_rewritten({"word/document.xml": lambda xml: xml[:-40]},
                                                    deck=docx_bytes()))
+    # A picture the package names but lacks costs that picture only (python-docx lost the whole file).
+    word = Document()
+    word.add_paragraph("The chart:")
+    word.add_picture(io.BytesIO(image_bytes(size=(60, 40))))
+    word.add_paragraph("After it.")
+    pictured = io.BytesIO()
+    word.save(pictured)
+    missing = load(tmp_path, "missing.docx", deck_rewritten({"word/media/image1.png": lambda png: None},
+                                                            deck=pictured.getvalue()))
+    assert missing.text == "The chart:\n\nAfter it." and missing.images == []
+    assert missing.warnings == [
+        "part word/_rels/document.xml.rels names 'media/image1.png', which the file does not hold: left out",
+        "image in paragraph 2 skipped: linked, or missing: not in the file"]
 
 
 def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path) -> None:

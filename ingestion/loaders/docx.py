@@ -276,7 +276,7 @@ def _pictures(part: Part, blocks: list[_Block], text: str, caption_styles: set[s
                     relationships = owners.get(drawing, part).related_parts
                     related = relationships.get(picture.get(_PICTURE_PARTS[picture.tag], ""))
                     if related is None:
-                        images.skip(f"in paragraph {index + 1}", "linked, not embedded in the file")
+                        images.skip(f"in paragraph {index + 1}", "linked, or missing: not in the file")
                         continue
                     name = related.partname.lstrip("/")
                     if isinstance(related, XmlPart):  # its bytes are made again from its XML on every read

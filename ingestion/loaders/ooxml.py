@@ -95,27 +95,29 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
 
 
 def opened_despite_broken_parts(data: bytes, open_package: Callable[[bytes], Package], warnings: list[str]) -> Package:
-    """``open_package(data)``; when a part's XML cannot be parsed (python-docx and python-pptx parse every part as
-    they open a package, so one broken slide, chart or header lost the whole file), again with each broken part,
-    but the package's own and its main part's (found by ``_rels/.rels``, as the libraries find it), read as its
-    root element alone (a slide so emptied fails on its own), each said in ``warnings``."""
+    """``open_package(data)``; when a part's XML cannot be parsed, or a relationship names a part the package lacks
+    (python-docx and python-pptx load every part as they open a package, so one broken slide, chart or header, or
+    one picture missing, lost the whole file), again with the package repaired (``_repaired``), each repair said in
+    ``warnings``."""
     try:
         return open_package(data)
-    except etree.XMLSyntaxError:
-        repaired = _broken_parts_emptied(data, warnings)
+    except (etree.XMLSyntaxError, KeyError):  # (KeyError: a part named that is not in the zip)
+        repaired = _repaired(data, warnings)
         if repaired is None:
             raise
         return open_package(repaired)
 
 
-def _broken_parts_emptied(data: bytes, warnings: list[str]) -> bytes | None:
-    """The package with each XML part that cannot be parsed replaced by its root element alone, the others copied
-    a piece at a time; None when none is broken, or a main one is, or a broken part's root cannot be told."""
+def _repaired(data: bytes, warnings: list[str]) -> bytes | None:
+    """The package with each XML part that cannot be parsed replaced by its root element alone (but the package's
+    own and its main part's, found by ``_rels/.rels`` as the libraries find it: a slide so emptied fails on its
+    own), and each relationship to a part it lacks left out, the other parts copied a piece at a time; None when
+    nothing needs repair, or a main part is broken, or a broken part's root cannot be told."""
     out = io.BytesIO()
-    emptied: list[str] = []
+    repairs: list[str] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as copy:
-        main = _main_parts(archive)
+        main, members = _main_parts(archive), set(archive.namelist())
         for member in archive.infolist():
             if not member.filename.endswith((".xml", ".rels")):  # a picture or other binary: never parsed
                 with archive.open(member) as source, copy.open(member.filename, "w", force_zip64=True) as target:
@@ -127,16 +129,40 @@ def _broken_parts_emptied(data: bytes, warnings: list[str]) -> bytes | None:
                 alone = _root_alone(part)
                 if member.filename in main or alone is None:
                     return None
-                emptied.append(f"part {member.filename[:200]} cannot be parsed ({error[:200]}): read as empty")
+                repairs.append(f"part {member.filename[:200]} cannot be parsed ({error[:200]}): read as empty")
                 part = alone
+            elif member.filename.endswith(".rels"):
+                part = _dangling_left_out(part, member.filename, members, repairs)
             copy.writestr(member.filename, part)
-    if not emptied:
+    if not repairs:
         return None
-    said = CappedWarnings(warnings, "{} more broken part(s) read as empty")
-    for warning in emptied:
-        said.add(warning)
+    said = CappedWarnings(warnings, "{} more broken or missing part(s)")
+    for repair in repairs:
+        said.add(repair)
     said.finish()
     return out.getvalue()
+
+
+def _dangling_left_out(relationships: bytes, name: str, members: set[str], repairs: list[str]) -> bytes:
+    """A relationships part (``name``, well-formed) without the relationships to parts not in the package
+    (``members``), each said in ``repairs``; as it was when it names none. Targets are resolved as the libraries
+    resolve them: relative to the folder of the part the relationships are of, or from the package's root."""
+    tree = etree.fromstring(relationships, _LIBRARY_PARSER)
+    folder = posixpath.dirname(posixpath.dirname(name))  # word/_rels/document.xml.rels: word
+    dangling = []
+    for relationship in tree.iter("{*}Relationship"):
+        if relationship.get("TargetMode") == "External":
+            continue
+        target = str(relationship.get("Target", ""))
+        resolved = posixpath.normpath(posixpath.join("/" + folder, target)).lstrip("/")
+        if resolved not in members:
+            dangling.append(relationship)
+            repairs.append(f"part {name[:200]} names {target[:200]!r}, which the file does not hold: left out")
+    if not dangling:
+        return relationships
+    for relationship in dangling:
+        relationship.getparent().remove(relationship)
+    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8", standalone=True)
 
 
 def _main_parts(archive: zipfile.ZipFile) -> set[str]:
