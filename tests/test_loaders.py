@@ -1054,11 +1054,15 @@ def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) 
     again = load(tmp_path, "again.xlsx", xlsx_with_sheet_rows(row, rewrite={"xl/workbook.xml": lambda xml: re.sub(
         rb"(<sheet [^>]*?)name=\"Sheet\"([^>]*?)sheetId=\"1\"([^>]*/>)", rb'\g<0>\1name="Again"\2sheetId="2"\3', xml)}))
     assert again.text == "Sheet\nOnly once" and [(page.start, page.end) for page in again.pages] == [(0, 15), (15, 15)]
-    # A cell naming a shared string that is not there loses the rest of its sheet, with the reason, not the workbook.
-    missing = b'<row r="2"><c r="A2" t="s"><v>99</v></c></row>'
-    broken = load(tmp_path, "broken.xlsx", xlsx_with_sheet_rows(row + missing))
-    assert broken.text == "Sheet\nOnly once"
-    assert broken.warnings == ["sheet Sheet cannot be read past row 1 with values: list index out of range"]
+    # A cell naming a shared string that is not there, or a number or a date that is none, reads #VALUE! (it lost
+    # the rest of its sheet); a row openpyxl cannot read loses the rest of its sheet, with the reason, not the workbook.
+    bad = (b'<row r="2"><c r="A2" t="s"><v>99</v></c><c r="B2" t="n"><v>1,234</v></c><c t="d"><v>9999-99-99</v></c>'
+           b'</row><row r="3"><c r="A3" t="inlineStr"><is><t>After</t></is></c></row>')
+    broken = load(tmp_path, "broken.xlsx", xlsx_with_sheet_rows(row + bad + b'<row r="x"/>' + row.replace(b"1", b"5")))
+    assert broken.text == "Sheet\nOnly once\n#VALUE! | #VALUE! | #VALUE!\nAfter"
+    assert broken.warnings == [
+        "sheet Sheet: 3 cell(s) that cannot be read (a shared string not there, a number or date that is none) read "
+        "#VALUE!", "sheet Sheet cannot be read past row 3 with values: could not convert string to float: 'x'"]
     # openpyxl matched each number format against a regular expression quadratic in its length, and made an object
     # of every style record: both are bounded before it parses them (blanks around "=" hide nothing).
     long_format = b'<numFmts count="1"><numFmt numFmtId="164" formatCode %s= "%s"/></numFmts>' % (

@@ -12,7 +12,9 @@ from typing import Any
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 from openpyxl import load_workbook
+from openpyxl.utils.cell import coordinate_to_tuple
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import WorkSheetParser
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
@@ -28,6 +30,7 @@ MAX_FORMAT_CODE = 255
 MAX_STYLE_RECORDS = 100_000  # cell formats, fonts, fills, borders, ... (1.9 million fonts took 36 s and 913 MB)
 _STYLE_RECORDS = frozenset({"xf", "font", "fill", "border", "dxf", "numFmt", "cellStyle"})
 _STYLES = "xl/styles.xml"  # where openpyxl reads them, whatever the package's relationships say
+_VALUE_ERROR = "#VALUE!"  # what Excel shows in a cell whose value is wrong
 
 
 class XlsxLoader(Loader):
@@ -74,13 +77,54 @@ def _pages(sheets: list[Any], reader: SheetReader, limits: Limits, warnings: lis
             texts.append("")  # a chart sheet, a sheet part listed again (read once), or past the cells
             continue
         paths.add(path)
-        texts.append(reader.page(sheet.title, lambda sheet=sheet: _rows(sheet)))
+        texts.append(reader.page(sheet.title, lambda sheet=sheet: _rows(sheet, warnings)))
     return texts
 
 
-def _rows(sheet: ReadOnlyWorksheet) -> Iterator[tuple[Any, ...]]:
-    sheet.reset_dimensions()  # the size a file declares is not trusted: a row is as long as its last cell
-    return sheet.iter_rows(max_row=MAX_ROWS, values_only=True)
+class _CellForgivingParser(WorkSheetParser):
+    """openpyxl's parser of a sheet, but a cell it cannot read (a shared string that is not there, a number or a
+    date that is none) reads ``#VALUE!``, as Excel shows an error, counted: it ended the sheet there."""
+
+    unreadable = 0
+
+    def parse_cell(self, element: Any) -> dict[str, Any]:
+        try:
+            return super().parse_cell(element)  # type: ignore[no-any-return]
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError):
+            self.unreadable += 1
+            row, column = self.row_counter, self.col_counter + 1  # without a place of its own: the next
+            if coordinate := element.get("r"):
+                try:
+                    row, column = coordinate_to_tuple(coordinate)
+                except (ValueError, TypeError, IndexError, KeyError, OverflowError):
+                    pass
+            self.col_counter = column
+            return {"row": row, "column": column, "value": _VALUE_ERROR, "data_type": "e", "style_id": 0}
+
+
+def _rows(sheet: ReadOnlyWorksheet, warnings: list[str]) -> Iterator[tuple[Any, ...]]:
+    """A sheet's rows of values as ``iter_rows(values_only=True)`` reads them (an empty one for each row it leaves
+    out), to ``MAX_ROWS``, its cells that cannot be read said in ``warnings``. The size a file declares is not
+    trusted: a row is as long as its last cell."""
+    sheet.reset_dimensions()
+    book, expected = sheet.parent, 1
+    with sheet._get_source() as source:
+        parser = _CellForgivingParser(source, sheet._shared_strings, data_only=True, epoch=book.epoch,
+                                      date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
+        try:
+            for number, cells in parser.parse():
+                if number > MAX_ROWS:
+                    break
+                while expected < number:
+                    expected += 1
+                    yield ()
+                if expected == number:  # (a row listed again, or out of order, is not read)
+                    expected += 1
+                    yield sheet._get_row(cells, values_only=True)
+        finally:  # (also when a row cannot be read: the cells before it were)
+            if parser.unreadable:
+                warnings.append(f"sheet {sheet.title[:100]}: {parser.unreadable:,} cell(s) that cannot be read (a "
+                                f"shared string not there, a number or date that is none) read {_VALUE_ERROR}")
 
 
 def _refuse_style_bombs(data: bytes) -> None:
