@@ -6,10 +6,12 @@ import base64
 import hashlib
 import io
 import re
+import struct
 import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +165,20 @@ def test_animated_gif_gives_its_first_frame_and_a_note(tmp_path: Path) -> None:
 def test_bad_image_files_fail_with_a_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
     with pytest.raises(ImageError if data else LoadError, match=reason):
         load(tmp_path, name, data)
+
+
+def test_a_png_s_text_chunks_cannot_cost_its_picture(tmp_path: Path) -> None:
+    """Pillow decompresses a PNG's text as it reads it: one of over 1 MB, or compressed in a way it lacks, lost the
+    whole picture, though its pixels were fine."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = image_bytes("PNG", size=(40, 30), color=RED)
+    idat = png.index(b"IDAT") - 4
+    bomb = chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"x" * 2**21))
+    unknown = chunk(b"iTXt", b"XML\0\x01\x07en\0\0" + b"?" * 100)  # compression method 7
+    data = png[:idat] + bomb + chunk(b"tEXt", b"Title\0Red") + png[idat:-12] + unknown + png[-12:]
+    [image] = load(tmp_path, "texts.png", data).images
+    assert image.sha256 == hashlib.sha256(data).hexdigest() and near(image.image.getpixel((20, 15)), RED)
 
 
 def test_noise_png_is_refused_not_crashed() -> None:

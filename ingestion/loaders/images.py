@@ -62,6 +62,8 @@ class ImageError(LoadError):
     """An image that cannot be used; the message is the reason a person reads."""
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
 _STREAM_REPR = re.compile(r"file '<_io\.BytesIO object at 0x[0-9a-f]+>'")
 
 
@@ -73,7 +75,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns above its own MAX_IMAGE_PIXELS; ours (max_pixels) is checked below instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image = Image.open(io.BytesIO(_without_png_text(data)), formats=FORMATS)
     except Image.DecompressionBombError as error:  # far over Pillow's own limit, which it checks first
         raise ImageError(f"refused before decoding as a possible decompression bomb ({error})") from error
     except UnidentifiedImageError as error:
@@ -92,6 +94,25 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     if image.format in ("JPEG", "MPO"):
         refuse_many_scans(data)
     return image
+
+
+def _without_png_text(data: bytes) -> bytes:
+    """A PNG without its text chunks (a title, a comment, XMP: never read here), which Pillow decompresses and
+    checks as it reads them: one over its 1 MB, or compressed in a way it lacks, refused the whole picture. Other
+    data, and a PNG without them, as it is; what follows a chunk cut short, as it was."""
+    if not data.startswith(_PNG_SIGNATURE) or not any(kind in data for kind in _PNG_TEXT):
+        return data
+    pieces, position = [data[:8]], 8
+    while position + 8 <= len(data):
+        length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
+        end = position + 12 + length  # length, type, data, checksum
+        if end > len(data):
+            break
+        if kind not in _PNG_TEXT:
+            pieces.append(data[position:end])
+        position = end
+    pieces.append(data[position:])
+    return b"".join(pieces)
 
 
 def refuse_many_scans(data: bytes) -> None:
