@@ -148,7 +148,7 @@ def _decode(data: bytes, declared: str | None, warnings: list[str]) -> str:
         if data.startswith(bom):
             return data[len(bom):].decode(encoding, errors="replace")
     if b"\x00" in data:
-        return _decode_with_nuls(data)
+        return _decode_with_nuls(data, declared, warnings)
     shifted = _iso2022(data, declared)
     if shifted is None:
         shifted = _hz(data, declared)
@@ -279,14 +279,27 @@ def _iso2022_label(declared: str | None) -> str | None:
     return name if name.startswith("iso2022_") else None
 
 
-def _decode_with_nuls(data: bytes) -> str:
-    """Valid UTF-8 with a few stray NUL bytes (the text cleaner drops them), else UTF-16/32 or binary."""
-    if data.count(b"\x00") <= len(data) * _MAX_NUL_SHARE:
+def _decode_with_nuls(data: bytes, declared: str | None, warnings: list[str]) -> str:
+    """Valid UTF-8 with a few stray NUL bytes (the text cleaner drops them), else UTF-16/32, else text in another
+    encoding with a few stray NUL bytes, read without them (one in a file of Windows-1252 refused it whole), else
+    binary."""
+    nuls = data.count(b"\x00")
+    if nuls <= len(data) * _MAX_NUL_SHARE:
         try:
             return _repair_double_utf8(data.decode("utf-8"))
         except UnicodeDecodeError:
             pass
-    return _decode_wide(data)
+    try:
+        return _decode_wide(data)
+    except LoadError as binary:
+        if nuls > len(data) * _MAX_NUL_SHARE:
+            raise
+        try:
+            text = _decode(data.replace(b"\x00", b""), declared, warnings)
+        except LoadError:
+            raise binary from None
+    warnings.append(f"{nuls:,} NUL byte(s) left out")
+    return text
 
 
 def _decode_wide(data: bytes) -> str:

@@ -234,9 +234,14 @@ def test_newlines_are_normalised_and_decoding_is_deterministic() -> None:
     assert {decode_text(CHINESE.encode("gb18030")) for _ in range(3)} == {CHINESE}
 
 
-def test_utf8_text_with_a_stray_nul_byte_is_read(tmp_path: Path) -> None:
+def test_text_with_a_stray_nul_byte_is_read(tmp_path: Path) -> None:
     document = load(tmp_path, "log.txt", "Plain UTF-8 text, café,\x00 then more text.".encode())
     assert document.text == "Plain UTF-8 text, café, then more text."
+    # In another encoding too (one NUL refused a whole Windows-1252 or GBK export), without it, and said
+    for encoding, text in (("cp1252", f"name,note\n{ACCENTED}\n" * 20), ("gbk", f"名称,备注\n{CHINESE}\n" * 20)):
+        document = load(tmp_path, "export.csv", text.encode(encoding).replace(b"\n", b"\x00\n", 1))
+        assert document.text == load(tmp_path, "clean.csv", text.encode(encoding)).text
+        assert document.warnings == ["1 NUL byte(s) left out"]
 
 
 STRAY_BYTES = {  # name: (bytes with a stray byte or a character cut off, the text read, what the warning begins with)
