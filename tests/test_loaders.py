@@ -1794,6 +1794,8 @@ def test_odt_reads_paragraphs_lists_tables_and_footnotes_not_deletions_or_commen
         "Pictures/map.png", "Delivery map", "See the map  here.")
     assert document.warnings == ["image ../secret.png skipped: linked, not stored in the file"]
     assert load(tmp_path, "titled.odt", odf_bytes("odt", body, title="Policy 2024")).title == "Policy 2024"
+    spaced = load(tmp_path, "spaced.odt", odf_bytes("odt", f'<text:p>a<text:s text:c="{10**21}"/>b</text:p>'))
+    assert spaced.text == "a" + " " * 1000 + "b"  # (a run of 10^21 spaces refused the document as over budget)
 
 
 def test_ods_reads_sheets_as_pages_with_column_headers_and_repeats(tmp_path: Path) -> None:
@@ -2642,6 +2644,10 @@ def test_rtf_of_too_many_control_words_or_groups_keeps_the_text_before_them(tmp_
     assert deep.text == "Top after." and deep.warnings == [
         "RTF groups nested more than 5 deep: their text is skipped"]
     assert load(tmp_path, "unclosed.rtf", rb"{\rtf1 {\b Unclosed").text == "Unclosed"
+    cut = load(tmp_path, "cut.rtf", rb"{\rtf1 Before\par{\pict\pngblip\bin9999999999 xx}After\par}")
+    assert cut.text == "Before" and cut.warnings == [  # (binary data to the end: said, not silently)
+        r"RTF binary data (\bin) of 9,999,999,999 bytes at byte 46 runs past the end of the file: nothing after it "
+        "is read"]
     monkeypatch.setattr(rtf, "_MAX_DEPTH", 1000)
     row = rb"\trowd\cellx1000\cellx2000\pard\plain\intbl{\f0\fs20 7\cell}\pard\plain\intbl{\f0\fs20 9\cell}\row "
     table = load(tmp_path, "numbers.rtf", rb"{\rtf1 " + row * 200 + rb"\pard End.\par}")  # 11 tokens a number

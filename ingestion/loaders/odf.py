@@ -68,6 +68,8 @@ _SKIPPED = frozenset(map(_q, (
 )))
 _WHITESPACE = re.compile(r"[ \t\r\n]+")  # a run of it in a paragraph's text is one space (ODF's rule)
 _MAX_DEPTH = 100  # elements nested deeper are read as their plain text, to bound the recursion
+# Spaces one <text:s> stands for, at most: more are no more text (one of 10^21 refused a document as over budget)
+_MAX_SPACES = 1000
 _IN_PARAGRAPH = -1  # the line of a picture anchored in a paragraph, until that paragraph's line is known
 
 
@@ -271,7 +273,7 @@ class _Reading:
             if child.tag in _SKIPPED or (self.slides and child.tag in _PAGE_FIELDS):
                 pass
             elif child.tag == _S:
-                spaces = _count(child.get(_C))
+                spaces = min(_count(child.get(_C)), _MAX_SPACES)
                 self._spend(spaces)
                 parts.append(" " * spaces)
             elif child.tag == _NUMBER:  # a list or heading number LibreOffice wrote out

@@ -416,6 +416,9 @@ class _Reading:
         """Takes the ``length`` bytes ``\\bin`` announces (a picture's, or skipped); returns where reading goes on."""
         picture = self.state.picture if self.state.mode is _Mode.PICTURE and not self.too_deep else None
         length = max(length, 0)
+        if position + length > len(data):
+            self.warnings.append(f"RTF binary data (\\bin) of {length:,} bytes at byte {position:,} runs past the "
+                                 "end of the file: nothing after it is read")
         if picture is not None:
             if picture.size + length <= self.limits.max_bytes:
                 picture.binary.append(data[position:position + length])
