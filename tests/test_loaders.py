@@ -41,6 +41,7 @@ from tests.documents import (
     msg_streams,
     odf_bytes,
     pdf_bytes,
+    pdf_from_objects,
     ppt_bytes,
     ppt_group,
     ppt_record,
@@ -761,6 +762,24 @@ def test_pdf_page_cap(tmp_path: Path) -> None:
 def test_broken_pdf_is_a_load_error(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(LoadError, match="PDF"):
         load(tmp_path, "broken.pdf", data)
+
+
+def test_a_pdf_page_tree_naming_itself_loses_those_entries_not_the_file(tmp_path: Path) -> None:
+    """pypdf refuses a page tree with a cycle whole ("Detected cyclic page references")."""
+    def page(parent: int, content: int) -> bytes:
+        return b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> " \
+            b"/Contents %d 0 R >>" % (parent, content)
+
+    def shown(text: bytes) -> bytes:
+        stream = b"BT /F1 12 Tf 72 720 Td (%s) Tj ET" % text
+        return b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [10 0 R 7 0 R 2 0 R] /Count 2 >>",
+               10: b"<< /Type /Pages /Parent 2 0 R /Kids [5 0 R 2 0 R 10 0 R] /Count 1 >>",
+               3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>", 5: page(10, 6), 6: shown(b"First page"),
+               7: page(2, 8), 8: shown(b"Second page")}
+    document = load(tmp_path, "cycle.pdf", pdf_from_objects(objects))
+    assert document.text == "First page\n\nSecond page"
+    assert document.warnings == ["3 entries of the page tree naming a list of pages it is in (a cycle) left out"]
 
 
 def encrypt(data: bytes, user_password: str, owner_password: str) -> bytes:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
+from pypdf.errors import DependencyError, PdfReadError
+from pypdf.generic import ArrayObject, DictionaryObject
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, clean_text, join_pages
 from ingestion.loaders.images import EmbeddedImages, describe_error
@@ -22,6 +25,7 @@ from kb.types import ExtractedDocument
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 _HEADER_WINDOW = 1024  # readers accept up to this much junk before "%PDF-"
+_MAX_PAGE_TREE_ENTRIES = 200_000  # looked at for cycles (pypdf's own bound on a tree's entries is 100,000)
 
 
 class PdfLoader(Loader):
@@ -52,10 +56,11 @@ class PdfLoader(Loader):
             raise LoadError("not a PDF: no %PDF- header at the start of the file")
         # pypdf signals malformed input with many exception types (KeyError, ValueError, zlib.error, ...),
         # so anything raised while opening the file means the file, not this code, is broken.
+        warnings: list[str] = []
         try:
             reader = PdfReader(io.BytesIO(data), strict=False)
             _unlock(reader)
-            total = len(reader.pages)
+            total = _page_count(reader, warnings)
         except (LoadError, DependencyError):
             raise
         except MemoryError:  # the file is over the memory budget: that is the reason
@@ -63,7 +68,6 @@ class PdfLoader(Loader):
         except Exception as error:
             raise LoadError(f"corrupt PDF: {describe_error(error)}") from error
 
-        warnings: list[str] = []
         count = min(total, limits.max_pages)
         if total > count:
             warnings.append(f"only the first {count} of {total} pages were read (max_pages)")
@@ -132,6 +136,57 @@ def _page_texts(reader: PdfReader, count: int, limits: Limits) -> tuple[list[str
             length += len(text or "") + 2
             limits.check_chars(length)
     return texts, failed
+
+
+def _page_count(reader: PdfReader, warnings: list[str]) -> int:
+    """How many pages the page tree lists; where a list of pages names one it is in (a cycle: pypdf refuses the
+    whole file), without those entries, said in ``warnings``."""
+    try:
+        return len(reader.pages)
+    except PdfReadError as error:
+        if "cyclic page references" not in str(error):
+            raise
+    cut = _cut_page_cycles(reader.trailer["/Root"]["/Pages"].get_object())
+    warnings.append(f"{cut:,} entr{'y' if cut == 1 else 'ies'} of the page tree naming a list of pages it is in "
+                    "(a cycle) left out")
+    return len(reader.pages)
+
+
+def _cut_page_cycles(root: DictionaryObject) -> int:
+    """Removes from each list of pages under ``root`` the entries naming that list or one it is in, as pypdf walks
+    the tree (depth first), within ``_MAX_PAGE_TREE_ENTRIES``; returns how many."""
+    cut, entries = 0, 0
+    ancestors: set[int] = set()
+    stack: list[tuple[DictionaryObject, Iterator[Any] | None]] = [(root, None)]
+    while stack and entries <= _MAX_PAGE_TREE_ENTRIES:
+        node, kids = stack[-1]
+        if kids is None:  # entered: its entries naming it or a list above it left out
+            ancestors.add(id(node))
+            listed = node.get("/Kids")
+            listed = listed.get_object() if listed is not None else None
+            if isinstance(listed, ArrayObject):
+                kept = [kid for kid in listed if id(_resolved(kid)) not in ancestors]
+                cut += len(listed) - len(kept)
+                listed[:] = kept
+            kids = iter(listed if isinstance(listed, ArrayObject) else [])
+            stack[-1] = (node, kids)
+        kid = _resolved(next(kids, None))
+        if kid is None:
+            ancestors.discard(id(node))
+            stack.pop()
+            continue
+        entries += 1
+        if isinstance(kid, DictionaryObject) and "/Kids" in kid:
+            stack.append((kid, None))
+    return cut
+
+
+def _resolved(entry: Any) -> Any:
+    """A page tree entry's object (None for none, or for a reference that cannot be resolved)."""
+    try:
+        return entry.get_object() if entry is not None else None
+    except Exception:  # pypdf reports a broken reference with many exception types
+        return None
 
 
 def _unlock(reader: PdfReader) -> None:
