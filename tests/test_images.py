@@ -153,6 +153,17 @@ def test_animated_gif_gives_its_first_frame_and_a_note(tmp_path: Path) -> None:
     document = load(tmp_path, "anim.gif", out.getvalue())
     assert near(document.images[0].image.getpixel((20, 20)), RED)
     assert document.warnings == ["anim.gif: 3 frames (animated or multi-page); only the first is used"]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    broken = load(tmp_path, "broken.gif", out.getvalue()[:-1] + b"\x2c" + b"\xff" * 30 + b";")  # a last frame of junk
+    assert near(broken.images[0].image.getpixel((20, 20)), RED) and broken.warnings == [
+        "broken.gif: frames after the first cannot be read (index out of range); only the first is used"]
+    # A TIFF's pages are not counted: Pillow compares each one's place with all before it (100,000 took 50 s).
+    out = io.BytesIO()
+    frames[0].save(out, "TIFF", save_all=True, append_images=frames[1:])
+    scan = load(tmp_path, "fax.tif", out.getvalue())
+    assert near(scan.images[0].image.getpixel((20, 20)), RED) and scan.warnings == [
+        "fax.tif: several pages; only the first is used"]
 
 
 @pytest.mark.parametrize("name, data, reason", [

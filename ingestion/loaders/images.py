@@ -170,14 +170,34 @@ def _decode(image: Image.Image, data: bytes, name: str, max_side: int, notes: li
             sha256: str | None = None) -> ExtractedImage:
     """Decode, make RGB within ``max_side`` (see ``small_rgb``) and upright."""
     width, height = image.size
-    frames = getattr(image, "n_frames", 1)
-    if frames > 1 and notes is not None:
-        notes.append(f"{name}: {frames} frames (animated or multi-page); only the first is used")
+    later = _later_frames(image, name)
+    if later is not None and notes is not None:
+        notes.append(later)
     image, turned = upright_rgb(image, max_side)
     if turned:
         width, height = height, width
     return ExtractedImage(image=image, sha256=sha256 or hashlib.sha256(data).hexdigest(), name=name, width=width,
                           height=height)
+
+
+def _later_frames(image: Image.Image, name: str) -> str | None:
+    """A note on the frames or pages past ``image``'s first, which are not used; None when it has none. A TIFF's
+    pages are not counted (Pillow compares each one's place with all before it: 100,000 took 50 s), and a broken
+    later frame costs only itself (it failed the picture, and the document that held it)."""
+    try:
+        if image.format == "TIFF":
+            several = getattr(image, "is_animated", False)
+            return f"{name}: several pages; only the first is used" if several else None
+        frames = getattr(image, "n_frames", 1)
+        return f"{name}: {frames} frames (animated or multi-page); only the first is used" if frames > 1 else None
+    except MemoryError:  # the file is over the memory budget: that is the reason
+        raise
+    except Exception as error:  # Pillow reports a broken frame with many exception types
+        try:
+            image.seek(0)
+        except Exception as again:
+            raise ImageError(f"corrupt or truncated image: {describe_error(again)}") from again
+        return f"{name}: frames after the first cannot be read ({describe_error(error)}); only the first is used"
 
 
 def upright_rgb(image: Image.Image, max_side: int = 2048) -> tuple[Image.Image, bool]:
