@@ -2186,6 +2186,28 @@ def test_xls_listing_one_sheet_twice_reads_it_once(tmp_path: Path) -> None:
     stream[listings[1]:listings[1] + 4] = stream[listings[0]:listings[0] + 4]
     document = load(tmp_path, "twice.xls", compound_file({"Workbook": bytes(stream)}))
     assert [document.text[page.start:page.end] for page in document.pages] == ["First\nonce", ""]
+    # Past half its time, a workbook reads no more sheets, keeping those it read (sheets whose records begin one
+    # after the other each read all the records after them: 400 took 40 s, and a workbook over its time was lost).
+    path = tmp_path / "slow.xls"
+    path.write_bytes(workbook)
+    hurried = loader_for(path).load(path, workbook, Limits(seconds=0))
+    assert hurried.text == "First\nonce" and hurried.warnings == [
+        "sheets from Second on not read: reading them would take the workbook past its 0 s (file_timeout)"]
+
+
+def test_an_xls_cell_naming_a_shared_string_not_there_reads_value_error(tmp_path: Path) -> None:
+    """xlrd lost the whole sheet."""
+    workbook = xls_bytes({"Prices": [["Item", "Price"], ["Tea", 3], ["Coffee", 4]]})
+    stream = bytearray(olefile.OleFileIO(io.BytesIO(workbook)).openstream("Workbook").read())
+    at = 0
+    while at + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, at)
+        if kind == 0x00FD and struct.unpack_from("<HH", stream, at + 4) == (1, 0):  # "Tea": a shared string's index
+            struct.pack_into("<I", stream, at + 10, 9999)
+        at += 4 + size
+    document = load(tmp_path, "strings.xls", compound_file({"Workbook": bytes(stream)}))
+    assert document.text == "Prices\nItem | Price\nItem: #VALUE! | Price: 3\nItem: Coffee | Price: 4"
+    assert document.warnings == ["1 cell(s) naming a shared string the workbook does not hold read #VALUE!"]
 
 
 # --- doc (Word 97-2003) -----------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class Limits:
     referenced image file may hold ``max_bytes``, and all of a document's together ``max_total_bytes``; files a
     document names are read only when ``references`` (not for an e-mail's attachment, which has no folder).
     ``seconds`` is the time the file may take to be read and loaded (``file_timeout``): a loader of many parts read
-    apart (a mailbox's messages) stops in time to keep those it read.
+    apart (a mailbox's messages, a workbook's sheets) stops in time to keep those it read (``past_half_time``).
     """
 
     max_chars: int = 10_000_000
@@ -110,6 +110,12 @@ class Limits:
         return cls(max_chars=ingestion.max_document_chars, max_pages=ingestion.max_pages,
                    max_markup_bytes=int(ingestion.max_html_mb * 2**20), max_pixels=ingestion.max_image_pixels,
                    min_side=ingestion.min_image_side, seconds=ingestion.file_timeout)
+
+    def past_half_time(self, started: float) -> bool:
+        """Whether half of ``seconds`` has gone since ``started`` (``time.monotonic``): a loader of many parts reads
+        no more of them, keeping those it read; the rest is for the part then being read (a message of 5 MB of HTML
+        takes 8 s). Six dense HTML mails, 31 MB, took 48 s: a mailbox over its 60 s was failed whole."""
+        return time.monotonic() - started > self.seconds / 2
 
     def check_chars(self, count: int) -> None:
         """Refuse a document whose text has grown past ``max_chars``."""

@@ -50,11 +50,6 @@ _MAX_PARTS = 10_000  # of a message and the messages attached to it, together
 _MAX_LINES = 4_000_000  # of a message and the messages attached to it, together
 _MAX_HEADER_LINES = 10_000  # of one part (4 million "To:" lines took 40 s and 1.4 GB)
 _MAX_READ_ATTACHMENTS = 200  # given to loaders (2,000 small DOCX attachments took 72 s)
-# Of its time to be read and loaded (``Limits.seconds``), what a mailbox spends on messages before it stops reading
-# them, keeping those read: the rest is for the message then being read (one of 5 MB of HTML takes 8 s). 500
-# newsletters in HTML, 30 MB, took 13 s, and six dense HTML bodies, 31 MB, 48 s: a mailbox over the 60 s of its
-# file_timeout was failed whole.
-_MAILBOX_TIME_SHARE = 0.5
 # The file type a part without a file name is read as, by its declared type (the host's mimetypes table differs
 # from machine to machine, and is a file outside the source folder).
 _SUFFIXES = {
@@ -213,7 +208,7 @@ class MboxLoader(Loader):
                 reading.notes.append(f"{unread:,} message(s) past the first {limits.max_pages} pages not read "
                                      "(max_pages)")
                 break
-            if number > 1 and time.monotonic() - reading.started > limits.seconds * _MAILBOX_TIME_SHARE:
+            if number > 1 and limits.past_half_time(reading.started):
                 unread = _messages_from(data, current)
                 reading.notes.append(f"{unread:,} message(s) from message {number} on not read: reading them would "
                                      f"take the mailbox past its {limits.seconds:.0f} s (file_timeout)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kb.types import ExtractedDocument
 _GLOBAL_RECORDS = {0x00E0: "cell formats", 0x0031: "fonts", 0x041E: "number formats", 0x0018: "defined names"}
 _EOF = 0x000A
 _MAX_GLOBAL_RECORDS = 100_000
+_VALUE_ERROR = "#VALUE!"  # what Excel shows in a cell whose value is wrong
 
 
 class XlsLoader(Loader):
@@ -89,7 +91,14 @@ def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[
         warnings.append(f"only the first {limits.max_pages} of {len(names)} sheets were read (max_pages)")
     texts: list[str] = []
     offsets: set[int] = set()
+    strings = book._sharedstrings = _SharedStrings(book._sharedstrings or [])
+    started = time.monotonic()
     for index, name in enumerate(names[: limits.max_pages]):
+        if index and limits.past_half_time(started):  # (sheets whose records begin one after the other each read
+            warnings.append(f"sheets from {name[:100]} on not read: reading them would take the workbook past its "
+                            f"{limits.seconds:.0f} s (file_timeout)")  # all that follows them: 400 took 40 s)
+            texts.extend("" for _ in names[index : limits.max_pages])
+            break
         offset = book._sh_abs_posn[index]  # where the sheet's records start: xlrd parses one listed again anew
         if reader.full or offset in offsets:
             texts.append("")
@@ -107,7 +116,24 @@ def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[
             texts.append(reader.page(name, lambda sheet=sheet: _rows(sheet, book.datemode)))
         finally:  # (over the allowance too: the workbook may be read again without its headers)
             book.unload_sheet(index)
+    if strings.missing:
+        warnings.append(f"{strings.missing:,} cell(s) naming a shared string the workbook does not hold read "
+                        f"{_VALUE_ERROR}")
     return texts
+
+
+class _SharedStrings(list[str]):
+    """A workbook's shared strings, where a cell naming one past them reads ``#VALUE!``, counted (xlrd lost the
+    whole sheet)."""
+
+    missing = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return super().__getitem__(index)
+        except (IndexError, TypeError):
+            self.missing += 1
+            return _VALUE_ERROR
 
 
 def _rows(sheet: Sheet, datemode: int) -> Iterator[tuple[Any, ...]]:
