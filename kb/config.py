@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -219,7 +219,7 @@ class FusionSettings(SettingsGroup):
     ))
     keyword_weight: float = Field(default=0.5, ge=0, le=1, json_schema_extra=flat_name("keyword_weight"),
                                   description="keyword share in calibrated fusion")
-    keyword_weights_by_language: dict[str, float] = Field(
+    keyword_weights_by_language: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: dict(CHINESE_KEYWORD_WEIGHT),
         json_schema_extra=flat_name("keyword_weights_by_language"), description=(
             "keyword share in calibrated fusion for questions written in Chinese (`zh`), Japanese (`ja`) or Korean "

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
-from kb.arguments import fraction, whole_number
+from kb.arguments import fraction, search_filters, whole_number
 from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
 from kb.containment import FileTooLargeError, NotRegularFileError, read_named_file
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
@@ -262,8 +262,7 @@ class KnowledgeBase:
         ``modalities`` restricts the results to ``{"text"}`` or ``{"image"}`` (both by default). Every hit has its
         file, page and character offsets; an image hit also has ``hit.image`` (see :meth:`image_preview`).
         """
-        if isinstance(filters, dict):
-            filters = Filters(**filters)
+        filters = search_filters(filters)
         if (query is None) == (image is None):
             raise InvalidRequestError("search with a query or an image, not both or neither")
         if image is not None:

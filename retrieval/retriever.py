@@ -42,9 +42,12 @@ Ranked = list[tuple[int, float]]
 
 def modality_set(modalities: str | Iterable[str] | None) -> frozenset[Modality]:
     """The modalities a search returns (all by default; one may be named alone); an unknown one is an error."""
-    if isinstance(modalities, str):
-        modalities = [modalities]
-    wanted = frozenset(modalities) if modalities is not None else frozenset(MODALITIES)
+    given = [modalities] if isinstance(modalities, str) else modalities if modalities is not None else MODALITIES
+    names = list(given) if isinstance(given, Iterable) else [given]
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidRequestError(f"modalities must be names, some of {', '.join(MODALITIES)} (got "
+                                  f"{repr(modalities)[:40]})")
+    wanted = frozenset(names)
     unknown = wanted - set(MODALITIES)
     if unknown or not wanted:
         raise InvalidRequestError(f"unknown modalities {sorted(unknown)}; use some of {', '.join(MODALITIES)}")

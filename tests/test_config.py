@@ -194,6 +194,9 @@ def test_errors_name_the_flat_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KB_READER_STRIDE")
     assert [issue["loc"] for issue in _errors(keyword_weights_by_language={"zh": "high"})] == \
         [("keyword_weights_by_language", "zh")]
+    for weight in (float("nan"), float("inf"), -5, 3.0):  # a share, as keyword_weight is (NaN scored every hit NaN)
+        assert [issue["loc"] for issue in _errors(keyword_weights_by_language={"zh": weight})] == \
+            [("keyword_weights_by_language", "zh")]
     assert [issue["loc"] for issue in _errors(reader_modle="x")] == [("reader_modle",)]
     between = _errors(chunk_tokens=32, chunk_overlap=40)  # a check between two settings names both, no group
     assert [issue["loc"] for issue in between] == [()] and "chunk_overlap (40) must be below chunk_tokens (32)" in \

@@ -19,6 +19,7 @@ from kb import Filters, KnowledgeBase
 from kb.containment import REFUSED
 from kb.errors import (
     EncoderMismatchError,
+    InvalidRequestError,
     KbError,
     ModelNotFoundError,
     SchemaError,
@@ -369,11 +370,19 @@ def test_filters_are_applied_and_unknown_filters_rejected(kb_factory, tmp_path: 
         assert not kb.search("duchy", k=10, mode=mode, filters={"path_glob": "nothing/*"})
         for nothing in ({"path_glob": []}, {"file_types": []}):  # an empty list allows nothing, not everything
             assert not kb.search("duchy", k=10, mode=mode, filters=nothing), (mode, nothing)
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidRequestError, match="^invalid filters: author: Extra inputs are not permitted$"):
         kb.search("days", filters={"author": "someone"})
     for glob in ("*\x00*", ["handbook/*", "a\x00b"]):  # SQLite silently matched nothing, PostgreSQL raised its own
-        with pytest.raises(ValidationError, match="NUL character"):
+        with pytest.raises(InvalidRequestError, match="NUL character"):
             kb.search("days", filters={"path_glob": glob})
+    for odd in ("*.txt", [1], {1: 2}):  # an AttributeError or TypeError deep inside (a web page passes JSON on)
+        with pytest.raises(InvalidRequestError, match="filters"):
+            kb.ask("days", filters=odd)  # type: ignore[arg-type]
+    for odd_modalities in (5, [["text"]]):
+        with pytest.raises(InvalidRequestError, match="^modalities must be names"):
+            kb.search("days", modalities=odd_modalities)  # type: ignore[arg-type]
+    many = kb.search("duchy founded", k=10, filters={"file_types": ["txt"] * 300_000})  # each type one SQL parameter
+    assert many == kb.search("duchy founded", k=10, filters={"file_types": ["txt"]})  # (too many: SQLite, PostgreSQL)
 
 
 def test_path_globs_fold_case_beyond_ascii_on_every_database(kb_factory, tmp_path: Path) -> None:
