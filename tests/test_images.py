@@ -187,9 +187,13 @@ def test_a_png_s_text_chunks_cannot_cost_its_picture(tmp_path: Path) -> None:
     idat = png.index(b"IDAT") - 4
     bomb = chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"x" * 2**21))
     unknown = chunk(b"iTXt", b"XML\0\x01\x07en\0\0" + b"?" * 100)  # compression method 7
-    data = png[:idat] + bomb + chunk(b"tEXt", b"Title\0Red") + png[idat:-12] + unknown + png[-12:]
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    turned = chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp.encode())  # read: it turns a screenshot upright
+    data = png[:idat] + bomb + turned + chunk(b"tEXt", b"Title\0Red") + png[idat:-12] + unknown + png[-12:]
     [image] = load(tmp_path, "texts.png", data).images
-    assert image.sha256 == hashlib.sha256(data).hexdigest() and near(image.image.getpixel((20, 15)), RED)
+    assert image.sha256 == hashlib.sha256(data).hexdigest() and near(image.image.getpixel((15, 20)), RED)
+    assert (image.width, image.height, image.image.size) == (30, 40, (30, 40))
 
 
 def test_noise_png_is_refused_not_crashed() -> None:

@@ -1087,6 +1087,10 @@ def test_xlsx_sheets_listed_twice_broken_sheets_and_style_bombs(tmp_path: Path) 
     assert broken.warnings == [
         "sheet Sheet: 3 cell(s) that cannot be read (a shared string not there, a number or date that is none) read "
         "#VALUE!", "sheet Sheet cannot be read past row 3 with values: could not convert string to float: 'x'"]
+    headed = (b'<row><c t="inlineStr"><is><t>Item</t></is></c><c t="inlineStr"><is><t>Price</t></is></c></row>'
+              b'<row><c t="inlineStr"><is><t>Tea</t></is></c><c><v>3</v></c></row>'
+              b'<row><c t="n"><v>n/a</v></c><c><v>4</v></c></row>')  # cells without their place written
+    assert load(tmp_path, "headed.xlsx", xlsx_with_sheet_rows(headed)).text.endswith("\nItem: #VALUE! | Price: 4")
     # openpyxl matched each number format against a regular expression quadratic in its length, and made an object
     # of every style record: both are bounded before it parses them (blanks around "=" hide nothing).
     long_format = b'<numFmts count="1"><numFmt numFmtId="164" formatCode %s= "%s"/></numFmts>' % (
@@ -1186,6 +1190,9 @@ def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: P
     assert missing.warnings == [
         "part word/_rels/document.xml.rels names 'media/image1.png', which the file does not hold: left out",
         "image in paragraph 2 skipped: linked, or missing: not in the file"]
+    slashed = load(tmp_path, "slashed.docx", deck_rewritten({"word/_rels/document.xml.rels": lambda rels: rels.replace(
+        b'Target="media/image1.png"', b'Target="//word/media/image1.png"')}, deck=pictured.getvalue()))
+    assert slashed.text == "The chart:\n\nAfter it." and slashed.images == []  # resolved as python-docx does
 
 
 def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path) -> None:

@@ -235,7 +235,8 @@ class MboxLoader(Loader):
                 raise
             except Exception as error:  # a hostile message costs itself, not the mailbox
                 reading.back_to(read_before)
-                reading.skipped.add(f"message {number} skipped: unexpected {type(error).__name__}: {error}")
+                reading.skipped.add(f"message {number} skipped: unexpected {type(error).__name__}: "
+                                    f"{describe_error(error)[:200]}")
             current = following
         return reading.document(self.file_type, None)
 

@@ -13,6 +13,7 @@ import stat
 import time
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path, PurePath
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ingestion.loaders.base import CappedWarnings, Limits, LoadError, OnKept, Stopwatch
 from ingestion.loaders.ooxml import UNREADABLE
@@ -75,7 +76,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns above its own MAX_IMAGE_PIXELS; ours (max_pixels) is checked below instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(_without_png_text(data)), formats=FORMATS)
+            image = Image.open(io.BytesIO(_without_refused_png_text(data)), formats=FORMATS)
     except Image.DecompressionBombError as error:  # far over Pillow's own limit, which it checks first
         raise ImageError(f"refused before decoding as a possible decompression bomb ({error})") from error
     except UnidentifiedImageError as error:
@@ -96,23 +97,50 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     return image
 
 
-def _without_png_text(data: bytes) -> bytes:
-    """A PNG without its text chunks (a title, a comment, XMP: never read here), which Pillow decompresses and
-    checks as it reads them: one over its 1 MB, or compressed in a way it lacks, refused the whole picture. Other
-    data, and a PNG without them, as it is; what follows a chunk cut short, as it was."""
+def _without_refused_png_text(data: bytes) -> bytes:
+    """A PNG without the text chunks Pillow would refuse the whole picture for (compressed past its
+    ``MAX_TEXT_CHUNK`` or in a way it lacks, or past its ``MAX_TEXT_MEMORY`` in all); the others, which Pillow reads
+    (XMP holds a screenshot's orientation), kept. Other data, and a PNG without such chunks, as it is."""
     if not data.startswith(_PNG_SIGNATURE) or not any(kind in data for kind in _PNG_TEXT):
         return data
-    pieces, position = [data[:8]], 8
+    pieces, position, text, refused = [data[:8]], 8, 0, False
     while position + 8 <= len(data):
         length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
         end = position + 12 + length  # length, type, data, checksum
         if end > len(data):
             break
-        if kind not in _PNG_TEXT:
+        size = _png_text_size(kind, data[position + 8:end - 4]) if kind in _PNG_TEXT else 0
+        if size is None or text + size > PngImagePlugin.MAX_TEXT_MEMORY:
+            refused = True
+        else:
+            text += size
             pieces.append(data[position:end])
         position = end
-    pieces.append(data[position:])
-    return b"".join(pieces)
+    return b"".join([*pieces, data[position:]]) if refused else data
+
+
+def _png_text_size(kind: bytes, chunk: bytes) -> int | None:
+    """The text a PNG text chunk holds, in bytes (read compressed within Pillow's ``MAX_TEXT_CHUNK``), as Pillow
+    counts it against ``MAX_TEXT_MEMORY``; None for one Pillow refuses."""
+    _, _, text = chunk.partition(b"\0")
+    if kind == b"zTXt":
+        if text[:1] not in (b"", b"\0"):  # a compression method other than zlib's
+            return None
+        text = text[1:]
+    elif kind == b"iTXt":
+        flags = text[:2]
+        parts = text[2:].split(b"\0", 2)
+        if flags[:1] in (b"", b"\0") or flags[1:2] != b"\0" or len(parts) < 3:
+            return len(text)  # not compressed, or in a way Pillow passes over
+        text = parts[2]
+    else:
+        return len(text)
+    decompressor = zlib.decompressobj()
+    try:
+        plain = decompressor.decompress(text, PngImagePlugin.MAX_TEXT_CHUNK)
+    except zlib.error:
+        return 0  # Pillow reads it as no text
+    return None if decompressor.unconsumed_tail else len(plain)
 
 
 def refuse_many_scans(data: bytes) -> None:

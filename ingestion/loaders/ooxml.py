@@ -154,7 +154,7 @@ def _dangling_left_out(relationships: bytes, name: str, members: set[str], repai
         if relationship.get("TargetMode") == "External":
             continue
         target = str(relationship.get("Target", ""))
-        resolved = posixpath.normpath(posixpath.join("/" + folder, target)).lstrip("/")
+        resolved = posixpath.abspath(posixpath.join("/" + folder, target))[1:]  # ("//x" stays "/x", no member)
         if resolved not in members:
             dangling.append(relationship)
             repairs.append(f"part {name[:200]} names {target[:200]!r}, which the file does not hold: left out")

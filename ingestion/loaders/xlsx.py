@@ -88,11 +88,12 @@ class _CellForgivingParser(WorkSheetParser):
     unreadable = 0
 
     def parse_cell(self, element: Any) -> dict[str, Any]:
+        before = self.col_counter  # (openpyxl moves it on before it reads the value)
         try:
             return super().parse_cell(element)  # type: ignore[no-any-return]
         except (ValueError, TypeError, IndexError, KeyError, OverflowError):
             self.unreadable += 1
-            row, column = self.row_counter, self.col_counter + 1  # without a place of its own: the next
+            row, column = self.row_counter, before + 1  # without a place of its own: the next
             if coordinate := element.get("r"):
                 try:
                     row, column = coordinate_to_tuple(coordinate)
