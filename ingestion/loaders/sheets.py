@@ -18,6 +18,7 @@ from ingestion.loaders.images import describe_error
 MAX_CELLS = 20_000_000
 LOOKAHEAD = 10  # rows with values searched for the column headers
 MAX_HEADER = 80  # characters of a column header repeated before each value
+VALUE_ERROR = "#VALUE!"  # what Excel shows in a cell whose value is wrong: a cell a workbook's library cannot read
 # Words column headers use, in English and Chinese: a row of text holding them (and its columns' values not) is
 # the headers of a sheet of text only, as a contact list or a register is.
 _LABEL_WORDS = re.compile(

@@ -16,13 +16,12 @@ from xlrd.sheet import Sheet
 from ingestion.loaders import ole
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
-from ingestion.loaders.sheets import SheetReader, read_sheets
+from ingestion.loaders.sheets import VALUE_ERROR, SheetReader, read_sheets
 from kb.types import ExtractedDocument
 
 _GLOBAL_RECORDS = {0x00E0: "cell formats", 0x0031: "fonts", 0x041E: "number formats", 0x0018: "defined names"}
 _EOF = 0x000A
 _MAX_GLOBAL_RECORDS = 100_000
-_VALUE_ERROR = "#VALUE!"  # what Excel shows in a cell whose value is wrong
 
 
 class XlsLoader(Loader):
@@ -118,7 +117,7 @@ def _pages(book: xlrd.Book, reader: SheetReader, limits: Limits, warnings: list[
             book.unload_sheet(index)
     if strings.missing:
         warnings.append(f"{strings.missing:,} cell(s) naming a shared string the workbook does not hold read "
-                        f"{_VALUE_ERROR}")
+                        f"{VALUE_ERROR}")
     return texts
 
 
@@ -133,7 +132,7 @@ class _SharedStrings(list[str]):
             return super().__getitem__(index)
         except (IndexError, TypeError):
             self.missing += 1
-            return _VALUE_ERROR
+            return VALUE_ERROR
 
 
 def _rows(sheet: Sheet, datemode: int) -> Iterator[tuple[Any, ...]]:

@@ -19,7 +19,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, join_pages
 from ingestion.loaders.images import describe_error
 from ingestion.loaders.ooxml import refuse_bombs
-from ingestion.loaders.sheets import SheetReader, read_sheets
+from ingestion.loaders.sheets import VALUE_ERROR, SheetReader, read_sheets
 from kb.types import ExtractedDocument
 
 MAX_ROWS = 1_048_576  # Excel's own limit: a row numbered past it is not read
@@ -30,7 +30,6 @@ MAX_FORMAT_CODE = 255
 MAX_STYLE_RECORDS = 100_000  # cell formats, fonts, fills, borders, ... (1.9 million fonts took 36 s and 913 MB)
 _STYLE_RECORDS = frozenset({"xf", "font", "fill", "border", "dxf", "numFmt", "cellStyle"})
 _STYLES = "xl/styles.xml"  # where openpyxl reads them, whatever the package's relationships say
-_VALUE_ERROR = "#VALUE!"  # what Excel shows in a cell whose value is wrong
 
 
 class XlsxLoader(Loader):
@@ -100,7 +99,7 @@ class _CellForgivingParser(WorkSheetParser):
                 except (ValueError, TypeError, IndexError, KeyError, OverflowError):
                     pass
             self.col_counter = column
-            return {"row": row, "column": column, "value": _VALUE_ERROR, "data_type": "e", "style_id": 0}
+            return {"row": row, "column": column, "value": VALUE_ERROR, "data_type": "e", "style_id": 0}
 
 
 def _rows(sheet: ReadOnlyWorksheet, warnings: list[str]) -> Iterator[tuple[Any, ...]]:
@@ -125,7 +124,7 @@ def _rows(sheet: ReadOnlyWorksheet, warnings: list[str]) -> Iterator[tuple[Any, 
         finally:  # (also when a row cannot be read: the cells before it were)
             if parser.unreadable:
                 warnings.append(f"sheet {sheet.title[:100]}: {parser.unreadable:,} cell(s) that cannot be read (a "
-                                f"shared string not there, a number or date that is none) read {_VALUE_ERROR}")
+                                f"shared string not there, a number or date that is none) read {VALUE_ERROR}")
 
 
 def _refuse_style_bombs(data: bytes) -> None:
