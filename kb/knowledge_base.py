@@ -393,6 +393,7 @@ class KnowledgeBase:
                 warnings=snapshot.document_warnings(),
                 failed=[FailedFile(path=path, reason=error or "unknown") for path, error in
                         snapshot.failed_documents()],
+                unread=[FailedFile(path=path, reason=reason) for path, reason in snapshot.unread_files()],
                 notices=self.store.notices(),
                 chunks=snapshot.count("chunks"),
                 images=snapshot.count("images"),

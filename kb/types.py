@@ -413,6 +413,9 @@ class Stats(BaseModel):
     empty: list[str] = Field(default_factory=list, description="documents read that hold no text")
     warnings: dict[str, list[str]] = Field(default_factory=dict, description="documents read only in part, and why")
     failed: list[FailedFile] = Field(default_factory=list, description="every failed document, with why")
+    unread: list[FailedFile] = Field(default_factory=list, description="what each source's last run could not make "
+                                     "a document of, with why: a file name not valid UTF-8, a path too long, a "
+                                     "folder it could not list (as that run recorded them: its first 1,000 failures)")
     notices: list[str] = Field(default_factory=list, description="what the knowledge base cannot do for now")
     chunks: int
     images: int = Field(description="image chunks: image files and images inside documents")

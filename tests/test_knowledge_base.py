@@ -776,9 +776,17 @@ def test_a_file_name_that_is_not_utf8_costs_only_that_file(kb_factory, tmp_path:
     folder = write_docs(tmp_path / "docs")
     with open(os.path.join(os.fsencode(folder), b"bad\xff.txt"), "wb") as handle:
         handle.write(b"some text")
-    report = kb_factory().ingest(folder)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 not a PDF")
+    kb = kb_factory()
+    report = kb.ingest(folder)
     assert len(report.added) == 4
-    assert [f.reason for f in report.failed] == ["file name is not valid UTF-8"]
+    assert sorted(f.reason for f in report.failed)[-1] == "file name is not valid UTF-8"
+    stats = kb.stats()  # the refused name is counted beside the failed document, though it never became one
+    assert stats.failed_documents == 1 and [f.path for f in stats.failed] == [str(folder / "broken.pdf")]
+    assert [(Path(f.path).name, f.reason) for f in stats.unread] == [("bad\\udcff.txt", "file name is not valid UTF-8")]
+    os.rename(os.path.join(os.fsencode(folder), b"bad\xff.txt"), folder / "renamed.txt")
+    kb.ingest(folder)
+    assert kb.stats().unread == [] and kb.stats().documents == 5
 
 
 @pytest.mark.databases("sqlite", "postgresql")  # the faiss index

@@ -107,7 +107,8 @@ def stats(value: Stats) -> None:
     partial = [f"{count} {label}" for count, label in ((len(value.empty), "empty"),
                                                        (len(value.warnings), "with warnings")) if count]
     detail = f" ({', '.join(partial)})" if partial else ""
-    print(f"documents       {value.documents} ingested{detail}, {value.failed_documents} failed")
+    unread = f"; {len(value.unread)} not read" if value.unread else ""
+    print(f"documents       {value.documents} ingested{detail}, {value.failed_documents} failed{unread}")
     print(f"file types      {', '.join(f'{safe(k)}: {v}' for k, v in sorted(value.file_types.items())) or '-'}")
     print(f"chunks          {value.chunks} ({value.images} of them images)")
     for space in value.spaces:
@@ -121,6 +122,10 @@ def stats(value: Stats) -> None:
         print(f"failed   {safe(failure.path)}: {one_line(failure.reason)}")
     if len(value.failed) > LISTED:
         print(f"... and {len(value.failed) - LISTED} more failed documents (`kb stats --json` lists them all)")
+    for failure in value.unread[:LISTED]:
+        print(f"not read {safe(failure.path)}: {one_line(failure.reason)}")
+    if len(value.unread) > LISTED:
+        print(f"... and {len(value.unread) - LISTED} more not read (`kb stats --json` lists them all)")
 
 
 def run_reports(reports: list[IngestReport], verbose: bool = False) -> None:

@@ -198,6 +198,18 @@ class Snapshot:
         return [(path, error) for path, error in self.session.execute(
             select(Document.path, Document.error).where(Document.status == "failed").order_by(Document.path))]
 
+    def unread_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of what each source's last finished run recorded as failed but holds no document: files
+        refused before they were read (a name not valid UTF-8, a path too long) and folders it could not list."""
+        last = select(func.max(Run.id)).where(Run.finished_at.is_not(None), Run.source_id.is_not(None)) \
+            .group_by(Run.source_id)
+        recorded = [(failure["path"], failure["reason"]) for failures in self.session.scalars(
+            select(Run.failures).where(Run.id.in_(last))) for failure in failures or []]
+        paths = sorted({path for path, _ in recorded})
+        documents = {path for start in range(0, len(paths), BATCH) for path in self.session.scalars(
+            select(Document.path).where(Document.path.in_(paths[start:start + BATCH])))}
+        return sorted((path, reason) for path, reason in recorded if path not in documents)
+
     def empty_documents(self) -> list[str]:
         return list(self.session.scalars(select(Document.path).where(Document.status == "empty")
                                          .order_by(Document.path)))
