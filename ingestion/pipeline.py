@@ -521,12 +521,17 @@ class Ingestor:
         """Record why a file failed. A previously ingested version stays searchable (nothing is lost)."""
         report.failed.append(FailedFile(path=str(file.path), reason=reason))
         with self.store.write() as unit:
-            if known is not None:
-                unit.record_failure(known.id, reason, file.size, file.mtime_ns, content_hash)
+            try:
+                with unit.savepoint():  # a reason the database rejects leaves the failure in the report only
+                    if known is not None:
+                        unit.record_failure(known.id, reason, file.size, file.mtime_ns, content_hash)
+                        return
+                    unit.add_failed_document(source_id=source_id, path=str(file.path), relpath=file.relpath,
+                                             file_type=file_type, size=file.size, mtime_ns=file.mtime_ns,
+                                             modified_at=file_time(file.mtime_ns), content_hash=content_hash,
+                                             error=reason)
+            except RejectedDataError:
                 return
-            unit.add_failed_document(source_id=source_id, path=str(file.path), relpath=file.relpath,
-                                     file_type=file_type, size=file.size, mtime_ns=file.mtime_ns,
-                                     modified_at=file_time(file.mtime_ns), content_hash=content_hash, error=reason)
 
     def _check_stop(self) -> None:
         """Raise ``StopRequested`` when a stop was requested: between files, and while a batch is embedded."""

@@ -275,8 +275,8 @@ class KnowledgeBase:
     def image_preview(self, hit: Hit | int) -> bytes:
         """The stored JPEG preview of the image a hit shows or carries (or of an image chunk id)."""
         chunk_id = (hit.image.chunk_id if hit.image is not None else hit.chunk_id) if isinstance(hit, Hit) else hit
-        with self.store.read() as snapshot:  # an id past what SQL holds (64 bits) names no image either
-            preview = snapshot.image_preview(chunk_id) if isinstance(chunk_id, int) and 0 < chunk_id < 2**63 else None
+        with self.store.read() as snapshot:  # an id past what SQL holds (32 bits on PostgreSQL) names no image either
+            preview = snapshot.image_preview(chunk_id) if isinstance(chunk_id, int) and 0 < chunk_id < 2**31 else None
         if preview is None:
             raise NotAnImageError(f"chunk {chunk_id} is not an image of this knowledge base")
         return preview

@@ -28,6 +28,9 @@ def too_many_missing(missing: int, documents: int, share: float) -> bool:
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute, its links resolved; one holding a NUL, which no system call takes, is refused."""
+    if "\0" in os.fspath(path):
+        raise InvalidRequestError(f"the folder path {os.fspath(path)!r} holds a NUL character, which no path can")
     return str(Path(path).expanduser().resolve())
 
 
@@ -38,10 +41,11 @@ def find_source(store: Store, folder: str | os.PathLike[str]) -> str | None:
     The path as given comes first: a stored folder that has since become a symlink resolves elsewhere, and must
     still be found to be run (which refuses it), rescheduled or removed.
     """
+    resolved = resolve(folder)
     with store.read() as snapshot:
         stored = set(snapshot.source_paths())
     given = os.path.abspath(Path(folder).expanduser())
-    return next((path for path in (given, resolve(folder)) if path in stored), None)
+    return next((path for path in (given, resolved) if path in stored), None)
 
 
 def source_path(store: Store, folder: str | os.PathLike[str]) -> str:

@@ -42,3 +42,10 @@ def _encodes(string: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable(message: str) -> str:
+    """``message`` (a failure's reason, in whatever a library raised) as every database stores it: NUL, which
+    PostgreSQL's text refuses, and lone surrogates, which no database encodes, become U+FFFD (paired ones join)."""
+    message = message.replace("\x00", "\ufffd")
+    return message if _encodes(message) else message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

@@ -501,6 +501,24 @@ def lone_surrogate_pdf() -> bytes:
     })
 
 
+def nul_in_error_pdf() -> bytes:
+    """A PDF encrypted with a crypt filter named /A#00B: pypdf's error names it, NUL and all, and PostgreSQL's text
+    refused that reason, ending every run of the folder with a DataError and storing nothing of it."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+               b"<< /Filter /Standard /V 4 /R 4 /Length 128 /CF << >> /StmF /A#00B /StrF /Identity "
+               b"/O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >>"]
+    out, offsets = bytearray(b"%PDF-1.6\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += (b"trailer\n<< /Size 5 /Root 1 0 R /Encrypt 4 0 R /ID [<00112233445566778899aabbccddeeff> "
+            b"<00112233445566778899aabbccddeeff>] >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+    return bytes(out)
+
+
 def mime_nested(depth: int, boundary: str = 'boundary="b{}"') -> bytes:
     """A message of multiparts each inside the last, ``depth`` deep, with a line of text at the bottom; each
     declares its boundary ``b<level>`` as ``boundary`` writes it."""

@@ -41,6 +41,7 @@ from tests.documents import (
     image_bytes,
     msg_streams,
     odf_bytes,
+    pdf_bytes,
     ppt_bytes,
     ppt_record,
     ppt_shape,
@@ -73,6 +74,7 @@ from tests.hostile import (
     nested_groups_deck,
     nested_html,
     noise_png,
+    nul_in_error_pdf,
     office_external_entity,
     one_picture_shown_often_deck,
     outside,
@@ -505,6 +507,25 @@ def _assert_nothing_outside(kb) -> None:  # type: ignore[no-untyped-def]
     assert not any(SECRET in text for text in texts + warnings + errors)
     secret_picture = image_bytes("PNG", size=(120, 90), color=SECRET_COLOUR)
     assert hashlib.sha256(secret_picture).hexdigest() not in pictures
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+def test_a_failure_whose_reason_holds_a_nul_costs_only_its_file(kb_factory, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", {"a_first.txt": "The lantern room opens at dawn.",
+                                          "z_last.txt": "The keeper logs every ship."})
+    (docs / "report.pdf").write_bytes(pdf_bytes([["The harbour fee is twelve crowns."]]))
+    kb = kb_factory()
+    assert len(kb.ingest(docs).added) == 3
+    (docs / "report.pdf").write_bytes(nul_in_error_pdf())  # a good document's file replaced: its content is kept
+    (docs / "new.pdf").write_bytes(nul_in_error_pdf())
+    (docs / "b_new.txt").write_text("The fog bell rings twice.", encoding="utf-8")
+    report = kb.ingest(docs)
+    assert [Path(path).name for path in report.added] == ["b_new.txt"]
+    assert sorted(Path(f.path).name for f in report.failed) == ["new.pdf", "report.pdf"]
+    stored = {Path(f.path).name: f.reason for f in kb.stats().failed}
+    assert stored.keys() == {"new.pdf"} and "/A\ufffdB" in stored["new.pdf"]
+    assert kb.search("harbour fee crowns", k=1)[0].path.endswith("report.pdf")
+    assert [job.status for job in kb.jobs()] == ["ok", "ok"]
 
 
 @pytest.mark.databases("sqlite", "postgresql")

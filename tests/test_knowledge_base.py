@@ -397,6 +397,11 @@ def test_path_globs_fold_case_beyond_ascii_on_every_database(kb_factory, tmp_pat
         for glob in ("*été*", "*ÉTÉ*", "*Été_*"):
             hits = kb.search("copper", k=10, mode=mode, filters={"path_glob": glob})
             assert sorted(Path(h.path).name for h in hits) == ["ÉTÉ_report.txt", "été_notes.txt"], (mode, glob)
+    write_docs(folder, {"İSTANBUL.txt": "Copper from the Bosporus.", "ΟΔΟΣ 1.txt": "Copper street."})
+    kb.ingest(folder)
+    for glob, name in (("istanbul*", "İSTANBUL.txt"), ("*οδοσ*", "ΟΔΟΣ 1.txt"), ("*ΟΔΟΣ*", "ΟΔΟΣ 1.txt")):
+        hits = kb.search("copper", k=10, mode="keyword", filters={"path_glob": glob})
+        assert [Path(h.path).name for h in hits] == [name], glob  # letters folded one by one, as PostgreSQL does
 
 
 def test_path_globs_match_accents_composed_or_apart(kb_factory, tmp_path: Path) -> None:
@@ -990,6 +995,10 @@ def test_empty_documents_are_a_status_of_their_own(kb_factory, tmp_path: Path) -
     (lambda kb: kb.search("days", filters={"path_glob": "*" * 60_000}), "longer than any path (4,096 characters)"),
     (lambda kb: kb.search("days", filters={"path_glob": "\ud800*"}), "path_glob holds a lone UTF-16 surrogate"),
     (lambda kb: kb.image_preview(2**70), "chunk 1180591620717411303424 is not an image"),
+    (lambda kb: kb.image_preview(2**31), "chunk 2147483648 is not an image"),  # past PostgreSQL's INTEGER
+    (lambda kb: kb.ingest("docs\0"), "holds a NUL character"),
+    (lambda kb: kb.add_source("docs\0"), "holds a NUL character"),
+    (lambda kb: kb.remove_source("docs\0"), "holds a NUL character"),
 ])
 def test_arguments_of_the_wrong_kind_or_past_their_bounds_are_refused_in_one_line(kb_factory, call, refused) -> None:
     """Each once failed deep inside (a TypeError from the tokenizer or torch, an OverflowError or a 'pattern too

@@ -19,8 +19,12 @@ SQLITE_LOWER = "kb_lower"  # SQLite's lower() folds ASCII only: this one, regist
 
 
 def unicode_lower(value: str | None) -> str | None:
-    """``SQLITE_LOWER``: Python's Unicode lower case ("ÉTÉ" is "été"), NULL kept."""
-    return None if value is None else str(value).lower()
+    """``SQLITE_LOWER``: Unicode lower case ("ÉTÉ" is "été"), NULL kept, one letter at a time as PostgreSQL's
+    ``lower()`` folds: Python's own would make "İ" two letters and a word's last "Σ" a "ς", not a "σ"."""
+    if value is None:
+        return None
+    text = str(value)
+    return text.lower() if text.isascii() else "".join("i" if char == "\u0130" else char.lower() for char in text)
 
 
 class UnicodeLower(FunctionElement[str]):

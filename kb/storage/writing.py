@@ -42,6 +42,7 @@ from kb.storage.models import (
     utcnow,
 )
 from kb.storage.reading import ORPHANS, Snapshot
+from kb.text import storable
 
 MAX_TERM_LENGTH = 128
 POSTINGS_PER_INSERT = 50_000  # keyword postings sent to SQLite in one statement
@@ -347,12 +348,12 @@ class WriteUnit:
         """A known document's file failed: a good version keeps its content; a failed one takes the new facts."""
         document = self.session.get(Document, document_id)
         assert document is not None
-        document.error = reason
+        document.error = storable(reason)
         if document.status == "failed":
             document.size, document.mtime_ns, document.content_hash = size, mtime_ns, content_hash
 
-    def add_failed_document(self, **row: Any) -> None:
-        self.session.add(Document(status="failed", warnings=[], text="", pages=[], **row))
+    def add_failed_document(self, *, error: str, **row: Any) -> None:
+        self.session.add(Document(status="failed", warnings=[], text="", pages=[], error=storable(error), **row))
 
     # -- sources and runs ------------------------------------------------------------------------------------
 
@@ -401,7 +402,7 @@ class WriteUnit:
         return run.id
 
     def add_failed_run(self, source_id: int, error: str) -> None:
-        self.session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(), error=error))
+        self.session.add(Run(source_id=source_id, status="failed", finished_at=utcnow(), error=storable(error)))
         self._forget_old_runs(source_id)
 
     def finish_run(self, run_id: int, status: str, error: str | None, counts: dict[str, int],
@@ -409,7 +410,8 @@ class WriteUnit:
         """Records a run's outcome: its first ``MAX_RUN_FAILURES`` failures (``counts`` has them all)."""
         run = self.session.get(Run, run_id)
         assert run is not None
-        run.status, run.error, run.finished_at, run.counts = status, error, utcnow(), counts
+        run.status, run.finished_at, run.counts = status, utcnow(), counts
+        run.error = None if error is None else storable(error)
         run.failures = failures[:MAX_RUN_FAILURES]
         if run.source_id is not None:
             self._forget_old_runs(run.source_id)
