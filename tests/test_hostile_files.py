@@ -27,7 +27,7 @@ import ingestion.scan
 from ingestion.isolation import FileBudget
 from ingestion.loaders import images as image_module
 from ingestion.loaders import loader_for
-from ingestion.loaders.base import Limits
+from ingestion.loaders.base import Limits, LoadError
 from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
@@ -424,6 +424,25 @@ def test_each_distinct_picture_is_decoded_once_and_repeats_count(tmp_path: Path,
     capped = loader_for("s.docx").load(tmp_path / "s.docx", data, Limits(max_images=5))
     assert capped.warnings == ["25 image(s) beyond the first 5 skipped (at most 5 images per document, repeats "
                                "included)"]
+
+
+_DEEP = "<a>" * 1200 + "</a>" * 1200
+_CONTAINER = ('<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+              '<rootfiles>{}<rootfile full-path="OEBPS/content.opf"/></rootfiles></container>')
+
+
+@pytest.mark.parametrize(("name", "build", "part"), [
+    ("container.epub", lambda: epub_bytes({"a.xhtml": "<p>Deep.</p>"}, files={
+        "META-INF/container.xml": _CONTAINER.format(_DEEP)}), "META-INF/container.xml"),
+    ("package.epub", lambda: epub_bytes({"a.xhtml": "<p>Deep.</p>"}, title=_DEEP), "OEBPS/content.opf"),
+    ("content.odt", lambda: odf_bytes("odt", f"<text:p>Deep.</text:p>{_DEEP}"), "content.xml"),
+])
+def test_xml_nested_past_256_levels_is_refused_as_corrupt(tmp_path: Path, name: str, build: Callable[[], bytes],
+                                                         part: str) -> None:
+    """1,200 levels in 1 KB: walking the tree the standard library's parser built raised a RecursionError, an
+    unexpected failure, where lxml's parts were refused past 256 levels."""
+    with pytest.raises(LoadError, match=f"{part} nests XML more than 256 deep"):
+        loader_for(name).load(tmp_path / name, build())
 
 
 def _swap_after_scan(monkeypatch: pytest.MonkeyPatch, swaps: Callable[[], None]) -> None:

@@ -9,12 +9,12 @@ import re
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
-from xml.etree.ElementTree import Element, TreeBuilder
+from xml.etree.ElementTree import Element
 
 from ingestion.loaders.base import Limits, Loader, LoadError, OnKept, OverBudget, clean_text, join_pages
 from ingestion.loaders.images import SUFFIXES as IMAGE_SUFFIXES
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import UNREADABLE, parse_part, refuse_bombs
+from ingestion.loaders.ooxml import UNREADABLE, ShallowTreeBuilder, parse_part, refuse_bombs
 from ingestion.loaders.sheets import LOOKAHEAD, MAX_CELLS, ColumnHeaders, blame_headers, read_sheets
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
@@ -124,7 +124,7 @@ class OdfLoader(Loader):
                                  pages=pages if reading.paged else [], warnings=warnings)
 
 
-class _ReadAttributes(TreeBuilder):
+class _ReadAttributes(ShallowTreeBuilder):
     """Builds the tree with only the attributes the loader reads (a hostile file's long attributes on two million
     elements cost 1.85 GB parsed whole)."""
 

@@ -29,6 +29,7 @@ MAX_XML_ATTRIBUTES = 4_000_000
 # ... and per byte of markup, as names are held too: 2 million elements of unique 80-character names, 476 MB of XML,
 # parsed to 2.9 GB. An ordinary part takes 20 to 40 bytes an element.
 MAX_XML_BYTES = 128 * 2**20
+MAX_XML_DEPTH = 256  # lxml's own limit, kept by the parts parsed with the standard library too
 # Text is parsed, then joined, whole before its length is checked: the text between tags is counted too (an entity
 # as one byte; blanks between two tags only inside a text run, as indentation is not text). UTF-8 takes at most 4
 # bytes a character, so more text bytes than 4 per allowed character cannot fit the allowance.
@@ -217,15 +218,39 @@ def _xml_error(xml: bytes) -> str | None:
     return None
 
 
-def parse_part(package: zipfile.ZipFile, name: str, kind: str, target: TreeBuilder | None = None) -> Element:
+class _TooDeep(Exception):
+    """Raised by :class:`ShallowTreeBuilder` past ``MAX_XML_DEPTH``; ``parse_part`` says which part."""
+
+
+class ShallowTreeBuilder(TreeBuilder):
+    """Builds a tree at most ``MAX_XML_DEPTH`` deep, as lxml's parser refuses deeper: walking the tree recurses
+    once a level, and 1,200 levels of a 1 KB part raised a RecursionError."""
+
+    depth = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        self.depth += 1
+        if self.depth > MAX_XML_DEPTH:
+            raise _TooDeep
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> Element:
+        self.depth -= 1
+        return super().end(tag)
+
+
+def parse_part(package: zipfile.ZipFile, name: str, kind: str, target: ShallowTreeBuilder | None = None) -> Element:
     """A part of the package (which holds it) parsed with no DTD (a DTD's default attributes multiply every
-    element's: 6 KB took 2.7 GB), no entities and no external references; ``target`` builds the tree."""
-    parser = DefusedXMLParser(target=target, forbid_dtd=True)
+    element's: 6 KB took 2.7 GB), no entities, no external references and at most ``MAX_XML_DEPTH`` levels;
+    ``target`` builds the tree."""
+    parser = DefusedXMLParser(target=target or ShallowTreeBuilder(), forbid_dtd=True)
     try:
         parser.feed(package.read(name))
         return parser.close()
     except DefusedXmlException as error:
         raise LoadError(f"{kind} declares a DTD or XML entities, which are refused") from error
+    except _TooDeep:
+        raise LoadError(f"corrupt {kind}: {name[:200]} nests XML more than {MAX_XML_DEPTH} deep") from None
     except (ParseError, ValueError, LookupError) as error:  # an encoding expat lacks is a ValueError or LookupError
         raise LoadError(f"corrupt {kind}: {name[:200]} is not well-formed XML ({error})") from error
 
