@@ -19,13 +19,14 @@ import pytest
 from docx import Document
 from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls, qn
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE
 from pptx.util import Inches
 from pypdf import PdfReader
 
 from ingestion.loaders import LoadError, loader_for
+from ingestion.loaders import images as image_module
 from ingestion.loaders.base import Limits
 from ingestion.loaders.images import EmbeddedImages, ImageError, decode_image, thumbnail_jpeg
 from ingestion.loaders.pdf import PdfLoader
@@ -194,6 +195,28 @@ def test_a_png_s_text_chunks_cannot_cost_its_picture(tmp_path: Path) -> None:
     [image] = load(tmp_path, "texts.png", data).images
     assert image.sha256 == hashlib.sha256(data).hexdigest() and near(image.image.getpixel((15, 20)), RED)
     assert (image.width, image.height, image.image.size) == (30, 40, (30, 40))
+
+
+def test_a_png_s_text_chunks_are_inflated_no_further_than_pillow_keeps(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of a PNG's small text chunks that inflates past ``MAX_TEXT_CHUNK`` was inflated that far to be left out,
+    however many: 12 MB of them took 30 s. No more than ``MAX_TEXT_MEMORY`` is inflated in all."""
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 4 * PngImagePlugin.MAX_TEXT_CHUNK)
+    inflated, measure = [], image_module._png_text_size
+
+    def measured(*args: object) -> tuple[int | None, int]:
+        found = measure(*args)  # type: ignore[arg-type]
+        inflated.append(found[1])
+        return found
+
+    monkeypatch.setattr(image_module, "_png_text_size", measured)
+    text = b"Comment\0\0" + zlib.compress(bytes(PngImagePlugin.MAX_TEXT_CHUNK + 1), 9)
+    png = image_bytes("PNG", size=(40, 30), color=RED)
+    idat = png.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    [image] = load(tmp_path, "texts.png", png[:idat] + chunk * 100 + png[idat:]).images
+    assert near(image.image.getpixel((15, 20)), RED)
+    assert len(inflated) == 100 and sum(inflated) <= PngImagePlugin.MAX_TEXT_MEMORY  # was 100 MB
 
 
 def test_noise_png_is_refused_not_crashed() -> None:

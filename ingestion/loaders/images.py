@@ -100,16 +100,20 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
 def _without_refused_png_text(data: bytes) -> bytes:
     """A PNG without the text chunks Pillow would refuse the whole picture for (compressed past its
     ``MAX_TEXT_CHUNK`` or in a way it lacks, or past its ``MAX_TEXT_MEMORY`` in all); the others, which Pillow reads
-    (XMP holds a screenshot's orientation), kept. Other data, and a PNG without such chunks, as it is."""
+    (XMP holds a screenshot's orientation), kept. Other data, and a PNG without such chunks, as it is. No more than
+    ``MAX_TEXT_MEMORY`` is inflated in all, refused chunks counted: 12 MB of small chunks each inflating past
+    ``MAX_TEXT_CHUNK`` took 30 s; the compressed chunks past it are left out unread."""
     if not data.startswith(_PNG_SIGNATURE) or not any(kind in data for kind in _PNG_TEXT):
         return data
-    pieces, position, text, refused = [data[:8]], 8, 0, False
+    pieces, position, text, inflated, refused = [data[:8]], 8, 0, 0, False
     while position + 8 <= len(data):
         length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
         end = position + 12 + length  # length, type, data, checksum
         if end > len(data):
             break
-        size = _png_text_size(kind, data[position + 8:end - 4]) if kind in _PNG_TEXT else 0
+        size, spent = _png_text_size(kind, data[position + 8:end - 4], PngImagePlugin.MAX_TEXT_MEMORY - inflated) \
+            if kind in _PNG_TEXT else (0, 0)
+        inflated += spent
         if size is None or text + size > PngImagePlugin.MAX_TEXT_MEMORY:
             refused = True
         else:
@@ -119,28 +123,31 @@ def _without_refused_png_text(data: bytes) -> bytes:
     return b"".join([*pieces, data[position:]]) if refused else data
 
 
-def _png_text_size(kind: bytes, chunk: bytes) -> int | None:
-    """The text a PNG text chunk holds, in bytes (read compressed within Pillow's ``MAX_TEXT_CHUNK``), as Pillow
-    counts it against ``MAX_TEXT_MEMORY``; None for one Pillow refuses."""
+def _png_text_size(kind: bytes, chunk: bytes, allowance: int) -> tuple[int | None, int]:
+    """The text a PNG text chunk holds, in bytes (read compressed within Pillow's ``MAX_TEXT_CHUNK`` and the
+    ``allowance`` left to inflate), as Pillow counts it against ``MAX_TEXT_MEMORY`` (None for one Pillow refuses,
+    or past the allowance), and the bytes inflated to tell."""
     _, _, text = chunk.partition(b"\0")
     if kind == b"zTXt":
         if text[:1] not in (b"", b"\0"):  # a compression method other than zlib's
-            return None
+            return None, 0
         text = text[1:]
     elif kind == b"iTXt":
         flags = text[:2]
         parts = text[2:].split(b"\0", 2)
         if flags[:1] in (b"", b"\0") or flags[1:2] != b"\0" or len(parts) < 3:
-            return len(text)  # not compressed, or in a way Pillow passes over
+            return len(text), 0  # not compressed, or in a way Pillow passes over
         text = parts[2]
     else:
-        return len(text)
+        return len(text), 0
+    if allowance <= 0:
+        return None, 0
     decompressor = zlib.decompressobj()
     try:
-        plain = decompressor.decompress(text, PngImagePlugin.MAX_TEXT_CHUNK)
+        plain = decompressor.decompress(text, min(PngImagePlugin.MAX_TEXT_CHUNK, allowance))
     except zlib.error:
-        return 0  # Pillow reads it as no text
-    return None if decompressor.unconsumed_tail else len(plain)
+        return 0, 0  # Pillow reads it as no text
+    return None if decompressor.unconsumed_tail else len(plain), len(plain)
 
 
 def refuse_many_scans(data: bytes) -> None:
