@@ -27,7 +27,7 @@ import ingestion.scan
 from ingestion.isolation import FileBudget
 from ingestion.loaders import images as image_module
 from ingestion.loaders import loader_for
-from ingestion.loaders.base import Limits, LoadError
+from ingestion.loaders.base import Limits, LoadError, OverBudget
 from ingestion.loaders.markdown import MarkdownLoader
 from kb.containment import REFUSED
 from kb.errors import ModelNotFoundError
@@ -443,6 +443,17 @@ def test_xml_nested_past_256_levels_is_refused_as_corrupt(tmp_path: Path, name: 
     unexpected failure, where lxml's parts were refused past 256 levels."""
     with pytest.raises(LoadError, match=f"{part} nests XML more than 256 deep"):
         loader_for(name).load(tmp_path / name, build())
+
+
+def test_epub_chapters_that_do_not_start_as_xml_are_counted_against_the_book_s_budget(tmp_path: Path) -> None:
+    """The package check passes over parts that do not start with '<' (pictures), and a chapter is read as HTML
+    whatever it starts with: 100 chapters of 5 MB of hidden text after an "x" were read whole (77 s, 419 MB)."""
+    hidden = b'x<html><body><p>Seen.</p><div style="display:none">' + b"word " * 1000 + b"</div></body></html>"
+    names = [f"c{number}.xhtml" for number in range(3)]
+    book = epub_bytes(dict.fromkeys(names, ""), files={f"OEBPS/{name}": hidden for name in names})
+    assert loader_for("b.epub").load(tmp_path / "b.epub", book, Limits(max_chars=5000)).text.count("Seen.") == 3
+    with pytest.raises(OverBudget, match="EPUB XML holds more than 4,000 bytes of text"):
+        loader_for("b.epub").load(tmp_path / "b.epub", book, Limits(max_chars=1000))
 
 
 def _swap_after_scan(monkeypatch: pytest.MonkeyPatch, swaps: Callable[[], None]) -> None:

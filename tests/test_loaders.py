@@ -1919,8 +1919,11 @@ def test_opendocument_refuses_entities_bombs_and_broken_packages(tmp_path: Path)
     assert document.title == "Heading" and document.warnings[0].startswith("meta.xml not read: corrupt ODT")
     with pytest.raises(LoadError, match="corrupt ODS"):
         load(tmp_path, "broken.ods", b"PK\x03\x04 not a zip")
-    deep = "<text:p>" + "<text:span>" * 100_000 + "deep" + "</text:span>" * 100_000 + "</text:p>"
+    deep = "<text:p>" + "<text:span>" * 200 + "deep" + "</text:span>" * 200 + "</text:p>"
     assert load(tmp_path, "deep.odt", odf_bytes("odt", deep)).text == "deep"
+    deeper = "<text:p>" + "<text:span>" * 100_000 + "deep" + "</text:span>" * 100_000 + "</text:p>"
+    with pytest.raises(LoadError, match="content.xml nests XML more than 256 deep"):  # as lxml refuses a DOCX's
+        load(tmp_path, "deeper.odt", odf_bytes("odt", deeper))
     repeated = ('<table:table table:name="S"><table:table-row table:number-rows-repeated="1048576">'
                 '<table:table-cell table:number-columns-repeated="16384"><text:p>x</text:p></table:table-cell>'
                 "</table:table-row></table:table>")

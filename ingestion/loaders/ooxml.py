@@ -18,7 +18,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 from lxml import etree
 
-from ingestion.loaders.base import CappedWarnings, LoadError
+from ingestion.loaders.base import CappedWarnings, LoadError, OverBudget
 
 MAX_EXPANDED_BYTES = 512 * 2**20
 # Parsed XML costs memory per element (a few hundred bytes each, with python-docx's objects), not per byte: the
@@ -58,12 +58,40 @@ _COPY_CHUNK = 2**20
 Package = TypeVar("Package")
 
 
-def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
-    """An Office file (``kind``: DOCX, XLSX, PPTX, ODT, ODS, ODP) is a zip of XML: refuse one that would inflate past
-    ``MAX_EXPANDED_BYTES``, or whose XML holds more than ``MAX_XML_TAGS`` elements or ``MAX_XML_ATTRIBUTES``
-    attributes or more text than ``max_chars`` characters can take, or with a part that cannot be unpacked, before
-    anything unpacks or parses it."""
-    max_text = BYTES_PER_CHARACTER * max_chars
+class XmlBudget:
+    """What the XML of one file may hold, counted piece by piece before any of it is parsed: ``MAX_XML_BYTES`` of
+    markup, ``MAX_XML_TAGS`` elements, ``MAX_XML_ATTRIBUTES`` attributes and the text ``max_chars`` characters can
+    take; past any, an ``OverBudget`` naming the file's ``kind``."""
+
+    def __init__(self, max_chars: int, kind: str) -> None:
+        self.max_chars, self.kind = max_chars, kind
+        self.max_text = BYTES_PER_CHARACTER * max_chars
+        self.tags = self.attributes = self.text = self.markup = 0
+
+    def count(self, chunk: bytes) -> None:
+        kind = self.kind
+        self.markup += len(chunk)
+        if self.markup > MAX_XML_BYTES:
+            raise OverBudget(f"over budget: {kind} XML of more than {MAX_XML_BYTES / 2**20:.0f} MB (an XML bomb?)")
+        self.tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
+        self.attributes += chunk.count(b"=")
+        if self.attributes > MAX_XML_ATTRIBUTES:
+            raise OverBudget(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} attributes (an XML "
+                            "bomb?)")
+        if self.tags > MAX_XML_TAGS:
+            raise OverBudget(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements (an XML bomb?)")
+        self.text += _text_bytes(chunk)
+        if self.text > self.max_text:
+            raise OverBudget(f"over budget: {kind} XML holds more than {self.max_text:,} bytes of text; "
+                            f"max_document_chars allows {self.max_chars:,} characters")
+
+
+def refuse_bombs(data: bytes, max_chars: int, kind: str) -> XmlBudget:
+    """An Office file (``kind``: DOCX, XLSX, PPTX, ODT, ODS, ODP, EPUB) is a zip of XML: refuse one that would
+    inflate past ``MAX_EXPANDED_BYTES``, or whose XML parts are past the :class:`XmlBudget`, or with a part that
+    cannot be unpacked, before anything unpacks or parses it. Returns the budget, for parts read as markup though
+    they do not start as XML (an EPUB's chapters)."""
+    budget = XmlBudget(max_chars, kind)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -71,28 +99,19 @@ def refuse_bombs(data: bytes, max_chars: int, kind: str) -> None:
             if expanded > MAX_EXPANDED_BYTES:
                 raise LoadError(f"{kind} would expand to {expanded / 2**20:.0f} MB (a zip bomb?); the limit is "
                                 f"{MAX_EXPANDED_BYTES / 2**20:.0f} MB")
-            tags = attributes = text = markup = 0
             for member in members:
                 _refuse_unreadable(member, kind)
                 for chunk in _xml_chunks(archive, member):
-                    markup += len(chunk)
-                    if markup > MAX_XML_BYTES:
-                        raise LoadError(f"over budget: {kind} XML of more than {MAX_XML_BYTES / 2**20:.0f} MB "
-                                        "(an XML bomb?)")
-                    tags += chunk.count(b"<") - chunk.count(b"</")  # elements: a closing tag is not one
-                    attributes += chunk.count(b"=")
-                    if attributes > MAX_XML_ATTRIBUTES:
-                        raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_ATTRIBUTES:,} "
-                                        "attributes (an XML bomb?)")
-                    if tags > MAX_XML_TAGS:
-                        raise LoadError(f"over budget: {kind} XML holds more than {MAX_XML_TAGS:,} elements "
-                                        "(an XML bomb?)")
-                    text += _text_bytes(chunk)
-                    if text > max_text:
-                        raise LoadError(f"over budget: {kind} XML holds more than {max_text:,} bytes of text; "
-                                        f"max_document_chars allows {max_chars:,} characters")
+                    budget.count(chunk)
     except UNREADABLE:
-        return  # not a readable zip: the loader's library reports it as corrupt
+        pass  # not a readable zip: the loader's library reports it as corrupt
+    return budget
+
+
+def counted_as_xml(data: bytes) -> bool:
+    """Whether :func:`refuse_bombs` counted a part of these bytes: one that starts as XML does (its first byte,
+    after byte-order marks and blanks, a '<')."""
+    return data.lstrip(_XML_LEAD).startswith(b"<")
 
 
 def opened_despite_broken_parts(data: bytes, open_package: Callable[[bytes], Package], warnings: list[str]) -> Package:
