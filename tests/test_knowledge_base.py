@@ -309,6 +309,24 @@ def test_a_page_is_read_again_when_a_picture_it_shows_changes_or_comes(kb_factor
     assert len(report.warnings[str(folder / "sub" / "notes.md")]) == 2
 
 
+def test_a_picture_named_through_a_folder_linked_out_of_the_source_tells_nothing_of_what_lies_there(
+        kb_factory, tmp_path: Path) -> None:
+    """The page named "out/map.png" with "out" a link to a folder outside: the picture was refused, but its size
+    and time were recorded and looked at on every run, so the page was read again whenever the outside file came,
+    changed or went, which told whether it exists."""
+    folder, elsewhere = tmp_path / "docs", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "out").symlink_to(elsewhere)
+    (folder / "notes.md").write_text("Ferry notes.\n\n![Harbour map](out/map.png)\n", encoding="utf-8")
+    kb = kb_factory(clip_model="none")
+    assert [Path(path).name for path in kb.ingest(folder).added] == ["notes.md"]
+    (elsewhere / "map.png").write_bytes(image_bytes(size=(60, 40), color=(200, 30, 30)))
+    assert kb.ingest(folder).unchanged == [str(folder / "notes.md")]
+    (elsewhere / "map.png").write_bytes(image_bytes(size=(80, 60), color=(30, 30, 200)))
+    assert kb.ingest(folder).unchanged == [str(folder / "notes.md")]
+
+
 def test_a_page_follows_its_picture_s_link_and_a_page_read_before_version_9_is_read_once(
         kb_factory, tmp_path: Path, database: Database) -> None:
     """The picture was recorded where its link led, so a link pointed elsewhere changed nothing; a page read

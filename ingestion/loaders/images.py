@@ -56,6 +56,8 @@ _MAX_PATH_BYTES = 4096  # Linux's PATH_MAX: no file has a longer path
 # row of 76 MB, read at every run. Far more than the pictures a page keeps (max_images).
 _MAX_REFERENCES = 1000
 _MAX_REFERENCE_CHARS = 256 * 1024
+# Resolving a path costs a system call per folder it names: 2,400 references of 2,040 folders each took 24 s.
+_MAX_RESOLVED_CHARS = 2**20
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)", re.DOTALL | re.IGNORECASE)
 
 
@@ -339,6 +341,8 @@ class EmbeddedImages:
         self._files: dict[str, str | ImageError] = {}  # referenced files by real path: their hash, or the refusal
         self._references: dict[str, ReferencedFile] = {}  # those in the source folder, as they were when read
         self._real_root: str | None = None  # the source folder's real path, found once
+        self._real_paths: dict[str, str] = {}  # paths the document names, resolved (each once)
+        self._resolved_chars = 0
         self._reference_chars = 0
         self._bytes_read = 0
         self._shown = 0  # references counted against max_images: pictures kept, and their repeats
@@ -360,10 +364,22 @@ class EmbeddedImages:
         for path in dict.fromkeys((named, real)):
             if path in self._references or not inside(path, self._real_root):
                 continue
+            if path == named and not inside(self._real_path(os.path.dirname(named)), self._real_root):
+                continue  # its folder is a link out of the source: its size and time are not the folder's to tell
             if len(self._references) >= _MAX_REFERENCES or self._reference_chars + len(path) > _MAX_REFERENCE_CHARS:
                 return
             self._reference_chars += len(path)
             self._references[path] = referenced_file(path)
+
+    def _real_path(self, path: str) -> str:
+        """``os.path.realpath(path)``, each path once, within ``_MAX_RESOLVED_CHARS`` of paths per document."""
+        found = self._real_paths.get(path)
+        if found is None:
+            self._resolved_chars += len(path)
+            if self._resolved_chars > _MAX_RESOLVED_CHARS:
+                raise ImageError(f"the document names more than {_MAX_RESOLVED_CHARS:,} characters of file paths")
+            found = self._real_paths[path] = os.path.realpath(path)
+        return found
 
     @property
     def references(self) -> list[ReferencedFile]:
@@ -499,7 +515,7 @@ class EmbeddedImages:
                     raise ImageError(f"cannot be unpacked: {describe_error(error)}") from error
         else:
             path = local_path(src, Path(folder))
-            key = os.path.realpath(path)
+            key = self._real_path(str(path))
 
             def read(limit: int) -> bytes:
                 return read_reference(path, self.root, limit)
