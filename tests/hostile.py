@@ -720,3 +720,66 @@ def docx_naming_one_note(references: int, characters: int) -> bytes:
     reference = '<w:r><w:footnoteReference w:id="1"/></w:r>'
     return docx_with_notes(f"<w:p>{reference * references}</w:p>",
                            footnotes={1: f'<w:p><w:r><w:t>{"x" * characters}</w:t></w:r></w:p>'})
+
+
+def _ole_streams(deck: bytes) -> dict[str, bytes]:
+    """The streams of a compound file by path, to write again with more."""
+    import olefile
+
+    with olefile.OleFileIO(io.BytesIO(deck)) as package:
+        return {"/".join(path): package.openstream(path).read() for path in package.listdir()}
+
+
+def ppt_summary_looping(declared: int) -> bytes:
+    """A deck whose summary information (a title, padded past the mini stream's 4 KB) declares ``declared`` bytes
+    on a first sector the FAT chains to itself: olefile read the same sector until that much was read."""
+    from tests.documents import compound_file, ppt_bytes, ppt_shape, summary_information
+
+    streams = _ole_streams(ppt_bytes([[ppt_shape("Hello slide")]]))
+    streams["\x05SummaryInformation"] = summary_information("Looping", codepage=1252).ljust(5000, b"\0")
+    data = bytearray(compound_file(streams))
+    entry = _ole_entries(data)["\x05SummaryInformation"]
+    start = struct.unpack_from("<I", data, entry + 116)[0]
+    struct.pack_into("<IQ", data, entry + 116, start, declared)
+    struct.pack_into("<I", data, 512 + 512 * struct.unpack_from("<I", data, 0x4C)[0] + 4 * start, start)
+    return bytes(data)
+
+
+def ppt_declaring_fat_sectors(count: int) -> bytes:
+    """A deck whose header declares ``count`` FAT sectors, listed by a DIFAT sector that names itself as the next:
+    olefile copied the whole FAT once for each sector it added (time the square of ``count``)."""
+    from tests.documents import ppt_bytes, ppt_shape
+
+    data = bytearray(ppt_bytes([[ppt_shape("Hello slide")]]))
+    fat, difat = struct.unpack_from("<I", data, 0x4C)[0], (len(data) - 512) // 512  # one sector appended
+    struct.pack_into("<I", data, 0x2C, count)
+    struct.pack_into("<II", data, 0x44, difat, (count - 109 + 126) // 127)
+    struct.pack_into("<109I", data, 0x4C, *[fat] * 109)
+    return bytes(data + struct.pack("<128I", *[fat] * 127, difat))
+
+
+def ppt_of_chained_entries(streams: int) -> bytes:
+    """A deck of ``streams`` more streams, its entries chained as right siblings rather than a balanced tree, as a
+    writer that never balances leaves them: olefile walked the chain recursively."""
+    from tests.documents import compound_file, ppt_bytes, ppt_shape
+
+    extra = {f"Pad{number:05}": b"x" for number in range(streams)}
+    data = bytearray(compound_file(_ole_streams(ppt_bytes([[ppt_shape("Hello slide")]])) | extra))
+    entries = sorted(_ole_entries(data).values())
+    struct.pack_into("<I", data, entries[0] + 76, 1)  # the root's first entry
+    for number, entry in enumerate(entries[1:], 1):
+        struct.pack_into("<II", data, entry + 68, 0xFFFFFFFF, number + 1 if number < len(entries) - 1 else 0xFFFFFFFF)
+    return bytes(data)
+
+
+def _ole_entries(data: bytearray) -> dict[str, int]:
+    """Where each directory entry of a file ``compound_file`` wrote starts, by name (its directory is one run of
+    sectors)."""
+    directory = 512 + 512 * struct.unpack_from("<I", data, 0x30)[0]
+    found = {}
+    for entry in range(directory, len(data) - 127, 128):
+        size = struct.unpack_from("<H", data, entry + 64)[0]
+        if not 2 <= size <= 64 or data[entry + 66] not in (1, 2, 5):
+            break
+        found[bytes(data[entry:entry + size - 2]).decode("utf-16-le")] = entry
+    return found

@@ -78,10 +78,13 @@ from tests.hostile import (
     office_external_entity,
     one_picture_shown_often_deck,
     outside,
+    ppt_declaring_fat_sectors,
     ppt_edits_naming_one_directory,
     ppt_listing_one_slide,
     ppt_nested_groups,
+    ppt_of_chained_entries,
     ppt_slides_sharing_one_drawing,
+    ppt_summary_looping,
     repeated_contents_pdf,
     repeated_image_markdown,
     shared_mask_pdf,
@@ -287,6 +290,12 @@ CASES = {
         "drawing.ppt", lambda: ppt_slides_sharing_one_drawing(2000, ppt_record(0xF004, ppt_record(
             0xF00B, struct.pack("<HI", 1, 0) * 4095, 4095), container=True) * 250)), None, 400, 30),
     "ppt of groups nested 800,000 deep": (_write("nested.ppt", lambda: ppt_nested_groups(800_000)), None, 400, 30),
+    "ppt whose summary declares 300 MB on a sector chained to itself": (_write("looping.ppt", lambda: (
+        ppt_summary_looping(300 * 2**20))), None, 400, 30),
+    "ppt whose header declares 40,000 FAT sectors, its DIFAT naming itself": (_write("fat.ppt", lambda: (
+        ppt_declaring_fat_sectors(40_000))), "declares 40,000 FAT sectors in a file of 5 sectors", 400, 30),
+    "ppt of 1,500 streams chained as right siblings": (_write("chained.ppt", lambda: ppt_of_chained_entries(1500)),
+                                                       None, 400, 30),
     "ppt of 100,000 pictures showing one": (_write("shown.ppt", lambda: ppt_bytes(
         [[ppt_shape(picture=1)] * 100_000], pictures=[image_bytes("PNG", (80, 60))])), None, 400, 30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
