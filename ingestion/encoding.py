@@ -19,6 +19,7 @@ import unicodedata
 import charset_normalizer
 
 from ingestion.loaders.base import LoadError
+from kb.text import valid_unicode
 
 # Longest marks first: the UTF-32-LE mark begins with the UTF-16-LE one.
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -117,6 +118,12 @@ def windows_codec(code_page: int) -> str | None:
     """The Python codec of a Windows code page number (16 bits), as RTF and Office files name their text's; None
     when Python has none."""
     return _known_codec(code_page) if 0 <= code_page <= 0xFFFF else None
+
+
+def windows_text(data: bytes, code_page: int) -> str:
+    """``data`` in a Windows code page (cp1252 where Python has none), a bad byte as U+FFFD, and so a lone
+    surrogate, which UTF-7 (65000) can spell: it made a whole message fail where its text was written out."""
+    return valid_unicode(data.decode(windows_codec(code_page) or "cp1252", "replace"))
 
 
 @functools.cache

@@ -44,8 +44,13 @@ def _encodes(string: str) -> bool:
     return True
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` with each lone surrogate U+FFFD and each pair joined into its character: what UTF-7 or a JSON
+    escape can spell, and no tokenizer, database or terminal takes."""
+    return text if _encodes(text) else text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def storable(message: str) -> str:
     """``message`` (a failure's reason, in whatever a library raised) as every database stores it: NUL, which
-    PostgreSQL's text refuses, and lone surrogates, which no database encodes, become U+FFFD (paired ones join)."""
-    message = message.replace("\x00", "\ufffd")
-    return message if _encodes(message) else message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    PostgreSQL's text refuses, and lone surrogates, which no database encodes, become U+FFFD."""
+    return valid_unicode(message.replace("\x00", "\ufffd"))

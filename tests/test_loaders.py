@@ -1408,6 +1408,32 @@ def test_email_reads_what_a_bomb_check_must_not_refuse_and_bounds_what_it_reads(
     assert nested.warnings[0].endswith("message 1 skipped: MIME bomb? parts nested more than 20 levels deep")
 
 
+def test_outlook_text_in_utf7_that_spells_a_lone_surrogate_costs_only_that_character(tmp_path: Path) -> None:
+    """Code page 65000 is UTF-7, which can spell half a surrogate pair ("+2AA-"): written out, such a subject,
+    body or attachment name failed the whole message ("'utf-8' codec can't encode"), and one in winmail.dat the
+    e-mail holding it."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    utf7 = struct.pack("<IIQ", 0x3FDE0003, 6, 65000) + struct.pack("<IIQ", 0x3FFD0003, 6, 65000)
+    streams = msg_streams("Notes +2AA-", body="The fine body +2AA- of a message read in UTF-7 all the same.",
+                          unicode=False, codepage=1252, attachments=[("n.txt", b"Kept.")])
+    streams["__properties_version1.0"] = streams["__properties_version1.0"].replace(
+        struct.pack("<IIQ", 0x3FDE0003, 6, 1252) + struct.pack("<IIQ", 0x3FFD0003, 6, 1252), utf7)
+    del streams["__attach_version1.0_#00000000/__substg1.0_3707001F"]
+    streams["__attach_version1.0_#00000000/__substg1.0_3707001E"] = b"name+2AA-.txt"
+    document = load(tmp_path, "utf7.msg", compound_file(streams))
+    assert document.title == "Notes \ufffd" and "The fine body \ufffd of a message" in document.text
+    assert document.text.endswith("Attachment: name\ufffd.txt\n\nKept.") and not document.warnings
+    wrapped = tnef_bytes([("a.txt", b"Kept too.")], body="The wrapped body +2AA- of a message read in UTF-7 too.")
+    message = EmailMessage()
+    message["Subject"] = "Wrapped"
+    message.add_attachment(wrapped.replace(struct.pack("<II", 1252, 0), struct.pack("<II", 65000, 0), 1),
+                           "application", "ms-tnef", filename="winmail.dat")
+    assert load(tmp_path, "utf7.eml", message.as_bytes(policy=SMTP)).text == (
+        "Subject: Wrapped\n\nThe wrapped body \ufffd of a message read in UTF-7 too.\n\nAttachment: a.txt\n\nKept too.")
+
+
 def test_email_reads_the_files_and_body_outlook_wraps_in_winmail_dat(tmp_path: Path) -> None:
     """Rich-text mail Outlook sends: its files inside winmail.dat (TNEF), and the body there too; read as
     attachments, the body only where the message has no text of its own. Were: "application/ms-tnef is not a file

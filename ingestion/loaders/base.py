@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from kb.errors import KbError
+from kb.text import valid_unicode
 from kb.types import ExtractedDocument, ExtractedImage, Page
 
 if TYPE_CHECKING:
@@ -129,8 +130,6 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x85\u2028\u2029]")
 # Control characters other than "\n" and "\t", plus stray byte-order marks inside the text.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufeff]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-# UTF-16 surrogates: never text on their own (a PDF font's ToUnicode map may give one), and unencodable as UTF-8.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # Typographic ligatures (mostly from PDFs) spelled out, so that "ﬁnd" matches a search for "find".
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
 
@@ -174,9 +173,7 @@ def clean_text(text: str) -> str:
     Surrogates that pair up become their character, and a lone one U+FFFD: the tokenizers and the database take
     only valid Unicode.
     """
-    if _SURROGATE.search(text):
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    text = unicodedata.normalize("NFC", text).translate(_LIGATURES)
+    text = unicodedata.normalize("NFC", valid_unicode(text)).translate(_LIGATURES)
     text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_RUNS.sub("\n\n", text).strip()
@@ -233,6 +230,7 @@ class Loader(ABC):
         limits = limits or Limits()
         document = self.extract(path, data, limits, (root or path.parent).resolve(), on_kept)
         limits.check_chars(len(document.text))
+        document.warnings = [valid_unicode(warning) for warning in document.warnings]  # they quote names and text
         if document.title is not None:
             document.title = clean_text(" ".join(document.title.split())[:_MAX_TITLE]) or None
         return document

@@ -207,7 +207,7 @@ class _Item:
             text = self._read(self._stream(storage, identifier, _UNICODE)).decode("utf-16-le", "replace")
         elif self._exists(storage, identifier, _STRING8):
             raw = self._read(self._stream(storage, identifier, _STRING8))
-            text = raw.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
+            text = encoding.windows_text(raw, codepage)
         else:
             return None
         text = text.split("\x00", 1)[0]

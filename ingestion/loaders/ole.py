@@ -178,5 +178,5 @@ def _title(data: bytes) -> str | None:
         return None
     if kind not in (_VT_LPSTR, _VT_LPWSTR):
         return None
-    title = value.decode("utf-16-le" if kind == _VT_LPWSTR else encoding.windows_codec(codepage) or "cp1252", "replace")
+    title = value.decode("utf-16-le", "replace") if kind == _VT_LPWSTR else encoding.windows_text(value, codepage)
     return title.split("\x00", 1)[0].strip() or None

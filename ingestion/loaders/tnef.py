@@ -185,4 +185,4 @@ def _string(value: bytes, kind: int, codepage: int) -> str:
     if kind == _UNICODE:
         return value.decode("utf-16-le", "replace").split("\0", 1)[0]
     text = value.split(b"\0", 1)[0]
-    return text.decode(encoding.windows_codec(codepage) or "cp1252", "replace")
+    return encoding.windows_text(text, codepage)
