@@ -504,10 +504,10 @@ def lone_surrogate_pdf() -> bytes:
 def nul_in_error_pdf() -> bytes:
     """A PDF encrypted with a crypt filter named /A#00B: pypdf's error names it, NUL and all, and PostgreSQL's text
     refused that reason, ending every run of the folder with a DataError and storing nothing of it."""
+    encrypt = (b"<< /Filter /Standard /V 4 /R 4 /Length 128 /CF << >> /StmF /A#00B /StrF /Identity "
+               b"/O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >>")
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-               b"<< /Filter /Standard /V 4 /R 4 /Length 128 /CF << >> /StmF /A#00B /StrF /Identity "
-               b"/O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >>"]
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>", encrypt]
     out, offsets = bytearray(b"%PDF-1.6\n"), []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -783,3 +783,14 @@ def _ole_entries(data: bytearray) -> dict[str, int]:
             break
         found[bytes(data[entry:entry + size - 2]).decode("utf-16-le")] = entry
     return found
+
+
+def ppt_naming_its_root() -> bytes:
+    """A deck whose first stream's entry names the root entry as its right sibling: a directory tree that would be
+    a cycle, were the root placed again."""
+    from tests.documents import ppt_bytes, ppt_shape
+
+    data = bytearray(ppt_bytes([[ppt_shape("Hello slide")]]))
+    entry = _ole_entries(data)["Current User"]
+    struct.pack_into("<I", data, entry + 72, 0)
+    return bytes(data)

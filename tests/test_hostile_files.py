@@ -81,6 +81,7 @@ from tests.hostile import (
     ppt_declaring_fat_sectors,
     ppt_edits_naming_one_directory,
     ppt_listing_one_slide,
+    ppt_naming_its_root,
     ppt_nested_groups,
     ppt_of_chained_entries,
     ppt_slides_sharing_one_drawing,
@@ -296,6 +297,7 @@ CASES = {
         ppt_declaring_fat_sectors(40_000))), "declares 40,000 FAT sectors in a file of 5 sectors", 400, 30),
     "ppt of 1,500 streams chained as right siblings": (_write("chained.ppt", lambda: ppt_of_chained_entries(1500)),
                                                        None, 400, 30),
+    "ppt whose stream names the root entry as its sibling": (_write("root.ppt", ppt_naming_its_root), None, 400, 30),
     "ppt of 100,000 pictures showing one": (_write("shown.ppt", lambda: ppt_bytes(
         [[ppt_shape(picture=1)] * 100_000], pictures=[image_bytes("PNG", (80, 60))])), None, 400, 30),
     "rtf of 60 MB of empty groups": (_write("groups.rtf", lambda: rb"{\rtf1 Start.\par " + b"{}" * (30 * 2**20) + b"}"),
@@ -585,6 +587,7 @@ def test_a_failure_whose_reason_holds_a_nul_costs_only_its_file(kb_factory, tmp_
     assert stored.keys() == {"new.pdf"} and "/A\ufffdB" in stored["new.pdf"]
     assert kb.search("harbour fee crowns", k=1)[0].path.endswith("report.pdf")
     assert [job.status for job in kb.jobs()] == ["ok", "ok"]
+    assert {Path(f.path).name: f.reason for f in kb.jobs()[0].failures}["new.pdf"] == stored["new.pdf"]
 
 
 @pytest.mark.databases("sqlite", "postgresql")

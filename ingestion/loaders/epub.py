@@ -14,7 +14,7 @@ from xml.etree.ElementTree import Element
 from ingestion.loaders.base import CappedWarnings, Limits, Loader, LoadError, OnKept, OverBudget, join_pages
 from ingestion.loaders.html import decode_page, read_page
 from ingestion.loaders.images import EmbeddedImages, describe_error
-from ingestion.loaders.ooxml import UNREADABLE, XmlBudget, counted_as_xml, parse_part, refuse_bombs
+from ingestion.loaders.ooxml import COUNT_CHUNK, UNREADABLE, XmlBudget, counted_as_xml, parse_part, refuse_bombs
 from kb.types import ExtractedDocument, ExtractedImage
 
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
@@ -177,7 +177,8 @@ def _chapter_markup(book: zipfile.ZipFile, chapter: str, encrypted: set[str], li
     except UNREADABLE as error:
         raise LoadError(f"cannot be unpacked: {describe_error(error)}") from error
     if not counted_as_xml(markup):
-        budget.count(markup)
+        for start in range(0, len(markup), COUNT_CHUNK):  # in pieces, as the package check counts: less memory
+            budget.count(markup[start:start + COUNT_CHUNK])
     try:
         return decode_page(markup, warnings)
     except UNREADABLE as error:

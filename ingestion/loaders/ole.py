@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import io
 import struct
+from typing import Any
 
 import olefile
 from olefile.olefile import OleDirectoryEntry, OleFileError, OleStream
@@ -18,6 +19,7 @@ _SUMMARY = "\x05SummaryInformation"
 _MAX_SUMMARY = 2**20  # bytes of it read: a title is near its start
 _CODEPAGE, _TITLE = 1, 2  # property identifiers
 _VT_I2, _VT_LPSTR, _VT_LPWSTR = 2, 30, 31  # property types
+_VISIT, _PLACE, _OPEN, _SORT = range(4)  # the steps of walking a storage's tree of entries
 
 
 class _Package(olefile.OleFileIO):
@@ -38,9 +40,9 @@ class _Package(olefile.OleFileIO):
         seen.add(first_sect)
 
     def loadfat(self, header: bytes) -> None:
-        if self.num_fat_sectors > self.nb_sect:
+        if self.num_difat_sectors and self.num_fat_sectors > self.nb_sect:  # the count drives the DIFAT's loop
             raise OleFileError(f"the header declares {self.num_fat_sectors:,} FAT sectors in a file of "
-                                       f"{self.nb_sect:,} sectors")
+                               f"{self.nb_sect:,} sectors")
         super().loadfat(header)
 
     def loadfat_sect(self, sect: bytes | array.array) -> int | None:
@@ -54,51 +56,53 @@ class _Package(olefile.OleFileIO):
         return found
 
     def loadminifat(self) -> None:
-        """olefile's, its size as the header declares it cut to what the file can hold (read only as far as the
-        mini stream's entries need)."""
+        """olefile's, reading no more of the mini FAT than the file can hold, whatever the header declares (the
+        table is then kept only as far as the mini stream's entries need)."""
         self.num_mini_fat_sectors = min(self.num_mini_fat_sectors, self.nb_sect)
         super().loadminifat()
 
     def _open(self, start: int, size: int = olefile.UNKNOWN_SIZE, force_FAT: bool = False) -> OleStream:
-        if size != olefile.UNKNOWN_SIZE and size > self._filesize:
-            raise OleFileError(f"a stream of {size:,} bytes declared in a file of {self._filesize:,}")
-        return super()._open(start, size, force_FAT)
+        """olefile's, a stream read no further than the file's size, whatever it declares (a stream cut short by
+        a partial download is read as far as it goes, as olefile reads it)."""
+        return super()._open(start, size if size == olefile.UNKNOWN_SIZE else min(size, self._filesize), force_FAT)
 
     def loaddirectory(self, sect: int) -> None:
-        """olefile's, the storages' trees of entries walked with a stack of their own."""
+        """olefile's, the storages' trees of entries walked in olefile's order (``append_kids``: the left
+        subtree, the entry, the right subtree, then the entry's own storage) with a stack of its own. The root is
+        marked as placed, so that an entry naming it cannot make the tree a cycle."""
         self.directory_fp = self._open(sect, force_FAT=True)
         self.direntries = [None] * (self.directory_fp.size // 128)
         self.root = self._load_direntry(0)
-        storages = [self.root]
-        while storages:
-            storage = storages.pop()
-            storages.extend(kid for kid in self._kids(storage) if kid.sid_child != olefile.NOSTREAM)
-
-    def _kids(self, storage: OleDirectoryEntry) -> list[OleDirectoryEntry]:
-        """The entries of ``storage``, in the order of its red-black tree (as olefile's ``append_kids``), each
-        entry in one storage only; sorted by name into its ``kids``."""
-        pending: list[OleDirectoryEntry] = []
-        sid = storage.sid_child
-        while pending or sid != olefile.NOSTREAM:
-            if sid == olefile.NOSTREAM:
-                kid = pending.pop()
-                if kid.name.lower() in storage.kids_dict:
-                    self._raise_defect(olefile.DEFECT_INCORRECT, "Duplicate filename in OLE storage")
-                storage.kids.append(kid)
-                storage.kids_dict[kid.name.lower()] = kid
-                sid = kid.sid_right
-            elif not 0 <= sid < len(self.direntries):
-                self._raise_defect(olefile.DEFECT_INCORRECT, "OLE DirEntry index out of range")
-                sid = olefile.NOSTREAM
-            elif (kid := self._load_direntry(sid)).used:
-                self._raise_defect(olefile.DEFECT_INCORRECT, "OLE Entry referenced more than once")
-                sid = olefile.NOSTREAM
-            else:
+        self.root.used = True
+        pending: list[tuple[int, OleDirectoryEntry, Any]] = [(_SORT, self.root, None), (_VISIT, self.root,
+                                                                                       self.root.sid_child)]
+        while pending:
+            step, storage, item = pending.pop()
+            if step == _VISIT and (kid := self._unplaced(item)) is not None:
                 kid.used = True
-                pending.append(kid)
-                sid = kid.sid_left
-        storage.kids.sort()
-        return storage.kids
+                pending += [(_PLACE, storage, kid), (_VISIT, storage, kid.sid_left)]
+            elif step == _PLACE:
+                if item.name.lower() in storage.kids_dict:
+                    self._raise_defect(olefile.DEFECT_INCORRECT, "Duplicate filename in OLE storage")
+                storage.kids.append(item)
+                storage.kids_dict[item.name.lower()] = item
+                pending += [(_OPEN, item, None), (_VISIT, storage, item.sid_right)]
+            elif step == _OPEN and storage.sid_child != olefile.NOSTREAM:
+                pending += [(_SORT, storage, None), (_VISIT, storage, storage.sid_child)]
+            elif step == _SORT:
+                storage.kids.sort()
+
+    def _unplaced(self, sid: int) -> OleDirectoryEntry | None:
+        """The entry ``sid`` names, unless there is none (or it is out of range) or it is placed already."""
+        if sid == olefile.NOSTREAM:
+            return None
+        if not 0 <= sid < len(self.direntries):
+            self._raise_defect(olefile.DEFECT_INCORRECT, "OLE DirEntry index out of range")
+            return None
+        if (entry := self._load_direntry(sid)).used:
+            self._raise_defect(olefile.DEFECT_INCORRECT, "OLE Entry referenced more than once")
+            return None
+        return entry
 
     def listdir(self, streams: bool = True, storages: bool = False) -> list[list[str]]:
         """olefile's, walked with a stack of its own: every stream (and storage) as its path of names."""
@@ -117,8 +121,8 @@ class _Package(olefile.OleFileIO):
         """The entry of a path of names, each looked up case-insensitively in its storage's names (the first of
         those that differ only in case, as olefile's)."""
         node = self.root
+        named: dict[int, dict[str, OleDirectoryEntry]] = self.__dict__.setdefault("_named", {})
         for name in filename.split("/") if isinstance(filename, str) else filename:
-            named: dict[int, dict[str, OleDirectoryEntry]] = self.__dict__.setdefault("_named", {})
             if node.sid not in named:
                 named[node.sid] = {}
                 for kid in node.kids:

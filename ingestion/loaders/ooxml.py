@@ -39,7 +39,7 @@ _CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)  # text, however it look
 _BLANKS = re.compile(rb"(<[^<>]*>)[\t\n\r ]+(?=<)")  # blanks between two tags
 _RUN_BLANKS = re.compile(rb"(<(?:[^\s<>/:]+:)?t(?:[\t\n\r ][^<>]*)?>)[\t\n\r ]+(?=<)")  # ... inside a <w:t> run
 _ENTITY = re.compile(rb"&#?[0-9A-Za-z]+;")
-_COUNT_CHUNK = 1 << 20
+COUNT_CHUNK = 1 << 20
 _XML_LEAD = b"\xef\xbb\xbf\xff\xfe \t\r\n\x00"  # byte-order marks and blanks before an XML part's first '<'
 _ENCRYPTED = 0x1  # the zip flag bit of an encrypted part
 # What Office and LibreOffice write; zipfile unpacks a whole bzip2 block before cutting it to the size a part
@@ -280,14 +280,14 @@ def _xml_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[b
     from the whole check let a broken first part hide a bomb behind it)."""
     try:
         with archive.open(member) as part:
-            chunk = part.read(_COUNT_CHUNK)
+            chunk = part.read(COUNT_CHUNK)
             while chunk and not chunk.lstrip(_XML_LEAD):  # blanks, however many, before the first '<'
-                chunk = part.read(_COUNT_CHUNK)
+                chunk = part.read(COUNT_CHUNK)
             if not chunk.lstrip(_XML_LEAD).startswith(b"<"):
                 return
             while chunk:
                 yield chunk
-                chunk = part.read(_COUNT_CHUNK)
+                chunk = part.read(COUNT_CHUNK)
     except UNREADABLE:
         return  # its own reader reports it, if the loader reads it at all
 

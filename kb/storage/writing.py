@@ -412,7 +412,7 @@ class WriteUnit:
         assert run is not None
         run.status, run.finished_at, run.counts = status, utcnow(), counts
         run.error = None if error is None else storable(error)
-        run.failures = failures[:MAX_RUN_FAILURES]
+        run.failures = [{**failure, "reason": storable(failure["reason"])} for failure in failures[:MAX_RUN_FAILURES]]
         if run.source_id is not None:
             self._forget_old_runs(run.source_id)
 
