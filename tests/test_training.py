@@ -400,6 +400,23 @@ def test_clip_saves_where_to_resume_at_each_epoch_end(tiny_clip: tuple[Path, Pat
     assert saved["step"] == card.steps and f"step {saved['best_step']}" == card.best_checkpoint
     resumed = train_clip([data], TrainOptions(**options, resume=True), clip_pretrained=str(checkpoint))
     assert resumed.resumed_from == f"step {card.steps}" and resumed.steps == card.steps
+    # A damaged last.pt (cut short, another run's, a step past the run, a folder) is refused, not a traceback
+    # (UnpicklingError, a size mismatch) nor, for a folder, a whole run from step 0 that failed as it saved.
+    last = out / "checkpoints" / "last.pt"
+    good = last.read_bytes()
+    saved = torch.load(last, weights_only=True)
+    saved["state"]["step"] = card.steps + 1
+    for damaged in (good[: len(good) // 2], b"not a checkpoint", None):
+        if damaged is None:
+            torch.save(saved, last)
+        else:
+            last.write_bytes(damaged)
+        with pytest.raises(OutputExistsError, match="last.pt cannot be read back .* pass --overwrite"):
+            train_clip([data], TrainOptions(**options, resume=True), clip_pretrained=str(checkpoint))
+    last.unlink()
+    last.mkdir()
+    with pytest.raises(OutputExistsError, match="last.pt cannot be read back"):
+        train_clip([data], TrainOptions(**options, resume=True), clip_pretrained=str(checkpoint))
 
 
 def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
@@ -421,6 +438,28 @@ def test_clip_from_kb_uses_its_images_and_captions(image_kb, tiny_clip: tuple[Pa
                       clip_pretrained=str(checkpoint), kb_dir=knowledge_base.directory, from_kb=True)
     assert card.examples >= 9 and "images held out" in card.validation_split  # 12 pictures with their alt texts
     assert card.hyperparameters["from_kb"] is True
+
+
+def test_a_reader_checkpoint_that_cannot_be_read_back_is_refused_on_resume(
+        tiny_base: Path, facts: Path, tmp_path: Path, untuned: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damaged weights in the checkpoint resumed from were a SafetensorError from inside transformers; a damaged
+    before.json (the validation scores before training) a JSONDecodeError, or a card refused after the run."""
+    out = tmp_path / "reader"
+    options = dict(base_model=str(tiny_base), **(READER | {"epochs": 0.2}))
+    monkeypatch.setattr("training.reader.finish_output", lambda out, card: None)  # killed just after saving
+    train_reader([facts], TrainOptions(out=out, **options))
+    monkeypatch.undo()
+    monkeypatch.setattr("training.reader.tune_as_asked", lambda *args: 0.5)
+    monkeypatch.setattr("training.reader.quantize_trained_reader", lambda *args: None)
+    (out / "checkpoints" / "before.json").write_text("[1, 2", encoding="utf-8")
+    card = train_reader([facts], TrainOptions(out=out, resume=True, **options))  # measured again
+    assert card.resumed_from is not None and card.validation_before["f1"] >= 0
+    monkeypatch.setattr("training.reader.finish_output", lambda out, card: None)
+    train_reader([facts], TrainOptions(out=out, overwrite=True, **options))
+    [weights] = (out / "checkpoints").glob("checkpoint-*/model.safetensors")
+    weights.write_bytes(b"not weights")
+    with pytest.raises(OutputExistsError, match="checkpoint .* cannot be read back .* pass --overwrite"):
+        train_reader([facts], TrainOptions(out=out, resume=True, **options))
 
 
 @pytest.mark.slow

@@ -107,11 +107,36 @@ def test_resume_passes_over_a_checkpoint_whose_trainer_state_was_cut_short(tmp_p
     from training.output import last_checkpoint
 
     checkpoints = prepare_output(tmp_path / "reader", overwrite=False, resume=False, run={"kind": "reader"})
-    for step, state in ((1, "{}"), (2, '{"global_step": 2, "log_hi'), (3, None)):
+    for step, state in ((1, '{"global_step": 1}'), (2, '{"global_step": 2, "log_hi'), (3, None), (4, "{}"),
+                        (5, '{"global_step": "5"}'), (6, "[6]")):
         (checkpoints / f"checkpoint-{step}").mkdir()
         if state is not None:
             (checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text(state, encoding="utf-8")
-    assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-1")
+    assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-1")  # a state with no step failed in torch
+
+
+@pytest.mark.parametrize("record", [b"{garbage", b"\xff\xfe", b"null", b"[1]", b"[[1]]", b"[" * 100_000])
+def test_resume_refuses_a_damaged_run_record_in_one_line(tmp_path: Path, record: bytes) -> None:
+    """checkpoints/run.json not JSON, not UTF-8, not an object or nested too deep: a traceback (JSONDecodeError,
+    AttributeError, RecursionError) after all the data was read; --overwrite still starts again."""
+    out = tmp_path / "reader"
+    (prepare_output(out, overwrite=False, resume=False, run={"kind": "reader"}) / "run.json").write_bytes(record)
+    with pytest.raises(OutputExistsError, match="is not a run's record .* pass --overwrite"):
+        prepare_output(out, overwrite=False, resume=True, run={"kind": "reader"})
+    assert prepare_output(out, overwrite=True, resume=False, run={"kind": "reader"}).is_dir()
+
+
+def test_a_data_file_given_twice_or_also_for_validation_is_refused(tiny_text_model: Path, tmp_path: Path) -> None:
+    """The same file twice (or under two spellings) trained on every example twice; a training file given as
+    --validation too scored the questions trained on."""
+    (tmp_path / "qa").mkdir()
+    data = write_squad(tmp_path / "qa" / "train.json", 8)
+    for files, validation in (([data, data], []), ([data, tmp_path / "qa" / ".." / "qa" / "train.json"], []),
+                              ([data], [data])):
+        with pytest.raises(TrainingDataError, match="twice as training data|both as training data and as"):
+            train_retriever(files, TrainOptions(out=tmp_path / "out", base_model=str(tiny_text_model),
+                                                validation=validation))
+    assert not (tmp_path / "out").exists()
 
 
 def test_overwrite_needs_a_real_training_card_and_removes_only_the_files_its_run_wrote(tmp_path: Path) -> None:
@@ -474,6 +499,14 @@ def test_a_passage_holds_an_answer_only_as_whole_words_and_an_empty_answer_is_co
     found = squad_pairs([path])
     assert [p.answer for p in found.pairs] == ["42"]
     assert found.skipped == {"answer empty once normalised (articles or punctuation only)": 1}
+    # A blank question stopped mining halfway ("the query is empty"); a blank context is in every passage.
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": "The code is 42.", "qas": [{"id": "1", "question": "  ", "answers": [{"text": "42",
+                                                                                        "answer_start": 12}]}]},
+        {"context": "  ", "qas": [{"id": "2", "question": "Which code?", "answers": [{"text": " ",
+                                                                                    "answer_start": 0}]}]}]}]}),
+        encoding="utf-8")
+    assert squad_pairs([path]).skipped == {"no question or context text": 2}
 
 
 def test_jsonl_negatives_may_be_one_text_a_bom_is_not_part_of_line_one_and_lines_end_at_newlines(

@@ -34,7 +34,7 @@ from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from kb.errors import InvalidRequestError
 from kb.inference.backends import torch_device
-from training.errors import TrainingDataError
+from training.errors import OutputExistsError, TrainingDataError
 from training.files import data_file, in_validation, read_jsonl
 from training.options import NO_VALIDATION, TrainOptions
 from training.output import finish_output, prepare_output, publish_model
@@ -170,6 +170,29 @@ def _recall_at_1(model: Any, preprocess: Any, tokenizer: Any, pairs: Sequence[Ca
             "mean_r1": round((text_to_image + image_to_text) / 2, 4)}
 
 
+
+def _resumed(resume_file: Path, model: Any, optimizer: Any, scheduler: Any, device: str, total: int) -> dict[str, Any]:
+    """Load the interrupted run's weights, optimiser and schedule from ``resume_file``; its run state, noting where
+    it resumed. A file that is not one the run saved (cut short, replaced, a step outside the run) is refused."""
+    import pickle
+
+    import torch
+
+    try:
+        saved = torch.load(resume_file, map_location=device, weights_only=True)  # a planted file runs no code
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = dict(saved["state"])
+        if not isinstance(state.get("step"), int) or not 0 <= state["step"] <= total:
+            raise ValueError(f"its step {state.get('step')!r} is not one of the run's {total}")
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as error:
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        raise OutputExistsError(f"{resume_file} cannot be read back ({reason}); pass --overwrite to start "
+                                "again") from error
+    return state | {"resumed_from": f"step {state['step']}"}
+
+
 def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: str | None = None,
                kb_dir: Path | None = None, from_kb: bool = False) -> TrainingCard:
     """Fine-tune the open_clip model ``options.base_model`` (architecture or config ``.json``; default the
@@ -248,12 +271,8 @@ def train_clip(data: Sequence[Path], options: TrainOptions, *, clip_pretrained: 
                              "resumed_from": None}
     log_every, running = max(1, round(LOG_EVERY * total)), []
     resume_file = checkpoints / STATE
-    if options.resume and resume_file.is_file():
-        saved = torch.load(resume_file, map_location=device, weights_only=True)  # a planted file runs no code
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"] | {"resumed_from": f"step {saved['state']['step']}"}
+    if options.resume and (resume_file.exists() or resume_file.is_symlink()):
+        state = _resumed(resume_file, model, optimizer, scheduler, device, total)
     if state["before"] is None:
         state["before"] = _recall_at_1(model, preprocess, tokenizer, validation, device) if validation else {}
     out = options.out.expanduser()

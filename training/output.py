@@ -91,10 +91,7 @@ def _entries(out: Path) -> set[str]:
 def _names(path: Path) -> list[str] | None:
     """The names listed in a run's JSON record (``kept.json``, ``written.json``), or None when there is no such
     file (checkpoints of an older version) or it is not a list (a FIFO is not read: it would block)."""
-    try:
-        names = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError, RecursionError):
-        return None
+    names = read_json(path) if path.is_file() else None
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else None
 
 
@@ -153,7 +150,10 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, A
     check_output(out, overwrite=overwrite, resume=resume)
     checkpoints = out / CHECKPOINTS
     if resume and (checkpoints / RUN_FILE).is_file():
-        recorded = json.loads((checkpoints / RUN_FILE).read_text(encoding="utf-8"))
+        recorded = read_json(checkpoints / RUN_FILE)
+        if not isinstance(recorded, dict):
+            raise OutputExistsError(f"{checkpoints / RUN_FILE} is not a run's record (damaged?); pass --overwrite "
+                                    "to start again")
         if recorded != json.loads(json.dumps(run, default=str)):
             changed = sorted(key for key in set(recorded) | set(run)
                              if recorded.get(key) != json.loads(json.dumps(run.get(key), default=str)))
@@ -171,11 +171,17 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool, run: dict[str, A
 
 
 def last_checkpoint(checkpoints: Path) -> str | None:
-    """The newest complete Trainer checkpoint (``checkpoint-<step>`` whose trainer state, written last, reads as
-    JSON: one cut short by a kill or a full disk is passed over for the one before), if any."""
+    """The newest complete Trainer checkpoint (``checkpoint-<step>`` whose trainer state, written last, is a JSON
+    record of its step: one cut short by a kill or a full disk is passed over for the one before), if any."""
     done = [path for path in checkpoints.glob("checkpoint-*")
-            if path.name.split("-")[-1].isdigit() and _reads_as_json(path / "trainer_state.json")]
+            if path.name.split("-")[-1].isdigit() and _is_state(read_json(path / "trainer_state.json"))]
     return str(max(done, key=lambda path: int(path.name.split("-")[-1]))) if done else None
+
+
+def _is_state(state: Any) -> bool:
+    """Whether parsed JSON is a trainer state a run can continue from: its step a count."""
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
 
 
 def finish_output(out: Path, card: TrainingCard) -> None:
@@ -190,9 +196,9 @@ def finish_output(out: Path, card: TrainingCard) -> None:
     shutil.rmtree(checkpoints, ignore_errors=True)
 
 
-def _reads_as_json(path: Path) -> bool:
+def read_json(path: Path) -> Any:
+    """``path`` parsed as JSON; None when it cannot be read or parsed (cut short, not UTF-8, nested too deep)."""
     try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None

@@ -55,6 +55,9 @@ def squad_pairs(paths: Sequence[Path]) -> PairSet:
         if not question.answers:
             skipped["unanswerable question"] += 1
             continue
+        if not question.question.strip() or not context.strip():  # no query to mine with, or a passage in all
+            skipped["no question or context text"] += 1
+            continue
         if not normalize_answer(question.answers[0]):  # "the", "...": found in every passage, no negative left
             skipped["answer empty once normalised (articles or punctuation only)"] += 1
             continue
@@ -79,7 +82,8 @@ def jsonl_pairs(path: Path) -> PairSet:
             skipped["negatives not a text or a list of texts"] += 1
             continue
         positive = passages.setdefault(positive, positive)
-        pairs.append(Pair(query, positive, str(row.get("group") or positive),
+        group = row.get("group")  # 0 is a group like any other
+        pairs.append(Pair(query, positive, positive if group is None or group == "" else str(group),
                           negatives=[passages.setdefault(n, n) for n in negatives if n.strip()]))
     return PairSet(pairs, [data_file(path, read.sha256, len(pairs))], skipped)
 

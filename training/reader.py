@@ -34,7 +34,7 @@ from training.cloze import cloze_questions, kb_passages
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import NO_VALIDATION, TrainOptions
-from training.output import finish_output, prepare_output, publish_model
+from training.output import finish_output, prepare_output, publish_model, read_json
 from training.overlap import PassageOverlap
 from training.reader_features import ReaderFeatures, reader_features
 from training.runner import (
@@ -236,10 +236,11 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if validating else None)
     before_file = checkpoints / "before.json"
+    recorded = read_json(before_file) if options.use_validation and before_file.is_file() else None
     if not options.use_validation:
         before = {}
-    elif before_file.is_file():  # resumed: measured by the interrupted run
-        before = json.loads(before_file.read_text(encoding="utf-8"))
+    elif isinstance(recorded, dict) and all(isinstance(value, (int, float)) for value in recorded.values()):
+        before = recorded  # resumed: measured by the interrupted run (else measured again)
     else:
         before = _scores_of(trainer.evaluate())
         write_atomic(before_file, json.dumps(before).encode("utf-8"))  # whole or absent: --resume reads it

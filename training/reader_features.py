@@ -54,14 +54,11 @@ def locate_answer(context: str, text: str, start: int) -> tuple[int, int] | None
         start += len(text) - len(text.lstrip())
         if context[start : start + len(core)] == core:
             return start, start + len(core)
-    found, at = [], context.find(core)
-    while at >= 0:  # every occurrence, overlapping ones too
-        found.append(at)
-        at = context.find(core, at + 1)
-    if not found:
-        return None
-    nearest = min(found, key=lambda i: abs(i - start))
-    return nearest, nearest + len(core)
+    before = context.rfind(core, 0, start + len(core) - 1) if start > 0 else -1  # the last one starting before
+    after = context.find(core, max(start, 0))  # the first one from it on (two searches, however many there are)
+    found = [at for at in (before, after) if at >= 0]
+    nearest = min(found, key=lambda at: abs(at - start), default=None)  # the earlier of two as near
+    return (nearest, nearest + len(core)) if nearest is not None else None
 
 
 def _label(windows: Windows, window: int, first: int, last: int) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ from kb.cards import TrainingCard
 from kb.errors import InvalidRequestError
 from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
+from training.errors import OutputExistsError, TrainingDataError
 from training.options import TrainOptions
 from training.output import check_apart, check_output, last_checkpoint
 
@@ -39,6 +40,7 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
               *(("a validation file", Path(file)) for file in options.validation),
               *([("the knowledge base", Path(kb_dir))] if kb_dir is not None else [])]
     check_apart(options.out, inputs)
+    _check_distinct(data, options.validation)
     check_output(options.out, overwrite=options.overwrite, resume=options.resume)
     checked_device(options.device, "--device")  # a device this machine lacks fails now, not after hours of training
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -46,6 +48,22 @@ def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[P
     random.seed(options.seed)
     numpy.random.seed(options.seed)
     torch.manual_seed(options.seed)
+
+
+def _check_distinct(data: Sequence[Path], validation: Sequence[Path]) -> None:
+    """Refuse a data file given twice (its examples would count twice, the split none the wiser) and one given both
+    to train on and as ``--validation`` (validation would score the very questions trained on)."""
+    seen: dict[Path, Path] = {}
+    for path in data:
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise TrainingDataError(f"{path} is given twice as training data (also as {seen[key]}): each example "
+                                    "would count twice")
+        seen[key] = Path(path)
+    for path in validation:
+        if Path(path).expanduser().resolve() in seen:
+            raise TrainingDataError(f"{path} is given both as training data and as --validation: validation would "
+                                    "score the examples trained on")
 
 
 def check_sequence_length(length: int, model: Path) -> None:
@@ -95,7 +113,14 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple
     trainer.add_callback(budget)
     trainer.add_callback(ProgressBar())
     resume_from = last_checkpoint(checkpoints) if options.resume else None
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except Exception as error:
+        if resume_from is None or trainer.state.global_step:  # a failure of the training, not of reading it back
+            raise
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        raise OutputExistsError(f"the checkpoint {resume_from} cannot be read back ({reason}); pass --overwrite to "
+                                "start again") from error
     return budget, Path(resume_from).name if resume_from else None
 
 
