@@ -477,7 +477,7 @@ def test_validation_passages_are_never_training_negatives(tiny_text_model: Path,
                for negative in pair.negatives)  # the validation side may still rank training passages
 
 
-def test_borrowed_negatives_are_never_the_pairs_own_passage() -> None:
+def test_borrowed_negatives_are_never_the_pairs_own_passage(tiny_text_model: Path, tmp_path: Path) -> None:
     shared, other = fact("alice", 4821), fact("bruno", 1234)
     pairs = [Pair(question("alice"), shared, "a", "4821"), Pair("code for alice", shared, "a", "4821"),
              Pair(question("bruno"), other, "b", "1234")]  # SQuAD: neighbouring questions share their paragraph
@@ -485,6 +485,13 @@ def test_borrowed_negatives_are_never_the_pairs_own_passage() -> None:
     assert columns["negative_1"] == [other, other, shared]
     with pytest.raises(TrainingDataError, match="no passage to use as a negative"):
         pair_columns(pairs[:2], 1)
+    data = tmp_path / "pairs.jsonl"  # refused before --out is written: it was left holding checkpoints
+    data.write_text("".join(json.dumps({"query": pair.query, "positive": pair.positive}) + "\n" for pair in pairs[:2]),
+                    encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="no passage to use as a negative"):
+        train_retriever([data], TrainOptions(out=tmp_path / "out", base_model=str(tiny_text_model),
+                                             use_validation=False))
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_passage_holds_an_answer_only_as_whole_words_and_an_empty_answer_is_counted(tmp_path: Path) -> None:

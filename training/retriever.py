@@ -111,20 +111,20 @@ def train_retriever(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path
                        "max_seq_length": options.max_seq_length, "warmup_ratio": options.warmup_ratio,
                        "weight_decay": options.weight_decay, **options.seeds(), **options.validation_recorded(),
                        "from_kb": from_kb}
-    checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume,
-                                 run={"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files],
-                                      "pairs": prepared.sha256(), **hyperparameters})
+    run = {"kind": "retriever", "base": base, "data": [f.sha256 for f in prepared.files], "pairs": prepared.sha256(),
+           **hyperparameters}
     model = SentenceTransformer(str(base_folder), device=options.device)
     if options.max_seq_length:
         model.max_seq_length = options.max_seq_length
     cut_to_model(prepared.train + prepared.validation, model.tokenizer, model.max_seq_length)  # after the run's hash
     evaluator = retrieval_evaluator(prepared.validation, [p.positive for p in prepared.train]) \
         if options.use_validation else None
+    columns = pair_columns(prepared.train, hard_negatives)  # (refused data leaves --out as it was)
+    checkpoints = prepare_output(options.out, overwrite=options.overwrite, resume=options.resume, run=run)
     arguments = SentenceTransformerTrainingArguments(
         **trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                             metric=METRIC), batch_sampler=BatchSamplers.NO_DUPLICATES)
-    trainer = SentenceTransformerTrainer(model=model, args=arguments,
-                                         train_dataset=Dataset.from_dict(pair_columns(prepared.train, hard_negatives)),
+    trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
                                          loss=MultipleNegativesRankingLoss(model), evaluator=evaluator)
     return train_and_save("retriever", trainer, evaluator, lambda metrics: scores_of(metrics, f"{EVALUATOR}_"),
                           options=options, checkpoints=checkpoints, prepared=prepared, base=base,
