@@ -794,3 +794,30 @@ def ppt_naming_its_root() -> bytes:
     entry = _ole_entries(data)["Current User"]
     struct.pack_into("<I", data, entry + 72, 0)
     return bytes(data)
+
+
+def tiff_listing_strips(width: int, height: int, strips: int) -> bytes:
+    """An uncompressed grey TIFF whose first page lists ``strips`` strips of one row each, all of the same bytes."""
+    entries = [(256, 4, 1, struct.pack("<I", width)), (257, 4, 1, struct.pack("<I", height)),
+               (258, 3, 1, struct.pack("<HH", 8, 0)), (259, 3, 1, struct.pack("<HH", 1, 0)),
+               (262, 3, 1, struct.pack("<HH", 1, 0)), (277, 3, 1, struct.pack("<HH", 1, 0)),
+               (278, 4, 1, struct.pack("<I", 1)), (273, 4, strips, None), (279, 4, strips, None)]
+    directory = 8 + 2 + 12 * len(entries) + 4
+    pixels = directory + 8 * strips
+    values = {273: struct.pack("<I", pixels) * strips, 279: struct.pack("<I", width) * strips}
+    out, extra = bytearray(b"II*\0" + struct.pack("<IH", 8, len(entries))), bytearray()
+    for tag, kind, count, value in entries:
+        if value is None:
+            value, extra = struct.pack("<I", directory + len(extra)), extra + values[tag]
+        out += struct.pack("<HHI", tag, kind, count) + value
+    return bytes(out + struct.pack("<I", 0) + extra + bytes(range(width)))
+
+
+def run_length_bmp(width: int, height: int) -> bytes:
+    """An 8-bit run-length (BI_RLE8) BMP whose every row is one pixel, then the end of the line: a few bytes a
+    row, whatever its width."""
+    rows = b"\x01\x01\x00\x00" * height + b"\x00\x01"  # a run of one pixel, end of line; end of bitmap
+    palette = bytes([0, 0, 0, 0, 255, 255, 255, 0]) + bytes(4 * 254)
+    offset = 14 + 40 + len(palette)
+    header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(rows), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + header + palette + rows

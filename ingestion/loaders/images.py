@@ -10,6 +10,7 @@ import os
 import posixpath
 import re
 import stat
+import struct
 import time
 import warnings
 import zipfile
@@ -34,6 +35,10 @@ _WHITE = (255, 255, 255)
 # Scans of one JPEG: a progressive one has about ten, and libjpeg decodes each over the whole image (20,000 copies of
 # one scan in 2 MB took 89 s).
 MAX_JPEG_SCANS = 100
+MAX_ROWS = 2**18  # Pillow keeps a pointer to each row of each copy: a 1x64,000,000 picture took 512 MB a copy
+_MAX_RLE_PIXELS = 4_000_000  # Pillow decodes run-length BMPs in Python
+_BMP_RUN_LENGTH = (1, 2)  # BI_RLE8, BI_RLE4
+_TIFF_OFFSETS = (273, 324)  # StripOffsets, TileOffsets
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length: TEM and the restart markers
 _ORIENTATION = 0x0112
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees: width and height swap
@@ -74,6 +79,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """``data`` opened lazily (nothing decoded yet), refused unless a supported format within ``max_pixels``."""
     if not data:
         raise ImageError("empty image")
+    refuse_many_strips(data)
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own MAX_IMAGE_PIXELS; ours (max_pixels) is checked below instead.
@@ -90,13 +96,48 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
+    limit = max_pixels // 2 if image.format == "WEBP" else max_pixels  # libwebp holds two canvases, Pillow a third
+    if width * height > limit:
         raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
-                         f"{max_pixels / 1e6:g} (max_image_pixels); refused before decoding as a possible "
-                         "decompression bomb")
+                         f"{limit / 1e6:g} (max_image_pixels{', halved for WebP' if limit < max_pixels else ''}); "
+                         "refused before decoding as a possible decompression bomb")
+    _refuse_tall(height)
+    if image.format == "BMP" and image.info.get("compression") in _BMP_RUN_LENGTH and width * height > _MAX_RLE_PIXELS:
+        raise ImageError(f"run-length BMP of {width * height / 1e6:.0f} megapixels, over {_MAX_RLE_PIXELS / 1e6:g}: "
+                         "its decoder pads rows pixel by pixel (5 KB took 10 s); refused before decoding")
     if image.format in ("JPEG", "MPO"):
         refuse_many_scans(data)
     return image
+
+
+def _refuse_tall(height: int) -> None:
+    if height > MAX_ROWS:
+        raise ImageError(f"image is {height:,} pixels tall, over {MAX_ROWS:,}: each row costs a pointer in every "
+                         "copy of it (1x64,000,000 took 2 GB); refused before decoding")
+
+
+def refuse_many_strips(data: bytes) -> None:
+    """``ImageError`` for a TIFF whose first page lists more strips or tiles than its size can have (Pillow makes
+    and decodes each one, wrapping past the last row: a 40x40 picture listing 5 million strips took 28 s and
+    1.6 GB); read from its header before Pillow opens it. Other data, and a BigTIFF, as it is."""
+    order = {b"II*\0": "<", b"MM\0*": ">"}.get(data[:4])
+    if order is None or len(data) < 8:
+        return
+    at = int.from_bytes(data[4:8], "little" if order == "<" else "big")
+    if at + 2 > len(data):
+        return
+    entries, tags = struct.unpack_from(f"{order}H", data, at)[0], {}
+    for entry in range(at + 2, min(at + 2 + 12 * entries, len(data) - 11), 12):
+        tag, kind, count = struct.unpack_from(f"{order}HHI", data, entry)
+        value = struct.unpack_from(f"{order}H" if kind == 3 else f"{order}I", data, entry + 8)[0]
+        tags[tag] = count if tag in _TIFF_OFFSETS else value
+    width, height, samples = tags.get(256, 1), tags.get(257, 1), max(tags.get(277, 1), 1)
+    _refuse_tall(height)  # before Pillow lists a strip a row: 1,000,000 of them took 45 s to open
+    most = max(height, -(-width // 16) * -(-height // 16)) * samples  # a strip a row, or tiles of 16x16 at least
+    listed = max((tags.get(tag, 0) for tag in _TIFF_OFFSETS), default=0)
+    if listed > most:
+        raise ImageError(f"TIFF lists {listed:,} strips or tiles, more than a {width}x{height} picture can have "
+                         f"({most:,}); refused before decoding")
 
 
 def _without_refused_png_text(data: bytes) -> bytes:
@@ -162,12 +203,20 @@ def refuse_many_scans(data: bytes) -> None:
 def jpeg_scans(data: bytes) -> int:
     """The scans of the first picture in JPEG ``data``, found by walking its segments to its end-of-image marker
     (and no further than one past ``MAX_JPEG_SCANS``): what a segment holds (an EXIF thumbnail) and what follows
-    the picture (a phone's motion-photo video, an MPO's other pictures) are not its scans."""
+    the picture (a phone's motion-photo video, an MPO's other pictures) are not its scans. Stray bytes between
+    segments are passed over, as decoders pass over them (one such byte hid 2,000 scans, decoded for 27 s)."""
     scans, at, end = 0, 2, len(data)
-    while at + 1 < end and scans <= MAX_JPEG_SCANS and data[at] == 0xFF:
+    while at + 1 < end and scans <= MAX_JPEG_SCANS:
+        if data[at] != 0xFF:
+            at = data.find(b"\xff", at)
+            if at < 0:
+                break
+            continue
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before a marker
             at += 1
+        elif marker == 0x00:  # no marker: a stray 0xFF
+            at += 2
         elif marker == 0xD9:  # end of image
             break
         elif marker in _STANDALONE:
@@ -222,9 +271,10 @@ def _later_frames(image: Image.Image, name: str) -> str | None:
     pages are not counted (Pillow compares each one's place with all before it: 100,000 took 50 s), and a broken
     later frame costs only itself (it failed the picture, and the document that held it)."""
     try:
-        if image.format == "TIFF":
+        if image.format in ("TIFF", "GIF"):  # counted by reading them all (a GIF of 4 million frames took 9 s)
             several = getattr(image, "is_animated", False)
-            return f"{name}: several pages; only the first is used" if several else None
+            return f"{name}: several {'pages' if image.format == 'TIFF' else 'frames'}; only the first is used" \
+                if several else None
         frames = getattr(image, "n_frames", 1)
         return f"{name}: {frames} frames (animated or multi-page); only the first is used" if frames > 1 else None
     except MemoryError:  # the file is over the memory budget: that is the reason
@@ -281,7 +331,7 @@ def _grey_to_8bit(image: Image.Image) -> Image.Image:
 def small_rgb(image: Image.Image, max_side: int) -> Image.Image:
     """``image`` as RGB within ``max_side``, scaled down before any conversion, so that converting costs
     preview-size memory, not full-size (palette and 1-bit images are scaled once their colours are real ones)."""
-    if image.mode not in ("P", "1"):
+    if image.mode not in ("P", "PA", "1"):  # (Pillow scales a PA image without its palette: black)
         image = bounded(image, max_side)
     return bounded(to_rgb(image), max_side)
 
