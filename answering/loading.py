@@ -98,6 +98,24 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
     return model.to(device=torch_device(device), dtype=dtype), tokenizer
 
 
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer", "data2vec-text"}
+
+
+def model_positions(model: str | Path) -> int | None:
+    """The tokens a local ``model`` folder reads at most, from its config (RoBERTa-style models number positions
+    after the padding index, so two of theirs are not usable); None when that cannot be told."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model), trust_remote_code=False, local_files_only=True)
+        most = int(config.max_position_embeddings)
+    except Exception:  # noqa: BLE001 - no config, or no positions: the model's own load says what is wrong
+        return None
+    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
+        most -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return most
+
+
 def model_inputs(model: Any, tokenizer: Any) -> list[str]:
     """The tensors to feed ``model``: the tokenizer outputs its forward takes (DistilBERT takes no
     ``token_type_ids``) and ``tokenizer`` produces (RoBERTa's and XLM-R's produce none, though the model's forward

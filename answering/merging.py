@@ -21,11 +21,6 @@ def _key(text: str) -> str:
     return _LEADING_ARTICLE.sub("", key).strip(_EDGES) or text.strip()
 
 
-def _overlaps(sources: list[Citation], candidate: Citation) -> bool:
-    return any(source.document_id == candidate.document_id and source.start < candidate.end
-               and candidate.start < source.end for source in sources)
-
-
 def merge_answers(candidates: list[tuple[str, Citation]], top: int) -> list[Answer]:
     """Answers from ``(text, citation)`` candidates, best first, at most ``top``.
 
@@ -37,14 +32,22 @@ def merge_answers(candidates: list[tuple[str, Citation]], top: int) -> list[Answ
     probabilities, so they stay in [0, 1].
     """
     answers: list[tuple[str, list[Citation], float]] = []
+    by_key: dict[str, int] = {}  # each answer's key, made once (10,000 answers asked for made 17 million: 18 s)
+    cited: dict[int, list[tuple[int, int, int]]] = {}  # by document: (start, end, answer) of every source
     for text, citation in sorted(candidates, key=lambda item: -item[1].score):
-        overlapped = [index for index, (_, sources, _) in enumerate(answers) if _overlaps(sources, citation)]
-        same = [index for index, (answer_text, _, _) in enumerate(answers) if _key(answer_text) == _key(text)]
-        if not overlapped and not same:
+        key = _key(text)
+        overlapped = min((index for start, end, index in cited.get(citation.document_id, ())
+                          if start < citation.end and citation.start < end), default=None)
+        index = overlapped if overlapped is not None else by_key.get(key)
+        if index is None:
+            by_key[key] = len(answers)
+            cited.setdefault(citation.document_id, []).append((citation.start, citation.end, len(answers)))
             answers.append((text, [citation], citation.score))
             continue
-        index = (overlapped or same)[0]
         answer_text, sources, score = answers[index]
-        answers[index] = (answer_text, sources if overlapped else [*sources, citation], score + citation.score)
+        if overlapped is None:
+            sources = [*sources, citation]
+            cited.setdefault(citation.document_id, []).append((citation.start, citation.end, index))
+        answers[index] = (answer_text, sources, score + citation.score)
     ranked = sorted(answers, key=lambda answer: -answer[2])[:top]
     return [Answer(text=text, score=min(1.0, score), sources=sources) for text, sources, score in ranked]

@@ -10,10 +10,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from answering.backends import Logits, chosen_backend, load_reader
+from answering.loading import model_positions
 from answering.merging import merge_answers
 from answering.spans import Span, best_spans
 from answering.threshold import card_stamp, model_threshold
-from answering.windows import Windows, length_batches, make_windows
+from answering.windows import Windows, length_batches, make_windows, reader_window
 from kb.config import Settings
 from kb.encoders.factory import export_cache
 from kb.language import question_language
@@ -65,6 +66,7 @@ class ExtractiveReader:
         self._logits_of: Logits | None = None
         self._tokenizer: Any = None
         self._threshold: tuple[tuple[int, int, int] | None, float] | None = None  # (card read, its threshold)
+        self._window = (settings.reader.max_seq_length, settings.reader.stride)  # within the model's, once loaded
         self._lock = threading.Lock()
 
     @classmethod
@@ -85,6 +87,7 @@ class ExtractiveReader:
                                            self.model_name),
                     precision=settings.reader.precision, int8_float_layers=settings.reader.int8_float_layers,
                     cache=export_cache(settings))
+                self._window = reader_window(settings, model_positions(self.model_name))
 
     @property
     def backend(self) -> str:
@@ -129,9 +132,9 @@ class ExtractiveReader:
         self.warm_up()
         settings = self.settings
         texts = [hit.text for hit in passages[: settings.reader.max_passages]]
-        windows = make_windows(self._tokenizer, question, texts, max_length=settings.reader.max_seq_length,
-                               stride=settings.reader.stride, max_windows=settings.reader.max_windows,
-                               input_names=set(self._logits_of.input_names))
+        max_length, stride = self._window
+        windows = make_windows(self._tokenizer, question, texts, max_length=max_length, stride=stride,
+                               max_windows=settings.reader.max_windows, input_names=set(self._logits_of.input_names))
         starts, ends = self._logits(windows)
         spans, null = best_spans(starts, ends, windows.context, windows.owned,
                                  max_answer_tokens=settings.reader.max_answer_tokens, top=top)

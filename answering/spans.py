@@ -47,6 +47,9 @@ def best_spans(start_logits: list[np.ndarray], end_logits: list[np.ndarray], con
     A span starts on a token its window owns and ends on a context token of the same window, at most
     ``max_answer_tokens`` tokens long.
     """
+    # A logit that is not a number (a broken model) makes no answer: it scored NaN, which comparisons took as sure.
+    start_logits = [np.where(np.isnan(s), -np.inf, s) for s in start_logits]
+    end_logits = [np.where(np.isnan(e), -np.inf, e) for e in end_logits]
     null_logit = min(float(s[0] + e[0]) for s, e in zip(start_logits, end_logits))
     scores = [_span_logits(s, e, c, o, min(max_answer_tokens, len(s)))
               for s, e, c, o in zip(start_logits, end_logits, context, owned)]
@@ -62,6 +65,8 @@ def best_spans(start_logits: list[np.ndarray], end_logits: list[np.ndarray], con
         starts.append(best // score.shape[1])
         ends.append(best // score.shape[1] + best % score.shape[1])
         values.append(flat[best])
+    if not np.isfinite(log_z):  # nothing the model scored is a number
+        return [], 1.0
     null = float(np.exp(null_logit - log_z))
     if not values:
         return [], null

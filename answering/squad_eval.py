@@ -224,20 +224,22 @@ def paragraphs_knowledge_base(squad: SquadSet, folder: Path,
 
 
 def read_as_asked(squad: SquadSet, knowledge_base: KnowledgeBase,
-                  k: int = ASKED_PASSAGES) -> dict[str, tuple[ScoredAnswer, list[str]]]:
+                  k: int = ASKED_PASSAGES) -> dict[tuple[str, bool], tuple[ScoredAnswer, list[str]]]:
     """Each question read as ``ask`` reads it (the ``k`` passages the knowledge base retrieves, in one softmax),
-    and each answerable one read again, as ``ID-elsewhere``, from the first ``k`` retrieved passages that hold none
-    of its answers (as when the knowledge base does not hold it): the best answer at threshold 0 and the gold
-    answers, by question id."""
-    reads: dict[str, tuple[ScoredAnswer, list[str]]] = {}
+    and each answerable one read again from the first ``k`` retrieved passages that hold none of its answers (as
+    when the knowledge base does not hold it): the best answer at threshold 0 and the gold answers, by question id
+    and whether read elsewhere (an id was once suffixed, and a question whose own id was "X-elsewhere" replaced X's
+    read)."""
+    reads: dict[tuple[str, bool], tuple[ScoredAnswer, list[str]]] = {}
     for question in squad.questions:
         reader = knowledge_base.readers.for_question(question.question)
-        asked = {question.id: (knowledge_base.search(question.question, k=k, modalities={"text"}), question.answers)}
+        asked = {(question.id, False): (knowledge_base.search(question.question, k=k, modalities={"text"}),
+                                        question.answers)}
         if question.answers:
             hits = knowledge_base.search(question.question, k=2 * k, modalities={"text"})
             lacking = [hit for hit in hits if not any(answer in hit.text for answer in question.answers)]
             if lacking:
-                asked[f"{question.id}-elsewhere"] = (lacking[:k], [])
+                asked[(question.id, True)] = (lacking[:k], [])
         for read_id, (passages, golds) in asked.items():
             reading = reader.run(question.question, passages, top_k=1, threshold=0.0)
             best = reading.answers[0] if reading.answers else None
@@ -259,6 +261,8 @@ def tune_as_asked(squad: SquadSet, settings: Settings,
     if all(golds for _, golds in reads):
         raise InvalidRequestError("no unanswerable question, nor a paragraph without a question's answer to ask it "
                                   "of: a threshold tuned on these would never abstain")
+    if not any(golds for _, golds in reads):
+        raise InvalidRequestError("no answerable question: a threshold tuned on these would always abstain")
     return tune_threshold([scored for scored, _ in reads], [golds for _, golds in reads], unanswerable_share)
 
 

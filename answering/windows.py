@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from kb.config import Settings
+from kb.errors import ModelNotFoundError
+
 MAX_QUESTION_TOKENS = 64
 CUT_MARGIN = 16  # tokens kept past the last one needed: cutting a word may change that word's own tokens
 CHARACTERS_PER_TOKEN = 8  # the first guess of how much text holds a number of tokens (English averages 4-5)
@@ -32,6 +35,16 @@ class Windows:
         return len(self.features)
 
 
+def reader_window(settings: Settings, positions: int | None) -> tuple[int, int]:
+    """The window length and the tokens windows share, as ``settings`` ask, within the ``positions`` the model
+    reads (a model of 128 positions failed at the first long passage): a shorter window shares proportionally
+    fewer tokens."""
+    length, stride = settings.reader.max_seq_length, settings.reader.stride
+    if positions is None or positions >= length:
+        return length, stride
+    return positions, max(1, stride * positions // length)
+
+
 def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_length: int, stride: int,
                  max_windows: int, input_names: set[str]) -> Windows:
     """All windows of all ``passages`` for ``question``, at most ``max_windows`` (earlier passages first), each
@@ -40,7 +53,12 @@ def make_windows(tokenizer: Any, question: str, passages: list[str], *, max_leng
     # A pasted paragraph as question must not starve the passage: each window keeps more than ``stride`` passage
     # tokens (the tokenizer requires it) beside the question and the special tokens (3 for BERT, 4 for RoBERTa).
     # Text such as "[CLS]" in a document or question is read as words, never as the model's own control tokens.
-    limit = min(MAX_QUESTION_TOKENS, max_length - stride - tokenizer.num_special_tokens_to_add(pair=True) - 1)
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    limit = min(MAX_QUESTION_TOKENS, max_length - stride - special - 1)
+    if limit < 1:
+        raise ModelNotFoundError(f"the reader's tokenizer adds {special} special tokens to a window of {max_length} "
+                                 f"with {stride} shared: no room is left for a question; check its tokenizer.json, "
+                                 "or set reader_max_seq_length higher and reader_stride lower")
     keep = limit
     question = token_prefix(tokenizer, question, limit + 1)  # enough to see it is too long, never all of a huge one
     # A window's stretch of passage starts at most max_length - stride tokens after the previous one's, so no window

@@ -6,7 +6,6 @@ from it. The card is plain JSON, readable without this program.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kb.atomic import write_atomic
+from kb.containment import read_own_file
 from kb.errors import ModelNotFoundError
 
 CARD_FILE = "training.json"
@@ -116,7 +116,8 @@ class TrainingCard(BaseModel):
     resumed_from: str | None = Field(default=None, description="the checkpoint an interrupted run continued from")
     training_loss: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss) as logged")
     no_answer_threshold: float | None = Field(
-        default=None, description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
+        default=None, ge=0, le=1, allow_inf_nan=False,
+        description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
     threshold_tuned_on: str | None = None
     int8: Int8Scores | None = Field(default=None, description="reader: its calibrated int8 graph, if one was made")
     libraries: dict[str, str] = Field(default_factory=dict)
@@ -129,12 +130,23 @@ def card_path(folder: str | Path) -> Path:
     return Path(folder) / CARD_FILE
 
 
+MAX_CARD_BYTES = 16 * 2**20  # a card holds its run's facts and logged losses: a few KB
+
+
 def read_card(folder: str | Path) -> TrainingCard | None:
-    """The card in a model folder, or None when the folder has none (a model not trained here, a hub name)."""
+    """The card in a model folder, or None when the folder has none (a model not trained here, a hub name); one
+    that is not a card (damaged, someone else's file of that name, a threshold outside 0 to 1) is a
+    ``ModelNotFoundError`` naming it: a reader read with it answered nothing, or everything, or failed deep
+    inside."""
     path = card_path(Path(folder).expanduser())
     if not path.is_file():
         return None
-    return TrainingCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return TrainingCard.model_validate_json(bytes(read_own_file(path, MAX_CARD_BYTES)))
+    except (OSError, ValueError) as error:  # unreadable, over the size, not JSON, not a card's fields
+        reason = " ".join(str(error).split())[:300]
+        raise ModelNotFoundError(f"{path} is not a training card kb can read ({reason}); move it away, or train the "
+                                 "model again") from error
 
 
 def write_card(folder: str | Path, card: TrainingCard) -> Path:

@@ -108,6 +108,23 @@ def test_reader_unavailable_still_returns_ranked_evidence(kb_factory: OpenKB, tm
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize("card", ['{"kind": "reader",', "[1]",
+                                  '{"kind": "reader", "base_model": "x", "no_answer_threshold": 7}',
+                                  '{"kind": "reader", "base_model": "x", "no_answer_threshold": NaN}'])
+def test_a_reader_whose_training_card_is_not_one_is_unavailable_saying_which_file(
+        kb_factory: OpenKB, tiny_reader: Path, tmp_path: Path, card: str) -> None:
+    """A card cut short was a JSONDecodeError from deep inside ask; a threshold of 7 or NaN (the setting refuses
+    both) made the reader answer nothing, silently."""
+    reader = shutil.copytree(tiny_reader, tmp_path / "reader")
+    (reader / "training.json").write_text(card, encoding="utf-8")
+    docs = write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)})
+    knowledge_base = kb_factory(reader_model=str(reader))
+    knowledge_base.ingest(docs)
+    result = knowledge_base.ask(question("chen"), k=3)
+    assert result.status == "reader_unavailable" and len(result.evidence) == 3
+    assert f"{reader / 'training.json'} is not a training card" in result.message and "\n" not in result.message
+
+
 def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -132,6 +149,31 @@ def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
     # Bounded work: with one window only, the answer near the end is never read.
     bounded = ExtractiveReader(settings.model_copy(update={"reader_max_windows": 1}))
     assert all(a.text != "2718" for a in bounded.run(question("dmitri"), [hit]).answers)
+
+
+def test_a_reader_of_fewer_positions_than_the_window_reads_within_them(tiny_reader: Path, tmp_path: Path) -> None:
+    """A model of 128 positions under the default windows of 384 failed at the first long passage ("The size of
+    tensor a (210) must match ... (128)"): the window is cut to the model's, sharing proportionally fewer tokens."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from answering.reader import ExtractiveReader
+    from kb.types import Hit
+
+    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_reader))
+    positions = model.bert.embeddings.position_embeddings
+    short = torch.nn.Embedding(128, positions.embedding_dim)
+    short.weight.data = positions.weight.data[:128].clone()
+    model.bert.embeddings.position_embeddings, model.config.max_position_embeddings = short, 128
+    folder = shutil.copytree(tiny_reader, tmp_path / "short")
+    model.save_pretrained(str(folder))
+    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 128
+    passage = " ".join(FILLER * 4) + " " + fact("dmitri", 2718) + " " + " ".join(FILLER)
+    hit = Hit(path="long.txt", page=None, start=0, end=len(passage), text=passage, score=1.0, chunk_id=1,
+              document_id=1)
+    reader = ExtractiveReader(Settings(reader_model=str(folder), device="cpu", reader_backend="torch"))
+    assert reader.run(question("dmitri"), [hit]).answers[0].text == "2718"
+    assert reader._window == (128, 128 * 128 // 384)
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
@@ -240,6 +282,11 @@ def test_span_probabilities_are_shared_across_windows() -> None:
     assert spans[0].probability == pytest.approx(spans[1].probability)  # equal logits, equal scores
     assert {(s.window, s.start, s.end) for s in spans[:2]} == {(0, 1, 2), (1, 1, 2)}
     assert all(s.end - s.start < 2 for s in spans)
+    # A broken model's NaN logits: its spans scored NaN, which every comparison took as certain (probability 1.0).
+    broken = [np.array([0.0, np.nan, 0.0, 0.0])] * 2
+    spans, null = best_spans(broken, ends, context, context, max_answer_tokens=2, top=100)
+    assert all(span.start != 1 and 0 <= span.probability < 1 for span in spans)
+    assert best_spans([np.full(4, np.nan)] * 2, ends, context, context, max_answer_tokens=2, top=100) == ([], 1.0)
 
 
 def test_control_token_text_is_read_as_words_and_a_long_question_is_cut(tiny_reader: Path) -> None:

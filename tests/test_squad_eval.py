@@ -148,6 +148,12 @@ def test_a_chinese_file_tunes_the_chinese_readers_threshold(tiny_reader: Path, t
                      encoding="utf-8")
     with pytest.raises(InvalidRequestError, match="no question to tune"):  # was: a temporary corpus "missing"
         evaluate_reader(empty, settings, tune=True)
+    impossible = tmp_path / "impossible.json"  # only unanswerable questions: the "best" threshold abstained on all
+    unanswerable = [{"id": "n1", "question": "客户可以换货吗？", "answers": [], "is_impossible": True}]
+    impossible.write_text(json.dumps({"version": "v2.0", "data": [{"title": "退货", "paragraphs": [
+        {"context": context, "qas": unanswerable}]}]}, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(InvalidRequestError, match="no answerable question"):
+        evaluate_reader(impossible, settings, tune=True)
     assert read_card(chinese) is None or read_card(chinese).no_answer_threshold is None  # nothing recorded
     qas.append({"id": "z2", "question": "客户可以换货吗？", "answers": [], "is_impossible": True})
     data.write_text(json.dumps({"data": [{"title": "退货", "paragraphs": [{"context": context, "qas": qas}]}]},

@@ -10,6 +10,7 @@ from typing import Any
 
 from kb.atomic import write_atomic
 from kb.cards import CARD_FILE, CHECKPOINTS, RUN_FILE, TrainingCard, read_card, write_card
+from kb.errors import ModelNotFoundError
 from training.errors import OutputExistsError
 
 KEPT_FILE = "kept.json"  # the entries of the output folder that were there before the run: not its own
@@ -56,7 +57,7 @@ def _card(out: Path) -> TrainingCard | None:
     file of that name)."""
     try:
         return read_card(out)
-    except (OSError, ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, or not a card's fields
+    except ModelNotFoundError:  # not JSON, not UTF-8, nested too deep, or not a card's fields
         return None
 
 

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from answering.loading import model_positions
 from kb.cards import TrainingCard
 from kb.errors import InvalidRequestError
 from kb.inference.backends import checked_device
@@ -21,7 +22,6 @@ from training.output import check_apart, check_output, last_checkpoint
 
 NEVER = 10**9  # evaluation and saving are triggered by TimeBudget, not by step counts
 LOG_EVERY = 0.04  # the loss is logged 25 times per run (a fraction of the total steps)
-OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer", "data2vec-text"}
 
 
 def start_run(options: TrainOptions, *, data: Sequence[Path], models: Sequence[Path],
@@ -70,16 +70,8 @@ def check_sequence_length(length: int, model: Path) -> None:
     """Refuse a sequence length (``--max-seq-length``, or the trainer's default) longer than the base ``model`` has
     positions for, before any data is read: it failed at the first step with a tensor size error. RoBERTa-style
     models number positions after the padding index, so two of theirs are not usable."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model, trust_remote_code=False)
-        most = int(config.max_position_embeddings)
-    except Exception:  # noqa: BLE001 - no config, or no positions: the model's own load says what is wrong
-        return
-    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
-        most -= int(getattr(config, "pad_token_id", 1) or 0) + 1
-    if length > most:
+    most = model_positions(model)
+    if most is not None and length > most:
         raise InvalidRequestError(f"a sequence length of {length} tokens (--max-seq-length) is longer than the base "
                                   f"model {model} reads ({most} tokens); give at most {most}")
 
