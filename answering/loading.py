@@ -90,6 +90,11 @@ def load_question_answering(name: str, *, device: str | None = None, precision: 
             f"reader model {name!r} is not a question-answering model: its weights lack {', '.join(missing[:4])}"
             f"{' and more' if len(missing) > 4 else ''}, so it would answer at random; train a reader from it "
             f"with `kb train reader --base-model {name}`, or set KB_READER_MODEL to a question-answering model")
+    rows = model.get_input_embeddings().num_embeddings
+    if (largest := max(tokenizer.get_vocab().values(), default=0)) >= rows:  # a token added, the model not resized
+        raise ModelNotFoundError(f"reader model {name!r} has a tokenizer whose token ids reach {largest:,}, past the "
+                                 f"{rows:,} its model embeds: a text holding such a token could not be read; save the "
+                                 "model and tokenizer together (resize_token_embeddings after adding tokens)")
     tokenizer.padding_side = "right"
     model.eval()
     if precision == "int8":  # int8 kernels exist for CPU only

@@ -125,6 +125,22 @@ def test_a_reader_whose_training_card_is_not_one_is_unavailable_saying_which_fil
     assert f"{reader / 'training.json'} is not a training card" in result.message and "\n" not in result.message
 
 
+def test_a_reader_whose_tokenizer_outgrew_its_model_is_unavailable(kb_factory: OpenKB, tiny_reader: Path,
+                                                                   tmp_path: Path) -> None:
+    """A token added to the tokenizer without resizing the model: any text holding it was an IndexError from torch
+    (and garbage from OpenVINO)."""
+    from transformers import AutoTokenizer
+
+    reader = shutil.copytree(tiny_reader, tmp_path / "reader")
+    tokenizer = AutoTokenizer.from_pretrained(str(reader))
+    tokenizer.add_tokens(["zzqx"])
+    tokenizer.save_pretrained(str(reader))
+    knowledge_base = kb_factory(reader_model=str(reader))
+    knowledge_base.ingest(write(tmp_path / "docs", {**FILLER_DOCS, "codes.txt": fact("chen", 5150)}))
+    result = knowledge_base.ask("What is the code of zzqx?", k=3)
+    assert result.status == "reader_unavailable" and "token ids reach" in result.message
+
+
 def test_long_passage_is_read_in_overlapping_windows(tiny_reader: Path) -> None:
     from transformers import AutoTokenizer
 
