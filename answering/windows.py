@@ -13,6 +13,7 @@ from kb.errors import ModelNotFoundError
 MAX_QUESTION_TOKENS = 64
 CUT_MARGIN = 16  # tokens kept past the last one needed: cutting a word may change that word's own tokens
 CHARACTERS_PER_TOKEN = 8  # the first guess of how much text holds a number of tokens (English averages 4-5)
+MAX_CHARACTERS_PER_TOKEN = 128  # read no further than this a token (WordPiece makes a word of over 100 one token)
 WORD_BREAKS = " \n\t\r\u3000"  # every tokenizer's pre-tokenizer splits words there
 
 
@@ -101,8 +102,10 @@ def token_prefix(tokenizer: Any, text: str, tokens: int) -> str:
     paragraph tokenised whole to read its first windows took 8.8 GB and a minute a question."""
     if len(text) <= tokens + CUT_MARGIN:  # every token covers at least one character
         return text
-    size = (tokens + CUT_MARGIN) * CHARACTERS_PER_TOKEN
+    size, most = (tokens + CUT_MARGIN) * CHARACTERS_PER_TOKEN, (tokens + CUT_MARGIN) * MAX_CHARACTERS_PER_TOKEN
     while size < len(text):
+        if size > most:  # characters that make hardly a token (20 million zero-width spaces: 35 s, 4.3 GB)
+            return text[:most]
         piece = text[:size]
         space = max(piece.rfind(blank) for blank in WORD_BREAKS)
         if space > size // 2:  # else (text without spaces, Chinese) the margin absorbs what the cut word changes
