@@ -107,12 +107,15 @@ OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mp
 
 
 def model_positions(model: str | Path) -> int | None:
-    """The tokens a local ``model`` folder reads at most, from its config (RoBERTa-style models number positions
-    after the padding index, so two of theirs are not usable); None when that cannot be told."""
+    """The tokens ``model`` (a folder, or a hub name already in the cache) reads at most, from its config
+    (RoBERTa-style models number positions after the padding index, so two of theirs are not usable); None when
+    that cannot be told."""
     from transformers import AutoConfig
 
+    folder = Path(model).expanduser()
     try:
-        config = AutoConfig.from_pretrained(str(model), trust_remote_code=False, local_files_only=True)
+        config = AutoConfig.from_pretrained(str(folder) if folder.is_dir() else str(model), trust_remote_code=False,
+                                            local_files_only=True)
         most = int(config.max_position_embeddings)
     except Exception:  # noqa: BLE001 - no config, or no positions: the model's own load says what is wrong
         return None

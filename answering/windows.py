@@ -104,8 +104,6 @@ def token_prefix(tokenizer: Any, text: str, tokens: int) -> str:
         return text
     size, most = (tokens + CUT_MARGIN) * CHARACTERS_PER_TOKEN, (tokens + CUT_MARGIN) * MAX_CHARACTERS_PER_TOKEN
     while size < len(text):
-        if size > most:  # characters that make hardly a token (20 million zero-width spaces: 35 s, 4.3 GB)
-            return text[:most]
         piece = text[:size]
         space = max(piece.rfind(blank) for blank in WORD_BREAKS)
         if space > size // 2:  # else (text without spaces, Chinese) the margin absorbs what the cut word changes
@@ -114,8 +112,10 @@ def token_prefix(tokenizer: Any, text: str, tokens: int) -> str:
                             verbose=False)["offset_mapping"]
         if len(offsets) > tokens + CUT_MARGIN:
             return text[:offsets[tokens + CUT_MARGIN][0]]
-        size *= 4
-    return text  # at most four times what was tokenised last
+        if size >= most:  # characters that make hardly a token (20 million zero-width spaces: 35 s, 4.3 GB)
+            return piece
+        size = min(size * 4, most)
+    return text  # at most four times what was tokenised last, and no more than ``most``
 
 
 def _centrality(offsets: list[tuple[int, int]], context: np.ndarray) -> dict[tuple[int, int], float]:

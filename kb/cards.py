@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kb.atomic import write_atomic
-from kb.containment import read_own_file
 from kb.errors import ModelNotFoundError
 
 CARD_FILE = "training.json"
@@ -142,7 +141,11 @@ def read_card(folder: str | Path) -> TrainingCard | None:
     if not path.is_file():
         return None
     try:
-        return TrainingCard.model_validate_json(bytes(read_own_file(path, MAX_CARD_BYTES)))
+        with path.open("rb") as handle:  # (a link is followed: model folders are often links into a cache)
+            data = handle.read(MAX_CARD_BYTES + 1)
+        if len(data) > MAX_CARD_BYTES:
+            raise ValueError(f"over {MAX_CARD_BYTES // 2**20} MB")
+        return TrainingCard.model_validate_json(data)
     except (OSError, ValueError) as error:  # unreadable, over the size, not JSON, not a card's fields
         reason = " ".join(str(error).split())[:300]
         raise ModelNotFoundError(f"{path} is not a training card kb can read ({reason}); move it away, or train the "

@@ -455,11 +455,12 @@ def test_a_reader_checkpoint_that_cannot_be_read_back_is_refused_on_resume(
     card = train_reader([facts], TrainOptions(out=out, resume=True, **options))  # measured again
     assert card.resumed_from is not None and card.validation_before["f1"] >= 0
     monkeypatch.setattr("training.reader.finish_output", lambda out, card: None)
-    train_reader([facts], TrainOptions(out=out, overwrite=True, **options))
-    [weights] = (out / "checkpoints").glob("checkpoint-*/model.safetensors")
-    weights.write_bytes(b"not weights")
-    with pytest.raises(OutputExistsError, match="checkpoint .* cannot be read back .* pass --overwrite"):
-        train_reader([facts], TrainOptions(out=out, resume=True, **options))
+    for damaged in ("model.safetensors", "optimizer.pt"):  # read back before the first step, and after the state
+        train_reader([facts], TrainOptions(out=out, overwrite=True, **options))
+        [part] = (out / "checkpoints").glob(f"checkpoint-*/{damaged}")
+        part.write_bytes(b"damaged")
+        with pytest.raises(OutputExistsError, match="checkpoint .* cannot be read back .* pass --overwrite"):
+            train_reader([facts], TrainOptions(out=out, resume=True, **options))
 
 
 @pytest.mark.slow

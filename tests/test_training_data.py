@@ -79,6 +79,12 @@ def test_what_a_run_cannot_do_is_refused_in_one_line_before_it_writes_anything(t
     (tmp_path / "one.json").write_text(json.dumps(one), encoding="utf-8")
     with pytest.raises(TrainingDataError, match="all answerable and on one paragraph"):  # was: after training
         train_reader([train], TrainOptions(out=out, validation=[tmp_path / "one.json"]))
+    none = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": f"Paragraph {number}.", "qas": [
+        {"id": f"n{number}", "question": "What is the code?", "answers": [], "is_impossible": True}]}
+        for number in range(2)]}]}
+    (tmp_path / "none.json").write_text(json.dumps(none), encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="all unanswerable"):  # the threshold would always abstain
+        train_reader([train], TrainOptions(out=out, validation=[tmp_path / "none.json"]))
     assert not out.exists()
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(OutputExistsError, match="not a folder"):
@@ -100,6 +106,16 @@ def test_json_nested_just_within_the_recursion_limit_is_refused_in_one_line(tmp_
         break
     else:
         pytest.skip("json.loads took no depth near the limit here")
+
+
+def test_a_training_card_reached_through_a_link_is_read(tmp_path: Path) -> None:
+    """Model folders are often links into a cache (Hugging Face snapshots, git-annex): their card is read."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "card.json").write_text('{"kind": "reader", "base_model": "x", "no_answer_threshold": 1}',
+                                                   encoding="utf-8")
+    (tmp_path / "reader").mkdir()
+    (tmp_path / "reader" / "training.json").symlink_to(tmp_path / "store" / "card.json")
+    assert read_card(tmp_path / "reader").no_answer_threshold == 1.0
 
 
 def test_resume_passes_over_a_checkpoint_whose_trainer_state_was_cut_short(tmp_path: Path) -> None:

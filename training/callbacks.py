@@ -13,7 +13,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 class TimeBudget(TrainerCallback):
     """Save a checkpoint at least every ``checkpoint_seconds``, so a killed run resumes close to where it was;
     evaluate and save at the end of every epoch and when training ends (the Trainer ends an epoch then too), so the
-    best checkpoint is known (unless ``evaluate`` is off: a run with no validation); stop after ``max_seconds``."""
+    best checkpoint is known (unless ``evaluate`` is off: a run with no validation); stop after ``max_seconds``.
+    ``stepped`` says whether a training step began (a resumed run reads its checkpoint back before its first)."""
 
     def __init__(self, max_seconds: float | None, checkpoint_seconds: float, *, evaluate: bool = True) -> None:
         self.max_seconds = max_seconds
@@ -22,6 +23,11 @@ class TimeBudget(TrainerCallback):
         self.stopped_early = False
         self._started = self._saved = time.monotonic()
         self._evaluated_step = self._saved_step = -1
+        self.stepped = False
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                      **kwargs: Any) -> None:
+        self.stepped = True
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:

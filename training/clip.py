@@ -170,7 +170,6 @@ def _recall_at_1(model: Any, preprocess: Any, tokenizer: Any, pairs: Sequence[Ca
             "mean_r1": round((text_to_image + image_to_text) / 2, 4)}
 
 
-
 def _resumed(resume_file: Path, model: Any, optimizer: Any, scheduler: Any, device: str, total: int) -> dict[str, Any]:
     """Load the interrupted run's weights, optimiser and schedule from ``resume_file``; its run state, noting where
     it resumed. A file that is not one the run saved (cut short, replaced, a step outside the run) is refused."""
@@ -184,8 +183,11 @@ def _resumed(resume_file: Path, model: Any, optimizer: Any, scheduler: Any, devi
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = dict(saved["state"])
-        if not isinstance(state.get("step"), int) or not 0 <= state["step"] <= total:
-            raise ValueError(f"its step {state.get('step')!r} is not one of the run's {total}")
+        step = state.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= total:
+            raise ValueError(f"its step {step!r} is not one of the run's {total}")
+        if missing := {"best", "best_step", "before", "losses"} - set(state):
+            raise KeyError(f"its state lacks {', '.join(sorted(missing))}")
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as error:
         reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
         raise OutputExistsError(f"{resume_file} cannot be read back ({reason}); pass --overwrite to start "

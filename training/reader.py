@@ -214,6 +214,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
         raise TrainingDataError("the validation questions are all answerable and on one paragraph: the no-answer "
                                 "threshold, tuned after training on questions asked elsewhere too, has nothing "
                                 "to abstain on; give more validation paragraphs or unanswerable questions")
+    if options.use_validation and not any(q.answers for q in validation_features.questions):
+        raise TrainingDataError("the validation questions are all unanswerable: the no-answer threshold, tuned after "
+                                "training, would always abstain; give validation questions with answers")
     hyperparameters = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,

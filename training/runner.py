@@ -108,7 +108,7 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     except Exception as error:
-        if resume_from is None or trainer.state.global_step:  # a failure of the training, not of reading it back
+        if resume_from is None or budget.stepped:  # a failure of the training, not of reading the checkpoint back
             raise
         reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
         raise OutputExistsError(f"the checkpoint {resume_from} cannot be read back ({reason}); pass --overwrite to "
