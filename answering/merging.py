@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from kb.types import Answer, Citation
@@ -21,6 +22,28 @@ def _key(text: str) -> str:
     return _LEADING_ARTICLE.sub("", key).strip(_EDGES) or text.strip()
 
 
+class _Spans:
+    """The cited character spans of one document, which never overlap one another (a candidate overlapping one
+    joins its answer without adding a source), kept sorted: so their ends are sorted too, and the spans a candidate
+    overlaps are found by two binary searches (a scan of all of them took 8 s for 100,000 candidates)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.answers: list[int] = []
+
+    def first_overlapping(self, start: int, end: int) -> int | None:
+        """The lowest answer index among the spans overlapping ``[start, end)``, if any."""
+        return min(self.answers[bisect.bisect_right(self.ends, start):bisect.bisect_left(self.starts, end)],
+                   default=None)
+
+    def add(self, start: int, end: int, answer: int) -> None:
+        at = bisect.bisect_left(self.starts, start)
+        self.starts.insert(at, start)
+        self.ends.insert(at, end)
+        self.answers.insert(at, answer)
+
+
 def merge_answers(candidates: list[tuple[str, Citation]], top: int) -> list[Answer]:
     """Answers from ``(text, citation)`` candidates, best first, at most ``top``.
 
@@ -33,21 +56,17 @@ def merge_answers(candidates: list[tuple[str, Citation]], top: int) -> list[Answ
     """
     answers: list[tuple[str, list[Citation], float]] = []
     by_key: dict[str, int] = {}  # each answer's key, made once (10,000 answers asked for made 17 million: 18 s)
-    cited: dict[int, list[tuple[int, int, int]]] = {}  # by document: (start, end, answer) of every source
+    cited: dict[int, _Spans] = {}  # by document, every source's characters and answer
     for text, citation in sorted(candidates, key=lambda item: -item[1].score):
-        key = _key(text)
-        overlapped = min((index for start, end, index in cited.get(citation.document_id, ())
-                          if start < citation.end and citation.start < end), default=None)
-        index = overlapped if overlapped is not None else by_key.get(key)
-        if index is None:
-            by_key[key] = len(answers)
-            cited.setdefault(citation.document_id, []).append((citation.start, citation.end, len(answers)))
-            answers.append((text, [citation], citation.score))
-            continue
+        spans = cited.setdefault(citation.document_id, _Spans())
+        overlapped = spans.first_overlapping(citation.start, citation.end)
+        index = overlapped if overlapped is not None else by_key.setdefault(_key(text), len(answers))
+        if index == len(answers):
+            answers.append((text, [], 0.0))
         answer_text, sources, score = answers[index]
         if overlapped is None:
             sources = [*sources, citation]
-            cited.setdefault(citation.document_id, []).append((citation.start, citation.end, index))
+            spans.add(citation.start, citation.end, index)
         answers[index] = (answer_text, sources, score + citation.score)
     ranked = sorted(answers, key=lambda answer: -answer[2])[:top]
     return [Answer(text=text, score=min(1.0, score), sources=sources) for text, sources, score in ranked]
