@@ -132,7 +132,7 @@ def test_a_reader_whose_tokenizer_outgrew_its_model_is_unavailable(kb_factory: O
     from transformers import AutoTokenizer
 
     reader = shutil.copytree(tiny_reader, tmp_path / "reader")
-    tokenizer = AutoTokenizer.from_pretrained(str(reader))
+    tokenizer = AutoTokenizer.from_pretrained(str(reader), local_files_only=True)
     tokenizer.add_tokens(["zzqx"])
     tokenizer.save_pretrained(str(reader))
     knowledge_base = kb_factory(reader_model=str(reader))
@@ -176,7 +176,7 @@ def test_a_reader_of_fewer_positions_than_the_window_reads_within_them(tiny_read
     from answering.reader import ExtractiveReader
     from kb.types import Hit
 
-    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_reader))
+    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_reader), local_files_only=True)
     positions = model.bert.embeddings.position_embeddings
     short = torch.nn.Embedding(128, positions.embedding_dim)
     short.weight.data = positions.weight.data[:128].clone()
