@@ -34,7 +34,7 @@ from kb.encoders.clip import resolve_architecture, resolve_checkpoint
 from kb.encoders.fingerprint import file_fingerprint
 from kb.errors import InvalidRequestError
 from kb.inference.backends import torch_device
-from training.errors import OutputExistsError, TrainingDataError
+from training.errors import TrainingDataError, unreadable_checkpoint
 from training.files import data_file, in_validation, read_jsonl
 from training.options import NO_VALIDATION, TrainOptions
 from training.output import finish_output, prepare_output, publish_model
@@ -189,9 +189,7 @@ def _resumed(resume_file: Path, model: Any, optimizer: Any, scheduler: Any, devi
         if missing := {"best", "best_step", "before", "losses"} - set(state):
             raise KeyError(f"its state lacks {', '.join(sorted(missing))}")
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as error:
-        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-        raise OutputExistsError(f"{resume_file} cannot be read back ({reason}); pass --overwrite to start "
-                                "again") from error
+        raise unreadable_checkpoint(str(resume_file), error) from error
     return state | {"resumed_from": f"step {state['step']}"}
 
 

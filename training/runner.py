@@ -16,7 +16,7 @@ from kb.cards import TrainingCard
 from kb.errors import InvalidRequestError
 from kb.inference.backends import checked_device
 from training.callbacks import ProgressBar, TimeBudget
-from training.errors import OutputExistsError, TrainingDataError
+from training.errors import TrainingDataError, unreadable_checkpoint
 from training.options import TrainOptions
 from training.output import check_apart, check_output, last_checkpoint
 
@@ -110,9 +110,7 @@ def run_trainer(trainer: Any, options: TrainOptions, checkpoints: Path) -> tuple
     except Exception as error:
         if resume_from is None or budget.stepped:  # a failure of the training, not of reading the checkpoint back
             raise
-        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-        raise OutputExistsError(f"the checkpoint {resume_from} cannot be read back ({reason}); pass --overwrite to "
-                                "start again") from error
+        raise unreadable_checkpoint(f"the checkpoint {resume_from}", error) from error
     return budget, Path(resume_from).name if resume_from else None
 
 
