@@ -12,6 +12,7 @@ any ``--threshold`` given.
     python benchmarks/reader_training.py cloze --recurring --out /work/models/recurring-wiki.json  # (and on both)
     python benchmarks/reader_training.py train --out /work/models/reader-cloze --base-model THAT_READER
     python benchmarks/reader_training.py train --out /work/models/reader-all --no-validation ...  # the recipe refit
+    python benchmarks/reader_training.py train --out /work/models/student --teacher READER [--teacher READER2]
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm \
         --variant float32 --variant int8 --variant 'int8:qa_outputs' --variant 'int8:qa_outputs,layer\\.\\d+\\.output\\.dense$'
     python benchmarks/reader_training.py evaluate --model /work/models/reader-minilm2 \
@@ -44,7 +45,7 @@ def xquad_without_held_out(data: Path, folder: Path) -> Path:
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.options import TrainOptions
+    from training.options import Distillation, TrainOptions
     from training.reader import train_reader
 
     files = [args.data / DATASETS["squad2-train-part"], args.data / DATASETS["squad1-train-part"]]
@@ -53,7 +54,9 @@ def train(args: argparse.Namespace) -> int:
                            max_seconds=args.max_seconds, resume=args.resume, overwrite=args.overwrite,
                            checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
                            data_seed=args.data_seed, use_validation=args.use_validation)
-    card = train_reader(files, options)
+    distillation = Distillation(teachers=args.teacher, weight=args.distillation_weight,
+                                temperature=args.temperature) if args.teacher else None
+    card = train_reader(files, options, distillation=distillation)
     print(card.model_dump_json(indent=2))
     return 0
 
@@ -243,6 +246,9 @@ def main() -> int:
     training.add_argument("--no-validation", action="store_false", dest="use_validation",
                           help="train on every question (the validation articles too) and keep the last step")
     training.add_argument("--resume", action="store_true")
+    training.add_argument("--teacher", type=Path, action="append", default=[], help="distil from these readers")
+    training.add_argument("--distillation-weight", type=float, default=0.5)
+    training.add_argument("--temperature", type=float, default=2.0)
     training.add_argument("--overwrite", action="store_true")
     cloze_file = commands.add_parser("cloze")
     cloze_file.add_argument("--out", type=Path, required=True)

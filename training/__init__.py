@@ -15,22 +15,24 @@ from typing import Any
 from kb.cards import TrainingCard
 from training.dependencies import require_train_extra
 from training.errors import OutputExistsError, TrainingDataError
-from training.options import TrainOptions
+from training.options import Distillation, TrainOptions
 
 KINDS = ("reader", "retriever", "reranker", "clip")
 
 
 def train_reader(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
-                 from_kb: bool = False, unanswerable_share: float | None = None) -> TrainingCard:
+                 from_kb: bool = False, unanswerable_share: float | None = None,
+                 distillation: Distillation | None = None) -> TrainingCard:
     """Fine-tune an extractive reader on SQuAD v1.1/v2.0 files and, with ``from_kb``, on cloze questions made from
     the knowledge base's own passages (see :mod:`training.reader`, :mod:`training.cloze`); its no-answer threshold
-    is tuned for questions of which ``unanswerable_share`` have no answer in the knowledge base (default 0.2)."""
+    is tuned for questions of which ``unanswerable_share`` have no answer in the knowledge base (default 0.2). With
+    ``distillation``, trained readers sharing its vocabulary teach it too (:mod:`training.distillation`)."""
     require_train_extra()
     from training.reader import train_reader as run
 
     extra = {} if unanswerable_share is None else {"unanswerable_share": unanswerable_share}
     return run([Path(path) for path in data], options, kb_dir=Path(kb_dir) if kb_dir else None, from_kb=from_kb,
-               **extra)
+               distillation=distillation, **extra)
 
 
 def train_retriever(data: Sequence[str | Path], options: TrainOptions, *, kb_dir: str | Path | None = None,
@@ -66,12 +68,16 @@ def train_clip(data: Sequence[str | Path], options: TrainOptions, *, clip_pretra
 
 def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = None, from_kb: bool = False,
           hard_negatives: int | None = None, mining_model: str | None = None, clip_pretrained: str | None = None,
-          unanswerable_share: float | None = None, **options: Any) -> TrainingCard:
+          unanswerable_share: float | None = None, distillation: Distillation | None = None,
+          **options: Any) -> TrainingCard:
     """Train a model of ``kind`` (reader, retriever, reranker, clip); ``options`` are :class:`TrainOptions` fields
     (``None`` values mean the kind's default)."""
     settings = TrainOptions(**{name: value for name, value in options.items() if value is not None})
+    if distillation is not None and kind != "reader":
+        raise ValueError(f"distillation (--teacher) trains a reader, not a {kind}")
     if kind == "reader":
-        return train_reader(data, settings, kb_dir=kb_dir, from_kb=from_kb, unanswerable_share=unanswerable_share)
+        return train_reader(data, settings, kb_dir=kb_dir, from_kb=from_kb, unanswerable_share=unanswerable_share,
+                            distillation=distillation)
     if kind == "clip":
         return train_clip(data, settings, clip_pretrained=clip_pretrained, kb_dir=kb_dir, from_kb=from_kb)
     if kind in ("retriever", "reranker"):
@@ -81,5 +87,5 @@ def train(kind: str, data: Sequence[str | Path], *, kb_dir: str | Path | None = 
     raise ValueError(f"unknown model kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "OutputExistsError", "TrainOptions", "TrainingCard", "TrainingDataError", "train", "train_clip",
-           "train_reader", "train_reranker", "train_retriever"]
+__all__ = ["KINDS", "Distillation", "OutputExistsError", "TrainOptions", "TrainingCard", "TrainingDataError", "train",
+           "train_clip", "train_reader", "train_reranker", "train_retriever"]

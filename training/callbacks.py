@@ -58,6 +58,12 @@ class TimeBudget(TrainerCallback):
         self._saved_step = state.global_step
 
 
+def progress_bar(total: int, description: str, unit: str, initial: int = 0) -> tqdm:
+    """A bar on stderr with tqdm's ETA: on a terminal it redraws every second, in a log file every 30 seconds."""
+    return tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0, desc=description)
+
+
 class ProgressBar(TrainerCallback):
     """One bar over the training steps with the running loss and tqdm's ETA; evaluation results as lines. On a
     terminal it redraws every second; in a log file it writes a line every 30 seconds."""
@@ -67,9 +73,7 @@ class ProgressBar(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
-        interactive = sys.stderr.isatty()
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", file=sys.stderr,
-                        dynamic_ncols=True, mininterval=1.0 if interactive else 30.0, desc="training")
+        self.bar = progress_bar(state.max_steps, "training", "step", initial=state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -65,3 +66,21 @@ class TrainOptions(BaseModel):
         if self.validation and not self.use_validation:
             raise ValueError("validation files were given with no validation: give one or the other")
         return self
+
+
+class Distillation(BaseModel):
+    """What a reader is distilled from and how much the teachers count against the gold spans."""
+
+    teachers: list[Path] = Field(min_length=1, description="trained reader folders; their logits are averaged")
+    weight: float = Field(default=0.5, ge=0, le=1, description="share of the loss from the teachers' soft targets "
+                          "(the rest from the gold span)")
+    temperature: float = Field(default=2.0, gt=0, le=100, description="softens both distributions before they are "
+                               "compared; the soft loss is scaled by its square, as Hinton et al. do")
+
+    def recorded(self) -> dict[str, Any]:
+        """The card's record: each teacher with its fingerprint, the weight and the temperature."""
+        from kb.encoders.fingerprint import folder_fingerprint
+
+        folders = [path.expanduser().resolve() for path in self.teachers]
+        return {"teachers": [{"model": str(path), "fingerprint": folder_fingerprint(path)} for path in folders],
+                "distillation_weight": self.weight, "distillation_temperature": self.temperature}

@@ -31,6 +31,7 @@ from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.cloze import cloze_questions, kb_passages
+from training.distillation import Distillation, DistillationCollator, add_teacher_logits
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import NO_VALIDATION, TrainOptions
@@ -164,14 +165,15 @@ def _windows(max_length: int | None, stride: int | None, max_answer_tokens: int 
 
 def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | None = None, from_kb: bool = False,
                  stride: int | None = None, max_answer_tokens: int | None = None,
-                 unanswerable_share: float | None = None) -> TrainingCard:
+                 unanswerable_share: float | None = None, distillation: Distillation | None = None) -> TrainingCard:
     """Fine-tune ``options.base_model`` (default: the packaged all-MiniLM-L6-v2) into a question-answering model on
     the SQuAD files ``data`` and, with ``from_kb``, cloze questions made from the passages of the knowledge base at
     ``kb_dir``; writes the model, its fast tokenizer and ``training.json`` to ``options.out``.
 
     Windows default to the reader's (``reader_max_seq_length`` 384, ``reader_stride`` 128); a shorter
     ``max_seq_length`` scales the stride with it. ``unanswerable_share`` (default 0.2) is what the no-answer
-    threshold is tuned for, on validation questions: refused with none.
+    threshold is tuned for, on validation questions: refused with none. With ``distillation``, the student also
+    learns the teachers' start and end distributions on every training window (:mod:`training.distillation`).
     """
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
@@ -184,7 +186,8 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     started = time.monotonic()
     base = options.base_model or DEFAULT_BASE
     base_folder = resolve_model_folder(base, "base model", "--base-model")
-    start_run(options, data=[Path(path) for path in data], models=[base_folder], kb_dir=kb_dir)
+    teachers = distillation.teachers if distillation else []
+    start_run(options, data=[Path(path) for path in data], models=[base_folder, *teachers], kb_dir=kb_dir)
     base_fingerprint = folder_fingerprint(base_folder)  # of the model read, before anything is written
     max_length, stride, max_answer_tokens = _windows(options.max_seq_length, stride, max_answer_tokens)
     check_sequence_length(max_length, base_folder)
@@ -221,6 +224,10 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                        "max_seq_length": max_length, "stride": stride, "max_answer_tokens": max_answer_tokens,
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
                        **options.seeds(), **options.validation_recorded(), "scheduler": "linear"}
+    if distillation is not None:
+        add_teacher_logits(train_features.features, distillation, tokenizer, max_length=max_length,
+                           device=options.device, batch_size=batch_size * 2)
+        hyperparameters |= distillation.recorded()
     if reader_data.cloze is not None:
         hyperparameters |= {"from_kb": True, "cloze_questions": len(reader_data.cloze.questions),
                             "cloze_sha256": squad_sha256(reader_data.cloze)}
@@ -231,13 +238,15 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                                       **hyperparameters})
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
-                                                      train_sampling_strategy="group_by_length"))
+                                                      train_sampling_strategy="group_by_length",
+                                                      remove_unused_columns=False))  # features hold only inputs
     validating = options.use_validation
     trainer = QuestionAnsweringTrainer(
         model=model, args=arguments, train_dataset=train_features.features,
         eval_dataset=validation_features.features if validating else None,
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if validating else None)
+        processing_class=tokenizer, data_collator=DistillationCollator(DataCollatorWithPadding(tokenizer)),
+        compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if validating else None,
+        distillation=distillation)
     before_file = checkpoints / "before.json"
     recorded = read_json(before_file) if options.use_validation and before_file.is_file() else None
     if not options.use_validation:

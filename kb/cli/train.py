@@ -80,6 +80,13 @@ def add_train_parser(commands: Any) -> None:
         if kind == "reader":
             command.add_argument("--unanswerable-share", type=share, metavar="SHARE",
                                  help=UNANSWERABLE_SHARE_HELP)
+            command.add_argument("--teacher", type=Path, action="append", default=[], metavar="DIR",
+                                 help="distil: also learn this trained reader's answer distributions on every window "
+                                 "(repeatable: their logits are averaged); it must share the base model's vocabulary")
+            command.add_argument("--distillation-weight", type=share, default=0.5, metavar="SHARE",
+                                 help="share of the loss from the teachers (default 0.5; the rest from the gold spans)")
+            command.add_argument("--temperature", type=float, default=2.0,
+                                 help="softens the teachers' and the student's distributions (default 2)")
         if kind == "clip":
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
                                  "(default: the clip_pretrained setting)")
@@ -103,15 +110,18 @@ def add_train_parser(commands: Any) -> None:
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
     from kb.cards import summarise
-    from training import train
+    from training import Distillation, train
 
     if args.kind == "quantize-reader":
         return _quantize_reader(args)
 
+    teachers = getattr(args, "teacher", [])
+    distillation = Distillation(teachers=teachers, weight=args.distillation_weight,
+                                temperature=args.temperature) if teachers else None
     card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
                  hard_negatives=getattr(args, "hard_negatives", None), mining_model=getattr(args, "mining_model", None),
                  clip_pretrained=getattr(args, "pretrained", None),
-                 unanswerable_share=getattr(args, "unanswerable_share", None),
+                 unanswerable_share=getattr(args, "unanswerable_share", None), distillation=distillation,
                  base_model=args.base_model, epochs=args.epochs, max_seconds=args.max_seconds,
                  batch_size=args.batch_size, learning_rate=args.learning_rate,
                  max_seq_length=args.max_seq_length, validation=args.validation,

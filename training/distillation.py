@@ -1,0 +1,108 @@
+"""Distillation for ``kb train reader --teacher``: trained readers' start and end logits on every training window
+become soft targets the student learns beside the gold span (Hinton et al. 2015), so a small reader learns what a
+larger reader, or several averaged, know beyond the one gold span each question has.
+
+The teachers read the student's very windows (token ids and all), so they must share its vocabulary: a BERT-base
+uncased reader can teach the packaged MiniLM, an MPNet or RoBERTa reader cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from answering.loading import load_question_answering, model_inputs, model_positions
+from kb.errors import InvalidRequestError
+from training.callbacks import progress_bar
+from training.options import Distillation
+
+PADDING = -1e4  # the logit of a padding position in a teacher's target: no probability, and no NaN in the loss
+TEACHER_KEYS = ("teacher_start", "teacher_end")
+
+
+def _teacher(path: Path, tokenizer: Any, max_length: int, device: str | None) -> tuple[Any, Any]:
+    """The teacher at ``path`` loaded as ``ask`` loads a reader, refused when it cannot read the student's windows:
+    another vocabulary, or fewer positions than a window holds."""
+    path = path.expanduser()
+    if not path.is_dir():
+        raise InvalidRequestError(f"--teacher {path}: no such folder (give a trained reader's folder)")
+    most = model_positions(path)
+    if most is not None and most < max_length:
+        raise InvalidRequestError(f"--teacher {path} reads at most {most} tokens, fewer than a window's {max_length} "
+                                  "(--max-seq-length)")
+    model, teacher_tokenizer = load_question_answering(str(path), device=device)
+    if teacher_tokenizer.get_vocab() != tokenizer.get_vocab() or any(
+            getattr(teacher_tokenizer, name) != getattr(tokenizer, name) for name in ("cls_token", "sep_token")):
+        raise InvalidRequestError(f"--teacher {path} does not share the student's vocabulary: a teacher reads the "
+                                  "student's windows, so it must use the same tokenizer")
+    return model, teacher_tokenizer
+
+
+def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillation, tokenizer: Any, *,
+                       max_length: int, device: str | None, batch_size: int) -> None:
+    """Give each training window the teachers' average start and end logits (float16: 1.5 KB a window of 384).
+    Every teacher is checked before any is run."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    for path in distillation.teachers:
+        _teacher(path, tokenizer, max_length, "cpu")
+    sums = [[np.zeros(len(feature["input_ids"]), np.float32) for feature in features] for _ in TEACHER_KEYS]
+    order = sorted(range(len(features)), key=lambda n: len(features[n]["input_ids"]))  # batches of like lengths
+    for number, path in enumerate(distillation.teachers, 1):
+        model, teacher_tokenizer = _teacher(path, tokenizer, max_length, device)
+        names = model_inputs(model, teacher_tokenizer)
+        collate = DataCollatorWithPadding(teacher_tokenizer)
+        description = f"teacher {number} of {len(distillation.teachers)} reads the training windows"
+        with torch.inference_mode(), progress_bar(len(features), description, "window") as bar:
+            for first in range(0, len(order), batch_size):
+                batch = order[first : first + batch_size]
+                inputs = collate([{name: features[n][name] for name in names} for n in batch])
+                output = model(**{name: tensor.to(model.device) for name, tensor in inputs.items()})
+                for side, logits in enumerate((output.start_logits, output.end_logits)):
+                    for row, n in enumerate(batch):
+                        sums[side][n] += logits[row, : len(features[n]["input_ids"])].float().cpu().numpy()
+                bar.update(len(batch))
+    for n, feature in enumerate(features):
+        for side, key in enumerate(TEACHER_KEYS):
+            feature[key] = (sums[side][n] / len(distillation.teachers)).astype(np.float16)
+
+
+class DistillationCollator:
+    """Pads a batch as ``collate`` does, and each teacher's logits to the batch's length with :data:`PADDING`."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        teachers = {key: [feature[key] for feature in features] for key in TEACHER_KEYS if key in features[0]}
+        batch = self.collate([{k: v for k, v in feature.items() if k not in TEACHER_KEYS} for feature in features])
+        length = batch["input_ids"].shape[1]
+        for key, rows in teachers.items():
+            padded = np.full((len(rows), length), PADDING, np.float32)
+            for row, logits in enumerate(rows):
+                padded[row, : len(logits)] = logits
+            batch[key] = torch.from_numpy(padded)
+        return batch
+
+
+def soft_target_loss(start_logits: Any, end_logits: Any, teacher_start: Any, teacher_end: Any,
+                     temperature: float) -> Any:
+    """The mean over start and end of KL(teacher || student) at ``temperature``, times its square (so that the
+    soft loss's gradients keep their size whatever the temperature), over each window's real tokens (the padding
+    is where the collator put :data:`PADDING`)."""
+    import torch.nn.functional as functional
+
+    padding = teacher_start <= PADDING / 2
+    losses = []
+    for student, teacher in ((start_logits, teacher_start), (end_logits, teacher_end)):
+        student = student.float().masked_fill(padding, PADDING) / temperature
+        teacher = teacher.masked_fill(padding, PADDING) / temperature
+        losses.append(functional.kl_div(functional.log_softmax(student, dim=-1), functional.log_softmax(teacher, -1),
+                                        log_target=True, reduction="batchmean"))
+    return (losses[0] + losses[1]) / 2 * temperature**2
