@@ -4,6 +4,7 @@ window, and a teacher that cannot read the student's windows is refused before a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from answering.squad_eval import evaluate
 from kb.cli import main
 from kb.encoders.fingerprint import folder_fingerprint
-from kb.errors import InvalidRequestError
+from kb.errors import KbError
 from tests.conftest import minilm_path
 from tests.qa_model import save_tiny_bert, write_squad
 from training import Distillation, TrainOptions, train_reader
@@ -25,6 +26,18 @@ READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length"
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_path())
+
+
+def _tiny_distilbert(folder: Path) -> Path:
+    """A random 2-layer DistilBERT with the MiniLM tokenizer: it reads no token types, which a BERT teacher does."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+    DistilBertModel(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=64, n_layers=2, n_heads=2,
+                                     hidden_dim=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +57,15 @@ def _mislabelled(facts: Path, out: Path) -> Path:
     return out
 
 
-def test_a_student_learns_its_teachers_answers_over_its_files_labels(tiny_reader: Path, tiny_base: Path, facts: Path,
-                                                                     tmp_path: Path) -> None:
-    """With all of the loss on the teacher, a student trained on wrong labels answers as the teacher does."""
+@pytest.mark.parametrize("student", ["bert", "distilbert"])
+def test_a_student_learns_its_teachers_answers_over_its_files_labels(student: str, tiny_reader: Path, tiny_base: Path,
+                                                                     facts: Path, tmp_path: Path) -> None:
+    """With all of the loss on the teacher (a BERT reader), a student trained on wrong labels answers as the teacher
+    does; a DistilBERT student too, whose windows hold the token types only its teacher reads."""
     wrong = _mislabelled(facts, tmp_path / "wrong.json")
+    base = tiny_base if student == "bert" else _tiny_distilbert(tmp_path / "distilbert")
     out = tmp_path / "student"
-    card = train_reader([wrong], TrainOptions(out=out, base_model=str(tiny_base), use_validation=False, **READER),
+    card = train_reader([wrong], TrainOptions(out=out, base_model=str(base), use_validation=False, **READER),
                         distillation=Distillation(teachers=[tiny_reader], weight=1.0))
     assert card.hyperparameters["teachers"] == [{"model": str(tiny_reader),
                                                  "fingerprint": folder_fingerprint(tiny_reader)}]
@@ -77,6 +93,9 @@ def _fewer_positions(folder: Path) -> None:
     (_swap_two_tokens, "does not share the student's vocabulary"),
     (_fewer_positions, "reads at most 32 tokens, fewer than a window's 64"),
     (lambda folder: shutil.rmtree(folder), "no such folder"),
+    (lambda folder: (folder / "model.safetensors").unlink(), "could not be loaded"),
+    (lambda folder: (folder / "checkpoints").mkdir() or (folder / "checkpoints" / "run.json").write_text("{}"),
+     "is an unfinished `kb train` run"),
 ])
 def test_a_teacher_that_cannot_read_the_students_windows_is_refused_before_training(
         damage, message: str, tiny_reader: Path, tiny_base: Path, facts: Path, tmp_path: Path) -> None:
@@ -84,7 +103,7 @@ def test_a_teacher_that_cannot_read_the_students_windows_is_refused_before_train
     shutil.copytree(tiny_reader, teacher)
     damage(teacher)
     out = tmp_path / "student"
-    with pytest.raises(InvalidRequestError, match=message):
+    with pytest.raises(KbError, match=re.escape(message)):
         train_reader([facts], TrainOptions(out=out, base_model=str(tiny_base), **READER),
                      distillation=Distillation(teachers=[tiny_reader, teacher]))
     assert not out.exists()
@@ -100,14 +119,21 @@ def test_kb_train_reader_takes_teachers_and_says_why_it_refuses_one(tiny_base: P
         main(["train", "reader", str(facts), "--out", str(tmp_path / "student"), "--teacher", str(missing),
               "--distillation-weight", "1.5"])
     assert "'1.5' is not a share from 0 to 1" in capsys.readouterr().err
+    assert main(["train", "reader", str(facts), "--out", str(tmp_path / "student"), "--temperature", "3"]) != 0
+    assert "say how a --teacher teaches; give one" in capsys.readouterr().err
+    assert main(["train", "reader", str(facts), "--out", str(tmp_path / "student"), "--teacher", str(missing),
+                 "--teacher", str(tmp_path / ".." / tmp_path.name / "no-reader")]) != 0
+    assert "a teacher is given twice" in capsys.readouterr().err
+    assert not (tmp_path / "student").exists()
 
 
 def test_soft_targets_count_only_real_tokens_and_vanish_when_the_student_agrees() -> None:
     collate = DistillationCollator(lambda rows: {"input_ids": torch.nn.utils.rnn.pad_sequence(
-        [torch.tensor(row["input_ids"]) for row in rows], batch_first=True)})
+        [torch.tensor(row["input_ids"]) for row in rows], batch_first=True)}, {"input_ids"})
     rows = [{"input_ids": [1, 2, 3], "teacher_start": [0.0, 2.0, 1.0], "teacher_end": [1.0, 0.0, 3.0]},
             {"input_ids": [1, 2], "teacher_start": [1.0, 0.0], "teacher_end": [0.0, 1.0]}]
-    batch = collate(rows)
+    batch = collate([row | {"token_type_ids": [0] * len(row["input_ids"])} for row in rows])  # a teacher's input
+    assert set(batch) == {"input_ids", "teacher_start", "teacher_end"}
     assert batch["teacher_start"].tolist() == [[0.0, 2.0, 1.0], [1.0, 0.0, PADDING]]
     teacher_start, teacher_end = batch["teacher_start"], batch["teacher_end"]
     agreeing = soft_target_loss(teacher_start.clone(), teacher_end.clone(), teacher_start, teacher_end, 2.0)

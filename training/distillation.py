@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from answering.loading import load_question_answering, model_inputs, model_positions
-from kb.errors import InvalidRequestError
+from kb.cards import refuse_unfinished
+from kb.errors import InvalidRequestError, ModelNotFoundError
 from training.callbacks import progress_bar
 from training.options import Distillation
 
@@ -24,8 +25,8 @@ TEACHER_KEYS = ("teacher_start", "teacher_end")
 
 
 def _teacher(path: Path, tokenizer: Any, max_length: int, device: str | None) -> tuple[Any, Any]:
-    """The teacher at ``path`` loaded as ``ask`` loads a reader, refused when it cannot read the student's windows:
-    another vocabulary, or fewer positions than a window holds."""
+    """The teacher at ``path`` loaded as ``ask`` loads a reader, refused when it is no reader or cannot read the
+    student's windows: another vocabulary, or fewer positions than a window holds."""
     path = path.expanduser()
     if not path.is_dir():
         raise InvalidRequestError(f"--teacher {path}: no such folder (give a trained reader's folder)")
@@ -33,7 +34,11 @@ def _teacher(path: Path, tokenizer: Any, max_length: int, device: str | None) ->
     if most is not None and most < max_length:
         raise InvalidRequestError(f"--teacher {path} reads at most {most} tokens, fewer than a window's {max_length} "
                                   "(--max-seq-length)")
-    model, teacher_tokenizer = load_question_answering(str(path), device=device)
+    refuse_unfinished(path, "--teacher", "--teacher")
+    try:
+        model, teacher_tokenizer = load_question_answering(str(path), device=device)
+    except ModelNotFoundError as error:  # not a reader, or a broken one: said as for ask's reader, named here
+        raise InvalidRequestError(f"--teacher {path}: {error}") from error
     if teacher_tokenizer.get_vocab() != tokenizer.get_vocab() or any(
             getattr(teacher_tokenizer, name) != getattr(tokenizer, name) for name in ("cls_token", "sep_token")):
         raise InvalidRequestError(f"--teacher {path} does not share the student's vocabulary: a teacher reads the "
@@ -41,15 +46,25 @@ def _teacher(path: Path, tokenizer: Any, max_length: int, device: str | None) ->
     return model, teacher_tokenizer
 
 
+def check_teachers(distillation: Distillation, tokenizer: Any, max_length: int) -> set[str]:
+    """Refuse, before anything is written, a teacher that cannot teach (see :func:`_teacher`); returns the inputs
+    the teachers read, for the training windows to hold (a BERT teacher reads the token types a DistilBERT student
+    does not)."""
+    inputs: set[str] = set()
+    for path in distillation.teachers:
+        model, teacher_tokenizer = _teacher(path, tokenizer, max_length, "cpu")
+        inputs.update(model_inputs(model, teacher_tokenizer))
+    return inputs
+
+
 def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillation, tokenizer: Any, *,
                        max_length: int, device: str | None, batch_size: int) -> None:
-    """Give each training window the teachers' average start and end logits (float16: 1.5 KB a window of 384).
-    Every teacher is checked before any is run."""
+    """Give each training window the teachers' start and end logits, averaged (a product of their distributions,
+    renormalised; float16, 1.5 KB a window of 384). The windows hold every input a teacher reads
+    (:func:`check_teachers`)."""
     import torch
     from transformers import DataCollatorWithPadding
 
-    for path in distillation.teachers:
-        _teacher(path, tokenizer, max_length, "cpu")
     sums = [[np.zeros(len(feature["input_ids"]), np.float32) for feature in features] for _ in TEACHER_KEYS]
     order = sorted(range(len(features)), key=lambda n: len(features[n]["input_ids"]))  # batches of like lengths
     for number, path in enumerate(distillation.teachers, 1):
@@ -72,16 +87,18 @@ def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillatio
 
 
 class DistillationCollator:
-    """Pads a batch as ``collate`` does, and each teacher's logits to the batch's length with :data:`PADDING`."""
+    """Pads a batch as ``collate`` does, with only the ``inputs`` the student reads (a window holds the teachers'
+    too) and its labels, and each teacher's logits to the batch's length with :data:`PADDING`."""
 
-    def __init__(self, collate: Any) -> None:
+    def __init__(self, collate: Any, inputs: set[str]) -> None:
         self.collate = collate
+        self.kept = inputs | {"start_positions", "end_positions"}
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
         teachers = {key: [feature[key] for feature in features] for key in TEACHER_KEYS if key in features[0]}
-        batch = self.collate([{k: v for k, v in feature.items() if k not in TEACHER_KEYS} for feature in features])
+        batch = self.collate([{k: v for k, v in feature.items() if k in self.kept} for feature in features])
         length = batch["input_ids"].shape[1]
         for key, rows in teachers.items():
             padded = np.full((len(rows), length), PADDING, np.float32)

@@ -71,16 +71,26 @@ class TrainOptions(BaseModel):
 class Distillation(BaseModel):
     """What a reader is distilled from and how much the teachers count against the gold spans."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     teachers: list[Path] = Field(min_length=1, description="trained reader folders; their logits are averaged")
     weight: float = Field(default=0.5, ge=0, le=1, description="share of the loss from the teachers' soft targets "
                           "(the rest from the gold span)")
     temperature: float = Field(default=2.0, gt=0, le=100, description="softens both distributions before they are "
                                "compared; the soft loss is scaled by its square, as Hinton et al. do")
 
+    @model_validator(mode="after")
+    def _teachers_once(self) -> Distillation:
+        folders = [path.expanduser().resolve() for path in self.teachers]
+        if len(set(folders)) < len(folders):
+            raise ValueError("a teacher is given twice: each is averaged in once")
+        return self
+
     def recorded(self) -> dict[str, Any]:
-        """The card's record: each teacher with its fingerprint, the weight and the temperature."""
+        """The card's record: each teacher with its fingerprint (in the order of their folders, which does not
+        change what they teach), the weight and the temperature."""
         from kb.encoders.fingerprint import folder_fingerprint
 
-        folders = [path.expanduser().resolve() for path in self.teachers]
+        folders = sorted(path.expanduser().resolve() for path in self.teachers)
         return {"teachers": [{"model": str(path), "fingerprint": folder_fingerprint(path)} for path in folders],
                 "distillation_weight": self.weight, "distillation_temperature": self.temperature}

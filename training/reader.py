@@ -31,7 +31,7 @@ from kb.config import Settings
 from kb.encoders.fingerprint import folder_fingerprint
 from kb.encoders.sentence_transformer import resolve_model_folder
 from training.cloze import cloze_questions, kb_passages
-from training.distillation import Distillation, DistillationCollator, add_teacher_logits
+from training.distillation import Distillation, DistillationCollator, add_teacher_logits, check_teachers
 from training.errors import TrainingDataError
 from training.int8 import quantize_trained_reader
 from training.options import NO_VALIDATION, TrainOptions
@@ -203,9 +203,12 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{base} has no fast tokenizer; the reader needs one for character offsets")
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_folder))
-    window = {"max_length": max_length, "stride": stride, "input_names": set(model_inputs(model, tokenizer))}
-    train_features = reader_features(train_set, tokenizer, for_training=True, **window)
-    validation_features = reader_features(validation_set, tokenizer, for_training=False, **window)
+    inputs = set(model_inputs(model, tokenizer))
+    teacher_inputs = check_teachers(distillation, tokenizer, max_length) if distillation else set()
+    window = {"max_length": max_length, "stride": stride}
+    train_features = reader_features(train_set, tokenizer, for_training=True, input_names=inputs | teacher_inputs,
+                                     **window)
+    validation_features = reader_features(validation_set, tokenizer, for_training=False, input_names=inputs, **window)
     if not train_features.questions:
         reasons = ", ".join(f"{count} {reason}" for reason, count in train_features.skipped.items()) or "none given"
         raise TrainingDataError(f"no usable training question in {', '.join(map(str, data)) or kb_dir} ({reasons})")
@@ -225,8 +228,6 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                        "warmup_ratio": options.warmup_ratio, "weight_decay": options.weight_decay,
                        **options.seeds(), **options.validation_recorded(), "scheduler": "linear"}
     if distillation is not None:
-        add_teacher_logits(train_features.features, distillation, tokenizer, max_length=max_length,
-                           device=options.device, batch_size=batch_size * 2)
         hyperparameters |= distillation.recorded()
     if reader_data.cloze is not None:
         hyperparameters |= {"from_kb": True, "cloze_questions": len(reader_data.cloze.questions),
@@ -236,6 +237,9 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                                       "validation": split,
                                       "validation_data": [f.sha256 for f in reader_data.validation_files],
                                       **hyperparameters})
+    if distillation is not None:  # after a --resume with other teachers is refused: this pass takes minutes
+        add_teacher_logits(train_features.features, distillation, tokenizer, max_length=max_length,
+                           device=options.device, batch_size=batch_size * 2)
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length",
@@ -244,7 +248,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     trainer = QuestionAnsweringTrainer(
         model=model, args=arguments, train_dataset=train_features.features,
         eval_dataset=validation_features.features if validating else None,
-        processing_class=tokenizer, data_collator=DistillationCollator(DataCollatorWithPadding(tokenizer)),
+        processing_class=tokenizer, data_collator=DistillationCollator(DataCollatorWithPadding(tokenizer), inputs),
         compute_metrics=_metrics(validation_set, validation_features, max_answer_tokens) if validating else None,
         distillation=distillation)
     before_file = checkpoints / "before.json"

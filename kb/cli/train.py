@@ -7,7 +7,12 @@ import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kb.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from training.options import Distillation
 
 KINDS = (("reader", "SQuAD v1.1/v2.0 JSON files"),
          ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
@@ -36,6 +41,7 @@ def number_within(low: float, high: float, what: str) -> Callable[[str], float]:
 
 
 share = number_within(0.0, 1.0, "a share from 0 to 1")
+temperature = number_within(0.01, 100.0, "a temperature from 0.01 to 100")
 points = number_within(0.0, 100.0, "a number of F1 points from 0 to 100")
 
 
@@ -83,9 +89,9 @@ def add_train_parser(commands: Any) -> None:
             command.add_argument("--teacher", type=Path, action="append", default=[], metavar="DIR",
                                  help="distil: also learn this trained reader's answer distributions on every window "
                                  "(repeatable: their logits are averaged); it must share the base model's vocabulary")
-            command.add_argument("--distillation-weight", type=share, default=0.5, metavar="SHARE",
+            command.add_argument("--distillation-weight", type=share, metavar="SHARE",
                                  help="share of the loss from the teachers (default 0.5; the rest from the gold spans)")
-            command.add_argument("--temperature", type=float, default=2.0,
+            command.add_argument("--temperature", type=temperature,
                                  help="softens the teachers' and the student's distributions (default 2)")
         if kind == "clip":
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
@@ -110,14 +116,12 @@ def add_train_parser(commands: Any) -> None:
 
 def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
     from kb.cards import summarise
-    from training import Distillation, train
+    from training import train
 
     if args.kind == "quantize-reader":
         return _quantize_reader(args)
 
-    teachers = getattr(args, "teacher", [])
-    distillation = Distillation(teachers=teachers, weight=args.distillation_weight,
-                                temperature=args.temperature) if teachers else None
+    distillation = _distillation(args) if args.kind == "reader" else None
     card = train(args.kind, args.data, out=args.out, kb_dir=kb_dir, from_kb=getattr(args, "from_kb", False),
                  hard_negatives=getattr(args, "hard_negatives", None), mining_model=getattr(args, "mining_model", None),
                  clip_pretrained=getattr(args, "pretrained", None),
@@ -129,6 +133,19 @@ def run_train(args: argparse.Namespace, kb_dir: Path) -> int:
                  device=args.device, overwrite=args.overwrite, resume=args.resume)
     print(summarise(card, args.out))
     return 0
+
+
+def _distillation(args: argparse.Namespace) -> Distillation | None:
+    """The reader's ``--teacher`` options; the weight and temperature alone are refused (they would do nothing)."""
+    from training import Distillation
+
+    tuning = {name: value for name, value in (("weight", args.distillation_weight), ("temperature", args.temperature))
+              if value is not None}
+    if not args.teacher:
+        if tuning:
+            raise InvalidRequestError("--distillation-weight and --temperature say how a --teacher teaches; give one")
+        return None
+    return Distillation(teachers=args.teacher, **tuning)
 
 
 def _quantize_reader(args: argparse.Namespace) -> int:
