@@ -108,9 +108,11 @@ def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document
 
 
 def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"",
-                         rewrite: dict[str, Callable[[bytes], bytes]] | None = None) -> bytes:
+                         rewrite: dict[str, Callable[[bytes], bytes]] | None = None,
+                         extra: dict[str, bytes] | None = None) -> bytes:
     """A workbook (made by openpyxl) whose one sheet's data is ``rows`` (``<row>`` elements), its declared size
-    the whole of Excel's grid, its XML after ``doctype``; other parts rewritten by ``rewrite`` (name: function)."""
+    the whole of Excel's grid, its XML after ``doctype``; other parts rewritten by ``rewrite`` (name: function),
+    and ``extra`` parts added."""
     from openpyxl import Workbook
 
     plain = io.BytesIO()
@@ -123,7 +125,89 @@ def xlsx_with_sheet_rows(rows: bytes, doctype: bytes = b"",
         for item in source.infolist():
             data = sheet if item.filename == "xl/worksheets/sheet1.xml" else source.read(item.filename)
             target.writestr(item.filename, (rewrite or {}).get(item.filename, lambda part: part)(data))
+        for name, data in (extra or {}).items():
+            target.writestr(name, data)
     return out.getvalue()
+
+
+_RELATIONSHIPS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_WORKBOOK_RELATIONSHIPS = "xl/_rels/workbook.xml.rels"
+
+
+def _added(tag: bytes, xml: bytes) -> Callable[[bytes], bytes]:
+    """A rewrite putting ``xml`` before the closing ``tag`` of a part."""
+    return lambda part: part.replace(b"</%s>" % tag, xml + b"</%s>" % tag, 1)
+
+
+def _relationship(identifier: str, kind: str, target: str) -> bytes:
+    return f'<Relationship Id="{identifier}" Type="{_RELATIONSHIPS}/{kind}" Target="{target}"/>'.encode()
+
+
+def _relationships(*relationships: bytes) -> bytes:
+    return (b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            + b"".join(relationships) + b"</Relationships>")
+
+
+def xlsx_linking_one_book(references: int, cells: int) -> bytes:
+    """A workbook listing one external link part of ``cells`` cached cells ``references`` times: openpyxl parsed
+    the part again for each and kept every copy."""
+    link = (f'<externalLink xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            f'xmlns:r="{_RELATIONSHIPS}"><externalBook r:id="rId1"><sheetNames><sheetName val="S"/></sheetNames>'
+            '<sheetDataSet><sheetData sheetId="0"><row r="1">'
+            + "".join(f'<cell r="A{n}"><v>{n}</v></cell>' for n in range(1, cells + 1))
+            + "</row></sheetData></sheetDataSet></externalBook></externalLink>").encode()
+    listed = f'<externalReferences xmlns:r="{_RELATIONSHIPS}">'.encode() + \
+        b'<externalReference r:id="rId9"/>' * references + b"</externalReferences>"
+    return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>linked</t></is></c></row>', rewrite={
+        "xl/workbook.xml": lambda part: part.replace(b"</sheets>", b"</sheets>" + listed),
+        _WORKBOOK_RELATIONSHIPS: _added(b"Relationships",
+                                        _relationship("rId9", "externalLink", "externalLinks/externalLink1.xml"))},
+        extra={"xl/externalLinks/externalLink1.xml": link, "xl/externalLinks/_rels/externalLink1.xml.rels": _relationships(
+            f'<Relationship Id="rId1" Type="{_RELATIONSHIPS}/externalLinkPath" Target="other.xlsx" '
+            'TargetMode="External"/>'.encode())})
+
+
+def xlsx_with_print_area(letters: int) -> bytes:
+    """A workbook whose print area is ``letters`` letters: openpyxl matched it with a backtracking pattern."""
+    name = b'<definedName name="_xlnm.Print_Area" localSheetId="0">%s</definedName>' % (b"a" * letters)
+    return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>printed</t></is></c></row>', rewrite={
+        "xl/workbook.xml": lambda part: part.replace(b"<definedNames/>", b"<definedNames>%s</definedNames>" % name)})
+
+
+def xlsx_chart_sheet_showing_one_picture(times: int, megabytes: int) -> bytes:
+    """A workbook whose second tab is a chart sheet drawing one picture part of ``megabytes`` ``times`` times:
+    openpyxl read the part again for each and kept every copy."""
+    anchor = ('<xdr:absoluteAnchor><xdr:pos x="0" y="0"/><xdr:ext cx="1" cy="1"/><xdr:pic><xdr:nvPicPr>'
+              '<xdr:cNvPr id="1" name="P"/><xdr:cNvPicPr/></xdr:nvPicPr><xdr:blipFill><a:blip r:embed="rId1"/>'
+              '</xdr:blipFill><xdr:spPr/></xdr:pic><xdr:clientData/></xdr:absoluteAnchor>')
+    drawing = ('<xdr:wsDr xmlns:xdr="http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing" '
+               f'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:r="{_RELATIONSHIPS}">'
+               + anchor * times + "</xdr:wsDr>").encode()
+    chart = (f'<chartsheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+             f'xmlns:r="{_RELATIONSHIPS}"><sheetViews><sheetView workbookViewId="0"/></sheetViews>'
+             '<drawing r:id="rId1"/></chartsheet>').encode()
+    tab = f'<sheet xmlns:r="{_RELATIONSHIPS}" name="Chart" sheetId="2" r:id="rId8"/>'.encode()
+    return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>charted</t></is></c></row>', rewrite={
+        "xl/workbook.xml": _added(b"sheets", tab),
+        _WORKBOOK_RELATIONSHIPS: _added(b"Relationships", _relationship("rId8", "chartsheet", "chartsheets/sheet1.xml"))},
+        extra={"xl/chartsheets/sheet1.xml": chart,
+               "xl/chartsheets/_rels/sheet1.xml.rels": _relationships(
+                   _relationship("rId1", "drawing", "../drawings/drawing1.xml")),
+               "xl/drawings/drawing1.xml": drawing,
+               "xl/drawings/_rels/drawing1.xml.rels": _relationships(
+                   _relationship("rId1", "image", "../media/big.png")),
+               "xl/media/big.png": noise_png(40) + bytes(megabytes * 2**20)})
+
+
+def xlsx_listing_one_sheet(times: int, relationships: int) -> bytes:
+    """A workbook listing its one sheet ``times`` times, the sheet with ``relationships`` hyperlinks: openpyxl read
+    them all again for each listing."""
+    tabs = b"".join(f'<sheet xmlns:r="{_RELATIONSHIPS}" name="S{n}" sheetId="{n}" r:id="rId1"/>'.encode()
+                    for n in range(2, times + 1))
+    links = _relationships(*(f'<Relationship Id="h{n}" Type="{_RELATIONSHIPS}/hyperlink" Target="http://x/{n}" '
+                             'TargetMode="External"/>'.encode() for n in range(relationships)))
+    return xlsx_with_sheet_rows(b'<row r="1"><c r="A1" t="inlineStr"><is><t>listed</t></is></c></row>', rewrite={
+        "xl/workbook.xml": _added(b"sheets", tabs)}, extra={"xl/worksheets/_rels/sheet1.xml.rels": links})
 
 
 def far_cells_xlsx(rows: int) -> bytes:

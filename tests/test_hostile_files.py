@@ -93,6 +93,10 @@ from tests.hostile import (
     shared_stream_pdf,
     undrawable_scan_pdf,
     xls_of_numbers,
+    xlsx_chart_sheet_showing_one_picture,
+    xlsx_linking_one_book,
+    xlsx_listing_one_sheet,
+    xlsx_with_print_area,
     xlsx_with_sheet_rows,
 )
 from tests.test_knowledge_base import write_docs
@@ -197,6 +201,13 @@ CASES = {
         _write("far.xlsx", lambda: far_cells_xlsx(300_000)), None, 400, 30),
     "xlsx whose sheet holds 2.1 million empty rows": (
         _write("rows.xlsx", lambda: xlsx_with_sheet_rows(b"<row/>" * 2_100_000)), "XML bomb", 400, 30),
+    "xlsx listing one link of 20,000 cells 300 times": (
+        _write("links.xlsx", lambda: xlsx_linking_one_book(300, 20_000)), None, 400, 30),
+    "xlsx whose print area is 160,000 letters": (_write("area.xlsx", lambda: xlsx_with_print_area(160_000)), None, 400, 30),
+    "xlsx chart sheet drawing one 50 MB picture 30 times": (
+        _write("chart.xlsx", lambda: xlsx_chart_sheet_showing_one_picture(30, 50)), None, 400, 30),
+    "xlsx listing its sheet 300 times, with 20,000 relationships": (
+        _write("listed.xlsx", lambda: xlsx_listing_one_sheet(300, 20_000)), None, 400, 30),
     "eml of multiparts nested 5000 deep": (_write("deep.eml", lambda: mime_nested(5000)), "MIME bomb", 400, 30),
     "eml attaching a docx whose xml expands to 50 MB": (_write("bomb.eml", lambda: email_bytes(attachments=[
         ("bomb.docx", docx_xml_bomb(50))])), None, 400, 30),
