@@ -258,6 +258,26 @@ def one_picture_shown_often_deck(shown: int, megabytes: int) -> bytes:
     return deck_rewritten({"ppt/media/image1.png": lambda part: b"\0" * (megabytes * 2**20)}, deck=out.getvalue())
 
 
+def slides_sharing_one_notes_deck(slides: int, paragraphs: int) -> bytes:
+    """A deck of ``slides`` slides whose relationships all name the first one's notes, of ``paragraphs`` empty
+    paragraphs before "Shared note": they were read again for each slide."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for number in range(slides):
+        deck.slides.add_slide(deck.slide_layouts[5]).shapes.title.text = f"Slide {number}"
+    deck.slides[0].notes_slide.notes_text_frame.text = "Shared note"
+    out = io.BytesIO()
+    deck.save(out)
+    notes = f'<Relationship Id="rId99" Type="{_RELATIONSHIPS}/notesSlide" Target="../notesSlides/notesSlide1.xml"/>'
+    rewrite: dict[str, Callable[[bytes], bytes | None]] = {
+        f"ppt/slides/_rels/slide{number}.xml.rels": _added(b"Relationships", notes.encode())
+        for number in range(2, slides + 1)}
+    rewrite["ppt/notesSlides/notesSlide1.xml"] = lambda part: part.replace(b"<a:p><a:r>", b"<a:p/>" * paragraphs
+                                                                           + b"<a:p><a:r>", 1)
+    return deck_rewritten(rewrite, deck=out.getvalue())
+
+
 def nested_groups_deck(depth: int) -> bytes:
     """A deck whose first slide holds a group of a group ... ``depth`` deep, a text box at the bottom."""
     opening = (b'<p:grpSp><p:nvGrpSpPr><p:cNvPr id="%d" name="Group"/><p:cNvGrpSpPr/><p:nvPr/></p:nvGrpSpPr>'

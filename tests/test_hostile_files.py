@@ -91,6 +91,7 @@ from tests.hostile import (
     shared_mask_pdf,
     shared_resources_pdf,
     shared_stream_pdf,
+    slides_sharing_one_notes_deck,
     undrawable_scan_pdf,
     xls_of_numbers,
     xlsx_chart_sheet_showing_one_picture,
@@ -318,6 +319,8 @@ CASES = {
     "rtf of a 60 MB binary picture and 8 MB of one hex picture": (_write("pictures.rtf", lambda: (
         rb"{\rtf1 {\pict\pngblip\bin62914560 " + bytes(60 * 2**20) + rb"}{\pict\jpegblip " + b"ff" * (4 * 2**20)
         + rb"} After.}")), None, 500, 30),
+    "pptx of 20 slides sharing notes of 300,000 paragraphs": (
+        _write("notes.pptx", lambda: slides_sharing_one_notes_deck(20, 300_000)), None, 400, 30),
 }
 
 
@@ -348,6 +351,8 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("Masked page") == 30 and len(result["warnings"]) == 21
     if case.startswith("pdf of 12 small pictures"):
         assert result["text"].count("Masked page") == 12 and result["images"]
+    if case.startswith("pptx of 20 slides sharing notes"):  # read with the first slide, once
+        assert result["text"].count("Shared note") == 1 and result["text"].count("Slide ") == 20
     if case == "pptx of groups nested 3000 deep":  # the slide too deep to parse is lost, not the deck
         assert "Sales by region" in result["text"] and "Excessive depth" in result["warnings"][0]
     if case.startswith("pdf of 20 pages each"):
