@@ -60,6 +60,7 @@ from tests.hostile import (
     docx_external_entity,
     docx_long_text,
     docx_naming_one_note,
+    docx_of_nested_drawings,
     docx_of_notes,
     docx_with_shared_picture,
     docx_xml_bomb,
@@ -321,6 +322,8 @@ CASES = {
         + rb"} After.}")), None, 500, 30),
     "pptx of 20 slides sharing notes of 300,000 paragraphs": (
         _write("notes.pptx", lambda: slides_sharing_one_notes_deck(20, 300_000)), None, 400, 30),
+    "docx of 250 drawings nested around 100,000 pictures": (
+        _write("nested.docx", lambda: docx_of_nested_drawings(250, 100_000)), None, 400, 30),
 }
 
 
@@ -351,6 +354,9 @@ def test_loaders_stay_in_the_folder_and_within_budget(case: str, tmp_path: Path)
         assert result["text"].count("Masked page") == 30 and len(result["warnings"]) == 21
     if case.startswith("pdf of 12 small pictures"):
         assert result["text"].count("Masked page") == 12 and result["images"]
+    if case.startswith("docx of 250 drawings nested"):  # each picture counted once, from its own drawing
+        assert len(result["images"]) == 1 and result["warnings"] == [
+            "99800 image(s) beyond the first 200 skipped (at most 200 images per document, repeats included)"]
     if case.startswith("pptx of 20 slides sharing notes"):  # read with the first slide, once
         assert result["text"].count("Shared note") == 1 and result["text"].count("Slide ") == 20
     if case == "pptx of groups nested 3000 deep":  # the slide too deep to parse is lost, not the deck
