@@ -87,6 +87,13 @@ def docx_with_shared_picture(count: int, picture: bytes) -> bytes:
     return out.getvalue()
 
 
+def docx_of_big_picture_and_broken_styles(megabytes: int) -> bytes:
+    """A DOCX whose one picture part is ``megabytes`` of zeros and whose styles part is cut short: the repair of
+    the styles ran while the failed first opening, with its copy of every part, was still held."""
+    return deck_rewritten({"word/media/image1.png": lambda part: bytes(megabytes * 2**20),
+                           "word/styles.xml": lambda part: part[:-30]}, deck=docx_with_shared_picture(1, noise_png(40)))
+
+
 def docx_of_nested_drawings(depth: int, pictures: int) -> bytes:
     """A DOCX whose body nests ``depth`` drawings around ``pictures`` pictures of one image part: each picture was
     taken once for every drawing around it."""
