@@ -94,6 +94,27 @@ def docx_of_big_picture_and_broken_styles(megabytes: int) -> bytes:
                            "word/styles.xml": lambda part: part[:-30]}, deck=docx_with_shared_picture(1, noise_png(40)))
 
 
+def docx_relating_many_parts(parts: int, repeats: int, chained: bool = False) -> bytes:
+    """A DOCX whose document relates to ``parts`` parts of one byte, and to the last of them ``repeats`` times more;
+    ``chained``: each part relates to the next instead. python-docx looked each part up in a list of those seen, and
+    followed a chain by recursion."""
+    from docx import Document
+
+    plain = io.BytesIO()
+    Document().save(plain)
+    custom = f"{_RELATIONSHIPS}/customXml"
+    listed = [_relationship(f"p{n}", "customXml", f"m/p{n}.bin") for n in range(1 if chained else parts)]
+    listed += [_relationship(f"d{n}", "customXml", f"m/p{parts - 1}.bin") for n in range(repeats)]
+    extra = {f"word/m/p{n}.bin": b"x" for n in range(parts)}
+    if chained:
+        extra |= {f"word/m/_rels/p{n}.bin.rels": _relationships(
+            f'<Relationship Id="n" Type="{custom}" Target="p{n + 1}.bin"/>'.encode()) for n in range(parts - 1)}
+    return deck_rewritten({"word/_rels/document.xml.rels": _added(b"Relationships", b"".join(listed)),
+                           "[Content_Types].xml": _added(b"Types", b'<Default Extension="bin" '
+                                                         b'ContentType="application/octet-stream"/>')},
+                          extra=extra, deck=plain.getvalue())
+
+
 def docx_of_nested_drawings(depth: int, pictures: int) -> bytes:
     """A DOCX whose body nests ``depth`` drawings around ``pictures`` pictures of one image part: each picture was
     taken once for every drawing around it."""

@@ -63,6 +63,7 @@ from tests.hostile import (
     docx_of_big_picture_and_broken_styles,
     docx_of_nested_drawings,
     docx_of_notes,
+    docx_relating_many_parts,
     docx_with_shared_picture,
     docx_xml_bomb,
     far_cells_xlsx,
@@ -327,6 +328,10 @@ CASES = {
         _write("nested.docx", lambda: docx_of_nested_drawings(250, 100_000)), None, 400, 30),
     "docx of a 300 MB picture part and a broken styles part": (
         _write("broken.docx", lambda: docx_of_big_picture_and_broken_styles(300)), None, 850, 30),
+    "docx relating 20,000 parts and one of them 100,000 times more": (
+        _write("related.docx", lambda: docx_relating_many_parts(20_000, 100_000)), None, 400, 30),
+    "docx of a chain of 3,000 related parts": (
+        _write("chain.docx", lambda: docx_relating_many_parts(3_000, 0, chained=True)), None, 400, 30),
 }
 
 

@@ -7,11 +7,13 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from docx.document import Document
 from docx.opc.constants import RELATIONSHIP_TYPE
+from docx.opc.package import OpcPackage
 from docx.opc.part import Part, PartFactory, XmlPart
+from docx.opc.pkgreader import PackageReader
 from docx.oxml import parse_xml
 from docx.oxml.ns import qn
 from docx.package import Package
@@ -57,6 +59,44 @@ PartFactory.part_type_for.update(dict.fromkeys((
     "application/vnd.ms-word.document.macroEnabled.main+xml",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
     "application/vnd.ms-word.template.macroEnabledTemplate.main+xml"), DocumentPart))
+
+
+
+def _walk_parts(reader: Any, relationships: Any) -> Iterator[tuple[Any, ...]]:
+    """python-docx's walk over a package's parts along their relationships, in its order (each part, then the parts
+    it relates to, depth first), with a set of the parts seen and a stack: its list made 20,000 parts and 100,000
+    relationships take 47 s, and its recursion could not follow a chain of parts 1,000 long."""
+    seen: set[str] = set()
+    stack = [iter(relationships)]
+    while stack:
+        relationship = next(stack[-1], None)
+        if relationship is None:
+            stack.pop()
+        elif not relationship.is_external and (name := relationship.target_partname) not in seen:
+            seen.add(name)
+            related = PackageReader._srels_for(reader, name)
+            yield name, reader.blob_for(name), relationship.reltype, related
+            stack.append(iter(related))
+
+
+def _relationships(package: OpcPackage) -> Iterator[Any]:
+    """python-docx's walk over every relationship of a package, which it makes as it opens one (for its pictures),
+    in its order, with a set of the parts seen and a stack, for the reasons of ``_walk_parts``."""
+    seen: set[int] = set()
+    stack = [iter(package.rels.values())]
+    while stack:
+        relationship = next(stack[-1], None)
+        if relationship is None:
+            stack.pop()
+            continue
+        yield relationship
+        if not relationship.is_external and id(part := relationship.target_part) not in seen:
+            seen.add(id(part))
+            stack.append(iter(part.rels.values()))
+
+
+PackageReader._walk_phys_parts = staticmethod(_walk_parts)
+OpcPackage.iter_rels = _relationships
 
 
 class DocxLoader(Loader):
