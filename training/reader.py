@@ -243,7 +243,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length",
-                                                      remove_unused_columns=False))  # features hold only inputs
+                                                      remove_unused_columns=False))  # the collator picks them
     validating = options.use_validation
     trainer = QuestionAnsweringTrainer(
         model=model, args=arguments, train_dataset=train_features.features,
