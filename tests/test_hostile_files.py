@@ -207,11 +207,12 @@ CASES = {
         _write("rows.xlsx", lambda: xlsx_with_sheet_rows(b"<row/>" * 2_100_000)), "XML bomb", 400, 30),
     "xlsx listing one link of 20,000 cells 300 times": (
         _write("links.xlsx", lambda: xlsx_linking_one_book(300, 20_000)), None, 400, 30),
-    "xlsx whose print area is 160,000 letters": (_write("area.xlsx", lambda: xlsx_with_print_area(160_000)), None, 400, 30),
+    "xlsx whose print area is 250,000 letters": (
+        _write("area.xlsx", lambda: xlsx_with_print_area(250_000)), None, 400, 30),
     "xlsx chart sheet drawing one 50 MB picture 30 times": (
         _write("chart.xlsx", lambda: xlsx_chart_sheet_showing_one_picture(30, 50)), None, 400, 30),
-    "xlsx listing its sheet 300 times, with 20,000 relationships": (
-        _write("listed.xlsx", lambda: xlsx_listing_one_sheet(300, 20_000)), None, 400, 30),
+    "xlsx listing its sheet 600 times, with 20,000 relationships": (
+        _write("listed.xlsx", lambda: xlsx_listing_one_sheet(600, 20_000)), None, 400, 30),
     "eml of multiparts nested 5000 deep": (_write("deep.eml", lambda: mime_nested(5000)), "MIME bomb", 400, 30),
     "eml attaching a docx whose xml expands to 50 MB": (_write("bomb.eml", lambda: email_bytes(attachments=[
         ("bomb.docx", docx_xml_bomb(50))])), None, 400, 30),
