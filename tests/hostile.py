@@ -120,21 +120,17 @@ def docx_of_nested_drawings(depth: int, pictures: int) -> bytes:
     taken once for every drawing around it."""
     import re
 
-    document = docx_with_shared_picture(1, noise_png(64))
-    with zipfile.ZipFile(io.BytesIO(document)) as source:
-        parts = {item.filename: source.read(item.filename) for item in source.infolist()}
-    picture = re.search(rb'r:embed="([^"]+)"', parts["word/document.xml"])
-    assert picture is not None
     namespaces = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
-    body = (f"<w:p><w:r><w:t>Nested drawings</w:t></w:r><w:r>{f'<w:drawing {namespaces}>' * depth}"
-            + f'<a:blip r:embed="{picture.group(1).decode()}"/>' * pictures + "</w:drawing>" * depth + "</w:r></w:p>")
-    xml = parts["word/document.xml"].decode()
-    parts["word/document.xml"] = (xml.split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>").encode()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for name, data in parts.items():
-            target.writestr(name, data)
-    return out.getvalue()
+
+    def nested(xml: bytes) -> bytes:
+        picture = re.search(rb'r:embed="([^"]+)"', xml)
+        assert picture is not None
+        body = (f"<w:p><w:r><w:t>Nested drawings</w:t></w:r><w:r>{f'<w:drawing {namespaces}>' * depth}"
+                + f'<a:blip r:embed="{picture.group(1).decode()}"/>' * pictures + "</w:drawing>" * depth
+                + "</w:r></w:p>")
+        return (xml.decode().split("<w:body>")[0] + f"<w:body>{body}</w:body></w:document>").encode()
+
+    return deck_rewritten({"word/document.xml": nested}, deck=docx_with_shared_picture(1, noise_png(64)))
 
 
 def _docx_with_document_xml(rewrite: Callable[[str], str], part: str = "document.xml") -> bytes:
