@@ -115,6 +115,16 @@ def docx_relating_many_parts(parts: int, repeats: int, chained: bool = False) ->
                           extra=extra, deck=plain.getvalue())
 
 
+def docx_of_nested_tables(depth: int, megabytes: int) -> bytes:
+    """A DOCX of ``depth`` tables nested in each other's first cell around ``megabytes`` paragraphs of a megabyte
+    of words each: every level joined the text of all those inside it again."""
+    paragraph = '<w:p><w:r><w:t xml:space="preserve">' + "word " * (2**20 // 5) + "</w:t></w:r></w:p>"
+    inner = paragraph * megabytes
+    for _ in range(depth):
+        inner = f"<w:tbl><w:tr><w:tc>{inner}</w:tc><w:tc><w:p><w:r><w:t>x</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"
+    return docx_body(inner)
+
+
 def docx_of_nested_drawings(depth: int, pictures: int) -> bytes:
     """A DOCX whose body nests ``depth`` drawings around ``pictures`` pictures of one image part: each picture was
     taken once for every drawing around it."""

@@ -62,6 +62,7 @@ from tests.hostile import (
     docx_naming_one_note,
     docx_of_big_picture_and_broken_styles,
     docx_of_nested_drawings,
+    docx_of_nested_tables,
     docx_of_notes,
     docx_relating_many_parts,
     docx_with_shared_picture,
@@ -327,6 +328,8 @@ CASES = {
         _write("notes.pptx", lambda: slides_sharing_one_notes_deck(20, 300_000)), None, 400, 30),
     "docx of 250 drawings nested around 100,000 pictures": (
         _write("nested.docx", lambda: docx_of_nested_drawings(250, 100_000)), None, 400, 30),
+    "docx of 83 tables nested around 37 MB of words": (
+        _write("tables.docx", lambda: docx_of_nested_tables(83, 37)), "max_document_chars", 400, 30),
     "docx of a 300 MB picture part and a broken styles part": (
         _write("broken.docx", lambda: docx_of_big_picture_and_broken_styles(300)), None, 850, 30),
     "docx relating 20,000 parts and one of them 100,000 times more": (
