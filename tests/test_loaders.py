@@ -1213,6 +1213,11 @@ def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path)
         b"</p:spTree>", part + b"</p:spTree>", 1)}))  # python-pptx cannot list a slide holding a content part
     assert [broken.text[page.start:page.end] for page in broken.pages] == [first, "", ""]
     assert len(broken.warnings) == 1 and broken.warnings[0].startswith("slide 2 cannot be read: ")
+    # Broken notes (emptied by the repair) lost their slide's text; now only themselves.
+    noteless = load(tmp_path, "noteless.pptx",
+                    deck_rewritten({"ppt/notesSlides/notesSlide1.xml": lambda xml: xml[:-300]}))
+    assert noteless.text == whole.text.replace("\n\nNotes: Mention the new warehouse in Ningbo.", "")
+    assert noteless.warnings[1] == "slide 1: its notes cannot be read: required ``<p:cSld>`` child element not present"
     # Without core properties python-pptx makes up the title "PowerPoint Presentation": the first slide's is used.
     bare = load(tmp_path, "bare.pptx", deck_rewritten({"docProps/core.xml": lambda xml: None, "_rels/.rels": lambda
                                                         xml: re.sub(rb"<Relationship [^>]*core-properties[^>]*/>", b"",

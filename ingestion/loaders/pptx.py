@@ -150,10 +150,15 @@ def _slide(slide: Any, notes_read: set[int]) -> _Slide:
         except Exception as error:
             name = str(getattr(shape, "name", ""))[:100]
             failures.append(f"shape {name!r} cannot be read: {describe_error(error)}")
-    if slide.has_notes_slide and id((notes_slide := slide.notes_slide).part) not in notes_read:
-        notes_read.add(id(notes_slide.part))
-        if (notes := notes_slide.notes_text_frame) is not None and notes.text.strip():
-            blocks.append("Notes: " + _lines(paragraph.text for paragraph in notes.paragraphs))
+    try:  # broken notes (a part emptied by the repair) lose only themselves, once for all the slides sharing them
+        if slide.has_notes_slide and id((notes_slide := slide.notes_slide).part) not in notes_read:
+            notes_read.add(id(notes_slide.part))
+            if (notes := notes_slide.notes_text_frame) is not None and notes.text.strip():
+                blocks.append("Notes: " + _lines(paragraph.text for paragraph in notes.paragraphs))
+    except MemoryError:
+        raise
+    except Exception as error:
+        failures.append(f"its notes cannot be read: {describe_error(error)}")
     return _Slide(clean_text("\n\n".join(block for block in blocks if block.strip())), title, pictures, failures)
 
 
