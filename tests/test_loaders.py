@@ -1195,6 +1195,18 @@ def test_an_office_part_whose_xml_is_broken_costs_only_what_it_holds(tmp_path: P
     assert slashed.text == "The chart:\n\nAfter it." and slashed.images == []  # resolved as python-docx does
 
 
+def test_a_python_docx_without_the_walks_replaced_fails_at_import() -> None:
+    """python-docx's package walks are replaced (theirs took 47 s on a hostile file); a version that renamed them
+    must fail loudly, not be left silently with its own."""
+    from ingestion.loaders.docx import _replace
+
+    class Package:
+        pass
+
+    with pytest.raises(ImportError, match="no Package.iter_rels to replace: install python-docx 1.x"):
+        _replace(Package, "iter_rels", lambda package: iter(()))
+
+
 def test_pptx_slides_listed_twice_or_broken_cost_only_themselves(tmp_path: Path) -> None:
     whole = load(tmp_path, "whole.pptx", deck_bytes())
     first, second = (whole.text[page.start:page.end] for page in whole.pages[:2])

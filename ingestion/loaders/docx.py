@@ -95,8 +95,16 @@ def _relationships(package: OpcPackage) -> Iterator[Any]:
             stack.append(iter(part.rels.values()))
 
 
-PackageReader._walk_phys_parts = staticmethod(_walk_parts)
-OpcPackage.iter_rels = _relationships
+def _replace(owner: type, name: str, replacement: Any) -> None:
+    """Put ``replacement`` in place of python-docx's ``owner.name``: a python-docx without it (a version that renamed
+    its walks) fails at import, rather than being left with walks of its own that no one has measured."""
+    if not hasattr(owner, name):
+        raise ImportError(f"this python-docx has no {owner.__name__}.{name} to replace: install python-docx 1.x")
+    setattr(owner, name, replacement)
+
+
+_replace(PackageReader, "_walk_phys_parts", staticmethod(_walk_parts))
+_replace(OpcPackage, "iter_rels", _relationships)
 
 
 class DocxLoader(Loader):
