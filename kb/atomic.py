@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -54,9 +55,12 @@ def abandoned_temporaries(folder: Path) -> list[Path]:
     found: list[Path] = []
     for path in sorted(folder.glob(f"*{TEMPORARY_SUFFIX}")):
         try:
-            untouched = now - path.stat().st_mtime
+            status = path.lstat()
         except FileNotFoundError:
             continue  # its save finished or failed just now
+        if not stat.S_ISREG(status.st_mode):
+            continue  # a folder or link named so is no save's (deleting one failed every repair)
+        untouched = now - status.st_mtime
         writer = _writer(path)
         if untouched > ABANDONED_AFTER_S or (writer is not None and not _running(writer)):
             found.append(path)
@@ -73,7 +77,7 @@ def _running(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (a number too large to be a process's in a planted name)
         return False
     except PermissionError:
         return True  # another user's process

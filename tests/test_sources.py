@@ -370,13 +370,17 @@ def test_the_next_ingest_deletes_a_killed_saves_leftovers_but_not_a_live_saves(k
     killed = indexes / f"text.faiss.{ended_process()}.a1b2c3d4.tmp"  # as write_atomic names them
     old = indexes / "text.faiss.x9y8z7w6.tmp"  # an older version's name, no process id: judged by its age
     live = indexes / f"text.faiss.{os.getpid()}.e5f6g7h8.tmp"  # a save this process is making now
-    for path in (killed, old, live):
+    planted = indexes / f"text.faiss.{10**20}.z0z0z0z0.tmp"  # no process has such a number (os.kill overflowed)
+    for path in (killed, old, live, planted):
         path.write_bytes(b"half a cache")
-    os.utime(old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
+    backup = kb.directory / "backup.tmp"  # a folder so named is no save's (deleting it failed every repair)
+    backup.mkdir()
+    for path in (old, backup):
+        os.utime(path, (time.time() - 2 * 3600, time.time() - 2 * 3600))
     assert {p.kind for p in kb.doctor().problems} == {"temporary files"}
     kb.ingest(folder)
-    assert not killed.exists() and not old.exists() and live.exists()
-    assert kb.doctor().problems == []
+    assert not killed.exists() and not old.exists() and not planted.exists() and live.exists() and backup.is_dir()
+    assert kb.doctor(repair=True).problems == []
 
 
 def test_doctor_repairs_an_encoder_mismatch_by_reembedding(kb_factory, tmp_path: Path) -> None:
