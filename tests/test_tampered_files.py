@@ -184,12 +184,16 @@ def _damage(database: Path, how: str) -> None:
         start, end = (chunks_page - 1) * 4096, chunks_page * 4096
         data[start:end] = bytes(byte ^ 0xFF for byte in data[start:end])
         database.write_bytes(data)
+    elif how == "emptied":  # opened, it was a new empty database, called healthy, answering nothing
+        database.write_bytes(b"")
+    elif how == "deleted":
+        database.unlink()
     else:
         _plant(database, how)
 
 
 @pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "stored text", "fifo",
-                                 "/dev/zero"])
+                                 "/dev/zero", "emptied", "deleted"])
 def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

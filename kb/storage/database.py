@@ -31,6 +31,7 @@ BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock b
 
 
 DATABASE_FILE = "kb.sqlite"  # in the knowledge base's folder, unless database_url names another database
+WRITTEN_MARKS = ("write.lock", "indexes")  # made by the first write, after the database: it existed
 
 
 def default_url(kb_dir: Path) -> str:
@@ -94,6 +95,26 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def refuse_a_lost_database(directory: Path) -> None:
+    """Raise ``DatabaseUnreadableError`` when the knowledge base in ``directory`` was written to (its writer's lock
+    file or index caches are there) but its SQLite file is gone or empty: opened, it would be a new empty database,
+    which every check called healthy and every search answered with nothing."""
+    database = directory / DATABASE_FILE
+    try:
+        status = database.stat()
+        lost = stat.S_ISREG(status.st_mode) and status.st_size == 0  # (a device or a FIFO: the opening says)
+    except FileNotFoundError:
+        lost = True
+    except OSError:
+        return  # (the opening says what)
+    written = [mark for mark in WRITTEN_MARKS if (directory / mark).exists()]
+    if lost and written:
+        raise DatabaseUnreadableError(f"the database {database} is damaged or not a SQLite database (missing or "
+                                      f"empty, yet the knowledge base was written to: its {written[0]} is there); "
+                                      "restore it from a backup, or move the knowledge base aside and ingest its "
+                                      "sources again")
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -24,6 +24,7 @@ from kb.storage.database import (
     WRITE_LOCK,
     default_url,
     open_database,
+    refuse_a_lost_database,
     schema_transaction,
     take_turn,
 )
@@ -85,6 +86,8 @@ class Store:
         self.directory = directory
         self.settings = settings
         self.url = settings.database_url or default_url(directory)
+        if self.url == default_url(directory):
+            refuse_a_lost_database(directory)
         self.sessions: sessionmaker[Session] = open_database(self.url)
         engine = self.sessions.kw["bind"]
         self.writer_lock: WriterLock | DatabaseWriterLock = DatabaseWriterLock(engine) \
