@@ -215,6 +215,28 @@ def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path
                                   "again")
 
 
+@pytest.mark.parametrize(("change", "said"), [
+    ("DROP TABLE postings", "its table postings is gone"),
+    ("DROP TABLE images", "its table images is gone"),  # (a check called this one healthy; searches failed)
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "its schema version is 'abc', not a number")])
+def test_a_schema_altered_from_outside_is_one_line_naming_it(change: str, said: str, kb_factory, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A table dropped or the schema version overwritten by hand: every command was a traceback, or `kb doctor`
+    called the knowledge base healthy."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute(change)
+    capsys.readouterr()
+    for command in (["doctor"], ["doctor", "--repair"], ["search", "margrave"]):
+        assert main(["--kb", str(tmp_path / "kb"), *command]) == 2, command
+        assert errors(capsys.readouterr().err) == [
+            f"kb: error: the database {database} is damaged ({said}); restore it from a backup, or move the knowledge "
+            "base aside and ingest its sources again"]
+
+
 def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: Path) -> None:
     """A full disk fails SQLite's opening with an I/O error (the write-ahead log's shared memory cannot be made): the
     file is sound, so the line points at the disk, not at a backup (a FIFO's I/O error is damage: not a database)."""

@@ -210,11 +210,26 @@ def _recorded_version(session: Session, url: str) -> int | None:
         if tables & {*Base.metadata.tables, VERSION_TABLE}:
             raise SchemaError(f"{redact(url)} holds tables but no schema version; it was not made by this program")
         return None
-    version = int(session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or 0)
+    recorded = session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or "0"
+    if not recorded.isdigit() or len(recorded) > 9:
+        raise _altered(url, f"its schema version is {recorded[:40]!r}, not a number")
+    version = int(recorded)
     if version > SCHEMA_VERSION:
         raise SchemaError(f"this knowledge base has schema version {version}, newer than this program's "
                           f"{SCHEMA_VERSION}; upgrade the program to open it")
+    if version == SCHEMA_VERSION and (missing := sorted(set(Base.metadata.tables) - tables)):
+        raise _altered(url, f"its table {missing[0]} is gone" if len(missing) == 1 else
+                       f"its tables {', '.join(missing)} are gone")
     return version
+
+
+def _altered(url: str, what: str) -> DatabaseUnreadableError:
+    """The one line for a database whose schema was altered from outside (a table dropped, its version overwritten):
+    every command failed on it with a traceback, or a check called it healthy."""
+    parsed = make_url(url)
+    where = parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database else redact(url)
+    return DatabaseUnreadableError(f"the database {where} is damaged ({what}); restore it from a backup, or move the "
+                                   "knowledge base aside and ingest its sources again")
 
 
 def _create_or_migrate(session: Session, url: str) -> None:
