@@ -27,6 +27,8 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     be built here and ``keywords`` the configured keyword tokenizer in its latest version; ``reembed`` rebuilds
     them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
+    if _damaged_pages(store, report):
+        return report
     with store.writer_lock if repair else nullcontext():
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
@@ -40,6 +42,18 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
         _temporary_files(store, report, repair)
     _notes(store, report)
     return report
+
+
+def _damaged_pages(store: Store, report: DoctorReport) -> bool:
+    """Damage no query has met yet (an index's page overwritten) passed every other check while searches failed:
+    SQLite's own check finds it. Nothing else is checked or repaired then (a repair writing into a damaged file
+    could spread the damage); a backup, or ingesting the sources again, is the way back."""
+    faults = store.integrity_faults()
+    if faults:
+        report.problems.append(Problem(kind="damaged database", detail=(
+            f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}; restore it from a "
+            "backup, or move the knowledge base aside and ingest its sources again")))
+    return bool(faults)
 
 
 def _notes(store: Store, report: DoctorReport) -> None:

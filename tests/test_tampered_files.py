@@ -237,6 +237,31 @@ def test_a_schema_altered_from_outside_is_one_line_naming_it(change: str, said: 
             "base aside and ingest its sources again"]
 
 
+def test_doctor_finds_a_damaged_index_page_that_no_query_has_met(kb_factory, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An index's page overwritten: every check passed ("no problems found") while searches by file type failed.
+    SQLite's own check finds it; nothing is repaired into a damaged file."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with sqlite3.connect(database) as connection:
+        (page,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_documents_file_type'"
+                                     ).fetchone()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    data[(page - 1) * 4096: page * 4096] = bytes(4096)
+    database.write_bytes(data)
+    capsys.readouterr()
+    for repair, last in (([], "run `kb doctor --repair` to fix what can be fixed"),
+                         (["--repair"], "what is found and not repaired needs what its line says")):
+        assert main(["--kb", str(tmp_path / "kb"), "doctor", *repair]) == 1
+        assert capsys.readouterr().out.splitlines() == [
+            f"found     damaged database: SQLite's check of the file finds: Page {page}: btreeInitPage() returns "
+            "error code 11; restore it from a backup, or move the knowledge base aside and ingest its sources again",
+            last]
+
+
 def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: Path) -> None:
     """A full disk fails SQLite's opening with an I/O error (the write-ahead log's shared memory cannot be made): the
     file is sound, so the line points at the disk, not at a backup (a FIFO's I/O error is damage: not a database)."""

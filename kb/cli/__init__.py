@@ -226,7 +226,7 @@ def _jobs(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
 
 def _doctor(knowledge_base: KnowledgeBase, args: argparse.Namespace) -> int:
     report = knowledge_base.doctor(repair=args.repair)
-    _emit(args, report, lambda: show.doctor(report))
+    _emit(args, report, lambda: show.doctor(report, args.repair))
     return 0 if report.healthy else 1
 
 

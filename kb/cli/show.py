@@ -160,7 +160,8 @@ def jobs(found: list[Job]) -> None:
             print(f"    failed {safe(failure.path)}: {one_line(failure.reason)}")
 
 
-def doctor(value: DoctorReport) -> None:
+def doctor(value: DoctorReport, repaired: bool) -> None:
+    """The report; what is left after ``--repair`` is pointed at its own line, not at ``--repair`` again."""
     if not value.problems:
         print("no problems found")
     for problem in value.problems:
@@ -169,5 +170,6 @@ def doctor(value: DoctorReport) -> None:
     for note in value.notes:
         print(f"note      {one_line(note)}")
     if not value.healthy:
-        print("run `kb doctor --repair` to fix what can be fixed")
+        print("what is found and not repaired needs what its line says" if repaired else
+              "run `kb doctor --repair` to fix what can be fixed")
 

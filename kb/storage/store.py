@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -219,6 +219,16 @@ class Store:
         with self.write() as unit:
             unit.set_meta(key, text)
         return True
+
+    def integrity_faults(self, shown: int = 5) -> list[str]:
+        """What SQLite's own check of the file (``PRAGMA quick_check``: every page, and every index against its
+        table) finds wrong, the first ``shown``; none on PostgreSQL, whose server looks after its own pages."""
+        with self.sessions() as session:
+            if session.get_bind().dialect.name != "sqlite":
+                return []
+            said = list(session.scalars(text(f"PRAGMA quick_check({int(shown)})")))
+        return [] if said == ["ok"] else [" ".join(fault.removeprefix("*** in database main ***").split())
+                                          for fault in said]
 
     def has_space(self, name: str) -> bool:
         """Whether the space ``name`` has been built (cheap: no model is loaded to ask)."""
