@@ -141,8 +141,8 @@ def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:
 
 
 def _malformed_vectors(store: Store, report: DoctorReport, repair: bool) -> None:
-    """Vectors no index can use (bytes of another length than the space's dimension; with pgvector no embedding or
-    one of another dimension), damage from outside: repairing deletes them, and the missing-vectors step that
+    """Vectors no index can use (bytes of another length than the space's dimension, or NaN or infinite values; with
+    pgvector no embedding or one of another dimension), damage from outside: repairing deletes them, and the missing-vectors step that
     follows embeds their chunks again."""
     for space in store.spaces():
         with store.read() as snapshot:
@@ -153,7 +153,8 @@ def _malformed_vectors(store: Store, report: DoctorReport, repair: bool) -> None
             with store.write() as unit:
                 unit.delete_vectors(space.id, ids)
         report.problems.append(Problem(kind="malformed vectors", detail=f"{len(ids)} vector(s) in space "
-                                       f"{space.name!r} do not have its {space.dimension} dimensions",
+                                       f"{space.name!r} cannot be used (not its {space.dimension} dimensions, "
+                                       "or values that are not finite)",
                                        repaired=repair))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kb import SourceUnavailableError, sources  # the error as the API exports it
@@ -316,6 +318,12 @@ def test_doctor_embeds_malformed_vectors_again(kb_factory, database, tmp_path: P
     if database.kind == "pgvector":
         damage.append("UPDATE vectors SET embedding = NULL WHERE chunk_id = (SELECT max(chunk_id) FROM vectors)")
     execute_sql(kb.store.url, *damage)
+    if database.kind == "sqlite":  # a NaN vector of the right length was never found, and no check saw it
+        with sqlite3.connect(tmp_path / "kb" / "kb.sqlite") as connection:
+            (vector,) = connection.execute("SELECT vector FROM vectors ORDER BY chunk_id DESC").fetchone()
+            connection.execute("UPDATE vectors SET vector = ? WHERE chunk_id = (SELECT max(chunk_id) FROM vectors)",
+                               (np.full(len(vector) // 4, np.nan, dtype=np.float32).tobytes(),))
+        damage.append("NaN")
     shutil.rmtree(tmp_path / "kb" / "indexes", ignore_errors=True)
     kb = kb_factory()
     if database.kind == "pgvector":

@@ -63,12 +63,23 @@ class Snapshot:
 
     def malformed_vectors(self, space: Space) -> list[int]:
         """Chunks whose vector in ``space`` cannot be used: float32 bytes of another length than the space's
-        dimension (no index can be built from them), or with pgvector no embedding or one of another dimension."""
-        condition = func.length(Vector.vector) != 4 * int(space.dimension)
+        dimension (no index can be built from them), with FAISS values that are not finite (a NaN vector is never
+        found, and no check saw it), or with pgvector no embedding or one of another dimension."""
+        length = 4 * int(space.dimension)
+        condition = func.length(Vector.vector) != length
         if self.store.vector_index == "pgvector":
             condition = or_(condition, pgvector_index.unsearchable(space.dimension))
-        return list(self.session.scalars(select(Vector.chunk_id).where(Vector.space_id == space.id, condition)
-                                         .order_by(Vector.chunk_id)))
+        found = list(self.session.scalars(select(Vector.chunk_id).where(Vector.space_id == space.id, condition)
+                                          .order_by(Vector.chunk_id)))
+        if self.store.vector_index == "pgvector":  # (pgvector stores no NaN)
+            return found
+        query = (select(Vector.chunk_id, Vector.vector).where(Vector.space_id == space.id,
+                                                              func.length(Vector.vector) == length)
+                 .execution_options(yield_per=BATCH))
+        for rows in self.session.execute(query).partitions():
+            matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32).reshape(len(rows), -1)
+            found += [rows[index].chunk_id for index in np.flatnonzero(~np.isfinite(matrix).all(axis=1))]
+        return sorted(found)
 
     def dense_search(self, space: Space, vector: np.ndarray, k: int, filters: Filters | None = None,
                      modalities: frozenset[Modality] | None = None) -> list[tuple[int, float]]:
