@@ -142,8 +142,8 @@ def _keyword_figures(store: Store, report: DoctorReport, repair: bool) -> None:
 
 def _malformed_vectors(store: Store, report: DoctorReport, repair: bool) -> None:
     """Vectors no index can use (bytes of another length than the space's dimension, or NaN or infinite values; with
-    pgvector no embedding or one of another dimension), damage from outside: repairing deletes them, and the missing-vectors step that
-    follows embeds their chunks again."""
+    pgvector no embedding or one of another dimension), damage from outside: repairing deletes them, and the
+    missing-vectors step that follows embeds their chunks again."""
     for space in store.spaces():
         with store.read() as snapshot:
             ids = snapshot.malformed_vectors(space)
