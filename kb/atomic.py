@@ -70,7 +70,7 @@ def abandoned_temporaries(folder: Path) -> list[Path]:
 def _writer(path: Path) -> int | None:
     """The process id in a temporary file's name (``target.PID.random.tmp``), if it has one."""
     parts = path.name.removesuffix(TEMPORARY_SUFFIX).split(".")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isascii() and parts[-2].isdigit() else None
 
 
 def _running(pid: int) -> bool:

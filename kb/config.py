@@ -639,31 +639,38 @@ class _FlatEnvironment(EnvSettingsSource):
 def load_settings(kb_dir: Path, overrides: Mapping[str, Any]) -> Settings:
     """Settings for the knowledge base in ``kb_dir``: recorded values, then environment, then ``overrides`` (flat
     names or groups)."""
-    recorded: dict[str, Any] = {}
-    path = kb_dir / CONFIG_FILE
-    try:
-        raw: bytearray | None = read_own_file(path, CONFIG_BYTES)
-    except FileNotFoundError:
-        raw = None
-    except (NotRegularFileError, FileTooLargeError) as error:
-        raise ConfigurationError(f"{path} cannot be read as settings: {error}; restore it from a backup") from error
-    if raw is not None:
-        mend = "restore it from a backup or mend it by hand"
-        try:
-            recorded = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
-            raise ConfigurationError(f"{path} is not readable JSON ({error}); {mend}") from error
-        if not isinstance(recorded, dict):
-            raise ConfigurationError(f"{path} holds no JSON object of settings; {mend}")
-        unknown = set(recorded) - set(FLAT_NAMES)
-        if unknown:
-            raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
-        # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
+    recorded = recorded_settings(kb_dir)
+    if recorded is None:
+        recorded = {}
+    else:  # Recorded before backends existed: its vectors were computed by torch, whatever the default is now.
         recorded.setdefault("encoder_backend", LEGACY_ENCODER_BACKEND)
         recorded.setdefault("clip_backend", LEGACY_ENCODER_BACKEND)
     env_names = set(_FlatEnvironment(_FLAT_ENVIRONMENT).flat())  # as Settings reads them: any case, empty unset
     kept = {name: value for name, value in recorded.items() if name not in env_names}
     return Settings(**_combined(nest(kept), nest(overrides)))
+
+
+def recorded_settings(kb_dir: Path) -> dict[str, Any] | None:
+    """The settings ``kb.json`` in ``kb_dir`` records, by flat name (None when there is none); a file that cannot be
+    read as them is a ``ConfigurationError``."""
+    path = kb_dir / CONFIG_FILE
+    try:
+        raw = read_own_file(path, CONFIG_BYTES)
+    except FileNotFoundError:
+        return None
+    except (NotRegularFileError, FileTooLargeError) as error:
+        raise ConfigurationError(f"{path} cannot be read as settings: {error}; restore it from a backup") from error
+    mend = "restore it from a backup or mend it by hand"
+    try:
+        recorded = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
+        raise ConfigurationError(f"{path} is not readable JSON ({error}); {mend}") from error
+    if not isinstance(recorded, dict):
+        raise ConfigurationError(f"{path} holds no JSON object of settings; {mend}")
+    unknown = set(recorded) - set(FLAT_NAMES)
+    if unknown:
+        raise ConfigurationError(f"{path} has unknown settings {sorted(unknown)}; was it written by a newer version?")
+    return recorded
 
 
 MODEL_PATH_SETTINGS = ("text_model", "reranker_model", "clip_model", "clip_pretrained", "reader_model",

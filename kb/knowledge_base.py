@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
 from kb.arguments import fraction, search_filters, whole_number
-from kb.config import CONFIG_FILE, Settings, load_settings, save_settings
+from kb.config import CONFIG_FILE, Settings, load_settings, recorded_settings, save_settings
 from kb.containment import FileTooLargeError, NotRegularFileError, read_named_file
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
 from kb.errors import (
@@ -27,7 +27,7 @@ from kb.keywords import LATEST_VERSION, KeywordTokenizer, keyword_tokenizer, par
 from kb.postings import rebuild_postings
 from kb.scheduler import Scheduler
 from kb.spaces import EMBED_BATCH, EmbeddingSpace, buildable_spaces
-from kb.storage.database import schema_version
+from kb.storage.database import refuse_a_lost_database, schema_version
 from kb.storage.models import INGESTED, utcnow
 from kb.storage.store import Store
 from kb.storage.urls import redact
@@ -100,6 +100,9 @@ class KnowledgeBase:
             # Recorded before the database exists: a process killed in between leaves no database whose
             # settings are unknown (and later opened with other ones).
             save_settings(directory, settings)
+        elif settings.database_url is None and (recorded_settings(directory) or {}).get("database_url", "") is None:
+            # (not for a knowledge base on a server whose URL, holding a password, is not recorded)
+            refuse_a_lost_database(directory)
         return cls(directory, settings)
 
     # -- writing --------------------------------------------------------------------------------------------

@@ -379,7 +379,8 @@ def test_the_next_ingest_deletes_a_killed_saves_leftovers_but_not_a_live_saves(k
     old = indexes / "text.faiss.x9y8z7w6.tmp"  # an older version's name, no process id: judged by its age
     live = indexes / f"text.faiss.{os.getpid()}.e5f6g7h8.tmp"  # a save this process is making now
     planted = indexes / f"text.faiss.{10**20}.z0z0z0z0.tmp"  # no process has such a number (os.kill overflowed)
-    for path in (killed, old, live, planted):
+    superscript = indexes / "text.faiss.²³.z0z0z0z0.tmp"  # digits to str.isdigit, none to int()
+    for path in (killed, old, live, planted, superscript):
         path.write_bytes(b"half a cache")
     backup = kb.directory / "backup.tmp"  # a folder so named is no save's (deleting it failed every repair)
     backup.mkdir()
@@ -388,6 +389,7 @@ def test_the_next_ingest_deletes_a_killed_saves_leftovers_but_not_a_live_saves(k
     assert {p.kind for p in kb.doctor().problems} == {"temporary files"}
     kb.ingest(folder)
     assert not killed.exists() and not old.exists() and not planted.exists() and live.exists() and backup.is_dir()
+    assert superscript.exists()  # no process named: judged by its age, an hour
     assert kb.doctor(repair=True).problems == []
 
 

@@ -5,6 +5,7 @@ damaged file there ends in one clear line or a rebuild, never a hang, an exhaust
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main
-from kb.errors import ConfigurationError, ImageSearchUnavailable, InvalidRequestError, KbError
+from kb.errors import (
+    ConfigurationError,
+    DatabaseUnreadableError,
+    ImageSearchUnavailable,
+    InvalidRequestError,
+    KbError,
+)
 from tests.test_hostile_operations import errors
 from tests.test_knowledge_base import write_docs
 from tests.test_multimodal import write_folder
@@ -215,10 +222,32 @@ def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path
                                   "again")
 
 
+def test_a_knowledge_base_without_its_sqlite_file_is_refused_only_where_it_recorded_one(
+        kb_factory, tmp_path: Path) -> None:
+    """A new knowledge base in a folder that already holds an ``indexes`` folder and a ``write.lock`` is made as
+    usual, and one whose settings do not record the default database (a server's URL holding a password is never
+    recorded) is not called damaged for lacking a SQLite file."""
+    folder = tmp_path / "kb"
+    (folder / "indexes").mkdir(parents=True)
+    (folder / "write.lock").touch()
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    for leftover in folder.glob("kb.sqlite*"):
+        leftover.unlink()
+    with pytest.raises(DatabaseUnreadableError, match="missing or empty, yet the knowledge base was written to"):
+        kb_factory()
+    recorded = json.loads((folder / "kb.json").read_text())
+    del recorded["database_url"]  # as for a server's URL with a password: given through KB_DATABASE_URL each time
+    (folder / "kb.json").write_text(json.dumps(recorded))
+    assert kb_factory().stats().documents == 0  # (the URL forgotten: an empty SQLite file, as before)
+
+
 @pytest.mark.parametrize(("change", "said"), [
     ("DROP TABLE postings", "its table postings is gone"),
     ("DROP TABLE images", "its table images is gone"),  # (a check called this one healthy; searches failed)
-    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "its schema version is 'abc', not a number")])
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "its schema version is 'abc', not a number"),
+    ("UPDATE meta SET value = '⁹' WHERE key = 'schema_version'", "its schema version is '⁹', not a number")])
 def test_a_schema_altered_from_outside_is_one_line_naming_it(change: str, said: str, kb_factory, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """A table dropped or the schema version overwritten by hand: every command was a traceback, or `kb doctor`

@@ -31,7 +31,8 @@ BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another's lock b
 
 
 DATABASE_FILE = "kb.sqlite"  # in the knowledge base's folder, unless database_url names another database
-WRITTEN_MARKS = ("write.lock", "indexes")  # made by the first write, after the database: it existed
+# Made by the first write, after the database: that database existed.
+WRITTEN_MARKS = {"write.lock": "its writer's lock file", "indexes": "its index caches' folder"}
 
 
 def default_url(kb_dir: Path) -> str:
@@ -98,9 +99,10 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
 
 
 def refuse_a_lost_database(directory: Path) -> None:
-    """Raise ``DatabaseUnreadableError`` when the knowledge base in ``directory`` was written to (its writer's lock
-    file or index caches are there) but its SQLite file is gone or empty: opened, it would be a new empty database,
-    which every check called healthy and every search answered with nothing."""
+    """Raise ``DatabaseUnreadableError`` when the knowledge base in ``directory``, whose settings record the default
+    SQLite database, was written to (its writer's lock file or index caches' folder is there) but its SQLite file is
+    gone or empty: opened, it would be a new empty database, which every check called healthy and every search
+    answered with nothing."""
     database = directory / DATABASE_FILE
     try:
         status = database.stat()
@@ -109,10 +111,10 @@ def refuse_a_lost_database(directory: Path) -> None:
         lost = True
     except OSError:
         return  # (the opening says what)
-    written = [mark for mark in WRITTEN_MARKS if (directory / mark).exists()]
+    written = [name for mark, name in WRITTEN_MARKS.items() if (directory / mark).exists()]
     if lost and written:
         raise DatabaseUnreadableError(f"the database {database} is damaged or not a SQLite database (missing or "
-                                      f"empty, yet the knowledge base was written to: its {written[0]} is there); "
+                                      f"empty, yet the knowledge base was written to: {written[0]} is there); "
                                       "restore it from a backup, or move the knowledge base aside and ingest its "
                                       "sources again")
 
@@ -211,7 +213,7 @@ def _recorded_version(session: Session, url: str) -> int | None:
             raise SchemaError(f"{redact(url)} holds tables but no schema version; it was not made by this program")
         return None
     recorded = session.scalar(select(Meta.value).where(Meta.key == "schema_version")) or "0"
-    if not recorded.isdigit() or len(recorded) > 9:
+    if not (recorded.isascii() and recorded.isdigit()) or len(recorded) > 9:
         raise _altered(url, f"its schema version is {recorded[:40]!r}, not a number")
     version = int(recorded)
     if version > SCHEMA_VERSION:

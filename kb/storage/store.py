@@ -24,7 +24,6 @@ from kb.storage.database import (
     WRITE_LOCK,
     default_url,
     open_database,
-    refuse_a_lost_database,
     schema_transaction,
     take_turn,
 )
@@ -86,8 +85,6 @@ class Store:
         self.directory = directory
         self.settings = settings
         self.url = settings.database_url or default_url(directory)
-        if self.url == default_url(directory):
-            refuse_a_lost_database(directory)
         self.sessions: sessionmaker[Session] = open_database(self.url)
         engine = self.sessions.kw["bind"]
         self.writer_lock: WriterLock | DatabaseWriterLock = DatabaseWriterLock(engine) \
@@ -221,8 +218,9 @@ class Store:
         return True
 
     def integrity_faults(self, shown: int = 5) -> list[str]:
-        """What SQLite's own check of the file (``PRAGMA quick_check``: every page, and every index against its
-        table) finds wrong, the first ``shown``; none on PostgreSQL, whose server looks after its own pages."""
+        """What SQLite's own check of the file (``PRAGMA quick_check``: every page and tree, not whether each index
+        agrees with its table, which ``integrity_check`` would read at more cost) finds wrong, the first ``shown``;
+        none on PostgreSQL, whose server looks after its own pages."""
         with self.sessions() as session:
             if session.get_bind().dialect.name != "sqlite":
                 return []
