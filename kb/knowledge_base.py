@@ -101,7 +101,7 @@ class KnowledgeBase:
             # settings are unknown (and later opened with other ones).
             save_settings(directory, settings)
         elif settings.database_url is None and (recorded_settings(directory) or {}).get("database_url", "") is None:
-            # (not for a knowledge base on a server whose URL, holding a password, is not recorded)
+            # kb.json records the default SQLite database as null; a server's URL holding a password, as nothing
             refuse_a_lost_database(directory)
         return cls(directory, settings)
 
