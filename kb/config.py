@@ -673,6 +673,12 @@ def recorded_settings(kb_dir: Path) -> dict[str, Any] | None:
     return recorded
 
 
+def records_default_database(kb_dir: Path) -> bool:
+    """Whether ``kb.json`` in ``kb_dir`` records the default SQLite database (``database_url`` null); a server's URL
+    holding a password is recorded as nothing, and no ``kb.json`` records nothing."""
+    return (recorded_settings(kb_dir) or {}).get("database_url", "") is None
+
+
 MODEL_PATH_SETTINGS = ("text_model", "reranker_model", "clip_model", "clip_pretrained", "reader_model",
                        "reader_models_by_language")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from kb import doctor, sources
 from kb.arguments import fraction, search_filters, whole_number
-from kb.config import CONFIG_FILE, Settings, load_settings, recorded_settings, save_settings
+from kb.config import CONFIG_FILE, Settings, load_settings, records_default_database, save_settings
 from kb.containment import FileTooLargeError, NotRegularFileError, read_named_file
 from kb.encoders import ClipEncoder, TextEncoder, clip_encoder, text_encoder
 from kb.errors import (
@@ -100,8 +100,7 @@ class KnowledgeBase:
             # Recorded before the database exists: a process killed in between leaves no database whose
             # settings are unknown (and later opened with other ones).
             save_settings(directory, settings)
-        elif settings.database_url is None and (recorded_settings(directory) or {}).get("database_url", "") is None:
-            # kb.json records the default SQLite database as null; a server's URL holding a password, as nothing
+        elif settings.database_url is None and records_default_database(directory):
             refuse_a_lost_database(directory)
         return cls(directory, settings)
 
