@@ -14,13 +14,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from answering.loading import load_question_answering, model_inputs
-from kb.cards import read_card
+from kb.cards import Int8Scores, read_card
 from kb.config import ReaderBackend, ReaderPrecision
 from kb.encoders.fingerprint import VERSION, folder_fingerprint
 from kb.encoders.hub import hub_reachable
 from kb.errors import BackendUnavailableError
 from kb.inference import STATIC, CompiledGraph, ExportCache, GraphBackend, GraphSpec, static_graph
-from kb.inference.backends import float_backend, installed, runs_on_cpu
+from kb.inference.backends import float_backend, installed, int8_native, runs_on_cpu
 from kb.inference.calibrated import FOLDER
 
 log = logging.getLogger(__name__)
@@ -73,26 +73,28 @@ class GraphLogits:
 
 def chosen_backend(backend: ReaderBackend, device: str | None, precision: ReaderPrecision,
                    model: str = "") -> GraphBackend | Literal["torch"]:
-    """``backend``, with ``auto`` made definite: on a CPU in float32, the graph of ``model`` calibrated to int8
-    when its training card shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 with one standard error
-    to spare (and OpenVINO is installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that
-    natively: EM/F1 within 0.5 of torch's over 1,090 questions here); torch in another ``precision``."""
+    """``backend``, with ``auto`` made definite: on a CPU in float32, an int8 form of ``model`` whose training card
+    shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 with one standard error to spare: the graph
+    calibrated on data, else the data-free ``openvino-int8`` where the CPU multiplies int8 natively (where OpenVINO
+    is installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that natively: EM/F1 within
+    0.5 of torch's over 1,090 questions here); torch in another ``precision``."""
     if backend != "auto":
         return backend
     if precision != "float32":
         return "torch"
-    if installed("openvino") and runs_on_cpu(device) and calibrated_within_tolerance(model):
-        return STATIC
+    if runs_on_cpu(device):
+        path = Path(model).expanduser()
+        card = read_card(path) if model and path.is_dir() else None
+        if card and installed("openvino") and within_tolerance(card.int8):
+            return STATIC
+        if card and installed("openvino-int8") and int8_native() and within_tolerance(card.int8_weights):
+            return "openvino-int8"
     return float_backend(device)
 
 
-def calibrated_within_tolerance(model: str) -> bool:
-    """Whether the training card of the reader folder ``model`` records a calibrated int8 graph whose validation
-    F1, less one standard error of the difference (where recorded), is at most ``INT8_F1_TOLERANCE`` below
-    float32's."""
-    path = Path(model).expanduser()
-    card = read_card(path) if model and path.is_dir() else None
-    scores = card.int8 if card else None
+def within_tolerance(scores: Int8Scores | None) -> bool:
+    """Whether ``scores`` record an int8 form whose validation F1, less one standard error of the difference
+    (where recorded), is at most ``INT8_F1_TOLERANCE`` below float32's."""
     return scores is not None and "f1" in scores.int8 and "f1" in scores.float32 and \
         scores.f1_loss_bound <= INT8_F1_TOLERANCE
 

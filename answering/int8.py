@@ -1,6 +1,7 @@
-"""The reader's calibrated int8 graph: made from windows of real questions cut and tokenised exactly as the reader
-cuts them, scored against float32 on validation questions through the reader itself, and recorded on the model's
-training card, where ``reader_backend=auto`` looks before choosing it (``answering.backends``)."""
+"""The reader's int8 forms: the graph calibrated on windows of real questions cut and tokenised exactly as the
+reader cuts them, and the data-free ``openvino-int8`` export; each scored against float32 on validation questions
+through the reader itself and recorded on the model's training card, where ``reader_backend=auto`` looks before
+choosing one (``answering.backends``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from kb.errors import InvalidRequestError
 from kb.inference import AccuracyControl, CompiledGraph, quantize_static
 from kb.inference.calibrated import GRAPH, calibration_record
 
+WEIGHTS = "openvino-int8"  # the data-free int8 export: int8 weights, activations quantised as it runs
 CALIBRATION_WINDOWS = 300  # NNCF's default subset: ranges settle well before
 CONTROL_QUESTIONS = 500  # read again after each operation put back in float: a steadier F1 than 300, still minutes
 T = TypeVar("T")
@@ -80,13 +82,14 @@ def accuracy_control(settings: Settings, tokenizer: Any, squad: SquadSet, max_f1
 
 def calibrate_reader(settings: Settings, calibration: SquadSet, validation: SquadSet, *, calibrated_on: str,
                      validated_on: str, windows: int = CALIBRATION_WINDOWS, ignored: Sequence[str] = (),
-                     max_f1_drop: float | None = None) -> Int8Scores:
+                     max_f1_drop: float | None = None) -> TrainingCard:
     """Calibrate the int8 graph of the reader folder ``settings.reader.model`` on windows of ``calibration``
     (``kb.inference.quantize_static``; operations matching ``ignored`` left in float; with ``max_f1_drop``, those
     whose int8 costs most put back in float until F1 on calibration questions is within that many points of
-    float32's), score it and float32 on ``validation`` (each question on its own paragraph, at the reader's
-    no-answer threshold: questions accuracy control never read), and record both on the folder's training card
-    (one is started for a reader trained elsewhere)."""
+    float32's), score it, the data-free ``openvino-int8`` export and float32 on ``validation`` (each question on
+    its own paragraph, at the reader's no-answer threshold: questions accuracy control never read), and record
+    both int8 forms on the folder's training card (one is started for a reader trained elsewhere), which is
+    returned."""
     started = time.monotonic()
     name = settings.reader.model
     folder = Path(name).expanduser()
@@ -107,18 +110,30 @@ def calibrate_reader(settings: Settings, calibration: SquadSet, validation: Squa
                                    "stride": settings.reader.stride},
                     ignored=ignored, control=control)
     calibrated_graph(name)  # it loads, or the error says why, before anything is recorded
-    float_answers, int8_answers = (_answers(settings.model_copy(update={"reader_backend": backend}), validation)
-                                   for backend in ("openvino", STATIC))
+    float_answers = _answers(settings.model_copy(update={"reader_backend": "openvino"}), validation)
     card = read_card(folder) or TrainingCard(kind="reader", base_model=name)
-    card.int8 = Int8Scores(graph=GRAPH, calibrated_on=f"{len(samples)} windows of {calibrated_on}",
-                           validation=validated_on, questions=len(validation.questions),
-                           float32=_scores(validation, float_answers), int8=_scores(validation, int8_answers),
-                           f1_loss_se=round(paired_standard_error(validation, float_answers, int8_answers), 3),
-                           changed=sum(float_answers[key] != int8_answers[key] for key in float_answers),
-                           accuracy_control=_controlled(folder),
-                           seconds=round(time.monotonic() - started, 1))
+    card.int8 = _compared(validation, validated_on, float_answers, _answers(
+        settings.model_copy(update={"reader_backend": STATIC}), validation), graph=GRAPH,
+        calibrated_on=f"{len(samples)} windows of {calibrated_on}", accuracy_control=_controlled(folder),
+        seconds=time.monotonic() - started)
+    started = time.monotonic()
+    card.int8_weights = _compared(validation, validated_on, float_answers, _answers(
+        settings.model_copy(update={"reader_backend": WEIGHTS}), validation), graph=WEIGHTS,
+        calibrated_on="none: weights per output channel, activations per group of 32 values as it runs",
+        seconds=time.monotonic() - started)
     write_card(folder, card)
-    return card.int8
+    return card
+
+
+def _compared(validation: SquadSet, validated_on: str, float_answers: dict[str, str], int8_answers: dict[str, str], *,
+              graph: str, calibrated_on: str, seconds: float, accuracy_control: str | None = None) -> Int8Scores:
+    """An int8 form's answers to ``validation`` against float32's, as the card records them."""
+    return Int8Scores(graph=graph, calibrated_on=calibrated_on, validation=validated_on,
+                      questions=len(validation.questions), float32=_scores(validation, float_answers),
+                      int8=_scores(validation, int8_answers),
+                      f1_loss_se=round(paired_standard_error(validation, float_answers, int8_answers), 3),
+                      changed=sum(float_answers[key] != int8_answers[key] for key in float_answers),
+                      accuracy_control=accuracy_control, seconds=round(seconds, 1))
 
 
 def _controlled(folder: Path) -> str | None:

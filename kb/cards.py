@@ -61,11 +61,12 @@ class DataFile(BaseModel):
 
 
 class Int8Scores(BaseModel):
-    """A reader's calibrated int8 graph (``graph``, in its folder) beside its float32 model: validation EM/F1 of
-    both on the same questions through the same reader, which ``reader_backend=auto`` reads before choosing it."""
+    """An int8 form of a reader beside its float32 model: validation EM/F1 of both on the same questions through
+    the same reader, which ``reader_backend=auto`` reads before choosing it. ``graph``: the calibrated graph's path
+    in the model's folder, or the backend that makes it from the model (``openvino-int8``, needing no data)."""
 
     graph: str
-    calibrated_on: str = Field(description="the questions whose windows set the activation ranges")
+    calibrated_on: str = Field(description="the questions whose windows set the activation ranges, if any did")
     validation: str = Field(description="the questions both were scored on")
     questions: int = 0
     float32: dict[str, float] = Field(default_factory=dict, description="exact and f1, in percent")
@@ -88,6 +89,12 @@ class Int8Scores(BaseModel):
         """The F1 lost plus one standard error (where recorded): what ``reader_backend=auto`` holds to its
         tolerance, so that a loss measured small only by chance does not pass."""
         return self.f1_loss + (self.f1_loss_se or 0.0)
+
+    def against_float32(self) -> str:
+        """Its validation F1 beside float32's, for the terminal."""
+        return (f"validation F1 {self.int8['f1']:.2f} against float32's {self.float32['f1']:.2f} "
+                f"({-self.f1_loss:+.2f}" + (f" ± {self.f1_loss_se:.2f}" if self.f1_loss_se is not None else "")
+                + (f", {self.changed} of {self.questions} answers changed" if self.changed is not None else "") + ")")
 
 
 class TrainingCard(BaseModel):
@@ -119,6 +126,9 @@ class TrainingCard(BaseModel):
         description="reader: answers scoring below are dropped; chosen to maximise F1 on validation")
     threshold_tuned_on: str | None = None
     int8: Int8Scores | None = Field(default=None, description="reader: its calibrated int8 graph, if one was made")
+    int8_weights: Int8Scores | None = Field(default=None, description=(
+        "reader: its data-free int8 export (``openvino-int8``: int8 weights, activations quantised as it runs), "
+        "scored the same way"))
     libraries: dict[str, str] = Field(default_factory=dict)
     files: list[str] | None = Field(
         default=None, description="the entries of the model folder the run wrote (None: not recorded, an older "
@@ -182,8 +192,8 @@ def summarise(card: TrainingCard, out: str | Path) -> str:
     if card.no_answer_threshold is not None:
         lines.append(f"  no-answer threshold {card.no_answer_threshold:.3f} (tuned on the validation questions)")
     if card.int8 is not None:
-        lines.append(f"  calibrated int8 graph ({card.int8.graph}): validation F1 {card.int8.int8['f1']:.2f} against "
-                     f"float32's {card.int8.float32['f1']:.2f} ({card.int8.int8['f1'] - card.int8.float32['f1']:+.2f}"
-                     + (f" ± {card.int8.f1_loss_se:.2f}" if card.int8.f1_loss_se is not None else "") + ")")
+        lines.append(f"  calibrated int8 graph ({card.int8.graph}): {card.int8.against_float32()}")
+    if card.int8_weights is not None:
+        lines.append(f"  data-free int8 ({card.int8_weights.graph}): {card.int8_weights.against_float32()}")
     lines += [f"  written to {out} (training card: {card_path(out)})", f"  use it: {USAGE[card.kind].format(out=out)}"]
     return "\n".join(lines)

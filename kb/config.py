@@ -386,9 +386,10 @@ class ReaderSettings(SettingsGroup):
         "`onnx-int8` / `openvino-int8` (int8 weights, no data needed), or `openvino-int8-static` (weights and "
         "activations in int8, the graph calibrated on data in the reader's folder by `kb train reader` or `kb train "
         "quantize-reader`); the same window and span code reads them all. `auto`: on a CPU in float32, the "
-        "calibrated graph when the reader's `training.json` shows its validation F1 at most 0.5 below float32's, "
-        "else `openvino-bf16` where the CPU computes bfloat16 natively, else `onnx`, else `openvino`, where its "
-        "extra is installed; else `torch`; see [Speed](asking.md#speed)"
+        "calibrated graph when the reader's `training.json` shows its validation F1, less one standard error, at "
+        "most 0.5 below float32's, else `openvino-int8` when the card shows it so and the CPU multiplies int8 "
+        "natively (VNNI or AMX), else `openvino-bf16` where the CPU computes bfloat16 natively, else `onnx`, else "
+        "`openvino`, where its extra is installed; else `torch`; see [Speed](asking.md#speed)"
     ))
     quantize: bool = Field(default=False, description="older spelling of `reader_precision=int8`")
 

@@ -22,6 +22,7 @@ from tests.test_backends import available
 from tests.test_reader_backends import CODES, passages
 
 STATIC = "openvino-int8-static"
+WEIGHTS = "openvino-int8"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,18 @@ def test_the_calibrated_graph_is_int8_kept_in_the_model_folder_and_scored(calibr
     assert card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
     assert card.int8.changed is not None and 0 <= card.int8.changed < 240 // 10
     assert card.int8.f1_loss_se is not None and card.int8.f1_loss_bound <= INT8_F1_TOLERANCE
+
+
+def test_the_data_free_int8_export_is_scored_beside_it(calibrated_reader: Path) -> None:
+    available(WEIGHTS)
+    card = read_card(calibrated_reader)
+    assert card is not None and card.int8 is not None and card.int8_weights is not None
+    weights = card.int8_weights
+    assert weights.graph == WEIGHTS and weights.calibrated_on.startswith("none")
+    assert weights.validation == card.int8.validation and weights.questions == 240
+    assert weights.float32 == card.int8.float32  # the same float32 answers, read once
+    assert abs(weights.f1_loss) <= INT8_F1_TOLERANCE and weights.changed is not None and weights.changed < 240 // 10
+    assert weights.f1_loss_se is not None and weights.seconds > 0
 
 
 def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
@@ -127,7 +140,13 @@ def test_quantize_reader_with_a_maximum_f1_drop_records_how_it_was_made(calibrat
                                           f"int8 {control['int8']:.2f} (asked for at most 0.5 below)")
     assert control["float"] > 80 and control["float"] - control["int8"] <= 0.5
     assert card.int8.questions == 240 and card.int8.float32["f1"] > 80 and abs(card.int8.f1_loss) <= INT8_F1_TOLERANCE
-    assert f"accuracy control: {card.int8.accuracy_control}\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"accuracy control: {card.int8.accuracy_control}\n" in out
+    assert card.int8_weights is not None and card.int8_weights.validation == card.int8.validation
+    assert f"  data-free int8 (openvino-int8): {card.int8_weights.against_float32()}\n" in out
+    assert f"of {card.int8.questions} answers changed)" in out
+    assert f"reader_backend=auto reads on a CPU here with {chosen_backend('auto', 'cpu', 'float32', str(folder))} " \
+        in out
     record = json.loads((folder / "int8" / "calibration.json").read_text(encoding="utf-8"))
     assert "with accuracy control: F1 over 500 of the calibration questions, asked for at most 0.5 below" in \
         record["method"]
@@ -243,6 +262,49 @@ def test_auto_chooses_the_calibrated_graph_only_within_tolerance(tmp_path: Path,
     assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
     assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"  # int8 graphs are for CPUs
     assert chosen_backend("openvino", "cpu", "float32", str(tmp_path)) == "openvino"  # a backend named is kept
+
+
+def _scores(graph: str, loss: float, error: float = 0.1) -> Int8Scores:
+    return Int8Scores(graph=graph, calibrated_on="-", validation="-", float32={"exact": 40.0, "f1": 50.0},
+                      int8={"exact": 40.0, "f1": 50.0 - loss}, f1_loss_se=error)
+
+
+@pytest.mark.parametrize(("calibrated", "weights", "native", "chosen"), [
+    (None, 0.2, True, WEIGHTS), (None, 0.2, False, "export"), (None, 0.6, True, "export"),
+    (0.6, 0.2, True, WEIGHTS), (0.2, 0.2, True, STATIC), (0.2, 0.6, True, STATIC), (0.2, 0.2, False, STATIC)])
+def test_auto_reads_the_data_free_int8_export_within_tolerance_where_the_cpu_multiplies_int8(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrated: float | None, weights: float, native: bool,
+        chosen: str) -> None:
+    """The data-free int8 export is read where its card shows it within tolerance and the CPU has VNNI or AMX
+    (elsewhere its weights are only turned back into float: no faster); a calibrated graph within tolerance
+    first."""
+    available(STATIC)
+    available(WEIGHTS)
+    from answering import backends
+
+    monkeypatch.setattr(backends, "int8_native", lambda: native)
+    card = TrainingCard(kind="reader", base_model="elsewhere", int8_weights=_scores(WEIGHTS, weights))
+    card.int8 = None if calibrated is None else _scores("int8/openvino_model.xml", calibrated)
+    write_card(tmp_path, card)
+    if chosen == "export":
+        chosen = "openvino-bf16" if bfloat16_native() else "onnx"
+    assert chosen_backend("auto", "cpu", "float32", str(tmp_path)) == chosen
+    assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"
+
+
+def test_int8_is_native_only_where_the_cpu_lists_vnni_or_amx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb.inference import backends
+
+    for flags, native in (("fpu sse2 avx2", False), ("fpu avx2 avx512f avx512_vnni", True), ("fpu avx_vnni", True),
+                          ("fpu amx_tile amx_int8", True)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n", encoding="utf-8")
+        monkeypatch.setattr(backends, "CPU_INFO", tmp_path / "cpuinfo")
+        backends.cpu_flags.cache_clear()
+        assert backends.int8_native() is native
+    monkeypatch.setattr(backends, "CPU_INFO", tmp_path / "absent")  # a system that lists no flags: not taken as int8
+    backends.cpu_flags.cache_clear()
+    assert backends.int8_native() is False
+    backends.cpu_flags.cache_clear()
 
 
 def test_the_standard_error_of_a_paired_f1_difference() -> None:

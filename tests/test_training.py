@@ -75,6 +75,8 @@ def test_reader_learns_and_writes_its_card(trained_reader: Path, facts: Path, ti
         assert card.int8 is not None and (trained_reader / card.int8.graph).is_file()
         assert "training questions of" in card.int8.calibrated_on and card.int8.validation == card.validation_split
         assert card.int8.float32["f1"] > card.validation_before["f1"] + 50 and card.int8.int8["f1"] > 50
+        assert card.int8_weights is not None and card.int8_weights.validation == card.validation_split
+        assert card.int8_weights.int8["f1"] > 50
 
 
 def test_trained_reader_answers_through_kb_ask_with_exact_citations(

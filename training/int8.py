@@ -14,7 +14,7 @@ from pathlib import Path
 
 from answering.int8 import CALIBRATION_WINDOWS, calibrate_reader
 from answering.squad_eval import SquadSet
-from kb.cards import DataFile, Int8Scores, read_card, unfinished_training
+from kb.cards import DataFile, TrainingCard, read_card, unfinished_training
 from kb.config import Settings
 from kb.errors import InvalidRequestError
 from kb.optional import installed
@@ -28,11 +28,11 @@ PACKAGES = ("onnx", "openvino", "nncf")  # to export, quantise and run the graph
 
 def quantize_reader(model: Path, data: Sequence[Path] = (), validation: Sequence[Path] = (), *,
                     windows: int = CALIBRATION_WINDOWS, float_operations: Sequence[str] = (),
-                    max_f1_drop: float | None = None) -> Int8Scores:
+                    max_f1_drop: float | None = None) -> TrainingCard:
     """Calibrate the int8 graph of the reader folder ``model`` on windows of ``data`` (default: its card's
     training files), the graph operations matching ``float_operations`` left in float (and with ``max_f1_drop``
     those whose int8 costs most, until F1 on training questions is within that of float32's), and record its
-    validation EM/F1 beside float32's on the card."""
+    validation EM/F1 and the data-free int8 export's beside float32's on the card, which is returned."""
     folder = model.expanduser()
     if not folder.is_dir():
         raise InvalidRequestError(f"{model} is not a folder: give the folder of a reader, where its int8 graph is kept")
@@ -77,9 +77,10 @@ def _check_unchanged(recorded: Sequence[DataFile], read: Sequence[DataFile]) -> 
 
 
 def quantize_trained_reader(settings: Settings, train: SquadSet, validation: SquadSet, files: Sequence[Path],
-                            validated_on: str) -> Int8Scores | None:
-    """After ``kb train reader``: the calibrated int8 graph of the new reader, or None (with the reason in the log)
-    where the packages are missing or calibration fails: the trained model is saved already and stays usable."""
+                            validated_on: str) -> TrainingCard | None:
+    """After ``kb train reader``: the new reader's card with its int8 forms scored, or None (with the reason in the
+    log) where the packages are missing or calibration fails: the trained model is saved already and stays
+    usable."""
     missing = [package for package in PACKAGES if not installed(package)]
     if missing:
         log.info("no calibrated int8 graph: %s not installed (pip install 'multimodal-kb[onnx,openvino]')",

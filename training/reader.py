@@ -6,7 +6,8 @@ answer length limit) on a validation split held out by article, and keeps the ch
 F1. Afterwards the no-answer threshold is tuned on the validation questions read as ``ask`` reads them (from a
 knowledge base of their paragraphs: ``answering.squad_eval.tune_as_asked``) and stored in the model's training
 card, where ``ask`` finds it; last, an int8 graph is calibrated on windows of the training
-questions and scored against float32 on the validation questions (``training.int8``), recorded on the card too.
+questions and scored with the data-free int8 export against float32 on the validation questions (``training.int8``),
+recorded on the card too.
 """
 
 from __future__ import annotations
@@ -287,8 +288,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
     card.threshold_tuned_on = f"the validation questions ({split}), {tuning_description(unanswerable_share)}"
     finish_output(out, card)
     sources = [*data, *([kb_dir] if from_kb and kb_dir else [])]
-    card.int8 = quantize_trained_reader(settings, train_set, validated, sources, split)  # recorded on the card
-    return card
+    return quantize_trained_reader(settings, train_set, validated, sources, split) or card  # recorded on the card
 
 
 def _scores_of(metrics: dict[str, float]) -> dict[str, float]:

@@ -97,7 +97,8 @@ def add_train_parser(commands: Any) -> None:
             command.add_argument("--pretrained", help="open_clip tag or checkpoint file to start from "
                                  "(default: the clip_pretrained setting)")
     quantize = kinds.add_parser("quantize-reader", help="calibrate a reader's int8 graph on SQuAD files and "
-                                "record its validation F1 beside float32's (kb train reader does it after training)")
+                                "record its validation F1 and the data-free int8 export's beside float32's (kb train "
+                                "reader does it after training)")
     quantize.add_argument("model", type=Path, metavar="MODEL",
                           help="the reader's folder (the graph goes into MODEL/int8)")
     quantize.add_argument("data", nargs="*", type=Path, metavar="DATA",
@@ -149,19 +150,17 @@ def _distillation(args: argparse.Namespace) -> Distillation | None:
 
 
 def _quantize_reader(args: argparse.Namespace) -> int:
-    from answering.backends import INT8_F1_TOLERANCE
+    from answering.backends import INT8_F1_TOLERANCE, chosen_backend
     from training.int8 import quantize_reader
 
-    scores = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
-                             float_operations=args.float_operations, max_f1_drop=args.max_f1_drop)
-    chosen = scores.f1_loss_bound <= INT8_F1_TOLERANCE
-    print(f"calibrated int8 graph: {args.model / scores.graph}\n  calibrated on {scores.calibrated_on}\n"
-          f"  validation ({scores.validation}, {scores.questions} questions):\n"
-          f"    float32  EM {scores.float32['exact']:.2f}  F1 {scores.float32['f1']:.2f}\n"
-          f"    int8     EM {scores.int8['exact']:.2f}  F1 {scores.int8['f1']:.2f}\n"
-          + (f"  accuracy control: {scores.accuracy_control}\n" if scores.accuracy_control else "") +
-          f"  answers changed: {scores.changed} of {scores.questions}\n"
-          f"  reader_backend=auto {'reads with it on a CPU' if chosen else 'keeps the float32 export'}: F1 "
-          f"{scores.int8['f1'] - scores.float32['f1']:+.2f} ± {scores.f1_loss_se or 0.0:.2f} (standard error); the "
-          f"loss plus one standard error must be within {INT8_F1_TOLERANCE}")
+    card = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
+                           float_operations=args.float_operations, max_f1_drop=args.max_f1_drop)
+    print(f"validation: {card.int8.validation}\n"
+          f"  calibrated int8 graph: {card.int8.against_float32()}\n"
+          f"  data-free int8 ({card.int8_weights.graph}): {card.int8_weights.against_float32()}")
+    print(f"the calibrated graph: {args.model / card.int8.graph}, calibrated on {card.int8.calibrated_on}\n"
+          + (f"accuracy control: {card.int8.accuracy_control}\n" if card.int8.accuracy_control else "") +
+          f"reader_backend=auto reads on a CPU here with {chosen_backend('auto', 'cpu', 'float32', str(args.model))} "
+          f"(an int8 form only where its F1 loss plus one standard error is within {INT8_F1_TOLERANCE}, the "
+          "data-free one only on CPUs that multiply int8 natively)")
     return 0

@@ -22,6 +22,9 @@ GraphBackend = Backend | CalibratedBackend
 FLOAT32_EXPORTS: tuple[Backend, ...] = ("onnx", "openvino")  # what ``auto`` runs a float model on, the faster first
 # x86 CPU flags (Linux names) of native bfloat16 arithmetic, which OpenVINO uses for float graphs where present.
 BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# x86 CPU flags of native int8 dot products (VNNI, AMX): with them OpenVINO quantises the activations of a layer
+# whose weights are int8 as it runs, and multiplies in int8.
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 CPU_INFO = Path("/proc/cpuinfo")
 # The modules each backend needs: onnx to export the model (once), then the runtime (and nncf to compress weights).
 NEEDS: dict[Backend, tuple[str, ...]] = {
@@ -76,17 +79,33 @@ def torch_device(device: str | None) -> str:
 
 
 @cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's flags as Linux lists them, or None where it lists none (another system)."""
+    if not CPU_INFO.is_file():
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in CPU_INFO.read_text(errors="replace").splitlines()
+                  if line.startswith("flags")), None)
+    return None if flags is None else frozenset(flags)
+
+
+@cache
 def bfloat16_native() -> bool:
     """Whether OpenVINO computes bfloat16 natively on this CPU (AVX-512 BF16 or AMX); elsewhere it would emulate it
     slower than float32. Read from the CPU's flags where Linux lists them (importing OpenVINO takes half a second),
     else asked of OpenVINO."""
-    if CPU_INFO.is_file():
-        flags = next((line.split(":", 1)[1].split() for line in CPU_INFO.read_text(errors="replace").splitlines()
-                      if line.startswith("flags")), None)
-        if flags is not None:
-            return not BFLOAT16_FLAGS.isdisjoint(flags)
+    flags = cpu_flags()
+    if flags is not None:
+        return not BFLOAT16_FLAGS.isdisjoint(flags)
     openvino = require("openvino", "openvino-bf16")
     return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def int8_native() -> bool:
+    """Whether this CPU multiplies int8 natively (VNNI or AMX), where ``openvino-int8`` runs its matrix products in
+    int8, its activations quantised per group of 32 values as it runs (OpenVINO's dynamic quantisation): twice the
+    float32 export's speed for a reader here. Elsewhere its int8 weights are only turned back into float. Where
+    Linux lists no CPU flags, taken as no."""
+    return not INT8_FLAGS.isdisjoint(cpu_flags() or ())
 
 
 def encoder_backend(device: str | None) -> Backend:
