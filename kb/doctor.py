@@ -27,7 +27,7 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     be built here and ``keywords`` the configured keyword tokenizer in its latest version; ``reembed`` rebuilds
     them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
-    if _damaged_pages(store, report):
+    if _damaged_pages(store, report) or _mistyped_values(store, report):
         return report
     with store.writer_lock if repair else nullcontext():
         _stuck_runs(store, report, repair)
@@ -50,10 +50,23 @@ def _damaged_pages(store: Store, report: DoctorReport) -> bool:
     could spread the damage); a backup, or ingesting the sources again, is the way back."""
     faults = store.integrity_faults()
     if faults:
-        report.problems.append(Problem(kind="damaged database", detail=(
+        report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
             f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}; restore it from a "
             "backup, or move the knowledge base aside and ingest its sources again")))
     return bool(faults)
+
+
+def _mistyped_values(store: Store, report: DoctorReport) -> bool:
+    """Values written into the database from outside, of another type than their column's (text in a number,
+    JSON that does not parse, a NUL inside a path), which the other checks would fail on. Nothing else is checked
+    or repaired then: what the right values were is not known here."""
+    found = store.mistyped_values()
+    if found:
+        report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
+            f"values not of their column's type, written from outside this program: {'; '.join(found[:10])}"
+            + (f" (and {len(found) - 10} more columns)" if len(found) > 10 else "") + "; restore it from a backup, "
+            "or move the knowledge base aside and ingest its sources again")))
+    return bool(found)
 
 
 def _notes(store: Store, report: DoctorReport) -> None:

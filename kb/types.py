@@ -454,6 +454,7 @@ class Problem(BaseModel):
     kind: str
     detail: str
     repaired: bool = False
+    repairable: bool = Field(default=True, description="False where ``--repair`` cannot fix it (a damaged database)")
 
 
 class DoctorReport(BaseModel):

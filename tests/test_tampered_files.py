@@ -247,7 +247,10 @@ def test_a_knowledge_base_without_its_sqlite_file_is_refused_only_where_it_recor
     ("DROP TABLE postings", "its table postings is gone"),
     ("DROP TABLE images", "its table images is gone"),  # (a check called this one healthy; searches failed)
     ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "its schema version is 'abc', not a number"),
-    ("UPDATE meta SET value = '⁹' WHERE key = 'schema_version'", "its schema version is '⁹', not a number")])
+    ("UPDATE meta SET value = '⁹' WHERE key = 'schema_version'", "its schema version is '⁹', not a number"),
+    ("UPDATE spaces SET generation = 'x'",  # (a TypeError deep in every search)
+     "values not of their column's type, written from outside this program: spaces.generation in 1 row(s) (id=1: "
+     "'x')")])
 def test_a_schema_altered_from_outside_is_one_line_naming_it(change: str, said: str, kb_factory, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """A table dropped or the schema version overwritten by hand: every command was a traceback, or `kb doctor`
@@ -282,13 +285,40 @@ def test_doctor_finds_a_damaged_index_page_that_no_query_has_met(kb_factory, tmp
     data[(page - 1) * 4096: page * 4096] = bytes(4096)
     database.write_bytes(data)
     capsys.readouterr()
-    for repair, last in (([], "run `kb doctor --repair` to fix what can be fixed"),
-                         (["--repair"], "what is found and not repaired needs what its line says")):
+    for repair in ([], ["--repair"]):  # no repair can fix it, so none is suggested
         assert main(["--kb", str(tmp_path / "kb"), "doctor", *repair]) == 1
         assert capsys.readouterr().out.splitlines() == [
             f"found     damaged database: SQLite's check of the file finds: Page {page}: btreeInitPage() returns "
             "error code 11; restore it from a backup, or move the knowledge base aside and ingest its sources again",
-            last]
+            "what is found and not repaired needs what its line says"]
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ("UPDATE documents SET warnings = '{bad' WHERE id = 1", "documents.warnings in 1 row(s) (id=1: '{bad')"),
+    ("UPDATE documents SET path = path || char(0) || 'x' WHERE id = 1", "documents.path in 1 row(s) (id=1: ...'"),
+    ("UPDATE runs SET started_at = 'garbage'", "runs.started_at in 1 row(s) (id=1: 'garbage')"),
+    ("UPDATE chunks SET start = 'abc' WHERE id = 2", "chunks.start in 1 row(s) (id=2: 'abc')"),
+    ("UPDATE vectors SET vector = 'abc' WHERE chunk_id = 2", "vectors.vector in 1 row(s) (space_id=1, chunk_id=2: "
+     "'abc')"),
+    ("UPDATE chunks SET text = x'00ff' WHERE id = 3", "chunks.text in 1 row(s) (id=3: a blob)")])
+def test_doctor_finds_values_written_from_outside_into_columns_of_another_type(
+        change: str, said: str, kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite keeps text in an integer column, JSON that does not parse, a NUL inside a path: `kb doctor` failed
+    with a traceback on each of the first three. It names the column, the row and the value, and repairs nothing
+    (what the value was is not known here)."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
+        connection.execute(change)
+    capsys.readouterr()
+    for repair in ([], ["--repair"]):
+        assert main(["--kb", str(tmp_path / "kb"), "doctor", *repair]) == 1
+        found, last = capsys.readouterr().out.splitlines()
+        assert found.startswith("found     damaged database: values not of their column's type, written from outside "
+                                f"this program: {said}") and found.endswith(
+            "; restore it from a backup, or move the knowledge base aside and ingest its sources again")
+        assert last == "what is found and not repaired needs what its line says"
 
 
 def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: Path) -> None:

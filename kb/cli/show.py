@@ -170,6 +170,7 @@ def doctor(value: DoctorReport, repaired: bool) -> None:
     for note in value.notes:
         print(f"note      {one_line(note)}")
     if not value.healthy:
-        print("what is found and not repaired needs what its line says" if repaired else
-              "run `kb doctor --repair` to fix what can be fixed")
+        repairable = not repaired and any(problem.repairable for problem in value.problems if not problem.repaired)
+        print("run `kb doctor --repair` to fix what can be fixed" if repairable else
+              "what is found and not repaired needs what its line says")
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, DatabaseUnreachableError, DatabaseUnreadableError, SchemaError
 from kb.storage import bm25
+from kb.storage.column_types import SMALL_TABLES, mistyped_values
 from kb.storage.filters import SQLITE_LOWER, unicode_lower
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
 from kb.storage.urls import redact
@@ -135,6 +136,10 @@ def open_database(url: str) -> sessionmaker[Session]:
     try:
         with factory() as session:
             current = _recorded_version(session, url) == SCHEMA_VERSION
+            mistyped = mistyped_values(session, SMALL_TABLES) if current else []
+        if mistyped:
+            raise _altered(url, "values not of their column's type, written from outside this program: "
+                           + "; ".join(mistyped))
         if not current:
             with schema_transaction(factory) as session:
                 _create_or_migrate(session, url)

@@ -19,6 +19,7 @@ from kb.containment import identity
 from kb.encoders.base import EncoderIdentity
 from kb.errors import ConfigurationError, DatabaseUnreadableError, EncoderMismatchError, KbError, StorageError
 from kb.keywords import parse_scheme
+from kb.storage.column_types import mistyped_values
 from kb.storage.database import (
     DATABASE_FILE,
     WRITE_LOCK,
@@ -227,6 +228,12 @@ class Store:
             said = list(session.scalars(text(f"PRAGMA quick_check({int(shown)})")))
         return [] if said == ["ok"] else [" ".join(fault.removeprefix("*** in database main ***").split())
                                           for fault in said]
+
+    def mistyped_values(self) -> list[str]:
+        """Columns of every table holding values that are not their type (written from outside this program), each
+        with its count and first row (``kb.storage.column_types``); none on PostgreSQL, which refuses them."""
+        with self.sessions() as session:
+            return mistyped_values(session)
 
     def has_space(self, name: str) -> bool:
         """Whether the space ``name`` has been built (cheap: no model is loaded to ask)."""
