@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 LOGITS = ("start_logits", "end_logits")
 TRACE_EXAMPLE = (["What is traced?", "Which one?"],
                  ["An example passage, long enough to trace the model's windows.", "Another passage."])
-INT8_F1_TOLERANCE = 0.5  # validation F1 points (plus a standard error) the calibrated int8 graph may lose for auto
+INT8_F1_TOLERANCE = 0.5  # validation F1 points (plus a standard error) an int8 form may lose for auto
 
 
 class Logits(Protocol):
@@ -75,19 +75,21 @@ def chosen_backend(backend: ReaderBackend, device: str | None, precision: Reader
                    model: str = "") -> GraphBackend | Literal["torch"]:
     """``backend``, with ``auto`` made definite: on a CPU in float32, an int8 form of ``model`` whose training card
     shows it within ``INT8_F1_TOLERANCE`` validation F1 of float32 with one standard error to spare: the graph
-    calibrated on data, else the data-free ``openvino-int8`` where the CPU multiplies int8 natively (where OpenVINO
-    is installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU does that natively: EM/F1 within
-    0.5 of torch's over 1,090 questions here); torch in another ``precision``."""
+    calibrated on data, else the data-free ``openvino-int8`` where the CPU multiplies int8 natively and the one
+    that scored it did (where OpenVINO is installed); else :func:`float_backend` (OpenVINO in bfloat16 where the CPU
+    does that natively: EM/F1 within 0.5 of torch's over 1,090 questions here); torch in another ``precision``."""
     if backend != "auto":
         return backend
     if precision != "float32":
         return "torch"
-    if runs_on_cpu(device):
+    if runs_on_cpu(device) and installed("openvino"):
         path = Path(model).expanduser()
         card = read_card(path) if model and path.is_dir() else None
-        if card and installed("openvino") and within_tolerance(card.int8):
+        if card and within_tolerance(card.int8):
             return STATIC
-        if card and installed("openvino-int8") and int8_native() and within_tolerance(card.int8_weights):
+        weights = card.int8_weights if card else None
+        if weights and weights.int8_activations and installed("openvino-int8") and int8_native() and \
+                within_tolerance(weights):
             return "openvino-int8"
     return float_backend(device)
 

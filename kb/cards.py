@@ -77,6 +77,9 @@ class Int8Scores(BaseModel):
     changed: int | None = Field(default=None, description="questions whose int8 answer differs from float32's")
     accuracy_control: str | None = Field(default=None, description=(
         "how operations were chosen to stay in float, where they were (``--max-f1-drop``)"))
+    int8_activations: bool = Field(default=True, description=(
+        "whether the activations were int8 too when scored (the data-free export's are only on CPUs with VNNI or "
+        "AMX): a score taken with them in float says nothing of a CPU that quantises them"))
     seconds: float = Field(default=0.0, description="calibrating and scoring both")
 
     @property

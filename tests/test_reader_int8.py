@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from answering.reader import ExtractiveReader
 from kb.cards import Int8Scores, TrainingCard, read_card, write_card
 from kb.cli import main
 from kb.config import Settings
-from kb.inference.backends import bfloat16_native
+from kb.inference.backends import bfloat16_native, int8_native
 from tests.qa_model import FILLER, fact, question, write_squad
 from tests.test_backends import available
 from tests.test_reader_backends import CODES, passages
@@ -68,6 +69,35 @@ def test_the_data_free_int8_export_is_scored_beside_it(calibrated_reader: Path) 
     assert weights.float32 == card.int8.float32  # the same float32 answers, read once
     assert abs(weights.f1_loss) <= INT8_F1_TOLERANCE and weights.changed is not None and weights.changed < 240 // 10
     assert weights.f1_loss_se is not None and weights.seconds > 0
+    assert weights.int8_activations is int8_native() and card.int8.int8_activations  # what this CPU did
+    from kb.encoders.factory import export_cache
+
+    exported = export_cache(Settings()).root / f"{model_fingerprint(str(calibrated_reader))[:32]}-question-answering"
+    assert (exported / "openvino-int8.xml").is_file()  # it read on the int8 export, made for it
+
+
+def test_a_failure_scoring_the_data_free_export_keeps_the_calibrated_graph_recorded(
+        calibrated_reader: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from answering import int8
+    from training.int8 import quantize_reader
+
+    folder = tmp_path / "reader"
+    shutil.copytree(calibrated_reader, folder)
+    card = read_card(folder)
+    assert card is not None
+    card.int8 = card.int8_weights = None
+    write_card(folder, card)
+
+    def failing(*_: object) -> None:
+        raise RuntimeError("compression failed")
+
+    monkeypatch.setattr(int8, "_weights_scored", failing)
+    with caplog.at_level(logging.WARNING, logger="answering.int8"):
+        quantize_reader(folder, [calibrated_reader.parent / "facts.json"], windows=16)
+    card = read_card(folder)
+    assert card is not None and card.int8 is not None and card.int8.questions == 240 and card.int8_weights is None
+    assert "could not be scored (RuntimeError: compression failed)" in caplog.text
 
 
 def test_operations_named_stay_in_float(calibrated_reader: Path, tmp_path: Path) -> None:
@@ -271,10 +301,11 @@ def _scores(graph: str, loss: float, error: float = 0.1) -> Int8Scores:
 
 @pytest.mark.parametrize(("calibrated", "weights", "native", "chosen"), [
     (None, 0.2, True, WEIGHTS), (None, 0.2, False, "export"), (None, 0.6, True, "export"),
-    (0.6, 0.2, True, WEIGHTS), (0.2, 0.2, True, STATIC), (0.2, 0.6, True, STATIC), (0.2, 0.2, False, STATIC)])
+    (0.6, 0.2, True, WEIGHTS), (0.2, 0.2, True, STATIC), (0.2, 0.6, True, STATIC), (0.2, 0.2, False, STATIC),
+    (None, 0.2, "scored without", "export")])  # scored where the activations stayed float: it says nothing here
 def test_auto_reads_the_data_free_int8_export_within_tolerance_where_the_cpu_multiplies_int8(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrated: float | None, weights: float, native: bool,
-        chosen: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrated: float | None, weights: float,
+        native: bool | str, chosen: str) -> None:
     """The data-free int8 export is read where its card shows it within tolerance and the CPU has VNNI or AMX
     (elsewhere its weights are only turned back into float: no faster); a calibrated graph within tolerance
     first."""
@@ -282,8 +313,9 @@ def test_auto_reads_the_data_free_int8_export_within_tolerance_where_the_cpu_mul
     available(WEIGHTS)
     from answering import backends
 
-    monkeypatch.setattr(backends, "int8_native", lambda: native)
+    monkeypatch.setattr(backends, "int8_native", lambda: bool(native))
     card = TrainingCard(kind="reader", base_model="elsewhere", int8_weights=_scores(WEIGHTS, weights))
+    card.int8_weights.int8_activations = native is True
     card.int8 = None if calibrated is None else _scores("int8/openvino_model.xml", calibrated)
     write_card(tmp_path, card)
     if chosen == "export":
@@ -292,7 +324,18 @@ def test_auto_reads_the_data_free_int8_export_within_tolerance_where_the_cpu_mul
     assert chosen_backend("auto", "cuda", "float32", str(tmp_path)) == "torch"
 
 
-def test_int8_is_native_only_where_the_cpu_lists_vnni_or_amx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def uncached_cpu_flags() -> Iterator[None]:
+    """The CPU's flags read afresh in the test, and again after it (what it planted is never kept)."""
+    from kb.inference import backends
+
+    backends.cpu_flags.cache_clear()
+    yield
+    backends.cpu_flags.cache_clear()
+
+
+def test_int8_is_native_only_where_the_cpu_lists_vnni_or_amx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             uncached_cpu_flags: None) -> None:
     from kb.inference import backends
 
     for flags, native in (("fpu sse2 avx2", False), ("fpu avx2 avx512f avx512_vnni", True), ("fpu avx_vnni", True),
@@ -304,7 +347,6 @@ def test_int8_is_native_only_where_the_cpu_lists_vnni_or_amx(tmp_path: Path, mon
     monkeypatch.setattr(backends, "CPU_INFO", tmp_path / "absent")  # a system that lists no flags: not taken as int8
     backends.cpu_flags.cache_clear()
     assert backends.int8_native() is False
-    backends.cpu_flags.cache_clear()
 
 
 def test_the_standard_error_of_a_paired_f1_difference() -> None:

@@ -155,11 +155,12 @@ def _quantize_reader(args: argparse.Namespace) -> int:
 
     card = quantize_reader(args.model, args.data, args.validation, windows=args.windows,
                            float_operations=args.float_operations, max_f1_drop=args.max_f1_drop)
-    print(f"validation: {card.int8.validation}\n"
-          f"  calibrated int8 graph: {card.int8.against_float32()}\n"
-          f"  data-free int8 ({card.int8_weights.graph}): {card.int8_weights.against_float32()}")
-    print(f"the calibrated graph: {args.model / card.int8.graph}, calibrated on {card.int8.calibrated_on}\n"
-          + (f"accuracy control: {card.int8.accuracy_control}\n" if card.int8.accuracy_control else "") +
+    graph, weights = card.int8, card.int8_weights
+    assert graph is not None  # quantize_reader records it, or raises
+    print(f"validation: {graph.validation}\n  calibrated int8 graph: {graph.against_float32()}\n"
+          + (f"  data-free int8 ({weights.graph}): {weights.against_float32()}\n" if weights else "") +
+          f"the calibrated graph: {args.model / graph.graph}, calibrated on {graph.calibrated_on}\n"
+          + (f"accuracy control: {graph.accuracy_control}\n" if graph.accuracy_control else "") +
           f"reader_backend=auto reads on a CPU here with {chosen_backend('auto', 'cpu', 'float32', str(args.model))} "
           f"(an int8 form only where its F1 loss plus one standard error is within {INT8_F1_TOLERANCE}, the "
           "data-free one only on CPUs that multiply int8 natively)")
