@@ -63,7 +63,7 @@ def _mistyped_values(store: Store, report: DoctorReport) -> bool:
     found = store.mistyped_values()
     if found:
         report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
-            f"values not of their column's type, written from outside this program: {'; '.join(found[:10])}"
+            f"changed from outside this program: {'; '.join(found[:10])}"
             + (f" (and {len(found) - 10} more columns)" if len(found) > 10 else "") + "; restore it from a backup, "
             "or move the knowledge base aside and ingest its sources again")))
     return bool(found)
@@ -125,7 +125,7 @@ def _keyword_tokenizer(store: Store, keywords: KeywordTokenizer, report: DoctorR
         return
     name, version = parse_scheme(recorded)
     if name == keywords.name and version > keywords.version:
-        report.problems.append(Problem(kind="keyword tokenizer", repaired=False, detail=(
+        report.problems.append(Problem(kind="keyword tokenizer", repairable=False, detail=(
             f"the keyword index was built with version {version} of the {name!r} tokenizer, newer than this version "
             f"of the project knows ({keywords.version}): upgrade it; a repair would undo the newer index")))
         return
@@ -178,7 +178,7 @@ def _encoder_matches(store: Store, spaces: list[EmbeddingSpace], reembed: Callab
         for space in spaces:
             space.encoder.identity()
     except ModelNotFoundError as error:
-        report.problems.append(Problem(kind="encoder unavailable", detail=str(error)))
+        report.problems.append(Problem(kind="encoder unavailable", repairable=False, detail=str(error)))
         return False
     built = {stored.name: stored for stored in store.spaces()}
     for space in spaces:
@@ -239,12 +239,12 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
     for root, documents in sorted(by_source.items()):
         state = _folder_state(root)
         if state is not None:
-            report.problems.append(Problem(kind=f"source folder {state}", detail=f"{root} (its documents are kept "
-                                           "until the folder is back, or removed with `kb source remove`)"))
+            report.problems.append(Problem(kind=f"source folder {state}", repairable=False, detail=(
+                f"{root} (its documents are kept until the folder is back, or removed with `kb source remove`)")))
             continue
         share = root_unmounted(recorded.get(root))
         if share is not None:
-            report.problems.append(Problem(kind="source share not mounted", detail=(
+            report.problems.append(Problem(kind="source share not mounted", repairable=False, detail=(
                 f"{root} was on the share mounted at {share}, which is not mounted now (its documents are kept "
                 "until the share is back, or removed with `kb reindex SOURCE --allow-removal`)")))
             continue
@@ -255,24 +255,25 @@ def _files_gone(store: Store, max_removed_share: float, report: DoctorReport, re
         for kept, kind, where in KEPT_WHERE:
             count = sum(1 for _, _, state in states if state == kept)
             if count:
-                report.problems.append(Problem(kind=kind, detail=(
+                report.problems.append(Problem(kind=kind, repairable=False, detail=(
                     f"{count} document file(s) of {root} lie in {where}; their documents are kept until the files "
                     "are back, or removed with `kb reindex SOURCE --allow-removal`")))
         if missing and len(missing) == len(documents):
-            report.problems.append(Problem(kind="every file missing", detail=(
+            report.problems.append(Problem(kind="every file missing", repairable=False, detail=(
                 f"none of the {len(documents)} files of {root} is there, yet the folder is not empty: --repair keeps "
                 "their documents (if they really were deleted, `kb reindex SOURCE --allow-removal` removes them)")))
             continue
         if too_many_missing(len(missing), len(documents), max_removed_share):
-            report.problems.append(Problem(kind="many files missing", detail=(
+            report.problems.append(Problem(kind="many files missing", repairable=False, detail=(
                 f"{len(missing)} of the {len(documents)} files of {root} are missing: more than max_removed_share, "
                 "so --repair keeps their documents (if they really were deleted, `kb reindex SOURCE "
                 "--allow-removal` removes them)")))
             continue
         gone += missing
     if unknown:
-        report.problems.append(Problem(kind="files unreadable", detail=f"{unknown} document file(s) cannot be looked "
-                                       "at (a folder on the way cannot be read); their documents are kept"))
+        report.problems.append(Problem(kind="files unreadable", repairable=False, detail=(
+            f"{unknown} document file(s) cannot be looked at (a folder on the way cannot be read); their documents "
+            "are kept")))
     if not gone:
         return
     if repair:

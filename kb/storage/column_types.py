@@ -1,14 +1,15 @@
 """Values SQLite let into a column of another type, written from outside this program: SQLite keeps what it is
-given (text in an integer column, a date that is not one, JSON that does not parse, a NUL inside a path), and read
-back such a value failed deep inside a search, a check or a listing. Found here, it is one line: ``kb doctor``
-reads every table, and opening a knowledge base reads the small ones every command reads. PostgreSQL refuses such
-values itself."""
+given (text in an integer column, a date that is not one, JSON that does not parse or is not the shape read back, a
+NUL inside a path), and read back such a value failed deep inside a search, a check or a listing. Found here, it is
+one line: ``kb doctor`` reads every table, and opening a knowledge base reads the small ones every command reads.
+PostgreSQL refuses such values itself."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, String, Table, text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, LargeBinary, String, Table, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from kb.storage.models import Base
@@ -16,69 +17,102 @@ from kb.storage.models import Base
 # The tables every command reads at opening or before a search: a handful of rows each, so checked at every opening.
 SMALL_TABLES = ("meta", "sources", "spaces", "keyword_totals")
 PATH_COLUMNS = frozenset({("sources", "path"), ("documents", "path"), ("documents", "relpath")})  # read as file names
-# How SQLAlchemy writes a DateTime in SQLite; SQLite's datetime() then says whether it is a real date and time.
-DATE_TIME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]*"
+# Each JSON column's shape as the code reads it: the JSON type of the whole, and of each member. (SQLite stores a
+# bare JSON number as a number, not text: none of these is one.)
+JSON_SHAPES: dict[tuple[str, str], tuple[str, str]] = {
+    ("documents", "warnings"): ("array", "text"),
+    ("documents", "pages"): ("array", "array"),
+    ("documents", "referenced_files"): ("array", "array"),
+    ("runs", "counts"): ("object", "integer"),
+    ("runs", "failures"): ("array", "object"),
+}
+# How SQLAlchemy writes a DateTime in SQLite: the date and time, then up to six digits of a second.
+DATE_TIME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
 SHOWN = 40  # characters of a wrong value quoted
 READ = 16384  # bytes of it read, enough to reach a NUL in the longest path (4,096 characters)
 
 
 def mistyped_values(session: Session, tables: Iterable[str] | None = None) -> list[str]:
-    """Each column of ``tables`` (default: all) holding values that are not its type, with how many rows and the
-    first of them (its key and the value's start), as ``table.column in N row(s) (id=5: 'x')``; none on a database
-    other than SQLite."""
+    """Each column of ``tables`` (default: all) that is gone or holds values not of its type, the latter with how
+    many and the first (its row's key and the value's start), as ``table.column: N value(s) not of its type (id=5:
+    'x')``; none on a database other than SQLite."""
     if session.get_bind().dialect.name != "sqlite":
         return []
+    json = _has_json(session)
     found = []
     for name in tables or Base.metadata.tables:
         table = Base.metadata.tables[name]
-        checks = {column.name: condition for column in table.columns if (condition := _wrong(table, column))}
+        present = {row[1] for row in session.execute(text(f"PRAGMA table_info({_quoted(name)})"))}
+        found += [f"{name}.{column.name}: the column is gone" for column in table.columns
+                  if column.name not in present]
+        checks = {column.name: condition for column in table.columns
+                  if column.name in present and (condition := wrong_value(table, column, json=json))}
         if not checks:
             continue
         counts = session.execute(text("SELECT " + ", ".join(f"COALESCE(SUM({condition}), 0)"
                                                             for condition in checks.values())
                                       + f" FROM {_quoted(name)}")).one()
-        for (column, condition), count in zip(checks.items(), counts, strict=True):
-            if count:
-                found.append(f"{name}.{column} in {count} row(s) ({_first(session, table, column, condition)})")
+        found += [f"{name}.{column}: {count} value(s) not of its type ({_first(session, table, column, condition)})"
+                  for (column, condition), count in zip(checks.items(), counts, strict=True) if count]
     return found
 
 
-def _wrong(table: Table, column: Column) -> str | None:
-    """SQL that is true where ``column`` holds a value its type cannot read back (None where any value reads)."""
-    quoted = _quoted(column.name)
+def wrong_value(table: Table, column: Column, *, json: bool = True) -> str | None:
+    """SQL that is true where ``column`` holds a value its type cannot read back (JSON unchecked without
+    ``json``: SQLite built without its JSON functions)."""
+    value = f"{_quoted(table.name)}.{_quoted(column.name)}"  # qualified: a column gone is an error, not a string
     kind = column.type
-    if isinstance(kind, (Integer, BigInteger, Boolean)):
-        return f"typeof({quoted}) NOT IN ('integer', 'null')"
-    if isinstance(kind, Float):
-        return f"typeof({quoted}) NOT IN ('real', 'integer', 'null')"
-    if isinstance(kind, DateTime):
-        return (f"typeof({quoted}) != 'null' AND (typeof({quoted}) != 'text' OR {quoted} NOT GLOB '{DATE_TIME}' "
-                f"OR datetime({quoted}) IS NULL)")
+    if isinstance(kind, (Integer, Boolean)):
+        return f"typeof({value}) NOT IN ('integer', 'null')"
+    if isinstance(kind, DateTime):  # the date read back as written: not 30 February, not 24:00
+        return (f"typeof({value}) != 'null' AND (typeof({value}) != 'text' OR {value} NOT GLOB '{DATE_TIME}*' "
+                f"OR datetime(substr({value}, 1, 19), '+0 days') IS NOT substr({value}, 1, 19) "
+                f"OR (length({value}) > 19 AND (substr({value}, 20, 1) != '.' OR length({value}) > 26 "
+                f"OR substr({value}, 21) GLOB '*[^0-9]*' OR length({value}) = 20)))")
     if isinstance(kind, JSON):
-        return f"typeof({quoted}) != 'null' AND (typeof({quoted}) != 'text' OR NOT json_valid({quoted}))"
+        if not json:
+            return None
+        whole, member = JSON_SHAPES[(table.name, column.name)]
+        return (f"CASE WHEN typeof({value}) = 'null' THEN 0 "  # each step only where the last held (JSON parsed)
+                f"WHEN typeof({value}) != 'text' OR NOT json_valid({value}) THEN 1 "
+                f"WHEN json_type({value}) NOT IN ('{whole}', 'null') THEN 1 "
+                f"ELSE EXISTS (SELECT 1 FROM json_each({value}) WHERE json_each.type != '{member}') END")
     if isinstance(kind, LargeBinary):
-        return f"typeof({quoted}) NOT IN ('blob', 'null')"
+        return f"typeof({value}) NOT IN ('blob', 'null')"
     if isinstance(kind, String):  # Text too
-        nul = f" OR instr({quoted}, char(0)) > 0" if (table.name, column.name) in PATH_COLUMNS else ""
-        return f"typeof({quoted}) NOT IN ('text', 'null'){nul}"
+        nul = f" OR instr({value}, char(0)) > 0" if (table.name, column.name) in PATH_COLUMNS else ""
+        return f"typeof({value}) NOT IN ('text', 'null'){nul}"
     return None
 
 
+def _has_json(session: Session) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38, an option before)."""
+    try:
+        session.execute(text("SELECT json_valid('[]')"))
+    except OperationalError:
+        return False
+    return True
+
+
 def _first(session: Session, table: Table, column: str, condition: str) -> str:
-    """The key of the first row ``condition`` holds for, and the start of its value (text read as bytes, so that
-    neither a NUL nor broken UTF-8 stops the message)."""
+    """The key of the first row ``condition`` holds for, and the start of its value."""
     keys = [key.name for key in table.primary_key.columns]
-    quoted = _quoted(column)
+    quoted = f"{_quoted(table.name)}.{_quoted(column)}"
     *key_values, kind, value = session.execute(text(
         f"SELECT {', '.join(map(_quoted, keys))}, typeof({quoted}), substr(CAST({quoted} AS BLOB), 1, {READ}) "
         f"FROM {_quoted(table.name)} WHERE {condition} LIMIT 1")).one()
-    if kind == "text":
-        decoded = value.decode("utf-8", errors="replace")
-        start = max(0, decoded.find("\0") - SHOWN // 2)  # a NUL inside a path is shown, however far in
-        shown = ("..." if start else "") + repr(decoded[start:start + SHOWN])
-    else:
-        shown = "a blob" if kind == "blob" else repr(value.decode("ascii", errors="replace"))
-    return ", ".join(f"{key}={key_value}" for key, key_value in zip(keys, key_values, strict=True)) + f": {shown}"
+    return ", ".join(f"{key}={key_value}" for key, key_value in zip(keys, key_values, strict=True)) + \
+        f": {_shown(kind, value or b'')}"
+
+
+def _shown(kind: str, value: bytes) -> str:
+    """A stored value for a message: text read as bytes (neither a NUL nor broken UTF-8 stops it), from near its
+    first NUL if it holds one."""
+    if kind == "blob":
+        return "a blob"
+    decoded = value.decode("utf-8", errors="replace")
+    start = max(0, decoded.find("\0") - SHOWN // 2)
+    return ("..." if start else "") + repr(decoded[start:start + SHOWN])
 
 
 def _quoted(name: str) -> str:

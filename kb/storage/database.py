@@ -138,8 +138,7 @@ def open_database(url: str) -> sessionmaker[Session]:
             current = _recorded_version(session, url) == SCHEMA_VERSION
             mistyped = mistyped_values(session, SMALL_TABLES) if current else []
         if mistyped:
-            raise _altered(url, "values not of their column's type, written from outside this program: "
-                           + "; ".join(mistyped))
+            raise _altered(url, "changed from outside this program: " + "; ".join(mistyped))
         if not current:
             with schema_transaction(factory) as session:
                 _create_or_migrate(session, url)
