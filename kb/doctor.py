@@ -16,7 +16,7 @@ from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
 from kb.storage.faiss_index import FaissIndex
-from kb.storage.reading import ORPHANS
+from kb.storage.reading import MAX_DIMENSION, ORPHANS
 from kb.storage.store import IMAGE_SPACE_OFF, Store
 from kb.types import CLIP_SPACE, DoctorReport, Problem
 
@@ -328,6 +328,8 @@ def _index_caches(store: Store, report: DoctorReport, repair: bool) -> None:
             count = snapshot.vector_count(space)
         if store.vector_index != "faiss":
             continue  # the index lives in the database: no cache to check
+        if not 0 < space.dimension <= MAX_DIMENSION:
+            continue  # written from outside: its vectors are reported malformed, and no index of it can be made
         cache = FaissIndex(store.directory / "indexes", space.name, space.dimension, store.settings.index)
         index, reason = cache.read_cache(space.generation, count)
         if index is not None:

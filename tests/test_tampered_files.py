@@ -372,6 +372,25 @@ def test_an_own_file_growing_while_it_is_read_is_refused(tmp_path: Path, monkeyp
         kb.containment.read_own_file(path, 4096)
 
 
+@pytest.mark.parametrize("dimension", [0, 2**40, 2**63 - 1])
+def test_a_space_dimension_written_from_outside_is_repaired_by_embedding_again(
+        dimension: int, kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The largest (four times it overflows SQL's integers) failed `kb doctor` with an OverflowError, and without
+    --repair the index check then failed inside FAISS."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
+        connection.execute("UPDATE spaces SET dimension = ? WHERE name = 'text'", (dimension,))
+    capsys.readouterr()
+    assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 1
+    assert f"found     malformed vectors: 4 vector(s) in space 'text' cannot be used (not its {dimension} " \
+        in capsys.readouterr().out
+    assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 0
+    assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 0
+    assert "no problems found" in capsys.readouterr().out.splitlines()
+
+
 def test_every_column_of_the_schema_is_checked_for_values_of_another_type() -> None:
     """A column of a type the check does not know would be passed over in silence."""
     from kb.storage.column_types import wrong_value

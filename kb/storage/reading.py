@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kb.storage.store import Store
 
 BATCH = bm25.BATCH  # ids per IN (...) list: a statement's parameters are bounded (65,535 on PostgreSQL)
+MAX_DIMENSION = 2**24  # no embedding is longer; four times a dimension written from outside may overflow SQL's integers
 
 # Rows whose parent is gone, as doctor finds and removes them: (table, condition).
 ORPHANS: dict[str, tuple[type, ColumnElement[bool]]] = {
@@ -65,7 +66,7 @@ class Snapshot:
         """Chunks whose vector in ``space`` cannot be used: float32 bytes of another length than the space's
         dimension (no index can be built from them), with FAISS values that are not finite (a NaN vector is never
         found, and no check saw it), or with pgvector no embedding or one of another dimension."""
-        length = 4 * int(space.dimension)
+        length = 4 * min(int(space.dimension), MAX_DIMENSION + 1)  # beyond it (written from outside): none fits
         condition = func.length(Vector.vector) != length
         if self.store.vector_index == "pgvector":
             condition = or_(condition, pgvector_index.unsearchable(space.dimension))
