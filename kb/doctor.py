@@ -15,6 +15,7 @@ from kb.mounts import recorded_mounts, root_unmounted, unmounted_below
 from kb.postings import rebuild_postings
 from kb.sources import too_many_missing
 from kb.spaces import EmbeddingSpace
+from kb.storage.database import WAY_BACK
 from kb.storage.faiss_index import FaissIndex
 from kb.storage.reading import MAX_DIMENSION, ORPHANS
 from kb.storage.store import IMAGE_SPACE_OFF, Store
@@ -51,8 +52,7 @@ def _damaged_pages(store: Store, report: DoctorReport) -> bool:
     faults = store.integrity_faults()
     if faults:
         report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
-            f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}; restore it from a "
-            "backup, or move the knowledge base aside and ingest its sources again")))
+            f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}; {WAY_BACK}")))
     return bool(faults)
 
 
@@ -64,8 +64,7 @@ def _mistyped_values(store: Store, report: DoctorReport) -> bool:
     if found:
         report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
             f"changed from outside this program: {'; '.join(found[:10])}"
-            + (f" (and {len(found) - 10} more columns)" if len(found) > 10 else "") + "; restore it from a backup, "
-            "or move the knowledge base aside and ingest its sources again")))
+            + (f" (and {len(found) - 10} more columns)" if len(found) > 10 else "") + f"; {WAY_BACK}")))
     return bool(found)
 
 

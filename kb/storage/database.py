@@ -36,6 +36,10 @@ DATABASE_FILE = "kb.sqlite"  # in the knowledge base's folder, unless database_u
 WRITTEN_MARKS = {"write.lock": "its writer's lock file", "indexes": "its index caches' folder"}
 
 
+# What a message about a damaged database tells the user to do: no repair writes into a damaged file.
+WAY_BACK = "restore it from a backup, or move the knowledge base aside and ingest its sources again"
+
+
 def default_url(kb_dir: Path) -> str:
     return f"sqlite:///{(kb_dir / DATABASE_FILE).resolve()}"
 
@@ -116,8 +120,7 @@ def refuse_a_lost_database(directory: Path) -> None:
     if lost and written:
         raise DatabaseUnreadableError(f"the database {database} is damaged or not a SQLite database (missing or "
                                       f"empty, yet the knowledge base was written to: {written[0]} is there); "
-                                      "restore it from a backup, or move the knowledge base aside and ingest its "
-                                      "sources again")
+                                      f"{WAY_BACK}")
 
 
 def open_database(url: str) -> sessionmaker[Session]:
@@ -234,8 +237,7 @@ def _altered(url: str, what: str) -> DatabaseUnreadableError:
     every command failed on it with a traceback, or a check called it healthy."""
     parsed = make_url(url)
     where = parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database else redact(url)
-    return DatabaseUnreadableError(f"the database {where} is damaged ({what}); restore it from a backup, or move the "
-                                   "knowledge base aside and ingest its sources again")
+    return DatabaseUnreadableError(f"the database {where} is damaged ({what}); {WAY_BACK}")
 
 
 def _create_or_migrate(session: Session, url: str) -> None:
