@@ -18,7 +18,8 @@ from kb.errors import KbError
 from tests.conftest import minilm_path
 from tests.qa_model import save_tiny_bert, write_squad
 from training import Distillation, TrainOptions, train_reader
-from training.distillation import PADDING, DistillationCollator, soft_target_loss
+from training import distillation as distillation_module
+from training.distillation import PADDING, TEACHERS_FILE, DistillationCollator, soft_target_loss
 
 READER = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 32, "max_seq_length": 64, "threads": 1, "device": "cpu"}
 
@@ -125,6 +126,43 @@ def test_kb_train_reader_takes_teachers_and_says_why_it_refuses_one(tiny_base: P
                  "--teacher", str(tmp_path / ".." / tmp_path.name / "no-reader")]) != 0
     assert "a teacher is given twice" in capsys.readouterr().err
     assert not (tmp_path / "student").exists()
+
+
+def test_a_resumed_run_reads_its_teachers_logits_back_instead_of_asking_the_teachers_again(
+        tiny_reader: Path, tiny_base: Path, facts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The teachers' pass over every window takes minutes on a real run; a run killed after it resumes with the
+    logits it kept, and a kept file that was damaged is read again from the teachers."""
+    out = tmp_path / "student"
+    options = dict(out=out, base_model=str(tiny_base), use_validation=False, **(READER | {"epochs": 0.2}))
+    distillation = Distillation(teachers=[tiny_reader])
+    read = {"count": 0}
+    teachers_read = distillation_module._teachers_read
+
+    def counted(*args: object, **kwargs: object) -> object:
+        read["count"] += 1
+        return teachers_read(*args, **kwargs)
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distillation_module, "_teachers_read", counted)
+    monkeypatch.setattr("training.reader.run_trainer", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader([facts], TrainOptions(**options), distillation=distillation)
+    kept = out / "checkpoints" / TEACHERS_FILE
+    assert read["count"] == 1 and kept.is_file()
+    monkeypatch.undo()
+    monkeypatch.setattr(distillation_module, "_teachers_read", counted)
+    first = train_reader([facts], TrainOptions(**options, resume=True), distillation=distillation)
+    assert read["count"] == 1 and first.training_loss and not kept.exists()  # read back, and gone once done
+    monkeypatch.setattr("training.reader.run_trainer", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader([facts], TrainOptions(**options, overwrite=True), distillation=distillation)
+    assert read["count"] == 2
+    kept.write_bytes(kept.read_bytes()[:100])
+    with pytest.raises(KeyboardInterrupt):
+        train_reader([facts], TrainOptions(**options, resume=True), distillation=distillation)
+    assert read["count"] == 3
 
 
 def test_soft_targets_count_only_real_tokens_and_vanish_when_the_student_agrees() -> None:

@@ -8,6 +8,10 @@ uncased reader can teach the packaged MiniLM, an MPNet or RoBERTa reader cannot.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from answering.loading import load_question_answering, model_inputs, model_positions
+from kb.atomic import write_atomic
 from kb.cards import refuse_unfinished
 from kb.errors import InvalidRequestError, ModelNotFoundError
 from training.callbacks import progress_bar
@@ -22,6 +27,7 @@ from training.options import Distillation
 
 PADDING = -1e4  # the logit of a padding position in a teacher's target: no probability, and no NaN in the loss
 TEACHER_KEYS = ("teacher_start", "teacher_end")
+TEACHERS_FILE = "teachers.npz"  # in the run's checkpoints: what the teachers read, for --resume to read back
 
 
 def _teacher(path: Path, tokenizer: Any, max_length: int, device: str | None) -> tuple[Any, Any]:
@@ -58,15 +64,64 @@ def check_teachers(distillation: Distillation, tokenizer: Any, max_length: int) 
 
 
 def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillation, tokenizer: Any, *,
-                       max_length: int, device: str | None, batch_size: int) -> None:
+                       max_length: int, device: str | None, batch_size: int, checkpoints: Path) -> None:
     """Give each training window the teachers' start and end logits, averaged (a product of their distributions,
     renormalised; float16, 1.5 KB a window of 384). The windows hold every input a teacher reads
-    (:func:`check_teachers`)."""
+    (:func:`check_teachers`).
+
+    The teachers' pass takes minutes, so its logits are kept in ``checkpoints`` and a ``--resume`` reads them back
+    (the run's record already refuses other teachers or data; the windows' digest is checked too)."""
+    digest = _windows_digest(features)
+    logits = _kept_logits(checkpoints / TEACHERS_FILE, digest)
+    if logits is None:
+        logits = _teachers_read(features, distillation, tokenizer, max_length=max_length, device=device,
+                                batch_size=batch_size)
+        buffer = io.BytesIO()
+        np.savez(buffer, digest=np.array(digest), start=logits[0], end=logits[1])
+        write_atomic(checkpoints / TEACHERS_FILE, buffer.getvalue())
+    else:
+        print(f"the teachers' logits are read back from {checkpoints / TEACHERS_FILE}", file=sys.stderr)
+    bounds = np.cumsum([len(feature["input_ids"]) for feature in features])[:-1]
+    for side, key in enumerate(TEACHER_KEYS):
+        for feature, row in zip(features, np.split(logits[side], bounds), strict=True):
+            feature[key] = row
+
+
+def _windows_digest(features: Sequence[dict[str, Any]]) -> str:
+    """A digest of every window's tokens, in order: kept logits belong to these windows only."""
+    hashed = hashlib.sha256()
+    for feature in features:
+        tokens = np.asarray(feature["input_ids"], np.int64)
+        hashed.update(len(tokens).to_bytes(4, "little"))
+        hashed.update(tokens.tobytes())
+    return hashed.hexdigest()
+
+
+def _kept_logits(path: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The logits an interrupted run kept for the windows of ``digest``; None when there are none, or the file is
+    damaged or for other windows (read again, then)."""
+    try:
+        with np.load(path, allow_pickle=False) as kept:
+            if str(kept["digest"]) != digest:
+                return None
+            start, end = kept["start"], kept["end"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if start.dtype != np.float16 or start.shape != end.shape or start.ndim != 1:
+        return None
+    return start, end
+
+
+def _teachers_read(features: Sequence[dict[str, Any]], distillation: Distillation, tokenizer: Any, *,
+                   max_length: int, device: str | None, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The teachers' start and end logits averaged over teachers, every window's after the last's (float16)."""
     import torch
     from transformers import DataCollatorWithPadding
 
-    sums = [[np.zeros(len(feature["input_ids"]), np.float32) for feature in features] for _ in TEACHER_KEYS]
-    order = sorted(range(len(features)), key=lambda n: len(features[n]["input_ids"]))  # batches of like lengths
+    lengths = [len(feature["input_ids"]) for feature in features]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    sums = np.zeros((2, int(offsets[-1])), np.float32)
+    order = sorted(range(len(features)), key=lambda n: lengths[n])  # batches of like lengths
     for number, path in enumerate(distillation.teachers, 1):
         model, teacher_tokenizer = _teacher(path, tokenizer, max_length, device)
         names = model_inputs(model, teacher_tokenizer)
@@ -79,11 +134,10 @@ def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillatio
                 output = model(**{name: tensor.to(model.device) for name, tensor in inputs.items()})
                 for side, logits in enumerate((output.start_logits, output.end_logits)):
                     for row, n in enumerate(batch):
-                        sums[side][n] += logits[row, : len(features[n]["input_ids"])].float().cpu().numpy()
+                        sums[side, offsets[n] : offsets[n + 1]] += logits[row, : lengths[n]].float().cpu().numpy()
                 bar.update(len(batch))
-    for n, feature in enumerate(features):
-        for side, key in enumerate(TEACHER_KEYS):
-            feature[key] = (sums[side][n] / len(distillation.teachers)).astype(np.float16)
+    averaged = (sums / len(distillation.teachers)).astype(np.float16)
+    return averaged[0], averaged[1]
 
 
 class DistillationCollator:

@@ -240,7 +240,7 @@ def train_reader(data: Sequence[Path], options: TrainOptions, *, kb_dir: Path | 
                                       **hyperparameters})
     if distillation is not None:  # after a --resume with other teachers is refused: this pass takes minutes
         add_teacher_logits(train_features.features, distillation, tokenizer, max_length=max_length,
-                           device=options.device, batch_size=batch_size * 2)
+                           device=options.device, batch_size=batch_size * 2, checkpoints=checkpoints)
     arguments = TrainingArguments(**trainer_arguments(options, checkpoints, epochs=epochs, batch_size=batch_size,
                                                       learning_rate=learning_rate, metric="f1",
                                                       train_sampling_strategy="group_by_length",
