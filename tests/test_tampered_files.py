@@ -313,6 +313,8 @@ def test_doctor_finds_a_damaged_index_page_that_no_query_has_met(kb_factory, tmp
     ("UPDATE vectors SET vector = 'abc' WHERE chunk_id = 2", "vectors.vector: 1 value(s) not of its type (space_id=1, "
      "chunk_id=2: 'abc')"),
     ("UPDATE chunks SET text = x'00ff' WHERE id = 3", "chunks.text: 1 value(s) not of its type (id=3: a blob)"),
+    ("UPDATE chunks SET text = CAST(x'48ff' AS TEXT) WHERE id = 3", "chunks.text: 1 value(s) not of its type (id=3: "
+     "'H\ufffd')"),  # bytes that are not UTF-8: every search that read it called the database damaged, the doctor not
     ("ALTER TABLE runs DROP COLUMN error", "runs.error: the column is gone")])
 def test_doctor_finds_values_written_from_outside_into_columns_of_another_type(
         change: str, said: str, kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -332,6 +334,32 @@ def test_doctor_finds_values_written_from_outside_into_columns_of_another_type(
             found.endswith(
             "; restore it from a backup, or move the knowledge base aside and ingest its sources again")
         assert last == "what is found and not repaired needs what its line says"
+
+
+@pytest.mark.parametrize(("change", "command", "said"), [
+    ("UPDATE keyword_terms SET chunks = 'x' WHERE term = 'margrav'", ["search", "margrave"],
+     "keyword_terms.chunks: 1 value(s) not of its type (term=margrav: 'x')"),
+    ("UPDATE chunks SET start = 'abc'", ["search", "margrave"], "chunks.start: 4 value(s) not of its type (id=1: "
+     "'abc')"),
+    ("UPDATE runs SET counts = '{\"added\": \"x\"}'", ["jobs"], "runs.counts: 1 value(s) not of its type (id=1: "
+     "'{\"added\": \"x\"}')")])
+def test_a_read_that_meets_a_value_written_from_outside_is_one_line_naming_it(
+        change: str, command: list[str], said: str, kb_factory, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The tables a search or a listing reads are too large to check at every opening: a value of another type
+    found there failed the command with a traceback from deep inside it. The read that fails on one now checks the
+    database and names it, as the doctor does."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
+        connection.execute(change)
+    capsys.readouterr()
+    assert main(["--kb", str(tmp_path / "kb"), *command]) == 2
+    [error] = errors(capsys.readouterr().err)
+    assert error == (f"kb: error: the database {tmp_path / 'kb' / 'kb.sqlite'} is damaged (changed from outside "
+                     f"this program: {said}); restore it from a backup, or move the knowledge base aside and ingest "
+                     "its sources again")
 
 
 def test_an_io_error_on_a_regular_database_file_is_not_called_damage(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Values SQLite let into a column of another type, written from outside this program: SQLite keeps what it is
 given (text in an integer column, a date that is not one, JSON that does not parse or is not the shape read back, a
-NUL inside a path), and read back such a value failed deep inside a search, a check or a listing. Found here, it is
-one line: ``kb doctor`` reads every table, and opening a knowledge base reads the small ones every command reads.
-PostgreSQL refuses such values itself."""
+NUL inside a path, text that is not UTF-8), and read back such a value failed deep inside a search, a check or a
+listing. Found here, it is one line: ``kb doctor`` reads every table, opening a knowledge base reads the small ones
+every command reads, and a read that fails in Python reads them all. PostgreSQL refuses such values itself."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ JSON_SHAPES: dict[tuple[str, str], tuple[str, str]] = {
 }
 # How SQLAlchemy writes a DateTime in SQLite: the date and time, then up to six digits of a second.
 DATE_TIME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+NOT_UTF8 = "kb_not_utf8"  # registered on each SQLite connection: SQLite keeps any bytes as text, sqlite3 reads UTF-8
 SHOWN = 40  # characters of a wrong value quoted
 READ = 16384  # bytes of it read, enough to reach a NUL in the longest path (4,096 characters)
 
@@ -81,8 +82,20 @@ def wrong_value(table: Table, column: Column, *, json: bool = True) -> str | Non
         return f"typeof({value}) NOT IN ('blob', 'null')"
     if isinstance(kind, String):  # Text too
         nul = f" OR instr({value}, char(0)) > 0" if (table.name, column.name) in PATH_COLUMNS else ""
-        return f"typeof({value}) NOT IN ('text', 'null'){nul}"
+        return f"typeof({value}) NOT IN ('text', 'null') OR {NOT_UTF8}(CAST({value} AS BLOB)){nul}"
     return None
+
+
+def not_utf8(stored: bytes | None) -> bool:
+    """:data:`NOT_UTF8`: whether text SQLite holds is bytes that are not UTF-8 (written from outside, or a damaged
+    page's), which every read of its row fails on."""
+    if stored is None:
+        return False
+    try:
+        stored.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _has_json(session: Session) -> bool:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import ConfigurationError, DatabaseUnreachableError, DatabaseUnreadableError, SchemaError
 from kb.storage import bm25
-from kb.storage.column_types import SMALL_TABLES, mistyped_values
+from kb.storage.column_types import NOT_UTF8, SMALL_TABLES, mistyped_values, not_utf8
 from kb.storage.filters import SQLITE_LOWER, unicode_lower
 from kb.storage.models import SCHEMA_VERSION, VERSION_TABLE, Base, Meta
 from kb.storage.urls import redact
@@ -58,6 +58,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
         dbapi_connection.create_function(SQLITE_LOWER, 1, unicode_lower, deterministic=True)
+        dbapi_connection.create_function(NOT_UTF8, 1, not_utf8, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -139,9 +140,9 @@ def open_database(url: str) -> sessionmaker[Session]:
     try:
         with factory() as session:
             current = _recorded_version(session, url) == SCHEMA_VERSION
-            mistyped = mistyped_values(session, SMALL_TABLES) if current else []
-        if mistyped:
-            raise _altered(url, "changed from outside this program: " + "; ".join(mistyped))
+            damage = changed_from_outside(session, SMALL_TABLES) if current else None
+        if damage:
+            raise damage
         if not current:
             with schema_transaction(factory) as session:
                 _create_or_migrate(session, url)
@@ -230,6 +231,14 @@ def _recorded_version(session: Session, url: str) -> int | None:
         raise _altered(url, f"its table {missing[0]} is gone" if len(missing) == 1 else
                        f"its tables {', '.join(missing)} are gone")
     return version
+
+
+def changed_from_outside(session: Session, tables: Iterable[str] | None = None) -> DatabaseUnreadableError | None:
+    """The one line for values of ``tables`` (default: all) written from outside this program, of another type
+    than their column's (``kb.storage.column_types``); None when there are none."""
+    found = mistyped_values(session, tables)
+    return _altered(str(session.get_bind().url), "changed from outside this program: " + "; ".join(found)) \
+        if found else None
 
 
 def _altered(url: str, what: str) -> DatabaseUnreadableError:

@@ -23,6 +23,7 @@ from kb.storage.column_types import mistyped_values
 from kb.storage.database import (
     DATABASE_FILE,
     WRITE_LOCK,
+    changed_from_outside,
     default_url,
     open_database,
     schema_transaction,
@@ -162,7 +163,13 @@ class Store:
         with self.sessions() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            yield Snapshot(session, self)
+            try:
+                yield Snapshot(session, self)
+            except (TypeError, ValueError, LookupError) as error:
+                damage = None if isinstance(error, KbError) else _changed_from_outside(session)
+                if damage is None:
+                    raise
+                raise damage from error
 
     def space(self, name: str, identity: EncoderIdentity, create: bool = True) -> Space | None:
         """The space ``name`` checked against ``identity`` (created for it if new and ``create``).
@@ -349,3 +356,13 @@ class Store:
                                        .join(StoredImage, StoredImage.chunk_id == Chunk.id)
                                        .join(Document, Document.id == Chunk.document_id).order_by(Chunk.id)):
                 yield StoredPicture(row.text, row.preview, row.path)
+
+
+def _changed_from_outside(session: Session) -> DatabaseUnreadableError | None:
+    """After a read failed in Python (a number that was text, a path that was a number): the one line naming the
+    values written into the database from outside this program that it failed on, if any are found (the whole
+    database is checked only then: seconds on a large one)."""
+    try:
+        return changed_from_outside(session)
+    except Exception:  # noqa: BLE001 - the read's own error says more than a check that could not run
+        return None
