@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 KINDS = (("reader", "SQuAD v1.1/v2.0 JSON files"),
          ("retriever", "SQuAD files or JSONL {query, positive[, negatives]}"),
          ("reranker", "SQuAD files or JSONL {query, positive[, negatives]}"),
-         ("clip", "JSONL {image: path relative to the file, caption}"))
+         ("clip", "JSONL {image: path relative to the file, caption (or captions: a list)}"))
 UNANSWERABLE_SHARE_HELP = ("share of questions the knowledge base cannot answer, which the no-answer threshold is "
                            "tuned for (default 0.2; higher abstains more)")
 FROM_KB = {"reader": "cloze questions made from its passages (a date, number, name or title blanked out)",
