@@ -9,7 +9,7 @@ from contextlib import nullcontext
 
 from ingestion.scan import hidden
 from kb.containment import inside
-from kb.errors import ModelNotFoundError, WriterBusyError
+from kb.errors import DatabaseUnreadableError, ModelNotFoundError, StorageError, WriterBusyError
 from kb.keywords import ADDED_IN_VERSION, KeywordTokenizer, parse_scheme
 from kb.mounts import recorded_mounts, root_unmounted, unmounted_below
 from kb.postings import rebuild_postings
@@ -28,9 +28,9 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     be built here and ``keywords`` the configured keyword tokenizer in its latest version; ``reembed`` rebuilds
     them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
-    if _damaged_pages(store, report) or _mistyped_values(store, report):
-        return report
     with store.writer_lock if repair else nullcontext():
+        if _damaged_pages(store, report, repair) or _mistyped_values(store, report):
+            return report
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
         _keyword_tokenizer(store, keywords, report, repair)
@@ -45,15 +45,30 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     return report
 
 
-def _damaged_pages(store: Store, report: DoctorReport) -> bool:
+def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> bool:
     """Damage no query has met yet (an index's page overwritten) passed every other check while searches failed:
-    SQLite's own check finds it. Nothing else is checked or repaired then (a repair writing into a damaged file
-    could spread the damage); a backup, or ingesting the sources again, is the way back."""
+    SQLite's own check finds it. Nothing is written into the damaged file (a repair there could spread the damage):
+    the repair rebuilds the database in a new file from its tables' rows, which holds where only indexes are
+    damaged, and keeps the damaged file. Returns whether damage is left, and nothing else is checked then."""
     faults = store.integrity_faults()
-    if faults:
-        report.problems.append(Problem(kind="damaged database", repairable=False, detail=(
-            f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}; {WAY_BACK}")))
-    return bool(faults)
+    if not faults:
+        return False
+    found = f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}"
+    if repair and store.rebuildable:
+        try:
+            kept = store.rebuild_from_tables()
+        except (DatabaseUnreadableError, StorageError) as error:
+            report.problems.append(Problem(kind="damaged database", repairable=isinstance(error, StorageError),
+                                           detail=f"{found}; {error}; {WAY_BACK}"))
+            return True
+        report.problems.append(Problem(kind="damaged database", repaired=True, detail=(
+            f"{found}; rebuilt from its tables' rows, nothing lost (the damaged file is kept as {kept.name})")))
+        return False
+    remedy = ("`--repair` rebuilds it from its tables' rows, which holds where only its indexes are damaged (the "
+              "damaged file is kept); else " if store.rebuildable else "")
+    report.problems.append(Problem(kind="damaged database", repairable=store.rebuildable,
+                                   detail=f"{found}; {remedy}{WAY_BACK}"))
+    return True
 
 
 def _mistyped_values(store: Store, report: DoctorReport) -> bool:

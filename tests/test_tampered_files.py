@@ -276,28 +276,72 @@ def test_a_schema_altered_from_outside_is_one_line_naming_it(change: str, said: 
             "); restore it from a backup, or move the knowledge base aside and ingest its sources again")
 
 
-def test_doctor_finds_a_damaged_index_page_that_no_query_has_met(kb_factory, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """An index's page overwritten: every check passed ("no problems found") while searches by file type failed.
-    SQLite's own check finds it; nothing is repaired into a damaged file."""
-    knowledge_base = kb_factory()
-    knowledge_base.ingest(write_docs(tmp_path / "docs"))
-    knowledge_base.close()
-    database = tmp_path / "kb" / "kb.sqlite"
-    with sqlite3.connect(database) as connection:
-        (page,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_documents_file_type'"
-                                     ).fetchone()
+def _zero_page_of(database: Path, name: str) -> int:
+    """Overwrite with zeros the root page of the table or index ``name`` (its write-ahead log played in first)."""
+    with closing(sqlite3.connect(database)) as connection:
+        (page,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(database.read_bytes())
     data[(page - 1) * 4096: page * 4096] = bytes(4096)
     database.write_bytes(data)
+    return page
+
+
+def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_tables(
+        kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An index's page overwritten: every check passed ("no problems found") while searches by file type failed.
+    SQLite's own check finds it; the repair writes nothing into the damaged file but rebuilds the database from its
+    tables' rows in a new one, every row kept, and keeps the damaged file beside it."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with closing(sqlite3.connect(database)) as connection:
+        before = {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                  for table in ("documents", "chunks", "postings", "vectors", "keyword_terms")}
+    page = _zero_page_of(database, "ix_documents_file_type")
+    damaged = database.read_bytes()
+    found = (f"damaged database: SQLite's check of the file finds: Page {page}: btreeInitPage() returns error code "
+             "11")
     capsys.readouterr()
-    for repair in ([], ["--repair"]):  # no repair can fix it, so none is suggested
-        assert main(["--kb", str(tmp_path / "kb"), "doctor", *repair]) == 1
-        assert capsys.readouterr().out.splitlines() == [
-            f"found     damaged database: SQLite's check of the file finds: Page {page}: btreeInitPage() returns "
-            "error code 11; restore it from a backup, or move the knowledge base aside and ingest its sources again",
-            "what is found and not repaired needs what its line says"]
+    assert main(["--kb", str(tmp_path / "kb"), "search", "margrave", "--type", "txt"]) == 2
+    assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"found     {found}; `--repair` rebuilds it from its tables' rows, which holds where only its indexes are "
+        "damaged (the damaged file is kept); else restore it from a backup, or move the knowledge base aside and "
+        "ingest its sources again", "run `kb doctor --repair` to fix what can be fixed"]
+    assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 0
+    [kept] = database.parent.glob("kb.sqlite.damaged-*[0-9]Z")
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"repaired  {found}; rebuilt from its tables' rows, nothing lost (the damaged file is kept as {kept.name})")
+    assert kept.read_bytes() == damaged
+    with closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert before == {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                          for table in before}
+    assert main(["--kb", str(tmp_path / "kb"), "search", "margrave", "--type", "txt"]) == 0
+    assert "history.txt" in capsys.readouterr().out
+    assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 0
+
+
+def test_doctor_does_not_rebuild_a_database_whose_tables_are_damaged(kb_factory, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A table's own page overwritten: no copy of it can be trusted, so the repair says so and leaves the file."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    _zero_page_of(database, "runs")
+    damaged = database.read_bytes()
+    capsys.readouterr()
+    assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 1
+    found, last = capsys.readouterr().out.splitlines()
+    assert found.startswith("found     damaged database: SQLite's check of the file finds: ")
+    assert f"; the database {database} cannot be rebuilt from its tables: a table's own pages are damaged (" in found
+    assert found.endswith("restore it from a backup, or move the knowledge base aside and ingest its sources again")
+    assert last == "what is found and not repaired needs what its line says"
+    assert database.read_bytes() == damaged and sorted(path.name for path in database.parent.iterdir()) == [
+        "indexes", "kb.json", "kb.sqlite", "write.lock"]
 
 
 @pytest.mark.parametrize(("change", "said"), [
@@ -315,6 +359,8 @@ def test_doctor_finds_a_damaged_index_page_that_no_query_has_met(kb_factory, tmp
     ("UPDATE chunks SET text = x'00ff' WHERE id = 3", "chunks.text: 1 value(s) not of its type (id=3: a blob)"),
     ("UPDATE chunks SET text = CAST(x'48ff' AS TEXT) WHERE id = 3", "chunks.text: 1 value(s) not of its type (id=3: "
      "'H\ufffd')"),  # bytes that are not UTF-8: every search that read it called the database damaged, the doctor not
+    ("UPDATE keyword_terms SET term = CAST(x'ff61' AS TEXT) WHERE term = 'margrav'", "keyword_terms.term: 1 value(s) "
+     "not of its type (term=\ufffda: '\ufffda')"),  # the key itself damaged: named as it is shown
     ("ALTER TABLE runs DROP COLUMN error", "runs.error: the column is gone")])
 def test_doctor_finds_values_written_from_outside_into_columns_of_another_type(
         change: str, said: str, kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,8 +114,8 @@ def jsonl_captions(path: Path, max_pixels: int, max_bytes: int) -> CaptionFile:
 
 def _captions_of(row: dict[str, Any]) -> list[str]:
     """A line's captions: its ``caption``, or each of its ``captions`` (COCO's five an image, on one line), blank
-    ones left out; none when either is not text."""
-    given = row.get("captions", [row.get("caption")]) if "caption" not in row else [row["caption"]]
+    ones left out; none where neither is text (or a list of it)."""
+    given = [row["caption"]] if isinstance(row.get("caption"), str) else row.get("captions")
     if not isinstance(given, list) or not all(isinstance(caption, str) for caption in given):
         return []
     return [caption.strip() for caption in given if caption.strip()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ def _kept_logits(path: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | Non
             if str(kept["digest"]) != digest:
                 return None
             start, end = kept["start"], kept["end"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except Exception:  # noqa: BLE001 - whatever a damaged file raises (a zip's flipped byte: NotImplementedError)
         return None
     if start.dtype != np.float16 or start.shape != end.shape or start.ndim != 1:
         return None

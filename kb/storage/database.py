@@ -69,7 +69,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_damage(context: ExceptionContext) -> None:
         """A page or a text found damaged by a query after the database opened well: the same one line as at
         opening, from any search, report or run, instead of a traceback."""
-        if _damaged(context.original_exception):
+        if is_damage(context.original_exception):
             raise _unreadable(engine, str(engine.url), context.original_exception)
 
 
@@ -157,7 +157,7 @@ def open_database(url: str) -> sessionmaker[Session]:
     return factory
 
 
-def _damaged(error: BaseException) -> bool:
+def is_damage(error: BaseException) -> bool:
     """Whether a SQLite error says the file is damaged or no database: a corrupt page, a header that is not
     SQLite's, or stored text that is not UTF-8 any more."""
     code = getattr(error, "sqlite_errorcode", 0) & 0xFF
@@ -171,7 +171,7 @@ def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadabl
     if engine.dialect.name != "sqlite":
         return DatabaseUnreadableError(f"cannot open the database {redact(url)}: {cause}")
     where = engine.url.database or redact(url)
-    if _damaged(cause) or not _regular_or_absent(where):  # a FIFO or a device read as a database: an I/O error
+    if is_damage(cause) or not _regular_or_absent(where):  # a FIFO or a device read as a database: an I/O error
         said = "stored text that is not UTF-8 any more" if str(cause).startswith(_UNDECODABLE) else cause
         return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({said}); restore "
                                        "it from a backup, or move the knowledge base aside and ingest its sources "

@@ -35,6 +35,7 @@ from kb.storage.models import Chunk, Document, KeywordTotals, Meta, Space, Store
 from kb.storage.pgvector_index import PgvectorIndex, prepare
 from kb.storage.posting_cache import PostingCache
 from kb.storage.reading import Snapshot
+from kb.storage.salvage import rebuild_from_tables
 from kb.storage.vector_index import IndexKind, VectorIndex
 from kb.storage.writing import KEYWORD_TOKENIZER_KEY, Changes, WriteUnit
 
@@ -126,6 +127,23 @@ class Store:
 
     def close(self) -> None:
         self.sessions.kw["bind"].dispose()
+
+    @property
+    def rebuildable(self) -> bool:
+        """Whether damage in the database's indexes can be repaired by :meth:`rebuild_from_tables`: the knowledge
+        base's own SQLite file (a server looks after its own pages)."""
+        return self._database_file is not None
+
+    def rebuild_from_tables(self) -> Path:
+        """Put a copy of the database rebuilt from its tables' rows in its place (``kb.storage.salvage``), this
+        store's connections closed before and opened again on it after; returns where the damaged file was kept.
+        The caller holds the writer lock."""
+        self.close()
+        try:
+            return rebuild_from_tables(self.directory / DATABASE_FILE)
+        finally:
+            self.sessions = open_database(self.url)
+            self._database_file = identity(self.directory / DATABASE_FILE)
 
     def abandoned_temporaries(self) -> list[Path]:
         """Temporary files that killed saves left in the knowledge base's folder and its index caches' folder (not
@@ -232,7 +250,10 @@ class Store:
         with self.sessions() as session:
             if session.get_bind().dialect.name != "sqlite":
                 return []
-            said = list(session.scalars(text(f"PRAGMA quick_check({int(shown)})")))
+            try:
+                said = list(session.scalars(text(f"PRAGMA quick_check({int(shown)})")))
+            except DatabaseUnreadableError as error:  # a table's root page: the check itself stops on it
+                return [f"{error.__cause__ or error} (the check stopped there)"]
         return [] if said == ["ok"] else [" ".join(fault.removeprefix("*** in database main ***").split())
                                           for fault in said]
 
