@@ -353,6 +353,7 @@ def test_doctor_does_not_rebuild_a_database_whose_tables_are_damaged(kb_factory,
     ("UPDATE runs SET started_at = '2026-02-30 10:00:00.000000'", "runs.started_at: 1 value(s) not of its type (id=1: "
      "'2026-02-30 10:00:00.000000')"),  # a date SQLite reads, Python does not
     ("UPDATE runs SET failures = '[1]'", "runs.failures: 1 value(s) not of its type (id=1: '[1]')"),  # JSON, not a list
+    ("UPDATE runs SET failures = '[{\"x\": 1}]'", "runs.failures: 1 value(s) not of its type (id=1: '[{\"x\": 1}]')"),
     ("UPDATE chunks SET start = 'abc' WHERE id = 2", "chunks.start: 1 value(s) not of its type (id=2: 'abc')"),
     ("UPDATE vectors SET vector = 'abc' WHERE chunk_id = 2", "vectors.vector: 1 value(s) not of its type (space_id=1, "
      "chunk_id=2: 'abc')"),

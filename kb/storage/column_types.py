@@ -26,6 +26,7 @@ JSON_SHAPES: dict[tuple[str, str], tuple[str, str]] = {
     ("runs", "counts"): ("object", "integer"),
     ("runs", "failures"): ("array", "object"),
 }
+MEMBER_TEXTS = {("runs", "failures"): ("path", "reason")}  # the text fields each member object must hold
 # How SQLAlchemy writes a DateTime in SQLite: the date and time, then up to six digits of a second.
 DATE_TIME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
 NOT_UTF8 = "kb_not_utf8"  # registered on each SQLite connection: SQLite keeps any bytes as text, sqlite3 reads UTF-8
@@ -77,10 +78,12 @@ def wrong_value(table: Table, column: Column, *, json: bool = True) -> str | Non
         if not json:
             return None
         whole, member = JSON_SHAPES[(table.name, column.name)]
+        fields = "".join(f" OR json_type(json_each.value, '$.{field}') IS NOT 'text'"
+                         for field in MEMBER_TEXTS.get((table.name, column.name), ()))
         return (f"CASE WHEN typeof({value}) = 'null' THEN 0 "  # each step only where the last held (JSON parsed)
                 f"WHEN typeof({value}) != 'text' OR NOT json_valid({value}) THEN 1 "
                 f"WHEN json_type({value}) NOT IN ('{whole}', 'null') THEN 1 "
-                f"ELSE EXISTS (SELECT 1 FROM json_each({value}) WHERE json_each.type != '{member}') END")
+                f"ELSE EXISTS (SELECT 1 FROM json_each({value}) WHERE json_each.type != '{member}'{fields}) END")
     if isinstance(kind, LargeBinary):
         return f"typeof({value}) NOT IN ('blob', 'null')"
     if isinstance(kind, String):  # Text too
