@@ -49,7 +49,7 @@ def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> bool:
     """Damage no query has met yet (an index's page overwritten) passed every other check while searches failed:
     SQLite's own check finds it. Nothing is written into the damaged file (a repair there could spread the damage):
     the repair rebuilds the database in a new file from its tables' rows, which holds where only indexes are
-    damaged, and keeps the damaged file. Returns whether damage is left, and nothing else is checked then."""
+    damaged, and keeps the damaged file. Returns whether anything was found: nothing else is checked then."""
     faults = store.integrity_faults()
     if not faults:
         return False
@@ -62,8 +62,9 @@ def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> bool:
                                            detail=f"{found}; {error}; {WAY_BACK}"))
             return True
         report.problems.append(Problem(kind="damaged database", repaired=True, detail=(
-            f"{found}; rebuilt from its tables' rows, nothing lost (the damaged file is kept as {kept.name})")))
-        return False
+            f"{found}; rebuilt from its tables' rows, none lost (the damaged file is kept as {kept.name}); run "
+            "`kb doctor` again for the other checks")))
+        return True  # the other checks, and their repairs, on the rebuilt file at the next run
     remedy = ("`--repair` rebuilds it from its tables' rows, which holds where only its indexes are damaged (the "
               "damaged file is kept); else " if store.rebuildable else "")
     report.problems.append(Problem(kind="damaged database", repairable=store.rebuildable,

@@ -291,7 +291,8 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
         kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An index's page overwritten: every check passed ("no problems found") while searches by file type failed.
     SQLite's own check finds it; the repair writes nothing into the damaged file but rebuilds the database from its
-    tables' rows in a new one, every row kept, and keeps the damaged file beside it."""
+    tables' rows in a new one, every row kept, and keeps the damaged file beside it. A process that held the
+    knowledge base open is stopped at its next read or write, which would have gone into the kept file."""
     knowledge_base = kb_factory()
     knowledge_base.ingest(write_docs(tmp_path / "docs"))
     knowledge_base.close()
@@ -310,11 +311,16 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
         f"found     {found}; `--repair` rebuilds it from its tables' rows, which holds where only its indexes are "
         "damaged (the damaged file is kept); else restore it from a backup, or move the knowledge base aside and "
         "ingest its sources again", "run `kb doctor --repair` to fix what can be fixed"]
+    holder = kb_factory()  # a process holding the knowledge base open (a server, the scheduler) during the repair
     assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 0
+    for use in (lambda: holder.ingest(tmp_path / "docs"), lambda: holder.search("margrave")):
+        with pytest.raises(DatabaseUnreadableError, match="was deleted or replaced while this process ran; start it"):
+            use()  # not written into the damaged file, now kept aside, where nothing reads it
     [kept] = database.parent.glob("kb.sqlite.damaged-*[0-9]Z")
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"repaired  {found}; rebuilt from its tables' rows, nothing lost (the damaged file is kept as {kept.name})")
-    assert kept.read_bytes() == damaged
+        f"repaired  {found}; rebuilt from its tables' rows, none lost (the damaged file is kept as {kept.name}); run "
+        "`kb doctor` again for the other checks")
+    assert kept.read_bytes() == damaged and not list(database.parent.glob("*.tmp"))
     with closing(sqlite3.connect(database)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert before == {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
@@ -322,6 +328,37 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
     assert main(["--kb", str(tmp_path / "kb"), "search", "margrave", "--type", "txt"]) == 0
     assert "history.txt" in capsys.readouterr().out
     assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 0
+
+
+def test_doctor_does_not_rebuild_a_table_that_lost_rows_its_other_index_still_records(
+        kb_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A table page that lost a row is well formed, so SQLite's quick check passes it; an index that still records
+    the row tells. Rebuilt, the row would be gone for good (and the doctor's next checks would delete its chunks)."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with closing(sqlite3.connect(database)) as connection:  # the row deleted while its index is hidden from SQLite
+        connection.execute("PRAGMA writable_schema = ON")
+        hidden = connection.execute("SELECT * FROM sqlite_master WHERE name = 'ix_documents_file_type'").fetchone()
+        connection.execute("DELETE FROM sqlite_master WHERE name = 'ix_documents_file_type'")
+        connection.commit()
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute("DELETE FROM documents WHERE id = (SELECT max(id) FROM documents)")
+        connection.commit()
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA writable_schema = ON")
+        connection.execute("INSERT INTO sqlite_master VALUES (?, ?, ?, ?, ?)", hidden)
+        connection.commit()
+    _zero_page_of(database, "ix_chunks_text_hash")
+    damaged = database.read_bytes()
+    capsys.readouterr()
+    assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 1
+    found, _ = capsys.readouterr().out.splitlines()
+    said = re.search(r"cannot be rebuilt from its tables: a table's own pages are damaged \(documents holds (\d+) "
+                     r"rows where its index ix_documents_file_type records (\d+)\)", found)
+    assert said and int(said[2]) == int(said[1]) + 1
+    assert database.read_bytes() == damaged
 
 
 def test_doctor_does_not_rebuild_a_database_whose_tables_are_damaged(kb_factory, tmp_path: Path,

@@ -99,8 +99,10 @@ class Store:
         self._database_file = identity(directory / DATABASE_FILE) if self.url == default_url(directory) else None
 
     def check_database_file(self) -> None:
-        """Raise ``DatabaseUnreadableError`` when the SQLite file this store opened was deleted or replaced: a
-        process that runs for days (the scheduler) would write on into the deleted file, every run reported ok."""
+        """Raise ``DatabaseUnreadableError`` when the SQLite file this store opened was deleted or replaced (by
+        ``kb doctor --repair``'s rebuild, say): a process that runs for days (the scheduler, a program holding the
+        knowledge base open) would write on into the old file, every run reported ok. Checked at each read and
+        write: one ``stat``."""
         if self._database_file is not None and identity(self.directory / DATABASE_FILE) != self._database_file:
             raise DatabaseUnreadableError(f"the database {self.directory / DATABASE_FILE} was deleted or replaced "
                                           "while this process ran; start it again")
@@ -131,8 +133,9 @@ class Store:
     @property
     def rebuildable(self) -> bool:
         """Whether damage in the database's indexes can be repaired by :meth:`rebuild_from_tables`: the knowledge
-        base's own SQLite file (a server looks after its own pages)."""
-        return self._database_file is not None
+        base's own SQLite file (a server looks after its own pages), not a link to one elsewhere (the new file would
+        be made beside the link)."""
+        return self._database_file is not None and not (self.directory / DATABASE_FILE).is_symlink()
 
     def rebuild_from_tables(self) -> Path:
         """Put a copy of the database rebuilt from its tables' rows in its place (``kb.storage.salvage``), this
@@ -162,6 +165,7 @@ class Store:
 
         A database that cannot be written (read-only, disk full) raises ``StorageError`` naming the cause.
         """
+        self.check_database_file()
         try:
             with self.sessions.begin() as session:
                 take_turn(session, WRITE_LOCK)
@@ -178,6 +182,7 @@ class Store:
     def read(self) -> Iterator[Snapshot]:
         """A read snapshot: one transaction, so every query in it sees one state of the knowledge base (on
         PostgreSQL a repeatable read: its default, read committed, lets each statement see a newer commit)."""
+        self.check_database_file()
         with self.sessions() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
