@@ -191,6 +191,8 @@ def _damage(database: Path, how: str) -> None:
         start, end = (chunks_page - 1) * 4096, chunks_page * 4096
         data[start:end] = bytes(byte ^ 0xFF for byte in data[start:end])
         database.write_bytes(data)
+    elif how == "postings page":  # met by the keyword search, which reads postings through the driver's own cursor
+        _zero_page_of(database, "postings")
     elif how == "emptied":  # opened, it was a new empty database, called healthy, answering nothing
         database.write_bytes(b"")
     elif how == "deleted":
@@ -199,8 +201,8 @@ def _damage(database: Path, how: str) -> None:
         _plant(database, how)
 
 
-@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "stored text", "fifo",
-                                 "/dev/zero", "emptied", "deleted"])
+@pytest.mark.parametrize("how", ["truncated", "header", "flipped", "chunks page", "postings page", "stored text",
+                                 "fifo", "/dev/zero", "emptied", "deleted"])
 def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,7 +214,7 @@ def test_a_damaged_database_is_one_line_naming_it(how: str, kb_factory, tmp_path
     monkeypatch.setenv("KB_DEVICE", "cpu")
     capsys.readouterr()
     with bounded(60, "opening a damaged database"):
-        met_later = how in ("chunks page", "stored text")  # only by what reads it: a search's hits
+        met_later = how in ("chunks page", "postings page", "stored text")  # only by what reads it: a search
         for command in ([["search", "margrave"]] if met_later else (["stats"], ["search", "margrave"], ["doctor"])):
             assert main(["--kb", str(tmp_path / "kb"), *command]) == 2, command
             [error] = errors(capsys.readouterr().err)

@@ -196,6 +196,10 @@ def _read_postings(session: Session, query: Query, term: str) -> TermPostings:
         cursor.execute(f"SELECT chunk_id, tf, length FROM {Posting.__tablename__} WHERE term = {placeholder}",
                        (term,))
         parts = [np.array(rows, dtype=np.float64) for rows in iter(lambda: cursor.fetchmany(READ_BATCH), [])]
+    except Exception as error:
+        from kb.storage.database import raw_cursor_damage  # (database.py imports this module)
+
+        raise raw_cursor_damage(connection.engine, error) or error
     finally:
         cursor.close()
     rows = np.concatenate(parts) if parts else np.empty((0, 3))

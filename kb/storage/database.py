@@ -164,6 +164,14 @@ def is_damage(error: BaseException) -> bool:
     return code in _DAMAGED or isinstance(error, UnicodeDecodeError) or str(error).startswith(_UNDECODABLE)
 
 
+def raw_cursor_damage(engine: Engine, error: Exception) -> DatabaseUnreadableError | None:
+    """For a query read through the driver's own cursor (past SQLAlchemy's error hook): the one line for a SQLite
+    file found damaged, as any other query gives it; None for other errors."""
+    if engine.dialect.name == "sqlite" and is_damage(error):
+        return _unreadable(engine, str(engine.url), error)
+    return None
+
+
 def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadableError:
     """One line naming the database and what the driver said; for a SQLite file that is damaged or is no database
     (truncated, overwritten, a FIFO or a device in its place), that a backup is the way back."""
