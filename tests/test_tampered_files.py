@@ -308,6 +308,8 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
              "11")
     capsys.readouterr()
     assert main(["--kb", str(tmp_path / "kb"), "search", "margrave", "--type", "txt"]) == 2
+    assert "; `kb doctor --repair` rebuilds it where only its indexes are damaged and it still opens; else restore " \
+        "it from a backup" in capsys.readouterr().err
     assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 1
     assert capsys.readouterr().out.splitlines()[-2:] == [
         f"found     {found}; `--repair` rebuilds it from its tables' rows, which holds where only its indexes are "

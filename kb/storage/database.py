@@ -181,9 +181,11 @@ def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadabl
     where = engine.url.database or redact(url)
     if is_damage(cause) or not _regular_or_absent(where):  # a FIFO or a device read as a database: an I/O error
         said = "stored text that is not UTF-8 any more" if str(cause).startswith(_UNDECODABLE) else cause
-        return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({said}); restore "
-                                       "it from a backup, or move the knowledge base aside and ingest its sources "
-                                       "again")
+        pages = getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_CORRUPT  # a page, not the whole file
+        rebuild = "`kb doctor --repair` rebuilds it where only its indexes are damaged and it still opens; else " \
+            if pages else ""
+        return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({said}); "
+                                       f"{rebuild}{WAY_BACK}")
     if getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
         return DatabaseUnreadableError(f"cannot read the database {where} ({cause}): check the disk's free space, "
                                        "quota and health")
