@@ -6,6 +6,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
+from typing import Literal
 
 from ingestion.scan import hidden
 from kb.containment import inside
@@ -29,8 +30,11 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     them all (the writer lock held), the repair of an encoder mismatch."""
     report = DoctorReport()
     with store.writer_lock if repair else nullcontext():
-        if _damaged_pages(store, report, repair) or _mistyped_values(store, report):
+        pages = _damaged_pages(store, report, repair)
+        if pages == "left" or _mistyped_values(store, report):
             return report
+        repair = repair and pages != "rebuilt"  # the others are checked on the new file; their repairs, which delete
+        # rows, wait for a run that can see what the rebuild did (the damaged file is kept to compare)
         _stuck_runs(store, report, repair)
         _orphans(store, report, repair)
         _keyword_tokenizer(store, keywords, report, repair)
@@ -45,14 +49,14 @@ def examine(store: Store, spaces: list[EmbeddingSpace], keywords: KeywordTokeniz
     return report
 
 
-def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> bool:
+def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> Literal["none", "left", "rebuilt"]:
     """Damage no query has met yet (an index's page overwritten) passed every other check while searches failed:
     SQLite's own check finds it. Nothing is written into the damaged file (a repair there could spread the damage):
     the repair rebuilds the database in a new file from its tables' rows, which holds where only indexes are
-    damaged, and keeps the damaged file. Returns whether anything was found: nothing else is checked then."""
+    damaged, and keeps the damaged file. Where damage is left, nothing else is checked."""
     faults = store.integrity_faults()
     if not faults:
-        return False
+        return "none"
     found = f"SQLite's check of the file finds: {'; '.join(fault[:200] for fault in faults)}"
     if repair and store.rebuildable:
         try:
@@ -60,16 +64,17 @@ def _damaged_pages(store: Store, report: DoctorReport, repair: bool) -> bool:
         except (DatabaseUnreadableError, StorageError) as error:
             report.problems.append(Problem(kind="damaged database", repairable=isinstance(error, StorageError),
                                            detail=f"{found}; {error}; {WAY_BACK}"))
-            return True
+            return "left"
         report.problems.append(Problem(kind="damaged database", repaired=True, detail=(
-            f"{found}; rebuilt from its tables' rows, none lost (the damaged file is kept as {kept.name}); run "
-            "`kb doctor` again for the other checks")))
-        return True  # the other checks, and their repairs, on the rebuilt file at the next run
+            f"{found}; rebuilt from its tables' rows, with every row an index still readable records (the damaged "
+            f"file is kept as {kept.name}); what follows was checked on the rebuilt file and not repaired: run "
+            "`kb doctor --repair` again for it")))
+        return "rebuilt"
     remedy = ("`--repair` rebuilds it from its tables' rows, which holds where only its indexes are damaged (the "
               "damaged file is kept); else " if store.rebuildable else "")
     report.problems.append(Problem(kind="damaged database", repairable=store.rebuildable,
                                    detail=f"{found}; {remedy}{WAY_BACK}"))
-    return True
+    return "left"
 
 
 def _mistyped_values(store: Store, report: DoctorReport) -> bool:

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -315,6 +316,7 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
         f"found     {found}; `--repair` rebuilds it from its tables' rows, which holds where only its indexes are "
         "damaged (the damaged file is kept); else restore it from a backup, or move the knowledge base aside and "
         "ingest its sources again", "run `kb doctor --repair` to fix what can be fixed"]
+    database.chmod(0o600)
     holder = kb_factory()  # a process holding the knowledge base open (a server, the scheduler) during the repair
     assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 0
     for use in (lambda: holder.ingest(tmp_path / "docs"), lambda: holder.search("margrave")):
@@ -322,9 +324,11 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
             use()  # not written into the damaged file, now kept aside, where nothing reads it
     [kept] = database.parent.glob("kb.sqlite.damaged-*[0-9]Z")
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"repaired  {found}; rebuilt from its tables' rows, none lost (the damaged file is kept as {kept.name}); run "
-        "`kb doctor` again for the other checks")
+        f"repaired  {found}; rebuilt from its tables' rows, with every row an index still readable records (the "
+        f"damaged file is kept as {kept.name}); what follows was checked on the rebuilt file and not repaired: run "
+        "`kb doctor --repair` again for it")
     assert kept.read_bytes() == damaged and not list(database.parent.glob("*.tmp"))
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600  # as the damaged file was: it holds every document's text
     with closing(sqlite3.connect(database)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert before == {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
@@ -528,3 +532,14 @@ def test_doctor_suggests_a_repair_only_where_one_can_help(repairable: list[bool]
     show.doctor(DoctorReport(problems=[Problem(kind=f"kind {n}", detail="-", repairable=value)
                                        for n, value in enumerate(repairable)]), repaired=False)
     assert capsys.readouterr().out.splitlines()[-1] == last
+
+
+def test_a_knowledge_base_in_a_folder_named_like_a_url_keeps_its_database_inside(kb_factory, tmp_path: Path) -> None:
+    """The folder's path went into a SQLite URL unquoted: `?` began a query and `%` an escape, so a knowledge base
+    in `100% a?b#c` opened a new empty database elsewhere (`100% a`) or none."""
+    knowledge_base = kb_factory("100% a?b#c")
+    assert knowledge_base.ingest(write_docs(tmp_path / "docs")).added
+    knowledge_base.close()
+    assert (tmp_path / "100% a?b#c" / "kb.sqlite").stat().st_size > 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["100% a?b#c", "docs"]
+    assert kb_factory("100% a?b#c").search("margrave")

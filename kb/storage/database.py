@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +41,9 @@ WAY_BACK = "restore it from a backup, or move the knowledge base aside and inges
 
 
 def default_url(kb_dir: Path) -> str:
-    return f"sqlite:///{(kb_dir / DATABASE_FILE).resolve()}"
+    """The URL of the knowledge base's own SQLite file, its path quoted: a folder named ``a?b`` or ``100%`` was
+    read as a URL's query or escapes, and opened another (new, empty) database or none."""
+    return URL.create("sqlite", database=str((kb_dir / DATABASE_FILE).resolve())).render_as_string(hide_password=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -181,7 +183,8 @@ def _unreadable(engine: Engine, url: str, error: Exception) -> DatabaseUnreadabl
     where = engine.url.database or redact(url)
     if is_damage(cause) or not _regular_or_absent(where):  # a FIFO or a device read as a database: an I/O error
         said = "stored text that is not UTF-8 any more" if str(cause).startswith(_UNDECODABLE) else cause
-        pages = getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_CORRUPT  # a page, not the whole file
+        pages = getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_CORRUPT and \
+            Path(where).name == DATABASE_FILE  # a page of a knowledge base's own file (the doctor rebuilds no other)
         rebuild = "`kb doctor --repair` rebuilds it where only its indexes are damaged and it still opens; else " \
             if pages else ""
         return DatabaseUnreadableError(f"the database {where} is damaged or not a SQLite database ({said}); "

@@ -7,14 +7,16 @@ and nothing is written: a backup, or ingesting the sources again, is the way bac
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import stat
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
 from kb.atomic import TEMPORARY_SUFFIX
-from kb.errors import DatabaseUnreadableError, StorageError
+from kb.errors import DatabaseUnreadableError, KbError, StorageError
 from kb.storage.database import BUSY_TIMEOUT_S
 
 # What writing the new file can fail on, the damaged one aside: the disk, or a process holding the database.
@@ -31,30 +33,65 @@ def rebuild_from_tables(database: Path) -> Path:
     """Rebuild ``database`` (closed by every connection of this process; a regular file, not a link) from its
     tables' rows and put the new file in its place; returns where the damaged file (and its write-ahead log) was
     kept. Raises ``DatabaseUnreadableError`` when a table cannot be read whole, ``StorageError`` when the new file
-    cannot be written (a full disk), leaving ``database`` as it was either way."""
+    cannot be written (a full disk) or a writer holds the database, leaving ``database`` as it was.
+
+    SQLite's write lock on the damaged file is held from before the copy until the new file is in its place (taken,
+    nothing written), so no other process's write goes into the old file unseen: one waiting finds the file
+    replaced when it gets the lock (``Store.write`` checks), and stops."""
     rebuilt = database.with_name(f"{database.name}.{os.getpid()}.rebuilt{TEMPORARY_SUFFIX}")  # a killed run's is found
     rebuilt.unlink(missing_ok=True)
-    try:
-        _copy_tables(database, rebuilt)
-    except (sqlite3.Error, TableDamage) as error:
-        rebuilt.unlink(missing_ok=True)
-        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-        if code in NOT_DAMAGE:
-            room = " (it needs as much free space as the database takes)" if code == sqlite3.SQLITE_FULL else ""
-            raise StorageError(f"cannot rebuild the database {database} beside it: {error}{room}") from error
-        raise DatabaseUnreadableError(f"the database {database} cannot be rebuilt from its tables: a table's own "
-                                      f"pages are damaged ({error})") from error
-    kept = _kept_name(database)
-    os.link(database, kept)
-    log = database.with_name(database.name + WAL)
-    if log.exists():  # kept with its file, and gone from beside the new one, into which it would be played
-        if log.stat().st_size:
-            os.link(log, kept.with_name(kept.name + WAL))
-        log.unlink()
-    database.with_name(database.name + "-shm").unlink(missing_ok=True)
-    os.replace(rebuilt, database)
-    _sync_folder(database.parent)
+    with closing(sqlite3.connect(database, isolation_level=None, timeout=BUSY_TIMEOUT_S)) as lock:
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            _copy_tables(database, rebuilt)
+            _same_owner_and_mode(database, rebuilt)
+        except BaseException as error:
+            rebuilt.unlink(missing_ok=True)
+            if isinstance(error, (sqlite3.Error, TableDamage)):
+                raise _refusal(database, error) from error
+            raise
+        kept = _kept_name(database)
+        _keep(database, kept)
+        log = database.with_name(database.name + WAL)
+        if log.exists():  # kept with its file, and gone from beside the new one, into which it would be played
+            if log.stat().st_size:
+                _keep(log, kept.with_name(kept.name + WAL))
+            log.unlink()
+        database.with_name(database.name + "-shm").unlink(missing_ok=True)
+        os.replace(rebuilt, database)
+        _sync_folder(database.parent)
+        lock.execute("ROLLBACK")  # (SQLite finds its file moved: nothing is played back or removed on closing)
     return kept
+
+
+def _refusal(database: Path, error: sqlite3.Error | TableDamage) -> KbError:
+    """Why the rebuild stopped: the disk or another process (``StorageError``), or the tables themselves."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code in NOT_DAMAGE:
+        why = {sqlite3.SQLITE_FULL: " (it needs as much free space as the database takes)",
+               sqlite3.SQLITE_BUSY: " (another process is writing to it: repair again when it is done)"}.get(code, "")
+        return StorageError(f"cannot rebuild the database {database} beside it: {error}{why}")
+    return DatabaseUnreadableError(f"the database {database} cannot be rebuilt from its tables: a table's own pages "
+                                   f"are damaged ({error})")
+
+
+def _same_owner_and_mode(original: Path, copy: Path) -> None:
+    """The copy with the original's permissions (a database holds every document's text; 0600 stays 0600) and, where
+    this process may set it, its owner."""
+    status = original.stat()
+    os.chmod(copy, stat.S_IMODE(status.st_mode))
+    try:
+        os.chown(copy, status.st_uid, status.st_gid)
+    except OSError:
+        pass  # not root: the copy is this process's, as anything it writes
+
+
+def _keep(path: Path, kept: Path) -> None:
+    """``path`` also under the name ``kept``: a second name where the file system has them, else a copy."""
+    try:
+        os.link(path, kept)
+    except OSError:
+        shutil.copy2(path, kept)
 
 
 def _copy_tables(source: Path, target: Path) -> None:

@@ -165,10 +165,10 @@ class Store:
 
         A database that cannot be written (read-only, disk full) raises ``StorageError`` naming the cause.
         """
-        self.check_database_file()
         try:
             with self.sessions.begin() as session:
                 take_turn(session, WRITE_LOCK)
+                self.check_database_file()  # once it is this process's turn: a rebuild holds the turn until done
                 unit = WriteUnit(session, list(session.scalars(select(Space.id))), Snapshot(session, self),
                                  pgvector=getattr(self, "vector_index", None) == "pgvector",
                                  index_settings=self.settings.index)
