@@ -389,6 +389,15 @@ def test_doctor_does_not_rebuild_a_database_whose_tables_are_damaged(kb_factory,
         "indexes", "kb.json", "kb.sqlite", "write.lock"]
 
 
+def _ingested_then_changed(kb_factory, tmp_path: Path, change: str) -> None:
+    """A knowledge base at ``tmp_path / "kb"`` with the test documents, then ``change`` made to it from outside."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
+        connection.execute(change)
+
+
 @pytest.mark.parametrize(("change", "said"), [
     ("UPDATE documents SET warnings = '{bad' WHERE id = 1", "documents.warnings: 1 value(s) not of its type (id=1: "
      "'{bad')"),
@@ -413,11 +422,7 @@ def test_doctor_finds_values_written_from_outside_into_columns_of_another_type(
     """SQLite keeps text in an integer column, JSON that does not parse, a NUL inside a path: `kb doctor` failed
     with a traceback on each of the first three. It names the column, the row and the value, and repairs nothing
     (what the value was is not known here)."""
-    knowledge_base = kb_factory()
-    knowledge_base.ingest(write_docs(tmp_path / "docs"))
-    knowledge_base.close()
-    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
-        connection.execute(change)
+    _ingested_then_changed(kb_factory, tmp_path, change)
     capsys.readouterr()
     for repair in ([], ["--repair"]):
         assert main(["--kb", str(tmp_path / "kb"), "doctor", *repair]) == 1
@@ -441,11 +446,7 @@ def test_a_read_that_meets_a_value_written_from_outside_is_one_line_naming_it(
     """The tables a search or a listing reads are too large to check at every opening: a value of another type
     found there failed the command with a traceback from deep inside it. The read that fails on one now checks the
     database and names it, as the doctor does."""
-    knowledge_base = kb_factory()
-    knowledge_base.ingest(write_docs(tmp_path / "docs"))
-    knowledge_base.close()
-    with closing(sqlite3.connect(tmp_path / "kb" / "kb.sqlite")) as connection, connection:
-        connection.execute(change)
+    _ingested_then_changed(kb_factory, tmp_path, change)
     capsys.readouterr()
     assert main(["--kb", str(tmp_path / "kb"), *command]) == 2
     [error] = errors(capsys.readouterr().err)

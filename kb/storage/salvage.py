@@ -51,14 +51,18 @@ def rebuild_from_tables(database: Path) -> Path:
                 raise _refusal(database, error) from error
             raise
         kept = _kept_name(database)
-        _keep(database, kept)
-        log = database.with_name(database.name + WAL)
-        if log.exists():  # kept with its file, and gone from beside the new one, into which it would be played
-            if log.stat().st_size:
-                _keep(log, kept.with_name(kept.name + WAL))
-            log.unlink()
-        database.with_name(database.name + "-shm").unlink(missing_ok=True)
-        os.replace(rebuilt, database)
+        try:
+            _keep(database, kept)
+            log = database.with_name(database.name + WAL)
+            if log.exists():  # kept with its file, and gone from beside the new one, into which it would be played
+                if log.stat().st_size:
+                    _keep(log, kept.with_name(kept.name + WAL))
+                log.unlink()
+            database.with_name(database.name + "-shm").unlink(missing_ok=True)
+            os.replace(rebuilt, database)
+        except OSError as error:  # no room for a copy where the file system has no second names, say
+            rebuilt.unlink(missing_ok=True)
+            raise StorageError(f"cannot put the rebuilt database in the place of {database}: {error}") from error
         _sync_folder(database.parent)
         lock.execute("ROLLBACK")  # (SQLite finds its file moved: nothing is played back or removed on closing)
     return kept
