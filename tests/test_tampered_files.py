@@ -12,6 +12,8 @@ import shutil
 import signal
 import sqlite3
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -26,6 +28,8 @@ from kb.errors import (
     InvalidRequestError,
     KbError,
 )
+from kb.sources import add_source
+from kb.storage import salvage
 from tests.test_hostile_operations import errors
 from tests.test_knowledge_base import write_docs
 from tests.test_multimodal import write_folder
@@ -336,6 +340,46 @@ def test_doctor_rebuilds_a_database_whose_damage_lies_in_an_index_from_its_table
     assert main(["--kb", str(tmp_path / "kb"), "search", "margrave", "--type", "txt"]) == 0
     assert "history.txt" in capsys.readouterr().out
     assert main(["--kb", str(tmp_path / "kb"), "doctor"]) == 0
+
+
+def test_a_write_that_waits_for_the_rebuild_goes_into_neither_file_unseen(kb_factory, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write another process began while the damaged file was being copied went into the old file, which the
+    rebuild then put aside: reported done, found in neither. It now waits for the rebuild's lock, finds the file
+    replaced, and fails saying so."""
+    knowledge_base = kb_factory()
+    knowledge_base.ingest(write_docs(tmp_path / "docs"))
+    knowledge_base.close()
+    database = tmp_path / "kb" / "kb.sqlite"
+    with closing(sqlite3.connect(database)) as connection:
+        sources = connection.execute("SELECT count(*) FROM sources").fetchone()
+    _zero_page_of(database, "ix_documents_file_type")
+    writer = kb_factory()
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            add_source(writer.store, tmp_path / "docs", None)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - what the waiting writer met, for the test to read
+            outcome.append(error)
+
+    copy_tables = salvage._copy_tables
+
+    def copy_while_a_writer_waits(source: Path, target: Path) -> None:
+        thread.start()
+        time.sleep(1.0)  # the writer is waiting for SQLite's write lock by now
+        copy_tables(source, target)
+
+    thread = threading.Thread(target=write)
+    monkeypatch.setattr(salvage, "_copy_tables", copy_while_a_writer_waits)
+    assert main(["--kb", str(tmp_path / "kb"), "doctor", "--repair"]) == 0
+    thread.join(60)
+    [error] = outcome
+    assert isinstance(error, DatabaseUnreadableError) and "was deleted or replaced while this process ran" in str(error)
+    for path in (database, *database.parent.glob("kb.sqlite.damaged-*[0-9]Z")):
+        with closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("SELECT count(*) FROM sources").fetchone() == sources  # nor reported added
 
 
 def test_doctor_does_not_rebuild_a_table_that_lost_rows_its_other_index_still_records(
