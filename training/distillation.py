@@ -71,7 +71,8 @@ def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillatio
     The teachers' pass takes minutes, so its logits are kept in ``checkpoints`` and a ``--resume`` reads them back
     (the run's record already refuses other teachers or data; the windows' digest is checked too)."""
     digest = _windows_digest(features)
-    logits = _kept_logits(checkpoints / TEACHERS_FILE, digest)
+    bounds = np.cumsum([len(feature["input_ids"]) for feature in features])
+    logits = _kept_logits(checkpoints / TEACHERS_FILE, digest, int(bounds[-1]))
     if logits is None:
         logits = _teachers_read(features, distillation, tokenizer, max_length=max_length, device=device,
                                 batch_size=batch_size)
@@ -80,9 +81,8 @@ def add_teacher_logits(features: list[dict[str, Any]], distillation: Distillatio
         write_atomic(checkpoints / TEACHERS_FILE, buffer.getvalue())
     else:
         print(f"the teachers' logits are read back from {checkpoints / TEACHERS_FILE}", file=sys.stderr)
-    bounds = np.cumsum([len(feature["input_ids"]) for feature in features])[:-1]
     for side, key in enumerate(TEACHER_KEYS):
-        for feature, row in zip(features, np.split(logits[side], bounds), strict=True):
+        for feature, row in zip(features, np.split(logits[side], bounds[:-1]), strict=True):
             feature[key] = row
 
 
@@ -96,9 +96,9 @@ def _windows_digest(features: Sequence[dict[str, Any]]) -> str:
     return hashed.hexdigest()
 
 
-def _kept_logits(path: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The logits an interrupted run kept for the windows of ``digest``; None when there are none, or the file is
-    damaged or for other windows (read again, then)."""
+def _kept_logits(path: Path, digest: str, tokens: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The logits an interrupted run kept for the windows of ``digest`` (``tokens`` in all); None when there are
+    none, or the file is damaged or for other windows (read again, then)."""
     try:
         with np.load(path, allow_pickle=False) as kept:
             if str(kept["digest"]) != digest:
@@ -106,7 +106,7 @@ def _kept_logits(path: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | Non
             start, end = kept["start"], kept["end"]
     except Exception:  # noqa: BLE001 - whatever a damaged file raises (a zip's flipped byte: NotImplementedError)
         return None
-    if start.dtype != np.float16 or start.shape != end.shape or start.ndim != 1:
+    if start.dtype != np.float16 or start.shape != (tokens,) or end.shape != (tokens,):
         return None
     return start, end
 
